@@ -1,0 +1,1 @@
+//! meshlens-analysis (being built).

@@ -1,0 +1,1 @@
+//! meshlens-ingest (being built).

@@ -1,0 +1,1 @@
+//! meshlens-mesh (being built).

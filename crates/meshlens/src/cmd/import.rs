@@ -1,0 +1,8 @@
+//! `meshlens import`.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`meshlens import` is not available in this build yet")
+}

@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod demo;
+pub mod import;
+pub mod proxy;
+pub mod query;
+pub mod server;
+pub mod traces;

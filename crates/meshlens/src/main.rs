@@ -1,0 +1,44 @@
+//! The meshlens command line: a thin layer over the library crates. Each subcommand lives in
+//! its own module under `cmd/` and turns library errors into messages with context.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "meshlens", version, about = "One binary for metrics, traces, the service graph and the data plane of a service mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub: scrape, remote_write, trace ingest, storage and the query APIs.
+    Server(cmd::server::Args),
+    /// Backfill history into a data directory.
+    Import(cmd::import::Args),
+    /// Run a PromQL query against a server and print the result.
+    Query(cmd::query::Args),
+    /// Run the sidecar / ingress proxy with Istio routing rules.
+    Proxy(cmd::proxy::Args),
+    /// Start a server, a proxied demo mesh and a load generator on loopback.
+    Demo(cmd::demo::Args),
+    /// Search traces and show one as a waterfall.
+    Traces(cmd::traces::Args),
+    /// Load generators and engine benchmarks used by the bench/ scripts.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(a) => cmd::server::run(a),
+        Command::Import(a) => cmd::import::run(a),
+        Command::Query(a) => cmd::query::run(a),
+        Command::Proxy(a) => cmd::proxy::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Traces(a) => cmd::traces::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    }
+}

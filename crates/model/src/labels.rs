@@ -1,0 +1,272 @@
+//! Label sets: sorted by name, names unique, empty values dropped (Prometheus semantics:
+//! a label with an empty value is the same as no label).
+
+use std::fmt;
+
+/// The reserved label that carries the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+impl Label {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A normalised label set. Construction sorts by name, keeps the last value of a repeated
+/// name, and drops empty values, so two equal sets always compare and hash equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    pub fn empty() -> Self {
+        Labels(Vec::new())
+    }
+
+    /// Builds from any pairs; sorts, de-duplicates (last wins) and drops empty values.
+    pub fn from_pairs<I, N, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: Into<String>,
+    {
+        let mut v: Vec<Label> = pairs
+            .into_iter()
+            .map(|(n, val)| Label::new(n, val))
+            .collect();
+        Self::normalise(&mut v);
+        Labels(v)
+    }
+
+    /// Wraps labels already known to be sorted, unique and non-empty (e.g. read back from
+    /// storage). Debug builds check the claim.
+    pub fn from_sorted_unchecked(v: Vec<Label>) -> Self {
+        debug_assert!(v.windows(2).all(|w| w[0].name < w[1].name));
+        Labels(v)
+    }
+
+    fn normalise(v: &mut Vec<Label>) {
+        // Stable sort keeps insertion order among equal names so "last wins" is well defined.
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out: Vec<Label> = Vec::with_capacity(v.len());
+        for l in v.drain(..) {
+            match out.last_mut() {
+                Some(last) if last.name == l.name => *last = l,
+                _ => out.push(l),
+            }
+        }
+        out.retain(|l| !l.value.is_empty());
+        *v = out;
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    pub fn into_vec(self) -> Vec<Label> {
+        self.0
+    }
+
+    pub fn builder(&self) -> LabelsBuilder {
+        LabelsBuilder {
+            labels: self.0.clone(),
+        }
+    }
+
+    /// A copy without the metric name (what most PromQL functions return).
+    pub fn without_metric_name(&self) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// A stable 64-bit FNV-1a hash of the set; stable across builds and platforms, so it may
+    /// be stored on disk.
+    pub fn stable_hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for l in &self.0 {
+            feed(l.name.as_bytes());
+            feed(&[0xff]);
+            feed(l.value.as_bytes());
+            feed(&[0xfe]);
+        }
+        h
+    }
+
+    /// Prometheus's validity rule for stored series: label names match
+    /// `[a-zA-Z_][a-zA-Z0-9_]*` and the metric name, when present, `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    pub fn validate(&self) -> Result<(), String> {
+        for l in &self.0 {
+            if !is_valid_label_name(&l.name) {
+                return Err(format!("invalid label name {:?}", l.name));
+            }
+            if l.name == METRIC_NAME && !is_valid_metric_name(&l.value) {
+                return Err(format!("invalid metric name {:?}", l.value));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus's notation: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.metric_name() {
+            f.write_str(n)?;
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Edits a label set in place and normalises once at the end.
+#[derive(Clone, Debug, Default)]
+pub struct LabelsBuilder {
+    labels: Vec<Label>,
+}
+
+impl LabelsBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets (or, with an empty value, removes) a label.
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        let name = name.into();
+        let value = value.into();
+        self.labels.retain(|l| l.name != name);
+        if !value.is_empty() {
+            self.labels.push(Label { name, value });
+        }
+        self
+    }
+
+    pub fn del(&mut self, name: &str) -> &mut Self {
+        self.labels.retain(|l| l.name != name);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_str())
+    }
+
+    pub fn retain(&mut self, f: impl FnMut(&Label) -> bool) -> &mut Self {
+        self.labels.retain(f);
+        self
+    }
+
+    pub fn build(&self) -> Labels {
+        let mut v = self.labels.clone();
+        Labels::normalise(&mut v);
+        Labels(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_order_duplicates_and_empty_values() {
+        let l = Labels::from_pairs([("b", "1"), ("a", "2"), ("b", "3"), ("c", "")]);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get("a"), Some("2"));
+        assert_eq!(l.get("b"), Some("3"));
+        assert_eq!(l.get("c"), None);
+        assert_eq!(
+            l.stable_hash(),
+            Labels::from_pairs([("a", "2"), ("b", "3")]).stable_hash()
+        );
+    }
+
+    #[test]
+    fn displays_like_prometheus() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "x"), ("instance", "h:1")]);
+        assert_eq!(l.to_string(), r#"up{instance="h:1", job="x"}"#);
+    }
+
+    #[test]
+    fn validates_names() {
+        assert!(Labels::from_pairs([("__name__", "a:b_c")]).validate().is_ok());
+        assert!(Labels::from_pairs([("__name__", "1a")]).validate().is_err());
+        assert!(Labels::from_pairs([("a-b", "x")]).validate().is_err());
+    }
+}

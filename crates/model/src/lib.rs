@@ -1,0 +1,23 @@
+//! The shared vocabulary of meshlens: labels, samples, matchers, spans, and the two storage
+//! contracts (metrics and spans) that every engine implements and every reader consumes.
+//!
+//! Design decision: the storage traits live here, not in the engines, so that PromQL and the
+//! analyses depend only on this crate and run unchanged over the embedded engines or ClickHouse.
+
+pub mod labels;
+pub mod matcher;
+pub mod sample;
+pub mod storage;
+pub mod trace;
+
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use matcher::{LabelMatcher, MatchOp, MatcherError};
+pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
+pub use storage::{
+    AppendOutcome, MetricMetadata, MetricReader, MetricWriter, RejectReason, SeriesSamples,
+    StorageError, TimeSeries,
+};
+pub use trace::{
+    Annotation, DependencyLink, Endpoint, Span, SpanKind, SpanReader, SpanWriter, TraceId,
+    TraceQuery,
+};

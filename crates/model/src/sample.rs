@@ -1,0 +1,35 @@
+//! Samples and Prometheus's staleness marker.
+
+/// One float sample: a timestamp in milliseconds since the Unix epoch and a value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub t: i64,
+    pub v: f64,
+}
+
+impl Sample {
+    pub fn new(t: i64, v: f64) -> Self {
+        Sample { t, v }
+    }
+}
+
+/// The bit pattern Prometheus writes to mark a series stale. It is a NaN, so it must be
+/// compared by bits, never by value.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+pub const STALE_NAN: f64 = f64::from_bits(STALE_NAN_BITS);
+
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_nan_is_distinct_from_plain_nan() {
+        assert!(is_stale_nan(STALE_NAN));
+        assert!(!is_stale_nan(f64::NAN));
+        assert!(STALE_NAN.is_nan());
+    }
+}

@@ -1,0 +1,197 @@
+//! The metrics storage contract. The embedded TSDB and the ClickHouse backend implement it;
+//! PromQL, the HTTP API and the analyses only ever see these traits.
+//!
+//! Contract, shared by every implementation:
+//! - time ranges `[mint, maxt]` are inclusive at both ends, in milliseconds;
+//! - `select` returns series sorted by labels, each with its samples sorted by time, only
+//!   series with at least one sample in the range; staleness markers are returned as stored;
+//! - returned data is owned by the caller;
+//! - `append` returning `Ok` means every accepted sample is durable (in the WAL, synced per
+//!   the engine's stated fsync policy). Samples the engine refuses are counted by reason in
+//!   the outcome and never fail the rest of the batch.
+
+use crate::{LabelMatcher, Labels, Sample};
+
+/// One series and its samples, as received (remote write, scrape, import).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimeSeries {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// One series and its samples in the selected range, as read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// Why a sample was refused; each is counted separately in the server's own metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Older than the series' newest sample and outside the out-of-order window.
+    OutOfOrder,
+    /// Older than the oldest time the engine still accepts (before the head or retention).
+    OutOfBounds,
+    /// Same timestamp as a stored sample but a different value.
+    Duplicate,
+    /// The series' labels are not valid Prometheus labels.
+    InvalidLabels,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 4] = [
+        RejectReason::OutOfOrder,
+        RejectReason::OutOfBounds,
+        RejectReason::Duplicate,
+        RejectReason::InvalidLabels,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out_of_order",
+            RejectReason::OutOfBounds => "out_of_bounds",
+            RejectReason::Duplicate => "duplicate",
+            RejectReason::InvalidLabels => "invalid_labels",
+        }
+    }
+}
+
+/// What an append did with a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub accepted: u64,
+    pub out_of_order: u64,
+    pub out_of_bounds: u64,
+    pub duplicate: u64,
+    pub invalid_labels: u64,
+    /// Series created by this batch (Prometheus's `scrape_series_added` counts these).
+    pub series_created: u64,
+}
+
+impl AppendOutcome {
+    pub fn rejected(&self) -> u64 {
+        self.out_of_order + self.out_of_bounds + self.duplicate + self.invalid_labels
+    }
+
+    pub fn count(&self, reason: RejectReason) -> u64 {
+        match reason {
+            RejectReason::OutOfOrder => self.out_of_order,
+            RejectReason::OutOfBounds => self.out_of_bounds,
+            RejectReason::Duplicate => self.duplicate,
+            RejectReason::InvalidLabels => self.invalid_labels,
+        }
+    }
+
+    pub fn add_rejected(&mut self, reason: RejectReason, n: u64) {
+        match reason {
+            RejectReason::OutOfOrder => self.out_of_order += n,
+            RejectReason::OutOfBounds => self.out_of_bounds += n,
+            RejectReason::Duplicate => self.duplicate += n,
+            RejectReason::InvalidLabels => self.invalid_labels += n,
+        }
+    }
+
+    pub fn merge(&mut self, o: &AppendOutcome) {
+        self.accepted += o.accepted;
+        self.out_of_order += o.out_of_order;
+        self.out_of_bounds += o.out_of_bounds;
+        self.duplicate += o.duplicate;
+        self.invalid_labels += o.invalid_labels;
+        self.series_created += o.series_created;
+    }
+}
+
+/// Metric metadata as exposition formats and remote write carry it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricMetadata {
+    pub metric_family: String,
+    /// Prometheus's type names: counter, gauge, histogram, gaugehistogram, summary, info,
+    /// stateset, unknown.
+    pub kind: String,
+    pub help: String,
+    pub unit: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt data in {location}: {reason}")]
+    Corruption { location: String, reason: String },
+    #[error("storage is closed")]
+    Closed,
+    #[error("query would load more than {limit} samples")]
+    TooManySamples { limit: usize },
+    #[error("storage backend unavailable: {reason}")]
+    Unavailable { reason: String },
+    #[error("invalid request: {reason}")]
+    InvalidRequest { reason: String },
+}
+
+impl StorageError {
+    pub fn io(op: impl Into<String>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+/// Writes metrics. Implementations are internally synchronised.
+pub trait MetricWriter: Send + Sync {
+    /// Appends a batch; see the module contract for durability and rejections.
+    fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError>;
+
+    /// Records metric metadata (type, help, unit); engines may keep only the latest.
+    fn append_metadata(&self, _metadata: &[MetricMetadata]) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+/// Reads metrics. Implementations are internally synchronised.
+pub trait MetricReader: Send + Sync {
+    /// Series matching all matchers, with their samples in `[mint, maxt]`.
+    fn select(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StorageError>;
+
+    /// Label sets of the series matching all matchers that have data in `[mint, maxt]`,
+    /// sorted.
+    fn series(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError>;
+
+    /// Sorted, distinct label names of matching series (all series when `matchers` is empty).
+    fn label_names(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError>;
+
+    /// Sorted, distinct values of one label over matching series (all series when
+    /// `matchers` is empty).
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError>;
+
+    /// Metadata per metric family, optionally for one metric.
+    fn metadata(&self, _metric: Option<&str>) -> Result<Vec<MetricMetadata>, StorageError> {
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,196 @@
+//! The span model (Zipkin v2's, which OTLP maps onto) and the span storage contract.
+//!
+//! Contract: `SpanWriter::write` returning `Ok` means the spans are durable. A trace is
+//! whatever spans share its id; readers group by id.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::StorageError;
+
+/// A trace id as sent: 64-bit (16 hex digits) or 128-bit (32 hex digits). Both are kept as
+/// sent, like the Zipkin server does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TraceId {
+    pub high: u64,
+    pub low: u64,
+    pub is_128: bool,
+}
+
+impl TraceId {
+    /// Parses 1 to 32 hex digits (Zipkin pads shorter ids); more than 16 means 128-bit.
+    pub fn parse_hex(s: &str) -> Option<TraceId> {
+        if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        if s.len() > 16 {
+            let split = s.len() - 16;
+            Some(TraceId {
+                high: u64::from_str_radix(&s[..split], 16).ok()?,
+                low: u64::from_str_radix(&s[split..], 16).ok()?,
+                is_128: true,
+            })
+        } else {
+            Some(TraceId {
+                high: 0,
+                low: u64::from_str_radix(s, 16).ok()?,
+                is_128: false,
+            })
+        }
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<TraceId> {
+        match b.len() {
+            8 => Some(TraceId {
+                high: 0,
+                low: u64::from_be_bytes(b.try_into().ok()?),
+                is_128: false,
+            }),
+            16 => Some(TraceId {
+                high: u64::from_be_bytes(b[..8].try_into().ok()?),
+                low: u64::from_be_bytes(b[8..].try_into().ok()?),
+                is_128: true,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_128 {
+            write!(f, "{:016x}{:016x}", self.high, self.low)
+        } else {
+            write!(f, "{:016x}", self.low)
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SpanKind {
+    Client,
+    Server,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Client => "CLIENT",
+            SpanKind::Server => "SERVER",
+            SpanKind::Producer => "PRODUCER",
+            SpanKind::Consumer => "CONSUMER",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SpanKind> {
+        match s {
+            "CLIENT" => Some(SpanKind::Client),
+            "SERVER" => Some(SpanKind::Server),
+            "PRODUCER" => Some(SpanKind::Producer),
+            "CONSUMER" => Some(SpanKind::Consumer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub service_name: Option<String>,
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Annotation {
+    /// Microseconds since the epoch.
+    pub timestamp: u64,
+    pub value: String,
+}
+
+/// A Zipkin v2 span. Times are microseconds since the epoch; ids are kept numeric.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub trace_id: TraceId,
+    pub id: u64,
+    pub parent_id: Option<u64>,
+    pub name: Option<String>,
+    pub kind: Option<SpanKind>,
+    pub timestamp: Option<u64>,
+    pub duration: Option<u64>,
+    pub local_endpoint: Option<Endpoint>,
+    pub remote_endpoint: Option<Endpoint>,
+    pub annotations: Vec<Annotation>,
+    pub tags: BTreeMap<String, String>,
+    pub debug: bool,
+    pub shared: bool,
+}
+
+impl Span {
+    pub fn local_service(&self) -> Option<&str> {
+        self.local_endpoint.as_ref()?.service_name.as_deref()
+    }
+
+    pub fn remote_service(&self) -> Option<&str> {
+        self.remote_endpoint.as_ref()?.service_name.as_deref()
+    }
+}
+
+/// A search, with the Zipkin API's parameters. Times in milliseconds, durations in
+/// microseconds, as that API has them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TraceQuery {
+    pub service_name: Option<String>,
+    pub remote_service_name: Option<String>,
+    pub span_name: Option<String>,
+    /// `key` (tag key or annotation value present) or `key=value` terms, all required.
+    pub annotation_query: Vec<(String, Option<String>)>,
+    pub min_duration: Option<u64>,
+    pub max_duration: Option<u64>,
+    pub end_ts: i64,
+    pub lookback: i64,
+    pub limit: usize,
+}
+
+/// One edge of the dependency graph (Zipkin's DependencyLink).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DependencyLink {
+    pub parent: String,
+    pub child: String,
+    pub call_count: u64,
+    pub error_count: u64,
+}
+
+pub trait SpanWriter: Send + Sync {
+    fn write(&self, spans: Vec<Span>) -> Result<(), StorageError>;
+}
+
+pub trait SpanReader: Send + Sync {
+    /// All spans of one trace, empty when unknown.
+    fn trace(&self, id: &TraceId) -> Result<Vec<Span>, StorageError>;
+    /// Traces with at least one span matching the query, newest first, at most `limit`.
+    fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError>;
+    fn service_names(&self) -> Result<Vec<String>, StorageError>;
+    fn remote_service_names(&self, service: &str) -> Result<Vec<String>, StorageError>;
+    fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError>;
+    /// Links between services from spans in `[end_ts - lookback, end_ts]` (milliseconds).
+    fn dependencies(&self, end_ts: i64, lookback: i64)
+        -> Result<Vec<DependencyLink>, StorageError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_keep_their_width() {
+        let a = TraceId::parse_hex("463ac35c9f6413ad").unwrap();
+        assert_eq!(a.to_string(), "463ac35c9f6413ad");
+        let b = TraceId::parse_hex("463ac35c9f6413ad48485a3953bb6124").unwrap();
+        assert_eq!(b.to_string(), "463ac35c9f6413ad48485a3953bb6124");
+        assert!(TraceId::parse_hex("xyz").is_none());
+        assert_eq!(TraceId::parse_hex("1").unwrap().to_string(), "0000000000000001");
+    }
+}

@@ -1,0 +1,1 @@
+//! meshlens-promql (being built).

@@ -1,0 +1,1 @@
+//! meshlens-proxy (being built).

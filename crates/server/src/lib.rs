@@ -1,0 +1,1 @@
+//! meshlens-server (being built).

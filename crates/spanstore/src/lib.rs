@@ -1,0 +1,1 @@
+//! meshlens-spanstore (being built).

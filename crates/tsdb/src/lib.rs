@@ -1,0 +1,1 @@
+//! meshlens-tsdb (being built).
