@@ -1,1 +1,3 @@
 //! meshlens-server (being built).
+
+pub mod trace_api;

@@ -1,0 +1,1 @@
+//! The trace half of the HTTP API (being built).
