@@ -178,6 +178,14 @@ pub trait SpanReader: Send + Sync {
     /// Links between services from spans in `[end_ts - lookback, end_ts]` (milliseconds).
     fn dependencies(&self, end_ts: i64, lookback: i64)
         -> Result<Vec<DependencyLink>, StorageError>;
+    /// Tag keys seen in stored spans (Zipkin's autocompleteKeys), sorted.
+    fn autocomplete_keys(&self) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+    /// Values seen for one tag key (Zipkin's autocompleteValues), sorted.
+    fn autocomplete_values(&self, _key: &str) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
 }
 
 #[cfg(test)]

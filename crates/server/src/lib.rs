@@ -1,3 +1,1 @@
 //! meshlens-server (being built).
-
-pub mod trace_api;

@@ -1,1 +1,0 @@
-//! The trace half of the HTTP API (being built).
