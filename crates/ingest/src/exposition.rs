@@ -1,1 +1,475 @@
-//! (being built)
+//! The Prometheus text exposition format 0.0.4 and OpenMetrics 1.0, as Prometheus parses them
+//! when scraping.
+//!
+//! One pass over the lines, no regexes: scraping large targets is a hot path. Every error names
+//! the 1-based line and what is wrong there, and the whole scrape fails on the first one, as in
+//! Prometheus (a half-ingested scrape would corrupt staleness tracking).
+
+use std::collections::HashMap;
+
+use meshlens_model::{Label, Labels, MetricMetadata, METRIC_NAME};
+
+/// What a scrape's Content-Type says the body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    PrometheusText,
+    OpenMetrics,
+}
+
+/// The Accept header Prometheus 2.42 sends: OpenMetrics preferred, then text 0.0.4.
+pub const SCRAPE_ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// Decides the parser from a response's Content-Type the way Prometheus does: OpenMetrics only
+/// when the media type says so, the text format for anything else (including no header).
+pub fn format_from_content_type(content_type: Option<&str>) -> Format {
+    match content_type {
+        Some(ct)
+            if ct
+                .split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/openmetrics-text")) =>
+        {
+            Format::OpenMetrics
+        }
+        _ => Format::PrometheusText,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapedSample {
+    /// Includes `__name__`.
+    pub labels: Labels,
+    pub timestamp_ms: Option<i64>,
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParsedScrape {
+    pub samples: Vec<ScrapedSample>,
+    pub metadata: Vec<MetricMetadata>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct ParseError {
+    /// 1-based.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Parses a whole scrape body.
+pub fn parse(body: &[u8], format: Format) -> Result<ParsedScrape, ParseError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let line = body[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        ParseError {
+            line,
+            reason: "invalid UTF-8".into(),
+        }
+    })?;
+    let mut p = Parser {
+        format,
+        out: ParsedScrape::default(),
+        families: HashMap::new(),
+        saw_eof: false,
+    };
+    let mut lines = text.split('\n').enumerate().peekable();
+    while let Some((i, raw)) = lines.next() {
+        let line_no = i + 1;
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        // A trailing newline leaves one empty final piece: that is not a blank line.
+        if line.is_empty() && lines.peek().is_none() {
+            break;
+        }
+        p.line(line, line_no)
+            .map_err(|reason| ParseError { line: line_no, reason })?;
+    }
+    if format == Format::OpenMetrics && !p.saw_eof {
+        return Err(ParseError {
+            line: text.split('\n').count(),
+            reason: "OpenMetrics input must end with \"# EOF\"".into(),
+        });
+    }
+    let mut families: Vec<(String, MetricMetadata)> = p.families.into_iter().collect();
+    families.sort_by(|a, b| a.0.cmp(&b.0));
+    p.out.metadata = families.into_iter().map(|(_, m)| m).collect();
+    Ok(p.out)
+}
+
+struct Parser {
+    format: Format,
+    out: ParsedScrape,
+    families: HashMap<String, MetricMetadata>,
+    saw_eof: bool,
+}
+
+impl Parser {
+    fn line(&mut self, line: &str, _line_no: usize) -> Result<(), String> {
+        if self.saw_eof {
+            return Err("content after \"# EOF\"".into());
+        }
+        if line.trim().is_empty() {
+            return match self.format {
+                Format::PrometheusText => Ok(()),
+                Format::OpenMetrics => Err("blank lines are not allowed in OpenMetrics".into()),
+            };
+        }
+        if let Some(rest) = line.strip_prefix('#') {
+            return self.comment(rest);
+        }
+        let sample = self.sample(line)?;
+        self.out.samples.push(sample);
+        Ok(())
+    }
+
+    fn comment(&mut self, rest: &str) -> Result<(), String> {
+        let rest_trim = rest.trim_start();
+        if self.format == Format::OpenMetrics && rest == " EOF" {
+            self.saw_eof = true;
+            return Ok(());
+        }
+        let mut parts = rest_trim.splitn(3, [' ', '\t']);
+        let keyword = parts.next().unwrap_or("");
+        let (kind, needs_name) = match keyword {
+            "HELP" => ("help", true),
+            "TYPE" => ("type", true),
+            "UNIT" if self.format == Format::OpenMetrics => ("unit", true),
+            _ => ("", false),
+        };
+        if !needs_name {
+            // Free comments are allowed in the text format; OpenMetrics has only these lines.
+            return match self.format {
+                Format::PrometheusText => Ok(()),
+                Format::OpenMetrics => Err(format!("unknown comment line \"#{rest}\"")),
+            };
+        }
+        let name = parts.next().unwrap_or("");
+        if !meshlens_model::labels::is_valid_metric_name(name) {
+            return Err(format!("invalid metric name {name:?} in {keyword} line"));
+        }
+        let value = parts.next().unwrap_or("").trim_start_matches([' ', '\t']);
+        let family = self
+            .families
+            .entry(name.to_string())
+            .or_insert_with(|| MetricMetadata {
+                metric_family: name.to_string(),
+                kind: "unknown".into(),
+                ..Default::default()
+            });
+        match kind {
+            "help" => family.help = unescape_help(value),
+            "unit" => family.unit = value.trim().to_string(),
+            _ => {
+                let t = value.trim();
+                let ok = match self.format {
+                    Format::PrometheusText => {
+                        matches!(t, "counter" | "gauge" | "histogram" | "summary" | "untyped")
+                    }
+                    Format::OpenMetrics => matches!(
+                        t,
+                        "counter"
+                            | "gauge"
+                            | "histogram"
+                            | "gaugehistogram"
+                            | "summary"
+                            | "info"
+                            | "stateset"
+                            | "unknown"
+                    ),
+                };
+                if !ok {
+                    return Err(format!("invalid metric type {t:?}"));
+                }
+                family.kind = if t == "untyped" { "unknown" } else { t }.to_string();
+            }
+        }
+        Ok(())
+    }
+
+    fn sample(&self, line: &str) -> Result<ScrapedSample, String> {
+        let mut c = Cursor {
+            s: line.as_bytes(),
+            pos: 0,
+        };
+        let name = c.metric_name()?;
+        let mut labels: Vec<Label> = Vec::with_capacity(8);
+        labels.push(Label::new(METRIC_NAME, name));
+        if c.peek() == Some(b'{') {
+            c.pos += 1;
+            c.label_set(&mut labels)?;
+        }
+        if !c.skip_blanks() {
+            return Err(format!("expected a value after {name:?}"));
+        }
+        let value_tok = c.token();
+        let value = parse_float(value_tok)
+            .ok_or_else(|| format!("invalid value {value_tok:?} for {name:?}"))?;
+        let mut timestamp_ms = None;
+        if c.skip_blanks() && c.peek() != Some(b'#') {
+            let tok = c.token();
+            timestamp_ms = Some(match self.format {
+                Format::PrometheusText => tok
+                    .parse::<i64>()
+                    .map_err(|_| format!("invalid timestamp {tok:?}"))?,
+                Format::OpenMetrics => {
+                    let secs = parse_float(tok)
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| format!("invalid timestamp {tok:?}"))?;
+                    (secs * 1000.0).round() as i64
+                }
+            });
+            c.skip_blanks();
+        }
+        if c.peek() == Some(b'#') {
+            if self.format == Format::PrometheusText {
+                return Err("unexpected \"#\" after the sample".into());
+            }
+            // An exemplar: validated for shape, not stored.
+            c.pos += 1;
+            c.skip_blanks();
+            if c.peek() != Some(b'{') {
+                return Err("exemplar must start with a label set".into());
+            }
+            c.pos += 1;
+            let mut ex = Vec::new();
+            c.label_set(&mut ex)?;
+            c.skip_blanks();
+            let tok = c.token();
+            parse_float(tok).ok_or_else(|| format!("invalid exemplar value {tok:?}"))?;
+            c.skip_blanks();
+            if !c.at_end() {
+                let tok = c.token();
+                parse_float(tok).ok_or_else(|| format!("invalid exemplar timestamp {tok:?}"))?;
+                c.skip_blanks();
+            }
+        }
+        if !c.at_end() {
+            return Err(format!(
+                "unexpected {:?} at column {}",
+                String::from_utf8_lossy(&c.s[c.pos..]),
+                c.pos + 1
+            ));
+        }
+        let mut seen = labels.iter().map(|l| l.name.as_str()).collect::<Vec<_>>();
+        seen.sort_unstable();
+        if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("duplicate label name {:?}", w[0]));
+        }
+        Ok(ScrapedSample {
+            labels: Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value))),
+            timestamp_ms,
+            value,
+        })
+    }
+}
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    /// Skips spaces and tabs; true when anything follows.
+    fn skip_blanks(&mut self) -> bool {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+        !self.at_end()
+    }
+
+    fn token(&mut self) -> &'a str {
+        let start = self.pos;
+        while !matches!(self.peek(), None | Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+        // Token boundaries are ASCII, so this slice is valid UTF-8.
+        std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("")
+    }
+
+    fn ident(&mut self, allow_colon: bool) -> &'a str {
+        let start = self.pos;
+        while let Some(b) = self.peek() {
+            let ok = b.is_ascii_alphanumeric() || b == b'_' || (allow_colon && b == b':');
+            let first_digit = self.pos == start && b.is_ascii_digit();
+            if !ok || first_digit {
+                break;
+            }
+            self.pos += 1;
+        }
+        std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("")
+    }
+
+    fn metric_name(&mut self) -> Result<&'a str, String> {
+        let name = self.ident(true);
+        if name.is_empty() {
+            return Err(format!(
+                "expected a metric name at column {}, found {:?}",
+                self.pos + 1,
+                String::from_utf8_lossy(&self.s[self.pos..]).chars().next().unwrap_or(' ')
+            ));
+        }
+        Ok(name)
+    }
+
+    /// Parses `name="value", ...}` (the opening brace already consumed).
+    fn label_set(&mut self, out: &mut Vec<Label>) -> Result<(), String> {
+        loop {
+            self.skip_blanks();
+            if self.peek() == Some(b'}') {
+                self.pos += 1;
+                return Ok(());
+            }
+            let name = self.ident(false);
+            if name.is_empty() {
+                return Err(format!("expected a label name at column {}", self.pos + 1));
+            }
+            self.skip_blanks();
+            if self.peek() != Some(b'=') {
+                return Err(format!("expected \"=\" after label name {name:?}"));
+            }
+            self.pos += 1;
+            self.skip_blanks();
+            if self.peek() != Some(b'"') {
+                return Err(format!("expected a quoted value for label {name:?}"));
+            }
+            self.pos += 1;
+            let value = self.quoted().map_err(|e| format!("label {name:?}: {e}"))?;
+            out.push(Label::new(name, value));
+            self.skip_blanks();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {}
+                _ => return Err(format!("expected \",\" or \"}}\" after label {name:?}")),
+            }
+        }
+    }
+
+    /// Reads an escaped string up to the closing quote.
+    fn quoted(&mut self) -> Result<String, String> {
+        let mut v = Vec::new();
+        loop {
+            match self.peek() {
+                None => return Err("unterminated label value".into()),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return String::from_utf8(v).map_err(|_| "invalid UTF-8".into());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'n') => v.push(b'\n'),
+                        Some(b'\\') => v.push(b'\\'),
+                        Some(b'"') => v.push(b'"'),
+                        Some(other) => {
+                            v.push(b'\\');
+                            v.push(other);
+                        }
+                        None => return Err("unterminated escape".into()),
+                    }
+                    self.pos += 1;
+                }
+                Some(b) => {
+                    v.push(b);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Go's ParseFloat accepts what Prometheus accepts: decimals, exponents, and the spellings of
+/// Inf and NaN in any case with an optional sign.
+fn parse_float(s: &str) -> Option<f64> {
+    if s.is_empty() || s.contains('_') {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+fn unescape_help(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('\\') => out.push('\\'),
+                Some(o) => {
+                    out.push('\\');
+                    out.push(o);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Renders samples in the text format 0.0.4 (for /federate, /metrics and tests).
+pub fn render_text(samples: &[ScrapedSample]) -> String {
+    let mut out = String::new();
+    for s in samples {
+        write_sample(&mut out, &s.labels, s.value, s.timestamp_ms);
+    }
+    out
+}
+
+/// Appends one sample line in the text format.
+pub fn write_sample(out: &mut String, labels: &Labels, value: f64, timestamp_ms: Option<i64>) {
+    use std::fmt::Write;
+    out.push_str(labels.metric_name().unwrap_or(""));
+    let mut first = true;
+    for l in labels.iter().filter(|l| l.name != METRIC_NAME) {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(&l.name);
+        out.push_str("=\"");
+        for ch in l.value.chars() {
+            match ch {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    if !first {
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(&format_value(value));
+    if let Some(t) = timestamp_ms {
+        let _ = write!(out, " {t}");
+    }
+    out.push('\n');
+}
+
+/// Formats a float as Prometheus does in text output.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests;
