@@ -24,10 +24,10 @@ pub const SCRAPE_ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0
 pub fn format_from_content_type(content_type: Option<&str>) -> Format {
     match content_type {
         Some(ct)
-            if ct
-                .split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/openmetrics-text")) =>
+            if ct.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/openmetrics-text")
+            }) =>
         {
             Format::OpenMetrics
         }
@@ -84,8 +84,10 @@ pub fn parse(body: &[u8], format: Format) -> Result<ParsedScrape, ParseError> {
         if line.is_empty() && lines.peek().is_none() {
             break;
         }
-        p.line(line, line_no)
-            .map_err(|reason| ParseError { line: line_no, reason })?;
+        p.line(line, line_no).map_err(|reason| ParseError {
+            line: line_no,
+            reason,
+        })?;
     }
     if format == Format::OpenMetrics && !p.saw_eof {
         return Err(ParseError {
@@ -316,7 +318,10 @@ impl<'a> Cursor<'a> {
             return Err(format!(
                 "expected a metric name at column {}, found {:?}",
                 self.pos + 1,
-                String::from_utf8_lossy(&self.s[self.pos..]).chars().next().unwrap_or(' ')
+                String::from_utf8_lossy(&self.s[self.pos..])
+                    .chars()
+                    .next()
+                    .unwrap_or(' ')
             ));
         }
         Ok(name)

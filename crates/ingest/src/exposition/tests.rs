@@ -85,7 +85,9 @@ fn openmetrics_needs_eof_and_uses_seconds() {
 #[test]
 fn content_negotiation() {
     assert_eq!(
-        format_from_content_type(Some("application/openmetrics-text; version=1.0.0; charset=utf-8")),
+        format_from_content_type(Some(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        )),
         Format::OpenMetrics
     );
     assert_eq!(
