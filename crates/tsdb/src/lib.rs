@@ -1,1 +1,25 @@
-//! meshlens-tsdb (being built).
+//! The embedded time-series engine: a checksummed WAL, an in-memory head of compressed
+//! chunks with a postings index, immutable on-disk blocks, compaction and retention.
+//!
+//! Main types: [`Tsdb`] (implements `MetricWriter` and `MetricReader`), [`TsdbOptions`].
+//!
+//! Durability: an append returns after its WAL records are written and, with the default
+//! [`FsyncPolicy::EveryAppend`], fdatasync'ed; concurrent appends share one fsync (group
+//! commit). Key design decision: blocks may overlap in time (late samples within the
+//! out-of-order window, a head flushed at shutdown); reads merge and de-duplicate, and
+//! compaction folds overlapping blocks together, so no sample is refused merely because a
+//! block was cut. On-disk formats: `docs/format/`.
+
+mod block;
+mod chunk;
+mod db;
+mod head;
+mod postings;
+mod varint;
+mod wal;
+
+pub mod bench;
+
+pub use block::BlockMeta;
+pub use chunk::{decode as decode_chunk, encode as encode_chunk, Chunk, ChunkError};
+pub use db::{FsyncPolicy, Tsdb, TsdbError, TsdbOptions, TsdbStats};

@@ -1,0 +1,278 @@
+//! Immutable on-disk blocks: `<data>/<id>/{meta.json, index, chunks}`.
+//!
+//! A block is written to `<id>.tmp`, synced, then renamed, so a crash never leaves a half
+//! block under a real name. On open the index (series, chunk references, postings) is read
+//! into memory and the chunks file is memory-mapped; chunk checksums are verified on read.
+//! Byte layouts: `docs/format/{index,chunks,meta}.md`.
+
+mod index;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use meshlens_model::{LabelMatcher, Labels, Sample};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk;
+use crate::postings::Postings;
+
+pub use index::ChunkRef;
+
+/// Samples per chunk in blocks: larger than the head's, for better compression.
+pub const BLOCK_CHUNK_SAMPLES: usize = 480;
+const CHUNKS_MAGIC: &[u8; 4] = b"MLC1";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BlockStats {
+    #[serde(rename = "numSamples")]
+    pub num_samples: u64,
+    #[serde(rename = "numSeries")]
+    pub num_series: u64,
+    #[serde(rename = "numChunks")]
+    pub num_chunks: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Compaction {
+    pub level: u32,
+    pub sources: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BlockMeta {
+    pub id: String,
+    #[serde(rename = "minTime")]
+    pub min_time: i64,
+    /// Inclusive (unlike Prometheus's exclusive maxTime): the newest sample's timestamp.
+    #[serde(rename = "maxTime")]
+    pub max_time: i64,
+    pub stats: BlockStats,
+    pub compaction: Compaction,
+    pub version: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
+    move |source| BlockError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub struct BlockSeries {
+    pub labels: Labels,
+    pub chunks: Vec<ChunkRef>,
+}
+
+pub struct Block {
+    pub dir: PathBuf,
+    pub meta: BlockMeta,
+    pub series: Vec<BlockSeries>,
+    postings: Postings,
+    data: Mmap,
+    pub size_bytes: u64,
+}
+
+impl Block {
+    pub fn open(dir: &Path) -> Result<Block, BlockError> {
+        let meta_path = dir.join("meta.json");
+        let meta: BlockMeta = serde_json::from_slice(
+            &fs::read(&meta_path).map_err(io_err(&meta_path))?,
+        )
+        .map_err(|e| BlockError::Corrupt {
+            path: meta_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let index_path = dir.join("index");
+        let index_bytes = fs::read(&index_path).map_err(io_err(&index_path))?;
+        let (series, postings) =
+            index::decode(&index_bytes).map_err(|reason| BlockError::Corrupt {
+                path: index_path.clone(),
+                reason,
+            })?;
+        let chunks_path = dir.join("chunks");
+        let file = File::open(&chunks_path).map_err(io_err(&chunks_path))?;
+        // SAFETY: block files are immutable once renamed into place; nothing writes them.
+        let data = unsafe { Mmap::map(&file) }.map_err(io_err(&chunks_path))?;
+        if data.get(..4) != Some(CHUNKS_MAGIC.as_slice()) {
+            return Err(BlockError::Corrupt {
+                path: chunks_path,
+                reason: "bad magic".into(),
+            });
+        }
+        let len = data.len() as u64;
+        for s in &series {
+            for c in &s.chunks {
+                if c.offset + u64::from(c.len) + 4 > len {
+                    return Err(BlockError::Corrupt {
+                        path: chunks_path,
+                        reason: format!("chunk reference {}+{} beyond the file", c.offset, c.len),
+                    });
+                }
+            }
+        }
+        let size_bytes = len + index_bytes.len() as u64;
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            meta,
+            series,
+            postings,
+            data,
+            size_bytes,
+        })
+    }
+
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.min_time <= maxt && self.meta.max_time >= mint
+    }
+
+    pub fn select_ids(&self, matchers: &[LabelMatcher]) -> RoaringBitmap {
+        self.postings.select(matchers)
+    }
+
+    pub fn label_values(&self, name: &str, ids: &RoaringBitmap) -> Vec<String> {
+        self.postings.values_within(name, ids)
+    }
+
+    pub fn label_names(&self, ids: &RoaringBitmap) -> Vec<String> {
+        self.postings.names_within(ids)
+    }
+
+    /// Samples of series `idx` in `[mint, maxt]`.
+    pub fn samples(&self, idx: u32, mint: i64, maxt: i64) -> Result<Vec<Sample>, BlockError> {
+        let mut out = Vec::new();
+        let Some(s) = self.series.get(idx as usize) else {
+            return Ok(out);
+        };
+        for c in &s.chunks {
+            if c.max_t < mint || c.min_t > maxt {
+                continue;
+            }
+            let start = c.offset as usize;
+            let end = start + c.len as usize;
+            let bytes = &self.data[start..end];
+            let crc = u32::from_le_bytes(self.data[end..end + 4].try_into().unwrap_or_default());
+            let corrupt = |reason: String| BlockError::Corrupt {
+                path: self.dir.join("chunks"),
+                reason,
+            };
+            if crc32fast::hash(bytes) != crc {
+                return Err(corrupt(format!("checksum mismatch in chunk at {start}")));
+            }
+            let samples =
+                chunk::decode(bytes).map_err(|e| corrupt(format!("chunk at {start}: {e}")))?;
+            out.extend(samples.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
+        }
+        Ok(out)
+    }
+
+    pub fn has_data_in(&self, idx: u32, mint: i64, maxt: i64) -> bool {
+        self.series
+            .get(idx as usize)
+            .is_some_and(|s| s.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt))
+    }
+}
+
+/// Writes a block from series sorted by labels, each with samples sorted by time.
+pub fn write(
+    parent: &Path,
+    series: &[(Labels, Vec<Sample>)],
+    level: u32,
+    sources: Vec<String>,
+) -> Result<Option<PathBuf>, BlockError> {
+    let series: Vec<&(Labels, Vec<Sample>)> =
+        series.iter().filter(|(_, s)| !s.is_empty()).collect();
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let id = new_block_id();
+    let tmp = parent.join(format!("{id}.tmp"));
+    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let mut chunks_buf: Vec<u8> = CHUNKS_MAGIC.to_vec();
+    let mut index_series = Vec::with_capacity(series.len());
+    let (mut min_t, mut max_t, mut num_samples, mut num_chunks) = (i64::MAX, i64::MIN, 0u64, 0u64);
+    for (labels, samples) in &series {
+        let mut refs = Vec::new();
+        for part in samples.chunks(BLOCK_CHUNK_SAMPLES) {
+            let c = chunk::encode(part);
+            refs.push(ChunkRef {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                offset: chunks_buf.len() as u64,
+                len: c.bytes.len() as u32,
+            });
+            chunks_buf.extend_from_slice(&c.bytes);
+            chunks_buf.extend_from_slice(&crc32fast::hash(&c.bytes).to_le_bytes());
+            num_chunks += 1;
+        }
+        min_t = min_t.min(samples[0].t);
+        max_t = max_t.max(samples[samples.len() - 1].t);
+        num_samples += samples.len() as u64;
+        index_series.push(BlockSeries {
+            labels: labels.clone(),
+            chunks: refs,
+        });
+    }
+    let index_bytes = index::encode(&index_series);
+    let meta = BlockMeta {
+        id: id.clone(),
+        min_time: min_t,
+        max_time: max_t,
+        stats: BlockStats {
+            num_samples,
+            num_series: index_series.len() as u64,
+            num_chunks,
+        },
+        compaction: Compaction {
+            level,
+            sources: if sources.is_empty() {
+                vec![id.clone()]
+            } else {
+                sources
+            },
+        },
+        version: 1,
+    };
+    let meta_bytes = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+    for (name, bytes) in [
+        ("chunks", &chunks_buf),
+        ("index", &index_bytes),
+        ("meta.json", &meta_bytes),
+    ] {
+        let p = tmp.join(name);
+        let mut f = File::create(&p).map_err(io_err(&p))?;
+        f.write_all(bytes).map_err(io_err(&p))?;
+        f.sync_all().map_err(io_err(&p))?;
+    }
+    let dest = parent.join(&id);
+    fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(parent))?;
+    Ok(Some(dest))
+}
+
+fn new_block_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!(
+        "{now:013x}{:012x}",
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    )
+}

@@ -1,0 +1,246 @@
+use super::*;
+use meshlens_model::{MatchOp, STALE_NAN};
+
+fn opts() -> TsdbOptions {
+    TsdbOptions {
+        block_duration_ms: 10_000,
+        retention_time_ms: None,
+        ..Default::default()
+    }
+}
+
+fn ts(name: &str, job: &str, samples: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: Labels::from_pairs([("__name__", name), ("job", job)]),
+        samples: samples.iter().map(|(t, v)| Sample::new(*t, *v)).collect(),
+    }
+}
+
+fn all(db: &Tsdb, name: &str) -> Vec<SeriesSamples> {
+    db.select(&[LabelMatcher::equal("__name__", name)], i64::MIN, i64::MAX)
+        .unwrap()
+}
+
+#[test]
+fn wal_replay_after_crash_without_close() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        db.append(&[
+            ts("a", "x", &[(1, 1.0), (2, 2.0)]),
+            ts("b", "y", &[(1, STALE_NAN)]),
+        ])
+        .unwrap();
+        // Dropped without close, as after a crash.
+    }
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let a = all(&db, "a");
+    assert_eq!(a[0].samples, vec![Sample::new(1, 1.0), Sample::new(2, 2.0)]);
+    assert!(meshlens_model::is_stale_nan(all(&db, "b")[0].samples[0].v));
+}
+
+#[test]
+fn reads_span_head_and_blocks_and_survive_close() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        for i in 0..100 {
+            db.append(&[ts("a", "x", &[(i * 1000, i as f64)])]).unwrap();
+        }
+        db.maintain().unwrap();
+        assert!(db.stats().blocks >= 1, "{:?}", db.stats());
+        let got = all(&db, "a");
+        assert_eq!(got[0].samples.len(), 100);
+        db.close().unwrap();
+        assert!(matches!(
+            db.append(&[ts("a", "x", &[(1_000_000, 1.0)])]),
+            Err(StorageError::Closed)
+        ));
+    }
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let got = all(&db, "a");
+    assert_eq!(got[0].samples.len(), 100);
+    assert_eq!(got[0].samples[99], Sample::new(99_000, 99.0));
+    let r = db
+        .select(&[LabelMatcher::equal("__name__", "a")], 10_000, 19_999)
+        .unwrap();
+    assert_eq!(r[0].samples.len(), 10);
+}
+
+#[test]
+fn out_of_order_window_and_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(
+        dir.path(),
+        TsdbOptions {
+            out_of_order_window_ms: 5_000,
+            ..opts()
+        },
+    )
+    .unwrap();
+    db.append(&[ts("a", "x", &[(10_000, 1.0)])]).unwrap();
+    let o = db
+        .append(&[ts(
+            "a",
+            "x",
+            &[(6_000, 2.0), (1_000, 3.0), (10_000, 1.0), (10_000, 9.0)],
+        )])
+        .unwrap();
+    assert_eq!(o.accepted, 2);
+    assert_eq!(o.out_of_order, 1);
+    assert_eq!(o.duplicate, 1);
+    let got = all(&db, "a");
+    assert_eq!(
+        got[0].samples,
+        vec![Sample::new(6_000, 2.0), Sample::new(10_000, 1.0)]
+    );
+    assert_eq!(db.stats().rejected_out_of_order, 1);
+}
+
+#[test]
+fn invalid_labels_are_counted_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let bad = TimeSeries {
+        labels: Labels::from_pairs([("__name__", "ok"), ("bad-name", "v")]),
+        samples: vec![Sample::new(1, 1.0)],
+    };
+    let o = db.append(&[bad, ts("a", "x", &[(1, 1.0)])]).unwrap();
+    assert_eq!((o.accepted, o.invalid_labels), (1, 1));
+}
+
+#[test]
+fn matchers_labels_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    db.append(&[
+        ts("a", "x", &[(1, 1.0)]),
+        ts("a", "y", &[(1, 1.0)]),
+        ts("b", "x", &[(50_000, 1.0)]),
+    ])
+    .unwrap();
+    db.maintain().unwrap();
+    let m = LabelMatcher::new(MatchOp::RegexMatch, "job", "x").unwrap();
+    let got = db.select(&[m], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        db.label_values("job", &[], i64::MIN, i64::MAX).unwrap(),
+        vec!["x", "y"]
+    );
+    assert_eq!(
+        db.label_names(&[], i64::MIN, i64::MAX).unwrap(),
+        vec!["__name__", "job"]
+    );
+    let only_a = [LabelMatcher::equal("__name__", "a")];
+    assert_eq!(
+        db.label_values("job", &only_a, i64::MIN, i64::MAX).unwrap(),
+        vec!["x", "y"]
+    );
+    assert_eq!(db.series(&only_a, 0, 10).unwrap().len(), 2);
+    assert!(db.series(&only_a, 100, 200).unwrap().is_empty());
+}
+
+#[test]
+fn compaction_keeps_every_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    for i in 0..400 {
+        db.append(&[
+            ts("a", "x", &[(i * 500, i as f64)]),
+            ts("c", "z", &[(i * 500, (i * 3) as f64)]),
+        ])
+        .unwrap();
+        if i % 40 == 0 {
+            db.maintain().unwrap();
+        }
+    }
+    db.maintain().unwrap();
+    let stats = db.stats();
+    assert!(stats.compactions >= 1, "{stats:?}");
+    let got = all(&db, "a");
+    assert_eq!(got[0].samples.len(), 400);
+    assert!(got[0].samples.windows(2).all(|w| w[0].t < w[1].t));
+    assert_eq!(all(&db, "c")[0].samples[399].v, 1197.0);
+}
+
+#[test]
+fn retention_by_time_drops_old_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(
+        dir.path(),
+        TsdbOptions {
+            retention_time_ms: Some(30_000),
+            ..opts()
+        },
+    )
+    .unwrap();
+    for i in 0..200 {
+        db.append(&[ts("a", "x", &[(i * 1000, 1.0)])]).unwrap();
+    }
+    db.maintain().unwrap();
+    // Retention removes whole blocks whose newest sample is older than newest - 30 s.
+    let cutoff = 199_000 - 30_000;
+    assert!(
+        db.block_metas().iter().all(|m| m.max_time >= cutoff),
+        "{:?}",
+        db.block_metas()
+    );
+    let got = all(&db, "a");
+    assert!(got[0].samples[0].t > 0 && got[0].samples.len() < 200);
+    let o = db.append(&[ts("a", "x", &[(1_000, 1.0)])]).unwrap();
+    assert_eq!(o.out_of_bounds, 1);
+}
+
+#[test]
+fn corrupt_block_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        db.append(&[ts("a", "x", &[(1, 1.0)])]).unwrap();
+        db.close().unwrap();
+    }
+    let block = fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("index").exists())
+        .unwrap()
+        .path();
+    let index = block.join("index");
+    let mut bytes = fs::read(&index).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&index, bytes).unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    assert!(all(&db, "a").is_empty());
+    assert!(dir
+        .path()
+        .join("corrupted")
+        .join(block.file_name().unwrap())
+        .join("index")
+        .exists());
+}
+
+#[test]
+fn concurrent_appends_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Tsdb::open(dir.path(), opts()).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    db.append(&[ts("a", &format!("w{w}"), &[(i, i as f64)])])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(db);
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let got = all(&db, "a");
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|s| s.samples.len() == 200));
+}

@@ -1,0 +1,373 @@
+//! The in-memory head: recent samples per series, compressed into chunks as they fill, and a
+//! postings index over the series.
+//!
+//! Series are found by a stable hash of their labels in sharded maps, so appends to different
+//! series rarely contend; each series has its own lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use meshlens_model::{LabelMatcher, Labels, RejectReason, Sample};
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+
+use crate::chunk::{self, Chunk};
+use crate::postings::Postings;
+
+/// Samples per head chunk; blocks re-encode into larger chunks.
+pub const HEAD_CHUNK_SAMPLES: usize = 120;
+const SHARDS: usize = 32;
+
+pub struct MemSeries {
+    pub labels: Labels,
+    chunks: Vec<Chunk>,
+    open: Vec<Sample>,
+    /// Late samples within the out-of-order window, sorted by time.
+    ooo: Vec<Sample>,
+    last: Option<Sample>,
+}
+
+/// What one sample append did.
+pub enum Appended {
+    New,
+    /// Same timestamp and same value as stored: ignored, as Prometheus does.
+    Unchanged,
+}
+
+impl MemSeries {
+    fn new(labels: Labels) -> Self {
+        MemSeries {
+            labels,
+            chunks: Vec::new(),
+            open: Vec::new(),
+            ooo: Vec::new(),
+            last: None,
+        }
+    }
+
+    pub fn append(
+        &mut self,
+        t: i64,
+        v: f64,
+        ooo_window: i64,
+        block_duration: i64,
+    ) -> Result<Appended, RejectReason> {
+        let Some(last) = self.last else {
+            self.open.push(Sample::new(t, v));
+            self.last = Some(Sample::new(t, v));
+            return Ok(Appended::New);
+        };
+        if t == last.t {
+            return if v.to_bits() == last.v.to_bits() {
+                Ok(Appended::Unchanged)
+            } else {
+                Err(RejectReason::Duplicate)
+            };
+        }
+        if t < last.t {
+            if last.t.saturating_sub(t) > ooo_window {
+                return Err(RejectReason::OutOfOrder);
+            }
+            return match self.ooo.binary_search_by_key(&t, |s| s.t) {
+                Ok(i) if self.ooo[i].v.to_bits() == v.to_bits() => Ok(Appended::Unchanged),
+                Ok(_) => Err(RejectReason::Duplicate),
+                Err(i) => {
+                    self.ooo.insert(i, Sample::new(t, v));
+                    Ok(Appended::New)
+                }
+            };
+        }
+        let crosses_window = self
+            .open
+            .first()
+            .is_some_and(|f| f.t.div_euclid(block_duration) != t.div_euclid(block_duration));
+        if self.open.len() >= HEAD_CHUNK_SAMPLES || crosses_window {
+            self.close_open();
+        }
+        self.open.push(Sample::new(t, v));
+        self.last = Some(Sample::new(t, v));
+        Ok(Appended::New)
+    }
+
+    fn close_open(&mut self) {
+        if !self.open.is_empty() {
+            self.chunks.push(chunk::encode(&self.open));
+            self.open = Vec::new();
+        }
+    }
+
+    /// Samples in `[mint, maxt]`, sorted, de-duplicated (in-order data wins over late data).
+    pub fn samples_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for c in &self.chunks {
+            if c.max_t < mint || c.min_t > maxt {
+                continue;
+            }
+            if let Ok(s) = c.decode() {
+                out.extend(s.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
+            }
+        }
+        out.extend(self.open.iter().filter(|s| s.t >= mint && s.t <= maxt));
+        if self.ooo.iter().any(|s| s.t >= mint && s.t <= maxt) {
+            out.extend(self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt));
+            out.sort_by_key(|s| s.t);
+            out.dedup_by_key(|s| s.t);
+        }
+        out
+    }
+
+    pub fn has_data_in(&self, mint: i64, maxt: i64) -> bool {
+        self.chunks
+            .iter()
+            .any(|c| c.max_t >= mint && c.min_t <= maxt)
+            || self.open.iter().any(|s| s.t >= mint && s.t <= maxt)
+            || self.ooo.iter().any(|s| s.t >= mint && s.t <= maxt)
+    }
+
+    /// Removes and returns every sample before `boundary`.
+    pub fn take_before(&mut self, boundary: i64) -> Vec<Sample> {
+        let mut out = Vec::new();
+        let mut keep = Vec::with_capacity(self.chunks.len());
+        for c in self.chunks.drain(..) {
+            if c.max_t < boundary {
+                out.extend(c.decode().unwrap_or_default());
+            } else if c.min_t >= boundary {
+                keep.push(c);
+            } else {
+                let all = c.decode().unwrap_or_default();
+                let (before, after): (Vec<Sample>, Vec<Sample>) =
+                    all.into_iter().partition(|s| s.t < boundary);
+                out.extend(before);
+                if !after.is_empty() {
+                    keep.push(chunk::encode(&after));
+                }
+            }
+        }
+        self.chunks = keep;
+        if self.open.first().is_some_and(|s| s.t < boundary) {
+            let (before, after): (Vec<Sample>, Vec<Sample>) =
+                self.open.drain(..).partition(|s| s.t < boundary);
+            out.extend(before);
+            self.open = after;
+        }
+        if self.ooo.first().is_some_and(|s| s.t < boundary) {
+            let split = self.ooo.partition_point(|s| s.t < boundary);
+            out.extend(self.ooo.drain(..split));
+            out.sort_by_key(|s| s.t);
+            out.dedup_by_key(|s| s.t);
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.open.is_empty() && self.ooo.is_empty()
+    }
+
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let mut min = i64::MAX;
+        let mut max = i64::MIN;
+        for c in &self.chunks {
+            min = min.min(c.min_t);
+            max = max.max(c.max_t);
+        }
+        for s in self.open.iter().chain(&self.ooo) {
+            min = min.min(s.t);
+            max = max.max(s.t);
+        }
+        (min <= max).then_some((min, max))
+    }
+
+    pub fn num_chunks(&self) -> usize {
+        self.chunks.len() + usize::from(!self.open.is_empty())
+    }
+}
+
+pub type SeriesRef = Arc<Mutex<MemSeries>>;
+
+#[derive(Default)]
+pub struct Head {
+    shards: Vec<RwLock<HashMap<u64, Vec<u32>>>>,
+    series: RwLock<Vec<Option<SeriesRef>>>,
+    postings: RwLock<Postings>,
+    pub min_t: AtomicI64,
+    pub max_t: AtomicI64,
+    pub num_series: AtomicU64,
+}
+
+impl Head {
+    pub fn new() -> Self {
+        Head {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            series: RwLock::default(),
+            postings: RwLock::default(),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            num_series: AtomicU64::new(0),
+        }
+    }
+
+    fn find(&self, hash: u64, labels: &Labels) -> Option<(u32, SeriesRef)> {
+        let shard = self.shards[(hash as usize) % SHARDS].read();
+        let ids = shard.get(&hash)?;
+        let series = self.series.read();
+        ids.iter().find_map(|&id| {
+            let s = series.get(id as usize)?.as_ref()?;
+            (s.lock().labels == *labels).then(|| (id, s.clone()))
+        })
+    }
+
+    /// The series for `labels`, created when missing; `on_create` runs (under the creation
+    /// lock) before any other appender can see a new series, so its WAL record comes first.
+    pub fn get_or_create(
+        &self,
+        labels: &Labels,
+        on_create: impl FnOnce(u32, &Labels),
+    ) -> (u32, SeriesRef, bool) {
+        let hash = labels.stable_hash();
+        if let Some((id, s)) = self.find(hash, labels) {
+            return (id, s, false);
+        }
+        let mut shard = self.shards[(hash as usize) % SHARDS].write();
+        if let Some(ids) = shard.get(&hash) {
+            let series = self.series.read();
+            for &id in ids {
+                if let Some(Some(s)) = series.get(id as usize) {
+                    if s.lock().labels == *labels {
+                        return (id, s.clone(), false);
+                    }
+                }
+            }
+        }
+        let s: SeriesRef = Arc::new(Mutex::new(MemSeries::new(labels.clone())));
+        let id = {
+            let mut series = self.series.write();
+            series.push(Some(s.clone()));
+            (series.len() - 1) as u32
+        };
+        on_create(id, labels);
+        self.postings.write().add(id, labels);
+        shard.entry(hash).or_default().push(id);
+        self.num_series.fetch_add(1, Ordering::Relaxed);
+        (id, s, true)
+    }
+
+    pub fn note_time(&self, t: i64) {
+        self.min_t.fetch_min(t, Ordering::Relaxed);
+        self.max_t.fetch_max(t, Ordering::Relaxed);
+    }
+
+    pub fn select_ids(&self, matchers: &[LabelMatcher]) -> RoaringBitmap {
+        self.postings.read().select(matchers)
+    }
+
+    pub fn get(&self, id: u32) -> Option<SeriesRef> {
+        self.series.read().get(id as usize)?.clone()
+    }
+
+    pub fn label_values(&self, name: &str, ids: &RoaringBitmap) -> Vec<String> {
+        self.postings.read().values_within(name, ids)
+    }
+
+    pub fn label_names(&self, ids: &RoaringBitmap) -> Vec<String> {
+        self.postings.read().names_within(ids)
+    }
+
+    /// Every live series with its id.
+    pub fn all_series(&self) -> Vec<(u32, SeriesRef)> {
+        self.series
+            .read()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as u32, s.clone()?)))
+            .collect()
+    }
+
+    /// Drops series that hold no samples; returns how many.
+    pub fn gc(&self) -> usize {
+        let mut removed = 0;
+        for (id, s) in self.all_series() {
+            let guard = s.lock();
+            if !guard.is_empty() {
+                continue;
+            }
+            let hash = guard.labels.stable_hash();
+            let mut shard = self.shards[(hash as usize) % SHARDS].write();
+            if let Some(ids) = shard.get_mut(&hash) {
+                ids.retain(|x| *x != id);
+                if ids.is_empty() {
+                    shard.remove(&hash);
+                }
+            }
+            self.postings.write().remove(id, &guard.labels);
+            self.series.write()[id as usize] = None;
+            self.num_series.fetch_sub(1, Ordering::Relaxed);
+            removed += 1;
+        }
+        self.recompute_time_range();
+        removed
+    }
+
+    pub fn recompute_time_range(&self) {
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        for (_, s) in self.all_series() {
+            if let Some((a, b)) = s.lock().time_range() {
+                min = min.min(a);
+                max = max.max(b);
+            }
+        }
+        self.min_t.store(min, Ordering::Relaxed);
+        self.max_t.store(max, Ordering::Relaxed);
+    }
+
+    pub fn num_chunks(&self) -> u64 {
+        self.all_series()
+            .iter()
+            .map(|(_, s)| s.lock().num_chunks() as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_append_rules() {
+        let mut s = MemSeries::new(Labels::from_pairs([("__name__", "a")]));
+        let bd = 7_200_000;
+        assert!(matches!(s.append(1000, 1.0, 0, bd), Ok(Appended::New)));
+        assert!(matches!(
+            s.append(1000, 1.0, 0, bd),
+            Ok(Appended::Unchanged)
+        ));
+        assert_eq!(
+            s.append(1000, 2.0, 0, bd).err(),
+            Some(RejectReason::Duplicate)
+        );
+        assert_eq!(
+            s.append(500, 2.0, 0, bd).err(),
+            Some(RejectReason::OutOfOrder)
+        );
+        assert!(matches!(s.append(500, 2.0, 600, bd), Ok(Appended::New)));
+        assert!(matches!(s.append(2000, 3.0, 600, bd), Ok(Appended::New)));
+        let got: Vec<i64> = s.samples_in(0, 10_000).iter().map(|x| x.t).collect();
+        assert_eq!(got, vec![500, 1000, 2000]);
+        let before = s.take_before(1500);
+        assert_eq!(
+            before.iter().map(|x| x.t).collect::<Vec<_>>(),
+            vec![500, 1000]
+        );
+        assert_eq!(s.samples_in(0, 10_000).len(), 1);
+    }
+
+    #[test]
+    fn chunks_close_at_size_and_window() {
+        let mut s = MemSeries::new(Labels::from_pairs([("__name__", "a")]));
+        for i in 0..300 {
+            s.append(i * 10, i as f64, 0, 1000).unwrap_or(Appended::New);
+        }
+        assert!(s.chunks.iter().all(|c| c.min_t / 1000 == c.max_t / 1000));
+        assert_eq!(s.samples_in(0, 3000).len(), 300);
+    }
+}
