@@ -2,11 +2,16 @@
 //! its own module under `cmd/` and turns library errors into messages with context.
 
 mod cmd;
+mod httpc;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "meshlens", version, about = "One binary for metrics, traces, the service graph and the data plane of a service mesh")]
+#[command(
+    name = "meshlens",
+    version,
+    about = "One binary for metrics, traces, the service graph and the data plane of a service mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +36,14 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESHLENS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Server(a) => cmd::server::run(a),

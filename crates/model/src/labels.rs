@@ -265,7 +265,9 @@ mod tests {
 
     #[test]
     fn validates_names() {
-        assert!(Labels::from_pairs([("__name__", "a:b_c")]).validate().is_ok());
+        assert!(Labels::from_pairs([("__name__", "a:b_c")])
+            .validate()
+            .is_ok());
         assert!(Labels::from_pairs([("__name__", "1a")]).validate().is_err());
         assert!(Labels::from_pairs([("a-b", "x")]).validate().is_err());
     }

@@ -199,6 +199,9 @@ mod tests {
         let b = TraceId::parse_hex("463ac35c9f6413ad48485a3953bb6124").unwrap();
         assert_eq!(b.to_string(), "463ac35c9f6413ad48485a3953bb6124");
         assert!(TraceId::parse_hex("xyz").is_none());
-        assert_eq!(TraceId::parse_hex("1").unwrap().to_string(), "0000000000000001");
+        assert_eq!(
+            TraceId::parse_hex("1").unwrap().to_string(),
+            "0000000000000001"
+        );
     }
 }

@@ -1,1 +1,206 @@
-//! meshlens-server (being built).
+//! The hub: wires storage, ingest, scraping and the HTTP APIs into one process, and owns
+//! start-up and shutdown order.
+//!
+//! Start: lock the data dir, open storage (WAL replay), bind, serve, then start scraping.
+//! Shutdown: stop scraping, stop accepting requests and drain in-flight ones, then close
+//! storage (flushes and syncs the WAL, persists the head). Ingest always stops before
+//! storage closes, so nothing acknowledged is lost.
+
+mod api;
+pub mod config;
+mod discovery;
+mod scrape;
+mod self_metrics;
+pub mod timefmt;
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshlens_tsdb::{Tsdb, TsdbOptions};
+use tokio::sync::oneshot;
+
+pub use config::Config;
+pub use self_metrics::SelfMetrics;
+
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub tsdb: TsdbOptions,
+    /// Largest accepted remote-write body (compressed); larger gets 413.
+    pub max_write_body_bytes: usize,
+    /// Largest accepted remote-write body after snappy decompression.
+    pub max_write_decompressed_bytes: usize,
+    pub maintenance_interval: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            data_dir: PathBuf::from("meshlens-data"),
+            config_file: None,
+            tsdb: TsdbOptions::default(),
+            max_write_body_bytes: 32 << 20,
+            max_write_decompressed_bytes: 256 << 20,
+            maintenance_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {0} is in use by another meshlens process")]
+    Locked(PathBuf),
+    #[error("reading config {file}: {source}")]
+    ConfigRead {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("opening storage: {0}")]
+    Storage(#[from] meshlens_tsdb::TsdbError),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Takes the data directory's lock file; held for the process's life.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<File, ServerError> {
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
+        dir: dir.into(),
+        source,
+    })?;
+    let f = File::create(dir.join("lock")).map_err(|source| ServerError::DataDir {
+        dir: dir.into(),
+        source,
+    })?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(dir.into())),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServerError::DataDir {
+            dir: dir.into(),
+            source,
+        }),
+    }
+}
+
+pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, ServerError> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ServerError::ConfigRead {
+        file: path.into(),
+        source,
+    })?;
+    let (cfg, warnings) = config::parse(&text, &path.display().to_string())?;
+    for w in warnings {
+        tracing::warn!(file = %path.display(), "config: {w}");
+    }
+    Ok(cfg)
+}
+
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: Arc<api::AppState>,
+    http_stop: Option<oneshot::Sender<()>>,
+    http_task: tokio::task::JoinHandle<()>,
+    _lock: File,
+}
+
+/// Starts the server; returns once it is listening.
+pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
+    let lock = lock_data_dir(&opts.data_dir)?;
+    let cfg = load_config(opts.config_file.as_deref())?;
+    let dir = opts.data_dir.clone();
+    let tsdb_opts = opts.tsdb.clone();
+    let tsdb = tokio::task::spawn_blocking(move || Tsdb::open(&dir, tsdb_opts))
+        .await
+        .map_err(|e| ServerError::DataDir {
+            dir: opts.data_dir.clone(),
+            source: std::io::Error::other(e),
+        })??;
+    let tsdb = Arc::new(tsdb);
+    tsdb.start_background(opts.maintenance_interval);
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+    let metrics = SelfMetrics::new();
+    let scrape = scrape::ScrapeManager::start(&cfg, tsdb.clone(), metrics.clone());
+    let state = Arc::new(api::AppState {
+        tsdb: tsdb.clone(),
+        writer: tsdb.clone(),
+        reader: tsdb.clone(),
+        scrape,
+        metrics,
+        config: cfg,
+        max_write_body_bytes: opts.max_write_body_bytes,
+        max_write_decompressed_bytes: opts.max_write_decompressed_bytes,
+        ready: Default::default(),
+    });
+    let app = api::router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(%addr, data_dir = %opts.data_dir.display(), "meshlens server started");
+    Ok(RunningServer {
+        addr,
+        state,
+        http_stop: Some(tx),
+        http_task,
+        _lock: lock,
+    })
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Orderly shutdown: scraping, then HTTP (in-flight requests finish), then storage.
+    pub async fn shutdown(mut self) {
+        self.state.ready.store(false, Ordering::Release);
+        self.state.scrape.stop().await;
+        if let Some(tx) = self.http_stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.http_task).await;
+        let tsdb = self.state.tsdb.clone();
+        let closed = tokio::task::spawn_blocking(move || tsdb.close()).await;
+        match closed {
+            Ok(Ok(())) => tracing::info!("storage closed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "closing storage failed"),
+            Err(e) => tracing::error!(error = %e, "closing storage failed"),
+        }
+    }
+}

@@ -60,7 +60,12 @@ pub fn generate_labels(n: usize) -> Vec<Labels> {
                 ("namespace", format!("ns-{}", i % 5)),
                 (
                     "reporter",
-                    if i.is_multiple_of(2) { "source" } else { "destination" }.to_string(),
+                    if i.is_multiple_of(2) {
+                        "source"
+                    } else {
+                        "destination"
+                    }
+                    .to_string(),
                 ),
                 ("source_workload", format!("{src}-v{}", 1 + i % 3)),
                 (

@@ -1,8 +1,95 @@
-//! `meshlens server`.
+//! `meshlens server`: the long-running hub.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use meshlens_server::config::parse_duration;
+use meshlens_server::ServerOptions;
+use meshlens_tsdb::FsyncPolicy;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Where metrics (and later traces) are stored.
+    #[arg(long, default_value = "meshlens-data")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP listener (Prometheus-compatible APIs, remote write, UI).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// A Prometheus configuration file (`global` and `scrape_configs` are used).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// How long to keep samples.
+    #[arg(long = "retention.time", default_value = "15d")]
+    pub retention_time: String,
+    /// Largest total size of stored blocks, in bytes (0: no limit).
+    #[arg(long = "retention.size", default_value_t = 0)]
+    pub retention_size: u64,
+    /// Samples up to this much older than a series' newest sample are still accepted.
+    #[arg(long = "out-of-order-window", default_value = "10m")]
+    pub out_of_order_window: String,
+    /// WAL fsync policy: `always` (every acknowledged write is synced) or a duration such as
+    /// `1s` (sync at most that long after a write).
+    #[arg(long = "wal-fsync", default_value = "always")]
+    pub wal_fsync: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`meshlens server` is not available in this build yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args))
+}
+
+pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
+    let mut opts = ServerOptions {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        config_file: args.config.clone(),
+        ..Default::default()
+    };
+    let retention = parse_duration(&args.retention_time)
+        .map_err(anyhow::Error::msg)
+        .context("--retention.time")?;
+    opts.tsdb.retention_time_ms = (!retention.is_zero()).then_some(retention.as_millis() as i64);
+    opts.tsdb.retention_size_bytes = (args.retention_size > 0).then_some(args.retention_size);
+    opts.tsdb.out_of_order_window_ms = parse_duration(&args.out_of_order_window)
+        .map_err(anyhow::Error::msg)
+        .context("--out-of-order-window")?
+        .as_millis() as i64;
+    opts.tsdb.wal_fsync = match args.wal_fsync.as_str() {
+        "always" => FsyncPolicy::EveryAppend,
+        d => FsyncPolicy::Interval(
+            parse_duration(d)
+                .map_err(anyhow::Error::msg)
+                .context("--wal-fsync")?,
+        ),
+    };
+    Ok(opts)
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let opts = options(&args)?;
+    let server = meshlens_server::start(opts)
+        .await
+        .with_context(|| format!("starting the server on {}", args.listen))?;
+    println!("meshlens server listening on http://{}", server.addr());
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
 }

@@ -1,8 +1,176 @@
-//! `meshlens bench remote-write`.
+//! `meshlens bench remote-write`: pushes a realistic, reproducible remote-write stream to any
+//! receiver (meshlens, Prometheus, VictoriaMetrics) and reports the accepted sample rate.
+//!
+//! Values are what exporters emit: counters that grow at varying rates (integers, or two
+//! decimals for seconds), gauges as random walks rounded to two decimals. Each worker owns a
+//! slice of the series and sends them in time order, one sample per series per request.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use meshlens_ingest::remote_write::{encode, WriteRequest};
+use meshlens_model::{Labels, Sample, TimeSeries};
+use rand::{Rng, SeedableRng};
+
+use crate::httpc;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The receiver, e.g. http://127.0.0.1:9090/api/v1/write.
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value_t = 10_000)]
+    series: usize,
+    /// Samples per series, 15 s apart, ending now.
+    #[arg(long, default_value_t = 240)]
+    samples_per_series: usize,
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Series per request.
+    #[arg(long, default_value_t = 2000)]
+    batch: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this benchmark is not available in this build yet")
+#[derive(Clone, Copy)]
+enum Kind {
+    IntCounter(u32),
+    SecondsCounter(f64),
+    Gauge(f64),
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let labels = meshlens_tsdb::bench::generate_labels(args.series);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let kinds: Vec<(Kind, f64)> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, _)| match i % 4 {
+            0 => (
+                Kind::IntCounter(rng.gen_range(0..40)),
+                rng.gen_range(0.0..1e6f64).round(),
+            ),
+            1 => (
+                Kind::SecondsCounter(rng.gen_range(0.0..15.0)),
+                (rng.gen_range(0.0..1e5f64) * 100.0).round() / 100.0,
+            ),
+            _ => (
+                Kind::Gauge(rng.gen_range(0.01..5.0)),
+                (rng.gen_range(0.0..1000.0f64) * 100.0).round() / 100.0,
+            ),
+        })
+        .collect();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let start_t = (now - args.samples_per_series as i64 * 15_000) / 1000 * 1000;
+    let (host, path) = httpc::split_url(&args.url)?;
+    let workers = args.concurrency.max(1);
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<(u64, u64)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let mine: Vec<(Labels, Kind, f64)> = labels
+                    .iter()
+                    .zip(&kinds)
+                    .enumerate()
+                    .filter(|(i, _)| i % workers == w)
+                    .map(|(_, (l, (k, v)))| (l.clone(), *k, *v))
+                    .collect();
+                let (host, path, seed) = (host.clone(), path.clone(), args.seed + w as u64);
+                let (samples, batch) = (args.samples_per_series, args.batch);
+                scope.spawn(move || send_worker(&host, &path, mine, samples, batch, start_t, seed))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("worker panicked")))
+            })
+            .collect()
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let (mut accepted, mut failed) = (0u64, 0u64);
+    for r in results {
+        let (a, f) = r?;
+        accepted += a;
+        failed += f;
+    }
+    println!(
+        "series={} samples_per_series={} concurrency={workers}",
+        args.series, args.samples_per_series
+    );
+    println!(
+        "sent_samples={} failed_samples={failed} seconds={secs:.3}",
+        accepted + failed
+    );
+    println!("samples_per_second={:.0}", accepted as f64 / secs);
+    Ok(())
+}
+
+fn send_worker(
+    host: &str,
+    path: &str,
+    mut series: Vec<(Labels, Kind, f64)>,
+    samples: usize,
+    batch: usize,
+    start_t: i64,
+    seed: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut conn = httpc::Conn::open(host)?;
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let headers = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Content-Encoding", "snappy"),
+        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ("User-Agent", "meshlens-bench"),
+    ];
+    for step in 0..samples {
+        let t = start_t + step as i64 * 15_000;
+        for part in series.chunks_mut(batch.max(1)) {
+            let ts: Vec<TimeSeries> = part
+                .iter_mut()
+                .map(|(l, k, v)| {
+                    *v = match *k {
+                        Kind::IntCounter(r) => *v + f64::from(rng.gen_range(0..=r)),
+                        Kind::SecondsCounter(r) => {
+                            ((*v + rng.gen_range(0.0..r)) * 100.0).round() / 100.0
+                        }
+                        Kind::Gauge(s) => ((*v + rng.gen_range(-s..s)) * 100.0).round() / 100.0,
+                    };
+                    TimeSeries {
+                        labels: l.clone(),
+                        samples: vec![Sample::new(t, *v)],
+                    }
+                })
+                .collect();
+            let n = ts.len() as u64;
+            let body = encode(&WriteRequest {
+                timeseries: ts,
+                ..Default::default()
+            });
+            let resp = match conn.request("POST", path, &headers, &body) {
+                Ok(r) => r,
+                Err(_) => {
+                    conn = httpc::Conn::open(host)?;
+                    conn.request("POST", path, &headers, &body)
+                        .context("remote write request")?
+                }
+            };
+            if (200..300).contains(&resp.status) {
+                ok += n;
+            } else {
+                failed += n;
+                if failed == n {
+                    eprintln!(
+                        "receiver answered {}: {}",
+                        resp.status,
+                        String::from_utf8_lossy(&resp.body)
+                    );
+                }
+            }
+        }
+    }
+    Ok((ok, failed))
 }

@@ -1,0 +1,477 @@
+//! The scrape configuration: Prometheus's own YAML (`global`, `scrape_configs`).
+//!
+//! Parsed in two steps, as a raw YAML tree then typed: every field the raw tree has that
+//! meshlens does not act on is returned as a warning naming its path, never ignored silently.
+
+mod duration;
+pub mod relabel;
+
+pub use duration::{format_duration, parse_duration};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use relabel::RelabelConfig;
+use serde_yaml::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {reason}")]
+    Yaml { file: String, reason: String },
+    #[error("{file}: {path}: {reason}")]
+    Invalid {
+        file: String,
+        path: String,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalConfig {
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub evaluation_interval: Duration,
+    pub external_labels: BTreeMap<String, String>,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            scrape_interval: Duration::from_secs(60),
+            scrape_timeout: Duration::from_secs(10),
+            evaluation_interval: Duration::from_secs(60),
+            external_labels: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StaticConfig {
+    pub targets: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileSdConfig {
+    pub files: Vec<String>,
+    pub refresh_interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Auth {
+    None,
+    Basic { username: String, password: Secret },
+    Authorization { kind: String, credentials: Secret },
+}
+
+/// A secret given inline or as a file read at each use (so rotation needs no reload).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    pub fn read(&self) -> std::io::Result<String> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(p) => Ok(std::fs::read_to_string(p)?.trim().to_string()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub metrics_path: String,
+    pub scheme: String,
+    pub params: BTreeMap<String, Vec<String>>,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub static_configs: Vec<StaticConfig>,
+    pub file_sd_configs: Vec<FileSdConfig>,
+    pub auth: Auth,
+    pub relabel_configs: Vec<RelabelConfig>,
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    pub sample_limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Config {
+    pub global: GlobalConfig,
+    pub scrape_configs: Vec<ScrapeConfig>,
+    /// The file as given, for `/api/v1/status/config`.
+    pub original_yaml: String,
+}
+
+const GLOBAL_KEYS: &[&str] = &[
+    "scrape_interval",
+    "scrape_timeout",
+    "evaluation_interval",
+    "external_labels",
+];
+const SCRAPE_KEYS: &[&str] = &[
+    "job_name",
+    "scrape_interval",
+    "scrape_timeout",
+    "metrics_path",
+    "scheme",
+    "params",
+    "honor_labels",
+    "honor_timestamps",
+    "static_configs",
+    "file_sd_configs",
+    "basic_auth",
+    "authorization",
+    "bearer_token",
+    "bearer_token_file",
+    "relabel_configs",
+    "metric_relabel_configs",
+    "sample_limit",
+];
+
+/// Parses a config file's text; returns the config and one warning per unsupported field.
+pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<String>), ConfigError> {
+    let root: Value = if text.trim().is_empty() {
+        Value::Mapping(Default::default())
+    } else {
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+            file: file.into(),
+            reason: e.to_string(),
+        })?
+    };
+    let mut warnings = Vec::new();
+    let invalid = |path: &str, reason: String| ConfigError::Invalid {
+        file: file.into(),
+        path: path.into(),
+        reason,
+    };
+    let root_map = match &root {
+        Value::Mapping(m) => m.clone(),
+        Value::Null => Default::default(),
+        _ => return Err(invalid("", "the config must be a YAML mapping".into())),
+    };
+    for (k, _) in &root_map {
+        let key = k.as_str().unwrap_or("?");
+        if key != "global" && key != "scrape_configs" {
+            warnings.push(format!("{key}: not supported by meshlens yet; ignored"));
+        }
+    }
+    let mut global = GlobalConfig::default();
+    if let Some(g) = root_map.get("global") {
+        let g = g
+            .as_mapping()
+            .ok_or_else(|| invalid("global", "must be a mapping".into()))?;
+        warn_unknown(g, GLOBAL_KEYS, "global", &mut warnings);
+        if let Some(v) = g.get("scrape_interval") {
+            global.scrape_interval = dur(v, "global.scrape_interval")
+                .map_err(|e| invalid("global.scrape_interval", e))?;
+        }
+        if let Some(v) = g.get("scrape_timeout") {
+            global.scrape_timeout =
+                dur(v, "global.scrape_timeout").map_err(|e| invalid("global.scrape_timeout", e))?;
+        }
+        if let Some(v) = g.get("evaluation_interval") {
+            global.evaluation_interval =
+                dur(v, "").map_err(|e| invalid("global.evaluation_interval", e))?;
+        }
+        if let Some(v) = g.get("external_labels") {
+            global.external_labels =
+                string_map(v).map_err(|e| invalid("global.external_labels", e))?;
+        }
+    }
+    let mut scrape_configs = Vec::new();
+    if let Some(sc) = root_map.get("scrape_configs") {
+        let list = match sc {
+            Value::Sequence(s) => s.clone(),
+            Value::Null => Vec::new(),
+            _ => return Err(invalid("scrape_configs", "must be a list".into())),
+        };
+        for (i, item) in list.iter().enumerate() {
+            let path = format!("scrape_configs[{i}]");
+            let m = item
+                .as_mapping()
+                .ok_or_else(|| invalid(&path, "must be a mapping".into()))?;
+            warn_unknown(m, SCRAPE_KEYS, &path, &mut warnings);
+            let job = scrape_config(m, &global, &path).map_err(|(p, e)| invalid(&p, e))?;
+            if scrape_configs
+                .iter()
+                .any(|c: &ScrapeConfig| c.job_name == job.job_name)
+            {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "found multiple scrape configs with job name {:?}",
+                        job.job_name
+                    ),
+                ));
+            }
+            scrape_configs.push(job);
+        }
+    }
+    Ok((
+        Config {
+            global,
+            scrape_configs,
+            original_yaml: text.to_string(),
+        },
+        warnings,
+    ))
+}
+
+fn warn_unknown(m: &serde_yaml::Mapping, known: &[&str], path: &str, warnings: &mut Vec<String>) {
+    for (k, _) in m {
+        let key = k.as_str().unwrap_or("?");
+        if !known.contains(&key) {
+            warnings.push(format!(
+                "{path}.{key}: not supported by meshlens yet; ignored"
+            ));
+        }
+    }
+}
+
+fn dur(v: &Value, _path: &str) -> Result<Duration, String> {
+    v.as_str()
+        .ok_or_else(|| "must be a duration string".to_string())
+        .and_then(parse_duration)
+}
+
+fn string_map(v: &Value) -> Result<BTreeMap<String, String>, String> {
+    match v {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Mapping(m) => m
+            .iter()
+            .map(|(k, v)| {
+                let k = k.as_str().ok_or("keys must be strings")?.to_string();
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return Err(format!("value of {k:?} must be a string")),
+                };
+                Ok((k, v))
+            })
+            .collect(),
+        _ => Err("must be a mapping of strings".into()),
+    }
+}
+
+fn string_list(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Sequence(s) => s
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| "list items must be strings".to_string())
+            })
+            .collect(),
+        _ => Err("must be a list of strings".into()),
+    }
+}
+
+fn scrape_config(
+    m: &serde_yaml::Mapping,
+    g: &GlobalConfig,
+    path: &str,
+) -> Result<ScrapeConfig, (String, String)> {
+    let at = |f: &str| format!("{path}.{f}");
+    let str_field = |f: &str| -> Result<Option<String>, (String, String)> {
+        match m.get(f) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err((at(f), "must be a string".into())),
+        }
+    };
+    let bool_field = |f: &str, default: bool| -> Result<bool, (String, String)> {
+        match m.get(f) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err((at(f), "must be true or false".into())),
+        }
+    };
+    let job_name = str_field("job_name")?
+        .filter(|s| !s.is_empty())
+        .ok_or((at("job_name"), "is required".into()))?;
+    let scrape_interval = match m.get("scrape_interval") {
+        Some(v) => dur(v, "").map_err(|e| (at("scrape_interval"), e))?,
+        None => g.scrape_interval,
+    };
+    let mut scrape_timeout = match m.get("scrape_timeout") {
+        Some(v) => dur(v, "").map_err(|e| (at("scrape_timeout"), e))?,
+        None => g.scrape_timeout,
+    };
+    if m.get("scrape_timeout").is_none() && scrape_timeout > scrape_interval {
+        scrape_timeout = scrape_interval;
+    }
+    if scrape_timeout > scrape_interval {
+        return Err((at("scrape_timeout"), format!("scrape timeout greater than scrape interval for scrape config with job name {job_name:?}")));
+    }
+    let scheme = str_field("scheme")?.unwrap_or_else(|| "http".into());
+    if scheme != "http" && scheme != "https" {
+        return Err((at("scheme"), format!("unsupported scheme {scheme:?}")));
+    }
+    if scheme == "https" {
+        // TLS scraping is not built in yet; the target will report the error.
+        tracing::warn!(job = %job_name, "https scraping is not supported yet");
+    }
+    let mut params = BTreeMap::new();
+    if let Some(Value::Mapping(p)) = m.get("params") {
+        for (k, v) in p {
+            let k = k
+                .as_str()
+                .ok_or((at("params"), "keys must be strings".into()))?;
+            params.insert(
+                k.to_string(),
+                string_list(v).map_err(|e| (at("params"), e))?,
+            );
+        }
+    }
+    let mut static_configs = Vec::new();
+    if let Some(v) = m.get("static_configs") {
+        let list = v.as_sequence().cloned().unwrap_or_default();
+        for (i, sc) in list.iter().enumerate() {
+            let p = at(&format!("static_configs[{i}]"));
+            let targets = sc
+                .get("targets")
+                .map(string_list)
+                .transpose()
+                .map_err(|e| (p.clone(), e))?
+                .unwrap_or_default();
+            let labels = sc
+                .get("labels")
+                .map(string_map)
+                .transpose()
+                .map_err(|e| (p.clone(), e))?
+                .unwrap_or_default();
+            static_configs.push(StaticConfig { targets, labels });
+        }
+    }
+    let mut file_sd_configs = Vec::new();
+    if let Some(v) = m.get("file_sd_configs") {
+        for (i, fc) in v
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let p = at(&format!("file_sd_configs[{i}]"));
+            let files = fc
+                .get("files")
+                .map(string_list)
+                .transpose()
+                .map_err(|e| (p.clone(), e))?
+                .unwrap_or_default();
+            let refresh_interval = match fc.get("refresh_interval") {
+                Some(v) => dur(v, "").map_err(|e| (p.clone(), e))?,
+                None => Duration::from_secs(300),
+            };
+            file_sd_configs.push(FileSdConfig {
+                files,
+                refresh_interval,
+            });
+        }
+    }
+    let mut auth = Auth::None;
+    if let Some(b) = m.get("basic_auth") {
+        let username = b
+            .get("username")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let password = match (
+            b.get("password").and_then(Value::as_str),
+            b.get("password_file").and_then(Value::as_str),
+        ) {
+            (Some(p), None) => Secret::Inline(p.into()),
+            (None, Some(f)) => Secret::File(f.into()),
+            (None, None) => Secret::Inline(String::new()),
+            (Some(_), Some(_)) => {
+                return Err((
+                    at("basic_auth"),
+                    "at most one of password and password_file must be configured".into(),
+                ))
+            }
+        };
+        auth = Auth::Basic { username, password };
+    }
+    let bearer = match (str_field("bearer_token")?, str_field("bearer_token_file")?) {
+        (Some(t), _) => Some(Secret::Inline(t)),
+        (None, Some(f)) => Some(Secret::File(f.into())),
+        _ => None,
+    };
+    if let Some(a) = m.get("authorization") {
+        let kind = a
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("Bearer")
+            .to_string();
+        let credentials = match (
+            a.get("credentials").and_then(Value::as_str),
+            a.get("credentials_file").and_then(Value::as_str),
+        ) {
+            (Some(c), _) => Secret::Inline(c.into()),
+            (None, Some(f)) => Secret::File(f.into()),
+            (None, None) => Secret::Inline(String::new()),
+        };
+        if auth != Auth::None {
+            return Err((
+                at("authorization"),
+                "at most one of basic_auth and authorization must be configured".into(),
+            ));
+        }
+        auth = Auth::Authorization { kind, credentials };
+    } else if let Some(b) = bearer {
+        if auth != Auth::None {
+            return Err((
+                at("bearer_token"),
+                "at most one of basic_auth and bearer_token must be configured".into(),
+            ));
+        }
+        auth = Auth::Authorization {
+            kind: "Bearer".into(),
+            credentials: b,
+        };
+    }
+    let relabel = |f: &str| -> Result<Vec<RelabelConfig>, (String, String)> {
+        match m.get(f) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Sequence(s)) => s
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    RelabelConfig::from_yaml(r).map_err(|e| (at(&format!("{f}[{i}]")), e))
+                })
+                .collect(),
+            Some(_) => Err((at(f), "must be a list".into())),
+        }
+    };
+    let sample_limit = match m.get("sample_limit") {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
+        _ => 0,
+    };
+    Ok(ScrapeConfig {
+        scrape_interval,
+        scrape_timeout,
+        metrics_path: str_field("metrics_path")?.unwrap_or_else(|| "/metrics".into()),
+        scheme,
+        params,
+        honor_labels: bool_field("honor_labels", false)?,
+        honor_timestamps: bool_field("honor_timestamps", true)?,
+        static_configs,
+        file_sd_configs,
+        auth,
+        relabel_configs: relabel("relabel_configs")?,
+        metric_relabel_configs: relabel("metric_relabel_configs")?,
+        sample_limit,
+        job_name,
+    })
+}
+
+#[cfg(test)]
+mod tests;

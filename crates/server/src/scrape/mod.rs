@@ -1,0 +1,203 @@
+//! Scraping: discovery feeds targets to one loop per target; the manager starts and stops
+//! loops as discovery changes and answers `/api/v1/targets`.
+
+mod fetch;
+mod scrape_loop;
+pub mod target;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshlens_model::{Labels, MetricWriter};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ScrapeConfig};
+use crate::discovery::{self, FileSd, TargetGroup};
+use crate::self_metrics::SelfMetrics;
+pub use scrape_loop::{Health, Stop};
+use target::Target;
+
+struct Running {
+    target: Target,
+    health: Arc<RwLock<Health>>,
+    stop: watch::Sender<Stop>,
+    handle: JoinHandle<()>,
+}
+
+struct Job {
+    config: Arc<ScrapeConfig>,
+    static_groups: Vec<TargetGroup>,
+    file_sd: FileSd,
+    file_groups: Vec<TargetGroup>,
+}
+
+/// What `/api/v1/targets` shows of one target.
+#[derive(Clone, Debug)]
+pub struct TargetStatus {
+    pub target: Target,
+    pub health: Health,
+}
+
+pub struct ScrapeManager {
+    writer: Arc<dyn MetricWriter>,
+    metrics: Arc<SelfMetrics>,
+    client: fetch::HttpClient,
+    jobs: Mutex<BTreeMap<String, Job>>,
+    running: Mutex<HashMap<u64, Running>>,
+    dropped: Mutex<BTreeMap<String, Vec<Labels>>>,
+    discovery_stop: watch::Sender<bool>,
+    discovery_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ScrapeManager {
+    /// Starts scraping every job of `config`; must run inside a tokio runtime.
+    pub fn start(
+        config: &Config,
+        writer: Arc<dyn MetricWriter>,
+        metrics: Arc<SelfMetrics>,
+    ) -> Arc<Self> {
+        let (tx, mut rx) = watch::channel(false);
+        let jobs = config
+            .scrape_configs
+            .iter()
+            .map(|sc| {
+                (
+                    sc.job_name.clone(),
+                    Job {
+                        config: Arc::new(sc.clone()),
+                        static_groups: discovery::static_groups(sc),
+                        file_sd: FileSd::new(sc.file_sd_configs.clone()),
+                        file_groups: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let mgr = Arc::new(ScrapeManager {
+            writer,
+            metrics,
+            client: fetch::client(),
+            jobs: Mutex::new(jobs),
+            running: Mutex::new(HashMap::new()),
+            dropped: Mutex::new(BTreeMap::new()),
+            discovery_stop: tx,
+            discovery_task: Mutex::new(None),
+        });
+        let names: Vec<String> = mgr.jobs.lock().keys().cloned().collect();
+        for j in &names {
+            mgr.refresh_job(j, true);
+        }
+        let weak = Arc::downgrade(&mgr);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = rx.changed() => return,
+                }
+                let Some(m) = weak.upgrade() else { return };
+                for j in &names {
+                    m.refresh_job(j, false);
+                }
+            }
+        });
+        *mgr.discovery_task.lock() = Some(task);
+        mgr
+    }
+
+    /// Polls the job's file discovery and reconciles its running loops.
+    fn refresh_job(&self, job: &str, force: bool) {
+        let (config, groups) = {
+            let mut jobs = self.jobs.lock();
+            let Some(j) = jobs.get_mut(job) else { return };
+            let changed = if j.file_sd.is_empty() {
+                None
+            } else {
+                j.file_sd.poll()
+            };
+            if let Some(g) = changed {
+                j.file_groups = g;
+            } else if !force {
+                return;
+            }
+            let mut groups = j.static_groups.clone();
+            groups.extend(j.file_groups.iter().cloned());
+            (j.config.clone(), groups)
+        };
+        let (targets, dropped) = target::build(&config, &groups);
+        self.dropped.lock().insert(job.to_string(), dropped);
+        let wanted: HashMap<u64, Target> = targets.into_iter().map(|t| (t.key(), t)).collect();
+        let mut running = self.running.lock();
+        let gone: Vec<u64> = running
+            .iter()
+            .filter(|(k, r)| r.target.job == job && !wanted.contains_key(k))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            if let Some(r) = running.remove(&k) {
+                let _ = r.stop.send(Stop::TargetGone);
+            }
+        }
+        for (k, t) in wanted {
+            if running.contains_key(&k) {
+                continue;
+            }
+            let (tx, rx) = watch::channel(Stop::Running);
+            let (lp, health) = scrape_loop::ScrapeLoop::new(
+                t.clone(),
+                config.clone(),
+                self.writer.clone(),
+                self.metrics.clone(),
+                self.client.clone(),
+            );
+            let handle = tokio::spawn(lp.run(rx));
+            running.insert(
+                k,
+                Running {
+                    target: t,
+                    health,
+                    stop: tx,
+                    handle,
+                },
+            );
+        }
+    }
+
+    pub fn active_targets(&self) -> Vec<TargetStatus> {
+        let mut v: Vec<TargetStatus> = self
+            .running
+            .lock()
+            .values()
+            .map(|r| TargetStatus {
+                target: r.target.clone(),
+                health: r.health.read().clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.target.job, &a.target.url).cmp(&(&b.target.job, &b.target.url)));
+        v
+    }
+
+    pub fn dropped_targets(&self) -> Vec<(String, Labels)> {
+        self.dropped
+            .lock()
+            .iter()
+            .flat_map(|(j, ls)| ls.iter().map(move |l| (j.clone(), l.clone())))
+            .collect()
+    }
+
+    /// Stops discovery and every loop without writing staleness markers.
+    pub async fn stop(&self) {
+        let _ = self.discovery_stop.send(true);
+        if let Some(t) = self.discovery_task.lock().take() {
+            t.abort();
+        }
+        let loops: Vec<Running> = self.running.lock().drain().map(|(_, r)| r).collect();
+        for r in &loops {
+            let _ = r.stop.send(Stop::Shutdown);
+        }
+        for r in loops {
+            let _ = tokio::time::timeout(Duration::from_secs(10), r.handle).await;
+        }
+    }
+}

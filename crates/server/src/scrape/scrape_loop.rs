@@ -1,0 +1,299 @@
+//! One target's scrape loop: fetch, parse, relabel, attach target labels, track staleness,
+//! append, report `up` and friends, keep the target's health for `/api/v1/targets`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use meshlens_ingest::exposition::{self, ParsedScrape};
+use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries, STALE_NAN};
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use super::fetch::{self, HttpClient};
+use super::target::Target;
+use crate::config::{relabel, ScrapeConfig};
+use crate::self_metrics::SelfMetrics;
+
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    pub last_error: String,
+    pub last_scrape: Option<SystemTime>,
+    pub last_duration: Duration,
+    /// "up", "down" or "unknown".
+    pub health: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    /// The target left discovery: its series get staleness markers.
+    TargetGone,
+    /// The server is shutting down: nothing more is written.
+    Shutdown,
+}
+
+pub struct ScrapeLoop {
+    pub target: Target,
+    pub config: Arc<ScrapeConfig>,
+    pub writer: Arc<dyn MetricWriter>,
+    pub health: Arc<RwLock<Health>>,
+    pub metrics: Arc<SelfMetrics>,
+    pub client: HttpClient,
+    /// Series of the previous successful scrape, by label hash.
+    previous: HashMap<u64, Labels>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl ScrapeLoop {
+    pub fn new(
+        target: Target,
+        config: Arc<ScrapeConfig>,
+        writer: Arc<dyn MetricWriter>,
+        metrics: Arc<SelfMetrics>,
+        client: HttpClient,
+    ) -> (Self, Arc<RwLock<Health>>) {
+        let health = Arc::new(RwLock::new(Health {
+            health: "unknown",
+            ..Default::default()
+        }));
+        (
+            ScrapeLoop {
+                target,
+                config,
+                writer,
+                health: health.clone(),
+                metrics,
+                client,
+                previous: HashMap::new(),
+            },
+            health,
+        )
+    }
+
+    pub async fn run(mut self, mut stop: watch::Receiver<Stop>) {
+        let interval = self.target.interval.max(Duration::from_millis(10));
+        // Spread targets over the interval, deterministically per target.
+        let offset =
+            Duration::from_millis(self.target.key() % (interval.as_millis() as u64).max(1));
+        tokio::select! {
+            _ = tokio::time::sleep(offset.min(Duration::from_secs(5))) => {}
+            _ = stop.changed() => {}
+        }
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *stop.borrow() != Stop::Running {
+                break;
+            }
+            tokio::select! {
+                _ = ticker.tick() => self.scrape_once().await,
+                _ = stop.changed() => {}
+            }
+        }
+        if *stop.borrow() == Stop::TargetGone {
+            self.mark_gone().await;
+        }
+    }
+
+    pub async fn scrape_once(&mut self) {
+        let start = Instant::now();
+        let t = now_ms();
+        let result = fetch::fetch(
+            &self.client,
+            &self.target.url,
+            &self.config.auth,
+            self.target.timeout,
+        )
+        .await
+        .and_then(|f| {
+            let format = exposition::format_from_content_type(f.content_type.as_deref());
+            exposition::parse(&f.body, format).map_err(|e| e.to_string())
+        });
+        let (mut batch, scraped, post_relabel, added, error) = match result {
+            Ok(parsed) => match self.prepare(parsed, t) {
+                Ok(r) => (r.0, r.1, r.2, r.3, None),
+                Err(e) => (self.stale_all(t), 0, 0, 0, Some(e)),
+            },
+            Err(e) => (self.stale_all(t), 0, 0, 0, Some(e)),
+        };
+        let elapsed = start.elapsed();
+        let up = if error.is_none() { 1.0 } else { 0.0 };
+        batch.extend(self.report(t, up, elapsed, scraped, post_relabel, added));
+        let writer = self.writer.clone();
+        let appended = tokio::task::spawn_blocking(move || writer.append(&batch)).await;
+        let job = self.target.job.clone();
+        let mut error = error;
+        match appended {
+            Ok(Ok(o)) => {
+                self.metrics
+                    .samples_ingested
+                    .add(&[("source", "scrape")], o.accepted);
+                for r in meshlens_model::RejectReason::ALL {
+                    if o.count(r) > 0 {
+                        self.metrics
+                            .samples_rejected
+                            .add(&[("source", "scrape"), ("reason", r.as_str())], o.count(r));
+                    }
+                }
+            }
+            Ok(Err(e)) => error = error.or(Some(format!("storing samples: {e}"))),
+            Err(e) => error = error.or(Some(format!("storing samples: {e}"))),
+        }
+        let result = if error.is_some() { "error" } else { "ok" };
+        self.metrics
+            .scrapes
+            .add(&[("job", &job), ("result", result)], 1);
+        let mut h = self.health.write();
+        h.last_scrape = Some(SystemTime::now());
+        h.last_duration = elapsed;
+        match error {
+            Some(e) => {
+                tracing::debug!(target_url = %self.target.url, error = %e, "scrape failed");
+                h.last_error = e;
+                h.health = "down";
+            }
+            None => {
+                h.last_error.clear();
+                h.health = "up";
+            }
+        }
+    }
+
+    /// Builds the batch from a parsed scrape: returns (batch, scraped, post-relabel, added).
+    fn prepare(
+        &mut self,
+        parsed: ParsedScrape,
+        t: i64,
+    ) -> Result<(Vec<TimeSeries>, u64, u64, u64), String> {
+        let scraped = parsed.samples.len() as u64;
+        let mut batch = Vec::with_capacity(parsed.samples.len());
+        let mut current: HashMap<u64, Labels> = HashMap::with_capacity(parsed.samples.len());
+        for s in parsed.samples {
+            let Some(labels) = relabel::process(&s.labels, &self.config.metric_relabel_configs)
+            else {
+                continue;
+            };
+            let labels = self.attach_target_labels(labels);
+            let ts = match (self.config.honor_timestamps, s.timestamp_ms) {
+                (true, Some(ts)) => ts,
+                _ => t,
+            };
+            current.insert(labels.stable_hash(), labels.clone());
+            batch.push(TimeSeries {
+                labels,
+                samples: vec![Sample::new(ts, s.value)],
+            });
+        }
+        if self.config.sample_limit > 0 && batch.len() > self.config.sample_limit {
+            return Err(format!(
+                "sample limit exceeded: {} > {}",
+                batch.len(),
+                self.config.sample_limit
+            ));
+        }
+        let post = batch.len() as u64;
+        let added = current
+            .keys()
+            .filter(|k| !self.previous.contains_key(k))
+            .count() as u64;
+        for (k, l) in &self.previous {
+            if !current.contains_key(k) {
+                batch.push(TimeSeries {
+                    labels: l.clone(),
+                    samples: vec![Sample::new(t, STALE_NAN)],
+                });
+            }
+        }
+        if !parsed.metadata.is_empty() {
+            let _ = self.writer.append_metadata(&parsed.metadata);
+        }
+        self.previous = current;
+        Ok((batch, scraped, post, added))
+    }
+
+    fn attach_target_labels(&self, labels: Labels) -> Labels {
+        let mut b = labels.builder();
+        for tl in &self.target.labels {
+            let existing = b.get(&tl.name).map(str::to_string);
+            match existing {
+                Some(_) if self.config.honor_labels => {}
+                Some(v) => {
+                    let mut name = format!("exported_{}", tl.name);
+                    while b.get(&name).is_some() {
+                        name = format!("exported_{name}");
+                    }
+                    b.set(name, v);
+                    b.set(tl.name.clone(), tl.value.clone());
+                }
+                None => {
+                    b.set(tl.name.clone(), tl.value.clone());
+                }
+            }
+        }
+        b.build()
+    }
+
+    /// Staleness markers for every series of the previous scrape (after a failed scrape).
+    fn stale_all(&mut self, t: i64) -> Vec<TimeSeries> {
+        self.previous
+            .drain()
+            .map(|(_, labels)| TimeSeries {
+                labels,
+                samples: vec![Sample::new(t, STALE_NAN)],
+            })
+            .collect()
+    }
+
+    fn report(
+        &self,
+        t: i64,
+        up: f64,
+        d: Duration,
+        scraped: u64,
+        post: u64,
+        added: u64,
+    ) -> Vec<TimeSeries> {
+        [
+            ("up", up),
+            ("scrape_duration_seconds", d.as_secs_f64()),
+            ("scrape_samples_scraped", scraped as f64),
+            ("scrape_samples_post_metric_relabeling", post as f64),
+            ("scrape_series_added", added as f64),
+        ]
+        .into_iter()
+        .map(|(name, v)| self.report_series(name, t, v))
+        .collect()
+    }
+
+    fn report_series(&self, name: &str, t: i64, v: f64) -> TimeSeries {
+        let mut b = self.target.labels.builder();
+        b.set("__name__", name);
+        TimeSeries {
+            labels: b.build(),
+            samples: vec![Sample::new(t, v)],
+        }
+    }
+
+    async fn mark_gone(&mut self) {
+        let t = now_ms();
+        let mut batch = self.stale_all(t);
+        for name in [
+            "up",
+            "scrape_duration_seconds",
+            "scrape_samples_scraped",
+            "scrape_samples_post_metric_relabeling",
+            "scrape_series_added",
+        ] {
+            batch.push(self.report_series(name, t, STALE_NAN));
+        }
+        let writer = self.writer.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.append(&batch)).await;
+    }
+}

@@ -1,0 +1,185 @@
+//! The server's own metrics, served at `/metrics`. The registry is passed explicitly to the
+//! parts that count (no global statics), so tests can read it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use meshlens_ingest::exposition::format_value;
+
+/// A counter family keyed by a rendered label string (`a="b",c="d"`).
+#[derive(Default)]
+pub struct CounterVec {
+    values: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+}
+
+impl CounterVec {
+    pub fn with(&self, labels: &[(&str, &str)]) -> Arc<AtomicU64> {
+        let key = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.values.lock().entry(key).or_default().clone()
+    }
+
+    pub fn add(&self, labels: &[(&str, &str)], n: u64) {
+        self.with(labels).fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, out: &mut String) {
+        for (k, v) in self.values.lock().iter() {
+            let labels = if k.is_empty() {
+                String::new()
+            } else {
+                format!("{{{k}}}")
+            };
+            out.push_str(&format!("{name}{labels} {}\n", v.load(Ordering::Relaxed)));
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct SelfMetrics {
+    pub samples_ingested: CounterVec,
+    pub samples_rejected: CounterVec,
+    pub remote_write_requests: CounterVec,
+    pub scrapes: CounterVec,
+    pub http_requests: CounterVec,
+}
+
+impl SelfMetrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(SelfMetrics::default())
+    }
+
+    /// Renders everything in the text format, with storage figures read at the moment.
+    pub fn render(&self, tsdb: &meshlens_tsdb::TsdbStats) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, c: &CounterVec| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            c.render(name, out);
+        };
+        counter(
+            &mut out,
+            "meshlens_samples_ingested_total",
+            "Samples accepted into storage, by source.",
+            &self.samples_ingested,
+        );
+        counter(
+            &mut out,
+            "meshlens_samples_rejected_total",
+            "Samples refused by storage, by source and reason.",
+            &self.samples_rejected,
+        );
+        counter(
+            &mut out,
+            "meshlens_remote_write_requests_total",
+            "Remote write requests, by HTTP status code.",
+            &self.remote_write_requests,
+        );
+        counter(
+            &mut out,
+            "meshlens_scrapes_total",
+            "Scrapes, by job and result.",
+            &self.scrapes,
+        );
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: f64| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                format_value(v)
+            ));
+        };
+        gauge(
+            &mut out,
+            "meshlens_tsdb_head_series",
+            "Series in the in-memory head.",
+            "gauge",
+            tsdb.head_series as f64,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_head_chunks",
+            "Chunks in the in-memory head.",
+            "gauge",
+            tsdb.head_chunks as f64,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_samples_appended_total",
+            "Samples appended to the TSDB.",
+            "counter",
+            tsdb.samples_appended as f64,
+        );
+        out.push_str("# HELP meshlens_tsdb_samples_rejected_total Samples the TSDB refused, by reason.\n# TYPE meshlens_tsdb_samples_rejected_total counter\n");
+        for (reason, v) in [
+            ("out_of_order", tsdb.rejected_out_of_order),
+            ("out_of_bounds", tsdb.rejected_out_of_bounds),
+            ("duplicate", tsdb.rejected_duplicate),
+            ("invalid_labels", tsdb.rejected_invalid_labels),
+        ] {
+            out.push_str(&format!(
+                "meshlens_tsdb_samples_rejected_total{{reason=\"{reason}\"}} {v}\n"
+            ));
+        }
+        gauge(
+            &mut out,
+            "meshlens_tsdb_wal_bytes_total",
+            "Bytes written to the WAL.",
+            "counter",
+            tsdb.wal_bytes as f64,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_wal_fsyncs_total",
+            "WAL fsync calls.",
+            "counter",
+            tsdb.wal_fsyncs as f64,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_wal_fsync_duration_seconds_total",
+            "Time spent in WAL fsync.",
+            "counter",
+            tsdb.wal_fsync_seconds_total,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_compactions_total",
+            "Compaction rounds that merged blocks.",
+            "counter",
+            tsdb.compactions as f64,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_compaction_duration_seconds_total",
+            "Time spent compacting.",
+            "counter",
+            tsdb.compaction_seconds_total,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_blocks",
+            "Persisted blocks.",
+            "gauge",
+            tsdb.blocks as f64,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_block_bytes",
+            "Bytes of persisted blocks.",
+            "gauge",
+            tsdb.block_bytes as f64,
+        );
+        gauge(
+            &mut out,
+            "meshlens_tsdb_wal_records_dropped_on_replay",
+            "WAL records dropped at start-up because of a torn or corrupt tail.",
+            "gauge",
+            tsdb.wal_records_dropped_on_replay as f64,
+        );
+        out
+    }
+}
