@@ -1,0 +1,156 @@
+//! Shared helpers for end-to-end tests: start the real binary, speak HTTP, poll.
+#![allow(dead_code)]
+
+#[path = "../../src/httpc.rs"]
+pub mod httpc;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meshlens_ingest::remote_write::{encode, WriteRequest};
+use meshlens_model::TimeSeries;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_meshlens");
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `meshlens server` on an OS-chosen port and waits until it answers /-/ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn meshlens server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read address line");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| panic!("server did not print its address: {line:?}"));
+        let s = Server { child, addr };
+        poll(Duration::from_secs(60), || {
+            httpc::get(&s.url("/-/ready"))
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait")
+    }
+
+    /// Runs an instant query and returns the JSON answer.
+    pub fn query(&self, q: &str, time: Option<f64>) -> serde_json::Value {
+        let mut url = self.url(&format!("/api/v1/query?query={}", urlencode(q)));
+        if let Some(t) = time {
+            url.push_str(&format!("&time={t}"));
+        }
+        let r = httpc::get(&url).expect("query");
+        serde_json::from_slice(&r.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&r.body)))
+    }
+
+    pub fn remote_write(
+        &self,
+        conn: &mut httpc::Conn,
+        series: Vec<TimeSeries>,
+    ) -> anyhow::Result<httpc::Response> {
+        let body = encode(&WriteRequest {
+            timeseries: series,
+            ..Default::default()
+        });
+        conn.request(
+            "POST",
+            "/api/v1/write",
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "snappy"),
+            ],
+            &body,
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Calls `f` until it returns Some, at most for `limit`.
+pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Fails under CI, skips loudly elsewhere, when a peer binary is missing.
+pub fn require_binary(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{name} is not installed; .ci/run installs it (apt-get install prometheus)");
+        }
+        eprintln!("SKIPPING: {name} is not installed (apt-get install prometheus)");
+    }
+    found
+}
