@@ -1,1 +1,114 @@
-//! meshlens-promql (being built).
+//! PromQL evaluation over the metrics storage trait (`meshlens_model::MetricReader`), with
+//! Prometheus 3 semantics: left-open ranges, 5-minute lookback, staleness markers.
+//! Parsing is the `promql-parser` crate's.
+//!
+//! Design decision: values are columnar. An instant-vector expression evaluates, for all
+//! steps of a query at once, to series that each hold one optional value per step. Label
+//! work (vector matching, grouping, label functions) is then done once per series instead of
+//! once per step, and each selector reads storage once for the whole query range.
+
+mod error;
+mod eval;
+mod functions;
+mod value;
+
+use std::time::Duration;
+
+pub use error::PromqlError;
+pub use value::{QueryResult, Value, VectorSample};
+
+use meshlens_model::MetricReader;
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub lookback_delta_ms: i64,
+    /// Most samples a query may hold at once, counted as Prometheus counts them.
+    pub max_samples: usize,
+    pub timeout: Duration,
+    /// Step of subqueries that give none (`x[5m:]`).
+    pub default_subquery_step_ms: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step_ms: 60_000,
+        }
+    }
+}
+
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine { opts }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    pub fn instant_query(
+        &self,
+        storage: &dyn MetricReader,
+        query: &str,
+        time_ms: i64,
+    ) -> Result<QueryResult, PromqlError> {
+        let expr = parse(query)?;
+        eval::run(storage, &self.opts, &expr, time_ms, time_ms, 0, true)
+    }
+
+    pub fn range_query(
+        &self,
+        storage: &dyn MetricReader,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, PromqlError> {
+        if step_ms <= 0 {
+            return Err(PromqlError::BadData { message: "zero or negative query resolution step widths are not accepted. Try a positive integer".into() });
+        }
+        if end_ms < start_ms {
+            return Err(PromqlError::BadData {
+                message: "end timestamp must not be before start time".into(),
+            });
+        }
+        if (end_ms - start_ms) / step_ms > 11_000 {
+            return Err(PromqlError::BadData { message: "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into() });
+        }
+        let expr = parse(query)?;
+        eval::run(storage, &self.opts, &expr, start_ms, end_ms, step_ms, false)
+    }
+}
+
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
+    promql_parser::parser::parse(query).map_err(|message| PromqlError::Parse { message })
+}
+
+/// The query, prettified, for `/api/v1/format_query`.
+pub fn format_query(query: &str) -> Result<String, PromqlError> {
+    Ok(parse(query)?.prettify())
+}
+
+/// A PromQL duration (`5m`, `1h30m`) or float seconds, as the HTTP API accepts; milliseconds.
+pub fn parse_duration(s: &str) -> Result<i64, PromqlError> {
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() || f < 0.0 || f * 1000.0 > i64::MAX as f64 {
+            return Err(PromqlError::BadData {
+                message: format!("cannot parse {s:?} to a valid duration"),
+            });
+        }
+        return Ok((f * 1000.0).round() as i64);
+    }
+    promql_parser::util::duration::parse_duration(s)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| PromqlError::BadData {
+            message: format!("cannot parse {s:?} to a valid duration"),
+        })
+}

@@ -1,0 +1,306 @@
+//! Aggregation operators over groups of series, per step.
+
+use std::collections::HashMap;
+
+use meshlens_model::{Labels, METRIC_NAME};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::Evaluator;
+use crate::error::PromqlError;
+use crate::functions::{format_float, quantile};
+use crate::value::{Series, Val};
+
+/// Kahan-compensated running sum (Prometheus sums this way).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Kahan {
+    pub sum: f64,
+    c: f64,
+}
+
+impl Kahan {
+    pub fn add(&mut self, v: f64) {
+        let t = self.sum + v;
+        if self.sum.abs() >= v.abs() {
+            self.c += (self.sum - t) + v;
+        } else {
+            self.c += (v - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    pub fn value(&self) -> f64 {
+        if self.sum.is_infinite() {
+            self.sum
+        } else {
+            self.sum + self.c
+        }
+    }
+}
+
+/// Mean that stays finite when the sum of finite inputs would overflow.
+pub(crate) fn mean(values: &[f64]) -> f64 {
+    let mut k = Kahan::default();
+    for v in values {
+        k.add(*v);
+    }
+    let s = k.value();
+    if s.is_finite() || values.iter().any(|v| !v.is_finite()) {
+        return s / values.len() as f64;
+    }
+    let mut m = 0.0;
+    for (i, v) in values.iter().enumerate() {
+        m += v / (i + 1) as f64 - m / (i + 1) as f64;
+    }
+    m
+}
+
+pub(crate) fn variance(values: &[f64]) -> f64 {
+    let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for v in values {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        m2 += delta * (v - mean);
+    }
+    m2 / count
+}
+
+fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(ls)) => Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|l| ls.labels.contains(&l.name))
+                .map(|l| (l.name.clone(), l.value.clone())),
+        ),
+        Some(LabelModifier::Exclude(ls)) => Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|l| l.name != METRIC_NAME && !ls.labels.contains(&l.name))
+                .map(|l| (l.name.clone(), l.value.clone())),
+        ),
+        None => Labels::empty(),
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn eval_aggregate(&self, a: &AggregateExpr) -> Result<Val, PromqlError> {
+        let op = a.op.to_string().to_ascii_lowercase();
+        let param = match &a.param {
+            Some(p) => Some(self.eval(p)?),
+            None => None,
+        };
+        let Val::Vector(input) = self.eval(&a.expr)? else {
+            return Err(PromqlError::exec(format!("{op} expects an instant vector")));
+        };
+        let steps = self.steps();
+        let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for (i, s) in input.iter().enumerate() {
+            let key = group_key(&s.labels, &a.modifier);
+            match index.get(&key) {
+                Some(&g) => groups[g].1.push(i),
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![i]));
+                }
+            }
+        }
+        let scalar_param = |name: &str| -> Result<Vec<f64>, PromqlError> {
+            match &param {
+                Some(Val::Scalar(v)) => Ok(v.clone()),
+                _ => Err(PromqlError::exec(format!(
+                    "{name} expects a scalar parameter"
+                ))),
+            }
+        };
+        let mut out = Vec::new();
+        match op.as_str() {
+            "topk" | "bottomk" | "limitk" => {
+                let k = scalar_param(&op)?;
+                for step_k in &k {
+                    if step_k.is_nan() {
+                        return Err(PromqlError::exec(format!(
+                            "Parameter value is NaN for {op}"
+                        )));
+                    }
+                }
+                let mut selected: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; input.len()];
+                for (_, members) in &groups {
+                    for step in 0..steps {
+                        let kk = k[step];
+                        if kk < 1.0 {
+                            continue;
+                        }
+                        let kk = if kk > members.len() as f64 {
+                            members.len()
+                        } else {
+                            kk as usize
+                        };
+                        let mut present: Vec<(usize, f64)> = members
+                            .iter()
+                            .filter_map(|&i| input[i].points[step].map(|v| (i, v)))
+                            .collect();
+                        match op.as_str() {
+                            "topk" => present.sort_by(|a, b| cmp_desc_nan_last(a.1, b.1)),
+                            "bottomk" => present.sort_by(|a, b| cmp_asc_nan_last(a.1, b.1)),
+                            _ => {}
+                        }
+                        for (i, v) in present.into_iter().take(kk) {
+                            selected[i][step] = Some(v);
+                        }
+                    }
+                }
+                let mut chosen: Vec<Series> = input
+                    .iter()
+                    .zip(selected)
+                    .filter(|(_, p)| p.iter().any(Option::is_some))
+                    .map(|(s, points)| Series {
+                        labels: s.labels.clone(),
+                        points,
+                    })
+                    .collect();
+                if steps == 1 && op != "limitk" {
+                    let desc = op == "topk";
+                    // Within each group, the instant result is ordered by value.
+                    let gkey: Vec<Labels> = chosen
+                        .iter()
+                        .map(|s| group_key(&s.labels, &a.modifier))
+                        .collect();
+                    let mut order: Vec<usize> = (0..chosen.len()).collect();
+                    order.sort_by(|&x, &y| {
+                        let gx = index.get(&gkey[x]).copied().unwrap_or(0);
+                        let gy = index.get(&gkey[y]).copied().unwrap_or(0);
+                        gx.cmp(&gy).then_with(|| {
+                            let (vx, vy) = (
+                                chosen[x].points[0].unwrap_or(f64::NAN),
+                                chosen[y].points[0].unwrap_or(f64::NAN),
+                            );
+                            if desc {
+                                cmp_desc_nan_last(vx, vy)
+                            } else {
+                                cmp_asc_nan_last(vx, vy)
+                            }
+                        })
+                    });
+                    let mut reordered = Vec::with_capacity(chosen.len());
+                    let mut taken: Vec<Option<Series>> = chosen.drain(..).map(Some).collect();
+                    for i in order {
+                        if let Some(s) = taken[i].take() {
+                            reordered.push(s);
+                        }
+                    }
+                    chosen = reordered;
+                }
+                return Ok(Val::Vector(chosen));
+            }
+            "count_values" => {
+                let label = match &param {
+                    Some(Val::Str(s)) => s.clone(),
+                    _ => return Err(PromqlError::exec("count_values expects a string parameter")),
+                };
+                if !meshlens_model::labels::is_valid_label_name(&label) {
+                    return Err(PromqlError::exec(format!("invalid label name {label:?}")));
+                }
+                let mut index: HashMap<Labels, usize> = HashMap::new();
+                for (key, members) in &groups {
+                    for step in 0..steps {
+                        let mut counts: Vec<(String, f64)> = Vec::new();
+                        for &i in members {
+                            if let Some(v) = input[i].points[step] {
+                                let s = format_float(v);
+                                match counts.iter_mut().find(|c| c.0 == s) {
+                                    Some(c) => c.1 += 1.0,
+                                    None => counts.push((s, 1.0)),
+                                }
+                            }
+                        }
+                        for (value, n) in counts {
+                            let mut b = key.builder();
+                            b.set(label.clone(), value);
+                            let labels = b.build();
+                            let j = *index.entry(labels.clone()).or_insert_with(|| {
+                                out.push(Series {
+                                    labels,
+                                    points: vec![None; steps],
+                                });
+                                out.len() - 1
+                            });
+                            out[j].points[step] = Some(n);
+                        }
+                    }
+                }
+                return Ok(Val::Vector(out));
+            }
+            _ => {}
+        }
+        let q = if op == "quantile" {
+            Some(scalar_param("quantile")?)
+        } else {
+            None
+        };
+        for (key, members) in groups {
+            self.check_deadline()?;
+            let mut points = vec![None; steps];
+            let mut vals: Vec<f64> = Vec::with_capacity(members.len());
+            for (step, point) in points.iter_mut().enumerate() {
+                vals.clear();
+                vals.extend(members.iter().filter_map(|&i| input[i].points[step]));
+                if vals.is_empty() {
+                    continue;
+                }
+                *point = Some(match op.as_str() {
+                    "sum" => {
+                        let mut k = Kahan::default();
+                        vals.iter().for_each(|v| k.add(*v));
+                        k.value()
+                    }
+                    "avg" => mean(&vals),
+                    "count" => vals.len() as f64,
+                    "group" => 1.0,
+                    "min" => {
+                        vals.iter()
+                            .copied()
+                            .fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m })
+                    }
+                    "max" => {
+                        vals.iter()
+                            .copied()
+                            .fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m })
+                    }
+                    "stdvar" => variance(&vals),
+                    "stddev" => variance(&vals).sqrt(),
+                    "quantile" => quantile(q.as_ref().map_or(f64::NAN, |q| q[step]), &mut vals),
+                    other => {
+                        return Err(PromqlError::exec(format!(
+                            "aggregation {other} is not supported"
+                        )))
+                    }
+                });
+            }
+            out.push(Series {
+                labels: key,
+                points,
+            });
+        }
+        Ok(Val::Vector(out))
+    }
+}
+
+fn cmp_desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}

@@ -1,0 +1,402 @@
+//! Binary operators: arithmetic, comparison (with and without `bool`), set operators, and
+//! vector matching (`on`, `ignoring`, `group_left`, `group_right`), per Prometheus.
+
+use std::collections::HashMap;
+
+use meshlens_model::{Labels, METRIC_NAME};
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use super::Evaluator;
+use crate::error::PromqlError;
+use crate::value::{Series, Val};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl Op {
+    fn parse(s: &str) -> Option<Op> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "+" => Op::Add,
+            "-" => Op::Sub,
+            "*" => Op::Mul,
+            "/" => Op::Div,
+            "%" => Op::Mod,
+            "^" => Op::Pow,
+            "atan2" => Op::Atan2,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            "<" => Op::Lt,
+            ">=" => Op::Ge,
+            "<=" => Op::Le,
+            "and" => Op::And,
+            "or" => Op::Or,
+            "unless" => Op::Unless,
+            _ => return None,
+        })
+    }
+
+    fn is_comparison(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
+    }
+
+    /// (value, keep) for `l op r`; comparisons return the left value and the outcome.
+    fn apply(self, l: f64, r: f64) -> (f64, bool) {
+        match self {
+            Op::Add => (l + r, true),
+            Op::Sub => (l - r, true),
+            Op::Mul => (l * r, true),
+            Op::Div => (l / r, true),
+            Op::Mod => (l % r, true),
+            Op::Pow => (l.powf(r), true),
+            Op::Atan2 => (l.atan2(r), true),
+            Op::Eq => (l, l == r),
+            Op::Ne => (l, l != r),
+            Op::Gt => (l, l > r),
+            Op::Lt => (l, l < r),
+            Op::Ge => (l, l >= r),
+            Op::Le => (l, l <= r),
+            Op::And | Op::Or | Op::Unless => (l, true),
+        }
+    }
+}
+
+/// How series are matched: the labels of `on(...)` (include) or `ignoring(...)` (exclude).
+struct Matching<'m> {
+    on: bool,
+    labels: &'m [String],
+}
+
+impl Matching<'_> {
+    fn signature(&self, l: &Labels) -> Labels {
+        if self.on {
+            Labels::from_pairs(
+                l.iter()
+                    .filter(|x| self.labels.contains(&x.name))
+                    .map(|x| (x.name.clone(), x.value.clone())),
+            )
+        } else {
+            Labels::from_pairs(
+                l.iter()
+                    .filter(|x| x.name != METRIC_NAME && !self.labels.contains(&x.name))
+                    .map(|x| (x.name.clone(), x.value.clone())),
+            )
+        }
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn eval_binary(&self, b: &BinaryExpr) -> Result<Val, PromqlError> {
+        let op = Op::parse(&b.op.to_string())
+            .ok_or_else(|| PromqlError::exec(format!("unknown operator {}", b.op)))?;
+        let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+        let lhs = self.eval(&b.lhs)?;
+        let rhs = self.eval(&b.rhs)?;
+        match (lhs, rhs) {
+            (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
+                l.iter()
+                    .zip(&r)
+                    .map(|(a, b)| {
+                        let (v, keep) = op.apply(*a, *b);
+                        if op.is_comparison() {
+                            f64::from(u8::from(keep))
+                        } else {
+                            v
+                        }
+                    })
+                    .collect(),
+            )),
+            (Val::Vector(v), Val::Scalar(s)) => {
+                Ok(Val::Vector(vector_scalar(op, v, &s, false, return_bool)))
+            }
+            (Val::Scalar(s), Val::Vector(v)) => {
+                Ok(Val::Vector(vector_scalar(op, v, &s, true, return_bool)))
+            }
+            (Val::Vector(l), Val::Vector(r)) => {
+                let empty = Vec::new();
+                let (on, labels) = match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+                    Some(LabelModifier::Include(ls)) => (true, &ls.labels),
+                    Some(LabelModifier::Exclude(ls)) => (false, &ls.labels),
+                    None => (false, &empty),
+                };
+                let matching = Matching { on, labels };
+                let card = b
+                    .modifier
+                    .as_ref()
+                    .map(|m| &m.card)
+                    .unwrap_or(&VectorMatchCardinality::OneToOne);
+                match op {
+                    Op::And | Op::Or | Op::Unless => Ok(Val::Vector(set_op(op, l, r, &matching))),
+                    _ => Ok(Val::Vector(vector_vector(
+                        op,
+                        l,
+                        r,
+                        &matching,
+                        card,
+                        return_bool,
+                        self.steps(),
+                    )?)),
+                }
+            }
+            _ => Err(PromqlError::exec(
+                "binary operators are not defined on strings",
+            )),
+        }
+    }
+}
+
+fn vector_scalar(
+    op: Op,
+    v: Vec<Series>,
+    s: &[f64],
+    scalar_left: bool,
+    return_bool: bool,
+) -> Vec<Series> {
+    let drop_name = !op.is_comparison() || return_bool;
+    v.into_iter()
+        .filter_map(|series| {
+            let points: Vec<Option<f64>> = series
+                .points
+                .iter()
+                .zip(s)
+                .map(|(p, sv)| {
+                    let x = (*p)?;
+                    let (l, r) = if scalar_left { (*sv, x) } else { (x, *sv) };
+                    let (value, keep) = op.apply(l, r);
+                    if op.is_comparison() {
+                        if return_bool {
+                            Some(f64::from(u8::from(keep)))
+                        } else {
+                            keep.then_some(x)
+                        }
+                    } else {
+                        Some(value)
+                    }
+                })
+                .collect();
+            points.iter().any(Option::is_some).then(|| Series {
+                labels: if drop_name {
+                    series.labels.without_metric_name()
+                } else {
+                    series.labels
+                },
+                points,
+            })
+        })
+        .collect()
+}
+
+fn set_op(op: Op, l: Vec<Series>, r: Vec<Series>, m: &Matching) -> Vec<Series> {
+    let steps = l.first().or(r.first()).map_or(0, |s| s.points.len());
+    let mut rsig: HashMap<Labels, Vec<bool>> = HashMap::new();
+    for s in &r {
+        let e = rsig
+            .entry(m.signature(&s.labels))
+            .or_insert_with(|| vec![false; steps]);
+        for (i, p) in s.points.iter().enumerate() {
+            e[i] |= p.is_some();
+        }
+    }
+    match op {
+        Op::And | Op::Unless => l
+            .into_iter()
+            .filter_map(|mut s| {
+                let present = rsig.get(&m.signature(&s.labels));
+                for (i, p) in s.points.iter_mut().enumerate() {
+                    let has = present.is_some_and(|v| v[i]);
+                    if (op == Op::And) != has {
+                        *p = None;
+                    }
+                }
+                s.points.iter().any(Option::is_some).then_some(s)
+            })
+            .collect(),
+        _ => {
+            let mut lsig: HashMap<Labels, Vec<bool>> = HashMap::new();
+            for s in &l {
+                let e = lsig
+                    .entry(m.signature(&s.labels))
+                    .or_insert_with(|| vec![false; steps]);
+                for (i, p) in s.points.iter().enumerate() {
+                    e[i] |= p.is_some();
+                }
+            }
+            let mut out = l;
+            for mut s in r {
+                if let Some(present) = lsig.get(&m.signature(&s.labels)) {
+                    for (i, p) in s.points.iter_mut().enumerate() {
+                        if present[i] {
+                            *p = None;
+                        }
+                    }
+                }
+                if s.points.iter().any(Option::is_some) {
+                    out.push(s);
+                }
+            }
+            out
+        }
+    }
+}
+
+fn vector_vector(
+    op: Op,
+    l: Vec<Series>,
+    r: Vec<Series>,
+    m: &Matching,
+    card: &VectorMatchCardinality,
+    return_bool: bool,
+    steps: usize,
+) -> Result<Vec<Series>, PromqlError> {
+    // The "one" side is indexed by signature; the "many" side (or the left, one-to-one) drives.
+    let (many, one, swapped, include): (&[Series], &[Series], bool, Vec<String>) = match card {
+        VectorMatchCardinality::OneToMany(ls) => (&r, &l, true, ls.labels.clone()),
+        VectorMatchCardinality::ManyToOne(ls) => (&l, &r, false, ls.labels.clone()),
+        _ => (&l, &r, false, Vec::new()),
+    };
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    let mut one_index: HashMap<Labels, Vec<usize>> = HashMap::new();
+    for (i, s) in one.iter().enumerate() {
+        one_index.entry(m.signature(&s.labels)).or_default().push(i);
+    }
+    // Duplicate series on the "one" side at the same step cannot be matched.
+    for (sig, idx) in &one_index {
+        if idx.len() < 2 {
+            continue;
+        }
+        for step in 0..steps {
+            if idx
+                .iter()
+                .filter(|&&i| one[i].points[step].is_some())
+                .count()
+                > 1
+            {
+                let side = if swapped { "left" } else { "right" };
+                return Err(PromqlError::exec(format!(
+                    "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    idx.iter().map(|&i| one[i].labels.to_string()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+    }
+    let drop_name = !op.is_comparison() || return_bool;
+    let mut out: Vec<Series> = Vec::new();
+    let mut out_index: HashMap<Labels, usize> = HashMap::new();
+    let mut matched_sig_steps: HashMap<Labels, Vec<bool>> = HashMap::new();
+    for ms in many {
+        let sig = m.signature(&ms.labels);
+        let Some(candidates) = one_index.get(&sig) else {
+            continue;
+        };
+        // Per step, the one-side series that has a value there.
+        let mut by_one: HashMap<usize, Vec<Option<f64>>> = HashMap::new();
+        for step in 0..steps {
+            let Some(mv) = ms.points[step] else { continue };
+            let Some(&oi) = candidates.iter().find(|&&i| one[i].points[step].is_some()) else {
+                continue;
+            };
+            let ov = one[oi].points[step].unwrap_or_default();
+            if one_to_one {
+                let seen = matched_sig_steps
+                    .entry(sig.clone())
+                    .or_insert_with(|| vec![false; steps]);
+                if seen[step] {
+                    return Err(PromqlError::exec(format!(
+                        "found duplicate series for the match group {sig} on the left hand-side of the operation;many-to-many matching not allowed: matching labels must be unique on one side"
+                    )));
+                }
+                seen[step] = true;
+            }
+            let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
+            let (value, keep) = op.apply(lv, rv);
+            let v = if op.is_comparison() {
+                if return_bool {
+                    Some(f64::from(u8::from(keep)))
+                } else {
+                    keep.then_some(value)
+                }
+            } else {
+                Some(value)
+            };
+            if let Some(v) = v {
+                by_one.entry(oi).or_insert_with(|| vec![None; steps])[step] = Some(v);
+            }
+        }
+        for (oi, points) in by_one {
+            let labels = result_labels(
+                &ms.labels,
+                &one[oi].labels,
+                m,
+                one_to_one,
+                &include,
+                drop_name,
+            );
+            match out_index.get(&labels) {
+                Some(&j) => {
+                    for (a, b) in out[j].points.iter_mut().zip(points) {
+                        if b.is_some() {
+                            if a.is_some() {
+                                return Err(PromqlError::exec("multiple matches for labels: grouping labels must ensure unique matches"));
+                            }
+                            *a = b;
+                        }
+                    }
+                }
+                None => {
+                    out_index.insert(labels.clone(), out.len());
+                    out.push(Series { labels, points });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    m: &Matching,
+    one_to_one: bool,
+    include: &[String],
+    drop_name: bool,
+) -> Labels {
+    let mut b = many.builder();
+    if drop_name {
+        b.del(METRIC_NAME);
+    }
+    if one_to_one {
+        if m.on {
+            b.retain(|l| m.labels.contains(&l.name));
+        } else {
+            b.retain(|l| !m.labels.contains(&l.name));
+        }
+    }
+    for name in include {
+        match one.get(name) {
+            Some(v) => {
+                b.set(name.clone(), v);
+            }
+            None => {
+                b.del(name);
+            }
+        }
+    }
+    b.build()
+}

@@ -1,0 +1,272 @@
+//! The evaluator: walks the AST once for all steps of a query.
+
+pub(crate) mod aggregate;
+mod binary;
+mod selector;
+
+pub(crate) use selector::matchers as selector_matchers;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use meshlens_model::{Labels, MetricReader, Sample, SeriesSamples};
+use promql_parser::parser::{AtModifier, Expr, Offset};
+
+use crate::error::PromqlError;
+use crate::value::{Matrix, QueryResult, Series, Val, Value, VectorSample};
+use crate::EngineOptions;
+
+pub(crate) struct Evaluator<'a> {
+    pub storage: &'a dyn MetricReader,
+    pub opts: &'a EngineOptions,
+    /// Evaluation timestamps (ms), ascending.
+    pub ts: Vec<i64>,
+    /// The query's start and end, for `@ start()` / `@ end()`.
+    pub query_start: i64,
+    pub query_end: i64,
+    pub deadline: Instant,
+    pub samples: std::cell::Cell<usize>,
+}
+
+/// Evaluates `expr` for an instant (`instant` = true, start = end) or range query.
+pub(crate) fn run(
+    storage: &dyn MetricReader,
+    opts: &EngineOptions,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    instant: bool,
+) -> Result<QueryResult, PromqlError> {
+    let ts: Vec<i64> = if instant {
+        vec![start]
+    } else {
+        (0..=(end - start) / step)
+            .map(|i| start + i * step)
+            .collect()
+    };
+    let ev = Evaluator {
+        storage,
+        opts,
+        ts,
+        query_start: start,
+        query_end: end,
+        deadline: Instant::now() + opts.timeout,
+        samples: std::cell::Cell::new(0),
+    };
+    let inner = unwrap_parens(expr);
+    if matches!(inner, Expr::MatrixSelector(_) | Expr::Subquery(_)) {
+        if !instant {
+            return Err(PromqlError::BadData { message: "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into() });
+        }
+        let m = ev.eval_matrix(inner)?;
+        let mut out: Vec<SeriesSamples> = m
+            .series
+            .iter()
+            .map(|s| SeriesSamples {
+                labels: s.labels.clone(),
+                samples: m.window(s, 0).to_vec(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        return Ok(result(Value::Matrix(out)));
+    }
+    let v = ev.eval(expr)?;
+    let value = match v {
+        Val::Str(s) => Value::String { t: start, v: s },
+        Val::Scalar(p) if instant => Value::Scalar { t: start, v: p[0] },
+        Val::Scalar(p) => Value::Matrix(vec![SeriesSamples {
+            labels: Labels::empty(),
+            samples: ev
+                .ts
+                .iter()
+                .zip(p)
+                .map(|(t, v)| Sample::new(*t, v))
+                .collect(),
+        }]),
+        Val::Vector(series) if instant => {
+            check_unique(&series)?;
+            Value::Vector(
+                series
+                    .into_iter()
+                    .filter_map(|s| {
+                        s.points[0].map(|v| VectorSample {
+                            labels: s.labels,
+                            t: start,
+                            v,
+                        })
+                    })
+                    .collect(),
+            )
+        }
+        Val::Vector(series) => {
+            let merged = merge_same_labels(series)?;
+            let mut out: Vec<SeriesSamples> = merged
+                .into_iter()
+                .map(|s| SeriesSamples {
+                    samples: ev
+                        .ts
+                        .iter()
+                        .zip(&s.points)
+                        .filter_map(|(t, p)| p.map(|v| Sample::new(*t, v)))
+                        .collect(),
+                    labels: s.labels,
+                })
+                .filter(|s| !s.samples.is_empty())
+                .collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(out)
+        }
+    };
+    Ok(result(value))
+}
+
+fn result(value: Value) -> QueryResult {
+    QueryResult {
+        value,
+        warnings: Vec::new(),
+        infos: Vec::new(),
+    }
+}
+
+pub(crate) fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+/// Fails when two series share a label set and both have a value at the same step.
+fn check_unique(series: &[Series]) -> Result<(), PromqlError> {
+    let mut seen: HashMap<&Labels, usize> = HashMap::new();
+    for (i, s) in series.iter().enumerate() {
+        if let Some(&j) = seen.get(&s.labels) {
+            let other = &series[j];
+            if s.points
+                .iter()
+                .zip(&other.points)
+                .any(|(a, b)| a.is_some() && b.is_some())
+            {
+                return Err(PromqlError::exec(
+                    "vector cannot contain metrics with the same labelset",
+                ));
+            }
+        } else {
+            seen.insert(&s.labels, i);
+        }
+    }
+    Ok(())
+}
+
+/// Folds series with equal labels into one (they must not overlap in steps).
+pub(crate) fn merge_same_labels(series: Vec<Series>) -> Result<Vec<Series>, PromqlError> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    for s in series {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                let target = &mut out[i];
+                for (a, b) in target.points.iter_mut().zip(s.points) {
+                    if b.is_some() {
+                        if a.is_some() {
+                            return Err(PromqlError::exec(
+                                "vector cannot contain metrics with the same labelset",
+                            ));
+                        }
+                        *a = b;
+                    }
+                }
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn steps(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn check_deadline(&self) -> Result<(), PromqlError> {
+        if Instant::now() > self.deadline {
+            return Err(PromqlError::Timeout {
+                after: self.opts.timeout,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts samples held; fails past the query's limit.
+    pub fn hold(&self, n: usize) -> Result<(), PromqlError> {
+        let total = self.samples.get() + n;
+        self.samples.set(total);
+        if total > self.opts.max_samples {
+            return Err(PromqlError::TooManySamples {
+                limit: self.opts.max_samples,
+            });
+        }
+        Ok(())
+    }
+
+    /// The timestamps a node is evaluated at after its `@` and `offset` modifiers.
+    pub fn effective_times(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
+        let off = match offset {
+            Some(Offset::Pos(d)) => d.as_millis() as i64,
+            Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+            None => 0,
+        };
+        let fixed = match at {
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_millis() as i64,
+                Err(e) => -(e.duration().as_millis() as i64),
+            }),
+            None => None,
+        };
+        self.ts.iter().map(|t| fixed.unwrap_or(*t) - off).collect()
+    }
+
+    pub fn eval(&self, expr: &Expr) -> Result<Val, PromqlError> {
+        self.check_deadline()?;
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; self.steps()])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::Unary(u) => match self.eval(&u.expr)? {
+                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+                Val::Vector(series) => Ok(Val::Vector(
+                    series
+                        .into_iter()
+                        .map(|s| Series {
+                            labels: s.labels.without_metric_name(),
+                            points: s.points.into_iter().map(|p| p.map(|x| -x)).collect(),
+                        })
+                        .collect(),
+                )),
+                Val::Str(_) => Err(PromqlError::exec("unary minus on a string")),
+            },
+            Expr::VectorSelector(vs) => self.eval_vector_selector(vs),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => Err(PromqlError::exec(
+                "a range vector is only allowed as a function argument",
+            )),
+            Expr::Call(c) => crate::functions::call(self, c),
+            Expr::Aggregate(a) => self.eval_aggregate(a),
+            Expr::Binary(b) => self.eval_binary(b),
+            Expr::Extension(_) => Err(PromqlError::exec("extension expressions are not supported")),
+        }
+    }
+
+    pub fn eval_matrix(&self, expr: &Expr) -> Result<Matrix, PromqlError> {
+        match unwrap_parens(expr) {
+            Expr::MatrixSelector(ms) => self.eval_matrix_selector(ms),
+            Expr::Subquery(sq) => self.eval_subquery(sq),
+            _ => Err(PromqlError::exec("expected a range vector")),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Selectors and subqueries: each reads storage (or evaluates its inner expression) once
+//! for all steps.
+
+use meshlens_model::{is_stale_nan, LabelMatcher, MatchOp, Sample};
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{MatrixSelector, SubqueryExpr, VectorSelector};
+
+use super::Evaluator;
+use crate::error::PromqlError;
+use crate::value::{Matrix, RangeSeries, Series, Val};
+
+pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<LabelMatcher>, PromqlError> {
+    let mut out = Vec::new();
+    if let Some(n) = &vs.name {
+        out.push(LabelMatcher::equal("__name__", n.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        let op = match m.op {
+            PMatchOp::Equal => MatchOp::Equal,
+            PMatchOp::NotEqual => MatchOp::NotEqual,
+            PMatchOp::Re(_) => MatchOp::RegexMatch,
+            PMatchOp::NotRe(_) => MatchOp::RegexNoMatch,
+        };
+        out.push(
+            LabelMatcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| {
+                PromqlError::BadData {
+                    message: e.to_string(),
+                }
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+impl<'a> Evaluator<'a> {
+    fn select_or(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<meshlens_model::SeriesSamples>, PromqlError> {
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(PromqlError::BadData {
+                message: "\"or\" label matchers are not supported".into(),
+            });
+        }
+        let m = matchers(vs)?;
+        let series = self.storage.select(&m, mint, maxt)?;
+        self.hold(series.iter().map(|s| s.samples.len()).sum())?;
+        Ok(series)
+    }
+
+    pub fn eval_vector_selector(&self, vs: &VectorSelector) -> Result<Val, PromqlError> {
+        let times = self.effective_times(&vs.at, &vs.offset);
+        let lookback = self.opts.lookback_delta_ms;
+        let (Some(&min), Some(&max)) = (times.iter().min(), times.iter().max()) else {
+            return Ok(Val::Vector(Vec::new()));
+        };
+        let raw = self.select_or(vs, min - lookback + 1, max)?;
+        let mut out = Vec::with_capacity(raw.len());
+        for s in raw {
+            self.check_deadline()?;
+            let points: Vec<Option<f64>> = times
+                .iter()
+                .map(|&t| {
+                    let hi = s.samples.partition_point(|x| x.t <= t);
+                    let last = s.samples[..hi].last()?;
+                    (last.t > t - lookback && !is_stale_nan(last.v)).then_some(last.v)
+                })
+                .collect();
+            if points.iter().any(Option::is_some) {
+                out.push(Series {
+                    labels: s.labels,
+                    points,
+                });
+            }
+        }
+        self.hold(out.len() * self.steps())?;
+        Ok(Val::Vector(out))
+    }
+
+    pub fn eval_matrix_selector(&self, ms: &MatrixSelector) -> Result<Matrix, PromqlError> {
+        let range = ms.range.as_millis() as i64;
+        let ends = self.effective_times(&ms.vs.at, &ms.vs.offset);
+        let (Some(&min), Some(&max)) = (ends.iter().min(), ends.iter().max()) else {
+            return Ok(Matrix {
+                series: Vec::new(),
+                range,
+                ends,
+            });
+        };
+        let raw = self.select_or(&ms.vs, min - range + 1, max)?;
+        let series = raw
+            .into_iter()
+            .map(|s| RangeSeries {
+                labels: s.labels,
+                samples: s
+                    .samples
+                    .into_iter()
+                    .filter(|x| !is_stale_nan(x.v))
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect();
+        Ok(Matrix {
+            series,
+            range,
+            ends,
+        })
+    }
+
+    pub fn eval_subquery(&self, sq: &SubqueryExpr) -> Result<Matrix, PromqlError> {
+        let range = sq.range.as_millis() as i64;
+        let step = sq
+            .step
+            .map(|d| d.as_millis() as i64)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.opts.default_subquery_step_ms);
+        let ends = self.effective_times(&sq.at, &sq.offset);
+        let (Some(&min), Some(&max)) = (ends.iter().min(), ends.iter().max()) else {
+            return Ok(Matrix {
+                series: Vec::new(),
+                range,
+                ends,
+            });
+        };
+        // Inner steps: multiples of `step` inside (min - range, max].
+        let first = (min - range).div_euclid(step) * step + step;
+        let mut inner_ts = Vec::new();
+        let mut t = first;
+        while t <= max {
+            inner_ts.push(t);
+            t += step;
+        }
+        if inner_ts.len() > 11_000 * 100 {
+            return Err(PromqlError::exec("subquery needs too many steps"));
+        }
+        let inner = Evaluator {
+            storage: self.storage,
+            opts: self.opts,
+            ts: inner_ts,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            deadline: self.deadline,
+            samples: std::cell::Cell::new(self.samples.get()),
+        };
+        let v = inner.eval(&sq.expr)?;
+        self.samples.set(inner.samples.get());
+        let series = match v {
+            Val::Vector(series) => series
+                .into_iter()
+                .map(|s| RangeSeries {
+                    samples: inner
+                        .ts
+                        .iter()
+                        .zip(&s.points)
+                        .filter_map(|(t, p)| p.map(|v| Sample::new(*t, v)))
+                        .collect(),
+                    labels: s.labels,
+                })
+                .filter(|s| !s.samples.is_empty())
+                .collect(),
+            Val::Scalar(p) => vec![RangeSeries {
+                labels: meshlens_model::Labels::empty(),
+                samples: inner
+                    .ts
+                    .iter()
+                    .zip(p)
+                    .map(|(t, v)| Sample::new(*t, v))
+                    .collect(),
+            }],
+            Val::Str(_) => return Err(PromqlError::exec("subquery over a string")),
+        };
+        Ok(Matrix {
+            series,
+            range,
+            ends,
+        })
+    }
+}

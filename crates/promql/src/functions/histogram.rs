@@ -1,0 +1,122 @@
+//! `histogram_quantile` over classic buckets (series with an `le` label).
+
+use std::collections::HashMap;
+
+use meshlens_model::Labels;
+use promql_parser::parser::Expr;
+
+use super::{scalar_arg, vector_arg};
+use crate::error::PromqlError;
+use crate::eval::Evaluator;
+use crate::value::{Series, Val};
+
+pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
+    let q = scalar_arg(ev, args, 0, None, "histogram_quantile")?;
+    let v = vector_arg(ev, args, 1, "histogram_quantile")?;
+    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (i, s) in v.iter().enumerate() {
+        let Some(le) = s.labels.get("le").and_then(parse_le) else {
+            continue;
+        };
+        let mut b = s.labels.builder();
+        b.del("le");
+        b.del("__name__");
+        let key = b.build();
+        let g = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push((le, i));
+    }
+    let steps = ev.steps();
+    let mut out = Vec::new();
+    for (labels, members) in groups {
+        let mut points = vec![None; steps];
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        for (step, point) in points.iter_mut().enumerate() {
+            buckets.clear();
+            buckets.extend(
+                members
+                    .iter()
+                    .filter_map(|(le, i)| v[*i].points[step].map(|c| (*le, c))),
+            );
+            if buckets.is_empty() {
+                continue;
+            }
+            *point = Some(bucket_quantile(q[step], &mut buckets));
+        }
+        if points.iter().any(Option::is_some) {
+            out.push(Series { labels, points });
+        }
+    }
+    Ok(Val::Vector(out))
+}
+
+fn parse_le(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+/// (upper bound, cumulative count) buckets to the q-quantile, as Prometheus computes it.
+fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if b.last().is_none_or(|l| l.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Buckets with the same bound are summed.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for &(le, c) in b.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == le => last.1 += c,
+            _ => merged.push((le, c)),
+        }
+    }
+    let mut b = merged;
+    // Counts must not decrease; tiny floating-point deltas are smoothed.
+    let mut prev = b[0].1;
+    for bucket in b.iter_mut().skip(1) {
+        let curr = bucket.1;
+        if curr == prev {
+            continue;
+        }
+        if (curr - prev).abs() <= 1e-12 * curr.abs().max(prev.abs()) || curr < prev {
+            bucket.1 = prev;
+            continue;
+        }
+        prev = curr;
+    }
+    if b.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = b[b.len() - 1].1;
+    if observations == 0.0 || observations.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let idx = b[..b.len() - 1].partition_point(|x| x.1 < rank);
+    if idx == b.len() - 1 {
+        return b[b.len() - 2].0;
+    }
+    if idx == 0 && b[0].0 <= 0.0 {
+        return b[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, b[idx].0, b[idx].1);
+    if idx > 0 {
+        start = b[idx - 1].0;
+        count -= b[idx - 1].1;
+        rank -= b[idx - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}

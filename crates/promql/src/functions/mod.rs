@@ -1,0 +1,108 @@
+//! PromQL functions. Dispatch by name; range-vector functions in `range.rs`, the rest in
+//! `instant.rs`, classic-histogram quantiles in `histogram.rs`.
+
+mod histogram;
+mod instant;
+mod range;
+
+use promql_parser::parser::{Call, Expr};
+
+use crate::error::PromqlError;
+use crate::eval::{unwrap_parens, Evaluator};
+use crate::value::{Series, Val};
+
+pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
+    let name = c.func.name;
+    let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+    if let Some(v) = range::call(ev, name, &args)? {
+        return Ok(v);
+    }
+    if name == "histogram_quantile" {
+        return histogram::histogram_quantile(ev, &args);
+    }
+    instant::call(ev, name, &args)
+}
+
+/// The instant-vector argument `i`.
+pub(crate) fn vector_arg(
+    ev: &Evaluator,
+    args: &[&Expr],
+    i: usize,
+    fname: &str,
+) -> Result<Vec<Series>, PromqlError> {
+    match args.get(i).map(|a| ev.eval(a)).transpose()? {
+        Some(Val::Vector(v)) => Ok(v),
+        _ => Err(PromqlError::exec(format!(
+            "{fname}: argument {} must be an instant vector",
+            i + 1
+        ))),
+    }
+}
+
+/// The scalar argument `i` (one value per step), or `default` when absent.
+pub(crate) fn scalar_arg(
+    ev: &Evaluator,
+    args: &[&Expr],
+    i: usize,
+    default: Option<f64>,
+    fname: &str,
+) -> Result<Vec<f64>, PromqlError> {
+    match args.get(i) {
+        None => default
+            .map(|d| vec![d; ev.steps()])
+            .ok_or_else(|| PromqlError::exec(format!("{fname}: missing argument {}", i + 1))),
+        Some(a) => match ev.eval(a)? {
+            Val::Scalar(v) => Ok(v),
+            _ => Err(PromqlError::exec(format!(
+                "{fname}: argument {} must be a scalar",
+                i + 1
+            ))),
+        },
+    }
+}
+
+pub(crate) fn string_arg(args: &[&Expr], i: usize, fname: &str) -> Result<String, PromqlError> {
+    match args.get(i).map(|a| unwrap_parens(a)) {
+        Some(Expr::StringLiteral(s)) => Ok(s.val.clone()),
+        _ => Err(PromqlError::exec(format!(
+            "{fname}: argument {} must be a string",
+            i + 1
+        ))),
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as Prometheus prints values in labels.
+pub(crate) fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Prometheus's quantile over unsorted values (sorts them in place).
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| {
+        a.partial_cmp(b)
+            .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()).reverse())
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0) as usize;
+    let upper = (lower + 1).min(values.len() - 1);
+    let weight = rank - rank.floor();
+    values[lower] * (1.0 - weight) + values[upper] * weight
+}

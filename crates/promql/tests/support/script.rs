@@ -1,0 +1,465 @@
+//! Runs Prometheus's PromQL test scripts (the `load` / `eval` format of promqltest).
+
+use meshlens_model::{Labels, STALE_NAN};
+use meshlens_promql::{Engine, EngineOptions, Value};
+
+use super::MemStore;
+
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    /// Cases that need native histograms (counted apart, not run).
+    pub native: usize,
+}
+
+pub struct Outcome {
+    pub counts: Counts,
+    pub failures: Vec<String>,
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    if let Some(rest) = s.strip_prefix('-') {
+        return parse_time(rest).map(|v| -v);
+    }
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n * 1000);
+    }
+    meshlens_promql::parse_duration(s).ok()
+}
+
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "Inf" | "+Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        "stale" => Some(STALE_NAN),
+        _ => {
+            if let Some(h) = s.strip_prefix("0x") {
+                return i64::from_str_radix(h, 16).ok().map(|v| v as f64);
+            }
+            s.parse().ok()
+        }
+    }
+}
+
+/// Expands promtool's series notation into one optional value per step.
+fn expand_points(spec: &str) -> Option<Vec<Option<f64>>> {
+    let mut out = Vec::new();
+    for item in spec.split_whitespace() {
+        if item == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(n) = item.strip_prefix("_x") {
+            out.extend(std::iter::repeat_n(None, n.parse().ok()?));
+            continue;
+        }
+        if let Some((lhs, times)) = item.rsplit_once('x') {
+            if let Ok(n) = times.parse::<usize>() {
+                // `a+bxn`, `a-bxn` or `axn`: n+1 values.
+                let split = lhs
+                    .char_indices()
+                    .skip(1)
+                    .find(|(i, c)| (*c == '+' || *c == '-') && !lhs[..*i].ends_with(['e', 'E']))
+                    .map(|(i, _)| i);
+                let (start, step) = match split {
+                    Some(i) => (parse_value(&lhs[..i])?, parse_value(&lhs[i..])?),
+                    None => (parse_value(lhs)?, 0.0),
+                };
+                for k in 0..=n {
+                    out.push(Some(start + step * k as f64));
+                }
+                continue;
+            }
+        }
+        out.push(Some(parse_value(item)?));
+    }
+    Some(out)
+}
+
+/// Splits `metric{a="b"} points` into labels and the rest.
+fn split_series(line: &str) -> Option<(Labels, &str)> {
+    let line = line.trim();
+    let end = if let Some(open) = line.find('{') {
+        let mut in_quote = false;
+        let mut escaped = false;
+        let mut close = None;
+        for (i, c) in line[open..].char_indices() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match c {
+                '\\' => escaped = true,
+                '"' => in_quote = !in_quote,
+                '}' if !in_quote => {
+                    close = Some(open + i + 1);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        close?
+    } else {
+        line.find(char::is_whitespace).unwrap_or(line.len())
+    };
+    let desc = &line[..end];
+    let rest = &line[end..];
+    let labels = if desc == "{}" {
+        Labels::empty()
+    } else {
+        match promql_parser::parser::parse(desc).ok()? {
+            promql_parser::parser::Expr::VectorSelector(vs) => {
+                let mut pairs: Vec<(String, String)> = vs
+                    .matchers
+                    .matchers
+                    .iter()
+                    .map(|m| (m.name.clone(), m.value.clone()))
+                    .collect();
+                if let Some(n) = vs.name {
+                    pairs.push(("__name__".into(), n));
+                }
+                Labels::from_pairs(pairs)
+            }
+            _ => return None,
+        }
+    };
+    Some((labels, rest))
+}
+
+fn almost_equal(a: f64, b: f64) -> bool {
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let min_normal = f64::MIN_POSITIVE;
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < min_normal {
+        return diff < 1e-6 * min_normal;
+    }
+    diff / abs_sum.min(f64::MAX) < 1e-6
+}
+
+struct Case {
+    line_no: usize,
+    header: String,
+    expects: Vec<String>,
+    results: Vec<String>,
+}
+
+const NATIVE_FUNCS: [&str; 8] = [
+    "histogram_count",
+    "histogram_sum",
+    "histogram_avg",
+    "histogram_fraction",
+    "histogram_stddev",
+    "histogram_stdvar",
+    "info(",
+    "nhcb",
+];
+
+pub fn run_script(text: &str) -> Outcome {
+    let mut store = MemStore::default();
+    let engine = Engine::new(EngineOptions::default());
+    let mut counts = Counts::default();
+    let mut failures = Vec::new();
+    let mut native_names: Vec<String> = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    let indented = |l: &str| l.starts_with(' ') || l.starts_with('\t');
+    while i < lines.len() {
+        let line = lines[i].trim_end();
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            i += 1;
+            continue;
+        }
+        let word = trimmed.split_whitespace().next().unwrap_or("");
+        match word {
+            "clear" => {
+                store = MemStore::default();
+                native_names.clear();
+                i += 1;
+            }
+            "load" | "load_with_nhcb" => {
+                let nhcb = word == "load_with_nhcb";
+                let interval = trimmed
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(parse_time)
+                    .unwrap_or(60_000);
+                i += 1;
+                while i < lines.len() && indented(lines[i]) && !lines[i].trim().is_empty() {
+                    let l = lines[i].trim();
+                    i += 1;
+                    if l.starts_with('#') {
+                        continue;
+                    }
+                    if let Some((labels, rest)) = split_series(l) {
+                        let name = labels.metric_name().unwrap_or("").to_string();
+                        if l.contains("{{") {
+                            native_names.push(name);
+                            continue;
+                        }
+                        if nhcb {
+                            if let Some(base) = name.strip_suffix("_bucket") {
+                                native_names.push(base.to_string());
+                            }
+                        }
+                        if let Some(points) = expand_points(rest) {
+                            for (k, p) in points.into_iter().enumerate() {
+                                if let Some(v) = p {
+                                    store.add(labels.clone(), k as i64 * interval, v);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            w if w.starts_with("eval") => {
+                let mut case = Case {
+                    line_no: i + 1,
+                    header: trimmed.to_string(),
+                    expects: Vec::new(),
+                    results: Vec::new(),
+                };
+                i += 1;
+                while i < lines.len()
+                    && !lines[i].trim().is_empty()
+                    && (indented(lines[i]) || lines[i].trim_start().starts_with("expect"))
+                {
+                    let l = lines[i].trim();
+                    if l.starts_with("expect ") {
+                        case.expects.push(l.to_string());
+                    } else if !l.starts_with('#') {
+                        case.results.push(l.to_string());
+                    }
+                    i += 1;
+                }
+                let query_part = case.header.as_str();
+                let is_native = native_names
+                    .iter()
+                    .any(|n| !n.is_empty() && mentions(query_part, n))
+                    || case.results.iter().any(|r| r.contains("{{"))
+                    || NATIVE_FUNCS.iter().any(|f| case.header.contains(f));
+                if is_native {
+                    counts.native += 1;
+                    continue;
+                }
+                match run_case(&engine, &store, &case) {
+                    Ok(()) => counts.passed += 1,
+                    Err(e) => {
+                        counts.failed += 1;
+                        failures.push(format!("line {}: {}\n    {e}", case.line_no, case.header));
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Outcome { counts, failures }
+}
+
+/// Whether `text` names metric `name` (not as part of a longer name).
+fn mentions(text: &str, name: &str) -> bool {
+    text.match_indices(name).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + name.len()..].chars().next();
+        let ident =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        !ident(before) && !ident(after)
+    })
+}
+
+fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String> {
+    let h = &case.header;
+    let (cmd, rest) = h.split_once(' ').ok_or("bad eval line")?;
+    let mut expect_fail = cmd == "eval_fail";
+    let mut fail_msg: Option<String> = None;
+    let mut fail_regex: Option<String> = None;
+    let mut ordered = cmd == "eval_ordered";
+    let mut expect_string: Option<String> = None;
+    let mut range_vector: Option<(i64, i64, i64)> = None;
+    if cmd == "eval_warn" || cmd == "eval_info" {
+        return Err("expects an annotation; meshlens emits none yet".into());
+    }
+    for e in &case.expects {
+        let body = e.trim_start_matches("expect ").trim();
+        let (kind, arg) = body.split_once(' ').unwrap_or((body, ""));
+        match kind {
+            "fail" => {
+                expect_fail = true;
+                let arg = arg.trim();
+                if let Some(m) = arg.strip_prefix("msg:") {
+                    fail_msg = Some(m.trim().trim_matches('"').to_string());
+                } else if let Some(r) = arg.strip_prefix("regex:") {
+                    fail_regex = Some(r.trim().trim_matches('"').to_string());
+                }
+            }
+            "warn" | "info" => {
+                return Err(format!(
+                    "expects a {kind} annotation; meshlens emits none yet"
+                ))
+            }
+            "ordered" => ordered = true,
+            "string" => expect_string = Some(arg.trim().trim_matches(['"', '`']).to_string()),
+            "range" => {
+                let parts: Vec<&str> = arg.split_whitespace().collect();
+                // "vector from A to B step C"
+                if parts.len() >= 7 {
+                    range_vector = Some((
+                        parse_time(parts[2]).ok_or("bad time")?,
+                        parse_time(parts[4]).ok_or("bad time")?,
+                        parse_time(parts[6]).ok_or("bad step")?,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let result = if let Some(r) = rest.strip_prefix("instant at ") {
+        let (at, q) = r.trim().split_once(' ').ok_or("bad instant eval")?;
+        let t = parse_time(at).ok_or("bad time")?;
+        engine.instant_query(store, q.trim(), t).map(|r| (r, None))
+    } else if let Some(r) = rest.strip_prefix("range from ") {
+        let parts: Vec<&str> = r.trim().splitn(6, ' ').collect();
+        if parts.len() < 6 {
+            return Err("bad range eval".into());
+        }
+        let (start, end, step) = (
+            parse_time(parts[0]).ok_or("bad start")?,
+            parse_time(parts[2]).ok_or("bad end")?,
+            parse_time(parts[4]).ok_or("bad step")?,
+        );
+        engine
+            .range_query(store, parts[5].trim(), start, end, step)
+            .map(|r| (r, Some((start, end, step))))
+    } else {
+        return Err("unknown eval form".into());
+    };
+    let (res, range) = match result {
+        Err(e) if expect_fail => {
+            let msg = e.to_string();
+            if let Some(m) = fail_msg {
+                if msg != m {
+                    return Err(format!("failed with {msg:?}, expected {m:?}"));
+                }
+            }
+            if let Some(r) = fail_regex {
+                let re = regex::Regex::new(&r).map_err(|e| e.to_string())?;
+                if !re.is_match(&msg) {
+                    return Err(format!("failed with {msg:?}, expected /{r}/"));
+                }
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(format!("unexpected error: {e}")),
+        Ok(_) if expect_fail => return Err("expected an error, got a result".into()),
+        Ok(r) => r,
+    };
+    if let Some(s) = expect_string {
+        return match res.value {
+            Value::String { v, .. } if v == s => Ok(()),
+            other => Err(format!("expected string {s:?}, got {other:?}")),
+        };
+    }
+    // Expected series: labels and per-step values.
+    let mut expected: Vec<(Option<Labels>, Vec<Option<f64>>)> = Vec::new();
+    for r in &case.results {
+        if let Some(v) = parse_value(r.trim()) {
+            expected.push((None, vec![Some(v)]));
+            continue;
+        }
+        let (labels, rest) =
+            split_series(r).ok_or_else(|| format!("cannot parse expected line {r:?}"))?;
+        let points =
+            expand_points(rest).ok_or_else(|| format!("cannot parse expected values {rest:?}"))?;
+        expected.push((Some(labels), points));
+    }
+    match (res.value, range, range_vector) {
+        (Value::Scalar { v, .. }, None, _) => match expected.as_slice() {
+            [(None, p)] if p.len() == 1 && p[0].is_some_and(|e| almost_equal(e, v)) => Ok(()),
+            _ => Err(format!("got scalar {v}, expected {:?}", case.results)),
+        },
+        (Value::Vector(got), None, _) => {
+            if got.len() != expected.len() {
+                return Err(format!(
+                    "got {} series, expected {}: got {:?}",
+                    got.len(),
+                    expected.len(),
+                    got.iter()
+                        .map(|s| format!("{} {}", s.labels, s.v))
+                        .collect::<Vec<_>>()
+                ));
+            }
+            for (k, (el, ep)) in expected.iter().enumerate() {
+                let el = el.as_ref().ok_or("expected a vector line")?;
+                let ev = ep.first().copied().flatten().ok_or("expected a value")?;
+                let found = if ordered {
+                    got.get(k).filter(|g| g.labels == *el)
+                } else {
+                    got.iter().find(|g| g.labels == *el)
+                };
+                match found {
+                    Some(g) if almost_equal(g.v, ev) => {}
+                    Some(g) => return Err(format!("{el}: got {}, expected {ev}", g.v)),
+                    None => {
+                        return Err(format!(
+                            "missing {el} (ordered: {ordered}); got {:?}",
+                            got.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>()
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
+        (Value::Matrix(got), range, rv) => {
+            let (start, end, step) = range
+                .or(rv)
+                .ok_or("got a matrix, expected an instant result")?;
+            if got.len() != expected.len() {
+                return Err(format!(
+                    "got {} series, expected {}: {:?}",
+                    got.len(),
+                    expected.len(),
+                    got.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>()
+                ));
+            }
+            for (el, ep) in &expected {
+                let el = el.as_ref().ok_or("expected series lines")?;
+                let g = got
+                    .iter()
+                    .find(|g| g.labels == *el)
+                    .ok_or_else(|| format!("missing series {el}"))?;
+                let want: Vec<(i64, f64)> = ep
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, v)| v.map(|v| (start + k as i64 * step, v)))
+                    .filter(|(t, _)| *t <= end)
+                    .collect();
+                if want.len() != g.samples.len()
+                    || !want
+                        .iter()
+                        .zip(&g.samples)
+                        .all(|(w, s)| w.0 == s.t && almost_equal(w.1, s.v))
+                {
+                    return Err(format!(
+                        "{el}: got {:?}, expected {:?}",
+                        g.samples.iter().map(|s| (s.t, s.v)).collect::<Vec<_>>(),
+                        want
+                    ));
+                }
+            }
+            Ok(())
+        }
+        (v, _, _) => Err(format!("unexpected result {v:?}")),
+    }
+}
