@@ -120,9 +120,7 @@ impl<'a> Evaluator<'a> {
                 let k = scalar_param(&op)?;
                 for step_k in &k {
                     if step_k.is_nan() {
-                        return Err(PromqlError::exec(format!(
-                            "Parameter value is NaN for {op}"
-                        )));
+                        return Err(PromqlError::exec("Parameter value is NaN"));
                     }
                 }
                 let mut selected: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; input.len()];

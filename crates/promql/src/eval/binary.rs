@@ -291,7 +291,7 @@ fn vector_vector(
                 let side = if swapped { "left" } else { "right" };
                 return Err(PromqlError::exec(format!(
                     "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}];many-to-many matching not allowed: matching labels must be unique on one side",
-                    idx.iter().map(|&i| one[i].labels.to_string()).collect::<Vec<_>>().join(", ")
+                    idx.iter().map(|&i| braced(&one[i].labels)).collect::<Vec<_>>().join(", ")
                 )));
             }
         }
@@ -399,4 +399,13 @@ fn result_labels(
         }
     }
     b.build()
+}
+
+/// Labels as Prometheus prints them in errors: `{__name__="x", a="b"}`.
+fn braced(l: &Labels) -> String {
+    let inner: Vec<String> = l
+        .iter()
+        .map(|x| format!("{}={:?}", x.name, x.value))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
 }

@@ -61,7 +61,7 @@ fn parse_le(s: &str) -> Option<f64> {
 }
 
 /// (upper bound, cumulative count) buckets to the q-quantile, as Prometheus computes it.
-fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

@@ -246,14 +246,18 @@ pub(crate) fn absent_labels(arg: Option<&Expr>) -> Labels {
     };
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut dup: Vec<String> = Vec::new();
-    for m in matchers {
+    for (i, m) in matchers.iter().enumerate() {
         if m.name == "__name__" {
             continue;
         }
+        if matchers
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && o.name == m.name)
+        {
+            dup.push(m.name.clone());
+        }
         if m.op == MatchOp::Equal {
-            if pairs.iter().any(|(n, _)| *n == m.name) {
-                dup.push(m.name.clone());
-            }
             pairs.push((m.name.clone(), m.value.clone()));
         }
     }

@@ -106,7 +106,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
                 "idelta" => instant_delta(w, false),
                 "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
                 "predict_linear" => (w.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(w, end);
+                    let (slope, intercept) = linear_regression(w, ev.ts[i]);
                     intercept + slope * p1.as_ref().map_or(0.0, |p| p[i])
                 }),
                 "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
@@ -160,6 +160,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
                         &mut scratch,
                     ))
                 }
+                "mad_over_time" if w.iter().any(|x| x.v.is_nan()) => Some(f64::NAN),
                 "mad_over_time" => {
                     scratch.clear();
                     scratch.extend(w.iter().map(|x| x.v));

@@ -20,16 +20,35 @@ pub struct Outcome {
 
 fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
-    if s == "0" {
-        return Some(0);
-    }
     if let Some(rest) = s.strip_prefix('-') {
         return parse_time(rest).map(|v| -v);
     }
     if let Ok(n) = s.parse::<i64>() {
         return Some(n * 1000);
     }
-    meshlens_promql::parse_duration(s).ok()
+    let mut total = 0i64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "y" => 31_536_000_000,
+            _ => return None,
+        };
+        total += n * ms;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
 }
 
 fn parse_value(s: &str) -> Option<f64> {
@@ -85,7 +104,8 @@ fn expand_points(spec: &str) -> Option<Vec<Option<f64>>> {
 /// Splits `metric{a="b"} points` into labels and the rest.
 fn split_series(line: &str) -> Option<(Labels, &str)> {
     let line = line.trim();
-    let end = if let Some(open) = line.find('{') {
+    let ws = line.find(char::is_whitespace).unwrap_or(line.len());
+    let end = if let Some(open) = line.find('{').filter(|o| *o < ws) {
         let mut in_quote = false;
         let mut escaped = false;
         let mut close = None;
@@ -106,7 +126,7 @@ fn split_series(line: &str) -> Option<(Labels, &str)> {
         }
         close?
     } else {
-        line.find(char::is_whitespace).unwrap_or(line.len())
+        ws
     };
     let desc = &line[..end];
     let rest = &line[end..];
