@@ -30,7 +30,10 @@ fn start_target(body: &str) -> Target {
             let mut buf = vec![0u8; 8192];
             let n = s.read(&mut buf).unwrap_or(0);
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            if let Some(line) = req.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")) {
+            if let Some(line) = req
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            {
                 *a.lock().unwrap() = Some(line.split_once(':').unwrap().1.trim().to_string());
             }
             let text = b.lock().unwrap().clone();
@@ -66,7 +69,10 @@ fn scrape_health_errors_staleness_and_auth() {
     let dir = tempfile::tempdir().unwrap();
     let target = start_target("# TYPE a_total counter\na_total{x=\"1\"} 1\nb_gauge 5\n");
     let cfg = config(dir.path(), &target.addr);
-    let server = Server::start(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()]);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    );
 
     // Healthy target with its labels, and the series carry the target labels.
     let t = poll(Duration::from_secs(60), || {
@@ -91,7 +97,10 @@ fn scrape_health_errors_staleness_and_auth() {
     *target.body.lock().unwrap() = "# TYPE a_total counter\na_total{x=\"1\"} 2\n".into();
     poll(Duration::from_secs(60), || {
         let v = server.query("b_gauge", None);
-        v["data"]["result"].as_array().is_some_and(|a| a.is_empty()).then_some(())
+        v["data"]["result"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+            .then_some(())
     });
 
     // A malformed line fails the scrape: line number in lastError, up is 0, stored data stays.
@@ -108,10 +117,21 @@ fn scrape_health_errors_staleness_and_auth() {
         (up["data"]["result"][0]["value"][1] == "0").then_some(())
     });
     let before = server.query("count_over_time(a_total[1h])", None);
-    assert!(before["data"]["result"][0]["value"][1].as_str().unwrap().parse::<f64>().unwrap() >= 2.0, "{before}");
+    assert!(
+        before["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            >= 2.0,
+        "{before}"
+    );
 
     // Self-metrics count scrapes by result.
     let m = String::from_utf8(httpc::get(&server.url("/metrics")).unwrap().body).unwrap();
-    assert!(m.contains("meshlens_scrapes_total{job=\"app\",result=\"error\"}"), "{m}");
+    assert!(
+        m.contains("meshlens_scrapes_total{job=\"app\",result=\"error\"}"),
+        "{m}"
+    );
     assert_eq!(server.terminate().code(), Some(0));
 }

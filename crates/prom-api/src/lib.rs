@@ -1,1 +1,112 @@
-//! The Prometheus HTTP API over the metrics storage trait and the PromQL engine (being built).
+//! The Prometheus HTTP API over the metrics storage trait and the PromQL engine, with
+//! Prometheus's paths, parameters, JSON shapes and error envelopes, so Grafana, promtool and
+//! other clients work unchanged.
+//!
+//! Exactly one place ([`ApiError`]) maps failures to an HTTP status and `errorType`.
+
+mod federate;
+mod params;
+mod query;
+mod series;
+mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use meshlens_model::{MetricReader, StorageError};
+use meshlens_promql::{Engine, PromqlError};
+
+#[derive(Clone)]
+pub struct PromApiState {
+    pub storage: Arc<dyn MetricReader>,
+    pub engine: Arc<Engine>,
+    /// The configuration file as loaded, for `/api/v1/status/config`.
+    pub config_yaml: String,
+    /// Command-line flags, for `/api/v1/status/flags`.
+    pub flags: BTreeMap<String, String>,
+    pub start_time: SystemTime,
+    pub storage_retention: String,
+}
+
+/// All routes, with the state applied.
+pub fn router(state: PromApiState) -> Router {
+    let state = Arc::new(state);
+    Router::new()
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::exemplars).post(query::exemplars),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(query::format).post(query::format),
+        )
+        .route("/api/v1/series", get(series::series).post(series::series))
+        .route("/api/v1/labels", get(series::labels).post(series::labels))
+        .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/metadata", get(series::metadata))
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/rules", get(status::rules))
+        .route("/api/v1/alerts", get(status::alerts))
+        .route("/federate", get(federate::federate))
+        .with_state(state)
+}
+
+/// An API failure: its status, Prometheus's `errorType` and the message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error_type: "bad_data",
+            message: message.into(),
+        }
+    }
+
+    pub fn param(name: &str, reason: impl std::fmt::Display) -> Self {
+        Self::bad_data(format!("invalid parameter \"{name}\": {reason}"))
+    }
+}
+
+impl From<PromqlError> for ApiError {
+    fn from(e: PromqlError) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(e.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            error_type: e.error_type(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        PromqlError::Storage(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"status": "error", "errorType": self.error_type, "error": self.message});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub(crate) fn success(data: serde_json::Value) -> Response {
+    axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
+}

@@ -112,3 +112,13 @@ pub fn parse_duration(s: &str) -> Result<i64, PromqlError> {
             message: format!("cannot parse {s:?} to a valid duration"),
         })
 }
+
+/// The matchers of a series selector such as a `match[]` parameter (`up{job="a"}`).
+pub fn series_selector(s: &str) -> Result<Vec<meshlens_model::LabelMatcher>, PromqlError> {
+    match parse(s)? {
+        promql_parser::parser::Expr::VectorSelector(vs) => eval::selector_matchers(&vs),
+        _ => Err(PromqlError::BadData {
+            message: format!("{s:?} is not a series selector"),
+        }),
+    }
+}

@@ -37,6 +37,9 @@ pub struct ServerOptions {
     /// Largest accepted remote-write body after snappy decompression.
     pub max_write_decompressed_bytes: usize,
     pub maintenance_interval: Duration,
+    pub query: meshlens_promql::EngineOptions,
+    /// The command line as given, for `/api/v1/status/flags`.
+    pub flags: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +52,8 @@ impl Default for ServerOptions {
             max_write_body_bytes: 32 << 20,
             max_write_decompressed_bytes: 256 << 20,
             maintenance_interval: Duration::from_secs(60),
+            query: meshlens_promql::EngineOptions::default(),
+            flags: Default::default(),
         }
     }
 }
@@ -150,18 +155,32 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     })?;
     let metrics = SelfMetrics::new();
     let scrape = scrape::ScrapeManager::start(&cfg, tsdb.clone(), metrics.clone());
+    let prom = meshlens_prom_api::router(meshlens_prom_api::PromApiState {
+        storage: tsdb.clone(),
+        engine: Arc::new(meshlens_promql::Engine::new(opts.query.clone())),
+        config_yaml: cfg.original_yaml.clone(),
+        flags: opts.flags.clone(),
+        start_time: std::time::SystemTime::now(),
+        storage_retention: match (opts.tsdb.retention_time_ms, opts.tsdb.retention_size_bytes) {
+            (Some(t), None) => config::format_duration(Duration::from_millis(t as u64)),
+            (Some(t), Some(b)) => format!(
+                "{} or {b}B",
+                config::format_duration(Duration::from_millis(t as u64))
+            ),
+            (None, Some(b)) => format!("{b}B"),
+            (None, None) => "unlimited".into(),
+        },
+    });
     let state = Arc::new(api::AppState {
         tsdb: tsdb.clone(),
         writer: tsdb.clone(),
-        reader: tsdb.clone(),
         scrape,
         metrics,
-        config: cfg,
         max_write_body_bytes: opts.max_write_body_bytes,
         max_write_decompressed_bytes: opts.max_write_decompressed_bytes,
         ready: Default::default(),
     });
-    let app = api::router(state.clone());
+    let app = api::router(state.clone()).merge(prom);
     let (tx, rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {

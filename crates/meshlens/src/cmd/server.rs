@@ -32,6 +32,15 @@ pub struct Args {
     /// `1s` (sync at most that long after a write).
     #[arg(long = "wal-fsync", default_value = "always")]
     pub wal_fsync: String,
+    /// Longest a query may run.
+    #[arg(long = "query.timeout", default_value = "2m")]
+    pub query_timeout: String,
+    /// Most samples a single query may hold in memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    pub query_max_samples: usize,
+    /// How far back an instant selector looks for a sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m")]
+    pub query_lookback_delta: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -65,6 +74,35 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
                 .context("--wal-fsync")?,
         ),
     };
+    opts.query.timeout = parse_duration(&args.query_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--query.timeout")?;
+    opts.query.max_samples = args.query_max_samples;
+    opts.query.lookback_delta_ms = parse_duration(&args.query_lookback_delta)
+        .map_err(anyhow::Error::msg)
+        .context("--query.lookback-delta")?
+        .as_millis() as i64;
+    opts.flags = [
+        ("listen", args.listen.to_string()),
+        ("data-dir", args.data_dir.display().to_string()),
+        (
+            "config",
+            args.config
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("retention.time", args.retention_time.clone()),
+        ("retention.size", args.retention_size.to_string()),
+        ("out-of-order-window", args.out_of_order_window.clone()),
+        ("wal-fsync", args.wal_fsync.clone()),
+        ("query.timeout", args.query_timeout.clone()),
+        ("query.max-samples", args.query_max_samples.to_string()),
+        ("query.lookback-delta", args.query_lookback_delta.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     Ok(opts)
 }
 

@@ -7,7 +7,6 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::query::labels_json;
 use super::{success, AppState};
 use crate::config::format_duration;
 use crate::timefmt;
@@ -50,4 +49,12 @@ pub async fn targets(
         Vec::new()
     };
     success(json!({"activeTargets": active, "droppedTargets": dropped}))
+}
+
+fn labels_json(l: &meshlens_model::Labels) -> Value {
+    Value::Object(
+        l.iter()
+            .map(|x| (x.name.clone(), Value::String(x.value.clone())))
+            .collect(),
+    )
 }

@@ -1,0 +1,148 @@
+//! `/api/v1/query`, `/api/v1/query_range`, `/api/v1/query_exemplars`, `/api/v1/format_query`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use meshlens_ingest::exposition::format_value;
+use meshlens_model::Labels;
+use meshlens_promql::{Engine, EngineOptions, QueryResult, Value};
+use serde_json::{json, Map, Value as Json};
+
+use crate::params::{now_ms, Params};
+use crate::{success, ApiError, PromApiState};
+
+pub(crate) fn labels_json(l: &Labels) -> Json {
+    Json::Object(
+        l.iter()
+            .map(|x| (x.name.clone(), Json::String(x.value.clone())))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+fn point(t: i64, v: f64) -> Json {
+    json!([t as f64 / 1000.0, format_value(v)])
+}
+
+pub(crate) fn encode(r: &QueryResult) -> Json {
+    let (kind, result) = match &r.value {
+        Value::Scalar { t, v } => ("scalar", point(*t, *v)),
+        Value::String { t, v } => ("string", json!([*t as f64 / 1000.0, v])),
+        Value::Vector(v) => ("vector", Json::Array(v.iter().map(|s| json!({"metric": labels_json(&s.labels), "value": point(s.t, s.v)})).collect())),
+        Value::Matrix(m) => (
+            "matrix",
+            Json::Array(
+                m.iter()
+                    .map(|s| json!({"metric": labels_json(&s.labels), "values": s.samples.iter().map(|p| point(p.t, p.v)).collect::<Vec<_>>()}))
+                    .collect(),
+            ),
+        ),
+    };
+    let mut data = json!({"resultType": kind, "result": result});
+    if !r.warnings.is_empty() {
+        data["warnings"] = json!(r.warnings);
+    }
+    data
+}
+
+/// The engine to use: the shared one, or a copy with the request's shorter `timeout`.
+fn engine_for(state: &PromApiState, p: &Params) -> Result<Option<Engine>, ApiError> {
+    match p.duration("timeout")? {
+        Some(ms) if ms > 0 && (ms as u128) < state.engine.options().timeout.as_millis() => {
+            let opts = EngineOptions {
+                timeout: Duration::from_millis(ms as u64),
+                ..state.engine.options().clone()
+            };
+            Ok(Some(Engine::new(opts)))
+        }
+        _ => Ok(None),
+    }
+}
+
+pub async fn instant(
+    State(s): State<Arc<PromApiState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(&uri, &headers, &body);
+    let q = p.required("query")?.to_string();
+    let t = p.time("time", now_ms())?;
+    let local = engine_for(&s, &p)?;
+    let state = s.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let engine = local.as_ref().unwrap_or(&state.engine);
+        engine.instant_query(state.storage.as_ref(), &q, t)
+    })
+    .await
+    .map_err(|e| ApiError::bad_data(format!("query task failed: {e}")))??;
+    Ok(success(encode(&r)))
+}
+
+pub async fn range(
+    State(s): State<Arc<PromApiState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(&uri, &headers, &body);
+    let q = p.required("query")?.to_string();
+    let start = p.time("start", i64::MIN).and_then(|t| {
+        if t == i64::MIN {
+            Err(ApiError::param("start", "missing"))
+        } else {
+            Ok(t)
+        }
+    })?;
+    let end = p.time("end", i64::MIN).and_then(|t| {
+        if t == i64::MIN {
+            Err(ApiError::param("end", "missing"))
+        } else {
+            Ok(t)
+        }
+    })?;
+    if end < start {
+        return Err(ApiError::param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
+    }
+    let step = p
+        .duration("step")?
+        .ok_or_else(|| ApiError::param("step", "missing"))?;
+    if step <= 0 {
+        return Err(ApiError::param("step", "zero or negative query resolution step widths are not accepted. Try a positive integer"));
+    }
+    if (end - start) / step > 11_000 {
+        return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
+    }
+    let local = engine_for(&s, &p)?;
+    let state = s.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let engine = local.as_ref().unwrap_or(&state.engine);
+        engine.range_query(state.storage.as_ref(), &q, start, end, step)
+    })
+    .await
+    .map_err(|e| ApiError::bad_data(format!("query task failed: {e}")))??;
+    Ok(success(encode(&r)))
+}
+
+/// Exemplars are not stored yet: a valid query gets an empty list, as from a Prometheus
+/// without exemplar storage.
+pub async fn exemplars(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let p = Params::from_request(&uri, &headers, &body);
+    let q = p.required("query")?;
+    meshlens_promql::parse(q)?;
+    p.time("start", 0)?;
+    p.time("end", 0)?;
+    Ok(success(json!([])))
+}
+
+pub async fn format(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let p = Params::from_request(&uri, &headers, &body);
+    let q = p.required("query")?;
+    Ok(success(Json::String(meshlens_promql::format_query(q)?)))
+}
