@@ -87,8 +87,46 @@ impl Engine {
     }
 }
 
+/// Parses a query; errors say `line:column: parse error: reason`, as Prometheus's do.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
-    promql_parser::parser::parse(query).map_err(|message| PromqlError::Parse { message })
+    promql_parser::parser::parse(query).map_err(|reason| {
+        let at = error_position(query);
+        let line = query[..at].matches('\n').count() + 1;
+        let col = at - query[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+        let reason = match query[at..].split_whitespace().next() {
+            Some(tok) if reason == "invalid promql query" => format!("unexpected {tok:?}"),
+            _ => reason,
+        };
+        PromqlError::Parse {
+            message: format!("{line}:{col}: parse error: {reason}"),
+        }
+    })
+}
+
+/// Where a query stops making sense: just after the longest prefix that parses or fails
+/// only for ending too early (the parser itself reports no positions).
+fn error_position(query: &str) -> usize {
+    const INCOMPLETE: [&str; 6] = [
+        "end of input",
+        "unclosed left",
+        "<EOF>",
+        "no expression found",
+        "EOF",
+        "unterminated",
+    ];
+    if query.len() > 4096 {
+        return query.len();
+    }
+    let mut ends: Vec<usize> = query.char_indices().map(|(i, _)| i).skip(1).collect();
+    ends.push(query.len());
+    for &k in ends.iter().rev() {
+        match promql_parser::parser::parse(&query[..k]) {
+            Ok(_) => return k.min(query.len()),
+            Err(e) if INCOMPLETE.iter().any(|m| e.contains(m)) => return k,
+            Err(_) => {}
+        }
+    }
+    0
 }
 
 /// The query, prettified, for `/api/v1/format_query`.
