@@ -89,7 +89,15 @@ impl Engine {
 
 /// Parses a query; errors say `line:column: parse error: reason`, as Prometheus's do.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
-    promql_parser::parser::parse(query).map_err(|reason| {
+    let first = promql_parser::parser::parse(query);
+    // Prometheus 2.x's name for double_exponential_smoothing is still accepted.
+    let first = match first {
+        Err(e) if e.contains("'holt_winters'") => {
+            promql_parser::parser::parse(&rename_holt_winters(query)).map_err(|_| e)
+        }
+        other => other,
+    };
+    first.map_err(|reason| {
         let at = error_position(query);
         let line = query[..at].matches('\n').count() + 1;
         let col = at - query[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
@@ -101,6 +109,26 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
             message: format!("{line}:{col}: parse error: {reason}"),
         }
     })
+}
+
+fn rename_holt_winters(query: &str) -> String {
+    let mut out = String::with_capacity(query.len() + 32);
+    let mut rest = query;
+    while let Some(i) = rest.find("holt_winters") {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + 12..].chars().next();
+        let ident =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        out.push_str(&rest[..i]);
+        out.push_str(if ident(before) || ident(after) {
+            "holt_winters"
+        } else {
+            "double_exponential_smoothing"
+        });
+        rest = &rest[i + 12..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Where a query stops making sense: just after the longest prefix that parses or fails
