@@ -141,8 +141,11 @@ fn start_prometheus(dir: &Path, data: &Path) -> (std::process::Child, String) {
     (child, url)
 }
 
-/// A comparable form of a query answer: sorted series with their points.
-fn normalise(v: &Value) -> Result<(String, Vec<(String, Vec<(i64, String)>)>), String> {
+/// Series labels (as text) with their (timestamp, value) points.
+type Points = Vec<(String, Vec<(i64, String)>)>;
+
+/// A comparable form of a query answer: the result type and sorted series.
+fn normalise(v: &Value) -> Result<(String, Points), String> {
     if v["status"] != "success" {
         return Err(format!("{}: {}", v["errorType"], v["error"]));
     }
