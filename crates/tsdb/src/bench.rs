@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
+use meshlens_model::{Labels, Sample};
 use rand::{Rng, SeedableRng};
 
 use crate::{FsyncPolicy, Tsdb, TsdbError, TsdbOptions};
@@ -92,16 +92,18 @@ pub fn generate_labels(n: usize) -> Vec<Labels> {
     out
 }
 
+/// One JSON object per line, the layout `promtool tsdb bench write` reads.
 pub fn labels_to_json(labels: &[Labels]) -> String {
-    let arr: Vec<serde_json::Map<String, serde_json::Value>> = labels
-        .iter()
-        .map(|l| {
-            l.iter()
-                .map(|x| (x.name.clone(), serde_json::Value::String(x.value.clone())))
-                .collect()
-        })
-        .collect();
-    serde_json::to_string(&arr).unwrap_or_default()
+    let mut out = String::new();
+    for l in labels {
+        let obj: serde_json::Map<String, serde_json::Value> = l
+            .iter()
+            .map(|x| (x.name.clone(), serde_json::Value::String(x.value.clone())))
+            .collect();
+        out.push_str(&serde_json::Value::Object(obj).to_string());
+        out.push('\n');
+    }
+    out
 }
 
 /// Reads a label file: a JSON array of objects, or one object per line.
@@ -166,29 +168,47 @@ pub fn write_bench(
         .collect();
     let t0 = 1_700_000_000_000i64;
     let start = Instant::now();
-    let mut samples = 0u64;
-    for s in 0..scrapes {
-        let t = t0 + s as i64 * 15_000;
-        for (chunk_i, chunk) in labels.chunks(1000).enumerate() {
-            let batch: Vec<TimeSeries> = chunk
-                .iter()
-                .enumerate()
-                .map(|(j, l)| {
-                    let k = chunk_i * 1000 + j;
-                    values[k] += rates[k];
-                    TimeSeries {
-                        labels: l.clone(),
-                        samples: vec![Sample::new(t, values[k])],
+    // As promtool does: series are resolved once, then every scrape appends by reference.
+    let handles = labels
+        .iter()
+        .map(|l| db.series_handle(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Like promtool, groups of 1,000 series are appended concurrently, one worker per core.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_worker = handles.len().div_ceil(workers).div_ceil(1000) * 1000;
+    let results: Vec<Result<u64, TsdbError>> = std::thread::scope(|scope| {
+        let db = &db;
+        let jobs: Vec<_> = handles
+            .chunks(per_worker.max(1))
+            .zip(values.chunks_mut(per_worker.max(1)))
+            .zip(rates.chunks(per_worker.max(1)))
+            .map(|((hs, vs), rs)| {
+                scope.spawn(move || -> Result<u64, TsdbError> {
+                    let mut samples = 0u64;
+                    let mut batch = Vec::with_capacity(1000);
+                    for s in 0..scrapes {
+                        let t = t0 + s as i64 * 15_000;
+                        for (chunk_i, chunk) in hs.chunks(1000).enumerate() {
+                            batch.clear();
+                            for (j, h) in chunk.iter().enumerate() {
+                                let k = chunk_i * 1000 + j;
+                                vs[k] += rs[k];
+                                batch.push((h, Sample::new(t, vs[k])));
+                            }
+                            samples += db.append_handles(&batch)?.accepted;
+                        }
                     }
+                    Ok(samples)
                 })
-                .collect();
-            let o = db.append(&batch).map_err(|e| TsdbError::Io {
-                op: "bench append",
-                path: out.to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            samples += o.accepted;
-        }
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|j| j.join().unwrap_or(Ok(0)))
+            .collect()
+    });
+    let mut samples = 0u64;
+    for r in results {
+        samples += r?;
     }
     let secs = start.elapsed().as_secs_f64();
     db.maintain()?;

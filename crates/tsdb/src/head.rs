@@ -26,6 +26,9 @@ pub struct MemSeries {
     /// Late samples within the out-of-order window, sorted by time.
     ooo: Vec<Sample>,
     last: Option<Sample>,
+    /// Set when garbage collection drops the series; holders of a handle must look it up
+    /// again.
+    pub removed: bool,
 }
 
 /// What one sample append did.
@@ -43,6 +46,7 @@ impl MemSeries {
             open: Vec::new(),
             ooo: Vec::new(),
             last: None,
+            removed: false,
         }
     }
 
@@ -252,9 +256,11 @@ impl Head {
         (id, s, true)
     }
 
-    pub fn note_time(&self, t: i64) {
-        self.min_t.fetch_min(t, Ordering::Relaxed);
-        self.max_t.fetch_max(t, Ordering::Relaxed);
+    pub fn note_times(&self, min: i64, max: i64) {
+        if min <= max {
+            self.min_t.fetch_min(min, Ordering::Relaxed);
+            self.max_t.fetch_max(max, Ordering::Relaxed);
+        }
     }
 
     pub fn select_ids(&self, matchers: &[LabelMatcher]) -> RoaringBitmap {
@@ -287,10 +293,11 @@ impl Head {
     pub fn gc(&self) -> usize {
         let mut removed = 0;
         for (id, s) in self.all_series() {
-            let guard = s.lock();
+            let mut guard = s.lock();
             if !guard.is_empty() {
                 continue;
             }
+            guard.removed = true;
             let hash = guard.labels.stable_hash();
             let mut shard = self.shards[(hash as usize) % SHARDS].write();
             if let Some(ids) = shard.get_mut(&hash) {

@@ -187,25 +187,27 @@ impl Block {
     }
 }
 
-/// Writes a block from series sorted by labels, each with samples sorted by time.
+/// Writes a block from series sorted by labels. `samples(i)` yields the samples of
+/// `labels[i]`, sorted by time; series are fetched one at a time, so only the compressed
+/// block is held in memory, never every decoded sample.
 pub fn write(
     parent: &Path,
-    series: &[(Labels, Vec<Sample>)],
+    labels: &[Labels],
+    mut samples: impl FnMut(usize) -> Result<Vec<Sample>, BlockError>,
     level: u32,
     sources: Vec<String>,
 ) -> Result<Option<PathBuf>, BlockError> {
-    let series: Vec<&(Labels, Vec<Sample>)> =
-        series.iter().filter(|(_, s)| !s.is_empty()).collect();
-    if series.is_empty() {
-        return Ok(None);
-    }
     let id = new_block_id();
     let tmp = parent.join(format!("{id}.tmp"));
     fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     let mut chunks_buf: Vec<u8> = CHUNKS_MAGIC.to_vec();
-    let mut index_series = Vec::with_capacity(series.len());
+    let mut index_series = Vec::with_capacity(labels.len());
     let (mut min_t, mut max_t, mut num_samples, mut num_chunks) = (i64::MAX, i64::MIN, 0u64, 0u64);
-    for (labels, samples) in &series {
+    for (i, l) in labels.iter().enumerate() {
+        let samples = samples(i)?;
+        if samples.is_empty() {
+            continue;
+        }
         let mut refs = Vec::new();
         for part in samples.chunks(BLOCK_CHUNK_SAMPLES) {
             let c = chunk::encode(part);
@@ -223,9 +225,13 @@ pub fn write(
         max_t = max_t.max(samples[samples.len() - 1].t);
         num_samples += samples.len() as u64;
         index_series.push(BlockSeries {
-            labels: labels.clone(),
+            labels: l.clone(),
             chunks: refs,
         });
+    }
+    if index_series.is_empty() {
+        let _ = fs::remove_dir_all(&tmp);
+        return Ok(None);
     }
     let index_bytes = index::encode(&index_series);
     let meta = BlockMeta {

@@ -15,7 +15,7 @@ use meshlens_model::{
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{self, Block, BlockError};
-use crate::head::{Appended, Head};
+use crate::head::{Appended, Head, MemSeries, SeriesRef};
 use crate::wal::{Record, Wal, WalSample};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,12 +62,15 @@ pub enum TsdbError {
     Block(#[from] BlockError),
     #[error("the database is closed")]
     Closed,
+    #[error("invalid labels: {reason}")]
+    InvalidLabels { reason: String },
 }
 
 impl From<TsdbError> for StorageError {
     fn from(e: TsdbError) -> Self {
         match e {
             TsdbError::Closed => StorageError::Closed,
+            TsdbError::InvalidLabels { reason } => StorageError::InvalidRequest { reason },
             TsdbError::Io { source, op, path } => {
                 StorageError::io(format!("{op} {}", path.display()), source)
             }
@@ -108,6 +111,32 @@ struct Counters {
     compactions: AtomicU64,
     compaction_nanos: AtomicU64,
     dropped_on_replay: AtomicU64,
+}
+
+/// A series resolved once for repeated appends (see [`Tsdb::series_handle`]).
+#[derive(Clone)]
+pub struct SeriesHandle {
+    id: u32,
+    series: SeriesRef,
+}
+
+/// What one append call gathers before committing it.
+struct Accumulator {
+    out: AppendOutcome,
+    wal: Vec<WalSample>,
+    min_t: i64,
+    max_t: i64,
+}
+
+impl Accumulator {
+    fn with_capacity(n: usize) -> Self {
+        Accumulator {
+            out: AppendOutcome::default(),
+            wal: Vec::with_capacity(n),
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+        }
+    }
 }
 
 pub struct Tsdb {
@@ -162,7 +191,7 @@ impl Tsdb {
                     let _ = series
                         .lock()
                         .append(s.t, s.v, replay_window, opts.block_duration_ms);
-                    head.note_time(s.t);
+                    head.note_times(s.t, s.t);
                 }
             }
             Record::Metadata(md) => {
@@ -228,76 +257,155 @@ impl Tsdb {
         head_max.max(block_max)
     }
 
+    fn io_err(&self, source: std::io::Error) -> TsdbError {
+        TsdbError::Io {
+            op: "append to wal in",
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// The series for `labels`, created (and logged to the WAL) when new.
+    fn resolve(&self, labels: &Labels) -> Result<(u32, SeriesRef, bool), TsdbError> {
+        let mut wal_err = None;
+        let (id, series, created) = self.head.get_or_create(labels, |id, labels| {
+            if let Err(e) = self.wal.append(&[Record::Series {
+                id: u64::from(id),
+                labels: labels.clone(),
+            }]) {
+                wal_err = Some(e);
+            }
+        });
+        match wal_err {
+            Some(e) => Err(self.io_err(e)),
+            None => Ok((id, series, created)),
+        }
+    }
+
+    /// A handle for appending to one series without looking its labels up again (what a
+    /// scrape loop or a benchmark keeps per series, as Prometheus's appender refs).
+    pub fn series_handle(&self, labels: &Labels) -> Result<SeriesHandle, TsdbError> {
+        labels
+            .validate()
+            .map_err(|reason| TsdbError::InvalidLabels { reason })?;
+        let (id, series, _) = self.resolve(labels)?;
+        Ok(SeriesHandle { id, series })
+    }
+
+    fn min_valid_time(&self) -> i64 {
+        match self.opts.retention_time_ms {
+            Some(r) => self.newest_time().saturating_sub(r),
+            None => i64::MIN,
+        }
+    }
+
+    /// Appends one series' samples, recording accepted ones for the WAL.
+    fn append_to(
+        &self,
+        id: u32,
+        s: &mut MemSeries,
+        samples: &[Sample],
+        min_valid: i64,
+        acc: &mut Accumulator,
+    ) {
+        for smp in samples {
+            if smp.t < min_valid {
+                acc.out.add_rejected(RejectReason::OutOfBounds, 1);
+                continue;
+            }
+            match s.append(
+                smp.t,
+                smp.v,
+                self.opts.out_of_order_window_ms,
+                self.opts.block_duration_ms,
+            ) {
+                Ok(Appended::New) => {
+                    acc.out.accepted += 1;
+                    acc.wal.push(WalSample {
+                        series: u64::from(id),
+                        t: smp.t,
+                        v: smp.v,
+                    });
+                    acc.min_t = acc.min_t.min(smp.t);
+                    acc.max_t = acc.max_t.max(smp.t);
+                }
+                Ok(Appended::Unchanged) => acc.out.accepted += 1,
+                Err(r) => acc.out.add_rejected(r, 1),
+            }
+        }
+    }
+
     fn append_inner(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, TsdbError> {
         let _gate = self.append_gate.read();
         if self.closed.load(Ordering::Acquire) {
             return Err(TsdbError::Closed);
         }
-        let mut out = AppendOutcome::default();
-        let mut wal_samples = Vec::with_capacity(batch.iter().map(|t| t.samples.len()).sum());
-        let min_valid = match self.opts.retention_time_ms {
-            Some(r) => self.newest_time().saturating_sub(r),
-            None => i64::MIN,
-        };
-        let io_err = |source| TsdbError::Io {
-            op: "append to wal in",
-            path: self.dir.clone(),
-            source,
-        };
-        let mut pending_series_err = None;
+        let mut acc = Accumulator::with_capacity(batch.iter().map(|t| t.samples.len()).sum());
+        let min_valid = self.min_valid_time();
         for ts in batch {
             if ts.samples.is_empty() {
                 continue;
             }
             if ts.labels.is_empty() || ts.labels.validate().is_err() {
-                out.add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
+                acc.out
+                    .add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
                 continue;
             }
-            let (id, series, created) = self.head.get_or_create(&ts.labels, |id, labels| {
-                if let Err(e) = self.wal.append(&[Record::Series {
-                    id: u64::from(id),
-                    labels: labels.clone(),
-                }]) {
-                    pending_series_err = Some(e);
-                }
-            });
-            if let Some(e) = pending_series_err.take() {
-                return Err(io_err(e));
-            }
-            out.series_created += u64::from(created);
-            let mut s = series.lock();
-            for smp in &ts.samples {
-                if smp.t < min_valid {
-                    out.add_rejected(RejectReason::OutOfBounds, 1);
-                    continue;
-                }
-                match s.append(
-                    smp.t,
-                    smp.v,
-                    self.opts.out_of_order_window_ms,
-                    self.opts.block_duration_ms,
-                ) {
-                    Ok(Appended::New) => {
-                        out.accepted += 1;
-                        wal_samples.push(WalSample {
-                            series: u64::from(id),
-                            t: smp.t,
-                            v: smp.v,
-                        });
-                        self.head.note_time(smp.t);
-                    }
-                    Ok(Appended::Unchanged) => out.accepted += 1,
-                    Err(r) => out.add_rejected(r, 1),
-                }
-            }
+            let (id, series, created) = self.resolve(&ts.labels)?;
+            acc.out.series_created += u64::from(created);
+            self.append_to(id, &mut series.lock(), &ts.samples, min_valid, &mut acc);
         }
-        if !wal_samples.is_empty() || out.series_created > 0 {
+        self.commit(acc)
+    }
+
+    /// Appends samples to series by handle; durability and outcome as `MetricWriter::append`.
+    pub fn append_handles(
+        &self,
+        samples: &[(&SeriesHandle, Sample)],
+    ) -> Result<AppendOutcome, TsdbError> {
+        let _gate = self.append_gate.read();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TsdbError::Closed);
+        }
+        let mut acc = Accumulator::with_capacity(samples.len());
+        let min_valid = self.min_valid_time();
+        for (h, smp) in samples {
+            let mut g = h.series.lock();
+            if g.removed {
+                // Collected since the handle was made: append to the live series instead.
+                let labels = g.labels.clone();
+                drop(g);
+                let (id, series, _) = self.resolve(&labels)?;
+                self.append_to(
+                    id,
+                    &mut series.lock(),
+                    std::slice::from_ref(smp),
+                    min_valid,
+                    &mut acc,
+                );
+                continue;
+            }
+            self.append_to(h.id, &mut g, std::slice::from_ref(smp), min_valid, &mut acc);
+        }
+        self.commit(acc)
+    }
+
+    /// Writes the accepted samples to the WAL (synced per policy) and counts the outcome.
+    fn commit(&self, acc: Accumulator) -> Result<AppendOutcome, TsdbError> {
+        let Accumulator {
+            out,
+            wal,
+            min_t,
+            max_t,
+        } = acc;
+        self.head.note_times(min_t, max_t);
+        if !wal.is_empty() || out.series_created > 0 {
             let ticket = self
                 .wal
-                .append(&[Record::Samples(wal_samples)])
-                .map_err(io_err)?;
+                .append(&[Record::Samples(wal)])
+                .map_err(|e| self.io_err(e))?;
             if self.opts.wal_fsync == FsyncPolicy::EveryAppend {
-                self.wal.sync(ticket).map_err(io_err)?;
+                self.wal.sync(ticket).map_err(|e| self.io_err(e))?;
             }
         }
         self.counters
@@ -375,54 +483,67 @@ impl Tsdb {
         Ok(())
     }
 
-    /// Moves every head sample older than `boundary` into a new block and checkpoints the
-    /// WAL to what the head still holds.
+    /// Moves every head sample older than `boundary` into a new block, then checkpoints the
+    /// WAL to what the head still holds. Appends continue while the block is written; a
+    /// late sample below the boundary stays in the head for the next cut.
     fn cut_block(&self, boundary: i64) -> Result<(), TsdbError> {
-        let mut data: Vec<(Labels, Vec<Sample>)> = Vec::new();
+        let mut series: Vec<(Labels, crate::head::SeriesRef)> = self
+            .head
+            .all_series()
+            .into_iter()
+            .filter_map(|(_, s)| {
+                let g = s.lock();
+                let (min, _) = g.time_range()?;
+                (min < boundary).then(|| (g.labels.clone(), s.clone()))
+            })
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let labels: Vec<Labels> = series.iter().map(|(l, _)| l.clone()).collect();
+        let written = block::write(
+            &self.dir,
+            &labels,
+            |i| Ok(series[i].1.lock().take_before(boundary)),
+            1,
+            Vec::new(),
+        )?;
+        if let Some(path) = written {
+            let b = Block::open(&path)?;
+            self.blocks.write().push(Arc::new(b));
+        }
         let _gate = self.append_gate.write();
-        for (_, s) in self.head.all_series() {
-            let mut g = s.lock();
-            let taken = g.take_before(boundary);
-            if !taken.is_empty() {
-                data.push((g.labels.clone(), taken));
-            }
-        }
-        if !data.is_empty() {
-            data.sort_by(|a, b| a.0.cmp(&b.0));
-            if let Some(path) = block::write(&self.dir, &data, 1, Vec::new())? {
-                let b = Block::open(&path)?;
-                self.blocks.write().push(Arc::new(b));
-            }
-        }
         self.head.gc();
         self.checkpoint_wal()
     }
 
+    /// Rewrites the WAL as the head's current content, one series at a time.
     fn checkpoint_wal(&self) -> Result<(), TsdbError> {
-        let mut records = Vec::new();
-        for (id, s) in self.head.all_series() {
-            let g = s.lock();
-            records.push(Record::Series {
-                id: u64::from(id),
-                labels: g.labels.clone(),
-            });
-            let samples = g.samples_in(i64::MIN, i64::MAX);
-            records.push(Record::Samples(
-                samples
-                    .into_iter()
-                    .map(|x| WalSample {
-                        series: u64::from(id),
-                        t: x.t,
-                        v: x.v,
-                    })
-                    .collect(),
-            ));
-        }
-        records.push(Record::Metadata(
-            self.metadata.read().values().cloned().collect(),
-        ));
+        let series = self.head.all_series();
+        let metadata = Record::Metadata(self.metadata.read().values().cloned().collect());
+        let records = series
+            .into_iter()
+            .flat_map(|(id, s)| {
+                let g = s.lock();
+                let samples = g.samples_in(i64::MIN, i64::MAX);
+                [
+                    Record::Series {
+                        id: u64::from(id),
+                        labels: g.labels.clone(),
+                    },
+                    Record::Samples(
+                        samples
+                            .into_iter()
+                            .map(|x| WalSample {
+                                series: u64::from(id),
+                                t: x.t,
+                                v: x.v,
+                            })
+                            .collect(),
+                    ),
+                ]
+            })
+            .chain(std::iter::once(metadata));
         self.wal
-            .checkpoint(&records)
+            .checkpoint(records)
             .map_err(|source| TsdbError::Io {
                 op: "checkpoint wal in",
                 path: self.dir.clone(),
@@ -484,21 +605,15 @@ impl Tsdb {
     }
 
     fn merge_blocks(&self, group: &[Arc<Block>]) -> Result<(), TsdbError> {
-        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        for b in group {
+        let mut all: BTreeMap<Labels, Vec<(usize, u32)>> = BTreeMap::new();
+        for (bi, b) in group.iter().enumerate() {
             for (i, s) in b.series.iter().enumerate() {
-                let samples = b.samples(i as u32, i64::MIN, i64::MAX)?;
-                merged.entry(s.labels.clone()).or_default().extend(samples);
+                all.entry(s.labels.clone())
+                    .or_default()
+                    .push((bi, i as u32));
             }
         }
-        let data: Vec<(Labels, Vec<Sample>)> = merged
-            .into_iter()
-            .map(|(l, mut s)| {
-                s.sort_by_key(|x| x.t);
-                s.dedup_by_key(|x| x.t);
-                (l, s)
-            })
-            .collect();
+        let (labels, sources_of): (Vec<Labels>, Vec<Vec<(usize, u32)>>) = all.into_iter().unzip();
         let level = group
             .iter()
             .map(|b| b.meta.compaction.level)
@@ -509,7 +624,18 @@ impl Tsdb {
             .iter()
             .flat_map(|b| b.meta.compaction.sources.clone())
             .collect();
-        let new_block = match block::write(&self.dir, &data, level, sources)? {
+        let fetch = |i: usize| -> Result<Vec<Sample>, BlockError> {
+            let mut out = Vec::new();
+            for &(bi, idx) in &sources_of[i] {
+                out.extend(group[bi].samples(idx, i64::MIN, i64::MAX)?);
+            }
+            if sources_of[i].len() > 1 {
+                out.sort_by_key(|x| x.t);
+                out.dedup_by_key(|x| x.t);
+            }
+            Ok(out)
+        };
+        let new_block = match block::write(&self.dir, &labels, fetch, level, sources)? {
             Some(p) => Some(Arc::new(Block::open(&p)?)),
             None => None,
         };

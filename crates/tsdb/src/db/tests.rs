@@ -244,3 +244,31 @@ fn concurrent_appends_all_land() {
     assert_eq!(got.len(), 4);
     assert!(got.iter().all(|s| s.samples.len() == 200));
 }
+
+#[test]
+fn handles_append_and_survive_series_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let labels = Labels::from_pairs([("__name__", "h"), ("job", "x")]);
+    let h = db.series_handle(&labels).unwrap();
+    let o = db
+        .append_handles(&[(&h, Sample::new(1_000, 1.0)), (&h, Sample::new(2_000, 2.0))])
+        .unwrap();
+    assert_eq!(o.accepted, 2);
+    // Another series moves time on, so the first series' data is cut into a block and the
+    // now-empty series is collected from the head.
+    db.append(&[ts("other", "y", &[(40_000, 1.0)])]).unwrap();
+    db.maintain().unwrap();
+    let o = db
+        .append_handles(&[(&h, Sample::new(41_000, 3.0))])
+        .unwrap();
+    assert_eq!(o.accepted, 1);
+    let got = all(&db, "h");
+    assert_eq!(
+        got[0].samples.iter().map(|s| s.v).collect::<Vec<_>>(),
+        vec![1.0, 2.0, 3.0]
+    );
+    assert!(db
+        .series_handle(&Labels::from_pairs([("bad-name", "x")]))
+        .is_err());
+}

@@ -170,7 +170,7 @@ impl Wal {
     /// Replaces the whole log with `records` (a checkpoint of what the head still holds):
     /// written to a new segment and synced before the older segments are removed, so a crash
     /// at any point leaves a log that replays to the same head.
-    pub fn checkpoint(&self, records: &[Record]) -> io::Result<()> {
+    pub fn checkpoint(&self, records: impl IntoIterator<Item = Record>) -> io::Result<()> {
         let mut a = self.active.lock();
         flush_active(&mut a)?;
         a.file.sync_data()?;
@@ -180,7 +180,7 @@ impl Wal {
             let mut f = File::create(&tmp)?;
             let mut buf = Vec::new();
             for r in records {
-                encode_frame(&mut buf, r);
+                encode_frame(&mut buf, &r);
                 if buf.len() > 1 << 20 {
                     f.write_all(&buf)?;
                     buf.clear();

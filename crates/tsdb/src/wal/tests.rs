@@ -96,7 +96,7 @@ fn checkpoint_replaces_the_log() {
     {
         let (wal, _) = Wal::open(dir.path(), |_| {}).unwrap();
         wal.append(&[series(1), samples(1, 5)]).unwrap();
-        wal.checkpoint(&[series(2)]).unwrap();
+        wal.checkpoint([series(2)]).unwrap();
         let t = wal.append(&[samples(2, 2)]).unwrap();
         wal.sync(t).unwrap();
     }
