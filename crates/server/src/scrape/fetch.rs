@@ -5,21 +5,48 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_tls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::Auth;
+use crate::config::{Auth, TlsConfig};
 
-pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 const MAX_BODY_BYTES: usize = 256 << 20;
 
-pub fn client() -> HttpClient {
-    let mut c = HttpConnector::new();
-    c.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+/// A client for one job: plain HTTP, and HTTPS with the job's `tls_config`.
+pub fn client(tls: &TlsConfig) -> Result<HttpClient, String> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let mut b = native_tls::TlsConnector::builder();
+    if let Some(ca) = &tls.ca_file {
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("reading ca_file {}: {e}", ca.display()))?;
+        let cert = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        b.add_root_certificate(cert);
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        let c = std::fs::read(cert)
+            .map_err(|e| format!("reading cert_file {}: {e}", cert.display()))?;
+        let k =
+            std::fs::read(key).map_err(|e| format!("reading key_file {}: {e}", key.display()))?;
+        b.identity(
+            native_tls::Identity::from_pkcs8(&c, &k)
+                .map_err(|e| format!("client certificate: {e}"))?,
+        );
+    }
+    if tls.insecure_skip_verify {
+        b.danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true);
+    }
+    let tls = b.build().map_err(|e| format!("tls: {e}"))?;
+    let https = HttpsConnector::from((http, tokio_native_tls::TlsConnector::from(tls)));
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(c)
+        .build(https))
 }
 
 pub struct Fetched {

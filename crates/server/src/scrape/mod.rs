@@ -29,6 +29,7 @@ struct Running {
 
 struct Job {
     config: Arc<ScrapeConfig>,
+    client: fetch::HttpClient,
     static_groups: Vec<TargetGroup>,
     file_sd: FileSd,
     file_groups: Vec<TargetGroup>,
@@ -44,7 +45,6 @@ pub struct TargetStatus {
 pub struct ScrapeManager {
     writer: Arc<dyn MetricWriter>,
     metrics: Arc<SelfMetrics>,
-    client: fetch::HttpClient,
     jobs: Mutex<BTreeMap<String, Job>>,
     running: Mutex<HashMap<u64, Running>>,
     dropped: Mutex<BTreeMap<String, Vec<Labels>>>,
@@ -63,22 +63,29 @@ impl ScrapeManager {
         let jobs = config
             .scrape_configs
             .iter()
-            .map(|sc| {
-                (
+            .filter_map(|sc| {
+                let client = match fetch::client(&sc.tls) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(job = %sc.job_name, error = %e, "cannot set up the job's HTTP client; the job is not scraped");
+                        return None;
+                    }
+                };
+                Some((
                     sc.job_name.clone(),
                     Job {
+                        client,
                         config: Arc::new(sc.clone()),
                         static_groups: discovery::static_groups(sc),
                         file_sd: FileSd::new(sc.file_sd_configs.clone()),
                         file_groups: Vec::new(),
                     },
-                )
+                ))
             })
             .collect();
         let mgr = Arc::new(ScrapeManager {
             writer,
             metrics,
-            client: fetch::client(),
             jobs: Mutex::new(jobs),
             running: Mutex::new(HashMap::new()),
             dropped: Mutex::new(BTreeMap::new()),
@@ -108,7 +115,7 @@ impl ScrapeManager {
 
     /// Polls the job's file discovery and reconciles its running loops.
     fn refresh_job(&self, job: &str, force: bool) {
-        let (config, groups) = {
+        let (config, client, groups) = {
             let mut jobs = self.jobs.lock();
             let Some(j) = jobs.get_mut(job) else { return };
             let changed = if j.file_sd.is_empty() {
@@ -123,7 +130,7 @@ impl ScrapeManager {
             }
             let mut groups = j.static_groups.clone();
             groups.extend(j.file_groups.iter().cloned());
-            (j.config.clone(), groups)
+            (j.config.clone(), j.client.clone(), groups)
         };
         let (targets, dropped) = target::build(&config, &groups);
         self.dropped.lock().insert(job.to_string(), dropped);
@@ -149,7 +156,7 @@ impl ScrapeManager {
                 config.clone(),
                 self.writer.clone(),
                 self.metrics.clone(),
-                self.client.clone(),
+                client.clone(),
             );
             let handle = tokio::spawn(lp.run(rx));
             running.insert(
