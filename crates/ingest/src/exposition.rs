@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+pub use meshlens_model::format_value;
 use meshlens_model::{Label, Labels, MetricMetadata, METRIC_NAME};
 
 /// What a scrape's Content-Type says the body is.
@@ -461,19 +462,6 @@ pub fn write_sample(out: &mut String, labels: &Labels, value: f64, timestamp_ms:
         let _ = write!(out, " {t}");
     }
     out.push('\n');
-}
-
-/// Formats a float as Prometheus does in text output.
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
 }
 
 #[cfg(test)]

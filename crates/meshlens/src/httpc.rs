@@ -122,3 +122,16 @@ pub fn get(url: &str) -> anyhow::Result<Response> {
     let (host, path) = split_url(url)?;
     Conn::open(&host)?.request("GET", &path, &[], &[])
 }
+
+/// Percent-encodes a query-string value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -8,11 +8,12 @@ pub mod labels;
 pub mod matcher;
 pub mod sample;
 pub mod storage;
+pub mod time;
 pub mod trace;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{LabelMatcher, MatchOp, MatcherError};
-pub use sample::{is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
+pub use sample::{format_value, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
 pub use storage::{
     AppendOutcome, MetricMetadata, MetricReader, MetricWriter, RejectReason, SeriesSamples,
     StorageError, TimeSeries,

@@ -28,7 +28,7 @@ pub async fn federate(
     let now = now_ms();
     let lookback = s.engine.options().lookback_delta_ms;
     let state = s.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+    let body = crate::blocking(move || -> Result<String, ApiError> {
         let mut latest = std::collections::BTreeMap::new();
         for m in &sets {
             for series in state.storage.select(m, now - lookback, now)? {
@@ -49,8 +49,7 @@ pub async fn federate(
         }
         Ok(out)
     })
-    .await
-    .map_err(|e| ApiError::bad_data(e.to_string()))??;
+    .await?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -107,6 +107,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Runs blocking storage or engine work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        error_type: "internal",
+        message: format!("request task failed: {e}"),
+    })?
+}
+
 pub(crate) fn success(data: serde_json::Value) -> Response {
     axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
 }

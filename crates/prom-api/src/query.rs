@@ -62,6 +62,26 @@ fn engine_for(state: &PromApiState, p: &Params) -> Result<Option<Engine>, ApiErr
     }
 }
 
+/// Evaluates on the blocking pool with the request's engine and answers in the API shape.
+async fn evaluate(
+    s: Arc<PromApiState>,
+    p: &Params,
+    run: impl FnOnce(
+            &Engine,
+            &dyn meshlens_model::MetricReader,
+        ) -> Result<QueryResult, meshlens_promql::PromqlError>
+        + Send
+        + 'static,
+) -> Result<Response, ApiError> {
+    let local = engine_for(&s, p)?;
+    let r = crate::blocking(move || {
+        let engine = local.as_ref().unwrap_or(&s.engine);
+        Ok(run(engine, s.storage.as_ref())?)
+    })
+    .await?;
+    Ok(success(encode(&r)))
+}
+
 pub async fn instant(
     State(s): State<Arc<PromApiState>>,
     uri: Uri,
@@ -71,15 +91,7 @@ pub async fn instant(
     let p = Params::from_request(&uri, &headers, &body);
     let q = p.required("query")?.to_string();
     let t = p.time("time", now_ms())?;
-    let local = engine_for(&s, &p)?;
-    let state = s.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let engine = local.as_ref().unwrap_or(&state.engine);
-        engine.instant_query(state.storage.as_ref(), &q, t)
-    })
-    .await
-    .map_err(|e| ApiError::bad_data(format!("query task failed: {e}")))??;
-    Ok(success(encode(&r)))
+    evaluate(s, &p, move |e, st| e.instant_query(st, &q, t)).await
 }
 
 pub async fn range(
@@ -90,20 +102,8 @@ pub async fn range(
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(&uri, &headers, &body);
     let q = p.required("query")?.to_string();
-    let start = p.time("start", i64::MIN).and_then(|t| {
-        if t == i64::MIN {
-            Err(ApiError::param("start", "missing"))
-        } else {
-            Ok(t)
-        }
-    })?;
-    let end = p.time("end", i64::MIN).and_then(|t| {
-        if t == i64::MIN {
-            Err(ApiError::param("end", "missing"))
-        } else {
-            Ok(t)
-        }
-    })?;
+    let start = p.required_time("start")?;
+    let end = p.required_time("end")?;
     if end < start {
         return Err(ApiError::param(
             "end",
@@ -119,15 +119,7 @@ pub async fn range(
     if (end - start) / step > 11_000 {
         return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
-    let local = engine_for(&s, &p)?;
-    let state = s.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let engine = local.as_ref().unwrap_or(&state.engine);
-        engine.range_query(state.storage.as_ref(), &q, start, end, step)
-    })
-    .await
-    .map_err(|e| ApiError::bad_data(format!("query task failed: {e}")))??;
-    Ok(success(encode(&r)))
+    evaluate(s, &p, move |e, st| e.range_query(st, &q, start, end, step)).await
 }
 
 /// Exemplars are not stored yet: a valid query gets an empty list, as from a Prometheus

@@ -28,6 +28,27 @@ fn match_sets(p: &Params, required: bool) -> Result<Vec<Vec<LabelMatcher>>, ApiE
         .collect()
 }
 
+/// The sorted union of `read` over every `match[]` set, on the blocking pool.
+async fn union<T: Ord + Send + 'static>(
+    s: Arc<PromApiState>,
+    sets: Vec<Vec<LabelMatcher>>,
+    read: impl Fn(
+            &dyn meshlens_model::MetricReader,
+            &[LabelMatcher],
+        ) -> Result<Vec<T>, meshlens_model::StorageError>
+        + Send
+        + 'static,
+) -> Result<Vec<T>, ApiError> {
+    crate::blocking(move || {
+        let mut all = std::collections::BTreeSet::new();
+        for m in &sets {
+            all.extend(read(s.storage.as_ref(), m)?);
+        }
+        Ok(all.into_iter().collect())
+    })
+    .await
+}
+
 fn range(p: &Params) -> Result<(i64, i64), ApiError> {
     Ok((p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?))
 }
@@ -42,17 +63,7 @@ pub async fn series(
     let sets = match_sets(&p, true)?;
     let (start, end) = range(&p)?;
     let limit = p.limit()?;
-    let state = s.clone();
-    let out =
-        tokio::task::spawn_blocking(move || -> Result<Vec<meshlens_model::Labels>, ApiError> {
-            let mut all = std::collections::BTreeSet::new();
-            for m in &sets {
-                all.extend(state.storage.series(m, start, end)?);
-            }
-            Ok(all.into_iter().collect())
-        })
-        .await
-        .map_err(|e| ApiError::bad_data(e.to_string()))??;
+    let out = union(s, sets, move |st, m| st.series(m, start, end)).await?;
     let truncated = limit > 0 && out.len() > limit;
     let data: Vec<Json> = out
         .iter()
@@ -89,16 +100,7 @@ pub async fn labels(
     let sets = match_sets(&p, false)?;
     let (start, end) = range(&p)?;
     let limit = p.limit()?;
-    let state = s.clone();
-    let names = tokio::task::spawn_blocking(move || -> Result<Vec<String>, ApiError> {
-        let mut all = std::collections::BTreeSet::new();
-        for m in &sets {
-            all.extend(state.storage.label_names(m, start, end)?);
-        }
-        Ok(all.into_iter().collect())
-    })
-    .await
-    .map_err(|e| ApiError::bad_data(e.to_string()))??;
+    let names = union(s, sets, move |st, m| st.label_names(m, start, end)).await?;
     Ok(limited(names, limit))
 }
 
@@ -147,16 +149,7 @@ pub async fn label_values(
     let sets = match_sets(&p, false)?;
     let (start, end) = range(&p)?;
     let limit = p.limit()?;
-    let state = s.clone();
-    let values = tokio::task::spawn_blocking(move || -> Result<Vec<String>, ApiError> {
-        let mut all = std::collections::BTreeSet::new();
-        for m in &sets {
-            all.extend(state.storage.label_values(&name, m, start, end)?);
-        }
-        Ok(all.into_iter().collect())
-    })
-    .await
-    .map_err(|e| ApiError::bad_data(e.to_string()))??;
+    let values = union(s, sets, move |st, m| st.label_values(&name, m, start, end)).await?;
     Ok(limited(values, limit))
 }
 

@@ -27,10 +27,10 @@ pub async fn runtimeinfo(State(s): State<Arc<PromApiState>>) -> Response {
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default();
     success(json!({
-        "startTime": rfc3339(start),
+        "startTime": meshlens_model::time::rfc3339_ms(start),
         "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
         "reloadConfigSuccess": true,
-        "lastConfigTime": rfc3339(start),
+        "lastConfigTime": meshlens_model::time::rfc3339_ms(start),
         "corruptionCount": 0,
         "goroutineCount": 0,
         "GOMAXPROCS": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -55,26 +55,4 @@ pub async fn rules() -> Response {
 
 pub async fn alerts() -> Response {
     success(json!({"alerts": []}))
-}
-
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
 }

@@ -11,7 +11,6 @@ pub mod config;
 mod discovery;
 mod scrape;
 mod self_metrics;
-pub mod timefmt;
 
 use std::fs::File;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::httpc;
+use crate::httpc::{self, urlencode as encode};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -195,16 +195,4 @@ fn metric(m: &Value) -> String {
         .map(|(k, v)| format!("{k}={:?}", v.as_str().unwrap_or("")))
         .collect();
     format!("{name}{{{}}}", labels.join(", "))
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

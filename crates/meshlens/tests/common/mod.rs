@@ -104,17 +104,7 @@ impl Drop for Server {
     }
 }
 
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+pub use httpc::urlencode;
 
 /// Calls `f` until it returns Some, at most for `limit`.
 pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {

@@ -71,18 +71,7 @@ pub(crate) fn string_arg(args: &[&Expr], i: usize, fname: &str) -> Result<String
     }
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as Prometheus prints values in labels.
-pub(crate) fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+pub(crate) use meshlens_model::format_value as format_float;
 
 /// Prometheus's quantile over unsorted values (sorts them in place).
 pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{success, AppState};
 use crate::config::format_duration;
-use crate::timefmt;
+use meshlens_model::time as timefmt;
 
 pub async fn targets(
     State(s): State<Arc<AppState>>,

@@ -276,13 +276,25 @@ fn handles_append_and_survive_series_collection() {
 #[test]
 fn retention_by_size_drops_oldest_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Tsdb::open(dir.path(), TsdbOptions { retention_size_bytes: Some(1), ..opts() }).unwrap();
+    let db = Tsdb::open(
+        dir.path(),
+        TsdbOptions {
+            retention_size_bytes: Some(1),
+            ..opts()
+        },
+    )
+    .unwrap();
     for i in 0..200 {
-        db.append(&[ts("a", "x", &[(i * 1000, i as f64 * 1.5)])]).unwrap();
+        db.append(&[ts("a", "x", &[(i * 1000, i as f64 * 1.5)])])
+            .unwrap();
     }
     db.maintain().unwrap();
     // A one-byte budget keeps no block; only what is still in the head remains.
     assert_eq!(db.stats().blocks, 0);
     let got = all(&db, "a");
-    assert!(got[0].samples.len() < 200 && got[0].samples[0].t >= 180_000, "{:?}", got[0].samples.first());
+    assert!(
+        got[0].samples.len() < 200 && got[0].samples[0].t >= 180_000,
+        "{:?}",
+        got[0].samples.first()
+    );
 }

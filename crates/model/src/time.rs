@@ -1,5 +1,5 @@
-//! RFC 3339 and Unix-seconds time handling for the HTTP APIs (no calendar crate needed for
-//! UTC).
+//! Calendar arithmetic for the APIs' times: RFC 3339 and Unix seconds, UTC only (no time
+//! zone database needed).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,7 +12,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -25,7 +25,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+/// (year, month, day) to days since 1970-01-01.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
@@ -35,7 +36,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `2024-01-02T03:04:05.678Z` (milliseconds shown only when non-zero, as Go does).
+/// `2024-01-02T03:04:05.678Z`; the fraction only when non-zero, as Go prints it.
 pub fn rfc3339_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let frac = ms.rem_euclid(1000);
@@ -55,30 +56,26 @@ pub fn rfc3339_ms(ms: i64) -> String {
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
-    let ms = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
-    rfc3339_ms(ms)
+    rfc3339_ms(
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default(),
+    )
 }
 
-/// Parses a Prometheus API time: Unix seconds (float) or RFC 3339. Milliseconds.
-pub fn parse_time(s: &str) -> Result<i64, String> {
+/// An API time: Unix seconds (float) or RFC 3339; milliseconds.
+pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
-        if f.is_finite() {
-            return Ok((f * 1000.0).round() as i64);
-        }
+        return f
+            .is_finite()
+            .then(|| (f * 1000.0).round().clamp(i64::MIN as f64, i64::MAX as f64) as i64);
     }
-    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+    parse_rfc3339(s)
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-    {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -88,38 +85,34 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
         return None;
     }
     let mut rest = &s[19..];
-    let mut frac_ms = 0i64;
+    let mut frac = 0i64;
     if let Some(r) = rest.strip_prefix('.') {
-        let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-        if digits == 0 {
+        let n = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+        if n == 0 {
             return None;
         }
-        let mut f = r[..digits].to_string();
+        let mut f = r[..n].to_string();
         f.truncate(3);
         while f.len() < 3 {
             f.push('0');
         }
-        frac_ms = f.parse().ok()?;
-        rest = &r[digits..];
+        frac = f.parse().ok()?;
+        rest = &r[n..];
     }
-    let offset_s = match rest {
+    let offset = match rest {
         "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
                 b'+' => 1,
                 b'-' => -1,
                 _ => return None,
             };
-            let oh = rest.get(1..3)?.parse::<i64>().ok()?;
-            let om = rest.get(4..6)?.parse::<i64>().ok()?;
-            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
-                return None;
-            }
-            sign * (oh * 3600 + om * 60)
+            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 3600
+                + rest.get(4..6)?.parse::<i64>().ok()? * 60)
         }
+        _ => return None,
     };
-    let days = days_from_civil(y, mo, d);
-    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset_s) * 1000 + frac_ms)
+    Some((days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset) * 1000 + frac)
 }
 
 #[cfg(test)]
@@ -127,18 +120,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips() {
+    fn formats_and_parses() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(
-            parse_time("2023-11-14T22:13:20.123Z").unwrap(),
-            1_700_000_000_123
+            parse_time("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000_123)
         );
         assert_eq!(
-            parse_time("2023-11-14T23:13:20+01:00").unwrap(),
-            1_700_000_000_000
+            parse_time("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000_000)
         );
-        assert_eq!(parse_time("1700000000.5").unwrap(), 1_700_000_000_500);
-        assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_time("1435781451.781"), Some(1_435_781_451_781));
+        assert_eq!(parse_time("yesterday"), None);
+        for days in [-800_000i64, -1, 0, 59, 60, 365, 10_957, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 }
