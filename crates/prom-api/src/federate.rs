@@ -2,21 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use meshlens_model::is_stale_nan;
 
 use crate::params::{now_ms, Params};
 use crate::{ApiError, PromApiState};
 
-pub async fn federate(
-    State(s): State<Arc<PromApiState>>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &Bytes::new());
+pub async fn federate(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Response, ApiError> {
     let raw = p.all("match[]");
     if raw.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));

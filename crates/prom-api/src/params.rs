@@ -8,6 +8,21 @@ use crate::ApiError;
 
 pub struct Params(Vec<(String, String)>);
 
+/// Largest form body read for a query request.
+const MAX_FORM_BYTES: usize = 16 << 20;
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_FORM_BYTES)
+            .await
+            .map_err(|e| ApiError::bad_data(format!("reading the request body: {e}")))?;
+        Ok(Params::from_request(&parts.uri, &parts.headers, &body))
+    }
+}
+
 impl Params {
     pub fn from_request(uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Params {
         let mut v: Vec<(String, String)> = uri

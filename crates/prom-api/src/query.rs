@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use meshlens_ingest::exposition::format_value;
 use meshlens_model::Labels;
@@ -82,25 +80,13 @@ async fn evaluate(
     Ok(success(encode(&r)))
 }
 
-pub async fn instant(
-    State(s): State<Arc<PromApiState>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &body);
+pub async fn instant(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Response, ApiError> {
     let q = p.required("query")?.to_string();
     let t = p.time("time", now_ms())?;
     evaluate(s, &p, move |e, st| e.instant_query(st, &q, t)).await
 }
 
-pub async fn range(
-    State(s): State<Arc<PromApiState>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &body);
+pub async fn range(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Response, ApiError> {
     let q = p.required("query")?.to_string();
     let start = p.required_time("start")?;
     let end = p.required_time("end")?;
@@ -124,8 +110,7 @@ pub async fn range(
 
 /// Exemplars are not stored yet: a valid query gets an empty list, as from a Prometheus
 /// without exemplar storage.
-pub async fn exemplars(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &body);
+pub async fn exemplars(p: Params) -> Result<Response, ApiError> {
     let q = p.required("query")?;
     meshlens_promql::parse(q)?;
     p.time("start", 0)?;
@@ -133,8 +118,7 @@ pub async fn exemplars(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Resp
     Ok(success(json!([])))
 }
 
-pub async fn format(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &body);
+pub async fn format(p: Params) -> Result<Response, ApiError> {
     let q = p.required("query")?;
     Ok(success(Json::String(meshlens_promql::format_query(q)?)))
 }

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use meshlens_model::LabelMatcher;
 use serde_json::{json, Value as Json};
@@ -53,13 +51,7 @@ fn range(p: &Params) -> Result<(i64, i64), ApiError> {
     Ok((p.time("start", MIN_TIME)?, p.time("end", MAX_TIME)?))
 }
 
-pub async fn series(
-    State(s): State<Arc<PromApiState>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &body);
+pub async fn series(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Response, ApiError> {
     let sets = match_sets(&p, true)?;
     let (start, end) = range(&p)?;
     let limit = p.limit()?;
@@ -90,13 +82,7 @@ fn limited(values: Vec<String>, limit: usize) -> Response {
     axum::Json(resp).into_response()
 }
 
-pub async fn labels(
-    State(s): State<Arc<PromApiState>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &body);
+pub async fn labels(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Response, ApiError> {
     let sets = match_sets(&p, false)?;
     let (start, end) = range(&p)?;
     let limit = p.limit()?;
@@ -137,10 +123,8 @@ pub(crate) fn unescape_label_name(name: &str) -> Option<String> {
 pub async fn label_values(
     State(s): State<Arc<PromApiState>>,
     Path(name): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &Bytes::new());
     let name = unescape_label_name(&name)
         .ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
     if name.is_empty() {
@@ -153,12 +137,7 @@ pub async fn label_values(
     Ok(limited(values, limit))
 }
 
-pub async fn metadata(
-    State(s): State<Arc<PromApiState>>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let p = Params::from_request(&uri, &headers, &Bytes::new());
+pub async fn metadata(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Response, ApiError> {
     let limit = p.limit()?;
     let metric = p
         .get("metric")

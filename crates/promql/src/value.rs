@@ -31,6 +31,16 @@ pub(crate) struct Series {
     pub points: Vec<Option<f64>>,
 }
 
+impl Series {
+    /// The points that have values, as samples at the evaluation timestamps `ts`.
+    pub fn samples(&self, ts: &[i64]) -> Vec<Sample> {
+        ts.iter()
+            .zip(&self.points)
+            .filter_map(|(t, p)| p.map(|v| Sample::new(*t, v)))
+            .collect()
+    }
+}
+
 /// A range-vector expression's series: every sample needed by any step's window.
 #[derive(Clone, Debug)]
 pub(crate) struct RangeSeries {

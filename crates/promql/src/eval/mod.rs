@@ -105,12 +105,7 @@ pub(crate) fn run(
             let mut out: Vec<SeriesSamples> = merged
                 .into_iter()
                 .map(|s| SeriesSamples {
-                    samples: ev
-                        .ts
-                        .iter()
-                        .zip(&s.points)
-                        .filter_map(|(t, p)| p.map(|v| Sample::new(*t, v)))
-                        .collect(),
+                    samples: s.samples(&ev.ts),
                     labels: s.labels,
                 })
                 .filter(|s| !s.samples.is_empty())

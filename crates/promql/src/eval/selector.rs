@@ -150,12 +150,7 @@ impl<'a> Evaluator<'a> {
             Val::Vector(series) => series
                 .into_iter()
                 .map(|s| RangeSeries {
-                    samples: inner
-                        .ts
-                        .iter()
-                        .zip(&s.points)
-                        .filter_map(|(t, p)| p.map(|v| Sample::new(*t, v)))
-                        .collect(),
+                    samples: s.samples(&inner.ts),
                     labels: s.labels,
                 })
                 .filter(|s| !s.samples.is_empty())
