@@ -80,6 +80,11 @@ s.serve_forever()
             .spawn()
             .unwrap(),
     );
+    // The target must be listening before the first scrape, or that scrape fails for the
+    // wrong reason.
+    poll(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
     let cfg = dir.path().join("meshlens.yml");
     std::fs::write(
         &cfg,
@@ -100,8 +105,17 @@ s.serve_forever()
         let r = httpc::get(&server.url("/api/v1/targets")).ok()?;
         let v: Value = serde_json::from_slice(&r.body).ok()?;
         let targets = v["data"]["activeTargets"].as_array()?.clone();
-        let all_scraped = targets.len() == 3 && targets.iter().all(|t| t["health"] != "unknown");
-        all_scraped.then(|| {
+        let health = |job: &str| {
+            targets
+                .iter()
+                .find(|t| t["scrapePool"] == job)
+                .map(|t| t["health"].clone())
+        };
+        let settled = targets.len() == 3
+            && health("trusted")? == "up"
+            && health("skip_verify")? == "up"
+            && health("untrusted")? == "down";
+        settled.then(|| {
             targets
                 .into_iter()
                 .map(|t| (t["scrapePool"].as_str().unwrap().to_string(), t))
