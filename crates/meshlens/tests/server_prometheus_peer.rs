@@ -144,6 +144,10 @@ fn prometheus_remote_write_delivers_what_it_scraped() {
         let got = matrix(&meshlens.url(&format!("/api/v1/query?query={q}&time={now}")));
         (got == expected).then_some(got)
     });
+    // Prometheus keeps running (and sending) until meshlens holds everything.
+    let _ = Command::new("kill")
+        .args(["-TERM", &prom.id().to_string()])
+        .status();
     let _ = prom.wait();
     println!(
         "prometheus and meshlens agree on {} series, {total} samples",
