@@ -132,9 +132,6 @@ fn prometheus_remote_write_delivers_what_it_scraped() {
         - 1.0;
     let q = urlencode("{job=\"peer\"}[10m]");
     let expected = matrix(&format!("{prom_url}/api/v1/query?query={q}&time={now}"));
-    let _ = Command::new("kill")
-        .args(["-TERM", &prom.id().to_string()])
-        .status();
     assert!(
         expected.len() >= 9,
         "prometheus holds too few series: {expected:?}"
