@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, httpc, poll, require_binary, urlencode, Server, BIN};
+use common::{free_port, httpc, poll, require_binary, urlencode, KillOnDrop, Server, BIN};
 use serde_json::Value;
 
 const STEP_MS: i64 = 15_000;
@@ -119,19 +119,21 @@ fn openmetrics(base_ms: i64) -> String {
     out
 }
 
-fn start_prometheus(dir: &Path, data: &Path) -> (std::process::Child, String) {
+fn start_prometheus(dir: &Path, data: &Path) -> (KillOnDrop, String) {
     let port = free_port();
     let cfg = dir.join("prom.yml");
     std::fs::write(&cfg, "global:\n  scrape_interval: 1m\n").unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
+    let child = KillOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
     let url = format!("http://127.0.0.1:{port}");
     poll(Duration::from_secs(120), || {
         httpc::get(&format!("{url}/-/ready"))
@@ -274,7 +276,7 @@ fn promql_results_match_prometheus_and_promtool_works() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (mut prom, prom_url) = start_prometheus(dir.path(), &prom_data);
+    let (prom, prom_url) = start_prometheus(dir.path(), &prom_data);
     let meshlens = Server::start(&ml_data, &[]);
     let ml_url = format!("http://{}", meshlens.addr);
 
@@ -362,8 +364,7 @@ fn promql_results_match_prometheus_and_promtool_works() {
         "{text}"
     );
 
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     assert!(
         failures.is_empty(),
         "{failed} comparisons differ from Prometheus"

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, httpc, poll, require_binary, urlencode, Server};
+use common::{free_port, httpc, poll, require_binary, urlencode, KillOnDrop, Server};
 use serde_json::Value;
 
 /// Serves /metrics with counters and gauges that change on every scrape.
@@ -102,17 +102,19 @@ fn prometheus_remote_write_delivers_what_it_scraped() {
     );
     let cfg_path = dir.path().join("prometheus.yml");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let mut prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("prom").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
+    let mut prom = KillOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
     let prom_url = format!("http://127.0.0.1:{prom_port}");
     poll(Duration::from_secs(120), || {
         httpc::get(&format!("{prom_url}/-/ready"))
@@ -143,9 +145,9 @@ fn prometheus_remote_write_delivers_what_it_scraped() {
     });
     // Prometheus keeps running (and sending) until meshlens holds everything.
     let _ = Command::new("kill")
-        .args(["-TERM", &prom.id().to_string()])
+        .args(["-TERM", &prom.0.id().to_string()])
         .status();
-    let _ = prom.wait();
+    let _ = prom.0.wait();
     println!(
         "prometheus and meshlens agree on {} series, {total} samples",
         got.len()

@@ -4,20 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, httpc, poll, require_binary, Server};
+use common::{free_port, httpc, poll, require_binary, KillOnDrop, Server};
 use serde_json::Value;
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn https_targets_with_and_without_trusted_ca() {
@@ -72,7 +63,7 @@ s.serve_forever()
         cert = cert.display(),
         key = key.display()
     );
-    let _target = Guard(
+    let _target = KillOnDrop(
         Command::new("python3")
             .args(["-c", &script])
             .stdout(Stdio::null())

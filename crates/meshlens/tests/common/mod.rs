@@ -144,3 +144,13 @@ pub fn require_binary(name: &str) -> bool {
     }
     found
 }
+
+/// A peer process that is killed when the test ends, however it ends.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
