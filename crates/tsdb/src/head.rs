@@ -12,6 +12,7 @@ use meshlens_model::{LabelMatcher, Labels, RejectReason, Sample};
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
+use crate::chunk::appender::Appender;
 use crate::chunk::{self, Chunk};
 use crate::postings::Postings;
 
@@ -22,7 +23,8 @@ const SHARDS: usize = 32;
 pub struct MemSeries {
     pub labels: Labels,
     chunks: Vec<Chunk>,
-    open: Vec<Sample>,
+    /// The newest samples, compressed as they arrive.
+    open: Appender,
     /// Late samples within the out-of-order window, sorted by time.
     ooo: Vec<Sample>,
     last: Option<Sample>,
@@ -43,7 +45,7 @@ impl MemSeries {
         MemSeries {
             labels,
             chunks: Vec::new(),
-            open: Vec::new(),
+            open: Appender::default(),
             ooo: Vec::new(),
             last: None,
             removed: false,
@@ -58,7 +60,7 @@ impl MemSeries {
         block_duration: i64,
     ) -> Result<Appended, RejectReason> {
         let Some(last) = self.last else {
-            self.open.push(Sample::new(t, v));
+            self.open.append(t, v);
             self.last = Some(Sample::new(t, v));
             return Ok(Appended::New);
         };
@@ -84,20 +86,20 @@ impl MemSeries {
         }
         let crosses_window = self
             .open
-            .first()
-            .is_some_and(|f| f.t.div_euclid(block_duration) != t.div_euclid(block_duration));
+            .first_t()
+            .is_some_and(|f| f.div_euclid(block_duration) != t.div_euclid(block_duration));
         if self.open.len() >= HEAD_CHUNK_SAMPLES || crosses_window {
             self.close_open();
         }
-        self.open.push(Sample::new(t, v));
+        self.open.append(t, v);
         self.last = Some(Sample::new(t, v));
         Ok(Appended::New)
     }
 
     fn close_open(&mut self) {
         if !self.open.is_empty() {
-            self.chunks.push(chunk::encode(&self.open));
-            self.open = Vec::new();
+            self.chunks.push(chunk::encode(&self.open.samples()));
+            self.open = Appender::default();
         }
     }
 
@@ -112,7 +114,16 @@ impl MemSeries {
                 out.extend(s.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
             }
         }
-        out.extend(self.open.iter().filter(|s| s.t >= mint && s.t <= maxt));
+        if self.open.first_t().is_some_and(|f| f <= maxt)
+            && self.open.last_t().is_some_and(|l| l >= mint)
+        {
+            out.extend(
+                self.open
+                    .samples()
+                    .into_iter()
+                    .filter(|s| s.t >= mint && s.t <= maxt),
+            );
+        }
         if self.ooo.iter().any(|s| s.t >= mint && s.t <= maxt) {
             out.extend(self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt));
             out.sort_by_key(|s| s.t);
@@ -125,7 +136,11 @@ impl MemSeries {
         self.chunks
             .iter()
             .any(|c| c.max_t >= mint && c.min_t <= maxt)
-            || self.open.iter().any(|s| s.t >= mint && s.t <= maxt)
+            || self
+                .open
+                .samples()
+                .iter()
+                .any(|s| s.t >= mint && s.t <= maxt)
             || self.ooo.iter().any(|s| s.t >= mint && s.t <= maxt)
     }
 
@@ -149,11 +164,17 @@ impl MemSeries {
             }
         }
         self.chunks = keep;
-        if self.open.first().is_some_and(|s| s.t < boundary) {
-            let (before, after): (Vec<Sample>, Vec<Sample>) =
-                self.open.drain(..).partition(|s| s.t < boundary);
+        if self.open.first_t().is_some_and(|t| t < boundary) {
+            let (before, after): (Vec<Sample>, Vec<Sample>) = self
+                .open
+                .samples()
+                .into_iter()
+                .partition(|s| s.t < boundary);
             out.extend(before);
-            self.open = after;
+            self.open = Appender::default();
+            for s in after {
+                self.open.append(s.t, s.v);
+            }
         }
         if self.ooo.first().is_some_and(|s| s.t < boundary) {
             let split = self.ooo.partition_point(|s| s.t < boundary);
@@ -175,7 +196,11 @@ impl MemSeries {
             min = min.min(c.min_t);
             max = max.max(c.max_t);
         }
-        for s in self.open.iter().chain(&self.ooo) {
+        if let (Some(a), Some(b)) = (self.open.first_t(), self.open.last_t()) {
+            min = min.min(a);
+            max = max.max(b);
+        }
+        for s in &self.ooo {
             min = min.min(s.t);
             max = max.max(s.t);
         }

@@ -6,6 +6,7 @@
 //! delta-of-delta, which takes one or two bits a sample for steady counters. The encoder picks
 //! per chunk; the byte format is in `docs/format/chunks.md`.
 
+pub mod appender;
 pub mod bits;
 
 use bits::{BitReader, BitWriter};
@@ -73,6 +74,8 @@ pub fn encode(samples: &[Sample]) -> Chunk {
             bytes = w.bytes;
         }
     }
+    // Chunks live long in the head: drop the encoder's spare capacity.
+    bytes.shrink_to_fit();
     Chunk {
         bytes,
         min_t,
@@ -116,7 +119,7 @@ fn unzigzag(v: u64) -> i64 {
 /// '10'+7 bits, '110'+9, '1110'+12, '11110'+20, and '11111'+64 raw bits.
 const DOD_BUCKETS: [u8; 4] = [7, 9, 12, 20];
 
-fn write_dod_value(w: &mut BitWriter, dod: i64) {
+pub(crate) fn write_dod_value(w: &mut BitWriter, dod: i64) {
     if dod == 0 {
         w.write_bit(false);
         return;
@@ -172,7 +175,7 @@ fn write_dod(w: &mut BitWriter, vals: &[i64]) {
     }
 }
 
-fn read_dod(r: &mut BitReader, n: usize, out: &mut Vec<i64>) -> Result<(), ChunkError> {
+pub(crate) fn read_dod(r: &mut BitReader, n: usize, out: &mut Vec<i64>) -> Result<(), ChunkError> {
     let mut prev = 0i64;
     let mut prev_delta = 0i64;
     for i in 0..n {
@@ -190,32 +193,46 @@ fn read_dod(r: &mut BitReader, n: usize, out: &mut Vec<i64>) -> Result<(), Chunk
     Ok(())
 }
 
-fn write_xor(w: &mut BitWriter, samples: &[Sample]) {
-    let mut prev = 0u64;
-    let mut lead = u8::MAX;
-    let mut trail = 0u8;
-    for (i, s) in samples.iter().enumerate() {
-        let bits = s.v.to_bits();
-        if i == 0 {
-            w.write_bits(bits, 64);
-            prev = bits;
-            continue;
+/// XOR-encoder state between values (Gorilla).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct XorState {
+    prev: u64,
+    lead: u8,
+    trail: u8,
+}
+
+impl XorState {
+    pub(crate) fn new() -> Self {
+        XorState {
+            prev: 0,
+            lead: u8::MAX,
+            trail: 0,
         }
-        let x = bits ^ prev;
-        prev = bits;
+    }
+
+    /// Writes one value; the first of a stream (`first`) goes out raw.
+    pub(crate) fn write(&mut self, w: &mut BitWriter, v: f64, first: bool) {
+        let bits = v.to_bits();
+        if first {
+            w.write_bits(bits, 64);
+            self.prev = bits;
+            return;
+        }
+        let x = bits ^ self.prev;
+        self.prev = bits;
         if x == 0 {
             w.write_bit(false);
-            continue;
+            return;
         }
         w.write_bit(true);
         let l = (x.leading_zeros() as u8).min(31);
         let t = x.trailing_zeros() as u8;
-        if lead != u8::MAX && l >= lead && t >= trail {
+        if self.lead != u8::MAX && l >= self.lead && t >= self.trail {
             w.write_bit(false);
-            w.write_bits(x >> trail, 64 - lead - trail);
+            w.write_bits(x >> self.trail, 64 - self.lead - self.trail);
         } else {
-            lead = l;
-            trail = t;
+            self.lead = l;
+            self.trail = t;
             w.write_bit(true);
             w.write_bits(u64::from(l), 5);
             let sig = 64 - l - t;
@@ -226,7 +243,14 @@ fn write_xor(w: &mut BitWriter, samples: &[Sample]) {
     }
 }
 
-fn read_xor(r: &mut BitReader, n: usize, out: &mut Vec<f64>) -> Result<(), ChunkError> {
+fn write_xor(w: &mut BitWriter, samples: &[Sample]) {
+    let mut st = XorState::new();
+    for (i, s) in samples.iter().enumerate() {
+        st.write(w, s.v, i == 0);
+    }
+}
+
+pub(crate) fn read_xor(r: &mut BitReader, n: usize, out: &mut Vec<f64>) -> Result<(), ChunkError> {
     let mut prev = 0u64;
     let mut lead = 0u8;
     let mut trail = 0u8;
