@@ -7,11 +7,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::{free_port, httpc, poll, require_binary, urlencode, KillOnDrop, Server, BIN};
+use common::{httpc, require_binary, start_prometheus, urlencode, Server, BIN};
 use serde_json::Value;
 
 const STEP_MS: i64 = 15_000;
@@ -117,30 +115,6 @@ fn openmetrics(base_ms: i64) -> String {
     }
     out.push_str("# EOF\n");
     out
-}
-
-fn start_prometheus(dir: &Path, data: &Path) -> (KillOnDrop, String) {
-    let port = free_port();
-    let cfg = dir.join("prom.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1m\n").unwrap();
-    let child = KillOnDrop(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg("--storage.tsdb.retention.time=100y")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    poll(Duration::from_secs(120), || {
-        httpc::get(&format!("{url}/-/ready"))
-            .ok()
-            .filter(|r| r.status == 200)
-    });
-    (child, url)
 }
 
 /// Series labels (as text) with their (timestamp, value) points.
@@ -276,7 +250,7 @@ fn promql_results_match_prometheus_and_promtool_works() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (prom, prom_url) = start_prometheus(dir.path(), &prom_data);
+    let (prom, prom_url) = start_prometheus("global:\n  scrape_interval: 1m\n", &prom_data);
     let meshlens = Server::start(&ml_data, &[]);
     let ml_url = format!("http://{}", meshlens.addr);
 

@@ -5,12 +5,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, httpc, poll, require_binary, urlencode, KillOnDrop, Server};
+use common::{httpc, poll, require_binary, start_prometheus, urlencode, Server};
 use serde_json::Value;
 
 /// Serves /metrics with counters and gauges that change on every scrape.
@@ -93,34 +93,13 @@ fn prometheus_remote_write_delivers_what_it_scraped() {
     let dir = tempfile::tempdir().unwrap();
     let meshlens = Server::start(&dir.path().join("meshlens"), &[]);
     let (target, scrapes) = start_target();
-    let prom_port = free_port();
     let cfg = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
          scrape_configs:\n  - job_name: peer\n    static_configs:\n      - targets: ['{target}']\n\
          remote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 200ms\n      min_backoff: 50ms\n      max_backoff: 1s\n",
         meshlens.url("/api/v1/write")
     );
-    let cfg_path = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let mut prom = KillOnDrop(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
-    );
-    let prom_url = format!("http://127.0.0.1:{prom_port}");
-    poll(Duration::from_secs(120), || {
-        httpc::get(&format!("{prom_url}/-/ready"))
-            .ok()
-            .filter(|r| r.status == 200)
-    });
+    let (mut prom, prom_url) = start_prometheus(&cfg, &dir.path().join("prom"));
     // Let Prometheus scrape a handful of times (bounded).
     poll(Duration::from_secs(120), || {
         (scrapes.load(Ordering::Relaxed) >= 8).then_some(())

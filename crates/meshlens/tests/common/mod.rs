@@ -154,3 +154,29 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Starts Debian's `prometheus` with `config` on a free port and its storage in `data`, and
+/// waits until it is ready; returns the process guard and its base URL.
+pub fn start_prometheus(config: &str, data: &Path) -> (KillOnDrop, String) {
+    let port = free_port();
+    let cfg = data.with_extension("yml");
+    std::fs::write(&cfg, config).unwrap();
+    let child = KillOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    poll(Duration::from_secs(120), || {
+        httpc::get(&format!("{url}/-/ready"))
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    (child, url)
+}
