@@ -39,11 +39,7 @@ pub(crate) fn encode(r: &QueryResult) -> Json {
             ),
         ),
     };
-    let mut data = json!({"resultType": kind, "result": result});
-    if !r.warnings.is_empty() {
-        data["warnings"] = json!(r.warnings);
-    }
-    data
+    json!({"resultType": kind, "result": result})
 }
 
 /// The engine to use: the shared one, or a copy with the request's shorter `timeout`.
@@ -77,7 +73,17 @@ async fn evaluate(
         Ok(run(engine, s.storage.as_ref())?)
     })
     .await?;
-    Ok(success(encode(&r)))
+    // Annotations go beside `data`, as Prometheus returns them.
+    let mut body = json!({"status": "success", "data": encode(&r)});
+    if !r.warnings.is_empty() {
+        body["warnings"] = json!(r.warnings);
+    }
+    if !r.infos.is_empty() {
+        body["infos"] = json!(r.infos);
+    }
+    Ok(axum::response::IntoResponse::into_response(axum::Json(
+        body,
+    )))
 }
 
 pub async fn instant(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Response, ApiError> {

@@ -326,3 +326,36 @@ async fn federate_serves_latest_samples() {
     // The fixture's samples are in 2023, far outside the lookback from now: nothing to federate.
     assert!(!body.contains("up{"), "{body}");
 }
+
+#[tokio::test]
+async fn annotations_sit_beside_data() {
+    let f = fixture(EngineOptions::default());
+    let (s, v) = call(
+        &f,
+        get(&format!("/api/v1/query?query=rate(up%5B5m%5D)&time={END}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let info = v["infos"][0].as_str().unwrap_or_default();
+    assert!(
+        info.starts_with("PromQL info: metric might not be a counter"),
+        "{v}"
+    );
+    let (_, v) = call(
+        &f,
+        get(&format!("/api/v1/query?query=quantile(2,%20up)&time={END}")),
+    )
+    .await;
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quantile value should be between 0 and 1"),
+        "{v}"
+    );
+    let (_, v) = call(&f, get(&format!("/api/v1/query?query=up&time={END}"))).await;
+    assert!(
+        v.get("warnings").is_none() && v.get("infos").is_none(),
+        "{v}"
+    );
+}

@@ -237,6 +237,14 @@ impl<'a> Evaluator<'a> {
         } else {
             None
         };
+        if let Some(bad) = q
+            .as_ref()
+            .and_then(|q| q.iter().find(|q| !(0.0..=1.0).contains(*q)).copied())
+        {
+            self.warn(format!(
+                "quantile value should be between 0 and 1, got {bad}"
+            ));
+        }
         for (key, members) in groups {
             self.check_deadline()?;
             let mut points = vec![None; steps];

@@ -26,6 +26,14 @@ pub(crate) struct Evaluator<'a> {
     pub query_end: i64,
     pub deadline: Instant,
     pub samples: std::cell::Cell<usize>,
+    /// Warnings and infos for the response, de-duplicated, in order of first report.
+    pub notes: std::cell::RefCell<Notes>,
+}
+
+#[derive(Default, Clone)]
+pub(crate) struct Notes {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
 }
 
 /// Evaluates `expr` for an instant (`instant` = true, start = end) or range query.
@@ -53,6 +61,7 @@ pub(crate) fn run(
         query_end: end,
         deadline: Instant::now() + opts.timeout,
         samples: std::cell::Cell::new(0),
+        notes: Default::default(),
     };
     let inner = unwrap_parens(expr);
     if matches!(inner, Expr::MatrixSelector(_) | Expr::Subquery(_)) {
@@ -70,7 +79,7 @@ pub(crate) fn run(
             .filter(|s| !s.samples.is_empty())
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        return Ok(result(Value::Matrix(out)));
+        return Ok(result(Value::Matrix(out), ev.notes.take()));
     }
     let v = ev.eval(expr)?;
     let value = match v {
@@ -114,14 +123,14 @@ pub(crate) fn run(
             Value::Matrix(out)
         }
     };
-    Ok(result(value))
+    Ok(result(value, ev.notes.take()))
 }
 
-fn result(value: Value) -> QueryResult {
+fn result(value: Value, notes: Notes) -> QueryResult {
     QueryResult {
         value,
-        warnings: Vec::new(),
-        infos: Vec::new(),
+        warnings: notes.warnings,
+        infos: notes.infos,
     }
 }
 
@@ -185,6 +194,22 @@ pub(crate) fn merge_same_labels(series: Vec<Series>) -> Result<Vec<Series>, Prom
 impl<'a> Evaluator<'a> {
     pub fn steps(&self) -> usize {
         self.ts.len()
+    }
+
+    pub fn warn(&self, message: String) {
+        let mut n = self.notes.borrow_mut();
+        let m = format!("PromQL warning: {message}");
+        if !n.warnings.contains(&m) {
+            n.warnings.push(m);
+        }
+    }
+
+    pub fn info(&self, message: String) {
+        let mut n = self.notes.borrow_mut();
+        let m = format!("PromQL info: {message}");
+        if !n.infos.contains(&m) {
+            n.infos.push(m);
+        }
     }
 
     pub fn check_deadline(&self) -> Result<(), PromqlError> {

@@ -143,9 +143,19 @@ impl<'a> Evaluator<'a> {
             query_end: self.query_end,
             deadline: self.deadline,
             samples: std::cell::Cell::new(self.samples.get()),
+            notes: Default::default(),
         };
         let v = inner.eval(&sq.expr)?;
         self.samples.set(inner.samples.get());
+        let inner_notes = inner.notes.take();
+        inner_notes
+            .warnings
+            .into_iter()
+            .for_each(|w| self.warn(w.trim_start_matches("PromQL warning: ").to_string()));
+        inner_notes
+            .infos
+            .into_iter()
+            .for_each(|i| self.info(i.trim_start_matches("PromQL info: ").to_string()));
         let series = match v {
             Val::Vector(series) => series
                 .into_iter()

@@ -17,6 +17,9 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for (i, s) in v.iter().enumerate() {
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
+            let name = s.labels.metric_name().unwrap_or("");
+            let le = s.labels.get("le").unwrap_or("");
+            ev.warn(format!("bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?}"));
             continue;
         };
         let mut b = s.labels.builder();
@@ -28,6 +31,11 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
             groups.len() - 1
         });
         groups[g].1.push((le, i));
+    }
+    if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+        ev.warn(format!(
+            "quantile value should be between 0 and 1, got {bad}"
+        ));
     }
     let steps = ev.steps();
     let mut out = Vec::new();

@@ -86,6 +86,25 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
             }
         }
     }
+    if matches!(name, "rate" | "increase" | "irate") {
+        for s in &m.series {
+            if let Some(metric) = s.labels.metric_name() {
+                if !["_total", "_sum", "_count", "_bucket"]
+                    .iter()
+                    .any(|sfx| metric.ends_with(sfx))
+                {
+                    ev.info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"));
+                }
+            }
+        }
+    }
+    if let Some(q) = p1.as_ref().filter(|_| name == "quantile_over_time") {
+        if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            ev.warn(format!(
+                "quantile value should be between 0 and 1, got {bad}"
+            ));
+        }
+    }
     let range_s = m.range as f64 / 1000.0;
     let mut out = Vec::with_capacity(m.series.len());
     let mut scratch = Vec::new();

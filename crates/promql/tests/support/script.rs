@@ -306,8 +306,13 @@ fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String
     let mut ordered = cmd == "eval_ordered";
     let mut expect_string: Option<String> = None;
     let mut range_vector: Option<(i64, i64, i64)> = None;
-    if cmd == "eval_warn" || cmd == "eval_info" {
-        return Err("expects an annotation; meshlens emits none yet".into());
+    // (kind, match) for `expect warn|info|no_warn|no_info`.
+    let mut notes: Vec<(String, String)> = Vec::new();
+    if cmd == "eval_warn" {
+        notes.push(("warn".into(), String::new()));
+    }
+    if cmd == "eval_info" {
+        notes.push(("info".into(), String::new()));
     }
     for e in &case.expects {
         let body = e.trim_start_matches("expect ").trim();
@@ -322,10 +327,8 @@ fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String
                     fail_regex = Some(r.trim().trim_matches('"').to_string());
                 }
             }
-            "warn" | "info" => {
-                return Err(format!(
-                    "expects a {kind} annotation; meshlens emits none yet"
-                ))
+            "warn" | "info" | "no_warn" | "no_info" => {
+                notes.push((kind.to_string(), arg.trim().to_string()))
             }
             "ordered" => ordered = true,
             "string" => expect_string = Some(arg.trim().trim_matches(['"', '`']).to_string()),
@@ -383,6 +386,33 @@ fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String
         Ok(_) if expect_fail => return Err("expected an error, got a result".into()),
         Ok(r) => r,
     };
+    for (kind, arg) in &notes {
+        let (list, want) = match kind.as_str() {
+            "warn" => (&res.warnings, true),
+            "info" => (&res.infos, true),
+            "no_warn" => (&res.warnings, false),
+            _ => (&res.infos, false),
+        };
+        if !want {
+            if !list.is_empty() {
+                return Err(format!("expected no {}, got {list:?}", &kind[3..]));
+            }
+            continue;
+        }
+        let ok = if let Some(m) = arg.strip_prefix("msg:") {
+            list.iter().any(|x| x == m.trim())
+        } else if let Some(r) = arg.strip_prefix("regex:") {
+            let re = regex::Regex::new(r.trim()).map_err(|e| e.to_string())?;
+            list.iter().any(|x| re.is_match(x))
+        } else {
+            !list.is_empty()
+        };
+        if !ok {
+            return Err(format!(
+                "expected a {kind} annotation {arg:?}, got {list:?}"
+            ));
+        }
+    }
     if let Some(s) = expect_string {
         return match res.value {
             Value::String { v, .. } if v == s => Ok(()),
