@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 
-use common::{httpc, require_binary, start_prometheus, urlencode, Server, BIN};
+use common::{httpc, normalise, require_binary, start_prometheus, urlencode, Server, BIN};
 use serde_json::Value;
 
 const STEP_MS: i64 = 15_000;
@@ -115,46 +115,6 @@ fn openmetrics(base_ms: i64) -> String {
     }
     out.push_str("# EOF\n");
     out
-}
-
-/// Series labels (as text) with their (timestamp, value) points.
-type Points = Vec<(String, Vec<(i64, String)>)>;
-
-/// A comparable form of a query answer: the result type and sorted series.
-fn normalise(v: &Value) -> Result<(String, Points), String> {
-    if v["status"] != "success" {
-        return Err(format!("{}: {}", v["errorType"], v["error"]));
-    }
-    let kind = v["data"]["resultType"].as_str().unwrap_or("").to_string();
-    let result = &v["data"]["result"];
-    let pt = |p: &Value| {
-        (
-            (p[0].as_f64().unwrap_or(0.0) * 1000.0).round() as i64,
-            p[1].as_str().unwrap_or("").to_string(),
-        )
-    };
-    let mut series = Vec::new();
-    match kind.as_str() {
-        "scalar" | "string" => series.push((String::new(), vec![pt(result)])),
-        _ => {
-            for s in result.as_array().cloned().unwrap_or_default() {
-                let mut labels: Vec<(String, String)> = s["metric"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                    .collect();
-                labels.sort();
-                let points = match s.get("values") {
-                    Some(vs) => vs.as_array().unwrap().iter().map(pt).collect(),
-                    None => vec![pt(&s["value"])],
-                };
-                series.push((format!("{labels:?}"), points));
-            }
-        }
-    }
-    series.sort();
-    Ok((kind, series))
 }
 
 fn values_equal(a: &str, b: &str) -> bool {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{httpc, poll, require_binary, start_prometheus, urlencode, Server};
+use common::{httpc, normalise, poll, require_binary, start_prometheus, urlencode, Server};
 use serde_json::Value;
 
 /// Serves /metrics with counters and gauges that change on every scrape.
@@ -51,38 +51,12 @@ fn start_target() -> (String, Arc<AtomicU64>) {
     (addr, scrapes)
 }
 
-fn matrix(url: &str) -> Vec<(String, Vec<(i64, String)>)> {
+fn matrix(url: &str) -> common::Points {
     let r = httpc::get(url).expect("query");
     let v: Value = serde_json::from_slice(&r.body).expect("json");
-    assert_eq!(v["status"], "success", "{v}");
-    let mut out: Vec<(String, Vec<(i64, String)>)> = v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let mut labels: Vec<(String, String)> = s["metric"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-                .collect();
-            labels.sort();
-            let points = s["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    (
-                        (p[0].as_f64().unwrap() * 1000.0).round() as i64,
-                        p[1].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect();
-            (format!("{labels:?}"), points)
-        })
-        .collect();
-    out.sort();
-    out
+    normalise(&v)
+        .unwrap_or_else(|e| panic!("query failed: {e}"))
+        .1
 }
 
 #[test]

@@ -236,6 +236,11 @@ impl Head {
         }
     }
 
+    /// The live series with exactly these labels, if any.
+    pub fn lookup(&self, labels: &Labels) -> Option<(u32, SeriesRef)> {
+        self.find(labels.stable_hash(), labels)
+    }
+
     fn find(&self, hash: u64, labels: &Labels) -> Option<(u32, SeriesRef)> {
         let shard = self.shards[(hash as usize) % SHARDS].read();
         let ids = shard.get(&hash)?;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use meshlens_ingest::remote_write::{encode, WriteRequest};
 use meshlens_model::TimeSeries;
+use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_meshlens");
 
@@ -179,4 +180,44 @@ pub fn start_prometheus(config: &str, data: &Path) -> (KillOnDrop, String) {
             .filter(|r| r.status == 200)
     });
     (child, url)
+}
+
+/// Series labels (as text) with their (timestamp, value) points.
+pub type Points = Vec<(String, Vec<(i64, String)>)>;
+
+/// A comparable form of a query answer: the result type and sorted series.
+pub fn normalise(v: &Value) -> Result<(String, Points), String> {
+    if v["status"] != "success" {
+        return Err(format!("{}: {}", v["errorType"], v["error"]));
+    }
+    let kind = v["data"]["resultType"].as_str().unwrap_or("").to_string();
+    let result = &v["data"]["result"];
+    let pt = |p: &Value| {
+        (
+            (p[0].as_f64().unwrap_or(0.0) * 1000.0).round() as i64,
+            p[1].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let mut series = Vec::new();
+    match kind.as_str() {
+        "scalar" | "string" => series.push((String::new(), vec![pt(result)])),
+        _ => {
+            for s in result.as_array().cloned().unwrap_or_default() {
+                let mut labels: Vec<(String, String)> = s["metric"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect();
+                labels.sort();
+                let points = match s.get("values") {
+                    Some(vs) => vs.as_array().unwrap().iter().map(pt).collect(),
+                    None => vec![pt(&s["value"])],
+                };
+                series.push((format!("{labels:?}"), points));
+            }
+        }
+    }
+    series.sort();
+    Ok((kind, series))
 }

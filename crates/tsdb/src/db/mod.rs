@@ -346,12 +346,16 @@ impl Tsdb {
             if ts.samples.is_empty() {
                 continue;
             }
-            if ts.labels.is_empty() || ts.labels.validate().is_err() {
-                acc.out
-                    .add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
-                continue;
-            }
-            let (id, series, created) = self.resolve(&ts.labels)?;
+            // Labels are checked once, when a series is first seen; a stored series is valid.
+            let (id, series, created) = match self.head.lookup(&ts.labels) {
+                Some((id, series)) => (id, series, false),
+                None if ts.labels.is_empty() || ts.labels.validate().is_err() => {
+                    acc.out
+                        .add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
+                    continue;
+                }
+                None => self.resolve(&ts.labels)?,
+            };
             acc.out.series_created += u64::from(created);
             self.append_to(id, &mut series.lock(), &ts.samples, min_valid, &mut acc);
         }
