@@ -178,6 +178,14 @@ pub trait SpanReader: Send + Sync {
     /// Links between services from spans in `[end_ts - lookback, end_ts]` (milliseconds).
     fn dependencies(&self, end_ts: i64, lookback: i64)
         -> Result<Vec<DependencyLink>, StorageError>;
+    /// Visits every stored span whose timestamp lies in `[start_us, end_us]` (microseconds),
+    /// in no particular order; the analyses (statistics, graphs from traces) build on this.
+    fn scan(
+        &self,
+        start_us: u64,
+        end_us: u64,
+        visit: &mut dyn FnMut(&Span),
+    ) -> Result<(), StorageError>;
     /// Tag keys seen in stored spans (Zipkin's autocompleteKeys), sorted.
     fn autocomplete_keys(&self) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())

@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshlens_spanstore::SpanStore;
+use meshlens_trace_api::TraceApiState;
 use meshlens_tsdb::{Tsdb, TsdbOptions};
 use tokio::sync::oneshot;
 
@@ -39,6 +41,14 @@ pub struct ServerOptions {
     pub query: meshlens_promql::EngineOptions,
     /// The command line as given, for `/api/v1/status/flags`.
     pub flags: std::collections::BTreeMap<String, String>,
+    pub spans: meshlens_spanstore::SpanStoreOptions,
+    /// OTLP/gRPC listener (Istio and OpenTelemetry's port 4317); None: off.
+    pub otlp_grpc_listen: Option<SocketAddr>,
+    /// A separate OTLP/HTTP listener (port 4318); None: off (the main listener serves
+    /// `/v1/traces` regardless).
+    pub otlp_http_listen: Option<SocketAddr>,
+    /// Largest span ingest body accepted (compressed); larger gets 413.
+    pub max_span_body_bytes: usize,
 }
 
 impl Default for ServerOptions {
@@ -53,6 +63,10 @@ impl Default for ServerOptions {
             maintenance_interval: Duration::from_secs(60),
             query: meshlens_promql::EngineOptions::default(),
             flags: Default::default(),
+            spans: Default::default(),
+            otlp_grpc_listen: None,
+            otlp_http_listen: None,
+            max_span_body_bytes: 16 << 20,
         }
     }
 }
@@ -77,6 +91,8 @@ pub enum ServerError {
     Config(#[from] config::ConfigError),
     #[error("opening storage: {0}")]
     Storage(#[from] meshlens_tsdb::TsdbError),
+    #[error("opening the span store: {0}")]
+    SpanStore(#[from] meshlens_spanstore::SpanStoreError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -122,6 +138,11 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, ServerError
 
 pub struct RunningServer {
     addr: SocketAddr,
+    otlp_grpc_addr: Option<SocketAddr>,
+    otlp_http_addr: Option<SocketAddr>,
+    spans: Arc<SpanStore>,
+    side_tasks: Vec<tokio::task::JoinHandle<()>>,
+    side_stop: tokio::sync::watch::Sender<bool>,
     state: Arc<api::AppState>,
     http_stop: Option<oneshot::Sender<()>>,
     http_task: tokio::task::JoinHandle<()>,
@@ -141,17 +162,49 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             source: std::io::Error::other(e),
         })??;
     let tsdb = Arc::new(tsdb);
-    tsdb.start_background(opts.maintenance_interval);
-    let listener = tokio::net::TcpListener::bind(opts.listen)
+    let spans_dir = opts.data_dir.join("spans");
+    let span_opts = opts.spans.clone();
+    let spans = tokio::task::spawn_blocking(move || SpanStore::open(&spans_dir, span_opts))
         .await
-        .map_err(|source| ServerError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: opts.listen,
-        source,
-    })?;
+        .map_err(|e| ServerError::DataDir {
+            dir: opts.data_dir.clone(),
+            source: std::io::Error::other(e),
+        })??;
+    let spans = Arc::new(spans);
+    tsdb.start_background(opts.maintenance_interval);
+    let (listener, addr) = bind(opts.listen).await?;
+    let mut trace_state = TraceApiState::new(spans.clone(), spans.clone());
+    trace_state.max_body_bytes = opts.max_span_body_bytes;
+    let trace_state = Arc::new(trace_state);
+    let (side_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut side_tasks = Vec::new();
+    let mut otlp_grpc_addr = None;
+    if let Some(a) = opts.otlp_grpc_listen {
+        let (l, bound) = bind(a).await?;
+        otlp_grpc_addr = Some(bound);
+        side_tasks.push(tokio::spawn(meshlens_trace_api::serve_otlp_grpc(
+            l,
+            trace_state.clone(),
+            stopped(stop_rx.clone()),
+        )));
+    }
+    let mut otlp_http_addr = None;
+    if let Some(a) = opts.otlp_http_listen {
+        let (l, bound) = bind(a).await?;
+        otlp_http_addr = Some(bound);
+        let app = meshlens_trace_api::otlp_http_app(trace_state.clone());
+        let stop = stopped(stop_rx.clone());
+        side_tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stop).await {
+                tracing::error!(error = %e, "otlp http server failed");
+            }
+        }));
+    }
+    side_tasks.push(tokio::spawn(span_maintenance(
+        spans.clone(),
+        opts.maintenance_interval,
+        stop_rx.clone(),
+    )));
     let metrics = SelfMetrics::new();
     let scrape = scrape::ScrapeManager::start(&cfg, tsdb.clone(), metrics.clone());
     let prom = meshlens_prom_api::router(meshlens_prom_api::PromApiState {
@@ -172,6 +225,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     });
     let state = Arc::new(api::AppState {
         tsdb: tsdb.clone(),
+        spans: spans.clone(),
+        trace_counters: trace_state.counters.clone(),
         writer: tsdb.clone(),
         scrape,
         metrics,
@@ -179,7 +234,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         max_write_decompressed_bytes: opts.max_write_decompressed_bytes,
         ready: Default::default(),
     });
-    let app = api::router(state.clone()).merge(prom);
+    let app = api::router(state.clone())
+        .merge(prom)
+        .merge(meshlens_trace_api::router(trace_state));
     let (tx, rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -193,6 +250,11 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     tracing::info!(%addr, data_dir = %opts.data_dir.display(), "meshlens server started");
     Ok(RunningServer {
         addr,
+        otlp_grpc_addr,
+        otlp_http_addr,
+        spans,
+        side_tasks,
+        side_stop,
         state,
         http_stop: Some(tx),
         http_task,
@@ -205,6 +267,14 @@ impl RunningServer {
         self.addr
     }
 
+    pub fn otlp_grpc_addr(&self) -> Option<SocketAddr> {
+        self.otlp_grpc_addr
+    }
+
+    pub fn otlp_http_addr(&self) -> Option<SocketAddr> {
+        self.otlp_http_addr
+    }
+
     /// Orderly shutdown: scraping, then HTTP (in-flight requests finish), then storage.
     pub async fn shutdown(mut self) {
         self.state.ready.store(false, Ordering::Release);
@@ -213,12 +283,57 @@ impl RunningServer {
             let _ = tx.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.http_task).await;
+        let _ = self.side_stop.send(true);
+        for t in self.side_tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+        let spans = self.spans.clone();
+        match tokio::task::spawn_blocking(move || spans.close()).await {
+            Ok(Ok(())) => tracing::info!("span store closed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "closing the span store failed"),
+            Err(e) => tracing::error!(error = %e, "closing the span store failed"),
+        }
         let tsdb = self.state.tsdb.clone();
         let closed = tokio::task::spawn_blocking(move || tsdb.close()).await;
         match closed {
             Ok(Ok(())) => tracing::info!("storage closed"),
             Ok(Err(e)) => tracing::error!(error = %e, "closing storage failed"),
             Err(e) => tracing::error!(error = %e, "closing storage failed"),
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// Resolves once the stop flag is raised.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Span retention, on the same period as the TSDB's maintenance.
+async fn span_maintenance(
+    spans: Arc<SpanStore>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let s = spans.clone();
+        match tokio::task::spawn_blocking(move || s.enforce_retention()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(segments = n, "span retention dropped segments"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "span retention failed"),
+            _ => {}
         }
     }
 }

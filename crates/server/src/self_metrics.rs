@@ -183,3 +183,61 @@ impl SelfMetrics {
         out
     }
 }
+
+/// The span store's figures, read at the moment of the scrape.
+pub fn render_span_store(st: &meshlens_spanstore::SpanStoreStats, out: &mut String) {
+    for (name, help, kind, v) in [
+        (
+            "meshlens_spanstore_spans",
+            "Spans stored.",
+            "gauge",
+            st.spans,
+        ),
+        (
+            "meshlens_spanstore_segments",
+            "Immutable span segments on disk.",
+            "gauge",
+            st.segments as u64,
+        ),
+        (
+            "meshlens_spanstore_disk_bytes",
+            "Bytes of segments and WAL on disk.",
+            "gauge",
+            st.disk_bytes,
+        ),
+        (
+            "meshlens_spanstore_wal_bytes",
+            "Bytes in the span WAL.",
+            "gauge",
+            st.wal_bytes,
+        ),
+        (
+            "meshlens_spanstore_head_spans",
+            "Spans not yet written as a segment.",
+            "gauge",
+            st.head_spans,
+        ),
+        (
+            "meshlens_spanstore_wal_torn_tails_total",
+            "Torn or corrupt WAL tails truncated at open.",
+            "counter",
+            st.wal_torn_tails,
+        ),
+        (
+            "meshlens_spanstore_corrupt_segments_total",
+            "Segments moved aside as corrupt.",
+            "counter",
+            st.corrupt_segments,
+        ),
+        (
+            "meshlens_spanstore_retention_dropped_segments_total",
+            "Segments dropped by retention.",
+            "counter",
+            st.retention_dropped_segments,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    }
+}

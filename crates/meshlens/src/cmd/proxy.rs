@@ -1,8 +1,90 @@
-//! `meshlens proxy`.
+//! `meshlens proxy`: the sidecar / ingress data plane with Istio routing rules.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use meshlens_proxy::{Proxy, ProxyOptions, Reporter, TraceExport};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Directory of Istio YAML (VirtualService, DestinationRule, ServiceEntry, …); changes
+    /// apply without a restart.
+    #[arg(long)]
+    pub mesh: PathBuf,
+    /// Address the proxy listens on (HTTP/1.1 and h2c).
+    #[arg(long, default_value = "127.0.0.1:15001")]
+    pub listen: SocketAddr,
+    /// Admin listener: /metrics, /stats/prometheus, /config, /ready.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Send spans as Zipkin v2 JSON to this URL (`/api/v2/spans` is added when it has no path).
+    #[arg(long, conflicts_with = "otlp")]
+    pub zipkin: Option<String>,
+    /// Send spans as OTLP/HTTP JSON to this URL (`/v1/traces` is added when it has no path).
+    #[arg(long)]
+    pub otlp: Option<String>,
+    /// The workload this proxy stands for (source_workload, span service name).
+    #[arg(long, default_value = "unknown")]
+    pub workload: String,
+    /// The workload's version (source_version).
+    #[arg(long, default_value = "unknown")]
+    pub version: String,
+    /// The workload's app label (default: the workload name).
+    #[arg(long, default_value = "")]
+    pub app: String,
+    /// Namespace of the workload; short host names are completed in it.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Percent of new traces to sample (Istio's default is 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub sampling: f64,
+    /// Report as the `source` (outbound sidecar) or `destination` (inbound) side.
+    #[arg(long, default_value = "source", value_parser = ["source", "destination"])]
+    pub reporter: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`meshlens proxy` is not available in this build yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args))
+}
+
+pub fn options(args: &Args) -> ProxyOptions {
+    let mut o = ProxyOptions::new(args.mesh.clone(), args.listen);
+    o.admin = args.admin;
+    o.trace_export = match (&args.zipkin, &args.otlp) {
+        (Some(z), _) => Some(TraceExport::Zipkin(z.clone())),
+        (None, Some(u)) => Some(TraceExport::Otlp(u.clone())),
+        (None, None) => None,
+    };
+    o.workload = args.workload.clone();
+    o.version = args.version.clone();
+    o.app = args.app.clone();
+    o.namespace = args.namespace.clone();
+    o.sampling_percent = args.sampling;
+    o.reporter = if args.reporter == "destination" {
+        Reporter::Destination
+    } else {
+        Reporter::Source
+    };
+    o
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let proxy = Proxy::start(options(&args))
+        .await
+        .with_context(|| format!("starting the proxy with --mesh {}", args.mesh.display()))?;
+    eprintln!(
+        "meshlens proxy listening on {}{}",
+        proxy.addr(),
+        proxy
+            .admin_addr()
+            .map(|a| format!(", admin on {a}"))
+            .unwrap_or_default()
+    );
+    tokio::signal::ctrl_c().await?;
+    proxy.shutdown().await;
+    Ok(())
 }

@@ -41,6 +41,28 @@ pub struct Args {
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m")]
     pub query_lookback_delta: String,
+    /// OTLP/gRPC listener for spans (`off` to disable).
+    #[arg(long = "otlp-grpc-listen", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc_listen: String,
+    /// A separate OTLP/HTTP listener, e.g. 127.0.0.1:4318 (`off` by default; the main
+    /// listener serves `POST /v1/traces` regardless).
+    #[arg(long = "otlp-http-listen", default_value = "off")]
+    pub otlp_http_listen: String,
+    /// How long to keep spans.
+    #[arg(long = "spans.retention.time", default_value = "7d")]
+    pub spans_retention_time: String,
+    /// Largest total size of stored spans, in bytes (0: no limit).
+    #[arg(long = "spans.retention.size", default_value_t = 0)]
+    pub spans_retention_size: u64,
+}
+
+fn optional_addr(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if v.is_empty() || v == "off" {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .with_context(|| format!("--{flag}: {v:?} is not HOST:PORT or off"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -82,6 +104,14 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .map_err(anyhow::Error::msg)
         .context("--query.lookback-delta")?
         .as_millis() as i64;
+    opts.otlp_grpc_listen = optional_addr("otlp-grpc-listen", &args.otlp_grpc_listen)?;
+    opts.otlp_http_listen = optional_addr("otlp-http-listen", &args.otlp_http_listen)?;
+    opts.spans.retention_ms = parse_duration(&args.spans_retention_time)
+        .map_err(anyhow::Error::msg)
+        .context("--spans.retention.time")?
+        .as_millis() as i64;
+    opts.spans.retention_bytes =
+        (args.spans_retention_size > 0).then_some(args.spans_retention_size);
     opts.flags = [
         ("listen", args.listen.to_string()),
         ("data-dir", args.data_dir.display().to_string()),
@@ -99,6 +129,13 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         ("query.timeout", args.query_timeout.clone()),
         ("query.max-samples", args.query_max_samples.to_string()),
         ("query.lookback-delta", args.query_lookback_delta.clone()),
+        ("otlp-grpc-listen", args.otlp_grpc_listen.clone()),
+        ("otlp-http-listen", args.otlp_http_listen.clone()),
+        ("spans.retention.time", args.spans_retention_time.clone()),
+        (
+            "spans.retention.size",
+            args.spans_retention_size.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -111,6 +148,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let server = meshlens_server::start(opts)
         .await
         .with_context(|| format!("starting the server on {}", args.listen))?;
+    if let Some(a) = server.otlp_grpc_addr() {
+        println!("meshlens OTLP/gRPC listening on {a}");
+    }
+    if let Some(a) = server.otlp_http_addr() {
+        println!("meshlens OTLP/HTTP listening on http://{a}");
+    }
     println!("meshlens server listening on http://{}", server.addr());
     wait_for_signal().await;
     tracing::info!("shutting down");

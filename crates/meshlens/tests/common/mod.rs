@@ -18,13 +18,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_meshlens");
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The OTLP/gRPC listener, when the server printed one.
+    pub otlp_grpc: Option<String>,
 }
 
 impl Server {
     /// Starts `meshlens server` on an OS-chosen port and waits until it answers /-/ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["server", "--listen", "127.0.0.1:0"];
+        if !extra.iter().any(|a| a.starts_with("--otlp-grpc-listen")) {
+            args.extend(["--otlp-grpc-listen", "127.0.0.1:0"]);
+        }
         let mut child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(args)
+            .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
@@ -32,16 +39,23 @@ impl Server {
             .spawn()
             .expect("spawn meshlens server");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read address line");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| panic!("server did not print its address: {line:?}"));
-        let s = Server { child, addr };
+        let mut reader = BufReader::new(stdout);
+        let mut otlp_grpc = None;
+        let addr = loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).expect("read address line");
+            assert!(n > 0, "server exited before printing its address");
+            if let Some(a) = line.strip_prefix("meshlens OTLP/gRPC listening on ") {
+                otlp_grpc = Some(a.trim().to_string());
+            } else if let Some(a) = line.split("server listening on http://").nth(1) {
+                break a.trim().to_string();
+            }
+        };
+        let s = Server {
+            child,
+            addr,
+            otlp_grpc,
+        };
         poll(Duration::from_secs(60), || {
             httpc::get(&s.url("/-/ready"))
                 .ok()
@@ -137,13 +151,44 @@ pub fn require_binary(name: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
+    require(found, name, ".ci/run installs it with apt-get")
+}
+
+/// The same for Python modules from PyPI (the OpenTelemetry SDK, schemathesis).
+pub fn require_python_module(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    require(
+        found,
+        module,
+        ".ci/run installs it: pip install -r .ci/pip/traces.txt",
+    )
+}
+
+fn require(found: bool, what: &str, how: &str) -> bool {
     if !found {
         if std::env::var_os("CI").is_some() {
-            panic!("{name} is not installed; .ci/run installs it (apt-get install prometheus)");
+            panic!("{what} is not installed; {how}");
         }
-        eprintln!("SKIPPING: {name} is not installed (apt-get install prometheus)");
+        eprintln!("SKIPPING: {what} is not installed; {how}");
     }
     found
+}
+
+/// GETs `url` and parses the JSON answer, asserting a 200.
+pub fn get_json(url: &str) -> Value {
+    let r = httpc::get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(
+        r.status,
+        200,
+        "GET {url}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|_| panic!("GET {url}: not JSON: {}", String::from_utf8_lossy(&r.body)))
 }
 
 /// A peer process that is killed when the test ends, however it ends.

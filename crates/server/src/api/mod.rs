@@ -19,6 +19,8 @@ use crate::self_metrics::SelfMetrics;
 
 pub struct AppState {
     pub tsdb: Arc<meshlens_tsdb::Tsdb>,
+    pub spans: Arc<meshlens_spanstore::SpanStore>,
+    pub trace_counters: Arc<meshlens_trace_api::TraceCounters>,
     pub writer: Arc<dyn MetricWriter>,
     pub scrape: Arc<ScrapeManager>,
     pub metrics: Arc<SelfMetrics>,
@@ -50,7 +52,9 @@ async fn ready(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn self_metrics(State(s): State<Arc<AppState>>) -> Response {
-    let body = s.metrics.render(&s.tsdb.stats());
+    let mut body = s.metrics.render(&s.tsdb.stats());
+    s.trace_counters.render(&mut body);
+    crate::self_metrics::render_span_store(&s.spans.stats(), &mut body);
     (
         [(
             axum::http::header::CONTENT_TYPE,

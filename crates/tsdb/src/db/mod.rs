@@ -820,6 +820,15 @@ fn remove_block_dir(dir: &Path) {
     }
 }
 
+/// Block directories are named by id: 25 hex digits (ours) or a 26-character ULID.
+fn looks_like_block_id(name: &str) -> bool {
+    (name.len() == 25 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+        || (name.len() == 26
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()))
+}
+
 /// Opens every block directory; corrupt ones are moved to `corrupted/` and logged.
 fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, TsdbError> {
     let mut blocks = Vec::new();
@@ -834,9 +843,13 @@ fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, TsdbError> {
         if !path.is_dir() || name == "wal" || name == "corrupted" {
             continue;
         }
-        if name.ends_with(".tmp") {
+        if name.ends_with(".tmp") && looks_like_block_id(name.trim_end_matches(".tmp")) {
             // An unfinished write from a crash: never referenced, safe to remove.
             let _ = fs::remove_dir_all(&path);
+            continue;
+        }
+        if !looks_like_block_id(&name) {
+            // Other engines (the span store) keep their own directories beside the blocks.
             continue;
         }
         match Block::open(&path) {
