@@ -106,6 +106,9 @@ fn schemathesis(
         ])
         .arg(report)
         .env("NO_COLOR", "1")
+        // Its cache of earlier findings stays in the test's temporary directory, so every
+        // run starts from the same seed alone.
+        .current_dir(report.parent().unwrap())
         .output()
         .expect("run schemathesis");
     let text = format!(
