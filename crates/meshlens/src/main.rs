@@ -31,6 +31,12 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Search traces and show one as a waterfall.
     Traces(cmd::traces::Args),
+    /// The service graph (from metrics or traces) as a table of edges or Graphviz dot.
+    Graph(cmd::graph::Args),
+    /// Clover-style traffic statistics: URLs, services, status codes, user agents.
+    Stats(cmd::stats::Args),
+    /// Check Istio (and Kubernetes) YAML for mistakes, with Kiali's codes.
+    Validate(cmd::validate::Args),
     /// Load generators and engine benchmarks used by the bench/ scripts.
     Bench(cmd::bench::Args),
 }
@@ -52,6 +58,9 @@ fn main() -> anyhow::Result<()> {
         Command::Proxy(a) => cmd::proxy::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Traces(a) => cmd::traces::run(a),
+        Command::Graph(a) => cmd::graph::run(a),
+        Command::Stats(a) => cmd::stats::run(a),
+        Command::Validate(a) => cmd::validate::run(a),
         Command::Bench(a) => cmd::bench::run(a),
     }
 }

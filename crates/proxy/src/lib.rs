@@ -1,1 +1,336 @@
-//! meshlens-proxy (being built).
+//! meshlens-proxy: the data plane. An HTTP/1.1 and HTTP/2 (h2c, gRPC) proxy that routes by
+//! Istio's rules as an outbound sidecar does, and reports Istio's standard telemetry.
+//!
+//! The request path is a chain of small modules: [`accept`] → [`pipeline`] (reads the
+//! request) → [`route`] → [`resilience`] (fault, timeout, retry, pool limits, outlier
+//! detection) around [`balance`] and [`forward`] → [`telemetry`] (metrics and spans,
+//! recorded when the response body ends). The mesh config is compiled into an immutable
+//! [`config::table::Table`] that is swapped whole on reload, so requests never lock it for
+//! long and a rejected config never disturbs the one serving.
+//!
+//! Design decision: built directly on hyper's connection APIs (no framework, no pooled
+//! client) — this is the hot path, and the proxy must choose the endpoint itself while keeping
+//! the request's own authority. Every registry (metrics, cluster state) is a value owned by a
+//! [`RunningProxy`], so several proxies run side by side in one process.
+
+pub mod accept;
+pub mod admin;
+pub mod balance;
+pub mod body;
+pub mod config;
+pub mod forward;
+pub mod pipeline;
+pub mod resilience;
+pub mod route;
+pub mod telemetry;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshlens_mesh::ConfigError;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use config::reload::{ConfigState, ConfigStatus};
+use telemetry::export::{ExportConfig, ExportFormat};
+use telemetry::metrics::{DestLabels, Metrics, PeerLabels};
+use telemetry::Telemetry;
+
+pub use telemetry::metrics::Metrics as MetricsRegistry;
+
+/// Which side of a request the proxy reports as (Istio's `reporter` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reporter {
+    /// Outbound sidecar: spans are CLIENT spans.
+    #[default]
+    Source,
+    /// Inbound sidecar or gateway: spans are SERVER spans.
+    Destination,
+}
+
+/// Where the proxy sends spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceExport {
+    /// Zipkin v2 JSON; `/api/v2/spans` is added to a URL without a path.
+    Zipkin(String),
+    /// OTLP/HTTP JSON; `/v1/traces` is added to a URL without a path.
+    Otlp(String),
+}
+
+/// How to run a proxy. [`ProxyOptions::new`] gives Istio's defaults.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Directory of Istio YAML, watched for changes.
+    pub mesh_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Admin listener (`/metrics`, `/stats/prometheus`, `/config`); none when unset.
+    pub admin: Option<SocketAddr>,
+    pub trace_export: Option<TraceExport>,
+    /// The workload this proxy stands beside (`source_workload`, span service name).
+    pub workload: String,
+    pub version: String,
+    /// `app` label; the workload name when empty.
+    pub app: String,
+    pub namespace: String,
+    /// Istio's cluster id label.
+    pub cluster: String,
+    pub reporter: Reporter,
+    /// Percent of new traces sampled (Istio's default is 1).
+    pub sampling_percent: f64,
+    /// How often the config directory is checked for changes.
+    pub reload_interval: Duration,
+    /// Spans buffered for export before new ones are dropped.
+    pub span_buffer: usize,
+    pub span_batch: usize,
+    pub span_export_timeout: Duration,
+    /// Largest request body buffered (for retries and mirroring); larger gets 413.
+    pub max_request_body: usize,
+    pub connect_timeout: Duration,
+}
+
+impl ProxyOptions {
+    pub fn new(mesh_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        ProxyOptions {
+            mesh_dir: mesh_dir.into(),
+            listen,
+            admin: None,
+            trace_export: None,
+            workload: "unknown".into(),
+            version: "unknown".into(),
+            app: String::new(),
+            namespace: "default".into(),
+            cluster: "Kubernetes".into(),
+            reporter: Reporter::Source,
+            sampling_percent: 1.0,
+            reload_interval: Duration::from_secs(1),
+            span_buffer: 4096,
+            span_batch: 256,
+            span_export_timeout: Duration::from_secs(5),
+            max_request_body: 16 << 20,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("mesh config in {dir} is invalid:\n{}", list(.errors))]
+    Config {
+        dir: PathBuf,
+        errors: Vec<ConfigError>,
+    },
+    #[error("trace export: {0}")]
+    TraceExport(String),
+    #[error("invalid option: {0}")]
+    Option(String),
+}
+
+fn list(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Entry point.
+pub struct Proxy;
+
+impl Proxy {
+    /// Loads the config, binds the listeners and starts serving. Must be called within a
+    /// Tokio runtime.
+    pub async fn start(opts: ProxyOptions) -> Result<RunningProxy, ProxyError> {
+        if !(0.0..=100.0).contains(&opts.sampling_percent) {
+            return Err(ProxyError::Option(format!(
+                "sampling must be a percentage in [0, 100], got {}",
+                opts.sampling_percent
+            )));
+        }
+        let app = if opts.app.is_empty() {
+            opts.workload.clone()
+        } else {
+            opts.app.clone()
+        };
+        let source = PeerLabels {
+            workload: opts.workload.clone(),
+            workload_namespace: opts.namespace.clone(),
+            principal: "unknown".into(),
+            app: app.clone(),
+            version: opts.version.clone(),
+            canonical_service: app.clone(),
+            canonical_revision: opts.version.clone(),
+            cluster: opts.cluster.clone(),
+        };
+        let reporter = match opts.reporter {
+            Reporter::Source => "source",
+            Reporter::Destination => "destination",
+        };
+        let metrics = Arc::new(Metrics::new(reporter, source));
+        let labels: BTreeMap<String, String> = [
+            ("app".to_string(), app.clone()),
+            ("version".to_string(), opts.version.clone()),
+        ]
+        .into();
+        let config = ConfigState::load(
+            opts.mesh_dir.clone(),
+            opts.namespace.clone(),
+            labels,
+            metrics.clone(),
+        )
+        .map_err(|errors| ProxyError::Config {
+            dir: opts.mesh_dir.clone(),
+            errors,
+        })?;
+        let config = Arc::new(config);
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind { addr, source })
+        };
+        let listener = bind(opts.listen).await?;
+        let addr = listener.local_addr().map_err(|source| ProxyError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+        let admin_listener = match opts.admin {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let spans = match &opts.trace_export {
+            None => None,
+            Some(t) => {
+                let (url, format) = match t {
+                    TraceExport::Zipkin(u) => (u, ExportFormat::ZipkinV2),
+                    TraceExport::Otlp(u) => (u, ExportFormat::OtlpJson),
+                };
+                let mut cfg = ExportConfig::new(url, format).map_err(ProxyError::TraceExport)?;
+                cfg.buffer = opts.span_buffer;
+                cfg.batch = opts.span_batch.max(1);
+                cfg.timeout = opts.span_export_timeout;
+                let (sink, task) =
+                    telemetry::export::start(cfg, metrics.clone(), shutdown_rx.clone());
+                tasks.push(task);
+                Some(sink)
+            }
+        };
+        let telemetry = Arc::new(Telemetry {
+            metrics: metrics.clone(),
+            spans,
+            service_name: Arc::from(opts.workload.as_str()),
+            node_id: format!(
+                "sidecar~{}~{}.{}~{}.svc.cluster.local",
+                addr.ip(),
+                opts.workload,
+                opts.namespace,
+                opts.namespace
+            ),
+            span_kind: match opts.reporter {
+                Reporter::Source => "CLIENT",
+                Reporter::Destination => "SERVER",
+            },
+            sampling_percent: opts.sampling_percent,
+        });
+        let shared = Arc::new(pipeline::Shared {
+            config: config.clone(),
+            upstreams: forward::Upstreams::new(opts.connect_timeout),
+            telemetry,
+            max_request_body: opts.max_request_body,
+            unknown_dest: Arc::new(DestLabels::unknown()),
+        });
+        let px = shared.clone();
+        tasks.push(accept::serve(
+            listener,
+            shutdown_rx.clone(),
+            Some(metrics.clone()),
+            move |req, peer| pipeline::handle(px.clone(), req, peer),
+        ));
+        let mut admin_addr = None;
+        if let Some(l) = admin_listener {
+            admin_addr = l.local_addr().ok();
+            let admin = Arc::new(admin::Admin {
+                metrics: metrics.clone(),
+                config: config.clone(),
+            });
+            tasks.push(accept::serve(
+                l,
+                shutdown_rx.clone(),
+                None,
+                move |req, _| {
+                    let r = admin.handle(&req);
+                    async move { r }
+                },
+            ));
+        }
+        tasks.push(config::reload::spawn_watcher(
+            config.clone(),
+            opts.reload_interval,
+            shutdown_rx,
+        ));
+        tracing::info!(%addr, admin = ?admin_addr, dir = %opts.mesh_dir.display(), "proxy listening");
+        Ok(RunningProxy {
+            addr,
+            admin_addr,
+            metrics,
+            config,
+            shutdown_tx,
+            tasks,
+        })
+    }
+}
+
+/// A started proxy. Dropping it without [`RunningProxy::shutdown`] leaves it serving until the
+/// runtime ends.
+pub struct RunningProxy {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
+    config: Arc<ConfigState>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// The proxy listener's address (the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The proxy's metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The config status (as served at the admin `/config`).
+    pub fn config_status(&self) -> ConfigStatus {
+        self.config.status.read().clone()
+    }
+
+    /// Checks the config directory now instead of waiting for the next poll; returns whether
+    /// the config was accepted.
+    pub fn reload_now(&self) -> bool {
+        self.config.reload()
+    }
+
+    /// Stops accepting, closes connections gracefully and flushes buffered spans.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}

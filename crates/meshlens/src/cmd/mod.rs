@@ -2,8 +2,11 @@
 
 pub mod bench;
 pub mod demo;
+pub mod graph;
 pub mod import;
 pub mod proxy;
 pub mod query;
 pub mod server;
+pub mod stats;
 pub mod traces;
+pub mod validate;

@@ -1,0 +1,188 @@
+//! The compiled routing table: what the request path reads. Built from a `MeshConfig` by
+//! `compile`, swapped whole on reload, never mutated (runtime state such as outlier ejections
+//! lives in `ClusterState`, shared across reloads).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderName;
+use parking_lot::Mutex;
+
+use crate::balance::LbPolicy;
+use crate::resilience::fault::Fault;
+use crate::resilience::outlier::{EndpointHealth, OutlierPolicy};
+use crate::resilience::pool::Limiter;
+use crate::resilience::retry::RetryPolicy;
+use crate::route::Match;
+use crate::telemetry::metrics::DestLabels;
+
+/// Host → virtual host, as an outbound sidecar sees the mesh.
+pub struct Table {
+    pub exact: HashMap<String, Arc<VirtualHost>>,
+    /// `*.suffix` patterns (and `*`), most specific first.
+    pub wildcard: Vec<(String, Arc<VirtualHost>)>,
+    /// The namespace short request hosts are completed in.
+    pub namespace: String,
+}
+
+/// The routes of one VirtualService (or the default route of a ServiceEntry host).
+pub struct VirtualHost {
+    /// `namespace/name` of the VirtualService, for logs.
+    pub name: String,
+    pub routes: Vec<Route>,
+}
+
+pub struct Route {
+    pub name: String,
+    /// Blocks are ORed; an empty list matches every request.
+    pub matches: Vec<Match>,
+    pub action: Action,
+    pub fault: Option<Fault>,
+    /// None: no timeout (Istio's default).
+    pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    pub mirrors: Vec<Mirror>,
+    pub rewrite: Option<Rewrite>,
+    pub headers: HeaderOps,
+}
+
+pub enum Action {
+    Forward(Vec<WeightedCluster>),
+    Redirect(Redirect),
+    Direct { status: u16, body: Bytes },
+}
+
+pub struct WeightedCluster {
+    pub weight: u32,
+    pub cluster: Arc<Cluster>,
+    pub headers: HeaderOps,
+}
+
+pub struct Mirror {
+    pub cluster: Arc<Cluster>,
+    /// 0..=100.
+    pub percent: f64,
+}
+
+pub struct Rewrite {
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    pub regex: Option<(regex::Regex, String)>,
+}
+
+pub struct Redirect {
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    pub port: Option<u16>,
+    pub scheme: Option<String>,
+    pub code: u16,
+}
+
+/// Header edits for the request and the response.
+#[derive(Default, Clone)]
+pub struct HeaderOps {
+    pub request: HeaderEdit,
+    pub response: HeaderEdit,
+}
+
+#[derive(Default, Clone)]
+pub struct HeaderEdit {
+    pub set: Vec<(HeaderName, http::HeaderValue)>,
+    pub add: Vec<(HeaderName, http::HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdit {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+    pub fn apply(&self, h: &mut http::HeaderMap) {
+        for n in &self.remove {
+            h.remove(n);
+        }
+        for (n, v) in &self.set {
+            h.insert(n.clone(), v.clone());
+        }
+        for (n, v) in &self.add {
+            h.append(n.clone(), v.clone());
+        }
+    }
+}
+
+/// An Envoy-style cluster: one destination host, port and subset.
+pub struct Cluster {
+    /// `outbound|9080|v1|reviews.default.svc.cluster.local`; port 0 when taken from the request.
+    pub name: String,
+    /// Destination labels for requests that get no endpoint (UH).
+    pub labels: Arc<DestLabels>,
+    /// None: the request's port is used (a host dialled directly without a known port).
+    pub port: Option<u16>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    /// The route names a subset the DestinationRule does not define (503 NC).
+    pub missing_subset: bool,
+    pub lb: LbPolicy,
+    pub limiter: Option<Arc<Limiter>>,
+    pub outlier: Option<OutlierPolicy>,
+    pub http2: bool,
+    pub state: Arc<ClusterState>,
+}
+
+/// One upstream address.
+pub struct Endpoint {
+    /// Host or IP, dialled with `port` (or the request's port).
+    pub host: String,
+    pub port: Option<u16>,
+    pub labels: BTreeMap<String, String>,
+    pub dest_labels: Arc<DestLabels>,
+    pub health: Arc<EndpointHealth>,
+}
+
+impl Endpoint {
+    pub fn address(&self, default_port: u16) -> String {
+        let port = self.port.unwrap_or(default_port);
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
+    }
+}
+
+/// Per-cluster state that survives config reloads.
+#[derive(Default)]
+pub struct ClusterState {
+    pub rr: AtomicU64,
+    /// Endpoint health by address, so ejections survive a reload.
+    pub endpoints: Mutex<HashMap<String, Arc<EndpointHealth>>>,
+    pub limiter: Mutex<Option<Arc<Limiter>>>,
+}
+
+impl ClusterState {
+    pub fn next_rr(&self) -> u64 {
+        self.rr.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Cluster states by cluster name, owned by the proxy.
+#[derive(Default)]
+pub struct StateRegistry {
+    pub clusters: Mutex<HashMap<String, Arc<ClusterState>>>,
+}
+
+impl StateRegistry {
+    pub fn cluster(&self, name: &str) -> Arc<ClusterState> {
+        self.clusters
+            .lock()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets clusters the current config no longer has.
+    pub fn retain(&self, live: &std::collections::HashSet<String>) {
+        self.clusters.lock().retain(|k, _| live.contains(k));
+    }
+}

@@ -1,0 +1,158 @@
+//! Forwarding: upstream connections, kept alive and pooled per endpoint address.
+//!
+//! Built on hyper's connection-level client rather than a pooled client so that the proxy
+//! dials the endpoint it chose while the request keeps its own authority, and so that a
+//! connect failure (flag UF) is told apart from a reset after connecting (UC). HTTP/1.1
+//! connections return to the idle pool once their response body is consumed; HTTP/2 (h2c,
+//! prior knowledge) uses one multiplexed connection per endpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+
+pub type ReqBody = Full<Bytes>;
+
+/// Why a request got no response from upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("upstream connect error: {0}")]
+    Connect(String),
+    #[error("upstream reset: {0}")]
+    Reset(String),
+}
+
+pub struct Upstreams {
+    h1: Mutex<HashMap<String, Vec<http1::SendRequest<ReqBody>>>>,
+    h2: Mutex<HashMap<String, http2::SendRequest<ReqBody>>>,
+    connect_timeout: Duration,
+    max_idle_per_endpoint: usize,
+}
+
+impl Upstreams {
+    pub fn new(connect_timeout: Duration) -> Arc<Self> {
+        Arc::new(Upstreams {
+            h1: Mutex::default(),
+            h2: Mutex::default(),
+            connect_timeout,
+            max_idle_per_endpoint: 128,
+        })
+    }
+
+    /// Sends a request to `addr` (`host:port`). `make` builds the request; it may be called
+    /// twice when a pooled connection turns out to be closed before the request was written.
+    pub async fn send(
+        self: &Arc<Self>,
+        addr: &str,
+        http2: bool,
+        make: impl Fn() -> Request<ReqBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        if http2 {
+            return self.send_h2(addr, make()).await;
+        }
+        for _ in 0..3 {
+            let (mut sender, pooled) = match self.take_idle(addr) {
+                Some(s) => (s, true),
+                None => (self.dial_h1(addr).await?, false),
+            };
+            match sender.send_request(make()).await {
+                Ok(resp) => {
+                    self.return_when_ready(addr.to_string(), sender);
+                    return Ok(resp);
+                }
+                Err(e) if pooled && (e.is_canceled() || e.is_closed()) => continue,
+                Err(e) => return Err(SendError::Reset(e.to_string())),
+            }
+        }
+        Err(SendError::Reset("pooled connections kept closing".into()))
+    }
+
+    fn take_idle(&self, addr: &str) -> Option<http1::SendRequest<ReqBody>> {
+        let mut pool = self.h1.lock();
+        let list = pool.get_mut(addr)?;
+        while let Some(s) = list.pop() {
+            if !s.is_closed() && s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection back in the pool once hyper says it can take another request,
+    /// i.e. once the previous response body was read to its end.
+    fn return_when_ready(self: &Arc<Self>, addr: String, mut sender: http1::SendRequest<ReqBody>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut pool = me.h1.lock();
+                let list = pool.entry(addr).or_default();
+                if list.len() < me.max_idle_per_endpoint {
+                    list.push(sender);
+                }
+            }
+        });
+    }
+
+    async fn connect(&self, addr: &str) -> Result<TokioIo<TcpStream>, SendError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| SendError::Connect(format!("{addr}: connect timeout")))?
+            .map_err(|e| SendError::Connect(format!("{addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
+
+    async fn dial_h1(&self, addr: &str) -> Result<http1::SendRequest<ReqBody>, SendError> {
+        let io = self.connect(addr).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| SendError::Connect(format!("{addr}: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    async fn send_h2(
+        &self,
+        addr: &str,
+        req: Request<ReqBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let existing = {
+            let pool = self.h2.lock();
+            pool.get(addr).filter(|s| !s.is_closed()).cloned()
+        };
+        let mut sender = match existing {
+            Some(s) => s,
+            None => {
+                let io = self.connect(addr).await?;
+                let (s, conn) = http2::Builder::new(TokioExecutor::new())
+                    .handshake(io)
+                    .await
+                    .map_err(|e| SendError::Connect(format!("{addr}: {e}")))?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                self.h2.lock().insert(addr.to_string(), s.clone());
+                s
+            }
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| SendError::Reset(e.to_string()))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Reset(e.to_string()))
+    }
+}

@@ -1,0 +1,280 @@
+//! The request path, in order: accept (in `accept`) → read the request → route → fault →
+//! upstream call with retries, timeouts, pool limits, balancing and outlier detection
+//! (`upstream`) → response with telemetry recorded when its body ends.
+
+pub mod local;
+pub mod request;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::{HOST, USER_AGENT};
+use http::{HeaderValue, Request, Response, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use rand::Rng;
+
+use crate::body::ProxyBody;
+use crate::config::reload::ConfigState;
+use crate::config::table::{Action, Route, WeightedCluster};
+use crate::forward::Upstreams;
+use crate::route::{self, split_authority, Match, RequestView};
+use crate::telemetry::flags::Flags;
+use crate::telemetry::metrics::{DestLabels, Protocol};
+use crate::telemetry::{trace, RequestRecord, Telemetry};
+
+/// Everything the request path shares.
+pub struct Shared {
+    pub config: Arc<ConfigState>,
+    pub upstreams: Arc<Upstreams>,
+    pub telemetry: Arc<Telemetry>,
+    pub max_request_body: usize,
+    pub unknown_dest: Arc<DestLabels>,
+}
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Handles one downstream request. Never fails: every problem is an HTTP answer.
+pub async fn handle(
+    px: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let start_wall = SystemTime::now();
+    let (mut parts, body) = req.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    let Some(authority) = authority.filter(|a| !a.is_empty()) else {
+        return local::plain(400, "missing host header");
+    };
+    let (host, port) = split_authority(&authority, 80);
+    let request_id = match parts
+        .headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => {
+            let id = new_request_id();
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                parts.headers.insert(X_REQUEST_ID, v);
+            }
+            id
+        }
+    };
+    let trace = trace::extract(&parts.headers, px.telemetry.sampling_percent);
+    let protocol = match parts.headers.get(http::header::CONTENT_TYPE) {
+        Some(ct) if ct.as_bytes().starts_with(b"application/grpc") => Protocol::Grpc,
+        _ => Protocol::Http,
+    };
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let (path, query) = match pq.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (pq.as_str(), None),
+    };
+    let rec = RequestRecord {
+        start,
+        start_wall,
+        method: parts.method.clone(),
+        url: format!("http://{authority}{pq}"),
+        authority: authority.clone(),
+        http_version: match parts.version {
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        protocol,
+        user_agent: parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string(),
+        request_id,
+        trace,
+        dest: px.unknown_dest.clone(),
+        cluster: None,
+        upstream: None,
+        code: 0,
+        flags: Flags::NONE,
+        request_bytes: 0,
+    };
+    let table = px.config.table();
+    let found = route::find(
+        &table,
+        &RequestView {
+            method: &parts.method,
+            path,
+            query,
+            headers: &parts.headers,
+            authority: &authority,
+            host: &host,
+            port,
+            scheme: parts.uri.scheme_str().unwrap_or("http"),
+        },
+    );
+    let Some((route, matched)) = found else {
+        return local::reply(&px, rec, 404, Flags::NR, "");
+    };
+    match &route.action {
+        Action::Redirect(r) => local::redirect(&px, rec, r, &authority, path, query),
+        Action::Direct { status, body } => local::direct(&px, rec, *status, body.clone()),
+        Action::Forward(dests) => {
+            let Some(wc) = choose(dests) else {
+                return local::reply(&px, rec, 503, Flags::UH, "no healthy upstream");
+            };
+            let target = Target {
+                route,
+                matched,
+                wc,
+                authority: &authority,
+                port,
+                path,
+                query,
+            };
+            forward(&px, rec, target, parts, body, peer).await
+        }
+    }
+}
+
+/// The route decisions a forwarded request carries.
+pub struct Target<'t> {
+    pub route: &'t Route,
+    pub matched: Option<&'t Match>,
+    pub wc: &'t WeightedCluster,
+    pub authority: &'t str,
+    pub port: u16,
+    pub path: &'t str,
+    pub query: Option<&'t str>,
+}
+
+async fn forward(
+    px: &Arc<Shared>,
+    mut rec: RequestRecord,
+    t: Target<'_>,
+    parts: http::request::Parts,
+    body: Incoming,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let cluster = &t.wc.cluster;
+    rec.dest = cluster.labels.clone();
+    rec.cluster = Some(cluster.name.clone());
+    if let Some(fault) = &t.route.fault {
+        let d = fault.decide();
+        if let Some(delay) = d.delay {
+            tokio::time::sleep(delay).await;
+            rec.flags |= Flags::DI;
+        }
+        if let Some(a) = d.abort {
+            return local::abort(px, rec, a);
+        }
+    }
+    let body = match Limited::new(body, px.max_request_body).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return local::reply(px, rec, 413, Flags::NONE, "payload too large");
+            }
+            return local::reply(px, rec, 400, Flags::DC, "bad request body");
+        }
+    };
+    rec.request_bytes = body.len() as u64;
+    let tmpl = Arc::new(request::Template::build(&t, &parts, &rec, body));
+    for m in &t.route.mirrors {
+        if m.percent >= 100.0 || rand::thread_rng().gen::<f64>() * 100.0 < m.percent {
+            upstream::mirror(px.clone(), m.cluster.clone(), tmpl.shadow());
+        }
+    }
+    let hash = crate::balance::HashInput {
+        headers: &parts.headers,
+        query: t.query,
+        source_ip: Some(peer.ip()),
+    };
+    match upstream::call(px, t.route, cluster, &tmpl, &hash).await {
+        upstream::Outcome::Local {
+            code,
+            flags,
+            body,
+            endpoint,
+        } => {
+            if let Some(ep) = endpoint {
+                rec.dest = ep.dest_labels.clone();
+            }
+            local::reply(px, rec, code, flags, body)
+        }
+        upstream::Outcome::Response {
+            resp,
+            in_flight,
+            flags,
+            endpoint,
+            address,
+        } => {
+            let (mut rp, rb) = resp.into_parts();
+            request::strip_hop_by_hop(&mut rp.headers);
+            t.route.headers.response.apply(&mut rp.headers);
+            t.wc.headers.response.apply(&mut rp.headers);
+            rp.version = Version::HTTP_11;
+            rec.code = rp.status.as_u16();
+            rec.flags |= flags;
+            rec.dest = endpoint.dest_labels.clone();
+            rec.upstream = Some(address);
+            let grpc = rp
+                .headers
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let body =
+                ProxyBody::upstream(rb).with_telemetry(px.telemetry.clone(), rec, in_flight, grpc);
+            Response::from_parts(rp, body)
+        }
+    }
+}
+
+/// Weighted choice: weights are relative (weight / sum).
+fn choose(dests: &[WeightedCluster]) -> Option<&WeightedCluster> {
+    let total: u64 = dests.iter().map(|d| u64::from(d.weight)).sum();
+    if total == 0 {
+        return dests.first();
+    }
+    let mut r = rand::thread_rng().gen_range(0..total);
+    for d in dests {
+        let w = u64::from(d.weight);
+        if r < w {
+            return Some(d);
+        }
+        r -= w;
+    }
+    dests.last()
+}
+
+/// A random UUID (v4), Envoy's format for generated request ids.
+fn new_request_id() -> String {
+    let v: u128 = rand::thread_rng().gen();
+    let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let h = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}

@@ -1,0 +1,161 @@
+//! Building the upstream request: rewrites (uri, authority), header edits, hop-by-hop
+//! headers removed, `x-request-id` and trace context added. Built once, then turned into a
+//! fresh `Request` for every attempt and every mirror.
+
+use bytes::Bytes;
+use http::header::{HeaderName, CONNECTION, HOST};
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::Full;
+
+use super::Target;
+use crate::config::table::Rewrite;
+use crate::route::{Match, StrMatch};
+use crate::telemetry::{trace, RequestRecord};
+
+pub struct Template {
+    pub method: Method,
+    pub path_and_query: String,
+    pub authority: String,
+    /// Port of the request's authority, for endpoints dialled without a known port.
+    pub port: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// gRPC needs HTTP/2 end to end, whatever the port's declared protocol.
+    pub grpc: bool,
+}
+
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Removes connection-level headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+impl Template {
+    pub fn build(
+        t: &Target<'_>,
+        parts: &http::request::Parts,
+        rec: &RequestRecord,
+        body: Bytes,
+    ) -> Self {
+        let mut headers = parts.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        // `te: trailers` is how gRPC asks for trailers; anything else is hop-by-hop.
+        if headers
+            .get(http::header::TE)
+            .is_some_and(|v| v.as_bytes() != b"trailers")
+        {
+            headers.remove(http::header::TE);
+        }
+        headers.remove(HOST);
+        headers.remove(http::header::CONTENT_LENGTH);
+        if !headers.contains_key("x-forwarded-proto") {
+            headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        }
+        trace::inject(&rec.trace, &mut headers);
+        t.route.headers.request.apply(&mut headers);
+        t.wc.headers.request.apply(&mut headers);
+
+        let mut path = t.path.to_string();
+        let mut authority = t.authority.to_string();
+        if let Some(rw) = &t.route.rewrite {
+            path = rewrite_path(rw, t.matched, t.path);
+            if path != t.path {
+                if let Ok(v) = HeaderValue::from_str(t.path) {
+                    headers.insert("x-envoy-original-path", v);
+                }
+            }
+            if let Some(a) = &rw.authority {
+                authority = a.clone();
+            }
+        }
+        let path_and_query = match t.query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        Template {
+            method: parts.method.clone(),
+            path_and_query,
+            authority,
+            port: t.port,
+            headers,
+            body,
+            grpc: rec.protocol == crate::telemetry::metrics::Protocol::Grpc,
+        }
+    }
+
+    /// The copy sent to a mirror: Envoy appends `-shadow` to the host (before the port).
+    pub fn shadow(&self) -> std::sync::Arc<Template> {
+        let authority = match self.authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') && p.parse::<u16>().is_ok() => {
+                format!("{h}-shadow:{p}")
+            }
+            _ => format!("{}-shadow", self.authority),
+        };
+        std::sync::Arc::new(Template {
+            method: self.method.clone(),
+            path_and_query: self.path_and_query.clone(),
+            authority,
+            port: self.port,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            grpc: self.grpc,
+        })
+    }
+
+    /// A request for one attempt. HTTP/2 carries the authority in the URI (`:authority`),
+    /// HTTP/1.1 in `Host`.
+    pub fn to_request(&self, http2: bool) -> Request<Full<Bytes>> {
+        let uri = if http2 {
+            format!("http://{}{}", self.authority, self.path_and_query)
+        } else {
+            self.path_and_query.clone()
+        };
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.headers_mut() = self.headers.clone();
+        if http2 {
+            *req.version_mut() = http::Version::HTTP_2;
+        } else if let Ok(h) = HeaderValue::from_str(&self.authority) {
+            req.headers_mut().insert(HOST, h);
+        }
+        req
+    }
+}
+
+/// Istio's `rewrite.uri` as Envoy applies it: a prefix match has its prefix replaced, an
+/// exact or regex match the whole path, and a route without a uri match the leading `/`.
+pub fn rewrite_path(rw: &Rewrite, matched: Option<&Match>, path: &str) -> String {
+    if let Some((re, sub)) = &rw.regex {
+        return re.replace_all(path, sub.as_str()).into_owned();
+    }
+    let Some(uri) = &rw.uri else {
+        return path.to_string();
+    };
+    match matched.and_then(|m| m.uri.as_ref()) {
+        Some(StrMatch::Prefix(p)) => format!("{uri}{}", path.get(p.len()..).unwrap_or("")),
+        Some(_) => uri.clone(),
+        None => format!("{uri}{}", path.get(1..).unwrap_or("")),
+    }
+}

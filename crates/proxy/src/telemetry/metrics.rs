@@ -1,0 +1,421 @@
+//! The metrics registry: Istio's standard request metrics and the proxy's own counters,
+//! exposed in Prometheus text format.
+//!
+//! Per-request cost is one hash of a small key and a shard read lock to find the series
+//! handle, then relaxed atomic adds; a series is created (write lock on one of 16 shards) only
+//! the first time a label set is seen. The registry is a value passed around, not a global,
+//! so tests and several in-process proxies each have their own.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::flags::Flags;
+
+/// Envoy's default histogram buckets, used by Istio for `istio_request_duration_milliseconds`.
+pub const DURATION_BUCKETS_MS: &[f64] = &[
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+/// Istio's buckets for `istio_request_bytes` and `istio_response_bytes`.
+pub const BYTES_BUCKETS: &[f64] = &[
+    1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0,
+];
+
+const SHARDS: usize = 16;
+
+/// Labels that describe the reporting proxy's own workload (the `source_*` labels of a
+/// `reporter="source"` proxy). Fixed for a proxy's life.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerLabels {
+    pub workload: String,
+    pub workload_namespace: String,
+    pub principal: String,
+    pub app: String,
+    pub version: String,
+    pub canonical_service: String,
+    pub canonical_revision: String,
+    pub cluster: String,
+}
+
+/// The destination side of a request's labels: computed once per endpoint when the config
+/// is compiled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DestLabels {
+    pub peer: PeerLabels,
+    pub service: String,
+    pub service_name: String,
+    pub service_namespace: String,
+}
+
+impl DestLabels {
+    /// Labels for a request that never reached a known service (no route).
+    pub fn unknown() -> Self {
+        let u = || "unknown".to_string();
+        DestLabels {
+            peer: PeerLabels {
+                workload: u(),
+                workload_namespace: u(),
+                principal: u(),
+                app: u(),
+                version: u(),
+                canonical_service: u(),
+                canonical_revision: "latest".into(),
+                cluster: u(),
+            },
+            service: u(),
+            service_name: u(),
+            service_namespace: u(),
+        }
+    }
+}
+
+/// What Istio calls `request_protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http,
+    Grpc,
+}
+
+/// Key of one `istio_*` series; the reporter/source labels are the registry's own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    pub dest: Arc<DestLabels>,
+    pub code: u16,
+    pub grpc_status: Option<u16>,
+    pub flags: Flags,
+    pub protocol: Protocol,
+}
+
+/// A cumulative histogram with atomic buckets.
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Box<[AtomicU64]>,
+    /// f64 bits, updated with a CAS loop.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        let i = self.bounds.partition_point(|b| *b < v);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let mut cur = self.sum.load(Ordering::Relaxed);
+        loop {
+            let new = (f64::from_bits(cur) + v).to_bits();
+            match self
+                .sum
+                .compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(x) => cur = x,
+            }
+        }
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cum = 0u64;
+        for (i, b) in self.bounds.iter().enumerate() {
+            cum += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cum}");
+        }
+        cum += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cum}");
+        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cum}");
+    }
+}
+
+/// The handle of one label set.
+pub struct Series {
+    requests: AtomicU64,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl Series {
+    fn new() -> Self {
+        Series {
+            requests: AtomicU64::new(0),
+            duration: Histogram::new(DURATION_BUCKETS_MS),
+            request_bytes: Histogram::new(BYTES_BUCKETS),
+            response_bytes: Histogram::new(BYTES_BUCKETS),
+        }
+    }
+
+    /// Records one finished request.
+    pub fn record(&self, duration_ms: f64, request_bytes: u64, response_bytes: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.duration.observe(duration_ms);
+        self.request_bytes.observe(request_bytes as f64);
+        self.response_bytes.observe(response_bytes as f64);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of the proxy itself.
+#[derive(Default)]
+pub struct ProxyCounters {
+    pub spans_dropped: AtomicU64,
+    pub spans_sent: AtomicU64,
+    pub span_export_failures: AtomicU64,
+    pub config_reload_success: AtomicU64,
+    pub config_reload_failure: AtomicU64,
+    /// 1 when the last attempted load was good, 0 when it was rejected.
+    pub config_last_reload_ok: AtomicU64,
+    /// Errors in the last rejected load (0 after a good one).
+    pub config_errors: AtomicU64,
+    pub downstream_cx_total: AtomicU64,
+}
+
+/// The registry of one proxy.
+pub struct Metrics {
+    reporter: &'static str,
+    source: PeerLabels,
+    /// `reporter=…,source_…=…` rendered once.
+    source_rendered: String,
+    shards: Vec<RwLock<HashMap<SeriesKey, Arc<Series>>>>,
+    hasher: std::collections::hash_map::RandomState,
+    pub counters: ProxyCounters,
+}
+
+impl Metrics {
+    pub fn new(reporter: &'static str, source: PeerLabels) -> Self {
+        let s = &source;
+        let source_rendered = format!(
+            "reporter=\"{}\",source_workload=\"{}\",source_canonical_service=\"{}\",source_canonical_revision=\"{}\",source_workload_namespace=\"{}\",source_principal=\"{}\",source_app=\"{}\",source_version=\"{}\",source_cluster=\"{}\"",
+            reporter,
+            esc(&s.workload),
+            esc(&s.canonical_service),
+            esc(&s.canonical_revision),
+            esc(&s.workload_namespace),
+            esc(&s.principal),
+            esc(&s.app),
+            esc(&s.version),
+            esc(&s.cluster),
+        );
+        Metrics {
+            reporter,
+            source,
+            source_rendered,
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            counters: ProxyCounters::default(),
+        }
+    }
+
+    pub fn source(&self) -> &PeerLabels {
+        &self.source
+    }
+
+    pub fn reporter(&self) -> &'static str {
+        self.reporter
+    }
+
+    /// The series handle for a label set, created on first use.
+    pub fn series(&self, key: &SeriesKey) -> Arc<Series> {
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
+        if let Some(s) = shard.read().get(key) {
+            return s.clone();
+        }
+        shard
+            .write()
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Series::new()))
+            .clone()
+    }
+
+    /// Sum of `istio_requests_total` over series matching a predicate (for tests and the admin).
+    pub fn requests_where(&self, f: impl Fn(&SeriesKey) -> bool) -> u64 {
+        let mut n = 0;
+        for shard in &self.shards {
+            for (k, s) in shard.read().iter() {
+                if f(k) {
+                    n += s.requests();
+                }
+            }
+        }
+        n
+    }
+
+    /// Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let mut series: Vec<(String, Arc<Series>)> = Vec::new();
+        for shard in &self.shards {
+            for (k, s) in shard.read().iter() {
+                series.push((self.labels(k), s.clone()));
+            }
+        }
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::with_capacity(1024 + series.len() * 4096);
+        out.push_str("# TYPE istio_requests_total counter\n");
+        for (l, s) in &series {
+            let _ = writeln!(out, "istio_requests_total{{{l}}} {}", s.requests());
+        }
+        for (name, pick) in [
+            (
+                "istio_request_duration_milliseconds",
+                (|s: &Series| &s.duration) as fn(&Series) -> &Histogram,
+            ),
+            ("istio_request_bytes", |s: &Series| &s.request_bytes),
+            ("istio_response_bytes", |s: &Series| &s.response_bytes),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (l, s) in &series {
+                pick(s).write(&mut out, name, l);
+            }
+        }
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let simple: [(&str, &str, &str, u64); 6] = [
+            (
+                "meshlens_proxy_spans_dropped_total",
+                "counter",
+                "Spans dropped because the export buffer was full.",
+                get(&c.spans_dropped),
+            ),
+            (
+                "meshlens_proxy_spans_sent_total",
+                "counter",
+                "Spans accepted by the trace collector.",
+                get(&c.spans_sent),
+            ),
+            (
+                "meshlens_proxy_span_export_failures_total",
+                "counter",
+                "Span batches the collector did not accept (error or timeout).",
+                get(&c.span_export_failures),
+            ),
+            (
+                "meshlens_proxy_config_last_reload_successful",
+                "gauge",
+                "Whether the last attempt to load the mesh config succeeded.",
+                get(&c.config_last_reload_ok),
+            ),
+            (
+                "meshlens_proxy_config_errors",
+                "gauge",
+                "Errors found in the last rejected mesh config (0 after a good load).",
+                get(&c.config_errors),
+            ),
+            (
+                "meshlens_proxy_downstream_connections_total",
+                "counter",
+                "Connections accepted on the proxy listener.",
+                get(&c.downstream_cx_total),
+            ),
+        ];
+        for (name, ty, help, v) in simple {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP meshlens_proxy_config_reloads_total Mesh config loads by result.\n# TYPE meshlens_proxy_config_reloads_total counter\nmeshlens_proxy_config_reloads_total{{result=\"success\"}} {}\nmeshlens_proxy_config_reloads_total{{result=\"failure\"}} {}",
+            get(&c.config_reload_success),
+            get(&c.config_reload_failure)
+        );
+        out
+    }
+
+    /// The full label set of a series, in Istio's order.
+    fn labels(&self, k: &SeriesKey) -> String {
+        let d = &k.dest;
+        let p = &d.peer;
+        let grpc = k.grpc_status.map(|g| g.to_string()).unwrap_or_default();
+        let policy = if self.reporter == "source" {
+            "unknown"
+        } else {
+            "none"
+        };
+        format!(
+            "{},destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_principal=\"{}\",destination_app=\"{}\",destination_version=\"{}\",destination_service=\"{}\",destination_canonical_service=\"{}\",destination_canonical_revision=\"{}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",destination_cluster=\"{}\",request_protocol=\"{}\",response_code=\"{}\",grpc_response_status=\"{}\",response_flags=\"{}\",connection_security_policy=\"{}\"",
+            self.source_rendered,
+            esc(&p.workload),
+            esc(&p.workload_namespace),
+            esc(&p.principal),
+            esc(&p.app),
+            esc(&p.version),
+            esc(&d.service),
+            esc(&p.canonical_service),
+            esc(&p.canonical_revision),
+            esc(&d.service_name),
+            esc(&d.service_namespace),
+            esc(&p.cluster),
+            match k.protocol {
+                Protocol::Http => "http",
+                Protocol::Grpc => "grpc",
+            },
+            k.code,
+            grpc,
+            k.flags,
+            policy,
+        )
+    }
+}
+
+/// Escapes a label value for the text format.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['\\', '"', '\n']) {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        s.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(w: &str) -> PeerLabels {
+        PeerLabels {
+            workload: w.into(),
+            workload_namespace: "default".into(),
+            principal: "unknown".into(),
+            app: w.into(),
+            version: "v1".into(),
+            canonical_service: w.into(),
+            canonical_revision: "v1".into(),
+            cluster: "Kubernetes".into(),
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_series_shared() {
+        let m = Metrics::new("source", peer("productpage"));
+        let key = SeriesKey {
+            dest: Arc::new(DestLabels::unknown()),
+            code: 404,
+            grpc_status: None,
+            flags: Flags::NR,
+            protocol: Protocol::Http,
+        };
+        m.series(&key).record(3.0, 0, 10);
+        m.series(&key).record(700.0, 5, 10);
+        let text = m.render();
+        assert!(text.contains("response_flags=\"NR\""), "{text}");
+        assert!(text.contains("le=\"5\"} 1\n"), "{text}");
+        assert!(text.contains("le=\"1000\"} 2\n"));
+        assert!(text.contains("istio_request_duration_milliseconds_sum{"));
+        assert!(text.contains("} 703\n"));
+        assert_eq!(m.requests_where(|k| k.code == 404), 2);
+    }
+}

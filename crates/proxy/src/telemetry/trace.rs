@@ -1,0 +1,262 @@
+//! Trace context: read B3 (multi and single header) and W3C `traceparent`, start a trace when
+//! none came in, and write both formats to the upstream request so that either kind of
+//! application library can continue it.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rand::Rng;
+
+const X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
+const X_B3_SPANID: HeaderName = HeaderName::from_static("x-b3-spanid");
+const X_B3_PARENTSPANID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+const X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+const X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+const B3: HeaderName = HeaderName::from_static("b3");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The trace this request belongs to and the span the proxy opens for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id_high: u64,
+    pub trace_id: u64,
+    /// Whether the trace id is 128 bits wide (B3 allows 64).
+    pub wide: bool,
+    /// The caller's span, parent of ours.
+    pub parent_id: Option<u64>,
+    /// The proxy's span.
+    pub span_id: u64,
+    pub sampled: bool,
+    pub debug: bool,
+    /// The request carried a `b3` single header: answer in kind.
+    pub b3_single: bool,
+}
+
+impl TraceContext {
+    /// The trace id in hex, as wide as it came in.
+    pub fn trace_id_hex(&self) -> String {
+        if self.wide {
+            format!("{:016x}{:016x}", self.trace_id_high, self.trace_id)
+        } else {
+            format!("{:016x}", self.trace_id)
+        }
+    }
+}
+
+/// Reads an incoming context; a new trace is sampled at `sampling_percent`. Malformed headers
+/// are treated as absent (Envoy does the same), never as an error.
+pub fn extract(headers: &HeaderMap, sampling_percent: f64) -> TraceContext {
+    let mut rng = rand::thread_rng();
+    let span_id = nonzero(&mut rng);
+    let decide = |rng: &mut rand::rngs::ThreadRng| {
+        sampling_percent >= 100.0 || rng.gen::<f64>() * 100.0 < sampling_percent
+    };
+    if let Some((hi, lo, wide)) = header(headers, &X_B3_TRACEID).and_then(parse_trace_id) {
+        let parent = header(headers, &X_B3_SPANID).and_then(parse_span_id);
+        let debug = header(headers, &X_B3_FLAGS) == Some("1");
+        let sampled = match header(headers, &X_B3_SAMPLED) {
+            Some("1" | "true" | "d") => true,
+            Some("0" | "false") => false,
+            _ => debug || decide(&mut rng),
+        };
+        return TraceContext {
+            trace_id_high: hi,
+            trace_id: lo,
+            wide,
+            parent_id: parent,
+            span_id,
+            sampled,
+            debug,
+            b3_single: false,
+        };
+    }
+    if let Some(v) = header(headers, &B3) {
+        let parts: Vec<&str> = v.split('-').collect();
+        if parts.len() >= 2 {
+            if let (Some((hi, lo, wide)), Some(parent)) =
+                (parse_trace_id(parts[0]), parse_span_id(parts[1]))
+            {
+                let (sampled, debug) = match parts.get(2) {
+                    Some(&"1") => (true, false),
+                    Some(&"d") => (true, true),
+                    Some(&"0") => (false, false),
+                    _ => (decide(&mut rng), false),
+                };
+                return TraceContext {
+                    trace_id_high: hi,
+                    trace_id: lo,
+                    wide,
+                    parent_id: Some(parent),
+                    span_id,
+                    sampled,
+                    debug,
+                    b3_single: true,
+                };
+            }
+        }
+    }
+    if let Some(v) = header(headers, &TRACEPARENT) {
+        let parts: Vec<&str> = v.trim().split('-').collect();
+        if parts.len() >= 4 && parts[0].len() == 2 && parts[0] != "ff" && parts[1].len() == 32 {
+            if let (Some((hi, lo, _)), Some(parent), Ok(flags)) = (
+                parse_trace_id(parts[1]),
+                parse_span_id(parts[2]),
+                u8::from_str_radix(parts[3], 16),
+            ) {
+                return TraceContext {
+                    trace_id_high: hi,
+                    trace_id: lo,
+                    wide: true,
+                    parent_id: Some(parent),
+                    span_id,
+                    sampled: flags & 1 == 1,
+                    debug: false,
+                    b3_single: false,
+                };
+            }
+        }
+    }
+    // Neither header: start a trace with a 128-bit id.
+    TraceContext {
+        trace_id_high: rng.gen(),
+        trace_id: nonzero(&mut rng),
+        wide: true,
+        parent_id: None,
+        span_id,
+        sampled: decide(&mut rng),
+        debug: false,
+        b3_single: false,
+    }
+}
+
+/// Writes the context for the upstream: B3 multi headers, W3C `traceparent`, and `b3` single
+/// when the request used it.
+pub fn inject(ctx: &TraceContext, headers: &mut HeaderMap) {
+    let tid = ctx.trace_id_hex();
+    let sid = format!("{:016x}", ctx.span_id);
+    let sampled = if ctx.sampled { "1" } else { "0" };
+    let mut set = |name: HeaderName, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.insert(name, v);
+        }
+    };
+    set(X_B3_TRACEID, tid.clone());
+    set(X_B3_SPANID, sid.clone());
+    set(X_B3_SAMPLED, sampled.to_string());
+    if let Some(p) = ctx.parent_id {
+        set(X_B3_PARENTSPANID, format!("{p:016x}"));
+    }
+    if ctx.debug {
+        set(X_B3_FLAGS, "1".into());
+    }
+    set(
+        TRACEPARENT,
+        format!(
+            "00-{:016x}{:016x}-{sid}-{}",
+            ctx.trace_id_high,
+            ctx.trace_id,
+            if ctx.sampled { "01" } else { "00" }
+        ),
+    );
+    if ctx.b3_single {
+        let s = if ctx.debug { "d" } else { sampled };
+        let parent = ctx
+            .parent_id
+            .map(|p| format!("-{p:016x}"))
+            .unwrap_or_default();
+        set(B3, format!("{tid}-{sid}-{s}{parent}"));
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn nonzero(rng: &mut impl Rng) -> u64 {
+    loop {
+        let v: u64 = rng.gen();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// 16 or 32 hex digits, not all zero.
+fn parse_trace_id(s: &str) -> Option<(u64, u64, bool)> {
+    let (hi, lo, wide) = match s.len() {
+        16 => (0, u64::from_str_radix(s, 16).ok()?, false),
+        32 => (
+            u64::from_str_radix(&s[..16], 16).ok()?,
+            u64::from_str_radix(&s[16..], 16).ok()?,
+            true,
+        ),
+        _ => return None,
+    };
+    (hi != 0 || lo != 0).then_some((hi, lo, wide))
+}
+
+fn parse_span_id(s: &str) -> Option<u64> {
+    if s.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok().filter(|v| *v != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn b3_multi_continues_and_keeps_width() {
+        let h = map(&[
+            ("x-b3-traceid", "463ac35c9f6413ad"),
+            ("x-b3-spanid", "a2fb4a1d1a96d312"),
+            ("x-b3-sampled", "1"),
+        ]);
+        let c = extract(&h, 0.0);
+        assert_eq!(c.trace_id_hex(), "463ac35c9f6413ad");
+        assert_eq!(c.parent_id, Some(0xa2fb4a1d1a96d312));
+        assert!(c.sampled);
+        let mut out = HeaderMap::new();
+        inject(&c, &mut out);
+        assert_eq!(out["x-b3-traceid"], "463ac35c9f6413ad");
+        assert_eq!(out["x-b3-parentspanid"], "a2fb4a1d1a96d312");
+        assert!(out["traceparent"]
+            .to_str()
+            .unwrap()
+            .starts_with("00-0000000000000000463ac35c9f6413ad-"));
+    }
+
+    #[test]
+    fn traceparent_and_b3_single() {
+        let h = map(&[(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        )]);
+        let c = extract(&h, 100.0);
+        assert!(!c.sampled, "the caller's decision wins");
+        assert_eq!(c.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+        let h = map(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d")]);
+        let c = extract(&h, 0.0);
+        assert!(c.sampled && c.debug && c.b3_single);
+        let mut out = HeaderMap::new();
+        inject(&c, &mut out);
+        assert!(out["b3"]
+            .to_str()
+            .unwrap()
+            .starts_with("80f198ee56343ba864fe8b2a57d3eff7-"));
+    }
+
+    #[test]
+    fn garbage_starts_a_new_trace() {
+        let h = map(&[("x-b3-traceid", "zz"), ("traceparent", "nonsense")]);
+        let c = extract(&h, 100.0);
+        assert!(c.wide && c.sampled && c.parent_id.is_none());
+    }
+}
