@@ -1,0 +1,128 @@
+//! `meshlens demo` end to end: the server, the Clover-style mesh behind meshlens proxies and
+//! the load generator come up from one command, and the server sees the whole mesh — the
+//! proxies' Istio metrics (scraped) and their spans (pushed), with the demo's routing rules
+//! visible in them: the 95/5 split, the header match, the injected fault and the mirror.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{get_json, poll, urlencode, KillOnDrop, BIN};
+use serde_json::Value;
+
+/// Sums an instant query's values by one label.
+fn by_label(base: &str, query: &str, label: &str) -> Vec<(String, f64)> {
+    let v = get_json(&format!("{base}/api/v1/query?query={}", urlencode(query)));
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"][label].as_str().unwrap_or("").to_string(),
+                r["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn demo_mesh_is_observed_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0", "--ingress", "127.0.0.1:0", "--rate", "40"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start meshlens demo");
+    let stdout = child.stdout.take().unwrap();
+    let _guard = KillOnDrop(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("demo printed its address").unwrap();
+        if let Some(a) = line.strip_prefix("meshlens server listening on ") {
+            break a.trim().to_string();
+        }
+    };
+
+    // Source-reported edges of the whole call chain, with enough traffic to judge the split.
+    let edges = "sum by (source_workload, destination_workload) (istio_requests_total{reporter=\"source\"})";
+    let want = [
+        ("istio-ingressgateway", "proxy-access-control"),
+        ("proxy-access-control", "http-lb-v1"),
+        ("proxy-access-control", "http-lb-v2"),
+        ("http-lb-v1", "clover-server1"),
+        ("http-lb-v1", "clover-server2"),
+        ("http-lb-v1", "clover-server3"),
+    ];
+    let counts = poll(Duration::from_secs(180), || {
+        let v = get_json(&format!("{base}/api/v1/query?query={}", urlencode(edges)));
+        let rows: Vec<(String, String, f64)> = v["data"]["result"]
+            .as_array()?
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"]["source_workload"].as_str().unwrap_or("").to_string(),
+                    r["metric"]["destination_workload"].as_str().unwrap_or("").to_string(),
+                    r["value"][1].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
+        let count = |s: &str, d: &str| {
+            rows.iter()
+                .find(|(a, b, _)| a == s && b == d)
+                .map(|r| r.2)
+                .unwrap_or(0.0)
+        };
+        let all_there = want.iter().all(|(s, d)| count(s, d) > 0.0);
+        let to_lb = count("proxy-access-control", "http-lb-v1") + count("proxy-access-control", "http-lb-v2");
+        (all_there && to_lb >= 300.0).then(|| (count("proxy-access-control", "http-lb-v2"), to_lb))
+    });
+    // 5 % by weight plus ~3 % sent with the x-canary header: well inside 2 %..20 %.
+    let v2_share = counts.0 / counts.1;
+    assert!((0.02..0.20).contains(&v2_share), "http-lb v2 share {v2_share}");
+
+    // The fault on /api/flaky: aborts reported with flag FI.
+    let flags = by_label(
+        &base,
+        "sum by (response_flags) (istio_requests_total{reporter=\"source\",source_workload=\"http-lb-v1\"})",
+        "response_flags",
+    );
+    assert!(flags.iter().any(|(f, n)| f.contains("FI") && *n > 0.0), "{flags:?}");
+
+    // Spans from every proxy, the mirror target included, joined into whole traces.
+    let services = poll(Duration::from_secs(60), || {
+        let s = get_json(&format!("{base}/api/v2/services"));
+        (s.as_array()?.len() >= 8).then_some(s)
+    });
+    for svc in ["istio-ingressgateway", "proxy-access-control", "http-lb-v1", "clover-server1", "snort-ids"] {
+        assert!(services.as_array().unwrap().iter().any(|s| s == svc), "{svc} missing from {services}");
+    }
+    let traces = get_json(&format!(
+        "{base}/api/v2/traces?serviceName=istio-ingressgateway&spanName=all&limit=50"
+    ));
+    let deepest = traces
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let spans = t.as_array().unwrap();
+            spans
+                .iter()
+                .filter_map(|s| s["localEndpoint"]["serviceName"].as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(deepest >= 4, "no trace crosses the mesh: {traces}");
+    let deps: Value = get_json(&format!(
+        "{base}/api/v2/dependencies?endTs={}",
+        meshlens_model::time::now_ms()
+    ));
+    assert!(deps.as_array().unwrap().len() >= 5, "{deps}");
+}
