@@ -11,6 +11,7 @@ pub mod config;
 mod discovery;
 mod scrape;
 mod self_metrics;
+mod ui;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -236,7 +237,8 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     });
     let app = api::router(state.clone())
         .merge(prom)
-        .merge(meshlens_trace_api::router(trace_state));
+        .merge(meshlens_trace_api::router(trace_state))
+        .merge(ui::router());
     let (tx, rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async {
