@@ -91,6 +91,10 @@ fn check_trace(server: &Server, sent: &Value, otlp: bool) {
         "/api/traces?service={service}&operation=charge%20card&limit=5"
     )));
     assert_eq!(jsearch["data"].as_array().unwrap().len(), 1, "{jsearch}");
+    let ops = get_json(&server.url(&format!("/api/operations?service={service}")));
+    assert_eq!(ops["data"][0]["name"], "charge card");
+    let ops = get_json(&server.url(&format!("/api/v3/operations?service={service}")));
+    assert_eq!(ops["operations"][1]["name"], "get /checkout");
     let v3 = get_json(&server.url(&format!("/api/v3/traces/{trace_id}")));
     let rs = &v3["result"]["resourceSpans"][0];
     assert_eq!(

@@ -49,20 +49,33 @@ pub async fn service_operations(
     }
 }
 
+/// The operations of the `service` parameter, as Jaeger lists them (the span kind is not
+/// kept per name, so it is left empty, as Jaeger does for unknown kinds).
+async fn operation_items(
+    s: &Arc<TraceApiState>,
+    uri: &Uri,
+) -> Result<Result<Vec<serde_json::Value>, Response>, &'static str> {
+    let q = Query::from_uri(uri);
+    let service = q
+        .get("service")
+        .map(str::to_lowercase)
+        .ok_or("parameter service is required")?;
+    Ok(read(s, move |r| r.span_names(&service)).await.map(|names| {
+        names
+            .iter()
+            .map(|n| serde_json::json!({ "name": n, "spanKind": "" }))
+            .collect()
+    }))
+}
+
 pub async fn operations(State(s): State<Arc<TraceApiState>>, uri: Uri) -> Response {
-    let q = Query::from_uri(&uri);
-    let Some(service) = q.get("service").map(str::to_lowercase) else {
-        return error(StatusCode::BAD_REQUEST, "parameter service is required");
-    };
-    match read(&s, move |r| r.span_names(&service)).await {
-        Ok(names) => {
-            let items: Vec<_> = names
-                .iter()
-                .map(|n| serde_json::json!({ "name": n, "spanKind": "" }))
-                .collect();
-            envelope(&serde_json::Value::from(items).to_string(), names.len())
+    match operation_items(&s, &uri).await {
+        Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        Ok(Err(r)) => r,
+        Ok(Ok(items)) => {
+            let n = items.len();
+            envelope(&serde_json::Value::from(items).to_string(), n)
         }
-        Err(r) => r,
     }
 }
 
@@ -357,19 +370,10 @@ pub async fn v3_services(State(s): State<Arc<TraceApiState>>) -> Response {
 }
 
 pub async fn v3_operations(State(s): State<Arc<TraceApiState>>, uri: Uri) -> Response {
-    let q = Query::from_uri(&uri);
-    let Some(service) = q.get("service").map(str::to_lowercase) else {
-        return v3_error(StatusCode::BAD_REQUEST, "parameter service is required");
-    };
-    match read(&s, move |r| r.span_names(&service)).await {
-        Ok(names) => {
-            let items: Vec<_> = names
-                .iter()
-                .map(|n| serde_json::json!({ "name": n, "spanKind": "" }))
-                .collect();
-            json(serde_json::json!({ "operations": items }).to_string())
-        }
-        Err(r) => r,
+    match operation_items(&s, &uri).await {
+        Err(msg) => v3_error(StatusCode::BAD_REQUEST, msg),
+        Ok(Err(r)) => r,
+        Ok(Ok(items)) => json(serde_json::json!({ "operations": items }).to_string()),
     }
 }
 
