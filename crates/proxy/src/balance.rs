@@ -5,6 +5,7 @@
 //! hashing uses rendezvous hashing, which keeps a key on its endpoint while the set of healthy
 //! endpoints is unchanged and moves only the keys of an endpoint that leaves.
 
+use std::borrow::Borrow;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,8 +39,16 @@ pub fn pick(
     input: &HashInput<'_>,
     avoid: Option<&Arc<Endpoint>>,
 ) -> Option<Arc<Endpoint>> {
-    let now = Instant::now();
     let eps = &cluster.endpoints;
+    // Common case (no outlier detection, no endpoint to avoid): no filtering, no allocation.
+    if cluster.outlier.is_none() && (avoid.is_none() || eps.len() < 2) {
+        return match eps.len() {
+            0 => None,
+            1 => Some(eps[0].clone()),
+            _ => Some(choose(cluster, eps, input).clone()),
+        };
+    }
+    let now = Instant::now();
     let healthy: Vec<&Arc<Endpoint>> = if cluster.outlier.is_some() {
         eps.iter().filter(|e| !e.health.is_ejected(now)).collect()
     } else {
@@ -59,36 +68,44 @@ pub fn pick(
     if candidates.len() == 1 {
         return Some(candidates[0].clone());
     }
+    Some(choose(cluster, &candidates, input).clone())
+}
+
+/// The policy's choice among two or more candidates.
+fn choose<'a, E: Borrow<Arc<Endpoint>>>(
+    cluster: &Cluster,
+    candidates: &'a [E],
+    input: &HashInput<'_>,
+) -> &'a Arc<Endpoint> {
     let mut rng = rand::thread_rng();
-    let chosen = match &cluster.lb {
-        LbPolicy::RoundRobin => {
-            candidates[(cluster.state.next_rr() % candidates.len() as u64) as usize]
-        }
-        LbPolicy::Random => candidates[rng.gen_range(0..candidates.len())],
+    let at = |i: usize| -> &'a Arc<Endpoint> { candidates[i].borrow() };
+    let n = candidates.len();
+    match &cluster.lb {
+        LbPolicy::RoundRobin => at((cluster.state.next_rr() % n as u64) as usize),
+        LbPolicy::Random => at(rng.gen_range(0..n)),
         LbPolicy::LeastRequest => {
-            let a = rng.gen_range(0..candidates.len());
-            let mut b = rng.gen_range(0..candidates.len() - 1);
+            let a = rng.gen_range(0..n);
+            let mut b = rng.gen_range(0..n - 1);
             if b >= a {
                 b += 1;
             }
             let load = |i: usize| {
-                candidates[i]
+                at(i)
                     .health
                     .active
                     .load(std::sync::atomic::Ordering::Relaxed)
             };
             if load(b) < load(a) {
-                candidates[b]
+                at(b)
             } else {
-                candidates[a]
+                at(a)
             }
         }
         hash => match hash_key(hash, input) {
-            Some(key) => rendezvous(&candidates, key),
-            None => candidates[rng.gen_range(0..candidates.len())],
+            Some(key) => rendezvous(candidates.iter().map(Borrow::borrow), key),
+            None => at(rng.gen_range(0..n)),
         },
-    };
-    Some(chosen.clone())
+    }
 }
 
 fn hash_key(policy: &LbPolicy, input: &HashInput<'_>) -> Option<u64> {
@@ -111,10 +128,11 @@ fn hash_key(policy: &LbPolicy, input: &HashInput<'_>) -> Option<u64> {
 }
 
 /// Highest-random-weight choice: each endpoint scores hash(key, address).
-fn rendezvous<'a>(candidates: &[&'a Arc<Endpoint>], key: u64) -> &'a Arc<Endpoint> {
+fn rendezvous<'a>(
+    candidates: impl Iterator<Item = &'a Arc<Endpoint>>,
+    key: u64,
+) -> &'a Arc<Endpoint> {
     candidates
-        .iter()
-        .copied()
         .max_by_key(|e| {
             let mut h = DefaultHasher::new();
             key.hash(&mut h);

@@ -44,10 +44,14 @@ pub use telemetry::metrics::Metrics as MetricsRegistry;
 /// Which side of a request the proxy reports as (Istio's `reporter` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reporter {
-    /// Outbound sidecar: spans are CLIENT spans.
+    /// Outbound sidecar: spans are CLIENT spans; the proxy's workload is the `source_*`
+    /// labels, and it names itself to the next hop in `x-meshlens-peer` (see
+    /// [`telemetry::peer`]).
     #[default]
     Source,
-    /// Inbound sidecar or gateway: spans are SERVER spans.
+    /// Inbound sidecar or gateway: spans are SERVER spans; the proxy's workload is the
+    /// `destination_*` labels and the caller's (from `x-meshlens-peer`, which is removed
+    /// before the request reaches the application) the `source_*` labels.
     Destination,
 }
 
@@ -173,6 +177,10 @@ impl Proxy {
             Reporter::Source => "source",
             Reporter::Destination => "destination",
         };
+        let (peer_header, inbound) = match opts.reporter {
+            Reporter::Source => (Some(telemetry::peer::encode(&source)), None),
+            Reporter::Destination => (None, Some(telemetry::peer::Inbound::new(source.clone()))),
+        };
         let metrics = Arc::new(Metrics::new(reporter, source));
         let labels: BTreeMap<String, String> = [
             ("app".to_string(), app.clone()),
@@ -240,6 +248,8 @@ impl Proxy {
                 Reporter::Destination => "SERVER",
             },
             sampling_percent: opts.sampling_percent,
+            peer_header,
+            inbound,
         });
         let shared = Arc::new(pipeline::Shared {
             config: config.clone(),

@@ -309,3 +309,132 @@ fn metric_value_plain(text: &str, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// An outbound proxy names its workload in `x-meshlens-peer`; the inbound proxy reports it
+/// as `source_*`, itself as `destination_*`, and removes the header before the application.
+#[tokio::test]
+async fn inbound_proxy_labels_the_caller_from_the_peer_header() {
+    let collector = Backend::start(|_| Reply::status(202)).await;
+    let b = Backend::named("ok").await;
+    let url = format!("http://{}", collector.addr);
+    let inbound = start_with(&service_entry("reviews", &[(&b, "v1")]), |o| {
+        o.reporter = meshlens_proxy::Reporter::Destination;
+        o.workload = "reviews-v1".into();
+        o.app = "reviews".into();
+        o.version = "v1".into();
+        o.cluster = "east".into();
+        o.trace_export = Some(TraceExport::Zipkin(url));
+        o.sampling_percent = 100.0;
+    })
+    .await;
+    let outbound_mesh = format!(
+        "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  hosts: [reviews]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - {{number: 9080, name: http, protocol: HTTP}}\n  endpoints:\n  - address: 127.0.0.1\n    ports: {{http: {}}}\n    labels: {{app: reviews, version: v1}}\n",
+        inbound.proxy.addr().port()
+    );
+    // Sampled at the outbound side too, or the inbound proxy follows its "not sampled".
+    let outbound = start_with(&outbound_mesh, |o| o.sampling_percent = 100.0).await;
+    for _ in 0..2 {
+        assert_eq!(outbound.get("reviews", "/").await.status, 200);
+    }
+    // The application never sees the header.
+    assert!(b.last().headers.get("x-meshlens-peer").is_none());
+    // Without the header (a caller outside the mesh), and to a host no route serves.
+    assert_eq!(inbound.get("reviews", "/").await.status, 200);
+    assert_eq!(inbound.get("other:8080", "/").await.status, 404);
+
+    let out_labels = [
+        "reporter=\"source\"",
+        "source_workload=\"productpage-v1\"",
+        "source_app=\"productpage\"",
+        "destination_workload=\"reviews-v1\"",
+        "destination_service_name=\"reviews\"",
+        "response_code=\"200\"",
+    ];
+    assert!(
+        eventually(|| async {
+            metric_value(
+                &outbound.metrics().await,
+                "istio_requests_total",
+                &out_labels,
+            ) == 2.0
+        })
+        .await,
+        "{}",
+        outbound.metrics().await
+    );
+    let in_labels = [
+        "reporter=\"destination\"",
+        "source_workload=\"productpage-v1\"",
+        "source_app=\"productpage\"",
+        "source_version=\"v1\"",
+        "source_workload_namespace=\"default\"",
+        "source_cluster=\"Kubernetes\"",
+        "destination_workload=\"reviews-v1\"",
+        "destination_app=\"reviews\"",
+        "destination_version=\"v1\"",
+        "destination_workload_namespace=\"default\"",
+        "destination_cluster=\"east\"",
+        "destination_service=\"reviews.default.svc.cluster.local\"",
+        "destination_service_name=\"reviews\"",
+        "response_code=\"200\"",
+        "connection_security_policy=\"none\"",
+    ];
+    assert!(
+        eventually(|| async {
+            metric_value(&inbound.metrics().await, "istio_requests_total", &in_labels) == 2.0
+        })
+        .await,
+        "{}",
+        inbound.metrics().await
+    );
+    let m = inbound.metrics().await;
+    assert!(
+        !m.contains("source_workload=\"reviews-v1\""),
+        "the inbound proxy is not the source: {m}"
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "istio_requests_total",
+            &[
+                "source_workload=\"unknown\"",
+                "destination_workload=\"reviews-v1\"",
+                "response_code=\"200\"",
+            ]
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "istio_requests_total",
+            &[
+                "source_workload=\"unknown\"",
+                "destination_workload=\"reviews-v1\"",
+                "destination_service=\"other\"",
+                "destination_service_name=\"other\"",
+                "response_code=\"404\"",
+                "response_flags=\"NR\"",
+            ]
+        ),
+        1.0,
+        "{m}"
+    );
+    // The inbound proxy's spans are SERVER spans of its own workload.
+    let spans = || {
+        collector
+            .seen
+            .lock()
+            .iter()
+            .flat_map(|s| serde_json::from_slice::<Vec<serde_json::Value>>(&s.body).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(eventually(|| async { spans().len() == 4 }).await);
+    for s in spans() {
+        assert_eq!(s["kind"], "SERVER");
+        assert_eq!(s["localEndpoint"]["serviceName"], "reviews-v1");
+    }
+    outbound.proxy.shutdown().await;
+    inbound.proxy.shutdown().await;
+}

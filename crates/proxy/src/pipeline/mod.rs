@@ -60,40 +60,37 @@ pub async fn handle(
         return local::plain(400, "missing host header");
     };
     let (host, port) = split_authority(&authority, 80);
-    let request_id = match parts
-        .headers
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(id) if !id.is_empty() => id.to_string(),
+    let request_id = match parts.headers.get(X_REQUEST_ID) {
+        Some(id) if !id.is_empty() => id.clone(),
         _ => {
             let id = new_request_id();
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                parts.headers.insert(X_REQUEST_ID, v);
-            }
+            parts.headers.insert(X_REQUEST_ID, id.clone());
             id
         }
     };
     let trace = trace::extract(&parts.headers, px.telemetry.sampling_percent);
+    // What only a span reports is gathered only for a span that will be sent.
+    let spanned = trace.sampled && px.telemetry.spans.is_some();
     let protocol = match parts.headers.get(http::header::CONTENT_TYPE) {
         Some(ct) if ct.as_bytes().starts_with(b"application/grpc") => Protocol::Grpc,
         _ => Protocol::Http,
     };
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
+    // A cheap (reference-counted) copy, so that path and query borrow from it.
+    let uri = parts.uri.clone();
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let (path, query) = match pq.split_once('?') {
         Some((p, q)) => (p, Some(q)),
-        None => (pq.as_str(), None),
+        None => (pq, None),
     };
     let rec = RequestRecord {
         start,
         start_wall,
         method: parts.method.clone(),
-        url: format!("http://{authority}{pq}"),
+        url: if spanned {
+            format!("http://{authority}{pq}")
+        } else {
+            String::new()
+        },
         authority: authority.clone(),
         http_version: match parts.version {
             Version::HTTP_2 => "HTTP/2",
@@ -101,15 +98,24 @@ pub async fn handle(
             _ => "HTTP/1.1",
         },
         protocol,
-        user_agent: parts
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string(),
+        user_agent: if spanned {
+            parts
+                .headers
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        } else {
+            String::new()
+        },
         request_id,
         trace,
         dest: px.unknown_dest.clone(),
+        source: px
+            .telemetry
+            .inbound
+            .as_ref()
+            .map(|i| i.source(parts.headers.get(crate::telemetry::peer::PEER_HEADER))),
         cluster: None,
         upstream: None,
         code: 0,
@@ -196,7 +202,13 @@ async fn forward(
         }
     };
     rec.request_bytes = body.len() as u64;
-    let tmpl = Arc::new(request::Template::build(&t, &parts, &rec, body));
+    let tmpl = Arc::new(request::Template::build(
+        &t,
+        &parts,
+        &rec,
+        body,
+        px.telemetry.peer_header.as_ref(),
+    ));
     for m in &t.route.mirrors {
         if m.percent >= 100.0 || rand::thread_rng().gen::<f64>() * 100.0 < m.percent {
             upstream::mirror(px.clone(), m.cluster.clone(), tmpl.shadow());
@@ -265,16 +277,36 @@ fn choose(dests: &[WeightedCluster]) -> Option<&WeightedCluster> {
 }
 
 /// A random UUID (v4), Envoy's format for generated request ids.
-fn new_request_id() -> String {
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let v: u128 = rand::thread_rng().gen();
     let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let h = format!("{v:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut out = [0u8; 36];
+    let mut nibble = 32;
+    for (i, b) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *b = b'-';
+        } else {
+            nibble -= 1;
+            *b = HEX[((v >> (nibble * 4)) & 0xf) as usize];
+        }
+    }
+    HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let id = super::new_request_id();
+        let s = id.to_str().unwrap();
+        assert_eq!(s.len(), 36);
+        let parts: Vec<&str> = s.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'));
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"));
+    }
 }

@@ -10,6 +10,7 @@ use http_body_util::Full;
 use super::Target;
 use crate::config::table::Rewrite;
 use crate::route::{Match, StrMatch};
+use crate::telemetry::peer::PEER_HEADER;
 use crate::telemetry::{trace, RequestRecord};
 
 pub struct Template {
@@ -22,6 +23,9 @@ pub struct Template {
     pub body: Bytes,
     /// gRPC needs HTTP/2 end to end, whatever the port's declared protocol.
     pub grpc: bool,
+    /// `path_and_query` parsed once (HTTP/1.1 origin form), and the `Host` value.
+    origin: http::Uri,
+    host: Option<HeaderValue>,
 }
 
 const HOP_BY_HOP: [&str; 7] = [
@@ -57,6 +61,7 @@ impl Template {
         parts: &http::request::Parts,
         rec: &RequestRecord,
         body: Bytes,
+        peer: Option<&HeaderValue>,
     ) -> Self {
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
@@ -71,6 +76,15 @@ impl Template {
         headers.remove(http::header::CONTENT_LENGTH);
         if !headers.contains_key("x-forwarded-proto") {
             headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        }
+        // The caller's identity is ours to state (outbound) or to consume (inbound).
+        match peer {
+            Some(p) => {
+                headers.insert(PEER_HEADER, p.clone());
+            }
+            None => {
+                headers.remove(PEER_HEADER);
+            }
         }
         trace::inject(&rec.trace, &mut headers);
         t.route.headers.request.apply(&mut headers);
@@ -93,7 +107,13 @@ impl Template {
             Some(q) => format!("{path}?{q}"),
             None => path,
         };
+        let origin = path_and_query
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
+        let host = HeaderValue::from_str(&authority).ok();
         Template {
+            origin,
+            host,
             method: parts.method.clone(),
             path_and_query,
             authority,
@@ -113,6 +133,8 @@ impl Template {
             _ => format!("{}-shadow", self.authority),
         };
         std::sync::Arc::new(Template {
+            host: HeaderValue::from_str(&authority).ok(),
+            origin: self.origin.clone(),
             method: self.method.clone(),
             path_and_query: self.path_and_query.clone(),
             authority,
@@ -126,19 +148,19 @@ impl Template {
     /// A request for one attempt. HTTP/2 carries the authority in the URI (`:authority`),
     /// HTTP/1.1 in `Host`.
     pub fn to_request(&self, http2: bool) -> Request<Full<Bytes>> {
-        let uri = if http2 {
-            format!("http://{}{}", self.authority, self.path_and_query)
-        } else {
-            self.path_and_query.clone()
-        };
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.headers_mut() = self.headers.clone();
         if http2 {
+            *req.uri_mut() = format!("http://{}{}", self.authority, self.path_and_query)
+                .parse()
+                .unwrap_or_else(|_| http::Uri::from_static("/"));
             *req.version_mut() = http::Version::HTTP_2;
-        } else if let Ok(h) = HeaderValue::from_str(&self.authority) {
-            req.headers_mut().insert(HOST, h);
+        } else {
+            *req.uri_mut() = self.origin.clone();
+            if let Some(h) = &self.host {
+                req.headers_mut().insert(HOST, h.clone());
+            }
         }
         req
     }

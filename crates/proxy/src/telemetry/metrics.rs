@@ -1,14 +1,14 @@
 //! The metrics registry: Istio's standard request metrics and the proxy's own counters,
 //! exposed in Prometheus text format.
 //!
-//! Per-request cost is one hash of a small key and a shard read lock to find the series
+//! Per-request cost is one (Fx) hash of a small key and a shard read lock to find the series
 //! handle, then relaxed atomic adds; a series is created (write lock on one of 16 shards) only
 //! the first time a label set is seen. The registry is a value passed around, not a global,
 //! so tests and several in-process proxies each have their own.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -81,9 +81,11 @@ pub enum Protocol {
     Grpc,
 }
 
-/// Key of one `istio_*` series; the reporter/source labels are the registry's own.
+/// Key of one `istio_*` series. The source labels are the registry's own (an outbound
+/// proxy's workload) unless `source` names the caller (an inbound proxy).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SeriesKey {
+    pub source: Option<Arc<PeerLabels>>,
     pub dest: Arc<DestLabels>,
     pub code: u16,
     pub grpc_status: Option<u16>,
@@ -190,32 +192,22 @@ pub struct Metrics {
     source: PeerLabels,
     /// `reporter=…,source_…=…` rendered once.
     source_rendered: String,
-    shards: Vec<RwLock<HashMap<SeriesKey, Arc<Series>>>>,
-    hasher: std::collections::hash_map::RandomState,
+    shards: Vec<RwLock<HashMap<SeriesKey, Arc<Series>, FxBuild>>>,
+    hasher: FxBuild,
     pub counters: ProxyCounters,
 }
 
 impl Metrics {
     pub fn new(reporter: &'static str, source: PeerLabels) -> Self {
-        let s = &source;
-        let source_rendered = format!(
-            "reporter=\"{}\",source_workload=\"{}\",source_canonical_service=\"{}\",source_canonical_revision=\"{}\",source_workload_namespace=\"{}\",source_principal=\"{}\",source_app=\"{}\",source_version=\"{}\",source_cluster=\"{}\"",
-            reporter,
-            esc(&s.workload),
-            esc(&s.canonical_service),
-            esc(&s.canonical_revision),
-            esc(&s.workload_namespace),
-            esc(&s.principal),
-            esc(&s.app),
-            esc(&s.version),
-            esc(&s.cluster),
-        );
+        let source_rendered = render_source(reporter, &source);
         Metrics {
             reporter,
             source,
             source_rendered,
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: Default::default(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::default()))
+                .collect(),
+            hasher: FxBuild,
             counters: ProxyCounters::default(),
         }
     }
@@ -230,7 +222,8 @@ impl Metrics {
 
     /// The series handle for a label set, created on first use.
     pub fn series(&self, key: &SeriesKey) -> Arc<Series> {
-        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
+        let h = self.hasher.hash_one(key);
+        let shard = &self.shards[(h >> 60) as usize % SHARDS];
         if let Some(s) = shard.read().get(key) {
             return s.clone();
         }
@@ -343,9 +336,13 @@ impl Metrics {
         } else {
             "none"
         };
+        let source = match &k.source {
+            Some(src) => std::borrow::Cow::Owned(render_source(self.reporter, src)),
+            None => std::borrow::Cow::Borrowed(self.source_rendered.as_str()),
+        };
         format!(
             "{},destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_principal=\"{}\",destination_app=\"{}\",destination_version=\"{}\",destination_service=\"{}\",destination_canonical_service=\"{}\",destination_canonical_revision=\"{}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",destination_cluster=\"{}\",request_protocol=\"{}\",response_code=\"{}\",grpc_response_status=\"{}\",response_flags=\"{}\",connection_security_policy=\"{}\"",
-            self.source_rendered,
+            source,
             esc(&p.workload),
             esc(&p.workload_namespace),
             esc(&p.principal),
@@ -367,6 +364,85 @@ impl Metrics {
             policy,
         )
     }
+}
+
+/// FxHash (rustc's): label sets are hashed on every request, and SipHash over a dozen label
+/// strings costs more than the rest of the metrics update. Label values come from the mesh
+/// config, or from request headers only through bounded caches, so flooding is not a concern.
+#[derive(Default, Clone, Copy)]
+struct FxBuild;
+
+impl BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `reporter=…,source_…=…`, the leading labels of every `istio_*` series.
+fn render_source(reporter: &str, s: &PeerLabels) -> String {
+    format!(
+        "reporter=\"{}\",source_workload=\"{}\",source_canonical_service=\"{}\",source_canonical_revision=\"{}\",source_workload_namespace=\"{}\",source_principal=\"{}\",source_app=\"{}\",source_version=\"{}\",source_cluster=\"{}\"",
+        reporter,
+        esc(&s.workload),
+        esc(&s.canonical_service),
+        esc(&s.canonical_revision),
+        esc(&s.workload_namespace),
+        esc(&s.principal),
+        esc(&s.app),
+        esc(&s.version),
+        esc(&s.cluster),
+    )
 }
 
 /// Escapes a label value for the text format.
@@ -402,6 +478,7 @@ mod tests {
     fn histogram_buckets_are_cumulative_and_series_shared() {
         let m = Metrics::new("source", peer("productpage"));
         let key = SeriesKey {
+            source: None,
             dest: Arc::new(DestLabels::unknown()),
             code: 404,
             grpc_status: None,

@@ -5,6 +5,7 @@
 pub mod export;
 pub mod flags;
 pub mod metrics;
+pub mod peer;
 pub mod trace;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use http::Method;
 
 use export::{SpanRecord, SpanSink};
 use flags::Flags;
-use metrics::{DestLabels, Metrics, Protocol, SeriesKey};
+use metrics::{DestLabels, Metrics, PeerLabels, Protocol, SeriesKey};
 use trace::TraceContext;
 
 /// The proxy's telemetry outputs and identity.
@@ -28,6 +29,12 @@ pub struct Telemetry {
     /// `CLIENT` (reporter=source) or `SERVER` (reporter=destination).
     pub span_kind: &'static str,
     pub sampling_percent: f64,
+    /// Outbound proxies: the [`peer::PEER_HEADER`] value naming this workload, set on every
+    /// upstream request.
+    pub peer_header: Option<http::HeaderValue>,
+    /// Inbound proxies: how requests are labelled (own identity as destination, caller from
+    /// the peer header as source).
+    pub inbound: Option<peer::Inbound>,
 }
 
 /// What is known about a request by the time its response ends.
@@ -35,14 +42,18 @@ pub struct RequestRecord {
     pub start: Instant,
     pub start_wall: SystemTime,
     pub method: Method,
+    /// Span only: empty when the request's span will not be recorded.
     pub url: String,
     pub authority: String,
     pub http_version: &'static str,
     pub protocol: Protocol,
+    /// Span only (empty when no span is recorded), as `url`.
     pub user_agent: String,
-    pub request_id: String,
+    pub request_id: http::HeaderValue,
     pub trace: TraceContext,
     pub dest: Arc<DestLabels>,
+    /// Inbound proxies: the caller, from the peer header.
+    pub source: Option<Arc<PeerLabels>>,
     pub cluster: Option<String>,
     pub upstream: Option<String>,
     pub code: u16,
@@ -54,8 +65,16 @@ impl Telemetry {
     /// Records the metrics and, when the trace is sampled, the span of a finished request.
     pub fn finish(&self, rec: &RequestRecord, response_bytes: u64, grpc_status: Option<u16>) {
         let elapsed = rec.start.elapsed();
+        let (source, dest) = match &self.inbound {
+            None => (None, rec.dest.clone()),
+            Some(i) => (
+                Some(rec.source.clone().unwrap_or_else(|| i.source(None))),
+                i.dest(&rec.dest, &rec.authority),
+            ),
+        };
         let key = SeriesKey {
-            dest: rec.dest.clone(),
+            source,
+            dest,
             code: rec.code,
             grpc_status: grpc_status.filter(|_| rec.protocol == Protocol::Grpc),
             flags: rec.flags,
@@ -79,7 +98,10 @@ impl Telemetry {
         let mut tags: Vec<(&'static str, String)> = vec![
             ("component", "proxy".into()),
             ("node_id", self.node_id.clone()),
-            ("guid:x-request-id", rec.request_id.clone()),
+            (
+                "guid:x-request-id",
+                String::from_utf8_lossy(rec.request_id.as_bytes()).into_owned(),
+            ),
             ("http.method", rec.method.to_string()),
             ("http.url", rec.url.clone()),
             ("http.protocol", rec.http_version.into()),

@@ -128,41 +128,74 @@ pub fn extract(headers: &HeaderMap, sampling_percent: f64) -> TraceContext {
 }
 
 /// Writes the context for the upstream: B3 multi headers, W3C `traceparent`, and `b3` single
-/// when the request used it.
+/// when the request used it. Values are formatted on the stack (this runs for every request).
 pub fn inject(ctx: &TraceContext, headers: &mut HeaderMap) {
-    let tid = ctx.trace_id_hex();
-    let sid = format!("{:016x}", ctx.span_id);
-    let sampled = if ctx.sampled { "1" } else { "0" };
-    let mut set = |name: HeaderName, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
+    let mut tid = [0u8; 32];
+    let tid: &[u8] = if ctx.wide {
+        hex16(ctx.trace_id_high, &mut tid[..16]);
+        hex16(ctx.trace_id, &mut tid[16..]);
+        &tid
+    } else {
+        hex16(ctx.trace_id, &mut tid[..16]);
+        &tid[..16]
+    };
+    let mut sid = [0u8; 16];
+    hex16(ctx.span_id, &mut sid);
+    fn put(headers: &mut HeaderMap, name: HeaderName, v: &[u8]) {
+        if let Ok(v) = HeaderValue::from_bytes(v) {
             headers.insert(name, v);
         }
-    };
-    set(X_B3_TRACEID, tid.clone());
-    set(X_B3_SPANID, sid.clone());
-    set(X_B3_SAMPLED, sampled.to_string());
+    }
+    put(headers, X_B3_TRACEID, tid);
+    put(headers, X_B3_SPANID, &sid);
+    headers.insert(
+        X_B3_SAMPLED,
+        HeaderValue::from_static(if ctx.sampled { "1" } else { "0" }),
+    );
+    let mut parent = [0u8; 16];
     if let Some(p) = ctx.parent_id {
-        set(X_B3_PARENTSPANID, format!("{p:016x}"));
+        hex16(p, &mut parent);
+        put(headers, X_B3_PARENTSPANID, &parent);
     }
     if ctx.debug {
-        set(X_B3_FLAGS, "1".into());
+        headers.insert(X_B3_FLAGS, HeaderValue::from_static("1"));
     }
-    set(
-        TRACEPARENT,
-        format!(
-            "00-{:016x}{:016x}-{sid}-{}",
-            ctx.trace_id_high,
-            ctx.trace_id,
-            if ctx.sampled { "01" } else { "00" }
-        ),
-    );
+    // 00-<32 hex trace id>-<16 hex span id>-<flags>
+    let mut tp = [0u8; 55];
+    tp[..3].copy_from_slice(b"00-");
+    hex16(ctx.trace_id_high, &mut tp[3..19]);
+    hex16(ctx.trace_id, &mut tp[19..35]);
+    tp[35] = b'-';
+    tp[36..52].copy_from_slice(&sid);
+    tp[52..].copy_from_slice(if ctx.sampled { b"-01" } else { b"-00" });
+    put(headers, TRACEPARENT, &tp);
     if ctx.b3_single {
-        let s = if ctx.debug { "d" } else { sampled };
-        let parent = ctx
-            .parent_id
-            .map(|p| format!("-{p:016x}"))
-            .unwrap_or_default();
-        set(B3, format!("{tid}-{sid}-{s}{parent}"));
+        let s = if ctx.debug {
+            "d"
+        } else if ctx.sampled {
+            "1"
+        } else {
+            "0"
+        };
+        let mut v = Vec::with_capacity(70);
+        v.extend_from_slice(tid);
+        v.push(b'-');
+        v.extend_from_slice(&sid);
+        v.push(b'-');
+        v.extend_from_slice(s.as_bytes());
+        if ctx.parent_id.is_some() {
+            v.push(b'-');
+            v.extend_from_slice(&parent);
+        }
+        put(headers, B3, &v);
+    }
+}
+
+/// `v` as 16 lowercase hex digits into `out` (16 bytes).
+fn hex16(v: u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().enumerate().take(16) {
+        *b = HEX[((v >> ((15 - i) * 4)) & 0xf) as usize];
     }
 }
 
