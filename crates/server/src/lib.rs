@@ -50,6 +50,10 @@ pub struct ServerOptions {
     pub otlp_http_listen: Option<SocketAddr>,
     /// Largest span ingest body accepted (compressed); larger gets 413.
     pub max_span_body_bytes: usize,
+    /// Istio (and Kubernetes) YAML files or directories that `/api/v1/validations` checks.
+    pub mesh_config: Vec<PathBuf>,
+    /// How often span metrics are written into the TSDB.
+    pub span_metrics_interval: Duration,
 }
 
 impl Default for ServerOptions {
@@ -68,6 +72,8 @@ impl Default for ServerOptions {
             otlp_grpc_listen: None,
             otlp_http_listen: None,
             max_span_body_bytes: 16 << 20,
+            mesh_config: Vec::new(),
+            span_metrics_interval: Duration::from_secs(15),
         }
     }
 }
@@ -176,6 +182,13 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let (listener, addr) = bind(opts.listen).await?;
     let mut trace_state = TraceApiState::new(spans.clone(), spans.clone());
     trace_state.max_body_bytes = opts.max_span_body_bytes;
+    let span_metrics = meshlens_analysis::SpanMetrics::new(tsdb.clone());
+    {
+        let sm = span_metrics.clone();
+        trace_state
+            .observers
+            .push(Arc::new(move |batch: &[meshlens_model::Span]| sm.observe(batch)));
+    }
     let trace_state = Arc::new(trace_state);
     let (side_stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut side_tasks = Vec::new();
@@ -201,6 +214,11 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             }
         }));
     }
+    side_tasks.push(tokio::spawn(span_metrics_flush(
+        span_metrics,
+        opts.span_metrics_interval,
+        stop_rx.clone(),
+    )));
     side_tasks.push(tokio::spawn(span_maintenance(
         spans.clone(),
         opts.maintenance_interval,
@@ -208,9 +226,15 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     )));
     let metrics = SelfMetrics::new();
     let scrape = scrape::ScrapeManager::start(&cfg, tsdb.clone(), metrics.clone());
+    let engine = Arc::new(meshlens_promql::Engine::new(opts.query.clone()));
+    let analysis = meshlens_analysis::router(Arc::new(meshlens_analysis::AnalysisState {
+        metrics: tsdb.clone(),
+        spans: spans.clone(),
+        engine: engine.clone(),
+    }));
     let prom = meshlens_prom_api::router(meshlens_prom_api::PromApiState {
         storage: tsdb.clone(),
-        engine: Arc::new(meshlens_promql::Engine::new(opts.query.clone())),
+        engine,
         config_yaml: cfg.original_yaml.clone(),
         flags: opts.flags.clone(),
         start_time: std::time::SystemTime::now(),
@@ -233,11 +257,13 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         metrics,
         max_write_body_bytes: opts.max_write_body_bytes,
         max_write_decompressed_bytes: opts.max_write_decompressed_bytes,
+        mesh_config: opts.mesh_config.clone(),
         ready: Default::default(),
     });
     let app = api::router(state.clone())
         .merge(prom)
         .merge(meshlens_trace_api::router(trace_state))
+        .merge(analysis)
         .merge(ui::router());
     let (tx, rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
@@ -336,6 +362,31 @@ async fn span_maintenance(
             Ok(Ok(n)) if n > 0 => tracing::info!(segments = n, "span retention dropped segments"),
             Ok(Err(e)) => tracing::warn!(error = %e, "span retention failed"),
             _ => {}
+        }
+    }
+}
+
+/// Writes the span metrics derived at ingest into the TSDB on a fixed period (cumulative
+/// values, so `rate()` works on them), and once more at shutdown.
+async fn span_metrics_flush(
+    metrics: Arc<meshlens_analysis::SpanMetrics>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let last = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        let m = metrics.clone();
+        let now = meshlens_model::time::now_ms();
+        match tokio::task::spawn_blocking(move || m.flush(now)).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "writing span metrics failed"),
+            Err(e) => tracing::warn!(error = %e, "writing span metrics failed"),
+            Ok(Ok(_)) => {}
+        }
+        if last {
+            return;
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct Args {
     /// Largest total size of stored spans, in bytes (0: no limit).
     #[arg(long = "spans.retention.size", default_value_t = 0)]
     pub spans_retention_size: u64,
+    /// Istio / Kubernetes YAML (file or directory; repeatable) that `/api/v1/validations`
+    /// checks.
+    #[arg(long = "mesh")]
+    pub mesh: Vec<PathBuf>,
 }
 
 fn optional_addr(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -104,6 +108,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .map_err(anyhow::Error::msg)
         .context("--query.lookback-delta")?
         .as_millis() as i64;
+    opts.mesh_config = args.mesh.clone();
     opts.otlp_grpc_listen = optional_addr("otlp-grpc-listen", &args.otlp_grpc_listen)?;
     opts.otlp_http_listen = optional_addr("otlp-http-listen", &args.otlp_http_listen)?;
     opts.spans.retention_ms = parse_duration(&args.spans_retention_time)

@@ -26,6 +26,8 @@ pub struct AppState {
     pub metrics: Arc<SelfMetrics>,
     pub max_write_body_bytes: usize,
     pub max_write_decompressed_bytes: usize,
+    /// What `/api/v1/validations` checks.
+    pub mesh_config: Vec<std::path::PathBuf>,
     pub ready: AtomicBool,
 }
 
@@ -37,10 +39,29 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(write::remote_write).layer(DefaultBodyLimit::max(write_limit)),
         )
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/validations", get(validations))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "meshlens is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .with_state(state)
+}
+
+/// Kiali-style findings over the server's `--mesh` files, read afresh on each request so
+/// edits show at once.
+async fn validations(State(s): State<Arc<AppState>>) -> Response {
+    let paths = s.mesh_config.clone();
+    match tokio::task::spawn_blocking(move || meshlens_mesh::validate::validate_paths(&paths)).await {
+        Ok(report) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            meshlens_mesh::validate::to_json(&report),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("validation failed: {e}"),
+        )
+            .into_response(),
+    }
 }
 
 async fn ready(State(s): State<Arc<AppState>>) -> Response {

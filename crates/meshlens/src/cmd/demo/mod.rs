@@ -78,6 +78,7 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
         data_dir: dir.join("data"),
         config_file: Some(config_file),
         maintenance_interval: Duration::from_secs(30),
+        mesh_config: vec![dir.join("mesh").join("outbound")],
         ..Default::default()
     })
     .await

@@ -1,0 +1,8 @@
+//! `meshlens graph` (being built).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`meshlens graph` is not available in this build yet")
+}
