@@ -3,7 +3,7 @@
 //! Built on hyper's connection-level client rather than a pooled client so that the proxy
 //! dials the endpoint it chose while the request keeps its own authority, and so that a
 //! connect failure (flag UF) is told apart from a reset after connecting (UC). HTTP/1.1
-//! connections return to the idle pool once their response body is consumed; HTTP/2 (h2c,
+//! connections are parked when their response head arrives and reused once its body is consumed; HTTP/2 (h2c,
 //! prior knowledge) uses one multiplexed connection per endpoint.
 
 use std::collections::HashMap;
@@ -65,7 +65,7 @@ impl Upstreams {
             };
             match sender.send_request(make()).await {
                 Ok(resp) => {
-                    self.return_when_ready(addr.to_string(), sender);
+                    self.park(addr, sender);
                     return Ok(resp);
                 }
                 Err(e) if pooled && (e.is_canceled() || e.is_closed()) => continue,
@@ -75,30 +75,29 @@ impl Upstreams {
         Err(SendError::Reset("pooled connections kept closing".into()))
     }
 
+    /// An idle connection to `addr`: one whose previous response body was read to its end
+    /// (hyper's connection task marks it ready again without anyone polling it). Closed ones
+    /// are dropped; busy ones stay parked.
     fn take_idle(&self, addr: &str) -> Option<http1::SendRequest<ReqBody>> {
         let mut pool = self.h1.lock();
         let list = pool.get_mut(addr)?;
-        while let Some(s) = list.pop() {
-            if !s.is_closed() && s.is_ready() {
-                return Some(s);
-            }
-        }
-        None
+        list.retain(|s| !s.is_closed());
+        let i = list.iter().position(|s| s.is_ready())?;
+        Some(list.swap_remove(i))
     }
 
-    /// Puts a connection back in the pool once hyper says it can take another request,
-    /// i.e. once the previous response body was read to its end.
-    fn return_when_ready(self: &Arc<Self>, addr: String, mut sender: http1::SendRequest<ReqBody>) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                let mut pool = me.h1.lock();
-                let list = pool.entry(addr).or_default();
-                if list.len() < me.max_idle_per_endpoint {
-                    list.push(sender);
-                }
+    /// Parks a connection right after its response head arrived; it is handed out again
+    /// once ready. Parking at once, rather than from a task that waits for readiness, saves
+    /// a task spawn and a wake-up per request.
+    fn park(&self, addr: &str, sender: http1::SendRequest<ReqBody>) {
+        let mut pool = self.h1.lock();
+        match pool.get_mut(addr) {
+            Some(list) if list.len() < self.max_idle_per_endpoint => list.push(sender),
+            Some(_) => {}
+            None => {
+                pool.insert(addr.to_string(), vec![sender]);
             }
-        });
+        }
     }
 
     async fn connect(&self, addr: &str) -> Result<TokioIo<TcpStream>, SendError> {
