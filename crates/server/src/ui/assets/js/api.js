@@ -1,0 +1,113 @@
+// Every read the UI makes, on the same origin: the Prometheus HTTP API, the Zipkin v2 API and
+// meshlens's analysis endpoints. Errors become ApiError with the server's own message;
+// `missing` says the endpoint does not exist on this server (404), so views can fall back.
+
+export class ApiError extends Error {
+  constructor(url, status, message) {
+    super(message);
+    this.url = url;
+    this.status = status;
+  }
+  get missing() {
+    return this.status === 404 || this.status === 405 || this.status === 501;
+  }
+}
+
+const inflight = new Map();
+const cache = new Map();
+const CACHE_MS = 5000;
+
+/** GETs JSON; identical concurrent requests share one fetch; answers are kept a few seconds. */
+export function getJSON(url, { fresh = false } = {}) {
+  const hit = cache.get(url);
+  if (!fresh && hit && Date.now() - hit.at < CACHE_MS) return Promise.resolve(hit.value);
+  if (inflight.has(url)) return inflight.get(url);
+  const p = (async () => {
+    let res;
+    try {
+      res = await fetch(url, { headers: { Accept: 'application/json' } });
+    } catch (e) {
+      throw new ApiError(url, 0, `cannot reach the server (${e.message})`);
+    }
+    const text = await res.text();
+    let body = null;
+    try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+    if (!res.ok) {
+      const msg = (body && (body.error || body.message)) || text.trim().slice(0, 300) || res.statusText;
+      throw new ApiError(url, res.status, `${res.status}: ${msg}`);
+    }
+    if (body === null && text) throw new ApiError(url, res.status, 'the answer is not JSON');
+    if (body && body.status === 'error') throw new ApiError(url, res.status, body.error || 'error');
+    cache.set(url, { at: Date.now(), value: body });
+    return body;
+  })();
+  inflight.set(url, p);
+  const done = () => inflight.delete(url);
+  p.then(done, done);
+  return p;
+}
+
+const qs = (o) => {
+  const u = new URLSearchParams();
+  for (const [k, v] of Object.entries(o)) if (v !== undefined && v !== null && v !== '') u.set(k, String(v));
+  return u.toString();
+};
+
+const nowS = () => Date.now() / 1000;
+
+// ---- Prometheus ----------------------------------------------------------------------
+
+export async function query(q, time) {
+  const b = await getJSON(`/api/v1/query?${qs({ query: q, time })}`);
+  return b.data;
+}
+
+/** A range query over the last `seconds`, with about `points` steps. */
+export async function queryRange(q, seconds, points = 120, end = nowS()) {
+  const step = Math.max(1, Math.round(seconds / points));
+  const b = await getJSON(`/api/v1/query_range?${qs({ query: q, start: (end - seconds).toFixed(3), end: end.toFixed(3), step })}`);
+  return b.data;
+}
+
+export async function labelNames() {
+  return (await getJSON('/api/v1/labels')).data || [];
+}
+
+export async function labelValues(name) {
+  return (await getJSON(`/api/v1/label/${encodeURIComponent(name)}/values`)).data || [];
+}
+
+export const metricNames = () => labelValues('__name__');
+
+/** Values of a PromQL instant vector as [{metric, value}] with numeric values. */
+export async function vector(q, time) {
+  const d = await query(q, time);
+  if (!d || d.resultType !== 'vector') return [];
+  return d.result.map((r) => ({ metric: r.metric, value: parseFloat(r.value[1]) }));
+}
+
+// ---- Zipkin v2 -------------------------------------------------------------------------
+
+export const services = () => getJSON('/api/v2/services');
+export const spanNames = (service) => getJSON(`/api/v2/spans?${qs({ serviceName: service })}`);
+export const trace = (id) => getJSON(`/api/v2/trace/${encodeURIComponent(id)}`);
+
+/** params: serviceName, spanName, annotationQuery, minDuration, maxDuration (µs), lookback (ms), limit. */
+export function traces(params) {
+  return getJSON(`/api/v2/traces?${qs({ endTs: Date.now(), ...params })}`);
+}
+
+export function dependencies(lookbackMs) {
+  return getJSON(`/api/v2/dependencies?${qs({ endTs: Date.now(), lookback: lookbackMs })}`);
+}
+
+// ---- meshlens analyses -----------------------------------------------------------------
+
+export const graph = (params) => getJSON(`/api/v1/graph?${qs(params)}`);
+export const stats = (params) => getJSON(`/api/v1/stats?${qs(params)}`);
+export const validations = () => getJSON('/api/v1/validations');
+
+/** Prometheus-style selectors are built from user values: escape them. */
+export function esc(v) {
+  return String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}

@@ -1,0 +1,91 @@
+// The shell: navigation, the shared time range and cluster/namespace filter (kept in the
+// URL), and hash routing to one module per view.
+
+import { h, clear, message } from './dom.js';
+import * as url from './state/url.js';
+import * as api from './api.js';
+import * as overview from './views/overview.js';
+import * as topology from './views/topology.js';
+import * as traces from './views/traces.js';
+import * as metrics from './views/metrics.js';
+import * as stats from './views/stats.js';
+import * as config from './views/config.js';
+
+const VIEWS = { overview, topology, traces, metrics, stats, config };
+const main = document.getElementById('view');
+const nav = document.getElementById('nav');
+const controls = document.getElementById('controls');
+
+let prev = null; // {view, params}
+let timer = null;
+let generation = 0;
+
+function drawNav(view) {
+  clear(nav).append(h('ul', {}, Object.entries(VIEWS).map(([name, mod]) => h('li', {},
+    h('a', { href: url.href(name), 'aria-current': name === view ? 'page' : null, id: `nav-${name}` }, mod.title)))));
+}
+
+async function options(labels) {
+  const all = await Promise.all(labels.map((l) => api.labelValues(l).catch(() => [])));
+  return [...new Set(all.flat())].filter((v) => v && v !== 'unknown').sort();
+}
+
+function drawControls(sh) {
+  const select = (id, label, values, current, key, allLabel) => h('label', { for: id }, label, ' ',
+    h('select', { id, onchange: (e) => url.update({ [key]: e.target.value }) },
+      allLabel !== undefined ? h('option', { value: '' }, allLabel) : null,
+      [...new Set([...values, current].filter(Boolean))].map((v) => h('option', { value: v, selected: v === current }, v))));
+  const cluster = select('f-cluster', 'Cluster', [], sh.cluster, 'cluster', 'all');
+  const ns = select('f-ns', 'Namespace', [], sh.ns, 'ns', 'all');
+  clear(controls).append(
+    select('f-range', 'Last', url.RANGES, sh.range, 'range'),
+    cluster, ns,
+    h('label', { for: 'f-refresh' }, 'Refresh ', h('select', { id: 'f-refresh', onchange: (e) => url.update({ refresh: e.target.value }, { replace: true }) },
+      [['', 'off'], ['15s', '15s'], ['30s', '30s'], ['1m', '1m']].map(([v, l]) => h('option', { value: v, selected: v === sh.refresh }, l)))),
+    h('button', { type: 'button', id: 'reload', title: 'Reload the view', onclick: () => route(true) }, '↻ Reload'));
+  options(['destination_cluster', 'source_cluster']).then((vs) => {
+    const s1 = cluster.querySelector('select');
+    for (const v of vs) if (v !== sh.cluster) s1.append(h('option', { value: v }, v));
+  });
+  options(['destination_workload_namespace', 'source_workload_namespace', 'destination_service_namespace']).then((vs) => {
+    const s1 = ns.querySelector('select');
+    for (const v of vs) if (v !== sh.ns) s1.append(h('option', { value: v }, v));
+  });
+}
+
+async function route(force = false) {
+  const { view: name, params } = url.current();
+  const view = VIEWS[name] ? name : url.DEFAULT_VIEW;
+  const mod = VIEWS[view];
+  const sh = url.shared(params);
+  const sharedKey = url.SHARED.map((k) => params.get(k)).join('|');
+  const prevShared = prev && url.SHARED.map((k) => prev.params.get(k)).join('|');
+  if (!force && prev && prev.view === view && prevShared === sharedKey && mod.update && mod.update(params, prev.params)) {
+    prev = { view, params };
+    return;
+  }
+  if (!prev || prevShared !== sharedKey || prev.view !== view) { drawNav(view); drawControls(sh); }
+  prev = { view, params };
+  document.title = `${mod.title} · meshlens`;
+  const gen = ++generation;
+  const box = h('div', { class: `view view-${view}` });
+  clear(main).append(box);
+  main.dataset.state = 'loading';
+  main.dataset.view = view;
+  const t0 = performance.now();
+  try {
+    await mod.render(box, { params, shared: sh });
+  } catch (e) {
+    box.append(message('error', `This view failed: ${e.message}`));
+  }
+  if (gen === generation) {
+    main.dataset.state = 'ready';
+    main.dataset.renderMs = String(Math.round(performance.now() - t0));
+  }
+  clearInterval(timer);
+  const every = url.rangeSeconds(sh.refresh);
+  if (sh.refresh && every >= 5) timer = setInterval(() => { if (document.visibilityState === 'visible') route(true); }, every * 1000);
+}
+
+window.addEventListener('hashchange', () => route());
+route();

@@ -1,0 +1,195 @@
+// Small SVG charts written for this UI: a multi-series line chart with a legend and hover
+// values, a scatter plot, and horizontal share bars. No dependencies.
+
+import { h, s, clear } from './dom.js';
+import { num, time } from './format.js';
+
+const PALETTE = 10; // colours come from CSS variables --series-0 .. --series-9
+const DASHES = ['', '6 3', '2 3', '8 3 2 3', '1 2']; // a second cue besides colour
+
+function niceTicks(min, max, count = 5) {
+  if (!(max > min)) { max = min + 1; }
+  const span = max - min;
+  const step0 = span / count;
+  const mag = 10 ** Math.floor(Math.log10(step0));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s1) => s1 >= step0) || step0;
+  const ticks = [];
+  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) ticks.push(+v.toPrecision(12));
+  return ticks;
+}
+
+function timeTicks(t0, t1, count = 6) {
+  const steps = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400].map((x) => x * 1000);
+  const step = steps.find((st) => (t1 - t0) / st <= count) || steps[steps.length - 1];
+  const out = [];
+  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) out.push(t);
+  return out;
+}
+
+/**
+ * Line chart. series: [{name, points: [[ms, value], ...]}].
+ * opts: {height, yFmt, title, maxLegend}. Returns the chart's root element.
+ */
+export function lineChart(series, { height = 220, yFmt = num, title = '', maxLegend = 40, width = 640 } = {}) {
+  const root = h('figure', { class: 'chart' });
+  if (title) root.append(h('figcaption', {}, title));
+  const hidden = new Set();
+  const W = width, H = height, L = 56, R = 12, T = 10, B = 24;
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart-svg', role: 'img', 'aria-label': title || 'line chart', preserveAspectRatio: 'none' });
+  const tip = h('div', { class: 'chart-tip', hidden: true, role: 'tooltip' });
+  const plot = h('div', { class: 'chart-plot' }, svg, tip);
+  root.append(plot);
+  const legend = h('ul', { class: 'legend' });
+  root.append(legend);
+
+  const all = series.map((se, i) => ({ ...se, i, points: se.points.filter((p) => Number.isFinite(p[1])) }));
+  let x0 = Infinity, x1 = -Infinity;
+  for (const se of all) for (const [t] of se.points) { if (t < x0) x0 = t; if (t > x1) x1 = t; }
+  if (!(x1 > x0)) { x0 = (x0 === Infinity ? Date.now() : x0) - 60000; x1 = x0 + 120000; }
+  const X = (t) => L + ((t - x0) / (x1 - x0)) * (W - L - R);
+
+  function draw() {
+    clear(svg);
+    const vis = all.filter((se) => !hidden.has(se.i));
+    let y0 = Infinity, y1 = -Infinity;
+    for (const se of vis) for (const [, v] of se.points) { if (v < y0) y0 = v; if (v > y1) y1 = v; }
+    if (y0 === Infinity) { y0 = 0; y1 = 1; }
+    if (y0 > 0 && y0 < y1 * 0.5) y0 = 0;
+    if (y1 === y0) { y1 = y0 + (Math.abs(y0) || 1); if (y0 > 0) y0 = 0; }
+    const ticks = niceTicks(y0, y1);
+    y0 = Math.min(y0, ticks[0]); y1 = Math.max(y1, ticks[ticks.length - 1]);
+    const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
+    const axes = s('g', { class: 'axes' });
+    for (const v of ticks) {
+      axes.append(s('line', { x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: 'grid' }),
+        s('text', { x: L - 4, y: Y(v) + 3, 'text-anchor': 'end' }, yFmt(v)));
+    }
+    for (const t of timeTicks(x0, x1)) {
+      axes.append(s('line', { x1: X(t), x2: X(t), y1: T, y2: H - B, class: 'grid' }),
+        s('text', { x: X(t), y: H - 8, 'text-anchor': 'middle' }, time(t).slice(0, 5)));
+    }
+    svg.append(axes);
+    for (const se of vis) {
+      // Break the line where samples are missing (gap over 3 steps).
+      const pts = se.points;
+      let d = '';
+      const step = pts.length > 1 ? (pts[pts.length - 1][0] - pts[0][0]) / (pts.length - 1) : 0;
+      pts.forEach(([t, v], k) => {
+        const gap = k === 0 || (step && t - pts[k - 1][0] > step * 3);
+        d += `${gap ? 'M' : 'L'}${X(t).toFixed(1)},${Y(v).toFixed(1)}`;
+      });
+      const cls = `series s${se.i % PALETTE}`;
+      svg.append(s('path', { d, class: cls, 'stroke-dasharray': DASHES[Math.floor(se.i / PALETTE) % DASHES.length] || null }));
+      if (pts.length <= 2) for (const [t, v] of pts) svg.append(s('circle', { cx: X(t), cy: Y(v), r: 2.5, class: `${cls} dot` }));
+    }
+    const cursor = s('line', { class: 'cursor', y1: T, y2: H - B, x1: -10, x2: -10 });
+    svg.append(cursor);
+    svg.onmousemove = (ev) => {
+      const rect = svg.getBoundingClientRect();
+      const px = ((ev.clientX - rect.left) / rect.width) * W;
+      const t = x0 + ((px - L) / (W - L - R)) * (x1 - x0);
+      const rows = [];
+      let tt = null;
+      for (const se of vis) {
+        let best = null;
+        for (const p of se.points) if (!best || Math.abs(p[0] - t) < Math.abs(best[0] - t)) best = p;
+        if (best) { rows.push([se, best[1]]); tt = tt ?? best[0]; }
+      }
+      if (!rows.length) return;
+      rows.sort((a, b) => b[1] - a[1]);
+      cursor.setAttribute('x1', X(tt)); cursor.setAttribute('x2', X(tt));
+      clear(tip).append(h('div', { class: 'tip-time' }, time(tt, true)),
+        ...rows.slice(0, 12).map(([se, v]) => h('div', { class: 'tip-row' },
+          h('span', { class: `swatch s${se.i % PALETTE}`, 'aria-hidden': 'true' }), ` ${se.name}: `, h('b', {}, yFmt(v)))),
+        ...(rows.length > 12 ? [h('div', {}, `… ${rows.length - 12} more`)] : []));
+      tip.hidden = false;
+      const left = ev.clientX - rect.left;
+      tip.style.left = `${Math.min(left + 12, rect.width - 260)}px`;
+      tip.style.top = '4px';
+    };
+    svg.onmouseleave = () => { tip.hidden = true; cursor.setAttribute('x1', -10); cursor.setAttribute('x2', -10); };
+  }
+
+  if (!maxLegend) legend.remove();
+  all.slice(0, maxLegend).forEach((se) => {
+    const item = h('li', {}, h('button', {
+      type: 'button', class: 'legend-item', 'aria-pressed': 'true', title: 'Show or hide this series',
+      onclick: (ev) => {
+        if (hidden.has(se.i)) hidden.delete(se.i); else hidden.add(se.i);
+        ev.currentTarget.setAttribute('aria-pressed', String(!hidden.has(se.i)));
+        draw();
+      },
+    }, h('span', { class: `swatch s${se.i % PALETTE}`, 'aria-hidden': 'true' }), se.name || '{}'));
+    legend.append(item);
+  });
+  if (maxLegend && all.length > maxLegend) legend.append(h('li', { class: 'muted' }, `… and ${all.length - maxLegend} more series`));
+  if (!all.some((se) => se.points.length)) plot.append(h('p', { class: 'chart-empty' }, 'No data points in this window.'));
+  draw();
+  return root;
+}
+
+/**
+ * Scatter plot. points: [{x: ms, y: number, error: bool, label, onClick}].
+ * Errors are drawn as crosses, others as circles (shape, not only colour).
+ */
+export function scatterChart(points, { height = 200, width = 900, yFmt = num, title = '', x0, x1 } = {}) {
+  const root = h('figure', { class: 'chart scatter' });
+  if (title) root.append(h('figcaption', {}, title));
+  const W = width, H = height, L = 60, R = 12, T = 10, B = 24;
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart-svg', role: 'img', 'aria-label': title || 'scatter plot' });
+  root.append(h('div', { class: 'chart-plot' }, svg));
+  if (x0 === undefined) x0 = Math.min(...points.map((p) => p.x));
+  if (x1 === undefined) x1 = Math.max(...points.map((p) => p.x));
+  if (!(x1 > x0)) { x0 = (Number.isFinite(x0) ? x0 : Date.now()) - 60000; x1 = x0 + 120000; }
+  const ymax = Math.max(1e-9, ...points.map((p) => p.y));
+  const ticks = niceTicks(0, ymax);
+  const y1 = ticks[ticks.length - 1];
+  const X = (t) => L + ((t - x0) / (x1 - x0)) * (W - L - R);
+  const Y = (v) => T + (1 - v / y1) * (H - T - B);
+  for (const v of ticks) {
+    svg.append(s('line', { x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: 'grid' }),
+      s('text', { x: L - 4, y: Y(v) + 3, 'text-anchor': 'end', class: 'axis-text' }, yFmt(v)));
+  }
+  for (const t of timeTicks(x0, x1)) {
+    svg.append(s('text', { x: X(t), y: H - 8, 'text-anchor': 'middle', class: 'axis-text' }, time(t).slice(0, 5)));
+  }
+  for (const p of points) {
+    const x = X(p.x), y = Y(p.y);
+    const title1 = s('title', {}, p.label || '');
+    const g = s('g', {
+      class: `pt${p.error ? ' pt-error' : ''}`, tabindex: p.onClick ? 0 : null, role: p.onClick ? 'link' : null,
+      'aria-label': p.label, onclick: p.onClick,
+      onkeydown: p.onClick ? (e) => { if (e.key === 'Enter') p.onClick(e); } : null,
+    }, title1);
+    if (p.error) g.append(s('path', { d: `M${x - 4},${y - 4}L${x + 4},${y + 4}M${x - 4},${y + 4}L${x + 4},${y - 4}` }));
+    else g.append(s('circle', { cx: x, cy: y, r: 4 }));
+    svg.append(g);
+  }
+  root.append(h('p', { class: 'chart-key' }, '○ trace   ✕ trace with an error'));
+  return root;
+}
+
+/** Horizontal share bars: rows [{key, value, cls}] → list with a bar, the value and a share. */
+export function shareBars(rows, { fmt = num, label = 'share' } = {}) {
+  const total = rows.reduce((a, r) => a + r.value, 0) || 1;
+  return h('ul', { class: 'bars', 'aria-label': label }, rows.map((r) => h('li', { class: r.cls || '' },
+    h('span', { class: 'bar-key' }, r.key),
+    h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill', style: { width: `${(100 * r.value) / total}%` } })),
+    h('span', { class: 'bar-val' }, `${fmt(r.value)} (${((100 * r.value) / total).toFixed(1)}%)`))));
+}
+
+/** Prometheus matrix → chart series, named by their labels. */
+export function matrixSeries(result) {
+  return (result || []).map((r) => ({
+    name: seriesName(r.metric),
+    points: r.values.map(([t, v]) => [t * 1000, parseFloat(v)]),
+  }));
+}
+
+export function seriesName(metric) {
+  const m = { ...metric };
+  const name = m.__name__ || '';
+  delete m.__name__;
+  const ls = Object.entries(m).map(([k, v]) => `${k}="${v}"`).join(', ');
+  return ls ? `${name}{${ls}}` : name || '{}';
+}

@@ -1,0 +1,169 @@
+// Metrics: a PromQL input with history (localStorage) and completion of metric names,
+// label names and functions (names from the server's API); results as a line chart (legend,
+// hover values) over the shared time range, or as a table of the instant values.
+
+import { h, clear, message, sortableTable } from '../dom.js';
+import * as url from '../state/url.js';
+import * as api from '../api.js';
+import { lineChart, matrixSeries, seriesName } from '../chart.js';
+
+export const title = 'Metrics';
+
+const HISTORY_KEY = 'meshlens.promql.history';
+const EXAMPLE = 'sum by (destination_workload) (rate(istio_requests_total{reporter="source"}[1m]))';
+const FUNCTIONS = ['abs', 'absent', 'avg', 'avg_over_time', 'bottomk', 'ceil', 'changes', 'clamp_max', 'clamp_min', 'count',
+  'count_over_time', 'delta', 'deriv', 'floor', 'group', 'histogram_quantile', 'idelta', 'increase', 'irate', 'label_replace',
+  'max', 'max_over_time', 'min', 'min_over_time', 'quantile', 'quantile_over_time', 'rate', 'resets', 'round', 'scalar',
+  'sort', 'sort_desc', 'stddev', 'sum', 'sum_over_time', 'time', 'topk', 'vector', 'by', 'without', 'offset', 'on', 'ignoring'];
+
+export function history() {
+  try { return JSON.parse(localStorage.getItem(HISTORY_KEY) || '[]').filter((x) => typeof x === 'string'); } catch { return []; }
+}
+
+function remember(q) {
+  const list = [q, ...history().filter((x) => x !== q)].slice(0, 30);
+  try { localStorage.setItem(HISTORY_KEY, JSON.stringify(list)); } catch { /* private mode */ }
+}
+
+let names = null; // {metrics, labels}
+async function loadNames() {
+  if (!names) {
+    names = Promise.all([api.metricNames().catch(() => []), api.labelNames().catch(() => [])])
+      .then(([metrics, labels]) => ({ metrics, labels }));
+  }
+  return names;
+}
+
+/** What to complete at `pos` in `text`: {kind: 'label'|'metric', word, start}. */
+export function completionContext(text, pos) {
+  const before = text.slice(0, pos);
+  const word = /[a-zA-Z_:][a-zA-Z0-9_:]*$/.exec(before)?.[0] || '';
+  const start = pos - word.length;
+  const head = before.slice(0, start);
+  const opens = (head.match(/\{/g) || []).length - (head.match(/\}/g) || []).length;
+  if (opens > 0) {
+    const inner = head.slice(head.lastIndexOf('{') + 1);
+    const last = inner.split(',').pop();
+    if (/["'=~!]/.test(last)) return null; // a matcher's operator or value, not a label name
+    return { kind: 'label', word, start };
+  }
+  if (/\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*,)?\s*$/.test(head)) return { kind: 'label', word, start };
+  if (/\[[^\]]*$/.test(head)) return null; // a range duration
+  return { kind: 'metric', word, start };
+}
+
+export async function render(root, { params, shared }) {
+  const q = params.get('q') || '';
+  const tab = params.get('tab') === 'table' ? 'table' : 'graph';
+  const input = h('textarea', {
+    id: 'promql', rows: 2, spellcheck: false, autocomplete: 'off', value: q || '',
+    placeholder: EXAMPLE, role: 'combobox', 'aria-autocomplete': 'list', 'aria-expanded': 'false', 'aria-controls': 'promql-suggest',
+  });
+  const list = h('ul', { id: 'promql-suggest', role: 'listbox', class: 'suggest', hidden: true, 'aria-label': 'Completions' });
+  const run = () => {
+    const text = input.value.trim() || EXAMPLE;
+    remember(text);
+    url.update({ q: text });
+  };
+  const hist = history();
+  root.append(h('h1', {}, 'Metrics'),
+    h('form', { class: 'promql-form', onsubmit: (e) => { e.preventDefault(); run(); } },
+      h('label', { for: 'promql' }, 'PromQL query'),
+      h('div', { class: 'promql-box' }, input, list),
+      h('div', { class: 'toolbar' },
+        h('button', { type: 'submit', class: 'primary' }, 'Run'),
+        h('span', { class: 'tabs', role: 'tablist', 'aria-label': 'Result as' },
+          ['graph', 'table'].map((t) => h('button', {
+            type: 'button', role: 'tab', 'aria-selected': String(t === tab), class: t === tab ? 'active' : '',
+            onclick: () => url.update({ tab: t === 'graph' ? '' : t, q: input.value.trim() || q }, { replace: true }),
+          }, t === 'graph' ? 'Graph' : 'Table'))),
+        h('span', { class: 'muted small' }, 'Enter runs, Shift+Enter for a new line, Tab completes. The cluster/namespace filter does not apply to raw PromQL.')),
+      hist.length ? h('details', { class: 'history' }, h('summary', {}, `History (${hist.length})`),
+        h('ul', {}, hist.map((x) => h('li', {}, h('a', { href: url.href('metrics', { q: x, tab: tab === 'table' ? 'table' : '' }) }, h('code', {}, x)))))) : null));
+  completion(input, list, run);
+  const out = h('div', { class: 'result' });
+  root.append(out);
+  if (!q) {
+    out.append(message('info', 'Type a query, or run the example: request rate per workload.'));
+    return;
+  }
+  clear(out).append(message('loading', 'Querying…'));
+  try {
+    if (tab === 'graph') {
+      const d = await api.queryRange(q, shared.seconds, 240);
+      clear(out);
+      if (d.resultType !== 'matrix') { out.append(message('warn', `A ${d.resultType} result cannot be graphed; see the table.`)); return; }
+      const series = matrixSeries(d.result);
+      out.append(h('p', { class: 'muted' }, `${series.length} series over the last ${shared.range}.`), lineChart(series, { height: 320, width: 1000, title: q }));
+    } else {
+      const d = await api.query(q);
+      clear(out).append(resultTable(d));
+    }
+  } catch (e) {
+    clear(out).append(message('error', e.message));
+  }
+}
+
+function resultTable(d) {
+  if (d.resultType === 'scalar' || d.resultType === 'string') {
+    return h('p', {}, `${d.resultType}: `, h('b', {}, String(d.result[1])));
+  }
+  const rows = d.result.map((r) => ({
+    series: seriesName(r.metric),
+    value: r.value ? parseFloat(r.value[1]) : parseFloat(r.values?.[r.values.length - 1]?.[1]),
+  }));
+  return sortableTable([
+    { key: 'series', label: 'Series', render: (r) => h('code', {}, r.series) },
+    { key: 'value', label: 'Value', num: true, fmt: (v) => (Number.isFinite(v) ? String(+v.toPrecision(6)) : String(v)) },
+  ], rows, { sortKey: 'value', desc: true, caption: `${rows.length} series`, empty: 'Empty result.' });
+}
+
+function completion(input, list, run) {
+  let items = [], active = -1, ctx = null;
+  const close = () => { list.hidden = true; input.setAttribute('aria-expanded', 'false'); input.removeAttribute('aria-activedescendant'); active = -1; };
+  const accept = (i) => {
+    const item = items[i];
+    if (!item || !ctx) return;
+    const v = input.value;
+    input.value = v.slice(0, ctx.start) + item + v.slice(input.selectionStart);
+    const p = ctx.start + item.length;
+    input.setSelectionRange(p, p);
+    close();
+    input.focus();
+  };
+  const highlight = (i) => {
+    active = i;
+    [...list.children].forEach((li, k) => li.setAttribute('aria-selected', String(k === i)));
+    if (i >= 0) { input.setAttribute('aria-activedescendant', `sug-${i}`); list.children[i]?.scrollIntoView({ block: 'nearest' }); }
+  };
+  const refresh = async () => {
+    ctx = completionContext(input.value, input.selectionStart);
+    if (!ctx || (!ctx.word && ctx.kind === 'metric')) { close(); return; }
+    const n = await loadNames();
+    const pool = ctx.kind === 'label' ? n.labels : [...n.metrics, ...FUNCTIONS];
+    const w = ctx.word.toLowerCase();
+    const pre = pool.filter((x) => x.toLowerCase().startsWith(w));
+    const mid = pool.filter((x) => !x.toLowerCase().startsWith(w) && x.toLowerCase().includes(w));
+    items = [...new Set([...pre, ...mid])].filter((x) => x !== ctx.word).slice(0, 12);
+    clear(list);
+    if (!items.length) { close(); return; }
+    items.forEach((x, i) => list.append(h('li', {
+      id: `sug-${i}`, role: 'option', 'aria-selected': 'false',
+      onmousedown: (e) => { e.preventDefault(); accept(i); },
+    }, x, h('span', { class: 'muted small' }, ctx.kind === 'label' ? ' label' : FUNCTIONS.includes(x) ? ' function' : ' metric'))));
+    list.hidden = false;
+    input.setAttribute('aria-expanded', 'true');
+    highlight(0);
+  };
+  input.addEventListener('input', refresh);
+  input.addEventListener('focus', () => { loadNames(); });
+  input.addEventListener('blur', () => setTimeout(close, 100));
+  input.addEventListener('keydown', (e) => {
+    const open = !list.hidden;
+    if (open && e.key === 'ArrowDown') { e.preventDefault(); highlight((active + 1) % items.length); }
+    else if (open && e.key === 'ArrowUp') { e.preventDefault(); highlight((active - 1 + items.length) % items.length); }
+    else if (open && (e.key === 'Tab' || (e.key === 'Enter' && active >= 0))) { e.preventDefault(); accept(active); }
+    else if (open && e.key === 'Escape') { e.preventDefault(); close(); }
+    else if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); run(); }
+  });
+}
