@@ -11,15 +11,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use meshlens_analysis::{build_graph, compute_stats, GraphQuery, GraphSource, GraphType, StatsQuery};
+use meshlens_analysis::{
+    build_graph, compute_stats, GraphQuery, GraphSource, GraphType, StatsQuery,
+};
 use meshlens_model::{Labels, MetricWriter, Sample, SpanReader, TimeSeries};
 use meshlens_promql::{Engine, EngineOptions};
 use meshlens_spanstore::{SpanStore, SpanStoreOptions};
 use meshlens_tsdb::{FsyncPolicy, Tsdb, TsdbOptions};
 
 const ISTIO_BUCKETS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
 fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> (f64, T) {
@@ -34,10 +36,24 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (best, out.expect("n > 0"))
 }
 
+fn graph_types() -> Vec<GraphType> {
+    match std::env::var("GRAPH_TYPES").ok().as_deref() {
+        Some("app") => vec![GraphType::App],
+        _ => vec![GraphType::Workload, GraphType::App, GraphType::Service],
+    }
+}
+
 fn graph_bench() {
-    let scrape_ms: i64 = std::env::var("SCRAPE_S").ok().and_then(|s| s.parse().ok()).unwrap_or(15) * 1000;
+    let scrape_ms: i64 = std::env::var("SCRAPE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15)
+        * 1000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = TsdbOptions { wal_fsync: FsyncPolicy::Never, ..TsdbOptions::default() };
+    let opts = TsdbOptions {
+        wal_fsync: FsyncPolicy::Never,
+        ..TsdbOptions::default()
+    };
     let db = Arc::new(Tsdb::open(dir.path(), opts).expect("open"));
     let now = meshlens_model::time::now_ms();
     let end = now - now % scrape_ms;
@@ -67,7 +83,10 @@ fn graph_bench() {
                     ("destination_workload_namespace".into(), nb.clone()),
                     ("destination_app".into(), sb.clone()),
                     ("destination_version".into(), "v1".into()),
-                    ("destination_service".into(), format!("{sb}.{nb}.svc.cluster.local")),
+                    (
+                        "destination_service".into(),
+                        format!("{sb}.{nb}.svc.cluster.local"),
+                    ),
                     ("destination_service_name".into(), sb.clone()),
                     ("destination_service_namespace".into(), nb.clone()),
                     ("request_protocol".into(), "http".into()),
@@ -85,13 +104,24 @@ fn graph_bench() {
             for (code, r) in [("200", 9.9), ("500", 0.1)] {
                 let mut l = base("istio_requests_total");
                 l.push(("response_code".into(), code.into()));
-                batch.push(TimeSeries { labels: Labels::from_pairs(l), samples: ramp(r) });
+                batch.push(TimeSeries {
+                    labels: Labels::from_pairs(l),
+                    samples: ramp(r),
+                });
             }
-            for (i, le) in ISTIO_BUCKETS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]).enumerate() {
+            for (i, le) in ISTIO_BUCKETS
+                .iter()
+                .map(|b| b.to_string())
+                .chain(["+Inf".to_string()])
+                .enumerate()
+            {
                 let mut l = base("istio_request_duration_milliseconds_bucket");
                 l.push(("le".into(), le));
                 let share = ((i + 1) as f64 / 8.0).min(1.0);
-                batch.push(TimeSeries { labels: Labels::from_pairs(l), samples: ramp(10.0 * share) });
+                batch.push(TimeSeries {
+                    labels: Labels::from_pairs(l),
+                    samples: ramp(10.0 * share),
+                });
             }
         }
         series += batch.len();
@@ -105,7 +135,7 @@ fn graph_bench() {
     let spans_dir = tempfile::tempdir().expect("tempdir");
     let spans = SpanStore::open(spans_dir.path(), SpanStoreOptions::default()).expect("open");
     let engine = Engine::new(EngineOptions::default());
-    for gt in [GraphType::Workload, GraphType::App, GraphType::Service] {
+    for gt in graph_types() {
         let q = GraphQuery {
             graph_type: gt,
             window_ms: 3_600_000,
@@ -131,11 +161,31 @@ fn graph_bench() {
             .expect("query")
     });
     println!("  of which the requests query alone: {ms:.0} ms");
+    let (ms, _) = best_of(1, || {
+        engine
+            .instant_query(&*db, "sum by (source_workload, destination_workload, le) (increase(istio_request_duration_milliseconds_bucket[1h]))", end)
+            .expect("query")
+    });
+    println!("  the bucket query alone: {ms:.0} ms");
+    let m = [meshlens_model::LabelMatcher::equal(
+        "__name__",
+        "istio_request_duration_milliseconds_bucket",
+    )];
+    for (what, lo) in [("1h", end - 3_600_000), ("5m", end - 300_000)] {
+        let (ms, n) = best_of(2, || {
+            let s = meshlens_model::MetricReader::select(&*db, &m, lo, end).expect("select");
+            s.iter().map(|x| x.samples.len()).sum::<usize>()
+        });
+        println!("  floor: raw select of the bucket series over {what}: {n} samples in {ms:.0} ms");
+    }
 }
 
 fn stats_bench() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = SpanStoreOptions { fsync: false, ..SpanStoreOptions::default() };
+    let opts = SpanStoreOptions {
+        fsync: false,
+        ..SpanStoreOptions::default()
+    };
     let store = SpanStore::open(dir.path(), opts).expect("open");
     let now = meshlens_model::time::now_ms() as u64 * 1000;
     let hour = 3_600_000_000u64;
@@ -151,7 +201,10 @@ fn stats_bench() {
         chunk += 1;
     }
     store.flush().expect("flush");
-    println!("stats: wrote {total} spans in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "stats: wrote {total} spans in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let end_ms = (now / 1000) as i64;
     let (ms, n) = best_of(3, || {
         let mut n = 0u64;
@@ -159,7 +212,12 @@ fn stats_bench() {
         n
     });
     println!("  baseline: bare scan of {n} spans (one thread) in {ms:.0} ms");
-    let q = StatsQuery { window_ms: 3_700_000, end_ms: end_ms + 1, cluster: None, service: None };
+    let q = StatsQuery {
+        window_ms: 3_700_000,
+        end_ms: end_ms + 1,
+        cluster: None,
+        service: None,
+    };
     let (ms, s) = best_of(3, || compute_stats(&store, &q).expect("stats"));
     println!(
         "stats over {} spans ({} traces, {} requests, {} URLs): {ms:.0} ms (goal 300 ms)",

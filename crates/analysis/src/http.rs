@@ -41,12 +41,23 @@ const GRAPH_WINDOW_MS: i64 = 5 * 60_000;
 const STATS_WINDOW_MS: i64 = 3_600_000;
 
 pub fn graph_query(p: &HashMap<String, String>, now_ms: i64) -> Result<GraphQuery, ParamError> {
-    let known = ["type", "window", "end", "cluster", "namespace", "focus", "source"];
+    let known = [
+        "type",
+        "window",
+        "end",
+        "cluster",
+        "namespace",
+        "focus",
+        "source",
+    ];
     let p = Params::new(p, &known)?;
     let graph_type = match p.opt("type") {
         None => GraphType::Workload,
         Some(t) => GraphType::parse(t).ok_or_else(|| {
-            ParamError::new("type", format!("{t:?}: use workload, app, versionedApp or service"))
+            ParamError::new(
+                "type",
+                format!("{t:?}: use workload, app, versionedApp or service"),
+            )
         })?,
     };
     let source = match p.opt("source") {
@@ -102,7 +113,11 @@ where
         Ok(Err(e)) => error(e),
         Err(e) => {
             tracing::error!("analysis task failed: {e}");
-            envelope(StatusCode::INTERNAL_SERVER_ERROR, "internal", "analysis failed")
+            envelope(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "analysis failed",
+            )
         }
     }
 }

@@ -28,7 +28,9 @@ pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> Option<f64> {
         return None;
     }
     let rank = q * total;
-    let b = buckets.partition_point(|x| x.1 < rank).min(buckets.len() - 1);
+    let b = buckets
+        .partition_point(|x| x.1 < rank)
+        .min(buckets.len() - 1);
     if b == buckets.len() - 1 {
         return Some(buckets[buckets.len() - 2].0);
     }
@@ -61,13 +63,21 @@ mod tests {
 
     #[test]
     fn interpolates_like_prometheus() {
-        let mut b = vec![(10.0, 50.0), (25.0, 90.0), (50.0, 100.0), (f64::INFINITY, 100.0)];
+        let mut b = vec![
+            (10.0, 50.0),
+            (25.0, 90.0),
+            (50.0, 100.0),
+            (f64::INFINITY, 100.0),
+        ];
         assert_eq!(bucket_quantile(0.5, &mut b), Some(10.0));
         // rank 95 lies in (25, 50]: 25 + 25 * 5/10.
         assert_eq!(bucket_quantile(0.95, &mut b), Some(37.5));
         let mut inf = vec![(10.0, 1.0), (f64::INFINITY, 4.0)];
         assert_eq!(bucket_quantile(0.9, &mut inf), Some(10.0));
-        assert_eq!(bucket_quantile(0.5, &mut [(1.0, 0.0), (f64::INFINITY, 0.0)]), None);
+        assert_eq!(
+            bucket_quantile(0.5, &mut [(1.0, 0.0), (f64::INFINITY, 0.0)]),
+            None
+        );
     }
 
     #[test]

@@ -24,7 +24,13 @@ fn fixture() -> Fixture {
     write_metrics(&*tsdb, end);
     let spans = spanstore(&dir.path().join("spans"));
     spans.write(common::spans(end)).unwrap();
-    Fixture { _dir: dir, tsdb, spans, engine: Engine::new(EngineOptions::default()), end }
+    Fixture {
+        _dir: dir,
+        tsdb,
+        spans,
+        engine: Engine::new(EngineOptions::default()),
+        end,
+    }
 }
 
 fn query(f: &Fixture, gt: GraphType, source: GraphSource) -> GraphQuery {
@@ -55,7 +61,10 @@ fn edge<'a>(g: &'a Graph, src: &str, dst: &str) -> &'a meshlens_analysis::Edge {
 }
 
 fn node<'a>(g: &'a Graph, id: &str) -> &'a meshlens_analysis::Node {
-    g.nodes.iter().find(|n| n.id == id).unwrap_or_else(|| panic!("no node {id}"))
+    g.nodes
+        .iter()
+        .find(|n| n.id == id)
+        .unwrap_or_else(|| panic!("no node {id}"))
 }
 
 const GW: &str = "east/istio-system/istio-ingressgateway";
@@ -71,7 +80,10 @@ fn check_app_graph(g: &Graph) {
     assert_eq!(g.edges.len(), 4);
 
     let e = edge(g, PP, RV);
-    assert!(close(e.requests, 900.0) && close(e.request_rate, 3.0), "{e:?}");
+    assert!(
+        close(e.requests, 900.0) && close(e.request_rate, 3.0),
+        "{e:?}"
+    );
     assert!(close(e.errors, 30.0) && close(e.error_rate, 30.0 / 900.0));
     assert!(close(e.response_codes["200"], 870.0) && close(e.response_codes["503"], 30.0));
     assert_eq!(e.health, Health::Degraded);
@@ -140,18 +152,27 @@ fn metrics_and_traces_agree() {
         assert_eq!(ids(&m), ids(&t), "{gt:?}");
         assert_eq!(m.edges.len(), t.edges.len());
         for (a, b) in m.edges.iter().zip(&t.edges) {
-            assert_eq!((&a.source, &a.target, &a.protocol), (&b.source, &b.target, &b.protocol));
+            assert_eq!(
+                (&a.source, &a.target, &a.protocol),
+                (&b.source, &b.target, &b.protocol)
+            );
             assert!(close(a.requests, b.requests), "{a:?} {b:?}");
             assert!(close(a.request_rate, b.request_rate));
             assert!(close(a.error_rate, b.error_rate));
             assert_eq!(a.health, b.health);
-            assert_eq!(a.response_codes.keys().collect::<Vec<_>>(), b.response_codes.keys().collect::<Vec<_>>());
+            assert_eq!(
+                a.response_codes.keys().collect::<Vec<_>>(),
+                b.response_codes.keys().collect::<Vec<_>>()
+            );
             for (k, v) in &a.response_codes {
                 assert!(close(*v, b.response_codes[k]));
             }
         }
         for (a, b) in m.nodes.iter().zip(&t.nodes) {
-            assert!(close(a.request_rate_in, b.request_rate_in) && close(a.request_rate_out, b.request_rate_out));
+            assert!(
+                close(a.request_rate_in, b.request_rate_in)
+                    && close(a.request_rate_out, b.request_rate_out)
+            );
             assert!(close(a.error_rate, b.error_rate));
             assert_eq!(a.health, b.health, "{}", a.id);
         }
@@ -161,7 +182,10 @@ fn metrics_and_traces_agree() {
 #[test]
 fn versioned_app_graph_splits_versions() {
     let f = fixture();
-    let g = run(&f, &query(&f, GraphType::VersionedApp, GraphSource::Metrics));
+    let g = run(
+        &f,
+        &query(&f, GraphType::VersionedApp, GraphSource::Metrics),
+    );
     let e = edge(&g, "east/default/productpage/v1", "east/default/reviews/v1");
     assert!(close(e.requests, 600.0) && close(e.error_rate, 0.05));
     let e = edge(&g, "east/default/productpage/v1", "east/default/reviews/v2");
@@ -203,7 +227,10 @@ fn focus_namespace_and_cluster_filters() {
     q.namespace = Some("istio-system".into());
     let g = run(&f, &q);
     assert_eq!(g.edges.len(), 1);
-    assert_eq!((g.edges[0].source.as_str(), g.edges[0].target.as_str()), (GW, PP));
+    assert_eq!(
+        (g.edges[0].source.as_str(), g.edges[0].target.as_str()),
+        (GW, PP)
+    );
 
     let mut q = query(&f, GraphType::App, GraphSource::Metrics);
     q.cluster = Some("west".into());
@@ -214,7 +241,10 @@ fn focus_namespace_and_cluster_filters() {
 fn both_sources_add_edges_only_traces_see() {
     let f = fixture();
     // details calls an external API nobody instruments: only its CLIENT span knows.
-    let mut extra = common::spans(f.end).into_iter().find(|s| s.local_service() == Some("details.default")).unwrap();
+    let mut extra = common::spans(f.end)
+        .into_iter()
+        .find(|s| s.local_service() == Some("details.default"))
+        .unwrap();
     extra.kind = Some(meshlens_model::SpanKind::Client);
     extra.id = 1 << 40;
     extra.remote_endpoint = Some(meshlens_model::Endpoint {

@@ -11,12 +11,19 @@ use meshlens_promql::{Engine, EngineOptions};
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
     let status = buf[9..12].parse().unwrap();
     let body = buf.split_once("\r\n\r\n").unwrap().1;
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[test]
@@ -32,13 +39,22 @@ fn graph_and_stats_endpoints() {
         spans,
         engine: Arc::new(Engine::new(EngineOptions::default())),
     });
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move { axum::serve(listener, router(state)).await });
 
     let e = end as f64 / 1000.0;
-    let (st, g) = get(addr, &format!("/api/v1/graph?type=app&window=5m&end={e}&source=traces&focus=ratings"));
+    let (st, g) = get(
+        addr,
+        &format!("/api/v1/graph?type=app&window=5m&end={e}&source=traces&focus=ratings"),
+    );
     assert_eq!(st, 200, "{g}");
     assert_eq!(g["edges"].as_array().unwrap().len(), 1);
     assert_eq!(g["edges"][0]["requestRate"], 1.0);
@@ -49,7 +65,10 @@ fn graph_and_stats_endpoints() {
     assert_eq!(st, 200);
     assert_eq!(g["nodes"][0]["nodeType"], "workload");
 
-    let (st, s) = get(addr, &format!("/api/v1/stats?window=5m&end={e}&service=ratings.default"));
+    let (st, s) = get(
+        addr,
+        &format!("/api/v1/stats?window=5m&end={e}&service=ratings.default"),
+    );
     assert_eq!(st, 200, "{s}");
     assert_eq!(s["totals"]["requests"], 300);
     assert_eq!(s["per_status"][0]["key"], "200");
@@ -68,6 +87,9 @@ fn graph_and_stats_endpoints() {
         let (st, b) = get(addr, path);
         assert_eq!(st, 400, "{path}: {b}");
         assert_eq!(b["errorType"], "bad_data");
-        assert!(b["error"].as_str().unwrap().contains(&format!("{param:?}")), "{path}: {b}");
+        assert!(
+            b["error"].as_str().unwrap().contains(&format!("{param:?}")),
+            "{path}: {b}"
+        );
     }
 }

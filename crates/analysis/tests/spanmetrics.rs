@@ -9,20 +9,34 @@ use meshlens_analysis::SpanMetrics;
 use meshlens_model::{Endpoint, LabelMatcher, MetricReader, Span, SpanKind, TraceId};
 use meshlens_promql::{Engine, EngineOptions, Value};
 
-fn span(id: u64, parent: Option<u64>, service: &str, kind: SpanKind, dur_us: u64, error: bool) -> Span {
+fn span(
+    id: u64,
+    parent: Option<u64>,
+    service: &str,
+    kind: SpanKind,
+    dur_us: u64,
+    error: bool,
+) -> Span {
     let mut tags = BTreeMap::new();
     if error {
         tags.insert("error".to_string(), "true".to_string());
     }
     Span {
-        trace_id: TraceId { high: 0, low: 42, is_128: false },
+        trace_id: TraceId {
+            high: 0,
+            low: 42,
+            is_128: false,
+        },
         id,
         parent_id: parent,
         name: Some("GET /api".into()),
         kind: Some(kind),
         timestamp: Some(1),
         duration: Some(dur_us),
-        local_endpoint: Some(Endpoint { service_name: Some(service.into()), ..Default::default() }),
+        local_endpoint: Some(Endpoint {
+            service_name: Some(service.into()),
+            ..Default::default()
+        }),
         remote_endpoint: None,
         annotations: Vec::new(),
         tags,
@@ -62,11 +76,21 @@ fn pairs_across_batches_and_writes_tempo_series() {
     let t1 = common::end_ms();
     assert!(sm.flush(t1).unwrap() > 0);
 
-    let l = [("service", "backend"), ("span_name", "GET /api"), ("span_kind", "SPAN_KIND_SERVER")];
+    let l = [
+        ("service", "backend"),
+        ("span_name", "GET /api"),
+        ("span_kind", "SPAN_KIND_SERVER"),
+    ];
     let ok = [l.as_slice(), &[("status_code", "STATUS_CODE_UNSET")]].concat();
     let err = [l.as_slice(), &[("status_code", "STATUS_CODE_ERROR")]].concat();
-    assert_eq!(value(&*db, "traces_spanmetrics_calls_total", &ok, t1), Some(1.0));
-    assert_eq!(value(&*db, "traces_spanmetrics_calls_total", &err, t1), Some(1.0));
+    assert_eq!(
+        value(&*db, "traces_spanmetrics_calls_total", &ok, t1),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&*db, "traces_spanmetrics_calls_total", &err, t1),
+        Some(1.0)
+    );
     // 10 ms falls in le=0.016; 50 ms in le=0.064.
     let b = |le: &str, lab: &[(&str, &str)]| {
         let mut x = lab.to_vec();
@@ -78,14 +102,40 @@ fn pairs_across_batches_and_writes_tempo_series() {
     assert_eq!(b("+Inf", &ok), Some(1.0));
     assert_eq!(b("0.032", &err), Some(0.0));
     assert_eq!(b("0.064", &err), Some(1.0));
-    assert_eq!(value(&*db, "traces_spanmetrics_latency_sum", &ok, t1), Some(0.01));
-    assert_eq!(value(&*db, "traces_spanmetrics_latency_count", &err, t1), Some(1.0));
+    assert_eq!(
+        value(&*db, "traces_spanmetrics_latency_sum", &ok, t1),
+        Some(0.01)
+    );
+    assert_eq!(
+        value(&*db, "traces_spanmetrics_latency_count", &err, t1),
+        Some(1.0)
+    );
 
     let e = [("client", "frontend"), ("server", "backend")];
-    assert_eq!(value(&*db, "traces_service_graph_request_total", &e, t1), Some(2.0));
-    assert_eq!(value(&*db, "traces_service_graph_request_failed_total", &e, t1), Some(1.0));
-    assert_eq!(value(&*db, "traces_service_graph_request_client_seconds_count", &e, t1), Some(2.0));
-    let sum = value(&*db, "traces_service_graph_request_server_seconds_sum", &e, t1).unwrap();
+    assert_eq!(
+        value(&*db, "traces_service_graph_request_total", &e, t1),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&*db, "traces_service_graph_request_failed_total", &e, t1),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &*db,
+            "traces_service_graph_request_client_seconds_count",
+            &e,
+            t1
+        ),
+        Some(2.0)
+    );
+    let sum = value(
+        &*db,
+        "traces_service_graph_request_server_seconds_sum",
+        &e,
+        t1,
+    )
+    .unwrap();
     assert!((sum - 0.06).abs() < 1e-12);
 
     // Counters stay cumulative; the zero written before the first value lets increase()
@@ -96,13 +146,22 @@ fn pairs_across_batches_and_writes_tempo_series() {
     ]);
     let t2 = t1 + 15_000;
     sm.flush(t2).unwrap();
-    assert_eq!(value(&*db, "traces_service_graph_request_total", &e, t2), Some(3.0));
+    assert_eq!(
+        value(&*db, "traces_service_graph_request_total", &e, t2),
+        Some(3.0)
+    );
     let engine = Engine::new(EngineOptions::default());
-    let inc = instant(&engine, &*db, "sum(increase(traces_service_graph_request_total[1m]))", t2);
+    let inc = instant(
+        &engine,
+        &*db,
+        "sum(increase(traces_service_graph_request_total[1m]))",
+        t2,
+    );
     // Samples 0, 2, 3 at t1-15s, t1, t1+15s over a 1m window: 3 extrapolated by Prometheus'
     // rules (start limited by the zero crossing): 3 * (30 + 0) / 30.
     assert!((inc - 3.0).abs() < 1e-9, "{inc}");
-    let q = "histogram_quantile(0.5, sum by (le) (traces_service_graph_request_server_seconds_bucket))";
+    let q =
+        "histogram_quantile(0.5, sum by (le) (traces_service_graph_request_server_seconds_bucket))";
     let p50 = instant(&engine, &*db, q, t2);
     // 3 server durations (1, 10, 50 ms): rank 1.5 lies in (0.008, 0.016] holding 1 of them.
     assert!((p50 - (0.008 + 0.008 * 0.5)).abs() < 1e-12, "{p50}");
@@ -122,16 +181,38 @@ fn unpaired_spans_expire_into_virtual_nodes_and_counts() {
     let t = common::end_ms();
     sm.flush(t).unwrap();
     // A root server span is called by "user" at once.
-    let user = [("client", "user"), ("server", "frontend"), ("connection_type", "virtual_node")];
-    assert_eq!(value(&*db, "traces_service_graph_request_total", &user, t), Some(1.0));
+    let user = [
+        ("client", "user"),
+        ("server", "frontend"),
+        ("connection_type", "virtual_node"),
+    ];
+    assert_eq!(
+        value(&*db, "traces_service_graph_request_total", &user, t),
+        Some(1.0)
+    );
     // The others wait one full flush period, then expire.
     assert_eq!(sm.pending(), 2);
     sm.flush(t + 15_000).unwrap();
     assert_eq!(sm.pending(), 0);
-    let v = [("client", "checkout"), ("server", "stripe"), ("connection_type", "virtual_node")];
-    assert_eq!(value(&*db, "traces_service_graph_request_total", &v, t + 15_000), Some(1.0));
+    let v = [
+        ("client", "checkout"),
+        ("server", "stripe"),
+        ("connection_type", "virtual_node"),
+    ];
+    assert_eq!(
+        value(&*db, "traces_service_graph_request_total", &v, t + 15_000),
+        Some(1.0)
+    );
     let u = [("server", "payments")];
-    assert_eq!(value(&*db, "traces_service_graph_unpaired_spans_total", &u, t + 15_000), Some(1.0));
+    assert_eq!(
+        value(
+            &*db,
+            "traces_service_graph_unpaired_spans_total",
+            &u,
+            t + 15_000
+        ),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -147,8 +228,27 @@ fn deterministic_output() {
         let t = common::end_ms();
         sm.flush(t).unwrap();
         sm.flush(t + 15_000).unwrap();
-        let all = db.select(&[LabelMatcher::new(meshlens_model::MatchOp::RegexMatch, "__name__", "traces_.*").unwrap()], 0, i64::MAX).unwrap();
-        all.into_iter().map(|s| (s.labels, s.samples.iter().map(|x| (x.v.to_bits(), x.t - t)).collect::<Vec<_>>())).collect::<Vec<_>>()
+        let all = db
+            .select(
+                &[
+                    LabelMatcher::new(meshlens_model::MatchOp::RegexMatch, "__name__", "traces_.*")
+                        .unwrap(),
+                ],
+                0,
+                i64::MAX,
+            )
+            .unwrap();
+        all.into_iter()
+            .map(|s| {
+                (
+                    s.labels,
+                    s.samples
+                        .iter()
+                        .map(|x| (x.v.to_bits(), x.t - t))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect::<Vec<_>>()
     };
     let a = run();
     assert!(a.len() > 100);

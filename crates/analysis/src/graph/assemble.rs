@@ -29,7 +29,11 @@ impl Health {
             return Health::Na;
         }
         let share = |f: &dyn Fn(&str) -> bool| {
-            codes.iter().filter(|(c, _)| f(c)).fold(0.0, |a, (_, n)| a + n) / total
+            codes
+                .iter()
+                .filter(|(c, _)| f(c))
+                .fold(0.0, |a, (_, n)| a + n)
+                / total
         };
         let e5 = share(&|c| is_error_code(c));
         let e4 = share(&|c| c.len() == 3 && c.starts_with('4'));
@@ -66,8 +70,12 @@ fn node_type(gt: GraphType, k: &NodeKey) -> &'static str {
 
 fn keep(k: &EdgeKey, q: &GraphQuery) -> bool {
     let either = |f: &dyn Fn(&NodeKey) -> bool| f(&k.src) || f(&k.dst);
-    q.cluster.as_deref().is_none_or(|c| either(&|n| n.cluster == c))
-        && q.namespace.as_deref().is_none_or(|ns| either(&|n| n.namespace == ns))
+    q.cluster
+        .as_deref()
+        .is_none_or(|c| either(&|n| n.cluster == c))
+        && q.namespace
+            .as_deref()
+            .is_none_or(|ns| either(&|n| n.namespace == ns))
         && q.focus.as_deref().is_none_or(|f| either(&|n| n.name == f))
 }
 
@@ -128,7 +136,9 @@ pub(crate) fn assemble(edges: EdgeMap, q: &GraphQuery) -> Graph {
     let mut list: Vec<(EdgeKey, EdgeAcc)> = edges
         .into_iter()
         .filter(|(k, a)| {
-            keep(k, q) && (a.requests > 0.0 || a.tcp_sent.unwrap_or(0.0) + a.tcp_received.unwrap_or(0.0) > 0.0)
+            keep(k, q)
+                && (a.requests > 0.0
+                    || a.tcp_sent.unwrap_or(0.0) + a.tcp_received.unwrap_or(0.0) > 0.0)
         })
         .collect();
     list.sort_by(|a, b| a.0.cmp(&b.0));

@@ -223,10 +223,8 @@ pub fn build_graph(
         GraphSource::Traces => traces::edges(spans, q)?,
         GraphSource::Both => {
             let mut m = metrics::edges(metrics, engine, q)?;
-            let pairs: std::collections::HashSet<(NodeKey, NodeKey)> = m
-                .keys()
-                .map(|k| (k.src.clone(), k.dst.clone()))
-                .collect();
+            let pairs: std::collections::HashSet<(NodeKey, NodeKey)> =
+                m.keys().map(|k| (k.src.clone(), k.dst.clone())).collect();
             for (k, v) in traces::edges(spans, q)? {
                 if !pairs.contains(&(k.src.clone(), k.dst.clone())) {
                     m.insert(k, v);

@@ -61,10 +61,15 @@ fn node_key(service: &str, s: &Span, own: bool, gt: GraphType) -> NodeKey {
     let (name, ns) = split_service(service);
     let cluster = span_cluster(s);
     let version = (gt == GraphType::VersionedApp).then(|| {
-        own.then(|| tag(s, &["istio.canonical_revision", "version", "service.version"]))
-            .flatten()
-            .unwrap_or("unknown")
-            .to_string()
+        own.then(|| {
+            tag(
+                s,
+                &["istio.canonical_revision", "version", "service.version"],
+            )
+        })
+        .flatten()
+        .unwrap_or("unknown")
+        .to_string()
     });
     NodeKey {
         cluster: cluster.to_string(),
@@ -102,7 +107,11 @@ fn remote_of(s: &Span) -> Option<String> {
     }
     let uc = tag(s, &["upstream_cluster"])?;
     let host = uc.split('|').nth(3).filter(|h| !h.is_empty())?;
-    Some(host.strip_suffix(".svc.cluster.local").unwrap_or(host).to_string())
+    Some(
+        host.strip_suffix(".svc.cluster.local")
+            .unwrap_or(host)
+            .to_string(),
+    )
 }
 
 #[derive(Default)]

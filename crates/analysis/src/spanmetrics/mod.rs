@@ -18,8 +18,8 @@ use std::sync::Arc;
 use meshlens_model::{MetricWriter, Span, SpanKind, StorageError, TimeSeries};
 use parking_lot::Mutex;
 
-pub use series::{Hist, LATENCY_BUCKETS};
 use series::Sink;
+pub use series::{Hist, LATENCY_BUCKETS};
 
 use crate::fx::FxMap;
 
@@ -110,7 +110,10 @@ fn status_index(s: &Span) -> usize {
 
 /// A client span's peer when no instrumented server answers (Tempo's virtual nodes).
 fn virtual_peer(s: &Span) -> Option<(String, usize)> {
-    if let Some(p) = s.remote_service().or_else(|| s.tags.get("peer.service").map(|x| x.as_str())) {
+    if let Some(p) = s
+        .remote_service()
+        .or_else(|| s.tags.get("peer.service").map(|x| x.as_str()))
+    {
         return Some((p.to_string(), 1));
     }
     let db = s.tags.get("db.name").or_else(|| s.tags.get("db.system"))?;
@@ -134,7 +137,12 @@ impl SpanMetrics {
             };
             let secs = s.duration.unwrap_or(0) as f64 / 1e6;
             let (kind, status) = (kind_index(s.kind), status_index(s));
-            st.count_call(service, s.name.as_deref().unwrap_or(""), kind * 3 + status, secs);
+            st.count_call(
+                service,
+                s.name.as_deref().unwrap_or(""),
+                kind * 3 + status,
+                secs,
+            );
             let trace = (s.trace_id.high, s.trace_id.low);
             let failed = status == 2;
             match s.kind {
@@ -211,7 +219,15 @@ impl State {
         v[slot].hist.observe(secs);
     }
 
-    fn edge(&mut self, client: &str, server: &str, conn: usize, failed: bool, c: Option<f64>, s: Option<f64>) {
+    fn edge(
+        &mut self,
+        client: &str,
+        server: &str,
+        conn: usize,
+        failed: bool,
+        c: Option<f64>,
+        s: Option<f64>,
+    ) {
         let e = self
             .edges
             .entry((client.to_string(), server.to_string(), conn))
@@ -233,7 +249,14 @@ impl State {
                 let (c, s) = if p.is_client { (&p, &o) } else { (&o, &p) };
                 let conn = if c.messaging || s.messaging { 2 } else { 0 };
                 let failed = c.failed || s.failed;
-                self.edge(&c.service, &s.service, conn, failed, Some(c.seconds), Some(s.seconds));
+                self.edge(
+                    &c.service,
+                    &s.service,
+                    conn,
+                    failed,
+                    Some(c.seconds),
+                    Some(s.seconds),
+                );
             }
             Some(o) => {
                 // Same side twice (a duplicate): keep the first.
@@ -304,7 +327,12 @@ impl State {
                         ("span_kind", KINDS[i / 3]),
                         ("status_code", STATUSES[i % 3]),
                     ];
-                    let mut s = Sink { now_ms, zero_ms, is_new: !c.flushed, out: &mut out };
+                    let mut s = Sink {
+                        now_ms,
+                        zero_ms,
+                        is_new: !c.flushed,
+                        out: &mut out,
+                    };
                     s.push("traces_spanmetrics_calls_total", &l, c.hist.count() as f64);
                     c.hist.render("traces_spanmetrics_latency", &l, &mut s);
                     c.flushed = true;
@@ -317,22 +345,47 @@ impl State {
                 ("server", server.as_str()),
                 ("connection_type", CONN[*conn]),
             ];
-            let mut s = Sink { now_ms, zero_ms, is_new: !e.flushed, out: &mut out };
+            let mut s = Sink {
+                now_ms,
+                zero_ms,
+                is_new: !e.flushed,
+                out: &mut out,
+            };
             s.push("traces_service_graph_request_total", &l, e.total as f64);
-            s.push("traces_service_graph_request_failed_total", &l, e.failed as f64);
-            e.server.render("traces_service_graph_request_server_seconds", &l, &mut s);
-            e.client.render("traces_service_graph_request_client_seconds", &l, &mut s);
+            s.push(
+                "traces_service_graph_request_failed_total",
+                &l,
+                e.failed as f64,
+            );
+            e.server
+                .render("traces_service_graph_request_server_seconds", &l, &mut s);
+            e.client
+                .render("traces_service_graph_request_client_seconds", &l, &mut s);
             e.flushed = true;
         }
         for ((side, service), (n, flushed)) in self.unpaired.iter_mut() {
             let l = [(*side, service.as_str())];
-            let mut s = Sink { now_ms, zero_ms, is_new: !*flushed, out: &mut out };
+            let mut s = Sink {
+                now_ms,
+                zero_ms,
+                is_new: !*flushed,
+                out: &mut out,
+            };
             s.push("traces_service_graph_unpaired_spans_total", &l, *n as f64);
             *flushed = true;
         }
         if self.dropped.0 > 0 {
-            let mut s = Sink { now_ms, zero_ms, is_new: !self.dropped.1, out: &mut out };
-            s.push("traces_service_graph_dropped_spans_total", &[], self.dropped.0 as f64);
+            let mut s = Sink {
+                now_ms,
+                zero_ms,
+                is_new: !self.dropped.1,
+                out: &mut out,
+            };
+            s.push(
+                "traces_service_graph_dropped_spans_total",
+                &[],
+                self.dropped.0 as f64,
+            );
             self.dropped.1 = true;
         }
         out

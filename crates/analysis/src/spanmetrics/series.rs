@@ -59,9 +59,8 @@ pub struct Sink<'a> {
 
 impl Sink<'_> {
     pub fn push(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
-        let labels = Labels::from_pairs(
-            std::iter::once(("__name__", name)).chain(labels.iter().copied()),
-        );
+        let labels =
+            Labels::from_pairs(std::iter::once(("__name__", name)).chain(labels.iter().copied()));
         let mut samples = Vec::with_capacity(2);
         if self.is_new && self.zero_ms < self.now_ms {
             samples.push(Sample::new(self.zero_ms, 0.0));

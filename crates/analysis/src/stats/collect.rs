@@ -3,8 +3,8 @@
 
 use meshlens_model::{Span, SpanKind};
 
-use super::{span_cluster, Count, Distinct, PairCount, ResponseTime, Share, Stats, StatsQuery};
 use super::Totals;
+use super::{span_cluster, Count, Distinct, PairCount, ResponseTime, Share, Stats, StatsQuery};
 use crate::fx::{FxMap, FxSet, Interner};
 
 #[derive(Default)]
@@ -83,10 +83,16 @@ fn path_of(u: &str) -> &str {
 }
 
 fn url(s: &Span) -> Option<&str> {
-    ["http.url", "url.full", "http.target", "url.path", "http.route"]
-        .iter()
-        .find_map(|k| s.tags.get(*k))
-        .map(|u| path_of(u))
+    [
+        "http.url",
+        "url.full",
+        "http.target",
+        "url.path",
+        "http.route",
+    ]
+    .iter()
+    .find_map(|k| s.tags.get(*k))
+    .map(|u| path_of(u))
 }
 
 fn is_request(s: &Span) -> bool {
@@ -176,10 +182,16 @@ impl<'q> Partial<'q> {
         let url = self.urls.absorb(&o.urls);
         let st = self.statuses.absorb(&o.statuses);
         for ((a, b), n) in o.service_url {
-            *self.service_url.entry((svc[a as usize], url[b as usize])).or_default() += n;
+            *self
+                .service_url
+                .entry((svc[a as usize], url[b as usize]))
+                .or_default() += n;
         }
         for ((a, b), n) in o.url_status {
-            *self.url_status.entry((url[a as usize], st[b as usize])).or_default() += n;
+            *self
+                .url_status
+                .entry((url[a as usize], st[b as usize]))
+                .or_default() += n;
         }
         for (i, d) in o.durations.into_iter().enumerate() {
             let to = svc[i] as usize;
@@ -224,7 +236,11 @@ impl<'q> Partial<'q> {
                 response_times.push(rt);
             }
         }
-        response_times.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.service.cmp(&b.service)));
+        response_times.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.service.cmp(&b.service))
+        });
         Stats {
             start_ms: q.end_ms - q.window_ms,
             end_ms: q.end_ms,

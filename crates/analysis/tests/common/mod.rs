@@ -32,12 +32,42 @@ impl W {
     }
 }
 
-pub const GATEWAY: W = W { ns: "istio-system", workload: "istio-ingressgateway", app: "istio-ingressgateway", version: "unknown" };
-pub const PRODUCTPAGE: W = W { ns: "default", workload: "productpage-v1", app: "productpage", version: "v1" };
-pub const REVIEWS1: W = W { ns: "default", workload: "reviews-v1", app: "reviews", version: "v1" };
-pub const REVIEWS2: W = W { ns: "default", workload: "reviews-v2", app: "reviews", version: "v2" };
-pub const RATINGS: W = W { ns: "default", workload: "ratings-v1", app: "ratings", version: "v1" };
-pub const DETAILS: W = W { ns: "default", workload: "details-v1", app: "details", version: "v1" };
+pub const GATEWAY: W = W {
+    ns: "istio-system",
+    workload: "istio-ingressgateway",
+    app: "istio-ingressgateway",
+    version: "unknown",
+};
+pub const PRODUCTPAGE: W = W {
+    ns: "default",
+    workload: "productpage-v1",
+    app: "productpage",
+    version: "v1",
+};
+pub const REVIEWS1: W = W {
+    ns: "default",
+    workload: "reviews-v1",
+    app: "reviews",
+    version: "v1",
+};
+pub const REVIEWS2: W = W {
+    ns: "default",
+    workload: "reviews-v2",
+    app: "reviews",
+    version: "v2",
+};
+pub const RATINGS: W = W {
+    ns: "default",
+    workload: "ratings-v1",
+    app: "ratings",
+    version: "v1",
+};
+pub const DETAILS: W = W {
+    ns: "default",
+    workload: "details-v1",
+    app: "details",
+    version: "v1",
+};
 
 /// One edge's traffic in the window: (code, count, duration ms) groups.
 pub struct Traffic {
@@ -56,28 +86,59 @@ pub struct Traffic {
 /// - productpage-v1 -> details-v1: 120 x 200, 30 x 404 (8 ms)
 pub fn traffic() -> Vec<Traffic> {
     vec![
-        Traffic { src: GATEWAY, dst: PRODUCTPAGE, groups: vec![("200", 900, 8.0)], mtls: false },
+        Traffic {
+            src: GATEWAY,
+            dst: PRODUCTPAGE,
+            groups: vec![("200", 900, 8.0)],
+            mtls: false,
+        },
         Traffic {
             src: PRODUCTPAGE,
             dst: REVIEWS1,
-            groups: vec![("200", 300, 8.0), ("200", 240, 20.0), ("503", 30, 40.0), ("200", 30, 40.0)],
+            groups: vec![
+                ("200", 300, 8.0),
+                ("200", 240, 20.0),
+                ("503", 30, 40.0),
+                ("200", 30, 40.0),
+            ],
             mtls: true,
         },
-        Traffic { src: PRODUCTPAGE, dst: REVIEWS2, groups: vec![("200", 300, 20.0)], mtls: true },
-        Traffic { src: REVIEWS2, dst: RATINGS, groups: vec![("200", 240, 20.0), ("500", 60, 20.0)], mtls: true },
-        Traffic { src: PRODUCTPAGE, dst: DETAILS, groups: vec![("200", 120, 8.0), ("404", 30, 8.0)], mtls: true },
+        Traffic {
+            src: PRODUCTPAGE,
+            dst: REVIEWS2,
+            groups: vec![("200", 300, 20.0)],
+            mtls: true,
+        },
+        Traffic {
+            src: REVIEWS2,
+            dst: RATINGS,
+            groups: vec![("200", 240, 20.0), ("500", 60, 20.0)],
+            mtls: true,
+        },
+        Traffic {
+            src: PRODUCTPAGE,
+            dst: DETAILS,
+            groups: vec![("200", 120, 8.0), ("404", 30, 8.0)],
+            mtls: true,
+        },
     ]
 }
 
 pub const BUCKETS: [f64; 5] = [5.0, 10.0, 25.0, 50.0, f64::INFINITY];
 
 pub fn tsdb(dir: &std::path::Path) -> Arc<Tsdb> {
-    let opts = TsdbOptions { wal_fsync: FsyncPolicy::Never, ..TsdbOptions::default() };
+    let opts = TsdbOptions {
+        wal_fsync: FsyncPolicy::Never,
+        ..TsdbOptions::default()
+    };
     Arc::new(Tsdb::open(dir, opts).expect("open tsdb"))
 }
 
 pub fn spanstore(dir: &std::path::Path) -> Arc<SpanStore> {
-    let opts = SpanStoreOptions { fsync: false, ..SpanStoreOptions::default() };
+    let opts = SpanStoreOptions {
+        fsync: false,
+        ..SpanStoreOptions::default()
+    };
     Arc::new(SpanStore::open(dir, opts).expect("open span store"))
 }
 
@@ -99,14 +160,19 @@ fn istio_labels(t: &Traffic, reporter: &str, name: &str) -> Vec<(String, String)
         ("destination_service_namespace", t.dst.ns),
         ("request_protocol", "http"),
         ("response_flags", "-"),
-        ("connection_security_policy", if t.mtls { "mutual_tls" } else { "none" }),
+        (
+            "connection_security_policy",
+            if t.mtls { "mutual_tls" } else { "none" },
+        ),
     ];
     if reporter == "source" {
         // Source proxies do not know the policy (Istio reports "unknown").
         l.retain(|(k, _)| *k != "connection_security_policy");
         l.push(("connection_security_policy", "unknown"));
     }
-    l.into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    l.into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 /// A counter growing linearly from `end - 2 * window` so that `increase(x[window])` at `end`
@@ -133,13 +199,20 @@ pub fn write_metrics(w: &dyn MetricWriter, end: i64) {
             for (code, n) in codes {
                 let mut l = istio_labels(&t, reporter, "istio_requests_total");
                 l.push(("response_code".into(), code.into()));
-                batch.push(TimeSeries { labels: Labels::from_pairs(l), samples: linear(n as f64, end) });
+                batch.push(TimeSeries {
+                    labels: Labels::from_pairs(l),
+                    samples: linear(n as f64, end),
+                });
             }
             for le in BUCKETS {
                 let n: u64 = t.groups.iter().filter(|g| g.2 <= le).map(|g| g.1).sum();
-                let mut l = istio_labels(&t, reporter, "istio_request_duration_milliseconds_bucket");
+                let mut l =
+                    istio_labels(&t, reporter, "istio_request_duration_milliseconds_bucket");
                 l.push(("le".into(), meshlens_model::format_value(le)));
-                batch.push(TimeSeries { labels: Labels::from_pairs(l), samples: linear(n as f64, end) });
+                batch.push(TimeSeries {
+                    labels: Labels::from_pairs(l),
+                    samples: linear(n as f64, end),
+                });
             }
         }
     }
@@ -147,7 +220,10 @@ pub fn write_metrics(w: &dyn MetricWriter, end: i64) {
 }
 
 fn endpoint(service: String) -> Option<Endpoint> {
-    Some(Endpoint { service_name: Some(service), ..Endpoint::default() })
+    Some(Endpoint {
+        service_name: Some(service),
+        ..Endpoint::default()
+    })
 }
 
 /// The same traffic as spans: per request one trace with a CLIENT span in the caller and a
@@ -166,12 +242,19 @@ pub fn spans(end: i64) -> Vec<Span> {
                 let mut tags = BTreeMap::new();
                 tags.insert("http.status_code".to_string(), code.to_string());
                 tags.insert("http.method".to_string(), "GET".to_string());
-                tags.insert("http.url".to_string(), format!("http://{}:9080/x", t.dst.app));
+                tags.insert(
+                    "http.url".to_string(),
+                    format!("http://{}:9080/x", t.dst.app),
+                );
                 tags.insert("istio.cluster_id".to_string(), "east".to_string());
                 if code.starts_with('5') {
                     tags.insert("error".to_string(), "true".to_string());
                 }
-                let trace_id = TraceId { high: 7, low: tid, is_128: true };
+                let trace_id = TraceId {
+                    high: 7,
+                    low: tid,
+                    is_128: true,
+                };
                 let dur = (ms * 1000.0) as u64;
                 let mut ctags = tags.clone();
                 ctags.insert("istio.canonical_revision".into(), t.src.version.into());
