@@ -32,7 +32,15 @@ fn by_label(base: &str, query: &str, label: &str) -> Vec<(String, f64)> {
 fn demo_mesh_is_observed_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--ingress", "127.0.0.1:0", "--rate", "40"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--ingress",
+            "127.0.0.1:0",
+            "--rate",
+            "40",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::piped())
@@ -66,8 +74,14 @@ fn demo_mesh_is_observed_end_to_end() {
             .iter()
             .map(|r| {
                 (
-                    r["metric"]["source_workload"].as_str().unwrap_or("").to_string(),
-                    r["metric"]["destination_workload"].as_str().unwrap_or("").to_string(),
+                    r["metric"]["source_workload"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    r["metric"]["destination_workload"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
                     r["value"][1].as_str().unwrap().parse().unwrap(),
                 )
             })
@@ -79,12 +93,16 @@ fn demo_mesh_is_observed_end_to_end() {
                 .unwrap_or(0.0)
         };
         let all_there = want.iter().all(|(s, d)| count(s, d) > 0.0);
-        let to_lb = count("proxy-access-control", "http-lb-v1") + count("proxy-access-control", "http-lb-v2");
+        let to_lb = count("proxy-access-control", "http-lb-v1")
+            + count("proxy-access-control", "http-lb-v2");
         (all_there && to_lb >= 300.0).then(|| (count("proxy-access-control", "http-lb-v2"), to_lb))
     });
     // 5 % by weight plus ~3 % sent with the x-canary header: well inside 2 %..20 %.
     let v2_share = counts.0 / counts.1;
-    assert!((0.02..0.20).contains(&v2_share), "http-lb v2 share {v2_share}");
+    assert!(
+        (0.02..0.20).contains(&v2_share),
+        "http-lb v2 share {v2_share}"
+    );
 
     // The fault on /api/flaky: aborts reported with flag FI.
     let flags = by_label(
@@ -92,15 +110,27 @@ fn demo_mesh_is_observed_end_to_end() {
         "sum by (response_flags) (istio_requests_total{reporter=\"source\",source_workload=\"http-lb-v1\"})",
         "response_flags",
     );
-    assert!(flags.iter().any(|(f, n)| f.contains("FI") && *n > 0.0), "{flags:?}");
+    assert!(
+        flags.iter().any(|(f, n)| f.contains("FI") && *n > 0.0),
+        "{flags:?}"
+    );
 
     // Spans from every proxy, the mirror target included, joined into whole traces.
     let services = poll(Duration::from_secs(60), || {
         let s = get_json(&format!("{base}/api/v2/services"));
         (s.as_array()?.len() >= 8).then_some(s)
     });
-    for svc in ["istio-ingressgateway", "proxy-access-control", "http-lb-v1", "clover-server1", "snort-ids"] {
-        assert!(services.as_array().unwrap().iter().any(|s| s == svc), "{svc} missing from {services}");
+    for svc in [
+        "istio-ingressgateway",
+        "proxy-access-control",
+        "http-lb-v1",
+        "clover-server1",
+        "snort-ids",
+    ] {
+        assert!(
+            services.as_array().unwrap().iter().any(|s| s == svc),
+            "{svc} missing from {services}"
+        );
     }
     let traces = get_json(&format!(
         "{base}/api/v2/traces?serviceName=istio-ingressgateway&spanName=all&limit=50"

@@ -30,7 +30,15 @@ fn web_ui_shows_the_demo_mesh() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--ingress", "127.0.0.1:0", "--rate", "40"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--ingress",
+            "127.0.0.1:0",
+            "--rate",
+            "40",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::piped())
@@ -59,7 +67,11 @@ fn web_ui_shows_the_demo_mesh() {
             rows.iter().any(|r| {
                 r["metric"]["source_workload"] == s
                     && r["metric"]["destination_workload"] == d
-                    && r["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) > 0.0
+                    && r["value"][1]
+                        .as_str()
+                        .and_then(|x| x.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                        > 0.0
             })
         };
         EDGES.iter().all(|(s, d)| seen(s, d)).then_some(())

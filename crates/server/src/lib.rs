@@ -187,7 +187,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         let sm = span_metrics.clone();
         trace_state
             .observers
-            .push(Arc::new(move |batch: &[meshlens_model::Span]| sm.observe(batch)));
+            .push(Arc::new(move |batch: &[meshlens_model::Span]| {
+                sm.observe(batch)
+            }));
     }
     let trace_state = Arc::new(trace_state);
     let (side_stop, stop_rx) = tokio::sync::watch::channel(false);

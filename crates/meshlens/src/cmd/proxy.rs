@@ -42,11 +42,20 @@ pub struct Args {
     /// Report as the `source` (outbound sidecar) or `destination` (inbound) side.
     #[arg(long, default_value = "source", value_parser = ["source", "destination"])]
     pub reporter: String,
+    /// Serving threads, each a single-threaded runtime with its own listener (SO_REUSEPORT)
+    /// and upstream connections; 0: one per CPU.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // A current-thread runtime per serving thread (see `ProxyOptions::threads`): no work
+    // stealing, so a request never wakes another thread. Few blocking threads (config
+    // reloads), kept briefly, for a small idle footprint.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(2)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .build()?;
     rt.block_on(serve(args))
 }
@@ -64,6 +73,10 @@ pub fn options(args: &Args) -> ProxyOptions {
     o.app = args.app.clone();
     o.namespace = args.namespace.clone();
     o.sampling_percent = args.sampling;
+    o.threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     o.reporter = if args.reporter == "destination" {
         Reporter::Destination
     } else {

@@ -50,7 +50,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// edits show at once.
 async fn validations(State(s): State<Arc<AppState>>) -> Response {
     let paths = s.mesh_config.clone();
-    match tokio::task::spawn_blocking(move || meshlens_mesh::validate::validate_paths(&paths)).await {
+    match tokio::task::spawn_blocking(move || meshlens_mesh::validate::validate_paths(&paths)).await
+    {
         Ok(report) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             meshlens_mesh::validate::to_json(&report),

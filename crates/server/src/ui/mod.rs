@@ -105,8 +105,14 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let tag = etag();
     let cache = [
         (header::ETAG, HeaderValue::from_static(tag)),
-        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, must-revalidate")),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60, must-revalidate"),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
     ];
     let fresh = headers
         .get(header::IF_NONE_MATCH)
@@ -117,7 +123,10 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     }
     (
         cache,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(a.content_type),
+        )],
         a.body,
     )
         .into_response()
