@@ -30,17 +30,33 @@ pub enum SendError {
     Reset(String),
 }
 
+type H1Pool = HashMap<String, Vec<http1::SendRequest<ReqBody>>>;
+
+thread_local! {
+    /// Which of an [`Upstreams`]' HTTP/1.1 pools this thread uses (see [`set_local_pool`]).
+    static LOCAL_POOL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes this thread use pool `index` of every [`Upstreams`] with more than one: a serving
+/// thread of its own (current-thread runtime) keeps its upstream connections, whose tasks
+/// run on it, to itself.
+pub fn set_local_pool(index: usize) {
+    LOCAL_POOL.with(|c| c.set(index));
+}
+
 pub struct Upstreams {
-    h1: Mutex<HashMap<String, Vec<http1::SendRequest<ReqBody>>>>,
+    /// One HTTP/1.1 pool per serving thread (one in all unless the proxy runs several).
+    h1: Box<[Mutex<H1Pool>]>,
     h2: Mutex<HashMap<String, http2::SendRequest<ReqBody>>>,
     connect_timeout: Duration,
     max_idle_per_endpoint: usize,
 }
 
 impl Upstreams {
-    pub fn new(connect_timeout: Duration) -> Arc<Self> {
+    /// `pools`: HTTP/1.1 pools, one per serving thread.
+    pub fn new(connect_timeout: Duration, pools: usize) -> Arc<Self> {
         Arc::new(Upstreams {
-            h1: Mutex::default(),
+            h1: (0..pools.max(1)).map(|_| Mutex::default()).collect(),
             h2: Mutex::default(),
             connect_timeout,
             max_idle_per_endpoint: 128,
@@ -75,11 +91,21 @@ impl Upstreams {
         Err(SendError::Reset("pooled connections kept closing".into()))
     }
 
+    /// This thread's HTTP/1.1 pool.
+    fn local_h1(&self) -> &Mutex<H1Pool> {
+        let i = if self.h1.len() == 1 {
+            0
+        } else {
+            LOCAL_POOL.with(|c| c.get()) % self.h1.len()
+        };
+        &self.h1[i]
+    }
+
     /// An idle connection to `addr`: one whose previous response body was read to its end
     /// (hyper's connection task marks it ready again without anyone polling it). Closed ones
     /// are dropped; busy ones stay parked.
     fn take_idle(&self, addr: &str) -> Option<http1::SendRequest<ReqBody>> {
-        let mut pool = self.h1.lock();
+        let mut pool = self.local_h1().lock();
         let list = pool.get_mut(addr)?;
         list.retain(|s| !s.is_closed());
         let i = list.iter().position(|s| s.is_ready())?;
@@ -90,7 +116,7 @@ impl Upstreams {
     /// once ready. Parking at once, rather than from a task that waits for readiness, saves
     /// a task spawn and a wake-up per request.
     fn park(&self, addr: &str, sender: http1::SendRequest<ReqBody>) {
-        let mut pool = self.h1.lock();
+        let mut pool = self.local_h1().lock();
         match pool.get_mut(addr) {
             Some(list) if list.len() < self.max_idle_per_endpoint => list.push(sender),
             Some(_) => {}

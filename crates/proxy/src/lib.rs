@@ -93,6 +93,13 @@ pub struct ProxyOptions {
     /// Largest request body buffered (for retries and mirroring); larger gets 413.
     pub max_request_body: usize,
     pub connect_timeout: Duration,
+    /// Threads serving the proxy listener. 1 (default): the calling runtime serves it,
+    /// whatever its flavour. N > 1: the calling runtime plus N - 1 threads, each running a
+    /// current-thread runtime with its own `SO_REUSEPORT` listener on the same address, and
+    /// each with its own upstream connection pool: a downstream connection, its requests and
+    /// their upstream connections then stay on one thread, without cross-thread wake-ups.
+    /// Meant for a current-thread calling runtime (as `meshlens proxy` uses).
+    pub threads: usize,
 }
 
 impl ProxyOptions {
@@ -115,6 +122,7 @@ impl ProxyOptions {
             span_export_timeout: Duration::from_secs(5),
             max_request_body: 16 << 20,
             connect_timeout: Duration::from_secs(10),
+            threads: 1,
         }
     }
 }
@@ -198,12 +206,20 @@ impl Proxy {
             errors,
         })?;
         let config = Arc::new(config);
+        let threads = opts.threads.max(1);
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
                 .map_err(|source| ProxyError::Bind { addr, source })
         };
-        let listener = bind(opts.listen).await?;
+        let listener = if threads > 1 {
+            bind_reuseport(opts.listen).map_err(|source| ProxyError::Bind {
+                addr: opts.listen,
+                source,
+            })?
+        } else {
+            bind(opts.listen).await?
+        };
         let addr = listener.local_addr().map_err(|source| ProxyError::Bind {
             addr: opts.listen,
             source,
@@ -253,11 +269,21 @@ impl Proxy {
         });
         let shared = Arc::new(pipeline::Shared {
             config: config.clone(),
-            upstreams: forward::Upstreams::new(opts.connect_timeout),
+            upstreams: forward::Upstreams::new(opts.connect_timeout, threads),
             telemetry,
             max_request_body: opts.max_request_body,
             unknown_dest: Arc::new(DestLabels::unknown()),
         });
+        forward::set_local_pool(0);
+        for i in 1..threads {
+            tasks.push(spawn_serving_thread(
+                i,
+                addr,
+                shared.clone(),
+                shutdown_rx.clone(),
+                metrics.clone(),
+            )?);
+        }
         let px = shared.clone();
         tasks.push(accept::serve(
             listener,
@@ -297,6 +323,74 @@ impl Proxy {
             tasks,
         })
     }
+}
+
+/// A listener sharing its address with the other serving threads' (`SO_REUSEPORT`: the
+/// kernel spreads new connections over them).
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Serving thread `index` (see [`ProxyOptions::threads`]): a current-thread runtime accepting
+/// on its own listener. Returns once the listener is bound; the handle (of a task on the
+/// calling runtime) ends when the thread's accept loop has.
+fn spawn_serving_thread(
+    index: usize,
+    addr: SocketAddr,
+    shared: Arc<pipeline::Shared>,
+    shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) -> Result<tokio::task::JoinHandle<()>, ProxyError> {
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ProxyError::Bind { addr, source })?;
+    std::thread::Builder::new()
+        .name(format!("meshlens-proxy-{index}"))
+        .spawn(move || {
+            forward::set_local_pool(index);
+            rt.block_on(async move {
+                let listener = match bind_reuseport(addr) {
+                    Ok(l) => {
+                        let _ = bound_tx.send(Ok(()));
+                        l
+                    }
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let task = accept::serve(listener, shutdown, Some(metrics), move |req, peer| {
+                    pipeline::handle(shared.clone(), req, peer)
+                });
+                let _ = task.await;
+            });
+            let _ = done_tx.send(());
+        })
+        .map_err(|source| ProxyError::Bind { addr, source })?;
+    match bound_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(source)) => return Err(ProxyError::Bind { addr, source }),
+        Err(_) => {
+            return Err(ProxyError::Bind {
+                addr,
+                source: std::io::Error::other("serving thread ended"),
+            })
+        }
+    }
+    Ok(tokio::spawn(async move {
+        let _ = done_rx.await;
+    }))
 }
 
 /// A started proxy. Dropping it without [`RunningProxy::shutdown`] leaves it serving until the
