@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{get_json, poll, urlencode, KillOnDrop, BIN};
+use common::{get_json, poll, urlencode};
 use serde_json::Value;
 
 /// Sums an instant query's values by one label.
@@ -31,31 +29,7 @@ fn by_label(base: &str, query: &str, label: &str) -> Vec<(String, f64)> {
 #[test]
 fn demo_mesh_is_observed_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--ingress",
-            "127.0.0.1:0",
-            "--rate",
-            "40",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start meshlens demo");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = KillOnDrop(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("demo printed its address").unwrap();
-        if let Some(a) = line.strip_prefix("meshlens server listening on ") {
-            break a.trim().to_string();
-        }
-    };
+    let (_demo, base) = common::start_demo(dir.path(), "40");
 
     // Source-reported edges of the whole call chain, with enough traffic to judge the split.
     let edges = "sum by (source_workload, destination_workload) (istio_requests_total{reporter=\"source\"})";

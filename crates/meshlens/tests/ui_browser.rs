@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{get_json, poll, require_binary, require_python_module, urlencode, KillOnDrop, BIN};
+use common::{get_json, poll, require_binary, require_python_module, urlencode};
 
 /// Source-reported edges the demo's mesh must show before the UI is judged.
 const EDGES: [(&str, &str); 6] = [
@@ -29,33 +28,7 @@ fn web_ui_shows_the_demo_mesh() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--ingress",
-            "127.0.0.1:0",
-            "--rate",
-            "40",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start meshlens demo");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = KillOnDrop(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("demo printed its address").unwrap();
-        if let Some(a) = line.strip_prefix("meshlens server listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    // Keep draining the demo's output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let (_demo, base) = common::start_demo(dir.path(), "40");
 
     // Wait for the whole call chain in the last 5 minutes' metrics, and for deep traces.
     let edges = "sum by (source_workload, destination_workload) \

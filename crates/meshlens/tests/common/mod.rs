@@ -191,6 +191,40 @@ pub fn get_json(url: &str) -> Value {
         .unwrap_or_else(|_| panic!("GET {url}: not JSON: {}", String::from_utf8_lossy(&r.body)))
 }
 
+/// Starts `meshlens demo` on OS-chosen ports with its data in `data_dir`; returns the
+/// process guard and the server's base URL. The demo's output is drained in the background
+/// so it never blocks on a full pipe.
+pub fn start_demo(data_dir: &Path, rate: &str) -> (KillOnDrop, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--ingress",
+            "127.0.0.1:0",
+        ])
+        .args(["--rate", rate, "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start meshlens demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = KillOnDrop(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("demo printed its address")
+            .expect("utf-8");
+        if let Some(a) = line.strip_prefix("meshlens server listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (guard, base)
+}
+
 /// A peer process that is killed when the test ends, however it ends.
 pub struct KillOnDrop(pub Child);
 
