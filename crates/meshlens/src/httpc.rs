@@ -135,3 +135,28 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// GETs one of the server's JSON APIs: `url` plus the optional parameters that are set.
+/// A non-200 answer is an error naming `what` and the server's own message.
+pub fn get_api_json(
+    what: &str,
+    mut url: String,
+    optional: &[(&str, &Option<String>)],
+) -> anyhow::Result<serde_json::Value> {
+    for (k, v) in optional {
+        if let Some(v) = v {
+            url.push_str(&format!("&{k}={}", urlencode(v)));
+        }
+    }
+    let r = get(&url)?;
+    let body: serde_json::Value = serde_json::from_slice(&r.body)
+        .map_err(|e| anyhow!("{what}: the server's answer is not JSON: {e}"))?;
+    if r.status != 200 {
+        bail!(
+            "{what}: {} {}",
+            r.status,
+            body["error"].as_str().unwrap_or("error")
+        );
+    }
+    Ok(body)
+}

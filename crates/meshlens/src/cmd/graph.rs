@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::httpc::{self, urlencode};
@@ -43,31 +42,22 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let base = args.server.trim_end_matches('/');
-    let mut url = format!(
+    let url = format!(
         "{base}/api/v1/graph?type={}&window={}&source={}",
         urlencode(&args.graph_type),
         urlencode(&args.window),
         urlencode(&args.source)
     );
-    for (k, v) in [
-        ("end", &args.end),
-        ("namespace", &args.namespace),
-        ("cluster", &args.cluster),
-        ("focus", &args.focus),
-    ] {
-        if let Some(v) = v {
-            write!(url, "&{k}={}", urlencode(v))?;
-        }
-    }
-    let r = httpc::get(&url)?;
-    let body: Value = serde_json::from_slice(&r.body).context("the server's answer is not JSON")?;
-    if r.status != 200 {
-        bail!(
-            "graph: {} {}",
-            r.status,
-            body["error"].as_str().unwrap_or("error")
-        );
-    }
+    let body = httpc::get_api_json(
+        "graph",
+        url,
+        &[
+            ("end", &args.end),
+            ("namespace", &args.namespace),
+            ("cluster", &args.cluster),
+            ("focus", &args.focus),
+        ],
+    )?;
     print!(
         "{}",
         match args.format {

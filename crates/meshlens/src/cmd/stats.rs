@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::httpc::{self, urlencode};
@@ -29,25 +28,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let base = args.server.trim_end_matches('/');
-    let mut url = format!("{base}/api/v1/stats?window={}", urlencode(&args.window));
-    for (k, v) in [
-        ("end", &args.end),
-        ("cluster", &args.cluster),
-        ("service", &args.service),
-    ] {
-        if let Some(v) = v {
-            write!(url, "&{k}={}", urlencode(v))?;
-        }
-    }
-    let r = httpc::get(&url)?;
-    let body: Value = serde_json::from_slice(&r.body).context("the server's answer is not JSON")?;
-    if r.status != 200 {
-        bail!(
-            "stats: {} {}",
-            r.status,
-            body["error"].as_str().unwrap_or("error")
-        );
-    }
+    let url = format!("{base}/api/v1/stats?window={}", urlencode(&args.window));
+    let body = httpc::get_api_json(
+        "stats",
+        url,
+        &[
+            ("end", &args.end),
+            ("cluster", &args.cluster),
+            ("service", &args.service),
+        ],
+    )?;
     print!("{}", render(&body, args.top));
     Ok(())
 }
