@@ -23,7 +23,7 @@ fn fixture() -> Fixture {
     let tsdb = tsdb(&dir.path().join("tsdb"));
     write_metrics(&*tsdb, end);
     let spans = spanstore(&dir.path().join("spans"));
-    spans.write(common::spans(end)).unwrap();
+    spans.write(&common::spans(end)).unwrap();
     Fixture {
         _dir: dir,
         tsdb,
@@ -251,7 +251,7 @@ fn both_sources_add_edges_only_traces_see() {
         service_name: Some("api.example.com".into()),
         ..Default::default()
     });
-    f.spans.write(vec![extra]).unwrap();
+    f.spans.write(&[extra]).unwrap();
     let g = run(&f, &query(&f, GraphType::App, GraphSource::Both));
     assert_eq!(g.edges.len(), 5);
     let e = edge(&g, DT, "east/unknown/api.example.com");

@@ -33,7 +33,7 @@ fn graph_and_stats_endpoints() {
     let tsdb = common::tsdb(&dir.path().join("t"));
     common::write_metrics(&*tsdb, end);
     let spans = common::spanstore(&dir.path().join("s"));
-    spans.write(common::spans(end)).unwrap();
+    spans.write(&common::spans(end)).unwrap();
     let state = Arc::new(AnalysisState {
         metrics: tsdb,
         spans,

@@ -151,7 +151,7 @@ fn setup() -> (
     let dir = tempfile::tempdir().unwrap();
     let store = common::spanstore(dir.path());
     let end = common::end_ms();
-    store.write(data(end)).unwrap();
+    store.write(&data(end)).unwrap();
     (dir, store, end)
 }
 

@@ -164,7 +164,7 @@ pub struct DependencyLink {
 }
 
 pub trait SpanWriter: Send + Sync {
-    fn write(&self, spans: Vec<Span>) -> Result<(), StorageError>;
+    fn write(&self, spans: &[Span]) -> Result<(), StorageError>;
 }
 
 pub trait SpanReader: Send + Sync {

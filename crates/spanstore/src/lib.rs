@@ -1145,8 +1145,8 @@ fn head_candidates(h: &Head, c: &Criteria, out: &mut Vec<(u64, TraceId)>) {
 }
 
 impl SpanWriter for SpanStore {
-    fn write(&self, spans: Vec<Span>) -> Result<(), StorageError> {
-        Ok(self.inner.write(&spans)?)
+    fn write(&self, spans: &[Span]) -> Result<(), StorageError> {
+        Ok(self.inner.write(spans)?)
     }
 }
 

@@ -135,7 +135,7 @@ fn write_then_read_back_exact_spans_from_head_segment_and_restart() {
     bare.local_endpoint = None;
     spans.push(bare);
     let st = open(dir.path());
-    st.write(spans.clone()).unwrap();
+    st.write(&spans).unwrap();
     assert_eq!(sorted(st.trace(&t).unwrap()), sorted(spans.clone()));
     st.flush().unwrap();
     assert_eq!(st.stats().segments, 1);
@@ -186,13 +186,13 @@ fn trace_pieces_across_wal_segments_and_restarts_are_merged_and_deduped() {
         &[],
     );
     let st = open(dir.path());
-    st.write(vec![a.clone()]).unwrap();
+    st.write(std::slice::from_ref(&a)).unwrap();
     st.flush().unwrap();
-    st.write(vec![b.clone(), a.clone()]).unwrap(); // `a` again: an exact duplicate
+    st.write(&[b.clone(), a.clone()]).unwrap(); // `a` again: an exact duplicate
     st.simulate_crash();
     let st = open(dir.path());
     assert_eq!(st.trace(&t).unwrap(), vec![a.clone(), b.clone()]);
-    st.write(vec![c.clone()]).unwrap();
+    st.write(std::slice::from_ref(&c)).unwrap();
     st.flush().unwrap();
     st.close().unwrap();
     drop(st);
@@ -217,7 +217,7 @@ fn strict_trace_ids_do_not_merge_64_and_128_bit() {
         low: 5,
         is_128: true,
     };
-    st.write(vec![
+    st.write(&[
         span(long, 1, None, "a", "x", None, base, 1, &[]),
         span(short, 2, None, "a", "x", None, base, 1, &[]),
         span(zero_high, 3, None, "a", "x", None, base, 1, &[]),
@@ -265,7 +265,7 @@ fn query_fixture(st: &SpanStore, base: u64) {
         timestamp: base + 1_000_010,
         value: "cache.miss".into(),
     });
-    st.write(vec![
+    st.write(&[
         client,
         s(
             1,
@@ -541,7 +541,7 @@ fn dependencies_link_client_server_and_messaging_spans() {
         &[],
     );
     lone.remote_endpoint = ep("Stripe");
-    st.write(vec![
+    st.write(&[
         span(
             t,
             1,
@@ -601,9 +601,9 @@ fn scan_visits_spans_in_range_from_head_and_segments() {
     let st = open(dir.path());
     let now = (now_ms() as u64) * 1000;
     let spans = bench::generate_spans_at(300, 1, now - 10_000_000, now);
-    st.write(spans[..spans.len() / 2].to_vec()).unwrap();
+    st.write(&spans[..spans.len() / 2]).unwrap();
     st.flush().unwrap();
-    st.write(spans[spans.len() / 2..].to_vec()).unwrap();
+    st.write(&spans[spans.len() / 2..]).unwrap();
     let (lo, hi) = (now - 8_000_000, now - 2_000_000);
     let want = spans
         .iter()
@@ -633,9 +633,9 @@ fn torn_wal_tail_is_truncated_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let st = open(dir.path());
     let base = ((now_ms() - 1000) as u64) * 1000;
-    st.write(vec![span(tid(1), 1, None, "a", "x", None, base, 1, &[])])
+    st.write(&[span(tid(1), 1, None, "a", "x", None, base, 1, &[])])
         .unwrap();
-    st.write(vec![span(tid(2), 2, None, "a", "x", None, base, 1, &[])])
+    st.write(&[span(tid(2), 2, None, "a", "x", None, base, 1, &[])])
         .unwrap();
     st.simulate_crash();
     let wal = wal_files(dir.path()).pop().unwrap();
@@ -650,7 +650,7 @@ fn torn_wal_tail_is_truncated_and_counted() {
     assert_eq!(st.trace(&tid(1)).unwrap().len(), 1);
     assert!(st.trace(&tid(2)).unwrap().is_empty());
     // New writes after recovery survive another restart.
-    st.write(vec![span(tid(3), 3, None, "a", "x", None, base, 1, &[])])
+    st.write(&[span(tid(3), 3, None, "a", "x", None, base, 1, &[])])
         .unwrap();
     st.simulate_crash();
     let st = open(dir.path());
@@ -664,10 +664,10 @@ fn corrupt_segment_is_quarantined_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let st = open(dir.path());
     let base = ((now_ms() - 1000) as u64) * 1000;
-    st.write(vec![span(tid(1), 1, None, "a", "x", None, base, 1, &[])])
+    st.write(&[span(tid(1), 1, None, "a", "x", None, base, 1, &[])])
         .unwrap();
     st.flush().unwrap();
-    st.write(vec![span(tid(2), 2, None, "a", "x", None, base, 1, &[])])
+    st.write(&[span(tid(2), 2, None, "a", "x", None, base, 1, &[])])
         .unwrap();
     st.close().unwrap();
     drop(st);
@@ -690,7 +690,7 @@ fn corrupt_segment_is_quarantined_not_fatal() {
         2
     );
     assert!(st.trace(&tid(1)).unwrap().is_empty());
-    st.write(vec![span(tid(4), 4, None, "a", "x", None, base, 1, &[])])
+    st.write(&[span(tid(4), 4, None, "a", "x", None, base, 1, &[])])
         .unwrap();
     assert_eq!(st.trace(&tid(4)).unwrap().len(), 1);
 }
@@ -700,7 +700,7 @@ fn corrupt_block_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let st = open(dir.path());
     let base = ((now_ms() - 1000) as u64) * 1000;
-    st.write(vec![span(tid(1), 1, None, "a", "x", None, base, 1, &[])])
+    st.write(&[span(tid(1), 1, None, "a", "x", None, base, 1, &[])])
         .unwrap();
     st.close().unwrap();
     drop(st);
@@ -729,10 +729,10 @@ fn retention_drops_old_segments_by_time_and_by_size() {
     let st = SpanStore::open(dir.path(), o.clone()).unwrap();
     let now = (now_ms() as u64) * 1000;
     let old = now - 2 * 3_600_000_000;
-    st.write(vec![span(tid(1), 1, None, "old", "x", None, old, 1, &[])])
+    st.write(&[span(tid(1), 1, None, "old", "x", None, old, 1, &[])])
         .unwrap();
     st.flush().unwrap();
-    st.write(vec![span(tid(2), 2, None, "new", "x", None, now, 1, &[])])
+    st.write(&[span(tid(2), 2, None, "new", "x", None, now, 1, &[])])
         .unwrap();
     st.flush().unwrap();
     assert_eq!(st.stats().segments, 2);
@@ -748,7 +748,7 @@ fn retention_drops_old_segments_by_time_and_by_size() {
     let st = SpanStore::open(dir.path(), o.clone()).unwrap();
     for i in 0..4u64 {
         let spans = bench::generate_spans_at(50, i, now - 1_000_000, now);
-        st.write(spans).unwrap();
+        st.write(&spans).unwrap();
         st.flush().unwrap();
     }
     let per = st.stats().segment_bytes / 4;
@@ -789,7 +789,7 @@ fn concurrent_writers_and_readers_lose_nothing_across_restart() {
         let st = st.clone();
         handles.push(std::thread::spawn(move || {
             for chunk in spans.chunks(150) {
-                st.write(chunk.to_vec()).unwrap();
+                st.write(chunk).unwrap();
             }
         }));
     }
@@ -842,12 +842,12 @@ fn writes_after_close_fail_and_reads_still_work() {
     let dir = tempfile::tempdir().unwrap();
     let st = open(dir.path());
     let base = ((now_ms() - 1000) as u64) * 1000;
-    st.write(vec![span(tid(1), 1, None, "a", "x", None, base, 1, &[])])
+    st.write(&[span(tid(1), 1, None, "a", "x", None, base, 1, &[])])
         .unwrap();
     st.close().unwrap();
     st.close().unwrap();
     assert!(st
-        .write(vec![span(tid(2), 2, None, "a", "x", None, base, 1, &[])])
+        .write(&[span(tid(2), 2, None, "a", "x", None, base, 1, &[])])
         .is_err());
     assert_eq!(st.trace(&tid(1)).unwrap().len(), 1);
     assert_eq!(st.stats().wal_bytes, 0);

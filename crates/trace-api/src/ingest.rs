@@ -28,12 +28,9 @@ pub(crate) async fn store(
     let s = state.clone();
     let n = spans.len();
     tokio::task::spawn_blocking(move || {
-        let observed = (!s.observers.is_empty()).then(|| spans.clone());
-        s.writer.write(spans)?;
-        if let Some(spans) = observed {
-            for o in &s.observers {
-                o(&spans);
-            }
+        s.writer.write(&spans)?;
+        for o in &s.observers {
+            o(&spans);
         }
         Ok(())
     })
