@@ -11,14 +11,74 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
 use crate::telemetry::metrics::Metrics;
+
+/// The HTTP/2 connection preface a prior-knowledge (h2c) client starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Largest buffered message head (and read buffer) per HTTP/1.1 connection, downstream and
+/// upstream. hyper starts at 8 KiB and grows only when a head or read needs more; 64 KiB
+/// keeps Envoy's default 60 KiB header limit while bounding a connection's buffers.
+pub const MAX_BUF_SIZE: usize = 64 << 10;
+
+/// How long a new connection may stay silent before its protocol is known.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum Proto {
+    Http1,
+    Http2,
+    /// The first bytes so far are a prefix of the HTTP/2 preface: let hyper's `auto`
+    /// builder read on.
+    Unknown,
+}
+
+/// Tells HTTP/1.1 from HTTP/2 prior knowledge by peeking at the first bytes (they stay in
+/// the socket), so the common case is served by a single-protocol connection without the
+/// `auto` builder's rewind buffer.
+async fn sniff(stream: &TcpStream) -> Option<Proto> {
+    let mut buf = [0u8; 24];
+    let n = tokio::time::timeout(FIRST_BYTES_TIMEOUT, stream.peek(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    if n == 0 {
+        return None;
+    }
+    Some(if !H2_PREFACE.starts_with(&buf[..n]) {
+        Proto::Http1
+    } else if n == H2_PREFACE.len() {
+        Proto::Http2
+    } else {
+        Proto::Unknown
+    })
+}
+
+/// Drives a connection until it ends, or until shutdown, then closes it gracefully.
+macro_rules! drive {
+    ($conn:expr, $shutdown:expr, $peer:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(peer = %$peer, error = %e, "connection ended with an error");
+                }
+            }
+            _ = $shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            }
+        }
+    }};
+}
 
 /// Serves `listener` until `shutdown` turns true, calling `handle` for each request.
 pub fn serve<F, Fut>(
@@ -32,14 +92,14 @@ where
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(MAX_BUF_SIZE)
             .keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
-        let builder = Arc::new(builder);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new());
+        let builders = Arc::new((h1, h2));
         loop {
             let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -60,27 +120,55 @@ where
             }
             let _ = stream.set_nodelay(true);
             let handle = handle.clone();
-            let builder = builder.clone();
+            let builders = builders.clone();
             let mut shutdown = shutdown.clone();
-            tokio::spawn(async move {
+            let fut = async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let fut = handle(req, peer);
                     async move { Ok::<_, Infallible>(fut.await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
+                let (h1, h2) = &*builders;
+                match sniff(&stream).await {
+                    None => {}
+                    Some(Proto::Http1) => {
+                        drive!(
+                            h1.serve_connection(TokioIo::new(stream), svc),
+                            shutdown,
+                            peer
+                        )
                     }
-                    _ = shutdown.changed() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                    // Boxed, as is the fallback, so that the common HTTP/1.1 connection's
+                    // task is no larger than its own state.
+                    Some(Proto::Http2) => {
+                        Box::pin(async move {
+                            drive!(
+                                h2.serve_connection(TokioIo::new(stream), svc),
+                                shutdown,
+                                peer
+                            )
+                        })
+                        .await
+                    }
+                    Some(Proto::Unknown) => {
+                        Box::pin(async move {
+                            let mut auto = auto::Builder::new(TokioExecutor::new());
+                            auto.http1()
+                                .timer(TokioTimer::new())
+                                .header_read_timeout(Duration::from_secs(30))
+                                .max_buf_size(MAX_BUF_SIZE)
+                                .keep_alive(true);
+                            auto.http2().timer(TokioTimer::new());
+                            drive!(
+                                auto.serve_connection(TokioIo::new(stream), svc),
+                                shutdown,
+                                peer
+                            )
+                        })
+                        .await
                     }
                 }
-            });
+            };
+            tokio::spawn(fut);
         }
     })
 }

@@ -138,6 +138,7 @@ impl Upstreams {
     async fn dial_h1(&self, addr: &str) -> Result<http1::SendRequest<ReqBody>, SendError> {
         let io = self.connect(addr).await?;
         let (sender, conn) = http1::Builder::new()
+            .max_buf_size(crate::accept::MAX_BUF_SIZE)
             .handshake(io)
             .await
             .map_err(|e| SendError::Connect(format!("{addr}: {e}")))?;

@@ -2,6 +2,8 @@
 //! blocks accept it (blocks ORed, conditions inside a block ANDed), as Envoy's route table
 //! does with what Istio programs.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, Method};
 use meshlens_mesh::host::{host_matches, request_host_candidates};
 
@@ -157,8 +159,9 @@ pub fn find<'t>(table: &'t Table, r: &RequestView<'_>) -> Option<(&'t Route, Opt
     None
 }
 
-/// Splits an authority into lowercase host and port (default `default_port`).
-pub fn split_authority(authority: &str, default_port: u16) -> (String, u16) {
+/// Splits an authority into lowercase host and port (default `default_port`). The host is
+/// borrowed unless it has to be lowercased.
+pub fn split_authority(authority: &str, default_port: u16) -> (Cow<'_, str>, u16) {
     let a = authority.trim();
     if let Some(rest) = a.strip_prefix('[') {
         if let Some((h, p)) = rest.split_once(']') {
@@ -166,15 +169,23 @@ pub fn split_authority(authority: &str, default_port: u16) -> (String, u16) {
                 .strip_prefix(':')
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(default_port);
-            return (h.to_ascii_lowercase(), port);
+            return (lowercase(h), port);
         }
     }
     match a.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h.to_ascii_lowercase(), port),
-            Err(_) => (a.to_ascii_lowercase(), default_port),
+            Ok(port) => (lowercase(h), port),
+            Err(_) => (lowercase(a), default_port),
         },
-        _ => (a.to_ascii_lowercase(), default_port),
+        _ => (lowercase(a), default_port),
+    }
+}
+
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 

@@ -115,13 +115,13 @@ pub(super) fn build(
         let key = format!("{target}:{}", svc_port.unwrap_or(0));
         let h = health.entry(key.clone()).or_default().clone();
         keep.push(key);
-        endpoints.push(Arc::new(Endpoint {
-            host: target,
-            port: svc_port,
-            labels: BTreeMap::new(),
-            dest_labels: Arc::new(dest_labels(fqdn, svc_ns, None)),
-            health: h,
-        }));
+        endpoints.push(Arc::new(Endpoint::new(
+            target,
+            svc_port,
+            BTreeMap::new(),
+            Arc::new(dest_labels(fqdn, svc_ns, None)),
+            h,
+        )));
     } else {
         for (w, we_name) in workloads {
             if !selects(&subset_labels, &w.labels) {
@@ -136,13 +136,13 @@ pub(super) fn build(
             let key = format!("{addr}:{}", ep_port.unwrap_or(0));
             let h = health.entry(key.clone()).or_default().clone();
             keep.push(key);
-            endpoints.push(Arc::new(Endpoint {
-                host: addr,
-                port: ep_port,
-                labels: w.labels.clone(),
-                dest_labels: Arc::new(dest_labels(fqdn, svc_ns, Some((&w.labels, we_name)))),
-                health: h,
-            }));
+            endpoints.push(Arc::new(Endpoint::new(
+                addr,
+                ep_port,
+                w.labels.clone(),
+                Arc::new(dest_labels(fqdn, svc_ns, Some((&w.labels, we_name)))),
+                h,
+            )));
         }
     }
     health.retain(|k, _| keep.contains(k));

@@ -138,16 +138,43 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     pub dest_labels: Arc<DestLabels>,
     pub health: Arc<EndpointHealth>,
+    /// `host:port` when the port is known, formatted once (see [`Endpoint::address`]).
+    pub dial: Option<Arc<str>>,
 }
 
 impl Endpoint {
-    pub fn address(&self, default_port: u16) -> String {
-        let port = self.port.unwrap_or(default_port);
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{port}", self.host)
-        } else {
-            format!("{}:{port}", self.host)
+    pub fn new(
+        host: String,
+        port: Option<u16>,
+        labels: BTreeMap<String, String>,
+        dest_labels: Arc<DestLabels>,
+        health: Arc<EndpointHealth>,
+    ) -> Self {
+        let dial = port.map(|p| Arc::from(format_address(&host, p)));
+        Endpoint {
+            host,
+            port,
+            labels,
+            dest_labels,
+            health,
+            dial,
         }
+    }
+
+    /// `host:port` to dial; `default_port` when the endpoint has none.
+    pub fn address(&self, default_port: u16) -> Arc<str> {
+        match &self.dial {
+            Some(a) => a.clone(),
+            None => Arc::from(format_address(&self.host, default_port)),
+        }
+    }
+}
+
+fn format_address(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

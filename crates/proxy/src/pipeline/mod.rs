@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 use http::header::{HOST, USER_AGENT};
 use http::{HeaderValue, Request, Response, Version};
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use rand::Rng;
 
@@ -45,21 +46,25 @@ pub async fn handle(
     let start = Instant::now();
     let start_wall = SystemTime::now();
     let (mut parts, body) = req.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
-    let Some(authority) = authority.filter(|a| !a.is_empty()) else {
-        return local::plain(400, "missing host header");
+    // Cheap (reference-counted) copies of the URI and the `Host` value, so that authority,
+    // path and query borrow from them while `parts` moves on; the record owns the one
+    // `String` copy of the authority.
+    let uri = parts.uri.clone();
+    let host_header = match uri.authority() {
+        Some(_) => None,
+        None => parts.headers.get(HOST).cloned(),
     };
-    let (host, port) = split_authority(&authority, 80);
+    let authority = match uri.authority() {
+        Some(a) => a.as_str(),
+        None => host_header
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
+    };
+    if authority.is_empty() {
+        return local::plain(400, "missing host header");
+    }
+    let (host, port) = split_authority(authority, 80);
     let request_id = match parts.headers.get(X_REQUEST_ID) {
         Some(id) if !id.is_empty() => id.clone(),
         _ => {
@@ -75,8 +80,6 @@ pub async fn handle(
         Some(ct) if ct.as_bytes().starts_with(b"application/grpc") => Protocol::Grpc,
         _ => Protocol::Http,
     };
-    // A cheap (reference-counted) copy, so that path and query borrow from it.
-    let uri = parts.uri.clone();
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let (path, query) = match pq.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -91,7 +94,7 @@ pub async fn handle(
         } else {
             String::new()
         },
-        authority: authority.clone(),
+        authority: authority.to_string(),
         http_version: match parts.version {
             Version::HTTP_2 => "HTTP/2",
             Version::HTTP_10 => "HTTP/1.0",
@@ -130,7 +133,7 @@ pub async fn handle(
             path,
             query,
             headers: &parts.headers,
-            authority: &authority,
+            authority,
             host: &host,
             port,
             scheme: parts.uri.scheme_str().unwrap_or("http"),
@@ -140,7 +143,7 @@ pub async fn handle(
         return local::reply(&px, rec, 404, Flags::NR, "");
     };
     match &route.action {
-        Action::Redirect(r) => local::redirect(&px, rec, r, &authority, path, query),
+        Action::Redirect(r) => local::redirect(&px, rec, r, authority, path, query),
         Action::Direct { status, body } => local::direct(&px, rec, *status, body.clone()),
         Action::Forward(dests) => {
             let Some(wc) = choose(dests) else {
@@ -150,12 +153,15 @@ pub async fn handle(
                 route,
                 matched,
                 wc,
-                authority: &authority,
+                authority,
                 port,
                 path,
                 query,
             };
-            forward(&px, rec, target, parts, body, peer).await
+            // Boxed: hyper keeps a connection's request future allocated for the
+            // connection's life, so the large forwarding state is held only while a
+            // request is in flight, not by every idle keep-alive connection.
+            Box::pin(forward(&px, rec, target, parts, body, peer)).await
         }
     }
 }
@@ -175,13 +181,16 @@ async fn forward(
     px: &Arc<Shared>,
     mut rec: RequestRecord,
     t: Target<'_>,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Incoming,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let cluster = &t.wc.cluster;
     rec.dest = cluster.labels.clone();
-    rec.cluster = Some(cluster.name.clone());
+    // Only a span reports the cluster name.
+    if rec.trace.sampled && px.telemetry.spans.is_some() {
+        rec.cluster = Some(cluster.name.clone());
+    }
     if let Some(fault) = &t.route.fault {
         let d = fault.decide();
         if let Some(delay) = d.delay {
@@ -192,19 +201,31 @@ async fn forward(
             return local::abort(px, rec, a);
         }
     }
-    let body = match Limited::new(body, px.max_request_body).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return local::reply(px, rec, 413, Flags::NONE, "payload too large");
+    // Most requests (GET, HEAD) have no body: nothing to collect.
+    let body = if body.is_end_stream() {
+        bytes::Bytes::new()
+    } else {
+        match Limited::new(body, px.max_request_body).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return local::reply(px, rec, 413, Flags::NONE, "payload too large");
+                }
+                return local::reply(px, rec, 400, Flags::DC, "bad request body");
             }
-            return local::reply(px, rec, 400, Flags::DC, "bad request body");
         }
     };
     rec.request_bytes = body.len() as u64;
+    // The request's headers move into the template (one copy per attempt, none here);
+    // only header hashing still needs them afterwards.
+    let hash_headers = match cluster.lb {
+        crate::balance::LbPolicy::HashHeader(_) => parts.headers.clone(),
+        _ => http::HeaderMap::new(),
+    };
     let tmpl = Arc::new(request::Template::build(
         &t,
-        &parts,
+        parts.method.clone(),
+        std::mem::take(&mut parts.headers),
         &rec,
         body,
         px.telemetry.peer_header.as_ref(),
@@ -215,7 +236,7 @@ async fn forward(
         }
     }
     let hash = crate::balance::HashInput {
-        headers: &parts.headers,
+        headers: &hash_headers,
         query: t.query,
         source_ip: Some(peer.ip()),
     };

@@ -40,6 +40,15 @@ const HOP_BY_HOP: [&str; 7] = [
 
 /// Removes connection-level headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(CONNECTION) {
+        strip_connection_named(h);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+fn strip_connection_named(h: &mut HeaderMap) {
     let named: Vec<HeaderName> = h
         .get_all(CONNECTION)
         .iter()
@@ -50,20 +59,17 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
-        h.remove(n);
-    }
 }
 
 impl Template {
     pub fn build(
         t: &Target<'_>,
-        parts: &http::request::Parts,
+        method: Method,
+        mut headers: HeaderMap,
         rec: &RequestRecord,
         body: Bytes,
         peer: Option<&HeaderValue>,
     ) -> Self {
-        let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
         // `te: trailers` is how gRPC asks for trailers; anything else is hop-by-hop.
         if headers
@@ -114,7 +120,7 @@ impl Template {
         Template {
             origin,
             host,
-            method: parts.method.clone(),
+            method,
             path_and_query,
             authority,
             port: t.port,

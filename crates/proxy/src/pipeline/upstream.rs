@@ -25,7 +25,7 @@ pub enum Outcome {
         in_flight: InFlight,
         flags: Flags,
         endpoint: Arc<Endpoint>,
-        address: String,
+        address: Arc<str>,
     },
     Local {
         code: u16,

@@ -55,7 +55,7 @@ pub struct RequestRecord {
     /// Inbound proxies: the caller, from the peer header.
     pub source: Option<Arc<PeerLabels>>,
     pub cluster: Option<String>,
-    pub upstream: Option<String>,
+    pub upstream: Option<Arc<str>>,
     pub code: u16,
     pub flags: Flags,
     pub request_bytes: u64,
@@ -133,7 +133,7 @@ impl Telemetry {
             ),
         ];
         if let Some(u) = &rec.upstream {
-            tags.push(("peer.address", u.clone()));
+            tags.push(("peer.address", u.to_string()));
         }
         if let Some(g) = grpc_status {
             tags.push(("grpc.status_code", g.to_string()));

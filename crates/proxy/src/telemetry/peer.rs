@@ -196,13 +196,13 @@ impl Inbound {
             return Self::remember(&self.by_service, key, d);
         }
         let (host, _) = crate::route::split_authority(authority, 80);
-        if let Some(d) = self.by_host.read().get(&host) {
+        if let Some(d) = self.by_host.read().get(&*host) {
             return d.clone();
         }
         let d = Arc::new(DestLabels {
             peer: self.own.clone(),
-            service: host.clone(),
-            service_name: host.clone(),
+            service: host.to_string(),
+            service_name: host.to_string(),
             service_namespace: self.namespace.clone(),
         });
         if self.by_host.read().len() >= CACHE_LIMIT {
