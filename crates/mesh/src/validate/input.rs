@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use crate::{is_config_file, ConfigError, MeshConfig, Source};
+use crate::{ConfigError, MeshConfig, Source};
 
 use super::locate::YamlPath;
 
@@ -255,25 +255,5 @@ fn files_under(p: &Path) -> std::io::Result<Vec<PathBuf>> {
         // A missing file is reported by the read.
         return Ok(vec![p.to_path_buf()]);
     }
-    let mut out = Vec::new();
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let path = entry?.path();
-            let hidden = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'));
-            if hidden {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if is_config_file(&path) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::load::config_files(p)
 }
