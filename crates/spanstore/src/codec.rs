@@ -184,7 +184,8 @@ impl EpView<'_> {
         }
     }
 
-    fn flags(&self) -> u8 {
+    /// Which of the endpoint's fields are present, as the encodings' flag byte.
+    pub(crate) fn flags(&self) -> u8 {
         let mut f = 0;
         if self.service.is_some() {
             f |= E_SVC;

@@ -448,20 +448,7 @@ fn flush_block<W: Write>(
 }
 
 fn put_seg_ep(out: &mut Vec<u8>, dict: &FastMap<&str, u32>, e: &EpView<'_>) {
-    let mut fl = 0u8;
-    if e.service.is_some() {
-        fl |= E_SVC;
-    }
-    if e.ipv4.is_some() {
-        fl |= E_V4;
-    }
-    if e.ipv6.is_some() {
-        fl |= E_V6;
-    }
-    if e.port.is_some() {
-        fl |= E_PORT;
-    }
-    out.push(fl);
+    out.push(e.flags());
     for s in [e.service, e.ipv4, e.ipv6].into_iter().flatten() {
         put_ref(out, dict, s);
     }
