@@ -5,7 +5,7 @@
 //! - graph: 1,000 services, 10,000 edges of Istio metrics (requests by 2 response codes,
 //!   Istio's 20 duration buckets, destination reporter) in a Tsdb, graph over 1 h;
 //!   `SCRAPE_S` sets the scrape interval (default 15).
-//! - stats: a SpanStore filled with `generate_spans` to 5 million spans, statistics over the
+//! - stats: a SpanStore filled with `meshlens_testdata` traces to 5 million spans, statistics over the
 //!   whole hour, against a bare `scan` of the same window as the baseline.
 
 use std::sync::Arc;
@@ -195,7 +195,7 @@ fn stats_bench() {
     while total < 5_000_000 {
         // 40 slices of the hour, each filled by its own seed.
         let lo = now - hour + (chunk % 40) * hour / 40;
-        let spans = meshlens_spanstore::bench::generate_spans_at(50_000, chunk, lo, lo + hour / 40);
+        let spans = meshlens_testdata::generate_spans_at(50_000, chunk, lo, lo + hour / 40);
         total += spans.len();
         store.write_spans(&spans).expect("write");
         chunk += 1;

@@ -7,14 +7,14 @@
 //!   run at ingest, writing cumulative counters and histograms into the TSDB.
 //! - [`stats`]: OPNFV Clover-style traffic statistics (URLs, services, status codes, user
 //!   agents, response times) computed by one scan of the span store.
-//! - [`http`]: the `/api/v1/graph` and `/api/v1/stats` endpoints.
+//! - [`params`]: the query-string form of a graph or statistics request.
 //!
 //! Design decision: every analysis reads through `MetricReader` / `SpanReader` only, so it
 //! runs unchanged over the embedded engines or ClickHouse, and nothing keeps a second copy of
-//! the data: a graph or a statistic is a query, not a materialised view.
+//! the data: a graph or a statistic is a query, not a materialised view. This crate has no
+//! HTTP: `meshlens-analysis-api` serves it.
 
 pub mod graph;
-pub mod http;
 pub mod params;
 pub mod spanmetrics;
 pub mod stats;
@@ -25,7 +25,6 @@ mod quantile;
 pub use graph::{
     build_graph, Edge, Graph, GraphQuery, GraphSource, GraphType, Health, Node, NodeKey,
 };
-pub use http::{router, AnalysisState};
 pub use params::ParamError;
 pub use spanmetrics::SpanMetrics;
 pub use stats::{compute_stats, Stats, StatsQuery};
@@ -50,14 +49,33 @@ pub enum AnalysisError {
 }
 
 impl AnalysisError {
-    /// The HTTP status this error maps to.
+    /// The HTTP status this error maps to; storage failures keep the status every API
+    /// gives them (`StorageError::http_status`).
     pub fn http_status(&self) -> u16 {
         match self {
             AnalysisError::Param(_) => 400,
-            AnalysisError::Storage(StorageError::Closed | StorageError::Unavailable { .. }) => 503,
-            AnalysisError::Storage(StorageError::InvalidRequest { .. }) => 400,
-            AnalysisError::Storage(_) => 500,
+            AnalysisError::Storage(e) => e.http_status(),
             AnalysisError::Promql { source, .. } => source.http_status(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_invalid_request_is_400() {
+        let invalid = || StorageError::InvalidRequest { reason: "x".into() };
+        assert_eq!(AnalysisError::Storage(invalid()).http_status(), 400);
+        let via_promql = AnalysisError::Promql {
+            query: "up".into(),
+            source: PromqlError::Storage(invalid()),
+        };
+        assert_eq!(via_promql.http_status(), 400);
+        assert_eq!(
+            AnalysisError::Storage(StorageError::Closed).http_status(),
+            503
+        );
     }
 }

@@ -1,7 +1,11 @@
 //! Request parameters shared by the HTTP API and callers: windows (`5m`, `1h`), end times
-//! (Unix seconds or RFC 3339), and the error that names the parameter at fault.
+//! (Unix seconds or RFC 3339), the error that names the parameter at fault, and the
+//! query-string form of a graph or statistics request.
 
 use std::collections::HashMap;
+
+use crate::graph::{GraphQuery, GraphSource, GraphType};
+use crate::stats::StatsQuery;
 
 /// A bad request parameter; the message names it, so a 400 says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +88,59 @@ impl<'a> Params<'a> {
     pub fn end(&self, name: &str, now_ms: i64) -> Result<i64, ParamError> {
         self.opt(name).map_or(Ok(now_ms), |s| parse_end(name, s))
     }
+}
+
+/// Default windows: Kiali's graph default (5 minutes) and an hour for statistics.
+const GRAPH_WINDOW_MS: i64 = 5 * 60_000;
+const STATS_WINDOW_MS: i64 = 3_600_000;
+
+/// A graph request from its query string; unknown parameters are refused.
+pub fn graph_query(p: &HashMap<String, String>, now_ms: i64) -> Result<GraphQuery, ParamError> {
+    let known = [
+        "type",
+        "window",
+        "end",
+        "cluster",
+        "namespace",
+        "focus",
+        "source",
+    ];
+    let p = Params::new(p, &known)?;
+    let graph_type = match p.opt("type") {
+        None => GraphType::Workload,
+        Some(t) => GraphType::parse(t).ok_or_else(|| {
+            ParamError::new(
+                "type",
+                format!("{t:?}: use workload, app, versionedApp or service"),
+            )
+        })?,
+    };
+    let source = match p.opt("source") {
+        None => GraphSource::Metrics,
+        Some(s) => GraphSource::parse(s).ok_or_else(|| {
+            ParamError::new("source", format!("{s:?}: use metrics, traces or both"))
+        })?,
+    };
+    Ok(GraphQuery {
+        graph_type,
+        window_ms: p.window("window", GRAPH_WINDOW_MS)?,
+        end_ms: p.end("end", now_ms)?,
+        cluster: p.opt("cluster").map(str::to_string),
+        namespace: p.opt("namespace").map(str::to_string),
+        focus: p.opt("focus").map(str::to_string),
+        source,
+    })
+}
+
+/// A statistics request from its query string; unknown parameters are refused.
+pub fn stats_query(p: &HashMap<String, String>, now_ms: i64) -> Result<StatsQuery, ParamError> {
+    let p = Params::new(p, &["window", "end", "cluster", "service"])?;
+    Ok(StatsQuery {
+        window_ms: p.window("window", STATS_WINDOW_MS)?,
+        end_ms: p.end("end", now_ms)?,
+        cluster: p.opt("cluster").map(str::to_string),
+        service: p.opt("service").map(str::to_string),
+    })
 }
 
 #[cfg(test)]

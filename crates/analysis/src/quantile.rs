@@ -1,50 +1,13 @@
 //! Quantiles: Prometheus's `histogram_quantile` over classic buckets, and exact
 //! nearest-rank quantiles over raw durations.
 
-/// Prometheus's bucketQuantile: `buckets` are (upper bound, cumulative count) sorted by
-/// bound, with +Inf last. Same interpolation, same monotonicity repair, so the figures match
-/// what `histogram_quantile(q, sum by (le, ...) (rate(...)))` returns.
+/// Prometheus's `histogram_quantile` over (upper bound, cumulative count) buckets, +Inf
+/// last: PromQL's own implementation, so graph figures match what
+/// `histogram_quantile(q, sum by (le, ...) (rate(...)))` returns; `None` where PromQL
+/// answers NaN.
 pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> Option<f64> {
-    if buckets.len() < 2 || q.is_nan() {
-        return None;
-    }
-    if q < 0.0 {
-        return Some(f64::NEG_INFINITY);
-    }
-    if q > 1.0 {
-        return Some(f64::INFINITY);
-    }
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if buckets.last()?.0 != f64::INFINITY {
-        return None;
-    }
-    for i in 1..buckets.len() {
-        if buckets[i].1 < buckets[i - 1].1 {
-            buckets[i].1 = buckets[i - 1].1;
-        }
-    }
-    let total = buckets.last()?.1;
-    if total == 0.0 || total.is_nan() {
-        return None;
-    }
-    let rank = q * total;
-    let b = buckets
-        .partition_point(|x| x.1 < rank)
-        .min(buckets.len() - 1);
-    if b == buckets.len() - 1 {
-        return Some(buckets[buckets.len() - 2].0);
-    }
-    if b == 0 && buckets[0].0 <= 0.0 {
-        return Some(buckets[0].0);
-    }
-    let (mut start, mut count, mut rank) = (0.0, buckets[b].1, rank);
-    let end = buckets[b].0;
-    if b > 0 {
-        start = buckets[b - 1].0;
-        count -= buckets[b - 1].1;
-        rank -= buckets[b - 1].1;
-    }
-    Some(start + (end - start) * (rank / count))
+    let v = meshlens_promql::bucket_quantile(q, buckets);
+    (!v.is_nan()).then_some(v)
 }
 
 /// Nearest-rank quantile of a sample (reordered in place); `None` when empty.

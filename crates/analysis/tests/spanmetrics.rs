@@ -221,7 +221,7 @@ fn deterministic_output() {
         let dir = tempfile::tempdir().unwrap();
         let db = common::tsdb(dir.path());
         let sm = SpanMetrics::new(db.clone());
-        let spans = meshlens_spanstore::bench::generate_spans_at(200, 9, 1_000_000, 60_000_000);
+        let spans = meshlens_testdata::generate_spans_at(200, 9, 1_000_000, 60_000_000);
         for b in spans.chunks(37) {
             sm.observe(b);
         }

@@ -4,19 +4,21 @@
 //! Gateway, ServiceEntry and WorkloadEntry objects from YAML files as `kubectl get -o yaml`
 //! writes them ([`MeshConfig::load_dir`]). Every object keeps its [`Source`] (file and line)
 //! so that the proxy's compile errors and later validations can point at it; kinds it does not
-//! model are set aside in [`MeshConfig::ignored`] rather than failing the load.
+//! model are set aside in [`MeshConfig::ignored`] rather than failing the load. Multi-document
+//! YAML is split by [`load::split_documents`], the one splitter the workspace uses.
 //!
 //! Design decision: the model is plain serde data, faithful to Istio's field names, with no
 //! proxy semantics in it; the proxy compiles it into its own routing tables.
 
 pub mod duration;
 pub mod host;
-mod load;
+pub mod load;
 pub mod resources;
 pub mod validate;
 
 pub use duration::{parse_duration, IstioDuration};
 pub use load::{
-    is_config_file, ConfigError, Ignored, MeshConfig, ISTIO_NETWORKING_GROUP, SUPPORTED_VERSIONS,
+    is_config_file, split_documents, ConfigError, Ignored, MeshConfig, ISTIO_NETWORKING_GROUP,
+    SUPPORTED_VERSIONS,
 };
 pub use resources::*;

@@ -132,7 +132,7 @@ impl MeshConfig {
             line,
             reason,
         };
-        let value: serde_yaml::Value = match serde_yaml::from_str(doc.text) {
+        let value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(doc.text) {
             Ok(v) => v,
             Err(e) => {
                 errors.push(err(doc.line_of(&e), serde_reason(&e)));
@@ -223,13 +223,13 @@ impl MeshConfig {
 type ObjError = (Option<usize>, String);
 
 enum ObjectInput<'a> {
-    Text(&'a Document<'a>, &'a serde_yaml::Mapping),
-    Value(serde_yaml::Value),
+    Text(&'a Document<'a>, &'a serde_yaml_ng::Mapping),
+    Value(serde_yaml_ng::Value),
 }
 
 impl ObjectInput<'_> {
     fn header(&self) -> (String, String, String) {
-        let get = |m: Option<&serde_yaml::Mapping>, k: &str| {
+        let get = |m: Option<&serde_yaml_ng::Mapping>, k: &str| {
             m.and_then(|m| m.get(k))
                 .and_then(|v| v.as_str())
                 .unwrap_or("")
@@ -250,10 +250,10 @@ impl ObjectInput<'_> {
         source: Source,
     ) -> Result<Resource<S>, ObjError> {
         let mut r: Resource<S> = match self {
-            ObjectInput::Text(doc, _) => serde_yaml::from_str(doc.text)
+            ObjectInput::Text(doc, _) => serde_yaml_ng::from_str(doc.text)
                 .map_err(|e| (Some(doc.line_of(&e)), serde_reason(&e)))?,
             ObjectInput::Value(v) => {
-                serde_yaml::from_value(v.clone()).map_err(|e| (None, e.to_string()))?
+                serde_yaml_ng::from_value(v.clone()).map_err(|e| (None, e.to_string()))?
             }
         };
         r.source = source;
@@ -261,9 +261,9 @@ impl ObjectInput<'_> {
     }
 }
 
-/// serde_yaml's message without its "at line N column M" (relative to the document; the
+/// The YAML parser's message without its "at line N column M" (relative to the document; the
 /// error's own line field is the file's).
-fn serde_reason(e: &serde_yaml::Error) -> String {
+fn serde_reason(e: &serde_yaml_ng::Error) -> String {
     let s = e.to_string();
     match s.rfind(" at line ") {
         Some(i) if s[i..].contains(" column ") => s[..i].to_string(),
@@ -271,17 +271,19 @@ fn serde_reason(e: &serde_yaml::Error) -> String {
     }
 }
 
-/// One YAML document of a file and where it starts.
-struct Document<'a> {
-    text: &'a str,
+/// One YAML document of a stream and where it starts in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Document<'a> {
+    /// The document's text, without its `---` line.
+    pub text: &'a str,
     /// 1-based file line of the document's first line of text.
-    first_line: usize,
+    pub first_line: usize,
     /// 1-based file line of the first line that is not blank or a comment.
-    start_line: usize,
+    pub start_line: usize,
 }
 
 impl Document<'_> {
-    fn line_of(&self, e: &serde_yaml::Error) -> usize {
+    fn line_of(&self, e: &serde_yaml_ng::Error) -> usize {
         match e.location() {
             Some(loc) => self.first_line + loc.line() - 1,
             None => self.start_line,
@@ -289,14 +291,23 @@ impl Document<'_> {
     }
 }
 
-fn split_documents(text: &str) -> Vec<Document<'_>> {
+/// Whether a line (without its newline) separates YAML documents: `---` (optionally followed
+/// by a space and a comment or tag) or the end marker `...`.
+pub fn is_document_marker(line: &str) -> bool {
+    let t = line.trim_end();
+    t == "---" || t.starts_with("--- ") || t == "..."
+}
+
+/// Splits a YAML stream into its documents, dropping empty ones, each with the file line it
+/// starts on; parsing them one by one keeps a bad document from hiding the others' errors.
+/// The one splitter of the workspace: the loader, validation and line lookup all use it.
+pub fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut docs = Vec::new();
     let mut start_byte = 0;
     let mut start_lineno = 1;
     let mut offset = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_end();
-        if trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "..." {
+        if is_document_marker(line) {
             docs.push(make_doc(&text[start_byte..offset], start_lineno));
             start_byte = offset + line.len();
             start_lineno = i + 2;
@@ -389,4 +400,47 @@ pub fn is_config_file(path: &Path) -> bool {
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml" | "json")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_documents_keeps_file_lines() {
+        let text = "# head\n---\na: 1\n--- # second\n\n# note\nb: 2\n...\n---\n\n---\nc: 3";
+        let docs = split_documents(text);
+        let got: Vec<_> = docs
+            .iter()
+            .map(|d| (d.text.trim(), d.first_line, d.start_line))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("# head", 1, 1),
+                ("a: 1", 3, 3),
+                ("# note\nb: 2", 5, 7),
+                ("c: 3", 12, 12),
+            ]
+        );
+        assert!(is_document_marker("---\r\n"));
+        assert!(!is_document_marker("----"));
+        assert!(!is_document_marker("  ---"));
+    }
+
+    proptest::proptest! {
+        /// Every document is a slice of the input starting on the line it claims.
+        #[test]
+        fn split_documents_first_lines_match(lines in proptest::collection::vec(
+            proptest::prop_oneof!["---", "...", "--- x", "", "# c", "a: 1", "  - b"], 0..40)) {
+            let text = lines.join("\n");
+            for d in split_documents(&text) {
+                let offset = d.text.as_ptr() as usize - text.as_ptr() as usize;
+                let line = text[..offset].matches('\n').count() + 1;
+                proptest::prop_assert_eq!(line, d.first_line);
+                proptest::prop_assert!(d.start_line >= d.first_line);
+                proptest::prop_assert!(!d.text.trim().is_empty());
+            }
+        }
+    }
 }

@@ -80,8 +80,8 @@ pub struct VirtualServiceSpec {
     pub gateways: Vec<String>,
     pub http: Vec<HttpRoute>,
     /// TCP and TLS routes are kept raw: the proxy is HTTP only.
-    pub tcp: Vec<serde_yaml::Value>,
-    pub tls: Vec<serde_yaml::Value>,
+    pub tcp: Vec<serde_yaml_ng::Value>,
+    pub tls: Vec<serde_yaml_ng::Value>,
     pub export_to: Vec<String>,
 }
 
@@ -286,8 +286,8 @@ pub struct TrafficPolicy {
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
     /// TLS settings are kept raw: the proxy speaks plaintext.
-    pub tls: Option<serde_yaml::Value>,
-    pub port_level_settings: Vec<serde_yaml::Value>,
+    pub tls: Option<serde_yaml_ng::Value>,
+    pub port_level_settings: Vec<serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -302,7 +302,7 @@ pub struct LoadBalancerSettings {
 #[serde(rename_all = "camelCase", default)]
 pub struct ConsistentHashLb {
     pub http_header_name: Option<String>,
-    pub http_cookie: Option<serde_yaml::Value>,
+    pub http_cookie: Option<serde_yaml_ng::Value>,
     pub use_source_ip: Option<bool>,
     pub http_query_parameter_name: Option<String>,
     pub minimum_ring_size: Option<u64>,
@@ -363,7 +363,7 @@ pub struct Server {
     pub hosts: Vec<String>,
     pub name: Option<String>,
     pub bind: Option<String>,
-    pub tls: Option<serde_yaml::Value>,
+    pub tls: Option<serde_yaml_ng::Value>,
 }
 
 // ---------------------------------------------------------------- ServiceEntry, WorkloadEntry

@@ -1,16 +1,51 @@
-//! A small blocking HTTP/1.1 client over one keep-alive connection, for the load generators
-//! and the command-line clients (no TLS; they talk to meshlens and peers on loopback or a
-//! local network).
+//! HTTP for the command line, the benchmarks and the demo: hyper's pooled client (HTTP/1.1,
+//! keep-alive, `https://` through rustls with the system's roots), with a blocking facade
+//! for commands that are not async.
+//!
+//! The facade drives the same client on a current-thread runtime of its own, so a
+//! [`Client`] (or [`Conn`]) used for several requests reuses one connection.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-pub struct Conn {
-    host: String,
-    reader: BufReader<TcpStream>,
+/// The async client, for callers that already run on tokio (the demo's load generator).
+pub type AsyncClient =
+    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Longest a blocking request may take, body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A pooled client speaking `http://` and `https://` (HTTP/1.1, connections kept alive).
+pub fn async_client() -> anyhow::Result<AsyncClient> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    // Without system roots plain http still works and https fails its handshake clearly.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("setting up TLS")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(TokioTimer::new())
+            .build(https),
+    )
 }
 
 pub struct Response {
@@ -18,26 +53,104 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Splits `http://host:port/path?q` into ("host:port", "/path?q").
-pub fn split_url(url: &str) -> anyhow::Result<(String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("only http:// URLs are supported: {url}"))?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    Ok((host.to_string(), path.to_string()))
+/// The blocking facade: one current-thread runtime and one connection pool.
+pub struct Client {
+    rt: tokio::runtime::Runtime,
+    inner: AsyncClient,
+}
+
+impl Client {
+    pub fn new() -> anyhow::Result<Client> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the HTTP client's runtime")?;
+        // The connector's pool timer and executor need the runtime's context.
+        let inner = {
+            let _guard = rt.enter();
+            async_client()?
+        };
+        Ok(Client { rt, inner })
+    }
+
+    /// Sends one request; `headers` are added as given (e.g. Authorization, X-Scope-OrgID).
+    pub fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            bail!("the blocking HTTP client cannot run inside an async runtime; use async_client");
+        }
+        let method = http::Method::from_bytes(method.as_bytes())
+            .map_err(|_| anyhow!("invalid HTTP method {method:?}"))?;
+        let mut req = http::Request::builder().method(method.clone()).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .with_context(|| format!("{method} {url}: invalid request"))?;
+        let work = async {
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| anyhow!("{method} {url}: {}", error_chain(&e)))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| anyhow!("{method} {url}: reading the answer: {e}"))?
+                .to_bytes()
+                .to_vec();
+            Ok(Response { status, body })
+        };
+        self.rt.block_on(async {
+            tokio::time::timeout(REQUEST_TIMEOUT, work)
+                .await
+                .map_err(|_| anyhow!("{method} {url}: no answer within {REQUEST_TIMEOUT:?}"))?
+        })
+    }
+
+    pub fn get(&self, url: &str) -> anyhow::Result<Response> {
+        self.request("GET", url, &[], &[])
+    }
+}
+
+/// An error with its causes, `a: b: c`, so "connection refused" or a certificate problem
+/// is visible rather than hyper's outer "client error (Connect)".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+/// Requests to one origin (`host:port`, `http://host:port` or `https://…`) over a kept-alive
+/// connection.
+pub struct Conn {
+    origin: String,
+    client: Client,
 }
 
 impl Conn {
-    pub fn open(host: &str) -> anyhow::Result<Conn> {
-        let s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    pub fn open(origin: &str) -> anyhow::Result<Conn> {
+        let origin = origin.trim_end_matches('/');
+        let origin = if origin.contains("://") {
+            origin.to_string()
+        } else {
+            format!("http://{origin}")
+        };
         Ok(Conn {
-            host: host.to_string(),
-            reader: BufReader::new(s),
+            origin,
+            client: Client::new()?,
         })
     }
 
@@ -48,79 +161,28 @@ impl Conn {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> anyhow::Result<Response> {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let s = self.reader.get_mut();
-        s.write_all(head.as_bytes())?;
-        s.write_all(body)?;
-        self.read_response()
-    }
-
-    fn read_response(&mut self) -> anyhow::Result<Response> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        if line.is_empty() {
-            bail!("connection closed by {}", self.host);
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("bad status line {line:?}"))?;
-        let mut len: Option<usize> = None;
-        let mut chunked = false;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                let k = k.trim().to_ascii_lowercase();
-                if k == "content-length" {
-                    len = v.trim().parse().ok();
-                } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                    chunked = true;
-                }
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.reader.read_line(&mut line)?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)?;
-                if n == 0 {
-                    line.clear();
-                    self.reader.read_line(&mut line)?;
-                    break;
-                }
-                let start = body.len();
-                body.resize(start + n, 0);
-                self.reader.read_exact(&mut body[start..])?;
-                line.clear();
-                self.reader.read_line(&mut line)?;
-            }
-        } else if let Some(n) = len {
-            body.resize(n, 0);
-            self.reader.read_exact(&mut body)?;
-        }
-        Ok(Response { status, body })
+        let url = format!("{}{path}", self.origin);
+        self.client.request(method, &url, headers, body)
     }
 }
 
-/// One GET on a fresh connection.
+/// Splits `http://host:port/path?q` into ("http://host:port", "/path?q"); https alike.
+pub fn split_url(url: &str) -> anyhow::Result<(String, String)> {
+    let scheme_end = ["http://", "https://"]
+        .iter()
+        .find(|s| url.starts_with(**s))
+        .map(|s| s.len())
+        .ok_or_else(|| anyhow!("only http:// and https:// URLs are supported: {url}"))?;
+    let (origin, path) = match url[scheme_end..].find('/') {
+        Some(i) => url.split_at(scheme_end + i),
+        None => (url, "/"),
+    };
+    Ok((origin.to_string(), path.to_string()))
+}
+
+/// One GET with a client of its own.
 pub fn get(url: &str) -> anyhow::Result<Response> {
-    let (host, path) = split_url(url)?;
-    Conn::open(&host)?.request("GET", &path, &[], &[])
+    Client::new()?.get(url)
 }
 
 /// Percent-encodes a query-string value.

@@ -118,20 +118,14 @@ impl Labels {
     /// A stable 64-bit FNV-1a hash of the set; stable across builds and platforms, so it may
     /// be stored on disk.
     pub fn stable_hash(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for b in bytes {
-                h ^= u64::from(*b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
+        let mut h = crate::hash::Fnv1a::new();
         for l in &self.0 {
-            feed(l.name.as_bytes());
-            feed(&[0xff]);
-            feed(l.value.as_bytes());
-            feed(&[0xfe]);
+            h.update(l.name.as_bytes());
+            h.update(&[0xff]);
+            h.update(l.value.as_bytes());
+            h.update(&[0xfe]);
         }
-        h
+        h.finish()
     }
 
     /// Prometheus's validity rule for stored series: label names match
@@ -255,6 +249,13 @@ mod tests {
             l.stable_hash(),
             Labels::from_pairs([("a", "2"), ("b", "3")]).stable_hash()
         );
+    }
+
+    #[test]
+    fn stable_hash_is_pinned() {
+        // The value may be on disk: it must never change.
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+        assert_eq!(l.stable_hash(), 0xea0e_0ae0_a889_0532);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Design decision: the storage traits live here, not in the engines, so that PromQL and the
 //! analyses depend only on this crate and run unchanged over the embedded engines or ClickHouse.
 
+pub mod hash;
 pub mod labels;
 pub mod matcher;
 pub mod sample;

@@ -131,9 +131,24 @@ pub enum StorageError {
     Unavailable { reason: String },
     #[error("invalid request: {reason}")]
     InvalidRequest { reason: String },
+    /// A tenant's ingestion rate or series limit refused the write (HTTP 429: retry later).
+    #[error("limit reached: {reason}")]
+    LimitReached { reason: String },
 }
 
 impl StorageError {
+    /// The HTTP status every API answers this failure with: the one mapping, so a storage
+    /// error means the same on every endpoint.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            StorageError::InvalidRequest { .. } => 400,
+            StorageError::TooManySamples { .. } => 422,
+            StorageError::LimitReached { .. } => 429,
+            StorageError::Closed | StorageError::Unavailable { .. } => 503,
+            StorageError::Io { .. } | StorageError::Corruption { .. } => 500,
+        }
+    }
+
     pub fn io(op: impl Into<String>, source: std::io::Error) -> Self {
         StorageError::Io {
             op: op.into(),
@@ -162,6 +177,24 @@ pub trait MetricReader: Send + Sync {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError>;
+
+    /// `select`, failing with `TooManySamples` once the series read would hold more than
+    /// `max_samples` samples in all. Engines override it to stop reading as soon as the
+    /// budget is spent, so a query over too much data fails before it is all in memory;
+    /// this default reads everything, then counts.
+    fn select_limited(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        max_samples: usize,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        let series = self.select(matchers, mint, maxt)?;
+        if series.iter().map(|s| s.samples.len()).sum::<usize>() > max_samples {
+            return Err(StorageError::TooManySamples { limit: max_samples });
+        }
+        Ok(series)
+    }
 
     /// Label sets of the series matching all matchers that have data in `[mint, maxt]`,
     /// sorted.
@@ -193,5 +226,24 @@ pub trait MetricReader: Send + Sync {
     /// Metadata per metric family, optionally for one metric.
     fn metadata(&self, _metric: Option<&str>) -> Result<Vec<MetricMetadata>, StorageError> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_status_is_the_one_mapping() {
+        let invalid = StorageError::InvalidRequest { reason: "x".into() };
+        assert_eq!(invalid.http_status(), 400);
+        assert_eq!(StorageError::TooManySamples { limit: 1 }.http_status(), 422);
+        assert_eq!(StorageError::Closed.http_status(), 503);
+        let down = StorageError::Unavailable { reason: "x".into() };
+        assert_eq!(down.http_status(), 503);
+        assert_eq!(
+            StorageError::io("op", std::io::Error::other("x")).http_status(),
+            500
+        );
     }
 }

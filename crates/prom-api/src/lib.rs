@@ -21,16 +21,24 @@ use axum::Router;
 use meshlens_model::{MetricReader, StorageError};
 use meshlens_promql::{Engine, PromqlError};
 
+pub use status::{ConfigStatus, SharedConfigStatus, StatusSource, TsdbStatus};
+
 #[derive(Clone)]
 pub struct PromApiState {
     pub storage: Arc<dyn MetricReader>,
     pub engine: Arc<Engine>,
-    /// The configuration file as loaded, for `/api/v1/status/config`.
+    /// The configuration as loaded, credentials already replaced by `<secret>`, for
+    /// `/api/v1/status/config`.
     pub config_yaml: String,
     /// Command-line flags, for `/api/v1/status/flags`.
     pub flags: BTreeMap<String, String>,
     pub start_time: SystemTime,
     pub storage_retention: String,
+    /// The latest config load, for runtimeinfo.
+    pub config_status: SharedConfigStatus,
+    /// Storage figures for runtimeinfo and `/api/v1/status/tsdb`; None (a view with no
+    /// head of its own): corruptionCount 0, and the tsdb status answers 503.
+    pub status: Option<Arc<dyn StatusSource>>,
 }
 
 /// All routes, with the state applied.
@@ -55,6 +63,7 @@ pub fn router(state: PromApiState) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/flags", get(status::flags))
         .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/rules", get(status::rules))
         .route("/api/v1/alerts", get(status::alerts))
         .route("/federate", get(federate::federate))

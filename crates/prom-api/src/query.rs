@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use meshlens_ingest::exposition::format_value;
 use meshlens_model::Labels;
-use meshlens_promql::{Engine, EngineOptions, QueryResult, Value};
+use meshlens_promql::{Engine, QueryResult, Value};
 use serde_json::{json, Map, Value as Json};
 
 use crate::params::{now_ms, Params};
@@ -42,16 +42,13 @@ pub(crate) fn encode(r: &QueryResult) -> Json {
     json!({"resultType": kind, "result": result})
 }
 
-/// The engine to use: the shared one, or a copy with the request's shorter `timeout`.
+/// The engine to use: the shared one, or a copy with the request's shorter `timeout` that
+/// shares its concurrency limit.
 fn engine_for(state: &PromApiState, p: &Params) -> Result<Option<Engine>, ApiError> {
     match p.duration("timeout")? {
-        Some(ms) if ms > 0 && (ms as u128) < state.engine.options().timeout.as_millis() => {
-            let opts = EngineOptions {
-                timeout: Duration::from_millis(ms as u64),
-                ..state.engine.options().clone()
-            };
-            Ok(Some(Engine::new(opts)))
-        }
+        Some(ms) if ms > 0 && (ms as u128) < state.engine.options().timeout.as_millis() => Ok(
+            Some(state.engine.with_timeout(Duration::from_millis(ms as u64))),
+        ),
         _ => Ok(None),
     }
 }
@@ -108,7 +105,8 @@ pub async fn range(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Resp
     if step <= 0 {
         return Err(ApiError::param("step", "zero or negative query resolution step widths are not accepted. Try a positive integer"));
     }
-    if (end - start) / step > 11_000 {
+    // Saturating: any float is a valid time, so the two may be at the ends of i64.
+    if end.saturating_sub(start) / step > 11_000 {
         return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
     evaluate(s, &p, move |e, st| e.range_query(st, &q, start, end, step)).await

@@ -71,6 +71,8 @@ fn fixture(opts: EngineOptions) -> Fixture {
             .collect(),
         start_time: std::time::SystemTime::now(),
         storage_retention: "15d".into(),
+        config_status: Default::default(),
+        status: None,
     });
     Fixture { app, _dir: dir }
 }

@@ -14,36 +14,77 @@ pub enum PromqlError {
     TooManySamples { limit: usize },
     #[error("query timed out in expression evaluation (after {after:?})")]
     Timeout { after: Duration },
+    /// Every `max_concurrency` slot stayed taken until the query's timeout.
+    #[error("query timed out in query queue (after {after:?})")]
+    QueueTimeout { after: Duration },
     #[error(transparent)]
     Storage(#[from] meshlens_model::StorageError),
 }
 
 impl PromqlError {
+    /// Prometheus's `errorType`. A storage failure's type follows its status, which comes
+    /// from the one mapping every API shares (`StorageError::http_status`).
     pub fn error_type(&self) -> &'static str {
         match self {
             PromqlError::Parse { .. } | PromqlError::BadData { .. } => "bad_data",
             PromqlError::Execution { .. } | PromqlError::TooManySamples { .. } => "execution",
-            PromqlError::Timeout { .. } => "timeout",
-            PromqlError::Storage(
-                meshlens_model::StorageError::Closed
-                | meshlens_model::StorageError::Unavailable { .. },
-            ) => "unavailable",
-            PromqlError::Storage(_) => "internal",
+            PromqlError::Timeout { .. } | PromqlError::QueueTimeout { .. } => "timeout",
+            PromqlError::Storage(e) => match e.http_status() {
+                400 => "bad_data",
+                422 => "execution",
+                429 | 503 => "unavailable",
+                _ => "internal",
+            },
         }
     }
 
     pub fn http_status(&self) -> u16 {
-        match self.error_type() {
-            "bad_data" => 400,
-            "execution" => 422,
-            "timeout" | "unavailable" => 503,
-            _ => 500,
+        match self {
+            PromqlError::Storage(e) => e.http_status(),
+            PromqlError::Parse { .. } | PromqlError::BadData { .. } => 400,
+            PromqlError::Execution { .. } | PromqlError::TooManySamples { .. } => 422,
+            PromqlError::Timeout { .. } | PromqlError::QueueTimeout { .. } => 503,
         }
     }
 
     pub(crate) fn exec(message: impl Into<String>) -> Self {
         PromqlError::Execution {
             message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlens_model::StorageError;
+
+    #[test]
+    fn storage_invalid_request_is_bad_data_400() {
+        let e = PromqlError::Storage(StorageError::InvalidRequest {
+            reason: "bad matcher".into(),
+        });
+        assert_eq!(e.http_status(), 400);
+        assert_eq!(e.error_type(), "bad_data");
+    }
+
+    #[test]
+    fn storage_statuses_follow_the_shared_mapping() {
+        for (e, ty) in [
+            (StorageError::TooManySamples { limit: 1 }, "execution"),
+            (StorageError::Closed, "unavailable"),
+            (
+                StorageError::Corruption {
+                    location: "b".into(),
+                    reason: "r".into(),
+                },
+                "internal",
+            ),
+        ] {
+            let status = e.http_status();
+            let p = PromqlError::Storage(e);
+            assert_eq!(p.http_status(), status);
+            assert_eq!(p.error_type(), ty);
         }
     }
 }

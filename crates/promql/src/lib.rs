@@ -6,15 +6,25 @@
 //! steps of a query at once, to series that each hold one optional value per step. Label
 //! work (vector matching, grouping, label functions) is then done once per series instead of
 //! once per step, and each selector reads storage once for the whole query range.
+//!
+//! Limits live here so every user of an [`Engine`] (HTTP API, CLI, rules, analyses) gets
+//! them: query text length and nesting depth (checked before parsing), queries evaluating
+//! at once (shared by all copies made with [`Engine::with_timeout`]), and samples held,
+//! which storage is told so it can stop reading early.
 
 mod error;
 mod eval;
 mod functions;
+mod gate;
+mod guard;
 mod value;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use error::PromqlError;
+pub use functions::histogram::bucket_quantile;
+pub use guard::{MAX_QUERY_BYTES, MAX_QUERY_DEPTH};
 pub use value::{QueryResult, Value, VectorSample};
 
 use meshlens_model::MetricReader;
@@ -27,6 +37,9 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Step of subqueries that give none (`x[5m:]`).
     pub default_subquery_step_ms: i64,
+    /// Most queries evaluating at once (`--query.max-concurrency`); more wait for a slot
+    /// until their timeout. Zero: no limit.
+    pub max_concurrency: usize,
 }
 
 impl Default for EngineOptions {
@@ -36,21 +49,55 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60_000,
+            max_concurrency: 20,
         }
     }
 }
 
 pub struct Engine {
     opts: EngineOptions,
+    gate: Arc<gate::Gate>,
 }
 
 impl Engine {
     pub fn new(opts: EngineOptions) -> Engine {
-        Engine { opts }
+        let gate = Arc::new(gate::Gate::new(opts.max_concurrency));
+        Engine { opts, gate }
     }
 
     pub fn options(&self) -> &EngineOptions {
         &self.opts
+    }
+
+    /// This engine with another timeout (a request's own), sharing its concurrency limit.
+    pub fn with_timeout(&self, timeout: Duration) -> Engine {
+        Engine {
+            opts: EngineOptions {
+                timeout,
+                ..self.opts.clone()
+            },
+            gate: self.gate.clone(),
+        }
+    }
+
+    /// Queries evaluating now, over this engine and its copies.
+    pub fn active_queries(&self) -> usize {
+        self.gate.active()
+    }
+
+    /// Evaluates once a concurrency slot is free; the wait counts against the timeout.
+    fn run(
+        &self,
+        storage: &dyn MetricReader,
+        expr: &promql_parser::parser::Expr,
+        span: eval::QuerySpan,
+    ) -> Result<QueryResult, PromqlError> {
+        let after = self.opts.timeout;
+        let _slot = self
+            .gate
+            .enter(span.deadline)
+            .ok_or(PromqlError::QueueTimeout { after })?;
+        eval::run(storage, &self.opts, expr, span)
     }
 
     pub fn instant_query(
@@ -59,8 +106,16 @@ impl Engine {
         query: &str,
         time_ms: i64,
     ) -> Result<QueryResult, PromqlError> {
+        let deadline = Instant::now() + self.opts.timeout;
         let expr = parse(query)?;
-        eval::run(storage, &self.opts, &expr, time_ms, time_ms, 0, true)
+        let span = eval::QuerySpan {
+            start: time_ms,
+            end: time_ms,
+            step: 0,
+            instant: true,
+            deadline,
+        };
+        self.run(storage, &expr, span)
     }
 
     pub fn range_query(
@@ -79,16 +134,27 @@ impl Engine {
                 message: "end timestamp must not be before start time".into(),
             });
         }
-        if (end_ms - start_ms) / step_ms > 11_000 {
+        if end_ms.saturating_sub(start_ms) / step_ms > 11_000 {
             return Err(PromqlError::BadData { message: "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into() });
         }
+        let deadline = Instant::now() + self.opts.timeout;
         let expr = parse(query)?;
-        eval::run(storage, &self.opts, &expr, start_ms, end_ms, step_ms, false)
+        let span = eval::QuerySpan {
+            start: start_ms,
+            end: end_ms,
+            step: step_ms,
+            instant: false,
+            deadline,
+        };
+        self.run(storage, &expr, span)
     }
 }
 
 /// Parses a query; errors say `line:column: parse error: reason`, as Prometheus's do.
+/// Text longer than [`MAX_QUERY_BYTES`] or nested deeper than [`MAX_QUERY_DEPTH`] is refused
+/// before the parser sees it.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
+    guard::check(query)?;
     let first = promql_parser::parser::parse(query);
     // Prometheus 2.x's name for double_exponential_smoothing is still accepted.
     let first = match first {
@@ -132,8 +198,11 @@ fn rename_holt_winters(query: &str) -> String {
 }
 
 /// Where a query stops making sense: just after the longest prefix that parses or fails
-/// only for ending too early (the parser itself reports no positions).
+/// only for ending too early (the parser itself reports no positions). The nearest
+/// `MAX_TRIES` prefixes are tried one by one, then a bisection looks further back, so a
+/// malformed query costs a bounded number of parses.
 fn error_position(query: &str) -> usize {
+    const MAX_TRIES: usize = 64;
     const INCOMPLETE: [&str; 6] = [
         "end of input",
         "unclosed left",
@@ -145,13 +214,28 @@ fn error_position(query: &str) -> usize {
     if query.len() > 4096 {
         return query.len();
     }
+    let sensible = |k: usize| match promql_parser::parser::parse(&query[..k]) {
+        Ok(_) => true,
+        Err(e) => INCOMPLETE.iter().any(|m| e.contains(m)),
+    };
     let mut ends: Vec<usize> = query.char_indices().map(|(i, _)| i).skip(1).collect();
     ends.push(query.len());
-    for &k in ends.iter().rev() {
-        match promql_parser::parser::parse(&query[..k]) {
-            Ok(_) => return k.min(query.len()),
-            Err(e) if INCOMPLETE.iter().any(|m| e.contains(m)) => return k,
-            Err(_) => {}
+    for (tried, &k) in ends.iter().rev().enumerate() {
+        if tried == MAX_TRIES {
+            // Assume prefixes stay sensible up to some point: find it by halving.
+            let (mut lo, mut hi) = (0usize, ends.len() - tried);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if sensible(ends[mid]) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            return if lo == 0 { 0 } else { ends[lo - 1] };
+        }
+        if sensible(k) {
+            return k;
         }
     }
     0

@@ -72,6 +72,8 @@ pub struct ProxyOptions {
     pub listen: SocketAddr,
     /// Admin listener (`/metrics`, `/stats/prometheus`, `/config`); none when unset.
     pub admin: Option<SocketAddr>,
+    /// Prometheus's web config file (TLS, basic auth, headers) for the admin listener.
+    pub admin_web_config: Option<PathBuf>,
     pub trace_export: Option<TraceExport>,
     /// The workload this proxy stands beside (`source_workload`, span service name).
     pub workload: String,
@@ -108,6 +110,7 @@ impl ProxyOptions {
             mesh_dir: mesh_dir.into(),
             listen,
             admin: None,
+            admin_web_config: None,
             trace_export: None,
             workload: "unknown".into(),
             version: "unknown".into(),
@@ -143,6 +146,8 @@ pub enum ProxyError {
     TraceExport(String),
     #[error("invalid option: {0}")]
     Option(String),
+    #[error("admin web config: {0}")]
+    WebConfig(#[from] meshlens_access::WebConfigError),
 }
 
 fn list(errors: &[ConfigError]) -> String {
@@ -228,6 +233,10 @@ impl Proxy {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let admin_web = match &opts.admin_web_config {
+            Some(f) => Some(meshlens_access::WebConfigSource::load(f)?),
+            None => None,
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -298,15 +307,24 @@ impl Proxy {
                 metrics: metrics.clone(),
                 config: config.clone(),
             });
-            tasks.push(accept::serve(
+            let service = tower::service_fn(move |req| {
+                let r = admin.handle(&req);
+                async move { Ok::<_, std::convert::Infallible>(r) }
+            });
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(meshlens_access::serve(
                 l,
-                shutdown_rx.clone(),
-                None,
-                move |req, _| {
-                    let r = admin.handle(&req);
-                    async move { r }
+                admin_web,
+                meshlens_access::ListenerOptions {
+                    name: "proxy-admin",
+                    ..Default::default()
                 },
-            ));
+                Arc::new(meshlens_access::AccessMetrics::default()),
+                service,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )));
         }
         tasks.push(config::reload::spawn_watcher(
             config.clone(),

@@ -95,12 +95,12 @@ impl FileSd {
 
 fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let value: serde_yaml::Value = if path.extension().is_some_and(|e| e == "json") {
+    let value: serde_yaml_ng::Value = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str::<serde_json::Value>(&text)
             .map_err(|e| e.to_string())
-            .and_then(|v| serde_yaml::to_value(v).map_err(|e| e.to_string()))?
+            .and_then(|v| serde_yaml_ng::to_value(v).map_err(|e| e.to_string()))?
     } else {
-        serde_yaml::from_str(&text).map_err(|e| e.to_string())?
+        serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?
     };
     let list = value
         .as_sequence()

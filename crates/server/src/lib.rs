@@ -9,8 +9,11 @@
 mod api;
 pub mod config;
 mod discovery;
+mod limits;
 mod scrape;
 mod self_metrics;
+mod status;
+pub mod tenants;
 mod ui;
 
 use std::fs::File;
@@ -21,9 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshlens_spanstore::SpanStore;
-use meshlens_trace_api::TraceApiState;
-use meshlens_tsdb::{Tsdb, TsdbOptions};
-use tokio::sync::oneshot;
+use meshlens_tsdb::TsdbOptions;
 
 pub use config::Config;
 pub use self_metrics::SelfMetrics;
@@ -54,6 +55,18 @@ pub struct ServerOptions {
     pub mesh_config: Vec<PathBuf>,
     /// How often span metrics are written into the TSDB.
     pub span_metrics_interval: Duration,
+    /// Every request names its tenant in `X-Scope-OrgID`; each tenant has its own storage.
+    pub multitenancy: bool,
+    /// The tenant that scraped samples go to (with `--multitenancy`; else the only one).
+    pub scrape_tenant: String,
+    /// Per-tenant ingest limits.
+    pub limits: meshlens_access::limits::Limits,
+    /// Prometheus's web config file (TLS, basic auth, headers) for every listener.
+    pub web_config_file: Option<PathBuf>,
+    /// Connection cap and timeouts, per listener.
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -74,6 +87,13 @@ impl Default for ServerOptions {
             max_span_body_bytes: 16 << 20,
             mesh_config: Vec::new(),
             span_metrics_interval: Duration::from_secs(15),
+            multitenancy: false,
+            scrape_tenant: tenants::DEFAULT_TENANT.to_string(),
+            limits: Default::default(),
+            web_config_file: None,
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -100,6 +120,8 @@ pub enum ServerError {
     Storage(#[from] meshlens_tsdb::TsdbError),
     #[error("opening the span store: {0}")]
     SpanStore(#[from] meshlens_spanstore::SpanStoreError),
+    #[error("web config: {0}")]
+    WebConfig(#[from] meshlens_access::WebConfigError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -147,12 +169,11 @@ pub struct RunningServer {
     addr: SocketAddr,
     otlp_grpc_addr: Option<SocketAddr>,
     otlp_http_addr: Option<SocketAddr>,
-    spans: Arc<SpanStore>,
-    side_tasks: Vec<tokio::task::JoinHandle<()>>,
+    tenants: Arc<tenants::Tenants>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
     side_stop: tokio::sync::watch::Sender<bool>,
-    state: Arc<api::AppState>,
-    http_stop: Option<oneshot::Sender<()>>,
-    http_task: tokio::task::JoinHandle<()>,
+    http_stop: tokio::sync::watch::Sender<bool>,
+    state: Arc<api::GlobalState>,
     _lock: File,
 }
 
@@ -160,84 +181,20 @@ pub struct RunningServer {
 pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let lock = lock_data_dir(&opts.data_dir)?;
     let cfg = load_config(opts.config_file.as_deref())?;
-    let dir = opts.data_dir.clone();
-    let tsdb_opts = opts.tsdb.clone();
-    let tsdb = tokio::task::spawn_blocking(move || Tsdb::open(&dir, tsdb_opts))
-        .await
-        .map_err(|e| ServerError::DataDir {
-            dir: opts.data_dir.clone(),
-            source: std::io::Error::other(e),
-        })??;
-    let tsdb = Arc::new(tsdb);
-    let spans_dir = opts.data_dir.join("spans");
-    let span_opts = opts.spans.clone();
-    let spans = tokio::task::spawn_blocking(move || SpanStore::open(&spans_dir, span_opts))
-        .await
-        .map_err(|e| ServerError::DataDir {
-            dir: opts.data_dir.clone(),
-            source: std::io::Error::other(e),
-        })??;
-    let spans = Arc::new(spans);
-    tsdb.start_background(opts.maintenance_interval);
-    let (listener, addr) = bind(opts.listen).await?;
-    let mut trace_state = TraceApiState::new(spans.clone(), spans.clone());
-    trace_state.max_body_bytes = opts.max_span_body_bytes;
-    let span_metrics = meshlens_analysis::SpanMetrics::new(tsdb.clone());
-    {
-        let sm = span_metrics.clone();
-        trace_state
-            .observers
-            .push(Arc::new(move |batch: &[meshlens_model::Span]| {
-                sm.observe(batch)
-            }));
-    }
-    let trace_state = Arc::new(trace_state);
+    let web = match &opts.web_config_file {
+        Some(f) => Some(meshlens_access::WebConfigSource::load(f)?),
+        None => None,
+    };
     let (side_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let mut side_tasks = Vec::new();
-    let mut otlp_grpc_addr = None;
-    if let Some(a) = opts.otlp_grpc_listen {
-        let (l, bound) = bind(a).await?;
-        otlp_grpc_addr = Some(bound);
-        side_tasks.push(tokio::spawn(meshlens_trace_api::serve_otlp_grpc(
-            l,
-            trace_state.clone(),
-            stopped(stop_rx.clone()),
-        )));
-    }
-    let mut otlp_http_addr = None;
-    if let Some(a) = opts.otlp_http_listen {
-        let (l, bound) = bind(a).await?;
-        otlp_http_addr = Some(bound);
-        let app = meshlens_trace_api::otlp_http_app(trace_state.clone());
-        let stop = stopped(stop_rx.clone());
-        side_tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stop).await {
-                tracing::error!(error = %e, "otlp http server failed");
-            }
-        }));
-    }
-    side_tasks.push(tokio::spawn(span_metrics_flush(
-        span_metrics,
-        opts.span_metrics_interval,
-        stop_rx.clone(),
-    )));
-    side_tasks.push(tokio::spawn(span_maintenance(
-        spans.clone(),
-        opts.maintenance_interval,
-        stop_rx.clone(),
-    )));
     let metrics = SelfMetrics::new();
-    let scrape = scrape::ScrapeManager::start(&cfg, tsdb.clone(), metrics.clone());
+    let limits = limits::IngestLimits::new(opts.limits.clone());
     let engine = Arc::new(meshlens_promql::Engine::new(opts.query.clone()));
-    let analysis = meshlens_analysis::router(Arc::new(meshlens_analysis::AnalysisState {
-        metrics: tsdb.clone(),
-        spans: spans.clone(),
+    let prom_status = meshlens_prom_api::PromApiState {
+        storage: Arc::new(tenants::federated::FederatedMetrics {
+            tenants: Vec::new(),
+        }),
         engine: engine.clone(),
-    }));
-    let prom = meshlens_prom_api::router(meshlens_prom_api::PromApiState {
-        storage: tsdb.clone(),
-        engine,
-        config_yaml: cfg.original_yaml.clone(),
+        config_yaml: cfg.redacted_yaml.clone(),
         flags: opts.flags.clone(),
         start_time: std::time::SystemTime::now(),
         storage_retention: match (opts.tsdb.retention_time_ms, opts.tsdb.retention_size_bytes) {
@@ -249,45 +206,100 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             (None, Some(b)) => format!("{b}B"),
             (None, None) => "unlimited".into(),
         },
+        config_status: Default::default(),
+        status: None,
+    };
+    let shared = Arc::new(tenants::Shared {
+        opts: opts.clone(),
+        engine,
+        metrics: metrics.clone(),
+        limits: limits.clone(),
+        prom_status,
+        trace_counters: Arc::new(meshlens_trace_api::TraceCounters::default()),
+        stop: stop_rx.clone(),
     });
-    let state = Arc::new(api::AppState {
-        tsdb: tsdb.clone(),
-        spans: spans.clone(),
-        trace_counters: trace_state.counters.clone(),
-        writer: tsdb.clone(),
+    let tenants = tenants::Tenants::open(shared).await?;
+    let main = tenants.scrape_stack();
+    let scrape = scrape::ScrapeManager::start(&cfg, main.tsdb.clone(), metrics.clone());
+    let access = Arc::new(meshlens_access::AccessMetrics::default());
+    let state = Arc::new(api::GlobalState {
+        tenants: tenants.clone(),
         scrape,
         metrics,
-        max_write_body_bytes: opts.max_write_body_bytes,
-        max_write_decompressed_bytes: opts.max_write_decompressed_bytes,
-        mesh_config: opts.mesh_config.clone(),
+        access: access.clone(),
+        limits,
         ready: Default::default(),
     });
-    let app = api::router(state.clone())
-        .merge(prom)
-        .merge(meshlens_trace_api::router(trace_state))
-        .merge(analysis)
-        .merge(ui::router());
-    let (tx, rx) = oneshot::channel::<()>();
-    let http_task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = rx.await;
+    let listener_opts = |name: &'static str| meshlens_access::ListenerOptions {
+        name,
+        max_connections: opts.max_connections,
+        header_read_timeout: opts.header_read_timeout,
+        idle_timeout: opts.idle_timeout,
+    };
+    let (http_stop, http_rx) = tokio::sync::watch::channel(false);
+    let mut listeners = Vec::new();
+
+    let (listener, addr) = bind(opts.listen).await?;
+    let app = api::global_router(state.clone()).merge(ui::router()).merge(
+        axum::Router::new()
+            .fallback(tenants::dispatch)
+            .with_state(tenants.clone()),
+    );
+    listeners.push(tokio::spawn(meshlens_access::serve(
+        listener,
+        web.clone(),
+        listener_opts("main"),
+        access.clone(),
+        app,
+        stopped(http_rx.clone()),
+    )));
+
+    let mut otlp_grpc_addr = None;
+    if let Some(a) = opts.otlp_grpc_listen {
+        let (l, bound) = bind(a).await?;
+        otlp_grpc_addr = Some(bound);
+        let t = tenants.clone();
+        let service = tower::service_fn(move |req| {
+            let t = t.clone();
+            async move { Ok::<_, std::convert::Infallible>(tenants::grpc_export(t, req).await) }
         });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
+        listeners.push(tokio::spawn(meshlens_access::serve(
+            l,
+            web.clone(),
+            listener_opts("otlp-grpc"),
+            access.clone(),
+            service,
+            stopped(http_rx.clone()),
+        )));
+    }
+    let mut otlp_http_addr = None;
+    if let Some(a) = opts.otlp_http_listen {
+        let (l, bound) = bind(a).await?;
+        otlp_http_addr = Some(bound);
+        // Only OTLP/HTTP's path; everything else on this port is a 404.
+        let app = axum::Router::new()
+            .route("/v1/traces", axum::routing::any(tenants::dispatch))
+            .with_state(tenants.clone());
+        listeners.push(tokio::spawn(meshlens_access::serve(
+            l,
+            web.clone(),
+            listener_opts("otlp-http"),
+            access.clone(),
+            app,
+            stopped(http_rx.clone()),
+        )));
+    }
     state.ready.store(true, Ordering::Release);
-    tracing::info!(%addr, data_dir = %opts.data_dir.display(), "meshlens server started");
+    tracing::info!(%addr, data_dir = %opts.data_dir.display(), multitenancy = opts.multitenancy, "meshlens server started");
     Ok(RunningServer {
         addr,
         otlp_grpc_addr,
         otlp_http_addr,
-        spans,
-        side_tasks,
+        tenants,
+        listeners,
         side_stop,
+        http_stop,
         state,
-        http_stop: Some(tx),
-        http_task,
         _lock: lock,
     })
 }
@@ -305,31 +317,17 @@ impl RunningServer {
         self.otlp_http_addr
     }
 
-    /// Orderly shutdown: scraping, then HTTP (in-flight requests finish), then storage.
+    /// Orderly shutdown: scraping, then the listeners (in-flight requests finish), then each
+    /// tenant's side tasks and storage.
     pub async fn shutdown(mut self) {
         self.state.ready.store(false, Ordering::Release);
         self.state.scrape.stop().await;
-        if let Some(tx) = self.http_stop.take() {
-            let _ = tx.send(());
+        let _ = self.http_stop.send(true);
+        for l in self.listeners.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(30), l).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.http_task).await;
         let _ = self.side_stop.send(true);
-        for t in self.side_tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-        }
-        let spans = self.spans.clone();
-        match tokio::task::spawn_blocking(move || spans.close()).await {
-            Ok(Ok(())) => tracing::info!("span store closed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "closing the span store failed"),
-            Err(e) => tracing::error!(error = %e, "closing the span store failed"),
-        }
-        let tsdb = self.state.tsdb.clone();
-        let closed = tokio::task::spawn_blocking(move || tsdb.close()).await;
-        match closed {
-            Ok(Ok(())) => tracing::info!("storage closed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "closing storage failed"),
-            Err(e) => tracing::error!(error = %e, "closing storage failed"),
-        }
+        self.tenants.close().await;
     }
 }
 
@@ -349,7 +347,7 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Span retention, on the same period as the TSDB's maintenance.
-async fn span_maintenance(
+pub(crate) async fn span_maintenance(
     spans: Arc<SpanStore>,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -370,7 +368,7 @@ async fn span_maintenance(
 
 /// Writes the span metrics derived at ingest into the TSDB on a fixed period (cumulative
 /// values, so `rate()` works on them), and once more at shutdown.
-async fn span_metrics_flush(
+pub(crate) async fn span_metrics_flush(
     metrics: Arc<meshlens_analysis::SpanMetrics>,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,

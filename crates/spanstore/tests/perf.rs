@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use meshlens_model::{SpanReader, TraceId, TraceQuery};
-use meshlens_spanstore::{bench, SpanStore, SpanStoreOptions};
+use meshlens_spanstore::{SpanStore, SpanStoreOptions};
+use meshlens_testdata::generate_spans_at;
 
 fn rss_mb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -49,7 +50,7 @@ fn perf_ingest_lookup_search() {
         .as_micros() as u64;
     let hour = 3_600_000_000u64;
     let t = Instant::now();
-    let mut pool = bench::generate_spans_at(pool_traces, 42, now - hour, now);
+    let mut pool = generate_spans_at(pool_traces, 42, now - hour, now);
     println!(
         "generated {} spans ({} traces) in {:?}",
         pool.len(),

@@ -68,7 +68,9 @@ pub async fn serve_otlp_grpc(
     }
 }
 
-async fn handle(state: Arc<TraceApiState>, req: Request<Incoming>) -> Response<GrpcBody> {
+/// Answers one OTLP/gRPC call into `state`'s store; callers that pick the store per request
+/// (tenants) serve this from their own service.
+pub async fn handle(state: Arc<TraceApiState>, req: Request<Incoming>) -> Response<GrpcBody> {
     if req.uri().path() != EXPORT_PATH {
         return status_only(
             UNIMPLEMENTED,
@@ -93,7 +95,11 @@ async fn handle(state: Arc<TraceApiState>, req: Request<Incoming>) -> Response<G
             return status_only(code, &format!("reading the request failed: {e}"));
         }
     };
-    let message = match unframe(&body, compressed_with.as_deref(), &state) {
+    let message = match unframe(
+        &body,
+        compressed_with.as_deref(),
+        state.max_decompressed_bytes,
+    ) {
         Ok(m) => m,
         Err((code, msg)) => {
             state.counters.failed(Transport::OtlpGrpc);
@@ -114,6 +120,8 @@ async fn handle(state: Arc<TraceApiState>, req: Request<Incoming>) -> Response<G
         state.counters.failed(Transport::OtlpGrpc);
         let code = match crate::ingest::storage_status(&e).as_u16() {
             503 => UNAVAILABLE,
+            429 => RESOURCE_EXHAUSTED,
+            400 => INVALID_ARGUMENT,
             _ => INTERNAL,
         };
         return status_only(code, &format!("storing spans failed: {e}"));
@@ -137,11 +145,12 @@ async fn handle(state: Arc<TraceApiState>, req: Request<Incoming>) -> Response<G
         .expect("static response parts")
 }
 
-/// The one message of a unary call, decompressed when its flag says so.
-fn unframe(
+/// The one message of a unary call, decompressed when its flag says so; an error is the
+/// gRPC status code and message to answer with. Public for the fuzz target.
+pub fn unframe(
     body: &[u8],
     encoding: Option<&str>,
-    state: &TraceApiState,
+    max_decompressed_bytes: usize,
 ) -> Result<Vec<u8>, (u32, String)> {
     if body.len() < 5 {
         return Err((INVALID_ARGUMENT, "gRPC message frame is truncated".into()));
@@ -159,7 +168,7 @@ fn unframe(
         return Ok(payload.to_vec());
     }
     match encoding {
-        Some("gzip") => crate::body::decode(Some("gzip"), payload, state.max_decompressed_bytes)
+        Some("gzip") => crate::body::decode(Some("gzip"), payload, max_decompressed_bytes)
             .map_err(|e| (INVALID_ARGUMENT, e.to_string())),
         other => Err((
             UNIMPLEMENTED,
@@ -168,8 +177,9 @@ fn unframe(
     }
 }
 
-/// A trailers-only response: the status travels in the headers.
-fn status_only(code: u32, message: &str) -> Response<GrpcBody> {
+/// A trailers-only response (the status travels in the headers); `code` is a gRPC status
+/// code.
+pub fn status_only(code: u32, message: &str) -> Response<GrpcBody> {
     tracing::debug!(code, message, "otlp grpc call refused");
     let encoded: String = message
         .bytes()

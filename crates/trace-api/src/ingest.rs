@@ -68,11 +68,7 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 pub(crate) fn storage_status(e: &StorageError) -> StatusCode {
-    match e {
-        StorageError::Unavailable { .. } | StorageError::Closed => StatusCode::SERVICE_UNAVAILABLE,
-        StorageError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// `POST /api/v2/spans`: 202 once stored.

@@ -1,6 +1,11 @@
 //! The Jaeger query API that Grafana's Jaeger data source calls: the classic `/api/...`
 //! JSON (data/total/limit/offset/errors envelope) and the newer `/api/v3/...` with
 //! OTLP-shaped traces.
+//!
+//! Searches are bounded as the Zipkin API's are: a `limit` (`query.search_depth`) above the
+//! maximum is lowered to it and a time range wider than the maximum window keeps its newest
+//! part; a start after the end, a negative time or a value that does not parse is a 400
+//! naming the parameter.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -11,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use meshlens_ingest::zipkin::write_json_string;
 use meshlens_model::{time::now_ms, Span, TraceId, TraceQuery};
 
-use crate::params::{go_duration_us, Query};
+use crate::params::{go_duration_us, Query, SearchBounds};
 use crate::zipkin_api::{json, parse_trace_id, read, sort_trace, string_list, DEFAULT_LOOKBACK_MS};
 use crate::TraceApiState;
 
@@ -115,14 +120,20 @@ fn tag_term(k: String, v: String) -> (String, Option<String>) {
     }
 }
 
-fn search_query(q: &Query) -> Result<TraceQuery, String> {
+fn search_query(q: &Query, bounds: SearchBounds) -> Result<TraceQuery, String> {
     let service = q
         .get("service")
         .map(str::to_lowercase)
         .ok_or("parameter service is required")?;
-    let micros = |name: &str| -> Result<Option<i64>, String> { q.int(name) };
-    let end_us = micros("end")?.unwrap_or_else(|| now_ms() * 1000);
-    let lookback_ms = match (micros("start")?, q.get("lookback")) {
+    let end_us = q
+        .non_negative("end")?
+        .unwrap_or_else(|| now_ms().saturating_mul(1000));
+    let lookback_ms = match (q.non_negative("start")?, q.get("lookback")) {
+        (Some(start), _) if start > end_us => {
+            return Err(format!(
+                "parameter start: {start} is after the end of the range ({end_us})"
+            ))
+        }
         (Some(start), _) => ((end_us - start) / 1000).max(1),
         (None, Some(l)) if l != "custom" => go_duration_us(l)
             .map(|us| (us / 1000) as i64)
@@ -137,7 +148,7 @@ fn search_query(q: &Query) -> Result<TraceQuery, String> {
             })
             .transpose()
     };
-    let limit = q.positive("limit")?.unwrap_or(20) as usize;
+    let limit = bounds.limit(q.positive("limit")?.unwrap_or(20));
     Ok(TraceQuery {
         service_name: Some(service),
         remote_service_name: None,
@@ -149,7 +160,7 @@ fn search_query(q: &Query) -> Result<TraceQuery, String> {
         min_duration: duration("minDuration")?,
         max_duration: duration("maxDuration")?,
         end_ts: end_us / 1000,
-        lookback: lookback_ms,
+        lookback: bounds.lookback(lookback_ms),
         limit,
     })
 }
@@ -177,7 +188,7 @@ pub async fn traces(State(s): State<Arc<TraceApiState>>, uri: Uri) -> Response {
         })
         .await
     } else {
-        let query = match search_query(&q) {
+        let query = match search_query(&q, s.search_bounds()) {
             Ok(q) => q,
             Err(e) => return error(StatusCode::BAD_REQUEST, &e),
         };
@@ -222,6 +233,7 @@ pub async fn dependencies(State(s): State<Arc<TraceApiState>>, uri: Uri) -> Resp
         (Ok(e), Ok(l)) => (e.unwrap_or_else(now_ms), l.unwrap_or(DEFAULT_LOOKBACK_MS)),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
+    let lookback = s.search_bounds().lookback(lookback);
     match read(&s, move |r| r.dependencies(end_ts, lookback)).await {
         Ok(links) => {
             let items: Vec<_> = links
@@ -377,7 +389,7 @@ pub async fn v3_operations(State(s): State<Arc<TraceApiState>>, uri: Uri) -> Res
     }
 }
 
-fn v3_query(q: &Query) -> Result<TraceQuery, String> {
+fn v3_query(q: &Query, bounds: SearchBounds) -> Result<TraceQuery, String> {
     let service = q
         .get("query.service_name")
         .map(str::to_lowercase)
@@ -393,7 +405,7 @@ fn v3_query(q: &Query) -> Result<TraceQuery, String> {
     let end = time("query.start_time_max")?.unwrap_or_else(now_ms);
     let start = time("query.start_time_min")?.unwrap_or(end - DEFAULT_LOOKBACK_MS);
     if start > end {
-        return Err("query.start_time_min is after query.start_time_max".into());
+        return Err("parameter query.start_time_min is after query.start_time_max".into());
     }
     let duration = |name: &str| -> Result<Option<u64>, String> {
         q.get(name)
@@ -411,13 +423,13 @@ fn v3_query(q: &Query) -> Result<TraceQuery, String> {
         min_duration: duration("query.duration_min")?,
         max_duration: duration("query.duration_max")?,
         end_ts: end,
-        lookback: (end - start).max(1),
-        limit: q.positive("query.search_depth")?.unwrap_or(20) as usize,
+        lookback: bounds.lookback(end.saturating_sub(start)),
+        limit: bounds.limit(q.positive("query.search_depth")?.unwrap_or(20)),
     })
 }
 
 pub async fn v3_traces(State(s): State<Arc<TraceApiState>>, uri: Uri) -> Response {
-    let query = match v3_query(&Query::from_uri(&uri)) {
+    let query = match v3_query(&Query::from_uri(&uri), s.search_bounds()) {
         Ok(q) => q,
         Err(e) => return v3_error(StatusCode::BAD_REQUEST, &e),
     };
@@ -448,5 +460,76 @@ pub async fn v3_trace(State(s): State<Arc<TraceApiState>>, Path(id): Path<String
             ))
         }
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(qs: &str) -> Query {
+        Query::from_uri(&format!("/api/traces?{qs}").parse().expect("uri"))
+    }
+
+    const BOUNDS: SearchBounds = SearchBounds {
+        max_window_ms: 7 * 86_400_000,
+        max_limit: 10_000,
+    };
+    const DAY_US: i64 = 86_400_000_000;
+
+    #[test]
+    fn search_range_and_limit_are_capped() {
+        let end = 1_700_000_000_000_000i64;
+        let q = search_query(
+            &query(&format!(
+                "service=a&start={}&end={end}&limit=50000",
+                end - 90 * DAY_US
+            )),
+            BOUNDS,
+        )
+        .expect("valid");
+        assert_eq!(q.end_ts, end / 1000);
+        assert_eq!(q.lookback, 7 * 86_400_000);
+        assert_eq!(q.limit, 10_000);
+        let q = search_query(&query("service=a&lookback=720h"), BOUNDS).expect("valid");
+        assert_eq!(q.lookback, 7 * 86_400_000);
+    }
+
+    #[test]
+    fn bad_range_values_name_the_parameter() {
+        for (qs, name) in [
+            ("service=a&start=10&end=5", "start"),
+            ("service=a&start=-9223372036854775808", "start"),
+            ("service=a&end=-1", "end"),
+            ("service=a&end=soon", "end"),
+            ("service=a&limit=0", "limit"),
+            ("service=a&lookback=forever", "lookback"),
+        ] {
+            let e = search_query(&query(qs), BOUNDS).expect_err(qs);
+            assert!(e.contains(name), "{qs}: {e}");
+        }
+    }
+
+    #[test]
+    fn v3_search_depth_and_range_are_capped() {
+        let q = v3_query(
+            &query(
+                "query.service_name=a&query.start_time_min=2020-01-01T00:00:00Z\
+                 &query.start_time_max=2024-01-01T00:00:00Z&query.search_depth=99999999",
+            ),
+            BOUNDS,
+        )
+        .expect("valid");
+        assert_eq!(q.lookback, 7 * 86_400_000);
+        assert_eq!(q.limit, 10_000);
+        let e = v3_query(
+            &query(
+                "query.service_name=a&query.start_time_min=2024-01-02T00:00:00Z\
+                 &query.start_time_max=2024-01-01T00:00:00Z",
+            ),
+            BOUNDS,
+        )
+        .expect_err("start after end");
+        assert!(e.contains("query.start_time_min"), "{e}");
     }
 }

@@ -21,7 +21,10 @@ use axum::Router;
 use meshlens_model::{Span, SpanReader, SpanWriter};
 
 pub use counters::TraceCounters;
-pub use grpc::serve_otlp_grpc;
+pub use grpc::{
+    handle as otlp_grpc_export, serve_otlp_grpc, status_only as grpc_status,
+    unframe as unframe_grpc_message, GrpcBody,
+};
 
 /// Called with every batch after it is stored (span metrics, live graphs).
 pub type SpanObserver = Arc<dyn Fn(&[Span]) + Send + Sync>;
@@ -35,6 +38,11 @@ pub struct TraceApiState {
     pub max_decompressed_bytes: usize,
     pub counters: Arc<TraceCounters>,
     pub observers: Vec<SpanObserver>,
+    /// Widest time range one trace search or dependency query scans (ms); wider requests
+    /// search the newest part of their range. Set it to the span retention when shorter.
+    pub max_search_window_ms: i64,
+    /// Most traces one search returns; larger limits are clamped to it.
+    pub max_search_limit: usize,
 }
 
 impl TraceApiState {
@@ -46,6 +54,8 @@ impl TraceApiState {
             max_decompressed_bytes: 64 << 20,
             counters: Arc::new(TraceCounters::default()),
             observers: Vec::new(),
+            max_search_window_ms: params::DEFAULT_MAX_SEARCH_WINDOW_MS,
+            max_search_limit: params::DEFAULT_MAX_SEARCH_LIMIT,
         }
     }
 }

@@ -2,6 +2,43 @@
 
 use axum::http::Uri;
 
+/// Default for `TraceApiState::max_search_window_ms`: one week.
+pub const DEFAULT_MAX_SEARCH_WINDOW_MS: i64 = 7 * 86_400_000;
+/// Default for `TraceApiState::max_search_limit`.
+pub const DEFAULT_MAX_SEARCH_LIMIT: usize = 10_000;
+
+impl crate::TraceApiState {
+    pub(crate) fn search_bounds(&self) -> SearchBounds {
+        SearchBounds {
+            max_window_ms: self.max_search_window_ms,
+            max_limit: self.max_search_limit,
+        }
+    }
+}
+
+/// How far one search may reach. Zipkin and Jaeger set no maximum, so requests past these
+/// bounds are clamped rather than refused: clients that ask for a wide range or a large
+/// limit keep working and get the newest traces.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchBounds {
+    pub max_window_ms: i64,
+    pub max_limit: usize,
+}
+
+impl SearchBounds {
+    /// A lookback (ms, positive) narrowed to the widest allowed window.
+    pub fn lookback(&self, lookback_ms: i64) -> i64 {
+        lookback_ms.clamp(1, self.max_window_ms.max(1))
+    }
+
+    /// A limit (positive) lowered to the largest allowed.
+    pub fn limit(&self, limit: i64) -> usize {
+        usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .clamp(1, self.max_limit.max(1))
+    }
+}
+
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
@@ -52,6 +89,14 @@ impl Query {
                     .map_err(|_| format!("parameter {name}: {v:?} is not an integer"))
             })
             .transpose()
+    }
+
+    /// A non-negative integer, or absent.
+    pub fn non_negative(&self, name: &str) -> Result<Option<i64>, String> {
+        match self.int(name)? {
+            Some(v) if v < 0 => Err(format!("parameter {name} must not be negative, not {v}")),
+            v => Ok(v),
+        }
     }
 
     /// A positive integer, or absent.
@@ -107,6 +152,19 @@ pub fn go_duration_us(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_clamp_window_and_limit() {
+        let b = SearchBounds {
+            max_window_ms: 1000,
+            max_limit: 5,
+        };
+        assert_eq!(b.lookback(10), 10);
+        assert_eq!(b.lookback(i64::MAX), 1000);
+        assert_eq!(b.lookback(0), 1);
+        assert_eq!(b.limit(3), 3);
+        assert_eq!(b.limit(i64::MAX), 5);
+    }
 
     #[test]
     fn go_durations() {

@@ -1,5 +1,10 @@
 //! The Zipkin v2 query API (`/api/v2/...`), as the Zipkin server answers it: names sorted
 //! and lower-case, `limit` 10 and `lookback` one day by default, 404 for an unknown trace.
+//!
+//! Searches are bounded (see `SearchBounds`): a `limit` above the maximum (10,000 by
+//! default) is lowered to it and a `lookback` wider than the maximum window (a week, or the
+//! span retention) searches the newest part of the range, so old clients keep working;
+//! values that are not integers are a 400 naming the parameter.
 
 use std::sync::Arc;
 
@@ -9,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use meshlens_ingest::zipkin::{write_json_span, write_json_string};
 use meshlens_model::{time::now_ms, Span, SpanReader, StorageError, TraceId, TraceQuery};
 
-use crate::params::Query;
+use crate::params::{Query, SearchBounds};
 use crate::TraceApiState;
 
 pub(crate) const DEFAULT_LOOKBACK_MS: i64 = 86_400_000;
@@ -118,7 +123,7 @@ pub async fn remote_services(State(s): State<Arc<TraceApiState>>, uri: Uri) -> R
 /// Reads the `/api/v2/traces` parameters. Values the spec allows but that select nothing
 /// (a window ending before the epoch, a limit of zero, a maximum below the minimum) give
 /// `None`: an empty answer rather than an error.
-pub(crate) fn trace_query(q: &Query) -> Result<Option<TraceQuery>, String> {
+pub(crate) fn trace_query(q: &Query, bounds: SearchBounds) -> Result<Option<TraceQuery>, String> {
     let end_ts = q.int("endTs")?.unwrap_or_else(now_ms);
     let lookback = q.int("lookback")?.unwrap_or(DEFAULT_LOOKBACK_MS);
     let limit = q.int("limit")?.unwrap_or(10);
@@ -145,8 +150,8 @@ pub(crate) fn trace_query(q: &Query) -> Result<Option<TraceQuery>, String> {
         min_duration,
         max_duration,
         end_ts,
-        lookback: lookback.min(end_ts),
-        limit: limit as usize,
+        lookback: bounds.lookback(lookback.min(end_ts)),
+        limit: bounds.limit(limit),
     }))
 }
 
@@ -163,7 +168,7 @@ fn parse_annotation_query(s: &str) -> Vec<(String, Option<String>)> {
 }
 
 pub async fn traces(State(s): State<Arc<TraceApiState>>, uri: Uri) -> Response {
-    let query = match trace_query(&Query::from_uri(&uri)) {
+    let query = match trace_query(&Query::from_uri(&uri), s.search_bounds()) {
         Ok(Some(q)) => q,
         Ok(None) => return json("[]".into()),
         Err(e) => return bad_request(e),
@@ -250,6 +255,7 @@ pub async fn dependencies(State(s): State<Arc<TraceApiState>>, uri: Uri) -> Resp
     if end_ts <= 0 || lookback <= 0 {
         return json("[]".into());
     }
+    let lookback = s.search_bounds().lookback(lookback.min(end_ts));
     match read(&s, move |r| r.dependencies(end_ts, lookback)).await {
         Ok(links) => {
             let items: Vec<_> = links
@@ -286,5 +292,54 @@ pub async fn autocomplete_values(State(s): State<Arc<TraceApiState>>, uri: Uri) 
     match read(&s, move |r| r.autocomplete_values(&key)).await {
         Ok(values) => json(string_list(&values)),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(qs: &str) -> Query {
+        Query::from_uri(&format!("/api/v2/traces?{qs}").parse().expect("uri"))
+    }
+
+    const BOUNDS: SearchBounds = SearchBounds {
+        max_window_ms: 7 * 86_400_000,
+        max_limit: 10_000,
+    };
+
+    #[test]
+    fn limit_above_the_maximum_is_clamped() {
+        let q = trace_query(&query("limit=1000000000"), BOUNDS)
+            .expect("valid")
+            .expect("selects");
+        assert_eq!(q.limit, 10_000);
+        let q = trace_query(&query("limit=25"), BOUNDS).unwrap().unwrap();
+        assert_eq!(q.limit, 25);
+    }
+
+    #[test]
+    fn lookback_wider_than_the_window_keeps_its_newest_part() {
+        let end = 1_700_000_000_000i64;
+        let q = trace_query(
+            &query(&format!("endTs={end}&lookback={}", 365 * 86_400_000i64)),
+            BOUNDS,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(q.end_ts, end);
+        assert_eq!(q.lookback, 7 * 86_400_000);
+    }
+
+    #[test]
+    fn values_that_are_not_integers_name_the_parameter() {
+        for (qs, name) in [
+            ("limit=ten", "limit"),
+            ("endTs=yesterday", "endTs"),
+            ("lookback=99999999999999999999999", "lookback"),
+        ] {
+            let e = trace_query(&query(qs), BOUNDS).expect_err(qs);
+            assert!(e.contains(name), "{qs}: {e}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use meshlens_model::{LabelMatcher, Labels, RejectReason, Sample};
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
+use crate::budget::SampleBudget;
 use crate::chunk::appender::Appender;
 use crate::chunk::{self, Chunk};
 use crate::postings::Postings;
@@ -105,27 +106,50 @@ impl MemSeries {
 
     /// Samples in `[mint, maxt]`, sorted, de-duplicated (in-order data wins over late data).
     pub fn samples_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
+        self.samples_within(mint, maxt, &mut SampleBudget::unlimited())
+    }
+
+    /// [`Self::samples_in`], spending `budget` as chunks are decoded; once it is exceeded
+    /// the read stops and what it returns is incomplete.
+    pub(crate) fn samples_within(
+        &self,
+        mint: i64,
+        maxt: i64,
+        budget: &mut SampleBudget,
+    ) -> Vec<Sample> {
         let mut out = Vec::new();
         for c in &self.chunks {
             if c.max_t < mint || c.min_t > maxt {
                 continue;
             }
             if let Ok(s) = c.decode() {
+                let before = out.len();
                 out.extend(s.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
+                if !budget.spend(out.len() - before) {
+                    return out;
+                }
             }
         }
         if self.open.first_t().is_some_and(|f| f <= maxt)
             && self.open.last_t().is_some_and(|l| l >= mint)
         {
+            let before = out.len();
             out.extend(
                 self.open
                     .samples()
                     .into_iter()
                     .filter(|s| s.t >= mint && s.t <= maxt),
             );
+            if !budget.spend(out.len() - before) {
+                return out;
+            }
         }
         if self.ooo.iter().any(|s| s.t >= mint && s.t <= maxt) {
+            let before = out.len();
             out.extend(self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt));
+            if !budget.spend(out.len() - before) {
+                return out;
+            }
             out.sort_by_key(|s| s.t);
             out.dedup_by_key(|s| s.t);
         }
@@ -363,11 +387,112 @@ impl Head {
             .map(|(_, s)| s.lock().num_chunks() as u64)
             .sum()
     }
+
+    /// The head's cardinality as Prometheus's `/api/v1/status/tsdb` reports it, with the
+    /// `limit` largest entries of each list.
+    pub fn cardinality(&self, limit: usize) -> HeadCardinality {
+        let mut by_metric = Vec::new();
+        let mut values_by_name: HashMap<String, (u64, u64)> = HashMap::new();
+        let mut pairs = Vec::new();
+        let mut num_label_pairs = 0;
+        self.postings.read().for_each_pair(|name, value, series| {
+            if series == 0 {
+                return;
+            }
+            num_label_pairs += 1;
+            if name == "__name__" {
+                by_metric.push((value.to_string(), series));
+            }
+            let e = values_by_name.entry(name.to_string()).or_default();
+            e.0 += 1;
+            e.1 += value.len() as u64 * series;
+            pairs.push((format!("{name}={value}"), series));
+        });
+        let (value_counts, memory): (Vec<_>, Vec<_>) = values_by_name
+            .into_iter()
+            .map(|(n, (values, bytes))| ((n.clone(), values), (n, bytes)))
+            .unzip();
+        HeadCardinality {
+            num_series: self.num_series.load(Ordering::Relaxed),
+            num_label_pairs,
+            chunk_count: self.num_chunks(),
+            min_time: self.min_t.load(Ordering::Relaxed),
+            max_time: self.max_t.load(Ordering::Relaxed),
+            series_count_by_metric_name: top(by_metric, limit),
+            label_value_count_by_label_name: top(value_counts, limit),
+            memory_in_bytes_by_label_name: top(memory, limit),
+            series_count_by_label_value_pair: top(pairs, limit),
+        }
+    }
+}
+
+/// Cardinality of the head (see [`Head::cardinality`]); lists are (name, count), largest
+/// first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeadCardinality {
+    pub num_series: u64,
+    /// Distinct (label name, label value) pairs.
+    pub num_label_pairs: u64,
+    pub chunk_count: u64,
+    /// `i64::MAX` and `i64::MIN` while the head is empty, as in Prometheus.
+    pub min_time: i64,
+    pub max_time: i64,
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    /// Sum over the label's values of the value's length times its series count.
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
+fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<(String, u64)> {
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(limit);
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cardinality_follows_the_series() {
+        let head = Head::new();
+        assert_eq!(head.cardinality(10).num_series, 0);
+        for (name, job) in [("up", "a"), ("up", "b"), ("rpc", "a")] {
+            let (_, s, _) = head.get_or_create(
+                &Labels::from_pairs([("__name__", name), ("job", job)]),
+                |_, _| {},
+            );
+            s.lock().append(1000, 1.0, 0, 7_200_000).unwrap();
+            head.note_times(1000, 1000);
+        }
+        let c = head.cardinality(10);
+        assert_eq!(c.num_series, 3);
+        assert_eq!(c.num_label_pairs, 4);
+        assert_eq!(c.chunk_count, 3);
+        assert_eq!((c.min_time, c.max_time), (1000, 1000));
+        assert_eq!(
+            c.series_count_by_metric_name,
+            vec![("up".into(), 2), ("rpc".into(), 1)]
+        );
+        assert_eq!(
+            c.label_value_count_by_label_name,
+            vec![("__name__".into(), 2), ("job".into(), 2)]
+        );
+        // __name__: "up" (2 bytes) x 2 series + "rpc" (3) x 1; job: "a" x 2 + "b" x 1.
+        assert_eq!(
+            c.memory_in_bytes_by_label_name,
+            vec![("__name__".into(), 7), ("job".into(), 3)]
+        );
+        assert_eq!(
+            c.series_count_by_label_value_pair[0],
+            ("__name__=up".into(), 2)
+        );
+        assert_eq!(
+            head.cardinality(1).series_count_by_label_value_pair.len(),
+            1
+        );
+    }
 
     #[test]
     fn series_append_rules() {

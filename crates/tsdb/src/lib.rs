@@ -11,6 +11,7 @@
 //! block was cut. On-disk formats: `docs/format/`.
 
 mod block;
+mod budget;
 mod chunk;
 mod db;
 mod head;
@@ -18,8 +19,7 @@ mod postings;
 mod varint;
 mod wal;
 
-pub mod bench;
-
 pub use block::BlockMeta;
 pub use chunk::{decode as decode_chunk, encode as encode_chunk, Chunk, ChunkError};
 pub use db::{FsyncPolicy, SeriesHandle, Tsdb, TsdbError, TsdbOptions, TsdbStats};
+pub use head::HeadCardinality;

@@ -124,6 +124,15 @@ impl Postings {
             .map(|(n, _)| n.clone())
             .collect()
     }
+
+    /// Calls `f(name, value, series)` for every label pair, for cardinality statistics.
+    pub fn for_each_pair(&self, mut f: impl FnMut(&str, &str, u64)) {
+        for (name, values) in &self.by_name {
+            for (value, set) in values {
+                f(name, value, set.len());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

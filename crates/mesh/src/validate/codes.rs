@@ -42,7 +42,7 @@ pub const CODES: &[CodeInfo] = &[
     c("KIA0501", Error, "Destination Rule enabling namespace-wide mTLS is missing"),
     c("KIA0505", Error, "Destination Rule disabling namespace-wide mTLS is missing"),
     c("KIA0506", Error, "Destination Rule disabling mesh-wide mTLS is missing"),
-    // Ports (Kubernetes Service, ServiceEntry).
+    // Ports (Kubernetes Service only: ServiceEntry port names are free-form).
     c("KIA0601", Error, "Port name must follow <protocol>[-suffix] form"),
     c("KIA0602", Error, "Port appProtocol must follow <protocol> form"),
     // Sidecar.

@@ -1,14 +1,21 @@
 //! DestinationRule checks: the host exists (KIA0202), subsets select workloads (KIA0203,
 //! KIA0209), no two rules claim the same host and subset (KIA0201), and a workload selector
 //! selects something (KIA0004). The mTLS checks are in `mtls`.
+//!
+//! As in Kiali, a subset without workloads is an error only when some VirtualService routes
+//! to it; otherwise it is reported as info, since rules often define versions ahead of their
+//! deployment (Bookinfo's `destination-rule-all.yaml` does).
 
 use std::collections::BTreeMap;
 
-use crate::host::fqdn;
+use serde_yaml_ng::Value;
+
+use crate::host::{fqdn, host_matches};
 use crate::resources::DestinationRule;
 
 use super::locate::YamlPath;
-use super::Ctx;
+use super::registry::candidates;
+use super::{Ctx, Severity};
 
 pub(crate) fn check(cx: &mut Ctx<'_>) {
     let inp = cx.inp;
@@ -31,8 +38,13 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
                     .iter()
                     .any(|w| super::registry::labels_match(&s.labels, w));
                 if !any {
-                    let detail = format!("subset {} of {host}", s.name);
-                    cx.emit("KIA0203", dr, sp.k("labels"), detail);
+                    let (severity, why) = if subset_routed(cx, dr, &s.name) {
+                        (Severity::Error, "")
+                    } else {
+                        (Severity::Info, " (no route uses it)")
+                    };
+                    let detail = format!("subset {} of {host}{why}", s.name);
+                    cx.emit_as("KIA0203", severity, dr, sp.k("labels"), detail);
                 }
             }
         }
@@ -44,6 +56,37 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
         }
     }
     multi_match(cx);
+}
+
+/// Whether some VirtualService route (http, tcp or tls) sends traffic to this rule's host
+/// and subset.
+fn subset_routed(cx: &Ctx<'_>, dr: &DestinationRule, subset: &str) -> bool {
+    let dr_host = fqdn(&dr.spec.host, dr.namespace());
+    let hits = |host: &str, vs_ns: &str| {
+        candidates(host, vs_ns)
+            .iter()
+            .any(|c| host_matches(&dr_host, c))
+    };
+    cx.inp.mesh.virtual_services.iter().any(|vs| {
+        let ns = vs.namespace();
+        let http = vs.spec.http.iter().flat_map(|r| &r.route).any(|d| {
+            d.destination.subset.as_deref() == Some(subset) && hits(&d.destination.host, ns)
+        });
+        let raw = vs
+            .spec
+            .tcp
+            .iter()
+            .chain(&vs.spec.tls)
+            .filter_map(|r| r.get("route").and_then(Value::as_sequence))
+            .flatten()
+            .filter_map(|d| d.get("destination"))
+            .any(|d| {
+                let s = d.get("subset").and_then(Value::as_str);
+                let h = d.get("host").and_then(Value::as_str).unwrap_or("");
+                s == Some(subset) && hits(h, ns)
+            });
+        http || raw
+    })
 }
 
 /// `*`, `*.local`, `*.svc.cluster.local`, `*.<ns>.svc.cluster.local`: rules for many hosts

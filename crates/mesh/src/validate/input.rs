@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::{ConfigError, MeshConfig, Source};
 
@@ -56,21 +56,34 @@ pub fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Kinds read here rather than by the loader.
-const RAW_KINDS: &[&str] = &[
-    "Service",
-    "Deployment",
-    "StatefulSet",
-    "DaemonSet",
-    "ReplicaSet",
-    "Pod",
-    "Namespace",
-    "ConfigMap",
-    "Sidecar",
-    "PeerAuthentication",
-    "AuthorizationPolicy",
-    "RequestAuthentication",
+/// Kinds read here rather than by the loader, with their API group (`""` is the core group).
+const RAW_KINDS: &[(&str, &str)] = &[
+    ("", "Service"),
+    ("apps", "Deployment"),
+    ("apps", "StatefulSet"),
+    ("apps", "DaemonSet"),
+    ("apps", "ReplicaSet"),
+    ("", "Pod"),
+    ("", "Namespace"),
+    ("", "ConfigMap"),
+    ("networking.istio.io", "Sidecar"),
+    ("security.istio.io", "PeerAuthentication"),
+    ("security.istio.io", "AuthorizationPolicy"),
+    ("security.istio.io", "RequestAuthentication"),
 ];
+
+/// The API group of an `apiVersion` (`apps/v1` → `apps`, `v1` → the core group `""`).
+fn api_group(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(g, _)| g)
+}
+
+/// Whether a group is one of Istio's (`networking.istio.io`, `telemetry.istio.io` …): only
+/// there is an unvalidated kind worth a warning. Everything else (ServiceAccounts, RBAC,
+/// other projects' resources) is ordinary manifest content that Istio validation has no
+/// opinion on.
+fn is_istio_group(group: &str) -> bool {
+    group == "istio.io" || group.ends_with(".istio.io")
+}
 
 /// Everything read from the paths.
 #[derive(Debug, Default)]
@@ -78,8 +91,11 @@ pub struct Inputs {
     pub mesh: MeshConfig,
     pub raw: Vec<RawObject>,
     pub errors: Vec<ConfigError>,
-    /// Objects of kinds nobody here reads: (source, apiVersion, kind, name).
+    /// Objects of Istio kinds nobody here reads: (source, apiVersion, kind, name).
     pub unknown: Vec<(Source, String, String, String)>,
+    /// Objects of other kinds, skipped silently (ServiceAccount, Role, CRDs of other
+    /// projects …).
+    pub skipped: usize,
     pub texts: HashMap<PathBuf, String>,
     pub files: usize,
 }
@@ -104,8 +120,8 @@ impl Inputs {
     /// Reads YAML text as if it were `file` (for tests and the HTTP API).
     pub fn read_str(&mut self, text: &str, file: &Path) {
         self.files += 1;
-        for (first_line, doc) in split_documents(text) {
-            self.read_document(file, doc, first_line);
+        for doc in crate::load::split_documents(text) {
+            self.read_document(file, doc.text, doc.first_line);
         }
         self.texts.insert(file.to_path_buf(), text.to_string());
     }
@@ -128,7 +144,7 @@ impl Inputs {
                 shift_sources(&mut cfg, shift);
                 let ignored = std::mem::take(&mut cfg.ignored);
                 self.mesh.extend(cfg);
-                let Ok(value) = serde_yaml::from_str::<Value>(doc) else {
+                let Ok(value) = serde_yaml_ng::from_str::<Value>(doc) else {
                     return;
                 };
                 let lists = list_items(&value);
@@ -151,8 +167,13 @@ impl Inputs {
 
     fn add_raw(&mut self, mut source: Source, api: String, kind: String, name: String, v: Value) {
         source.line = source.line.max(1);
-        if !RAW_KINDS.contains(&kind.as_str()) {
-            self.unknown.push((source, api, kind, name));
+        let group = api_group(&api);
+        if !RAW_KINDS.contains(&(group, kind.as_str())) {
+            if is_istio_group(group) {
+                self.unknown.push((source, api, kind, name));
+            } else {
+                self.skipped += 1;
+            }
             return;
         }
         let namespace = v
@@ -187,7 +208,7 @@ impl Inputs {
 
     /// Number of objects read.
     pub fn object_count(&self) -> usize {
-        self.mesh.len() + self.raw.len() + self.unknown.len()
+        self.mesh.len() + self.raw.len() + self.unknown.len() + self.skipped
     }
 }
 
@@ -230,24 +251,6 @@ fn shift_sources(cfg: &mut MeshConfig, shift: usize) {
         .iter_mut()
         .for_each(|o| o.source.line += shift);
     cfg.ignored.iter_mut().for_each(|o| o.source.line += shift);
-}
-
-/// Documents of a YAML stream with the 1-based line each one's text starts on.
-fn split_documents(text: &str) -> Vec<(usize, &str)> {
-    let mut docs = Vec::new();
-    let (mut start, mut start_line, mut offset) = (0, 1, 0);
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let t = line.trim_end();
-        if t == "---" || t.starts_with("--- ") || t == "..." {
-            docs.push((start_line, &text[start..offset]));
-            start = offset + line.len();
-            start_line = i + 2;
-        }
-        offset += line.len();
-    }
-    docs.push((start_line, &text[start..]));
-    docs.retain(|(_, d)| !d.trim().is_empty());
-    docs
 }
 
 fn files_under(p: &Path) -> std::io::Result<Vec<PathBuf>> {

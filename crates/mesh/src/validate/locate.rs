@@ -1,6 +1,6 @@
 //! YAML paths (`spec.http[0].route[1]`) and the file line they sit on.
 //!
-//! serde_yaml 0.9 keeps no positions, so lines are found by walking the block-style text by
+//! serde_yaml_ng values keep no positions, so lines are found by walking the block-style text by
 //! indentation from the object's first line. Flow style (`[a, b]`, `{k: v}`) and JSON
 //! files are only walked as far as they look like block YAML; past that the last line found
 //! (at worst the object's own line) is used, which is never wrong, only less precise.
@@ -88,7 +88,7 @@ fn tokens(text: &str, start_line: usize) -> Vec<Tok<'_>> {
     for (i, raw) in text.lines().enumerate().skip(start_line.saturating_sub(1)) {
         let line = i + 1;
         let t = raw.trim_end();
-        if line > start_line && (t == "---" || t.starts_with("--- ") || t == "...") {
+        if line > start_line && crate::load::is_document_marker(t) {
             break;
         }
         let body = t.trim_start();

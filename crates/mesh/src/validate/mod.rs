@@ -86,16 +86,15 @@ pub fn validate_inputs(inp: &Inputs, opts: &Options) -> Report {
         let detail = strip_position(&e.reason);
         cx.push(
             "ML0007",
+            None,
             ObjectRef::file(),
             String::new(),
-            e.file.clone(),
-            e.line,
+            (e.file.clone(), e.line),
             detail,
         );
     }
     for (src, api, kind, name) in &inp.unknown {
-        let detail =
-            format!("{api} {kind} is neither an Istio kind nor a Kubernetes kind meshlens reads");
+        let detail = format!("{api} {kind} is an Istio kind meshlens does not check");
         let obj = ObjectRef {
             kind: kind.clone(),
             namespace: String::new(),
@@ -103,10 +102,10 @@ pub fn validate_inputs(inp: &Inputs, opts: &Options) -> Report {
         };
         cx.push(
             "ML0008",
+            None,
             obj,
             String::new(),
-            src.file.clone(),
-            src.line,
+            (src.file.clone(), src.line),
             detail,
         );
     }
@@ -206,6 +205,20 @@ impl Ctx<'_> {
         path: YamlPath,
         detail: impl Into<String>,
     ) {
+        let severity = report::describe(code).0;
+        self.emit_as(code, severity, t, path, detail);
+    }
+
+    /// [`Ctx::emit`] with another severity than the code's own, for findings that matter less
+    /// in context (as Kiali lowers some of its checks).
+    pub fn emit_as<'t>(
+        &mut self,
+        code: &'static str,
+        severity: Severity,
+        t: impl Into<Target<'t>>,
+        path: YamlPath,
+        detail: impl Into<String>,
+    ) {
         let t = t.into();
         let line = self.inp.line(t.source, &path);
         let obj = ObjectRef {
@@ -215,24 +228,26 @@ impl Ctx<'_> {
         };
         self.push(
             code,
+            Some(severity),
             obj,
             path.to_string(),
-            t.source.file.clone(),
-            line,
+            (t.source.file.clone(), line),
             detail.into(),
         );
     }
 
+    /// Records a finding at (file, line); `severity` overrides the code's own.
     fn push(
         &mut self,
         code: &'static str,
+        severity: Option<Severity>,
         object: ObjectRef,
         path: String,
-        file: PathBuf,
-        line: usize,
+        (file, line): (PathBuf, usize),
         detail: String,
     ) {
-        let (severity, msg) = report::describe(code);
+        let (own, msg) = report::describe(code);
+        let severity = severity.unwrap_or(own);
         let message = if detail.is_empty() {
             msg.to_string()
         } else {

@@ -5,7 +5,7 @@
 //! namespace-wide a rule for `*.<ns>.svc.cluster.local` or a selector-less policy in `<ns>`.
 //! KIA0401 and KIA0501 only matter without auto mTLS (Istio's default is on), as in Kiali.
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::resources::DestinationRule;
 
@@ -166,7 +166,7 @@ fn auto_mtls(cx: &Ctx<'_>) -> bool {
         .raw_of("ConfigMap")
         .filter(|c| &c.namespace == root_namespace && c.name.starts_with("istio"))
         .filter_map(|c| c.get(&["data", "mesh"])?.as_str())
-        .filter_map(|mesh| serde_yaml::from_str::<Value>(mesh).ok())
+        .filter_map(|mesh| serde_yaml_ng::from_str::<Value>(mesh).ok())
         .find_map(|m| m.get("enableAutoMtls")?.as_bool())
         .unwrap_or(true)
 }

@@ -2,7 +2,7 @@
 //! its name (`<protocol>[-suffix]`), so a name or appProtocol it cannot read silently turns
 //! HTTP routing into TCP (KIA0601, KIA0602).
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::locate::YamlPath;
 use super::Ctx;
@@ -13,17 +13,11 @@ const PROTOCOLS: &[&str] = &[
 ];
 
 /// Whether a port name is `<protocol>` or `<protocol>-<suffix>` for a known protocol.
-pub(crate) fn valid_port_name(name: &str) -> bool {
+fn valid_port_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     PROTOCOLS
         .iter()
         .any(|p| n == *p || n.strip_prefix(p).is_some_and(|r| r.starts_with('-')))
-}
-
-/// Whether a ServiceEntry port's name agrees with its declared protocol.
-pub(crate) fn name_fits_protocol(name: &str, protocol: &str) -> bool {
-    let (n, p) = (name.to_ascii_lowercase(), protocol.to_ascii_lowercase());
-    n == p || n.starts_with(&format!("{p}-")) || !valid_port_name(&n)
 }
 
 pub(crate) fn check(cx: &mut Ctx<'_>) {

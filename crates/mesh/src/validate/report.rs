@@ -97,6 +97,14 @@ impl Report {
                 .cmp(&(&b.file, b.line, b.code, &b.object, &b.path))
         });
         self.findings.dedup();
+        // A check that ran in part (KIA0203 on ServiceEntry endpoints with the Kubernetes
+        // registry unknown) is not "not applicable": listing a code that has findings
+        // contradicts the findings.
+        let found: std::collections::BTreeSet<&str> =
+            self.findings.iter().map(|f| f.code).collect();
+        self.not_applicable.retain(|n| !found.contains(n.code));
+        self.not_applicable.sort_by_key(|n| n.code);
+        self.not_applicable.dedup_by_key(|n| n.code);
         self.errors = self.count(Severity::Error);
         self.warnings = self.count(Severity::Warning);
         self.infos = self.count(Severity::Info);

@@ -1,6 +1,7 @@
 //! ServiceEntry checks: two entries for the same host and port (KIA1211), with different
-//! protocols (KIA1212); port names that contradict the protocol (KIA0601); WorkloadEntries
-//! selected by an entry whose addresses leave them out (KIA1201).
+//! protocols (KIA1212); WorkloadEntries selected by an entry whose addresses leave them out
+//! (KIA1201). Port names are not checked: a ServiceEntry states its protocol in `protocol`,
+//! so its port names are free-form (Kiali applies KIA0601 to Kubernetes Services only).
 
 use std::collections::BTreeMap;
 
@@ -27,12 +28,6 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
             for h in &se.spec.hosts {
                 let key = (fqdn(h, se.namespace()), port.number);
                 index.entry(key).or_default().push((e, i, proto.clone()));
-            }
-            if let (Some(name), Some(proto)) = (&port.name, &port.protocol) {
-                if !super::ports::name_fits_protocol(name, proto) {
-                    let p = YamlPath::root().k("spec").k("ports").i(i).k("name");
-                    cx.emit("KIA0601", se, p, format!("{name} for protocol {proto}"));
-                }
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::input::RawObject;
 use super::locate::YamlPath;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::host::{fqdn, host_matches};
 use crate::resources::*;

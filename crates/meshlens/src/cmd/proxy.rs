@@ -18,6 +18,10 @@ pub struct Args {
     /// Admin listener: /metrics, /stats/prometheus, /config, /ready.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// Prometheus's web config file (TLS, client certificates, basic auth, headers) for the
+    /// admin listener; re-read when it changes.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
     /// Send spans as Zipkin v2 JSON to this URL (`/api/v2/spans` is added when it has no path).
     #[arg(long, conflicts_with = "otlp")]
     pub zipkin: Option<String>,
@@ -63,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub fn options(args: &Args) -> ProxyOptions {
     let mut o = ProxyOptions::new(args.mesh.clone(), args.listen);
     o.admin = args.admin;
+    o.admin_web_config = args.web_config_file.clone();
     o.trace_export = match (&args.zipkin, &args.otlp) {
         (Some(z), _) => Some(TraceExport::Zipkin(z.clone())),
         (None, Some(u)) => Some(TraceExport::Otlp(u.clone())),

@@ -56,8 +56,73 @@ pub struct Args {
     pub spans_retention_size: u64,
     /// Istio / Kubernetes YAML (file or directory; repeatable) that `/api/v1/validations`
     /// checks.
+    /// `TENANT=PATH` makes a file only that tenant's (with `--multitenancy`).
     #[arg(long = "mesh")]
     pub mesh: Vec<PathBuf>,
+    /// Prometheus's web config file (exporter-toolkit format: TLS, client certificates, basic
+    /// auth, response headers) for every listener; re-read when it changes.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+    /// Most open connections per listener; beyond it, connections that have not sent a
+    /// request head yet are closed first.
+    #[arg(long = "web.max-connections", default_value_t = 512)]
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's head.
+    #[arg(long = "web.read-header-timeout", default_value = "10s")]
+    pub read_header_timeout: String,
+    /// How long an idle keep-alive connection stays open.
+    #[arg(long = "web.idle-timeout", default_value = "5m")]
+    pub idle_timeout: String,
+    /// Every request names its tenant in `X-Scope-OrgID` (`a|b` reads across tenants); each
+    /// tenant's data is stored and served apart.
+    #[arg(long)]
+    pub multitenancy: bool,
+    /// With --multitenancy: the tenant scraped samples are stored under.
+    #[arg(long = "multitenancy.scrape-tenant", default_value = "anonymous")]
+    pub scrape_tenant: String,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Per-tenant limits, with Mimir's defaults (0: no limit).
+#[derive(clap::Args)]
+pub struct LimitArgs {
+    #[arg(long = "limits.max-label-names-per-series", default_value_t = 30)]
+    pub max_label_names_per_series: usize,
+    #[arg(long = "limits.max-label-name-length", default_value_t = 1024)]
+    pub max_label_name_length: usize,
+    #[arg(long = "limits.max-label-value-length", default_value_t = 2048)]
+    pub max_label_value_length: usize,
+    /// Series a tenant may have in the head (0: no limit).
+    #[arg(long = "limits.max-series-per-tenant", default_value_t = 0)]
+    pub max_series_per_tenant: usize,
+    /// Samples per second a tenant may write (0: no limit).
+    #[arg(long = "limits.ingestion-rate", default_value_t = 0.0)]
+    pub ingestion_rate: f64,
+    /// Samples a tenant may write at once above the rate.
+    #[arg(long = "limits.ingestion-burst-size", default_value_t = 200_000)]
+    pub ingestion_burst_size: u64,
+    /// Spans per second a tenant may write (0: no limit).
+    #[arg(long = "limits.spans-ingestion-rate", default_value_t = 0.0)]
+    pub spans_ingestion_rate: f64,
+    /// Spans a tenant may write at once above the rate.
+    #[arg(long = "limits.spans-ingestion-burst-size", default_value_t = 200_000)]
+    pub spans_ingestion_burst_size: u64,
+}
+
+impl LimitArgs {
+    fn to_limits(&self) -> meshlens_access::limits::Limits {
+        meshlens_access::limits::Limits {
+            max_label_names_per_series: self.max_label_names_per_series,
+            max_label_name_length: self.max_label_name_length,
+            max_label_value_length: self.max_label_value_length,
+            max_series_per_tenant: self.max_series_per_tenant,
+            ingestion_rate: self.ingestion_rate,
+            ingestion_burst_size: self.ingestion_burst_size,
+            span_ingestion_rate: self.spans_ingestion_rate,
+            span_ingestion_burst_size: self.spans_ingestion_burst_size,
+        }
+    }
 }
 
 fn optional_addr(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -117,6 +182,19 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .as_millis() as i64;
     opts.spans.retention_bytes =
         (args.spans_retention_size > 0).then_some(args.spans_retention_size);
+    opts.web_config_file = args.web_config_file.clone();
+    opts.max_connections = args.max_connections.max(1);
+    opts.header_read_timeout = parse_duration(&args.read_header_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--web.read-header-timeout")?;
+    opts.idle_timeout = parse_duration(&args.idle_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--web.idle-timeout")?;
+    opts.multitenancy = args.multitenancy;
+    meshlens_access::tenant::validate_org_id(&args.scrape_tenant)
+        .map_err(|e| anyhow::anyhow!("--multitenancy.scrape-tenant: {e}"))?;
+    opts.scrape_tenant = args.scrape_tenant.clone();
+    opts.limits = args.limits.to_limits();
     opts.flags = [
         ("listen", args.listen.to_string()),
         ("data-dir", args.data_dir.display().to_string()),
@@ -140,6 +218,47 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         (
             "spans.retention.size",
             args.spans_retention_size.to_string(),
+        ),
+        (
+            "web.config.file",
+            args.web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("web.max-connections", args.max_connections.to_string()),
+        ("web.read-header-timeout", args.read_header_timeout.clone()),
+        ("web.idle-timeout", args.idle_timeout.clone()),
+        ("multitenancy", args.multitenancy.to_string()),
+        ("multitenancy.scrape-tenant", args.scrape_tenant.clone()),
+        (
+            "limits.max-label-names-per-series",
+            args.limits.max_label_names_per_series.to_string(),
+        ),
+        (
+            "limits.max-label-name-length",
+            args.limits.max_label_name_length.to_string(),
+        ),
+        (
+            "limits.max-label-value-length",
+            args.limits.max_label_value_length.to_string(),
+        ),
+        (
+            "limits.max-series-per-tenant",
+            args.limits.max_series_per_tenant.to_string(),
+        ),
+        ("limits.ingestion-rate", args.limits.ingestion_rate.to_string()),
+        (
+            "limits.ingestion-burst-size",
+            args.limits.ingestion_burst_size.to_string(),
+        ),
+        (
+            "limits.spans-ingestion-rate",
+            args.limits.spans_ingestion_rate.to_string(),
+        ),
+        (
+            "limits.spans-ingestion-burst-size",
+            args.limits.spans_ingestion_burst_size.to_string(),
         ),
     ]
     .into_iter()

@@ -3,14 +3,21 @@
 usage: ui_e2e.py BASE_URL SCREENSHOT_DIR
 
 Drives Debian's headless Chromium with Playwright: every view loads at 1280x800 and shows the
-demo's data, the links between views work, and no JavaScript error is logged. Screenshots of
-every view are written to SCREENSHOT_DIR. Exits non-zero with a message on the first failure.
+demo's data, the links between views work, no JavaScript error is logged and no view shows an
+error banner. Every answer of the analysis endpoints (/api/v1/graph, /api/v1/stats) must be 2xx:
+the UI has no fallback for them. The metrics chart is judged once the server's API has the
+points it will draw (data, not demo time), and the tenant field must put X-Scope-OrgID on every
+API request. Screenshots of every view are written to SCREENSHOT_DIR. Exits non-zero with a
+message on the first failure.
 """
 
+import json
 import os
 import sys
+import time
 import traceback
 import urllib.parse
+import urllib.request
 
 from playwright.sync_api import sync_playwright
 
@@ -24,11 +31,16 @@ METRIC_SERVICES = [
     "clover-server1", "clover-server2", "clover-server3",
 ]
 TRACE_SERVICES = METRIC_SERVICES[1:] + ["snort-ids"]
-# Endpoints the UI falls back from when a server does not have them; their 404 is expected.
-OPTIONAL = ("/api/v1/graph", "/api/v1/stats", "/api/v1/validations")
+# The config view explains a server without a validations report; its 404 is not an error.
+OPTIONAL = ("/api/v1/validations",)
+# Computed by the server only: any non-2xx answer fails the run.
+ANALYSES = ("/api/v1/graph", "/api/v1/stats")
 WAIT = 60_000  # ms, for any one view or element
+DATA_WAIT = 180  # s, for the server to hold the points a chart will draw
 
 errors = []
+analysis_answers = []  # (status, url) of every /api/v1/graph and /api/v1/stats response
+api_requests = []  # (url, X-Scope-OrgID or None) of every /api/ request the page makes
 
 
 def step(msg):
@@ -48,14 +60,140 @@ def on_console(msg):
     errors.append(f"console error: {msg.text} at {loc}")
 
 
+def api_path(url):
+    return urllib.parse.urlsplit(url).path
+
+
+def on_response(resp):
+    if api_path(resp.url) in ANALYSES:
+        analysis_answers.append((resp.status, resp.url))
+
+
+def on_request(req):
+    if api_path(req.url).startswith("/api/"):
+        api_requests.append((req.url, req.headers.get("x-scope-orgid")))
+
+
 def ready(page, view):
     page.wait_for_selector(f'main[data-view="{view}"][data-state="ready"]', timeout=WAIT)
 
 
+def no_error_banner(page, where):
+    banners = page.locator("main .msg-error")
+    if banners.count():
+        fail(f"{where} shows an error: {banners.all_inner_texts()}")
+
+
 def shot(page, name):
+    no_error_banner(page, name)
     path = os.path.join(SHOTS, f"{name}.png")
     page.screenshot(path=path, full_page=False)
     step(f"screenshot {path}")
+
+
+def wait_for_points(query, seconds, series, points):
+    """Polls /api/v1/query_range as the metrics view will ask it (its range, 240 steps) until
+    `series` series have at least `points` points each."""
+    step_s = max(1, round(seconds / 240))
+    deadline = time.monotonic() + DATA_WAIT
+    best = []
+    while time.monotonic() < deadline:
+        end = time.time()
+        qs = urllib.parse.urlencode({"query": query, "start": f"{end - seconds:.3f}",
+                                     "end": f"{end:.3f}", "step": step_s})
+        with urllib.request.urlopen(f"{BASE}/api/v1/query_range?{qs}", timeout=30) as r:
+            body = json.load(r)
+        best = sorted((len(x.get("values", [])) for x in body["data"]["result"]), reverse=True)
+        if len(best) >= series and best[series - 1] >= points:
+            step(f"query_range has {best[:series]} points in its top {series} series")
+            return
+        time.sleep(1)
+    fail(f"after {DATA_WAIT}s the server has points {best} for {query!r}")
+
+
+def check_markers(page):
+    """A one-point series and a point isolated between gaps draw visible markers."""
+    got = page.evaluate("""async () => {
+        const { lineChart } = await import('/ui/js/chart.js');
+        const t = Date.now() - 120000;
+        const chart = lineChart([
+          { name: 'one point', points: [[t, 1]] },
+          { name: 'gaps', points: [[t, 2], [t + 10000, 3], [t + 20000, 2], [t + 40000, 4], [t + 60000, 3], [t + 70000, 2]] },
+        ], { title: 'markers' });
+        chart.id = 'marker-check';
+        document.querySelector('main').append(chart);
+        const size = (el) => { const b = el.getBoundingClientRect(); return b.width > 0 && b.height > 0; };
+        const one = [...chart.querySelectorAll('.s0.series')];
+        const gaps = [...chart.querySelectorAll('.s1.series')];
+        const out = {
+          one: one.map((el) => el.tagName + (size(el) ? ':visible' : ':invisible')),
+          gaps: gaps.map((el) => el.tagName + (size(el) ? ':visible' : ':invisible')),
+        };
+        chart.remove();
+        return out;
+    }""")
+    if got["one"] != ["circle:visible"]:
+        fail(f"a one-point series draws {got['one']}, not one visible marker")
+    if sorted(got["gaps"]) != ["circle:visible", "path:visible", "path:visible"]:
+        fail(f"a series with an isolated point draws {got['gaps']}")
+
+
+def requests_since(mark):
+    return api_requests[mark:]
+
+
+def wait_for_request(page, mark, pred, what):
+    for _ in range(WAIT // 100):
+        if any(pred(r) for r in requests_since(mark)):
+            return
+        page.wait_for_timeout(100)
+    fail(f"no API request {what}; saw {requests_since(mark)[:5]}")
+
+
+def check_tenant(page):
+    """The tenant field sends X-Scope-OrgID on every API request, is kept in the URL and in
+    localStorage, and an empty field sends no header."""
+    goto(page, "overview?range=15m")
+    ready(page, "overview")
+    page.wait_for_selector("table.data tbody tr a.svc-link", timeout=WAIT)
+    mark = len(api_requests)
+    page.fill("#f-tenant", "team-a")
+    page.press("#f-tenant", "Enter")
+    page.wait_for_function("location.hash.includes('tenant=team-a')", timeout=WAIT)
+    wait_for_request(page, mark, lambda r: "/api/v1/graph" in r[0], "for the graph after the tenant was set")
+    ready(page, "overview")
+    page.wait_for_selector("table.data tbody tr a.svc-link", timeout=WAIT)
+    sent = requests_since(mark)
+    bad = [r for r in sent if r[1] != "team-a"]
+    if not sent or bad:
+        fail(f"API requests without X-Scope-OrgID: team-a: {bad[:5]} of {len(sent)}")
+    # A fresh address without the tenant: localStorage puts it back into the URL and requests.
+    mark = len(api_requests)
+    goto(page, "stats?range=30m")  # a range not asked before: no cached answer hides a request
+    ready(page, "stats")
+    page.wait_for_function("location.hash.includes('tenant=team-a')", timeout=WAIT)
+    page.wait_for_selector(".stats-grid table.data tbody tr", timeout=WAIT)
+    if page.input_value("#f-tenant") != "team-a":
+        fail(f"the tenant field shows {page.input_value('#f-tenant')!r}")
+    if page.locator("#tenant-ids option[value='team-a']").count() != 1:
+        fail("team-a is not among the recent tenants")
+    sent = requests_since(mark)
+    bad = [r for r in sent if r[1] != "team-a"]
+    if not sent or bad:
+        fail(f"after a reload, API requests without the tenant: {bad[:5]} of {len(sent)}")
+    shot(page, "11-tenant")
+    # Clearing the field stops the header.
+    mark = len(api_requests)
+    page.fill("#f-tenant", "")
+    page.press("#f-tenant", "Enter")
+    page.wait_for_function("!location.hash.includes('tenant=')", timeout=WAIT)
+    wait_for_request(page, mark, lambda r: "/api/v1/stats" in r[0], "for the stats after the tenant was cleared")
+    ready(page, "stats")
+    with_header = [r for r in requests_since(mark) if r[1] is not None]
+    if with_header:
+        fail(f"requests still carry a tenant: {with_header[:5]}")
+    if page.evaluate("localStorage.getItem('meshlens.tenant')") != "":
+        fail("the cleared tenant is still remembered")
 
 
 def goto(page, hash_):
@@ -72,12 +210,21 @@ def main():
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
         page.on("console", on_console)
+        page.on("response", on_response)
+        page.on("request", on_request)
         try:
             run(page)
         finally:
             browser.close()
     if errors:
         fail("JavaScript errors:\n  " + "\n  ".join(errors))
+    bad = [f"{st} {u}" for st, u in analysis_answers if not 200 <= st < 300]
+    if bad:
+        fail("analysis endpoints answered with errors:\n  " + "\n  ".join(bad))
+    for path in ANALYSES:
+        if not any(api_path(u) == path for _, u in analysis_answers):
+            fail(f"the UI never asked {path}")
+    step(f"{len(analysis_answers)} analysis answers, all 2xx")
     step("all views passed")
 
 
@@ -173,12 +320,21 @@ def run(page):
     page.wait_for_selector("#promql-suggest:not([hidden]) li:has-text('istio_requests_total')", timeout=WAIT)
     page.keyboard.press("Escape")
     q = 'sum by (destination_workload) (rate(istio_requests_total{reporter="source"}[1m]))'
+    wait_for_points(q, 900, series=3, points=5)
     goto(page, "metrics?range=15m&q=" + urllib.parse.quote(q))
     ready(page, "metrics")
-    page.wait_for_selector(".result .chart-svg path.series", timeout=WAIT)
-    d = page.get_attribute(".result .chart-svg path.series", "d")
-    if d.count("L") < 1:
-        fail(f"chart has too few points: {d[:80]}")
+    page.wait_for_selector(".result .chart-svg .series", state="visible", timeout=WAIT)
+    drawn = page.evaluate("""() => {
+        const seen = new Set();
+        for (const el of document.querySelectorAll('.result .chart-svg .series')) {
+          const b = el.getBoundingClientRect();
+          const k = [...el.classList].find((c) => /^s\\d+$/.test(c));
+          if (k && (b.width > 0 || b.height > 0)) seen.add(k);
+        }
+        return seen.size;
+    }""")
+    if drawn < 3:
+        fail(f"the chart shows {drawn} series, the server has at least 3")
     if page.locator(".result .legend li").count() < 3:
         fail("chart legend has fewer than 3 series")
     box = page.locator(".result .chart-svg").bounding_box()
@@ -207,6 +363,10 @@ def run(page):
     page.wait_for_selector("main h1:has-text('Config')", timeout=WAIT)
     shot(page, "10-config")
     step(f"history kept {len(hist)} queries")
+
+    # 7. Chart markers for lone points, and the tenant header.
+    check_markers(page)
+    check_tenant(page)
 
 
 if __name__ == "__main__":

@@ -36,20 +36,46 @@ pub(crate) struct Notes {
     pub infos: Vec<String>,
 }
 
-/// Evaluates `expr` for an instant (`instant` = true, start = end) or range query.
+/// What a query covers: its steps and when it must be done by.
+pub(crate) struct QuerySpan {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+    /// An instant query (start = end, step unused).
+    pub instant: bool,
+    pub deadline: Instant,
+}
+
+/// Selector times stay within ±2^62 ms (146 million years) and durations within 2^61 ms,
+/// so `time - range - lookback` stays inside i64 at any subquery depth, whatever times the
+/// API was given (any float) and whatever `@`, offsets and ranges the query holds.
+const MAX_EVAL_TIME_MS: i64 = 1 << 62;
+
+/// A duration in milliseconds, capped at 2^61.
+pub(crate) fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis())
+        .unwrap_or(i64::MAX)
+        .min(1 << 61)
+}
+
+/// Evaluates `expr` for an instant or range query.
 pub(crate) fn run(
     storage: &dyn MetricReader,
     opts: &EngineOptions,
     expr: &Expr,
-    start: i64,
-    end: i64,
-    step: i64,
-    instant: bool,
+    span: QuerySpan,
 ) -> Result<QueryResult, PromqlError> {
+    let QuerySpan {
+        start,
+        end,
+        step,
+        instant,
+        deadline,
+    } = span;
     let ts: Vec<i64> = if instant {
         vec![start]
     } else {
-        (0..=(end - start) / step)
+        (0..=end.saturating_sub(start) / step)
             .map(|i| start + i * step)
             .collect()
     };
@@ -59,7 +85,7 @@ pub(crate) fn run(
         ts,
         query_start: start,
         query_end: end,
-        deadline: Instant::now() + opts.timeout,
+        deadline,
         samples: std::cell::Cell::new(0),
         notes: Default::default(),
     };
@@ -221,6 +247,11 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
+    /// Samples the query may still load before it passes its limit.
+    pub fn sample_budget(&self) -> usize {
+        self.opts.max_samples.saturating_sub(self.samples.get())
+    }
+
     /// Counts samples held; fails past the query's limit.
     pub fn hold(&self, n: usize) -> Result<(), PromqlError> {
         let total = self.samples.get() + n;
@@ -235,21 +266,27 @@ impl<'a> Evaluator<'a> {
 
     /// The timestamps a node is evaluated at after its `@` and `offset` modifiers.
     pub fn effective_times(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
+        // Durations and `@` times may lie beyond i64 milliseconds: saturate, never wrap.
         let off = match offset {
-            Some(Offset::Pos(d)) => d.as_millis() as i64,
-            Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+            Some(Offset::Pos(d)) => millis(*d),
+            Some(Offset::Neg(d)) => -millis(*d),
             None => 0,
         };
         let fixed = match at {
             Some(AtModifier::Start) => Some(self.query_start),
             Some(AtModifier::End) => Some(self.query_end),
             Some(AtModifier::At(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
-                Ok(d) => d.as_millis() as i64,
-                Err(e) => -(e.duration().as_millis() as i64),
+                Ok(d) => millis(d),
+                Err(e) => -millis(e.duration()),
             }),
             None => None,
         };
-        self.ts.iter().map(|t| fixed.unwrap_or(*t) - off).collect()
+        self.ts
+            .iter()
+            .map(|t| {
+                (fixed.unwrap_or(*t).saturating_sub(off)).clamp(-MAX_EVAL_TIME_MS, MAX_EVAL_TIME_MS)
+            })
+            .collect()
     }
 
     pub fn eval(&self, expr: &Expr) -> Result<Val, PromqlError> {

@@ -45,7 +45,18 @@ impl<'a> Evaluator<'a> {
             });
         }
         let m = matchers(vs)?;
-        let series = self.storage.select(&m, mint, maxt)?;
+        // Storage stops reading once it passes what the query may still hold.
+        let series = self
+            .storage
+            .select_limited(&m, mint, maxt, self.sample_budget())
+            .map_err(|e| match e {
+                meshlens_model::StorageError::TooManySamples { .. } => {
+                    PromqlError::TooManySamples {
+                        limit: self.opts.max_samples,
+                    }
+                }
+                other => other.into(),
+            })?;
         self.hold(series.iter().map(|s| s.samples.len()).sum())?;
         Ok(series)
     }
@@ -80,7 +91,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn eval_matrix_selector(&self, ms: &MatrixSelector) -> Result<Matrix, PromqlError> {
-        let range = ms.range.as_millis() as i64;
+        let range = super::millis(ms.range);
         let ends = self.effective_times(&ms.vs.at, &ms.vs.offset);
         let (Some(&min), Some(&max)) = (ends.iter().min(), ends.iter().max()) else {
             return Ok(Matrix {
@@ -89,7 +100,7 @@ impl<'a> Evaluator<'a> {
                 ends,
             });
         };
-        let raw = self.select_or(&ms.vs, min - range + 1, max)?;
+        let raw = self.select_or(&ms.vs, min.saturating_sub(range).saturating_add(1), max)?;
         let series = raw
             .into_iter()
             .map(|s| RangeSeries {
@@ -110,10 +121,10 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn eval_subquery(&self, sq: &SubqueryExpr) -> Result<Matrix, PromqlError> {
-        let range = sq.range.as_millis() as i64;
+        let range = super::millis(sq.range);
         let step = sq
             .step
-            .map(|d| d.as_millis() as i64)
+            .map(super::millis)
             .filter(|s| *s > 0)
             .unwrap_or(self.opts.default_subquery_step_ms);
         let ends = self.effective_times(&sq.at, &sq.offset);
@@ -124,17 +135,21 @@ impl<'a> Evaluator<'a> {
                 ends,
             });
         };
-        // Inner steps: multiples of `step` inside (min - range, max].
-        let first = (min - range).div_euclid(step) * step + step;
-        let mut inner_ts = Vec::new();
-        let mut t = first;
-        while t <= max {
-            inner_ts.push(t);
-            t += step;
-        }
-        if inner_ts.len() > 11_000 * 100 {
+        // Inner steps: multiples of `step` inside (min - range, max], counted before any is
+        // made, in i128 because ranges, offsets and `@` times may reach the ends of i64.
+        let (step, max) = (i128::from(step), i128::from(max));
+        let first = (i128::from(min) - i128::from(range)).div_euclid(step) * step + step;
+        let count = if first > max {
+            0
+        } else {
+            (max - first) / step + 1
+        };
+        if count > 11_000 * 100 {
             return Err(PromqlError::exec("subquery needs too many steps"));
         }
+        let inner_ts: Vec<i64> = (0..count)
+            .filter_map(|i| i64::try_from(first + i * step).ok())
+            .collect();
         let inner = Evaluator {
             storage: self.storage,
             opts: self.opts,

@@ -68,8 +68,12 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-/// (upper bound, cumulative count) buckets to the q-quantile, as Prometheus computes it.
-fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
+/// Prometheus's bucketQuantile over classic buckets: `b` holds (upper bound, cumulative
+/// count) pairs in any order (sorted in place), and must end at `+Inf`. Equal bounds are
+/// summed and decreasing counts repaired as Prometheus does, so every caller (PromQL, the
+/// service graph's latency figures) gets the same number. NaN when there is no answer
+/// (no `+Inf` bucket, no observations, q is NaN).
+pub fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

@@ -1,7 +1,7 @@
 //! PromQL functions. Dispatch by name; range-vector functions in `range.rs`, the rest in
 //! `instant.rs`, classic-histogram quantiles in `histogram.rs`.
 
-mod histogram;
+pub(crate) mod histogram;
 mod instant;
 mod range;
 

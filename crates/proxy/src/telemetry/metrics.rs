@@ -6,12 +6,12 @@
 //! the first time a label set is seen. The registry is a value passed around, not a global,
 //! so tests and several in-process proxies each have their own.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use meshlens_model::hash::{FxBuildHasher, FxMap};
 use parking_lot::RwLock;
 
 use super::flags::Flags;
@@ -192,8 +192,12 @@ pub struct Metrics {
     source: PeerLabels,
     /// `reporter=…,source_…=…` rendered once.
     source_rendered: String,
-    shards: Vec<RwLock<HashMap<SeriesKey, Arc<Series>, FxBuild>>>,
-    hasher: FxBuild,
+    /// Fx-hashed: label sets are hashed on every request, and SipHash over a dozen label
+    /// strings costs more than the rest of the update. Label values come from the mesh
+    /// config, or from request headers only through bounded caches, so flooding is not a
+    /// concern.
+    shards: Vec<RwLock<FxMap<SeriesKey, Arc<Series>>>>,
+    hasher: FxBuildHasher,
     pub counters: ProxyCounters,
 }
 
@@ -204,10 +208,8 @@ impl Metrics {
             reporter,
             source,
             source_rendered,
-            shards: (0..SHARDS)
-                .map(|_| RwLock::new(HashMap::default()))
-                .collect(),
-            hasher: FxBuild,
+            shards: (0..SHARDS).map(|_| RwLock::new(FxMap::default())).collect(),
+            hasher: FxBuildHasher::default(),
             counters: ProxyCounters::default(),
         }
     }
@@ -363,69 +365,6 @@ impl Metrics {
             k.flags,
             policy,
         )
-    }
-}
-
-/// FxHash (rustc's): label sets are hashed on every request, and SipHash over a dozen label
-/// strings costs more than the rest of the metrics update. Label values come from the mesh
-/// config, or from request headers only through bounded caches, so flooding is not a concern.
-#[derive(Default, Clone, Copy)]
-struct FxBuild;
-
-impl BuildHasher for FxBuild {
-    type Hasher = FxHasher;
-    fn build_hasher(&self) -> FxHasher {
-        FxHasher(0)
-    }
-}
-
-struct FxHasher(u64);
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 

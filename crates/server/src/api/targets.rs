@@ -7,12 +7,12 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{success, AppState};
+use super::{success, GlobalState};
 use crate::config::format_duration;
 use meshlens_model::time as timefmt;
 
 pub async fn targets(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<GlobalState>>,
     Query(p): Query<HashMap<String, String>>,
 ) -> Response {
     let state = p.get("state").map(String::as_str).unwrap_or("any");

@@ -39,12 +39,16 @@ pub async fn remote_write(State(s): State<Arc<AppState>>, body: Bytes) -> Respon
 }
 
 fn handle(s: &AppState, body: &[u8]) -> (StatusCode, String) {
-    let req = match remote_write::decode_with_limit(body, s.max_write_decompressed_bytes) {
+    let mut req = match remote_write::decode_with_limit(body, s.max_write_decompressed_bytes) {
         Ok(r) => r,
         Err(e @ DecodeError::TooLarge { .. }) => {
             return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let limited = match apply_limits(s, &mut req.timeseries) {
+        Ok(l) => l,
+        Err(refusal) => return refusal,
     };
     if !req.metadata.is_empty() {
         if let Err(e) = s.writer.append_metadata(&req.metadata) {
@@ -68,25 +72,108 @@ fn handle(s: &AppState, body: &[u8]) -> (StatusCode, String) {
             refused.push(format!("{n} {}", r.as_str().replace('_', " ")));
         }
     }
+    if let Some(first) = &limited.first {
+        refused.push(format!(
+            "{} in {} series over a limit, first: {first}",
+            limited.samples, limited.series
+        ));
+    }
+    if let Some(msg) = limited.series_limit {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{msg}; {} samples refused, the other {} were stored",
+                limited.over_series_limit, outcome.accepted
+            ),
+        );
+    }
     if refused.is_empty() {
         return (StatusCode::NO_CONTENT, String::new());
     }
+    let rejected = outcome.rejected() + limited.samples;
     (
         StatusCode::BAD_REQUEST,
         format!(
             "{} of {} samples refused ({}); the other {} were stored",
-            outcome.rejected(),
-            outcome.rejected() + outcome.accepted,
+            rejected,
+            rejected + outcome.accepted,
             refused.join(", "),
             outcome.accepted
         ),
     )
 }
 
+/// What the per-series limits took out of a request.
+#[derive(Default)]
+struct Limited {
+    series: u64,
+    samples: u64,
+    /// The first violation, naming its limit and series.
+    first: Option<String>,
+    /// Samples of new series refused by the series limit, and the message for them.
+    over_series_limit: u64,
+    series_limit: Option<String>,
+}
+
+/// Applies the tenant's limits: the rate limit refuses the whole request (429, retried by
+/// senders); the series limit refuses the new series beyond it (429 after the rest is stored);
+/// label limits drop the offending series and keep the rest (400 after the rest is stored).
+fn apply_limits(
+    s: &AppState,
+    batch: &mut Vec<meshlens_model::TimeSeries>,
+) -> Result<Limited, (StatusCode, String)> {
+    let l = &s.limits;
+    let samples: u64 = batch.iter().map(|t| t.samples.len() as u64).sum();
+    if !l.rates.try_take_samples(&s.tenant, samples) {
+        l.counters.add(&s.tenant, "rate_limited", samples);
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "tenant {:?}: ingestion rate limit (--limits.ingestion-rate {} samples/s, burst {}) reached; {samples} samples refused",
+                s.tenant, l.limits.ingestion_rate, l.limits.ingestion_burst_size
+            ),
+        ));
+    }
+    let mut out = Limited::default();
+    batch.retain(|t| match l.limits.check_series(&t.labels) {
+        Ok(()) => true,
+        Err(e) => {
+            let n = t.samples.len() as u64;
+            l.counters.add(&s.tenant, e.reason(), n);
+            out.series += 1;
+            out.samples += n;
+            out.first.get_or_insert_with(|| e.to_string());
+            false
+        }
+    });
+    let max = l.limits.max_series_per_tenant;
+    if let (Some(head), true) = (&s.head, max > 0) {
+        let existing = head.stats().head_series as usize;
+        let mut room = max.saturating_sub(existing);
+        batch.retain(|t| {
+            if head.contains_series(&t.labels) {
+                return true;
+            }
+            if room > 0 {
+                room -= 1;
+                return true;
+            }
+            let n = t.samples.len() as u64;
+            l.counters.add(&s.tenant, "max_series_per_tenant", n);
+            out.over_series_limit += n;
+            out.series_limit.get_or_insert_with(|| {
+                format!(
+                    "tenant {:?}: series limit (--limits.max-series-per-tenant {max}) reached with {existing} series; new series refused, first {}",
+                    s.tenant, t.labels
+                )
+            });
+            false
+        });
+    }
+    Ok(out)
+}
+
 fn storage_failure(e: StorageError) -> (StatusCode, String) {
-    let status = match e {
-        StorageError::Closed | StorageError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, format!("storing samples failed: {e}"))
 }

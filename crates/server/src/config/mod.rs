@@ -5,15 +5,17 @@
 
 mod duration;
 pub mod relabel;
+mod secret;
 
 pub use duration::{format_duration, parse_duration};
+pub use secret::{redact_url, Secret, SecretString, REDACTED};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use relabel::RelabelConfig;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -65,29 +67,38 @@ pub enum Auth {
     Authorization { kind: String, credentials: Secret },
 }
 
-/// A secret given inline or as a file read at each use (so rotation needs no reload).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Secret {
-    Inline(String),
-    File(PathBuf),
-}
-
-impl Secret {
-    pub fn read(&self) -> std::io::Result<String> {
-        match self {
-            Secret::Inline(s) => Ok(s.clone()),
-            Secret::File(p) => Ok(std::fs::read_to_string(p)?.trim().to_string()),
-        }
-    }
-}
-
 /// `tls_config` of a scrape job.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// The name to verify the certificate against (and send as SNI) instead of the host.
+    pub server_name: Option<String>,
     pub insecure_skip_verify: bool,
+    pub min_version: Option<TlsVersion>,
+}
+
+/// `tls_config.min_version`. rustls speaks TLS 1.2 and 1.3 only, so `TLS10` and `TLS11`
+/// allow the same as `TLS12`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls10,
+    Tls11,
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    fn parse(s: &str) -> Option<TlsVersion> {
+        Some(match s {
+            "TLS10" => TlsVersion::Tls10,
+            "TLS11" => TlsVersion::Tls11,
+            "TLS12" => TlsVersion::Tls12,
+            "TLS13" => TlsVersion::Tls13,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -113,8 +124,9 @@ pub struct ScrapeConfig {
 pub struct Config {
     pub global: GlobalConfig,
     pub scrape_configs: Vec<ScrapeConfig>,
-    /// The file as given, for `/api/v1/status/config`.
-    pub original_yaml: String,
+    /// The file as loaded with every credential replaced by `<secret>`, for
+    /// `/api/v1/status/config`; the raw text is never kept.
+    pub redacted_yaml: String,
 }
 
 const GLOBAL_KEYS: &[&str] = &[
@@ -143,14 +155,21 @@ const SCRAPE_KEYS: &[&str] = &[
     "sample_limit",
     "tls_config",
 ];
-const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file", "insecure_skip_verify"];
+const TLS_KEYS: &[&str] = &[
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "server_name",
+    "insecure_skip_verify",
+    "min_version",
+];
 
 /// Parses a config file's text; returns the config and one warning per unsupported field.
 pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<String>), ConfigError> {
     let root: Value = if text.trim().is_empty() {
         Value::Mapping(Default::default())
     } else {
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
             file: file.into(),
             reason: e.to_string(),
         })?
@@ -228,13 +247,28 @@ pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<String>), ConfigErro
         Config {
             global,
             scrape_configs,
-            original_yaml: text.to_string(),
+            redacted_yaml: redacted_yaml(&root, text.trim().is_empty()),
         },
         warnings,
     ))
 }
 
-fn warn_unknown(m: &serde_yaml::Mapping, known: &[&str], path: &str, warnings: &mut Vec<String>) {
+/// The config as shown by the status API: the parsed tree with its secrets hidden.
+fn redacted_yaml(root: &Value, empty: bool) -> String {
+    if empty {
+        return String::new();
+    }
+    let mut shown = root.clone();
+    secret::redact(&mut shown);
+    serde_yaml_ng::to_string(&shown).unwrap_or_default()
+}
+
+fn warn_unknown(
+    m: &serde_yaml_ng::Mapping,
+    known: &[&str],
+    path: &str,
+    warnings: &mut Vec<String>,
+) {
     for (k, _) in m {
         let key = k.as_str().unwrap_or("?");
         if !known.contains(&key) {
@@ -287,7 +321,7 @@ fn string_list(v: &Value) -> Result<Vec<String>, String> {
 }
 
 fn scrape_config(
-    m: &serde_yaml::Mapping,
+    m: &serde_yaml_ng::Mapping,
     g: &GlobalConfig,
     path: &str,
 ) -> Result<ScrapeConfig, (String, String)> {
@@ -338,15 +372,38 @@ fn scrape_config(
                 tracing::warn!(job = %job_name, "config: {path}.tls_config.{k}: not supported by meshlens yet; ignored");
             }
         }
-        let file = |k: &str| t.get(k).and_then(Value::as_str).map(PathBuf::from);
+        let text = |k: &str| -> Result<Option<String>, (String, String)> {
+            match t.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err((at(&format!("tls_config.{k}")), "must be a string".into())),
+            }
+        };
+        let file = |k: &str| text(k).map(|v| v.map(PathBuf::from));
+        let min_version = match text("min_version")? {
+            None => None,
+            Some(v) => Some(TlsVersion::parse(&v).ok_or((
+                at("tls_config.min_version"),
+                format!("unknown TLS version {v:?}; use TLS10, TLS11, TLS12 or TLS13"),
+            ))?),
+        };
         tls = TlsConfig {
-            ca_file: file("ca_file"),
-            cert_file: file("cert_file"),
-            key_file: file("key_file"),
-            insecure_skip_verify: t
-                .get("insecure_skip_verify")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            ca_file: file("ca_file")?,
+            cert_file: file("cert_file")?,
+            key_file: file("key_file")?,
+            server_name: text("server_name")?,
+            insecure_skip_verify: match t.get("insecure_skip_verify") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err((
+                        at("tls_config.insecure_skip_verify"),
+                        "must be true or false".into(),
+                    ))
+                }
+            },
+            min_version,
         };
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return Err((
@@ -424,9 +481,9 @@ fn scrape_config(
             b.get("password").and_then(Value::as_str),
             b.get("password_file").and_then(Value::as_str),
         ) {
-            (Some(p), None) => Secret::Inline(p.into()),
+            (Some(p), None) => Secret::inline(p),
             (None, Some(f)) => Secret::File(f.into()),
-            (None, None) => Secret::Inline(String::new()),
+            (None, None) => Secret::inline(""),
             (Some(_), Some(_)) => {
                 return Err((
                     at("basic_auth"),
@@ -437,7 +494,7 @@ fn scrape_config(
         auth = Auth::Basic { username, password };
     }
     let bearer = match (str_field("bearer_token")?, str_field("bearer_token_file")?) {
-        (Some(t), _) => Some(Secret::Inline(t)),
+        (Some(t), _) => Some(Secret::inline(t)),
         (None, Some(f)) => Some(Secret::File(f.into())),
         _ => None,
     };
@@ -451,9 +508,9 @@ fn scrape_config(
             a.get("credentials").and_then(Value::as_str),
             a.get("credentials_file").and_then(Value::as_str),
         ) {
-            (Some(c), _) => Secret::Inline(c.into()),
+            (Some(c), _) => Secret::inline(c),
             (None, Some(f)) => Secret::File(f.into()),
-            (None, None) => Secret::Inline(String::new()),
+            (None, None) => Secret::inline(""),
         };
         if auth != Auth::None {
             return Err((

@@ -4,7 +4,7 @@
 use md5::{Digest, Md5};
 use meshlens_model::{Labels, LabelsBuilder};
 use regex::Regex;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -213,7 +213,7 @@ mod tests {
     use super::*;
 
     fn cfg(y: &str) -> RelabelConfig {
-        RelabelConfig::from_yaml(&serde_yaml::from_str(y).unwrap()).unwrap()
+        RelabelConfig::from_yaml(&serde_yaml_ng::from_str(y).unwrap()).unwrap()
     }
 
     fn l(p: &[(&str, &str)]) -> Labels {
@@ -274,11 +274,13 @@ mod tests {
     #[test]
     fn invalid_configs_are_errors() {
         assert!(
-            RelabelConfig::from_yaml(&serde_yaml::from_str("{action: bogus}").unwrap()).is_err()
+            RelabelConfig::from_yaml(&serde_yaml_ng::from_str("{action: bogus}").unwrap()).is_err()
         );
-        assert!(RelabelConfig::from_yaml(&serde_yaml::from_str("{regex: '('}").unwrap()).is_err());
+        assert!(
+            RelabelConfig::from_yaml(&serde_yaml_ng::from_str("{regex: '('}").unwrap()).is_err()
+        );
         assert!(RelabelConfig::from_yaml(
-            &serde_yaml::from_str("{action: hashmod, target_label: x}").unwrap()
+            &serde_yaml_ng::from_str("{action: hashmod, target_label: x}").unwrap()
         )
         .is_err());
     }

@@ -5,45 +5,30 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_tls::HttpsConnector;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{Auth, TlsConfig};
+use super::tls::{self, TlsSetupError};
+use crate::config::{redact_url, Auth, TlsConfig};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 const MAX_BODY_BYTES: usize = 256 << 20;
 
-/// A client for one job: plain HTTP, and HTTPS with the job's `tls_config`.
-pub fn client(tls: &TlsConfig) -> Result<HttpClient, String> {
+/// A client for one job: plain HTTP, and HTTPS (rustls) with the job's `tls_config`.
+pub fn client(tls: &TlsConfig) -> Result<HttpClient, TlsSetupError> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
-    let mut b = native_tls::TlsConnector::builder();
-    if let Some(ca) = &tls.ca_file {
-        let pem =
-            std::fs::read(ca).map_err(|e| format!("reading ca_file {}: {e}", ca.display()))?;
-        let cert = native_tls::Certificate::from_pem(&pem)
-            .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-        b.add_root_certificate(cert);
-    }
-    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-        let c = std::fs::read(cert)
-            .map_err(|e| format!("reading cert_file {}: {e}", cert.display()))?;
-        let k =
-            std::fs::read(key).map_err(|e| format!("reading key_file {}: {e}", key.display()))?;
-        b.identity(
-            native_tls::Identity::from_pkcs8(&c, &k)
-                .map_err(|e| format!("client certificate: {e}"))?,
-        );
-    }
-    if tls.insecure_skip_verify {
-        b.danger_accept_invalid_certs(true)
-            .danger_accept_invalid_hostnames(true);
-    }
-    let tls = b.build().map_err(|e| format!("tls: {e}"))?;
-    let https = HttpsConnector::from((http, tokio_native_tls::TlsConnector::from(tls)));
+    let builder = HttpsConnectorBuilder::new()
+        .with_tls_config(tls::client_config(tls)?)
+        .https_or_http();
+    let builder = match tls::server_name(tls)? {
+        Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
+        None => builder,
+    };
+    let https = builder.enable_http1().wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https))
@@ -81,20 +66,23 @@ pub async fn fetch(
             let pw = password
                 .read()
                 .map_err(|e| format!("reading password file: {e}"))?;
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{pw}"));
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{username}:{}", pw.expose()));
             req = req.header(http::header::AUTHORIZATION, format!("Basic {token}"));
         }
         Auth::Authorization { kind, credentials } => {
             let c = credentials
                 .read()
                 .map_err(|e| format!("reading credentials file: {e}"))?;
-            req = req.header(http::header::AUTHORIZATION, format!("{kind} {c}"));
+            req = req.header(
+                http::header::AUTHORIZATION,
+                format!("{kind} {}", c.expose()),
+            );
         }
     }
     let req = req
         .body(Empty::new())
-        .map_err(|e| format!("invalid scrape URL {url:?}: {e}"))?;
+        .map_err(|e| format!("invalid scrape URL {:?}: {e}", redact_url(url)))?;
     let work = async {
         let resp = client.request(req).await.map_err(|e| {
             let mut msg = e.to_string();
@@ -137,6 +125,9 @@ pub async fn fetch(
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("Get {url:?}: context deadline exceeded")),
+        Err(_) => Err(format!(
+            "Get {:?}: context deadline exceeded",
+            redact_url(url)
+        )),
     }
 }

@@ -4,6 +4,7 @@
 mod fetch;
 mod scrape_loop;
 pub mod target;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -155,7 +155,11 @@ impl ScrapeLoop {
         h.last_duration = elapsed;
         match error {
             Some(e) => {
-                tracing::debug!(target_url = %self.target.url, error = %e, "scrape failed");
+                tracing::debug!(
+                    target_url = %crate::config::redact_url(&self.target.url),
+                    error = %e,
+                    "scrape failed"
+                );
                 h.last_error = e;
                 h.health = "down";
             }

@@ -47,6 +47,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/graph-data.js", JS),
     asset!("js/graph-layout.js", JS),
     asset!("js/state/url.js", JS),
+    asset!("js/state/tenant.js", JS),
     asset!("js/views/overview.js", JS),
     asset!("js/views/topology.js", JS),
     asset!("js/views/panel.js", JS),
@@ -61,14 +62,12 @@ fn etag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
         // FNV-1a over every asset: stable, dependency-free, good enough for a cache tag.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut h = meshlens_model::hash::Fnv1a::new();
         for a in ASSETS {
-            for b in a.path.bytes().chain(a.body.bytes()) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
+            h.update(a.path.as_bytes());
+            h.update(a.body.as_bytes());
         }
-        format!("\"{h:016x}\"")
+        format!("\"{:016x}\"", h.finish())
     })
 }
 
@@ -161,6 +160,18 @@ mod tests {
                     &cap[1]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn only_the_api_module_fetches() {
+        // js/api.js adds the tenant header and maps errors; a fetch elsewhere would skip both.
+        let call =
+            regex::Regex::new(r"\b(fetch|XMLHttpRequest|EventSource|sendBeacon)\s*\(").unwrap();
+        for a in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
+            let n = call.find_iter(a.body).count();
+            let want = usize::from(a.path == "js/api.js");
+            assert_eq!(n, want, "{} makes {n} direct requests", a.path);
         }
     }
 

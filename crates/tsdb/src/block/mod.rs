@@ -16,6 +16,7 @@ use meshlens_model::{LabelMatcher, Labels, Sample};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::SampleBudget;
 use crate::chunk;
 use crate::postings::Postings;
 
@@ -154,6 +155,18 @@ impl Block {
 
     /// Samples of series `idx` in `[mint, maxt]`.
     pub fn samples(&self, idx: u32, mint: i64, maxt: i64) -> Result<Vec<Sample>, BlockError> {
+        self.samples_within(idx, mint, maxt, &mut SampleBudget::unlimited())
+    }
+
+    /// [`Self::samples`], spending `budget` chunk by chunk; once it is exceeded the read
+    /// stops and what it returns is incomplete.
+    pub(crate) fn samples_within(
+        &self,
+        idx: u32,
+        mint: i64,
+        maxt: i64,
+        budget: &mut SampleBudget,
+    ) -> Result<Vec<Sample>, BlockError> {
         let mut out = Vec::new();
         let Some(s) = self.series.get(idx as usize) else {
             return Ok(out);
@@ -175,7 +188,11 @@ impl Block {
             }
             let samples =
                 chunk::decode(bytes).map_err(|e| corrupt(format!("chunk at {start}: {e}")))?;
+            let before = out.len();
             out.extend(samples.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
+            if !budget.spend(out.len() - before) {
+                break;
+            }
         }
         Ok(out)
     }

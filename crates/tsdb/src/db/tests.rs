@@ -1,5 +1,8 @@
 use super::*;
-use meshlens_model::{MatchOp, STALE_NAN};
+use meshlens_model::{
+    LabelMatcher, Labels, MatchOp, MetricReader, MetricWriter, Sample, SeriesSamples, TimeSeries,
+    STALE_NAN,
+};
 
 fn opts() -> TsdbOptions {
     TsdbOptions {

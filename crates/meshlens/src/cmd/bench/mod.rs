@@ -1,5 +1,6 @@
 //! `meshlens bench …`: load generators and engine benchmarks driven by the `bench/` scripts.
 
+mod labels;
 mod remote_write;
 mod spans;
 mod tsdb_write;

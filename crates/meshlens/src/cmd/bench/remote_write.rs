@@ -41,7 +41,7 @@ enum Kind {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let labels = meshlens_tsdb::bench::generate_labels(args.series);
+    let labels = super::labels::generate_labels(args.series);
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     let kinds: Vec<(Kind, f64)> = labels
         .iter()

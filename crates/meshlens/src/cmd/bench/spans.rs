@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use meshlens_ingest::{otlp, zipkin};
 use meshlens_model::Span;
-use meshlens_spanstore::bench::generate_spans_at;
+use meshlens_testdata::generate_spans_at;
 
 use crate::httpc::{self, urlencode};
 

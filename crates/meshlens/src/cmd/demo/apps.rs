@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
@@ -33,12 +32,11 @@ const PROPAGATED: &[&str] = &[
     "x-canary",
 ];
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = crate::httpc::AsyncClient;
 
-pub fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build_http()
+/// The pooled keep-alive client the apps and the load generator share.
+pub fn client() -> anyhow::Result<HttpClient> {
+    crate::httpc::async_client()
 }
 
 struct App {

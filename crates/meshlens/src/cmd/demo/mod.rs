@@ -87,7 +87,7 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
     let zipkin = format!("{server_url}/api/v2/spans");
 
     let workloads = topology::workloads();
-    let client = apps::client();
+    let client = apps::client()?;
     let mut proxies: Vec<(String, RunningProxy)> = Vec::new();
     let proxy = |mesh: PathBuf,
                  listen: SocketAddr,

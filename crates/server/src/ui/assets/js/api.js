@@ -1,17 +1,52 @@
-// Every read the UI makes, on the same origin: the Prometheus HTTP API, the Zipkin v2 API and
-// meshlens's analysis endpoints. Errors become ApiError with the server's own message;
-// `missing` says the endpoint does not exist on this server (404), so views can fall back.
+// Every request the UI makes goes through here (nothing else calls fetch), on the same
+// origin: the Prometheus HTTP API, the Zipkin v2 API and meshlens's analysis endpoints. The
+// chosen tenant rides on each one as `X-Scope-OrgID`. Errors become ApiError carrying the
+// server's status and its own message, which the views show as they are.
 
 export class ApiError extends Error {
-  constructor(url, status, message) {
+  constructor(url, status, message, { needsTenant = false } = {}) {
     super(message);
     this.url = url;
     this.status = status;
+    this.needsTenant = needsTenant;
   }
+  /** The endpoint does not exist on this server (used for the optional validations report). */
   get missing() {
     return this.status === 404 || this.status === 405 || this.status === 501;
   }
 }
+
+export const TENANT_HEADER = 'X-Scope-OrgID';
+export const NEEDS_TENANT = 'this server needs a tenant id: set one in the top bar';
+
+let tenant = '';
+
+/** The tenant id sent with every request from now on; '' sends no header. */
+export function setTenant(id) {
+  tenant = String(id || '').trim();
+}
+
+export const currentTenant = () => tenant;
+
+/**
+ * A tenant id as Cortex, Mimir and Loki accept it: letters, digits and `!-_.*'()`, at most 150
+ * characters, not `.` or `..`; `a|b` names several tenants for a read. Returns what is wrong, or ''.
+ */
+export function tenantProblem(id) {
+  const v = String(id || '').trim();
+  if (!v) return '';
+  for (const part of v.split('|')) {
+    if (!part) return 'an empty tenant id between "|"';
+    if (part.length > 150) return `tenant id "${part.slice(0, 20)}…" is longer than 150 characters`;
+    if (part === '.' || part === '..') return `"${part}" is not a tenant id`;
+    const bad = /[^A-Za-z0-9!\-_.*'()]/.exec(part);
+    if (bad) return `tenant id "${part}" has the character "${bad[0]}" (allowed: letters, digits and !-_.*'())`;
+  }
+  return '';
+}
+
+// A 401 answer about the org id (the tenant header) rather than a password.
+const aboutTenant = (text) => /org.?id|x-scope-orgid|tenant/i.test(text);
 
 const inflight = new Map();
 const cache = new Map();
@@ -19,13 +54,16 @@ const CACHE_MS = 5000;
 
 /** GETs JSON; identical concurrent requests share one fetch; answers are kept a few seconds. */
 export function getJSON(url, { fresh = false } = {}) {
-  const hit = cache.get(url);
+  const key = `${tenant}\u0000${url}`; // one tenant's answer must never serve another's
+  const hit = cache.get(key);
   if (!fresh && hit && Date.now() - hit.at < CACHE_MS) return Promise.resolve(hit.value);
-  if (inflight.has(url)) return inflight.get(url);
+  if (inflight.has(key)) return inflight.get(key);
+  const headers = { Accept: 'application/json' };
+  if (tenant) headers[TENANT_HEADER] = tenant;
   const p = (async () => {
     let res;
     try {
-      res = await fetch(url, { headers: { Accept: 'application/json' } });
+      res = await fetch(url, { headers });
     } catch (e) {
       throw new ApiError(url, 0, `cannot reach the server (${e.message})`);
     }
@@ -34,15 +72,20 @@ export function getJSON(url, { fresh = false } = {}) {
     try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
     if (!res.ok) {
       const msg = (body && (body.error || body.message)) || text.trim().slice(0, 300) || res.statusText;
-      throw new ApiError(url, res.status, `${res.status}: ${msg}`);
+      const status = `${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
+      if (res.status === 401 && aboutTenant(text)) {
+        window.dispatchEvent(new CustomEvent('meshlens:tenant-needed', { detail: { url, message: msg } }));
+        throw new ApiError(url, 401, `${NEEDS_TENANT} (${status}: ${msg})`, { needsTenant: true });
+      }
+      throw new ApiError(url, res.status, `${status}: ${msg}`);
     }
     if (body === null && text) throw new ApiError(url, res.status, 'the answer is not JSON');
     if (body && body.status === 'error') throw new ApiError(url, res.status, body.error || 'error');
-    cache.set(url, { at: Date.now(), value: body });
+    cache.set(key, { at: Date.now(), value: body });
     return body;
   })();
-  inflight.set(url, p);
-  const done = () => inflight.delete(url);
+  inflight.set(key, p);
+  const done = () => inflight.delete(key);
   p.then(done, done);
   return p;
 }

@@ -1,8 +1,9 @@
-// The shell: navigation, the shared time range and cluster/namespace filter (kept in the
-// URL), and hash routing to one module per view.
+// The shell: navigation, the shared time range, cluster/namespace filter and tenant (kept in
+// the URL), and hash routing to one module per view.
 
 import { h, clear, message } from './dom.js';
 import * as url from './state/url.js';
+import * as tenants from './state/tenant.js';
 import * as api from './api.js';
 import * as overview from './views/overview.js';
 import * as topology from './views/topology.js';
@@ -30,6 +31,48 @@ async function options(labels) {
   return [...new Set(all.flat())].filter((v) => v && v !== 'unknown').sort();
 }
 
+/** The tenant field: free text with the recently used ids as suggestions; empty sends no header. */
+function tenantField(current) {
+  const input = h('input', {
+    id: 'f-tenant', type: 'text', list: 'tenant-ids', value: current, size: 12, placeholder: 'none',
+    autocomplete: 'off', spellcheck: false, title: `Sent as ${api.TENANT_HEADER} on every request; a|b reads across tenants`,
+    onchange: (e) => {
+      const v = e.target.value.trim();
+      const problem = api.tenantProblem(v);
+      e.target.setCustomValidity(problem);
+      if (problem) { e.target.reportValidity(); return; }
+      e.target.removeAttribute('aria-invalid');
+      tenants.remember(v);
+      url.update({ tenant: v });
+    },
+  });
+  return h('label', { for: 'f-tenant', class: 'tenant' }, 'Tenant ', input,
+    h('datalist', { id: 'tenant-ids' }, tenants.recent().map((t) => h('option', { value: t }))));
+}
+
+// A 401 about the org id: point at the field that fixes it.
+window.addEventListener('meshlens:tenant-needed', () => {
+  const input = document.getElementById('f-tenant');
+  if (input) input.setAttribute('aria-invalid', 'true');
+});
+
+/**
+ * The URL names the tenant; without one, the last tenant chosen (localStorage) applies, so a
+ * bookmark or a typed address keeps it. A tenant in the URL becomes the one remembered.
+ */
+function resolveTenant() {
+  const { view, params } = url.current();
+  if (params.has('tenant')) {
+    const t = (params.get('tenant') || '').trim();
+    if (!api.tenantProblem(t)) tenants.remember(t);
+    return;
+  }
+  const saved = tenants.saved();
+  if (!saved || api.tenantProblem(saved)) return;
+  params.set('tenant', saved);
+  history.replaceState(null, '', `#/${view}?${params}`);
+}
+
 function drawControls(sh) {
   const select = (id, label, values, current, key, allLabel) => h('label', { for: id }, label, ' ',
     h('select', { id, onchange: (e) => url.update({ [key]: e.target.value }) },
@@ -39,7 +82,7 @@ function drawControls(sh) {
   const ns = select('f-ns', 'Namespace', [], sh.ns, 'ns', 'all');
   clear(controls).append(
     select('f-range', 'Last', url.RANGES, sh.range, 'range'),
-    cluster, ns,
+    cluster, ns, tenantField(sh.tenant),
     h('label', { for: 'f-refresh' }, 'Refresh ', h('select', { id: 'f-refresh', onchange: (e) => url.update({ refresh: e.target.value }, { replace: true }) },
       [['', 'off'], ['15s', '15s'], ['30s', '30s'], ['1m', '1m']].map(([v, l]) => h('option', { value: v, selected: v === sh.refresh }, l)))),
     h('button', { type: 'button', id: 'reload', title: 'Reload the view', onclick: () => route(true) }, '↻ Reload'));
@@ -54,10 +97,14 @@ function drawControls(sh) {
 }
 
 async function route(force = false) {
+  resolveTenant();
   const { view: name, params } = url.current();
   const view = VIEWS[name] ? name : url.DEFAULT_VIEW;
   const mod = VIEWS[view];
   const sh = url.shared(params);
+  // Set before anything fetches (the filter's options included); invalid ids send no header.
+  const badTenant = api.tenantProblem(sh.tenant);
+  api.setTenant(badTenant ? '' : sh.tenant);
   const sharedKey = url.SHARED.map((k) => params.get(k)).join('|');
   const prevShared = prev && url.SHARED.map((k) => prev.params.get(k)).join('|');
   if (!force && prev && prev.view === view && prevShared === sharedKey && mod.update && mod.update(params, prev.params)) {
@@ -74,7 +121,8 @@ async function route(force = false) {
   main.dataset.view = view;
   const t0 = performance.now();
   try {
-    await mod.render(box, { params, shared: sh });
+    if (badTenant) box.append(message('error', `The tenant in the address is not valid: ${badTenant}. Change it in the top bar.`));
+    else await mod.render(box, { params, shared: sh });
   } catch (e) {
     box.append(message('error', `This view failed: ${e.message}`));
   }

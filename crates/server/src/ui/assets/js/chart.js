@@ -26,6 +26,28 @@ function timeTicks(t0, t1, count = 6) {
   return out;
 }
 
+/** The spacing of samples: the smallest gap between neighbours in any series (a range query's step). */
+export function sampleStep(series) {
+  let step = Infinity;
+  for (const se of series) {
+    for (let k = 1; k < se.points.length; k++) {
+      const d = se.points[k][0] - se.points[k - 1][0];
+      if (d > 0 && d < step) step = d;
+    }
+  }
+  return Number.isFinite(step) ? step : 0;
+}
+
+/** Splits points into runs without missing samples: a gap of more than 1.5 steps breaks the line. */
+export function segments(points, step) {
+  const out = [];
+  points.forEach((p, k) => {
+    if (k === 0 || !step || p[0] - points[k - 1][0] > step * 1.5) out.push([p]);
+    else out[out.length - 1].push(p);
+  });
+  return out;
+}
+
 /**
  * Line chart. series: [{name, points: [[ms, value], ...]}].
  * opts: {height, yFmt, title, maxLegend}. Returns the chart's root element.
@@ -47,6 +69,7 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
   for (const se of all) for (const [t] of se.points) { if (t < x0) x0 = t; if (t > x1) x1 = t; }
   if (!(x1 > x0)) { x0 = (x0 === Infinity ? Date.now() : x0) - 60000; x1 = x0 + 120000; }
   const X = (t) => L + ((t - x0) / (x1 - x0)) * (W - L - R);
+  const step = sampleStep(all);
 
   function draw() {
     clear(svg);
@@ -64,23 +87,26 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
       axes.append(s('line', { x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: 'grid' }),
         s('text', { x: L - 4, y: Y(v) + 3, 'text-anchor': 'end' }, yFmt(v)));
     }
-    for (const t of timeTicks(x0, x1)) {
+    const xTicks = timeTicks(x0, x1);
+    const secs = xTicks.some((t) => t % 60000 !== 0); // ticks under a minute apart need seconds
+    for (const t of xTicks) {
       axes.append(s('line', { x1: X(t), x2: X(t), y1: T, y2: H - B, class: 'grid' }),
-        s('text', { x: X(t), y: H - 8, 'text-anchor': 'middle' }, time(t).slice(0, 5)));
+        s('text', { x: X(t), y: H - 8, 'text-anchor': 'middle' }, secs ? time(t) : time(t).slice(0, 5)));
     }
     svg.append(axes);
     for (const se of vis) {
-      // Break the line where samples are missing (gap over 3 steps).
-      const pts = se.points;
-      let d = '';
-      const step = pts.length > 1 ? (pts[pts.length - 1][0] - pts[0][0]) / (pts.length - 1) : 0;
-      pts.forEach(([t, v], k) => {
-        const gap = k === 0 || (step && t - pts[k - 1][0] > step * 3);
-        d += `${gap ? 'M' : 'L'}${X(t).toFixed(1)},${Y(v).toFixed(1)}`;
-      });
       const cls = `series s${se.i % PALETTE}`;
-      svg.append(s('path', { d, class: cls, 'stroke-dasharray': DASHES[Math.floor(se.i / PALETTE) % DASHES.length] || null }));
-      if (pts.length <= 2) for (const [t, v] of pts) svg.append(s('circle', { cx: X(t), cy: Y(v), r: 2.5, class: `${cls} dot` }));
+      const dash = DASHES[Math.floor(se.i / PALETTE) % DASHES.length] || null;
+      for (const run of segments(se.points, step)) {
+        // A one-point path has no length and draws nothing: an isolated sample gets a marker.
+        if (run.length === 1) {
+          const [t, v] = run[0];
+          svg.append(s('circle', { cx: X(t).toFixed(1), cy: Y(v).toFixed(1), r: 3, class: `${cls} point` }));
+        } else {
+          const d = run.map(([t, v], k) => `${k ? 'L' : 'M'}${X(t).toFixed(1)},${Y(v).toFixed(1)}`).join('');
+          svg.append(s('path', { d, class: cls, 'stroke-dasharray': dash }));
+        }
+      }
     }
     const cursor = s('line', { class: 'cursor', y1: T, y2: H - B, x1: -10, x2: -10 });
     svg.append(cursor);

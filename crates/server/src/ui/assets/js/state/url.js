@@ -1,8 +1,8 @@
-// The URL is the state: `#/<view>?range=1h&cluster=..&ns=..&<view params>`.
-// The time range and the cluster/namespace filter are shared by every view; links between
-// views carry them, so any view can be bookmarked and shared as it is shown.
+// The URL is the state: `#/<view>?range=1h&cluster=..&ns=..&tenant=..&<view params>`.
+// The time range, the cluster/namespace filter and the tenant are shared by every view; links
+// between views carry them, so any view can be bookmarked and shared as it is shown.
 
-export const SHARED = ['range', 'cluster', 'ns', 'refresh'];
+export const SHARED = ['range', 'cluster', 'ns', 'refresh', 'tenant'];
 export const DEFAULT_VIEW = 'overview';
 export const RANGES = ['5m', '15m', '30m', '1h', '3h', '6h', '12h', '24h', '2d', '7d'];
 export const DEFAULT_RANGE = '15m';
@@ -29,6 +29,7 @@ export function shared(params = current().params) {
     cluster: params.get('cluster') || '',
     ns: params.get('ns') || '',
     refresh: params.get('refresh') || '',
+    tenant: (params.get('tenant') || '').trim(),
   };
 }
 

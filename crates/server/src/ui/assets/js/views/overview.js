@@ -20,7 +20,6 @@ export async function render(root, { shared }) {
     return;
   }
   clear(status);
-  if (g.note) status.append(message('info', g.note));
   const nodes = g.nodes.filter((n) => n.nodeType !== 'unknown');
   // p95 of what a node receives: the slowest incoming edge's p95 (an upper bound).
   const p95 = new Map();

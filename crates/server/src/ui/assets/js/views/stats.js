@@ -1,7 +1,7 @@
 // Traffic statistics in the manner of OPNFV Clover: requests per service, URL, status code
 // and their pairs, user-agent shares and response times per service, every table sortable.
-// Reads `GET /api/v1/stats`; on a server without it, computes the same tables in the browser
-// from a sample of traces.
+// Reads `GET /api/v1/stats`: the server is the one place that computes them, so its error
+// (status and message) is shown as it is.
 
 import { h, clear, message, sortableTable } from '../dom.js';
 import * as url from '../state/url.js';
@@ -9,48 +9,6 @@ import * as fmt from '../format.js';
 import * as api from '../api.js';
 
 export const title = 'Traffic stats';
-
-const tag = (sp, ...keys) => keys.map((k) => sp.tags?.[k]).find((v) => v !== undefined);
-
-/** The stats shape of /api/v1/stats, from Zipkin traces (SERVER spans, or HTTP spans without kind). */
-export function statsFromTraces(traces, service) {
-  const count = () => new Map();
-  const inc = (m, k, n = 1) => m.set(k, (m.get(k) || 0) + n);
-  const perService = count(), perUrl = count(), perStatus = count(), perSU = count(), perUS = count(), ua = count();
-  const times = new Map();
-  let requests = 0, spans = 0;
-  const traceIds = new Set();
-  for (const t of traces) for (const sp of t) {
-    spans++;
-    const svc = sp.localEndpoint?.serviceName || 'unknown';
-    if (service && svc !== service) continue;
-    const u = tag(sp, 'http.url', 'http.path', 'http.target', 'url.path');
-    const isReq = sp.kind === 'SERVER' || (!sp.kind && u !== undefined);
-    if (!isReq) continue;
-    requests++;
-    traceIds.add(sp.traceId);
-    const path = u ? String(u).replace(/^[a-z]+:\/\/[^/]+/, '').replace(/\?.*$/, '') || '/' : '(none)';
-    const code = String(tag(sp, 'http.status_code', 'http.response.status_code') ?? '(none)');
-    inc(perService, svc); inc(perUrl, path); inc(perStatus, code);
-    inc(perSU, `${svc}\u0000${path}`); inc(perUS, `${path}\u0000${code}`);
-    inc(ua, String(tag(sp, 'user_agent', 'http.user_agent', 'user_agent.original') ?? '(none)'));
-    if (!times.has(svc)) times.set(svc, []);
-    times.get(svc).push((sp.duration || 0) / 1000);
-  }
-  const list = (m) => [...m].map(([key, c]) => ({ key, count: c })).sort((a, b) => b.count - a.count || a.key.localeCompare(b.key));
-  const pairs = (m) => list(m).map(({ key, count: c }) => { const [k, sub] = key.split('\u0000'); return { key: k, sub, count: c }; });
-  const q = (xs, p) => xs[Math.min(xs.length - 1, Math.max(0, Math.ceil(p * xs.length) - 1))];
-  return {
-    totals: { traces: traceIds.size, spans, requests },
-    per_service: list(perService), per_url: list(perUrl), per_status: list(perStatus),
-    per_service_url: pairs(perSU), per_url_status: pairs(perUS),
-    user_agents: list(ua).map((x) => ({ ...x, share: requests ? x.count / requests : 0 })),
-    response_times: [...times].map(([svc, xs]) => {
-      xs.sort((a, b) => a - b);
-      return { service: svc, count: xs.length, min_ms: xs[0], max_ms: xs[xs.length - 1], avg_ms: xs.reduce((a, b) => a + b, 0) / xs.length, p50_ms: q(xs, 0.5), p90_ms: q(xs, 0.9), p99_ms: q(xs, 0.99) };
-    }),
-  };
-}
 
 function shareCell(count, total) {
   const p = total ? count / total : 0;
@@ -71,21 +29,14 @@ export async function render(root, { params, shared }) {
   root.append(h('h1', {}, 'Traffic stats'));
   const status = h('div', {}, message('loading', 'Computing statistics…'));
   root.append(status);
-  let st, note = '';
+  let st;
   try {
     st = await api.stats({ window: `${shared.seconds}s`, cluster: shared.cluster, service });
   } catch (e) {
-    if (!e.missing) { clear(status).append(message('error', `Statistics could not be loaded: ${e.message}`)); return; }
-    try {
-      const traces = await api.traces({ lookback: shared.seconds * 1000, limit: 1000, serviceName: service || undefined });
-      st = statsFromTraces(traces || [], service);
-      note = `This server has no /api/v1/stats: these figures are computed in the browser from the newest ${traces.length} traces.`;
-    } catch (e2) {
-      clear(status).append(message('error', `Statistics could not be loaded: ${e2.message}`)); return;
-    }
+    clear(status).append(message('error', `Statistics could not be loaded: ${e.message}`));
+    return;
   }
   clear(status);
-  if (note) status.append(message('info', note));
   const total = st.totals?.requests || 0;
   const services = (st.per_service || []).map((x) => x.key);
   if (service && !services.includes(service)) services.unshift(service);

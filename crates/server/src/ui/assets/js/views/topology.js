@@ -88,7 +88,6 @@ export async function render(root, { params, shared }) {
     nodes = nodes.filter((n) => busy.has(n.id) || n.requestRateIn > 0 || n.requestRateOut > 0);
   }
   clear(status);
-  if (g.note) status.append(message('info', g.note));
   if (!nodes.length) {
     status.append(message('warn', focus ? `No node named “${focus}” has traffic in the last ${shared.range}.` : `No traffic in the last ${shared.range}${shared.ns ? ` in namespace ${shared.ns}` : ''}.`));
     return;

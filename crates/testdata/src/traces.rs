@@ -1,21 +1,20 @@
-//! A generator of realistic Istio-like traces for benchmarks and tests: an ingress gateway
+//! Realistic Istio-like traces for benchmarks and tests: an ingress gateway
 //! calling a frontend that fans out to backends, each call a CLIENT span in the caller's
 //! sidecar and a SERVER span in the callee's, with the tags Envoy's Zipkin tracer sets.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshlens_model::{Endpoint, Span, SpanKind, TraceId};
 
 /// A small deterministic PRNG (splitmix64): the same seed always gives the same traces.
-pub struct Rng(u64);
+struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x5851_f42d_4c95_7f2d)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -24,11 +23,11 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
+    fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
 
-    pub fn chance(&mut self, percent: u64) -> bool {
+    fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 }
@@ -149,16 +148,8 @@ fn services(rng: &mut Rng) -> Vec<Svc> {
         .collect()
 }
 
-/// `n_traces` traces (3-8 spans each) spread over the hour before now.
-pub fn generate_spans(n_traces: usize, seed: u64) -> Vec<Span> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    generate_spans_at(n_traces, seed, now.saturating_sub(3_600_000_000), now)
-}
-
-/// `n_traces` traces with start times spread evenly over `[start_us, end_us)`.
+/// `n_traces` traces (3-8 spans each) with start times spread evenly over
+/// `[start_us, end_us)`; the same arguments always give the same spans.
 pub fn generate_spans_at(n_traces: usize, seed: u64, start_us: u64, end_us: u64) -> Vec<Span> {
     let mut rng = Rng::new(seed);
     let svcs = services(&mut rng);
@@ -398,5 +389,28 @@ fn path_glob(path: &str) -> String {
         path.to_string()
     } else {
         "/*".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_istio_traces_look_right() {
+        let now = 1_700_000_000_000_000u64;
+        let spans = generate_spans_at(200, 7, now - 1_000_000, now);
+        let mut per_trace: BTreeMap<TraceId, usize> = BTreeMap::new();
+        for s in &spans {
+            *per_trace.entry(s.trace_id).or_default() += 1;
+            assert!(s.tags.len() >= 7);
+        }
+        assert_eq!(per_trace.len(), 200);
+        assert!(
+            per_trace.values().all(|&n| (3..=8).contains(&n)),
+            "{per_trace:?}"
+        );
+        assert!(spans.iter().any(|s| s.tags.contains_key("error")));
+        assert_eq!(spans, generate_spans_at(200, 7, now - 1_000_000, now));
     }
 }

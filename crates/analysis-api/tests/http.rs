@@ -1,11 +1,14 @@
 //! The HTTP endpoints on a real listener: answers, and 400s that name the parameter.
 
+// The analysis crate's fixture: the same mesh, so the answers are the ones its own tests
+// compute by hand.
+#[path = "../../analysis/tests/common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use meshlens_analysis::{router, AnalysisState};
+use meshlens_analysis_api::{router, AnalysisState};
 use meshlens_model::SpanWriter;
 use meshlens_promql::{Engine, EngineOptions};
 

@@ -1,0 +1,28 @@
+//! meshlens-access: who may connect and what they may do, as a layer every listener uses.
+//!
+//! - [`webconfig`]: Prometheus exporter-toolkit's `--web.config.file` (TLS, HTTP headers,
+//!   basic-auth users), parsed strictly; [`WebConfigSource`] re-checks the files on each new
+//!   connection, so edits apply without a restart and a broken edit keeps the last good one.
+//! - [`auth`]: basic auth against bcrypt hashes, with a cache of successful logins.
+//! - [`serve`]: the hardened accept loop every HTTP/gRPC port runs, with a connection cap
+//!   that sheds clients that never finished a request head before it refuses real ones.
+//! - [`tenant`] and [`limits`]: Mimir's `X-Scope-OrgID` rules and per-tenant limits.
+//!
+//! TLS is rustls on the *ring* provider only; no OpenSSL, no aws-lc.
+
+pub mod auth;
+pub mod limits;
+pub mod metrics;
+pub mod serve;
+mod source;
+pub mod tenant;
+mod tls;
+pub mod webconfig;
+
+pub use auth::{check_basic, AuthError};
+pub use limits::{LimitCounters, Limits, RateLimiters, SeriesLimitError, REASON_RATE_LIMITED};
+pub use metrics::{AccessMetrics, ListenerCounters, ListenerSnapshot};
+pub use serve::{serve, BoxError, HyperService, ListenerOptions};
+pub use source::{ActiveWebConfig, WebConfigSource};
+pub use tenant::{parse_org_ids, validate_org_id, TenantError, ORG_ID_HEADER};
+pub use webconfig::{parse, parse_file, WebConfig, WebConfigError};

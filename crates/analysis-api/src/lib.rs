@@ -1,0 +1,90 @@
+//! meshlens-analysis-api: the analyses over HTTP, `GET /api/v1/graph` and
+//! `GET /api/v1/stats`, beside the Prometheus and trace APIs.
+//!
+//! Answers are JSON; errors use Prometheus's envelope
+//! (`{"status":"error","errorType":...,"error":...}`) with the status from
+//! [`AnalysisError::http_status`], so a bad parameter gets 400 with its name. The work runs
+//! on the blocking pool: a graph or a statistic scans storage for up to hundreds of
+//! milliseconds and must not stall the async workers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use meshlens_analysis::params::{graph_query, stats_query};
+use meshlens_analysis::{build_graph, compute_stats, AnalysisError};
+use meshlens_model::{MetricReader, SpanReader};
+use meshlens_promql::Engine;
+use serde::Serialize;
+
+/// What the analyses read.
+pub struct AnalysisState {
+    pub metrics: Arc<dyn MetricReader>,
+    pub spans: Arc<dyn SpanReader>,
+    pub engine: Arc<Engine>,
+}
+
+pub fn router(state: Arc<AnalysisState>) -> Router {
+    Router::new()
+        .route("/api/v1/graph", get(graph))
+        .route("/api/v1/stats", get(stats))
+        .with_state(state)
+}
+
+type Q = Query<HashMap<String, String>>;
+
+async fn graph(State(st): State<Arc<AnalysisState>>, Query(p): Q) -> Response {
+    let q = match graph_query(&p, meshlens_model::time::now_ms()) {
+        Ok(q) => q,
+        Err(e) => return error(AnalysisError::Param(e)),
+    };
+    run(move || build_graph(&*st.metrics, &*st.spans, &st.engine, &q)).await
+}
+
+async fn stats(State(st): State<Arc<AnalysisState>>, Query(p): Q) -> Response {
+    let q = match stats_query(&p, meshlens_model::time::now_ms()) {
+        Ok(q) => q,
+        Err(e) => return error(AnalysisError::Param(e)),
+    };
+    run(move || compute_stats(&*st.spans, &q)).await
+}
+
+async fn run<T, F>(f: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce() -> Result<T, AnalysisError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(e),
+        Err(e) => {
+            tracing::error!("analysis task failed: {e}");
+            envelope(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "analysis failed",
+            )
+        }
+    }
+}
+
+/// The error envelope: status from the analysis error, `errorType` as Prometheus names it.
+pub fn error(e: AnalysisError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let kind = match status.as_u16() {
+        400 => "bad_data",
+        422 => "execution",
+        429 | 503 => "unavailable",
+        _ => "internal",
+    };
+    envelope(status, kind, &e.to_string())
+}
+
+fn envelope(status: StatusCode, kind: &str, msg: &str) -> Response {
+    let body = serde_json::json!({"status": "error", "errorType": kind, "error": msg});
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,439 @@
+//! Tenants: one storage stack (TSDB, span store, span metrics) per tenant, opened on its first
+//! write, and the dispatch that routes each request to its tenant's APIs by `X-Scope-OrgID`.
+//!
+//! Why a stack per tenant rather than a tenant label inside one store: isolation is structural
+//! (no query path can forget a matcher), a tenant's series limit is its own head's count, and
+//! retention or removal of a tenant is a directory. Without `--multitenancy` there is one stack,
+//! `anonymous` (Mimir's name for it), stored at the data directory's root as before.
+
+pub mod federated;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use meshlens_access::tenant::{parse_org_ids, ORG_ID_HEADER};
+use meshlens_model::{MetricReader, MetricWriter, SpanReader, SpanWriter};
+use meshlens_spanstore::SpanStore;
+use meshlens_trace_api::TraceApiState;
+use meshlens_tsdb::Tsdb;
+use tower::ServiceExt;
+
+use crate::api::{self, AppState};
+use crate::limits::{IngestLimits, LimitedSpans};
+use crate::{ServerError, ServerOptions};
+
+/// The tenant every request belongs to without `--multitenancy`.
+pub const DEFAULT_TENANT: &str = "anonymous";
+
+/// What every tenant's stack shares.
+pub(crate) struct Shared {
+    pub opts: ServerOptions,
+    pub engine: Arc<meshlens_promql::Engine>,
+    pub metrics: Arc<crate::SelfMetrics>,
+    pub limits: Arc<IngestLimits>,
+    /// The Prometheus status endpoints' figures (config shown with secrets redacted).
+    pub prom_status: meshlens_prom_api::PromApiState,
+    /// Span ingest counters, one family over all tenants.
+    pub trace_counters: Arc<meshlens_trace_api::TraceCounters>,
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// One tenant's storage and the routes over it.
+pub struct TenantStack {
+    pub id: String,
+    pub tsdb: Arc<Tsdb>,
+    pub spans: Arc<SpanStore>,
+    pub trace_state: Arc<TraceApiState>,
+    router: Router,
+    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Every open tenant, and the rules for picking one per request.
+pub struct Tenants {
+    shared: Arc<Shared>,
+    stacks: parking_lot::RwLock<HashMap<String, Arc<TenantStack>>>,
+    /// Opening a store replays its WAL: one at a time, and never twice for one tenant.
+    opening: tokio::sync::Mutex<()>,
+}
+
+/// Where a request goes: a tenant's own stack, or a read-only view over several.
+pub enum Target {
+    One(Arc<TenantStack>),
+    View(Router),
+}
+
+/// The OTLP/gRPC listener's service: each call goes to its tenant's span store.
+pub async fn grpc_export(
+    tenants: Arc<Tenants>,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<meshlens_trace_api::GrpcBody> {
+    use meshlens_trace_api::grpc_status;
+    match tenants.resolve(req.headers(), true).await {
+        Ok(Target::One(stack)) => {
+            meshlens_trace_api::otlp_grpc_export(stack.trace_state.clone(), req).await
+        }
+        Ok(Target::View(_)) => grpc_status(3, "a write must name exactly one tenant"),
+        Err(r) => {
+            let code = match r.status.as_u16() {
+                401 => 16, // UNAUTHENTICATED
+                400 => 3,  // INVALID_ARGUMENT
+                _ => 14,   // UNAVAILABLE
+            };
+            grpc_status(code, &r.message)
+        }
+    }
+}
+
+impl Tenants {
+    pub(crate) async fn open(shared: Arc<Shared>) -> Result<Arc<Tenants>, ServerError> {
+        let t = Arc::new(Tenants {
+            shared,
+            stacks: Default::default(),
+            opening: Default::default(),
+        });
+        if t.multitenant() {
+            // Tenants with data on disk are opened at start, so retention and compaction run
+            // for them whether or not anyone writes.
+            let root = t.shared.opts.data_dir.join("tenants");
+            if let Ok(entries) = std::fs::read_dir(&root) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if meshlens_access::tenant::validate_org_id(&name).is_ok() {
+                        t.get_or_open(&name).await?;
+                    }
+                }
+            }
+        }
+        t.get_or_open(&t.shared.opts.scrape_tenant.clone()).await?;
+        Ok(t)
+    }
+
+    pub fn multitenant(&self) -> bool {
+        self.shared.opts.multitenancy
+    }
+
+    /// The tenant that scraped samples and the server's own derived data are written to.
+    pub fn scrape_stack(&self) -> Arc<TenantStack> {
+        self.stacks.read()[&self.shared.opts.scrape_tenant].clone()
+    }
+
+    pub fn all(&self) -> Vec<Arc<TenantStack>> {
+        let mut v: Vec<_> = self.stacks.read().values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    fn dir_of(&self, id: &str) -> PathBuf {
+        if self.multitenant() {
+            self.shared.opts.data_dir.join("tenants").join(id)
+        } else {
+            self.shared.opts.data_dir.clone()
+        }
+    }
+
+    pub async fn get_or_open(&self, id: &str) -> Result<Arc<TenantStack>, ServerError> {
+        if let Some(s) = self.stacks.read().get(id) {
+            return Ok(s.clone());
+        }
+        let _one = self.opening.lock().await;
+        if let Some(s) = self.stacks.read().get(id) {
+            return Ok(s.clone());
+        }
+        let stack = Arc::new(open_stack(&self.shared, id, &self.dir_of(id)).await?);
+        tracing::info!(tenant = id, "tenant storage opened");
+        self.stacks.write().insert(id.to_string(), stack.clone());
+        Ok(stack)
+    }
+
+    /// Picks the target of a request from its `X-Scope-OrgID`, or says why not (401, 400,
+    /// 503). `write`: the request stores data, so it needs exactly one tenant.
+    pub async fn resolve(&self, headers: &HeaderMap, write: bool) -> Result<Target, Refusal> {
+        if !self.multitenant() {
+            return Ok(Target::One(self.scrape_stack()));
+        }
+        let Some(raw) = headers.get(ORG_ID_HEADER) else {
+            return Err(plain(
+                StatusCode::UNAUTHORIZED,
+                "no org id: this server runs with --multitenancy, so every request needs an X-Scope-OrgID header",
+            ));
+        };
+        let raw = raw.to_str().map_err(|_| {
+            plain(
+                StatusCode::BAD_REQUEST,
+                "X-Scope-OrgID: the value is not visible ASCII",
+            )
+        })?;
+        let ids = parse_org_ids(raw)
+            .map_err(|e| plain(StatusCode::BAD_REQUEST, &format!("X-Scope-OrgID: {e}")))?;
+        if ids.len() == 1 {
+            let id = &ids[0];
+            let open = self.stacks.read().get(id).cloned();
+            return match open {
+                Some(s) => Ok(Target::One(s)),
+                None if write => self.get_or_open(id).await.map(Target::One).map_err(|e| {
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("opening tenant {id}: {e}"),
+                    )
+                }),
+                // A tenant that never wrote reads as empty, without creating anything.
+                None => Ok(Target::View(self.view(&[]))),
+            };
+        }
+        if write {
+            return Err(plain(
+                StatusCode::BAD_REQUEST,
+                "X-Scope-OrgID: a write must name exactly one tenant, not a|b",
+            ));
+        }
+        let stacks: Vec<_> = {
+            let open = self.stacks.read();
+            ids.iter().filter_map(|id| open.get(id).cloned()).collect()
+        };
+        Ok(Target::View(self.view(&stacks)))
+    }
+
+    /// A read-only view over several tenants (`a|b`).
+    fn view(&self, stacks: &[Arc<TenantStack>]) -> Router {
+        let metrics = Arc::new(federated::FederatedMetrics {
+            tenants: stacks
+                .iter()
+                .map(|s| (s.id.clone(), s.tsdb.clone() as Arc<dyn MetricReader>))
+                .collect(),
+        });
+        let spans = Arc::new(federated::FederatedSpans {
+            tenants: stacks
+                .iter()
+                .map(|s| s.spans.clone() as Arc<dyn SpanReader>)
+                .collect(),
+        });
+        let ids: Vec<&str> = stacks.iter().map(|s| s.id.as_str()).collect();
+        routes(
+            &self.shared,
+            View {
+                tenant: ids.join("|"),
+                mesh_tenants: ids.iter().map(|s| s.to_string()).collect(),
+                metrics_reader: metrics,
+                metrics_writer: Arc::new(federated::NoWrites),
+                head: None,
+                trace_state: Arc::new({
+                    let mut t = TraceApiState::new(Arc::new(federated::NoWrites), spans);
+                    t.counters = self.shared.trace_counters.clone();
+                    t
+                }),
+            },
+        )
+    }
+
+    /// Stops every tenant's side tasks and closes its stores (spans, then metrics).
+    pub async fn close(&self) {
+        for stack in self.all() {
+            let tasks: Vec<_> = stack.tasks.lock().drain(..).collect();
+            for t in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+            }
+            let spans = stack.spans.clone();
+            match tokio::task::spawn_blocking(move || spans.close()).await {
+                Ok(Ok(())) => tracing::info!(tenant = %stack.id, "span store closed"),
+                Ok(Err(e)) => tracing::error!(tenant = %stack.id, error = %e, "closing the span store failed"),
+                Err(e) => tracing::error!(tenant = %stack.id, error = %e, "closing the span store failed"),
+            }
+            let tsdb = stack.tsdb.clone();
+            match tokio::task::spawn_blocking(move || tsdb.close()).await {
+                Ok(Ok(())) => tracing::info!(tenant = %stack.id, "storage closed"),
+                Ok(Err(e)) => tracing::error!(tenant = %stack.id, error = %e, "closing storage failed"),
+                Err(e) => tracing::error!(tenant = %stack.id, error = %e, "closing storage failed"),
+            }
+        }
+    }
+}
+
+/// Requests that store data, which must name exactly one tenant.
+fn is_write(req: &Request) -> bool {
+    req.method() == Method::POST
+        && matches!(
+            req.uri().path(),
+            "/api/v1/write" | "/api/v2/spans" | "/v1/traces"
+        )
+        || req.uri().path().starts_with("/opentelemetry.proto.")
+}
+
+/// Why a request has no tenant to go to: its status and message.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+fn plain(status: StatusCode, msg: &str) -> Refusal {
+    Refusal {
+        status,
+        message: msg.to_string(),
+    }
+}
+
+/// The fallback of the main listener: every tenant-scoped route, dispatched by org id.
+pub async fn dispatch(State(tenants): State<Arc<Tenants>>, req: Request) -> Response {
+    let write = is_write(&req);
+    match tenants.resolve(req.headers(), write).await {
+        Ok(Target::One(stack)) => call(stack.router.clone(), req).await,
+        Ok(Target::View(router)) => call(router, req).await,
+        Err(r) => (r.status, format!("{}\n", r.message)).into_response(),
+    }
+}
+
+async fn call(router: Router, req: Request) -> Response {
+    match router.oneshot(req.map(Body::new)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// What one set of routes reads and writes: a tenant's own stores, or a federated view.
+struct View {
+    tenant: String,
+    /// Tenants whose `--mesh TENANT=PATH` files `/api/v1/validations` shows.
+    mesh_tenants: Vec<String>,
+    metrics_reader: Arc<dyn MetricReader>,
+    metrics_writer: Arc<dyn MetricWriter>,
+    /// The tenant's TSDB, for its series limit; None in federated views.
+    head: Option<Arc<Tsdb>>,
+    trace_state: Arc<TraceApiState>,
+}
+
+fn routes(shared: &Shared, v: View) -> Router {
+    let mut prom = shared.prom_status.clone();
+    prom.storage = v.metrics_reader.clone();
+    prom.status = v.head.clone().map(crate::status::ServerStatus::for_tsdb);
+    let analysis = meshlens_analysis_api::router(Arc::new(meshlens_analysis_api::AnalysisState {
+        metrics: v.metrics_reader.clone(),
+        spans: v.trace_state.reader.clone(),
+        engine: shared.engine.clone(),
+    }));
+    let state = Arc::new(AppState {
+        tenant: v.tenant,
+        writer: v.metrics_writer,
+        head: v.head,
+        metrics: shared.metrics.clone(),
+        limits: shared.limits.clone(),
+        max_write_body_bytes: shared.opts.max_write_body_bytes,
+        max_write_decompressed_bytes: shared.opts.max_write_decompressed_bytes,
+        mesh_config: mesh_paths(&shared.opts.mesh_config, &v.mesh_tenants),
+    });
+    api::tenant_router(state)
+        .merge(meshlens_prom_api::router(prom))
+        .merge(meshlens_trace_api::router(v.trace_state))
+        .merge(analysis)
+}
+
+/// `--mesh PATH` is every tenant's; `--mesh TENANT=PATH` only that tenant's.
+fn mesh_paths(all: &[PathBuf], tenants: &[String]) -> Vec<PathBuf> {
+    all.iter()
+        .filter_map(|p| {
+            let s = p.to_string_lossy();
+            match s.split_once('=') {
+                Some((t, rest)) if meshlens_access::tenant::validate_org_id(t).is_ok() => {
+                    tenants.iter().any(|x| x == t).then(|| PathBuf::from(rest))
+                }
+                _ => Some(p.clone()),
+            }
+        })
+        .collect()
+}
+
+async fn open_stack(shared: &Arc<Shared>, id: &str, dir: &Path) -> Result<TenantStack, ServerError> {
+    let opts = &shared.opts;
+    let tsdb_dir = dir.to_path_buf();
+    let tsdb_opts = opts.tsdb.clone();
+    let tsdb = tokio::task::spawn_blocking(move || Tsdb::open(&tsdb_dir, tsdb_opts))
+        .await
+        .map_err(|e| ServerError::DataDir {
+            dir: dir.into(),
+            source: std::io::Error::other(e),
+        })??;
+    let tsdb = Arc::new(tsdb);
+    let spans_dir = dir.join("spans");
+    let span_opts = opts.spans.clone();
+    let spans = tokio::task::spawn_blocking(move || SpanStore::open(&spans_dir, span_opts))
+        .await
+        .map_err(|e| ServerError::DataDir {
+            dir: dir.into(),
+            source: std::io::Error::other(e),
+        })??;
+    let spans = Arc::new(spans);
+    tsdb.start_background(opts.maintenance_interval);
+    let writer: Arc<dyn SpanWriter> = Arc::new(LimitedSpans {
+        tenant: id.to_string(),
+        inner: spans.clone(),
+        limits: shared.limits.clone(),
+    });
+    let mut trace_state = TraceApiState::new(writer, spans.clone());
+    trace_state.max_body_bytes = opts.max_span_body_bytes;
+    trace_state.counters = shared.trace_counters.clone();
+    let span_metrics = meshlens_analysis::SpanMetrics::new(tsdb.clone());
+    {
+        let sm = span_metrics.clone();
+        trace_state
+            .observers
+            .push(Arc::new(move |batch: &[meshlens_model::Span]| {
+                sm.observe(batch)
+            }));
+    }
+    let trace_state = Arc::new(trace_state);
+    let tasks = vec![
+        tokio::spawn(crate::span_metrics_flush(
+            span_metrics,
+            opts.span_metrics_interval,
+            shared.stop.clone(),
+        )),
+        tokio::spawn(crate::span_maintenance(
+            spans.clone(),
+            opts.maintenance_interval,
+            shared.stop.clone(),
+        )),
+    ];
+    let router = routes(
+        shared,
+        View {
+            tenant: id.to_string(),
+            mesh_tenants: vec![id.to_string()],
+            metrics_reader: tsdb.clone(),
+            metrics_writer: tsdb.clone(),
+            head: Some(tsdb.clone()),
+            trace_state: trace_state.clone(),
+        },
+    );
+    Ok(TenantStack {
+        id: id.to_string(),
+        tsdb,
+        spans,
+        trace_state,
+        router,
+        tasks: parking_lot::Mutex::new(tasks),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mesh_files_named_for_a_tenant_are_only_that_tenants() {
+        let all = vec![
+            PathBuf::from("shared.yaml"),
+            PathBuf::from("team-a=a.yaml"),
+            PathBuf::from("team-b=b.yaml"),
+        ];
+        assert_eq!(
+            mesh_paths(&all, &["team-a".into()]),
+            vec![PathBuf::from("shared.yaml"), PathBuf::from("a.yaml")]
+        );
+        assert_eq!(mesh_paths(&all, &[]), vec![PathBuf::from("shared.yaml")]);
+    }
+}

@@ -1,0 +1,231 @@
+//! The append path: series resolution, per-sample checks, WAL commit and outcome counts.
+
+use std::sync::atomic::Ordering;
+
+use meshlens_model::{
+    AppendOutcome, Labels, MetricMetadata, MetricWriter, RejectReason, Sample, StorageError,
+    TimeSeries,
+};
+
+use super::{FsyncPolicy, SeriesHandle, Tsdb, TsdbError};
+use crate::head::{Appended, MemSeries, SeriesRef};
+use crate::wal::{Record, WalSample};
+
+/// What one append call gathers before committing it.
+struct Accumulator {
+    out: AppendOutcome,
+    wal: Vec<WalSample>,
+    min_t: i64,
+    max_t: i64,
+}
+
+impl Accumulator {
+    fn with_capacity(n: usize) -> Self {
+        Accumulator {
+            out: AppendOutcome::default(),
+            wal: Vec::with_capacity(n),
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+        }
+    }
+}
+
+fn reason_index(r: RejectReason) -> usize {
+    match r {
+        RejectReason::OutOfOrder => 0,
+        RejectReason::OutOfBounds => 1,
+        RejectReason::Duplicate => 2,
+        RejectReason::InvalidLabels => 3,
+    }
+}
+
+impl Tsdb {
+    fn io_err(&self, source: std::io::Error) -> TsdbError {
+        TsdbError::Io {
+            op: "append to wal in",
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// The series for `labels`, created (and logged to the WAL) when new.
+    fn resolve(&self, labels: &Labels) -> Result<(u32, SeriesRef, bool), TsdbError> {
+        let mut wal_err = None;
+        let (id, series, created) = self.head.get_or_create(labels, |id, labels| {
+            if let Err(e) = self.wal.append(&[Record::Series {
+                id: u64::from(id),
+                labels: labels.clone(),
+            }]) {
+                wal_err = Some(e);
+            }
+        });
+        match wal_err {
+            Some(e) => Err(self.io_err(e)),
+            None => Ok((id, series, created)),
+        }
+    }
+
+    /// A handle for appending to one series without looking its labels up again (what a
+    /// scrape loop or a benchmark keeps per series, as Prometheus's appender refs).
+    pub fn series_handle(&self, labels: &Labels) -> Result<SeriesHandle, TsdbError> {
+        labels
+            .validate()
+            .map_err(|reason| TsdbError::InvalidLabels { reason })?;
+        let (id, series, _) = self.resolve(labels)?;
+        Ok(SeriesHandle { id, series })
+    }
+
+    fn min_valid_time(&self) -> i64 {
+        match self.opts.retention_time_ms {
+            Some(r) => self.newest_time().saturating_sub(r),
+            None => i64::MIN,
+        }
+    }
+
+    /// Appends one series' samples, recording accepted ones for the WAL.
+    fn append_to(
+        &self,
+        id: u32,
+        s: &mut MemSeries,
+        samples: &[Sample],
+        min_valid: i64,
+        acc: &mut Accumulator,
+    ) {
+        for smp in samples {
+            if smp.t < min_valid {
+                acc.out.add_rejected(RejectReason::OutOfBounds, 1);
+                continue;
+            }
+            match s.append(
+                smp.t,
+                smp.v,
+                self.opts.out_of_order_window_ms,
+                self.opts.block_duration_ms,
+            ) {
+                Ok(Appended::New) => {
+                    acc.out.accepted += 1;
+                    acc.wal.push(WalSample {
+                        series: u64::from(id),
+                        t: smp.t,
+                        v: smp.v,
+                    });
+                    acc.min_t = acc.min_t.min(smp.t);
+                    acc.max_t = acc.max_t.max(smp.t);
+                }
+                Ok(Appended::Unchanged) => acc.out.accepted += 1,
+                Err(r) => acc.out.add_rejected(r, 1),
+            }
+        }
+    }
+
+    fn append_inner(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, TsdbError> {
+        let _gate = self.append_gate.read();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TsdbError::Closed);
+        }
+        let mut acc = Accumulator::with_capacity(batch.iter().map(|t| t.samples.len()).sum());
+        let min_valid = self.min_valid_time();
+        for ts in batch {
+            if ts.samples.is_empty() {
+                continue;
+            }
+            // Labels are checked once, when a series is first seen; a stored series is valid.
+            let (id, series, created) = match self.head.lookup(&ts.labels) {
+                Some((id, series)) => (id, series, false),
+                None if ts.labels.is_empty() || ts.labels.validate().is_err() => {
+                    acc.out
+                        .add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
+                    continue;
+                }
+                None => self.resolve(&ts.labels)?,
+            };
+            acc.out.series_created += u64::from(created);
+            self.append_to(id, &mut series.lock(), &ts.samples, min_valid, &mut acc);
+        }
+        self.commit(acc)
+    }
+
+    /// Appends samples to series by handle; durability and outcome as `MetricWriter::append`.
+    pub fn append_handles(
+        &self,
+        samples: &[(&SeriesHandle, Sample)],
+    ) -> Result<AppendOutcome, TsdbError> {
+        let _gate = self.append_gate.read();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TsdbError::Closed);
+        }
+        let mut acc = Accumulator::with_capacity(samples.len());
+        let min_valid = self.min_valid_time();
+        for (h, smp) in samples {
+            let mut g = h.series.lock();
+            if g.removed {
+                // Collected since the handle was made: append to the live series instead.
+                let labels = g.labels.clone();
+                drop(g);
+                let (id, series, _) = self.resolve(&labels)?;
+                self.append_to(
+                    id,
+                    &mut series.lock(),
+                    std::slice::from_ref(smp),
+                    min_valid,
+                    &mut acc,
+                );
+                continue;
+            }
+            self.append_to(h.id, &mut g, std::slice::from_ref(smp), min_valid, &mut acc);
+        }
+        self.commit(acc)
+    }
+
+    /// Writes the accepted samples to the WAL (synced per policy) and counts the outcome.
+    fn commit(&self, acc: Accumulator) -> Result<AppendOutcome, TsdbError> {
+        let Accumulator {
+            out,
+            wal,
+            min_t,
+            max_t,
+        } = acc;
+        self.head.note_times(min_t, max_t);
+        if !wal.is_empty() || out.series_created > 0 {
+            let ticket = self
+                .wal
+                .append(&[Record::Samples(wal)])
+                .map_err(|e| self.io_err(e))?;
+            if self.opts.wal_fsync == FsyncPolicy::EveryAppend {
+                self.wal.sync(ticket).map_err(|e| self.io_err(e))?;
+            }
+        }
+        self.counters
+            .appended
+            .fetch_add(out.accepted, Ordering::Relaxed);
+        for r in RejectReason::ALL {
+            self.counters.rejected[reason_index(r)].fetch_add(out.count(r), Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+}
+
+impl MetricWriter for Tsdb {
+    fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
+        Ok(self.append_inner(batch)?)
+    }
+
+    fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
+        let mut changed = Vec::new();
+        {
+            let mut m = self.metadata.write();
+            for md in metadata {
+                if m.get(&md.metric_family) != Some(md) {
+                    m.insert(md.metric_family.clone(), md.clone());
+                    changed.push(md.clone());
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.wal
+                .append(&[Record::Metadata(changed)])
+                .map_err(|e| StorageError::io("append metadata to wal", e))?;
+        }
+        Ok(())
+    }
+}

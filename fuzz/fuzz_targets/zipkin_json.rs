@@ -1,0 +1,7 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+// Zipkin v2 JSON bodies on POST /api/v2/spans.
+fuzz_target!(|data: &[u8]| {
+    let _ = meshlens_ingest::zipkin::decode_json(data);
+});
