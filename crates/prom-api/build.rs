@@ -25,10 +25,11 @@ fn watch_git() {
         .unwrap_or_else(|| git_dir.clone());
     let head = git_dir.join("HEAD");
     println!("cargo:rerun-if-changed={}", head.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        common.join("packed-refs").display()
-    );
+    // Cargo reruns every build for a watched path that does not exist: watch only real ones.
+    let packed = common.join("packed-refs");
+    if packed.exists() {
+        println!("cargo:rerun-if-changed={}", packed.display());
+    }
     if let Ok(text) = std::fs::read_to_string(&head) {
         if let Some(r) = text.trim().strip_prefix("ref: ") {
             for dir in [&git_dir, &common] {

@@ -47,7 +47,12 @@ impl MetricReader for Mem {
             .collect())
     }
 
-    fn series(&self, m: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Labels>, StorageError> {
+    fn series(
+        &self,
+        m: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
         Ok(self
             .select(m, mint, maxt)?
             .into_iter()
@@ -99,23 +104,40 @@ fn store() -> &'static Mem {
         };
         for (inst, k) in [("a:9090", 1.0), ("b:9090", 3.0)] {
             add(
-                &[("__name__", "http_requests_total"), ("job", "api"), ("instance", inst), ("code", "200")],
+                &[
+                    ("__name__", "http_requests_total"),
+                    ("job", "api"),
+                    ("instance", inst),
+                    ("code", "200"),
+                ],
                 &|i| k * i as f64,
             );
             add(
-                &[("__name__", "http_requests_total"), ("job", "api"), ("instance", inst), ("code", "500")],
+                &[
+                    ("__name__", "http_requests_total"),
+                    ("job", "api"),
+                    ("instance", inst),
+                    ("code", "500"),
+                ],
                 &|i| if i == 20 { 0.0 } else { k * (i / 3) as f64 },
             );
         }
-        add(&[("__name__", "temperature"), ("job", "node")], &|i| match i {
-            7 => f64::NAN,
-            30 => meshlens_model::STALE_NAN,
-            _ => 20.0 - i as f64 * 0.5,
-        });
+        add(
+            &[("__name__", "temperature"), ("job", "node")],
+            &|i| match i {
+                7 => f64::NAN,
+                30 => meshlens_model::STALE_NAN,
+                _ => 20.0 - i as f64 * 0.5,
+            },
+        );
         for le in ["0.1", "0.5", "1", "+Inf"] {
             let w = le.parse::<f64>().unwrap_or(2.0).min(2.0);
             add(
-                &[("__name__", "latency_seconds_bucket"), ("job", "api"), ("le", le)],
+                &[
+                    ("__name__", "latency_seconds_bucket"),
+                    ("job", "api"),
+                    ("le", le),
+                ],
                 &|i| (i as f64) * w * 10.0,
             );
         }
@@ -143,11 +165,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = meshlens_promql::format_query(query);
     let _ = meshlens_promql::series_selector(query);
-    let at = 300_000 + i64::from(mode) * 1_000;
+    // The API takes any float as a time, so the ends of i64 are evaluation times too.
+    let at = match mode >> 6 {
+        3 => i64::MAX,
+        2 => i64::MIN,
+        _ => 300_000 + i64::from(mode & 0x3f) * 1_000,
+    };
     if mode & 1 == 0 {
         let _ = engine().instant_query(store(), query, at);
     } else {
-        let step = 1_000 * (1 + i64::from(mode >> 4));
-        let _ = engine().range_query(store(), query, 0, at, step);
+        let step = 1_000 * (1 + i64::from((mode >> 1) & 0x1f));
+        let _ = engine().range_query(store(), query, at.saturating_sub(400_000), at, step);
     }
 });

@@ -73,7 +73,7 @@ where
 }
 
 /// The error envelope: status from the analysis error, `errorType` as Prometheus names it.
-pub fn error(e: AnalysisError) -> Response {
+fn error(e: AnalysisError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let kind = match status.as_u16() {
         400 => "bad_data",

@@ -22,7 +22,14 @@ struct Hub {
 
 fn start(data: &Path, extra: &[&str]) -> Hub {
     let mut child = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--otlp-grpc-listen", "off", "--data-dir"])
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-grpc-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(data)
         .args(extra)
         .stdout(Stdio::piped())
@@ -51,7 +58,15 @@ fn start(data: &Path, extra: &[&str]) -> Hub {
 /// (status, body) of one request; `org` becomes X-Scope-OrgID.
 fn curl(hub: &Hub, method: &str, path: &str, org: Option<&str>, extra: &[&str]) -> (u16, String) {
     let mut c = Command::new("curl");
-    c.args(["-sS", "--max-time", "20", "-X", method, "-w", "\n%{http_code}"]);
+    c.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
     if let Some(o) = org {
         c.args(["-H", &format!("X-Scope-OrgID: {o}")]);
     }
@@ -174,6 +189,12 @@ fn tenants_see_only_their_own_data_through_every_api() {
     }
     // Probes need no tenant.
     assert_eq!(get(&hub, "/-/healthy", None).0, 200);
+    let (_, m) = get(&hub, "/metrics", None);
+    assert!(
+        m.contains("meshlens_tenant_refusals_total{code=\"401\"}")
+            && m.contains("meshlens_tenant_refusals_total{code=\"400\"}"),
+        "org id refusals are not counted"
+    );
 
     let meta = |family: &str| MetricMetadata {
         metric_family: family.into(),
@@ -185,7 +206,10 @@ fn tenants_see_only_their_own_data_through_every_api() {
         &hub,
         dir.path(),
         Some("team-a"),
-        vec![series(&[("__name__", "alpha_only"), ("alpha_label", "1")], 3)],
+        vec![series(
+            &[("__name__", "alpha_only"), ("alpha_label", "1")],
+            3,
+        )],
         vec![meta("alpha_only")],
     );
     assert_eq!(w.0, 204, "{}", w.1);
@@ -197,13 +221,21 @@ fn tenants_see_only_their_own_data_through_every_api() {
         vec![meta("beta_only")],
     );
     assert_eq!(w.0, 204, "{}", w.1);
-    for (org, svc, trace) in [("team-a", "alpha", "00000000000000a1"), ("team-b", "beta", "00000000000000b1")] {
+    for (org, svc, trace) in [
+        ("team-a", "alpha", "00000000000000a1"),
+        ("team-b", "beta", "00000000000000b1"),
+    ] {
         let r = post_spans(&hub, Some(org), &zipkin_pair(svc, trace));
         assert_eq!(r.0, 202, "{}", r.1);
     }
     // A write must name one tenant.
     assert_eq!(
-        post_spans(&hub, Some("team-a|team-b"), &zipkin_pair("gamma", "00000000000000c1")).0,
+        post_spans(
+            &hub,
+            Some("team-a|team-b"),
+            &zipkin_pair("gamma", "00000000000000c1")
+        )
+        .0,
         400
     );
 
@@ -236,9 +268,18 @@ fn tenants_see_only_their_own_data_through_every_api() {
     }
 
     // `a|b` reads across both, each series labelled with its tenant.
-    let (status, body) = get(&hub, &format!("/api/v1/query?query={sel}"), Some("team-a|team-b"));
+    let (status, body) = get(
+        &hub,
+        &format!("/api/v1/query?query={sel}"),
+        Some("team-a|team-b"),
+    );
     assert_eq!(status, 200, "{body}");
-    for want in ["alpha_only", "beta_only", "\"__tenant_id__\":\"team-a\"", "\"__tenant_id__\":\"team-b\""] {
+    for want in [
+        "alpha_only",
+        "beta_only",
+        "\"__tenant_id__\":\"team-a\"",
+        "\"__tenant_id__\":\"team-b\"",
+    ] {
         assert!(body.contains(want), "federated read lacks {want}: {body}");
     }
     let (_, body) = get(&hub, "/api/v2/services", Some("team-b|team-a"));
@@ -298,20 +339,38 @@ fn each_limit_answers_with_its_status_and_names_itself() {
         &hub,
         dir.path(),
         None,
-        vec![series(&[("__name__", "many"), ("a", "1"), ("b", "1"), ("c", "1"), ("d", "1")], 1)],
+        vec![series(
+            &[
+                ("__name__", "many"),
+                ("a", "1"),
+                ("b", "1"),
+                ("c", "1"),
+                ("d", "1"),
+            ],
+            1,
+        )],
         vec![],
     );
-    assert!(body2.contains("--limits.max-label-names-per-series"), "{body2}");
+    assert!(
+        body2.contains("--limits.max-label-names-per-series"),
+        "{body2}"
+    );
     let (_, body3) = remote_write(
         &hub,
         dir.path(),
         None,
-        vec![series(&[("__name__", "x"), ("a_very_long_label_name", "1")], 1)],
+        vec![series(
+            &[("__name__", "x"), ("a_very_long_label_name", "1")],
+            1,
+        )],
         vec![],
     );
     assert!(body3.contains("--limits.max-label-name-length"), "{body3}");
     let (_, q) = get(&hub, "/api/v1/query?query=kept", None);
-    assert!(q.contains("\"kept\""), "the valid series was not stored: {q}");
+    assert!(
+        q.contains("\"kept\""),
+        "the valid series was not stored: {q}"
+    );
 
     // Series limit: 4 series per tenant; `kept` is one, so three more fit and the fifth is a 429.
     let (status, body) = remote_write(
@@ -326,7 +385,10 @@ fn each_limit_answers_with_its_status_and_names_itself() {
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("--limits.max-series-per-tenant"), "{body}");
     let (_, q) = get(&hub, "/api/v1/query?query=count(s)", None);
-    assert!(q.contains("\"3\""), "the series within the limit were not stored: {q}");
+    assert!(
+        q.contains("\"3\""),
+        "the series within the limit were not stored: {q}"
+    );
 
     // Rate limit: a burst of 60 at 1 sample/s; 50 pass, the next 50 do not.
     let fifty = || vec![series(&[("__name__", "kept"), ("job", "a")], 50)];
@@ -337,19 +399,31 @@ fn each_limit_answers_with_its_status_and_names_itself() {
     assert!(body.contains("--limits.ingestion-rate"), "{body}");
 
     // Spans: a burst of 2 at 1 span/s, so a batch of 2 passes and the next is refused.
-    assert_eq!(post_spans(&hub, None, &zipkin_pair("one", "00000000000000d1")).0, 202);
+    assert_eq!(
+        post_spans(&hub, None, &zipkin_pair("one", "00000000000000d1")).0,
+        202
+    );
     let (status, body) = post_spans(&hub, None, &zipkin_pair("two", "00000000000000d2"));
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("spans-ingestion-rate"), "{body}");
 
     let (_, metrics) = get(&hub, "/metrics", None);
-    for reason in ["label_value_too_long", "rate_limited", "max_series_per_tenant"] {
+    for reason in [
+        "label_value_too_long",
+        "rate_limited",
+        "max_series_per_tenant",
+    ] {
         assert!(
-            metrics.lines().any(|l| l.starts_with("meshlens_discarded_samples_total") && l.contains(reason)),
+            metrics
+                .lines()
+                .any(|l| l.starts_with("meshlens_discarded_samples_total") && l.contains(reason)),
             "no discarded-samples counter for {reason}"
         );
     }
-    assert!(metrics.contains("meshlens_discarded_spans_total"), "no discarded-spans counter");
+    assert!(
+        metrics.contains("meshlens_discarded_spans_total"),
+        "no discarded-spans counter"
+    );
 }
 
 #[test]
@@ -377,24 +451,39 @@ fn six_hundred_half_sent_requests_do_not_keep_a_real_client_out() {
     // Every half-sent request is closed: shed at the cap, or by the header timeout.
     let deadline = Instant::now() + Duration::from_secs(60);
     for s in &mut slow {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
         s.set_read_timeout(Some(left)).unwrap();
         let mut buf = [0u8; 512];
         let closed = loop {
             match s.read(&mut buf) {
                 Ok(0) => break true,
                 Ok(_) => continue, // a 408 or similar before the close is fine
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => break false,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break false
+                }
                 Err(_) => break true,
             }
         };
-        assert!(closed, "a half-sent request was still open after the header timeout");
+        assert!(
+            closed,
+            "a half-sent request was still open after the header timeout"
+        );
     }
     let (status, _) = get(&hub, "/api/v1/query?query=1%2B1", None);
-    assert_eq!(status, 200, "the server stopped answering after the slow clients");
+    assert_eq!(
+        status, 200,
+        "the server stopped answering after the slow clients"
+    );
     let (_, metrics) = get(&hub, "/metrics", None);
     assert!(
-        metrics.lines().any(|l| l.starts_with("meshlens_http_") && l.contains("timeout")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("meshlens_http_") && l.contains("timeout")),
         "no header-timeout counter in /metrics"
     );
 }

@@ -115,7 +115,15 @@ fn start_hub(data: &Path, extra: &[&str]) -> Hub {
             .next()
             .expect("server exited before printing its address")
             .unwrap();
-        let addr = |l: &str| l.rsplit("://").next().unwrap().rsplit(' ').next().unwrap().to_string();
+        let addr = |l: &str| {
+            l.rsplit("://")
+                .next()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
         if line.starts_with("meshlens OTLP/gRPC listening on ") {
             otlp_grpc = Some(addr(&line));
         } else if line.starts_with("meshlens OTLP/HTTP listening on ") {
@@ -208,12 +216,25 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
         ],
     );
     let ca = p.ca.to_str().unwrap();
-    let (cert, key) = (p.client_cert.to_str().unwrap(), p.client_key.to_str().unwrap());
+    let (cert, key) = (
+        p.client_cert.to_str().unwrap(),
+        p.client_key.to_str().unwrap(),
+    );
     let main = |path: &str| format!("https://{}{path}", hub.main);
 
     // Readiness through TLS, client certificate and credentials.
     poll(Duration::from_secs(60), || {
-        let s = curl(&["--cacert", ca, "--cert", cert, "--key", key, "-u", "alice:wonderland", &main("/-/ready")]);
+        let s = curl(&[
+            "--cacert",
+            ca,
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "-u",
+            "alice:wonderland",
+            &main("/-/ready"),
+        ]);
         (s.status == 200).then_some(())
     });
 
@@ -226,8 +247,15 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
     assert_eq!(no_cert.status, 0, "answered without a client certificate");
     assert_ne!(no_cert.exit, 0);
     let stranger = curl(&[
-        "--cacert", ca, "--cert", p.stranger_cert.to_str().unwrap(), "--key",
-        p.stranger_key.to_str().unwrap(), "-u", "alice:wonderland", &main("/-/ready"),
+        "--cacert",
+        ca,
+        "--cert",
+        p.stranger_cert.to_str().unwrap(),
+        "--key",
+        p.stranger_key.to_str().unwrap(),
+        "-u",
+        "alice:wonderland",
+        &main("/-/ready"),
     ]);
     assert_eq!(stranger.status, 0, "answered a certificate from another CA");
 
@@ -237,7 +265,9 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
     let none = curl(&[&tls[..], &[q.as_str()]].concat());
     assert_eq!(none.status, 401, "{}", none.head);
     assert!(
-        none.head.to_ascii_lowercase().contains("www-authenticate: basic"),
+        none.head
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
         "{}",
         none.head
     );
@@ -247,7 +277,10 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
     assert_eq!(right.status, 200, "{}", right.body);
     assert!(right.body.contains("\"2\""), "{}", right.body);
     assert!(
-        right.head.to_ascii_lowercase().contains("x-frame-options: deny"),
+        right
+            .head
+            .to_ascii_lowercase()
+            .contains("x-frame-options: deny"),
         "configured header missing: {}",
         right.head
     );
@@ -264,7 +297,13 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
         if let Some(c) = creds {
             a.extend(["-u", c]);
         }
-        a.extend(["-H", "Content-Type: application/json", "--data", body, &otlp]);
+        a.extend([
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            body,
+            &otlp,
+        ]);
         curl(&a)
     };
     assert_eq!(post(None).status, 401);
@@ -280,7 +319,13 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
     let data = format!("@{}", frame.display());
     let call = |creds: Option<&str>| {
         let mut a: Vec<&str> = tls.to_vec();
-        a.extend(["--http2", "-H", "Content-Type: application/grpc", "-H", "TE: trailers"]);
+        a.extend([
+            "--http2",
+            "-H",
+            "Content-Type: application/grpc",
+            "-H",
+            "TE: trailers",
+        ]);
         if let Some(c) = creds {
             a.extend(["-u", c]);
         }
@@ -291,12 +336,21 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
     assert_eq!(denied.status, 401, "{}", denied.head);
     let ok = call(Some("alice:wonderland"));
     assert_eq!(ok.status, 200, "{}", ok.head);
-    assert!(ok.head.contains("grpc-status: 0") || ok.body.contains("grpc-status: 0"), "{}{}", ok.head, ok.body);
+    assert!(
+        ok.head.contains("grpc-status: 0") || ok.body.contains("grpc-status: 0"),
+        "{}{}",
+        ok.head,
+        ok.body
+    );
 
     // A changed file applies to new connections without a restart: a second user.
     std::fs::write(
         &web,
-        web_config(&p, "RequireAndVerifyClientCert", &[("alice", "wonderland"), ("bob", "builder")]),
+        web_config(
+            &p,
+            "RequireAndVerifyClientCert",
+            &[("alice", "wonderland"), ("bob", "builder")],
+        ),
     )
     .unwrap();
     poll(Duration::from_secs(30), || {
@@ -307,7 +361,10 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
     std::fs::write(&web, "tls_server_config: [not a map\n").unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let still = curl(&[&tls[..], &["-u", "bob:builder", q.as_str()]].concat());
-    assert_eq!(still.status, 200, "a broken web config replaced the good one");
+    assert_eq!(
+        still.status, 200,
+        "a broken web config replaced the good one"
+    );
 
     // The server's own counters saw the refusals.
     let m = curl(&[&tls[..], &["-u", "alice:wonderland", &main("/metrics")]].concat());
@@ -366,7 +423,11 @@ fn tls_without_client_certificates_and_redacted_secrets() {
         (s.status == 200).then_some(s)
     });
     for secret in ["hunter2-basic", "hunter2-bearer", "hunter2-credentials"] {
-        assert!(!seen.body.contains(secret), "{secret} leaked: {}", seen.body);
+        assert!(
+            !seen.body.contains(secret),
+            "{secret} leaked: {}",
+            seen.body
+        );
     }
     assert!(seen.body.matches("<secret>").count() >= 3, "{}", seen.body);
     // Without the CA the client refuses the server: the certificate is the one configured.
@@ -388,7 +449,12 @@ fn prometheus_remote_writes_through_basic_auth_and_mutual_tls() {
     .unwrap();
     let hub = start_hub(
         &dir.path().join("data"),
-        &["--web.config.file", web.to_str().unwrap(), "--otlp-grpc-listen", "off"],
+        &[
+            "--web.config.file",
+            web.to_str().unwrap(),
+            "--otlp-grpc-listen",
+            "off",
+        ],
     );
     let port = common::free_port();
     let prom_cfg = format!(
@@ -414,7 +480,10 @@ fn prometheus_remote_writes_through_basic_auth_and_mutual_tls() {
     let _prom = KillOnDrop(
         Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("prom").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -431,9 +500,57 @@ fn prometheus_remote_writes_through_basic_auth_and_mutual_tls() {
         "-u",
         "prom:s3cret",
     ];
-    let url = format!("https://{}/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D", hub.main);
+    let url = format!(
+        "https://{}/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D",
+        hub.main
+    );
     poll(Duration::from_secs(120), || {
         let s = curl(&[&tls[..], &[url.as_str()]].concat());
         (s.status == 200 && s.body.contains("\"job\":\"prometheus\"")).then_some(())
     });
+}
+
+#[test]
+fn proxy_admin_listener_takes_the_same_web_config() {
+    if !require_binary("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, web_config(&p, "NoClientCert", &[("ops", "pager")]).replace(
+        &format!("  client_ca_file: {}\n", p.ca.display()),
+        "",
+    ))
+    .unwrap();
+    let mesh = dir.path().join("mesh");
+    std::fs::create_dir_all(&mesh).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--threads", "1", "--mesh"])
+        .arg(&mesh)
+        .arg("--web.config.file")
+        .arg(&web)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn meshlens proxy");
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines.next().expect("proxy exited before printing its address").unwrap();
+        if let Some(a) = line.split(", admin on ").nth(1) {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let _proxy = KillOnDrop(child);
+    let url = format!("https://{admin}/stats/prometheus");
+    let ca = p.ca.to_str().unwrap();
+    let denied = poll(Duration::from_secs(30), || {
+        let s = curl(&["--cacert", ca, &url]);
+        (s.status != 0).then_some(s)
+    });
+    assert_eq!(denied.status, 401, "{}", denied.head);
+    let ok = curl(&["--cacert", ca, "-u", "ops:pager", &url]);
+    assert_eq!(ok.status, 200, "{}", ok.head);
 }

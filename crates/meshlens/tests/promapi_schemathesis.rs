@@ -68,8 +68,8 @@ fn prometheus_api_conforms_to_its_description() {
     );
 }
 
-/// Two counters, a gauge and a histogram's buckets, one sample a minute for the last ten
-/// minutes, so that queries at the current time, series, labels and federate all find data.
+/// A counter (four series), a gauge and a histogram's buckets, one sample a minute for the
+/// last ten minutes, so that queries at the current time, series, labels and federate all find data.
 fn write_samples(server: &Server) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

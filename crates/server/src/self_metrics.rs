@@ -48,6 +48,8 @@ pub struct SelfMetrics {
     pub remote_write_requests: CounterVec,
     pub scrapes: CounterVec,
     pub http_requests: CounterVec,
+    /// Requests refused before reaching a tenant: missing or invalid `X-Scope-OrgID`.
+    pub tenant_refusals: CounterVec,
 }
 
 impl SelfMetrics {
@@ -85,6 +87,12 @@ impl SelfMetrics {
             "meshlens_scrapes_total",
             "Scrapes, by job and result.",
             &self.scrapes,
+        );
+        counter(
+            &mut out,
+            "meshlens_tenant_refusals_total",
+            "Requests refused for a missing or invalid X-Scope-OrgID, by HTTP status.",
+            &self.tenant_refusals,
         );
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: f64| {
             out.push_str(&format!(

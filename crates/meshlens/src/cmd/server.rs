@@ -247,7 +247,10 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
             "limits.max-series-per-tenant",
             args.limits.max_series_per_tenant.to_string(),
         ),
-        ("limits.ingestion-rate", args.limits.ingestion_rate.to_string()),
+        (
+            "limits.ingestion-rate",
+            args.limits.ingestion_rate.to_string(),
+        ),
         (
             "limits.ingestion-burst-size",
             args.limits.ingestion_burst_size.to_string(),

@@ -17,17 +17,17 @@ use meshlens_model::{
 /// The label naming a series' tenant in federated reads.
 pub const TENANT_LABEL: &str = "__tenant_id__";
 
+/// One tenant's metrics, named.
+pub type TenantMetrics = (String, Arc<dyn MetricReader>);
+
 /// Metrics of several tenants, each series labelled with its tenant.
 pub struct FederatedMetrics {
-    pub tenants: Vec<(String, Arc<dyn MetricReader>)>,
+    pub tenants: Vec<TenantMetrics>,
 }
 
 impl FederatedMetrics {
     /// The tenants that the `__tenant_id__` matchers admit, and the remaining matchers.
-    fn plan<'a>(
-        &'a self,
-        matchers: &[LabelMatcher],
-    ) -> (Vec<&'a (String, Arc<dyn MetricReader>)>, Vec<LabelMatcher>) {
+    fn plan(&self, matchers: &[LabelMatcher]) -> (Vec<&TenantMetrics>, Vec<LabelMatcher>) {
         let (on_tenant, rest): (Vec<_>, Vec<_>) = matchers
             .iter()
             .cloned()
@@ -232,10 +232,7 @@ pub struct NoWrites;
 const ONE_TENANT: &str = "a write must name exactly one tenant in X-Scope-OrgID";
 
 impl meshlens_model::MetricWriter for NoWrites {
-    fn append(
-        &self,
-        _batch: &[TimeSeries],
-    ) -> Result<meshlens_model::AppendOutcome, StorageError> {
+    fn append(&self, _batch: &[TimeSeries]) -> Result<meshlens_model::AppendOutcome, StorageError> {
         Err(StorageError::InvalidRequest {
             reason: ONE_TENANT.into(),
         })
@@ -258,21 +255,44 @@ mod tests {
     struct Fixed(Vec<SeriesSamples>);
 
     impl MetricReader for Fixed {
-        fn select(&self, m: &[LabelMatcher], _: i64, _: i64) -> Result<Vec<SeriesSamples>, StorageError> {
+        fn select(
+            &self,
+            m: &[LabelMatcher],
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<SeriesSamples>, StorageError> {
             Ok(self
                 .0
                 .iter()
-                .filter(|s| m.iter().all(|m| m.matches(s.labels.get(&m.name).unwrap_or(""))))
+                .filter(|s| {
+                    m.iter()
+                        .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+                })
                 .cloned()
                 .collect())
         }
         fn series(&self, m: &[LabelMatcher], a: i64, b: i64) -> Result<Vec<Labels>, StorageError> {
-            Ok(self.select(m, a, b)?.into_iter().map(|s| s.labels).collect())
+            Ok(self
+                .select(m, a, b)?
+                .into_iter()
+                .map(|s| s.labels)
+                .collect())
         }
-        fn label_names(&self, _: &[LabelMatcher], _: i64, _: i64) -> Result<Vec<String>, StorageError> {
+        fn label_names(
+            &self,
+            _: &[LabelMatcher],
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<String>, StorageError> {
             Ok(vec!["__name__".into()])
         }
-        fn label_values(&self, _: &str, _: &[LabelMatcher], _: i64, _: i64) -> Result<Vec<String>, StorageError> {
+        fn label_values(
+            &self,
+            _: &str,
+            _: &[LabelMatcher],
+            _: i64,
+            _: i64,
+        ) -> Result<Vec<String>, StorageError> {
             Ok(vec![])
         }
     }
@@ -289,14 +309,22 @@ mod tests {
         let f = FederatedMetrics {
             tenants: vec![("a".into(), one("up")), ("b".into(), one("up"))],
         };
-        let all = f.select(&[LabelMatcher::equal("__name__", "up")], 0, 10).unwrap();
-        let tenants: Vec<_> = all.iter().map(|s| s.labels.get(TENANT_LABEL).unwrap()).collect();
+        let all = f
+            .select(&[LabelMatcher::equal("__name__", "up")], 0, 10)
+            .unwrap();
+        let tenants: Vec<_> = all
+            .iter()
+            .map(|s| s.labels.get(TENANT_LABEL).unwrap())
+            .collect();
         assert_eq!(tenants, ["a", "b"]);
         let only_b = f
             .select(&[LabelMatcher::equal(TENANT_LABEL, "b")], 0, 10)
             .unwrap();
         assert_eq!(only_b.len(), 1);
         assert_eq!(only_b[0].labels.get(TENANT_LABEL), Some("b"));
-        assert!(f.label_names(&[], 0, 10).unwrap().contains(&TENANT_LABEL.to_string()));
+        assert!(f
+            .label_names(&[], 0, 10)
+            .unwrap()
+            .contains(&TENANT_LABEL.to_string()));
     }
 }

@@ -242,13 +242,19 @@ impl Tenants {
             let spans = stack.spans.clone();
             match tokio::task::spawn_blocking(move || spans.close()).await {
                 Ok(Ok(())) => tracing::info!(tenant = %stack.id, "span store closed"),
-                Ok(Err(e)) => tracing::error!(tenant = %stack.id, error = %e, "closing the span store failed"),
-                Err(e) => tracing::error!(tenant = %stack.id, error = %e, "closing the span store failed"),
+                Ok(Err(e)) => {
+                    tracing::error!(tenant = %stack.id, error = %e, "closing the span store failed")
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %stack.id, error = %e, "closing the span store failed")
+                }
             }
             let tsdb = stack.tsdb.clone();
             match tokio::task::spawn_blocking(move || tsdb.close()).await {
                 Ok(Ok(())) => tracing::info!(tenant = %stack.id, "storage closed"),
-                Ok(Err(e)) => tracing::error!(tenant = %stack.id, error = %e, "closing storage failed"),
+                Ok(Err(e)) => {
+                    tracing::error!(tenant = %stack.id, error = %e, "closing storage failed")
+                }
                 Err(e) => tracing::error!(tenant = %stack.id, error = %e, "closing storage failed"),
             }
         }
@@ -284,7 +290,14 @@ pub async fn dispatch(State(tenants): State<Arc<Tenants>>, req: Request) -> Resp
     match tenants.resolve(req.headers(), write).await {
         Ok(Target::One(stack)) => call(stack.router.clone(), req).await,
         Ok(Target::View(router)) => call(router, req).await,
-        Err(r) => (r.status, format!("{}\n", r.message)).into_response(),
+        Err(r) => {
+            tenants
+                .shared
+                .metrics
+                .tenant_refusals
+                .add(&[("code", r.status.as_str())], 1);
+            (r.status, format!("{}\n", r.message)).into_response()
+        }
     }
 }
 
@@ -347,7 +360,11 @@ fn mesh_paths(all: &[PathBuf], tenants: &[String]) -> Vec<PathBuf> {
         .collect()
 }
 
-async fn open_stack(shared: &Arc<Shared>, id: &str, dir: &Path) -> Result<TenantStack, ServerError> {
+async fn open_stack(
+    shared: &Arc<Shared>,
+    id: &str,
+    dir: &Path,
+) -> Result<TenantStack, ServerError> {
     let opts = &shared.opts;
     let tsdb_dir = dir.to_path_buf();
     let tsdb_opts = opts.tsdb.clone();
