@@ -23,12 +23,27 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A pooled client speaking `http://` and `https://` (HTTP/1.1, connections kept alive).
 pub fn async_client() -> anyhow::Result<AsyncClient> {
+    async_client_trusting(None)
+}
+
+/// The same, also trusting the CA certificates (PEM) in `ca_file`, as curl's `--cacert`.
+pub fn async_client_trusting(ca_file: Option<&std::path::Path>) -> anyhow::Result<AsyncClient> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
     // Without system roots plain http still works and https fails its handshake clearly.
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(f) = ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(f)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading CA certificates from {}", f.display()))?;
+        if certs.is_empty() {
+            bail!("{}: no PEM certificates in it", f.display());
+        }
+        roots.add_parsable_certificates(certs);
+    }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -61,6 +76,11 @@ pub struct Client {
 
 impl Client {
     pub fn new() -> anyhow::Result<Client> {
+        Self::trusting(None)
+    }
+
+    /// A client that also trusts the CA certificates in `ca_file`.
+    pub fn trusting(ca_file: Option<&std::path::Path>) -> anyhow::Result<Client> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -68,7 +88,7 @@ impl Client {
         // The connector's pool timer and executor need the runtime's context.
         let inner = {
             let _guard = rt.enter();
-            async_client()?
+            async_client_trusting(ca_file)?
         };
         Ok(Client { rt, inner })
     }
@@ -142,6 +162,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(origin: &str) -> anyhow::Result<Conn> {
+        Self::open_trusting(origin, None)
+    }
+
+    /// A connection that also trusts the CA certificates in `ca_file`.
+    pub fn open_trusting(origin: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<Conn> {
         let origin = origin.trim_end_matches('/');
         let origin = if origin.contains("://") {
             origin.to_string()
@@ -150,7 +175,7 @@ impl Conn {
         };
         Ok(Conn {
             origin,
-            client: Client::new()?,
+            client: Client::trusting(ca_file)?,
         })
     }
 

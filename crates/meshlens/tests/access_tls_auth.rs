@@ -518,15 +518,25 @@ fn proxy_admin_listener_takes_the_same_web_config() {
     let dir = tempfile::tempdir().unwrap();
     let p = pki(dir.path());
     let web = dir.path().join("web.yml");
-    std::fs::write(&web, web_config(&p, "NoClientCert", &[("ops", "pager")]).replace(
-        &format!("  client_ca_file: {}\n", p.ca.display()),
-        "",
-    ))
+    std::fs::write(
+        &web,
+        web_config(&p, "NoClientCert", &[("ops", "pager")])
+            .replace(&format!("  client_ca_file: {}\n", p.ca.display()), ""),
+    )
     .unwrap();
     let mesh = dir.path().join("mesh");
     std::fs::create_dir_all(&mesh).unwrap();
     let mut child = Command::new(BIN)
-        .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--threads", "1", "--mesh"])
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--mesh",
+        ])
         .arg(&mesh)
         .arg("--web.config.file")
         .arg(&web)
@@ -537,7 +547,10 @@ fn proxy_admin_listener_takes_the_same_web_config() {
     use std::io::BufRead;
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let admin = loop {
-        let line = lines.next().expect("proxy exited before printing its address").unwrap();
+        let line = lines
+            .next()
+            .expect("proxy exited before printing its address")
+            .unwrap();
         if let Some(a) = line.split(", admin on ").nth(1) {
             break a.trim().to_string();
         }

@@ -38,6 +38,10 @@ pub struct Args {
     /// Most samples a single query may hold in memory.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     pub query_max_samples: usize,
+    /// PromQL queries evaluated at once (the API, the graph); more wait in a queue, within
+    /// their timeout.
+    #[arg(long = "query.max-concurrency", default_value_t = 20)]
+    pub query_max_concurrency: usize,
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m")]
     pub query_lookback_delta: String,
@@ -169,6 +173,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .map_err(anyhow::Error::msg)
         .context("--query.timeout")?;
     opts.query.max_samples = args.query_max_samples;
+    opts.query.max_concurrency = args.query_max_concurrency;
     opts.query.lookback_delta_ms = parse_duration(&args.query_lookback_delta)
         .map_err(anyhow::Error::msg)
         .context("--query.lookback-delta")?
@@ -211,6 +216,10 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         ("wal-fsync", args.wal_fsync.clone()),
         ("query.timeout", args.query_timeout.clone()),
         ("query.max-samples", args.query_max_samples.to_string()),
+        (
+            "query.max-concurrency",
+            args.query_max_concurrency.to_string(),
+        ),
         ("query.lookback-delta", args.query_lookback_delta.clone()),
         ("otlp-grpc-listen", args.otlp_grpc_listen.clone()),
         ("otlp-http-listen", args.otlp_http_listen.clone()),

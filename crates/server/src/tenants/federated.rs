@@ -66,6 +66,30 @@ impl MetricReader for FederatedMetrics {
         Ok(out)
     }
 
+    /// Each tenant gets what the budget has left after the tenants before it.
+    fn select_limited(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        max_samples: usize,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        let (tenants, rest) = self.plan(matchers);
+        let mut out = Vec::new();
+        let mut left = max_samples;
+        for (id, r) in tenants {
+            for mut s in r.select_limited(&rest, mint, maxt, left)? {
+                left = left
+                    .checked_sub(s.samples.len())
+                    .ok_or(StorageError::TooManySamples { limit: max_samples })?;
+                s.labels = with_tenant(&s.labels, id);
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
     fn series(
         &self,
         matchers: &[LabelMatcher],

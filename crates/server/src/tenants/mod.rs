@@ -393,6 +393,11 @@ async fn open_stack(
     let mut trace_state = TraceApiState::new(writer, spans.clone());
     trace_state.max_body_bytes = opts.max_span_body_bytes;
     trace_state.counters = shared.trace_counters.clone();
+    if opts.spans.retention_ms > 0 {
+        trace_state.max_search_window_ms = trace_state
+            .max_search_window_ms
+            .min(opts.spans.retention_ms);
+    }
     let span_metrics = meshlens_analysis::SpanMetrics::new(tsdb.clone());
     {
         let sm = span_metrics.clone();

@@ -31,6 +31,37 @@ pub struct Args {
     batch: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Basic auth as USER:PASSWORD, for receivers behind a web config.
+    #[arg(long)]
+    user: Option<String>,
+    /// Also trust the CA certificates in this PEM file (https receivers).
+    #[arg(long)]
+    cacert: Option<std::path::PathBuf>,
+    /// Send `X-Scope-OrgID: TENANT` (multi-tenant receivers).
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+/// The request headers every worker sends.
+fn headers(args: &Args) -> Vec<(String, String)> {
+    use base64::Engine;
+    let mut h: Vec<(String, String)> = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Content-Encoding", "snappy"),
+        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ("User-Agent", "meshlens-bench"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Some(u) = &args.user {
+        let token = base64::engine::general_purpose::STANDARD.encode(u);
+        h.push(("Authorization".into(), format!("Basic {token}")));
+    }
+    if let Some(t) = &args.tenant {
+        h.push(("X-Scope-OrgID".into(), t.clone()));
+    }
+    h
 }
 
 #[derive(Clone, Copy)]
@@ -64,6 +95,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let start_t = (now - args.samples_per_series as i64 * 15_000) / 1000 * 1000;
     let (host, path) = httpc::split_url(&args.url)?;
+    let headers = headers(&args);
+    let receiver = Receiver {
+        host: &host,
+        path: &path,
+        headers: &headers,
+        ca_file: args.cacert.as_deref(),
+    };
     let workers = args.concurrency.max(1);
     let started = Instant::now();
     let results: Vec<anyhow::Result<(u64, u64)>> = std::thread::scope(|scope| {
@@ -76,9 +114,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .filter(|(i, _)| i % workers == w)
                     .map(|(_, (l, (k, v)))| (l.clone(), *k, *v))
                     .collect();
-                let (host, path, seed) = (host.clone(), path.clone(), args.seed + w as u64);
+                let seed = args.seed + w as u64;
                 let (samples, batch) = (args.samples_per_series, args.batch);
-                scope.spawn(move || send_worker(&host, &path, mine, samples, batch, start_t, seed))
+                scope.spawn(move || send_worker(receiver, mine, samples, batch, start_t, seed))
             })
             .collect();
         handles
@@ -108,9 +146,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where and how the workers send.
+#[derive(Clone, Copy)]
+struct Receiver<'a> {
+    host: &'a str,
+    path: &'a str,
+    headers: &'a [(String, String)],
+    ca_file: Option<&'a std::path::Path>,
+}
+
 fn send_worker(
-    host: &str,
-    path: &str,
+    to: Receiver<'_>,
     mut series: Vec<(Labels, Kind, f64)>,
     samples: usize,
     batch: usize,
@@ -118,14 +164,14 @@ fn send_worker(
     seed: u64,
 ) -> anyhow::Result<(u64, u64)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut conn = httpc::Conn::open(host)?;
+    let (host, path) = (to.host, to.path);
+    let mut conn = httpc::Conn::open_trusting(host, to.ca_file)?;
     let (mut ok, mut failed) = (0u64, 0u64);
-    let headers = [
-        ("Content-Type", "application/x-protobuf"),
-        ("Content-Encoding", "snappy"),
-        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-        ("User-Agent", "meshlens-bench"),
-    ];
+    let headers: Vec<(&str, &str)> = to
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     for step in 0..samples {
         let t = start_t + step as i64 * 15_000;
         for part in series.chunks_mut(batch.max(1)) {
@@ -153,7 +199,7 @@ fn send_worker(
             let resp = match conn.request("POST", path, &headers, &body) {
                 Ok(r) => r,
                 Err(_) => {
-                    conn = httpc::Conn::open(host)?;
+                    conn = httpc::Conn::open_trusting(host, to.ca_file)?;
                     conn.request("POST", path, &headers, &body)
                         .context("remote write request")?
                 }

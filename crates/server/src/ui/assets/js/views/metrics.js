@@ -25,13 +25,18 @@ function remember(q) {
   try { localStorage.setItem(HISTORY_KEY, JSON.stringify(list)); } catch { /* private mode */ }
 }
 
-let names = null; // {metrics, labels}
+// Per tenant: one tenant's metric and label names must never be offered to another.
+let names = null; // {tenant, list: Promise<{metrics, labels}>}
 async function loadNames() {
-  if (!names) {
-    names = Promise.all([api.metricNames().catch(() => []), api.labelNames().catch(() => [])])
-      .then(([metrics, labels]) => ({ metrics, labels }));
+  const tenant = api.currentTenant();
+  if (!names || names.tenant !== tenant) {
+    names = {
+      tenant,
+      list: Promise.all([api.metricNames().catch(() => []), api.labelNames().catch(() => [])])
+        .then(([metrics, labels]) => ({ metrics, labels })),
+    };
   }
-  return names;
+  return names.list;
 }
 
 /** What to complete at `pos` in `text`: {kind: 'label'|'metric', word, start}. */
