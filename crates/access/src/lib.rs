@@ -7,12 +7,14 @@
 //! - [`serve`]: the hardened accept loop every HTTP/gRPC port runs, with a connection cap
 //!   that sheds clients that never finished a request head before it refuses real ones.
 //! - [`tenant`] and [`limits`]: Mimir's `X-Scope-OrgID` rules and per-tenant limits.
+//! - [`pem`]: certificate chains and private keys from PEM, for listeners and clients alike.
 //!
 //! TLS is rustls on the *ring* provider only; no OpenSSL, no aws-lc.
 
 pub mod auth;
 pub mod limits;
 pub mod metrics;
+pub mod pem;
 pub mod serve;
 mod source;
 pub mod tenant;
@@ -22,7 +24,8 @@ pub mod webconfig;
 pub use auth::{check_basic, AuthError};
 pub use limits::{LimitCounters, Limits, RateLimiters, SeriesLimitError, REASON_RATE_LIMITED};
 pub use metrics::{AccessMetrics, ListenerCounters, ListenerSnapshot};
-pub use serve::{serve, BoxError, HyperService, ListenerOptions};
+pub use pem::{parse_certs, parse_key, PemError};
+pub use serve::{serve, BoxError, HyperService, ListenerBody, ListenerOptions, ListenerService};
 pub use source::{ActiveWebConfig, WebConfigSource};
 pub use tenant::{parse_org_ids, validate_org_id, TenantError, ORG_ID_HEADER};
 pub use webconfig::{parse, parse_file, WebConfig, WebConfigError};

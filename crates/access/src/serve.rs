@@ -77,6 +77,40 @@ impl ListenerOptions {
     }
 }
 
+/// A response body a listener can send: every `Body` whose chunks and errors cross threads.
+/// Written once here (with a blanket impl) instead of at every generic function.
+pub trait ListenerBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> ListenerBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static {}
+
+/// A service a listener runs, one clone per connection: every such `tower_service::Service`
+/// (an `axum::Router`, or a [`HyperService`]) has it through the blanket impl.
+pub trait ListenerService<B: ListenerBody>:
+    tower_service::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> ListenerService<B> for S
+where
+    B: ListenerBody,
+    S: tower_service::Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
+}
+
 /// Adapts a hyper `Service` (e.g. from `hyper::service::service_fn`) to the
 /// `tower_service::Service` that [`serve`] takes.
 #[derive(Clone, Debug)]
@@ -216,14 +250,8 @@ pub async fn serve<S, B>(
     service: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ListenerService<B>,
+    B: ListenerBody,
 {
     let counters = metrics.listener(opts.name);
     let conns = Arc::new(Conns {
@@ -360,14 +388,8 @@ async fn connection<S, B>(
     mut stop: watch::Receiver<bool>,
     _guard: ConnGuard,
 ) where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ListenerService<B>,
+    B: ListenerBody,
 {
     let active = match &inner.web {
         Some(w) => w.current(),
@@ -437,14 +459,8 @@ impl Conn {
         mut stop: watch::Receiver<bool>,
     ) where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-        S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: ListenerService<B>,
+        B: ListenerBody,
     {
         let opts = &self.inner.opts;
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -593,15 +609,27 @@ impl Body for ResponseBody {
     }
 }
 
-fn box_body<B>(b: B) -> UnsyncBoxBody<Bytes, BoxError>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+fn box_body<B: ListenerBody>(b: B) -> UnsyncBoxBody<Bytes, BoxError> {
     b.map_frame(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))
         .map_err(Into::into)
         .boxed_unsync()
+}
+
+/// Reads and drops what a refused request carries (up to 64 KiB, for at most a second), so
+/// an HTTP/2 client that is still sending sees the 401 rather than a reset of its stream;
+/// a larger upload is cut off by the reset instead.
+async fn drain_refused_body(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > 64 << 10 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn unauthorized() -> Response<UnsyncBoxBody<Bytes, BoxError>> {
@@ -632,14 +660,9 @@ struct AccessService<S> {
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for AccessService<S>
 where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    // The `Response` projection is what ties `B` to `S` for this impl.
+    S: ListenerService<B> + tower_service::Service<Request<Incoming>, Response = Response<B>>,
+    B: ListenerBody,
 {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
@@ -678,6 +701,7 @@ where
                 }
             } else {
                 ListenerCounters::inc(&counters.auth_failures);
+                drain_refused_body(req.into_body()).await;
                 unauthorized()
             };
             for (name, value) in &active.headers {

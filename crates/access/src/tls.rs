@@ -10,7 +10,6 @@ use rustls::server::{NoClientAuth, WebPkiClientVerifier};
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use crate::webconfig::{ClientAuth, PemSource, TlsSettings, TlsVersion, WebConfigError};
@@ -137,29 +136,17 @@ fn read_certs(
     file: &str,
 ) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
     let bytes = read_pem_bytes(src, what, file)?;
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&bytes).collect();
-    let certs = certs.map_err(|e| WebConfigError::Tls {
+    crate::pem::parse_certs(&bytes).map_err(|e| WebConfigError::Tls {
         file: file.to_string(),
         msg: format!("{what} {}: {e}", describe(src)),
-    })?;
-    if certs.is_empty() {
-        return Err(WebConfigError::Tls {
-            file: file.to_string(),
-            msg: format!("{what} {}: no PEM certificate found", describe(src)),
-        });
-    }
-    Ok(certs)
+    })
 }
 
 fn read_key(src: &PemSource, file: &str) -> Result<PrivateKeyDer<'static>, WebConfigError> {
     let bytes = read_pem_bytes(src, "key_file", file)?;
-    // The error of a bad key never includes the key's text.
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| WebConfigError::Tls {
+    crate::pem::parse_key(&bytes).map_err(|e| WebConfigError::Tls {
         file: file.to_string(),
-        msg: format!(
-            "key_file {}: no usable PEM private key ({e})",
-            describe(src)
-        ),
+        msg: format!("key_file {}: {e}", describe(src)),
     })
 }
 

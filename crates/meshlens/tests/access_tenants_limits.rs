@@ -8,10 +8,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{poll, require_binary, KillOnDrop, BIN};
+use common::{poll, require_binary, spawn_server, wait_ready, KillOnDrop};
 use meshlens_ingest::remote_write::{encode, WriteRequest};
 use meshlens_model::{Labels, MetricMetadata, Sample, TimeSeries};
 
@@ -21,60 +20,29 @@ struct Hub {
 }
 
 fn start(data: &Path, extra: &[&str]) -> Hub {
-    let mut child = Command::new(BIN)
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--otlp-grpc-listen",
-            "off",
-            "--data-dir",
-        ])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn meshlens server");
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited early").unwrap();
-        if let Some(a) = line.split("server listening on http://").nth(1) {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let mut args = vec!["--otlp-grpc-listen", "off"];
+    args.extend(extra);
+    let (child, printed) = spawn_server(data, &args);
     let hub = Hub {
         _child: KillOnDrop(child),
-        addr,
+        addr: printed.main,
     };
-    poll(Duration::from_secs(60), || {
-        (curl(&hub, "GET", "/-/ready", None, &[]).0 == 200).then_some(())
-    });
+    wait_ready(&format!("http://{}", hub.addr), Duration::from_secs(60));
     hub
 }
 
 /// (status, body) of one request; `org` becomes X-Scope-OrgID.
 fn curl(hub: &Hub, method: &str, path: &str, org: Option<&str>, extra: &[&str]) -> (u16, String) {
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "--max-time",
-        "20",
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-    ]);
-    if let Some(o) = org {
-        c.args(["-H", &format!("X-Scope-OrgID: {o}")]);
+    let header = org.map(|o| format!("X-Scope-OrgID: {o}"));
+    let url = format!("http://{}{path}", hub.addr);
+    let mut args = vec!["-X", method];
+    if let Some(h) = &header {
+        args.extend(["-H", h]);
     }
-    c.args(extra).arg(format!("http://{}{path}", hub.addr));
-    let out = c.output().expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    args.extend(extra);
+    args.push(&url);
+    let seen = common::curl(&args);
+    (seen.status, seen.body)
 }
 
 fn get(hub: &Hub, path: &str, org: Option<&str>) -> (u16, String) {

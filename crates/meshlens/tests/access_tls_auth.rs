@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{poll, require_binary, KillOnDrop, BIN};
+use common::{curl, poll, require_binary, spawn_server, KillOnDrop, BIN};
 
 /// A CA, a server certificate for 127.0.0.1, a client certificate from the CA and one from a
 /// stranger's CA, written as PEM files.
@@ -98,80 +98,26 @@ struct Hub {
     otlp_grpc: Option<String>,
 }
 
-fn start_hub(data: &Path, extra: &[&str]) -> Hub {
-    let mut child: Child = Command::new(BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn meshlens server");
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut otlp_http, mut otlp_grpc) = (None, None);
-    let main = loop {
-        let line = lines
-            .next()
-            .expect("server exited before printing its address")
-            .unwrap();
-        let addr = |l: &str| {
-            l.rsplit("://")
-                .next()
-                .unwrap()
-                .rsplit(' ')
-                .next()
-                .unwrap()
-                .to_string()
-        };
-        if line.starts_with("meshlens OTLP/gRPC listening on ") {
-            otlp_grpc = Some(addr(&line));
-        } else if line.starts_with("meshlens OTLP/HTTP listening on ") {
-            otlp_http = Some(addr(&line));
-        } else if line.starts_with("meshlens server listening on ") {
-            break addr(&line);
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+/// Starts a server in `dir/data` that reads its web config from `web`.
+fn start_hub(dir: &Path, web: &Path, extra: &[&str]) -> Hub {
+    let mut args = vec!["--web.config.file", web.to_str().unwrap()];
+    args.extend(extra);
+    let (child, printed) = spawn_server(&dir.join("data"), &args);
     Hub {
         _child: KillOnDrop(child),
-        main,
-        otlp_http,
-        otlp_grpc,
+        main: printed.main,
+        otlp_http: printed.otlp_http,
+        otlp_grpc: printed.otlp_grpc,
     }
 }
 
-/// What curl saw: HTTP status (0 when no response), headers and body, and curl's exit code.
-struct Seen {
-    status: u16,
-    head: String,
-    body: String,
-    exit: i32,
-}
-
-fn curl(args: &[&str]) -> Seen {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-D", "-", "-o", "/dev/stdout"])
-        .args(args)
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .map(|(h, b)| (h.to_string(), b.to_string()))
-        .unwrap_or((text.clone(), String::new()));
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Seen {
-        status,
-        head,
-        body,
-        exit: out.status.code().unwrap_or(-1),
-    }
+/// A temp dir with a fresh [`Pki`] and `web.yml` holding what `web` makes of it.
+fn setup(web: impl FnOnce(&Pki) -> String) -> (tempfile::TempDir, Pki, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let file = dir.path().join("web.yml");
+    std::fs::write(&file, web(&p)).unwrap();
+    (dir, p, file)
 }
 
 fn bcrypt_hash(password: &str) -> String {
@@ -196,19 +142,12 @@ fn mutual_tls_and_basic_auth_guard_every_listener_and_reload_without_restart() {
     if !require_binary("curl") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = pki(dir.path());
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        web_config(&p, "RequireAndVerifyClientCert", &[("alice", "wonderland")]),
-    )
-    .unwrap();
+    let (dir, p, web) =
+        setup(|p| web_config(p, "RequireAndVerifyClientCert", &[("alice", "wonderland")]));
     let hub = start_hub(
-        &dir.path().join("data"),
+        dir.path(),
+        &web,
         &[
-            "--web.config.file",
-            web.to_str().unwrap(),
             "--otlp-http-listen",
             "127.0.0.1:0",
             "--otlp-grpc-listen",
@@ -376,18 +315,13 @@ fn tls_without_client_certificates_and_redacted_secrets() {
     if !require_binary("curl") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = pki(dir.path());
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
+    let (dir, p, web) = setup(|p| {
         format!(
             "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
             p.server_cert.display(),
             p.server_key.display()
-        ),
-    )
-    .unwrap();
+        )
+    });
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
         &cfg,
@@ -406,10 +340,9 @@ fn tls_without_client_certificates_and_redacted_secrets() {
     )
     .unwrap();
     let hub = start_hub(
-        &dir.path().join("data"),
+        dir.path(),
+        &web,
         &[
-            "--web.config.file",
-            web.to_str().unwrap(),
             "--config",
             cfg.to_str().unwrap(),
             "--otlp-grpc-listen",
@@ -439,23 +372,9 @@ fn prometheus_remote_writes_through_basic_auth_and_mutual_tls() {
     if !require_binary("curl") || !require_binary("prometheus") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = pki(dir.path());
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        web_config(&p, "RequireAndVerifyClientCert", &[("prom", "s3cret")]),
-    )
-    .unwrap();
-    let hub = start_hub(
-        &dir.path().join("data"),
-        &[
-            "--web.config.file",
-            web.to_str().unwrap(),
-            "--otlp-grpc-listen",
-            "off",
-        ],
-    );
+    let (dir, p, web) =
+        setup(|p| web_config(p, "RequireAndVerifyClientCert", &[("prom", "s3cret")]));
+    let hub = start_hub(dir.path(), &web, &["--otlp-grpc-listen", "off"]);
     let port = common::free_port();
     let prom_cfg = format!(
         concat!(
@@ -475,21 +394,7 @@ fn prometheus_remote_writes_through_basic_auth_and_mutual_tls() {
         cert = p.client_cert.display(),
         key = p.client_key.display()
     );
-    let cfg = dir.path().join("prom.yml");
-    std::fs::write(&cfg, prom_cfg).unwrap();
-    let _prom = KillOnDrop(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
-    );
+    let _prom = common::start_prometheus_on(port, &prom_cfg, &dir.path().join("prom"));
     let tls = [
         "--cacert",
         p.ca.to_str().unwrap(),
@@ -515,15 +420,10 @@ fn proxy_admin_listener_takes_the_same_web_config() {
     if !require_binary("curl") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = pki(dir.path());
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        web_config(&p, "NoClientCert", &[("ops", "pager")])
-            .replace(&format!("  client_ca_file: {}\n", p.ca.display()), ""),
-    )
-    .unwrap();
+    let (dir, p, web) = setup(|p| {
+        web_config(p, "NoClientCert", &[("ops", "pager")])
+            .replace(&format!("  client_ca_file: {}\n", p.ca.display()), "")
+    });
     let mesh = dir.path().join("mesh");
     std::fs::create_dir_all(&mesh).unwrap();
     let mut child = Command::new(BIN)

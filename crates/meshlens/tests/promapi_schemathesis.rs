@@ -9,11 +9,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use common::{get_json, httpc, require_python_module, Server};
+use common::{
+    get_json, httpc, require_python_module, run_schemathesis, schemathesis_report, Server,
+};
 use meshlens_model::{Labels, Sample, TimeSeries};
 use serde_json::Value;
 
@@ -126,39 +127,22 @@ struct Finding {
 /// Runs schemathesis's examples, coverage and fuzzing phases with every check; returns every
 /// failed check, one per request (its errors, too, as findings), and its printed output.
 fn schemathesis(spec: &Path, url: &str, report: &Path) -> (Vec<Finding>, String) {
-    let out = Command::new("python3")
-        .args(["-m", "schemathesis.cli", "run"])
-        .arg(spec)
-        .args(["--url", url])
-        .args(["--phases", "examples,coverage,fuzzing", "--checks", "all"])
-        .args(["--max-examples", "200", "--workers", "1", "--seed", "1"])
-        .args([
-            "--suppress-health-check",
+    let text = run_schemathesis(
+        spec,
+        url,
+        report,
+        &[
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--checks",
             "all",
+            "--max-examples",
+            "200",
             "--report",
             "json,ndjson",
-            "--report-dir",
-        ])
-        .arg(report)
-        .env("NO_COLOR", "1")
-        // Its cache of earlier findings stays in the test's temporary directory, so every
-        // run starts from the same seed alone.
-        .current_dir(report.parent().unwrap())
-        .output()
-        .expect("run schemathesis");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let file = |ext: &str| {
-        std::fs::read_dir(report)
-            .unwrap_or_else(|_| panic!("no schemathesis report; its output:\n{text}"))
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == ext))
-            .unwrap_or_else(|| panic!("no .{ext} report; its output:\n{text}"))
-    };
+    let file = |ext: &str| schemathesis_report(report, ext, &text);
     let summary: Value = serde_json::from_slice(&std::fs::read(file("json")).unwrap()).unwrap();
     eprintln!(
         "schemathesis: {} test cases, {} with failures; findings: {}",

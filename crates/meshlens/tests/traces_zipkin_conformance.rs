@@ -7,9 +7,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{get_json, require_python_module, Server};
+use common::{get_json, require_python_module, run_schemathesis, schemathesis_report, Server};
 
 /// (schemathesis code, operation, why the answer is right as it is).
 const ACCEPTED: &[(&str, &str, &str)] = &[
@@ -99,36 +98,22 @@ fn schemathesis(
     phases: &str,
     checks: &str,
 ) -> (serde_json::Value, String) {
-    let out = Command::new("python3")
-        .args(["-m", "schemathesis.cli", "run"])
-        .arg(spec)
-        .args(["--url", url, "--phases", phases, "--checks", checks])
-        .args(["--max-examples", "100", "--workers", "1", "--seed", "1"])
-        .args([
-            "--suppress-health-check",
-            "all",
+    let text = run_schemathesis(
+        spec,
+        url,
+        report,
+        &[
+            "--phases",
+            phases,
+            "--checks",
+            checks,
+            "--max-examples",
+            "100",
             "--report",
             "json",
-            "--report-dir",
-        ])
-        .arg(report)
-        .env("NO_COLOR", "1")
-        // Its cache of earlier findings stays in the test's temporary directory, so every
-        // run starts from the same seed alone.
-        .current_dir(report.parent().unwrap())
-        .output()
-        .expect("run schemathesis");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let file = std::fs::read_dir(report)
-        .unwrap_or_else(|_| panic!("no schemathesis report; its output:\n{text}"))
-        .flatten()
-        .next()
-        .expect("a report file")
-        .path();
+    let file = schemathesis_report(report, "json", &text);
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
     eprintln!(
         "schemathesis {phases}: {} test cases, {} with failures; findings: {}",

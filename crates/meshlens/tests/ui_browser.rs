@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{get_json, poll, require_binary, require_python_module, urlencode};
+use common::{
+    get_json, poll, require_binary, require_python_module, run_browser_script, urlencode,
+};
 
 /// Source-reported edges the demo's mesh must show before the UI is judged.
 const EDGES: [(&str, &str); 6] = [
@@ -68,21 +68,5 @@ fn web_ui_shows_the_demo_mesh() {
         deep.then_some(())
     });
 
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    println!("ui screenshots: {}", shots.display());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/ui_e2e.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(&base)
-        .arg(&shots)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .expect("run python3");
-    assert!(
-        out.success(),
-        "the browser test failed (see its output above); screenshots in {}",
-        shots.display()
-    );
+    run_browser_script("ui_e2e.py", &base, "ui-screenshots");
 }

@@ -9,13 +9,14 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::httpc::Conn;
-use common::{poll, require_binary, require_python_module, urlencode, KillOnDrop, BIN};
+use common::{
+    poll, require_binary, require_python_module, run_browser_script, spawn_server, urlencode,
+    wait_ready, KillOnDrop,
+};
 use meshlens_ingest::remote_write::{encode, WriteRequest};
 use meshlens_model::{Labels, Sample, TimeSeries};
 
@@ -24,30 +25,10 @@ const TENANTS: [(&str, &str); 2] = [("team-a", "alpha"), ("team-b", "beta")];
 
 /// Starts a multitenant server without OTLP/gRPC; returns its guard and base URL.
 fn start(data: &Path) -> (KillOnDrop, String) {
-    let mut child = Command::new(BIN)
-        .args(["server", "--multitenancy", "--listen", "127.0.0.1:0"])
-        .args(["--otlp-grpc-listen", "off", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn meshlens server");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (child, printed) = spawn_server(data, &["--multitenancy", "--otlp-grpc-listen", "off"]);
+    let base = format!("http://{}", printed.main);
     let guard = KillOnDrop(child);
-    let addr = loop {
-        let line = lines.next().expect("server exited early").expect("utf-8");
-        if let Some(a) = line.split("server listening on http://").nth(1) {
-            break a.trim().to_string();
-        }
-    };
-    // Drained so the server never blocks on (or fails writing to) a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    let base = format!("http://{addr}");
-    poll(Duration::from_secs(60), || {
-        common::httpc::get(&format!("{base}/-/ready"))
-            .ok()
-            .filter(|r| r.status == 200)
-    });
+    wait_ready(&base, Duration::from_secs(60));
     (guard, base)
 }
 
@@ -168,21 +149,5 @@ fn web_ui_keeps_tenants_apart() {
         });
     }
 
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-tenants-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    println!("ui screenshots: {}", shots.display());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/ui_tenants.py");
-    let status = Command::new("python3")
-        .arg(&script)
-        .arg(&base)
-        .arg(&shots)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .expect("run python3");
-    assert!(
-        status.success(),
-        "the browser test failed (see its output above); screenshots in {}",
-        shots.display()
-    );
+    run_browser_script("ui_tenants.py", &base, "ui-tenants-screenshots");
 }

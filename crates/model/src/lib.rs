@@ -16,8 +16,8 @@ pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{LabelMatcher, MatchOp, MatcherError};
 pub use sample::{format_value, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
 pub use storage::{
-    AppendOutcome, MetricMetadata, MetricReader, MetricWriter, RejectReason, SeriesSamples,
-    StorageError, TimeSeries,
+    AppendOutcome, HeadCardinality, MetricMetadata, MetricReader, MetricWriter, RejectReason,
+    SeriesSamples, StorageError, TimeSeries,
 };
 pub use trace::{
     Annotation, DependencyLink, Endpoint, Span, SpanKind, SpanReader, SpanWriter, TraceId,

@@ -113,6 +113,24 @@ pub struct MetricMetadata {
     pub unit: String,
 }
 
+/// Cardinality of an engine's in-memory head, as `/api/v1/status/tsdb` reports it; lists are
+/// (name, count), largest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeadCardinality {
+    pub num_series: u64,
+    /// Distinct (label name, label value) pairs.
+    pub num_label_pairs: u64,
+    pub chunk_count: u64,
+    /// `i64::MAX` and `i64::MIN` while the head is empty, as in Prometheus.
+    pub min_time: i64,
+    pub max_time: i64,
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    /// Sum over the label's values of the value's length times its series count.
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{op}: {source}")]

@@ -21,7 +21,7 @@ use axum::Router;
 use meshlens_model::{MetricReader, StorageError};
 use meshlens_promql::{Engine, PromqlError};
 
-pub use status::{ConfigStatus, SharedConfigStatus, StatusSource, TsdbStatus};
+pub use status::{ConfigStatus, SharedConfigStatus, StatusSource};
 
 #[derive(Clone)]
 pub struct PromApiState {

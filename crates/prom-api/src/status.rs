@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use axum::extract::State;
 use axum::response::Response;
+use meshlens_model::HeadCardinality;
 use serde_json::{json, Value};
 
 use crate::params::Params;
@@ -18,7 +19,7 @@ pub trait StatusSource: Send + Sync {
     /// Corrupt data found and set aside by storage.
     fn corruption_count(&self) -> u64;
     /// Head cardinality with at most `limit` entries per list; None when storage has no head.
-    fn tsdb_status(&self, limit: usize) -> Option<TsdbStatus>;
+    fn tsdb_status(&self, limit: usize) -> Option<HeadCardinality>;
 }
 
 /// `reloadConfigSuccess` and `lastConfigTime`: the outcome of the latest config load.
@@ -40,20 +41,6 @@ impl Default for ConfigStatus {
 
 /// Shared by every clone of the state (one per tenant); a config reload updates it.
 pub type SharedConfigStatus = Arc<std::sync::RwLock<ConfigStatus>>;
-
-/// What `/api/v1/status/tsdb` reports; lists are (name, count), largest first.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TsdbStatus {
-    pub num_series: u64,
-    pub num_label_pairs: u64,
-    pub chunk_count: u64,
-    pub min_time: i64,
-    pub max_time: i64,
-    pub series_count_by_metric_name: Vec<(String, u64)>,
-    pub label_value_count_by_label_name: Vec<(String, u64)>,
-    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
-    pub series_count_by_label_value_pair: Vec<(String, u64)>,
-}
 
 /// No `features` field: Grafana would take meshlens for Mimir.
 pub async fn buildinfo() -> Response {

@@ -1,17 +1,18 @@
 //! Every call Grafana's Prometheus data source makes, against the router over a real TSDB,
 //! plus the bad-input answers (status codes and error envelopes).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::{call, open_tsdb};
 use http_body_util::BodyExt;
 use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
 use meshlens_prom_api::{router, PromApiState};
 use meshlens_promql::{Engine, EngineOptions};
-use meshlens_tsdb::{FsyncPolicy, Tsdb, TsdbOptions};
-use serde_json::Value;
 use tower::ServiceExt;
 
 const T0: i64 = 1_700_000_000_000;
@@ -22,18 +23,7 @@ struct Fixture {
 }
 
 fn fixture(opts: EngineOptions) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(
-        Tsdb::open(
-            dir.path(),
-            TsdbOptions {
-                wal_fsync: FsyncPolicy::Never,
-                retention_time_ms: None,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
+    let (dir, db) = open_tsdb();
     let mut batch = Vec::new();
     for (job, inst) in [("api", "a:1"), ("api", "b:1"), ("db", "c:1")] {
         for name in ["up", "http_requests_total"] {
@@ -77,17 +67,6 @@ fn fixture(opts: EngineOptions) -> Fixture {
     Fixture { app, _dir: dir }
 }
 
-async fn call(f: &Fixture, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = f.app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).to_string())),
-    )
-}
-
 fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
@@ -109,7 +88,7 @@ async fn save_and_test_probe_get_and_post() {
         get("/api/v1/query?query=1%2B1&time=4"),
         post("/api/v1/query", "query=1%2B1&time=4"),
     ] {
-        let (s, v) = call(&f, req).await;
+        let (s, v) = call(&f.app, req).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["data"]["resultType"], "scalar");
         assert_eq!(v["data"]["result"], serde_json::json!([4.0, "2"]));
@@ -119,7 +98,7 @@ async fn save_and_test_probe_get_and_post() {
 #[tokio::test]
 async fn buildinfo_has_no_features_field() {
     let f = fixture(EngineOptions::default());
-    let (s, v) = call(&f, get("/api/v1/status/buildinfo")).await;
+    let (s, v) = call(&f.app, get("/api/v1/status/buildinfo")).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["data"]["version"].is_string());
     assert!(v["data"].get("features").is_none());
@@ -129,7 +108,7 @@ async fn buildinfo_has_no_features_field() {
 async fn instant_and_range_queries_get_and_form_post() {
     let f = fixture(EngineOptions::default());
     let (s, v) = call(
-        &f,
+        &f.app,
         get(&format!(
             "/api/v1/query?query=sum%20by%20(job)%20(up)&time={END}"
         )),
@@ -143,7 +122,7 @@ async fn instant_and_range_queries_get_and_form_post() {
         get(&format!("/api/v1/query_range?{q}")),
         post("/api/v1/query_range", &q),
     ] {
-        let (s, v) = call(&f, req).await;
+        let (s, v) = call(&f.app, req).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["data"]["resultType"], "matrix");
         let series = v["data"]["result"].as_array().unwrap();
@@ -156,13 +135,17 @@ async fn instant_and_range_queries_get_and_form_post() {
 #[tokio::test]
 async fn labels_and_label_values_with_match_and_limit() {
     let f = fixture(EngineOptions::default());
-    let (_, v) = call(&f, get(&format!("/api/v1/labels?start={START}&end={END}"))).await;
+    let (_, v) = call(
+        &f.app,
+        get(&format!("/api/v1/labels?start={START}&end={END}")),
+    )
+    .await;
     assert_eq!(
         v["data"],
         serde_json::json!(["__name__", "instance", "job", "service_name"])
     );
     let (_, v) = call(
-        &f,
+        &f.app,
         post(
             "/api/v1/labels",
             &format!("match%5B%5D=up&start={START}&end={END}"),
@@ -173,25 +156,25 @@ async fn labels_and_label_values_with_match_and_limit() {
         v["data"],
         serde_json::json!(["__name__", "instance", "job"])
     );
-    let (_, v) = call(&f, get("/api/v1/labels?limit=2")).await;
+    let (_, v) = call(&f.app, get("/api/v1/labels?limit=2")).await;
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
     assert_eq!(v["warnings"][0], "results truncated due to limit");
     let (_, v) = call(
-        &f,
+        &f.app,
         get(&format!("/api/v1/label/job/values?start={START}&end={END}")),
     )
     .await;
     assert_eq!(v["data"], serde_json::json!(["api", "db"]));
     let (_, v) = call(
-        &f,
+        &f.app,
         get("/api/v1/label/instance/values?match%5B%5D=up%7Bjob%3D%22db%22%7D"),
     )
     .await;
     assert_eq!(v["data"], serde_json::json!(["c:1"]));
-    let (_, v) = call(&f, get("/api/v1/label/__name__/values?limit=1")).await;
+    let (_, v) = call(&f.app, get("/api/v1/label/__name__/values?limit=1")).await;
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
     // A Prometheus 3 escaped name: U__ then `_` written as `__`.
-    let (s, v) = call(&f, get("/api/v1/label/U__service__name/values")).await;
+    let (s, v) = call(&f.app, get("/api/v1/label/U__service__name/values")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["data"], serde_json::json!(["checkout"]));
 }
@@ -200,7 +183,7 @@ async fn labels_and_label_values_with_match_and_limit() {
 async fn series_get_post_and_limit() {
     let f = fixture(EngineOptions::default());
     let (s, v) = call(
-        &f,
+        &f.app,
         get(&format!(
             "/api/v1/series?match%5B%5D=up&start={START}&end={END}"
         )),
@@ -210,7 +193,7 @@ async fn series_get_post_and_limit() {
     assert_eq!(v["data"].as_array().unwrap().len(), 3);
     assert_eq!(v["data"][0]["__name__"], "up");
     let (_, v) = call(
-        &f,
+        &f.app,
         post(
             "/api/v1/series",
             "match%5B%5D=up&match%5B%5D=odd_labels&limit=2",
@@ -218,7 +201,7 @@ async fn series_get_post_and_limit() {
     )
     .await;
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
-    let (s, v) = call(&f, get("/api/v1/series")).await;
+    let (s, v) = call(&f.app, get("/api/v1/series")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(v["errorType"], "bad_data");
 }
@@ -226,12 +209,12 @@ async fn series_get_post_and_limit() {
 #[tokio::test]
 async fn metadata_exemplars_format_status() {
     let f = fixture(EngineOptions::default());
-    let (_, v) = call(&f, get("/api/v1/metadata")).await;
+    let (_, v) = call(&f.app, get("/api/v1/metadata")).await;
     assert_eq!(v["data"]["up"][0]["type"], "gauge");
-    let (_, v) = call(&f, get("/api/v1/metadata?metric=up")).await;
+    let (_, v) = call(&f.app, get("/api/v1/metadata?metric=up")).await;
     assert_eq!(v["data"]["up"][0]["help"], "Target up.");
     let (s, v) = call(
-        &f,
+        &f.app,
         post(
             "/api/v1/query_exemplars",
             &format!("query=up&start={START}&end={END}"),
@@ -240,7 +223,7 @@ async fn metadata_exemplars_format_status() {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["data"], serde_json::json!([]));
-    let (_, v) = call(&f, get("/api/v1/format_query?query=sum(up)by(job)")).await;
+    let (_, v) = call(&f.app, get("/api/v1/format_query?query=sum(up)by(job)")).await;
     assert_eq!(v["data"], "sum by (job) (up)");
     for path in [
         "/api/v1/status/runtimeinfo",
@@ -249,25 +232,25 @@ async fn metadata_exemplars_format_status() {
         "/api/v1/rules",
         "/api/v1/alerts",
     ] {
-        let (s, v) = call(&f, get(path)).await;
+        let (s, v) = call(&f.app, get(path)).await;
         assert_eq!(s, StatusCode::OK, "{path}");
         assert_eq!(v["status"], "success", "{path}");
     }
-    let (_, v) = call(&f, get("/api/v1/rules")).await;
+    let (_, v) = call(&f.app, get("/api/v1/rules")).await;
     assert_eq!(v["data"]["groups"], serde_json::json!([]));
 }
 
 #[tokio::test]
 async fn bad_queries_get_prometheus_errors() {
     let f = fixture(EngineOptions::default());
-    let (s, v) = call(&f, get("/api/v1/query?query=sum(up")).await;
+    let (s, v) = call(&f.app, get("/api/v1/query?query=sum(up")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(v["errorType"], "bad_data");
     assert!(
         v["error"].as_str().unwrap().contains("1:"),
         "error names a position: {v}"
     );
-    let (s, v) = call(&f, get("/api/v1/query?query=up&time=yesterday")).await;
+    let (s, v) = call(&f.app, get("/api/v1/query?query=up&time=yesterday")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(
         v["error"]
@@ -277,7 +260,7 @@ async fn bad_queries_get_prometheus_errors() {
         "{v}"
     );
     let (s, _) = call(
-        &f,
+        &f.app,
         get(&format!(
             "/api/v1/query_range?query=up&start={START}&end={END}&step=0"
         )),
@@ -290,7 +273,7 @@ async fn bad_queries_get_prometheus_errors() {
         ..Default::default()
     });
     let (s, v) = call(
-        &small,
+        &small.app,
         get(&format!("/api/v1/query?query=up%5B10m%5D&time={END}")),
     )
     .await;
@@ -301,7 +284,11 @@ async fn bad_queries_get_prometheus_errors() {
         timeout: Duration::ZERO,
         ..Default::default()
     });
-    let (s, v) = call(&slow, get(&format!("/api/v1/query?query=up&time={END}"))).await;
+    let (s, v) = call(
+        &slow.app,
+        get(&format!("/api/v1/query?query=up&time={END}")),
+    )
+    .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["errorType"], "timeout");
 }
@@ -333,7 +320,7 @@ async fn federate_serves_latest_samples() {
 async fn annotations_sit_beside_data() {
     let f = fixture(EngineOptions::default());
     let (s, v) = call(
-        &f,
+        &f.app,
         get(&format!("/api/v1/query?query=rate(up%5B5m%5D)&time={END}")),
     )
     .await;
@@ -344,7 +331,7 @@ async fn annotations_sit_beside_data() {
         "{v}"
     );
     let (_, v) = call(
-        &f,
+        &f.app,
         get(&format!("/api/v1/query?query=quantile(2,%20up)&time={END}")),
     )
     .await;
@@ -355,7 +342,7 @@ async fn annotations_sit_beside_data() {
             .contains("quantile value should be between 0 and 1"),
         "{v}"
     );
-    let (_, v) = call(&f, get(&format!("/api/v1/query?query=up&time={END}"))).await;
+    let (_, v) = call(&f.app, get(&format!("/api/v1/query?query=up&time={END}"))).await;
     assert!(
         v.get("warnings").is_none() && v.get("infos").is_none(),
         "{v}"

@@ -1,22 +1,21 @@
 //! Query limits through the HTTP API over a real TSDB: samples while reading (422),
 //! oversized and too-deep queries (400), and queries queued past `max_concurrency` (503).
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+mod common;
+#[path = "../../promql/tests/support/held.rs"]
+mod held;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use meshlens_model::{
-    LabelMatcher, Labels, MetricReader, MetricWriter, Sample, SeriesSamples, StorageError,
-    TimeSeries,
-};
+use common::{call, open_tsdb};
+use held::Held;
+use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
 use meshlens_prom_api::{router, PromApiState};
 use meshlens_promql::{Engine, EngineOptions, MAX_QUERY_BYTES};
-use meshlens_tsdb::{FsyncPolicy, Tsdb, TsdbOptions};
-use serde_json::Value;
-use tower::ServiceExt;
+use meshlens_tsdb::Tsdb;
 
 const T0: i64 = 1_700_000_000_000;
 const SERIES: usize = 300;
@@ -32,18 +31,7 @@ struct Fixture {
 }
 
 fn fixture(opts: EngineOptions) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(
-        Tsdb::open(
-            dir.path(),
-            TsdbOptions {
-                wal_fsync: FsyncPolicy::Never,
-                retention_time_ms: None,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
+    let (dir, db) = open_tsdb();
     let batch: Vec<TimeSeries> = (0..SERIES)
         .map(|i| TimeSeries {
             labels: Labels::from_pairs([("__name__", "load"), ("i", &i.to_string())]),
@@ -72,14 +60,6 @@ fn fixture(opts: EngineOptions) -> Fixture {
     }
 }
 
-async fn call(f: &Fixture, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = f.app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, v)
-}
-
 fn post_query(form: String) -> Request<Body> {
     Request::post("/api/v1/query")
         .header("content-type", "application/x-www-form-urlencoded")
@@ -99,7 +79,7 @@ async fn max_samples_is_enforced_while_reading() {
     });
     // 300 series x 1,200 samples match; the TSDB stops once 2,000 are read.
     let (s, v) = call(
-        &f,
+        &f.app,
         post_query(format!(
             "query={}&time={AT}",
             enc("count_over_time(load[30m])")
@@ -112,7 +92,7 @@ async fn max_samples_is_enforced_while_reading() {
 
     // One series fits.
     let (s, v) = call(
-        &f,
+        &f.app,
         post_query(format!(
             "query={}&time={AT}",
             enc("count_over_time(load{i=\"7\"}[30m])")
@@ -127,7 +107,11 @@ async fn max_samples_is_enforced_while_reading() {
 async fn oversized_and_too_deep_queries_are_bad_data() {
     let f = fixture(EngineOptions::default());
     let huge = "(".repeat(1 << 20);
-    let (s, v) = call(&f, post_query(format!("query={}&time={AT}", enc(&huge)))).await;
+    let (s, v) = call(
+        &f.app,
+        post_query(format!("query={}&time={AT}", enc(&huge))),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["errorType"], "bad_data");
     assert!(v["error"]
@@ -148,7 +132,7 @@ async fn oversized_and_too_deep_queries_are_bad_data() {
                 enc(&deep)
             )))
             .unwrap();
-        let (s, v) = call(&f, req).await;
+        let (s, v) = call(&f.app, req).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
         assert_eq!(v["errorType"], "bad_data");
         assert!(
@@ -158,61 +142,13 @@ async fn oversized_and_too_deep_queries_are_bad_data() {
     }
 }
 
-/// The TSDB, with selects that wait until the test lets them go.
-struct Held {
-    db: Arc<Tsdb>,
-    entered: Mutex<mpsc::Sender<()>>,
-    release: Mutex<mpsc::Receiver<()>>,
-}
-
-impl MetricReader for Held {
-    fn select(
-        &self,
-        m: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SeriesSamples>, StorageError> {
-        let _ = self.entered.lock().unwrap().send(());
-        let _ = self
-            .release
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(60));
-        self.db.select(m, mint, maxt)
-    }
-
-    fn series(&self, m: &[LabelMatcher], a: i64, b: i64) -> Result<Vec<Labels>, StorageError> {
-        self.db.series(m, a, b)
-    }
-
-    fn label_names(&self, m: &[LabelMatcher], a: i64, b: i64) -> Result<Vec<String>, StorageError> {
-        self.db.label_names(m, a, b)
-    }
-
-    fn label_values(
-        &self,
-        n: &str,
-        m: &[LabelMatcher],
-        a: i64,
-        b: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        self.db.label_values(n, m, a, b)
-    }
-}
-
 #[tokio::test]
 async fn a_query_queued_past_max_concurrency_times_out_with_503() {
     let f = fixture(EngineOptions {
         max_concurrency: 1,
         ..Default::default()
     });
-    let (entered_tx, entered) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel();
-    let held = Held {
-        db: f.db.clone(),
-        entered: Mutex::new(entered_tx),
-        release: Mutex::new(release_rx),
-    };
+    let (held, entered, release) = Held::new(f.db.clone());
     // Another user of the same engine (a rule, the graph) takes the only slot.
     let engine = f.engine.clone();
     let other = std::thread::spawn(move || {
@@ -225,7 +161,7 @@ async fn a_query_queued_past_max_concurrency_times_out_with_503() {
         .expect("the other query holds the slot");
 
     let (s, v) = call(
-        &f,
+        &f.app,
         post_query(format!("query=load&time={AT}&timeout=100ms")),
     )
     .await;
@@ -236,7 +172,7 @@ async fn a_query_queued_past_max_concurrency_times_out_with_503() {
     release.send(()).unwrap();
     other.join().unwrap().expect("the other query finishes");
     let (s, v) = call(
-        &f,
+        &f.app,
         post_query(format!("query=load&time={AT}&timeout=100ms")),
     )
     .await;

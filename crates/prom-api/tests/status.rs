@@ -1,18 +1,19 @@
 //! The status endpoints report live figures: the build's own version and revision, this
 //! process's threads, the config load, and the head cardinality of a real TSDB as it grows.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
-use meshlens_prom_api::{router, ConfigStatus, PromApiState, StatusSource, TsdbStatus};
+use common::{call, open_tsdb};
+use meshlens_model::{HeadCardinality, Labels, MetricWriter, Sample, TimeSeries};
+use meshlens_prom_api::{router, ConfigStatus, PromApiState, StatusSource};
 use meshlens_promql::{Engine, EngineOptions};
-use meshlens_tsdb::{FsyncPolicy, Tsdb, TsdbOptions};
+use meshlens_tsdb::Tsdb;
 use serde_json::Value;
-use tower::ServiceExt;
 
 /// The TSDB's own figures, as the server hands them over.
 struct FromTsdb(Arc<Tsdb>);
@@ -22,19 +23,8 @@ impl StatusSource for FromTsdb {
         self.0.corruption_count()
     }
 
-    fn tsdb_status(&self, limit: usize) -> Option<TsdbStatus> {
-        let c = self.0.head_cardinality(limit);
-        Some(TsdbStatus {
-            num_series: c.num_series,
-            num_label_pairs: c.num_label_pairs,
-            chunk_count: c.chunk_count,
-            min_time: c.min_time,
-            max_time: c.max_time,
-            series_count_by_metric_name: c.series_count_by_metric_name,
-            label_value_count_by_label_name: c.label_value_count_by_label_name,
-            memory_in_bytes_by_label_name: c.memory_in_bytes_by_label_name,
-            series_count_by_label_value_pair: c.series_count_by_label_value_pair,
-        })
+    fn tsdb_status(&self, limit: usize) -> Option<HeadCardinality> {
+        Some(self.0.head_cardinality(limit))
     }
 }
 
@@ -52,25 +42,7 @@ fn app(db: &Arc<Tsdb>, with_status: bool, config: ConfigStatus) -> axum::Router 
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
-    let resp = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
-}
-
-fn open() -> (tempfile::TempDir, Arc<Tsdb>) {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = TsdbOptions {
-        wal_fsync: FsyncPolicy::Never,
-        retention_time_ms: None,
-        ..Default::default()
-    };
-    let db = Arc::new(Tsdb::open(dir.path(), opts).unwrap());
-    (dir, db)
+    call(app, Request::get(uri).body(Body::empty()).unwrap()).await
 }
 
 fn series(name: &str, job: &str, t: i64) -> TimeSeries {
@@ -82,7 +54,7 @@ fn series(name: &str, job: &str, t: i64) -> TimeSeries {
 
 #[tokio::test]
 async fn buildinfo_is_this_build() {
-    let (_dir, db) = open();
+    let (_dir, db) = open_tsdb();
     let (s, v) = get(
         &app(&db, true, ConfigStatus::default()),
         "/api/v1/status/buildinfo",
@@ -106,7 +78,7 @@ async fn buildinfo_is_this_build() {
 
 #[tokio::test]
 async fn runtimeinfo_reports_this_process_and_the_config_load() {
-    let (_dir, db) = open();
+    let (_dir, db) = open_tsdb();
     let loaded = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
     let config = ConfigStatus {
         success: false,
@@ -129,7 +101,7 @@ async fn runtimeinfo_reports_this_process_and_the_config_load() {
 
 #[tokio::test]
 async fn tsdb_status_follows_the_head() {
-    let (_dir, db) = open();
+    let (_dir, db) = open_tsdb();
     let app = app(&db, true, ConfigStatus::default());
     let (s, v) = get(&app, "/api/v1/status/tsdb").await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -191,7 +163,7 @@ async fn tsdb_status_follows_the_head() {
 
 #[tokio::test]
 async fn tsdb_status_without_a_head_is_unavailable() {
-    let (_dir, db) = open();
+    let (_dir, db) = open_tsdb();
     let (s, v) = get(
         &app(&db, false, ConfigStatus::default()),
         "/api/v1/status/tsdb",

@@ -12,6 +12,7 @@
 //! at once (shared by all copies made with [`Engine::with_timeout`]), and samples held,
 //! which storage is told so it can stop reading early.
 
+mod duration_numbers;
 mod error;
 mod eval;
 mod functions;
@@ -155,11 +156,11 @@ impl Engine {
 /// before the parser sees it.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
     guard::check(query)?;
-    let first = promql_parser::parser::parse(query);
+    let first = parse_text(query);
     // Prometheus 2.x's name for double_exponential_smoothing is still accepted.
     let first = match first {
         Err(e) if e.contains("'holt_winters'") => {
-            promql_parser::parser::parse(&rename_holt_winters(query)).map_err(|_| e)
+            parse_text(&rename_holt_winters(query)).map_err(|_| e)
         }
         other => other,
     };
@@ -175,6 +176,14 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
             message: format!("{line}:{col}: parse error: {reason}"),
         }
     })
+}
+
+/// promql-parser's parse, minus the inputs that make it panic.
+fn parse_text(query: &str) -> Result<promql_parser::parser::Expr, String> {
+    match duration_numbers::out_of_range(query) {
+        Some((_, text)) => Err(format!("duration {text:?} is out of range")),
+        None => promql_parser::parser::parse(query),
+    }
 }
 
 fn rename_holt_winters(query: &str) -> String {
@@ -214,7 +223,7 @@ fn error_position(query: &str) -> usize {
     if query.len() > 4096 {
         return query.len();
     }
-    let sensible = |k: usize| match promql_parser::parser::parse(&query[..k]) {
+    let sensible = |k: usize| match parse_text(&query[..k]) {
         Ok(_) => true,
         Err(e) => INCOMPLETE.iter().any(|m| e.contains(m)),
     };

@@ -3,14 +3,14 @@
 
 mod support;
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use meshlens_model::{LabelMatcher, Labels, MetricReader, SeriesSamples, StorageError};
+use meshlens_model::Labels;
 use meshlens_promql::{
     Engine, EngineOptions, PromqlError, Value, MAX_QUERY_BYTES, MAX_QUERY_DEPTH,
 };
+use support::held::Held;
 use support::MemStore;
 
 const T: i64 = 1_000_000;
@@ -144,62 +144,14 @@ fn nested_binary_chain_evaluates_correctly() {
     }
 }
 
-/// A store whose selects wait until the test lets them go, so queries can be held running.
-struct Held {
-    inner: MemStore,
-    entered: Mutex<mpsc::Sender<()>>,
-    release: Mutex<mpsc::Receiver<()>>,
-}
-
-impl MetricReader for Held {
-    fn select(
-        &self,
-        m: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SeriesSamples>, StorageError> {
-        let _ = self.entered.lock().expect("lock").send(());
-        // Bounded: a test that forgets to release fails instead of hanging.
-        let _ = self
-            .release
-            .lock()
-            .expect("lock")
-            .recv_timeout(Duration::from_secs(60));
-        self.inner.select(m, mint, maxt)
-    }
-
-    fn series(&self, m: &[LabelMatcher], a: i64, b: i64) -> Result<Vec<Labels>, StorageError> {
-        self.inner.series(m, a, b)
-    }
-
-    fn label_names(&self, m: &[LabelMatcher], a: i64, b: i64) -> Result<Vec<String>, StorageError> {
-        self.inner.label_names(m, a, b)
-    }
-
-    fn label_values(
-        &self,
-        n: &str,
-        m: &[LabelMatcher],
-        a: i64,
-        b: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        self.inner.label_values(n, m, a, b)
-    }
-}
-
 #[test]
 fn queries_past_max_concurrency_wait_and_time_out_in_the_queue() {
     let engine = Arc::new(Engine::new(EngineOptions {
         max_concurrency: 1,
         ..Default::default()
     }));
-    let (entered_tx, entered) = mpsc::channel();
-    let (release, release_rx) = mpsc::channel();
-    let held = Arc::new(Held {
-        inner: store(),
-        entered: Mutex::new(entered_tx),
-        release: Mutex::new(release_rx),
-    });
+    let (held, entered, release) = Held::new(Arc::new(store()));
+    let held = Arc::new(held);
     let running = {
         let (engine, held) = (engine.clone(), held.clone());
         std::thread::spawn(move || engine.instant_query(held.as_ref(), "up", T))

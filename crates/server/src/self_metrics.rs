@@ -253,28 +253,21 @@ pub fn render_span_store(st: &meshlens_spanstore::SpanStoreStats, out: &mut Stri
 /// Per-tenant storage figures, with `--multitenancy`.
 pub fn render_tenants(stacks: &[Arc<crate::tenants::TenantStack>], out: &mut String) {
     use std::fmt::Write;
-    let _ = writeln!(
-        out,
-        "# HELP meshlens_tenant_head_series Series in a tenant's head.\n# TYPE meshlens_tenant_head_series gauge"
-    );
-    for s in stacks {
-        let _ = writeln!(
-            out,
-            "meshlens_tenant_head_series{{tenant=\"{}\"}} {}",
-            s.id,
-            s.tsdb.stats().head_series
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP meshlens_tenant_spans Spans stored for a tenant.\n# TYPE meshlens_tenant_spans gauge"
-    );
-    for s in stacks {
-        let _ = writeln!(
-            out,
-            "meshlens_tenant_spans{{tenant=\"{}\"}} {}",
-            s.id,
+    type Figure = fn(&crate::tenants::TenantStack) -> u64;
+    let gauges: [(&str, &str, Figure); 2] = [
+        (
+            "meshlens_tenant_head_series",
+            "Series in a tenant's head.",
+            |s| s.tsdb.stats().head_series,
+        ),
+        ("meshlens_tenant_spans", "Spans stored for a tenant.", |s| {
             s.spans.stats().spans
-        );
+        }),
+    ];
+    for (name, help, figure) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in stacks {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", s.id, figure(s));
+        }
     }
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use meshlens_prom_api::{StatusSource, TsdbStatus};
+use meshlens_model::HeadCardinality;
+use meshlens_prom_api::StatusSource;
 use meshlens_tsdb::Tsdb;
 
 pub struct ServerStatus {
@@ -22,19 +23,8 @@ impl StatusSource for ServerStatus {
         self.tsdb.corruption_count()
     }
 
-    fn tsdb_status(&self, limit: usize) -> Option<TsdbStatus> {
-        let c = self.tsdb.head_cardinality(limit);
-        Some(TsdbStatus {
-            num_series: c.num_series,
-            num_label_pairs: c.num_label_pairs,
-            chunk_count: c.chunk_count,
-            min_time: c.min_time,
-            max_time: c.max_time,
-            series_count_by_metric_name: c.series_count_by_metric_name,
-            label_value_count_by_label_name: c.label_value_count_by_label_name,
-            memory_in_bytes_by_label_name: c.memory_in_bytes_by_label_name,
-            series_count_by_label_value_pair: c.series_count_by_label_value_pair,
-        })
+    fn tsdb_status(&self, limit: usize) -> Option<HeadCardinality> {
+        Some(self.tsdb.head_cardinality(limit))
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use meshlens_model::{LabelMatcher, Labels, RejectReason, Sample};
+use meshlens_model::{HeadCardinality, LabelMatcher, Labels, RejectReason, Sample};
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
@@ -424,24 +424,6 @@ impl Head {
             series_count_by_label_value_pair: top(pairs, limit),
         }
     }
-}
-
-/// Cardinality of the head (see [`Head::cardinality`]); lists are (name, count), largest
-/// first.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct HeadCardinality {
-    pub num_series: u64,
-    /// Distinct (label name, label value) pairs.
-    pub num_label_pairs: u64,
-    pub chunk_count: u64,
-    /// `i64::MAX` and `i64::MIN` while the head is empty, as in Prometheus.
-    pub min_time: i64,
-    pub max_time: i64,
-    pub series_count_by_metric_name: Vec<(String, u64)>,
-    pub label_value_count_by_label_name: Vec<(String, u64)>,
-    /// Sum over the label's values of the value's length times its series count.
-    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
-    pub series_count_by_label_value_pair: Vec<(String, u64)>,
 }
 
 fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<(String, u64)> {

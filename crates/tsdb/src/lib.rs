@@ -22,4 +22,4 @@ mod wal;
 pub use block::BlockMeta;
 pub use chunk::{decode as decode_chunk, encode as encode_chunk, Chunk, ChunkError};
 pub use db::{FsyncPolicy, SeriesHandle, Tsdb, TsdbError, TsdbOptions, TsdbStats};
-pub use head::HeadCardinality;
+pub use meshlens_model::HeadCardinality;

@@ -200,83 +200,55 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .map_err(|e| anyhow::anyhow!("--multitenancy.scrape-tenant: {e}"))?;
     opts.scrape_tenant = args.scrape_tenant.clone();
     opts.limits = args.limits.to_limits();
-    opts.flags = [
-        ("listen", args.listen.to_string()),
-        ("data-dir", args.data_dir.display().to_string()),
-        (
-            "config",
-            args.config
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        ),
-        ("retention.time", args.retention_time.clone()),
-        ("retention.size", args.retention_size.to_string()),
-        ("out-of-order-window", args.out_of_order_window.clone()),
-        ("wal-fsync", args.wal_fsync.clone()),
-        ("query.timeout", args.query_timeout.clone()),
-        ("query.max-samples", args.query_max_samples.to_string()),
-        (
-            "query.max-concurrency",
-            args.query_max_concurrency.to_string(),
-        ),
-        ("query.lookback-delta", args.query_lookback_delta.clone()),
-        ("otlp-grpc-listen", args.otlp_grpc_listen.clone()),
-        ("otlp-http-listen", args.otlp_http_listen.clone()),
-        ("spans.retention.time", args.spans_retention_time.clone()),
-        (
-            "spans.retention.size",
-            args.spans_retention_size.to_string(),
-        ),
-        (
-            "web.config.file",
-            args.web_config_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        ),
-        ("web.max-connections", args.max_connections.to_string()),
-        ("web.read-header-timeout", args.read_header_timeout.clone()),
-        ("web.idle-timeout", args.idle_timeout.clone()),
-        ("multitenancy", args.multitenancy.to_string()),
-        ("multitenancy.scrape-tenant", args.scrape_tenant.clone()),
-        (
-            "limits.max-label-names-per-series",
-            args.limits.max_label_names_per_series.to_string(),
-        ),
-        (
-            "limits.max-label-name-length",
-            args.limits.max_label_name_length.to_string(),
-        ),
-        (
-            "limits.max-label-value-length",
-            args.limits.max_label_value_length.to_string(),
-        ),
-        (
-            "limits.max-series-per-tenant",
-            args.limits.max_series_per_tenant.to_string(),
-        ),
-        (
-            "limits.ingestion-rate",
-            args.limits.ingestion_rate.to_string(),
-        ),
-        (
-            "limits.ingestion-burst-size",
-            args.limits.ingestion_burst_size.to_string(),
-        ),
-        (
-            "limits.spans-ingestion-rate",
-            args.limits.spans_ingestion_rate.to_string(),
-        ),
-        (
-            "limits.spans-ingestion-burst-size",
-            args.limits.spans_ingestion_burst_size.to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    opts.flags = flags(args);
     Ok(opts)
+}
+
+/// The command line as `/api/v1/status/flags` shows it: each flag's name and value.
+fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
+    /// One `name => value` a line; every value is shown with its `Display`.
+    macro_rules! table {
+        ($($name:literal => $value:expr,)*) => {
+            [$(($name.to_string(), $value.to_string())),*].into_iter().collect()
+        };
+    }
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let limits = &args.limits;
+    table! {
+        "listen" => args.listen,
+        "data-dir" => args.data_dir.display(),
+        "config" => path(&args.config),
+        "retention.time" => args.retention_time,
+        "retention.size" => args.retention_size,
+        "out-of-order-window" => args.out_of_order_window,
+        "wal-fsync" => args.wal_fsync,
+        "query.timeout" => args.query_timeout,
+        "query.max-samples" => args.query_max_samples,
+        "query.max-concurrency" => args.query_max_concurrency,
+        "query.lookback-delta" => args.query_lookback_delta,
+        "otlp-grpc-listen" => args.otlp_grpc_listen,
+        "otlp-http-listen" => args.otlp_http_listen,
+        "spans.retention.time" => args.spans_retention_time,
+        "spans.retention.size" => args.spans_retention_size,
+        "web.config.file" => path(&args.web_config_file),
+        "web.max-connections" => args.max_connections,
+        "web.read-header-timeout" => args.read_header_timeout,
+        "web.idle-timeout" => args.idle_timeout,
+        "multitenancy" => args.multitenancy,
+        "multitenancy.scrape-tenant" => args.scrape_tenant,
+        "limits.max-label-names-per-series" => limits.max_label_names_per_series,
+        "limits.max-label-name-length" => limits.max_label_name_length,
+        "limits.max-label-value-length" => limits.max_label_value_length,
+        "limits.max-series-per-tenant" => limits.max_series_per_tenant,
+        "limits.ingestion-rate" => limits.ingestion_rate,
+        "limits.ingestion-burst-size" => limits.ingestion_burst_size,
+        "limits.spans-ingestion-rate" => limits.spans_ingestion_rate,
+        "limits.spans-ingestion-burst-size" => limits.spans_ingestion_burst_size,
+    }
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {

@@ -25,42 +25,18 @@ pub struct Server {
 impl Server {
     /// Starts `meshlens server` on an OS-chosen port and waits until it answers /-/ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut args = vec!["server", "--listen", "127.0.0.1:0"];
+        let mut args = Vec::new();
         if !extra.iter().any(|a| a.starts_with("--otlp-grpc-listen")) {
             args.extend(["--otlp-grpc-listen", "127.0.0.1:0"]);
         }
-        let mut child = Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn meshlens server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut reader = BufReader::new(stdout);
-        let mut otlp_grpc = None;
-        let addr = loop {
-            let mut line = String::new();
-            let n = reader.read_line(&mut line).expect("read address line");
-            assert!(n > 0, "server exited before printing its address");
-            if let Some(a) = line.strip_prefix("meshlens OTLP/gRPC listening on ") {
-                otlp_grpc = Some(a.trim().to_string());
-            } else if let Some(a) = line.split("server listening on http://").nth(1) {
-                break a.trim().to_string();
-            }
-        };
+        args.extend(extra);
+        let (child, printed) = spawn_server(data_dir, &args);
         let s = Server {
             child,
-            addr,
-            otlp_grpc,
+            addr: printed.main,
+            otlp_grpc: printed.otlp_grpc,
         };
-        poll(Duration::from_secs(60), || {
-            httpc::get(&s.url("/-/ready"))
-                .ok()
-                .filter(|r| r.status == 200)
-        });
+        wait_ready(&s.url(""), Duration::from_secs(60));
         s
     }
 
@@ -120,6 +96,165 @@ impl Drop for Server {
 }
 
 pub use httpc::urlencode;
+
+/// The listeners a starting `meshlens server` printed, each as host:port.
+pub struct Printed {
+    pub main: String,
+    pub otlp_http: Option<String>,
+    pub otlp_grpc: Option<String>,
+}
+
+/// Spawns `meshlens server --listen 127.0.0.1:0 --data-dir <data> <extra>` and reads its
+/// stdout up to the main listener's address. The rest is drained in the background so the
+/// server never blocks on (or fails writing to) a full pipe; waiting for readiness is the
+/// caller's choice, since a TLS listener needs a client that speaks it.
+pub fn spawn_server(data: &Path, extra: &[&str]) -> (Child, Printed) {
+    let mut child = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn meshlens server");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut otlp_http, mut otlp_grpc) = (None, None);
+    let main = loop {
+        let line = lines
+            .next()
+            .expect("server exited before printing its address")
+            .expect("utf-8");
+        let after = |marker: &str| line.split_once(marker).map(|(_, a)| a.trim().to_string());
+        if let Some(a) = after("OTLP/gRPC listening on ") {
+            otlp_grpc = Some(a);
+        } else if let Some(a) = after("OTLP/HTTP listening on http://") {
+            otlp_http = Some(a);
+        } else if let Some(a) = after("server listening on http://") {
+            break a;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let printed = Printed {
+        main,
+        otlp_http,
+        otlp_grpc,
+    };
+    (child, printed)
+}
+
+/// Waits (at most `limit`) until plain-HTTP `base` answers /-/ready with a 200.
+pub fn wait_ready(base: &str, limit: Duration) {
+    poll(limit, || {
+        httpc::get(&format!("{base}/-/ready"))
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+}
+
+/// What curl saw: HTTP status (0 when no response), headers and body, and curl's exit code.
+pub struct Seen {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+    pub exit: i32,
+}
+
+/// Runs `curl -sS --max-time 20` with `args`, keeping the final response's head apart from
+/// its body (interim 1xx heads, as for `Expect: 100-continue`, are passed over).
+pub fn curl(args: &[&str]) -> Seen {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-D", "-", "-o", "/dev/stdout"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status_of = |head: &str| -> u16 {
+        head.lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    loop {
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return Seen {
+                status: status_of(&text),
+                head: text,
+                body: String::new(),
+                exit: out.status.code().unwrap_or(-1),
+            };
+        };
+        let status = status_of(head);
+        if (100..200).contains(&status) && body.starts_with("HTTP/") {
+            text = body.to_string();
+            continue;
+        }
+        return Seen {
+            status,
+            head: head.to_string(),
+            body: body.to_string(),
+            exit: out.status.code().unwrap_or(-1),
+        };
+    }
+}
+
+/// Runs schemathesis (`python3 -m schemathesis.cli run`) on `spec` against `url`, seeded and on
+/// one worker, with `settings` (phases, checks, example count, report formats) and its reports
+/// written to `report`; returns what it printed. Its cache of earlier findings stays beside
+/// `report`, in the test's temporary directory, so every run starts from the seed alone.
+pub fn run_schemathesis(spec: &Path, url: &str, report: &Path, settings: &[&str]) -> String {
+    let out = Command::new("python3")
+        .args(["-m", "schemathesis.cli", "run"])
+        .arg(spec)
+        .args(["--url", url])
+        .args(settings)
+        .args(["--workers", "1", "--seed", "1"])
+        .args(["--suppress-health-check", "all", "--report-dir"])
+        .arg(report)
+        .env("NO_COLOR", "1")
+        .current_dir(report.parent().unwrap())
+        .output()
+        .expect("run schemathesis");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The report in `dir` ending in `.ext`; `output` (schemathesis's) explains a missing one.
+pub fn schemathesis_report(dir: &Path, ext: &str, output: &str) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|_| panic!("no schemathesis report; its output:\n{output}"))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == ext))
+        .unwrap_or_else(|| panic!("no .{ext} report; its output:\n{output}"))
+}
+
+/// Runs `tests/ui/<script>` (Playwright driving Debian's headless Chromium) against `base`,
+/// with its screenshots in `<target>/tmp/<shots>/`, and asserts that it passed.
+pub fn run_browser_script(script: &str, base: &str, shots: &str) {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
+    let _ = std::fs::remove_dir_all(&shots);
+    println!("ui screenshots: {}", shots.display());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/ui")
+        .join(script);
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg(base)
+        .arg(&shots)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("run python3");
+    assert!(
+        status.success(),
+        "the browser test failed (see its output above); screenshots in {}",
+        shots.display()
+    );
+}
 
 /// Calls `f` until it returns Some, at most for `limit`.
 pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -238,7 +373,11 @@ impl Drop for KillOnDrop {
 /// Starts Debian's `prometheus` with `config` on a free port and its storage in `data`, and
 /// waits until it is ready; returns the process guard and its base URL.
 pub fn start_prometheus(config: &str, data: &Path) -> (KillOnDrop, String) {
-    let port = free_port();
+    start_prometheus_on(free_port(), config, data)
+}
+
+/// The same on a given port, for a `config` that must name Prometheus' own address.
+pub fn start_prometheus_on(port: u16, config: &str, data: &Path) -> (KillOnDrop, String) {
     let cfg = data.with_extension("yml");
     std::fs::write(&cfg, config).unwrap();
     let child = KillOnDrop(
@@ -253,11 +392,7 @@ pub fn start_prometheus(config: &str, data: &Path) -> (KillOnDrop, String) {
             .expect("start prometheus"),
     );
     let url = format!("http://127.0.0.1:{port}");
-    poll(Duration::from_secs(120), || {
-        httpc::get(&format!("{url}/-/ready"))
-            .ok()
-            .filter(|r| r.status == 200)
-    });
+    wait_ready(&url, Duration::from_secs(120));
     (child, url)
 }
 

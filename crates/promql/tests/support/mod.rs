@@ -1,6 +1,7 @@
 //! Test support: an in-memory `MetricReader` and the PromQL test-script runner.
 #![allow(dead_code)]
 
+pub mod held;
 pub mod script;
 
 use std::collections::BTreeMap;

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::config::{TlsConfig, TlsVersion};
 
@@ -73,10 +72,10 @@ pub fn client_config(tls: &TlsConfig) -> Result<ClientConfig, TlsSetupError> {
         (Some(cert), Some(key)) => {
             let chain = read_certs("cert_file", cert)?;
             let bytes = read("key_file", key)?;
-            let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsSetupError::Pem {
+            let key = meshlens_access::parse_key(&bytes).map_err(|e| TlsSetupError::Pem {
                 field: "key_file",
                 path: key.to_path_buf(),
-                reason: format!("no usable private key: {e}"),
+                reason: e.to_string(),
             })?;
             builder.with_client_auth_cert(chain, key)?
         }
@@ -125,18 +124,11 @@ fn read_certs(
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let bytes = read(field, path)?;
-    let pem_err = |reason: String| TlsSetupError::Pem {
+    meshlens_access::parse_certs(&bytes).map_err(|e| TlsSetupError::Pem {
         field,
         path: path.to_path_buf(),
-        reason,
-    };
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem_err("no PEM certificate in the file".into()));
-    }
-    Ok(certs)
+        reason: e.to_string(),
+    })
 }
 
 /// `insecure_skip_verify`: any certificate and any name are accepted; the handshake's

@@ -54,16 +54,7 @@ impl MetricReader for FederatedMetrics {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
-        let (tenants, rest) = self.plan(matchers);
-        let mut out = Vec::new();
-        for (id, r) in tenants {
-            for mut s in r.select(&rest, mint, maxt)? {
-                s.labels = with_tenant(&s.labels, id);
-                out.push(s);
-            }
-        }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        self.select_limited(matchers, mint, maxt, usize::MAX)
     }
 
     /// Each tenant gets what the budget has left after the tenants before it.

@@ -2,8 +2,9 @@
 
 use std::sync::atomic::Ordering;
 
+use meshlens_model::HeadCardinality;
+
 use super::Tsdb;
-use crate::head::HeadCardinality;
 
 impl Tsdb {
     /// The head's cardinality, `limit` entries per list (`/api/v1/status/tsdb`).
