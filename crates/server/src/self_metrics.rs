@@ -258,7 +258,7 @@ pub fn render_tenants(stacks: &[Arc<crate::tenants::TenantStack>], out: &mut Str
         (
             "meshlens_tenant_head_series",
             "Series in a tenant's head.",
-            |s| s.tsdb.stats().head_series,
+            |s| s.tsdb.head_series(),
         ),
         ("meshlens_tenant_spans", "Spans stored for a tenant.", |s| {
             s.spans.stats().spans

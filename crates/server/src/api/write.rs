@@ -148,7 +148,7 @@ fn apply_limits(
     });
     let max = l.limits.max_series_per_tenant;
     if let (Some(head), true) = (&s.head, max > 0) {
-        let existing = head.stats().head_series as usize;
+        let existing = head.head_series() as usize;
         let mut room = max.saturating_sub(existing);
         batch.retain(|t| {
             if head.contains_series(&t.labels) {

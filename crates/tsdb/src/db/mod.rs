@@ -273,7 +273,7 @@ impl Tsdb {
         let blocks = self.blocks.read();
         let c = &self.counters;
         TsdbStats {
-            head_series: self.head.num_series.load(Ordering::Relaxed),
+            head_series: self.head_series(),
             head_chunks: self.head.num_chunks(),
             samples_appended: c.appended.load(Ordering::Relaxed),
             rejected_out_of_order: c.rejected[0].load(Ordering::Relaxed),

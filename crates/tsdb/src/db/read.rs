@@ -18,6 +18,14 @@ impl Tsdb {
         self.head.lookup(labels).is_some()
     }
 
+    /// Series in the head: one atomic load, unlike [`Tsdb::stats`], which walks every series
+    /// to count chunks; the per-request series limit asks this.
+    pub fn head_series(&self) -> u64 {
+        self.head
+            .num_series
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Gathers matching series from the head and every overlapping block, merged by labels.
     /// Stops early, with an incomplete result, once `budget` is exceeded; the caller checks.
     fn gather(
