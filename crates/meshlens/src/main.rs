@@ -39,6 +39,12 @@ enum Command {
     Stats(cmd::stats::Args),
     /// Check Istio (and Kubernetes) YAML for mistakes, with Kiali's codes.
     Validate(cmd::validate::Args),
+    /// Generate multi-window, multi-burn-rate SLO alerting rules for mesh services.
+    Slo(cmd::slo::Args),
+    /// Run rule unit tests: `test rules FILE...` (promtool's format, output and exit codes).
+    Test(cmd::rules::TestArgs),
+    /// Validate `rules FILE...` or `config FILE...` as promtool does, with extra lints.
+    Check(cmd::rules::CheckArgs),
     /// Load generators and engine benchmarks used by the bench/ scripts.
     Bench(cmd::bench::Args),
 }
@@ -63,6 +69,9 @@ fn main() -> anyhow::Result<()> {
         Command::Graph(a) => cmd::graph::run(a),
         Command::Stats(a) => cmd::stats::run(a),
         Command::Validate(a) => cmd::validate::run(a),
+        Command::Slo(a) => cmd::slo::run(a),
+        Command::Test(a) => cmd::rules::run_test(a),
+        Command::Check(a) => cmd::rules::run_check(a),
         Command::Bench(a) => cmd::bench::run(a),
     }
 }

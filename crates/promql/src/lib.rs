@@ -1,5 +1,6 @@
 //! PromQL evaluation over the metrics storage trait (`meshlens_model::MetricReader`), with
-//! Prometheus 3 semantics: left-open ranges, 5-minute lookback, staleness markers.
+//! Prometheus 3 semantics: left-open ranges, 5-minute lookback, staleness markers
+//! (Prometheus 2's closed ranges on request: [`EngineOptions::closed_ranges`]).
 //! Parsing is the `promql-parser` crate's.
 //!
 //! Design decision: values are columnar. An instant-vector expression evaluates, for all
@@ -41,6 +42,12 @@ pub struct EngineOptions {
     /// Most queries evaluating at once (`--query.max-concurrency`); more wait for a slot
     /// until their timeout. Zero: no limit.
     pub max_concurrency: usize,
+    /// Prometheus 2's windows: a sample exactly at the window's start counts. Range
+    /// selectors and subqueries cover `[t - range, t]` and the lookback `[t - delta, t]`
+    /// instead of Prometheus 3's left-open `(t - range, t]`; rate extrapolation also takes
+    /// Prometheus 2's order (the counter's zero point before the extrapolation threshold).
+    /// For `meshlens test rules`, which must agree with promtool 2.x.
+    pub closed_ranges: bool,
 }
 
 impl Default for EngineOptions {
@@ -51,6 +58,7 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60_000,
             max_concurrency: 20,
+            closed_ranges: false,
         }
     }
 }

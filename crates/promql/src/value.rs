@@ -48,12 +48,15 @@ pub(crate) struct RangeSeries {
     pub samples: Vec<Sample>,
 }
 
-/// A range vector: series plus, per step, the window `(end - range, end]`.
+/// A range vector: series plus, per step, the window `(end - range, end]`, or
+/// `[end - range, end]` when `closed` (Prometheus 2).
 #[derive(Clone, Debug)]
 pub(crate) struct Matrix {
     pub series: Vec<RangeSeries>,
     pub range: i64,
     pub ends: Vec<i64>,
+    /// A sample exactly at a window's start belongs to it ([`crate::EngineOptions::closed_ranges`]).
+    pub closed: bool,
 }
 
 impl Matrix {
@@ -61,7 +64,11 @@ impl Matrix {
     pub fn window<'a>(&self, s: &'a RangeSeries, i: usize) -> &'a [Sample] {
         let end = self.ends[i];
         let start = end - self.range;
-        let lo = s.samples.partition_point(|x| x.t <= start);
+        let lo = if self.closed {
+            s.samples.partition_point(|x| x.t < start)
+        } else {
+            s.samples.partition_point(|x| x.t <= start)
+        };
         let hi = s.samples.partition_point(|x| x.t <= end);
         &s.samples[lo..hi.max(lo)]
     }

@@ -6,10 +6,12 @@
 //! storage (flushes and syncs the WAL, persists the head). Ingest always stops before
 //! storage closes, so nothing acknowledged is lost.
 
+mod alerting;
 mod api;
 pub mod config;
 mod discovery;
 mod limits;
+mod rules;
 mod scrape;
 mod self_metrics;
 mod status;
@@ -27,6 +29,7 @@ use meshlens_spanstore::SpanStore;
 use meshlens_tsdb::TsdbOptions;
 
 pub use config::Config;
+pub use rules::RuleOptions;
 pub use self_metrics::SelfMetrics;
 
 #[derive(Clone, Debug)]
@@ -67,6 +70,8 @@ pub struct ServerOptions {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The rule engine, notifier and probes.
+    pub rules: RuleOptions,
 }
 
 impl Default for ServerOptions {
@@ -94,6 +99,7 @@ impl Default for ServerOptions {
             max_connections: 512,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            rules: RuleOptions::default(),
         }
     }
 }
@@ -122,6 +128,8 @@ pub enum ServerError {
     SpanStore(#[from] meshlens_spanstore::SpanStoreError),
     #[error("web config: {0}")]
     WebConfig(#[from] meshlens_access::WebConfigError),
+    #[error("loading rules: {0}")]
+    Rules(#[from] rules::LoadError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -209,9 +217,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         config_status: Default::default(),
         status: None,
     };
+    let config_status = prom_status.config_status.clone();
     let shared = Arc::new(tenants::Shared {
         opts: opts.clone(),
-        engine,
+        engine: engine.clone(),
         metrics: metrics.clone(),
         limits: limits.clone(),
         prom_status,
@@ -221,14 +230,19 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let tenants = tenants::Tenants::open(shared).await?;
     let main = tenants.scrape_stack();
     let scrape = scrape::ScrapeManager::start(&cfg, main.tsdb.clone(), metrics.clone());
+    let rules = rules::RuleRuntime::start(&opts, &cfg, engine, main.clone())?;
     let access = Arc::new(meshlens_access::AccessMetrics::default());
     let state = Arc::new(api::GlobalState {
         tenants: tenants.clone(),
-        scrape,
+        scrape: parking_lot::RwLock::new(scrape),
         metrics,
         access: access.clone(),
         limits,
         ready: Default::default(),
+        rules,
+        lifecycle: opts.rules.enable_lifecycle,
+        config_status,
+        config: parking_lot::Mutex::new(cfg),
     });
     let listener_opts = |name: &'static str| meshlens_access::ListenerOptions {
         name,
@@ -317,11 +331,18 @@ impl RunningServer {
         self.otlp_http_addr
     }
 
-    /// Orderly shutdown: scraping, then the listeners (in-flight requests finish), then each
-    /// tenant's side tasks and storage.
+    /// Re-reads the config file and what it names (SIGHUP); on error the running state stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        self.state.reload().await.map_err(|e| e.to_string())
+    }
+
+    /// Orderly shutdown: scraping and rules, then the listeners (in-flight requests finish),
+    /// then each tenant's side tasks and storage.
     pub async fn shutdown(mut self) {
         self.state.ready.store(false, Ordering::Release);
-        self.state.scrape.stop().await;
+        let scrape = self.state.scrape.read().clone();
+        scrape.stop().await;
+        self.state.rules.stop().await;
         let _ = self.http_stop.send(true);
         for l in self.listeners.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(30), l).await;

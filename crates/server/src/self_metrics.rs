@@ -50,11 +50,25 @@ pub struct SelfMetrics {
     pub http_requests: CounterVec,
     /// Requests refused before reaching a tenant: missing or invalid `X-Scope-OrgID`.
     pub tenant_refusals: CounterVec,
+    /// Whether the latest config (re)load succeeded, and when (Prometheus's names).
+    pub last_reload_successful: std::sync::atomic::AtomicBool,
+    pub last_reload_success_ms: AtomicU64,
 }
 
 impl SelfMetrics {
     pub fn new() -> Arc<Self> {
-        Arc::new(SelfMetrics::default())
+        let m = SelfMetrics::default();
+        m.config_reloads(true);
+        Arc::new(m)
+    }
+
+    /// Records a config load's outcome.
+    pub fn config_reloads(&self, ok: bool) {
+        self.last_reload_successful.store(ok, Ordering::Relaxed);
+        if ok {
+            self.last_reload_success_ms
+                .store(meshlens_model::time::now_ms().max(0) as u64, Ordering::Relaxed);
+        }
     }
 
     /// Renders everything in the text format, with storage figures read at the moment.
@@ -100,6 +114,20 @@ impl SelfMetrics {
                 format_value(v)
             ));
         };
+        gauge(
+            &mut out,
+            "prometheus_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+            "gauge",
+            f64::from(u8::from(self.last_reload_successful.load(Ordering::Relaxed))),
+        );
+        gauge(
+            &mut out,
+            "prometheus_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload.",
+            "gauge",
+            self.last_reload_success_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        );
         gauge(
             &mut out,
             "meshlens_tsdb_head_series",

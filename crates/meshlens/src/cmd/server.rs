@@ -86,6 +86,37 @@ pub struct Args {
     pub scrape_tenant: String,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+/// The rule engine, Alertmanager notifications, SLOs and probes (Prometheus's flag names).
+#[derive(clap::Args)]
+pub struct RuleArgs {
+    /// Longest downtime after which an alert's `for` progress is still restored.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h")]
+    pub for_outage_tolerance: String,
+    /// Least time between a restart and an alert firing whose `for` was restored.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m")]
+    pub for_grace_period: String,
+    /// Least time between resending an alert to Alertmanager.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
+    pub resend_delay: String,
+    /// Alerts queued for Alertmanager at most; older ones are dropped (and counted).
+    #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = 10_000)]
+    pub notification_queue_capacity: usize,
+    /// Allow `POST /-/reload` (SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+    /// The URL users reach the server at: the base of alerts' generator URLs.
+    #[arg(long = "web.external-url", default_value = "")]
+    pub external_url: String,
+    /// Service level objectives: multi-window burn-rate alerts are generated and loaded.
+    #[arg(long = "slo")]
+    pub slo: Option<PathBuf>,
+    /// Blackbox probes, beside the config's `probes:`.
+    #[arg(long = "probes")]
+    pub probes: Option<PathBuf>,
 }
 
 /// Per-tenant limits, with Mimir's defaults (0: no limit).
@@ -200,6 +231,26 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .map_err(|e| anyhow::anyhow!("--multitenancy.scrape-tenant: {e}"))?;
     opts.scrape_tenant = args.scrape_tenant.clone();
     opts.limits = args.limits.to_limits();
+    let r = &args.rules;
+    let duration = |flag: &str, v: &str| {
+        parse_duration(v)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--{flag}"))
+    };
+    opts.rules = meshlens_server::RuleOptions {
+        outage_tolerance: duration("rules.alert.for-outage-tolerance", &r.for_outage_tolerance)?,
+        grace_period: duration("rules.alert.for-grace-period", &r.for_grace_period)?,
+        resend_delay: duration("rules.alert.resend-delay", &r.resend_delay)?,
+        notification_queue_capacity: r.notification_queue_capacity.max(1),
+        external_url: if r.external_url.is_empty() {
+            format!("http://{}", args.listen)
+        } else {
+            r.external_url.trim_end_matches('/').to_string()
+        },
+        slo_file: r.slo.clone(),
+        probes_file: r.probes.clone(),
+        enable_lifecycle: r.enable_lifecycle,
+    };
     opts.flags = flags(args);
     Ok(opts)
 }
@@ -218,6 +269,7 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
             .unwrap_or_default()
     };
     let limits = &args.limits;
+    let r = &args.rules;
     table! {
         "listen" => args.listen,
         "data-dir" => args.data_dir.display(),
@@ -248,6 +300,14 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
         "limits.ingestion-burst-size" => limits.ingestion_burst_size,
         "limits.spans-ingestion-rate" => limits.spans_ingestion_rate,
         "limits.spans-ingestion-burst-size" => limits.spans_ingestion_burst_size,
+        "rules.alert.for-outage-tolerance" => r.for_outage_tolerance,
+        "rules.alert.for-grace-period" => r.for_grace_period,
+        "rules.alert.resend-delay" => r.resend_delay,
+        "alertmanager.notification-queue-capacity" => r.notification_queue_capacity,
+        "web.enable-lifecycle" => r.enable_lifecycle,
+        "web.external-url" => r.external_url,
+        "slo" => path(&r.slo),
+        "probes" => path(&r.probes),
     }
 }
 
@@ -263,7 +323,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         println!("meshlens OTLP/HTTP listening on http://{a}");
     }
     println!("meshlens server listening on http://{}", server.addr());
-    wait_for_signal().await;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hup.recv() => {
+                // The outcome is logged and shown in /api/v1/status/runtimeinfo.
+                let _ = server.reload().await;
+            }
+        }
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())

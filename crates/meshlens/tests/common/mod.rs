@@ -378,6 +378,16 @@ pub fn start_prometheus(config: &str, data: &Path) -> (KillOnDrop, String) {
 
 /// The same on a given port, for a `config` that must name Prometheus' own address.
 pub fn start_prometheus_on(port: u16, config: &str, data: &Path) -> (KillOnDrop, String) {
+    start_prometheus_with(port, config, data, &[])
+}
+
+/// The same with more flags (`--web.enable-remote-write-receiver`, rule flags).
+pub fn start_prometheus_with(
+    port: u16,
+    config: &str,
+    data: &Path,
+    extra: &[&str],
+) -> (KillOnDrop, String) {
     let cfg = data.with_extension("yml");
     std::fs::write(&cfg, config).unwrap();
     let child = KillOnDrop(
@@ -386,6 +396,7 @@ pub fn start_prometheus_on(port: u16, config: &str, data: &Path) -> (KillOnDrop,
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg("--storage.tsdb.retention.time=100y")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -393,6 +404,33 @@ pub fn start_prometheus_on(port: u16, config: &str, data: &Path) -> (KillOnDrop,
     );
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&url, Duration::from_secs(120));
+    (child, url)
+}
+
+/// Starts Debian's `prometheus-alertmanager` (no clustering, a receiver that sends nowhere)
+/// with its storage in `dir`, and waits until it is ready; returns the guard and base URL.
+pub fn start_alertmanager(dir: &Path) -> (KillOnDrop, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = dir.join("alertmanager.yml");
+    std::fs::write(
+        &cfg,
+        "route:\n  receiver: nowhere\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: nowhere\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let child = KillOnDrop(
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus-alertmanager"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url, Duration::from_secs(60));
     (child, url)
 }
 

@@ -1,6 +1,7 @@
 //! The server's own HTTP routes: remote write ingest, targets, health and self-metrics. The
 //! query API is `meshlens-prom-api`'s router, merged beside these.
 
+mod rules;
 mod targets;
 mod write;
 
@@ -35,11 +36,54 @@ pub struct AppState {
 /// What the routes outside any tenant use: health, readiness, self-metrics, targets.
 pub struct GlobalState {
     pub tenants: Arc<crate::tenants::Tenants>,
-    pub scrape: Arc<ScrapeManager>,
+    /// Replaced whole when a reload changes the scrape config.
+    pub scrape: parking_lot::RwLock<Arc<ScrapeManager>>,
     pub metrics: Arc<SelfMetrics>,
     pub access: Arc<meshlens_access::AccessMetrics>,
     pub limits: Arc<crate::limits::IngestLimits>,
     pub ready: AtomicBool,
+    pub rules: Arc<crate::rules::RuleRuntime>,
+    /// `--web.enable-lifecycle`.
+    pub lifecycle: bool,
+    /// What `/api/v1/status/runtimeinfo` reports of the latest (re)load.
+    pub config_status: meshlens_prom_api::SharedConfigStatus,
+    /// The config as last loaded, to tell whether a reload changed the scrape part.
+    pub config: parking_lot::Mutex<crate::config::Config>,
+}
+
+impl GlobalState {
+    /// Re-reads the config file and everything it names (rules, SLOs, probes, Alertmanagers,
+    /// scrape jobs); on error the running state stays and the error is returned.
+    pub async fn reload(&self) -> Result<(), crate::rules::LoadError> {
+        let result = self.reload_inner().await;
+        let mut st = self.config_status.write().unwrap_or_else(|e| e.into_inner());
+        st.success = result.is_ok();
+        if result.is_ok() {
+            st.last_load = std::time::SystemTime::now();
+        }
+        self.metrics.config_reloads(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("config reloaded"),
+            Err(e) => tracing::error!(error = %e, "config reload failed; the last good config keeps running"),
+        }
+        result
+    }
+
+    async fn reload_inner(&self) -> Result<(), crate::rules::LoadError> {
+        let cfg = self.rules.reload().await?;
+        let scrape_changed = {
+            let old = self.config.lock();
+            old.scrape_configs != cfg.scrape_configs || old.global != cfg.global
+        };
+        if scrape_changed {
+            let main = self.tenants.scrape_stack();
+            let new = crate::scrape::ScrapeManager::start(&cfg, main.tsdb.clone(), self.metrics.clone());
+            let old = std::mem::replace(&mut *self.scrape.write(), new);
+            old.stop().await;
+        }
+        *self.config.lock() = cfg;
+        Ok(())
+    }
 }
 
 /// Remote write and validations: a tenant's own routes.
@@ -59,6 +103,11 @@ pub fn tenant_router(state: Arc<AppState>) -> Router {
 pub fn global_router(state: Arc<GlobalState>) -> Router {
     Router::new()
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
+        .route("/api/v1/alertmanagers", get(rules::alertmanagers))
+        .route("/api/v1/slos", get(rules::slos))
+        .route("/-/reload", post(rules::reload).put(rules::reload))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "meshlens is Healthy.\n" }))
         .route("/-/ready", get(ready))
@@ -103,6 +152,8 @@ async fn self_metrics(State(s): State<Arc<GlobalState>>) -> Response {
     }
     s.access.render(&mut body);
     s.limits.render(&mut body);
+    s.rules.manager.render_metrics(&mut body);
+    s.rules.notifier.render_metrics(&mut body);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -18,6 +18,7 @@ pub async fn targets(
     let state = p.get("state").map(String::as_str).unwrap_or("any");
     let active: Vec<Value> = if matches!(state, "any" | "active" | "") {
         s.scrape
+            .read()
             .active_targets()
             .into_iter()
             .map(|t| {
@@ -41,6 +42,7 @@ pub async fn targets(
     };
     let dropped: Vec<Value> = if matches!(state, "any" | "dropped" | "") {
         s.scrape
+            .read()
             .dropped_targets()
             .into_iter()
             .map(|(_, l)| json!({"discoveredLabels": labels_json(&l)}))

@@ -3,10 +3,13 @@
 //! Parsed in two steps, as a raw YAML tree then typed: every field the raw tree has that
 //! meshlens does not act on is returned as a warning naming its path, never ignored silently.
 
+pub mod alerting;
+mod client;
 mod duration;
 pub mod relabel;
 mod secret;
 
+pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use duration::{format_duration, parse_duration};
 pub use secret::{redact_url, Secret, SecretString, REDACTED};
 
@@ -124,11 +127,24 @@ pub struct ScrapeConfig {
 pub struct Config {
     pub global: GlobalConfig,
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// `rule_files` patterns as written (globs, relative to the config file's directory).
+    pub rule_files: Vec<String>,
+    pub alerting: AlertingConfig,
+    /// `probes:` as raw YAML; the probe crate reads it.
+    pub probes: Option<Value>,
     /// The file as loaded with every credential replaced by `<secret>`, for
     /// `/api/v1/status/config`; the raw text is never kept.
     pub redacted_yaml: String,
 }
 
+/// Top-level keys meshlens reads; any other is warned about.
+const ROOT_KEYS: &[&str] = &[
+    "global",
+    "scrape_configs",
+    "rule_files",
+    "alerting",
+    "probes",
+];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
     "scrape_timeout",
@@ -155,14 +171,6 @@ const SCRAPE_KEYS: &[&str] = &[
     "sample_limit",
     "tls_config",
 ];
-const TLS_KEYS: &[&str] = &[
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "server_name",
-    "insecure_skip_verify",
-    "min_version",
-];
 
 /// Parses a config file's text; returns the config and one warning per unsupported field.
 pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<String>), ConfigError> {
@@ -187,7 +195,7 @@ pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<String>), ConfigErro
     };
     for (k, _) in &root_map {
         let key = k.as_str().unwrap_or("?");
-        if key != "global" && key != "scrape_configs" {
+        if !ROOT_KEYS.contains(&key) {
             warnings.push(format!("{key}: not supported by meshlens yet; ignored"));
         }
     }
@@ -227,7 +235,8 @@ pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<String>), ConfigErro
                 .as_mapping()
                 .ok_or_else(|| invalid(&path, "must be a mapping".into()))?;
             warn_unknown(m, SCRAPE_KEYS, &path, &mut warnings);
-            let job = scrape_config(m, &global, &path).map_err(|(p, e)| invalid(&p, e))?;
+            let job =
+                scrape_config(m, &global, &path, &mut warnings).map_err(|(p, e)| invalid(&p, e))?;
             if scrape_configs
                 .iter()
                 .any(|c: &ScrapeConfig| c.job_name == job.job_name)
@@ -243,10 +252,22 @@ pub fn parse(text: &str, file: &str) -> Result<(Config, Vec<String>), ConfigErro
             scrape_configs.push(job);
         }
     }
+    let rule_files = match root_map.get("rule_files") {
+        None => Vec::new(),
+        Some(v) => string_list(v).map_err(|e| invalid("rule_files", e))?,
+    };
+    let alerting = match root_map.get("alerting") {
+        None | Some(Value::Null) => AlertingConfig::default(),
+        Some(v) => alerting::parse(v, &mut warnings).map_err(|(p, e)| invalid(&p, e))?,
+    };
+    let probes = root_map.get("probes").filter(|v| !v.is_null()).cloned();
     Ok((
         Config {
             global,
             scrape_configs,
+            rule_files,
+            alerting,
+            probes,
             redacted_yaml: redacted_yaml(&root, text.trim().is_empty()),
         },
         warnings,
@@ -324,6 +345,7 @@ fn scrape_config(
     m: &serde_yaml_ng::Mapping,
     g: &GlobalConfig,
     path: &str,
+    warnings: &mut Vec<String>,
 ) -> Result<ScrapeConfig, (String, String)> {
     let at = |f: &str| format!("{path}.{f}");
     let str_field = |f: &str| -> Result<Option<String>, (String, String)> {
@@ -361,57 +383,7 @@ fn scrape_config(
     if scheme != "http" && scheme != "https" {
         return Err((at("scheme"), format!("unsupported scheme {scheme:?}")));
     }
-    let mut tls = TlsConfig::default();
-    if let Some(t) = m.get("tls_config") {
-        let t = t
-            .as_mapping()
-            .ok_or((at("tls_config"), "must be a mapping".into()))?;
-        for (k, _) in t {
-            let k = k.as_str().unwrap_or("?");
-            if !TLS_KEYS.contains(&k) {
-                tracing::warn!(job = %job_name, "config: {path}.tls_config.{k}: not supported by meshlens yet; ignored");
-            }
-        }
-        let text = |k: &str| -> Result<Option<String>, (String, String)> {
-            match t.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if s.is_empty() => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err((at(&format!("tls_config.{k}")), "must be a string".into())),
-            }
-        };
-        let file = |k: &str| text(k).map(|v| v.map(PathBuf::from));
-        let min_version = match text("min_version")? {
-            None => None,
-            Some(v) => Some(TlsVersion::parse(&v).ok_or((
-                at("tls_config.min_version"),
-                format!("unknown TLS version {v:?}; use TLS10, TLS11, TLS12 or TLS13"),
-            ))?),
-        };
-        tls = TlsConfig {
-            ca_file: file("ca_file")?,
-            cert_file: file("cert_file")?,
-            key_file: file("key_file")?,
-            server_name: text("server_name")?,
-            insecure_skip_verify: match t.get("insecure_skip_verify") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => {
-                    return Err((
-                        at("tls_config.insecure_skip_verify"),
-                        "must be true or false".into(),
-                    ))
-                }
-            },
-            min_version,
-        };
-        if tls.cert_file.is_some() != tls.key_file.is_some() {
-            return Err((
-                at("tls_config"),
-                "cert_file and key_file must be configured together".into(),
-            ));
-        }
-    }
+    let tls = client::tls_config(m, path, warnings)?;
     let mut params = BTreeMap::new();
     if let Some(Value::Mapping(p)) = m.get("params") {
         for (k, v) in p {
@@ -424,126 +396,9 @@ fn scrape_config(
             );
         }
     }
-    let mut static_configs = Vec::new();
-    if let Some(v) = m.get("static_configs") {
-        let list = v.as_sequence().cloned().unwrap_or_default();
-        for (i, sc) in list.iter().enumerate() {
-            let p = at(&format!("static_configs[{i}]"));
-            let targets = sc
-                .get("targets")
-                .map(string_list)
-                .transpose()
-                .map_err(|e| (p.clone(), e))?
-                .unwrap_or_default();
-            let labels = sc
-                .get("labels")
-                .map(string_map)
-                .transpose()
-                .map_err(|e| (p.clone(), e))?
-                .unwrap_or_default();
-            static_configs.push(StaticConfig { targets, labels });
-        }
-    }
-    let mut file_sd_configs = Vec::new();
-    if let Some(v) = m.get("file_sd_configs") {
-        for (i, fc) in v
-            .as_sequence()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            let p = at(&format!("file_sd_configs[{i}]"));
-            let files = fc
-                .get("files")
-                .map(string_list)
-                .transpose()
-                .map_err(|e| (p.clone(), e))?
-                .unwrap_or_default();
-            let refresh_interval = match fc.get("refresh_interval") {
-                Some(v) => dur(v, "").map_err(|e| (p.clone(), e))?,
-                None => Duration::from_secs(300),
-            };
-            file_sd_configs.push(FileSdConfig {
-                files,
-                refresh_interval,
-            });
-        }
-    }
-    let mut auth = Auth::None;
-    if let Some(b) = m.get("basic_auth") {
-        let username = b
-            .get("username")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let password = match (
-            b.get("password").and_then(Value::as_str),
-            b.get("password_file").and_then(Value::as_str),
-        ) {
-            (Some(p), None) => Secret::inline(p),
-            (None, Some(f)) => Secret::File(f.into()),
-            (None, None) => Secret::inline(""),
-            (Some(_), Some(_)) => {
-                return Err((
-                    at("basic_auth"),
-                    "at most one of password and password_file must be configured".into(),
-                ))
-            }
-        };
-        auth = Auth::Basic { username, password };
-    }
-    let bearer = match (str_field("bearer_token")?, str_field("bearer_token_file")?) {
-        (Some(t), _) => Some(Secret::inline(t)),
-        (None, Some(f)) => Some(Secret::File(f.into())),
-        _ => None,
-    };
-    if let Some(a) = m.get("authorization") {
-        let kind = a
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("Bearer")
-            .to_string();
-        let credentials = match (
-            a.get("credentials").and_then(Value::as_str),
-            a.get("credentials_file").and_then(Value::as_str),
-        ) {
-            (Some(c), _) => Secret::inline(c),
-            (None, Some(f)) => Secret::File(f.into()),
-            (None, None) => Secret::inline(""),
-        };
-        if auth != Auth::None {
-            return Err((
-                at("authorization"),
-                "at most one of basic_auth and authorization must be configured".into(),
-            ));
-        }
-        auth = Auth::Authorization { kind, credentials };
-    } else if let Some(b) = bearer {
-        if auth != Auth::None {
-            return Err((
-                at("bearer_token"),
-                "at most one of basic_auth and bearer_token must be configured".into(),
-            ));
-        }
-        auth = Auth::Authorization {
-            kind: "Bearer".into(),
-            credentials: b,
-        };
-    }
-    let relabel = |f: &str| -> Result<Vec<RelabelConfig>, (String, String)> {
-        match m.get(f) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Sequence(s)) => s
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    RelabelConfig::from_yaml(r).map_err(|e| (at(&format!("{f}[{i}]")), e))
-                })
-                .collect(),
-            Some(_) => Err((at(f), "must be a list".into())),
-        }
-    };
+    let static_configs = client::static_configs(m, path)?;
+    let file_sd_configs = client::file_sd_configs(m, path)?;
+    let auth = client::auth(m, path)?;
     let sample_limit = match m.get("sample_limit") {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
         _ => 0,
@@ -560,8 +415,8 @@ fn scrape_config(
         file_sd_configs,
         auth,
         tls,
-        relabel_configs: relabel("relabel_configs")?,
-        metric_relabel_configs: relabel("metric_relabel_configs")?,
+        relabel_configs: client::relabel_list(m, path, "relabel_configs")?,
+        metric_relabel_configs: client::relabel_list(m, path, "metric_relabel_configs")?,
         sample_limit,
         job_name,
     })

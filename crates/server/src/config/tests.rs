@@ -13,9 +13,15 @@ fn a_real_prometheus_config_loads_with_warnings() {
     assert!(matches!(node.auth, Auth::Basic { .. }));
     assert_eq!(node.relabel_configs.len(), 1);
     assert_eq!(node.metric_relabel_configs.len(), 1);
+    assert_eq!(cfg.rule_files, ["rules/*.yml"]);
+    assert_eq!(cfg.alerting.alertmanagers.len(), 1);
+    assert_eq!(
+        cfg.alerting.alertmanagers[0].static_configs[0].targets,
+        ["alertmanager:9093"]
+    );
     let joined = warnings.join("\n");
-    assert!(joined.contains("rule_files"), "{joined}");
-    assert!(joined.contains("alerting"), "{joined}");
+    assert!(!joined.contains("rule_files"), "{joined}");
+    assert!(!joined.contains("alerting"), "{joined}");
     assert!(
         joined.contains("scrape_configs[2].kubernetes_sd_configs"),
         "{joined}"
@@ -108,4 +114,144 @@ fn bad_tls_config_names_the_field() {
         err.contains("scrape_configs[0].tls_config.min_version"),
         "{err}"
     );
+}
+
+#[test]
+fn alerting_rule_files_and_probes_load() {
+    let text = "\
+rule_files: [rules/*.yml, /etc/extra.yml]
+probes: {modules: {http_2xx: {prober: http}}}
+alerting:
+  alert_relabel_configs:
+    - {source_labels: [severity], regex: debug, action: drop}
+  alertmanagers:
+    - scheme: https
+      path_prefix: /am
+      timeout: 5s
+      api_version: v2
+      basic_auth: {username: u, password: am-pw-1}
+      tls_config: {ca_file: ca.pem, server_name: am.example, insecure_skip_verify: true}
+      static_configs: [{targets: ['a:9093', 'b:9093']}]
+      file_sd_configs: [{files: [am/*.json], refresh_interval: 30s}]
+      relabel_configs: [{action: keep, source_labels: [x]}]
+      dns_sd_configs: [{names: [am.example]}]
+    - bearer_token_file: /run/token
+    - authorization: {type: Token, credentials: am-cred-2}
+";
+    let (cfg, warnings) = parse(text, "a.yml").unwrap();
+    assert_eq!(cfg.rule_files, ["rules/*.yml", "/etc/extra.yml"]);
+    assert!(cfg
+        .probes
+        .as_ref()
+        .is_some_and(|p| p.get("modules").is_some()));
+    let a = &cfg.alerting;
+    assert_eq!(a.alert_relabel_configs.len(), 1);
+    let am = &a.alertmanagers[0];
+    assert_eq!(
+        (
+            am.scheme.as_str(),
+            am.path_prefix.as_str(),
+            am.timeout,
+            am.api_version.as_str()
+        ),
+        ("https", "/am", Duration::from_secs(5), "v2")
+    );
+    assert!(matches!(&am.auth, Auth::Basic { username, .. } if username == "u"));
+    assert_eq!(am.tls.server_name.as_deref(), Some("am.example"));
+    assert!(am.tls.insecure_skip_verify);
+    assert_eq!(am.static_configs[0].targets, ["a:9093", "b:9093"]);
+    assert_eq!(
+        am.file_sd_configs[0].refresh_interval,
+        Duration::from_secs(30)
+    );
+    // Prometheus's defaults.
+    let d = &a.alertmanagers[1];
+    assert_eq!(
+        (
+            d.scheme.as_str(),
+            d.path_prefix.as_str(),
+            d.timeout,
+            d.api_version.as_str()
+        ),
+        ("http", "", Duration::from_secs(10), "v2")
+    );
+    assert_eq!(
+        d.auth,
+        Auth::Authorization {
+            kind: "Bearer".into(),
+            credentials: Secret::File("/run/token".into())
+        }
+    );
+    assert!(
+        matches!(&a.alertmanagers[2].auth, Auth::Authorization { kind, .. } if kind == "Token")
+    );
+    // Known to Prometheus but not acted on: warned, by path.
+    let joined = warnings.join("\n");
+    for w in [
+        "alerting.alertmanagers[0].relabel_configs",
+        "alerting.alertmanagers[0].dns_sd_configs",
+    ] {
+        assert!(joined.contains(w), "{w} in {joined}");
+    }
+    assert_eq!(warnings.len(), 2, "{joined}");
+    // Credentials hidden from the status page, kept for sending.
+    for leaked in ["am-pw-1", "am-cred-2"] {
+        assert!(!cfg.redacted_yaml.contains(leaked), "{}", cfg.redacted_yaml);
+        assert!(!format!("{cfg:?}").contains(leaked));
+    }
+    assert!(cfg.redacted_yaml.contains("/run/token"));
+}
+
+#[test]
+fn bad_alerting_configs_name_where() {
+    for (text, needles) in [
+        (
+            "alerting: {alertmanagers: [{static_config: [{targets: [a]}]}]}",
+            &["alerting.alertmanagers[0].static_config", "unknown field"][..],
+        ),
+        (
+            "alerting: {alertmanager: []}",
+            &["alerting.alertmanager", "unknown field"],
+        ),
+        (
+            "alerting: {alertmanagers: [{api_version: v1}]}",
+            &["alerting.alertmanagers[0].api_version", "use v2"],
+        ),
+        (
+            "alerting: {alertmanagers: [{api_version: v3}]}",
+            &["alerting.alertmanagers[0].api_version", "\"v3\""],
+        ),
+        (
+            "alerting: {alert_relabel_configs: [{action: keep, regex: '('}]}",
+            &["alerting.alert_relabel_configs[0]", "invalid regex"],
+        ),
+        (
+            "alerting: {alert_relabel_configs: [{action: replace}]}",
+            &["alerting.alert_relabel_configs[0]", "target_label"],
+        ),
+        (
+            "alerting: {alertmanagers: [{timeout: soon}]}",
+            &["alerting.alertmanagers[0].timeout"],
+        ),
+        (
+            "alerting: {alertmanagers: [{scheme: ftp}]}",
+            &["alerting.alertmanagers[0].scheme"],
+        ),
+        (
+            "alerting: {alertmanagers: [{basic_auth: {username: u, password: p}, bearer_token: t}]}",
+            &["alerting.alertmanagers[0].bearer_token", "at most one"],
+        ),
+        (
+            "alerting: {alertmanagers: [{tls_config: {cert_file: c.pem}}]}",
+            &["alerting.alertmanagers[0].tls_config", "together"],
+        ),
+        ("alerting: {alertmanagers: {}}", &["alerting.alertmanagers", "list"]),
+        ("alerting: [1]", &["alerting", "mapping"]),
+        ("rule_files: rules.yml", &["rule_files", "list"]),
+    ] {
+        let err = parse(text, "bad.yml").unwrap_err().to_string();
+        for needle in needles {
+            assert!(err.contains(needle), "{text}: {err} lacks {needle}");
+        }
+    }
 }

@@ -46,6 +46,8 @@ static ASSETS: &[Asset] = &[
     asset!("js/chart.js", JS),
     asset!("js/graph-data.js", JS),
     asset!("js/graph-layout.js", JS),
+    asset!("js/alert-match.js", JS),
+    asset!("js/alert-ui.js", JS),
     asset!("js/state/url.js", JS),
     asset!("js/state/tenant.js", JS),
     asset!("js/views/overview.js", JS),
@@ -55,6 +57,9 @@ static ASSETS: &[Asset] = &[
     asset!("js/views/metrics.js", JS),
     asset!("js/views/stats.js", JS),
     asset!("js/views/config.js", JS),
+    asset!("js/views/alerts.js", JS),
+    asset!("js/views/alert-rules.js", JS),
+    asset!("js/views/alert-slos.js", JS),
 ];
 
 /// Changes with every build of the assets: their total length and a cheap hash.

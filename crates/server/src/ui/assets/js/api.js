@@ -150,6 +150,15 @@ export const graph = (params) => getJSON(`/api/v1/graph?${qs(params)}`);
 export const stats = (params) => getJSON(`/api/v1/stats?${qs(params)}`);
 export const validations = () => getJSON('/api/v1/validations');
 
+// ---- rules, alerts and SLOs -------------------------------------------------------------
+
+/** `data` of Prometheus's `/api/v1/alerts`: {alerts: [{labels, annotations, state, activeAt, value}]}. */
+export const alerts = (opts) => getJSON('/api/v1/alerts', opts).then((b) => b?.data || { alerts: [] });
+/** `data` of Prometheus's `/api/v1/rules`: {groups: [{name, file, interval, rules: [...]}]}. */
+export const rules = (opts) => getJSON('/api/v1/rules', opts).then((b) => b?.data || { groups: [] });
+/** `data` of meshlens's `/api/v1/slos`: {slos: [{service, namespace, objective, values, alerts}]}. */
+export const slos = (opts) => getJSON('/api/v1/slos', opts).then((b) => b?.data || { slos: [] });
+
 /** Prometheus-style selectors are built from user values: escape them. */
 export function esc(v) {
   return String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');

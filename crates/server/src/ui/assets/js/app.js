@@ -10,9 +10,10 @@ import * as topology from './views/topology.js';
 import * as traces from './views/traces.js';
 import * as metrics from './views/metrics.js';
 import * as stats from './views/stats.js';
+import * as alerts from './views/alerts.js';
 import * as config from './views/config.js';
 
-const VIEWS = { overview, topology, traces, metrics, stats, config };
+const VIEWS = { overview, topology, traces, metrics, stats, alerts, config };
 const main = document.getElementById('view');
 const nav = document.getElementById('nav');
 const controls = document.getElementById('controls');

@@ -51,3 +51,44 @@ export function parseDuration(text) {
   const unit = (m[2] || 'ms').toLowerCase();
   return n * { us: 0.001, 'µs': 0.001, ms: 1, s: 1000, m: 60000, h: 3600000 }[unit];
 }
+
+/** Seconds as a Prometheus-style duration: 90 → "1m30s", 3600 → "1h", 0 → "0s". */
+export function duration(seconds) {
+  const v = Number(seconds);
+  if (!Number.isFinite(v) || v < 0) return '–';
+  if (v > 0 && v < 1) return ms(v * 1000);
+  let rest = Math.round(v);
+  if (!rest) return '0s';
+  let out = '';
+  for (const [unit, n] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]]) {
+    if (rest >= n) { out += `${Math.floor(rest / n)}${unit}`; rest %= n; }
+  }
+  return out;
+}
+
+/**
+ * An RFC 3339 time (Go's JSON, up to nanoseconds) as ms since the epoch; null for Go's zero
+ * time ("never") or anything unparsable.
+ */
+export function parseTime(text) {
+  if (!text || /^0001-01-01/.test(text)) return null;
+  // Date.parse wants at most milliseconds.
+  const t = Date.parse(String(text).replace(/(\.\d{3})\d+/, '$1'));
+  return Number.isFinite(t) ? t : null;
+}
+
+/** How long ago `msSinceEpoch` was, coarsely: "45s", "3m 20s", "2h 5m", "3d 4h"; "never" for null. */
+export function ago(msSinceEpoch, now = Date.now()) {
+  if (msSinceEpoch === null || msSinceEpoch === undefined) return 'never';
+  const s = Math.max(0, Math.round((now - msSinceEpoch) / 1000));
+  const parts = [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]];
+  for (let i = 0; i < parts.length; i++) {
+    const [u, n] = parts[i];
+    if (s >= n || u === 's') {
+      const next = parts[i + 1];
+      const rem = next ? Math.floor((s % n) / next[1]) : 0;
+      return `${Math.floor(s / n)}${u}${rem && u !== 's' ? ` ${rem}${next[0]}` : ''}`;
+    }
+  }
+  return `${s}s`;
+}

@@ -1,6 +1,6 @@
 // The topology's side panel for a node or an edge: its RED charts over the window, its
-// response-code breakdown, links to its traces, metrics and Istio config, and the
-// validation findings on that config.
+// response-code breakdown, links to its traces, metrics and Istio config, the validation
+// findings on that config, and a node's firing alerts.
 
 import { h, clear, message } from '../dom.js';
 import * as url from '../state/url.js';
@@ -10,6 +10,8 @@ import { badge, isErrorCode } from '../health.js';
 import { lineChart, shareBars, matrixSeries } from '../chart.js';
 import { appOf } from '../graph-data.js';
 import { findingsFor, findingList } from './config.js';
+import { alertList } from '../alert-ui.js';
+import { nodeNames, alertMatches } from '../alert-match.js';
 
 /** The PromQL matchers that select a node's traffic on one side. */
 function matchers(node, side, type) {
@@ -76,6 +78,15 @@ async function findings(box, names) {
   }
 }
 
+/** A node's firing alerts, each linking to the Alerts view filtered to what it is about. */
+export function fillPanelAlerts(box, node, alerts, names = nodeNames(node)) {
+  clear(box);
+  if (!alerts.length) { box.append(h('p', { class: 'muted' }, `No alert is firing for ${node.name}.`)); return; }
+  const about = (a) => names.find((n) => alertMatches(a, [n])) || node.name;
+  box.append(alertList(alerts, (a) => url.href('alerts', { service: about(a) })),
+    h('a', { class: 'small', href: url.href('alerts', { service: about(alerts[0]) }) }, `All alerts of ${about(alerts[0])}`));
+}
+
 export function renderPanel(panel, { node, edge, graph }) {
   clear(panel);
   const type = graph.g.graphType || 'workload';
@@ -95,6 +106,8 @@ export function renderPanel(panel, { node, edge, graph }) {
       : [['reporter="source"', ...matchers(node, 'source', type)].join(',')];
     const sel = sels[0];
     const app = appOf(node);
+    const alertsBox = h('div', { class: 'panel-alerts' });
+    if (graph.alertsOf) fillPanelAlerts(alertsBox, node, graph.alertsOf(node), graph.namesOf(node));
     panel.append(
       h('header', {}, h('h2', {}, node.name, node.version ? ` ${node.version}` : ''), close),
       h('p', {}, badge(node.health), ` ${node.nodeType || type}`, node.namespace ? ` · namespace ${node.namespace}` : '', node.cluster ? ` · cluster ${node.cluster}` : ''),
@@ -102,6 +115,7 @@ export function renderPanel(panel, { node, edge, graph }) {
         h('dt', {}, 'Requests in'), h('dd', {}, fmt.rate(node.requestRateIn)),
         h('dt', {}, 'Requests out'), h('dd', {}, fmt.rate(node.requestRateOut)),
         h('dt', {}, 'Error share'), h('dd', {}, fmt.pct(node.errorRate))),
+      h('h3', {}, 'Firing alerts'), alertsBox,
       h('nav', { class: 'panel-links', 'aria-label': 'Related' },
         h('a', { href: url.href('traces', { service: node.name }), class: 'traces-link' }, `Traces of ${node.name}`),
         h('a', { href: url.href('topology', { ...Object.fromEntries(url.current().params), focus: node.name, sel: node.id }) }, 'Focus on its neighbours'),

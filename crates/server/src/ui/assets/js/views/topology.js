@@ -2,6 +2,8 @@
 // (wheel, buttons), fit, focus on a node and its neighbours, hide idle nodes. Nodes carry
 // their health as colour, a glyph and a border style; edges are labelled with the request
 // rate, error share or p95 (a switch). Clicking a node or an edge opens the side panel.
+// A node with a firing alert wears a red ring with "!" and names its alerts in its tooltip
+// and panel; the marks follow the alerts every 15 s.
 
 import { h, s, clear, message } from '../dom.js';
 import * as url from '../state/url.js';
@@ -9,7 +11,8 @@ import * as fmt from '../format.js';
 import { LEVELS, normalise } from '../health.js';
 import { loadGraph, appOf, versionOf } from '../graph-data.js';
 import { layout, edgePath } from '../graph-layout.js';
-import { renderPanel } from './panel.js';
+import { renderPanel, fillPanelAlerts } from './panel.js';
+import { loadFiring, loadAliases, firingFor, nodeNames, alertName, every } from '../alert-match.js';
 
 export const title = 'Topology';
 
@@ -60,10 +63,14 @@ export async function render(root, { params, shared }) {
   const panel = h('aside', { class: 'side-panel', 'aria-label': 'Details', hidden: true });
   const legend = h('p', { class: 'graph-legend' }, 'Health: ',
     Object.entries(LEVELS).map(([k, v]) => h('span', { class: `health health-${k}` }, h('span', { class: 'health-glyph', 'aria-hidden': 'true' }, v.glyph), ` ${v.label}  `)),
-    ' · dashed border: degraded, double border: failure · drag to pan, wheel to zoom, double-click a node to focus');
+    ' · dashed border: degraded, double border: failure · ',
+    h('span', { class: 'alert-key' }, h('span', { class: 'alert-glyph', 'aria-hidden': 'true' }, '!'), ' red ring: a firing alert'),
+    ' · drag to pan, wheel to zoom, double-click a node to focus');
   root.append(h('h1', {}, 'Topology'), toolbar, status, h('div', { class: 'graph-wrap' }, canvas, panel), legend);
 
   let g;
+  const alertsP = loadFiring();
+  const aliasesP = loadAliases();
   try {
     g = await loadGraph({ type, seconds: shared.seconds, cluster: shared.cluster, ns: shared.ns, source });
   } catch (e) {
@@ -94,7 +101,43 @@ export async function render(root, { params, shared }) {
   }
   status.append(h('p', { class: 'muted' }, `${nodes.length} nodes, ${edges.length} edges over the last ${shared.range}.`));
   draw(canvas, panel, nodes, edges, g, mode, type);
+  const mine = live;
+  const [aliases, fired] = await Promise.all([aliasesP, alertsP]);
+  if (live !== mine) return; // navigated away meanwhile
+  live.aliases = aliases;
+  markAlerts(fired.index);
   update(params, null);
+  every(root, async () => {
+    const next = await loadFiring({ fresh: true });
+    if (!next.error && live === mine) markAlerts(next.index);
+  });
+}
+
+/** Puts the alert mark on every node with a firing alert (and takes it off the others). */
+function markAlerts(index) {
+  if (!live) return;
+  live.alerts = index;
+  for (const n of live.nodes) {
+    const el = live.nodeEls.get(n.id);
+    const p = live.pos.get(n.id);
+    if (!el || !p) continue;
+    const list = live.alertsOf(n);
+    const names = [...new Set(list.map(alertName))];
+    el.querySelector(':scope > .alert-mark')?.remove();
+    el.classList.toggle('alerting', list.length > 0);
+    el.dataset.alerts = names.join(',');
+    el.querySelector(':scope > title').textContent = el.dataset.title + (names.length ? `\nFiring: ${names.join(', ')}` : '');
+    el.setAttribute('aria-label', el.dataset.label + (names.length ? `; firing alerts: ${names.join(', ')}` : ''));
+    if (list.length) {
+      el.append(s('g', { class: 'alert-mark', transform: `translate(${p.w - 2},2)`, 'aria-hidden': 'true' },
+        s('circle', { r: 10, class: 'alert-ring' }),
+        s('text', { y: 5, 'text-anchor': 'middle', class: 'alert-bang' }, '!')));
+    }
+  }
+  const sel = url.current().params.get('sel') || '';
+  const node = live.byId.get(sel) || live.nodes.find((n) => n.name === sel);
+  const box = live.panel.querySelector('.panel-alerts');
+  if (node && box && !live.panel.hidden) fillPanelAlerts(box, node, live.alertsOf(node), live.namesOf(node));
 }
 
 function draw(canvas, panel, nodes, edges, g, mode, type) {
@@ -150,15 +193,17 @@ function draw(canvas, panel, nodes, edges, g, mode, type) {
     const ver = versionOf(n);
     const sub = `${fmt.rate(n.requestRateIn || n.requestRateOut)}${n.requestRateIn ? ' in' : ' out'} · ${fmt.pct(n.errorRate)} err`;
     const select = () => url.update({ sel: n.id });
+    const tip = `${n.name} (${n.namespace || 'no namespace'}${n.cluster ? `, ${n.cluster}` : ''}) — ${info.label}`;
+    const label = `${n.name}${ver && n.version ? ` ${ver}` : ''}: ${info.label}, ${sub}`;
     const el = s('g', {
       class: `node health-${hl} type-${n.nodeType || 'workload'}`, tabindex: 0, role: 'button',
       transform: `translate(${p.x},${p.y})`,
-      'aria-label': `${n.name}${ver && n.version ? ` ${ver}` : ''}: ${info.label}, ${sub}`,
-      dataset: { nodeName: n.name, nodeId: n.id },
+      'aria-label': label,
+      dataset: { nodeName: n.name, nodeId: n.id, title: tip, label },
       onclick: select,
       ondblclick: (ev) => { ev.stopPropagation(); url.update({ focus: n.name, sel: n.id }); },
       onkeydown: (ev) => { if (ev.key === 'Enter') select(); },
-    }, s('title', {}, `${n.name} (${n.namespace || 'no namespace'}${n.cluster ? `, ${n.cluster}` : ''}) — ${info.label}`),
+    }, s('title', {}, tip),
     s('rect', { width: p.w, height: p.h, rx: 6, class: 'node-box' }),
     hl === 'failure' ? s('rect', { x: 3, y: 3, width: p.w - 6, height: p.h - 6, rx: 4, class: 'node-inner' }) : null,
     s('text', { x: 10, y: 20, class: 'node-glyph', 'aria-hidden': 'true' }, info.glyph),
@@ -213,7 +258,11 @@ function draw(canvas, panel, nodes, edges, g, mode, type) {
   fit();
 
   live = {
-    g, nodes, edges, byId, nodeEls, edgeEls, panel, mode,
+    g, nodes, edges, byId, nodeEls, edgeEls, panel, mode, pos: L.pos,
+    alerts: new Map(),
+    aliases: new Map(),
+    namesOf: (n) => nodeNames(n, live.aliases),
+    alertsOf: (n) => firingFor(live.alerts, live.namesOf(n)),
     fit,
     zoomBy: (f) => { const [w, hgt] = size(); zoomAt(f, w / 2, hgt / 2); },
     centreOn: (id) => {

@@ -1,0 +1,168 @@
+//! The web UI's alerting in a real browser (Debian's `chromium` driven by Playwright through
+//! `tests/ui/ui_alerts.py`).
+//!
+//! `alerts_view_overview_badge_and_topology_mark`: a `meshlens server` with a rule file (one
+//! alert firing at once, one pending behind `for: 1h`, one recording rule) and remote-written
+//! Istio metrics of `frontend` calling `checkout`; the browser checks the Alerts view (alerts
+//! with annotations and since, rule groups with health, filters, its own poll), the overview's
+//! badge on `checkout` only and the topology's mark on the `checkout` node only.
+//! Screenshots land in `<target>/tmp/ui-alerts-screenshots/` (printed below).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::httpc::Conn;
+use common::{get_json, poll, require_binary, require_python_module, Server};
+use meshlens_model::{Labels, Sample, TimeSeries};
+
+const RULES: &str = r#"groups:
+  - name: checkout
+    interval: 1s
+    rules:
+      - alert: CheckoutDown
+        expr: vector(1)
+        labels:
+          service: checkout
+          severity: critical
+        annotations:
+          summary: checkout is down
+          description: "{{ $labels.service }} has failed every request (value {{ $value }})."
+      - alert: CheckoutSlow
+        expr: vector(2)
+        for: 1h
+        labels:
+          service: checkout
+          severity: warning
+        annotations:
+          summary: checkout is slow
+      - record: checkout:requests:rate1m
+        expr: sum(rate(istio_requests_total{destination_workload="checkout"}[1m]))
+"#;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `istio_requests_total` of `frontend` calling `checkout` as the destination proxy reports
+/// it, a sample every 15 s over the last 5 minutes, so the graph (and the overview) has both.
+fn istio_series() -> TimeSeries {
+    let now = now_ms();
+    TimeSeries {
+        labels: Labels::from_pairs([
+            ("__name__", "istio_requests_total"),
+            ("reporter", "destination"),
+            ("source_workload", "frontend"),
+            ("source_workload_namespace", "default"),
+            ("source_app", "frontend"),
+            ("destination_workload", "checkout"),
+            ("destination_workload_namespace", "default"),
+            ("destination_app", "checkout"),
+            ("destination_service_name", "checkout"),
+            ("destination_service", "checkout.default.svc.cluster.local"),
+            ("destination_service_namespace", "default"),
+            ("request_protocol", "http"),
+            ("response_code", "200"),
+        ]),
+        samples: (0..20)
+            .map(|i| Sample {
+                t: now - (20 - i) * 15_000,
+                v: (i * 30) as f64,
+            })
+            .collect(),
+    }
+}
+
+/// The alert states the server reports, as (alertname, state) sorted.
+fn alert_states(base: &str) -> Vec<(String, String)> {
+    let v = get_json(&format!("{base}/api/v1/alerts"));
+    let mut out: Vec<(String, String)> = v["data"]["alerts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+                a["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs `tests/ui/ui_alerts.py` with its mode (and arguments) against `base`; screenshots in
+/// `<target>/tmp/<shots>/`.
+fn run_script(base: &str, shots: &str, args: &[&str]) {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
+    let _ = std::fs::remove_dir_all(&shots);
+    println!("ui screenshots: {}", shots.display());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/ui_alerts.py");
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg(base)
+        .arg(&shots)
+        .args(args)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .expect("run python3");
+    assert!(
+        status.success(),
+        "the browser test failed (see its output above); screenshots in {}",
+        shots.display()
+    );
+}
+
+#[test]
+fn alerts_view_overview_badge_and_topology_mark() {
+    if !require_binary("chromium") || !require_python_module("playwright") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("rules.yml"), RULES).unwrap();
+    let cfg = tmp.path().join("meshlens.yml");
+    std::fs::write(&cfg, "rule_files: [rules.yml]\n").unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let base = server.url("");
+
+    let mut conn = Conn::open(&base).expect("connect");
+    let r = server
+        .remote_write(&mut conn, vec![istio_series()])
+        .expect("remote write");
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+
+    // The server's own view first: the UI is judged on what the APIs hold.
+    let want = [
+        ("CheckoutDown".to_string(), "firing".to_string()),
+        ("CheckoutSlow".to_string(), "pending".to_string()),
+    ];
+    poll(Duration::from_secs(60), || {
+        (alert_states(&base) == want).then_some(())
+    });
+    poll(Duration::from_secs(60), || {
+        let v = get_json(&format!("{base}/api/v1/rules"));
+        let rules = v["data"]["groups"][0]["rules"].as_array()?.clone();
+        (rules.len() == 3 && rules.iter().all(|r| r["health"] == "ok")).then_some(())
+    });
+    poll(Duration::from_secs(60), || {
+        let g = get_json(&format!("{base}/api/v1/graph?type=workload&window=900s"));
+        let names: Vec<&str> = g["nodes"]
+            .as_array()?
+            .iter()
+            .filter_map(|n| n["name"].as_str())
+            .collect();
+        (names.contains(&"checkout") && names.contains(&"frontend")).then_some(())
+    });
+
+    run_script(&base, "ui-alerts-screenshots", &["rules"]);
+}
