@@ -23,7 +23,8 @@ const RULES: &str = r#"groups:
     interval: 1s
     rules:
       - alert: CheckoutDown
-        expr: vector(1)
+        # `$labels` are the expression's labels (not the rule's), as in Prometheus.
+        expr: label_replace(vector(1), "service", "checkout", "", "")
         labels:
           service: checkout
           severity: critical

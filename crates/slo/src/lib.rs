@@ -62,6 +62,27 @@ pub struct Slo {
     pub latency: Option<LatencySlo>,
     /// The window the error budget is spent over (30 days by default).
     pub window: Duration,
+    /// Whose telemetry counts: the server's proxy (`destination`, the default) or the
+    /// callers' (`source`), which also sees failures that never reach the server, such as
+    /// injected faults and connection errors.
+    pub reporter: Reporter,
+}
+
+/// Istio's `reporter` label.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reporter {
+    #[default]
+    Destination,
+    Source,
+}
+
+impl Reporter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reporter::Destination => "destination",
+            Reporter::Source => "source",
+        }
+    }
 }
 
 /// A latency objective: `objective` percent of requests finish within `threshold`.

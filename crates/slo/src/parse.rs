@@ -31,6 +31,8 @@ struct RawSlo {
     latency: Option<RawLatency>,
     #[serde(default)]
     window: Option<String>,
+    #[serde(default)]
+    reporter: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,12 +100,23 @@ pub fn parse_slo_file(text: &str, file: &str) -> Result<Vec<Slo>, SloError> {
                 ),
             ));
         }
+        let reporter = match r.reporter.as_deref() {
+            None | Some("destination") => crate::Reporter::Destination,
+            Some("source") => crate::Reporter::Source,
+            Some(other) => {
+                return Err(invalid(
+                    "reporter",
+                    format!("{other:?} is not \"source\" or \"destination\""),
+                ))
+            }
+        };
         out.push(Slo {
             service: r.service,
             namespace: r.namespace,
             objective: r.objective,
             latency,
             window,
+            reporter,
         });
     }
     Ok(out)
@@ -173,6 +186,7 @@ mod tests {
                     objective: 99.0
                 }),
                 window: DEFAULT_WINDOW,
+                reporter: Default::default(),
             }
         );
         assert_eq!(slos[1].namespace, None);

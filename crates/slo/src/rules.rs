@@ -199,6 +199,7 @@ mod tests {
                 objective: 99.0,
             }),
             window: Duration::from_secs(window_days * 86_400),
+            reporter: Default::default(),
         }
     }
 

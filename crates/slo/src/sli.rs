@@ -194,7 +194,8 @@ pub(crate) fn service_matchers(slo: &Slo) -> String {
 /// Matchers on Istio's labels for the SLO's service.
 fn raw_matchers(slo: &Slo) -> String {
     let mut m = format!(
-        "reporter=\"destination\",destination_service_name={}",
+        "reporter=\"{}\",destination_service_name={}",
+        slo.reporter.as_str(),
         promql_str(&slo.service)
     );
     if let Some(ns) = &slo.namespace {
@@ -335,6 +336,7 @@ mod tests {
             objective: 99.9,
             latency: None,
             window: Duration::from_secs(30 * 86400),
+            reporter: Default::default(),
         };
         let lat = LatencySlo {
             threshold: Duration::from_millis(300),

@@ -49,6 +49,7 @@ mod tests {
             objective: 99.9,
             latency: None,
             window: Duration::from_secs(30 * 86_400),
+            reporter: Default::default(),
         };
         let q = status_queries(&slo);
         let keys: Vec<&str> = q.iter().map(|(k, _)| k.as_str()).collect();

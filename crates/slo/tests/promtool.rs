@@ -48,6 +48,7 @@ fn slo(service: &str, ns: Option<&str>, latency_ms: Option<u64>, window_days: u6
             objective: 95.0,
         }),
         window: Duration::from_secs(window_days * 86_400),
+        reporter: Default::default(),
     }
 }
 

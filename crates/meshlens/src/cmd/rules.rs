@@ -17,7 +17,15 @@ pub struct TestArgs {
 #[derive(clap::Subcommand)]
 enum TestCommand {
     /// Run promtool-format rule unit tests (input_series, alert_rule_test, promql_expr_test).
+    ///
+    /// Queries use Prometheus 2's range windows by default, as promtool 2.x does: a range
+    /// selector `x[5m]` at time t holds the samples in [t-5m, t] and the lookback sees a
+    /// sample exactly 5m old, so the same files pass or fail with both tools.
     Rules {
+        /// Evaluate with Prometheus 3's left-open windows (t-5m, t], as `meshlens server`
+        /// does: a sample exactly at a window's start no longer counts.
+        #[arg(long = "promql.left-open-ranges")]
+        left_open_ranges: bool,
         /// Unit-test files.
         files: Vec<String>,
     },
@@ -67,12 +75,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run_test(args: TestArgs) -> anyhow::Result<()> {
-    let TestCommand::Rules { files } = args.command;
+    let TestCommand::Rules {
+        files,
+        left_open_ranges,
+    } = args.command;
     check_files("test-rule-file", &files);
+    let opts = unittest::TestOptions {
+        closed_ranges: !left_open_ranges,
+    };
     // Rule evaluation logs its failures; here they are the test's output already.
     let code = quiet(|| {
         unittest::run_files(
             &files,
+            &opts,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         )

@@ -264,6 +264,22 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
+    /// The earliest timestamp a window of `range` ending at `end` holds: Prometheus 3
+    /// leaves the start out, Prometheus 2 ([`EngineOptions::closed_ranges`]) keeps it.
+    pub fn window_min(&self, end: i64, range: i64) -> i64 {
+        let start = end.saturating_sub(range);
+        if self.opts.closed_ranges {
+            start
+        } else {
+            start.saturating_add(1)
+        }
+    }
+
+    /// Whether a sample at `sample_t` is still seen at `t` through the lookback delta.
+    pub fn within_lookback(&self, sample_t: i64, t: i64) -> bool {
+        sample_t >= self.window_min(t, self.opts.lookback_delta_ms)
+    }
+
     /// The timestamps a node is evaluated at after its `@` and `offset` modifiers.
     pub fn effective_times(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
         // Durations and `@` times may lie beyond i64 milliseconds: saturate, never wrap.

@@ -67,7 +67,7 @@ impl<'a> Evaluator<'a> {
         let (Some(&min), Some(&max)) = (times.iter().min(), times.iter().max()) else {
             return Ok(Val::Vector(Vec::new()));
         };
-        let raw = self.select_or(vs, min - lookback + 1, max)?;
+        let raw = self.select_or(vs, self.window_min(min, lookback), max)?;
         let mut out = Vec::with_capacity(raw.len());
         for s in raw {
             self.check_deadline()?;
@@ -76,7 +76,7 @@ impl<'a> Evaluator<'a> {
                 .map(|&t| {
                     let hi = s.samples.partition_point(|x| x.t <= t);
                     let last = s.samples[..hi].last()?;
-                    (last.t > t - lookback && !is_stale_nan(last.v)).then_some(last.v)
+                    (self.within_lookback(last.t, t) && !is_stale_nan(last.v)).then_some(last.v)
                 })
                 .collect();
             if points.iter().any(Option::is_some) {
@@ -98,9 +98,10 @@ impl<'a> Evaluator<'a> {
                 series: Vec::new(),
                 range,
                 ends,
+                closed: self.opts.closed_ranges,
             });
         };
-        let raw = self.select_or(&ms.vs, min.saturating_sub(range).saturating_add(1), max)?;
+        let raw = self.select_or(&ms.vs, self.window_min(min, range), max)?;
         let series = raw
             .into_iter()
             .map(|s| RangeSeries {
@@ -117,6 +118,7 @@ impl<'a> Evaluator<'a> {
             series,
             range,
             ends,
+            closed: self.opts.closed_ranges,
         })
     }
 
@@ -133,12 +135,18 @@ impl<'a> Evaluator<'a> {
                 series: Vec::new(),
                 range,
                 ends,
+                closed: self.opts.closed_ranges,
             });
         };
-        // Inner steps: multiples of `step` inside (min - range, max], counted before any is
-        // made, in i128 because ranges, offsets and `@` times may reach the ends of i64.
+        // Inner steps: multiples of `step` inside (min - range, max] ([min - range, max] with
+        // closed ranges), counted before any is made, in i128 because ranges, offsets and
+        // `@` times may reach the ends of i64.
         let (step, max) = (i128::from(step), i128::from(max));
-        let first = (i128::from(min) - i128::from(range)).div_euclid(step) * step + step;
+        let start = i128::from(min) - i128::from(range);
+        let first = match self.opts.closed_ranges {
+            true => (start + step - 1).div_euclid(step) * step,
+            false => start.div_euclid(step) * step + step,
+        };
         let count = if first > max {
             0
         } else {
@@ -195,6 +203,7 @@ impl<'a> Evaluator<'a> {
             series,
             range,
             ends,
+            closed: self.opts.closed_ranges,
         })
     }
 }

@@ -274,7 +274,7 @@ fn timestamp(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
             return Ok(Val::Vector(Vec::new()));
         };
         let m = crate::eval::selector_matchers(vs)?;
-        let raw = ev.storage.select(&m, min - lookback + 1, max)?;
+        let raw = ev.storage.select(&m, ev.window_min(min, lookback), max)?;
         let mut out = Vec::new();
         for s in raw {
             let points: Vec<Option<f64>> = times
@@ -282,7 +282,7 @@ fn timestamp(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
                 .map(|&t| {
                     let hi = s.samples.partition_point(|x| x.t <= t);
                     let last = s.samples[..hi].last()?;
-                    (last.t > t - lookback && !is_stale_nan(last.v))
+                    (ev.within_lookback(last.t, t) && !is_stale_nan(last.v))
                         .then_some(last.t as f64 / 1000.0)
                 })
                 .collect();

@@ -106,6 +106,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
         }
     }
     let range_s = m.range as f64 / 1000.0;
+    let prom2 = ev.opts.closed_ranges;
     let mut out = Vec::with_capacity(m.series.len());
     let mut scratch = Vec::new();
     for s in &m.series {
@@ -118,9 +119,9 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
             }
             let end = m.ends[i];
             *point = match name {
-                "rate" => extrapolated(w, end - m.range, end, true, true, range_s),
-                "increase" => extrapolated(w, end - m.range, end, true, false, range_s),
-                "delta" => extrapolated(w, end - m.range, end, false, false, range_s),
+                "rate" => extrapolated(w, end - m.range, end, true, true, range_s, prom2),
+                "increase" => extrapolated(w, end - m.range, end, true, false, range_s, prom2),
+                "delta" => extrapolated(w, end - m.range, end, false, false, range_s, prom2),
                 "irate" => instant_delta(w, true),
                 "idelta" => instant_delta(w, false),
                 "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
@@ -208,7 +209,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
     Ok(Some(Val::Vector(crate::eval::merge_same_labels(out)?)))
 }
 
-/// Prometheus's extrapolated rate/increase/delta over the window `(start, end]`.
+/// Prometheus's extrapolated rate/increase/delta over the window from `start` to `end`.
 fn extrapolated(
     w: &[Sample],
     start: i64,
@@ -216,6 +217,7 @@ fn extrapolated(
     counter: bool,
     rate: bool,
     range_s: f64,
+    prom2: bool,
 ) -> Option<f64> {
     if w.len() < 2 {
         return None;
@@ -236,7 +238,10 @@ fn extrapolated(
     let sampled = (last.t - first.t) as f64 / 1000.0;
     let avg_step = sampled / (w.len() - 1) as f64;
     let threshold = avg_step * 1.1;
-    if to_start >= threshold {
+    // Prometheus 3 caps the gap at the threshold first and then at the counter's zero
+    // point; Prometheus 2 took the zero point first, so a zero point just under the
+    // threshold is extrapolated to rather than half a step.
+    if !prom2 && to_start >= threshold {
         to_start = avg_step / 2.0;
     }
     if counter && result > 0.0 && first.v >= 0.0 {
@@ -244,6 +249,9 @@ fn extrapolated(
         if to_zero < to_start {
             to_start = to_zero;
         }
+    }
+    if prom2 && to_start >= threshold {
+        to_start = avg_step / 2.0;
     }
     if to_end >= threshold {
         to_end = avg_step / 2.0;

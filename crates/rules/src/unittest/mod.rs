@@ -45,12 +45,34 @@ impl FileOutcome {
     }
 }
 
+/// How the tests' queries are evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestOptions {
+    /// Prometheus 2's range windows, `[t - range, t]` (promtool 2.42 runs the tests with
+    /// them); false: Prometheus 3's left-open `(t - range, t]`, as the server evaluates.
+    pub closed_ranges: bool,
+}
+
+impl Default for TestOptions {
+    /// promtool 2.42's semantics, so the same files give the same verdicts.
+    fn default() -> Self {
+        TestOptions {
+            closed_ranges: true,
+        }
+    }
+}
+
 /// Runs every test file and prints as promtool does; returns the exit code.
-pub fn run_files(files: &[String], out: &mut dyn Write, err: &mut dyn Write) -> io::Result<i32> {
+pub fn run_files(
+    files: &[String],
+    opts: &TestOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<i32> {
     let mut failed = false;
     for f in files {
         writeln!(out, "Unit Testing:  {f}")?;
-        let outcome = test_file(f);
+        let outcome = test_file(f, opts);
         for w in &outcome.warnings {
             writeln!(err, "{w}")?;
         }
@@ -70,7 +92,7 @@ pub fn run_files(files: &[String], out: &mut dyn Write, err: &mut dyn Write) -> 
 }
 
 /// Runs one test file.
-pub fn test_file(path: &str) -> FileOutcome {
+pub fn test_file(path: &str, opts: &TestOptions) -> FileOutcome {
     let outcome = FileOutcome::default();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -102,6 +124,7 @@ pub fn test_file(path: &str) -> FileOutcome {
     let setup = runner::Setup {
         eval_interval_ms,
         groups: &groups,
+        closed_ranges: opts.closed_ranges,
     };
     for tg in &spec.tests {
         outcome.failures.extend(runner::run_group(tg, &setup));

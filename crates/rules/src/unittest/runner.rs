@@ -84,6 +84,8 @@ pub struct Setup<'a> {
     pub eval_interval_ms: i64,
     /// The rule files' groups in evaluation order, or why they could not be loaded.
     pub groups: &'a Result<Vec<GroupSpec>, Vec<String>>,
+    /// Prometheus 2's closed range windows ([`EngineOptions::closed_ranges`]).
+    pub closed_ranges: bool,
 }
 
 /// Runs one test group; the failure messages, empty when it passed.
@@ -103,6 +105,7 @@ pub fn run_group(tg: &TestGroup, setup: &Setup<'_>) -> Vec<String> {
         timeout: QUERY_TIMEOUT,
         default_subquery_step_ms: setup.eval_interval_ms.max(1),
         max_concurrency: 0,
+        closed_ranges: setup.closed_ranges,
     });
     let default_interval = Duration::from_millis(tg.interval.millis().max(0).unsigned_abs());
     let mut groups: Vec<Group> = specs

@@ -12,7 +12,7 @@ struct Run {
 fn run(files: &[&str]) -> Run {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let files: Vec<String> = files.iter().map(|s| s.to_string()).collect();
-    let code = run_files(&files, &mut out, &mut err).unwrap();
+    let code = run_files(&files, &TestOptions::default(), &mut out, &mut err).unwrap();
     Run {
         code,
         out: String::from_utf8(out).unwrap(),
@@ -182,7 +182,7 @@ fn bad_input_is_reported_not_panicked_on() {
         ("badexpr.yml", "tests:\n- interval: 1m\n  promql_expr_test:\n  - expr: 'rate(up['\n"),
         ("string.yml", "tests:\n- interval: 1m\n  promql_expr_test:\n  - expr: '\"x\"'\n"),
     ]);
-    let failed = |name: &str| test_file(&d.path(name)).failures;
+    let failed = |name: &str| test_file(&d.path(name), &TestOptions::default()).failures;
     assert!(failed("unknown.yml")[0].contains("foo"));
     assert_eq!(
         failed("series.yml"),
@@ -229,7 +229,7 @@ fn a_broken_rule_file_fails_every_test_group() {
     let bad = "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up{a=\n";
     let test = "rule_files: [r.yml]\ntests:\n- interval: 1m\n- interval: 1m\n";
     let d = Dir::new(&[("r.yml", bad), ("t.yml", test)]);
-    let f = test_file(&d.path("t.yml")).failures;
+    let f = test_file(&d.path("t.yml"), &TestOptions::default()).failures;
     assert_eq!(f.len(), 2, "{f:?}");
     assert!(f[0].starts_with(&format!(
         "{}: 5:11: group \"g\", rule 1, \"r\"",
@@ -272,8 +272,8 @@ tests:
         ("right.yml", &test("first, second")),
         ("wrong.yml", &test("second, first")),
     ]);
-    assert!(test_file(&d.path("right.yml")).passed());
-    let f = test_file(&d.path("wrong.yml")).failures;
+    assert!(test_file(&d.path("right.yml"), &TestOptions::default()).passed());
+    let f = test_file(&d.path("wrong.yml"), &TestOptions::default()).failures;
     assert_eq!(
         f,
         vec!["    expr: \"doubled\", time: 2m,\n        exp: {__name__=\"doubled\"} 6E+00\n        got: {__name__=\"doubled\"} 4E+00"]
@@ -305,7 +305,10 @@ fn samples_load_lazily_and_stale_markers_end_series() {
     eval_time: 60s
 "#;
     let d = Dir::new(&[("t.yml", test)]);
-    assert_eq!(test_file(&d.path("t.yml")).failures, Vec::<String>::new());
+    assert_eq!(
+        test_file(&d.path("t.yml"), &TestOptions::default()).failures,
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -328,6 +331,6 @@ fn an_annotation_that_renders_empty_is_compared_as_empty() {
         ("empty.yml", &test("{who: \"\"}")),
         ("absent.yml", &test("{}")),
     ]);
-    assert!(test_file(&d.path("empty.yml")).passed());
-    assert!(!test_file(&d.path("absent.yml")).passed());
+    assert!(test_file(&d.path("empty.yml"), &TestOptions::default()).passed());
+    assert!(!test_file(&d.path("absent.yml"), &TestOptions::default()).passed());
 }

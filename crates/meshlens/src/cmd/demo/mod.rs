@@ -73,12 +73,18 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
             targets_file.display().to_string()
         ),
     )?;
+    let slo_file = dir.join("slos.yml");
+    std::fs::write(&slo_file, topology::SLOS)?;
     let server = meshlens_server::start(meshlens_server::ServerOptions {
         listen: args.listen,
         data_dir: dir.join("data"),
         config_file: Some(config_file),
         maintenance_interval: Duration::from_secs(30),
         mesh_config: vec![dir.join("mesh").join("outbound")],
+        rules: meshlens_server::RuleOptions {
+            slo_file: Some(slo_file),
+            ..Default::default()
+        },
         ..Default::default()
     })
     .await

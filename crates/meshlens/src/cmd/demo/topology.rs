@@ -35,6 +35,21 @@ pub enum Behaviour {
     Ids,
 }
 
+/// The demo's service level objectives, measured by the callers' proxies (`source`) so the
+/// faults that the mesh injects on `/api/flaky` count against clover-server's budget.
+pub const SLOS: &str = r#"slos:
+  - service: clover-server
+    objective: 99.9
+    latency: {threshold: 300ms, objective: 99}
+    reporter: source
+  - service: http-lb
+    objective: 99
+    reporter: source
+  - service: proxy-access-control
+    objective: 99
+    reporter: source
+"#;
+
 pub fn workloads() -> Vec<Workload> {
     use Behaviour::*;
     vec![
