@@ -6,7 +6,14 @@
 //! Istio metrics of `frontend` calling `checkout`; the browser checks the Alerts view (alerts
 //! with annotations and since, rule groups with health, filters, its own poll), the overview's
 //! badge on `checkout` only and the topology's mark on the `checkout` node only.
-//! Screenshots land in `<target>/tmp/ui-alerts-screenshots/` (printed below).
+//!
+//! `demo_slo_alert_on_the_topology`: `meshlens demo` ships SLOs for its services and injects
+//! 503s on `/api/flaky` of `clover-server`; once that SLO's burn-rate alert fires, the browser
+//! checks it in the Alerts view (with the service's SLO card: budget and burn rates) and as
+//! the mark on the topology's `clover-server` node(s), whose panel names it.
+//!
+//! Screenshots land in `<target>/tmp/ui-alerts-screenshots/` and
+//! `<target>/tmp/ui-alerts-demo-screenshots/` (printed below).
 
 mod common;
 
@@ -166,4 +173,31 @@ fn alerts_view_overview_badge_and_topology_mark() {
     });
 
     run_script(&base, "ui-alerts-screenshots", &["rules"]);
+}
+
+/// The service whose fault (`/api/flaky`: 30 % aborted with 503) burns its error budget.
+const FLAKY_SERVICE: &str = "clover-server";
+
+#[test]
+fn demo_slo_alert_on_the_topology() {
+    if !require_binary("chromium") || !require_python_module("playwright") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_demo, base) = common::start_demo(dir.path(), "40");
+
+    // The SLO's page alert needs 5 minutes of recorded rates at most and `for: 2m`.
+    poll(Duration::from_secs(300), || {
+        let v = get_json(&format!("{base}/api/v1/alerts"));
+        v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .any(|a| a["state"] == "firing" && a["labels"]["service"] == FLAKY_SERVICE)
+            .then_some(())
+    });
+    run_script(
+        &base,
+        "ui-alerts-demo-screenshots",
+        &["demo", FLAKY_SERVICE],
+    );
 }
