@@ -251,16 +251,18 @@ impl<'a> Ctx<'a> {
         let interval = self
             .duration(m, path, "interval")?
             .unwrap_or(DEFAULT_INTERVAL);
+        // Without one, the timeout is the default cut to the interval, as Prometheus cuts
+        // scrape_timeout to scrape_interval.
         let timeout = self
             .duration(m, path, "timeout")?
-            .unwrap_or(DEFAULT_TIMEOUT);
+            .unwrap_or(DEFAULT_TIMEOUT.min(interval));
         if interval.is_zero() {
             return Err(self.invalid(&format!("{path}.interval"), "must be positive"));
         }
-        if timeout.is_zero() || timeout >= interval {
+        if timeout.is_zero() || timeout > interval {
             return Err(self.invalid(
                 &format!("{path}.timeout"),
-                format!("must be positive and shorter than the interval ({interval:?})"),
+                format!("must be positive and at most the interval ({interval:?})"),
             ));
         }
         let labels = self.string_map(m, path, "labels")?;

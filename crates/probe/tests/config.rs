@@ -114,8 +114,8 @@ fn bad_values_name_their_path() {
         ("probes: [{name: a, module: tcp, targets: [h]}]", "probes[0].targets[0]: target \"h\""),
         ("probes: [{name: a, module: http, targets: ['http:// x']}]", "probes[0].targets[0]"),
         (
-            "probes: [{name: a, module: tcp, targets: ['h:1'], interval: 5s, timeout: 5s}]",
-            "probes[0].timeout: must be positive and shorter",
+            "probes: [{name: a, module: tcp, targets: ['h:1'], interval: 5s, timeout: 6s}]",
+            "probes[0].timeout: must be positive and at most the interval",
         ),
         ("probes: [{name: a, module: tcp, targets: ['h:1'], interval: 5}]", "probes[0].interval: must be a string"),
         ("probes: [{name: a, module: tcp, targets: ['h:1'], interval: 5x}]", "probes[0].interval: not a valid duration"),

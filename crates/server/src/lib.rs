@@ -128,7 +128,7 @@ pub enum ServerError {
     SpanStore(#[from] meshlens_spanstore::SpanStoreError),
     #[error("web config: {0}")]
     WebConfig(#[from] meshlens_access::WebConfigError),
-    #[error("loading rules: {0}")]
+    #[error(transparent)]
     Rules(#[from] rules::LoadError),
     #[error("listening on {addr}: {source}")]
     Bind {

@@ -101,7 +101,7 @@ def alert_rows(page):
 def rule_rows(page):
     """(group, rule, type, health) of every rule row shown."""
     return page.evaluate("""() => [...document.querySelectorAll('section.rule-group tr[data-rule]')]
-        .map((tr) => [tr.closest('section').dataset.group, tr.dataset.rule, tr.dataset.type, tr.dataset.health])""")
+        .map((tr) => [tr.closest('.rule-group').dataset.group, tr.dataset.rule, tr.dataset.type, tr.dataset.health])""")
 
 
 def wait_rows(page, fn, want, what):
@@ -144,7 +144,7 @@ def check_alerts_view(page):
         ["checkout", "CheckoutSlow", "alerting", "ok"],
         ["checkout", "checkout:requests:rate1m", "recording", "ok"],
     ], "rules")
-    head = page.locator('section.rule-group[data-group="checkout"] header').inner_text()
+    head = page.locator('details.rule-group[data-group="checkout"] > summary').inner_text()
     if "never" in head or "ago" not in head:
         fail(f"the group's last evaluation reads {head!r}")
     state = words(page.locator('tr[data-rule="CheckoutSlow"] .alert-state'))

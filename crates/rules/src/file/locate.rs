@@ -162,6 +162,11 @@ impl Locator {
             .unwrap_or_else(|| self.rule_pos(g, r))
     }
 
+    /// The value of a rule's field when the field is there.
+    pub fn rule_value(&self, g: usize, r: usize, field: &str) -> Option<Pos> {
+        self.rule(g, r)?.child(field).map(Node::value_pos)
+    }
+
     /// The key `key` inside a rule's map field (`labels:`, `annotations:`).
     pub fn rule_map_key(&self, g: usize, r: usize, field: &str, key: &str) -> Pos {
         self.rule(g, r)

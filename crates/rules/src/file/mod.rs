@@ -93,6 +93,10 @@ pub struct RuleFileError {
     pub rule_name: String,
     /// A second place involved (`record:` and `alert:` both set), printed after the first.
     pub also_at: Option<Pos>,
+    /// Whether the message names `line:col`. promtool names none for label, annotation and
+    /// template problems and for values its YAML decoder refuses (bad durations), and
+    /// `0:0` for a missing `record:`/`alert:` or `expr:` (positions of absent nodes).
+    pub positioned: bool,
     pub reason: String,
 }
 
@@ -100,7 +104,7 @@ impl fmt::Display for RuleFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.file)?;
         // YAML errors carry their line in the message, as promtool prints them.
-        if self.line > 0 && !self.reason.starts_with("yaml: ") {
+        if self.positioned && !self.reason.starts_with("yaml: ") {
             write!(f, "{}:{}: ", self.line, self.col)?;
             if let Some(p) = self.also_at {
                 write!(f, "{}:{}: ", p.line, p.col)?;
@@ -128,6 +132,7 @@ pub fn parse_rule_file(path: &str, text: &str) -> Result<RuleFile, Vec<RuleFileE
         rule_index: None,
         rule_name: String::new(),
         also_at: None,
+        positioned: false,
         reason,
     };
     let raw: Option<raw::RawFile> = match serde_yaml_ng::from_str(text) {
@@ -140,12 +145,71 @@ pub fn parse_rule_file(path: &str, text: &str) -> Result<RuleFile, Vec<RuleFileE
                     col: l.column(),
                 })
                 .unwrap_or_default();
+            if let Some(reason) = go_yaml_syntax_error(&e) {
+                // promtool decodes the file twice (rules, then nodes for positions) and
+                // reports a syntax error from each.
+                let err = file_error(pos, reason);
+                return Err(vec![err.clone(), err]);
+            }
             return Err(vec![file_error(pos, yaml_reason(&e.to_string(), pos))]);
         }
     };
     let groups = raw.and_then(|r| r.groups).unwrap_or_default();
     let locator = locate::Locator::new(text);
     validate::validate(path, groups, &locator)
+}
+
+/// A YAML syntax error in go-yaml v3's words: `yaml: line N: PROBLEM`, where N is the
+/// 0-based line of the error's context (or of the problem when the context is on the first
+/// line), one more for scanner errors: go-yaml's own arithmetic, which often names the line
+/// where the enclosing block starts. `None` for errors that are not libyaml's.
+///
+/// serde_yaml_ng shows the libyaml error's kind and marks only in its `Debug` text
+/// (`Error { kind: PARSER, problem: "...", problem_mark: Mark { line: 6, column: 8 }, ... }`,
+/// 1-based lines), so that text is read.
+fn go_yaml_syntax_error(e: &serde_yaml_ng::Error) -> Option<String> {
+    let dbg = format!("{e:?}");
+    let rest = dbg.strip_prefix("Error { kind: ")?;
+    let scanner = match rest.split_once(',')?.0 {
+        "SCANNER" => true,
+        "PARSER" => false,
+        _ => return None,
+    };
+    let problem = debug_string_field(rest, "problem: ")?;
+    // A mark's 0-based line; a mark at line 1 column 1 is printed as an index: line 0.
+    let line0 = |field: &str| -> u64 {
+        rest.split_once(field)
+            .and_then(|(_, r)| r.strip_prefix("Mark { line: "))
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(0, |l| l.saturating_sub(1))
+    };
+    let line = match (line0("context_mark: "), line0("problem_mark: ")) {
+        (0, 0) => 0,
+        (0, p) => p,
+        (c, _) => c,
+    };
+    let line = if line > 0 && scanner { line + 1 } else { line };
+    Some(match line {
+        0 => format!("yaml: {problem}"),
+        n => format!("yaml: line {n}: {problem}"),
+    })
+}
+
+/// The Rust-quoted string after `field` in a `Debug` text, unquoted.
+fn debug_string_field(text: &str, field: &str) -> Option<String> {
+    let start = text.find(field)? + field.len();
+    let quoted = text[start..].strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// A YAML decoding error in promtool's words: unknown fields as Go's decoder names them

@@ -126,11 +126,13 @@ fn structural_mistakes_are_each_reported() {
         "bad.yml: 4:17: 5:16: group \"g\", rule 1, \"both\": only one of 'record' and 'alert' must be set",
         "bad.yml: 7:17: group \"g\", rule 2, \"bad name\": invalid recording rule name: bad name",
         "bad.yml: 9:17: group \"g\", rule 3, \"ok\": invalid field 'for' in recording rule",
-        "bad.yml: 12:9: group \"g\", rule 4, \"NoExpr\": field 'expr' must be set in rule",
-        "bad.yml: 13:9: group \"g\", rule 5, \"\": one of 'record' or 'alert' must be set",
-        "bad.yml: 17:11: group \"g\", rule 6, \"A\": invalid label name: __name__",
-        "bad.yml: 18:11: group \"g\", rule 6, \"A\": invalid label name: bad-label",
-        "bad.yml: 20:11: group \"g\", rule 6, \"A\": invalid annotation name: bad-annotation",
+        // promtool's positions of absent YAML nodes, and no position where its check
+        // keeps no node.
+        "bad.yml: 0:0: group \"g\", rule 4, \"NoExpr\": field 'expr' must be set in rule",
+        "bad.yml: 0:0: group \"g\", rule 5, \"\": one of 'record' or 'alert' must be set",
+        "bad.yml: group \"g\", rule 6, \"A\": invalid label name: __name__",
+        "bad.yml: group \"g\", rule 6, \"A\": invalid label name: bad-label",
+        "bad.yml: group \"g\", rule 6, \"A\": invalid annotation name: bad-annotation",
         "bad.yml: 21:5: groupname: \"g\" is repeated in the same file",
     ];
     for w in want {
@@ -160,10 +162,33 @@ fn unknown_fields_and_bad_yaml_are_refused_with_a_line() {
 
 #[test]
 fn bad_durations_are_refused() {
+    // promtool's YAML decoder stops at the first bad duration in the file and names only it.
     let errs = errors("groups:\n  - name: g\n    interval: 60\n    rules:\n      - alert: A\n        expr: up\n        for: 5 minutes\n");
-    assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].contains("3:15: group \"g\": interval: not a valid duration string"));
-    assert!(errs[1].contains("7:14: group \"g\", rule 1, \"A\": for: not a valid duration"));
+    assert_eq!(errs, ["bad.yml: not a valid duration string: \"60\""]);
+    let errs = errors("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: 5x\n        keep_firing_for: 3y\n      - alert: B\n        expr: up\n        for: 1q\n");
+    assert_eq!(errs, ["bad.yml: not a valid duration string: \"5x\""]);
+    // An empty string is refused; null is no duration at all.
+    let errs = errors(
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: \"\"\n",
+    );
+    assert_eq!(errs, ["bad.yml: empty duration string"]);
+    assert!(parse_rule_file(
+        "ok.yml",
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for:\n"
+    )
+    .is_ok());
+}
+
+#[test]
+fn empty_names_and_exprs_are_placed_at_their_values() {
+    let errs = errors("groups:\n  - name: g\n    rules:\n      - record: a\n        expr: \"\"\n      - record: \"\"\n        expr: up\n");
+    assert_eq!(
+        errs,
+        [
+            "bad.yml: 5:15: group \"g\", rule 1, \"a\": field 'expr' must be set in rule",
+            "bad.yml: 6:17: group \"g\", rule 2, \"\": one of 'record' or 'alert' must be set",
+        ]
+    );
 }
 
 #[test]
@@ -173,7 +198,7 @@ fn bad_templates_are_refused_for_alerts_only() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(
         errs[0],
-        "bad.yml: 7:11: group \"g\", rule 1, \"A\": annotation \"summary\": template: __alert_A:1: unclosed action"
+        "bad.yml: group \"g\", rule 1, \"A\": annotation \"summary\": template: __alert_A:1: unclosed action"
     );
     let rec = "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: up\n        labels:\n          x: '{{ oops'\n";
     assert!(parse_rule_file("ok.yml", rec).is_ok());

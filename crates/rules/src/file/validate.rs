@@ -14,6 +14,9 @@ use crate::duration::parse_duration;
 struct Errors<'a> {
     file: &'a str,
     list: Vec<RuleFileError>,
+    /// The first value, in document order, that Go's YAML decoder refuses (a bad
+    /// duration): promtool reports it alone, without position, and validates nothing else.
+    decode: Option<(Pos, String)>,
 }
 
 impl Errors<'_> {
@@ -26,8 +29,32 @@ impl Errors<'_> {
             rule_index: None,
             rule_name: String::new(),
             also_at: None,
+            positioned: true,
             reason,
         });
+    }
+
+    fn decode(&mut self, pos: Pos, reason: String) {
+        let first = match &self.decode {
+            Some((p, _)) => (pos.line, pos.col) < (p.line, p.col),
+            None => true,
+        };
+        if first {
+            self.decode = Some((pos, reason));
+        }
+    }
+
+    /// A duration as Go's decoder reads `model.Duration`: null is zero, an empty string
+    /// is an error.
+    fn duration(&mut self, pos: Pos, v: Option<Scalar>) -> Option<Duration> {
+        let s = v?.0;
+        match parse_duration(&s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.decode(pos, e);
+                None
+            }
+        }
     }
 }
 
@@ -51,8 +78,26 @@ impl RuleCtx<'_, '_> {
             rule_index: Some(self.r + 1),
             rule_name: self.name.clone(),
             also_at: None,
+            positioned: true,
             reason,
         });
+    }
+
+    /// A problem promtool reports without a position (its check keeps no YAML node).
+    fn unpositioned(&mut self, field: &str, key: &str, reason: String) {
+        self.at_key(field, key, reason);
+        if let Some(e) = self.errs.list.last_mut() {
+            e.positioned = false;
+        }
+    }
+
+    /// A missing or empty field: where its value is, or promtool's `0:0` when absent.
+    fn at_value_or_zero(&mut self, field: &str, reason: String) {
+        let pos = self
+            .loc
+            .rule_value(self.g, self.r, field)
+            .unwrap_or_default();
+        self.push(pos, reason);
     }
 
     fn at_field(&mut self, field: &str, reason: String) {
@@ -66,13 +111,8 @@ impl RuleCtx<'_, '_> {
     }
 
     fn duration(&mut self, field: &str, v: Option<Scalar>) -> Duration {
-        match v.map(|s| s.0).filter(|s| !s.is_empty()) {
-            None => Duration::ZERO,
-            Some(s) => parse_duration(&s).unwrap_or_else(|e| {
-                self.at_field(field, format!("{field}: {e}"));
-                Duration::ZERO
-            }),
-        }
+        let pos = self.loc.rule_field(self.g, self.r, field);
+        self.errs.duration(pos, v).unwrap_or_default()
     }
 }
 
@@ -84,6 +124,7 @@ pub(super) fn validate(
     let mut errs = Errors {
         file,
         list: Vec::new(),
+        decode: None,
     };
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(groups.len());
@@ -96,19 +137,10 @@ pub(super) fn validate(
             let reason = format!("groupname: {name:?} is repeated in the same file");
             errs.group(loc.group_pos(g), Some(&name), reason);
         }
-        let mut group_duration = |field: &str, v: Option<Scalar>| -> Option<Duration> {
-            let s = v.map(|s| s.0).filter(|s| !s.is_empty())?;
-            match parse_duration(&s) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    let reason = format!("group {name:?}: {field}: {e}");
-                    errs.group(loc.group_field(g, field), Some(&name), reason);
-                    None
-                }
-            }
-        };
-        let interval = group_duration("interval", raw.interval).filter(|d| !d.is_zero());
-        let query_offset = group_duration("query_offset", raw.query_offset);
+        let interval = errs
+            .duration(loc.group_field(g, "interval"), raw.interval)
+            .filter(|d| !d.is_zero());
+        let query_offset = errs.duration(loc.group_field(g, "query_offset"), raw.query_offset);
         let labels = strings(raw.labels);
         for k in labels.keys() {
             if !is_valid_label_name(k) || k == METRIC_NAME {
@@ -131,6 +163,19 @@ pub(super) fn validate(
             labels,
             rules,
         });
+    }
+    if let Some((pos, reason)) = errs.decode {
+        return Err(vec![RuleFileError {
+            file: file.to_string(),
+            line: pos.line,
+            col: pos.col,
+            group: None,
+            rule_index: None,
+            rule_name: String::new(),
+            also_at: None,
+            positioned: false,
+            reason,
+        }]);
     }
     if errs.list.is_empty() {
         Ok(RuleFile {
@@ -172,15 +217,14 @@ fn validate_rule(
                 e.also_at = Some(loc.rule_field(g, r, "alert"));
             }
         }
-        (true, true) => cx.push(
-            loc.rule_pos(g, r),
-            "one of 'record' or 'alert' must be set".into(),
-        ),
+        (true, true) => {
+            cx.at_value_or_zero("record", "one of 'record' or 'alert' must be set".into())
+        }
         _ => {}
     }
     let expr = raw.expr.map(|s| s.0).unwrap_or_default();
     if expr.is_empty() {
-        cx.at_field("expr", "field 'expr' must be set in rule".into());
+        cx.at_value_or_zero("expr", "field 'expr' must be set in rule".into());
     } else if let Err(e) = meshlens_promql::parse(&expr) {
         cx.at_field("expr", format!("could not parse expression: {e}"));
     }
@@ -206,12 +250,12 @@ fn validate_rule(
     }
     for k in labels.keys() {
         if !is_valid_label_name(k) || k == METRIC_NAME {
-            cx.at_key("labels", k, format!("invalid label name: {k}"));
+            cx.unpositioned("labels", k, format!("invalid label name: {k}"));
         }
     }
     for k in annotations.keys() {
         if !is_valid_label_name(k) {
-            cx.at_key("annotations", k, format!("invalid annotation name: {k}"));
+            cx.unpositioned("annotations", k, format!("invalid annotation name: {k}"));
         }
     }
     if !alert.is_empty() {
@@ -248,7 +292,7 @@ fn check_templates(
 ) {
     for (k, text) in map {
         if let Err(e) = crate::eval::check_template(alert, text) {
-            cx.at_key(field, k, format!("{what} {k:?}: {e}"));
+            cx.unpositioned(field, k, format!("{what} {k:?}: {e}"));
         }
     }
 }

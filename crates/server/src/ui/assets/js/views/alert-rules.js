@@ -7,6 +7,8 @@ import * as fmt from '../format.js';
 import { alertMatches } from '../alert-match.js';
 import { stateBadge, healthBadge, labelChips, annotationBlock } from '../alert-ui.js';
 
+const LONG_QUERY = 160;
+
 /** Text a rule is found by: its name, query, group, labels and annotations. */
 function ruleText(rule, group) {
   return [rule.name, rule.query, group.name, group.file, ...Object.entries(rule.labels || {}).flat(),
@@ -36,6 +38,13 @@ function lastEval(t, took) {
     at === null ? 'never' : `${fmt.ago(at)} ago`, took !== undefined && at !== null ? h('span', { class: 'muted' }, ` (${fmt.ms(took * 1000)})`) : null);
 }
 
+/** A long query starts folded to its beginning, so a group of generated rules stays readable. */
+function queryCell(q) {
+  const text = String(q || '');
+  if (text.length <= LONG_QUERY) return h('code', {}, text);
+  return h('details', { class: 'q-long' }, h('summary', { title: 'Show the whole query' }, h('code', {}, `${text.slice(0, LONG_QUERY - 40)}…`)), h('code', {}, text));
+}
+
 function ruleRow(r) {
   const alerting = r.type === 'alerting';
   const active = (r.alerts || []).length;
@@ -48,17 +57,21 @@ function ruleRow(r) {
     h('td', {}, alerting ? stateBadge(r.state) : h('span', { class: 'muted' }, '–')),
     h('td', {}, healthBadge(r.health, r.lastError),
       r.lastError ? h('div', { class: 'rule-error' }, r.lastError) : null),
-    h('td', { class: 'rule-query' }, h('code', {}, r.query)),
+    h('td', { class: 'rule-query' }, queryCell(r.query)),
     h('td', { class: 'num' }, alerting ? fmt.duration(r.duration) : ''),
-    h('td', {}, labelChips(r.labels)),
+    h('td', { class: 'rule-labels' }, labelChips(r.labels)),
     h('td', {}, lastEval(r.lastEvaluation, r.evaluationTime)));
 }
 
-function groupSection(g) {
+/** A group starts open when it needs a look (an active alert, a failing rule) or is small. */
+function groupSection(g, open) {
   const errs = g.rules.filter((r) => r.health === 'err').length;
-  return h('section', { class: 'rule-group', dataset: { group: g.name }, 'aria-label': `Rule group ${g.name}` },
-    h('header', {},
+  const active = g.rules.filter((r) => r.state === 'firing' || r.state === 'pending').length;
+  return h('details', { class: 'rule-group', dataset: { group: g.name }, open: open || errs > 0 || active > 0 || g.rules.length <= 8 },
+    h('summary', {},
       h('h3', {}, g.name),
+      h('span', { class: 'muted small' }, ` ${g.rules.length} rule${g.rules.length === 1 ? '' : 's'}`,
+        active ? h('span', { class: 'rule-active' }, ` · ${active} active`) : null),
       h('span', { class: 'muted small' },
         g.file ? h('code', {}, g.file) : null,
         ` · every ${fmt.duration(g.interval)} · last evaluated `, lastEval(g.lastEvaluation, g.evaluationTime),
@@ -69,8 +82,11 @@ function groupSection(g) {
       h('tbody', {}, g.rules.map(ruleRow))));
 }
 
-/** Draws the groups into `box`; `all` are the groups before filtering (for the empty states). */
-export function renderRules(box, all, filtered) {
+/**
+ * Draws the groups into `box`; `all` are the groups before filtering (for the empty states);
+ * `filtering` opens every group shown. `wasOpen`: groups the user opened or closed, by name.
+ */
+export function renderRules(box, all, filtered, filtering = false, wasOpen = new Map()) {
   if (!all.length) {
     box.append(message('info', 'No rules loaded: add rule_files to the config or start with --slo FILE.'));
     return;
@@ -79,5 +95,9 @@ export function renderRules(box, all, filtered) {
     box.append(message('info', 'No rule matches the filter.'));
     return;
   }
-  box.append(...filtered.map(groupSection));
+  box.append(...filtered.map((g) => {
+    const el = groupSection(g, filtering);
+    if (wasOpen.has(g.name)) el.open = wasOpen.get(g.name);
+    return el;
+  }));
 }

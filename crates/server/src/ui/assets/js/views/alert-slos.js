@@ -6,8 +6,7 @@
 import { h, message } from '../dom.js';
 import * as url from '../state/url.js';
 import * as fmt from '../format.js';
-import { alertName } from '../alert-match.js';
-import { stateBadge } from '../alert-ui.js';
+import { alertList } from '../alert-ui.js';
 
 const isBudget = (k) => /budget_remaining/.test(k);
 const isBurn = (k) => /^burn_rate/.test(k);
@@ -22,7 +21,18 @@ function valueText(key, v) {
   return precise(v);
 }
 
-/** `values` as [key, number|null] rows; a per-indicator object becomes one row each. */
+/** Seconds of a window suffix (`burn_rate_1h` → 3600, `_4w2d` → 30 days), for ordering. */
+function windowSeconds(key) {
+  const m = /_((?:\d+[smhdwy])+)$/.exec(key);
+  if (!m) return Infinity;
+  const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
+  return [...m[1].matchAll(/(\d+)([smhdwy])/g)].reduce((a, [, n, u]) => a + +n * unit[u], 0);
+}
+
+/** Burn rates first, shortest window first; then the other keys by name. */
+const byKind = ([, a], [, b]) => (isBurn(b) - isBurn(a)) || (windowSeconds(a) - windowSeconds(b)) || a.localeCompare(b);
+
+/** `values` as [label, key, number|null] rows; a per-indicator object becomes one row each. */
 function flatValues(values) {
   const rows = [];
   for (const [k, v] of Object.entries(values || {})) {
@@ -51,7 +61,7 @@ function objectiveText(o) {
 function sloCard(slo) {
   const rows = flatValues(slo.values);
   const budgets = rows.filter(([, k]) => isBudget(k));
-  const others = rows.filter(([, k]) => !isBudget(k));
+  const others = rows.filter(([, k]) => !isBudget(k)).sort(byKind);
   const alerts = slo.alerts || [];
   const lat = slo.latency;
   return h('section', { class: 'slo', dataset: { service: slo.service }, 'aria-label': `SLO of ${slo.service}` },
@@ -68,7 +78,7 @@ function sloCard(slo) {
         h('td', {}, hot ? h('span', { 'aria-hidden': 'true' }, '⚠ ') : null, valueText(k, v), hot ? h('span', { class: 'sr-only' }, ' (above 1: spending budget too fast)') : null));
     }))),
     alerts.length
-      ? h('ul', { class: 'alert-list' }, alerts.map((a) => h('li', {}, stateBadge(a.state), ' ', alertName(a))))
+      ? alertList(alerts, () => url.href('alerts', { service: slo.service }))
       : h('p', { class: 'muted small' }, 'No alert active for this SLO.'),
     h('a', { class: 'small', href: url.href('alerts', { service: slo.service }) }, `Alerts of ${slo.service}`));
 }

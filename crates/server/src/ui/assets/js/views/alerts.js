@@ -1,5 +1,5 @@
-// Alerts: the firing and pending alerts (`/api/v1/alerts`), the rules by group
-// (`/api/v1/rules`) and the services' SLOs (`/api/v1/slos`), refreshed every 15 s. The filter
+// Alerts: the firing and pending alerts (`/api/v1/alerts`), the services' SLOs
+// (`/api/v1/slos`) and the rules by group (`/api/v1/rules`), refreshed every 15 s. The filter
 // (service, text, state, rule type) lives in the URL, so the overview and the topology link
 // straight to one service's alerts; changing it redraws from what was fetched.
 
@@ -78,16 +78,23 @@ function drawAlerts(box, d, f) {
   box.append(alertsTable(filterAlerts(d.alerts, f), d.at));
 }
 
-/** Redraws the sections from `live.data` with the URL's filter, keeping open details open. */
-function draw(params) {
+/** A rule's folded parts (annotations, long query) by rule and part, to survive a redraw. */
+const foldKey = (d) => `${d.closest('tr').dataset.rule}|${d.className}`;
+
+/**
+ * Redraws the sections from `live.data` with the URL's filter. `keep` (a poll's redraw)
+ * keeps what the reader opened or closed; a new filter opens every rule group it shows.
+ */
+function draw(params, keep = false) {
   const { data: d, boxes } = live;
   const f = filterOf(params);
-  const open = new Set([...live.root.querySelectorAll('tr[data-rule] details[open]')].map((x) => x.closest('tr').dataset.rule));
+  const folds = new Set(keep ? [...boxes.rules.querySelectorAll('tr[data-rule] details[open]')].map(foldKey) : []);
+  const groups = new Map(keep ? [...boxes.rules.querySelectorAll('details.rule-group')].map((g) => [g.dataset.group, g.open]) : []);
   drawAlerts(boxes.alerts, d, f);
   clear(boxes.rules);
   if (d.errors.rules) boxes.rules.append(failure(d.errors.rules, '/api/v1/rules'));
-  else renderRules(boxes.rules, d.groups, filterRules(d.groups, f));
-  for (const tr of boxes.rules.querySelectorAll('tr[data-rule]')) if (open.has(tr.dataset.rule)) tr.querySelector('details')?.setAttribute('open', '');
+  else renderRules(boxes.rules, d.groups, filterRules(d.groups, f), Object.values(f).some(Boolean), groups);
+  for (const x of boxes.rules.querySelectorAll('tr[data-rule] details')) if (folds.has(foldKey(x))) x.open = true;
   clear(boxes.slos);
   if (d.errors.slos) boxes.slos.append(failure(d.errors.slos, '/api/v1/slos'));
   else renderSlos(boxes.slos, d.slos, filterSlos(d.slos, f));
@@ -152,8 +159,8 @@ export async function render(root, { params }) {
   };
   root.append(h('h1', {}, 'Alerts ', boxes.updated), bar, boxes.summary,
     h('section', { class: 'alerts-section', 'aria-labelledby': 'h-active' }, h('h2', { id: 'h-active' }, 'Firing and pending'), boxes.alerts),
-    h('section', { class: 'alerts-section', 'aria-labelledby': 'h-rules' }, h('h2', { id: 'h-rules' }, 'Rules'), boxes.rules),
-    h('section', { class: 'alerts-section', 'aria-labelledby': 'h-slos' }, h('h2', { id: 'h-slos' }, 'Service level objectives'), boxes.slos));
+    h('section', { class: 'alerts-section', 'aria-labelledby': 'h-slos' }, h('h2', { id: 'h-slos' }, 'Service level objectives'), boxes.slos),
+    h('section', { class: 'alerts-section', 'aria-labelledby': 'h-rules' }, h('h2', { id: 'h-rules' }, 'Rules'), boxes.rules));
   const data = await load(false);
   live = { root, data, boxes, controls: { services } };
   draw(params);
@@ -161,7 +168,7 @@ export async function render(root, { params }) {
     const next = await load(true);
     if (!live || live.root !== root) return;
     live.data = next;
-    draw(url.current().params);
+    draw(url.current().params, true);
   });
 }
 
