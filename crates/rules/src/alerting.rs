@@ -45,7 +45,8 @@ impl AlertState {
 pub(crate) struct Alert {
     pub state: AlertState,
     pub labels: Labels,
-    pub annotations: Labels,
+    /// Expanded annotations; one that expands to "" is kept, as Prometheus keeps it.
+    pub annotations: BTreeMap<String, String>,
     pub value: f64,
     pub active_at: i64,
     pub fired_at: Option<i64>,
@@ -172,11 +173,11 @@ impl AlertingRule {
                 lb.set(k.as_str(), t.expand(&data));
             }
             lb.set(ALERT_NAME, self.name.as_str());
-            let annotations = Labels::from_pairs(
-                self.annotation_templates
-                    .iter()
-                    .map(|(k, t)| (k.clone(), t.expand(&data))),
-            );
+            let annotations: BTreeMap<String, String> = self
+                .annotation_templates
+                .iter()
+                .map(|(k, t)| (k.clone(), t.expand(&data)))
+                .collect();
             let labels = lb.build();
             if fresh.contains_key(&labels) {
                 return Err(
@@ -328,7 +329,7 @@ mod tests {
         Alert {
             state,
             labels: Labels::empty(),
-            annotations: Labels::empty(),
+            annotations: BTreeMap::new(),
             value: 1.0,
             active_at: 0,
             fired_at: None,

@@ -105,7 +105,7 @@ pub(crate) fn alerts(groups: &[Arc<Snapshot>]) -> Value {
 fn alert(a: &AlertView) -> Value {
     let mut v = json!({
         "labels": labels(&a.labels),
-        "annotations": labels(&a.annotations),
+        "annotations": a.annotations,
         "state": a.state.as_str(),
         "activeAt": go_time_ms(a.active_at_ms),
         "value": go_float_e(a.value),

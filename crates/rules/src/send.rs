@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use meshlens_model::Labels;
 use meshlens_notifier::Alert as Notification;
 
 use crate::group::{millis, RuleKindState};
@@ -44,7 +45,8 @@ impl Group {
                 a.valid_until = Some(valid_until);
                 out.push(Notification {
                     labels: a.labels.clone(),
-                    annotations: a.annotations.clone(),
+                    // The notifier's label set drops annotations that expanded to "".
+                    annotations: Labels::from_pairs(a.annotations.iter()),
                     starts_at_ms: a.fired_at.unwrap_or(a.active_at),
                     ends_at_ms: Some(a.resolved_at.unwrap_or(valid_until)),
                     generator_url: generator_url.clone(),

@@ -33,7 +33,9 @@ pub struct AlertView {
     /// The alert's identity: series labels (without `__name__`), rule and group labels,
     /// `alertname`.
     pub labels: Labels,
-    pub annotations: Labels,
+    /// Every annotation of the rule, expanded; an empty one is kept, as in Prometheus's
+    /// API (a [`Labels`] would drop it).
+    pub annotations: BTreeMap<String, String>,
     pub state: AlertState,
     pub active_at_ms: i64,
     pub fired_at_ms: Option<i64>,

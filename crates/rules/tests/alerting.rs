@@ -61,7 +61,7 @@ fn alert_labels_and_annotations_come_from_series_rule_and_group() {
     );
     assert_eq!(
         a[0].annotations,
-        Labels::from_pairs([("summary", "h:1 down, value 0")])
+        [("summary".to_string(), "h:1 down, value 0".to_string())].into()
     );
     assert_eq!(a[0].state, AlertState::Pending);
     assert_eq!(a[0].active_at_ms, T0);
@@ -303,9 +303,9 @@ fn annotations_can_query_and_see_external_labels_and_errors_render_as_text() {
     );
     g.eval(&f.ctx(), T0);
     let a = &alerts(&g)[0].annotations;
-    assert_eq!(a.get("up_total"), Some("1"));
-    assert_eq!(a.get("where"), Some("eu1"));
-    let broken = a.get("broken").unwrap_or("");
+    assert_eq!(a.get("up_total").map(String::as_str), Some("1"));
+    assert_eq!(a.get("where").map(String::as_str), Some("eu1"));
+    let broken = a.get("broken").map_or("", String::as_str);
     assert!(
         broken.starts_with("<error expanding template: "),
         "{broken}"

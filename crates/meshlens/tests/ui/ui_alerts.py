@@ -100,7 +100,7 @@ def alert_rows(page):
 
 def rule_rows(page):
     """(group, rule, type, health) of every rule row shown."""
-    return page.evaluate("""() => [...document.querySelectorAll('section.rule-group tr[data-rule]')]
+    return page.evaluate("""() => [...document.querySelectorAll('.rule-group tr[data-rule]')]
         .map((tr) => [tr.closest('.rule-group').dataset.group, tr.dataset.rule, tr.dataset.type, tr.dataset.health])""")
 
 

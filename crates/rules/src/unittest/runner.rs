@@ -315,17 +315,13 @@ fn firing(rule: &AlertingRuleView) -> Vec<LabelsAndAnnotations> {
                 .iter()
                 .map(|l| (l.name.clone(), l.value.clone()))
                 .collect();
-            // Every annotation of the rule is rendered; one missing here rendered empty
-            // (a label set drops empty values), and promtool lists it with "".
-            let mut annotations: BTreeMap<String, String> = rule
+            // Annotations that expanded to "" are listed, as promtool lists them.
+            let annotations = a
                 .annotations
-                .keys()
-                .map(|k| (k.clone(), String::new()))
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            for l in a.annotations.iter() {
-                annotations.insert(l.name.clone(), l.value.clone());
-            }
-            LabelsAndAnnotations::new(labels, annotations.into_iter().collect())
+            LabelsAndAnnotations::new(labels, annotations)
         })
         .collect()
 }

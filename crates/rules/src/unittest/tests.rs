@@ -334,3 +334,63 @@ fn an_annotation_that_renders_empty_is_compared_as_empty() {
     assert!(test_file(&d.path("empty.yml"), &TestOptions::default()).passed());
     assert!(!test_file(&d.path("absent.yml"), &TestOptions::default()).passed());
 }
+
+/// promtool 2.42 lists an annotation that expanded to "" (and never a label that did):
+/// the first and third groups fail, the second passes.
+#[test]
+fn annotations_expanded_to_empty_are_compared_as_promtool_compares_them() {
+    let rules = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 1\n    labels:\n      empty: '{{ $labels.missing }}'\n    annotations:\n      summary: '{{ $labels.missing }}'\n      description: x\n";
+    let group = |name: &str, labels: &str, annotations: &str| {
+        format!("- name: {name}\n  interval: 1m\n  input_series:\n  - series: 'up{{job=\"a\"}}'\n    values: 1 1\n  alert_rule_test:\n  - eval_time: 1m\n    alertname: A\n    exp_alerts:\n    - exp_labels: {labels}\n      exp_annotations: {annotations}\n")
+    };
+    let test = format!(
+        "rule_files: [r.yml]\ntests:\n{}{}{}",
+        group("omitted", "{job: a}", "{description: x}"),
+        group("empty", "{job: a}", "{description: x, summary: \"\"}"),
+        group(
+            "label",
+            "{job: a, empty: \"\"}",
+            "{description: x, summary: \"\"}"
+        ),
+    );
+    let d = Dir::new(&[("r.yml", rules), ("t.yml", &test)]);
+    let f = test_file(&d.path("t.yml"), &TestOptions::default()).failures;
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert!(f[0].starts_with("    name: omitted,\n"), "{}", f[0]);
+    assert!(f[1].starts_with("    name: label,\n"), "{}", f[1]);
+    let got = "got:[\n            0:\n              Labels:{alertname=\"A\", job=\"a\"}\n              Annotations:{description=\"x\", summary=\"\"}\n            ]";
+    assert!(f[0].ends_with(got), "{}", f[0]);
+    assert!(f[1].ends_with(got), "{}", f[1]);
+}
+
+/// promtool 2.42's windows are closed: six one-minute samples in `[0, 5m]`. Prometheus
+/// 3's left-open windows, on request, see five.
+#[test]
+fn ranges_are_closed_unless_left_open_is_asked_for() {
+    let test = "tests:\n- interval: 1m\n  input_series:\n  - series: x\n    values: 0+1x10\n  promql_expr_test:\n  - expr: count_over_time(x[5m])\n    eval_time: 5m\n    exp_samples:\n    - labels: '{}'\n      value: 6\n";
+    let d = Dir::new(&[("t.yml", test)]);
+    assert!(test_file(&d.path("t.yml"), &TestOptions::default()).passed());
+    let open = TestOptions {
+        closed_ranges: false,
+    };
+    let f = test_file(&d.path("t.yml"), &open).failures;
+    assert_eq!(
+        f,
+        ["    expr: \"count_over_time(x[5m])\", time: 5m,\n        exp: {} 6E+00\n        got: {} 5E+00"]
+    );
+}
+
+/// go-yaml's line for a syntax error (the 0-based line of the enclosing block), reported
+/// twice as promtool decodes the file twice.
+#[test]
+fn rule_file_syntax_errors_are_worded_as_promtool_words_them() {
+    let bad = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n       for: 5m\n";
+    let test = "rule_files: [r.yml]\ntests:\n- interval: 1m\n";
+    let d = Dir::new(&[("r.yml", bad), ("t.yml", test)]);
+    let f = test_file(&d.path("t.yml"), &TestOptions::default()).failures;
+    let want = format!(
+        "{}: yaml: line 3: did not find expected '-' indicator",
+        d.path("r.yml")
+    );
+    assert_eq!(f, [want.clone(), want]);
+}
