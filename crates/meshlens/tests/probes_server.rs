@@ -45,8 +45,12 @@ fn configured_probes_write_probe_series() {
             .as_str()
             .map(str::to_string)
     };
-    poll(Duration::from_secs(30), || value("tcp-open").filter(|v| v == "1"));
-    poll(Duration::from_secs(30), || value("tcp-closed").filter(|v| v == "0"));
+    poll(Duration::from_secs(30), || {
+        value("tcp-open").filter(|v| v == "1")
+    });
+    poll(Duration::from_secs(30), || {
+        value("tcp-closed").filter(|v| v == "0")
+    });
     let v = s.query(
         &format!("probe_duration_seconds{{job=\"tcp-open\",instance=\"{open_addr}\"}}"),
         None,

@@ -71,7 +71,9 @@ fn series(now_ms: i64, a: f64) -> Vec<TimeSeries> {
 
 /// Active alerts an Alertmanager holds: labels → annotations, for alerts not yet ended.
 fn held(am: &str) -> BTreeMap<String, BTreeMap<String, String>> {
-    let v = get_json(&format!("{am}/api/v2/alerts?active=true&silenced=false&inhibited=false"));
+    let v = get_json(&format!(
+        "{am}/api/v2/alerts?active=true&silenced=false&inhibited=false"
+    ));
     let mut out = BTreeMap::new();
     for a in v.as_array().cloned().unwrap_or_default() {
         if a["status"]["state"] != "active" {
@@ -107,10 +109,11 @@ fn instant(base: &str, q: &str) -> Vec<(BTreeMap<String, String>, String)> {
 
 fn write_both(conns: &mut [httpc::Conn; 2], a: f64) {
     let now = meshlens_model::time::now_ms();
-    let body = meshlens_ingest::remote_write::encode(&meshlens_ingest::remote_write::WriteRequest {
-        timeseries: series(now, a),
-        ..Default::default()
-    });
+    let body =
+        meshlens_ingest::remote_write::encode(&meshlens_ingest::remote_write::WriteRequest {
+            timeseries: series(now, a),
+            ..Default::default()
+        });
     for c in conns.iter_mut() {
         let r = c
             .request(

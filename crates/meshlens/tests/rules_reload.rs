@@ -84,7 +84,11 @@ fn bad_rules_are_refused_and_good_ones_reload_keeping_alert_state() {
     assert!(r.body.contains("rules.yml"), "no file in: {}", r.body);
     assert!(r.body.contains("9:"), "no line in: {}", r.body);
     assert!(r.body.contains("parse"), "no reason in: {}", r.body);
-    assert_eq!(rule_names(&s), ["Pending"], "the last good rules keep running");
+    assert_eq!(
+        rule_names(&s),
+        ["Pending"],
+        "the last good rules keep running"
+    );
     let info = get_json(&s.url("/api/v1/status/runtimeinfo"));
     assert_eq!(info["data"]["reloadConfigSuccess"], false, "{info}");
 
@@ -114,7 +118,13 @@ fn a_bad_rule_file_stops_the_server_from_starting_with_file_and_line() {
     let cfg = tmp.path().join("prometheus.yml");
     std::fs::write(&cfg, "rule_files: [rules.yml]\n").unwrap();
     let out = Command::new(common::BIN)
-        .args(["server", "--listen", "127.0.0.1:0", "--otlp-grpc-listen", "off"])
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-grpc-listen",
+            "off",
+        ])
         .arg("--data-dir")
         .arg(tmp.path().join("data"))
         .arg("--config")

@@ -165,6 +165,13 @@ impl RuleRuntime {
                     .map_err(|e| LoadError(e.to_string()))?,
             );
         }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(p) = out.iter().find(|p| !seen.insert(p.name.as_str())) {
+            return Err(LoadError(format!(
+                "probe {:?} is defined twice (in the config's probes: and in --probes)",
+                p.name
+            )));
+        }
         Ok(out)
     }
 
@@ -197,8 +204,8 @@ fn rule_sources(patterns: &[String], dir: &Path) -> Result<Vec<(String, String)>
             dir.join(p)
         };
         let pattern = full.to_string_lossy().into_owned();
-        let paths = glob::glob(&pattern)
-            .map_err(|e| LoadError(format!("rule_files: {p:?}: {e}")))?;
+        let paths =
+            glob::glob(&pattern).map_err(|e| LoadError(format!("rule_files: {p:?}: {e}")))?;
         let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
         files.sort();
         for f in files {

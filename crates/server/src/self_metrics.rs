@@ -66,8 +66,10 @@ impl SelfMetrics {
     pub fn config_reloads(&self, ok: bool) {
         self.last_reload_successful.store(ok, Ordering::Relaxed);
         if ok {
-            self.last_reload_success_ms
-                .store(meshlens_model::time::now_ms().max(0) as u64, Ordering::Relaxed);
+            self.last_reload_success_ms.store(
+                meshlens_model::time::now_ms().max(0) as u64,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -119,7 +121,9 @@ impl SelfMetrics {
             "prometheus_config_last_reload_successful",
             "Whether the last configuration reload attempt was successful.",
             "gauge",
-            f64::from(u8::from(self.last_reload_successful.load(Ordering::Relaxed))),
+            f64::from(u8::from(
+                self.last_reload_successful.load(Ordering::Relaxed),
+            )),
         );
         gauge(
             &mut out,

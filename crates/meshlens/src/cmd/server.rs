@@ -103,7 +103,10 @@ pub struct RuleArgs {
     #[arg(long = "rules.alert.resend-delay", default_value = "1m")]
     pub resend_delay: String,
     /// Alerts queued for Alertmanager at most; older ones are dropped (and counted).
-    #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = 10_000)]
+    #[arg(
+        long = "alertmanager.notification-queue-capacity",
+        default_value_t = 10_000
+    )]
     pub notification_queue_capacity: usize,
     /// Allow `POST /-/reload` (SIGHUP always reloads).
     #[arg(long = "web.enable-lifecycle")]

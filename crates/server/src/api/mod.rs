@@ -56,7 +56,10 @@ impl GlobalState {
     /// scrape jobs); on error the running state stays and the error is returned.
     pub async fn reload(&self) -> Result<(), crate::rules::LoadError> {
         let result = self.reload_inner().await;
-        let mut st = self.config_status.write().unwrap_or_else(|e| e.into_inner());
+        let mut st = self
+            .config_status
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         st.success = result.is_ok();
         if result.is_ok() {
             st.last_load = std::time::SystemTime::now();
@@ -64,7 +67,9 @@ impl GlobalState {
         self.metrics.config_reloads(result.is_ok());
         match &result {
             Ok(()) => tracing::info!("config reloaded"),
-            Err(e) => tracing::error!(error = %e, "config reload failed; the last good config keeps running"),
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; the last good config keeps running")
+            }
         }
         result
     }
@@ -77,7 +82,8 @@ impl GlobalState {
         };
         if scrape_changed {
             let main = self.tenants.scrape_stack();
-            let new = crate::scrape::ScrapeManager::start(&cfg, main.tsdb.clone(), self.metrics.clone());
+            let new =
+                crate::scrape::ScrapeManager::start(&cfg, main.tsdb.clone(), self.metrics.clone());
             let old = std::mem::replace(&mut *self.scrape.write(), new);
             old.stop().await;
         }
