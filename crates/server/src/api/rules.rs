@@ -97,7 +97,7 @@ pub async fn slos(State(s): State<Arc<GlobalState>>) -> Response {
                         "threshold_ms": l.threshold.as_secs_f64() * 1000.0,
                         "objective": l.objective,
                     })),
-                    "window": crate::config::format_duration(slo.window),
+                    "window": meshlens_slo::format_duration(slo.window),
                     "values": values,
                     "alerts": alerts,
                 })
