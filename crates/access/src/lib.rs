@@ -8,10 +8,13 @@
 //!   that sheds clients that never finished a request head before it refuses real ones.
 //! - [`tenant`] and [`limits`]: Mimir's `X-Scope-OrgID` rules and per-tenant limits.
 //! - [`pem`]: certificate chains and private keys from PEM, for listeners and clients alike.
+//! - [`client_tls`]: the rustls client configuration of a `tls_config`, for every outgoing
+//!   client (scrapes, Alertmanagers, probes).
 //!
 //! TLS is rustls on the *ring* provider only; no OpenSSL, no aws-lc.
 
 pub mod auth;
+pub mod client_tls;
 pub mod limits;
 pub mod metrics;
 pub mod pem;
@@ -22,6 +25,7 @@ mod tls;
 pub mod webconfig;
 
 pub use auth::{check_basic, AuthError};
+pub use client_tls::{ClientTls, ClientTlsError};
 pub use limits::{LimitCounters, Limits, RateLimiters, SeriesLimitError, REASON_RATE_LIMITED};
 pub use metrics::{AccessMetrics, ListenerCounters, ListenerSnapshot};
 pub use pem::{parse_certs, parse_key, PemError};

@@ -4,6 +4,7 @@
 //! Design decision: the storage traits live here, not in the engines, so that PromQL and the
 //! analyses depend only on this crate and run unchanged over the embedded engines or ClickHouse.
 
+pub mod duration;
 pub mod hash;
 pub mod labels;
 pub mod matcher;
@@ -12,6 +13,7 @@ pub mod storage;
 pub mod time;
 pub mod trace;
 
+pub use duration::{format_duration, format_duration_days, parse_duration, DurationError};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{LabelMatcher, MatchOp, MatcherError};
 pub use sample::{format_value, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};

@@ -6,11 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use meshlens_access::client_tls::{parse_server_name, read_certs, system_root_certs};
+use meshlens_access::{ClientTls, ClientTlsError};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -38,30 +37,28 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+impl From<ClientTlsError> for TlsError {
+    fn from(e: ClientTlsError) -> Self {
+        match e {
+            ClientTlsError::Read { path, source, .. } => TlsError::Read { path, source },
+            ClientTlsError::Pem { path, reason, .. } => TlsError::Pem { path, reason },
+            ClientTlsError::ServerName(n) => TlsError::ServerName(n),
+            ClientTlsError::Rustls(e) => TlsError::Rustls(e),
+            // A probe presents no client certificate, so this cannot arise.
+            e @ ClientTlsError::CertWithoutKey => {
+                TlsError::Rustls(rustls::Error::General(e.to_string()))
+            }
+        }
+    }
+}
+
 /// The certificates of a CA file; at least one.
 pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.to_path_buf(),
-            reason: "no certificate found".into(),
-        });
-    }
-    Ok(certs)
+    Ok(read_certs("ca_file", path)?)
 }
 
 pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>, TlsError> {
-    let bare = name.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(bare.to_string()).map_err(|_| TlsError::ServerName(name.to_string()))
+    Ok(parse_server_name(name)?)
 }
 
 /// Trusted roots, with their parsed fields for chain expiry.
@@ -89,13 +86,7 @@ impl Roots {
 fn native_roots() -> Arc<Roots> {
     static ROOTS: OnceLock<Arc<Roots>> = OnceLock::new();
     ROOTS
-        .get_or_init(|| {
-            let found = rustls_native_certs::load_native_certs();
-            if found.certs.is_empty() {
-                tracing::debug!(errors = ?found.errors, "no system CA certificates found");
-            }
-            Arc::new(Roots::from_certs(found.certs))
-        })
+        .get_or_init(|| Arc::new(Roots::from_certs(system_root_certs())))
         .clone()
 }
 
@@ -107,30 +98,22 @@ pub(crate) struct Client {
 }
 
 /// Builds the client for one probe; `alpn` is what the prober offers (HTTP offers h2, as Go's
-/// transport does; the TCP prober offers nothing).
+/// transport does; the TCP prober offers nothing). The roots are kept here, not only in the
+/// rustls config, to follow the verified chain for its expiry.
 pub(crate) fn client(settings: &TlsSettings, alpn: &[&[u8]]) -> Result<Client, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let (mut config, roots) = if settings.insecure_skip_verify {
-        let verifier = AcceptAnyCertificate {
-            algorithms: provider.signature_verification_algorithms,
-        };
-        let config = builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        (config, None)
-    } else {
-        let roots = match &settings.ca_file {
-            Some(path) => Arc::new(Roots::from_certs(read_ca_file(path)?)),
-            None => native_roots(),
-        };
-        let config = builder
-            .with_root_certificates(roots.store.clone())
-            .with_no_client_auth();
-        (config, Some(roots))
+    let roots = match (&settings.ca_file, settings.insecure_skip_verify) {
+        (_, true) => None,
+        (Some(path), false) => Some(Arc::new(Roots::from_certs(read_ca_file(path)?))),
+        (None, false) => Some(native_roots()),
     };
+    let tls = ClientTls {
+        insecure_skip_verify: settings.insecure_skip_verify,
+        ..ClientTls::default()
+    };
+    let store = roots
+        .as_ref()
+        .map_or_else(|| Arc::new(RootCertStore::empty()), |r| r.store.clone());
+    let mut config = tls.client_config_with_roots(store)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Client {
         config: Arc::new(config),
@@ -264,46 +247,4 @@ fn chain_expiry(peer: &[CertificateDer<'_>], parsed: &[CertInfo], roots: &Roots)
         }
     }
     Some(earliest)
-}
-
-/// `insecure_skip_verify`: any certificate for any name; the handshake's signatures are still
-/// checked, so the peer must hold the key of the certificate it shows.
-#[derive(Debug)]
-struct AcceptAnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }

@@ -10,7 +10,7 @@ use meshlens_notifier::Alert;
 use meshlens_promql::{Engine, EngineOptions};
 use meshlens_rules::{AlertSink, ManagerOptions, RuleKind, RuleManager, RulesFilter};
 use parking_lot::Mutex;
-use support::Mem;
+use support::{Mem, MemExt};
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<Alert>>);

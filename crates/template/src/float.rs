@@ -72,9 +72,10 @@ fn fmt_f(out: &mut String, digs: &Digits, prec: usize) {
     }
 }
 
-/// `strconv.FormatFloat(v, verb, prec, 64)` for verb in `e E f F g G`; `prec` `None` is -1
-/// (shortest).
-pub(crate) fn format(v: f64, verb: char, prec: Option<usize>) -> String {
+/// `strconv.FormatFloat(v, verb, prec, 64)` for verb in `e E f F g G` (any other verb is
+/// taken as `g`); `prec` `None` is -1 (shortest). Exported as `format_float` for the other
+/// crates that print values as Prometheus does.
+pub fn format(v: f64, verb: char, prec: Option<usize>) -> String {
     if v.is_nan() {
         return "NaN".into();
     }

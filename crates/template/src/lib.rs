@@ -23,6 +23,9 @@ mod quote;
 mod timefmt;
 mod value;
 
+pub use float::format as format_float;
+pub use quote::go_quote;
+
 use std::collections::BTreeMap;
 
 /// One sample as template functions see it (`query` results, `$value`).

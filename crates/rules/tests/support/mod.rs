@@ -1,26 +1,41 @@
-//! Test fixtures: an in-memory metric store (appends follow the TSDB's ordering rules) and
-//! an evaluation context over it.
+//! Test fixtures: the unit-test in-memory metric store (appends follow the TSDB's ordering
+//! rules), read helpers over it, and an evaluation context.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshlens_model::{
-    is_stale_nan, AppendOutcome, LabelMatcher, Labels, MetricReader, MetricWriter, Sample,
-    SeriesSamples, StorageError, TimeSeries,
+    is_stale_nan, LabelMatcher, Labels, MetricReader, MetricWriter, Sample, TimeSeries,
 };
 use meshlens_promql::{Engine, EngineOptions};
+pub use meshlens_rules::unittest::MemStorage as Mem;
 use meshlens_rules::{parse_rule_file, EvalContext, Group, GroupSpec};
-use parking_lot::RwLock;
 
-#[derive(Default)]
-pub struct Mem {
-    series: RwLock<BTreeMap<Labels, Vec<Sample>>>,
+/// What the tests add to and read from the store, beyond the storage traits.
+pub trait MemExt {
+    /// Appends one sample, which must be accepted.
+    fn add(&self, labels: &[(&str, &str)], t: i64, v: f64);
+    /// Every series whose metric name is `name`, with all its samples.
+    fn named(&self, name: &str) -> Vec<(Labels, Vec<Sample>)>;
+    /// The samples of one exact series.
+    fn samples(&self, labels: &[(&str, &str)]) -> Vec<Sample>;
+    /// Whether the series' last sample is a stale marker at `t`.
+    fn stale_at(&self, labels: &[(&str, &str)], t: i64) -> bool;
 }
 
-impl Mem {
-    pub fn add(&self, labels: &[(&str, &str)], t: i64, v: f64) {
+/// Every sample the store holds for the matched series.
+fn all(mem: &Mem, matchers: &[LabelMatcher]) -> Vec<(Labels, Vec<Sample>)> {
+    mem.select(matchers, i64::MIN, i64::MAX)
+        .expect("in-memory select")
+        .into_iter()
+        .map(|s| (s.labels, s.samples))
+        .collect()
+}
+
+impl MemExt for Mem {
+    fn add(&self, labels: &[(&str, &str)], t: i64, v: f64) {
         let out = self
             .append(&[TimeSeries {
                 labels: Labels::from_pairs(labels.iter().copied()),
@@ -30,127 +45,27 @@ impl Mem {
         assert_eq!(out.accepted, 1, "fixture sample refused");
     }
 
-    /// Every series whose metric name is `name`, with all its samples.
-    pub fn named(&self, name: &str) -> Vec<(Labels, Vec<Sample>)> {
-        self.series
-            .read()
-            .iter()
-            .filter(|(l, _)| l.metric_name() == Some(name))
-            .map(|(l, s)| (l.clone(), s.clone()))
-            .collect()
+    fn named(&self, name: &str) -> Vec<(Labels, Vec<Sample>)> {
+        all(self, &[LabelMatcher::equal("__name__", name)])
     }
 
-    /// The samples of one exact series.
-    pub fn samples(&self, labels: &[(&str, &str)]) -> Vec<Sample> {
-        self.series
-            .read()
-            .get(&Labels::from_pairs(labels.iter().copied()))
-            .cloned()
+    fn samples(&self, labels: &[(&str, &str)]) -> Vec<Sample> {
+        let want = Labels::from_pairs(labels.iter().copied());
+        let matchers: Vec<LabelMatcher> = labels
+            .iter()
+            .map(|(n, v)| LabelMatcher::equal(*n, *v))
+            .collect();
+        all(self, &matchers)
+            .into_iter()
+            .find(|(l, _)| *l == want)
+            .map(|(_, s)| s)
             .unwrap_or_default()
     }
 
-    /// Whether the series' last sample is a stale marker at `t`.
-    pub fn stale_at(&self, labels: &[(&str, &str)], t: i64) -> bool {
+    fn stale_at(&self, labels: &[(&str, &str)], t: i64) -> bool {
         self.samples(labels)
             .last()
             .is_some_and(|s| s.t == t && is_stale_nan(s.v))
-    }
-}
-
-impl MetricWriter for Mem {
-    fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
-        let mut out = AppendOutcome::default();
-        let mut map = self.series.write();
-        for ts in batch {
-            let samples = map.entry(ts.labels.clone()).or_default();
-            for s in &ts.samples {
-                match samples.last() {
-                    Some(last) if s.t < last.t => out.out_of_order += 1,
-                    Some(last) if s.t == last.t && last.v.to_bits() != s.v.to_bits() => {
-                        out.duplicate += 1
-                    }
-                    Some(last) if s.t == last.t => out.accepted += 1,
-                    _ => {
-                        samples.push(*s);
-                        out.accepted += 1;
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn matches(l: &Labels, ms: &[LabelMatcher]) -> bool {
-    ms.iter().all(|m| m.matches(l.get(&m.name).unwrap_or("")))
-}
-
-impl MetricReader for Mem {
-    fn select(
-        &self,
-        matchers: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SeriesSamples>, StorageError> {
-        Ok(self
-            .series
-            .read()
-            .iter()
-            .filter(|(l, _)| matches(l, matchers))
-            .filter_map(|(l, s)| {
-                let s: Vec<Sample> = s
-                    .iter()
-                    .filter(|s| s.t >= mint && s.t <= maxt)
-                    .copied()
-                    .collect();
-                (!s.is_empty()).then(|| SeriesSamples {
-                    labels: l.clone(),
-                    samples: s,
-                })
-            })
-            .collect())
-    }
-
-    fn series(
-        &self,
-        m: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<Labels>, StorageError> {
-        Ok(self
-            .select(m, mint, maxt)?
-            .into_iter()
-            .map(|s| s.labels)
-            .collect())
-    }
-
-    fn label_names(
-        &self,
-        m: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        let names: BTreeSet<String> = self
-            .series(m, mint, maxt)?
-            .iter()
-            .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
-            .collect();
-        Ok(names.into_iter().collect())
-    }
-
-    fn label_values(
-        &self,
-        name: &str,
-        m: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        let vals: BTreeSet<String> = self
-            .series(m, mint, maxt)?
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
-        Ok(vals.into_iter().collect())
     }
 }
 
