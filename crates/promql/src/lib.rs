@@ -127,6 +127,25 @@ impl Engine {
         self.run(storage, &expr, span)
     }
 
+    /// The same over an already parsed expression: rules parse once at load, not on every
+    /// evaluation.
+    pub fn instant_query_expr(
+        &self,
+        storage: &dyn MetricReader,
+        expr: &promql_parser::parser::Expr,
+        time_ms: i64,
+    ) -> Result<QueryResult, PromqlError> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let span = eval::QuerySpan {
+            start: time_ms,
+            end: time_ms,
+            step: 0,
+            instant: true,
+            deadline,
+        };
+        self.run(storage, expr, span)
+    }
+
     pub fn range_query(
         &self,
         storage: &dyn MetricReader,

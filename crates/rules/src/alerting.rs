@@ -8,7 +8,7 @@ use meshlens_model::{Labels, LabelsBuilder, METRIC_NAME};
 use meshlens_promql::VectorSample;
 use meshlens_template::TemplateData;
 
-use crate::eval::{query_vector, to_map, AlertTemplate, TemplateQuery};
+use crate::eval::{query_vector, to_map, AlertTemplate, ParsedExpr, TemplateQuery};
 use crate::views::AlertView;
 use crate::EvalContext;
 
@@ -91,6 +91,7 @@ impl Alert {
 pub(crate) struct AlertingRule {
     pub name: String,
     pub expr: String,
+    parsed: ParsedExpr,
     pub for_ms: i64,
     pub keep_firing_for_ms: i64,
     /// Group labels overridden by the rule's, unexpanded.
@@ -126,6 +127,7 @@ impl AlertingRule {
             label_templates: compile(&labels),
             annotation_templates: compile(&annotations),
             name,
+            parsed: ParsedExpr::new(&expr),
             expr,
             for_ms,
             keep_firing_for_ms,
@@ -149,7 +151,7 @@ impl AlertingRule {
         let res = query_vector(
             ctx.engine,
             ctx.reader,
-            &self.expr,
+            &self.parsed,
             ts.saturating_sub(offset),
         )?;
         let tq = TemplateQuery {

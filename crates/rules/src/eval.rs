@@ -51,15 +51,25 @@ impl AlertTemplate {
     }
 }
 
+/// A rule's expression, parsed once when the rule is loaded rather than at every evaluation.
+pub(crate) struct ParsedExpr(Result<promql_parser::parser::Expr, String>);
+
+impl ParsedExpr {
+    pub fn new(text: &str) -> ParsedExpr {
+        ParsedExpr(meshlens_promql::parse(text).map_err(|e| e.to_string()))
+    }
+}
+
 /// A rule's query at one timestamp: a vector, or a scalar as one sample without labels.
 pub(crate) fn query_vector(
     engine: &Engine,
     reader: &dyn MetricReader,
-    expr: &str,
+    expr: &ParsedExpr,
     ts_ms: i64,
 ) -> Result<Vec<VectorSample>, String> {
+    let expr = expr.0.as_ref().map_err(Clone::clone)?;
     let res = engine
-        .instant_query(reader, expr, ts_ms)
+        .instant_query_expr(reader, expr, ts_ms)
         .map_err(|e| e.to_string())?;
     match res.value {
         Value::Vector(v) => Ok(v),
@@ -81,7 +91,7 @@ pub(crate) struct TemplateQuery<'a> {
 
 impl QueryFn for TemplateQuery<'_> {
     fn query(&self, q: &str) -> Result<Vec<Sample>, String> {
-        let v = query_vector(self.engine, self.reader, q, self.ts_ms)?;
+        let v = query_vector(self.engine, self.reader, &ParsedExpr::new(q), self.ts_ms)?;
         Ok(v.into_iter()
             .map(|s| Sample {
                 labels: to_map(&s.labels),

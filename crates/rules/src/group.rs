@@ -284,6 +284,7 @@ fn compile(group_labels: &BTreeMap<String, String>, spec: &RuleSpec) -> RuleStat
         RuleSpec::Recording { record, expr, .. } => RuleKindState::Recording(RecordingRule {
             name: record.clone(),
             expr: expr.clone(),
+            parsed: crate::eval::ParsedExpr::new(expr),
             labels,
         }),
         RuleSpec::Alerting {

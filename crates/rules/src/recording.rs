@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashSet};
 use meshlens_model::METRIC_NAME;
 use meshlens_promql::VectorSample;
 
-use crate::eval::query_vector;
+use crate::eval::{query_vector, ParsedExpr};
 use crate::EvalContext;
 
 pub(crate) struct RecordingRule {
     pub name: String,
     pub expr: String,
+    pub parsed: ParsedExpr,
     /// Group labels overridden by the rule's.
     pub labels: BTreeMap<String, String>,
 }
@@ -27,7 +28,7 @@ impl RecordingRule {
         let mut v = query_vector(
             ctx.engine,
             ctx.reader,
-            &self.expr,
+            &self.parsed,
             ts.saturating_sub(offset),
         )?;
         let mut seen = HashSet::with_capacity(v.len());
