@@ -90,7 +90,6 @@ impl Alert {
 
 pub(crate) struct AlertingRule {
     pub name: String,
-    pub expr: String,
     parsed: ParsedExpr,
     pub for_ms: i64,
     pub keep_firing_for_ms: i64,
@@ -128,7 +127,6 @@ impl AlertingRule {
             annotation_templates: compile(&annotations),
             name,
             parsed: ParsedExpr::new(&expr),
-            expr,
             for_ms,
             keep_firing_for_ms,
             labels,

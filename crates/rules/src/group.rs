@@ -283,7 +283,6 @@ fn compile(group_labels: &BTreeMap<String, String>, spec: &RuleSpec) -> RuleStat
     let kind = match spec {
         RuleSpec::Recording { record, expr, .. } => RuleKindState::Recording(RecordingRule {
             name: record.clone(),
-            expr: expr.clone(),
             parsed: crate::eval::ParsedExpr::new(expr),
             labels,
         }),

@@ -10,7 +10,6 @@ use crate::EvalContext;
 
 pub(crate) struct RecordingRule {
     pub name: String,
-    pub expr: String,
     pub parsed: ParsedExpr,
     /// Group labels overridden by the rule's.
     pub labels: BTreeMap<String, String>,
