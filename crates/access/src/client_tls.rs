@@ -106,6 +106,29 @@ impl ClientTls<'_> {
             .map(parse_server_name)
             .transpose()
     }
+
+    /// A hyper connector for plain HTTP and, with these settings, HTTPS (HTTP/1.1), as every
+    /// outgoing client (scrapes, Alertmanager) builds one whatever a URL's scheme.
+    pub fn https_connector(
+        &self,
+    ) -> Result<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        ClientTlsError,
+    > {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(self.client_config()?)
+            .https_or_http();
+        let builder = match self.server_name()? {
+            Some(name) => {
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        Ok(builder.enable_http1().wrap_connector(http))
+    }
 }
 
 /// The provider every client uses, chosen explicitly so that no process-wide default

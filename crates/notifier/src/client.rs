@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
@@ -34,17 +34,7 @@ pub(crate) enum SendError {
 /// A client for one set: http and https (with the set's `tls_config`) alike, as Prometheus
 /// builds one client per set whatever its scheme.
 pub(crate) fn build(tls: &AmTls) -> Result<HttpClient, NotifierError> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let builder = HttpsConnectorBuilder::new()
-        .with_tls_config(tls::client_config(tls)?)
-        .https_or_http();
-    let builder = match tls::server_name(tls)? {
-        Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
-        None => builder,
-    };
-    let https = builder.enable_http1().wrap_connector(http);
+    let https = tls::https_connector(tls)?;
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https))

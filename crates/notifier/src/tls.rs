@@ -1,9 +1,9 @@
 //! A set's `tls_config` as a rustls client configuration, built by meshlens-access's shared
 //! client builder (the scrapes and the probes use the same one).
 
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
 use meshlens_access::{ClientTls, ClientTlsError};
-use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
 
 use crate::{AmTls, NotifierError};
 
@@ -46,12 +46,7 @@ fn settings(tls: &AmTls) -> ClientTls<'_> {
     }
 }
 
-/// The name `server_name` asks to verify, if any.
-pub(crate) fn server_name(tls: &AmTls) -> Result<Option<ServerName<'static>>, NotifierError> {
-    Ok(settings(tls).server_name()?)
-}
-
-/// Builds the rustls configuration for one set; reads the files named in it.
-pub(crate) fn client_config(tls: &AmTls) -> Result<ClientConfig, NotifierError> {
-    Ok(settings(tls).client_config()?)
+/// The set's HTTP(S) connector; reads the files named in its `tls_config`.
+pub(crate) fn https_connector(tls: &AmTls) -> Result<HttpsConnector<HttpConnector>, NotifierError> {
+    Ok(settings(tls).https_connector()?)
 }

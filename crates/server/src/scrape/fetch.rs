@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
@@ -18,17 +18,7 @@ const MAX_BODY_BYTES: usize = 256 << 20;
 
 /// A client for one job: plain HTTP, and HTTPS (rustls) with the job's `tls_config`.
 pub fn client(tls: &TlsConfig) -> Result<HttpClient, TlsSetupError> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let builder = HttpsConnectorBuilder::new()
-        .with_tls_config(tls::client_config(tls)?)
-        .https_or_http();
-    let builder = match tls::server_name(tls)? {
-        Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
-        None => builder,
-    };
-    let https = builder.enable_http1().wrap_connector(http);
+    let https = tls::https_connector(tls)?;
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https))

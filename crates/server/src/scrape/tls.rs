@@ -1,9 +1,9 @@
 //! A scrape job's `tls_config` as a rustls client configuration, built by meshlens-access's
 //! shared client builder (the notifier and the probes use the same one).
 
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
 use meshlens_access::{ClientTls, ClientTlsError};
-use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
 
 use crate::config::{TlsConfig, TlsVersion};
 
@@ -35,12 +35,7 @@ fn settings(tls: &TlsConfig) -> ClientTls<'_> {
     }
 }
 
-/// The name `tls_config.server_name` asks to verify, if any.
-pub fn server_name(tls: &TlsConfig) -> Result<Option<ServerName<'static>>, TlsSetupError> {
-    Ok(settings(tls).server_name()?)
-}
-
-/// Builds the rustls configuration for one job.
-pub fn client_config(tls: &TlsConfig) -> Result<ClientConfig, TlsSetupError> {
-    Ok(settings(tls).client_config()?)
+/// The job's HTTP(S) connector; reads the files named in its `tls_config`.
+pub fn https_connector(tls: &TlsConfig) -> Result<HttpsConnector<HttpConnector>, TlsSetupError> {
+    Ok(settings(tls).https_connector()?)
 }
