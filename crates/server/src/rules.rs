@@ -111,7 +111,7 @@ impl RuleRuntime {
             .and_then(Path::parent)
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let mut sources = rule_sources(&cfg.rule_files, &config_dir)?;
+        let mut sources = rule_sources(&cfg.rule_files, self.config_file.as_deref())?;
         let slos = match &self.slo_file {
             Some(f) => {
                 let text = read(f)?;
@@ -193,27 +193,21 @@ impl RuleRuntime {
     }
 }
 
-/// Every file the `rule_files` patterns match, in pattern order then name order (as
-/// Prometheus); a pattern matching nothing is not an error, an unreadable file is.
-fn rule_sources(patterns: &[String], dir: &Path) -> Result<Vec<(String, String)>, LoadError> {
-    let mut out = Vec::new();
-    for p in patterns {
-        let full = if Path::new(p).is_absolute() {
-            PathBuf::from(p)
-        } else {
-            dir.join(p)
-        };
-        let pattern = full.to_string_lossy().into_owned();
-        let paths =
-            glob::glob(&pattern).map_err(|e| LoadError(format!("rule_files: {p:?}: {e}")))?;
-        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
-        files.sort();
-        for f in files {
-            let text = read(&f)?;
-            out.push((f.display().to_string(), text));
-        }
-    }
-    Ok(out)
+/// Every file the `rule_files` patterns match (relative to the config file, as Prometheus
+/// expands them), with its text; a pattern matching nothing is not an error, an unreadable
+/// file is.
+fn rule_sources(
+    patterns: &[String],
+    config_file: Option<&Path>,
+) -> Result<Vec<(String, String)>, LoadError> {
+    let config_file = config_file
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    meshlens_rules::check::expand_rule_files(&config_file, patterns)
+        .map_err(LoadError)?
+        .into_iter()
+        .map(|f| Ok((f.clone(), read(Path::new(&f))?)))
+        .collect()
 }
 
 fn read(f: &Path) -> Result<String, LoadError> {

@@ -244,12 +244,7 @@ pub fn resolve_rule_files(config_file: &str, patterns: &[String]) -> Result<Vec<
     let dir = glob::dir(config_file);
     let mut out = Vec::new();
     for p in patterns {
-        let full = if p.is_empty() || p.starts_with('/') {
-            p.clone()
-        } else {
-            glob::join(&dir, p)
-        };
-        let found = glob::glob(&full).map_err(|e| e.to_string())?;
+        let (full, found) = expand_pattern(&dir, p).map_err(|e| e.to_string())?;
         if !full.contains('*') && found.is_empty() {
             return Err(format!(
                 "{} does not point to an existing file",
@@ -259,6 +254,30 @@ pub fn resolve_rule_files(config_file: &str, patterns: &[String]) -> Result<Vec<
         out.extend(found);
     }
     Ok(out)
+}
+
+/// The files the config's `rule_files` patterns name, relative to the config file, as the
+/// Prometheus server expands them (Go's `filepath.Glob`): a pattern that matches nothing adds
+/// nothing; only a malformed pattern is an error.
+pub fn expand_rule_files(config_file: &str, patterns: &[String]) -> Result<Vec<String>, String> {
+    let dir = glob::dir(config_file);
+    let mut out = Vec::new();
+    for p in patterns {
+        let (_, found) = expand_pattern(&dir, p).map_err(|e| format!("rule_files: {p:?}: {e}"))?;
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// One pattern made absolute against `dir`, and what it matches.
+fn expand_pattern(dir: &str, p: &str) -> Result<(String, Vec<String>), glob::BadPattern> {
+    let full = if p.is_empty() || p.starts_with('/') {
+        p.to_string()
+    } else {
+        glob::join(dir, p)
+    };
+    let found = glob::glob(&full)?;
+    Ok((full, found))
 }
 
 #[cfg(test)]
