@@ -102,6 +102,20 @@ pub fn decode_with_limit(
 
 /// Encodes as protobuf and compresses with snappy's block format.
 pub fn encode(req: &WriteRequest) -> Vec<u8> {
+    compress(&encode_protobuf(req))
+}
+
+/// Snappy's block format, as remote write sends bodies.
+pub fn compress(raw: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(raw)
+        .unwrap_or_default()
+}
+
+/// The uncompressed protobuf `WriteRequest`. Two of these concatenated are one valid request
+/// holding both one's series (protobuf merges repeated fields), which is how a durable buffer
+/// batches records without decoding them again.
+pub fn encode_protobuf(req: &WriteRequest) -> Vec<u8> {
     let pb = PbWriteRequest {
         timeseries: req
             .timeseries
@@ -138,10 +152,7 @@ pub fn encode(req: &WriteRequest) -> Vec<u8> {
             })
             .collect(),
     };
-    let raw = pb.encode_to_vec();
-    snap::raw::Encoder::new()
-        .compress_vec(&raw)
-        .unwrap_or_default()
+    pb.encode_to_vec()
 }
 
 const METRIC_TYPES: [&str; 8] = [
