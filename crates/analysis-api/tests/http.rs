@@ -62,6 +62,8 @@ fn graph_and_stats_endpoints() {
     assert_eq!(g["edges"].as_array().unwrap().len(), 1);
     assert_eq!(g["edges"][0]["requestRate"], 1.0);
     assert_eq!(g["edges"][0]["health"], "failure");
+    // One cluster (east) on both ends.
+    assert_eq!(g["edges"][0]["crossCluster"], false);
     assert_eq!(g["graphType"], "app");
 
     let (st, g) = get(addr, &format!("/api/v1/graph?end={e}&namespace=default"));

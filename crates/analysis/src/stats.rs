@@ -100,11 +100,11 @@ pub struct Stats {
 }
 
 /// The cluster a span was recorded in: Istio's `istio.cluster_id`, a `cluster` tag, OTel's
-/// `k8s.cluster.name`, else `unknown`.
+/// `k8s.cluster.name` (the first non-empty one), else `unknown`.
 pub(crate) fn span_cluster(s: &Span) -> &str {
     ["istio.cluster_id", "cluster", "k8s.cluster.name"]
         .iter()
-        .find_map(|k| s.tags.get(*k))
+        .find_map(|k| s.tags.get(*k).filter(|v| !v.is_empty()))
         .map_or("unknown", String::as_str)
 }
 

@@ -8,5 +8,8 @@
 mod buffer;
 mod sender;
 
-pub use buffer::{AppendError, Buffer, BufferOptions, BufferStats, ForwardError, Kind};
-pub use sender::{Forwarder, HubOptions, SendOptions};
+pub use buffer::{
+    AppendError, Batch, Buffer, BufferOptions, BufferStats, DestinationStats, Dropped,
+    ForwardError, Kind,
+};
+pub use sender::{Forwarder, HubOptions, HubStats, SendOptions};

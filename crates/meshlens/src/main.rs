@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the hub: scrape, remote_write, trace ingest, storage and the query APIs.
     Server(cmd::server::Args),
+    /// Run a per-cluster agent: collect, stamp the cluster, buffer durably, forward to hubs.
+    Agent(cmd::agent::Args),
     /// Backfill history into a data directory.
     Import(cmd::import::Args),
     /// Run a PromQL query against a server and print the result.
@@ -61,6 +63,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(a) => cmd::server::run(a),
+        Command::Agent(a) => cmd::agent::run(a),
         Command::Import(a) => cmd::import::run(a),
         Command::Query(a) => cmd::query::run(a),
         Command::Proxy(a) => cmd::proxy::run(a),

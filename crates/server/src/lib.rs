@@ -6,6 +6,7 @@
 //! storage (flushes and syncs the WAL, persists the head). Ingest always stops before
 //! storage closes, so nothing acknowledged is lost.
 
+pub mod agent;
 mod alerting;
 mod api;
 pub mod config;
@@ -243,6 +244,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         lifecycle: opts.rules.enable_lifecycle,
         config_status,
         config: parking_lot::Mutex::new(cfg),
+        clusters: Default::default(),
     });
     let listener_opts = |name: &'static str| meshlens_access::ListenerOptions {
         name,
@@ -259,6 +261,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
             .fallback(tenants::dispatch)
             .with_state(tenants.clone()),
     );
+    let app = api::clusters::observed(app, state.clone());
     listeners.push(tokio::spawn(meshlens_access::serve(
         listener,
         web.clone(),
@@ -294,6 +297,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         let app = axum::Router::new()
             .route("/v1/traces", axum::routing::any(tenants::dispatch))
             .with_state(tenants.clone());
+        let app = api::clusters::observed(app, state.clone());
         listeners.push(tokio::spawn(meshlens_access::serve(
             l,
             web.clone(),

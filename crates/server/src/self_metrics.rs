@@ -29,7 +29,7 @@ impl CounterVec {
         self.with(labels).fetch_add(n, Ordering::Relaxed);
     }
 
-    fn render(&self, name: &str, out: &mut String) {
+    pub(crate) fn render(&self, name: &str, out: &mut String) {
         for (k, v) in self.values.lock().iter() {
             let labels = if k.is_empty() {
                 String::new()
@@ -50,6 +50,9 @@ pub struct SelfMetrics {
     pub http_requests: CounterVec,
     /// Requests refused before reaching a tenant: missing or invalid `X-Scope-OrgID`.
     pub tenant_refusals: CounterVec,
+    /// DNS service discovery lookups and their failures (Prometheus's names, no labels).
+    pub sd_dns_lookups: CounterVec,
+    pub sd_dns_lookup_failures: CounterVec,
     /// Whether the latest config (re)load succeeded, and when (Prometheus's names).
     pub last_reload_successful: std::sync::atomic::AtomicBool,
     pub last_reload_success_ms: AtomicU64,
@@ -109,6 +112,18 @@ impl SelfMetrics {
             "meshlens_tenant_refusals_total",
             "Requests refused for a missing or invalid X-Scope-OrgID, by HTTP status.",
             &self.tenant_refusals,
+        );
+        counter(
+            &mut out,
+            "prometheus_sd_dns_lookups_total",
+            "The number of DNS-SD lookups.",
+            &self.sd_dns_lookups,
+        );
+        counter(
+            &mut out,
+            "prometheus_sd_dns_lookup_failures_total",
+            "The number of DNS-SD lookup failures.",
+            &self.sd_dns_lookup_failures,
         );
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: f64| {
             out.push_str(&format!(

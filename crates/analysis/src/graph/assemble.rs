@@ -79,6 +79,12 @@ fn keep(k: &EdgeKey, q: &GraphQuery) -> bool {
         && q.focus.as_deref().is_none_or(|f| either(&|n| n.name == f))
 }
 
+/// Both clusters known (not `unknown`, not empty) and different.
+fn cross_cluster(a: &NodeKey, b: &NodeKey) -> bool {
+    let known = |c: &str| !c.is_empty() && c != "unknown";
+    known(&a.cluster) && known(&b.cluster) && a.cluster != b.cluster
+}
+
 fn add_codes(into: &mut BTreeMap<String, f64>, from: &BTreeMap<String, f64>) {
     for (c, n) in from {
         *into.entry(c.clone()).or_default() += n;
@@ -173,6 +179,7 @@ pub(crate) fn assemble(edges: EdgeMap, q: &GraphQuery) -> Graph {
             health: Health::from_codes(&acc.codes),
             response_codes: acc.codes,
             sources: sources(acc.from_metrics, acc.from_traces),
+            cross_cluster: cross_cluster(&k.src, &k.dst),
         });
     }
     let nodes = nodes

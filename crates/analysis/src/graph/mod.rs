@@ -159,6 +159,9 @@ pub struct Edge {
     pub tcp_received_bytes_rate: Option<f64>,
     pub health: Health,
     pub sources: Vec<&'static str>,
+    /// The two ends are in different clusters (both known): traffic crossing the network
+    /// between clusters, which a multi-cluster view wants to tell apart.
+    pub cross_cluster: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

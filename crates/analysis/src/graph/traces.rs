@@ -9,7 +9,8 @@
 //!
 //! Nodes are the spans' local service names, read the Istio way (`name.namespace`, Envoy's
 //! default service cluster); all four graph types therefore give service-named nodes, with
-//! versions from `istio.canonical_revision` / `version` tags in versioned-app graphs.
+//! versions from `istio.canonical_revision` / `version` tags in versioned-app graphs. Each
+//! side's cluster is its own span's cluster tag, so calls between clusters keep both.
 
 use meshlens_model::{Span, SpanKind, SpanReader};
 
@@ -56,7 +57,9 @@ fn tag<'a>(s: &'a Span, keys: &[&str]) -> Option<&'a str> {
 }
 
 /// A node from a service name; `own` is a span of that service (for its version), the
-/// cluster comes from `s` (a remote peer is placed in its caller's cluster).
+/// cluster comes from `s`. A callee whose own SERVER span answers is keyed by that span, so
+/// it sits in its own cluster (a call from east to west is a cross-cluster edge); only a
+/// remote peer nobody answered is placed in its caller's cluster, for want of better.
 fn node_key(service: &str, s: &Span, own: bool, gt: GraphType) -> NodeKey {
     let (name, ns) = split_service(service);
     let cluster = span_cluster(s);

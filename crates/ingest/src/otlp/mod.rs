@@ -191,6 +191,12 @@ struct Context<'a> {
 fn map_span(o: OtelSpan, cx: &Context<'_>, path: &str) -> Result<Span, String> {
     let trace_id = TraceId::from_bytes(&o.trace_id)
         .filter(|t| t.high != 0 || t.low != 0)
+        // A zero upper half is a 64-bit id, as Zipkin normalises it: a B3 trace that crossed
+        // OTLP (e.g. through an agent) keeps the id it was logged and is looked up with.
+        .map(|t| TraceId {
+            is_128: t.high != 0,
+            ..t
+        })
         .ok_or_else(|| format!("{path}.traceId: must be 16 bytes, not all zero"))?;
     let id = id8(&o.span_id).ok_or_else(|| format!("{path}.spanId: must be 8 bytes, not zero"))?;
     let parent_id = match o.parent_span_id.len() {

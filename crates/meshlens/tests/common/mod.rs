@@ -473,3 +473,40 @@ pub fn normalise(v: &Value) -> Result<(String, Points), String> {
     series.sort();
     Ok((kind, series))
 }
+
+// ---- added for the multi-cluster UI test (ui_clusters_browser.rs) -----------------------
+
+/// Starts `meshlens demo` on OS-chosen ports with `args` (e.g. `--clusters 3 --rate 40`)
+/// and its data in `data_dir`; returns the process guard and the server's base URL. Like
+/// `start_demo`, it drains the demo's output in the background.
+pub fn start_demo_with(data_dir: &Path, args: &[&str]) -> (KillOnDrop, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--ingress",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start meshlens demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = KillOnDrop(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("demo printed its address")
+            .expect("utf-8");
+        if let Some(a) = line.strip_prefix("meshlens server listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (guard, base)
+}

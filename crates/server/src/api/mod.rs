@@ -1,6 +1,7 @@
 //! The server's own HTTP routes: remote write ingest, targets, health and self-metrics. The
 //! query API is `meshlens-prom-api`'s router, merged beside these.
 
+pub mod clusters;
 mod rules;
 mod targets;
 mod write;
@@ -49,6 +50,8 @@ pub struct GlobalState {
     pub config_status: meshlens_prom_api::SharedConfigStatus,
     /// The config as last loaded, to tell whether a reload changed the scrape part.
     pub config: parking_lot::Mutex<crate::config::Config>,
+    /// The agents forwarding to this hub, as their writes say.
+    pub clusters: clusters::ClusterTracker,
 }
 
 impl GlobalState {
@@ -105,7 +108,7 @@ pub fn tenant_router(state: Arc<AppState>) -> Router {
 }
 
 /// Routes that need no tenant: probes, the server's own metrics and the scrape targets (the
-/// operator's configuration, not a tenant's data).
+/// operator's configuration, not a tenant's data); `/api/v1/clusters` picks its tenant itself.
 pub fn global_router(state: Arc<GlobalState>) -> Router {
     Router::new()
         .route("/api/v1/targets", get(targets::targets))
@@ -113,6 +116,7 @@ pub fn global_router(state: Arc<GlobalState>) -> Router {
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/alertmanagers", get(rules::alertmanagers))
         .route("/api/v1/slos", get(rules::slos))
+        .route("/api/v1/clusters", get(clusters::clusters))
         .route("/-/reload", post(rules::reload).put(rules::reload))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "meshlens is Healthy.\n" }))
@@ -160,6 +164,11 @@ async fn self_metrics(State(s): State<Arc<GlobalState>>) -> Response {
     s.limits.render(&mut body);
     s.rules.manager.render_metrics(&mut body);
     s.rules.notifier.render_metrics(&mut body);
+    s.clusters.render_metrics(
+        meshlens_model::time::now_ms(),
+        s.tenants.multitenant(),
+        &mut body,
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,

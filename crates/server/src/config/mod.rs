@@ -5,11 +5,13 @@
 
 pub mod alerting;
 mod client;
+mod dns_sd;
 mod duration;
 pub mod relabel;
 mod secret;
 
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
+pub use dns_sd::{DnsRecordType, DnsSdConfig};
 pub use duration::{format_duration, parse_duration};
 pub use secret::{redact_url, Secret, SecretString, REDACTED};
 
@@ -116,6 +118,7 @@ pub struct ScrapeConfig {
     pub honor_timestamps: bool,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
+    pub dns_sd_configs: Vec<DnsSdConfig>,
     pub auth: Auth,
     pub tls: TlsConfig,
     pub relabel_configs: Vec<RelabelConfig>,
@@ -162,6 +165,7 @@ const SCRAPE_KEYS: &[&str] = &[
     "honor_timestamps",
     "static_configs",
     "file_sd_configs",
+    "dns_sd_configs",
     "basic_auth",
     "authorization",
     "bearer_token",
@@ -398,6 +402,7 @@ fn scrape_config(
     }
     let static_configs = client::static_configs(m, path)?;
     let file_sd_configs = client::file_sd_configs(m, path)?;
+    let dns_sd_configs = dns_sd::dns_sd_configs(m, path)?;
     let auth = client::auth(m, path)?;
     let sample_limit = match m.get("sample_limit") {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
@@ -413,6 +418,7 @@ fn scrape_config(
         honor_timestamps: bool_field("honor_timestamps", true)?,
         static_configs,
         file_sd_configs,
+        dns_sd_configs,
         auth,
         tls,
         relabel_configs: client::relabel_list(m, path, "relabel_configs")?,

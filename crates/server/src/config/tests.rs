@@ -255,3 +255,101 @@ fn bad_alerting_configs_name_where() {
         }
     }
 }
+
+#[test]
+fn dns_sd_configs_load_with_prometheus_defaults() {
+    let text = "\
+scrape_configs:
+  - job_name: srv
+    dns_sd_configs:
+      - names: [_metrics._tcp.example.org, _api._tcp.example.org]
+  - job_name: hosts
+    dns_sd_configs:
+      - names: [hosts.example.org]
+        type: a
+        port: 9100
+        refresh_interval: 5m
+      - names: [v6.example.org]
+        type: AAAA
+        port: 9101
+";
+    let (cfg, warnings) = parse(text, "dns.yml").unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let srv = &cfg.scrape_configs[0].dns_sd_configs[0];
+    assert_eq!(
+        srv.names,
+        ["_metrics._tcp.example.org", "_api._tcp.example.org"]
+    );
+    assert_eq!(srv.record_type, DnsRecordType::Srv);
+    assert_eq!(srv.port, 0);
+    assert_eq!(srv.refresh_interval, Duration::from_secs(30));
+    let hosts = &cfg.scrape_configs[1].dns_sd_configs;
+    assert_eq!(hosts[0].record_type, DnsRecordType::A);
+    assert_eq!(hosts[0].port, 9100);
+    assert_eq!(hosts[0].refresh_interval, Duration::from_secs(300));
+    assert_eq!(hosts[1].record_type, DnsRecordType::Aaaa);
+    assert_eq!(hosts[1].port, 9101);
+}
+
+#[test]
+fn bad_dns_sd_configs_name_the_field() {
+    let job = |body: &str| format!("scrape_configs:\n  - job_name: x\n    dns_sd_configs:\n{body}");
+    for (body, path, reason) in [
+        (
+            "      - names: [a.example]\n        prot: 80\n",
+            "scrape_configs[0].dns_sd_configs[0].prot",
+            "unknown field",
+        ),
+        (
+            "      - names: []\n",
+            "scrape_configs[0].dns_sd_configs[0].names",
+            "at least one SRV record name",
+        ),
+        (
+            "      - {}\n",
+            "scrape_configs[0].dns_sd_configs[0].names",
+            "at least one",
+        ),
+        (
+            "      - names: [a]\n      - names: [b]\n        type: A\n",
+            "scrape_configs[0].dns_sd_configs[1].port",
+            "a port is required",
+        ),
+        (
+            "      - names: [a]\n        type: MX\n        port: 25\n",
+            "scrape_configs[0].dns_sd_configs[0].type",
+            "MX is not supported",
+        ),
+        (
+            "      - names: [a]\n        type: TXT\n",
+            "scrape_configs[0].dns_sd_configs[0].type",
+            "invalid DNS-SD records type TXT",
+        ),
+        (
+            "      - names: [a]\n        type: A\n        port: 70000\n",
+            "scrape_configs[0].dns_sd_configs[0].port",
+            "out of range",
+        ),
+        (
+            "      - names: [a]\n        refresh_interval: soon\n",
+            "scrape_configs[0].dns_sd_configs[0].refresh_interval",
+            "invalid duration",
+        ),
+        (
+            "      - names: a\n",
+            "scrape_configs[0].dns_sd_configs[0].names",
+            "list of strings",
+        ),
+        (
+            "      names: [a]\n",
+            "scrape_configs[0].dns_sd_configs",
+            "must be a list",
+        ),
+    ] {
+        let err = parse(&job(body), "f.yml").unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("f.yml: {path}: ")) && err.contains(reason),
+            "{body}: {err}"
+        );
+    }
+}

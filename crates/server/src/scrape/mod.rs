@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ScrapeConfig};
-use crate::discovery::{self, FileSd, TargetGroup};
+use crate::discovery::{self, DnsSd, FileSd, Nameserver, TargetGroup};
 use crate::self_metrics::SelfMetrics;
 pub use scrape_loop::{Health, Stop};
 use target::Target;
@@ -34,6 +34,8 @@ struct Job {
     static_groups: Vec<TargetGroup>,
     file_sd: FileSd,
     file_groups: Vec<TargetGroup>,
+    dns_sd: DnsSd,
+    dns_groups: Vec<TargetGroup>,
 }
 
 /// What `/api/v1/targets` shows of one target.
@@ -61,6 +63,13 @@ impl ScrapeManager {
         metrics: Arc<SelfMetrics>,
     ) -> Arc<Self> {
         let (tx, mut rx) = watch::channel(false);
+        // Shown from the start, as Prometheus does, even with no DNS discovery configured.
+        metrics.sd_dns_lookups.with(&[]);
+        metrics.sd_dns_lookup_failures.with(&[]);
+        let nameserver = Nameserver::from_env();
+        if let Nameserver::Invalid(e) = &nameserver {
+            tracing::error!(error = %e, "DNS service discovery cannot resolve any name");
+        }
         let jobs = config
             .scrape_configs
             .iter()
@@ -80,6 +89,13 @@ impl ScrapeManager {
                         static_groups: discovery::static_groups(sc),
                         file_sd: FileSd::new(sc.file_sd_configs.clone()),
                         file_groups: Vec::new(),
+                        dns_sd: DnsSd::start(
+                            &sc.job_name,
+                            &sc.dns_sd_configs,
+                            nameserver.clone(),
+                            metrics.clone(),
+                        ),
+                        dns_groups: Vec::new(),
                     },
                 ))
             })
@@ -114,23 +130,29 @@ impl ScrapeManager {
         mgr
     }
 
-    /// Polls the job's file discovery and reconciles its running loops.
+    /// Polls the job's file and DNS discovery and reconciles its running loops.
     fn refresh_job(&self, job: &str, force: bool) {
         let (config, client, groups) = {
             let mut jobs = self.jobs.lock();
             let Some(j) = jobs.get_mut(job) else { return };
-            let changed = if j.file_sd.is_empty() {
+            let file_changed = if j.file_sd.is_empty() {
                 None
             } else {
                 j.file_sd.poll()
             };
-            if let Some(g) = changed {
-                j.file_groups = g;
-            } else if !force {
+            let dns_changed = j.dns_sd.poll();
+            if file_changed.is_none() && dns_changed.is_none() && !force {
                 return;
+            }
+            if let Some(g) = file_changed {
+                j.file_groups = g;
+            }
+            if let Some(g) = dns_changed {
+                j.dns_groups = g;
             }
             let mut groups = j.static_groups.clone();
             groups.extend(j.file_groups.iter().cloned());
+            groups.extend(j.dns_groups.iter().cloned());
             (j.config.clone(), j.client.clone(), groups)
         };
         let (targets, dropped) = target::build(&config, &groups);
@@ -199,6 +221,9 @@ impl ScrapeManager {
         let _ = self.discovery_stop.send(true);
         if let Some(t) = self.discovery_task.lock().take() {
             t.abort();
+        }
+        for j in self.jobs.lock().values_mut() {
+            j.dns_sd.stop();
         }
         let loops: Vec<Running> = self.running.lock().drain().map(|(_, r)| r).collect();
         for r in &loops {

@@ -48,6 +48,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/graph-layout.js", JS),
     asset!("js/alert-match.js", JS),
     asset!("js/alert-ui.js", JS),
+    asset!("js/clusters.js", JS),
     asset!("js/state/url.js", JS),
     asset!("js/state/tenant.js", JS),
     asset!("js/views/overview.js", JS),

@@ -1,8 +1,11 @@
 //! `meshlens demo`: the whole system on loopback in one command. A server with embedded
 //! storage; the Clover-style demo mesh, every service behind its own `meshlens proxy`; and a
-//! load generator. The server scrapes every proxy and receives their spans.
+//! load generator. With one cluster the server scrapes every proxy and receives their spans;
+//! with `--clusters 2|3` each cluster's agent does, forwarding to the server (see
+//! [`clusters`]).
 
 mod apps;
+mod clusters;
 mod load;
 mod topology;
 
@@ -16,6 +19,7 @@ use anyhow::Context;
 use meshlens_proxy::{Proxy, ProxyOptions, Reporter, RunningProxy, TraceExport};
 use tokio::net::TcpListener;
 
+use clusters::{Layout, MAX_CLUSTERS};
 use topology::{host_of, Behaviour, Endpoint};
 
 #[derive(clap::Args)]
@@ -38,6 +42,15 @@ pub struct Args {
     /// Stop after this many seconds instead of at Ctrl-C.
     #[arg(long)]
     duration: Option<u64>,
+    /// Split the mesh over this many clusters (1 to 3; more are refused). 1: one cluster,
+    /// `demo-cluster`, which the server scrapes itself. 2: `east` (ingress,
+    /// proxy-access-control, clover-server1) and `west` (http-lb, clover-server2..3,
+    /// snort-ids). 3: `edge` (ingress, proxy-access-control), `east` (http-lb v1 and v2) and
+    /// `west` (clover-server1..3, snort-ids). With 2 or 3, each cluster has its own
+    /// in-process `meshlens agent` that scrapes its proxies, takes their spans and forwards
+    /// both to the server.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=MAX_CLUSTERS as i64))]
+    clusters: u8,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -61,18 +74,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("mesh"))
         .with_context(|| format!("creating {}", dir.display()))?;
-    let targets_file = dir.join("scrape-targets.json");
-    std::fs::write(&targets_file, "[]")?;
-    let config_file = dir.join("meshlens.yml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "global: {{scrape_interval: 5s, scrape_timeout: 4s}}\nscrape_configs:\n\
-             - job_name: meshlens-proxies\n  metrics_path: /stats/prometheus\n\
-             \x20 file_sd_configs: [{{files: [{:?}], refresh_interval: 5s}}]\n",
-            targets_file.display().to_string()
-        ),
-    )?;
+    let layout = Layout::new(args.clusters);
+    let config_file = clusters::write_hub_config(layout, dir)?;
     let slo_file = dir.join("slos.yml");
     std::fs::write(&slo_file, topology::SLOS)?;
     let server = meshlens_server::start(meshlens_server::ServerOptions {
@@ -90,24 +93,37 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("starting the server on {}", args.listen))?;
     let server_url = format!("http://{}", server.addr());
-    let zipkin = format!("{server_url}/api/v2/spans");
+    let sites = match clusters::start(layout, dir, &server_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            server.shutdown().await;
+            return Err(e);
+        }
+    };
+    let zipkin_of = |cluster: &str| {
+        sites
+            .iter()
+            .find(|s| s.name == cluster)
+            .map(|s| s.zipkin.clone())
+    };
 
     let workloads = topology::workloads();
     let client = apps::client()?;
-    let mut proxies: Vec<(String, RunningProxy)> = Vec::new();
+    let mut proxies: Vec<Running> = Vec::new();
     let proxy = |mesh: PathBuf,
                  listen: SocketAddr,
                  workload: String,
                  app: &str,
                  version: &str,
                  reporter| {
+        let cluster = layout.of(&workload);
         let mut o = ProxyOptions::new(mesh, listen);
         o.admin = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        o.trace_export = Some(TraceExport::Zipkin(zipkin.clone()));
+        o.trace_export = zipkin_of(cluster).map(TraceExport::Zipkin);
         o.workload = workload;
         o.app = app.to_string();
         o.version = version.to_string();
-        o.cluster = "demo-cluster".into();
+        o.cluster = cluster.into();
         o.reporter = reporter;
         o.sampling_percent = args.sampling;
         o
@@ -141,8 +157,14 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
         endpoints.push(Endpoint {
             workload: w,
             inbound: p.addr(),
+            cluster: layout.of(&w.name()),
         });
-        proxies.push((format!("{} (inbound)", w.name()), p));
+        proxies.push(Running::new(
+            format!("{} (inbound)", w.name()),
+            layout,
+            &w.name(),
+            p,
+        ));
     }
 
     // The outbound rules, shared by every sidecar and the ingress.
@@ -169,7 +191,12 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("starting the sidecar of {}", w.name()))?;
             let addr = p.addr();
-            proxies.push((format!("{} (outbound)", w.name()), p));
+            proxies.push(Running::new(
+                format!("{} (outbound)", w.name()),
+                layout,
+                &w.name(),
+                p,
+            ));
             Some(addr)
         } else {
             None
@@ -179,38 +206,60 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
     let ingress = Proxy::start(proxy(
         outbound.clone(),
         args.ingress,
-        "istio-ingressgateway".into(),
-        "istio-ingressgateway",
+        INGRESS.into(),
+        INGRESS,
         "v1",
         Reporter::Source,
     ))
     .await
     .with_context(|| format!("starting the ingress on {}", args.ingress))?;
     let ingress_addr = ingress.addr();
-    proxies.push(("istio-ingressgateway".into(), ingress));
+    proxies.push(Running::new(INGRESS.into(), layout, INGRESS, ingress));
 
-    // Tell the server where to scrape.
-    let targets: Vec<serde_json::Value> = proxies
-        .iter()
-        .filter_map(|(name, p)| {
-            let admin = p.admin_addr()?;
-            Some(serde_json::json!({
-                "targets": [admin.to_string()],
-                "labels": {"proxy": name, "cluster": "demo-cluster"}
-            }))
-        })
-        .collect();
-    let tmp = targets_file.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::Value::from(targets).to_string())?;
-    std::fs::rename(&tmp, &targets_file)?;
+    // Tell each cluster's scraper (the server, or the cluster's agent) where to scrape.
+    for site in &sites {
+        let targets: Vec<(String, SocketAddr)> = proxies
+            .iter()
+            .filter(|p| p.cluster == site.name)
+            .filter_map(|p| Some((p.name.clone(), p.proxy.admin_addr()?)))
+            .collect();
+        site.set_targets(&targets)?;
+    }
 
     let stats = Arc::new(load::LoadStats::default());
     load::spawn(ingress_addr, args.rate, client, stats.clone());
 
     println!("meshlens server listening on {server_url}");
     println!("meshlens demo ingress on http://{ingress_addr} (Host: proxy-access-control)");
+    if layout.multi() {
+        for site in &sites {
+            let names: Vec<String> = std::iter::once(INGRESS.to_string())
+                .chain(workloads.iter().map(|w| w.name()))
+                .filter(|w| layout.of(w) == site.name)
+                .collect();
+            let agent = site
+                .agent_addr()
+                .map_or_else(String::new, |a| format!("http://{a}"));
+            println!(
+                "meshlens demo cluster {} agent on {agent}: {}",
+                site.name,
+                names.join(", ")
+            );
+        }
+    }
+    let collected = if layout.multi() {
+        format!(
+            "Each of the {} clusters ({}) has its own agent forwarding to the server; see \
+             {server_url}/api/v1/clusters.",
+            sites.len(),
+            layout.names().join(", ")
+        )
+    } else {
+        "The server scrapes every proxy and receives their spans.".to_string()
+    };
     println!(
         "\nThe demo mesh runs: {} proxies in front of {} workloads, {} requests/s through the ingress.\n\
+         {collected}\n\
          Look at it:\n\
          \x20 {server_url}/                      the web UI\n\
          \x20 meshlens graph --server {server_url}\n\
@@ -250,9 +299,33 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
         }
     }
     eprintln!("demo: shutting down");
-    for (_, p) in proxies {
-        p.shutdown().await;
+    // Proxies first (their last spans go out), then the agents (they forward what they
+    // hold), then the server that receives it all.
+    for p in proxies {
+        p.proxy.shutdown().await;
+    }
+    for site in sites {
+        site.shutdown().await;
     }
     server.shutdown().await;
     Ok(())
+}
+
+const INGRESS: &str = "istio-ingressgateway";
+
+/// A started proxy and where it runs.
+struct Running {
+    name: String,
+    cluster: &'static str,
+    proxy: RunningProxy,
+}
+
+impl Running {
+    fn new(name: String, layout: Layout, workload: &str, proxy: RunningProxy) -> Running {
+        Running {
+            name,
+            cluster: layout.of(workload),
+            proxy,
+        }
+    }
 }

@@ -99,6 +99,9 @@ pub fn workloads() -> Vec<Workload> {
 pub struct Endpoint<'a> {
     pub workload: &'a Workload,
     pub inbound: SocketAddr,
+    /// The workload's cluster, so that callers report `destination_cluster` as the callee's
+    /// own proxy does (Istio reads it from the `topology.istio.io/cluster` label).
+    pub cluster: &'a str,
 }
 
 const NS: &str = "default";
@@ -127,11 +130,12 @@ pub fn outbound_config(endpoints: &[Endpoint<'_>]) -> String {
             let _ = write!(
                 out,
                 "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {}, namespace: {NS}}}\n\
-                 spec: {{address: {}, ports: {{http: {}}}, labels: {{app: {host}, version: {}}}}}\n---\n",
+                 spec: {{address: {}, ports: {{http: {}}}, labels: {{app: {host}, version: {}, \"topology.istio.io/cluster\": {}}}}}\n---\n",
                 e.workload.name(),
                 e.inbound.ip(),
                 e.inbound.port(),
-                e.workload.version
+                e.workload.version,
+                e.cluster
             );
         }
     }

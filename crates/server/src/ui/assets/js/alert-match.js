@@ -1,7 +1,8 @@
 // Which firing alerts belong to a service or a graph node, shared by the overview and the
 // topology, and the 15 s poll the live views use. An alert belongs to a name when one of the
 // labels Istio-based rules group by (service, destination_service_name, app,
-// destination_app) equals it; the Alerts view filters with the same rule.
+// destination_app) equals it; the Alerts view filters with the same rule. An alert that
+// names a cluster (`cluster` label) belongs only to nodes of that cluster.
 
 import { h } from './dom.js';
 import * as api from './api.js';
@@ -60,10 +61,18 @@ export function nodeNames(node, aliases = new Map()) {
   return [...new Set([node.name, node.app, appOf(node), ...more].filter(Boolean))];
 }
 
-/** The firing alerts of any of `names`, each once. */
-export function firingFor(index, names) {
+const knownCluster = (c) => !!c && c !== 'unknown';
+
+/** The firing alerts of any of `names`, each once; with `cluster`, not those of another cluster. */
+export function firingFor(index, names, cluster = '') {
   const out = new Set();
-  for (const n of names) for (const a of index.get(n) || []) out.add(a);
+  for (const n of names) {
+    for (const a of index.get(n) || []) {
+      const ac = a.labels?.cluster;
+      if (knownCluster(cluster) && knownCluster(ac) && ac !== cluster) continue;
+      out.add(a);
+    }
+  }
   return [...out];
 }
 
@@ -74,10 +83,10 @@ export function firingFor(index, names) {
 export async function loadFiring({ fresh = false } = {}) {
   try {
     const d = await api.alerts({ fresh });
-    const firing = (d.alerts || []).filter((a) => a.state === 'firing').length;
-    return { index: firingIndex(d.alerts), firing, error: null };
+    const alerts = (d.alerts || []).filter((a) => a.state === 'firing');
+    return { index: firingIndex(d.alerts), firing: alerts.length, alerts, error: null };
   } catch (e) {
-    return { index: new Map(), firing: 0, error: e };
+    return { index: new Map(), firing: 0, alerts: [], error: e };
   }
 }
 

@@ -149,6 +149,8 @@ export function dependencies(lookbackMs) {
 export const graph = (params) => getJSON(`/api/v1/graph?${qs(params)}`);
 export const stats = (params) => getJSON(`/api/v1/stats?${qs(params)}`);
 export const validations = () => getJSON('/api/v1/validations');
+/** `/api/v1/clusters`: {status, data: [{name, agents: [...], lastSeen, lagSeconds, samplesPerSecond, ...}]}. */
+export const clusters = (opts) => getJSON('/api/v1/clusters', opts);
 
 // ---- rules, alerts and SLOs -------------------------------------------------------------
 

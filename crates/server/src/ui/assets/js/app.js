@@ -5,6 +5,7 @@ import { h, clear, message } from './dom.js';
 import * as url from './state/url.js';
 import * as tenants from './state/tenant.js';
 import * as api from './api.js';
+import { clusterOptions } from './clusters.js';
 import * as overview from './views/overview.js';
 import * as topology from './views/topology.js';
 import * as traces from './views/traces.js';
@@ -87,7 +88,9 @@ function drawControls(sh) {
     h('label', { for: 'f-refresh' }, 'Refresh ', h('select', { id: 'f-refresh', onchange: (e) => url.update({ refresh: e.target.value }, { replace: true }) },
       [['', 'off'], ['15s', '15s'], ['30s', '30s'], ['1m', '1m']].map(([v, l]) => h('option', { value: v, selected: v === sh.refresh }, l)))),
     h('button', { type: 'button', id: 'reload', title: 'Reload the view', onclick: () => route(true) }, '↻ Reload'));
-  options(['destination_cluster', 'source_cluster']).then((vs) => {
+  cluster.classList.toggle('filter-on', !!sh.cluster);
+  cluster.title = sh.cluster ? `Every view shows cluster ${sh.cluster} only` : 'Show one cluster in every view';
+  clusterOptions().then((vs) => {
     const s1 = cluster.querySelector('select');
     for (const v of vs) if (v !== sh.cluster) s1.append(h('option', { value: v }, v));
   });

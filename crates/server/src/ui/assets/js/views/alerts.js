@@ -1,7 +1,9 @@
 // Alerts: the firing and pending alerts (`/api/v1/alerts`), the services' SLOs
 // (`/api/v1/slos`) and the rules by group (`/api/v1/rules`), refreshed every 15 s. The filter
 // (service, text, state, rule type) lives in the URL, so the overview and the topology link
-// straight to one service's alerts; changing it redraws from what was fetched.
+// straight to one service's alerts; changing it redraws from what was fetched. With the
+// cluster filter on, an alert shows when its `cluster` label names that cluster or it has
+// none (rules and SLOs are the hub's, not a cluster's, so they stay whole).
 
 import { h, clear, message, sortableTable } from '../dom.js';
 import * as url from '../state/url.js';
@@ -11,6 +13,7 @@ import { alertMatches, alertName, alertTargets, every } from '../alert-match.js'
 import { stateBadge, stateRank, labelChips, annotationBlock, since } from '../alert-ui.js';
 import { filterRules, renderRules } from './alert-rules.js';
 import { filterSlos, renderSlos } from './alert-slos.js';
+import { alertInCluster, filterNote } from '../clusters.js';
 
 export const title = 'Alerts';
 
@@ -66,16 +69,21 @@ function alertsTable(rows, now) {
   });
 }
 
-function drawAlerts(box, d, f) {
+function drawAlerts(box, d, f, cluster) {
   clear(box);
   if (d.errors.alerts) { box.append(failure(d.errors.alerts, '/api/v1/alerts')); return; }
+  const here = d.alerts.filter((a) => alertInCluster(a, cluster));
+  if (cluster && d.alerts.length && !here.length) {
+    box.append(message('info', `No alert firing or pending is about cluster ${cluster}; ${d.alerts.length} in other clusters.`));
+    return;
+  }
   if (!d.alerts.length) {
     box.append(message('info', d.groups.length
       ? 'No alert is firing or pending.'
       : 'No alert is firing or pending, and no alerting rule is loaded: add rule_files to the config or start with --slo FILE.'));
     return;
   }
-  box.append(alertsTable(filterAlerts(d.alerts, f), d.at));
+  box.append(alertsTable(filterAlerts(here, f), d.at));
 }
 
 /** A rule's folded parts (annotations, long query) by rule and part, to survive a redraw. */
@@ -88,9 +96,10 @@ const foldKey = (d) => `${d.closest('tr').dataset.rule}|${d.className}`;
 function draw(params, keep = false) {
   const { data: d, boxes } = live;
   const f = filterOf(params);
+  const cluster = url.shared(params).cluster;
   const folds = new Set(keep ? [...boxes.rules.querySelectorAll('tr[data-rule] details[open]')].map(foldKey) : []);
   const groups = new Map(keep ? [...boxes.rules.querySelectorAll('details.rule-group')].map((g) => [g.dataset.group, g.open]) : []);
-  drawAlerts(boxes.alerts, d, f);
+  drawAlerts(boxes.alerts, d, f, cluster);
   clear(boxes.rules);
   if (d.errors.rules) boxes.rules.append(failure(d.errors.rules, '/api/v1/rules'));
   else renderRules(boxes.rules, d.groups, filterRules(d.groups, f), Object.values(f).some(Boolean), groups);
@@ -98,14 +107,14 @@ function draw(params, keep = false) {
   clear(boxes.slos);
   if (d.errors.slos) boxes.slos.append(failure(d.errors.slos, '/api/v1/slos'));
   else renderSlos(boxes.slos, d.slos, filterSlos(d.slos, f));
-  drawSummary(boxes.summary, d);
+  drawSummary(boxes.summary, d, cluster);
   const names = new Set([...d.alerts.flatMap(alertTargets), ...d.slos.map((x) => x.service)]);
   clear(live.controls.services).append(...[...names].sort().map((n) => h('option', { value: n })));
   boxes.updated.textContent = `updated ${fmt.time(d.at)}, every 15 s`;
 }
 
-function drawSummary(box, d) {
-  const count = (st) => d.alerts.filter((a) => a.state === st).length;
+function drawSummary(box, d, cluster) {
+  const count = (st) => d.alerts.filter((a) => a.state === st && alertInCluster(a, cluster)).length;
   const rules = d.groups.flatMap((g) => g.rules || []);
   const failing = rules.filter((r) => r.health === 'err').length;
   const spent = d.slos.filter((x) => Object.entries(x.values || {}).some(([k, v]) => /budget_remaining/.test(k) && typeof v === 'number' && v <= 0)).length;
@@ -146,10 +155,11 @@ function syncControls(f) {
   set('alert-service', f.service); set('alert-q', f.q); set('alert-state', f.state); set('alert-type', f.type);
 }
 
-export async function render(root, { params }) {
+export async function render(root, { params, shared }) {
   live = null;
   const f = filterOf(params);
   const { bar, services } = toolbar(f);
+  const note = filterNote(shared.cluster, `Alerts whose cluster label is ${shared.cluster}, and those without one; rules and SLOs are not per cluster.`);
   const boxes = {
     summary: h('ul', { class: 'cards', 'aria-label': 'Summary' }),
     alerts: h('div', { id: 'active-alerts' }, message('loading', 'Loading alerts…')),
@@ -157,7 +167,7 @@ export async function render(root, { params }) {
     slos: h('div', { id: 'slos' }, message('loading', 'Loading SLOs…')),
     updated: h('span', { class: 'muted small' }),
   };
-  root.append(h('h1', {}, 'Alerts ', boxes.updated), bar, boxes.summary,
+  root.append(h('h1', {}, 'Alerts ', boxes.updated), note, bar, boxes.summary,
     h('section', { class: 'alerts-section', 'aria-labelledby': 'h-active' }, h('h2', { id: 'h-active' }, 'Firing and pending'), boxes.alerts),
     h('section', { class: 'alerts-section', 'aria-labelledby': 'h-slos' }, h('h2', { id: 'h-slos' }, 'Service level objectives'), boxes.slos),
     h('section', { class: 'alerts-section', 'aria-labelledby': 'h-rules' }, h('h2', { id: 'h-rules' }, 'Rules'), boxes.rules));

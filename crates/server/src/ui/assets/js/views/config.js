@@ -4,6 +4,7 @@
 import { h, clear, message } from '../dom.js';
 import * as url from '../state/url.js';
 import * as api from '../api.js';
+import { filterNote } from '../clusters.js';
 
 export const title = 'Config';
 
@@ -59,6 +60,7 @@ export async function render(root, { params, shared }) {
     onchange: (e) => url.update({ q: e.target.value }, { replace: true }),
   });
   root.append(h('h1', {}, 'Config validation'),
+    filterNote(shared.cluster, 'does not apply here: the Istio config is validated as one mesh.'),
     h('form', { class: 'toolbar', onsubmit: (e) => { e.preventDefault(); url.update({ q: filter.value }, { replace: true }); } },
       h('label', { for: 'config-filter' }, 'Filter '), filter,
       h('label', {}, 'Severity ', h('select', { onchange: (e) => url.update({ sev: e.target.value }, { replace: true }) },

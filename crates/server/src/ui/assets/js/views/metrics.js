@@ -6,6 +6,7 @@ import { h, clear, message, sortableTable } from '../dom.js';
 import * as url from '../state/url.js';
 import * as api from '../api.js';
 import { lineChart, matrixSeries, seriesName } from '../chart.js';
+import { filterNote } from '../clusters.js';
 
 export const title = 'Metrics';
 
@@ -72,6 +73,9 @@ export async function render(root, { params, shared }) {
   };
   const hist = history();
   root.append(h('h1', {}, 'Metrics'),
+    filterNote(shared.cluster, h('span', {}, 'does not apply to raw PromQL: add ',
+      h('code', {}, `cluster="${shared.cluster}"`), ' (series an agent forwarded) or ',
+      h('code', {}, `destination_cluster="${shared.cluster}"`), ' (Istio metrics) to your selectors.')),
     h('form', { class: 'promql-form', onsubmit: (e) => { e.preventDefault(); run(); } },
       h('label', { for: 'promql' }, 'PromQL query'),
       h('div', { class: 'promql-box' }, input, list),

@@ -1,6 +1,7 @@
 // The topology's side panel for a node or an edge: its RED charts over the window, its
 // response-code breakdown, links to its traces, metrics and Istio config, the validation
-// findings on that config, and a node's firing alerts.
+// findings on that config, and a node's firing alerts. An edge between clusters says so
+// ("east → west"), and the charts select each end by its cluster when the metrics carry one.
 
 import { h, clear, message } from '../dom.js';
 import * as url from '../state/url.js';
@@ -12,6 +13,7 @@ import { appOf } from '../graph-data.js';
 import { findingsFor, findingList } from './config.js';
 import { alertList } from '../alert-ui.js';
 import { nodeNames, alertMatches } from '../alert-match.js';
+import { known, isCross } from '../clusters.js';
 
 /** The PromQL matchers that select a node's traffic on one side. */
 function matchers(node, side, type) {
@@ -23,6 +25,16 @@ function matchers(node, side, type) {
   else ms.push(q('workload', node.name));
   if (node.namespace) ms.push(side === 'destination' && type === 'service' ? `destination_service_namespace="${api.esc(node.namespace)}"` : q('workload_namespace', node.namespace));
   return ms;
+}
+
+/**
+ * The selectors to try in order: with each end's cluster first (the same workload name can
+ * run in several clusters), then without (metrics from before clusters were labelled).
+ */
+function withClusters(base, ends) {
+  const qualified = ends.filter(([n]) => known(n?.cluster)).map(([n, side]) => `${side}_cluster="${api.esc(n.cluster)}"`);
+  const plain = base.join(',');
+  return qualified.length ? [[...base, ...qualified].join(','), plain] : [plain];
 }
 
 export function redQueries(sel, seconds) {
@@ -102,8 +114,9 @@ export function renderPanel(panel, { node, edge, graph }) {
       for (const [c, v] of Object.entries(e.responseCodes || {})) codes[c] = (codes[c] || 0) + v;
     }
     const sels = inbound
-      ? [['reporter="destination"', ...matchers(node, 'destination', type)].join(','), ['reporter="source"', ...matchers(node, 'destination', type)].join(',')]
-      : [['reporter="source"', ...matchers(node, 'source', type)].join(',')];
+      ? [...withClusters(['reporter="destination"', ...matchers(node, 'destination', type)], [[node, 'destination']]),
+        ...withClusters(['reporter="source"', ...matchers(node, 'destination', type)], [[node, 'destination']])]
+      : withClusters(['reporter="source"', ...matchers(node, 'source', type)], [[node, 'source']]);
     const sel = sels[0];
     const app = appOf(node);
     const alertsBox = h('div', { class: 'panel-alerts' });
@@ -129,11 +142,15 @@ export function renderPanel(panel, { node, edge, graph }) {
     findings(conf, [app, node.name]);
   } else {
     const a = graph.byId.get(edge.source), b = graph.byId.get(edge.target);
-    const sel = ['reporter="source"', ...matchers(a, 'source', type), ...matchers(b, 'destination', type)].join(',');
+    const sels = withClusters(['reporter="source"', ...matchers(a, 'source', type), ...matchers(b, 'destination', type)], [[a, 'source'], [b, 'destination']]);
     const rt = edge.responseTimeMs;
+    const cross = isCross(edge, a, b);
     panel.append(
       h('header', {}, h('h2', {}, `${a.name} → ${b.name}`), close),
       h('p', {}, badge(edge.health), ` ${edge.protocol || 'http'}`),
+      cross ? h('p', { class: 'cross-cluster-note', dataset: { source: a.cluster, target: b.cluster } },
+        h('span', { class: 'cross-badge' }, 'cross-cluster'), ' ', h('b', {}, `${a.cluster} → ${b.cluster}`))
+        : known(a.cluster) ? h('p', { class: 'muted' }, `within cluster ${a.cluster}`) : null,
       h('dl', { class: 'facts' },
         h('dt', {}, 'Requests'), h('dd', {}, fmt.rate(edge.requestRate)),
         h('dt', {}, 'Error share'), h('dd', {}, fmt.pct(edge.errorRate)),
@@ -146,7 +163,7 @@ export function renderPanel(panel, { node, edge, graph }) {
       h('h3', {}, 'Traffic on this edge'), charts,
       h('h3', {}, 'Response codes'), codeBars(edge.responseCodes),
       h('h3', {}, 'Config validation'), conf);
-    redCharts(charts, [sel], seconds);
+    redCharts(charts, sels, seconds);
     findings(conf, [appOf(b), b.name]);
   }
 }

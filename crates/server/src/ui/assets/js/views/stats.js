@@ -7,6 +7,7 @@ import { h, clear, message, sortableTable } from '../dom.js';
 import * as url from '../state/url.js';
 import * as fmt from '../format.js';
 import * as api from '../api.js';
+import { filterNote } from '../clusters.js';
 
 export const title = 'Traffic stats';
 
@@ -26,7 +27,8 @@ function countTable(caption, keyLabel, rows, total, extra = []) {
 
 export async function render(root, { params, shared }) {
   const service = params.get('service') || '';
-  root.append(h('h1', {}, 'Traffic stats'));
+  root.append(h('h1', {}, 'Traffic stats'),
+    filterNote(shared.cluster, `Requests of spans recorded in ${shared.cluster} (tag istio.cluster_id, cluster or k8s.cluster.name).`));
   const status = h('div', {}, message('loading', 'Computing statistics…'));
   root.append(status);
   let st;
@@ -47,7 +49,7 @@ export async function render(root, { params, shared }) {
     [['requests', total], ['traces', st.totals?.traces], ['spans', st.totals?.spans], ['URLs', st.distinct?.urls?.length ?? st.per_url?.length], ['user agents', st.distinct?.user_agents?.length ?? st.user_agents?.length]]
       .map(([k, v]) => h('li', { class: 'card' }, h('span', { class: 'card-num' }, fmt.num(v ?? 0)), h('span', { class: 'card-label' }, k)))));
   if (!total) {
-    root.append(message('warn', `No requests in the last ${shared.range}${service ? ` for ${service}` : ''}.`));
+    root.append(message('warn', `No requests in the last ${shared.range}${service ? ` for ${service}` : ''}${shared.cluster ? ` in cluster ${shared.cluster}` : ''}.`));
     return;
   }
   const grid = h('div', { class: 'stats-grid' });

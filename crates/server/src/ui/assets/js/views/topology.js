@@ -3,7 +3,9 @@
 // their health as colour, a glyph and a border style; edges are labelled with the request
 // rate, error share or p95 (a switch). Clicking a node or an edge opens the side panel.
 // A node with a firing alert wears a red ring with "!" and names its alerts in its tooltip
-// and panel; the marks follow the alerts every 15 s.
+// and panel; the marks follow the alerts every 15 s. A graph of several clusters is drawn in
+// one labelled band per cluster, and an edge between clusters is traced in a dashed violet
+// underlay that leaves its health colour readable.
 
 import { h, s, clear, message } from '../dom.js';
 import * as url from '../state/url.js';
@@ -13,6 +15,7 @@ import { loadGraph, appOf, versionOf } from '../graph-data.js';
 import { layout, edgePath } from '../graph-layout.js';
 import { renderPanel, fillPanelAlerts } from './panel.js';
 import { loadFiring, loadAliases, firingFor, nodeNames, alertName, every } from '../alert-match.js';
+import { known, isCross, clustersOf, colourClass, filterNote } from '../clusters.js';
 
 export const title = 'Topology';
 
@@ -66,7 +69,9 @@ export async function render(root, { params, shared }) {
     ' · dashed border: degraded, double border: failure · ',
     h('span', { class: 'alert-key' }, h('span', { class: 'alert-glyph', 'aria-hidden': 'true' }, '!'), ' red ring: a firing alert'),
     ' · drag to pan, wheel to zoom, double-click a node to focus');
-  root.append(h('h1', {}, 'Topology'), toolbar, status, h('div', { class: 'graph-wrap' }, canvas, panel), legend);
+  root.append(h('h1', {}, 'Topology'), toolbar,
+    filterNote(shared.cluster, `Edges with an end in ${shared.cluster}; nodes of other clusters are shown as their peers.`),
+    status, h('div', { class: 'graph-wrap' }, canvas, panel), legend);
 
   let g;
   const alertsP = loadFiring();
@@ -96,11 +101,20 @@ export async function render(root, { params, shared }) {
   }
   clear(status);
   if (!nodes.length) {
-    status.append(message('warn', focus ? `No node named “${focus}” has traffic in the last ${shared.range}.` : `No traffic in the last ${shared.range}${shared.ns ? ` in namespace ${shared.ns}` : ''}.`));
+    const where = [shared.cluster ? ` in cluster ${shared.cluster}` : '', shared.ns ? ` in namespace ${shared.ns}` : ''].join('');
+    status.append(message('warn', focus ? `No node named “${focus}” has traffic in the last ${shared.range}.` : `No traffic in the last ${shared.range}${where}.`));
     return;
   }
-  status.append(h('p', { class: 'muted' }, `${nodes.length} nodes, ${edges.length} edges over the last ${shared.range}.`));
-  draw(canvas, panel, nodes, edges, g, mode, type);
+  const clusters = clustersOf(nodes);
+  const byIdAll = new Map(nodes.map((n) => [n.id, n]));
+  const crossing = edges.filter((e) => isCross(e, byIdAll.get(e.source), byIdAll.get(e.target))).length;
+  status.append(h('p', { class: 'muted' }, `${nodes.length} nodes`, clusters.length > 1 ? ` in ${clusters.length} clusters` : '',
+    `, ${edges.length} edges`, crossing ? ` (${crossing} cross-cluster)` : '', ` over the last ${shared.range}.`));
+  if (clusters.length > 1 || crossing) {
+    legend.append(h('span', { class: 'cluster-legend' }, ' · ', h('span', { class: 'cross-key' }, crossKey(), ' cross-cluster'),
+      clusters.length > 1 ? [' · one band per cluster: ', clusters.map((c) => h('span', { class: `cluster-key ${colourClass(c, clusters)}` }, c))] : null));
+  }
+  draw(canvas, panel, nodes, edges, g, mode, type, clusters);
   const mine = live;
   const [aliases, fired] = await Promise.all([aliasesP, alertsP]);
   if (live !== mine) return; // navigated away meanwhile
@@ -140,20 +154,35 @@ function markAlerts(index) {
   if (node && box && !live.panel.hidden) fillPanelAlerts(box, node, live.alertsOf(node), live.namesOf(node));
 }
 
-function draw(canvas, panel, nodes, edges, g, mode, type) {
+/** A short dashed violet line: the legend's sample of a cross-cluster edge. */
+function crossKey() {
+  return s('svg', { class: 'cross-sample', width: 34, height: 10, 'aria-hidden': 'true' },
+    s('path', { d: 'M1,5H33', class: 'edge-cross' }), s('path', { d: 'M1,5H33', class: 'edge-line' }));
+}
+
+function draw(canvas, panel, nodes, edges, g, mode, type, clusters = []) {
   const grouped = type === 'workload' || type === 'versionedApp';
   const groupOf = (n) => (grouped && n.nodeType !== 'unknown' && (versionOf(n) || n.app) ? `${n.cluster}/${n.namespace}/${appOf(n)}` : null);
-  const L = layout(nodes, edges, groupOf);
+  const multi = clusters.length > 1;
+  const laneOf = (n) => (multi && known(n.cluster) ? n.cluster : null);
+  const L = layout(nodes, edges, groupOf, laneOf);
   const byId = new Map(nodes.map((n) => [n.id, n]));
 
   const view = s('g', { class: 'viewport' });
   const svg = s('svg', { class: 'graph', role: 'group', 'aria-label': 'Service graph' },
-    s('defs', {}, ...['healthy', 'degraded', 'failure', 'na', 'sel'].map((k) => s('marker', {
+    s('defs', {}, ...['healthy', 'degraded', 'failure', 'na', 'sel', 'cross'].map((k) => s('marker', {
       id: `arrow-${k}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse',
     }, s('path', { d: 'M0,0L10,5L0,10z', class: `arrow arrow-${k}` })))),
     view);
   clear(canvas).append(svg);
 
+  const gLanes = s('g', { class: 'lanes' });
+  for (const lane of L.lanes) {
+    gLanes.append(s('g', { class: `cluster-lane ${colourClass(lane.key, clusters)}`, dataset: { cluster: lane.key } },
+      s('rect', { x: lane.x, y: lane.y, width: lane.w, height: lane.h, rx: 10 }),
+      s('text', { x: lane.x + 12, y: lane.y + 17, class: 'lane-label' }, `cluster ${lane.key}`,
+        s('tspan', { class: 'lane-count' }, `  ${lane.members.length} node${lane.members.length === 1 ? '' : 's'}`))));
+  }
   const gGroups = s('g', { class: 'groups' });
   for (const gr of L.groups) {
     const name = gr.key.split('/').pop();
@@ -169,16 +198,20 @@ function draw(canvas, panel, nodes, edges, g, mode, type) {
     const p = edgePath(a, b);
     const hl = normalise(e.health);
     const labelText = s('text', { x: p.mx, y: p.my - 4, 'text-anchor': 'middle', class: 'edge-label' }, edgeLabel(e, mode));
-    const srcName = byId.get(e.source)?.name, dstName = byId.get(e.target)?.name;
+    const src = byId.get(e.source), dst = byId.get(e.target);
+    const srcName = src?.name, dstName = dst?.name;
+    const cross = isCross(e, src, dst);
+    const across = cross ? ` (cross-cluster: ${src?.cluster} → ${dst?.cluster})` : '';
     const el = s('g', {
-      class: `edge health-${hl}`, tabindex: 0, role: 'button',
-      'aria-label': `Edge ${srcName} to ${dstName}: ${fmt.rate(e.requestRate)}, ${fmt.pct(e.errorRate)} errors, ${LEVELS[hl].label}`,
-      dataset: { source: srcName, target: dstName },
+      class: `edge health-${hl}${cross ? ' cross-cluster' : ''}`, tabindex: 0, role: 'button',
+      'aria-label': `Edge ${srcName} to ${dstName}${across}: ${fmt.rate(e.requestRate)}, ${fmt.pct(e.errorRate)} errors, ${LEVELS[hl].label}`,
+      dataset: { source: srcName, target: dstName, sourceCluster: src?.cluster || '', targetCluster: dst?.cluster || '', crossCluster: String(cross) },
       onclick: () => url.update({ sel: `edge:${edgeKey(e)}` }),
       onkeydown: (ev) => { if (ev.key === 'Enter') url.update({ sel: `edge:${edgeKey(e)}` }); },
-    }, s('title', {}, `${srcName} → ${dstName}`),
+    }, s('title', {}, `${srcName} → ${dstName}${across}`),
     s('path', { d: p.d, class: 'edge-hit' }),
-    s('path', { d: p.d, class: 'edge-line', 'marker-end': `url(#arrow-${hl})` }),
+    cross ? s('path', { d: p.d, class: 'edge-cross' }) : null,
+    s('path', { d: p.d, class: 'edge-line', 'marker-end': `url(#arrow-${cross && (hl === 'healthy' || hl === 'na') ? 'cross' : hl})` }),
     labelText);
     edgeEls.set(edgeKey(e), { el, label: labelText, e });
     gEdges.append(el);
@@ -194,17 +227,18 @@ function draw(canvas, panel, nodes, edges, g, mode, type) {
     const sub = `${fmt.rate(n.requestRateIn || n.requestRateOut)}${n.requestRateIn ? ' in' : ' out'} · ${fmt.pct(n.errorRate)} err`;
     const select = () => url.update({ sel: n.id });
     const tip = `${n.name} (${n.namespace || 'no namespace'}${n.cluster ? `, ${n.cluster}` : ''}) — ${info.label}`;
-    const label = `${n.name}${ver && n.version ? ` ${ver}` : ''}: ${info.label}, ${sub}`;
+    const label = `${n.name}${ver && n.version ? ` ${ver}` : ''}${multi && known(n.cluster) ? ` in cluster ${n.cluster}` : ''}: ${info.label}, ${sub}`;
     const el = s('g', {
-      class: `node health-${hl} type-${n.nodeType || 'workload'}`, tabindex: 0, role: 'button',
+      class: `node health-${hl} type-${n.nodeType || 'workload'}${multi && known(n.cluster) ? ` ${colourClass(n.cluster, clusters)}` : ''}`, tabindex: 0, role: 'button',
       transform: `translate(${p.x},${p.y})`,
       'aria-label': label,
-      dataset: { nodeName: n.name, nodeId: n.id, title: tip, label },
+      dataset: { nodeName: n.name, nodeId: n.id, cluster: n.cluster || '', title: tip, label },
       onclick: select,
       ondblclick: (ev) => { ev.stopPropagation(); url.update({ focus: n.name, sel: n.id }); },
       onkeydown: (ev) => { if (ev.key === 'Enter') select(); },
     }, s('title', {}, tip),
     s('rect', { width: p.w, height: p.h, rx: 6, class: 'node-box' }),
+    multi && known(n.cluster) ? s('rect', { x: 1, y: 6, width: 4, height: p.h - 12, rx: 2, class: 'cluster-stripe', 'aria-hidden': 'true' }) : null,
     hl === 'failure' ? s('rect', { x: 3, y: 3, width: p.w - 6, height: p.h - 6, rx: 4, class: 'node-inner' }) : null,
     s('text', { x: 10, y: 20, class: 'node-glyph', 'aria-hidden': 'true' }, info.glyph),
     s('text', { x: 26, y: 20, class: 'node-name' }, clip(n.name + (n.version ? ` ${n.version}` : ''), 22)),
@@ -212,7 +246,7 @@ function draw(canvas, panel, nodes, edges, g, mode, type) {
     nodeEls.set(n.id, el);
     gNodes.append(el);
   }
-  view.append(gGroups, gEdges, gNodes);
+  view.append(gLanes, gGroups, gEdges, gNodes);
 
   // Pan and zoom.
   const t = { k: 1, x: 0, y: 0 };
@@ -262,7 +296,7 @@ function draw(canvas, panel, nodes, edges, g, mode, type) {
     alerts: new Map(),
     aliases: new Map(),
     namesOf: (n) => nodeNames(n, live.aliases),
-    alertsOf: (n) => firingFor(live.alerts, live.namesOf(n)),
+    alertsOf: (n) => firingFor(live.alerts, live.namesOf(n), n.cluster),
     fit,
     zoomBy: (f) => { const [w, hgt] = size(); zoomAt(f, w / 2, hgt / 2); },
     centreOn: (id) => {

@@ -1,14 +1,41 @@
 // Traces: search (service, operation, tags, duration bounds, errors only) over the shared
 // time range; results as a duration-vs-time scatter and a list; one trace as a waterfall with
 // span details, its critical path marked, and each span's service linked to its graph node.
+// The cluster filter asks for traces with a span tagged with the cluster: Zipkin's
+// annotationQuery has no "or", so one search per tag a cluster is known by (`cluster` from
+// Zipkin senders and agents, `k8s.cluster.name` from OTel, `istio.cluster_id` from Istio's
+// proxies), merged by trace id. Its limit: a trace none of whose spans carries such a tag is
+// never shown while the filter is on, and with a service chosen the tag must be on a span of
+// that service (Zipkin's rule for annotationQuery).
 
 import { h, clear, message, sortableTable } from '../dom.js';
 import * as url from '../state/url.js';
 import * as fmt from '../format.js';
 import * as api from '../api.js';
 import { scatterChart } from '../chart.js';
+import { filterNote } from '../clusters.js';
 
 export const title = 'Traces';
+
+/** The span tags that name a span's cluster, in the order the analyses read them. */
+export const CLUSTER_TAGS = ['cluster', 'k8s.cluster.name', 'istio.cluster_id'];
+
+/** The cluster a span names, or ''. */
+export const spanCluster = (sp) => CLUSTER_TAGS.map((k) => sp.tags?.[k]).find(Boolean) || '';
+
+/**
+ * Searches with the cluster filter: one search per cluster tag, merged by trace id, the
+ * newest `limit` kept (each search already gives its newest `limit`).
+ */
+export async function searchInCluster(q, cluster) {
+  if (!cluster) return api.traces(q);
+  const and = (t) => [q.annotationQuery, t].filter(Boolean).join(' and ');
+  const found = await Promise.all(CLUSTER_TAGS.map((k) => api.traces({ ...q, annotationQuery: and(`${k}=${cluster}`) })));
+  const byId = new Map();
+  for (const list of found) for (const t of list || []) if (t.length && !byId.has(t[0].traceId)) byId.set(t[0].traceId, t);
+  const start = (t) => Math.min(...t.map((sp) => sp.timestamp ?? Infinity));
+  return [...byId.values()].sort((a, b) => start(b) - start(a)).slice(0, +q.limit || 100);
+}
 
 const isError = (sp) => sp.tags && ('error' in sp.tags || +sp.tags['http.status_code'] >= 500 || sp.tags['otel.status_code'] === 'ERROR');
 const svcOf = (sp) => sp.localEndpoint?.serviceName || 'unknown';
@@ -31,6 +58,7 @@ export function summarise(spans) {
     services: new Set(spans.map(svcOf)).size,
     spans: spans.length,
     errors: spans.filter(isError).length,
+    clusters: [...new Set(spans.map(spanCluster).filter(Boolean))].sort(),
   };
 }
 
@@ -39,7 +67,7 @@ export async function render(root, { params, shared }) {
   if (params.get('trace')) return renderTrace(root, params);
   const form = searchForm(params);
   const results = h('div', {}, message('loading', 'Searching…'));
-  root.append(form, results);
+  root.append(filterNote(shared.cluster, `Traces with a span tagged ${CLUSTER_TAGS.map((k) => `${k}=${shared.cluster}`).join(', ')}${params.get('service') ? ` on ${params.get('service')}` : ''}; spans without a cluster tag are left out.`), form, results);
   if (params.get('remote')) {
     form.after(h('p', {}, h('span', { class: 'chip' }, `Calling ${params.get('remote')} `,
       h('button', { type: 'button', class: 'link', onclick: () => url.update({ remote: '' }) }, 'any callee'))));
@@ -57,7 +85,7 @@ export async function render(root, { params, shared }) {
   };
   let traces;
   try {
-    traces = await api.traces(q);
+    traces = await searchInCluster(q, shared.cluster);
   } catch (e) {
     clear(results).append(message('error', `Search failed: ${e.message}`));
     return;
@@ -65,7 +93,7 @@ export async function render(root, { params, shared }) {
   clear(results);
   const rows = (traces || []).filter((t) => t.length).map(summarise);
   if (!rows.length) {
-    results.append(message('warn', `No traces match in the last ${shared.range}.`));
+    results.append(message('warn', `No traces match in the last ${shared.range}${shared.cluster ? ` in cluster ${shared.cluster}` : ''}.`));
     return;
   }
   const open = (id) => url.update({ trace: id });
@@ -82,9 +110,10 @@ export async function render(root, { params, shared }) {
       { key: 'durationUs', label: 'Duration', num: true, fmt: fmt.us },
       { key: 'spans', label: 'Spans', num: true },
       { key: 'services', label: 'Services', num: true },
+      rows.some((r) => r.clusters.length) ? { key: 'clusters', label: 'Clusters', value: (r) => r.clusters.join(', '), render: (r) => h('span', { class: 'trace-clusters', dataset: { clusters: r.clusters.join(',') } }, r.clusters.join(', ') || '–') } : null,
       { key: 'errors', label: 'Errors', num: true, render: (r) => (r.errors ? h('span', { class: 'sev sev-error' }, `✕ ${r.errors}`) : '0') },
       { key: 'id', label: 'Trace id', render: (r) => h('code', { class: 'small' }, r.id) },
-    ], rows, { sortKey: 'start', desc: true, caption: 'Matching traces' }));
+    ].filter(Boolean), rows, { sortKey: 'start', desc: true, caption: 'Matching traces' }));
 }
 
 function durUs(text) {
@@ -206,8 +235,10 @@ async function renderTrace(root, params) {
   const crit = criticalPath(roots);
   const t0 = Math.min(...spans.map((sp) => sp.timestamp ?? Infinity));
   const total = Math.max(1, sum.durationUs);
+  const manyClusters = sum.clusters.length > 1;
   body.append(h('h2', {}, sum.root, ' ', h('span', { class: 'muted' }, fmt.us(sum.durationUs))),
-    h('p', { class: 'muted' }, `Trace ${id} · ${fmt.time(sum.start, true)} · ${sum.spans} spans · ${sum.services} services · ${sum.errors} with errors`),
+    h('p', { class: 'muted' }, `Trace ${id} · ${fmt.time(sum.start, true)} · ${sum.spans} spans · ${sum.services} services`,
+      sum.clusters.length ? ` · cluster${manyClusters ? 's' : ''} ${sum.clusters.join(', ')}` : '', ` · ${sum.errors} with errors`),
     h('p', { class: 'wf-legend' }, h('span', { class: 'wf-bar-key crit' }, '◆'), ' on the critical path   ',
       h('span', { class: 'wf-bar-key err' }, '✕'), ' span with an error   click a span for its details'));
   const ticks = [0, 0.25, 0.5, 0.75, 1];
@@ -230,6 +261,7 @@ async function renderTrace(root, params) {
         onCrit ? h('span', { class: 'crit-mark', title: 'on the critical path' }, '◆ ') : null,
         err ? h('span', { class: 'err-mark', title: 'error' }, '✕ ') : null,
         h('a', { href: url.href('topology', { focus: svc, sel: svc }), class: 'svc-link', title: `${svc} in the service graph` }, svc),
+        manyClusters && spanCluster(sp) ? h('span', { class: 'span-cluster', title: 'the cluster this span was recorded in' }, ` @${spanCluster(sp)}`) : null,
         ': ',
         h('button', { type: 'button', class: 'link span-toggle', 'aria-expanded': String(selected === key),
           onclick: (e) => { details.hidden = !details.hidden; e.currentTarget.setAttribute('aria-expanded', String(!details.hidden)); } },

@@ -1,31 +1,12 @@
-//! Target discovery: static target lists and file-based discovery (`file_sd_configs`), whose
-//! files are re-read when their modification time changes or the refresh interval passes.
+//! `file_sd_configs`: JSON or YAML target files, re-read when their modification time
+//! changes (or one appears or vanishes) or the refresh interval passes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use crate::config::{FileSdConfig, ScrapeConfig};
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct TargetGroup {
-    /// Where the group came from (for logs and `__meta_filepath`).
-    pub source: String,
-    pub targets: Vec<String>,
-    pub labels: BTreeMap<String, String>,
-}
-
-pub fn static_groups(sc: &ScrapeConfig) -> Vec<TargetGroup> {
-    sc.static_configs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| TargetGroup {
-            source: format!("static/{i}"),
-            targets: s.targets.clone(),
-            labels: s.labels.clone(),
-        })
-        .collect()
-}
+use super::TargetGroup;
+use crate::config::FileSdConfig;
 
 /// One job's file discovery state.
 pub struct FileSd {

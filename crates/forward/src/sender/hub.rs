@@ -1,0 +1,400 @@
+//! The sender loop of one hub and its HTTP exchange.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{Counters, HubOptions, SendOptions};
+use crate::{Batch, Buffer, Kind};
+
+/// Bytes of a refusal's body quoted in the log.
+const QUOTED: usize = 200;
+/// Bytes of an answer's body read at most (the rest is discarded with the connection).
+const ANSWER_LIMIT: usize = 64 << 10;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Header values every request carries, checked once.
+pub(crate) struct CommonHeaders {
+    cluster: HeaderValue,
+    agent: HeaderValue,
+    user_agent: HeaderValue,
+}
+
+impl CommonHeaders {
+    pub fn new(opts: &SendOptions) -> CommonHeaders {
+        CommonHeaders {
+            cluster: header_value("X-Meshlens-Cluster", &opts.cluster),
+            agent: header_value("X-Meshlens-Agent", &opts.agent_id),
+            user_agent: HeaderValue::from_static(concat!(
+                "meshlens-agent/",
+                env!("CARGO_PKG_VERSION")
+            )),
+        }
+    }
+}
+
+/// The value itself, or (logged) with the characters a header cannot carry left out.
+fn header_value(name: &str, v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or_else(|_| {
+        let clean: String = v.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').collect();
+        tracing::warn!(header = name, value = v, sent = %clean, "forwarder: header value has characters HTTP cannot carry; they are left out");
+        HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static(""))
+    })
+}
+
+pub(crate) struct Hub {
+    /// The URL as given: the buffer's destination name and the `hub` label.
+    pub dest: String,
+    write_uri: Result<Uri, String>,
+    traces_uri: Result<Uri, String>,
+    client: HttpClient,
+    pub counters: Counters,
+}
+
+impl Hub {
+    pub fn new(h: &HubOptions, opts: &SendOptions) -> Hub {
+        let base = h.url.trim_end_matches('/');
+        let uri = |path: &str| {
+            format!("{base}{path}")
+                .parse::<Uri>()
+                .map_err(|e| format!("hub URL {:?}: {e}", h.url))
+        };
+        Hub {
+            dest: h.url.clone(),
+            write_uri: uri("/api/v1/write"),
+            traces_uri: uri("/v1/traces"),
+            client: client(h, opts.timeout),
+            counters: Counters::default(),
+        }
+    }
+}
+
+/// HTTP and HTTPS (HTTP/1.1, kept alive) with the hub's TLS configuration, else the
+/// system's roots.
+fn client(h: &HubOptions, timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(timeout));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match &h.tls {
+        Some(cfg) => {
+            let mut cfg = (**cfg).clone();
+            cfg.alpn_protocols.clear();
+            builder.with_tls_config(cfg)
+        }
+        None if h.url.starts_with("https:") => {
+            match hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_native_roots(provider.clone())
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(hub = %h.url, error = %e, "forwarder: no system CA certificates; the hub's certificate cannot be verified");
+                    builder.with_tls_config(no_roots(provider))
+                }
+            }
+        }
+        None => builder.with_tls_config(no_roots(provider)),
+    };
+    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
+fn no_roots(provider: Arc<rustls::crypto::CryptoProvider>) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| {
+            // The ring provider supports the default versions; kept total all the same.
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("ring supports TLS 1.3")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        })
+}
+
+/// A batch as it goes on the wire.
+struct Prepared {
+    kind: Kind,
+    next_seq: u64,
+    records: u32,
+    items: u64,
+    oldest_ms: i64,
+    body: Result<Bytes, String>,
+}
+
+impl Prepared {
+    fn new(b: Batch) -> Prepared {
+        let body = match b.kind {
+            Kind::Metrics => snap::raw::Encoder::new()
+                .compress_vec(&b.payload)
+                .map(Bytes::from)
+                .map_err(|e| format!("snappy: {e}")),
+            Kind::Spans => Ok(Bytes::from(b.payload)),
+        };
+        Prepared {
+            kind: b.kind,
+            next_seq: b.next_seq,
+            records: b.records,
+            items: b.items,
+            oldest_ms: b.oldest_ms,
+            body,
+        }
+    }
+}
+
+enum Outcome {
+    /// Acknowledged or refused for good: the cursor moves past it.
+    Done,
+    /// Its oldest records passed `max_age` while retrying: read again.
+    Expired,
+    Stopped,
+}
+
+/// The sender loop: read from the cursor, send, advance; the cursor file is written in the
+/// background while the next batch goes out.
+pub(crate) async fn run(
+    buffer: Arc<Buffer>,
+    hub: Arc<Hub>,
+    opts: Arc<SendOptions>,
+    headers: Arc<super::hub::CommonHeaders>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut persist: Option<JoinHandle<()>> = None;
+    let mut backoff = opts.min_backoff;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let seen = buffer.durable_end();
+        let read = {
+            let (b, dest, max) = (buffer.clone(), hub.dest.clone(), opts.max_batch_bytes);
+            tokio::task::spawn_blocking(move || {
+                b.read_batch(&dest, max).map(|o| o.map(Prepared::new))
+            })
+            .await
+        };
+        let batch = match read {
+            Ok(Ok(Some(b))) => b,
+            Ok(Ok(None)) => {
+                tokio::select! {
+                    _ = buffer.wait_beyond(seen) => {}
+                    r = stop.changed() => if r.is_err() { break },
+                }
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(hub = %hub.dest, error = %e, "forwarder: cannot read the buffer; retrying");
+                if !pause(opts.max_backoff, &mut stop).await {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(hub = %hub.dest, error = %e, "forwarder: buffer read failed");
+                break;
+            }
+        };
+        match send(
+            &buffer,
+            &hub,
+            &opts,
+            &headers,
+            &batch,
+            &mut backoff,
+            &mut stop,
+        )
+        .await
+        {
+            Outcome::Done => {
+                if let Err(e) = buffer.advance(&hub.dest, batch.next_seq) {
+                    tracing::error!(hub = %hub.dest, error = %e, "forwarder: cannot advance the cursor");
+                }
+                if let Some(p) = persist.take() {
+                    let _ = p.await;
+                }
+                let (b, dest) = (buffer.clone(), hub.dest.clone());
+                persist = Some(tokio::task::spawn_blocking(move || {
+                    if let Err(e) = b.persist_cursor(&dest) {
+                        tracing::warn!(hub = %dest, error = %e, "forwarder: cannot record the hub's cursor");
+                    }
+                }));
+            }
+            Outcome::Expired => {}
+            Outcome::Stopped => break,
+        }
+    }
+    if let Some(p) = persist.take() {
+        let _ = p.await;
+    }
+}
+
+/// Sleeps unless stopped first; false when stopped.
+async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        r = stop.changed() => r.is_ok() && !*stop.borrow(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    buffer: &Buffer,
+    hub: &Hub,
+    opts: &SendOptions,
+    headers: &CommonHeaders,
+    batch: &Prepared,
+    backoff: &mut Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let c = &hub.counters;
+    let mut attempt = 0u64;
+    loop {
+        let failure = match request(hub, headers, batch) {
+            Err(reason) => {
+                reject(hub, batch, None, &reason);
+                return Outcome::Done;
+            }
+            Ok(req) => {
+                let answer = tokio::select! {
+                    a = tokio::time::timeout(opts.timeout, exchange(&hub.client, req)) => a,
+                    _ = stop.changed() => return Outcome::Stopped,
+                };
+                match answer {
+                    Ok(Ok((status, _))) if status.is_success() => {
+                        c.sent_requests.fetch_add(1, Ordering::Relaxed);
+                        let sent = match batch.kind {
+                            Kind::Metrics => &c.sent_samples,
+                            Kind::Spans => &c.sent_spans,
+                        };
+                        sent.fetch_add(batch.items, Ordering::Relaxed);
+                        if attempt > 0 {
+                            tracing::info!(hub = %hub.dest, attempts = attempt + 1, "forwarder: hub accepted the batch after retries");
+                        }
+                        *backoff = opts.min_backoff;
+                        return Outcome::Done;
+                    }
+                    Ok(Ok((status, body)))
+                        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS =>
+                    {
+                        format!("hub answered {status}: {}", quote(&body))
+                    }
+                    Ok(Ok((status, body))) => {
+                        reject(hub, batch, Some(status), &quote(&body));
+                        *backoff = opts.min_backoff;
+                        return Outcome::Done;
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => format!("no answer within {:?}", opts.timeout),
+                }
+            }
+        };
+        attempt += 1;
+        c.retries.fetch_add(1, Ordering::Relaxed);
+        if attempt.is_power_of_two() {
+            tracing::warn!(hub = %hub.dest, attempt, error = %failure, retry_in = ?*backoff, "forwarder: sending failed; retrying");
+        } else {
+            tracing::debug!(hub = %hub.dest, attempt, error = %failure, "forwarder: sending failed; retrying");
+        }
+        if !pause(*backoff, stop).await {
+            return Outcome::Stopped;
+        }
+        *backoff = (*backoff * 2).min(opts.max_backoff).max(opts.min_backoff);
+        if buffer
+            .max_age_cutoff_ms()
+            .is_some_and(|cut| batch.oldest_ms < cut)
+        {
+            return Outcome::Expired;
+        }
+    }
+}
+
+fn reject(hub: &Hub, batch: &Prepared, status: Option<StatusCode>, answer: &str) {
+    let c = &hub.counters;
+    c.rejected_records
+        .fetch_add(batch.records as u64, Ordering::Relaxed);
+    c.rejected_items.fetch_add(batch.items, Ordering::Relaxed);
+    tracing::warn!(
+        hub = %hub.dest,
+        status = status.map(|s| s.as_u16()),
+        answer,
+        items = batch.items,
+        records = batch.records,
+        kind = batch.kind.as_str(),
+        "forwarder: the hub refused a batch; it is dropped"
+    );
+}
+
+fn request(hub: &Hub, h: &CommonHeaders, batch: &Prepared) -> Result<Request<Full<Bytes>>, String> {
+    let body = batch.body.clone()?;
+    let uri = match batch.kind {
+        Kind::Metrics => hub.write_uri.clone()?,
+        Kind::Spans => hub.traces_uri.clone()?,
+    };
+    let mut b = Request::post(uri)
+        .header(CONTENT_TYPE, "application/x-protobuf")
+        .header(USER_AGENT, h.user_agent.clone())
+        .header("X-Meshlens-Cluster", h.cluster.clone())
+        .header("X-Meshlens-Agent", h.agent.clone())
+        .header("X-Meshlens-Items", batch.items)
+        .header("X-Meshlens-Oldest", batch.oldest_ms);
+    if batch.kind == Kind::Metrics {
+        b = b
+            .header(CONTENT_ENCODING, "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+    }
+    b.body(Full::new(body)).map_err(|e| e.to_string())
+}
+
+/// Sends and reads the answer (up to a limit, so the connection can be kept).
+async fn exchange(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), String> {
+    let resp = client.request(req).await.map_err(|e| chain(&e))?;
+    let status = resp.status();
+    let body = Limited::new(resp.into_body(), ANSWER_LIMIT)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// An error with its causes, which the client's terse errors need.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn quote(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(QUOTED)];
+    String::from_utf8_lossy(cut).trim().to_string()
+}

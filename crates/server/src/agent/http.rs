@@ -1,0 +1,244 @@
+//! The agent's HTTP routes: remote write, the two span ingest paths (served by trace-api's
+//! handlers over the buffer writers), its own metrics, health and readiness.
+//!
+//! Status semantics are the server's, so senders behave the same: 2xx only once the data is
+//! durable in the buffer; 400 for bodies that cannot be decoded (nothing of them is
+//! buffered); 413 for bodies over the limits; 503 while the buffer is full (senders retry).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, post_service};
+use axum::Router;
+use meshlens_forward::{AppendError, Forwarder};
+use meshlens_ingest::remote_write::{self, DecodeError};
+use meshlens_trace_api::{TraceApiState, TraceCounters};
+use parking_lot::Mutex;
+
+use super::writer::BufferMetricWriter;
+use crate::self_metrics::{CounterVec, SelfMetrics};
+
+/// Paths whose requests are counted by status code.
+const INGEST_PATHS: [&str; 3] = ["/api/v1/write", "/api/v2/spans", "/v1/traces"];
+
+pub struct AgentState {
+    pub cluster: String,
+    pub agent_id: String,
+    pub metrics_writer: Arc<BufferMetricWriter>,
+    pub max_write_body_bytes: usize,
+    pub max_write_decompressed_bytes: usize,
+    /// Scrape and remote-write counters (the server's names).
+    pub self_metrics: Arc<SelfMetrics>,
+    pub trace_counters: Arc<TraceCounters>,
+    pub access: Arc<meshlens_access::AccessMetrics>,
+    /// Ingest requests by path and status code.
+    pub requests: CounterVec,
+    /// Taken at shutdown to drain; None afterwards.
+    pub forwarder: Mutex<Option<Forwarder>>,
+    pub ready: AtomicBool,
+}
+
+/// The main listener's app. `zipkin` and `otlp` differ only in the tag their writer stamps.
+pub fn router(
+    state: Arc<AgentState>,
+    zipkin: Arc<TraceApiState>,
+    otlp: Arc<TraceApiState>,
+) -> Router {
+    let write_limit = state.max_write_body_bytes;
+    Router::new()
+        .route(
+            "/api/v1/write",
+            post(remote_write).layer(DefaultBodyLimit::max(write_limit)),
+        )
+        .route("/metrics", get(metrics))
+        .route(
+            "/-/healthy",
+            get(|| async { "meshlens agent is Healthy.\n" }),
+        )
+        .route("/-/ready", get(ready))
+        .route(
+            "/api/v2/spans",
+            post_service(meshlens_trace_api::router(zipkin)),
+        )
+        .route(
+            "/v1/traces",
+            post_service(meshlens_trace_api::otlp_http_app(otlp)),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(State(s): State<Arc<AgentState>>, req: Request, next: Next) -> Response {
+    let path = INGEST_PATHS
+        .iter()
+        .find(|p| **p == req.uri().path())
+        .copied();
+    let resp = next.run(req).await;
+    if let Some(path) = path {
+        s.requests
+            .add(&[("path", path), ("code", resp.status().as_str())], 1);
+    }
+    resp
+}
+
+async fn remote_write(State(s): State<Arc<AgentState>>, body: Bytes) -> Response {
+    let state = s.clone();
+    let result = tokio::task::spawn_blocking(move || handle_write(&state, &body)).await;
+    let (status, msg) = result.unwrap_or_else(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("write handler failed: {e}"),
+        )
+    });
+    s.self_metrics
+        .remote_write_requests
+        .add(&[("code", status.as_str())], 1);
+    if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        tracing::debug!(%status, error = %msg, "remote write refused");
+        (status, msg).into_response()
+    }
+}
+
+fn handle_write(s: &AgentState, body: &[u8]) -> (StatusCode, String) {
+    let req = match remote_write::decode_with_limit(body, s.max_write_decompressed_bytes) {
+        Ok(r) => r,
+        Err(e @ DecodeError::TooLarge { .. }) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let written = match s.metrics_writer.write(&req.timeseries, req.metadata) {
+        Ok(w) => w,
+        Err(e @ AppendError::Full { .. }) => {
+            s.self_metrics.samples_rejected.add(
+                &[("source", "remote_write"), ("reason", "buffer_full")],
+                req.timeseries.iter().map(|t| t.samples.len() as u64).sum(),
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+        Err(e @ AppendError::Closed) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) if super::writer::too_large(&e) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    s.self_metrics
+        .samples_ingested
+        .add(&[("source", "remote_write")], written.samples);
+    if written.invalid == 0 {
+        return (StatusCode::NO_CONTENT, String::new());
+    }
+    // The decoder refuses invalid labels already; this is the writer's own check speaking.
+    s.self_metrics.samples_rejected.add(
+        &[("source", "remote_write"), ("reason", "invalid_labels")],
+        written.invalid,
+    );
+    (
+        StatusCode::BAD_REQUEST,
+        format!(
+            "{} of {} samples refused (invalid labels, first in timeseries[{}]); the other {} were buffered",
+            written.invalid,
+            written.invalid + written.samples,
+            written.first_invalid.unwrap_or(0),
+            written.samples
+        ),
+    )
+}
+
+async fn ready(State(s): State<Arc<AgentState>>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        "meshlens agent is Ready.\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AgentState>>) -> Response {
+    let body = render_metrics(&s);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Everything `/metrics` shows: the forwarder's (buffered bytes, lag, sent, retried,
+/// dropped per hub), ingest by path and code, scrapes, spans and the listeners'.
+pub fn render_metrics(s: &AgentState) -> String {
+    let mut out = String::new();
+    let escape = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    out.push_str(
+        "# HELP meshlens_agent_info The agent's cluster and id.\n# TYPE meshlens_agent_info gauge\n",
+    );
+    out.push_str(&format!(
+        "meshlens_agent_info{{cluster=\"{}\",agent=\"{}\"}} 1\n",
+        escape(&s.cluster),
+        escape(&s.agent_id)
+    ));
+    if let Some(f) = s.forwarder.lock().as_ref() {
+        f.render_metrics(&mut out);
+    }
+    let counter = |out: &mut String, name: &str, help: &str, c: &CounterVec| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        c.render(name, out);
+    };
+    let m = &s.self_metrics;
+    counter(
+        &mut out,
+        "meshlens_agent_requests_total",
+        "Ingest requests, by path and HTTP status code (2xx: buffered durably).",
+        &s.requests,
+    );
+    counter(
+        &mut out,
+        "meshlens_samples_ingested_total",
+        "Samples buffered for forwarding, by source.",
+        &m.samples_ingested,
+    );
+    counter(
+        &mut out,
+        "meshlens_samples_rejected_total",
+        "Samples refused, by source and reason.",
+        &m.samples_rejected,
+    );
+    counter(
+        &mut out,
+        "meshlens_remote_write_requests_total",
+        "Remote write requests, by HTTP status code.",
+        &m.remote_write_requests,
+    );
+    counter(
+        &mut out,
+        "meshlens_scrapes_total",
+        "Scrapes, by job and result.",
+        &m.scrapes,
+    );
+    counter(
+        &mut out,
+        "prometheus_sd_dns_lookups_total",
+        "The number of DNS-SD lookups.",
+        &m.sd_dns_lookups,
+    );
+    counter(
+        &mut out,
+        "prometheus_sd_dns_lookup_failures_total",
+        "The number of DNS-SD lookup failures.",
+        &m.sd_dns_lookup_failures,
+    );
+    s.trace_counters.render(&mut out);
+    s.access.render(&mut out);
+    out
+}

@@ -1,0 +1,465 @@
+//! The agent's storage: writers that stamp the cluster onto series and spans and append
+//! them to the forwarding buffer, so the scrape loops and the trace-api ingest handlers run
+//! unchanged over it. A write returns once the buffer has fsynced the record.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use meshlens_forward::{AppendError, Buffer, ForwardError, Kind};
+use meshlens_ingest::remote_write::{self, WriteRequest};
+use meshlens_model::{
+    AppendOutcome, DependencyLink, Labels, MetricMetadata, MetricWriter, RejectReason, Span,
+    SpanReader, SpanWriter, StorageError, TimeSeries, TraceId, TraceQuery,
+};
+use parking_lot::Mutex;
+
+/// The label (Prometheus, Istio) and Zipkin tag naming a series' or span's cluster.
+pub const CLUSTER_LABEL: &str = "cluster";
+/// The OpenTelemetry resource attribute naming the cluster, stamped on OTLP spans.
+pub const OTLP_CLUSTER_ATTRIBUTE: &str = "k8s.cluster.name";
+/// Tags that already name a span's cluster; a span with any of them is left as sent.
+const SPAN_CLUSTER_TAGS: [&str; 3] = [CLUSTER_LABEL, OTLP_CLUSTER_ATTRIBUTE, "istio.cluster_id"];
+
+/// How long metadata that did not change goes without being forwarded again, so a hub
+/// that lost it (or joined later) gets it back without every scrape repeating it.
+const METADATA_RESEND_MS: i64 = 10 * 60 * 1000;
+
+/// The labels every forwarded series gets where it lacks them: `cluster` first, then the
+/// config's `global.external_labels` (as a Prometheus agent applies them to remote write).
+#[derive(Clone, Debug, Default)]
+pub struct Stamp {
+    labels: Vec<(String, String)>,
+}
+
+impl Stamp {
+    pub fn new<'a>(
+        cluster: &str,
+        external: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Stamp {
+        let mut labels = vec![(CLUSTER_LABEL.to_string(), cluster.to_string())];
+        for (k, v) in external {
+            if k != CLUSTER_LABEL && !v.is_empty() {
+                labels.push((k.clone(), v.clone()));
+            }
+        }
+        Stamp { labels }
+    }
+
+    /// The labels with every missing stamp label added; None when nothing was missing.
+    pub fn apply(&self, labels: &Labels) -> Option<Labels> {
+        if self.labels.iter().all(|(k, _)| labels.get(k).is_some()) {
+            return None;
+        }
+        let mut b = labels.builder();
+        for (k, v) in &self.labels {
+            if labels.get(k).is_none() {
+                b.set(k.clone(), v.clone());
+            }
+        }
+        Some(b.build())
+    }
+}
+
+/// What one metric write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub samples: u64,
+    /// Samples of series whose labels a hub would refuse, left out.
+    pub invalid: u64,
+    /// The first such series, for the error message.
+    pub first_invalid: Option<usize>,
+}
+
+/// Appends metric records (`Kind::Metrics`, an uncompressed remote-write request each).
+pub struct BufferMetricWriter {
+    buffer: Arc<Buffer>,
+    stamp: Stamp,
+    metadata: Mutex<MetadataState>,
+}
+
+#[derive(Default)]
+struct MetadataState {
+    /// Given by scrapes since the last record; sent with the next one.
+    pending: HashMap<String, MetricMetadata>,
+    /// What was last forwarded per family, and when (unix ms).
+    sent: HashMap<String, (MetricMetadata, i64)>,
+}
+
+impl BufferMetricWriter {
+    pub fn new(buffer: Arc<Buffer>, stamp: Stamp) -> BufferMetricWriter {
+        BufferMetricWriter {
+            buffer,
+            stamp,
+            metadata: Mutex::new(MetadataState::default()),
+        }
+    }
+
+    /// Stamps and appends one batch as one record; returns once it is durable. Series with
+    /// labels a hub would refuse are left out and counted (a hub answers a batch holding
+    /// one with 400, and the forwarder would drop the whole batch).
+    pub fn write(
+        &self,
+        series: &[TimeSeries],
+        mut metadata: Vec<MetricMetadata>,
+    ) -> Result<Written, AppendError> {
+        let mut out = Written::default();
+        let mut stamped = Vec::with_capacity(series.len());
+        for (i, ts) in series.iter().enumerate() {
+            if ts.samples.is_empty() {
+                continue;
+            }
+            if ts.labels.metric_name().is_none() || ts.labels.validate().is_err() {
+                out.invalid += ts.samples.len() as u64;
+                out.first_invalid.get_or_insert(i);
+                continue;
+            }
+            out.samples += ts.samples.len() as u64;
+            stamped.push(TimeSeries {
+                labels: self
+                    .stamp
+                    .apply(&ts.labels)
+                    .unwrap_or_else(|| ts.labels.clone()),
+                samples: ts.samples.clone(),
+            });
+        }
+        let pending: Vec<MetricMetadata> = {
+            let mut m = self.metadata.lock();
+            m.pending.drain().map(|(_, v)| v).collect()
+        };
+        let from_scrapes = pending.len();
+        metadata.extend(pending.iter().cloned());
+        if stamped.is_empty() && metadata.is_empty() {
+            return Ok(out);
+        }
+        let payload = remote_write::encode_protobuf(&WriteRequest {
+            timeseries: stamped,
+            metadata,
+            ..Default::default()
+        });
+        let items = u32::try_from(out.samples).unwrap_or(u32::MAX);
+        self.buffer.append(Kind::Metrics, items, &payload)?;
+        if from_scrapes > 0 {
+            let now = meshlens_model::time::now_ms();
+            let mut m = self.metadata.lock();
+            for md in pending {
+                m.sent.insert(md.metric_family.clone(), (md, now));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl MetricWriter for BufferMetricWriter {
+    fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
+        let w = self.write(batch, Vec::new()).map_err(storage_error)?;
+        let mut o = AppendOutcome {
+            accepted: w.samples,
+            ..Default::default()
+        };
+        o.add_rejected(RejectReason::InvalidLabels, w.invalid);
+        Ok(o)
+    }
+
+    /// Keeps new or changed metadata for the next record rather than writing a record of
+    /// its own: scrape loops call this on the async runtime, where a blocking fsync must
+    /// not happen.
+    fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
+        let now = meshlens_model::time::now_ms();
+        let mut m = self.metadata.lock();
+        for md in metadata {
+            let fresh = match m.sent.get(&md.metric_family) {
+                Some((old, at)) => old != md || now - at >= METADATA_RESEND_MS,
+                None => true,
+            };
+            if fresh {
+                m.pending.insert(md.metric_family.clone(), md.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends span records (`Kind::Spans`, an uncompressed OTLP export request each), adding
+/// `tag` = cluster to spans that name no cluster.
+pub struct BufferSpanWriter {
+    buffer: Arc<Buffer>,
+    cluster: String,
+    tag: &'static str,
+}
+
+impl BufferSpanWriter {
+    /// `tag`: `cluster` for Zipkin ingest, `k8s.cluster.name` for OTLP ingest.
+    pub fn new(buffer: Arc<Buffer>, cluster: &str, tag: &'static str) -> BufferSpanWriter {
+        BufferSpanWriter {
+            buffer,
+            cluster: cluster.to_string(),
+            tag,
+        }
+    }
+}
+
+fn names_cluster(s: &Span) -> bool {
+    SPAN_CLUSTER_TAGS.iter().any(|t| s.tags.contains_key(*t))
+}
+
+impl SpanWriter for BufferSpanWriter {
+    fn write(&self, spans: &[Span]) -> Result<(), StorageError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let payload = if spans.iter().all(names_cluster) {
+            meshlens_ingest::otlp::encode_request(spans)
+        } else {
+            let stamped: Vec<Span> = spans
+                .iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    if !names_cluster(&s) {
+                        s.tags.insert(self.tag.to_string(), self.cluster.clone());
+                    }
+                    s
+                })
+                .collect();
+            meshlens_ingest::otlp::encode_request(&stamped)
+        };
+        let items = u32::try_from(spans.len()).unwrap_or(u32::MAX);
+        self.buffer
+            .append(Kind::Spans, items, &payload)
+            .map_err(storage_error)
+    }
+}
+
+/// Whether the buffer refused a record for being larger than it could ever hold (a sender
+/// must not retry it), rather than for a failing disk.
+pub fn too_large(e: &AppendError) -> bool {
+    match e {
+        AppendError::Io(ForwardError::Io { source, .. }) => {
+            source.kind() == std::io::ErrorKind::InvalidInput
+        }
+        _ => false,
+    }
+}
+
+/// A full buffer is the one failure senders should retry soon (503, gRPC UNAVAILABLE);
+/// a closed one means the agent is stopping (503 too); a record larger than the buffer is
+/// the request's fault (400); disk errors are 500.
+pub fn storage_error(e: AppendError) -> StorageError {
+    if too_large(&e) {
+        return StorageError::InvalidRequest {
+            reason: e.to_string(),
+        };
+    }
+    match e {
+        AppendError::Full { .. } => StorageError::Unavailable {
+            reason: e.to_string(),
+        },
+        AppendError::Closed => StorageError::Closed,
+        AppendError::Io(inner) => StorageError::io(
+            "appending to the forwarding buffer",
+            std::io::Error::other(inner),
+        ),
+    }
+}
+
+/// The agent keeps no spans to read; the trace-api state wants a reader, and only its
+/// ingest routes are served, so this is never asked.
+pub struct NoSpans;
+
+impl SpanReader for NoSpans {
+    fn trace(&self, _id: &TraceId) -> Result<Vec<Span>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn find_traces(&self, _q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn service_names(&self) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn remote_service_names(&self, _service: &str) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn span_names(&self, _service: &str) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn dependencies(
+        &self,
+        _end_ts: i64,
+        _lookback: i64,
+    ) -> Result<Vec<DependencyLink>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn scan(
+        &self,
+        _start_us: u64,
+        _end_us: u64,
+        _visit: &mut dyn FnMut(&Span),
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn stamp_adds_only_missing_labels() {
+        let ext = [("region".to_string(), "eu".to_string())];
+        let s = Stamp::new("east", ext.iter().map(|(k, v)| (k, v)));
+        let got = s.apply(&labels(&[("__name__", "up")])).unwrap();
+        assert_eq!(got.get("cluster"), Some("east"));
+        assert_eq!(got.get("region"), Some("eu"));
+        let got = s
+            .apply(&labels(&[("__name__", "up"), ("cluster", "x")]))
+            .unwrap();
+        assert_eq!(got.get("cluster"), Some("x"));
+        assert_eq!(got.get("region"), Some("eu"));
+        let full = labels(&[("__name__", "up"), ("cluster", "x"), ("region", "us")]);
+        assert!(s.apply(&full).is_none());
+    }
+
+    #[test]
+    fn external_cluster_label_does_not_override_the_flag() {
+        let ext = [("cluster".to_string(), "other".to_string())];
+        let s = Stamp::new("east", ext.iter().map(|(k, v)| (k, v)));
+        let got = s.apply(&labels(&[("__name__", "up")])).unwrap();
+        assert_eq!(got.get("cluster"), Some("east"));
+    }
+
+    fn buffer(dir: &std::path::Path) -> Arc<Buffer> {
+        let opts = meshlens_forward::BufferOptions {
+            dir: dir.to_path_buf(),
+            fsync: false,
+            ..Default::default()
+        };
+        Buffer::open(opts, &["hub".to_string()]).unwrap()
+    }
+
+    fn series(pairs: &[(&str, &str)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels(pairs),
+            samples: vec![meshlens_model::Sample::new(1000, 1.0)],
+        }
+    }
+
+    fn metadata(family: &str) -> MetricMetadata {
+        MetricMetadata {
+            metric_family: family.into(),
+            kind: "counter".into(),
+            help: "help".into(),
+            unit: String::new(),
+        }
+    }
+
+    /// The next record the hub would be sent, decoded.
+    fn next_metrics(b: &Buffer) -> (u64, WriteRequest) {
+        let batch = b.read_batch("hub", 1 << 20).unwrap().expect("a record");
+        assert_eq!(batch.kind, Kind::Metrics);
+        b.commit("hub", batch.next_seq).unwrap();
+        let req = remote_write::decode(&remote_write::compress(&batch.payload)).unwrap();
+        (batch.items, req)
+    }
+
+    #[test]
+    fn metric_records_are_stamped_validated_and_carry_new_metadata() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = buffer(tmp.path());
+        let w = BufferMetricWriter::new(b.clone(), Stamp::new("east", std::iter::empty()));
+        w.append_metadata(&[metadata("a_total")]).unwrap();
+        let o = w
+            .append(&[
+                series(&[("__name__", "a_total")]),
+                series(&[("__name__", "bad"), ("0x", "y")]),
+                series(&[("__name__", "b"), ("cluster", "x")]),
+            ])
+            .unwrap();
+        assert_eq!((o.accepted, o.invalid_labels), (2, 1));
+        let (items, req) = next_metrics(&b);
+        assert_eq!(items, 2);
+        let clusters: Vec<_> = req
+            .timeseries
+            .iter()
+            .map(|t| t.labels.get("cluster").unwrap())
+            .collect();
+        assert_eq!(clusters, ["east", "x"]);
+        assert_eq!(req.metadata, [metadata("a_total")]);
+
+        // Unchanged metadata is not sent again with every scrape; changed metadata is.
+        w.append_metadata(&[metadata("a_total")]).unwrap();
+        w.append(&[series(&[("__name__", "a_total")])]).unwrap();
+        assert!(next_metrics(&b).1.metadata.is_empty());
+        let mut changed = metadata("a_total");
+        changed.help = "new help".into();
+        w.append_metadata(std::slice::from_ref(&changed)).unwrap();
+        w.append(&[series(&[("__name__", "a_total")])]).unwrap();
+        assert_eq!(next_metrics(&b).1.metadata, [changed]);
+    }
+
+    #[test]
+    fn span_records_get_the_writers_tag_unless_they_name_a_cluster() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = buffer(tmp.path());
+        let w = BufferSpanWriter::new(b.clone(), "east", OTLP_CLUSTER_ATTRIBUTE);
+        let span = |id: u64, tags: &[(&str, &str)]| Span {
+            trace_id: TraceId {
+                high: 0,
+                low: 7,
+                is_128: false,
+            },
+            id,
+            parent_id: None,
+            name: Some("get".into()),
+            kind: None,
+            timestamp: Some(1_000_000),
+            duration: Some(10),
+            local_endpoint: None,
+            remote_endpoint: None,
+            annotations: Vec::new(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            debug: false,
+            shared: false,
+        };
+        w.write(&[span(1, &[]), span(2, &[("istio.cluster_id", "west")])])
+            .unwrap();
+        let batch = b.read_batch("hub", 1 << 20).unwrap().expect("a record");
+        assert_eq!((batch.kind, batch.items), (Kind::Spans, 2));
+        let got = meshlens_ingest::otlp::decode_proto(&batch.payload)
+            .unwrap()
+            .spans;
+        let tag = |id: u64| {
+            let s = got.iter().find(|s| s.id == id).unwrap();
+            (
+                s.tags.get(OTLP_CLUSTER_ATTRIBUTE).cloned(),
+                s.tags.get("istio.cluster_id").cloned(),
+            )
+        };
+        assert_eq!(tag(1), (Some("east".into()), None));
+        assert_eq!(tag(2), (None, Some("west".into())));
+    }
+
+    #[test]
+    fn full_buffer_is_a_503() {
+        let e = storage_error(AppendError::Full { size: 2, limit: 1 });
+        assert_eq!(e.http_status(), 503);
+        assert!(e.to_string().contains("full"), "{e}");
+        assert_eq!(storage_error(AppendError::Closed).http_status(), 503);
+        let huge = AppendError::Io(ForwardError::Io {
+            path: "buffer".into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "too big"),
+        });
+        assert!(too_large(&huge));
+        assert_eq!(storage_error(huge).http_status(), 400);
+        let disk = AppendError::Io(ForwardError::Io {
+            path: "buffer".into(),
+            source: std::io::Error::other("disk on fire"),
+        });
+        assert_eq!(storage_error(disk).http_status(), 500);
+    }
+}
