@@ -157,6 +157,7 @@ fn send_opts(max_batch_bytes: usize) -> SendOptions {
         min_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
         timeout: Duration::from_secs(5),
+        headers: vec![("X-Scope-OrgID".into(), "team-a".into())],
     }
 }
 
@@ -228,6 +229,7 @@ async fn records_arrive_in_order_with_the_headers() {
         );
         assert_eq!(hd("x-meshlens-cluster").as_deref(), Some("east"));
         assert_eq!(hd("x-meshlens-agent").as_deref(), Some("host-1:9100"));
+        assert_eq!(hd("x-scope-orgid").as_deref(), Some("team-a"));
         let oldest: i64 = hd("x-meshlens-oldest").unwrap().parse().unwrap();
         assert!(oldest >= before && oldest <= before + 60_000, "{oldest}");
         let n: u64 = hd("x-meshlens-items").unwrap().parse().unwrap();

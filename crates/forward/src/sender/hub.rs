@@ -30,6 +30,7 @@ pub(crate) struct CommonHeaders {
     cluster: HeaderValue,
     agent: HeaderValue,
     user_agent: HeaderValue,
+    extra: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl CommonHeaders {
@@ -41,6 +42,17 @@ impl CommonHeaders {
                 "meshlens-agent/",
                 env!("CARGO_PKG_VERSION")
             )),
+            extra: opts
+                .headers
+                .iter()
+                .filter_map(|(k, v)| match http::HeaderName::from_bytes(k.as_bytes()) {
+                    Ok(name) => Some((name, header_value(k, v))),
+                    Err(e) => {
+                        tracing::error!(header = %k, error = %e, "forwarder: not a header name; not sent");
+                        None
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -359,6 +371,9 @@ fn request(hub: &Hub, h: &CommonHeaders, batch: &Prepared) -> Result<Request<Ful
         .header("X-Meshlens-Agent", h.agent.clone())
         .header("X-Meshlens-Items", batch.items)
         .header("X-Meshlens-Oldest", batch.oldest_ms);
+    for (k, v) in &h.extra {
+        b = b.header(k, v.clone());
+    }
     if batch.kind == Kind::Metrics {
         b = b
             .header(CONTENT_ENCODING, "snappy")

@@ -33,6 +33,9 @@ pub struct SendOptions {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     pub timeout: Duration,
+    /// Sent with every request as given: `Authorization` for hubs behind basic auth or a
+    /// bearer token, `X-Scope-OrgID` for a multi-tenant hub.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for SendOptions {
@@ -44,6 +47,7 @@ impl Default for SendOptions {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
+            headers: Vec::new(),
         }
     }
 }

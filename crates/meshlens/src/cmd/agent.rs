@@ -58,6 +58,66 @@ pub struct Args {
     pub max_connections: usize,
     #[command(flatten)]
     pub hub_tls: HubTlsArgs,
+    #[command(flatten)]
+    pub hub_auth: HubAuthArgs,
+}
+
+/// Who the agent is to hubs behind `--web.config.file` or `--multitenancy`.
+#[derive(clap::Args, Debug, Default)]
+pub struct HubAuthArgs {
+    /// Basic-auth user for the hubs (with --hub.basic-auth.password-file).
+    #[arg(long = "hub.basic-auth.username")]
+    pub username: Option<String>,
+    /// A file holding the basic-auth password (read once at start; trailing newline ignored).
+    #[arg(long = "hub.basic-auth.password-file")]
+    pub password_file: Option<PathBuf>,
+    /// A file holding a bearer token for the hubs.
+    #[arg(long = "hub.bearer-token-file")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// The tenant to write into on multi-tenant hubs (sent as `X-Scope-OrgID`).
+    #[arg(long = "hub.tenant")]
+    pub tenant: Option<String>,
+}
+
+impl HubAuthArgs {
+    /// The headers every forwarded request carries.
+    fn headers(&self) -> anyhow::Result<Vec<(String, String)>> {
+        use base64::Engine;
+        let read = |flag: &str, f: &PathBuf| -> anyhow::Result<String> {
+            let s =
+                std::fs::read_to_string(f).with_context(|| format!("{flag} {}", f.display()))?;
+            Ok(s.trim_end_matches(['\r', '\n']).to_string())
+        };
+        let mut h = Vec::new();
+        match (&self.username, &self.password_file, &self.bearer_token_file) {
+            (Some(_), _, Some(_)) => {
+                anyhow::bail!(
+                    "--hub.basic-auth.username and --hub.bearer-token-file exclude each other"
+                )
+            }
+            (Some(user), password, None) => {
+                let password = match password {
+                    Some(f) => read("--hub.basic-auth.password-file", f)?,
+                    None => String::new(),
+                };
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                h.push(("Authorization".to_string(), format!("Basic {token}")));
+            }
+            (None, Some(_), _) => {
+                anyhow::bail!("--hub.basic-auth.password-file needs --hub.basic-auth.username")
+            }
+            (None, None, Some(f)) => {
+                let token = read("--hub.bearer-token-file", f)?;
+                h.push(("Authorization".to_string(), format!("Bearer {token}")));
+            }
+            (None, None, None) => {}
+        }
+        if let Some(t) = &self.tenant {
+            h.push(("X-Scope-OrgID".to_string(), t.clone()));
+        }
+        Ok(h)
+    }
 }
 
 /// TLS towards `https://` hubs (Prometheus's `tls_config` fields); without any, the
@@ -184,6 +244,10 @@ pub fn options(args: &Args) -> anyhow::Result<AgentOptions> {
         web_config_file: args.web_config_file.clone(),
         max_connections: args.max_connections.max(1),
         hub_tls: args.hub_tls.client_config()?,
+        send: meshlens_server::agent::SendOptions {
+            headers: args.hub_auth.headers()?,
+            ..Default::default()
+        },
         ..Default::default()
     })
 }
@@ -277,6 +341,43 @@ mod tests {
         assert!(o.buffer.drop_oldest);
         assert_eq!(o.drain_timeout, Duration::from_secs(5));
         assert_eq!(o.otlp_grpc_listen, Some("127.0.0.1:4317".parse().unwrap()));
+    }
+
+    #[test]
+    fn hub_auth_flags_become_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let pw = pw.to_str().unwrap();
+        let base = ["agent", "--cluster", "e", "--hub", "http://hub:9090"];
+        let flags = [
+            "--hub.basic-auth.username",
+            "agent",
+            "--hub.basic-auth.password-file",
+            pw,
+            "--hub.tenant",
+            "team-a",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(&flags)).unwrap();
+        let headers = options(&cli.args).unwrap().send.headers;
+        assert_eq!(
+            headers,
+            vec![
+                (
+                    "Authorization".to_string(),
+                    "Basic YWdlbnQ6czNjcmV0".to_string()
+                ),
+                ("X-Scope-OrgID".to_string(), "team-a".to_string()),
+            ]
+        );
+        let both = [
+            "--hub.basic-auth.username",
+            "a",
+            "--hub.bearer-token-file",
+            pw,
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(&both)).unwrap();
+        assert!(format!("{:#}", options(&cli.args).unwrap_err()).contains("exclude each other"));
     }
 
     #[test]
