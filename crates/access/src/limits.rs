@@ -8,7 +8,7 @@ use std::time::Instant;
 use meshlens_model::Labels;
 use parking_lot::{Mutex, RwLock};
 
-use crate::metrics::escape;
+use meshlens_model::escape_label_value as escape;
 
 /// The `reason` label for data refused by a rate limiter.
 pub const REASON_RATE_LIMITED: &str = "rate_limited";

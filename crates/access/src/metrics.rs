@@ -1,6 +1,7 @@
 //! Listener self-metrics, one set of counters per listener name, passed in explicitly so
 //! tests can read them.
 
+use meshlens_model::escape_label_value as escape;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -108,20 +109,6 @@ impl AccessMetrics {
             }
         }
     }
-}
-
-/// Escapes a label value for the text exposition format.
-pub(crate) fn escape(v: &str) -> String {
-    let mut o = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => o.push_str("\\\\"),
-            '"' => o.push_str("\\\""),
-            '\n' => o.push_str("\\n"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 #[cfg(test)]

@@ -443,14 +443,7 @@ pub fn write_sample(out: &mut String, labels: &Labels, value: f64, timestamp_ms:
         first = false;
         out.push_str(&l.name);
         out.push_str("=\"");
-        for ch in l.value.chars() {
-            match ch {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
-            }
-        }
+        meshlens_model::push_escaped_label_value(out, &l.value);
         out.push('"');
     }
     if !first {

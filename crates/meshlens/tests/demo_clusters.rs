@@ -7,11 +7,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{get_json, poll, urlencode, KillOnDrop, BIN};
+use common::{get_json, poll, urlencode, KillOnDrop};
 use serde_json::Value;
 
 const CLUSTERS: [&str; 3] = ["east", "west", "edge"];
@@ -23,36 +21,14 @@ struct Banner {
     agents: BTreeMap<String, String>,
 }
 
-/// Starts `meshlens demo --clusters 3` on OS-chosen ports; reads the banner to its end and
-/// drains the rest in the background.
+/// Starts `meshlens demo --clusters 3` on OS-chosen ports and reads the server's and the
+/// agents' addresses from its banner.
 fn start(dir: &std::path::Path) -> (KillOnDrop, Banner) {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--ingress",
-            "127.0.0.1:0",
-        ])
-        .args(["--rate", "40", "--clusters", "3", "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start meshlens demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let guard = KillOnDrop(child);
-    let mut lines = BufReader::new(stdout).lines();
+    let (guard, lines) = common::start_demo_banner(dir, &["--rate", "40", "--clusters", "3"]);
     let mut server = None;
     let mut agents = BTreeMap::new();
-    loop {
-        let line = lines
-            .next()
-            .expect("demo printed its banner")
-            .expect("utf-8");
-        if line.starts_with("Stop with Ctrl-C") {
-            break;
-        } else if let Some(a) = line.strip_prefix("meshlens server listening on ") {
+    for line in &lines {
+        if let Some(a) = line.strip_prefix("meshlens server listening on ") {
             server = Some(a.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("meshlens demo cluster ") {
             // "meshlens demo cluster east agent on http://127.0.0.1:1234: http-lb-v1, ..."
@@ -61,7 +37,6 @@ fn start(dir: &std::path::Path) -> (KillOnDrop, Banner) {
             agents.insert(name.to_string(), url);
         }
     }
-    std::thread::spawn(move || for _ in lines {});
     let banner = Banner {
         server: server.expect("server address printed before the clusters"),
         agents,

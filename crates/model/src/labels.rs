@@ -234,6 +234,26 @@ impl LabelsBuilder {
     }
 }
 
+/// Appends a label value as the text exposition format quotes it (backslash, double quote
+/// and newline escaped); every `/metrics` renderer shares this one rule.
+pub fn push_escaped_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// [`push_escaped_label_value`] into a new string.
+pub fn escape_label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    push_escaped_label_value(&mut out, v);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@ pub mod time;
 pub mod trace;
 
 pub use duration::{format_duration, format_duration_days, parse_duration, DurationError};
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{
+    escape_label_value, push_escaped_label_value, Label, Labels, LabelsBuilder, METRIC_NAME,
+};
 pub use matcher::{LabelMatcher, MatchOp, MatcherError};
 pub use sample::{format_value, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
 pub use storage::{

@@ -1,6 +1,7 @@
 //! The notifier's own metrics under Prometheus 2.42's names, so dashboards and alerts written
 //! for Prometheus's notifier (e.g. "notifications failing") work unchanged.
 
+use meshlens_model::escape_label_value as escape;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,12 +146,6 @@ impl Metrics {
             let _ = writeln!(out, "{name} {value}");
         }
     }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

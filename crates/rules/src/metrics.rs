@@ -1,5 +1,6 @@
 //! Prometheus's rule-engine self-metrics, one series per group (`rule_group="FILE;NAME"`).
 
+use meshlens_model::escape_label_value as escape;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -79,10 +80,4 @@ pub(crate) fn render(groups: &[Arc<Snapshot>], out: &mut String) {
             let _ = writeln!(out, "{name}{{rule_group=\"{key}\"}} {v}");
         }
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

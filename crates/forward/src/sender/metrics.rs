@@ -1,5 +1,6 @@
 //! The forwarder's series in the text exposition format.
 
+use meshlens_model::escape_label_value as escape;
 use std::fmt::Write;
 
 use super::HubStats;
@@ -8,12 +9,6 @@ use crate::{BufferStats, Kind};
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', r"\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 pub(crate) fn render(b: &BufferStats, hubs: &[HubStats], out: &mut String) {

@@ -330,6 +330,24 @@ pub fn get_json(url: &str) -> Value {
 /// process guard and the server's base URL. The demo's output is drained in the background
 /// so it never blocks on a full pipe.
 pub fn start_demo(data_dir: &Path, rate: &str) -> (KillOnDrop, String) {
+    start_demo_with(data_dir, &["--rate", rate])
+}
+
+/// `start_demo` with more arguments (e.g. `["--clusters", "3"]`).
+pub fn start_demo_with(data_dir: &Path, args: &[&str]) -> (KillOnDrop, String) {
+    let (guard, banner) = start_demo_banner(data_dir, args);
+    let base = banner
+        .iter()
+        .find_map(|l| l.strip_prefix("meshlens server listening on "))
+        .expect("demo printed its address")
+        .trim()
+        .to_string();
+    (guard, base)
+}
+
+/// Starts `meshlens demo` with `args` on OS-chosen ports; returns the guard and the banner's
+/// lines (up to "Stop with Ctrl-C"), and drains the rest of its output in the background.
+pub fn start_demo_banner(data_dir: &Path, args: &[&str]) -> (KillOnDrop, Vec<String>) {
     let mut child = Command::new(BIN)
         .args([
             "demo",
@@ -338,7 +356,8 @@ pub fn start_demo(data_dir: &Path, rate: &str) -> (KillOnDrop, String) {
             "--ingress",
             "127.0.0.1:0",
         ])
-        .args(["--rate", rate, "--data-dir"])
+        .args(args)
+        .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -347,17 +366,20 @@ pub fn start_demo(data_dir: &Path, rate: &str) -> (KillOnDrop, String) {
     let stdout = child.stdout.take().expect("stdout");
     let guard = KillOnDrop(child);
     let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
+    let mut banner = Vec::new();
+    loop {
         let line = lines
             .next()
-            .expect("demo printed its address")
+            .expect("demo printed its banner")
             .expect("utf-8");
-        if let Some(a) = line.strip_prefix("meshlens server listening on ") {
-            break a.trim().to_string();
+        let done = line.starts_with("Stop with Ctrl-C");
+        banner.push(line);
+        if done {
+            break;
         }
-    };
+    }
     std::thread::spawn(move || for _ in lines {});
-    (guard, base)
+    (guard, banner)
 }
 
 /// A peer process that is killed when the test ends, however it ends.
@@ -472,41 +494,4 @@ pub fn normalise(v: &Value) -> Result<(String, Points), String> {
     }
     series.sort();
     Ok((kind, series))
-}
-
-// ---- added for the multi-cluster UI test (ui_clusters_browser.rs) -----------------------
-
-/// Starts `meshlens demo` on OS-chosen ports with `args` (e.g. `--clusters 3 --rate 40`)
-/// and its data in `data_dir`; returns the process guard and the server's base URL. Like
-/// `start_demo`, it drains the demo's output in the background.
-pub fn start_demo_with(data_dir: &Path, args: &[&str]) -> (KillOnDrop, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--ingress",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start meshlens demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let guard = KillOnDrop(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("demo printed its address")
-            .expect("utf-8");
-        if let Some(a) = line.strip_prefix("meshlens server listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (guard, base)
 }

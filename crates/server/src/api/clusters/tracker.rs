@@ -5,6 +5,7 @@
 //! Every method takes the time as an argument (milliseconds since the epoch), so the window
 //! arithmetic is tested with a made-up clock; the HTTP layer passes the wall clock.
 
+use meshlens_model::escape_label_value as escape;
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -206,13 +207,6 @@ impl AgentState {
         let secs = span_ms as f64 / 1000.0;
         (samples as f64 / secs, spans as f64 / secs)
     }
-}
-
-/// A label value in the exposition format.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
