@@ -21,11 +21,15 @@ pub struct Args {
     url: String,
     #[arg(long, default_value_t = 10_000)]
     series: usize,
-    /// Samples per series, 15 s apart, ending now.
+    /// Samples per series, 15 s apart, ending now (or, with --from-now, starting now).
     #[arg(long, default_value_t = 240)]
     samples_per_series: usize,
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Start the samples now and step 1 ms: a live stream, for forwarders (Prometheus's
+    /// agent forwards only samples newer than its own start).
+    #[arg(long)]
+    from_now: bool,
     /// Series per request.
     #[arg(long, default_value_t = 2000)]
     batch: usize,
@@ -93,7 +97,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
-    let start_t = (now - args.samples_per_series as i64 * 15_000) / 1000 * 1000;
+    let (start_t, step_ms) = if args.from_now {
+        (now, 1)
+    } else {
+        (
+            (now - args.samples_per_series as i64 * 15_000) / 1000 * 1000,
+            15_000,
+        )
+    };
     let (host, path) = httpc::split_url(&args.url)?;
     let headers = headers(&args);
     let receiver = Receiver {
@@ -116,7 +127,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .collect();
                 let seed = args.seed + w as u64;
                 let (samples, batch) = (args.samples_per_series, args.batch);
-                scope.spawn(move || send_worker(receiver, mine, samples, batch, start_t, seed))
+                scope.spawn(move || {
+                    send_worker(receiver, mine, samples, batch, (start_t, step_ms), seed)
+                })
             })
             .collect();
         handles
@@ -160,7 +173,7 @@ fn send_worker(
     mut series: Vec<(Labels, Kind, f64)>,
     samples: usize,
     batch: usize,
-    start_t: i64,
+    (start_t, step_ms): (i64, i64),
     seed: u64,
 ) -> anyhow::Result<(u64, u64)> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -173,7 +186,7 @@ fn send_worker(
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     for step in 0..samples {
-        let t = start_t + step as i64 * 15_000;
+        let t = start_t + step as i64 * step_ms;
         for part in series.chunks_mut(batch.max(1)) {
             let ts: Vec<TimeSeries> = part
                 .iter_mut()
