@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use meshlens_forward::{AppendError, Buffer, ForwardError, Kind};
-use meshlens_ingest::remote_write::{self, WriteRequest};
+use meshlens_ingest::remote_write;
 use meshlens_model::{
-    AppendOutcome, DependencyLink, Labels, MetricMetadata, MetricWriter, RejectReason, Span,
-    SpanReader, SpanWriter, StorageError, TimeSeries, TraceId, TraceQuery,
+    AppendOutcome, DependencyLink, MetricMetadata, MetricWriter, RejectReason, Span, SpanReader,
+    SpanWriter, StorageError, TimeSeries, TraceId, TraceQuery,
 };
 use parking_lot::Mutex;
 
@@ -28,7 +28,8 @@ const METADATA_RESEND_MS: i64 = 10 * 60 * 1000;
 /// config's `global.external_labels` (as a Prometheus agent applies them to remote write).
 #[derive(Clone, Debug, Default)]
 pub struct Stamp {
-    labels: Vec<(String, String)>,
+    /// Sorted by name, as the stamped encoder merges them into each series' sorted labels.
+    sorted: Vec<(String, String)>,
 }
 
 impl Stamp {
@@ -42,21 +43,8 @@ impl Stamp {
                 labels.push((k.clone(), v.clone()));
             }
         }
-        Stamp { labels }
-    }
-
-    /// The labels with every missing stamp label added; None when nothing was missing.
-    pub fn apply(&self, labels: &Labels) -> Option<Labels> {
-        if self.labels.iter().all(|(k, _)| labels.get(k).is_some()) {
-            return None;
-        }
-        let mut b = labels.builder();
-        for (k, v) in &self.labels {
-            if labels.get(k).is_none() {
-                b.set(k.clone(), v.clone());
-            }
-        }
-        Some(b.build())
+        labels.sort();
+        Stamp { sorted: labels }
     }
 }
 
@@ -103,7 +91,7 @@ impl BufferMetricWriter {
         mut metadata: Vec<MetricMetadata>,
     ) -> Result<Written, AppendError> {
         let mut out = Written::default();
-        let mut stamped = Vec::with_capacity(series.len());
+        let mut kept: Vec<&TimeSeries> = Vec::with_capacity(series.len());
         for (i, ts) in series.iter().enumerate() {
             if ts.samples.is_empty() {
                 continue;
@@ -114,13 +102,7 @@ impl BufferMetricWriter {
                 continue;
             }
             out.samples += ts.samples.len() as u64;
-            stamped.push(TimeSeries {
-                labels: self
-                    .stamp
-                    .apply(&ts.labels)
-                    .unwrap_or_else(|| ts.labels.clone()),
-                samples: ts.samples.clone(),
-            });
+            kept.push(ts);
         }
         let pending: Vec<MetricMetadata> = {
             let mut m = self.metadata.lock();
@@ -128,14 +110,10 @@ impl BufferMetricWriter {
         };
         let from_scrapes = pending.len();
         metadata.extend(pending.iter().cloned());
-        if stamped.is_empty() && metadata.is_empty() {
+        if kept.is_empty() && metadata.is_empty() {
             return Ok(out);
         }
-        let payload = remote_write::encode_protobuf(&WriteRequest {
-            timeseries: stamped,
-            metadata,
-            ..Default::default()
-        });
+        let payload = remote_write::encode_protobuf_stamped(&kept, &metadata, &self.stamp.sorted);
         let items = u32::try_from(out.samples).unwrap_or(u32::MAX);
         self.buffer.append(Kind::Metrics, items, &payload)?;
         if from_scrapes > 0 {
@@ -301,32 +279,45 @@ impl SpanReader for NoSpans {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshlens_ingest::remote_write::WriteRequest;
+    use meshlens_model::Labels;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::from_pairs(pairs.iter().copied())
+    }
+
+    impl Stamp {
+        /// The labels a series gets when encoded with this stamp.
+        fn apply(&self, labels: &Labels) -> Labels {
+            let ts = TimeSeries {
+                labels: labels.clone(),
+                samples: vec![meshlens_model::Sample::new(1, 1.0)],
+            };
+            let raw = remote_write::encode_protobuf_stamped(&[&ts], &[], &self.sorted);
+            let req = remote_write::decode(&remote_write::compress(&raw)).unwrap();
+            req.timeseries[0].labels.clone()
+        }
     }
 
     #[test]
     fn stamp_adds_only_missing_labels() {
         let ext = [("region".to_string(), "eu".to_string())];
         let s = Stamp::new("east", ext.iter().map(|(k, v)| (k, v)));
-        let got = s.apply(&labels(&[("__name__", "up")])).unwrap();
+        let got = s.apply(&labels(&[("__name__", "up")]));
         assert_eq!(got.get("cluster"), Some("east"));
         assert_eq!(got.get("region"), Some("eu"));
-        let got = s
-            .apply(&labels(&[("__name__", "up"), ("cluster", "x")]))
-            .unwrap();
+        let got = s.apply(&labels(&[("__name__", "up"), ("cluster", "x")]));
         assert_eq!(got.get("cluster"), Some("x"));
         assert_eq!(got.get("region"), Some("eu"));
         let full = labels(&[("__name__", "up"), ("cluster", "x"), ("region", "us")]);
-        assert!(s.apply(&full).is_none());
+        assert_eq!(s.apply(&full), full);
     }
 
     #[test]
     fn external_cluster_label_does_not_override_the_flag() {
         let ext = [("cluster".to_string(), "other".to_string())];
         let s = Stamp::new("east", ext.iter().map(|(k, v)| (k, v)));
-        let got = s.apply(&labels(&[("__name__", "up")])).unwrap();
+        let got = s.apply(&labels(&[("__name__", "up")]));
         assert_eq!(got.get("cluster"), Some("east"));
     }
 
