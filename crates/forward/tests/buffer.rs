@@ -23,6 +23,19 @@ fn dests(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
+/// Bytes snappy cannot shrink, so a record's size on disk is known.
+fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn payload(i: usize) -> Vec<u8> {
     format!("record-{i:05};").repeat(1 + i % 4).into_bytes()
 }
@@ -355,7 +368,7 @@ fn drop_oldest_deletes_unsent_records_and_counts_them() {
         ..opts(dir.path())
     };
     let b = Buffer::open(o, &dests(&["a", "b"])).unwrap();
-    let p = vec![7u8; 100];
+    let p = noise(100);
     for i in 0..60u32 {
         b.append(Kind::Metrics, 10, &[&i.to_le_bytes()[..], &p].concat())
             .unwrap();
@@ -461,11 +474,15 @@ fn concurrent_appends_are_all_durable_and_in_order_per_thread() {
 fn stats_show_what_each_destination_has_not_been_sent() {
     let dir = tempfile::tempdir().unwrap();
     let b = Buffer::open(opts(dir.path()), &dests(&["a", "b"])).unwrap();
-    b.append(Kind::Metrics, 4, &[1u8; 79]).unwrap();
-    b.append(Kind::Spans, 6, &[1u8; 29]).unwrap();
+    let (m, sp) = (noise(79), noise(29));
+    b.append(Kind::Metrics, 4, &m).unwrap();
+    b.append(Kind::Spans, 6, &sp).unwrap();
     b.commit("a", 1).unwrap();
     let s = b.stats();
-    assert_eq!(s.total_bytes, 100 + 50);
+    // Each record: a 21-byte header and the payload as snappy stores it.
+    let stored = |p: &[u8]| 21 + snap::raw::Encoder::new().compress_vec(p).unwrap().len() as u64;
+    let (m, sp) = (stored(&m), stored(&sp));
+    assert_eq!(s.total_bytes, m + sp);
     assert_eq!(s.appended_metrics_records, 1);
     assert_eq!(s.appended_spans_records, 1);
     assert_eq!(
@@ -473,14 +490,14 @@ fn stats_show_what_each_destination_has_not_been_sent() {
             s.destinations[0].buffered_records,
             s.destinations[0].buffered_bytes
         ),
-        (1, 50)
+        (1, sp)
     );
     assert_eq!(
         (
             s.destinations[1].buffered_records,
             s.destinations[1].buffered_bytes
         ),
-        (2, 150)
+        (2, m + sp)
     );
     b.close();
     assert!(matches!(

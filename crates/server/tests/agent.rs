@@ -420,6 +420,19 @@ async fn garbage_is_refused_and_not_forwarded() {
 const RECORD_HEADER: u64 = 21;
 const BUFFER_LIMIT: u64 = 4096;
 
+/// `n` letters snappy cannot shrink, so a record's size in the buffer is known.
+fn noise(n: usize) -> String {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'a' + (x % 26) as u8) as char
+        })
+        .collect()
+}
+
 /// A one-series request whose buffered record (header and payload) is `record` bytes, give
 /// or take a byte or two.
 fn filler(record: u64) -> Vec<TimeSeries> {
@@ -428,17 +441,18 @@ fn filler(record: u64) -> Vec<TimeSeries> {
             labels: Labels::from_pairs([
                 ("__name__", "fill".to_string()),
                 ("cluster", "east".to_string()),
-                ("pad", "p".repeat(n)),
+                ("pad", noise(n)),
             ]),
             samples: vec![Sample::new(meshlens_model::time::now_ms(), 1.0)],
         }]
     };
     let size = |ts: &Vec<TimeSeries>| {
+        // The buffer keeps each payload snappy-compressed.
         RECORD_HEADER
-            + remote_write::encode_protobuf(&WriteRequest {
+            + remote_write::compress(&remote_write::encode_protobuf(&WriteRequest {
                 timeseries: ts.clone(),
                 ..Default::default()
-            })
+            }))
             .len() as u64
     };
     let mut n = 1;

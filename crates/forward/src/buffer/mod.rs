@@ -233,6 +233,17 @@ impl Buffer {
         if self.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
         }
+        // Records are kept snappy-compressed: a remote-write payload repeats each series'
+        // labels per sample, so this cuts what is written and fsynced about tenfold.
+        let compressed = snap::raw::Encoder::new()
+            .compress_vec(payload)
+            .map_err(|e| {
+                io_err(
+                    &self.opts.dir,
+                    io::Error::new(io::ErrorKind::InvalidInput, e),
+                )
+            })?;
+        let payload = &compressed[..];
         let rec = (HEADER_LEN + payload.len()) as u64;
         let limit = self.opts.max_size_bytes;
         if payload.len() > MAX_PAYLOAD || (limit > 0 && rec > limit) {
@@ -477,8 +488,10 @@ impl Buffer {
             let mut buf = vec![0u8; (end - start) as usize];
             file.read_exact_at(&mut buf, start)
                 .map_err(|e| io_err(&path, e))?;
-            // Check each record and move its payload down over the headers, in place.
-            let (mut r, mut w, mut good, mut items) = (0usize, 0usize, 0u64, 0u64);
+            // Check each record and decompress its payload onto the batch's.
+            let mut out = Vec::with_capacity(buf.len() * 4);
+            let mut decoder = snap::raw::Decoder::new();
+            let (mut r, mut good, mut items) = (0usize, 0u64, 0u64);
             while r < buf.len() {
                 let Some(h) = Header::parse(&buf[r..]) else {
                     break;
@@ -490,8 +503,16 @@ impl Buffer {
                 {
                     break;
                 }
-                buf.copy_within(r + HEADER_LEN..pend, w);
-                w += h.len as usize;
+                let stored = &buf[r + HEADER_LEN..pend];
+                let Ok(n) = snap::raw::decompress_len(stored) else {
+                    break;
+                };
+                let at = out.len();
+                out.resize(at + n, 0);
+                if decoder.decompress(stored, &mut out[at..]).is_err() {
+                    out.truncate(at);
+                    break;
+                }
                 r = pend;
                 good += 1;
                 items += h.items as u64;
@@ -504,7 +525,6 @@ impl Buffer {
                 );
             }
             if good > 0 {
-                buf.truncate(w);
                 return Ok(Some(Batch {
                     kind,
                     first_seq,
@@ -512,7 +532,7 @@ impl Buffer {
                     records: good as u32,
                     items,
                     oldest_ms,
-                    payload: buf,
+                    payload: out,
                 }));
             }
             self.skip_corrupt(dest, first_seq);

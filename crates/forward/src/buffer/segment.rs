@@ -1,7 +1,8 @@
 //! Segment files: `<16-digit first sequence number>.seg`, a run of records
 //! `[len u32][crc32 u32][kind u8][items u32][buffered_at_ms i64][payload]` (little endian;
-//! `len` is the payload's length, the CRC covers everything after itself). A record's
-//! sequence number is its segment's first plus its index, so no number is stored.
+//! `len` is the stored payload's length, the payload being snappy-compressed (raw format);
+//! the CRC covers everything after itself). A record's sequence number is its segment's
+//! first plus its index, so no number is stored.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, IoSlice, Read, Write};

@@ -28,7 +28,8 @@ pub struct SendOptions {
     /// Sent as `X-Meshlens-Cluster` and `X-Meshlens-Agent` with every request.
     pub cluster: String,
     pub agent_id: String,
-    /// Uncompressed bytes per request, at most (a larger single record is sent alone).
+    /// Buffered (snappy-compressed) bytes per request, at most; a larger single record is
+    /// sent alone.
     pub max_batch_bytes: usize,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
@@ -43,7 +44,7 @@ impl Default for SendOptions {
         SendOptions {
             cluster: String::new(),
             agent_id: String::new(),
-            max_batch_bytes: 1 << 20,
+            max_batch_bytes: 256 << 10,
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
