@@ -17,12 +17,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::httpc::Conn;
-use common::{get_json, poll, require_binary, require_python_module, Server};
+use common::{get_json, poll, require_binary, require_python_module, run_browser_script, Server};
 use meshlens_model::{Labels, Sample, TimeSeries};
 
 const RULES: &str = r#"groups:
@@ -105,29 +103,6 @@ fn alert_states(base: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Runs `tests/ui/ui_alerts.py` with its mode (and arguments) against `base`; screenshots in
-/// `<target>/tmp/<shots>/`.
-fn run_script(base: &str, shots: &str, args: &[&str]) {
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
-    let _ = std::fs::remove_dir_all(&shots);
-    println!("ui screenshots: {}", shots.display());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/ui_alerts.py");
-    let status = Command::new("python3")
-        .arg(&script)
-        .arg(base)
-        .arg(&shots)
-        .args(args)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .expect("run python3");
-    assert!(
-        status.success(),
-        "the browser test failed (see its output above); screenshots in {}",
-        shots.display()
-    );
-}
-
 #[test]
 fn alerts_view_overview_badge_and_topology_mark() {
     if !require_binary("chromium") || !require_python_module("playwright") {
@@ -172,7 +147,7 @@ fn alerts_view_overview_badge_and_topology_mark() {
         (names.contains(&"checkout") && names.contains(&"frontend")).then_some(())
     });
 
-    run_script(&base, "ui-alerts-screenshots", &["rules"]);
+    run_browser_script("ui_alerts.py", &base, "ui-alerts-screenshots", &["rules"]);
 }
 
 /// The service whose fault (`/api/flaky`: 30 % aborted with 503) burns its error budget.
@@ -195,7 +170,8 @@ fn demo_slo_alert_on_the_topology() {
             .any(|a| a["state"] == "firing" && a["labels"]["service"] == FLAKY_SERVICE)
             .then_some(())
     });
-    run_script(
+    run_browser_script(
+        "ui_alerts.py",
         &base,
         "ui-alerts-demo-screenshots",
         &["demo", FLAKY_SERVICE],

@@ -68,5 +68,5 @@ fn web_ui_shows_the_demo_mesh() {
         deep.then_some(())
     });
 
-    run_browser_script("ui_e2e.py", &base, "ui-screenshots");
+    run_browser_script("ui_e2e.py", &base, "ui-screenshots", &[]);
 }

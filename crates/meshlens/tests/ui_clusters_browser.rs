@@ -18,36 +18,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::httpc::Conn;
-use common::{get_json, poll, require_binary, require_python_module, Server};
+use common::{get_json, poll, require_binary, require_python_module, run_browser_script, Server};
 use meshlens_model::{Labels, Sample, TimeSeries};
 use serde_json::Value;
-
-/// Runs `tests/ui/ui_clusters.py` in `mode` against `base`; screenshots in `<target>/tmp/<shots>/`.
-fn run_script(base: &str, shots: &str, mode: &str) {
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
-    let _ = std::fs::remove_dir_all(&shots);
-    println!("ui screenshots: {}", shots.display());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/ui_clusters.py");
-    let status = Command::new("python3")
-        .arg(&script)
-        .arg(base)
-        .arg(&shots)
-        .arg(mode)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .expect("run python3");
-    assert!(
-        status.success(),
-        "the browser test failed (see its output above); screenshots in {}",
-        shots.display()
-    );
-}
 
 /// The workload graph's cross-cluster edges as ((name, cluster), (name, cluster)), sorted.
 fn cross_edges(g: &Value) -> Vec<((String, String), (String, String))> {
@@ -106,7 +82,12 @@ fn demo_three_clusters_in_one_pane() {
         ));
         (!v.as_array()?.is_empty()).then_some(())
     });
-    run_script(&base, "ui-clusters-demo-screenshots", "demo");
+    run_browser_script(
+        "ui_clusters.py",
+        &base,
+        "ui-clusters-demo-screenshots",
+        &["demo"],
+    );
 }
 
 const RULES: &str = r#"groups:
@@ -221,5 +202,10 @@ fn remote_written_clusters_filter_and_alerts() {
             .count();
         (firing == 3).then_some(())
     });
-    run_script(&base, "ui-clusters-series-screenshots", "series");
+    run_browser_script(
+        "ui_clusters.py",
+        &base,
+        "ui-clusters-series-screenshots",
+        &["series"],
+    );
 }

@@ -149,5 +149,5 @@ fn web_ui_keeps_tenants_apart() {
         });
     }
 
-    run_browser_script("ui_tenants.py", &base, "ui-tenants-screenshots");
+    run_browser_script("ui_tenants.py", &base, "ui-tenants-screenshots", &[]);
 }

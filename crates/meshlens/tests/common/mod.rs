@@ -233,8 +233,9 @@ pub fn schemathesis_report(dir: &Path, ext: &str, output: &str) -> std::path::Pa
 }
 
 /// Runs `tests/ui/<script>` (Playwright driving Debian's headless Chromium) against `base`,
-/// with its screenshots in `<target>/tmp/<shots>/`, and asserts that it passed.
-pub fn run_browser_script(script: &str, base: &str, shots: &str) {
+/// with its screenshots in `<target>/tmp/<shots>/` and `args` after those two, and asserts
+/// that it passed.
+pub fn run_browser_script(script: &str, base: &str, shots: &str, args: &[&str]) {
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
     let _ = std::fs::remove_dir_all(&shots);
     println!("ui screenshots: {}", shots.display());
@@ -245,6 +246,7 @@ pub fn run_browser_script(script: &str, base: &str, shots: &str) {
         .arg(&script)
         .arg(base)
         .arg(&shots)
+        .args(args)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .status()
