@@ -12,4 +12,7 @@ pub use buffer::{
     AppendError, Batch, Buffer, BufferOptions, BufferStats, DestinationStats, Dropped,
     ForwardError, Kind,
 };
-pub use sender::{Forwarder, HubOptions, HubStats, SendOptions};
+pub use sender::{
+    Forwarder, HubOptions, HubStats, SendOptions, AGENT_HEADER, CLUSTER_HEADER, ITEMS_HEADER,
+    OLDEST_HEADER,
+};

@@ -36,8 +36,8 @@ pub(crate) struct CommonHeaders {
 impl CommonHeaders {
     pub fn new(opts: &SendOptions) -> CommonHeaders {
         CommonHeaders {
-            cluster: header_value("X-Meshlens-Cluster", &opts.cluster),
-            agent: header_value("X-Meshlens-Agent", &opts.agent_id),
+            cluster: header_value(super::CLUSTER_HEADER, &opts.cluster),
+            agent: header_value(super::AGENT_HEADER, &opts.agent_id),
             user_agent: HeaderValue::from_static(concat!(
                 "meshlens-agent/",
                 env!("CARGO_PKG_VERSION")
@@ -367,10 +367,10 @@ fn request(hub: &Hub, h: &CommonHeaders, batch: &Prepared) -> Result<Request<Ful
     let mut b = Request::post(uri)
         .header(CONTENT_TYPE, "application/x-protobuf")
         .header(USER_AGENT, h.user_agent.clone())
-        .header("X-Meshlens-Cluster", h.cluster.clone())
-        .header("X-Meshlens-Agent", h.agent.clone())
-        .header("X-Meshlens-Items", batch.items)
-        .header("X-Meshlens-Oldest", batch.oldest_ms);
+        .header(super::CLUSTER_HEADER, h.cluster.clone())
+        .header(super::AGENT_HEADER, h.agent.clone())
+        .header(super::ITEMS_HEADER, batch.items)
+        .header(super::OLDEST_HEADER, batch.oldest_ms);
     for (k, v) in &h.extra {
         b = b.header(k, v.clone());
     }

@@ -14,6 +14,15 @@ use tokio::task::JoinHandle;
 
 use crate::{Buffer, Dropped};
 
+/// The headers every forwarded request carries, which a hub reads to know its agents
+/// (lower case, as `http::HeaderName` compares them).
+pub const CLUSTER_HEADER: &str = "x-meshlens-cluster";
+pub const AGENT_HEADER: &str = "x-meshlens-agent";
+/// Samples or spans in the body.
+pub const ITEMS_HEADER: &str = "x-meshlens-items";
+/// Unix ms at which the oldest record of the body was buffered.
+pub const OLDEST_HEADER: &str = "x-meshlens-oldest";
+
 #[derive(Clone, Debug)]
 pub struct HubOptions {
     /// The hub's base URL, e.g. `http://hub:9090`; metrics go to `/api/v1/write`, spans to

@@ -24,10 +24,7 @@ use crate::tenants::{federated::FederatedMetrics, Target};
 
 pub use tracker::{AgentKey, AgentView, ClusterTracker, ItemKind};
 
-pub const CLUSTER_HEADER: &str = "x-meshlens-cluster";
-pub const AGENT_HEADER: &str = "x-meshlens-agent";
-pub const ITEMS_HEADER: &str = "x-meshlens-items";
-pub const OLDEST_HEADER: &str = "x-meshlens-oldest";
+pub use meshlens_forward::{AGENT_HEADER, CLUSTER_HEADER, ITEMS_HEADER, OLDEST_HEADER};
 
 /// The series label naming a cluster (what agents stamp on every series).
 const CLUSTER_LABEL: &str = "cluster";
