@@ -370,7 +370,7 @@ fn list_item_lines(doc: &Document<'_>) -> Vec<usize> {
 }
 
 /// The config files below `dir` (hidden entries skipped), sorted.
-pub(crate) fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -68,5 +68,17 @@ fn web_ui_shows_the_demo_mesh() {
         deep.then_some(())
     });
 
+    // The topology view draws the graph once, as the server has it then: wait until the
+    // graph the view will ask for (workload nodes over 1 h) holds every demo workload, since
+    // each proxy is scraped on its own schedule.
+    poll(Duration::from_secs(180), || {
+        let g = get_json(&format!(
+            "{base}/api/v1/graph?type=workload&window=3600s&source=metrics"
+        ));
+        let nodes = g["nodes"].as_array()?;
+        let has = |w: &str| nodes.iter().any(|n| n["name"] == w);
+        EDGES.iter().all(|(s, d)| has(s) && has(d)).then_some(())
+    });
+
     run_browser_script("ui_e2e.py", &base, "ui-screenshots", &[]);
 }

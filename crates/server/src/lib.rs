@@ -73,6 +73,13 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     /// The rule engine, notifier and probes.
     pub rules: RuleOptions,
+    /// `--mesh-write`: the Config view's wizards and remediation actions may write to the
+    /// first `--mesh` directory (off: they only preview).
+    pub mesh_write: bool,
+    /// `--remediation.config`: the `remediations:` file.
+    pub remediation_file: Option<PathBuf>,
+    /// How often every service's RED signals are scored for anomalies; None: off.
+    pub anomaly_interval: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -101,6 +108,9 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             rules: RuleOptions::default(),
+            mesh_write: false,
+            remediation_file: None,
+            anomaly_interval: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -245,6 +255,13 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         config_status,
         config: parking_lot::Mutex::new(cfg),
         clusters: Default::default(),
+        events: Arc::new(
+            meshlens_verify::events::EventLog::open(&opts.data_dir.join("events.jsonl"), 10_000)
+                .map_err(|e| ServerError::DataDir {
+                    dir: opts.data_dir.clone(),
+                    source: std::io::Error::other(e),
+                })?,
+        ),
     });
     let listener_opts = |name: &'static str| meshlens_access::ListenerOptions {
         name,

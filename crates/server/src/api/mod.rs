@@ -2,6 +2,7 @@
 //! query API is `meshlens-prom-api`'s router, merged beside these.
 
 pub mod clusters;
+pub mod events;
 mod rules;
 mod targets;
 mod write;
@@ -52,6 +53,9 @@ pub struct GlobalState {
     pub config: parking_lot::Mutex<crate::config::Config>,
     /// The agents forwarding to this hub, as their writes say.
     pub clusters: clusters::ClusterTracker,
+    /// The loop's timeline: rollout steps, verdicts, anomalies, alerts, remediations and
+    /// config changes (`<data-dir>/events.jsonl`).
+    pub events: Arc<meshlens_verify::events::EventLog>,
 }
 
 impl GlobalState {
@@ -117,6 +121,7 @@ pub fn global_router(state: Arc<GlobalState>) -> Router {
         .route("/api/v1/alertmanagers", get(rules::alertmanagers))
         .route("/api/v1/slos", get(rules::slos))
         .route("/api/v1/clusters", get(clusters::clusters))
+        .route("/api/v1/events", get(events::list).post(events::record))
         .route("/-/reload", post(rules::reload).put(rules::reload))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "meshlens is Healthy.\n" }))
