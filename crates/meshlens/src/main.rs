@@ -41,6 +41,12 @@ enum Command {
     Stats(cmd::stats::Args),
     /// Check Istio (and Kubernetes) YAML for mistakes, with Kiali's codes.
     Validate(cmd::validate::Args),
+    /// Judge a canary version against its baseline (exit 0 pass, 1 fail, 3 inconclusive).
+    Verify(cmd::verify::Args),
+    /// Shift traffic to a canary step by step, judging it each interval (Flagger's model).
+    Rollout(cmd::rollout::Args),
+    /// List remediation actions, or undo one (`remediation undo ID`).
+    Remediation(cmd::remediation::Args),
     /// Generate multi-window, multi-burn-rate SLO alerting rules for mesh services.
     Slo(cmd::slo::Args),
     /// Run rule unit tests: `test rules FILE...` (promtool's format, output and exit codes).
@@ -72,6 +78,9 @@ fn main() -> anyhow::Result<()> {
         Command::Graph(a) => cmd::graph::run(a),
         Command::Stats(a) => cmd::stats::run(a),
         Command::Validate(a) => cmd::validate::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
+        Command::Rollout(a) => cmd::rollout::run(a),
+        Command::Remediation(a) => cmd::remediation::run(a),
         Command::Slo(a) => cmd::slo::run(a),
         Command::Test(a) => cmd::rules::run_test(a),
         Command::Check(a) => cmd::rules::run_check(a),

@@ -8,10 +8,12 @@
 
 pub mod agent;
 mod alerting;
+pub mod anomaly;
 mod api;
 pub mod config;
 mod discovery;
 mod limits;
+mod remediation;
 mod rules;
 mod scrape;
 mod self_metrics;
@@ -243,6 +245,19 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let scrape = scrape::ScrapeManager::start(&cfg, main.tsdb.clone(), metrics.clone());
     let rules = rules::RuleRuntime::start(&opts, &cfg, engine, main.clone())?;
     let access = Arc::new(meshlens_access::AccessMetrics::default());
+    let events = Arc::new(
+        meshlens_verify::events::EventLog::open(&opts.data_dir.join("events.jsonl"), 10_000)
+            .map_err(|e| ServerError::DataDir {
+                dir: opts.data_dir.clone(),
+                source: std::io::Error::other(e),
+            })?,
+    );
+    let anomalies = anomaly::Anomalies::start(
+        opts.anomaly_interval,
+        rules.engine.clone(),
+        main.clone(),
+        events.clone(),
+    );
     let state = Arc::new(api::GlobalState {
         tenants: tenants.clone(),
         scrape: parking_lot::RwLock::new(scrape),
@@ -255,13 +270,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         config_status,
         config: parking_lot::Mutex::new(cfg),
         clusters: Default::default(),
-        events: Arc::new(
-            meshlens_verify::events::EventLog::open(&opts.data_dir.join("events.jsonl"), 10_000)
-                .map_err(|e| ServerError::DataDir {
-                    dir: opts.data_dir.clone(),
-                    source: std::io::Error::other(e),
-                })?,
-        ),
+        anomalies,
+        events,
+        mesh: Arc::new(api::mesh::MeshState::new(&opts)),
+        remediation: Default::default(),
     });
     let listener_opts = |name: &'static str| meshlens_access::ListenerOptions {
         name,
@@ -273,6 +285,9 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let mut listeners = Vec::new();
 
     let (listener, addr) = bind(opts.listen).await?;
+    let _ = state
+        .remediation
+        .set(remediation::start(&opts, &state, addr, stop_rx.clone())?);
     let app = api::global_router(state.clone()).merge(ui::router()).merge(
         axum::Router::new()
             .fallback(tenants::dispatch)
@@ -364,6 +379,7 @@ impl RunningServer {
         let scrape = self.state.scrape.read().clone();
         scrape.stop().await;
         self.state.rules.stop().await;
+        self.state.anomalies.stop().await;
         let _ = self.http_stop.send(true);
         for l in self.listeners.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(30), l).await;

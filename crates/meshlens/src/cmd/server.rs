@@ -63,6 +63,20 @@ pub struct Args {
     /// `TENANT=PATH` makes a file only that tenant's (with `--multitenancy`).
     #[arg(long = "mesh")]
     pub mesh: Vec<PathBuf>,
+    /// Let the Config view's wizards and `POST /api/v1/mesh/apply` (and remediation actions)
+    /// write to the first `--mesh` directory, each write validated, recorded as an event and
+    /// undoable. Off by default: the API then only previews edits.
+    #[arg(long = "mesh-write")]
+    pub mesh_write: bool,
+    /// How often the anomaly evaluator scores every service's rate, 5xx share and p99
+    /// (`meshlens_anomaly_score`, `/api/v1/anomalies`); 0 turns it off.
+    #[arg(long = "anomaly.interval", default_value = "15s")]
+    pub anomaly_interval: String,
+    /// The `remediations:` file: alerts and anomalies (by labels) mapped to a webhook or a
+    /// mesh action (shift-traffic, kill-switch, tighten-outlier); mesh actions are dry runs
+    /// without --mesh-write. Each action is an event and can be undone.
+    #[arg(long = "remediation.config")]
+    pub remediation_config: Option<PathBuf>,
     /// Prometheus's web config file (exporter-toolkit format: TLS, client certificates, basic
     /// auth, response headers) for every listener; re-read when it changes.
     #[arg(long = "web.config.file")]
@@ -213,6 +227,16 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .context("--query.lookback-delta")?
         .as_millis() as i64;
     opts.mesh_config = args.mesh.clone();
+    opts.mesh_write = args.mesh_write;
+    opts.remediation_file = args.remediation_config.clone();
+    let anomaly = if args.anomaly_interval.trim() == "0" {
+        std::time::Duration::ZERO
+    } else {
+        parse_duration(&args.anomaly_interval)
+            .map_err(anyhow::Error::msg)
+            .context("--anomaly.interval")?
+    };
+    opts.anomaly_interval = (!anomaly.is_zero()).then_some(anomaly);
     opts.otlp_grpc_listen = optional_addr("otlp-grpc-listen", &args.otlp_grpc_listen)?;
     opts.otlp_http_listen = optional_addr("otlp-http-listen", &args.otlp_http_listen)?;
     opts.spans.retention_ms = parse_duration(&args.spans_retention_time)
@@ -295,6 +319,9 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
         "web.idle-timeout" => args.idle_timeout,
         "multitenancy" => args.multitenancy,
         "multitenancy.scrape-tenant" => args.scrape_tenant,
+        "mesh-write" => args.mesh_write,
+        "remediation.config" => path(&args.remediation_config),
+        "anomaly.interval" => args.anomaly_interval,
         "limits.max-label-names-per-series" => limits.max_label_names_per_series,
         "limits.max-label-name-length" => limits.max_label_name_length,
         "limits.max-label-value-length" => limits.max_label_value_length,

@@ -3,8 +3,10 @@
 
 pub mod clusters;
 pub mod events;
+pub mod mesh;
 mod rules;
 mod targets;
+pub mod verify;
 mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +58,12 @@ pub struct GlobalState {
     /// The loop's timeline: rollout steps, verdicts, anomalies, alerts, remediations and
     /// config changes (`<data-dir>/events.jsonl`).
     pub events: Arc<meshlens_verify::events::EventLog>,
+    /// The anomaly evaluator (`--anomaly.interval`) and its findings.
+    pub anomalies: Arc<crate::anomaly::Anomalies>,
+    /// The Config view's mesh objects, edits and their undo log.
+    pub mesh: Arc<mesh::MeshState>,
+    /// `--remediation.config`: its engine and the actions taken (set once at start).
+    pub remediation: std::sync::OnceLock<Arc<crate::remediation::Remediations>>,
 }
 
 impl GlobalState {
@@ -122,6 +130,17 @@ pub fn global_router(state: Arc<GlobalState>) -> Router {
         .route("/api/v1/slos", get(rules::slos))
         .route("/api/v1/clusters", get(clusters::clusters))
         .route("/api/v1/events", get(events::list).post(events::record))
+        .route("/api/v1/remediations", get(crate::remediation::list))
+        .route(
+            "/api/v1/remediations/{id}/undo",
+            post(crate::remediation::undo),
+        )
+        .route("/api/v1/anomalies", get(crate::anomaly::list))
+        .route("/api/v1/mesh/objects", get(mesh::objects))
+        .route("/api/v1/mesh/preview", post(mesh::preview))
+        .route("/api/v1/mesh/apply", post(mesh::apply))
+        .route("/api/v1/mesh/changes", get(mesh::list_changes))
+        .route("/api/v1/mesh/changes/{id}/undo", post(mesh::undo))
         .route("/-/reload", post(rules::reload).put(rules::reload))
         .route("/metrics", get(self_metrics))
         .route("/-/healthy", get(|| async { "meshlens is Healthy.\n" }))

@@ -329,6 +329,11 @@ fn routes(shared: &Shared, v: View) -> Router {
         spans: v.trace_state.reader.clone(),
         engine: shared.engine.clone(),
     }));
+    let verify = api::verify::router(Arc::new(api::verify::VerifyState {
+        metrics: v.metrics_reader.clone(),
+        spans: v.trace_state.reader.clone(),
+        engine: shared.engine.clone(),
+    }));
     let state = Arc::new(AppState {
         tenant: v.tenant,
         writer: v.metrics_writer,
@@ -343,10 +348,11 @@ fn routes(shared: &Shared, v: View) -> Router {
         .merge(meshlens_prom_api::router(prom))
         .merge(meshlens_trace_api::router(v.trace_state))
         .merge(analysis)
+        .merge(verify)
 }
 
 /// `--mesh PATH` is every tenant's; `--mesh TENANT=PATH` only that tenant's.
-fn mesh_paths(all: &[PathBuf], tenants: &[String]) -> Vec<PathBuf> {
+pub(crate) fn mesh_paths(all: &[PathBuf], tenants: &[String]) -> Vec<PathBuf> {
     all.iter()
         .filter_map(|p| {
             let s = p.to_string_lossy();

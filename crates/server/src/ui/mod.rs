@@ -61,6 +61,12 @@ static ASSETS: &[Asset] = &[
     asset!("js/views/alerts.js", JS),
     asset!("js/views/alert-rules.js", JS),
     asset!("js/views/alert-slos.js", JS),
+    asset!("js/yaml.js", JS),
+    asset!("js/anomalies.js", JS),
+    asset!("js/wizards.js", JS),
+    asset!("js/views/events.js", JS),
+    asset!("js/views/verify.js", JS),
+    asset!("js/views/config-objects.js", JS),
 ];
 
 /// Changes with every build of the assets: their total length and a cheap hash.

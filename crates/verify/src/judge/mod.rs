@@ -3,10 +3,16 @@
 //! configured confidence, an effect-size tolerance in the metric's bad direction, then a
 //! weighted score 0–100 where any failed critical metric fails the whole run.
 //!
-//! (Types are the contract between the judge, the collectors, the API and the UI; the
-//! statistics are being written in `stats`.)
+//! The types are the contract between the judge, the collectors, the API and the UI.
 
 use serde::{Deserialize, Serialize};
+
+mod classify;
+pub mod stats;
+mod text;
+
+pub use classify::MIN_VALUES;
+pub use text::{fmt_num, fmt_p, to_text};
 
 /// Which way a metric must not move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,4 +139,121 @@ pub struct Judgement {
     pub score: f64,
     pub metrics: Vec<MetricResult>,
     pub reason: String,
+}
+
+/// Judges every metric and combines them: score = 100 × (weight of judged metrics that
+/// passed) ÷ (weight of all judged metrics), where judged means neither informational nor
+/// NoData. A failed critical metric fails the run whatever the score; a critical metric
+/// without enough data, or no judged metric at all, makes it inconclusive (never a pass);
+/// otherwise the run passes at `pass_score` or above.
+pub fn judge(opts: &JudgeOptions, metrics: &[MetricSamples]) -> Judgement {
+    let results: Vec<MetricResult> = metrics
+        .iter()
+        .map(|m| classify::classify(opts, m))
+        .collect();
+    let judged: Vec<&MetricResult> = results
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.classification,
+                Classification::Pass | Classification::High | Classification::Low
+            )
+        })
+        .collect();
+    // Non-positive or non-finite weights count as 0; all-zero weights count equally.
+    let weight = |r: &MetricResult| {
+        if r.weight.is_finite() && r.weight > 0.0 {
+            r.weight
+        } else {
+            0.0
+        }
+    };
+    let total: f64 = judged.iter().map(|r| weight(r)).sum();
+    let score = if judged.is_empty() {
+        0.0
+    } else if total > 0.0 {
+        let passed: f64 = judged
+            .iter()
+            .filter(|r| r.verdict == Verdict::Pass)
+            .map(|r| weight(r))
+            .sum();
+        100.0 * passed / total
+    } else {
+        let passed = judged.iter().filter(|r| r.verdict == Verdict::Pass).count();
+        100.0 * passed as f64 / judged.len() as f64
+    };
+    let names = |f: &dyn Fn(&MetricResult) -> bool| -> Vec<String> {
+        results
+            .iter()
+            .filter(|r| f(r))
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    let failed_critical = names(&|r| r.critical && r.verdict == Verdict::Fail);
+    let failed = names(&|r| r.verdict == Verdict::Fail);
+    let nodata = names(&|r| r.classification == Classification::NoData);
+    let nodata_critical = names(&|r| r.critical && r.classification == Classification::NoData);
+    let score_text = fmt_num((score * 10.0).round() / 10.0);
+    let pass_text = fmt_num(opts.pass_score);
+    let not_judged = if nodata.is_empty() {
+        String::new()
+    } else {
+        format!("; too few values to judge {}", nodata.join(", "))
+    };
+    let (verdict, reason) = if let Some(first) = failed_critical.first() {
+        let why = results
+            .iter()
+            .find(|r| &r.name == first)
+            .map(|r| r.reason.clone())
+            .unwrap_or_default();
+        (
+            Verdict::Fail,
+            format!(
+                "fail: critical metric {} failed ({why}); score {score_text}",
+                failed_critical.join(", ")
+            ),
+        )
+    } else if judged.is_empty() {
+        (
+            Verdict::Inconclusive,
+            if results.is_empty() {
+                "inconclusive: no metrics to judge".to_string()
+            } else {
+                format!(
+                    "inconclusive: no metric could be judged (need {MIN_VALUES} values per side after removing missing and outlying intervals){not_judged}"
+                )
+            },
+        )
+    } else if !nodata_critical.is_empty() {
+        (
+            Verdict::Inconclusive,
+            format!(
+                "inconclusive: critical metric {} had too few values to judge; score {score_text} from the rest",
+                nodata_critical.join(", ")
+            ),
+        )
+    } else if score >= opts.pass_score {
+        let passed = judged.iter().filter(|r| r.verdict == Verdict::Pass).count();
+        (
+            Verdict::Pass,
+            format!(
+                "pass: score {score_text} ≥ {pass_text}, {passed} of {} judged metrics passed{not_judged}",
+                judged.len()
+            ),
+        )
+    } else {
+        (
+            Verdict::Fail,
+            format!(
+                "fail: score {score_text} < {pass_text}, failed: {}{not_judged}",
+                failed.join(", ")
+            ),
+        )
+    };
+    Judgement {
+        verdict,
+        score,
+        metrics: results,
+        reason,
+    }
 }

@@ -5,6 +5,7 @@
 //! [`clusters`]).
 
 mod apps;
+mod canary;
 mod clusters;
 mod load;
 mod topology;
@@ -51,6 +52,16 @@ pub struct Args {
     /// both to the server.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=MAX_CLUSTERS as i64))]
     clusters: u8,
+    /// Roll out http-lb v2 step by step (10 % more every interval, up to 50 %), judged
+    /// against v1 by the server: `--canary` (or `--canary=bad`) degrades v2 partway and the
+    /// rollout rolls back by itself; `--canary=good` keeps v2 healthy and promotes it.
+    /// Follow it in the UI's Events view.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "bad")]
+    canary: Option<canary::CanaryMode>,
+    /// Time between the canary's steps (and its checks); 30s or more, so that each check
+    /// sees enough of the latest step at the demo's 5 s scrape interval.
+    #[arg(long, default_value = "30s", value_parser = parse_interval)]
+    canary_interval: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -84,6 +95,8 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
         config_file: Some(config_file),
         maintenance_interval: Duration::from_secs(30),
         mesh_config: vec![dir.join("mesh").join("outbound")],
+        // Short, so the anomaly models warm up within the demo's first minutes.
+        anomaly_interval: Some(Duration::from_secs(2)),
         rules: meshlens_server::RuleOptions {
             slo_file: Some(slo_file),
             ..Default::default()
@@ -107,7 +120,13 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
             .map(|s| s.zipkin.clone())
     };
 
-    let workloads = topology::workloads();
+    let mut workloads = topology::workloads();
+    if args.canary.is_some() {
+        // The canary's trouble comes from the rollout's own fault, not from a built-in one.
+        for w in workloads.iter_mut().filter(|w| w.service == "http-lb") {
+            w.behaviour = Behaviour::LoadBalancer { error_per_mille: 0 };
+        }
+    }
     let client = apps::client()?;
     let mut proxies: Vec<Running> = Vec::new();
     let proxy = |mesh: PathBuf,
@@ -228,6 +247,9 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
 
     let stats = Arc::new(load::LoadStats::default());
     load::spawn(ingress_addr, args.rate, client, stats.clone());
+    let rollout = args
+        .canary
+        .map(|mode| canary::spawn(mode, args.canary_interval, dir, &server_url));
 
     println!("meshlens server listening on {server_url}");
     println!("meshlens demo ingress on http://{ingress_addr} (Host: proxy-access-control)");
@@ -299,6 +321,9 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
         }
     }
     eprintln!("demo: shutting down");
+    if let Some(r) = rollout {
+        r.abort();
+    }
     // Proxies first (their last spans go out), then the agents (they forward what they
     // hold), then the server that receives it all.
     for p in proxies {
@@ -312,6 +337,14 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
 }
 
 const INGRESS: &str = "istio-ingressgateway";
+
+fn parse_interval(v: &str) -> Result<Duration, String> {
+    match meshlens_model::parse_duration(v) {
+        Ok(d) if d >= Duration::from_secs(30) => Ok(d),
+        Ok(_) => Err("must be at least 30s".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 /// A started proxy and where it runs.
 struct Running {

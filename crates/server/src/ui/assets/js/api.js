@@ -48,6 +48,15 @@ export function tenantProblem(id) {
 // A 401 answer about the org id (the tenant header) rather than a password.
 const aboutTenant = (text) => /org.?id|x-scope-orgid|tenant/i.test(text);
 
+/** The one place the UI calls the network; an unreachable server becomes an ApiError. */
+async function request(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    throw new ApiError(url, 0, `cannot reach the server (${e.message})`);
+  }
+}
+
 const inflight = new Map();
 const cache = new Map();
 const CACHE_MS = 5000;
@@ -61,12 +70,7 @@ export function getJSON(url, { fresh = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (tenant) headers[TENANT_HEADER] = tenant;
   const p = (async () => {
-    let res;
-    try {
-      res = await fetch(url, { headers });
-    } catch (e) {
-      throw new ApiError(url, 0, `cannot reach the server (${e.message})`);
-    }
+    const res = await request(url, { headers });
     const text = await res.text();
     let body = null;
     try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
@@ -160,6 +164,46 @@ export const alerts = (opts) => getJSON('/api/v1/alerts', opts).then((b) => b?.d
 export const rules = (opts) => getJSON('/api/v1/rules', opts).then((b) => b?.data || { groups: [] });
 /** `data` of meshlens's `/api/v1/slos`: {slos: [{service, namespace, objective, values, alerts}]}. */
 export const slos = (opts) => getJSON('/api/v1/slos', opts).then((b) => b?.data || { slos: [] });
+
+// ---- the loop: events, anomalies, canary verdicts, mesh edits -----------------------------
+
+/** Sends `body` as JSON with `method`; errors as getJSON's, with the answer kept as `e.body`. */
+export async function send(method, url, body) {
+  const headers = { Accept: 'application/json', 'Content-Type': 'application/json' };
+  if (tenant) headers[TENANT_HEADER] = tenant;
+  const res = await request(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let parsed = null;
+  try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!res.ok || (parsed && parsed.status === 'error')) {
+    const msg = (parsed && (parsed.error || parsed.message)) || text.trim().slice(0, 300) || res.statusText;
+    const err = new ApiError(url, res.status, `${res.status}${res.statusText ? ` ${res.statusText}` : ''}: ${msg}`);
+    err.body = parsed;
+    err.reason = msg;
+    throw err;
+  }
+  cache.clear(); // a change makes every kept answer suspect
+  return parsed;
+}
+
+/** `/api/v1/events`: params {since, until (Unix s), kind, service, limit}; newest first. */
+export const events = (params, opts) => getJSON(`/api/v1/events?${qs(params)}`, opts).then((b) => b?.data || []);
+/** `/api/v1/anomalies`: {threshold, current: [...], history: [...]}. */
+export const anomalies = (params, opts) => getJSON(`/api/v1/anomalies?${qs(params || {})}`, opts)
+  .then((b) => ({ threshold: 1, current: [], history: [], ...(b?.data || {}) }));
+/** `/api/v1/verify`: the canary report (pass, fail or inconclusive). */
+export const verify = (params) => getJSON(`/api/v1/verify?${qs(params)}`, { fresh: true }).then((b) => b?.data ?? b);
+/** `/api/v1/mesh/objects`: {writable, dirs, objects: [...]}. */
+export const meshObjects = (opts) => getJSON('/api/v1/mesh/objects', opts).then((b) => ({ writable: false, dirs: [], objects: [], ...(b?.data || {}) }));
+export const meshPreview = (body) => send('POST', '/api/v1/mesh/preview', body).then((b) => b?.data ?? b);
+export const meshApply = (body) => send('POST', '/api/v1/mesh/apply', body).then((b) => b?.data ?? b);
+
+/** Undoes a remediation (`r-…`) or a config change (any other id). */
+export function undo(id) {
+  const enc = encodeURIComponent(id);
+  const path = String(id).startsWith('r-') ? `/api/v1/remediations/${enc}/undo` : `/api/v1/mesh/changes/${enc}/undo`;
+  return send('POST', path).then((b) => b?.data ?? b);
+}
 
 /** Prometheus-style selectors are built from user values: escape them. */
 export function esc(v) {

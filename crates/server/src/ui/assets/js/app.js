@@ -13,8 +13,10 @@ import * as metrics from './views/metrics.js';
 import * as stats from './views/stats.js';
 import * as alerts from './views/alerts.js';
 import * as config from './views/config.js';
+import * as events from './views/events.js';
+import * as verify from './views/verify.js';
 
-const VIEWS = { overview, topology, traces, metrics, stats, alerts, config };
+const VIEWS = { overview, topology, traces, metrics, stats, alerts, config, events, verify };
 const main = document.getElementById('view');
 const nav = document.getElementById('nav');
 const controls = document.getElementById('controls');

@@ -50,9 +50,10 @@ export function segments(points, step) {
 
 /**
  * Line chart. series: [{name, points: [[ms, value], ...]}].
- * opts: {height, yFmt, title, maxLegend}. Returns the chart's root element.
+ * opts: {height, yFmt, title, maxLegend, bands, xRange: [ms, ms]}; bands: [{start, end, label}] (ms) are shaded
+ * behind the lines (anomalies) and named in the hover tooltip. Returns the chart's root element.
  */
-export function lineChart(series, { height = 220, yFmt = num, title = '', maxLegend = 40, width = 640 } = {}) {
+export function lineChart(series, { height = 220, yFmt = num, title = '', maxLegend = 40, width = 640, bands = [], xRange = null } = {}) {
   const root = h('figure', { class: 'chart' });
   if (title) root.append(h('figcaption', {}, title));
   const hidden = new Set();
@@ -68,8 +69,15 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
   let x0 = Infinity, x1 = -Infinity;
   for (const se of all) for (const [t] of se.points) { if (t < x0) x0 = t; if (t > x1) x1 = t; }
   if (!(x1 > x0)) { x0 = (x0 === Infinity ? Date.now() : x0) - 60000; x1 = x0 + 120000; }
+  if (xRange && xRange[1] > xRange[0]) [x0, x1] = xRange; // the queried window, data or not
   const X = (t) => L + ((t - x0) / (x1 - x0)) * (W - L - R);
   const step = sampleStep(all);
+  const shown = (bands || []).filter((b) => b.end >= x0 && b.start <= x1);
+  const anomalies = shown.filter((b) => !b.cls).length;
+  if (anomalies) {
+    root.classList.add('has-bands');
+    root.dataset.bands = String(anomalies);
+  }
 
   function draw() {
     clear(svg);
@@ -94,6 +102,11 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
         s('text', { x: X(t), y: H - 8, 'text-anchor': 'middle' }, secs ? time(t) : time(t).slice(0, 5)));
     }
     svg.append(axes);
+    for (const b of shown) {
+      const a = X(Math.max(b.start, x0)), z = X(Math.min(b.end, x1));
+      svg.append(s('rect', { class: `band ${b.cls || 'band-anomaly'}`, x: a.toFixed(1), y: T, width: Math.max(2, z - a).toFixed(1), height: H - T - B },
+        s('title', {}, b.label)));
+    }
     for (const se of vis) {
       const cls = `series s${se.i % PALETTE}`;
       const dash = DASHES[Math.floor(se.i / PALETTE) % DASHES.length] || null;
@@ -121,13 +134,16 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
         for (const p of se.points) if (!best || Math.abs(p[0] - t) < Math.abs(best[0] - t)) best = p;
         if (best) { rows.push([se, best[1]]); tt = tt ?? best[0]; }
       }
-      if (!rows.length) return;
+      const inBands = shown.filter((b) => t >= b.start && t <= b.end);
+      if (!rows.length && !inBands.length) return;
       rows.sort((a, b) => b[1] - a[1]);
+      tt = tt ?? t;
       cursor.setAttribute('x1', X(tt)); cursor.setAttribute('x2', X(tt));
       clear(tip).append(h('div', { class: 'tip-time' }, time(tt, true)),
         ...rows.slice(0, 12).map(([se, v]) => h('div', { class: 'tip-row' },
           h('span', { class: `swatch s${se.i % PALETTE}`, 'aria-hidden': 'true' }), ` ${se.name}: `, h('b', {}, yFmt(v)))),
-        ...(rows.length > 12 ? [h('div', {}, `… ${rows.length - 12} more`)] : []));
+        ...(rows.length > 12 ? [h('div', {}, `… ${rows.length - 12} more`)] : []),
+        ...inBands.map((b) => h('div', { class: 'tip-band' }, `▨ ${b.label}`)));
       tip.hidden = false;
       const left = ev.clientX - rect.left;
       tip.style.left = `${Math.min(left + 12, rect.width - 260)}px`;
@@ -149,6 +165,7 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
     legend.append(item);
   });
   if (maxLegend && all.length > maxLegend) legend.append(h('li', { class: 'muted' }, `… and ${all.length - maxLegend} more series`));
+  if (anomalies) root.append(h('p', { class: 'chart-key band-key' }, h('span', { class: 'band-swatch', 'aria-hidden': 'true' }), ` shaded: ${anomalies} anomal${anomalies === 1 ? 'y' : 'ies'} (hover for details)`));
   if (!all.some((se) => se.points.length)) plot.append(h('p', { class: 'chart-empty' }, 'No data points in this window.'));
   draw();
   return root;

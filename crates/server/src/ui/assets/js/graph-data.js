@@ -19,10 +19,11 @@ export function versionOf(node) {
 }
 
 /**
- * params: {type, seconds, cluster, ns, source}. The server applies the cluster and namespace
- * filter; an error (with the server's status and message) is thrown to the view.
+ * params: {type, seconds, cluster, ns, source, end (Unix s; default now)}. The server applies
+ * the cluster and namespace filter; an error (with the server's status and message) is thrown
+ * to the view.
  */
-export async function loadGraph({ type = 'workload', seconds = 900, cluster = '', ns = '', source = 'metrics' }) {
-  const g = await api.graph({ type, window: `${seconds}s`, cluster, namespace: ns, source });
+export async function loadGraph({ type = 'workload', seconds = 900, cluster = '', ns = '', source = 'metrics', end }) {
+  const g = await api.graph({ type, window: `${seconds}s`, cluster, namespace: ns, source, end });
   return { ...g, nodes: g?.nodes || [], edges: g?.edges || [] };
 }

@@ -1,10 +1,12 @@
-// Config: Istio config validation findings, grouped by object, with severity, file and line.
-// Reads `GET /api/v1/validations` (the same report as `meshlens validate --format json`).
+// Config: the mesh directory's Istio objects with their YAML and the wizards that change them
+// (config-objects.js), then the validation findings, grouped by object, with severity, file
+// and line, from `GET /api/v1/validations` (the same report as `meshlens validate --format json`).
 
 import { h, clear, message } from '../dom.js';
 import * as url from '../state/url.js';
 import * as api from '../api.js';
 import { filterNote } from '../clusters.js';
+import { renderObjects } from './config-objects.js';
 
 export const title = 'Config';
 
@@ -59,14 +61,16 @@ export async function render(root, { params, shared }) {
     type: 'search', id: 'config-filter', value: q, placeholder: 'object, code, file or text',
     onchange: (e) => url.update({ q: e.target.value }, { replace: true }),
   });
-  root.append(h('h1', {}, 'Config validation'),
+  root.append(h('h1', {}, 'Config'),
     filterNote(shared.cluster, 'does not apply here: the Istio config is validated as one mesh.'),
     h('form', { class: 'toolbar', onsubmit: (e) => { e.preventDefault(); url.update({ q: filter.value }, { replace: true }); } },
       h('label', { for: 'config-filter' }, 'Filter '), filter,
       h('label', {}, 'Severity ', h('select', { onchange: (e) => url.update({ sev: e.target.value }, { replace: true }) },
         [['', 'all'], ['error', 'errors'], ['warning', 'warnings and worse'], ['info', 'everything']].map(([v, l]) => h('option', { value: v, selected: v === sev }, l))))));
+  const objects = h('section', { class: 'mesh-objects-box' });
   const body = h('div', {}, message('loading', 'Loading validations…'));
-  root.append(body);
+  root.append(objects, h('h2', {}, 'Validation findings'), body);
+  const objectsDone = renderObjects(objects, { params, shared });
   let report;
   try {
     report = reportOf(await api.validations());
@@ -74,6 +78,7 @@ export async function render(root, { params, shared }) {
     clear(body).append(message(e.missing ? 'warn' : 'error', e.missing
       ? 'This server does not serve /api/v1/validations, so there are no config findings to show. Run `meshlens validate FILES` to check Istio YAML from the command line.'
       : `Validations could not be loaded: ${e.message}`));
+    await objectsDone;
     return;
   }
   const all = report.findings || [];
@@ -117,4 +122,5 @@ export async function render(root, { params, shared }) {
     body.append(h('details', {}, h('summary', {}, `${na.length} checks not applicable`),
       h('ul', {}, na.map((n) => h('li', {}, h('code', {}, n.code), ` ${n.reason}`)))));
   }
+  await objectsDone;
 }

@@ -7,6 +7,8 @@ import * as url from '../state/url.js';
 import * as api from '../api.js';
 import { lineChart, matrixSeries, seriesName } from '../chart.js';
 import { filterNote } from '../clusters.js';
+import * as fmt from '../format.js';
+import * as anomalies from '../anomalies.js';
 
 export const title = 'Metrics';
 
@@ -97,13 +99,23 @@ export async function render(root, { params, shared }) {
     return;
   }
   clear(out).append(message('loading', 'Querying…'));
+  // `at` (ms): the window around that moment (an event's link), marked on the chart.
+  const at = Number(params.get('at')) || 0;
+  const end = at ? Math.min(Date.now() / 1000, at / 1000 + shared.seconds / 2) : undefined;
+  const service = anomalies.serviceOfQuery(q);
   try {
     if (tab === 'graph') {
-      const d = await api.queryRange(q, shared.seconds, 240);
+      const [d, odd] = await Promise.all([api.queryRange(q, shared.seconds, 240, end),
+        service ? anomalies.load(service).catch(() => null) : null]);
       clear(out);
       if (d.resultType !== 'matrix') { out.append(message('warn', `A ${d.resultType} result cannot be graphed; see the table.`)); return; }
       const series = matrixSeries(d.result);
-      out.append(h('p', { class: 'muted' }, `${series.length} series over the last ${shared.range}.`), lineChart(series, { height: 320, width: 1000, title: q }));
+      const bands = anomalies.bands(odd, [service]);
+      if (at) bands.push({ start: at, end: at, cls: 'band-event', label: `The event at ${fmt.time(at, true)}` });
+      out.append(h('p', { class: 'muted' }, `${series.length} series over `,
+        at ? [`${shared.range} around ${fmt.time(at, true)} `, h('a', { href: url.href('metrics', { q, at: '' }) }, 'back to now')] : `the last ${shared.range}`,
+        service && bands.some((b) => !b.cls) ? `; shaded: anomalies of ${service}` : '', '.'),
+      lineChart(series, { height: 320, width: 1000, title: q, bands, xRange: [((end ?? Date.now() / 1000) - shared.seconds) * 1000, (end ?? Date.now() / 1000) * 1000] }));
     } else {
       const d = await api.query(q);
       clear(out).append(resultTable(d));

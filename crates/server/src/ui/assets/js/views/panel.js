@@ -2,6 +2,7 @@
 // response-code breakdown, links to its traces, metrics and Istio config, the validation
 // findings on that config, and a node's firing alerts. An edge between clusters says so
 // ("east → west"), and the charts select each end by its cluster when the metrics carry one.
+// The charts shade the intervals in which the service was anomalous.
 
 import { h, clear, message } from '../dom.js';
 import * as url from '../state/url.js';
@@ -14,6 +15,7 @@ import { findingsFor, findingList } from './config.js';
 import { alertList } from '../alert-ui.js';
 import { nodeNames, alertMatches } from '../alert-match.js';
 import { known, isCross } from '../clusters.js';
+import * as anomalies from '../anomalies.js';
 
 /** The PromQL matchers that select a node's traffic on one side. */
 function matchers(node, side, type) {
@@ -48,7 +50,7 @@ export function redQueries(sel, seconds) {
   };
 }
 
-async function redCharts(box, sels, seconds) {
+async function redCharts(box, sels, seconds, names = []) {
   // The first selector that has traffic (proxies may report a side with unknown labels).
   let sel = sels[0];
   for (const cand of sels) {
@@ -57,17 +59,20 @@ async function redCharts(box, sels, seconds) {
   }
   const q = redQueries(sel, seconds);
   const spec = [
-    ['Requests per second', q.rate, fmt.num],
-    ['Error share (5xx, no response)', q.errors, (v) => fmt.pct(v)],
-    ['p95 duration', q.p95, fmt.ms],
+    ['Requests per second', q.rate, fmt.num, 'rate'],
+    ['Error share (5xx, no response)', q.errors, (v) => fmt.pct(v), 'errors'],
+    ['p95 duration', q.p95, fmt.ms, 'p99'],
   ];
-  const results = await Promise.allSettled(spec.map(([, query]) => api.queryRange(query, seconds, 60)));
+  const [results, odd] = await Promise.all([
+    Promise.allSettled(spec.map(([, query]) => api.queryRange(query, seconds, 60))),
+    anomalies.load('').catch(() => null)]);
   clear(box);
   results.forEach((r, i) => {
-    const [title, query, yFmt] = spec[i];
+    const [title, query, yFmt, signal] = spec[i];
+    const bands = anomalies.bands(odd, names, signal);
     if (r.status === 'rejected') { box.append(message('error', `${title}: ${r.reason.message}`)); return; }
     const series = matrixSeries(r.value.result).map((se) => ({ ...se, name: title }));
-    const chart = lineChart(series, { title, height: 120, width: 340, yFmt, maxLegend: 0 });
+    const chart = lineChart(series, { title, height: 120, width: 340, yFmt, maxLegend: 0, bands });
     chart.append(h('a', { class: 'small', href: url.href('metrics', { q: query }) }, 'open in Metrics'));
     box.append(chart);
   });
@@ -138,7 +143,7 @@ export function renderPanel(panel, { node, edge, graph }) {
       h('h3', {}, 'Response codes'), codeBars(codes),
       h('h3', {}, 'Config validation'), conf);
     if (node.nodeType === 'unknown') clear(charts).append(h('p', { class: 'muted' }, 'Traffic from outside the mesh has no metrics of its own.'));
-    else redCharts(charts, sels, seconds);
+    else redCharts(charts, sels, seconds, [node.name, app]);
     findings(conf, [app, node.name]);
   } else {
     const a = graph.byId.get(edge.source), b = graph.byId.get(edge.target);
@@ -163,7 +168,7 @@ export function renderPanel(panel, { node, edge, graph }) {
       h('h3', {}, 'Traffic on this edge'), charts,
       h('h3', {}, 'Response codes'), codeBars(edge.responseCodes),
       h('h3', {}, 'Config validation'), conf);
-    redCharts(charts, sels, seconds);
+    redCharts(charts, sels, seconds, [b.name, appOf(b)]);
     findings(conf, [appOf(b), b.name]);
   }
 }

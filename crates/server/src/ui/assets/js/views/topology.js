@@ -16,6 +16,7 @@ import { layout, edgePath } from '../graph-layout.js';
 import { renderPanel, fillPanelAlerts } from './panel.js';
 import { loadFiring, loadAliases, firingFor, nodeNames, alertName, every } from '../alert-match.js';
 import { known, isCross, clustersOf, colourClass, filterNote } from '../clusters.js';
+import * as anomalies from '../anomalies.js';
 
 export const title = 'Topology';
 
@@ -40,6 +41,9 @@ export async function render(root, { params, shared }) {
   const mode = params.get('edge') || 'rate';
   const hideIdle = params.get('idle') === 'hide';
   const focus = params.get('focus') || '';
+  // `at` (ms): the graph of the window around that moment (an event's link), not of now.
+  const at = Number(params.get('at')) || 0;
+  const end = at ? Math.min(Date.now() / 1000, at / 1000 + shared.seconds / 2) : undefined;
 
   const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Graph options' },
     h('label', {}, 'Graph ', h('select', { onchange: (e) => url.update({ type: e.target.value }) },
@@ -57,6 +61,7 @@ export async function render(root, { params, shared }) {
         onchange: (e) => e.target.value && url.update({ focus: e.target.value }) }),
       h('datalist', { id: 'node-names' })),
     focus ? h('span', { class: 'chip' }, `Focus: ${focus} `, h('button', { type: 'button', class: 'link', onclick: () => url.update({ focus: '' }) }, 'show all')) : null,
+    at ? h('span', { class: 'chip at-chip' }, `Around ${fmt.time(at, true)} `, h('button', { type: 'button', class: 'link', onclick: () => url.update({ at: '' }) }, 'back to now')) : null,
     h('span', { class: 'zoom' },
       h('button', { type: 'button', title: 'Zoom in', 'aria-label': 'Zoom in', onclick: () => live?.zoomBy(1.25) }, '+'),
       h('button', { type: 'button', title: 'Zoom out', 'aria-label': 'Zoom out', onclick: () => live?.zoomBy(0.8) }, '−'),
@@ -68,6 +73,7 @@ export async function render(root, { params, shared }) {
     Object.entries(LEVELS).map(([k, v]) => h('span', { class: `health health-${k}` }, h('span', { class: 'health-glyph', 'aria-hidden': 'true' }, v.glyph), ` ${v.label}  `)),
     ' · dashed border: degraded, double border: failure · ',
     h('span', { class: 'alert-key' }, h('span', { class: 'alert-glyph', 'aria-hidden': 'true' }, '!'), ' red ring: a firing alert'),
+    ' · ', h('span', { class: 'anomaly-key' }, h('span', { class: 'anomaly-glyph', 'aria-hidden': 'true' }, '∿'), at ? ' violet ring: an anomaly in the window' : ' violet ring: an anomaly now'),
     ' · drag to pan, wheel to zoom, double-click a node to focus');
   root.append(h('h1', {}, 'Topology'), toolbar,
     filterNote(shared.cluster, `Edges with an end in ${shared.cluster}; nodes of other clusters are shown as their peers.`),
@@ -77,7 +83,7 @@ export async function render(root, { params, shared }) {
   const alertsP = loadFiring();
   const aliasesP = loadAliases();
   try {
-    g = await loadGraph({ type, seconds: shared.seconds, cluster: shared.cluster, ns: shared.ns, source });
+    g = await loadGraph({ type, seconds: shared.seconds, cluster: shared.cluster, ns: shared.ns, source, end: end?.toFixed(3) });
   } catch (e) {
     clear(status).append(message('error', `The graph could not be loaded: ${e.message}`));
     return;
@@ -121,10 +127,51 @@ export async function render(root, { params, shared }) {
   live.aliases = aliases;
   markAlerts(fired.index);
   update(params, null);
+  const anomalyWindow = end ? [end * 1000 - shared.seconds * 1000, end * 1000] : null;
+  const loadAnomalies = (fresh) => anomalies.load('', { fresh }).then((d) => { if (live === mine) markAnomalies(d, anomalyWindow); }).catch(() => {});
+  await loadAnomalies(false);
   every(root, async () => {
     const next = await loadFiring({ fresh: true });
     if (!next.error && live === mine) markAlerts(next.index);
+    loadAnomalies(true);
   });
+}
+
+/** The anomalies of a node: current ones, or (for a past window) those overlapping it. */
+function anomaliesOf(data, n, window) {
+  const names = [n.name, n.app, appOf(n)];
+  if (!window) return anomalies.currentOf(data, names).map((a) => `${a.service} ${anomalies.describe(a)}`);
+  return (data?.history || []).filter((a) => anomalies.about(a, names) && a.start <= window[1] && (a.end ?? Date.now()) >= window[0])
+    .map((a) => `${a.service} ${anomalies.signalName(a.signal)} from ${fmt.time(a.start)}`);
+}
+
+/** A node's tooltip and label: its own text, then its firing alerts and anomalies. */
+function retitle(el) {
+  const alerts = el.dataset.alerts ? `\nFiring: ${el.dataset.alerts.split(',').join(', ')}` : '';
+  const odd = el.dataset.anomalies ? `\nAnomaly: ${el.dataset.anomalies}` : '';
+  el.querySelector(':scope > title').textContent = el.dataset.title + alerts + odd;
+  el.setAttribute('aria-label', el.dataset.label + (alerts ? `; firing alerts: ${el.dataset.alerts.split(',').join(', ')}` : '')
+    + (odd ? `; anomaly: ${el.dataset.anomalies}` : ''));
+}
+
+/** Puts the anomaly mark (a violet ring with "∿", left of the alert mark) on anomalous nodes. */
+function markAnomalies(data, window) {
+  if (!live || !data) return;
+  for (const n of live.nodes) {
+    const el = live.nodeEls.get(n.id);
+    const p = live.pos.get(n.id);
+    if (!el || !p) continue;
+    const list = anomaliesOf(data, n, window);
+    el.querySelector(':scope > .anomaly-mark')?.remove();
+    el.classList.toggle('anomalous', list.length > 0);
+    el.dataset.anomalies = list.join('; ');
+    retitle(el);
+    if (list.length) {
+      el.append(s('g', { class: 'anomaly-mark', transform: `translate(${p.w - 26},2)`, 'aria-hidden': 'true' },
+        s('circle', { r: 10, class: 'anomaly-ring' }),
+        s('text', { y: 5, 'text-anchor': 'middle', class: 'anomaly-glyph' }, '∿')));
+    }
+  }
 }
 
 /** Puts the alert mark on every node with a firing alert (and takes it off the others). */
@@ -140,8 +187,7 @@ function markAlerts(index) {
     el.querySelector(':scope > .alert-mark')?.remove();
     el.classList.toggle('alerting', list.length > 0);
     el.dataset.alerts = names.join(',');
-    el.querySelector(':scope > title').textContent = el.dataset.title + (names.length ? `\nFiring: ${names.join(', ')}` : '');
-    el.setAttribute('aria-label', el.dataset.label + (names.length ? `; firing alerts: ${names.join(', ')}` : ''));
+    retitle(el);
     if (list.length) {
       el.append(s('g', { class: 'alert-mark', transform: `translate(${p.w - 2},2)`, 'aria-hidden': 'true' },
         s('circle', { r: 10, class: 'alert-ring' }),

@@ -83,6 +83,13 @@ export async function render(root, { params, shared }) {
     lookback: shared.seconds * 1000,
     limit: params.get('limit') || 100,
   };
+  // `at` (ms): the window around that moment (an event's link) instead of the last one.
+  const at = Number(params.get('at')) || 0;
+  if (at) {
+    q.endTs = Math.round(Math.min(Date.now(), at + shared.seconds * 500));
+    form.after(h('p', {}, h('span', { class: 'chip at-chip' }, `Around ${fmt.time(at, true)} `,
+      h('button', { type: 'button', class: 'link', onclick: () => url.update({ at: '' }) }, 'back to now'))));
+  }
   let traces;
   try {
     traces = await searchInCluster(q, shared.cluster);
@@ -93,7 +100,7 @@ export async function render(root, { params, shared }) {
   clear(results);
   const rows = (traces || []).filter((t) => t.length).map(summarise);
   if (!rows.length) {
-    results.append(message('warn', `No traces match in the last ${shared.range}${shared.cluster ? ` in cluster ${shared.cluster}` : ''}.`));
+    results.append(message('warn', `No traces match in ${at ? `the ${shared.range} around ${fmt.time(at)}` : `the last ${shared.range}`}${shared.cluster ? ` in cluster ${shared.cluster}` : ''}.`));
     return;
   }
   const open = (id) => url.update({ trace: id });
