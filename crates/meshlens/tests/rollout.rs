@@ -335,7 +335,7 @@ async fn usage_and_mesh_errors_exit_2_naming_the_problem() {
     let before = write_mesh(dir.path(), &v1, &v2);
     let cases: [(&str, &str, &[&str], &str); 5] = [
         ("reviews", "v2", &[], "no VirtualService"),
-        ("svc", "v3", &[], "subset \"v3\""),
+        ("svc", "v3", &[], "\"v3\""),
         (
             "svc",
             "v2",

@@ -7,7 +7,7 @@ mod common;
 mod gen;
 
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, Weak};
 
 use common::{httpc, Server, BIN};
 use gen::{Traffic, SCRAPE_MS};
@@ -15,17 +15,27 @@ use serde_json::Value;
 
 const WINDOW_MS: i64 = 600_000;
 
-/// One server for every test, fed once: reviews (identical versions), ratings (canary with
-/// 8 % 5xx), details (canary with 10 requests), checkout and payments (spans only).
-fn server() -> &'static Server {
-    static S: OnceLock<(Server, tempfile::TempDir)> = OnceLock::new();
-    &S.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Server::start(dir.path(), &[]);
-        feed(&s);
-        (s, dir)
-    })
-    .0
+/// The server the tests share, fed once: reviews (identical versions), ratings (canary with
+/// 8 % 5xx), details (canary with 10 requests), checkout and payments (spans only). Held
+/// through `Arc`s so that the last test to finish stops it (a static would outlive the
+/// test process's exit and leave the server running).
+struct Fixture {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+fn server() -> Arc<Fixture> {
+    static S: Mutex<Weak<Fixture>> = Mutex::new(Weak::new());
+    let mut held = S.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(f) = held.upgrade() {
+        return f;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    feed(&server);
+    let f = Arc::new(Fixture { server, _dir: dir });
+    *held = Arc::downgrade(&f);
+    f
 }
 
 fn feed(s: &Server) {
@@ -89,7 +99,8 @@ fn verify(args: &[&str]) -> Output {
 }
 
 fn verify_at(service: &str, extra: &[&str]) -> Output {
-    let url = server().url("");
+    let fixture = server();
+    let url = fixture.server.url("");
     let mut args = vec![
         "--server",
         &url,
@@ -138,6 +149,7 @@ fn identical_versions_pass_with_exit_0() {
 
 #[test]
 fn eight_percent_errors_fail_with_exit_1_and_json_as_the_server_says() {
+    let fixture = server();
     let o = verify_at("ratings", &["--output", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
@@ -152,7 +164,9 @@ fn eight_percent_errors_fail_with_exit_1_and_json_as_the_server_says() {
         .expect("success-rate");
     assert_eq!(sr["verdict"], "fail");
     // Exactly what the API answers.
-    let url = server().url("/api/v1/verify?service=ratings&baseline=v1&canary=v2&source=metrics");
+    let url = fixture
+        .server
+        .url("/api/v1/verify?service=ratings&baseline=v1&canary=v2&source=metrics");
     let api = common::get_json(&url);
     assert_eq!(api["verdict"], v["verdict"]);
     assert_eq!(api["baseline"]["version"], "v1");
@@ -247,13 +261,14 @@ fn server_side_usage_errors_are_exit_2_with_the_servers_message() {
 
 #[test]
 fn the_api_answers_bad_data_for_usage_errors() {
+    let fixture = server();
     for (q, param) in [
         ("baseline=v1&canary=v2", "service"),
         ("service=a&baseline=v1&canary=v2&source=logs", "source"),
         ("service=a&baseline=v1&canary=v2&step=x", "step"),
         ("service=a&baseline=v1&canary=v2&metric=e%3Dsum(", "metric"),
     ] {
-        let r = httpc::get(&server().url(&format!("/api/v1/verify?{q}"))).unwrap();
+        let r = httpc::get(&fixture.server.url(&format!("/api/v1/verify?{q}"))).unwrap();
         assert_eq!(r.status, 400, "{q}: {}", text(&r.body));
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["status"], "error");

@@ -1,6 +1,7 @@
 //! The anomaly evaluator: every `--anomaly.interval`, each service's RED signals over the
-//! scrape tenant (Istio's series, reporter="destination", by `destination_service_name`)
-//! feed one [`Detector`] each. Scores are written as `meshlens_anomaly_score{service,signal}`
+//! scrape tenant (Istio's series, reporter="destination", by `destination_canonical_service`:
+//! the app as Kiali names it, whatever host the request was addressed to) feed one
+//! [`Detector`] each. Scores are written as `meshlens_anomaly_score{service,signal}`
 //! (so rules can alert on them), episodes become Anomaly events (start and end), and
 //! `GET /api/v1/anomalies` lists what is anomalous now and recently.
 //!
@@ -57,7 +58,7 @@ impl Signal {
 
     /// The PromQL, per service, over the selector `sel` (without braces).
     fn query(self, sel: &str, range: &str) -> String {
-        let by = "sum by (destination_service_name)";
+        let by = "sum by (destination_canonical_service)";
         let total = format!("{by} (rate(istio_requests_total{{{sel}}}[{range}]))");
         match self {
             Signal::Rate => total,
@@ -65,7 +66,7 @@ impl Signal {
                 "({by} (rate(istio_requests_total{{{sel},response_code=~\"5..\"}}[{range}])) or 0 * {total}) / {total}"
             ),
             Signal::P99 => format!(
-                "histogram_quantile(0.99, sum by (destination_service_name, le) \
+                "histogram_quantile(0.99, sum by (destination_canonical_service, le) \
                  (rate(istio_request_duration_milliseconds_bucket{{{sel}}}[{range}])))"
             ),
         }
@@ -229,7 +230,10 @@ impl Anomalies {
                 let known = self.state.lock().series.contains_key(&key);
                 if !known && !first {
                     // A service seen for the first time: warm its model on the stored past.
-                    let sel = format!("{sel},destination_service_name=\"{}\"", escape(&service));
+                    let sel = format!(
+                        "{sel},destination_canonical_service=\"{}\"",
+                        escape(&service)
+                    );
                     let capacity = signal.options(self.interval()).capacity as i64;
                     let from = end - (capacity - 1) * step;
                     if from < start {
@@ -286,7 +290,7 @@ impl Anomalies {
         Some(
             m.into_iter()
                 .filter_map(|s| {
-                    let svc = s.labels.get("destination_service_name")?.to_string();
+                    let svc = s.labels.get("destination_canonical_service")?.to_string();
                     Some((svc, s.samples))
                 })
                 .collect(),
@@ -540,7 +544,7 @@ fn escape(s: &str) -> String {
 }
 
 /// `GET /api/v1/anomalies[?since=&service=]`.
-pub async fn list(
+pub(crate) async fn list(
     State(s): State<Arc<GlobalState>>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -574,7 +578,7 @@ mod tests {
     fn queries_parse_and_escape() {
         for s in Signal::ALL {
             let sel = format!(
-                "reporter=\"destination\",destination_service_name=\"{}\"",
+                "reporter=\"destination\",destination_canonical_service=\"{}\"",
                 escape("a\"b\\c")
             );
             let q = s.query(&sel, "60s");

@@ -140,6 +140,7 @@ impl Service {
         let base = [
             ("reporter", "destination"),
             ("destination_service_name", self.name),
+            ("destination_canonical_service", self.name),
         ];
         let mut push = |extra: Vec<(&str, String)>, v: f64| {
             let mut pairs: Vec<(String, String)> = base

@@ -118,7 +118,7 @@ fn stationary_noise_gives_almost_no_episodes() {
 fn a_daily_pattern_is_learnt_from_past_days() {
     // One point a minute; every day 12:00-12:30 the rate triples.
     let minute = 60_000;
-    let day0 = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000;
+    let day0 = 1_700_006_400_000; // a UTC midnight
     let mut rng = Rng(11);
     let values: Vec<f64> = (0..4 * 1440)
         .map(|i| {

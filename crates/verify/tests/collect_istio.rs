@@ -256,7 +256,7 @@ fn the_text_report_names_both_versions_and_every_metric() {
     println!("{text}");
     assert!(text.contains("baseline v1 vs canary v2"), "{text}");
     for m in &r.metrics {
-        assert!(text.contains(&format!("{}", m.name)), "{text}");
+        assert!(text.contains(&m.name), "{text}");
         assert!(text.contains(&m.reason), "{text}");
     }
     assert!(text.contains("verdict: FAIL"), "{text}");

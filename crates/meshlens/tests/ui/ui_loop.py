@@ -13,6 +13,8 @@ event log holds rollout steps, a verdict, an anomaly and a remediation for `http
   its YAML; the traffic-shifting wizard (v1 70, v2 30) previews a valid diff and applies it,
   showing the change id and an undo button, and MESH_FILE then holds the new weights; the
   change is an event whose undo button (in the Events view) restores the file.
+- Wizards: fault injection, timeouts and retries, and circuit breaking each preview a valid
+  diff that adds what the form asked for (not applied).
 - Verify: the canary form renders a report (a verdict badge, a score and a metrics table);
   v2 has no traffic, so it must not pass.
 - Anomaly marks: `/api/v1/anomalies` answers in the contract's shape; then, with its answer
@@ -107,6 +109,9 @@ def check_events(page):
     verdict_row = page.locator('table.events tr.event-row[data-kind="verdict"]').first
     if not verdict_row.locator(".verdict").count():
         fail("the verdict event does not show its verdict badge")
+    again = verdict_row.locator("a.ev-verify").get_attribute("href") or ""
+    if not again.startswith("#/verify?") or "baseline=v1" not in again or "canary=v2" not in again:
+        fail(f"the verdict's judge-again link is {again!r}")
     shot(page, "01-events")
 
     step("events: the kind filter")
@@ -221,6 +226,42 @@ def check_config(page):
     return change
 
 
+def preview_with(page, key, wizard, fill, wants):
+    """Opens `wizard` on object `key`, fills the form, previews; the diff must hold `wants`."""
+    goto(page, "config?obj=" + urllib.parse.quote(key) + "&wiz=" + wizard)
+    ready(page, "config")
+    page.wait_for_selector(f'#wizard[data-wizard="{wizard}"] #wiz-preview', timeout=WAIT)
+    for name, value in fill.items():
+        page.fill(f'#wizard [name="{name}"]', value)
+    page.click("#wiz-preview")
+    page.wait_for_selector(".wiz-result .preview-verdict", timeout=WAIT)
+    if not page.locator(".wiz-result .preview-verdict .health-healthy").count():
+        fail(f"{wizard}: the preview is not valid: {page.inner_text('.wiz-result')}")
+    diff = page.inner_text(".wiz-result pre.diff")
+    added = "\n".join(l for l in diff.splitlines() if l.startswith("+"))
+    for w in wants:
+        if w not in added:
+            fail(f"{wizard}: the diff adds no {w!r}:\n{diff}")
+    page.wait_for_selector("#wiz-apply:not([disabled])", timeout=WAIT)
+
+
+def check_wizards(page):
+    step("config: the fault-injection wizard")
+    preview_with(page, "VirtualService/default/http-lb", "fault",
+                 {"abortPct": "10", "abortStatus": "503", "delayPct": "5", "delay": "2s"},
+                 ["httpStatus: 503", "fixedDelay: 2s"])
+    shot(page, "10-wizard-fault")
+    step("config: the timeouts-and-retries wizard")
+    preview_with(page, "VirtualService/default/http-lb", "timeouts",
+                 {"timeout": "3s", "attempts": "2", "perTryTimeout": "1s"},
+                 ["3s", "attempts: 2"])
+    step("config: the circuit-breaking wizard")
+    preview_with(page, "DestinationRule/default/http-lb", "breaker",
+                 {"maxConnections": "100", "maxPending": "10", "consecutive5xxErrors": "3"},
+                 ["maxConnections: 100", "http1MaxPendingRequests: 10", "consecutive5xxErrors: 3"])
+    shot(page, "11-wizard-breaker")
+
+
 def check_verify(page):
     step("verify view")
     goto(page, "verify")
@@ -240,7 +281,7 @@ def check_verify(page):
         fail(f"a canary without traffic is judged {verdict!r}, not inconclusive")
     if not page.locator("table.verify-metrics").count():
         fail("no metrics table")
-    shot(page, "10-verify")
+    shot(page, "12-verify")
 
 
 def check_anomaly_marks(page):
@@ -272,7 +313,7 @@ def check_anomaly_marks(page):
         fail(f"the marked node's tooltip says {title!r}")
     if page.locator('.node[data-node-name="frontend"] .anomaly-mark').count():
         fail("frontend is marked")
-    shot(page, "11-topology-anomaly")
+    shot(page, "13-topology-anomaly")
 
     step("anomalies: the node's panel shades its charts")
     page.click('.node[data-node-name="http-lb-v1"]')
@@ -280,7 +321,7 @@ def check_anomaly_marks(page):
     tip = page.locator(".side-panel figure.chart.has-bands rect.band-anomaly title").first.text_content()
     if "http-lb" not in tip or "p99" not in tip:
         fail(f"the band's tooltip says {tip!r}")
-    shot(page, "12-panel-anomaly")
+    shot(page, "14-panel-anomaly")
 
     step("anomalies: the metrics chart of http-lb shades the interval")
     q = 'sum(rate(istio_requests_total{destination_service_name="http-lb"}[1m]))'
@@ -293,7 +334,7 @@ def check_anomaly_marks(page):
     box = page.locator("figure.chart rect.band-anomaly").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_selector(".chart-tip:not([hidden]) .tip-band", timeout=WAIT)
-    shot(page, "13-metrics-anomaly")
+    shot(page, "15-metrics-anomaly")
     page.unroute("**/api/v1/anomalies*")
 
 
@@ -310,6 +351,7 @@ def main():
         try:
             check_events(page)
             change = check_config(page)
+            check_wizards(page)
             check_verify(page)
             check_anomaly_marks(page)
             print(f"ui-loop: applied change {change}", flush=True)

@@ -68,15 +68,15 @@ impl VerifyRequest {
     /// The interval ends: `window / step` points, the last at `end`; each interval is
     /// `(t - step, t]`, as a PromQL range query's `[step]` windows are.
     pub fn interval_ends(&self) -> Vec<i64> {
-        let n = (self.window_ms / self.step_ms).max(1);
-        (0..n)
-            .map(|i| self.end_ms - (n - 1 - i) * self.step_ms)
-            .collect()
+        let step = self.step_ms.max(1);
+        let n = (self.window_ms / step).clamp(1, 11_000);
+        (0..n).map(|i| self.end_ms - (n - 1 - i) * step).collect()
     }
 
     /// Where the first interval starts (the window, trimmed to whole steps).
     pub fn start_ms(&self) -> i64 {
-        self.end_ms - (self.window_ms / self.step_ms).max(1) * self.step_ms
+        let step = self.step_ms.max(1);
+        self.end_ms - (self.window_ms / step).clamp(1, 11_000) * step
     }
 }
 

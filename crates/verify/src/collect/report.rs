@@ -37,10 +37,9 @@ fn fig(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if !v.is_finite() => "-".into(),
-        Some(v) if v == 0.0 => "0".into(),
         Some(v) if v.abs() >= 1000.0 => format!("{v:.0}"),
         Some(v) if v.abs() >= 1.0 => format!("{v:.2}"),
-        Some(v) if v.abs() < 0.001 => format!("{v:.1e}"),
+        Some(v) if v.abs() < 0.001 && v != 0.0 => format!("{v:.1e}"),
         Some(v) => format!("{v:.4}"),
     }
 }

@@ -58,6 +58,10 @@ pub struct Args {
     /// Follow it in the UI's Events view.
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "bad")]
     canary: Option<canary::CanaryMode>,
+    /// How often the server scores every service's rate, errors and p99 for anomalies
+    /// (`0s`: off). Short, so the models warm up within the demo's first minutes.
+    #[arg(long, default_value = "2s", value_parser = parse_anomaly_interval)]
+    anomaly_interval: Duration,
     /// Time between the canary's steps (and its checks); 30s or more, so that each check
     /// sees enough of the latest step at the demo's 5 s scrape interval.
     #[arg(long, default_value = "30s", value_parser = parse_interval)]
@@ -95,8 +99,7 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
         config_file: Some(config_file),
         maintenance_interval: Duration::from_secs(30),
         mesh_config: vec![dir.join("mesh").join("outbound")],
-        // Short, so the anomaly models warm up within the demo's first minutes.
-        anomaly_interval: Some(Duration::from_secs(2)),
+        anomaly_interval: Some(args.anomaly_interval).filter(|d| !d.is_zero()),
         rules: meshlens_server::RuleOptions {
             slo_file: Some(slo_file),
             ..Default::default()
@@ -337,6 +340,10 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
 }
 
 const INGRESS: &str = "istio-ingressgateway";
+
+fn parse_anomaly_interval(v: &str) -> Result<Duration, String> {
+    meshlens_model::parse_duration(v).map_err(|e| e.to_string())
+}
 
 fn parse_interval(v: &str) -> Result<Duration, String> {
     match meshlens_model::parse_duration(v) {

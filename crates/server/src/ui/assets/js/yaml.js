@@ -125,8 +125,14 @@ function keySplit(text) {
   return -1;
 }
 
-/** Parses the first document of `text`. */
-export function parse(text) {
+/** A path into a value (keys and indices), as a string key. */
+export const pathKey = (path) => JSON.stringify(path);
+
+/**
+ * Parses the first document of `text`. `flowPaths`, when given, receives the path of every
+ * collection written in flow style (`[a]`, `{k: v}`), so an edit can be written back alike.
+ */
+export function parse(text, flowPaths = null) {
   const raw = String(text).replace(/\r\n?/g, '\n').split('\n');
   const lines = [];
   for (let n = 0; n < raw.length; n++) {
@@ -141,11 +147,11 @@ export function parse(text) {
   let i = 0;
   const skip = () => { while (i < lines.length && lines[i].indent < 0) i++; };
 
-  function value(rest, ind, lineNo) {
+  function value(rest, ind, lineNo, path) {
     if (rest === '') {
       skip();
       if (i < lines.length && (lines[i].indent > ind || (lines[i].indent === ind && /^-(\s|$)/.test(lines[i].text)))) {
-        return block(lines[i].indent);
+        return block(lines[i].indent, path);
       }
       return null;
     }
@@ -157,6 +163,7 @@ export function parse(text) {
         try {
           const [v, p] = flow(s, 0, lineNo);
           if (s.slice(p).trim()) throw new YamlError(`unexpected text after ${s.slice(0, p)}`, lineNo);
+          if (flowPaths) flowPaths.add(pathKey(path));
           return v;
         } catch (e) {
           if (i >= lines.length || !/unterminated|expected/.test(e.message)) throw e;
@@ -185,14 +192,14 @@ export function parse(text) {
     return head.includes('-') ? body : `${body}\n`;
   }
 
-  function block(ind) {
+  function block(ind, path) {
     skip();
     if (i >= lines.length) return null;
-    if (/^-(\s|$)/.test(lines[i].text)) return seq(ind);
-    return map(ind);
+    if (/^-(\s|$)/.test(lines[i].text)) return seq(ind, path);
+    return map(ind, path);
   }
 
-  function seq(ind) {
+  function seq(ind, path) {
     const out = [];
     for (;;) {
       skip();
@@ -202,20 +209,20 @@ export function parse(text) {
       if (l.indent > ind) throw new YamlError('bad indentation in a sequence', l.n);
       if (!/^-(\s|$)/.test(l.text)) return out;
       const rest = l.text.slice(1).trimStart();
-      if (!rest) { i++; out.push(value('', ind, l.n)); continue; }
+      if (!rest) { i++; out.push(value('', ind, l.n, [...path, out.length])); continue; }
       const off = l.text.length - rest.length;
       if (/^-(\s|$)/.test(rest) || (keySplit(rest) > 0 && rest[0] !== '[' && rest[0] !== '{')) {
         // "- key: v" opens a mapping (or "- - x" a sequence) indented at the text's column.
         lines[i] = { ...l, indent: l.indent + off, text: rest };
-        out.push(block(l.indent + off));
+        out.push(block(l.indent + off, [...path, out.length]));
       } else {
         i++;
-        out.push(value(rest, ind, l.n));
+        out.push(value(rest, ind, l.n, [...path, out.length]));
       }
     }
   }
 
-  function map(ind) {
+  function map(ind, path) {
     const out = {};
     for (;;) {
       skip();
@@ -228,7 +235,7 @@ export function parse(text) {
       if (at < 0) throw new YamlError(`expected "key: value", found ${l.text}`, l.n);
       const key = String(scalar(l.text.slice(0, at)));
       i++;
-      out[key] = value(l.text.slice(at + 1).trim(), ind, l.n);
+      out[key] = value(l.text.slice(at + 1).trim(), ind, l.n, [...path, key]);
     }
   }
 
@@ -236,9 +243,9 @@ export function parse(text) {
   if (i >= lines.length) return null;
   const first = lines[i];
   if (first.indent === 0 && keySplit(first.text) < 0 && !/^-(\s|$)/.test(first.text)) {
-    return value(first.text, -1, first.n);
+    return value(first.text, -1, first.n, []);
   }
-  const v = block(first.indent);
+  const v = block(first.indent, []);
   skip();
   if (i < lines.length) throw new YamlError(`unexpected text: ${lines[i].text}`, lines[i].n);
   return v;
@@ -246,11 +253,12 @@ export function parse(text) {
 
 const PLAIN_UNSAFE = /^$|^[\s\-?:,[\]{}#&*!|>'"%@`]|\s$|: |:$| #|\n|\t/;
 
-function emitScalar(v) {
+/** A scalar as YAML; `inFlow`: inside `[…]` or `{…}`, where a comma or bracket ends it. */
+function emitScalar(v, inFlow = false) {
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'boolean' || typeof v === 'number') return String(v);
   const s = String(v);
-  if (PLAIN_UNSAFE.test(s) || typeof scalar(s) !== 'string') return JSON.stringify(s);
+  if (PLAIN_UNSAFE.test(s) || typeof scalar(s) !== 'string' || (inFlow && /[,[\]{}]/.test(s))) return JSON.stringify(s);
   return s;
 }
 
@@ -258,62 +266,92 @@ const isMap = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isEmpty = (v) => (Array.isArray(v) ? !v.length : isMap(v) ? !Object.keys(v).length : true);
 
 /**
- * Emits `v` at indentation `ind`. style: {flow: the widest collection written inline as
- * `{a: b}` (0: never), seq: how far a sequence's "- " is indented under its key}.
+ * Emits `v` (at `path`) at indentation `ind`. style: {paths: the paths written in flow style
+ * in the original (kept so), flow: the widest new collection written inline (0: never), seq:
+ * how far a sequence's "- " is indented under its key}. A new sequence of mappings stays in
+ * block style; its items follow their first sibling's style.
  */
-function emitInto(out, v, ind, style, depth) {
+function emitInto(out, v, ind, style, path) {
   const pad = ' '.repeat(ind);
-  const flowOk = (x) => style.flow > 0 && !isEmpty(x) && inline(x).length <= style.flow;
+  const flowOk = (x, p) => {
+    if (isEmpty(x)) return true;
+    const key = pathKey(p);
+    if (style.known.has(key)) return style.paths.has(key);
+    const last = p[p.length - 1];
+    if (typeof last === 'number' && last > 0) {
+      const first = pathKey([...p.slice(0, -1), 0]);
+      if (style.known.has(first)) return style.paths.has(first) && inline(x).length <= 2 * style.flow;
+    }
+    if (Array.isArray(x) && x.some((y) => y !== null && typeof y === 'object')) return false;
+    return style.flow > 0 && inline(x).length <= style.flow;
+  };
   if (Array.isArray(v)) {
-    for (const item of v) {
-      if (isEmpty(item) || flowOk(item)) {
+    v.forEach((item, n) => {
+      const p = [...path, n];
+      if (isEmpty(item) || flowOk(item, p)) {
         out.push(`${pad}- ${inline(item)}`);
       } else if (isMap(item)) {
         const sub = [];
-        emitInto(sub, item, ind + 2, style, depth + 1);
+        emitInto(sub, item, ind + 2, style, p);
         sub[0] = `${pad}- ${sub[0].slice(ind + 2)}`;
         out.push(...sub);
       } else {
         out.push(`${pad}-`);
-        emitInto(out, item, ind + 2, style, depth + 1);
+        emitInto(out, item, ind + 2, style, p);
       }
-    }
+    });
     return;
   }
   for (const [k, x] of Object.entries(v)) {
     if (x === undefined) continue;
     const key = emitScalar(k);
-    if (isEmpty(x) || flowOk(x)) {
+    const p = [...path, k];
+    if (isEmpty(x) || flowOk(x, p)) {
       out.push(`${pad}${key}: ${inline(x)}`);
     } else {
       out.push(`${pad}${key}:`);
-      emitInto(out, x, Array.isArray(x) ? ind + style.seq : ind + 2, style, depth + 1);
+      emitInto(out, x, Array.isArray(x) ? ind + style.seq : ind + 2, style, p);
     }
   }
 }
 
 function inline(v) {
   if (Array.isArray(v)) return v.length ? `[${v.map(inline).join(', ')}]` : '[]';
-  if (isMap(v)) return `{${Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => `${emitScalar(k)}: ${inline(x)}`).join(', ')}}`;
-  return emitScalar(v);
+  if (isMap(v)) return `{${Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => `${emitScalar(k, true)}: ${inline(x)}`).join(', ')}}`;
+  return emitScalar(v, true);
+}
+
+/** Every collection's path in `v`, for telling which paths the original had. */
+function collectionPaths(v, path = [], out = new Set()) {
+  if (v === null || typeof v !== 'object') return out;
+  out.add(pathKey(path));
+  if (Array.isArray(v)) v.forEach((x, n) => collectionPaths(x, [...path, n], out));
+  else for (const [k, x] of Object.entries(v)) collectionPaths(x, [...path, k], out);
+  return out;
 }
 
 /**
  * The style of `text` (an object's YAML as written), so that an edit keeps it and its diff
- * shows only what changed: flow collections when it has any, and its sequence indentation.
+ * shows only what changed: which collections are in flow style, whether new short ones
+ * should be (when it has any), and its sequence indentation.
  */
 export function styleOf(text) {
   const t = String(text || '');
-  const flow = /:\s*[[{]/.test(t) || /^\s*-\s*\{/m.test(t) ? 72 : 0;
+  const paths = new Set();
+  let known = new Set();
+  try {
+    known = collectionPaths(parse(t, paths));
+  } catch { /* unreadable: block style for all */ }
+  const flow = paths.size ? 72 : 0;
   const m = /^( *)[^\s#-][^\n]*:\s*\n( *)- /m.exec(t);
   const seq = m && m[2].length > m[1].length ? m[2].length - m[1].length : 0;
-  return { flow, seq };
+  return { flow, seq, paths, known };
 }
 
-/** YAML of `v` (block style unless `style` asks for short flow collections), ending with a newline. */
-export function stringify(v, style = { flow: 0, seq: 0 }) {
+/** YAML of `v` in `style` (default: block style), ending with a newline. */
+export function stringify(v, style = {}) {
   if (!isMap(v) && !Array.isArray(v)) return `${emitScalar(v)}\n`;
   const out = [];
-  emitInto(out, v, 0, { flow: 0, seq: 0, ...style }, 0);
+  emitInto(out, v, 0, { flow: 0, seq: 0, paths: new Set(), known: new Set(), ...style }, []);
   return `${out.join('\n')}\n`;
 }

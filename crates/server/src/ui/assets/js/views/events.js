@@ -56,8 +56,14 @@ function detailOf(ev) {
   const d = ev.detail;
   if (d === null || d === undefined || (typeof d === 'object' && !Object.keys(d).length)) return null;
   const verdict = d.report?.verdict || (ev.kind === 'verdict' ? d.verdict : null);
+  // A verdict names its versions: judge them again, now, in the Verify view.
+  const baseline = d.report?.baseline?.version || d.stable || d.baseline;
+  const canary = d.report?.canary?.version || d.canary;
+  const service = d.report?.service || d.service || ev.service;
+  const again = verdict && service && typeof baseline === 'string' && typeof canary === 'string'
+    ? h('a', { class: 'small ev-verify', href: url.href('verify', { service, baseline, canary, window: d.report?.window || '' }) }, ' judge again') : null;
   return h('span', {},
-    verdict ? [' ', verdictBadge(verdict), d.report?.score !== undefined ? h('span', { class: 'muted small' }, ` score ${fmt.num(d.report.score)}`) : null] : null,
+    verdict ? [' ', verdictBadge(verdict), d.report?.score !== undefined ? h('span', { class: 'muted small' }, ` score ${fmt.num(d.report.score)}`) : null, again] : null,
     d.weight !== undefined ? h('span', { class: 'muted small' }, ` weight ${d.weight}%`) : null,
     h('details', { class: 'ev-detail' }, h('summary', {}, 'detail'), h('pre', {}, JSON.stringify(d, null, 2))));
 }
