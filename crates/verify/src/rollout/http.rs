@@ -279,3 +279,37 @@ impl EventSink for HttpEventSink {
         Ok(event)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_read_bare_or_enveloped_and_needs_a_verdict() {
+        let (v, r) = parse_report(br#"{"verdict":"fail","score":40}"#).unwrap();
+        assert_eq!((v, r["score"].as_i64()), (Verdict::Fail, Some(40)));
+        let (v, _) =
+            parse_report(br#"{"status":"success","data":{"verdict":"inconclusive"}}"#).unwrap();
+        assert_eq!(v, Verdict::Inconclusive);
+        assert!(parse_report(br#"{"verdict":"maybe"}"#).is_err());
+        assert!(parse_report(b"<html>").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn the_verify_url_carries_the_versions_and_extra_parameters() {
+        let mut j = HttpJudge::new(HttpClient::plain(), "http://h:9090/");
+        j.params.push(("window".into(), "5m".into()));
+        let req = JudgeRequest {
+            service: "http lb".into(),
+            namespace: Some("prod".into()),
+            stable: "v1".into(),
+            canary: "v2&x".into(),
+            weight: 10,
+            check: 1,
+        };
+        assert_eq!(
+            j.url(&req),
+            "http://h:9090/api/v1/verify?service=http%20lb&baseline=v1&canary=v2%26x&namespace=prod&window=5m"
+        );
+    }
+}
