@@ -58,30 +58,46 @@ where
     T: Serialize + Send + 'static,
     F: FnOnce() -> Result<T, AnalysisError> + Send + 'static,
 {
+    run_blocking("analysis", f, AnalysisError::http_status).await
+}
+
+fn error(e: AnalysisError) -> Response {
+    error_envelope(e.http_status(), &e.to_string())
+}
+
+/// Runs `f` on the blocking pool (it scans storage) and answers its value as JSON, or its
+/// error in the envelope with the status `status_of` gives; `what` names a task that died.
+/// Shared with the server's other storage-scanning APIs (`/api/v1/verify`).
+pub async fn run_blocking<T, E, F>(what: &str, f: F, status_of: fn(&E) -> u16) -> Response
+where
+    T: Serialize + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => error(e),
+        Ok(Err(e)) => error_envelope(status_of(&e), &e.to_string()),
         Err(e) => {
-            tracing::error!("analysis task failed: {e}");
+            tracing::error!("{what} task failed: {e}");
             envelope(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
-                "analysis failed",
+                &format!("{what} failed"),
             )
         }
     }
 }
 
-/// The error envelope: status from the analysis error, `errorType` as Prometheus names it.
-fn error(e: AnalysisError) -> Response {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+/// The error envelope for an HTTP status, `errorType` as Prometheus names it.
+pub fn error_envelope(status: u16, msg: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let kind = match status.as_u16() {
         400 => "bad_data",
         422 => "execution",
         429 | 503 => "unavailable",
         _ => "internal",
     };
-    envelope(status, kind, &e.to_string())
+    envelope(status, kind, msg)
 }
 
 fn envelope(status: StatusCode, kind: &str, msg: &str) -> Response {

@@ -7,6 +7,7 @@
 //! storage closes, so nothing acknowledged is lost.
 
 pub mod agent;
+mod alert_events;
 mod alerting;
 pub mod anomaly;
 mod api;
@@ -288,6 +289,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let _ = state
         .remediation
         .set(remediation::start(&opts, &state, addr, stop_rx.clone())?);
+    alert_events::start(&state, stop_rx.clone());
     let app = api::global_router(state.clone()).merge(ui::router()).merge(
         axum::Router::new()
             .fallback(tenants::dispatch)

@@ -11,6 +11,7 @@
 pub mod anomaly;
 pub mod collect;
 pub mod events;
+pub mod http;
 pub mod judge;
 pub mod meshedit;
 pub mod remediate;

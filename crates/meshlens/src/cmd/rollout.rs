@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use meshlens_verify::events::{Event, EventError, EventSink, NewEvent};
+use meshlens_verify::http::HttpClient;
 use meshlens_verify::meshedit::MeshDir;
-use meshlens_verify::rollout::http::{HttpClient, HttpEventSink, HttpJudge};
+use meshlens_verify::rollout::http::{HttpEventSink, HttpJudge};
 use meshlens_verify::rollout::{self, Outcome, RolloutError, RolloutReport, RolloutSpec, Webhook};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,10 +119,10 @@ fn spec(args: &Args) -> Result<RolloutSpec, String> {
 }
 
 async fn drive(args: &Args, spec: RolloutSpec) -> i32 {
-    let client = match crate::httpc::async_client() {
-        Ok(c) => HttpClient::new(c),
+    let client = match HttpClient::https() {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!("meshlens rollout: {e:#}");
+            eprintln!("meshlens rollout: {e}");
             return USAGE;
         }
     };

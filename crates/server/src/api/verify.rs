@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
+use meshlens_analysis_api::{error_envelope, run_blocking};
 use meshlens_model::{MetricReader, SeriesSamples, SpanReader};
 use meshlens_promql::{Engine, Value};
 use meshlens_verify::collect::{parse_request, verify, QueryError, RangeQuery, VerifyError};
@@ -80,32 +80,9 @@ async fn handle(
         };
         verify(&req, &q, &*st.spans, &JudgeOptions::default())
     };
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(report)) => Json(report).into_response(),
-        Ok(Err(e)) => error(&e),
-        Err(e) => {
-            tracing::error!("verify task failed: {e}");
-            envelope(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "verification failed",
-            )
-        }
-    }
+    run_blocking("verification", work, VerifyError::http_status).await
 }
 
 fn error(e: &VerifyError) -> Response {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let kind = match status.as_u16() {
-        400 => "bad_data",
-        422 => "execution",
-        429 | 503 => "unavailable",
-        _ => "internal",
-    };
-    envelope(status, kind, &e.to_string())
-}
-
-fn envelope(status: StatusCode, kind: &str, msg: &str) -> Response {
-    let body = serde_json::json!({"status": "error", "errorType": kind, "error": msg});
-    (status, Json(body)).into_response()
+    error_envelope(e.http_status(), &e.to_string())
 }

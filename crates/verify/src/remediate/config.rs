@@ -83,7 +83,7 @@ impl Remediation {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Action {
     Webhook {
-        /// Shown by its origin only (see [`super::webhook::redact`]).
+        /// Shown by its origin only (see [`crate::http::redact`]).
         #[serde(serialize_with = "redacted")]
         url: String,
         #[serde(skip)]
@@ -111,7 +111,7 @@ pub enum Action {
 }
 
 fn redacted<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&super::webhook::redact(url))
+    s.serialize_str(&crate::http::redact(url))
 }
 
 impl Action {

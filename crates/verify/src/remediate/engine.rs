@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -12,6 +13,7 @@ use super::config::{Action, Remediation, RemediationConfig};
 use super::mesh::{self, ActionError, MeshOutcome};
 use super::store::{ActionRecord, Status, Store, StoreError, Trigger, Undone};
 use crate::events::{EventKind, EventSink, NewEvent, Severity};
+use crate::http::{redact, urlencode, HttpClient, Https};
 use crate::meshedit::MeshDir;
 
 pub struct EngineOptions {
@@ -61,6 +63,8 @@ pub struct Engine {
     store: Store,
     /// Trigger episodes active at the last `observe` (remediation name + trigger key).
     active: tokio::sync::Mutex<HashSet<String>>,
+    /// The webhooks' client, or why TLS could not be set up (each webhook then fails so).
+    http: Result<HttpClient<Https>, String>,
 }
 
 impl Engine {
@@ -76,6 +80,7 @@ impl Engine {
             neighbours,
             store,
             active: Default::default(),
+            http: HttpClient::https().map(|c| c.with_user_agent("meshlens-remediation")),
         })
     }
 
@@ -160,17 +165,14 @@ impl Engine {
                 payload = self.payload(&rec).await;
                 if r.dry_run {
                     rec.status = Status::DryRun;
-                    rec.message = format!(
-                        "dry run: would POST the alert to {}",
-                        super::webhook::redact(url)
-                    );
+                    rec.message = format!("dry run: would POST the alert to {}", redact(url));
                 } else {
-                    match super::webhook::post(url, &payload, *timeout).await {
+                    match self.post(url, &payload, *timeout).await {
                         Ok(code) => {
                             rec.status = Status::Sent;
-                            rec.message = format!("POST {}: {code}", super::webhook::redact(url));
+                            rec.message = format!("POST {}: {code}", redact(url));
                         }
-                        Err(e) => rec.message = e.to_string(),
+                        Err(e) => rec.message = e,
                     }
                 }
             }
@@ -179,6 +181,18 @@ impl Engine {
         self.record(&mut rec, &r.action, payload);
         self.store.put(rec.clone());
         Outcome::Acted(Box::new(rec))
+    }
+
+    /// The webhook action: one JSON POST, bounded by `timeout`; non-2xx is a failure. Errors
+    /// show the URL's origin only.
+    async fn post(&self, url: &str, payload: &Value, timeout: Duration) -> Result<u16, String> {
+        let shown = redact(url);
+        let client = self
+            .http
+            .as_ref()
+            .map_err(|e| format!("POST {shown}: {e}"))?;
+        let body = serde_json::to_vec(payload).map_err(|e| format!("POST {shown}: {e}"))?;
+        client.post_ok(url, &shown, body, timeout).await
     }
 
     async fn mesh_action(&self, action: &Action, dry_run: bool, rec: &mut ActionRecord) {
@@ -411,23 +425,11 @@ impl Engine {
 /// Links to the service's traces, error traces and graph in the UI (its hash routes).
 pub fn links(base: &str, service: &str) -> Value {
     let base = base.trim_end_matches('/');
-    let s = encode(service);
+    let s = urlencode(service);
     json!({
         "traces": format!("{base}/ui/#/traces?service={s}&range=15m"),
         "errorTraces": format!("{base}/ui/#/traces?service={s}&errors=1&range=15m"),
         "graph": format!("{base}/ui/#/topology?focus={s}&range=15m"),
         "events": format!("{base}/api/v1/events?service={s}"),
     })
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -8,7 +8,6 @@ pub mod config;
 pub mod engine;
 pub mod mesh;
 pub mod store;
-pub mod webhook;
 
 pub use config::{Action, ConfigError, Remediation, RemediationConfig};
 pub use engine::{links, Engine, EngineOptions, Neighbourhood, Outcome, UndoError};

@@ -1,98 +1,16 @@
-//! The rollout's HTTP side, shared by the CLI and the demo: webhooks, a judge that asks a
-//! meshlens server's `GET /api/v1/verify`, and an event sink that posts to its
-//! `POST /api/v1/events`. Generic over hyper's connector so the CLI can pass its TLS one.
+//! The rollout's HTTP side, shared by the CLI and the demo, over [`crate::http`]: webhooks, a
+//! judge that asks a meshlens server's `GET /api/v1/verify`, and an event sink that posts to
+//! its `POST /api/v1/events`.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::{Connect, HttpConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::Connect;
 use serde_json::Value;
 
 use super::{BoxFuture, HookClient, Judge, JudgeAnswer, JudgeRequest};
 use crate::events::{Event, EventError, EventSink, NewEvent};
+use crate::http::{answer_message, urlencode, HttpClient};
 use crate::judge::Verdict;
-
-/// A pooled HTTP client.
-pub struct HttpClient<C> {
-    client: Client<C, Full<Bytes>>,
-}
-
-impl<C> Clone for HttpClient<C>
-where
-    C: Clone,
-{
-    fn clone(&self) -> Self {
-        HttpClient {
-            client: self.client.clone(),
-        }
-    }
-}
-
-impl HttpClient<HttpConnector> {
-    /// Plain `http://` (loopback servers, tests, the demo).
-    pub fn plain() -> HttpClient<HttpConnector> {
-        HttpClient {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-}
-
-impl<C> HttpClient<C>
-where
-    C: Connect + Clone + Send + Sync + 'static,
-{
-    pub fn new(client: Client<C, Full<Bytes>>) -> HttpClient<C> {
-        HttpClient { client }
-    }
-
-    /// One request; the answer's status and body, or why there was none.
-    pub async fn request(
-        &self,
-        method: http::Method,
-        url: &str,
-        body: Option<Vec<u8>>,
-        timeout: Duration,
-    ) -> Result<(u16, Bytes), String> {
-        let mut req = http::Request::builder().method(method.clone()).uri(url);
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| format!("{method} {url}: invalid request: {e}"))?;
-        let work = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| format!("{method} {url}: {}", chain(&e)))?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("{method} {url}: reading the answer: {e}"))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| format!("{method} {url}: no answer within {timeout:?}"))?
-    }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    msg
-}
 
 impl<C> HookClient for HttpClient<C>
 where
@@ -111,20 +29,6 @@ where
                 .map(|(status, _)| status)
         })
     }
-}
-
-/// Percent-encodes a query value.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Asks `GET {server}/api/v1/verify?service=..&baseline=STABLE&canary=CANARY[&...]`.
@@ -192,10 +96,7 @@ where
                 .request(http::Method::GET, &url, None, self.timeout)
                 .await?;
             if status != 200 {
-                let msg = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+                let msg = answer_message(&body);
                 return Err(format!("GET {url}: HTTP {status}: {msg}"));
             }
             let (verdict, report) = parse_report(&body).map_err(|e| format!("GET {url}: {e}"))?;
@@ -224,21 +125,8 @@ impl HttpEventSink {
             let mut warned = false;
             while let Some(ev) = rx.recv().await {
                 let body = serde_json::to_vec(&ev).unwrap_or_default();
-                let res = http
-                    .request(http::Method::POST, &url, Some(body), Duration::from_secs(5))
-                    .await;
-                let problem = match res {
-                    Ok((s, _)) if (200..300).contains(&s) => None,
-                    Ok((s, b)) => Some(format!(
-                        "POST {url}: HTTP {s}: {}",
-                        String::from_utf8_lossy(&b)
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
-                    )),
-                    Err(e) => Some(e),
-                };
-                if let Some(p) = problem {
+                let res = http.post_ok(&url, &url, body, Duration::from_secs(5)).await;
+                if let Err(p) = res {
                     if !warned {
                         eprintln!("warning: rollout events are not recorded at the server: {p}");
                         warned = true;

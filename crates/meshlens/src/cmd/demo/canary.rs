@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use meshlens_verify::events::{EventKind, EventSink, NewEvent, Severity};
+use meshlens_verify::http::{HttpClient, Plain};
 use meshlens_verify::meshedit::MeshDir;
-use meshlens_verify::rollout::http::{HttpClient, HttpEventSink, HttpJudge};
+use meshlens_verify::rollout::http::{HttpEventSink, HttpJudge};
 use meshlens_verify::rollout::{BoxFuture, Judge, JudgeAnswer, JudgeRequest, RolloutSpec};
 use serde_yaml_ng::Value;
 
@@ -100,7 +101,7 @@ pub fn spawn(
 /// The server's judge; for the bad canary it also degrades v2 after a passing check at
 /// [`DEGRADE_AFTER_WEIGHT`], as a release that goes wrong under more traffic.
 struct DemoJudge<'a> {
-    inner: HttpJudge<hyper_util::client::legacy::connect::HttpConnector>,
+    inner: HttpJudge<Plain>,
     mode: CanaryMode,
     v2_inbound: MeshDir,
     events: &'a HttpEventSink,
