@@ -21,65 +21,31 @@ message on the first failure.
 """
 
 import json
-import os
 import sys
-import traceback
 import urllib.parse
 import urllib.request
 
-from playwright.sync_api import sync_playwright
+import browser
+from browser import fail
 
 BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
 MODE = sys.argv[3] if len(sys.argv) > 3 else "rules"
 DEMO_SERVICE = sys.argv[4] if len(sys.argv) > 4 else ""
-os.makedirs(SHOTS, exist_ok=True)
 WAIT = 60_000  # ms, for any one view or element
 POLL_WAIT = 45_000  # ms for the view's own 15 s poll to ask again
 # The topology panel asks for the optional validations report; its 404 is not an error.
 OPTIONAL = ("/api/v1/validations",)
 
-errors = []
+UI = browser.Harness("ui-alerts", BASE, SHOTS, optional=OPTIONAL, wait=WAIT, full_page=True)
+step, goto, ready, shot = UI.step, UI.goto, UI.ready, UI.shot
+
 api_requests = []  # (path, X-Scope-OrgID or None)
-
-
-def step(msg):
-    print(f"ui-alerts: {msg}", flush=True)
-
-
-def fail(msg):
-    raise AssertionError(msg)
-
-
-def on_console(msg):
-    if msg.type != "error":
-        return
-    loc = (msg.location or {}).get("url", "")
-    if "Failed to load resource" in msg.text and "404" in msg.text and any(p in loc for p in OPTIONAL):
-        return
-    errors.append(f"console error: {msg.text} at {loc}")
 
 
 def on_request(req):
     path = urllib.parse.urlsplit(req.url).path
     if path.startswith("/api/"):
         api_requests.append((path, req.headers.get("x-scope-orgid")))
-
-
-def goto(page, hash_):
-    page.goto(f"{BASE}/#/{hash_}")
-
-
-def ready(page, view):
-    page.wait_for_selector(f'main[data-view="{view}"][data-state="ready"]', timeout=WAIT)
-
-
-def shot(page, name):
-    banners = page.locator("main .msg-error")
-    if banners.count():
-        fail(f"{name} shows an error: {banners.all_inner_texts()}")
-    path = os.path.join(SHOTS, f"{name}.png")
-    page.screenshot(path=path, full_page=True)
-    step(f"screenshot {path}")
 
 
 def api_get(path):
@@ -279,32 +245,10 @@ def run_demo(page):
     check_topology(page, service, name)
 
 
-def main():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        page.on("console", on_console)
-        page.on("request", on_request)
-        try:
-            run_demo(page) if MODE == "demo" else run_rules(page)
-        finally:
-            browser.close()
-    if errors:
-        fail("JavaScript errors:\n  " + "\n  ".join(errors))
-    step("passed")
+def run(page):
+    page.on("request", on_request)
+    run_demo(page) if MODE == "demo" else run_rules(page)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001 - report any failure for the Rust test
-        traceback.print_exc()
-        print(f"ui-alerts: FAILED: {e}", file=sys.stderr)
-        if errors:
-            print("ui-alerts: JavaScript errors so far:\n  " + "\n  ".join(errors), file=sys.stderr)
-        sys.exit(1)
+    sys.exit(UI.launch(run, after=lambda: step("passed")))

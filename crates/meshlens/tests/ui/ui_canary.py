@@ -9,46 +9,18 @@ panel of http-lb-v2 shades the interval in which http-lb was anomalous on its ch
 JavaScript error may be logged. Exits non-zero with a message on the first failure.
 """
 
-import os
 import sys
-import traceback
 
-from playwright.sync_api import sync_playwright
+import browser
+from browser import fail
 
 BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
-os.makedirs(SHOTS, exist_ok=True)
 WAIT = 60_000  # ms, for any one view or element
 # The topology panel asks for the optional validations report; its 404 is not an error.
 OPTIONAL = ("/api/v1/validations",)
 
-errors = []
-
-
-def step(msg):
-    print(f"ui-canary: {msg}", flush=True)
-
-
-def fail(msg):
-    raise AssertionError(msg)
-
-
-def on_console(msg):
-    if msg.type != "error":
-        return
-    loc = (msg.location or {}).get("url", "")
-    if "Failed to load resource" in msg.text and "404" in msg.text and any(p in loc for p in OPTIONAL):
-        return
-    errors.append(f"console error: {msg.text} at {loc}")
-
-
-def ready(page, view):
-    page.wait_for_selector(f'main[data-view="{view}"][data-state="ready"]', timeout=WAIT)
-
-
-def shot(page, name):
-    path = os.path.join(SHOTS, f"{name}.png")
-    page.screenshot(path=path, full_page=False)
-    step(f"screenshot {path}")
+UI = browser.Harness("ui-canary", BASE, SHOTS, optional=OPTIONAL, wait=WAIT, banners=False)
+step, ready, shot = UI.step, UI.ready, UI.shot
 
 
 def run(page):
@@ -80,30 +52,5 @@ def run(page):
     step("events and anomaly marks shown")
 
 
-def main():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        page.on("console", on_console)
-        try:
-            run(page)
-        finally:
-            browser.close()
-    if errors:
-        fail("JavaScript errors:\n  " + "\n  ".join(errors))
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001 - report any failure for the Rust test
-        traceback.print_exc()
-        print(f"ui-canary: FAILED: {e}", file=sys.stderr)
-        if errors:
-            print("ui-canary: JavaScript errors so far:\n  " + "\n  ".join(errors), file=sys.stderr)
-        sys.exit(1)
+    sys.exit(UI.launch(run))

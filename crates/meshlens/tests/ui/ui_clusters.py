@@ -28,65 +28,32 @@ message on the first failure.
 """
 
 import json
-import os
 import sys
-import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from playwright.sync_api import sync_playwright
+import browser
+from browser import fail
 
 BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
 MODE = sys.argv[3] if len(sys.argv) > 3 else "demo"
-os.makedirs(SHOTS, exist_ok=True)
 WAIT = 60_000  # ms, for any one view or element
 CLUSTERS = ["east", "edge", "west"]
 # The topology panel asks for the optional validations report; its 404 is not an error.
 OPTIONAL = ("/api/v1/validations",)
 
-errors = []
+UI = browser.Harness("ui-clusters", BASE, SHOTS, optional=OPTIONAL, wait=WAIT, full_page=True,
+                     viewport=(1400, 900))
+step, goto, ready, shot = UI.step, UI.goto, UI.ready, UI.shot
+
 trace_queries = []  # annotationQuery of every /api/v2/traces request
-
-
-def step(msg):
-    print(f"ui-clusters: {msg}", flush=True)
-
-
-def fail(msg):
-    raise AssertionError(msg)
-
-
-def on_console(msg):
-    if msg.type != "error":
-        return
-    loc = (msg.location or {}).get("url", "")
-    if "Failed to load resource" in msg.text and "404" in msg.text and any(p in loc for p in OPTIONAL):
-        return
-    errors.append(f"console error: {msg.text} at {loc}")
 
 
 def on_request(req):
     u = urllib.parse.urlsplit(req.url)
     if u.path == "/api/v2/traces":
         trace_queries.append(urllib.parse.parse_qs(u.query).get("annotationQuery", [""])[0])
-
-
-def goto(page, hash_):
-    page.goto(f"{BASE}/#/{hash_}")
-
-
-def ready(page, view):
-    page.wait_for_selector(f'main[data-view="{view}"][data-state="ready"]', timeout=WAIT)
-
-
-def shot(page, name):
-    banners = page.locator("main .msg-error")
-    if banners.count():
-        fail(f"{name} shows an error: {banners.all_inner_texts()}")
-    path = os.path.join(SHOTS, f"{name}.png")
-    page.screenshot(path=path, full_page=True)
-    step(f"screenshot {path}")
 
 
 def api_get(path):
@@ -336,39 +303,18 @@ def check_metrics():
 PAGE = None
 
 
-def main():
+def run(page):
     global PAGE
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        PAGE = browser.new_page(viewport={"width": 1400, "height": 900})
-        PAGE.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        PAGE.on("console", on_console)
-        PAGE.on("request", on_request)
-        try:
-            before = check_topology()
-            check_edge_panel()
-            check_filter(before)
-            check_overview()
-            check_traces()
-            check_alerts()
-            check_metrics()
-        finally:
-            browser.close()
-    if errors:
-        fail("JavaScript errors:\n  " + "\n  ".join(errors))
-    step("passed")
+    PAGE = page
+    PAGE.on("request", on_request)
+    before = check_topology()
+    check_edge_panel()
+    check_filter(before)
+    check_overview()
+    check_traces()
+    check_alerts()
+    check_metrics()
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001 - report any failure for the Rust test
-        traceback.print_exc()
-        print(f"ui-clusters: FAILED: {e}", file=sys.stderr)
-        if errors:
-            print("ui-clusters: JavaScript errors so far:\n  " + "\n  ".join(errors), file=sys.stderr)
-        sys.exit(1)
+    sys.exit(UI.launch(run, after=lambda: step("passed")))

@@ -12,17 +12,15 @@ message on the first failure.
 """
 
 import json
-import os
 import sys
 import time
-import traceback
 import urllib.parse
 import urllib.request
 
-from playwright.sync_api import sync_playwright
+import browser
+from browser import fail
 
 BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
-os.makedirs(SHOTS, exist_ok=True)
 
 # Workloads the demo's Istio metrics show (snort-ids only receives mirrored traffic, which
 # proxies report as traces, so it is checked among the trace services).
@@ -38,26 +36,11 @@ ANALYSES = ("/api/v1/graph", "/api/v1/stats")
 WAIT = 60_000  # ms, for any one view or element
 DATA_WAIT = 180  # s, for the server to hold the points a chart will draw
 
-errors = []
+UI = browser.Harness("ui", BASE, SHOTS, optional=OPTIONAL, wait=WAIT)
+step, goto, ready, shot = UI.step, UI.goto, UI.ready, UI.shot
+
 analysis_answers = []  # (status, url) of every /api/v1/graph and /api/v1/stats response
 api_requests = []  # (url, X-Scope-OrgID or None) of every /api/ request the page makes
-
-
-def step(msg):
-    print(f"ui: {msg}", flush=True)
-
-
-def fail(msg):
-    raise AssertionError(msg)
-
-
-def on_console(msg):
-    if msg.type != "error":
-        return
-    loc = (msg.location or {}).get("url", "")
-    if "Failed to load resource" in msg.text and "404" in msg.text and any(p in loc for p in OPTIONAL):
-        return
-    errors.append(f"console error: {msg.text} at {loc}")
 
 
 def api_path(url):
@@ -72,23 +55,6 @@ def on_response(resp):
 def on_request(req):
     if api_path(req.url).startswith("/api/"):
         api_requests.append((req.url, req.headers.get("x-scope-orgid")))
-
-
-def ready(page, view):
-    page.wait_for_selector(f'main[data-view="{view}"][data-state="ready"]', timeout=WAIT)
-
-
-def no_error_banner(page, where):
-    banners = page.locator("main .msg-error")
-    if banners.count():
-        fail(f"{where} shows an error: {banners.all_inner_texts()}")
-
-
-def shot(page, name):
-    no_error_banner(page, name)
-    path = os.path.join(SHOTS, f"{name}.png")
-    page.screenshot(path=path, full_page=False)
-    step(f"screenshot {path}")
 
 
 def wait_for_points(query, seconds, series, points):
@@ -196,28 +162,8 @@ def check_tenant(page):
         fail("the cleared tenant is still remembered")
 
 
-def goto(page, hash_):
-    page.goto(f"{BASE}/#/{hash_}")
-
-
-def main():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        page.on("console", on_console)
-        page.on("response", on_response)
-        page.on("request", on_request)
-        try:
-            run(page)
-        finally:
-            browser.close()
-    if errors:
-        fail("JavaScript errors:\n  " + "\n  ".join(errors))
+def check_answers():
+    """After the run: every analysis answer was 2xx and the UI asked both endpoints."""
     bad = [f"{st} {u}" for st, u in analysis_answers if not 200 <= st < 300]
     if bad:
         fail("analysis endpoints answered with errors:\n  " + "\n  ".join(bad))
@@ -229,6 +175,9 @@ def main():
 
 
 def run(page):
+    page.on("response", on_response)
+    page.on("request", on_request)
+
     # Assets: content types and the page shell.
     r = page.request.get(f"{BASE}/ui/js/app.js")
     if r.status != 200 or "javascript" not in r.headers.get("content-type", ""):
@@ -370,11 +319,4 @@ def run(page):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001 - report any failure for the Rust test
-        traceback.print_exc()
-        print(f"ui: FAILED: {e}", file=sys.stderr)
-        if errors:
-            print("ui: JavaScript errors so far:\n  " + "\n  ".join(errors), file=sys.stderr)
-        sys.exit(1)
+    sys.exit(UI.launch(run, after=check_answers))

@@ -27,54 +27,21 @@ Screenshots go to SCREENSHOT_DIR. Exits non-zero with a message on the first fai
 """
 
 import json
-import os
 import sys
 import time
-import traceback
 import urllib.parse
 import urllib.request
 
-from playwright.sync_api import sync_playwright
+import browser
+from browser import fail
 
 BASE, SHOTS, MESH_FILE = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
-os.makedirs(SHOTS, exist_ok=True)
 WAIT = 60_000  # ms, for any one view or element
 # Optional reports the views explain when a server lacks them; their 404 is not an error.
 OPTIONAL = ("/api/v1/validations",)
 
-errors = []
-
-
-def step(msg):
-    print(f"ui-loop: {msg}", flush=True)
-
-
-def fail(msg):
-    raise AssertionError(msg)
-
-
-def on_console(msg):
-    if msg.type != "error":
-        return
-    loc = (msg.location or {}).get("url", "")
-    if "Failed to load resource" in msg.text and "404" in msg.text and any(p in loc for p in OPTIONAL):
-        return
-    errors.append(f"console error: {msg.text} at {loc}")
-
-
-def goto(page, hash_):
-    page.goto(f"{BASE}/#/{hash_}")
-
-
-def ready(page, view):
-    page.wait_for_selector(f'main[data-view="{view}"][data-state="ready"]', timeout=WAIT)
-
-
-def shot(page, name):
-    banners = page.locator("main .msg-error")
-    if banners.count():
-        fail(f"{name} shows an error: {banners.all_inner_texts()}")
-    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+UI = browser.Harness("ui-loop", BASE, SHOTS, optional=OPTIONAL, wait=WAIT, full_page=True)
+step, goto, ready, shot = UI.step, UI.goto, UI.ready, UI.shot
 
 
 def hash_params(page):
@@ -338,38 +305,14 @@ def check_anomaly_marks(page):
     page.unroute("**/api/v1/anomalies*")
 
 
-def main():
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("console", on_console)
-        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        try:
-            check_events(page)
-            change = check_config(page)
-            check_wizards(page)
-            check_verify(page)
-            check_anomaly_marks(page)
-            print(f"ui-loop: applied change {change}", flush=True)
-        except Exception:
-            traceback.print_exc()
-            try:
-                page.screenshot(path=os.path.join(SHOTS, "failure.png"), full_page=True)
-            except Exception:
-                pass
-            return 1
-        finally:
-            browser.close()
-    if errors:
-        print("ui-loop: JavaScript errors:\n" + "\n".join(errors), flush=True)
-        return 1
-    step("ok")
-    return 0
+def run(page):
+    check_events(page)
+    change = check_config(page)
+    check_wizards(page)
+    check_verify(page)
+    check_anomaly_marks(page)
+    step(f"applied change {change}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(UI.launch(run, after=lambda: step("ok")))

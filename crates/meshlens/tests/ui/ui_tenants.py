@@ -10,15 +10,13 @@ with team-b (set in the address) the reverse; with team-a|team-b both. No JavaSc
 be logged (the 401s of the tenant-less phase aside). Exits non-zero on the first failure.
 """
 
-import os
 import sys
-import traceback
 import urllib.parse
 
-from playwright.sync_api import sync_playwright
+import browser
+from browser import fail
 
 BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
-os.makedirs(SHOTS, exist_ok=True)
 
 WAIT = 30_000  # ms, for any one element or text
 QUERY = '{__name__=~".+_requests_total"}'
@@ -26,28 +24,10 @@ NEEDS = "this server needs a tenant id"
 # Every name each tenant's data shows in the UI, and the words that must not leak across.
 OWN = {"team-a": "alpha", "team-b": "beta"}
 
-errors = []
-
-
-def step(msg):
-    print(f"ui-tenants: {msg}", flush=True)
-
-
-def fail(msg):
-    raise AssertionError(msg)
-
-
-def on_console(msg):
-    if msg.type != "error":
-        return
-    # Chromium logs every non-2xx fetch; the tenant-less phase expects 401s.
-    if "Failed to load resource" in msg.text and "401" in msg.text:
-        return
-    errors.append(f"console error: {msg.text} at {(msg.location or {}).get('url', '')}")
-
-
-def goto(page, hash_):
-    page.goto(f"{BASE}/#/{hash_}")
+# Chromium logs every non-2xx fetch; the tenant-less phase expects 401s. Its views show error
+# banners on purpose, so screenshots do not fail on them.
+UI = browser.Harness("ui-tenants", BASE, SHOTS, allow_status=("401",), wait=WAIT, banners=False)
+step, goto, shot = UI.step, UI.goto, UI.shot
 
 
 def wait_text(page, selector, text, what):
@@ -84,12 +64,6 @@ def set_tenant_field(page, tenant):
     page.wait_for_function(
         "(t) => new URLSearchParams(location.hash.split('?')[1] || '').get('tenant') === t",
         arg=tenant, timeout=WAIT)
-
-
-def shot(page, name):
-    path = os.path.join(SHOTS, f"{name}.png")
-    page.screenshot(path=path, full_page=False)
-    step(f"screenshot {path}")
 
 
 def check_no_tenant(page):
@@ -236,31 +210,5 @@ def run(page):
     check_traces(page, both, [], "team-a|team-b (restored)")
 
 
-def main():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        page.on("console", on_console)
-        try:
-            run(page)
-        finally:
-            browser.close()
-    if errors:
-        fail("JavaScript errors:\n  " + "\n  ".join(errors))
-    step("all tenant checks passed")
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # noqa: BLE001 - report any failure for the Rust test
-        traceback.print_exc()
-        print(f"ui-tenants: FAILED: {e}", file=sys.stderr)
-        if errors:
-            print("ui-tenants: JavaScript errors so far:\n  " + "\n  ".join(errors), file=sys.stderr)
-        sys.exit(1)
+    sys.exit(UI.launch(run, after=lambda: step("all tenant checks passed")))
