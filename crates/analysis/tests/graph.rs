@@ -281,3 +281,32 @@ fn empty_stores_give_an_empty_graph() {
         assert!(g.nodes.is_empty() && g.edges.is_empty());
     }
 }
+
+/// Regression: a call from outside the mesh (a root SERVER span) was keyed
+/// `unknown/unknown/unknown` in the trace-derived versioned-app graph, while the id rule and
+/// the metrics graph give `unknown/unknown/unknown/unknown`, so `source=both` showed that
+/// caller twice.
+#[test]
+fn an_outside_caller_has_a_versioned_id_in_the_trace_graph() {
+    let f = fixture();
+    let mut root = common::spans(f.end)
+        .into_iter()
+        .find(|s| {
+            s.kind == Some(meshlens_model::SpanKind::Server)
+                && s.local_service() == Some("productpage.default")
+        })
+        .unwrap();
+    root.id = 1 << 41;
+    root.parent_id = None;
+    f.spans.write(&[root]).unwrap();
+    for source in [GraphSource::Traces, GraphSource::Both] {
+        let g = run(&f, &query(&f, GraphType::VersionedApp, source));
+        let outside: Vec<&str> = g
+            .nodes
+            .iter()
+            .filter(|n| n.node_type == "unknown")
+            .map(|n| n.id.as_str())
+            .collect();
+        assert_eq!(outside, ["unknown/unknown/unknown/unknown"], "{source:?}");
+    }
+}

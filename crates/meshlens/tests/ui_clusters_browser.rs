@@ -72,7 +72,13 @@ fn demo_three_clusters_in_one_pane() {
             .collect();
         clusters.sort();
         clusters.dedup();
-        (cross.len() >= 2 && clusters == ["east", "edge", "west"]).then_some(cross)
+        // The script checks that the cluster filter leaves the ingress out: wait for it too
+        // (each agent scrapes its proxies on its own schedule).
+        let ingress = g["nodes"]
+            .as_array()?
+            .iter()
+            .any(|n| n["name"] == "istio-ingressgateway");
+        (cross.len() >= 2 && clusters == ["east", "edge", "west"] && ingress).then_some(cross)
     });
     println!("cross-cluster edges: {cross:?}");
     // Traces tagged with west, for the traces view's filter.

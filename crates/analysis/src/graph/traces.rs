@@ -173,13 +173,15 @@ impl Collector {
         }
     }
 
-    fn finish(mut self) -> EdgeMap {
+    fn finish(mut self, gt: GraphType) -> EdgeMap {
         let mut out = EdgeMap::default();
+        // Keyed as the metrics graph keys a caller without identity, so that `source=both`
+        // shows it as one node (versioned-app ids have a version part, `unknown` too).
         let unknown = NodeKey {
             cluster: "unknown".into(),
             namespace: "unknown".into(),
             name: "unknown".into(),
-            version: None,
+            version: (gt == GraphType::VersionedApp).then(|| "unknown".into()),
         };
         let servers = std::mem::take(&mut self.servers);
         for s in &servers {
@@ -236,5 +238,5 @@ pub(crate) fn edges(spans: &dyn SpanReader, q: &GraphQuery) -> Result<EdgeMap, A
     let end_us = q.end_ms.max(0) as u64 * 1000;
     let mut c = Collector::default();
     spans.scan(start_us, end_us, &mut |s| c.visit(s, q.graph_type))?;
-    Ok(c.finish())
+    Ok(c.finish(q.graph_type))
 }
