@@ -4,7 +4,8 @@
 //! it, `meshlens_anomaly_score` answers above 1 in PromQL, and an Anomaly event is recorded,
 //! while the steady service stays unflagged.
 
-use std::io::{Read, Write};
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,57 +15,7 @@ use meshlens_ingest::remote_write::{encode, WriteRequest};
 use meshlens_model::{Labels, Sample, TimeSeries};
 use meshlens_server::{start, ServerOptions};
 use serde_json::Value;
-
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let status = std::str::from_utf8(&buf[9..12]).unwrap().parse().unwrap();
-    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let mut body = buf[at..].to_vec();
-    if String::from_utf8_lossy(&buf[..at])
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 4 + n..];
-    }
-}
-
-fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
-    let (status, body) = http(addr, "GET", path, &[], b"");
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
+use support::{get_json, http};
 
 fn enc(q: &str) -> String {
     q.bytes()
@@ -207,7 +158,7 @@ fn write(addr: SocketAddr, series: Vec<TimeSeries>) {
 
 /// (current, history) entries for `service` in `/api/v1/anomalies`.
 fn anomalies(addr: SocketAddr, service: &str) -> (Vec<Value>, Vec<Value>) {
-    let (status, v) = get_json(addr, &format!("/api/v1/anomalies?service={service}"));
+    let (status, v) = get_json(addr, &format!("/api/v1/anomalies?service={service}"), &[]);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["data"]["threshold"], 1.0, "{v}");
     let list = |k: &str| v["data"][k].as_array().cloned().unwrap_or_default();
@@ -215,7 +166,7 @@ fn anomalies(addr: SocketAddr, service: &str) -> (Vec<Value>, Vec<Value>) {
 }
 
 fn score_query(addr: SocketAddr, q: &str) -> Vec<Value> {
-    let (status, v) = get_json(addr, &format!("/api/v1/query?query={}", enc(q)));
+    let (status, v) = get_json(addr, &format!("/api/v1/query?query={}", enc(q)), &[]);
     assert_eq!(status, 200, "{v}");
     v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
@@ -352,7 +303,7 @@ fn scenario(addr: SocketAddr) {
             .any(|h| h["signal"] == "p99" && h["end"].is_null()),
         "open episode in the history: {history:?}"
     );
-    let (status, events) = get_json(addr, "/api/v1/events?kind=anomaly&service=reviews");
+    let (status, events) = get_json(addr, "/api/v1/events?kind=anomaly&service=reviews", &[]);
     assert_eq!(status, 200);
     let events = events["data"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -368,7 +319,7 @@ fn scenario(addr: SocketAddr) {
     );
 
     // Bad input is a 400 with the bad_data envelope.
-    let (status, v) = get_json(addr, "/api/v1/anomalies?since=yesterday");
+    let (status, v) = get_json(addr, "/api/v1/anomalies?since=yesterday", &[]);
     assert_eq!(status, 400);
     assert_eq!(v["errorType"], "bad_data");
     assert!(v["error"].as_str().unwrap().contains("since"), "{v}");

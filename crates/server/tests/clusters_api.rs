@@ -1,60 +1,16 @@
 //! The hub's cluster view end to end: writes with and without the agents' `X-Meshlens-*`
 //! headers on a real listener (main and OTLP/HTTP), then `/api/v1/clusters` and `/metrics`.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use meshlens_ingest::remote_write::{encode, WriteRequest};
 use meshlens_model::{Endpoint, Labels, Sample, Span, SpanKind, TimeSeries, TraceId};
 use meshlens_server::{start, ServerOptions};
 use serde_json::Value;
-
-/// One HTTP/1.1 exchange; (status, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: hub\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let status = std::str::from_utf8(&buf[9..12]).unwrap().parse().unwrap();
-    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let mut body = buf[at..].to_vec();
-    if String::from_utf8_lossy(&buf[..at])
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 4 + n..];
-    }
-}
+use support::{get_json, http};
 
 fn now_ms() -> i64 {
     meshlens_model::time::now_ms()
@@ -117,11 +73,6 @@ fn span_body(cluster: &str) -> Vec<u8> {
         shared: false,
     };
     meshlens_ingest::otlp::encode_request(&[span])
-}
-
-fn get_json(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let (st, body) = http(addr, "GET", path, headers, b"");
-    (st, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 fn cluster<'a>(data: &'a Value, name: &str) -> &'a Value {

@@ -3,7 +3,8 @@
 //! it: the file written, a config event listed, undo byte for byte (also after a restart),
 //! conflicts and bad bodies.
 
-use std::io::{Read, Write};
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -75,26 +76,10 @@ fn mesh_text() -> String {
     format!("# the demo's rules\n{DR}---\n{VS}---\n{SE}")
 }
 
-/// One HTTP/1.1 exchange; (status, JSON body).
+/// One HTTP/1.1 exchange with a JSON body; (status, JSON answer).
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
-        .unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let status = std::str::from_utf8(&buf[9..12]).unwrap().parse().unwrap();
-    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
-    let mut body = buf[at..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
+    let json = [("Content-Type", "application/json")];
+    let (status, body) = support::http(addr, method, path, &json, body);
     let v = serde_json::from_slice(&body).unwrap_or_else(|e| {
         panic!(
             "{method} {path}: not JSON ({e}): {}",
@@ -102,19 +87,6 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Value)
         )
     });
     (status, v)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 4 + n..];
-    }
 }
 
 fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
