@@ -13,6 +13,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use meshlens_verify::http::error_chain;
+/// Percent-encodes a query-string value (the verify crate's, shared with its clients).
+pub use meshlens_verify::http::urlencode;
 
 /// The async client, for callers that already run on tokio (the demo's load generator).
 pub type AsyncClient =
@@ -141,18 +144,6 @@ impl Client {
     }
 }
 
-/// An error with its causes, `a: b: c`, so "connection refused" or a certificate problem
-/// is visible rather than hyper's outer "client error (Connect)".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    msg
-}
-
 /// Requests to one origin (`host:port`, `http://host:port` or `https://…`) over a kept-alive
 /// connection.
 pub struct Conn {
@@ -208,19 +199,6 @@ pub fn split_url(url: &str) -> anyhow::Result<(String, String)> {
 /// One GET with a client of its own.
 pub fn get(url: &str) -> anyhow::Result<Response> {
     Client::new()?.get(url)
-}
-
-/// Percent-encodes a query-string value.
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// GETs one of the server's JSON APIs: `url` plus the optional parameters that are set.

@@ -17,11 +17,10 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::httpc::Conn;
 use common::{get_json, poll, require_binary, require_python_module, run_browser_script, Server};
-use meshlens_model::{Labels, Sample, TimeSeries};
 
 const RULES: &str = r#"groups:
   - name: checkout
@@ -47,42 +46,6 @@ const RULES: &str = r#"groups:
       - record: checkout:requests:rate1m
         expr: sum(rate(istio_requests_total{destination_workload="checkout"}[1m]))
 "#;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// `istio_requests_total` of `frontend` calling `checkout` as the destination proxy reports
-/// it, a sample every 15 s over the last 5 minutes, so the graph (and the overview) has both.
-fn istio_series() -> TimeSeries {
-    let now = now_ms();
-    TimeSeries {
-        labels: Labels::from_pairs([
-            ("__name__", "istio_requests_total"),
-            ("reporter", "destination"),
-            ("source_workload", "frontend"),
-            ("source_workload_namespace", "default"),
-            ("source_app", "frontend"),
-            ("destination_workload", "checkout"),
-            ("destination_workload_namespace", "default"),
-            ("destination_app", "checkout"),
-            ("destination_service_name", "checkout"),
-            ("destination_service", "checkout.default.svc.cluster.local"),
-            ("destination_service_namespace", "default"),
-            ("request_protocol", "http"),
-            ("response_code", "200"),
-        ]),
-        samples: (0..20)
-            .map(|i| Sample {
-                t: now - (20 - i) * 15_000,
-                v: (i * 30) as f64,
-            })
-            .collect(),
-    }
-}
 
 /// The alert states the server reports, as (alertname, state) sorted.
 fn alert_states(base: &str) -> Vec<(String, String)> {
@@ -120,7 +83,10 @@ fn alerts_view_overview_badge_and_topology_mark() {
 
     let mut conn = Conn::open(&base).expect("connect");
     let r = server
-        .remote_write(&mut conn, vec![istio_series()])
+        .remote_write(
+            &mut conn,
+            vec![common::frontend_calls("checkout", "checkout", None)],
+        )
         .expect("remote write");
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
 

@@ -13,13 +13,10 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use std::time::Duration;
 
 use common::httpc::Conn;
 use common::{get_json, poll, require_binary, require_python_module, run_browser_script, Server};
-use meshlens_model::{Labels, Sample, TimeSeries};
 use serde_json::{json, Value};
 
 const MESH: &str = r#"apiVersion: networking.istio.io/v1
@@ -54,44 +51,6 @@ spec:
     timeout: 5s
 "#;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// `istio_requests_total` of `frontend` calling `http-lb` v1 as the destination proxy reports
-/// it, a sample every 15 s over the last 5 minutes (v2 gets none: its canary is judged
-/// inconclusive, never a pass).
-fn istio_series() -> TimeSeries {
-    let now = now_ms();
-    TimeSeries {
-        labels: Labels::from_pairs([
-            ("__name__", "istio_requests_total"),
-            ("reporter", "destination"),
-            ("source_workload", "frontend"),
-            ("source_workload_namespace", "default"),
-            ("source_app", "frontend"),
-            ("destination_workload", "http-lb-v1"),
-            ("destination_workload_namespace", "default"),
-            ("destination_app", "http-lb"),
-            ("destination_version", "v1"),
-            ("destination_service_name", "http-lb"),
-            ("destination_service", "http-lb.default.svc.cluster.local"),
-            ("destination_service_namespace", "default"),
-            ("request_protocol", "http"),
-            ("response_code", "200"),
-        ]),
-        samples: (0..20)
-            .map(|i| Sample {
-                t: now - (20 - i) * 15_000,
-                v: (i * 30) as f64,
-            })
-            .collect(),
-    }
-}
-
 fn post_event(server: &Server, event: Value) -> Value {
     let mut conn = Conn::open(&server.addr).expect("connect");
     let body = serde_json::to_vec(&event).unwrap();
@@ -121,7 +80,7 @@ fn events_config_wizard_and_verify_in_the_browser() {
     let server = Server::start(data.path(), &["--mesh", &mesh_arg, "--mesh-write"]);
 
     // What a rollout of http-lb v2 records, oldest first, a few minutes back.
-    let t0 = now_ms() - 10 * 60_000;
+    let t0 = common::now_ms() - 10 * 60_000;
     let events = [
         json!({"kind": "rollout", "severity": "info", "timeMs": t0, "service": "http-lb",
                "title": "canary weight 10%", "detail": {"service": "http-lb", "stable": "v1", "canary": "v2", "weight": 10, "step": 1}}),
@@ -141,7 +100,13 @@ fn events_config_wizard_and_verify_in_the_browser() {
     }
     let mut conn = Conn::open(&server.url("")).expect("connect");
     let r = server
-        .remote_write(&mut conn, vec![istio_series()])
+        .remote_write(
+            &mut conn,
+            vec![
+                // v1 only: v2 gets none, so its canary is judged inconclusive, never a pass.
+                common::frontend_calls("http-lb", "http-lb-v1", Some("v1")),
+            ],
+        )
         .expect("remote write");
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     // The topology is judged on the graph the server holds: wait for http-lb's node.

@@ -497,3 +497,46 @@ pub fn normalise(v: &Value) -> Result<(String, Points), String> {
     series.sort();
     Ok((kind, series))
 }
+
+/// Now, in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `istio_requests_total` of `frontend` calling `app` (workload `workload`, and `version`
+/// when given) as the destination proxy reports it: 200s, a sample every 15 s over the last
+/// 5 minutes, so the graph and the overview show both ends.
+pub fn frontend_calls(app: &str, workload: &str, version: Option<&str>) -> TimeSeries {
+    let now = now_ms();
+    let service = format!("{app}.default.svc.cluster.local");
+    let mut pairs = vec![
+        ("__name__", "istio_requests_total"),
+        ("reporter", "destination"),
+        ("source_workload", "frontend"),
+        ("source_workload_namespace", "default"),
+        ("source_app", "frontend"),
+        ("destination_workload", workload),
+        ("destination_workload_namespace", "default"),
+        ("destination_app", app),
+        ("destination_service_name", app),
+        ("destination_service", &service),
+        ("destination_service_namespace", "default"),
+        ("request_protocol", "http"),
+        ("response_code", "200"),
+    ];
+    if let Some(v) = version {
+        pairs.push(("destination_version", v));
+    }
+    TimeSeries {
+        labels: meshlens_model::Labels::from_pairs(pairs),
+        samples: (0..20)
+            .map(|i| meshlens_model::Sample {
+                t: now - (20 - i) * 15_000,
+                v: (i * 30) as f64,
+            })
+            .collect(),
+    }
+}
