@@ -20,8 +20,8 @@ pub use labels::{
 pub use matcher::{LabelMatcher, MatchOp, MatcherError};
 pub use sample::{format_value, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
 pub use storage::{
-    AppendOutcome, HeadCardinality, MetricMetadata, MetricReader, MetricWriter, RejectReason,
-    SeriesSamples, StorageError, TimeSeries,
+    AppendOutcome, HeadCardinality, MaterializedCursor, MetricMetadata, MetricReader, MetricWriter,
+    RejectReason, SeriesCursor, SeriesSamples, StorageError, TimeSeries,
 };
 pub use trace::{
     Annotation, DependencyLink, Endpoint, Span, SpanKind, SpanReader, SpanWriter, TraceId,

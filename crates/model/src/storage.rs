@@ -186,8 +186,50 @@ pub trait MetricWriter: Send + Sync {
     }
 }
 
+/// One matching series whose samples are decoded only when asked, so a query can hold one
+/// series' samples at a time (or decode several in parallel) instead of every sample of
+/// every match. Cursors borrow the reader; they are cheap until `decode_into` is called.
+pub trait SeriesCursor: Send + Sync {
+    fn labels(&self) -> &Labels;
+
+    /// Appends the series' samples within the selection's `[mint, maxt]` to `buf`, in time
+    /// order and without duplicate timestamps; returns how many were appended.
+    fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError>;
+}
+
+/// A cursor over samples already in memory: the default for readers without a lazy path.
+pub struct MaterializedCursor(pub SeriesSamples);
+
+impl SeriesCursor for MaterializedCursor {
+    fn labels(&self) -> &Labels {
+        &self.0.labels
+    }
+
+    fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError> {
+        buf.extend_from_slice(&self.0.samples);
+        Ok(self.0.samples.len())
+    }
+}
+
 /// Reads metrics. Implementations are internally synchronised.
 pub trait MetricReader: Send + Sync {
+    /// Matching series, sorted by labels, as cursors that decode their samples in
+    /// `[mint, maxt]` on demand. Series with no sample in the range may be included (their
+    /// decode appends nothing). This default materialises through `select`; engines override
+    /// it to decode chunk by chunk, skipping chunks outside the range.
+    fn select_lazy<'a>(
+        &'a self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn SeriesCursor + 'a>>, StorageError> {
+        Ok(self
+            .select(matchers, mint, maxt)?
+            .into_iter()
+            .map(|s| Box::new(MaterializedCursor(s)) as Box<dyn SeriesCursor + 'a>)
+            .collect())
+    }
+
     /// Series matching all matchers, with their samples in `[mint, maxt]`.
     fn select(
         &self,
