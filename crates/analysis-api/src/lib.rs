@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use meshlens_analysis::params::{graph_query, stats_query};
-use meshlens_analysis::{build_graph, compute_stats, AnalysisError};
+use meshlens_analysis::{
+    build_graph, build_graph_with_aggregates, compute_stats, AnalysisError, EdgeAggregates,
+};
 use meshlens_model::{MetricReader, SpanReader};
 use meshlens_promql::Engine;
 use serde::Serialize;
@@ -26,6 +28,9 @@ pub struct AnalysisState {
     pub metrics: Arc<dyn MetricReader>,
     pub spans: Arc<dyn SpanReader>,
     pub engine: Arc<Engine>,
+    /// The tenant's per-edge graph aggregates; None (a view over several tenants, or the
+    /// aggregates turned off): every metrics graph goes through PromQL.
+    pub aggregates: Option<Arc<EdgeAggregates>>,
 }
 
 pub fn router(state: Arc<AnalysisState>) -> Router {
@@ -42,7 +47,11 @@ async fn graph(State(st): State<Arc<AnalysisState>>, Query(p): Q) -> Response {
         Ok(q) => q,
         Err(e) => return error(AnalysisError::Param(e)),
     };
-    run(move || build_graph(&*st.metrics, &*st.spans, &st.engine, &q)).await
+    run(move || match &st.aggregates {
+        Some(a) => build_graph_with_aggregates(a, &*st.metrics, &*st.spans, &st.engine, &q),
+        None => build_graph(&*st.metrics, &*st.spans, &st.engine, &q),
+    })
+    .await
 }
 
 async fn stats(State(st): State<Arc<AnalysisState>>, Query(p): Q) -> Response {

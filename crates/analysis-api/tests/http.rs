@@ -8,6 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use meshlens_analysis::{AggregatesOptions, AggregatingWriter, EdgeAggregates};
 use meshlens_analysis_api::{router, AnalysisState};
 use meshlens_model::SpanWriter;
 use meshlens_promql::{Engine, EngineOptions};
@@ -34,13 +35,19 @@ fn graph_and_stats_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let end = common::end_ms();
     let tsdb = common::tsdb(&dir.path().join("t"));
-    common::write_metrics(&*tsdb, end);
+    // The graph aggregates see what the TSDB stores, as the server wires them.
+    let aggregates = Arc::new(EdgeAggregates::empty(AggregatesOptions::default()).unwrap());
+    common::write_metrics(
+        &AggregatingWriter::new(tsdb.clone(), aggregates.clone()),
+        end,
+    );
     let spans = common::spanstore(&dir.path().join("s"));
     spans.write(&common::spans(end)).unwrap();
     let state = Arc::new(AnalysisState {
         metrics: tsdb,
         spans,
         engine: Arc::new(Engine::new(EngineOptions::default())),
+        aggregates: Some(aggregates),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -68,6 +75,23 @@ fn graph_and_stats_endpoints() {
 
     let (st, g) = get(addr, &format!("/api/v1/graph?end={e}&namespace=default"));
     assert_eq!(st, 200);
+    assert_eq!(g["nodes"][0]["nodeType"], "workload");
+    // The metrics graph came from the aggregates, over the window asked for.
+    assert_eq!(g["computedFrom"], "aggregates", "{g}");
+    assert_eq!(g["resolutionMs"], 15_000);
+    assert_eq!(g["effectiveEndMs"], end);
+    assert!(g.get("fallbackReason").is_none());
+    // Beyond their retention, PromQL serves and the answer says why.
+    let (st, g) = get(
+        addr,
+        &format!("/api/v1/graph?end={e}&window=2d&namespace=default"),
+    );
+    assert_eq!(st, 200, "{g}");
+    assert_eq!(g["computedFrom"], "promql");
+    assert!(
+        g["fallbackReason"].as_str().unwrap().contains("retention"),
+        "{g}"
+    );
     assert_eq!(g["nodes"][0]["nodeType"], "workload");
 
     let (st, s) = get(

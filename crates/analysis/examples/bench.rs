@@ -4,17 +4,26 @@
 //!
 //! - graph: 1,000 services, 10,000 edges of Istio metrics (requests by 2 response codes,
 //!   Istio's 20 duration buckets, destination reporter) in a Tsdb, graph over 1 h;
-//!   `SCRAPE_S` sets the scrape interval (default 15).
-//! - stats: a SpanStore filled with `meshlens_testdata` traces to 5 million spans, statistics over the
-//!   whole hour, against a bare `scan` of the same window as the baseline.
+//!   `SCRAPE_S` sets the scrape interval (default 15), `SERVICES` the mesh size (10 edges
+//!   each, default 1000), `GRAPH_TYPES` a comma list of graph types (default all three).
+//! - stats: a SpanStore filled with `meshlens_testdata` traces to 5 million spans (`SPANS`),
+//!   statistics over the whole hour, against a bare `scan` of the same window as the baseline:
+//!   the first query (projection scans), later ones (per-segment partials), a window cutting
+//!   segments, a service filter, then without partials and through whole `Span`s.
+//!
+//! The last line is the process's peak resident memory (`peak_rss_kib=`), for `bench/scaling`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use meshlens_analysis::{
-    build_graph, compute_stats, GraphQuery, GraphSource, GraphType, StatsQuery,
+    build_graph, build_graph_with_aggregates, compute_stats, AggregatesOptions, ComputedFrom,
+    EdgeAggregates, GraphQuery, GraphSource, GraphType, StatsQuery,
 };
-use meshlens_model::{Labels, MetricWriter, Sample, SpanReader, TimeSeries};
+use meshlens_model::{
+    DependencyLink, Labels, MetricWriter, Sample, Span, SpanReader, StorageError, TimeSeries,
+    TraceId, TraceQuery,
+};
 use meshlens_promql::{Engine, EngineOptions};
 use meshlens_spanstore::{SpanStore, SpanStoreOptions};
 use meshlens_tsdb::{FsyncPolicy, Tsdb, TsdbOptions};
@@ -37,10 +46,38 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 }
 
 fn graph_types() -> Vec<GraphType> {
-    match std::env::var("GRAPH_TYPES").ok().as_deref() {
-        Some("app") => vec![GraphType::App],
-        _ => vec![GraphType::Workload, GraphType::App, GraphType::Service],
+    let all = vec![GraphType::Workload, GraphType::App, GraphType::Service];
+    match std::env::var("GRAPH_TYPES") {
+        Ok(list) => {
+            let picked: Vec<GraphType> = list.split(',').filter_map(GraphType::parse).collect();
+            if picked.is_empty() {
+                all
+            } else {
+                picked
+            }
+        }
+        Err(_) => all,
     }
+}
+
+/// A size knob from the environment (`bench/scaling` sets them), or its default.
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// This process's peak resident memory in KiB (VmHWM), 0 where /proc is missing.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn graph_bench() {
@@ -55,16 +92,23 @@ fn graph_bench() {
         ..TsdbOptions::default()
     };
     let db = Arc::new(Tsdb::open(dir.path(), opts).expect("open"));
+    // The per-edge aggregates see every batch the TSDB takes, as the server wires them.
+    let aggs = EdgeAggregates::empty(AggregatesOptions::default()).expect("aggregates");
+    let mut feed_s = 0.0;
     let now = meshlens_model::time::now_ms();
     let end = now - now % scrape_ms;
     let start = end - 3_600_000 - 2 * scrape_ms;
     let svc = |i: usize| (format!("svc-{i}"), format!("ns-{}", i % 20));
-    let mut edges = Vec::with_capacity(10_000);
-    for i in 0..1000usize {
+    let n = env_usize("SERVICES", 1000).max(2);
+    let mut edges = Vec::with_capacity(n * 10);
+    for i in 0..n {
         for k in 0..10usize {
-            edges.push((i, (i + 1 + k * 97) % 1000));
+            edges.push((i, (i + 1 + k * 97) % n));
         }
     }
+    // Small meshes wrap around: no self-calls, no repeated edge (order kept).
+    let mut seen = std::collections::HashSet::new();
+    edges.retain(|&(a, b)| a != b && seen.insert((a, b)));
     let t0 = Instant::now();
     let mut series = 0usize;
     for chunk in edges.chunks(500) {
@@ -126,12 +170,64 @@ fn graph_bench() {
         }
         series += batch.len();
         db.append(&batch).expect("append");
+        let t = Instant::now();
+        aggs.observe(&batch);
+        feed_s += t.elapsed().as_secs_f64();
     }
+    let samples_per = 3_600_000 / scrape_ms + 3;
     println!(
-        "graph: wrote {series} series x {} samples in {:.1} s",
-        3_600_000 / scrape_ms + 3,
-        t0.elapsed().as_secs_f64()
+        "graph: wrote {series} series x {samples_per} samples in {:.1} s, of which {feed_s:.1} s \
+         feeding the aggregates ({:.0} ns a sample)",
+        t0.elapsed().as_secs_f64(),
+        feed_s * 1e9 / (series as f64 * samples_per as f64)
     );
+    let st = aggs.stats();
+    println!(
+        "  aggregates: {} edges, {} series, {} figures, {} / {} rows (15 s / 5 m), {:.1} MiB \
+         ({:.0} bytes an edge)",
+        st.edges,
+        st.series,
+        st.figures,
+        st.rows_fine,
+        st.rows_coarse,
+        st.bytes as f64 / (1 << 20) as f64,
+        st.bytes as f64 / st.edges.max(1) as f64
+    );
+    /// A field of /proc/self/status in KiB (0 where /proc is missing).
+    fn status_kib(field: &str) -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+    /// Resident memory before one run of `f`, its peak during and what stays after (the
+    /// peak is reset first through /proc/self/clear_refs).
+    fn memory<T>(f: impl FnOnce() -> T) -> String {
+        let before = status_kib("VmRSS:");
+        let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        let out = f();
+        let (peak, after) = (status_kib("VmHWM:"), status_kib("VmRSS:"));
+        drop(out);
+        let mib = |k: u64| k as f64 / 1024.0;
+        if reset {
+            format!(
+                "resident {:.0} MiB before, peak +{:.0} MiB, +{:.0} MiB after",
+                mib(before),
+                mib(peak.saturating_sub(before)),
+                mib(after.saturating_sub(before))
+            )
+        } else {
+            format!(
+                "resident {:.0} MiB before, +{:.0} MiB after",
+                mib(before),
+                mib(after.saturating_sub(before))
+            )
+        }
+    }
     let spans_dir = tempfile::tempdir().expect("tempdir");
     let spans = SpanStore::open(spans_dir.path(), SpanStoreOptions::default()).expect("open");
     let engine = Engine::new(EngineOptions::default());
@@ -147,11 +243,30 @@ fn graph_bench() {
         };
         let (ms, g) = best_of(3, || build_graph(&*db, &spans, &engine, &q).expect("graph"));
         println!(
-            "graph {:<9} 1h, scrape {}s: {} nodes, {} edges in {ms:.0} ms (goal 300 ms)",
+            "graph {:<9} 1h, scrape {}s: {} nodes, {} edges in {ms:.0} ms through PromQL \
+             (goal 300 ms)",
             gt.as_str(),
             scrape_ms / 1000,
             g.nodes.len(),
             g.edges.len()
+        );
+        let with_aggs = || build_graph_with_aggregates(&aggs, &*db, &spans, &engine, &q);
+        let (ams, a) = best_of(5, || with_aggs().expect("graph"));
+        assert_eq!(a.computed_from, ComputedFrom::Aggregates, "{:?}", a.fallback_reason);
+        assert_eq!((a.nodes.len(), a.edges.len()), (g.nodes.len(), g.edges.len()));
+        println!(
+            "graph {:<9} 1h, scrape {}s: {} nodes, {} edges in {ams:.1} ms from the aggregates \
+             ({:.0}x)",
+            gt.as_str(),
+            scrape_ms / 1000,
+            a.nodes.len(),
+            a.edges.len(),
+            ms / ams
+        );
+        println!("  memory, aggregates: {}", memory(|| with_aggs().expect("graph")));
+        println!(
+            "  memory, PromQL:     {}",
+            memory(|| build_graph(&*db, &spans, &engine, &q).expect("graph"))
         );
     }
     // The PromQL share: the requests query alone.
@@ -192,7 +307,8 @@ fn stats_bench() {
     let t0 = Instant::now();
     let mut total = 0usize;
     let mut chunk = 0u64;
-    while total < 5_000_000 {
+    let target = env_usize("SPANS", 5_000_000);
+    while total < target {
         // 40 slices of the hour, each filled by its own seed.
         let lo = now - hour + (chunk % 40) * hour / 40;
         let spans = meshlens_testdata::generate_spans_at(50_000, chunk, lo, lo + hour / 40);
@@ -218,14 +334,82 @@ fn stats_bench() {
         cluster: None,
         service: None,
     };
-    let (ms, s) = best_of(3, || compute_stats(&store, &q).expect("stats"));
+    let summary = |s: &meshlens_analysis::Stats| {
+        format!(
+            "{} spans ({} traces, {} requests, {} URLs)",
+            s.totals.spans,
+            s.totals.traces,
+            s.totals.requests,
+            s.per_url.len()
+        )
+    };
+    // The first query decodes every segment (projection scan) and keeps their partials.
+    let (cold, s) = best_of(1, || compute_stats(&store, &q).expect("stats"));
+    let (ms, warm) = best_of(3, || compute_stats(&store, &q).expect("stats"));
+    assert!(warm == s, "partials give the scanned figures");
+    println!("stats over {}: {ms:.0} ms (goal 300 ms)", summary(&s));
+    println!("  first query (projection scan, keeps per-segment partials): {cold:.0} ms");
+    let cut = StatsQuery {
+        window_ms: 1_800_000,
+        end_ms: end_ms - 900_000,
+        ..q.clone()
+    };
+    let svc = StatsQuery {
+        service: Some("frontend.default".into()),
+        ..q.clone()
+    };
+    for (what, q) in [("30 min window cutting segments", &cut), ("service filter", &svc)] {
+        let (cold, s) = best_of(1, || compute_stats(&store, q).expect("stats"));
+        let (ms, _) = best_of(3, || compute_stats(&store, q).expect("stats"));
+        println!("  {what}: {}: first {cold:.0} ms, then {ms:.0} ms", summary(&s));
+    }
     println!(
-        "stats over {} spans ({} traces, {} requests, {} URLs): {ms:.0} ms (goal 300 ms)",
-        s.totals.spans,
-        s.totals.traces,
-        s.totals.requests,
-        s.per_url.len()
+        "  partials kept: {} ({:.1} MiB)",
+        store.stats().preaggregates,
+        store.stats().preaggregate_bytes as f64 / (1 << 20) as f64
     );
+    // Every query a projection scan: the same store without partials.
+    store.close().expect("close");
+    drop(store);
+    let opts = SpanStoreOptions {
+        fsync: false,
+        preaggregate_bytes: 0,
+        ..SpanStoreOptions::default()
+    };
+    let store = SpanStore::open(dir.path(), opts).expect("open");
+    let (ms, p) = best_of(3, || compute_stats(&store, &q).expect("stats"));
+    assert!(p == s, "projection scans give the same figures");
+    println!("  without partials (projection scan every time): {ms:.0} ms");
+    let (ms, p) = best_of(1, || compute_stats(&ScanOnly(&store), &q).expect("stats"));
+    assert!(p == s, "span scans give the same figures");
+    println!("  building every Span (SpanReader::scan, as before projections): {ms:.0} ms");
+}
+
+/// A reader with only `scan`: statistics through the trait's default parts.
+struct ScanOnly<'a>(&'a SpanStore);
+
+impl SpanReader for ScanOnly<'_> {
+    fn trace(&self, id: &TraceId) -> Result<Vec<Span>, StorageError> {
+        self.0.trace(id)
+    }
+    fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError> {
+        self.0.find_traces(q)
+    }
+    fn service_names(&self) -> Result<Vec<String>, StorageError> {
+        self.0.service_names()
+    }
+    fn remote_service_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
+        self.0.remote_service_names(service)
+    }
+    fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
+        self.0.span_names(service)
+    }
+    fn dependencies(&self, end: i64, lookback: i64) -> Result<Vec<DependencyLink>, StorageError> {
+        self.0.dependencies(end, lookback)
+    }
+    fn scan(&self, a: u64, b: u64, visit: &mut dyn FnMut(&Span)) -> Result<(), StorageError> {
+        self.0.scan(a, b, visit)
+    }
 }
 
 fn main() {
@@ -236,4 +420,5 @@ fn main() {
     if what == "stats" || what == "all" {
         stats_bench();
     }
+    println!("peak_rss_kib={}", peak_rss_kib());
 }

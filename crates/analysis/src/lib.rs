@@ -10,9 +10,10 @@
 //! - [`params`]: the query-string form of a graph or statistics request.
 //!
 //! Design decision: every analysis reads through `MetricReader` / `SpanReader` only, so it
-//! runs unchanged over the embedded engines or ClickHouse, and nothing keeps a second copy of
-//! the data: a graph or a statistic is a query, not a materialised view. This crate has no
-//! HTTP: `meshlens-analysis-api` serves it.
+//! runs unchanged over the embedded engines or ClickHouse. The one materialised view is the
+//! graph's per-edge aggregates (`graph::aggregates`), fed at ingest and rebuilt from storage,
+//! which the PromQL path backs up and must agree with. This crate has no HTTP:
+//! `meshlens-analysis-api` serves it.
 
 pub mod graph;
 pub mod params;
@@ -23,7 +24,9 @@ mod fx;
 mod quantile;
 
 pub use graph::{
-    build_graph, Edge, Graph, GraphQuery, GraphSource, GraphType, Health, Node, NodeKey,
+    build_graph, build_graph_with_aggregates, AggregatesOptions, AggregatingWriter,
+    ComputedFrom, Edge, EdgeAggregates, Graph, GraphQuery, GraphSource, GraphType, Health, Node,
+    NodeKey,
 };
 pub use params::ParamError;
 pub use spanmetrics::SpanMetrics;

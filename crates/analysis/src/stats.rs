@@ -1,18 +1,28 @@
 //! Traffic statistics in the manner of OPNFV Clover's visibility service: request counts per
 //! URL, service, service and URL, URL and status code; user-agent shares; response times per
-//! service; totals and the distinct values seen. One scan of the span store over the window
-//! (split across threads by time), no second copy of the data.
+//! service; totals and the distinct values seen.
+//!
+//! One projection scan of the span store over the window (`SpanReader::parts`): only the
+//! columns a statistic reads (trace id, service, name, kind, duration and a few tags), part
+//! by part in parallel, never building `Span`s. A part that lies wholly inside the window
+//! and can keep pre-aggregates (an immutable segment) is summed once per filter and its
+//! partial kept by the store, so a later query covering it merges the partial instead of
+//! decoding it. Results are exact: distinct trace ids and nearest-rank percentiles merge
+//! from sorted runs, not sketches.
 //!
 //! A request is a SERVER span, or a span without kind that carries HTTP tags, so that the
 //! CLIENT half of each call does not count it twice.
 
 mod collect;
+mod parts;
 
-use meshlens_model::{Span, SpanReader};
+use std::sync::Arc;
+
+use meshlens_model::{Projection, Span, SpanPart, SpanReader, StorageError};
 use serde::Serialize;
 
 use crate::AnalysisError;
-use collect::Partial;
+use collect::{Filter, PartScan, Partial, PREFIXES, TAG_KEYS};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatsQuery {
@@ -108,39 +118,65 @@ pub(crate) fn span_cluster(s: &Span) -> &str {
         .map_or("unknown", String::as_str)
 }
 
-/// Threads the scan is split across (by time); the store is shared and read-only.
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+/// The pre-aggregate of one part under one filter: the filter is part of the key.
+fn memo_key(q: &StatsQuery) -> String {
+    format!(
+        "meshlens-analysis/stats/v1 cluster={:?} service={:?}",
+        q.cluster, q.service
+    )
+}
+
+/// The statistics of one part: its cached partial when the part lies inside the window and
+/// has one, else a projection scan (whose result is offered to the part's cache when the
+/// part lies inside the window).
+fn part_stats(
+    part: &dyn SpanPart,
+    proj: &Projection<'_>,
+    filter: &Filter<'_>,
+    key: &str,
+) -> Result<Arc<Partial>, StorageError> {
+    let whole = part
+        .time_range()
+        .is_some_and(|(lo, hi)| lo >= proj.start_us && hi <= proj.end_us);
+    if whole {
+        if let Some(hit) = part.memo_get(key).and_then(|m| m.downcast::<Partial>().ok()) {
+            return Ok(hit);
+        }
+    }
+    let mut scan = PartScan::new(filter);
+    part.scan(proj, &mut |r| scan.visit(r))?;
+    let acc = Arc::new(scan.finish());
+    if whole {
+        part.memo_put(key, acc.clone(), acc.bytes());
+    }
+    Ok(acc)
 }
 
 pub fn compute_stats(spans: &dyn SpanReader, q: &StatsQuery) -> Result<Stats, AnalysisError> {
-    let start_us = (q.end_ms - q.window_ms).max(0) as u64 * 1000 + 1;
-    let end_us = q.end_ms.max(0) as u64 * 1000;
-    let n = threads() as u64;
-    let step = (end_us.saturating_sub(start_us) / n).max(1);
-    let parts: Vec<Result<Partial, AnalysisError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .map(|i| {
-                let lo = start_us + i * step;
-                let hi = if i == n - 1 { end_us } else { lo + step - 1 };
-                scope.spawn(move || {
-                    let mut p = Partial::new(q);
-                    if lo <= hi {
-                        spans.scan(lo, hi, &mut |s| p.visit(s))?;
-                    }
-                    Ok(p)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    let mut parts = parts.into_iter();
-    let mut acc = parts.next().expect("at least one part")?;
-    for p in parts {
-        acc.merge(p?);
+    // The window is (end - window, end] in milliseconds.
+    let us = |ms: i64| (ms.max(0) as u64).saturating_mul(1000);
+    let start_us = us(q.end_ms.saturating_sub(q.window_ms)) + 1;
+    let end_us = us(q.end_ms);
+    let mut acc = Partial::default();
+    if start_us <= end_us {
+        let proj = Projection {
+            start_us,
+            end_us,
+            tags: &TAG_KEYS,
+            tag_prefixes: &PREFIXES,
+            // `unknown` also stands for spans without a service, which no index has.
+            service: q.service.as_deref().filter(|s| *s != "unknown"),
+        };
+        let filter = Filter {
+            cluster: q.cluster.as_deref(),
+            service: q.service.as_deref(),
+        };
+        let key = memo_key(q);
+        let parts = spans.parts(start_us, end_us)?;
+        let partials = parts::map_parts(&parts, |p| part_stats(p, &proj, &filter, &key))?;
+        for p in &partials {
+            acc.merge(p);
+        }
     }
     Ok(acc.finish(q))
 }

@@ -1,11 +1,19 @@
 //! Prometheus remote write 1.0: a snappy block-compressed protobuf `prometheus.WriteRequest`.
 //!
-//! The protobuf messages are declared by hand with prost derives (no protoc at build time).
-//! Decoding checks the announced decompressed size against a limit before allocating, so an
-//! over-size body is refused cheaply (the server answers 413).
+//! Decoding reads the protobuf wire format directly ([`wire`]): label strings stay borrowed
+//! from the decompressed buffer until a caller needs owned series, which the server's
+//! remote-write path never does for a series its TSDB already holds. Decoding checks the
+//! announced decompressed size against a limit before allocating, so an over-size body is
+//! refused cheaply (the server answers 413). Encoding writes the wire format straight from
+//! borrowed series; prost messages remain only for metadata and as the tests' reference.
 
-use meshlens_model::{Labels, MetricMetadata, Sample, TimeSeries};
+pub mod wire;
+
+use meshlens_model::labels::{is_valid_label_name, is_valid_metric_name};
+use meshlens_model::{MetricMetadata, RawSeries, Sample, TimeSeries, METRIC_NAME};
 use prost::Message;
+
+pub use wire::{RawRequest, WireError};
 
 /// A decoded request.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -30,6 +38,12 @@ pub enum DecodeError {
     InvalidLabels { series_index: usize, reason: String },
 }
 
+impl From<WireError> for DecodeError {
+    fn from(e: WireError) -> Self {
+        DecodeError::Protobuf(e.to_string())
+    }
+}
+
 /// Decodes with a 256 MiB ceiling on the decompressed size.
 pub fn decode(snappy_body: &[u8]) -> Result<WriteRequest, DecodeError> {
     decode_with_limit(snappy_body, 256 << 20)
@@ -42,6 +56,26 @@ pub fn decode_with_limit(
     snappy_body: &[u8],
     max_decompressed_bytes: usize,
 ) -> Result<WriteRequest, DecodeError> {
+    let mut raw = Vec::new();
+    decompress_into(snappy_body, max_decompressed_bytes, &mut raw)?;
+    let req = wire::parse(&raw)?;
+    let series = valid_series(&req)?;
+    Ok(WriteRequest {
+        timeseries: series.iter().map(RawSeries::to_time_series).collect(),
+        metadata: req.metadata,
+        histograms_dropped: req.histograms_dropped,
+        exemplars_dropped: req.exemplars_dropped,
+    })
+}
+
+/// Decompresses a snappy block into `buf` (cleared first; callers keep it between requests
+/// so its memory is reused), refusing a body whose announced size exceeds the limit before
+/// allocating anything.
+pub fn decompress_into(
+    snappy_body: &[u8],
+    max_decompressed_bytes: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
     let size =
         snap::raw::decompress_len(snappy_body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if size > max_decompressed_bytes {
@@ -50,55 +84,66 @@ pub fn decode_with_limit(
             limit: max_decompressed_bytes,
         });
     }
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(snappy_body)
+    buf.clear();
+    buf.resize(size, 0);
+    let n = snap::raw::Decoder::new()
+        .decompress(snappy_body, buf)
         .map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    let pb =
-        PbWriteRequest::decode(raw.as_slice()).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
-    let mut out = WriteRequest {
-        timeseries: Vec::with_capacity(pb.timeseries.len()),
-        ..Default::default()
-    };
-    for (i, ts) in pb.timeseries.into_iter().enumerate() {
-        out.histograms_dropped += ts.histograms.len() as u64;
-        out.exemplars_dropped += ts.exemplars.len() as u64;
-        if ts.samples.is_empty() {
+    buf.truncate(n);
+    Ok(())
+}
+
+/// The request's series that carry samples, each checked as stored series must be: valid
+/// label names, a valid metric name, and a `__name__` label. The first invalid series fails
+/// the whole request, named by its index in the request. Series without samples are
+/// skipped unchecked, as they store nothing.
+pub fn valid_series<'r>(req: &'r RawRequest<'_>) -> Result<Vec<RawSeries<'r>>, DecodeError> {
+    let mut out = Vec::with_capacity(req.len());
+    for (i, s) in req.iter().enumerate() {
+        if s.samples.is_empty() {
             continue;
         }
-        let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
-        labels
-            .validate()
-            .map_err(|reason| DecodeError::InvalidLabels {
-                series_index: i,
-                reason,
-            })?;
-        if labels.metric_name().is_none() {
-            return Err(DecodeError::InvalidLabels {
-                series_index: i,
-                reason: "series has no __name__ label".into(),
-            });
-        }
-        out.timeseries.push(TimeSeries {
-            labels,
-            samples: ts
-                .samples
-                .into_iter()
-                .map(|s| Sample::new(s.timestamp, s.value))
-                .collect(),
-        });
+        check_series(&s).map_err(|reason| DecodeError::InvalidLabels {
+            series_index: i,
+            reason,
+        })?;
+        out.push(s);
     }
-    out.metadata = pb
-        .metadata
-        .into_iter()
-        .map(|m| MetricMetadata {
-            metric_family: m.metric_family_name,
-            kind: metric_type_name(m.r#type).to_string(),
-            help: m.help,
-            unit: m.unit,
-        })
-        .collect();
     Ok(out)
 }
+
+/// [`Labels::validate`] and the `__name__` requirement, on the pairs as sent when they are
+/// already normalised (no `Labels` built), on the normalised set otherwise; the same
+/// verdict and message either way.
+fn check_series(s: &RawSeries<'_>) -> Result<(), String> {
+    if !s.is_normalised() {
+        let labels = s.to_labels();
+        labels.validate()?;
+        return match labels.metric_name() {
+            Some(_) => Ok(()),
+            None => Err(NO_NAME.into()),
+        };
+    }
+    let mut has_name = false;
+    for &(name, value) in s.labels {
+        if !is_valid_label_name(name) {
+            return Err(format!("invalid label name {name:?}"));
+        }
+        if name == METRIC_NAME {
+            if !is_valid_metric_name(value) {
+                return Err(format!("invalid metric name {value:?}"));
+            }
+            has_name = true;
+        }
+    }
+    if has_name {
+        Ok(())
+    } else {
+        Err(NO_NAME.into())
+    }
+}
+
+const NO_NAME: &str = "series has no __name__ label";
 
 /// Encodes as protobuf and compresses with snappy's block format.
 pub fn encode(req: &WriteRequest) -> Vec<u8> {
@@ -116,33 +161,15 @@ pub fn compress(raw: &[u8]) -> Vec<u8> {
 /// holding both one's series (protobuf merges repeated fields), which is how a durable buffer
 /// batches records without decoding them again.
 pub fn encode_protobuf(req: &WriteRequest) -> Vec<u8> {
+    let series: Vec<&TimeSeries> = req.timeseries.iter().collect();
+    encode_protobuf_stamped(&series, &req.metadata, &[])
+}
+
+/// The metadata part of a `WriteRequest` (field 3), appended to `out`.
+fn encode_metadata(out: &mut Vec<u8>, metadata: &[MetricMetadata]) {
     let pb = PbWriteRequest {
-        timeseries: req
-            .timeseries
-            .iter()
-            .map(|ts| PbTimeSeries {
-                labels: ts
-                    .labels
-                    .iter()
-                    .map(|l| PbLabel {
-                        name: l.name.clone(),
-                        value: l.value.clone(),
-                    })
-                    .collect(),
-                samples: ts
-                    .samples
-                    .iter()
-                    .map(|s| PbSample {
-                        value: s.v,
-                        timestamp: s.t,
-                    })
-                    .collect(),
-                exemplars: Vec::new(),
-                histograms: Vec::new(),
-            })
-            .collect(),
-        metadata: req
-            .metadata
+        timeseries: Vec::new(),
+        metadata: metadata
             .iter()
             .map(|m| PbMetricMetadata {
                 r#type: metric_type_code(&m.kind),
@@ -152,7 +179,8 @@ pub fn encode_protobuf(req: &WriteRequest) -> Vec<u8> {
             })
             .collect(),
     };
-    pb.encode_to_vec()
+    // Encoding into a Vec cannot run out of room.
+    let _ = pb.encode(out);
 }
 
 /// The uncompressed protobuf `WriteRequest` of `series` (and `metadata`), with each
@@ -234,10 +262,7 @@ pub fn encode_protobuf_stamped(
     }
     if !metadata.is_empty() {
         // Concatenated protobuf messages merge their repeated fields.
-        out.extend_from_slice(&encode_protobuf(&WriteRequest {
-            metadata: metadata.to_vec(),
-            ..Default::default()
-        }));
+        encode_metadata(&mut out, metadata);
     }
     out
 }
@@ -323,7 +348,94 @@ struct PbMetricMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshlens_model::Labels;
     use proptest::prelude::*;
+
+    /// The decoder as it was before the wire reader: prost messages, then owned labels.
+    /// The reference the wire reader must agree with.
+    fn prost_decode(raw: &[u8]) -> Result<WriteRequest, String> {
+        let pb = PbWriteRequest::decode(raw).map_err(|e| e.to_string())?;
+        let mut out = WriteRequest::default();
+        for (i, ts) in pb.timeseries.into_iter().enumerate() {
+            out.histograms_dropped += ts.histograms.len() as u64;
+            out.exemplars_dropped += ts.exemplars.len() as u64;
+            if ts.samples.is_empty() {
+                continue;
+            }
+            let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
+            labels.validate().map_err(|r| format!("timeseries[{i}]: {r}"))?;
+            if labels.metric_name().is_none() {
+                return Err(format!("timeseries[{i}]: {NO_NAME}"));
+            }
+            out.timeseries.push(TimeSeries {
+                labels,
+                samples: ts
+                    .samples
+                    .into_iter()
+                    .map(|s| Sample::new(s.timestamp, s.value))
+                    .collect(),
+            });
+        }
+        out.metadata = pb
+            .metadata
+            .into_iter()
+            .map(|m| MetricMetadata {
+                metric_family: m.metric_family_name,
+                kind: metric_type_name(m.r#type).to_string(),
+                help: m.help,
+                unit: m.unit,
+            })
+            .collect();
+        Ok(out)
+    }
+
+    /// Any request prost can write: labels in any order, repeated names, empty values,
+    /// invalid names, series without samples, exemplars, histograms and metadata.
+    fn arb_request() -> impl Strategy<Value = PbWriteRequest> {
+        let label = (
+            prop_oneof!["__name__", "job", "a", "le", "bad-name", "", "zone"],
+            prop_oneof!["", "up", "x", "1.5", "9bad", "héllo"],
+        )
+            .prop_map(|(name, value)| PbLabel {
+                name: name.to_string(),
+                value: value.to_string(),
+            });
+        let sample = (any::<i64>(), any::<u64>()).prop_map(|(t, v)| PbSample {
+            timestamp: t,
+            value: f64::from_bits(v),
+        });
+        let series = (
+            proptest::collection::vec(label, 0..6),
+            proptest::collection::vec(sample, 0..4),
+            0..2usize,
+            0..2usize,
+        )
+            .prop_map(|(labels, samples, ex, hist)| PbTimeSeries {
+                labels,
+                samples,
+                exemplars: vec![PbOpaque {}; ex],
+                histograms: vec![PbOpaque {}; hist],
+            });
+        let md = (0..10i32, "[a-z]{0,4}", "[ -~]{0,6}").prop_map(|(t, f, h)| PbMetricMetadata {
+            r#type: t,
+            metric_family_name: f,
+            help: h,
+            unit: String::new(),
+        });
+        (
+            proptest::collection::vec(series, 0..6),
+            proptest::collection::vec(md, 0..2),
+        )
+            .prop_map(|(timeseries, metadata)| PbWriteRequest {
+                timeseries,
+                metadata,
+            })
+    }
+
+    /// NaN compares unequal, so requests are compared as their debug text.
+    fn same(a: &Result<WriteRequest, String>, b: &Result<WriteRequest, String>) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
 
     fn sample_request() -> WriteRequest {
         WriteRequest {
@@ -425,7 +537,82 @@ mod tests {
         assert!(e.to_string().contains("timeseries[1]"), "{e}");
     }
 
+    #[test]
+    fn raw_series_borrow_the_buffer_in_sender_order() {
+        let pb = PbWriteRequest {
+            timeseries: vec![PbTimeSeries {
+                labels: vec![
+                    PbLabel {
+                        name: "job".into(),
+                        value: "a".into(),
+                    },
+                    PbLabel {
+                        name: "__name__".into(),
+                        value: "up".into(),
+                    },
+                ],
+                samples: vec![PbSample {
+                    value: 2.0,
+                    timestamp: 7,
+                }],
+                exemplars: Vec::new(),
+                histograms: Vec::new(),
+            }],
+            metadata: Vec::new(),
+        };
+        let raw = pb.encode_to_vec();
+        let req = wire::parse(&raw).unwrap();
+        let series = valid_series(&req).unwrap();
+        assert_eq!(series[0].labels, &[("job", "a"), ("__name__", "up")]);
+        assert!(!series[0].is_normalised());
+        assert_eq!(
+            series[0].to_labels(),
+            Labels::from_pairs([("__name__", "up"), ("job", "a")])
+        );
+        let range = raw.as_ptr_range();
+        assert!(range.contains(&series[0].labels[0].0.as_ptr()));
+    }
+
+    #[test]
+    fn decompress_into_reuses_and_limits() {
+        let body = encode(&sample_request());
+        let mut buf = vec![1u8; 3];
+        decompress_into(&body, 1 << 20, &mut buf).unwrap();
+        assert_eq!(buf, encode_protobuf(&sample_request()));
+        assert!(matches!(
+            decompress_into(&body, 4, &mut buf),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn wire_reader_agrees_with_prost(pb in arb_request()) {
+            let raw = pb.encode_to_vec();
+            let fast = decode(&compress(&raw)).map_err(|e| match e {
+                DecodeError::InvalidLabels { .. } => e.to_string(),
+                other => panic!("valid protobuf refused: {other}"),
+            });
+            prop_assert!(same(&fast, &prost_decode(&raw)), "{:?} vs {:?}", fast, prost_decode(&raw));
+        }
+
+        #[test]
+        fn wire_reader_refuses_what_prost_refuses(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            // Arbitrary bytes: when prost accepts them, the wire reader gives the same
+            // request (it may refuse more: groups, which no remote-write sender writes).
+            if let Ok(want) = prost_decode(&body) {
+                if let Ok(req) = wire::parse(&body) {
+                    let got = valid_series(&req).map(|s| WriteRequest {
+                        timeseries: s.iter().map(RawSeries::to_time_series).collect(),
+                        metadata: req.metadata.clone(),
+                        histograms_dropped: req.histograms_dropped,
+                        exemplars_dropped: req.exemplars_dropped,
+                    });
+                    prop_assert!(same(&got.map_err(|e| e.to_string()), &Ok(want)));
+                }
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&body);

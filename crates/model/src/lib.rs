@@ -8,6 +8,7 @@ pub mod duration;
 pub mod hash;
 pub mod labels;
 pub mod matcher;
+pub mod projection;
 pub mod sample;
 pub mod storage;
 pub mod time;
@@ -18,10 +19,11 @@ pub use labels::{
     escape_label_value, push_escaped_label_value, Label, Labels, LabelsBuilder, METRIC_NAME,
 };
 pub use matcher::{LabelMatcher, MatchOp, MatcherError};
+pub use projection::{Memo, Projection, SpanPart, SpanRow, NO_ID};
 pub use sample::{format_value, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
 pub use storage::{
     AppendOutcome, HeadCardinality, MaterializedCursor, MetricMetadata, MetricReader, MetricWriter,
-    RejectReason, SeriesCursor, SeriesSamples, StorageError, TimeSeries,
+    RawSeries, RejectReason, SeriesCursor, SeriesSamples, StorageError, TimeSeries,
 };
 pub use trace::{
     Annotation, DependencyLink, Endpoint, Span, SpanKind, SpanReader, SpanWriter, TraceId,

@@ -19,6 +19,38 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
 }
 
+/// One series as a request carried it: label pairs borrowed from the request buffer in the
+/// sender's order (not yet normalised) and its samples, so an engine can find a series it
+/// already holds without building [`Labels`] (see [`MetricWriter::append_raw`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RawSeries<'a> {
+    pub labels: &'a [(&'a str, &'a str)],
+    pub samples: &'a [Sample],
+}
+
+impl RawSeries<'_> {
+    /// The normalised label set (sorted, names unique with the last value winning, empty
+    /// values dropped), as [`Labels::from_pairs`] builds it.
+    pub fn to_labels(&self) -> Labels {
+        Labels::from_pairs(self.labels.iter().copied())
+    }
+
+    /// Whether the pairs already are in [`Labels`]' normal form (names strictly ascending,
+    /// no empty value), so they equal [`Self::to_labels`] pair for pair. Remote-write
+    /// senders send sorted labels, so this is the common case.
+    pub fn is_normalised(&self) -> bool {
+        self.labels.iter().all(|(_, v)| !v.is_empty())
+            && self.labels.windows(2).all(|w| w[0].0 < w[1].0)
+    }
+
+    pub fn to_time_series(&self) -> TimeSeries {
+        TimeSeries {
+            labels: self.to_labels(),
+            samples: self.samples.to_vec(),
+        }
+    }
+}
+
 /// One series and its samples in the selected range, as read back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SeriesSamples {
@@ -179,6 +211,15 @@ impl StorageError {
 pub trait MetricWriter: Send + Sync {
     /// Appends a batch; see the module contract for durability and rejections.
     fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError>;
+
+    /// [`Self::append`] for series borrowed from a request buffer, with the same outcome
+    /// and durability. The default builds owned series; an engine that can find the
+    /// series it holds from the raw pairs overrides it, and so should a wrapper around
+    /// such an engine, or the remote-write path loses that shortcut.
+    fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<AppendOutcome, StorageError> {
+        let owned: Vec<TimeSeries> = batch.iter().map(RawSeries::to_time_series).collect();
+        self.append(&owned)
+    }
 
     /// Records metric metadata (type, help, unit); engines may keep only the latest.
     fn append_metadata(&self, _metadata: &[MetricMetadata]) -> Result<(), StorageError> {

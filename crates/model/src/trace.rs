@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::projection::SpanPart;
 use crate::StorageError;
 
 /// A trace id as sent: 64-bit (16 hex digits) or 128-bit (32 hex digits). Both are kept as
@@ -186,6 +187,17 @@ pub trait SpanReader: Send + Sync {
         end_us: u64,
         visit: &mut dyn FnMut(&Span),
     ) -> Result<(), StorageError>;
+    /// The store as parts that can be scanned in parallel by projection scans
+    /// (`crate::projection`), together holding every span in `[start_us, end_us]`. The
+    /// default cuts the window into time slices read through `scan`; engines override it to
+    /// read only the projected columns and to keep pre-aggregates of immutable parts.
+    fn parts(
+        &self,
+        start_us: u64,
+        end_us: u64,
+    ) -> Result<Vec<Box<dyn SpanPart + '_>>, StorageError> {
+        Ok(crate::projection::time_slices(self, start_us, end_us))
+    }
     /// Tag keys seen in stored spans (Zipkin's autocompleteKeys), sorted.
     fn autocomplete_keys(&self) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())

@@ -11,8 +11,13 @@
 //! Limits live here so every user of an [`Engine`] (HTTP API, CLI, rules, analyses) gets
 //! them: query text length and nesting depth (checked before parsing), queries evaluating
 //! at once (shared by all copies made with [`Engine::with_timeout`]), and samples held,
-//! which storage is told so it can stop reading early.
+//! counted as series are decoded so that a query stops as soon as it passes its limit.
+//!
+//! Selectors are read series by series and spread over the cores (`eval::stream`);
+//! aggregations of a selector or of a range function over one fold each series into
+//! their groups as it is decoded; range queries' past steps are cached (`cache`).
 
+mod cache;
 mod duration_numbers;
 mod error;
 mod eval;
@@ -22,8 +27,9 @@ mod guard;
 mod value;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use cache::CacheStats;
 pub use error::PromqlError;
 pub use functions::histogram::bucket_quantile;
 pub use guard::{MAX_QUERY_BYTES, MAX_QUERY_DEPTH};
@@ -48,6 +54,10 @@ pub struct EngineOptions {
     /// Prometheus 2's order (the counter's zero point before the extrapolation threshold).
     /// For `meshlens test rules`, which must agree with promtool 2.x.
     pub closed_ranges: bool,
+    /// Evaluate every step of every range query, instead of reusing the steps a repeated
+    /// query already computed (`--query.disable-cache`, as VictoriaMetrics's
+    /// `-search.disableCache`; for benchmarks). See [`Engine::range_query`].
+    pub disable_cache: bool,
 }
 
 impl Default for EngineOptions {
@@ -59,6 +69,7 @@ impl Default for EngineOptions {
             default_subquery_step_ms: 60_000,
             max_concurrency: 20,
             closed_ranges: false,
+            disable_cache: false,
         }
     }
 }
@@ -66,19 +77,25 @@ impl Default for EngineOptions {
 pub struct Engine {
     opts: EngineOptions,
     gate: Arc<gate::Gate>,
+    cache: Arc<cache::ResultCache>,
 }
 
 impl Engine {
     pub fn new(opts: EngineOptions) -> Engine {
         let gate = Arc::new(gate::Gate::new(opts.max_concurrency));
-        Engine { opts, gate }
+        Engine {
+            opts,
+            gate,
+            cache: Default::default(),
+        }
     }
 
     pub fn options(&self) -> &EngineOptions {
         &self.opts
     }
 
-    /// This engine with another timeout (a request's own), sharing its concurrency limit.
+    /// This engine with another timeout (a request's own), sharing its concurrency limit
+    /// and its result cache.
     pub fn with_timeout(&self, timeout: Duration) -> Engine {
         Engine {
             opts: EngineOptions {
@@ -86,7 +103,19 @@ impl Engine {
                 ..self.opts.clone()
             },
             gate: self.gate.clone(),
+            cache: self.cache.clone(),
         }
+    }
+
+    /// The range-query result cache's counters (shared with copies of this engine).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Forgets every cached range-query result: for after data was deleted, or written
+    /// further in the past than the cache's safety offset (imports, backfills).
+    pub fn reset_cache(&self) {
+        self.cache.clear()
     }
 
     /// Queries evaluating now, over this engine and its copies.
@@ -167,14 +196,60 @@ impl Engine {
         }
         let deadline = Instant::now() + self.opts.timeout;
         let expr = parse(query)?;
-        let span = eval::QuerySpan {
-            start: start_ms,
+        let span = |start| eval::QuerySpan {
+            start,
             end: end_ms,
             step: step_ms,
             instant: false,
             deadline,
         };
-        self.run(storage, &expr, span)
+        if self.opts.disable_cache || !cache::cacheable(&expr) {
+            return self.run(storage, &expr, span(start_ms));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, eval::millis);
+        let key = cache::Key {
+            query: query.to_string(),
+            step: step_ms,
+            phase: start_ms.rem_euclid(step_ms),
+            storage: cache::storage_id(storage),
+        };
+        let hit = if start_ms >= now.saturating_sub(cache::MAX_AGE_MS) {
+            self.cache.lookup(&key, start_ms, end_ms)
+        } else {
+            None
+        };
+        let result = match hit {
+            None => self.run(storage, &expr, span(start_ms))?,
+            Some(h) if h.next > end_ms => QueryResult {
+                value: Value::Matrix(h.series),
+                warnings: h.warnings,
+                infos: h.infos,
+            },
+            Some(h) => {
+                let r = self.run(storage, &expr, span(h.next))?;
+                match r.value {
+                    Value::Matrix(m) => QueryResult {
+                        value: Value::Matrix(cache::join(h.series, m)),
+                        warnings: cache::union(h.warnings, r.warnings),
+                        infos: cache::union(h.infos, r.infos),
+                    },
+                    value => QueryResult { value, ..r },
+                }
+            }
+        };
+        // Keep the steps old enough that no sample can still arrive for them.
+        let horizon = now.saturating_sub(cache::SAFETY_OFFSET_MS);
+        if let Value::Matrix(m) = &result.value {
+            if start_ms >= now.saturating_sub(cache::MAX_AGE_MS) && horizon >= start_ms {
+                let last = start_ms + (horizon - start_ms) / step_ms * step_ms;
+                let last = last.min(end_ms);
+                self.cache
+                    .store(key, start_ms, last, m, &result.warnings, &result.infos);
+            }
+        }
+        Ok(result)
     }
 }
 

@@ -33,6 +33,8 @@ use meshlens_spanstore::SpanStore;
 use meshlens_tsdb::TsdbOptions;
 
 pub use config::Config;
+/// `ServerOptions::graph_aggregates`, for the command line.
+pub use meshlens_analysis::AggregatesOptions as GraphAggregatesOptions;
 pub use rules::RuleOptions;
 pub use self_metrics::SelfMetrics;
 
@@ -83,6 +85,9 @@ pub struct ServerOptions {
     pub remediation_file: Option<PathBuf>,
     /// How often every service's RED signals are scored for anomalies; None: off.
     pub anomaly_interval: Option<Duration>,
+    /// The service graph's per-edge aggregates kept at ingest (retentions); None: off,
+    /// every graph goes through PromQL.
+    pub graph_aggregates: Option<meshlens_analysis::AggregatesOptions>,
 }
 
 impl Default for ServerOptions {
@@ -114,6 +119,7 @@ impl Default for ServerOptions {
             mesh_write: false,
             remediation_file: None,
             anomaly_interval: Some(Duration::from_secs(15)),
+            graph_aggregates: Some(Default::default()),
         }
     }
 }
@@ -140,6 +146,8 @@ pub enum ServerError {
     Storage(#[from] meshlens_tsdb::TsdbError),
     #[error("opening the span store: {0}")]
     SpanStore(#[from] meshlens_spanstore::SpanStoreError),
+    #[error("graph aggregates: {0}")]
+    GraphAggregates(#[from] meshlens_analysis::graph::aggregates::AggregatesError),
     #[error("web config: {0}")]
     WebConfig(#[from] meshlens_access::WebConfigError),
     #[error(transparent)]
@@ -243,7 +251,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     });
     let tenants = tenants::Tenants::open(shared).await?;
     let main = tenants.scrape_stack();
-    let scrape = scrape::ScrapeManager::start(&cfg, main.tsdb.clone(), metrics.clone());
+    let scrape = scrape::ScrapeManager::start(&cfg, main.writer.clone(), metrics.clone());
     let rules = rules::RuleRuntime::start(&opts, &cfg, engine, main.clone())?;
     let access = Arc::new(meshlens_access::AccessMetrics::default());
     let events = Arc::new(

@@ -19,8 +19,10 @@
 mod codec;
 mod flush;
 mod head;
+mod memo;
 mod names;
 mod open;
+mod project;
 mod query;
 mod read;
 mod segment;
@@ -35,7 +37,7 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshlens_model::{
-    DependencyLink, Span, SpanReader, SpanWriter, StorageError, TraceId, TraceQuery,
+    DependencyLink, Span, SpanPart, SpanReader, SpanWriter, StorageError, TraceId, TraceQuery,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -90,6 +92,9 @@ pub struct SpanStoreOptions {
     pub segment_target_bytes: usize,
     /// Tag keys whose values are kept for autocomplete; empty = all keys, values capped.
     pub autocomplete_keys: Vec<String>,
+    /// Bytes of pre-aggregates (analyses' partial results over whole segments) kept in
+    /// memory, least recently used evicted first; 0 turns them off.
+    pub preaggregate_bytes: u64,
 }
 
 impl Default for SpanStoreOptions {
@@ -101,6 +106,7 @@ impl Default for SpanStoreOptions {
             segment_target_spans: 250_000,
             segment_target_bytes: 96 << 20,
             autocomplete_keys: Vec::new(),
+            preaggregate_bytes: 256 << 20,
         }
     }
 }
@@ -129,6 +135,9 @@ pub struct SpanStoreStats {
     pub retention_dropped_segments: u64,
     /// Segment writes that failed (retried later; the data stays in memory and WAL).
     pub flush_errors: u64,
+    /// Pre-aggregates kept for live segments, and their approximate bytes.
+    pub preaggregates: u64,
+    pub preaggregate_bytes: u64,
 }
 
 type SharedHead = Arc<RwLock<Head>>;
@@ -182,6 +191,8 @@ struct Inner {
     sealed_cv: Condvar,
     sealed_mx: Mutex<()>,
     counters: Counters,
+    /// Accounting and eviction of the segments' pre-aggregates.
+    memo: memo::MemoLru,
 }
 
 /// The embedded span store. `Send + Sync`; share it as `Arc<SpanStore>`.
@@ -288,6 +299,9 @@ impl SpanStore {
             st.traces += h.traces.len() as u64;
             st.head_bytes += h.bytes() as u64;
         }
+        let memo = self.inner.memo.usage();
+        st.preaggregates = memo.entries;
+        st.preaggregate_bytes = memo.bytes;
         st.wal_bytes = self.inner.wal_bytes();
         st.disk_bytes = st.segment_bytes + st.wal_bytes;
         st
@@ -353,6 +367,14 @@ impl SpanReader for SpanStore {
         visit: &mut dyn FnMut(&Span),
     ) -> Result<(), StorageError> {
         Ok(self.inner.scan(start_us, end_us, visit)?)
+    }
+
+    fn parts(
+        &self,
+        start_us: u64,
+        end_us: u64,
+    ) -> Result<Vec<Box<dyn SpanPart + '_>>, StorageError> {
+        Ok(self.inner.parts(start_us, end_us))
     }
 
     fn autocomplete_keys(&self) -> Result<Vec<String>, StorageError> {

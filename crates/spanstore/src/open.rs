@@ -122,6 +122,7 @@ impl SpanStore {
         }
         let wal = Wal::create(&wal_dir, seq, opts.fsync).map_err(io_err("create wal", &wal_dir))?;
 
+        let memo = crate::memo::MemoLru::new(opts.preaggregate_bytes);
         let inner = Arc::new(Inner {
             wal_dir,
             seg_dir,
@@ -142,6 +143,7 @@ impl SpanStore {
             sealed_cv: Condvar::new(),
             sealed_mx: Mutex::new(()),
             counters,
+            memo,
         });
         inner.enforce_retention()?;
         inner.rebuild_names();

@@ -1,18 +1,24 @@
 //! A read's sample budget: a query says how many samples it may still hold, and the read
 //! path spends the budget chunk by chunk, stopping as soon as it is gone instead of
-//! decoding everything and counting afterwards.
+//! decoding everything and counting afterwards. One budget may be shared by the threads
+//! decoding one selection in parallel.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[derive(Debug)]
 pub(crate) struct SampleBudget {
-    left: usize,
-    exceeded: bool,
+    left: AtomicUsize,
+    exceeded: AtomicBool,
+    /// `usize::MAX`: nothing to count, so spending is free.
+    unlimited: bool,
 }
 
 impl SampleBudget {
     pub fn new(max_samples: usize) -> Self {
         SampleBudget {
-            left: max_samples,
-            exceeded: false,
+            left: AtomicUsize::new(max_samples),
+            exceeded: AtomicBool::new(false),
+            unlimited: max_samples == usize::MAX,
         }
     }
 
@@ -21,18 +27,28 @@ impl SampleBudget {
     }
 
     /// Spends `n` samples just read; false, from then on, once more were read than allowed.
-    pub fn spend(&mut self, n: usize) -> bool {
+    pub fn spend(&self, n: usize) -> bool {
         #[cfg(test)]
         SPENDS.with(|c| c.set(c.get() + 1));
-        match self.left.checked_sub(n) {
-            Some(left) if !self.exceeded => self.left = left,
-            _ => self.exceeded = true,
+        if self.unlimited {
+            return true;
         }
-        !self.exceeded
+        if self.exceeded.load(Ordering::Relaxed) {
+            return false;
+        }
+        let spent = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            });
+        if spent.is_err() {
+            self.exceeded.store(true, Ordering::Relaxed);
+        }
+        spent.is_ok()
     }
 
     pub fn exceeded(&self) -> bool {
-        self.exceeded
+        self.exceeded.load(Ordering::Relaxed)
     }
 }
 
@@ -55,7 +71,7 @@ mod tests {
 
     #[test]
     fn spending_past_the_budget_sticks() {
-        let mut b = SampleBudget::new(10);
+        let b = SampleBudget::new(10);
         assert!(b.spend(4));
         assert!(b.spend(6));
         assert!(!b.exceeded());
@@ -63,5 +79,22 @@ mod tests {
         assert!(b.exceeded());
         assert!(!b.spend(0));
         assert!(SampleBudget::unlimited().spend(usize::MAX));
+    }
+
+    #[test]
+    fn threads_share_one_budget() {
+        let b = SampleBudget::new(400);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        assert!(b.spend(1));
+                    }
+                });
+            }
+        });
+        // Exactly the budget was spent across the threads: not one sample more passes.
+        assert!(!b.exceeded());
+        assert!(!b.spend(1));
     }
 }

@@ -1,34 +1,77 @@
 //! The in-memory head: recent samples per series, compressed into chunks as they fill, and a
 //! postings index over the series.
 //!
-//! Series are found by a stable hash of their labels in sharded maps, so appends to different
-//! series rarely contend; each series has its own lock.
+//! Series are found by a hash of their labels in sharded maps, so appends to different
+//! series rarely contend; each series has its own lock. Labels live outside that lock,
+//! interned ([`labels`]), so finding a series takes no series lock and builds no `Labels`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use meshlens_model::hash::FxMap;
 use meshlens_model::{HeadCardinality, LabelMatcher, Labels, RejectReason, Sample};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use roaring::RoaringBitmap;
 
-use crate::budget::SampleBudget;
 use crate::chunk::appender::Appender;
 use crate::chunk::{self, Chunk};
 use crate::postings::Postings;
+
+#[path = "head_labels.rs"]
+mod labels;
+#[path = "head_read.rs"]
+mod read;
+
+use labels::{hash_labels, hash_pairs, SeriesLabels, Symbols};
+
+/// `MemSeries::window_end` before it is known.
+const UNKNOWN_WINDOW: i64 = i64::MIN;
+
+/// The end (exclusive) of the block window holding `t`.
+fn window_end(t: i64, block_duration: i64) -> i64 {
+    (t.div_euclid(block_duration) + 1).saturating_mul(block_duration)
+}
 
 /// Samples per head chunk; blocks re-encode into larger chunks.
 pub const HEAD_CHUNK_SAMPLES: usize = 120;
 const SHARDS: usize = 32;
 
+/// One series of the head: its labels, fixed at creation and read without a lock, and its
+/// samples behind its own lock.
+pub struct Series {
+    id: u32,
+    labels: SeriesLabels,
+    inner: Mutex<MemSeries>,
+}
+
+impl Series {
+    /// The series' id in the head (and in its WAL records).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The labels, built as the model's owned type.
+    pub fn labels(&self) -> Labels {
+        self.labels.to_labels()
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, MemSeries> {
+        self.inner.lock()
+    }
+}
+
+/// A series' samples.
 pub struct MemSeries {
-    pub labels: Labels,
     chunks: Vec<Chunk>,
     /// The newest samples, compressed as they arrive.
     open: Appender,
     /// Late samples within the out-of-order window, sorted by time.
     ooo: Vec<Sample>,
     last: Option<Sample>,
+    /// Where the block window of the open chunk's first sample ends (the chunk closes
+    /// there); `UNKNOWN_WINDOW` until computed, so appends need no division.
+    window_end: i64,
     /// Set when garbage collection drops the series; holders of a handle must look it up
     /// again.
     pub removed: bool,
@@ -42,13 +85,13 @@ pub enum Appended {
 }
 
 impl MemSeries {
-    fn new(labels: Labels) -> Self {
+    fn new() -> Self {
         MemSeries {
-            labels,
             chunks: Vec::new(),
             open: Appender::default(),
             ooo: Vec::new(),
             last: None,
+            window_end: UNKNOWN_WINDOW,
             removed: false,
         }
     }
@@ -85,12 +128,19 @@ impl MemSeries {
                 }
             };
         }
-        let crosses_window = self
-            .open
-            .first_t()
-            .is_some_and(|f| f.div_euclid(block_duration) != t.div_euclid(block_duration));
+        if self.window_end == UNKNOWN_WINDOW {
+            if let Some(f) = self.open.first_t() {
+                self.window_end = window_end(f, block_duration);
+            }
+        }
+        // t is above every in-order sample, so it leaves the open chunk's window exactly
+        // when it reaches the window's end.
+        let crosses_window = !self.open.is_empty() && t >= self.window_end;
         if self.open.len() >= HEAD_CHUNK_SAMPLES || crosses_window {
             self.close_open();
+        }
+        if self.open.is_empty() {
+            self.window_end = window_end(t, block_duration);
         }
         self.open.append(t, v);
         self.last = Some(Sample::new(t, v));
@@ -99,73 +149,12 @@ impl MemSeries {
 
     fn close_open(&mut self) {
         if !self.open.is_empty() {
+            // Exact capacity: a head holds many series, each with few chunks.
+            self.chunks.reserve_exact(1);
             self.chunks.push(chunk::encode(&self.open.samples()));
             self.open = Appender::default();
+            self.window_end = UNKNOWN_WINDOW;
         }
-    }
-
-    /// Samples in `[mint, maxt]`, sorted, de-duplicated (in-order data wins over late data).
-    pub fn samples_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
-        self.samples_within(mint, maxt, &mut SampleBudget::unlimited())
-    }
-
-    /// [`Self::samples_in`], spending `budget` as chunks are decoded; once it is exceeded
-    /// the read stops and what it returns is incomplete.
-    pub(crate) fn samples_within(
-        &self,
-        mint: i64,
-        maxt: i64,
-        budget: &mut SampleBudget,
-    ) -> Vec<Sample> {
-        let mut out = Vec::new();
-        for c in &self.chunks {
-            if c.max_t < mint || c.min_t > maxt {
-                continue;
-            }
-            if let Ok(s) = c.decode() {
-                let before = out.len();
-                out.extend(s.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
-                if !budget.spend(out.len() - before) {
-                    return out;
-                }
-            }
-        }
-        if self.open.first_t().is_some_and(|f| f <= maxt)
-            && self.open.last_t().is_some_and(|l| l >= mint)
-        {
-            let before = out.len();
-            out.extend(
-                self.open
-                    .samples()
-                    .into_iter()
-                    .filter(|s| s.t >= mint && s.t <= maxt),
-            );
-            if !budget.spend(out.len() - before) {
-                return out;
-            }
-        }
-        if self.ooo.iter().any(|s| s.t >= mint && s.t <= maxt) {
-            let before = out.len();
-            out.extend(self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt));
-            if !budget.spend(out.len() - before) {
-                return out;
-            }
-            out.sort_by_key(|s| s.t);
-            out.dedup_by_key(|s| s.t);
-        }
-        out
-    }
-
-    pub fn has_data_in(&self, mint: i64, maxt: i64) -> bool {
-        self.chunks
-            .iter()
-            .any(|c| c.max_t >= mint && c.min_t <= maxt)
-            || self
-                .open
-                .samples()
-                .iter()
-                .any(|s| s.t >= mint && s.t <= maxt)
-            || self.ooo.iter().any(|s| s.t >= mint && s.t <= maxt)
     }
 
     /// Removes and returns every sample before `boundary`.
@@ -196,6 +185,7 @@ impl MemSeries {
                 .partition(|s| s.t < boundary);
             out.extend(before);
             self.open = Appender::default();
+            self.window_end = UNKNOWN_WINDOW;
             for s in after {
                 self.open.append(s.t, s.v);
             }
@@ -236,13 +226,68 @@ impl MemSeries {
     }
 }
 
-pub type SeriesRef = Arc<Mutex<MemSeries>>;
+pub type SeriesRef = Arc<Series>;
 
+/// One shard of the series map, by label hash.
 #[derive(Default)]
+struct Shard {
+    by_hash: FxMap<u64, SeriesRef>,
+    /// Further series whose labels hash like one in `by_hash` (rare: 64-bit hashes).
+    collided: FxMap<u64, Vec<SeriesRef>>,
+}
+
+impl Shard {
+    fn find(&self, hash: u64, eq: impl Fn(&SeriesLabels) -> bool) -> Option<&SeriesRef> {
+        let first = self.by_hash.get(&hash)?;
+        if eq(&first.labels) {
+            return Some(first);
+        }
+        self.collided.get(&hash)?.iter().find(|s| eq(&s.labels))
+    }
+
+    fn insert(&mut self, hash: u64, s: SeriesRef) {
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.entry(hash).or_default().push(s);
+            }
+        }
+    }
+
+    fn remove(&mut self, hash: u64, id: u32) {
+        let in_first = self.by_hash.get(&hash).is_some_and(|s| s.id == id);
+        let more = self.collided.get_mut(&hash);
+        match (in_first, more) {
+            (true, Some(more)) => {
+                // Promote a collided series to the first slot.
+                if let Some(next) = more.pop() {
+                    self.by_hash.insert(hash, next);
+                }
+                if more.is_empty() {
+                    self.collided.remove(&hash);
+                }
+            }
+            (true, None) => {
+                self.by_hash.remove(&hash);
+            }
+            (false, Some(more)) => {
+                more.retain(|s| s.id != id);
+                if more.is_empty() {
+                    self.collided.remove(&hash);
+                }
+            }
+            (false, None) => {}
+        }
+    }
+}
+
 pub struct Head {
-    shards: Vec<RwLock<HashMap<u64, Vec<u32>>>>,
+    shards: Vec<RwLock<Shard>>,
     series: RwLock<Vec<Option<SeriesRef>>>,
     postings: RwLock<Postings>,
+    symbols: Symbols,
     pub min_t: AtomicI64,
     pub max_t: AtomicI64,
     pub num_series: AtomicU64,
@@ -254,25 +299,31 @@ impl Head {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             series: RwLock::default(),
             postings: RwLock::default(),
+            symbols: Symbols::default(),
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
             num_series: AtomicU64::new(0),
         }
     }
 
-    /// The live series with exactly these labels, if any.
-    pub fn lookup(&self, labels: &Labels) -> Option<(u32, SeriesRef)> {
-        self.find(labels.stable_hash(), labels)
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[(hash as usize) % SHARDS]
     }
 
-    fn find(&self, hash: u64, labels: &Labels) -> Option<(u32, SeriesRef)> {
-        let shard = self.shards[(hash as usize) % SHARDS].read();
-        let ids = shard.get(&hash)?;
-        let series = self.series.read();
-        ids.iter().find_map(|&id| {
-            let s = series.get(id as usize)?.as_ref()?;
-            (s.lock().labels == *labels).then(|| (id, s.clone()))
-        })
+    /// The live series with exactly these labels, if any.
+    pub fn lookup(&self, labels: &Labels) -> Option<(u32, SeriesRef)> {
+        let hash = hash_labels(labels);
+        let shard = self.shard(hash).read();
+        let s = shard.find(hash, |l| l.eq_labels(labels))?;
+        Some((s.id, s.clone()))
+    }
+
+    /// The live series whose labels are exactly `pairs`, which must be normalised (sorted
+    /// by name, names unique, no empty value: `RawSeries::is_normalised`).
+    pub fn lookup_pairs(&self, pairs: &[(&str, &str)]) -> Option<SeriesRef> {
+        let hash = hash_pairs(pairs.iter().copied());
+        let shard = self.shard(hash).read();
+        shard.find(hash, |l| l.eq_pairs(pairs)).cloned()
     }
 
     /// The series for `labels`, created when missing; `on_create` runs (under the creation
@@ -282,32 +333,30 @@ impl Head {
         labels: &Labels,
         on_create: impl FnOnce(u32, &Labels),
     ) -> (u32, SeriesRef, bool) {
-        let hash = labels.stable_hash();
-        if let Some((id, s)) = self.find(hash, labels) {
-            return (id, s, false);
+        let hash = hash_labels(labels);
+        if let Some(s) = self.shard(hash).read().find(hash, |l| l.eq_labels(labels)) {
+            return (s.id, s.clone(), false);
         }
-        let mut shard = self.shards[(hash as usize) % SHARDS].write();
-        if let Some(ids) = shard.get(&hash) {
-            let series = self.series.read();
-            for &id in ids {
-                if let Some(Some(s)) = series.get(id as usize) {
-                    if s.lock().labels == *labels {
-                        return (id, s.clone(), false);
-                    }
-                }
-            }
+        let mut shard = self.shard(hash).write();
+        if let Some(s) = shard.find(hash, |l| l.eq_labels(labels)) {
+            return (s.id, s.clone(), false);
         }
-        let s: SeriesRef = Arc::new(Mutex::new(MemSeries::new(labels.clone())));
-        let id = {
+        let interned = self.symbols.intern(labels);
+        let s = {
             let mut series = self.series.write();
+            let s: SeriesRef = Arc::new(Series {
+                id: series.len() as u32,
+                labels: interned,
+                inner: Mutex::new(MemSeries::new()),
+            });
             series.push(Some(s.clone()));
-            (series.len() - 1) as u32
+            s
         };
-        on_create(id, labels);
-        self.postings.write().add(id, labels);
-        shard.entry(hash).or_default().push(id);
+        on_create(s.id, labels);
+        self.postings.write().add(s.id, labels);
+        shard.insert(hash, s.clone());
         self.num_series.fetch_add(1, Ordering::Relaxed);
-        (id, s, true)
+        (s.id, s, true)
     }
 
     pub fn note_times(&self, min: i64, max: i64) {
@@ -352,18 +401,16 @@ impl Head {
                 continue;
             }
             guard.removed = true;
-            let hash = guard.labels.stable_hash();
-            let mut shard = self.shards[(hash as usize) % SHARDS].write();
-            if let Some(ids) = shard.get_mut(&hash) {
-                ids.retain(|x| *x != id);
-                if ids.is_empty() {
-                    shard.remove(&hash);
-                }
-            }
-            self.postings.write().remove(id, &guard.labels);
+            let labels = s.labels();
+            let hash = hash_labels(&labels);
+            self.shard(hash).write().remove(hash, id);
+            self.postings.write().remove(id, &labels);
             self.series.write()[id as usize] = None;
             self.num_series.fetch_sub(1, Ordering::Relaxed);
             removed += 1;
+        }
+        if removed > 0 {
+            self.symbols.sweep();
         }
         self.recompute_time_range();
         removed
@@ -478,7 +525,7 @@ mod tests {
 
     #[test]
     fn series_append_rules() {
-        let mut s = MemSeries::new(Labels::from_pairs([("__name__", "a")]));
+        let mut s = MemSeries::new();
         let bd = 7_200_000;
         assert!(matches!(s.append(1000, 1.0, 0, bd), Ok(Appended::New)));
         assert!(matches!(
@@ -507,11 +554,27 @@ mod tests {
 
     #[test]
     fn chunks_close_at_size_and_window() {
-        let mut s = MemSeries::new(Labels::from_pairs([("__name__", "a")]));
+        let mut s = MemSeries::new();
         for i in 0..300 {
             s.append(i * 10, i as f64, 0, 1000).unwrap_or(Appended::New);
         }
         assert!(s.chunks.iter().all(|c| c.min_t / 1000 == c.max_t / 1000));
         assert_eq!(s.samples_in(0, 3000).len(), 300);
+    }
+
+    #[test]
+    fn chunks_keep_to_windows_after_a_cut() {
+        let mut s = MemSeries::new();
+        for i in 0..95 {
+            s.append(i * 10, i as f64, 0, 1000).unwrap_or(Appended::New);
+        }
+        // The cut leaves the open chunk holding 900..940, in window [0, 1000).
+        assert_eq!(s.take_before(900).len(), 90);
+        for i in 95..250 {
+            s.append(i * 10, i as f64, 0, 1000).unwrap_or(Appended::New);
+        }
+        s.close_open();
+        assert!(s.chunks.iter().all(|c| c.min_t / 1000 == c.max_t / 1000));
+        assert_eq!(s.samples_in(0, 3000).len(), 160);
     }
 }

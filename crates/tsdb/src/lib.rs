@@ -20,6 +20,9 @@ mod varint;
 mod wal;
 
 pub use block::BlockMeta;
-pub use chunk::{decode as decode_chunk, encode as encode_chunk, Chunk, ChunkError};
+pub use chunk::{
+    decode as decode_chunk, decode_range_into as decode_chunk_into, encode as encode_chunk, Chunk,
+    ChunkError,
+};
 pub use db::{FsyncPolicy, SeriesHandle, Tsdb, TsdbError, TsdbOptions, TsdbStats};
 pub use meshlens_model::HeadCardinality;

@@ -214,5 +214,10 @@ pub(crate) fn assemble(edges: EdgeMap, q: &GraphQuery) -> Graph {
         end_ms: q.end_ms,
         nodes,
         edges: out_edges,
+        computed_from: super::ComputedFrom::Promql,
+        fallback_reason: None,
+        effective_start_ms: q.end_ms - q.window_ms,
+        effective_end_ms: q.end_ms,
+        resolution_ms: None,
     }
 }

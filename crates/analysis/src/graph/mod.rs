@@ -1,12 +1,15 @@
 //! The service graph over a time window, Kiali's four flavours (workload, app, versioned
-//! app, service), from Istio's standard metrics ([`metrics`]), from traces ([`traces`]), or
-//! both merged.
+//! app, service), from Istio's standard metrics ([`metrics`] through PromQL, or the per-edge
+//! [`aggregates`] kept at ingest), from traces ([`traces`]), or both merged.
 //!
-//! Both sources reduce to the same intermediate form, an [`EdgeAcc`] per (source node,
+//! Every source reduces to the same intermediate form, an [`EdgeAcc`] per (source node,
 //! destination node, protocol) holding request counts over the window, so the figures they
-//! produce are computed, rounded and checked by one piece of code ([`assemble`]).
+//! produce are computed, rounded and checked by one piece of code ([`assemble`]); the two
+//! metric paths also share the folding from Istio's labels to nodes ([`fold`]).
 
+pub mod aggregates;
 mod assemble;
+mod fold;
 mod metrics;
 mod traces;
 
@@ -19,6 +22,7 @@ use serde::Serialize;
 use crate::fx::FxMap;
 use crate::AnalysisError;
 
+pub use aggregates::{AggregatesOptions, AggregatingWriter, EdgeAggregates};
 pub use assemble::Health;
 
 /// What a node stands for, as in Kiali's graph types.
@@ -176,10 +180,35 @@ pub struct ResponseTimes {
 pub struct Graph {
     pub graph_type: GraphType,
     pub source: GraphSource,
+    /// The window asked for.
     pub start_ms: i64,
     pub end_ms: i64,
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
+    /// How the metric figures were computed (`traces` for a trace-only graph).
+    pub computed_from: ComputedFrom,
+    /// Why the PromQL path served a metrics graph rather than the aggregates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// The window the metric figures cover, over which rates are computed: the one asked
+    /// for, or from the aggregates, the one asked for snapped to their buckets.
+    pub effective_start_ms: i64,
+    pub effective_end_ms: i64,
+    /// The aggregates' bucket width, when they served the graph.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_ms: Option<i64>,
+}
+
+/// Which path produced a graph's metric figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ComputedFrom {
+    /// The per-edge aggregates kept at ingest.
+    Aggregates,
+    /// Instant PromQL queries over the raw series.
+    Promql,
+    /// No metrics: spans only.
+    Traces,
 }
 
 /// An edge's identity in the intermediate form.
@@ -214,18 +243,90 @@ pub(crate) fn is_error_code(code: &str) -> bool {
     code == "0" || (code.len() == 3 && code.starts_with('5'))
 }
 
-/// Builds the graph the query asks for.
+/// Builds the graph the query asks for, the metric figures through PromQL.
 pub fn build_graph(
     metrics: &dyn MetricReader,
     spans: &dyn SpanReader,
     engine: &Engine,
     q: &GraphQuery,
 ) -> Result<Graph, AnalysisError> {
-    let edges = match q.source {
-        GraphSource::Metrics => metrics::edges(metrics, engine, q)?,
-        GraphSource::Traces => traces::edges(spans, q)?,
+    build(None, metrics, spans, engine, q)
+}
+
+/// Builds the graph the query asks for, the metric figures from the aggregates when they
+/// cover the window (else through PromQL, and the answer says why).
+pub fn build_graph_with_aggregates(
+    aggregates: &EdgeAggregates,
+    metrics: &dyn MetricReader,
+    spans: &dyn SpanReader,
+    engine: &Engine,
+    q: &GraphQuery,
+) -> Result<Graph, AnalysisError> {
+    build(Some(aggregates), metrics, spans, engine, q)
+}
+
+/// How the metric edges were computed, over which window.
+struct Served {
+    from: ComputedFrom,
+    reason: Option<String>,
+    start_ms: i64,
+    end_ms: i64,
+    resolution_ms: Option<i64>,
+}
+
+fn metric_edges(
+    aggregates: Option<&EdgeAggregates>,
+    metrics: &dyn MetricReader,
+    engine: &Engine,
+    q: &GraphQuery,
+) -> Result<(EdgeMap, Served), AnalysisError> {
+    let reason = match aggregates {
+        None => "no graph aggregates are kept for this data".to_string(),
+        Some(a) => match a.plan(q, meshlens_model::time::now_ms()) {
+            Ok(plan) => {
+                let served = Served {
+                    from: ComputedFrom::Aggregates,
+                    reason: None,
+                    start_ms: plan.start_ms,
+                    end_ms: plan.end_ms,
+                    resolution_ms: Some(plan.resolution_ms),
+                };
+                return Ok((a.edges(&plan, q.graph_type), served));
+            }
+            Err(reason) => reason,
+        },
+    };
+    let served = Served {
+        from: ComputedFrom::Promql,
+        reason: Some(reason),
+        start_ms: q.end_ms - q.window_ms,
+        end_ms: q.end_ms,
+        resolution_ms: None,
+    };
+    Ok((metrics::edges(metrics, engine, q)?, served))
+}
+
+fn build(
+    aggregates: Option<&EdgeAggregates>,
+    metrics: &dyn MetricReader,
+    spans: &dyn SpanReader,
+    engine: &Engine,
+    q: &GraphQuery,
+) -> Result<Graph, AnalysisError> {
+    let (edges, served) = match q.source {
+        GraphSource::Metrics => metric_edges(aggregates, metrics, engine, q)?,
+        GraphSource::Traces => (
+            traces::edges(spans, q)?,
+            Served {
+                from: ComputedFrom::Traces,
+                reason: None,
+                start_ms: q.end_ms - q.window_ms,
+                end_ms: q.end_ms,
+                resolution_ms: None,
+            },
+        ),
         GraphSource::Both => {
-            let mut m = metrics::edges(metrics, engine, q)?;
+            let (mut m, served) = metric_edges(aggregates, metrics, engine, q)?;
             let pairs: std::collections::HashSet<(NodeKey, NodeKey)> =
                 m.keys().map(|k| (k.src.clone(), k.dst.clone())).collect();
             for (k, v) in traces::edges(spans, q)? {
@@ -233,8 +334,22 @@ pub fn build_graph(
                     m.insert(k, v);
                 }
             }
-            m
+            (m, served)
         }
     };
-    Ok(assemble::assemble(edges, q))
+    // Rates are per second of the window the figures cover.
+    let effective = GraphQuery {
+        window_ms: served.end_ms - served.start_ms,
+        end_ms: served.end_ms,
+        ..q.clone()
+    };
+    let mut g = assemble::assemble(edges, &effective);
+    g.start_ms = q.end_ms - q.window_ms;
+    g.end_ms = q.end_ms;
+    g.computed_from = served.from;
+    g.fallback_reason = served.reason;
+    g.effective_start_ms = served.start_ms;
+    g.effective_end_ms = served.end_ms;
+    g.resolution_ms = served.resolution_ms;
+    Ok(g)
 }

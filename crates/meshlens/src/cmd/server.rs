@@ -45,6 +45,10 @@ pub struct Args {
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m")]
     pub query_lookback_delta: String,
+    /// Evaluate every step of repeated range queries instead of reusing the past steps
+    /// already computed (for benchmarks; VictoriaMetrics's `-search.disableCache`).
+    #[arg(long = "query.disable-cache")]
+    pub query_disable_cache: bool,
     /// OTLP/gRPC listener for spans (`off` to disable).
     #[arg(long = "otlp-grpc-listen", default_value = "127.0.0.1:4317")]
     pub otlp_grpc_listen: String,
@@ -72,6 +76,15 @@ pub struct Args {
     /// (`meshlens_anomaly_score`, `/api/v1/anomalies`); 0 turns it off.
     #[arg(long = "anomaly.interval", default_value = "15s")]
     pub anomaly_interval: String,
+    /// How long the service graph's per-edge aggregates keep 5-minute buckets: graphs over
+    /// windows within it are summed from them instead of PromQL over raw series; 0 turns
+    /// the aggregates off.
+    #[arg(long = "graph.aggregates-retention", default_value = "24h")]
+    pub graph_aggregates_retention: String,
+    /// How long the graph aggregates keep 15-second buckets (windows starting within it
+    /// are served at 15 s precision, longer ones snapped to 5 minutes).
+    #[arg(long = "graph.aggregates-fine-retention", default_value = "1h")]
+    pub graph_aggregates_fine_retention: String,
     /// The `remediations:` file: alerts and anomalies (by labels) mapped to a webhook or a
     /// mesh action (shift-traffic, kill-switch, tighten-outlier); mesh actions are dry runs
     /// without --mesh-write. Each action is an event and can be undone.
@@ -222,6 +235,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .context("--query.timeout")?;
     opts.query.max_samples = args.query_max_samples;
     opts.query.max_concurrency = args.query_max_concurrency;
+    opts.query.disable_cache = args.query_disable_cache;
     opts.query.lookback_delta_ms = parse_duration(&args.query_lookback_delta)
         .map_err(anyhow::Error::msg)
         .context("--query.lookback-delta")?
@@ -237,6 +251,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
             .context("--anomaly.interval")?
     };
     opts.anomaly_interval = (!anomaly.is_zero()).then_some(anomaly);
+    opts.graph_aggregates = graph_aggregates(args)?;
     opts.otlp_grpc_listen = optional_addr("otlp-grpc-listen", &args.otlp_grpc_listen)?;
     opts.otlp_http_listen = optional_addr("otlp-http-listen", &args.otlp_http_listen)?;
     opts.spans.retention_ms = parse_duration(&args.spans_retention_time)
@@ -282,6 +297,29 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
     Ok(opts)
 }
 
+/// `--graph.aggregates-retention` and `--graph.aggregates-fine-retention`, checked.
+fn graph_aggregates(args: &Args) -> anyhow::Result<Option<meshlens_server::GraphAggregatesOptions>> {
+    if args.graph_aggregates_retention.trim() == "0" {
+        return Ok(None);
+    }
+    let ms = |flag: &str, v: &str| {
+        parse_duration(v)
+            .map(|d| d.as_millis() as i64)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--{flag}"))
+    };
+    let opts = meshlens_server::GraphAggregatesOptions {
+        coarse_retention_ms: ms("graph.aggregates-retention", &args.graph_aggregates_retention)?,
+        fine_retention_ms: ms(
+            "graph.aggregates-fine-retention",
+            &args.graph_aggregates_fine_retention,
+        )?,
+        ..Default::default()
+    };
+    opts.validate().context("--graph.aggregates-retention")?;
+    Ok(Some(opts))
+}
+
 /// The command line as `/api/v1/status/flags` shows it: each flag's name and value.
 fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
     /// One `name => value` a line; every value is shown with its `Display`.
@@ -309,6 +347,7 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
         "query.max-samples" => args.query_max_samples,
         "query.max-concurrency" => args.query_max_concurrency,
         "query.lookback-delta" => args.query_lookback_delta,
+        "query.disable-cache" => args.query_disable_cache,
         "otlp-grpc-listen" => args.otlp_grpc_listen,
         "otlp-http-listen" => args.otlp_http_listen,
         "spans.retention.time" => args.spans_retention_time,
@@ -322,6 +361,8 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
         "mesh-write" => args.mesh_write,
         "remediation.config" => path(&args.remediation_config),
         "anomaly.interval" => args.anomaly_interval,
+        "graph.aggregates-retention" => args.graph_aggregates_retention,
+        "graph.aggregates-fine-retention" => args.graph_aggregates_fine_retention,
         "limits.max-label-names-per-series" => limits.max_label_names_per_series,
         "limits.max-label-name-length" => limits.max_label_name_length,
         "limits.max-label-value-length" => limits.max_label_value_length,

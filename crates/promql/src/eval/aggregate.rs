@@ -3,10 +3,13 @@
 use std::collections::HashMap;
 
 use meshlens_model::{Labels, METRIC_NAME};
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::Evaluator;
+use super::fold::{FoldOp, GroupFold};
+use super::stream::{pins_name, Source};
+use super::{unwrap_parens, Evaluator};
 use crate::error::PromqlError;
+use crate::functions::rollup::RangeFn;
 use crate::functions::{format_float, quantile};
 use crate::value::{Series, Val};
 
@@ -65,7 +68,7 @@ pub(crate) fn variance(values: &[f64]) -> f64 {
     m2 / count
 }
 
-fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+pub(crate) fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         Some(LabelModifier::Include(ls)) => Labels::from_pairs(
             labels
@@ -86,6 +89,11 @@ fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
 impl<'a> Evaluator<'a> {
     pub fn eval_aggregate(&self, a: &AggregateExpr) -> Result<Val, PromqlError> {
         let op = a.op.to_string().to_ascii_lowercase();
+        if let (Some(fold), None) = (FoldOp::parse(&op), &a.param) {
+            if let Some(source) = self.foldable_source(&a.expr)? {
+                return self.fold_aggregate(fold, &a.modifier, source);
+            }
+        }
         let param = match &a.param {
             Some(p) => Some(self.eval(p)?),
             None => None,
@@ -289,6 +297,56 @@ impl<'a> Evaluator<'a> {
                 points,
             });
         }
+        Ok(Val::Vector(out))
+    }
+
+    /// The aggregated expression as a source that can be folded series by series: a
+    /// selector, or a range function (other than `absent_over_time`) of a matrix selector.
+    /// A function that drops the metric name qualifies only over a selector that fixes
+    /// the name, since two series left with equal labels must fail the query, which folding
+    /// would not notice. `None`: evaluate the expression whole.
+    fn foldable_source(&self, expr: &Expr) -> Result<Option<Source<'a>>, PromqlError> {
+        match unwrap_parens(expr) {
+            Expr::VectorSelector(vs) => Ok(Some(self.latest_source(vs, false)?)),
+            Expr::Call(c) => {
+                let Some(f) = RangeFn::parse(c.func.name) else {
+                    return Ok(None);
+                };
+                let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+                let ms = match args.get(f.matrix_arg()).map(|e| unwrap_parens(e)) {
+                    Some(Expr::MatrixSelector(ms)) => ms,
+                    _ => return Ok(None),
+                };
+                if f == RangeFn::AbsentOverTime || !(f.keeps_name() || pins_name(&ms.vs)) {
+                    return Ok(None);
+                }
+                let params = crate::functions::range_params(self, f, &args)?;
+                Ok(Some(self.rollup_source(ms, f, params)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Folds `source` series by series into the groups of `modifier`.
+    fn fold_aggregate(
+        &self,
+        op: FoldOp,
+        modifier: &Option<LabelModifier>,
+        source: Source<'_>,
+    ) -> Result<Val, PromqlError> {
+        let steps = self.steps();
+        let drop_name = source.drops_name();
+        let mut total: Option<GroupFold> = None;
+        self.stream(
+            &source,
+            || GroupFold::new(op, modifier, drop_name, steps),
+            |block| match &mut total {
+                Some(t) => t.merge(block),
+                None => total = Some(block),
+            },
+        )?;
+        let out = total.map(GroupFold::finish).unwrap_or_default();
+        self.hold(out.len() * steps)?;
         Ok(Val::Vector(out))
     }
 }

@@ -2,11 +2,14 @@
 
 pub(crate) mod aggregate;
 mod binary;
+mod fold;
 mod selector;
+pub(crate) mod stream;
 
 pub(crate) use selector::matchers as selector_matchers;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use meshlens_model::{Labels, MetricReader, Sample, SeriesSamples};
@@ -25,7 +28,9 @@ pub(crate) struct Evaluator<'a> {
     pub query_start: i64,
     pub query_end: i64,
     pub deadline: Instant,
-    pub samples: std::cell::Cell<usize>,
+    /// Samples decoded and step values held so far, against `max_samples`; shared with
+    /// the threads that decode series in parallel.
+    pub samples: AtomicUsize,
     /// Warnings and infos for the response, de-duplicated, in order of first report.
     pub notes: std::cell::RefCell<Notes>,
 }
@@ -58,6 +63,26 @@ pub(crate) fn millis(d: std::time::Duration) -> i64 {
         .min(1 << 61)
 }
 
+/// The earliest timestamp a window of `range` ending at `end` holds: Prometheus 3
+/// leaves the start out, Prometheus 2 (`closed`, [`EngineOptions::closed_ranges`]) keeps it.
+pub(crate) fn window_min(end: i64, range: i64, closed: bool) -> i64 {
+    let start = end.saturating_sub(range);
+    if closed {
+        start
+    } else {
+        start.saturating_add(1)
+    }
+}
+
+/// Adds `n` samples to a query's count; fails once it passes `max`.
+pub(crate) fn charge(count: &AtomicUsize, max: usize, n: usize) -> Result<(), PromqlError> {
+    let total = count.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+    if total > max {
+        return Err(PromqlError::TooManySamples { limit: max });
+    }
+    Ok(())
+}
+
 /// Evaluates `expr` for an instant or range query.
 pub(crate) fn run(
     storage: &dyn MetricReader,
@@ -86,7 +111,7 @@ pub(crate) fn run(
         query_start: start,
         query_end: end,
         deadline,
-        samples: std::cell::Cell::new(0),
+        samples: AtomicUsize::new(0),
         notes: Default::default(),
     };
     let inner = unwrap_parens(expr);
@@ -247,37 +272,15 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// Samples the query may still load before it passes its limit.
-    pub fn sample_budget(&self) -> usize {
-        self.opts.max_samples.saturating_sub(self.samples.get())
-    }
-
     /// Counts samples held; fails past the query's limit.
     pub fn hold(&self, n: usize) -> Result<(), PromqlError> {
-        let total = self.samples.get() + n;
-        self.samples.set(total);
-        if total > self.opts.max_samples {
-            return Err(PromqlError::TooManySamples {
-                limit: self.opts.max_samples,
-            });
-        }
-        Ok(())
+        charge(&self.samples, self.opts.max_samples, n)
     }
 
-    /// The earliest timestamp a window of `range` ending at `end` holds: Prometheus 3
-    /// leaves the start out, Prometheus 2 ([`EngineOptions::closed_ranges`]) keeps it.
+    /// The earliest timestamp a window of `range` ending at `end` holds (see
+    /// [`window_min`]).
     pub fn window_min(&self, end: i64, range: i64) -> i64 {
-        let start = end.saturating_sub(range);
-        if self.opts.closed_ranges {
-            start
-        } else {
-            start.saturating_add(1)
-        }
-    }
-
-    /// Whether a sample at `sample_t` is still seen at `t` through the lookback delta.
-    pub fn within_lookback(&self, sample_t: i64, t: i64) -> bool {
-        sample_t >= self.window_min(t, self.opts.lookback_delta_ms)
+        window_min(end, range, self.opts.closed_ranges)
     }
 
     /// The timestamps a node is evaluated at after its `@` and `offset` modifiers.

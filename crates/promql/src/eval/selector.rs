@@ -1,13 +1,15 @@
 //! Selectors and subqueries: each reads storage (or evaluates its inner expression) once
 //! for all steps.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use meshlens_model::{is_stale_nan, LabelMatcher, MatchOp, Sample};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{MatrixSelector, SubqueryExpr, VectorSelector};
 
 use super::Evaluator;
 use crate::error::PromqlError;
-use crate::value::{Matrix, RangeSeries, Series, Val};
+use crate::value::{Matrix, RangeSeries, Val};
 
 pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<LabelMatcher>, PromqlError> {
     let mut out = Vec::new();
@@ -33,63 +35,17 @@ pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<LabelMatcher>, PromqlE
 }
 
 impl<'a> Evaluator<'a> {
-    fn select_or(
-        &self,
-        vs: &VectorSelector,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<meshlens_model::SeriesSamples>, PromqlError> {
-        if !vs.matchers.or_matchers.is_empty() {
-            return Err(PromqlError::BadData {
-                message: "\"or\" label matchers are not supported".into(),
-            });
-        }
-        let m = matchers(vs)?;
-        // Storage stops reading once it passes what the query may still hold.
-        let series = self
-            .storage
-            .select_limited(&m, mint, maxt, self.sample_budget())
-            .map_err(|e| match e {
-                meshlens_model::StorageError::TooManySamples { .. } => {
-                    PromqlError::TooManySamples {
-                        limit: self.opts.max_samples,
-                    }
-                }
-                other => other.into(),
-            })?;
-        self.hold(series.iter().map(|s| s.samples.len()).sum())?;
-        Ok(series)
-    }
-
+    /// An instant selector, series by series (see [`super::stream`]).
     pub fn eval_vector_selector(&self, vs: &VectorSelector) -> Result<Val, PromqlError> {
-        let times = self.effective_times(&vs.at, &vs.offset);
-        let lookback = self.opts.lookback_delta_ms;
-        let (Some(&min), Some(&max)) = (times.iter().min(), times.iter().max()) else {
-            return Ok(Val::Vector(Vec::new()));
-        };
-        let raw = self.select_or(vs, self.window_min(min, lookback), max)?;
-        let mut out = Vec::with_capacity(raw.len());
-        for s in raw {
-            self.check_deadline()?;
-            let points: Vec<Option<f64>> = times
-                .iter()
-                .map(|&t| {
-                    let hi = s.samples.partition_point(|x| x.t <= t);
-                    let last = s.samples[..hi].last()?;
-                    (self.within_lookback(last.t, t) && !is_stale_nan(last.v)).then_some(last.v)
-                })
-                .collect();
-            if points.iter().any(Option::is_some) {
-                out.push(Series {
-                    labels: s.labels,
-                    points,
-                });
-            }
-        }
+        let source = self.latest_source(vs, false)?;
+        let out = self.collect(source)?;
         self.hold(out.len() * self.steps())?;
         Ok(Val::Vector(out))
     }
 
+    /// A range vector with every sample any step's window needs, for what cannot be
+    /// evaluated series by series (a range vector as the query's result,
+    /// `absent_over_time`). Samples count against the limit as they are decoded.
     pub fn eval_matrix_selector(&self, ms: &MatrixSelector) -> Result<Matrix, PromqlError> {
         let range = super::millis(ms.range);
         let ends = self.effective_times(&ms.vs.at, &ms.vs.offset);
@@ -101,19 +57,22 @@ impl<'a> Evaluator<'a> {
                 closed: self.opts.closed_ranges,
             });
         };
-        let raw = self.select_or(&ms.vs, self.window_min(min, range), max)?;
-        let series = raw
-            .into_iter()
-            .map(|s| RangeSeries {
-                labels: s.labels,
-                samples: s
-                    .samples
-                    .into_iter()
-                    .filter(|x| !is_stale_nan(x.v))
-                    .collect(),
-            })
-            .filter(|s| !s.samples.is_empty())
-            .collect();
+        let mut series = Vec::new();
+        for cursor in self.cursors(&ms.vs, self.window_min(min, range), max)? {
+            self.check_deadline()?;
+            let mut samples = Vec::new();
+            let n = cursor
+                .decode_into(&mut samples)
+                .map_err(|e| super::stream::storage_error(self.opts, e))?;
+            self.hold(n)?;
+            samples.retain(|x| !is_stale_nan(x.v));
+            if !samples.is_empty() {
+                series.push(RangeSeries {
+                    labels: cursor.labels().clone(),
+                    samples,
+                });
+            }
+        }
         Ok(Matrix {
             series,
             range,
@@ -165,11 +124,12 @@ impl<'a> Evaluator<'a> {
             query_start: self.query_start,
             query_end: self.query_end,
             deadline: self.deadline,
-            samples: std::cell::Cell::new(self.samples.get()),
+            samples: AtomicUsize::new(self.samples.load(Ordering::Relaxed)),
             notes: Default::default(),
         };
         let v = inner.eval(&sq.expr)?;
-        self.samples.set(inner.samples.get());
+        self.samples
+            .store(inner.samples.load(Ordering::Relaxed), Ordering::Relaxed);
         let inner_notes = inner.notes.take();
         inner_notes
             .warnings

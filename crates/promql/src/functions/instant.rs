@@ -1,7 +1,7 @@
 //! Functions of instant vectors and scalars: math, clamping, rounding, time and date, label
 //! manipulation, sorting, `absent`, `vector`, `scalar`, `timestamp`.
 
-use meshlens_model::{is_stale_nan, Labels, MatchOp};
+use meshlens_model::{Labels, MatchOp};
 use promql_parser::parser::Expr;
 use regex::Regex;
 
@@ -268,32 +268,8 @@ pub(crate) fn absent_labels(arg: Option<&Expr>) -> Labels {
 fn timestamp(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
     // Of a plain selector: the timestamps of the samples themselves.
     if let Some(Expr::VectorSelector(vs)) = args.first().map(|a| unwrap_parens(a)) {
-        let times = ev.effective_times(&vs.at, &vs.offset);
-        let lookback = ev.opts.lookback_delta_ms;
-        let (Some(&min), Some(&max)) = (times.iter().min(), times.iter().max()) else {
-            return Ok(Val::Vector(Vec::new()));
-        };
-        let m = crate::eval::selector_matchers(vs)?;
-        let raw = ev.storage.select(&m, ev.window_min(min, lookback), max)?;
-        let mut out = Vec::new();
-        for s in raw {
-            let points: Vec<Option<f64>> = times
-                .iter()
-                .map(|&t| {
-                    let hi = s.samples.partition_point(|x| x.t <= t);
-                    let last = s.samples[..hi].last()?;
-                    (ev.within_lookback(last.t, t) && !is_stale_nan(last.v))
-                        .then_some(last.t as f64 / 1000.0)
-                })
-                .collect();
-            if points.iter().any(Option::is_some) {
-                out.push(Series {
-                    labels: s.labels.without_metric_name(),
-                    points,
-                });
-            }
-        }
-        return Ok(Val::Vector(merge_same_labels(out)?));
+        let source = ev.latest_source(vs, true)?;
+        return Ok(Val::Vector(merge_same_labels(ev.collect(source)?)?));
     }
     let v = vector_arg(ev, args, 0, "timestamp")?;
     let out = v

@@ -1,9 +1,13 @@
-//! PromQL functions. Dispatch by name; range-vector functions in `range.rs`, the rest in
-//! `instant.rs`, classic-histogram quantiles in `histogram.rs`.
+//! PromQL functions. Dispatch by name; range-vector functions in `range.rs` (their
+//! per-series, all-steps computation in `rollup.rs`), the rest in `instant.rs`,
+//! classic-histogram quantiles in `histogram.rs`.
 
 pub(crate) mod histogram;
 mod instant;
 mod range;
+pub(crate) mod rollup;
+
+pub(crate) use range::{range_params, RangeParams};
 
 use promql_parser::parser::{Call, Expr};
 

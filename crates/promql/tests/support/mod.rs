@@ -3,6 +3,7 @@
 
 pub mod held;
 pub mod script;
+pub mod series;
 
 use std::collections::BTreeMap;
 

@@ -5,15 +5,21 @@
 //! retry a 400) — the valid samples of such a request are stored, and the message says how
 //! many were refused and why; 413 for bodies over the size limits; 500/503 for storage
 //! failures, which senders retry.
+//!
+//! The body is decompressed into a buffer each worker thread keeps, and series reach the
+//! storage as pairs borrowed from it (`MetricWriter::append_raw`): a write to series the
+//! TSDB already holds allocates nothing per series or label.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use meshlens_access::{Limits, SeriesLimitError};
 use meshlens_ingest::remote_write::{self, DecodeError};
-use meshlens_model::{RejectReason, StorageError};
+use meshlens_model::{RawSeries, RejectReason, StorageError};
 
 use super::AppState;
 
@@ -38,15 +44,46 @@ pub async fn remote_write(State(s): State<Arc<AppState>>, body: Bytes) -> Respon
     }
 }
 
+/// A decompression buffer kept above this size is freed after the request, so one huge
+/// write does not pin its memory in a worker thread.
+const KEEP_BUFFER_BYTES: usize = 8 << 20;
+
+thread_local! {
+    /// The decompressed body, reused by every request this thread serves.
+    static DECOMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 fn handle(s: &AppState, body: &[u8]) -> (StatusCode, String) {
-    let mut req = match remote_write::decode_with_limit(body, s.max_write_decompressed_bytes) {
-        Ok(r) => r,
-        Err(e @ DecodeError::TooLarge { .. }) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+    DECOMPRESSED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let answer = handle_in(s, body, &mut buf);
+        if buf.capacity() > KEEP_BUFFER_BYTES {
+            *buf = Vec::new();
         }
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+        answer
+    })
+}
+
+fn decode_failure(e: DecodeError) -> (StatusCode, String) {
+    match e {
+        DecodeError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        e => (StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+fn handle_in(s: &AppState, body: &[u8], buf: &mut Vec<u8>) -> (StatusCode, String) {
+    if let Err(e) = remote_write::decompress_into(body, s.max_write_decompressed_bytes, buf) {
+        return decode_failure(e);
+    }
+    let req = match remote_write::wire::parse(buf) {
+        Ok(r) => r,
+        Err(e) => return decode_failure(e.into()),
     };
-    let limited = match apply_limits(s, &mut req.timeseries) {
+    let mut series = match remote_write::valid_series(&req) {
+        Ok(v) => v,
+        Err(e) => return decode_failure(e),
+    };
+    let limited = match apply_limits(s, &mut series) {
         Ok(l) => l,
         Err(refusal) => return refusal,
     };
@@ -55,7 +92,7 @@ fn handle(s: &AppState, body: &[u8]) -> (StatusCode, String) {
             return storage_failure(e);
         }
     }
-    let outcome = match s.writer.append(&req.timeseries) {
+    let outcome = match s.writer.append_raw(&series) {
         Ok(o) => o,
         Err(e) => return storage_failure(e),
     };
@@ -120,7 +157,7 @@ struct Limited {
 /// label limits drop the offending series and keep the rest (400 after the rest is stored).
 fn apply_limits(
     s: &AppState,
-    batch: &mut Vec<meshlens_model::TimeSeries>,
+    batch: &mut Vec<RawSeries<'_>>,
 ) -> Result<Limited, (StatusCode, String)> {
     let l = &s.limits;
     let samples: u64 = batch.iter().map(|t| t.samples.len() as u64).sum();
@@ -135,7 +172,7 @@ fn apply_limits(
         ));
     }
     let mut out = Limited::default();
-    batch.retain(|t| match l.limits.check_series(&t.labels) {
+    batch.retain(|t| match check_series(&l.limits, t) {
         Ok(()) => true,
         Err(e) => {
             let n = t.samples.len() as u64;
@@ -151,7 +188,7 @@ fn apply_limits(
         let existing = head.head_series() as usize;
         let mut room = max.saturating_sub(existing);
         batch.retain(|t| {
-            if head.contains_series(&t.labels) {
+            if head.contains_raw(t) {
                 return true;
             }
             if room > 0 {
@@ -164,13 +201,29 @@ fn apply_limits(
             out.series_limit.get_or_insert_with(|| {
                 format!(
                     "tenant {:?}: series limit (--limits.max-series-per-tenant {max}) reached with {existing} series; new series refused, first {}",
-                    s.tenant, t.labels
+                    s.tenant, t.to_labels()
                 )
             });
             false
         });
     }
     Ok(out)
+}
+
+/// `Limits::check_series` on a series as sent: normalised pairs within every limit pass
+/// without building `Labels`; anything else gets the full check and its exact message.
+fn check_series(
+    limits: &Limits,
+    t: &RawSeries<'_>,
+) -> Result<(), SeriesLimitError> {
+    let within = t.labels.len() <= limits.max_label_names_per_series
+        && t.labels.iter().all(|(n, v)| {
+            n.len() <= limits.max_label_name_length && v.len() <= limits.max_label_value_length
+        });
+    if within && t.is_normalised() {
+        return Ok(());
+    }
+    limits.check_series(&t.to_labels())
 }
 
 fn storage_failure(e: StorageError) -> (StatusCode, String) {

@@ -49,6 +49,11 @@ pub(crate) struct Shared {
 pub struct TenantStack {
     pub id: String,
     pub tsdb: Arc<Tsdb>,
+    /// What every metric ingest path of the tenant writes through (remote write, scrapes,
+    /// agents forwarding to this hub): the TSDB, feeding the graph aggregates.
+    pub writer: Arc<dyn MetricWriter>,
+    /// The service graph's per-edge aggregates; None with `--graph.aggregates-retention=0`.
+    pub graph_aggregates: Option<Arc<meshlens_analysis::EdgeAggregates>>,
     pub spans: Arc<SpanStore>,
     pub trace_state: Arc<TraceApiState>,
     router: Router,
@@ -223,6 +228,7 @@ impl Tenants {
                 metrics_reader: metrics,
                 metrics_writer: Arc::new(federated::NoWrites),
                 head: None,
+                graph_aggregates: None,
                 trace_state: Arc::new({
                     let mut t = TraceApiState::new(Arc::new(federated::NoWrites), spans);
                     t.counters = self.shared.trace_counters.clone();
@@ -317,6 +323,8 @@ struct View {
     metrics_writer: Arc<dyn MetricWriter>,
     /// The tenant's TSDB, for its series limit; None in federated views.
     head: Option<Arc<Tsdb>>,
+    /// The tenant's graph aggregates; None in federated views (graphs use PromQL).
+    graph_aggregates: Option<Arc<meshlens_analysis::EdgeAggregates>>,
     trace_state: Arc<TraceApiState>,
 }
 
@@ -328,6 +336,7 @@ fn routes(shared: &Shared, v: View) -> Router {
         metrics: v.metrics_reader.clone(),
         spans: v.trace_state.reader.clone(),
         engine: shared.engine.clone(),
+        aggregates: v.graph_aggregates.clone(),
     }));
     let verify = api::verify::router(Arc::new(api::verify::VerifyState {
         metrics: v.metrics_reader.clone(),
@@ -381,6 +390,7 @@ async fn open_stack(
             source: std::io::Error::other(e),
         })??;
     let tsdb = Arc::new(tsdb);
+    let (metrics_writer, graph_aggregates) = graph_aggregates(shared, id, &tsdb)?;
     let spans_dir = dir.join("spans");
     let span_opts = opts.spans.clone();
     let spans = tokio::task::spawn_blocking(move || SpanStore::open(&spans_dir, span_opts))
@@ -432,19 +442,76 @@ async fn open_stack(
             tenant: id.to_string(),
             mesh_tenants: vec![id.to_string()],
             metrics_reader: tsdb.clone(),
-            metrics_writer: tsdb.clone(),
+            metrics_writer: metrics_writer.clone(),
             head: Some(tsdb.clone()),
+            graph_aggregates: graph_aggregates.clone(),
             trace_state: trace_state.clone(),
         },
     );
     Ok(TenantStack {
         id: id.to_string(),
         tsdb,
+        writer: metrics_writer,
+        graph_aggregates,
         spans,
         trace_state,
         router,
         tasks: parking_lot::Mutex::new(tasks),
     })
+}
+
+/// The tenant's graph aggregates and the writer that feeds them, with their rebuild from
+/// the TSDB started on a thread of its own (it reads up to a day of Istio series once; until
+/// it is done, graphs use PromQL and say so). Without aggregates, the TSDB itself.
+fn graph_aggregates(
+    shared: &Shared,
+    id: &str,
+    tsdb: &Arc<Tsdb>,
+) -> Result<
+    (
+        Arc<dyn MetricWriter>,
+        Option<Arc<meshlens_analysis::EdgeAggregates>>,
+    ),
+    ServerError,
+> {
+    let Some(opts) = shared.opts.graph_aggregates else {
+        return Ok((tsdb.clone(), None));
+    };
+    let aggs = Arc::new(meshlens_analysis::EdgeAggregates::new(opts)?);
+    let (a, reader, tenant) = (aggs.clone(), tsdb.clone(), id.to_string());
+    std::thread::Builder::new()
+        .name("graph-aggregates".into())
+        .spawn(move || {
+            let t = std::time::Instant::now();
+            match a.rebuild(&*reader) {
+                Ok(r) => {
+                    let st = a.stats();
+                    tracing::info!(
+                        tenant,
+                        series = r.series,
+                        samples = r.samples,
+                        edges = st.edges,
+                        bytes = st.bytes,
+                        secs = t.elapsed().as_secs_f64(),
+                        "graph aggregates rebuilt from storage"
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    tenant,
+                    error = %e,
+                    "rebuilding the graph aggregates failed; graphs use PromQL"
+                ),
+            }
+        })
+        .map_err(|e| ServerError::DataDir {
+            dir: shared.opts.data_dir.clone(),
+            source: e,
+        })?;
+    let writer = Arc::new(meshlens_analysis::AggregatingWriter::new(
+        tsdb.clone(),
+        aggs.clone(),
+    ));
+    Ok((writer, Some(aggs)))
 }
 
 #[cfg(test)]

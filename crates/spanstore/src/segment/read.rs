@@ -37,6 +37,15 @@ impl Dict {
         self.blob.get(a..b)
     }
 
+    /// The ids of the strings starting with `prefix`: a contiguous range, the dictionary
+    /// being sorted.
+    pub fn prefix_range(&self, prefix: &str) -> (u32, u32) {
+        let at = |i: usize| self.get(i as u32).unwrap_or_default();
+        let lo = partition(self.len(), |i| at(i) < prefix);
+        let hi = partition(self.len(), |i| at(i) < prefix || at(i).starts_with(prefix));
+        (lo as u32, hi as u32)
+    }
+
     pub fn find(&self, s: &str) -> Option<u32> {
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
@@ -49,6 +58,20 @@ impl Dict {
         }
         None
     }
+}
+
+/// The first index in `0..n` for which `pred` is false (`pred` true then false).
+fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 pub struct Block {
@@ -89,6 +112,8 @@ pub struct Segment {
     post_keys: Vec<PostKey>,
     post_offs: Vec<(u32, u32)>,
     post_data: Vec<u8>,
+    /// Pre-aggregates computed over this segment (`crate::memo`); they go with it.
+    pub memo: crate::memo::SegMemo,
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> SpanStoreError {
@@ -103,13 +128,14 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn decompress(c: &[u8], cap: usize) -> io::Result<Vec<u8>> {
+/// Decompresses into `out`'s spare capacity (the caller reserves the block's size).
+fn decompress_into(c: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
     DECOMP.with(|d| {
         let mut d = d.borrow_mut();
         if d.is_none() {
             *d = Some(zstd::bulk::Decompressor::new()?);
         }
-        d.as_mut().expect("set above").decompress(c, cap)
+        d.as_mut().expect("set above").decompress_to_buffer(c, out)
     })
 }
 
@@ -294,6 +320,7 @@ impl Segment {
             post_keys,
             post_offs,
             post_data: footer,
+            memo: Default::default(),
         })
     }
 
@@ -334,17 +361,25 @@ impl Segment {
     }
 
     pub fn load_block(&self, bi: usize) -> Result<Vec<u8>, SpanStoreError> {
+        let mut raw = Vec::new();
+        self.load_block_into(bi, &mut raw)?;
+        Ok(raw)
+    }
+
+    /// Decompresses block `bi` into `raw`, reusing its allocation (scans read many blocks).
+    pub fn load_block_into(&self, bi: usize, raw: &mut Vec<u8>) -> Result<(), SpanStoreError> {
         let b = &self.blocks[bi];
         let c = &self.map[b.off as usize..b.off as usize + b.clen as usize];
         if crc32fast::hash(c) != b.crc {
             return Err(corrupt(&self.path, format!("block {bi} checksum mismatch")));
         }
-        let raw = decompress(c, b.raw_len as usize)
-            .map_err(|e| corrupt(&self.path, format!("block {bi}: {e}")))?;
+        raw.clear();
+        raw.reserve(b.raw_len as usize);
+        decompress_into(c, raw).map_err(|e| corrupt(&self.path, format!("block {bi}: {e}")))?;
         if raw.len() != b.raw_len as usize {
             return Err(corrupt(&self.path, format!("block {bi} length mismatch")));
         }
-        Ok(raw)
+        Ok(())
     }
 
     /// Postings for a key: trace ordinals, ascending.

@@ -125,6 +125,20 @@ impl Block {
                     });
                 }
             }
+            // Reads find a range's chunks by binary search and concatenate them unsorted.
+            if s.chunks.windows(2).any(|w| w[1].min_t <= w[0].max_t) {
+                return Err(BlockError::Corrupt {
+                    path: index_path,
+                    reason: format!("chunks of {} overlap or are out of order", s.labels),
+                });
+            }
+        }
+        // Reads merge blocks' series lists without sorting them again.
+        if series.windows(2).any(|w| w[1].labels <= w[0].labels) {
+            return Err(BlockError::Corrupt {
+                path: index_path,
+                reason: "series are not sorted by labels".into(),
+            });
         }
         let size_bytes = len + index_bytes.len() as u64;
         Ok(Block {
@@ -155,52 +169,69 @@ impl Block {
 
     /// Samples of series `idx` in `[mint, maxt]`.
     pub fn samples(&self, idx: u32, mint: i64, maxt: i64) -> Result<Vec<Sample>, BlockError> {
-        self.samples_within(idx, mint, maxt, &mut SampleBudget::unlimited())
+        let mut out = Vec::new();
+        self.decode_into(idx, mint, maxt, &mut out, &SampleBudget::unlimited())?;
+        Ok(out)
     }
 
-    /// [`Self::samples`], spending `budget` chunk by chunk; once it is exceeded the read
-    /// stops and what it returns is incomplete.
-    pub(crate) fn samples_within(
+    /// The chunks of series `idx` overlapping `[mint, maxt]`, in time order (a series'
+    /// chunks never overlap, so the first is found by binary search).
+    fn overlapping_chunks(&self, idx: u32, mint: i64, maxt: i64) -> &[ChunkRef] {
+        let Some(s) = self.series.get(idx as usize) else {
+            return &[];
+        };
+        let first = s.chunks.partition_point(|c| c.max_t < mint);
+        let len = s.chunks[first..].partition_point(|c| c.min_t <= maxt);
+        &s.chunks[first..first + len]
+    }
+
+    /// The time span of series `idx`'s chunks that overlap `[mint, maxt]`, clipped to it.
+    pub(crate) fn bounds_in(&self, idx: u32, mint: i64, maxt: i64) -> Option<(i64, i64)> {
+        let chunks = self.overlapping_chunks(idx, mint, maxt);
+        let (first, last) = (chunks.first()?, chunks.last()?);
+        Some((first.min_t.max(mint), last.max_t.min(maxt)))
+    }
+
+    /// Appends series `idx`'s samples in `[mint, maxt]` to `buf` in time order, decoding
+    /// only the chunks that overlap the range and spending `budget` chunk by chunk; stops
+    /// once it is exceeded. Returns how many samples were appended.
+    pub(crate) fn decode_into(
         &self,
         idx: u32,
         mint: i64,
         maxt: i64,
-        budget: &mut SampleBudget,
-    ) -> Result<Vec<Sample>, BlockError> {
-        let mut out = Vec::new();
-        let Some(s) = self.series.get(idx as usize) else {
-            return Ok(out);
-        };
-        for c in &s.chunks {
-            if c.max_t < mint || c.min_t > maxt {
-                continue;
-            }
+        buf: &mut Vec<Sample>,
+        budget: &SampleBudget,
+    ) -> Result<usize, BlockError> {
+        let mut n = 0;
+        for c in self.overlapping_chunks(idx, mint, maxt) {
             let start = c.offset as usize;
-            let end = start + c.len as usize;
-            let bytes = &self.data[start..end];
-            let crc = u32::from_le_bytes(self.data[end..end + 4].try_into().unwrap_or_default());
             let corrupt = |reason: String| BlockError::Corrupt {
                 path: self.dir.join("chunks"),
                 reason,
             };
+            // `open` checked every reference against the file's length.
+            let end = start + c.len as usize;
+            let (Some(bytes), Some(crc)) = (self.data.get(start..end), self.data.get(end..end + 4))
+            else {
+                return Err(corrupt(format!("chunk at {start} beyond the file")));
+            };
+            let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
             if crc32fast::hash(bytes) != crc {
                 return Err(corrupt(format!("checksum mismatch in chunk at {start}")));
             }
-            let samples =
-                chunk::decode(bytes).map_err(|e| corrupt(format!("chunk at {start}: {e}")))?;
-            let before = out.len();
-            out.extend(samples.into_iter().filter(|s| s.t >= mint && s.t <= maxt));
-            if !budget.spend(out.len() - before) {
+            let got = chunk::decode_range_into(bytes, mint, maxt, buf)
+                .map_err(|e| corrupt(format!("chunk at {start}: {e}")))?;
+            n += got;
+            if !budget.spend(got) {
                 break;
             }
         }
-        Ok(out)
+        Ok(n)
     }
 
     pub fn has_data_in(&self, idx: u32, mint: i64, maxt: i64) -> bool {
-        self.series
-            .get(idx as usize)
-            .is_some_and(|s| s.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt))
+        !self.overlapping_chunks(idx, mint, maxt).is_empty()
     }
 }
 

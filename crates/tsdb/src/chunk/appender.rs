@@ -5,8 +5,8 @@
 
 use meshlens_model::Sample;
 
-use super::bits::{BitReader, BitWriter};
-use super::{read_dod, read_xor, write_dod_value, XorState};
+use super::bits::BitWriter;
+use super::{decode_split_range_into, write_dod_value, ChunkError, XorState};
 
 #[derive(Clone, Debug)]
 pub struct Appender {
@@ -67,16 +67,44 @@ impl Appender {
 
     /// The samples, decoded.
     pub fn samples(&self) -> Vec<Sample> {
-        let n = self.len();
-        let mut ts = Vec::with_capacity(n);
-        let mut vs = Vec::with_capacity(n);
-        // Our own streams always decode; a failure would leave fewer samples, never panic.
-        let _ = read_dod(&mut BitReader::new(&self.times.bytes), n, &mut ts);
-        let _ = read_xor(&mut BitReader::new(&self.values.bytes), n, &mut vs);
-        ts.into_iter()
-            .zip(vs)
-            .map(|(t, v)| Sample::new(t, v))
-            .collect()
+        let mut out = Vec::with_capacity(self.len());
+        // Our own streams always decode; a failure would leave no samples, never panic.
+        let _ = self.decode_range_into(i64::MIN, i64::MAX, &mut out);
+        out
+    }
+
+    /// Appends the samples within `[mint, maxt]` to `buf`, decoding the streams in place.
+    pub fn decode_range_into(
+        &self,
+        mint: i64,
+        maxt: i64,
+        buf: &mut Vec<Sample>,
+    ) -> Result<usize, ChunkError> {
+        decode_split_range_into(
+            &self.times.bytes,
+            &self.values.bytes,
+            self.len(),
+            mint,
+            maxt,
+            buf,
+        )
+    }
+
+    /// Whether a sample falls in `[mint, maxt]`: from the first and last timestamps alone,
+    /// unless the range lies strictly between them.
+    pub fn has_sample_in(&self, mint: i64, maxt: i64) -> bool {
+        let (Some(first), Some(last)) = (self.first_t(), self.last_t()) else {
+            return false;
+        };
+        if first > maxt || last < mint {
+            return false;
+        }
+        if (mint..=maxt).contains(&first) || (mint..=maxt).contains(&last) {
+            return true;
+        }
+        let mut scratch = Vec::new();
+        self.decode_range_into(mint, maxt, &mut scratch)
+            .is_ok_and(|n| n > 0)
     }
 }
 

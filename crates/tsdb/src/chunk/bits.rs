@@ -43,39 +43,110 @@ impl BitWriter {
     }
 }
 
+/// Reads a bit stream most significant bit first, a 64-bit word at a time: the next unread
+/// bits sit left-aligned in `window`, refilled with one unaligned big-endian load, so a read
+/// of up to 56 bits is a shift and a mask instead of a loop over bytes and bits.
 #[derive(Clone, Debug)]
 pub struct BitReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+    data: &'a [u8],
+    /// The next byte not yet claimed by `window`.
+    next: usize,
+    /// Unread bits, left-aligned. Bits past `avail` are either zero or the stream's own
+    /// next bits, so OR-ing the same bytes in again on refill is harmless.
+    window: u64,
+    /// Valid bits in `window` (0..=63).
+    avail: u32,
 }
 
 impl<'a> BitReader<'a> {
-    pub fn new(bytes: &'a [u8]) -> Self {
-        BitReader { bytes, pos: 0 }
+    pub fn new(data: &'a [u8]) -> Self {
+        let mut r = BitReader {
+            data,
+            next: 0,
+            window: 0,
+            avail: 0,
+        };
+        r.refill();
+        r
     }
 
-    #[inline]
-    pub fn read_bit(&mut self) -> Option<bool> {
-        let byte = *self.bytes.get(self.pos / 8)?;
-        let bit = byte & (0x80 >> (self.pos % 8)) != 0;
-        self.pos += 1;
-        Some(bit)
-    }
-
-    #[inline]
-    pub fn read_bits(&mut self, n: u8) -> Option<u64> {
-        let mut v = 0u64;
-        let mut n = n;
-        while n > 0 {
-            let byte = *self.bytes.get(self.pos / 8)?;
-            let used = (self.pos % 8) as u8;
-            let avail = 8 - used;
-            let take = n.min(avail);
-            let part = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-            v = (v << take) | u64::from(part);
-            self.pos += take as usize;
-            n -= take;
+    /// Tops `window` up to at least 56 valid bits, or to the end of the data.
+    #[inline(always)]
+    pub fn refill(&mut self) {
+        match self
+            .data
+            .get(self.next..self.next + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        {
+            Some(word) => {
+                self.window |= u64::from_be_bytes(word) >> self.avail;
+                let take = (63 - self.avail) >> 3;
+                self.next += take as usize;
+                self.avail += take << 3;
+            }
+            None => self.refill_tail(),
         }
+    }
+
+    /// The last few bytes, one at a time.
+    #[cold]
+    fn refill_tail(&mut self) {
+        while self.avail <= 56 {
+            let Some(&b) = self.data.get(self.next) else {
+                return;
+            };
+            self.window |= u64::from(b) << (56 - self.avail);
+            self.next += 1;
+            self.avail += 8;
+        }
+    }
+
+    /// Bits available without a refill.
+    #[inline(always)]
+    pub fn avail(&self) -> u32 {
+        self.avail
+    }
+
+    /// The next 64 bits, left-aligned, without consuming them; only the first `avail()` are
+    /// meaningful (the rest are zero or stream bits not yet counted).
+    #[inline(always)]
+    pub fn peek(&self) -> u64 {
+        self.window
+    }
+
+    /// Consumes `n` (at most 63) bits already checked to be available.
+    #[inline(always)]
+    pub fn consume(&mut self, n: u32) {
+        debug_assert!(n <= self.avail);
+        self.window <<= n;
+        self.avail -= n;
+    }
+
+    /// Reads `n` bits (0..=64) as an unsigned number; None past the end of the data.
+    #[inline(always)]
+    pub fn read_bits(&mut self, n: u32) -> Option<u64> {
+        if n > 56 {
+            // More than one refill guarantees: in two reads.
+            let hi = self.read_short(n - 32)?;
+            let lo = self.read_short(32)?;
+            return Some(hi << 32 | lo);
+        }
+        self.read_short(n)
+    }
+
+    /// Reads `n` bits, at most 56.
+    #[inline(always)]
+    fn read_short(&mut self, n: u32) -> Option<u64> {
+        debug_assert!(n <= 56);
+        if self.avail < n {
+            self.refill();
+            if self.avail < n {
+                return None;
+            }
+        }
+        // Two shifts so that n = 0 yields 0 instead of overflowing a shift by 64.
+        let v = (self.window >> 1) >> (63 - n);
+        self.consume(n);
         Some(v)
     }
 }

@@ -34,6 +34,16 @@ impl Chunk {
     pub fn decode(&self) -> Result<Vec<Sample>, ChunkError> {
         decode(&self.bytes)
     }
+
+    /// Appends the samples within `[mint, maxt]` to `buf`; see [`decode_range_into`].
+    pub fn decode_range_into(
+        &self,
+        mint: i64,
+        maxt: i64,
+        buf: &mut Vec<Sample>,
+    ) -> Result<usize, ChunkError> {
+        decode_range_into(&self.bytes, mint, maxt, buf)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -138,18 +148,6 @@ pub(crate) fn write_dod_value(w: &mut BitWriter, dod: i64) {
     w.write_bits(dod as u64, 64);
 }
 
-fn read_dod_value(r: &mut BitReader) -> Option<i64> {
-    let mut ones = 0usize;
-    while ones < 5 && r.read_bit()? {
-        ones += 1;
-    }
-    match ones {
-        0 => Some(0),
-        5 => Some(r.read_bits(64)? as i64),
-        k => Some(unzigzag(r.read_bits(DOD_BUCKETS[k - 1])?)),
-    }
-}
-
 fn write_times(w: &mut BitWriter, samples: &[Sample]) {
     let mut ints = Vec::with_capacity(samples.len());
     ints.extend(samples.iter().map(|s| s.t));
@@ -173,24 +171,6 @@ fn write_dod(w: &mut BitWriter, vals: &[i64]) {
         }
         prev = v;
     }
-}
-
-pub(crate) fn read_dod(r: &mut BitReader, n: usize, out: &mut Vec<i64>) -> Result<(), ChunkError> {
-    let mut prev = 0i64;
-    let mut prev_delta = 0i64;
-    for i in 0..n {
-        let v = if i == 0 {
-            r.read_bits(64).ok_or(ChunkError::Truncated(i))? as i64
-        } else {
-            let dod = read_dod_value(r).ok_or(ChunkError::Truncated(i))?;
-            let delta = prev_delta.wrapping_add(dod);
-            prev_delta = delta;
-            prev.wrapping_add(delta)
-        };
-        out.push(v);
-        prev = v;
-    }
-    Ok(())
 }
 
 /// XOR-encoder state between values (Gorilla).
@@ -250,65 +230,297 @@ fn write_xor(w: &mut BitWriter, samples: &[Sample]) {
     }
 }
 
-pub(crate) fn read_xor(r: &mut BitReader, n: usize, out: &mut Vec<f64>) -> Result<(), ChunkError> {
-    let mut prev = 0u64;
-    let mut lead = 0u8;
-    let mut trail = 0u8;
-    for i in 0..n {
-        let err = || ChunkError::Truncated(i);
-        if i == 0 {
-            prev = r.read_bits(64).ok_or_else(err)?;
-        } else if r.read_bit().ok_or_else(err)? {
-            if r.read_bit().ok_or_else(err)? {
-                lead = r.read_bits(5).ok_or_else(err)? as u8;
-                let mut sig = r.read_bits(6).ok_or_else(err)? as u8;
-                if sig == 0 {
-                    sig = 64;
-                }
-                trail = 64u8.saturating_sub(lead + sig);
-            }
-            let sig = 64 - lead - trail;
-            let x = r.read_bits(sig).ok_or_else(err)?;
-            prev ^= x << trail;
+/// Zig-zag widths of the delta-of-delta buckets, indexed by the count of leading one bits
+/// of the prefix (0 = the value is zero; 5, the raw case, is handled apart).
+const DOD_PAYLOAD: [u32; 5] = [0, 7, 9, 12, 20];
+
+/// Reads one delta-of-delta: the prefix is counted with one `leading_zeros` on the word and
+/// the payload taken with two shifts, so the common buckets cost no per-bit branches.
+#[inline(always)]
+fn read_dod_value(r: &mut BitReader) -> Option<i64> {
+    if r.avail() < 25 {
+        r.refill();
+    }
+    let w = r.peek();
+    let ones = (!w).leading_zeros();
+    if ones >= 5 {
+        return read_dod_raw(r);
+    }
+    let prefix = ones + 1;
+    let payload = DOD_PAYLOAD[ones as usize];
+    let total = prefix + payload;
+    if total > r.avail() {
+        return None;
+    }
+    let z = ((w << prefix) >> 1) >> (63 - payload);
+    r.consume(total);
+    Some(unzigzag(z))
+}
+
+#[cold]
+fn read_dod_raw(r: &mut BitReader) -> Option<i64> {
+    r.read_bits(5)?;
+    Some(r.read_bits(64)? as i64)
+}
+
+/// Delta-of-delta integers (timestamps, decimal values): the first raw, then one dod each.
+#[derive(Default)]
+struct DodDecoder {
+    prev: i64,
+    delta: i64,
+}
+
+impl DodDecoder {
+    #[inline(always)]
+    fn first(&mut self, r: &mut BitReader) -> Option<i64> {
+        self.prev = r.read_bits(64)? as i64;
+        Some(self.prev)
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader) -> Option<i64> {
+        self.delta = self.delta.wrapping_add(read_dod_value(r)?);
+        self.prev = self.prev.wrapping_add(self.delta);
+        Some(self.prev)
+    }
+}
+
+/// Gorilla XOR values, the reading side of [`XorState`].
+#[derive(Default)]
+struct XorDecoder {
+    prev: u64,
+    lead: u32,
+    trail: u32,
+}
+
+impl XorDecoder {
+    #[inline(always)]
+    fn first(&mut self, r: &mut BitReader) -> Option<u64> {
+        self.prev = r.read_bits(64)?;
+        Some(self.prev)
+    }
+
+    #[inline(always)]
+    fn next(&mut self, r: &mut BitReader) -> Option<u64> {
+        if r.avail() < 13 {
+            r.refill();
         }
-        out.push(f64::from_bits(prev));
+        let w = r.peek();
+        if w >> 63 == 0 {
+            // '0': the same value again.
+            if r.avail() < 1 {
+                return None;
+            }
+            r.consume(1);
+            return Some(self.prev);
+        }
+        if (w >> 62) & 1 == 1 {
+            // '11': new leading-zero count (5 bits) and significant-bit count (6 bits).
+            if r.avail() < 13 {
+                return None;
+            }
+            self.lead = ((w >> 57) & 31) as u32;
+            let sig = match ((w >> 51) & 63) as u32 {
+                0 => 64,
+                s => s,
+            };
+            self.trail = 64u32.saturating_sub(self.lead + sig);
+            r.consume(13);
+        } else {
+            // '10': the previous window.
+            if r.avail() < 2 {
+                return None;
+            }
+            r.consume(2);
+        }
+        let sig = 64 - self.lead - self.trail;
+        let x = r.read_bits(sig)?;
+        self.prev ^= x << self.trail;
+        Some(self.prev)
+    }
+}
+
+/// How a chunk's values are stored after its timestamps.
+#[derive(Clone, Copy)]
+enum Values {
+    Xor,
+    /// Integers times 10^-d, delta-of-delta coded, with d.
+    Decimal(u8),
+}
+
+/// Where the values start: after the timestamps in the same stream, or in their own.
+enum ValueStream<'b> {
+    AfterTimes,
+    Separate(BitReader<'b>),
+}
+
+/// Decodes `n` samples (timestamps from `times`, then values) and appends those in
+/// `[mint, maxt]` to `buf`; returns how many. On error `buf` is left as it was.
+fn decode_streams<'b>(
+    times: BitReader<'b>,
+    values: ValueStream<'b>,
+    kind: Values,
+    n: usize,
+    (mint, maxt): (i64, i64),
+    buf: &mut Vec<Sample>,
+) -> Result<usize, ChunkError> {
+    let start = buf.len();
+    if n == 0 {
+        return Ok(0);
+    }
+    buf.reserve(n);
+    let after_times = match read_times(times, n, buf) {
+        Ok(r) => r,
+        Err(e) => {
+            buf.truncate(start);
+            return Err(e);
+        }
+    };
+    // Timestamps in a chunk increase, so the wanted ones are one run [lo, hi); values
+    // after `hi` are never decoded, values before `lo` decoded and dropped.
+    let got = &buf[start..];
+    let lo = got.partition_point(|s| s.t < mint);
+    let hi = got.partition_point(|s| s.t <= maxt).max(lo);
+    if lo == hi {
+        buf.truncate(start);
+        return Ok(0);
+    }
+    buf.truncate(start + hi);
+    let r = match values {
+        ValueStream::AfterTimes => after_times,
+        ValueStream::Separate(r) => r,
+    };
+    let out = &mut buf[start..];
+    let res = match kind {
+        Values::Xor => read_xor_values(r, out),
+        Values::Decimal(d) => read_decimal_values(r, d, out),
+    };
+    if let Err(e) = res {
+        buf.truncate(start);
+        return Err(e);
+    }
+    if lo > 0 {
+        buf.drain(start..start + lo);
+    }
+    Ok(hi - lo)
+}
+
+// The readers below take their `BitReader` by value so that its state lives in registers
+// for the whole loop.
+
+/// Pushes `n` samples with their timestamps (values zero) onto `buf`, which has room.
+fn read_times<'b>(
+    mut r: BitReader<'b>,
+    n: usize,
+    buf: &mut Vec<Sample>,
+) -> Result<BitReader<'b>, ChunkError> {
+    let mut ts = DodDecoder::default();
+    let t = ts.first(&mut r).ok_or(ChunkError::Truncated(0))?;
+    buf.push(Sample::new(t, 0.0));
+    for i in 1..n {
+        let t = ts.next(&mut r).ok_or(ChunkError::Truncated(i))?;
+        buf.push(Sample::new(t, 0.0));
+    }
+    Ok(r)
+}
+
+fn read_xor_values(mut r: BitReader, out: &mut [Sample]) -> Result<(), ChunkError> {
+    let mut d = XorDecoder::default();
+    let Some((first, rest)) = out.split_first_mut() else {
+        return Ok(());
+    };
+    first.v = f64::from_bits(d.first(&mut r).ok_or(ChunkError::Truncated(0))?);
+    for (i, s) in (1..).zip(rest) {
+        s.v = f64::from_bits(d.next(&mut r).ok_or(ChunkError::Truncated(i))?);
+    }
+    Ok(())
+}
+
+fn read_decimal_values(mut r: BitReader, d: u8, out: &mut [Sample]) -> Result<(), ChunkError> {
+    let mut dec = DodDecoder::default();
+    let Some((first, rest)) = out.split_first_mut() else {
+        return Ok(());
+    };
+    let int = dec.first(&mut r).ok_or(ChunkError::Truncated(0))?;
+    if d == 0 {
+        // Plain integers: no division (x / 1.0 == x exactly).
+        first.v = int as f64;
+        for (i, s) in (1..).zip(rest) {
+            s.v = dec.next(&mut r).ok_or(ChunkError::Truncated(i))? as f64;
+        }
+    } else {
+        // Divided, not multiplied by 10^-d, which is inexact: the encoder checked
+        // `round(v * 10^d) / 10^d == v`, so only the division gives v back bit for bit.
+        let scale = 10f64.powi(i32::from(d));
+        first.v = int as f64 / scale;
+        for (i, s) in (1..).zip(rest) {
+            s.v = dec.next(&mut r).ok_or(ChunkError::Truncated(i))? as f64 / scale;
+        }
     }
     Ok(())
 }
 
 /// Decodes a chunk's bytes.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Sample>, ChunkError> {
-    if bytes.len() < 3 {
-        return Err(ChunkError::Truncated(0));
-    }
-    let enc = bytes[0];
-    let n = u16::from_be_bytes([bytes[1], bytes[2]]) as usize;
-    let mut ts = Vec::with_capacity(n);
-    let mut out = Vec::with_capacity(n);
-    match enc {
-        ENC_XOR => {
-            let mut r = BitReader::new(&bytes[3..]);
-            read_dod(&mut r, n, &mut ts)?;
-            let mut vs = Vec::with_capacity(n);
-            read_xor(&mut r, n, &mut vs)?;
-            out.extend(ts.into_iter().zip(vs).map(|(t, v)| Sample::new(t, v)));
-        }
-        ENC_DECIMAL => {
-            let d = *bytes.get(3).ok_or(ChunkError::Truncated(0))?;
-            let mut r = BitReader::new(&bytes[4..]);
-            read_dod(&mut r, n, &mut ts)?;
-            let mut vs = Vec::with_capacity(n);
-            read_dod(&mut r, n, &mut vs)?;
-            let scale = 10f64.powi(i32::from(d));
-            out.extend(
-                ts.into_iter()
-                    .zip(vs)
-                    .map(|(t, v)| Sample::new(t, v as f64 / scale)),
-            );
-        }
-        other => return Err(ChunkError::UnknownEncoding(other)),
-    }
+    let mut out = Vec::new();
+    decode_range_into(bytes, i64::MIN, i64::MAX, &mut out)?;
     Ok(out)
+}
+
+/// Appends the chunk's samples within `[mint, maxt]` to `buf`, in time order, and returns
+/// how many. Decodes straight into `buf` (no intermediate vectors); on error `buf` is left
+/// as it was.
+pub fn decode_range_into(
+    bytes: &[u8],
+    mint: i64,
+    maxt: i64,
+    buf: &mut Vec<Sample>,
+) -> Result<usize, ChunkError> {
+    let (&enc, rest) = bytes.split_first().ok_or(ChunkError::Truncated(0))?;
+    let (count, payload) = rest.split_at_checked(2).ok_or(ChunkError::Truncated(0))?;
+    let n = usize::from(u16::from_be_bytes([count[0], count[1]]));
+    match enc {
+        ENC_XOR => decode_streams(
+            BitReader::new(payload),
+            ValueStream::AfterTimes,
+            Values::Xor,
+            n,
+            (mint, maxt),
+            buf,
+        ),
+        ENC_DECIMAL => {
+            let (&d, payload) = payload.split_first().ok_or(ChunkError::Truncated(0))?;
+            decode_streams(
+                BitReader::new(payload),
+                ValueStream::AfterTimes,
+                Values::Decimal(d),
+                n,
+                (mint, maxt),
+                buf,
+            )
+        }
+        other => Err(ChunkError::UnknownEncoding(other)),
+    }
+}
+
+/// Appends the samples within `[mint, maxt]` of `n` samples held as two separate streams
+/// (the head's open chunk: delta-of-delta timestamps, XOR values).
+pub(crate) fn decode_split_range_into(
+    times: &[u8],
+    values: &[u8],
+    n: usize,
+    mint: i64,
+    maxt: i64,
+    buf: &mut Vec<Sample>,
+) -> Result<usize, ChunkError> {
+    decode_streams(
+        BitReader::new(times),
+        ValueStream::Separate(BitReader::new(values)),
+        Values::Xor,
+        n,
+        (mint, maxt),
+        buf,
+    )
 }
 
 #[cfg(test)]

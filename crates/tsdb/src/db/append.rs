@@ -3,18 +3,19 @@
 use std::sync::atomic::Ordering;
 
 use meshlens_model::{
-    AppendOutcome, Labels, MetricMetadata, MetricWriter, RejectReason, Sample, StorageError,
-    TimeSeries,
+    AppendOutcome, Labels, MetricMetadata, MetricWriter, RawSeries, RejectReason, Sample,
+    StorageError, TimeSeries,
 };
 
 use super::{FsyncPolicy, SeriesHandle, Tsdb, TsdbError};
 use crate::head::{Appended, MemSeries, SeriesRef};
-use crate::wal::{Record, WalSample};
+use crate::wal::{Record, SampleBatch};
 
-/// What one append call gathers before committing it.
+/// What one append call gathers before committing it: accepted samples go straight into
+/// their WAL record.
 struct Accumulator {
     out: AppendOutcome,
-    wal: Vec<WalSample>,
+    wal: SampleBatch,
     min_t: i64,
     max_t: i64,
 }
@@ -23,7 +24,7 @@ impl Accumulator {
     fn with_capacity(n: usize) -> Self {
         Accumulator {
             out: AppendOutcome::default(),
-            wal: Vec::with_capacity(n),
+            wal: SampleBatch::with_capacity(n),
             min_t: i64::MAX,
             max_t: i64::MIN,
         }
@@ -75,6 +76,16 @@ impl Tsdb {
         Ok(SeriesHandle { id, series })
     }
 
+    /// Whether the head holds the series `raw` names: [`Tsdb::contains_series`] for a
+    /// series as a request carried it (what the per-tenant series limit asks).
+    pub fn contains_raw(&self, raw: &RawSeries<'_>) -> bool {
+        if raw.is_normalised() {
+            self.head.lookup_pairs(raw.labels).is_some()
+        } else {
+            self.head.lookup(&raw.to_labels()).is_some()
+        }
+    }
+
     fn min_valid_time(&self) -> i64 {
         match self.opts.retention_time_ms {
             Some(r) => self.newest_time().saturating_sub(r),
@@ -104,11 +115,7 @@ impl Tsdb {
             ) {
                 Ok(Appended::New) => {
                     acc.out.accepted += 1;
-                    acc.wal.push(WalSample {
-                        series: u64::from(id),
-                        t: smp.t,
-                        v: smp.v,
-                    });
+                    acc.wal.push(u64::from(id), smp.t, smp.v);
                     acc.min_t = acc.min_t.min(smp.t);
                     acc.max_t = acc.max_t.max(smp.t);
                 }
@@ -129,18 +136,63 @@ impl Tsdb {
             if ts.samples.is_empty() {
                 continue;
             }
-            // Labels are checked once, when a series is first seen; a stored series is valid.
-            let (id, series, created) = match self.head.lookup(&ts.labels) {
-                Some((id, series)) => (id, series, false),
-                None if ts.labels.is_empty() || ts.labels.validate().is_err() => {
-                    acc.out
-                        .add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
-                    continue;
-                }
-                None => self.resolve(&ts.labels)?,
+            let Some(series) = self.series_for(&ts.labels, ts.samples.len(), &mut acc)? else {
+                continue;
             };
-            acc.out.series_created += u64::from(created);
-            self.append_to(id, &mut series.lock(), &ts.samples, min_valid, &mut acc);
+            self.append_to(series.id(), &mut series.lock(), &ts.samples, min_valid, &mut acc);
+        }
+        self.commit(acc)
+    }
+
+    /// The series to append `labels`' samples to, created when new; None (the samples
+    /// counted as refused) when the labels are invalid. Labels are checked once, when a
+    /// series is first seen: a stored series is valid.
+    fn series_for(
+        &self,
+        labels: &Labels,
+        samples: usize,
+        acc: &mut Accumulator,
+    ) -> Result<Option<SeriesRef>, TsdbError> {
+        if let Some((_, series)) = self.head.lookup(labels) {
+            return Ok(Some(series));
+        }
+        if labels.is_empty() || labels.validate().is_err() {
+            acc.out
+                .add_rejected(RejectReason::InvalidLabels, samples as u64);
+            return Ok(None);
+        }
+        let (_, series, created) = self.resolve(labels)?;
+        acc.out.series_created += u64::from(created);
+        Ok(Some(series))
+    }
+
+    /// [`Self::append_inner`] for series borrowed from a request: a series the head holds
+    /// is found from the pairs as sent when they are already normalised, without building
+    /// `Labels`; only new or unsorted series take the owned path.
+    fn append_raw_inner(&self, batch: &[RawSeries<'_>]) -> Result<AppendOutcome, TsdbError> {
+        let _gate = self.append_gate.read();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TsdbError::Closed);
+        }
+        let mut acc = Accumulator::with_capacity(batch.iter().map(|t| t.samples.len()).sum());
+        let min_valid = self.min_valid_time();
+        for rs in batch {
+            if rs.samples.is_empty() {
+                continue;
+            }
+            let found = if rs.is_normalised() {
+                self.head.lookup_pairs(rs.labels)
+            } else {
+                None
+            };
+            let series = match found {
+                Some(s) => s,
+                None => match self.series_for(&rs.to_labels(), rs.samples.len(), &mut acc)? {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            self.append_to(series.id(), &mut series.lock(), rs.samples, min_valid, &mut acc);
         }
         self.commit(acc)
     }
@@ -160,7 +212,7 @@ impl Tsdb {
             let mut g = h.series.lock();
             if g.removed {
                 // Collected since the handle was made: append to the live series instead.
-                let labels = g.labels.clone();
+                let labels = h.series.labels();
                 drop(g);
                 let (id, series, _) = self.resolve(&labels)?;
                 self.append_to(
@@ -181,15 +233,16 @@ impl Tsdb {
     fn commit(&self, acc: Accumulator) -> Result<AppendOutcome, TsdbError> {
         let Accumulator {
             out,
-            wal,
+            mut wal,
             min_t,
             max_t,
         } = acc;
         self.head.note_times(min_t, max_t);
+        // A batch that only created series still takes a ticket, so their records are synced.
         if !wal.is_empty() || out.series_created > 0 {
             let ticket = self
                 .wal
-                .append(&[Record::Samples(wal)])
+                .append_batch(&mut wal)
                 .map_err(|e| self.io_err(e))?;
             if self.opts.wal_fsync == FsyncPolicy::EveryAppend {
                 self.wal.sync(ticket).map_err(|e| self.io_err(e))?;
@@ -208,6 +261,10 @@ impl Tsdb {
 impl MetricWriter for Tsdb {
     fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
         Ok(self.append_inner(batch)?)
+    }
+
+    fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<AppendOutcome, StorageError> {
+        Ok(self.append_raw_inner(batch)?)
     }
 
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {

@@ -54,7 +54,8 @@ impl Tsdb {
             .filter_map(|(_, s)| {
                 let g = s.lock();
                 let (min, _) = g.time_range()?;
-                (min < boundary).then(|| (g.labels.clone(), s.clone()))
+                drop(g);
+                (min < boundary).then(|| (s.labels(), s.clone()))
             })
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
@@ -87,7 +88,7 @@ impl Tsdb {
                 [
                     Record::Series {
                         id: u64::from(id),
-                        labels: g.labels.clone(),
+                        labels: s.labels(),
                     },
                     Record::Samples(
                         samples

@@ -1,15 +1,25 @@
-//! The read path: matching series gathered from the head and every overlapping block.
+//! The read path: postings pick the matching series in the head and in every block that
+//! overlaps the range (before any series is looked at), the hits are merged by labels into
+//! cursors holding only handles, and samples are decoded per cursor, chunk by chunk, when
+//! asked. `select` decodes the cursors in parallel across series when there are many.
 
-use std::collections::BTreeMap;
+mod cursor;
+
 use std::sync::Arc;
 
 use meshlens_model::{
-    LabelMatcher, Labels, MetricMetadata, MetricReader, Sample, SeriesSamples, StorageError,
+    LabelMatcher, Labels, MetricMetadata, MetricReader, Sample, SeriesCursor, SeriesSamples,
+    StorageError,
 };
 
-use super::{Tsdb, TsdbError};
+use super::Tsdb;
 use crate::block::Block;
 use crate::budget::SampleBudget;
+pub(crate) use cursor::TsdbCursor;
+
+/// Below this many series a selection is decoded on the calling thread: threads cost more
+/// than they save.
+const PARALLEL_MIN_SERIES: usize = 1024;
 
 impl Tsdb {
     /// Whether the head holds this exact series; what a per-tenant series limit asks of each
@@ -26,76 +36,156 @@ impl Tsdb {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Gathers matching series from the head and every overlapping block, merged by labels.
-    /// Stops early, with an incomplete result, once `budget` is exceeded; the caller checks.
-    fn gather(
+    /// The series matching `matchers` with data in `[mint, maxt]` (chunk-level for closed
+    /// chunks), one cursor per distinct label set, sorted by labels. Nothing is decoded.
+    pub(crate) fn cursors(
         &self,
         matchers: &[LabelMatcher],
         mint: i64,
         maxt: i64,
-        with_samples: bool,
-        budget: &mut SampleBudget,
-    ) -> Result<BTreeMap<Labels, Vec<Sample>>, TsdbError> {
-        let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        let mut merged_twice: Vec<Labels> = Vec::new();
-        for id in self.head.select_ids(matchers) {
-            let Some(s) = self.head.get(id) else { continue };
-            let g = s.lock();
-            if with_samples {
-                let samples = g.samples_within(mint, maxt, budget);
-                if budget.exceeded() {
-                    return Ok(out);
-                }
-                if !samples.is_empty() {
-                    out.insert(g.labels.clone(), samples);
-                }
-            } else if g.has_data_in(mint, maxt) {
-                out.insert(g.labels.clone(), Vec::new());
-            }
+    ) -> Vec<TsdbCursor> {
+        if mint > maxt {
+            return Vec::new();
         }
-        let blocks: Vec<Arc<Block>> = self
+        let blocks: Arc<[Arc<Block>]> = self
             .blocks
             .read()
             .iter()
             .filter(|b| b.overlaps(mint, maxt))
             .cloned()
             .collect();
-        for b in blocks {
-            for idx in b.select_ids(matchers) {
-                let labels = &b.series[idx as usize].labels;
-                if with_samples {
-                    let samples = b.samples_within(idx, mint, maxt, budget)?;
-                    if budget.exceeded() {
-                        return Ok(out);
-                    }
-                    if samples.is_empty() {
-                        continue;
-                    }
-                    match out.get_mut(labels) {
-                        Some(v) => {
-                            v.extend(samples);
-                            merged_twice.push(labels.clone());
-                        }
-                        None => {
-                            out.insert(labels.clone(), samples);
-                        }
-                    }
-                } else if b.has_data_in(idx, mint, maxt) {
-                    out.entry(labels.clone()).or_default();
-                }
+        let ids = self.head.select_ids(matchers);
+        let mut out: Vec<TsdbCursor> = Vec::with_capacity(ids.len() as usize);
+        for s in self.head.series_refs(&ids) {
+            let g = s.lock();
+            if g.removed || !g.has_data_in(mint, maxt) {
+                continue;
             }
+            drop(g);
+            let labels = s.labels();
+            out.push(TsdbCursor::from_head(labels, s, blocks.clone(), mint, maxt));
         }
-        for l in merged_twice {
-            if let Some(v) = out.get_mut(&l) {
-                v.sort_by_key(|s| s.t);
-                v.dedup_by_key(|s| s.t);
+        out.sort_unstable_by(|a, b| a.labels().cmp(b.labels()));
+        for (k, b) in blocks.iter().enumerate() {
+            // Block series are sorted by labels (checked on open), so ids ascend in label
+            // order and merge with the cursors so far in one pass.
+            let hits: Vec<u32> = b
+                .select_ids(matchers)
+                .iter()
+                .filter(|&idx| b.has_data_in(idx, mint, maxt))
+                .collect();
+            if hits.is_empty() {
+                continue;
             }
+            out = merge_block(out, &blocks, k as u32, &hits, mint, maxt);
         }
-        Ok(out)
+        out
     }
 }
 
+/// Merges block `k`'s hits (series indexes in label order) into `cursors` (sorted by
+/// labels): a series already there gains the block, others become new cursors.
+fn merge_block(
+    cursors: Vec<TsdbCursor>,
+    blocks: &Arc<[Arc<Block>]>,
+    k: u32,
+    hits: &[u32],
+    mint: i64,
+    maxt: i64,
+) -> Vec<TsdbCursor> {
+    let block = &blocks[k as usize];
+    let mut out = Vec::with_capacity(cursors.len() + hits.len());
+    let mut rest = cursors.into_iter().peekable();
+    for &idx in hits {
+        let labels = &block.series[idx as usize].labels;
+        while let Some(c) = rest.next_if(|c| c.labels() < labels) {
+            out.push(c);
+        }
+        match rest.next_if(|c| c.labels() == labels) {
+            Some(mut c) => {
+                c.add_block(k, idx);
+                out.push(c);
+            }
+            None => out.push(TsdbCursor::from_block(k, idx, blocks.clone(), mint, maxt)),
+        }
+    }
+    out.extend(rest);
+    out
+}
+
+/// Decodes every cursor into an owned series, dropping those left empty, in order; in
+/// parallel over contiguous runs of cursors when there are many. Stops early once `budget`
+/// is exceeded (the caller checks it).
+fn materialize(
+    cursors: &mut [TsdbCursor],
+    budget: &SampleBudget,
+) -> Result<Vec<SeriesSamples>, StorageError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || cursors.len() < PARALLEL_MIN_SERIES {
+        return materialize_run(cursors, budget);
+    }
+    let per = cursors.len().div_ceil(threads);
+    let parts: Vec<Result<Vec<SeriesSamples>, StorageError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cursors
+            .chunks_mut(per)
+            .map(|run| s.spawn(move || materialize_run(run, budget)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StorageError::Unavailable {
+                        reason: "a read thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(cursors.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
+fn materialize_run(
+    cursors: &mut [TsdbCursor],
+    budget: &SampleBudget,
+) -> Result<Vec<SeriesSamples>, StorageError> {
+    let mut out = Vec::with_capacity(cursors.len());
+    let mut buf: Vec<Sample> = Vec::new();
+    for c in cursors {
+        buf.clear();
+        c.decode_budgeted(&mut buf, budget)?;
+        if budget.exceeded() {
+            break;
+        }
+        if !buf.is_empty() {
+            out.push(SeriesSamples {
+                labels: c.take_labels(),
+                samples: buf.as_slice().to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl MetricReader for Tsdb {
+    /// One cursor per matching series, holding handles to the head series and the blocks
+    /// that have data in the range; decoding happens in `decode_into`.
+    fn select_lazy<'a>(
+        &'a self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn SeriesCursor + 'a>>, StorageError> {
+        Ok(self
+            .cursors(matchers, mint, maxt)
+            .into_iter()
+            .map(|c| Box::new(c) as Box<dyn SeriesCursor + 'a>)
+            .collect())
+    }
+
     fn select(
         &self,
         matchers: &[LabelMatcher],
@@ -114,15 +204,13 @@ impl MetricReader for Tsdb {
         maxt: i64,
         max_samples: usize,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
-        let mut budget = SampleBudget::new(max_samples);
-        let found = self.gather(matchers, mint, maxt, true, &mut budget)?;
+        let budget = SampleBudget::new(max_samples);
+        let mut cursors = self.cursors(matchers, mint, maxt);
+        let found = materialize(&mut cursors, &budget)?;
         if budget.exceeded() {
             return Err(StorageError::TooManySamples { limit: max_samples });
         }
-        Ok(found
-            .into_iter()
-            .map(|(labels, samples)| SeriesSamples { labels, samples })
-            .collect())
+        Ok(found)
     }
 
     fn series(
@@ -132,8 +220,9 @@ impl MetricReader for Tsdb {
         maxt: i64,
     ) -> Result<Vec<Labels>, StorageError> {
         Ok(self
-            .gather(matchers, mint, maxt, false, &mut SampleBudget::unlimited())?
-            .into_keys()
+            .cursors(matchers, mint, maxt)
+            .iter_mut()
+            .map(TsdbCursor::take_labels)
             .collect())
     }
 

@@ -7,7 +7,7 @@
 
 mod record;
 
-pub use record::{Record, WalSample};
+pub use record::{Record, SampleBatch, WalSample};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -120,12 +120,26 @@ impl Wal {
 
     /// Appends records; returns a ticket to pass to `sync`.
     pub fn append(&self, records: &[Record]) -> io::Result<u64> {
-        let mut a = self.active.lock();
-        let start = a.buf.len();
+        let mut frames = Vec::new();
         for r in records {
-            encode_frame(&mut a.buf, r);
+            encode_frame(&mut frames, r);
         }
-        let n = (a.buf.len() - start) as u64;
+        self.append_frames(&frames)
+    }
+
+    /// Appends a batch of samples as one record; returns a ticket to pass to `sync`. The
+    /// frame is sealed (length, checksum) before the log's lock is taken, so concurrent
+    /// appenders serialise only on one copy.
+    pub fn append_batch(&self, batch: &mut SampleBatch) -> io::Result<u64> {
+        seal_frame(&mut batch.buf, 0);
+        self.append_frames(&batch.buf)
+    }
+
+    /// Appends whole encoded frames.
+    fn append_frames(&self, frames: &[u8]) -> io::Result<u64> {
+        let mut a = self.active.lock();
+        a.buf.extend_from_slice(frames);
+        let n = frames.len() as u64;
         a.size += n;
         a.written += 1;
         self.bytes_written
@@ -235,6 +249,11 @@ fn encode_frame(out: &mut Vec<u8>, r: &Record) {
     let start = out.len();
     out.extend_from_slice(&[0u8; 8]);
     r.encode(out);
+    seal_frame(out, start);
+}
+
+/// Fills in the header of the frame at `start`, whose body runs to the end of `out`.
+fn seal_frame(out: &mut [u8], start: usize) {
     let body = &out[start + 8..];
     let len = body.len() as u32;
     let crc = crc32fast::hash(body);

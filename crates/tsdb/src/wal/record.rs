@@ -5,8 +5,113 @@ use meshlens_model::{Label, Labels, MetricMetadata};
 use crate::varint::{put_str, put_uvarint, put_varint, Reader};
 
 const SERIES: u8 = 1;
+/// Samples with raw 8-byte values; still read, no longer written.
 const SAMPLES: u8 = 2;
 const METADATA: u8 = 3;
+/// Samples with compact values ([`put_value`]), running to the end of the body.
+const SAMPLES_COMPACT: u8 = 4;
+
+/// Values exporters emit are mostly integers (counters, byte gauges) or have two decimals
+/// (seconds, percentages): those take a varint of the scaled integer; anything else the
+/// raw bits. The low two bits of the leading uvarint say which: 0 integer, 1 hundredths,
+/// 2 raw (alone, followed by 8 bytes). Every value reads back bit for bit.
+fn put_value(out: &mut Vec<u8>, v: f64) {
+    // Below 2^53 every integer is exact and its zig-zag, shifted by 2, still fits 64 bits.
+    const LIMIT: f64 = (1u64 << 53) as f64;
+    if v.abs() < LIMIT {
+        let i = v as i64;
+        if i as f64 == v && (i != 0 || v.to_bits() == 0) {
+            put_uvarint(out, zigzag(i) << 2);
+            return;
+        }
+        let h = (v * 100.0).round();
+        if h.abs() < LIMIT {
+            let i = h as i64;
+            if ((i as f64) / 100.0).to_bits() == v.to_bits() {
+                put_uvarint(out, (zigzag(i) << 2) | 1);
+                return;
+            }
+        }
+    }
+    out.push(2);
+    out.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+
+fn get_value(r: &mut Reader) -> Option<f64> {
+    let u = r.uvarint()?;
+    match u & 3 {
+        0 => Some(unzigzag(u >> 2) as f64),
+        1 => Some(unzigzag(u >> 2) as f64 / 100.0),
+        2 if u == 2 => Some(f64::from_bits(r.u64_le()?)),
+        _ => None,
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// A samples record built as samples are accepted, straight into its frame bytes: no
+/// intermediate list, and the whole batch goes to the log in one copy.
+pub struct SampleBatch {
+    /// Frame header space, the type byte, then the samples.
+    pub(super) buf: Vec<u8>,
+    prev_id: u64,
+    prev_t: i64,
+    n: usize,
+}
+
+impl SampleBatch {
+    /// Bytes reserved ahead of the body for the frame header.
+    pub(super) const HEADER: usize = 8;
+
+    pub fn with_capacity(samples: usize) -> Self {
+        let mut buf = Vec::with_capacity(Self::HEADER + 1 + samples * 8);
+        buf.extend_from_slice(&[0u8; Self::HEADER]);
+        buf.push(SAMPLES_COMPACT);
+        SampleBatch {
+            buf,
+            prev_id: 0,
+            prev_t: 0,
+            n: 0,
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, series: u64, t: i64, v: f64) {
+        put_varint(&mut self.buf, series.wrapping_sub(self.prev_id) as i64);
+        put_varint(&mut self.buf, t.wrapping_sub(self.prev_t));
+        put_value(&mut self.buf, v);
+        self.prev_id = series;
+        self.prev_t = t;
+        self.n += 1;
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+fn put_samples_compact(out: &mut Vec<u8>, samples: &[WalSample]) {
+    out.push(SAMPLES_COMPACT);
+    let (mut prev_id, mut prev_t) = (0u64, 0i64);
+    for s in samples {
+        put_varint(out, s.series.wrapping_sub(prev_id) as i64);
+        put_varint(out, s.t.wrapping_sub(prev_t));
+        put_value(out, s.v);
+        prev_id = s.series;
+        prev_t = s.t;
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct WalSample {
@@ -38,18 +143,7 @@ impl Record {
                     put_str(out, &l.value);
                 }
             }
-            Record::Samples(samples) => {
-                out.push(SAMPLES);
-                put_uvarint(out, samples.len() as u64);
-                let (mut prev_id, mut prev_t) = (0u64, 0i64);
-                for s in samples {
-                    put_varint(out, s.series.wrapping_sub(prev_id) as i64);
-                    put_varint(out, s.t.wrapping_sub(prev_t));
-                    out.extend_from_slice(&s.v.to_bits().to_le_bytes());
-                    prev_id = s.series;
-                    prev_t = s.t;
-                }
-            }
+            Record::Samples(samples) => put_samples_compact(out, samples),
             Record::Metadata(md) => {
                 out.push(METADATA);
                 put_uvarint(out, md.len() as u64);
@@ -94,6 +188,20 @@ impl Record {
                 }
                 Record::Samples(v)
             }
+            SAMPLES_COMPACT => {
+                let mut v = Vec::with_capacity(r.buf.len() / 4);
+                let (mut id, mut t) = (0u64, 0i64);
+                while !r.is_empty() {
+                    id = id.wrapping_add(r.varint()? as u64);
+                    t = t.wrapping_add(r.varint()?);
+                    v.push(WalSample {
+                        series: id,
+                        t,
+                        v: get_value(&mut r)?,
+                    });
+                }
+                Record::Samples(v)
+            }
             METADATA => {
                 let n = r.uvarint()? as usize;
                 let mut v = Vec::with_capacity(n.min(1024));
@@ -110,5 +218,142 @@ impl Record {
             _ => return None,
         };
         r.is_empty().then_some(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value_round_trips(v: f64) -> usize {
+        let mut out = Vec::new();
+        put_value(&mut out, v);
+        let mut r = Reader::new(&out);
+        let back = get_value(&mut r).expect("decodes");
+        assert_eq!(back.to_bits(), v.to_bits(), "{v:?}");
+        assert!(r.is_empty());
+        out.len()
+    }
+
+    #[test]
+    fn compact_values_keep_every_bit() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            123456.0,
+            0.25,
+            1.15,
+            -99999.99,
+            f64::NAN,
+            f64::from_bits(0x7ff0_0000_0000_0002), // the staleness marker
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            -9_007_199_254_740_993.0,
+            1e300,
+            0.1 + 0.2,
+        ] {
+            value_round_trips(v);
+        }
+        // What exporters emit is short: counters and two-decimal gauges.
+        assert_eq!(value_round_trips(1_000_000.0), 4);
+        assert_eq!(value_round_trips(12_345.67), 4);
+        assert_eq!(value_round_trips(0.1 + 0.2), 9);
+    }
+
+    #[test]
+    fn batch_equals_record_encoding() {
+        let samples = vec![
+            WalSample { series: 3, t: 1000, v: 1.5 },
+            WalSample { series: 1, t: 1000, v: f64::NAN },
+            WalSample { series: 7, t: 990, v: -2.0 },
+        ];
+        let mut b = SampleBatch::with_capacity(3);
+        for s in &samples {
+            b.push(s.series, s.t, s.v);
+        }
+        let mut body = Vec::new();
+        Record::Samples(samples.clone()).encode(&mut body);
+        assert_eq!(&b.buf[SampleBatch::HEADER..], &body[..]);
+        assert_eq!(b.len(), 3);
+        let Some(Record::Samples(back)) = Record::decode(&body) else {
+            panic!("decodes")
+        };
+        assert_eq!(format!("{back:?}"), format!("{samples:?}"));
+    }
+
+    #[test]
+    fn legacy_samples_records_still_replay() {
+        // Type 2 as earlier versions wrote it: count, then raw 8-byte values.
+        let mut body = vec![SAMPLES];
+        put_uvarint(&mut body, 2);
+        // Ids 5 then 6 (deltas 5, 1), both at t = 100 (deltas 100, 0).
+        for (d_id, d_t, v) in [(5i64, 100i64, 1.25f64), (1, 0, 7.0)] {
+            put_varint(&mut body, d_id);
+            put_varint(&mut body, d_t);
+            body.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        assert_eq!(
+            Record::decode(&body),
+            Some(Record::Samples(vec![
+                WalSample { series: 5, t: 100, v: 1.25 },
+                WalSample { series: 6, t: 100, v: 7.0 },
+            ]))
+        );
+    }
+
+    #[test]
+    fn compact_records_refuse_bad_bodies() {
+        // A value tag of 3 and a raw tag with bits above it are invalid.
+        assert_eq!(Record::decode(&[SAMPLES_COMPACT, 0, 0, 3]), None);
+        assert_eq!(Record::decode(&[SAMPLES_COMPACT, 0, 0, 6]), None);
+        // A raw value cut short.
+        assert_eq!(Record::decode(&[SAMPLES_COMPACT, 0, 0, 2, 1, 2]), None);
+        // An empty batch is a valid record.
+        assert_eq!(
+            Record::decode(&[SAMPLES_COMPACT]),
+            Some(Record::Samples(Vec::new()))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_round_trips(bits in any::<u64>()) {
+            value_round_trips(f64::from_bits(bits));
+        }
+
+        #[test]
+        fn decimal_values_round_trip(i in -10_000_000i64..10_000_000, scale in 0u32..4) {
+            value_round_trips(i as f64 / 10f64.powi(scale as i32));
+        }
+
+        #[test]
+        fn samples_records_round_trip(
+            s in proptest::collection::vec((0u64..1 << 40, any::<i64>(), any::<u64>()), 0..50)
+        ) {
+            let samples: Vec<WalSample> = s
+                .iter()
+                .map(|&(series, t, v)| WalSample { series, t, v: f64::from_bits(v) })
+                .collect();
+            let mut body = Vec::new();
+            Record::Samples(samples.clone()).encode(&mut body);
+            let Some(Record::Samples(back)) = Record::decode(&body) else {
+                panic!("decodes")
+            };
+            prop_assert_eq!(back.len(), samples.len());
+            for (a, b) in back.iter().zip(&samples) {
+                prop_assert_eq!((a.series, a.t, a.v.to_bits()), (b.series, b.t, b.v.to_bits()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Record::decode(&body);
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! `meshlens bench …`: load generators and engine benchmarks driven by the `bench/` scripts.
 
+mod istio_mesh;
 mod labels;
 mod remote_write;
 mod spans;
@@ -19,6 +20,8 @@ enum Which {
     RemoteWrite(remote_write::Args),
     /// Span ingest and query load against a server.
     Spans(spans::Args),
+    /// A whole mesh's Istio metrics (both reporters, two pods per workload), remote-written.
+    IstioMesh(istio_mesh::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -26,5 +29,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Which::TsdbWrite(a) => tsdb_write::run(a),
         Which::RemoteWrite(a) => remote_write::run(a),
         Which::Spans(a) => spans::run(a),
+        Which::IstioMesh(a) => istio_mesh::run(a),
     }
 }

@@ -1,0 +1,237 @@
+//! From Istio's identity labels to graph edges: the one folding both metric paths share.
+//!
+//! The PromQL path ([`super::metrics`]) and the per-edge aggregates ([`super::aggregates`])
+//! each produce groups of figures (request counts by code, duration buckets by `le`, TCP
+//! bytes) under a set of Istio identity labels; this module turns them into the
+//! [`EdgeMap`] per graph type, so both paths name nodes, pick reporters and merge figures the
+//! same way and can only differ in the numbers they start from.
+//!
+//! Like Kiali, an edge reported by the destination proxy is taken from `reporter=
+//! "destination"`; `reporter="source"` only fills in edges no destination reports (calls to
+//! services outside the mesh), so no request is counted twice.
+
+use meshlens_model::Labels;
+
+use super::{EdgeAcc, EdgeKey, EdgeMap, GraphType, NodeKey};
+use crate::fx::FxMap;
+
+/// The labels every metric query groups by (and the aggregates key edges by): enough to
+/// name both ends of an edge in all four graph types.
+pub(crate) const IDENTITY: [&str; 16] = [
+    "reporter",
+    "cluster",
+    "source_cluster",
+    "destination_cluster",
+    "source_workload",
+    "source_workload_namespace",
+    "source_app",
+    "source_version",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "request_protocol",
+];
+
+/// What one figure of a group counts, over the window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Figure<'a> {
+    /// Requests answered with `code` (`0`: no response); `mtls`: over mutual TLS.
+    Requests { code: &'a str, mtls: bool },
+    /// Requests that took at most `le` ms (cumulative, as Prometheus's buckets).
+    Bucket { le: f64 },
+    TcpSent,
+    TcpReceived,
+}
+
+/// Figures observed under one set of identity labels (which may hold further labels, such
+/// as PromQL's `response_code`; only the identity ones are read).
+pub(crate) struct Group<'a> {
+    pub labels: &'a Labels,
+    pub figures: Vec<(Figure<'a>, f64)>,
+}
+
+fn get<'a>(l: &'a Labels, names: &[&str]) -> &'a str {
+    names
+        .iter()
+        .filter_map(|n| l.get(n))
+        .find(|v| !v.is_empty() && *v != "unknown")
+        .unwrap_or("unknown")
+}
+
+/// Which service a workload serves, learnt from the destination labels, so that a service
+/// graph can name the source of a call by its service.
+type ServiceOf = FxMap<(String, String, String), String>;
+
+fn src_key(l: &Labels, gt: GraphType, services: &ServiceOf) -> NodeKey {
+    let cluster = get(l, &["source_cluster", "cluster"]).to_string();
+    let namespace = get(l, &["source_workload_namespace"]).to_string();
+    let workload = get(l, &["source_workload"]);
+    let (name, version) = match gt {
+        GraphType::Workload => (workload.to_string(), None),
+        GraphType::App => (get(l, &["source_app", "source_workload"]).to_string(), None),
+        GraphType::VersionedApp => (
+            get(l, &["source_app", "source_workload"]).to_string(),
+            Some(get(l, &["source_version"]).to_string()),
+        ),
+        GraphType::Service => (
+            services
+                .get(&(cluster.clone(), namespace.clone(), workload.to_string()))
+                .cloned()
+                .unwrap_or_else(|| workload.to_string()),
+            None,
+        ),
+    };
+    NodeKey {
+        cluster,
+        namespace,
+        name,
+        version,
+    }
+}
+
+fn dst_key(l: &Labels, gt: GraphType) -> NodeKey {
+    let cluster = get(l, &["destination_cluster", "cluster"]).to_string();
+    let svc = ["destination_service_name", "destination_service"];
+    let (ns, name, version) = match gt {
+        GraphType::Service => (
+            get(l, &["destination_service_namespace"]),
+            get(l, &svc),
+            None,
+        ),
+        GraphType::Workload => (
+            get(
+                l,
+                &[
+                    "destination_workload_namespace",
+                    "destination_service_namespace",
+                ],
+            ),
+            get(l, &["destination_workload", svc[0], svc[1]]),
+            None,
+        ),
+        GraphType::App | GraphType::VersionedApp => (
+            get(
+                l,
+                &[
+                    "destination_workload_namespace",
+                    "destination_service_namespace",
+                ],
+            ),
+            get(
+                l,
+                &["destination_app", "destination_workload", svc[0], svc[1]],
+            ),
+            (gt == GraphType::VersionedApp).then(|| get(l, &["destination_version"])),
+        ),
+    };
+    NodeKey {
+        cluster,
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        version: version.map(str::to_string),
+    }
+}
+
+/// The services workloads serve, from every group with request or TCP figures.
+fn services(groups: &[Group<'_>]) -> ServiceOf {
+    let mut services = ServiceOf::default();
+    for g in groups {
+        let counts_calls = g
+            .figures
+            .iter()
+            .any(|(f, _)| !matches!(f, Figure::Bucket { .. }));
+        if !counts_calls {
+            continue;
+        }
+        let l = g.labels;
+        let w = get(l, &["destination_workload"]);
+        let svc = get(l, &["destination_service_name", "destination_service"]);
+        if w != "unknown" && svc != "unknown" {
+            let cluster = get(l, &["destination_cluster", "cluster"]).to_string();
+            let ns = get(l, &["destination_workload_namespace"]).to_string();
+            services
+                .entry((cluster, ns, w.to_string()))
+                .or_insert(svc.to_string());
+        }
+    }
+    services
+}
+
+/// Folds the groups into edges for one graph type.
+pub(crate) fn fold(groups: &[Group<'_>], gt: GraphType) -> EdgeMap {
+    let services = if gt == GraphType::Service {
+        services(groups)
+    } else {
+        ServiceOf::default()
+    };
+    // Edges per reporter (0 = destination, 1 = source).
+    let mut by_reporter = [EdgeMap::default(), EdgeMap::default()];
+    for g in groups {
+        let l = g.labels;
+        let reporter = usize::from(l.get("reporter") == Some("source"));
+        // The protocol defaults to `tcp` for TCP figures, `http` for the rest, when Istio
+        // did not say; at most these two keys per group.
+        let mut keys: [Option<EdgeKey>; 2] = [None, None];
+        for &(figure, v) in &g.figures {
+            let tcp = matches!(figure, Figure::TcpSent | Figure::TcpReceived);
+            let key = keys[usize::from(tcp)].get_or_insert_with(|| EdgeKey {
+                src: src_key(l, gt, &services),
+                dst: dst_key(l, gt),
+                protocol: l
+                    .get("request_protocol")
+                    .unwrap_or(if tcp { "tcp" } else { "http" })
+                    .to_string(),
+            });
+            let a = acc(&mut by_reporter[reporter], key);
+            add(a, figure, v);
+        }
+    }
+    let [mut dest, source] = by_reporter;
+    let reported: std::collections::HashSet<(NodeKey, NodeKey)> = dest
+        .keys()
+        .map(|k| (k.src.clone(), k.dst.clone()))
+        .collect();
+    for (k, v) in source {
+        if !reported.contains(&(k.src.clone(), k.dst.clone())) {
+            dest.insert(k, v);
+        }
+    }
+    dest
+}
+
+fn acc<'m>(map: &'m mut EdgeMap, key: &EdgeKey) -> &'m mut EdgeAcc {
+    if !map.contains_key(key) {
+        map.insert(key.clone(), EdgeAcc::default());
+    }
+    let a = map.get_mut(key).expect("inserted above");
+    a.from_metrics = true;
+    a
+}
+
+fn add(a: &mut EdgeAcc, figure: Figure<'_>, v: f64) {
+    match figure {
+        Figure::Requests { code, mtls } => {
+            a.requests += v;
+            match a.codes.get_mut(code) {
+                Some(n) => *n += v,
+                None => {
+                    a.codes.insert(code.to_string(), v);
+                }
+            }
+            let m = a.mtls.get_or_insert(0.0);
+            if mtls {
+                *m += v;
+            }
+        }
+        Figure::Bucket { le } => match a.buckets.iter_mut().find(|b| b.0 == le) {
+            Some(b) => b.1 += v,
+            None => a.buckets.push((le, v)),
+        },
+        Figure::TcpSent => *a.tcp_sent.get_or_insert(0.0) += v,
+        Figure::TcpReceived => *a.tcp_received.get_or_insert(0.0) += v,
+    }
+}

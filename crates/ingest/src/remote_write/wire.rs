@@ -1,0 +1,387 @@
+//! Zero-copy reading of a decompressed `prometheus.WriteRequest`: label strings are borrowed
+//! from the buffer, every sample lands in one vector, and each series is a pair of ranges
+//! into both, so a request of N series costs a handful of allocations instead of one per
+//! label string (what a generic protobuf decoder does).
+//!
+//! Only the wire format of the fields remote write 1.0 defines is read; unknown fields are
+//! skipped by wire type, as protobuf requires. Exemplars and native histograms are counted,
+//! not decoded.
+
+use std::ops::Range;
+
+use meshlens_model::{MetricMetadata, RawSeries, Sample};
+
+/// Why the bytes are not a `WriteRequest`: what was being read and at which byte offset.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{what} at byte {offset}")]
+pub struct WireError {
+    pub what: &'static str,
+    pub offset: usize,
+}
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// A cursor over one message's bytes; every read fails cleanly at the end of the data.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Offset of `buf` in the whole request, for error positions.
+    base: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8], base: usize) -> Self {
+        Cursor { buf, pos: 0, base }
+    }
+
+    fn err(&self, what: &'static str) -> WireError {
+        WireError {
+            what,
+            offset: self.base + self.pos,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(self.err("truncated varint"));
+            };
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if i == 9 && b > 1 {
+                    return Err(self.err("varint overflows 64 bits"));
+                }
+                return Ok(v);
+            }
+        }
+        Err(self.err("varint longer than 10 bytes"))
+    }
+
+    /// The next field's number and wire type.
+    #[inline]
+    fn key(&mut self) -> Result<(u64, u8), WireError> {
+        let k = self.varint()?;
+        let field = k >> 3;
+        if field == 0 {
+            return Err(self.err("field number 0"));
+        }
+        Ok((field, (k & 7) as u8))
+    }
+
+    #[inline]
+    fn fixed64(&mut self) -> Result<u64, WireError> {
+        let end = self.pos + 8;
+        let b = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| self.err("truncated fixed64"))?;
+        self.pos = end;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(b);
+        Ok(u64::from_le_bytes(w))
+    }
+
+    /// A length-delimited field's bytes, and their offset in the request.
+    #[inline]
+    fn bytes(&mut self) -> Result<(&'a [u8], usize), WireError> {
+        let n = self.varint()?;
+        let at = self.pos;
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| at.checked_add(n))
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| self.err("length past the end of the message"))?;
+        self.pos = end;
+        Ok((&self.buf[at..end], self.base + at))
+    }
+
+    #[inline]
+    fn string(&mut self) -> Result<&'a str, WireError> {
+        let (b, at) = self.bytes()?;
+        std::str::from_utf8(b).map_err(|_| WireError {
+            what: "string is not UTF-8",
+            offset: at,
+        })
+    }
+
+    /// Skips a field of wire type `wt` (groups, deprecated since proto2, are refused).
+    fn skip(&mut self, wt: u8) -> Result<(), WireError> {
+        match wt {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.fixed64().map(drop),
+            LEN => self.bytes().map(drop),
+            FIXED32 => {
+                let end = self.pos + 4;
+                if end > self.buf.len() {
+                    return Err(self.err("truncated fixed32"));
+                }
+                self.pos = end;
+                Ok(())
+            }
+            _ => Err(self.err("unsupported wire type")),
+        }
+    }
+
+    /// `wt` must be the wire type the schema gives field `what`.
+    fn expect(&self, wt: u8, want: u8, what: &'static str) -> Result<(), WireError> {
+        if wt == want {
+            Ok(())
+        } else {
+            Err(self.err(what))
+        }
+    }
+}
+
+/// One series of the request: where its labels and samples are.
+#[derive(Clone, Debug)]
+struct SeriesSpan {
+    labels: Range<usize>,
+    samples: Range<usize>,
+}
+
+/// A parsed request whose label strings point into the decompressed buffer.
+#[derive(Debug, Default)]
+pub struct RawRequest<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
+    samples: Vec<Sample>,
+    /// Every series of the request in order, with or without samples (their index is the
+    /// one errors name).
+    series: Vec<SeriesSpan>,
+    pub metadata: Vec<MetricMetadata>,
+    /// Native histogram samples in the request; not stored yet, so counted and reported.
+    pub histograms_dropped: u64,
+    /// Exemplars in the request; not stored yet.
+    pub exemplars_dropped: u64,
+}
+
+impl<'a> RawRequest<'a> {
+    /// Number of series in the request, empty ones included.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Series `i` as sent (labels in the sender's order).
+    pub fn get(&self, i: usize) -> Option<RawSeries<'_>> {
+        let s = self.series.get(i)?;
+        Some(RawSeries {
+            labels: &self.pairs[s.labels.clone()],
+            samples: &self.samples[s.samples.clone()],
+        })
+    }
+
+    /// Every series in request order, empty ones included.
+    pub fn iter(&self) -> impl Iterator<Item = RawSeries<'_>> + '_ {
+        self.series.iter().map(|s| RawSeries {
+            labels: &self.pairs[s.labels.clone()],
+            samples: &self.samples[s.samples.clone()],
+        })
+    }
+
+    /// Total samples over all series.
+    pub fn num_samples(&self) -> usize {
+        self.samples.len()
+    }
+}
+
+/// Parses a decompressed `WriteRequest`.
+pub fn parse(buf: &[u8]) -> Result<RawRequest<'_>, WireError> {
+    // A series takes at least a few hundred bytes in practice; these are first guesses
+    // that spare most regrowth, not limits.
+    let mut req = RawRequest {
+        pairs: Vec::with_capacity(buf.len() / 40),
+        samples: Vec::with_capacity(buf.len() / 200),
+        series: Vec::with_capacity(buf.len() / 300),
+        ..Default::default()
+    };
+    let mut c = Cursor::new(buf, 0);
+    while !c.done() {
+        let (field, wt) = c.key()?;
+        match field {
+            1 => {
+                c.expect(wt, LEN, "timeseries is not length-delimited")?;
+                let (b, at) = c.bytes()?;
+                parse_series(b, at, &mut req)?;
+            }
+            3 => {
+                c.expect(wt, LEN, "metadata is not length-delimited")?;
+                let (b, at) = c.bytes()?;
+                req.metadata.push(parse_metadata(b, at)?);
+            }
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(req)
+}
+
+fn parse_series<'a>(buf: &'a [u8], base: usize, req: &mut RawRequest<'a>) -> Result<(), WireError> {
+    let (l0, s0) = (req.pairs.len(), req.samples.len());
+    let mut c = Cursor::new(buf, base);
+    while !c.done() {
+        let (field, wt) = c.key()?;
+        match field {
+            1 => {
+                c.expect(wt, LEN, "label is not length-delimited")?;
+                let (b, at) = c.bytes()?;
+                req.pairs.push(parse_label(b, at)?);
+            }
+            2 => {
+                c.expect(wt, LEN, "sample is not length-delimited")?;
+                let (b, at) = c.bytes()?;
+                req.samples.push(parse_sample(b, at)?);
+            }
+            3 if wt == LEN => {
+                c.bytes()?;
+                req.exemplars_dropped += 1;
+            }
+            4 if wt == LEN => {
+                c.bytes()?;
+                req.histograms_dropped += 1;
+            }
+            3 | 4 => return Err(c.err("exemplar or histogram is not length-delimited")),
+            _ => c.skip(wt)?,
+        }
+    }
+    req.series.push(SeriesSpan {
+        labels: l0..req.pairs.len(),
+        samples: s0..req.samples.len(),
+    });
+    Ok(())
+}
+
+#[inline]
+fn parse_label(buf: &[u8], base: usize) -> Result<(&str, &str), WireError> {
+    let (mut name, mut value) = ("", "");
+    let mut c = Cursor::new(buf, base);
+    while !c.done() {
+        let (field, wt) = c.key()?;
+        match field {
+            1 => {
+                c.expect(wt, LEN, "label name is not length-delimited")?;
+                name = c.string()?;
+            }
+            2 => {
+                c.expect(wt, LEN, "label value is not length-delimited")?;
+                value = c.string()?;
+            }
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok((name, value))
+}
+
+#[inline]
+fn parse_sample(buf: &[u8], base: usize) -> Result<Sample, WireError> {
+    let (mut v, mut t) = (0.0, 0i64);
+    let mut c = Cursor::new(buf, base);
+    while !c.done() {
+        let (field, wt) = c.key()?;
+        match field {
+            1 => {
+                c.expect(wt, FIXED64, "sample value is not a double")?;
+                v = f64::from_bits(c.fixed64()?);
+            }
+            2 => {
+                c.expect(wt, VARINT, "sample timestamp is not a varint")?;
+                t = c.varint()? as i64;
+            }
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(Sample::new(t, v))
+}
+
+fn parse_metadata(buf: &[u8], base: usize) -> Result<MetricMetadata, WireError> {
+    let mut kind = 0i32;
+    let (mut family, mut help, mut unit) = ("", "", "");
+    let mut c = Cursor::new(buf, base);
+    while !c.done() {
+        let (field, wt) = c.key()?;
+        match field {
+            1 => {
+                c.expect(wt, VARINT, "metadata type is not a varint")?;
+                // An int32 enum: protobuf keeps the low 32 bits of the varint.
+                kind = c.varint()? as i32;
+            }
+            2 | 4 | 5 => {
+                c.expect(wt, LEN, "metadata string is not length-delimited")?;
+                let s = c.string()?;
+                match field {
+                    2 => family = s,
+                    4 => help = s,
+                    _ => unit = s,
+                }
+            }
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(MetricMetadata {
+        metric_family: family.to_string(),
+        kind: super::metric_type_name(kind).to_string(),
+        help: help.to_string(),
+        unit: unit.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_offset() {
+        // Field 1 (timeseries), length 5, but only 2 bytes follow.
+        let e = parse(&[0x0a, 0x05, 0x0a, 0x00]).unwrap_err();
+        assert_eq!(e.offset, 2);
+        assert!(e.to_string().contains("length past the end"), "{e}");
+        // A timeseries holding a label whose name is not UTF-8.
+        let e = parse(&[0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff]).unwrap_err();
+        assert_eq!(e.what, "string is not UTF-8");
+        assert_eq!(e.offset, 6);
+        // Groups are refused.
+        assert!(parse(&[0x0b]).is_err());
+        // Field number 0.
+        assert!(parse(&[0x02, 0x00]).is_err());
+        // An 11-byte varint.
+        assert!(parse(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped_and_last_scalar_wins() {
+        let mut buf = Vec::new();
+        // Unknown top-level fields of every wire type.
+        buf.extend_from_slice(&[0x10, 0x96, 0x01]); // field 2 varint
+        buf.extend_from_slice(&[0x21, 1, 2, 3, 4, 5, 6, 7, 8]); // field 4 fixed64
+        buf.extend_from_slice(&[0x2d, 1, 2, 3, 4]); // field 5 fixed32
+        buf.extend_from_slice(&[0x32, 0x02, 0xaa, 0xbb]); // field 6 bytes
+        // A series: label name "a" value "x" then value "y"; a sample with t=5 given twice.
+        let label = [0x0a, 0x01, b'a', 0x12, 0x01, b'x', 0x12, 0x01, b'y'];
+        let sample = [0x10, 0x03, 0x10, 0x05];
+        let mut series = vec![0x0a, label.len() as u8];
+        series.extend_from_slice(&label);
+        series.extend_from_slice(&[0x12, sample.len() as u8]);
+        series.extend_from_slice(&sample);
+        series.extend_from_slice(&[0x1a, 0x00, 0x22, 0x00, 0x22, 0x00]); // 1 exemplar, 2 histograms
+        buf.push(0x0a);
+        buf.push(series.len() as u8);
+        buf.extend_from_slice(&series);
+        let req = parse(&buf).unwrap();
+        assert_eq!(req.len(), 1);
+        let s = req.get(0).unwrap();
+        assert_eq!(s.labels, &[("a", "y")]);
+        assert_eq!(s.samples, &[Sample::new(5, 0.0)]);
+        assert_eq!((req.exemplars_dropped, req.histograms_dropped), (1, 2));
+    }
+}

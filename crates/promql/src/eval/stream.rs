@@ -1,0 +1,435 @@
+//! Selectors evaluated series by series: storage hands out cursors (`select_lazy`), each
+//! series is decoded into a reused buffer, turned into its values at every step of the
+//! query in one pass, and handed to a consumer — a list of series, or an aggregation's
+//! group accumulators — before the next is decoded, so a query holds one series' samples
+//! per thread instead of every sample of every match. Samples count against the query's
+//! limit as they are decoded, so an oversized query stops at the series that crosses it.
+//!
+//! Series are cut into fixed blocks that the cores take in turn; each block fills its own
+//! consumer and the blocks are merged in series order, so results do not depend on the
+//! number of threads or on which finished first. A query with a single block runs on the
+//! calling thread.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::Instant;
+
+use meshlens_model::{is_stale_nan, Labels, Sample, SeriesCursor, StorageError};
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{MatrixSelector, VectorSelector};
+
+use super::Evaluator;
+use crate::error::PromqlError;
+use crate::functions::rollup::{RangeFn, Rollup, Scratch};
+use crate::functions::RangeParams;
+use crate::value::Series;
+use crate::EngineOptions;
+
+/// Series per unit of parallel work: large enough that merging a block's accumulators
+/// costs little beside decoding it, small enough to spread a few thousand series.
+pub(crate) const BLOCK_SERIES: usize = 256;
+
+/// Threads a query's series are spread over: the cores this process may use.
+fn threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// A selector's series, not yet decoded, and what each is to be turned into.
+pub(crate) struct Source<'s> {
+    cursors: Vec<Box<dyn SeriesCursor + 's>>,
+    /// Per step: the evaluation time after `@` and `offset` (for a range function, the
+    /// window's end).
+    times: Vec<i64>,
+    what: What,
+}
+
+enum What {
+    /// An instant selector: at each time, the newest sample within the lookback delta
+    /// unless it is a staleness marker; its value, or with `timestamp` its time (seconds).
+    Latest { timestamp: bool },
+    /// A range function over a matrix selector's windows, staleness markers left out.
+    Rollup {
+        f: RangeFn,
+        range: i64,
+        params: RangeParams,
+    },
+}
+
+impl Source<'_> {
+    /// Whether the values no longer describe the metric, so its name is dropped.
+    pub fn drops_name(&self) -> bool {
+        match &self.what {
+            What::Latest { timestamp } => *timestamp,
+            What::Rollup { f, .. } => !f.keeps_name(),
+        }
+    }
+}
+
+/// Whether the selector fixes the metric name, so that dropping the name cannot make two
+/// of its series equal.
+pub(crate) fn pins_name(vs: &VectorSelector) -> bool {
+    vs.name.is_some()
+        || vs
+            .matchers
+            .matchers
+            .iter()
+            .any(|m| m.name == meshlens_model::METRIC_NAME && m.op == PMatchOp::Equal)
+}
+
+/// Where one block's series go; one per block, merged in series order.
+pub(crate) trait Partial: Send {
+    /// A series with at least one value; `points` has one entry per step.
+    fn add(&mut self, labels: &Labels, points: &[Option<f64>]);
+}
+
+/// Series kept as they are, labels without the metric name when `drop_name`.
+pub(crate) struct Collect {
+    pub drop_name: bool,
+    pub series: Vec<Series>,
+}
+
+impl Partial for Collect {
+    fn add(&mut self, labels: &Labels, points: &[Option<f64>]) {
+        let labels = if self.drop_name {
+            labels.without_metric_name()
+        } else {
+            labels.clone()
+        };
+        self.series.push(Series {
+            labels,
+            points: points.to_vec(),
+        });
+    }
+}
+
+/// What the evaluation shares with the threads reading its series.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    opts: &'a EngineOptions,
+    deadline: Instant,
+    samples: &'a AtomicUsize,
+}
+
+impl Ctx<'_> {
+    /// Counts decoded samples; fails once the query's total passes its limit.
+    fn charge(&self, n: usize) -> Result<(), PromqlError> {
+        let total = self
+            .samples
+            .fetch_add(n, Ordering::Relaxed)
+            .saturating_add(n);
+        if total > self.opts.max_samples {
+            return Err(PromqlError::TooManySamples {
+                limit: self.opts.max_samples,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_deadline(&self) -> Result<(), PromqlError> {
+        if Instant::now() > self.deadline {
+            return Err(PromqlError::Timeout {
+                after: self.opts.timeout,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A storage failure as the query reports it: storage's own sample limit is the query's.
+pub(crate) fn storage_error(opts: &EngineOptions, e: StorageError) -> PromqlError {
+    match e {
+        StorageError::TooManySamples { .. } => PromqlError::TooManySamples {
+            limit: opts.max_samples,
+        },
+        other => other.into(),
+    }
+}
+
+/// Buffers one thread reuses from series to series.
+#[derive(Default)]
+struct Worker {
+    samples: Vec<Sample>,
+    points: Vec<Option<f64>>,
+    scratch: Scratch,
+}
+
+/// One block's consumer and the metric names it saw that do not look like counters.
+struct BlockOut<P> {
+    partial: P,
+    non_counters: Vec<String>,
+}
+
+impl<'a> Evaluator<'a> {
+    /// The series of `vs` with samples in `[mint, maxt]`, as cursors.
+    pub(crate) fn cursors(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn SeriesCursor + 'a>>, PromqlError> {
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(PromqlError::BadData {
+                message: "\"or\" label matchers are not supported".into(),
+            });
+        }
+        let m = super::selector_matchers(vs)?;
+        self.storage
+            .select_lazy(&m, mint, maxt)
+            .map_err(|e| storage_error(self.opts, e))
+    }
+
+    /// An instant selector, to be read series by series.
+    pub(crate) fn latest_source(
+        &self,
+        vs: &VectorSelector,
+        timestamp: bool,
+    ) -> Result<Source<'a>, PromqlError> {
+        let times = self.effective_times(&vs.at, &vs.offset);
+        let cursors = match (times.iter().min(), times.iter().max()) {
+            (Some(&min), Some(&max)) => {
+                let lookback = self.opts.lookback_delta_ms;
+                self.cursors(vs, self.window_min(min, lookback), max)?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Source {
+            cursors,
+            times,
+            what: What::Latest { timestamp },
+        })
+    }
+
+    /// A range function over a matrix selector, to be read series by series.
+    pub(crate) fn rollup_source(
+        &self,
+        ms: &MatrixSelector,
+        f: RangeFn,
+        params: RangeParams,
+    ) -> Result<Source<'a>, PromqlError> {
+        let range = super::millis(ms.range);
+        let times = self.effective_times(&ms.vs.at, &ms.vs.offset);
+        let cursors = match (times.iter().min(), times.iter().max()) {
+            (Some(&min), Some(&max)) => self.cursors(&ms.vs, self.window_min(min, range), max)?,
+            _ => Vec::new(),
+        };
+        Ok(Source {
+            cursors,
+            times,
+            what: What::Rollup { f, range, params },
+        })
+    }
+
+    /// Every series of `source` with at least one value, in storage order.
+    pub(crate) fn collect(&self, source: Source<'_>) -> Result<Vec<Series>, PromqlError> {
+        let drop_name = source.drops_name();
+        let mut out = Vec::new();
+        self.stream(
+            &source,
+            || Collect {
+                drop_name,
+                series: Vec::new(),
+            },
+            |block| out.extend(block.series),
+        )?;
+        Ok(out)
+    }
+
+    /// Runs `source` series by series into consumers made by `new_partial` (one per
+    /// block), handing each filled one to `merge` in series order.
+    pub(crate) fn stream<P: Partial>(
+        &self,
+        source: &Source<'_>,
+        new_partial: impl Fn() -> P + Sync,
+        mut merge: impl FnMut(P),
+    ) -> Result<(), PromqlError> {
+        let ctx = Ctx {
+            opts: self.opts,
+            deadline: self.deadline,
+            samples: &self.samples,
+        };
+        let mut noted: Vec<String> = Vec::new();
+        let mut take = |out: BlockOut<P>| {
+            for name in out.non_counters {
+                if !noted.contains(&name) {
+                    self.info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"));
+                    noted.push(name);
+                }
+            }
+            merge(out.partial);
+        };
+        let ts = &self.ts[..];
+        let blocks: Vec<&[Box<dyn SeriesCursor + '_>]> =
+            source.cursors.chunks(BLOCK_SERIES).collect();
+        let work =
+            |i: usize, w: &mut Worker| run_block(&ctx, source, ts, blocks[i], new_partial(), w);
+        let threads = threads().min(blocks.len());
+        if threads <= 1 {
+            let mut w = Worker::default();
+            for i in 0..blocks.len() {
+                take(work(i, &mut w)?);
+            }
+            return Ok(());
+        }
+        parallel(blocks.len(), threads, &work, take)
+    }
+}
+
+/// Runs `work` over blocks `0..blocks` on `threads` threads, which take blocks in order,
+/// and hands the results to `take` in block order. The first failure (of the lowest block)
+/// is returned, and stops the other threads before their next block.
+fn parallel<T: Send>(
+    blocks: usize,
+    threads: usize,
+    work: &(dyn Fn(usize, &mut Worker) -> Result<T, PromqlError> + Sync),
+    mut take: impl FnMut(T),
+) -> Result<(), PromqlError> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Result<T, PromqlError>)>();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || {
+                let mut w = Worker::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= blocks {
+                        break;
+                    }
+                    let r = work(i, &mut w);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, T> = BTreeMap::new();
+        let mut want = 0usize;
+        let mut failed: Option<(usize, PromqlError)> = None;
+        for (i, r) in rx {
+            match r {
+                Ok(t) if failed.is_none() => {
+                    pending.insert(i, t);
+                    while let Some(t) = pending.remove(&want) {
+                        take(t);
+                        want += 1;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if failed.as_ref().is_none_or(|(j, _)| i < *j) {
+                        failed = Some((i, e));
+                    }
+                    pending.clear();
+                }
+            }
+        }
+        match failed {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    })
+}
+
+fn run_block<P: Partial>(
+    ctx: &Ctx<'_>,
+    source: &Source<'_>,
+    ts: &[i64],
+    block: &[Box<dyn SeriesCursor + '_>],
+    mut partial: P,
+    w: &mut Worker,
+) -> Result<BlockOut<P>, PromqlError> {
+    let mut non_counters: Vec<String> = Vec::new();
+    let per = match &source.what {
+        What::Rollup { f, range, params } => Per::Rollup(Rollup {
+            f: *f,
+            range: *range,
+            ends: &source.times,
+            ts,
+            closed: ctx.opts.closed_ranges,
+            p1: params.p1.as_deref(),
+            p2: params.p2.as_deref(),
+        }),
+        What::Latest { timestamp } => Per::Latest(*timestamp),
+    };
+    for cursor in block {
+        ctx.check_deadline()?;
+        w.samples.clear();
+        let n = cursor
+            .decode_into(&mut w.samples)
+            .map_err(|e| storage_error(ctx.opts, e))?;
+        ctx.charge(n)?;
+        match &per {
+            Per::Rollup(r) => {
+                w.samples.retain(|x| !is_stale_nan(x.v));
+                if r.f.wants_counter() && !w.samples.is_empty() {
+                    note_non_counter(cursor.labels(), &mut non_counters);
+                }
+                r.eval(&w.samples, &mut w.scratch, &mut w.points);
+            }
+            Per::Latest(timestamp) => {
+                latest(ctx, &w.samples, &source.times, *timestamp, &mut w.points)
+            }
+        }
+        if w.points.iter().any(Option::is_some) {
+            partial.add(cursor.labels(), &w.points);
+        }
+    }
+    Ok(BlockOut {
+        partial,
+        non_counters,
+    })
+}
+
+/// A source's computation, borrowed for one block.
+enum Per<'r> {
+    Latest(bool),
+    Rollup(Rollup<'r>),
+}
+
+fn note_non_counter(labels: &Labels, seen: &mut Vec<String>) {
+    if let Some(metric) = labels.metric_name() {
+        let counter = ["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|sfx| metric.ends_with(sfx));
+        if !counter && !seen.iter().any(|s| s == metric) {
+            seen.push(metric.to_string());
+        }
+    }
+}
+
+/// The newest sample at or before each time, if within the lookback delta and not a
+/// staleness marker; one index moves forward as the (ascending) times do.
+fn latest(ctx: &Ctx<'_>, s: &[Sample], times: &[i64], timestamp: bool, out: &mut Vec<Option<f64>>) {
+    out.clear();
+    out.resize(times.len(), None);
+    let lookback = ctx.opts.lookback_delta_ms;
+    let (mut hi, mut prev) = (0usize, i64::MIN);
+    for (i, &t) in times.iter().enumerate() {
+        if t < prev {
+            hi = 0;
+        }
+        prev = t;
+        while hi < s.len() && s[hi].t <= t {
+            hi += 1;
+        }
+        let Some(last) = hi.checked_sub(1).map(|j| s[j]) else {
+            continue;
+        };
+        let seen = last.t >= super::window_min(t, lookback, ctx.opts.closed_ranges);
+        if seen && !is_stale_nan(last.v) {
+            out[i] = Some(if timestamp {
+                last.t as f64 / 1000.0
+            } else {
+                last.v
+            });
+        }
+    }
+}

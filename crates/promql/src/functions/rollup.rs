@@ -1,0 +1,523 @@
+//! Range-vector functions over one series for every step of a query in one pass: the window
+//! `(end - range, end]` of each step is found by two indices that only move forward as the
+//! steps advance, and counter resets and value changes are listed once per series, so
+//! `rate`, `increase`, `resets`, `changes`, `count_over_time`, `last_over_time`, `irate`
+//! and `idelta` cost O(1) per step; the other functions read only their window's samples.
+//! Values are the same, bit for bit, as evaluating each window on its own (sums run in
+//! the same order).
+
+use meshlens_model::Sample;
+
+use super::quantile;
+use crate::eval::aggregate::{mean, variance, Kahan};
+
+/// The functions of a range vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Resets,
+    Changes,
+    AvgOverTime,
+    MinOverTime,
+    MaxOverTime,
+    SumOverTime,
+    CountOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    LastOverTime,
+    PresentOverTime,
+    AbsentOverTime,
+    MadOverTime,
+    QuantileOverTime,
+    /// `double_exponential_smoothing`, formerly `holt_winters`.
+    DoubleExponential,
+}
+
+impl RangeFn {
+    pub fn parse(name: &str) -> Option<RangeFn> {
+        Some(match name {
+            "rate" => RangeFn::Rate,
+            "increase" => RangeFn::Increase,
+            "delta" => RangeFn::Delta,
+            "irate" => RangeFn::Irate,
+            "idelta" => RangeFn::Idelta,
+            "deriv" => RangeFn::Deriv,
+            "predict_linear" => RangeFn::PredictLinear,
+            "resets" => RangeFn::Resets,
+            "changes" => RangeFn::Changes,
+            "avg_over_time" => RangeFn::AvgOverTime,
+            "min_over_time" => RangeFn::MinOverTime,
+            "max_over_time" => RangeFn::MaxOverTime,
+            "sum_over_time" => RangeFn::SumOverTime,
+            "count_over_time" => RangeFn::CountOverTime,
+            "stddev_over_time" => RangeFn::StddevOverTime,
+            "stdvar_over_time" => RangeFn::StdvarOverTime,
+            "last_over_time" => RangeFn::LastOverTime,
+            "present_over_time" => RangeFn::PresentOverTime,
+            "absent_over_time" => RangeFn::AbsentOverTime,
+            "mad_over_time" => RangeFn::MadOverTime,
+            "quantile_over_time" => RangeFn::QuantileOverTime,
+            "holt_winters" | "double_exponential_smoothing" => RangeFn::DoubleExponential,
+            _ => return None,
+        })
+    }
+
+    /// The position of the range-vector argument.
+    pub fn matrix_arg(self) -> usize {
+        usize::from(self == RangeFn::QuantileOverTime)
+    }
+
+    /// Whether results keep the metric name (all others drop it).
+    pub fn keeps_name(self) -> bool {
+        self == RangeFn::LastOverTime
+    }
+
+    /// Functions that expect counters: they note metric names that do not look like one.
+    pub fn wants_counter(self) -> bool {
+        matches!(self, RangeFn::Rate | RangeFn::Increase | RangeFn::Irate)
+    }
+}
+
+/// One range function applied over a query's steps.
+pub(crate) struct Rollup<'a> {
+    pub f: RangeFn,
+    /// The window length, ms.
+    pub range: i64,
+    /// Each step's window end (its evaluation time after `@` and `offset`).
+    pub ends: &'a [i64],
+    /// Each step's evaluation time (`predict_linear` extrapolates from it).
+    pub ts: &'a [i64],
+    /// Prometheus 2's closed windows `[end - range, end]` and extrapolation order.
+    pub closed: bool,
+    /// The function's scalar arguments per step: `quantile_over_time`'s φ,
+    /// `predict_linear`'s t, smoothing's factors.
+    pub p1: Option<&'a [f64]>,
+    pub p2: Option<&'a [f64]>,
+}
+
+/// Buffers reused from series to series.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    values: Vec<f64>,
+    deviations: Vec<f64>,
+    /// Indices `j` where sample `j` resets the counter (or changes the value) relative to
+    /// sample `j - 1`, ascending.
+    marks: Vec<usize>,
+}
+
+impl Rollup<'_> {
+    /// The function's value at every step for one series' samples (sorted by time, without
+    /// staleness markers); `out` gets one entry per step.
+    pub fn eval(&self, s: &[Sample], scratch: &mut Scratch, out: &mut Vec<Option<f64>>) {
+        out.clear();
+        out.resize(self.ends.len(), None);
+        if s.is_empty() {
+            return;
+        }
+        let marks = &mut scratch.marks;
+        marks.clear();
+        let pairs = s.windows(2).enumerate();
+        match self.f {
+            RangeFn::Rate | RangeFn::Increase | RangeFn::Resets => {
+                for (j, p) in pairs {
+                    if p[1].v < p[0].v {
+                        marks.push(j + 1);
+                    }
+                }
+            }
+            RangeFn::Changes => {
+                for (j, p) in pairs {
+                    let (a, b) = (p[0].v, p[1].v);
+                    if !(a == b || (a.is_nan() && b.is_nan())) {
+                        marks.push(j + 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let range_s = self.range as f64 / 1000.0;
+        let (mut lo, mut hi, mut mark_lo, mut mark_hi) = (0usize, 0usize, 0usize, 0usize);
+        let mut prev_end = i64::MIN;
+        for (i, &end) in self.ends.iter().enumerate() {
+            if end < prev_end {
+                // Ends only fall if times were not ascending; start over for this step.
+                (lo, hi, mark_lo, mark_hi) = (0, 0, 0, 0);
+            }
+            prev_end = end;
+            let start = end - self.range;
+            while lo < s.len() && (s[lo].t < start || (!self.closed && s[lo].t == start)) {
+                lo += 1;
+            }
+            hi = hi.max(lo);
+            while hi < s.len() && s[hi].t <= end {
+                hi += 1;
+            }
+            if lo == hi {
+                continue;
+            }
+            let marks = &scratch.marks;
+            while mark_lo < marks.len() && marks[mark_lo] <= lo {
+                mark_lo += 1;
+            }
+            mark_hi = mark_hi.max(mark_lo);
+            while mark_hi < marks.len() && marks[mark_hi] < hi {
+                mark_hi += 1;
+            }
+            let w = &s[lo..hi];
+            let in_window = &scratch.marks[mark_lo..mark_hi];
+            out[i] = match self.f {
+                RangeFn::Rate | RangeFn::Increase => {
+                    let mut result = w[w.len() - 1].v - w[0].v;
+                    for &j in in_window {
+                        result += s[j - 1].v;
+                    }
+                    let rate = self.f == RangeFn::Rate;
+                    extrapolate(result, w, start, end, true, rate, range_s, self.closed)
+                }
+                RangeFn::Delta => {
+                    let result = w[w.len() - 1].v - w[0].v;
+                    extrapolate(result, w, start, end, false, false, range_s, self.closed)
+                }
+                RangeFn::Irate => instant_delta(w, true),
+                RangeFn::Idelta => instant_delta(w, false),
+                RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+                RangeFn::PredictLinear => (w.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(w, self.ts[i]);
+                    intercept + slope * self.p1.map_or(0.0, |p| p[i])
+                }),
+                RangeFn::Resets | RangeFn::Changes => Some(in_window.len() as f64),
+                RangeFn::AvgOverTime => {
+                    let values = window_values(&mut scratch.values, w);
+                    Some(mean(values))
+                }
+                RangeFn::SumOverTime => {
+                    let mut k = Kahan::default();
+                    w.iter().for_each(|x| k.add(x.v));
+                    Some(k.value())
+                }
+                RangeFn::MinOverTime => Some(w.iter().map(|x| x.v).fold(f64::NAN, |m, v| {
+                    if m > v || m.is_nan() {
+                        v
+                    } else {
+                        m
+                    }
+                })),
+                RangeFn::MaxOverTime => Some(w.iter().map(|x| x.v).fold(f64::NAN, |m, v| {
+                    if m < v || m.is_nan() {
+                        v
+                    } else {
+                        m
+                    }
+                })),
+                RangeFn::CountOverTime => Some(w.len() as f64),
+                RangeFn::LastOverTime => Some(w[w.len() - 1].v),
+                RangeFn::PresentOverTime => Some(1.0),
+                RangeFn::AbsentOverTime => None,
+                RangeFn::StddevOverTime => {
+                    Some(variance(window_values(&mut scratch.values, w)).sqrt())
+                }
+                RangeFn::StdvarOverTime => Some(variance(window_values(&mut scratch.values, w))),
+                RangeFn::QuantileOverTime => {
+                    let values = window_values(&mut scratch.values, w);
+                    Some(quantile(self.p1.map_or(f64::NAN, |p| p[i]), values))
+                }
+                RangeFn::MadOverTime if w.iter().any(|x| x.v.is_nan()) => Some(f64::NAN),
+                RangeFn::MadOverTime => {
+                    let values = window_values(&mut scratch.values, w);
+                    let median = quantile(0.5, values);
+                    scratch.deviations.clear();
+                    scratch
+                        .deviations
+                        .extend(values.iter().map(|v| (v - median).abs()));
+                    Some(quantile(0.5, &mut scratch.deviations))
+                }
+                RangeFn::DoubleExponential => double_exponential(
+                    w,
+                    self.p1.map_or(0.5, |p| p[i]),
+                    self.p2.map_or(0.5, |p| p[i]),
+                ),
+            };
+        }
+    }
+}
+
+fn window_values<'b>(buf: &'b mut Vec<f64>, w: &[Sample]) -> &'b mut [f64] {
+    buf.clear();
+    buf.extend(w.iter().map(|x| x.v));
+    buf
+}
+
+/// Prometheus's extrapolation of `result` (the window's increase or delta) to the window
+/// from `start` to `end`: `rate` divides by the range in seconds.
+#[allow(clippy::too_many_arguments)]
+fn extrapolate(
+    result: f64,
+    w: &[Sample],
+    start: i64,
+    end: i64,
+    counter: bool,
+    rate: bool,
+    range_s: f64,
+    prom2: bool,
+) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (first, last) = (w[0], w[w.len() - 1]);
+    let mut to_start = (first.t - start) as f64 / 1000.0;
+    let mut to_end = (end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg_step = sampled / (w.len() - 1) as f64;
+    let threshold = avg_step * 1.1;
+    // Prometheus 3 caps the gap at the threshold first and then at the counter's zero
+    // point; Prometheus 2 took the zero point first, so a zero point just under the
+    // threshold is extrapolated to rather than half a step.
+    if !prom2 && to_start >= threshold {
+        to_start = avg_step / 2.0;
+    }
+    if counter && result > 0.0 && first.v >= 0.0 {
+        let to_zero = sampled * (first.v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if prom2 && to_start >= threshold {
+        to_start = avg_step / 2.0;
+    }
+    if to_end >= threshold {
+        to_end = avg_step / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if rate {
+        factor /= range_s;
+    }
+    Some(result * factor)
+}
+
+fn instant_delta(w: &[Sample], rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (w[w.len() - 2], w[w.len() - 1]);
+    let dt = (last.t - prev.t) as f64 / 1000.0;
+    if dt == 0.0 {
+        return None;
+    }
+    if rate {
+        let diff = if last.v < prev.v {
+            last.v
+        } else {
+            last.v - prev.v
+        };
+        Some(diff / dt)
+    } else {
+        Some(last.v - prev.v)
+    }
+}
+
+/// Least-squares slope and the intercept at `intercept_t`.
+fn linear_regression(w: &[Sample], intercept_t: i64) -> (f64, f64) {
+    let init = w[0].v;
+    if w.iter().all(|s| s.v == init) {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let (mut sx, mut sy, mut sxy, mut sx2) = (
+        Kahan::default(),
+        Kahan::default(),
+        Kahan::default(),
+        Kahan::default(),
+    );
+    let n = w.len() as f64;
+    for s in w {
+        let x = (s.t - intercept_t) as f64 / 1000.0;
+        sx.add(x);
+        sy.add(s.v);
+        sxy.add(x * s.v);
+        sx2.add(x * x);
+    }
+    let (sx, sy, sxy, sx2) = (sx.value(), sy.value(), sxy.value(), sx2.value());
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn double_exponential(w: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, w[0].v);
+    let mut b = w[1].v - w[0].v;
+    for (i, s) in w.iter().enumerate().skip(1) {
+        let x = sf * s.v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each window cut out on its own with binary searches, as evaluation did before.
+    fn window(s: &[Sample], end: i64, range: i64, closed: bool) -> &[Sample] {
+        let start = end - range;
+        let lo = if closed {
+            s.partition_point(|x| x.t < start)
+        } else {
+            s.partition_point(|x| x.t <= start)
+        };
+        let hi = s.partition_point(|x| x.t <= end);
+        &s[lo..hi.max(lo)]
+    }
+
+    fn series(seed: u64, n: usize) -> Vec<Sample> {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut t, mut v) = (0i64, 0.0f64);
+        (0..n)
+            .map(|_| {
+                t += 1 + (next() % 20_000) as i64;
+                v = match next() % 10 {
+                    0 => (next() % 50) as f64,
+                    1 => v,
+                    _ => v + (next() % 1000) as f64 / 7.0,
+                };
+                Sample::new(t, v)
+            })
+            .collect()
+    }
+
+    const ALL: [RangeFn; 21] = [
+        RangeFn::Rate,
+        RangeFn::Increase,
+        RangeFn::Delta,
+        RangeFn::Irate,
+        RangeFn::Idelta,
+        RangeFn::Deriv,
+        RangeFn::PredictLinear,
+        RangeFn::Resets,
+        RangeFn::Changes,
+        RangeFn::AvgOverTime,
+        RangeFn::MinOverTime,
+        RangeFn::MaxOverTime,
+        RangeFn::SumOverTime,
+        RangeFn::CountOverTime,
+        RangeFn::StddevOverTime,
+        RangeFn::StdvarOverTime,
+        RangeFn::LastOverTime,
+        RangeFn::PresentOverTime,
+        RangeFn::MadOverTime,
+        RangeFn::QuantileOverTime,
+        RangeFn::DoubleExponential,
+    ];
+
+    #[test]
+    fn one_pass_equals_each_window_evaluated_alone() {
+        let s = series(7, 400);
+        let last = s[s.len() - 1].t;
+        // Steps finer and coarser than the samples, windows shorter and longer than steps,
+        // and ends that fall back (an `@`-free query never has them, but they must work).
+        let mut cases: Vec<(Vec<i64>, i64)> = Vec::new();
+        for (first, step, range) in [
+            (-10_000, 5_000, 60_000),
+            (-10_000, 60_000, 30_000),
+            (-10_000, 7_000, 0),
+            (s[100].t, 1, 5_000),
+        ] {
+            let ends: Vec<i64> = (0..200).map(|i| first + i * step).collect();
+            cases.push((ends, range));
+        }
+        cases.push((vec![last, 10_000, last / 2, last / 2, 0], 300_000));
+        for (ends, range) in &cases {
+            let p1: Vec<f64> = ends.iter().map(|e| (e % 10) as f64 / 10.0 + 0.05).collect();
+            for f in ALL {
+                for closed in [false, true] {
+                    let r = Rollup {
+                        f,
+                        range: *range,
+                        ends,
+                        ts: ends,
+                        closed,
+                        p1: Some(&p1),
+                        p2: Some(&p1),
+                    };
+                    let mut got = Vec::new();
+                    r.eval(&s, &mut Scratch::default(), &mut got);
+                    for (i, &end) in ends.iter().enumerate() {
+                        let w = window(&s, end, *range, closed);
+                        let single = Rollup {
+                            ends: &ends[i..=i],
+                            ts: &ends[i..=i],
+                            p1: Some(&p1[i..=i]),
+                            p2: Some(&p1[i..=i]),
+                            ..r
+                        };
+                        let mut want = Vec::new();
+                        single.eval(w, &mut Scratch::default(), &mut want);
+                        let same = match (got[i], want[0]) {
+                            (Some(a), Some(b)) => {
+                                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+                            }
+                            (a, b) => a == b,
+                        };
+                        assert!(
+                            same,
+                            "{f:?} closed={closed} step {i} (end {end}): {:?} vs {:?}",
+                            got[i], want[0]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rate_adds_counter_resets_inside_the_window_only() {
+        let s: Vec<Sample> = [(10, 5.0), (20, 8.0), (30, 2.0), (40, 4.0), (50, 1.0)]
+            .iter()
+            .map(|&(t, v)| Sample::new(t * 1000, v))
+            .collect();
+        let ends = [40_000, 50_000];
+        let r = Rollup {
+            f: RangeFn::Increase,
+            range: 25_000,
+            ends: &ends,
+            ts: &ends,
+            closed: false,
+            p1: None,
+            p2: None,
+        };
+        let mut out = Vec::new();
+        r.eval(&s, &mut Scratch::default(), &mut out);
+        // (15, 40]: 8 → 2 (reset, +8) → 4 is 4 - 8 + 8 = 4 over 20 s, extrapolated to 25 s.
+        assert_eq!(out[0], Some(4.0 * 25.0 / 20.0));
+        // (25, 50]: 2 → 4 → 1 (reset, +4) is 1 - 2 + 4 = 3 over 20 s.
+        assert_eq!(out[1], Some(3.0 * 25.0 / 20.0));
+        let resets = Rollup {
+            f: RangeFn::Resets,
+            ..r
+        };
+        resets.eval(&s, &mut Scratch::default(), &mut out);
+        assert_eq!(out, vec![Some(1.0), Some(1.0)]);
+    }
+}
