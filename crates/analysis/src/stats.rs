@@ -139,7 +139,10 @@ fn part_stats(
         .time_range()
         .is_some_and(|(lo, hi)| lo >= proj.start_us && hi <= proj.end_us);
     if whole {
-        if let Some(hit) = part.memo_get(key).and_then(|m| m.downcast::<Partial>().ok()) {
+        if let Some(hit) = part
+            .memo_get(key)
+            .and_then(|m| m.downcast::<Partial>().ok())
+        {
             return Ok(hit);
         }
     }
@@ -155,7 +158,7 @@ fn part_stats(
 pub fn compute_stats(spans: &dyn SpanReader, q: &StatsQuery) -> Result<Stats, AnalysisError> {
     // The window is (end - window, end] in milliseconds.
     let us = |ms: i64| (ms.max(0) as u64).saturating_mul(1000);
-    let start_us = us(q.end_ms.saturating_sub(q.window_ms)) + 1;
+    let start_us = us(q.end_ms.saturating_sub(q.window_ms)).saturating_add(1);
     let end_us = us(q.end_ms);
     let mut acc = Partial::default();
     if start_us <= end_us {

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use meshlens_analysis::compute_stats;
 use meshlens_analysis::stats::{
     Count, Distinct, PairCount, ResponseTime, Share, Stats, StatsQuery, Totals,
 };
-use meshlens_analysis::compute_stats;
 use meshlens_model::{
     DependencyLink, Span, SpanKind, SpanReader, StorageError, TraceId, TraceQuery,
 };
@@ -68,8 +68,17 @@ fn reference(r: &dyn SpanReader, q: &StatsQuery) -> Stats {
         if let Some(d) = s.duration {
             durations.entry(service.clone()).or_default().push(d);
         }
-        let url = tag(s, &["http.url", "url.full", "http.target", "url.path", "http.route"])
-            .map(|u| path(&u));
+        let url = tag(
+            s,
+            &[
+                "http.url",
+                "url.full",
+                "http.target",
+                "url.path",
+                "http.route",
+            ],
+        )
+        .map(|u| path(&u));
         let status = tag(s, &["http.status_code", "http.response.status_code"]);
         if let Some(ua) = tag(s, &["user_agent", "http.user_agent", "user_agent.original"]) {
             *agents.entry(ua).or_default() += 1;
@@ -236,7 +245,9 @@ fn varied(n_traces: usize, seed: u64, lo: u64, hi: u64) -> Vec<Span> {
             _ => {}
         }
         if i % 29 == 0 {
+            // A 64-bit id (its high half is zero, as parsing gives).
             s.trace_id.is_128 = false;
+            s.trace_id.high = 0;
         }
     }
     spans
@@ -261,7 +272,11 @@ impl SpanReader for ScanOnly {
     fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
         self.0.span_names(service)
     }
-    fn dependencies(&self, end_ts: i64, lookback: i64) -> Result<Vec<DependencyLink>, StorageError> {
+    fn dependencies(
+        &self,
+        end_ts: i64,
+        lookback: i64,
+    ) -> Result<Vec<DependencyLink>, StorageError> {
         self.0.dependencies(end_ts, lookback)
     }
     fn scan(&self, a: u64, b: u64, visit: &mut dyn FnMut(&Span)) -> Result<(), StorageError> {
@@ -307,7 +322,10 @@ fn same(got: &Stats, want: &Stats, what: &str) {
     assert_eq!(got.totals, want.totals, "{what}: totals");
     assert_eq!(got.per_cluster, want.per_cluster, "{what}: per_cluster");
     assert_eq!(got.per_service, want.per_service, "{what}: per_service");
-    assert_eq!(got.response_times, want.response_times, "{what}: response times");
+    assert_eq!(
+        got.response_times, want.response_times,
+        "{what}: response times"
+    );
     assert_eq!(got.per_status, want.per_status, "{what}: per_status");
     assert_eq!(got.user_agents, want.user_agents, "{what}: user agents");
     assert_eq!(got.distinct, want.distinct, "{what}: distinct");
@@ -318,8 +336,16 @@ fn assert_all_equal(store: &Arc<SpanStore>, end_ms: i64) {
     let scan_only = ScanOnly(store.clone());
     for q in queries(end_ms) {
         let want = reference(&**store, &q);
-        same(&compute_stats(&**store, &q).unwrap(), &want, &format!("cold {q:?}"));
-        same(&compute_stats(&**store, &q).unwrap(), &want, &format!("warm {q:?}"));
+        same(
+            &compute_stats(&**store, &q).unwrap(),
+            &want,
+            &format!("cold {q:?}"),
+        );
+        same(
+            &compute_stats(&**store, &q).unwrap(),
+            &want,
+            &format!("warm {q:?}"),
+        );
         let default = compute_stats(&scan_only, &q).unwrap();
         same(&default, &want, &format!("default parts {q:?}"));
     }
@@ -341,10 +367,17 @@ fn projection_and_preaggregates_equal_the_reference() {
     let again = varied(400, 3, now - 49 * MIN_US, now - 44 * MIN_US);
     s.write_spans(&again).unwrap();
     s.flush().unwrap();
-    s.write_spans(&varied(500, 99, now - 4 * MIN_US, now - MIN_US)).unwrap();
+    s.write_spans(&varied(500, 99, now - 4 * MIN_US, now - MIN_US))
+        .unwrap();
     let st = s.stats();
     assert!(st.segments > 10 && st.head_spans > 0, "{st:?}");
-    assert!(compute_stats(&*s, &queries(end_ms)[0]).unwrap().totals.spans > 20_000);
+    assert!(
+        compute_stats(&*s, &queries(end_ms)[0])
+            .unwrap()
+            .totals
+            .spans
+            > 20_000
+    );
     assert_all_equal(&s, end_ms);
     assert!(s.stats().preaggregates > 0, "whole segments keep partials");
 }
@@ -380,10 +413,50 @@ fn evicted_and_retained_partials_give_the_same_figures() {
     let now = end_ms as u64 * 1000;
     for k in 0..6u64 {
         let lo = now - 60 * MIN_US + k * 10 * MIN_US;
-        s.write_spans(&varied(500, 40 + k, lo, lo + 10 * MIN_US)).unwrap();
+        s.write_spans(&varied(500, 40 + k, lo, lo + 10 * MIN_US))
+            .unwrap();
     }
     s.flush().unwrap();
     assert_all_equal(&s, end_ms);
     let st = s.stats();
-    assert!(st.preaggregates > 0 && st.preaggregate_bytes <= 200_000, "{st:?}");
+    assert!(
+        st.preaggregates > 0 && st.preaggregate_bytes <= 200_000,
+        "{st:?}"
+    );
+}
+
+#[test]
+fn extreme_windows_are_answered_not_panicked_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let end_ms = meshlens_model::time::now_ms();
+    let now = end_ms as u64 * 1000;
+    s.write_spans(&varied(50, 5, now - 10 * MIN_US, now))
+        .unwrap();
+    s.flush().unwrap();
+    let q = |window_ms: i64, end_ms: i64| StatsQuery {
+        window_ms,
+        end_ms,
+        cluster: None,
+        service: None,
+    };
+    let all = compute_stats(&*s, &q(i64::MAX, i64::MAX)).unwrap();
+    assert_eq!(
+        all.totals,
+        compute_stats(&*s, &q(3_600_000, end_ms + 1))
+            .unwrap()
+            .totals
+    );
+    assert!(all.totals.spans > 0);
+    for (w, e) in [
+        (i64::MIN, 0),
+        (-5, end_ms),
+        (i64::MIN, i64::MAX),
+        (10, i64::MIN),
+    ] {
+        assert_eq!(
+            compute_stats(&*s, &q(w, e)).unwrap().totals,
+            Totals::default()
+        );
+    }
 }

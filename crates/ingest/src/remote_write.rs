@@ -363,7 +363,9 @@ mod tests {
                 continue;
             }
             let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
-            labels.validate().map_err(|r| format!("timeseries[{i}]: {r}"))?;
+            labels
+                .validate()
+                .map_err(|r| format!("timeseries[{i}]: {r}"))?;
             if labels.metric_name().is_none() {
                 return Err(format!("timeseries[{i}]: {NO_NAME}"));
             }

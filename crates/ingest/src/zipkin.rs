@@ -5,12 +5,14 @@
 //! hex ids are read case-insensitively and shorter ids are left-padded, a 64-bit or 128-bit
 //! trace id keeps its width. Each error names the span (by index) and the field.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use meshlens_model::{Annotation, Endpoint, Span, SpanKind, TraceId};
+use meshlens_model::{sort_tags, Annotation, Endpoint, EndpointRef, Span, SpanKind, SpanRef, TraceId};
 use prost::Message;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,20 +43,27 @@ fn invalid(index: usize, field: &'static str, reason: impl Into<String>) -> Zipk
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonSpan {
-    trace_id: Option<String>,
-    id: Option<String>,
-    parent_id: Option<String>,
-    name: Option<String>,
-    kind: Option<String>,
+struct JsonSpan<'a> {
+    #[serde(borrow)]
+    trace_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    parent_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    kind: Option<Str<'a>>,
     timestamp: Option<JsonNumber>,
     duration: Option<JsonNumber>,
-    local_endpoint: Option<JsonEndpoint>,
-    remote_endpoint: Option<JsonEndpoint>,
-    #[serde(default)]
-    annotations: Vec<JsonAnnotation>,
-    #[serde(default)]
-    tags: BTreeMap<String, JsonScalar>,
+    #[serde(borrow)]
+    local_endpoint: Option<JsonEndpoint<'a>>,
+    #[serde(borrow)]
+    remote_endpoint: Option<JsonEndpoint<'a>>,
+    #[serde(default, borrow)]
+    annotations: Vec<JsonAnnotation<'a>>,
+    #[serde(default, borrow)]
+    tags: Tags<'a>,
     #[serde(default)]
     debug: Option<bool>,
     #[serde(default)]
@@ -63,26 +72,76 @@ struct JsonSpan {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonEndpoint {
-    service_name: Option<String>,
-    ipv4: Option<String>,
-    ipv6: Option<String>,
+struct JsonEndpoint<'a> {
+    #[serde(borrow)]
+    service_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    ipv4: Option<Str<'a>>,
+    #[serde(borrow)]
+    ipv6: Option<Str<'a>>,
     port: Option<serde_json::Number>,
 }
 
 #[derive(Deserialize)]
-struct JsonAnnotation {
+struct JsonAnnotation<'a> {
     timestamp: JsonNumber,
-    value: String,
+    #[serde(borrow)]
+    value: Str<'a>,
+}
+
+/// A JSON string, borrowed from the body unless it had escapes. (`Cow<str>` itself always
+/// copies when it sits inside an `Option`.)
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
 }
 
 /// Integers, also accepted as floats (some clients write `1.5e15`). A negative time means
 /// unknown, as zero does in Zipkin's span builder; beyond 64 bits is an error.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum JsonNumber {
     Int(u64),
     Float(f64),
+}
+
+impl<'de> Deserialize<'de> for JsonNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = JsonNumber;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<JsonNumber, E> {
+                Ok(JsonNumber::Int(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<JsonNumber, E> {
+                Ok(JsonNumber::Float(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<JsonNumber, E> {
+                Ok(JsonNumber::Float(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl JsonNumber {
@@ -96,28 +155,92 @@ impl JsonNumber {
     }
 }
 
-/// Tag values should be strings; numbers and booleans are kept in their text form.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum JsonScalar {
-    Str(String),
-    Bool(bool),
-    Num(serde_json::Number),
+/// The `tags` object, sorted by key (the last of repeated keys wins). Values should be
+/// strings; numbers and booleans are kept in their text form.
+#[derive(Default)]
+struct Tags<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Tags<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Tags<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of tags")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Tags<'a>, A::Error> {
+                let mut tags = Vec::with_capacity(m.size_hint().unwrap_or(12));
+                while let Some(k) = m.next_key::<Str<'a>>()? {
+                    let v = m.next_value::<Scalar<'a>>()?;
+                    tags.push((k.0, v.0));
+                }
+                sort_tags(&mut tags);
+                Ok(Tags(tags))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
 }
 
-impl JsonScalar {
-    fn into_string(self) -> String {
-        match self {
-            JsonScalar::Str(s) => s,
-            JsonScalar::Bool(b) => b.to_string(),
-            JsonScalar::Num(n) => n.to_string(),
+/// A tag value: a string, or a number or boolean as text (numbers as `serde_json` writes them).
+struct Scalar<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Scalar<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'a>, E> {
+                Ok(Scalar(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar<'a>, E> {
+                Ok(Scalar(Cow::Owned(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar<'a>, E> {
+                Ok(Scalar(Cow::Borrowed(if v { "true" } else { "false" })))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'a>, E> {
+                Ok(Scalar(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'a>, E> {
+                serde_json::Number::from_f64(v)
+                    .map(|n| Scalar(Cow::Owned(n.to_string())))
+                    .ok_or_else(|| E::custom("a tag value is not a finite number"))
+            }
         }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// Lower-cases without copying when there is nothing to change.
+fn lower(s: Cow<'_, str>) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        Cow::Owned(s.to_lowercase())
+    } else {
+        s
     }
 }
 
 /// Decodes a JSON array of v2 spans.
 pub fn decode_json(body: &[u8]) -> Result<Vec<Span>, ZipkinError> {
-    let raw: Vec<JsonSpan> =
+    Ok(decode_json_refs(body)?
+        .iter()
+        .map(SpanRef::to_span)
+        .collect())
+}
+
+/// Decodes a JSON array of v2 spans; strings borrow from `body` where they can.
+pub fn decode_json_refs(body: &[u8]) -> Result<Vec<SpanRef<'_>>, ZipkinError> {
+    let raw: Vec<JsonSpan<'_>> =
         serde_json::from_slice(body).map_err(|e| ZipkinError::Json(e.to_string()))?;
     raw.into_iter()
         .enumerate()
@@ -125,22 +248,22 @@ pub fn decode_json(body: &[u8]) -> Result<Vec<Span>, ZipkinError> {
         .collect()
 }
 
-fn span_from_json(i: usize, s: JsonSpan) -> Result<Span, ZipkinError> {
-    let trace_id = match s.trace_id.as_deref() {
+fn span_from_json(i: usize, s: JsonSpan<'_>) -> Result<SpanRef<'_>, ZipkinError> {
+    let trace_id = match s.trace_id.as_ref().map(|t| t.0.as_ref()) {
         None => return Err(invalid(i, "traceId", "missing")),
         Some(t) => TraceId::parse_hex(t)
             .filter(|t| t.high != 0 || t.low != 0)
             .ok_or_else(|| invalid(i, "traceId", format!("{t:?} is not 1 to 32 hex digits")))?,
     };
-    let id = match s.id.as_deref() {
+    let id = match s.id.as_ref().map(|t| t.0.as_ref()) {
         None => return Err(invalid(i, "id", "missing")),
         Some(v) => parse_span_id(v).ok_or_else(|| invalid(i, "id", bad_span_id(v)))?,
     };
-    let parent_id = match s.parent_id.as_deref() {
+    let parent_id = match s.parent_id.as_ref().map(|t| t.0.as_ref()) {
         None | Some("") => None,
         Some(v) => Some(parse_span_id(v).ok_or_else(|| invalid(i, "parentId", bad_span_id(v)))?),
     };
-    let kind = match s.kind.as_deref() {
+    let kind = match s.kind.as_ref().map(|t| t.0.as_ref()) {
         None => None,
         Some(k) => Some(SpanKind::parse(&k.to_ascii_uppercase()).ok_or_else(|| {
             invalid(
@@ -161,37 +284,33 @@ fn span_from_json(i: usize, s: JsonSpan) -> Result<Span, ZipkinError> {
     let duration = number(s.duration, "duration")?;
     let mut annotations = Vec::with_capacity(s.annotations.len());
     for a in s.annotations {
-        annotations.push(Annotation {
-            timestamp: number(Some(a.timestamp), "annotations")?.unwrap_or(0),
-            value: a.value,
-        });
+        annotations.push((
+            number(Some(a.timestamp), "annotations")?.unwrap_or(0),
+            a.value.0,
+        ));
     }
-    Ok(Span {
+    Ok(SpanRef {
         trace_id,
         id,
         parent_id: parent_id.filter(|p| *p != 0),
-        name: s.name.filter(|n| !n.is_empty()).map(|n| n.to_lowercase()),
+        name: s.name.map(|n| n.0).filter(|n| !n.is_empty()).map(lower),
         kind,
         timestamp,
         duration,
         local_endpoint: endpoint_from_json(i, "localEndpoint", s.local_endpoint)?,
         remote_endpoint: endpoint_from_json(i, "remoteEndpoint", s.remote_endpoint)?,
         annotations,
-        tags: s
-            .tags
-            .into_iter()
-            .map(|(k, v)| (k, v.into_string()))
-            .collect(),
+        tags: s.tags.0,
         debug: s.debug.unwrap_or(false),
         shared: s.shared.unwrap_or(false),
     })
 }
 
-fn endpoint_from_json(
+fn endpoint_from_json<'a>(
     i: usize,
     field: &'static str,
-    e: Option<JsonEndpoint>,
-) -> Result<Option<Endpoint>, ZipkinError> {
+    e: Option<JsonEndpoint<'a>>,
+) -> Result<Option<EndpointRef<'a>>, ZipkinError> {
     let Some(e) = e else { return Ok(None) };
     // A port that is not a TCP port is dropped, as an unknown one.
     let port = e
@@ -199,20 +318,30 @@ fn endpoint_from_json(
         .and_then(|p| p.as_u64())
         .and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p != 0);
-    if let Some(ip) = &e.ipv4 {
+    if let Some(Str(ip)) = &e.ipv4 {
         ip.parse::<Ipv4Addr>()
             .map_err(|_| invalid(i, field, format!("ipv4 {ip:?} is not an IPv4 address")))?;
     }
-    if let Some(ip) = &e.ipv6 {
+    if let Some(Str(ip)) = &e.ipv6 {
         ip.parse::<Ipv6Addr>()
             .map_err(|_| invalid(i, field, format!("ipv6 {ip:?} is not an IPv6 address")))?;
     }
-    Ok(normalise_endpoint(Endpoint {
-        service_name: e.service_name.map(|s| s.to_lowercase()),
-        ipv4: e.ipv4,
-        ipv6: e.ipv6,
+    Ok(normalise_endpoint_ref(EndpointRef {
+        service_name: e.service_name.map(|s| lower(s.0)),
+        ipv4: e.ipv4.map(|s| s.0),
+        ipv6: e.ipv6.map(|s| s.0),
         port,
     }))
+}
+
+/// An endpoint with nothing in it is absent, as in Zipkin.
+fn normalise_endpoint_ref(mut e: EndpointRef<'_>) -> Option<EndpointRef<'_>> {
+    if e.service_name.as_deref() == Some("") {
+        e.service_name = None;
+    }
+    let empty =
+        e.service_name.is_none() && e.ipv4.is_none() && e.ipv6.is_none() && e.port.is_none();
+    (!empty).then_some(e)
 }
 
 /// An endpoint with nothing in it is absent, as in Zipkin.
@@ -646,11 +775,332 @@ mod tests {
         assert_eq!(decode_json(encode_json(&s).as_bytes()).unwrap(), s);
     }
 
+    /// The JSON decoder before spans were borrowed (owned strings, untagged enums), kept
+    /// to check the borrowing one against.
+    mod legacy {
+        use super::super::*;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct JsonSpan {
+        trace_id: Option<String>,
+        id: Option<String>,
+        parent_id: Option<String>,
+        name: Option<String>,
+        kind: Option<String>,
+        timestamp: Option<JsonNumber>,
+        duration: Option<JsonNumber>,
+        local_endpoint: Option<JsonEndpoint>,
+        remote_endpoint: Option<JsonEndpoint>,
+        #[serde(default)]
+        annotations: Vec<JsonAnnotation>,
+        #[serde(default)]
+        tags: BTreeMap<String, JsonScalar>,
+        #[serde(default)]
+        debug: Option<bool>,
+        #[serde(default)]
+        shared: Option<bool>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct JsonEndpoint {
+        service_name: Option<String>,
+        ipv4: Option<String>,
+        ipv6: Option<String>,
+        port: Option<serde_json::Number>,
+    }
+
+    #[derive(Deserialize)]
+    struct JsonAnnotation {
+        timestamp: JsonNumber,
+        value: String,
+    }
+
+    /// Integers, also accepted as floats (some clients write `1.5e15`). A negative time means
+    /// unknown, as zero does in Zipkin's span builder; beyond 64 bits is an error.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum JsonNumber {
+        Int(u64),
+        Float(f64),
+    }
+
+    impl JsonNumber {
+        fn value(&self) -> Option<u64> {
+            const LIMIT: f64 = 9.223_372_036_854_775e18;
+            match *self {
+                JsonNumber::Int(v) => Some(v),
+                JsonNumber::Float(f) if (-LIMIT..=LIMIT).contains(&f) => Some(f.max(0.0) as u64),
+                JsonNumber::Float(_) => None,
+            }
+        }
+    }
+
+    /// Tag values should be strings; numbers and booleans are kept in their text form.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum JsonScalar {
+        Str(String),
+        Bool(bool),
+        Num(serde_json::Number),
+    }
+
+    impl JsonScalar {
+        fn into_string(self) -> String {
+            match self {
+                JsonScalar::Str(s) => s,
+                JsonScalar::Bool(b) => b.to_string(),
+                JsonScalar::Num(n) => n.to_string(),
+            }
+        }
+    }
+
+    /// Decodes a JSON array of v2 spans.
+    pub(super) fn decode_json(body: &[u8]) -> Result<Vec<Span>, ZipkinError> {
+        let raw: Vec<JsonSpan> =
+            serde_json::from_slice(body).map_err(|e| ZipkinError::Json(e.to_string()))?;
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, s)| span_from_json(i, s))
+            .collect()
+    }
+
+    fn span_from_json(i: usize, s: JsonSpan) -> Result<Span, ZipkinError> {
+        let trace_id = match s.trace_id.as_deref() {
+            None => return Err(invalid(i, "traceId", "missing")),
+            Some(t) => TraceId::parse_hex(t)
+                .filter(|t| t.high != 0 || t.low != 0)
+                .ok_or_else(|| invalid(i, "traceId", format!("{t:?} is not 1 to 32 hex digits")))?,
+        };
+        let id = match s.id.as_deref() {
+            None => return Err(invalid(i, "id", "missing")),
+            Some(v) => parse_span_id(v).ok_or_else(|| invalid(i, "id", bad_span_id(v)))?,
+        };
+        let parent_id = match s.parent_id.as_deref() {
+            None | Some("") => None,
+            Some(v) => Some(parse_span_id(v).ok_or_else(|| invalid(i, "parentId", bad_span_id(v)))?),
+        };
+        let kind = match s.kind.as_deref() {
+            None => None,
+            Some(k) => Some(SpanKind::parse(&k.to_ascii_uppercase()).ok_or_else(|| {
+                invalid(
+                    i,
+                    "kind",
+                    format!("{k:?} is not CLIENT, SERVER, PRODUCER or CONSUMER"),
+                )
+            })?),
+        };
+        let number = |n: Option<JsonNumber>, field| match n {
+            None => Ok(None),
+            Some(n) => n
+                .value()
+                .map(|v| (v != 0).then_some(v))
+                .ok_or_else(|| invalid(i, field, "beyond the 64-bit range")),
+        };
+        let timestamp = number(s.timestamp, "timestamp")?;
+        let duration = number(s.duration, "duration")?;
+        let mut annotations = Vec::with_capacity(s.annotations.len());
+        for a in s.annotations {
+            annotations.push(Annotation {
+                timestamp: number(Some(a.timestamp), "annotations")?.unwrap_or(0),
+                value: a.value,
+            });
+        }
+        Ok(Span {
+            trace_id,
+            id,
+            parent_id: parent_id.filter(|p| *p != 0),
+            name: s.name.filter(|n| !n.is_empty()).map(|n| n.to_lowercase()),
+            kind,
+            timestamp,
+            duration,
+            local_endpoint: endpoint_from_json(i, "localEndpoint", s.local_endpoint)?,
+            remote_endpoint: endpoint_from_json(i, "remoteEndpoint", s.remote_endpoint)?,
+            annotations,
+            tags: s
+                .tags
+                .into_iter()
+                .map(|(k, v)| (k, v.into_string()))
+                .collect(),
+            debug: s.debug.unwrap_or(false),
+            shared: s.shared.unwrap_or(false),
+        })
+    }
+
+    fn endpoint_from_json(
+        i: usize,
+        field: &'static str,
+        e: Option<JsonEndpoint>,
+    ) -> Result<Option<Endpoint>, ZipkinError> {
+        let Some(e) = e else { return Ok(None) };
+        // A port that is not a TCP port is dropped, as an unknown one.
+        let port = e
+            .port
+            .and_then(|p| p.as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0);
+        if let Some(ip) = &e.ipv4 {
+            ip.parse::<Ipv4Addr>()
+                .map_err(|_| invalid(i, field, format!("ipv4 {ip:?} is not an IPv4 address")))?;
+        }
+        if let Some(ip) = &e.ipv6 {
+            ip.parse::<Ipv6Addr>()
+                .map_err(|_| invalid(i, field, format!("ipv6 {ip:?} is not an IPv6 address")))?;
+        }
+        Ok(normalise_endpoint(Endpoint {
+            service_name: e.service_name.map(|s| s.to_lowercase()),
+            ipv4: e.ipv4,
+            ipv6: e.ipv6,
+            port,
+        }))
+    }
+    }
+
+    fn one_of(values: &'static [&'static str]) -> BoxedStrategy<String> {
+        proptest::sample::select(values)
+            .prop_map(str::to_string)
+            .boxed()
+    }
+
+    /// A field's value: mostly what clients send, sometimes what they should not.
+    fn value(valid: BoxedStrategy<String>) -> BoxedStrategy<String> {
+        prop_oneof![
+            40 => valid,
+            1 => one_of(&["null", "true", "[]", "{}", "-7", "\"\""]),
+        ]
+        .boxed()
+    }
+
+    fn text() -> BoxedStrategy<String> {
+        prop_oneof![
+            one_of(&[
+                "\"Frontend\"",
+                "\"get /API\"",
+                "\"a\\\"b\\u00e9\\n\"",
+                "\"\"",
+                "\"ÄB\""
+            ]),
+            "\"[a-zA-Z0-9 ./é]{0,6}\"",
+        ]
+        .boxed()
+    }
+
+    fn number() -> BoxedStrategy<String> {
+        prop_oneof![
+            one_of(&[
+                "0",
+                "-7",
+                "1.5e15",
+                "1e300",
+                "2.50",
+                "18446744073709551615",
+                "18446744073709551616"
+            ]),
+            any::<u64>().prop_map(|v| v.to_string()),
+        ]
+        .boxed()
+    }
+
+    /// An object holding each of `fields` or not, in the given order.
+    fn object(fields: Vec<(&'static str, BoxedStrategy<String>)>) -> BoxedStrategy<String> {
+        let parts: Vec<BoxedStrategy<Option<String>>> = fields
+            .into_iter()
+            .map(|(k, v)| {
+                let p = if k == "traceId" || k == "id" { 0.97 } else { 0.6 };
+                proptest::option::weighted(p, v.prop_map(move |v| format!("\"{k}\":{v}"))).boxed()
+            })
+            .collect();
+        parts
+            .prop_map(|p| format!("{{{}}}", p.into_iter().flatten().collect::<Vec<_>>().join(",")))
+            .boxed()
+    }
+
+    fn json_span() -> BoxedStrategy<String> {
+        let id = || {
+            value(one_of(&[
+                "\"352bff9a74ca9ad2\"",
+                "\"1\"",
+                "\"6B221D5BC9E6496C\"",
+                "\"352bff9a74ca9ad2\"",
+                "\"0\"",
+                "\"xyz\"",
+            ]))
+        };
+        let endpoint = || {
+            value(object(vec![
+                ("serviceName", value(text())),
+                ("ipv4", value(one_of(&["\"10.0.0.1\"", "\"10.0.0.2\"", "\"::1\""]))),
+                ("ipv6", value(one_of(&["\"2001:db8::c001\"", "\"::1\"", "\"10.0.0.1\""]))),
+                ("port", value(one_of(&["8080", "0", "70000", "-1", "80.5"]))),
+            ]))
+        };
+        let tag_value = prop_oneof![
+            text(),
+            number(),
+            one_of(&["true", "false", "null", "[1]"])
+        ];
+        let tags = proptest::collection::vec(
+            (
+                proptest::sample::select(&["http.status_code", "error", "Upper", "a\\u00e9"][..]),
+                tag_value,
+            ),
+            0..5,
+        )
+        .prop_map(|kv| {
+            let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        });
+        let annotation = object(vec![("timestamp", value(number())), ("value", value(text()))]);
+        let annotations = proptest::collection::vec(annotation, 0..3)
+            .prop_map(|a| format!("[{}]", a.join(",")));
+        object(vec![
+            (
+                "traceId",
+                value(one_of(&[
+                    "\"5af7183fb1d4cf5f\"",
+                    "\"463AC35C9F6413AD48485A3953BB6124\"",
+                    "\"5af7183fb1d4cf5f\"",
+                    "\"0000000000000000\"",
+                ])),
+            ),
+            ("id", id()),
+            ("parentId", id()),
+            ("name", value(text())),
+            ("kind", value(one_of(&["\"client\"", "\"SERVER\"", "\"Producer\"", "\"sideways\""]))),
+            ("timestamp", value(number())),
+            ("duration", value(number())),
+            ("localEndpoint", endpoint()),
+            ("remoteEndpoint", endpoint()),
+            ("annotations", value(annotations.boxed())),
+            ("tags", value(tags.boxed())),
+            ("debug", value(one_of(&["true", "false"]))),
+            ("shared", value(one_of(&["true", "false"]))),
+        ])
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
         #[test]
         fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_json(&b);
             let _ = decode_proto(&b);
+        }
+
+        /// The borrowing decoder reads every body as the owned one did: the same spans, or
+        /// an error for the same span and field (serde's own messages may differ).
+        #[test]
+        fn borrowed_json_decoding_equals_the_owned_decoder(
+            spans in proptest::collection::vec(json_span(), 0..3)
+        ) {
+            let body = format!("[{}]", spans.join(","));
+            match (decode_json(body.as_bytes()), legacy::decode_json(body.as_bytes())) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(ZipkinError::Json(_)), Err(ZipkinError::Json(_))) => {}
+                (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => prop_assert!(false, "{}: new {:?}, old {:?}", body, a, b),
+            }
         }
     }
 }

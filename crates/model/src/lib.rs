@@ -10,6 +10,7 @@ pub mod labels;
 pub mod matcher;
 pub mod projection;
 pub mod sample;
+pub mod span_ref;
 pub mod storage;
 pub mod time;
 pub mod trace;
@@ -21,6 +22,7 @@ pub use labels::{
 pub use matcher::{LabelMatcher, MatchOp, MatcherError};
 pub use projection::{Memo, Projection, SpanPart, SpanRow, NO_ID};
 pub use sample::{format_value, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
+pub use span_ref::{sort_tags, EndpointRef, SpanRef};
 pub use storage::{
     AppendOutcome, HeadCardinality, MaterializedCursor, MetricMetadata, MetricReader, MetricWriter,
     RawSeries, RejectReason, SeriesCursor, SeriesSamples, StorageError, TimeSeries,

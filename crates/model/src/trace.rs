@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::projection::SpanPart;
+use crate::span_ref::SpanRef;
 use crate::StorageError;
 
 /// A trace id as sent: 64-bit (16 hex digits) or 128-bit (32 hex digits). Both are kept as
@@ -166,6 +167,12 @@ pub struct DependencyLink {
 
 pub trait SpanWriter: Send + Sync {
     fn write(&self, spans: &[Span]) -> Result<(), StorageError>;
+    /// Writes spans borrowed from a request body. Engines that encode spans themselves
+    /// override it to skip building owned spans; the default builds them.
+    fn write_refs(&self, spans: &[SpanRef<'_>]) -> Result<(), StorageError> {
+        let owned: Vec<Span> = spans.iter().map(SpanRef::to_span).collect();
+        self.write(&owned)
+    }
 }
 
 pub trait SpanReader: Send + Sync {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use meshlens_access::limits::{LimitCounters, Limits, RateLimiters};
-use meshlens_model::{Span, SpanWriter, StorageError};
+use meshlens_model::{Span, SpanRef, SpanWriter, StorageError};
 use meshlens_spanstore::SpanStore;
 
 pub struct IngestLimits {
@@ -34,9 +34,10 @@ pub struct LimitedSpans {
     pub limits: Arc<IngestLimits>,
 }
 
-impl SpanWriter for LimitedSpans {
-    fn write(&self, spans: &[Span]) -> Result<(), StorageError> {
-        let n = spans.len() as u64;
+impl LimitedSpans {
+    /// Takes `n` spans from the tenant's rate limit, or says why not.
+    fn take(&self, n: usize) -> Result<(), StorageError> {
+        let n = n as u64;
         if !self.limits.rates.try_take_spans(&self.tenant, n) {
             self.limits
                 .counters
@@ -49,6 +50,18 @@ impl SpanWriter for LimitedSpans {
                 ),
             });
         }
+        Ok(())
+    }
+}
+
+impl SpanWriter for LimitedSpans {
+    fn write(&self, spans: &[Span]) -> Result<(), StorageError> {
+        self.take(spans.len())?;
         self.inner.write(spans)
+    }
+
+    fn write_refs(&self, spans: &[SpanRef<'_>]) -> Result<(), StorageError> {
+        self.take(spans.len())?;
+        self.inner.write_refs(spans)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use meshlens_model::{Annotation, Endpoint, Span, SpanKind, TraceId};
+use meshlens_model::{Annotation, Endpoint, EndpointRef, Span, SpanKind, SpanRef, TraceId};
 
 /// A malformed record; callers turn it into a corruption error naming the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub fn kind_from_code(c: u32) -> DResult<Option<SpanKind>> {
 pub struct Reader<'a> {
     pub buf: &'a [u8],
     pub pos: usize,
-    /// The bytes were validated as UTF-8 when they entered memory (head records).
+    /// The record's strings are known to be UTF-8 (head records: see `str`).
     pub trusted: bool,
 }
 
@@ -157,8 +157,11 @@ impl<'a> Reader<'a> {
         let n = self.uvarint()? as usize;
         let b = self.bytes(n)?;
         if self.trusted {
-            // SAFETY: `trusted` is only set on head records, which `head::prepare` decoded
-            // with full UTF-8 validation before they were inserted; the bytes never change.
+            // SAFETY: `trusted` is only set on head records. Those were either encoded by
+            // `encode_raw_ref` from `&str` values (the decoder reads strings exactly where
+            // the encoder wrote them; `raw_record_round_trip` tests it), or replayed from the
+            // WAL through `head::prepare`, which validates every string; the bytes never
+            // change after insertion.
             Ok(unsafe { std::str::from_utf8_unchecked(b) })
         } else {
             std::str::from_utf8(b).map_err(|_| Malformed)
@@ -418,17 +421,55 @@ impl<'a> SpanView<'a> {
 }
 
 /// Encodes one span in the raw, self-contained record format (WAL and head).
+#[cfg(test)]
 pub fn encode_raw(s: &Span, out: &mut Vec<u8>) {
-    let v = SpanView::from_span(s);
-    encode_raw_view(&v, out);
+    encode_raw_ref(&SpanRef::from_span(s), out);
 }
 
-pub fn encode_raw_view(v: &SpanView<'_>, out: &mut Vec<u8>) {
-    let mut f = v.base_flags();
-    if v.parent_id.is_some() {
-        f |= F_PARENT;
+fn ep_ref_flags(e: &EndpointRef<'_>) -> u8 {
+    let mut f = 0;
+    if e.service_name.is_some() {
+        f |= E_SVC;
     }
-    put_uvarint(out, u64::from(f));
+    if e.ipv4.is_some() {
+        f |= E_V4;
+    }
+    if e.ipv6.is_some() {
+        f |= E_V6;
+    }
+    if e.port.is_some() {
+        f |= E_PORT;
+    }
+    f
+}
+
+/// Record flags of a span; the same bits `SpanView::base_flags` computes for a decoded one.
+fn ref_flags(v: &SpanRef<'_>) -> u32 {
+    let mut f = kind_code(v.kind) << F_KIND_SHIFT;
+    for (set, bit) in [
+        (v.parent_id.is_some(), F_PARENT),
+        (v.name.is_some(), F_NAME),
+        (v.timestamp.is_some(), F_TS),
+        (v.duration.is_some(), F_DUR),
+        (v.debug, F_DEBUG),
+        (v.shared, F_SHARED),
+        (v.local_endpoint.is_some(), F_LOCAL),
+        (v.remote_endpoint.is_some(), F_REMOTE),
+        (v.trace_id.is_128, F_128),
+        (!v.annotations.is_empty(), F_ANN),
+        (!v.tags.is_empty(), F_TAGS),
+    ] {
+        if set {
+            f |= bit;
+        }
+    }
+    f
+}
+
+/// Encodes a borrowed span as one raw record. Every string is written from a `&str`, so
+/// the record's strings are valid UTF-8 by construction (what `Reader::trusted` relies on).
+pub fn encode_raw_ref(v: &SpanRef<'_>, out: &mut Vec<u8>) {
+    put_uvarint(out, u64::from(ref_flags(v)));
     if v.trace_id.is_128 {
         out.extend_from_slice(&v.trace_id.high.to_be_bytes());
     }
@@ -437,7 +478,7 @@ pub fn encode_raw_view(v: &SpanView<'_>, out: &mut Vec<u8>) {
     if let Some(p) = v.parent_id {
         out.extend_from_slice(&p.to_be_bytes());
     }
-    if let Some(n) = v.name {
+    if let Some(n) = &v.name {
         put_str(out, n);
     }
     if let Some(t) = v.timestamp {
@@ -446,9 +487,9 @@ pub fn encode_raw_view(v: &SpanView<'_>, out: &mut Vec<u8>) {
     if let Some(d) = v.duration {
         put_uvarint(out, d);
     }
-    for e in [v.local, v.remote].into_iter().flatten() {
-        out.push(e.flags());
-        for s in [e.service, e.ipv4, e.ipv6].into_iter().flatten() {
+    for e in [&v.local_endpoint, &v.remote_endpoint].into_iter().flatten() {
+        out.push(ep_ref_flags(e));
+        for s in [&e.service_name, &e.ipv4, &e.ipv6].into_iter().flatten() {
             put_str(out, s);
         }
         if let Some(p) = e.port {

@@ -136,3 +136,12 @@ impl Inner {
         Ok(dropped.len())
     }
 }
+
+impl crate::SpanStore {
+    /// Holds segment writing while the returned guard lives, as a stalled disk would: the
+    /// flusher waits, sealed heads queue up. For backpressure tests.
+    #[doc(hidden)]
+    pub fn hold_segment_writes(&self) -> impl Sized + '_ {
+        self.inner.flush_lock.lock()
+    }
+}

@@ -2,10 +2,11 @@
 //! holds) plus a few fixed-size fields per span, never `Span` structs, so a head of a few
 //! hundred thousand spans costs roughly its encoded size.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use meshlens_model::{Span, TraceId};
+use meshlens_model::{Span, SpanRef, TraceId};
 
 use crate::codec::{decode_raw, lower, Reader, SpanView};
 
@@ -79,20 +80,38 @@ pub struct HeadTrace {
     pub max_ts: u64,
 }
 
-/// Per-span fields computed outside the head lock, before insertion.
-pub struct Prepared {
+/// Per-span fields computed outside the head lock, before insertion. Names are lower-cased,
+/// borrowed when they already were.
+pub struct Prepared<'a> {
     pub trace_id: TraceId,
     pub off: u32,
     pub len: u32,
     pub ts: u64,
     pub dur: u64,
-    pub svc: Option<String>,
-    pub name: Option<String>,
-    pub remote: Option<String>,
+    pub svc: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub remote: Option<Cow<'a, str>>,
 }
 
-/// Decodes a run of raw records into per-span insertion data.
-pub fn prepare(records: &[u8], n: usize) -> Result<Vec<Prepared>, crate::codec::Malformed> {
+impl<'a> Prepared<'a> {
+    /// Insertion data of `s`, whose record is `len` bytes at `off` of the batch's records.
+    pub fn of_span(s: &'a SpanRef<'_>, off: usize, len: usize) -> Prepared<'a> {
+        Prepared {
+            trace_id: s.trace_id,
+            off: off as u32,
+            len: len as u32,
+            ts: s.timestamp.unwrap_or(0),
+            dur: s.duration.unwrap_or(0),
+            svc: s.local_service().map(lower),
+            name: s.name.as_deref().map(lower),
+            remote: s.remote_service().map(lower),
+        }
+    }
+}
+
+/// Decodes a run of raw records (read back from the WAL) into per-span insertion data,
+/// validating every field and string on the way.
+pub fn prepare(records: &[u8], n: usize) -> Result<Vec<Prepared<'_>>, crate::codec::Malformed> {
     let mut out = Vec::with_capacity(n);
     let mut r = Reader::new(records);
     let mut v = SpanView::default();
@@ -105,9 +124,9 @@ pub fn prepare(records: &[u8], n: usize) -> Result<Vec<Prepared>, crate::codec::
             len: (r.pos - start) as u32,
             ts: v.timestamp.unwrap_or(0),
             dur: v.duration.unwrap_or(0),
-            svc: v.local_service().map(|s| lower(s).into_owned()),
-            name: v.name.map(|s| lower(s).into_owned()),
-            remote: v.remote_service().map(|s| lower(s).into_owned()),
+            svc: v.local_service().map(lower),
+            name: v.name.map(lower),
+            remote: v.remote_service().map(lower),
         });
     }
     if !r.is_empty() {
@@ -174,7 +193,7 @@ impl Head {
         self.data.len()
     }
 
-    fn opt(&mut self, s: &Option<String>) -> u32 {
+    fn opt(&mut self, s: &Option<Cow<'_, str>>) -> u32 {
         match s {
             Some(s) => self.names.intern(s),
             None => NONE,
@@ -240,8 +259,8 @@ impl Head {
     /// Decodes span `i` into `v`. Records were validated on insertion.
     pub fn view<'a>(&'a self, i: u32, v: &mut SpanView<'a>) {
         let mut r = Reader::new(self.record(i));
-        // Every record was fully decoded (UTF-8 included) by `prepare` before insertion and
-        // the buffer is append-only, so strings need no second validation.
+        // Records were encoded from `&str`s or validated on replay, and the buffer is
+        // append-only, so strings need no second validation.
         r.trusted = true;
         let _ = decode_raw(&mut r, v);
     }

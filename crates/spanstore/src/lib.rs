@@ -13,6 +13,10 @@
 //!   search through mmap, and postings per service / span name / tag for searches.
 //! - Readers take a consistent snapshot of (head, sealed heads, segments) as `Arc`s, so
 //!   writes, flushes and retention never wait for a long query.
+//! - Analyses read through projection scans (`SpanReader::parts`, `project.rs`): one part
+//!   per segment or head, only the projected columns decoded, tag keys compared as
+//!   dictionary ids. A segment keeps the partial results an analysis computed over all of
+//!   it (`memo.rs`), bounded per store by `preaggregate_bytes` and dropped with the segment.
 //!
 //! The byte formats are documented in `docs/format.md`.
 
@@ -319,6 +323,10 @@ impl Drop for SpanStore {
 impl SpanWriter for SpanStore {
     fn write(&self, spans: &[Span]) -> Result<(), StorageError> {
         Ok(self.inner.write(spans)?)
+    }
+
+    fn write_refs(&self, spans: &[meshlens_model::SpanRef<'_>]) -> Result<(), StorageError> {
+        Ok(self.inner.write_refs(spans)?)
     }
 }
 

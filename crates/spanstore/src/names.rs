@@ -2,8 +2,10 @@
 //! batch, rebuilt from what is stored after open and retention.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
-use meshlens_model::Span;
+use meshlens_model::SpanRef;
+use parking_lot::Mutex;
 
 use crate::codec::SpanView;
 use crate::head::{self, NONE};
@@ -21,12 +23,33 @@ pub(crate) struct SvcNames {
     pub(crate) remotes: BTreeSet<String>,
 }
 
+/// Most entries `Names::seen` holds before it starts over.
+const MAX_SEEN: usize = 1 << 18;
+
 /// Name indexes behind the service / span name / autocomplete endpoints.
 #[derive(Default)]
 pub(crate) struct Names {
     pub(crate) services: BTreeMap<String, SvcNames>,
     pub(crate) tag_keys: BTreeSet<String>,
     pub(crate) tag_values: HashMap<String, BTreeSet<String>>,
+    /// Hashes of what the indexes already account for: (service, span name, remote)
+    /// triples, (key, value) pairs, and keys whose values are no longer collected (at their
+    /// cap, or not an autocomplete key). Why: every span carries a dozen tags, and checking
+    /// each against the sorted sets costs more than the rest of the write; a hash probe per
+    /// pair does not. A 64-bit collision would only leave a value out of autocomplete.
+    /// Cleared when full, and rebuilt with the indexes.
+    seen: Mutex<HashSet<u64, head::IdBuild>>,
+}
+
+fn hash_of(h: impl Hash) -> u64 {
+    let mut s = head::IdHasher::default();
+    h.hash(&mut s);
+    s.finish()
+}
+
+/// Seen-set entry of a key whose values are not collected.
+fn key_hash(k: &str) -> u64 {
+    hash_of((k, 0xffu8))
 }
 
 impl Inner {
@@ -41,49 +64,56 @@ impl Inner {
     }
 
     /// Adds this batch's names to the indexes, taking the write lock only if one is new.
-    pub(crate) fn note_names(&self, spans: &[Span], prepared: &[head::Prepared]) {
-        let mut svc: HashSet<(&str, Option<&str>, Option<&str>), head::IdBuild> =
-            HashSet::default();
-        for p in prepared {
-            if let Some(s) = &p.svc {
-                svc.insert((s, p.name.as_deref(), p.remote.as_deref()));
+    pub(crate) fn note_names(&self, spans: &[SpanRef<'_>], prepared: &[head::Prepared<'_>]) {
+        // Hash outside every lock; then one probe per name under the seen set's lock.
+        let mut svc: Vec<(u64, usize)> = Vec::new();
+        let mut tags: Vec<(u64, u64, usize, usize)> = Vec::new();
+        for (i, (s, p)) in spans.iter().zip(prepared).enumerate() {
+            if let Some(svc_name) = &p.svc {
+                let h = hash_of((svc_name, &p.name, &p.remote));
+                svc.push((h, i));
+            }
+            for (j, (k, v)) in s.tags.iter().enumerate() {
+                tags.push((key_hash(k), hash_of((k.as_ref(), v.as_ref())), i, j));
             }
         }
-        let mut tags: HashSet<(&str, &str), head::IdBuild> = HashSet::default();
-        for s in spans {
-            for (k, v) in &s.tags {
-                tags.insert((k, v));
-            }
-        }
-        let is_new = {
+        let (new_svc, new_tags) = {
             let n = self.names.read();
-            svc.iter()
-                .any(|(s, name, remote)| match n.services.get(*s) {
-                    None => true,
-                    Some(e) => {
-                        name.is_some_and(|x| !e.span_names.contains(x))
-                            || remote.is_some_and(|x| !e.remotes.contains(x))
-                    }
-                })
-                || tags.iter().any(|(k, v)| {
-                    !n.tag_keys.contains(*k)
-                        || self.autocomplete_cap(k).is_some_and(|cap| {
-                            n.tag_values
-                                .get(*k)
-                                .is_none_or(|vs| vs.len() < cap && !vs.contains(*v))
-                        })
-                })
+            let seen = n.seen.lock();
+            let new_svc: Vec<(u64, usize)> =
+                svc.into_iter().filter(|(h, _)| !seen.contains(h)).collect();
+            let new_tags: Vec<(u64, u64, usize, usize)> = tags
+                .into_iter()
+                .filter(|(kh, kvh, _, _)| !seen.contains(kh) && !seen.contains(kvh))
+                .collect();
+            (new_svc, new_tags)
         };
-        if !is_new {
+        if new_svc.is_empty() && new_tags.is_empty() {
             return;
         }
-        let mut n = self.names.write();
-        for (s, name, remote) in svc {
-            self.add_service_names(&mut n, s, name, remote);
+        let mut guard = self.names.write();
+        let n = &mut *guard;
+        let mut marks = Vec::with_capacity(new_svc.len() + new_tags.len());
+        for (h, i) in new_svc {
+            let p = &prepared[i];
+            if let Some(s) = &p.svc {
+                self.add_service_names(n, s, p.name.as_deref(), p.remote.as_deref());
+                marks.push(h);
+            }
         }
-        for (k, v) in tags {
-            self.add_tag(&mut n, k, Some(v));
+        for (kh, kvh, i, j) in new_tags {
+            let (k, v) = &spans[i].tags[j];
+            self.add_tag(n, k, Some(v.as_ref()));
+            let collecting = self.autocomplete_cap(k).is_some_and(|cap| {
+                n.tag_values.get(k.as_ref()).is_none_or(|vs| vs.len() < cap)
+            });
+            marks.push(if collecting { kvh } else { kh });
         }
+        let seen = n.seen.get_mut();
+        if seen.len() + marks.len() > MAX_SEEN {
+            seen.clear();
+        }
+        seen.extend(marks);
     }
 
     fn add_service_names(&self, n: &mut Names, s: &str, name: Option<&str>, remote: Option<&str>) {

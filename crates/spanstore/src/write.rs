@@ -5,10 +5,10 @@ use std::fs;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use meshlens_model::Span;
+use meshlens_model::{Span, SpanRef};
 
-use crate::codec::{self, encode_raw};
-use crate::head::{self, Head};
+use crate::codec::{self, encode_raw_ref};
+use crate::head::{self, Head, Prepared};
 use crate::wal;
 use crate::{io_err, Inner, SpanStoreError};
 
@@ -46,30 +46,38 @@ impl Inner {
     }
 
     pub(crate) fn write(&self, spans: &[Span]) -> Result<(), SpanStoreError> {
+        let refs: Vec<SpanRef<'_>> = spans.iter().map(SpanRef::from_span).collect();
+        self.write_refs(&refs)
+    }
+
+    pub(crate) fn write_refs(&self, spans: &[SpanRef<'_>]) -> Result<(), SpanStoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(SpanStoreError::Closed);
         }
         if spans.is_empty() {
             return Ok(());
         }
-        // Encode once: frame header, count, records. The records are also the head's bytes.
+        // Encode once: frame header, count, records. The records are also the head's bytes,
+        // and the per-span insertion data comes from the spans themselves, not a re-decode.
         let mut frame = Vec::with_capacity(spans.len() * 320 + 16);
         frame.extend_from_slice(&[0u8; wal::FRAME_HEADER]);
         codec::put_uvarint(&mut frame, spans.len() as u64);
         let rec_start = frame.len();
+        let mut prepared = Vec::with_capacity(spans.len());
         for s in spans {
-            encode_raw(s, &mut frame);
+            let off = frame.len();
+            encode_raw_ref(s, &mut frame);
+            prepared.push(Prepared::of_span(s, off - rec_start, frame.len() - off));
         }
         let payload_len = (frame.len() - wal::FRAME_HEADER) as u32;
         let crc = crc32fast::hash(&frame[wal::FRAME_HEADER..]);
         frame[..4].copy_from_slice(&payload_len.to_le_bytes());
         frame[4..8].copy_from_slice(&crc.to_le_bytes());
         let records = &frame[rec_start..];
-        let prepared =
-            head::prepare(records, spans.len()).map_err(|_| SpanStoreError::Corrupt {
-                path: self.wal_dir.clone(),
-                reason: "span record failed to round-trip".into(),
-            })?;
+        debug_assert!(
+            head::prepare(records, spans.len()).is_ok_and(|p| p.len() == prepared.len()),
+            "span records must decode as encoded"
+        );
 
         // Backpressure: do not let sealed heads pile up faster than they are written.
         if self.parts.read().sealed.len() >= MAX_SEALED {

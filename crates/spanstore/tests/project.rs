@@ -6,9 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meshlens_model::{
-    Annotation, Memo, Projection, Span, SpanKind, SpanReader, SpanRow, NO_ID,
-};
+use meshlens_model::{Annotation, Memo, Projection, Span, SpanKind, SpanReader, SpanRow, NO_ID};
 use meshlens_spanstore::{SpanStore, SpanStoreOptions};
 
 const MIN_US: u64 = 60_000_000;
@@ -94,7 +92,8 @@ fn varied(n: usize, seed: u64, lo: u64, hi: u64) -> Vec<Span> {
     for (i, s) in spans.iter_mut().enumerate() {
         // More than 1000 distinct values per segment, each once: stored inline.
         if i % 5 != 1 {
-            s.tags.insert("user_agent".into(), format!("rare-agent-{seed}-{i}"));
+            s.tags
+                .insert("user_agent".into(), format!("rare-agent-{seed}-{i}"));
         }
         if i % 7 == 0 {
             s.annotations.push(Annotation {
@@ -118,7 +117,9 @@ fn varied(n: usize, seed: u64, lo: u64, hi: u64) -> Vec<Span> {
             _ => {}
         }
         if i % 23 == 0 {
+            // A 64-bit id (its high half is zero, as parsing gives).
             s.trace_id.is_128 = false;
+            s.trace_id.high = 0;
         }
     }
     spans
@@ -156,7 +157,8 @@ fn part_rows_equal_rows_of_built_spans() {
         s.flush().unwrap();
     }
     s.flush().unwrap();
-    s.write_spans(&varied(300, 77, now - 8 * MIN_US, now)).unwrap();
+    s.write_spans(&varied(300, 77, now - 8 * MIN_US, now))
+        .unwrap();
     let st = s.stats();
     assert!(st.segments >= 4 && st.head_spans > 0, "{st:?}");
 
@@ -237,7 +239,8 @@ fn segments_keep_memos_heads_do_not() {
     s.write_spans(&varied(400, 1, now - 30 * MIN_US, now - 20 * MIN_US))
         .unwrap();
     s.flush().unwrap();
-    s.write_spans(&varied(100, 2, now - 5 * MIN_US, now)).unwrap();
+    s.write_spans(&varied(100, 2, now - 5 * MIN_US, now))
+        .unwrap();
     let parts = s.parts(1, u64::MAX).unwrap();
     let (segs, heads): (Vec<_>, Vec<_>) = parts.iter().partition(|p| p.time_range().is_some());
     assert!(!segs.is_empty() && !heads.is_empty());
@@ -277,7 +280,8 @@ fn memos_are_bounded_least_recently_used_first() {
     let s = store(dir.path(), opts);
     let now = common::now_ms() as u64 * 1000;
     for k in 0..3 {
-        s.write_spans(&varied(100, k, now - 30 * MIN_US, now)).unwrap();
+        s.write_spans(&varied(100, k, now - 30 * MIN_US, now))
+            .unwrap();
         s.flush().unwrap();
     }
     let parts = s.parts(1, u64::MAX).unwrap();

@@ -106,26 +106,30 @@ pub async fn handle(state: Arc<TraceApiState>, req: Request<Incoming>) -> Respon
             return status_only(code, &msg);
         }
     };
-    let decoded = match otlp::decode_proto(&message) {
+    let decoded = match crate::ingest::ingest(
+        &state,
+        Bytes::from(message),
+        crate::ingest::Format::OtlpProto,
+        Transport::OtlpGrpc,
+    )
+    .await
+    {
         Ok(d) => d,
-        Err(e) => {
+        Err(crate::ingest::IngestError::Decode(msg)) => {
             state.counters.failed(Transport::OtlpGrpc);
-            return status_only(INVALID_ARGUMENT, &e.to_string());
+            return status_only(INVALID_ARGUMENT, &msg);
+        }
+        Err(crate::ingest::IngestError::Store(e)) => {
+            state.counters.failed(Transport::OtlpGrpc);
+            let code = match crate::ingest::storage_status(&e).as_u16() {
+                503 => UNAVAILABLE,
+                429 => RESOURCE_EXHAUSTED,
+                400 => INVALID_ARGUMENT,
+                _ => INTERNAL,
+            };
+            return status_only(code, &format!("storing spans failed: {e}"));
         }
     };
-    state
-        .counters
-        .rejected(Transport::OtlpGrpc, decoded.rejected);
-    if let Err(e) = crate::ingest::store(&state, decoded.spans, Transport::OtlpGrpc).await {
-        state.counters.failed(Transport::OtlpGrpc);
-        let code = match crate::ingest::storage_status(&e).as_u16() {
-            503 => UNAVAILABLE,
-            429 => RESOURCE_EXHAUSTED,
-            400 => INVALID_ARGUMENT,
-            _ => INTERNAL,
-        };
-        return status_only(code, &format!("storing spans failed: {e}"));
-    }
     let reply = otlp::encode_response(
         decoded.rejected,
         decoded.first_rejection.as_deref().unwrap_or(""),
@@ -169,6 +173,7 @@ pub fn unframe(
     }
     match encoding {
         Some("gzip") => crate::body::decode(Some("gzip"), payload, max_decompressed_bytes)
+            .map(std::borrow::Cow::into_owned)
             .map_err(|e| (INVALID_ARGUMENT, e.to_string())),
         other => Err((
             UNIMPLEMENTED,

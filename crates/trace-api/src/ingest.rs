@@ -1,7 +1,10 @@
 //! Span ingest over HTTP: Zipkin v2 `POST /api/v2/spans` and OTLP/HTTP `POST /v1/traces`.
 //!
-//! A success status is sent only after the store acknowledged the spans as durable.
+//! A success status is sent only after the store acknowledged the spans as durable. Spans
+//! are decoded as `SpanRef`s borrowing the request body, written and observed from there:
+//! no owned `Span` is built on the way from the wire to the store.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -9,50 +12,133 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meshlens_ingest::{otlp, zipkin};
-use meshlens_model::{Span, StorageError};
+use meshlens_model::{SpanRef, StorageError};
 use prost::Message;
 
 use crate::body::{self, BodyError};
 use crate::counters::Transport;
 use crate::TraceApiState;
 
-/// Stores a batch off the async runtime (the write waits for fsync), then tells observers.
-pub(crate) async fn store(
+/// The body encodings span ingest reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    ZipkinJson,
+    ZipkinProto,
+    OtlpProto,
+    OtlpJson,
+}
+
+/// Why a request's spans were not stored.
+#[derive(Debug)]
+pub(crate) enum IngestError {
+    /// The body is not a valid request: the message for a 400.
+    Decode(String),
+    Store(StorageError),
+}
+
+/// What a stored request answers with.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    pub rejected: u64,
+    pub first_rejection: Option<String>,
+}
+
+/// Decodes, stores and observes one body off the async runtime: decoding is CPU work and
+/// the write waits for the WAL's fsync.
+pub(crate) async fn ingest(
     state: &Arc<TraceApiState>,
-    spans: Vec<Span>,
+    body: Bytes,
+    format: Format,
     transport: Transport,
-) -> Result<(), StorageError> {
+) -> Result<Stored, IngestError> {
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || decode_and_store(&s, &body, format, transport))
+        .await
+        .map_err(|e| {
+            IngestError::Store(StorageError::io(
+                "span write task",
+                std::io::Error::other(e.to_string()),
+            ))
+        })?
+}
+
+fn decode_and_store(
+    state: &TraceApiState,
+    body: &[u8],
+    format: Format,
+    transport: Transport,
+) -> Result<Stored, IngestError> {
+    let decode = |e: &dyn std::fmt::Display| IngestError::Decode(e.to_string());
+    match format {
+        Format::ZipkinJson => {
+            let spans = zipkin::decode_json_refs(body).map_err(|e| decode(&e))?;
+            persist(state, &spans, transport)?;
+            Ok(Stored::default())
+        }
+        Format::ZipkinProto => {
+            let owned = zipkin::decode_proto(body).map_err(|e| decode(&e))?;
+            let spans: Vec<SpanRef<'_>> = owned.iter().map(SpanRef::from_span).collect();
+            persist(state, &spans, transport)?;
+            Ok(Stored::default())
+        }
+        Format::OtlpProto => {
+            let d = otlp::decode_proto_refs(body).map_err(|e| decode(&e))?;
+            state.counters.rejected(transport, d.rejected);
+            persist(state, &d.spans, transport)?;
+            Ok(Stored {
+                rejected: d.rejected,
+                first_rejection: d.first_rejection,
+            })
+        }
+        Format::OtlpJson => {
+            let d = otlp::decode_json(body).map_err(|e| decode(&e))?;
+            state.counters.rejected(transport, d.rejected);
+            let spans: Vec<SpanRef<'_>> = d.spans.iter().map(SpanRef::from_span).collect();
+            persist(state, &spans, transport)?;
+            Ok(Stored {
+                rejected: d.rejected,
+                first_rejection: d.first_rejection,
+            })
+        }
+    }
+}
+
+/// Writes a batch (durable on return), then tells the observers.
+fn persist(
+    state: &TraceApiState,
+    spans: &[SpanRef<'_>],
+    transport: Transport,
+) -> Result<(), IngestError> {
     if spans.is_empty() {
         return Ok(());
     }
-    let s = state.clone();
-    let n = spans.len();
-    tokio::task::spawn_blocking(move || {
-        s.writer.write(&spans)?;
-        for o in &s.observers {
-            o(&spans);
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| StorageError::io("span write task", std::io::Error::other(e.to_string())))??;
-    state.counters.accepted(transport, n);
+    state.writer.write_refs(spans).map_err(IngestError::Store)?;
+    for o in &state.observers {
+        o(spans);
+    }
+    state.counters.accepted(transport, spans.len());
     Ok(())
 }
 
+/// The body as sent, or decompressed per its Content-Encoding; an identity body is shared,
+/// not copied.
 pub(crate) fn decode_body(
     state: &TraceApiState,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<u8>, (StatusCode, String)> {
+    body: &Bytes,
+) -> Result<Bytes, (StatusCode, String)> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    body::decode(encoding, body, state.max_decompressed_bytes).map_err(|e| match e {
-        BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-        BodyError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
-        BodyError::Malformed { .. } => (StatusCode::BAD_REQUEST, e.to_string()),
-    })
+    match body::decode(encoding, body, state.max_decompressed_bytes) {
+        Ok(Cow::Borrowed(_)) => Ok(body.clone()),
+        Ok(Cow::Owned(v)) => Ok(Bytes::from(v)),
+        Err(e) => Err(match e {
+            BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+            BodyError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+            BodyError::Malformed { .. } => (StatusCode::BAD_REQUEST, e.to_string()),
+        }),
+    }
 }
 
 fn content_type(headers: &HeaderMap) -> String {
@@ -104,17 +190,16 @@ pub async fn zipkin_spans(
             "empty body: send a list of spans".into(),
         );
     }
-    let decoded = match transport {
-        Transport::ZipkinProto => zipkin::decode_proto(&raw),
-        _ => zipkin::decode_json(&raw),
+    let format = match transport {
+        Transport::ZipkinProto => Format::ZipkinProto,
+        _ => Format::ZipkinJson,
     };
-    let spans = match decoded {
-        Ok(spans) => spans,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    match store(&s, spans, transport).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(e) => fail(storage_status(&e), format!("storing spans failed: {e}")),
+    match ingest(&s, raw, format, transport).await {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(IngestError::Decode(msg)) => fail(StatusCode::BAD_REQUEST, msg),
+        Err(IngestError::Store(e)) => {
+            fail(storage_status(&e), format!("storing spans failed: {e}"))
+        }
     }
 }
 
@@ -150,19 +235,18 @@ pub async fn otlp_http(
         Ok(b) => b,
         Err((status, msg)) => return fail(status, msg),
     };
-    let decoded = if json {
-        otlp::decode_json(&raw).map_err(|e| e.to_string())
+    let format = if json {
+        Format::OtlpJson
     } else {
-        otlp::decode_proto(&raw).map_err(|e| e.to_string())
+        Format::OtlpProto
     };
-    let decoded = match decoded {
+    let decoded = match ingest(&s, raw, format, transport).await {
         Ok(d) => d,
-        Err(msg) => return fail(StatusCode::BAD_REQUEST, msg),
+        Err(IngestError::Decode(msg)) => return fail(StatusCode::BAD_REQUEST, msg),
+        Err(IngestError::Store(e)) => {
+            return fail(storage_status(&e), format!("storing spans failed: {e}"))
+        }
     };
-    s.counters.rejected(transport, decoded.rejected);
-    if let Err(e) = store(&s, decoded.spans, transport).await {
-        return fail(storage_status(&e), format!("storing spans failed: {e}"));
-    }
     let message = decoded.first_rejection.unwrap_or_default();
     if json {
         (

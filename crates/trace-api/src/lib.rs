@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use meshlens_model::{Span, SpanReader, SpanWriter};
+use meshlens_model::{SpanReader, SpanRef, SpanWriter};
 
 pub use counters::TraceCounters;
 pub use grpc::{
@@ -26,8 +26,9 @@ pub use grpc::{
     unframe as unframe_grpc_message, GrpcBody,
 };
 
-/// Called with every batch after it is stored (span metrics, live graphs).
-pub type SpanObserver = Arc<dyn Fn(&[Span]) + Send + Sync>;
+/// Called with every batch after it is stored (span metrics, live graphs); spans borrow the
+/// request body.
+pub type SpanObserver = Arc<dyn Fn(&[SpanRef<'_>]) + Send + Sync>;
 
 pub struct TraceApiState {
     pub writer: Arc<dyn SpanWriter>,

@@ -22,6 +22,7 @@ use crate::postings::Postings;
 mod labels;
 #[path = "head_read.rs"]
 mod read;
+pub(crate) use read::cmp_label_pairs;
 
 use labels::{hash_labels, hash_pairs, SeriesLabels, Symbols};
 
@@ -288,6 +289,8 @@ pub struct Head {
     series: RwLock<Vec<Option<SeriesRef>>>,
     postings: RwLock<Postings>,
     symbols: Symbols,
+    /// Series in label order, for reads (see `head_read.rs`).
+    order: read::LabelOrder,
     pub min_t: AtomicI64,
     pub max_t: AtomicI64,
     pub num_series: AtomicU64,
@@ -300,6 +303,7 @@ impl Head {
             series: RwLock::default(),
             postings: RwLock::default(),
             symbols: Symbols::default(),
+            order: read::LabelOrder::default(),
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
             num_series: AtomicU64::new(0),

@@ -3,10 +3,14 @@
 //! series behind a set of ids). A child module of `head`, so it reads `MemSeries` directly
 //! while the append side stays in `head.rs`.
 
+use std::cmp::Ordering;
+use std::sync::Arc;
+
 use meshlens_model::Sample;
+use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
-use super::{Head, MemSeries, SeriesRef};
+use super::{Head, MemSeries, Series, SeriesRef};
 use crate::budget::SampleBudget;
 use crate::chunk::ChunkError;
 
@@ -94,12 +98,122 @@ impl MemSeries {
     }
 }
 
+/// The head's series in label order as of the last build, so that a selection gets its
+/// series sorted by comparing ranks, not labels. Series created since are sorted by their
+/// labels and merged in; the order is rebuilt once they are more than a few percent.
+#[derive(Default)]
+pub(crate) struct LabelOrder {
+    current: RwLock<Arc<Ranks>>,
+    rebuilding: Mutex<()>,
+}
+
+#[derive(Default)]
+struct Ranks {
+    /// Position in label order, by series id; `u32::MAX` for series not live at the build.
+    /// Ids are never reused, so a rank stays right for as long as its series lives.
+    by_id: Vec<u32>,
+}
+
+impl Ranks {
+    fn get(&self, id: u32) -> Option<u32> {
+        self.by_id.get(id as usize).copied().filter(|&r| r != u32::MAX)
+    }
+}
+
+/// Orders two head series as their labels order.
+fn cmp_series(a: &Series, b: &Series) -> Ordering {
+    cmp_label_pairs(a.label_pairs(), b.label_pairs())
+}
+
+/// `Labels`' order (pair by pair, name then value; a prefix first) over label pairs. Strings
+/// interned in the head compare equal by address before any byte is read.
+pub(crate) fn cmp_label_pairs<'x, 'y>(
+    mut a: impl Iterator<Item = (&'x str, &'x str)>,
+    mut b: impl Iterator<Item = (&'y str, &'y str)>,
+) -> Ordering {
+    let same = |x: &str, y: &str| std::ptr::eq(x, y) || x == y;
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some((an, av)), Some((bn, bv))) => {
+                if !same(an, bn) {
+                    return an.cmp(bn);
+                }
+                if !same(av, bv) {
+                    return av.cmp(bv);
+                }
+            }
+        }
+    }
+}
+
 impl Head {
-    /// The live series behind `ids`, in id order, under one lock of the series table.
-    pub(crate) fn series_refs(&self, ids: &RoaringBitmap) -> Vec<SeriesRef> {
-        let series = self.series.read();
-        ids.iter()
-            .filter_map(|id| series.get(id as usize)?.clone())
-            .collect()
+    /// The live series behind `ids`, sorted by labels.
+    pub(crate) fn sorted_series(&self, ids: &RoaringBitmap) -> Vec<SeriesRef> {
+        let ranks = self.ranks();
+        let mut ranked: Vec<(u32, SeriesRef)> = Vec::with_capacity(ids.len() as usize);
+        let mut fresh: Vec<SeriesRef> = Vec::new();
+        {
+            let series = self.series.read();
+            for id in ids {
+                let Some(Some(s)) = series.get(id as usize) else {
+                    continue;
+                };
+                match ranks.get(id) {
+                    Some(r) => ranked.push((r, s.clone())),
+                    None => fresh.push(s.clone()),
+                }
+            }
+        }
+        ranked.sort_unstable_by_key(|(r, _)| *r);
+        let ranked = ranked.into_iter().map(|(_, s)| s);
+        if fresh.is_empty() {
+            return ranked.collect();
+        }
+        fresh.sort_unstable_by(|a, b| cmp_series(a, b));
+        let mut out = Vec::with_capacity(ranked.len() + fresh.len());
+        let mut fresh = fresh.into_iter().peekable();
+        for s in ranked {
+            while let Some(f) = fresh.next_if(|f| cmp_series(f, &s).is_lt()) {
+                out.push(f);
+            }
+            out.push(s);
+        }
+        out.extend(fresh);
+        out
+    }
+
+    /// The current label order, rebuilt first when too many series are missing from it.
+    fn ranks(&self) -> Arc<Ranks> {
+        let stale = |r: &Ranks, len: usize| len.saturating_sub(r.by_id.len()) > 256 + len / 16;
+        let ranks = self.order.current.read().clone();
+        if !stale(&ranks, self.series.read().len()) {
+            return ranks;
+        }
+        let _one = self.order.rebuilding.lock();
+        let ranks = self.order.current.read().clone();
+        let mut live: Vec<SeriesRef> = self.series.read().iter().flatten().cloned().collect();
+        let len = live.iter().map(|s| s.id as usize + 1).max().unwrap_or(0);
+        if !stale(&ranks, len) {
+            return ranks;
+        }
+        live.sort_unstable_by(|a, b| cmp_series(a, b));
+        let mut by_id = vec![u32::MAX; len];
+        for (rank, s) in live.iter().enumerate() {
+            by_id[s.id as usize] = rank as u32;
+        }
+        let fresh = Arc::new(Ranks { by_id });
+        *self.order.current.write() = fresh.clone();
+        fresh
+    }
+}
+
+impl Series {
+    /// The labels as sorted (name, value) pairs borrowed from the head's symbol table: what
+    /// a selection sorts by, without building `Labels` (equal strings share one address).
+    pub(crate) fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.labels.pairs()
     }
 }

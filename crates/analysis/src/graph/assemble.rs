@@ -87,7 +87,12 @@ fn cross_cluster(a: &NodeKey, b: &NodeKey) -> bool {
 
 fn add_codes(into: &mut BTreeMap<String, f64>, from: &BTreeMap<String, f64>) {
     for (c, n) in from {
-        *into.entry(c.clone()).or_default() += n;
+        match into.get_mut(c) {
+            Some(x) => *x += n,
+            None => {
+                into.insert(c.clone(), *n);
+            }
+        }
     }
 }
 
@@ -152,7 +157,12 @@ pub(crate) fn assemble(edges: EdgeMap, q: &GraphQuery) -> Graph {
     let mut out_edges = Vec::with_capacity(list.len());
     for (k, mut acc) in list {
         for (key, inbound) in [(&k.src, false), (&k.dst, true)] {
-            let n = nodes.entry(key.clone()).or_default();
+            if !nodes.contains_key(key) {
+                nodes.insert(key.clone(), NodeAcc::default());
+            }
+            let Some(n) = nodes.get_mut(key) else {
+                continue;
+            };
             n.metrics |= acc.from_metrics;
             n.traces |= acc.from_traces;
             if inbound {

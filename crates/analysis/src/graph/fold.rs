@@ -13,7 +13,7 @@
 use meshlens_model::Labels;
 
 use super::{EdgeAcc, EdgeKey, EdgeMap, GraphType, NodeKey};
-use crate::fx::FxMap;
+use crate::fx::{FxMap, FxSet};
 
 /// The labels every metric query groups by (and the aggregates key edges by): enough to
 /// name both ends of an edge in all four graph types.
@@ -172,44 +172,41 @@ pub(crate) fn fold(groups: &[Group<'_>], gt: GraphType) -> EdgeMap {
     let mut by_reporter = [EdgeMap::default(), EdgeMap::default()];
     for g in groups {
         let l = g.labels;
-        let reporter = usize::from(l.get("reporter") == Some("source"));
+        let map = &mut by_reporter[usize::from(l.get("reporter") == Some("source"))];
         // The protocol defaults to `tcp` for TCP figures, `http` for the rest, when Istio
-        // did not say; at most these two keys per group.
-        let mut keys: [Option<EdgeKey>; 2] = [None, None];
-        for &(figure, v) in &g.figures {
-            let tcp = matches!(figure, Figure::TcpSent | Figure::TcpReceived);
-            let key = keys[usize::from(tcp)].get_or_insert_with(|| EdgeKey {
+        // did not say: at most two edges per group, each looked up once.
+        for tcp in [false, true] {
+            let is_tcp = |f: &Figure<'_>| matches!(f, Figure::TcpSent | Figure::TcpReceived);
+            let mut figures = g.figures.iter().filter(|(f, _)| is_tcp(f) == tcp).peekable();
+            if figures.peek().is_none() {
+                continue;
+            }
+            let key = EdgeKey {
                 src: src_key(l, gt, &services),
                 dst: dst_key(l, gt),
                 protocol: l
                     .get("request_protocol")
                     .unwrap_or(if tcp { "tcp" } else { "http" })
                     .to_string(),
-            });
-            let a = acc(&mut by_reporter[reporter], key);
-            add(a, figure, v);
+            };
+            let a = map.entry(key).or_default();
+            a.from_metrics = true;
+            for &(figure, v) in figures {
+                add(a, figure, v);
+            }
         }
     }
     let [mut dest, source] = by_reporter;
-    let reported: std::collections::HashSet<(NodeKey, NodeKey)> = dest
-        .keys()
-        .map(|k| (k.src.clone(), k.dst.clone()))
+    if source.is_empty() {
+        return dest;
+    }
+    let reported: FxSet<(&NodeKey, &NodeKey)> = dest.keys().map(|k| (&k.src, &k.dst)).collect();
+    let extra: Vec<(EdgeKey, EdgeAcc)> = source
+        .into_iter()
+        .filter(|(k, _)| !reported.contains(&(&k.src, &k.dst)))
         .collect();
-    for (k, v) in source {
-        if !reported.contains(&(k.src.clone(), k.dst.clone())) {
-            dest.insert(k, v);
-        }
-    }
+    dest.extend(extra);
     dest
-}
-
-fn acc<'m>(map: &'m mut EdgeMap, key: &EdgeKey) -> &'m mut EdgeAcc {
-    if !map.contains_key(key) {
-        map.insert(key.clone(), EdgeAcc::default());
-    }
-    let a = map.get_mut(key).expect("inserted above");
-    a.from_metrics = true;
-    a
 }
 
 fn add(a: &mut EdgeAcc, figure: Figure<'_>, v: f64) {

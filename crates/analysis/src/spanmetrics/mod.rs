@@ -15,13 +15,13 @@ mod series;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use meshlens_model::{MetricWriter, Span, SpanKind, StorageError, TimeSeries};
+use meshlens_model::{MetricWriter, Span, SpanKind, SpanRef, StorageError, TimeSeries};
 use parking_lot::Mutex;
 
 use series::Sink;
 pub use series::{Hist, LATENCY_BUCKETS};
 
-use crate::fx::FxMap;
+use crate::fx::{FxMap, Interner};
 
 /// Most spans waiting for their other half (Tempo's default `max_items`).
 pub const MAX_PENDING: usize = 10_000;
@@ -56,15 +56,15 @@ struct EdgeStats {
     flushed: bool,
 }
 
-/// One side of a call waiting for the other.
+/// One side of a call waiting for the other. Services are ids in `State::services`.
 struct Pending {
     is_client: bool,
-    service: String,
+    service: u32,
     seconds: f64,
     failed: bool,
     messaging: bool,
     /// For clients: the virtual peer to report if no server answers.
-    peer: Option<(String, usize)>,
+    peer: Option<(u32, usize)>,
     generation: u64,
 }
 
@@ -72,8 +72,11 @@ struct Pending {
 struct State {
     /// service -> span name -> [kind * 3 + status].
     calls: FxMap<String, FxMap<String, Vec<Calls>>>,
-    /// (client, server, connection type) -> figures.
-    edges: BTreeMap<(String, String, usize), EdgeStats>,
+    /// Service and peer names of pending spans and edges, interned: a span costs no
+    /// string copies once its service was seen.
+    services: Interner,
+    /// (client, server, connection type) -> figures; sorted by name when rendered.
+    edges: FxMap<(u32, u32, usize), EdgeStats>,
     pending: FxMap<(u64, u64, u64), Pending>,
     generation: u64,
     last_flush_ms: Option<i64>,
@@ -99,25 +102,22 @@ fn kind_index(k: Option<SpanKind>) -> usize {
 }
 
 /// Zipkin's `error` tag, or OTLP's status carried as `otel.status_code`.
-fn status_index(s: &Span) -> usize {
-    match s.tags.get("otel.status_code").map(String::as_str) {
+fn status_index(s: &SpanRef<'_>) -> usize {
+    match s.tag("otel.status_code") {
         Some("ERROR") => 2,
-        _ if s.tags.contains_key("error") => 2,
+        _ if s.tag("error").is_some() => 2,
         Some("OK") => 1,
         _ => 0,
     }
 }
 
 /// A client span's peer when no instrumented server answers (Tempo's virtual nodes).
-fn virtual_peer(s: &Span) -> Option<(String, usize)> {
-    if let Some(p) = s
-        .remote_service()
-        .or_else(|| s.tags.get("peer.service").map(|x| x.as_str()))
-    {
-        return Some((p.to_string(), 1));
+fn virtual_peer<'s>(s: &'s SpanRef<'_>) -> Option<(&'s str, usize)> {
+    if let Some(p) = s.remote_service().or_else(|| s.tag("peer.service")) {
+        return Some((p, 1));
     }
-    let db = s.tags.get("db.name").or_else(|| s.tags.get("db.system"))?;
-    Some((db.clone(), 3))
+    let db = s.tag("db.name").or_else(|| s.tag("db.system"))?;
+    Some((db, 3))
 }
 
 impl SpanMetrics {
@@ -130,6 +130,12 @@ impl SpanMetrics {
 
     /// Counts a batch of spans; cheap, never touches storage.
     pub fn observe(&self, spans: &[Span]) {
+        let refs: Vec<SpanRef<'_>> = spans.iter().map(SpanRef::from_span).collect();
+        self.observe_refs(&refs);
+    }
+
+    /// [`SpanMetrics::observe`] for spans borrowed from a request body.
+    pub fn observe_refs(&self, spans: &[SpanRef<'_>]) {
         let mut st = self.state.lock();
         for s in spans {
             let Some(service) = s.local_service() else {
@@ -147,13 +153,14 @@ impl SpanMetrics {
             let failed = status == 2;
             match s.kind {
                 Some(SpanKind::Client | SpanKind::Producer) => {
+                    let peer = virtual_peer(s).map(|(p, conn)| (st.services.id(p), conn));
                     let p = Pending {
                         is_client: true,
-                        service: service.to_string(),
+                        service: st.services.id(service),
                         seconds: secs,
                         failed,
                         messaging: s.kind == Some(SpanKind::Producer),
-                        peer: virtual_peer(s),
+                        peer,
                         generation: st.generation,
                     };
                     st.meet((trace.0, trace.1, s.id), p);
@@ -162,12 +169,13 @@ impl SpanMetrics {
                     let key = if s.shared { Some(s.id) } else { s.parent_id };
                     let Some(key) = key else {
                         // A root server span: called by a user outside the traces.
-                        st.edge("user", service, 1, failed, None, Some(secs));
+                        let (user, server) = (st.services.id("user"), st.services.id(service));
+                        st.edge(user, server, 1, failed, None, Some(secs));
                         continue;
                     };
                     let p = Pending {
                         is_client: false,
-                        service: service.to_string(),
+                        service: st.services.id(service),
                         seconds: secs,
                         failed,
                         messaging: s.kind == Some(SpanKind::Consumer),
@@ -221,17 +229,14 @@ impl State {
 
     fn edge(
         &mut self,
-        client: &str,
-        server: &str,
+        client: u32,
+        server: u32,
         conn: usize,
         failed: bool,
         c: Option<f64>,
         s: Option<f64>,
     ) {
-        let e = self
-            .edges
-            .entry((client.to_string(), server.to_string(), conn))
-            .or_default();
+        let e = self.edges.entry((client, server, conn)).or_default();
         e.total += 1;
         e.failed += u64::from(failed);
         if let Some(c) = c {
@@ -250,8 +255,8 @@ impl State {
                 let conn = if c.messaging || s.messaging { 2 } else { 0 };
                 let failed = c.failed || s.failed;
                 self.edge(
-                    &c.service,
-                    &s.service,
+                    c.service,
+                    s.service,
                     conn,
                     failed,
                     Some(c.seconds),
@@ -281,7 +286,7 @@ impl State {
                     p,
                     Pending {
                         is_client: false,
-                        service: String::new(),
+                        service: 0,
                         seconds: 0.0,
                         failed: false,
                         messaging: false,
@@ -293,15 +298,19 @@ impl State {
             keep
         });
         // Deterministic order whatever the hash map's.
-        expired.sort_by(|a, b| (&a.service, a.is_client).cmp(&(&b.service, b.is_client)));
+        let names = &self.services;
+        expired.sort_by(|a, b| {
+            (names.name(a.service), a.is_client).cmp(&(names.name(b.service), b.is_client))
+        });
         for p in expired {
-            match (&p.peer, p.is_client) {
+            match (p.peer, p.is_client) {
                 (Some((peer, conn)), true) => {
-                    self.edge(&p.service, peer, *conn, p.failed, Some(p.seconds), None)
+                    self.edge(p.service, peer, conn, p.failed, Some(p.seconds), None)
                 }
                 _ => {
                     let side = if p.is_client { "client" } else { "server" };
-                    self.unpaired.entry((side, p.service)).or_default().0 += 1;
+                    let service = self.services.name(p.service).to_string();
+                    self.unpaired.entry((side, service)).or_default().0 += 1;
                 }
             }
         }
@@ -339,10 +348,15 @@ impl State {
                 }
             }
         }
-        for ((client, server, conn), e) in self.edges.iter_mut() {
+        let names = &self.services;
+        let mut edges: Vec<(&(u32, u32, usize), &mut EdgeStats)> = self.edges.iter_mut().collect();
+        edges.sort_by(|(a, _), (b, _)| {
+            (names.name(a.0), names.name(a.1), a.2).cmp(&(names.name(b.0), names.name(b.1), b.2))
+        });
+        for ((client, server, conn), e) in edges {
             let l = [
-                ("client", client.as_str()),
-                ("server", server.as_str()),
+                ("client", names.name(*client)),
+                ("server", names.name(*server)),
                 ("connection_type", CONN[*conn]),
             ];
             let mut s = Sink {

@@ -7,8 +7,6 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use std::collections::hash_map::Entry;
-
 use meshlens_model::{SpanKind, SpanRow, NO_ID};
 
 use super::Totals;
@@ -71,7 +69,7 @@ impl Table {
     #[inline]
     fn add_by_id<'s>(
         &mut self,
-        seen: &mut FxMap<u32, u32>,
+        seen: &mut Seen,
         id: u32,
         s: impl FnOnce() -> &'s str,
         n: u64,
@@ -79,14 +77,19 @@ impl Table {
         if id == NO_ID {
             return self.add(s(), n);
         }
-        match seen.entry(id) {
-            Entry::Occupied(e) => {
-                let i = *e.get();
-                self.counts[i as usize] += n;
+        let i = match seen.get(id) {
+            Some(i) => i,
+            None => {
+                let i = self.names.id(s());
+                seen.set(id, i);
+                if i as usize == self.counts.len() {
+                    self.counts.push(0);
+                }
                 i
             }
-            Entry::Vacant(e) => *e.insert(self.add(s(), n)),
-        }
+        };
+        self.counts[i as usize] += n;
+        i
     }
 
     /// Ids of `other`'s names in this table, adding its counts.
@@ -196,15 +199,34 @@ fn first<'a>(
         .find_map(|i| r.tags[i].filter(|v| ok(v)).map(|v| (v, r.tag_id(i))))
 }
 
-/// Table ids by part-local string id: valid for the one part a scan reads.
+/// Table ids by part-local string id (ids are dense: a segment's dictionary ranks).
+#[derive(Default)]
+struct Seen(Vec<u32>);
+
+impl Seen {
+    #[inline]
+    fn get(&self, id: u32) -> Option<u32> {
+        self.0.get(id as usize).copied().filter(|&i| i != NO_ID)
+    }
+
+    fn set(&mut self, id: u32, table_id: u32) {
+        let at = id as usize;
+        if at >= self.0.len() {
+            self.0.resize(at + 1, NO_ID);
+        }
+        self.0[at] = table_id;
+    }
+}
+
+/// What a scan remembers per table: valid for the one part it reads.
 #[derive(Default)]
 struct SeenIds {
-    clusters: FxMap<u32, u32>,
-    services: FxMap<u32, u32>,
-    urls: FxMap<u32, u32>,
-    statuses: FxMap<u32, u32>,
-    agents: FxMap<u32, u32>,
-    ops: FxMap<u32, u32>,
+    clusters: Seen,
+    services: Seen,
+    urls: Seen,
+    statuses: Seen,
+    agents: Seen,
+    ops: Seen,
 }
 
 /// The scan of one part: its partial and what it remembers by string id.
@@ -288,7 +310,6 @@ impl<'f> PartScan<'f> {
 }
 
 impl Partial {
-
     /// Ends the scan: the open trace ids and durations become sorted runs.
     pub(super) fn seal(&mut self) {
         if !self.traces.is_empty() {
@@ -416,7 +437,7 @@ impl Partial {
                 .then_with(|| a.service.cmp(&b.service))
         });
         Stats {
-            start_ms: q.end_ms - q.window_ms,
+            start_ms: q.end_ms.saturating_sub(q.window_ms),
             end_ms: q.end_ms,
             cluster: q.cluster.clone(),
             service: q.service.clone(),
@@ -449,7 +470,9 @@ fn kth(runs: &[Run], k: usize) -> u64 {
     if let [one] = runs {
         return one.values[k];
     }
-    let ends = runs.iter().filter_map(|r| Some((*r.values.first()?, *r.values.last()?)));
+    let ends = runs
+        .iter()
+        .filter_map(|r| Some((*r.values.first()?, *r.values.last()?)));
     let (mut lo, mut hi) = ends.fold((u64::MAX, 0), |(a, b), (x, y)| (a.min(x), b.max(y)));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -520,9 +543,15 @@ mod tests {
 
     #[test]
     fn response_time_over_runs() {
-        let runs = vec![run((1..=50).map(|x| x * 1000).collect()), run((51..=100).map(|x| x * 1000).collect())];
+        let runs = vec![
+            run((1..=50).map(|x| x * 1000).collect()),
+            run((51..=100).map(|x| x * 1000).collect()),
+        ];
         let rt = response_time("s", &runs).unwrap();
-        assert_eq!((rt.count, rt.min_ms, rt.max_ms, rt.avg_ms), (100, 1.0, 100.0, 50.5));
+        assert_eq!(
+            (rt.count, rt.min_ms, rt.max_ms, rt.avg_ms),
+            (100, 1.0, 100.0, 50.5)
+        );
         assert_eq!((rt.p50_ms, rt.p90_ms, rt.p99_ms), (50.0, 90.0, 99.0));
         assert!(response_time("s", &[run(vec![])]).is_none());
     }

@@ -1,9 +1,13 @@
 //! OTLP/JSON: lowerCamelCase fields (snake_case accepted too), hex ids, 64-bit integers as
 //! strings or numbers, enums as integers or names.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
-use super::{map_span, resource_parts, Attr, Context, Decoded, OtelSpan, OtlpError};
+use super::{
+    map_span, resource_parts, Attr, Attrs, Context, Decoded, DecodedRefs, OtelSpan, OtlpError,
+};
 
 fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     v.get(camel)
@@ -70,19 +74,22 @@ fn json_enum(v: &Value, camel: &str, names: &[&str]) -> i32 {
     }
 }
 
-fn attr_from_json(v: &Value) -> Attr {
+fn attr_from_json(v: &Value) -> Attr<'_> {
     let Some(obj) = v.as_object() else {
         return Attr::Empty;
     };
     if let Some(s) = obj.get("stringValue").or_else(|| obj.get("string_value")) {
-        return Attr::Str(s.as_str().unwrap_or_default().to_string());
+        return Attr::Str(Cow::Borrowed(s.as_str().unwrap_or_default()));
     }
     if let Some(b) = obj.get("boolValue").or_else(|| obj.get("bool_value")) {
         return Attr::Bool(b.as_bool().unwrap_or(false));
     }
     if let Some(i) = obj.get("intValue").or_else(|| obj.get("int_value")) {
         return match i {
-            Value::String(s) => s.parse().map(Attr::Int).unwrap_or(Attr::Str(s.clone())),
+            Value::String(s) => s
+                .parse()
+                .map(Attr::Int)
+                .unwrap_or(Attr::Str(Cow::Borrowed(s))),
             Value::Number(n) => n.as_i64().map(Attr::Int).unwrap_or(Attr::Empty),
             _ => Attr::Empty,
         };
@@ -90,7 +97,10 @@ fn attr_from_json(v: &Value) -> Attr {
     if let Some(d) = obj.get("doubleValue").or_else(|| obj.get("double_value")) {
         return match d {
             Value::Number(n) => Attr::Double(n.as_f64().unwrap_or(0.0)),
-            Value::String(s) => s.parse().map(Attr::Double).unwrap_or(Attr::Str(s.clone())),
+            Value::String(s) => s
+                .parse()
+                .map(Attr::Double)
+                .unwrap_or(Attr::Str(Cow::Borrowed(s))),
             _ => Attr::Empty,
         };
     }
@@ -102,17 +112,17 @@ fn attr_from_json(v: &Value) -> Attr {
         return Attr::Map(kvs_from_json(l.get("values")));
     }
     if let Some(b) = obj.get("bytesValue").or_else(|| obj.get("bytes_value")) {
-        return Attr::Str(b.as_str().unwrap_or_default().to_string());
+        return Attr::Str(Cow::Borrowed(b.as_str().unwrap_or_default()));
     }
     Attr::Empty
 }
 
-fn kvs_from_json(v: Option<&Value>) -> Vec<(String, Attr)> {
+fn kvs_from_json(v: Option<&Value>) -> Attrs<'_> {
     v.and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|kv| {
-            let key = kv.get("key")?.as_str()?.to_string();
+            let key = Cow::Borrowed(kv.get("key")?.as_str()?);
             Some((
                 key,
                 kv.get("value").map(attr_from_json).unwrap_or(Attr::Empty),
@@ -127,7 +137,7 @@ pub fn decode_json(body: &[u8]) -> Result<Decoded, OtlpError> {
     if !root.is_object() {
         return Err(json_err("$", "expected an object with resourceSpans"));
     }
-    let mut out = Decoded::default();
+    let mut out = DecodedRefs::default();
     for (ri, rs) in json_array(&root, "resourceSpans", "resource_spans", "$")?
         .iter()
         .enumerate()
@@ -149,24 +159,24 @@ pub fn decode_json(body: &[u8]) -> Result<Decoded, OtlpError> {
                 .map(|s| json_str(s, "version", "version"))
                 .unwrap_or("");
             let cx = Context {
-                service: &service,
-                resource_tags: &resource_tags,
-                scope_name,
-                scope_version,
+                service: service.clone(),
+                resource_tags: resource_tags.clone(),
+                scope_name: Cow::Borrowed(scope_name),
+                scope_version: Cow::Borrowed(scope_version),
             };
             for (pi, s) in json_array(ss, "spans", "spans", &spath)?.iter().enumerate() {
                 let path = format!("{spath}.spans[{pi}]");
-                match json_span(s, &path).and_then(|o| map_span(o, &cx, &path)) {
+                match json_span(s, &path).and_then(|o| map_span(o, &cx, &|| path.clone())) {
                     Ok(span) => out.spans.push(span),
                     Err(why) => out.reject(why),
                 }
             }
         }
     }
-    Ok(out)
+    Ok(out.into_owned())
 }
 
-fn json_span(s: &Value, path: &str) -> Result<OtelSpan, String> {
+fn json_span<'a>(s: &'a Value, path: &str) -> Result<OtelSpan<'a>, String> {
     let status = s.get("status");
     let events = json_array(s, "events", "events", path)
         .map_err(|e| e.to_string())?
@@ -174,16 +184,16 @@ fn json_span(s: &Value, path: &str) -> Result<OtelSpan, String> {
         .map(|e| {
             Ok((
                 json_u64(e, "timeUnixNano", "time_unix_nano", path).map_err(|e| e.to_string())?,
-                json_str(e, "name", "name").to_string(),
+                Cow::Borrowed(json_str(e, "name", "name")),
                 kvs_from_json(e.get("attributes")),
             ))
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(OtelSpan {
-        trace_id: json_hex(s, "traceId", "trace_id", path)?,
-        span_id: json_hex(s, "spanId", "span_id", path)?,
-        parent_span_id: json_hex(s, "parentSpanId", "parent_span_id", path)?,
-        name: json_str(s, "name", "name").to_string(),
+        trace_id: Cow::Owned(json_hex(s, "traceId", "trace_id", path)?),
+        span_id: Cow::Owned(json_hex(s, "spanId", "span_id", path)?),
+        parent_span_id: Cow::Owned(json_hex(s, "parentSpanId", "parent_span_id", path)?),
+        name: Cow::Borrowed(json_str(s, "name", "name")),
         kind: json_enum(
             s,
             "kind",
@@ -211,8 +221,10 @@ fn json_span(s: &Value, path: &str) -> Result<OtelSpan, String> {
                 )
             })
             .unwrap_or(0),
-        status_message: status
-            .map(|st| json_str(st, "message", "message").to_string())
-            .unwrap_or_default(),
+        status_message: Cow::Borrowed(
+            status
+                .map(|st| json_str(st, "message", "message"))
+                .unwrap_or(""),
+        ),
     })
 }

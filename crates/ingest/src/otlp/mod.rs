@@ -19,12 +19,13 @@
 mod encode;
 mod json;
 mod proto;
+mod wire;
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use meshlens_model::{Annotation, Endpoint, Span, SpanKind, TraceId};
+use meshlens_model::{sort_tags, EndpointRef, Span, SpanKind, SpanRef, TraceId};
 
 use crate::zipkin::write_json_string;
 
@@ -46,73 +47,75 @@ pub struct Decoded {
     pub first_rejection: Option<String>,
 }
 
-impl Decoded {
+/// [`Decoded`] with spans borrowed from the request body.
+#[derive(Debug, Default)]
+pub struct DecodedRefs<'a> {
+    pub spans: Vec<SpanRef<'a>>,
+    pub rejected: u64,
+    pub first_rejection: Option<String>,
+}
+
+impl DecodedRefs<'_> {
     fn reject(&mut self, why: String) {
         self.rejected += 1;
         if self.first_rejection.is_none() {
             self.first_rejection = Some(why);
         }
     }
+
+    pub fn into_owned(self) -> Decoded {
+        Decoded {
+            spans: self.spans.iter().map(SpanRef::to_span).collect(),
+            rejected: self.rejected,
+            first_rejection: self.first_rejection,
+        }
+    }
 }
+
 pub use encode::{encode_request, encode_response, encode_response_json};
 pub use json::decode_json;
 pub use proto::{
-    any_value, decode_proto, AnyValue, ArrayValue, Event, ExportTracePartialSuccess,
-    ExportTraceServiceRequest, ExportTraceServiceResponse, InstrumentationScope, KeyValue,
-    KeyValueList, PbSpan, Resource, ResourceSpans, ScopeSpans, Status,
+    any_value, AnyValue, ArrayValue, Event, ExportTracePartialSuccess, ExportTraceServiceRequest,
+    ExportTraceServiceResponse, InstrumentationScope, KeyValue, KeyValueList, PbSpan, Resource,
+    ResourceSpans, ScopeSpans, Status,
 };
+pub use wire::decode_proto_refs;
 
-/// The attribute value model both encodings decode into.
+/// Decodes a protobuf `ExportTraceServiceRequest` into owned spans.
+pub fn decode_proto(body: &[u8]) -> Result<Decoded, OtlpError> {
+    Ok(decode_proto_refs(body)?.into_owned())
+}
+
+/// The attribute value model both encodings decode into; strings borrowed where possible.
 #[derive(Clone, Debug, PartialEq)]
-enum Attr {
-    Str(String),
+enum Attr<'a> {
+    Str(Cow<'a, str>),
     Bool(bool),
     Int(i64),
     Double(f64),
-    Array(Vec<Attr>),
-    Map(Vec<(String, Attr)>),
-    Bytes(Vec<u8>),
+    Array(Vec<Attr<'a>>),
+    Map(Vec<(Cow<'a, str>, Attr<'a>)>),
+    Bytes(Cow<'a, [u8]>),
     Empty,
 }
 
-impl Attr {
-    fn from_pb(v: Option<AnyValue>) -> Attr {
-        use any_value::Value as V;
-        match v.and_then(|v| v.value) {
-            None => Attr::Empty,
-            Some(V::StringValue(s)) => Attr::Str(s),
-            Some(V::BoolValue(b)) => Attr::Bool(b),
-            Some(V::IntValue(i)) => Attr::Int(i),
-            Some(V::DoubleValue(d)) => Attr::Double(d),
-            Some(V::ArrayValue(a)) => Attr::Array(
-                a.values
-                    .into_iter()
-                    .map(|v| Attr::from_pb(Some(v)))
-                    .collect(),
-            ),
-            Some(V::KvlistValue(l)) => Attr::Map(
-                l.values
-                    .into_iter()
-                    .map(|kv| (kv.key, Attr::from_pb(kv.value)))
-                    .collect(),
-            ),
-            Some(V::BytesValue(b)) => Attr::Bytes(b),
-        }
-    }
+/// Attributes as decoded: key and value, in the order sent.
+type Attrs<'a> = Vec<(Cow<'a, str>, Attr<'a>)>;
 
+impl<'a> Attr<'a> {
     /// The tag text: scalars plain, arrays and maps as JSON.
-    fn to_tag(&self) -> String {
+    fn to_tag(&self) -> Cow<'a, str> {
         match self {
             Attr::Str(s) => s.clone(),
-            Attr::Bool(b) => b.to_string(),
-            Attr::Int(i) => i.to_string(),
-            Attr::Double(d) => d.to_string(),
-            Attr::Bytes(b) => base64_encode(b),
-            Attr::Empty => String::new(),
+            Attr::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Attr::Int(i) => Cow::Owned(i.to_string()),
+            Attr::Double(d) => Cow::Owned(d.to_string()),
+            Attr::Bytes(b) => Cow::Owned(base64_encode(b)),
+            Attr::Empty => Cow::Borrowed(""),
             Attr::Array(_) | Attr::Map(_) => {
                 let mut out = String::new();
                 self.write_json(&mut out);
-                out
+                Cow::Owned(out)
             }
         }
     }
@@ -145,7 +148,7 @@ impl Attr {
     }
 }
 
-fn write_json_map(out: &mut String, items: &[(String, Attr)]) {
+fn write_json_map(out: &mut String, items: &[(Cow<'_, str>, Attr<'_>)]) {
     out.push('{');
     for (i, (k, v)) in items.iter().enumerate() {
         if i > 0 {
@@ -163,32 +166,48 @@ fn base64_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+/// Lower-cases without copying when there is nothing to change.
+fn lower(s: Cow<'_, str>) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        Cow::Owned(s.to_lowercase())
+    } else {
+        s
+    }
+}
+
 /// An event: time (ns), name, attributes.
-type OtelEvent = (u64, String, Vec<(String, Attr)>);
+type OtelEvent<'a> = (u64, Cow<'a, str>, Attrs<'a>);
 
 /// One OTLP span with its context, in a form independent of the wire encoding.
-struct OtelSpan {
-    trace_id: Vec<u8>,
-    span_id: Vec<u8>,
-    parent_span_id: Vec<u8>,
-    name: String,
+struct OtelSpan<'a> {
+    trace_id: Cow<'a, [u8]>,
+    span_id: Cow<'a, [u8]>,
+    parent_span_id: Cow<'a, [u8]>,
+    name: Cow<'a, str>,
     kind: i32,
     start_ns: u64,
     end_ns: u64,
-    attributes: Vec<(String, Attr)>,
-    events: Vec<OtelEvent>,
+    attributes: Attrs<'a>,
+    events: Vec<OtelEvent<'a>>,
     status_code: i32,
-    status_message: String,
+    status_message: Cow<'a, str>,
 }
 
+/// What the spans of one scope share: the resource's (lower-cased) service and other
+/// attributes as tags, and the scope.
 struct Context<'a> {
-    service: &'a str,
-    resource_tags: &'a [(String, String)],
-    scope_name: &'a str,
-    scope_version: &'a str,
+    service: Cow<'a, str>,
+    resource_tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    scope_name: Cow<'a, str>,
+    scope_version: Cow<'a, str>,
 }
 
-fn map_span(o: OtelSpan, cx: &Context<'_>, path: &str) -> Result<Span, String> {
+/// Maps one span; the error (a rejection) names it by `path`, built only then.
+fn map_span<'a>(
+    o: OtelSpan<'a>,
+    cx: &Context<'a>,
+    path: &dyn Fn() -> String,
+) -> Result<SpanRef<'a>, String> {
     let trace_id = TraceId::from_bytes(&o.trace_id)
         .filter(|t| t.high != 0 || t.low != 0)
         // A zero upper half is a 64-bit id, as Zipkin normalises it: a B3 trace that crossed
@@ -197,13 +216,14 @@ fn map_span(o: OtelSpan, cx: &Context<'_>, path: &str) -> Result<Span, String> {
             is_128: t.high != 0,
             ..t
         })
-        .ok_or_else(|| format!("{path}.traceId: must be 16 bytes, not all zero"))?;
-    let id = id8(&o.span_id).ok_or_else(|| format!("{path}.spanId: must be 8 bytes, not zero"))?;
+        .ok_or_else(|| format!("{}.traceId: must be 16 bytes, not all zero", path()))?;
+    let id = id8(&o.span_id)
+        .ok_or_else(|| format!("{}.spanId: must be 8 bytes, not zero", path()))?;
     let parent_id = match o.parent_span_id.len() {
         0 => None,
         _ => Some(
             id8(&o.parent_span_id)
-                .ok_or_else(|| format!("{path}.parentSpanId: must be 8 bytes, not zero"))?,
+                .ok_or_else(|| format!("{}.parentSpanId: must be 8 bytes, not zero", path()))?,
         ),
     };
     let kind = match o.kind {
@@ -213,26 +233,28 @@ fn map_span(o: OtelSpan, cx: &Context<'_>, path: &str) -> Result<Span, String> {
         5 => Some(SpanKind::Consumer),
         _ => None,
     };
-    let mut tags: BTreeMap<String, String> = cx.resource_tags.iter().cloned().collect();
+    // Pushed in precedence order (resource, attributes, scope, status): on repeated keys
+    // the last one wins, as inserting into a map in this order did.
+    let mut tags = Vec::with_capacity(cx.resource_tags.len() + o.attributes.len() + 4);
+    tags.extend(cx.resource_tags.iter().cloned());
     for (k, v) in &o.attributes {
-        tags.insert(k.clone(), v.to_tag());
+        tags.push((k.clone(), v.to_tag()));
     }
     if !cx.scope_name.is_empty() {
-        tags.insert("otel.scope.name".into(), cx.scope_name.to_string());
+        tags.push((Cow::Borrowed("otel.scope.name"), cx.scope_name.clone()));
     }
     if !cx.scope_version.is_empty() {
-        tags.insert("otel.scope.version".into(), cx.scope_version.to_string());
+        tags.push((Cow::Borrowed("otel.scope.version"), cx.scope_version.clone()));
     }
     match o.status_code {
-        1 => {
-            tags.insert("otel.status_code".into(), "OK".into());
-        }
+        1 => tags.push((Cow::Borrowed("otel.status_code"), Cow::Borrowed("OK"))),
         2 => {
-            tags.insert("otel.status_code".into(), "ERROR".into());
-            tags.insert("error".into(), o.status_message.clone());
+            tags.push((Cow::Borrowed("otel.status_code"), Cow::Borrowed("ERROR")));
+            tags.push((Cow::Borrowed("error"), o.status_message.clone()));
         }
         _ => {}
     }
+    sort_tags(&mut tags);
     let remote_endpoint = remote_endpoint(&o.attributes);
     let annotations = o
         .events
@@ -241,29 +263,26 @@ fn map_span(o: OtelSpan, cx: &Context<'_>, path: &str) -> Result<Span, String> {
             let value = if attrs.is_empty() {
                 name
             } else {
-                let mut v = name;
+                let mut v = name.into_owned();
                 v.push_str(": ");
                 write_json_map(&mut v, &attrs);
-                v
+                Cow::Owned(v)
             };
-            Annotation {
-                timestamp: t / 1000,
-                value,
-            }
+            (t / 1000, value)
         })
         .collect();
     let timestamp = (o.start_ns >= 1000).then_some(o.start_ns / 1000);
     let duration = o.end_ns.saturating_sub(o.start_ns) / 1000;
-    Ok(Span {
+    Ok(SpanRef {
         trace_id,
         id,
         parent_id,
-        name: (!o.name.is_empty()).then(|| o.name.to_lowercase()),
+        name: (!o.name.is_empty()).then(|| lower(o.name)),
         kind,
         timestamp,
         duration: (timestamp.is_some() && o.end_ns >= o.start_ns).then_some(duration.max(1)),
-        local_endpoint: Some(Endpoint {
-            service_name: Some(cx.service.to_lowercase()),
+        local_endpoint: Some(EndpointRef {
+            service_name: Some(cx.service.clone()),
             ..Default::default()
         }),
         remote_endpoint,
@@ -279,7 +298,7 @@ fn id8(b: &[u8]) -> Option<u64> {
     (v != 0).then_some(v)
 }
 
-fn remote_endpoint(attrs: &[(String, Attr)]) -> Option<Endpoint> {
+fn remote_endpoint<'a>(attrs: &[(Cow<'a, str>, Attr<'a>)]) -> Option<EndpointRef<'a>> {
     let get = |keys: &[&str]| {
         keys.iter().find_map(|k| {
             attrs
@@ -303,10 +322,14 @@ fn remote_endpoint(attrs: &[(String, Attr)]) -> Option<Endpoint> {
     let port = get(&["server.port", "net.peer.port", "network.peer.port"])
         .and_then(|p| p.parse::<u16>().ok())
         .filter(|p| *p != 0);
-    let e = Endpoint {
-        service_name: service.map(|s| s.to_lowercase()),
-        ipv4: ip.filter(|i| i.is_ipv4()).map(|i| i.to_string()),
-        ipv6: ip.filter(|i| i.is_ipv6()).map(|i| i.to_string()),
+    let e = EndpointRef {
+        service_name: service.map(lower),
+        ipv4: ip
+            .filter(|i| i.is_ipv4())
+            .map(|i| Cow::Owned(i.to_string())),
+        ipv6: ip
+            .filter(|i| i.is_ipv6())
+            .map(|i| Cow::Owned(i.to_string())),
         port,
     };
     let empty =
@@ -314,10 +337,10 @@ fn remote_endpoint(attrs: &[(String, Attr)]) -> Option<Endpoint> {
     (!empty).then_some(e)
 }
 
-/// Splits resource attributes into the service name and the rest (as tags).
-fn resource_parts(attrs: Vec<(String, Attr)>) -> (String, Vec<(String, String)>) {
+/// Splits resource attributes into the (lower-cased) service name and the rest as tags.
+fn resource_parts(attrs: Attrs<'_>) -> (Cow<'_, str>, Vec<(Cow<'_, str>, Cow<'_, str>)>) {
     let mut service = None;
-    let mut rest = Vec::new();
+    let mut rest = Vec::with_capacity(attrs.len());
     for (k, v) in attrs {
         if k == "service.name" {
             service = Some(v.to_tag());
@@ -327,8 +350,8 @@ fn resource_parts(attrs: Vec<(String, Attr)>) -> (String, Vec<(String, String)>)
     }
     let service = service
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown_service".into());
-    (service, rest)
+        .unwrap_or(Cow::Borrowed("unknown_service"));
+    (lower(service), rest)
 }
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,7 @@
-//! The protobuf messages (opentelemetry/proto/collector/trace/v1, trace/v1, common/v1) and
-//! the protobuf decoder.
+//! The protobuf messages (opentelemetry/proto/collector/trace/v1, trace/v1, common/v1), as
+//! the encoders write them. Requests are decoded by `wire`, without these types.
 
 use prost::Message;
-
-use super::{map_span, resource_parts, Attr, Context, Decoded, OtelSpan, OtlpError};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ExportTraceServiceRequest {
@@ -141,56 +139,4 @@ pub struct ArrayValue {
 pub struct KeyValueList {
     #[prost(message, repeated, tag = "1")]
     pub values: Vec<KeyValue>,
-}
-fn kvs_from_pb(kvs: Vec<KeyValue>) -> Vec<(String, Attr)> {
-    kvs.into_iter()
-        .map(|kv| (kv.key, Attr::from_pb(kv.value)))
-        .collect()
-}
-
-/// Decodes a protobuf `ExportTraceServiceRequest`.
-pub fn decode_proto(body: &[u8]) -> Result<Decoded, OtlpError> {
-    let req =
-        ExportTraceServiceRequest::decode(body).map_err(|e| OtlpError::Protobuf(e.to_string()))?;
-    let mut out = Decoded::default();
-    for (ri, rs) in req.resource_spans.into_iter().enumerate() {
-        let (service, resource_tags) = resource_parts(kvs_from_pb(
-            rs.resource.map(|r| r.attributes).unwrap_or_default(),
-        ));
-        for (si, ss) in rs.scope_spans.into_iter().enumerate() {
-            let scope = ss.scope.unwrap_or_default();
-            let cx = Context {
-                service: &service,
-                resource_tags: &resource_tags,
-                scope_name: &scope.name,
-                scope_version: &scope.version,
-            };
-            for (pi, s) in ss.spans.into_iter().enumerate() {
-                let status = s.status.unwrap_or_default();
-                let o = OtelSpan {
-                    trace_id: s.trace_id,
-                    span_id: s.span_id,
-                    parent_span_id: s.parent_span_id,
-                    name: s.name,
-                    kind: s.kind,
-                    start_ns: s.start_time_unix_nano,
-                    end_ns: s.end_time_unix_nano,
-                    attributes: kvs_from_pb(s.attributes),
-                    events: s
-                        .events
-                        .into_iter()
-                        .map(|e| (e.time_unix_nano, e.name, kvs_from_pb(e.attributes)))
-                        .collect(),
-                    status_code: status.code,
-                    status_message: status.message,
-                };
-                let path = format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]");
-                match map_span(o, &cx, &path) {
-                    Ok(span) => out.spans.push(span),
-                    Err(why) => out.reject(why),
-                }
-            }
-        }
-    }
-    Ok(out)
 }

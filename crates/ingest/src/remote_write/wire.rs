@@ -355,7 +355,10 @@ mod tests {
         // Field number 0.
         assert!(parse(&[0x02, 0x00]).is_err());
         // An 11-byte varint.
-        assert!(parse(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert!(
+            parse(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
+                .is_err()
+        );
     }
 
     #[test]
@@ -366,7 +369,7 @@ mod tests {
         buf.extend_from_slice(&[0x21, 1, 2, 3, 4, 5, 6, 7, 8]); // field 4 fixed64
         buf.extend_from_slice(&[0x2d, 1, 2, 3, 4]); // field 5 fixed32
         buf.extend_from_slice(&[0x32, 0x02, 0xaa, 0xbb]); // field 6 bytes
-        // A series: label name "a" value "x" then value "y"; a sample with t=5 given twice.
+                                                          // A series: label name "a" value "x" then value "y"; a sample with t=5 given twice.
         let label = [0x0a, 0x01, b'a', 0x12, 0x01, b'x', 0x12, 0x01, b'y'];
         let sample = [0x10, 0x03, 0x10, 0x05];
         let mut series = vec![0x0a, label.len() as u8];

@@ -85,9 +85,9 @@ pub(crate) trait Partial: Send {
 }
 
 /// Series kept as they are, labels without the metric name when `drop_name`.
-pub(crate) struct Collect {
-    pub drop_name: bool,
-    pub series: Vec<Series>,
+struct Collect {
+    drop_name: bool,
+    series: Vec<Series>,
 }
 
 impl Partial for Collect {
@@ -115,16 +115,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Counts decoded samples; fails once the query's total passes its limit.
     fn charge(&self, n: usize) -> Result<(), PromqlError> {
-        let total = self
-            .samples
-            .fetch_add(n, Ordering::Relaxed)
-            .saturating_add(n);
-        if total > self.opts.max_samples {
-            return Err(PromqlError::TooManySamples {
-                limit: self.opts.max_samples,
-            });
-        }
-        Ok(())
+        super::charge(self.samples, self.opts.max_samples, n)
     }
 
     fn check_deadline(&self) -> Result<(), PromqlError> {

@@ -1,8 +1,9 @@
 //! Range-vector functions over one series for every step of a query in one pass: the window
 //! `(end - range, end]` of each step is found by two indices that only move forward as the
-//! steps advance, and counter resets and value changes are listed once per series, so
-//! `rate`, `increase`, `resets`, `changes`, `count_over_time`, `last_over_time`, `irate`
-//! and `idelta` cost O(1) per step; the other functions read only their window's samples.
+//! steps advance, and counter resets and value changes are noted as the window's end
+//! passes them, so `rate`, `increase`, `resets`, `changes`, `count_over_time`,
+//! `last_over_time`, `irate` and `idelta` cost O(1) per step (plus the resets inside the
+//! window); the other functions read only their window's samples.
 //! Values are the same, bit for bit, as evaluating each window on its own (sums run in
 //! the same order).
 
@@ -107,7 +108,7 @@ pub(crate) struct Scratch {
     values: Vec<f64>,
     deviations: Vec<f64>,
     /// Indices `j` where sample `j` resets the counter (or changes the value) relative to
-    /// sample `j - 1`, ascending.
+    /// sample `j - 1`, ascending; listed as the windows' ends pass them.
     marks: Vec<usize>,
 }
 
@@ -120,29 +121,17 @@ impl Rollup<'_> {
         if s.is_empty() {
             return;
         }
-        let marks = &mut scratch.marks;
-        marks.clear();
-        let pairs = s.windows(2).enumerate();
-        match self.f {
-            RangeFn::Rate | RangeFn::Increase | RangeFn::Resets => {
-                for (j, p) in pairs {
-                    if p[1].v < p[0].v {
-                        marks.push(j + 1);
-                    }
-                }
-            }
-            RangeFn::Changes => {
-                for (j, p) in pairs {
-                    let (a, b) = (p[0].v, p[1].v);
-                    if !(a == b || (a.is_nan() && b.is_nan())) {
-                        marks.push(j + 1);
-                    }
-                }
-            }
-            _ => {}
-        }
+        scratch.marks.clear();
+        // What makes sample `j` a mark, given sample `j - 1`.
+        let mark: Option<fn(f64, f64) -> bool> = match self.f {
+            RangeFn::Rate | RangeFn::Increase | RangeFn::Resets => Some(|a, b| b < a),
+            RangeFn::Changes => Some(|a, b| !(a == b || (a.is_nan() && b.is_nan()))),
+            _ => None,
+        };
         let range_s = self.range as f64 / 1000.0;
         let (mut lo, mut hi, mut mark_lo, mut mark_hi) = (0usize, 0usize, 0usize, 0usize);
+        // Samples below `marked` have been checked for marks, as `hi` passed them.
+        let mut marked = 1usize;
         let mut prev_end = i64::MIN;
         for (i, &end) in self.ends.iter().enumerate() {
             if end < prev_end {
@@ -157,6 +146,14 @@ impl Rollup<'_> {
             hi = hi.max(lo);
             while hi < s.len() && s[hi].t <= end {
                 hi += 1;
+            }
+            if let Some(is_mark) = mark {
+                while marked < hi {
+                    if is_mark(s[marked - 1].v, s[marked].v) {
+                        scratch.marks.push(marked);
+                    }
+                    marked += 1;
+                }
             }
             if lo == hi {
                 continue;

@@ -212,10 +212,7 @@ fn apply_limits(
 
 /// `Limits::check_series` on a series as sent: normalised pairs within every limit pass
 /// without building `Labels`; anything else gets the full check and its exact message.
-fn check_series(
-    limits: &Limits,
-    t: &RawSeries<'_>,
-) -> Result<(), SeriesLimitError> {
+fn check_series(limits: &Limits, t: &RawSeries<'_>) -> Result<(), SeriesLimitError> {
     let within = t.labels.len() <= limits.max_label_names_per_series
         && t.labels.iter().all(|(n, v)| {
             n.len() <= limits.max_label_name_length && v.len() <= limits.max_label_value_length

@@ -419,8 +419,8 @@ async fn open_stack(
         let sm = span_metrics.clone();
         trace_state
             .observers
-            .push(Arc::new(move |batch: &[meshlens_model::Span]| {
-                sm.observe(batch)
+            .push(Arc::new(move |batch: &[meshlens_model::SpanRef<'_>]| {
+                sm.observe_refs(batch)
             }));
     }
     let trace_state = Arc::new(trace_state);

@@ -34,7 +34,12 @@ impl Dict {
         let i = i as usize;
         let a = *self.offs.get(i)? as usize;
         let b = *self.offs.get(i + 1)? as usize;
-        self.blob.get(a..b)
+        // Not `blob.get(a..b)`: its char-boundary checks read the string's bytes, a cache
+        // miss per lookup in a large dictionary, even when the caller only wants the id.
+        // SAFETY: `parse_footer` builds `offs` from 0 as the blob's length after each entry
+        // (so ascending and within the blob) and rejects the footer unless every offset is
+        // a char boundary; neither changes afterwards.
+        Some(unsafe { self.blob.get_unchecked(a..b) })
     }
 
     /// The ids of the strings starting with `prefix`: a contiguous range, the dictionary

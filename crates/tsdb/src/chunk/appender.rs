@@ -131,5 +131,30 @@ mod tests {
                 prop_assert_eq!(*v, s.v.to_bits());
             }
         }
+
+        #[test]
+        fn range_reads_of_the_open_chunk_cut_exactly(
+            mut ts in proptest::collection::vec(-1_000_000i64..1_000_000, 1..200),
+            mint in -1_100_000i64..1_100_000,
+            len in 0i64..1_000_000,
+        ) {
+            ts.sort_unstable();
+            ts.dedup();
+            let mut a = Appender::default();
+            for (i, t) in ts.iter().enumerate() {
+                a.append(*t, i as f64 * 0.5);
+            }
+            let maxt = mint + len;
+            let mut buf = Vec::new();
+            let n = a.decode_range_into(mint, maxt, &mut buf).unwrap();
+            let want: Vec<Sample> = a
+                .samples()
+                .into_iter()
+                .filter(|s| s.t >= mint && s.t <= maxt)
+                .collect();
+            prop_assert_eq!(n, want.len());
+            prop_assert_eq!(&buf, &want);
+            prop_assert_eq!(a.has_sample_in(mint, maxt), !want.is_empty());
+        }
     }
 }

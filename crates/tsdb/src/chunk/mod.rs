@@ -230,9 +230,10 @@ fn write_xor(w: &mut BitWriter, samples: &[Sample]) {
     }
 }
 
-/// Zig-zag widths of the delta-of-delta buckets, indexed by the count of leading one bits
-/// of the prefix (0 = the value is zero; 5, the raw case, is handled apart).
-const DOD_PAYLOAD: [u32; 5] = [0, 7, 9, 12, 20];
+/// Zig-zag widths of the delta-of-delta buckets, one byte each, indexed by the count of
+/// leading one bits of the prefix (0 = the value is zero; 5, the raw case, is handled
+/// apart): 0, 7, 9, 12, 20. Packed in a word so the lookup is a shift, not a load.
+const DOD_PAYLOAD: u64 = 0x14_0C_09_07_00;
 
 /// Reads one delta-of-delta: the prefix is counted with one `leading_zeros` on the word and
 /// the payload taken with two shifts, so the common buckets cost no per-bit branches.
@@ -247,7 +248,7 @@ fn read_dod_value(r: &mut BitReader) -> Option<i64> {
         return read_dod_raw(r);
     }
     let prefix = ones + 1;
-    let payload = DOD_PAYLOAD[ones as usize];
+    let payload = ((DOD_PAYLOAD >> (ones * 8)) & 0xFF) as u32;
     let total = prefix + payload;
     if total > r.avail() {
         return None;
@@ -348,17 +349,17 @@ enum Values {
     Decimal(u8),
 }
 
-/// Where the values start: after the timestamps in the same stream, or in their own.
+/// Where the values are: after the timestamps in the same stream, or in their own.
 enum ValueStream<'b> {
     AfterTimes,
-    Separate(BitReader<'b>),
+    Separate(&'b [u8]),
 }
 
 /// Decodes `n` samples (timestamps from `times`, then values) and appends those in
 /// `[mint, maxt]` to `buf`; returns how many. On error `buf` is left as it was.
-fn decode_streams<'b>(
-    times: BitReader<'b>,
-    values: ValueStream<'b>,
+fn decode_streams(
+    times: &[u8],
+    values: ValueStream,
     kind: Values,
     n: usize,
     (mint, maxt): (i64, i64),
@@ -368,9 +369,11 @@ fn decode_streams<'b>(
     if n == 0 {
         return Ok(0);
     }
-    buf.reserve(n);
-    let after_times = match read_times(times, n, buf) {
-        Ok(r) => r,
+    // Zero-filled first, so that the loops below only write through a slice (no capacity
+    // checks, no calls that would force the reader's state out of registers).
+    buf.resize(start + n, Sample::new(0, 0.0));
+    let times_end = match read_times(times, &mut buf[start..]) {
+        Ok(bits) => bits,
         Err(e) => {
             buf.truncate(start);
             return Err(e);
@@ -386,14 +389,14 @@ fn decode_streams<'b>(
         return Ok(0);
     }
     buf.truncate(start + hi);
-    let r = match values {
-        ValueStream::AfterTimes => after_times,
-        ValueStream::Separate(r) => r,
+    let (data, bit) = match values {
+        ValueStream::AfterTimes => (times, times_end),
+        ValueStream::Separate(v) => (v, 0),
     };
     let out = &mut buf[start..];
     let res = match kind {
-        Values::Xor => read_xor_values(r, out),
-        Values::Decimal(d) => read_decimal_values(r, d, out),
+        Values::Xor => read_xor_values(data, bit, out),
+        Values::Decimal(d) => read_decimal_values(data, bit, d, out),
     };
     if let Err(e) = res {
         buf.truncate(start);
@@ -405,26 +408,25 @@ fn decode_streams<'b>(
     Ok(hi - lo)
 }
 
-// The readers below take their `BitReader` by value so that its state lives in registers
+// Each loop below builds its own `BitReader`, a local whose state then lives in registers
 // for the whole loop.
 
-/// Pushes `n` samples with their timestamps (values zero) onto `buf`, which has room.
-fn read_times<'b>(
-    mut r: BitReader<'b>,
-    n: usize,
-    buf: &mut Vec<Sample>,
-) -> Result<BitReader<'b>, ChunkError> {
+/// Sets the timestamps of `out`'s samples; returns the bits read.
+fn read_times(data: &[u8], out: &mut [Sample]) -> Result<usize, ChunkError> {
+    let mut r = BitReader::new(data);
     let mut ts = DodDecoder::default();
-    let t = ts.first(&mut r).ok_or(ChunkError::Truncated(0))?;
-    buf.push(Sample::new(t, 0.0));
-    for i in 1..n {
-        let t = ts.next(&mut r).ok_or(ChunkError::Truncated(i))?;
-        buf.push(Sample::new(t, 0.0));
+    let Some((first, rest)) = out.split_first_mut() else {
+        return Ok(0);
+    };
+    first.t = ts.first(&mut r).ok_or(ChunkError::Truncated(0))?;
+    for (i, s) in (1..).zip(rest) {
+        s.t = ts.next(&mut r).ok_or(ChunkError::Truncated(i))?;
     }
-    Ok(r)
+    Ok(r.position())
 }
 
-fn read_xor_values(mut r: BitReader, out: &mut [Sample]) -> Result<(), ChunkError> {
+fn read_xor_values(data: &[u8], bit: usize, out: &mut [Sample]) -> Result<(), ChunkError> {
+    let mut r = BitReader::at(data, bit);
     let mut d = XorDecoder::default();
     let Some((first, rest)) = out.split_first_mut() else {
         return Ok(());
@@ -436,7 +438,13 @@ fn read_xor_values(mut r: BitReader, out: &mut [Sample]) -> Result<(), ChunkErro
     Ok(())
 }
 
-fn read_decimal_values(mut r: BitReader, d: u8, out: &mut [Sample]) -> Result<(), ChunkError> {
+fn read_decimal_values(
+    data: &[u8],
+    bit: usize,
+    d: u8,
+    out: &mut [Sample],
+) -> Result<(), ChunkError> {
+    let mut r = BitReader::at(data, bit);
     let mut dec = DodDecoder::default();
     let Some((first, rest)) = out.split_first_mut() else {
         return Ok(());
@@ -481,7 +489,7 @@ pub fn decode_range_into(
     let n = usize::from(u16::from_be_bytes([count[0], count[1]]));
     match enc {
         ENC_XOR => decode_streams(
-            BitReader::new(payload),
+            payload,
             ValueStream::AfterTimes,
             Values::Xor,
             n,
@@ -491,7 +499,7 @@ pub fn decode_range_into(
         ENC_DECIMAL => {
             let (&d, payload) = payload.split_first().ok_or(ChunkError::Truncated(0))?;
             decode_streams(
-                BitReader::new(payload),
+                payload,
                 ValueStream::AfterTimes,
                 Values::Decimal(d),
                 n,
@@ -514,8 +522,8 @@ pub(crate) fn decode_split_range_into(
     buf: &mut Vec<Sample>,
 ) -> Result<usize, ChunkError> {
     decode_streams(
-        BitReader::new(times),
-        ValueStream::Separate(BitReader::new(values)),
+        times,
+        ValueStream::Separate(values),
         Values::Xor,
         n,
         (mint, maxt),

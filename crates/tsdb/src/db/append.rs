@@ -139,7 +139,13 @@ impl Tsdb {
             let Some(series) = self.series_for(&ts.labels, ts.samples.len(), &mut acc)? else {
                 continue;
             };
-            self.append_to(series.id(), &mut series.lock(), &ts.samples, min_valid, &mut acc);
+            self.append_to(
+                series.id(),
+                &mut series.lock(),
+                &ts.samples,
+                min_valid,
+                &mut acc,
+            );
         }
         self.commit(acc)
     }
@@ -192,7 +198,13 @@ impl Tsdb {
                     None => continue,
                 },
             };
-            self.append_to(series.id(), &mut series.lock(), rs.samples, min_valid, &mut acc);
+            self.append_to(
+                series.id(),
+                &mut series.lock(),
+                rs.samples,
+                min_valid,
+                &mut acc,
+            );
         }
         self.commit(acc)
     }

@@ -56,16 +56,15 @@ impl Tsdb {
             .collect();
         let ids = self.head.select_ids(matchers);
         let mut out: Vec<TsdbCursor> = Vec::with_capacity(ids.len() as usize);
-        for s in self.head.series_refs(&ids) {
-            let g = s.lock();
-            if g.removed || !g.has_data_in(mint, maxt) {
-                continue;
+        for s in self.head.sorted_series(&ids) {
+            {
+                let g = s.lock();
+                if g.removed || !g.has_data_in(mint, maxt) {
+                    continue;
+                }
             }
-            drop(g);
-            let labels = s.labels();
-            out.push(TsdbCursor::from_head(labels, s, blocks.clone(), mint, maxt));
+            out.push(TsdbCursor::from_head(s, blocks.clone(), mint, maxt));
         }
-        out.sort_unstable_by(|a, b| a.labels().cmp(b.labels()));
         for (k, b) in blocks.iter().enumerate() {
             // Block series are sorted by labels (checked on open), so ids ascend in label
             // order and merge with the cursors so far in one pass.
@@ -98,10 +97,10 @@ fn merge_block(
     let mut rest = cursors.into_iter().peekable();
     for &idx in hits {
         let labels = &block.series[idx as usize].labels;
-        while let Some(c) = rest.next_if(|c| c.labels() < labels) {
+        while let Some(c) = rest.next_if(|c| c.cmp_to(labels).is_lt()) {
             out.push(c);
         }
-        match rest.next_if(|c| c.labels() == labels) {
+        match rest.next_if(|c| c.cmp_to(labels).is_eq()) {
             Some(mut c) => {
                 c.add_block(k, idx);
                 out.push(c);

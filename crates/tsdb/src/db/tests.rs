@@ -1,8 +1,7 @@
 use super::*;
 use meshlens_model::{
     LabelMatcher, Labels, MatchOp, MetricReader, MetricWriter, RawSeries, Sample, SeriesSamples,
-    TimeSeries,
-    STALE_NAN,
+    TimeSeries, STALE_NAN,
 };
 
 fn opts() -> TsdbOptions {
@@ -321,8 +320,14 @@ fn raw_batch_cases() -> Vec<RawCase> {
             vec![("__name__", "r"), ("job", "c"), ("job", "a"), ("zone", "")],
             vec![Sample::new(3_000, 4.0), Sample::new(3_000, 5.0)],
         ),
-        (vec![("__name__", "r"), ("bad-name", "x")], vec![Sample::new(1, 1.0)]),
-        (vec![("__name__", "r"), ("job", "a")], vec![Sample::new(500, 9.0)]),
+        (
+            vec![("__name__", "r"), ("bad-name", "x")],
+            vec![Sample::new(1, 1.0)],
+        ),
+        (
+            vec![("__name__", "r"), ("job", "a")],
+            vec![Sample::new(500, 9.0)],
+        ),
         (vec![("__name__", "r"), ("job", "d")], vec![]),
     ]
 }
@@ -392,10 +397,15 @@ fn replay_equals_appended_with_every_value_kind() {
     {
         let db = Tsdb::open(dir.path(), opts()).unwrap();
         for (i, v) in values.iter().enumerate() {
-            db.append(&[ts("v", "x", &[(i as i64 * 1000, *v)])]).unwrap();
+            db.append(&[ts("v", "x", &[(i as i64 * 1000, *v)])])
+                .unwrap();
         }
     }
     let db = Tsdb::open(dir.path(), opts()).unwrap();
-    let got: Vec<u64> = all(&db, "v")[0].samples.iter().map(|s| s.v.to_bits()).collect();
+    let got: Vec<u64> = all(&db, "v")[0]
+        .samples
+        .iter()
+        .map(|s| s.v.to_bits())
+        .collect();
     assert_eq!(got, want);
 }

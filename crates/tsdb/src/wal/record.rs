@@ -269,9 +269,21 @@ mod tests {
     #[test]
     fn batch_equals_record_encoding() {
         let samples = vec![
-            WalSample { series: 3, t: 1000, v: 1.5 },
-            WalSample { series: 1, t: 1000, v: f64::NAN },
-            WalSample { series: 7, t: 990, v: -2.0 },
+            WalSample {
+                series: 3,
+                t: 1000,
+                v: 1.5,
+            },
+            WalSample {
+                series: 1,
+                t: 1000,
+                v: f64::NAN,
+            },
+            WalSample {
+                series: 7,
+                t: 990,
+                v: -2.0,
+            },
         ];
         let mut b = SampleBatch::with_capacity(3);
         for s in &samples {
@@ -301,8 +313,16 @@ mod tests {
         assert_eq!(
             Record::decode(&body),
             Some(Record::Samples(vec![
-                WalSample { series: 5, t: 100, v: 1.25 },
-                WalSample { series: 6, t: 100, v: 7.0 },
+                WalSample {
+                    series: 5,
+                    t: 100,
+                    v: 1.25
+                },
+                WalSample {
+                    series: 6,
+                    t: 100,
+                    v: 7.0
+                },
             ]))
         );
     }

@@ -298,11 +298,13 @@ impl EdgeAggregates {
                 .iter()
                 .map(|(_, i, h, m)| live.ensure(&mut feed, h, *m, &batch[*i].labels, &self.dict))
                 .collect();
-            for ((_, i, h, _), ok) in run.iter().zip(usable) {
-                if ok {
-                    live.push_all(&mut feed, h.series, &batch[*i].samples);
-                }
-            }
+            let items: Vec<(u64, &[meshlens_model::Sample])> = run
+                .iter()
+                .zip(usable)
+                .filter(|(_, ok)| *ok)
+                .map(|((_, i, h, _), _)| (h.series, &batch[*i].samples[..]))
+                .collect();
+            live.push_batch(&mut feed, &items);
         }
     }
 

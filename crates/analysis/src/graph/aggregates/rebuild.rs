@@ -59,7 +59,7 @@ impl EdgeAggregates {
             since_ms: since,
             ..RebuildReport::default()
         };
-        let mut buf: Vec<Sample> = Vec::new();
+        let mut bufs: Vec<Vec<Sample>> = Vec::new();
         for i in 0..slices {
             // Samples in (a, b]; the selection's range is inclusive.
             let a = since + i * slice;
@@ -99,16 +99,33 @@ impl EdgeAggregates {
                         usable.push(tables[*shard].ensure(&mut feed, h, *metric, l, &self.dict));
                     }
                 }
-                for ((shard, _, _, j, h), ok) in order.iter().zip(usable) {
-                    if !ok {
-                        continue;
+                // One pod histogram (or one other series) at a time: its series decoded,
+                // then taken scrape by scrape.
+                let mut at = 0;
+                for group in order.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)) {
+                    let ok = &usable[at..at + group.len()];
+                    at += group.len();
+                    let mut n = 0;
+                    for ((_, _, _, j, _), _) in group.iter().zip(ok).filter(|(_, ok)| **ok) {
+                        if bufs.len() <= n {
+                            bufs.push(Vec::new());
+                        }
+                        bufs[n].clear();
+                        cursors[*j].decode_into(&mut bufs[n])?;
+                        report.samples += bufs[n].len();
+                        n += 1;
                     }
-                    buf.clear();
-                    cursors[*j].decode_into(&mut buf)?;
-                    report.samples += buf.len();
-                    let mut guard = self.shards[*shard].lock();
+                    let items: Vec<(u64, &[Sample])> = group
+                        .iter()
+                        .zip(ok)
+                        .filter(|(_, ok)| **ok)
+                        .zip(&bufs)
+                        .map(|(((_, _, _, _, h), _), b)| (h.series, &b[..]))
+                        .collect();
+                    let shard = group[0].0;
+                    let mut guard = self.shards[shard].lock();
                     let mut feed = self.feed(&mut guard.edges, a, b);
-                    tables[*shard].push_all(&mut feed, h.series, &buf);
+                    tables[shard].push_batch(&mut feed, &items);
                 }
                 let done = (i as usize * Metric::ALL.len() + n + 1) * 100
                     / (slices as usize * Metric::ALL.len());

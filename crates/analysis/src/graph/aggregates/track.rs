@@ -204,6 +204,38 @@ impl Table {
         }
     }
 
+    /// Takes the samples of several series at once: each pod histogram's bucket series
+    /// scrape by scrape, bounds ascending, so that what a bound owes the next is paid
+    /// within the same scrape (series by series, a long batch would owe a whole history
+    /// and allocate rows for bounds that end up zero). `items`: (series, samples).
+    pub fn push_batch(&mut self, feed: &mut Feed<'_>, items: &[(u64, &[Sample])]) {
+        let mut families: FxMap<u64, Vec<(u64, &[Sample])>> = FxMap::default();
+        for &(series, samples) in items {
+            match self.series.get(&series).and_then(|s| s.family) {
+                Some(f) if samples.len() > 1 => families.entry(f).or_default().push((series, samples)),
+                _ => self.push_all(feed, series, samples),
+            }
+        }
+        let mut merged: Vec<(i64, usize, u64, f64)> = Vec::new();
+        for (family, members) in families {
+            let order = self.families.get(&family);
+            let rank = |series: u64| {
+                order
+                    .and_then(|m| m.iter().position(|x| x.1 == series))
+                    .unwrap_or(usize::MAX)
+            };
+            merged.clear();
+            for (series, samples) in members {
+                let r = rank(series);
+                merged.extend(samples.iter().map(|s| (s.t, r, series, s.v)));
+            }
+            merged.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            for &(t, _, series, v) in &merged {
+                self.push(feed, series, t, v);
+            }
+        }
+    }
+
     /// Takes one sample: out-of-range, out-of-order, NaN (staleness markers included) and
     /// infinite values are skipped without touching the series' last value.
     pub fn push(&mut self, feed: &mut Feed<'_>, series: u64, t: i64, v: f64) {
@@ -253,6 +285,9 @@ impl Table {
                 } else {
                     feed.edges.list[edge].add(feed.res, pos, to, -x);
                 }
+            }
+            if p.owed.is_empty() && p.owed.capacity() > 4 {
+                p.owed = Vec::new();
             }
         }
         if inc != 0.0 {

@@ -4,8 +4,11 @@
 
 use std::sync::Arc;
 
-use meshlens_model::{AppendOutcome, MetricMetadata, MetricWriter, StorageError, TimeSeries};
+use meshlens_model::{
+    AppendOutcome, MetricMetadata, MetricWriter, RawSeries, StorageError, TimeSeries, METRIC_NAME,
+};
 
+use super::keys::Metric;
 use super::EdgeAggregates;
 
 pub struct AggregatingWriter {
@@ -31,7 +34,95 @@ impl MetricWriter for AggregatingWriter {
         Ok(outcome)
     }
 
+    /// The remote-write path: the TSDB takes the series as sent (no owned labels for the
+    /// series it holds); only the series the aggregates read are built for them.
+    fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<AppendOutcome, StorageError> {
+        let outcome = self.inner.append_raw(batch)?;
+        if outcome.accepted > 0 {
+            let read: Vec<TimeSeries> = batch
+                .iter()
+                .filter(|s| {
+                    // The name as `Labels` would keep it: the last one sent, if not empty.
+                    let name = s.labels.iter().rev().find(|(n, _)| *n == METRIC_NAME);
+                    name.is_some_and(|(_, v)| Metric::ALL.iter().any(|(_, m)| m == v))
+                })
+                .map(RawSeries::to_time_series)
+                .collect();
+            if !read.is_empty() {
+                self.aggregates.observe(&read);
+            }
+        }
+        Ok(outcome)
+    }
+
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
         self.inner.append_metadata(metadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AggregatesOptions;
+    use meshlens_model::Sample;
+
+    /// Accepts everything, stores nothing.
+    struct Sink;
+
+    impl MetricWriter for Sink {
+        fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
+            Ok(AppendOutcome {
+                accepted: batch.iter().map(|s| s.samples.len() as u64).sum(),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn raw_appends_feed_the_aggregates_like_owned_ones() {
+        let now = meshlens_model::time::now_ms();
+        let pairs: Vec<Vec<(&str, &str)>> = vec![
+            vec![
+                ("__name__", "istio_requests_total"),
+                ("destination_workload", "b"),
+                ("reporter", "destination"),
+                ("response_code", "200"),
+                ("source_workload", "a"),
+            ],
+            // Unsorted, and named twice: the last name counts, as in `Labels`.
+            vec![
+                ("source_workload", "c"),
+                ("__name__", "up"),
+                ("destination_workload", "b"),
+                ("__name__", "istio_requests_total"),
+                ("reporter", "destination"),
+            ],
+            vec![("__name__", "node_cpu_seconds_total"), ("cpu", "0")],
+        ];
+        let feed = |raw: bool| {
+            let aggs = Arc::new(EdgeAggregates::empty(AggregatesOptions::default()).unwrap());
+            let w = AggregatingWriter::new(Arc::new(Sink), aggs.clone());
+            for (i, v) in [1.0, 5.0, 9.0].into_iter().enumerate() {
+                let samples = [Sample::new(now - 30_000 + i as i64 * 15_000, v)];
+                let batch: Vec<RawSeries> = pairs
+                    .iter()
+                    .map(|p| RawSeries {
+                        labels: p,
+                        samples: &samples,
+                    })
+                    .collect();
+                if raw {
+                    w.append_raw(&batch).unwrap();
+                } else {
+                    let owned: Vec<TimeSeries> =
+                        batch.iter().map(RawSeries::to_time_series).collect();
+                    w.append(&owned).unwrap();
+                }
+            }
+            aggs.stats()
+        };
+        let (raw, owned) = (feed(true), feed(false));
+        assert_eq!(raw.series, 2, "the two Istio series");
+        assert_eq!(raw, owned);
     }
 }

@@ -3,13 +3,14 @@
 //! case (one source, or sources that do not overlap in time) is a straight decode in time
 //! order with no sort.
 
-use std::sync::Arc;
+use std::cmp::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use meshlens_model::{Labels, Sample, SeriesCursor, StorageError};
 
 use crate::block::Block;
 use crate::budget::SampleBudget;
-use crate::head::SeriesRef;
+use crate::head::{cmp_label_pairs, SeriesRef};
 
 /// A series of one selection, as the head and block handles that hold its data.
 pub(crate) struct TsdbCursor {
@@ -26,8 +27,9 @@ pub(crate) struct TsdbCursor {
 }
 
 enum CursorLabels {
-    /// Copied out of the head series (which may change under its lock).
-    Owned(Labels),
+    /// The head series' labels, built on first use: selections sort by the head's interned
+    /// pairs, so the copy is made only when asked, by whichever thread decodes the series.
+    Head(OnceLock<Labels>),
     /// Those of a block's series (block index, series index), borrowed from the block.
     InBlock(u32, u32),
 }
@@ -49,14 +51,13 @@ enum Source {
 
 impl TsdbCursor {
     pub(crate) fn from_head(
-        labels: Labels,
         head: SeriesRef,
         blocks: Arc<[Arc<Block>]>,
         mint: i64,
         maxt: i64,
     ) -> Self {
         TsdbCursor {
-            labels: CursorLabels::Owned(labels),
+            labels: CursorLabels::Head(OnceLock::new()),
             blocks,
             head: Some(head),
             first_block: None,
@@ -94,17 +95,42 @@ impl TsdbCursor {
 
     pub(crate) fn labels(&self) -> &Labels {
         match self.labels {
-            CursorLabels::Owned(ref l) => l,
+            CursorLabels::Head(ref cell) => cell.get_or_init(|| {
+                self.head
+                    .as_ref()
+                    .map_or_else(Labels::empty, |h| h.labels())
+            }),
             CursorLabels::InBlock(b, idx) => &self.blocks[b as usize].series[idx as usize].labels,
         }
     }
 
     /// The labels, moved out when owned (the cursor is spent afterwards).
     pub(crate) fn take_labels(&mut self) -> Labels {
-        match &mut self.labels {
-            CursorLabels::Owned(l) => std::mem::replace(l, Labels::empty()),
+        if let CursorLabels::Head(cell) = &mut self.labels {
+            if let Some(l) = cell.take() {
+                return l;
+            }
+        }
+        match self.labels {
+            CursorLabels::Head(_) => self
+                .head
+                .as_ref()
+                .map_or_else(Labels::empty, |h| h.labels()),
             CursorLabels::InBlock(..) => self.labels().clone(),
         }
+    }
+
+    /// The label pairs the cursor sorts by, without building `Labels`.
+    fn pairs(&self) -> Pairs<'_, impl Iterator<Item = (&str, &str)> + '_> {
+        match (&self.labels, &self.head) {
+            (CursorLabels::Head(_), Some(h)) => Pairs::Head(h.label_pairs()),
+            _ => Pairs::Labels(self.labels().iter()),
+        }
+    }
+
+    /// Orders this cursor against a label set.
+    pub(crate) fn cmp_to(&self, labels: &Labels) -> Ordering {
+        cmp_label_pairs(self.pairs(), Pairs::<std::iter::Empty<_>>::Labels(labels.iter()))
     }
 
     fn block_refs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
@@ -208,6 +234,24 @@ impl TsdbCursor {
         StorageError::Corruption {
             location: format!("head chunk of {}", self.labels()),
             reason: e.to_string(),
+        }
+    }
+}
+
+/// Label pairs from the head's symbol table or from a `Labels`.
+enum Pairs<'x, H> {
+    Head(H),
+    Labels(std::slice::Iter<'x, meshlens_model::Label>),
+}
+
+impl<'x, H: Iterator<Item = (&'x str, &'x str)>> Iterator for Pairs<'x, H> {
+    type Item = (&'x str, &'x str);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Pairs::Head(h) => h.next(),
+            Pairs::Labels(l) => l.next().map(|l| (l.name.as_str(), l.value.as_str())),
         }
     }
 }

@@ -151,8 +151,12 @@ fn send(
     times: &[i64],
     scrape_s: u64,
 ) -> anyhow::Result<(u64, u64)> {
-    let mut conn = httpc::Conn::open(to.origin)?;
-    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut out = Sender {
+        conn: httpc::Conn::open(to.origin)?,
+        to,
+        ok: 0,
+        failed: 0,
+    };
     let (mut body, mut scratch) = (Vec::new(), Vec::new());
     let mut in_body = 0usize;
     let mut values: Vec<Vec<(i64, f64)>> = Vec::new();
@@ -180,48 +184,54 @@ fn send(
             wire::put_series(&mut body, &mut scratch, inst.labels(), extra, samples);
             in_body += 1;
             if in_body >= to.batch {
-                let n = (in_body * times.len()) as u64;
-                if post(&mut conn, to, &body)? {
-                    ok += n;
-                } else {
-                    failed += n;
-                }
+                out.post(&body, (in_body * times.len()) as u64)?;
                 body.clear();
                 in_body = 0;
             }
         }
     }
     if in_body > 0 {
-        let n = (in_body * times.len()) as u64;
-        if post(&mut conn, to, &body)? {
-            ok += n;
-        } else {
-            failed += n;
-        }
+        out.post(&body, (in_body * times.len()) as u64)?;
     }
-    Ok((ok, failed))
+    Ok((out.ok, out.failed))
 }
 
-/// Posts one request (reconnecting once on a dropped connection); false if refused.
-fn post(conn: &mut httpc::Conn, to: Target<'_>, raw: &[u8]) -> anyhow::Result<bool> {
-    let body = compress(raw);
-    let resp = match conn.request("POST", to.path, &HEADERS, &body) {
-        Ok(r) => r,
-        Err(_) => {
-            *conn = httpc::Conn::open(to.origin)?;
-            conn.request("POST", to.path, &HEADERS, &body)
-                .context("remote write request")?
+/// One sender's connection and its tally of accepted and refused samples.
+struct Sender<'a> {
+    conn: httpc::Conn,
+    to: Target<'a>,
+    ok: u64,
+    failed: u64,
+}
+
+impl Sender<'_> {
+    /// Posts one request of `samples` samples (reconnecting once on a dropped connection)
+    /// and counts them; the first refusal's answer goes to stderr.
+    fn post(&mut self, raw: &[u8], samples: u64) -> anyhow::Result<()> {
+        let body = compress(raw);
+        let resp = match self.conn.request("POST", self.to.path, &HEADERS, &body) {
+            Ok(r) => r,
+            Err(_) => {
+                self.conn = httpc::Conn::open(self.to.origin)?;
+                self.conn
+                    .request("POST", self.to.path, &HEADERS, &body)
+                    .context("remote write request")?
+            }
+        };
+        if (200..300).contains(&resp.status) {
+            self.ok += samples;
+            return Ok(());
         }
-    };
-    if (200..300).contains(&resp.status) {
-        return Ok(true);
+        if self.failed == 0 {
+            eprintln!(
+                "receiver answered {}: {}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            );
+        }
+        self.failed += samples;
+        Ok(())
     }
-    eprintln!(
-        "receiver answered {}: {}",
-        resp.status,
-        String::from_utf8_lossy(&resp.body)
-    );
-    Ok(false)
 }
 
 #[cfg(test)]

@@ -115,7 +115,8 @@ export async function render(root, { params, shared }) {
   const byIdAll = new Map(nodes.map((n) => [n.id, n]));
   const crossing = edges.filter((e) => isCross(e, byIdAll.get(e.source), byIdAll.get(e.target))).length;
   status.append(h('p', { class: 'muted' }, `${nodes.length} nodes`, clusters.length > 1 ? ` in ${clusters.length} clusters` : '',
-    `, ${edges.length} edges`, crossing ? ` (${crossing} cross-cluster)` : '', ` over the last ${shared.range}.`));
+    `, ${edges.length} edges`, crossing ? ` (${crossing} cross-cluster)` : '', ` over the last ${shared.range}.`,
+    h('span', { class: 'graph-path' }, ` ${servedBy(g)}`)));
   if (clusters.length > 1 || crossing) {
     legend.append(h('span', { class: 'cluster-legend' }, ' · ', h('span', { class: 'cross-key' }, crossKey(), ' cross-cluster'),
       clusters.length > 1 ? [' · one band per cluster: ', clusters.map((c) => h('span', { class: `cluster-key ${colourClass(c, clusters)}` }, c))] : null));
@@ -135,6 +136,13 @@ export async function render(root, { params, shared }) {
     if (!next.error && live === mine) markAlerts(next.index);
     loadAnomalies(true);
   });
+}
+
+/** Which path computed the graph's metric figures (the server says, and why not the fast one). */
+function servedBy(g) {
+  if (g.computedFrom === 'aggregates') return `From per-edge aggregates (${(g.resolutionMs || 0) / 1000} s buckets).`;
+  if (g.computedFrom === 'promql') return `From PromQL over raw series${g.fallbackReason ? `: ${g.fallbackReason}` : ''}.`;
+  return '';
 }
 
 /** The anomalies of a node: current ones, or (for a past window) those overlapping it. */
