@@ -193,6 +193,30 @@ fn graph_bench() {
         st.bytes as f64 / (1 << 20) as f64,
         st.bytes as f64 / st.edges.max(1) as f64
     );
+    // After a restart: the same aggregates read back from the TSDB (24 h in 15 min slices).
+    let t = Instant::now();
+    let rebuilt = EdgeAggregates::new(AggregatesOptions::default()).expect("aggregates");
+    let r = rebuilt.rebuild(&*db).expect("rebuild");
+    println!(
+        "  rebuild from storage: {} series, {} samples in {:.1} s",
+        r.series,
+        r.samples,
+        t.elapsed().as_secs_f64()
+    );
+    drop(rebuilt);
+    /// CPU time (user + system) this process has used, in ms, from /proc/self/stat (at
+    /// the kernel's 100 Hz tick): what a request costs whatever else the machine runs.
+    fn cpu_ms() -> f64 {
+        std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+                Some(ticks * 10.0)
+            })
+            .unwrap_or(0.0)
+    }
     /// A field of /proc/self/status in KiB (0 where /proc is missing).
     fn status_kib(field: &str) -> u64 {
         std::fs::read_to_string("/proc/self/status")
@@ -255,19 +279,33 @@ fn graph_bench() {
             g.edges.len()
         );
         let with_aggs = || build_graph_with_aggregates(&aggs, &*db, &spans, &engine, &q);
-        let (ams, a) = best_of(if promql { 5 } else { 50 }, || with_aggs().expect("graph"));
-        assert_eq!(a.computed_from, ComputedFrom::Aggregates, "{:?}", a.fallback_reason);
-        assert_eq!((a.nodes.len(), a.edges.len()), (g.nodes.len(), g.edges.len()));
+        let runs = if promql { 5 } else { 50 };
+        let cpu0 = cpu_ms();
+        let (ams, a) = best_of(runs, || with_aggs().expect("graph"));
+        let cpu = (cpu_ms() - cpu0) / runs as f64;
+        assert_eq!(
+            a.computed_from,
+            ComputedFrom::Aggregates,
+            "{:?}",
+            a.fallback_reason
+        );
+        assert_eq!(
+            (a.nodes.len(), a.edges.len()),
+            (g.nodes.len(), g.edges.len())
+        );
         println!(
             "graph {:<9} 1h, scrape {}s: {} nodes, {} edges in {ams:.1} ms from the aggregates \
-             ({:.0}x)",
+             ({:.0}x; {cpu:.0} ms of CPU a request on average)",
             gt.as_str(),
             scrape_ms / 1000,
             a.nodes.len(),
             a.edges.len(),
             ms / ams
         );
-        println!("  memory, aggregates: {}", memory(|| with_aggs().expect("graph")));
+        println!(
+            "  memory, aggregates: {}",
+            memory(|| with_aggs().expect("graph"))
+        );
         println!(
             "  memory, PromQL:     {}",
             memory(|| build_graph(&*db, &spans, &engine, &q).expect("graph"))
@@ -362,10 +400,16 @@ fn stats_bench() {
         service: Some("frontend.default".into()),
         ..q.clone()
     };
-    for (what, q) in [("30 min window cutting segments", &cut), ("service filter", &svc)] {
+    for (what, q) in [
+        ("30 min window cutting segments", &cut),
+        ("service filter", &svc),
+    ] {
         let (cold, s) = best_of(1, || compute_stats(&store, q).expect("stats"));
         let (ms, _) = best_of(3, || compute_stats(&store, q).expect("stats"));
-        println!("  {what}: {}: first {cold:.0} ms, then {ms:.0} ms", summary(&s));
+        println!(
+            "  {what}: {}: first {cold:.0} ms, then {ms:.0} ms",
+            summary(&s)
+        );
     }
     println!(
         "  partials kept: {} ({:.1} MiB)",

@@ -24,9 +24,8 @@ mod fx;
 mod quantile;
 
 pub use graph::{
-    build_graph, build_graph_with_aggregates, AggregatesOptions, AggregatingWriter,
-    ComputedFrom, Edge, EdgeAggregates, Graph, GraphQuery, GraphSource, GraphType, Health, Node,
-    NodeKey,
+    build_graph, build_graph_with_aggregates, AggregatesOptions, AggregatingWriter, ComputedFrom,
+    Edge, EdgeAggregates, Graph, GraphQuery, GraphSource, GraphType, Health, Node, NodeKey,
 };
 pub use params::ParamError;
 pub use spanmetrics::SpanMetrics;

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use meshlens_analysis::{
-    build_graph, build_graph_with_aggregates, AggregatesOptions, AggregatingWriter,
-    ComputedFrom, EdgeAggregates, Graph, GraphQuery, GraphSource, GraphType,
+    build_graph, build_graph_with_aggregates, AggregatesOptions, AggregatingWriter, ComputedFrom,
+    EdgeAggregates, Graph, GraphQuery, GraphSource, GraphType,
 };
 use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
 use meshlens_promql::{Engine, EngineOptions};
@@ -23,11 +23,13 @@ const REL: f64 = 0.01;
 /// Absolute tolerance on shares (error rate, mTLS share).
 const ABS: f64 = 0.002;
 
+/// A per-second rate at a time (ms before the end).
+type Rate = fn(i64) -> f64;
+
 /// One Istio series: a counter rising at `rate(t)` per second from zero at the start.
 struct Spec {
     labels: Vec<(&'static str, String)>,
-    /// Per-second rate at time t (ms before the end).
-    rate: fn(i64) -> f64,
+    rate: Rate,
     /// Value drops to zero (a pod restart) this long before the end.
     reset_before_end: Option<i64>,
 }
@@ -107,7 +109,7 @@ fn specs() -> Vec<Spec> {
                     dst: W,
                     pod: &str,
                     mtls: &str,
-                    codes: &[(&str, fn(i64) -> f64)],
+                    codes: &[(&str, Rate)],
                     // (le, share of requests at or under it)
                     buckets: &[(&str, f64)],
                     reset: Option<i64>| {
@@ -264,8 +266,7 @@ fn open(end: i64) -> Fixture {
     };
     let tsdb = Arc::new(meshlens_tsdb::Tsdb::open(&dir.path().join("tsdb"), opts).unwrap());
     let spans = Arc::new(
-        meshlens_spanstore::SpanStore::open(&dir.path().join("spans"), Default::default())
-            .unwrap(),
+        meshlens_spanstore::SpanStore::open(&dir.path().join("spans"), Default::default()).unwrap(),
     );
     Fixture {
         _dir: dir,
@@ -399,8 +400,7 @@ fn aggregates_give_the_promql_graph() {
         ] {
             let q = query(&f, gt, window);
             let p = build_graph(&*f.tsdb, &*f.spans, &f.engine, &q).unwrap();
-            let a = build_graph_with_aggregates(&aggs, &*f.tsdb, &*f.spans, &f.engine, &q)
-                .unwrap();
+            let a = build_graph_with_aggregates(&aggs, &*f.tsdb, &*f.spans, &f.engine, &q).unwrap();
             let ctx = format!("{gt:?} {} min", window / 60_000);
             assert_eq!(p.computed_from, ComputedFrom::Promql, "{ctx}");
             assert_eq!(a.computed_from, ComputedFrom::Aggregates, "{ctx}");
@@ -450,7 +450,10 @@ fn aggregates_count_what_was_sent() {
     assert!((e.error_rate - 0.2).abs() < 1e-9, "{e:?}");
     let e = edge("reviews-v2", "mongodb-v1");
     assert_eq!(e.protocol, "tcp");
-    assert!((e.tcp_sent_bytes_rate.unwrap() - 2048.0).abs() < 1e-6, "{e:?}");
+    assert!(
+        (e.tcp_sent_bytes_rate.unwrap() - 2048.0).abs() < 1e-6,
+        "{e:?}"
+    );
     assert!((e.tcp_received_bytes_rate.unwrap() - 512.0).abs() < 1e-6);
     let st = aggs.stats();
     assert_eq!(st.series, specs().len());
@@ -477,10 +480,9 @@ fn rebuilt_aggregates_equal_live_ones() {
     for window in [5 * 60_000, 60 * 60_000] {
         for gt in [GraphType::Workload, GraphType::Service] {
             let q = query(&f, gt, window);
-            let a = build_graph_with_aggregates(&live, &*f.tsdb, &*f.spans, &f.engine, &q)
-                .unwrap();
-            let b = build_graph_with_aggregates(&rebuilt, &*f.tsdb, &*f.spans, &f.engine, &q)
-                .unwrap();
+            let a = build_graph_with_aggregates(&live, &*f.tsdb, &*f.spans, &f.engine, &q).unwrap();
+            let b =
+                build_graph_with_aggregates(&rebuilt, &*f.tsdb, &*f.spans, &f.engine, &q).unwrap();
             assert_eq!(b.computed_from, ComputedFrom::Aggregates);
             assert_eq!(a.edges, b.edges, "{gt:?} {window}");
             assert_eq!(a.nodes, b.nodes, "{gt:?} {window}");
@@ -503,7 +505,11 @@ fn windows_beyond_the_fine_retention_use_5_minute_buckets() {
     let secs = (a.effective_end_ms - a.effective_start_ms) as f64 / 1000.0;
     for (x, y) in p.edges.iter().zip(&a.edges) {
         near(x.requests, y.requests, "requests over 3 h");
-        near(y.request_rate * secs, y.requests, "rate over the effective window");
+        near(
+            y.request_rate * secs,
+            y.requests,
+            "rate over the effective window",
+        );
     }
     assert_eq!(p.edges.len(), a.edges.len());
 }
@@ -515,7 +521,10 @@ fn windows_beyond_the_retention_fall_back_to_promql_and_say_why() {
     let a = build_graph_with_aggregates(&aggs, &*f.tsdb, &*f.spans, &f.engine, &q).unwrap();
     assert_eq!(a.computed_from, ComputedFrom::Promql);
     let why = a.fallback_reason.clone().unwrap();
-    assert!(why.contains("retention (1h of 15 s buckets, 24h of 5 m buckets)"), "{why}");
+    assert!(
+        why.contains("retention (1h of 15 s buckets, 24h of 5 m buckets)"),
+        "{why}"
+    );
     assert_eq!(a.resolution_ms, None);
     assert_eq!(
         (a.effective_start_ms, a.effective_end_ms),
@@ -531,5 +540,8 @@ fn windows_beyond_the_retention_fall_back_to_promql_and_say_why() {
     assert_eq!(g.computed_from, ComputedFrom::Traces);
     let json = serde_json::to_value(&a).unwrap();
     assert_eq!(json["computedFrom"], "promql");
-    assert!(json["fallbackReason"].as_str().unwrap().contains("retention"));
+    assert!(json["fallbackReason"]
+        .as_str()
+        .unwrap()
+        .contains("retention"));
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use meshlens_model::{sort_tags, Annotation, Endpoint, EndpointRef, Span, SpanKind, SpanRef, TraceId};
+use meshlens_model::{
+    sort_tags, Annotation, Endpoint, EndpointRef, Span, SpanKind, SpanRef, TraceId,
+};
 use prost::Message;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -780,181 +782,189 @@ mod tests {
     mod legacy {
         use super::super::*;
 
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct JsonSpan {
-        trace_id: Option<String>,
-        id: Option<String>,
-        parent_id: Option<String>,
-        name: Option<String>,
-        kind: Option<String>,
-        timestamp: Option<JsonNumber>,
-        duration: Option<JsonNumber>,
-        local_endpoint: Option<JsonEndpoint>,
-        remote_endpoint: Option<JsonEndpoint>,
-        #[serde(default)]
-        annotations: Vec<JsonAnnotation>,
-        #[serde(default)]
-        tags: BTreeMap<String, JsonScalar>,
-        #[serde(default)]
-        debug: Option<bool>,
-        #[serde(default)]
-        shared: Option<bool>,
-    }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct JsonSpan {
+            trace_id: Option<String>,
+            id: Option<String>,
+            parent_id: Option<String>,
+            name: Option<String>,
+            kind: Option<String>,
+            timestamp: Option<JsonNumber>,
+            duration: Option<JsonNumber>,
+            local_endpoint: Option<JsonEndpoint>,
+            remote_endpoint: Option<JsonEndpoint>,
+            #[serde(default)]
+            annotations: Vec<JsonAnnotation>,
+            #[serde(default)]
+            tags: BTreeMap<String, JsonScalar>,
+            #[serde(default)]
+            debug: Option<bool>,
+            #[serde(default)]
+            shared: Option<bool>,
+        }
 
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct JsonEndpoint {
-        service_name: Option<String>,
-        ipv4: Option<String>,
-        ipv6: Option<String>,
-        port: Option<serde_json::Number>,
-    }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct JsonEndpoint {
+            service_name: Option<String>,
+            ipv4: Option<String>,
+            ipv6: Option<String>,
+            port: Option<serde_json::Number>,
+        }
 
-    #[derive(Deserialize)]
-    struct JsonAnnotation {
-        timestamp: JsonNumber,
-        value: String,
-    }
+        #[derive(Deserialize)]
+        struct JsonAnnotation {
+            timestamp: JsonNumber,
+            value: String,
+        }
 
-    /// Integers, also accepted as floats (some clients write `1.5e15`). A negative time means
-    /// unknown, as zero does in Zipkin's span builder; beyond 64 bits is an error.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum JsonNumber {
-        Int(u64),
-        Float(f64),
-    }
+        /// Integers, also accepted as floats (some clients write `1.5e15`). A negative time means
+        /// unknown, as zero does in Zipkin's span builder; beyond 64 bits is an error.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum JsonNumber {
+            Int(u64),
+            Float(f64),
+        }
 
-    impl JsonNumber {
-        fn value(&self) -> Option<u64> {
-            const LIMIT: f64 = 9.223_372_036_854_775e18;
-            match *self {
-                JsonNumber::Int(v) => Some(v),
-                JsonNumber::Float(f) if (-LIMIT..=LIMIT).contains(&f) => Some(f.max(0.0) as u64),
-                JsonNumber::Float(_) => None,
+        impl JsonNumber {
+            fn value(&self) -> Option<u64> {
+                const LIMIT: f64 = 9.223_372_036_854_775e18;
+                match *self {
+                    JsonNumber::Int(v) => Some(v),
+                    JsonNumber::Float(f) if (-LIMIT..=LIMIT).contains(&f) => {
+                        Some(f.max(0.0) as u64)
+                    }
+                    JsonNumber::Float(_) => None,
+                }
             }
         }
-    }
 
-    /// Tag values should be strings; numbers and booleans are kept in their text form.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum JsonScalar {
-        Str(String),
-        Bool(bool),
-        Num(serde_json::Number),
-    }
+        /// Tag values should be strings; numbers and booleans are kept in their text form.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum JsonScalar {
+            Str(String),
+            Bool(bool),
+            Num(serde_json::Number),
+        }
 
-    impl JsonScalar {
-        fn into_string(self) -> String {
-            match self {
-                JsonScalar::Str(s) => s,
-                JsonScalar::Bool(b) => b.to_string(),
-                JsonScalar::Num(n) => n.to_string(),
+        impl JsonScalar {
+            fn into_string(self) -> String {
+                match self {
+                    JsonScalar::Str(s) => s,
+                    JsonScalar::Bool(b) => b.to_string(),
+                    JsonScalar::Num(n) => n.to_string(),
+                }
             }
         }
-    }
 
-    /// Decodes a JSON array of v2 spans.
-    pub(super) fn decode_json(body: &[u8]) -> Result<Vec<Span>, ZipkinError> {
-        let raw: Vec<JsonSpan> =
-            serde_json::from_slice(body).map_err(|e| ZipkinError::Json(e.to_string()))?;
-        raw.into_iter()
-            .enumerate()
-            .map(|(i, s)| span_from_json(i, s))
-            .collect()
-    }
+        /// Decodes a JSON array of v2 spans.
+        pub(super) fn decode_json(body: &[u8]) -> Result<Vec<Span>, ZipkinError> {
+            let raw: Vec<JsonSpan> =
+                serde_json::from_slice(body).map_err(|e| ZipkinError::Json(e.to_string()))?;
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, s)| span_from_json(i, s))
+                .collect()
+        }
 
-    fn span_from_json(i: usize, s: JsonSpan) -> Result<Span, ZipkinError> {
-        let trace_id = match s.trace_id.as_deref() {
-            None => return Err(invalid(i, "traceId", "missing")),
-            Some(t) => TraceId::parse_hex(t)
-                .filter(|t| t.high != 0 || t.low != 0)
-                .ok_or_else(|| invalid(i, "traceId", format!("{t:?} is not 1 to 32 hex digits")))?,
-        };
-        let id = match s.id.as_deref() {
-            None => return Err(invalid(i, "id", "missing")),
-            Some(v) => parse_span_id(v).ok_or_else(|| invalid(i, "id", bad_span_id(v)))?,
-        };
-        let parent_id = match s.parent_id.as_deref() {
-            None | Some("") => None,
-            Some(v) => Some(parse_span_id(v).ok_or_else(|| invalid(i, "parentId", bad_span_id(v)))?),
-        };
-        let kind = match s.kind.as_deref() {
-            None => None,
-            Some(k) => Some(SpanKind::parse(&k.to_ascii_uppercase()).ok_or_else(|| {
-                invalid(
-                    i,
-                    "kind",
-                    format!("{k:?} is not CLIENT, SERVER, PRODUCER or CONSUMER"),
-                )
-            })?),
-        };
-        let number = |n: Option<JsonNumber>, field| match n {
-            None => Ok(None),
-            Some(n) => n
-                .value()
-                .map(|v| (v != 0).then_some(v))
-                .ok_or_else(|| invalid(i, field, "beyond the 64-bit range")),
-        };
-        let timestamp = number(s.timestamp, "timestamp")?;
-        let duration = number(s.duration, "duration")?;
-        let mut annotations = Vec::with_capacity(s.annotations.len());
-        for a in s.annotations {
-            annotations.push(Annotation {
-                timestamp: number(Some(a.timestamp), "annotations")?.unwrap_or(0),
-                value: a.value,
-            });
+        fn span_from_json(i: usize, s: JsonSpan) -> Result<Span, ZipkinError> {
+            let trace_id = match s.trace_id.as_deref() {
+                None => return Err(invalid(i, "traceId", "missing")),
+                Some(t) => TraceId::parse_hex(t)
+                    .filter(|t| t.high != 0 || t.low != 0)
+                    .ok_or_else(|| {
+                        invalid(i, "traceId", format!("{t:?} is not 1 to 32 hex digits"))
+                    })?,
+            };
+            let id = match s.id.as_deref() {
+                None => return Err(invalid(i, "id", "missing")),
+                Some(v) => parse_span_id(v).ok_or_else(|| invalid(i, "id", bad_span_id(v)))?,
+            };
+            let parent_id = match s.parent_id.as_deref() {
+                None | Some("") => None,
+                Some(v) => {
+                    Some(parse_span_id(v).ok_or_else(|| invalid(i, "parentId", bad_span_id(v)))?)
+                }
+            };
+            let kind = match s.kind.as_deref() {
+                None => None,
+                Some(k) => Some(SpanKind::parse(&k.to_ascii_uppercase()).ok_or_else(|| {
+                    invalid(
+                        i,
+                        "kind",
+                        format!("{k:?} is not CLIENT, SERVER, PRODUCER or CONSUMER"),
+                    )
+                })?),
+            };
+            let number = |n: Option<JsonNumber>, field| match n {
+                None => Ok(None),
+                Some(n) => n
+                    .value()
+                    .map(|v| (v != 0).then_some(v))
+                    .ok_or_else(|| invalid(i, field, "beyond the 64-bit range")),
+            };
+            let timestamp = number(s.timestamp, "timestamp")?;
+            let duration = number(s.duration, "duration")?;
+            let mut annotations = Vec::with_capacity(s.annotations.len());
+            for a in s.annotations {
+                annotations.push(Annotation {
+                    timestamp: number(Some(a.timestamp), "annotations")?.unwrap_or(0),
+                    value: a.value,
+                });
+            }
+            Ok(Span {
+                trace_id,
+                id,
+                parent_id: parent_id.filter(|p| *p != 0),
+                name: s.name.filter(|n| !n.is_empty()).map(|n| n.to_lowercase()),
+                kind,
+                timestamp,
+                duration,
+                local_endpoint: endpoint_from_json(i, "localEndpoint", s.local_endpoint)?,
+                remote_endpoint: endpoint_from_json(i, "remoteEndpoint", s.remote_endpoint)?,
+                annotations,
+                tags: s
+                    .tags
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_string()))
+                    .collect(),
+                debug: s.debug.unwrap_or(false),
+                shared: s.shared.unwrap_or(false),
+            })
         }
-        Ok(Span {
-            trace_id,
-            id,
-            parent_id: parent_id.filter(|p| *p != 0),
-            name: s.name.filter(|n| !n.is_empty()).map(|n| n.to_lowercase()),
-            kind,
-            timestamp,
-            duration,
-            local_endpoint: endpoint_from_json(i, "localEndpoint", s.local_endpoint)?,
-            remote_endpoint: endpoint_from_json(i, "remoteEndpoint", s.remote_endpoint)?,
-            annotations,
-            tags: s
-                .tags
-                .into_iter()
-                .map(|(k, v)| (k, v.into_string()))
-                .collect(),
-            debug: s.debug.unwrap_or(false),
-            shared: s.shared.unwrap_or(false),
-        })
-    }
 
-    fn endpoint_from_json(
-        i: usize,
-        field: &'static str,
-        e: Option<JsonEndpoint>,
-    ) -> Result<Option<Endpoint>, ZipkinError> {
-        let Some(e) = e else { return Ok(None) };
-        // A port that is not a TCP port is dropped, as an unknown one.
-        let port = e
-            .port
-            .and_then(|p| p.as_u64())
-            .and_then(|p| u16::try_from(p).ok())
-            .filter(|p| *p != 0);
-        if let Some(ip) = &e.ipv4 {
-            ip.parse::<Ipv4Addr>()
-                .map_err(|_| invalid(i, field, format!("ipv4 {ip:?} is not an IPv4 address")))?;
+        fn endpoint_from_json(
+            i: usize,
+            field: &'static str,
+            e: Option<JsonEndpoint>,
+        ) -> Result<Option<Endpoint>, ZipkinError> {
+            let Some(e) = e else { return Ok(None) };
+            // A port that is not a TCP port is dropped, as an unknown one.
+            let port = e
+                .port
+                .and_then(|p| p.as_u64())
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0);
+            if let Some(ip) = &e.ipv4 {
+                ip.parse::<Ipv4Addr>().map_err(|_| {
+                    invalid(i, field, format!("ipv4 {ip:?} is not an IPv4 address"))
+                })?;
+            }
+            if let Some(ip) = &e.ipv6 {
+                ip.parse::<Ipv6Addr>().map_err(|_| {
+                    invalid(i, field, format!("ipv6 {ip:?} is not an IPv6 address"))
+                })?;
+            }
+            Ok(normalise_endpoint(Endpoint {
+                service_name: e.service_name.map(|s| s.to_lowercase()),
+                ipv4: e.ipv4,
+                ipv6: e.ipv6,
+                port,
+            }))
         }
-        if let Some(ip) = &e.ipv6 {
-            ip.parse::<Ipv6Addr>()
-                .map_err(|_| invalid(i, field, format!("ipv6 {ip:?} is not an IPv6 address")))?;
-        }
-        Ok(normalise_endpoint(Endpoint {
-            service_name: e.service_name.map(|s| s.to_lowercase()),
-            ipv4: e.ipv4,
-            ipv6: e.ipv6,
-            port,
-        }))
-    }
     }
 
     fn one_of(values: &'static [&'static str]) -> BoxedStrategy<String> {
@@ -1007,12 +1017,21 @@ mod tests {
         let parts: Vec<BoxedStrategy<Option<String>>> = fields
             .into_iter()
             .map(|(k, v)| {
-                let p = if k == "traceId" || k == "id" { 0.97 } else { 0.6 };
+                let p = if k == "traceId" || k == "id" {
+                    0.97
+                } else {
+                    0.6
+                };
                 proptest::option::weighted(p, v.prop_map(move |v| format!("\"{k}\":{v}"))).boxed()
             })
             .collect();
         parts
-            .prop_map(|p| format!("{{{}}}", p.into_iter().flatten().collect::<Vec<_>>().join(",")))
+            .prop_map(|p| {
+                format!(
+                    "{{{}}}",
+                    p.into_iter().flatten().collect::<Vec<_>>().join(",")
+                )
+            })
             .boxed()
     }
 
@@ -1030,16 +1049,18 @@ mod tests {
         let endpoint = || {
             value(object(vec![
                 ("serviceName", value(text())),
-                ("ipv4", value(one_of(&["\"10.0.0.1\"", "\"10.0.0.2\"", "\"::1\""]))),
-                ("ipv6", value(one_of(&["\"2001:db8::c001\"", "\"::1\"", "\"10.0.0.1\""]))),
+                (
+                    "ipv4",
+                    value(one_of(&["\"10.0.0.1\"", "\"10.0.0.2\"", "\"::1\""])),
+                ),
+                (
+                    "ipv6",
+                    value(one_of(&["\"2001:db8::c001\"", "\"::1\"", "\"10.0.0.1\""])),
+                ),
                 ("port", value(one_of(&["8080", "0", "70000", "-1", "80.5"]))),
             ]))
         };
-        let tag_value = prop_oneof![
-            text(),
-            number(),
-            one_of(&["true", "false", "null", "[1]"])
-        ];
+        let tag_value = prop_oneof![text(), number(), one_of(&["true", "false", "null", "[1]"])];
         let tags = proptest::collection::vec(
             (
                 proptest::sample::select(&["http.status_code", "error", "Upper", "a\\u00e9"][..]),
@@ -1051,9 +1072,12 @@ mod tests {
             let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
             format!("{{{}}}", body.join(","))
         });
-        let annotation = object(vec![("timestamp", value(number())), ("value", value(text()))]);
-        let annotations = proptest::collection::vec(annotation, 0..3)
-            .prop_map(|a| format!("[{}]", a.join(",")));
+        let annotation = object(vec![
+            ("timestamp", value(number())),
+            ("value", value(text())),
+        ]);
+        let annotations =
+            proptest::collection::vec(annotation, 0..3).prop_map(|a| format!("[{}]", a.join(",")));
         object(vec![
             (
                 "traceId",
@@ -1067,7 +1091,15 @@ mod tests {
             ("id", id()),
             ("parentId", id()),
             ("name", value(text())),
-            ("kind", value(one_of(&["\"client\"", "\"SERVER\"", "\"Producer\"", "\"sideways\""]))),
+            (
+                "kind",
+                value(one_of(&[
+                    "\"client\"",
+                    "\"SERVER\"",
+                    "\"Producer\"",
+                    "\"sideways\"",
+                ])),
+            ),
             ("timestamp", value(number())),
             ("duration", value(number())),
             ("localEndpoint", endpoint()),

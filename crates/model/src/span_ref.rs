@@ -164,7 +164,14 @@ mod tests {
 
     #[test]
     fn sort_tags_keeps_the_last_of_repeated_keys_like_a_map() {
-        let input = [("b", "1"), ("a", "1"), ("b", "2"), ("c", "1"), ("a", "2"), ("b", "3")];
+        let input = [
+            ("b", "1"),
+            ("a", "1"),
+            ("b", "2"),
+            ("c", "1"),
+            ("a", "2"),
+            ("b", "3"),
+        ];
         let mut t = tags(&input);
         sort_tags(&mut t);
         let mut m = BTreeMap::new();

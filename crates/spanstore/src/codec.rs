@@ -487,7 +487,10 @@ pub fn encode_raw_ref(v: &SpanRef<'_>, out: &mut Vec<u8>) {
     if let Some(d) = v.duration {
         put_uvarint(out, d);
     }
-    for e in [&v.local_endpoint, &v.remote_endpoint].into_iter().flatten() {
+    for e in [&v.local_endpoint, &v.remote_endpoint]
+        .into_iter()
+        .flatten()
+    {
         out.push(ep_ref_flags(e));
         for s in [&e.service_name, &e.ipv4, &e.ipv6].into_iter().flatten() {
             put_str(out, s);

@@ -6,9 +6,11 @@
 //! Key design decisions:
 //! - A write is encoded once into compact self-contained records; the same bytes go to the
 //!   WAL (group-committed: concurrent writers share one fdatasync) and into the head, which
-//!   keeps only those bytes plus a few fixed-size fields per span.
+//!   keeps only those bytes plus a few fixed-size fields per span. Ingest writes spans
+//!   borrowed from the request body (`SpanWriter::write_refs`), so no owned `Span` is built.
 //! - When the head reaches its target size it is sealed (a new WAL file starts) and a
-//!   background thread writes it as an immutable segment: spans grouped by trace, strings
+//!   background thread writes it as an immutable segment; writers wait only when three
+//!   sealed heads are queued (backpressure, never loss): spans grouped by trace, strings
 //!   dictionary-coded, blocks compressed with zstd, a raw sorted trace-id array for binary
 //!   search through mmap, and postings per service / span name / tag for searches.
 //! - Readers take a consistent snapshot of (head, sealed heads, segments) as `Arc`s, so

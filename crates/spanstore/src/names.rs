@@ -1,11 +1,10 @@
 //! Name indexes behind the service / span name / autocomplete endpoints: updated per write
 //! batch, rebuilt from what is stored after open and retention.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use meshlens_model::hash::{FxMap, FxSet};
 use meshlens_model::SpanRef;
-use parking_lot::Mutex;
 
 use crate::codec::SpanView;
 use crate::head::{self, NONE};
@@ -23,33 +22,46 @@ pub(crate) struct SvcNames {
     pub(crate) remotes: BTreeSet<String>,
 }
 
-/// Most entries `Names::seen` holds before it starts over.
-const MAX_SEEN: usize = 1 << 18;
-
 /// Name indexes behind the service / span name / autocomplete endpoints.
 #[derive(Default)]
 pub(crate) struct Names {
     pub(crate) services: BTreeMap<String, SvcNames>,
     pub(crate) tag_keys: BTreeSet<String>,
     pub(crate) tag_values: HashMap<String, BTreeSet<String>>,
-    /// Hashes of what the indexes already account for: (service, span name, remote)
-    /// triples, (key, value) pairs, and keys whose values are no longer collected (at their
-    /// cap, or not an autocomplete key). Why: every span carries a dozen tags, and checking
-    /// each against the sorted sets costs more than the rest of the write; a hash probe per
-    /// pair does not. A 64-bit collision would only leave a value out of autocomplete.
-    /// Cleared when full, and rebuilt with the indexes.
-    seen: Mutex<HashSet<u64, head::IdBuild>>,
+    /// What the indexes above already hold, in hash tables: every span carries a dozen
+    /// tags, and checking each against the sorted sets cost more than the rest of the
+    /// write, while a probe here is cheap. Rebuilt (empty, refilled by writes) with them.
+    seen: Seen,
 }
 
-fn hash_of(h: impl Hash) -> u64 {
-    let mut s = head::IdHasher::default();
-    h.hash(&mut s);
-    s.finish()
+#[derive(Default)]
+struct Seen {
+    services: FxMap<Box<str>, SeenService>,
+    /// Tag key -> values held; `None` once the key collects no more values (at its cap,
+    /// or not an autocomplete key).
+    tags: FxMap<Box<str>, Option<FxSet<Box<str>>>>,
 }
 
-/// Seen-set entry of a key whose values are not collected.
-fn key_hash(k: &str) -> u64 {
-    hash_of((k, 0xffu8))
+#[derive(Default)]
+struct SeenService {
+    names: FxSet<Box<str>>,
+    remotes: FxSet<Box<str>>,
+}
+
+impl Seen {
+    fn knows_service(&self, svc: &str, name: Option<&str>, remote: Option<&str>) -> bool {
+        self.services.get(svc).is_some_and(|e| {
+            name.is_none_or(|x| e.names.contains(x)) && remote.is_none_or(|x| e.remotes.contains(x))
+        })
+    }
+
+    fn knows_tag(&self, k: &str, v: &str) -> bool {
+        match self.tags.get(k) {
+            None => false,
+            Some(None) => true,
+            Some(Some(values)) => values.contains(v),
+        }
+    }
 }
 
 impl Inner {
@@ -65,55 +77,75 @@ impl Inner {
 
     /// Adds this batch's names to the indexes, taking the write lock only if one is new.
     pub(crate) fn note_names(&self, spans: &[SpanRef<'_>], prepared: &[head::Prepared<'_>]) {
-        // Hash outside every lock; then one probe per name under the seen set's lock.
-        let mut svc: Vec<(u64, usize)> = Vec::new();
-        let mut tags: Vec<(u64, u64, usize, usize)> = Vec::new();
-        for (i, (s, p)) in spans.iter().zip(prepared).enumerate() {
-            if let Some(svc_name) = &p.svc {
-                let h = hash_of((svc_name, &p.name, &p.remote));
-                svc.push((h, i));
-            }
-            for (j, (k, v)) in s.tags.iter().enumerate() {
-                tags.push((key_hash(k), hash_of((k.as_ref(), v.as_ref())), i, j));
+        // Checked under the read lock, so concurrent writes check in parallel.
+        let mut new_svc: Vec<usize> = Vec::new();
+        let mut new_tags: Vec<(usize, usize)> = Vec::new();
+        {
+            let n = self.names.read();
+            for (i, (s, p)) in spans.iter().zip(prepared).enumerate() {
+                // Neighbouring spans of a batch mostly repeat each other's names: what the
+                // previous span had at the same place is known or queued already, and
+                // comparing is cheaper than a probe.
+                let prev = i.checked_sub(1).map(|h| (&spans[h], &prepared[h]));
+                if let Some(svc) = &p.svc {
+                    let repeat = prev.is_some_and(|(_, q)| {
+                        q.svc == p.svc && q.name == p.name && q.remote == p.remote
+                    });
+                    if !repeat
+                        && !n
+                            .seen
+                            .knows_service(svc, p.name.as_deref(), p.remote.as_deref())
+                    {
+                        new_svc.push(i);
+                    }
+                }
+                for (j, (k, v)) in s.tags.iter().enumerate() {
+                    let repeat = prev.is_some_and(|(q, _)| {
+                        q.tags.get(j).is_some_and(|(qk, qv)| qk == k && qv == v)
+                    });
+                    if !repeat && !n.seen.knows_tag(k, v) {
+                        new_tags.push((i, j));
+                    }
+                }
             }
         }
-        let (new_svc, new_tags) = {
-            let n = self.names.read();
-            let seen = n.seen.lock();
-            let new_svc: Vec<(u64, usize)> =
-                svc.into_iter().filter(|(h, _)| !seen.contains(h)).collect();
-            let new_tags: Vec<(u64, u64, usize, usize)> = tags
-                .into_iter()
-                .filter(|(kh, kvh, _, _)| !seen.contains(kh) && !seen.contains(kvh))
-                .collect();
-            (new_svc, new_tags)
-        };
         if new_svc.is_empty() && new_tags.is_empty() {
             return;
         }
         let mut guard = self.names.write();
         let n = &mut *guard;
-        let mut marks = Vec::with_capacity(new_svc.len() + new_tags.len());
-        for (h, i) in new_svc {
+        for i in new_svc {
             let p = &prepared[i];
             if let Some(s) = &p.svc {
-                self.add_service_names(n, s, p.name.as_deref(), p.remote.as_deref());
-                marks.push(h);
+                let (name, remote) = (p.name.as_deref(), p.remote.as_deref());
+                self.add_service_names(n, s, name, remote);
+                let e = n.seen.services.entry(s.as_ref().into()).or_default();
+                if let Some(x) = name {
+                    e.names.insert(x.into());
+                }
+                if let Some(x) = remote {
+                    e.remotes.insert(x.into());
+                }
             }
         }
-        for (kh, kvh, i, j) in new_tags {
+        for (i, j) in new_tags {
             let (k, v) = &spans[i].tags[j];
             self.add_tag(n, k, Some(v.as_ref()));
-            let collecting = self.autocomplete_cap(k).is_some_and(|cap| {
-                n.tag_values.get(k.as_ref()).is_none_or(|vs| vs.len() < cap)
-            });
-            marks.push(if collecting { kvh } else { kh });
+            let collecting = self
+                .autocomplete_cap(k)
+                .is_some_and(|cap| n.tag_values.get(k.as_ref()).is_none_or(|vs| vs.len() < cap));
+            let e = n
+                .seen
+                .tags
+                .entry(k.as_ref().into())
+                .or_insert_with(|| Some(FxSet::default()));
+            match e {
+                Some(values) if collecting => {
+                    values.insert(v.as_ref().into());
+                }
+                _ => *e = None,
+            }
         }
-        let seen = n.seen.get_mut();
-        if seen.len() + marks.len() > MAX_SEEN {
-            seen.clear();
-        }
-        seen.extend(marks);
     }
 
     fn add_service_names(&self, n: &mut Names, s: &str, name: Option<&str>, remote: Option<&str>) {

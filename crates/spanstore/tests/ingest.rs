@@ -38,7 +38,10 @@ fn names(st: &SpanStore) -> Vec<String> {
         }
     }
     for k in st.autocomplete_keys().unwrap() {
-        out.push(format!("key {k}: {:?}", st.autocomplete_values(&k).unwrap()));
+        out.push(format!(
+            "key {k}: {:?}",
+            st.autocomplete_values(&k).unwrap()
+        ));
     }
     out
 }
@@ -46,7 +49,10 @@ fn names(st: &SpanStore) -> Vec<String> {
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -153,4 +159,71 @@ fn a_stalled_segment_writer_makes_writers_wait_not_lose_spans() {
     assert!(done.load(Ordering::SeqCst));
     wait_for("queued segments", || st.stats().sealed_heads == 0);
     assert_eq!(all_spans(&st), sorted(spans));
+}
+
+/// The names a write adds are checked against hash tables of what the indexes hold; the
+/// result must be what inserting every name in write order gives (values first come, first
+/// kept up to the cap of 1000 per key).
+#[test]
+fn names_noted_at_write_equal_inserting_every_name_in_order() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let now = (now_ms() as u64) * 1000;
+    let mut spans = generate_spans_at(500, 77, now - 600_000_000, now);
+    for (i, s) in spans.iter_mut().enumerate() {
+        // A key with more distinct values than the cap, and one that is low-cardinality.
+        s.tags.insert("request_id".into(), format!("req-{i}"));
+        s.tags.insert("shard".into(), format!("s{}", i % 7));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let st = SpanStore::open(dir.path(), SpanStoreOptions::default()).unwrap();
+    for chunk in spans.chunks(64) {
+        let refs: Vec<SpanRef<'_>> = chunk.iter().map(SpanRef::from_span).collect();
+        st.write_refs(&refs).unwrap();
+    }
+    let mut want: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut services: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for s in &spans {
+        for (k, v) in &s.tags {
+            let vs = want.entry(k).or_default();
+            if vs.len() < 1000 {
+                vs.insert(v);
+            }
+        }
+        if let Some(svc) = s.local_service() {
+            let e = services.entry(svc.to_lowercase()).or_default();
+            if let Some(n) = &s.name {
+                e.0.insert(n.to_lowercase());
+            }
+            if let Some(r) = s.remote_service() {
+                e.1.insert(r.to_lowercase());
+            }
+        }
+    }
+    assert_eq!(want["request_id"].len(), 1000);
+    assert_eq!(
+        st.autocomplete_keys().unwrap(),
+        want.keys().map(|k| k.to_string()).collect::<Vec<_>>()
+    );
+    for (k, vs) in &want {
+        let got = st.autocomplete_values(k).unwrap();
+        assert_eq!(
+            got,
+            vs.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            "{k}"
+        );
+    }
+    assert_eq!(
+        st.service_names().unwrap(),
+        services.keys().cloned().collect::<Vec<_>>()
+    );
+    for (svc, (names, remotes)) in &services {
+        assert_eq!(
+            st.span_names(svc).unwrap(),
+            names.iter().cloned().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            st.remote_service_names(svc).unwrap(),
+            remotes.iter().cloned().collect::<Vec<_>>()
+        );
+    }
 }

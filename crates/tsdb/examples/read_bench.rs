@@ -11,7 +11,9 @@
 use std::time::{Duration, Instant};
 
 use meshlens_model::{LabelMatcher, Labels, MetricReader, MetricWriter, Sample, TimeSeries};
-use meshlens_tsdb::{decode_chunk, decode_chunk_into, encode_chunk, FsyncPolicy, Tsdb, TsdbOptions};
+use meshlens_tsdb::{
+    decode_chunk, decode_chunk_into, encode_chunk, FsyncPolicy, Tsdb, TsdbOptions,
+};
 use rand::{Rng, SeedableRng};
 
 const SCRAPE_MS: i64 = 15_000;
@@ -36,7 +38,10 @@ fn bucket_labels(i: usize) -> Labels {
     let dst = format!("svc-{}", (edge * 7 + 1) % 1000);
     Labels::from_pairs([
         ("__name__", METRIC.to_string()),
-        ("destination_service", format!("{dst}.mesh.svc.cluster.local")),
+        (
+            "destination_service",
+            format!("{dst}.mesh.svc.cluster.local"),
+        ),
         ("destination_workload", dst.clone()),
         ("destination_workload_namespace", "mesh".to_string()),
         ("le", le.to_string()),
@@ -115,7 +120,11 @@ fn measure_reads(db: &Tsdb, label: &str, t0: i64, t_end: i64, only: &str) {
         });
         report(&format!("{label} select {window}"), n, (w, c));
         let (w, c, n) = best_of_3(|| db.select_lazy(&m, mint, t_end).expect("lazy").len());
-        report(&format!("{label} select_lazy (no decode) {window}"), n, (w, c));
+        report(
+            &format!("{label} select_lazy (no decode) {window}"),
+            n,
+            (w, c),
+        );
         let (w, c, n) = best_of_3(|| {
             let cursors = db.select_lazy(&m, mint, t_end).expect("select_lazy");
             let mut buf: Vec<Sample> = Vec::new();
@@ -126,7 +135,11 @@ fn measure_reads(db: &Tsdb, label: &str, t0: i64, t_end: i64, only: &str) {
             }
             n
         });
-        report(&format!("{label} select_lazy+decode_into {window}"), n, (w, c));
+        report(
+            &format!("{label} select_lazy+decode_into {window}"),
+            n,
+            (w, c),
+        );
     }
 }
 
@@ -172,8 +185,7 @@ fn measure_decode(per_chunk: usize, t0: i64, rng: &mut impl Rng) {
             for _ in 0..rounds {
                 for c in chunks.iter() {
                     buf.clear();
-                    n += decode_chunk_into(&c.bytes, i64::MIN, i64::MAX, &mut buf)
-                        .expect("decode");
+                    n += decode_chunk_into(&c.bytes, i64::MIN, i64::MAX, &mut buf).expect("decode");
                 }
             }
             n

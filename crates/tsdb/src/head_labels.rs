@@ -4,10 +4,9 @@
 //! from the label pairs of a request, so a write to a series the head already holds builds
 //! no `Labels` at all.
 
-use std::hash::Hasher;
 use std::sync::Arc;
 
-use meshlens_model::hash::{FxHasher, FxSet};
+use meshlens_model::hash::FxSet;
 use meshlens_model::{Label, Labels};
 use parking_lot::Mutex;
 
@@ -41,7 +40,7 @@ impl SeriesLabels {
             && self
                 .pairs()
                 .zip(labels.iter())
-                .all(|((n, v), l)| n == l.name && v == l.value)
+                .all(|((n, v), l)| same(n, &l.name) && same(v, &l.value))
     }
 
     /// Whether these are exactly the normalised `pairs` (see `RawSeries::is_normalised`).
@@ -50,8 +49,90 @@ impl SeriesLabels {
             && self
                 .pairs()
                 .zip(pairs)
-                .all(|((n, v), (pn, pv))| n == *pn && v == *pv)
+                .all(|((n, v), (pn, pv))| same(n, pn) && same(v, pv))
     }
+}
+
+/// String equality for label strings, which are mostly short: up to 16 bytes it is two
+/// word comparisons instead of a call to `memcmp`.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        0 => true,
+        1..=16 => head_word(a) == head_word(b) && tail_word(a) == tail_word(b),
+        _ => a == b,
+    }
+}
+
+/// The first (up to) 8 bytes as a number; with [`tail_word`] they cover strings of up to
+/// 16 bytes whole, overlapping in the middle.
+#[inline]
+fn head_word(s: &[u8]) -> u64 {
+    match s.len() {
+        8.. => u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
+        4.. => u64::from(u32::from_le_bytes([s[0], s[1], s[2], s[3]])),
+        n => {
+            // 0..=3 bytes: first, middle and last (the same byte when n = 1).
+            if n == 0 {
+                0
+            } else {
+                u64::from(s[0]) | u64::from(s[n / 2]) << 8 | u64::from(s[n - 1]) << 16
+            }
+        }
+    }
+}
+
+/// The last (up to) 8 bytes as a number (see [`head_word`]).
+#[inline]
+fn tail_word(s: &[u8]) -> u64 {
+    let n = s.len();
+    match n {
+        8.. => u64::from_le_bytes([
+            s[n - 8],
+            s[n - 7],
+            s[n - 6],
+            s[n - 5],
+            s[n - 4],
+            s[n - 3],
+            s[n - 2],
+            s[n - 1],
+        ]),
+        4.. => u64::from(u32::from_le_bytes([s[n - 4], s[n - 3], s[n - 2], s[n - 1]])),
+        _ => 0,
+    }
+}
+
+/// Fx's step: one multiply per 8 bytes.
+#[inline]
+fn mix(h: u64, w: u64) -> u64 {
+    (h.rotate_left(5) ^ w).wrapping_mul(0xf135_7aea_2e62_a9c5)
+}
+
+/// Folds one string into `h`: its whole 8-byte words, then its last 8 bytes (overlapping
+/// the words for lengths that are not a multiple of 8) and its length, so every byte and
+/// the boundary between strings count, with no copying of partial words.
+#[inline]
+fn hash_str(mut h: u64, s: &[u8]) -> u64 {
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        h = mix(
+            h,
+            u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
+        );
+    }
+    if !words.remainder().is_empty() {
+        let last = if s.len() >= 8 {
+            tail_word(s)
+        } else {
+            head_word(s) | tail_word(s) << 32
+        };
+        h = mix(h, last);
+    }
+    mix(h, s.len() as u64)
 }
 
 /// The head's hash of a label set, from its sorted pairs: word-at-a-time Fx with a final
@@ -59,15 +140,14 @@ impl SeriesLabels {
 /// path. In memory only (never stored); equal hashes are always confirmed by comparing the
 /// labels, so a collision costs a comparison, never a wrong series.
 pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-    let mut h = FxHasher::default();
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
     for (n, v) in pairs {
-        h.write(n.as_bytes());
-        h.write_u8(0xff);
-        h.write(v.as_bytes());
-        h.write_u8(0xfe);
+        h = hash_str(h, n.as_bytes());
+        h = hash_str(h, v.as_bytes());
     }
-    // Fx leaves the low bits weak; the shard is taken from them.
-    let mut x = h.finish();
+    // Fx leaves the bits weakly mixed; the head takes its shard from the top bits and each
+    // shard's map its slot from the bottom ones, so both must vary.
+    let mut x = h;
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
@@ -144,6 +224,50 @@ mod tests {
         drop(ib);
         assert_eq!(syms.sweep(), 1, "p2 is held by no series any more");
         assert_eq!(syms.len(), 6);
+    }
+
+    #[test]
+    fn short_string_equality_is_exact() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abc",
+            "acc",
+            "abcd",
+            "abce",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "abcdefgi",
+            "xbcdefgh",
+            "abcdefghijklmnop",
+            "abcdefghijklmnoq",
+            "abcdefghXjklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hash_spreads_similar_label_sets() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..50_000u32 {
+            let (a, b) = (
+                format!("10.0.{}.{}:9100", i % 250, i / 250),
+                (i % 17).to_string(),
+            );
+            let h =
+                hash_pairs([("__name__", "up"), ("instance", a.as_str()), ("le", &b)].into_iter());
+            assert!(seen.insert(h), "collision at {i}");
+        }
     }
 
     #[test]

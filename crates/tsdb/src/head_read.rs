@@ -56,9 +56,15 @@ impl MemSeries {
 
     /// Closed chunks overlapping `[mint, maxt]`: they are in time order and do not overlap
     /// each other, so the first is found by binary search.
-    fn overlapping_chunks(&self, mint: i64, maxt: i64) -> impl Iterator<Item = &crate::chunk::Chunk> {
+    fn overlapping_chunks(
+        &self,
+        mint: i64,
+        maxt: i64,
+    ) -> impl Iterator<Item = &crate::chunk::Chunk> {
         let first = self.chunks.partition_point(|c| c.max_t < mint);
-        self.chunks[first..].iter().take_while(move |c| c.min_t <= maxt)
+        self.chunks[first..]
+            .iter()
+            .take_while(move |c| c.min_t <= maxt)
     }
 
     /// Appends the in-order samples within `[mint, maxt]` (closed chunks, then the open
@@ -116,7 +122,10 @@ struct Ranks {
 
 impl Ranks {
     fn get(&self, id: u32) -> Option<u32> {
-        self.by_id.get(id as usize).copied().filter(|&r| r != u32::MAX)
+        self.by_id
+            .get(id as usize)
+            .copied()
+            .filter(|&r| r != u32::MAX)
     }
 }
 

@@ -52,55 +52,105 @@ impl Postings {
 
     /// Series matching every matcher. A matcher that accepts the empty string also accepts
     /// series without the label, as in PromQL.
+    ///
+    /// Cheapest first: equality matchers are direct lookups, intersected smallest set
+    /// first (a missing value ends the selection at once); then the other matchers that
+    /// need the label (literal alternations looked up, regexes over the label's values);
+    /// then the ones that also accept its absence, subtracted. Any empty intermediate
+    /// result stops the work.
     pub fn select(&self, matchers: &[LabelMatcher]) -> RoaringBitmap {
-        let mut result: Option<RoaringBitmap> = None;
-        // Narrow with the most selective kind first: positive matchers.
-        let mut ordered: Vec<&LabelMatcher> = matchers.iter().collect();
-        ordered.sort_by_key(|m| (m.matches_empty(), m.op != MatchOp::Equal));
-        for m in ordered {
-            let values = self.by_name.get(&m.name);
+        let mut equal: Vec<&RoaringBitmap> = Vec::new();
+        let mut positive: Vec<&LabelMatcher> = Vec::new();
+        let mut negative: Vec<&LabelMatcher> = Vec::new();
+        for m in matchers {
             if m.matches_empty() {
-                let mut exclude = RoaringBitmap::new();
-                if let Some(values) = values {
-                    for (v, set) in values {
-                        if !m.matches(v) {
-                            exclude |= set;
-                        }
-                    }
+                negative.push(m);
+            } else if m.op == MatchOp::Equal {
+                match self.by_name.get(&m.name).and_then(|v| v.get(&m.value)) {
+                    Some(set) => equal.push(set),
+                    None => return RoaringBitmap::new(),
                 }
-                let base = result.take().unwrap_or_else(|| self.all.clone());
-                result = Some(base - exclude);
             } else {
-                let mut include = RoaringBitmap::new();
-                if let Some(values) = values {
-                    if m.op == MatchOp::Equal {
-                        if let Some(set) = values.get(&m.value) {
-                            include = set.clone();
-                        }
-                    } else if let Some(list) = m.set_matches() {
-                        for v in list {
-                            if let Some(set) = values.get(&v) {
-                                include |= set;
-                            }
-                        }
-                    } else {
-                        for (v, set) in values {
-                            if m.matches(v) {
-                                include |= set;
-                            }
-                        }
+                positive.push(m);
+            }
+        }
+        equal.sort_by_key(|s| s.len());
+        let mut result: Option<RoaringBitmap> = None;
+        for set in equal {
+            let r = match result.take() {
+                None => set.clone(),
+                Some(mut r) => {
+                    r &= set;
+                    r
+                }
+            };
+            if r.is_empty() {
+                return r;
+            }
+            result = Some(r);
+        }
+        // Literal alternations before regexes; regexes over fewer values first.
+        positive.sort_by_key(|m| {
+            let values = self.by_name.get(&m.name).map_or(0, |v| v.len());
+            (m.set_matches().is_none(), values)
+        });
+        for m in positive {
+            let include = self.matching(m);
+            let r = match result.take() {
+                None => include,
+                Some(mut r) => {
+                    r &= include;
+                    r
+                }
+            };
+            if r.is_empty() {
+                return r;
+            }
+            result = Some(r);
+        }
+        let mut result = result.unwrap_or_else(|| self.all.clone());
+        for m in negative {
+            let Some(values) = self.by_name.get(&m.name) else {
+                continue;
+            };
+            if m.op == MatchOp::NotEqual {
+                if let Some(set) = values.get(&m.value) {
+                    result -= set;
+                }
+            } else {
+                for (v, set) in values {
+                    if !m.matches(v) {
+                        result -= set;
                     }
                 }
-                result = Some(match result {
-                    Some(r) => r & include,
-                    None => include,
-                });
             }
-            if result.as_ref().is_some_and(|r| r.is_empty()) {
+            if result.is_empty() {
                 break;
             }
         }
-        result.unwrap_or_else(|| self.all.clone())
+        result
+    }
+
+    /// Series whose value of the matcher's label matches (never series without the label).
+    fn matching(&self, m: &LabelMatcher) -> RoaringBitmap {
+        let mut include = RoaringBitmap::new();
+        let Some(values) = self.by_name.get(&m.name) else {
+            return include;
+        };
+        if let Some(list) = m.set_matches() {
+            for v in list {
+                if let Some(set) = values.get(&v) {
+                    include |= set;
+                }
+            }
+        } else {
+            for (v, set) in values {
+                if m.matches(v) {
+                    include |= set;
+                }
+            }
+        }
+        include
     }
 
     /// Distinct values of `name` among `ids`.
@@ -170,5 +220,49 @@ mod tests {
             p.values_within("job", &p.all.clone()),
             vec!["y".to_string()]
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever order the matchers are applied in, the result is the brute-force one:
+        /// each series' value (empty when absent) checked against every matcher.
+        #[test]
+        fn select_equals_checking_every_series(
+            series in proptest::collection::vec(
+                proptest::collection::vec((0usize..3, 0usize..4), 0..4), 1..40),
+            matchers in proptest::collection::vec((0usize..3, 0usize..4, 0usize..7), 0..4),
+        ) {
+            const NAMES: [&str; 3] = ["job", "code", "pod"];
+            const VALUES: [&str; 4] = ["a", "b", "ab", ""];
+            let mut p = Postings::default();
+            let sets: Vec<Labels> = series
+                .iter()
+                .map(|pairs| Labels::from_pairs(pairs.iter().map(|(n, v)| (NAMES[*n], VALUES[*v]))))
+                .collect();
+            for (id, l) in sets.iter().enumerate() {
+                p.add(id as u32, l);
+            }
+            let ms: Vec<LabelMatcher> = matchers
+                .iter()
+                .map(|(n, v, op)| {
+                    let (op, value) = match op {
+                        0 => (MatchOp::Equal, VALUES[*v].to_string()),
+                        1 => (MatchOp::NotEqual, VALUES[*v].to_string()),
+                        2 => (MatchOp::RegexMatch, VALUES[*v].to_string()),
+                        3 => (MatchOp::RegexNoMatch, VALUES[*v].to_string()),
+                        4 => (MatchOp::RegexMatch, "a|b".to_string()),
+                        5 => (MatchOp::RegexMatch, "a.*".to_string()),
+                        _ => (MatchOp::RegexNoMatch, ".+".to_string()),
+                    };
+                    m(op, NAMES[*n], &value)
+                })
+                .collect();
+            let want: Vec<u32> = sets
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| ms.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+                .map(|(id, _)| id as u32)
+                .collect();
+            proptest::prop_assert_eq!(p.select(&ms).iter().collect::<Vec<_>>(), want);
+        }
     }
 }

@@ -40,9 +40,14 @@ pub(crate) const IDENTITY: [&str; 16] = [
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Figure<'a> {
     /// Requests answered with `code` (`0`: no response); `mtls`: over mutual TLS.
-    Requests { code: &'a str, mtls: bool },
+    Requests {
+        code: &'a str,
+        mtls: bool,
+    },
     /// Requests that took at most `le` ms (cumulative, as Prometheus's buckets).
-    Bucket { le: f64 },
+    Bucket {
+        le: f64,
+    },
     TcpSent,
     TcpReceived,
 }
@@ -54,10 +59,63 @@ pub(crate) struct Group<'a> {
     pub figures: Vec<(Figure<'a>, f64)>,
 }
 
-fn get<'a>(l: &'a Labels, names: &[&str]) -> &'a str {
+// Positions in IDENTITY.
+const REPORTER: usize = 0;
+const CLUSTER: usize = 1;
+const SOURCE_CLUSTER: usize = 2;
+const DESTINATION_CLUSTER: usize = 3;
+const SOURCE_WORKLOAD: usize = 4;
+const SOURCE_WORKLOAD_NAMESPACE: usize = 5;
+const SOURCE_APP: usize = 6;
+const SOURCE_VERSION: usize = 7;
+const DESTINATION_WORKLOAD: usize = 8;
+const DESTINATION_WORKLOAD_NAMESPACE: usize = 9;
+const DESTINATION_APP: usize = 10;
+const DESTINATION_VERSION: usize = 11;
+const DESTINATION_SERVICE: usize = 12;
+const DESTINATION_SERVICE_NAME: usize = 13;
+const DESTINATION_SERVICE_NAMESPACE: usize = 14;
+const REQUEST_PROTOCOL: usize = 15;
+
+/// A group's identity values by position in [`IDENTITY`], read in one pass over its labels:
+/// naming both ends takes some twenty lookups, which binary searches over the label set
+/// made the largest cost of a graph.
+struct Ident<'a>([Option<&'a str>; IDENTITY.len()]);
+
+impl<'a> Ident<'a> {
+    fn of(labels: &'a Labels) -> Ident<'a> {
+        let mut v = [None; IDENTITY.len()];
+        for l in labels {
+            let i = match l.name.as_str() {
+                "reporter" => REPORTER,
+                "cluster" => CLUSTER,
+                "source_cluster" => SOURCE_CLUSTER,
+                "destination_cluster" => DESTINATION_CLUSTER,
+                "source_workload" => SOURCE_WORKLOAD,
+                "source_workload_namespace" => SOURCE_WORKLOAD_NAMESPACE,
+                "source_app" => SOURCE_APP,
+                "source_version" => SOURCE_VERSION,
+                "destination_workload" => DESTINATION_WORKLOAD,
+                "destination_workload_namespace" => DESTINATION_WORKLOAD_NAMESPACE,
+                "destination_app" => DESTINATION_APP,
+                "destination_version" => DESTINATION_VERSION,
+                "destination_service" => DESTINATION_SERVICE,
+                "destination_service_name" => DESTINATION_SERVICE_NAME,
+                "destination_service_namespace" => DESTINATION_SERVICE_NAMESPACE,
+                "request_protocol" => REQUEST_PROTOCOL,
+                _ => continue,
+            };
+            v[i] = Some(l.value.as_str());
+        }
+        Ident(v)
+    }
+}
+
+/// The first of the labels that is set and not `unknown`, else `unknown`.
+fn get<'a>(l: &Ident<'a>, names: &[usize]) -> &'a str {
     names
         .iter()
-        .filter_map(|n| l.get(n))
+        .filter_map(|&n| l.0[n])
         .find(|v| !v.is_empty() && *v != "unknown")
         .unwrap_or("unknown")
 }
@@ -66,16 +124,16 @@ fn get<'a>(l: &'a Labels, names: &[&str]) -> &'a str {
 /// graph can name the source of a call by its service.
 type ServiceOf = FxMap<(String, String, String), String>;
 
-fn src_key(l: &Labels, gt: GraphType, services: &ServiceOf) -> NodeKey {
-    let cluster = get(l, &["source_cluster", "cluster"]).to_string();
-    let namespace = get(l, &["source_workload_namespace"]).to_string();
-    let workload = get(l, &["source_workload"]);
+fn src_key(l: &Ident<'_>, gt: GraphType, services: &ServiceOf) -> NodeKey {
+    let cluster = get(l, &[SOURCE_CLUSTER, CLUSTER]).to_string();
+    let namespace = get(l, &[SOURCE_WORKLOAD_NAMESPACE]).to_string();
+    let workload = get(l, &[SOURCE_WORKLOAD]);
     let (name, version) = match gt {
         GraphType::Workload => (workload.to_string(), None),
-        GraphType::App => (get(l, &["source_app", "source_workload"]).to_string(), None),
+        GraphType::App => (get(l, &[SOURCE_APP, SOURCE_WORKLOAD]).to_string(), None),
         GraphType::VersionedApp => (
-            get(l, &["source_app", "source_workload"]).to_string(),
-            Some(get(l, &["source_version"]).to_string()),
+            get(l, &[SOURCE_APP, SOURCE_WORKLOAD]).to_string(),
+            Some(get(l, &[SOURCE_VERSION]).to_string()),
         ),
         GraphType::Service => (
             services
@@ -93,39 +151,32 @@ fn src_key(l: &Labels, gt: GraphType, services: &ServiceOf) -> NodeKey {
     }
 }
 
-fn dst_key(l: &Labels, gt: GraphType) -> NodeKey {
-    let cluster = get(l, &["destination_cluster", "cluster"]).to_string();
-    let svc = ["destination_service_name", "destination_service"];
+fn dst_key(l: &Ident<'_>, gt: GraphType) -> NodeKey {
+    let cluster = get(l, &[DESTINATION_CLUSTER, CLUSTER]).to_string();
+    let svc = [DESTINATION_SERVICE_NAME, DESTINATION_SERVICE];
     let (ns, name, version) = match gt {
-        GraphType::Service => (
-            get(l, &["destination_service_namespace"]),
-            get(l, &svc),
-            None,
-        ),
+        GraphType::Service => (get(l, &[DESTINATION_SERVICE_NAMESPACE]), get(l, &svc), None),
         GraphType::Workload => (
             get(
                 l,
                 &[
-                    "destination_workload_namespace",
-                    "destination_service_namespace",
+                    DESTINATION_WORKLOAD_NAMESPACE,
+                    DESTINATION_SERVICE_NAMESPACE,
                 ],
             ),
-            get(l, &["destination_workload", svc[0], svc[1]]),
+            get(l, &[DESTINATION_WORKLOAD, svc[0], svc[1]]),
             None,
         ),
         GraphType::App | GraphType::VersionedApp => (
             get(
                 l,
                 &[
-                    "destination_workload_namespace",
-                    "destination_service_namespace",
+                    DESTINATION_WORKLOAD_NAMESPACE,
+                    DESTINATION_SERVICE_NAMESPACE,
                 ],
             ),
-            get(
-                l,
-                &["destination_app", "destination_workload", svc[0], svc[1]],
-            ),
-            (gt == GraphType::VersionedApp).then(|| get(l, &["destination_version"])),
+            get(l, &[DESTINATION_APP, DESTINATION_WORKLOAD, svc[0], svc[1]]),
+            (gt == GraphType::VersionedApp).then(|| get(l, &[DESTINATION_VERSION])),
         ),
     };
     NodeKey {
@@ -137,9 +188,9 @@ fn dst_key(l: &Labels, gt: GraphType) -> NodeKey {
 }
 
 /// The services workloads serve, from every group with request or TCP figures.
-fn services(groups: &[Group<'_>]) -> ServiceOf {
+fn services(groups: &[Group<'_>], idents: &[Ident<'_>]) -> ServiceOf {
     let mut services = ServiceOf::default();
-    for g in groups {
+    for (g, l) in groups.iter().zip(idents) {
         let counts_calls = g
             .figures
             .iter()
@@ -147,12 +198,11 @@ fn services(groups: &[Group<'_>]) -> ServiceOf {
         if !counts_calls {
             continue;
         }
-        let l = g.labels;
-        let w = get(l, &["destination_workload"]);
-        let svc = get(l, &["destination_service_name", "destination_service"]);
+        let w = get(l, &[DESTINATION_WORKLOAD]);
+        let svc = get(l, &[DESTINATION_SERVICE_NAME, DESTINATION_SERVICE]);
         if w != "unknown" && svc != "unknown" {
-            let cluster = get(l, &["destination_cluster", "cluster"]).to_string();
-            let ns = get(l, &["destination_workload_namespace"]).to_string();
+            let cluster = get(l, &[DESTINATION_CLUSTER, CLUSTER]).to_string();
+            let ns = get(l, &[DESTINATION_WORKLOAD_NAMESPACE]).to_string();
             services
                 .entry((cluster, ns, w.to_string()))
                 .or_insert(svc.to_string());
@@ -163,29 +213,35 @@ fn services(groups: &[Group<'_>]) -> ServiceOf {
 
 /// Folds the groups into edges for one graph type.
 pub(crate) fn fold(groups: &[Group<'_>], gt: GraphType) -> EdgeMap {
+    let idents: Vec<Ident<'_>> = groups.iter().map(|g| Ident::of(g.labels)).collect();
     let services = if gt == GraphType::Service {
-        services(groups)
+        services(groups, &idents)
     } else {
         ServiceOf::default()
     };
     // Edges per reporter (0 = destination, 1 = source).
-    let mut by_reporter = [EdgeMap::default(), EdgeMap::default()];
-    for g in groups {
-        let l = g.labels;
-        let map = &mut by_reporter[usize::from(l.get("reporter") == Some("source"))];
+    let mut by_reporter = [
+        EdgeMap::with_capacity_and_hasher(groups.len(), Default::default()),
+        EdgeMap::default(),
+    ];
+    for (g, l) in groups.iter().zip(&idents) {
+        let map = &mut by_reporter[usize::from(l.0[REPORTER] == Some("source"))];
         // The protocol defaults to `tcp` for TCP figures, `http` for the rest, when Istio
         // did not say: at most two edges per group, each looked up once.
         for tcp in [false, true] {
             let is_tcp = |f: &Figure<'_>| matches!(f, Figure::TcpSent | Figure::TcpReceived);
-            let mut figures = g.figures.iter().filter(|(f, _)| is_tcp(f) == tcp).peekable();
+            let mut figures = g
+                .figures
+                .iter()
+                .filter(|(f, _)| is_tcp(f) == tcp)
+                .peekable();
             if figures.peek().is_none() {
                 continue;
             }
             let key = EdgeKey {
                 src: src_key(l, gt, &services),
                 dst: dst_key(l, gt),
-                protocol: l
-                    .get("request_protocol")
+                protocol: l.0[REQUEST_PROTOCOL]
                     .unwrap_or(if tcp { "tcp" } else { "http" })
                     .to_string(),
             };

@@ -101,11 +101,20 @@ fn kind_index(k: Option<SpanKind>) -> usize {
     }
 }
 
-/// Zipkin's `error` tag, or OTLP's status carried as `otel.status_code`.
+/// Zipkin's `error` tag, or OTLP's status carried as `otel.status_code`. One pass over the
+/// tags, comparing lengths before bytes: it runs for every span.
 fn status_index(s: &SpanRef<'_>) -> usize {
-    match s.tag("otel.status_code") {
+    let (mut error, mut status) = (false, None);
+    for (k, v) in &s.tags {
+        match k.len() {
+            5 if k == "error" => error = true,
+            16 if k == "otel.status_code" => status = Some(v.as_ref()),
+            _ => {}
+        }
+    }
+    match status {
         Some("ERROR") => 2,
-        _ if s.tag("error").is_some() => 2,
+        _ if error => 2,
         Some("OK") => 1,
         _ => 0,
     }

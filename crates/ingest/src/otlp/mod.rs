@@ -102,6 +102,9 @@ enum Attr<'a> {
 /// Attributes as decoded: key and value, in the order sent.
 type Attrs<'a> = Vec<(Cow<'a, str>, Attr<'a>)>;
 
+/// Tags as text: key and value.
+type Tags<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
 impl<'a> Attr<'a> {
     /// The tag text: scalars plain, arrays and maps as JSON.
     fn to_tag(&self) -> Cow<'a, str> {
@@ -197,7 +200,7 @@ struct OtelSpan<'a> {
 /// attributes as tags, and the scope.
 struct Context<'a> {
     service: Cow<'a, str>,
-    resource_tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    resource_tags: Tags<'a>,
     scope_name: Cow<'a, str>,
     scope_version: Cow<'a, str>,
 }
@@ -217,8 +220,8 @@ fn map_span<'a>(
             ..t
         })
         .ok_or_else(|| format!("{}.traceId: must be 16 bytes, not all zero", path()))?;
-    let id = id8(&o.span_id)
-        .ok_or_else(|| format!("{}.spanId: must be 8 bytes, not zero", path()))?;
+    let id =
+        id8(&o.span_id).ok_or_else(|| format!("{}.spanId: must be 8 bytes, not zero", path()))?;
     let parent_id = match o.parent_span_id.len() {
         0 => None,
         _ => Some(
@@ -244,7 +247,10 @@ fn map_span<'a>(
         tags.push((Cow::Borrowed("otel.scope.name"), cx.scope_name.clone()));
     }
     if !cx.scope_version.is_empty() {
-        tags.push((Cow::Borrowed("otel.scope.version"), cx.scope_version.clone()));
+        tags.push((
+            Cow::Borrowed("otel.scope.version"),
+            cx.scope_version.clone(),
+        ));
     }
     match o.status_code {
         1 => tags.push((Cow::Borrowed("otel.status_code"), Cow::Borrowed("OK"))),
@@ -338,7 +344,7 @@ fn remote_endpoint<'a>(attrs: &[(Cow<'a, str>, Attr<'a>)]) -> Option<EndpointRef
 }
 
 /// Splits resource attributes into the (lower-cased) service name and the rest as tags.
-fn resource_parts(attrs: Attrs<'_>) -> (Cow<'_, str>, Vec<(Cow<'_, str>, Cow<'_, str>)>) {
+fn resource_parts(attrs: Attrs<'_>) -> (Cow<'_, str>, Tags<'_>) {
     let mut service = None;
     let mut rest = Vec::with_capacity(attrs.len());
     for (k, v) in attrs {

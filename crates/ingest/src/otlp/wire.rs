@@ -9,8 +9,8 @@
 
 use std::borrow::Cow;
 
-use super::{map_span, resource_parts, Attr, Attrs, Context, DecodedRefs, OtelEvent, OtelSpan};
 use super::OtlpError;
+use super::{map_span, resource_parts, Attr, Attrs, Context, DecodedRefs, OtelEvent, OtelSpan};
 
 /// Messages nested deeper than this are refused (prost's recursion limit).
 const MAX_DEPTH: u32 = 100;
@@ -195,7 +195,14 @@ fn resource_spans<'a>(
     }
     let (service, resource_tags) = resource_parts(attrs);
     for (si, ss) in scopes.into_iter().enumerate() {
-        scope_spans(ss, &service, &resource_tags, (ri, si), out, deeper(depth)?)?;
+        scope_spans(
+            ss,
+            service.clone(),
+            &resource_tags,
+            (ri, si),
+            out,
+            deeper(depth)?,
+        )?;
     }
     Ok(())
 }
@@ -216,7 +223,7 @@ fn key_values<'a>(buf: &'a [u8], out: &mut Attrs<'a>, depth: u32) -> Result<()> 
 
 fn scope_spans<'a>(
     buf: &'a [u8],
-    service: &Cow<'a, str>,
+    service: Cow<'a, str>,
     resource_tags: &[(Cow<'a, str>, Cow<'a, str>)],
     (ri, si): (usize, usize),
     out: &mut DecodedRefs<'a>,
@@ -252,7 +259,7 @@ fn scope_spans<'a>(
         }
     }
     let cx = Context {
-        service: service.clone(),
+        service,
         resource_tags: resource_tags.to_vec(),
         scope_name: Cow::Borrowed(name),
         scope_version: Cow::Borrowed(version),
@@ -278,7 +285,7 @@ fn span(buf: &[u8], depth: u32) -> Result<OtelSpan<'_>> {
         kind: 0,
         start_ns: 0,
         end_ns: 0,
-        attributes: Vec::with_capacity(8),
+        attributes: Vec::with_capacity(16),
         events: Vec::new(),
         status_code: 0,
         status_message: Cow::Borrowed(""),
@@ -437,8 +444,8 @@ mod tests {
     use super::*;
     use crate::otlp::{
         any_value, AnyValue, ArrayValue, Decoded, Event, ExportTraceServiceRequest,
-        InstrumentationScope, KeyValue, KeyValueList, PbSpan, Resource, ResourceSpans,
-        ScopeSpans, Status,
+        InstrumentationScope, KeyValue, KeyValueList, PbSpan, Resource, ResourceSpans, ScopeSpans,
+        Status,
     };
     use proptest::prelude::*;
     use prost::Message;
@@ -493,7 +500,11 @@ mod tests {
                             .events
                             .iter()
                             .map(|e| {
-                                (e.time_unix_nano, Cow::Borrowed(e.name.as_str()), kvs_pb(&e.attributes))
+                                (
+                                    e.time_unix_nano,
+                                    Cow::Borrowed(e.name.as_str()),
+                                    kvs_pb(&e.attributes),
+                                )
                             })
                             .collect(),
                         status_code: s.status.as_ref().map_or(0, |x| x.code),
@@ -549,7 +560,8 @@ mod tests {
             word().prop_map(|s| Some(V::StringValue(s))),
             any::<bool>().prop_map(|b| Some(V::BoolValue(b))),
             any::<i64>().prop_map(|i| Some(V::IntValue(i))),
-            prop_oneof![any::<f64>(), Just(f64::NAN), Just(1.5)].prop_map(|d| Some(V::DoubleValue(d))),
+            prop_oneof![any::<f64>(), Just(f64::NAN), Just(1.5)]
+                .prop_map(|d| Some(V::DoubleValue(d))),
             proptest::collection::vec(any::<u8>(), 0..4).prop_map(|b| Some(V::BytesValue(b))),
         ]
         .prop_map(|value| AnyValue { value });
@@ -562,7 +574,10 @@ mod tests {
                     value: Some(any_value::Value::KvlistValue(KeyValueList {
                         values: kvs
                             .into_iter()
-                            .map(|(key, v)| KeyValue { key, value: Some(v) })
+                            .map(|(key, v)| KeyValue {
+                                key,
+                                value: Some(v)
+                            })
                             .collect(),
                     })),
                 }),
@@ -572,10 +587,8 @@ mod tests {
 
     fn key_values() -> impl Strategy<Value = Vec<KeyValue>> {
         proptest::collection::vec(
-            (word(), proptest::option::of(any_value())).prop_map(|(key, value)| KeyValue {
-                key,
-                value,
-            }),
+            (word(), proptest::option::of(any_value()))
+                .prop_map(|(key, value)| KeyValue { key, value }),
             0..5,
         )
     }
@@ -600,25 +613,37 @@ mod tests {
                 }),
                 0..2,
             ),
-            proptest::option::of((0..4i32, word()).prop_map(|(code, message)| Status { code, message })),
+            proptest::option::of(
+                (0..4i32, word()).prop_map(|(code, message)| Status { code, message }),
+            ),
         )
-            .prop_map(|((trace_id, span_id, parent_span_id), (name, kind, a, b), attributes, events, status)| PbSpan {
-                trace_id,
-                span_id,
-                parent_span_id,
-                name,
-                kind,
-                start_time_unix_nano: a.min(b),
-                end_time_unix_nano: a.max(b),
-                attributes,
-                events,
-                status,
-            })
+            .prop_map(
+                |(
+                    (trace_id, span_id, parent_span_id),
+                    (name, kind, a, b),
+                    attributes,
+                    events,
+                    status,
+                )| PbSpan {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    name,
+                    kind,
+                    start_time_unix_nano: a.min(b),
+                    end_time_unix_nano: a.max(b),
+                    attributes,
+                    events,
+                    status,
+                },
+            )
     }
 
     fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
         let scope = (
-            proptest::option::of((word(), word()).prop_map(|(name, version)| InstrumentationScope { name, version })),
+            proptest::option::of(
+                (word(), word()).prop_map(|(name, version)| InstrumentationScope { name, version }),
+            ),
             proptest::collection::vec(span(), 0..4),
         )
             .prop_map(|(scope, spans)| ScopeSpans { scope, spans });
@@ -626,7 +651,10 @@ mod tests {
             proptest::option::of(key_values().prop_map(|attributes| Resource { attributes })),
             proptest::collection::vec(scope, 0..3),
         )
-            .prop_map(|(resource, scope_spans)| ResourceSpans { resource, scope_spans });
+            .prop_map(|(resource, scope_spans)| ResourceSpans {
+                resource,
+                scope_spans,
+            });
         proptest::collection::vec(resource, 0..3)
             .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
     }
@@ -697,7 +725,9 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let mut v = AnyValue { value: Some(any_value::Value::IntValue(1)) };
+        let mut v = AnyValue {
+            value: Some(any_value::Value::IntValue(1)),
+        };
         for _ in 0..200 {
             v = AnyValue {
                 value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
@@ -706,7 +736,10 @@ mod tests {
         let req = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![KeyValue { key: "k".into(), value: Some(v) }],
+                    attributes: vec![KeyValue {
+                        key: "k".into(),
+                        value: Some(v),
+                    }],
                 }),
                 scope_spans: vec![],
             }],

@@ -197,16 +197,73 @@ impl<'a> RawRequest<'a> {
     }
 }
 
+/// The vectors a parse fills, kept by a caller between requests (see [`parse_with`]) so a
+/// warm server parses without allocating.
+#[derive(Debug, Default)]
+pub struct ParseBuffers {
+    pairs: Vec<(&'static str, &'static str)>,
+    samples: Vec<Sample>,
+    series: Vec<SeriesSpan>,
+}
+
+impl ParseBuffers {
+    /// Bytes held, for callers that cap what they keep.
+    pub fn capacity_bytes(&self) -> usize {
+        self.pairs.capacity() * std::mem::size_of::<(&str, &str)>()
+            + self.samples.capacity() * std::mem::size_of::<Sample>()
+            + self.series.capacity() * std::mem::size_of::<SeriesSpan>()
+    }
+}
+
+/// An emptied vector of borrowed pairs, retyped to another lifetime. Collecting an empty
+/// iterator into a vector of the same layout reuses its allocation (std's in-place
+/// collection), so the memory carries over from request to request without unsafe code.
+fn relabel<'b>(mut v: Vec<(&str, &str)>) -> Vec<(&'b str, &'b str)> {
+    v.clear();
+    v.into_iter().map(|_| ("", "")).collect()
+}
+
+impl<'a> RawRequest<'a> {
+    /// Hands the vectors back for the next request.
+    pub fn into_buffers(self) -> ParseBuffers {
+        let RawRequest {
+            pairs,
+            mut samples,
+            mut series,
+            ..
+        } = self;
+        samples.clear();
+        series.clear();
+        ParseBuffers {
+            pairs: relabel(pairs),
+            samples,
+            series,
+        }
+    }
+}
+
 /// Parses a decompressed `WriteRequest`.
 pub fn parse(buf: &[u8]) -> Result<RawRequest<'_>, WireError> {
     // A series takes at least a few hundred bytes in practice; these are first guesses
     // that spare most regrowth, not limits.
-    let mut req = RawRequest {
+    let bufs = ParseBuffers {
         pairs: Vec::with_capacity(buf.len() / 40),
         samples: Vec::with_capacity(buf.len() / 200),
         series: Vec::with_capacity(buf.len() / 300),
+    };
+    parse_with(buf, bufs)
+}
+
+/// [`parse`] into vectors kept from an earlier request ([`RawRequest::into_buffers`]).
+pub fn parse_with(buf: &[u8], bufs: ParseBuffers) -> Result<RawRequest<'_>, WireError> {
+    let mut req = RawRequest {
+        pairs: relabel(bufs.pairs),
+        samples: bufs.samples,
+        series: bufs.series,
         ..Default::default()
     };
+    req.samples.clear();
+    req.series.clear();
     let mut c = Cursor::new(buf, 0);
     while !c.done() {
         let (field, wt) = c.key()?;
@@ -339,6 +396,25 @@ fn parse_metadata(buf: &[u8], base: usize) -> Result<MetricMetadata, WireError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffers_carry_over_between_requests() {
+        let one = [0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, b'a'];
+        let req = parse(&one).unwrap();
+        assert_eq!(req.get(0).unwrap().labels, &[("a", "")]);
+        let bufs = req.into_buffers();
+        let kept = bufs.capacity_bytes();
+        assert!(kept > 0);
+        let two = [0x0a, 0x05, 0x0a, 0x03, 0x12, 0x01, b'b'];
+        let req = parse_with(&two, bufs).unwrap();
+        assert_eq!(req.len(), 1, "nothing of the first request is left");
+        assert_eq!(req.get(0).unwrap().labels, &[("", "b")]);
+        assert_eq!(
+            req.into_buffers().capacity_bytes(),
+            kept,
+            "the memory was reused"
+        );
+    }
 
     #[test]
     fn errors_name_the_offset() {

@@ -298,7 +298,9 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
 }
 
 /// `--graph.aggregates-retention` and `--graph.aggregates-fine-retention`, checked.
-fn graph_aggregates(args: &Args) -> anyhow::Result<Option<meshlens_server::GraphAggregatesOptions>> {
+fn graph_aggregates(
+    args: &Args,
+) -> anyhow::Result<Option<meshlens_server::GraphAggregatesOptions>> {
     if args.graph_aggregates_retention.trim() == "0" {
         return Ok(None);
     }
@@ -309,7 +311,10 @@ fn graph_aggregates(args: &Args) -> anyhow::Result<Option<meshlens_server::Graph
             .with_context(|| format!("--{flag}"))
     };
     let opts = meshlens_server::GraphAggregatesOptions {
-        coarse_retention_ms: ms("graph.aggregates-retention", &args.graph_aggregates_retention)?,
+        coarse_retention_ms: ms(
+            "graph.aggregates-retention",
+            &args.graph_aggregates_retention,
+        )?,
         fine_retention_ms: ms(
             "graph.aggregates-fine-retention",
             &args.graph_aggregates_fine_retention,

@@ -97,8 +97,11 @@ impl GlobalState {
         };
         if scrape_changed {
             let main = self.tenants.scrape_stack();
-            let new =
-                crate::scrape::ScrapeManager::start(&cfg, main.writer.clone(), self.metrics.clone());
+            let new = crate::scrape::ScrapeManager::start(
+                &cfg,
+                main.writer.clone(),
+                self.metrics.clone(),
+            );
             let old = std::mem::replace(&mut *self.scrape.write(), new);
             old.stop().await;
         }

@@ -48,17 +48,38 @@ pub async fn remote_write(State(s): State<Arc<AppState>>, body: Bytes) -> Respon
 /// write does not pin its memory in a worker thread.
 const KEEP_BUFFER_BYTES: usize = 8 << 20;
 
+/// What decoding a request fills: kept per thread, so a warm server decodes without
+/// allocating (and without churning the allocator between long-lived head data).
+#[derive(Default)]
+struct Buffers {
+    decompressed: Vec<u8>,
+    parse: remote_write::wire::ParseBuffers,
+}
+
 thread_local! {
-    /// The decompressed body, reused by every request this thread serves.
-    static DECOMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 
 fn handle(s: &AppState, body: &[u8]) -> (StatusCode, String) {
-    DECOMPRESSED.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        let answer = handle_in(s, body, &mut buf);
-        if buf.capacity() > KEEP_BUFFER_BYTES {
-            *buf = Vec::new();
+    BUFFERS.with(|b| {
+        let mut b = b.borrow_mut();
+        let Buffers {
+            decompressed,
+            parse,
+        } = &mut *b;
+        if let Err(e) =
+            remote_write::decompress_into(body, s.max_write_decompressed_bytes, decompressed)
+        {
+            return decode_failure(e);
+        }
+        let req = match remote_write::wire::parse_with(decompressed, std::mem::take(parse)) {
+            Ok(r) => r,
+            Err(e) => return decode_failure(e.into()),
+        };
+        let answer = store(s, &req);
+        *parse = req.into_buffers();
+        if decompressed.capacity() + parse.capacity_bytes() > KEEP_BUFFER_BYTES {
+            *b = Buffers::default();
         }
         answer
     })
@@ -71,15 +92,9 @@ fn decode_failure(e: DecodeError) -> (StatusCode, String) {
     }
 }
 
-fn handle_in(s: &AppState, body: &[u8], buf: &mut Vec<u8>) -> (StatusCode, String) {
-    if let Err(e) = remote_write::decompress_into(body, s.max_write_decompressed_bytes, buf) {
-        return decode_failure(e);
-    }
-    let req = match remote_write::wire::parse(buf) {
-        Ok(r) => r,
-        Err(e) => return decode_failure(e.into()),
-    };
-    let mut series = match remote_write::valid_series(&req) {
+/// Checks, limits and stores a decoded request.
+fn store(s: &AppState, req: &remote_write::RawRequest<'_>) -> (StatusCode, String) {
+    let mut series = match remote_write::valid_series(req) {
         Ok(v) => v,
         Err(e) => return decode_failure(e),
     };

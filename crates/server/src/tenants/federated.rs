@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use meshlens_model::{
-    DependencyLink, LabelMatcher, Labels, MetricMetadata, MetricReader, SeriesSamples, Span,
-    SpanReader, SpanWriter, StorageError, TimeSeries, TraceId, TraceQuery,
+    DependencyLink, LabelMatcher, Labels, MetricMetadata, MetricReader, Sample, SeriesCursor,
+    SeriesSamples, Span, SpanReader, SpanWriter, StorageError, TimeSeries, TraceId, TraceQuery,
 };
 
 /// The label naming a series' tenant in federated reads.
@@ -47,7 +47,42 @@ fn with_tenant(labels: &Labels, tenant: &str) -> Labels {
     b.build()
 }
 
+/// A tenant's lazy series, labelled with its tenant.
+struct TenantCursor<'a> {
+    inner: Box<dyn SeriesCursor + 'a>,
+    labels: Labels,
+}
+
+impl SeriesCursor for TenantCursor<'_> {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError> {
+        self.inner.decode_into(buf)
+    }
+}
+
 impl MetricReader for FederatedMetrics {
+    /// Each admitted tenant's cursors, relabelled; decoding stays with the tenant's store.
+    fn select_lazy<'a>(
+        &'a self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn SeriesCursor + 'a>>, StorageError> {
+        let (tenants, rest) = self.plan(matchers);
+        let mut out: Vec<Box<dyn SeriesCursor + 'a>> = Vec::new();
+        for (id, r) in tenants {
+            for inner in r.select_lazy(&rest, mint, maxt)? {
+                let labels = with_tenant(inner.labels(), id);
+                out.push(Box::new(TenantCursor { inner, labels }));
+            }
+        }
+        out.sort_by(|a, b| a.labels().cmp(b.labels()));
+        Ok(out)
+    }
+
     fn select(
         &self,
         matchers: &[LabelMatcher],
@@ -265,7 +300,6 @@ impl SpanWriter for NoWrites {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshlens_model::Sample;
 
     struct Fixed(Vec<SeriesSamples>);
 
@@ -341,5 +375,38 @@ mod tests {
             .label_names(&[], 0, 10)
             .unwrap()
             .contains(&TENANT_LABEL.to_string()));
+    }
+
+    #[test]
+    fn lazy_federated_series_equal_the_materialised_ones() {
+        let f = FederatedMetrics {
+            tenants: vec![
+                ("b".into(), one("up")),
+                ("a".into(), one("up")),
+                ("c".into(), one("down")),
+            ],
+        };
+        for m in [
+            vec![LabelMatcher::equal("__name__", "up")],
+            vec![LabelMatcher::equal(TENANT_LABEL, "b")],
+            vec![],
+        ] {
+            let want = f.select(&m, 0, 10).unwrap();
+            let mut buf = Vec::new();
+            let got: Vec<SeriesSamples> = f
+                .select_lazy(&m, 0, 10)
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    buf.clear();
+                    c.decode_into(&mut buf).unwrap();
+                    SeriesSamples {
+                        labels: c.labels().clone(),
+                        samples: buf.clone(),
+                    }
+                })
+                .collect();
+            assert_eq!(got, want, "{m:?}");
+        }
     }
 }

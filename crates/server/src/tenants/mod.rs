@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use meshlens_access::tenant::{parse_org_ids, ORG_ID_HEADER};
+use meshlens_analysis::EdgeAggregates;
 use meshlens_model::{MetricReader, MetricWriter, SpanReader, SpanWriter};
 use meshlens_spanstore::SpanStore;
 use meshlens_trace_api::TraceApiState;
@@ -53,7 +54,7 @@ pub struct TenantStack {
     /// agents forwarding to this hub): the TSDB, feeding the graph aggregates.
     pub writer: Arc<dyn MetricWriter>,
     /// The service graph's per-edge aggregates; None with `--graph.aggregates-retention=0`.
-    pub graph_aggregates: Option<Arc<meshlens_analysis::EdgeAggregates>>,
+    pub graph_aggregates: Option<Arc<EdgeAggregates>>,
     pub spans: Arc<SpanStore>,
     pub trace_state: Arc<TraceApiState>,
     router: Router,
@@ -324,7 +325,7 @@ struct View {
     /// The tenant's TSDB, for its series limit; None in federated views.
     head: Option<Arc<Tsdb>>,
     /// The tenant's graph aggregates; None in federated views (graphs use PromQL).
-    graph_aggregates: Option<Arc<meshlens_analysis::EdgeAggregates>>,
+    graph_aggregates: Option<Arc<EdgeAggregates>>,
     trace_state: Arc<TraceApiState>,
 }
 
@@ -460,6 +461,9 @@ async fn open_stack(
     })
 }
 
+/// The writer every metric ingest path of a tenant uses, and the graph aggregates it feeds.
+type MetricsIngest = (Arc<dyn MetricWriter>, Option<Arc<EdgeAggregates>>);
+
 /// The tenant's graph aggregates and the writer that feeds them, with their rebuild from
 /// the TSDB started on a thread of its own (it reads up to a day of Istio series once; until
 /// it is done, graphs use PromQL and say so). Without aggregates, the TSDB itself.
@@ -467,17 +471,11 @@ fn graph_aggregates(
     shared: &Shared,
     id: &str,
     tsdb: &Arc<Tsdb>,
-) -> Result<
-    (
-        Arc<dyn MetricWriter>,
-        Option<Arc<meshlens_analysis::EdgeAggregates>>,
-    ),
-    ServerError,
-> {
+) -> Result<MetricsIngest, ServerError> {
     let Some(opts) = shared.opts.graph_aggregates else {
         return Ok((tsdb.clone(), None));
     };
-    let aggs = Arc::new(meshlens_analysis::EdgeAggregates::new(opts)?);
+    let aggs = Arc::new(EdgeAggregates::new(opts)?);
     let (a, reader, tenant) = (aggs.clone(), tsdb.clone(), id.to_string());
     std::thread::Builder::new()
         .name("graph-aggregates".into())

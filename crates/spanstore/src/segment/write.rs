@@ -1,6 +1,7 @@
 //! Writing a sealed head as a segment file.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,31 +17,149 @@ use super::*;
 struct StrStat {
     count: u32,
     structural: bool,
+    /// As a tag key: the ids of its values while there are at most `LOW_CARDINALITY`.
+    values: KeyValues,
+}
+
+#[derive(Default)]
+enum KeyValues {
+    #[default]
+    NotAKey,
+    Few(HashSet<u32, IdBuild>),
+    Many,
 }
 
 type FastMap<K, V> = HashMap<K, V, IdBuild>;
 
+/// Pass 1's statistics: every distinct string gets a local id on first sight. Each span's
+/// string occurrences are kept as local ids, in the order pass 2 writes them, so pass 2
+/// maps ids to dictionary ids instead of hashing every string again.
 struct Builder<'h> {
-    stats: FastMap<&'h str, StrStat>,
+    ids: FastMap<&'h str, u32>,
+    strs: Vec<&'h str>,
+    stats: Vec<StrStat>,
     lowered: Vec<String>,
+    /// Local ids of every span's strings, span after span (`occ_start` indexes it).
+    occ: Vec<u32>,
+    occ_start: Vec<u32>,
 }
 
 impl<'h> Builder<'h> {
-    fn note(&mut self, s: &'h str, structural: bool) {
-        let e = self.stats.entry(s).or_default();
-        e.count += 1;
-        e.structural |= structural;
+    fn note(&mut self, s: &'h str, structural: bool) -> u32 {
+        let id = match self.ids.entry(s) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let id = self.strs.len() as u32;
+                e.insert(id);
+                self.strs.push(s);
+                self.stats.push(StrStat::default());
+                id
+            }
+        };
+        let st = &mut self.stats[id as usize];
+        st.count += 1;
+        st.structural |= structural;
+        id
+    }
+
+    /// The local id of `s` if the previous span had the same string at the same place,
+    /// `ahead` places after the next occurrence (neighbouring spans mostly repeat each
+    /// other: comparing beats hashing). The current span began at `span_start` in `occ`,
+    /// the previous one at `prev_start`.
+    fn repeat(&self, s: &str, prev_start: usize, span_start: usize, ahead: usize) -> Option<u32> {
+        let at = prev_start + (self.occ.len() - span_start) + ahead;
+        let id = *self.occ.get(at).filter(|_| at < span_start)?;
+        (self.strs[id as usize] == s).then_some(id)
+    }
+
+    /// Counts one more occurrence of string `id`.
+    fn bump(&mut self, id: u32, structural: bool) {
+        let st = &mut self.stats[id as usize];
+        st.count += 1;
+        st.structural |= structural;
+    }
+
+    /// Notes one occurrence of `s` in the current span.
+    fn occur(&mut self, s: &'h str, structural: bool, prev_start: usize, span_start: usize) {
+        let id = match self.repeat(s, prev_start, span_start, 0) {
+            Some(id) => {
+                self.bump(id, structural);
+                id
+            }
+            None => self.note(s, structural),
+        };
+        self.occ.push(id);
+    }
+
+    fn note_tag(&mut self, k: &'h str, v: &'h str, prev_start: usize, span_start: usize) {
+        let repeated = self
+            .repeat(k, prev_start, span_start, 0)
+            .and_then(|k| Some((k, self.repeat(v, prev_start, span_start, 1)?)));
+        let (k, v) = match repeated {
+            Some((k, v)) => {
+                self.bump(k, true);
+                self.bump(v, false);
+                (k, v)
+            }
+            None => (self.note(k, true), self.note(v, false)),
+        };
+        self.occ.push(k);
+        self.occ.push(v);
+        let values = &mut self.stats[k as usize].values;
+        if let KeyValues::NotAKey = values {
+            *values = KeyValues::Few(HashSet::default());
+        }
+        if let KeyValues::Few(set) = values {
+            set.insert(v);
+            if set.len() > LOW_CARDINALITY {
+                *values = KeyValues::Many;
+            }
+        }
     }
 }
 
-fn put_ref(out: &mut Vec<u8>, dict: &FastMap<&str, u32>, s: &str) {
-    match dict.get(s) {
-        Some(&id) => put_uvarint(out, u64::from(id) << 1),
-        None => {
-            put_uvarint(out, ((s.len() as u64) << 1) | 1);
-            out.extend_from_slice(s.as_bytes());
+/// Marks a local id without a dictionary entry in `Refs::dict_of`.
+const INLINE: u32 = u32::MAX;
+
+/// One span's string occurrences (local ids, in write order) and the map from local ids to
+/// dictionary ids.
+struct Refs<'a> {
+    dict_of: &'a [u32],
+    occ: std::slice::Iter<'a, u32>,
+}
+
+impl Refs<'_> {
+    /// Writes the next string, `s`, as a dictionary reference or inline; returns its
+    /// dictionary id if it has one.
+    fn put(&mut self, out: &mut Vec<u8>, s: &str) -> Option<u32> {
+        let local = self.occ.next().copied();
+        debug_assert!(
+            local.is_some(),
+            "pass 2 writes a string pass 1 did not note"
+        );
+        match local.map_or(INLINE, |l| self.dict_of[l as usize]) {
+            INLINE => {
+                put_uvarint(out, ((s.len() as u64) << 1) | 1);
+                out.extend_from_slice(s.as_bytes());
+                None
+            }
+            id => {
+                put_uvarint(out, u64::from(id) << 1);
+                Some(id)
+            }
         }
     }
+}
+
+/// Dictionary ids of one span's strings as `encode_seg_span` wrote them, so postings need
+/// no second lookup: name, local and remote service, tags (key, value), annotations.
+#[derive(Default)]
+struct SpanIds {
+    name: Option<u32>,
+    local: Option<u32>,
+    remote: Option<u32>,
+    tags: Vec<(Option<u32>, Option<u32>)>,
+    annotations: Vec<Option<u32>>,
 }
 
 struct BlockInfo {
@@ -86,59 +205,71 @@ fn build<W: Write>(head: &Head, seq: u64, w: &mut W) -> io::Result<()> {
     let mut order: Vec<u32> = (0..head.traces.len() as u32).collect();
     order.sort_unstable_by_key(|&t| head.traces[t as usize].id);
 
-    // Pass 1: string statistics.
+    // Pass 1: string statistics, noting each span's strings in the order pass 2 writes
+    // them (`encode_seg_span`).
     let mut b = Builder {
-        stats: FastMap::default(),
+        ids: FastMap::default(),
+        strs: Vec::new(),
+        stats: Vec::new(),
         lowered: Vec::new(),
+        occ: Vec::new(),
+        occ_start: Vec::with_capacity(head.spans.len() + 1),
     };
-    let mut per_key: FastMap<&str, Option<std::collections::HashSet<&str, IdBuild>>> =
-        FastMap::default();
     let mut v = SpanView::default();
+    let mut prev = 0usize;
     for i in 0..head.spans.len() as u32 {
         head.view(i, &mut v);
+        let start = b.occ.len();
+        b.occ_start.push(start as u32);
         for s in [v.name, v.local_service(), v.remote_service()]
             .into_iter()
             .flatten()
         {
-            b.note(s, true);
-            let l = lower(s);
-            if let std::borrow::Cow::Owned(l) = l {
+            if let std::borrow::Cow::Owned(l) = lower(s) {
                 b.lowered.push(l);
             }
         }
+        if let Some(n) = v.name {
+            b.occur(n, true, prev, start);
+        }
         for e in [v.local, v.remote].into_iter().flatten() {
+            if let Some(s) = e.service {
+                b.occur(s, true, prev, start);
+            }
             for s in [e.ipv4, e.ipv6].into_iter().flatten() {
-                b.note(s, false);
+                b.occur(s, false, prev, start);
             }
         }
         for (_, a) in &v.annotations {
-            b.note(a, true);
+            b.occur(a, true, prev, start);
         }
         for (k, val) in &v.tags {
-            b.note(k, true);
-            b.note(val, false);
-            let e = per_key.entry(k).or_insert_with(|| Some(Default::default()));
-            if let Some(set) = e {
-                set.insert(val);
-                if set.len() > LOW_CARDINALITY {
-                    *e = None;
-                }
-            }
+            b.note_tag(k, val, prev, start);
         }
+        prev = start;
     }
+    b.occ_start.push(b.occ.len() as u32);
     let lowered = std::mem::take(&mut b.lowered);
     for l in &lowered {
         b.note(l, true);
     }
     // Values of low-cardinality keys are always dictionary entries.
-    for set in per_key.into_values().flatten() {
-        for val in set {
-            b.stats.entry(val).or_default().structural = true;
-        }
-    }
-    let mut dict_strs: Vec<&str> = b
+    let few: Vec<u32> = b
         .stats
         .iter()
+        .filter_map(|st| match &st.values {
+            KeyValues::Few(set) => Some(set.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for val in few {
+        b.stats[val as usize].structural = true;
+    }
+    let mut dict_strs: Vec<&str> = b
+        .strs
+        .iter()
+        .zip(&b.stats)
         .filter(|(_, st)| st.structural || st.count >= DICT_MIN_COUNT)
         .map(|(s, _)| *s)
         .collect();
@@ -148,6 +279,12 @@ fn build<W: Write>(head: &Head, seq: u64, w: &mut W) -> io::Result<()> {
         .enumerate()
         .map(|(i, s)| (*s, i as u32))
         .collect();
+    let dict_of: Vec<u32> = b
+        .strs
+        .iter()
+        .map(|s| dict.get(s).copied().unwrap_or(INLINE))
+        .collect();
+    let (occ, occ_start) = (std::mem::take(&mut b.occ), std::mem::take(&mut b.occ_start));
     drop(b);
 
     // Pass 2: blocks, trace table and postings.
@@ -182,6 +319,7 @@ fn build<W: Write>(head: &Head, seq: u64, w: &mut W) -> io::Result<()> {
     let mut group: Vec<u8> = Vec::new();
     let mut views: Vec<SpanView<'_>> = Vec::new();
     let mut span_idx: Vec<u32> = Vec::new();
+    let mut sids = SpanIds::default();
     let dict_id = |s: &str| -> u32 { dict[s] };
     for (ord, &t) in order.iter().enumerate() {
         let ord = ord as u32;
@@ -225,12 +363,26 @@ fn build<W: Write>(head: &Head, seq: u64, w: &mut W) -> io::Result<()> {
         for v in vs {
             group.extend_from_slice(&v.id.to_be_bytes());
         }
-        for v in vs {
-            encode_seg_span(v, vs, tmin, &dict, &mut group);
-            // Postings.
-            let svc = v.local_service().map(|s| dict_id(&lower(s)));
-            let name = v.name.map(|s| dict_id(&lower(s)));
-            let remote = v.remote_service().map(|s| dict_id(&lower(s)));
+        for (v, &i) in vs.iter().zip(&span_idx) {
+            let mut refs = Refs {
+                dict_of: &dict_of,
+                occ: occ[occ_start[i as usize] as usize..occ_start[i as usize + 1] as usize].iter(),
+            };
+            encode_seg_span(v, vs, tmin, &mut refs, &mut group, &mut sids);
+            debug_assert!(
+                refs.occ.next().is_none(),
+                "pass 1 noted a string not written"
+            );
+            // Postings, on lower-cased names (the written id serves when already lower).
+            let lowered = |s: Option<&str>, written: Option<u32>| {
+                s.map(|s| match lower(s) {
+                    std::borrow::Cow::Borrowed(_) => written.unwrap_or_else(|| dict_id(s)),
+                    std::borrow::Cow::Owned(l) => dict_id(&l),
+                })
+            };
+            let svc = lowered(v.local_service(), sids.local);
+            let name = lowered(v.name, sids.name);
+            let remote = lowered(v.remote_service(), sids.remote);
             if let Some(s) = svc {
                 add_post((P_SVC, s, 0), ord);
                 if let Some(n) = name {
@@ -246,15 +398,15 @@ fn build<W: Write>(head: &Head, seq: u64, w: &mut W) -> io::Result<()> {
             if let Some(r) = remote {
                 add_post((P_REMOTE, r, 0), ord);
             }
-            for (key, val) in &v.tags {
-                let k = dict_id(key);
+            for &(k, val) in &sids.tags {
+                let Some(k) = k else { continue };
                 add_post((P_TAG_KEY, k, 0), ord);
-                if let Some(&vid) = dict.get(val) {
+                if let Some(vid) = val {
                     add_post((P_TAG_KV, k, vid), ord);
                 }
             }
-            for (_, a) in &v.annotations {
-                add_post((P_ANN, dict_id(a), 0), ord);
+            for a in sids.annotations.iter().flatten() {
+                add_post((P_ANN, *a, 0), ord);
             }
         }
         if raw.is_empty() {
@@ -394,23 +546,29 @@ fn flush_block<W: Write>(
     Ok(())
 }
 
-fn put_seg_ep(out: &mut Vec<u8>, dict: &FastMap<&str, u32>, e: &EpView<'_>) {
+/// Writes an endpoint; returns the service's dictionary id.
+fn put_seg_ep(out: &mut Vec<u8>, refs: &mut Refs<'_>, e: &EpView<'_>) -> Option<u32> {
     out.push(e.flags());
-    for s in [e.service, e.ipv4, e.ipv6].into_iter().flatten() {
-        put_ref(out, dict, s);
+    let service = e.service.and_then(|s| refs.put(out, s));
+    for s in [e.ipv4, e.ipv6].into_iter().flatten() {
+        refs.put(out, s);
     }
     if let Some(p) = e.port {
         put_uvarint(out, u64::from(p));
     }
+    service
 }
 
 fn encode_seg_span(
     v: &SpanView<'_>,
     group: &[SpanView<'_>],
     base: u64,
-    dict: &FastMap<&str, u32>,
+    refs: &mut Refs<'_>,
     out: &mut Vec<u8>,
+    ids: &mut SpanIds,
 ) {
+    ids.tags.clear();
+    ids.annotations.clear();
     let mut f = v.base_flags() & !crate::codec::F_128;
     let local_parent = v
         .parent_id
@@ -426,30 +584,27 @@ fn encode_seg_span(
     } else if let Some(p) = v.parent_id {
         out.extend_from_slice(&p.to_be_bytes());
     }
-    if let Some(n) = v.name {
-        put_ref(out, dict, n);
-    }
+    ids.name = v.name.and_then(|n| refs.put(out, n));
     if let Some(t) = v.timestamp {
         put_uvarint(out, zigzag(t.wrapping_sub(base) as i64));
     }
     if let Some(d) = v.duration {
         put_uvarint(out, d);
     }
-    for e in [v.local, v.remote].iter().flatten() {
-        put_seg_ep(out, dict, e);
-    }
+    ids.local = v.local.as_ref().and_then(|e| put_seg_ep(out, refs, e));
+    ids.remote = v.remote.as_ref().and_then(|e| put_seg_ep(out, refs, e));
     if !v.annotations.is_empty() {
         put_uvarint(out, v.annotations.len() as u64);
         for (t, a) in &v.annotations {
             put_uvarint(out, zigzag(t.wrapping_sub(base) as i64));
-            put_ref(out, dict, a);
+            ids.annotations.push(refs.put(out, a));
         }
     }
     if !v.tags.is_empty() {
         put_uvarint(out, v.tags.len() as u64);
         for (k, val) in &v.tags {
-            put_ref(out, dict, k);
-            put_ref(out, dict, val);
+            let k = refs.put(out, k);
+            ids.tags.push((k, refs.put(out, val)));
         }
     }
 }

@@ -34,6 +34,17 @@ impl Default for Appender {
 }
 
 impl Appender {
+    /// An empty appender whose buffers have room for about as much as `prev` holds: the
+    /// next chunk of a series is usually alike, so its buffers neither regrow step by step
+    /// (each step a copy and a freed block) nor keep doubled spare room.
+    pub fn sized_like(prev: &Appender) -> Appender {
+        let room = |n: usize| n + n / 8 + 1;
+        let mut a = Appender::default();
+        a.times.bytes.reserve_exact(room(prev.times.bytes.len()));
+        a.values.bytes.reserve_exact(room(prev.values.bytes.len()));
+        a
+    }
+
     /// Appends a sample; timestamps must not decrease (the head checks order).
     pub fn append(&mut self, t: i64, v: f64) {
         if self.n == 0 {
@@ -51,6 +62,15 @@ impl Appender {
 
     pub fn len(&self) -> usize {
         usize::from(self.n)
+    }
+
+    /// The address the next value's bits are written to (the value stream's last byte), for
+    /// a caller to prefetch before that series' next append; 0 when nothing is written.
+    pub fn tail_addr(&self) -> usize {
+        match self.values.bytes.len() {
+            0 => 0,
+            n => self.values.bytes.as_ptr() as usize + n - 1,
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -199,14 +199,17 @@ mod reference {
             }
             other => return Err(ChunkError::UnknownEncoding(other)),
         };
-        Ok(ts.into_iter().zip(vs).map(|(t, v)| Sample::new(t, v)).collect())
+        Ok(ts
+            .into_iter()
+            .zip(vs)
+            .map(|(t, v)| Sample::new(t, v))
+            .collect())
     }
 }
 
 fn same_bits(a: &[Sample], b: &[Sample]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| x.t == y.t && x.v.to_bits() == y.v.to_bits())
 }

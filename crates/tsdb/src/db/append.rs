@@ -31,6 +31,10 @@ impl Accumulator {
     }
 }
 
+/// How many series ahead `append_handles` prefetches: enough to cover a memory access
+/// with the work of appending to the series in between.
+const PREFETCH_AHEAD: usize = 6;
+
 fn reason_index(r: RejectReason) -> usize {
     match r {
         RejectReason::OutOfOrder => 0,
@@ -220,7 +224,21 @@ impl Tsdb {
         }
         let mut acc = Accumulator::with_capacity(samples.len());
         let min_valid = self.min_valid_time();
-        for (h, smp) in samples {
+        // Two steps ahead: a series' lines at twice the distance, the end of its open
+        // chunk (whose address is in those lines) at the distance.
+        for (h, _) in samples.iter().take(2 * PREFETCH_AHEAD) {
+            h.series.prefetch();
+        }
+        for (h, _) in samples.iter().take(PREFETCH_AHEAD) {
+            h.series.prefetch_tail();
+        }
+        for (i, (h, smp)) in samples.iter().enumerate() {
+            if let Some((ahead, _)) = samples.get(i + 2 * PREFETCH_AHEAD) {
+                ahead.series.prefetch();
+            }
+            if let Some((ahead, _)) = samples.get(i + PREFETCH_AHEAD) {
+                ahead.series.prefetch_tail();
+            }
             let mut g = h.series.lock();
             if g.removed {
                 // Collected since the handle was made: append to the live series instead.
@@ -237,6 +255,7 @@ impl Tsdb {
                 continue;
             }
             self.append_to(h.id, &mut g, std::slice::from_ref(smp), min_valid, &mut acc);
+            h.series.note_tail(&g);
         }
         self.commit(acc)
     }

@@ -47,13 +47,23 @@ impl Tsdb {
         if mint > maxt {
             return Vec::new();
         }
-        let blocks: Arc<[Arc<Block>]> = self
+        let mut overlapping: Vec<Arc<Block>> = self
             .blocks
             .read()
             .iter()
             .filter(|b| b.overlaps(mint, maxt))
             .cloned()
             .collect();
+        // Where blocks disagree on a sample the first wins: in time order, as compaction
+        // merges them, so a read gives the same answer before and after compaction.
+        overlapping.sort_by(|a, b| {
+            (a.meta.min_time, a.meta.max_time, &a.meta.id).cmp(&(
+                b.meta.min_time,
+                b.meta.max_time,
+                &b.meta.id,
+            ))
+        });
+        let blocks: Arc<[Arc<Block>]> = overlapping.into();
         let ids = self.head.select_ids(matchers);
         let mut out: Vec<TsdbCursor> = Vec::with_capacity(ids.len() as usize);
         for s in self.head.sorted_series(&ids) {
@@ -119,8 +129,14 @@ fn materialize(
     cursors: &mut [TsdbCursor],
     budget: &SampleBudget,
 ) -> Result<Vec<SeriesSamples>, StorageError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || cursors.len() < PARALLEL_MIN_SERIES {
+    if cursors.len() < PARALLEL_MIN_SERIES {
+        return materialize_run(cursors, budget);
+    }
+    // Asked once: on Linux it reads cgroup files.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads < 2 {
         return materialize_run(cursors, budget);
     }
     let per = cursors.len().div_ceil(threads);
@@ -353,3 +369,6 @@ mod limit_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,7 +24,7 @@ fn put_value(out: &mut Vec<u8>, v: f64) {
             put_uvarint(out, zigzag(i) << 2);
             return;
         }
-        let h = (v * 100.0).round();
+        let h = round_near(v * 100.0);
         if h.abs() < LIMIT {
             let i = h as i64;
             if ((i as f64) / 100.0).to_bits() == v.to_bits() {
@@ -35,6 +35,16 @@ fn put_value(out: &mut Vec<u8>, v: f64) {
     }
     out.push(2);
     out.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+
+/// `x` rounded to an integer (ties to even) by adding and taking away 1.5 × 2^52, which
+/// pushes the fraction out of the mantissa: a libm `round` call costs more than the rest
+/// of `put_value`. Exact for |x| < 2^51; beyond, the result is some nearby number, which
+/// the caller's check that the value reads back refuses anyway.
+#[inline]
+fn round_near(x: f64) -> f64 {
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
+    (x + SHIFT) - SHIFT
 }
 
 fn get_value(r: &mut Reader) -> Option<f64> {
@@ -264,6 +274,20 @@ mod tests {
         assert_eq!(value_round_trips(1_000_000.0), 4);
         assert_eq!(value_round_trips(12_345.67), 4);
         assert_eq!(value_round_trips(0.1 + 0.2), 9);
+    }
+
+    #[test]
+    fn rounding_is_to_the_nearest_integer() {
+        for (x, want) in [
+            (114.999_999_999_999_99, 115.0),
+            (-114.999_999_999_999_99, -115.0),
+            (2.4, 2.0),
+            (-2.6, -3.0),
+            (0.0, 0.0),
+            (1e15 + 0.25, 1e15),
+        ] {
+            assert_eq!(round_near(x), want, "{x}");
+        }
     }
 
     #[test]

@@ -22,7 +22,10 @@ pub(crate) enum Metric {
 impl Metric {
     pub const ALL: [(Metric, &'static str); 4] = [
         (Metric::Requests, "istio_requests_total"),
-        (Metric::Duration, "istio_request_duration_milliseconds_bucket"),
+        (
+            Metric::Duration,
+            "istio_request_duration_milliseconds_bucket",
+        ),
         (Metric::TcpSent, "istio_tcp_sent_bytes_total"),
         (Metric::TcpReceived, "istio_tcp_received_bytes_total"),
     ];
@@ -194,7 +197,11 @@ pub(crate) fn field_of(metric: Metric, labels: &Labels, dict: &Dict) -> Option<F
             mtls: labels.get("connection_security_policy") == Some("mutual_tls"),
         },
         Metric::Duration => {
-            let le = labels.get("le")?.parse::<f64>().ok().filter(|v| !v.is_nan())?;
+            let le = labels
+                .get("le")?
+                .parse::<f64>()
+                .ok()
+                .filter(|v| !v.is_nan())?;
             FieldKind::Bucket { le: dict.le(le) }
         }
         Metric::TcpSent => FieldKind::TcpSent,
@@ -230,7 +237,11 @@ mod tests {
             ("le", "10"),
             ("pod", "reviews-2"),
         ]);
-        let (ha, hb, hc) = (SeriesHashes::of(&a), SeriesHashes::of(&b), SeriesHashes::of(&c));
+        let (ha, hb, hc) = (
+            SeriesHashes::of(&a),
+            SeriesHashes::of(&b),
+            SeriesHashes::of(&c),
+        );
         assert_ne!(ha.series, hb.series);
         assert_eq!(ha.family, hb.family);
         assert_ne!(ha.family, hc.family);

@@ -31,6 +31,7 @@ use meshlens_model::TimeSeries;
 use parking_lot::Mutex;
 
 use self::keys::{Dict, FieldKind, Metric, SeriesHashes};
+use self::ring::bucket_of;
 use self::track::{Edges, Feed, Res, Resolutions, Table};
 use super::fold::{fold, Figure, Group};
 use super::{EdgeMap, GraphQuery};
@@ -471,8 +472,6 @@ struct EdgeSums {
     sums: Vec<f64>,
 }
 
-use self::ring::bucket_of;
-
 /// `1h`, `24h`, `90m`, `45s`: a retention as the flags spell it.
 fn human(ms: i64) -> String {
     if ms % 3_600_000 == 0 {
@@ -604,14 +603,30 @@ mod tests {
             }
         }
         // Samples at or before the cut are the rebuild's: the live feed left them alone.
-        let pending = restarted.shards.iter().map(|s| s.lock().firsts.len()).sum::<usize>();
-        assert_eq!(pending, 1 + 3 + 1 + 3, "a's and c's series, one first sample each");
+        let pending = restarted
+            .shards
+            .iter()
+            .map(|s| s.lock().firsts.len())
+            .sum::<usize>();
+        assert_eq!(
+            pending,
+            1 + 3 + 1 + 3,
+            "a's and c's series, one first sample each"
+        );
         assert!(restarted.plan(&query(end, 300_000), now).is_err());
         let report = restarted.rebuild(&*tsdb).unwrap();
         assert_eq!(report.series, 1 + 3 + 1, "a and b, read back");
-        assert_eq!(restarted.readiness(), Readiness::Ready { since_ms: report.since_ms });
+        assert_eq!(
+            restarted.readiness(),
+            Readiness::Ready {
+                since_ms: report.since_ms
+            }
+        );
         for window in [5 * 60_000, 14 * 60_000] {
-            let (w, r) = (totals(&whole, &query(end, window)), totals(&restarted, &query(end, window)));
+            let (w, r) = (
+                totals(&whole, &query(end, window)),
+                totals(&restarted, &query(end, window)),
+            );
             assert_eq!(w, r, "window {window}");
             assert!(w.values().any(|v| *v > 0.0));
         }

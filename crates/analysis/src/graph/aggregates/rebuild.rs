@@ -105,15 +105,14 @@ impl EdgeAggregates {
                 for group in order.chunk_by(|x, y| (x.0, x.1) == (y.0, y.1)) {
                     let ok = &usable[at..at + group.len()];
                     at += group.len();
-                    let mut n = 0;
-                    for ((_, _, _, j, _), _) in group.iter().zip(ok).filter(|(_, ok)| **ok) {
+                    let taken = group.iter().zip(ok).filter(|(_, ok)| **ok);
+                    for (n, ((_, _, _, j, _), _)) in taken.enumerate() {
                         if bufs.len() <= n {
                             bufs.push(Vec::new());
                         }
                         bufs[n].clear();
                         cursors[*j].decode_into(&mut bufs[n])?;
                         report.samples += bufs[n].len();
-                        n += 1;
                     }
                     let items: Vec<(u64, &[Sample])> = group
                         .iter()

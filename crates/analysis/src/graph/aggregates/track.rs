@@ -212,7 +212,9 @@ impl Table {
         let mut families: FxMap<u64, Vec<(u64, &[Sample])>> = FxMap::default();
         for &(series, samples) in items {
             match self.series.get(&series).and_then(|s| s.family) {
-                Some(f) if samples.len() > 1 => families.entry(f).or_default().push((series, samples)),
+                Some(f) if samples.len() > 1 => {
+                    families.entry(f).or_default().push((series, samples))
+                }
                 _ => self.push_all(feed, series, samples),
             }
         }
@@ -229,7 +231,7 @@ impl Table {
                 let r = rank(series);
                 merged.extend(samples.iter().map(|s| (s.t, r, series, s.v)));
             }
-            merged.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            merged.sort_by_key(|a| (a.0, a.1));
             for &(t, _, series, v) in &merged {
                 self.push(feed, series, t, v);
             }
@@ -470,7 +472,8 @@ mod tests {
         // Cumulative counts per scrape for le=10, 25, +Inf: every request takes 8 ms, so
         // only the le=10 cell should ever hold anything.
         for order in [[0usize, 1, 2], [2, 1, 0], [1, 2, 0]] {
-            let (dict, mut edges, mut table) = (Dict::default(), Edges::default(), Table::default());
+            let (dict, mut edges, mut table) =
+                (Dict::default(), Edges::default(), Table::default());
             let les = ["10", "25", "+Inf"];
             let series: Vec<(Labels, SeriesHashes)> = les
                 .iter()

@@ -130,7 +130,10 @@ impl TsdbCursor {
 
     /// Orders this cursor against a label set.
     pub(crate) fn cmp_to(&self, labels: &Labels) -> Ordering {
-        cmp_label_pairs(self.pairs(), Pairs::<std::iter::Empty<_>>::Labels(labels.iter()))
+        cmp_label_pairs(
+            self.pairs(),
+            Pairs::<std::iter::Empty<_>>::Labels(labels.iter()),
+        )
     }
 
     fn block_refs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
