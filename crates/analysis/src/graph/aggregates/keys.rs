@@ -31,7 +31,10 @@ impl Metric {
     ];
 
     pub fn of(labels: &Labels) -> Option<Metric> {
-        let name = labels.metric_name()?;
+        Metric::named(labels.metric_name()?)
+    }
+
+    pub fn named(name: &str) -> Option<Metric> {
         Metric::ALL
             .iter()
             .find(|(_, n)| *n == name)
@@ -53,8 +56,14 @@ pub(crate) struct SeriesHashes {
 }
 
 impl SeriesHashes {
-    /// One pass over the (sorted) labels feeds all three hashes.
     pub fn of(labels: &Labels) -> SeriesHashes {
+        SeriesHashes::of_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// One pass over the labels feeds all three hashes. The pairs must be in `Labels`'
+    /// normal form (sorted, names unique, no empty value), so that a series sent raw and
+    /// the same series read back as `Labels` hash alike.
+    pub fn of_pairs<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> SeriesHashes {
         let mut series = DefaultHasher::new();
         let mut family = DefaultHasher::new();
         let mut edge = DefaultHasher::new();
@@ -64,13 +73,13 @@ impl SeriesHashes {
             h.write(value.as_bytes());
             h.write_u8(0xfe);
         };
-        for l in labels {
-            write(&mut series, &l.name, &l.value);
-            if l.name != "le" {
-                write(&mut family, &l.name, &l.value);
+        for (name, value) in labels {
+            write(&mut series, name, value);
+            if name != "le" {
+                write(&mut family, name, value);
             }
-            if is_identity(&l.name) {
-                write(&mut edge, &l.name, &l.value);
+            if is_identity(name) {
+                write(&mut edge, name, value);
             }
         }
         SeriesHashes {

@@ -27,7 +27,9 @@ mod writer;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use meshlens_model::TimeSeries;
+use std::borrow::Cow;
+
+use meshlens_model::{Labels, RawSeries, Sample, TimeSeries, METRIC_NAME};
 use parking_lot::Mutex;
 
 use self::keys::{Dict, FieldKind, Metric, SeriesHashes};
@@ -261,14 +263,23 @@ impl EdgeAggregates {
     /// Takes a batch the TSDB accepted: only Istio's request, duration and TCP series are
     /// read; the rest is skipped after one label lookup.
     pub fn observe(&self, batch: &[TimeSeries]) {
+        self.observe_series(batch)
+    }
+
+    /// As [`Self::observe`], for series as remote write sent them: labels are built only
+    /// for a series the aggregates have not seen yet.
+    pub fn observe_raw(&self, batch: &[RawSeries<'_>]) {
+        self.observe_series(batch)
+    }
+
+    fn observe_series<S: Observed>(&self, batch: &[S]) {
         let max_t = meshlens_model::time::now_ms().saturating_add(FUTURE_GRACE_MS);
         let mut work: Vec<(usize, usize, SeriesHashes, Metric)> = batch
             .iter()
             .enumerate()
-            .filter(|(_, s)| !s.samples.is_empty())
+            .filter(|(_, s)| !s.samples().is_empty())
             .filter_map(|(i, s)| {
-                let m = Metric::of(&s.labels)?;
-                let h = SeriesHashes::of(&s.labels);
+                let (m, h) = s.key()?;
                 Some((self.shard_of(&h), i, h, m))
             })
             .collect();
@@ -297,13 +308,16 @@ impl EdgeAggregates {
             // increase must see the next bound's series even when both are new.
             let usable: Vec<bool> = run
                 .iter()
-                .map(|(_, i, h, m)| live.ensure(&mut feed, h, *m, &batch[*i].labels, &self.dict))
+                .map(|(_, i, h, m)| {
+                    live.series.contains_key(&h.series)
+                        || live.ensure(&mut feed, h, *m, &batch[*i].labels(), &self.dict)
+                })
                 .collect();
             let items: Vec<(u64, &[meshlens_model::Sample])> = run
                 .iter()
                 .zip(usable)
                 .filter(|(_, ok)| *ok)
-                .map(|((_, i, h, _), _)| (h.series, &batch[*i].samples[..]))
+                .map(|((_, i, h, _), _)| (h.series, batch[*i].samples()))
                 .collect();
             live.push_batch(&mut feed, &items);
         }
@@ -480,6 +494,52 @@ fn human(ms: i64) -> String {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)
+    }
+}
+
+/// A series as the aggregates take it: its metric and hashes first, its labels only when
+/// the aggregates meet the series for the first time.
+trait Observed {
+    fn key(&self) -> Option<(Metric, SeriesHashes)>;
+    fn labels(&self) -> Cow<'_, Labels>;
+    fn samples(&self) -> &[Sample];
+}
+
+impl Observed for TimeSeries {
+    fn key(&self) -> Option<(Metric, SeriesHashes)> {
+        Some((Metric::of(&self.labels)?, SeriesHashes::of(&self.labels)))
+    }
+
+    fn labels(&self) -> Cow<'_, Labels> {
+        Cow::Borrowed(&self.labels)
+    }
+
+    fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+}
+
+impl Observed for RawSeries<'_> {
+    /// Senders' labels are sorted, so the pairs are hashed as they came; a series in
+    /// another order is normalised first, as `Labels` would hold it.
+    fn key(&self) -> Option<(Metric, SeriesHashes)> {
+        // The name as `Labels` would keep it: the last one sent.
+        let name = self.labels.iter().rev().find(|(n, _)| *n == METRIC_NAME)?.1;
+        let metric = Metric::named(name)?;
+        if self.is_normalised() {
+            Some((metric, SeriesHashes::of_pairs(self.labels.iter().copied())))
+        } else {
+            let labels = self.to_labels();
+            Some((Metric::of(&labels)?, SeriesHashes::of(&labels)))
+        }
+    }
+
+    fn labels(&self) -> Cow<'_, Labels> {
+        Cow::Owned(self.to_labels())
+    }
+
+    fn samples(&self) -> &[Sample] {
+        self.samples
     }
 }
 

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use meshlens_model::{
-    AppendOutcome, MetricMetadata, MetricWriter, RawSeries, StorageError, TimeSeries, METRIC_NAME,
+    AppendOutcome, MetricMetadata, MetricWriter, RawSeries, StorageError, TimeSeries,
 };
 
-use super::keys::Metric;
 use super::EdgeAggregates;
 
 pub struct AggregatingWriter {
@@ -35,22 +34,11 @@ impl MetricWriter for AggregatingWriter {
     }
 
     /// The remote-write path: the TSDB takes the series as sent (no owned labels for the
-    /// series it holds); only the series the aggregates read are built for them.
+    /// series it holds), and so do the aggregates (labels only for a series new to them).
     fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<AppendOutcome, StorageError> {
         let outcome = self.inner.append_raw(batch)?;
         if outcome.accepted > 0 {
-            let read: Vec<TimeSeries> = batch
-                .iter()
-                .filter(|s| {
-                    // The name as `Labels` would keep it: the last one sent, if not empty.
-                    let name = s.labels.iter().rev().find(|(n, _)| *n == METRIC_NAME);
-                    name.is_some_and(|(_, v)| Metric::ALL.iter().any(|(_, m)| m == v))
-                })
-                .map(RawSeries::to_time_series)
-                .collect();
-            if !read.is_empty() {
-                self.aggregates.observe(&read);
-            }
+            self.aggregates.observe_raw(batch);
         }
         Ok(outcome)
     }
