@@ -1,9 +1,6 @@
 //! What the aggregates key on: which metrics they read, the three hashes of a series
 //! (itself, its histogram family, its edge), and compact ids for the figures of an edge.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::Hasher;
-
 use meshlens_model::Labels;
 use parking_lot::RwLock;
 
@@ -42,9 +39,12 @@ impl Metric {
     }
 }
 
-/// A series' identity for the aggregates. SipHash (fixed keys) rather than Fx: the hash
-/// stands for the label set, with no equality check behind it, so it must spread well;
-/// a collision among a million series has odds of about 1 in 10^7.
+/// A series' identity for the aggregates. The hash stands for the label set, with no
+/// equality check behind it, so it must spread well: each label pair is digested once by
+/// word-at-a-time folded multiplication (the wyhash / foldhash construction, which spreads
+/// as well as SipHash on data not crafted against it at a fraction of the cost on the ingest
+/// path), and the pair digests are folded into the three hashes. A collision among a million
+/// series has odds of about 1 in 10^7. Never stored: the aggregates are rebuilt at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SeriesHashes {
     /// Every label.
@@ -53,6 +53,55 @@ pub(crate) struct SeriesHashes {
     pub family: u64,
     /// The identity labels only: the edge the series adds to.
     pub edge: u64,
+}
+
+/// Hex digits of pi: fixed, high-entropy multipliers.
+const K: [u64; 3] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+];
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// Absorbs a string, its length included, so that no string is a prefix of another.
+fn absorb(mut h: u64, s: &[u8]) -> u64 {
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        h = fold_mul(h ^ u64::from_le_bytes(b), K[0]);
+    }
+    let rest = words.remainder();
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    fold_mul(h ^ u64::from_le_bytes(last), K[1] ^ s.len() as u64)
+}
+
+/// One of the three running hashes: pair digests in label order, then their count.
+#[derive(Clone, Copy)]
+struct Fold {
+    acc: u64,
+    pairs: u64,
+}
+
+impl Fold {
+    const NEW: Fold = Fold {
+        acc: K[2],
+        pairs: 0,
+    };
+
+    fn add(&mut self, pair: u64) {
+        self.acc = fold_mul(self.acc ^ pair, K[0]);
+        self.pairs += 1;
+    }
+
+    fn finish(self) -> u64 {
+        fold_mul(self.acc ^ self.pairs, K[1])
+    }
 }
 
 impl SeriesHashes {
@@ -64,22 +113,15 @@ impl SeriesHashes {
     /// normal form (sorted, names unique, no empty value), so that a series sent raw and
     /// the same series read back as `Labels` hash alike.
     pub fn of_pairs<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> SeriesHashes {
-        let mut series = DefaultHasher::new();
-        let mut family = DefaultHasher::new();
-        let mut edge = DefaultHasher::new();
-        let write = |h: &mut DefaultHasher, name: &str, value: &str| {
-            h.write(name.as_bytes());
-            h.write_u8(0xff);
-            h.write(value.as_bytes());
-            h.write_u8(0xfe);
-        };
+        let (mut series, mut family, mut edge) = (Fold::NEW, Fold::NEW, Fold::NEW);
         for (name, value) in labels {
-            write(&mut series, name, value);
+            let pair = absorb(absorb(K[2], name.as_bytes()), value.as_bytes());
+            series.add(pair);
             if name != "le" {
-                write(&mut family, name, value);
+                family.add(pair);
             }
             if is_identity(name) {
-                write(&mut edge, name, value);
+                edge.add(pair);
             }
         }
         SeriesHashes {
@@ -224,6 +266,36 @@ mod tests {
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::from_pairs(pairs.iter().copied())
+    }
+
+    /// Series that differ in one value, in where a string ends, or in a label's presence
+    /// all hash apart; 300,000 Istio-like series have no collision in any of the hashes.
+    #[test]
+    fn hashes_spread_and_respect_boundaries() {
+        let h = |p: &[(&str, &str)]| SeriesHashes::of_pairs(p.iter().copied());
+        assert_ne!(h(&[("ab", "c")]), h(&[("a", "bc")]));
+        assert_ne!(h(&[("a", "12345678")]), h(&[("a", "1234567"), ("b", "8")]));
+        assert_ne!(h(&[("a", "x")]), h(&[("a", "x"), ("b", "y")]));
+        assert_ne!(h(&[]).series, h(&[("a", "")]).series);
+        let mut seen = [(); 3].map(|_| std::collections::HashSet::new());
+        for i in 0..300_000u32 {
+            let (pod, code, le) = (format!("pod-{}", i / 600), (i / 20) % 30, i % 20);
+            let (code, le) = (code.to_string(), le.to_string());
+            let x = h(&[
+                ("__name__", "istio_request_duration_milliseconds_bucket"),
+                ("destination_workload", &format!("w{}", i / 6000)),
+                ("le", &le),
+                ("pod", &pod),
+                ("response_code", &code),
+            ]);
+            assert!(seen[0].insert(x.series), "series collision at {i}");
+            if le == "0" {
+                assert!(seen[1].insert(x.family), "family collision at {i}");
+            }
+            if i % 6000 == 0 {
+                assert!(seen[2].insert(x.edge), "edge collision at {i}");
+            }
+        }
     }
 
     #[test]
