@@ -421,6 +421,8 @@ pub(crate) async fn span_maintenance(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
+        let s = spans.clone();
+        let _ = tokio::task::spawn_blocking(move || warm_stats(&s)).await;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -431,6 +433,25 @@ pub(crate) async fn span_maintenance(
             Ok(Err(e)) => tracing::warn!(error = %e, "span retention failed"),
             _ => {}
         }
+    }
+}
+
+/// Traffic statistics over everything stored, answered and dropped: it leaves each sealed
+/// segment's partial results in the store's memo, so the first statistics request after a
+/// start or a segment seal reads them instead of scanning the segments' spans.
+fn warm_stats(spans: &SpanStore) {
+    // All time, future timestamps included: a part is memoised only when the window holds it.
+    let end_ms = i64::MAX / 1000;
+    let q = meshlens_analysis::StatsQuery {
+        window_ms: end_ms,
+        end_ms,
+        cluster: None,
+        service: None,
+    };
+    let t = std::time::Instant::now();
+    match meshlens_analysis::compute_stats(spans, &q) {
+        Ok(_) => tracing::debug!(ms = t.elapsed().as_millis() as u64, "statistics warmed"),
+        Err(e) => tracing::debug!(error = %e, "warming statistics failed"),
     }
 }
 
