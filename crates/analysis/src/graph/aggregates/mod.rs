@@ -309,8 +309,7 @@ impl EdgeAggregates {
             let usable: Vec<bool> = run
                 .iter()
                 .map(|(_, i, h, m)| {
-                    live.series.contains_key(&h.series)
-                        || live.ensure(&mut feed, h, *m, &batch[*i].labels(), &self.dict)
+                    live.ensure(&mut feed, h, *m, || batch[*i].labels(), &self.dict)
                 })
                 .collect();
             let items: Vec<(u64, &[meshlens_model::Sample])> = run

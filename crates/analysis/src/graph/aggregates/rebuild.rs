@@ -96,7 +96,7 @@ impl EdgeAggregates {
                     let mut feed = self.feed(&mut guard.edges, a, b);
                     for (shard, _, _, j, h) in run {
                         let l = cursors[*j].labels();
-                        usable.push(tables[*shard].ensure(&mut feed, h, *metric, l, &self.dict));
+                        usable.push(tables[*shard].ensure(&mut feed, h, *metric, || l, &self.dict));
                     }
                 }
                 // One pod histogram (or one other series) at a time: its series decoded,

@@ -148,18 +148,21 @@ pub(crate) struct Feed<'a> {
 
 impl Table {
     /// Makes sure the series has state; false for a series the aggregates cannot use (a
-    /// bucket without a numeric `le`).
-    pub fn ensure(
+    /// bucket without a numeric `le`). `labels` is called only for a series without state,
+    /// so a caller holding raw pairs builds `Labels` once per new series, not per sample.
+    pub fn ensure<L: std::ops::Deref<Target = Labels>>(
         &mut self,
         feed: &mut Feed<'_>,
         h: &SeriesHashes,
         metric: Metric,
-        labels: &Labels,
+        labels: impl FnOnce() -> L,
         dict: &Dict,
     ) -> bool {
         if self.series.contains_key(&h.series) {
             return true;
         }
+        let labels = labels();
+        let labels: &Labels = &labels;
         let Some(field) = field_of(metric, labels, dict) else {
             return false;
         };
@@ -485,7 +488,7 @@ mod tests {
                 .collect();
             let mut f = feed(&res, &mut edges);
             for (l, h) in &series {
-                assert!(table.ensure(&mut f, h, Metric::Duration, l, &dict));
+                assert!(table.ensure(&mut f, h, Metric::Duration, || l, &dict));
             }
             for i in 0..5i64 {
                 let t = t0 + i * 15_000;
@@ -527,8 +530,8 @@ mod tests {
         let (a, b) = (pod("a"), pod("b"));
         let (ha, hb) = (SeriesHashes::of(&a), SeriesHashes::of(&b));
         let mut f = feed(&res, &mut edges);
-        assert!(table.ensure(&mut f, &ha, Metric::Requests, &a, &dict));
-        assert!(table.ensure(&mut f, &hb, Metric::Requests, &b, &dict));
+        assert!(table.ensure(&mut f, &ha, Metric::Requests, || &a, &dict));
+        assert!(table.ensure(&mut f, &hb, Metric::Requests, || &b, &dict));
         let stale = meshlens_model::STALE_NAN;
         // a: 0, 10, 20, reset to 5, stale, NaN, 15 -> 10 + 10 + 5 + 10 = 35.
         for (i, v) in [0.0, 10.0, 20.0, 5.0, stale, f64::NAN, 15.0]
