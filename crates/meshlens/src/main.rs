@@ -2,6 +2,7 @@
 //! its own module under `cmd/` and turns library errors into messages with context.
 
 mod cmd;
+mod footprint;
 mod httpc;
 
 use clap::{Parser, Subcommand};

@@ -253,13 +253,18 @@ pub fn options(args: &Args) -> anyhow::Result<AgentOptions> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::footprint::limit_allocator_retention();
+    // An agent is a light collector: a few workers suffice however large the node is.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()?;
     rt.block_on(serve(args))
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    crate::footprint::spawn_trimmer(Duration::from_secs(5));
     let agent = meshlens_server::agent::start(options(&args)?)
         .await
         .with_context(|| format!("starting the agent on {}", args.listen))?;
