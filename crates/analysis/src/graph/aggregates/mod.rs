@@ -451,13 +451,12 @@ impl EdgeAggregates {
                 .map(|chunk| {
                     s.spawn(move || {
                         let mut out = Vec::new();
-                        let mut slots = Vec::new();
                         for shard in chunk {
                             let sh = shard.lock();
                             for e in &sh.edges.list {
                                 let ring = if plan.fine { &e.fine } else { &e.coarse };
                                 let mut sums = vec![0.0; e.fields.len()];
-                                if ring.sum(plan.lo, plan.hi, &mut slots, &mut sums) {
+                                if ring.sum(plan.lo, plan.hi, &mut sums) {
                                     out.push(EdgeSums {
                                         identity: e.identity.clone(),
                                         fields: e.fields.clone(),
