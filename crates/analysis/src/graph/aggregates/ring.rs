@@ -1,5 +1,7 @@
 //! One edge's figures at one resolution: a ring of time buckets, one row of `f32` per
-//! figure, allocated only once the figure is non-zero.
+//! figure, allocated only once the figure is non-zero, in pages of 32 buckets allocated
+//! as the buckets they hold are written (a ring of a day's 5-minute buckets holds 1/8 of
+//! its row a few hours after a start, or for an edge that came and went).
 //!
 //! Why this shape: a graph over a window sums O(buckets) cells per figure, and the memory
 //! is fixed per edge and figure (capacity x 4 bytes) whatever the traffic. The ring knows
@@ -28,7 +30,55 @@ pub(crate) struct Ring {
     written: Box<[u64]>,
     cap: u32,
     /// Per figure of the edge (same order as the edge's fields); None while all zero.
-    rows: Vec<Option<Box<[f32]>>>,
+    rows: Vec<Option<Row>>,
+}
+
+/// Buckets per page of a row.
+const PAGE: usize = 32;
+
+/// One figure's cells, by slot; a page exists once one of its slots was written non-zero.
+struct Row(Box<[Option<Box<[f32; PAGE]>>]>);
+
+impl Row {
+    fn new(cap: usize) -> Row {
+        Row(vec![None; cap.div_ceil(PAGE)].into_boxed_slice())
+    }
+
+    fn add(&mut self, s: usize, x: f64) {
+        let page = self.0[s / PAGE].get_or_insert_with(|| Box::new([0.0; PAGE]));
+        let c = &mut page[s % PAGE];
+        *c = (f64::from(*c) + x) as f32;
+    }
+
+    fn clear(&mut self, s: usize) {
+        if let Some(page) = &mut self.0[s / PAGE] {
+            page[s % PAGE] = 0.0;
+        }
+    }
+
+    fn clear_all(&mut self) {
+        for page in self.0.iter_mut().flatten() {
+            page.fill(0.0);
+        }
+    }
+
+    /// The sum of slots `a..b`.
+    fn sum(&self, a: usize, b: usize) -> f64 {
+        let mut total = 0.0;
+        let mut s = a;
+        while s < b {
+            let end = ((s / PAGE + 1) * PAGE).min(b);
+            if let Some(page) = &self.0[s / PAGE] {
+                total += sum_f32(&page[s % PAGE..s % PAGE + (end - s)]);
+            }
+            s = end;
+        }
+        total
+    }
+
+    fn bytes(&self) -> usize {
+        self.0.len() * 8 + self.0.iter().flatten().count() * PAGE * 4
+    }
 }
 
 impl Ring {
@@ -63,14 +113,14 @@ impl Ring {
             // Every bucket held left the window.
             self.written.fill(0);
             for r in self.rows.iter_mut().flatten() {
-                r.fill(0.0);
+                r.clear_all();
             }
         } else {
             for b in self.newest + 1..=k {
                 let s = self.slot(b);
                 self.written[s / 64] &= !(1 << (s % 64));
                 for r in self.rows.iter_mut().flatten() {
-                    r[s] = 0.0;
+                    r.clear(s);
                 }
             }
         }
@@ -97,8 +147,7 @@ impl Ring {
         let Some(row) = self.rows.get_mut(f) else {
             return false;
         };
-        let row = row.get_or_insert_with(|| vec![0.0; cap].into_boxed_slice());
-        row[s] = (f64::from(row[s]) + x) as f32;
+        row.get_or_insert_with(|| Row::new(cap)).add(s, x);
         true
     }
 
@@ -134,18 +183,17 @@ impl Ring {
         }
         for (o, row) in out.iter_mut().zip(&self.rows) {
             if let Some(r) = row {
-                *o += runs.iter().map(|&(x, y)| sum_f32(&r[x..y])).sum::<f64>();
+                *o += runs.iter().map(|&(x, y)| r.sum(x, y)).sum::<f64>();
             }
         }
         true
     }
 
-    /// Heap bytes held: written bits, row pointers and allocated rows.
+    /// Heap bytes held: written bits, row pointers and allocated pages.
     pub fn bytes(&self) -> usize {
-        let cap = self.cap as usize;
         self.written.len() * 8
-            + self.rows.capacity() * std::mem::size_of::<Option<Box<[f32]>>>()
-            + self.rows.iter().flatten().count() * cap * 4
+            + self.rows.capacity() * std::mem::size_of::<Option<Row>>()
+            + self.rows.iter().flatten().map(Row::bytes).sum::<usize>()
     }
 
     pub fn allocated_rows(&self) -> usize {
@@ -211,5 +259,70 @@ mod tests {
         r.push_field();
         assert!(r.add(14, 2, 0.0));
         assert_eq!(r.allocated_rows(), 2);
+    }
+
+    /// The ring against a plain model of what it must hold: every accepted write to a
+    /// bucket within `capacity` of the newest one, summed in `f32` as the ring does. Writes
+    /// jump ahead, fall behind and repeat; every read inside the held window agrees on the
+    /// sums and on whether any bucket of the range was written.
+    #[test]
+    fn agrees_with_a_model_of_every_write() {
+        // One page and a partial one; several pages, the last partial.
+        for cap in [7u32, 70] {
+            let mut r = Ring::new(cap as usize);
+            for _ in 0..3 {
+                r.push_field();
+            }
+            let mut model: std::collections::BTreeMap<u32, [f32; 3]> = Default::default();
+            let mut newest = 0u32;
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut next = |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            for step in 0..1500 {
+                // Mostly near the newest bucket, sometimes far ahead or behind.
+                let k = match next(10) {
+                    0 => newest + 1 + next(20) as u32,
+                    1 => newest.saturating_sub(next(12) as u32),
+                    _ => (newest + next(3) as u32).saturating_sub(1),
+                }
+                .max(1);
+                let f = next(3) as usize;
+                let v = if next(4) == 0 {
+                    0.0
+                } else {
+                    next(100) as f64 / 4.0
+                };
+                let held = k > newest || newest - k < cap;
+                assert_eq!(
+                    r.add(k, f, v),
+                    held,
+                    "step {step}: add to {k}, newest {newest}"
+                );
+                if held {
+                    newest = newest.max(k);
+                    let cell = &mut model.entry(k).or_default()[f];
+                    *cell = (f64::from(*cell) + v) as f32;
+                    model.retain(|&b, _| newest - b < cap);
+                }
+                let lo = newest.saturating_sub(cap) + next(u64::from(cap)) as u32;
+                let hi = (lo + next(u64::from(cap) + 1) as u32).min(newest);
+                let mut got = [0.0; 3];
+                let any = r.sum(lo, hi, &mut got);
+                let inside: Vec<&[f32; 3]> = if hi > lo {
+                    model.range(lo + 1..=hi).map(|(_, c)| c).collect()
+                } else {
+                    Vec::new()
+                };
+                assert_eq!(any, !inside.is_empty(), "step {step}: ({lo}, {hi}]");
+                for (i, g) in got.iter().enumerate() {
+                    let want: f64 = inside.iter().map(|c| f64::from(c[i])).sum();
+                    assert_eq!(*g, want, "step {step}: figure {i} over ({lo}, {hi}]");
+                }
+            }
+        }
     }
 }
