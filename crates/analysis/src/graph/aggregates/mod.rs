@@ -15,9 +15,10 @@
 //! for a window beyond the retention, or for trace graphs, the PromQL path serves and the
 //! answer says why (`computedFrom`, `fallbackReason`).
 //!
-//! Memory: per edge and resolution, a ring of `retention / step` buckets with a 4-byte
-//! stamp each and a 4-byte `f32` cell per figure that was ever non-zero; plus about 100
-//! bytes per series for its last value. [`EdgeAggregates::stats`] reports it.
+//! Memory: per edge and resolution, a ring of `retention / step` buckets with a bit each
+//! (written or not) and a 4-byte `f32` cell per figure that was ever non-zero, allocated
+//! in pages of 32 buckets as they are written; plus about 50 bytes per series for its last
+//! value. [`EdgeAggregates::stats`] reports it.
 
 mod keys;
 mod rebuild;
