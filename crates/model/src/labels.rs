@@ -143,22 +143,60 @@ impl Labels {
     }
 }
 
-pub fn is_valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
-        _ => return false,
+/// Byte classes of the name rules: every ingested series' names are checked (remote write
+/// checks each label of every request), so one table lookup per byte instead of decoding
+/// chars and testing ranges.
+const NAME_START: u8 = 1;
+const NAME_REST: u8 = 2;
+const METRIC_START: u8 = 4;
+const METRIC_REST: u8 = 8;
+
+const NAME_CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alpha = c.is_ascii_alphabetic() || c == b'_';
+        let digit = c.is_ascii_digit();
+        let mut k = 0;
+        if alpha {
+            k |= NAME_START | NAME_REST | METRIC_START | METRIC_REST;
+        }
+        if digit {
+            k |= NAME_REST | METRIC_REST;
+        }
+        if c == b':' {
+            k |= METRIC_START | METRIC_REST;
+        }
+        t[b] = k;
+        b += 1;
     }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    t
+};
+
+#[inline]
+fn matches_name_rule(s: &str, start: u8, rest: u8) -> bool {
+    match s.as_bytes().split_first() {
+        Some((first, tail)) => {
+            NAME_CLASSES[usize::from(*first)] & start != 0
+                && tail
+                    .iter()
+                    .all(|b| NAME_CLASSES[usize::from(*b)] & rest != 0)
+        }
+        None => false,
+    }
 }
 
+/// `[a-zA-Z_][a-zA-Z0-9_]*`.
+#[inline]
+pub fn is_valid_label_name(s: &str) -> bool {
+    matches_name_rule(s, NAME_START, NAME_REST)
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+#[inline]
 pub fn is_valid_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    matches_name_rule(s, METRIC_START, METRIC_REST)
 }
 
 impl fmt::Display for Labels {
@@ -257,6 +295,40 @@ pub fn escape_label_value(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte table agrees with the rules spelled out char by char, for every char that
+    /// may matter (ASCII, and multi-byte chars whose bytes are all above 0x7f).
+    #[test]
+    fn name_rules_match_the_regexes() {
+        fn label_rule(s: &str) -> bool {
+            let mut c = s.chars();
+            matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+                && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        }
+        fn metric_rule(s: &str) -> bool {
+            let mut c = s.chars();
+            matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_' || x == ':')
+                && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+        }
+        let chars: Vec<char> = (0u8..128)
+            .map(char::from)
+            .chain(['é', 'ß', '€', '😀'])
+            .collect();
+        let mut cases = vec![String::new()];
+        for a in &chars {
+            cases.push(a.to_string());
+            for b in ['a', '0', '_', ':', '-', 'é'] {
+                cases.push(format!("{a}{b}"));
+                cases.push(format!("{b}{a}"));
+            }
+        }
+        for s in &cases {
+            assert_eq!(is_valid_label_name(s), label_rule(s), "{s:?}");
+            assert_eq!(is_valid_metric_name(s), metric_rule(s), "{s:?}");
+        }
+        assert!(is_valid_label_name("__name__") && !is_valid_label_name("a:b"));
+        assert!(is_valid_metric_name("a:b") && !is_valid_metric_name("9a"));
+    }
 
     #[test]
     fn normalises_order_duplicates_and_empty_values() {

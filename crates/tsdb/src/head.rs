@@ -546,6 +546,71 @@ fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<(String, u64)> {
 mod tests {
     use super::*;
 
+    /// A series is found from the pairs a request carries exactly when it is found from
+    /// its `Labels`: many series sharing most pairs, pairs that differ only in where the
+    /// name ends, and label sets that are a prefix of another.
+    #[test]
+    fn lookup_by_pairs_finds_what_lookup_by_labels_finds() {
+        let head = Head::new();
+        let sets: Vec<Vec<(String, String)>> = (0..300)
+            .map(|i| {
+                let mut v = vec![
+                    ("__name__".to_string(), "up".to_string()),
+                    ("instance".to_string(), format!("10.0.0.{}:9100", i % 50)),
+                    ("job".to_string(), "node".to_string()),
+                ];
+                match i % 3 {
+                    0 => {}
+                    1 => v.push(("mode".to_string(), format!("m{}", i % 7))),
+                    _ => v.push(("mod".to_string(), format!("em{}", i % 7))),
+                }
+                v
+            })
+            .collect();
+        fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+            v.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect()
+        }
+        let mut made = Vec::new();
+        for (i, set) in sets.iter().enumerate().filter(|(i, _)| i % 4 != 3) {
+            let labels = Labels::from_pairs(pairs(set));
+            let (_, s, created) = head.get_or_create(&labels, |_, _| {});
+            made.push((i, s, created));
+        }
+        for (i, set) in sets.iter().enumerate() {
+            let labels = Labels::from_pairs(pairs(set));
+            let by_labels = head.lookup(&labels).map(|(_, s)| s);
+            let by_pairs = head.lookup_pairs(&pairs(set));
+            match (&by_labels, &by_pairs) {
+                (Some(a), Some(b)) => assert!(Arc::ptr_eq(a, b), "set {i}"),
+                (None, None) => {}
+                _ => panic!(
+                    "set {i}: by labels {:?}, by pairs {:?}",
+                    by_labels.is_some(),
+                    by_pairs.is_some()
+                ),
+            }
+            let held = made.iter().any(|(j, _, _)| sets[*j] == *set);
+            assert_eq!(by_pairs.is_some(), held, "set {i}");
+        }
+        // `mod="em1"` and `mode="m1"` are the same bytes in a row; neither finds the other.
+        let mode = [("__name__", "up"), ("mode", "m1")];
+        head.get_or_create(&Labels::from_pairs(mode), |_, _| {});
+        assert!(head.lookup_pairs(&mode).is_some());
+        assert!(head
+            .lookup_pairs(&[("__name__", "up"), ("mod", "em1")])
+            .is_none());
+        // One series per distinct set (sets without `mode` repeat), and the `mode` one.
+        let distinct: std::collections::HashSet<&Vec<(String, String)>> =
+            made.iter().map(|(j, _, _)| &sets[*j]).collect();
+        let created = made.iter().filter(|m| m.2).count();
+        assert!(distinct.len() < made.len());
+        assert_eq!(created, distinct.len());
+        assert_eq!(
+            head.num_series.load(Ordering::Relaxed) as usize,
+            created + 1
+        );
+    }
+
     #[test]
     fn cardinality_follows_the_series() {
         let head = Head::new();

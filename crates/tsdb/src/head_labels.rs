@@ -1,63 +1,99 @@
-//! How the head keeps a series' labels: each distinct label string once, in a symbol table,
-//! and per series only pointers to them, so 10,000s of series sharing `job`, `namespace` or
-//! a metric name do not each hold a copy. A series' labels are compared and hashed straight
-//! from the label pairs of a request, so a write to a series the head already holds builds
-//! no `Labels` at all.
+//! How the head keeps a series' labels: each distinct label *pair* once, in a table, and per
+//! series one thin pointer per pair, so 10,000s of series sharing `job="node"`, a namespace
+//! or a metric name do not each hold a copy, and a series costs 8 bytes per label (a
+//! pointer per name and per value, as fat `Arc<str>`s, cost 32). A series' labels are
+//! compared and hashed straight from the label pairs of a request, so a write to a series
+//! the head already holds builds no `Labels` at all.
 
 use std::sync::Arc;
 
-use meshlens_model::hash::FxSet;
+use meshlens_model::hash::FxMap;
 use meshlens_model::{Label, Labels};
 use parking_lot::Mutex;
 
-/// One series' labels, sorted by name: names and values alternate, each shared with every
-/// other series holding the same string.
+/// One label, name and value in one string (one allocation), split at `split`.
 #[derive(Debug)]
-pub struct SeriesLabels(Box<[Arc<str>]>);
+pub struct Pair {
+    text: Box<str>,
+    split: usize,
+}
+
+impl Pair {
+    fn new(name: &str, value: &str) -> Pair {
+        let mut text = String::with_capacity(name.len() + value.len());
+        text.push_str(name);
+        text.push_str(value);
+        Pair {
+            text: text.into_boxed_str(),
+            split: name.len(),
+        }
+    }
+
+    #[inline]
+    pub fn name(&self) -> &str {
+        // `split` is the end of the name, a char boundary: this never panics.
+        &self.text[..self.split]
+    }
+
+    #[inline]
+    pub fn value(&self) -> &str {
+        &self.text[self.split..]
+    }
+
+    /// Whether this is the pair `(name, value)`: lengths first, then the bytes of both.
+    #[inline]
+    fn is(&self, name: &str, value: &str) -> bool {
+        let t = self.text.as_bytes();
+        self.split == name.len()
+            && t.len() == name.len() + value.len()
+            && same(&t[..self.split], name.as_bytes())
+            && same(&t[self.split..], value.as_bytes())
+    }
+}
+
+/// One series' labels, sorted by name, each pair shared with every other series holding it.
+#[derive(Debug)]
+pub struct SeriesLabels(Box<[Arc<Pair>]>);
 
 impl SeriesLabels {
     /// The labels as the model's owned type.
     pub fn to_labels(&self) -> Labels {
         Labels::from_sorted_unchecked(
             self.0
-                .chunks_exact(2)
-                .map(|p| Label::new(&*p[0], &*p[1]))
+                .iter()
+                .map(|p| Label::new(p.name(), p.value()))
                 .collect(),
         )
     }
 
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.0.chunks_exact(2).map(|p| (&*p[0], &*p[1]))
+        self.0.iter().map(|p| (p.name(), p.value()))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len() / 2
+        self.0.len()
     }
 
     /// Whether these are exactly `labels`.
     pub fn eq_labels(&self, labels: &Labels) -> bool {
         self.len() == labels.len()
             && self
-                .pairs()
+                .0
+                .iter()
                 .zip(labels.iter())
-                .all(|((n, v), l)| same(n, &l.name) && same(v, &l.value))
+                .all(|(p, l)| p.is(&l.name, &l.value))
     }
 
     /// Whether these are exactly the normalised `pairs` (see `RawSeries::is_normalised`).
     pub fn eq_pairs(&self, pairs: &[(&str, &str)]) -> bool {
-        self.len() == pairs.len()
-            && self
-                .pairs()
-                .zip(pairs)
-                .all(|((n, v), (pn, pv))| same(n, pn) && same(v, pv))
+        self.len() == pairs.len() && self.0.iter().zip(pairs).all(|(p, (n, v))| p.is(n, v))
     }
 }
 
 /// String equality for label strings, which are mostly short: up to 16 bytes it is two
 /// word comparisons instead of a call to `memcmp`.
 #[inline]
-fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -158,44 +194,52 @@ pub fn hash_labels(labels: &Labels) -> u64 {
     hash_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
 }
 
-/// Every label string some series of the head holds, once.
+/// Every label pair some series of the head holds, once, found by the hash of the pair.
 #[derive(Default)]
 pub struct Symbols {
-    set: Mutex<FxSet<Arc<str>>>,
+    pairs: Mutex<FxMap<u64, Vec<Arc<Pair>>>>,
+}
+
+fn pair_hash(name: &str, value: &str) -> u64 {
+    hash_pairs(std::iter::once((name, value)))
 }
 
 impl Symbols {
-    /// The labels of a new series, each string shared with the table.
+    /// The labels of a new series, each pair shared with the table.
     pub fn intern(&self, labels: &Labels) -> SeriesLabels {
-        let mut set = self.set.lock();
-        let mut get = |s: &str| -> Arc<str> {
-            if let Some(a) = set.get(s) {
-                return a.clone();
-            }
-            let a: Arc<str> = Arc::from(s);
-            set.insert(a.clone());
-            a
-        };
-        let mut v = Vec::with_capacity(labels.len() * 2);
-        for l in labels {
-            v.push(get(&l.name));
-            v.push(get(&l.value));
-        }
+        let mut table = self.pairs.lock();
+        let v: Vec<Arc<Pair>> = labels
+            .iter()
+            .map(|l| {
+                let same_hash = table.entry(pair_hash(&l.name, &l.value)).or_default();
+                if let Some(p) = same_hash.iter().find(|p| p.is(&l.name, &l.value)) {
+                    return p.clone();
+                }
+                let p = Arc::new(Pair::new(&l.name, &l.value));
+                same_hash.push(p.clone());
+                p
+            })
+            .collect();
         SeriesLabels(v.into_boxed_slice())
     }
 
-    /// Forgets strings no series holds any more (after garbage collection dropped series);
+    /// Forgets pairs no series holds any more (after garbage collection dropped series);
     /// returns how many.
     pub fn sweep(&self) -> usize {
-        let mut set = self.set.lock();
-        let before = set.len();
-        set.retain(|s| Arc::strong_count(s) > 1);
-        before - set.len()
+        let mut table = self.pairs.lock();
+        let mut dropped = 0;
+        table.retain(|_, v| {
+            let before = v.len();
+            v.retain(|p| Arc::strong_count(p) > 1);
+            dropped += before - v.len();
+            !v.is_empty()
+        });
+        dropped
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.set.lock().len()
+        self.pairs.lock().values().map(Vec::len).sum()
     }
 }
 
@@ -209,21 +253,31 @@ mod tests {
         let a = Labels::from_pairs([("__name__", "up"), ("job", "node"), ("pod", "p1")]);
         let b = Labels::from_pairs([("__name__", "up"), ("job", "node"), ("pod", "p2")]);
         let (ia, ib) = (syms.intern(&a), syms.intern(&b));
-        // __name__, up, job, node, pod, p1, p2.
-        assert_eq!(syms.len(), 7);
+        // __name__=up, job=node, pod=p1, pod=p2.
+        assert_eq!(syms.len(), 4);
         assert!(Arc::ptr_eq(&ia.0[1], &ib.0[1]));
+        assert!(!Arc::ptr_eq(&ia.0[2], &ib.0[2]));
         assert_eq!(ia.to_labels(), a);
         assert!(ia.eq_labels(&a) && !ia.eq_labels(&b));
         assert!(ia.eq_pairs(&[("__name__", "up"), ("job", "node"), ("pod", "p1")]));
         assert!(!ia.eq_pairs(&[("__name__", "up"), ("job", "node")]));
+        // A pair keeps where its name ends: `ab="c"` is not `a="bc"`.
+        let ab = syms.intern(&Labels::from_pairs([("ab", "c")]));
+        assert!(ab.eq_pairs(&[("ab", "c")]) && !ab.eq_pairs(&[("a", "bc")]));
+        assert_eq!(ab.pairs().collect::<Vec<_>>(), [("ab", "c")]);
+        drop(ab);
         assert_eq!(
             hash_labels(&a),
             hash_pairs([("__name__", "up"), ("job", "node"), ("pod", "p1")].into_iter())
         );
         assert_ne!(hash_labels(&a), hash_labels(&b));
         drop(ib);
-        assert_eq!(syms.sweep(), 1, "p2 is held by no series any more");
-        assert_eq!(syms.len(), 6);
+        assert_eq!(
+            syms.sweep(),
+            2,
+            "pod=p2 and ab=c are held by no series any more"
+        );
+        assert_eq!(syms.len(), 3);
     }
 
     #[test]
@@ -251,7 +305,7 @@ mod tests {
         ];
         for a in words {
             for b in words {
-                assert_eq!(same(a, b), a == b, "{a:?} {b:?}");
+                assert_eq!(same(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
             }
         }
     }

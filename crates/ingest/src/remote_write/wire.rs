@@ -50,6 +50,19 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Keys and the lengths of labels, strings and samples: most varints of a request
+        // are one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_slow()
+    }
+
+    /// Any varint (a sample's timestamp takes six bytes).
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut v = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -112,6 +125,18 @@ impl<'a> Cursor<'a> {
             what: "string is not UTF-8",
             offset: at,
         })
+    }
+
+    /// [`Self::string`] inside a message the caller found to be all ASCII: nothing left
+    /// to check. Label strings are nearly always ASCII, and one `is_ascii` over a whole
+    /// label (word at a time) costs less than two UTF-8 validations of short strings.
+    #[inline]
+    fn ascii_string(&mut self) -> Result<&'a str, WireError> {
+        debug_assert!(self.buf.is_ascii());
+        let (b, _) = self.bytes()?;
+        // SAFETY: `b` is a slice of `self.buf`, which the caller checked is all ASCII
+        // (see `parse_label`), and ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(b) })
     }
 
     /// Skips a field of wire type `wt` (groups, deprecated since proto2, are refused).
@@ -322,17 +347,27 @@ fn parse_series<'a>(buf: &'a [u8], base: usize, req: &mut RawRequest<'a>) -> Res
 #[inline]
 fn parse_label(buf: &[u8], base: usize) -> Result<(&str, &str), WireError> {
     let (mut name, mut value) = ("", "");
+    // Keys and lengths under 128 are ASCII bytes too, so a label of ASCII strings is
+    // usually an all-ASCII message; otherwise each string is validated on its own.
+    let ascii = buf.is_ascii();
     let mut c = Cursor::new(buf, base);
+    fn string<'a>(c: &mut Cursor<'a>, ascii: bool) -> Result<&'a str, WireError> {
+        if ascii {
+            c.ascii_string()
+        } else {
+            c.string()
+        }
+    }
     while !c.done() {
         let (field, wt) = c.key()?;
         match field {
             1 => {
                 c.expect(wt, LEN, "label name is not length-delimited")?;
-                name = c.string()?;
+                name = string(&mut c, ascii)?;
             }
             2 => {
                 c.expect(wt, LEN, "label value is not length-delimited")?;
-                value = c.string()?;
+                value = string(&mut c, ascii)?;
             }
             _ => c.skip(wt)?,
         }
@@ -414,6 +449,37 @@ mod tests {
             kept,
             "the memory was reused"
         );
+    }
+
+    /// A label of ASCII strings takes the unchecked path, one with other UTF-8 the checked
+    /// one; both read the same strings, and bytes that are not UTF-8 are still refused
+    /// wherever they sit.
+    #[test]
+    fn ascii_and_utf8_labels_read_alike() {
+        let label = |name: &[u8], value: &[u8]| {
+            let mut l = vec![0x0a, name.len() as u8];
+            l.extend_from_slice(name);
+            l.extend_from_slice(&[0x12, value.len() as u8]);
+            l.extend_from_slice(value);
+            let mut series = vec![0x0a, l.len() as u8];
+            series.extend_from_slice(&l);
+            let mut req = vec![0x0a, series.len() as u8];
+            req.extend_from_slice(&series);
+            req
+        };
+        let ascii = label(b"job", b"node");
+        assert_eq!(
+            parse(&ascii).unwrap().get(0).unwrap().labels,
+            &[("job", "node")]
+        );
+        let utf8 = label(b"job", "n\u{f6}de".as_bytes());
+        assert_eq!(
+            parse(&utf8).unwrap().get(0).unwrap().labels,
+            &[("job", "n\u{f6}de")]
+        );
+        for bad in [label(b"job", &[b'a', 0xff]), label(&[0xc3], b"x")] {
+            assert_eq!(parse(&bad).unwrap_err().what, "string is not UTF-8");
+        }
     }
 
     #[test]

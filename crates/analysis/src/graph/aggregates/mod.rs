@@ -15,9 +15,10 @@
 //! for a window beyond the retention, or for trace graphs, the PromQL path serves and the
 //! answer says why (`computedFrom`, `fallbackReason`).
 //!
-//! Memory: per edge and resolution, a ring of `retention / step` buckets with a 4-byte
-//! stamp each and a 4-byte `f32` cell per figure that was ever non-zero; plus about 100
-//! bytes per series for its last value. [`EdgeAggregates::stats`] reports it.
+//! Memory: per edge and resolution, a ring of `retention / step` buckets with a bit each
+//! (written or not) and a 4-byte `f32` cell per figure that was ever non-zero, allocated
+//! in pages of 32 buckets as they are written; plus about 50 bytes per series for its last
+//! value. [`EdgeAggregates::stats`] reports it.
 
 mod keys;
 mod rebuild;
@@ -451,13 +452,12 @@ impl EdgeAggregates {
                 .map(|chunk| {
                     s.spawn(move || {
                         let mut out = Vec::new();
-                        let mut slots = Vec::new();
                         for shard in chunk {
                             let sh = shard.lock();
                             for e in &sh.edges.list {
                                 let ring = if plan.fine { &e.fine } else { &e.coarse };
                                 let mut sums = vec![0.0; e.fields.len()];
-                                if ring.sum(plan.lo, plan.hi, &mut slots, &mut sums) {
+                                if ring.sum(plan.lo, plan.hi, &mut sums) {
                                     out.push(EdgeSums {
                                         identity: e.identity.clone(),
                                         fields: e.fields.clone(),

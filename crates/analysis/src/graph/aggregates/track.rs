@@ -114,6 +114,9 @@ impl Edges {
     }
 }
 
+/// What the aggregates keep per series: 40 bytes, as every Istio series has one. What a
+/// bucket series owes the next bound is kept aside ([`Table::owed`]): few series owe at
+/// any time, so an empty list per series would cost more than all of them.
 pub(crate) struct SeriesState {
     edge: u32,
     /// The figure's position in the edge.
@@ -122,8 +125,6 @@ pub(crate) struct SeriesState {
     family: Option<u64>,
     pub last_t: i64,
     pub last_v: f64,
-    /// Subtractions owed to the next bound: (sample time, amount), oldest first.
-    owed: Vec<(i64, f64)>,
 }
 
 /// Per-series state, for the live feed or for a rebuild.
@@ -132,6 +133,9 @@ pub(crate) struct Table {
     pub series: FxMap<u64, SeriesState>,
     /// Pod histograms: their bucket series, by bound.
     families: FxMap<u64, Vec<(f64, u64)>>,
+    /// Subtractions a bucket series owes the next bound: (sample time, amount), oldest
+    /// first; only series that owe something have an entry.
+    owed: FxMap<u64, Vec<(i64, f64)>>,
 }
 
 /// What a table may take, and where it writes.
@@ -186,7 +190,6 @@ impl Table {
                 family,
                 last_t: NONE,
                 last_v: 0.0,
-                owed: Vec::new(),
             },
         );
         true
@@ -264,6 +267,13 @@ impl Table {
         let inc = if v >= st.last_v { v - st.last_v } else { v };
         st.last_t = t;
         st.last_v = v;
+        if st.family.is_none() {
+            // Not a bucket series: its increase is its own, no second lookup needed.
+            if inc != 0.0 {
+                feed.edges.list[st.edge as usize].add(feed.res, st.pos, t, inc);
+            }
+            return;
+        }
         self.credit(feed, series, t, inc);
     }
 
@@ -282,17 +292,19 @@ impl Table {
         let (prev, next) = self.neighbours(family, series);
         let mut own = inc;
         // What the bound below owes this one, up to this scrape.
-        if let Some(p) = prev.and_then(|p| self.series.get_mut(&p)) {
-            let n = p.owed.partition_point(|e| e.0 <= t);
-            for (to, x) in p.owed.drain(..n) {
-                if to == t {
-                    own -= x;
-                } else {
-                    feed.edges.list[edge].add(feed.res, pos, to, -x);
+        if let Some(p) = prev {
+            if let Some(list) = self.owed.get_mut(&p) {
+                let n = list.partition_point(|e| e.0 <= t);
+                for (to, x) in list.drain(..n) {
+                    if to == t {
+                        own -= x;
+                    } else {
+                        feed.edges.list[edge].add(feed.res, pos, to, -x);
+                    }
                 }
-            }
-            if p.owed.is_empty() && p.owed.capacity() > 4 {
-                p.owed = Vec::new();
+                if list.is_empty() {
+                    self.owed.remove(&p);
+                }
             }
         }
         if inc != 0.0 {
@@ -302,10 +314,11 @@ impl Table {
                 if next_last >= t {
                     // The next bound has taken this scrape already: pay now.
                     feed.edges.list[edge].add(feed.res, next_pos, t, -inc);
-                } else if let Some(me) = self.series.get_mut(&series) {
-                    me.owed.push((t, inc));
-                    if me.owed.len() > OWED_CAP {
-                        let (to, x) = me.owed.remove(0);
+                } else {
+                    let list = self.owed.entry(series).or_default();
+                    list.push((t, inc));
+                    if list.len() > OWED_CAP {
+                        let (to, x) = list.remove(0);
                         feed.edges.list[edge].add(feed.res, next_pos, to, -x);
                     }
                 }
@@ -330,17 +343,10 @@ impl Table {
 
     /// Pays every owed subtraction into the bucket it belongs to (the end of a rebuild).
     pub fn settle(&mut self, feed: &mut Feed<'_>) {
-        let owing: Vec<u64> = self
-            .series
-            .iter()
-            .filter(|(_, s)| !s.owed.is_empty())
-            .map(|(h, _)| *h)
-            .collect();
-        for series in owing {
-            let Some(st) = self.series.get_mut(&series) else {
+        for (series, owed) in std::mem::take(&mut self.owed) {
+            let Some(st) = self.series.get(&series) else {
                 continue;
             };
-            let owed = std::mem::take(&mut st.owed);
             let (edge, family) = (st.edge as usize, st.family);
             let next = family.and_then(|f| self.neighbours(f, series).1);
             if let Some(next_pos) = next.and_then(|n| self.series.get(&n)).map(|s| s.pos) {
@@ -377,11 +383,10 @@ impl Table {
             .iter()
             .flat_map(|(f, m)| m.iter().map(move |x| (x.1, (*f, x.0))))
             .collect();
-        for (h, mut st) in self.series.drain() {
+        for (h, st) in self.series.drain() {
             if into.series.contains_key(&h) {
                 continue;
             }
-            st.owed.clear();
             if let Some((fam, le)) = les.get(&h) {
                 into.join_family(*fam, *le, h);
             }
@@ -392,11 +397,8 @@ impl Table {
     pub fn bytes(&self) -> usize {
         let per = 8 + std::mem::size_of::<SeriesState>() + 1;
         self.series.capacity() * per
-            + self
-                .series
-                .values()
-                .map(|s| s.owed.capacity() * 16)
-                .sum::<usize>()
+            + self.owed.capacity() * (8 + 24 + 1)
+            + self.owed.values().map(|o| o.capacity() * 16).sum::<usize>()
             + self
                 .families
                 .values()
@@ -441,9 +443,8 @@ mod tests {
         let d = dict.snapshot();
         let e = &edges.list[0];
         let mut out = vec![0.0; e.fields.len()];
-        let mut slots = Vec::new();
         let lo = bucket_of(T0, 15_000).unwrap() - 1;
-        e.fine.sum(lo, lo + 200, &mut slots, &mut out);
+        e.fine.sum(lo, lo + 200, &mut out);
         let mut v: Vec<(String, f64)> = e
             .fields
             .iter()
