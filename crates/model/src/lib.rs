@@ -21,7 +21,7 @@ pub use labels::{
 };
 pub use matcher::{LabelMatcher, MatchOp, MatcherError};
 pub use projection::{Memo, Projection, SpanPart, SpanRow, NO_ID};
-pub use sample::{format_value, is_stale_nan, Sample, STALE_NAN, STALE_NAN_BITS};
+pub use sample::{format_value, is_stale_nan, write_value, Sample, STALE_NAN, STALE_NAN_BITS};
 pub use span_ref::{sort_tags, EndpointRef, SpanRef};
 pub use storage::{
     AppendOutcome, HeadCardinality, MaterializedCursor, MetricMetadata, MetricReader, MetricWriter,

@@ -25,14 +25,23 @@ pub fn is_stale_nan(v: f64) -> bool {
 /// A float as Prometheus prints values (Go's `FormatFloat(v, 'f', -1, 64)` with `+Inf`,
 /// `-Inf` and `NaN`).
 pub fn format_value(v: f64) -> String {
+    let mut s = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_value(&mut s, v);
+    s
+}
+
+/// [`format_value`] into any writer, for encoders that put many values into one buffer
+/// and should not allocate a string per value.
+pub fn write_value<W: std::fmt::Write + ?Sized>(w: &mut W, v: f64) -> std::fmt::Result {
     if v.is_nan() {
-        "NaN".into()
+        w.write_str("NaN")
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        w.write_str("+Inf")
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        w.write_str("-Inf")
     } else {
-        format!("{v}")
+        write!(w, "{v}")
     }
 }
 

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::response::Response;
-use meshlens_ingest::exposition::format_value;
-use meshlens_model::Labels;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use meshlens_model::{write_value, Labels};
 use meshlens_promql::{Engine, QueryResult, Value};
 use serde_json::{json, Map, Value as Json};
 
@@ -21,25 +21,150 @@ pub(crate) fn labels_json(l: &Labels) -> Json {
     )
 }
 
-fn point(t: i64, v: f64) -> Json {
-    json!([t as f64 / 1000.0, format_value(v)])
+/// A query answer's JSON, written straight into one buffer. Building a `serde_json::Value`
+/// tree first (a map and strings per series, an array and a string per sample) cost about as
+/// much as evaluating the query. The bytes are those serde_json wrote for that tree: keys in
+/// its sorted-map order, strings and timestamps through serde_json's own escaping and float
+/// formatting, sample values as Prometheus prints them.
+pub(crate) fn encode_response(r: &QueryResult) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(size_hint(r));
+    out.extend_from_slice(b"{\"data\":{\"result\":");
+    let kind = match &r.value {
+        Value::Scalar { t, v } => {
+            point(&mut out, *t, *v)?;
+            "scalar"
+        }
+        Value::String { t, v } => {
+            out.push(b'[');
+            timestamp(&mut out, *t)?;
+            out.push(b',');
+            serde_json::to_writer(&mut out, v)?;
+            out.push(b']');
+            "string"
+        }
+        Value::Vector(v) => {
+            out.push(b'[');
+            for (i, s) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"metric\":");
+                labels(&mut out, &s.labels)?;
+                out.extend_from_slice(b",\"value\":");
+                point(&mut out, s.t, s.v)?;
+                out.push(b'}');
+            }
+            out.push(b']');
+            "vector"
+        }
+        Value::Matrix(m) => {
+            out.push(b'[');
+            for (i, s) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"metric\":");
+                labels(&mut out, &s.labels)?;
+                out.extend_from_slice(b",\"values\":[");
+                for (j, p) in s.samples.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    point(&mut out, p.t, p.v)?;
+                }
+                out.extend_from_slice(b"]}");
+            }
+            out.push(b']');
+            "matrix"
+        }
+    };
+    out.extend_from_slice(b",\"resultType\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\"}");
+    // Annotations go beside `data`, as Prometheus returns them.
+    if !r.infos.is_empty() {
+        out.extend_from_slice(b",\"infos\":");
+        serde_json::to_writer(&mut out, &r.infos)?;
+    }
+    out.extend_from_slice(b",\"status\":\"success\"");
+    if !r.warnings.is_empty() {
+        out.extend_from_slice(b",\"warnings\":");
+        serde_json::to_writer(&mut out, &r.warnings)?;
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
-pub(crate) fn encode(r: &QueryResult) -> Json {
-    let (kind, result) = match &r.value {
-        Value::Scalar { t, v } => ("scalar", point(*t, *v)),
-        Value::String { t, v } => ("string", json!([*t as f64 / 1000.0, v])),
-        Value::Vector(v) => ("vector", Json::Array(v.iter().map(|s| json!({"metric": labels_json(&s.labels), "value": point(s.t, s.v)})).collect())),
-        Value::Matrix(m) => (
-            "matrix",
-            Json::Array(
-                m.iter()
-                    .map(|s| json!({"metric": labels_json(&s.labels), "values": s.samples.iter().map(|p| point(p.t, p.v)).collect::<Vec<_>>()}))
-                    .collect(),
-            ),
-        ),
+/// Roughly the encoded size, so the buffer grows once or not at all.
+fn size_hint(r: &QueryResult) -> usize {
+    const POINT: usize = 32;
+    let labels = |l: &Labels| {
+        l.iter()
+            .map(|x| x.name.len() + x.value.len() + 6)
+            .sum::<usize>()
     };
-    json!({"resultType": kind, "result": result})
+    let body = match &r.value {
+        Value::Scalar { .. } => POINT,
+        Value::String { v, .. } => POINT + v.len(),
+        Value::Vector(v) => v.iter().map(|s| 24 + labels(&s.labels) + POINT).sum(),
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| 24 + labels(&s.labels) + POINT * s.samples.len())
+            .sum(),
+    };
+    let notes: usize = r.warnings.iter().chain(&r.infos).map(|n| n.len() + 3).sum();
+    64 + body + notes
+}
+
+/// `{"name":"value",...}`; [`Labels`] are sorted by name and unique, as a JSON map's keys
+/// were.
+fn labels(out: &mut Vec<u8>, l: &Labels) -> Result<(), EncodeError> {
+    out.push(b'{');
+    for (i, x) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, x.name.as_str())?;
+        out.push(b':');
+        serde_json::to_writer(&mut *out, x.value.as_str())?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// `[seconds,"value"]`.
+fn point(out: &mut Vec<u8>, t: i64, v: f64) -> Result<(), EncodeError> {
+    out.push(b'[');
+    timestamp(out, t)?;
+    out.extend_from_slice(b",\"");
+    // The value needs no escaping: digits, '.', '-', or NaN / +Inf / -Inf.
+    write_value(&mut Utf8Sink(out), v)?;
+    out.extend_from_slice(b"\"]");
+    Ok(())
+}
+
+/// Milliseconds as the seconds float serde_json writes.
+fn timestamp(out: &mut Vec<u8>, t: i64) -> Result<(), EncodeError> {
+    Ok(serde_json::to_writer(out, &(t as f64 / 1000.0))?)
+}
+
+/// Writing into memory does not fail in practice; these carry it if it ever does.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EncodeError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("formatting a sample value: {0}")]
+    Fmt(#[from] std::fmt::Error),
+}
+
+/// `fmt::Write` onto the byte buffer, so values are formatted in place.
+struct Utf8Sink<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Utf8Sink<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// The engine to use: the shared one, or a copy with the request's shorter `timeout` that
@@ -70,17 +195,19 @@ async fn evaluate(
         Ok(run(engine, s.storage.as_ref())?)
     })
     .await?;
-    // Annotations go beside `data`, as Prometheus returns them.
-    let mut body = json!({"status": "success", "data": encode(&r)});
-    if !r.warnings.is_empty() {
-        body["warnings"] = json!(r.warnings);
-    }
-    if !r.infos.is_empty() {
-        body["infos"] = json!(r.infos);
-    }
-    Ok(axum::response::IntoResponse::into_response(axum::Json(
+    let body = encode_response(&r).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        error_type: "internal",
+        message: format!("encoding the result: {e}"),
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
-    )))
+    )
+        .into_response())
 }
 
 pub async fn instant(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Response, ApiError> {
@@ -125,4 +252,291 @@ pub async fn exemplars(p: Params) -> Result<Response, ApiError> {
 pub async fn format(p: Params) -> Result<Response, ApiError> {
     let q = p.required("query")?;
     Ok(success(Json::String(meshlens_promql::format_query(q)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use meshlens_model::{format_value, Sample, SeriesSamples};
+    use meshlens_promql::VectorSample;
+
+    use super::*;
+
+    /// The encoder this module had before: a `serde_json::Value` tree, serialised as
+    /// `axum::Json` does. Kept as the oracle the direct writer must match byte for byte.
+    fn oracle(r: &QueryResult) -> Vec<u8> {
+        fn point(t: i64, v: f64) -> Json {
+            json!([t as f64 / 1000.0, format_value(v)])
+        }
+        let (kind, result) = match &r.value {
+            Value::Scalar { t, v } => ("scalar", point(*t, *v)),
+            Value::String { t, v } => ("string", json!([*t as f64 / 1000.0, v])),
+            Value::Vector(v) => ("vector", Json::Array(v.iter().map(|s| json!({"metric": labels_json(&s.labels), "value": point(s.t, s.v)})).collect())),
+            Value::Matrix(m) => (
+                "matrix",
+                Json::Array(
+                    m.iter()
+                        .map(|s| json!({"metric": labels_json(&s.labels), "values": s.samples.iter().map(|p| point(p.t, p.v)).collect::<Vec<_>>()}))
+                        .collect(),
+                ),
+            ),
+        };
+        let mut body =
+            json!({"status": "success", "data": json!({"resultType": kind, "result": result})});
+        if !r.warnings.is_empty() {
+            body["warnings"] = json!(r.warnings);
+        }
+        if !r.infos.is_empty() {
+            body["infos"] = json!(r.infos);
+        }
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    fn assert_same(r: &QueryResult) {
+        let new = encode_response(r).unwrap();
+        let old = oracle(r);
+        assert!(
+            new == old,
+            "encodings differ for {r:?}\n new: {}\n old: {}",
+            String::from_utf8_lossy(&new),
+            String::from_utf8_lossy(&old)
+        );
+        // And it is JSON that reads back as the same document.
+        let parsed: Json = serde_json::from_slice(&new).unwrap();
+        assert_eq!(parsed, serde_json::from_slice::<Json>(&old).unwrap());
+    }
+
+    fn result(value: Value, warnings: &[&str], infos: &[&str]) -> QueryResult {
+        QueryResult {
+            value,
+            warnings: warnings.iter().map(|s| s.to_string()).collect(),
+            infos: infos.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    const ODD_STRINGS: &[&str] = &[
+        "",
+        "plain",
+        "quote\"inside",
+        "back\\slash",
+        "new\nline\r\ttab",
+        "\u{0}\u{1}\u{8}\u{b}\u{c}\u{1f}",
+        "\u{7f}del",
+        "é中文😀",
+        "\u{2028}\u{2029}",
+        "</script>",
+        "a/b",
+    ];
+
+    const ODD_VALUES: &[f64] = &[
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.1,
+        0.30000000000000004,
+        2.0 / 3.0,
+        1e-7,
+        1.5e-300,
+        5e-324,
+        f64::MIN_POSITIVE,
+        1e15,
+        1e16,
+        1e21,
+        123456789012345680000.0,
+        f64::MAX,
+        f64::MIN,
+        f64::NAN,
+        meshlens_model::STALE_NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+
+    const ODD_TIMES: &[i64] = &[
+        0,
+        1,
+        -1,
+        999,
+        1000,
+        -1500,
+        1_700_000_000_000,
+        1_700_000_000_123,
+        1_700_000_000_100,
+        9_007_199_254_740_993,
+        i64::MAX,
+        i64::MIN,
+    ];
+
+    #[test]
+    fn scalars_and_strings_match_the_value_tree() {
+        for &t in ODD_TIMES {
+            for &v in ODD_VALUES {
+                assert_same(&result(Value::Scalar { t, v }, &[], &[]));
+            }
+            for s in ODD_STRINGS {
+                assert_same(&result(
+                    Value::String {
+                        t,
+                        v: s.to_string(),
+                    },
+                    &[],
+                    &[],
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn empty_results_and_annotations_match_the_value_tree() {
+        let notes: &[&[&str]] = &[&[], &["one"], &["a \"quoted\"\nnote", "é", ""]];
+        for value in [
+            Value::Vector(Vec::new()),
+            Value::Matrix(Vec::new()),
+            Value::Matrix(vec![SeriesSamples {
+                labels: Labels::empty(),
+                samples: Vec::new(),
+            }]),
+            Value::Vector(vec![VectorSample {
+                labels: Labels::empty(),
+                t: 0,
+                v: f64::NAN,
+            }]),
+        ] {
+            for w in notes {
+                for i in notes {
+                    assert_same(&result(value.clone(), w, i));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn odd_labels_match_the_value_tree() {
+        let labels: Vec<Labels> = ODD_STRINGS
+            .iter()
+            .map(|s| {
+                Labels::from_pairs([
+                    ("__name__", "metric"),
+                    ("odd", s),
+                    (s, "as name"),
+                    ("zz", "last"),
+                ])
+            })
+            .collect();
+        let vector = labels
+            .iter()
+            .zip(ODD_VALUES.iter().cycle())
+            .map(|(l, &v)| VectorSample {
+                labels: l.clone(),
+                t: 1_700_000_000_123,
+                v,
+            })
+            .collect();
+        assert_same(&result(Value::Vector(vector), &["w"], &[]));
+        let matrix = labels
+            .iter()
+            .map(|l| SeriesSamples {
+                labels: l.clone(),
+                samples: ODD_TIMES
+                    .iter()
+                    .zip(ODD_VALUES)
+                    .map(|(&t, &v)| Sample::new(t, v))
+                    .collect(),
+            })
+            .collect();
+        assert_same(&result(Value::Matrix(matrix), &[], &["i"]));
+    }
+
+    /// xorshift64*: deterministic, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn string(&mut self) -> String {
+            const PIECES: &[&str] = &[
+                "a", "Z", "_", "0", "9", " ", "\"", "\\", "/", "\n", "\r", "\t", "\u{0}", "\u{1f}",
+                "\u{7f}", "é", "ß", "中", "😀", "\u{2028}", "\u{ffff}",
+            ];
+            (0..self.below(12))
+                .map(|_| PIECES[self.below(PIECES.len() as u64) as usize])
+                .collect()
+        }
+
+        fn value(&mut self) -> f64 {
+            match self.below(4) {
+                // Any bit pattern: NaNs, infinities, subnormals, huge and tiny values.
+                0 => f64::from_bits(self.next()),
+                1 => ODD_VALUES[self.below(ODD_VALUES.len() as u64) as usize],
+                2 => self.below(1_000_000) as f64 / 1000.0,
+                _ => (self.next() >> 11) as f64 / (1u64 << 20) as f64,
+            }
+        }
+
+        fn time(&mut self) -> i64 {
+            match self.below(3) {
+                0 => self.next() as i64,
+                1 => 1_700_000_000_000 + self.below(86_400_000) as i64,
+                _ => ODD_TIMES[self.below(ODD_TIMES.len() as u64) as usize],
+            }
+        }
+
+        fn labels(&mut self) -> Labels {
+            let n = self.below(6);
+            Labels::from_pairs((0..n).map(|_| (self.string(), self.string())))
+        }
+
+        fn notes(&mut self) -> Vec<String> {
+            (0..self.below(3)).map(|_| self.string()).collect()
+        }
+    }
+
+    #[test]
+    fn random_results_match_the_value_tree() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..2_000 {
+            let value = match rng.below(4) {
+                0 => Value::Scalar {
+                    t: rng.time(),
+                    v: rng.value(),
+                },
+                1 => Value::String {
+                    t: rng.time(),
+                    v: rng.string(),
+                },
+                2 => Value::Vector(
+                    (0..rng.below(5))
+                        .map(|_| VectorSample {
+                            labels: rng.labels(),
+                            t: rng.time(),
+                            v: rng.value(),
+                        })
+                        .collect(),
+                ),
+                _ => Value::Matrix(
+                    (0..rng.below(5))
+                        .map(|_| SeriesSamples {
+                            labels: rng.labels(),
+                            samples: (0..rng.below(8))
+                                .map(|_| Sample::new(rng.time(), rng.value()))
+                                .collect(),
+                        })
+                        .collect(),
+                ),
+            };
+            assert_same(&QueryResult {
+                value,
+                warnings: rng.notes(),
+                infos: rng.notes(),
+            });
+        }
+    }
 }

@@ -348,3 +348,21 @@ async fn annotations_sit_beside_data() {
         "{v}"
     );
 }
+
+/// Query answers are written without axum's `Json`, so the content type is set by hand.
+#[tokio::test]
+async fn query_answers_are_labelled_json() {
+    let f = fixture(EngineOptions::default());
+    for uri in [
+        format!("/api/v1/query?query=up&time={END}"),
+        format!("/api/v1/query_range?query=up&start={START}&end={END}&step=60"),
+    ] {
+        let resp = f.app.clone().oneshot(get(&uri)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "application/json",
+            "{uri}"
+        );
+    }
+}

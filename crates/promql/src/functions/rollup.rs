@@ -122,10 +122,11 @@ impl Rollup<'_> {
             return;
         }
         scratch.marks.clear();
-        // What makes sample `j` a mark, given sample `j - 1`.
-        let mark: Option<fn(f64, f64) -> bool> = match self.f {
-            RangeFn::Rate | RangeFn::Increase | RangeFn::Resets => Some(|a, b| b < a),
-            RangeFn::Changes => Some(|a, b| !(a == b || (a.is_nan() && b.is_nan()))),
+        // What makes sample `j` a mark, given sample `j - 1`: a plain value rather than a
+        // function pointer, so the per-sample test is inlined instead of an indirect call.
+        let mark = match self.f {
+            RangeFn::Rate | RangeFn::Increase | RangeFn::Resets => Some(Mark::Reset),
+            RangeFn::Changes => Some(Mark::Change),
             _ => None,
         };
         let range_s = self.range as f64 / 1000.0;
@@ -147,9 +148,9 @@ impl Rollup<'_> {
             while hi < s.len() && s[hi].t <= end {
                 hi += 1;
             }
-            if let Some(is_mark) = mark {
+            if let Some(m) = mark {
                 while marked < hi {
-                    if is_mark(s[marked - 1].v, s[marked].v) {
+                    if m.is_mark(s[marked - 1].v, s[marked].v) {
                         scratch.marks.push(marked);
                     }
                     marked += 1;
@@ -240,6 +241,25 @@ impl Rollup<'_> {
                     self.p2.map_or(0.5, |p| p[i]),
                 ),
             };
+        }
+    }
+}
+
+/// What the window's marks are.
+#[derive(Clone, Copy)]
+enum Mark {
+    /// A counter reset: the value fell.
+    Reset,
+    /// A change of value (NaN to NaN is none).
+    Change,
+}
+
+impl Mark {
+    #[inline]
+    fn is_mark(self, a: f64, b: f64) -> bool {
+        match self {
+            Mark::Reset => b < a,
+            Mark::Change => !(a == b || (a.is_nan() && b.is_nan())),
         }
     }
 }
