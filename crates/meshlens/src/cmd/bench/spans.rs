@@ -32,6 +32,24 @@ pub struct Args {
     lookups: usize,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// The server's process id (same host): adds its CPU time per span while ingesting,
+    /// read from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// User + system CPU seconds of process `pid` so far, from /proc/<pid>/stat.
+fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').context("malformed /proc stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(f.get(i).context("short /proc stat")?.parse::<f64>()?)
+    };
+    // In USER_HZ ticks, which Linux fixes at 100 for user space on every architecture.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -68,6 +86,7 @@ struct Totals {
     spans: usize,
     bytes: usize,
     seconds: f64,
+    server_cpu: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -102,9 +121,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|b| protocol.encode(b))
             .collect();
         let t = &mut totals[(protocol == Protocol::ZipkinJson) as usize];
+        let cpu0 = args.server_pid.map(process_cpu_seconds).transpose()?;
         let started = Instant::now();
         send_all(&host, protocol, &bodies, args.concurrency)?;
         t.seconds += started.elapsed().as_secs_f64();
+        if let (Some(pid), Some(c0)) = (args.server_pid, cpu0) {
+            t.server_cpu += process_cpu_seconds(pid)? - c0;
+        }
         t.spans += spans.len();
         t.bytes += bodies.iter().map(Vec::len).sum::<usize>();
         sent += spans.len();
@@ -116,14 +139,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "## Ingest ({} connections, {} spans per request)",
         args.concurrency, args.batch
     );
-    println!("| protocol | spans | bytes per span on the wire | spans/s |");
-    println!("|---|---|---|---|");
+    println!(
+        "| protocol | spans | bytes per span on the wire | spans/s | server CPU µs per span |"
+    );
+    println!("|---|---|---|---|---|");
     for (p, t) in [Protocol::OtlpProtobuf, Protocol::ZipkinJson]
         .iter()
         .zip(&totals)
     {
+        let cpu = match args.server_pid {
+            Some(_) => format!("{:.2}", t.server_cpu * 1e6 / t.spans.max(1) as f64),
+            None => "-".to_string(),
+        };
         println!(
-            "| {} | {} | {:.0} | {:.0} |",
+            "| {} | {} | {:.0} | {:.0} | {cpu} |",
             p.name(),
             t.spans,
             t.bytes as f64 / t.spans.max(1) as f64,
