@@ -45,12 +45,7 @@ pub(crate) fn encode_response(r: &QueryResult) -> Result<Vec<u8>, EncodeError> {
         Value::Vector(v) => {
             out.push(b'[');
             for (i, s) in v.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"{\"metric\":");
-                labels(&mut out, &s.labels)?;
-                out.extend_from_slice(b",\"value\":");
+                series_head(&mut out, i, &s.labels, b"value")?;
                 point(&mut out, s.t, s.v)?;
                 out.push(b'}');
             }
@@ -60,12 +55,8 @@ pub(crate) fn encode_response(r: &QueryResult) -> Result<Vec<u8>, EncodeError> {
         Value::Matrix(m) => {
             out.push(b'[');
             for (i, s) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"{\"metric\":");
-                labels(&mut out, &s.labels)?;
-                out.extend_from_slice(b",\"values\":[");
+                series_head(&mut out, i, &s.labels, b"values")?;
+                out.push(b'[');
                 for (j, p) in s.samples.iter().enumerate() {
                     if j > 0 {
                         out.push(b',');
@@ -114,6 +105,19 @@ fn size_hint(r: &QueryResult) -> usize {
     };
     let notes: usize = r.warnings.iter().chain(&r.infos).map(|n| n.len() + 3).sum();
     64 + body + notes
+}
+
+/// The `i`th series of a result up to its samples: `,{"metric":{...},"KEY":`.
+fn series_head(out: &mut Vec<u8>, i: usize, l: &Labels, key: &[u8]) -> Result<(), EncodeError> {
+    if i > 0 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"{\"metric\":");
+    labels(out, l)?;
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\":");
+    Ok(())
 }
 
 /// `{"name":"value",...}`; [`Labels`] are sorted by name and unique, as a JSON map's keys
