@@ -28,10 +28,7 @@ pub const DICT_MIN_COUNT: u32 = 4;
 /// dictionary, so low-cardinality keys are fully indexed (exact `key=value` postings and
 /// autocomplete after restart).
 pub const LOW_CARDINALITY: usize = 1000;
-/// zstd level of segment blocks. Level 1 over level 3: segments are written on the same
-/// cores that ingest, and the dictionary coding already leaves ~30 bytes per span on disk,
-/// so compression CPU matters more than the last few bytes. Readers accept any level.
-const ZSTD_LEVEL: i32 = 1;
+const ZSTD_LEVEL: i32 = 3;
 
 // Postings kinds.
 pub const P_SVC: u8 = 0;
