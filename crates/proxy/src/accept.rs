@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
+use crate::conn::ConnInfo;
 use crate::telemetry::metrics::Metrics;
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client starts with.
@@ -88,7 +88,7 @@ pub fn serve<F, Fut>(
     handle: F,
 ) -> tokio::task::JoinHandle<()>
 where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     tokio::spawn(async move {
@@ -123,8 +123,9 @@ where
             let builders = builders.clone();
             let mut shutdown = shutdown.clone();
             let fut = async move {
+                let conn = ConnInfo::plain(peer);
                 let svc = hyper::service::service_fn(move |req| {
-                    let fut = handle(req, peer);
+                    let fut = handle(req, conn.clone());
                     async move { Ok::<_, Infallible>(fut.await) }
                 });
                 let (h1, h2) = &*builders;

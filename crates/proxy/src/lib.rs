@@ -18,6 +18,7 @@ pub mod admin;
 pub mod balance;
 pub mod body;
 pub mod config;
+pub mod conn;
 pub mod forward;
 pub mod pipeline;
 pub mod resilience;
@@ -298,7 +299,7 @@ impl Proxy {
             listener,
             shutdown_rx.clone(),
             Some(metrics.clone()),
-            move |req, peer| pipeline::handle(px.clone(), req, peer),
+            move |req, conn| pipeline::handle(px.clone(), req, conn),
         ));
         let mut admin_addr = None;
         if let Some(l) = admin_listener {
@@ -388,8 +389,8 @@ fn spawn_serving_thread(
                         return;
                     }
                 };
-                let task = accept::serve(listener, shutdown, Some(metrics), move |req, peer| {
-                    pipeline::handle(shared.clone(), req, peer)
+                let task = accept::serve(listener, shutdown, Some(metrics), move |req, conn| {
+                    pipeline::handle(shared.clone(), req, conn)
                 });
                 let _ = task.await;
             });

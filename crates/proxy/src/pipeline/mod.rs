@@ -6,7 +6,6 @@ pub mod local;
 pub mod request;
 pub mod upstream;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -19,6 +18,7 @@ use rand::Rng;
 
 use crate::body::ProxyBody;
 use crate::config::reload::ConfigState;
+use crate::conn::ConnInfo;
 use crate::config::table::{Action, Route, WeightedCluster};
 use crate::forward::Upstreams;
 use crate::route::{self, split_authority, Match, RequestView};
@@ -41,7 +41,7 @@ const X_REQUEST_ID: &str = "x-request-id";
 pub async fn handle(
     px: Arc<Shared>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    conn: Arc<ConnInfo>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let start_wall = SystemTime::now();
@@ -161,7 +161,7 @@ pub async fn handle(
             // Boxed: hyper keeps a connection's request future allocated for the
             // connection's life, so the large forwarding state is held only while a
             // request is in flight, not by every idle keep-alive connection.
-            Box::pin(forward(&px, rec, target, parts, body, peer)).await
+            Box::pin(forward(&px, rec, target, parts, body, &conn)).await
         }
     }
 }
@@ -183,7 +183,7 @@ async fn forward(
     t: Target<'_>,
     mut parts: http::request::Parts,
     body: Incoming,
-    peer: SocketAddr,
+    conn: &ConnInfo,
 ) -> Response<ProxyBody> {
     let cluster = &t.wc.cluster;
     rec.dest = cluster.labels.clone();
@@ -238,7 +238,7 @@ async fn forward(
     let hash = crate::balance::HashInput {
         headers: &hash_headers,
         query: t.query,
-        source_ip: Some(peer.ip()),
+        source_ip: Some(conn.peer.ip()),
     };
     match upstream::call(px, t.route, cluster, &tmpl, &hash).await {
         upstream::Outcome::Local {
