@@ -103,6 +103,9 @@ pub struct ProxyOptions {
     /// their upstream connections then stay on one thread, without cross-thread wake-ups.
     /// Meant for a current-thread calling runtime (as `meshlens proxy` uses).
     pub threads: usize,
+    /// Serve as this Istio Gateway (`ns/name`): only VirtualServices bound to it by
+    /// `gateways:`, for the hosts its servers expose. `None`: a sidecar (`mesh`).
+    pub gateway: Option<String>,
 }
 
 impl ProxyOptions {
@@ -127,6 +130,7 @@ impl ProxyOptions {
             max_request_body: 16 << 20,
             connect_timeout: Duration::from_secs(10),
             threads: 1,
+            gateway: None,
         }
     }
 }
@@ -205,6 +209,7 @@ impl Proxy {
             opts.mesh_dir.clone(),
             opts.namespace.clone(),
             labels,
+            opts.gateway.clone(),
             metrics.clone(),
         )
         .map_err(|errors| ProxyError::Config {

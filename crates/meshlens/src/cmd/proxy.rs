@@ -50,6 +50,10 @@ pub struct Args {
     /// and upstream connections; 0: one per CPU.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Serve as an ingress for this Istio Gateway (`NAME`, in --namespace, or `NS/NAME`):
+    /// only VirtualServices that name it in `gateways:`, for the hosts its servers list.
+    #[arg(long)]
+    pub gateway: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -78,6 +82,10 @@ pub fn options(args: &Args) -> ProxyOptions {
     o.app = args.app.clone();
     o.namespace = args.namespace.clone();
     o.sampling_percent = args.sampling;
+    o.gateway = args.gateway.as_ref().map(|g| match g.contains('/') {
+        true => g.clone(),
+        false => format!("{}/{g}", args.namespace),
+    });
     o.threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -27,6 +27,54 @@ pub struct CompileContext<'a> {
     /// The proxy's own labels, for `sourceLabels` matches.
     pub labels: &'a BTreeMap<String, String>,
     pub registry: &'a StateRegistry,
+    /// The Gateway this proxy serves as (`ns/name`), or `None` for a sidecar (Istio's
+    /// reserved gateway name `mesh`).
+    pub gateway: Option<&'a str>,
+}
+
+/// A Gateway's identity and the hosts its servers expose, as `(namespace scope, host)`
+/// (`*` for any namespace).
+struct GatewayScope<'a> {
+    hosts: Vec<(&'a str, &'a str)>,
+}
+
+impl GatewayScope<'_> {
+    /// Whether the gateway exposes `host` of a VirtualService in namespace `ns`.
+    fn exposes(&self, host: &str, ns: &str) -> bool {
+        self.hosts.iter().any(|&(scope, pattern)| {
+            (scope == "*" || scope == ns) && (pattern == "*" || host_matches(pattern, host))
+        })
+    }
+}
+
+/// Resolves `--gateway` (`ns/name`) to its Gateway object.
+fn gateway_scope<'a>(cfg: &'a MeshConfig, gw: &'a str) -> Result<GatewayScope<'a>, ConfigError> {
+    let (namespace, name) = gw.split_once('/').unwrap_or(("default", gw));
+    let Some(obj) = cfg
+        .gateways
+        .iter()
+        .find(|g| g.namespace() == namespace && g.name() == name)
+    else {
+        return Err(ConfigError {
+            file: Default::default(),
+            line: 0,
+            reason: format!(
+                "Gateway {namespace}/{name} (this proxy's --gateway) is not in the config"
+            ),
+        });
+    };
+    let hosts = obj
+        .spec
+        .servers
+        .iter()
+        .flat_map(|s| s.hosts.iter())
+        .map(|h| match h.split_once('/') {
+            Some((".", host)) => (namespace, host),
+            Some((scope, host)) => (scope, host),
+            None => ("*", h.as_str()),
+        })
+        .collect();
+    Ok(GatewayScope { hosts })
 }
 
 pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<ConfigError>> {
@@ -46,15 +94,32 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
     for dr in &cfg.destination_rules {
         b.drs.push((fqdn(&dr.spec.host, dr.namespace()), dr));
     }
+    let gw_name = ctx.gateway.unwrap_or("mesh");
+    let gateway = match ctx.gateway.map(|g| gateway_scope(cfg, g)).transpose() {
+        Ok(g) => g,
+        Err(e) => return Err(vec![e]),
+    };
     let mut exact: HashMap<String, Arc<VirtualHost>> = HashMap::new();
     let mut wildcard: Vec<(String, Arc<VirtualHost>)> = Vec::new();
     for vs in &cfg.virtual_services {
         let g = &vs.spec.gateways;
-        if !g.is_empty() && !g.iter().any(|g| g == "mesh") {
-            continue; // bound to gateways only: not for a sidecar
+        let bound = match &gateway {
+            // A gateway serves only what is bound to it by name.
+            Some(_) => g.iter().any(|e| names_gateway(e, vs.namespace(), gw_name)),
+            // Without `gateways`, a VirtualService is for sidecars (`mesh`) only.
+            None => g.is_empty() || g.iter().any(|g| g == "mesh"),
+        };
+        if !bound {
+            continue;
         }
         let vh = Arc::new(b.virtual_host(vs));
         for h in &vs.spec.hosts {
+            if gateway
+                .as_ref()
+                .is_some_and(|gw| !gw.exposes(h, vs.namespace()))
+            {
+                continue; // the gateway has no server for this host
+            }
             let name = fqdn(h, vs.namespace());
             if name.starts_with('*') {
                 if !wildcard.iter().any(|(p, _)| *p == name) {
@@ -65,9 +130,12 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
             }
         }
     }
-    // ServiceEntry hosts without a VirtualService get a default route.
-    let se_hosts: Vec<(String, &ServiceEntry)> =
-        b.ses.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    // ServiceEntry hosts without a VirtualService get a default route (on a sidecar; a
+    // gateway serves only the hosts bound to it).
+    let se_hosts: Vec<(String, &ServiceEntry)> = match gateway {
+        Some(_) => Vec::new(),
+        None => b.ses.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+    };
     for (host, se) in se_hosts {
         if exact.contains_key(&host) || host.starts_with('*') {
             continue;
@@ -118,6 +186,15 @@ pub(super) struct Builder<'a> {
     errors: Vec<ConfigError>,
 }
 
+/// Whether a `gateways:` entry written in namespace `ns` names `gw` (`ns/name`): a bare
+/// name resolves in the writer's namespace.
+fn names_gateway(entry: &str, ns: &str, gw: &str) -> bool {
+    match entry.split_once('/') {
+        Some(_) => entry == gw,
+        None => gw.split_once('/') == Some((ns, entry)),
+    }
+}
+
 fn err(src: &Source, reason: String) -> ConfigError {
     ConfigError {
         file: src.file.clone(),
@@ -146,7 +223,11 @@ impl<'a> Builder<'a> {
         let ns = vs.namespace();
         let mut matches = Vec::new();
         for (j, m) in r.matches.iter().enumerate() {
-            if !m.gateways.is_empty() && !m.gateways.iter().any(|g| g == "mesh") {
+            let for_us = match self.ctx.gateway {
+                Some(gw) => m.gateways.iter().any(|e| names_gateway(e, ns, gw)),
+                None => m.gateways.iter().any(|g| g == "mesh"),
+            };
+            if !m.gateways.is_empty() && !for_us {
                 continue;
             }
             if m.source_namespace

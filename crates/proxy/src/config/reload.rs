@@ -42,6 +42,8 @@ pub struct ConfigState {
     pub registry: StateRegistry,
     pub namespace: String,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The Gateway served (`ns/name`); `None` for a sidecar.
+    pub gateway: Option<String>,
     pub metrics: Arc<Metrics>,
     /// The directory as of the last load, taken before reading it so that no change made
     /// during a load goes unnoticed.
@@ -56,11 +58,18 @@ impl ConfigState {
         dir: PathBuf,
         namespace: String,
         labels: std::collections::BTreeMap<String, String>,
+        gateway: Option<String>,
         metrics: Arc<Metrics>,
     ) -> Result<ConfigState, Vec<ConfigError>> {
         let registry = StateRegistry::default();
         let seen = parking_lot::Mutex::new(fingerprint(&dir));
-        let (table, status) = load_and_compile(&dir, &namespace, &labels, &registry)?;
+        let ctx = CompileContext {
+            namespace: &namespace,
+            labels: &labels,
+            registry: &registry,
+            gateway: gateway.as_deref(),
+        };
+        let (table, status) = load_and_compile(&dir, &ctx)?;
         metrics
             .counters
             .config_reload_success
@@ -79,6 +88,7 @@ impl ConfigState {
             registry,
             namespace,
             labels,
+            gateway,
             metrics,
             seen,
         })
@@ -104,7 +114,13 @@ impl ConfigState {
     /// Reloads now; returns whether the new config was accepted.
     pub fn reload(&self) -> bool {
         let c = &self.metrics.counters;
-        match load_and_compile(&self.dir, &self.namespace, &self.labels, &self.registry) {
+        let ctx = CompileContext {
+            namespace: &self.namespace,
+            labels: &self.labels,
+            registry: &self.registry,
+            gateway: self.gateway.as_deref(),
+        };
+        match load_and_compile(&self.dir, &ctx) {
             Ok((table, status)) => {
                 *self.table.write() = Arc::new(table);
                 let mut s = self.status.write();
@@ -139,17 +155,10 @@ impl ConfigState {
 
 fn load_and_compile(
     dir: &Path,
-    namespace: &str,
-    labels: &std::collections::BTreeMap<String, String>,
-    registry: &StateRegistry,
+    ctx: &CompileContext<'_>,
 ) -> Result<(Table, ConfigStatus), Vec<ConfigError>> {
     let cfg = MeshConfig::load_dir(dir)?;
-    let ctx = CompileContext {
-        namespace,
-        labels,
-        registry,
-    };
-    let table = compile(&cfg, &ctx)?;
+    let table = compile(&cfg, ctx)?;
     for i in &cfg.ignored {
         tracing::info!(source = %i.source, kind = %i.kind, name = %i.name, "{}", i.note);
     }

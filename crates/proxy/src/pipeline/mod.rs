@@ -18,8 +18,8 @@ use rand::Rng;
 
 use crate::body::ProxyBody;
 use crate::config::reload::ConfigState;
-use crate::conn::ConnInfo;
 use crate::config::table::{Action, Route, WeightedCluster};
+use crate::conn::ConnInfo;
 use crate::forward::Upstreams;
 use crate::route::{self, split_authority, Match, RequestView};
 use crate::telemetry::flags::Flags;

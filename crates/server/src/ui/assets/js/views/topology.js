@@ -28,10 +28,17 @@ let live = null; // the rendered graph, for update() without refetching
 
 export const edgeKey = (e) => `${e.source}>${e.target}>${e.protocol || ''}`;
 
+/** A lock on an edge whose requests all went over mutual TLS; an open lock on a partly secured one. */
+function lockOf(e) {
+  if (!(e.mtlsShare > 0)) return '';
+  return e.mtlsShare >= 0.995 ? '\u{1F512} ' : '\u{1F513} ';
+}
+
 function edgeLabel(e, mode) {
-  if (mode === 'error') return e.requests > 0 ? fmt.pct(e.errorRate) : '';
-  if (mode === 'p95') return e.responseTimeMs?.p95 !== undefined ? fmt.ms(e.responseTimeMs.p95) : 'p95 –';
-  return fmt.rate(e.requestRate);
+  const lock = lockOf(e);
+  if (mode === 'error') return lock + (e.requests > 0 ? fmt.pct(e.errorRate) : '');
+  if (mode === 'p95') return lock + (e.responseTimeMs?.p95 !== undefined ? fmt.ms(e.responseTimeMs.p95) : 'p95 –');
+  return lock + fmt.rate(e.requestRate);
 }
 
 export async function render(root, { params, shared }) {
@@ -71,7 +78,7 @@ export async function render(root, { params, shared }) {
   const panel = h('aside', { class: 'side-panel', 'aria-label': 'Details', hidden: true });
   const legend = h('p', { class: 'graph-legend' }, 'Health: ',
     Object.entries(LEVELS).map(([k, v]) => h('span', { class: `health health-${k}` }, h('span', { class: 'health-glyph', 'aria-hidden': 'true' }, v.glyph), ` ${v.label}  `)),
-    ' · dashed border: degraded, double border: failure · ',
+    ' · dashed border: degraded, double border: failure · \u{1F512} every request over mutual TLS, \u{1F513} some · ',
     h('span', { class: 'alert-key' }, h('span', { class: 'alert-glyph', 'aria-hidden': 'true' }, '!'), ' red ring: a firing alert'),
     ' · ', h('span', { class: 'anomaly-key' }, h('span', { class: 'anomaly-glyph', 'aria-hidden': 'true' }, '∿'), at ? ' violet ring: an anomaly in the window' : ' violet ring: an anomaly now'),
     ' · drag to pan, wheel to zoom, double-click a node to focus');
@@ -256,10 +263,11 @@ function draw(canvas, panel, nodes, edges, g, mode, type, clusters = []) {
     const srcName = src?.name, dstName = dst?.name;
     const cross = isCross(e, src, dst);
     const across = cross ? ` (cross-cluster: ${src?.cluster} → ${dst?.cluster})` : '';
+    const secured = e.mtlsShare > 0 ? `, mTLS ${fmt.pct(e.mtlsShare)}` : '';
     const el = s('g', {
-      class: `edge health-${hl}${cross ? ' cross-cluster' : ''}`, tabindex: 0, role: 'button',
-      'aria-label': `Edge ${srcName} to ${dstName}${across}: ${fmt.rate(e.requestRate)}, ${fmt.pct(e.errorRate)} errors, ${LEVELS[hl].label}`,
-      dataset: { source: srcName, target: dstName, sourceCluster: src?.cluster || '', targetCluster: dst?.cluster || '', crossCluster: String(cross) },
+      class: `edge health-${hl}${cross ? ' cross-cluster' : ''}${e.mtlsShare >= 0.995 ? ' secured' : ''}`, tabindex: 0, role: 'button',
+      'aria-label': `Edge ${srcName} to ${dstName}${across}: ${fmt.rate(e.requestRate)}, ${fmt.pct(e.errorRate)} errors${secured}, ${LEVELS[hl].label}`,
+      dataset: { source: srcName, target: dstName, sourceCluster: src?.cluster || '', targetCluster: dst?.cluster || '', crossCluster: String(cross), mtls: e.mtlsShare === undefined ? '' : String(e.mtlsShare) },
       onclick: () => url.update({ sel: `edge:${edgeKey(e)}` }),
       onkeydown: (ev) => { if (ev.key === 'Enter') url.update({ sel: `edge:${edgeKey(e)}` }); },
     }, s('title', {}, `${srcName} → ${dstName}${across}`),
