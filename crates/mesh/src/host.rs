@@ -76,3 +76,33 @@ mod tests {
         );
     }
 }
+
+/// Whether an object of namespace `own` with Istio's `exportTo` list is visible to a proxy in
+/// namespace `ns`: empty or `*` means everywhere, `.` its own namespace, `~` nowhere, any other
+/// entry that namespace.
+pub fn exported_to(export_to: &[String], own: &str, ns: &str) -> bool {
+    export_to.is_empty()
+        || export_to.iter().any(|e| match e.as_str() {
+            "*" => true,
+            "." => own == ns,
+            "~" => false,
+            other => other == ns,
+        })
+}
+
+#[cfg(test)]
+mod export_tests {
+    use super::exported_to;
+
+    #[test]
+    fn export_to_follows_istio() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(exported_to(&[], "a", "b"));
+        assert!(exported_to(&v(&["*"]), "a", "b"));
+        assert!(exported_to(&v(&["."]), "a", "a"));
+        assert!(!exported_to(&v(&["."]), "a", "b"));
+        assert!(!exported_to(&v(&["~"]), "a", "a"));
+        assert!(exported_to(&v(&[".", "b"]), "a", "b"));
+        assert!(!exported_to(&v(&["c"]), "a", "b"));
+    }
+}

@@ -373,3 +373,29 @@ spec:
     );
     h.proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn objects_not_exported_to_the_proxys_namespace_are_not_applied() {
+    let b = three().await;
+    // The VirtualService sends everything to v3 but is private to namespace `team-a`; the
+    // DestinationRule exported to `default` still defines the subsets.
+    let private_vs = "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: reviews-a, namespace: team-a}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  exportTo: [\".\"]\n  http:\n  - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v3}}]\n---\n";
+    let yaml = format!(
+        "{}{}{private_vs}{VS_HEAD}  - route: [{{destination: {{host: reviews, subset: v2}}}}]\n",
+        service_entry("reviews", &[(&b.0, "v1"), (&b.1, "v2"), (&b.2, "v3")]),
+        dr_versions()
+    );
+    let h = start(&yaml).await;
+    assert_eq!(h.get("reviews", "/").await.body, "v2");
+
+    // A ServiceEntry exported elsewhere only: its host is unknown here.
+    let hidden = format!(
+        "{}{}",
+        service_entry("ratings", &[(&b.0, "v1")])
+            .replace("spec:\n", "spec:\n  exportTo: [team-b]\n"),
+        service_entry("reviews", &[(&b.1, "v2")])
+    );
+    let h = start(&hidden).await;
+    assert_eq!(h.get("ratings", "/").await.status, 404);
+    assert_eq!(h.get("reviews", "/").await.body, "v2");
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use meshlens_mesh::host::{fqdn, host_matches};
+use meshlens_mesh::host::{exported_to, fqdn, host_matches};
 use meshlens_mesh::{
     ConfigError, DestinationRule, HeaderOperations, HttpRoute, MeshConfig, ServiceEntry, Source,
     VirtualService,
@@ -86,12 +86,20 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         clusters: HashMap::new(),
         errors: Vec::new(),
     };
+    // Objects not exported to this proxy's namespace do not exist for it.
+    let ns = ctx.namespace;
     for se in &cfg.service_entries {
+        if !exported_to(&se.spec.export_to, se.namespace(), ns) {
+            continue;
+        }
         for h in &se.spec.hosts {
             b.ses.entry(fqdn(h, se.namespace())).or_insert(se);
         }
     }
     for dr in &cfg.destination_rules {
+        if !exported_to(&dr.spec.export_to, dr.namespace(), ns) {
+            continue;
+        }
         b.drs.push((fqdn(&dr.spec.host, dr.namespace()), dr));
     }
     let gw_name = ctx.gateway.unwrap_or("mesh");
@@ -102,6 +110,9 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
     let mut exact: HashMap<String, Arc<VirtualHost>> = HashMap::new();
     let mut wildcard: Vec<(String, Arc<VirtualHost>)> = Vec::new();
     for vs in &cfg.virtual_services {
+        if !exported_to(&vs.spec.export_to, vs.namespace(), ns) {
+            continue;
+        }
         let g = &vs.spec.gateways;
         let bound = match &gateway {
             // A gateway serves only what is bound to it by name.
