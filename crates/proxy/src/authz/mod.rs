@@ -1,0 +1,365 @@
+//! Authorization: Istio's AuthorizationPolicy, enforced by inbound proxies (and gateways)
+//! before a request is routed or its body read.
+//!
+//! The policies that apply to the proxy's workload are compiled once per config load
+//! ([`compile`]) into [`Policies`], which the routing table carries; a request is then
+//! judged by the pure [`Policies::check`] over its [`Attributes`]. Istio's order: a
+//! matching DENY policy denies; AUDIT policies only mark; with no ALLOW policy the request
+//! is allowed, with some it must match one of them. A denial is Envoy's answer, 403 with
+//! the body [`DENIED_BODY`].
+//!
+//! Design decision: nothing here is fail-open. What meshlens cannot evaluate (CUSTOM, an
+//! unknown `when` key) refuses the config, so the last good policy set keeps enforcing, and
+//! attributes meshlens does not have (request principals: no JWT authentication) are absent,
+//! which Istio's semantics already turn into "no match".
+
+pub mod compile;
+pub mod matcher;
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, Method};
+
+use crate::conn::ConnInfo;
+use matcher::{Field, IpBlock, StrPattern};
+
+/// Envoy's RBAC denial body (clients and tests compare it).
+pub const DENIED_BODY: &str = "RBAC: access denied";
+
+/// The policies of one workload, split by action, each list in config order.
+#[derive(Debug, Default)]
+pub struct Policies {
+    pub deny: Vec<Policy>,
+    pub allow: Vec<Policy>,
+    pub audit: Vec<Policy>,
+}
+
+/// One compiled policy: it matches when any of its rules does.
+#[derive(Debug)]
+pub struct Policy {
+    /// `namespace/name`, for logs.
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+/// `from`, `to` and `when` are ANDed; the items of each are ORed; empty matches all.
+#[derive(Debug, Default)]
+pub struct Rule {
+    pub from: Vec<SourceMatch>,
+    pub to: Vec<OperationMatch>,
+    pub when: Vec<Condition>,
+}
+
+#[derive(Debug, Default)]
+pub struct SourceMatch {
+    pub principals: Field<StrPattern>,
+    pub request_principals: Field<StrPattern>,
+    pub namespaces: Field<StrPattern>,
+    pub ip_blocks: Field<IpBlock>,
+    pub remote_ip_blocks: Field<IpBlock>,
+}
+
+#[derive(Debug, Default)]
+pub struct OperationMatch {
+    /// Lowercased: hosts compare case-insensitively.
+    pub hosts: Field<StrPattern>,
+    pub ports: Field<u16>,
+    pub methods: Field<StrPattern>,
+    pub paths: Field<StrPattern>,
+}
+
+/// A `when` condition on one attribute.
+#[derive(Debug)]
+pub enum Condition {
+    Header(HeaderName, Field<StrPattern>),
+    SourceIp(Field<IpBlock>),
+    RemoteIp(Field<IpBlock>),
+    SourcePrincipal(Field<StrPattern>),
+    SourceNamespace(Field<StrPattern>),
+    DestinationPort(Field<u16>),
+    /// `request.auth.*`: meshlens authenticates no request tokens, so the attribute is
+    /// always absent.
+    RequestAuth(Field<StrPattern>),
+}
+
+/// What a request is judged on.
+#[derive(Debug, Clone)]
+pub struct Attributes<'a> {
+    /// The peer's proven identity without `spiffe://` (`TD/ns/NS/sa/SA`); `None` on
+    /// plaintext.
+    pub principal: Option<&'a str>,
+    /// The namespace inside the principal.
+    pub namespace: Option<&'a str>,
+    /// The direct peer's address.
+    pub source_ip: IpAddr,
+    /// The original client's: the direct peer, as no proxy in front is trusted (Istio's
+    /// default `numTrustedProxies: 0`).
+    pub remote_ip: IpAddr,
+    /// As received (port included when sent).
+    pub authority: &'a str,
+    /// Lowercase, without the port.
+    pub host: &'a str,
+    /// The authority's port (80 when absent): the port routing uses.
+    pub port: u16,
+    pub method: &'a str,
+    /// Without the query, percent-decoded where RFC 3986 allows (`%41` → `A`); `None`
+    /// when it has dot segments (`/a/../b`), which a policy could not judge safely.
+    pub path: Option<Cow<'a, str>>,
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> Attributes<'a> {
+    /// The attributes of a request on `conn`; `path` without the query.
+    pub fn new(
+        conn: &'a ConnInfo,
+        method: &'a Method,
+        authority: &'a str,
+        host: &'a str,
+        port: u16,
+        path: &'a str,
+        headers: &'a HeaderMap,
+    ) -> Self {
+        let principal = conn
+            .principal
+            .as_deref()
+            .map(|p| p.strip_prefix("spiffe://").unwrap_or(p));
+        Attributes {
+            principal,
+            namespace: principal.and_then(namespace_of),
+            source_ip: conn.peer.ip().to_canonical(),
+            remote_ip: conn.peer.ip().to_canonical(),
+            authority,
+            host,
+            port,
+            method: method.as_str(),
+            path: normalize_path(path),
+            headers,
+        }
+    }
+}
+
+/// `NS` of `TD/ns/NS/sa/SA`.
+pub fn namespace_of(principal: &str) -> Option<&str> {
+    let mut parts = principal.split('/');
+    while let Some(p) = parts.next() {
+        if p == "ns" {
+            return parts.next();
+        }
+    }
+    None
+}
+
+/// The path as Envoy's normalization would judge it: unreserved characters percent-decoded
+/// (so `/adm%69n` is `/admin`); `None` when a segment is `.` or `..` (encoded or not).
+pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
+    let decoded: Cow<'_, str> = if path.contains('%') {
+        Cow::Owned(decode_unreserved(path))
+    } else {
+        Cow::Borrowed(path)
+    };
+    if decoded.split('/').any(|s| s == "." || s == "..") {
+        return None;
+    }
+    Some(decoded)
+}
+
+fn decode_unreserved(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(c) = hex {
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    out.push(char::from(c));
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        // `i` stays on a char boundary: it only ever skips whole chars or `%XX`.
+        let ch_len = path[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&path[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+/// Why a request was allowed or denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason<'p> {
+    /// No ALLOW policy applies and no DENY policy matched.
+    NoAllowPolicy,
+    AllowedBy(&'p str),
+    DeniedBy(&'p str),
+    /// ALLOW policies apply and none matched.
+    NoAllowMatched,
+    /// The path has dot segments and policies apply.
+    AmbiguousPath,
+}
+
+/// The verdict on one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'p> {
+    pub allowed: bool,
+    pub reason: Reason<'p>,
+    /// The first AUDIT policy that matched.
+    pub audited_by: Option<&'p str>,
+}
+
+impl Policies {
+    pub fn is_empty(&self) -> bool {
+        self.deny.is_empty() && self.allow.is_empty() && self.audit.is_empty()
+    }
+
+    /// Istio's evaluation order: DENY, then AUDIT (marks only), then ALLOW.
+    pub fn check<'p>(&'p self, a: &Attributes<'_>) -> Decision<'p> {
+        let decide = |allowed, reason, audited_by| Decision {
+            allowed,
+            reason,
+            audited_by,
+        };
+        if self.is_empty() {
+            return decide(true, Reason::NoAllowPolicy, None);
+        }
+        if a.path.is_none() {
+            return decide(false, Reason::AmbiguousPath, None);
+        }
+        if let Some(p) = self.deny.iter().find(|p| p.matches(a)) {
+            return decide(false, Reason::DeniedBy(&p.name), None);
+        }
+        let audited_by = self
+            .audit
+            .iter()
+            .find(|p| p.matches(a))
+            .map(|p| p.name.as_str());
+        if self.allow.is_empty() {
+            return decide(true, Reason::NoAllowPolicy, audited_by);
+        }
+        match self.allow.iter().find(|p| p.matches(a)) {
+            Some(p) => decide(true, Reason::AllowedBy(&p.name), audited_by),
+            None => decide(false, Reason::NoAllowMatched, audited_by),
+        }
+    }
+
+    /// [`Policies::check`] with the decision logged: denials at debug (they are counted in
+    /// `istio_requests_total` with code 403), audits at info, as an access log would.
+    pub fn permits(&self, a: &Attributes<'_>) -> bool {
+        let d = self.check(a);
+        if let Some(p) = d.audited_by {
+            tracing::info!(policy = p, method = a.method, authority = a.authority, path = ?a.path, source = %a.source_ip, principal = ?a.principal, allowed = d.allowed, "authorization audit");
+        }
+        if !d.allowed {
+            tracing::debug!(reason = ?d.reason, method = a.method, authority = a.authority, source = %a.source_ip, "request denied by authorization policy");
+        }
+        d.allowed
+    }
+}
+
+impl Policy {
+    pub fn matches(&self, a: &Attributes<'_>) -> bool {
+        self.rules.iter().any(|r| r.matches(a))
+    }
+}
+
+impl Rule {
+    pub fn matches(&self, a: &Attributes<'_>) -> bool {
+        (self.from.is_empty() || self.from.iter().any(|s| s.matches(a)))
+            && (self.to.is_empty() || self.to.iter().any(|o| o.matches(a)))
+            && self.when.iter().all(|c| c.matches(a))
+    }
+}
+
+impl SourceMatch {
+    fn matches(&self, a: &Attributes<'_>) -> bool {
+        self.principals.matches(a.principal)
+            && self.request_principals.matches::<str>(None)
+            && self.namespaces.matches(a.namespace)
+            && self.ip_blocks.matches(Some(&a.source_ip))
+            && self.remote_ip_blocks.matches(Some(&a.remote_ip))
+    }
+}
+
+impl OperationMatch {
+    fn matches(&self, a: &Attributes<'_>) -> bool {
+        hosts_match(&self.hosts, a)
+            && self.ports.matches(Some(&a.port))
+            && self.methods.matches(Some(a.method))
+            && self.paths.matches(a.path.as_deref())
+    }
+}
+
+/// Hosts compare with the authority as sent and with its bare host, so `svc` matches
+/// `svc:9080` too (as Istio's host matcher allows any port).
+fn hosts_match(f: &Field<StrPattern>, a: &Attributes<'_>) -> bool {
+    if f.is_empty() {
+        return true;
+    }
+    let authority = a.authority.to_ascii_lowercase();
+    let hit = |v: &str| f.any.iter().any(|m| m.matches(v));
+    let any = f.any.is_empty() || hit(&authority) || hit(a.host);
+    let none = !f
+        .none
+        .iter()
+        .any(|m| m.matches(&authority) || m.matches(a.host));
+    any && none
+}
+
+impl Condition {
+    fn matches(&self, a: &Attributes<'_>) -> bool {
+        match self {
+            Condition::Header(name, f) => {
+                let mut vals = a.headers.get_all(name).iter();
+                match (vals.next(), vals.next()) {
+                    (None, _) => f.matches::<str>(None),
+                    (Some(v), None) => f.matches(Some(&*String::from_utf8_lossy(v.as_bytes()))),
+                    // Several values are matched joined, as Envoy does.
+                    (Some(_), Some(_)) => {
+                        let joined: Vec<Cow<'_, str>> = a
+                            .headers
+                            .get_all(name)
+                            .iter()
+                            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                            .collect();
+                        f.matches(Some(joined.join(",").as_str()))
+                    }
+                }
+            }
+            Condition::SourceIp(f) => f.matches(Some(&a.source_ip)),
+            Condition::RemoteIp(f) => f.matches(Some(&a.remote_ip)),
+            Condition::SourcePrincipal(f) => f.matches(a.principal),
+            Condition::SourceNamespace(f) => f.matches(a.namespace),
+            Condition::DestinationPort(f) => f.matches(Some(&a.port)),
+            Condition::RequestAuth(f) => f.matches::<str>(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_from_principal() {
+        assert_eq!(namespace_of("cluster.local/ns/shop/sa/web"), Some("shop"));
+        assert_eq!(namespace_of("cluster.local/sa/web"), None);
+    }
+
+    #[test]
+    fn path_normalization() {
+        assert_eq!(normalize_path("/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(normalize_path("/adm%69n").as_deref(), Some("/admin"));
+        assert_eq!(normalize_path("/a%2Fb").as_deref(), Some("/a%2Fb"));
+        assert_eq!(normalize_path("/%").as_deref(), Some("/%"));
+        assert_eq!(normalize_path("/a%4").as_deref(), Some("/a%4"));
+        assert_eq!(normalize_path("/é%41").as_deref(), Some("/éA"));
+        assert!(normalize_path("/public/../admin").is_none());
+        assert!(normalize_path("/public/%2e%2E/admin").is_none());
+        assert!(normalize_path("/./admin").is_none());
+        assert!(normalize_path("/a/..").is_none());
+    }
+}
