@@ -223,8 +223,14 @@ impl Policies {
             reason,
             audited_by,
         };
-        if self.is_empty() {
-            return decide(true, Reason::NoAllowPolicy, None);
+        let audited = || {
+            self.audit
+                .iter()
+                .find(|p| p.matches(a))
+                .map(|p| p.name.as_str())
+        };
+        if self.deny.is_empty() && self.allow.is_empty() {
+            return decide(true, Reason::NoAllowPolicy, audited());
         }
         if a.path.is_none() {
             return decide(false, Reason::AmbiguousPath, None);
@@ -232,11 +238,7 @@ impl Policies {
         if let Some(p) = self.deny.iter().find(|p| p.matches(a)) {
             return decide(false, Reason::DeniedBy(&p.name), None);
         }
-        let audited_by = self
-            .audit
-            .iter()
-            .find(|p| p.matches(a))
-            .map(|p| p.name.as_str());
+        let audited_by = audited();
         if self.allow.is_empty() {
             return decide(true, Reason::NoAllowPolicy, audited_by);
         }
@@ -299,7 +301,11 @@ fn hosts_match(f: &Field<StrPattern>, a: &Attributes<'_>) -> bool {
     if f.is_empty() {
         return true;
     }
-    let authority = a.authority.to_ascii_lowercase();
+    let authority: Cow<'_, str> = if a.authority.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(a.authority.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(a.authority)
+    };
     let hit = |v: &str| f.any.iter().any(|m| m.matches(v));
     let any = f.any.is_empty() || hit(&authority) || hit(a.host);
     let none = !f
@@ -341,7 +347,97 @@ impl Condition {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
     use super::*;
+
+    /// The policies of a workload in `default`, from `action: rules` pairs (rules as YAML).
+    fn policies(list: &[(&str, &str)]) -> Policies {
+        let yaml: String = list
+            .iter()
+            .enumerate()
+            .map(|(i, (action, rules))| {
+                format!("---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p{i}, namespace: default}}\nspec: {{action: {action}, rules: {rules}}}\n")
+            })
+            .collect();
+        let cfg = meshlens_mesh::MeshConfig::parse_str(&yaml, "t.yaml").unwrap();
+        let labels = BTreeMap::new();
+        compile::compile(
+            &cfg.authorization_policies,
+            &compile::Workload {
+                root_namespace: "istio-system",
+                namespace: "default",
+                labels: &labels,
+            },
+        )
+        .unwrap()
+    }
+
+    fn judge<'p>(p: &'p Policies, path: &str) -> Decision<'p> {
+        let conn = ConnInfo {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            security: crate::conn::Security::MutualTls,
+            principal: Some(Arc::from("spiffe://td/ns/default/sa/web")),
+        };
+        let h = HeaderMap::new();
+        let m = Method::GET;
+        p.check(&Attributes::new(&conn, &m, "svc", "svc", 80, path, &h))
+    }
+
+    const ADMIN: &str = "[{to: [{operation: {paths: [/admin*]}}]}]";
+    const ALL: &str = "[{}]";
+
+    #[test]
+    fn evaluation_order() {
+        let none = policies(&[]);
+        assert_eq!(judge(&none, "/").reason, Reason::NoAllowPolicy);
+
+        let p = policies(&[("ALLOW", ALL), ("DENY", ADMIN), ("AUDIT", ADMIN)]);
+        let d = judge(&p, "/admin");
+        assert_eq!(
+            (d.allowed, d.reason),
+            (false, Reason::DeniedBy("default/p1"))
+        );
+        let d = judge(&p, "/");
+        assert_eq!(
+            (d.allowed, d.reason),
+            (true, Reason::AllowedBy("default/p0"))
+        );
+
+        let p = policies(&[("AUDIT", ADMIN)]);
+        let d = judge(&p, "/admin/x");
+        assert!(d.allowed);
+        assert_eq!(d.audited_by, Some("default/p0"));
+        assert_eq!(judge(&p, "/").audited_by, None);
+        // Audit alone never denies, not even a path it cannot judge.
+        assert!(judge(&p, "/a/../admin").allowed);
+
+        let p = policies(&[("ALLOW", ADMIN)]);
+        assert_eq!(judge(&p, "/x").reason, Reason::NoAllowMatched);
+        assert!(judge(&p, "/admin").allowed);
+        assert_eq!(judge(&p, "/x/../admin").reason, Reason::AmbiguousPath);
+
+        // No rules: an ALLOW allows nothing, a DENY denies nothing.
+        assert!(!judge(&policies(&[("ALLOW", "[]")]), "/").allowed);
+        assert!(judge(&policies(&[("DENY", "[]")]), "/").allowed);
+    }
+
+    #[test]
+    fn lists_are_ored_and_parts_anded() {
+        let p = policies(&[(
+            "ALLOW",
+            "[{from: [{source: {namespaces: [other]}}, {source: {namespaces: [default]}}], to: [{operation: {paths: [/a]}}, {operation: {paths: [/b]}}]}]",
+        )]);
+        assert!(judge(&p, "/a").allowed);
+        assert!(judge(&p, "/b").allowed);
+        assert!(!judge(&p, "/c").allowed);
+        let p = policies(&[(
+            "ALLOW",
+            "[{from: [{source: {namespaces: [other]}}], to: [{operation: {paths: [/a]}}]}, {when: [{key: source.namespace, values: [default]}]}]",
+        )]);
+        assert!(judge(&p, "/c").allowed, "the second rule matches");
+    }
 
     #[test]
     fn namespace_from_principal() {
