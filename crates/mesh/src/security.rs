@@ -101,6 +101,10 @@ pub struct PeerSource {
     /// Peer identities as `TRUST_DOMAIN/ns/NS/sa/SA` (the SPIFFE id without `spiffe://`).
     pub principals: Vec<String>,
     pub not_principals: Vec<String>,
+    /// Peer service accounts as `NS/SA` (the same identity as a principal, without the trust
+    /// domain).
+    pub service_accounts: Vec<String>,
+    pub not_service_accounts: Vec<String>,
     /// JWT identities (`iss/sub`); meshlens authenticates no request tokens.
     pub request_principals: Vec<String>,
     pub not_request_principals: Vec<String>,

@@ -486,6 +486,21 @@ fn principals() {
     ));
     assert!(allows(&when, BATCH));
     assert!(!allows(&when, WEB));
+
+    // `serviceAccounts`: the principal's NS/SA, whatever the trust domain.
+    let sa = policies(&policy(
+        "p",
+        "  rules:\n  - from: [{source: {serviceAccounts: [shop/web]}}]\n",
+    ));
+    assert!(allows(&sa, WEB));
+    assert!(!allows(&sa, BATCH));
+    assert!(!allows(&sa, None));
+    let not_sa = policies(&policy(
+        "p",
+        "  rules:\n  - from: [{source: {notServiceAccounts: [shop/web]}}]\n",
+    ));
+    assert!(!allows(&not_sa, WEB));
+    assert!(allows(&not_sa, BATCH));
 }
 
 #[test]

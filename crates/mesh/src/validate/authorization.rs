@@ -64,6 +64,8 @@ fn source(cx: &mut Ctx<'_>, ap: &AuthorizationPolicy, s: &PeerSource, at: &YamlP
         for (field, vals) in [
             ("principals", &s.principals),
             ("notPrincipals", &s.not_principals),
+            ("serviceAccounts", &s.service_accounts),
+            ("notServiceAccounts", &s.not_service_accounts),
             ("namespaces", &s.namespaces),
             ("notNamespaces", &s.not_namespaces),
         ] {

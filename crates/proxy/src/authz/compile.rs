@@ -146,6 +146,7 @@ fn ports(any: &[String], none: &[String], at: &str, errs: &mut Vec<String>) -> F
 fn source(s: &PeerSource, at: &str, errs: &mut Vec<String>) -> SourceMatch {
     SourceMatch {
         principals: strs(&s.principals, &s.not_principals),
+        service_accounts: strs(&s.service_accounts, &s.not_service_accounts),
         request_principals: strs(&s.request_principals, &s.not_request_principals),
         namespaces: strs(&s.namespaces, &s.not_namespaces),
         ip_blocks: ips(

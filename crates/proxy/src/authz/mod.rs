@@ -54,6 +54,8 @@ pub struct Rule {
 #[derive(Debug, Default)]
 pub struct SourceMatch {
     pub principals: Field<StrPattern>,
+    /// `NS/SA`, compared with the principal's namespace and service account.
+    pub service_accounts: Field<StrPattern>,
     pub request_principals: Field<StrPattern>,
     pub namespaces: Field<StrPattern>,
     pub ip_blocks: Field<IpBlock>,
@@ -148,6 +150,20 @@ pub fn namespace_of(principal: &str) -> Option<&str> {
         }
     }
     None
+}
+
+/// `NS/SA` of `TD/ns/NS/sa/SA`.
+pub fn service_account_of(principal: &str) -> Option<String> {
+    let mut parts = principal.split('/');
+    let (mut ns, mut sa) = (None, None);
+    while let Some(p) = parts.next() {
+        match p {
+            "ns" => ns = parts.next(),
+            "sa" => sa = parts.next(),
+            _ => {}
+        }
+    }
+    Some(format!("{}/{}", ns?, sa?))
 }
 
 /// The path as Envoy's normalization would judge it: unreserved characters percent-decoded
@@ -279,6 +295,10 @@ impl Rule {
 impl SourceMatch {
     fn matches(&self, a: &Attributes<'_>) -> bool {
         self.principals.matches(a.principal)
+            && (self.service_accounts.is_empty()
+                || self
+                    .service_accounts
+                    .matches(a.principal.and_then(service_account_of).as_deref()))
             && self.request_principals.matches::<str>(None)
             && self.namespaces.matches(a.namespace)
             && self.ip_blocks.matches(Some(&a.source_ip))
@@ -443,6 +463,11 @@ mod tests {
     fn namespace_from_principal() {
         assert_eq!(namespace_of("cluster.local/ns/shop/sa/web"), Some("shop"));
         assert_eq!(namespace_of("cluster.local/sa/web"), None);
+        assert_eq!(
+            service_account_of("cluster.local/ns/shop/sa/web").as_deref(),
+            Some("shop/web")
+        );
+        assert_eq!(service_account_of("cluster.local/ns/shop"), None);
     }
 
     #[test]
