@@ -1,7 +1,8 @@
 //! meshlens-mesh: the Istio networking config model.
 //!
 //! Reads `networking.istio.io` (v1alpha3, v1beta1, v1) VirtualService, DestinationRule,
-//! Gateway, ServiceEntry and WorkloadEntry objects from YAML files as `kubectl get -o yaml`
+//! Gateway, ServiceEntry and WorkloadEntry objects, and `security.istio.io` (v1beta1, v1)
+//! AuthorizationPolicy ([`security`]), from YAML files as `kubectl get -o yaml`
 //! writes them ([`MeshConfig::load_dir`]). Every object keeps its [`Source`] (file and line)
 //! so that the proxy's compile errors and later validations can point at it; kinds it does not
 //! model are set aside in [`MeshConfig::ignored`] rather than failing the load. Multi-document
@@ -14,6 +15,7 @@ pub mod duration;
 pub mod host;
 pub mod load;
 pub mod resources;
+pub mod security;
 pub mod validate;
 
 pub use duration::{parse_duration, IstioDuration};
@@ -22,3 +24,4 @@ pub use load::{
     SUPPORTED_VERSIONS,
 };
 pub use resources::*;
+pub use security::AuthorizationPolicy;

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::resources::*;
+use crate::security::{AuthorizationPolicy, ISTIO_SECURITY_GROUP, SECURITY_VERSIONS};
 
 /// The API group whose kinds this crate models.
 pub const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
@@ -37,7 +38,7 @@ pub struct Ignored {
     pub note: String,
 }
 
-/// All Istio networking objects found in some files.
+/// All Istio networking (and authorization) objects found in some files.
 #[derive(Debug, Clone, Default)]
 pub struct MeshConfig {
     pub virtual_services: Vec<VirtualService>,
@@ -45,6 +46,7 @@ pub struct MeshConfig {
     pub gateways: Vec<Gateway>,
     pub service_entries: Vec<ServiceEntry>,
     pub workload_entries: Vec<WorkloadEntry>,
+    pub authorization_policies: Vec<AuthorizationPolicy>,
     pub ignored: Vec<Ignored>,
 }
 
@@ -110,6 +112,8 @@ impl MeshConfig {
         self.gateways.extend(other.gateways);
         self.service_entries.extend(other.service_entries);
         self.workload_entries.extend(other.workload_entries);
+        self.authorization_policies
+            .extend(other.authorization_policies);
         self.ignored.extend(other.ignored);
     }
 
@@ -120,6 +124,7 @@ impl MeshConfig {
             + self.gateways.len()
             + self.service_entries.len()
             + self.workload_entries.len()
+            + self.authorization_policies.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -179,6 +184,19 @@ impl MeshConfig {
     fn add_object(&mut self, input: ObjectInput<'_>, source: Source) -> Result<(), ObjError> {
         let (api_version, kind, name) = input.header();
         let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+        if group == ISTIO_SECURITY_GROUP && kind == "AuthorizationPolicy" {
+            if !SECURITY_VERSIONS.contains(&version) {
+                return Err((
+                    None,
+                    format!(
+                        "unsupported version {api_version} for {kind} (want {ISTIO_SECURITY_GROUP}/{{{}}})",
+                        SECURITY_VERSIONS.join(",")
+                    ),
+                ));
+            }
+            self.authorization_policies.push(input.typed(source)?);
+            return Ok(());
+        }
         let known_kind = matches!(
             kind.as_str(),
             "VirtualService" | "DestinationRule" | "Gateway" | "ServiceEntry" | "WorkloadEntry"

@@ -43,6 +43,69 @@ fn kia0004() {
     pair("KIA0004");
 }
 
+/// KIA0004 on an AuthorizationPolicy (a kind the loader models, unlike Sidecar).
+#[test]
+fn kia0004_authorization_policy() {
+    let bad = run("kia0004-authz", "bad");
+    let hits: Vec<_> = bad.with_code("KIA0004").collect();
+    assert_eq!(hits.len(), 1, "{bad:#?}");
+    assert_eq!(hits[0].object.kind, "AuthorizationPolicy");
+    assert_eq!(hits[0].path, "spec.selector");
+    assert_eq!(hits[0].line, 7);
+    assert!(!run("kia0004-authz", "good").has("KIA0004"));
+}
+
+#[test]
+fn kia0101() {
+    pair("KIA0101");
+}
+
+#[test]
+fn kia0102() {
+    pair("KIA0102");
+}
+
+#[test]
+fn kia0104() {
+    pair("KIA0104");
+}
+
+#[test]
+fn kia0105() {
+    pair("KIA0105");
+}
+
+#[test]
+fn kia0106() {
+    pair("KIA0106");
+}
+
+/// The findings point at the offending value, with Kiali's severities.
+#[test]
+fn authorization_policy_findings_point_at_the_value() {
+    let r = run("kia0101", "bad");
+    let f = r.with_code("KIA0101").next().unwrap();
+    assert_eq!(f.path, "spec.rules[0].from[0].source.namespaces[1]");
+    assert_eq!(f.line, 15);
+    assert_eq!(f.severity, meshlens_mesh::validate::Severity::Warning);
+    assert!(f.message.ends_with("namespace nowhere"), "{f:?}");
+    let r = run("kia0106", "bad");
+    let f: Vec<_> = r.with_code("KIA0106").collect();
+    assert_eq!(f.len(), 1, "{r:#?}");
+    assert_eq!(f[0].path, "spec.rules[0].from[0].source.principals[1]");
+    assert_eq!(f[0].severity, meshlens_mesh::validate::Severity::Error);
+}
+
+/// A misspelt field does not load (it would leave the rule empty, matching everything).
+#[test]
+fn authorization_policy_that_does_not_parse_is_ml0007_at_its_line() {
+    let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec:\n  rules:\n  - to:\n    - operation:\n        method: [GET]\n";
+    let r = meshlens_mesh::validate::validate_str(text, "ap.yaml");
+    let f = r.with_code("ML0007").next().expect("ML0007");
+    assert_eq!(f.line, 8, "{f:?}");
+    assert!(f.message.contains("unknown field `method`"), "{f:?}");
+}
+
 #[test]
 fn kia0201() {
     pair("KIA0201");

@@ -15,6 +15,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod authz;
 pub mod balance;
 pub mod body;
 pub mod config;
@@ -288,6 +289,7 @@ impl Proxy {
             telemetry,
             max_request_body: opts.max_request_body,
             unknown_dest: Arc::new(DestLabels::unknown()),
+            enforce_authz: opts.reporter == Reporter::Destination,
         });
         forward::set_local_pool(0);
         for i in 1..threads {

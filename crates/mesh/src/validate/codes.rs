@@ -25,6 +25,12 @@ pub const CODES: &[CodeInfo] = &[
     // Generic (selectors).
     c("KIA0002", Error, "More than one selector-less object in the same namespace"),
     c("KIA0004", Warning, "No matching workload found for the selector in this namespace"),
+    // AuthorizationPolicy.
+    c("KIA0101", Warning, "Namespace not found for this rule"),
+    c("KIA0102", Warning, "Only HTTP methods and fully-qualified gRPC names are allowed"),
+    c("KIA0104", Error, "This host has no matching entry in the service registry"),
+    c("KIA0105", Error, "This field requires mTLS to be enabled"),
+    c("KIA0106", Error, "Service Account not found for this principal"),
     // DestinationRule.
     c("KIA0201", Warning, "More than one DestinationRules for the same host subset combination"),
     c("KIA0202", Error, "This host has no matching entry in the service registry (service, workload or service entries)"),

@@ -65,10 +65,10 @@ const RAW_KINDS: &[(&str, &str)] = &[
     ("apps", "ReplicaSet"),
     ("", "Pod"),
     ("", "Namespace"),
+    ("", "ServiceAccount"),
     ("", "ConfigMap"),
     ("networking.istio.io", "Sidecar"),
     ("security.istio.io", "PeerAuthentication"),
-    ("security.istio.io", "AuthorizationPolicy"),
     ("security.istio.io", "RequestAuthentication"),
 ];
 
@@ -248,6 +248,9 @@ fn shift_sources(cfg: &mut MeshConfig, shift: usize) {
         .iter_mut()
         .for_each(|o| o.source.line += shift);
     cfg.workload_entries
+        .iter_mut()
+        .for_each(|o| o.source.line += shift);
+    cfg.authorization_policies
         .iter_mut()
         .for_each(|o| o.source.line += shift);
     cfg.ignored.iter_mut().for_each(|o| o.source.line += shift);

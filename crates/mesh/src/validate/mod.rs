@@ -11,6 +11,7 @@
 //! manifests are among the inputs, and says so in [`Report::not_applicable`] otherwise;
 //! validating Istio YAML alone must not call every in-cluster host missing.
 
+mod authorization;
 pub mod codes;
 mod destination_rule;
 mod gateway;
@@ -115,10 +116,12 @@ pub fn validate_inputs(inp: &Inputs, opts: &Options) -> Report {
     service_entry::check(&mut cx);
     sidecar::check(&mut cx);
     mtls::check(&mut cx);
+    authorization::check(&mut cx);
     ports::check(&mut cx);
     if !reg.known {
         for code in [
-            "KIA0004", "KIA0202", "KIA0203", "KIA0302", "KIA1004", "KIA1101", "ML0004",
+            "KIA0004", "KIA0101", "KIA0104", "KIA0106", "KIA0202", "KIA0203", "KIA0302", "KIA1004",
+            "KIA1101", "ML0004",
         ] {
             cx.not_applicable(code, "no Kubernetes Service, Deployment or Pod manifests given: the service registry is unknown");
         }

@@ -140,7 +140,7 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
 }
 
 /// `spec.trafficPolicy.tls.mode`, upper-cased.
-fn tls_mode(dr: &DestinationRule) -> Option<String> {
+pub(crate) fn tls_mode(dr: &DestinationRule) -> Option<String> {
     let tls = dr.spec.traffic_policy.as_ref()?.tls.as_ref()?;
     Some(tls.get("mode")?.as_str()?.to_ascii_uppercase())
 }
@@ -154,7 +154,7 @@ fn ns_of_wildcard(host: &str) -> Option<&str> {
 }
 
 /// Auto mTLS from the options, else the `istio` ConfigMap's `mesh` in the root namespace.
-fn auto_mtls(cx: &Ctx<'_>) -> bool {
+pub(crate) fn auto_mtls(cx: &Ctx<'_>) -> bool {
     let Options {
         root_namespace,
         auto_mtls,

@@ -34,8 +34,10 @@ pub struct Registry {
     pub workloads: Vec<Workload>,
     /// FQDNs of Services, and ServiceEntry hosts (which may be wildcards).
     pub hosts: BTreeSet<String>,
-    /// Namespaces seen on any object.
+    /// Namespaces seen on any object, and Namespace objects.
     pub namespaces: BTreeSet<String>,
+    /// (namespace, name) of ServiceAccount objects and of those workloads run as.
+    pub service_accounts: BTreeSet<(String, String)>,
 }
 
 impl Registry {
@@ -57,8 +59,16 @@ impl Registry {
                         selector: o.labels(&["spec", "selector"]).into_iter().collect(),
                     });
                 }
+                "Namespace" => {
+                    r.namespaces.insert(o.name.clone());
+                }
+                "ServiceAccount" => {
+                    r.service_accounts
+                        .insert((o.namespace.clone(), o.name.clone()));
+                }
                 "Pod" => {
                     r.known = true;
+                    r.add_service_account(&o.namespace, o.get(&["spec"]));
                     r.workloads.push(Workload {
                         namespace: o.namespace.clone(),
                         labels: o.labels(&["metadata", "labels"]).into_iter().collect(),
@@ -67,6 +77,7 @@ impl Registry {
                 "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {
                     r.known = true;
                     let labels = o.labels(&["spec", "template", "metadata", "labels"]);
+                    r.add_service_account(&o.namespace, o.get(&["spec", "template", "spec"]));
                     r.workloads.push(Workload {
                         namespace: o.namespace.clone(),
                         labels: labels.into_iter().collect(),
@@ -94,6 +105,28 @@ impl Registry {
             });
         }
         r
+    }
+
+    /// Records the service account a pod spec runs as (`default` when unset).
+    fn add_service_account(&mut self, namespace: &str, pod_spec: Option<&serde_yaml_ng::Value>) {
+        let sa = pod_spec
+            .and_then(|s| {
+                s.get("serviceAccountName")
+                    .or_else(|| s.get("serviceAccount"))
+            })
+            .and_then(serde_yaml_ng::Value::as_str)
+            .unwrap_or("default");
+        self.service_accounts
+            .insert((namespace.to_string(), sa.to_string()));
+    }
+
+    /// Whether a service account is known: declared, run as by a workload, or a namespace's
+    /// `default` (Kubernetes creates one in every namespace).
+    pub fn has_service_account(&self, namespace: &str, name: &str) -> bool {
+        (name == "default" && self.namespaces.contains(namespace))
+            || self
+                .service_accounts
+                .contains(&(namespace.to_string(), name.to_string()))
     }
 
     /// Whether a host as written in an object of `namespace` is in the registry. Wildcard

@@ -1,7 +1,8 @@
 //! Sidecar checks (the loader does not model Sidecar, so these read raw YAML): egress hosts
 //! in the registry (KIA1004), no selector on the root namespace's default (KIA1006), one
 //! selector-less Sidecar per namespace (KIA0002), and selectors that select (KIA0004), the
-//! last also for PeerAuthentication, AuthorizationPolicy and RequestAuthentication.
+//! last also for PeerAuthentication and RequestAuthentication (AuthorizationPolicy, which the
+//! loader models, is checked in `authorization`).
 
 use std::collections::BTreeMap;
 
@@ -83,7 +84,6 @@ fn selectors(cx: &mut Ctx<'_>) {
     let kinds = [
         ("Sidecar", ["workloadSelector", "labels"]),
         ("PeerAuthentication", ["selector", "matchLabels"]),
-        ("AuthorizationPolicy", ["selector", "matchLabels"]),
         ("RequestAuthentication", ["selector", "matchLabels"]),
     ];
     for (kind, keys) in kinds {

@@ -174,6 +174,18 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         exact.insert(host, Arc::new(vh));
     }
     wildcard.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    let authz = crate::authz::compile::compile(
+        &cfg.authorization_policies,
+        &crate::authz::compile::Workload {
+            root_namespace: meshlens_mesh::security::DEFAULT_ROOT_NAMESPACE,
+            namespace: ctx.namespace,
+            labels: ctx.labels,
+        },
+    )
+    .unwrap_or_else(|e| {
+        b.errors.extend(e);
+        Default::default()
+    });
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
@@ -183,6 +195,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         exact,
         wildcard,
         namespace: ctx.namespace.to_string(),
+        authz,
     })
 }
 

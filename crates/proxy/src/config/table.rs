@@ -26,6 +26,8 @@ pub struct Table {
     pub wildcard: Vec<(String, Arc<VirtualHost>)>,
     /// The namespace short request hosts are completed in.
     pub namespace: String,
+    /// The AuthorizationPolicies of the proxy's workload (enforced by inbound proxies).
+    pub authz: crate::authz::Policies,
 }
 
 /// The routes of one VirtualService (or the default route of a ServiceEntry host).

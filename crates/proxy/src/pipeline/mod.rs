@@ -33,6 +33,8 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     pub max_request_body: usize,
     pub unknown_dest: Arc<DestLabels>,
+    /// Inbound proxies and gateways enforce AuthorizationPolicy; outbound ones do not.
+    pub enforce_authz: bool,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -126,6 +128,20 @@ pub async fn handle(
         request_bytes: 0,
     };
     let table = px.config.table();
+    if px.enforce_authz && !table.authz.is_empty() {
+        let attrs = crate::authz::Attributes::new(
+            &conn,
+            &parts.method,
+            authority,
+            &host,
+            port,
+            path,
+            &parts.headers,
+        );
+        if !table.authz.permits(&attrs) {
+            return local::reply(&px, rec, 403, Flags::NONE, crate::authz::DENIED_BODY);
+        }
+    }
     let found = route::find(
         &table,
         &RequestView {
