@@ -289,7 +289,8 @@ impl Proxy {
             telemetry,
             max_request_body: opts.max_request_body,
             unknown_dest: Arc::new(DestLabels::unknown()),
-            enforce_authz: opts.reporter == Reporter::Destination,
+            // Policies guard what a proxy serves: an inbound sidecar or a gateway.
+            enforce_authz: opts.reporter == Reporter::Destination || opts.gateway.is_some(),
         });
         forward::set_local_pool(0);
         for i in 1..threads {

@@ -97,3 +97,15 @@ async fn unknown_gateway_is_refused_with_its_name() {
     };
     assert!(err.contains("edge/private"), "{err}");
 }
+
+#[tokio::test]
+async fn gateway_enforces_authorization_policies() {
+    let shop = Backend::named("shop").await;
+    let inner = Backend::named("inner").await;
+    let deny = "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-admin, namespace: istio-system}\nspec:\n  action: DENY\n  rules:\n  - to: [{operation: {paths: [\"/admin*\"]}}]\n";
+    let yaml = format!("{}{deny}", config(&shop, &inner));
+    let gw = start_with(&yaml, |o| o.gateway = Some("edge/public".into())).await;
+    let r = gw.get("shop.example.com", "/admin/users").await;
+    assert_eq!((r.status, r.body.as_str()), (403, "RBAC: access denied"));
+    assert_eq!(gw.get("shop.example.com", "/api/x").await.status, 200);
+}
