@@ -4,9 +4,10 @@
 //! The request path is a chain of small modules: [`accept`] → [`pipeline`] (reads the
 //! request) → [`route`] → [`resilience`] (fault, timeout, retry, pool limits, outlier
 //! detection) around [`balance`] and [`forward`] → [`telemetry`] (metrics and spans,
-//! recorded when the response body ends). The mesh config is compiled into an immutable
-//! [`config::table::Table`] that is swapped whole on reload, so requests never lock it for
-//! long and a rejected config never disturbs the one serving.
+//! recorded when the response body ends). Request bodies stream through ([`upload`] keeps
+//! only what a retry or mirror needs, up to a limit). The mesh config is compiled into an
+//! immutable [`config::table::Table`] that is swapped whole on reload, so requests never lock
+//! it for long and a rejected config never disturbs the one serving.
 //!
 //! Design decision: built directly on hyper's connection APIs (no framework, no pooled
 //! client) — this is the hot path, and the proxy must choose the endpoint itself while keeping
@@ -24,6 +25,7 @@ pub mod pipeline;
 pub mod resilience;
 pub mod route;
 pub mod telemetry;
+pub mod upload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -93,7 +95,9 @@ pub struct ProxyOptions {
     pub span_buffer: usize,
     pub span_batch: usize,
     pub span_export_timeout: Duration,
-    /// Largest request body buffered (for retries and mirroring); larger gets 413.
+    /// The replay limit: how much of a request body is kept so that a retry or a mirror can
+    /// send it again. Bodies stream whatever their size; one over the limit is not retried
+    /// and not mirrored (see [`upload`]).
     pub max_request_body: usize,
     pub connect_timeout: Duration,
     /// Threads serving the proxy listener. 1 (default): the calling runtime serves it,
