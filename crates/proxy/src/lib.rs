@@ -1,5 +1,6 @@
 //! meshlens-proxy: the data plane. An HTTP/1.1 and HTTP/2 (h2c, gRPC) proxy that routes by
-//! Istio's rules as an outbound sidecar does, and reports Istio's standard telemetry.
+//! Istio's rules as an outbound sidecar does, and reports Istio's standard telemetry; plus
+//! TCP listeners routed by `tcp:` routes ([`tcp`]).
 //!
 //! The request path is a chain of small modules: [`accept`] → [`pipeline`] (reads the
 //! request) → [`route`] → [`resilience`] (fault, timeout, retry, pool limits, outlier
@@ -24,6 +25,7 @@ pub mod forward;
 pub mod pipeline;
 pub mod resilience;
 pub mod route;
+pub mod tcp;
 pub mod telemetry;
 pub mod upload;
 
@@ -107,6 +109,9 @@ pub struct ProxyOptions {
     /// their upstream connections then stay on one thread, without cross-thread wake-ups.
     /// Meant for a current-thread calling runtime (as `meshlens proxy` uses).
     pub threads: usize,
+    /// TCP listeners: (listen address, service port). Connections to each are routed by the
+    /// `tcp:` routes for that service port (see [`tcp`]); served by the calling runtime.
+    pub tcp_listeners: Vec<(SocketAddr, u16)>,
 }
 
 impl ProxyOptions {
@@ -131,6 +136,7 @@ impl ProxyOptions {
             max_request_body: 16 << 20,
             connect_timeout: Duration::from_secs(10),
             threads: 1,
+            tcp_listeners: Vec::new(),
         }
     }
 }
@@ -234,6 +240,15 @@ impl Proxy {
             addr: opts.listen,
             source,
         })?;
+        let mut tcp_listeners = Vec::new();
+        for (listen, port) in &opts.tcp_listeners {
+            let l = bind(*listen).await?;
+            let a = l.local_addr().map_err(|source| ProxyError::Bind {
+                addr: *listen,
+                source,
+            })?;
+            tcp_listeners.push((l, a, *port));
+        }
         let admin_listener = match opts.admin {
             Some(a) => Some(bind(a).await?),
             None => None,
@@ -298,6 +313,17 @@ impl Proxy {
                 metrics.clone(),
             )?);
         }
+        let mut tcp_addrs = Vec::new();
+        for (l, a, port) in tcp_listeners {
+            tcp_addrs.push(a);
+            tasks.push(tcp::serve(
+                l,
+                port,
+                shared.clone(),
+                opts.connect_timeout,
+                shutdown_rx.clone(),
+            ));
+        }
         let px = shared.clone();
         tasks.push(accept::serve(
             listener,
@@ -339,6 +365,7 @@ impl Proxy {
         tracing::info!(%addr, admin = ?admin_addr, dir = %opts.mesh_dir.display(), "proxy listening");
         Ok(RunningProxy {
             addr,
+            tcp_addrs,
             admin_addr,
             metrics,
             config,
@@ -420,6 +447,7 @@ fn spawn_serving_thread(
 /// runtime ends.
 pub struct RunningProxy {
     addr: SocketAddr,
+    tcp_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     config: Arc<ConfigState>,
@@ -431,6 +459,11 @@ impl RunningProxy {
     /// The proxy listener's address (the real port when started on port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TCP listeners' addresses, in the order of [`ProxyOptions::tcp_listeners`].
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {

@@ -95,6 +95,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         exact.insert(host, Arc::new(vh));
     }
     wildcard.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    let tcp = super::tcp::compile(&mut b);
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
@@ -103,6 +104,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
     Ok(Table {
         exact,
         wildcard,
+        tcp,
         namespace: ctx.namespace.to_string(),
     })
 }
@@ -388,7 +390,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The cluster for a destination, built once per (host, subset, port).
-    fn cluster(
+    pub(super) fn cluster(
         &mut self,
         host: &str,
         ns: &str,
@@ -429,5 +431,25 @@ impl<'a> Builder<'a> {
 
     pub(super) fn error(&mut self, src: &Source, reason: String) {
         self.errors.push(err(src, reason));
+    }
+
+    pub(super) fn config(&self) -> &'a MeshConfig {
+        self.cfg
+    }
+
+    pub(super) fn service_entry(&self, fqdn_host: &str) -> Option<&'a ServiceEntry> {
+        self.ses.get(fqdn_host).copied()
+    }
+
+    /// Whether an L4 match block is for this proxy: the mesh (not only gateways), and its
+    /// source namespace and labels, as HTTP match blocks are filtered.
+    pub(super) fn applies_here(&self, m: &meshlens_mesh::L4MatchAttributes) -> bool {
+        (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
+            && m.source_namespace
+                .as_deref()
+                .is_none_or(|n| n == self.ctx.namespace)
+            && m.source_labels
+                .iter()
+                .all(|(k, v)| self.ctx.labels.get(k) == Some(v))
     }
 }

@@ -26,6 +26,8 @@ pub struct Table {
     pub wildcard: Vec<(String, Arc<VirtualHost>)>,
     /// The namespace short request hosts are completed in.
     pub namespace: String,
+    /// Routes of the TCP listeners, by service port.
+    pub tcp: super::tcp::TcpTable,
 }
 
 /// The routes of one VirtualService (or the default route of a ServiceEntry host).

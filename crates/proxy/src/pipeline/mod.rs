@@ -279,7 +279,7 @@ async fn forward(
 }
 
 /// Weighted choice: weights are relative (weight / sum).
-fn choose(dests: &[WeightedCluster]) -> Option<&WeightedCluster> {
+pub(crate) fn choose(dests: &[WeightedCluster]) -> Option<&WeightedCluster> {
     let total: u64 = dests.iter().map(|d| u64::from(d.weight)).sum();
     if total == 0 {
         return dests.first();
