@@ -79,8 +79,9 @@ pub struct VirtualServiceSpec {
     pub hosts: Vec<String>,
     pub gateways: Vec<String>,
     pub http: Vec<HttpRoute>,
-    /// TCP and TLS routes are kept raw: the proxy is HTTP only.
-    pub tcp: Vec<serde_yaml_ng::Value>,
+    /// Routes for ports declared TCP (see [`ServicePort::is_tcp`]).
+    pub tcp: Vec<TcpRoute>,
+    /// TLS (SNI) routes are kept raw: the proxy does not route by SNI.
     pub tls: Vec<serde_yaml_ng::Value>,
     pub export_to: Vec<String>,
 }
@@ -104,6 +105,36 @@ pub struct HttpRoute {
     pub mirror_percent: Option<u32>,
     pub mirrors: Vec<HttpMirrorPolicy>,
     pub headers: Option<Headers>,
+}
+
+/// A `tcp:` route: the first whose match blocks accept a connection (blocks ORed, or none)
+/// sends it to one of `route`, by weight.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TcpRoute {
+    #[serde(rename = "match")]
+    pub matches: Vec<L4MatchAttributes>,
+    pub route: Vec<RouteDestination>,
+}
+
+/// Istio's `L4MatchAttributes`; set fields are ANDed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct L4MatchAttributes {
+    /// Destination addresses, `a.b.c.d` or CIDR `a.b.c.d/n` (IPv6 too).
+    pub destination_subnets: Vec<String>,
+    pub port: Option<u32>,
+    pub source_labels: BTreeMap<String, String>,
+    pub gateways: Vec<String>,
+    pub source_namespace: Option<String>,
+}
+
+/// A weighted destination of a `tcp:` (or `tls:`) route.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RouteDestination {
+    pub destination: Destination,
+    pub weight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -392,6 +423,20 @@ pub struct ServicePort {
     pub protocol: Option<String>,
     pub name: Option<String>,
     pub target_port: Option<u32>,
+}
+
+impl ServicePort {
+    /// Whether the port carries opaque TCP: protocol `TCP`, or a name `tcp` / `tcp-…`, as
+    /// Istio's protocol selection reads them.
+    pub fn is_tcp(&self) -> bool {
+        match self.protocol.as_deref() {
+            Some(p) => p.eq_ignore_ascii_case("TCP"),
+            None => self.name.as_deref().is_some_and(|n| {
+                let n = n.to_ascii_lowercase();
+                n == "tcp" || n.starts_with("tcp-")
+            }),
+        }
+    }
 }
 
 /// A workload's address, ports (by port name) and labels; the `spec` of a WorkloadEntry and

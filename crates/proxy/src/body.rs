@@ -14,6 +14,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use crate::config::table::Endpoint;
 use crate::resilience::pool::Permit;
 use crate::telemetry::{RequestRecord, Telemetry};
+use crate::upload::Meter;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Inner = UnsyncBoxBody<Bytes, BoxError>;
@@ -54,6 +55,8 @@ pub struct ProxyBody {
     bytes: u64,
     grpc_status: Option<u16>,
     finish: Option<Box<Finish>>,
+    /// A streamed request's byte count, read when the exchange ends.
+    request_meter: Option<Meter>,
 }
 
 impl ProxyBody {
@@ -64,6 +67,7 @@ impl ProxyBody {
             bytes: 0,
             grpc_status: None,
             finish: None,
+            request_meter: None,
         }
     }
 
@@ -73,6 +77,7 @@ impl ProxyBody {
             bytes: 0,
             grpc_status: None,
             finish: None,
+            request_meter: None,
         }
     }
 
@@ -83,7 +88,16 @@ impl ProxyBody {
             bytes: 0,
             grpc_status: None,
             finish: None,
+            request_meter: None,
         }
+    }
+
+    /// Takes `request_bytes` from a streamed request's meter when the exchange ends (the
+    /// request body may still be arriving when the response starts). Call before
+    /// [`ProxyBody::with_telemetry`].
+    pub fn counting_request(mut self, meter: Option<Meter>) -> Self {
+        self.request_meter = meter;
+        self
     }
 
     /// Records `record` with `telemetry` when this body ends.
@@ -107,7 +121,10 @@ impl ProxyBody {
     }
 
     fn done(&mut self) {
-        if let Some(f) = self.finish.take() {
+        if let Some(mut f) = self.finish.take() {
+            if let Some(m) = &self.request_meter {
+                f.record.request_bytes = m.bytes();
+            }
             f.telemetry.finish(&f.record, self.bytes, self.grpc_status);
         }
     }

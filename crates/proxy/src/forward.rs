@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
@@ -19,7 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
-pub type ReqBody = Full<Bytes>;
+/// Request bodies stream (see [`crate::upload`]).
+pub type ReqBody = crate::upload::ReqBody;
 
 /// Why a request got no response from upstream.
 #[derive(Debug, thiserror::Error)]

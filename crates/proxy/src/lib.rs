@@ -1,12 +1,14 @@
 //! meshlens-proxy: the data plane. An HTTP/1.1 and HTTP/2 (h2c, gRPC) proxy that routes by
-//! Istio's rules as an outbound sidecar does, and reports Istio's standard telemetry.
+//! Istio's rules as an outbound sidecar does, and reports Istio's standard telemetry; plus
+//! TCP listeners routed by `tcp:` routes ([`tcp`]).
 //!
 //! The request path is a chain of small modules: [`accept`] → [`pipeline`] (reads the
 //! request) → [`route`] → [`resilience`] (fault, timeout, retry, pool limits, outlier
 //! detection) around [`balance`] and [`forward`] → [`telemetry`] (metrics and spans,
-//! recorded when the response body ends). The mesh config is compiled into an immutable
-//! [`config::table::Table`] that is swapped whole on reload, so requests never lock it for
-//! long and a rejected config never disturbs the one serving.
+//! recorded when the response body ends). Request bodies stream through ([`upload`] keeps
+//! only what a retry or mirror needs, up to a limit). The mesh config is compiled into an
+//! immutable [`config::table::Table`] that is swapped whole on reload, so requests never lock
+//! it for long and a rejected config never disturbs the one serving.
 //!
 //! Design decision: built directly on hyper's connection APIs (no framework, no pooled
 //! client) — this is the hot path, and the proxy must choose the endpoint itself while keeping
@@ -24,7 +26,9 @@ pub mod forward;
 pub mod pipeline;
 pub mod resilience;
 pub mod route;
+pub mod tcp;
 pub mod telemetry;
+pub mod upload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -94,7 +98,9 @@ pub struct ProxyOptions {
     pub span_buffer: usize,
     pub span_batch: usize,
     pub span_export_timeout: Duration,
-    /// Largest request body buffered (for retries and mirroring); larger gets 413.
+    /// The replay limit: how much of a request body is kept so that a retry or a mirror can
+    /// send it again. Bodies stream whatever their size; one over the limit is not retried
+    /// and not mirrored (see [`upload`]).
     pub max_request_body: usize,
     pub connect_timeout: Duration,
     /// Threads serving the proxy listener. 1 (default): the calling runtime serves it,
@@ -107,6 +113,9 @@ pub struct ProxyOptions {
     /// Serve as this Istio Gateway (`ns/name`): only VirtualServices bound to it by
     /// `gateways:`, for the hosts its servers expose. `None`: a sidecar (`mesh`).
     pub gateway: Option<String>,
+    /// TCP listeners: (listen address, service port). Connections to each are routed by the
+    /// `tcp:` routes for that service port (see [`tcp`]); served by the calling runtime.
+    pub tcp_listeners: Vec<(SocketAddr, u16)>,
 }
 
 impl ProxyOptions {
@@ -132,6 +141,7 @@ impl ProxyOptions {
             connect_timeout: Duration::from_secs(10),
             threads: 1,
             gateway: None,
+            tcp_listeners: Vec::new(),
         }
     }
 }
@@ -236,6 +246,15 @@ impl Proxy {
             addr: opts.listen,
             source,
         })?;
+        let mut tcp_listeners = Vec::new();
+        for (listen, port) in &opts.tcp_listeners {
+            let l = bind(*listen).await?;
+            let a = l.local_addr().map_err(|source| ProxyError::Bind {
+                addr: *listen,
+                source,
+            })?;
+            tcp_listeners.push((l, a, *port));
+        }
         let admin_listener = match opts.admin {
             Some(a) => Some(bind(a).await?),
             None => None,
@@ -302,6 +321,17 @@ impl Proxy {
                 metrics.clone(),
             )?);
         }
+        let mut tcp_addrs = Vec::new();
+        for (l, a, port) in tcp_listeners {
+            tcp_addrs.push(a);
+            tasks.push(tcp::serve(
+                l,
+                port,
+                shared.clone(),
+                opts.connect_timeout,
+                shutdown_rx.clone(),
+            ));
+        }
         let px = shared.clone();
         tasks.push(accept::serve(
             listener,
@@ -343,6 +373,7 @@ impl Proxy {
         tracing::info!(%addr, admin = ?admin_addr, dir = %opts.mesh_dir.display(), "proxy listening");
         Ok(RunningProxy {
             addr,
+            tcp_addrs,
             admin_addr,
             metrics,
             config,
@@ -424,6 +455,7 @@ fn spawn_serving_thread(
 /// runtime ends.
 pub struct RunningProxy {
     addr: SocketAddr,
+    tcp_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     config: Arc<ConfigState>,
@@ -435,6 +467,11 @@ impl RunningProxy {
     /// The proxy listener's address (the real port when started on port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TCP listeners' addresses, in the order of [`ProxyOptions::tcp_listeners`].
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {

@@ -72,11 +72,13 @@ fn subset_routed(cx: &Ctx<'_>, dr: &DestinationRule, subset: &str) -> bool {
         let http = vs.spec.http.iter().flat_map(|r| &r.route).any(|d| {
             d.destination.subset.as_deref() == Some(subset) && hits(&d.destination.host, ns)
         });
+        let tcp = vs.spec.tcp.iter().flat_map(|r| &r.route).any(|d| {
+            d.destination.subset.as_deref() == Some(subset) && hits(&d.destination.host, ns)
+        });
         let raw = vs
             .spec
-            .tcp
+            .tls
             .iter()
-            .chain(&vs.spec.tls)
             .filter_map(|r| r.get("route").and_then(Value::as_sequence))
             .flatten()
             .filter_map(|d| d.get("destination"))
@@ -85,7 +87,7 @@ fn subset_routed(cx: &Ctx<'_>, dr: &DestinationRule, subset: &str) -> bool {
                 let h = d.get("host").and_then(Value::as_str).unwrap_or("");
                 s == Some(subset) && hits(h, ns)
             });
-        http || raw
+        http || tcp || raw
     })
 }
 

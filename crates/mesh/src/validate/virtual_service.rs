@@ -22,10 +22,14 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
             http_route(cx, vs, r, spec.k("http").i(i));
         }
         shadowed(cx, vs);
-        for (proto, routes) in [("tcp", &vs.spec.tcp), ("tls", &vs.spec.tls)] {
-            for (i, r) in routes.iter().enumerate() {
-                raw_route(cx, vs, r, spec.k(proto).i(i));
+        for (i, r) in vs.spec.tcp.iter().enumerate() {
+            for (j, d) in r.route.iter().enumerate() {
+                let p = spec.k("tcp").i(i).k("route").i(j).k("destination");
+                destination(cx, vs, &d.destination, p, "KIA1101");
             }
+        }
+        for (i, r) in vs.spec.tls.iter().enumerate() {
+            raw_route(cx, vs, r, spec.k("tls").i(i));
         }
     }
     single_host(cx);

@@ -102,7 +102,6 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         }
         b.drs.push((fqdn(&dr.spec.host, dr.namespace()), dr));
     }
-    let gw_name = ctx.gateway.unwrap_or("mesh");
     let gateway = match ctx.gateway.map(|g| gateway_scope(cfg, g)).transpose() {
         Ok(g) => g,
         Err(e) => return Err(vec![e]),
@@ -110,17 +109,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
     let mut exact: HashMap<String, Arc<VirtualHost>> = HashMap::new();
     let mut wildcard: Vec<(String, Arc<VirtualHost>)> = Vec::new();
     for vs in &cfg.virtual_services {
-        if !exported_to(&vs.spec.export_to, vs.namespace(), ns) {
-            continue;
-        }
-        let g = &vs.spec.gateways;
-        let bound = match &gateway {
-            // A gateway serves only what is bound to it by name.
-            Some(_) => g.iter().any(|e| names_gateway(e, vs.namespace(), gw_name)),
-            // Without `gateways`, a VirtualService is for sidecars (`mesh`) only.
-            None => g.is_empty() || g.iter().any(|g| g == "mesh"),
-        };
-        if !bound {
+        if !b.binds(vs) {
             continue;
         }
         let vh = Arc::new(b.virtual_host(vs));
@@ -186,6 +175,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         b.errors.extend(e);
         Default::default()
     });
+    let tcp = super::tcp::compile(&mut b);
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
@@ -194,6 +184,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
     Ok(Table {
         exact,
         wildcard,
+        tcp,
         namespace: ctx.namespace.to_string(),
         authz,
     })
@@ -247,24 +238,12 @@ impl<'a> Builder<'a> {
         let ns = vs.namespace();
         let mut matches = Vec::new();
         for (j, m) in r.matches.iter().enumerate() {
-            let for_us = match self.ctx.gateway {
-                Some(gw) => m.gateways.iter().any(|e| names_gateway(e, ns, gw)),
-                None => m.gateways.iter().any(|g| g == "mesh"),
-            };
-            if !m.gateways.is_empty() && !for_us {
-                continue;
-            }
-            if m.source_namespace
-                .as_deref()
-                .is_some_and(|n| n != self.ctx.namespace)
-            {
-                continue;
-            }
-            if !m
-                .source_labels
-                .iter()
-                .all(|(k, v)| self.ctx.labels.get(k) == Some(v))
-            {
+            if !self.match_applies(
+                &m.gateways,
+                ns,
+                m.source_namespace.as_deref(),
+                &m.source_labels,
+            ) {
                 continue;
             }
             match compile_match(m) {
@@ -493,7 +472,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The cluster for a destination, built once per (host, subset, port).
-    fn cluster(
+    pub(super) fn cluster(
         &mut self,
         host: &str,
         ns: &str,
@@ -534,5 +513,61 @@ impl<'a> Builder<'a> {
 
     pub(super) fn error(&mut self, src: &Source, reason: String) {
         self.errors.push(err(src, reason));
+    }
+
+    pub(super) fn config(&self) -> &'a MeshConfig {
+        self.cfg
+    }
+
+    pub(super) fn service_entry(&self, fqdn_host: &str) -> Option<&'a ServiceEntry> {
+        self.ses.get(fqdn_host).copied()
+    }
+
+    /// Whether an L4 match block is for this proxy: the mesh (not only gateways), and its
+    /// source namespace and labels, as HTTP match blocks are filtered.
+    pub(super) fn applies_here(&self, m: &meshlens_mesh::L4MatchAttributes, ns: &str) -> bool {
+        self.match_applies(
+            &m.gateways,
+            ns,
+            m.source_namespace.as_deref(),
+            &m.source_labels,
+        )
+    }
+
+    /// Whether a match block (HTTP or TCP) of a VirtualService in namespace `ns` is for this
+    /// proxy: its `gateways` (when set) name it, and its source namespace and labels are
+    /// this proxy's.
+    fn match_applies(
+        &self,
+        gateways: &[String],
+        ns: &str,
+        source_namespace: Option<&str>,
+        source_labels: &BTreeMap<String, String>,
+    ) -> bool {
+        (gateways.is_empty() || gateways.iter().any(|g| self.names_us(g, ns)))
+            && source_namespace.is_none_or(|n| n == self.ctx.namespace)
+            && source_labels
+                .iter()
+                .all(|(k, v)| self.ctx.labels.get(k) == Some(v))
+    }
+
+    /// Whether a `gateways:` entry written in namespace `ns` names this proxy: the reserved
+    /// `mesh` for a sidecar, the Gateway's name for a gateway.
+    fn names_us(&self, entry: &str, ns: &str) -> bool {
+        match self.ctx.gateway {
+            Some(gw) => names_gateway(entry, ns, gw),
+            None => entry == "mesh",
+        }
+    }
+
+    /// Whether a VirtualService is for this proxy: exported to its namespace and bound to
+    /// it (no `gateways` means sidecars only).
+    pub(super) fn binds(&self, vs: &VirtualService) -> bool {
+        let g = &vs.spec.gateways;
+        exported_to(&vs.spec.export_to, vs.namespace(), self.ctx.namespace)
+            && match self.ctx.gateway {
+                Some(_) => g.iter().any(|e| self.names_us(e, vs.namespace())),
+                None => g.is_empty() || g.iter().any(|e| e == "mesh"),
+            }
     }
 }

@@ -7,3 +7,4 @@ pub mod matches;
 pub mod policy;
 pub mod reload;
 pub mod table;
+pub mod tcp;

@@ -28,6 +28,8 @@ pub struct Table {
     pub namespace: String,
     /// The AuthorizationPolicies of the proxy's workload (enforced by inbound proxies).
     pub authz: crate::authz::Policies,
+    /// Routes of the TCP listeners, by service port.
+    pub tcp: super::tcp::TcpTable,
 }
 
 /// The routes of one VirtualService (or the default route of a ServiceEntry host).

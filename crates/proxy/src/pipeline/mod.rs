@@ -11,8 +11,6 @@ use std::time::{Instant, SystemTime};
 
 use http::header::{HOST, USER_AGENT};
 use http::{HeaderValue, Request, Response, Version};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Body as _;
 use hyper::body::Incoming;
 use rand::Rng;
 
@@ -25,6 +23,7 @@ use crate::route::{self, split_authority, Match, RequestView};
 use crate::telemetry::flags::Flags;
 use crate::telemetry::metrics::{DestLabels, Protocol};
 use crate::telemetry::{trace, RequestRecord, Telemetry};
+use crate::upload::Upload;
 
 /// Everything the request path shares.
 pub struct Shared {
@@ -217,21 +216,9 @@ async fn forward(
             return local::abort(px, rec, a);
         }
     }
-    // Most requests (GET, HEAD) have no body: nothing to collect.
-    let body = if body.is_end_stream() {
-        bytes::Bytes::new()
-    } else {
-        match Limited::new(body, px.max_request_body).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) => {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    return local::reply(px, rec, 413, Flags::NONE, "payload too large");
-                }
-                return local::reply(px, rec, 400, Flags::DC, "bad request body");
-            }
-        }
-    };
-    rec.request_bytes = body.len() as u64;
+    // Streamed, not collected; `max_request_body` bounds only what is kept for retries and
+    // mirrors (see `upload`). Bodiless requests (GET, HEAD) allocate nothing here.
+    let body = Upload::new(body, px.max_request_body);
     // The request's headers move into the template (one copy per attempt, none here);
     // only header hashing still needs them afterwards.
     let hash_headers = match cluster.lb {
@@ -248,7 +235,12 @@ async fn forward(
     ));
     for m in &t.route.mirrors {
         if m.percent >= 100.0 || rand::thread_rng().gen::<f64>() * 100.0 < m.percent {
-            upstream::mirror(px.clone(), m.cluster.clone(), tmpl.shadow());
+            upstream::mirror(
+                px.clone(),
+                m.cluster.clone(),
+                tmpl.shadow(),
+                tmpl.body.for_mirror(),
+            );
         }
     }
     let hash = crate::balance::HashInput {
@@ -256,13 +248,16 @@ async fn forward(
         query: t.query,
         source_ip: Some(conn.peer.ip()),
     };
-    match upstream::call(px, t.route, cluster, &tmpl, &hash).await {
+    let outcome = upstream::call(px, t.route, cluster, &tmpl, &hash).await;
+    match outcome {
         upstream::Outcome::Local {
             code,
             flags,
             body,
             endpoint,
         } => {
+            tmpl.body.abandon();
+            rec.request_bytes = tmpl.body.read_bytes().unwrap_or(0);
             if let Some(ep) = endpoint {
                 rec.dest = ep.dest_labels.clone();
             }
@@ -275,6 +270,8 @@ async fn forward(
             endpoint,
             address,
         } => {
+            // No retry follows: the replay buffer can go.
+            tmpl.body.commit();
             let (mut rp, rb) = resp.into_parts();
             request::strip_hop_by_hop(&mut rp.headers);
             t.route.headers.response.apply(&mut rp.headers);
@@ -289,15 +286,16 @@ async fn forward(
                 .get("grpc-status")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            let body =
-                ProxyBody::upstream(rb).with_telemetry(px.telemetry.clone(), rec, in_flight, grpc);
+            let body = ProxyBody::upstream(rb)
+                .counting_request(tmpl.body.meter())
+                .with_telemetry(px.telemetry.clone(), rec, in_flight, grpc);
             Response::from_parts(rp, body)
         }
     }
 }
 
 /// Weighted choice: weights are relative (weight / sum).
-fn choose(dests: &[WeightedCluster]) -> Option<&WeightedCluster> {
+pub(crate) fn choose(dests: &[WeightedCluster]) -> Option<&WeightedCluster> {
     let total: u64 = dests.iter().map(|d| u64::from(d.weight)).sum();
     if total == 0 {
         return dests.first();

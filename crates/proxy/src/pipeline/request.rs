@@ -2,16 +2,15 @@
 //! headers removed, `x-request-id` and trace context added. Built once, then turned into a
 //! fresh `Request` for every attempt and every mirror.
 
-use bytes::Bytes;
 use http::header::{HeaderName, CONNECTION, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request};
-use http_body_util::Full;
 
 use super::Target;
 use crate::config::table::Rewrite;
 use crate::route::{Match, StrMatch};
 use crate::telemetry::peer::PEER_HEADER;
 use crate::telemetry::{trace, RequestRecord};
+use crate::upload::{ReqBody, Upload};
 
 pub struct Template {
     pub method: Method,
@@ -20,7 +19,8 @@ pub struct Template {
     /// Port of the request's authority, for endpoints dialled without a known port.
     pub port: u16,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    /// Streamed; each attempt takes its own body from it.
+    pub body: Upload,
     /// gRPC needs HTTP/2 end to end, whatever the port's declared protocol.
     pub grpc: bool,
     /// `path_and_query` parsed once (HTTP/1.1 origin form), and the `Host` value.
@@ -67,7 +67,7 @@ impl Template {
         method: Method,
         mut headers: HeaderMap,
         rec: &RequestRecord,
-        body: Bytes,
+        body: Upload,
         peer: Option<&HeaderValue>,
     ) -> Self {
         strip_hop_by_hop(&mut headers);
@@ -130,15 +130,16 @@ impl Template {
         }
     }
 
-    /// The copy sent to a mirror: Envoy appends `-shadow` to the host (before the port).
-    pub fn shadow(&self) -> std::sync::Arc<Template> {
+    /// The copy sent to a mirror: Envoy appends `-shadow` to the host (before the port). Its
+    /// body is empty until the mirror's own (see [`Upload::for_mirror`]) replaces it.
+    pub fn shadow(&self) -> Template {
         let authority = match self.authority.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') && p.parse::<u16>().is_ok() => {
                 format!("{h}-shadow:{p}")
             }
             _ => format!("{}-shadow", self.authority),
         };
-        std::sync::Arc::new(Template {
+        Template {
             host: HeaderValue::from_str(&authority).ok(),
             origin: self.origin.clone(),
             method: self.method.clone(),
@@ -146,15 +147,15 @@ impl Template {
             authority,
             port: self.port,
             headers: self.headers.clone(),
-            body: self.body.clone(),
+            body: Upload::Empty,
             grpc: self.grpc,
-        })
+        }
     }
 
     /// A request for one attempt. HTTP/2 carries the authority in the URI (`:authority`),
     /// HTTP/1.1 in `Host`.
-    pub fn to_request(&self, http2: bool) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(self.body.clone()));
+    pub fn to_request(&self, http2: bool) -> Request<ReqBody> {
+        let mut req = Request::new(self.body.attempt());
         *req.method_mut() = self.method.clone();
         *req.headers_mut() = self.headers.clone();
         if http2 {

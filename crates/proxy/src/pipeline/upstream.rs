@@ -18,6 +18,7 @@ use crate::forward::SendError;
 use crate::resilience::outlier::Observation;
 use crate::resilience::retry::{Outcome as Try, RetryPolicy};
 use crate::telemetry::flags::Flags;
+use crate::upload::MirrorBody;
 
 pub enum Outcome {
     Response {
@@ -120,7 +121,8 @@ async fn attempts(
             );
         }
         let retriable = policy.retriable(outcome);
-        if retriable && attempt < policy.attempts {
+        // A body past the replay limit cannot be sent again: this attempt's outcome stands.
+        if retriable && attempt < policy.attempts && tmpl.body.replayable() {
             drop(result);
             drop(in_flight);
             tokio::time::sleep(RetryPolicy::backoff(attempt)).await;
@@ -128,7 +130,7 @@ async fn attempts(
             previous = Some(ep);
             continue;
         }
-        let urx = if retriable && policy.attempts > 0 {
+        let urx = if retriable && policy.attempts > 0 && attempt >= policy.attempts {
             Flags::URX
         } else {
             Flags::NONE
@@ -155,8 +157,15 @@ async fn attempts(
 }
 
 /// Fire-and-forget copy of a request to a mirror cluster; its answer is read and dropped.
-pub fn mirror(px: Arc<Shared>, cluster: Arc<Cluster>, tmpl: Arc<Template>) {
+/// It is sent once its body is complete, and skipped when the body cannot be copied (over
+/// the replay limit, failed or abandoned; see [`crate::upload`]).
+pub fn mirror(px: Arc<Shared>, cluster: Arc<Cluster>, mut tmpl: Template, body: MirrorBody) {
     tokio::spawn(async move {
+        let Some(body) = body.resolve().await else {
+            tracing::debug!(cluster = %cluster.name, "mirror skipped: request body over the replay limit or incomplete");
+            return;
+        };
+        tmpl.body = body;
         let headers = http::HeaderMap::new();
         let hash = HashInput {
             headers: &headers,

@@ -199,6 +199,8 @@ pub struct Metrics {
     shards: Vec<RwLock<FxMap<SeriesKey, Arc<Series>>>>,
     hasher: FxBuildHasher,
     pub counters: ProxyCounters,
+    /// Istio's TCP metrics (TCP listeners).
+    pub tcp: super::tcp::TcpMetrics,
 }
 
 impl Metrics {
@@ -211,6 +213,7 @@ impl Metrics {
             shards: (0..SHARDS).map(|_| RwLock::new(FxMap::default())).collect(),
             hasher: FxBuildHasher::default(),
             counters: ProxyCounters::default(),
+            tcp: Default::default(),
         }
     }
 
@@ -276,6 +279,8 @@ impl Metrics {
                 pick(s).write(&mut out, name, l);
             }
         }
+        self.tcp
+            .render(&mut out, self.reporter, &self.source_rendered);
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let simple: [(&str, &str, &str, u64); 6] = [
@@ -369,7 +374,7 @@ impl Metrics {
 }
 
 /// `reporter=…,source_…=…`, the leading labels of every `istio_*` series.
-fn render_source(reporter: &str, s: &PeerLabels) -> String {
+pub(crate) fn render_source(reporter: &str, s: &PeerLabels) -> String {
     format!(
         "reporter=\"{}\",source_workload=\"{}\",source_canonical_service=\"{}\",source_canonical_revision=\"{}\",source_workload_namespace=\"{}\",source_principal=\"{}\",source_app=\"{}\",source_version=\"{}\",source_cluster=\"{}\"",
         reporter,
@@ -385,7 +390,7 @@ fn render_source(reporter: &str, s: &PeerLabels) -> String {
 }
 
 /// Escapes a label value for the text format.
-fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn esc(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains(['\\', '"', '\n']) {
         s.replace('\\', "\\\\")
             .replace('"', "\\\"")

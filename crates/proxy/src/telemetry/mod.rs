@@ -6,6 +6,7 @@ pub mod export;
 pub mod flags;
 pub mod metrics;
 pub mod peer;
+pub mod tcp;
 pub mod trace;
 
 use std::sync::Arc;
