@@ -54,6 +54,24 @@ pub struct Args {
     /// only VirtualServices that name it in `gateways:`, for the hosts its servers list.
     #[arg(long)]
     pub gateway: Option<String>,
+    /// A TCP listener, `LISTEN=PORT`: connections to LISTEN are routed by the `tcp:` routes
+    /// for service port PORT (repeatable), e.g. `--tcp 127.0.0.1:27017=27017`.
+    #[arg(long = "tcp", value_parser = parse_tcp_listener)]
+    pub tcp: Vec<(SocketAddr, u16)>,
+}
+
+/// `LISTEN=PORT` of `--tcp`.
+fn parse_tcp_listener(s: &str) -> Result<(SocketAddr, u16), String> {
+    let (listen, port) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected LISTEN=PORT, e.g. 127.0.0.1:27017=27017"))?;
+    let listen = listen
+        .parse()
+        .map_err(|_| format!("{listen:?} is not an address (IP:PORT)"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port number"))?;
+    Ok((listen, port))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -86,6 +104,7 @@ pub fn options(args: &Args) -> ProxyOptions {
         true => g.clone(),
         false => format!("{}/{g}", args.namespace),
     });
+    o.tcp_listeners = args.tcp.clone();
     o.threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -103,8 +122,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the proxy with --mesh {}", args.mesh.display()))?;
     eprintln!(
-        "meshlens proxy listening on {}{}",
+        "meshlens proxy listening on {}{}{}",
         proxy.addr(),
+        proxy
+            .tcp_addrs()
+            .iter()
+            .map(|a| format!(", tcp on {a}"))
+            .collect::<String>(),
         proxy
             .admin_addr()
             .map(|a| format!(", admin on {a}"))
@@ -113,4 +137,20 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     proxy.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_tcp_listener;
+
+    #[test]
+    fn tcp_listener_flag() {
+        assert_eq!(
+            parse_tcp_listener("127.0.0.1:7000=27017"),
+            Ok(("127.0.0.1:7000".parse().unwrap(), 27017))
+        );
+        assert!(parse_tcp_listener("127.0.0.1:7000").is_err());
+        assert!(parse_tcp_listener("nohost=1").is_err());
+        assert!(parse_tcp_listener("127.0.0.1:7000=99999").is_err());
+    }
 }
