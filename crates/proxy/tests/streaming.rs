@@ -258,3 +258,70 @@ async fn over_the_replay_limit_no_retry_and_no_mirror_but_the_request_passes() {
     );
     h.proxy.shutdown().await;
 }
+
+/// A client body of data frames, then trailers.
+struct WithTrailers(Vec<Frame<Bytes>>);
+
+impl Body for WithTrailers {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let v = &mut self.get_mut().0;
+        Poll::Ready((!v.is_empty()).then(|| Ok(v.remove(0))))
+    }
+}
+
+#[tokio::test]
+async fn request_trailers_reach_an_http2_upstream() {
+    // The backend answers with the request's data and its `x-checksum` trailer.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let c = req.into_body().collect().await.unwrap();
+                let trailer = c
+                    .trailers()
+                    .and_then(|t| t.get("x-checksum"))
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_else(|| "none".into());
+                let data = c.to_bytes();
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                    "{} {trailer}",
+                    String::from_utf8_lossy(&data)
+                )))))
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    let h = start(&upload_mesh(port, "HTTP2")).await;
+    let stream = tokio::net::TcpStream::connect(h.proxy.addr())
+        .await
+        .unwrap();
+    let (mut client, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", "abc123".parse().unwrap());
+    let body = WithTrailers(vec![
+        Frame::data(Bytes::from_static(b"part1,")),
+        Frame::data(Bytes::from_static(b"part2")),
+        Frame::trailers(trailers),
+    ]);
+    let req = Request::post("http://upload:9080/t").body(body).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.send_request(req))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"part1,part2 abc123");
+    h.proxy.shutdown().await;
+}

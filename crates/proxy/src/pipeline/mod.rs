@@ -248,8 +248,7 @@ async fn forward(
         query: t.query,
         source_ip: Some(conn.peer.ip()),
     };
-    let outcome = upstream::call(px, t.route, cluster, &tmpl, &hash).await;
-    match outcome {
+    match upstream::call(px, t.route, cluster, &tmpl, &hash).await {
         upstream::Outcome::Local {
             code,
             flags,
