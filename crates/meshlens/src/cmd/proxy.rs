@@ -50,6 +50,11 @@ pub struct Args {
     /// and upstream connections; 0: one per CPU.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// The workload certificate: a directory with cert-chain.pem, key.pem and root-cert.pem
+    /// (as `meshlens ca issue` writes them), re-read when they change. Enables mutual TLS:
+    /// PeerAuthentication inbound, ISTIO_MUTUAL and auto mTLS outbound.
+    #[arg(long = "cert-dir")]
+    pub cert_dir: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -78,6 +83,7 @@ pub fn options(args: &Args) -> ProxyOptions {
     o.app = args.app.clone();
     o.namespace = args.namespace.clone();
     o.sampling_percent = args.sampling;
+    o.cert_dir = args.cert_dir.clone();
     o.threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

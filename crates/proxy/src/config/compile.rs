@@ -95,6 +95,14 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         exact.insert(host, Arc::new(vh));
     }
     wildcard.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    let inbound_mtls =
+        crate::tls::policy::inbound_mtls(&cfg.peer_authentications, ctx.namespace, ctx.labels)
+            .unwrap_or_else(|errors| {
+                for (src, reason) in errors {
+                    b.error(&src, reason);
+                }
+                Default::default()
+            });
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
@@ -104,6 +112,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         exact,
         wildcard,
         namespace: ctx.namespace.to_string(),
+        inbound_mtls,
     })
 }
 

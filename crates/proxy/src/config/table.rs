@@ -26,6 +26,8 @@ pub struct Table {
     pub wildcard: Vec<(String, Arc<VirtualHost>)>,
     /// The namespace short request hosts are completed in.
     pub namespace: String,
+    /// What the inbound listener accepts (PeerAuthentication).
+    pub inbound_mtls: crate::tls::InboundMtls,
 }
 
 /// The routes of one VirtualService (or the default route of a ServiceEntry host).
@@ -128,6 +130,10 @@ pub struct Cluster {
     pub outlier: Option<OutlierPolicy>,
     pub http2: bool,
     pub state: Arc<ClusterState>,
+    /// DestinationRule TLS for the endpoints.
+    pub tls: crate::tls::UpstreamTls,
+    /// The ServiceEntry says MESH_EXTERNAL: no auto mTLS.
+    pub mesh_external: bool,
 }
 
 /// One upstream address.

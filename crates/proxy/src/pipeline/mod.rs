@@ -18,8 +18,8 @@ use rand::Rng;
 
 use crate::body::ProxyBody;
 use crate::config::reload::ConfigState;
-use crate::conn::ConnInfo;
 use crate::config::table::{Action, Route, WeightedCluster};
+use crate::conn::ConnInfo;
 use crate::forward::Upstreams;
 use crate::route::{self, split_authority, Match, RequestView};
 use crate::telemetry::flags::Flags;
@@ -33,6 +33,8 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     pub max_request_body: usize,
     pub unknown_dest: Arc<DestLabels>,
+    /// Identity and mTLS state (see [`crate::tls`]).
+    pub tls: Arc<crate::tls::Context>,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -114,16 +116,19 @@ pub async fn handle(
         request_id,
         trace,
         dest: px.unknown_dest.clone(),
-        source: px
-            .telemetry
-            .inbound
-            .as_ref()
-            .map(|i| i.source(parts.headers.get(crate::telemetry::peer::PEER_HEADER))),
+        source: px.telemetry.inbound.as_ref().map(|i| {
+            let s = i.source(parts.headers.get(crate::telemetry::peer::PEER_HEADER));
+            px.tls.source_labels(s, &conn)
+        }),
         cluster: None,
         upstream: None,
         code: 0,
         flags: Flags::NONE,
         request_bytes: 0,
+        security: match px.telemetry.inbound {
+            Some(_) => conn.security,
+            None => crate::conn::Security::None,
+        },
     };
     let table = px.config.table();
     let found = route::find(
@@ -266,7 +271,11 @@ async fn forward(
             rp.version = Version::HTTP_11;
             rec.code = rp.status.as_u16();
             rec.flags |= flags;
-            rec.dest = endpoint.dest_labels.clone();
+            let peer = rp.extensions.get::<crate::tls::UpstreamPeer>();
+            rec.dest = px.tls.dest_labels(&endpoint.dest_labels, peer);
+            if px.telemetry.inbound.is_none() {
+                rec.security = peer.map_or(rec.security, |p| p.security);
+            }
             rec.upstream = Some(address);
             let grpc = rp
                 .headers
