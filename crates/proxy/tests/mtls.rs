@@ -381,3 +381,95 @@ async fn certificate_rotation_under_load_fails_no_request() {
     assert_eq!(failures(&m, "expired"), 0.0, "{m}");
     assert_eq!(failures(&m, "unknown_ca"), 0.0, "{m}");
 }
+
+/// An outbound proxy whose DestinationRule for `reviews` (the proxy at `port`) has `tls`.
+async fn outbound_with_tls(port: u16, tls: &str) -> Harness {
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  hosts: [reviews]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - {{number: 9080, name: http, protocol: HTTP}}\n  endpoints:\n  - address: 127.0.0.1\n    ports: {{http: {port}}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  host: reviews\n  trafficPolicy:\n    tls: {tls}\n"
+    );
+    start_with(&yaml, |_| {}).await
+}
+
+#[tokio::test]
+async fn simple_and_mutual_tls_from_destination_rule_files() {
+    let pki = Pki::new();
+    let (in_dir, _) = pki.issue("reviews", "reviews");
+    let (out_dir, _) = pki.issue("productpage", "productpage");
+    let b = Backend::named("reviews").await;
+    // The workload certificates name no host, so name checks are skipped here.
+    let simple = "{mode: SIMPLE, insecureSkipVerify: true}".to_string();
+    let mutual = format!(
+        "{{mode: MUTUAL, insecureSkipVerify: true, clientCertificate: {}, privateKey: {}, caCertificates: {}}}",
+        out_dir.join("cert-chain.pem").display(),
+        out_dir.join("key.pem").display(),
+        out_dir.join("root-cert.pem").display()
+    );
+
+    // SIMPLE: TLS without a client certificate, accepted under PERMISSIVE (not mutual).
+    let permissive = inbound(&b, "PERMISSIVE", &in_dir).await;
+    let out = outbound_with_tls(permissive.proxy.addr().port(), &simple).await;
+    assert_eq!(out.get("reviews", "/").await.status, 200);
+    let m = permissive.metrics().await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "istio_requests_total",
+            &[
+                "connection_security_policy=\"none\"",
+                "response_code=\"200\""
+            ]
+        ),
+        1.0,
+        "{m}"
+    );
+
+    // ... and refused under STRICT, counted as a missing client certificate.
+    let strict = inbound(&b, "STRICT", &in_dir).await;
+    let out = outbound_with_tls(strict.proxy.addr().port(), &simple).await;
+    assert_eq!(out.get("reviews", "/").await.status, 503);
+    assert!(
+        eventually(|| async { failures(&strict.metrics().await, "no_client_certificate") >= 1.0 })
+            .await,
+        "{}",
+        strict.metrics().await
+    );
+
+    // MUTUAL with the workload's files: accepted under STRICT, the caller's principal proven.
+    let out = outbound_with_tls(strict.proxy.addr().port(), &mutual).await;
+    assert_eq!(out.get("reviews", "/").await.status, 200);
+    let m = strict.metrics().await;
+    let principal = format!("source_principal=\"{OUT_ID}\"");
+    assert_eq!(
+        metric_value(
+            &m,
+            "istio_requests_total",
+            &[
+                principal.as_str(),
+                "connection_security_policy=\"mutual_tls\"",
+                "response_code=\"200\""
+            ]
+        ),
+        1.0,
+        "{m}"
+    );
+
+    // A rule naming a file that does not exist is refused with the rule's place.
+    let bad = "{mode: MUTUAL, clientCertificate: /nonexistent/cert.pem, privateKey: /nonexistent/key.pem}";
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  host: reviews\n  trafficPolicy:\n    tls: {bad}\n---\n{}",
+        service_entry("reviews", &[(&b, "v1")])
+    );
+    std::fs::write(dir.path().join("mesh.yaml"), yaml).unwrap();
+    let opts = meshlens_proxy::ProxyOptions::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+    match meshlens_proxy::Proxy::start(opts).await {
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("mesh.yaml:1") && e.contains("/nonexistent/cert.pem"),
+                "{e}"
+            );
+        }
+        Ok(_) => panic!("a DestinationRule with missing files was accepted"),
+    }
+}
