@@ -473,3 +473,51 @@ async fn simple_and_mutual_tls_from_destination_rule_files() {
         Ok(_) => panic!("a DestinationRule with missing files was accepted"),
     }
 }
+
+/// gRPC keeps HTTP/2 end to end through the mTLS hop: ALPN picks h2 between the proxies.
+#[tokio::test]
+async fn grpc_stays_on_http2_over_mtls() {
+    let pki = Pki::new();
+    let (in_dir, _) = pki.issue("reviews", "reviews");
+    let (out_dir, _) = pki.issue("productpage", "productpage");
+    let b = Backend::named("reviews").await;
+    let inb = inbound(&b, "STRICT", &in_dir).await;
+    let out = outbound(
+        inb.proxy.addr().port(),
+        Some("ISTIO_MUTUAL"),
+        Some(&out_dir),
+    )
+    .await;
+    let stream = TcpStream::connect(out.proxy.addr()).await.unwrap();
+    let (mut client, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = http::Request::post("http://reviews/pkg.Svc/Call")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+            .unwrap();
+        let resp = client.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        use http_body_util::BodyExt;
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"reviews");
+    }
+    assert_eq!(b.last().version, http::Version::HTTP_2);
+    let labels = [
+        "request_protocol=\"grpc\"",
+        "connection_security_policy=\"mutual_tls\"",
+    ];
+    assert!(
+        eventually(|| async {
+            metric_value(&inb.metrics().await, "istio_requests_total", &labels) == 2.0
+        })
+        .await,
+        "{}",
+        inb.metrics().await
+    );
+}
