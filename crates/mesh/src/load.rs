@@ -47,6 +47,7 @@ pub struct MeshConfig {
     pub service_entries: Vec<ServiceEntry>,
     pub workload_entries: Vec<WorkloadEntry>,
     pub authorization_policies: Vec<AuthorizationPolicy>,
+    pub peer_authentications: Vec<PeerAuthentication>,
     pub ignored: Vec<Ignored>,
 }
 
@@ -114,6 +115,7 @@ impl MeshConfig {
         self.workload_entries.extend(other.workload_entries);
         self.authorization_policies
             .extend(other.authorization_policies);
+        self.peer_authentications.extend(other.peer_authentications);
         self.ignored.extend(other.ignored);
     }
 
@@ -125,6 +127,7 @@ impl MeshConfig {
             + self.service_entries.len()
             + self.workload_entries.len()
             + self.authorization_policies.len()
+            + self.peer_authentications.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -184,7 +187,9 @@ impl MeshConfig {
     fn add_object(&mut self, input: ObjectInput<'_>, source: Source) -> Result<(), ObjError> {
         let (api_version, kind, name) = input.header();
         let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-        if group == ISTIO_SECURITY_GROUP && kind == "AuthorizationPolicy" {
+        if group == ISTIO_SECURITY_GROUP
+            && matches!(kind.as_str(), "AuthorizationPolicy" | "PeerAuthentication")
+        {
             if !SECURITY_VERSIONS.contains(&version) {
                 return Err((
                     None,
@@ -194,7 +199,11 @@ impl MeshConfig {
                     ),
                 ));
             }
-            self.authorization_policies.push(input.typed(source)?);
+            if kind == "AuthorizationPolicy" {
+                self.authorization_policies.push(input.typed(source)?);
+            } else {
+                self.peer_authentications.push(input.typed(source)?);
+            }
             return Ok(());
         }
         let known_kind = matches!(
@@ -422,6 +431,38 @@ pub fn is_config_file(path: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn peer_authentication_is_modelled_with_port_keys_of_either_form() {
+        let text = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: shop}\nspec:\n  selector: {matchLabels: {app: cart}}\n  mtls: {mode: STRICT}\n  portLevelMtls:\n    8080: {mode: DISABLE}\n    \"9090\": {mode: PERMISSIVE}\n---\napiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {}\n";
+        let cfg = MeshConfig::parse_str(text, "pa.yaml").unwrap();
+        assert_eq!(cfg.peer_authentications.len(), 2);
+        assert!(cfg.ignored.is_empty());
+        let pa = &cfg.peer_authentications[0];
+        assert_eq!(pa.namespace(), "shop");
+        assert_eq!(
+            pa.spec.selector.as_ref().unwrap().match_labels["app"],
+            "cart"
+        );
+        assert_eq!(
+            pa.spec.mtls.as_ref().unwrap().mode.as_deref(),
+            Some("STRICT")
+        );
+        assert_eq!(
+            pa.spec.port_level_mtls[&8080].mode.as_deref(),
+            Some("DISABLE")
+        );
+        assert_eq!(
+            pa.spec.port_level_mtls[&9090].mode.as_deref(),
+            Some("PERMISSIVE")
+        );
+        assert!(cfg.peer_authentications[1].spec.mtls.is_none());
+
+        let bad = "apiVersion: security.istio.io/v1alpha1\nkind: PeerAuthentication\nmetadata: {name: pa}\nspec: {}\n";
+        assert!(MeshConfig::parse_str(bad, "pa.yaml").is_err());
+        let bad = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa}\nspec:\n  portLevelMtls: {http: {mode: STRICT}}\n";
+        assert!(MeshConfig::parse_str(bad, "pa.yaml").is_err());
+    }
     use super::*;
 
     #[test]

@@ -70,6 +70,7 @@ pub type DestinationRule = Resource<DestinationRuleSpec>;
 pub type Gateway = Resource<GatewaySpec>;
 pub type ServiceEntry = Resource<ServiceEntrySpec>;
 pub type WorkloadEntry = Resource<WorkloadEntrySpec>;
+pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
 
 // ---------------------------------------------------------------- VirtualService
 
@@ -458,4 +459,54 @@ pub struct WorkloadEntrySpec {
 pub struct WorkloadSelector {
     #[serde(alias = "matchLabels")]
     pub labels: BTreeMap<String, String>,
+}
+
+// ---------------------------------------------------------------- PeerAuthentication
+// `security.istio.io`: what mutual TLS an inbound proxy accepts.
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PeerAuthenticationSpec {
+    /// Which workloads of the namespace the policy applies to; none: the whole namespace
+    /// (or the mesh, in the root namespace).
+    pub selector: Option<LabelSelector>,
+    pub mtls: Option<PeerMtls>,
+    /// Per workload port (the port the application listens on); only with a selector.
+    #[serde(deserialize_with = "port_keys")]
+    pub port_level_mtls: BTreeMap<u32, PeerMtls>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PeerMtls {
+    /// UNSET, DISABLE, PERMISSIVE or STRICT; kept as written, checked by the consumer.
+    pub mode: Option<String>,
+}
+
+/// Ports as map keys: YAML writes them as numbers, JSON as strings.
+fn port_keys<'de, D>(d: D) -> Result<BTreeMap<u32, PeerMtls>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+    #[serde(untagged)]
+    enum Key {
+        Num(u32),
+        Text(String),
+    }
+    let raw: BTreeMap<Key, PeerMtls> = BTreeMap::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match k {
+            Key::Num(n) => Ok((n, v)),
+            Key::Text(t) => t.parse().map(|n| (n, v)).map_err(|_| {
+                serde::de::Error::custom(format!("portLevelMtls key {t:?} is not a port number"))
+            }),
+        })
+        .collect()
 }

@@ -32,6 +32,8 @@ enum Command {
     Query(cmd::query::Args),
     /// Run the sidecar / ingress proxy with Istio routing rules.
     Proxy(cmd::proxy::Args),
+    /// The mesh CA: `ca init` makes a root, `ca issue --ns NS --sa SA` a workload certificate.
+    Ca(cmd::ca::Args),
     /// Start a server, a proxied demo mesh and a load generator on loopback.
     Demo(cmd::demo::Args),
     /// Search traces and show one as a waterfall.
@@ -74,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         Command::Import(a) => cmd::import::run(a),
         Command::Query(a) => cmd::query::run(a),
         Command::Proxy(a) => cmd::proxy::run(a),
+        Command::Ca(a) => cmd::ca::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Traces(a) => cmd::traces::run(a),
         Command::Graph(a) => cmd::graph::run(a),

@@ -2,6 +2,9 @@
 //! one port. Each connection is its own task, so a malformed request only costs its own
 //! connection (hyper answers it with 400). On shutdown the listener stops and open
 //! connections are closed gracefully.
+//!
+//! An inbound proxy first admits each connection under its PeerAuthentication (see
+//! [`crate::tls::inbound`]); a TLS session is then served by the protocol ALPN chose.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -85,6 +88,7 @@ pub fn serve<F, Fut>(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
     metrics: Option<Arc<Metrics>>,
+    tls: Option<Arc<crate::tls::inbound::Inbound>>,
     handle: F,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -122,13 +126,48 @@ where
             let handle = handle.clone();
             let builders = builders.clone();
             let mut shutdown = shutdown.clone();
+            let tls = tls.clone();
             let fut = async move {
-                let conn = ConnInfo::plain(peer);
-                let svc = hyper::service::service_fn(move |req| {
-                    let fut = handle(req, conn.clone());
-                    async move { Ok::<_, Infallible>(fut.await) }
-                });
+                let service = move |conn: Arc<ConnInfo>| {
+                    hyper::service::service_fn(move |req| {
+                        let fut = handle(req, conn.clone());
+                        async move { Ok::<_, Infallible>(fut.await) }
+                    })
+                };
                 let (h1, h2) = &*builders;
+                let stream = match &tls {
+                    None => stream,
+                    Some(t) => match t.admit(stream, peer).await {
+                        crate::tls::inbound::Admitted::Plain(s) => s,
+                        crate::tls::inbound::Admitted::Refused => return,
+                        crate::tls::inbound::Admitted::Tls(s, conn, alpn) => {
+                            let svc = service(conn);
+                            let io = TokioIo::new(*s);
+                            return Box::pin(async move {
+                                match alpn {
+                                    Some(true) => {
+                                        drive!(h2.serve_connection(io, svc), shutdown, peer)
+                                    }
+                                    Some(false) => {
+                                        drive!(h1.serve_connection(io, svc), shutdown, peer)
+                                    }
+                                    None => {
+                                        let mut auto = auto::Builder::new(TokioExecutor::new());
+                                        auto.http1()
+                                            .timer(TokioTimer::new())
+                                            .header_read_timeout(Duration::from_secs(30))
+                                            .max_buf_size(MAX_BUF_SIZE)
+                                            .keep_alive(true);
+                                        auto.http2().timer(TokioTimer::new());
+                                        drive!(auto.serve_connection(io, svc), shutdown, peer)
+                                    }
+                                }
+                            })
+                            .await;
+                        }
+                    },
+                };
+                let svc = service(ConnInfo::plain(peer));
                 match sniff(&stream).await {
                     None => {}
                     Some(Proto::Http1) => {

@@ -16,7 +16,7 @@ pub struct ConnInfo {
 }
 
 /// Istio's `connection_security_policy` label values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Security {
     #[default]
     None,

@@ -5,6 +5,9 @@
 //! connect failure (flag UF) is told apart from a reset after connecting (UC). HTTP/1.1
 //! connections are parked when their response head arrives and reused once its body is consumed; HTTP/2 (h2c,
 //! prior knowledge) uses one multiplexed connection per endpoint.
+//!
+//! Connections are pooled per (endpoint, TLS): a TLS target's connections are keyed by the
+//! address and the target's tag, so plaintext and TLS (or two TLS settings) never share one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +19,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
+
+use crate::tls::{TlsTarget, UpstreamPeer};
 
 /// Request bodies stream (see [`crate::upload`]).
 pub type ReqBody = crate::upload::ReqBody;
@@ -49,6 +54,9 @@ pub struct Upstreams {
     h2: Mutex<HashMap<String, http2::SendRequest<ReqBody>>>,
     connect_timeout: Duration,
     max_idle_per_endpoint: usize,
+    /// What the last TLS handshake per pool key proved (see [`crate::tls::UpstreamPeer`]).
+    peers: Mutex<HashMap<String, UpstreamPeer>>,
+    failures: Option<Arc<crate::telemetry::metrics::Metrics>>,
 }
 
 impl Upstreams {
@@ -59,7 +67,20 @@ impl Upstreams {
             h2: Mutex::default(),
             connect_timeout,
             max_idle_per_endpoint: 128,
+            peers: Mutex::default(),
+            failures: None,
         })
+    }
+
+    /// As [`Upstreams::new`], counting TLS handshake failures in `metrics`.
+    pub fn with_metrics(
+        connect_timeout: Duration,
+        pools: usize,
+        metrics: Arc<crate::telemetry::metrics::Metrics>,
+    ) -> Arc<Self> {
+        let mut u = Upstreams::new(connect_timeout, pools);
+        Arc::get_mut(&mut u).expect("just made").failures = Some(metrics);
+        u
     }
 
     /// Sends a request to `addr` (`host:port`). `make` builds the request; it may be called
@@ -70,17 +91,54 @@ impl Upstreams {
         http2: bool,
         make: impl Fn() -> Request<ReqBody>,
     ) -> Result<Response<Incoming>, SendError> {
+        self.send_via(addr, http2, None, make).await
+    }
+
+    /// As [`Upstreams::send`], over TLS when `tls` is given; the response then carries an
+    /// [`UpstreamPeer`] extension.
+    pub async fn send_via(
+        self: &Arc<Self>,
+        addr: &str,
+        http2: bool,
+        tls: Option<&Arc<TlsTarget>>,
+        make: impl Fn() -> Request<ReqBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let keyed;
+        let key = match tls {
+            None => addr,
+            Some(t) => {
+                keyed = format!("{addr}#{}", t.tag);
+                keyed.as_str()
+            }
+        };
+        let mut resp = self.send_keyed(addr, key, http2, tls, make).await?;
+        if tls.is_some() {
+            if let Some(p) = self.peers.lock().get(key) {
+                resp.extensions_mut().insert(p.clone());
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn send_keyed(
+        self: &Arc<Self>,
+        addr: &str,
+        key: &str,
+        http2: bool,
+        tls: Option<&Arc<TlsTarget>>,
+        make: impl Fn() -> Request<ReqBody>,
+    ) -> Result<Response<Incoming>, SendError> {
         if http2 {
-            return self.send_h2(addr, make()).await;
+            return self.send_h2(addr, key, tls, make()).await;
         }
         for _ in 0..3 {
-            let (mut sender, pooled) = match self.take_idle(addr) {
+            let (mut sender, pooled) = match self.take_idle(key) {
                 Some(s) => (s, true),
-                None => (self.dial_h1(addr).await?, false),
+                None => (self.dial_h1(addr, key, tls).await?, false),
             };
             match sender.send_request(make()).await {
                 Ok(resp) => {
-                    self.park(addr, sender);
+                    self.park(key, sender);
                     return Ok(resp);
                 }
                 Err(e) if pooled && (e.is_canceled() || e.is_closed()) => continue,
@@ -134,40 +192,95 @@ impl Upstreams {
         Ok(TokioIo::new(stream))
     }
 
-    async fn dial_h1(&self, addr: &str) -> Result<http1::SendRequest<ReqBody>, SendError> {
-        let io = self.connect(addr).await?;
-        let (sender, conn) = http1::Builder::new()
-            .max_buf_size(crate::accept::MAX_BUF_SIZE)
-            .handshake(io)
+    /// The TLS session over a new connection, its proven peer remembered under `key`.
+    async fn connect_tls(
+        &self,
+        addr: &str,
+        key: &str,
+        tls: &TlsTarget,
+        http2: bool,
+    ) -> Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, SendError> {
+        let tcp = self.connect(addr).await?.into_inner();
+        let none = crate::tls::Failures::default();
+        let failures = self
+            .failures
+            .as_ref()
+            .map_or(&none, |m| &m.counters.tls_handshake_failures);
+        let (stream, peer) = tls
+            .connect(tcp, addr, http2, failures)
             .await
-            .map_err(|e| SendError::Connect(format!("{addr}: {e}")))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+            .map_err(SendError::Connect)?;
+        self.peers.lock().insert(key.to_string(), peer);
+        Ok(TokioIo::new(stream))
+    }
+
+    async fn dial_h1(
+        &self,
+        addr: &str,
+        key: &str,
+        tls: Option<&Arc<TlsTarget>>,
+    ) -> Result<http1::SendRequest<ReqBody>, SendError> {
+        let mut builder = http1::Builder::new();
+        builder.max_buf_size(crate::accept::MAX_BUF_SIZE);
+        let err = |e: hyper::Error| SendError::Connect(format!("{addr}: {e}"));
+        let sender = match tls {
+            None => {
+                let (sender, conn) = builder
+                    .handshake(self.connect(addr).await?)
+                    .await
+                    .map_err(err)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+            Some(t) => {
+                let io = self.connect_tls(addr, key, t, false).await?;
+                let (sender, conn) = builder.handshake(io).await.map_err(err)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+        };
         Ok(sender)
     }
 
     async fn send_h2(
         &self,
         addr: &str,
+        key: &str,
+        tls: Option<&Arc<TlsTarget>>,
         req: Request<ReqBody>,
     ) -> Result<Response<Incoming>, SendError> {
         let existing = {
             let pool = self.h2.lock();
-            pool.get(addr).filter(|s| !s.is_closed()).cloned()
+            pool.get(key).filter(|s| !s.is_closed()).cloned()
         };
         let mut sender = match existing {
             Some(s) => s,
             None => {
-                let io = self.connect(addr).await?;
-                let (s, conn) = http2::Builder::new(TokioExecutor::new())
-                    .handshake(io)
-                    .await
-                    .map_err(|e| SendError::Connect(format!("{addr}: {e}")))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                self.h2.lock().insert(addr.to_string(), s.clone());
+                let builder = http2::Builder::new(TokioExecutor::new());
+                let err = |e: hyper::Error| SendError::Connect(format!("{addr}: {e}"));
+                let s = match tls {
+                    None => {
+                        let io = self.connect(addr).await?;
+                        let (s, conn) = builder.handshake(io).await.map_err(err)?;
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                        s
+                    }
+                    Some(t) => {
+                        let io = self.connect_tls(addr, key, t, true).await?;
+                        let (s, conn) = builder.handshake(io).await.map_err(err)?;
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                        s
+                    }
+                };
+                self.h2.lock().insert(key.to_string(), s.clone());
                 s
             }
         };

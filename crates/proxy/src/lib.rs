@@ -28,6 +28,7 @@ pub mod resilience;
 pub mod route;
 pub mod tcp;
 pub mod telemetry;
+pub mod tls;
 pub mod upload;
 
 use std::collections::BTreeMap;
@@ -116,6 +117,10 @@ pub struct ProxyOptions {
     /// TCP listeners: (listen address, service port). Connections to each are routed by the
     /// `tcp:` routes for that service port (see [`tcp`]); served by the calling runtime.
     pub tcp_listeners: Vec<(SocketAddr, u16)>,
+    /// The workload identity: a directory with Istio's `cert-chain.pem`, `key.pem` and
+    /// `root-cert.pem`, re-read every `reload_interval`. With it the proxy speaks the mesh's
+    /// mutual TLS (see [`tls`]); without it, plaintext only.
+    pub cert_dir: Option<PathBuf>,
 }
 
 impl ProxyOptions {
@@ -142,6 +147,7 @@ impl ProxyOptions {
             threads: 1,
             gateway: None,
             tcp_listeners: Vec::new(),
+            cert_dir: None,
         }
     }
 }
@@ -164,6 +170,8 @@ pub enum ProxyError {
     Option(String),
     #[error("admin web config: {0}")]
     WebConfig(#[from] meshlens_access::WebConfigError),
+    #[error("workload certificate: {0}")]
+    Identity(#[from] meshlens_identity::IdentityError),
 }
 
 fn list(errors: &[ConfigError]) -> String {
@@ -192,10 +200,16 @@ impl Proxy {
         } else {
             opts.app.clone()
         };
+        let identity = match &opts.cert_dir {
+            Some(dir) => Some(Arc::new(tls::ProxyIdentity::load(dir)?)),
+            None => None,
+        };
         let source = PeerLabels {
             workload: opts.workload.clone(),
             workload_namespace: opts.namespace.clone(),
-            principal: "unknown".into(),
+            principal: identity
+                .as_ref()
+                .map_or_else(|| "unknown".into(), |i| i.principal.to_string()),
             app: app.clone(),
             version: opts.version.clone(),
             canonical_service: app.clone(),
@@ -304,13 +318,35 @@ impl Proxy {
         });
         let shared = Arc::new(pipeline::Shared {
             config: config.clone(),
-            upstreams: forward::Upstreams::new(opts.connect_timeout, threads),
+            upstreams: forward::Upstreams::with_metrics(
+                opts.connect_timeout,
+                threads,
+                metrics.clone(),
+            ),
             telemetry,
             max_request_body: opts.max_request_body,
             unknown_dest: Arc::new(DestLabels::unknown()),
             // Policies guard what a proxy serves: an inbound sidecar or a gateway.
             enforce_authz: opts.reporter == Reporter::Destination || opts.gateway.is_some(),
+            tls: Arc::new(tls::Context {
+                identity: identity.clone(),
+                inbound: opts.reporter == Reporter::Destination,
+                ..Default::default()
+            }),
         });
+        // PeerAuthentication applies to the inbound side only: an outbound sidecar's
+        // listener takes its own application's plaintext.
+        let inbound_tls = (opts.reporter == Reporter::Destination).then(|| {
+            Arc::new(tls::inbound::Inbound {
+                identity: identity.clone(),
+                config: config.clone(),
+                metrics: metrics.clone(),
+            })
+        });
+        if let Some(id) = &identity {
+            tasks.push(id.source.watch(opts.reload_interval, shutdown_rx.clone()));
+            tracing::info!(id = %id.id, "workload identity loaded");
+        }
         forward::set_local_pool(0);
         for i in 1..threads {
             tasks.push(spawn_serving_thread(
@@ -319,6 +355,7 @@ impl Proxy {
                 shared.clone(),
                 shutdown_rx.clone(),
                 metrics.clone(),
+                inbound_tls.clone(),
             )?);
         }
         let mut tcp_addrs = Vec::new();
@@ -337,6 +374,7 @@ impl Proxy {
             listener,
             shutdown_rx.clone(),
             Some(metrics.clone()),
+            inbound_tls,
             move |req, conn| pipeline::handle(px.clone(), req, conn),
         ));
         let mut admin_addr = None;
@@ -406,6 +444,7 @@ fn spawn_serving_thread(
     shared: Arc<pipeline::Shared>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    inbound_tls: Option<Arc<tls::inbound::Inbound>>,
 ) -> Result<tokio::task::JoinHandle<()>, ProxyError> {
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -428,9 +467,13 @@ fn spawn_serving_thread(
                         return;
                     }
                 };
-                let task = accept::serve(listener, shutdown, Some(metrics), move |req, conn| {
-                    pipeline::handle(shared.clone(), req, conn)
-                });
+                let task = accept::serve(
+                    listener,
+                    shutdown,
+                    Some(metrics),
+                    inbound_tls,
+                    move |req, conn| pipeline::handle(shared.clone(), req, conn),
+                );
                 let _ = task.await;
             });
             let _ = done_tx.send(());

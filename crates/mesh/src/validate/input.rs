@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
-use crate::{ConfigError, MeshConfig, Source};
+use crate::{ConfigError, Ignored, MeshConfig, Source};
 
 use super::locate::YamlPath;
 
@@ -142,7 +142,15 @@ impl Inputs {
         match MeshConfig::parse_str(doc, file) {
             Ok(mut cfg) => {
                 shift_sources(&mut cfg, shift);
-                let ignored = std::mem::take(&mut cfg.ignored);
+                let mut ignored = std::mem::take(&mut cfg.ignored);
+                // The validations read PeerAuthentications as raw objects.
+                ignored.extend(cfg.peer_authentications.drain(..).map(|pa| Ignored {
+                    source: pa.source,
+                    api_version: pa.api_version,
+                    kind: pa.kind,
+                    name: pa.metadata.name,
+                    note: String::new(),
+                }));
                 self.mesh.extend(cfg);
                 let Ok(value) = serde_yaml_ng::from_str::<Value>(doc) else {
                     return;
@@ -245,6 +253,9 @@ fn shift_sources(cfg: &mut MeshConfig, shift: usize) {
         .for_each(|o| o.source.line += shift);
     cfg.gateways.iter_mut().for_each(|o| o.source.line += shift);
     cfg.service_entries
+        .iter_mut()
+        .for_each(|o| o.source.line += shift);
+    cfg.peer_authentications
         .iter_mut()
         .for_each(|o| o.source.line += shift);
     cfg.workload_entries

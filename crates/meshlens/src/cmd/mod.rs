@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod ca;
 pub mod demo;
 pub mod graph;
 pub mod import;

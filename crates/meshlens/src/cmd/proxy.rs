@@ -58,6 +58,11 @@ pub struct Args {
     /// for service port PORT (repeatable), e.g. `--tcp 127.0.0.1:27017=27017`.
     #[arg(long = "tcp", value_parser = parse_tcp_listener)]
     pub tcp: Vec<(SocketAddr, u16)>,
+    /// The workload certificate: a directory with cert-chain.pem, key.pem and root-cert.pem
+    /// (as `meshlens ca issue` writes them), re-read when they change. Enables mutual TLS:
+    /// PeerAuthentication inbound, ISTIO_MUTUAL and auto mTLS outbound.
+    #[arg(long = "cert-dir")]
+    pub cert_dir: Option<PathBuf>,
 }
 
 /// `LISTEN=PORT` of `--tcp`.
@@ -105,6 +110,7 @@ pub fn options(args: &Args) -> ProxyOptions {
         false => format!("{}/{g}", args.namespace),
     });
     o.tcp_listeners = args.tcp.clone();
+    o.cert_dir = args.cert_dir.clone();
     o.threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -155,6 +155,26 @@ pub(super) fn build(
         );
     }
 
+    let tls = match crate::tls::policy::upstream_tls(
+        dr.and_then(|d| d.spec.traffic_policy.as_ref()),
+        subset_def.and_then(|s| s.traffic_policy.as_ref()),
+        svc_port,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            if let Some(dr) = dr {
+                b.error(
+                    &dr.source,
+                    format!(
+                        "DestinationRule {}/{} trafficPolicy.{e}",
+                        dr.namespace(),
+                        dr.name()
+                    ),
+                );
+            }
+            crate::tls::UpstreamTls::Disable
+        }
+    };
     Cluster {
         labels: Arc::new(dest_labels(fqdn, svc_ns, None)),
         name,
@@ -166,6 +186,8 @@ pub(super) fn build(
         outlier: outlier(od),
         http2,
         state,
+        tls,
+        mesh_external: se.is_some_and(|s| s.spec.location.as_deref() == Some("MESH_EXTERNAL")),
     }
 }
 

@@ -176,6 +176,14 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         Default::default()
     });
     let tcp = super::tcp::compile(&mut b);
+    let inbound_mtls =
+        crate::tls::policy::inbound_mtls(&cfg.peer_authentications, ctx.namespace, ctx.labels)
+            .unwrap_or_else(|errors| {
+                for (src, reason) in errors {
+                    b.error(&src, reason);
+                }
+                Default::default()
+            });
     if !b.errors.is_empty() {
         return Err(b.errors);
     }
@@ -187,6 +195,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         tcp,
         namespace: ctx.namespace.to_string(),
         authz,
+        inbound_mtls,
     })
 }
 

@@ -30,6 +30,8 @@ pub struct Table {
     pub authz: crate::authz::Policies,
     /// Routes of the TCP listeners, by service port.
     pub tcp: super::tcp::TcpTable,
+    /// What the inbound listener accepts (PeerAuthentication).
+    pub inbound_mtls: crate::tls::InboundMtls,
 }
 
 /// The routes of one VirtualService (or the default route of a ServiceEntry host).
@@ -132,6 +134,10 @@ pub struct Cluster {
     pub outlier: Option<OutlierPolicy>,
     pub http2: bool,
     pub state: Arc<ClusterState>,
+    /// DestinationRule TLS for the endpoints.
+    pub tls: crate::tls::UpstreamTls,
+    /// The ServiceEntry says MESH_EXTERNAL: no auto mTLS.
+    pub mesh_external: bool,
 }
 
 /// One upstream address.

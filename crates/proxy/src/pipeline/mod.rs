@@ -34,6 +34,8 @@ pub struct Shared {
     pub unknown_dest: Arc<DestLabels>,
     /// Inbound proxies and gateways enforce AuthorizationPolicy; outbound ones do not.
     pub enforce_authz: bool,
+    /// Identity and mTLS state (see [`crate::tls`]).
+    pub tls: Arc<crate::tls::Context>,
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -115,16 +117,19 @@ pub async fn handle(
         request_id,
         trace,
         dest: px.unknown_dest.clone(),
-        source: px
-            .telemetry
-            .inbound
-            .as_ref()
-            .map(|i| i.source(parts.headers.get(crate::telemetry::peer::PEER_HEADER))),
+        source: px.telemetry.inbound.as_ref().map(|i| {
+            let s = i.source(parts.headers.get(crate::telemetry::peer::PEER_HEADER));
+            px.tls.source_labels(s, &conn)
+        }),
         cluster: None,
         upstream: None,
         code: 0,
         flags: Flags::NONE,
         request_bytes: 0,
+        security: match px.telemetry.inbound {
+            Some(_) => conn.security,
+            None => crate::conn::Security::None,
+        },
     };
     let table = px.config.table();
     if px.enforce_authz && !table.authz.is_empty() {
@@ -278,7 +283,11 @@ async fn forward(
             rp.version = Version::HTTP_11;
             rec.code = rp.status.as_u16();
             rec.flags |= flags;
-            rec.dest = endpoint.dest_labels.clone();
+            let peer = rp.extensions.get::<crate::tls::UpstreamPeer>();
+            rec.dest = px.tls.dest_labels(&endpoint.dest_labels, peer);
+            if px.telemetry.inbound.is_none() {
+                rec.security = peer.map_or(rec.security, |p| p.security);
+            }
             rec.upstream = Some(address);
             let grpc = rp
                 .headers

@@ -94,7 +94,17 @@ async fn attempts(
         let in_flight = InFlight::on(ep.clone(), permit);
         let address = ep.address(cluster.port.unwrap_or(tmpl.port));
         let h2 = cluster.http2 || tmpl.grpc;
-        let send = px.upstreams.send(&address, h2, || tmpl.to_request(h2));
+        let tls = match px.tls.origination(&cluster.tls, cluster.mesh_external) {
+            crate::tls::Origination::Plain => None,
+            crate::tls::Origination::Tls(t) => Some(t),
+            crate::tls::Origination::NoIdentity => {
+                tracing::warn!(cluster = %cluster.name, "ISTIO_MUTUAL without a workload certificate (--cert-dir)");
+                return local(503, Flags::UF, UF_BODY, Some(ep));
+            }
+        };
+        let send = px
+            .upstreams
+            .send_via(&address, h2, tls, || tmpl.to_request(h2));
         let result = match policy.per_try_timeout {
             Some(t) => tokio::time::timeout(t, send).await.ok(),
             None => Some(send.await),
@@ -180,9 +190,14 @@ pub fn mirror(px: Arc<Shared>, cluster: Arc<Cluster>, mut tmpl: Template, body: 
         };
         let address = ep.address(cluster.port.unwrap_or(tmpl.port));
         let h2 = cluster.http2 || tmpl.grpc;
+        let tls = match px.tls.origination(&cluster.tls, cluster.mesh_external) {
+            crate::tls::Origination::Plain => None,
+            crate::tls::Origination::Tls(t) => Some(t),
+            crate::tls::Origination::NoIdentity => return,
+        };
         if let Ok(resp) = px
             .upstreams
-            .send(&address, h2, || tmpl.to_request(h2))
+            .send_via(&address, h2, tls, || tmpl.to_request(h2))
             .await
         {
             let _ = resp.into_body().collect().await;

@@ -91,6 +91,9 @@ pub struct SeriesKey {
     pub grpc_status: Option<u16>,
     pub flags: Flags,
     pub protocol: Protocol,
+    /// The connection's security: `mutual_tls` when the request came (inbound) or went
+    /// (outbound) over the mesh's mutual TLS.
+    pub security: crate::conn::Security,
 }
 
 /// A cumulative histogram with atomic buckets.
@@ -184,6 +187,8 @@ pub struct ProxyCounters {
     /// Errors in the last rejected load (0 after a good one).
     pub config_errors: AtomicU64,
     pub downstream_cx_total: AtomicU64,
+    /// TLS handshake failures by reason, inbound and outbound.
+    pub tls_handshake_failures: crate::tls::Failures,
 }
 
 /// The registry of one proxy.
@@ -330,6 +335,7 @@ impl Metrics {
             get(&c.config_reload_success),
             get(&c.config_reload_failure)
         );
+        c.tls_handshake_failures.render(&mut out);
         out
     }
 
@@ -338,10 +344,12 @@ impl Metrics {
         let d = &k.dest;
         let p = &d.peer;
         let grpc = k.grpc_status.map(|g| g.to_string()).unwrap_or_default();
-        let policy = if self.reporter == "source" {
-            "unknown"
-        } else {
-            "none"
+        // Without mTLS Istio reports `unknown` from the source side, `none` from the
+        // destination side.
+        let policy = match k.security {
+            crate::conn::Security::MutualTls => "mutual_tls",
+            crate::conn::Security::None if self.reporter == "source" => "unknown",
+            crate::conn::Security::None => "none",
         };
         let source = match &k.source {
             Some(src) => std::borrow::Cow::Owned(render_source(self.reporter, src)),
@@ -428,6 +436,7 @@ mod tests {
             grpc_status: None,
             flags: Flags::NR,
             protocol: Protocol::Http,
+            security: crate::conn::Security::None,
         };
         m.series(&key).record(3.0, 0, 10);
         m.series(&key).record(700.0, 5, 10);

@@ -60,6 +60,8 @@ pub struct RequestRecord {
     pub code: u16,
     pub flags: Flags,
     pub request_bytes: u64,
+    /// Inbound: the downstream connection's; outbound: the upstream connection's.
+    pub security: crate::conn::Security,
 }
 
 impl Telemetry {
@@ -80,6 +82,7 @@ impl Telemetry {
             grpc_status: grpc_status.filter(|_| rec.protocol == Protocol::Grpc),
             flags: rec.flags,
             protocol: rec.protocol,
+            security: rec.security,
         };
         self.metrics.series(&key).record(
             elapsed.as_secs_f64() * 1000.0,
