@@ -184,7 +184,7 @@ fn client_without_certificate(trust: &Arc<CertSource>) -> Arc<ClientConfig> {
     let provider = Arc::new(provider());
     let verifier = Arc::new(MeshServerVerifier {
         source: trust.clone(),
-        expected: None,
+        expected: Vec::new(),
         provider: provider.clone(),
     });
     let cfg = ClientConfig::builder_with_provider(provider)

@@ -22,7 +22,7 @@ pub use ca::{Ca, Issued, DEFAULT_TTL};
 pub use failure::HandshakeFailure;
 pub use source::{CertSource, Snapshot};
 pub use spiffe::{SpiffeError, SpiffeId};
-pub use tls::{client_config, peer_identity, server_config, ClientAuth};
+pub use tls::{client_config, client_config_expecting, peer_identity, server_config, ClientAuth};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {

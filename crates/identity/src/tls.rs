@@ -5,7 +5,7 @@
 //! dials (a service host, an endpoint address) is not what the certificate proves, the
 //! workload identity is. The server accepts any identity of its trust domain (authorization
 //! decides later who may do what); the client accepts any identity of the trust domain, or
-//! exactly one when the caller expects one.
+//! only those the caller expects (Istio's DestinationRule `subjectAltNames`).
 
 use std::sync::Arc;
 
@@ -162,7 +162,8 @@ impl ClientCertVerifier for MeshClientVerifier {
 #[derive(Debug)]
 pub(crate) struct MeshServerVerifier {
     pub(crate) source: Arc<CertSource>,
-    pub(crate) expected: Option<SpiffeId>,
+    /// Empty: any identity of the trust domain.
+    pub(crate) expected: Vec<SpiffeId>,
     pub(crate) provider: Arc<CryptoProvider>,
 }
 
@@ -182,11 +183,12 @@ impl ServerCertVerifier for MeshServerVerifier {
             now,
             webpki::KeyUsage::server_auth(),
         )?;
-        match &self.expected {
-            Some(want) if *want != id => Err(Error::InvalidCertificate(
+        if self.expected.is_empty() || self.expected.contains(&id) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
-            )),
-            _ => Ok(ServerCertVerified::assertion()),
+            ))
         }
     }
 
@@ -248,6 +250,15 @@ pub fn server_config(source: &Arc<CertSource>, auth: ClientAuth) -> Arc<ServerCo
 /// chain against the mesh root and its SPIFFE id (in the trust domain, or equal to
 /// `expected`), offers ALPN h2 and http/1.1 (narrow `alpn_protocols` to speak one).
 pub fn client_config(source: &Arc<CertSource>, expected: Option<SpiffeId>) -> Arc<ClientConfig> {
+    client_config_expecting(source, expected.into_iter().collect())
+}
+
+/// As [`client_config`], accepting a server only if its identity is one of `expected`
+/// (any of the trust domain when empty).
+pub fn client_config_expecting(
+    source: &Arc<CertSource>,
+    expected: Vec<SpiffeId>,
+) -> Arc<ClientConfig> {
     let provider = Arc::new(provider());
     let verifier = Arc::new(MeshServerVerifier {
         source: source.clone(),

@@ -383,11 +383,12 @@ async fn certificate_rotation_under_load_fails_no_request() {
 }
 
 /// An outbound proxy whose DestinationRule for `reviews` (the proxy at `port`) has `tls`.
-async fn outbound_with_tls(port: u16, tls: &str) -> Harness {
+async fn outbound_with_tls(port: u16, tls: &str, cert_dir: Option<&Path>) -> Harness {
     let yaml = format!(
         "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  hosts: [reviews]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - {{number: 9080, name: http, protocol: HTTP}}\n  endpoints:\n  - address: 127.0.0.1\n    ports: {{http: {port}}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  host: reviews\n  trafficPolicy:\n    tls: {tls}\n"
     );
-    start_with(&yaml, |_| {}).await
+    let dir = cert_dir.map(Path::to_path_buf);
+    start_with(&yaml, move |o| o.cert_dir = dir).await
 }
 
 #[tokio::test]
@@ -407,7 +408,7 @@ async fn simple_and_mutual_tls_from_destination_rule_files() {
 
     // SIMPLE: TLS without a client certificate, accepted under PERMISSIVE (not mutual).
     let permissive = inbound(&b, "PERMISSIVE", &in_dir).await;
-    let out = outbound_with_tls(permissive.proxy.addr().port(), &simple).await;
+    let out = outbound_with_tls(permissive.proxy.addr().port(), &simple, None).await;
     assert_eq!(out.get("reviews", "/").await.status, 200);
     let m = permissive.metrics().await;
     assert_eq!(
@@ -425,7 +426,7 @@ async fn simple_and_mutual_tls_from_destination_rule_files() {
 
     // ... and refused under STRICT, counted as a missing client certificate.
     let strict = inbound(&b, "STRICT", &in_dir).await;
-    let out = outbound_with_tls(strict.proxy.addr().port(), &simple).await;
+    let out = outbound_with_tls(strict.proxy.addr().port(), &simple, None).await;
     assert_eq!(out.get("reviews", "/").await.status, 503);
     assert!(
         eventually(|| async { failures(&strict.metrics().await, "no_client_certificate") >= 1.0 })
@@ -435,7 +436,7 @@ async fn simple_and_mutual_tls_from_destination_rule_files() {
     );
 
     // MUTUAL with the workload's files: accepted under STRICT, the caller's principal proven.
-    let out = outbound_with_tls(strict.proxy.addr().port(), &mutual).await;
+    let out = outbound_with_tls(strict.proxy.addr().port(), &mutual, None).await;
     assert_eq!(out.get("reviews", "/").await.status, 200);
     let m = strict.metrics().await;
     let principal = format!("source_principal=\"{OUT_ID}\"");
@@ -520,4 +521,31 @@ async fn grpc_stays_on_http2_over_mtls() {
         "{}",
         inb.metrics().await
     );
+}
+
+/// A DestinationRule's `subjectAltNames` pins the server's identity: another workload's
+/// certificate is refused by the caller, and both sides count a wrong identity.
+#[tokio::test]
+async fn subject_alt_names_pin_the_server_identity() {
+    let pki = Pki::new();
+    let (in_dir, _) = pki.issue("reviews", "reviews");
+    let (out_dir, _) = pki.issue("productpage", "productpage");
+    let b = Backend::named("reviews").await;
+    let inb = inbound(&b, "STRICT", &in_dir).await;
+    let port = inb.proxy.addr().port();
+    let wrong =
+        "{mode: ISTIO_MUTUAL, subjectAltNames: [\"spiffe://cluster.local/ns/default/sa/ratings\"]}";
+    let right = format!("{{mode: ISTIO_MUTUAL, subjectAltNames: [\"{IN_ID}\"]}}");
+    let out = outbound_with_tls(port, wrong, Some(&out_dir)).await;
+    assert_eq!(out.get("reviews", "/").await.status, 503);
+    let m = out.metrics().await;
+    assert!(failures(&m, "wrong_identity") >= 1.0, "{m}");
+    assert!(
+        eventually(|| async { failures(&inb.metrics().await, "wrong_identity") >= 1.0 }).await,
+        "{}",
+        inb.metrics().await
+    );
+    assert_eq!(b.count(), 0);
+    let out = outbound_with_tls(port, &right, Some(&out_dir)).await;
+    assert_eq!(out.get("reviews", "/").await.status, 200);
 }

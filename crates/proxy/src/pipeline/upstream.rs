@@ -104,7 +104,7 @@ async fn attempts(
         };
         let send = px
             .upstreams
-            .send_via(&address, h2, tls, || tmpl.to_request(h2));
+            .send_via(&address, h2, tls.as_ref(), || tmpl.to_request(h2));
         let result = match policy.per_try_timeout {
             Some(t) => tokio::time::timeout(t, send).await.ok(),
             None => Some(send.await),
@@ -197,7 +197,7 @@ pub fn mirror(px: Arc<Shared>, cluster: Arc<Cluster>, mut tmpl: Template, body: 
         };
         if let Ok(resp) = px
             .upstreams
-            .send_via(&address, h2, tls, || tmpl.to_request(h2))
+            .send_via(&address, h2, tls.as_ref(), || tmpl.to_request(h2))
             .await
         {
             let _ = resp.into_body().collect().await;

@@ -119,26 +119,37 @@ pub struct Context {
     pub sources: PrincipalCache<PeerLabels>,
     /// An inbound proxy: no mesh mTLS toward its application (see the module doc).
     pub inbound: bool,
+    /// Mesh targets expecting particular server identities, by those identities.
+    pub expecting: parking_lot::Mutex<HashMap<Arc<[SpiffeId]>, Arc<TlsTarget>>>,
 }
 
 /// Whether a cluster's connections are TLS, and how.
-pub enum Origination<'a> {
+pub enum Origination {
     Plain,
-    Tls(&'a Arc<TlsTarget>),
+    Tls(Arc<TlsTarget>),
     /// ISTIO_MUTUAL asked for, but this proxy has no identity.
     NoIdentity,
 }
 
 impl Context {
     /// The TLS for a cluster's endpoints (see the module doc for auto mTLS).
-    pub fn origination<'a>(&'a self, tls: &'a UpstreamTls, mesh_external: bool) -> Origination<'a> {
+    pub fn origination(&self, tls: &UpstreamTls, mesh_external: bool) -> Origination {
         match (tls, &self.identity) {
             (UpstreamTls::Disable, _) => Origination::Plain,
-            (UpstreamTls::Custom(t), _) => Origination::Tls(t),
+            (UpstreamTls::Custom(t), _) => Origination::Tls(t.clone()),
             _ if self.inbound => Origination::Plain,
-            (UpstreamTls::IstioMutual, Some(id)) => Origination::Tls(&id.mesh),
-            (UpstreamTls::IstioMutual, None) => Origination::NoIdentity,
-            (UpstreamTls::Auto, Some(id)) if !mesh_external => Origination::Tls(&id.mesh),
+            (UpstreamTls::IstioMutual(want), Some(id)) if want.is_empty() => {
+                Origination::Tls(id.mesh.clone())
+            }
+            (UpstreamTls::IstioMutual(want), Some(id)) => Origination::Tls(
+                self.expecting
+                    .lock()
+                    .entry(want.clone())
+                    .or_insert_with(|| Arc::new(TlsTarget::mesh_expecting(&id.source, want)))
+                    .clone(),
+            ),
+            (UpstreamTls::IstioMutual(_), None) => Origination::NoIdentity,
+            (UpstreamTls::Auto, Some(id)) if !mesh_external => Origination::Tls(id.mesh.clone()),
             (UpstreamTls::Auto, _) => Origination::Plain,
         }
     }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use meshlens_identity::SpiffeId;
 use meshlens_mesh::{PeerAuthentication, PeerMtls, Source, TrafficPolicy};
 use serde_yaml_ng::Value;
 
@@ -148,7 +149,8 @@ pub enum UpstreamTls {
     /// `DISABLE`: plaintext.
     Disable,
     /// `ISTIO_MUTUAL`: mutual TLS with the mesh identity; without one the request fails (UF).
-    IstioMutual,
+    /// The server must prove one of the `subjectAltNames` when there are any.
+    IstioMutual(Arc<[SpiffeId]>),
     /// `SIMPLE` / `MUTUAL` with files: TLS as configured.
     Custom(Arc<TlsTarget>),
 }
@@ -158,7 +160,7 @@ impl std::fmt::Debug for UpstreamTls {
         f.write_str(match self {
             UpstreamTls::Auto => "Auto",
             UpstreamTls::Disable => "Disable",
-            UpstreamTls::IstioMutual => "IstioMutual",
+            UpstreamTls::IstioMutual(_) => "IstioMutual",
             UpstreamTls::Custom(_) => "Custom",
         })
     }
@@ -192,15 +194,33 @@ pub fn upstream_tls(
     let Some(tls) = tls else {
         return Ok(UpstreamTls::Auto);
     };
-    let mode = tls
-        .get("mode")
-        .and_then(Value::as_str)
-        .unwrap_or("DISABLE")
-        .to_ascii_uppercase();
+    let mode = match tls.get("mode") {
+        None => "DISABLE".to_string(),
+        Some(m) => m
+            .as_str()
+            .ok_or("tls.mode must be a string")?
+            .to_ascii_uppercase(),
+    };
     let file = |k: &str| tls.get(k).and_then(Value::as_str).map(str::to_string);
     match mode.as_str() {
         "DISABLE" => Ok(UpstreamTls::Disable),
-        "ISTIO_MUTUAL" => Ok(UpstreamTls::IstioMutual),
+        "ISTIO_MUTUAL" => {
+            let sans = tls
+                .get("subjectAltNames")
+                .and_then(Value::as_sequence)
+                .map(|s| s.as_slice())
+                .unwrap_or_default();
+            let ids = sans
+                .iter()
+                .map(|v| {
+                    let text = v.as_str().unwrap_or_default();
+                    text.parse::<SpiffeId>().map_err(|e| {
+                        format!("tls.subjectAltNames: {e} (ISTIO_MUTUAL checks SPIFFE ids only)")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(UpstreamTls::IstioMutual(ids.into()))
+        }
         "SIMPLE" | "MUTUAL" => {
             let client = if mode == "MUTUAL" {
                 match (file("clientCertificate"), file("privateKey")) {
@@ -311,7 +331,7 @@ mod tests {
         let subset = tp("tls: {mode: DISABLE}\n");
         assert!(matches!(
             upstream_tls(Some(&top), None, Some(80)),
-            Ok(UpstreamTls::IstioMutual)
+            Ok(UpstreamTls::IstioMutual(_))
         ));
         assert!(matches!(
             upstream_tls(Some(&top), None, Some(8080)),
@@ -326,6 +346,15 @@ mod tests {
             Ok(UpstreamTls::Auto)
         ));
         assert!(upstream_tls(Some(&tp("tls: {mode: BOGUS}\n")), None, None).is_err());
+        let sans = tp("tls: {mode: ISTIO_MUTUAL, subjectAltNames: [spiffe://td/ns/a/sa/b]}\n");
+        match upstream_tls(Some(&sans), None, None) {
+            Ok(UpstreamTls::IstioMutual(ids)) => {
+                assert_eq!(ids[0].to_string(), "spiffe://td/ns/a/sa/b")
+            }
+            other => panic!("{other:?}"),
+        }
+        let dns = tp("tls: {mode: ISTIO_MUTUAL, subjectAltNames: [reviews.example.com]}\n");
+        assert!(upstream_tls(Some(&dns), None, None).is_err());
         assert!(upstream_tls(Some(&tp("tls: {mode: MUTUAL}\n")), None, None).is_err());
     }
 }

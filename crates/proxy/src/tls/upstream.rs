@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshlens_identity::{CertSource, HandshakeFailure};
+use meshlens_identity::{CertSource, HandshakeFailure, SpiffeId};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -50,11 +50,21 @@ impl TlsTarget {
     /// The mesh's mutual TLS with this proxy's identity: any identity of the trust domain
     /// is accepted from the server (authorization is the server's side).
     pub fn mesh(source: &Arc<CertSource>) -> TlsTarget {
-        let cfg = meshlens_identity::client_config(source, None);
+        Self::mesh_expecting(source, &[])
+    }
+
+    /// The mesh's mutual TLS accepting only servers proving one of `expected` (a
+    /// DestinationRule's `subjectAltNames`); any of the trust domain when empty.
+    pub fn mesh_expecting(source: &Arc<CertSource>, expected: &[SpiffeId]) -> TlsTarget {
+        let cfg = meshlens_identity::client_config_expecting(source, expected.to_vec());
+        let tag = std::iter::once("mesh".to_string())
+            .chain(expected.iter().map(|id| id.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ");
         TlsTarget {
             h1: with_alpn(&cfg, b"http/1.1"),
             h2: with_alpn(&cfg, b"h2"),
-            tag: Arc::from("mesh"),
+            tag: Arc::from(tag),
             sni: None,
             mesh: true,
         }
