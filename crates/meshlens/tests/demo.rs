@@ -78,6 +78,73 @@ fn demo_mesh_is_observed_end_to_end() {
         "http-lb v2 share {v2_share}"
     );
 
+    // Mutual TLS on every hop into a workload, with both SPIFFE ids, and the one caller the
+    // AuthorizationPolicy refuses: the ingress asking for http-lb directly.
+    let security = by_label(
+        &base,
+        "sum by (connection_security_policy) (istio_requests_total{reporter=\"destination\"})",
+        "connection_security_policy",
+    );
+    assert!(
+        !security.is_empty() && security.iter().all(|(p, _)| p == "mutual_tls"),
+        "{security:?}"
+    );
+    let allowed = by_label(
+        &base,
+        "sum by (destination_principal) (istio_requests_total{reporter=\"destination\",destination_app=\"http-lb\",source_principal=\"spiffe://cluster.local/ns/default/sa/proxy-access-control\",response_code=\"200\"})",
+        "destination_principal",
+    );
+    assert!(
+        allowed
+            .iter()
+            .any(|(p, n)| p == "spiffe://cluster.local/ns/default/sa/http-lb" && *n > 0.0),
+        "{allowed:?}"
+    );
+    let denied_q = "sum by (response_code) (istio_requests_total{reporter=\"destination\",destination_app=\"http-lb\",source_workload=\"istio-ingressgateway\"})";
+    let denied = poll(Duration::from_secs(60), || {
+        let d = by_label(&base, denied_q, "response_code");
+        (!d.is_empty()).then_some(d)
+    });
+    assert!(
+        denied.iter().all(|(code, _)| code == "403"),
+        "the ingress got past the policy: {denied:?}"
+    );
+    // The graph (built from per-edge aggregates, which trail the scrape a little): every
+    // edge into http-lb is locked, and the denied caller's edge has nothing but 403s.
+    let edge_of = |g: &Value, s: &str, t: &str| -> Option<Value> {
+        let g = if g["data"].is_object() { &g["data"] } else { g };
+        let name = |id: &Value| {
+            g["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["id"] == *id)
+                .and_then(|n| n["name"].as_str().map(str::to_string))
+        };
+        g["edges"]
+            .as_array()?
+            .iter()
+            .find(|e| {
+                name(&e["source"]).as_deref() == Some(s) && name(&e["target"]).as_deref() == Some(t)
+            })
+            .cloned()
+    };
+    let (secured, refused) = poll(Duration::from_secs(60), || {
+        let g = get_json(&format!("{base}/api/v1/graph?type=app&window=5m"));
+        Some((
+            edge_of(&g, "proxy-access-control", "http-lb")?,
+            edge_of(&g, "istio-ingressgateway", "http-lb")?,
+        ))
+    });
+    assert_eq!(secured["mtlsShare"].as_f64(), Some(1.0), "{secured}");
+    assert_eq!(refused["mtlsShare"].as_f64(), Some(1.0), "{refused}");
+    let codes = refused["responseCodes"]
+        .as_object()
+        .expect("response codes");
+    assert!(
+        codes.keys().all(|c| c == "403") && codes["403"].as_f64() > Some(0.0),
+        "{refused}"
+    );
+
     // The fault on /api/flaky: aborts reported with flag FI.
     let flags = by_label(
         &base,

@@ -215,6 +215,16 @@ def run(page):
         fail("topology has fewer than 6 edges")
     if page.locator("g.app-group").count() < 1:
         fail("http-lb's versions are not grouped")
+    # Every hop of the demo runs over mutual TLS: secured edges carry a lock, and the
+    # denied caller (the ingress asking http-lb directly) has its own edge.
+    page.wait_for_selector("g.edge.secured", timeout=WAIT)
+    if not page.evaluate("[...document.querySelectorAll('g.edge.secured .edge-label')]"
+                         ".every(t => t.textContent.startsWith('\\u{1F512}'))"):
+        fail("a secured edge's label has no lock")
+    page.wait_for_selector('g.edge[data-source="istio-ingressgateway"][data-target^="http-lb"]', timeout=WAIT)
+    aria = page.get_attribute('g.edge[data-source="proxy-access-control"][data-target="http-lb-v1"]', "aria-label") or ""
+    if "mTLS 100" not in aria:
+        fail(f"edge label does not say it is secured: {aria!r}")
     shot(page, "2-topology")
     page.check('input[name="edge-label"][value="error"]')
     page.wait_for_function("location.hash.includes('edge=error')", timeout=WAIT)

@@ -1,5 +1,7 @@
 //! The demo's load generator: an open-loop request rate (requests start on schedule whether
 //! or not earlier ones finished) over a mix of URLs and user agents, through the ingress.
+//! About 2 % ask the ingress for http-lb directly, which the mesh's AuthorizationPolicy
+//! refuses (only proxy-access-control may call it): the demo's denied caller.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,9 +66,14 @@ pub fn spawn(ingress: SocketAddr, rate: f64, client: HttpClient, stats: Arc<Load
             let url = pick(&mut rng, URLS);
             let agent = pick(&mut rng, AGENTS);
             let canary = rng.gen_bool(0.03);
+            let host = if rng.gen_bool(0.02) {
+                "http-lb"
+            } else {
+                "proxy-access-control"
+            };
             let mut req = Request::builder()
                 .uri(format!("http://{ingress}{url}"))
-                .header("host", "proxy-access-control")
+                .header("host", host)
                 .header("user-agent", agent);
             if canary {
                 req = req.header("x-canary", "true");

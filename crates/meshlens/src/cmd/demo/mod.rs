@@ -8,8 +8,10 @@ mod apps;
 mod canary;
 mod clusters;
 mod load;
+mod security;
 mod topology;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -124,6 +126,13 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
     };
 
     let mut workloads = topology::workloads();
+    // Every workload's identity, shared by its inbound and outbound proxy.
+    let mesh_ca = security::MeshCa::open(dir)?;
+    let mut certs: HashMap<String, PathBuf> = HashMap::new();
+    for w in &workloads {
+        certs.insert(w.name(), mesh_ca.issue(&w.name(), host_of(w.service))?);
+    }
+    certs.insert(INGRESS.into(), mesh_ca.issue(INGRESS, INGRESS)?);
     if args.canary.is_some() {
         // The canary's trouble comes from the rollout's own fault, not from a built-in one.
         for w in workloads.iter_mut().filter(|w| w.service == "http-lb") {
@@ -148,6 +157,7 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
         o.cluster = cluster.into();
         o.reporter = reporter;
         o.sampling_percent = args.sampling;
+        o.cert_dir = certs.get(&o.workload).cloned();
         o
     };
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -166,6 +176,7 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
             mesh.join("inbound.yaml"),
             topology::inbound_config(host, app_addr),
         )?;
+        std::fs::write(mesh.join("security.yaml"), security::POLICIES)?;
         let p = Proxy::start(proxy(
             mesh,
             loopback,
@@ -196,6 +207,7 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<()> {
         outbound.join("mesh.yaml"),
         topology::outbound_config(&endpoints),
     )?;
+    std::fs::write(outbound.join("security.yaml"), security::POLICIES)?;
     for (w, listener) in workloads.iter().zip(app_listeners) {
         let calls_out = matches!(
             w.behaviour,
