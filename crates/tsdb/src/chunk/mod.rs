@@ -95,26 +95,45 @@ pub fn encode(samples: &[Sample]) -> Chunk {
 
 /// The smallest d in 0..=6 such that every value is exactly an integer times 10^-d that fits
 /// comfortably in an i64, or None.
-fn decimal_scale(samples: &[Sample]) -> Option<u8> {
+pub(crate) fn decimal_scale(samples: &[Sample]) -> Option<u8> {
     'scales: for d in 0u8..=6 {
-        let scale = 10f64.powi(i32::from(d));
         for s in samples {
-            let v = s.v;
-            if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) {
-                return None;
-            }
-            let scaled = v * scale;
-            if scaled.abs() >= 9.0e15 {
-                return None;
-            }
-            let r = scaled.round();
-            if r / scale != v {
-                continue 'scales;
+            match scaled_int(s.v, d) {
+                Scaled::Exact(_) => {}
+                Scaled::Inexact => continue 'scales,
+                Scaled::Never => return None,
             }
         }
         return Some(d);
     }
     None
+}
+
+/// What `v` is as an integer times 10^-d.
+pub(crate) enum Scaled {
+    /// Exactly this integer times 10^-d (dividing it by 10^d gives `v` back bit for bit).
+    Exact(i64),
+    /// Not at this d; maybe at a larger one.
+    Inexact,
+    /// At no d: not finite, -0.0, or too large.
+    Never,
+}
+
+#[inline]
+pub(crate) fn scaled_int(v: f64, d: u8) -> Scaled {
+    if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) {
+        return Scaled::Never;
+    }
+    let scale = 10f64.powi(i32::from(d));
+    let scaled = v * scale;
+    if scaled.abs() >= 9.0e15 {
+        return Scaled::Never;
+    }
+    let r = scaled.round();
+    if r / scale != v {
+        return Scaled::Inexact;
+    }
+    Scaled::Exact(r as i64)
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -156,7 +175,7 @@ fn write_times(w: &mut BitWriter, samples: &[Sample]) {
 
 /// First value raw (64 bits), second as a zigzag delta (64 bits max via dod buckets), then
 /// delta-of-deltas.
-fn write_dod(w: &mut BitWriter, vals: &[i64]) {
+pub(crate) fn write_dod(w: &mut BitWriter, vals: &[i64]) {
     let mut prev = 0i64;
     let mut prev_delta = 0i64;
     for (i, &v) in vals.iter().enumerate() {
@@ -342,8 +361,8 @@ impl XorDecoder {
 }
 
 /// How a chunk's values are stored after its timestamps.
-#[derive(Clone, Copy)]
-enum Values {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Values {
     Xor,
     /// Integers times 10^-d, delta-of-delta coded, with d.
     Decimal(u8),
@@ -512,10 +531,11 @@ pub fn decode_range_into(
 }
 
 /// Appends the samples within `[mint, maxt]` of `n` samples held as two separate streams
-/// (the head's open chunk: delta-of-delta timestamps, XOR values).
+/// (the head's open chunk: delta-of-delta timestamps, then values as `kind`).
 pub(crate) fn decode_split_range_into(
     times: &[u8],
     values: &[u8],
+    kind: Values,
     n: usize,
     mint: i64,
     maxt: i64,
@@ -524,7 +544,7 @@ pub(crate) fn decode_split_range_into(
     decode_streams(
         times,
         ValueStream::Separate(values),
-        Values::Xor,
+        kind,
         n,
         (mint, maxt),
         buf,
