@@ -412,7 +412,7 @@ async fn inbound_proxy_labels_the_caller_from_the_peer_header() {
             &[
                 "source_workload=\"unknown\"",
                 "destination_workload=\"reviews-v1\"",
-                "destination_service=\"other\"",
+                "destination_service=\"other.default.svc.cluster.local\"",
                 "destination_service_name=\"other\"",
                 "response_code=\"404\"",
                 "response_flags=\"NR\"",

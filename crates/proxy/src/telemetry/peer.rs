@@ -180,7 +180,8 @@ impl Inbound {
     }
 
     /// Destination labels: this proxy's workload, and the service the route resolved
-    /// (`routed.service != "unknown"`) or else the request's host (without port).
+    /// (`routed.service != "unknown"`) or else the request's host (without port, completed
+    /// to a cluster name in this proxy's namespace).
     pub fn dest(&self, routed: &DestLabels, authority: &str) -> Arc<DestLabels> {
         if routed.service != "unknown" {
             let key = routed.service.as_str();
@@ -199,11 +200,14 @@ impl Inbound {
         if let Some(d) = self.by_host.read().get(&*host) {
             return d.clone();
         }
+        // As a routed request would name it: the host completed in this namespace.
+        let service = meshlens_mesh::host::fqdn(&host, &self.namespace);
+        let (name, ns) = meshlens_mesh::host::service_name_namespace(&service, &self.namespace);
         let d = Arc::new(DestLabels {
             peer: self.own.clone(),
-            service: host.to_string(),
-            service_name: host.to_string(),
-            service_namespace: self.namespace.clone(),
+            service_name: name.to_string(),
+            service_namespace: ns.to_string(),
+            service,
         });
         if self.by_host.read().len() >= CACHE_LIMIT {
             return self.unknown_host.clone();

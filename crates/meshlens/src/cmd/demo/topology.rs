@@ -211,15 +211,18 @@ spec:
 "#;
 
 /// The config of one inbound proxy: whatever Host a request carries (mirrored copies come
-/// as `<original host>-shadow`), it goes to the local app, as an Istio inbound listener does.
+/// as `<original host>-shadow`), it goes to the local app, as an Istio inbound listener does,
+/// and is reported as a request to the workload's own service. The VirtualService names the
+/// service's host as well as `*`, so that its route (and a fault the canary adds to it) is
+/// the one requests for the service take, not the ServiceEntry's default route.
 pub fn inbound_config(host: &str, app: SocketAddr) -> String {
     format!(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {host}-local, namespace: {NS}}}\n\
-         spec:\n  hosts: [{host}-local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n\
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {host}-inbound, namespace: {NS}}}\n\
+         spec:\n  hosts: [{host}]\n  location: MESH_INTERNAL\n  resolution: STATIC\n\
          \x20 ports: [{{number: 80, name: http, protocol: HTTP}}]\n\
          \x20 endpoints: [{{address: {}, ports: {{http: {}}}}}]\n---\n\
          apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {host}-inbound, namespace: {NS}}}\n\
-         spec:\n  hosts: [\"*\"]\n  http:\n  - route: [{{destination: {{host: {host}-local}}}}]\n",
+         spec:\n  hosts: [{host}, \"*\"]\n  http:\n  - route: [{{destination: {{host: {host}}}}}]\n",
         app.ip(),
         app.port()
     )
