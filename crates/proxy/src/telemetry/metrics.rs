@@ -341,8 +341,6 @@ impl Metrics {
 
     /// The full label set of a series, in Istio's order.
     fn labels(&self, k: &SeriesKey) -> String {
-        let d = &k.dest;
-        let p = &d.peer;
         let grpc = k.grpc_status.map(|g| g.to_string()).unwrap_or_default();
         // Without mTLS Istio reports `unknown` from the source side, `none` from the
         // destination side.
@@ -356,19 +354,9 @@ impl Metrics {
             None => std::borrow::Cow::Borrowed(self.source_rendered.as_str()),
         };
         format!(
-            "{},destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_principal=\"{}\",destination_app=\"{}\",destination_version=\"{}\",destination_service=\"{}\",destination_canonical_service=\"{}\",destination_canonical_revision=\"{}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",destination_cluster=\"{}\",request_protocol=\"{}\",response_code=\"{}\",grpc_response_status=\"{}\",response_flags=\"{}\",connection_security_policy=\"{}\"",
+            "{},{},request_protocol=\"{}\",response_code=\"{}\",grpc_response_status=\"{}\",response_flags=\"{}\",connection_security_policy=\"{}\"",
             source,
-            esc(&p.workload),
-            esc(&p.workload_namespace),
-            esc(&p.principal),
-            esc(&p.app),
-            esc(&p.version),
-            esc(&d.service),
-            esc(&p.canonical_service),
-            esc(&p.canonical_revision),
-            esc(&d.service_name),
-            esc(&d.service_namespace),
-            esc(&p.cluster),
+            render_dest(&k.dest),
             match k.protocol {
                 Protocol::Http => "http",
                 Protocol::Grpc => "grpc",
@@ -379,6 +367,25 @@ impl Metrics {
             policy,
         )
     }
+}
+
+/// `destination_…=…`, the destination labels of every `istio_*` series (HTTP and TCP).
+pub(crate) fn render_dest(d: &DestLabels) -> String {
+    let p = &d.peer;
+    format!(
+        "destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_principal=\"{}\",destination_app=\"{}\",destination_version=\"{}\",destination_service=\"{}\",destination_canonical_service=\"{}\",destination_canonical_revision=\"{}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",destination_cluster=\"{}\"",
+        esc(&p.workload),
+        esc(&p.workload_namespace),
+        esc(&p.principal),
+        esc(&p.app),
+        esc(&p.version),
+        esc(&d.service),
+        esc(&p.canonical_service),
+        esc(&p.canonical_revision),
+        esc(&d.service_name),
+        esc(&d.service_namespace),
+        esc(&p.cluster),
+    )
 }
 
 /// `reporter=…,source_…=…`, the leading labels of every `istio_*` series.

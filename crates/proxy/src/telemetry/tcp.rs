@@ -13,7 +13,7 @@ use meshlens_model::hash::FxMap;
 use parking_lot::RwLock;
 
 use super::flags::Flags;
-use super::metrics::{esc, render_source, DestLabels, PeerLabels};
+use super::metrics::{render_dest, render_source, DestLabels, PeerLabels};
 
 /// Key of one TCP series (see [`super::metrics::SeriesKey`] for `source`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -97,8 +97,6 @@ impl TcpMetrics {
 }
 
 fn labels(k: &TcpKey, reporter: &str, own_source: &str) -> String {
-    let d = &k.dest;
-    let p = &d.peer;
     let policy = if reporter == "source" {
         "unknown"
     } else {
@@ -109,19 +107,9 @@ fn labels(k: &TcpKey, reporter: &str, own_source: &str) -> String {
         None => std::borrow::Cow::Borrowed(own_source),
     };
     format!(
-        "{},destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_principal=\"{}\",destination_app=\"{}\",destination_version=\"{}\",destination_service=\"{}\",destination_canonical_service=\"{}\",destination_canonical_revision=\"{}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",destination_cluster=\"{}\",request_protocol=\"tcp\",response_flags=\"{}\",connection_security_policy=\"{}\"",
+        "{},{},request_protocol=\"tcp\",response_flags=\"{}\",connection_security_policy=\"{}\"",
         source,
-        esc(&p.workload),
-        esc(&p.workload_namespace),
-        esc(&p.principal),
-        esc(&p.app),
-        esc(&p.version),
-        esc(&d.service),
-        esc(&p.canonical_service),
-        esc(&p.canonical_revision),
-        esc(&d.service_name),
-        esc(&d.service_namespace),
-        esc(&p.cluster),
+        render_dest(&k.dest),
         k.flags,
         policy,
     )
