@@ -72,8 +72,9 @@ fn demo_three_clusters_in_one_pane() {
             .collect();
         clusters.sort();
         clusters.dedup();
-        // The script checks that the cluster filter leaves the ingress out: wait for it too
-        // (each agent scrapes its proxies on its own schedule).
+        // The script checks that the cluster filter leaves the ingress → front end edge (both
+        // in `edge`) out: wait for the ingress too (each agent scrapes its proxies on its own
+        // schedule).
         let ingress = g["nodes"]
             .as_array()?
             .iter()
