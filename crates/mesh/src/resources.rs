@@ -317,9 +317,21 @@ pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
-    /// TLS settings are kept raw: the proxy speaks plaintext.
+    /// Kept raw: the proxy interprets the mode and its files (`crates/proxy/src/tls`).
     pub tls: Option<serde_yaml_ng::Value>,
-    pub port_level_settings: Vec<serde_yaml_ng::Value>,
+    pub port_level_settings: Vec<PortTrafficPolicy>,
+}
+
+/// `portLevelSettings[]`: for the service port it names, it replaces the whole policy above it
+/// (Istio's documented rule: fields left out take their defaults, not the destination level's).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PortTrafficPolicy {
+    pub port: Option<PortSelector>,
+    pub load_balancer: Option<LoadBalancerSettings>,
+    pub connection_pool: Option<ConnectionPoolSettings>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

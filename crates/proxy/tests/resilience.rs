@@ -347,3 +347,52 @@ async fn all_endpoints_ejected_is_503_uh() {
     assert_eq!(bad.count(), 1);
     h.proxy.shutdown().await;
 }
+
+/// `portLevelSettings` for the service's port (9080) replace the destination-level policy:
+/// its round robin applies, and the pool limit of the level above is not inherited.
+#[tokio::test]
+async fn port_level_settings_apply_to_their_port() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut b = Vec::new();
+    for name in ["a", "b", "c"] {
+        let g = gate.clone();
+        b.push(
+            Backend::start(move |s| Reply {
+                gate: (s.path == "/hold").then(|| g.clone()),
+                ..Reply::ok(name)
+            })
+            .await,
+        );
+    }
+    let policy = "    loadBalancer: {simple: RANDOM}\n    connectionPool:\n      http: {http2MaxRequests: 1}\n    portLevelSettings:\n    - port: {number: 9080}\n      loadBalancer: {simple: ROUND_ROBIN}\n    - port: {number: 9999}\n      connectionPool:\n        http: {http2MaxRequests: 1}\n";
+    let h = Arc::new(start(&lb_mesh(&b, policy)).await);
+    let t = tally(&h, "svc", "/", 300).await;
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            t.get(&format!("200:{name}")),
+            Some(&100),
+            "round robin: {t:?}"
+        );
+    }
+    // With one request parked on an endpoint, others still pass: no limit of 1 on this port.
+    let h1 = h.clone();
+    let parked = tokio::spawn(async move { h1.get("svc", "/hold").await });
+    for _ in 0..500 {
+        if b.iter().map(Backend::count).sum::<usize>() > 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        b.iter().map(Backend::count).sum::<usize>(),
+        301,
+        "the parked request arrived"
+    );
+    let t = tally(&h, "svc", "/", 6).await;
+    assert!(
+        t.keys().all(|k| k.starts_with("200:")),
+        "no overflow while one request is in flight: {t:?}"
+    );
+    gate.add_permits(10);
+    assert_eq!(parked.await.unwrap().status, 200);
+}

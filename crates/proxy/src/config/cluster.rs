@@ -8,7 +8,7 @@ use std::sync::Arc;
 use meshlens_mesh::{ServicePort, Source, WorkloadEntrySpec};
 
 use super::compile::Builder;
-use super::policy::{dest_labels, lb_policy, limiter, limits, merged_policy, outlier};
+use super::policy::{dest_labels, lb_policy, limiter, limits, outlier, EffectivePolicy};
 use super::table::{Cluster, Endpoint};
 use crate::balance::LbPolicy;
 
@@ -26,11 +26,23 @@ pub(super) fn build(
     let subset_def =
         subset.and_then(|s| dr.and_then(|d| d.spec.subsets.iter().find(|x| x.name == s)));
     let missing_subset = subset.is_some() && subset_def.is_none();
-    let (lb, cp, od) = merged_policy(
+
+    // Service port and protocol.
+    let se = view.se;
+    let se_port: Option<&ServicePort> = se.and_then(|se| {
+        let ports = &se.spec.ports;
+        match port {
+            Some(p) => ports.iter().find(|x| x.number == u32::from(p)),
+            None => ports.first(),
+        }
+    });
+    let svc_port = port.or(se_port.and_then(|p| u16::try_from(p.number).ok()));
+    let policy = EffectivePolicy::resolve(
         dr.and_then(|d| d.spec.traffic_policy.as_ref()),
         subset_def.and_then(|s| s.traffic_policy.as_ref()),
+        svc_port,
     );
-    let lb = match lb_policy(lb) {
+    let lb = match lb_policy(policy.load_balancer) {
         Ok(l) => l,
         Err(e) => {
             // A policy error can only come from a DestinationRule.
@@ -47,32 +59,17 @@ pub(super) fn build(
             LbPolicy::LeastRequest
         }
     };
-
-    // Service port and protocol.
-    let se = view.se;
-    let se_port: Option<&ServicePort> = se.and_then(|se| {
-        let ports = &se.spec.ports;
-        match port {
-            Some(p) => ports.iter().find(|x| x.number == u32::from(p)),
-            None => ports.first(),
-        }
-    });
-    let svc_port = port.or(se_port.and_then(|p| u16::try_from(p.number).ok()));
     let http2 = se_port.is_some_and(|p| {
         let proto = p.protocol.as_deref().unwrap_or("").to_ascii_uppercase();
         let name = p.name.as_deref().unwrap_or("").to_ascii_lowercase();
         matches!(proto.as_str(), "HTTP2" | "GRPC" | "GRPC-WEB")
             || name.starts_with("grpc")
             || name.starts_with("http2")
-    }) || dr.is_some_and(|d| {
-        d.spec
-            .traffic_policy
-            .as_ref()
-            .and_then(|t| t.connection_pool.as_ref())
-            .and_then(|c| c.http.as_ref())
-            .and_then(|h| h.h2_upgrade_policy.as_deref())
-            == Some("UPGRADE")
-    });
+    }) || policy
+        .connection_pool
+        .and_then(|c| c.http.as_ref())
+        .and_then(|h| h.h2_upgrade_policy.as_deref())
+        == Some("UPGRADE");
 
     let name = format!(
         "outbound|{}|{}|{}",
@@ -155,11 +152,7 @@ pub(super) fn build(
         );
     }
 
-    let tls = match crate::tls::policy::upstream_tls(
-        dr.and_then(|d| d.spec.traffic_policy.as_ref()),
-        subset_def.and_then(|s| s.traffic_policy.as_ref()),
-        svc_port,
-    ) {
+    let tls = match crate::tls::policy::upstream_tls(policy.tls) {
         Ok(t) => t,
         Err(e) => {
             if let Some(dr) = dr {
@@ -182,8 +175,8 @@ pub(super) fn build(
         endpoints,
         missing_subset,
         lb,
-        limiter: limiter(&state, limits(cp)),
-        outlier: outlier(od),
+        limiter: limiter(&state, limits(policy.connection_pool)),
+        outlier: outlier(policy.outlier_detection),
         http2,
         state,
         tls,

@@ -16,21 +16,67 @@ use crate::resilience::outlier::OutlierPolicy;
 use crate::resilience::pool::{Limiter, Limits};
 use crate::telemetry::metrics::{DestLabels, PeerLabels};
 
-/// Destination policy: the subset's fields override the top level's.
-pub fn merged_policy<'p>(
-    top: Option<&'p TrafficPolicy>,
-    subset: Option<&'p TrafficPolicy>,
-) -> (
-    Option<&'p meshlens_mesh::LoadBalancerSettings>,
-    Option<&'p meshlens_mesh::ConnectionPoolSettings>,
-    Option<&'p meshlens_mesh::OutlierDetection>,
-) {
-    let pick = |f: fn(&'p TrafficPolicy) -> bool| subset.filter(|s| f(s)).or(top);
-    (
-        pick(|p| p.load_balancer.is_some()).and_then(|p| p.load_balancer.as_ref()),
-        pick(|p| p.connection_pool.is_some()).and_then(|p| p.connection_pool.as_ref()),
-        pick(|p| p.outlier_detection.is_some()).and_then(|p| p.outlier_detection.as_ref()),
-    )
+/// The four parts of a destination policy that apply to one cluster.
+#[derive(Clone, Copy, Default)]
+pub struct EffectivePolicy<'p> {
+    pub load_balancer: Option<&'p meshlens_mesh::LoadBalancerSettings>,
+    pub connection_pool: Option<&'p meshlens_mesh::ConnectionPoolSettings>,
+    pub outlier_detection: Option<&'p meshlens_mesh::OutlierDetection>,
+    pub tls: Option<&'p serde_yaml_ng::Value>,
+}
+
+impl<'p> EffectivePolicy<'p> {
+    /// A policy's own fields, or, when its `portLevelSettings` name `port`, that entry's
+    /// fields alone: port-level settings replace the level above them, unset fields falling
+    /// back to defaults rather than being inherited (Istio's documented rule).
+    fn of(tp: &'p TrafficPolicy, port: Option<u16>) -> Self {
+        let port_level = port.and_then(|p| {
+            tp.port_level_settings
+                .iter()
+                .find(|s| s.port.as_ref().is_some_and(|x| x.number == u32::from(p)))
+        });
+        match port_level {
+            Some(s) => EffectivePolicy {
+                load_balancer: s.load_balancer.as_ref(),
+                connection_pool: s.connection_pool.as_ref(),
+                outlier_detection: s.outlier_detection.as_ref(),
+                tls: s.tls.as_ref(),
+            },
+            None => EffectivePolicy {
+                load_balancer: tp.load_balancer.as_ref(),
+                connection_pool: tp.connection_pool.as_ref(),
+                outlier_detection: tp.outlier_detection.as_ref(),
+                tls: tp.tls.as_ref(),
+            },
+        }
+    }
+
+    /// Destination policy for `port` of a cluster: the rule's (its port level applied), then
+    /// each field the subset sets over it, and the subset's own port level over everything.
+    pub fn resolve(
+        top: Option<&'p TrafficPolicy>,
+        subset: Option<&'p TrafficPolicy>,
+        port: Option<u16>,
+    ) -> Self {
+        let base = top.map(|t| Self::of(t, port)).unwrap_or_default();
+        let Some(sub) = subset else {
+            return base;
+        };
+        let names_port = port.is_some_and(|p| {
+            sub.port_level_settings
+                .iter()
+                .any(|s| s.port.as_ref().is_some_and(|x| x.number == u32::from(p)))
+        });
+        if names_port {
+            return Self::of(sub, port);
+        }
+        EffectivePolicy {
+            load_balancer: sub.load_balancer.as_ref().or(base.load_balancer),
+            connection_pool: sub.connection_pool.as_ref().or(base.connection_pool),
+            outlier_detection: sub.outlier_detection.as_ref().or(base.outlier_detection),
+            tls: sub.tls.as_ref().or(base.tls),
+        }
+    }
 }
 
 pub fn lb_policy(lb: Option<&meshlens_mesh::LoadBalancerSettings>) -> Result<LbPolicy, String> {
@@ -155,4 +201,50 @@ pub fn dest_labels(
         };
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(yaml: &str) -> TrafficPolicy {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn simple(p: &EffectivePolicy<'_>) -> Option<String> {
+        p.load_balancer.and_then(|l| l.simple.clone())
+    }
+
+    #[test]
+    fn port_level_settings_replace_the_level_above() {
+        let top = tp("loadBalancer: {simple: RANDOM}\nconnectionPool: {http: {http2MaxRequests: 1}}\nportLevelSettings:\n- port: {number: 8080}\n  loadBalancer: {simple: ROUND_ROBIN}\n");
+        // Another port, or none: the destination level.
+        for port in [Some(80), None] {
+            let p = EffectivePolicy::resolve(Some(&top), None, port);
+            assert_eq!(simple(&p).as_deref(), Some("RANDOM"));
+            assert!(p.connection_pool.is_some());
+        }
+        // The named port: its entry alone, the pool limit not inherited.
+        let p = EffectivePolicy::resolve(Some(&top), None, Some(8080));
+        assert_eq!(simple(&p).as_deref(), Some("ROUND_ROBIN"));
+        assert!(p.connection_pool.is_none());
+    }
+
+    #[test]
+    fn subsets_override_field_by_field_and_their_port_level_wins() {
+        let top =
+            tp("loadBalancer: {simple: RANDOM}\noutlierDetection: {consecutive5xxErrors: 3}\n");
+        let sub = tp("loadBalancer: {simple: ROUND_ROBIN}\nportLevelSettings:\n- port: {number: 9000}\n  loadBalancer: {simple: LEAST_REQUEST}\n");
+        let p = EffectivePolicy::resolve(Some(&top), Some(&sub), Some(80));
+        assert_eq!(simple(&p).as_deref(), Some("ROUND_ROBIN"));
+        assert!(p.outlier_detection.is_some(), "the rule's field stays");
+        let p = EffectivePolicy::resolve(Some(&top), Some(&sub), Some(9000));
+        assert_eq!(simple(&p).as_deref(), Some("LEAST_REQUEST"));
+        assert!(
+            p.outlier_detection.is_none(),
+            "a port level inherits nothing"
+        );
+        let none = EffectivePolicy::resolve(None, None, Some(80));
+        assert!(none.load_balancer.is_none() && none.tls.is_none());
+    }
 }

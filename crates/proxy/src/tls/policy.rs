@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshlens_identity::SpiffeId;
-use meshlens_mesh::{PeerAuthentication, PeerMtls, Source, TrafficPolicy};
+use meshlens_mesh::{PeerAuthentication, PeerMtls, Source};
 use serde_yaml_ng::Value;
 
 use super::upstream::TlsTarget;
@@ -166,32 +166,10 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
-/// A TrafficPolicy's `tls` for `port`: `portLevelSettings[port].tls` over `tls`.
-fn tls_of(tp: &TrafficPolicy, port: Option<u16>) -> Option<&Value> {
-    let port_level = port.and_then(|p| {
-        tp.port_level_settings.iter().find(|s| {
-            s.get("port")
-                .and_then(|x| x.get("number"))
-                .and_then(Value::as_u64)
-                == Some(u64::from(p))
-        })
-    });
-    port_level
-        .and_then(|s| s.get("tls"))
-        .or(tp.tls.as_ref())
-        .filter(|v| !v.is_null())
-}
-
-/// The cluster's TLS: the subset's policy over the rule's, port level over top level.
-pub fn upstream_tls(
-    top: Option<&TrafficPolicy>,
-    subset: Option<&TrafficPolicy>,
-    port: Option<u16>,
-) -> Result<UpstreamTls, String> {
-    let tls = subset
-        .and_then(|s| tls_of(s, port))
-        .or_else(|| top.and_then(|t| tls_of(t, port)));
-    let Some(tls) = tls else {
+/// The cluster's TLS from its resolved DestinationRule `tls` settings
+/// ([`crate::config::policy::EffectivePolicy`]); none means auto mTLS.
+pub fn upstream_tls(tls: Option<&Value>) -> Result<UpstreamTls, String> {
+    let Some(tls) = tls.filter(|v| !v.is_null()) else {
         return Ok(UpstreamTls::Auto);
     };
     let mode = match tls.get("mode") {
@@ -321,8 +299,18 @@ mod tests {
         assert_eq!(e[0].0.line, 1);
     }
 
+    use meshlens_mesh::TrafficPolicy;
+
     fn tp(yaml: &str) -> TrafficPolicy {
         serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn tls(
+        top: Option<&TrafficPolicy>,
+        subset: Option<&TrafficPolicy>,
+        port: Option<u16>,
+    ) -> Result<UpstreamTls, String> {
+        upstream_tls(crate::config::policy::EffectivePolicy::resolve(top, subset, port).tls)
     }
 
     #[test]
@@ -330,31 +318,28 @@ mod tests {
         let top = tp("tls: {mode: ISTIO_MUTUAL}\nportLevelSettings:\n- port: {number: 8080}\n  tls: {mode: DISABLE}\n");
         let subset = tp("tls: {mode: DISABLE}\n");
         assert!(matches!(
-            upstream_tls(Some(&top), None, Some(80)),
+            tls(Some(&top), None, Some(80)),
             Ok(UpstreamTls::IstioMutual(_))
         ));
         assert!(matches!(
-            upstream_tls(Some(&top), None, Some(8080)),
+            tls(Some(&top), None, Some(8080)),
             Ok(UpstreamTls::Disable)
         ));
         assert!(matches!(
-            upstream_tls(Some(&top), Some(&subset), Some(80)),
+            tls(Some(&top), Some(&subset), Some(80)),
             Ok(UpstreamTls::Disable)
         ));
-        assert!(matches!(
-            upstream_tls(None, None, None),
-            Ok(UpstreamTls::Auto)
-        ));
-        assert!(upstream_tls(Some(&tp("tls: {mode: BOGUS}\n")), None, None).is_err());
+        assert!(matches!(tls(None, None, None), Ok(UpstreamTls::Auto)));
+        assert!(tls(Some(&tp("tls: {mode: BOGUS}\n")), None, None).is_err());
         let sans = tp("tls: {mode: ISTIO_MUTUAL, subjectAltNames: [spiffe://td/ns/a/sa/b]}\n");
-        match upstream_tls(Some(&sans), None, None) {
+        match tls(Some(&sans), None, None) {
             Ok(UpstreamTls::IstioMutual(ids)) => {
                 assert_eq!(ids[0].to_string(), "spiffe://td/ns/a/sa/b")
             }
             other => panic!("{other:?}"),
         }
         let dns = tp("tls: {mode: ISTIO_MUTUAL, subjectAltNames: [reviews.example.com]}\n");
-        assert!(upstream_tls(Some(&dns), None, None).is_err());
-        assert!(upstream_tls(Some(&tp("tls: {mode: MUTUAL}\n")), None, None).is_err());
+        assert!(tls(Some(&dns), None, None).is_err());
+        assert!(tls(Some(&tp("tls: {mode: MUTUAL}\n")), None, None).is_err());
     }
 }
