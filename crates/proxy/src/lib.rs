@@ -365,6 +365,7 @@ impl Proxy {
                 l,
                 port,
                 shared.clone(),
+                inbound_tls.clone(),
                 opts.connect_timeout,
                 shutdown_rx.clone(),
             ));

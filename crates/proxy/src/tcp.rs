@@ -4,10 +4,12 @@
 //! connection came in on), an endpoint is picked as for HTTP, and bytes are copied both
 //! ways until either side closes. Istio's TCP metrics count bytes as they pass
 //! ([`crate::telemetry::tcp`]); a connection that cannot be routed or connected is closed
-//! and counted with its response flag (NR, NC, UH, UO, UF).
+//! and counted with its response flag (NR, NC, UH, UO, UF). The mesh's mTLS works as for
+//! HTTP: an inbound proxy admits connections under PeerAuthentication, an outbound one
+//! originates TLS as the DestinationRule (or auto mTLS) says, offering no ALPN protocol.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,18 +22,23 @@ use tokio::sync::watch;
 
 use crate::balance::{self, HashInput};
 use crate::body::InFlight;
+use crate::conn::{ConnInfo, Security};
 use crate::pipeline::Shared;
 use crate::resilience::outlier::Observation;
 use crate::telemetry::flags::Flags;
 use crate::telemetry::metrics::DestLabels;
 use crate::telemetry::tcp::{TcpKey, TcpSeries};
+use crate::tls::inbound::{Admitted, Inbound};
+use crate::tls::Origination;
 
 /// Serves one TCP listener for service port `port` until `shutdown` turns true; open
-/// connections are closed then too.
+/// connections are closed then too. An inbound proxy (`inbound` set) admits each connection
+/// under PeerAuthentication first, as its HTTP listener does.
 pub fn serve(
     listener: TcpListener,
     port: u16,
     px: Arc<Shared>,
+    inbound: Option<Arc<Inbound>>,
     connect_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -54,10 +61,11 @@ pub fn serve(
                 .downstream_cx_total
                 .fetch_add(1, Ordering::Relaxed);
             let px = px.clone();
+            let inbound = inbound.clone();
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = connection(&px, port, stream, peer, connect_timeout) => {}
+                    _ = admit(&px, inbound.as_deref(), port, stream, peer, connect_timeout) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
             });
@@ -65,30 +73,59 @@ pub fn serve(
     })
 }
 
-/// Where a connection goes, or the flag saying why it goes nowhere.
-async fn connection(
+/// Terminates the mesh's mTLS on an inbound proxy (refusing what PeerAuthentication
+/// refuses, counted as handshake failures), then routes the connection.
+async fn admit(
     px: &Shared,
+    inbound: Option<&Inbound>,
     port: u16,
     down: TcpStream,
     peer: SocketAddr,
     connect_timeout: Duration,
 ) {
     let _ = down.set_nodelay(true);
-    let local = match down.local_addr() {
-        Ok(a) => a.ip(),
-        Err(_) => return,
+    let Ok(local) = down.local_addr().map(|a| a.ip()) else {
+        return;
     };
+    let Some(inbound) = inbound else {
+        let conn = ConnInfo::plain(peer);
+        return connection(px, port, local, down, &conn, connect_timeout).await;
+    };
+    match inbound.admit(down, peer).await {
+        Admitted::Plain(down) => {
+            let conn = ConnInfo::plain(peer);
+            connection(px, port, local, down, &conn, connect_timeout).await
+        }
+        Admitted::Tls(down, conn, _) => {
+            connection(px, port, local, *down, &conn, connect_timeout).await
+        }
+        Admitted::Refused => {}
+    }
+}
+
+/// Where a connection goes, or the flag saying why it goes nowhere.
+async fn connection<D>(
+    px: &Shared,
+    port: u16,
+    local: IpAddr,
+    down: D,
+    conn: &ConnInfo,
+    connect_timeout: Duration,
+) where
+    D: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer = conn.peer;
     let table = px.config.table();
     let Some(route) = table.tcp.route(port, local) else {
-        return refused(px, px.unknown_dest.clone(), Flags::NR);
+        return refused(px, conn, px.unknown_dest.clone(), Flags::NR);
     };
     let Some(wc) = crate::pipeline::choose(&route.dests) else {
-        return refused(px, px.unknown_dest.clone(), Flags::UH);
+        return refused(px, conn, px.unknown_dest.clone(), Flags::UH);
     };
     let cluster = wc.cluster.clone();
     drop(table);
     if cluster.missing_subset {
-        return refused(px, cluster.labels.clone(), Flags::NC);
+        return refused(px, conn, cluster.labels.clone(), Flags::NC);
     }
     let headers = http::HeaderMap::new();
     let hash = HashInput {
@@ -97,40 +134,71 @@ async fn connection(
         source_ip: Some(peer.ip()),
     };
     let Some(ep) = balance::pick(&cluster, &hash, None) else {
-        return refused(px, cluster.labels.clone(), Flags::UH);
+        return refused(px, conn, cluster.labels.clone(), Flags::UH);
     };
     // `tcp.maxConnections` and friends bound connections here, as they bound requests.
     let permit = match &cluster.limiter {
         Some(l) => match l.acquire().await {
             Ok(p) => Some(p),
-            Err(_) => return refused(px, ep.dest_labels.clone(), Flags::UO),
+            Err(_) => return refused(px, conn, ep.dest_labels.clone(), Flags::UO),
         },
         None => None,
     };
     let _in_flight = InFlight::on(ep.clone(), permit);
+    let tls = match px.tls.origination(&cluster.tls, cluster.mesh_external) {
+        Origination::Plain => None,
+        Origination::Tls(t) => Some(t),
+        Origination::NoIdentity => {
+            tracing::warn!(cluster = %cluster.name, "ISTIO_MUTUAL without a workload certificate (--cert-dir)");
+            return refused(px, conn, ep.dest_labels.clone(), Flags::UF);
+        }
+    };
     let address = ep.address(cluster.port.unwrap_or(port));
     let up = match tokio::time::timeout(connect_timeout, TcpStream::connect(&*address)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(%address, error = %e, "tcp upstream connect failure");
             observe_failure(&cluster, &ep);
-            return refused(px, ep.dest_labels.clone(), Flags::UF);
+            return refused(px, conn, ep.dest_labels.clone(), Flags::UF);
         }
         Err(_) => {
             tracing::debug!(%address, "tcp upstream connect timeout");
             observe_failure(&cluster, &ep);
-            return refused(px, ep.dest_labels.clone(), Flags::UF);
+            return refused(px, conn, ep.dest_labels.clone(), Flags::UF);
         }
     };
     let _ = up.set_nodelay(true);
-    let series = series(px, ep.dest_labels.clone(), Flags::NONE);
+    let Some(tls) = tls else {
+        let series = series(px, conn, ep.dest_labels.clone(), Flags::NONE, None);
+        return relay(down, up, series, &address).await;
+    };
+    let failures = &px.telemetry.metrics.counters.tls_handshake_failures;
+    match tls.connect_opaque(up, &address, failures).await {
+        Ok((up, upstream)) => {
+            let dest = px.tls.dest_labels(&ep.dest_labels, Some(&upstream));
+            let series = series(px, conn, dest, Flags::NONE, Some(upstream.security));
+            relay(down, up, series, &address).await
+        }
+        Err(e) => {
+            tracing::debug!(%address, error = %e, "tcp upstream tls failure");
+            observe_failure(&cluster, &ep);
+            refused(px, conn, ep.dest_labels.clone(), Flags::UF)
+        }
+    }
+}
+
+/// Copies bytes both ways until either side closes, counting them on the series.
+async fn relay<D, U>(down: D, mut up: U, series: Arc<TcpSeries>, address: &str)
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     series.opened.fetch_add(1, Ordering::Relaxed);
     let _closed = Closed(series.clone());
     let mut down = Counted {
         inner: down,
         series,
     };
-    let mut up = up;
     if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
         tracing::debug!(%address, error = %e, "tcp connection ended with an error");
     }
@@ -155,33 +223,46 @@ fn observe_failure(cluster: &crate::config::table::Cluster, ep: &crate::config::
     }
 }
 
-/// The series for a connection's labels, as the HTTP metrics label requests.
-fn series(px: &Shared, dest: Arc<DestLabels>, flags: Flags) -> Arc<TcpSeries> {
-    let (source, dest) = match &px.telemetry.inbound {
-        None => (None, dest),
-        Some(i) => (Some(i.source(None)), i.dest(&dest, "")),
+/// The series for a connection's labels, as the HTTP metrics label requests: an inbound
+/// proxy reports its own workload as the destination and the caller's proven principal; an
+/// outbound one the upstream's security (`upstream`, set when it originated TLS).
+fn series(
+    px: &Shared,
+    conn: &ConnInfo,
+    dest: Arc<DestLabels>,
+    flags: Flags,
+    upstream: Option<Security>,
+) -> Arc<TcpSeries> {
+    let (source, dest, security) = match &px.telemetry.inbound {
+        None => (None, dest, upstream.unwrap_or_default()),
+        Some(i) => (
+            Some(px.tls.source_labels(i.source(None), conn)),
+            i.dest(&dest, ""),
+            conn.security,
+        ),
     };
     px.telemetry.metrics.tcp.series(&TcpKey {
         source,
         dest,
         flags,
+        security,
     })
 }
 
 /// A connection closed without reaching upstream: opened and closed at once.
-fn refused(px: &Shared, dest: Arc<DestLabels>, flags: Flags) {
-    let s = series(px, dest, flags);
+fn refused(px: &Shared, conn: &ConnInfo, dest: Arc<DestLabels>, flags: Flags) {
+    let s = series(px, conn, dest, flags, None);
     s.opened.fetch_add(1, Ordering::Relaxed);
     s.closed.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The downstream socket, counting bytes read from it (received) and written to it (sent).
-struct Counted {
-    inner: TcpStream,
+struct Counted<S> {
+    inner: S,
     series: Arc<TcpSeries>,
 }
 
-impl AsyncRead for Counted {
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -198,7 +279,7 @@ impl AsyncRead for Counted {
     }
 }
 
-impl AsyncWrite for Counted {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

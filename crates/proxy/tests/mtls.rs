@@ -5,14 +5,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use common::pki::Pki;
 use common::*;
 use http_body_util::Full;
-use meshlens_identity::{Ca, CertSource, DEFAULT_TTL};
+use meshlens_identity::{CertSource, DEFAULT_TTL};
 use meshlens_proxy::Reporter;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -20,31 +21,6 @@ use tokio_rustls::TlsConnector;
 
 const OUT_ID: &str = "spiffe://cluster.local/ns/default/sa/productpage";
 const IN_ID: &str = "spiffe://cluster.local/ns/default/sa/reviews";
-
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: Ca,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::init(&dir.path().join("ca"), "cluster.local").unwrap();
-        Pki { dir, ca }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Issues `sa` (namespace default) into `name`; returns the directory and the serial.
-    fn issue(&self, name: &str, sa: &str) -> (PathBuf, Vec<u8>) {
-        let out = self.path(name);
-        let issued = self.ca.issue("default", sa, DEFAULT_TTL).unwrap();
-        issued.write(&out).unwrap();
-        (out, issued.serial)
-    }
-}
 
 fn peer_authentication(mode: &str) -> String {
     format!(

@@ -174,3 +174,87 @@ async fn default_route_subnets_and_unroutable_ports() {
     );
     h.proxy.shutdown().await;
 }
+
+/// The mesh's mTLS on a TCP route: the outbound proxy originates it (auto mTLS toward a
+/// mesh endpoint), the inbound proxy terminates it under STRICT, and both report
+/// `mutual_tls` with the principals proven; plaintext straight to the inbound listener is
+/// refused and counted.
+#[tokio::test]
+async fn tcp_routes_carry_mutual_tls() {
+    const OUT_ID: &str = "spiffe://cluster.local/ns/default/sa/client";
+    const IN_ID: &str = "spiffe://cluster.local/ns/default/sa/db";
+    let pki = pki::Pki::new();
+    let (in_dir, _) = pki.issue("db", "db");
+    let (out_dir, _) = pki.issue("client", "client");
+    let app = echo("v1").await;
+    let route = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  tcp:\n  - route: [{destination: {host: db, subset: v1}}]\n";
+    let strict = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: default}\nspec:\n  mtls: {mode: STRICT}\n";
+    let inbound = start_with(&(mesh(app, app, route) + strict), |o| {
+        o.reporter = meshlens_proxy::Reporter::Destination;
+        o.workload = "db-v1".into();
+        o.app = "db".into();
+        o.cert_dir = Some(in_dir);
+        o.tcp_listeners = vec![("127.0.0.1:0".parse().unwrap(), 27017)];
+    })
+    .await;
+    let in_addr = inbound.proxy.tcp_addrs()[0];
+    let outbound = start_with(&mesh(in_addr, in_addr, route), |o| {
+        o.cert_dir = Some(out_dir);
+        o.tcp_listeners = vec![("127.0.0.1:0".parse().unwrap(), 27017)];
+    })
+    .await;
+    let out_addr = outbound.proxy.tcp_addrs()[0];
+    assert_eq!(exchange(out_addr, b"hello").await, "v1\nhello");
+    assert_eq!(exchange(out_addr, b"again").await, "v1\nagain");
+
+    let mtls = "connection_security_policy=\"mutual_tls\"";
+    let in_labels = [
+        "reporter=\"destination\"",
+        &format!("source_principal=\"{OUT_ID}\""),
+        "destination_workload=\"db-v1\"",
+        mtls,
+    ];
+    let in_labels: Vec<&str> = in_labels.iter().map(|s| s.as_ref()).collect();
+    assert!(
+        eventually(|| async {
+            let m = inbound.metrics().await;
+            metric_value(&m, "istio_tcp_connections_closed_total", &in_labels) == 2.0
+                && metric_value(&m, "istio_tcp_received_bytes_total", &in_labels) == 10.0
+        })
+        .await,
+        "{}",
+        inbound.metrics().await
+    );
+    let out_labels = [
+        "reporter=\"source\"",
+        &format!("destination_principal=\"{IN_ID}\""),
+        mtls,
+    ];
+    let out_labels: Vec<&str> = out_labels.iter().map(|s| s.as_ref()).collect();
+    assert!(
+        eventually(|| async {
+            let m = outbound.metrics().await;
+            metric_value(&m, "istio_tcp_sent_bytes_total", &out_labels) == 16.0
+        })
+        .await,
+        "{}",
+        outbound.metrics().await
+    );
+
+    // Plaintext to the STRICT inbound listener: closed without a byte of the app's.
+    let mut s = TcpStream::connect(in_addr).await.unwrap();
+    let _ = s.write_all(b"plain").await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("the connection ends");
+    assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+    let refused = "meshlens_proxy_tls_handshake_failures_total{reason=\"not_tls\"} 1";
+    assert!(
+        eventually(|| async { inbound.metrics().await.contains(refused) }).await,
+        "{}",
+        inbound.metrics().await
+    );
+    outbound.proxy.shutdown().await;
+    inbound.proxy.shutdown().await;
+}

@@ -342,13 +342,7 @@ impl Metrics {
     /// The full label set of a series, in Istio's order.
     fn labels(&self, k: &SeriesKey) -> String {
         let grpc = k.grpc_status.map(|g| g.to_string()).unwrap_or_default();
-        // Without mTLS Istio reports `unknown` from the source side, `none` from the
-        // destination side.
-        let policy = match k.security {
-            crate::conn::Security::MutualTls => "mutual_tls",
-            crate::conn::Security::None if self.reporter == "source" => "unknown",
-            crate::conn::Security::None => "none",
-        };
+        let policy = security_policy(k.security, self.reporter);
         let source = match &k.source {
             Some(src) => std::borrow::Cow::Owned(render_source(self.reporter, src)),
             None => std::borrow::Cow::Borrowed(self.source_rendered.as_str()),
@@ -366,6 +360,16 @@ impl Metrics {
             k.flags,
             policy,
         )
+    }
+}
+
+/// `connection_security_policy`: without mTLS Istio reports `unknown` from the source side,
+/// `none` from the destination side.
+pub(crate) fn security_policy(security: crate::conn::Security, reporter: &str) -> &'static str {
+    match security {
+        crate::conn::Security::MutualTls => "mutual_tls",
+        crate::conn::Security::None if reporter == "source" => "unknown",
+        crate::conn::Security::None => "none",
     }
 }
 

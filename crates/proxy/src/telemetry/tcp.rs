@@ -13,7 +13,8 @@ use meshlens_model::hash::FxMap;
 use parking_lot::RwLock;
 
 use super::flags::Flags;
-use super::metrics::{render_dest, render_source, DestLabels, PeerLabels};
+use super::metrics::{render_dest, render_source, security_policy, DestLabels, PeerLabels};
+use crate::conn::Security;
 
 /// Key of one TCP series (see [`super::metrics::SeriesKey`] for `source`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,6 +22,8 @@ pub struct TcpKey {
     pub source: Option<Arc<PeerLabels>>,
     pub dest: Arc<DestLabels>,
     pub flags: Flags,
+    /// Whether the connection came (inbound) or went (outbound) over the mesh's mTLS.
+    pub security: Security,
 }
 
 /// The counters of one label set.
@@ -97,11 +100,7 @@ impl TcpMetrics {
 }
 
 fn labels(k: &TcpKey, reporter: &str, own_source: &str) -> String {
-    let policy = if reporter == "source" {
-        "unknown"
-    } else {
-        "none"
-    };
+    let policy = security_policy(k.security, reporter);
     let source = match &k.source {
         Some(src) => std::borrow::Cow::Owned(render_source(reporter, src)),
         None => std::borrow::Cow::Borrowed(own_source),

@@ -23,6 +23,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TlsTarget {
     h1: Arc<ClientConfig>,
     h2: Arc<ClientConfig>,
+    /// No ALPN: TCP routes carry bytes of no protocol the handshake could name.
+    opaque: Arc<ClientConfig>,
     /// Distinguishes pooled connections: `mesh`, or one per SIMPLE/MUTUAL setting.
     pub tag: Arc<str>,
     sni: Option<ServerName<'static>>,
@@ -41,6 +43,12 @@ pub struct UpstreamPeer {
 fn with_alpn(cfg: &ClientConfig, proto: &[u8]) -> Arc<ClientConfig> {
     let mut c = cfg.clone();
     c.alpn_protocols = vec![proto.to_vec()];
+    Arc::new(c)
+}
+
+fn without_alpn(cfg: &ClientConfig) -> Arc<ClientConfig> {
+    let mut c = cfg.clone();
+    c.alpn_protocols.clear();
     Arc::new(c)
 }
 
@@ -64,6 +72,7 @@ impl TlsTarget {
         TlsTarget {
             h1: with_alpn(&cfg, b"http/1.1"),
             h2: with_alpn(&cfg, b"h2"),
+            opaque: without_alpn(&cfg),
             tag: Arc::from(tag),
             sni: None,
             mesh: true,
@@ -91,13 +100,15 @@ impl TlsTarget {
         Ok(TlsTarget {
             h1: with_alpn(&cfg, b"http/1.1"),
             h2: with_alpn(&cfg, b"h2"),
+            opaque: without_alpn(&cfg),
             tag: Arc::from(format!("tls{n}")),
             sni,
             mesh: false,
         })
     }
 
-    /// Handshakes over `tcp` to `addr` (`host:port`); failures are counted by reason.
+    /// Handshakes over `tcp` to `addr` (`host:port`) offering HTTP/2 or HTTP/1.1 by ALPN;
+    /// failures are counted by reason.
     pub async fn connect(
         &self,
         tcp: TcpStream,
@@ -105,11 +116,31 @@ impl TlsTarget {
         http2: bool,
         failures: &Failures,
     ) -> Result<(TlsStream<TcpStream>, UpstreamPeer), String> {
+        let cfg = if http2 { &self.h2 } else { &self.h1 };
+        self.handshake(cfg, tcp, addr, failures).await
+    }
+
+    /// [`Self::connect`] for a TCP route's bytes: no application protocol offered.
+    pub async fn connect_opaque(
+        &self,
+        tcp: TcpStream,
+        addr: &str,
+        failures: &Failures,
+    ) -> Result<(TlsStream<TcpStream>, UpstreamPeer), String> {
+        self.handshake(&self.opaque, tcp, addr, failures).await
+    }
+
+    async fn handshake(
+        &self,
+        cfg: &Arc<ClientConfig>,
+        tcp: TcpStream,
+        addr: &str,
+        failures: &Failures,
+    ) -> Result<(TlsStream<TcpStream>, UpstreamPeer), String> {
         let name = match &self.sni {
             Some(n) => n.clone(),
             None => server_name(addr),
         };
-        let cfg = if http2 { &self.h2 } else { &self.h1 };
         let hs = TlsConnector::from(cfg.clone()).connect(name, tcp);
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, hs).await {
             Ok(Ok(s)) => s,

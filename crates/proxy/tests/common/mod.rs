@@ -2,6 +2,8 @@
 //! in-process on a temp config directory, and clients for HTTP/1.1 and h2c.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
