@@ -1,8 +1,8 @@
 //! The in-memory head: recent samples per series, compressed into chunks as they fill, and a
 //! postings index over the series.
 //!
-//! Series are found by a hash of their labels in sharded maps, so appends to different
-//! series rarely contend; each series has its own lock. Labels live outside that lock,
+//! Series are found by a keyed 128-bit hash of their labels ([`labels::SeriesKey`]) in
+//! sharded maps, so appends to different series rarely contend; each series has its own lock. Labels live outside that lock,
 //! interned ([`labels`]), so finding a series takes no series lock and builds no `Labels`.
 
 use std::collections::HashMap;
@@ -24,7 +24,7 @@ mod labels;
 mod read;
 pub(crate) use read::cmp_label_pairs;
 
-use labels::{hash_labels, hash_pairs, SeriesLabels, Symbols};
+use labels::{Keyer, SeriesKey, SeriesLabels, Symbols};
 
 thread_local! {
     /// The samples of a chunk being closed, decoded for re-encoding: one buffer per thread
@@ -285,54 +285,55 @@ impl MemSeries {
 
 pub type SeriesRef = Arc<Series>;
 
-/// One shard of the series map, by label hash.
+/// One shard of the series map, by series key.
 #[derive(Default)]
 struct Shard {
-    by_hash: FxMap<u64, SeriesRef>,
-    /// Further series whose labels hash like one in `by_hash` (rare: 64-bit hashes).
-    collided: FxMap<u64, Vec<SeriesRef>>,
+    by_key: FxMap<SeriesKey, SeriesRef>,
+    /// Further series under a key already in `by_key`: only ever filled if two label sets'
+    /// keys agree, found when a series is created from owned labels.
+    collided: FxMap<SeriesKey, Vec<SeriesRef>>,
 }
 
 impl Shard {
-    fn find(&self, hash: u64, eq: impl Fn(&SeriesLabels) -> bool) -> Option<&SeriesRef> {
-        let first = self.by_hash.get(&hash)?;
+    fn find(&self, key: SeriesKey, eq: impl Fn(&SeriesLabels) -> bool) -> Option<&SeriesRef> {
+        let first = self.by_key.get(&key)?;
         if eq(&first.labels) {
             return Some(first);
         }
-        self.collided.get(&hash)?.iter().find(|s| eq(&s.labels))
+        self.collided.get(&key)?.iter().find(|s| eq(&s.labels))
     }
 
-    fn insert(&mut self, hash: u64, s: SeriesRef) {
-        match self.by_hash.entry(hash) {
+    fn insert(&mut self, key: SeriesKey, s: SeriesRef) {
+        match self.by_key.entry(key) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(s);
             }
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.collided.entry(hash).or_default().push(s);
+                self.collided.entry(key).or_default().push(s);
             }
         }
     }
 
-    fn remove(&mut self, hash: u64, id: u32) {
-        let in_first = self.by_hash.get(&hash).is_some_and(|s| s.id == id);
-        let more = self.collided.get_mut(&hash);
+    fn remove(&mut self, key: SeriesKey, id: u32) {
+        let in_first = self.by_key.get(&key).is_some_and(|s| s.id == id);
+        let more = self.collided.get_mut(&key);
         match (in_first, more) {
             (true, Some(more)) => {
                 // Promote a collided series to the first slot.
                 if let Some(next) = more.pop() {
-                    self.by_hash.insert(hash, next);
+                    self.by_key.insert(key, next);
                 }
                 if more.is_empty() {
-                    self.collided.remove(&hash);
+                    self.collided.remove(&key);
                 }
             }
             (true, None) => {
-                self.by_hash.remove(&hash);
+                self.by_key.remove(&key);
             }
             (false, Some(more)) => {
                 more.retain(|s| s.id != id);
                 if more.is_empty() {
-                    self.collided.remove(&hash);
+                    self.collided.remove(&key);
                 }
             }
             (false, None) => {}
@@ -345,6 +346,7 @@ pub struct Head {
     series: RwLock<Vec<Option<SeriesRef>>>,
     postings: RwLock<Postings>,
     symbols: Symbols,
+    keyer: Keyer,
     /// Series in label order, for reads (see `head_read.rs`).
     order: read::LabelOrder,
     pub min_t: AtomicI64,
@@ -359,6 +361,7 @@ impl Head {
             series: RwLock::default(),
             postings: RwLock::default(),
             symbols: Symbols::default(),
+            keyer: Keyer::default(),
             order: read::LabelOrder::default(),
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
@@ -366,26 +369,28 @@ impl Head {
         }
     }
 
-    /// The shard of a label hash, from its top bits: a shard's map indexes by the low bits
-    /// (Fx keeps them as they are), which would otherwise be the same for all its keys.
-    fn shard(&self, hash: u64) -> &RwLock<Shard> {
-        &self.shards[(hash >> 58) as usize % SHARDS]
+    fn shard(&self, key: SeriesKey) -> &RwLock<Shard> {
+        &self.shards[(key.1 >> 58) as usize % SHARDS]
     }
 
     /// The live series with exactly these labels, if any.
     pub fn lookup(&self, labels: &Labels) -> Option<(u32, SeriesRef)> {
-        let hash = hash_labels(labels);
-        let shard = self.shard(hash).read();
-        let s = shard.find(hash, |l| l.eq_labels(labels))?;
+        let key = self.keyer.key_labels(labels);
+        let shard = self.shard(key).read();
+        let s = shard.find(key, |l| l.eq_labels(labels))?;
         Some((s.id, s.clone()))
     }
 
     /// The live series whose labels are exactly `pairs`, which must be normalised (sorted
-    /// by name, names unique, no empty value: `RawSeries::is_normalised`).
+    /// by name, names unique, no empty value: `RawSeries::is_normalised`). Found by its key
+    /// alone (see [`SeriesKey`]), unless that key is known to be shared.
     pub fn lookup_pairs(&self, pairs: &[(&str, &str)]) -> Option<SeriesRef> {
-        let hash = hash_pairs(pairs.iter().copied());
-        let shard = self.shard(hash).read();
-        shard.find(hash, |l| l.eq_pairs(pairs)).cloned()
+        let key = self.keyer.key(pairs.iter().copied());
+        let shard = self.shard(key).read();
+        if shard.collided.contains_key(&key) {
+            return shard.find(key, |l| l.eq_pairs(pairs)).cloned();
+        }
+        shard.by_key.get(&key).cloned()
     }
 
     /// The series for `labels`, created when missing; `on_create` runs (under the creation
@@ -395,12 +400,12 @@ impl Head {
         labels: &Labels,
         on_create: impl FnOnce(u32, &Labels),
     ) -> (u32, SeriesRef, bool) {
-        let hash = hash_labels(labels);
-        if let Some(s) = self.shard(hash).read().find(hash, |l| l.eq_labels(labels)) {
+        let key = self.keyer.key_labels(labels);
+        if let Some(s) = self.shard(key).read().find(key, |l| l.eq_labels(labels)) {
             return (s.id, s.clone(), false);
         }
-        let mut shard = self.shard(hash).write();
-        if let Some(s) = shard.find(hash, |l| l.eq_labels(labels)) {
+        let mut shard = self.shard(key).write();
+        if let Some(s) = shard.find(key, |l| l.eq_labels(labels)) {
             return (s.id, s.clone(), false);
         }
         let interned = self.symbols.intern(labels);
@@ -417,7 +422,7 @@ impl Head {
         };
         on_create(s.id, labels);
         self.postings.write().add(s.id, labels);
-        shard.insert(hash, s.clone());
+        shard.insert(key, s.clone());
         self.num_series.fetch_add(1, Ordering::Relaxed);
         (s.id, s, true)
     }
@@ -465,8 +470,8 @@ impl Head {
             }
             guard.removed = true;
             let labels = s.labels();
-            let hash = hash_labels(&labels);
-            self.shard(hash).write().remove(hash, id);
+            let key = self.keyer.key_labels(&labels);
+            self.shard(key).write().remove(key, id);
             self.postings.write().remove(id, &labels);
             self.series.write()[id as usize] = None;
             self.num_series.fetch_sub(1, Ordering::Relaxed);
@@ -652,19 +657,20 @@ mod tests {
     }
 
     #[test]
-    fn series_of_one_shard_spread_over_its_map() {
-        // The map inside a shard indexes by the hash's low bits: were the shard chosen by
-        // the same bits, all of its series would crowd a few slots.
+    fn series_spread_over_the_shards() {
         let head = Head::new();
-        let mut low_bits = std::collections::HashSet::new();
+        let mut per_shard = [0usize; SHARDS];
         for i in 0..4000 {
             let l = Labels::from_pairs([("__name__", "m"), ("i", i.to_string().as_str())]);
-            let h = hash_labels(&l);
-            if std::ptr::eq(head.shard(h), &head.shards[0]) {
-                low_bits.insert(h & 63);
-            }
+            let key = head.keyer.key_labels(&l);
+            let shard = head.shard(key);
+            per_shard[head
+                .shards
+                .iter()
+                .position(|s| std::ptr::eq(s, shard))
+                .unwrap()] += 1;
         }
-        assert!(low_bits.len() > 48, "{} of 64 slots", low_bits.len());
+        assert!(per_shard.iter().all(|n| *n > 60), "{per_shard:?}");
     }
 
     #[test]

@@ -171,10 +171,8 @@ fn hash_str(mut h: u64, s: &[u8]) -> u64 {
     mix(h, s.len() as u64)
 }
 
-/// The head's hash of a label set, from its sorted pairs: word-at-a-time Fx with a final
-/// mix, several times cheaper than the byte-wise FNV of `Labels::stable_hash` on the write
-/// path. In memory only (never stored); equal hashes are always confirmed by comparing the
-/// labels, so a collision costs a comparison, never a wrong series.
+/// A fast hash of label pairs (word-at-a-time Fx with a final mix), for the pair table:
+/// equal hashes there are always confirmed by comparing the pairs.
 pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut h = 0x9e37_79b9_7f4a_7c15u64;
     for (n, v) in pairs {
@@ -190,8 +188,64 @@ pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     x
 }
 
+#[cfg(test)]
 pub fn hash_labels(labels: &Labels) -> u64 {
     hash_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+}
+
+/// A series' identity in the head's map: 128 bits of SipHash-1-3 under two random keys
+/// drawn at start, over its label pairs, length-prefixed. The remote-write path finds a
+/// series by this key alone, without reading its labels (which would cost a cache miss or
+/// two per label at scale); a false match needs two label sets whose keyed 128-bit hashes
+/// agree, which keys unknown to the sender make a 2^-128 coincidence. Paths holding owned
+/// `Labels` still compare them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesKey(pub u64, pub u64);
+
+/// Computes [`SeriesKey`]s with this head's keys.
+pub struct Keyer {
+    a: std::hash::RandomState,
+    b: std::hash::RandomState,
+}
+
+impl Default for Keyer {
+    fn default() -> Self {
+        // Two `RandomState`s of one thread differ in their keys (std increments them).
+        Keyer {
+            a: std::hash::RandomState::new(),
+            b: std::hash::RandomState::new(),
+        }
+    }
+}
+
+thread_local! {
+    /// The pairs of one key, serialised: hashed in one `write` per hasher, not four per pair.
+    static KEY_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Keyer {
+    pub fn key<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> SeriesKey {
+        use std::hash::{BuildHasher, Hasher};
+        KEY_SCRATCH.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            for (n, v) in pairs {
+                for part in [n, v] {
+                    buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                    buf.extend_from_slice(part.as_bytes());
+                }
+            }
+            let mut a = self.a.build_hasher();
+            a.write(&buf);
+            let mut b = self.b.build_hasher();
+            b.write(&buf);
+            SeriesKey(a.finish(), b.finish())
+        })
+    }
+
+    pub fn key_labels(&self, labels: &Labels) -> SeriesKey {
+        self.key(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
 }
 
 /// Every label pair some series of the head holds, once, found by the hash of the pair.
@@ -321,6 +375,31 @@ mod tests {
             let h =
                 hash_pairs([("__name__", "up"), ("instance", a.as_str()), ("le", &b)].into_iter());
             assert!(seen.insert(h), "collision at {i}");
+        }
+    }
+
+    #[test]
+    fn keys_separate_names_from_values_and_spread() {
+        let k = Keyer::default();
+        let key = |p: &[(&str, &str)]| k.key(p.iter().copied());
+        assert_ne!(key(&[("ab", "c")]), key(&[("a", "bc")]));
+        assert_ne!(
+            key(&[("a", "b"), ("c", "d")]),
+            key(&[("a", "bc"), ("", "d")])
+        );
+        assert_ne!(key(&[]), key(&[("", "")]));
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+        assert_eq!(
+            k.key_labels(&l),
+            key(&[("__name__", "up"), ("job", "node")])
+        );
+        // Another head keys the same labels differently: the keys are its own.
+        assert_ne!(Keyer::default().key_labels(&l), k.key_labels(&l));
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..50_000u32 {
+            let a = format!("10.0.{}.{}:9100", i % 250, i / 250);
+            let SeriesKey(x, y) = key(&[("__name__", "up"), ("instance", &a)]);
+            assert!(seen.insert(x) && seen.insert(y), "collision at {i}");
         }
     }
 
