@@ -369,8 +369,12 @@ impl Head {
         }
     }
 
+    fn shard_index(key: SeriesKey) -> usize {
+        (key.1 >> 58) as usize % SHARDS
+    }
+
     fn shard(&self, key: SeriesKey) -> &RwLock<Shard> {
-        &self.shards[(key.1 >> 58) as usize % SHARDS]
+        &self.shards[Self::shard_index(key)]
     }
 
     /// The live series with exactly these labels, if any.
@@ -391,6 +395,34 @@ impl Head {
             return shard.find(key, |l| l.eq_pairs(pairs)).cloned();
         }
         shard.by_key.get(&key).cloned()
+    }
+
+    /// [`Self::lookup_pairs`] for a batch (`None` entries are skipped): keys first, then
+    /// each shard read-locked once for all of its keys, so that the lookups' cache misses
+    /// overlap instead of each waiting behind its own lock acquisition.
+    pub fn lookup_many(&self, batch: &[Option<&[(&str, &str)]>]) -> Vec<Option<SeriesRef>> {
+        let mut keyed: Vec<(usize, usize, SeriesKey)> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pairs)| {
+                let key = self.keyer.key(pairs.as_ref()?.iter().copied());
+                Some((Self::shard_index(key), i, key))
+            })
+            .collect();
+        keyed.sort_unstable_by_key(|&(shard, i, _)| (shard, i));
+        let mut out = vec![None; batch.len()];
+        for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+            let shard = self.shards[group[0].0].read();
+            for &(_, i, key) in group {
+                out[i] = match batch[i] {
+                    Some(pairs) if shard.collided.contains_key(&key) => {
+                        shard.find(key, |l| l.eq_pairs(pairs)).cloned()
+                    }
+                    _ => shard.by_key.get(&key).cloned(),
+                };
+            }
+        }
+        out
     }
 
     /// The series for `labels`, created when missing; `on_create` runs (under the creation
@@ -596,6 +628,27 @@ mod tests {
             }
             let held = made.iter().any(|(j, _, _)| sets[*j] == *set);
             assert_eq!(by_pairs.is_some(), held, "set {i}");
+        }
+        // The batched lookup finds the same series, in the batch's order, skipping `None`s.
+        let owned: Vec<Vec<(&str, &str)>> = sets.iter().map(|s| pairs(s)).collect();
+        let batch: Vec<Option<&[(&str, &str)]>> = owned
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i % 5 != 4).then_some(p.as_slice()))
+            .collect();
+        let many = head.lookup_many(&batch);
+        assert_eq!(many.len(), batch.len());
+        for (i, got) in many.iter().enumerate() {
+            let want = batch[i].and_then(|p| head.lookup_pairs(p));
+            match (got, &want) {
+                (Some(a), Some(b)) => assert!(Arc::ptr_eq(a, b), "batch {i}"),
+                (None, None) => {}
+                _ => panic!(
+                    "batch {i}: {:?} against {:?}",
+                    got.is_some(),
+                    want.is_some()
+                ),
+            }
         }
         // `mod="em1"` and `mode="m1"` are the same bytes in a row; neither finds the other.
         let mode = [("__name__", "up"), ("mode", "m1")];

@@ -186,16 +186,22 @@ impl Tsdb {
         }
         let mut acc = Accumulator::with_capacity(batch.iter().map(|t| t.samples.len()).sum());
         let min_valid = self.min_valid_time();
-        for rs in batch {
+        let wanted: Vec<Option<&[(&str, &str)]>> = batch
+            .iter()
+            .map(|rs| (!rs.samples.is_empty() && rs.is_normalised()).then_some(rs.labels))
+            .collect();
+        let mut found = self.head.lookup_many(&wanted);
+        for s in found.iter().take(PREFETCH_AHEAD).flatten() {
+            s.prefetch();
+        }
+        for (i, rs) in batch.iter().enumerate() {
+            if let Some(Some(ahead)) = found.get(i + PREFETCH_AHEAD) {
+                ahead.prefetch();
+            }
             if rs.samples.is_empty() {
                 continue;
             }
-            let found = if rs.is_normalised() {
-                self.head.lookup_pairs(rs.labels)
-            } else {
-                None
-            };
-            let series = match found {
+            let series = match found[i].take() {
                 Some(s) => s,
                 None => match self.series_for(&rs.to_labels(), rs.samples.len(), &mut acc)? {
                     Some(s) => s,
