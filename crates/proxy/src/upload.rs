@@ -106,6 +106,8 @@ struct State<B> {
     /// The body's declared length (`content-length`), if any.
     exact: Option<u64>,
     mirrors: Vec<oneshot::Sender<Arc<[Chunk]>>>,
+    /// Told once the body has ended or failed (see [`Upload::received`]).
+    waiting_for_end: Vec<oneshot::Sender<()>>,
 }
 
 impl<B> State<B>
@@ -213,6 +215,7 @@ impl<B> State<B> {
 
     /// The whole body arrived: mirrors get their copy.
     fn ended(&mut self) {
+        self.tell_end();
         if self.replayable && self.keep && !self.mirrors.is_empty() {
             let copy: Arc<[Chunk]> = self.buf.iter().cloned().collect();
             for m in self.mirrors.drain(..) {
@@ -225,8 +228,17 @@ impl<B> State<B> {
         }
     }
 
+    fn tell_end(&mut self) {
+        for w in self.waiting_for_end.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
     /// Over the limit or failed: no retry, no mirror.
     fn give_up(&mut self) {
+        if self.failed {
+            self.tell_end();
+        }
         self.replayable = false;
         self.mirrors.clear();
         self.stop_keeping();
@@ -290,12 +302,32 @@ where
                 sent: 0,
                 exact,
                 mirrors: Vec::new(),
+                waiting_for_end: Vec::new(),
             }),
         }))
     }
 }
 
 impl<B> Upload<B> {
+    /// Resolves once the whole body has been read from downstream (or has failed): where
+    /// Envoy starts a route's timeout, so a long upload is not cut off while it streams.
+    pub async fn received(&self) {
+        let rx = match self {
+            Upload::Empty | Upload::Copy(_) => return,
+            Upload::Stream(src) => {
+                let mut st = src.state.lock();
+                if st.body.is_none() {
+                    return;
+                }
+                let (tx, rx) = oneshot::channel();
+                st.waiting_for_end.push(tx);
+                rx
+            }
+        };
+        // A sender dropped without a word (the request abandoned) counts as the end too.
+        let _ = rx.await;
+    }
+
     /// The body of a new attempt. Older attempts' bodies fail from now on.
     pub fn attempt(&self) -> ReqBody<B> {
         let kind = match self {

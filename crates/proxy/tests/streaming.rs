@@ -1,6 +1,7 @@
 //! Request bodies stream end to end: uploads beyond the replay limit pass (no 413), the
 //! upstream sees the first bytes before the client has sent the rest, retries resend a body
-//! within the replay limit, and a body over it is neither retried nor mirrored.
+//! within the replay limit, a body over it is neither retried nor mirrored, and a route's
+//! timeout runs from the end of the request.
 
 mod common;
 
@@ -323,5 +324,66 @@ async fn request_trailers_reach_an_http2_upstream() {
         .unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"part1,part2 abc123");
+    h.proxy.shutdown().await;
+}
+
+/// A route's timeout counts from the end of the request, as Envoy's: an upload that takes
+/// longer than the timeout still gets its answer, and an answer slower than the timeout
+/// after the body ended is still 504 UT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_timeout_starts_when_the_request_has_been_received() {
+    let (addr, _) = counting_backend().await;
+    let timeout = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: upload}\nspec:\n  hosts: [upload]\n  http:\n  - timeout: 1s\n    route: [{destination: {host: upload}}]\n";
+    let h = start(&format!(
+        "{}---\n{timeout}",
+        upload_mesh(addr.port(), "HTTP")
+    ))
+    .await;
+    let stream = tokio::net::TcpStream::connect(h.proxy.addr())
+        .await
+        .unwrap();
+    let (mut client, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = mpsc::channel(1);
+    let resp = tokio::spawn(async move {
+        let req = Request::post("/slow-upload")
+            .header("host", "upload:9080")
+            .body(ChanBody(rx))
+            .unwrap();
+        client.send_request(req).await.unwrap()
+    });
+    // 2.5 s of upload against a 1 s timeout.
+    for _ in 0..5 {
+        tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(tx);
+    let resp = tokio::time::timeout(Duration::from_secs(60), resp)
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!((status, &body[..]), (200, &b"50 HTTP/1.1"[..]));
+    h.proxy.shutdown().await;
+
+    let slow = Backend::start(|_| Reply {
+        delay: Some(Duration::from_secs(5)),
+        ..Reply::ok("late")
+    })
+    .await;
+    let h = start(&format!(
+        "{}{}",
+        service_entry("svc", &[(&slow, "v1")]),
+        vs("  - timeout: 1s\n    route: [{destination: {host: svc}}]\n")
+    ))
+    .await;
+    let a = h.send("POST", "svc", "/", &[], "small body").await;
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (504, "upstream request timeout")
+    );
     h.proxy.shutdown().await;
 }

@@ -63,11 +63,18 @@ pub async fn call(
         return local(503, Flags::NC, "", None);
     }
     let attempts = attempts(px, &route.retry, cluster, tmpl, hash);
-    match route.timeout {
-        Some(t) => tokio::time::timeout(t, attempts)
-            .await
-            .unwrap_or_else(|_| local(504, Flags::UT, "upstream request timeout", None)),
-        None => attempts.await,
+    let Some(t) = route.timeout else {
+        return attempts.await;
+    };
+    // As Envoy's route timeout: counted from the end of the request, so a slow upload (a
+    // client-streaming call) is not cut off while it is still sending.
+    let expired = async {
+        tmpl.body.received().await;
+        tokio::time::sleep(t).await;
+    };
+    tokio::select! {
+        outcome = attempts => outcome,
+        () = expired => local(504, Flags::UT, "upstream request timeout", None),
     }
 }
 
