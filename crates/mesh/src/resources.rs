@@ -82,8 +82,8 @@ pub struct VirtualServiceSpec {
     pub http: Vec<HttpRoute>,
     /// Routes for ports declared TCP (see [`ServicePort::is_tcp`]).
     pub tcp: Vec<TcpRoute>,
-    /// TLS (SNI) routes are kept raw: the proxy does not route by SNI.
-    pub tls: Vec<serde_yaml_ng::Value>,
+    /// Routes for TLS connections passed through unopened, by the ClientHello's SNI.
+    pub tls: Vec<TlsRoute>,
     pub export_to: Vec<String>,
 }
 
@@ -116,6 +116,41 @@ pub struct TcpRoute {
     #[serde(rename = "match")]
     pub matches: Vec<L4MatchAttributes>,
     pub route: Vec<RouteDestination>,
+}
+
+/// A `tls:` route: as a `tcp:` route, its match blocks also naming the SNI values it takes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsRoute {
+    #[serde(rename = "match")]
+    pub matches: Vec<TlsMatchAttributes>,
+    pub route: Vec<RouteDestination>,
+}
+
+/// Istio's `TLSMatchAttributes`: `sniHosts` (required; `*.example.com` wildcards) and the
+/// fields of [`L4MatchAttributes`], ANDed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TlsMatchAttributes {
+    pub sni_hosts: Vec<String>,
+    pub destination_subnets: Vec<String>,
+    pub port: Option<u32>,
+    pub source_labels: BTreeMap<String, String>,
+    pub gateways: Vec<String>,
+    pub source_namespace: Option<String>,
+}
+
+impl TlsMatchAttributes {
+    /// The block without its SNI hosts.
+    pub fn l4(&self) -> L4MatchAttributes {
+        L4MatchAttributes {
+            destination_subnets: self.destination_subnets.clone(),
+            port: self.port,
+            source_labels: self.source_labels.clone(),
+            gateways: self.gateways.clone(),
+            source_namespace: self.source_namespace.clone(),
+        }
+    }
 }
 
 /// Istio's `L4MatchAttributes`; set fields are ANDed.
@@ -441,6 +476,19 @@ pub struct ServicePort {
 impl ServicePort {
     /// Whether the port carries opaque TCP: protocol `TCP`, or a name `tcp` / `tcp-…`, as
     /// Istio's protocol selection reads them.
+    /// TLS the proxy passes through unopened: `TLS` or `HTTPS` (by protocol or name prefix).
+    pub fn is_tls(&self) -> bool {
+        match self.protocol.as_deref() {
+            Some(p) => p.eq_ignore_ascii_case("TLS") || p.eq_ignore_ascii_case("HTTPS"),
+            None => self.name.as_deref().is_some_and(|n| {
+                let n = n.to_ascii_lowercase();
+                ["tls", "https"]
+                    .iter()
+                    .any(|p| n == *p || n.starts_with(&format!("{p}-")))
+            }),
+        }
+    }
+
     pub fn is_tcp(&self) -> bool {
         match self.protocol.as_deref() {
             Some(p) => p.eq_ignore_ascii_case("TCP"),

@@ -26,6 +26,7 @@ pub mod forward;
 pub mod pipeline;
 pub mod resilience;
 pub mod route;
+pub mod sni;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;

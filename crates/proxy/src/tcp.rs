@@ -4,7 +4,9 @@
 //! connection came in on), an endpoint is picked as for HTTP, and bytes are copied both
 //! ways until either side closes. Istio's TCP metrics count bytes as they pass
 //! ([`crate::telemetry::tcp`]); a connection that cannot be routed or connected is closed
-//! and counted with its response flag (NR, NC, UH, UO, UF). The mesh's mTLS works as for
+//! and counted with its response flag (NR, NC, UH, UO, UF). On a port with `tls:` routes the
+//! ClientHello is read first and its SNI picks the route; the connection passes through
+//! unopened, hello included. The mesh's mTLS works as for
 //! HTTP: an inbound proxy admits connections under PeerAuthentication, an outbound one
 //! originates TLS as the DestinationRule (or auto mTLS) says, offering no ALPN protocol.
 
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -25,6 +27,7 @@ use crate::body::InFlight;
 use crate::conn::{ConnInfo, Security};
 use crate::pipeline::Shared;
 use crate::resilience::outlier::Observation;
+use crate::sni::Hello;
 use crate::telemetry::flags::Flags;
 use crate::telemetry::metrics::DestLabels;
 use crate::telemetry::tcp::{TcpKey, TcpSeries};
@@ -108,15 +111,27 @@ async fn connection<D>(
     px: &Shared,
     port: u16,
     local: IpAddr,
-    down: D,
+    mut down: D,
     conn: &ConnInfo,
     connect_timeout: Duration,
 ) where
     D: AsyncRead + AsyncWrite + Unpin,
 {
     let peer = conn.peer;
+    // `tls:` routes on this port: the ClientHello names the route; its bytes go on first.
+    let needs_sni = px.config.table().tcp.needs_sni(port);
+    let (hello, sni) = if needs_sni {
+        read_hello(&mut down).await
+    } else {
+        (Vec::new(), None)
+    };
+    let down = Prefixed {
+        prefix: hello,
+        at: 0,
+        inner: down,
+    };
     let table = px.config.table();
-    let Some(route) = table.tcp.route(port, local) else {
+    let Some(route) = table.tcp.route(port, local, sni.as_deref()) else {
         return refused(px, conn, px.unknown_dest.clone(), Flags::NR);
     };
     let Some(wc) = crate::pipeline::choose(&route.dests) else {
@@ -201,6 +216,82 @@ where
     };
     if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
         tracing::debug!(%address, error = %e, "tcp connection ended with an error");
+    }
+}
+
+/// The most a ClientHello may take (several records), and how long it may take to arrive.
+const MAX_HELLO: usize = 64 * 1024;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads until the connection's first bytes are a whole ClientHello (or clearly are not
+/// one); returns the bytes read and the SNI host name, if any.
+async fn read_hello<D: AsyncRead + Unpin>(down: &mut D) -> (Vec<u8>, Option<String>) {
+    let mut buf = Vec::with_capacity(2048);
+    let read = async {
+        loop {
+            match crate::sni::client_hello(&buf) {
+                Hello::Complete(name) => return name,
+                Hello::NotTls => return None,
+                Hello::Incomplete if buf.len() >= MAX_HELLO => return None,
+                Hello::Incomplete => {}
+            }
+            match down.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    };
+    let name = tokio::time::timeout(HELLO_TIMEOUT, read)
+        .await
+        .ok()
+        .flatten();
+    (buf, name)
+}
+
+/// A downstream connection whose first bytes were already read (a ClientHello): they are
+/// read again first, then the connection itself.
+struct Prefixed<D> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: D,
+}
+
+impl<D: AsyncRead + Unpin> AsyncRead for Prefixed<D> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.at);
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<D: AsyncWrite + Unpin> AsyncWrite for Prefixed<D> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -257,4 +258,87 @@ async fn tcp_routes_carry_mutual_tls() {
     );
     outbound.proxy.shutdown().await;
     inbound.proxy.shutdown().await;
+}
+
+/// A ClientHello for `name`, as a real TLS client (rustls) sends it first.
+fn client_hello(name: &str) -> Vec<u8> {
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let server = rustls_pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), server).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
+/// `tls:` routes pick their destination by the ClientHello's SNI (exact before a wildcard,
+/// in config order) and pass the connection through unopened; a connection naming no
+/// matching host is refused with NR.
+#[tokio::test]
+async fn tls_routes_pass_through_by_sni() {
+    let (v1, v2) = (echo("v1").await, echo("v2").await);
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {{name: secure}}\nspec:\n  hosts: [secure]\n  location: MESH_EXTERNAL\n  resolution: STATIC\n  ports:\n  - {{number: 443, name: tls, protocol: TLS}}\n  endpoints:\n  - {{address: 127.0.0.1, ports: {{tls: {}}}, labels: {{version: v1}}}}\n  - {{address: 127.0.0.1, ports: {{tls: {}}}, labels: {{version: v2}}}}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: secure}}\nspec:\n  host: secure\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: secure}}\nspec:\n  hosts: [secure]\n  tls:\n  - match: [{{sniHosts: [a.example.com]}}]\n    route: [{{destination: {{host: secure, subset: v1}}}}]\n  - match: [{{port: 443, sniHosts: [\"*.example.com\"]}}]\n    route: [{{destination: {{host: secure, subset: v2}}}}]\n",
+        v1.port(),
+        v2.port()
+    );
+    let h = start_with(&yaml, |o| {
+        o.tcp_listeners = vec![("127.0.0.1:0".parse().unwrap(), 443)];
+    })
+    .await;
+    let addr = h.proxy.tcp_addrs()[0];
+    for (name, want) in [
+        ("a.example.com", "v1"),
+        ("b.example.com", "v2"),
+        ("deep.b.Example.com", "v2"),
+    ] {
+        let hello = client_hello(name);
+        let mut got = exchange_bytes(addr, &hello).await;
+        let tag = format!("{want}\n");
+        assert!(
+            got.starts_with(tag.as_bytes()),
+            "{name}: {:?}",
+            &got[..3.min(got.len())]
+        );
+        assert_eq!(
+            got.split_off(tag.len()),
+            hello,
+            "{name}: the hello passes unopened"
+        );
+    }
+    // No SNI route for these: closed, counted as NR.
+    assert!(exchange_bytes(addr, &client_hello("other.org"))
+        .await
+        .is_empty());
+    assert!(exchange_bytes(addr, b"not tls at all").await.is_empty());
+    assert!(
+        eventually(|| async {
+            metric_value(
+                &h.metrics().await,
+                "istio_tcp_connections_opened_total",
+                &["response_flags=\"NR\""],
+            ) == 2.0
+        })
+        .await,
+        "{}",
+        h.metrics().await
+    );
+    h.proxy.shutdown().await;
+}
+
+/// [`exchange`] for bytes that need not be text.
+async fn exchange_bytes(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(msg).await;
+    let _ = s.shutdown().await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("the connection ends");
+    out
 }

@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml_ng::Value;
-
 use crate::host::{fqdn, host_matches};
 use crate::resources::DestinationRule;
 
@@ -72,22 +70,16 @@ fn subset_routed(cx: &Ctx<'_>, dr: &DestinationRule, subset: &str) -> bool {
         let http = vs.spec.http.iter().flat_map(|r| &r.route).any(|d| {
             d.destination.subset.as_deref() == Some(subset) && hits(&d.destination.host, ns)
         });
-        let tcp = vs.spec.tcp.iter().flat_map(|r| &r.route).any(|d| {
-            d.destination.subset.as_deref() == Some(subset) && hits(&d.destination.host, ns)
-        });
-        let raw = vs
+        let l4 = vs
             .spec
-            .tls
+            .tcp
             .iter()
-            .filter_map(|r| r.get("route").and_then(Value::as_sequence))
-            .flatten()
-            .filter_map(|d| d.get("destination"))
+            .flat_map(|r| &r.route)
+            .chain(vs.spec.tls.iter().flat_map(|r| &r.route))
             .any(|d| {
-                let s = d.get("subset").and_then(Value::as_str);
-                let h = d.get("host").and_then(Value::as_str).unwrap_or("");
-                s == Some(subset) && hits(h, ns)
+                d.destination.subset.as_deref() == Some(subset) && hits(&d.destination.host, ns)
             });
-        http || tcp || raw
+        http || l4
     })
 }
 

@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml_ng::Value;
-
 use crate::host::{fqdn, host_matches};
 use crate::resources::*;
 
@@ -29,7 +27,10 @@ pub(crate) fn check(cx: &mut Ctx<'_>) {
             }
         }
         for (i, r) in vs.spec.tls.iter().enumerate() {
-            raw_route(cx, vs, r, spec.k("tls").i(i));
+            for (j, d) in r.route.iter().enumerate() {
+                let p = spec.k("tls").i(i).k("route").i(j).k("destination");
+                destination(cx, vs, &d.destination, p, "KIA1101");
+            }
         }
     }
     single_host(cx);
@@ -289,30 +290,6 @@ fn match_all(m: &HttpMatchRequest) -> bool {
 }
 
 /// TCP and TLS routes are kept raw by the model: check their destinations' hosts and subsets.
-fn raw_route(cx: &mut Ctx<'_>, vs: &VirtualService, r: &Value, p: YamlPath) {
-    let Some(routes) = r.get("route").and_then(Value::as_sequence) else {
-        return;
-    };
-    for (j, d) in routes.iter().enumerate() {
-        let Some(dest) = d.get("destination") else {
-            continue;
-        };
-        let dest = Destination {
-            host: dest
-                .get("host")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            subset: dest
-                .get("subset")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            port: None,
-        };
-        destination(cx, vs, &dest, p.k("route").i(j).k("destination"), "KIA1101");
-    }
-}
-
 /// KIA1106: two VirtualServices claim the same host for the same gateway (or the mesh).
 fn single_host(cx: &mut Ctx<'_>) {
     let inp = cx.inp;

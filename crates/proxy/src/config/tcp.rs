@@ -1,15 +1,17 @@
-//! Compiling VirtualService `tcp:` routes into a table by service port, for the proxy's TCP
-//! listeners (one per service port: a TCP connection names no host, so the port picks the
-//! routes). A route applies to the ports its match blocks name, or else to the TCP ports
-//! (see [`ServicePort::is_tcp`]) that ServiceEntries declare for the VirtualService's hosts.
-//! A TCP port no route claims is sent to the ServiceEntry declaring it (the first by host
-//! name when several do), as Istio's default route would.
+//! Compiling VirtualService `tcp:` and `tls:` routes into a table by service port, for the
+//! proxy's TCP listeners (one per service port: a TCP connection names no host, so the port
+//! picks the routes). A route applies to the ports its match blocks name, or else to the TCP
+//! (`tcp:`) or TLS (`tls:`) ports (see [`ServicePort::is_tcp`], [`ServicePort::is_tls`]) that
+//! ServiceEntries declare for the VirtualService's hosts. A `tls:` block also names the SNI
+//! hosts it takes, read from the ClientHello of a connection passed through unopened. A port
+//! no route claims is sent to the ServiceEntry declaring it (the first by host name when
+//! several do), as Istio's default route would.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use meshlens_mesh::host::fqdn;
-use meshlens_mesh::{L4MatchAttributes, ServiceEntry, ServicePort, TcpRoute as TcpRouteSpec};
+use meshlens_mesh::{L4MatchAttributes, RouteDestination, ServiceEntry, ServicePort, Source};
 
 use super::compile::Builder;
 use super::table::{HeaderOps, WeightedCluster};
@@ -34,11 +36,28 @@ pub struct TcpRoute {
 pub struct L4Match {
     /// Destination subnets; empty accepts any destination address.
     pub subnets: Vec<Subnet>,
+    /// SNI hosts (lower case; `*.example.com` wildcards) of a `tls:` block; empty for `tcp:`.
+    pub sni: Vec<String>,
 }
 
 impl L4Match {
-    pub fn matches(&self, dest: IpAddr) -> bool {
-        self.subnets.is_empty() || self.subnets.iter().any(|s| s.contains(dest))
+    pub fn matches(&self, dest: IpAddr, sni: Option<&str>) -> bool {
+        (self.subnets.is_empty() || self.subnets.iter().any(|s| s.contains(dest)))
+            && (self.sni.is_empty()
+                || sni.is_some_and(|n| self.sni.iter().any(|h| sni_matches(h, n))))
+    }
+}
+
+/// Whether SNI `name` is `host`, or falls under its `*.` wildcard (one label or more, as
+/// Istio's host wildcards), ignoring case.
+fn sni_matches(host: &str, name: &str) -> bool {
+    match host.strip_prefix('*') {
+        Some(suffix) => {
+            name.len() > suffix.len()
+                && name.as_bytes()[name.len() - suffix.len()..]
+                    .eq_ignore_ascii_case(suffix.as_bytes())
+        }
+        None => host.eq_ignore_ascii_case(name),
     }
 }
 
@@ -100,21 +119,40 @@ fn masked(v: u128, prefix: u8, bits: u32) -> u128 {
 }
 
 impl TcpTable {
-    /// The route for a connection to service port `port` at destination address `dest`.
-    pub fn route(&self, port: u16, dest: IpAddr) -> Option<&TcpRoute> {
+    /// The route for a connection to service port `port` at destination address `dest`, with
+    /// the SNI its ClientHello named (when the port's routes asked for it).
+    pub fn route(&self, port: u16, dest: IpAddr, sni: Option<&str>) -> Option<&TcpRoute> {
         self.by_port
             .get(&port)?
             .iter()
-            .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(dest)))
+            .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(dest, sni)))
+    }
+
+    /// Whether some route on `port` matches on SNI, so a connection's ClientHello must be
+    /// read before it can be routed.
+    pub fn needs_sni(&self, port: u16) -> bool {
+        self.by_port.get(&port).is_some_and(|rs| {
+            rs.iter()
+                .any(|r| r.matches.iter().any(|m| !m.sni.is_empty()))
+        })
     }
 }
 
-fn tcp_ports(se: &ServiceEntry) -> impl Iterator<Item = u16> + '_ {
+fn l4_ports(se: &ServiceEntry, pick: fn(&ServicePort) -> bool) -> impl Iterator<Item = u16> + '_ {
     se.spec
         .ports
         .iter()
-        .filter(|p| p.is_tcp())
+        .filter(move |p| pick(p))
         .filter_map(|p| u16::try_from(p.number).ok())
+}
+
+/// One `tcp:` or `tls:` route, as both compile.
+struct RouteSpec<'a> {
+    what: String,
+    /// The route's match blocks (with their SNI hosts), and whether it had any.
+    blocks: Vec<(L4MatchAttributes, Vec<String>)>,
+    had_matches: bool,
+    route: &'a [RouteDestination],
 }
 
 pub(super) fn compile(b: &mut Builder<'_>) -> TcpTable {
@@ -125,70 +163,51 @@ pub(super) fn compile(b: &mut Builder<'_>) -> TcpTable {
             continue;
         }
         let ns = vs.namespace();
-        // The TCP ports the VirtualService's hosts declare.
-        let mut host_ports: Vec<u16> = Vec::new();
+        // The TCP and TLS ports the VirtualService's hosts declare.
+        let (mut tcp_ports, mut tls_ports) = (Vec::new(), Vec::new());
         for h in &vs.spec.hosts {
             if let Some(se) = b.service_entry(&fqdn(h, ns)) {
-                host_ports.extend(tcp_ports(se));
+                tcp_ports.extend(l4_ports(se, ServicePort::is_tcp));
+                tls_ports.extend(l4_ports(se, ServicePort::is_tls));
             }
         }
+        let name = format!("{ns}/{}", vs.name());
         for (i, r) in vs.spec.tcp.iter().enumerate() {
-            let what = format!("VirtualService {ns}/{} tcp[{i}]", vs.name());
-            let blocks: Vec<&L4MatchAttributes> =
-                r.matches.iter().filter(|m| b.applies_here(m, ns)).collect();
-            if !r.matches.is_empty() && blocks.is_empty() {
-                continue; // every block is for other sources or gateways
-            }
-            let mut subnets_of = Vec::new();
-            for (j, m) in blocks.iter().enumerate() {
-                let mut subnets = Vec::new();
-                for s in &m.destination_subnets {
-                    match Subnet::parse(s) {
-                        Ok(n) => subnets.push(n),
-                        Err(e) => b.error(
-                            &vs.source,
-                            format!("{what}.match[{j}].destinationSubnets: {e}"),
-                        ),
-                    }
-                }
-                subnets_of.push(subnets);
-            }
-            // Port → the blocks that apply to it.
-            let mut ports: BTreeMap<u16, Vec<L4Match>> = BTreeMap::new();
-            if blocks.is_empty() {
-                for p in &host_ports {
-                    ports.entry(*p).or_default();
+            let spec = RouteSpec {
+                what: format!("VirtualService {name} tcp[{i}]"),
+                blocks: r.matches.iter().map(|m| (m.clone(), Vec::new())).collect(),
+                had_matches: !r.matches.is_empty(),
+                route: &r.route,
+            };
+            add_route(b, &mut table, &name, ns, &vs.source, spec, &tcp_ports);
+        }
+        for (i, r) in vs.spec.tls.iter().enumerate() {
+            let what = format!("VirtualService {name} tls[{i}]");
+            for (j, m) in r.matches.iter().enumerate() {
+                if m.sni_hosts.is_empty() {
+                    b.error(
+                        &vs.source,
+                        format!("{what}.match[{j}]: sniHosts is required"),
+                    );
                 }
             }
-            for (m, subnets) in blocks.iter().zip(subnets_of) {
-                let for_ports = match m.port.and_then(|p| u16::try_from(p).ok()) {
-                    Some(p) => vec![p],
-                    None => host_ports.clone(),
-                };
-                for p in for_ports {
-                    ports.entry(p).or_default().push(L4Match {
-                        subnets: subnets.clone(),
-                    });
-                }
-            }
-            if ports.is_empty() {
-                b.error(
-                    &vs.source,
-                    format!("{what}: no port to serve it on: match a `port`, or declare a TCP port for a host in a ServiceEntry"),
-                );
-                continue;
-            }
-            for (port, matches) in ports {
-                let dests = destinations(b, r, ns, port, &vs.source);
-                table.by_port.entry(port).or_default().push(TcpRoute {
-                    name: format!("{ns}/{}", vs.name()),
-                    matches,
-                    dests,
-                });
-            }
+            let spec = RouteSpec {
+                what,
+                blocks: r
+                    .matches
+                    .iter()
+                    .map(|m| {
+                        let hosts = m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+                        (m.l4(), hosts)
+                    })
+                    .collect(),
+                had_matches: !r.matches.is_empty(),
+                route: &r.route,
+            };
+            add_route(b, &mut table, &name, ns, &vs.source, spec, &tls_ports);
         }
     }
-    // Default routes for TCP ports no VirtualService claims.
+    // Default routes for TCP and TLS ports no VirtualService claims.
     let mut ses: Vec<(String, &ServiceEntry)> = cfg
         .service_entries
         .iter()
@@ -202,7 +221,8 @@ pub(super) fn compile(b: &mut Builder<'_>) -> TcpTable {
         .collect();
     ses.sort_by(|a, b| a.0.cmp(&b.0));
     for (host, se) in ses {
-        for port in tcp_ports(se) {
+        let ports = l4_ports(se, |p| p.is_tcp() || p.is_tls());
+        for port in ports {
             if table.by_port.contains_key(&port) {
                 continue;
             }
@@ -224,16 +244,82 @@ pub(super) fn compile(b: &mut Builder<'_>) -> TcpTable {
     table
 }
 
+/// Adds one route to the table, on each port it applies to (see the module doc).
+fn add_route(
+    b: &mut Builder<'_>,
+    table: &mut TcpTable,
+    name: &str,
+    ns: &str,
+    src: &Source,
+    r: RouteSpec<'_>,
+    host_ports: &[u16],
+) {
+    let what = &r.what;
+    let blocks: Vec<&(L4MatchAttributes, Vec<String>)> = r
+        .blocks
+        .iter()
+        .filter(|(m, _)| b.applies_here(m, ns))
+        .collect();
+    if r.had_matches && blocks.is_empty() {
+        return; // every block is for other sources or gateways
+    }
+    let mut subnets_of = Vec::new();
+    for (j, (m, _)) in blocks.iter().enumerate() {
+        let mut subnets = Vec::new();
+        for s in &m.destination_subnets {
+            match Subnet::parse(s) {
+                Ok(n) => subnets.push(n),
+                Err(e) => b.error(src, format!("{what}.match[{j}].destinationSubnets: {e}")),
+            }
+        }
+        subnets_of.push(subnets);
+    }
+    // Port → the blocks that apply to it.
+    let mut ports: BTreeMap<u16, Vec<L4Match>> = BTreeMap::new();
+    if blocks.is_empty() {
+        for p in host_ports {
+            ports.entry(*p).or_default();
+        }
+    }
+    for ((m, sni), subnets) in blocks.iter().zip(subnets_of) {
+        let for_ports = match m.port.and_then(|p| u16::try_from(p).ok()) {
+            Some(p) => vec![p],
+            None => host_ports.to_vec(),
+        };
+        for p in for_ports {
+            ports.entry(p).or_default().push(L4Match {
+                subnets: subnets.clone(),
+                sni: sni.clone(),
+            });
+        }
+    }
+    if ports.is_empty() {
+        b.error(
+            src,
+            format!("{what}: no port to serve it on: match a `port`, or declare a port of its protocol for a host in a ServiceEntry"),
+        );
+        return;
+    }
+    for (port, matches) in ports {
+        let dests = destinations(b, r.route, ns, port, src);
+        table.by_port.entry(port).or_default().push(TcpRoute {
+            name: name.to_string(),
+            matches,
+            dests,
+        });
+    }
+}
+
 fn destinations(
     b: &mut Builder<'_>,
-    r: &TcpRouteSpec,
+    route: &[RouteDestination],
     ns: &str,
     listener_port: u16,
-    src: &meshlens_mesh::Source,
+    src: &Source,
 ) -> Vec<WeightedCluster> {
-    let all_unweighted = r.route.iter().all(|d| d.weight.is_none());
+    let all_unweighted = route.iter().all(|d| d.weight.is_none());
     let mut dests = Vec::new();
-    for d in &r.route {
+    for d in route {
         let host = &d.destination.host;
         // Without a port: the listener's, when the destination declares it; else the
         // destination's own (first) port.
@@ -287,5 +373,25 @@ mod tests {
             .contains("fd12::1".parse().unwrap()));
         assert!(Subnet::parse("10.0.0.0/33").is_err());
         assert!(Subnet::parse("nope").is_err());
+    }
+
+    #[test]
+    fn sni_hosts_match_exactly_or_under_a_wildcard() {
+        assert!(sni_matches("api.example.com", "API.example.com"));
+        assert!(!sni_matches("api.example.com", "www.example.com"));
+        assert!(sni_matches("*.example.com", "a.b.example.com"));
+        assert!(!sni_matches("*.example.com", "example.com"));
+        assert!(!sni_matches("*.example.com", "badexample.com"));
+        let m = L4Match {
+            subnets: Vec::new(),
+            sni: vec!["*.example.com".into()],
+        };
+        let any = "10.0.0.1".parse().unwrap();
+        assert!(m.matches(any, Some("x.example.com")));
+        assert!(
+            !m.matches(any, None),
+            "a connection without SNI takes no SNI route"
+        );
+        assert!(L4Match::default().matches(any, None));
     }
 }
