@@ -87,6 +87,27 @@ fn schemes() -> Vec<SignatureScheme> {
         .supported_schemes()
 }
 
+#[derive(Clone, Copy)]
+enum Tls {
+    V12,
+    V13,
+}
+
+/// The handshake signature check both verifiers make, with the provider's algorithms.
+fn handshake_signature(
+    provider: &CryptoProvider,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    version: Tls,
+) -> Result<HandshakeSignatureValid, Error> {
+    let algs = &provider.signature_verification_algorithms;
+    match version {
+        Tls::V12 => rustls::crypto::verify_tls12_signature(message, cert, dss, algs),
+        Tls::V13 => rustls::crypto::verify_tls13_signature(message, cert, dss, algs),
+    }
+}
+
 /// Checks client certificates for an inbound listener.
 #[derive(Debug)]
 struct MeshClientVerifier {
@@ -131,12 +152,7 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        handshake_signature(&self.provider, message, cert, dss, Tls::V12)
     }
 
     fn verify_tls13_signature(
@@ -145,12 +161,7 @@ impl ClientCertVerifier for MeshClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        handshake_signature(&self.provider, message, cert, dss, Tls::V13)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -198,12 +209,7 @@ impl ServerCertVerifier for MeshServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        handshake_signature(&self.provider, message, cert, dss, Tls::V12)
     }
 
     fn verify_tls13_signature(
@@ -212,12 +218,7 @@ impl ServerCertVerifier for MeshServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        handshake_signature(&self.provider, message, cert, dss, Tls::V13)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
