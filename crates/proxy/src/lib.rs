@@ -263,7 +263,15 @@ impl Proxy {
         })?;
         let mut tcp_listeners = Vec::new();
         for (listen, port) in &opts.tcp_listeners {
-            let l = bind(*listen).await?;
+            // As the HTTP listener: each serving thread binds the same address too.
+            let l = if threads > 1 {
+                bind_reuseport(*listen).map_err(|source| ProxyError::Bind {
+                    addr: *listen,
+                    source,
+                })?
+            } else {
+                bind(*listen).await?
+            };
             let a = l.local_addr().map_err(|source| ProxyError::Bind {
                 addr: *listen,
                 source,
@@ -349,10 +357,14 @@ impl Proxy {
             tracing::info!(id = %id.id, "workload identity loaded");
         }
         forward::set_local_pool(0);
+        let tcp_ports: Vec<(SocketAddr, u16)> =
+            tcp_listeners.iter().map(|(_, a, p)| (*a, *p)).collect();
         for i in 1..threads {
             tasks.push(spawn_serving_thread(
                 i,
                 addr,
+                &tcp_ports,
+                opts.connect_timeout,
                 shared.clone(),
                 shutdown_rx.clone(),
                 metrics.clone(),
@@ -440,9 +452,15 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serving thread `index` (see [`ProxyOptions::threads`]): a current-thread runtime accepting
 /// on its own listener. Returns once the listener is bound; the handle (of a task on the
 /// calling runtime) ends when the thread's accept loop has.
+/// One more serving thread with its own runtime: it accepts on the HTTP listener's address
+/// and on each TCP listener's (`tcp`: address and service port), all bound with
+/// `SO_REUSEPORT`, so the kernel spreads connections over the threads.
+#[allow(clippy::too_many_arguments)]
 fn spawn_serving_thread(
     index: usize,
     addr: SocketAddr,
+    tcp: &[(SocketAddr, u16)],
+    connect_timeout: Duration,
     shared: Arc<pipeline::Shared>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -450,6 +468,7 @@ fn spawn_serving_thread(
 ) -> Result<tokio::task::JoinHandle<()>, ProxyError> {
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let tcp = tcp.to_vec();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -459,7 +478,14 @@ fn spawn_serving_thread(
         .spawn(move || {
             forward::set_local_pool(index);
             rt.block_on(async move {
-                let listener = match bind_reuseport(addr) {
+                let bound = bind_reuseport(addr).and_then(|l| {
+                    let tcp = tcp
+                        .iter()
+                        .map(|(a, port)| Ok((bind_reuseport(*a)?, *port)))
+                        .collect::<std::io::Result<Vec<_>>>()?;
+                    Ok((l, tcp))
+                });
+                let (listener, tcp) = match bound {
                     Ok(l) => {
                         let _ = bound_tx.send(Ok(()));
                         l
@@ -469,6 +495,16 @@ fn spawn_serving_thread(
                         return;
                     }
                 };
+                for (l, port) in tcp {
+                    tcp::serve(
+                        l,
+                        port,
+                        shared.clone(),
+                        inbound_tls.clone(),
+                        connect_timeout,
+                        shutdown.clone(),
+                    );
+                }
                 let task = accept::serve(
                     listener,
                     shutdown,

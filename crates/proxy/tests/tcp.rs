@@ -342,3 +342,36 @@ async fn exchange_bytes(addr: SocketAddr, msg: &[u8]) -> Vec<u8> {
         .expect("the connection ends");
     out
 }
+
+/// With several serving threads each accepts on the TCP listener too; every connection is
+/// served and counted once.
+#[tokio::test]
+async fn tcp_listeners_are_served_by_every_thread() {
+    let (v1, v2) = (echo("v1").await, echo("v2").await);
+    let rules = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  tcp:\n  - route: [{destination: {host: db, subset: v1}}]\n";
+    let h = start_with(&mesh(v1, v2, rules), |o| {
+        o.threads = 3;
+        o.tcp_listeners = vec![("127.0.0.1:0".parse().unwrap(), 27017)];
+    })
+    .await;
+    let addr = h.proxy.tcp_addrs()[0];
+    let conns: Vec<_> = (0..30)
+        .map(|i| tokio::spawn(async move { exchange(addr, format!("m{i}").as_bytes()).await }))
+        .collect();
+    for (i, c) in conns.into_iter().enumerate() {
+        assert_eq!(c.await.unwrap(), format!("v1\nm{i}"));
+    }
+    assert!(
+        eventually(|| async {
+            tcp_metric(
+                &h.metrics().await,
+                "istio_tcp_connections_closed_total",
+                "v1",
+            ) == 30.0
+        })
+        .await,
+        "{}",
+        h.metrics().await
+    );
+    h.proxy.shutdown().await;
+}
