@@ -45,7 +45,6 @@ impl Default for ClientOptions {
 /// A blocking client for one ClickHouse server's HTTP interface.
 pub struct Client {
     base: String,
-    database: String,
     auth: Option<String>,
     opts: ClientOptions,
     http: HyperClient<HttpConnector, Full<Bytes>>,
@@ -76,7 +75,6 @@ impl Client {
         });
         Ok(Client {
             base: url.http_base(),
-            database: url.database.clone(),
             auth,
             opts,
             http,
@@ -89,20 +87,20 @@ impl Client {
         &self.base
     }
 
-    /// Runs a statement that returns nothing (DDL, `ALTER`). Names in it are qualified:
-    /// it runs before the storage database exists.
+    /// Runs a statement that returns nothing (DDL, `ALTER`).
     pub fn execute(&self, sql: &str, settings: &[Setting<'_>]) -> Result<(), ClickHouseError> {
-        let url = self.url(false, settings, None);
+        let url = self.url(settings, None);
         self.request(url, sql, Bytes::from(sql.to_string()))
             .map(drop)
     }
 
-    /// Runs a query in the storage database and returns its whole answer, in the format
-    /// the SQL names (`FORMAT RowBinary`, `FORMAT TabSeparated`, …).
+    /// Runs a query and returns its whole answer, in the format the SQL names
+    /// (`FORMAT RowBinary`, …). Requests name no default database: meshlens qualifies every
+    /// table, and the first ones run before its database exists.
     pub fn query(&self, sql: &str, settings: &[Setting<'_>]) -> Result<Bytes, ClickHouseError> {
         let mut all = vec![("wait_end_of_query", "1".to_string())];
         all.extend(settings.iter().cloned());
-        let url = self.url(true, &all, None);
+        let url = self.url(&all, None);
         self.request(url, sql, Bytes::from(sql.to_string()))
     }
 
@@ -113,7 +111,7 @@ impl Client {
         data: Bytes,
         settings: &[Setting<'_>],
     ) -> Result<(), ClickHouseError> {
-        let url = self.url(true, settings, Some(insert_sql));
+        let url = self.url(settings, Some(insert_sql));
         self.request(url, insert_sql, data).map(drop)
     }
 
@@ -124,11 +122,8 @@ impl Client {
         self.block(fut).map(drop)
     }
 
-    fn url(&self, with_db: bool, settings: &[Setting<'_>], query: Option<&str>) -> String {
+    fn url(&self, settings: &[Setting<'_>], query: Option<&str>) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
-        if with_db {
-            q.append_pair("database", &self.database);
-        }
         for (k, v) in settings {
             q.append_pair(k, v);
         }
