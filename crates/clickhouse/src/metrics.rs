@@ -31,7 +31,7 @@ use crate::error::code;
 use crate::rowbinary::{RowReader, RowWriter};
 use crate::schema::Schema;
 use crate::sql::{label_expr, matchers_condition, quote};
-use crate::time::{clamp_day, date_string, day_of_ms};
+use crate::time::{clamp_day, date_string, day_of_ms, MAX_DAY, MS_PER_DAY};
 use crate::ClickHouseError;
 
 /// How many (series, day) pairs the writer remembers as written before it starts over.
@@ -166,9 +166,13 @@ impl MetricStore {
             Some(n) => format!(" LIMIT {}", n.saturating_add(1)),
             None => String::new(),
         };
+        // Stored times lie within what a `Date` holds (see `append`); clamping keeps the
+        // literals away from i64::MIN, which ClickHouse would read as a float.
+        let lo = mint.clamp(-1, (MAX_DAY + 1) * MS_PER_DAY);
+        let hi = maxt.clamp(-1, (MAX_DAY + 1) * MS_PER_DAY);
         let sql = format!(
             "SELECT fingerprint, t, value FROM {} \
-             WHERE t >= {mint} AND t <= {maxt} \
+             WHERE t >= {lo} AND t <= {hi} \
              AND fingerprint IN (SELECT fingerprint FROM {} WHERE {}) \
              ORDER BY fingerprint, t LIMIT 1 BY fingerprint, t{limit_clause} FORMAT RowBinary",
             self.schema.table("samples"),
@@ -252,7 +256,7 @@ impl MetricWriter for MetricStore {
                 let fp = fingerprint(&ts.labels);
                 let mut days: Vec<u16> = Vec::new();
                 for s in &ts.samples {
-                    // A `Date` holds 1970-01-01 to 2149-06-06; other times cannot be
+                    // Days are stored as `Date` (1970-01-01 to 2105-12-31 on 18.16); other times cannot be
                     // partitioned or indexed, so they are refused, not wrapped.
                     let Some(day) = day_of_ms(s.t) else {
                         out.add_rejected(RejectReason::OutOfBounds, 1);

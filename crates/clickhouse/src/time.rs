@@ -3,12 +3,20 @@
 /// Milliseconds per day.
 pub const MS_PER_DAY: i64 = 86_400_000;
 
-/// The last day ClickHouse's `Date` holds (days since the epoch fit in UInt16).
-pub const MAX_DAY: i64 = u16::MAX as i64;
+/// The last day meshlens stores, 2105-12-31: ClickHouse 18.16 reads later `Date` literals
+/// as 0000-00-00 (its date tables end in 2105, though the type would hold until 2149), and
+/// the `DateTime` that partitions samples ends in February 2106.
+pub const MAX_DAY: i64 = 49_672;
 
-/// The UTC day of a millisecond timestamp, when a `Date` can hold it.
+/// The UTC day of a millisecond timestamp, when meshlens can store it (1970-01-01 to
+/// 2105-12-31).
 pub fn day_of_ms(t: i64) -> Option<u16> {
-    u16::try_from(t.div_euclid(MS_PER_DAY)).ok()
+    let day = t.div_euclid(MS_PER_DAY);
+    if (0..=MAX_DAY).contains(&day) {
+        Some(day as u16)
+    } else {
+        None
+    }
 }
 
 /// The day clamped into what a `Date` holds, for range bounds.
@@ -54,10 +62,15 @@ mod tests {
         assert_eq!(date_string(20426), "2025-12-04");
         assert_eq!(partition_id(20426), "20251204");
         assert_eq!(date_string(u16::MAX), "2149-06-06");
+        assert_eq!(date_string(MAX_DAY as u16), "2105-12-31");
+        assert_eq!(day_of_ms((MAX_DAY + 1) * MS_PER_DAY), None);
         assert_eq!(civil(-1), (1969, 12, 31));
         assert_eq!(civil(11_016), (2000, 2, 29));
         assert_eq!(day_of_ms(-1), None);
         assert_eq!(day_of_ms(i64::MAX), None);
-        assert_eq!((clamp_day(i64::MIN), clamp_day(i64::MAX)), (0, u16::MAX));
+        assert_eq!(
+            (clamp_day(i64::MIN), clamp_day(i64::MAX)),
+            (0, MAX_DAY as u16)
+        );
     }
 }

@@ -8,7 +8,9 @@ use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
 
 fn tables(node: &meshlens_clickhouse::testing::ClickHouseNode, db: &str) -> Vec<String> {
     let out = node
-        .sql(&format!("SELECT name FROM system.tables WHERE database = '{db}' ORDER BY name"))
+        .sql(&format!(
+            "SELECT name FROM system.tables WHERE database = '{db}' ORDER BY name"
+        ))
         .unwrap();
     out.lines().map(str::to_string).collect()
 }
@@ -29,14 +31,25 @@ fn schema_is_created_on_every_shard_and_restart_is_idempotent() {
         "spans_local",
     ];
     for node in &c.nodes {
-        assert_eq!(tables(node, "schema_create"), want, "on {}", node.http_base());
+        assert_eq!(
+            tables(node, "schema_create"),
+            want,
+            "on {}",
+            node.http_base()
+        );
     }
     // Distributed tables are sharded as documented.
     let ddl = c.nodes[1]
         .sql("SELECT engine_full FROM system.tables WHERE database = 'schema_create' AND name IN ('samples', 'spans') ORDER BY name")
         .unwrap();
-    assert!(ddl.contains("Distributed(meshlens_test, schema_create, samples_local, fingerprint)"), "{ddl}");
-    assert!(ddl.contains("Distributed(meshlens_test, schema_create, spans_local, trace_id_low)"), "{ddl}");
+    assert!(
+        ddl.contains("Distributed(meshlens_test, schema_create, samples_local, fingerprint)"),
+        "{ddl}"
+    );
+    assert!(
+        ddl.contains("Distributed(meshlens_test, schema_create, spans_local, trace_id_low)"),
+        "{ddl}"
+    );
     assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
     drop(s);
 
@@ -60,11 +73,21 @@ fn a_newer_schema_is_refused_naming_both_versions() {
         .err()
         .expect("a schema from the future must be refused");
     assert!(
-        matches!(err, ClickHouseError::SchemaTooNew { stored: 7, supported: 1, .. }),
+        matches!(
+            err,
+            ClickHouseError::SchemaTooNew {
+                stored: 7,
+                supported: 1,
+                ..
+            }
+        ),
         "{err:?}"
     );
     let text = err.to_string();
-    assert!(text.contains("version 7") && text.contains("version 1"), "{text}");
+    assert!(
+        text.contains("version 7") && text.contains("version 1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -92,7 +115,10 @@ fn unknown_cluster_and_unreachable_server_are_named() {
     let err = ClickHouseStorage::open(&StorageUrl::parse(&url).unwrap(), StorageOptions::default())
         .err()
         .unwrap();
-    assert!(matches!(err, ClickHouseError::UnknownCluster { .. }), "{err:?}");
+    assert!(
+        matches!(err, ClickHouseError::UnknownCluster { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("no_such_cluster"), "{err}");
 
     let port = meshlens_clickhouse::testing::free_ports(1).unwrap()[0];
@@ -100,8 +126,14 @@ fn unknown_cluster_and_unreachable_server_are_named() {
     let err = ClickHouseStorage::open(&StorageUrl::parse(&url).unwrap(), StorageOptions::default())
         .err()
         .unwrap();
-    assert!(matches!(err, ClickHouseError::Unreachable { .. }), "{err:?}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        matches!(err, ClickHouseError::Unreachable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -121,8 +153,14 @@ fn retention_drops_old_days_on_every_shard() {
         .collect();
     s.metrics().append(&batch).unwrap();
     let dropped = s.drop_days_before(day0 + 1).unwrap();
-    assert!(dropped.contains(&("samples".into(), "20241004".into())), "{dropped:?}");
-    assert!(dropped.contains(&("series".into(), "20241004".into())), "{dropped:?}");
+    assert!(
+        dropped.contains(&("samples".into(), "20241004".into())),
+        "{dropped:?}"
+    );
+    assert!(
+        dropped.contains(&("series".into(), "20241004".into())),
+        "{dropped:?}"
+    );
     for node in &c.nodes {
         let days = node
             .sql("SELECT DISTINCT toDate(toDateTime(intDiv(t, 1000), 'UTC')) FROM schema_retention.samples_local")
