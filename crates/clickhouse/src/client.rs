@@ -82,6 +82,11 @@ impl Client {
         })
     }
 
+    /// The longest a request may take.
+    pub fn timeout(&self) -> Duration {
+        self.opts.timeout
+    }
+
     /// The server's HTTP address, for messages.
     pub fn base_url(&self) -> &str {
         &self.base

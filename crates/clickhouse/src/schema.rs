@@ -124,6 +124,20 @@ impl Schema {
         }
     }
 
+    /// Settings of DDL: with a cluster, ClickHouse waits for every host to run an `ON
+    /// CLUSTER` statement for `distributed_ddl_task_timeout` (180 s by default); keeping it
+    /// under the client's timeout makes a down shard an error from ClickHouse that names
+    /// the hosts, rather than a bare client timeout.
+    fn ddl_settings(&self, client: &Client) -> Vec<Setting<'static>> {
+        match self.cluster {
+            Some(_) => {
+                let secs = client.timeout().as_secs().saturating_sub(5).max(1);
+                vec![("distributed_ddl_task_timeout", secs.to_string())]
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// Settings every insert carries: with a cluster, wait until the rows are on their
     /// shard (18.16's default queues them locally and acknowledges at once).
     pub fn insert_settings(&self) -> Vec<Setting<'static>> {
@@ -155,7 +169,7 @@ impl Schema {
                 self.database,
                 self.on_cluster()
             ),
-            &[],
+            &self.ddl_settings(client),
         )?;
         self.create(client, &SCHEMA_VERSION_TABLE)?;
         let stored = self.stored_version(client)?;
@@ -211,7 +225,7 @@ impl Schema {
                 t.columns,
                 t.engine
             ),
-            &[],
+            &self.ddl_settings(client),
         )?;
         if let Some(cluster) = &self.cluster {
             client.execute(
@@ -223,7 +237,7 @@ impl Schema {
                     t.name,
                     t.shard_key
                 ),
-                &[],
+                &self.ddl_settings(client),
             )?;
         }
         Ok(())
@@ -264,7 +278,7 @@ impl Schema {
                         self.on_cluster(),
                         crate::sql::quote(&id)
                     ),
-                    &[],
+                    &self.ddl_settings(client),
                 )?;
                 dropped.push((name.to_string(), id));
             }
