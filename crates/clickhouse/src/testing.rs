@@ -221,7 +221,10 @@ impl ZooKeeper {
 
 /// One `clickhouse-server` process.
 pub struct ClickHouseNode {
-    proc: Proc,
+    /// None while killed (see [`ClickHouseNode::kill`]).
+    proc: Option<Proc>,
+    /// The node's number in the cluster, from 1.
+    n: usize,
     pub http_port: u16,
     pub tcp_port: u16,
     pub dir: PathBuf,
@@ -239,7 +242,19 @@ impl ClickHouseNode {
 
     /// The server log's last lines, for failure messages.
     pub fn log_tail(&self) -> String {
-        self.proc.log_tail()
+        self.proc.as_ref().map(Proc::log_tail).unwrap_or_default()
+    }
+
+    /// SIGKILLs the server, as a crash would; its data stays in its directory.
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    /// Starts the server again on the same ports and data, and waits until it serves.
+    pub fn restart(&mut self) -> Result<(), TestEnvError> {
+        self.kill();
+        self.proc = Some(spawn_server(&self.dir, self.n, self.http_port)?);
+        Ok(())
     }
 }
 
@@ -393,9 +408,24 @@ fn start_node(
     let config_path = dir.join("config.xml");
     std::fs::write(&config_path, config).map_err(io("writing config.xml"))?;
     std::fs::write(dir.join("users.xml"), users).map_err(io("writing users.xml"))?;
+    Ok(ClickHouseNode {
+        proc: Some(spawn_server(dir, n, http)?),
+        n,
+        http_port: http,
+        tcp_port: tcp,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Runs `clickhouse-server` on the config in `dir` and waits until it serves queries and
+/// holds its ZooKeeper session.
+fn spawn_server(dir: &Path, n: usize, http: u16) -> Result<Proc, TestEnvError> {
     let mut cmd = Command::new(CLICKHOUSE_SERVER);
-    cmd.arg(format!("--config-file={}", config_path.display()))
-        .current_dir(dir);
+    cmd.arg(format!(
+        "--config-file={}",
+        dir.join("config.xml").display()
+    ))
+    .current_dir(dir);
     let mut proc = Proc::spawn(
         cmd,
         &format!("clickhouse-server {n}"),
@@ -415,10 +445,5 @@ fn start_node(
         )
         .map(drop)
     })?;
-    Ok(ClickHouseNode {
-        proc,
-        http_port: http,
-        tcp_port: tcp,
-        dir: dir.to_path_buf(),
-    })
+    Ok(proc)
 }
