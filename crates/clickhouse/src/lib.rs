@@ -48,7 +48,7 @@ pub struct ClickHouseStorage {
     url: StorageUrl,
     client: Arc<Client>,
     schema: Schema,
-    metrics: MetricStore,
+    metrics: Arc<MetricStore>,
 }
 
 impl ClickHouseStorage {
@@ -66,7 +66,11 @@ impl ClickHouseStorage {
             found = before,
             "clickhouse storage ready"
         );
-        let metrics = MetricStore::new(client.clone(), schema.clone(), opts.max_rows_to_read);
+        let metrics = Arc::new(MetricStore::new(
+            client.clone(),
+            schema.clone(),
+            opts.max_rows_to_read,
+        ));
         Ok(ClickHouseStorage {
             url: url.clone(),
             client,
@@ -90,6 +94,11 @@ impl ClickHouseStorage {
     /// The metrics store (`MetricWriter` + `MetricReader`).
     pub fn metrics(&self) -> &MetricStore {
         &self.metrics
+    }
+
+    /// The metrics store, shared: what a server hands to its readers and writers.
+    pub fn metric_store(&self) -> Arc<MetricStore> {
+        self.metrics.clone()
     }
 
     /// Retention: drops day partitions before `day` (days since the epoch, UTC).
