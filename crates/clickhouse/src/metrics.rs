@@ -166,8 +166,8 @@ impl MetricStore {
             Some(n) => format!(" LIMIT {}", n.saturating_add(1)),
             None => String::new(),
         };
-        // Stored times lie within what a `Date` holds (see `append`); clamping keeps the
-        // literals away from i64::MIN, which ClickHouse would read as a float.
+        // Stored times lie within the days `append` accepts; clamping to them keeps the
+        // SQL's literals small and the same for every unbounded query.
         let lo = mint.clamp(-1, (MAX_DAY + 1) * MS_PER_DAY);
         let hi = maxt.clamp(-1, (MAX_DAY + 1) * MS_PER_DAY);
         let sql = format!(
