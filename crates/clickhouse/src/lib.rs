@@ -31,7 +31,7 @@ use std::sync::Arc;
 pub use client::{Client, ClientOptions};
 pub use error::{code, ClickHouseError};
 pub use metrics::MetricStore;
-pub use schema::{Schema, SCHEMA_VERSION};
+pub use schema::{DataKind, Schema, SCHEMA_VERSION};
 pub use url::{StorageUrl, DEFAULT_HTTP_PORT};
 
 /// Options of a ClickHouse-backed storage.
@@ -101,8 +101,24 @@ impl ClickHouseStorage {
         self.metrics.clone()
     }
 
-    /// Retention: drops day partitions before `day` (days since the epoch, UTC).
-    pub fn drop_days_before(&self, day: i64) -> Result<Vec<(String, String)>, ClickHouseError> {
-        self.schema.drop_days_before(&self.client, day)
+    /// Retention: drops the day partitions of `kind` before `day` (days since the epoch,
+    /// UTC).
+    pub fn drop_days_before(
+        &self,
+        kind: DataKind,
+        day: i64,
+    ) -> Result<Vec<(String, String)>, ClickHouseError> {
+        self.schema.drop_days_before(&self.client, kind, day)
+    }
+
+    /// Retention by age: drops the `kind` days that lie wholly before `now_ms - keep_ms`.
+    pub fn enforce_retention(
+        &self,
+        kind: DataKind,
+        now_ms: i64,
+        keep_ms: i64,
+    ) -> Result<Vec<(String, String)>, ClickHouseError> {
+        let cutoff = now_ms.saturating_sub(keep_ms).div_euclid(time::MS_PER_DAY);
+        self.drop_days_before(kind, cutoff)
     }
 }

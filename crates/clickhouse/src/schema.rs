@@ -85,8 +85,22 @@ const STEP_1: &[TableDef] = &[
     },
 ];
 
-/// Tables holding data partitioned by day, for retention.
-const DATA_TABLES: &[&str] = &["series", "samples", "spans"];
+/// Which data a retention pass drops: metrics and spans keep their own retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    Metrics,
+    Spans,
+}
+
+impl DataKind {
+    /// The tables holding this data, all partitioned by UTC day.
+    fn tables(self) -> &'static [&'static str] {
+        match self {
+            DataKind::Metrics => &["series", "samples"],
+            DataKind::Spans => &["spans"],
+        }
+    }
+}
 
 /// Where meshlens' tables are, and how to name them in SQL.
 #[derive(Clone, Debug)]
@@ -244,11 +258,13 @@ impl Schema {
     }
 
     /// Retention: drops every day partition (UTC) older than `day` (days since the epoch)
-    /// from the data tables, on every shard. Dropping a partition is a metadata operation,
-    /// far cheaper than deleting rows. Returns the partitions dropped (table, `YYYYMMDD`).
+    /// from the tables of `kind`, on every shard. Dropping a partition is a metadata
+    /// operation, far cheaper than deleting rows. Returns the partitions dropped (table,
+    /// `YYYYMMDD`).
     pub fn drop_days_before(
         &self,
         client: &Client,
+        kind: DataKind,
         day: i64,
     ) -> Result<Vec<(String, String)>, ClickHouseError> {
         let cutoff = crate::time::partition_id(day);
@@ -257,7 +273,7 @@ impl Schema {
             None => "system.parts".to_string(),
         };
         let mut dropped = Vec::new();
-        for name in DATA_TABLES {
+        for name in kind.tables() {
             let local = self.local(name);
             let local_name = local.rsplit('.').next().unwrap_or(name);
             let sql = format!(

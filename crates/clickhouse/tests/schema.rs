@@ -3,7 +3,9 @@
 
 mod common;
 
-use meshlens_clickhouse::{ClickHouseError, ClickHouseStorage, StorageOptions, StorageUrl};
+use meshlens_clickhouse::{
+    ClickHouseError, ClickHouseStorage, DataKind, StorageOptions, StorageUrl,
+};
 use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
 
 fn tables(node: &meshlens_clickhouse::testing::ClickHouseNode, db: &str) -> Vec<String> {
@@ -152,7 +154,16 @@ fn retention_drops_old_days_on_every_shard() {
         })
         .collect();
     s.metrics().append(&batch).unwrap();
-    let dropped = s.drop_days_before(day0 + 1).unwrap();
+    // Spans keep their own retention: a metrics pass leaves them, and a spans pass over no
+    // spans drops nothing.
+    assert!(s
+        .drop_days_before(DataKind::Spans, day0 + 1)
+        .unwrap()
+        .is_empty());
+    // Keeping 12 hours at 12:00 of day0 + 1: day0 is wholly out, day0 + 1 stays.
+    let dropped = s
+        .enforce_retention(DataKind::Metrics, (day0 + 1) * DAY + DAY / 2, DAY / 2)
+        .unwrap();
     assert!(
         dropped.contains(&("samples".into(), "20241004".into())),
         "{dropped:?}"

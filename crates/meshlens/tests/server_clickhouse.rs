@@ -68,6 +68,21 @@ fn metrics_round_trip_through_clickhouse_and_survive_the_server() {
     );
     let v = common::get_json(&server.url("/api/v1/label/job/values"));
     assert_eq!(v["data"], serde_json::json!(["api", "db", "web"]));
+    // A month-old sample: stored, and out of the default 15-day retention.
+    let old = TimeSeries {
+        labels: Labels::from_pairs([("__name__", "ch_old"), ("job", "api")]),
+        samples: vec![Sample::new(t0 - 30 * 86_400_000, 1.0)],
+    };
+    let r = server.remote_write(&mut conn, vec![old]).unwrap();
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let stored = cluster.nodes[0]
+        .sql("SELECT count() FROM server_e2e.samples WHERE fingerprint IN (SELECT fingerprint FROM server_e2e.series_local WHERE metric_name = 'ch_old')")
+        .unwrap();
+    assert_eq!(
+        stored.trim(),
+        "1",
+        "the old sample is stored before the retention pass"
+    );
     server.kill9();
 
     // Another server, empty data directory, the other ClickHouse node: the same answers.
@@ -88,6 +103,27 @@ fn metrics_round_trip_through_clickhouse_and_survive_the_server() {
         .unwrap();
     let (a, b): (u64, u64) = (rows.trim().parse().unwrap(), rows1.trim().parse().unwrap());
     assert!(a > 0 && b > 0, "samples on both shards: {a} and {b}");
+    // The new server's first retention pass drops the month-old day on its shard.
+    let old_rows = || -> u64 {
+        cluster
+            .nodes
+            .iter()
+            .map(|n| {
+                let sql = format!(
+                    "SELECT count() FROM server_e2e.samples WHERE t < {}",
+                    t0 - 20 * 86_400_000
+                );
+                n.sql(&sql).unwrap().trim().parse::<u64>().unwrap()
+            })
+            .sum()
+    };
+    common::poll(std::time::Duration::from_secs(60), || {
+        (old_rows() == 0).then_some(())
+    });
+    assert_eq!(
+        scalar(&server.query("sum(ch_requests_total)", Some(at))),
+        want
+    );
 }
 
 #[test]

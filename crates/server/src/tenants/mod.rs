@@ -398,6 +398,7 @@ async fn open_stack(
             source: std::io::Error::other(e),
         })??;
     let tsdb = Arc::new(tsdb);
+    let mut retention = None;
     let (metrics_reader, metrics_store, head): MetricStores = match &opts.storage {
         crate::MetricStorage::Embedded => (tsdb.clone(), tsdb.clone(), Some(tsdb.clone())),
         crate::MetricStorage::ClickHouse(url) => {
@@ -411,6 +412,14 @@ async fn open_stack(
                 source: std::io::Error::other(e),
             })??;
             let store = ch.metric_store();
+            if let Some(keep_ms) = opts.tsdb.retention_time_ms {
+                retention = Some(tokio::spawn(clickhouse_retention(
+                    Arc::new(ch),
+                    keep_ms,
+                    opts.maintenance_interval,
+                    shared.stop.clone(),
+                )));
+            }
             (store.clone(), store, None)
         }
     };
@@ -449,7 +458,7 @@ async fn open_stack(
             }));
     }
     let trace_state = Arc::new(trace_state);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(crate::span_metrics_flush(
             span_metrics,
             opts.span_metrics_interval,
@@ -461,6 +470,7 @@ async fn open_stack(
             shared.stop.clone(),
         )),
     ];
+    tasks.extend(retention);
     let router = routes(
         shared,
         View {
@@ -485,6 +495,40 @@ async fn open_stack(
         router,
         tasks: parking_lot::Mutex::new(tasks),
     })
+}
+
+/// `--retention.time` on ClickHouse: each maintenance interval, the UTC days that lie wholly
+/// before now minus the retention are dropped, whole partitions on every shard (the embedded
+/// TSDB counts from its newest sample instead; a cluster's writers have no common newest).
+async fn clickhouse_retention(
+    ch: Arc<meshlens_clickhouse::ClickHouseStorage>,
+    keep_ms: i64,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let c = ch.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            c.enforce_retention(
+                meshlens_clickhouse::DataKind::Metrics,
+                meshlens_model::time::now_ms(),
+                keep_ms,
+            )
+        });
+        match pass.await {
+            Ok(Ok(dropped)) => {
+                for (table, day) in dropped {
+                    tracing::info!(table, day, "clickhouse retention dropped a day");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "clickhouse retention failed"),
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// A tenant's metric reader, its storage writer, and the embedded head (None on ClickHouse).
