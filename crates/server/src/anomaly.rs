@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
+use meshlens_model::{Labels, Sample, TimeSeries};
 use meshlens_promql::{Engine, Value};
 use meshlens_verify::anomaly::{Detector, Direction, Episode, Options, Transition, THRESHOLD};
 use meshlens_verify::events::{EventKind, EventLog, EventQuery, EventSink, NewEvent, Severity};
@@ -254,7 +254,7 @@ impl Anomalies {
         self.expire(end);
         self.state.lock().last_eval = Some(end);
         if !scores.is_empty() {
-            if let Err(e) = self.stack.tsdb.append(&scores) {
+            if let Err(e) = self.stack.metrics_store.append(&scores) {
                 tracing::debug!(error = %e, "writing anomaly scores failed");
             }
         }
@@ -273,17 +273,19 @@ impl Anomalies {
         end: i64,
     ) -> Option<Vec<(String, Vec<Sample>)>> {
         let q = signal.query(sel, &self.range());
-        let res =
-            match self
-                .engine
-                .range_query(self.stack.tsdb.as_ref(), &q, start, end, self.step_ms)
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(signal = signal.name(), error = %e, "anomaly query failed");
-                    return None;
-                }
-            };
+        let res = match self.engine.range_query(
+            self.stack.metrics_reader.as_ref(),
+            &q,
+            start,
+            end,
+            self.step_ms,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(signal = signal.name(), error = %e, "anomaly query failed");
+                return None;
+            }
+        };
         let Value::Matrix(m) = res.value else {
             return None;
         };

@@ -42,6 +42,8 @@ pub use self_metrics::SelfMetrics;
 pub struct ServerOptions {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where metrics are stored: the embedded TSDB or ClickHouse.
+    pub storage: MetricStorage,
     pub config_file: Option<PathBuf>,
     pub tsdb: TsdbOptions,
     /// Largest accepted remote-write body (compressed); larger gets 413.
@@ -95,6 +97,7 @@ impl Default for ServerOptions {
         ServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             data_dir: PathBuf::from("meshlens-data"),
+            storage: MetricStorage::Embedded,
             config_file: None,
             tsdb: TsdbOptions::default(),
             max_write_body_bytes: 32 << 20,
@@ -124,6 +127,17 @@ impl Default for ServerOptions {
     }
 }
 
+/// Where a server keeps metrics. Spans stay in the embedded span store either way, until the
+/// ClickHouse span store exists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MetricStorage {
+    /// The embedded TSDB in the data directory.
+    #[default]
+    Embedded,
+    /// A ClickHouse server or cluster (one tenant only, for now).
+    ClickHouse(meshlens_clickhouse::StorageUrl),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("data directory {dir}: {source}")]
@@ -144,6 +158,8 @@ pub enum ServerError {
     Config(#[from] config::ConfigError),
     #[error("opening storage: {0}")]
     Storage(#[from] meshlens_tsdb::TsdbError),
+    #[error("opening ClickHouse storage: {0}")]
+    ClickHouse(#[from] meshlens_clickhouse::ClickHouseError),
     #[error("opening the span store: {0}")]
     SpanStore(#[from] meshlens_spanstore::SpanStoreError),
     #[error("graph aggregates: {0}")]

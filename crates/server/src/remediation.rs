@@ -200,7 +200,7 @@ impl Neighbourhood for GraphNeighbourhood {
             source: GraphSource::Both,
         };
         let g = match build_graph(
-            &*self.stack.tsdb,
+            &*self.stack.metrics_reader,
             &*self.stack.trace_state.reader,
             &self.engine,
             &q,

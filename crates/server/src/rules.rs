@@ -62,11 +62,11 @@ impl RuleRuntime {
                 resend_delay: opts.rules.resend_delay,
             },
             engine.clone(),
-            stack.tsdb.clone(),
-            stack.tsdb.clone(),
+            stack.metrics_reader.clone(),
+            stack.metrics_store.clone(),
             Some(notifier.clone() as Arc<dyn meshlens_rules::AlertSink>),
         );
-        let probes = ProbeManager::start(Vec::new(), stack.tsdb.clone());
+        let probes = ProbeManager::start(Vec::new(), stack.metrics_store.clone());
         let rt = Arc::new(RuleRuntime {
             manager,
             notifier,

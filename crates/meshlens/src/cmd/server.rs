@@ -13,6 +13,11 @@ pub struct Args {
     /// Where metrics (and later traces) are stored.
     #[arg(long, default_value = "meshlens-data")]
     pub data_dir: PathBuf,
+    /// Where metrics are stored: `embedded` (the TSDB in --data-dir), or
+    /// `clickhouse://HOST:PORT/DATABASE[?cluster=CLUSTER]` (ClickHouse's HTTP port; with a
+    /// cluster from its remote_servers, sharded). Spans stay embedded for now.
+    #[arg(long, default_value = "embedded")]
+    pub storage: String,
     /// Address of the HTTP listener (Prometheus-compatible APIs, remote write, UI).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub listen: SocketAddr,
@@ -190,6 +195,24 @@ impl LimitArgs {
     }
 }
 
+/// `--storage`, checked against the flags it cannot be combined with yet.
+fn storage(args: &Args) -> anyhow::Result<meshlens_server::MetricStorage> {
+    if args.storage == "embedded" {
+        return Ok(meshlens_server::MetricStorage::Embedded);
+    }
+    if !args.storage.starts_with("clickhouse:") {
+        anyhow::bail!(
+            "--storage: {:?} is neither embedded nor clickhouse://HOST:PORT/DATABASE[?cluster=CLUSTER]",
+            args.storage
+        );
+    }
+    let url = meshlens_clickhouse::StorageUrl::parse(&args.storage).context("--storage")?;
+    if args.multitenancy {
+        anyhow::bail!("--storage clickhouse:// does not support --multitenancy yet");
+    }
+    Ok(meshlens_server::MetricStorage::ClickHouse(url))
+}
+
 fn optional_addr(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
     if v.is_empty() || v == "off" {
         return Ok(None);
@@ -210,6 +233,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
     let mut opts = ServerOptions {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
+        storage: storage(args)?,
         config_file: args.config.clone(),
         ..Default::default()
     };
@@ -343,6 +367,10 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
     table! {
         "listen" => args.listen,
         "data-dir" => args.data_dir.display(),
+        // Parsed again only to drop a password from what the API shows.
+        "storage" => meshlens_clickhouse::StorageUrl::parse(&args.storage)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| args.storage.clone()),
         "config" => path(&args.config),
         "retention.time" => args.retention_time,
         "retention.size" => args.retention_size,

@@ -155,7 +155,7 @@ async fn reader_of(
     headers: &HeaderMap,
 ) -> Result<(Vec<String>, Arc<dyn MetricReader>), Response> {
     match s.tenants.resolve(headers, false).await {
-        Ok(Target::One(stack)) => Ok((vec![stack.id.clone()], stack.tsdb.clone())),
+        Ok(Target::One(stack)) => Ok((vec![stack.id.clone()], stack.metrics_reader.clone())),
         Ok(Target::View(_)) => {
             // `resolve` accepted the header, so it parses; tenants never written read empty.
             let ids = headers
@@ -167,7 +167,7 @@ async fn reader_of(
             let readers = stacks
                 .iter()
                 .filter(|st| ids.contains(&st.id))
-                .map(|st| (st.id.clone(), st.tsdb.clone() as Arc<dyn MetricReader>))
+                .map(|st| (st.id.clone(), st.metrics_reader.clone()))
                 .collect();
             Ok((ids, Arc::new(FederatedMetrics { tenants: readers })))
         }

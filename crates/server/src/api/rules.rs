@@ -74,10 +74,14 @@ pub async fn slos(State(s): State<Arc<GlobalState>>) -> Response {
             .map(|slo| {
                 let mut values = serde_json::Map::new();
                 for (key, query) in meshlens_slo::status_queries(slo) {
-                    let v = match rt.engine.instant_query(rt.stack.tsdb.as_ref(), &query, now) {
-                        Ok(r) => first_value(&r.value),
-                        Err(_) => None,
-                    };
+                    let v =
+                        match rt
+                            .engine
+                            .instant_query(rt.stack.metrics_reader.as_ref(), &query, now)
+                        {
+                            Ok(r) => first_value(&r.value),
+                            Err(_) => None,
+                        };
                     values.insert(key, v.map_or(Value::Null, |v| json!(v)));
                 }
                 let alerts: Vec<Value> = firing["alerts"]

@@ -49,7 +49,14 @@ pub(crate) struct Shared {
 /// One tenant's storage and the routes over it.
 pub struct TenantStack {
     pub id: String,
+    /// The embedded TSDB: the metric store with `--storage embedded`; with ClickHouse it
+    /// holds nothing of the tenant's metrics and only its status figures come from here.
     pub tsdb: Arc<Tsdb>,
+    /// Where the tenant's metrics are read from (the TSDB or ClickHouse).
+    pub metrics_reader: Arc<dyn MetricReader>,
+    /// Where derived metrics (rules, probes, span metrics, anomaly scores) are written,
+    /// straight to storage, not through the graph aggregates.
+    pub metrics_store: Arc<dyn MetricWriter>,
     /// What every metric ingest path of the tenant writes through (remote write, scrapes,
     /// agents forwarding to this hub): the TSDB, feeding the graph aggregates.
     pub writer: Arc<dyn MetricWriter>,
@@ -211,7 +218,7 @@ impl Tenants {
         let metrics = Arc::new(federated::FederatedMetrics {
             tenants: stacks
                 .iter()
-                .map(|s| (s.id.clone(), s.tsdb.clone() as Arc<dyn MetricReader>))
+                .map(|s| (s.id.clone(), s.metrics_reader.clone()))
                 .collect(),
         });
         let spans = Arc::new(federated::FederatedSpans {
@@ -391,7 +398,33 @@ async fn open_stack(
             source: std::io::Error::other(e),
         })??;
     let tsdb = Arc::new(tsdb);
-    let (metrics_writer, graph_aggregates) = graph_aggregates(shared, id, &tsdb)?;
+    let mut retention = None;
+    let (metrics_reader, metrics_store, head): MetricStores = match &opts.storage {
+        crate::MetricStorage::Embedded => (tsdb.clone(), tsdb.clone(), Some(tsdb.clone())),
+        crate::MetricStorage::ClickHouse(url) => {
+            let url = url.clone();
+            let ch = tokio::task::spawn_blocking(move || {
+                meshlens_clickhouse::ClickHouseStorage::open(&url, Default::default())
+            })
+            .await
+            .map_err(|e| ServerError::DataDir {
+                dir: dir.into(),
+                source: std::io::Error::other(e),
+            })??;
+            let store = ch.metric_store();
+            if let Some(keep_ms) = opts.tsdb.retention_time_ms {
+                retention = Some(tokio::spawn(clickhouse_retention(
+                    Arc::new(ch),
+                    keep_ms,
+                    opts.maintenance_interval,
+                    shared.stop.clone(),
+                )));
+            }
+            (store.clone(), store, None)
+        }
+    };
+    let (metrics_writer, graph_aggregates) =
+        graph_aggregates(shared, id, &metrics_reader, &metrics_store)?;
     let spans_dir = dir.join("spans");
     let span_opts = opts.spans.clone();
     let spans = tokio::task::spawn_blocking(move || SpanStore::open(&spans_dir, span_opts))
@@ -415,7 +448,7 @@ async fn open_stack(
             .max_search_window_ms
             .min(opts.spans.retention_ms);
     }
-    let span_metrics = meshlens_analysis::SpanMetrics::new(tsdb.clone());
+    let span_metrics = meshlens_analysis::SpanMetrics::new(metrics_store.clone());
     {
         let sm = span_metrics.clone();
         trace_state
@@ -425,7 +458,7 @@ async fn open_stack(
             }));
     }
     let trace_state = Arc::new(trace_state);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(crate::span_metrics_flush(
             span_metrics,
             opts.span_metrics_interval,
@@ -437,14 +470,15 @@ async fn open_stack(
             shared.stop.clone(),
         )),
     ];
+    tasks.extend(retention);
     let router = routes(
         shared,
         View {
             tenant: id.to_string(),
             mesh_tenants: vec![id.to_string()],
-            metrics_reader: tsdb.clone(),
+            metrics_reader: metrics_reader.clone(),
             metrics_writer: metrics_writer.clone(),
-            head: Some(tsdb.clone()),
+            head,
             graph_aggregates: graph_aggregates.clone(),
             trace_state: trace_state.clone(),
         },
@@ -452,6 +486,8 @@ async fn open_stack(
     Ok(TenantStack {
         id: id.to_string(),
         tsdb,
+        metrics_reader,
+        metrics_store,
         writer: metrics_writer,
         graph_aggregates,
         spans,
@@ -460,6 +496,47 @@ async fn open_stack(
         tasks: parking_lot::Mutex::new(tasks),
     })
 }
+
+/// `--retention.time` on ClickHouse: each maintenance interval, the UTC days that lie wholly
+/// before now minus the retention are dropped, whole partitions on every shard (the embedded
+/// TSDB counts from its newest sample instead; a cluster's writers have no common newest).
+async fn clickhouse_retention(
+    ch: Arc<meshlens_clickhouse::ClickHouseStorage>,
+    keep_ms: i64,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let c = ch.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            c.enforce_retention(
+                meshlens_clickhouse::DataKind::Metrics,
+                meshlens_model::time::now_ms(),
+                keep_ms,
+            )
+        });
+        match pass.await {
+            Ok(Ok(dropped)) => {
+                for (table, day) in dropped {
+                    tracing::info!(table, day, "clickhouse retention dropped a day");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "clickhouse retention failed"),
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// A tenant's metric reader, its storage writer, and the embedded head (None on ClickHouse).
+type MetricStores = (
+    Arc<dyn MetricReader>,
+    Arc<dyn MetricWriter>,
+    Option<Arc<Tsdb>>,
+);
 
 /// The writer every metric ingest path of a tenant uses, and the graph aggregates it feeds.
 type MetricsIngest = (Arc<dyn MetricWriter>, Option<Arc<EdgeAggregates>>);
@@ -470,13 +547,14 @@ type MetricsIngest = (Arc<dyn MetricWriter>, Option<Arc<EdgeAggregates>>);
 fn graph_aggregates(
     shared: &Shared,
     id: &str,
-    tsdb: &Arc<Tsdb>,
+    reader: &Arc<dyn MetricReader>,
+    store: &Arc<dyn MetricWriter>,
 ) -> Result<MetricsIngest, ServerError> {
     let Some(opts) = shared.opts.graph_aggregates else {
-        return Ok((tsdb.clone(), None));
+        return Ok((store.clone(), None));
     };
     let aggs = Arc::new(EdgeAggregates::new(opts)?);
-    let (a, reader, tenant) = (aggs.clone(), tsdb.clone(), id.to_string());
+    let (a, reader, tenant) = (aggs.clone(), reader.clone(), id.to_string());
     std::thread::Builder::new()
         .name("graph-aggregates".into())
         .spawn(move || {
@@ -506,7 +584,7 @@ fn graph_aggregates(
             source: e,
         })?;
     let writer = Arc::new(meshlens_analysis::AggregatingWriter::new(
-        tsdb.clone(),
+        store.clone(),
         aggs.clone(),
     ));
     Ok((writer, Some(aggs)))

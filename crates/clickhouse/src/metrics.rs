@@ -1,0 +1,421 @@
+//! [`MetricWriter`] and [`MetricReader`] over the `series` and `samples` tables.
+//!
+//! Writes. A batch becomes at most two inserts: `series` rows for (series, UTC day) pairs
+//! this process has not written yet, then all samples. Both are RowBinary. `Ok` means
+//! ClickHouse acknowledged both (with a cluster: on the series' shard).
+//!
+//! Idempotence. Inserts are at-least-once: a batch retried after a lost answer is stored
+//! twice. Plain MergeTree has no block deduplication (only Replicated tables do), so
+//! duplicates are removed on the query side instead: rows are keyed by (fingerprint, t),
+//! ReplacingMergeTree folds them when parts merge, and until then the reader keeps one row
+//! per key (`LIMIT 1 BY fingerprint, t`, and again while decoding). A retried sample with a
+//! different value at the same timestamp is not detected: one of the two is returned.
+//!
+//! Reads. Matchers and the time range become SQL on `series` (which series, via the day
+//! column) and `samples` (`t BETWEEN`); samples come back as raw RowBinary rows and are
+//! grouped, deduplicated and sorted by labels here. `series`, `label_names` and
+//! `label_values` read only the `series` table, so their time filter has day granularity
+//! (like Prometheus' block granularity): a series with samples on a day in the range
+//! counts.
+
+use std::collections::{HashMap, HashSet};
+
+use meshlens_model::{
+    AppendOutcome, LabelMatcher, Labels, MetricReader, MetricWriter, RejectReason, Sample,
+    SeriesSamples, StorageError, TimeSeries, METRIC_NAME,
+};
+use parking_lot::Mutex;
+
+use crate::client::{Client, Setting};
+use crate::error::code;
+use crate::rowbinary::{RowReader, RowWriter};
+use crate::schema::Schema;
+use crate::sql::{label_expr, matchers_condition, quote};
+use crate::time::{clamp_day, date_string, day_of_ms, MAX_DAY, MS_PER_DAY};
+use crate::ClickHouseError;
+
+/// How many (series, day) pairs the writer remembers as written before it starts over.
+/// Forgetting only costs a repeated `series` row, which merges fold.
+const SEEN_CAPACITY: usize = 1 << 20;
+
+/// The series' key in ClickHouse, and its shard: the label set's stable FNV-1a hash,
+/// finalised with a 64-bit mixer. FNV's low bits depend on few input bits, and the
+/// Distributed engine picks the shard from `fingerprint % shards`, so the mix spreads
+/// series evenly over any shard count.
+pub fn fingerprint(labels: &Labels) -> u64 {
+    let mut h = labels.stable_hash();
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// What this process has written, so a series row is sent once per day, not per batch.
+#[derive(Default)]
+struct Seen {
+    /// (fingerprint, day) pairs whose `series` row is known written.
+    pairs: HashSet<(u64, u16)>,
+    /// Fingerprints written at all: what `series_created` counts against.
+    series: HashSet<u64>,
+}
+
+/// Metrics over ClickHouse.
+pub struct MetricStore {
+    client: std::sync::Arc<Client>,
+    schema: Schema,
+    seen: Mutex<Seen>,
+    /// ClickHouse's `max_rows_to_read` for every select (0: none): a scan guard that fails a
+    /// query with [`StorageError::TooManySamples`] naming this limit.
+    max_rows_to_read: u64,
+}
+
+impl MetricStore {
+    pub fn new(client: std::sync::Arc<Client>, schema: Schema, max_rows_to_read: u64) -> Self {
+        MetricStore {
+            client,
+            schema,
+            seen: Mutex::new(Seen::default()),
+            max_rows_to_read,
+        }
+    }
+
+    fn read_settings(&self) -> Vec<Setting<'static>> {
+        let mut s = Vec::new();
+        if self.max_rows_to_read > 0 {
+            s.push(("max_rows_to_read", self.max_rows_to_read.to_string()));
+        }
+        s
+    }
+
+    fn read_error(&self, e: ClickHouseError) -> StorageError {
+        match e.code() {
+            Some(code::TOO_MANY_ROWS) => StorageError::TooManySamples {
+                limit: usize::try_from(self.max_rows_to_read).unwrap_or(usize::MAX),
+            },
+            _ => e.into(),
+        }
+    }
+
+    /// `WHERE` for the series table: matchers plus the days of `[mint, maxt]`.
+    fn series_where(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> String {
+        format!(
+            "day >= toDate({}) AND day <= toDate({}) AND {}",
+            quote(&date_string(clamp_day(mint))),
+            quote(&date_string(clamp_day(maxt))),
+            matchers_condition(matchers)
+        )
+    }
+
+    /// Matching series: fingerprint and labels.
+    fn matching_series(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<HashMap<u64, Labels>, StorageError> {
+        let sql = format!(
+            "SELECT fingerprint, any(label_names), any(label_values) FROM {} WHERE {} \
+             GROUP BY fingerprint FORMAT RowBinary",
+            self.schema.table("series"),
+            self.series_where(matchers, mint, maxt)
+        );
+        let b = self
+            .client
+            .query(&sql, &self.read_settings())
+            .map_err(|e| self.read_error(e))?;
+        let mut r = RowReader::new(&b);
+        let mut out = HashMap::new();
+        while !r.is_done() {
+            let fp = r.u64()?;
+            let names = r.strings()?;
+            let values = r.strings()?;
+            if names.len() != values.len() {
+                return Err(ClickHouseError::Decode {
+                    reason: format!(
+                        "series {fp:016x} has {} label names but {} values",
+                        names.len(),
+                        values.len()
+                    ),
+                }
+                .into());
+            }
+            out.insert(fp, Labels::from_pairs(names.into_iter().zip(values)));
+        }
+        Ok(out)
+    }
+
+    /// The selection, with at most `limit` samples when given (`TooManySamples` beyond).
+    fn select_inner(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        limit: Option<usize>,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        if mint > maxt {
+            return Ok(Vec::new());
+        }
+        let series = self.matching_series(matchers, mint, maxt)?;
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The subquery names the shard-local series table: inside a distributed query it
+        // runs on each shard, which holds the series of its own samples.
+        let limit_clause = match limit {
+            Some(n) => format!(" LIMIT {}", n.saturating_add(1)),
+            None => String::new(),
+        };
+        // Stored times lie within the days `append` accepts; clamping to them keeps the
+        // SQL's literals small and the same for every unbounded query.
+        let lo = mint.clamp(-1, (MAX_DAY + 1) * MS_PER_DAY);
+        let hi = maxt.clamp(-1, (MAX_DAY + 1) * MS_PER_DAY);
+        let sql = format!(
+            "SELECT fingerprint, t, value FROM {} \
+             WHERE t >= {lo} AND t <= {hi} \
+             AND fingerprint IN (SELECT fingerprint FROM {} WHERE {}) \
+             ORDER BY fingerprint, t LIMIT 1 BY fingerprint, t{limit_clause} FORMAT RowBinary",
+            self.schema.table("samples"),
+            self.schema.local("series"),
+            self.series_where(matchers, mint, maxt)
+        );
+        let b = self
+            .client
+            .query(&sql, &self.read_settings())
+            .map_err(|e| self.read_error(e))?;
+        if b.len() % 24 != 0 {
+            return Err(ClickHouseError::Decode {
+                reason: format!("samples answer of {} bytes is not whole rows", b.len()),
+            }
+            .into());
+        }
+        let rows = b.len() / 24;
+        if let Some(n) = limit {
+            if rows > n {
+                return Err(StorageError::TooManySamples { limit: n });
+            }
+        }
+        let mut r = RowReader::new(&b);
+        let mut grouped: HashMap<u64, Vec<Sample>> = HashMap::new();
+        for _ in 0..rows {
+            let fp = r.u64()?;
+            let t = r.i64()?;
+            let v = r.f64()?;
+            if series.contains_key(&fp) {
+                grouped.entry(fp).or_default().push(Sample { t, v });
+            }
+        }
+        let mut out: Vec<SeriesSamples> = grouped
+            .into_iter()
+            .filter_map(|(fp, mut samples)| {
+                // Sorted by ClickHouse already; sorting again is cheap and makes the
+                // contract independent of the SQL. Equal timestamps: keep the first.
+                samples.sort_by_key(|s| s.t);
+                samples.dedup_by_key(|s| s.t);
+                Some(SeriesSamples {
+                    labels: series.get(&fp)?.clone(),
+                    samples,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    fn strings_query(&self, sql: &str) -> Result<Vec<String>, StorageError> {
+        let b = self
+            .client
+            .query(sql, &self.read_settings())
+            .map_err(|e| self.read_error(e))?;
+        let mut r = RowReader::new(&b);
+        let mut out = Vec::new();
+        while !r.is_done() {
+            out.push(r.string()?);
+        }
+        Ok(out)
+    }
+}
+
+impl MetricWriter for MetricStore {
+    fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
+        let mut out = AppendOutcome::default();
+        let mut series_rows = RowWriter::new();
+        let mut sample_rows = RowWriter::new();
+        let mut new_pairs: HashSet<(u64, u16)> = HashSet::new();
+        let mut new_series: HashSet<u64> = HashSet::new();
+        {
+            let seen = self.seen.lock();
+            for ts in batch {
+                if ts.samples.is_empty() {
+                    continue;
+                }
+                if ts.labels.is_empty() || ts.labels.validate().is_err() {
+                    out.add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
+                    continue;
+                }
+                let fp = fingerprint(&ts.labels);
+                let mut days: Vec<u16> = Vec::new();
+                for s in &ts.samples {
+                    // Days are stored as `Date` (1970-01-01 to 2105-12-31 on 18.16); other times cannot be
+                    // partitioned or indexed, so they are refused, not wrapped.
+                    let Some(day) = day_of_ms(s.t) else {
+                        out.add_rejected(RejectReason::OutOfBounds, 1);
+                        continue;
+                    };
+                    sample_rows.u64(fp);
+                    sample_rows.i64(s.t);
+                    sample_rows.f64(s.v);
+                    out.accepted += 1;
+                    if days.last() != Some(&day) && !days.contains(&day) {
+                        days.push(day);
+                    }
+                }
+                for day in days {
+                    if seen.pairs.contains(&(fp, day)) || !new_pairs.insert((fp, day)) {
+                        continue;
+                    }
+                    series_rows.u16(day);
+                    series_rows.u64(fp);
+                    series_rows.string(ts.labels.metric_name().unwrap_or(""));
+                    series_rows.strings(ts.labels.iter().map(|l| l.name.as_str()));
+                    series_rows.strings(ts.labels.iter().map(|l| l.value.as_str()));
+                    if !seen.series.contains(&fp) {
+                        new_series.insert(fp);
+                    }
+                }
+            }
+        }
+        let settings = self.schema.insert_settings();
+        // Series first: a reader that sees a sample can then always find its labels.
+        if !series_rows.is_empty() {
+            self.client.insert(
+                &format!(
+                    "INSERT INTO {} (day, fingerprint, metric_name, label_names, label_values) FORMAT RowBinary",
+                    self.schema.table("series")
+                ),
+                series_rows.into_bytes(),
+                &settings,
+            )?;
+        }
+        if !sample_rows.is_empty() {
+            self.client.insert(
+                &format!(
+                    "INSERT INTO {} (fingerprint, t, value) FORMAT RowBinary",
+                    self.schema.table("samples")
+                ),
+                sample_rows.into_bytes(),
+                &settings,
+            )?;
+        }
+        // `series_created` counts series new to this process (ClickHouse is not asked:
+        // that would cost a query per batch).
+        out.series_created = new_series.len() as u64;
+        let mut seen = self.seen.lock();
+        if seen.pairs.len() + new_pairs.len() > SEEN_CAPACITY {
+            seen.pairs.clear();
+        }
+        if seen.series.len() + new_series.len() > SEEN_CAPACITY {
+            seen.series.clear();
+        }
+        seen.pairs.extend(new_pairs);
+        seen.series.extend(new_series);
+        Ok(out)
+    }
+}
+
+impl MetricReader for MetricStore {
+    fn select(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        self.select_inner(matchers, mint, maxt, None)
+    }
+
+    /// Stops ClickHouse at `max_samples + 1` rows (`LIMIT`, after deduplication), so an
+    /// oversized selection is refused without its samples crossing the network.
+    fn select_limited(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        max_samples: usize,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        self.select_inner(matchers, mint, maxt, Some(max_samples))
+    }
+
+    fn series(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        if mint > maxt {
+            return Ok(Vec::new());
+        }
+        let mut labels: Vec<Labels> = self
+            .matching_series(matchers, mint, maxt)?
+            .into_values()
+            .collect();
+        labels.sort();
+        labels.dedup();
+        Ok(labels)
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        if mint > maxt {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT DISTINCT arrayJoin(label_names) AS n FROM {} WHERE {} ORDER BY n FORMAT RowBinary",
+            self.schema.table("series"),
+            self.series_where(matchers, mint, maxt)
+        );
+        self.strings_query(&sql)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        if mint > maxt {
+            return Ok(Vec::new());
+        }
+        let present = if name == METRIC_NAME {
+            "metric_name != ''".to_string()
+        } else {
+            format!("has(label_names, {})", quote(name))
+        };
+        let sql = format!(
+            "SELECT DISTINCT {} AS v FROM {} WHERE {present} AND {} ORDER BY v FORMAT RowBinary",
+            label_expr(name),
+            self.schema.table("series"),
+            self.series_where(matchers, mint, maxt)
+        );
+        self.strings_query(&sql)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_spread_over_two_shards() {
+        let mut per_shard = [0u32; 2];
+        for i in 0..1000 {
+            let l = Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]);
+            per_shard[(fingerprint(&l) % 2) as usize] += 1;
+        }
+        assert!(per_shard.iter().all(|&n| n > 400), "{per_shard:?}");
+    }
+}

@@ -1,0 +1,165 @@
+//! `meshlens server --storage clickhouse://…` on a real 2-shard ClickHouse 18.16 cluster:
+//! remote-written samples are queried back through PromQL and the label API, from a second
+//! server with an empty data directory too (the data is in ClickHouse, not on local disk);
+//! an unreachable ClickHouse stops the start with its address named.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{httpc, now_ms, Server};
+use meshlens_clickhouse::testing::TestCluster;
+use meshlens_model::{Labels, Sample, TimeSeries};
+
+fn series(job: &str, i: usize, t0: i64) -> TimeSeries {
+    TimeSeries {
+        labels: Labels::from_pairs([
+            ("__name__", "ch_requests_total"),
+            ("job", job),
+            ("instance", &format!("10.0.0.{i}:80")),
+        ]),
+        samples: (0..4)
+            .map(|k| Sample::new(t0 + k * 15_000, (i * 10) as f64 + k as f64))
+            .collect(),
+    }
+}
+
+fn scalar(v: &serde_json::Value) -> f64 {
+    assert_eq!(v["status"], "success", "{v}");
+    let r = &v["data"]["result"];
+    r[0]["value"][1]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_round_trip_through_clickhouse_and_survive_the_server() {
+    let cluster = match TestCluster::start() {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => panic!("the ClickHouse test cluster did not start: {e}"),
+    };
+    let storage = cluster.storage_url(0, "server_e2e");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--storage", &storage]);
+    let t0 = now_ms() - 60_000;
+    let batch: Vec<TimeSeries> = (0..12)
+        .map(|i| series(["api", "db", "web"][i % 3], i, t0))
+        .collect();
+    let mut conn = httpc::Conn::open(&server.addr).unwrap();
+    let r = server.remote_write(&mut conn, batch).unwrap();
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let at = (t0 + 45_000) as f64 / 1000.0;
+    // The last samples: i * 10 + 3 for i in 0..12.
+    let want: f64 = (0..12).map(|i| (i * 10 + 3) as f64).sum();
+    assert_eq!(
+        scalar(&server.query("sum(ch_requests_total)", Some(at))),
+        want
+    );
+    let api_db: f64 = (0..12)
+        .filter(|i| i % 3 != 2)
+        .map(|i| (i * 10 + 3) as f64)
+        .sum();
+    assert_eq!(
+        scalar(&server.query(r#"sum(ch_requests_total{job=~"api|db"})"#, Some(at))),
+        api_db
+    );
+    let v = common::get_json(&server.url("/api/v1/label/job/values"));
+    assert_eq!(v["data"], serde_json::json!(["api", "db", "web"]));
+    // A month-old sample: stored, and out of the default 15-day retention.
+    let old = TimeSeries {
+        labels: Labels::from_pairs([("__name__", "ch_old"), ("job", "api")]),
+        samples: vec![Sample::new(t0 - 30 * 86_400_000, 1.0)],
+    };
+    let r = server.remote_write(&mut conn, vec![old]).unwrap();
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let stored = cluster.nodes[0]
+        .sql("SELECT count() FROM server_e2e.samples WHERE fingerprint IN (SELECT fingerprint FROM server_e2e.series_local WHERE metric_name = 'ch_old')")
+        .unwrap();
+    assert_eq!(
+        stored.trim(),
+        "1",
+        "the old sample is stored before the retention pass"
+    );
+    server.kill9();
+
+    // Another server, empty data directory, the other ClickHouse node: the same answers.
+    let dir2 = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir2.path(),
+        &["--storage", &cluster.storage_url(1, "server_e2e")],
+    );
+    assert_eq!(
+        scalar(&server.query("sum(ch_requests_total)", Some(at))),
+        want
+    );
+    let rows = cluster.nodes[0]
+        .sql("SELECT count() FROM server_e2e.samples_local")
+        .unwrap();
+    let rows1 = cluster.nodes[1]
+        .sql("SELECT count() FROM server_e2e.samples_local")
+        .unwrap();
+    let (a, b): (u64, u64) = (rows.trim().parse().unwrap(), rows1.trim().parse().unwrap());
+    assert!(a > 0 && b > 0, "samples on both shards: {a} and {b}");
+    // The new server's first retention pass drops the month-old day on its shard.
+    let old_rows = || -> u64 {
+        cluster
+            .nodes
+            .iter()
+            .map(|n| {
+                let sql = format!(
+                    "SELECT count() FROM server_e2e.samples WHERE t < {}",
+                    t0 - 20 * 86_400_000
+                );
+                n.sql(&sql).unwrap().trim().parse::<u64>().unwrap()
+            })
+            .sum()
+    };
+    common::poll(std::time::Duration::from_secs(60), || {
+        (old_rows() == 0).then_some(())
+    });
+    assert_eq!(
+        scalar(&server.query("sum(ch_requests_total)", Some(at))),
+        want
+    );
+}
+
+#[test]
+fn an_unreachable_clickhouse_stops_the_start_naming_it() {
+    let port = meshlens_clickhouse::testing::free_ports(1).unwrap()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-grpc-listen",
+            "off",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--storage", &format!("clickhouse://127.0.0.1:{port}/db")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("unreachable"), "{err}");
+
+    let out = Command::new(common::BIN)
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--storage", "clickhouse://h:1/bad-db"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--storage") && err.contains("database name"),
+        "{err}"
+    );
+}
