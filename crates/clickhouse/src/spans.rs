@@ -43,6 +43,9 @@ use crate::ClickHouseError;
 /// neither side buffers an unbounded request.
 pub const MAX_INSERT_BYTES: usize = 16 << 20;
 
+/// Trace ids per span fetch (about 70 bytes of SQL each).
+const IDS_PER_QUERY: usize = 1000;
+
 /// Search results when the query asks for none (the Zipkin API's default).
 const DEFAULT_LIMIT: usize = 10;
 
@@ -303,29 +306,27 @@ impl SpanStore {
         Ok(())
     }
 
-    /// The spans of several traces, grouped by trace.
+    /// The spans of several traces, grouped by trace, each trace's spans tidied. Ids go
+    /// into the SQL text, so they are sent [`IDS_PER_QUERY`] at a time to stay far below
+    /// ClickHouse's `max_query_size` (256 KiB by default) whatever limit a search asks for.
     fn traces(&self, ids: &[(u64, u64)]) -> Result<HashMap<(u64, u64), Vec<Span>>, StorageError> {
         let mut out: HashMap<(u64, u64), Vec<Span>> = HashMap::new();
-        if ids.is_empty() {
-            return Ok(out);
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let list: Vec<String> = chunk.iter().map(|(h, l)| format!("({h}, {l})")).collect();
+            let lows: Vec<String> = chunk.iter().map(|(_, l)| l.to_string()).collect();
+            // The low half alone is the sharding key and cheap to compare; the pair decides.
+            let condition = format!(
+                "trace_id_low IN ({}) AND (trace_id_high, trace_id_low) IN ({})",
+                lows.join(", "),
+                list.join(", ")
+            );
+            self.spans_where(&condition, &mut |s| {
+                out.entry((s.trace_id.high, s.trace_id.low))
+                    .or_default()
+                    .push(s)
+            })?;
         }
-        let list: Vec<String> = ids.iter().map(|(h, l)| format!("({h}, {l})")).collect();
-        let lows: Vec<String> = ids.iter().map(|(_, l)| l.to_string()).collect();
-        // The low half alone is in the sharding key and cheap to compare; the pair decides.
-        let condition = format!(
-            "trace_id_low IN ({}) AND (trace_id_high, trace_id_low) IN ({})",
-            lows.join(", "),
-            list.join(", ")
-        );
-        self.spans_where(&condition, &mut |s| {
-            out.entry((s.trace_id.high, s.trace_id.low))
-                .or_default()
-                .push(s)
-        })?;
-        Ok(out
-            .into_iter()
-            .map(|(k, v)| (k, tidy(v)))
-            .collect::<HashMap<_, _>>())
+        Ok(out.into_iter().map(|(k, v)| (k, tidy(v))).collect())
     }
 
     /// The `HAVING` conditions of a search: every criterion met by some span of the trace,
