@@ -390,21 +390,36 @@ impl SpanStore {
              uniqExact({SPAN_KEY}), uniqExactIf({SPAN_KEY}, error = 1) \
              FROM {} \
              WHERE kind IN ('CLIENT', 'PRODUCER') AND local_service != '' \
-             AND remote_service != '' AND timestamp_us >= {lo} AND timestamp_us <= {hi} \
+             AND remote_service != '' AND {} \
              AND (trace_id_high, trace_id_low, span_id) NOT IN \
              (SELECT trace_id_high, trace_id_low, if(shared = 1, span_id, parent_id) \
               FROM {} WHERE shared = 1 OR has_parent = 1) \
              GROUP BY p, c FORMAT RowBinary",
             self.schema.table("spans"),
+            self.traces_in_window(lo, hi),
             self.schema.local("spans"),
         );
         self.links(&sql)
     }
 
+    /// The condition "the span's trace has a span in `[lo, hi]`": dependencies link whole
+    /// traces, as Zipkin and the embedded store do, so a call just before the window
+    /// still counts when its trace reaches into it. Inside a distributed query the subquery
+    /// reads the shard-local table, which holds the whole trace.
+    fn traces_in_window(&self, lo: u64, hi: u64) -> String {
+        format!(
+            "(trace_id_high, trace_id_low) IN (SELECT trace_id_high, trace_id_low FROM {} \
+             WHERE timestamp_us != 0 AND timestamp_us >= {lo} AND timestamp_us <= {hi})",
+            self.schema.local("spans")
+        )
+    }
+
     /// Server and consumer spans, each joined to its caller's span (the span with its own
     /// id when shared, else its parent); the caller's service is the link's parent, or the
     /// span's remote service when no caller span was sent. A call is an error when the span
-    /// or its calling client span is. The query goes through the Distributed table, so each
+    /// is, or when its parent is the client span that called it and that one is (a shared
+    /// server span's parent is its client's parent, so it inherits nothing: Zipkin's
+    /// linker, and the embedded store's, behave the same). The query goes through the Distributed table, so each
     /// shard runs the join against its own shard-local table: caller and callee share the
     /// trace, hence the shard.
     fn served_calls(&self, lo: u64, hi: u64) -> Result<Vec<DependencyLink>, StorageError> {
@@ -412,7 +427,8 @@ impl SpanStore {
             "SELECT if(caller_service != '', caller_service, lowerUTF8(remote_service)) AS p, \
              lowerUTF8(local_service) AS c, \
              uniqExact({SPAN_KEY}), \
-             uniqExactIf({SPAN_KEY}, error = 1 OR (caller_kind = 'CLIENT' AND caller_error = 1)) \
+             uniqExactIf({SPAN_KEY}, error = 1 \
+             OR (shared = 0 AND caller_kind = 'CLIENT' AND caller_error = 1)) \
              FROM {} \
              ANY LEFT JOIN \
              (SELECT trace_id_high, trace_id_low, span_id AS caller_id, \
@@ -422,10 +438,11 @@ impl SpanStore {
              USING (trace_id_high, trace_id_low, caller_id) \
              WHERE kind IN ('SERVER', 'CONSUMER') AND local_service != '' \
              AND ((if(shared = 1, span_id, parent_id) AS caller_id) = caller_id) \
-             AND timestamp_us >= {lo} AND timestamp_us <= {hi} AND p != '' \
+             AND {} AND p != '' \
              GROUP BY p, c FORMAT RowBinary",
             self.schema.table("spans"),
             self.schema.local("spans"),
+            self.traces_in_window(lo, hi),
         );
         self.links(&sql)
     }
