@@ -844,3 +844,59 @@ fn answers_equal_the_embedded_store() {
         );
     }
 }
+
+#[test]
+fn hostile_queries_are_answered_not_failed() {
+    let Some(c) = common::cluster() else { return };
+    let data = dataset();
+    let s = common::open(&c.storage_url(1, "spans_hostile"));
+    s.spans().write(&data[..50]).unwrap();
+    s.spans().write(&[]).unwrap();
+    let store = s.spans();
+    let odd = "x'\\\n\t\"; DROP TABLE spans --ü";
+    let queries = [
+        TraceQuery {
+            limit: usize::MAX,
+            ..q()
+        },
+        TraceQuery {
+            end_ts: i64::MIN,
+            lookback: i64::MAX,
+            ..q()
+        },
+        TraceQuery {
+            end_ts: i64::MAX,
+            lookback: i64::MIN,
+            ..q()
+        },
+        TraceQuery {
+            min_duration: Some(u64::MAX),
+            max_duration: Some(0),
+            ..q()
+        },
+        TraceQuery {
+            service_name: Some(odd.into()),
+            remote_service_name: Some(odd.into()),
+            span_name: Some(odd.into()),
+            annotation_query: vec![(odd.into(), Some(odd.into())), (odd.into(), None)],
+            ..q()
+        },
+    ];
+    for query in queries {
+        let got = store.find_traces(&query).unwrap();
+        if query.limit == usize::MAX {
+            assert_eq!(got.len(), by_trace(&data[..50]).len());
+        }
+    }
+    assert!(store.remote_service_names(odd).unwrap().is_empty());
+    assert!(store.span_names(odd).unwrap().is_empty());
+    assert!(store.autocomplete_values(odd).unwrap().is_empty());
+    assert!(store.dependencies(i64::MIN, i64::MAX).unwrap().is_empty());
+    store.dependencies(i64::MAX, i64::MIN).unwrap();
+    let mut n = 0;
+    store.scan(u64::MAX, 0, &mut |_| n += 1).unwrap();
+    store.scan(0, u64::MAX, &mut |_| n += 1).unwrap();
+    assert_eq!(n, 50);
+    // The odd strings were data, not SQL: the table is still there.
+    assert!(!store.trace(&data[0].trace_id).unwrap().is_empty());
+}
