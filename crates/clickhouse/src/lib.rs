@@ -41,7 +41,7 @@ pub use url::{StorageUrl, DEFAULT_HTTP_PORT};
 #[derive(Clone, Debug, Default)]
 pub struct StorageOptions {
     pub client: ClientOptions,
-    /// ClickHouse's `max_rows_to_read` for every metric query; 0 means no limit. A query
+    /// ClickHouse's `max_rows_to_read` for every metric and span query; 0 means no limit. A query
     /// that would scan more fails with `TooManySamples` naming this limit (HTTP 422).
     pub max_rows_to_read: u64,
 }

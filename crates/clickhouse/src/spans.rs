@@ -15,14 +15,24 @@
 //! twice (plain MergeTree has no block deduplication). Readers therefore keep one row per
 //! span key (trace id, span id, kind, shared): `LIMIT 1 BY` in SQL where rows are returned,
 //! `uniqExact` over the key where they are counted, and again in Rust while decoding. Two
-//! different rows with the same key (a span reported twice with different contents) are
-//! folded to one of them.
+//! different rows with the same key (a span reported twice with different contents, such as
+//! a span sent in two halves) are folded to one of them; the embedded store keeps both
+//! then. This is the one known difference between the two engines' answers.
 //!
 //! Reads run where the data is: search finds the matching trace ids with one aggregation
 //! over the shards (ordered and limited there), then fetches only those traces' spans;
 //! dependency links are a join of child to parent spans on each shard (both are on the
 //! trace's shard), aggregated into (parent, child) counts. Names are lower-cased as the
 //! embedded store does; search compares them case-insensitively.
+//!
+//! Semantics are the embedded store's (`meshlens-spanstore`), which the tests check answer
+//! for answer on the same writes: a search matches a trace with a span in the window whose
+//! spans meet every criterion (only the named service's spans count when one is named),
+//! picks the newest `limit` by earliest span and orders them by root start; dependencies
+//! link whole traces that reach into the window, Zipkin's linker rules for the common
+//! shapes (client/server pairs, shared server spans, uninstrumented callees). Spans with
+//! no kind between a client and its server, and producer/consumer pairs, follow simpler
+//! rules here than in Zipkin's linker (see `served_calls` and `leaf_calls`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
