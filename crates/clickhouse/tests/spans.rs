@@ -900,3 +900,32 @@ fn hostile_queries_are_answered_not_failed() {
     // The odd strings were data, not SQL: the table is still there.
     assert!(!store.trace(&data[0].trace_id).unwrap().is_empty());
 }
+
+#[test]
+fn span_queries_obey_the_row_limit() {
+    let Some(c) = common::cluster() else { return };
+    let data = dataset();
+    let url = c.storage_url(0, "spans_limit");
+    common::open(&url).spans().write(&data).unwrap();
+    let opts = meshlens_clickhouse::StorageOptions {
+        max_rows_to_read: 10,
+        ..Default::default()
+    };
+    let s = common::open_with(&url, opts);
+    let e = s.spans().find_traces(&q()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            meshlens_model::StorageError::TooManySamples { limit: 10 }
+        ),
+        "{e:?}"
+    );
+    let e = s.spans().dependencies(i64::MAX, 0).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            meshlens_model::StorageError::TooManySamples { limit: 10 }
+        ),
+        "{e:?}"
+    );
+}
