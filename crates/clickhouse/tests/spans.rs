@@ -13,7 +13,7 @@ use meshlens_model::{
 /// 2025-12-04 00:00 UTC in microseconds; traces start a minute apart from here.
 const BASE_US: u64 = 1_764_806_400_000_000;
 const MINUTE_US: u64 = 60_000_000;
-const TRACES: u64 = 14;
+const TRACES: u64 = 24;
 
 /// A small deterministic generator (64-bit LCG), so the data set is the same every run.
 struct Lcg(u64);
@@ -164,7 +164,7 @@ impl Gen {
     }
 }
 
-/// Fourteen traces over five services (names in mixed case), half with 128-bit ids, one
+/// Twenty-four traces over five services (names in mixed case), half with 128-bit ids, one
 /// 64-bit id equal to a 128-bit id's low half; calls to an uninstrumented service, local
 /// spans, tags, annotations and errors.
 fn dataset() -> Vec<Span> {
@@ -590,7 +590,7 @@ fn ids(traces: &[Vec<Span>]) -> Vec<(u64, u64)> {
 fn reads_equal_the_in_memory_answers() {
     let Some(c) = common::cluster() else { return };
     let data = dataset();
-    assert!(data.len() > 100, "{} spans", data.len());
+    assert!(data.len() > 250, "{} spans", data.len());
     let w = common::open(&c.storage_url(0, "spans_read"));
     write_all(w.spans(), &data);
     // Read through the other server: the data is the cluster's, not the writer node's.
