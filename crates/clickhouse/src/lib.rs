@@ -4,7 +4,8 @@
 //! Main types: [`StorageUrl`] (the `clickhouse://HOST:PORT/DATABASE?cluster=CLUSTER`
 //! address), [`Client`] (a blocking client for ClickHouse's HTTP interface), [`Schema`]
 //! (tables, versions, retention) and [`ClickHouseStorage`], whose
-//! [`metrics`](ClickHouseStorage::metrics) implement `MetricWriter` and `MetricReader`.
+//! [`metrics`](ClickHouseStorage::metrics) implement `MetricWriter` and `MetricReader` and
+//! whose [`spans`](ClickHouseStorage::spans) implement `SpanWriter` and `SpanReader`.
 //!
 //! Key design decision: data is sharded by series fingerprint (metrics) and trace id
 //! (spans), so everything one query needs about one series or one trace is on one shard;
@@ -19,6 +20,7 @@ mod error;
 pub mod metrics;
 mod rowbinary;
 pub mod schema;
+pub mod spans;
 mod sql;
 mod time;
 mod url;
@@ -32,13 +34,14 @@ pub use client::{Client, ClientOptions};
 pub use error::{code, ClickHouseError};
 pub use metrics::MetricStore;
 pub use schema::{DataKind, Schema, SCHEMA_VERSION};
+pub use spans::SpanStore;
 pub use url::{StorageUrl, DEFAULT_HTTP_PORT};
 
 /// Options of a ClickHouse-backed storage.
 #[derive(Clone, Debug, Default)]
 pub struct StorageOptions {
     pub client: ClientOptions,
-    /// ClickHouse's `max_rows_to_read` for every metric query; 0 means no limit. A query
+    /// ClickHouse's `max_rows_to_read` for every metric and span query; 0 means no limit. A query
     /// that would scan more fails with `TooManySamples` naming this limit (HTTP 422).
     pub max_rows_to_read: u64,
 }
@@ -49,6 +52,7 @@ pub struct ClickHouseStorage {
     client: Arc<Client>,
     schema: Schema,
     metrics: Arc<MetricStore>,
+    spans: Arc<SpanStore>,
 }
 
 impl ClickHouseStorage {
@@ -71,11 +75,17 @@ impl ClickHouseStorage {
             schema.clone(),
             opts.max_rows_to_read,
         ));
+        let spans = Arc::new(SpanStore::new(
+            client.clone(),
+            schema.clone(),
+            opts.max_rows_to_read,
+        ));
         Ok(ClickHouseStorage {
             url: url.clone(),
             client,
             schema,
             metrics,
+            spans,
         })
     }
 
@@ -99,6 +109,16 @@ impl ClickHouseStorage {
     /// The metrics store, shared: what a server hands to its readers and writers.
     pub fn metric_store(&self) -> Arc<MetricStore> {
         self.metrics.clone()
+    }
+
+    /// The span store (`SpanWriter` + `SpanReader`).
+    pub fn spans(&self) -> &SpanStore {
+        &self.spans
+    }
+
+    /// The span store, shared: what a server hands to its readers and writers.
+    pub fn span_store(&self) -> Arc<SpanStore> {
+        self.spans.clone()
     }
 
     /// Retention: drops the day partitions of `kind` before `day` (days since the epoch,

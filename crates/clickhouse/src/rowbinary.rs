@@ -19,6 +19,10 @@ impl RowWriter {
         Self::default()
     }
 
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
     pub fn u16(&mut self, v: u16) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
@@ -55,8 +59,21 @@ impl RowWriter {
         }
     }
 
+    /// `Array(UInt64)`: LEB128 count, then the numbers.
+    pub fn u64s(&mut self, items: impl ExactSizeIterator<Item = u64>) {
+        self.varint(items.len() as u64);
+        for v in items {
+            self.u64(v);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
+    }
+
+    /// Bytes encoded so far: what batching measures.
+    pub fn len(&self) -> usize {
+        self.buf.len()
     }
 
     pub fn into_bytes(self) -> bytes::Bytes {
@@ -105,6 +122,10 @@ impl<'a> RowReader<'a> {
 
     pub fn u8(&mut self) -> Result<u8, ClickHouseError> {
         Ok(self.array::<1>()?[0])
+    }
+
+    pub fn u16(&mut self) -> Result<u16, ClickHouseError> {
+        Ok(u16::from_le_bytes(self.array()?))
     }
 
     pub fn u32(&mut self) -> Result<u32, ClickHouseError> {
@@ -162,6 +183,13 @@ impl<'a> RowReader<'a> {
     pub fn strings(&mut self) -> Result<Vec<String>, ClickHouseError> {
         let n = self.len()?;
         (0..n).map(|_| self.string()).collect()
+    }
+
+    /// `Array(UInt64)`; the count is checked against the bytes left before anything is
+    /// allocated.
+    pub fn u64s(&mut self) -> Result<Vec<u64>, ClickHouseError> {
+        let n = self.len()?;
+        (0..n).map(|_| self.u64()).collect()
     }
 }
 
