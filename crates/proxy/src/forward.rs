@@ -36,6 +36,13 @@ pub enum SendError {
 
 type H1Pool = HashMap<String, Vec<http1::SendRequest<ReqBody>>>;
 
+/// Idle HTTP/1.1 connections kept per endpoint, over all serving threads' pools (Envoy's
+/// default connection limit per cluster). An HTTP/1.1 connection carries one request at a
+/// time, so a proxy with N requests in flight to an endpoint needs N connections; keeping
+/// fewer than that idle made every request past the cap dial a new connection and drop it
+/// after its response (measured: 128 per thread churned under 1,000 downstream connections).
+pub const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
 thread_local! {
     /// Which of an [`Upstreams`]' HTTP/1.1 pools this thread uses (see [`set_local_pool`]).
     static LOCAL_POOL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -66,7 +73,8 @@ impl Upstreams {
             h1: (0..pools.max(1)).map(|_| Mutex::default()).collect(),
             h2: Mutex::default(),
             connect_timeout,
-            max_idle_per_endpoint: 128,
+            // Each thread's share, with a floor for uneven load across threads.
+            max_idle_per_endpoint: (MAX_IDLE_PER_ENDPOINT / pools.max(1)).max(128),
             peers: Mutex::default(),
             failures: None,
         })
@@ -167,7 +175,7 @@ impl Upstreams {
     fn take_idle(&self, addr: &str) -> Option<http1::SendRequest<ReqBody>> {
         let mut pool = self.local_h1().lock();
         let list = pool.get_mut(addr)?;
-        list.retain(|s| !s.is_closed());
+        // A closed connection is never ready: it is skipped here and dropped by `park`.
         let i = list.iter().position(|s| s.is_ready())?;
         Some(list.swap_remove(i))
     }
@@ -178,8 +186,14 @@ impl Upstreams {
     fn park(&self, addr: &str, sender: http1::SendRequest<ReqBody>) {
         let mut pool = self.local_h1().lock();
         match pool.get_mut(addr) {
-            Some(list) if list.len() < self.max_idle_per_endpoint => list.push(sender),
-            Some(_) => {}
+            Some(list) => {
+                if list.len() >= self.max_idle_per_endpoint {
+                    list.retain(|s| !s.is_closed());
+                }
+                if list.len() < self.max_idle_per_endpoint {
+                    list.push(sender);
+                }
+            }
             None => {
                 pool.insert(addr.to_string(), vec![sender]);
             }
