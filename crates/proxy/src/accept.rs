@@ -28,8 +28,12 @@ use crate::telemetry::metrics::Metrics;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Largest buffered message head (and read buffer) per HTTP/1.1 connection, downstream and
-/// upstream. hyper starts at 8 KiB and grows only when a head or read needs more; 64 KiB
-/// keeps Envoy's default 60 KiB header limit while bounding a connection's buffers.
+/// upstream. hyper (as patched in `vendor/hyper`) starts reading at 2 KiB and grows only when
+/// a head or read needs more; 64 KiB keeps Envoy's default 60 KiB header limit while bounding
+/// a connection's buffers. Downstream it is also the head limit proper (`max_header_size`):
+/// the buffer limit alone let a head that arrived in one read exceed it. (hyper-util's `auto`
+/// builder, for the rare connections whose protocol the first bytes do not tell, has no such
+/// setting and keeps the buffer limit only.)
 pub const MAX_BUF_SIZE: usize = 64 << 10;
 
 /// How long a new connection may stay silent before its protocol is known.
@@ -100,6 +104,7 @@ where
         h1.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
             .max_buf_size(MAX_BUF_SIZE)
+            .max_header_size(MAX_BUF_SIZE)
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
