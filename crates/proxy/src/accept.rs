@@ -28,9 +28,9 @@ use crate::telemetry::metrics::Metrics;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Largest buffered message head (and read buffer) per HTTP/1.1 connection, downstream and
-/// upstream. hyper (as patched in `vendor/hyper`) starts reading at 2 KiB and grows only when
-/// a head or read needs more; 64 KiB keeps Envoy's default 60 KiB header limit while bounding
-/// a connection's buffers. Downstream it is also the head limit proper (`max_header_size`):
+/// upstream. hyper starts reading at 8 KiB and grows only when a head or read needs more;
+/// 64 KiB keeps Envoy's default 60 KiB header limit while bounding a connection's buffers.
+/// Downstream it is also the head limit proper (`max_header_size`):
 /// the buffer limit alone let a head that arrived in one read exceed it. (hyper-util's `auto`
 /// builder, for the rare connections whose protocol the first bytes do not tell, has no such
 /// setting and keeps the buffer limit only.)

@@ -1,7 +1,6 @@
-//! Per-connection HTTP/1.1 buffers are small: reads start at 2 KiB and a connection that
-//! waits holds no read buffer (the patched hyper in `vendor/hyper`). Whatever the buffers,
-//! heads and bodies of any allowed size still pass both ways, and keep-alive connections
-//! that sat idle between requests go on serving.
+//! Per-connection HTTP/1.1 buffers and the head limit: heads larger than the first read and
+//! bodies of any allowed size pass both ways, a head over 64 KiB is refused with 431, and
+//! keep-alive connections that sat idle between requests go on serving.
 
 mod common;
 
