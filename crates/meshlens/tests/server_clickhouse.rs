@@ -1,7 +1,9 @@
 //! `meshlens server --storage clickhouse://…` on a real 2-shard ClickHouse 18.16 cluster:
 //! remote-written samples are queried back through PromQL and the label API, from a second
 //! server with an empty data directory too (the data is in ClickHouse, not on local disk);
-//! an unreachable ClickHouse stops the start with its address named.
+//! Zipkin spans posted to it are answered by trace id, search, services and dependencies, from
+//! that second server too, and are rows in the cluster's span table; an unreachable ClickHouse
+//! stops the start with its address named.
 
 mod common;
 
@@ -22,6 +24,75 @@ fn series(job: &str, i: usize, t0: i64) -> TimeSeries {
             .map(|k| Sample::new(t0 + k * 15_000, (i * 10) as f64 + k as f64))
             .collect(),
     }
+}
+
+const TRACES: u64 = 6;
+
+fn trace_id(t: u64) -> String {
+    format!("{:016x}", 0xc1c1_0000_0000_0000u64 + t * 0x0101)
+}
+
+/// `TRACES` traces, each a `frontend` client span calling `backend` and the server span
+/// answering it, timestamped a minute ago (microseconds).
+fn zipkin_spans(t0_us: i64) -> String {
+    let mut spans = Vec::new();
+    for t in 0..TRACES {
+        let ts = t0_us + t as i64 * 1_000;
+        spans.push(serde_json::json!({
+            "traceId": trace_id(t), "id": format!("{:016x}", 0x100 + t), "kind": "CLIENT",
+            "name": "get /items", "timestamp": ts, "duration": 900,
+            "localEndpoint": {"serviceName": "frontend"},
+            "remoteEndpoint": {"serviceName": "backend"},
+            "tags": {"http.path": "/items", "http.status_code": "200"},
+        }));
+        spans.push(serde_json::json!({
+            "traceId": trace_id(t), "id": format!("{:016x}", 0x200 + t),
+            "parentId": format!("{:016x}", 0x100 + t), "kind": "SERVER",
+            "name": "get /items", "timestamp": ts + 100, "duration": 700,
+            "localEndpoint": {"serviceName": "backend"},
+        }));
+    }
+    serde_json::Value::Array(spans).to_string()
+}
+
+/// The posted spans, through the Zipkin read API: every trace by id, search by service, the
+/// service names and the frontend -> backend link. Polls: the cluster's inserts may land a
+/// moment after they are acknowledged.
+fn check_spans(server: &Server) {
+    let end = now_ms();
+    common::poll(std::time::Duration::from_secs(30), || {
+        let v = common::get_json(&server.url(&format!(
+            "/api/v2/traces?serviceName=backend&endTs={end}&lookback=3600000&limit=100"
+        )));
+        (v.as_array().map(Vec::len) == Some(TRACES as usize)).then_some(())
+    });
+    let v = common::get_json(&server.url(&format!(
+        "/api/v2/traces?serviceName=backend&endTs={end}&lookback=3600000&limit=100"
+    )));
+    for trace in v.as_array().unwrap() {
+        assert_eq!(trace.as_array().unwrap().len(), 2, "{trace}");
+    }
+    for t in 0..TRACES {
+        let v = common::get_json(&server.url(&format!("/api/v2/trace/{}", trace_id(t))));
+        let spans = v.as_array().unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(spans.len(), 2, "{v}");
+        let mut services: Vec<&str> = spans
+            .iter()
+            .map(|s| s["localEndpoint"]["serviceName"].as_str().unwrap())
+            .collect();
+        services.sort();
+        assert_eq!(services, ["backend", "frontend"], "{v}");
+    }
+    let v = common::get_json(&server.url("/api/v2/services"));
+    assert_eq!(v, serde_json::json!(["backend", "frontend"]));
+    let v = common::get_json(&server.url(&format!(
+        "/api/v2/dependencies?endTs={end}&lookback=3600000"
+    )));
+    let links = v.as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(links.len(), 1, "{v}");
+    assert_eq!(links[0]["parent"], "frontend", "{v}");
+    assert_eq!(links[0]["child"], "backend", "{v}");
+    assert_eq!(links[0]["callCount"], TRACES, "{v}");
 }
 
 fn scalar(v: &serde_json::Value) -> f64 {
@@ -83,6 +154,35 @@ fn metrics_round_trip_through_clickhouse_and_survive_the_server() {
         "1",
         "the old sample is stored before the retention pass"
     );
+
+    // Spans: posted as Zipkin v2 JSON, answered from ClickHouse, stored there.
+    let t0_us = (now_ms() - 60_000) * 1000;
+    let r = conn
+        .request(
+            "POST",
+            "/api/v2/spans",
+            &[("Content-Type", "application/json")],
+            zipkin_spans(t0_us).as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    check_spans(&server);
+    let span_rows: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            n.sql("SELECT count() FROM server_e2e.spans_local")
+                .unwrap()
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(span_rows, 2 * TRACES, "span rows in the cluster");
+    let in_dist = cluster.nodes[1]
+        .sql("SELECT count() FROM server_e2e.spans WHERE local_service IN ('frontend', 'backend')")
+        .unwrap();
+    assert_eq!(in_dist.trim(), (2 * TRACES).to_string());
     server.kill9();
 
     // Another server, empty data directory, the other ClickHouse node: the same answers.
@@ -95,6 +195,7 @@ fn metrics_round_trip_through_clickhouse_and_survive_the_server() {
         scalar(&server.query("sum(ch_requests_total)", Some(at))),
         want
     );
+    check_spans(&server);
     let rows = cluster.nodes[0]
         .sql("SELECT count() FROM server_e2e.samples_local")
         .unwrap();

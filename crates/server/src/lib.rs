@@ -127,8 +127,7 @@ impl Default for ServerOptions {
     }
 }
 
-/// Where a server keeps metrics. Spans stay in the embedded span store either way, until the
-/// ClickHouse span store exists.
+/// Where a server keeps a tenant's metrics and spans.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum MetricStorage {
     /// The embedded TSDB in the data directory.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use meshlens_access::limits::{LimitCounters, Limits, RateLimiters};
 use meshlens_model::{Span, SpanRef, SpanWriter, StorageError};
-use meshlens_spanstore::SpanStore;
 
 pub struct IngestLimits {
     pub limits: Limits,
@@ -30,7 +29,7 @@ impl IngestLimits {
 /// The span store behind the spans rate limit of one tenant.
 pub struct LimitedSpans {
     pub tenant: String,
-    pub inner: Arc<SpanStore>,
+    pub inner: Arc<dyn SpanWriter>,
     pub limits: Arc<IngestLimits>,
 }
 

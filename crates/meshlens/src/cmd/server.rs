@@ -13,9 +13,9 @@ pub struct Args {
     /// Where metrics (and later traces) are stored.
     #[arg(long, default_value = "meshlens-data")]
     pub data_dir: PathBuf,
-    /// Where metrics are stored: `embedded` (the TSDB in --data-dir), or
-    /// `clickhouse://HOST:PORT/DATABASE[?cluster=CLUSTER]` (ClickHouse's HTTP port; with a
-    /// cluster from its remote_servers, sharded). Spans stay embedded for now.
+    /// Where metrics and spans are stored: `embedded` (the TSDB and span store in
+    /// --data-dir), or `clickhouse://HOST:PORT/DATABASE[?cluster=CLUSTER]` (ClickHouse's HTTP
+    /// port; with a cluster from its remote_servers, sharded).
     #[arg(long, default_value = "embedded")]
     pub storage: String,
     /// Address of the HTTP listener (Prometheus-compatible APIs, remote write, UI).

@@ -62,7 +62,11 @@ pub struct TenantStack {
     pub writer: Arc<dyn MetricWriter>,
     /// The service graph's per-edge aggregates; None with `--graph.aggregates-retention=0`.
     pub graph_aggregates: Option<Arc<EdgeAggregates>>,
+    /// The embedded span store: the span store with `--storage embedded`; with ClickHouse it
+    /// holds nothing of the tenant's spans and only its status figures come from here.
     pub spans: Arc<SpanStore>,
+    /// Where the tenant's spans are read from (the embedded span store or ClickHouse).
+    pub span_reader: Arc<dyn SpanReader>,
     pub trace_state: Arc<TraceApiState>,
     router: Router,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -222,10 +226,7 @@ impl Tenants {
                 .collect(),
         });
         let spans = Arc::new(federated::FederatedSpans {
-            tenants: stacks
-                .iter()
-                .map(|s| s.spans.clone() as Arc<dyn SpanReader>)
-                .collect(),
+            tenants: stacks.iter().map(|s| s.span_reader.clone()).collect(),
         });
         let ids: Vec<&str> = stacks.iter().map(|s| s.id.as_str()).collect();
         routes(
@@ -399,6 +400,7 @@ async fn open_stack(
         })??;
     let tsdb = Arc::new(tsdb);
     let mut retention = None;
+    let mut clickhouse = None;
     let (metrics_reader, metrics_store, head): MetricStores = match &opts.storage {
         crate::MetricStorage::Embedded => (tsdb.clone(), tsdb.clone(), Some(tsdb.clone())),
         crate::MetricStorage::ClickHouse(url) => {
@@ -412,14 +414,19 @@ async fn open_stack(
                 source: std::io::Error::other(e),
             })??;
             let store = ch.metric_store();
-            if let Some(keep_ms) = opts.tsdb.retention_time_ms {
+            let ch = Arc::new(ch);
+            let metrics_keep = opts.tsdb.retention_time_ms;
+            let spans_keep = Some(opts.spans.retention_ms).filter(|&ms| ms > 0);
+            if metrics_keep.is_some() || spans_keep.is_some() {
                 retention = Some(tokio::spawn(clickhouse_retention(
-                    Arc::new(ch),
-                    keep_ms,
+                    ch.clone(),
+                    metrics_keep,
+                    spans_keep,
                     opts.maintenance_interval,
                     shared.stop.clone(),
                 )));
             }
+            clickhouse = Some(ch);
             (store.clone(), store, None)
         }
     };
@@ -435,12 +442,21 @@ async fn open_stack(
         })??;
     let spans = Arc::new(spans);
     tsdb.start_background(opts.maintenance_interval);
+    // With ClickHouse the tenant's spans are written to and read from the cluster; the
+    // embedded span store stays open (empty) for the status figures only.
+    let (span_reader, span_store): (Arc<dyn SpanReader>, Arc<dyn SpanWriter>) = match &clickhouse {
+        Some(ch) => {
+            let s = ch.span_store();
+            (s.clone(), s)
+        }
+        None => (spans.clone(), spans.clone()),
+    };
     let writer: Arc<dyn SpanWriter> = Arc::new(LimitedSpans {
         tenant: id.to_string(),
-        inner: spans.clone(),
+        inner: span_store,
         limits: shared.limits.clone(),
     });
-    let mut trace_state = TraceApiState::new(writer, spans.clone());
+    let mut trace_state = TraceApiState::new(writer, span_reader.clone());
     trace_state.max_body_bytes = opts.max_span_body_bytes;
     trace_state.counters = shared.trace_counters.clone();
     if opts.spans.retention_ms > 0 {
@@ -491,6 +507,7 @@ async fn open_stack(
         writer: metrics_writer,
         graph_aggregates,
         spans,
+        span_reader,
         trace_state,
         router,
         tasks: parking_lot::Mutex::new(tasks),
@@ -502,27 +519,33 @@ async fn open_stack(
 /// TSDB counts from its newest sample instead; a cluster's writers have no common newest).
 async fn clickhouse_retention(
     ch: Arc<meshlens_clickhouse::ClickHouseStorage>,
-    keep_ms: i64,
+    metrics_keep_ms: Option<i64>,
+    spans_keep_ms: Option<i64>,
     every: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let kinds: Vec<(meshlens_clickhouse::DataKind, i64)> = [
+        (meshlens_clickhouse::DataKind::Metrics, metrics_keep_ms),
+        (meshlens_clickhouse::DataKind::Spans, spans_keep_ms),
+    ]
+    .into_iter()
+    .filter_map(|(k, keep)| keep.map(|ms| (k, ms)))
+    .collect();
     loop {
-        let c = ch.clone();
-        let pass = tokio::task::spawn_blocking(move || {
-            c.enforce_retention(
-                meshlens_clickhouse::DataKind::Metrics,
-                meshlens_model::time::now_ms(),
-                keep_ms,
-            )
-        });
-        match pass.await {
-            Ok(Ok(dropped)) => {
-                for (table, day) in dropped {
-                    tracing::info!(table, day, "clickhouse retention dropped a day");
+        for &(kind, keep_ms) in &kinds {
+            let c = ch.clone();
+            let pass = tokio::task::spawn_blocking(move || {
+                c.enforce_retention(kind, meshlens_model::time::now_ms(), keep_ms)
+            });
+            match pass.await {
+                Ok(Ok(dropped)) => {
+                    for (table, day) in dropped {
+                        tracing::info!(table, day, "clickhouse retention dropped a day");
+                    }
                 }
+                Ok(Err(e)) => tracing::warn!(error = %e, "clickhouse retention failed"),
+                Err(_) => {}
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "clickhouse retention failed"),
-            Err(_) => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
