@@ -37,6 +37,29 @@ pub use schema::{DataKind, Schema, SCHEMA_VERSION};
 pub use spans::SpanStore;
 pub use url::{StorageUrl, DEFAULT_HTTP_PORT};
 
+/// The scan guard every read carries: ClickHouse's `max_rows_to_read` (0: none), and the
+/// 422 a read gets when it would scan more.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ReadLimit(pub(crate) u64);
+
+impl ReadLimit {
+    pub(crate) fn settings(self) -> Vec<client::Setting<'static>> {
+        match self.0 {
+            0 => Vec::new(),
+            n => vec![("max_rows_to_read", n.to_string())],
+        }
+    }
+
+    pub(crate) fn error(self, e: ClickHouseError) -> meshlens_model::StorageError {
+        match e.code() {
+            Some(code::TOO_MANY_ROWS) => meshlens_model::StorageError::TooManySamples {
+                limit: usize::try_from(self.0).unwrap_or(usize::MAX),
+            },
+            _ => e.into(),
+        }
+    }
+}
+
 /// Options of a ClickHouse-backed storage.
 #[derive(Clone, Debug, Default)]
 pub struct StorageOptions {

@@ -27,7 +27,6 @@ use meshlens_model::{
 use parking_lot::Mutex;
 
 use crate::client::{Client, Setting};
-use crate::error::code;
 use crate::rowbinary::{RowReader, RowWriter};
 use crate::schema::Schema;
 use crate::sql::{label_expr, matchers_condition, quote};
@@ -81,20 +80,11 @@ impl MetricStore {
     }
 
     fn read_settings(&self) -> Vec<Setting<'static>> {
-        let mut s = Vec::new();
-        if self.max_rows_to_read > 0 {
-            s.push(("max_rows_to_read", self.max_rows_to_read.to_string()));
-        }
-        s
+        crate::ReadLimit(self.max_rows_to_read).settings()
     }
 
     fn read_error(&self, e: ClickHouseError) -> StorageError {
-        match e.code() {
-            Some(code::TOO_MANY_ROWS) => StorageError::TooManySamples {
-                limit: usize::try_from(self.max_rows_to_read).unwrap_or(usize::MAX),
-            },
-            _ => e.into(),
-        }
+        crate::ReadLimit(self.max_rows_to_read).error(e)
     }
 
     /// `WHERE` for the series table: matchers plus the days of `[mint, maxt]`.

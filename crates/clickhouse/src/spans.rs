@@ -43,7 +43,6 @@ use meshlens_model::{
 };
 
 use crate::client::{Client, Setting};
-use crate::error::code;
 use crate::rowbinary::{RowReader, RowWriter};
 use crate::schema::Schema;
 use crate::sql::quote;
@@ -237,17 +236,6 @@ fn decode(r: &mut RowReader<'_>) -> Result<Span, ClickHouseError> {
     })
 }
 
-/// The start of a trace as the embedded store orders results: its root span's timestamp,
-/// else its earliest.
-fn trace_start(spans: &[Span]) -> u64 {
-    spans
-        .iter()
-        .find(|s| s.parent_id.is_none() && s.timestamp.is_some())
-        .and_then(|s| s.timestamp)
-        .or_else(|| spans.iter().filter_map(|s| s.timestamp).min())
-        .unwrap_or(0)
-}
-
 /// A trace's spans in time order, one per span key.
 fn tidy(mut spans: Vec<Span>) -> Vec<Span> {
     spans.sort_by_key(|s| (s.timestamp.unwrap_or(0), s.id, s.shared));
@@ -266,20 +254,11 @@ impl SpanStore {
     }
 
     fn read_settings(&self) -> Vec<Setting<'static>> {
-        let mut s = Vec::new();
-        if self.max_rows_to_read > 0 {
-            s.push(("max_rows_to_read", self.max_rows_to_read.to_string()));
-        }
-        s
+        crate::ReadLimit(self.max_rows_to_read).settings()
     }
 
     fn read_error(&self, e: ClickHouseError) -> StorageError {
-        match e.code() {
-            Some(code::TOO_MANY_ROWS) => StorageError::TooManySamples {
-                limit: usize::try_from(self.max_rows_to_read).unwrap_or(usize::MAX),
-            },
-            _ => e.into(),
-        }
+        crate::ReadLimit(self.max_rows_to_read).error(e)
     }
 
     fn query(&self, sql: &str) -> Result<bytes::Bytes, StorageError> {
@@ -537,7 +516,7 @@ impl SpanReader for SpanStore {
         let mut by_id = self.traces(&ids)?;
         let mut out: Vec<Vec<Span>> = ids.iter().filter_map(|k| by_id.remove(k)).collect();
         // Stable: equal starts keep the order ClickHouse chose.
-        out.sort_by_key(|t| std::cmp::Reverse(trace_start(t)));
+        out.sort_by_key(|t| std::cmp::Reverse(meshlens_model::trace::trace_start(t)));
         Ok(out)
     }
 

@@ -339,15 +339,6 @@ fn matches(q: &TraceQuery, spans: &[Span]) -> bool {
     })
 }
 
-fn trace_start(spans: &[Span]) -> u64 {
-    spans
-        .iter()
-        .find(|s| s.parent_id.is_none() && s.timestamp.is_some())
-        .and_then(|s| s.timestamp)
-        .or_else(|| spans.iter().filter_map(|s| s.timestamp).min())
-        .unwrap_or(0)
-}
-
 /// Trace ids the search should answer, in order.
 fn expected_search(data: &[Span], q: &TraceQuery) -> Vec<(u64, u64)> {
     let limit = if q.limit == 0 { 10 } else { q.limit };
@@ -356,7 +347,7 @@ fn expected_search(data: &[Span], q: &TraceQuery) -> Vec<(u64, u64)> {
         .filter(|(_, spans)| matches(q, spans))
         .map(|(id, spans)| {
             let first = spans.iter().filter_map(|s| s.timestamp).min().unwrap_or(0);
-            (first, id, trace_start(&spans))
+            (first, id, meshlens_model::trace::trace_start(&spans))
         })
         .collect();
     hits.sort_by_key(|h| std::cmp::Reverse((h.0, h.1)));

@@ -165,6 +165,17 @@ pub struct DependencyLink {
     pub error_count: u64,
 }
 
+/// When a trace started, as Zipkin orders search results: its root span's timestamp, else
+/// its earliest (microseconds; 0 when no span has one).
+pub fn trace_start(spans: &[Span]) -> u64 {
+    spans
+        .iter()
+        .find(|s| s.parent_id.is_none() && s.timestamp.is_some())
+        .and_then(|s| s.timestamp)
+        .or_else(|| spans.iter().filter_map(|s| s.timestamp).min())
+        .unwrap_or(0)
+}
+
 pub trait SpanWriter: Send + Sync {
     fn write(&self, spans: &[Span]) -> Result<(), StorageError>;
     /// Writes spans borrowed from a request body. Engines that encode spans themselves

@@ -58,7 +58,7 @@ impl Inner {
             let spans = self.collect_trace(&p, &id)?;
             let views: Vec<SpanView<'_>> = spans.iter().map(SpanView::from_span).collect();
             if c.test(&views) {
-                results.push((trace_start(&spans), spans));
+                results.push((meshlens_model::trace::trace_start(&spans), spans));
                 if results.len() >= limit {
                     break;
                 }
@@ -171,16 +171,6 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-/// Root span's timestamp, else the earliest one (Zipkin's notion of trace start).
-fn trace_start(spans: &[Span]) -> u64 {
-    spans
-        .iter()
-        .find(|s| s.parent_id.is_none() && s.timestamp.is_some())
-        .and_then(|s| s.timestamp)
-        .or_else(|| spans.iter().filter_map(|s| s.timestamp).min())
-        .unwrap_or(0)
 }
 
 /// Sorts by time and removes exact duplicates (the same span written twice).
