@@ -37,27 +37,38 @@ pub use schema::{DataKind, Schema, SCHEMA_VERSION};
 pub use spans::SpanStore;
 pub use url::{StorageUrl, DEFAULT_HTTP_PORT};
 
-/// The scan guard every read carries: ClickHouse's `max_rows_to_read` (0: none), and the
-/// 422 a read gets when it would scan more.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ReadLimit(pub(crate) u64);
+/// A read under the scan guard every store query carries: ClickHouse's `max_rows_to_read`
+/// (0: none), a read that would scan more failing with `TooManySamples` (422) naming it.
+pub(crate) fn read(
+    client: &Client,
+    max_rows_to_read: u64,
+    sql: &str,
+) -> Result<bytes::Bytes, meshlens_model::StorageError> {
+    let settings = match max_rows_to_read {
+        0 => Vec::new(),
+        n => vec![("max_rows_to_read", n.to_string())],
+    };
+    client.query(sql, &settings).map_err(|e| match e.code() {
+        Some(code::TOO_MANY_ROWS) => meshlens_model::StorageError::TooManySamples {
+            limit: usize::try_from(max_rows_to_read).unwrap_or(usize::MAX),
+        },
+        _ => e.into(),
+    })
+}
 
-impl ReadLimit {
-    pub(crate) fn settings(self) -> Vec<client::Setting<'static>> {
-        match self.0 {
-            0 => Vec::new(),
-            n => vec![("max_rows_to_read", n.to_string())],
-        }
+/// [`read`] of a one-column `String` answer.
+pub(crate) fn read_strings(
+    client: &Client,
+    max_rows_to_read: u64,
+    sql: &str,
+) -> Result<Vec<String>, meshlens_model::StorageError> {
+    let b = read(client, max_rows_to_read, sql)?;
+    let mut r = rowbinary::RowReader::new(&b);
+    let mut out = Vec::new();
+    while !r.is_done() {
+        out.push(r.string()?);
     }
-
-    pub(crate) fn error(self, e: ClickHouseError) -> meshlens_model::StorageError {
-        match e.code() {
-            Some(code::TOO_MANY_ROWS) => meshlens_model::StorageError::TooManySamples {
-                limit: usize::try_from(self.0).unwrap_or(usize::MAX),
-            },
-            _ => e.into(),
-        }
-    }
+    Ok(out)
 }
 
 /// Options of a ClickHouse-backed storage.

@@ -26,7 +26,7 @@ use meshlens_model::{
 };
 use parking_lot::Mutex;
 
-use crate::client::{Client, Setting};
+use crate::client::Client;
 use crate::rowbinary::{RowReader, RowWriter};
 use crate::schema::Schema;
 use crate::sql::{label_expr, matchers_condition, quote};
@@ -79,14 +79,6 @@ impl MetricStore {
         }
     }
 
-    fn read_settings(&self) -> Vec<Setting<'static>> {
-        crate::ReadLimit(self.max_rows_to_read).settings()
-    }
-
-    fn read_error(&self, e: ClickHouseError) -> StorageError {
-        crate::ReadLimit(self.max_rows_to_read).error(e)
-    }
-
     /// `WHERE` for the series table: matchers plus the days of `[mint, maxt]`.
     fn series_where(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> String {
         format!(
@@ -110,10 +102,7 @@ impl MetricStore {
             self.schema.table("series"),
             self.series_where(matchers, mint, maxt)
         );
-        let b = self
-            .client
-            .query(&sql, &self.read_settings())
-            .map_err(|e| self.read_error(e))?;
+        let b = crate::read(&self.client, self.max_rows_to_read, &sql)?;
         let mut r = RowReader::new(&b);
         let mut out = HashMap::new();
         while !r.is_done() {
@@ -169,10 +158,7 @@ impl MetricStore {
             self.schema.local("series"),
             self.series_where(matchers, mint, maxt)
         );
-        let b = self
-            .client
-            .query(&sql, &self.read_settings())
-            .map_err(|e| self.read_error(e))?;
+        let b = crate::read(&self.client, self.max_rows_to_read, &sql)?;
         if b.len() % 24 != 0 {
             return Err(ClickHouseError::Decode {
                 reason: format!("samples answer of {} bytes is not whole rows", b.len()),
@@ -213,16 +199,7 @@ impl MetricStore {
     }
 
     fn strings_query(&self, sql: &str) -> Result<Vec<String>, StorageError> {
-        let b = self
-            .client
-            .query(sql, &self.read_settings())
-            .map_err(|e| self.read_error(e))?;
-        let mut r = RowReader::new(&b);
-        let mut out = Vec::new();
-        while !r.is_done() {
-            out.push(r.string()?);
-        }
-        Ok(out)
+        crate::read_strings(&self.client, self.max_rows_to_read, sql)
     }
 }
 

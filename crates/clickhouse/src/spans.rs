@@ -42,7 +42,7 @@ use meshlens_model::{
     TraceId, TraceQuery,
 };
 
-use crate::client::{Client, Setting};
+use crate::client::Client;
 use crate::rowbinary::{RowReader, RowWriter};
 use crate::schema::Schema;
 use crate::sql::quote;
@@ -253,28 +253,12 @@ impl SpanStore {
         }
     }
 
-    fn read_settings(&self) -> Vec<Setting<'static>> {
-        crate::ReadLimit(self.max_rows_to_read).settings()
-    }
-
-    fn read_error(&self, e: ClickHouseError) -> StorageError {
-        crate::ReadLimit(self.max_rows_to_read).error(e)
-    }
-
     fn query(&self, sql: &str) -> Result<bytes::Bytes, StorageError> {
-        self.client
-            .query(sql, &self.read_settings())
-            .map_err(|e| self.read_error(e))
+        crate::read(&self.client, self.max_rows_to_read, sql)
     }
 
     fn strings_query(&self, sql: &str) -> Result<Vec<String>, StorageError> {
-        let b = self.query(sql)?;
-        let mut r = RowReader::new(&b);
-        let mut out = Vec::new();
-        while !r.is_done() {
-            out.push(r.string()?);
-        }
-        Ok(out)
+        crate::read_strings(&self.client, self.max_rows_to_read, sql)
     }
 
     /// Spans matching `condition`, one per span key, with `visit` called on each.
