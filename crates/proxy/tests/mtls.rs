@@ -41,6 +41,29 @@ async fn inbound(b: &Backend, mode: &str, cert_dir: &Path) -> Harness {
     .await
 }
 
+/// The mesh CA (kept for its files), a `reviews` backend behind its inbound proxy under
+/// STRICT, and productpage's certificate directory for an outbound proxy.
+struct Strict {
+    _pki: Pki,
+    out_dir: std::path::PathBuf,
+    b: Backend,
+    inb: Harness,
+}
+
+async fn strict_reviews() -> Strict {
+    let pki = Pki::new();
+    let (in_dir, _) = pki.issue("reviews", "reviews");
+    let (out_dir, _) = pki.issue("productpage", "productpage");
+    let b = Backend::named("reviews").await;
+    let inb = inbound(&b, "STRICT", &in_dir).await;
+    Strict {
+        _pki: pki,
+        out_dir,
+        b,
+        inb,
+    }
+}
+
 /// An outbound proxy whose `reviews` is the inbound proxy at `port`, with a DestinationRule
 /// `tls` of `tls_mode` (none: auto mTLS).
 async fn outbound(port: u16, tls_mode: Option<&str>, cert_dir: Option<&Path>) -> Harness {
@@ -81,11 +104,12 @@ async fn plain_get(h: &Harness) -> Option<u16> {
 
 #[tokio::test]
 async fn proxies_speak_mtls_and_report_both_principals() {
-    let pki = Pki::new();
-    let (in_dir, _) = pki.issue("reviews", "reviews");
-    let (out_dir, _) = pki.issue("productpage", "productpage");
-    let b = Backend::named("reviews").await;
-    let inb = inbound(&b, "STRICT", &in_dir).await;
+    let Strict {
+        _pki,
+        out_dir,
+        b: _backend,
+        inb,
+    } = strict_reviews().await;
     let out = outbound(
         inb.proxy.addr().port(),
         Some("ISTIO_MUTUAL"),
@@ -149,11 +173,12 @@ async fn proxies_speak_mtls_and_report_both_principals() {
 
 #[tokio::test]
 async fn strict_refuses_plaintext_and_permissive_accepts_both() {
-    let pki = Pki::new();
-    let (in_dir, _) = pki.issue("reviews", "reviews");
-    let (out_dir, _) = pki.issue("productpage", "productpage");
-    let b = Backend::named("reviews").await;
-    let inb = inbound(&b, "STRICT", &in_dir).await;
+    let Strict {
+        _pki,
+        out_dir,
+        b,
+        inb,
+    } = strict_reviews().await;
     assert_eq!(plain_get(&inb).await, None, "STRICT served plaintext");
     assert_eq!(b.count(), 0);
     assert_eq!(failures(&inb.metrics().await, "not_tls"), 1.0);
@@ -454,11 +479,12 @@ async fn simple_and_mutual_tls_from_destination_rule_files() {
 /// gRPC keeps HTTP/2 end to end through the mTLS hop: ALPN picks h2 between the proxies.
 #[tokio::test]
 async fn grpc_stays_on_http2_over_mtls() {
-    let pki = Pki::new();
-    let (in_dir, _) = pki.issue("reviews", "reviews");
-    let (out_dir, _) = pki.issue("productpage", "productpage");
-    let b = Backend::named("reviews").await;
-    let inb = inbound(&b, "STRICT", &in_dir).await;
+    let Strict {
+        _pki,
+        out_dir,
+        b,
+        inb,
+    } = strict_reviews().await;
     let out = outbound(
         inb.proxy.addr().port(),
         Some("ISTIO_MUTUAL"),
@@ -503,11 +529,12 @@ async fn grpc_stays_on_http2_over_mtls() {
 /// certificate is refused by the caller, and both sides count a wrong identity.
 #[tokio::test]
 async fn subject_alt_names_pin_the_server_identity() {
-    let pki = Pki::new();
-    let (in_dir, _) = pki.issue("reviews", "reviews");
-    let (out_dir, _) = pki.issue("productpage", "productpage");
-    let b = Backend::named("reviews").await;
-    let inb = inbound(&b, "STRICT", &in_dir).await;
+    let Strict {
+        _pki,
+        out_dir,
+        b,
+        inb,
+    } = strict_reviews().await;
     let port = inb.proxy.addr().port();
     let wrong =
         "{mode: ISTIO_MUTUAL, subjectAltNames: [\"spiffe://cluster.local/ns/default/sa/ratings\"]}";
