@@ -161,6 +161,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let mut conn = httpc::Conn::open(&host)?;
+    // A store that acknowledges before its data is queryable (ClickHouse behind the write
+    // buffer) is timed from the last acknowledgement until the last trace sent is found.
+    let settle = Instant::now();
+    if let Some(last) = sample_ids.last() {
+        loop {
+            let r = conn.request("GET", &format!("/api/v2/trace/{last}"), &[], b"")?;
+            if r.status == 200 && r.body.len() > 2 {
+                break;
+            }
+            if settle.elapsed() > Duration::from_secs(600) {
+                bail!("trace {last} was not queryable 600 s after it was acknowledged");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    println!(
+        "\nAll spans queryable {:.2} s after the last was acknowledged.",
+        settle.elapsed().as_secs_f64()
+    );
     let mut lat = Vec::new();
     for id in sample_ids.iter().cycle().take(args.lookups) {
         let t = Instant::now();
