@@ -20,6 +20,7 @@ mod error;
 pub mod metrics;
 mod rowbinary;
 pub mod schema;
+mod span_aggregates;
 pub mod spans;
 mod sql;
 mod time;
