@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use meshlens_analysis::{compute_stats, StatsQuery};
 use meshlens_model::aggregate::evaluate;
 use meshlens_model::{
-    Endpoint, MeasureValue, Span, SpanAggregation, SpanDimension, SpanField, SpanFilter, SpanGroup,
-    SpanKind, SpanMeasure, SpanReader, SpanWriter, StorageError, TraceId,
+    DependencyLink, Endpoint, MeasureValue, Span, SpanAggregation, SpanDimension, SpanField,
+    SpanFilter, SpanGroup, SpanKind, SpanMeasure, SpanReader, SpanWriter, StorageError, TraceId,
+    TraceQuery,
 };
 
 /// 2025-12-04 00:00 UTC in microseconds; spans spread over the hour after it.
@@ -43,6 +44,10 @@ impl Lcg {
 /// durations and names, repeated durations, 64- and 128-bit ids, and spans before and
 /// after the hour.
 fn dataset() -> Vec<Span> {
+    dataset_of(TRACES)
+}
+
+fn dataset_of(traces: u64) -> Vec<Span> {
     let mut rng = Lcg(7);
     let services = ["frontend", "api", "Cart", "db", "auth"];
     let urls = [
@@ -57,7 +62,7 @@ fn dataset() -> Vec<Span> {
     let statuses = ["200", "200", "200", "404", "500", "503"];
     let mut spans = Vec::new();
     let mut id = 0u64;
-    for t in 0..TRACES {
+    for t in 0..traces {
         let trace_id = if t % 3 == 0 {
             TraceId {
                 high: 0,
@@ -195,6 +200,38 @@ fn queries() -> Vec<StatsQuery> {
     ]
 }
 
+/// A store that ships every span: ClickHouse without its aggregations, as `compute_stats`
+/// ran over it before (time slices read through `scan`).
+struct Shipping<'a>(&'a meshlens_clickhouse::SpanStore);
+
+impl SpanReader for Shipping<'_> {
+    fn trace(&self, id: &TraceId) -> Result<Vec<Span>, StorageError> {
+        self.0.trace(id)
+    }
+    fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError> {
+        self.0.find_traces(q)
+    }
+    fn service_names(&self) -> Result<Vec<String>, StorageError> {
+        self.0.service_names()
+    }
+    fn remote_service_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
+        self.0.remote_service_names(service)
+    }
+    fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
+        self.0.span_names(service)
+    }
+    fn dependencies(
+        &self,
+        end_ts: i64,
+        lookback: i64,
+    ) -> Result<Vec<DependencyLink>, StorageError> {
+        self.0.dependencies(end_ts, lookback)
+    }
+    fn scan(&self, a: u64, b: u64, visit: &mut dyn FnMut(&Span)) -> Result<(), StorageError> {
+        self.0.scan(a, b, visit)
+    }
+}
+
 #[test]
 fn stats_equal_the_embedded_store() {
     let Some(c) = common::cluster() else { return };
@@ -211,13 +248,19 @@ fn stats_equal_the_embedded_store() {
         let want = compute_stats(&emb, &q).unwrap();
         let started = std::time::Instant::now();
         let got = compute_stats(reader.spans(), &q).unwrap();
+        let on_shards = started.elapsed();
+        let started = std::time::Instant::now();
+        let shipped = compute_stats(&Shipping(reader.spans()), &q).unwrap();
         eprintln!(
-            "stats {q:?}: {} spans, {} requests, {:?} on ClickHouse",
+            "stats {q:?}: {} spans, {} requests: {on_shards:?} aggregated on the shards, \
+             {:?} shipping the spans",
             got.totals.spans,
             got.totals.requests,
             started.elapsed()
         );
         assert_eq!(got, want, "stats of {q:?}");
+        // The rows a scan ships are deduplicated too (`LIMIT 1 BY` the span key).
+        assert_eq!(shipped, want, "stats of {q:?} from shipped spans");
     }
     let all = compute_stats(&emb, &queries()[0]).unwrap();
     assert!(
@@ -343,4 +386,30 @@ fn stats_respect_the_read_limit() {
         err,
         meshlens_analysis::AnalysisError::Storage(StorageError::TooManySamples { limit: 10 })
     ));
+}
+
+/// Informal timing, not a test (`--ignored`): the statistics of a larger set, aggregated on
+/// the shards against shipping every span, same answer.
+#[test]
+#[ignore]
+fn stats_timing_on_a_larger_set() {
+    let Some(c) = common::cluster() else { return };
+    let data = dataset_of(100_000);
+    let ch = common::open(&c.storage_url(0, "analysis_timing"));
+    for chunk in data.chunks(50_000) {
+        ch.spans().write(chunk).unwrap();
+    }
+    for q in &queries()[..3] {
+        let started = std::time::Instant::now();
+        let got = compute_stats(ch.spans(), q).unwrap();
+        let on_shards = started.elapsed();
+        let started = std::time::Instant::now();
+        let shipped = compute_stats(&Shipping(ch.spans()), q).unwrap();
+        eprintln!(
+            "{} spans: {on_shards:?} aggregated on the shards, {:?} shipping the spans",
+            got.totals.spans,
+            started.elapsed()
+        );
+        assert_eq!(got, shipped);
+    }
 }

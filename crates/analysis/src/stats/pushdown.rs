@@ -4,8 +4,8 @@
 //! The semantics stay here: which spans are requests, which tags name the cluster, URL,
 //! status and user agent, `unknown` for a missing cluster or service, and the URL's path
 //! (taken here from the grouped raw values, so the store needs no URL parsing). The store
-//! only filters, groups, counts and summarises durations. Five aggregations:
-//! totals, operations, requests by (service, URL, status), requests by (cluster, user
+//! only filters, groups, counts and summarises durations. Five aggregations, the last four
+//! run concurrently: totals, operations, requests by (service, URL, status), requests by (cluster, user
 //! agent), and response times by service. The result equals the scan's, field for field.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,14 +120,6 @@ pub(super) fn stats(
             measures,
         })
     };
-    let Some(totals) = agg(
-        &base,
-        Vec::new(),
-        vec![SpanMeasure::Spans, SpanMeasure::Traces],
-    )?
-    else {
-        return Ok(None);
-    };
     let name = SpanDimension {
         field: SpanField::Name,
         absent: None,
@@ -141,12 +133,28 @@ pub(super) fn stats(
     let durations = SpanMeasure::Durations {
         quantiles: QUANTILES.to_vec(),
     };
-    let (Some(names), Some(calls), Some(origins), Some(times)) = (
-        agg(&base, vec![name], vec![SpanMeasure::Spans])?,
-        agg(&requests, by_call, vec![SpanMeasure::Spans])?,
-        agg(&requests, by_origin, vec![SpanMeasure::Spans])?,
-        agg(&requests, vec![service_dim()], vec![durations])?,
-    ) else {
+    // The totals first: a store that does not aggregate says so at once.
+    let Some(totals) = agg(
+        &base,
+        Vec::new(),
+        vec![SpanMeasure::Spans, SpanMeasure::Traces],
+    )?
+    else {
+        return Ok(None);
+    };
+    // The rest together: each is a round trip to a remote store, and they are independent.
+    let (names, calls, origins, times) = std::thread::scope(|scope| {
+        let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
+            h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+        };
+        let names = scope.spawn(|| agg(&base, vec![name], vec![SpanMeasure::Spans]));
+        let calls = scope.spawn(|| agg(&requests, by_call, vec![SpanMeasure::Spans]));
+        let origins = scope.spawn(|| agg(&requests, by_origin, vec![SpanMeasure::Spans]));
+        let times = agg(&requests, vec![service_dim()], vec![durations]);
+        (join(names), join(calls), join(origins), times)
+    });
+    let (Some(names), Some(calls), Some(origins), Some(times)) = (names?, calls?, origins?, times?)
+    else {
         return Ok(None);
     };
 
