@@ -1,5 +1,6 @@
 //! The shared vocabulary of meshlens: labels, samples, matchers, spans, and the two storage
-//! contracts (metrics and spans) that every engine implements and every reader consumes.
+//! contracts (metrics and spans) that every engine implements and every reader consumes,
+//! with the span aggregations a store may run itself (`aggregate`).
 //!
 //! Design decision: the storage traits live here, not in the engines, so that PromQL and the
 //! analyses depend only on this crate and run unchanged over the embedded engines or ClickHouse.
