@@ -6,7 +6,8 @@
 //! - [`spanmetrics`]: Tempo's metrics generator (span metrics and service-graph metrics)
 //!   run at ingest, writing cumulative counters and histograms into the TSDB.
 //! - [`stats`]: OPNFV Clover-style traffic statistics (URLs, services, status codes, user
-//!   agents, response times) computed by one scan of the span store.
+//!   agents, response times) computed by one scan of the span store, or by the store
+//!   itself where it can aggregate where the spans are (ClickHouse's shards).
 //! - [`params`]: the query-string form of a graph or statistics request.
 //!
 //! Design decision: every analysis reads through `MetricReader` / `SpanReader` only, so it

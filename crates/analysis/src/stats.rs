@@ -10,11 +10,16 @@
 //! decoding it. Results are exact: distinct trace ids and nearest-rank percentiles merge
 //! from sorted runs, not sketches.
 //!
+//! A store that aggregates where its data lies (ClickHouse, on its shards) is asked to
+//! instead (`SpanReader::aggregate`, see `pushdown`): a few grouped rows travel rather than
+//! every span, and the result is the same.
+//!
 //! A request is a SERVER span, or a span without kind that carries HTTP tags, so that the
 //! CLIENT half of each call does not count it twice.
 
 mod collect;
 mod parts;
+mod pushdown;
 
 use std::sync::Arc;
 
@@ -162,6 +167,9 @@ pub fn compute_stats(spans: &dyn SpanReader, q: &StatsQuery) -> Result<Stats, An
     let end_us = us(q.end_ms);
     let mut acc = Partial::default();
     if start_us <= end_us {
+        if let Some(stats) = pushdown::stats(spans, q, start_us, end_us)? {
+            return Ok(stats);
+        }
         let proj = Projection {
             start_us,
             end_us,

@@ -9,7 +9,9 @@
 //!
 //! Key design decision: data is sharded by series fingerprint (metrics) and trace id
 //! (spans), so everything one query needs about one series or one trace is on one shard;
-//! selections run as SQL on the shards and only matching rows travel, decoded here. Inserts
+//! selections run as SQL on the shards and only matching rows travel, decoded here; the
+//! traffic statistics' counts, distinct traces and response times are aggregated on the
+//! shards too, and only grouped rows travel (see [`span_aggregates`]). Inserts
 //! are at-least-once and deduplicated on the query side (see [`metrics`]).
 //!
 //! Supported ClickHouse versions: 18.16 (Debian's, what the tests run) and later; the SQL
@@ -20,6 +22,7 @@ mod error;
 pub mod metrics;
 mod rowbinary;
 pub mod schema;
+pub mod span_aggregates;
 pub mod spans;
 mod sql;
 mod time;

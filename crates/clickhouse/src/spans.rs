@@ -38,8 +38,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use meshlens_model::{
-    Annotation, DependencyLink, Endpoint, Span, SpanKind, SpanReader, SpanWriter, StorageError,
-    TraceId, TraceQuery,
+    Annotation, DependencyLink, Endpoint, Span, SpanAggregation, SpanGroup, SpanKind, SpanReader,
+    SpanWriter, StorageError, TraceId, TraceQuery,
 };
 
 use crate::client::Client;
@@ -577,6 +577,12 @@ impl SpanReader for SpanStore {
             ),
             &mut |s| visit(&s),
         )
+    }
+
+    /// SQL over the shards: see [`crate::span_aggregates`].
+    fn aggregate(&self, a: &SpanAggregation) -> Result<Option<Vec<SpanGroup>>, StorageError> {
+        crate::span_aggregates::aggregate(&self.client, &self.schema, self.max_rows_to_read, a)
+            .map(Some)
     }
 
     fn autocomplete_keys(&self) -> Result<Vec<String>, StorageError> {

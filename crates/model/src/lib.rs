@@ -1,9 +1,11 @@
 //! The shared vocabulary of meshlens: labels, samples, matchers, spans, and the two storage
-//! contracts (metrics and spans) that every engine implements and every reader consumes.
+//! contracts (metrics and spans) that every engine implements and every reader consumes,
+//! with the span aggregations a store may run itself (`aggregate`).
 //!
 //! Design decision: the storage traits live here, not in the engines, so that PromQL and the
 //! analyses depend only on this crate and run unchanged over the embedded engines or ClickHouse.
 
+pub mod aggregate;
 pub mod duration;
 pub mod hash;
 pub mod labels;
@@ -15,6 +17,10 @@ pub mod storage;
 pub mod time;
 pub mod trace;
 
+pub use aggregate::{
+    DurationSummary, MeasureValue, SpanAggregation, SpanDimension, SpanField, SpanFilter,
+    SpanGroup, SpanMeasure,
+};
 pub use duration::{format_duration, format_duration_days, parse_duration, DurationError};
 pub use labels::{
     escape_label_value, push_escaped_label_value, Label, Labels, LabelsBuilder, METRIC_NAME,

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::aggregate::{SpanAggregation, SpanGroup};
 use crate::projection::SpanPart;
 use crate::span_ref::SpanRef;
 use crate::StorageError;
@@ -215,6 +216,12 @@ pub trait SpanReader: Send + Sync {
         end_us: u64,
     ) -> Result<Vec<Box<dyn SpanPart + '_>>, StorageError> {
         Ok(crate::projection::time_slices(self, start_us, end_us))
+    }
+    /// Runs an aggregation where the spans are (see `crate::aggregate`), or `None` when the
+    /// store cannot, and the caller then reads the spans (`parts`) and aggregates itself.
+    /// Groups come in any order. A store that keeps a retried write once counts it once.
+    fn aggregate(&self, _a: &SpanAggregation) -> Result<Option<Vec<SpanGroup>>, StorageError> {
+        Ok(None)
     }
     /// Tag keys seen in stored spans (Zipkin's autocompleteKeys), sorted.
     fn autocomplete_keys(&self) -> Result<Vec<String>, StorageError> {

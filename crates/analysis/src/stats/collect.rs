@@ -33,10 +33,10 @@ pub(super) const TAG_KEYS: [&str; 13] = [
     "http.user_agent",
     "user_agent.original",
 ];
-const CLUSTER: Range<usize> = 0..3;
-const URL: Range<usize> = 3..8;
-const STATUS: Range<usize> = 8..10;
-const AGENT: Range<usize> = 10..13;
+pub(super) const CLUSTER: Range<usize> = 0..3;
+pub(super) const URL: Range<usize> = 3..8;
+pub(super) const STATUS: Range<usize> = 8..10;
+pub(super) const AGENT: Range<usize> = 10..13;
 
 /// A span without kind is a request when it has an HTTP tag (bit 0 of `SpanRow::prefixes`).
 pub(super) const PREFIXES: [&str; 1] = ["http."];
@@ -176,7 +176,7 @@ pub(super) struct Partial {
 }
 
 /// The path of a URL, without scheme, host, query or fragment.
-fn path_of(u: &str) -> &str {
+pub(super) fn path_of(u: &str) -> &str {
     let rest = match u.find("://") {
         Some(i) => {
             let r = &u[i + 3..];
