@@ -282,7 +282,8 @@ impl Seed {
             .unwrap_or_else(|| panic!("no seed-checkout link in {v}"));
         assert_eq!(link["child"], "seed-payments", "{v}");
         assert_eq!(link["callCount"], TRACES, "{v}");
-        assert_eq!(link["errorCount"], 0, "{v}");
+        // Zipkin leaves a zero errorCount out.
+        assert!(link.get("errorCount").is_none(), "{v}");
     }
 }
 
