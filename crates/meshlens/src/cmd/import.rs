@@ -39,7 +39,7 @@ enum What {
 /// Where the samples go: the embedded TSDB (locked against a running server) or ClickHouse.
 enum Target {
     Embedded {
-        db: Tsdb,
+        db: Box<Tsdb>,
         data_dir: PathBuf,
         _lock: std::fs::File,
     },
@@ -62,7 +62,7 @@ impl Target {
                 let db = Tsdb::open(&data_dir, opts)
                     .with_context(|| format!("opening {}", data_dir.display()))?;
                 Ok(Target::Embedded {
-                    db,
+                    db: Box::new(db),
                     data_dir,
                     _lock: lock,
                 })
@@ -73,7 +73,7 @@ impl Target {
 
     fn writer(&self) -> &dyn MetricWriter {
         match self {
-            Target::Embedded { db, .. } => db,
+            Target::Embedded { db, .. } => db.as_ref(),
             Target::ClickHouse(ch) => ch.metrics(),
         }
     }
