@@ -1,19 +1,27 @@
 //! The PromQL engine and HTTP API against Debian's Prometheus 2.42: the same data imported
 //! into both (promtool backfill and `meshlens import openmetrics`), then a list of queries
 //! compared result for result, instant and range; and promtool's query commands against
-//! meshlens.
+//! meshlens. Run once per storage backend (the embedded TSDB, a 2-shard ClickHouse cluster)
+//! through the same comparison, so both must give Prometheus' answers.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{httpc, normalise, require_binary, start_prometheus, urlencode, Server, BIN};
+use common::{
+    httpc, normalise, poll, require_binary, start_prometheus, urlencode, KillOnDrop, Server, BIN,
+};
+use meshlens_clickhouse::testing::TestCluster;
 use serde_json::Value;
 
 const STEP_MS: i64 = 15_000;
 const POINTS: i64 = 480;
+/// Series in [`openmetrics`]: 12 counters, 4 + 4 gauges, 2 histograms of 6 buckets + sum + count.
+const SERIES: usize = 36;
 
 /// Two hours of data at 15 s, every timestamp half a second off the whole second so that
 /// 2.x's left-closed and 3.x's left-open ranges select the same samples.
@@ -173,53 +181,130 @@ const ALLOWED: &[(&str, &str)] = &[(
      zero point; 2.42 limits first. They differ when a window starts near a counter's first sample.",
 )];
 
+/// Prometheus with the test data backfilled by promtool, and the OpenMetrics file meshlens
+/// imports.
+struct Peer {
+    dir: tempfile::TempDir,
+    om: PathBuf,
+    base: i64,
+    _prom: KillOnDrop,
+    prom_url: String,
+}
+
+impl Peer {
+    /// `None` (skipping, or failing under CI) when Prometheus is not installed.
+    fn start() -> Option<Peer> {
+        if !require_binary("prometheus") || !require_binary("promtool") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let base = (now - 4 * 3600 * 1000) / 3_600_000 * 3_600_000;
+        let om = dir.path().join("data.om");
+        std::fs::write(&om, openmetrics(base)).unwrap();
+        let prom_data = dir.path().join("prom");
+        let st = Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om)
+            .arg(&prom_data)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "promtool backfill failed");
+        let (prom, prom_url) = start_prometheus("global:\n  scrape_interval: 1m\n", &prom_data);
+        Some(Peer {
+            dir,
+            om,
+            base,
+            _prom: prom,
+            prom_url,
+        })
+    }
+
+    /// `meshlens import openmetrics` of the peer's file with `args` (`--data-dir`,
+    /// `--storage`); asserts its summary.
+    fn import(&self, args: &[&str]) {
+        let out = Command::new(BIN)
+            .args(["import", "openmetrics"])
+            .arg(&self.om)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "meshlens import {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = String::from_utf8_lossy(&out.stdout);
+        let want = format!(
+            "imported {} samples of {SERIES} series into ",
+            SERIES as i64 * POINTS
+        );
+        assert!(
+            summary.contains(&want) && summary.contains("(0 refused)"),
+            "{summary}"
+        );
+    }
+
+    fn data_end(&self) -> i64 {
+        (self.base + (POINTS - 1) * STEP_MS) / 1000
+    }
+}
+
 #[test]
 fn promql_results_match_prometheus_and_promtool_works() {
-    if !require_binary("prometheus") || !require_binary("promtool") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let base = (now - 4 * 3600 * 1000) / 3_600_000 * 3_600_000;
-    let om = dir.path().join("data.om");
-    std::fs::write(&om, openmetrics(base)).unwrap();
-
-    let prom_data = dir.path().join("prom");
-    let st = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&om)
-        .arg(&prom_data)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "promtool backfill failed");
-    let ml_data = dir.path().join("meshlens");
-    let out = Command::new(BIN)
-        .args(["import", "openmetrics"])
-        .arg(&om)
-        .arg("--data-dir")
-        .arg(&ml_data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "meshlens import failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let (prom, prom_url) = start_prometheus("global:\n  scrape_interval: 1m\n", &prom_data);
+    let Some(peer) = Peer::start() else { return };
+    let ml_data = peer.dir.path().join("meshlens");
+    peer.import(&["--data-dir", ml_data.to_str().unwrap()]);
     let meshlens = Server::start(&ml_data, &[]);
+    compare_with_prometheus(&peer, &meshlens, "embedded");
+}
+
+/// The same data, imported into a 2-shard ClickHouse cluster through one node and served by a
+/// server on the other, must give the same answers as on the embedded engine.
+#[test]
+fn promql_results_match_prometheus_on_clickhouse() {
+    let Some(peer) = Peer::start() else { return };
+    let cluster = match TestCluster::start() {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => panic!("the ClickHouse test cluster did not start: {e}"),
+    };
+    peer.import(&["--storage", &cluster.storage_url(0, "promql_diff")]);
+    let empty = peer.dir.path().join("meshlens-ch");
+    let meshlens = Server::start(
+        &empty,
+        &["--storage", &cluster.storage_url(1, "promql_diff")],
+    );
+    compare_with_prometheus(&peer, &meshlens, "clickhouse");
+}
+
+/// Runs every query of `testdata/promql_diff_queries.txt` (three instants and a range)
+/// against Prometheus and `meshlens`, then promtool's query commands against meshlens;
+/// fails on any difference not in [`ALLOWED`].
+fn compare_with_prometheus(peer: &Peer, meshlens: &Server, backend: &str) {
+    let prom_url = &peer.prom_url;
     let ml_url = format!("http://{}", meshlens.addr);
+    let data_end = peer.data_end();
+    // Every imported series is visible before anything is compared (a store may make
+    // acknowledged writes visible a moment later).
+    let count = format!(
+        "{ml_url}/api/v1/query?query={}&time={data_end}",
+        urlencode("count({__name__=~\".+\"})")
+    );
+    poll(Duration::from_secs(60), || {
+        let v = get_json(&count);
+        (v["data"]["result"][0]["value"][1] == SERIES.to_string().as_str()).then_some(())
+    });
 
     let queries: Vec<&str> = include_str!("testdata/promql_diff_queries.txt")
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .collect();
     assert!(queries.len() >= 100);
-    let data_end = (base + (POINTS - 1) * STEP_MS) / 1000;
     let instant_times = [data_end - 3600, data_end - 601, data_end];
     let (range_start, range_end) = (data_end - 5400, data_end - 60);
     let (mut passed, mut failed, mut allowed) = (0, 0, 0);
@@ -249,7 +334,7 @@ fn promql_results_match_prometheus_and_promtool_works() {
             }
         }
     }
-    println!("differential PromQL: {} queries, {passed} comparisons equal, {failed} different, {allowed} allowed", queries.len());
+    println!("differential PromQL on {backend}: {} queries, {passed} comparisons equal, {failed} different, {allowed} allowed", queries.len());
     for f in &failures {
         println!("  DIFF {f}");
     }
@@ -297,10 +382,8 @@ fn promql_results_match_prometheus_and_promtool_works() {
         text.contains("cpu_temp_celsius") && text.contains("@["),
         "{text}"
     );
-
-    drop(prom);
     assert!(
         failures.is_empty(),
-        "{failed} comparisons differ from Prometheus"
+        "{failed} comparisons on {backend} differ from Prometheus"
     );
 }

@@ -3,7 +3,7 @@
 //! server with an empty data directory too (the data is in ClickHouse, not on local disk);
 //! Zipkin spans posted to it are answered by trace id, search, services and dependencies, from
 //! that second server too, and are rows in the cluster's span table; an unreachable ClickHouse
-//! stops the start with its address named.
+//! stops the start, and fails an import, with its address named.
 
 mod common;
 
@@ -254,6 +254,38 @@ fn an_unreachable_clickhouse_stops_the_start_naming_it() {
         .args(["server", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path())
+        .args(["--storage", "clickhouse://h:1/bad-db"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--storage") && err.contains("database name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_import_to_an_unreachable_clickhouse_fails_naming_it() {
+    let port = meshlens_clickhouse::testing::free_ports(1).unwrap()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let om = dir.path().join("data.om");
+    std::fs::write(&om, "# TYPE up gauge\nup{job=\"a\"} 1 1700000000\n# EOF\n").unwrap();
+    let url = format!("clickhouse://127.0.0.1:{port}/db");
+    let out = Command::new(common::BIN)
+        .args(["import", "openmetrics"])
+        .arg(&om)
+        .args(["--storage", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&url), "{err}");
+    assert!(err.contains("unreachable"), "{err}");
+
+    let out = Command::new(common::BIN)
+        .args(["import", "openmetrics"])
+        .arg(&om)
         .args(["--storage", "clickhouse://h:1/bad-db"])
         .output()
         .unwrap();

@@ -1,5 +1,6 @@
 //! Real trace clients: the OpenTelemetry Python SDK sends the same small trace over OTLP/HTTP,
-//! OTLP/gRPC and Zipkin JSON; the Zipkin and Jaeger query APIs must return it intact.
+//! OTLP/gRPC and Zipkin JSON; the Zipkin and Jaeger query APIs must return it intact, on the
+//! embedded span store and on a 2-shard ClickHouse cluster alike.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{get_json, poll, require_python_module, Server};
+use meshlens_clickhouse::testing::TestCluster;
 use serde_json::Value;
 
 fn send(mode: &str, endpoint: &str, service: &str) -> Value {
@@ -104,27 +106,56 @@ fn check_trace(server: &Server, sent: &Value, otlp: bool) {
     assert_eq!(rs["scopeSpans"][0]["spans"].as_array().unwrap().len(), 2);
 }
 
+/// Whether the OpenTelemetry SDK and its exporters are installed (a skip, or a failure
+/// under CI, when not).
+fn clients_installed() -> bool {
+    require_python_module("opentelemetry.sdk")
+        && require_python_module("opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
+        && require_python_module("opentelemetry.exporter.zipkin.json")
+}
+
 #[test]
 fn opentelemetry_sdk_over_otlp_http_grpc_and_zipkin() {
-    if !require_python_module("opentelemetry.sdk")
-        || !require_python_module("opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
-        || !require_python_module("opentelemetry.exporter.zipkin.json")
-    {
+    if !clients_installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
+    send_and_check_all(&server);
+}
+
+#[test]
+fn opentelemetry_sdk_over_otlp_http_grpc_and_zipkin_on_clickhouse() {
+    if !clients_installed() {
+        return;
+    }
+    let cluster = match TestCluster::start() {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => panic!("the ClickHouse test cluster did not start: {e}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--storage", &cluster.storage_url(0, "trace_clients")],
+    );
+    send_and_check_all(&server);
+}
+
+/// One trace per transport, each checked through every query surface, then the ingest
+/// counters.
+fn send_and_check_all(server: &Server) {
     let grpc = server
         .otlp_grpc
         .clone()
         .expect("server prints its OTLP/gRPC address");
 
     let http = send("otlp-http", &server.url("/v1/traces"), "shop-http");
-    check_trace(&server, &http, true);
+    check_trace(server, &http, true);
     let grpc = send("otlp-grpc", &format!("http://{grpc}"), "shop-grpc");
-    check_trace(&server, &grpc, true);
+    check_trace(server, &grpc, true);
     let zipkin = send("zipkin", &server.url("/api/v2/spans"), "shop-zipkin");
-    check_trace(&server, &zipkin, false);
+    check_trace(server, &zipkin, false);
 
     let metrics = common::httpc::get(&server.url("/metrics")).unwrap();
     let text = String::from_utf8_lossy(&metrics.body);

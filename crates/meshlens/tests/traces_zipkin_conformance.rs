@@ -3,12 +3,23 @@
 //!
 //! Where meshlens deliberately answers otherwise than the spec documents, the finding is
 //! listed in `ACCEPTED` with the reason; any other finding fails the test.
+//!
+//! Before schemathesis, a few known traces are posted and read back through every Zipkin
+//! query (by id, many ids, search, names, dependencies), and again after it: the
+//! fuzzing must not disturb what was stored. Run once per storage backend (the embedded span
+//! store, a 2-shard ClickHouse cluster) through the same checks.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use common::{get_json, require_python_module, run_schemathesis, schemathesis_report, Server};
+use common::{
+    get_json, httpc, now_ms, poll, require_python_module, run_schemathesis, schemathesis_report,
+    Server,
+};
+use meshlens_clickhouse::testing::TestCluster;
+use serde_json::{json, Value};
 
 /// (schemathesis code, operation, why the answer is right as it is).
 const ACCEPTED: &[(&str, &str, &str)] = &[
@@ -20,9 +31,9 @@ const ACCEPTED: &[(&str, &str, &str)] = &[
     ("ST108", "GET /spans", "the spec says ListOfSpans; the Zipkin server (and Zipkin's UI) returns span names"),
 ];
 
-#[test]
-fn zipkin_api_conforms_to_its_spec() {
-    // `../shared` beside the checkout, or MESHLENS_SHARED_DIR.
+/// The Zipkin spec in `../shared` beside the checkout (or MESHLENS_SHARED_DIR); `None` (a
+/// skip, or a failure under CI) when it or schemathesis is absent.
+fn spec() -> Option<PathBuf> {
     let spec = std::env::var_os("MESHLENS_SHARED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
@@ -36,20 +47,47 @@ fn zipkin_api_conforms_to_its_spec() {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
         assert!(!ci, "{msg}; CI must run it");
         eprintln!("SKIPPING: {msg}");
-        return;
+        return None;
     }
-    if !require_python_module("schemathesis") {
-        return;
-    }
+    require_python_module("schemathesis").then_some(spec)
+}
+
+#[test]
+fn zipkin_api_conforms_to_its_spec() {
+    let Some(spec) = spec() else { return };
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let url = server.url("/api/v2");
+    conformance(&spec, &server, dir.path());
+}
 
+#[test]
+fn zipkin_api_conforms_to_its_spec_on_clickhouse() {
+    let Some(spec) = spec() else { return };
+    let cluster = match TestCluster::start() {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => panic!("the ClickHouse test cluster did not start: {e}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--storage", &cluster.storage_url(0, "zipkin_conformance")],
+    );
+    conformance(&spec, &server, dir.path());
+}
+
+/// The seeded span checks, both schemathesis runs, and the seeded checks again; `dir` holds
+/// the reports.
+fn conformance(spec: &Path, server: &Server, dir: &Path) {
+    let seed = Seed::post(server);
+    seed.check(server);
+
+    let url = server.url("/api/v2");
     // Every check, per operation: examples, boundary values and fuzzing.
     let (r, text) = schemathesis(
-        &spec,
+        spec,
         &url,
-        &dir.path().join("r1"),
+        &dir.join("r1"),
         "examples,coverage,fuzzing",
         "all",
     );
@@ -79,15 +117,174 @@ fn zipkin_api_conforms_to_its_spec() {
     // server error, and the right content types and headers. Stateful findings are not
     // attributed to an operation, so the accepted deviations above are not checked here.
     let (r, text) = schemathesis(
-        &spec,
+        spec,
         &url,
-        &dir.path().join("r2"),
+        &dir.join("r2"),
         "stateful",
         "not_a_server_error,content_type_conformance,response_headers_conformance",
     );
     assert!(r["failures"].as_array().unwrap().is_empty(), "{text}");
-    // The server is still up and answering after both runs.
-    get_json(&server.url("/api/v2/services"));
+    // The server is still up, and what was stored before the runs answers as before.
+    seed.check(server);
+}
+
+/// Seeded traces: `TRACES` times `checkout` (SERVER) calling `payments` (CLIENT span with a
+/// remote endpoint, then the SERVER span answering it), a minute before the test starts.
+struct Seed {
+    end_ms: i64,
+}
+
+const TRACES: u64 = 4;
+
+fn seed_trace_id(t: u64) -> String {
+    format!("5eed{:028x}", 0xa11c_e000 + t)
+}
+
+impl Seed {
+    fn post(server: &Server) -> Seed {
+        let t0_us = (now_ms() - 60_000) * 1000;
+        let mut spans = Vec::new();
+        for t in 0..TRACES {
+            let ts = t0_us + t as i64 * 10_000;
+            let id = seed_trace_id(t);
+            let root = format!("{:016x}", 0x5eed_0100 + t);
+            let call = format!("{:016x}", 0x5eed_0200 + t);
+            let status = if t == 0 { "500" } else { "200" };
+            spans.push(json!({
+                "traceId": id, "id": root, "kind": "SERVER", "name": "post /checkout",
+                "timestamp": ts, "duration": 5_000,
+                "localEndpoint": {"serviceName": "seed-checkout"},
+                "tags": {"http.method": "POST", "http.status_code": status},
+            }));
+            spans.push(json!({
+                "traceId": id, "id": call, "parentId": root, "kind": "CLIENT",
+                "name": "charge", "timestamp": ts + 100, "duration": 3_000,
+                "localEndpoint": {"serviceName": "seed-checkout"},
+                "remoteEndpoint": {"serviceName": "seed-payments"},
+                "annotations": [{"timestamp": ts + 200, "value": "retrying"}],
+            }));
+            spans.push(json!({
+                "traceId": id, "id": format!("{:016x}", 0x5eed_0300 + t), "parentId": call,
+                "kind": "SERVER", "name": "charge", "timestamp": ts + 300, "duration": 2_000,
+                "localEndpoint": {"serviceName": "seed-payments"},
+            }));
+        }
+        let r = httpc::Conn::open(&server.addr)
+            .unwrap()
+            .request(
+                "POST",
+                "/api/v2/spans",
+                &[("Content-Type", "application/json")],
+                Value::Array(spans).to_string().as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+        let seed = Seed {
+            end_ms: now_ms() + 60_000,
+        };
+        // A store may make acknowledged spans visible a moment later: wait for all of them.
+        let search = server.url(&seed.search("serviceName=seed-payments&limit=100"));
+        poll(Duration::from_secs(60), || {
+            let v = get_json(&search);
+            let spans: usize = v
+                .as_array()?
+                .iter()
+                .map(|t| t.as_array().map_or(0, Vec::len))
+                .sum();
+            (spans == 3 * TRACES as usize).then_some(())
+        });
+        seed
+    }
+
+    /// `/traces?{params}` over the seeded window.
+    fn search(&self, params: &str) -> String {
+        format!(
+            "/api/v2/traces?{params}&endTs={}&lookback=3600000",
+            self.end_ms
+        )
+    }
+
+    /// The answers every backend must give for the seeded traces.
+    fn check(&self, server: &Server) {
+        let get = |path: &str| get_json(&server.url(path));
+        for t in 0..TRACES {
+            let v = get(&format!("/api/v2/trace/{}", seed_trace_id(t)));
+            let spans = v.as_array().unwrap_or_else(|| panic!("{v}"));
+            assert_eq!(spans.len(), 3, "{v}");
+            assert!(
+                spans.iter().all(|s| s["traceId"] == seed_trace_id(t)),
+                "{v}"
+            );
+            let call = spans.iter().find(|s| s["kind"] == "CLIENT").unwrap();
+            assert_eq!(
+                call["remoteEndpoint"]["serviceName"], "seed-payments",
+                "{v}"
+            );
+            assert_eq!(call["annotations"][0]["value"], "retrying", "{v}");
+        }
+        let ids = format!("{},{}", seed_trace_id(1), seed_trace_id(2));
+        let v = get(&format!("/api/v2/traceMany?traceIds={ids}"));
+        assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+
+        let services = get("/api/v2/services");
+        for s in ["seed-checkout", "seed-payments"] {
+            assert!(
+                services.as_array().unwrap().iter().any(|x| x == s),
+                "{services}"
+            );
+        }
+        assert_eq!(
+            get("/api/v2/spans?serviceName=seed-checkout"),
+            json!(["charge", "post /checkout"])
+        );
+        assert_eq!(
+            get("/api/v2/remoteServices?serviceName=seed-checkout"),
+            json!(["seed-payments"])
+        );
+        let count = |params: &str| {
+            let v = get(&self.search(params));
+            v.as_array().unwrap_or_else(|| panic!("{v}")).len()
+        };
+        assert_eq!(
+            count("serviceName=seed-checkout&limit=100"),
+            TRACES as usize
+        );
+        assert_eq!(count("serviceName=seed-checkout&limit=2"), 2);
+        assert_eq!(
+            count("serviceName=seed-checkout&spanName=post%20%2Fcheckout&limit=100"),
+            TRACES as usize
+        );
+        assert_eq!(
+            count("serviceName=seed-checkout&annotationQuery=http.status_code%3D500&limit=100"),
+            1
+        );
+        assert_eq!(
+            count("serviceName=seed-checkout&annotationQuery=retrying&limit=100"),
+            TRACES as usize
+        );
+        assert_eq!(
+            count("serviceName=seed-payments&minDuration=2500&limit=100"),
+            0
+        );
+        assert_eq!(
+            count("serviceName=seed-checkout&minDuration=4000&limit=100"),
+            TRACES as usize
+        );
+        let v = get(&format!(
+            "/api/v2/dependencies?endTs={}&lookback=3600000",
+            self.end_ms
+        ));
+        let link = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["parent"] == "seed-checkout")
+            .unwrap_or_else(|| panic!("no seed-checkout link in {v}"));
+        assert_eq!(link["child"], "seed-payments", "{v}");
+        assert_eq!(link["callCount"], TRACES, "{v}");
+        // Zipkin leaves a zero errorCount out.
+        assert!(link.get("errorCount").is_none(), "{v}");
+    }
 }
 
 /// Runs schemathesis and returns its JSON report and its printed output.

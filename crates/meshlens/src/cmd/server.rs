@@ -197,20 +197,11 @@ impl LimitArgs {
 
 /// `--storage`, checked against the flags it cannot be combined with yet.
 fn storage(args: &Args) -> anyhow::Result<meshlens_server::MetricStorage> {
-    if args.storage == "embedded" {
-        return Ok(meshlens_server::MetricStorage::Embedded);
-    }
-    if !args.storage.starts_with("clickhouse:") {
-        anyhow::bail!(
-            "--storage: {:?} is neither embedded nor clickhouse://HOST:PORT/DATABASE[?cluster=CLUSTER]",
-            args.storage
-        );
-    }
-    let url = meshlens_clickhouse::StorageUrl::parse(&args.storage).context("--storage")?;
-    if args.multitenancy {
+    let storage = super::parse_storage(&args.storage)?;
+    if args.multitenancy && storage != meshlens_server::MetricStorage::Embedded {
         anyhow::bail!("--storage clickhouse:// does not support --multitenancy yet");
     }
-    Ok(meshlens_server::MetricStorage::ClickHouse(url))
+    Ok(storage)
 }
 
 fn optional_addr(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
