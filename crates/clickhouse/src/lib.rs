@@ -10,7 +10,10 @@
 //! Key design decision: data is sharded by series fingerprint (metrics) and trace id
 //! (spans), so everything one query needs about one series or one trace is on one shard;
 //! selections run as SQL on the shards and only matching rows travel, decoded here. Inserts
-//! are at-least-once and deduplicated on the query side (see [`metrics`]).
+//! are at-least-once and deduplicated on the query side (see [`metrics`] and [`spans`]):
+//! the server acknowledges writes once they are in its local write-ahead buffer and
+//! inserts them from there, again after a crash or a failed insert, so any batch may
+//! arrive twice, whole or (when one shard refused it) in part.
 //!
 //! Supported ClickHouse versions: 18.16 (Debian's, what the tests run) and later; the SQL
 //! avoids everything newer than 18.16 (see [`schema`]).

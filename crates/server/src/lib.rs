@@ -13,6 +13,7 @@ pub mod anomaly;
 mod api;
 pub mod config;
 mod discovery;
+pub mod durable;
 mod limits;
 mod remediation;
 mod rules;
@@ -90,6 +91,9 @@ pub struct ServerOptions {
     /// The service graph's per-edge aggregates kept at ingest (retentions); None: off,
     /// every graph goes through PromQL.
     pub graph_aggregates: Option<meshlens_analysis::AggregatesOptions>,
+    /// With ClickHouse storage: the write buffer's limits and pacing (`fsync` is taken
+    /// from `tsdb.wal_fsync`).
+    pub clickhouse_buffer: durable::DurableOptions,
 }
 
 impl Default for ServerOptions {
@@ -123,6 +127,7 @@ impl Default for ServerOptions {
             remediation_file: None,
             anomaly_interval: Some(Duration::from_secs(15)),
             graph_aggregates: Some(Default::default()),
+            clickhouse_buffer: Default::default(),
         }
     }
 }
