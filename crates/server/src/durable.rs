@@ -684,8 +684,8 @@ mod tests {
                 value: "ws".into(),
             }],
             tags: [("error".to_string(), String::new())].into(),
-            debug: i % 3 == 0,
-            shared: i % 2 == 0,
+            debug: i.is_multiple_of(3),
+            shared: i.is_multiple_of(2),
         }
     }
 
