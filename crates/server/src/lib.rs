@@ -4,7 +4,9 @@
 //! Start: lock the data dir, open storage (WAL replay), bind, serve, then start scraping.
 //! Shutdown: stop scraping, stop accepting requests and drain in-flight ones, then close
 //! storage (flushes and syncs the WAL, persists the head). Ingest always stops before
-//! storage closes, so nothing acknowledged is lost.
+//! storage closes, so nothing acknowledged is lost. With ClickHouse storage, writes are
+//! acknowledged once in each tenant's local write buffer (`durable`); shutdown keeps
+//! inserting from it for a few seconds and leaves the rest for the next start.
 
 pub mod agent;
 mod alert_events;
