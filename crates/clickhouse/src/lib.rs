@@ -11,8 +11,11 @@
 //! (spans), so everything one query needs about one series or one trace is on one shard;
 //! selections run as SQL on the shards and only matching rows travel, decoded here; the
 //! traffic statistics' counts, distinct traces and response times are aggregated on the
-//! shards too, and only grouped rows travel (see [`span_aggregates`]). Inserts
-//! are at-least-once and deduplicated on the query side (see [`metrics`]).
+//! shards too, and only grouped rows travel (see [`span_aggregates`]). Inserts are
+//! at-least-once and deduplicated on the query side (see [`metrics`] and [`spans`]): the
+//! server acknowledges writes once they are in its local write-ahead buffer and inserts them
+//! from there, again after a crash or a failed insert, so any batch may arrive twice, whole
+//! or (when one shard refused it) in part.
 //!
 //! Supported ClickHouse versions: 18.16 (Debian's, what the tests run) and later; the SQL
 //! avoids everything newer than 18.16 (see [`schema`]).

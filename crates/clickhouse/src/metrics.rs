@@ -50,6 +50,49 @@ pub fn fingerprint(labels: &Labels) -> u64 {
     h ^ (h >> 33)
 }
 
+/// The part of `batch` that [`MetricStore::append`] would store, and the outcome it would
+/// report (without `series_created`, which only the store knows). A writer that
+/// acknowledges before inserting (the server's durable buffer) answers with this outcome
+/// and buffers only what ClickHouse can hold, so a later insert never refuses what was
+/// acknowledged.
+pub fn admit(batch: &[TimeSeries]) -> (Vec<TimeSeries>, AppendOutcome) {
+    let mut out = AppendOutcome::default();
+    let mut kept = Vec::with_capacity(batch.len());
+    for ts in batch {
+        if ts.samples.is_empty() {
+            continue;
+        }
+        if ts.labels.is_empty() || ts.labels.validate().is_err() {
+            out.add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
+            continue;
+        }
+        let storable = ts
+            .samples
+            .iter()
+            .filter(|s| day_of_ms(s.t).is_some())
+            .count();
+        out.accepted += storable as u64;
+        out.add_rejected(
+            RejectReason::OutOfBounds,
+            (ts.samples.len() - storable) as u64,
+        );
+        if storable == ts.samples.len() {
+            kept.push(ts.clone());
+        } else if storable > 0 {
+            kept.push(TimeSeries {
+                labels: ts.labels.clone(),
+                samples: ts
+                    .samples
+                    .iter()
+                    .filter(|s| day_of_ms(s.t).is_some())
+                    .copied()
+                    .collect(),
+            });
+        }
+    }
+    (kept, out)
+}
+
 /// What this process has written, so a series row is sent once per day, not per batch.
 #[derive(Default)]
 struct Seen {

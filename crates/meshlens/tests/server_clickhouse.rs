@@ -125,6 +125,11 @@ fn metrics_round_trip_through_clickhouse_and_survive_the_server() {
     let at = (t0 + 45_000) as f64 / 1000.0;
     // The last samples: i * 10 + 3 for i in 0..12.
     let want: f64 = (0..12).map(|i| (i * 10 + 3) as f64).sum();
+    // Acknowledged once in the server's write buffer; in ClickHouse a moment later.
+    common::poll(std::time::Duration::from_secs(30), || {
+        let v = server.query("sum(ch_requests_total)", Some(at));
+        (v["data"]["result"][0]["value"][1].as_str() == Some(&want.to_string())).then_some(())
+    });
     assert_eq!(
         scalar(&server.query("sum(ch_requests_total)", Some(at))),
         want
@@ -146,11 +151,16 @@ fn metrics_round_trip_through_clickhouse_and_survive_the_server() {
     };
     let r = server.remote_write(&mut conn, vec![old]).unwrap();
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
-    let stored = cluster.nodes[0]
-        .sql("SELECT count() FROM server_e2e.samples WHERE fingerprint IN (SELECT fingerprint FROM server_e2e.series_local WHERE metric_name = 'ch_old')")
-        .unwrap();
+    let old_stored = || {
+        cluster.nodes[0]
+            .sql("SELECT count() FROM server_e2e.samples WHERE fingerprint IN (SELECT fingerprint FROM server_e2e.series_local WHERE metric_name = 'ch_old')")
+            .unwrap()
+    };
+    common::poll(std::time::Duration::from_secs(30), || {
+        (old_stored().trim() == "1").then_some(())
+    });
     assert_eq!(
-        stored.trim(),
+        old_stored().trim(),
         "1",
         "the old sample is stored before the retention pass"
     );

@@ -4,7 +4,9 @@
 //! Start: lock the data dir, open storage (WAL replay), bind, serve, then start scraping.
 //! Shutdown: stop scraping, stop accepting requests and drain in-flight ones, then close
 //! storage (flushes and syncs the WAL, persists the head). Ingest always stops before
-//! storage closes, so nothing acknowledged is lost.
+//! storage closes, so nothing acknowledged is lost. With ClickHouse storage, writes are
+//! acknowledged once in each tenant's local write buffer (`durable`); shutdown keeps
+//! inserting from it for a few seconds and leaves the rest for the next start.
 
 pub mod agent;
 mod alert_events;
@@ -13,6 +15,7 @@ pub mod anomaly;
 mod api;
 pub mod config;
 mod discovery;
+pub mod durable;
 mod limits;
 mod remediation;
 mod rules;
@@ -90,6 +93,9 @@ pub struct ServerOptions {
     /// The service graph's per-edge aggregates kept at ingest (retentions); None: off,
     /// every graph goes through PromQL.
     pub graph_aggregates: Option<meshlens_analysis::AggregatesOptions>,
+    /// With ClickHouse storage: the write buffer's limits and pacing (`fsync` is taken
+    /// from `tsdb.wal_fsync`).
+    pub clickhouse_buffer: durable::DurableOptions,
 }
 
 impl Default for ServerOptions {
@@ -123,6 +129,7 @@ impl Default for ServerOptions {
             remediation_file: None,
             anomaly_interval: Some(Duration::from_secs(15)),
             graph_aggregates: Some(Default::default()),
+            clickhouse_buffer: Default::default(),
         }
     }
 }

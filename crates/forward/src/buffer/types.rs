@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// What a record holds; the payload is the uncompressed protobuf of the sender's wire format,
-/// so consecutive records of one kind concatenate into one request.
+/// so consecutive records of one kind concatenate into one request. The buffer never looks
+/// inside: a writer and its reader agree on the format (the server's ClickHouse buffer keeps
+/// spans as a Zipkin proto3 `ListOfSpans`, which concatenates the same way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A remote-write 1.0 `WriteRequest`.

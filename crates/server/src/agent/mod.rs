@@ -31,6 +31,9 @@ use crate::scrape::ScrapeManager;
 use crate::{SelfMetrics, ServerError};
 
 pub use meshlens_forward::{BufferOptions, SendOptions};
+/// How a buffer's refusal reaches a sender (503 when full, 400 when too large), for every
+/// writer that acknowledges once buffered.
+pub(crate) use writer::storage_error;
 pub use writer::{CLUSTER_LABEL, OTLP_CLUSTER_ATTRIBUTE};
 
 #[derive(Clone, Debug)]

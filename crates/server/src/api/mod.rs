@@ -187,6 +187,11 @@ async fn self_metrics(State(s): State<Arc<GlobalState>>) -> Response {
     if s.tenants.multitenant() {
         crate::self_metrics::render_tenants(&stacks, &mut body);
     }
+    let buffers: Vec<_> = stacks
+        .iter()
+        .filter_map(|t| Some((t.id.clone(), t.clickhouse_buffer.as_ref()?.stats())))
+        .collect();
+    crate::durable::render_metrics(&buffers, &mut body);
     s.access.render(&mut body);
     s.limits.render(&mut body);
     s.rules.manager.render_metrics(&mut body);

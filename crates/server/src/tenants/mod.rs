@@ -68,6 +68,9 @@ pub struct TenantStack {
     /// Where the tenant's spans are read from (the embedded span store or ClickHouse).
     pub span_reader: Arc<dyn SpanReader>,
     pub trace_state: Arc<TraceApiState>,
+    /// With ClickHouse: the write buffer every metric and span write goes through, and its
+    /// drainer's figures (`stats()`); None with embedded storage.
+    pub clickhouse_buffer: Option<Arc<crate::durable::ClickHouseBuffer>>,
     router: Router,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -254,6 +257,10 @@ impl Tenants {
             for t in tasks {
                 let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
             }
+            // After the side tasks (span metrics flush into it), before the stores close.
+            if let Some(b) = stack.clickhouse_buffer.clone() {
+                let _ = tokio::task::spawn_blocking(move || b.shutdown()).await;
+            }
             let spans = stack.spans.clone();
             match tokio::task::spawn_blocking(move || spans.close()).await {
                 Ok(Ok(())) => tracing::info!(tenant = %stack.id, "span store closed"),
@@ -401,6 +408,7 @@ async fn open_stack(
     let tsdb = Arc::new(tsdb);
     let mut retention = None;
     let mut clickhouse = None;
+    let mut durable = None;
     let (metrics_reader, metrics_store, head): MetricStores = match &opts.storage {
         crate::MetricStorage::Embedded => (tsdb.clone(), tsdb.clone(), Some(tsdb.clone())),
         crate::MetricStorage::ClickHouse(url) => {
@@ -414,6 +422,7 @@ async fn open_stack(
                 source: std::io::Error::other(e),
             })??;
             let store = ch.metric_store();
+            let buffer = crate::durable::open_for(opts, id, dir, &ch).await?;
             let ch = Arc::new(ch);
             let metrics_keep = opts.tsdb.retention_time_ms;
             let spans_keep = Some(opts.spans.retention_ms).filter(|&ms| ms > 0);
@@ -427,7 +436,9 @@ async fn open_stack(
                 )));
             }
             clickhouse = Some(ch);
-            (store.clone(), store, None)
+            let writer = buffer.metric_writer();
+            durable = Some(buffer);
+            (store, writer, None)
         }
     };
     let (metrics_writer, graph_aggregates) =
@@ -444,13 +455,11 @@ async fn open_stack(
     tsdb.start_background(opts.maintenance_interval);
     // With ClickHouse the tenant's spans are written to and read from the cluster; the
     // embedded span store stays open (empty) for the status figures only.
-    let (span_reader, span_store): (Arc<dyn SpanReader>, Arc<dyn SpanWriter>) = match &clickhouse {
-        Some(ch) => {
-            let s = ch.span_store();
-            (s.clone(), s)
-        }
-        None => (spans.clone(), spans.clone()),
-    };
+    let (span_reader, span_store): (Arc<dyn SpanReader>, Arc<dyn SpanWriter>) =
+        match (&clickhouse, &durable) {
+            (Some(ch), Some(buffer)) => (ch.span_store(), buffer.span_writer()),
+            _ => (spans.clone(), spans.clone()),
+        };
     let writer: Arc<dyn SpanWriter> = Arc::new(LimitedSpans {
         tenant: id.to_string(),
         inner: span_store,
@@ -509,6 +518,7 @@ async fn open_stack(
         spans,
         span_reader,
         trace_state,
+        clickhouse_buffer: durable,
         router,
         tasks: parking_lot::Mutex::new(tasks),
     })
