@@ -38,8 +38,9 @@ pub struct ShardStatus {
 /// The storage as a status page shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StorageStatus {
-    /// The schema version recorded in the database (not the one this binary knows).
-    pub schema_version: u32,
+    /// The schema version recorded in the database (not the one this binary knows); None
+    /// when the shard holding that record cannot be reached.
+    pub schema_version: Option<u32>,
     pub shards: Vec<ShardStatus>,
 }
 
@@ -68,7 +69,7 @@ impl ClickHouseStorage {
     pub fn storage_status(&self) -> Result<StorageStatus, ClickHouseError> {
         let client = self.client();
         let schema = self.schema();
-        let schema_version = schema.stored_version(client)?;
+        let schema_version = self.recorded_version()?;
         let shards = match &schema.cluster {
             None => {
                 let url = self.url();
@@ -113,6 +114,21 @@ impl ClickHouseStorage {
             schema_version,
             shards,
         })
+    }
+
+    /// The highest version in `schema_version`, skipping shards that are down (the record
+    /// lives on one shard; the others' figures are still worth showing without it).
+    fn recorded_version(&self) -> Result<Option<u32>, ClickHouseError> {
+        let sql = format!(
+            "SELECT toUInt32(max(version)) FROM {} FORMAT RowBinary",
+            self.schema().table("schema_version")
+        );
+        let b = self
+            .client()
+            .query(&sql, &[("skip_unavailable_shards", "1".into())])?;
+        let mut r = RowReader::new(&b);
+        let v = if r.is_done() { 0 } else { r.u32()? };
+        Ok((v > 0).then_some(v))
     }
 
     /// Rows and bytes of the shard-local tables as `parts` (a `system.parts` source) has them.
@@ -188,7 +204,7 @@ mod tests {
             error: error.map(str::to_string),
         };
         let st = StorageStatus {
-            schema_version: 1,
+            schema_version: Some(1),
             shards: vec![
                 shard(1, 1, 2, None),
                 shard(1, 2, 2, None),
