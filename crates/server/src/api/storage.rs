@@ -38,7 +38,7 @@ impl StorageSource {
         match self {
             StorageSource::Embedded { .. } => "embedded",
             StorageSource::ClickHouse(_) => "clickhouse",
-            StorageSource::NoStore { backend } => *backend,
+            StorageSource::NoStore { backend } => backend,
         }
     }
 
