@@ -28,6 +28,7 @@ pub mod schema;
 pub mod span_aggregates;
 pub mod spans;
 mod sql;
+pub mod status;
 mod time;
 mod url;
 
@@ -41,6 +42,7 @@ pub use error::{code, ClickHouseError};
 pub use metrics::MetricStore;
 pub use schema::{DataKind, Schema, SCHEMA_VERSION};
 pub use spans::SpanStore;
+pub use status::{ShardStatus, StorageStatus};
 pub use url::{StorageUrl, DEFAULT_HTTP_PORT};
 
 /// A read under the scan guard every store query carries: ClickHouse's `max_rows_to_read`

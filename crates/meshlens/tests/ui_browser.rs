@@ -3,7 +3,8 @@
 //! `tests/ui/ui_e2e.py`) opens every view at 1280x800 and checks that it shows the demo's
 //! data, that the links between views work, that no JavaScript error is logged, that every
 //! answer of `/api/v1/graph` and `/api/v1/stats` is 2xx (the UI has no fallback for them),
-//! that lone chart points are drawn, and that the tenant field sends `X-Scope-OrgID`. The
+//! that lone chart points are drawn, that the overview's Storage card shows the embedded
+//! stores' figures, and that the tenant field sends `X-Scope-OrgID`. The
 //! metrics chart is judged only once the server's `query_range` holds its points.
 //! Screenshots of every view land in `<target>/tmp/ui-screenshots/` (printed below).
 

@@ -297,7 +297,19 @@ pub fn render_span_store(st: &meshlens_spanstore::SpanStoreStats, out: &mut Stri
     }
 }
 
-/// Per-tenant storage figures, with `--multitenancy`.
+/// Which backend stores metrics and spans; with ClickHouse the embedded span store's gauges
+/// are left out (it holds nothing then) and `/api/v1/status/storage` has the cluster's figures.
+pub fn render_storage_backend(clickhouse: bool, out: &mut String) {
+    let backend = if clickhouse { "clickhouse" } else { "embedded" };
+    out.push_str(&format!(
+        "# HELP meshlens_storage_backend_info Where metrics and spans are stored (figures: /api/v1/status/storage).\n\
+         # TYPE meshlens_storage_backend_info gauge\n\
+         meshlens_storage_backend_info{{backend=\"{backend}\"}} 1\n"
+    ));
+}
+
+/// Per-tenant storage figures, with `--multitenancy`; tenants stored in ClickHouse are left
+/// out, their embedded stores being empty.
 pub fn render_tenants(stacks: &[Arc<crate::tenants::TenantStack>], out: &mut String) {
     use std::fmt::Write;
     type Figure = fn(&crate::tenants::TenantStack) -> u64;
@@ -313,7 +325,7 @@ pub fn render_tenants(stacks: &[Arc<crate::tenants::TenantStack>], out: &mut Str
     ];
     for (name, help, figure) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for s in stacks {
+        for s in stacks.iter().filter(|s| s.clickhouse.is_none()) {
             let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", s.id, figure(s));
         }
     }

@@ -4,8 +4,9 @@ usage: ui_e2e.py BASE_URL SCREENSHOT_DIR
 
 Drives Debian's headless Chromium with Playwright: every view loads at 1280x800 and shows the
 demo's data, the links between views work, no JavaScript error is logged and no view shows an
-error banner. Every answer of the analysis endpoints (/api/v1/graph, /api/v1/stats) must be 2xx:
-the UI has no fallback for them. The metrics chart is judged once the server's API has the
+error banner; the overview's Storage card shows the embedded backend's figures. Every answer
+of the analysis endpoints (/api/v1/graph, /api/v1/stats) must be 2xx: the UI has no fallback
+for them. The metrics chart is judged once the server's API has the
 points it will draw (data, not demo time), and the tenant field must put X-Scope-OrgID on every
 API request. Screenshots of every view are written to SCREENSHOT_DIR. Exits non-zero with a
 message on the first failure.
@@ -104,6 +105,25 @@ def check_markers(page):
         fail(f"a series with an isolated point draws {got['gaps']}")
 
 
+def check_storage_card(page):
+    """The overview's Storage card names the embedded backend and shows the demo's data."""
+    card = 'section.storage[data-state="ready"]'
+    page.wait_for_selector(card, timeout=WAIT)
+    backend = page.get_attribute(card, "data-backend")
+    if backend != "embedded":
+        fail(f"the Storage card shows backend {backend!r}")
+    figures = {}
+    for row in page.locator(f"{card} table.kv tr").all():
+        figures[row.locator("th").inner_text().strip()] = row.locator("td").inner_text().strip()
+    for label in ("Head series", "Spans"):
+        value = figures.get(label, "")
+        if not value or not value.replace(",", "").isdigit() or int(value.replace(",", "")) == 0:
+            fail(f"the Storage card shows {label} {value!r}; all figures: {figures}")
+    if figures.get("Bytes on disk", "–") in ("–", "0 B"):
+        fail(f"the Storage card shows no span bytes: {figures}")
+    step(f"storage card: {figures.get('Head series')} head series, {figures.get('Spans')} spans")
+
+
 def requests_since(mark):
     return api_requests[mark:]
 
@@ -193,6 +213,7 @@ def run(page):
         fail(f"overview lacks {missing}; shows {names}")
     if page.locator("table.data .health").count() < len(METRIC_SERVICES):
         fail("overview rows lack health badges")
+    check_storage_card(page)
     shot(page, "1-overview")
 
     # The shared range is kept in the URL and carried by the navigation.

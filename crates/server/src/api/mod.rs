@@ -5,6 +5,7 @@ pub mod clusters;
 pub mod events;
 pub mod mesh;
 mod rules;
+pub mod storage;
 mod targets;
 pub mod verify;
 mod write;
@@ -183,7 +184,11 @@ async fn self_metrics(State(s): State<Arc<GlobalState>>) -> Response {
     let main = s.tenants.scrape_stack();
     let mut body = s.metrics.render(&main.tsdb.stats());
     main.trace_state.counters.render(&mut body);
-    crate::self_metrics::render_span_store(&main.spans.stats(), &mut body);
+    crate::self_metrics::render_storage_backend(main.clickhouse.is_some(), &mut body);
+    // With ClickHouse the embedded span store stays empty: its zeros would read as lost spans.
+    if main.clickhouse.is_none() {
+        crate::self_metrics::render_span_store(&main.spans.stats(), &mut body);
+    }
     if s.tenants.multitenant() {
         crate::self_metrics::render_tenants(&stacks, &mut body);
     }

@@ -26,6 +26,7 @@ use meshlens_trace_api::TraceApiState;
 use meshlens_tsdb::Tsdb;
 use tower::ServiceExt;
 
+use crate::api::storage::StorageSource;
 use crate::api::{self, AppState};
 use crate::limits::{IngestLimits, LimitedSpans};
 use crate::{ServerError, ServerOptions};
@@ -71,6 +72,8 @@ pub struct TenantStack {
     /// With ClickHouse: the write buffer every metric and span write goes through, and its
     /// drainer's figures (`stats()`); None with embedded storage.
     pub clickhouse_buffer: Option<Arc<crate::durable::ClickHouseBuffer>>,
+    /// The ClickHouse storage with `--storage clickhouse://…`, for its status figures.
+    pub clickhouse: Option<Arc<meshlens_clickhouse::ClickHouseStorage>>,
     router: Router,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -232,6 +235,19 @@ impl Tenants {
             tenants: stacks.iter().map(|s| s.span_reader.clone()).collect(),
         });
         let ids: Vec<&str> = stacks.iter().map(|s| s.id.as_str()).collect();
+        // Every tenant shares the one ClickHouse; embedded figures are per tenant.
+        let storage = match stacks.iter().find_map(|s| s.clickhouse.clone()) {
+            Some(ch) => StorageSource::ClickHouse {
+                storage: ch,
+                buffer: None,
+            },
+            None => StorageSource::NoStore {
+                backend: match self.shared.opts.storage {
+                    crate::MetricStorage::Embedded => "embedded",
+                    crate::MetricStorage::ClickHouse(_) => "clickhouse",
+                },
+            },
+        };
         routes(
             &self.shared,
             View {
@@ -241,6 +257,7 @@ impl Tenants {
                 metrics_writer: Arc::new(federated::NoWrites),
                 head: None,
                 graph_aggregates: None,
+                storage: Arc::new(storage),
                 trace_state: Arc::new({
                     let mut t = TraceApiState::new(Arc::new(federated::NoWrites), spans);
                     t.counters = self.shared.trace_counters.clone();
@@ -341,6 +358,8 @@ struct View {
     head: Option<Arc<Tsdb>>,
     /// The tenant's graph aggregates; None in federated views (graphs use PromQL).
     graph_aggregates: Option<Arc<EdgeAggregates>>,
+    /// What `/api/v1/status/storage` reports on.
+    storage: Arc<StorageSource>,
     trace_state: Arc<TraceApiState>,
 }
 
@@ -374,6 +393,7 @@ fn routes(shared: &Shared, v: View) -> Router {
         .merge(meshlens_trace_api::router(v.trace_state))
         .merge(analysis)
         .merge(verify)
+        .merge(api::storage::router(v.storage))
 }
 
 /// `--mesh PATH` is every tenant's; `--mesh TENANT=PATH` only that tenant's.
@@ -505,6 +525,16 @@ async fn open_stack(
             metrics_writer: metrics_writer.clone(),
             head,
             graph_aggregates: graph_aggregates.clone(),
+            storage: Arc::new(match &clickhouse {
+                Some(ch) => StorageSource::ClickHouse {
+                    storage: ch.clone(),
+                    buffer: durable.clone(),
+                },
+                None => StorageSource::Embedded {
+                    tsdb: tsdb.clone(),
+                    spans: spans.clone(),
+                },
+            }),
             trace_state: trace_state.clone(),
         },
     );
@@ -519,6 +549,7 @@ async fn open_stack(
         span_reader,
         trace_state,
         clickhouse_buffer: durable,
+        clickhouse,
         router,
         tasks: parking_lot::Mutex::new(tasks),
     })

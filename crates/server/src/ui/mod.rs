@@ -49,6 +49,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/alert-match.js", JS),
     asset!("js/alert-ui.js", JS),
     asset!("js/clusters.js", JS),
+    asset!("js/storage.js", JS),
     asset!("js/state/url.js", JS),
     asset!("js/state/tenant.js", JS),
     asset!("js/views/overview.js", JS),

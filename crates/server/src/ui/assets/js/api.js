@@ -156,6 +156,9 @@ export const validations = () => getJSON('/api/v1/validations');
 /** `/api/v1/clusters`: {status, data: [{name, agents: [...], lastSeen, lagSeconds, samplesPerSecond, ...}]}. */
 export const clusters = (opts) => getJSON('/api/v1/clusters', opts);
 
+/** `data` of `/api/v1/status/storage`: {backend, metrics, spans} or {backend, url, cluster, schema_version, shards, totals}. */
+export const storageStatus = (opts) => getJSON('/api/v1/status/storage', opts).then((b) => b?.data || {});
+
 // ---- rules, alerts and SLOs -------------------------------------------------------------
 
 /** `data` of Prometheus's `/api/v1/alerts`: {alerts: [{labels, annotations, state, activeAt, value}]}. */

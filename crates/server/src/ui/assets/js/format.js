@@ -14,6 +14,17 @@ export function num(v, digits = 2) {
   return String(+v.toFixed(digits));
 }
 
+/** Bytes in binary units: 0 B, 512 B, 1.5 KiB, 20 MiB, 3.2 GiB. */
+export function bytes(v) {
+  const n = Number(v);
+  if (v === null || v === undefined || !Number.isFinite(n)) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let x = n;
+  let i = 0;
+  while (Math.abs(x) >= 1024 && i < units.length - 1) { x /= 1024; i++; }
+  return i === 0 ? `${x} B` : `${x >= 100 ? x.toFixed(0) : x.toFixed(1)} ${units[i]}`;
+}
+
 export const rate = (v) => (v === null || v === undefined ? '–' : `${num(v)}/s`);
 
 /** A 0..1 share as a percentage. */

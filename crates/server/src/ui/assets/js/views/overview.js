@@ -3,6 +3,7 @@
 // health, request rate and error share, the worst first (by health, then error share, then
 // traffic). A service with a firing alert carries a red badge linking to its alerts; the
 // badges follow the alerts every 15 s. With the cluster filter on, both show that cluster only.
+// Last, the Storage card (backend and what it holds), whatever became of the services.
 
 import { h, clear, message, sortableTable } from '../dom.js';
 import * as url from '../state/url.js';
@@ -11,10 +12,20 @@ import { badge, rank, LEVELS, normalise } from '../health.js';
 import { loadGraph } from '../graph-data.js';
 import { loadFiring, loadAliases, firingFor, nodeNames, alertBadge, every } from '../alert-match.js';
 import { loadClusters, clusterHealth, known, colourClass, alertInCluster, filterNote } from '../clusters.js';
+import { storageSection } from '../storage.js';
 
 export const title = 'Overview';
 
-export async function render(root, { shared }) {
+export async function render(root, ctx) {
+  const storage = storageSection(); // loads meanwhile; placed after the services
+  try {
+    await services(root, ctx);
+  } finally {
+    root.append(storage);
+  }
+}
+
+async function services(root, { shared }) {
   const status = h('div', {}, message('loading', 'Loading services…'));
   root.append(h('h1', {}, 'Overview'),
     filterNote(shared.cluster, `Services of ${shared.cluster} and the alerts that name it or no cluster.`), status);
