@@ -21,8 +21,8 @@ use meshlens_analysis::{
     EdgeAggregates, GraphQuery, GraphSource, GraphType, StatsQuery,
 };
 use meshlens_model::{
-    DependencyLink, Labels, MetricWriter, Sample, Span, SpanReader, StorageError, TimeSeries,
-    TraceId, TraceQuery,
+    DependencyLink, Labels, MetricWriter, RequiredOnly, Sample, Span, SpanReader, StorageError,
+    TimeSeries, TraceId, TraceQuery,
 };
 use meshlens_promql::{Engine, EngineOptions};
 use meshlens_spanstore::{SpanStore, SpanStoreOptions};
@@ -448,37 +448,11 @@ fn stats_bench() {
     let (ms, p) = best_of(3, || compute_stats(&store, &q).expect("stats"));
     assert!(p == s, "projection scans give the same figures");
     println!("  without partials (projection scan every time): {ms:.0} ms");
-    let (ms, p) = best_of(1, || compute_stats(&ScanOnly(&store), &q).expect("stats"));
+    let (ms, p) = best_of(1, || compute_stats(&RequiredOnly::new(&store), &q).expect("stats"));
     assert!(p == s, "span scans give the same figures");
     println!("  building every Span (SpanReader::scan, as before projections): {ms:.0} ms");
 }
 
-/// A reader with only `scan`: statistics through the trait's default parts.
-struct ScanOnly<'a>(&'a SpanStore);
-
-impl SpanReader for ScanOnly<'_> {
-    fn trace(&self, id: &TraceId) -> Result<Vec<Span>, StorageError> {
-        self.0.trace(id)
-    }
-    fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError> {
-        self.0.find_traces(q)
-    }
-    fn service_names(&self) -> Result<Vec<String>, StorageError> {
-        self.0.service_names()
-    }
-    fn remote_service_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
-        self.0.remote_service_names(service)
-    }
-    fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
-        self.0.span_names(service)
-    }
-    fn dependencies(&self, end: i64, lookback: i64) -> Result<Vec<DependencyLink>, StorageError> {
-        self.0.dependencies(end, lookback)
-    }
-    fn scan(&self, a: u64, b: u64, visit: &mut dyn FnMut(&Span)) -> Result<(), StorageError> {
-        self.0.scan(a, b, visit)
-    }
-}
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());

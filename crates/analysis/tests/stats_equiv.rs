@@ -11,8 +11,7 @@ use meshlens_analysis::stats::{
     Count, Distinct, PairCount, ResponseTime, Share, Stats, StatsQuery, Totals,
 };
 use meshlens_model::{
-    DependencyLink, Span, SpanAggregation, SpanGroup, SpanKind, SpanReader, StorageError, TraceId,
-    TraceQuery,
+    RequiredOnly, Span, SpanAggregation, SpanGroup, SpanKind, SpanReader, StorageError, TraceId,
 };
 use meshlens_spanstore::{SpanStore, SpanStoreOptions};
 
@@ -254,78 +253,20 @@ fn varied(n_traces: usize, seed: u64, lo: u64, hi: u64) -> Vec<Span> {
     spans
 }
 
-/// Only the required methods: `parts` is the trait's default (time slices over `scan`).
-struct ScanOnly(Arc<SpanStore>);
-
-impl SpanReader for ScanOnly {
-    fn trace(&self, id: &TraceId) -> Result<Vec<Span>, StorageError> {
-        self.0.trace(id)
+/// A store's own aggregation (as ClickHouse's), by the model's reference meaning of an
+/// aggregation over the spans `store` scans: `compute_stats` takes the pushdown path.
+fn reference_aggregate(
+    store: &dyn SpanReader,
+    a: &SpanAggregation,
+) -> Result<Option<Vec<SpanGroup>>, StorageError> {
+    let mut spans = Vec::new();
+    if a.start_us <= a.end_us {
+        store.scan(a.start_us, a.end_us, &mut |s| spans.push(s.clone()))?;
     }
-    fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError> {
-        self.0.find_traces(q)
-    }
-    fn service_names(&self) -> Result<Vec<String>, StorageError> {
-        self.0.service_names()
-    }
-    fn remote_service_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
-        self.0.remote_service_names(service)
-    }
-    fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
-        self.0.span_names(service)
-    }
-    fn dependencies(
-        &self,
-        end_ts: i64,
-        lookback: i64,
-    ) -> Result<Vec<DependencyLink>, StorageError> {
-        self.0.dependencies(end_ts, lookback)
-    }
-    fn scan(&self, a: u64, b: u64, visit: &mut dyn FnMut(&Span)) -> Result<(), StorageError> {
-        self.0.scan(a, b, visit)
-    }
-}
-
-/// A store that aggregates itself (as ClickHouse does), by the model's reference meaning of
-/// an aggregation over its scanned spans: `compute_stats` takes the pushdown path.
-struct Aggregating(ScanOnly);
-
-impl SpanReader for Aggregating {
-    fn trace(&self, id: &TraceId) -> Result<Vec<Span>, StorageError> {
-        self.0.trace(id)
-    }
-    fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError> {
-        self.0.find_traces(q)
-    }
-    fn service_names(&self) -> Result<Vec<String>, StorageError> {
-        self.0.service_names()
-    }
-    fn remote_service_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
-        self.0.remote_service_names(service)
-    }
-    fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
-        self.0.span_names(service)
-    }
-    fn dependencies(
-        &self,
-        end_ts: i64,
-        lookback: i64,
-    ) -> Result<Vec<DependencyLink>, StorageError> {
-        self.0.dependencies(end_ts, lookback)
-    }
-    fn scan(&self, _: u64, _: u64, _: &mut dyn FnMut(&Span)) -> Result<(), StorageError> {
-        panic!("an aggregating store is never scanned for statistics")
-    }
-    fn aggregate(&self, a: &SpanAggregation) -> Result<Option<Vec<SpanGroup>>, StorageError> {
-        let mut spans = Vec::new();
-        if a.start_us <= a.end_us {
-            self.0
-                .scan(a.start_us, a.end_us, &mut |s| spans.push(s.clone()))?;
-        }
-        // Any order will do: the analysis must not rely on the store's.
-        let mut groups = meshlens_model::aggregate::evaluate(a, &spans);
-        groups.reverse();
-        Ok(Some(groups))
-    }
+    // Any order will do: the analysis must not rely on the store's.
+    let mut groups = meshlens_model::aggregate::evaluate(a, &spans);
+    groups.reverse();
+    Ok(Some(groups))
 }
 
 fn store(dir: &std::path::Path) -> Arc<SpanStore> {
@@ -377,7 +318,8 @@ fn same(got: &Stats, want: &Stats, what: &str) {
 }
 
 fn assert_all_equal(store: &Arc<SpanStore>, end_ms: i64) {
-    let scan_only = ScanOnly(store.clone());
+    // Only the required methods: `parts` is the trait's default (time slices over `scan`).
+    let scan_only = RequiredOnly::new(&**store);
     for q in queries(end_ms) {
         let want = reference(&**store, &q);
         same(
@@ -393,7 +335,11 @@ fn assert_all_equal(store: &Arc<SpanStore>, end_ms: i64) {
         let default = compute_stats(&scan_only, &q).unwrap();
         same(&default, &want, &format!("default parts {q:?}"));
     }
-    let aggregating = Aggregating(ScanOnly(store.clone()));
+    let by_reference = |a: &SpanAggregation| reference_aggregate(&**store, a);
+    let aggregating = RequiredOnly {
+        store: &**store,
+        aggregate: Some(&by_reference),
+    };
     for q in queries(end_ms) {
         let want = reference(&**store, &q);
         let got = compute_stats(&aggregating, &q).unwrap();

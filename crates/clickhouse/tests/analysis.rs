@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use meshlens_analysis::{compute_stats, StatsQuery};
 use meshlens_model::aggregate::evaluate;
 use meshlens_model::{
-    DependencyLink, Endpoint, MeasureValue, Span, SpanAggregation, SpanDimension, SpanField,
-    SpanFilter, SpanGroup, SpanKind, SpanMeasure, SpanReader, SpanWriter, StorageError, TraceId,
-    TraceQuery,
+    DependencyLink, Endpoint, MeasureValue, RequiredOnly, Span, SpanAggregation, SpanDimension,
+    SpanField, SpanFilter, SpanGroup, SpanKind, SpanMeasure, SpanReader, SpanWriter,
+    StorageError, TraceId, TraceQuery,
 };
 
 /// 2025-12-04 00:00 UTC in microseconds; spans spread over the hour after it.
@@ -200,38 +200,6 @@ fn queries() -> Vec<StatsQuery> {
     ]
 }
 
-/// A store that ships every span: ClickHouse without its aggregations, as `compute_stats`
-/// ran over it before (time slices read through `scan`).
-struct Shipping<'a>(&'a meshlens_clickhouse::SpanStore);
-
-impl SpanReader for Shipping<'_> {
-    fn trace(&self, id: &TraceId) -> Result<Vec<Span>, StorageError> {
-        self.0.trace(id)
-    }
-    fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError> {
-        self.0.find_traces(q)
-    }
-    fn service_names(&self) -> Result<Vec<String>, StorageError> {
-        self.0.service_names()
-    }
-    fn remote_service_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
-        self.0.remote_service_names(service)
-    }
-    fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
-        self.0.span_names(service)
-    }
-    fn dependencies(
-        &self,
-        end_ts: i64,
-        lookback: i64,
-    ) -> Result<Vec<DependencyLink>, StorageError> {
-        self.0.dependencies(end_ts, lookback)
-    }
-    fn scan(&self, a: u64, b: u64, visit: &mut dyn FnMut(&Span)) -> Result<(), StorageError> {
-        self.0.scan(a, b, visit)
-    }
-}
-
 #[test]
 fn stats_equal_the_embedded_store() {
     let Some(c) = common::cluster() else { return };
@@ -250,7 +218,7 @@ fn stats_equal_the_embedded_store() {
         let got = compute_stats(reader.spans(), &q).unwrap();
         let on_shards = started.elapsed();
         let started = std::time::Instant::now();
-        let shipped = compute_stats(&Shipping(reader.spans()), &q).unwrap();
+        let shipped = compute_stats(&RequiredOnly::new(reader.spans()), &q).unwrap();
         eprintln!(
             "stats {q:?}: {} spans, {} requests: {on_shards:?} aggregated on the shards, \
              {:?} shipping the spans",
@@ -404,7 +372,7 @@ fn stats_timing_on_a_larger_set() {
         let got = compute_stats(ch.spans(), q).unwrap();
         let on_shards = started.elapsed();
         let started = std::time::Instant::now();
-        let shipped = compute_stats(&Shipping(ch.spans()), q).unwrap();
+        let shipped = compute_stats(&RequiredOnly::new(ch.spans()), q).unwrap();
         eprintln!(
             "{} spans: {on_shards:?} aggregated on the shards, {:?} shipping the spans",
             got.totals.spans,

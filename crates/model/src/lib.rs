@@ -34,6 +34,6 @@ pub use storage::{
     RawSeries, RejectReason, SeriesCursor, SeriesSamples, StorageError, TimeSeries,
 };
 pub use trace::{
-    Annotation, DependencyLink, Endpoint, Span, SpanKind, SpanReader, SpanWriter, TraceId,
-    TraceQuery,
+    AggregateFn, Annotation, DependencyLink, Endpoint, RequiredOnly, Span, SpanKind, SpanReader,
+    SpanWriter, TraceId, TraceQuery,
 };

@@ -233,6 +233,68 @@ pub trait SpanReader: Send + Sync {
     }
 }
 
+/// The answer of a store's own aggregation, as [`SpanReader::aggregate`] gives it.
+pub type AggregateFn<'a> =
+    dyn Fn(&SpanAggregation) -> Result<Option<Vec<SpanGroup>>, StorageError> + Send + Sync + 'a;
+
+/// A store seen through `SpanReader`'s required methods only, as a store without projection
+/// scans or aggregations of its own would offer them: the analyses' fallback paths (time
+/// slices over `scan`, aggregation in meshlens) run over any store through it, so tests and
+/// benchmarks can compare those paths with the store's own. With `aggregate` set, that is
+/// the store's aggregation instead of none.
+pub struct RequiredOnly<'a> {
+    pub store: &'a dyn SpanReader,
+    pub aggregate: Option<&'a AggregateFn<'a>>,
+}
+
+impl<'a> RequiredOnly<'a> {
+    pub fn new(store: &'a dyn SpanReader) -> Self {
+        RequiredOnly {
+            store,
+            aggregate: None,
+        }
+    }
+}
+
+impl SpanReader for RequiredOnly<'_> {
+    fn trace(&self, id: &TraceId) -> Result<Vec<Span>, StorageError> {
+        self.store.trace(id)
+    }
+    fn find_traces(&self, q: &TraceQuery) -> Result<Vec<Vec<Span>>, StorageError> {
+        self.store.find_traces(q)
+    }
+    fn service_names(&self) -> Result<Vec<String>, StorageError> {
+        self.store.service_names()
+    }
+    fn remote_service_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
+        self.store.remote_service_names(service)
+    }
+    fn span_names(&self, service: &str) -> Result<Vec<String>, StorageError> {
+        self.store.span_names(service)
+    }
+    fn dependencies(
+        &self,
+        end_ts: i64,
+        lookback: i64,
+    ) -> Result<Vec<DependencyLink>, StorageError> {
+        self.store.dependencies(end_ts, lookback)
+    }
+    fn scan(
+        &self,
+        start_us: u64,
+        end_us: u64,
+        visit: &mut dyn FnMut(&Span),
+    ) -> Result<(), StorageError> {
+        self.store.scan(start_us, end_us, visit)
+    }
+    fn aggregate(&self, a: &SpanAggregation) -> Result<Option<Vec<SpanGroup>>, StorageError> {
+        match self.aggregate {
+            Some(f) => f(a),
+            None => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
