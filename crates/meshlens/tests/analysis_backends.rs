@@ -386,10 +386,19 @@ fn nodes(g: &Value) -> usize {
 
 /// The samples of every Istio series a server holds, summed through PromQL at `at_s`.
 fn istio_samples(server: &Server, at_s: i64) -> Option<u64> {
-    let v = server.query(
-        r#"sum(count_over_time({__name__=~"istio_.+"}[3h]))"#,
-        Some(at_s as f64),
-    );
+    // One sum per name: `count_over_time` drops the name, so the names cannot share one.
+    let q = [
+        "istio_requests_total",
+        "istio_request_duration_milliseconds_bucket",
+        "istio_request_duration_milliseconds_sum",
+        "istio_request_duration_milliseconds_count",
+    ]
+    .map(|m| format!("sum(count_over_time({m}[3h]))"))
+    .join(" + ");
+    let v = server.query(&q, Some(at_s as f64));
+    if v["status"] != "success" {
+        eprintln!("{v}");
+    }
     v["data"]["result"][0]["value"][1]
         .as_str()
         .and_then(|s| s.parse::<f64>().ok())
@@ -402,6 +411,22 @@ fn stored_spans(server: &Server, end_s: i64) -> Option<u64> {
         httpc::get(&server.url(&format!("/api/v1/stats?window=1d&end={}", end_s + 3600))).ok()?;
     let v: Value = serde_json::from_slice(&r.body).ok()?;
     v["totals"]["spans"].as_u64()
+}
+
+/// Polls `seen` until it answers `want`, at most [`READY`]; fails with the last answer.
+fn wait_for(server: &str, what: &str, want: u64, mut seen: impl FnMut() -> Option<u64>) {
+    let start = std::time::Instant::now();
+    loop {
+        let last = seen();
+        if last == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < READY,
+            "{server}: {what}: {last:?} after {READY:?}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 #[test]
@@ -458,12 +483,10 @@ fn graph_stats_and_dependencies_agree_on_embedded_and_clickhouse() {
     }
 
     // Both hold everything: every sample sent, every span posted.
-    for s in [&embedded, &ch] {
-        poll(READY, || {
-            (istio_samples(s, end_s) == Some(sent)).then_some(())
-        });
-        poll(READY, || {
-            (stored_spans(s, end_s) == Some(posted.len() as u64)).then_some(())
+    for (name, s) in [("embedded", &embedded), ("clickhouse", &ch)] {
+        wait_for(name, "Istio samples", sent, || istio_samples(s, end_s));
+        wait_for(name, "spans", posted.len() as u64, || {
+            stored_spans(s, end_s)
         });
     }
 
@@ -571,25 +594,59 @@ fn graph_stats_and_dependencies_agree_on_embedded_and_clickhouse() {
     // Zipkin dependency links over the same hour (milliseconds), and a lookback that
     // stops short of the earliest traces.
     for lookback in [3_600_000, 600_000] {
-        let v = same(
-            &embedded,
-            &ch,
-            &format!(
-                "/api/v2/dependencies?endTs={}&lookback={lookback}",
-                end_s * 1000
-            ),
-            |mut v| {
-                if let Some(links) = v.as_array_mut() {
-                    links.sort_by_key(|l| (l["parent"].to_string(), l["child"].to_string()));
-                }
-                v
-            },
+        let path = format!(
+            "/api/v2/dependencies?endTs={}&lookback={lookback}",
+            end_s * 1000
         );
-        let links = v.as_array().unwrap();
-        assert!(links.len() >= 3, "{v}");
+        let a = sorted_links(get_json(&embedded.url(&path)));
+        let b = known_link_difference(&a, sorted_links(get_json(&ch.url(&path))));
+        if let Some(d) = diff(&a, &b, "$") {
+            panic!("GET {path}: the embedded engines and ClickHouse differ at {d}\nembedded: {a}\nclickhouse: {b}");
+        }
+        let links = a.as_array().unwrap();
+        assert!(links.len() >= 3, "{a}");
         assert!(
             links.iter().all(|l| l["callCount"].as_u64() > Some(0)),
-            "{v}"
+            "{a}"
         );
     }
+}
+
+/// Dependency links sorted by (parent, child).
+fn sorted_links(mut v: Value) -> Value {
+    if let Some(links) = v.as_array_mut() {
+        links.sort_by_key(|l| (l["parent"].to_string(), l["child"].to_string()));
+    }
+    v
+}
+
+/// The one known difference between the two stores' dependency links, checked and then
+/// undone in ClickHouse's answer `ch`. A server span (`catalog.shop`) whose parent is a
+/// span without kind (`search`, an uninstrumented client library): the embedded store runs
+/// Zipkin's linker, which names the nearest ancestor *with* a kind as the caller
+/// (`frontend.shop`); ClickHouse joins each server span to its direct parent only (one join
+/// per shard, no ancestor walk in 18.16's SQL) and names `search`, as the trace graph does.
+/// `meshlens_clickhouse::spans` documents its simpler rule for kind-less spans in between.
+/// Once ClickHouse walks to the ancestor, this check fails: delete it.
+fn known_link_difference(embedded: &Value, mut ch: Value) -> Value {
+    let link = |v: &Value, parent: &str| -> Option<Value> {
+        v.as_array()?
+            .iter()
+            .find(|l| l["parent"] == parent && l["child"] == "catalog.shop")
+            .cloned()
+    };
+    let (Some(zipkin), Some(direct)) = (link(embedded, "frontend.shop"), link(&ch, "search"))
+    else {
+        panic!("the known difference is gone or changed: embedded {embedded}, clickhouse {ch}");
+    };
+    assert_eq!(
+        zipkin["callCount"], direct["callCount"],
+        "{zipkin} {direct}"
+    );
+    for l in ch.as_array_mut().unwrap() {
+        if *l == direct {
+            l["parent"] = "frontend.shop".into();
+        }
+    }
+    sorted_links(ch)
 }
