@@ -11,7 +11,8 @@
 //! beyond the aggregates' 24 h retention, so it goes through PromQL over the stored series,
 //! which on ClickHouse means the cluster. Trace graphs scan the span store; statistics are
 //! a projection scan on the embedded store and SQL aggregations on the shards; dependencies
-//! are the embedded linker against ClickHouse joins.
+//! are the embedded linker against ClickHouse joins. Those differ in one known case, a
+//! server span under a span without kind (see `known_link_difference`), checked as such.
 
 mod common;
 
