@@ -20,10 +20,7 @@ use meshlens_analysis::{
     build_graph, build_graph_with_aggregates, compute_stats, AggregatesOptions, ComputedFrom,
     EdgeAggregates, GraphQuery, GraphSource, GraphType, StatsQuery,
 };
-use meshlens_model::{
-    DependencyLink, Labels, MetricWriter, RequiredOnly, Sample, Span, SpanReader, StorageError,
-    TimeSeries, TraceId, TraceQuery,
-};
+use meshlens_model::{Labels, MetricWriter, RequiredOnly, Sample, SpanReader, TimeSeries};
 use meshlens_promql::{Engine, EngineOptions};
 use meshlens_spanstore::{SpanStore, SpanStoreOptions};
 use meshlens_tsdb::{FsyncPolicy, Tsdb, TsdbOptions};
@@ -448,11 +445,12 @@ fn stats_bench() {
     let (ms, p) = best_of(3, || compute_stats(&store, &q).expect("stats"));
     assert!(p == s, "projection scans give the same figures");
     println!("  without partials (projection scan every time): {ms:.0} ms");
-    let (ms, p) = best_of(1, || compute_stats(&RequiredOnly::new(&store), &q).expect("stats"));
+    let (ms, p) = best_of(1, || {
+        compute_stats(&RequiredOnly::new(&store), &q).expect("stats")
+    });
     assert!(p == s, "span scans give the same figures");
     println!("  building every Span (SpanReader::scan, as before projections): {ms:.0} ms");
 }
-
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());

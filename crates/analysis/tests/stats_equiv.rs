@@ -11,7 +11,7 @@ use meshlens_analysis::stats::{
     Count, Distinct, PairCount, ResponseTime, Share, Stats, StatsQuery, Totals,
 };
 use meshlens_model::{
-    RequiredOnly, Span, SpanAggregation, SpanGroup, SpanKind, SpanReader, StorageError, TraceId,
+    RequiredOnly, Span, SpanAggregation, SpanGroup, SpanKind, SpanReader, StorageError,
 };
 use meshlens_spanstore::{SpanStore, SpanStoreOptions};
 

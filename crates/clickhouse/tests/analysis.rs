@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use meshlens_analysis::{compute_stats, StatsQuery};
 use meshlens_model::aggregate::evaluate;
 use meshlens_model::{
-    DependencyLink, Endpoint, MeasureValue, RequiredOnly, Span, SpanAggregation, SpanDimension,
-    SpanField, SpanFilter, SpanGroup, SpanKind, SpanMeasure, SpanReader, SpanWriter,
-    StorageError, TraceId, TraceQuery,
+    Endpoint, MeasureValue, RequiredOnly, Span, SpanAggregation, SpanDimension, SpanField,
+    SpanFilter, SpanGroup, SpanKind, SpanMeasure, SpanReader, SpanWriter, StorageError, TraceId,
 };
 
 /// 2025-12-04 00:00 UTC in microseconds; spans spread over the hour after it.

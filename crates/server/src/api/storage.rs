@@ -32,9 +32,7 @@ pub enum StorageSource {
     },
     /// A read across tenants, or of a tenant that has not written yet: no store of its own
     /// to report on, only the backend every tenant uses.
-    NoStore {
-        backend: &'static str,
-    },
+    NoStore { backend: &'static str },
 }
 
 impl StorageSource {
