@@ -114,6 +114,20 @@ pub struct Stats {
     pub distinct: Distinct,
 }
 
+/// The order of every count list: largest first, then by key.
+pub(crate) fn order_counts(v: &mut [Count]) {
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+}
+
+/// The order of every pair list: largest first, then by key and sub-key.
+pub(crate) fn order_pairs(v: &mut [PairCount]) {
+    v.sort_by(|p, r| {
+        r.count
+            .cmp(&p.count)
+            .then_with(|| (&p.key, &p.sub).cmp(&(&r.key, &r.sub)))
+    });
+}
+
 /// The cluster a span was recorded in: Istio's `istio.cluster_id`, a `cluster` tag, OTel's
 /// `k8s.cluster.name` (the first non-empty one), else `unknown`.
 pub(crate) fn span_cluster(s: &Span) -> &str {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::{httpc, poll, Server};
 use meshlens_clickhouse::testing::TestCluster;
 use meshlens_ingest::zipkin::encode_json;
-use meshlens_model::{Endpoint, Labels, Sample, Span, TimeSeries, TraceId};
+use meshlens_model::{Labels, Sample, TimeSeries};
 
 const SERIES: usize = 10;
 const SPANS: u64 = 8;
@@ -39,38 +39,6 @@ fn samples(base_t: i64, step: u64) -> Vec<TimeSeries> {
                 ("series", i.to_string().as_str()),
             ]),
             samples: vec![Sample::new(base_t + step as i64 * 1000, step as f64)],
-        })
-        .collect()
-}
-
-fn trace_id(step: u64) -> TraceId {
-    TraceId {
-        high: 7,
-        low: step + 1,
-        is_128: true,
-    }
-}
-
-fn spans(step: u64) -> Vec<Span> {
-    let now_us = meshlens_model::time::now_ms() as u64 * 1000;
-    (0..SPANS)
-        .map(|i| Span {
-            trace_id: trace_id(step),
-            id: i + 1,
-            parent_id: (i > 0).then_some(1),
-            name: Some(format!("op-{i}")),
-            kind: None,
-            timestamp: Some(now_us),
-            duration: Some(100 + i),
-            local_endpoint: Some(Endpoint {
-                service_name: Some(format!("svc-{}", i % 4)),
-                ..Default::default()
-            }),
-            remote_endpoint: None,
-            annotations: Vec::new(),
-            tags: [("step".to_string(), step.to_string())].into(),
-            debug: false,
-            shared: false,
         })
         .collect()
 }
@@ -147,7 +115,7 @@ fn start_writers(
                 "POST",
                 "/api/v2/spans",
                 &[("Content-Type", "application/json")],
-                encode_json(&spans(step)).as_bytes(),
+                encode_json(&common::step_spans(step, SPANS)).as_bytes(),
             )
         },
         202,
@@ -289,7 +257,7 @@ fn check_samples(server: &Server, base_t: i64, log: &Log) {
 fn check_spans(server: &Server, log: &Log) {
     let mut missing = Vec::new();
     for step in &log.acked {
-        let id = trace_id(*step).to_string();
+        let id = common::step_trace_id(*step).to_string();
         let r = httpc::get(&server.url(&format!("/api/v2/trace/{id}"))).unwrap();
         let n = serde_json::from_slice::<serde_json::Value>(&r.body)
             .ok()

@@ -8,35 +8,6 @@ use std::time::Duration;
 
 use common::{httpc, poll, Server};
 use meshlens_ingest::zipkin::encode_json;
-use meshlens_model::{Endpoint, Span, TraceId};
-
-fn batch(step: u64) -> Vec<Span> {
-    let now_us = meshlens_model::time::now_ms() as u64 * 1000;
-    (0..20)
-        .map(|i| Span {
-            trace_id: TraceId {
-                high: 7,
-                low: step + 1,
-                is_128: true,
-            },
-            id: i + 1,
-            parent_id: (i > 0).then_some(1),
-            name: Some(format!("op-{i}")),
-            kind: None,
-            timestamp: Some(now_us),
-            duration: Some(100 + i),
-            local_endpoint: Some(Endpoint {
-                service_name: Some(format!("svc-{}", i % 4)),
-                ..Default::default()
-            }),
-            remote_endpoint: None,
-            annotations: Vec::new(),
-            tags: [("step".to_string(), step.to_string())].into(),
-            debug: false,
-            shared: false,
-        })
-        .collect()
-}
 
 #[test]
 fn every_acknowledged_span_survives_sigkill() {
@@ -50,7 +21,7 @@ fn every_acknowledged_span_survives_sigkill() {
             let mut conn = httpc::Conn::open(&addr).unwrap();
             // Bounded: at most 20,000 posts, and it stops when the server dies.
             for step in 0..20_000u64 {
-                let body = encode_json(&batch(step));
+                let body = encode_json(&common::step_spans(step, 20));
                 match conn.request(
                     "POST",
                     "/api/v2/spans",
@@ -75,7 +46,7 @@ fn every_acknowledged_span_survives_sigkill() {
     let server = Server::start(dir.path(), &[]);
     let mut missing = Vec::new();
     for step in &acked {
-        let id = format!("{:016x}{:016x}", 7, step + 1);
+        let id = common::step_trace_id(*step);
         let r = httpc::get(&server.url(&format!("/api/v2/trace/{id}"))).unwrap();
         let n = serde_json::from_slice::<serde_json::Value>(&r.body)
             .ok()

@@ -107,7 +107,7 @@ impl Table {
                 count: self.counts[i],
             })
             .collect();
-        v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        super::order_counts(&mut v);
         v
     }
 
@@ -407,11 +407,7 @@ impl Partial {
                     count,
                 })
                 .collect();
-            v.sort_by(|p, r| {
-                r.count
-                    .cmp(&p.count)
-                    .then_with(|| (&p.key, &p.sub).cmp(&(&r.key, &r.sub)))
-            });
+            super::order_pairs(&mut v);
             v
         };
         let requests = self.requests;

@@ -72,7 +72,7 @@ fn sorted(m: &BTreeMap<String, u64>) -> Vec<Count> {
             count,
         })
         .collect();
-    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    super::order_counts(&mut v);
     v
 }
 
@@ -85,11 +85,7 @@ fn sorted_pairs(m: &BTreeMap<(String, String), u64>) -> Vec<PairCount> {
             count,
         })
         .collect();
-    v.sort_by(|p, r| {
-        r.count
-            .cmp(&p.count)
-            .then_with(|| (&p.key, &p.sub).cmp(&(&r.key, &r.sub)))
-    });
+    super::order_pairs(&mut v);
     v
 }
 

@@ -540,3 +540,38 @@ pub fn frontend_calls(app: &str, workload: &str, version: Option<&str>) -> TimeS
             .collect(),
     }
 }
+
+/// The trace a SIGKILL test's numbered span batch `step` belongs to.
+pub fn step_trace_id(step: u64) -> meshlens_model::TraceId {
+    meshlens_model::TraceId {
+        high: 7,
+        low: step + 1,
+        is_128: true,
+    }
+}
+
+/// A SIGKILL test's numbered span batch: `n` spans of one trace (`step_trace_id(step)`), a
+/// root and its children, tagged with the step so each can be found again.
+pub fn step_spans(step: u64, n: u64) -> Vec<meshlens_model::Span> {
+    let now_us = meshlens_model::time::now_ms() as u64 * 1000;
+    (0..n)
+        .map(|i| meshlens_model::Span {
+            trace_id: step_trace_id(step),
+            id: i + 1,
+            parent_id: (i > 0).then_some(1),
+            name: Some(format!("op-{i}")),
+            kind: None,
+            timestamp: Some(now_us),
+            duration: Some(100 + i),
+            local_endpoint: Some(meshlens_model::Endpoint {
+                service_name: Some(format!("svc-{}", i % 4)),
+                ..Default::default()
+            }),
+            remote_endpoint: None,
+            annotations: Vec::new(),
+            tags: [("step".to_string(), step.to_string())].into(),
+            debug: false,
+            shared: false,
+        })
+        .collect()
+}
