@@ -128,6 +128,52 @@ pub(crate) fn order_pairs(v: &mut [PairCount]) {
     });
 }
 
+/// User-agent shares: each count over all requests.
+pub(crate) fn shares(counts: Vec<Count>, requests: u64) -> Vec<Share> {
+    counts
+        .into_iter()
+        .map(|c| Share {
+            share: c.count as f64 / requests.max(1) as f64,
+            key: c.key,
+            count: c.count,
+        })
+        .collect()
+}
+
+/// The order of the response times: most requests first, then by service.
+pub(crate) fn order_response_times(v: &mut [ResponseTime]) {
+    v.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.service.cmp(&b.service))
+    });
+}
+
+impl ResponseTime {
+    /// From microseconds: the smallest, the sum, the largest and the p50, p90 and p99
+    /// nearest-rank picks of `count` durations.
+    pub(crate) fn from_micros(
+        service: &str,
+        count: u64,
+        min: u64,
+        sum: u128,
+        max: u64,
+        [p50, p90, p99]: [u64; 3],
+    ) -> ResponseTime {
+        let ms = |us: u64| us as f64 / 1000.0;
+        ResponseTime {
+            service: service.to_string(),
+            count,
+            min_ms: ms(min),
+            avg_ms: sum as f64 / count as f64 / 1000.0,
+            max_ms: ms(max),
+            p50_ms: ms(p50),
+            p90_ms: ms(p90),
+            p99_ms: ms(p99),
+        }
+    }
+}
+
 /// The cluster a span was recorded in: Istio's `istio.cluster_id`, a `cluster` tag, OTel's
 /// `k8s.cluster.name` (the first non-empty one), else `unknown`.
 pub(crate) fn span_cluster(s: &Span) -> &str {

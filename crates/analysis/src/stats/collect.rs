@@ -10,7 +10,7 @@ use std::sync::Arc;
 use meshlens_model::{SpanKind, SpanRow, NO_ID};
 
 use super::Totals;
-use super::{Count, Distinct, PairCount, ResponseTime, Share, Stats, StatsQuery};
+use super::{Count, Distinct, PairCount, ResponseTime, Stats, StatsQuery};
 use crate::fx::{FxMap, Interner};
 
 /// The tags a statistic reads, in the order `SpanRow::tags` returns them.
@@ -411,27 +411,14 @@ impl Partial {
             v
         };
         let requests = self.requests;
-        let user_agents = self
-            .agents
-            .sorted()
-            .into_iter()
-            .map(|c| Share {
-                share: c.count as f64 / requests.max(1) as f64,
-                key: c.key,
-                count: c.count,
-            })
-            .collect();
+        let user_agents = super::shares(self.agents.sorted(), requests);
         let mut response_times: Vec<ResponseTime> = Vec::new();
         for (i, d) in self.durations.iter().enumerate() {
             if let Some(rt) = response_time(self.services.names.name(i as u32), &d.runs) {
                 response_times.push(rt);
             }
         }
-        response_times.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then_with(|| a.service.cmp(&b.service))
-        });
+        super::order_response_times(&mut response_times);
         Stats {
             start_ms: q.end_ms.saturating_sub(q.window_ms),
             end_ms: q.end_ms,
@@ -491,22 +478,19 @@ fn response_time(service: &str, runs: &[Run]) -> Option<ResponseTime> {
     if n == 0 {
         return None;
     }
-    let ms = |us: u64| us as f64 / 1000.0;
     let pick = |q: f64| {
         let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
         kth(runs, rank)
     };
     let sum: u128 = runs.iter().map(|r| r.sum).sum();
-    Some(ResponseTime {
-        service: service.to_string(),
-        count: n as u64,
-        min_ms: ms(pick(0.0)),
-        avg_ms: sum as f64 / n as f64 / 1000.0,
-        max_ms: ms(pick(1.0)),
-        p50_ms: ms(pick(0.50)),
-        p90_ms: ms(pick(0.90)),
-        p99_ms: ms(pick(0.99)),
-    })
+    Some(ResponseTime::from_micros(
+        service,
+        n as u64,
+        pick(0.0),
+        sum,
+        pick(1.0),
+        [pick(0.50), pick(0.90), pick(0.99)],
+    ))
 }
 
 #[cfg(test)]

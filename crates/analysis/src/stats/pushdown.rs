@@ -16,7 +16,7 @@ use meshlens_model::{
 };
 
 use super::collect::{path_of, AGENT, CLUSTER, PREFIXES, STATUS, TAG_KEYS, URL};
-use super::{Count, Distinct, PairCount, ResponseTime, Share, Stats, StatsQuery, Totals};
+use super::{Count, Distinct, PairCount, ResponseTime, Stats, StatsQuery, Totals};
 
 /// The percentiles of `ResponseTime`, in its field order.
 const QUANTILES: [f64; 3] = [0.50, 0.90, 0.99];
@@ -202,39 +202,25 @@ pub(super) fn stats(
             *agents.entry(a.to_string()).or_default() += n;
         }
     }
-    let user_agents = sorted(&agents)
-        .into_iter()
-        .map(|c| Share {
-            share: c.count as f64 / requests_n.max(1) as f64,
-            key: c.key,
-            count: c.count,
-        })
-        .collect();
+    let user_agents = super::shares(sorted(&agents), requests_n);
     let mut response_times: Vec<ResponseTime> = times
         .iter()
         .filter_map(|g| match g.values.first() {
             Some(MeasureValue::Durations(d)) if d.count > 0 => {
-                let ms = |us: u64| us as f64 / 1000.0;
-                let pick = |i: usize| ms(d.quantiles.get(i).copied().unwrap_or(0));
-                Some(ResponseTime {
-                    service: key(g, 0).unwrap_or("unknown").to_string(),
-                    count: d.count,
-                    min_ms: ms(d.min),
-                    avg_ms: d.sum as f64 / d.count as f64 / 1000.0,
-                    max_ms: ms(d.max),
-                    p50_ms: pick(0),
-                    p90_ms: pick(1),
-                    p99_ms: pick(2),
-                })
+                let pick = |i: usize| d.quantiles.get(i).copied().unwrap_or(0);
+                Some(ResponseTime::from_micros(
+                    key(g, 0).unwrap_or("unknown"),
+                    d.count,
+                    d.min,
+                    d.sum,
+                    d.max,
+                    [pick(0), pick(1), pick(2)],
+                ))
             }
             _ => None,
         })
         .collect();
-    response_times.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| a.service.cmp(&b.service))
-    });
+    super::order_response_times(&mut response_times);
     Ok(Some(Stats {
         start_ms: q.end_ms.saturating_sub(q.window_ms),
         end_ms: q.end_ms,
