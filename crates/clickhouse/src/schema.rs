@@ -131,6 +131,14 @@ impl Schema {
         }
     }
 
+    /// The shard-local table's own name, without the database, as `system.parts` names it.
+    pub fn local_name(&self, name: &str) -> String {
+        match self.cluster {
+            Some(_) => format!("{name}_local"),
+            None => name.to_string(),
+        }
+    }
+
     fn on_cluster(&self) -> String {
         match &self.cluster {
             Some(c) => format!(" ON CLUSTER {c}"),
@@ -206,11 +214,21 @@ impl Schema {
 
     /// The highest applied step, 0 when none.
     pub fn stored_version(&self, client: &Client) -> Result<u32, ClickHouseError> {
+        self.stored_version_with(client, &[])
+    }
+
+    /// [`stored_version`](Self::stored_version) with query settings (a status page skips
+    /// shards that are down).
+    pub fn stored_version_with(
+        &self,
+        client: &Client,
+        settings: &[Setting<'_>],
+    ) -> Result<u32, ClickHouseError> {
         let sql = format!(
             "SELECT toUInt32(max(version)) FROM {} FORMAT RowBinary",
             self.table("schema_version")
         );
-        let b = client.query(&sql, &[])?;
+        let b = client.query(&sql, settings)?;
         let mut r = RowReader::new(&b);
         // An empty table gives 0 (max over no rows is the type's default).
         if r.is_done() {
@@ -275,13 +293,13 @@ impl Schema {
         let mut dropped = Vec::new();
         for name in kind.tables() {
             let local = self.local(name);
-            let local_name = local.rsplit('.').next().unwrap_or(name);
+            let local_name = self.local_name(name);
             let sql = format!(
                 "SELECT DISTINCT partition_id FROM {parts_source} \
                  WHERE database = {} AND table = {} AND active AND partition_id < {} \
                  ORDER BY partition_id FORMAT RowBinary",
                 crate::sql::quote(&self.database),
-                crate::sql::quote(local_name),
+                crate::sql::quote(&local_name),
                 crate::sql::quote(&cutoff)
             );
             let b = client.query(&sql, &[])?;

@@ -28,10 +28,8 @@ use meshlens_model::{
 use crate::client::Client;
 use crate::rowbinary::RowReader;
 use crate::schema::Schema;
+use crate::spans::SPAN_KEY;
 use crate::sql::quote;
-
-/// The key a stored span is counted once by (the same as the readers' deduplication).
-const SPAN_KEY: &str = "trace_id_high, trace_id_low, span_id, kind, shared";
 
 /// A field as SQL: (is present, value when present).
 fn field_sql(f: &SpanField) -> (String, String) {

@@ -69,7 +69,7 @@ const COLUMNS: &str = "trace_id_high, trace_id_low, trace_id_128, span_id, paren
     annotation_values, debug, shared";
 
 /// The key a stored span is deduplicated by (see the module doc).
-const SPAN_KEY: &str = "trace_id_high, trace_id_low, span_id, kind, shared";
+pub(crate) const SPAN_KEY: &str = "trace_id_high, trace_id_low, span_id, kind, shared";
 
 /// Tags copied into their own columns: the first present of each list wins.
 const STATUS_TAGS: &[&str] = &["http.status_code", "http.response.status_code"];

@@ -119,15 +119,9 @@ impl ClickHouseStorage {
     /// The highest version in `schema_version`, skipping shards that are down (the record
     /// lives on one shard; the others' figures are still worth showing without it).
     fn recorded_version(&self) -> Result<Option<u32>, ClickHouseError> {
-        let sql = format!(
-            "SELECT toUInt32(max(version)) FROM {} FORMAT RowBinary",
-            self.schema().table("schema_version")
-        );
-        let b = self
-            .client()
-            .query(&sql, &[("skip_unavailable_shards", "1".into())])?;
-        let mut r = RowReader::new(&b);
-        let v = if r.is_done() { 0 } else { r.u32()? };
+        let v = self
+            .schema()
+            .stored_version_with(self.client(), &[("skip_unavailable_shards", "1".into())])?;
         Ok((v > 0).then_some(v))
     }
 
@@ -140,10 +134,7 @@ impl ClickHouseStorage {
 
     fn read_parts(&self, s: &mut ShardStatus, parts: &str) -> Result<(), ClickHouseError> {
         let schema = self.schema();
-        let locals: Vec<String> = TABLES
-            .iter()
-            .map(|t| local_name(&schema.local(t)))
-            .collect();
+        let locals: Vec<String> = TABLES.iter().map(|t| schema.local_name(t)).collect();
         let list: Vec<String> = locals.iter().map(|t| quote(t)).collect();
         let sql = format!(
             "SELECT table, toUInt64(sum(rows)), toUInt64(sum(bytes_on_disk)) FROM {parts} \
@@ -168,14 +159,6 @@ impl ClickHouseStorage {
         }
         Ok(())
     }
-}
-
-/// `db.table` to `table`, as `system.parts` names it.
-fn local_name(qualified: &str) -> String {
-    qualified
-        .rsplit_once('.')
-        .map_or(qualified, |(_, t)| t)
-        .to_string()
 }
 
 /// `host:port`, an IPv6 address in brackets as `remote()` wants it.
@@ -223,6 +206,10 @@ mod tests {
     fn addresses_for_remote() {
         assert_eq!(host_port("127.0.0.1", 9000), "127.0.0.1:9000");
         assert_eq!(host_port("::1", 9000), "[::1]:9000");
-        assert_eq!(local_name("db.samples_local"), "samples_local");
+        let clustered = crate::Schema {
+            database: "db".into(),
+            cluster: Some("c".into()),
+        };
+        assert_eq!(clustered.local_name("samples"), "samples_local");
     }
 }
