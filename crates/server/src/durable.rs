@@ -136,7 +136,6 @@ pub struct ClickHouseBuffer {
     wake: Mutex<Wake>,
     woken: Condvar,
     health: Mutex<Health>,
-    retries: AtomicU64,
     inserts_ok: [AtomicU64; 2],
     inserts_failed: [AtomicU64; 2],
     inserted_items: [AtomicU64; 2],
@@ -202,7 +201,6 @@ impl ClickHouseBuffer {
             wake: Mutex::new(Wake::default()),
             woken: Condvar::new(),
             health: Mutex::new(Health::default()),
-            retries: AtomicU64::new(0),
             inserts_ok: Default::default(),
             inserts_failed: Default::default(),
             inserted_items: Default::default(),
@@ -260,7 +258,7 @@ impl ClickHouseBuffer {
             failing: h.failing,
             last_error: h.last_error.clone(),
             last_error_unix_ms: h.last_error_ms,
-            retries: get(&self.retries),
+            retries: self.retries(),
             inserts_ok: [get(&self.inserts_ok[0]), get(&self.inserts_ok[1])],
             inserts_failed: [get(&self.inserts_failed[0]), get(&self.inserts_failed[1])],
             inserted_samples: get(&self.inserted_items[0]),
@@ -300,6 +298,26 @@ impl ClickHouseBuffer {
         self.wake.lock().appended += 1;
         self.woken.notify_all();
         Ok(())
+    }
+
+    /// Every failed insert is retried, so the retries are the failures of both kinds.
+    fn retries(&self) -> u64 {
+        self.inserts_failed
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// After a failure: records it and, unless shutting down, waits out `backoff` and
+    /// doubles it. Returns whether the drainer stops.
+    fn back_off(&self, error: &str, stopping: bool, backoff: &mut Duration) -> bool {
+        self.failed(error);
+        if stopping {
+            return true;
+        }
+        self.pause(*backoff);
+        *backoff = (*backoff * 2).min(self.opts.max_backoff);
+        false
     }
 
     fn stop_by(&self) -> Option<Instant> {
@@ -344,12 +362,10 @@ impl ClickHouseBuffer {
                     continue;
                 }
                 Err(e) => {
-                    self.failed(&format!("reading the buffer: {e}"));
-                    if stop_by.is_some() {
+                    let error = format!("reading the buffer: {e}");
+                    if self.back_off(&error, stop_by.is_some(), &mut backoff) {
                         return;
                     }
-                    self.pause(backoff);
-                    backoff = (backoff * 2).min(self.opts.max_backoff);
                     continue;
                 }
             };
@@ -370,13 +386,9 @@ impl ClickHouseBuffer {
                 }
                 Err(InsertError::Storage(e)) => {
                     self.inserts_failed[k].fetch_add(1, Ordering::Relaxed);
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    self.failed(&e.to_string());
-                    if stop_by.is_some() {
+                    if self.back_off(&e.to_string(), stop_by.is_some(), &mut backoff) {
                         return;
                     }
-                    self.pause(backoff);
-                    backoff = (backoff * 2).min(self.opts.max_backoff);
                     continue;
                 }
             }
@@ -430,7 +442,7 @@ impl ClickHouseBuffer {
         let mut h = self.health.lock();
         if h.failing {
             h.failing = false;
-            tracing::info!(tenant = %self.tenant, retries = self.retries.load(Ordering::Relaxed),
+            tracing::info!(tenant = %self.tenant, retries = self.retries(),
                 "clickhouse inserts succeed again; draining the buffer");
         }
     }

@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use meshlens_clickhouse::{ClickHouseStorage, ShardStatus};
@@ -167,18 +166,13 @@ pub fn router(source: Arc<StorageSource>) -> Router {
         .with_state(source)
 }
 
+/// A ClickHouse that cannot answer is 503 `unavailable`, with the reason.
 async fn status(State(source): State<Arc<StorageSource>>) -> Response {
-    let unavailable = |msg: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "error", "errorType": "unavailable", "error": msg})),
-        )
-            .into_response()
-    };
+    use meshlens_analysis_api::error_envelope;
     match tokio::task::spawn_blocking(move || source.report()).await {
         Ok(Ok(data)) => super::success(data),
-        Ok(Err(e)) => unavailable(format!("reading the storage status: {e}")),
-        Err(e) => unavailable(format!("reading the storage status failed: {e}")),
+        Ok(Err(e)) => error_envelope(503, &format!("reading the storage status: {e}")),
+        Err(e) => error_envelope(503, &format!("reading the storage status failed: {e}")),
     }
 }
 
