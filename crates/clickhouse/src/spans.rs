@@ -395,6 +395,12 @@ impl SpanStore {
     /// linker, and the embedded store's, behave the same). The query goes through the Distributed table, so each
     /// shard runs the join against its own shard-local table: caller and callee share the
     /// trace, hence the shard.
+    ///
+    /// The one join form both 18.16 and current releases run: `ON` with the callee's key
+    /// expression on the left of its `=` (18.16 refuses it on the right), the caller's
+    /// columns renamed so no name is on both sides, and the subquery aliased (current
+    /// releases require it). 18.16's other form, an alias defined in `WHERE` and joined
+    /// `USING`, fails on the analyzer that current releases always use.
     fn served_calls(&self, lo: u64, hi: u64) -> Result<Vec<DependencyLink>, StorageError> {
         let sql = format!(
             "SELECT if(caller_service != '', caller_service, lowerUTF8(remote_service)) AS p, \
@@ -402,15 +408,16 @@ impl SpanStore {
              uniqExact({SPAN_KEY}), \
              uniqExactIf({SPAN_KEY}, error = 1 \
              OR (shared = 0 AND caller_kind = 'CLIENT' AND caller_error = 1)) \
-             FROM {} \
+             FROM {} AS callee \
              ANY LEFT JOIN \
-             (SELECT trace_id_high, trace_id_low, span_id AS caller_id, \
+             (SELECT trace_id_high AS caller_trace_high, trace_id_low AS caller_trace_low, \
+                     span_id AS caller_id, \
                      lowerUTF8(local_service) AS caller_service, kind AS caller_kind, \
                      error AS caller_error \
-              FROM {} WHERE shared = 0) \
-             USING (trace_id_high, trace_id_low, caller_id) \
+              FROM {} WHERE shared = 0) AS caller \
+             ON trace_id_high = caller_trace_high AND trace_id_low = caller_trace_low \
+             AND if(shared = 1, span_id, parent_id) = caller_id \
              WHERE kind IN ('SERVER', 'CONSUMER') AND local_service != '' \
-             AND ((if(shared = 1, span_id, parent_id) AS caller_id) = caller_id) \
              AND {} AND p != '' \
              GROUP BY p, c FORMAT RowBinary",
             self.schema.table("spans"),

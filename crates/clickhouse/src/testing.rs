@@ -7,6 +7,9 @@
 //! any ClickHouse starts, and each ClickHouse must answer `/ping` and read ZooKeeper's root
 //! before the cluster is handed out.
 //!
+//! [`CurrentServer`] is a current ClickHouse release as one server: its engine embedded by
+//! the `chdb-core` Python package, behind a small HTTP front (`tests/chdb_http_server.py`).
+//!
 //! When `clickhouse-server` is not installed, [`TestCluster::start`] returns `Ok(None)` and
 //! tests skip with a message; with `CI=true` it is an error instead, so CI cannot skip them
 //! silently.
@@ -446,4 +449,165 @@ fn spawn_server(dir: &Path, n: usize, http: u16) -> Result<Proc, TestEnvError> {
         .map(drop)
     })?;
     Ok(proc)
+}
+
+/// The helper that serves ClickHouse's HTTP interface over chDB (see the script's header).
+pub const CHDB_SERVER_SCRIPT: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/chdb_http_server.py");
+/// The Python interpreter that runs it (`MESHLENS_PYTHON` overrides).
+fn python() -> String {
+    std::env::var("MESHLENS_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// A current ClickHouse release (the engine of the pinned `chdb-core`, see
+/// `.ci/pip/clickhouse.txt`) behind its HTTP interface, as one server without a cluster:
+/// the SQL meshlens sends must run on current releases too, not only on Debian's 18.16.
+///
+/// It is a Python process holding one chDB session over a data directory; it exits when
+/// its stdin (held here) closes, and is killed on drop.
+pub struct CurrentServer {
+    // Field order is drop order: the process stops before its directory goes.
+    proc: Proc,
+    _stdin: std::process::ChildStdin,
+    pub http_port: u16,
+    /// `SELECT version()` as the server answers it.
+    pub version: String,
+    dir: tempfile::TempDir,
+}
+
+impl CurrentServer {
+    /// Starts the server; `Ok(None)` after a message when python3 or chdb-core is missing
+    /// outside CI (with `CI=true` that is an error).
+    pub fn start() -> Result<Option<CurrentServer>, TestEnvError> {
+        let probe = Command::new(python())
+            .args(["-c", "import chdb.session"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        let missing = match probe {
+            Err(e) => Some(format!("{} ({e})", python())),
+            Ok(o) if !o.status.success() => Some(format!(
+                "the chdb-core Python package ({})",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("import failed")
+            )),
+            Ok(_) => None,
+        };
+        if let Some(what) = missing {
+            if is_ci() {
+                return Err(TestEnvError::Missing(what));
+            }
+            eprintln!(
+                "skipping the current-release ClickHouse run: {what} is missing \
+                 (pip install -r .ci/pip/clickhouse.txt)"
+            );
+            return Ok(None);
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("meshlens-chdb-")
+            .tempdir()
+            .map_err(io("creating the chDB server's temp dir"))?;
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).map_err(io("creating chDB's data dir"))?;
+        let log = dir.path().join("server.log");
+        let err = std::fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+        let mut cmd = Command::new(python());
+        cmd.arg(CHDB_SERVER_SCRIPT)
+            .arg(&data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(err);
+        let mut child = cmd.spawn().map_err(io("starting the chDB server"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let mut proc = Proc {
+            child,
+            name: "chDB HTTP server".into(),
+            log,
+        };
+        let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
+            return Err(TestEnvError::NotReady {
+                what: proc.name.clone(),
+                secs: 0,
+                detail: "no stdio pipes".into(),
+            });
+        };
+        // The port line comes from a reader thread, so a hung start is bounded.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let r = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(r.map(|_| line));
+        });
+        let limit = Duration::from_secs(120);
+        let start = Instant::now();
+        let line = loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(Ok(line)) => break line,
+                Ok(Err(e)) => return Err(io("reading the chDB server's port")(e)),
+                Err(_) => {
+                    proc.check_alive()?;
+                    if start.elapsed() > limit {
+                        return Err(TestEnvError::NotReady {
+                            what: proc.name.clone(),
+                            secs: limit.as_secs(),
+                            detail: format!("no port printed; log tail:\n{}", proc.log_tail()),
+                        });
+                    }
+                }
+            }
+        };
+        let http_port: u16 = match line.trim().parse() {
+            Ok(p) => p,
+            Err(_) => {
+                // The process may have died before printing: its log says why.
+                let _ = proc.check_alive();
+                return Err(TestEnvError::NotReady {
+                    what: proc.name.clone(),
+                    secs: 0,
+                    detail: format!(
+                        "printed {:?} instead of a port; log tail:\n{}",
+                        line.trim(),
+                        proc.log_tail()
+                    ),
+                });
+            }
+        };
+        let mut version = String::new();
+        wait_for(&mut proc, Duration::from_secs(60), || {
+            version = http_post(http_port, "/", "SELECT version()")?
+                .trim()
+                .to_string();
+            Ok(())
+        })?;
+        Ok(Some(CurrentServer {
+            proc,
+            _stdin: stdin,
+            http_port,
+            version,
+            dir,
+        }))
+    }
+
+    /// The `--storage` address of this server (no cluster).
+    pub fn storage_url(&self, database: &str) -> String {
+        format!("clickhouse://127.0.0.1:{}/{database}", self.http_port)
+    }
+
+    /// Runs SQL over HTTP with no client of ours in between.
+    pub fn sql(&self, sql: &str) -> Result<String, String> {
+        http_post(self.http_port, "/", sql)
+    }
+
+    /// The helper's log's last lines, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.proc.log_tail()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
 }

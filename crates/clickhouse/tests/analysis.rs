@@ -3,7 +3,10 @@
 //! the same spans (which scans them in meshlens): a differential on a real 2-shard
 //! ClickHouse 18.16 cluster, no fixed numbers.
 
+#[macro_use]
 mod common;
+
+use common::Backend;
 
 use std::collections::BTreeMap;
 
@@ -199,18 +202,16 @@ fn queries() -> Vec<StatsQuery> {
     ]
 }
 
-#[test]
-fn stats_equal_the_embedded_store() {
-    let Some(c) = common::cluster() else { return };
+fn stats_equal_the_embedded_store(b: &Backend) {
     let data = dataset();
-    let ch = common::open(&c.storage_url(0, "analysis_stats"));
+    let ch = common::open(&b.url(0, "analysis_stats"));
     // A retried batch stores its spans twice: ClickHouse counts each span once.
     let third = data.len() / 3;
     ch.spans().write(&data[..2 * third]).unwrap();
     ch.spans().write(&data[third..]).unwrap();
     let (_dir, emb) = embedded(&data);
     // Read through the other node: the answer is the cluster's, not one shard's.
-    let reader = common::open(&c.storage_url(1, "analysis_stats"));
+    let reader = common::open(&b.url(1, "analysis_stats"));
     for q in queries() {
         let want = compute_stats(&emb, &q).unwrap();
         let started = std::time::Instant::now();
@@ -242,11 +243,9 @@ fn sorted(mut g: Vec<SpanGroup>) -> Vec<SpanGroup> {
     g
 }
 
-#[test]
-fn aggregations_equal_their_reference_meaning() {
-    let Some(c) = common::cluster() else { return };
+fn aggregations_equal_their_reference_meaning(b: &Backend) {
     let data = dataset();
-    let ch = common::open(&c.storage_url(1, "analysis_aggregate"));
+    let ch = common::open(&b.url(1, "analysis_aggregate"));
     ch.spans().write(&data).unwrap();
     ch.spans().write(&data[..50]).unwrap();
     let quantiles = vec![0.0, 0.001, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0];
@@ -337,10 +336,8 @@ fn aggregations_equal_their_reference_meaning() {
     assert!(matches!(&big[0].values[0], MeasureValue::Durations(d) if d.count > 500));
 }
 
-#[test]
-fn stats_respect_the_read_limit() {
-    let Some(c) = common::cluster() else { return };
-    let url = c.storage_url(0, "analysis_limit");
+fn stats_respect_the_read_limit(b: &Backend) {
+    let url = b.url(0, "analysis_limit");
     common::open(&url).spans().write(&dataset()).unwrap();
     let opts = meshlens_clickhouse::StorageOptions {
         max_rows_to_read: 10,
@@ -380,3 +377,9 @@ fn stats_timing_on_a_larger_set() {
         assert_eq!(got, shipped);
     }
 }
+
+on_both!(
+    stats_equal_the_embedded_store,
+    aggregations_equal_their_reference_meaning,
+    stats_respect_the_read_limit,
+);

@@ -1,7 +1,11 @@
-//! The metric store on a real 2-shard ClickHouse 18.16 cluster, judged against the same
+//! The metric store on a real 2-shard ClickHouse 18.16 cluster and on a current release
+//! (one server, through chDB), judged against the same
 //! selection computed in memory over the data written.
 
+#[macro_use]
 mod common;
+
+use common::Backend;
 
 use std::collections::BTreeSet;
 
@@ -233,17 +237,15 @@ fn cases() -> Vec<(&'static str, Vec<LabelMatcher>, i64, i64)> {
     ]
 }
 
-#[test]
-fn select_equals_the_in_memory_selection_for_every_matcher_kind() {
-    let Some(c) = common::cluster() else { return };
-    let s = common::open(&c.storage_url(0, "metrics_select"));
+fn select_equals_the_in_memory_selection_for_every_matcher_kind(b: &Backend) {
+    let s = common::open(&b.url(0, "metrics_select"));
     let data = dataset();
     let out = s.metrics().append(&data).unwrap();
     assert_eq!(out.accepted, 320 * 20);
     assert_eq!(out.rejected(), 0);
     assert_eq!(out.series_created, 320);
     // Read through the other server: the data is the cluster's, not the writer node's.
-    let r = common::open(&c.storage_url(1, "metrics_select"));
+    let r = common::open(&b.url(1, "metrics_select"));
     for (name, matchers, mint, maxt) in cases() {
         let want = expected(&data, &matchers, mint, maxt);
         let got = r.metrics().select(&matchers, mint, maxt).unwrap();
@@ -272,10 +274,8 @@ fn select_equals_the_in_memory_selection_for_every_matcher_kind() {
     ));
 }
 
-#[test]
-fn label_names_and_values_are_sql_and_match_memory() {
-    let Some(c) = common::cluster() else { return };
-    let s = common::open(&c.storage_url(1, "metrics_labels"));
+fn label_names_and_values_are_sql_and_match_memory(b: &Backend) {
+    let s = common::open(&b.url(1, "metrics_labels"));
     let data = dataset();
     s.metrics().append(&data).unwrap();
     let (lo, hi) = (i64::MIN, i64::MAX);
@@ -360,20 +360,16 @@ fn rows_are_on_both_shards_and_no_series_is_split() {
     }
 }
 
-#[test]
-fn a_retried_batch_does_not_duplicate_results() {
-    let Some(c) = common::cluster() else { return };
+fn a_retried_batch_does_not_duplicate_results(b: &Backend) {
     let data = dataset();
-    let s = common::open(&c.storage_url(0, "metrics_retry"));
+    let s = common::open(&b.url(0, "metrics_retry"));
     s.metrics().append(&data).unwrap();
     // The same batch again, as a sender retrying after a lost answer would, from a fresh
     // process (so its series rows are sent again too).
-    let s2 = common::open(&c.storage_url(1, "metrics_retry"));
+    let s2 = common::open(&b.url(1, "metrics_retry"));
     s2.metrics().append(&data).unwrap();
     s2.metrics().append(&data[..50]).unwrap();
-    let stored = c.nodes[0]
-        .sql("SELECT count() FROM metrics_retry.samples")
-        .unwrap();
+    let stored = b.sql(0, "SELECT count() FROM metrics_retry.samples");
     // Merges may already have folded some duplicates; none were lost.
     assert!(stored.trim().parse::<usize>().unwrap() >= 320 * 20);
     let all = [m(MatchOp::NotEqual, "__name__", "")];
@@ -388,15 +384,15 @@ fn a_retried_batch_does_not_duplicate_results() {
         320
     );
     // Fold everything, as merges eventually do: the same answer.
-    for node in &c.nodes {
-        node.sql("OPTIMIZE TABLE metrics_retry.samples_local FINAL")
-            .unwrap();
-        node.sql("OPTIMIZE TABLE metrics_retry.series_local FINAL")
-            .unwrap();
+    for node in 0..b.nodes() {
+        for table in ["samples", "series"] {
+            b.sql(
+                node,
+                &format!("OPTIMIZE TABLE metrics_retry.{} FINAL", b.local(table)),
+            );
+        }
     }
-    let stored = c.nodes[0]
-        .sql("SELECT count() FROM metrics_retry.samples")
-        .unwrap();
+    let stored = b.sql(0, "SELECT count() FROM metrics_retry.samples");
     assert_eq!(stored.trim(), (320 * 20).to_string());
     let got = s.metrics().select(&all, i64::MIN, i64::MAX).unwrap();
     assert_same(
@@ -406,10 +402,8 @@ fn a_retried_batch_does_not_duplicate_results() {
     );
 }
 
-#[test]
-fn limits_refuse_oversized_selections_with_422() {
-    let Some(c) = common::cluster() else { return };
-    let s = common::open(&c.storage_url(0, "metrics_limits"));
+fn limits_refuse_oversized_selections_with_422(b: &Backend) {
+    let s = common::open(&b.url(0, "metrics_limits"));
     let data = dataset();
     s.metrics().append(&data).unwrap();
     let sel = [m(MatchOp::Equal, "__name__", "up")];
@@ -433,7 +427,7 @@ fn limits_refuse_oversized_selections_with_422() {
     assert_eq!(err.http_status(), 422);
     // The scan guard: ClickHouse's max_rows_to_read, reported with its limit.
     let guarded = common::open_with(
-        &c.storage_url(0, "metrics_limits"),
+        &b.url(0, "metrics_limits"),
         StorageOptions {
             max_rows_to_read: 100,
             ..Default::default()
@@ -450,10 +444,8 @@ fn limits_refuse_oversized_selections_with_422() {
     assert_eq!(err.http_status(), 422);
 }
 
-#[test]
-fn bad_input_is_counted_or_refused_never_stored_wrong() {
-    let Some(c) = common::cluster() else { return };
-    let s = common::open(&c.storage_url(1, "metrics_bad"));
+fn bad_input_is_counted_or_refused_never_stored_wrong(b: &Backend) {
+    let s = common::open(&b.url(1, "metrics_bad"));
     let batch = vec![
         TimeSeries {
             labels: Labels::from_pairs([("__name__", "ok")]),
@@ -495,3 +487,11 @@ fn bad_input_is_counted_or_refused_never_stored_wrong() {
         1
     );
 }
+
+on_both!(
+    select_equals_the_in_memory_selection_for_every_matcher_kind,
+    label_names_and_values_are_sql_and_match_memory,
+    a_retried_batch_does_not_duplicate_results,
+    limits_refuse_oversized_selections_with_422,
+    bad_input_is_counted_or_refused_never_stored_wrong,
+);

@@ -1,7 +1,10 @@
 //! The schema on a real 2-shard ClickHouse 18.16 cluster: created on start, idempotent on
 //! restart, refused when newer, single-server mode, retention by partition.
 
+#[macro_use]
 mod common;
+
+use common::Backend;
 
 use meshlens_clickhouse::{
     ClickHouseError, ClickHouseStorage, DataKind, StorageOptions, StorageUrl,
@@ -64,10 +67,8 @@ fn schema_is_created_on_every_shard_and_restart_is_idempotent() {
     assert_eq!(rows.trim(), "1", "one row per applied step");
 }
 
-#[test]
-fn a_newer_schema_is_refused_naming_both_versions() {
-    let Some(c) = common::cluster() else { return };
-    let url = c.storage_url(0, "schema_newer");
+fn a_newer_schema_is_refused_naming_both_versions(b: &Backend) {
+    let url = b.url(0, "schema_newer");
     let s = common::open(&url);
     s.schema().record_version(s.client(), 7).unwrap();
     drop(s);
@@ -107,6 +108,45 @@ fn one_server_without_cluster_has_plain_tables_there_only() {
     assert_eq!(engine.trim(), "ReplacingMergeTree");
 }
 
+/// A current release as one server: plain tables with the engines the schema names, and a
+/// restart that finds them applies nothing.
+#[test]
+fn a_current_release_gets_the_schema_and_restart_is_idempotent() {
+    let Some(c) = common::current() else { return };
+    let s = common::open(&c.storage_url("schema_current"));
+    let out = c
+        .sql("SELECT name, engine FROM system.tables WHERE database = 'schema_current' ORDER BY name")
+        .unwrap();
+    assert_eq!(
+        common::tsv(&out),
+        [
+            ["samples", "ReplacingMergeTree"],
+            ["schema_version", "MergeTree"],
+            ["series", "ReplacingMergeTree"],
+            ["spans", "MergeTree"],
+        ],
+        "on ClickHouse {}",
+        c.version
+    );
+    // Day partitions, as retention expects (TabSeparated escapes the quotes).
+    let keys = c
+        .sql("SELECT name, partition_key FROM system.tables WHERE database = 'schema_current' AND name IN ('samples', 'spans') ORDER BY name")
+        .unwrap();
+    assert!(keys.contains(r"toDate(toDateTime(intDiv(t, 1000), \'UTC\'))"), "{keys}");
+    assert!(
+        keys.contains(r"toDate(toDateTime(intDiv(timestamp_us, 1000000), \'UTC\'))"),
+        "{keys}"
+    );
+    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    drop(s);
+    let s = common::open(&c.storage_url("schema_current"));
+    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    let rows = c
+        .sql("SELECT count() FROM schema_current.schema_version")
+        .unwrap();
+    assert_eq!(rows.trim(), "1", "one row per applied step");
+}
+
 #[test]
 fn unknown_cluster_and_unreachable_server_are_named() {
     let Some(c) = common::cluster() else { return };
@@ -138,10 +178,8 @@ fn unknown_cluster_and_unreachable_server_are_named() {
     );
 }
 
-#[test]
-fn retention_drops_old_days_on_every_shard() {
-    let Some(c) = common::cluster() else { return };
-    let s = common::open(&c.storage_url(0, "schema_retention"));
+fn retention_drops_old_days_on_every_shard(b: &Backend) {
+    let s = common::open(&b.url(0, "schema_retention"));
     const DAY: i64 = 86_400_000;
     let day0 = 20_000i64; // 2024-10-04
     let batch: Vec<TimeSeries> = (0..40)
@@ -172,10 +210,19 @@ fn retention_drops_old_days_on_every_shard() {
         dropped.contains(&("series".into(), "20241004".into())),
         "{dropped:?}"
     );
-    for node in &c.nodes {
-        let days = node
-            .sql("SELECT DISTINCT toDate(toDateTime(intDiv(t, 1000), 'UTC')) FROM schema_retention.samples_local")
-            .unwrap();
-        assert_eq!(days.trim(), "2024-10-05", "on {}", node.http_base());
+    for node in 0..b.nodes() {
+        let days = b.sql(
+            node,
+            &format!(
+                "SELECT DISTINCT toDate(toDateTime(intDiv(t, 1000), 'UTC')) FROM schema_retention.{}",
+                b.local("samples")
+            ),
+        );
+        assert_eq!(days.trim(), "2024-10-05", "on node {node}");
     }
 }
+
+on_both!(
+    a_newer_schema_is_refused_naming_both_versions,
+    retention_drops_old_days_on_every_shard,
+);

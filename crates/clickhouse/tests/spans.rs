@@ -1,7 +1,11 @@
-//! The span store on a real 2-shard ClickHouse 18.16 cluster, judged against the same
+//! The span store on a real 2-shard ClickHouse 18.16 cluster and on a current release (one
+//! server, through chDB), judged against the same
 //! answers computed in memory over the spans written (a differential, no fixed numbers).
 
+#[macro_use]
 mod common;
+
+use common::Backend;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -577,15 +581,13 @@ fn ids(traces: &[Vec<Span>]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-#[test]
-fn reads_equal_the_in_memory_answers() {
-    let Some(c) = common::cluster() else { return };
+fn reads_equal_the_in_memory_answers(b: &Backend) {
     let data = dataset();
     assert!(data.len() > 250, "{} spans", data.len());
-    let w = common::open(&c.storage_url(0, "spans_read"));
+    let w = common::open(&b.url(0, "spans_read"));
     write_all(w.spans(), &data);
     // Read through the other server: the data is the cluster's, not the writer node's.
-    let r = common::open(&c.storage_url(1, "spans_read"));
+    let r = common::open(&b.url(1, "spans_read"));
     let store = r.spans();
     let traces = by_trace(&data);
 
@@ -690,11 +692,9 @@ fn reads_equal_the_in_memory_answers() {
     assert_eq!(sorted(got), sorted(want));
 }
 
-#[test]
-fn dependencies_equal_the_in_memory_links() {
-    let Some(c) = common::cluster() else { return };
+fn dependencies_equal_the_in_memory_links(b: &Backend) {
     let data = dataset();
-    let s = common::open(&c.storage_url(1, "spans_deps"));
+    let s = common::open(&b.url(1, "spans_deps"));
     write_all(s.spans(), &data);
     let end_ms = ((BASE_US + TRACES * MINUTE_US) / 1000) as i64;
     let windows = [
@@ -726,19 +726,15 @@ fn dependencies_equal_the_in_memory_links() {
 /// The durable write path inserts at-least-once: a drainer that crashed before moving its
 /// cursor sends a whole batch again, and a batch that reached one shard but not the other
 /// is retried whole. Every read must still see each span once.
-#[test]
-fn a_retried_span_batch_does_not_duplicate_results() {
-    let Some(c) = common::cluster() else { return };
+fn a_retried_span_batch_does_not_duplicate_results(b: &Backend) {
     let data = dataset();
-    let s = common::open(&c.storage_url(0, "spans_retry"));
+    let s = common::open(&b.url(0, "spans_retry"));
     s.spans().write(&data).unwrap();
     // The same batch again from a fresh process, and half of it a third time.
-    let s2 = common::open(&c.storage_url(1, "spans_retry"));
+    let s2 = common::open(&b.url(1, "spans_retry"));
     s2.spans().write(&data).unwrap();
     s2.spans().write(&data[..data.len() / 2]).unwrap();
-    let stored = c.nodes[0]
-        .sql("SELECT count() FROM spans_retry.spans")
-        .unwrap();
+    let stored = b.sql(0, "SELECT count() FROM spans_retry.spans");
     assert!(stored.trim().parse::<usize>().unwrap() >= 2 * data.len());
 
     let store = s.spans();
@@ -855,11 +851,9 @@ fn embedded(data: &[Span]) -> (tempfile::TempDir, meshlens_spanstore::SpanStore)
     (dir, store)
 }
 
-#[test]
-fn answers_equal_the_embedded_store() {
-    let Some(c) = common::cluster() else { return };
+fn answers_equal_the_embedded_store(b: &Backend) {
     let data = dataset();
-    let ch = common::open(&c.storage_url(0, "spans_vs_embedded"));
+    let ch = common::open(&b.url(0, "spans_vs_embedded"));
     write_all(ch.spans(), &data);
     let (_dir, emb) = embedded(&data);
     let ch = ch.spans();
@@ -919,11 +913,9 @@ fn answers_equal_the_embedded_store() {
     }
 }
 
-#[test]
-fn hostile_queries_are_answered_not_failed() {
-    let Some(c) = common::cluster() else { return };
+fn hostile_queries_are_answered_not_failed(b: &Backend) {
     let data = dataset();
-    let s = common::open(&c.storage_url(1, "spans_hostile"));
+    let s = common::open(&b.url(1, "spans_hostile"));
     s.spans().write(&data[..50]).unwrap();
     s.spans().write(&[]).unwrap();
     let store = s.spans();
@@ -975,11 +967,9 @@ fn hostile_queries_are_answered_not_failed() {
     assert!(!store.trace(&data[0].trace_id).unwrap().is_empty());
 }
 
-#[test]
-fn span_queries_obey_the_row_limit() {
-    let Some(c) = common::cluster() else { return };
+fn span_queries_obey_the_row_limit(b: &Backend) {
     let data = dataset();
-    let url = c.storage_url(0, "spans_limit");
+    let url = b.url(0, "spans_limit");
     common::open(&url).spans().write(&data).unwrap();
     let opts = meshlens_clickhouse::StorageOptions {
         max_rows_to_read: 10,
@@ -1003,3 +993,12 @@ fn span_queries_obey_the_row_limit() {
         "{e:?}"
     );
 }
+
+on_both!(
+    reads_equal_the_in_memory_answers,
+    dependencies_equal_the_in_memory_links,
+    a_retried_span_batch_does_not_duplicate_results,
+    answers_equal_the_embedded_store,
+    hostile_queries_are_answered_not_failed,
+    span_queries_obey_the_row_limit,
+);
