@@ -55,11 +55,63 @@ pub fn matcher_condition(m: &LabelMatcher) -> String {
             } else {
                 format!(
                     "{not}match({col}, {})",
-                    quote(&format!("^(?s:{})$", m.value))
+                    quote(&format!("^(?s:{})$", portable_groups(&m.value)))
                 )
             }
         }
     }
+}
+
+/// Named groups written `(?P<name>…)`: the model's matcher (like Prometheus) also takes
+/// `(?<name>…)`, which the re2 of current ClickHouse releases takes but 18.16's refuses;
+/// `(?P<` is the form every re2 knows. Escaped characters and character classes are
+/// left alone.
+fn portable_groups(re: &str) -> String {
+    let mut out = String::with_capacity(re.len() + 4);
+    let mut chars = re.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                // A `]` first in the class (after any `^`) is a literal.
+                if chars.peek() == Some(&'^') {
+                    out.push(chars.next().unwrap_or('^'));
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(chars.next().unwrap_or(']'));
+                }
+            }
+            // `[:alpha:]` inside a class ends with its own `]`.
+            '[' if chars.peek() == Some(&':') => {
+                for n in chars.by_ref() {
+                    out.push(n);
+                    if n == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class => in_class = false,
+            '(' if !in_class => {
+                let mut ahead = chars.clone();
+                if ahead.next() == Some('?')
+                    && ahead.next() == Some('<')
+                    && ahead.next().is_some_and(|n| n.is_alphanumeric() || n == '_')
+                {
+                    chars.next();
+                    out.push_str("?P");
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The literals of a regex that is only `a|b|c` (no metacharacters at all).
@@ -119,5 +171,17 @@ mod tests {
             r"match(label_values[indexOf(label_names, 'path')], '^(?s:/a\\.b)$')"
         );
         assert_eq!(matchers_condition(&[]), "1");
+    }
+
+    #[test]
+    fn named_groups_take_the_form_every_re2_knows() {
+        assert_eq!(portable_groups("(?<a>x)|(?P<b>y)"), "(?P<a>x)|(?P<b>y)");
+        // Escaped, inside a class, or not a name: left as written.
+        assert_eq!(portable_groups(r"\(?<a>x)"), r"\(?<a>x)");
+        assert_eq!(portable_groups("[(?<a>]x"), "[(?<a>]x");
+        assert_eq!(portable_groups("[](?<a>]"), "[](?<a>]");
+        assert_eq!(portable_groups("[[:alpha:](?<]"), "[[:alpha:](?<]");
+        assert_eq!(portable_groups("(?<=a)"), "(?<=a)");
+        assert_eq!(portable_groups("[^]](?<n>ü)"), "[^]](?P<n>ü)");
     }
 }
