@@ -17,8 +17,11 @@
 //! from there, again after a crash or a failed insert, so any batch may arrive twice, whole
 //! or (when one shard refused it) in part.
 //!
-//! Supported ClickHouse versions: 18.16 (Debian's, what the tests run) and later; the SQL
-//! avoids everything newer than 18.16 (see [`schema`]).
+//! Supported ClickHouse versions: 18.16 and later. The tests run on Debian's 18.16 as a
+//! 2-shard cluster and on 26.9 (the engine of the pinned `chdb-core`) as one server; the SQL
+//! is one text for both, avoiding everything newer than 18.16 and everything current
+//! releases dropped (see [`schema`] for the list). The server's version is read at open
+//! and logged.
 
 pub mod client;
 mod error;
@@ -79,6 +82,27 @@ pub(crate) fn read_strings(
     Ok(out)
 }
 
+/// A one-column `String` answer, without the scan guard.
+fn read_strings_raw(client: &Client, sql: &str) -> Result<Vec<String>, ClickHouseError> {
+    let b = client.query(sql, &[])?;
+    let mut r = rowbinary::RowReader::new(&b);
+    let mut out = Vec::new();
+    while !r.is_done() {
+        out.push(r.string()?);
+    }
+    Ok(out)
+}
+
+/// Whether a `version()` answer is 18.16 or later (the tested range starts there); an
+/// answer that does not parse is taken as supported rather than warned about.
+fn is_supported(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= (18, 16),
+        _ => true,
+    }
+}
+
 /// Options of a ClickHouse-backed storage.
 #[derive(Clone, Debug, Default)]
 pub struct StorageOptions {
@@ -91,6 +115,8 @@ pub struct StorageOptions {
 /// Storage on ClickHouse: opened once at start, shared by writers and readers.
 pub struct ClickHouseStorage {
     url: StorageUrl,
+    /// `SELECT version()` at open, e.g. `18.16.1` or `26.9.2.1`.
+    server_version: String,
     client: Arc<Client>,
     schema: Schema,
     metrics: Arc<MetricStore>,
@@ -104,10 +130,22 @@ impl ClickHouseStorage {
     pub fn open(url: &StorageUrl, opts: StorageOptions) -> Result<Self, ClickHouseError> {
         let client = Arc::new(Client::new(url, opts.client.clone())?);
         client.ping()?;
+        let server_version = read_strings_raw(&client, "SELECT version() FORMAT RowBinary")?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        if !is_supported(&server_version) {
+            tracing::warn!(
+                storage = %url,
+                server_version = %server_version,
+                "this ClickHouse is older than 18.16, the oldest release meshlens is tested on"
+            );
+        }
         let schema = Schema::new(url);
         let before = schema.ensure(&client)?;
         tracing::info!(
             storage = %url,
+            server_version = %server_version,
             schema_version = SCHEMA_VERSION,
             found = before,
             "clickhouse storage ready"
@@ -124,6 +162,7 @@ impl ClickHouseStorage {
         ));
         Ok(ClickHouseStorage {
             url: url.clone(),
+            server_version,
             client,
             schema,
             metrics,
@@ -133,6 +172,11 @@ impl ClickHouseStorage {
 
     pub fn url(&self) -> &StorageUrl {
         &self.url
+    }
+
+    /// The server's version as it answered at open (`SELECT version()`).
+    pub fn server_version(&self) -> &str {
+        &self.server_version
     }
 
     pub fn client(&self) -> &Client {
@@ -182,5 +226,18 @@ impl ClickHouseStorage {
     ) -> Result<Vec<(String, String)>, ClickHouseError> {
         let cutoff = now_ms.saturating_sub(keep_ms).div_euclid(time::MS_PER_DAY);
         self.drop_days_before(kind, cutoff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_from_18_16_are_supported() {
+        for v in ["18.16.1", "26.9.2.1", "19.1", "garbage", ""] {
+            assert!(super::is_supported(v), "{v}");
+        }
+        for v in ["18.14.18", "1.1.54390"] {
+            assert!(!super::is_supported(v), "{v}");
+        }
     }
 }

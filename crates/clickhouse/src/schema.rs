@@ -16,8 +16,17 @@
 //! Every step is idempotent (`IF NOT EXISTS`), so a start that died half way is finished by
 //! the next one. Retention drops whole day partitions (see [`Schema::drop_days_before`]).
 //!
-//! Compatibility: only features ClickHouse 18.16 has (no Map, no LowCardinality, no skip
-//! indexes, no `X-ClickHouse-Exception-Code` header), all still valid on current releases.
+//! Compatibility: one SQL text for 18.16 and current releases (tested: 18.16 as a 2-shard
+//! cluster, 26.9 as one server through chDB). Only features 18.16 has (no Map, no
+//! LowCardinality, no skip indexes, no `X-ClickHouse-Exception-Code` header, `Date` literals
+//! no later than 2105), and none that current releases dropped or changed:
+//! - joins: current releases always run the new analyzer, which refuses an alias defined in
+//!   `WHERE` used as a `USING` key and an unaliased joined subquery; the dependency join is
+//!   `ON` with the key expression left of `=` (the one form both take);
+//! - regexes: named groups go as `(?P<name>…)` (18.16's re2 refuses `(?<name>…)`);
+//! - `insert_distributed_sync` is an alias of `distributed_foreground_insert` on current
+//!   releases, so the 18.16 name still works;
+//! - `MergeTree() PARTITION BY … ORDER BY …` (not the pre-18 `MergeTree(date, key, 8192)`).
 
 use crate::client::{Client, Setting};
 use crate::rowbinary::RowReader;

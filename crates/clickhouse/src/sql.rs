@@ -102,7 +102,9 @@ fn portable_groups(re: &str) -> String {
                 let mut ahead = chars.clone();
                 if ahead.next() == Some('?')
                     && ahead.next() == Some('<')
-                    && ahead.next().is_some_and(|n| n.is_alphanumeric() || n == '_')
+                    && ahead
+                        .next()
+                        .is_some_and(|n| n.is_alphanumeric() || n == '_')
                 {
                     chars.next();
                     out.push_str("?P");

@@ -1,7 +1,8 @@
 //! The analyses over ClickHouse, where the store aggregates on its shards
 //! (`SpanReader::aggregate`), equal the same analyses over the embedded span store holding
 //! the same spans (which scans them in meshlens): a differential on a real 2-shard
-//! ClickHouse 18.16 cluster, no fixed numbers.
+//! ClickHouse 18.16 cluster and on a current release (one server, through chDB), no fixed
+//! numbers.
 
 #[macro_use]
 mod common;

@@ -23,7 +23,6 @@ One chDB session (one data directory) serves every request, one request at a tim
 import os
 import re
 import sys
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -55,7 +54,9 @@ class Engine:
     def __init__(self, data_dir):
         self.lock = threading.Lock()
         self.session = chdb_session.Session(data_dir)
-        self.tmp = tempfile.mkdtemp(prefix="chdb-http-")
+        # Insert bodies go to a file under the data directory, so they go with it.
+        self.tmp = os.path.join(data_dir, "http_inserts")
+        os.makedirs(self.tmp, exist_ok=True)
 
     def _run(self, sql):
         return self.session.query(sql, "TabSeparated").bytes()

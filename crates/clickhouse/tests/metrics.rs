@@ -484,7 +484,10 @@ fn bad_input_is_counted_or_refused_never_stored_wrong(b: &Backend) {
     // version (18.16's re2 knows only `(?P<name>…)`).
     let named = [m(MatchOp::RegexMatch, "__name__", "(?<n>o)k")];
     assert_eq!(
-        s.metrics().select(&named, i64::MIN, i64::MAX).unwrap().len(),
+        s.metrics()
+            .select(&named, i64::MIN, i64::MAX)
+            .unwrap()
+            .len(),
         1
     );
     // An inverted range is empty, not an error.

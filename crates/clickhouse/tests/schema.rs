@@ -1,5 +1,6 @@
-//! The schema on a real 2-shard ClickHouse 18.16 cluster: created on start, idempotent on
-//! restart, refused when newer, single-server mode, retention by partition.
+//! The schema on a real 2-shard ClickHouse 18.16 cluster and on a current release (one
+//! server, through chDB): created on start, idempotent on restart, finished after a start
+//! that died half way, refused when newer, single-server mode, retention by partition.
 
 #[macro_use]
 mod common;
@@ -111,7 +112,7 @@ fn one_server_without_cluster_has_plain_tables_there_only() {
 /// A current release as one server: plain tables with the engines the schema names, and a
 /// restart that finds them applies nothing.
 #[test]
-fn a_current_release_gets_the_schema_and_restart_is_idempotent() {
+fn a_current_release_gets_the_schema_once_even_after_a_start_that_died() {
     let Some(c) = common::current() else { return };
     let s = common::open(&c.storage_url("schema_current"));
     let out = c
@@ -132,12 +133,21 @@ fn a_current_release_gets_the_schema_and_restart_is_idempotent() {
     let keys = c
         .sql("SELECT name, partition_key FROM system.tables WHERE database = 'schema_current' AND name IN ('samples', 'spans') ORDER BY name")
         .unwrap();
-    assert!(keys.contains(r"toDate(toDateTime(intDiv(t, 1000), \'UTC\'))"), "{keys}");
+    assert!(
+        keys.contains(r"toDate(toDateTime(intDiv(t, 1000), \'UTC\'))"),
+        "{keys}"
+    );
     assert!(
         keys.contains(r"toDate(toDateTime(intDiv(timestamp_us, 1000000), \'UTC\'))"),
         "{keys}"
     );
     assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    assert_eq!(s.server_version(), c.version);
+    // The storage status reads the one server's parts.
+    let st = s.storage_status().unwrap();
+    assert_eq!(st.schema_version, Some(1));
+    assert_eq!(st.shards.len(), 1);
+    assert_eq!(st.shards[0].error, None, "{st:?}");
     drop(s);
     let s = common::open(&c.storage_url("schema_current"));
     assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
@@ -145,6 +155,22 @@ fn a_current_release_gets_the_schema_and_restart_is_idempotent() {
         .sql("SELECT count() FROM schema_current.schema_version")
         .unwrap();
     assert_eq!(rows.trim(), "1", "one row per applied step");
+
+    // A start that died half way through step 1 (one table made, the step not recorded):
+    // the next start finishes it.
+    for sql in [
+        "CREATE DATABASE schema_half",
+        "CREATE TABLE schema_half.schema_version (version UInt32, written_by String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version",
+        "CREATE TABLE schema_half.series (day Date, fingerprint UInt64, metric_name String, label_names Array(String), label_values Array(String)) ENGINE = ReplacingMergeTree() PARTITION BY day ORDER BY (metric_name, fingerprint)",
+    ] {
+        c.sql(sql).unwrap();
+    }
+    let s = common::open(&c.storage_url("schema_half"));
+    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    let out = c
+        .sql("SELECT name FROM system.tables WHERE database = 'schema_half' ORDER BY name")
+        .unwrap();
+    assert_eq!(out, "samples\nschema_version\nseries\nspans\n");
 }
 
 #[test]
