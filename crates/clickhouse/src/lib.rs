@@ -23,6 +23,7 @@
 pub mod client;
 mod error;
 pub mod metrics;
+mod ready;
 mod rowbinary;
 pub mod schema;
 pub mod span_aggregates;
@@ -40,10 +41,11 @@ use std::sync::Arc;
 pub use client::{Client, ClientOptions};
 pub use error::{code, ClickHouseError};
 pub use metrics::MetricStore;
+pub use ready::Gate;
 pub use schema::{DataKind, Schema, SCHEMA_VERSION};
 pub use spans::SpanStore;
 pub use status::{ShardStatus, StorageStatus};
-pub use url::{StorageUrl, DEFAULT_HTTP_PORT};
+pub use url::{tenant_database, StorageUrl, DEFAULT_HTTP_PORT};
 
 /// A read under the scan guard every store query carries: ClickHouse's `max_rows_to_read`
 /// (0: none), a read that would scan more failing with `TooManySamples` (422) naming it.
@@ -79,6 +81,17 @@ pub(crate) fn read_strings(
     Ok(out)
 }
 
+/// Whether `database` exists on the server `client` talks to: a tenant's database written
+/// through another meshlens is opened for reading, and nothing is created to find out.
+pub fn database_exists(client: &Client, database: &str) -> Result<bool, ClickHouseError> {
+    let sql = format!(
+        "SELECT count() FROM system.databases WHERE name = {} FORMAT RowBinary",
+        sql::quote(database)
+    );
+    let b = client.query(&sql, &[])?;
+    Ok(rowbinary::RowReader::new(&b).u64()? > 0)
+}
+
 /// Options of a ClickHouse-backed storage.
 #[derive(Clone, Debug, Default)]
 pub struct StorageOptions {
@@ -93,6 +106,7 @@ pub struct ClickHouseStorage {
     url: StorageUrl,
     client: Arc<Client>,
     schema: Schema,
+    gate: Arc<Gate>,
     metrics: Arc<MetricStore>,
     spans: Arc<SpanStore>,
 }
@@ -103,32 +117,55 @@ impl ClickHouseStorage {
     /// when the database holds a schema from a newer meshlens.
     pub fn open(url: &StorageUrl, opts: StorageOptions) -> Result<Self, ClickHouseError> {
         let client = Arc::new(Client::new(url, opts.client.clone())?);
-        client.ping()?;
+        let s = Self::connect(client, url, &opts);
+        s.ensure_ready()?;
+        Ok(s)
+    }
+
+    /// The storage of `url`'s database over a shared client (several databases, one
+    /// connection pool), without contacting ClickHouse: every store operation first
+    /// passes the [`Gate`], which creates the schema on first use. Call
+    /// [`ensure_ready`](Self::ensure_ready) to do that now and fail early instead.
+    pub fn connect(client: Arc<Client>, url: &StorageUrl, opts: &StorageOptions) -> Self {
         let schema = Schema::new(url);
-        let before = schema.ensure(&client)?;
-        tracing::info!(
-            storage = %url,
-            schema_version = SCHEMA_VERSION,
-            found = before,
-            "clickhouse storage ready"
-        );
+        let gate = Arc::new(Gate::new(client.clone(), schema.clone()));
         let metrics = Arc::new(MetricStore::new(
             client.clone(),
             schema.clone(),
             opts.max_rows_to_read,
+            gate.clone(),
         ));
         let spans = Arc::new(SpanStore::new(
             client.clone(),
             schema.clone(),
             opts.max_rows_to_read,
+            gate.clone(),
         ));
-        Ok(ClickHouseStorage {
+        ClickHouseStorage {
             url: url.clone(),
             client,
             schema,
+            gate,
             metrics,
             spans,
-        })
+        }
+    }
+
+    /// Pings ClickHouse and creates or upgrades the schema now (see [`open`](Self::open)).
+    pub fn ensure_ready(&self) -> Result<(), ClickHouseError> {
+        let before = self.gate.ensure()?;
+        tracing::info!(
+            storage = %self.url,
+            schema_version = SCHEMA_VERSION,
+            found = before,
+            "clickhouse storage ready"
+        );
+        Ok(())
+    }
+
+    /// Whether the schema is known to be in place (false until ClickHouse was reached).
+    pub fn is_ready(&self) -> bool {
+        self.gate.is_open()
     }
 
     pub fn url(&self) -> &StorageUrl {
@@ -170,6 +207,7 @@ impl ClickHouseStorage {
         kind: DataKind,
         day: i64,
     ) -> Result<Vec<(String, String)>, ClickHouseError> {
+        self.gate.check()?;
         self.schema.drop_days_before(&self.client, kind, day)
     }
 

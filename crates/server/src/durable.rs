@@ -32,6 +32,7 @@
 //! proto3 `ListOfSpans` (not OTLP as the agent sends: the OTLP mapping loses Zipkin's
 //! `shared` and `debug` flags and endpoint addresses, which the stores keep).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,7 +41,8 @@ use std::time::{Duration, Instant};
 use meshlens_forward::{Buffer, BufferOptions, ForwardError, Kind};
 use meshlens_ingest::remote_write;
 use meshlens_model::{
-    AppendOutcome, MetricWriter, RawSeries, Span, SpanWriter, StorageError, TimeSeries,
+    AppendOutcome, MetricMetadata, MetricWriter, RawSeries, Span, SpanWriter, StorageError,
+    TimeSeries,
 };
 use parking_lot::{Condvar, Mutex};
 
@@ -142,6 +144,9 @@ pub struct ClickHouseBuffer {
     undecodable: AtomicU64,
     started: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Metadata buffered by this process, per family: only changes are buffered again
+    /// (every scrape repeats its targets' metadata).
+    buffered_metadata: Mutex<HashMap<String, MetricMetadata>>,
 }
 
 fn kind_index(kind: Kind) -> usize {
@@ -207,6 +212,7 @@ impl ClickHouseBuffer {
             undecodable: AtomicU64::new(0),
             started: AtomicBool::new(false),
             thread: Mutex::new(None),
+            buffered_metadata: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -407,13 +413,15 @@ impl ClickHouseBuffer {
                     .map_err(|e| InsertError::Undecodable(e.to_string()))?;
                 let series: Vec<TimeSeries> =
                     req.iter().map(|s| RawSeries::to_time_series(&s)).collect();
-                if series.is_empty() {
-                    return Ok(());
+                if !series.is_empty() {
+                    self.metrics.append(&series).map_err(InsertError::Storage)?;
                 }
-                self.metrics
-                    .append(&series)
-                    .map(drop)
-                    .map_err(InsertError::Storage)
+                if !req.metadata.is_empty() {
+                    self.metrics
+                        .append_metadata(&req.metadata)
+                        .map_err(InsertError::Storage)?;
+                }
+                Ok(())
             }
             Kind::Spans => {
                 let spans = meshlens_ingest::zipkin::decode_proto(payload)
@@ -465,6 +473,32 @@ impl MetricWriter for DurableMetrics {
         let payload = remote_write::encode_protobuf_stamped(&refs, &[], &[]);
         self.buf.append(Kind::Metrics, outcome.accepted, &payload)?;
         Ok(outcome)
+    }
+
+    /// Buffers the families whose metadata is new or changed, as a remote-write record
+    /// without series; the drainer inserts it into ClickHouse's metadata table.
+    fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
+        let changed: Vec<MetricMetadata> = {
+            let known = self.buf.buffered_metadata.lock();
+            metadata
+                .iter()
+                .filter(|m| known.get(&m.metric_family) != Some(*m))
+                .cloned()
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let payload = remote_write::encode_protobuf_stamped(&[], &changed, &[]);
+        self.buf.append(Kind::Metrics, 0, &payload)?;
+        let mut known = self.buf.buffered_metadata.lock();
+        if known.len() > 1 << 20 {
+            known.clear();
+        }
+        for m in changed {
+            known.insert(m.metric_family.clone(), m);
+        }
+        Ok(())
     }
 }
 
