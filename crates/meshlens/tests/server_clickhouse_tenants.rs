@@ -216,6 +216,16 @@ fn tenants_are_stored_apart_in_clickhouse_and_read_back_after_a_restart() {
         assert_eq!(n.trim(), "1", "{db}");
     }
 
+    // Each tenant's write buffer is in its own directory.
+    for org in [A, B] {
+        let buffer = dir
+            .path()
+            .join("tenants")
+            .join(org)
+            .join("clickhouse-buffer");
+        assert!(buffer.is_dir(), "{}", buffer.display());
+    }
+
     // A restart on the same data directory: both tenants are opened and read back.
     assert!(server.terminate().success());
     let server = Server::start(dir.path(), &args);

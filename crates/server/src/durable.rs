@@ -28,7 +28,8 @@
 //! `--multitenancy`), next to the data dir's lock, so a second process cannot drain it.
 //!
 //! Record formats are the forwarder's wire formats, so consecutive records concatenate into
-//! one insert: metrics as an uncompressed remote-write `WriteRequest`, spans as a Zipkin
+//! one insert: metrics (and metric metadata, buffered only when a family's changes) as an
+//! uncompressed remote-write `WriteRequest`, spans as a Zipkin
 //! proto3 `ListOfSpans` (not OTLP as the agent sends: the OTLP mapping loses Zipkin's
 //! `shared` and `debug` flags and endpoint addresses, which the stores keep).
 
@@ -56,7 +57,8 @@ pub const DESTINATION: &str = "clickhouse";
 #[derive(Clone, Debug)]
 pub struct DurableOptions {
     /// Bytes on disk (compressed records) at most; beyond, writes are refused with 503
-    /// until the drainer catches up. Default 2 GiB: about an hour of 1M samples/s.
+    /// until the drainer catches up. Default 2 GiB: about an hour of 1M samples/s
+    /// (`--storage.clickhouse.buffer-max-size`).
     pub max_size_bytes: u64,
     /// fdatasync before acknowledging; set from `--wal-fsync`.
     pub fsync: bool,
@@ -65,7 +67,7 @@ pub struct DurableOptions {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     /// How long shutdown keeps inserting what is buffered; the rest is inserted after the
-    /// next start.
+    /// next start (`--storage.clickhouse.shutdown-drain-timeout`).
     pub drain_timeout: Duration,
 }
 
@@ -645,6 +647,7 @@ mod tests {
         fail: AtomicU64,
         series: Mutex<Vec<TimeSeries>>,
         spans: Mutex<Vec<Span>>,
+        metadata: Mutex<Vec<MetricMetadata>>,
     }
 
     impl Sink {
@@ -672,6 +675,12 @@ mod tests {
             self.attempt()?;
             self.series.lock().extend_from_slice(batch);
             Ok(AppendOutcome::default())
+        }
+
+        fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
+            self.attempt()?;
+            self.metadata.lock().extend_from_slice(metadata);
+            Ok(())
         }
     }
 
@@ -794,6 +803,31 @@ mod tests {
         wait_caught_up(&b);
         assert_eq!(*up.series.lock(), (0..5).map(series).collect::<Vec<_>>());
         assert_eq!(*up.spans.lock(), vec![span(1), span(2)]);
+        b.shutdown();
+    }
+
+    #[test]
+    fn metadata_is_buffered_when_it_changes_and_inserted_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = Sink::failing(1);
+        let b =
+            ClickHouseBuffer::open("t", tmp.path(), sink.clone(), sink.clone(), opts()).unwrap();
+        b.start().unwrap();
+        let md = |help: &str| MetricMetadata {
+            metric_family: "m".into(),
+            kind: "gauge".into(),
+            help: help.into(),
+            unit: String::new(),
+        };
+        let w = b.metric_writer();
+        // A scrape repeats its metadata every interval: only changes are buffered.
+        for help in ["first", "first", "second", "second"] {
+            w.append_metadata(&[md(help)]).unwrap();
+            w.append(&[series(1)]).unwrap();
+        }
+        wait_caught_up(&b);
+        assert_eq!(*sink.metadata.lock(), vec![md("first"), md("second")]);
+        assert_eq!(sink.series.lock().len(), 4);
         b.shutdown();
     }
 
