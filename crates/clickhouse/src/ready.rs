@@ -99,7 +99,7 @@ impl Gate {
             Ok(before) => {
                 tracing::info!(database = %self.schema.database, found = before,
                     schema_version = crate::SCHEMA_VERSION,
-                    "clickhouse reachable again; schema in place");
+                    "clickhouse answers; schema in place");
                 Ok(())
             }
             Err(e) => Err(ClickHouseError::NotReady {
