@@ -28,8 +28,11 @@ pub type Setting<'a> = (&'a str, String);
 /// Connection options.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
-    /// Upper bound for one request, answer included.
+    /// Upper bound for one query or DDL statement, answer included.
     pub timeout: Duration,
+    /// Upper bound for one insert, answer included (with a cluster, until every shard
+    /// has its rows).
+    pub insert_timeout: Duration,
     pub connect_timeout: Duration,
 }
 
@@ -37,6 +40,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             timeout: Duration::from_secs(60),
+            insert_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -95,7 +99,7 @@ impl Client {
     /// Runs a statement that returns nothing (DDL, `ALTER`).
     pub fn execute(&self, sql: &str, settings: &[Setting<'_>]) -> Result<(), ClickHouseError> {
         let url = self.url(settings, None);
-        self.request(url, sql, Bytes::from(sql.to_string()))
+        self.request(url, sql, Bytes::from(sql.to_string()), self.opts.timeout)
             .map(drop)
     }
 
@@ -106,7 +110,7 @@ impl Client {
         let mut all = vec![("wait_end_of_query", "1".to_string())];
         all.extend(settings.iter().cloned());
         let url = self.url(&all, None);
-        self.request(url, sql, Bytes::from(sql.to_string()))
+        self.request(url, sql, Bytes::from(sql.to_string()), self.opts.timeout)
     }
 
     /// Runs `INSERT INTO … FORMAT …` with `data` as the rows.
@@ -117,13 +121,14 @@ impl Client {
         settings: &[Setting<'_>],
     ) -> Result<(), ClickHouseError> {
         let url = self.url(settings, Some(insert_sql));
-        self.request(url, insert_sql, data).map(drop)
+        self.request(url, insert_sql, data, self.opts.insert_timeout)
+            .map(drop)
     }
 
     /// `GET /ping`: whether the server answers at all.
     pub fn ping(&self) -> Result<(), ClickHouseError> {
         let url = format!("{}ping", self.base);
-        let fut = self.send(http::Method::GET, url, Bytes::new());
+        let fut = self.send(http::Method::GET, url, Bytes::new(), self.opts.timeout);
         self.block(fut).map(drop)
     }
 
@@ -138,9 +143,15 @@ impl Client {
         format!("{}?{}", self.base, q.finish())
     }
 
-    fn request(&self, url: String, sql: &str, body: Bytes) -> Result<Bytes, ClickHouseError> {
+    fn request(
+        &self,
+        url: String,
+        sql: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, ClickHouseError> {
         tracing::debug!(sql = %truncate(sql, 200), "clickhouse request");
-        let fut = self.send(http::Method::POST, url, body);
+        let fut = self.send(http::Method::POST, url, body, timeout);
         self.block(fut)
     }
 
@@ -151,11 +162,11 @@ impl Client {
         method: http::Method,
         url: String,
         body: Bytes,
+        timeout: Duration,
     ) -> impl Future<Output = Result<Bytes, ClickHouseError>> + Send + 'static {
         let http = self.http.clone();
         let auth = self.auth.clone();
         let base = self.base.clone();
-        let timeout = self.opts.timeout;
         async move {
             let mut req = http::Request::builder().method(method).uri(&url);
             if let Some(a) = auth {

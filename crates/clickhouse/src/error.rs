@@ -54,6 +54,10 @@ pub enum ClickHouseError {
     },
     #[error("cluster {cluster:?} is not in the remote_servers of ClickHouse at {url}")]
     UnknownCluster { url: String, cluster: String },
+    /// The server started without ClickHouse and its schema is not in place yet; `reason`
+    /// is why the latest attempt failed (naming the address).
+    #[error("{reason} (meshlens keeps trying; writes are buffered)")]
+    NotReady { reason: String },
     #[error("the ClickHouse client's runtime could not start: {0}")]
     Runtime(#[source] std::io::Error),
 }

@@ -26,6 +26,7 @@
 pub mod client;
 mod error;
 pub mod metrics;
+mod ready;
 mod rowbinary;
 pub mod schema;
 pub mod span_aggregates;
@@ -43,10 +44,11 @@ use std::sync::Arc;
 pub use client::{Client, ClientOptions};
 pub use error::{code, ClickHouseError};
 pub use metrics::MetricStore;
+pub use ready::Gate;
 pub use schema::{DataKind, Schema, SCHEMA_VERSION};
 pub use spans::SpanStore;
 pub use status::{ShardStatus, StorageStatus};
-pub use url::{StorageUrl, DEFAULT_HTTP_PORT};
+pub use url::{tenant_database, StorageUrl, DEFAULT_HTTP_PORT};
 
 /// A read under the scan guard every store query carries: ClickHouse's `max_rows_to_read`
 /// (0: none), a read that would scan more failing with `TooManySamples` (422) naming it.
@@ -103,6 +105,17 @@ fn is_supported(version: &str) -> bool {
     }
 }
 
+/// Whether `database` exists on the server `client` talks to: a tenant's database written
+/// through another meshlens is opened for reading, and nothing is created to find out.
+pub fn database_exists(client: &Client, database: &str) -> Result<bool, ClickHouseError> {
+    let sql = format!(
+        "SELECT count() FROM system.databases WHERE name = {} FORMAT RowBinary",
+        sql::quote(database)
+    );
+    let b = client.query(&sql, &[])?;
+    Ok(rowbinary::RowReader::new(&b).u64()? > 0)
+}
+
 /// Options of a ClickHouse-backed storage.
 #[derive(Clone, Debug, Default)]
 pub struct StorageOptions {
@@ -115,10 +128,9 @@ pub struct StorageOptions {
 /// Storage on ClickHouse: opened once at start, shared by writers and readers.
 pub struct ClickHouseStorage {
     url: StorageUrl,
-    /// `SELECT version()` at open, e.g. `18.16.1` or `26.9.2.1`.
-    server_version: String,
     client: Arc<Client>,
     schema: Schema,
+    gate: Arc<Gate>,
     metrics: Arc<MetricStore>,
     spans: Arc<SpanStore>,
 }
@@ -129,54 +141,66 @@ impl ClickHouseStorage {
     /// when the database holds a schema from a newer meshlens.
     pub fn open(url: &StorageUrl, opts: StorageOptions) -> Result<Self, ClickHouseError> {
         let client = Arc::new(Client::new(url, opts.client.clone())?);
-        client.ping()?;
-        let server_version = read_strings_raw(&client, "SELECT version() FORMAT RowBinary")?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        if !is_supported(&server_version) {
-            tracing::warn!(
-                storage = %url,
-                server_version = %server_version,
-                "this ClickHouse is older than 18.16, the oldest release meshlens is tested on"
-            );
-        }
+        let s = Self::connect(client, url, &opts);
+        s.ensure_ready()?;
+        Ok(s)
+    }
+
+    /// The storage of `url`'s database over a shared client (several databases, one
+    /// connection pool), without contacting ClickHouse: every store operation first
+    /// passes the [`Gate`], which creates the schema on first use. Call
+    /// [`ensure_ready`](Self::ensure_ready) to do that now and fail early instead.
+    pub fn connect(client: Arc<Client>, url: &StorageUrl, opts: &StorageOptions) -> Self {
         let schema = Schema::new(url);
-        let before = schema.ensure(&client)?;
-        tracing::info!(
-            storage = %url,
-            server_version = %server_version,
-            schema_version = SCHEMA_VERSION,
-            found = before,
-            "clickhouse storage ready"
-        );
+        let gate = Arc::new(Gate::new(client.clone(), schema.clone()));
         let metrics = Arc::new(MetricStore::new(
             client.clone(),
             schema.clone(),
             opts.max_rows_to_read,
+            gate.clone(),
         ));
         let spans = Arc::new(SpanStore::new(
             client.clone(),
             schema.clone(),
             opts.max_rows_to_read,
+            gate.clone(),
         ));
-        Ok(ClickHouseStorage {
+        ClickHouseStorage {
             url: url.clone(),
-            server_version,
             client,
             schema,
+            gate,
             metrics,
             spans,
-        })
+        }
+    }
+
+    /// Pings ClickHouse and creates or upgrades the schema now (see [`open`](Self::open)).
+    pub fn ensure_ready(&self) -> Result<(), ClickHouseError> {
+        let before = self.gate.ensure()?;
+        tracing::info!(
+            storage = %self.url,
+            server_version = %self.server_version(),
+            schema_version = SCHEMA_VERSION,
+            found = before,
+            "clickhouse storage ready"
+        );
+        Ok(())
+    }
+
+    /// Whether the schema is known to be in place (false until ClickHouse was reached).
+    pub fn is_ready(&self) -> bool {
+        self.gate.is_open()
     }
 
     pub fn url(&self) -> &StorageUrl {
         &self.url
     }
 
-    /// The server's version as it answered at open (`SELECT version()`).
+    /// The server's version (`SELECT version()`, e.g. `18.16.1` or `26.9.2.1`) as it
+    /// answered when first reached; empty until then.
     pub fn server_version(&self) -> &str {
-        &self.server_version
+        self.gate.server_version()
     }
 
     pub fn client(&self) -> &Client {
@@ -214,6 +238,7 @@ impl ClickHouseStorage {
         kind: DataKind,
         day: i64,
     ) -> Result<Vec<(String, String)>, ClickHouseError> {
+        self.gate.check()?;
         self.schema.drop_days_before(&self.client, kind, day)
     }
 

@@ -21,12 +21,13 @@
 use std::collections::{HashMap, HashSet};
 
 use meshlens_model::{
-    AppendOutcome, LabelMatcher, Labels, MetricReader, MetricWriter, RejectReason, Sample,
-    SeriesSamples, StorageError, TimeSeries, METRIC_NAME,
+    AppendOutcome, LabelMatcher, Labels, MetricMetadata, MetricReader, MetricWriter, RejectReason,
+    Sample, SeriesSamples, StorageError, TimeSeries, METRIC_NAME,
 };
 use parking_lot::Mutex;
 
 use crate::client::Client;
+use crate::ready::Gate;
 use crate::rowbinary::{RowReader, RowWriter};
 use crate::schema::Schema;
 use crate::sql::{label_expr, matchers_condition, quote};
@@ -110,16 +111,33 @@ pub struct MetricStore {
     /// ClickHouse's `max_rows_to_read` for every select (0: none): a scan guard that fails a
     /// query with [`StorageError::TooManySamples`] naming this limit.
     max_rows_to_read: u64,
+    /// Every read and insert waits for the schema (see [`Gate`]).
+    gate: std::sync::Arc<Gate>,
+    /// Metadata inserted by this process, per family: only changes are inserted again
+    /// (scrapes send the same metadata every interval).
+    written_metadata: Mutex<HashMap<String, MetricMetadata>>,
 }
 
 impl MetricStore {
-    pub fn new(client: std::sync::Arc<Client>, schema: Schema, max_rows_to_read: u64) -> Self {
+    pub fn new(
+        client: std::sync::Arc<Client>,
+        schema: Schema,
+        max_rows_to_read: u64,
+        gate: std::sync::Arc<Gate>,
+    ) -> Self {
         MetricStore {
             client,
             schema,
             seen: Mutex::new(Seen::default()),
             max_rows_to_read,
+            gate,
+            written_metadata: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn read(&self, sql: &str) -> Result<bytes::Bytes, StorageError> {
+        self.gate.check()?;
+        crate::read(&self.client, self.max_rows_to_read, sql)
     }
 
     /// `WHERE` for the series table: matchers plus the days of `[mint, maxt]`.
@@ -145,7 +163,7 @@ impl MetricStore {
             self.schema.table("series"),
             self.series_where(matchers, mint, maxt)
         );
-        let b = crate::read(&self.client, self.max_rows_to_read, &sql)?;
+        let b = self.read(&sql)?;
         let mut r = RowReader::new(&b);
         let mut out = HashMap::new();
         while !r.is_done() {
@@ -201,7 +219,7 @@ impl MetricStore {
             self.schema.local("series"),
             self.series_where(matchers, mint, maxt)
         );
-        let b = crate::read(&self.client, self.max_rows_to_read, &sql)?;
+        let b = self.read(&sql)?;
         if b.len() % 24 != 0 {
             return Err(ClickHouseError::Decode {
                 reason: format!("samples answer of {} bytes is not whole rows", b.len()),
@@ -242,6 +260,7 @@ impl MetricStore {
     }
 
     fn strings_query(&self, sql: &str) -> Result<Vec<String>, StorageError> {
+        self.gate.check()?;
         crate::read_strings(&self.client, self.max_rows_to_read, sql)
     }
 }
@@ -295,6 +314,9 @@ impl MetricWriter for MetricStore {
                 }
             }
         }
+        if !series_rows.is_empty() || !sample_rows.is_empty() {
+            self.gate.check()?;
+        }
         let settings = self.schema.insert_settings();
         // Series first: a reader that sees a sample can then always find its labels.
         if !series_rows.is_empty() {
@@ -330,6 +352,53 @@ impl MetricWriter for MetricStore {
         seen.pairs.extend(new_pairs);
         seen.series.extend(new_series);
         Ok(out)
+    }
+
+    /// Inserts the families whose metadata changed since this process last inserted them,
+    /// stamped with the time, so the reader takes each family's latest (as the embedded
+    /// TSDB keeps only the latest).
+    fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
+        let changed: Vec<&MetricMetadata> = {
+            let written = self.written_metadata.lock();
+            let mut seen = HashSet::new();
+            metadata
+                .iter()
+                .filter(|m| !m.metric_family.is_empty())
+                .filter(|m| written.get(&m.metric_family) != Some(*m))
+                // The last of a family repeated in one batch wins, as it would in the TSDB.
+                .rev()
+                .filter(|m| seen.insert(m.metric_family.as_str()))
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.gate.check()?;
+        let now = meshlens_model::time::now_ms();
+        let mut rows = RowWriter::new();
+        for m in &changed {
+            rows.string(&m.metric_family);
+            rows.string(&m.kind);
+            rows.string(&m.help);
+            rows.string(&m.unit);
+            rows.u64(u64::try_from(now).unwrap_or(0));
+        }
+        self.client.insert(
+            &format!(
+                "INSERT INTO {} (metric_family, type, help, unit, updated_ms) FORMAT RowBinary",
+                self.schema.table("metadata")
+            ),
+            rows.into_bytes(),
+            &self.schema.insert_settings(),
+        )?;
+        let mut written = self.written_metadata.lock();
+        if written.len() + changed.len() > SEEN_CAPACITY {
+            written.clear();
+        }
+        for m in changed {
+            written.insert(m.metric_family.clone(), m.clone());
+        }
+        Ok(())
     }
 }
 
@@ -412,6 +481,32 @@ impl MetricReader for MetricStore {
             self.series_where(matchers, mint, maxt)
         );
         self.strings_query(&sql)
+    }
+
+    /// Each family's latest metadata (by insert time), sorted by family.
+    fn metadata(&self, metric: Option<&str>) -> Result<Vec<MetricMetadata>, StorageError> {
+        let filter = match metric {
+            Some(m) => format!("WHERE metric_family = {}", quote(m)),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT metric_family, argMax(type, updated_ms), argMax(help, updated_ms), \
+             argMax(unit, updated_ms) FROM {} {filter} GROUP BY metric_family \
+             ORDER BY metric_family FORMAT RowBinary",
+            self.schema.table("metadata")
+        );
+        let b = self.read(&sql)?;
+        let mut r = RowReader::new(&b);
+        let mut out = Vec::new();
+        while !r.is_done() {
+            out.push(MetricMetadata {
+                metric_family: r.string()?,
+                kind: r.string()?,
+                help: r.string()?,
+                unit: r.string()?,
+            });
+        }
+        Ok(out)
     }
 }
 

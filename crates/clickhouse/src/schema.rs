@@ -34,7 +34,7 @@ use crate::url::StorageUrl;
 use crate::ClickHouseError;
 
 /// The schema version this meshlens writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One table of the schema: its columns, its MergeTree engine clause and its sharding key.
 struct TableDef {
@@ -93,6 +93,16 @@ const STEP_1: &[TableDef] = &[
         shard_key: "trace_id_low",
     },
 ];
+
+/// Step 2: metric metadata (`# TYPE`, `# HELP`, `# UNIT`), one row per family and change;
+/// the reader takes each family's latest by `updated_ms`, and replacing merges keep only
+/// that. Not partitioned by day: retention never drops what a family is.
+const STEP_2: &[TableDef] = &[TableDef {
+    name: "metadata",
+    columns: "metric_family String, type String, help String, unit String, updated_ms UInt64",
+    engine: "ReplacingMergeTree(updated_ms) ORDER BY metric_family",
+    shard_key: "cityHash64(metric_family)",
+}];
 
 /// Which data a retention pass drops: metrics and spans keep their own retention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,6 +343,7 @@ impl Schema {
 fn step(version: u32) -> &'static [TableDef] {
     match version {
         1 => STEP_1,
+        2 => STEP_2,
         _ => &[],
     }
 }

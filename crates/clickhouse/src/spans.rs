@@ -82,6 +82,8 @@ pub struct SpanStore {
     schema: Schema,
     /// ClickHouse's `max_rows_to_read` for every select (0: none).
     max_rows_to_read: u64,
+    /// Every read and insert waits for the schema (see [`crate::Gate`]).
+    gate: Arc<crate::Gate>,
 }
 
 /// A span's identity for deduplication.
@@ -245,19 +247,27 @@ fn tidy(mut spans: Vec<Span>) -> Vec<Span> {
 }
 
 impl SpanStore {
-    pub fn new(client: Arc<Client>, schema: Schema, max_rows_to_read: u64) -> Self {
+    pub fn new(
+        client: Arc<Client>,
+        schema: Schema,
+        max_rows_to_read: u64,
+        gate: Arc<crate::Gate>,
+    ) -> Self {
         SpanStore {
             client,
             schema,
             max_rows_to_read,
+            gate,
         }
     }
 
     fn query(&self, sql: &str) -> Result<bytes::Bytes, StorageError> {
+        self.gate.check()?;
         crate::read(&self.client, self.max_rows_to_read, sql)
     }
 
     fn strings_query(&self, sql: &str) -> Result<Vec<String>, StorageError> {
+        self.gate.check()?;
         crate::read_strings(&self.client, self.max_rows_to_read, sql)
     }
 
@@ -449,6 +459,10 @@ impl SpanWriter for SpanStore {
             "INSERT INTO {} ({COLUMNS}) FORMAT RowBinary",
             self.schema.table("spans")
         );
+        if spans.is_empty() {
+            return Ok(());
+        }
+        self.gate.check()?;
         let settings = self.schema.insert_settings();
         let mut rows = RowWriter::new();
         for s in spans {
@@ -588,6 +602,7 @@ impl SpanReader for SpanStore {
 
     /// SQL over the shards: see [`crate::span_aggregates`].
     fn aggregate(&self, a: &SpanAggregation) -> Result<Option<Vec<SpanGroup>>, StorageError> {
+        self.gate.check()?;
         crate::span_aggregates::aggregate(&self.client, &self.schema, self.max_rows_to_read, a)
             .map(Some)
     }

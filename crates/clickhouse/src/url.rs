@@ -73,6 +73,14 @@ impl StorageUrl {
         })
     }
 
+    /// The same server and cluster, with the database of `tenant` (see [`tenant_database`]).
+    pub fn for_tenant(&self, tenant: &str) -> StorageUrl {
+        StorageUrl {
+            database: tenant_database(&self.database, tenant),
+            ..self.clone()
+        }
+    }
+
     /// The HTTP interface's base address, e.g. `http://127.0.0.1:8123/`.
     pub fn http_base(&self) -> String {
         format!("http://{}:{}/", self.host, self.port)
@@ -116,6 +124,37 @@ fn redact(s: &str) -> String {
         }
         _ => s.to_string(),
     }
+}
+
+/// Encoded tenant ids longer than this are cut and completed with a hash, so a database
+/// name stays well within the 255 bytes a file name (its directory, `DB.sql`) may have.
+const MAX_ENCODED_TENANT: usize = 120;
+
+/// The database holding `tenant`'s data with `--multitenancy`: `BASE__` followed by the
+/// tenant id with ASCII letters and digits kept and every other byte as `_` and two hex
+/// digits (`team-1` → `BASE__team_2d1`). The name matches `[A-Za-z_][A-Za-z0-9_]*`, so it
+/// needs no quoting, and distinct ids give distinct names; an id whose encoding is longer
+/// than 120 bytes keeps its first 120 and gets `_h` and a 64-bit FNV-1a hash of the whole
+/// id (`h` is no hex digit, so these cannot equal an unhashed name).
+pub fn tenant_database(base: &str, tenant: &str) -> String {
+    use std::fmt::Write;
+    let mut enc = String::with_capacity(tenant.len());
+    for b in tenant.bytes() {
+        if b.is_ascii_alphanumeric() {
+            enc.push(b as char);
+        } else {
+            let _ = write!(enc, "_{b:02x}");
+        }
+    }
+    if enc.len() > MAX_ENCODED_TENANT {
+        enc.truncate(MAX_ENCODED_TENANT);
+        let _ = write!(
+            enc,
+            "_h{:016x}",
+            meshlens_model::hash::fnv1a(tenant.as_bytes())
+        );
+    }
+    format!("{base}__{enc}")
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`, at most 64 bytes.
@@ -168,6 +207,46 @@ mod tests {
         assert!(!u.to_string().contains("cret"));
         let e = StorageUrl::parse("clickhouse://bob:secret@h:1/").unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn tenant_databases_are_plain_names_distinct_per_tenant() {
+        let long_a = format!("{}a", "-".repeat(149));
+        let long_b = format!("{}b", "-".repeat(149));
+        let ids = [
+            "anonymous",
+            "team-1",
+            "team_2d1",
+            "team_1",
+            "A.b",
+            "x!*'()",
+            "...",
+            long_a.as_str(),
+            long_b.as_str(),
+        ];
+        let names: Vec<String> = ids.iter().map(|t| tenant_database("mesh", t)).collect();
+        assert_eq!(names[0], "mesh__anonymous");
+        assert_eq!(names[1], "mesh__team_2d1");
+        assert_eq!(names[2], "mesh__team_5f2d1");
+        for (id, n) in ids.iter().zip(&names) {
+            assert!(
+                check_name("database", n).is_ok() || n.len() > 64,
+                "{id}: {n}"
+            );
+            assert!(
+                n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "{id}: {n}"
+            );
+            assert!(n.len() <= 64 + 2 + MAX_ENCODED_TENANT + 18, "{id}: {n}");
+        }
+        let distinct: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        let u = StorageUrl::parse("clickhouse://h:1/mesh?cluster=c").unwrap();
+        let t = u.for_tenant("team-1");
+        assert_eq!(
+            (t.database.as_str(), t.cluster.as_deref()),
+            ("mesh__team_2d1", Some("c"))
+        );
     }
 
     #[test]

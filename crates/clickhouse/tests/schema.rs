@@ -1,6 +1,7 @@
 //! The schema on a real 2-shard ClickHouse 18.16 cluster and on a current release (one
 //! server, through chDB): created on start, idempotent on restart, finished after a start
-//! that died half way, refused when newer, single-server mode, retention by partition.
+//! that died half way, refused when newer, single-server mode, retention by partition;
+//! metric metadata; a storage connected lazily (started while ClickHouse was down).
 
 #[macro_use]
 mod common;
@@ -10,7 +11,9 @@ use common::Backend;
 use meshlens_clickhouse::{
     ClickHouseError, ClickHouseStorage, DataKind, StorageOptions, StorageUrl,
 };
-use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries};
+use meshlens_model::{
+    LabelMatcher, Labels, MatchOp, MetricMetadata, MetricReader, MetricWriter, Sample, TimeSeries,
+};
 
 fn tables(node: &meshlens_clickhouse::testing::ClickHouseNode, db: &str) -> Vec<String> {
     let out = node
@@ -27,6 +30,8 @@ fn schema_is_created_on_every_shard_and_restart_is_idempotent() {
     let url = c.storage_url(0, "schema_create");
     let s = common::open(&url);
     let want = [
+        "metadata",
+        "metadata_local",
         "samples",
         "samples_local",
         "schema_version",
@@ -56,16 +61,26 @@ fn schema_is_created_on_every_shard_and_restart_is_idempotent() {
         ddl.contains("Distributed(meshlens_test, schema_create, spans_local, trace_id_low)"),
         "{ddl}"
     );
-    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    assert_eq!(
+        s.schema().stored_version(s.client()).unwrap(),
+        meshlens_clickhouse::SCHEMA_VERSION
+    );
     drop(s);
 
     // A restart (through the other server, even) finds everything and applies nothing.
     let s = common::open(&c.storage_url(1, "schema_create"));
-    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    assert_eq!(
+        s.schema().stored_version(s.client()).unwrap(),
+        meshlens_clickhouse::SCHEMA_VERSION
+    );
     let rows = c.nodes[0]
         .sql("SELECT count() FROM schema_create.schema_version")
         .unwrap();
-    assert_eq!(rows.trim(), "1", "one row per applied step");
+    assert_eq!(
+        rows.trim(),
+        meshlens_clickhouse::SCHEMA_VERSION.to_string(),
+        "one row per applied step"
+    );
 }
 
 fn a_newer_schema_is_refused_naming_both_versions(b: &Backend) {
@@ -81,7 +96,7 @@ fn a_newer_schema_is_refused_naming_both_versions(b: &Backend) {
             err,
             ClickHouseError::SchemaTooNew {
                 stored: 7,
-                supported: 1,
+                supported: meshlens_clickhouse::SCHEMA_VERSION,
                 ..
             }
         ),
@@ -89,7 +104,8 @@ fn a_newer_schema_is_refused_naming_both_versions(b: &Backend) {
     );
     let text = err.to_string();
     assert!(
-        text.contains("version 7") && text.contains("version 1"),
+        text.contains("version 7")
+            && text.contains(&format!("version {}", meshlens_clickhouse::SCHEMA_VERSION)),
         "{text}"
     );
 }
@@ -100,7 +116,7 @@ fn one_server_without_cluster_has_plain_tables_there_only() {
     let _s = common::open(&c.single_url(1, "schema_single"));
     assert_eq!(
         tables(&c.nodes[1], "schema_single"),
-        ["samples", "schema_version", "series", "spans"]
+        ["metadata", "samples", "schema_version", "series", "spans"]
     );
     assert!(tables(&c.nodes[0], "schema_single").is_empty());
     let engine = c.nodes[1]
@@ -121,6 +137,7 @@ fn a_current_release_gets_the_schema_once_even_after_a_start_that_died() {
     assert_eq!(
         common::tsv(&out),
         [
+            ["metadata", "ReplacingMergeTree"],
             ["samples", "ReplacingMergeTree"],
             ["schema_version", "MergeTree"],
             ["series", "ReplacingMergeTree"],
@@ -141,20 +158,30 @@ fn a_current_release_gets_the_schema_once_even_after_a_start_that_died() {
         keys.contains(r"toDate(toDateTime(intDiv(timestamp_us, 1000000), \'UTC\'))"),
         "{keys}"
     );
-    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    assert_eq!(
+        s.schema().stored_version(s.client()).unwrap(),
+        meshlens_clickhouse::SCHEMA_VERSION
+    );
     assert_eq!(s.server_version(), c.version);
     // The storage status reads the one server's parts.
     let st = s.storage_status().unwrap();
-    assert_eq!(st.schema_version, Some(1));
+    assert_eq!(st.schema_version, Some(meshlens_clickhouse::SCHEMA_VERSION));
     assert_eq!(st.shards.len(), 1);
     assert_eq!(st.shards[0].error, None, "{st:?}");
     drop(s);
     let s = common::open(&c.storage_url("schema_current"));
-    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    assert_eq!(
+        s.schema().stored_version(s.client()).unwrap(),
+        meshlens_clickhouse::SCHEMA_VERSION
+    );
     let rows = c
         .sql("SELECT count() FROM schema_current.schema_version")
         .unwrap();
-    assert_eq!(rows.trim(), "1", "one row per applied step");
+    assert_eq!(
+        rows.trim(),
+        meshlens_clickhouse::SCHEMA_VERSION.to_string(),
+        "one row per applied step"
+    );
 
     // A start that died half way through step 1 (one table made, the step not recorded):
     // the next start finishes it.
@@ -166,11 +193,14 @@ fn a_current_release_gets_the_schema_once_even_after_a_start_that_died() {
         c.sql(sql).unwrap();
     }
     let s = common::open(&c.storage_url("schema_half"));
-    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    assert_eq!(
+        s.schema().stored_version(s.client()).unwrap(),
+        meshlens_clickhouse::SCHEMA_VERSION
+    );
     let out = c
         .sql("SELECT name FROM system.tables WHERE database = 'schema_half' ORDER BY name")
         .unwrap();
-    assert_eq!(out, "samples\nschema_version\nseries\nspans\n");
+    assert_eq!(out, "metadata\nsamples\nschema_version\nseries\nspans\n");
 }
 
 #[test]
@@ -252,3 +282,82 @@ on_both!(
     a_newer_schema_is_refused_naming_both_versions,
     retention_drops_old_days_on_every_shard,
 );
+
+#[test]
+fn metadata_keeps_each_familys_latest_on_the_cluster() {
+    let Some(c) = common::cluster() else { return };
+    let s = common::open(&c.storage_url(0, "schema_metadata"));
+    let md = |family: &str, kind: &str, help: &str| MetricMetadata {
+        metric_family: family.into(),
+        kind: kind.into(),
+        help: help.into(),
+        unit: String::new(),
+    };
+    s.metrics()
+        .append_metadata(&[md("a_total", "counter", "old"), md("b", "gauge", "B's")])
+        .unwrap();
+    // Later metadata in a later millisecond replaces the family's; unchanged is not resent.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    s.metrics()
+        .append_metadata(&[md("a_total", "counter", "new"), md("b", "gauge", "B's")])
+        .unwrap();
+    // Through the other node, a new process: the same answer.
+    let s2 = common::open(&c.storage_url(1, "schema_metadata"));
+    let all = s2.metrics().metadata(None).unwrap();
+    assert_eq!(
+        all,
+        vec![md("a_total", "counter", "new"), md("b", "gauge", "B's")]
+    );
+    assert_eq!(
+        s2.metrics().metadata(Some("b")).unwrap(),
+        vec![md("b", "gauge", "B's")]
+    );
+    assert!(s2.metrics().metadata(Some("nope")).unwrap().is_empty());
+    let rows = c.nodes[0]
+        .sql("SELECT count() FROM schema_metadata.metadata")
+        .unwrap();
+    assert_eq!(rows.trim(), "3", "the unchanged family was inserted once");
+}
+
+#[test]
+fn a_storage_connected_lazily_creates_its_schema_on_first_use() {
+    let Some(c) = common::cluster() else { return };
+    let url = StorageUrl::parse(&c.storage_url(1, "schema_lazy")).unwrap();
+    let client =
+        std::sync::Arc::new(meshlens_clickhouse::Client::new(&url, Default::default()).unwrap());
+    assert!(!meshlens_clickhouse::database_exists(&client, "schema_lazy").unwrap());
+    let s = ClickHouseStorage::connect(client.clone(), &url, &StorageOptions::default());
+    assert!(!s.is_ready());
+    let batch = vec![TimeSeries {
+        labels: Labels::from_pairs([("__name__", "lazy"), ("i", "1")]),
+        samples: vec![Sample::new(1_700_000_000_000, 1.0)],
+    }];
+    s.metrics().append(&batch).unwrap();
+    assert!(s.is_ready());
+    assert!(meshlens_clickhouse::database_exists(&client, "schema_lazy").unwrap());
+    let got = s
+        .metrics()
+        .select(
+            &[LabelMatcher::new(MatchOp::Equal, "__name__", "lazy").unwrap()],
+            1_699_999_999_000,
+            1_700_000_001_000,
+        )
+        .unwrap();
+    assert_eq!(got.len(), 1);
+
+    // A server that does not answer: a clear, retried error naming it, nothing panics.
+    let port = meshlens_clickhouse::testing::free_ports(1).unwrap()[0];
+    let down = StorageUrl::parse(&format!("clickhouse://127.0.0.1:{port}/db")).unwrap();
+    let client =
+        std::sync::Arc::new(meshlens_clickhouse::Client::new(&down, Default::default()).unwrap());
+    let s = ClickHouseStorage::connect(client, &down, &StorageOptions::default());
+    for _ in 0..2 {
+        let e = s.metrics().append(&batch).unwrap_err();
+        assert_eq!(e.http_status(), 503, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("unreachable") && text.contains(&format!("127.0.0.1:{port}")),
+            "{text}"
+        );
+    }
+}

@@ -28,10 +28,12 @@
 //! `--multitenancy`), next to the data dir's lock, so a second process cannot drain it.
 //!
 //! Record formats are the forwarder's wire formats, so consecutive records concatenate into
-//! one insert: metrics as an uncompressed remote-write `WriteRequest`, spans as a Zipkin
+//! one insert: metrics (and metric metadata, buffered only when a family's changes) as an
+//! uncompressed remote-write `WriteRequest`, spans as a Zipkin
 //! proto3 `ListOfSpans` (not OTLP as the agent sends: the OTLP mapping loses Zipkin's
 //! `shared` and `debug` flags and endpoint addresses, which the stores keep).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,7 +42,8 @@ use std::time::{Duration, Instant};
 use meshlens_forward::{Buffer, BufferOptions, ForwardError, Kind};
 use meshlens_ingest::remote_write;
 use meshlens_model::{
-    AppendOutcome, MetricWriter, RawSeries, Span, SpanWriter, StorageError, TimeSeries,
+    AppendOutcome, MetricMetadata, MetricWriter, RawSeries, Span, SpanWriter, StorageError,
+    TimeSeries,
 };
 use parking_lot::{Condvar, Mutex};
 
@@ -54,7 +57,8 @@ pub const DESTINATION: &str = "clickhouse";
 #[derive(Clone, Debug)]
 pub struct DurableOptions {
     /// Bytes on disk (compressed records) at most; beyond, writes are refused with 503
-    /// until the drainer catches up. Default 2 GiB: about an hour of 1M samples/s.
+    /// until the drainer catches up. Default 2 GiB: about an hour of 1M samples/s
+    /// (`--storage.clickhouse.buffer-max-size`).
     pub max_size_bytes: u64,
     /// fdatasync before acknowledging; set from `--wal-fsync`.
     pub fsync: bool,
@@ -63,7 +67,7 @@ pub struct DurableOptions {
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     /// How long shutdown keeps inserting what is buffered; the rest is inserted after the
-    /// next start.
+    /// next start (`--storage.clickhouse.shutdown-drain-timeout`).
     pub drain_timeout: Duration,
 }
 
@@ -142,6 +146,9 @@ pub struct ClickHouseBuffer {
     undecodable: AtomicU64,
     started: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Metadata buffered by this process, per family: only changes are buffered again
+    /// (every scrape repeats its targets' metadata).
+    buffered_metadata: Mutex<HashMap<String, MetricMetadata>>,
 }
 
 fn kind_index(kind: Kind) -> usize {
@@ -207,6 +214,7 @@ impl ClickHouseBuffer {
             undecodable: AtomicU64::new(0),
             started: AtomicBool::new(false),
             thread: Mutex::new(None),
+            buffered_metadata: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -407,13 +415,15 @@ impl ClickHouseBuffer {
                     .map_err(|e| InsertError::Undecodable(e.to_string()))?;
                 let series: Vec<TimeSeries> =
                     req.iter().map(|s| RawSeries::to_time_series(&s)).collect();
-                if series.is_empty() {
-                    return Ok(());
+                if !series.is_empty() {
+                    self.metrics.append(&series).map_err(InsertError::Storage)?;
                 }
-                self.metrics
-                    .append(&series)
-                    .map(drop)
-                    .map_err(InsertError::Storage)
+                if !req.metadata.is_empty() {
+                    self.metrics
+                        .append_metadata(&req.metadata)
+                        .map_err(InsertError::Storage)?;
+                }
+                Ok(())
             }
             Kind::Spans => {
                 let spans = meshlens_ingest::zipkin::decode_proto(payload)
@@ -465,6 +475,32 @@ impl MetricWriter for DurableMetrics {
         let payload = remote_write::encode_protobuf_stamped(&refs, &[], &[]);
         self.buf.append(Kind::Metrics, outcome.accepted, &payload)?;
         Ok(outcome)
+    }
+
+    /// Buffers the families whose metadata is new or changed, as a remote-write record
+    /// without series; the drainer inserts it into ClickHouse's metadata table.
+    fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
+        let changed: Vec<MetricMetadata> = {
+            let known = self.buf.buffered_metadata.lock();
+            metadata
+                .iter()
+                .filter(|m| known.get(&m.metric_family) != Some(*m))
+                .cloned()
+                .collect()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let payload = remote_write::encode_protobuf_stamped(&[], &changed, &[]);
+        self.buf.append(Kind::Metrics, 0, &payload)?;
+        let mut known = self.buf.buffered_metadata.lock();
+        if known.len() > 1 << 20 {
+            known.clear();
+        }
+        for m in changed {
+            known.insert(m.metric_family.clone(), m);
+        }
+        Ok(())
     }
 }
 
@@ -611,6 +647,7 @@ mod tests {
         fail: AtomicU64,
         series: Mutex<Vec<TimeSeries>>,
         spans: Mutex<Vec<Span>>,
+        metadata: Mutex<Vec<MetricMetadata>>,
     }
 
     impl Sink {
@@ -638,6 +675,12 @@ mod tests {
             self.attempt()?;
             self.series.lock().extend_from_slice(batch);
             Ok(AppendOutcome::default())
+        }
+
+        fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
+            self.attempt()?;
+            self.metadata.lock().extend_from_slice(metadata);
+            Ok(())
         }
     }
 
@@ -760,6 +803,31 @@ mod tests {
         wait_caught_up(&b);
         assert_eq!(*up.series.lock(), (0..5).map(series).collect::<Vec<_>>());
         assert_eq!(*up.spans.lock(), vec![span(1), span(2)]);
+        b.shutdown();
+    }
+
+    #[test]
+    fn metadata_is_buffered_when_it_changes_and_inserted_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = Sink::failing(1);
+        let b =
+            ClickHouseBuffer::open("t", tmp.path(), sink.clone(), sink.clone(), opts()).unwrap();
+        b.start().unwrap();
+        let md = |help: &str| MetricMetadata {
+            metric_family: "m".into(),
+            kind: "gauge".into(),
+            help: help.into(),
+            unit: String::new(),
+        };
+        let w = b.metric_writer();
+        // A scrape repeats its metadata every interval: only changes are buffered.
+        for help in ["first", "first", "second", "second"] {
+            w.append_metadata(&[md(help)]).unwrap();
+            w.append(&[series(1)]).unwrap();
+        }
+        wait_caught_up(&b);
+        assert_eq!(*sink.metadata.lock(), vec![md("first"), md("second")]);
+        assert_eq!(sink.series.lock().len(), 4);
         b.shutdown();
     }
 

@@ -96,6 +96,12 @@ pub struct ServerOptions {
     /// With ClickHouse storage: the write buffer's limits and pacing (`fsync` is taken
     /// from `tsdb.wal_fsync`).
     pub clickhouse_buffer: durable::DurableOptions,
+    /// With ClickHouse storage: the client's timeouts (queries, inserts, connecting).
+    pub clickhouse_client: meshlens_clickhouse::ClientOptions,
+    /// With ClickHouse storage: start even when ClickHouse does not answer (writes are
+    /// buffered, reads answer 503, the schema is created once it answers) instead of
+    /// stopping with its address named.
+    pub clickhouse_start_unreachable: bool,
 }
 
 impl Default for ServerOptions {
@@ -130,6 +136,8 @@ impl Default for ServerOptions {
             anomaly_interval: Some(Duration::from_secs(15)),
             graph_aggregates: Some(Default::default()),
             clickhouse_buffer: Default::default(),
+            clickhouse_client: Default::default(),
+            clickhouse_start_unreachable: false,
         }
     }
 }
@@ -140,7 +148,8 @@ pub enum MetricStorage {
     /// The embedded TSDB in the data directory.
     #[default]
     Embedded,
-    /// A ClickHouse server or cluster (one tenant only, for now).
+    /// A ClickHouse server or cluster; with `--multitenancy`, one database per tenant (see
+    /// `tenants`).
     ClickHouse(meshlens_clickhouse::StorageUrl),
 }
 
@@ -262,7 +271,15 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         status: None,
     };
     let config_status = prom_status.config_status.clone();
+    let clickhouse_client = match &opts.storage {
+        MetricStorage::ClickHouse(url) => Some(Arc::new(meshlens_clickhouse::Client::new(
+            url,
+            opts.clickhouse_client.clone(),
+        )?)),
+        MetricStorage::Embedded => None,
+    };
     let shared = Arc::new(tenants::Shared {
+        clickhouse_client,
         opts: opts.clone(),
         engine: engine.clone(),
         metrics: metrics.clone(),

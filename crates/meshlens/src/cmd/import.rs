@@ -142,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let total: usize = series.values().map(Vec::len).sum();
     let into = target.describe();
     let db = target.writer();
-    // ClickHouse keeps no metadata (its writer ignores it); the embedded TSDB does.
+    // `# TYPE`, `# HELP` and `# UNIT`: the TSDB's metadata, or ClickHouse's metadata table.
     db.append_metadata(&parsed.metadata)
         .with_context(|| format!("writing metadata to {into}"))?;
     let mut progress = Progress::new(total);

@@ -120,6 +120,76 @@ pub struct Args {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+}
+
+/// With `--storage clickhouse://…`: the write buffer and the client.
+#[derive(clap::Args)]
+pub struct ClickHouseArgs {
+    /// Start even when ClickHouse does not answer: writes are buffered, reads answer 503
+    /// naming ClickHouse, and the schema is created once it answers. Off: the start stops
+    /// with ClickHouse's address named.
+    #[arg(long = "storage.clickhouse.start-unreachable")]
+    pub start_unreachable: bool,
+    /// Largest size of each tenant's write buffer on disk (bytes, or with KiB/MiB/GiB/TiB);
+    /// when full, writes get 503 until ClickHouse catches up. At least 1MiB.
+    #[arg(long = "storage.clickhouse.buffer-max-size", default_value = "2GiB")]
+    pub buffer_max_size: String,
+    /// Longest one insert into ClickHouse may take (with a cluster: until every shard has
+    /// its rows); a slower one fails and is retried from the buffer.
+    #[arg(long = "storage.clickhouse.insert-timeout", default_value = "60s")]
+    pub insert_timeout: String,
+    /// Longest one ClickHouse query or schema statement may take.
+    #[arg(long = "storage.clickhouse.query-timeout", default_value = "60s")]
+    pub ch_query_timeout: String,
+    /// Longest connecting to ClickHouse may take.
+    #[arg(long = "storage.clickhouse.connect-timeout", default_value = "5s")]
+    pub connect_timeout: String,
+    /// On shutdown, how long to keep inserting what is buffered; the rest is inserted
+    /// after the next start.
+    #[arg(
+        long = "storage.clickhouse.shutdown-drain-timeout",
+        default_value = "10s"
+    )]
+    pub shutdown_drain_timeout: String,
+}
+
+impl ClickHouseArgs {
+    /// The flags into the server's options, each bad value refused naming its flag.
+    fn apply(&self, opts: &mut ServerOptions) -> anyhow::Result<()> {
+        let positive = |flag: &str, v: &str| -> anyhow::Result<std::time::Duration> {
+            let d = parse_duration(v)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--{flag}"))?;
+            if d.is_zero() {
+                anyhow::bail!("--{flag}: {v:?} must be longer than 0");
+            }
+            Ok(d)
+        };
+        let size = super::agent::parse_size(&self.buffer_max_size)
+            .map_err(anyhow::Error::msg)
+            .context("--storage.clickhouse.buffer-max-size")?;
+        if size < 1 << 20 {
+            anyhow::bail!(
+                "--storage.clickhouse.buffer-max-size: {:?} is below the 1MiB one write batch may take",
+                self.buffer_max_size
+            );
+        }
+        opts.clickhouse_buffer.max_size_bytes = size;
+        opts.clickhouse_buffer.drain_timeout = positive(
+            "storage.clickhouse.shutdown-drain-timeout",
+            &self.shutdown_drain_timeout,
+        )?;
+        opts.clickhouse_client.insert_timeout =
+            positive("storage.clickhouse.insert-timeout", &self.insert_timeout)?;
+        opts.clickhouse_client.timeout =
+            positive("storage.clickhouse.query-timeout", &self.ch_query_timeout)?;
+        opts.clickhouse_client.connect_timeout =
+            positive("storage.clickhouse.connect-timeout", &self.connect_timeout)?;
+        opts.clickhouse_start_unreachable = self.start_unreachable;
+        Ok(())
+    }
 }
 
 /// The rule engine, Alertmanager notifications, SLOs and probes (Prometheus's flag names).
@@ -195,13 +265,9 @@ impl LimitArgs {
     }
 }
 
-/// `--storage`, checked against the flags it cannot be combined with yet.
+/// `--storage`.
 fn storage(args: &Args) -> anyhow::Result<meshlens_server::MetricStorage> {
-    let storage = super::parse_storage(&args.storage)?;
-    if args.multitenancy && storage != meshlens_server::MetricStorage::Embedded {
-        anyhow::bail!("--storage clickhouse:// does not support --multitenancy yet");
-    }
-    Ok(storage)
+    super::parse_storage(&args.storage)
 }
 
 fn optional_addr(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -308,6 +374,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         probes_file: r.probes.clone(),
         enable_lifecycle: r.enable_lifecycle,
     };
+    args.clickhouse.apply(&mut opts)?;
     opts.flags = flags(args);
     Ok(opts)
 }
@@ -355,6 +422,7 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
     };
     let limits = &args.limits;
     let r = &args.rules;
+    let ch = &args.clickhouse;
     table! {
         "listen" => args.listen,
         "data-dir" => args.data_dir.display(),
@@ -362,6 +430,12 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
         "storage" => meshlens_clickhouse::StorageUrl::parse(&args.storage)
             .map(|u| u.to_string())
             .unwrap_or_else(|_| args.storage.clone()),
+        "storage.clickhouse.start-unreachable" => ch.start_unreachable,
+        "storage.clickhouse.buffer-max-size" => ch.buffer_max_size,
+        "storage.clickhouse.insert-timeout" => ch.insert_timeout,
+        "storage.clickhouse.query-timeout" => ch.ch_query_timeout,
+        "storage.clickhouse.connect-timeout" => ch.connect_timeout,
+        "storage.clickhouse.shutdown-drain-timeout" => ch.shutdown_drain_timeout,
         "config" => path(&args.config),
         "retention.time" => args.retention_time,
         "retention.size" => args.retention_size,

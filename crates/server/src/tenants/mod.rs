@@ -5,6 +5,14 @@
 //! (no query path can forget a matcher), a tenant's series limit is its own head's count, and
 //! retention or removal of a tenant is a directory. Without `--multitenancy` there is one stack,
 //! `anonymous` (Mimir's name for it), stored at the data directory's root as before.
+//!
+//! With ClickHouse the same choice gives one database per tenant
+//! (`meshlens_clickhouse::tenant_database`), not a tenant column: no query can leave the
+//! tenant's data, the stores' SQL stays as it is, retention runs per tenant, and removing a
+//! tenant is `DROP DATABASE`. The cost is a set of tables per tenant (fine for tens to
+//! hundreds of tenants, not for tens of thousands). A tenant's database is created with its
+//! schema when its stack opens (its first write); its write buffer lives in its directory.
+//! Every tenant shares one ClickHouse client (one connection pool and thread).
 
 pub mod federated;
 
@@ -37,6 +45,8 @@ pub const DEFAULT_TENANT: &str = "anonymous";
 /// What every tenant's stack shares.
 pub(crate) struct Shared {
     pub opts: ServerOptions,
+    /// With ClickHouse storage: the one client every tenant's database is reached through.
+    pub clickhouse_client: Option<Arc<meshlens_clickhouse::Client>>,
     pub engine: Arc<meshlens_promql::Engine>,
     pub metrics: Arc<crate::SelfMetrics>,
     pub limits: Arc<IngestLimits>,
@@ -206,6 +216,15 @@ impl Tenants {
                         &format!("opening tenant {id}: {e}"),
                     )
                 }),
+                // A tenant that wrote through another meshlens on the same ClickHouse.
+                None if self.in_clickhouse(id).await? => {
+                    self.get_or_open(id).await.map(Target::One).map_err(|e| {
+                        plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format!("opening tenant {id}: {e}"),
+                        )
+                    })
+                }
                 // A tenant that never wrote reads as empty, without creating anything.
                 None => Ok(Target::View(self.view(&[]))),
             };
@@ -216,11 +235,47 @@ impl Tenants {
                 "X-Scope-OrgID: a write must name exactly one tenant, not a|b",
             ));
         }
-        let stacks: Vec<_> = {
-            let open = self.stacks.read();
-            ids.iter().filter_map(|id| open.get(id).cloned()).collect()
-        };
+        let mut stacks = Vec::new();
+        for id in &ids {
+            let open = self.stacks.read().get(id).cloned();
+            match open {
+                Some(s) => stacks.push(s),
+                None if self.in_clickhouse(id).await? => {
+                    stacks.push(self.get_or_open(id).await.map_err(|e| {
+                        plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &format!("opening tenant {id}: {e}"),
+                        )
+                    })?)
+                }
+                None => {}
+            }
+        }
         Ok(Target::View(self.view(&stacks)))
+    }
+
+    /// With ClickHouse and `--multitenancy`: whether `id` has a database there (written
+    /// through another meshlens, or before this data directory was emptied), so a read
+    /// opens it rather than answering empty. Never creates anything.
+    async fn in_clickhouse(&self, id: &str) -> Result<bool, Refusal> {
+        let (crate::MetricStorage::ClickHouse(url), Some(client)) =
+            (&self.shared.opts.storage, &self.shared.clickhouse_client)
+        else {
+            return Ok(false);
+        };
+        let database = meshlens_clickhouse::tenant_database(&url.database, id);
+        let client = client.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            meshlens_clickhouse::database_exists(&client, &database)
+        })
+        .await
+        .map_err(|e| plain(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))?;
+        found.map_err(|e| {
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("looking up tenant {id} in ClickHouse: {e}"),
+            )
+        })
     }
 
     /// A read-only view over several tenants (`a|b`).
@@ -426,28 +481,25 @@ async fn open_stack(
             source: std::io::Error::other(e),
         })??;
     let tsdb = Arc::new(tsdb);
-    let mut retention = None;
+    let mut retention_or_connect = Vec::new();
     let mut clickhouse = None;
     let mut durable = None;
     let (metrics_reader, metrics_store, head): MetricStores = match &opts.storage {
         crate::MetricStorage::Embedded => (tsdb.clone(), tsdb.clone(), Some(tsdb.clone())),
         crate::MetricStorage::ClickHouse(url) => {
-            let url = url.clone();
-            let ch = tokio::task::spawn_blocking(move || {
-                meshlens_clickhouse::ClickHouseStorage::open(&url, Default::default())
-            })
-            .await
-            .map_err(|e| ServerError::DataDir {
-                dir: dir.into(),
-                source: std::io::Error::other(e),
-            })??;
+            let ch = open_clickhouse(shared, url, id).await?;
             let store = ch.metric_store();
             let buffer = crate::durable::open_for(opts, id, dir, &ch).await?;
-            let ch = Arc::new(ch);
+            if !ch.is_ready() {
+                retention_or_connect.push(tokio::spawn(clickhouse_connect(
+                    ch.clone(),
+                    shared.stop.clone(),
+                )));
+            }
             let metrics_keep = opts.tsdb.retention_time_ms;
             let spans_keep = Some(opts.spans.retention_ms).filter(|&ms| ms > 0);
             if metrics_keep.is_some() || spans_keep.is_some() {
-                retention = Some(tokio::spawn(clickhouse_retention(
+                retention_or_connect.push(tokio::spawn(clickhouse_retention(
                     ch.clone(),
                     metrics_keep,
                     spans_keep,
@@ -515,7 +567,7 @@ async fn open_stack(
             shared.stop.clone(),
         )),
     ];
-    tasks.extend(retention);
+    tasks.extend(retention_or_connect);
     let router = routes(
         shared,
         View {
@@ -553,6 +605,74 @@ async fn open_stack(
         router,
         tasks: parking_lot::Mutex::new(tasks),
     })
+}
+
+/// The tenant's ClickHouse storage over the shared client: its own database with
+/// `--multitenancy`, the configured one otherwise. The schema is created now, and a
+/// ClickHouse that does not answer stops the start (or the tenant's first write), unless
+/// `--storage.clickhouse.start-unreachable`: then the schema waits for the first
+/// operation, or [`clickhouse_connect`], to find ClickHouse answering.
+async fn open_clickhouse(
+    shared: &Shared,
+    url: &meshlens_clickhouse::StorageUrl,
+    id: &str,
+) -> Result<Arc<meshlens_clickhouse::ClickHouseStorage>, ServerError> {
+    let opts = &shared.opts;
+    let url = if opts.multitenancy {
+        url.for_tenant(id)
+    } else {
+        url.clone()
+    };
+    let client = match &shared.clickhouse_client {
+        Some(c) => c.clone(),
+        None => Arc::new(meshlens_clickhouse::Client::new(
+            &url,
+            opts.clickhouse_client.clone(),
+        )?),
+    };
+    let ch = Arc::new(meshlens_clickhouse::ClickHouseStorage::connect(
+        client,
+        &url,
+        &Default::default(),
+    ));
+    if opts.clickhouse_start_unreachable {
+        return Ok(ch);
+    }
+    let c = ch.clone();
+    tokio::task::spawn_blocking(move || c.ensure_ready())
+        .await
+        .map_err(|e| ServerError::DataDir {
+            dir: opts.data_dir.clone(),
+            source: std::io::Error::other(e),
+        })??;
+    Ok(ch)
+}
+
+/// With `--storage.clickhouse.start-unreachable`: tries every 2 s until ClickHouse answers
+/// and the tenant's schema is in place, so the buffer drains and reads work without
+/// waiting for a request to try. Warns once.
+async fn clickhouse_connect(
+    ch: Arc<meshlens_clickhouse::ClickHouseStorage>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut warned = false;
+    while !ch.is_ready() {
+        let c = ch.clone();
+        match tokio::task::spawn_blocking(move || c.ensure_ready()).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) if !warned => {
+                warned = true;
+                tracing::warn!(storage = %ch.url(), error = %e,
+                    "clickhouse does not answer; writes are buffered, reads answer 503, and the schema is created once it answers");
+            }
+            Ok(Err(_)) => {}
+            Err(_) => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// `--retention.time` on ClickHouse: each maintenance interval, the UTC days that lie wholly
