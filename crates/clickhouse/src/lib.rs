@@ -26,6 +26,7 @@ pub mod metrics;
 mod rowbinary;
 pub mod schema;
 pub mod span_aggregates;
+pub mod span_calls;
 pub mod spans;
 mod sql;
 pub mod status;
