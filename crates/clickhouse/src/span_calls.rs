@@ -31,8 +31,8 @@ use crate::span_aggregates::{dimension_sql, filter_sql};
 use crate::spans::SPAN_KEY;
 use crate::ClickHouseError;
 
-/// The select items reading `dims` and `flags` from the row's own span, aliased
-/// `{prefix}p{i}` / `{prefix}k{i}` and `f{i}`.
+/// The select items reading `dims` from the row's own span: `{prefix}p{i}` (present) and
+/// `{prefix}k{i}` (the value, empty when absent).
 fn own_values(dims: &[SpanDimension], prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (i, d) in dims.iter().enumerate() {
@@ -43,6 +43,7 @@ fn own_values(dims: &[SpanDimension], prefix: &str) -> Vec<String> {
     out
 }
 
+/// The select items evaluating the callee's flags on the row's own span, `f{i}`.
 fn flag_values(a: &CallAggregation) -> Vec<String> {
     a.callee_flags
         .iter()

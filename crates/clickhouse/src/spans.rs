@@ -21,18 +21,20 @@
 //!
 //! Reads run where the data is: search finds the matching trace ids with one aggregation
 //! over the shards (ordered and limited there), then fetches only those traces' spans;
-//! dependency links are a join of child to parent spans on each shard (both are on the
-//! trace's shard), aggregated into (parent, child) counts. Names are lower-cased as the
-//! embedded store does; search compares them case-insensitively.
+//! dependency links are computed on each shard (a trace's spans are all on its shard): the
+//! spans of each trace as arrays walked to every server's nearest ancestor with a kind, joined
+//! back to the server spans and aggregated into (parent, child) counts. Names are lower-cased
+//! as the embedded store does; search compares them case-insensitively.
 //!
 //! Semantics are the embedded store's (`meshlens-spanstore`), which the tests check answer
 //! for answer on the same writes: a search matches a trace with a span in the window whose
 //! spans meet every criterion (only the named service's spans count when one is named),
 //! picks the newest `limit` by earliest span and orders them by root start; dependencies
 //! link whole traces that reach into the window, Zipkin's linker rules for the common
-//! shapes (client/server pairs, shared server spans, uninstrumented callees). Spans with
-//! no kind between a client and its server, and producer/consumer pairs, follow simpler
-//! rules here than in Zipkin's linker (see `served_calls` and `leaf_calls`).
+//! shapes (client/server pairs, shared server spans, uninstrumented callees, spans without
+//! kind between a server and its caller). Producer/consumer pairs, kind-less spans with a
+//! remote service, and client spans under another service's client follow simpler rules
+//! here than in Zipkin's linker (see `served_calls` and `leaf_calls`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

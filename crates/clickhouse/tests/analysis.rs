@@ -667,7 +667,10 @@ fn trace_graphs_paired_on_the_shards_equal_the_embedded_store() {
         let groups = reader.spans().aggregate_calls(&probe).unwrap();
         assert!(groups.is_some(), "ClickHouse pairs calls on its shards");
         let want = build_graph(ch.metrics(), &emb, &engine, &q).unwrap();
+        let started = std::time::Instant::now();
         let got = build_graph(reader.metrics(), reader.spans(), &engine, &q).unwrap();
+        let on_shards = started.elapsed();
+        let started = std::time::Instant::now();
         let shipped = build_graph(
             reader.metrics(),
             &RequiredOnly::new(reader.spans()),
@@ -676,11 +679,13 @@ fn trace_graphs_paired_on_the_shards_equal_the_embedded_store() {
         )
         .unwrap();
         eprintln!(
-            "graph {:?} {:?}: {} nodes, {} edges",
+            "graph {:?} {:?}: {} nodes, {} edges: {on_shards:?} paired on the shards, \
+             {:?} shipping the spans",
             q.graph_type,
             q.cluster,
             want.nodes.len(),
-            want.edges.len()
+            want.edges.len(),
+            started.elapsed()
         );
         assert_eq!(got, want, "graph of {q:?} paired on the shards");
         assert_eq!(shipped, want, "graph of {q:?} from shipped spans");
