@@ -340,7 +340,7 @@ fn aggregations_equal_their_reference_meaning() {
 }
 
 #[test]
-fn stats_respect_the_read_limit() {
+fn stats_and_graphs_respect_the_read_limit() {
     let Some(c) = common::cluster() else { return };
     let url = c.storage_url(0, "analysis_limit");
     common::open(&url).spans().write(&dataset()).unwrap();
@@ -355,6 +355,16 @@ fn stats_respect_the_read_limit() {
         err,
         meshlens_analysis::AnalysisError::Storage(StorageError::TooManySamples { limit: 10 })
     ));
+    // The trace graph's pairing runs under the same guard.
+    let engine = meshlens_promql::Engine::new(Default::default());
+    let err = build_graph(
+        limited.metrics(),
+        limited.spans(),
+        &engine,
+        &graph_queries()[0],
+    )
+    .unwrap_err();
+    assert_eq!(err.http_status(), 422, "{err}");
 }
 
 /// Informal timing, not a test (`--ignored`): the statistics of a larger set, aggregated on
