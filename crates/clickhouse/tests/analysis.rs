@@ -400,6 +400,10 @@ fn stats_timing_on_a_larger_set() {
 /// `name.namespace` and host-name services, cluster and version tags, status codes in both
 /// keys, errors without status, gRPC and HTTP and neither, repeated and missing durations.
 fn graph_dataset() -> Vec<Span> {
+    graph_dataset_of(200)
+}
+
+fn graph_dataset_of(traces: u64) -> Vec<Span> {
     let mut rng = Lcg(11);
     let services = [
         "frontend.shop",
@@ -414,7 +418,7 @@ fn graph_dataset() -> Vec<Span> {
         next += 1;
         next.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
     };
-    for t in 0..200u64 {
+    for t in 0..traces {
         let trace_id = TraceId {
             high: if t % 2 == 0 { 0 } else { 0xbeef_0000 + t },
             low: 0x7000_0000_0000_0000 + t * 7919,
@@ -713,4 +717,33 @@ fn trace_graphs_paired_on_the_shards_equal_the_embedded_store() {
             && all.edges.iter().any(|e| e.response_codes.contains_key("0")),
         "the data set exercises the graph: {all:?}"
     );
+}
+
+/// Informal timing, not a test (`--ignored`): trace graphs of a larger set, paired on the
+/// shards against shipping every span, same answer.
+#[test]
+#[ignore]
+fn graph_timing_on_a_larger_set() {
+    let Some(c) = common::cluster() else { return };
+    let data = graph_dataset_of(40_000);
+    let ch = common::open(&c.storage_url(0, "analysis_graph_timing"));
+    for chunk in data.chunks(50_000) {
+        ch.spans().write(chunk).unwrap();
+    }
+    let engine = meshlens_promql::Engine::new(Default::default());
+    for q in &graph_queries()[..3] {
+        let started = std::time::Instant::now();
+        let got = build_graph(ch.metrics(), ch.spans(), &engine, q).unwrap();
+        let on_shards = started.elapsed();
+        let started = std::time::Instant::now();
+        let shipped =
+            build_graph(ch.metrics(), &RequiredOnly::new(ch.spans()), &engine, q).unwrap();
+        eprintln!(
+            "{} spans, {} edges: {on_shards:?} paired on the shards, {:?} shipping the spans",
+            data.len(),
+            got.edges.len(),
+            started.elapsed()
+        );
+        assert_eq!(got, shipped);
+    }
 }
