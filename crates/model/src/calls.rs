@@ -81,3 +81,17 @@ pub struct CallGroup {
     /// per-request figures, so nearest-rank percentiles over merged groups stay exact.
     pub durations_us: Vec<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_codes_round_trip_and_unknown_codes_are_none() {
+        for r in CallRole::ALL {
+            assert_eq!(CallRole::from_code(r.code()), Some(r));
+        }
+        assert_eq!(CallRole::from_code(CallRole::ALL.len() as u8), None);
+        assert_eq!(CallRole::from_code(255), None);
+    }
+}
