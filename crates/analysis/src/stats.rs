@@ -174,10 +174,13 @@ impl ResponseTime {
     }
 }
 
-/// The cluster a span was recorded in: Istio's `istio.cluster_id`, a `cluster` tag, OTel's
-/// `k8s.cluster.name` (the first non-empty one), else `unknown`.
+/// The tags naming a span's cluster: Istio's, a plain tag, OTel's.
+pub(crate) const CLUSTER_TAGS: [&str; 3] = ["istio.cluster_id", "cluster", "k8s.cluster.name"];
+
+/// The cluster a span was recorded in: the first non-empty of [`CLUSTER_TAGS`], else
+/// `unknown`.
 pub(crate) fn span_cluster(s: &Span) -> &str {
-    ["istio.cluster_id", "cluster", "k8s.cluster.name"]
+    CLUSTER_TAGS
         .iter()
         .find_map(|k| s.tags.get(*k).filter(|v| !v.is_empty()))
         .map_or("unknown", String::as_str)

@@ -30,6 +30,7 @@ mod ready;
 mod rowbinary;
 pub mod schema;
 pub mod span_aggregates;
+pub mod span_calls;
 pub mod spans;
 mod sql;
 pub mod status;

@@ -32,10 +32,11 @@ use crate::spans::SPAN_KEY;
 use crate::sql::quote;
 
 /// A field as SQL: (is present, value when present).
-fn field_sql(f: &SpanField) -> (String, String) {
+pub(crate) fn field_sql(f: &SpanField) -> (String, String) {
     match f {
         SpanField::LocalService => ("local_service != ''".into(), "local_service".into()),
         SpanField::Name => ("name != ''".into(), "name".into()),
+        SpanField::RemoteService => ("remote_service != ''".into(), "remote_service".into()),
         SpanField::Tag { keys, non_empty } => {
             if keys.is_empty() {
                 return ("0".into(), "''".into());
@@ -64,7 +65,7 @@ fn field_sql(f: &SpanField) -> (String, String) {
 
 /// A dimension as SQL: (is present, value); with a stand-in for absent values it is
 /// always present.
-fn dimension_sql(d: &SpanDimension) -> (String, String) {
+pub(crate) fn dimension_sql(d: &SpanDimension) -> (String, String) {
     let (present, value) = field_sql(&d.field);
     match &d.absent {
         Some(a) => ("1".into(), format!("if({present}, {value}, {})", quote(a))),
@@ -72,7 +73,7 @@ fn dimension_sql(d: &SpanDimension) -> (String, String) {
     }
 }
 
-fn filter_sql(f: &SpanFilter) -> String {
+pub(crate) fn filter_sql(f: &SpanFilter) -> String {
     let join = |v: &[SpanFilter], op: &str, empty: &str| {
         if v.is_empty() {
             empty.to_string()
@@ -92,6 +93,7 @@ fn filter_sql(f: &SpanFilter) -> String {
             p.len(),
             quote(p)
         ),
+        SpanFilter::HasTag(k) => format!("has(tag_keys, {})", quote(k)),
         SpanFilter::Equals(d, v) => {
             let (present, value) = dimension_sql(d);
             format!("({present} AND {value} = {})", quote(v))

@@ -21,25 +21,27 @@
 //!
 //! Reads run where the data is: search finds the matching trace ids with one aggregation
 //! over the shards (ordered and limited there), then fetches only those traces' spans;
-//! dependency links are a join of child to parent spans on each shard (both are on the
-//! trace's shard), aggregated into (parent, child) counts. Names are lower-cased as the
-//! embedded store does; search compares them case-insensitively.
+//! dependency links are computed on each shard (a trace's spans are all on its shard): the
+//! spans of each trace as arrays walked to every server's nearest ancestor with a kind, joined
+//! back to the server spans and aggregated into (parent, child) counts. Names are lower-cased
+//! as the embedded store does; search compares them case-insensitively.
 //!
 //! Semantics are the embedded store's (`meshlens-spanstore`), which the tests check answer
 //! for answer on the same writes: a search matches a trace with a span in the window whose
 //! spans meet every criterion (only the named service's spans count when one is named),
 //! picks the newest `limit` by earliest span and orders them by root start; dependencies
 //! link whole traces that reach into the window, Zipkin's linker rules for the common
-//! shapes (client/server pairs, shared server spans, uninstrumented callees). Spans with
-//! no kind between a client and its server, and producer/consumer pairs, follow simpler
-//! rules here than in Zipkin's linker (see `served_calls` and `leaf_calls`).
+//! shapes (client/server pairs, shared server spans, uninstrumented callees, spans without
+//! kind between a server and its caller). Producer/consumer pairs, kind-less spans with a
+//! remote service, and client spans under another service's client follow simpler rules
+//! here than in Zipkin's linker (see `served_calls` and `leaf_calls`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use meshlens_model::{
-    Annotation, DependencyLink, Endpoint, Span, SpanAggregation, SpanGroup, SpanKind, SpanReader,
-    SpanWriter, StorageError, TraceId, TraceQuery,
+    Annotation, CallAggregation, CallGroup, DependencyLink, Endpoint, Span, SpanAggregation,
+    SpanGroup, SpanKind, SpanReader, SpanWriter, StorageError, TraceId, TraceQuery,
 };
 
 use crate::client::Client;
@@ -67,6 +69,10 @@ const COLUMNS: &str = "trace_id_high, trace_id_low, trace_id_128, span_id, paren
     local_ipv4, local_ipv6, local_port, remote_ipv4, remote_ipv6, remote_port, \
     status_code, error, url, user_agent, tag_keys, tag_values, annotation_ts, \
     annotation_values, debug, shared";
+
+/// Rounds of pointer jumping in the dependency walk: a server span's caller is found across
+/// up to 2^8 = 256 spans without kind in a row (see `SpanStore::served_calls`).
+const ANCESTOR_ROUNDS: u32 = 8;
 
 /// The key a stored span is deduplicated by (see the module doc).
 pub(crate) const SPAN_KEY: &str = "trace_id_high, trace_id_low, span_id, kind, shared";
@@ -397,41 +403,80 @@ impl SpanStore {
         )
     }
 
-    /// Server and consumer spans, each joined to its caller's span (the span with its own
-    /// id when shared, else its parent); the caller's service is the link's parent, or the
-    /// span's remote service when no caller span was sent. A call is an error when the span
-    /// is, or when its parent is the client span that called it and that one is (a shared
-    /// server span's parent is its client's parent, so it inherits nothing: Zipkin's
-    /// linker, and the embedded store's, behave the same). The query goes through the Distributed table, so each
-    /// shard runs the join against its own shard-local table: caller and callee share the
-    /// trace, hence the shard.
+    /// Server and consumer spans, each joined to its caller's service; the caller's service
+    /// is the link's parent, or the span's remote service when there is none.
     ///
-    /// The one join form both 18.16 and current releases run: `ON` with the callee's key
-    /// expression on the left of its `=` (18.16 refuses it on the right), the caller's
-    /// columns renamed so no name is on both sides, and the subquery aliased (current
-    /// releases require it). 18.16's other form, an alias defined in `WHERE` and joined
-    /// `USING`, fails on the analyzer that current releases always use.
+    /// A server's caller is found as Zipkin's linker (and the embedded store) finds it: its
+    /// nearest ancestor *with a kind*, so spans without kind in between (an uninstrumented
+    /// client library, local work) are passed over. The parent of a span is the non-shared
+    /// span with its id when it is shared, else the span with its parent id (the shared one
+    /// first). The call is an error when the span is, or when that ancestor is the client span
+    /// that called it directly (its parent) and is one. A consumer keeps the simpler rule:
+    /// the non-shared span with its id (shared) or parent id is the caller, and passes its
+    /// error on when it is a client.
+    ///
+    /// How: on each shard (the subquery names the shard-local table), the spans of every
+    /// trace reaching into the window become parallel arrays; each span's parent index is
+    /// found with `indexOf` over (id, shared) pairs, and the walk up to the first ancestor
+    /// with a kind is pointer jumping: `step[x]` is `x` for a span with a kind, else its
+    /// parent; each of [`ANCESTOR_ROUNDS`] rounds composes `step` with itself, so the walk
+    /// passes up to 2^rounds kind-less spans in a row in as many `arrayMap`s. A longer run
+    /// (or a cycle of kind-less spans) reads as no ancestor, and the remote service names the
+    /// caller. The arrays are then `ARRAY JOIN`ed back to one row per server or consumer span
+    /// and joined to the Distributed table's rows of those spans.
     fn served_calls(&self, lo: u64, hi: u64) -> Result<Vec<DependencyLink>, StorageError> {
+        let mut steps =
+            vec!["arrayMap((k, p, j) -> if(k != '', j, p), kinds, par, js) AS g0".to_string()];
+        for r in 1..=ANCESTOR_ROUNDS {
+            steps.push(format!("arrayMap(y -> g{p}[y], g{p}) AS g{r}", p = r - 1));
+        }
+        let callers = format!(
+            "SELECT trace_id_high, trace_id_low, span_id, shared, kind, caller_service, \
+                    caller_error FROM \
+             (SELECT trace_id_high, trace_id_low, ids, sh, kinds, \
+                     ignore(hp, pids, svcs, errs) AS keep, \
+                     arrayEnumerate(ids) AS js, \
+                     arrayMap((i, s) -> (i, s), ids, sh) AS keys, \
+                     arrayMap((i, s, h, p) -> multiIf(\
+                        s = 1 AND indexOf(keys, (i, toUInt8(0))) != 0, \
+                        indexOf(keys, (i, toUInt8(0))), \
+                        h = 0, 0, \
+                        indexOf(keys, (p, toUInt8(1))) != 0, indexOf(keys, (p, toUInt8(1))), \
+                        indexOf(keys, (p, toUInt8(0)))), ids, sh, hp, pids) AS p0, \
+                     arrayMap((x, i, s) -> if(keys[x] = (i, s), 0, x), p0, ids, sh) AS par, \
+                     arrayMap((i, s, h, p) -> if(s = 1, indexOf(keys, (i, toUInt8(0))), \
+                        if(h = 1, indexOf(keys, (p, toUInt8(0))), 0)), ids, sh, hp, pids) AS direct, \
+                     {steps}, \
+                     arrayMap(p -> g{ANCESTOR_ROUNDS}[p], par) AS anc, \
+                     arrayMap((a, d, k) -> if(k = 'SERVER', if(kinds[a] != '', svcs[a], ''), \
+                        svcs[d]), anc, direct, kinds) AS caller_services, \
+                     arrayMap((a, d, k, s, h, p) -> toUInt8(if(k = 'SERVER', \
+                        kinds[a] = 'CLIENT' AND h = 1 AND p = ids[a] AND errs[a] = 1, \
+                        s = 0 AND kinds[d] = 'CLIENT' AND errs[d] = 1)), \
+                        anc, direct, kinds, sh, hp, pids) AS caller_errors \
+              FROM \
+              (SELECT trace_id_high, trace_id_low, groupArray(span_id) AS ids, \
+                      groupArray(shared) AS sh, groupArray(has_parent) AS hp, \
+                      groupArray(parent_id) AS pids, groupArray(kind) AS kinds, \
+                      groupArray(lowerUTF8(local_service)) AS svcs, groupArray(error) AS errs \
+               FROM {} WHERE {} GROUP BY trace_id_high, trace_id_low)) \
+             ARRAY JOIN ids AS span_id, sh AS shared, kinds AS kind, \
+                        caller_services AS caller_service, caller_errors AS caller_error \
+             WHERE kind IN ('SERVER', 'CONSUMER') AND keep = 0",
+            self.schema.local("spans"),
+            self.traces_in_window(lo, hi),
+            steps = steps.join(", "),
+        );
         let sql = format!(
             "SELECT if(caller_service != '', caller_service, lowerUTF8(remote_service)) AS p, \
              lowerUTF8(local_service) AS c, \
-             uniqExact({SPAN_KEY}), \
-             uniqExactIf({SPAN_KEY}, error = 1 \
-             OR (shared = 0 AND caller_kind = 'CLIENT' AND caller_error = 1)) \
-             FROM {} AS callee \
-             ANY LEFT JOIN \
-             (SELECT trace_id_high AS caller_trace_high, trace_id_low AS caller_trace_low, \
-                     span_id AS caller_id, \
-                     lowerUTF8(local_service) AS caller_service, kind AS caller_kind, \
-                     error AS caller_error \
-              FROM {} WHERE shared = 0) AS caller \
-             ON trace_id_high = caller_trace_high AND trace_id_low = caller_trace_low \
-             AND if(shared = 1, span_id, parent_id) = caller_id \
+             uniqExact({SPAN_KEY}), uniqExactIf({SPAN_KEY}, error = 1 OR caller_error = 1) \
+             FROM {} \
+             ANY LEFT JOIN ({callers}) AS caller USING (trace_id_high, trace_id_low, span_id, kind, shared) \
              WHERE kind IN ('SERVER', 'CONSUMER') AND local_service != '' \
              AND {} AND p != '' \
              GROUP BY p, c FORMAT RowBinary",
             self.schema.table("spans"),
-            self.schema.local("spans"),
             self.traces_in_window(lo, hi),
         );
         self.links(&sql)
@@ -604,6 +649,12 @@ impl SpanReader for SpanStore {
     fn aggregate(&self, a: &SpanAggregation) -> Result<Option<Vec<SpanGroup>>, StorageError> {
         self.gate.check()?;
         crate::span_aggregates::aggregate(&self.client, &self.schema, self.max_rows_to_read, a)
+            .map(Some)
+    }
+
+    /// SQL over the shards: see [`crate::span_calls`].
+    fn aggregate_calls(&self, a: &CallAggregation) -> Result<Option<Vec<CallGroup>>, StorageError> {
+        crate::span_calls::aggregate_calls(&self.client, &self.schema, self.max_rows_to_read, a)
             .map(Some)
     }
 

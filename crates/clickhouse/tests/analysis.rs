@@ -1,5 +1,5 @@
 //! The analyses over ClickHouse, where the store aggregates on its shards
-//! (`SpanReader::aggregate`), equal the same analyses over the embedded span store holding
+//! (`SpanReader::aggregate`, and for the trace graph `SpanReader::aggregate_calls`), equal the same analyses over the embedded span store holding
 //! the same spans (which scans them in meshlens): a differential on a real 2-shard
 //! ClickHouse 18.16 cluster and on a current release (one server, through chDB), no fixed
 //! numbers.
@@ -11,7 +11,9 @@ use common::Backend;
 
 use std::collections::BTreeMap;
 
-use meshlens_analysis::{compute_stats, StatsQuery};
+use meshlens_analysis::{
+    build_graph, compute_stats, GraphQuery, GraphSource, GraphType, StatsQuery,
+};
 use meshlens_model::aggregate::evaluate;
 use meshlens_model::{
     Endpoint, MeasureValue, RequiredOnly, Span, SpanAggregation, SpanDimension, SpanField,
@@ -337,7 +339,7 @@ fn aggregations_equal_their_reference_meaning(b: &Backend) {
     assert!(matches!(&big[0].values[0], MeasureValue::Durations(d) if d.count > 500));
 }
 
-fn stats_respect_the_read_limit(b: &Backend) {
+fn stats_and_graphs_respect_the_read_limit(b: &Backend) {
     let url = b.url(0, "analysis_limit");
     common::open(&url).spans().write(&dataset()).unwrap();
     let opts = meshlens_clickhouse::StorageOptions {
@@ -351,6 +353,16 @@ fn stats_respect_the_read_limit(b: &Backend) {
         err,
         meshlens_analysis::AnalysisError::Storage(StorageError::TooManySamples { limit: 10 })
     ));
+    // The trace graph's pairing runs under the same guard.
+    let engine = meshlens_promql::Engine::new(Default::default());
+    let err = build_graph(
+        limited.metrics(),
+        limited.spans(),
+        &engine,
+        &graph_queries()[0],
+    )
+    .unwrap_err();
+    assert_eq!(err.http_status(), 422, "{err}");
 }
 
 /// Informal timing, not a test (`--ignored`): the statistics of a larger set, aggregated on
@@ -379,8 +391,362 @@ fn stats_timing_on_a_larger_set() {
     }
 }
 
+/// Traces with every shape the trace graph tells apart: client/server pairs (some sharing
+/// the client's id), servers under kind-less spans of another service and of their own,
+/// root servers, servers whose parent was never sent, clients nobody answered (naming their
+/// peer by remote endpoint, `peer.service`, Envoy's `upstream_cluster`, or not at all);
+/// `name.namespace` and host-name services, cluster and version tags, status codes in both
+/// keys, errors without status, gRPC and HTTP and neither, repeated and missing durations.
+fn graph_dataset() -> Vec<Span> {
+    graph_dataset_of(200)
+}
+
+fn graph_dataset_of(traces: u64) -> Vec<Span> {
+    let mut rng = Lcg(11);
+    let services = [
+        "frontend.shop",
+        "api.shop",
+        "db.data",
+        "cart",
+        "Reviews.shop",
+    ];
+    let mut spans = Vec::new();
+    let mut next = 0u64;
+    let mut id = || {
+        next += 1;
+        next.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+    };
+    for t in 0..traces {
+        let trace_id = TraceId {
+            high: if t % 2 == 0 { 0 } else { 0xbeef_0000 + t },
+            low: 0x7000_0000_0000_0000 + t * 7919,
+            is_128: t % 2 == 1,
+        };
+        let start = BASE_US - 3 * MINUTE_US + rng.below(66 * MINUTE_US);
+        let mut ts = start;
+        let mut span = |rng: &mut Lcg,
+                        id: u64,
+                        parent: Option<u64>,
+                        kind: Option<SpanKind>,
+                        svc: &str,
+                        shared: bool| {
+            ts += 100;
+            let mut tags = BTreeMap::new();
+            let mut put = |k: &str, v: &str| {
+                tags.insert(k.to_string(), v.to_string());
+            };
+            match rng.below(5) {
+                0 => put("istio.cluster_id", "west"),
+                1 => put("cluster", "east"),
+                2 => put("k8s.cluster.name", ""),
+                _ => {}
+            }
+            match rng.below(4) {
+                0 => put("version", "v1"),
+                1 => put("istio.canonical_revision", "v2"),
+                _ => {}
+            }
+            let status = rng.pick(&["200", "200", "404", "503", "500"]);
+            match rng.below(6) {
+                0 => put("http.response.status_code", status),
+                1 => {}
+                2 => put("error", "boom"),
+                _ => put("http.status_code", status),
+            }
+            match rng.below(6) {
+                0 => put("rpc.system", "grpc"),
+                1 => put("grpc.status_code", "0"),
+                2 => put("rpc.system", "dubbo"),
+                3 => {
+                    tags.retain(|k, _| !k.starts_with("http."));
+                }
+                _ => {}
+            }
+            Span {
+                trace_id,
+                id,
+                parent_id: parent,
+                name: Some("op".into()),
+                kind,
+                timestamp: Some(ts),
+                duration: (rng.below(8) != 0).then(|| 1 + rng.below(30) * 1_000),
+                local_endpoint: Some(Endpoint {
+                    service_name: Some(svc.to_string()),
+                    ..Default::default()
+                }),
+                remote_endpoint: None,
+                annotations: Vec::new(),
+                tags,
+                debug: false,
+                shared,
+            }
+        };
+        let root = id();
+        let root_svc = rng.pick(&services);
+        spans.push(span(
+            &mut rng,
+            root,
+            None,
+            Some(SpanKind::Server),
+            root_svc,
+            false,
+        ));
+        let mut frontier = vec![(root, root_svc)];
+        for _ in 0..(1 + rng.below(5)) {
+            let (parent, caller) = frontier[rng.below(frontier.len() as u64) as usize];
+            let callee = rng.pick(&services);
+            let client = id();
+            match rng.below(9) {
+                0 | 1 => {
+                    spans.push(span(
+                        &mut rng,
+                        client,
+                        Some(parent),
+                        Some(SpanKind::Client),
+                        caller,
+                        false,
+                    ));
+                    let server = id();
+                    spans.push(span(
+                        &mut rng,
+                        server,
+                        Some(client),
+                        Some(SpanKind::Server),
+                        callee,
+                        false,
+                    ));
+                    frontier.push((server, callee));
+                }
+                2 => {
+                    spans.push(span(
+                        &mut rng,
+                        client,
+                        Some(parent),
+                        Some(SpanKind::Client),
+                        caller,
+                        false,
+                    ));
+                    spans.push(span(
+                        &mut rng,
+                        client,
+                        Some(parent),
+                        Some(SpanKind::Server),
+                        callee,
+                        true,
+                    ));
+                }
+                3 => {
+                    // A kind-less span (of the caller, or of the callee itself) above a server.
+                    let owner = if rng.below(3) == 0 { callee } else { caller };
+                    spans.push(span(&mut rng, client, Some(parent), None, owner, false));
+                    let server = id();
+                    spans.push(span(
+                        &mut rng,
+                        server,
+                        Some(client),
+                        Some(SpanKind::Server),
+                        callee,
+                        false,
+                    ));
+                }
+                4 => {
+                    let mut c = span(
+                        &mut rng,
+                        client,
+                        Some(parent),
+                        Some(SpanKind::Client),
+                        caller,
+                        false,
+                    );
+                    c.remote_endpoint = Some(Endpoint {
+                        service_name: Some("api.stripe.com".into()),
+                        ..Default::default()
+                    });
+                    spans.push(c);
+                }
+                5 => {
+                    let mut c = span(
+                        &mut rng,
+                        client,
+                        Some(parent),
+                        Some(SpanKind::Producer),
+                        caller,
+                        false,
+                    );
+                    c.tags.insert("peer.service".into(), "queue.infra".into());
+                    spans.push(c);
+                }
+                6 => {
+                    let mut c = span(
+                        &mut rng,
+                        client,
+                        Some(parent),
+                        Some(SpanKind::Client),
+                        caller,
+                        false,
+                    );
+                    c.tags.insert(
+                        "upstream_cluster".into(),
+                        "outbound|9080||ratings.shop.svc.cluster.local".into(),
+                    );
+                    spans.push(c);
+                }
+                7 => {
+                    // Nobody answered and nothing names the peer: no call.
+                    spans.push(span(
+                        &mut rng,
+                        client,
+                        Some(parent),
+                        Some(SpanKind::Client),
+                        caller,
+                        false,
+                    ));
+                }
+                _ => {
+                    // A server whose parent was never sent: no call either.
+                    spans.push(span(
+                        &mut rng,
+                        client,
+                        Some(client ^ 2),
+                        Some(SpanKind::Server),
+                        callee,
+                        false,
+                    ));
+                }
+            }
+        }
+    }
+    spans
+}
+
+fn graph_queries() -> Vec<GraphQuery> {
+    let end_ms = ((BASE_US + 60 * MINUTE_US) / 1000) as i64;
+    let mut out = Vec::new();
+    for gt in [
+        GraphType::Workload,
+        GraphType::App,
+        GraphType::VersionedApp,
+        GraphType::Service,
+    ] {
+        let q = GraphQuery {
+            graph_type: gt,
+            window_ms: 60 * 60_000,
+            end_ms,
+            cluster: None,
+            namespace: None,
+            focus: None,
+            source: GraphSource::Traces,
+        };
+        out.push(q.clone());
+        out.push(GraphQuery {
+            window_ms: 7 * 60_000,
+            end_ms: end_ms - 20 * 60_000,
+            cluster: Some("west".into()),
+            ..q.clone()
+        });
+        out.push(GraphQuery {
+            namespace: Some("shop".into()),
+            focus: Some("api".into()),
+            ..q
+        });
+    }
+    out
+}
+
+fn trace_graphs_paired_on_the_shards_equal_the_embedded_store(b: &Backend) {
+    let data = graph_dataset();
+    let ch = common::open(&b.url(0, "analysis_graph"));
+    // A retried batch stores its spans twice: each call still counts once.
+    let third = data.len() / 3;
+    ch.spans().write(&data[..2 * third]).unwrap();
+    ch.spans().write(&data[third..]).unwrap();
+    let (_dir, emb) = embedded(&data);
+    let reader = common::open(&b.url(1, "analysis_graph"));
+    let engine = meshlens_promql::Engine::new(Default::default());
+    for q in graph_queries() {
+        let start_us = (q.end_ms - q.window_ms) as u64 * 1000 + 1;
+        let end_us = q.end_ms as u64 * 1000;
+        // The store pairs the calls itself (the graph takes this path).
+        let probe = meshlens_model::CallAggregation {
+            start_us,
+            end_us,
+            caller: Vec::new(),
+            callee: Vec::new(),
+            callee_flags: Vec::new(),
+        };
+        let groups = reader.spans().aggregate_calls(&probe).unwrap();
+        assert!(groups.is_some(), "ClickHouse pairs calls on its shards");
+        let want = build_graph(ch.metrics(), &emb, &engine, &q).unwrap();
+        let started = std::time::Instant::now();
+        let got = build_graph(reader.metrics(), reader.spans(), &engine, &q).unwrap();
+        let on_shards = started.elapsed();
+        let started = std::time::Instant::now();
+        let shipped = build_graph(
+            reader.metrics(),
+            &RequiredOnly::new(reader.spans()),
+            &engine,
+            &q,
+        )
+        .unwrap();
+        eprintln!(
+            "graph {:?} {:?}: {} nodes, {} edges: {on_shards:?} paired on the shards, \
+             {:?} shipping the spans",
+            q.graph_type,
+            q.cluster,
+            want.nodes.len(),
+            want.edges.len(),
+            started.elapsed()
+        );
+        assert_eq!(got, want, "graph of {q:?} paired on the shards");
+        assert_eq!(shipped, want, "graph of {q:?} from shipped spans");
+    }
+    let all = build_graph(ch.metrics(), &emb, &engine, &graph_queries()[0]).unwrap();
+    let named = |n: &str| all.nodes.iter().any(|x| x.name == n);
+    assert!(
+        all.edges.len() > 20
+            && ["unknown", "api.stripe.com", "queue", "ratings"]
+                .iter()
+                .all(|n| named(n))
+            && all.edges.iter().any(|e| e.protocol == "grpc")
+            && all.edges.iter().any(|e| e.protocol == "tcp")
+            && all.edges.iter().any(|e| e.cross_cluster)
+            && all.edges.iter().any(|e| e.response_codes.contains_key("0")),
+        "the data set exercises the graph: {all:?}"
+    );
+}
+
+/// Informal timing, not a test (`--ignored`): trace graphs of a larger set, paired on the
+/// shards against shipping every span, same answer.
+#[test]
+#[ignore]
+fn graph_timing_on_a_larger_set() {
+    let Some(c) = common::cluster() else { return };
+    let data = graph_dataset_of(40_000);
+    let ch = common::open(&c.storage_url(0, "analysis_graph_timing"));
+    for chunk in data.chunks(50_000) {
+        ch.spans().write(chunk).unwrap();
+    }
+    let engine = meshlens_promql::Engine::new(Default::default());
+    for q in &graph_queries()[..3] {
+        let started = std::time::Instant::now();
+        let got = build_graph(ch.metrics(), ch.spans(), &engine, q).unwrap();
+        let on_shards = started.elapsed();
+        let started = std::time::Instant::now();
+        let shipped =
+            build_graph(ch.metrics(), &RequiredOnly::new(ch.spans()), &engine, q).unwrap();
+        eprintln!(
+            "{} spans, {} edges: {on_shards:?} paired on the shards, {:?} shipping the spans",
+            data.len(),
+            got.edges.len(),
+            started.elapsed()
+        );
+        assert_eq!(got, shipped);
+    }
+}
+
 on_both!(
     stats_equal_the_embedded_store,
     aggregations_equal_their_reference_meaning,
-    stats_respect_the_read_limit,
+    stats_and_graphs_respect_the_read_limit,
+    trace_graphs_paired_on_the_shards_equal_the_embedded_store,
 );

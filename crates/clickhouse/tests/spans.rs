@@ -244,7 +244,62 @@ fn dataset() -> Vec<Span> {
             ts += 1000;
         }
     }
+    uninstrumented_clients(&mut g);
     g.spans
+}
+
+/// A trace whose servers sit under spans without kind: `search` (an uninstrumented client
+/// library of `Frontend`) calls `catalog`; two kind-less levels lead to `db`; a failed
+/// client span leads through a kind-less one to `auth`. Zipkin's linker names the nearest
+/// ancestor with a kind as the caller, and a client's error passes only to a direct child.
+fn uninstrumented_clients(g: &mut Gen) {
+    let trace = TraceId {
+        high: 0,
+        low: 0x3000_0000_0000_0001,
+        is_128: false,
+    };
+    let ts = BASE_US + 2 * MINUTE_US + 500;
+    let ids: Vec<u64> = (0..8).map(|_| g.id()).collect();
+    let shape: [(usize, Option<usize>, Option<SpanKind>, &str); 8] = [
+        (0, None, Some(SpanKind::Server), "Frontend"),
+        (1, Some(0), None, "search"),
+        (2, Some(1), Some(SpanKind::Server), "catalog"),
+        (3, Some(2), None, "catalog"),
+        (4, Some(3), None, "lib"),
+        (5, Some(4), Some(SpanKind::Server), "db"),
+        (6, Some(2), Some(SpanKind::Client), "catalog"),
+        (7, Some(6), None, "catalog"),
+    ];
+    for (i, parent, kind, svc) in shape {
+        g.span(
+            trace,
+            ids[i],
+            parent.map(|p| ids[p]),
+            kind,
+            svc,
+            None,
+            "op",
+            ts + i as u64,
+            false,
+        );
+    }
+    let auth = g.id();
+    g.span(
+        trace,
+        auth,
+        Some(ids[7]),
+        Some(SpanKind::Server),
+        "auth",
+        None,
+        "op",
+        ts + 9,
+        false,
+    );
+    // The client's error must not reach `auth` through the kind-less span.
+    let client = g.spans.iter_mut().find(|s| s.id == ids[6]).unwrap();
+    client
+        .tags
+        .insert("error".to_string(), "timeout".to_string());
 }
 
 type Key = (u64, u64, u64, Option<SpanKind>, bool);
@@ -360,13 +415,29 @@ fn expected_search(data: &[Span], q: &TraceQuery) -> Vec<(u64, u64)> {
     hits.into_iter().map(|h| h.1).collect()
 }
 
-/// The documented dependency rule (see `SpanStore::dependencies`), in memory.
+/// The documented dependency rule (see `SpanStore::served_calls` and `leaf_calls`), in
+/// memory.
 fn expected_links(data: &[Span], lo: u64, hi: u64) -> Vec<DependencyLink> {
     let mut acc: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     let lc = |o: Option<&str>| o.unwrap_or("").to_lowercase();
     for spans in by_trace(data).values() {
         let in_window = |s: &Span| s.timestamp.is_some_and(|t| t >= lo && t <= hi);
         let caller_of = |id: u64| spans.iter().find(|p| p.id == id && !p.shared);
+        // The span a span hangs under, as Zipkin's linker finds it: the client of a shared
+        // span, else the span with its parent id (the shared one first), never itself.
+        let parent_of = |s: &Span| -> Option<&Span> {
+            if s.shared {
+                if let Some(c) = caller_of(s.id) {
+                    return Some(c);
+                }
+            }
+            let pid = s.parent_id?;
+            spans
+                .iter()
+                .find(|p| p.id == pid && p.shared)
+                .or_else(|| caller_of(pid))
+                .filter(|p| p.id != s.id || p.shared != s.shared)
+        };
         // Whole traces with a span in the window are linked.
         if !spans.iter().any(in_window) {
             continue;
@@ -375,7 +446,36 @@ fn expected_links(data: &[Span], lo: u64, hi: u64) -> Vec<DependencyLink> {
             let local = lc(s.local_service());
             let remote = lc(s.remote_service());
             match s.kind {
-                Some(SpanKind::Server | SpanKind::Consumer) if !local.is_empty() => {
+                Some(SpanKind::Server) if !local.is_empty() => {
+                    // The nearest ancestor with a kind (Zipkin's linker).
+                    let mut anc = parent_of(s);
+                    for _ in 0..spans.len() {
+                        match anc {
+                            Some(a) if a.kind.is_none() => anc = parent_of(a),
+                            _ => break,
+                        }
+                    }
+                    let caller = anc.filter(|a| a.kind.is_some());
+                    let caller_svc = caller.map(|c| lc(c.local_service())).unwrap_or_default();
+                    let parent = if caller_svc.is_empty() {
+                        remote
+                    } else {
+                        caller_svc
+                    };
+                    if parent.is_empty() {
+                        continue;
+                    }
+                    let error = s.tags.contains_key("error")
+                        || caller.is_some_and(|c| {
+                            c.kind == Some(SpanKind::Client)
+                                && s.parent_id == Some(c.id)
+                                && c.tags.contains_key("error")
+                        });
+                    let e = acc.entry((parent, local)).or_default();
+                    e.0 += 1;
+                    e.1 += u64::from(error);
+                }
+                Some(SpanKind::Consumer) if !local.is_empty() => {
                     let caller_id = if s.shared { Some(s.id) } else { s.parent_id };
                     let caller = caller_id.and_then(caller_of);
                     let caller_svc = caller.map(|c| lc(c.local_service())).unwrap_or_default();
@@ -719,6 +819,13 @@ fn dependencies_equal_the_in_memory_links(b: &Backend) {
             // window shows all of them.
             assert!(want.iter().any(|l| l.error_count > 0), "{want:?}");
             assert!(want.iter().any(|l| l.child == "ext-payments"), "{want:?}");
+            // Servers under spans without kind: the caller is the nearest ancestor with one.
+            let link = |p: &str, c: &str| want.iter().find(|l| l.parent == p && l.child == c);
+            assert!(link("frontend", "catalog").is_some(), "{want:?}");
+            assert!(link("catalog", "db").is_some(), "{want:?}");
+            assert!(link("search", "catalog").is_none(), "{want:?}");
+            assert!(link("lib", "db").is_none(), "{want:?}");
+            assert!(link("catalog", "auth").is_some(), "{want:?}");
         }
     }
 }

@@ -9,10 +9,11 @@
 //! What each backend reads: a metrics graph over the last hour comes from the per-edge
 //! aggregates each server keeps at ingest (the same code on both); the 26-hour window is
 //! beyond the aggregates' 24 h retention, so it goes through PromQL over the stored series,
-//! which on ClickHouse means the cluster. Trace graphs scan the span store; statistics are
+//! which on ClickHouse means the cluster. Trace graphs pair spans scanned from the embedded
+//! store, and on ClickHouse are paired on the shards (`aggregate_calls`); statistics are
 //! a projection scan on the embedded store and SQL aggregations on the shards; dependencies
-//! are the embedded linker against ClickHouse joins. Those differ in one known case, a
-//! server span under a span without kind (see `known_link_difference`), checked as such.
+//! are the embedded linker against ClickHouse joins, equal link for link (a server span
+//! under a span without kind included: both name the nearest ancestor with a kind).
 
 mod common;
 
@@ -600,7 +601,7 @@ fn graph_stats_and_dependencies_agree_on_embedded_and_clickhouse() {
             end_s * 1000
         );
         let a = sorted_links(get_json(&embedded.url(&path)));
-        let b = known_link_difference(&a, sorted_links(get_json(&ch.url(&path))));
+        let b = sorted_links(get_json(&ch.url(&path)));
         if let Some(d) = diff(&a, &b, "$") {
             panic!("GET {path}: the embedded engines and ClickHouse differ at {d}\nembedded: {a}\nclickhouse: {b}");
         }
@@ -619,35 +620,4 @@ fn sorted_links(mut v: Value) -> Value {
         links.sort_by_key(|l| (l["parent"].to_string(), l["child"].to_string()));
     }
     v
-}
-
-/// The one known difference between the two stores' dependency links, checked and then
-/// undone in ClickHouse's answer `ch`. A server span (`catalog.shop`) whose parent is a
-/// span without kind (`search`, an uninstrumented client library): the embedded store runs
-/// Zipkin's linker, which names the nearest ancestor *with* a kind as the caller
-/// (`frontend.shop`); ClickHouse joins each server span to its direct parent only (one join
-/// per shard, no ancestor walk in 18.16's SQL) and names `search`, as the trace graph does.
-/// `meshlens_clickhouse::spans` documents its simpler rule for kind-less spans in between.
-/// Once ClickHouse walks to the ancestor, this check fails: delete it.
-fn known_link_difference(embedded: &Value, mut ch: Value) -> Value {
-    let link = |v: &Value, parent: &str| -> Option<Value> {
-        v.as_array()?
-            .iter()
-            .find(|l| l["parent"] == parent && l["child"] == "catalog.shop")
-            .cloned()
-    };
-    let (Some(zipkin), Some(direct)) = (link(embedded, "frontend.shop"), link(&ch, "search"))
-    else {
-        panic!("the known difference is gone or changed: embedded {embedded}, clickhouse {ch}");
-    };
-    assert_eq!(
-        zipkin["callCount"], direct["callCount"],
-        "{zipkin} {direct}"
-    );
-    for l in ch.as_array_mut().unwrap() {
-        if *l == direct {
-            l["parent"] = "frontend.shop".into();
-        }
-    }
-    sorted_links(ch)
 }

@@ -19,6 +19,8 @@ pub enum SpanField {
     LocalService,
     /// The span name.
     Name,
+    /// The remote endpoint's service name.
+    RemoteService,
     /// The value of the first of `keys` the span has as a tag; with `non_empty`, the first
     /// whose value is not empty.
     Tag { keys: Vec<String>, non_empty: bool },
@@ -31,6 +33,7 @@ impl SpanField {
         match self {
             SpanField::LocalService => s.local_service().filter(|v| !v.is_empty()),
             SpanField::Name => s.name.as_deref().filter(|v| !v.is_empty()),
+            SpanField::RemoteService => s.remote_service().filter(|v| !v.is_empty()),
             SpanField::Tag { keys, non_empty } => keys.iter().find_map(|k| {
                 s.tags
                     .get(k)
@@ -66,6 +69,8 @@ pub enum SpanFilter {
     Kind(Option<SpanKind>),
     /// Some tag key starts with this.
     TagKeyPrefix(String),
+    /// The span has this tag (with any value, empty included).
+    HasTag(String),
     /// The dimension's value is exactly this (compared byte for byte).
     Equals(SpanDimension, String),
 }
@@ -77,6 +82,7 @@ impl SpanFilter {
             SpanFilter::Any(v) => v.iter().any(|f| f.matches(s)),
             SpanFilter::Kind(k) => s.kind == *k,
             SpanFilter::TagKeyPrefix(p) => s.tags.keys().any(|k| k.starts_with(p.as_str())),
+            SpanFilter::HasTag(k) => s.tags.contains_key(k),
             SpanFilter::Equals(d, v) => d.of(s) == Some(v.as_str()),
         }
     }

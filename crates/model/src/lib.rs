@@ -1,11 +1,13 @@
 //! The shared vocabulary of meshlens: labels, samples, matchers, spans, and the two storage
 //! contracts (metrics and spans) that every engine implements and every reader consumes,
-//! with the span aggregations a store may run itself (`aggregate`).
+//! with the span aggregations a store may run itself (`aggregate`) and the calls between
+//! services it may pair itself (`calls`).
 //!
 //! Design decision: the storage traits live here, not in the engines, so that PromQL and the
 //! analyses depend only on this crate and run unchanged over the embedded engines or ClickHouse.
 
 pub mod aggregate;
+pub mod calls;
 pub mod duration;
 pub mod hash;
 pub mod labels;
@@ -21,6 +23,7 @@ pub use aggregate::{
     DurationSummary, MeasureValue, SpanAggregation, SpanDimension, SpanField, SpanFilter,
     SpanGroup, SpanMeasure,
 };
+pub use calls::{CallAggregation, CallGroup, CallRole};
 pub use duration::{format_duration, format_duration_days, parse_duration, DurationError};
 pub use labels::{
     escape_label_value, push_escaped_label_value, Label, Labels, LabelsBuilder, METRIC_NAME,

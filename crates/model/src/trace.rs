@@ -223,6 +223,15 @@ pub trait SpanReader: Send + Sync {
     fn aggregate(&self, _a: &SpanAggregation) -> Result<Option<Vec<SpanGroup>>, StorageError> {
         Ok(None)
     }
+    /// Pairs the calls between services where the spans are (see `crate::calls`), or
+    /// `None` when the store cannot, and the caller then reads the spans (`scan`) and pairs
+    /// them itself. Groups come in any order, each group at most once.
+    fn aggregate_calls(
+        &self,
+        _a: &crate::calls::CallAggregation,
+    ) -> Result<Option<Vec<crate::calls::CallGroup>>, StorageError> {
+        Ok(None)
+    }
     /// Tag keys seen in stored spans (Zipkin's autocompleteKeys), sorted.
     fn autocomplete_keys(&self) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())
