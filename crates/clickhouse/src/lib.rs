@@ -77,18 +77,17 @@ pub(crate) fn read_strings(
     sql: &str,
 ) -> Result<Vec<String>, meshlens_model::StorageError> {
     let b = read(client, max_rows_to_read, sql)?;
-    let mut r = rowbinary::RowReader::new(&b);
-    let mut out = Vec::new();
-    while !r.is_done() {
-        out.push(r.string()?);
-    }
-    Ok(out)
+    Ok(strings(&b)?)
 }
 
 /// A one-column `String` answer, without the scan guard.
 fn read_strings_raw(client: &Client, sql: &str) -> Result<Vec<String>, ClickHouseError> {
-    let b = client.query(sql, &[])?;
-    let mut r = rowbinary::RowReader::new(&b);
+    strings(&client.query(sql, &[])?)
+}
+
+/// The rows of a one-column `String` RowBinary answer.
+fn strings(b: &[u8]) -> Result<Vec<String>, ClickHouseError> {
+    let mut r = rowbinary::RowReader::new(b);
     let mut out = Vec::new();
     while !r.is_done() {
         out.push(r.string()?);

@@ -205,16 +205,29 @@ fn queries() -> Vec<StatsQuery> {
     ]
 }
 
-fn stats_equal_the_embedded_store(b: &Backend) {
-    let data = dataset();
-    let ch = common::open(&b.url(0, "analysis_stats"));
-    // A retried batch stores its spans twice: ClickHouse counts each span once.
+/// `data` written into `database` as a retried batch leaves it (the middle third twice: each
+/// span must still count once), the same spans in an embedded store, and a reader through
+/// the other node, so answers are the cluster's, not one shard's.
+fn stored_with_a_retry(
+    b: &Backend,
+    database: &str,
+    data: &[Span],
+) -> (
+    tempfile::TempDir,
+    meshlens_spanstore::SpanStore,
+    meshlens_clickhouse::ClickHouseStorage,
+) {
+    let ch = common::open(&b.url(0, database));
     let third = data.len() / 3;
     ch.spans().write(&data[..2 * third]).unwrap();
     ch.spans().write(&data[third..]).unwrap();
-    let (_dir, emb) = embedded(&data);
-    // Read through the other node: the answer is the cluster's, not one shard's.
-    let reader = common::open(&b.url(1, "analysis_stats"));
+    let (dir, emb) = embedded(data);
+    (dir, emb, common::open(&b.url(1, database)))
+}
+
+fn stats_equal_the_embedded_store(b: &Backend) {
+    let data = dataset();
+    let (_dir, emb, reader) = stored_with_a_retry(b, "analysis_stats", &data);
     for q in queries() {
         let want = compute_stats(&emb, &q).unwrap();
         let started = std::time::Instant::now();
@@ -655,13 +668,7 @@ fn graph_queries() -> Vec<GraphQuery> {
 
 fn trace_graphs_paired_on_the_shards_equal_the_embedded_store(b: &Backend) {
     let data = graph_dataset();
-    let ch = common::open(&b.url(0, "analysis_graph"));
-    // A retried batch stores its spans twice: each call still counts once.
-    let third = data.len() / 3;
-    ch.spans().write(&data[..2 * third]).unwrap();
-    ch.spans().write(&data[third..]).unwrap();
-    let (_dir, emb) = embedded(&data);
-    let reader = common::open(&b.url(1, "analysis_graph"));
+    let (_dir, emb, reader) = stored_with_a_retry(b, "analysis_graph", &data);
     let engine = meshlens_promql::Engine::new(Default::default());
     for q in graph_queries() {
         let start_us = (q.end_ms - q.window_ms) as u64 * 1000 + 1;
@@ -676,7 +683,7 @@ fn trace_graphs_paired_on_the_shards_equal_the_embedded_store(b: &Backend) {
         };
         let groups = reader.spans().aggregate_calls(&probe).unwrap();
         assert!(groups.is_some(), "ClickHouse pairs calls on its shards");
-        let want = build_graph(ch.metrics(), &emb, &engine, &q).unwrap();
+        let want = build_graph(reader.metrics(), &emb, &engine, &q).unwrap();
         let started = std::time::Instant::now();
         let got = build_graph(reader.metrics(), reader.spans(), &engine, &q).unwrap();
         let on_shards = started.elapsed();
@@ -700,7 +707,7 @@ fn trace_graphs_paired_on_the_shards_equal_the_embedded_store(b: &Backend) {
         assert_eq!(got, want, "graph of {q:?} paired on the shards");
         assert_eq!(shipped, want, "graph of {q:?} from shipped spans");
     }
-    let all = build_graph(ch.metrics(), &emb, &engine, &graph_queries()[0]).unwrap();
+    let all = build_graph(reader.metrics(), &emb, &engine, &graph_queries()[0]).unwrap();
     let named = |n: &str| all.nodes.iter().any(|x| x.name == n);
     assert!(
         all.edges.len() > 20
