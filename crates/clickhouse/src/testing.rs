@@ -447,3 +447,21 @@ fn spawn_server(dir: &Path, n: usize, http: u16) -> Result<Proc, TestEnvError> {
     })?;
     Ok(proc)
 }
+
+/// Writes spans as a version-1 meshlens did: rows into `spans` alone, no `trace_index`
+/// rows. What the upgrade test stages before starting the current schema over them.
+pub fn write_spans_v1(
+    client: &crate::Client,
+    schema: &crate::Schema,
+    spans: &[meshlens_model::Span],
+) -> Result<(), crate::ClickHouseError> {
+    let columns = crate::spans::COLUMNS;
+    client.insert(
+        &format!(
+            "INSERT INTO {} ({columns}) FORMAT RowBinary",
+            schema.table("spans")
+        ),
+        crate::spans::encode_rows(spans),
+        &schema.insert_settings(),
+    )
+}

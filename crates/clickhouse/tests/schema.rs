@@ -31,6 +31,8 @@ fn schema_is_created_on_every_shard_and_restart_is_idempotent() {
         "series_local",
         "spans",
         "spans_local",
+        "trace_index",
+        "trace_index_local",
     ];
     for node in &c.nodes {
         assert_eq!(
@@ -52,16 +54,16 @@ fn schema_is_created_on_every_shard_and_restart_is_idempotent() {
         ddl.contains("Distributed(meshlens_test, schema_create, spans_local, trace_id_low)"),
         "{ddl}"
     );
-    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 2);
     drop(s);
 
     // A restart (through the other server, even) finds everything and applies nothing.
     let s = common::open(&c.storage_url(1, "schema_create"));
-    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 1);
+    assert_eq!(s.schema().stored_version(s.client()).unwrap(), 2);
     let rows = c.nodes[0]
         .sql("SELECT count() FROM schema_create.schema_version")
         .unwrap();
-    assert_eq!(rows.trim(), "1", "one row per applied step");
+    assert_eq!(rows.trim(), "2", "one row per applied step");
 }
 
 #[test]
@@ -79,7 +81,7 @@ fn a_newer_schema_is_refused_naming_both_versions() {
             err,
             ClickHouseError::SchemaTooNew {
                 stored: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -87,7 +89,7 @@ fn a_newer_schema_is_refused_naming_both_versions() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("version 7") && text.contains("version 1"),
+        text.contains("version 7") && text.contains("version 2"),
         "{text}"
     );
 }
@@ -98,7 +100,13 @@ fn one_server_without_cluster_has_plain_tables_there_only() {
     let _s = common::open(&c.single_url(1, "schema_single"));
     assert_eq!(
         tables(&c.nodes[1], "schema_single"),
-        ["samples", "schema_version", "series", "spans"]
+        [
+            "samples",
+            "schema_version",
+            "series",
+            "spans",
+            "trace_index"
+        ]
     );
     assert!(tables(&c.nodes[0], "schema_single").is_empty());
     let engine = c.nodes[1]
