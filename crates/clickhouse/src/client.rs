@@ -197,15 +197,20 @@ impl Client {
                     .get("x-clickhouse-exception-code")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u32>().ok());
-                let body = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| ClickHouseError::Unreachable {
+                // Frames are appended to one buffer as they arrive: collecting them first
+                // and joining them after held a large answer (a scan's spans) twice.
+                let mut body = resp.into_body();
+                let mut buf = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| ClickHouseError::Unreachable {
                         url: base.clone(),
                         reason: format!("answer cut short: {e}"),
-                    })?
-                    .to_bytes();
+                    })?;
+                    if let Some(data) = frame.data_ref() {
+                        buf.extend_from_slice(data);
+                    }
+                }
+                let body = Bytes::from(buf);
                 if status.is_success() {
                     return Ok(body);
                 }

@@ -58,10 +58,20 @@ pub(crate) fn read(
     max_rows_to_read: u64,
     sql: &str,
 ) -> Result<bytes::Bytes, meshlens_model::StorageError> {
-    let settings = match max_rows_to_read {
-        0 => Vec::new(),
-        n => vec![("max_rows_to_read", n.to_string())],
-    };
+    read_with(client, max_rows_to_read, sql, &[])
+}
+
+/// [`read`] with more settings.
+pub(crate) fn read_with(
+    client: &Client,
+    max_rows_to_read: u64,
+    sql: &str,
+    extra: &[client::Setting<'_>],
+) -> Result<bytes::Bytes, meshlens_model::StorageError> {
+    let mut settings = extra.to_vec();
+    if max_rows_to_read > 0 {
+        settings.push(("max_rows_to_read", max_rows_to_read.to_string()));
+    }
     client.query(sql, &settings).map_err(|e| match e.code() {
         Some(code::TOO_MANY_ROWS) => meshlens_model::StorageError::TooManySamples {
             limit: usize::try_from(max_rows_to_read).unwrap_or(usize::MAX),

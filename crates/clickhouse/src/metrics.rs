@@ -12,8 +12,11 @@
 //! different value at the same timestamp is not detected: one of the two is returned.
 //!
 //! Reads. Matchers and the time range become SQL on `series` (which series, via the day
-//! column) and `samples` (`t BETWEEN`); samples come back as raw RowBinary rows and are
-//! grouped, deduplicated and sorted by labels here. `series`, `label_names` and
+//! column) and `samples` (`t BETWEEN`, and the series found, by fingerprint). Each shard
+//! groups its samples per series, so a series travels as one row holding its `(t, value)`
+//! array, decoded straight into its vector here, where they are deduplicated, sorted, and
+//! the series sorted by labels. A limited selection travels as rows instead, so ClickHouse
+//! can stop at the limit. `series`, `label_names` and
 //! `label_values` read only the `series` table, so their time filter has day granularity
 //! (like Prometheus' block granularity): a series with samples on a day in the range
 //! counts.
@@ -37,6 +40,10 @@ use crate::ClickHouseError;
 /// How many (series, day) pairs the writer remembers as written before it starts over.
 /// Forgetting only costs a repeated `series` row, which merges fold.
 const SEEN_CAPACITY: usize = 1 << 20;
+
+/// Series a selection names by fingerprint in its SQL (at most about 21 bytes each, far
+/// below ClickHouse's 256 KiB `max_query_size`); more are found again by their matchers.
+const MAX_LISTED_SERIES: usize = 4000;
 
 /// The series' key in ClickHouse, and its shard: the label set's stable FNV-1a hash,
 /// finalised with a 64-bit mixer. FNV's low bits depend on few input bits, and the
@@ -196,28 +203,98 @@ impl MetricStore {
         if mint > maxt {
             return Ok(Vec::new());
         }
-        let series = self.matching_series(matchers, mint, maxt)?;
+        let mut series = self.matching_series(matchers, mint, maxt)?;
         if series.is_empty() {
             return Ok(Vec::new());
         }
-        // The subquery names the shard-local series table: inside a distributed query it
-        // runs on each shard, which holds the series of its own samples.
-        let limit_clause = match limit {
-            Some(n) => format!(" LIMIT {}", n.saturating_add(1)),
-            None => String::new(),
-        };
         // Stored times lie within the days `append` accepts; clamping to them keeps the
         // SQL's literals small and the same for every unbounded query.
         let lo = mint.clamp(-1, (MAX_DAY + 1) * MS_PER_DAY);
         let hi = maxt.clamp(-1, (MAX_DAY + 1) * MS_PER_DAY);
+        // The series just found, named in the SQL when they are few enough to keep it
+        // short; else the matchers again, as a subquery naming the shard-local series
+        // table: inside a distributed query it runs on each shard, which holds the series
+        // of its own samples.
+        let fingerprints = if series.len() <= MAX_LISTED_SERIES {
+            let mut list = String::with_capacity(series.len() * 21);
+            for (i, fp) in series.keys().enumerate() {
+                if i > 0 {
+                    list.push_str(", ");
+                }
+                list.push_str(&fp.to_string());
+            }
+            list
+        } else {
+            format!(
+                "SELECT fingerprint FROM {} WHERE {}",
+                self.schema.local("series"),
+                self.series_where(matchers, mint, maxt)
+            )
+        };
+        let filter = format!("t >= {lo} AND t <= {hi} AND fingerprint IN ({fingerprints})");
+        let grouped = match limit {
+            Some(n) => self.sample_rows(&filter, n)?,
+            None => self.sample_arrays(&filter)?,
+        };
+        let mut out: Vec<SeriesSamples> = grouped
+            .into_iter()
+            .filter_map(|(fp, mut samples)| {
+                // Sorting makes the contract independent of the SQL (arrays come in the
+                // order the shard read them, which is sorted within a part, so this is
+                // cheap). Equal timestamps are a retried insert: keep the first.
+                samples.sort_by_key(|s| s.t);
+                samples.dedup_by_key(|s| s.t);
+                Some(SeriesSamples {
+                    labels: series.remove(&fp)?,
+                    samples,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    /// The samples of `filter`, one row per series with its `(t, value)` pairs as one
+    /// array: 16 bytes a sample on the wire, decoded straight into the series' vector.
+    /// Grouped on the shards without a merge on the one asked (`distributed_group_by_no_merge`):
+    /// a series' samples all live on its shard. Should one series ever come from two
+    /// shards, its arrays are joined here.
+    fn sample_arrays(&self, filter: &str) -> Result<HashMap<u64, Vec<Sample>>, StorageError> {
         let sql = format!(
-            "SELECT fingerprint, t, value FROM {} \
-             WHERE t >= {lo} AND t <= {hi} \
-             AND fingerprint IN (SELECT fingerprint FROM {} WHERE {}) \
-             ORDER BY fingerprint, t LIMIT 1 BY fingerprint, t{limit_clause} FORMAT RowBinary",
+            "SELECT fingerprint, groupArray((t, value)) FROM {} WHERE {filter} \
+             GROUP BY fingerprint FORMAT RowBinary",
             self.schema.table("samples"),
-            self.schema.local("series"),
-            self.series_where(matchers, mint, maxt)
+        );
+        let settings = [("distributed_group_by_no_merge", "1".to_string())];
+        let b = crate::read_with(&self.client, self.max_rows_to_read, &sql, &settings)?;
+        let mut r = RowReader::new(&b);
+        let mut grouped: HashMap<u64, Vec<Sample>> = HashMap::new();
+        while !r.is_done() {
+            let fp = r.u64()?;
+            let n = r.fixed_len(16)?;
+            let samples = grouped.entry(fp).or_default();
+            samples.reserve(n);
+            for _ in 0..n {
+                let t = r.i64()?;
+                let v = r.f64()?;
+                samples.push(Sample { t, v });
+            }
+        }
+        Ok(grouped)
+    }
+
+    /// The samples of `filter` as rows, deduplicated and cut at `limit + 1` by ClickHouse,
+    /// so an oversized selection is refused without its samples crossing the network.
+    fn sample_rows(
+        &self,
+        filter: &str,
+        limit: usize,
+    ) -> Result<HashMap<u64, Vec<Sample>>, StorageError> {
+        let sql = format!(
+            "SELECT fingerprint, t, value FROM {} WHERE {filter} \
+             ORDER BY fingerprint, t LIMIT 1 BY fingerprint, t LIMIT {} FORMAT RowBinary",
+            self.schema.table("samples"),
+            limit.saturating_add(1)
         );
         let b = self.read(&sql)?;
         if b.len() % 24 != 0 {
@@ -227,10 +304,8 @@ impl MetricStore {
             .into());
         }
         let rows = b.len() / 24;
-        if let Some(n) = limit {
-            if rows > n {
-                return Err(StorageError::TooManySamples { limit: n });
-            }
+        if rows > limit {
+            return Err(StorageError::TooManySamples { limit });
         }
         let mut r = RowReader::new(&b);
         let mut grouped: HashMap<u64, Vec<Sample>> = HashMap::new();
@@ -238,25 +313,9 @@ impl MetricStore {
             let fp = r.u64()?;
             let t = r.i64()?;
             let v = r.f64()?;
-            if series.contains_key(&fp) {
-                grouped.entry(fp).or_default().push(Sample { t, v });
-            }
+            grouped.entry(fp).or_default().push(Sample { t, v });
         }
-        let mut out: Vec<SeriesSamples> = grouped
-            .into_iter()
-            .filter_map(|(fp, mut samples)| {
-                // Sorted by ClickHouse already; sorting again is cheap and makes the
-                // contract independent of the SQL. Equal timestamps: keep the first.
-                samples.sort_by_key(|s| s.t);
-                samples.dedup_by_key(|s| s.t);
-                Some(SeriesSamples {
-                    labels: series.get(&fp)?.clone(),
-                    samples,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        Ok(grouped)
     }
 
     fn strings_query(&self, sql: &str) -> Result<Vec<String>, StorageError> {

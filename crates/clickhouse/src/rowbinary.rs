@@ -171,6 +171,22 @@ impl<'a> RowReader<'a> {
         Ok(n as usize)
     }
 
+    /// An array's element count, its elements taking `width` bytes each: checked against
+    /// the bytes left before anyone allocates for it.
+    pub fn fixed_len(&mut self, width: usize) -> Result<usize, ClickHouseError> {
+        let at = self.pos;
+        let n = self.varint()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n.checked_mul(width as u64).is_none_or(|b| b > left) {
+            return Err(ClickHouseError::Decode {
+                reason: format!(
+                    "{n} elements of {width} bytes at byte {at} exceed the {left} bytes left"
+                ),
+            });
+        }
+        Ok(n as usize)
+    }
+
     pub fn string(&mut self) -> Result<String, ClickHouseError> {
         let n = self.len()?;
         let at = self.pos;
@@ -231,6 +247,16 @@ mod tests {
         // A length far beyond the buffer never allocates it.
         let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
         assert!(RowReader::new(&huge).strings().is_err());
+        assert!(RowReader::new(&huge).fixed_len(16).is_err());
+        assert!(RowReader::new(&[2, 0, 0, 0, 0, 0, 0, 0, 0])
+            .fixed_len(8)
+            .is_err());
+        assert_eq!(
+            RowReader::new(&[1, 0, 0, 0, 0, 0, 0, 0, 0])
+                .fixed_len(8)
+                .unwrap(),
+            1
+        );
         let endless = [0x80u8; 20];
         assert!(RowReader::new(&endless).string().is_err());
         assert!(RowReader::new(&[1, 0xff]).string().is_err());

@@ -13,8 +13,18 @@
 //!
 //! Versions. `schema_version` holds one row per applied step. A database written by a newer
 //! meshlens is refused with both versions named; older ones are brought up step by step.
-//! Every step is idempotent (`IF NOT EXISTS`), so a start that died half way is finished by
-//! the next one. Retention drops whole day partitions (see [`Schema::drop_days_before`]).
+//! Every step is idempotent (`IF NOT EXISTS`, and backfills whose repeated rows are folded),
+//! so a start that died half way is finished by the next one. Retention drops whole day
+//! partitions (see [`Schema::drop_days_before`]).
+//!
+//! Finding a trace. `spans` is ordered for search by service, so its primary key cannot find
+//! a trace id. `trace_index` (step 3) holds each span's trace id and its `spans` key
+//! (service, name, timestamp), ordered by trace id: a trace's lookup reads a granule of the
+//! index, and then only the `spans` granules holding those keys (18.16 uses a tuple `IN`
+//! set over the primary key), where it used to scan every span on every shard. Reordering
+//! `spans` by trace id instead would have moved search onto a second table and rewritten
+//! every stored span on upgrade; the index costs about 40 bytes a span and is backfilled
+//! from `spans` on upgrade.
 //!
 //! Compatibility: one SQL text for 18.16 and current releases (tested: 18.16 as a 2-shard
 //! cluster, 26.9 as one server through chDB). Only features 18.16 has (no Map, no
@@ -34,7 +44,9 @@ use crate::url::StorageUrl;
 use crate::ClickHouseError;
 
 /// The schema version this meshlens writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
+
+const US_PER_DAY: u64 = 86_400_000_000;
 
 /// One table of the schema: its columns, its MergeTree engine clause and its sharding key.
 struct TableDef {
@@ -104,6 +116,24 @@ const STEP_2: &[TableDef] = &[TableDef {
     shard_key: "cityHash64(metric_family)",
 }];
 
+/// Step 3: the trace index (see the module doc). Its rows are keyed by everything they
+/// hold, so a retried insert or a repeated backfill is folded by merges, and a repeated row
+/// only repeats an element of the reader's `IN` set until then. Written before the spans of
+/// a batch, so a stored span always has its index row.
+const STEP_3: &[TableDef] = &[TableDef {
+    name: "trace_index",
+    columns: "trace_id_low UInt64, trace_id_high UInt64, \
+              local_service String, name String, timestamp_us UInt64",
+    engine: "ReplacingMergeTree() \
+             PARTITION BY toDate(toDateTime(intDiv(timestamp_us, 1000000), 'UTC')) \
+             ORDER BY (trace_id_low, trace_id_high, local_service, name, timestamp_us)",
+    shard_key: "trace_id_low",
+}];
+
+/// The `trace_index` columns, in the order every insert writes them.
+pub(crate) const TRACE_INDEX_COLUMNS: &str =
+    "trace_id_low, trace_id_high, local_service, name, timestamp_us";
+
 /// Which data a retention pass drops: metrics and spans keep their own retention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataKind {
@@ -116,7 +146,7 @@ impl DataKind {
     fn tables(self) -> &'static [&'static str] {
         match self {
             DataKind::Metrics => &["series", "samples"],
-            DataKind::Spans => &["spans"],
+            DataKind::Spans => &["spans", "trace_index"],
         }
     }
 }
@@ -191,6 +221,14 @@ impl Schema {
     /// Creates what is missing and applies pending steps; refuses a newer schema.
     /// Returns the version found before (0 for a new database).
     pub fn ensure(&self, client: &Client) -> Result<u32, ClickHouseError> {
+        self.ensure_up_to(client, SCHEMA_VERSION)
+    }
+
+    /// [`ensure`](Self::ensure) stopping at `target`: what tests use to stage a database
+    /// written by an older meshlens. A database beyond `target` (or beyond
+    /// [`SCHEMA_VERSION`]) is refused.
+    pub fn ensure_up_to(&self, client: &Client, target: u32) -> Result<u32, ClickHouseError> {
+        let target = target.min(SCHEMA_VERSION);
         if let Some(cluster) = &self.cluster {
             let sql = format!(
                 "SELECT count() FROM system.clusters WHERE cluster = {} FORMAT RowBinary",
@@ -214,21 +252,61 @@ impl Schema {
         )?;
         self.create(client, &SCHEMA_VERSION_TABLE)?;
         let stored = self.stored_version(client)?;
-        if stored > SCHEMA_VERSION {
+        if stored > target {
             return Err(ClickHouseError::SchemaTooNew {
                 database: self.database.clone(),
                 stored,
-                supported: SCHEMA_VERSION,
+                supported: target,
             });
         }
-        for version in stored + 1..=SCHEMA_VERSION {
+        for version in stored + 1..=target {
             tracing::info!(database = %self.database, version, "applying clickhouse schema step");
-            for t in step(version) {
-                self.create(client, t)?;
-            }
+            self.apply_step(client, version)?;
             self.record_version(client, version)?;
         }
         Ok(stored)
+    }
+
+    /// Runs step `version` without recording it: idempotent, so running it again (a start
+    /// that died before recording it) only finishes it. Public so tests can stage that.
+    pub fn apply_step(&self, client: &Client, version: u32) -> Result<(), ClickHouseError> {
+        for t in step(version) {
+            self.create(client, t)?;
+        }
+        if version == 3 {
+            self.backfill_trace_index(client)?;
+        }
+        Ok(())
+    }
+
+    /// Index rows for the spans an older meshlens (schema 1 or 2) wrote, one UTC day per statement so
+    /// no single statement copies the whole table. Spans written meanwhile by a new
+    /// meshlens get a second copy of their rows, which merges fold.
+    fn backfill_trace_index(&self, client: &Client) -> Result<(), ClickHouseError> {
+        let spans = self.table("spans");
+        let days = client.query(
+            &format!(
+                "SELECT DISTINCT toUInt32(intDiv(timestamp_us, {US_PER_DAY})) AS d FROM {spans} \
+                 ORDER BY d FORMAT RowBinary"
+            ),
+            &[],
+        )?;
+        let mut r = RowReader::new(&days);
+        while !r.is_done() {
+            let day = u64::from(r.u32()?);
+            tracing::info!(database = %self.database, day, "backfilling the trace index");
+            client.query(
+                &format!(
+                    "INSERT INTO {} ({TRACE_INDEX_COLUMNS}) SELECT {TRACE_INDEX_COLUMNS} \
+                     FROM {spans} WHERE timestamp_us >= {} AND timestamp_us < {}",
+                    self.table("trace_index"),
+                    day * US_PER_DAY,
+                    (day + 1) * US_PER_DAY
+                ),
+                &self.insert_settings(),
+            )?;
+        }
+        Ok(())
     }
 
     /// The highest applied step, 0 when none.
@@ -344,6 +422,7 @@ fn step(version: u32) -> &'static [TableDef] {
     match version {
         1 => STEP_1,
         2 => STEP_2,
+        3 => STEP_3,
         _ => &[],
     }
 }

@@ -1,10 +1,10 @@
 //! [`SpanWriter`] and [`SpanReader`] over the `spans` table.
 //!
-//! Writes. A batch becomes RowBinary inserts into the Distributed `spans` table (cut into
-//! pieces of at most [`MAX_INSERT_BYTES`]); the Distributed engine routes every row to the
-//! shard of its trace id's low 64 bits, so a trace lives on one shard. `Ok` means ClickHouse
-//! acknowledged every piece (with a cluster: on its shard, see
-//! [`Schema::insert_settings`]).
+//! Writes. A batch becomes RowBinary inserts into the Distributed `trace_index` and `spans`
+//! tables (cut into pieces of at most [`MAX_INSERT_BYTES`] of spans); the Distributed
+//! engine routes every row to the shard of its trace id's low 64 bits, so a trace lives on
+//! one shard. `Ok` means ClickHouse acknowledged every piece (with a cluster: on its
+//! shard, see [`Schema::insert_settings`]).
 //!
 //! Storage form. Absent values are stored as the column's default and read back as absent:
 //! a timestamp or duration of 0 (Zipkin treats 0 as absent too), an empty name, kind or
@@ -20,7 +20,8 @@
 //! then. This is the one known difference between the two engines' answers.
 //!
 //! Reads run where the data is: search finds the matching trace ids with one aggregation
-//! over the shards (ordered and limited there), then fetches only those traces' spans;
+//! over the shards (ordered and limited there), then fetches only those traces' spans,
+//! found through `trace_index` (see [`crate::schema`]) as trace by id finds its spans;
 //! dependency links are computed on each shard (a trace's spans are all on its shard): the
 //! spans of each trace as arrays walked to every server's nearest ancestor with a kind, joined
 //! back to the server spans and aggregated into (parent, child) counts. Names are lower-cased
@@ -46,7 +47,7 @@ use meshlens_model::{
 
 use crate::client::Client;
 use crate::rowbinary::{RowReader, RowWriter};
-use crate::schema::Schema;
+use crate::schema::{Schema, TRACE_INDEX_COLUMNS};
 use crate::sql::quote;
 use crate::ClickHouseError;
 
@@ -64,7 +65,7 @@ const DEFAULT_LIMIT: usize = 10;
 const MAX_AUTOCOMPLETE_VALUES: usize = 1000;
 
 /// The columns written and read, in this order, in every insert and select.
-const COLUMNS: &str = "trace_id_high, trace_id_low, trace_id_128, span_id, parent_id, \
+pub(crate) const COLUMNS: &str = "trace_id_high, trace_id_low, trace_id_128, span_id, parent_id, \
     has_parent, name, kind, timestamp_us, duration_us, local_service, remote_service, \
     local_ipv4, local_ipv6, local_port, remote_ipv4, remote_ipv6, remote_port, \
     status_code, error, url, user_agent, tag_keys, tag_values, annotation_ts, \
@@ -73,6 +74,14 @@ const COLUMNS: &str = "trace_id_high, trace_id_low, trace_id_128, span_id, paren
 /// Rounds of pointer jumping in the dependency walk: a server span's caller is found across
 /// up to 2^8 = 256 spans without kind in a row (see `SpanStore::served_calls`).
 const ANCESTOR_ROUNDS: u32 = 8;
+
+/// The columns a read returns, in this order: [`COLUMNS`] without the copies of tags
+/// (`status_code`, `error`, `url`, `user_agent`), which only the aggregations use; the tags
+/// carry them back, so a read neither reads them from disk nor ships them.
+const READ_COLUMNS: &str = "trace_id_high, trace_id_low, trace_id_128, span_id, parent_id, \
+    has_parent, name, kind, timestamp_us, duration_us, local_service, remote_service, \
+    local_ipv4, local_ipv6, local_port, remote_ipv4, remote_ipv6, remote_port, \
+    tag_keys, tag_values, annotation_ts, annotation_values, debug, shared";
 
 /// The key a stored span is deduplicated by (see the module doc).
 pub(crate) const SPAN_KEY: &str = "trace_id_high, trace_id_low, span_id, kind, shared";
@@ -139,6 +148,11 @@ fn endpoint(service: String, ipv4: String, ipv6: String, port: u16) -> Option<En
 
 /// The span's row, in [`COLUMNS`] order.
 fn encode(w: &mut RowWriter, s: &Span) {
+    encode_fields(w, s, true);
+}
+
+/// The span's fields, in [`COLUMNS`] order with the tag copies, else [`READ_COLUMNS`].
+fn encode_fields(w: &mut RowWriter, s: &Span, with_tag_copies: bool) {
     let empty = Endpoint::default();
     let local = s.local_endpoint.as_ref().unwrap_or(&empty);
     let remote = s.remote_endpoint.as_ref().unwrap_or(&empty);
@@ -161,10 +175,12 @@ fn encode(w: &mut RowWriter, s: &Span) {
     w.string(&opt(&remote.ipv4));
     w.string(&opt(&remote.ipv6));
     w.u16(remote.port.unwrap_or(0));
-    w.string(tag_of(s, STATUS_TAGS));
-    w.u8(u8::from(s.tags.contains_key("error")));
-    w.string(tag_of(s, URL_TAGS));
-    w.string(tag_of(s, USER_AGENT_TAGS));
+    if with_tag_copies {
+        w.string(tag_of(s, STATUS_TAGS));
+        w.u8(u8::from(s.tags.contains_key("error")));
+        w.string(tag_of(s, URL_TAGS));
+        w.string(tag_of(s, USER_AGENT_TAGS));
+    }
     w.strings(s.tags.keys().map(String::as_str));
     w.strings(s.tags.values().map(String::as_str));
     w.u64s(s.annotations.iter().map(|a| a.timestamp));
@@ -173,7 +189,32 @@ fn encode(w: &mut RowWriter, s: &Span) {
     w.u8(u8::from(s.shared));
 }
 
-/// One row in [`COLUMNS`] order. Malformed rows are errors, never panics.
+/// The span's `trace_index` row, in [`TRACE_INDEX_COLUMNS`] order: the same values
+/// [`encode`] writes to those columns of `spans`, so the reader's key set matches.
+fn encode_index(w: &mut RowWriter, s: &Span) {
+    let service = s
+        .local_endpoint
+        .as_ref()
+        .and_then(|e| e.service_name.as_deref());
+    w.u64(s.trace_id.low);
+    w.u64(s.trace_id.high);
+    w.string(service.unwrap_or(""));
+    w.string(s.name.as_deref().unwrap_or(""));
+    w.u64(s.timestamp.unwrap_or(0));
+}
+
+/// Spans as rows of a schema before step 3 (the `spans` table alone, no index rows): what tests use to
+/// stage a database written by an older meshlens.
+#[cfg(feature = "testing")]
+pub(crate) fn encode_rows(spans: &[Span]) -> bytes::Bytes {
+    let mut w = RowWriter::new();
+    for s in spans {
+        encode(&mut w, s);
+    }
+    w.into_bytes()
+}
+
+/// One row in [`READ_COLUMNS`] order. Malformed rows are errors, never panics.
 fn decode(r: &mut RowReader<'_>) -> Result<Span, ClickHouseError> {
     let high = r.u64()?;
     let low = r.u64()?;
@@ -193,10 +234,6 @@ fn decode(r: &mut RowReader<'_>) -> Result<Span, ClickHouseError> {
     let remote_ipv4 = r.string()?;
     let remote_ipv6 = r.string()?;
     let remote_port = r.u16()?;
-    let _status_code = r.string()?;
-    let _error = r.u8()?;
-    let _url = r.string()?;
-    let _user_agent = r.string()?;
     let tag_keys = r.strings()?;
     let tag_values = r.strings()?;
     let annotation_ts = r.u64s()?;
@@ -284,7 +321,7 @@ impl SpanStore {
         visit: &mut dyn FnMut(Span),
     ) -> Result<(), StorageError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM {} WHERE {condition} LIMIT 1 BY {SPAN_KEY} FORMAT RowBinary",
+            "SELECT {READ_COLUMNS} FROM {} WHERE {condition} LIMIT 1 BY {SPAN_KEY} FORMAT RowBinary",
             self.schema.table("spans")
         );
         let b = self.query(&sql)?;
@@ -298,16 +335,26 @@ impl SpanStore {
     /// The spans of several traces, grouped by trace, each trace's spans tidied. Ids go
     /// into the SQL text, so they are sent [`IDS_PER_QUERY`] at a time to stay far below
     /// ClickHouse's `max_query_size` (256 KiB by default) whatever limit a search asks for.
+    ///
+    /// Each shard first finds the traces' `spans` keys in its `trace_index` (ordered by
+    /// trace id), then reads only the `spans` granules holding those keys: the subquery
+    /// names the shard-local index, which holds the index rows of that shard's spans.
     fn traces(&self, ids: &[(u64, u64)]) -> Result<HashMap<(u64, u64), Vec<Span>>, StorageError> {
         let mut out: HashMap<(u64, u64), Vec<Span>> = HashMap::new();
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let list: Vec<String> = chunk.iter().map(|(h, l)| format!("({h}, {l})")).collect();
             let lows: Vec<String> = chunk.iter().map(|(_, l)| l.to_string()).collect();
             // The low half alone is the sharding key and cheap to compare; the pair decides.
-            let condition = format!(
+            let of_traces = format!(
                 "trace_id_low IN ({}) AND (trace_id_high, trace_id_low) IN ({})",
                 lows.join(", "),
                 list.join(", ")
+            );
+            let condition = format!(
+                "(local_service, name, timestamp_us) IN \
+                 (SELECT local_service, name, timestamp_us FROM {} WHERE {of_traces}) \
+                 AND {of_traces}",
+                self.schema.local("trace_index")
             );
             self.spans_where(&condition, &mut |s| {
                 out.entry((s.trace_id.high, s.trace_id.low))
@@ -499,6 +546,8 @@ impl SpanStore {
 }
 
 impl SpanWriter for SpanStore {
+    /// Each piece's `trace_index` rows go first, then its spans: a span a reader can see
+    /// always has its index row (see [`crate::schema`]).
     fn write(&self, spans: &[Span]) -> Result<(), StorageError> {
         let insert = format!(
             "INSERT INTO {} ({COLUMNS}) FORMAT RowBinary",
@@ -508,17 +557,28 @@ impl SpanWriter for SpanStore {
             return Ok(());
         }
         self.gate.check()?;
+        let insert_index = format!(
+            "INSERT INTO {} ({TRACE_INDEX_COLUMNS}) FORMAT RowBinary",
+            self.schema.table("trace_index")
+        );
         let settings = self.schema.insert_settings();
+        let send = |rows: RowWriter, index: RowWriter| -> Result<(), StorageError> {
+            self.client
+                .insert(&insert_index, index.into_bytes(), &settings)?;
+            self.client.insert(&insert, rows.into_bytes(), &settings)?;
+            Ok(())
+        };
         let mut rows = RowWriter::new();
+        let mut index = RowWriter::new();
         for s in spans {
             encode(&mut rows, s);
+            encode_index(&mut index, s);
             if rows.len() >= MAX_INSERT_BYTES {
-                let full = std::mem::take(&mut rows);
-                self.client.insert(&insert, full.into_bytes(), &settings)?;
+                send(std::mem::take(&mut rows), std::mem::take(&mut index))?;
             }
         }
         if !rows.is_empty() {
-            self.client.insert(&insert, rows.into_bytes(), &settings)?;
+            send(rows, index)?;
         }
         Ok(())
     }
@@ -540,12 +600,23 @@ impl SpanReader for SpanStore {
         // Traces with a span in the window (the subquery, per shard), then the criteria
         // over all their spans; newest first by their earliest span, as the embedded store
         // picks them.
+        // A named service narrows the traces to group before any criterion: every one of
+        // them counts only that service's spans, so a trace without one never matches.
+        let of_service = match name_filter(&q.service_name) {
+            Some(service) => format!(
+                " AND (trace_id_high, trace_id_low) IN \
+                 (SELECT trace_id_high, trace_id_low FROM {} WHERE lowerUTF8(local_service) = {})",
+                self.schema.local("spans"),
+                quote(&service)
+            ),
+            None => String::new(),
+        };
         let sql = format!(
             "SELECT trace_id_high, trace_id_low, minIf(timestamp_us, timestamp_us != 0) AS t \
              FROM {} \
              WHERE (trace_id_high, trace_id_low) IN \
              (SELECT trace_id_high, trace_id_low FROM {} \
-              WHERE timestamp_us != 0 AND timestamp_us >= {lo} AND timestamp_us <= {hi}) \
+              WHERE timestamp_us != 0 AND timestamp_us >= {lo} AND timestamp_us <= {hi}){of_service} \
              GROUP BY trace_id_high, trace_id_low \
              HAVING {} \
              ORDER BY t DESC, trace_id_high DESC, trace_id_low DESC LIMIT {limit} \
@@ -716,7 +787,7 @@ mod tests {
     fn rows_round_trip() {
         let s = span();
         let mut w = RowWriter::new();
-        encode(&mut w, &s);
+        encode_fields(&mut w, &s, false);
         let b = w.into_bytes();
         let mut r = RowReader::new(&b);
         assert_eq!(decode(&mut r).unwrap(), s);

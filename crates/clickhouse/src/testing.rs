@@ -611,3 +611,21 @@ impl CurrentServer {
         self.dir.path()
     }
 }
+
+/// Writes spans as a meshlens before schema step 3 did: rows into `spans` alone, no `trace_index`
+/// rows. What the upgrade test stages before starting the current schema over them.
+pub fn write_spans_unindexed(
+    client: &crate::Client,
+    schema: &crate::Schema,
+    spans: &[meshlens_model::Span],
+) -> Result<(), crate::ClickHouseError> {
+    let columns = crate::spans::COLUMNS;
+    client.insert(
+        &format!(
+            "INSERT INTO {} ({columns}) FORMAT RowBinary",
+            schema.table("spans")
+        ),
+        crate::spans::encode_rows(spans),
+        &schema.insert_settings(),
+    )
+}

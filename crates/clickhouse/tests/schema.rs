@@ -40,6 +40,8 @@ fn schema_is_created_on_every_shard_and_restart_is_idempotent() {
         "series_local",
         "spans",
         "spans_local",
+        "trace_index",
+        "trace_index_local",
     ];
     for node in &c.nodes {
         assert_eq!(
@@ -116,7 +118,14 @@ fn one_server_without_cluster_has_plain_tables_there_only() {
     let _s = common::open(&c.single_url(1, "schema_single"));
     assert_eq!(
         tables(&c.nodes[1], "schema_single"),
-        ["metadata", "samples", "schema_version", "series", "spans"]
+        [
+            "metadata",
+            "samples",
+            "schema_version",
+            "series",
+            "spans",
+            "trace_index"
+        ]
     );
     assert!(tables(&c.nodes[0], "schema_single").is_empty());
     let engine = c.nodes[1]
@@ -142,6 +151,7 @@ fn a_current_release_gets_the_schema_once_even_after_a_start_that_died() {
             ["schema_version", "MergeTree"],
             ["series", "ReplacingMergeTree"],
             ["spans", "MergeTree"],
+            ["trace_index", "ReplacingMergeTree"],
         ],
         "on ClickHouse {}",
         c.version
@@ -200,7 +210,10 @@ fn a_current_release_gets_the_schema_once_even_after_a_start_that_died() {
     let out = c
         .sql("SELECT name FROM system.tables WHERE database = 'schema_half' ORDER BY name")
         .unwrap();
-    assert_eq!(out, "metadata\nsamples\nschema_version\nseries\nspans\n");
+    assert_eq!(
+        out,
+        "metadata\nsamples\nschema_version\nseries\nspans\ntrace_index\n"
+    );
 }
 
 #[test]

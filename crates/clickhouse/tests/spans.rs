@@ -9,6 +9,7 @@ use common::Backend;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use meshlens_clickhouse::{testing, Client, ClientOptions, Schema, StorageUrl, SCHEMA_VERSION};
 use meshlens_model::{
     Annotation, DependencyLink, Endpoint, Span, SpanKind, SpanReader, SpanWriter, TraceId,
     TraceQuery,
@@ -691,44 +692,7 @@ fn reads_equal_the_in_memory_answers(b: &Backend) {
     let store = r.spans();
     let traces = by_trace(&data);
 
-    // Trace by id, both widths, duplicates gone, every field as written.
-    for ((high, low), want) in &traces {
-        let id = TraceId {
-            high: *high,
-            low: *low,
-            is_128: *high != 0,
-        };
-        let got = store.trace(&id).unwrap();
-        assert_eq!(sorted(got), sorted(want.clone()), "trace {id}");
-    }
-    assert!(store
-        .trace(&TraceId {
-            high: 1,
-            low: 2,
-            is_128: true
-        })
-        .unwrap()
-        .is_empty());
-
-    // Search, each filter kind.
-    for (name, query) in cases() {
-        let want = expected_search(&data, &query);
-        eprintln!("search {name:?}: {} traces", want.len());
-        // The data set is built so every filter selects some traces but not all; the
-        // cases that must find nothing say so in their name.
-        let empty_expected = name == "no match" || name == "quote in value";
-        assert_eq!(want.is_empty(), empty_expected, "case {name:?} is vacuous");
-        let got = store.find_traces(&query).unwrap();
-        assert_eq!(ids(&got), want, "search {name:?}");
-        for t in &got {
-            let k = (t[0].trace_id.high, t[0].trace_id.low);
-            assert_eq!(
-                sorted(t.clone()),
-                sorted(traces[&k].clone()),
-                "search {name:?}: {k:?}"
-            );
-        }
-    }
+    assert_traces_and_searches_equal(store, &data);
 
     // Names, lower-cased.
     let uniq: Vec<&Span> = traces.values().flatten().collect();
@@ -790,6 +754,95 @@ fn reads_equal_the_in_memory_answers(b: &Backend) {
         .collect();
     assert!(!want.is_empty());
     assert_eq!(sorted(got), sorted(want));
+}
+
+/// Trace by id (every trace, and one never written) and every search case equal the
+/// in-memory answers over `data`.
+fn assert_traces_and_searches_equal(store: &dyn SpanReader, data: &[Span]) {
+    let traces = by_trace(data);
+    // Trace by id, both widths, duplicates gone, every field as written.
+    for ((high, low), want) in &traces {
+        let id = TraceId {
+            high: *high,
+            low: *low,
+            is_128: *high != 0,
+        };
+        let got = store.trace(&id).unwrap();
+        assert_eq!(sorted(got), sorted(want.clone()), "trace {id}");
+    }
+    assert!(store
+        .trace(&TraceId {
+            high: 1,
+            low: 2,
+            is_128: true
+        })
+        .unwrap()
+        .is_empty());
+
+    // Search, each filter kind.
+    for (name, query) in cases() {
+        let want = expected_search(data, &query);
+        eprintln!("search {name:?}: {} traces", want.len());
+        // The data set is built so every filter selects some traces but not all; the
+        // cases that must find nothing say so in their name.
+        let empty_expected = name == "no match" || name == "quote in value";
+        assert_eq!(want.is_empty(), empty_expected, "case {name:?} is vacuous");
+        let got = store.find_traces(&query).unwrap();
+        assert_eq!(ids(&got), want, "search {name:?}");
+        for t in &got {
+            let k = (t[0].trace_id.high, t[0].trace_id.low);
+            assert_eq!(
+                sorted(t.clone()),
+                sorted(traces[&k].clone()),
+                "search {name:?}: {k:?}"
+            );
+        }
+    }
+}
+
+fn a_database_without_the_trace_index_is_upgraded_and_reads_the_same(b: &Backend) {
+    let data = dataset();
+    let address = b.url(0, "spans_upgrade");
+    let url = StorageUrl::parse(&address).unwrap();
+    let client = Client::new(&url, ClientOptions::default()).unwrap();
+    let schema = Schema::new(&url);
+    // A version-2 database, as the previous meshlens created and wrote it: spans unindexed.
+    assert_eq!(schema.ensure_up_to(&client, 2).unwrap(), 0);
+    let third = data.len() / 3;
+    for batch in [&data[..third], &data[third..2 * third], &data[2 * third..]] {
+        testing::write_spans_unindexed(&client, &schema, batch).unwrap();
+    }
+    assert_eq!(schema.stored_version(&client).unwrap(), 2);
+    let index_table = format!("spans_upgrade.{}", b.local("trace_index"));
+    assert_eq!(
+        b.sql(0, &format!("EXISTS TABLE {index_table}")).trim(),
+        "0",
+        "a version-2 database has no trace index"
+    );
+    // A start that died inside step 3 (after its backfill, before recording it), then a
+    // start that finishes it: the backfill runs twice, and reads are still exact.
+    schema.apply_step(&client, 3).unwrap();
+    assert_eq!(schema.stored_version(&client).unwrap(), 2);
+    let s = common::open(&address);
+    assert_eq!(
+        s.schema().stored_version(s.client()).unwrap(),
+        SCHEMA_VERSION
+    );
+    let indexed: u64 = b
+        .sql(0, "SELECT count() FROM spans_upgrade.trace_index")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(indexed >= data.len() as u64, "{indexed} index rows");
+    assert_traces_and_searches_equal(s.spans(), &data);
+    // Spans written after the upgrade are found alongside the old ones.
+    let mut late = data[..40].to_vec();
+    for sp in &mut late {
+        sp.trace_id.low ^= 0x5555;
+    }
+    s.spans().write(&late).unwrap();
+    let all: Vec<Span> = data.iter().chain(&late).cloned().collect();
+    assert_traces_and_searches_equal(s.spans(), &all);
 }
 
 fn dependencies_equal_the_in_memory_links(b: &Backend) {
@@ -1104,6 +1157,7 @@ fn span_queries_obey_the_row_limit(b: &Backend) {
 on_both!(
     reads_equal_the_in_memory_answers,
     dependencies_equal_the_in_memory_links,
+    a_database_without_the_trace_index_is_upgraded_and_reads_the_same,
     a_retried_span_batch_does_not_duplicate_results,
     answers_equal_the_embedded_store,
     hostile_queries_are_answered_not_failed,
