@@ -554,4 +554,3 @@ pub struct Decoded {
     pub invalid_exemplars: u64,
     pub first_invalid_exemplar: Option<String>,
 }
-

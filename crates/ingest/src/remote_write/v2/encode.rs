@@ -117,10 +117,7 @@ impl<'s> Encoder<'s> {
                 u64::from(self.intern(&m.unit)),
             )
         });
-        let packed: usize = refs
-            .iter()
-            .map(|r| encoded_len_varint(u64::from(*r)))
-            .sum();
+        let packed: usize = refs.iter().map(|r| encoded_len_varint(u64::from(*r))).sum();
         let sample_len = |s: &Sample| 1 + 8 + 1 + encoded_len_varint(s.t as u64);
         let md_len = md.map_or(0, |(k, h, u)| {
             [k, h, u]
@@ -206,7 +203,9 @@ pub fn encode_protobuf(req: &WriteRequest) -> Vec<u8> {
     for ts in &req.timeseries {
         let md = ts.labels.metric_name().and_then(|n| families.lookup(n));
         e.add(
-            ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            ts.labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
             &ts.samples,
             md,
         );

@@ -188,7 +188,11 @@ fn spec_example_decodes() {
     );
     assert_eq!(series[1].labels[2], ("method", "POST"));
     assert_eq!(req.created_timestamp(0), Some(500));
-    assert_eq!(req.created_timestamp(1), Some(700), "a sample's start_timestamp");
+    assert_eq!(
+        req.created_timestamp(1),
+        Some(700),
+        "a sample's start_timestamp"
+    );
     assert_eq!(req.created_timestamp(2), None);
     assert_eq!(
         req.raw.metadata,
@@ -265,7 +269,10 @@ fn bad_references_refuse_only_their_series() {
         vec![
             (1, "labels_refs has an odd number (3) of entries"),
             (2, "labels_refs[3] = 99 is past the end of the 15 symbols"),
-            (3, "metadata.help_ref = 40 is past the end of the 15 symbols"),
+            (
+                3,
+                "metadata.help_ref = 40 is past the end of the 15 symbols"
+            ),
             (4, "invalid label name \"api-server\""),
         ]
     );
@@ -418,7 +425,10 @@ fn families_by_suffix_and_type() {
     assert_eq!(f.lookup("h_bucket").unwrap().metric_family, "h");
     assert_eq!(f.lookup("s_count").unwrap().metric_family, "s");
     assert!(f.lookup("s_bucket").is_none(), "summaries have no buckets");
-    assert!(f.lookup("g_count").is_none(), "a gauge's family has no _count series");
+    assert!(
+        f.lookup("g_count").is_none(),
+        "a gauge's family has no _count series"
+    );
     assert_eq!(f.lookup("g").unwrap().kind, "gauge");
     assert_eq!(family_of("h_bucket", "histogram"), "h");
     assert_eq!(family_of("x_total", "counter"), "x_total");
@@ -431,7 +441,10 @@ fn arb_request() -> impl Strategy<Value = PbRequest> {
     let series = (
         proptest::collection::vec(0u32..10, 0..7),
         proptest::collection::vec((any::<i64>(), any::<u64>()), 0..3),
-        proptest::collection::vec((proptest::collection::vec(0u32..10, 0..3), any::<i64>()), 0..2),
+        proptest::collection::vec(
+            (proptest::collection::vec(0u32..10, 0..3), any::<i64>()),
+            0..2,
+        ),
         proptest::option::of((0i32..9, 0u32..10, 0u32..10)),
         any::<i64>(),
     )
@@ -457,12 +470,14 @@ fn arb_request() -> impl Strategy<Value = PbRequest> {
             }),
             created_timestamp: created,
         });
-    (proptest::collection::vec(series, 0..5), 1usize..=names.len()).prop_map(
-        move |(timeseries, n)| PbRequest {
+    (
+        proptest::collection::vec(series, 0..5),
+        1usize..=names.len(),
+    )
+        .prop_map(move |(timeseries, n)| PbRequest {
             symbols: names[..n].iter().map(|s| s.to_string()).collect(),
             timeseries,
-        },
-    )
+        })
 }
 
 /// What a series should read as: its resolved pairs, or refused.
