@@ -23,7 +23,9 @@ fn thread_cpu_ns() -> u64 {
 }
 
 fn request(seed: usize) -> remote_write::WriteRequest {
-    let services = ["cart", "checkout", "payments", "catalog", "frontend", "shipping"];
+    let services = [
+        "cart", "checkout", "payments", "catalog", "frontend", "shipping",
+    ];
     let codes = ["200", "404", "503"];
     let timeseries = (0..SERIES_PER_REQUEST)
         .map(|i| {
@@ -32,7 +34,10 @@ fn request(seed: usize) -> remote_write::WriteRequest {
             let pod = format!("{src}-{:x}", 0x5f3a_0000 + (i / 3) % 97);
             let (name, le) = match i % 4 {
                 0 => ("istio_requests_total", None),
-                1 => ("istio_request_duration_milliseconds_bucket", Some(["5", "25", "100", "+Inf"][i / 4 % 4])),
+                1 => (
+                    "istio_request_duration_milliseconds_bucket",
+                    Some(["5", "25", "100", "+Inf"][i / 4 % 4]),
+                ),
                 2 => ("istio_request_duration_milliseconds_count", None),
                 _ => ("istio_request_bytes_sum", None),
             };
@@ -41,7 +46,10 @@ fn request(seed: usize) -> remote_write::WriteRequest {
                 ("cluster", "east"),
                 ("connection_security_policy", "mutual_tls"),
                 ("destination_app", dst),
-                ("destination_service", &format!("{dst}.shop.svc.cluster.local")),
+                (
+                    "destination_service",
+                    &format!("{dst}.shop.svc.cluster.local"),
+                ),
                 ("destination_workload", dst),
                 ("instance", &format!("10.0.{}.{}:15020", i % 13, i % 251)),
                 ("job", "envoy-stats"),
@@ -60,7 +68,10 @@ fn request(seed: usize) -> remote_write::WriteRequest {
             }
             TimeSeries {
                 labels: Labels::from_pairs(pairs),
-                samples: vec![Sample::new(1_700_000_000_000 + (seed * 15_000) as i64, i as f64)],
+                samples: vec![Sample::new(
+                    1_700_000_000_000 + (seed * 15_000) as i64,
+                    i as f64,
+                )],
             }
         })
         .collect();
@@ -74,7 +85,11 @@ fn request(seed: usize) -> remote_write::WriteRequest {
         timeseries,
         metadata: vec![
             md("istio_requests_total", "counter", "Requests."),
-            md("istio_request_duration_milliseconds", "histogram", "Request durations."),
+            md(
+                "istio_request_duration_milliseconds",
+                "histogram",
+                "Request durations.",
+            ),
             md("istio_request_bytes", "histogram", "Request sizes."),
         ],
         ..Default::default()
@@ -85,15 +100,24 @@ fn main() {
     let mut requests = 50usize;
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--requests") {
-        requests = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(requests);
+        requests = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(requests);
     }
     let reqs: Vec<_> = (0..requests).map(request).collect();
     let v1: Vec<Vec<u8>> = reqs.iter().map(remote_write::encode).collect();
     let v2b: Vec<Vec<u8>> = reqs.iter().map(v2::encode).collect();
     let samples = (requests * SERIES_PER_REQUEST) as f64;
-    let raw1: usize = reqs.iter().map(|r| remote_write::encode_protobuf(r).len()).sum();
+    let raw1: usize = reqs
+        .iter()
+        .map(|r| remote_write::encode_protobuf(r).len())
+        .sum();
     let raw2: usize = reqs.iter().map(|r| v2::encode_protobuf(r).len()).sum();
-    let (z1, z2): (usize, usize) = (v1.iter().map(Vec::len).sum(), v2b.iter().map(Vec::len).sum());
+    let (z1, z2): (usize, usize) = (
+        v1.iter().map(Vec::len).sum(),
+        v2b.iter().map(Vec::len).sum(),
+    );
 
     let mut buf = Vec::new();
     let mut bufs = wire::ParseBuffers::default();
@@ -140,7 +164,16 @@ fn main() {
     println!(
         "remote-write decode, {requests} requests x {SERIES_PER_REQUEST} series (1 sample, 14-15 labels each), median of {rounds} rounds"
     );
-    println!("  1.0: {m1:.0} ns CPU/sample, {:.1} B/sample protobuf, {:.1} B/sample snappy", raw1 as f64 / samples, z1 as f64 / samples);
+    println!(
+        "  1.0: {m1:.0} ns CPU/sample, {:.1} B/sample protobuf, {:.1} B/sample snappy",
+        raw1 as f64 / samples,
+        z1 as f64 / samples
+    );
     println!("  2.0: {m2:.0} ns CPU/sample, {:.1} B/sample protobuf, {:.1} B/sample snappy (metadata on every series)", raw2 as f64 / samples, z2 as f64 / samples);
-    println!("  2.0 / 1.0: CPU {:.2}x, protobuf bytes {:.2}x, snappy bytes {:.2}x", m2 / m1, raw2 as f64 / raw1 as f64, z2 as f64 / z1 as f64);
+    println!(
+        "  2.0 / 1.0: CPU {:.2}x, protobuf bytes {:.2}x, snappy bytes {:.2}x",
+        m2 / m1,
+        raw2 as f64 / raw1 as f64,
+        z2 as f64 / z1 as f64
+    );
 }

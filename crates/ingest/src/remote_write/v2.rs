@@ -399,17 +399,26 @@ fn parse_series<'a>(
             .map(|(_, v)| *v);
         if let Some(name) = name {
             let kind = metric_type_name(kind);
-            let md = MetricMetadata {
-                metric_family: family_of(name, kind).to_string(),
-                kind: kind.to_string(),
-                help: symbols[help as usize].to_string(),
-                unit: symbols[unit as usize].to_string(),
-            };
-            match families.get(md.metric_family.as_str()) {
-                Some(&i) => req.raw.metadata[i] = md,
-                None => {
-                    families.insert(family_of(name, kind), req.raw.metadata.len());
-                    req.raw.metadata.push(md);
+            let family = family_of(name, kind);
+            let (help, unit) = (symbols[help as usize], symbols[unit as usize]);
+            // Series of one family repeat its metadata: compared, not rebuilt.
+            let same = |m: &MetricMetadata| m.kind == kind && m.help == help && m.unit == unit;
+            match families.get(family).copied() {
+                Some(i) if same(&req.raw.metadata[i]) => {}
+                found => {
+                    let md = MetricMetadata {
+                        metric_family: family.to_string(),
+                        kind: kind.to_string(),
+                        help: help.to_string(),
+                        unit: unit.to_string(),
+                    };
+                    match found {
+                        Some(i) => req.raw.metadata[i] = md,
+                        None => {
+                            families.insert(family, req.raw.metadata.len());
+                            req.raw.metadata.push(md);
+                        }
+                    }
                 }
             }
         }

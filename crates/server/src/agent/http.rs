@@ -97,11 +97,11 @@ async fn remote_write(
 ) -> Response {
     let message = match write::negotiate(&headers) {
         Ok(m) => m,
-        Err(refusal) => {
+        Err(e) => {
             s.self_metrics
                 .remote_write_requests
-                .add(&[("code", refusal.status().as_str())], 1);
-            return refusal;
+                .add(&[("code", StatusCode::UNSUPPORTED_MEDIA_TYPE.as_str())], 1);
+            return write::unsupported(e);
         }
     };
     let state = s.clone();

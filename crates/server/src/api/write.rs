@@ -31,7 +31,7 @@ use meshlens_access::{Limits, SeriesLimitError};
 use meshlens_ingest::remote_write::negotiate::{
     EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
 };
-use meshlens_ingest::remote_write::{self, v2, DecodeError, ProtobufMessage};
+use meshlens_ingest::remote_write::{self, v2, DecodeError, ProtobufMessage, Unsupported};
 use meshlens_model::{MetricMetadata, RawSeries, RejectReason, StorageError};
 
 use super::AppState;
@@ -43,11 +43,11 @@ pub async fn remote_write(
 ) -> Response {
     let message = match negotiate(&headers) {
         Ok(m) => m,
-        Err(refusal) => {
+        Err(e) => {
             s.metrics
                 .remote_write_requests
-                .add(&[("code", refusal.status().as_str())], 1);
-            return refusal;
+                .add(&[("code", StatusCode::UNSUPPORTED_MEDIA_TYPE.as_str())], 1);
+            return unsupported(e);
         }
     };
     let state = s.clone();
@@ -64,15 +64,18 @@ pub async fn remote_write(
     answer.into_response()
 }
 
-/// The message a request's headers name, or the 415 answer.
-pub(crate) fn negotiate(headers: &HeaderMap) -> Result<ProtobufMessage, Response> {
+/// The message a request's headers name.
+pub(crate) fn negotiate(headers: &HeaderMap) -> Result<ProtobufMessage, Unsupported> {
     let header = |name: axum::http::header::HeaderName| {
         headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
     };
-    remote_write::negotiate(header(CONTENT_TYPE), header(CONTENT_ENCODING)).map_err(|e| {
-        tracing::debug!(error = %e, "remote write refused");
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()).into_response()
-    })
+    remote_write::negotiate(header(CONTENT_TYPE), header(CONTENT_ENCODING))
+}
+
+/// The answer to a request whose headers name no message this receiver reads.
+pub(crate) fn unsupported(e: Unsupported) -> Response {
+    tracing::debug!(error = %e, "remote write refused");
+    (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()).into_response()
 }
 
 /// A request's outcome: status, message, and what was written.
