@@ -4,6 +4,9 @@
 //! Status semantics are the server's, so senders behave the same: 2xx only once the data is
 //! durable in the buffer; 400 for bodies that cannot be decoded (nothing of them is
 //! buffered); 413 for bodies over the limits; 503 while the buffer is full (senders retry).
+//! Remote write 1.0 and 2.0 are told apart and answered as the server does (415 for another
+//! message, the written-count headers, 2.0's bad series refused alone); either is buffered
+//! as 1.0 records, which the forwarder sends on as each hub is set to.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
