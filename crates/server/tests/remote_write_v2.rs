@@ -2,7 +2,7 @@
 //! specification's message (symbols, label references, metadata) reads back through
 //! `/api/v1/query` and `/api/v1/metadata`; a series with bad references is refused on its
 //! own with the rest stored; an unknown message is 415; 1.0 still works on the same path;
-//! and an agent set to send 2.0 delivers to a hub, metadata included.
+//! and an agent takes 2.0 and, set to send 2.0, delivers to a hub, metadata included.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -454,33 +454,60 @@ async fn an_agent_sends_remote_write_2_to_a_hub() {
         md,
         serde_json::json!([{"type": "histogram", "help": "Checkout latency.", "unit": "seconds"}])
     );
-    // Sent as 2.0 throughout, and the hub's written counts confirm every sample.
-    let (_, _, m) = request(
-        "GET",
-        &format!("http://{}/metrics", agent.addr()),
-        &[],
-        Vec::new(),
-    )
+    // The agent reads 2.0 too: the bad series is refused alone, the good one forwarded
+    // with its metadata.
+    let raw = v2_request(
+        &SYMBOLS,
+        &[
+            series(&[1, 2, 3, 4, 5, 6], &[(now, 9.0)], Some((1, 8, 9)), 0),
+            series(&[1, 2, 3], &[(now, 1.0)], None, 0),
+        ],
+    );
+    let (status, headers, body) = write(agent.addr(), V2_CONTENT_TYPE, &raw).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("timeseries[1]: labels_refs has an odd number (3)"),
+        "{body}"
+    );
+    assert_eq!(written(&headers), [Some(1), Some(0), Some(0)]);
+    let got = eventually("the agent's 2.0 series at the hub", || async {
+        let r = query(hub_addr, "rw2_http_requests_total").await;
+        (r.len() == 1).then_some(r)
+    })
     .await;
+    assert_eq!(got[0].0["cluster"], "east");
+    assert_eq!(got[0].1, "9");
+    let md = eventually("the counter's metadata at the hub", || async {
+        let m = metadata(hub_addr, "rw2_http_requests_total").await;
+        m.is_array().then_some(m)
+    })
+    .await;
+    assert_eq!(md[0]["help"], "Total HTTP requests.");
+
+    // Sent as 2.0 throughout, and the hub's written counts confirm every sample (the
+    // sender counts after the hub's answer, which may come after the query saw the data).
     let hub_url = format!("http://{hub_addr}");
-    assert!(
-        m.contains(&format!(
+    let agent_addr = agent.addr();
+    let sent = format!("meshlens_forward_sent_samples_total{{hub=\"{hub_url}\"}} 5");
+    let m = eventually("the sender's count of confirmed samples", || async {
+        let (_, _, m) = request(
+            "GET",
+            &format!("http://{agent_addr}/metrics"),
+            &[],
+            Vec::new(),
+        )
+        .await;
+        m.contains(&sent).then_some(m)
+    })
+    .await;
+    for line in [
+        format!(
             "meshlens_forward_remote_write_message_info{{hub=\"{hub_url}\",proto=\"io.prometheus.write.v2.Request\"}} 1"
-        )),
-        "{m}"
-    );
-    assert!(
-        m.contains(&format!(
-            "meshlens_forward_unwritten_samples_total{{hub=\"{hub_url}\"}} 0"
-        )),
-        "{m}"
-    );
-    assert!(
-        m.contains(&format!(
-            "meshlens_forward_sent_samples_total{{hub=\"{hub_url}\"}} 4"
-        )),
-        "{m}"
-    );
+        ),
+        format!("meshlens_forward_unwritten_samples_total{{hub=\"{hub_url}\"}} 0"),
+    ] {
+        assert!(m.contains(&line), "{line} missing from:\n{m}");
+    }
     agent.shutdown().await;
     hub.shutdown().await;
 }
