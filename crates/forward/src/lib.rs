@@ -1,5 +1,7 @@
 //! Durable forwarding: a write-ahead buffer on disk with one cursor per destination, and the
-//! senders that drain it (Prometheus remote write 1.0 for metrics, OTLP/HTTP for spans).
+//! senders that drain it (Prometheus remote write for metrics, 1.0 or 2.0, OTLP/HTTP for
+//! spans). Metric records are 1.0 `WriteRequest`s whatever the hubs speak: a sender set to
+//! 2.0 transcodes each batch as it sends it.
 //!
 //! A writer's data is acknowledged once `Buffer::append` returns: it is then on disk and
 //! fsynced. Each destination (a hub) reads the buffer from its own cursor, so a hub that was
@@ -12,6 +14,7 @@ pub use buffer::{
     AppendError, Batch, Buffer, BufferOptions, BufferStats, DestinationStats, Dropped,
     ForwardError, Kind,
 };
+pub use meshlens_ingest::remote_write::ProtobufMessage;
 pub use sender::{
     Forwarder, HubOptions, HubStats, SendOptions, AGENT_HEADER, CLUSTER_HEADER, ITEMS_HEADER,
     OLDEST_HEADER,

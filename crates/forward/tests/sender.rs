@@ -10,7 +10,9 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use meshlens_forward::{Buffer, BufferOptions, Forwarder, HubOptions, Kind, SendOptions};
+use meshlens_forward::{
+    Buffer, BufferOptions, Forwarder, HubOptions, Kind, ProtobufMessage, SendOptions,
+};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
@@ -158,6 +160,7 @@ fn send_opts(max_batch_bytes: usize) -> SendOptions {
         max_backoff: Duration::from_millis(100),
         timeout: Duration::from_secs(5),
         headers: vec![("X-Scope-OrgID".into(), "team-a".into())],
+        ..Default::default()
     }
 }
 
@@ -515,4 +518,81 @@ async fn batches_aging_past_max_age_while_retried_are_dropped_and_counted() {
     assert!(m.contains(&line), "{m}");
     assert!(f.drain(Duration::from_secs(1)).await);
     h.task.abort();
+}
+
+/// A real 1.0 record of one series `rw2_i` with two samples, as the agent buffers them.
+fn v1_record(i: usize) -> Vec<u8> {
+    use meshlens_ingest::remote_write::{encode_protobuf, WriteRequest};
+    use meshlens_model::{Labels, MetricMetadata, Sample, TimeSeries};
+    encode_protobuf(&WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: Labels::from_pairs([("__name__", format!("rw2_{i}")), ("job", "j".into())]),
+            samples: vec![Sample::new(1_000, i as f64), Sample::new(2_000, 1.0)],
+        }],
+        metadata: vec![MetricMetadata {
+            metric_family: format!("rw2_{i}"),
+            kind: "gauge".into(),
+            help: "Help.".into(),
+            unit: String::new(),
+        }],
+        ..Default::default()
+    })
+}
+
+/// Sent as 2.0, a hub that answers 415, or 2xx without the written counts (a 1.0 receiver
+/// that read an empty request), gets the same batch again as 1.0, and 1.0 from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_2_falls_back_to_1_0_for_a_hub_that_reads_only_1_0() {
+    use meshlens_ingest::remote_write::{decode, v2};
+    for first in [StatusCode::UNSUPPORTED_MEDIA_TYPE, StatusCode::NO_CONTENT] {
+        let dir = tempfile::tempdir().unwrap();
+        let h = TestHub::start(Arc::new(move |i| {
+            if i == 0 {
+                first
+            } else {
+                StatusCode::NO_CONTENT
+            }
+        }))
+        .await;
+        let b = Buffer::open(buffer_opts(dir.path()), &[h.url()]).unwrap();
+        for i in 0..3 {
+            append(&b, Kind::Metrics, 2, v1_record(i)).await;
+        }
+        let mut opts = send_opts(1 << 20);
+        opts.protobuf_message = ProtobufMessage::V2;
+        let f = Forwarder::start(b.clone(), vec![hub(h.url())], opts);
+        until("hub has everything", || b.caught_up(&h.url())).await;
+        let stats = f.hub_stats().remove(0);
+        assert!(f.drain(Duration::from_secs(5)).await);
+        assert_eq!(stats.protobuf_message, ProtobufMessage::V1, "{first}");
+        assert_eq!(stats.sent_samples, 6, "{first}");
+        assert_eq!(stats.unwritten_samples, 0);
+        let got = h.received.lock().clone();
+        let hd = |r: &Received, n: &str| r.headers.get(n).unwrap().to_str().unwrap().to_string();
+        // The first request was 2.0, holding the three series with their metadata.
+        assert_eq!(
+            hd(&got[0], "content-type"),
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+        );
+        assert_eq!(hd(&got[0], "x-prometheus-remote-write-version"), "2.0.0");
+        let first_req = v2::parse(&got[0].body).unwrap();
+        assert_eq!(first_req.series().len(), 3);
+        assert_eq!(first_req.raw.metadata.len(), 3);
+        // Everything after it is 1.0 and holds the same data.
+        let rest: Vec<&Received> = got[1..].iter().collect();
+        assert!(!rest.is_empty());
+        let mut series = Vec::new();
+        for r in rest {
+            assert_eq!(hd(r, "content-type"), "application/x-protobuf", "{first}");
+            assert_eq!(hd(r, "x-prometheus-remote-write-version"), "0.1.0");
+            let compressed = meshlens_ingest::remote_write::compress(&r.body);
+            series.extend(decode(&compressed).unwrap().timeseries);
+        }
+        assert_eq!(series.len(), 3, "{first}");
+        assert_eq!(
+            first_req.to_write_request().timeseries,
+            series,
+            "2.0 and 1.0 carried the same series"
+        );
+    }
 }

@@ -1,4 +1,6 @@
-//! Prometheus remote write 1.0: a snappy block-compressed protobuf `prometheus.WriteRequest`.
+//! Prometheus remote write: 1.0's snappy block-compressed protobuf `prometheus.WriteRequest`
+//! here, 2.0's `io.prometheus.write.v2.Request` in [`v2`], and which of the two a request
+//! holds in [`negotiate`].
 //!
 //! Decoding reads the protobuf wire format directly ([`wire`]): label strings stay borrowed
 //! from the decompressed buffer until a caller needs owned series, which the server's
@@ -7,12 +9,15 @@
 //! refused cheaply (the server answers 413). Encoding writes the wire format straight from
 //! borrowed series; prost messages remain only for metadata and as the tests' reference.
 
+pub mod negotiate;
+pub mod v2;
 pub mod wire;
 
 use meshlens_model::labels::{is_valid_label_name, is_valid_metric_name};
 use meshlens_model::{MetricMetadata, RawSeries, Sample, TimeSeries, METRIC_NAME};
 use prost::Message;
 
+pub use negotiate::{negotiate, ProtobufMessage, Unsupported};
 pub use wire::{RawRequest, WireError};
 
 /// A decoded request.
@@ -36,6 +41,9 @@ pub enum DecodeError {
     Protobuf(String),
     #[error("timeseries[{series_index}]: {reason}")]
     InvalidLabels { series_index: usize, reason: String },
+    /// A 2.0 request's symbol table is unusable.
+    #[error("{0}")]
+    Symbols(String),
 }
 
 impl From<WireError> for DecodeError {

@@ -1,6 +1,6 @@
 //! The sender loop of one hub and its HTTP exchange.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +12,16 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use meshlens_ingest::remote_write::negotiate::{
+    EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER, VERSION_HEADER,
+};
+use meshlens_ingest::remote_write::v2::{transcode_v1, FamilyMetadata};
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Counters, HubOptions, SendOptions};
-use crate::{Batch, Buffer, Kind};
+use crate::{Batch, Buffer, Kind, ProtobufMessage};
 
 /// Bytes of a refusal's body quoted in the log.
 const QUOTED: usize = 200;
@@ -73,6 +78,10 @@ pub(crate) struct Hub {
     traces_uri: Result<Uri, String>,
     client: HttpClient,
     pub counters: Counters,
+    /// Metrics go as 2.0 while set; cleared for good when the hub shows it reads only 1.0.
+    v2: AtomicBool,
+    /// The metadata of every family seen, for 2.0's per-series metadata.
+    families: Mutex<FamilyMetadata>,
 }
 
 impl Hub {
@@ -89,6 +98,24 @@ impl Hub {
             traces_uri: uri("/v1/traces"),
             client: client(h, opts.timeout),
             counters: Counters::default(),
+            v2: AtomicBool::new(opts.protobuf_message == ProtobufMessage::V2),
+            families: Mutex::new(FamilyMetadata::default()),
+        }
+    }
+
+    /// The message metrics are sent as now.
+    pub fn message(&self) -> ProtobufMessage {
+        if self.v2.load(Ordering::Relaxed) {
+            ProtobufMessage::V2
+        } else {
+            ProtobufMessage::V1
+        }
+    }
+
+    /// Sends 1.0 from now on, for a hub that showed it does not read 2.0.
+    fn fall_back(&self, why: &str) {
+        if self.v2.swap(false, Ordering::Relaxed) {
+            tracing::warn!(hub = %self.dest, answer = why, "forwarder: the hub does not read remote write 2.0; sending 1.0 from now on");
         }
     }
 }
@@ -149,6 +176,8 @@ fn no_roots(provider: Arc<rustls::crypto::CryptoProvider>) -> rustls::ClientConf
 /// A batch as it goes on the wire.
 struct Prepared {
     kind: Kind,
+    /// For metrics: the message the body holds.
+    message: ProtobufMessage,
     next_seq: u64,
     records: u32,
     items: u64,
@@ -157,16 +186,30 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(b: Batch) -> Prepared {
+    /// Metrics as the hub's message now (2.0: transcoded from the buffer's 1.0, each series
+    /// with its family's metadata), snappy-compressed.
+    fn new(b: Batch, hub: &Hub) -> Prepared {
+        let message = hub.message();
         let body = match b.kind {
-            Kind::Metrics => snap::raw::Encoder::new()
-                .compress_vec(&b.payload)
-                .map(Bytes::from)
-                .map_err(|e| format!("snappy: {e}")),
+            Kind::Metrics => {
+                let raw = match message {
+                    ProtobufMessage::V1 => Ok(b.payload),
+                    ProtobufMessage::V2 => transcode_v1(&b.payload, &mut hub.families.lock())
+                        .map(|(raw, _)| raw)
+                        .map_err(|e| format!("transcoding to remote write 2.0: {e}")),
+                };
+                raw.and_then(|raw| {
+                    snap::raw::Encoder::new()
+                        .compress_vec(&raw)
+                        .map(Bytes::from)
+                        .map_err(|e| format!("snappy: {e}"))
+                })
+            }
             Kind::Spans => Ok(Bytes::from(b.payload)),
         };
         Prepared {
             kind: b.kind,
+            message,
             next_seq: b.next_seq,
             records: b.records,
             items: b.items,
@@ -179,8 +222,9 @@ impl Prepared {
 enum Outcome {
     /// Acknowledged or refused for good: the cursor moves past it.
     Done,
-    /// Its oldest records passed `max_age` while retrying: read again.
-    Expired,
+    /// Its oldest records passed `max_age` while retrying, or the hub turned out not to read
+    /// the message it was sent as: read again.
+    Reread,
     Stopped,
 }
 
@@ -201,9 +245,10 @@ pub(crate) async fn run(
         }
         let seen = buffer.durable_end();
         let read = {
-            let (b, dest, max) = (buffer.clone(), hub.dest.clone(), opts.max_batch_bytes);
+            let (b, h, max) = (buffer.clone(), hub.clone(), opts.max_batch_bytes);
             tokio::task::spawn_blocking(move || {
-                b.read_batch(&dest, max).map(|o| o.map(Prepared::new))
+                b.read_batch(&h.dest, max)
+                    .map(|o| o.map(|batch| Prepared::new(batch, &h)))
             })
             .await
         };
@@ -253,7 +298,7 @@ pub(crate) async fn run(
                     }
                 }));
             }
-            Outcome::Expired => {}
+            Outcome::Reread => {}
             Outcome::Stopped => break,
         }
     }
@@ -285,7 +330,7 @@ async fn send(
     loop {
         let failure = match request(hub, headers, batch) {
             Err(reason) => {
-                reject(hub, batch, None, &reason);
+                reject(hub, batch, None, &reason, 0);
                 return Outcome::Done;
             }
             Ok(req) => {
@@ -293,27 +338,55 @@ async fn send(
                     a = tokio::time::timeout(opts.timeout, exchange(&hub.client, req)) => a,
                     _ = stop.changed() => return Outcome::Stopped,
                 };
+                let v2 = batch.kind == Kind::Metrics && batch.message == ProtobufMessage::V2;
                 match answer {
-                    Ok(Ok((status, _))) if status.is_success() => {
+                    Ok(Ok((status, written, _))) if status.is_success() => {
+                        if v2 && written.is_none() {
+                            // What a 1.0 receiver answers after reading an empty request:
+                            // 2.0 says to take it as 415.
+                            hub.fall_back(&format!("{status} without the written counts"));
+                            return Outcome::Reread;
+                        }
                         c.sent_requests.fetch_add(1, Ordering::Relaxed);
                         let sent = match batch.kind {
                             Kind::Metrics => &c.sent_samples,
                             Kind::Spans => &c.sent_spans,
                         };
-                        sent.fetch_add(batch.items, Ordering::Relaxed);
+                        // A 2.0 hub's count, or (1.0 receivers may not say) all of them.
+                        let written = match (batch.kind, written.samples) {
+                            (Kind::Metrics, Some(n)) => n.min(batch.items),
+                            (Kind::Metrics, None) if v2 => 0,
+                            _ => batch.items,
+                        };
+                        if written < batch.items {
+                            let missing = batch.items - written;
+                            c.unwritten_samples.fetch_add(missing, Ordering::Relaxed);
+                            tracing::warn!(hub = %hub.dest, %status, sent = batch.items, written, "forwarder: the hub acknowledged a batch but reports samples not written");
+                        }
+                        sent.fetch_add(written, Ordering::Relaxed);
                         if attempt > 0 {
                             tracing::info!(hub = %hub.dest, attempts = attempt + 1, "forwarder: hub accepted the batch after retries");
                         }
                         *backoff = opts.min_backoff;
                         return Outcome::Done;
                     }
-                    Ok(Ok((status, body)))
+                    Ok(Ok((status, _, body)))
                         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS =>
                     {
                         format!("hub answered {status}: {}", quote(&body))
                     }
-                    Ok(Ok((status, body))) => {
-                        reject(hub, batch, Some(status), &quote(&body));
+                    Ok(Ok((StatusCode::UNSUPPORTED_MEDIA_TYPE, _, body))) if v2 => {
+                        hub.fall_back(&format!("415: {}", quote(&body)));
+                        return Outcome::Reread;
+                    }
+                    Ok(Ok((status, written, body))) => {
+                        // The samples a 2.0 hub reports written were taken (a partial write).
+                        let taken = match batch.kind {
+                            Kind::Metrics => written.samples.unwrap_or(0).min(batch.items),
+                            Kind::Spans => 0,
+                        };
+                        c.sent_samples.fetch_add(taken, Ordering::Relaxed);
+                        reject(hub, batch, Some(status), &quote(&body), taken);
                         *backoff = opts.min_backoff;
                         return Outcome::Done;
                     }
@@ -337,21 +410,24 @@ async fn send(
             .max_age_cutoff_ms()
             .is_some_and(|cut| batch.oldest_ms < cut)
         {
-            return Outcome::Expired;
+            return Outcome::Reread;
         }
     }
 }
 
-fn reject(hub: &Hub, batch: &Prepared, status: Option<StatusCode>, answer: &str) {
+/// Counts a refused batch, less the `taken` items the hub reports written.
+fn reject(hub: &Hub, batch: &Prepared, status: Option<StatusCode>, answer: &str, taken: u64) {
     let c = &hub.counters;
     c.rejected_records
         .fetch_add(batch.records as u64, Ordering::Relaxed);
-    c.rejected_items.fetch_add(batch.items, Ordering::Relaxed);
+    c.rejected_items
+        .fetch_add(batch.items - taken, Ordering::Relaxed);
     tracing::warn!(
         hub = %hub.dest,
         status = status.map(|s| s.as_u16()),
         answer,
         items = batch.items,
+        written = taken,
         records = batch.records,
         kind = batch.kind.as_str(),
         "forwarder: the hub refused a batch; it is dropped"
@@ -364,8 +440,12 @@ fn request(hub: &Hub, h: &CommonHeaders, batch: &Prepared) -> Result<Request<Ful
         Kind::Metrics => hub.write_uri.clone()?,
         Kind::Spans => hub.traces_uri.clone()?,
     };
+    let content_type = match batch.kind {
+        Kind::Metrics => batch.message.content_type(),
+        Kind::Spans => "application/x-protobuf",
+    };
     let mut b = Request::post(uri)
-        .header(CONTENT_TYPE, "application/x-protobuf")
+        .header(CONTENT_TYPE, content_type)
         .header(USER_AGENT, h.user_agent.clone())
         .header(super::CLUSTER_HEADER, h.cluster.clone())
         .header(super::AGENT_HEADER, h.agent.clone())
@@ -377,24 +457,54 @@ fn request(hub: &Hub, h: &CommonHeaders, batch: &Prepared) -> Result<Request<Ful
     if batch.kind == Kind::Metrics {
         b = b
             .header(CONTENT_ENCODING, "snappy")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0");
+            .header(VERSION_HEADER, batch.message.version());
     }
     b.body(Full::new(body)).map_err(|e| e.to_string())
+}
+
+/// The `X-Prometheus-Remote-Write-*-Written` counts of an answer, where given.
+#[derive(Clone, Copy, Debug, Default)]
+struct WrittenCounts {
+    samples: Option<u64>,
+    histograms: Option<u64>,
+    exemplars: Option<u64>,
+}
+
+impl WrittenCounts {
+    fn from(headers: &http::HeaderMap) -> WrittenCounts {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        WrittenCounts {
+            samples: get(SAMPLES_WRITTEN_HEADER),
+            histograms: get(HISTOGRAMS_WRITTEN_HEADER),
+            exemplars: get(EXEMPLARS_WRITTEN_HEADER),
+        }
+    }
+
+    /// None of the three given.
+    fn is_none(&self) -> bool {
+        self.samples.is_none() && self.histograms.is_none() && self.exemplars.is_none()
+    }
 }
 
 /// Sends and reads the answer (up to a limit, so the connection can be kept).
 async fn exchange(
     client: &HttpClient,
     req: Request<Full<Bytes>>,
-) -> Result<(StatusCode, Bytes), String> {
+) -> Result<(StatusCode, WrittenCounts, Bytes), String> {
     let resp = client.request(req).await.map_err(|e| chain(&e))?;
     let status = resp.status();
+    let written = WrittenCounts::from(resp.headers());
     let body = Limited::new(resp.into_body(), ANSWER_LIMIT)
         .collect()
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    Ok((status, body))
+    Ok((status, written, body))
 }
 
 /// An error with its causes, which the client's terse errors need.

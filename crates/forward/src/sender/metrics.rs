@@ -78,6 +78,28 @@ pub(crate) fn render(b: &BufferStats, hubs: &[HubStats], out: &mut String) {
         &|h| h.retries.to_string(),
     );
 
+    per_hub(
+        out,
+        "meshlens_forward_unwritten_samples_total",
+        "counter",
+        "Samples of acknowledged requests that the hub's X-Prometheus-Remote-Write-Samples-Written count says it did not write.",
+        &|h| h.unwritten_samples.to_string(),
+    );
+    let name = "meshlens_forward_remote_write_message_info";
+    family(
+        out,
+        name,
+        "gauge",
+        "The remote-write message metrics are sent to the hub as.",
+    );
+    for h in hubs {
+        let _ = writeln!(
+            out,
+            "{name}{{hub=\"{}\",proto=\"{}\"}} 1",
+            escape(&h.url),
+            h.protobuf_message.as_str()
+        );
+    }
     let name = "meshlens_forward_dropped_total";
     family(out, name, "counter",
         "Samples and spans never sent to the hub: refused by it (rejected), deleted from a full buffer (full), older than max_age (max_age), unreadable (corrupt).");

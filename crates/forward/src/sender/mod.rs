@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{Buffer, Dropped};
+use crate::{Buffer, Dropped, ProtobufMessage};
 
 /// The headers every forwarded request carries, which a hub reads to know its agents
 /// (lower case, as `http::HeaderName` compares them).
@@ -46,6 +46,11 @@ pub struct SendOptions {
     /// Sent with every request as given: `Authorization` for hubs behind basic auth or a
     /// bearer token, `X-Scope-OrgID` for a multi-tenant hub.
     pub headers: Vec<(String, String)>,
+    /// The remote-write message metrics are sent as (Prometheus's `protobuf_message`). With
+    /// 2.0 each series carries its family's metadata, and a hub that answers 415, or 2xx
+    /// without the `X-Prometheus-Remote-Write-*-Written` counts 2.0 receivers give (a 1.0
+    /// receiver that read an empty request), is sent 1.0 from then on.
+    pub protobuf_message: ProtobufMessage,
 }
 
 impl Default for SendOptions {
@@ -58,6 +63,7 @@ impl Default for SendOptions {
             max_backoff: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
             headers: Vec::new(),
+            protobuf_message: ProtobufMessage::V1,
         }
     }
 }
@@ -71,8 +77,13 @@ pub struct HubStats {
     pub sent_requests: u64,
     /// Attempts that failed and were retried.
     pub retries: u64,
-    /// Batches answered with a 4xx other than 429, dropped.
+    /// Batches answered with a 4xx other than 429, dropped (only the samples the hub did
+    /// not report written, when it reports).
     pub rejected: Dropped,
+    /// Samples of acknowledged requests that the hub's written counts say it did not write.
+    pub unwritten_samples: u64,
+    /// The message metrics are sent as now (1.0 after a fallback).
+    pub protobuf_message: ProtobufMessage,
 }
 
 #[derive(Default)]
@@ -83,6 +94,7 @@ pub(crate) struct Counters {
     pub retries: AtomicU64,
     pub rejected_records: AtomicU64,
     pub rejected_items: AtomicU64,
+    pub unwritten_samples: AtomicU64,
 }
 
 pub struct Forwarder {
@@ -181,6 +193,8 @@ impl Forwarder {
                         records: get(&c.rejected_records),
                         items: get(&c.rejected_items),
                     },
+                    unwritten_samples: get(&c.unwritten_samples),
+                    protobuf_message: h.message(),
                 }
             })
             .collect()

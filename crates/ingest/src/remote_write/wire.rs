@@ -19,13 +19,13 @@ pub struct WireError {
     pub offset: usize,
 }
 
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
+pub(super) const VARINT: u8 = 0;
+pub(super) const FIXED64: u8 = 1;
+pub(super) const LEN: u8 = 2;
+pub(super) const FIXED32: u8 = 5;
 
 /// A cursor over one message's bytes; every read fails cleanly at the end of the data.
-struct Cursor<'a> {
+pub(super) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
     /// Offset of `buf` in the whole request, for error positions.
@@ -33,23 +33,23 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn new(buf: &'a [u8], base: usize) -> Self {
+    pub(super) fn new(buf: &'a [u8], base: usize) -> Self {
         Cursor { buf, pos: 0, base }
     }
 
-    fn err(&self, what: &'static str) -> WireError {
+    pub(super) fn err(&self, what: &'static str) -> WireError {
         WireError {
             what,
             offset: self.base + self.pos,
         }
     }
 
-    fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
     #[inline]
-    fn varint(&mut self) -> Result<u64, WireError> {
+    pub(super) fn varint(&mut self) -> Result<u64, WireError> {
         // Keys and the lengths of labels, strings and samples: most varints of a request
         // are one byte.
         if let Some(&b) = self.buf.get(self.pos) {
@@ -82,7 +82,7 @@ impl<'a> Cursor<'a> {
 
     /// The next field's number and wire type.
     #[inline]
-    fn key(&mut self) -> Result<(u64, u8), WireError> {
+    pub(super) fn key(&mut self) -> Result<(u64, u8), WireError> {
         let k = self.varint()?;
         let field = k >> 3;
         if field == 0 {
@@ -92,7 +92,7 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    fn fixed64(&mut self) -> Result<u64, WireError> {
+    pub(super) fn fixed64(&mut self) -> Result<u64, WireError> {
         let end = self.pos + 8;
         let b = self
             .buf
@@ -106,7 +106,7 @@ impl<'a> Cursor<'a> {
 
     /// A length-delimited field's bytes, and their offset in the request.
     #[inline]
-    fn bytes(&mut self) -> Result<(&'a [u8], usize), WireError> {
+    pub(super) fn bytes(&mut self) -> Result<(&'a [u8], usize), WireError> {
         let n = self.varint()?;
         let at = self.pos;
         let end = usize::try_from(n)
@@ -119,7 +119,7 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    fn string(&mut self) -> Result<&'a str, WireError> {
+    pub(super) fn string(&mut self) -> Result<&'a str, WireError> {
         let (b, at) = self.bytes()?;
         std::str::from_utf8(b).map_err(|_| WireError {
             what: "string is not UTF-8",
@@ -140,7 +140,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips a field of wire type `wt` (groups, deprecated since proto2, are refused).
-    fn skip(&mut self, wt: u8) -> Result<(), WireError> {
+    pub(super) fn skip(&mut self, wt: u8) -> Result<(), WireError> {
         match wt {
             VARINT => self.varint().map(drop),
             FIXED64 => self.fixed64().map(drop),
@@ -158,7 +158,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `wt` must be the wire type the schema gives field `what`.
-    fn expect(&self, wt: u8, want: u8, what: &'static str) -> Result<(), WireError> {
+    pub(super) fn expect(&self, wt: u8, want: u8, what: &'static str) -> Result<(), WireError> {
         if wt == want {
             Ok(())
         } else {
@@ -169,19 +169,19 @@ impl<'a> Cursor<'a> {
 
 /// One series of the request: where its labels and samples are.
 #[derive(Clone, Debug)]
-struct SeriesSpan {
-    labels: Range<usize>,
-    samples: Range<usize>,
+pub(super) struct SeriesSpan {
+    pub(super) labels: Range<usize>,
+    pub(super) samples: Range<usize>,
 }
 
 /// A parsed request whose label strings point into the decompressed buffer.
 #[derive(Debug, Default)]
 pub struct RawRequest<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
-    samples: Vec<Sample>,
+    pub(super) pairs: Vec<(&'a str, &'a str)>,
+    pub(super) samples: Vec<Sample>,
     /// Every series of the request in order, with or without samples (their index is the
     /// one errors name).
-    series: Vec<SeriesSpan>,
+    pub(super) series: Vec<SeriesSpan>,
     pub metadata: Vec<MetricMetadata>,
     /// Native histogram samples in the request; not stored yet, so counted and reported.
     pub histograms_dropped: u64,
@@ -226,9 +226,11 @@ impl<'a> RawRequest<'a> {
 /// warm server parses without allocating.
 #[derive(Debug, Default)]
 pub struct ParseBuffers {
-    pairs: Vec<(&'static str, &'static str)>,
-    samples: Vec<Sample>,
-    series: Vec<SeriesSpan>,
+    pub(super) pairs: Vec<(&'static str, &'static str)>,
+    pub(super) samples: Vec<Sample>,
+    pub(super) series: Vec<SeriesSpan>,
+    /// A 2.0 request's symbol table (see [`super::v2`]).
+    pub(super) symbols: Vec<&'static str>,
 }
 
 impl ParseBuffers {
@@ -237,15 +239,22 @@ impl ParseBuffers {
         self.pairs.capacity() * std::mem::size_of::<(&str, &str)>()
             + self.samples.capacity() * std::mem::size_of::<Sample>()
             + self.series.capacity() * std::mem::size_of::<SeriesSpan>()
+            + self.symbols.capacity() * std::mem::size_of::<&str>()
     }
 }
 
 /// An emptied vector of borrowed pairs, retyped to another lifetime. Collecting an empty
 /// iterator into a vector of the same layout reuses its allocation (std's in-place
 /// collection), so the memory carries over from request to request without unsafe code.
-fn relabel<'b>(mut v: Vec<(&str, &str)>) -> Vec<(&'b str, &'b str)> {
+pub(super) fn relabel<'b>(mut v: Vec<(&str, &str)>) -> Vec<(&'b str, &'b str)> {
     v.clear();
     v.into_iter().map(|_| ("", "")).collect()
+}
+
+/// [`relabel`] for a vector of single strings (the 2.0 symbol table).
+pub(super) fn relabel_symbols<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
+    v.clear();
+    v.into_iter().map(|_| "").collect()
 }
 
 impl<'a> RawRequest<'a> {
@@ -263,6 +272,7 @@ impl<'a> RawRequest<'a> {
             pairs: relabel(pairs),
             samples,
             series,
+            symbols: Vec::new(),
         }
     }
 }
@@ -275,6 +285,7 @@ pub fn parse(buf: &[u8]) -> Result<RawRequest<'_>, WireError> {
         pairs: Vec::with_capacity(buf.len() / 40),
         samples: Vec::with_capacity(buf.len() / 200),
         series: Vec::with_capacity(buf.len() / 300),
+        symbols: Vec::new(),
     };
     parse_with(buf, bufs)
 }

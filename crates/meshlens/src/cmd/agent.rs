@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use meshlens_ingest::remote_write::ProtobufMessage;
 use meshlens_server::agent::{normalise_hub_url, AgentOptions, BufferOptions};
 
 #[derive(clap::Args, Debug)]
@@ -56,10 +57,24 @@ pub struct Args {
     /// Most open connections per listener.
     #[arg(long = "web.max-connections", default_value_t = 512)]
     pub max_connections: usize,
+    /// The remote-write message metrics go to the hubs as (Prometheus's
+    /// `protobuf_message`): `prometheus.WriteRequest` (1.0) or
+    /// `io.prometheus.write.v2.Request` (2.0: interned strings, metadata with every series;
+    /// a hub that shows it reads only 1.0 is sent 1.0 from then on).
+    #[arg(
+        long = "hub.protobuf-message",
+        default_value = "prometheus.WriteRequest",
+        value_parser = parse_protobuf_message
+    )]
+    pub protobuf_message: ProtobufMessage,
     #[command(flatten)]
     pub hub_tls: HubTlsArgs,
     #[command(flatten)]
     pub hub_auth: HubAuthArgs,
+}
+
+fn parse_protobuf_message(v: &str) -> Result<ProtobufMessage, String> {
+    ProtobufMessage::parse(v)
 }
 
 /// Who the agent is to hubs behind `--web.config.file` or `--multitenancy`.
@@ -246,6 +261,7 @@ pub fn options(args: &Args) -> anyhow::Result<AgentOptions> {
         hub_tls: args.hub_tls.client_config()?,
         send: meshlens_server::agent::SendOptions {
             headers: args.hub_auth.headers()?,
+            protobuf_message: args.protobuf_message,
             ..Default::default()
         },
         ..Default::default()
@@ -346,6 +362,27 @@ mod tests {
         assert!(o.buffer.drop_oldest);
         assert_eq!(o.drain_timeout, Duration::from_secs(5));
         assert_eq!(o.otlp_grpc_listen, Some("127.0.0.1:4317".parse().unwrap()));
+        assert_eq!(o.send.protobuf_message, ProtobufMessage::V1);
+    }
+
+    #[test]
+    fn protobuf_message_flag_picks_remote_write_2() {
+        let base = ["agent", "--cluster", "e", "--hub", "http://hub:9090"];
+        let cli = Cli::try_parse_from(
+            base.iter()
+                .copied()
+                .chain(["--hub.protobuf-message", "io.prometheus.write.v2.Request"]),
+        )
+        .unwrap();
+        let o = options(&cli.args).unwrap();
+        assert_eq!(o.send.protobuf_message, ProtobufMessage::V2);
+        let Err(err) =
+            Cli::try_parse_from(base.iter().copied().chain(["--hub.protobuf-message", "v2"]))
+        else {
+            panic!("an unknown message is refused");
+        };
+        let err = err.to_string();
+        assert!(err.contains("io.prometheus.write.v2.Request"), "{err}");
     }
 
     #[test]

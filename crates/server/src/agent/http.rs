@@ -4,23 +4,27 @@
 //! Status semantics are the server's, so senders behave the same: 2xx only once the data is
 //! durable in the buffer; 400 for bodies that cannot be decoded (nothing of them is
 //! buffered); 413 for bodies over the limits; 503 while the buffer is full (senders retry).
+//! Remote write 1.0 and 2.0 are told apart and answered as the server does (415 for another
+//! message, the written-count headers, 2.0's bad series refused alone); either is buffered
+//! as 1.0 records, which the forwarder sends on as each hub is set to.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, post_service};
 use axum::Router;
 use meshlens_forward::{AppendError, Forwarder};
-use meshlens_ingest::remote_write::{self, DecodeError};
+use meshlens_ingest::remote_write::{self, v2, DecodeError, ProtobufMessage};
 use meshlens_trace_api::{TraceApiState, TraceCounters};
 use parking_lot::Mutex;
 
 use super::writer::BufferMetricWriter;
+use crate::api::write::{self, Answer, Unwritten, Written};
 use crate::self_metrics::{CounterVec, SelfMetrics};
 
 /// Paths whose requests are counted by status code.
@@ -89,33 +93,60 @@ async fn count_requests(State(s): State<Arc<AgentState>>, req: Request, next: Ne
     resp
 }
 
-async fn remote_write(State(s): State<Arc<AgentState>>, body: Bytes) -> Response {
+async fn remote_write(
+    State(s): State<Arc<AgentState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let message = match write::negotiate(&headers) {
+        Ok(m) => m,
+        Err(e) => {
+            s.self_metrics
+                .remote_write_requests
+                .add(&[("code", StatusCode::UNSUPPORTED_MEDIA_TYPE.as_str())], 1);
+            return write::unsupported(e);
+        }
+    };
     let state = s.clone();
-    let result = tokio::task::spawn_blocking(move || handle_write(&state, &body)).await;
-    let (status, msg) = result.unwrap_or_else(|e| {
-        (
+    let result = tokio::task::spawn_blocking(move || handle_write(&state, &body, message)).await;
+    let answer = result.unwrap_or_else(|e| {
+        Answer::failed(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("write handler failed: {e}"),
         )
     });
     s.self_metrics
         .remote_write_requests
-        .add(&[("code", status.as_str())], 1);
-    if status == StatusCode::NO_CONTENT {
-        status.into_response()
-    } else {
-        tracing::debug!(%status, error = %msg, "remote write refused");
-        (status, msg).into_response()
-    }
+        .add(&[("code", answer.status.as_str())], 1);
+    answer.into_response()
 }
 
-fn handle_write(s: &AgentState, body: &[u8]) -> (StatusCode, String) {
-    let req = match remote_write::decode_with_limit(body, s.max_write_decompressed_bytes) {
+/// Buffers a 1.0 or 2.0 request (2.0's series with bad references refused on their own,
+/// its histograms and exemplars counted as not written, as the hub does).
+fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer {
+    let decoded = match message {
+        ProtobufMessage::V1 => {
+            remote_write::decode_with_limit(body, s.max_write_decompressed_bytes)
+                .map(|request| (request, Unwritten::default()))
+        }
+        ProtobufMessage::V2 => {
+            v2::decode_with_limit(body, s.max_write_decompressed_bytes).map(|d| {
+                let unwritten = Unwritten::from_parts(
+                    &d.invalid,
+                    d.request.histograms_dropped,
+                    d.request.exemplars_dropped,
+                    &d.first_invalid_exemplar,
+                );
+                (d.request, unwritten)
+            })
+        }
+    };
+    let (req, unwritten) = match decoded {
         Ok(r) => r,
         Err(e @ DecodeError::TooLarge { .. }) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            return Answer::failed(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return Answer::failed(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let written = match s.metrics_writer.write(&req.timeseries, req.metadata) {
         Ok(w) => w,
@@ -124,35 +155,70 @@ fn handle_write(s: &AgentState, body: &[u8]) -> (StatusCode, String) {
                 &[("source", "remote_write"), ("reason", "buffer_full")],
                 req.timeseries.iter().map(|t| t.samples.len() as u64).sum(),
             );
-            return (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            return Answer::failed(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
-        Err(e @ AppendError::Closed) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e @ AppendError::Closed) => {
+            return Answer::failed(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         Err(e) if super::writer::too_large(&e) => {
-            return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            return Answer::failed(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return Answer::failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     s.self_metrics
         .samples_ingested
         .add(&[("source", "remote_write")], written.samples);
-    if written.invalid == 0 {
-        return (StatusCode::NO_CONTENT, String::new());
+    let counts = Written {
+        samples: written.samples,
+        ..Default::default()
+    };
+    let (invalid_series, not_stored) = unwritten.clauses();
+    if unwritten.samples > 0 {
+        s.self_metrics.samples_rejected.add(
+            &[("source", "remote_write"), ("reason", "invalid_series")],
+            unwritten.samples,
+        );
     }
-    // The decoder refuses invalid labels already; this is the writer's own check speaking.
-    s.self_metrics.samples_rejected.add(
-        &[("source", "remote_write"), ("reason", "invalid_labels")],
-        written.invalid,
-    );
-    (
-        StatusCode::BAD_REQUEST,
-        format!(
-            "{} of {} samples refused (invalid labels, first in timeseries[{}]); the other {} were buffered",
+    if written.invalid == 0 && invalid_series.is_none() && not_stored.is_none() {
+        return Answer {
+            status: StatusCode::NO_CONTENT,
+            message: String::new(),
+            written: counts,
+        };
+    }
+    let mut refused = Vec::new();
+    if written.invalid > 0 {
+        // The decoder refuses invalid labels already; this is the writer's own check speaking.
+        s.self_metrics.samples_rejected.add(
+            &[("source", "remote_write"), ("reason", "invalid_labels")],
             written.invalid,
-            written.invalid + written.samples,
-            written.first_invalid.unwrap_or(0),
+        );
+        refused.push(format!(
+            "invalid labels, first in timeseries[{}]",
+            written.first_invalid.unwrap_or(0)
+        ));
+    }
+    refused.extend(invalid_series);
+    let rejected = written.invalid + unwritten.samples;
+    let mut message = if refused.is_empty() {
+        format!("all {} samples were buffered", written.samples)
+    } else {
+        format!(
+            "{} of {} samples refused ({}); the other {} were buffered",
+            rejected,
+            rejected + written.samples,
+            refused.join(", "),
             written.samples
-        ),
-    )
+        )
+    };
+    if let Some(n) = not_stored {
+        message = format!("{n}; {message}");
+    }
+    Answer {
+        status: StatusCode::BAD_REQUEST,
+        message,
+        written: counts,
+    }
 }
 
 async fn ready(State(s): State<Arc<AgentState>>) -> Response {

@@ -8,7 +8,7 @@ mod rules;
 pub mod storage;
 mod targets;
 pub mod verify;
-mod write;
+pub(crate) mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

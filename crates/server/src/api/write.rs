@@ -1,10 +1,19 @@
-//! `POST /api/v1/write`: Prometheus remote write 1.0.
+//! `POST /api/v1/write`: Prometheus remote write 1.0 and 2.0, told apart by `Content-Type`
+//! (`proto=io.prometheus.write.v2.Request` is 2.0; none, or `proto=prometheus.WriteRequest`,
+//! 1.0; another message, media type or encoding gets 415).
 //!
 //! Status semantics (what senders act on): 204 only after storage acknowledged the samples
 //! as durable; 400 for bodies that cannot be decoded and for refused samples (senders do not
 //! retry a 400) — the valid samples of such a request are stored, and the message says how
 //! many were refused and why; 413 for bodies over the size limits; 500/503 for storage
-//! failures, which senders retry.
+//! failures, which senders retry. Every answer after the negotiation carries the
+//! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` counts 2.0 asks for
+//! (on 1.0 too, where senders ignore them). A 2.0 series with a bad symbol reference or
+//! invalid labels is refused on its own (400 naming it, the rest stored); native histograms
+//! and exemplars are not stored yet, so a 2.0 request holding any is answered 400 with the
+//! counts (its samples stored), as 2.0 forbids a 2xx for data not written. 1.0 keeps its
+//! answers: invalid labels refuse the whole request, histograms and exemplars are skipped.
+//! Created timestamps are read and not stored (Prometheus's default).
 //!
 //! The body is decompressed into a buffer each worker thread keeps, and series reach the
 //! storage as pairs borrowed from it (`MetricWriter::append_raw`): a write to series the
@@ -15,32 +24,98 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meshlens_access::{Limits, SeriesLimitError};
-use meshlens_ingest::remote_write::{self, DecodeError};
-use meshlens_model::{RawSeries, RejectReason, StorageError};
+use meshlens_ingest::remote_write::negotiate::{
+    EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
+};
+use meshlens_ingest::remote_write::{self, v2, DecodeError, ProtobufMessage, Unsupported};
+use meshlens_model::{MetricMetadata, RawSeries, RejectReason, StorageError};
 
 use super::AppState;
 
-pub async fn remote_write(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+pub async fn remote_write(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let message = match negotiate(&headers) {
+        Ok(m) => m,
+        Err(e) => {
+            s.metrics
+                .remote_write_requests
+                .add(&[("code", StatusCode::UNSUPPORTED_MEDIA_TYPE.as_str())], 1);
+            return unsupported(e);
+        }
+    };
     let state = s.clone();
-    let result = tokio::task::spawn_blocking(move || handle(&state, &body)).await;
-    let (status, msg) = match result {
-        Ok(r) => r,
-        Err(e) => (
+    let result = tokio::task::spawn_blocking(move || handle(&state, &body, message)).await;
+    let answer = result.unwrap_or_else(|e| {
+        Answer::failed(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("write handler failed: {e}"),
-        ),
-    };
+        )
+    });
     s.metrics
         .remote_write_requests
-        .add(&[("code", status.as_str())], 1);
-    if status == StatusCode::NO_CONTENT {
-        status.into_response()
-    } else {
-        tracing::debug!(status = %status, error = %msg, "remote write refused");
-        (status, msg).into_response()
+        .add(&[("code", answer.status.as_str())], 1);
+    answer.into_response()
+}
+
+/// The message a request's headers name.
+pub(crate) fn negotiate(headers: &HeaderMap) -> Result<ProtobufMessage, Unsupported> {
+    let header = |name: axum::http::header::HeaderName| {
+        headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+    };
+    remote_write::negotiate(header(CONTENT_TYPE), header(CONTENT_ENCODING))
+}
+
+/// The answer to a request whose headers name no message this receiver reads.
+pub(crate) fn unsupported(e: Unsupported) -> Response {
+    tracing::debug!(error = %e, "remote write refused");
+    (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()).into_response()
+}
+
+/// A request's outcome: status, message, and what was written.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub message: String,
+    pub written: Written,
+}
+
+/// Counts for the `X-Prometheus-Remote-Write-*-Written` headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub samples: u64,
+    pub histograms: u64,
+    pub exemplars: u64,
+}
+
+impl Answer {
+    pub(crate) fn failed(status: StatusCode, message: String) -> Answer {
+        Answer {
+            status,
+            message,
+            written: Written::default(),
+        }
+    }
+
+    /// The response, with the written counts as headers.
+    pub(crate) fn into_response(self) -> Response {
+        let w = self.written;
+        let headers = [
+            (SAMPLES_WRITTEN_HEADER, w.samples.to_string()),
+            (HISTOGRAMS_WRITTEN_HEADER, w.histograms.to_string()),
+            (EXEMPLARS_WRITTEN_HEADER, w.exemplars.to_string()),
+        ];
+        if self.status == StatusCode::NO_CONTENT {
+            (self.status, headers).into_response()
+        } else {
+            tracing::debug!(status = %self.status, error = %self.message, "remote write refused");
+            (self.status, headers, self.message).into_response()
+        }
     }
 }
 
@@ -60,7 +135,7 @@ thread_local! {
     static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 
-fn handle(s: &AppState, body: &[u8]) -> (StatusCode, String) {
+fn handle(s: &AppState, body: &[u8], message: ProtobufMessage) -> Answer {
     BUFFERS.with(|b| {
         let mut b = b.borrow_mut();
         let Buffers {
@@ -72,12 +147,30 @@ fn handle(s: &AppState, body: &[u8]) -> (StatusCode, String) {
         {
             return decode_failure(e);
         }
-        let req = match remote_write::wire::parse_with(decompressed, std::mem::take(parse)) {
-            Ok(r) => r,
-            Err(e) => return decode_failure(e.into()),
+        let answer = match message {
+            ProtobufMessage::V1 => {
+                let req = match remote_write::wire::parse_with(decompressed, std::mem::take(parse))
+                {
+                    Ok(r) => r,
+                    Err(e) => return decode_failure(e.into()),
+                };
+                let answer = match remote_write::valid_series(&req) {
+                    Ok(series) => store(s, series, &req.metadata, &Unwritten::default()),
+                    Err(e) => decode_failure(e),
+                };
+                *parse = req.into_buffers();
+                answer
+            }
+            ProtobufMessage::V2 => {
+                let req = match v2::parse_with(decompressed, std::mem::take(parse)) {
+                    Ok(r) => r,
+                    Err(e) => return decode_failure(e),
+                };
+                let answer = store(s, req.series(), &req.raw.metadata, &Unwritten::of(&req));
+                *parse = req.into_buffers();
+                answer
+            }
         };
-        let answer = store(s, &req);
-        *parse = req.into_buffers();
         if decompressed.capacity() + parse.capacity_bytes() > KEEP_BUFFER_BYTES {
             *b = Buffers::default();
         }
@@ -85,31 +178,108 @@ fn handle(s: &AppState, body: &[u8]) -> (StatusCode, String) {
     })
 }
 
-fn decode_failure(e: DecodeError) -> (StatusCode, String) {
+fn decode_failure(e: DecodeError) -> Answer {
     match e {
-        DecodeError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-        e => (StatusCode::BAD_REQUEST, e.to_string()),
+        DecodeError::TooLarge { .. } => {
+            Answer::failed(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        e => Answer::failed(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
-/// Checks, limits and stores a decoded request.
-fn store(s: &AppState, req: &remote_write::RawRequest<'_>) -> (StatusCode, String) {
-    let mut series = match remote_write::valid_series(req) {
-        Ok(v) => v,
-        Err(e) => return decode_failure(e),
-    };
+/// What a 2.0 request held that is refused or not stored before storage sees it.
+#[derive(Default)]
+pub(crate) struct Unwritten {
+    /// Series refused for bad references or labels, their samples, and the first one.
+    pub series: u64,
+    pub samples: u64,
+    pub first: Option<String>,
+    pub histograms: u64,
+    pub exemplars: u64,
+    /// The first exemplar with a bad reference.
+    pub first_exemplar: Option<String>,
+}
+
+impl Unwritten {
+    pub(crate) fn of(req: &v2::V2Request<'_>) -> Unwritten {
+        Self::from_parts(
+            &req.invalid,
+            req.raw.histograms_dropped,
+            req.raw.exemplars_dropped,
+            &req.first_invalid_exemplar,
+        )
+    }
+
+    pub(crate) fn from_parts(
+        invalid: &[v2::InvalidSeries],
+        histograms: u64,
+        exemplars: u64,
+        first_exemplar: &Option<String>,
+    ) -> Unwritten {
+        Unwritten {
+            series: invalid.len() as u64,
+            samples: invalid.iter().map(|s| s.samples).sum(),
+            first: invalid
+                .first()
+                .map(|s| format!("timeseries[{}]: {}", s.index, s.reason)),
+            histograms,
+            exemplars,
+            first_exemplar: first_exemplar.clone(),
+        }
+    }
+
+    /// The message's clauses for what was refused (samples) and not stored (the rest).
+    pub(crate) fn clauses(&self) -> (Option<String>, Option<String>) {
+        let refused = self.first.as_ref().map(|first| {
+            format!(
+                "{} in {} invalid series, first {first}",
+                self.samples, self.series
+            )
+        });
+        let mut parts = Vec::new();
+        if self.histograms > 0 {
+            parts.push(format!("{} native histogram samples", self.histograms));
+        }
+        if self.exemplars > 0 {
+            parts.push(format!("{} exemplars", self.exemplars));
+        }
+        let not_stored = (!parts.is_empty()).then(|| {
+            let mut m = format!(
+                "{} not written (meshlens does not store native histograms or exemplars from remote write yet)",
+                parts.join(" and ")
+            );
+            if let Some(e) = &self.first_exemplar {
+                m.push_str(&format!("; bad exemplar reference in {e}"));
+            }
+            m
+        });
+        (refused, not_stored)
+    }
+}
+
+/// Checks, limits and stores decoded series.
+fn store(
+    s: &AppState,
+    mut series: Vec<RawSeries<'_>>,
+    metadata: &[MetricMetadata],
+    unwritten: &Unwritten,
+) -> Answer {
     let limited = match apply_limits(s, &mut series) {
         Ok(l) => l,
-        Err(refusal) => return refusal,
+        Err((status, msg)) => return Answer::failed(status, msg),
     };
-    if !req.metadata.is_empty() {
-        if let Err(e) = s.writer.append_metadata(&req.metadata) {
+    if !metadata.is_empty() {
+        if let Err(e) = s.writer.append_metadata(metadata) {
             return storage_failure(e);
         }
     }
     let outcome = match s.writer.append_raw(&series) {
         Ok(o) => o,
         Err(e) => return storage_failure(e),
+    };
+    let written = Written {
+        samples: outcome.accepted,
+        ..Default::default()
     };
     s.metrics
         .samples_ingested
@@ -124,6 +294,14 @@ fn store(s: &AppState, req: &remote_write::RawRequest<'_>) -> (StatusCode, Strin
             refused.push(format!("{n} {}", r.as_str().replace('_', " ")));
         }
     }
+    let (invalid, not_stored) = unwritten.clauses();
+    if unwritten.samples > 0 {
+        s.metrics.samples_rejected.add(
+            &[("source", "remote_write"), ("reason", "invalid_series")],
+            unwritten.samples,
+        );
+    }
+    refused.extend(invalid);
     if let Some(first) = &limited.first {
         refused.push(format!(
             "{} in {} series over a limit, first: {first}",
@@ -131,28 +309,42 @@ fn store(s: &AppState, req: &remote_write::RawRequest<'_>) -> (StatusCode, Strin
         ));
     }
     if let Some(msg) = limited.series_limit {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
+        return Answer {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
                 "{msg}; {} samples refused, the other {} were stored",
                 limited.over_series_limit, outcome.accepted
             ),
-        );
+            written,
+        };
     }
-    if refused.is_empty() {
-        return (StatusCode::NO_CONTENT, String::new());
+    if refused.is_empty() && not_stored.is_none() {
+        return Answer {
+            status: StatusCode::NO_CONTENT,
+            message: String::new(),
+            written,
+        };
     }
-    let rejected = outcome.rejected() + limited.samples;
-    (
-        StatusCode::BAD_REQUEST,
+    let rejected = outcome.rejected() + limited.samples + unwritten.samples;
+    let mut message = if refused.is_empty() {
+        format!("all {} samples were stored", outcome.accepted)
+    } else {
         format!(
             "{} of {} samples refused ({}); the other {} were stored",
             rejected,
             rejected + outcome.accepted,
             refused.join(", "),
             outcome.accepted
-        ),
-    )
+        )
+    };
+    if let Some(n) = not_stored {
+        message = format!("{n}; {message}");
+    }
+    Answer {
+        status: StatusCode::BAD_REQUEST,
+        message,
+        written,
+    }
 }
 
 /// What the per-series limits took out of a request.
@@ -238,7 +430,7 @@ fn check_series(limits: &Limits, t: &RawSeries<'_>) -> Result<(), SeriesLimitErr
     limits.check_series(&t.to_labels())
 }
 
-fn storage_failure(e: StorageError) -> (StatusCode, String) {
+fn storage_failure(e: StorageError) -> Answer {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, format!("storing samples failed: {e}"))
+    Answer::failed(status, format!("storing samples failed: {e}"))
 }
