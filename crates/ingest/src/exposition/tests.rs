@@ -83,6 +83,47 @@ fn openmetrics_needs_eof_and_uses_seconds() {
 }
 
 #[test]
+fn openmetrics_exemplars_are_kept() {
+    let om = concat!(
+        "# TYPE req counter\n",
+        "req_total{a=\"b\"} 3 # {trace_id=\"4bf9\",span_id=\"00f0\"} 0.67 1600000000.123\n",
+        "# TYPE lat histogram\n",
+        "lat_bucket{le=\"0.5\"} 1 # {trace_id=\"x\"} 0.25\n",
+        "lat_bucket{le=\"+Inf\"} 2 # {} 9\n",
+        "lat_count 2\n",
+        "lat_sum 9.25\n",
+        "# EOF\n"
+    );
+    let p = parse(om.as_bytes(), Format::OpenMetrics).unwrap();
+    let ex = p.samples[0].exemplar.as_ref().unwrap();
+    assert_eq!(
+        ex.labels,
+        Labels::from_pairs([("trace_id", "4bf9"), ("span_id", "00f0")])
+    );
+    assert_eq!((ex.value, ex.timestamp_ms), (0.67, Some(1_600_000_000_123)));
+    let ex = p.samples[1].exemplar.as_ref().unwrap();
+    assert_eq!((ex.value, ex.timestamp_ms), (0.25, None));
+    assert!(p.samples[2].exemplar.as_ref().unwrap().labels.is_empty());
+    assert!(p.samples[3].exemplar.is_none());
+}
+
+#[test]
+fn bad_exemplars_name_what_is_wrong() {
+    for (line, want) in [
+        ("a_total 1 # trace 1\n", "label set"),
+        ("a_total 1 # {t=\"x\"} one\n", "exemplar value"),
+        ("a_total 1 # {t=\"x\"} 1 Inf\n", "exemplar timestamp"),
+        ("a_total 1 # {t=\"x\",t=\"y\"} 1\n", "duplicate exemplar label"),
+        ("a_total 1 # {t=\"x} 1\n", "exemplar"),
+    ] {
+        let body = format!("{line}# EOF\n");
+        let e = parse(body.as_bytes(), Format::OpenMetrics).unwrap_err();
+        assert!(e.reason.contains(want), "{line:?}: {}", e.reason);
+        assert_eq!(e.line, 1);
+    }
+}
+
+#[test]
 fn content_negotiation() {
     assert_eq!(
         format_from_content_type(Some(
@@ -123,7 +164,7 @@ mod props {
             ts in proptest::option::of(any::<i64>()),
         ) {
             let labels = Labels::from_pairs([("__name__", name.as_str()), ("l", lv.as_str())]);
-            let s = ScrapedSample { labels, timestamp_ms: ts, value: v };
+            let s = ScrapedSample { labels, timestamp_ms: ts, value: v, exemplar: None };
             let p = text(&render_text(std::slice::from_ref(&s))).unwrap();
             prop_assert_eq!(&p.samples[0], &s);
         }
