@@ -10,9 +10,7 @@
 pub mod wire;
 
 use meshlens_model::labels::{is_valid_label_name, is_valid_metric_name};
-use meshlens_model::{
-    Exemplar, Labels, MetricMetadata, RawSeries, Sample, SeriesExemplars, TimeSeries, METRIC_NAME,
-};
+use meshlens_model::{MetricMetadata, RawSeries, Sample, SeriesExemplars, TimeSeries, METRIC_NAME};
 use prost::Message;
 
 pub use wire::{RawRequest, WireError};
@@ -93,7 +91,9 @@ pub fn request_exemplars(req: &RawRequest<'_>) -> (Vec<SeriesExemplars>, Vec<Str
                         true
                     }
                     Err(reason) => {
-                        refused.push(format!("timeseries[{i}]: exemplar of an invalid series: {reason}"));
+                        refused.push(format!(
+                            "timeseries[{i}]: exemplar of an invalid series: {reason}"
+                        ));
                         false
                     }
                 };
@@ -436,6 +436,7 @@ struct PbMetricMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshlens_model::{Exemplar, Labels};
     use proptest::prelude::*;
 
     /// The decoder as it was before the wire reader: prost messages, then owned labels.

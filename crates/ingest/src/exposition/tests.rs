@@ -113,7 +113,10 @@ fn bad_exemplars_name_what_is_wrong() {
         ("a_total 1 # trace 1\n", "label set"),
         ("a_total 1 # {t=\"x\"} one\n", "exemplar value"),
         ("a_total 1 # {t=\"x\"} 1 Inf\n", "exemplar timestamp"),
-        ("a_total 1 # {t=\"x\",t=\"y\"} 1\n", "duplicate exemplar label"),
+        (
+            "a_total 1 # {t=\"x\",t=\"y\"} 1\n",
+            "duplicate exemplar label",
+        ),
         ("a_total 1 # {t=\"x} 1\n", "exemplar"),
     ] {
         let body = format!("{line}# EOF\n");

@@ -111,6 +111,25 @@ fn store(s: &AppState, req: &remote_write::RawRequest<'_>) -> (StatusCode, Strin
         Ok(o) => o,
         Err(e) => return storage_failure(e),
     };
+    let (exemplars, mut exemplars_refused) = remote_write::request_exemplars(req);
+    let exemplars = limit_exemplars(&s.limits.limits, exemplars, &mut exemplars_refused);
+    if !exemplars.is_empty() {
+        match s.writer.append_exemplars(&exemplars) {
+            Ok(o) => {
+                crate::self_metrics::count_exemplar_refusals(&s.metrics, "remote_write", &o);
+                // Bad input is reported; out-of-order and duplicate exemplars are what
+                // Prometheus also skips silently (senders resend them after a retry).
+                if o.invalid_labels > 0 {
+                    exemplars_refused.push(format!(
+                        "{} exemplars with invalid labels, first: {}",
+                        o.invalid_labels,
+                        o.first_invalid.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+            Err(e) => return storage_failure(e),
+        }
+    }
     s.metrics
         .samples_ingested
         .add(&[("source", "remote_write")], outcome.accepted);
@@ -139,9 +158,20 @@ fn store(s: &AppState, req: &remote_write::RawRequest<'_>) -> (StatusCode, Strin
             ),
         );
     }
-    if refused.is_empty() {
+    if refused.is_empty() && exemplars_refused.is_empty() {
         return (StatusCode::NO_CONTENT, String::new());
     }
+    if refused.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "exemplars refused ({}); the {} samples and the other exemplars were stored",
+                exemplars_refused.join("; "),
+                outcome.accepted
+            ),
+        );
+    }
+    refused.extend(exemplars_refused);
     let rejected = outcome.rejected() + limited.samples;
     (
         StatusCode::BAD_REQUEST,
@@ -223,6 +253,24 @@ fn apply_limits(
         });
     }
     Ok(out)
+}
+
+/// Exemplars of series the tenant's label limits refuse are refused with them.
+fn limit_exemplars(
+    limits: &Limits,
+    exemplars: Vec<meshlens_model::SeriesExemplars>,
+    refused: &mut Vec<String>,
+) -> Vec<meshlens_model::SeriesExemplars> {
+    exemplars
+        .into_iter()
+        .filter(|g| match limits.check_series(&g.series) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.push(format!("exemplars of a series over a limit: {e}"));
+                false
+            }
+        })
+        .collect()
 }
 
 /// `Limits::check_series` on a series as sent: normalised pairs within every limit pass
