@@ -37,11 +37,11 @@ fn exemplar(trace: &str, v: f64, t: i64) -> Exemplar {
 }
 
 fn zipkin(trace: &str, ts_us: i64) -> String {
+    let id2 = format!("{}ff", &trace[16..30]);
     format!(
         r#"{{"traceId":"{trace}","id":"{id}","kind":"CLIENT","name":"get /cart","timestamp":{ts_us},"duration":200000,"localEndpoint":{{"serviceName":"frontend"}},"remoteEndpoint":{{"serviceName":"checkout"}},"tags":{{"http.status_code":"200"}}}},
         {{"traceId":"{trace}","id":"{id2}","parentId":"{id}","kind":"SERVER","name":"get /cart","timestamp":{ts2},"duration":150000,"localEndpoint":{{"serviceName":"checkout"}},"tags":{{"http.status_code":"200"}}}}"#,
         id = &trace[16..],
-        id2 = format!("{}ff", &trace[16..30]),
         ts2 = ts_us + 1000,
     )
 }
