@@ -239,14 +239,18 @@ fn exemplars_without_a_timestamp_take_the_scrape_time() {
     .unwrap();
     let before = common::now_ms();
     let server = Server::start(&dir.path().join("d"), &["--config", cfg.to_str().unwrap()]);
+    // Each scrape offers it again with a new time: not a duplicate, one per scrape.
     let found = poll(Duration::from_secs(60), || {
         let f = exemplars(&server.url(""), "x_total", "");
-        (!f.is_empty()).then_some(f)
+        (f.len() == 1 && f[0].1.len() >= 2).then_some(f)
     });
-    // Each scrape offers it again with a new time: no duplicate, one per scrape.
     let (_, ex) = &found[0];
-    let t = ex[0].2;
-    assert!(t >= before && t <= common::now_ms(), "{t} vs {before}");
+    let ts: Vec<i64> = ex.iter().map(|e| e.2).collect();
+    assert!(ts.windows(2).all(|w| w[0] < w[1]), "{ts:?}");
+    assert!(
+        ts[0] >= before && ts[ts.len() - 1] <= common::now_ms(),
+        "{ts:?} vs {before}"
+    );
     // The sample the exemplar rides on is stored at the same time.
     let v = server.query("timestamp(x_total)", None);
     assert!(v["data"]["result"][0]["value"][1].as_str().is_some(), "{v}");
@@ -419,4 +423,61 @@ fn the_ring_keeps_the_newest_exemplars() {
     );
     assert_eq!(r.status, 204);
     assert!(traces(&server, "{job=\"rw\"}").is_empty());
+}
+
+#[test]
+fn each_tenant_has_its_own_exemplars() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("d"), &["--multitenancy"]);
+    let t0 = common::now_ms();
+    let mut conn = httpc::Conn::open(&server.addr).unwrap();
+    for (org, trace) in [("team-a", "aa"), ("team-b", "bb")] {
+        let (ts, ex) = rw("mt_total", t0, vec![ex(trace, 1.0, t0)]);
+        let body = encode(&WriteRequest {
+            timeseries: vec![ts],
+            exemplars: vec![ex],
+            ..Default::default()
+        });
+        let r = conn
+            .request(
+                "POST",
+                "/api/v1/write",
+                &[
+                    ("Content-Type", "application/x-protobuf"),
+                    ("Content-Encoding", "snappy"),
+                    ("X-Scope-OrgID", org),
+                ],
+                &body,
+            )
+            .unwrap();
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let ask = |conn: &mut httpc::Conn, org: &str, q: &str| -> Value {
+        let path = format!("/api/v1/query_exemplars?query={}", urlencode(q));
+        let r = conn
+            .request("GET", &path, &[("X-Scope-OrgID", org)], b"")
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let v = ask(&mut conn, "team-a", "mt_total");
+    let list = v["data"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["exemplars"][0]["labels"]["trace_id"], "aa");
+    // A federated read names each series' tenant, and a tenant matcher picks one.
+    let v = ask(&mut conn, "team-a|team-b", "mt_total");
+    let tenants: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seriesLabels"]["__tenant_id__"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, ["team-a", "team-b"], "{v}");
+    let v = ask(
+        &mut conn,
+        "team-a|team-b",
+        r#"mt_total{__tenant_id__="team-b"}"#,
+    );
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["data"][0]["exemplars"][0]["labels"]["trace_id"], "bb");
 }
