@@ -481,3 +481,60 @@ fn each_tenant_has_its_own_exemplars() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["data"][0]["exemplars"][0]["labels"]["trace_id"], "bb");
 }
+
+/// An agent takes exemplars as a server does and forwards them to its hub, stamped with its
+/// cluster like the series they belong to.
+#[test]
+fn an_agent_forwards_exemplars_to_its_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(&dir.path().join("hub"), &["--otlp-grpc-listen", "off"]);
+    let port = common::free_port();
+    let agent = common::KillOnDrop(
+        std::process::Command::new(common::BIN)
+            .args(["agent", "--cluster", "east", "--hub", &hub.url("")])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path().join("agent"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn meshlens agent"),
+    );
+    let agent_url = format!("http://127.0.0.1:{port}");
+    common::wait_ready(&agent_url, Duration::from_secs(60));
+    let t0 = common::now_ms();
+    let too_long = Exemplar {
+        labels: Labels::from_pairs([("trace_id", "x".repeat(130).as_str())]),
+        value: 1.0,
+        t: t0 + 1,
+    };
+    let (ts, ex1) = rw("fwd_total", t0, vec![ex("f1", 0.5, t0), too_long]);
+    let body = encode(&WriteRequest {
+        timeseries: vec![ts],
+        exemplars: vec![ex1],
+        ..Default::default()
+    });
+    let r = httpc::Conn::open(&format!("127.0.0.1:{port}"))
+        .unwrap()
+        .request(
+            "POST",
+            "/api/v1/write",
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "snappy"),
+            ],
+            &body,
+        )
+        .unwrap();
+    // The agent refuses the over-long one as a server would, and forwards the rest.
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("138 runes"));
+    let found = poll(Duration::from_secs(60), || {
+        let f = exemplars(&hub.url(""), "fwd_total", "");
+        (!f.is_empty()).then_some(f)
+    });
+    assert_eq!(found.len(), 1, "{found:?}");
+    let series: Value = serde_json::from_str(&found[0].0).unwrap();
+    assert_eq!(series["cluster"], "east", "{series}");
+    assert_eq!(found[0].1.len(), 1, "{found:?}");
+    assert!(found[0].1[0].0.contains("f1"));
+    drop(agent);
+}

@@ -135,8 +135,33 @@ fn handle_write(s: &AgentState, body: &[u8]) -> (StatusCode, String) {
     s.self_metrics
         .samples_ingested
         .add(&[("source", "remote_write")], written.samples);
+    let mut exemplars_refused = None;
+    if !req.exemplars.is_empty() {
+        match s.metrics_writer.write_exemplars(&req.exemplars) {
+            Ok(o) => {
+                crate::self_metrics::count_exemplar_refusals(&s.self_metrics, "remote_write", &o);
+                if o.invalid_labels > 0 {
+                    exemplars_refused = Some(format!(
+                        "{} exemplars with invalid labels, first: {}",
+                        o.invalid_labels,
+                        o.first_invalid.unwrap_or_default()
+                    ));
+                }
+            }
+            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
+    }
     if written.invalid == 0 {
-        return (StatusCode::NO_CONTENT, String::new());
+        return match exemplars_refused {
+            None => (StatusCode::NO_CONTENT, String::new()),
+            Some(why) => (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "exemplars refused ({why}); the {} samples and the other exemplars were buffered",
+                    written.samples
+                ),
+            ),
+        };
     }
     // The decoder refuses invalid labels already; this is the writer's own check speaking.
     s.self_metrics.samples_rejected.add(
