@@ -171,5 +171,26 @@ mod props {
             let p = text(&render_text(std::slice::from_ref(&s))).unwrap();
             prop_assert_eq!(&p.samples[0], &s);
         }
+
+        #[test]
+        fn exemplars_parse_back(
+            lv in "[ -~\n]{0,24}",
+            v in any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            ts in proptest::option::of(0i64..4_000_000_000_000),
+        ) {
+            let mut line = String::from("x_total 1 # {trace_id=\"");
+            meshlens_model::push_escaped_label_value(&mut line, &lv);
+            line.push_str("\"} ");
+            line.push_str(&format_value(v));
+            if let Some(t) = ts {
+                line.push_str(&format!(" {}.{:03}", t / 1000, t % 1000));
+            }
+            line.push_str("\n# EOF\n");
+            let p = parse(line.as_bytes(), Format::OpenMetrics).unwrap();
+            let e = p.samples[0].exemplar.clone().unwrap();
+            prop_assert_eq!(e.labels, Labels::from_pairs([("trace_id", lv.as_str())]));
+            prop_assert_eq!(e.value.to_bits(), v.to_bits());
+            prop_assert_eq!(e.timestamp_ms, ts);
+        }
     }
 }
