@@ -42,6 +42,18 @@ pub struct ScrapedSample {
     pub labels: Labels,
     pub timestamp_ms: Option<i64>,
     pub value: f64,
+    /// An OpenMetrics exemplar on the line (`# {trace_id="…"} 0.42 1600000000.123`).
+    pub exemplar: Option<ScrapedExemplar>,
+}
+
+/// An exemplar as exposed: without a timestamp it takes the sample's (the scrape's) time,
+/// as in Prometheus. Its label length is not checked here but by the store, which refuses
+/// that one exemplar and keeps the scrape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapedExemplar {
+    pub labels: Labels,
+    pub value: f64,
+    pub timestamp_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -226,11 +238,11 @@ impl Parser {
             });
             c.skip_blanks();
         }
+        let mut exemplar = None;
         if c.peek() == Some(b'#') {
             if self.format == Format::PrometheusText {
                 return Err("unexpected \"#\" after the sample".into());
             }
-            // An exemplar: validated for shape, not stored.
             c.pos += 1;
             c.skip_blanks();
             if c.peek() != Some(b'{') {
@@ -238,16 +250,31 @@ impl Parser {
             }
             c.pos += 1;
             let mut ex = Vec::new();
-            c.label_set(&mut ex)?;
+            c.label_set(&mut ex).map_err(|e| format!("exemplar: {e}"))?;
             c.skip_blanks();
             let tok = c.token();
-            parse_float(tok).ok_or_else(|| format!("invalid exemplar value {tok:?}"))?;
+            let ex_value =
+                parse_float(tok).ok_or_else(|| format!("invalid exemplar value {tok:?}"))?;
             c.skip_blanks();
+            let mut ex_ts = None;
             if !c.at_end() {
                 let tok = c.token();
-                parse_float(tok).ok_or_else(|| format!("invalid exemplar timestamp {tok:?}"))?;
+                let secs = parse_float(tok)
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| format!("invalid exemplar timestamp {tok:?}"))?;
+                ex_ts = Some((secs * 1000.0).round() as i64);
                 c.skip_blanks();
             }
+            let mut names: Vec<&str> = ex.iter().map(|l| l.name.as_str()).collect();
+            names.sort_unstable();
+            if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+                return Err(format!("duplicate exemplar label name {:?}", w[0]));
+            }
+            exemplar = Some(ScrapedExemplar {
+                labels: Labels::from_pairs(ex.into_iter().map(|l| (l.name, l.value))),
+                value: ex_value,
+                timestamp_ms: ex_ts,
+            });
         }
         if !c.at_end() {
             return Err(format!(
@@ -265,6 +292,7 @@ impl Parser {
             labels: Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value))),
             timestamp_ms,
             value,
+            exemplar,
         })
     }
 }

@@ -14,7 +14,7 @@ pub mod v2;
 pub mod wire;
 
 use meshlens_model::labels::{is_valid_label_name, is_valid_metric_name};
-use meshlens_model::{MetricMetadata, RawSeries, Sample, TimeSeries, METRIC_NAME};
+use meshlens_model::{MetricMetadata, RawSeries, Sample, SeriesExemplars, TimeSeries, METRIC_NAME};
 use prost::Message;
 
 pub use negotiate::{negotiate, ProtobufMessage, Unsupported};
@@ -27,8 +27,8 @@ pub struct WriteRequest {
     pub metadata: Vec<MetricMetadata>,
     /// Native histogram samples in the request; not stored yet, so counted and reported.
     pub histograms_dropped: u64,
-    /// Exemplars in the request; not stored yet.
-    pub exemplars_dropped: u64,
+    /// Exemplars of the request's series (of valid series only; see [`request_exemplars`]).
+    pub exemplars: Vec<SeriesExemplars>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,12 +68,54 @@ pub fn decode_with_limit(
     decompress_into(snappy_body, max_decompressed_bytes, &mut raw)?;
     let req = wire::parse(&raw)?;
     let series = valid_series(&req)?;
+    let exemplars = request_exemplars(&req).0;
     Ok(WriteRequest {
         timeseries: series.iter().map(RawSeries::to_time_series).collect(),
         metadata: req.metadata,
         histograms_dropped: req.histograms_dropped,
-        exemplars_dropped: req.exemplars_dropped,
+        exemplars,
     })
+}
+
+/// The request's exemplars grouped by series, and why any were refused: an exemplar of a
+/// series whose labels are invalid (a series without samples is not checked by
+/// [`valid_series`], so its exemplars are checked here) is refused, named by the series'
+/// index; the rest are kept. Exemplar labels are checked by the store.
+pub fn request_exemplars(req: &RawRequest<'_>) -> (Vec<SeriesExemplars>, Vec<String>) {
+    let mut out: Vec<SeriesExemplars> = Vec::new();
+    let mut refused = Vec::new();
+    let mut last: Option<(usize, bool)> = None;
+    for (i, e) in &req.exemplars {
+        let ok = match last {
+            Some((j, ok)) if j == *i => ok,
+            _ => {
+                let Some(series) = req.get(*i) else { continue };
+                let ok = match check_series(&series) {
+                    Ok(()) => {
+                        out.push(SeriesExemplars {
+                            series: series.to_labels(),
+                            exemplars: Vec::new(),
+                        });
+                        true
+                    }
+                    Err(reason) => {
+                        refused.push(format!(
+                            "timeseries[{i}]: exemplar of an invalid series: {reason}"
+                        ));
+                        false
+                    }
+                };
+                last = Some((*i, ok));
+                ok
+            }
+        };
+        if ok {
+            if let Some(g) = out.last_mut() {
+                g.exemplars.push(e.clone());
+            }
+        }
+    }
+    (out, refused)
 }
 
 /// Decompresses a snappy block into `buf` (cleared first; callers keep it between requests
@@ -170,7 +212,43 @@ pub fn compress(raw: &[u8]) -> Vec<u8> {
 /// batches records without decoding them again.
 pub fn encode_protobuf(req: &WriteRequest) -> Vec<u8> {
     let series: Vec<&TimeSeries> = req.timeseries.iter().collect();
-    encode_protobuf_stamped(&series, &req.metadata, &[])
+    let mut out = encode_protobuf_stamped(&series, &req.metadata, &[]);
+    encode_exemplars(&mut out, &req.exemplars);
+    out
+}
+
+/// Exemplars as series of their own (labels and exemplars, no samples), appended to `out`:
+/// concatenated messages merge, and receivers store exemplars per series either way.
+pub fn encode_exemplars(out: &mut Vec<u8>, exemplars: &[SeriesExemplars]) {
+    if exemplars.is_empty() {
+        return;
+    }
+    let label = |name: &str, value: &str| PbLabel {
+        name: name.to_string(),
+        value: value.to_string(),
+    };
+    let pb = PbWriteRequest {
+        timeseries: exemplars
+            .iter()
+            .map(|s| PbTimeSeries {
+                labels: s.series.iter().map(|l| label(&l.name, &l.value)).collect(),
+                samples: Vec::new(),
+                exemplars: s
+                    .exemplars
+                    .iter()
+                    .map(|e| PbExemplar {
+                        labels: e.labels.iter().map(|l| label(&l.name, &l.value)).collect(),
+                        value: e.value,
+                        timestamp: e.t,
+                    })
+                    .collect(),
+                histograms: Vec::new(),
+            })
+            .collect(),
+        metadata: Vec::new(),
+    };
+    // Encoding into a Vec cannot run out of room.
+    let _ = pb.encode(out);
 }
 
 /// The metadata part of a `WriteRequest` (field 3), appended to `out`.
@@ -316,7 +394,7 @@ struct PbTimeSeries {
     #[prost(message, repeated, tag = "2")]
     samples: Vec<PbSample>,
     #[prost(message, repeated, tag = "3")]
-    exemplars: Vec<PbOpaque>,
+    exemplars: Vec<PbExemplar>,
     #[prost(message, repeated, tag = "4")]
     histograms: Vec<PbOpaque>,
 }
@@ -334,6 +412,16 @@ struct PbSample {
     #[prost(double, tag = "1")]
     value: f64,
     #[prost(int64, tag = "2")]
+    timestamp: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PbExemplar {
+    #[prost(message, repeated, tag = "1")]
+    labels: Vec<PbLabel>,
+    #[prost(double, tag = "2")]
+    value: f64,
+    #[prost(int64, tag = "3")]
     timestamp: i64,
 }
 
@@ -356,7 +444,7 @@ struct PbMetricMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshlens_model::Labels;
+    use meshlens_model::{Exemplar, Labels};
     use proptest::prelude::*;
 
     /// The decoder as it was before the wire reader: prost messages, then owned labels.
@@ -366,17 +454,31 @@ mod tests {
         let mut out = WriteRequest::default();
         for (i, ts) in pb.timeseries.into_iter().enumerate() {
             out.histograms_dropped += ts.histograms.len() as u64;
-            out.exemplars_dropped += ts.exemplars.len() as u64;
+            let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
+            let valid = labels.validate().and_then(|()| match labels.metric_name() {
+                Some(_) => Ok(()),
+                None => Err(NO_NAME.to_string()),
+            });
+            if valid.is_ok() && !ts.exemplars.is_empty() {
+                out.exemplars.push(SeriesExemplars {
+                    series: labels.clone(),
+                    exemplars: ts
+                        .exemplars
+                        .into_iter()
+                        .map(|e| Exemplar {
+                            labels: Labels::from_pairs(
+                                e.labels.into_iter().map(|l| (l.name, l.value)),
+                            ),
+                            value: e.value,
+                            t: e.timestamp,
+                        })
+                        .collect(),
+                });
+            }
             if ts.samples.is_empty() {
                 continue;
             }
-            let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
-            labels
-                .validate()
-                .map_err(|r| format!("timeseries[{i}]: {r}"))?;
-            if labels.metric_name().is_none() {
-                return Err(format!("timeseries[{i}]: {NO_NAME}"));
-            }
+            valid.map_err(|r| format!("timeseries[{i}]: {r}"))?;
             out.timeseries.push(TimeSeries {
                 labels,
                 samples: ts
@@ -423,7 +525,16 @@ mod tests {
             .prop_map(|(labels, samples, ex, hist)| PbTimeSeries {
                 labels,
                 samples,
-                exemplars: vec![PbOpaque {}; ex],
+                exemplars: (0..ex)
+                    .map(|i| PbExemplar {
+                        labels: vec![PbLabel {
+                            name: "trace_id".into(),
+                            value: format!("t{i}"),
+                        }],
+                        value: i as f64,
+                        timestamp: i as i64,
+                    })
+                    .collect(),
                 histograms: vec![PbOpaque {}; hist],
             });
         let md = (0..10i32, "[a-z]{0,4}", "[ -~]{0,6}").prop_map(|(t, f, h)| PbMetricMetadata {
@@ -616,7 +727,7 @@ mod tests {
                         timeseries: s.iter().map(RawSeries::to_time_series).collect(),
                         metadata: req.metadata.clone(),
                         histograms_dropped: req.histograms_dropped,
-                        exemplars_dropped: req.exemplars_dropped,
+                        exemplars: request_exemplars(&req).0,
                     });
                     prop_assert!(same(&got.map_err(|e| e.to_string()), &Ok(want)));
                 }

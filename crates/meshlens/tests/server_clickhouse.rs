@@ -306,3 +306,68 @@ fn an_import_to_an_unreachable_clickhouse_fails_naming_it() {
         "{err}"
     );
 }
+
+/// With ClickHouse storage, exemplars go to the server's local ring (logged to its local
+/// WAL) while their samples go to the cluster: both answer, and the exemplars outlive a
+/// crash of the server.
+#[test]
+fn exemplars_beside_clickhouse_stay_in_the_local_ring() {
+    let cluster = match TestCluster::start() {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => panic!("the ClickHouse test cluster did not start: {e}"),
+    };
+    let storage = cluster.storage_url(0, "server_exemplars");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--storage", &storage]);
+    let t0 = now_ms() - 10_000;
+    let labels = Labels::from_pairs([("__name__", "ch_ex_total"), ("job", "api")]);
+    let body =
+        meshlens_ingest::remote_write::encode(&meshlens_ingest::remote_write::WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: labels.clone(),
+                samples: vec![Sample::new(t0, 3.0)],
+            }],
+            exemplars: vec![meshlens_model::SeriesExemplars {
+                series: labels,
+                exemplars: vec![meshlens_model::Exemplar {
+                    labels: Labels::from_pairs([("trace_id", "c0ffee")]),
+                    value: 0.75,
+                    t: t0,
+                }],
+            }],
+            ..Default::default()
+        });
+    let mut conn = httpc::Conn::open(&server.addr).unwrap();
+    let r = conn
+        .request(
+            "POST",
+            "/api/v1/write",
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "snappy"),
+            ],
+            &body,
+        )
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    let url = |s: &Server| s.url("/api/v1/query_exemplars?query=ch_ex_total");
+    let check = |s: &Server| {
+        let v = common::get_json(&url(s));
+        assert_eq!(
+            v["data"][0]["exemplars"][0]["labels"]["trace_id"], "c0ffee",
+            "{v}"
+        );
+        assert_eq!(v["data"][0]["exemplars"][0]["value"], "0.75", "{v}");
+        assert_eq!(v["data"][0]["seriesLabels"]["job"], "api", "{v}");
+    };
+    check(&server);
+    let at = t0 as f64 / 1000.0;
+    common::poll(std::time::Duration::from_secs(30), || {
+        let v = server.query("ch_ex_total", Some(at));
+        (v["data"]["result"][0]["value"][1].as_str() == Some("3")).then_some(())
+    });
+    server.kill9();
+    let server = Server::start(dir.path(), &["--storage", &storage]);
+    check(&server);
+}

@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod calls;
 pub mod duration;
+pub mod exemplar;
 pub mod hash;
 pub mod labels;
 pub mod matcher;
@@ -25,6 +26,10 @@ pub use aggregate::{
 };
 pub use calls::{CallAggregation, CallGroup, CallRole};
 pub use duration::{format_duration, format_duration_days, parse_duration, DurationError};
+pub use exemplar::{
+    exemplars_disabled, Exemplar, ExemplarOutcome, ExemplarReader, SeriesExemplars,
+    EXEMPLAR_MAX_LABEL_RUNES,
+};
 pub use labels::{
     escape_label_value, push_escaped_label_value, Label, Labels, LabelsBuilder, METRIC_NAME,
 };

@@ -225,6 +225,16 @@ pub trait MetricWriter: Send + Sync {
     fn append_metadata(&self, _metadata: &[MetricMetadata]) -> Result<(), StorageError> {
         Ok(())
     }
+
+    /// Stores exemplars of series (see [`crate::ExemplarStorage`]). The default keeps none
+    /// and counts them as `disabled`; an engine with an exemplar store overrides it, and so
+    /// must a wrapper around one, or exemplars are lost silently.
+    fn append_exemplars(
+        &self,
+        batch: &[crate::SeriesExemplars],
+    ) -> Result<crate::ExemplarOutcome, StorageError> {
+        Ok(crate::exemplars_disabled(batch))
+    }
 }
 
 /// One matching series whose samples are decoded only when asked, so a query can hold one

@@ -39,6 +39,9 @@ pub struct PromApiState {
     /// Storage figures for runtimeinfo and `/api/v1/status/tsdb`; None (a view with no
     /// head of its own): corruptionCount 0, and the tsdb status answers 503.
     pub status: Option<Arc<dyn StatusSource>>,
+    /// Where `/api/v1/query_exemplars` reads; None answers every query with no exemplars
+    /// (a Prometheus without exemplar storage).
+    pub exemplars: Option<Arc<dyn meshlens_model::ExemplarReader>>,
 }
 
 /// All routes, with the state applied.

@@ -243,14 +243,45 @@ pub async fn range(State(s): State<Arc<PromApiState>>, p: Params) -> Result<Resp
     evaluate(s, &p, move |e, st| e.range_query(st, &q, start, end, step)).await
 }
 
-/// Exemplars are not stored yet: a valid query gets an empty list, as from a Prometheus
-/// without exemplar storage.
-pub async fn exemplars(p: Params) -> Result<Response, ApiError> {
+/// The exemplars of the series each selector of the query matches, in `[start, end]`
+/// (defaults: all time), in Prometheus's shape: per series its labels and exemplars, each
+/// with its labels, value as a string and timestamp in float seconds. A query without
+/// selectors (`1+1`) answers `null`, as Prometheus does.
+pub async fn exemplars(
+    State(s): State<Arc<PromApiState>>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let start = p.time("start", crate::params::MIN_TIME)?;
+    let end = p.time("end", crate::params::MAX_TIME)?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start timestamp",
+        ));
+    }
     let q = p.required("query")?;
-    meshlens_promql::parse(q)?;
-    p.time("start", 0)?;
-    p.time("end", 0)?;
-    Ok(success(json!([])))
+    let selectors = meshlens_promql::query_selectors(q)?;
+    if selectors.is_empty() {
+        return Ok(success(Json::Null));
+    }
+    let Some(reader) = s.exemplars.clone() else {
+        return Ok(success(json!([])));
+    };
+    let found =
+        crate::blocking(move || Ok(reader.select_exemplars(&selectors, start, end)?)).await?;
+    let out: Vec<Json> = found
+        .iter()
+        .map(|s| {
+            json!({
+                "seriesLabels": labels_json(&s.series),
+                "exemplars": s.exemplars.iter().map(|e| json!({
+                    "labels": labels_json(&e.labels),
+                    "value": meshlens_model::format_value(e.value),
+                    "timestamp": e.t as f64 / 1000.0,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(success(Json::Array(out)))
 }
 
 pub async fn format(p: Params) -> Result<Response, ApiError> {

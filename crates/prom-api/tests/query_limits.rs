@@ -51,6 +51,7 @@ fn fixture(opts: EngineOptions) -> Fixture {
         storage_retention: "15d".into(),
         config_status: Default::default(),
         status: None,
+        exemplars: None,
     });
     Fixture {
         app,

@@ -38,6 +38,7 @@ fn app(db: &Arc<Tsdb>, with_status: bool, config: ConfigStatus) -> axum::Router 
         storage_retention: "15d".into(),
         config_status: Arc::new(std::sync::RwLock::new(config)),
         status: with_status.then(|| Arc::new(FromTsdb(db.clone())) as Arc<dyn StatusSource>),
+        exemplars: None,
     })
 }
 

@@ -374,6 +374,41 @@ pub fn parse_duration(s: &str) -> Result<i64, PromqlError> {
         })
 }
 
+/// The matchers of every series selector in a query, in the order they appear (Prometheus's
+/// `ExtractSelectors`, what `/api/v1/query_exemplars` selects by).
+pub fn query_selectors(query: &str) -> Result<Vec<Vec<meshlens_model::LabelMatcher>>, PromqlError> {
+    use promql_parser::parser::Expr;
+    fn walk(e: &Expr, out: &mut Vec<Vec<meshlens_model::LabelMatcher>>) -> Result<(), PromqlError> {
+        match e {
+            Expr::VectorSelector(vs) => out.push(eval::selector_matchers(vs)?),
+            Expr::MatrixSelector(ms) => out.push(eval::selector_matchers(&ms.vs)?),
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    walk(p, out)?;
+                }
+                walk(&a.expr, out)?;
+            }
+            Expr::Unary(u) => walk(&u.expr, out)?,
+            Expr::Binary(b) => {
+                walk(&b.lhs, out)?;
+                walk(&b.rhs, out)?;
+            }
+            Expr::Paren(p) => walk(&p.expr, out)?,
+            Expr::Subquery(s) => walk(&s.expr, out)?,
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    walk(a, out)?;
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(&parse(query)?, &mut out)?;
+    Ok(out)
+}
+
 /// The matchers of a series selector such as a `match[]` parameter (`up{job="a"}`).
 pub fn series_selector(s: &str) -> Result<Vec<meshlens_model::LabelMatcher>, PromqlError> {
     match parse(s)? {

@@ -269,6 +269,7 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
         },
         config_status: Default::default(),
         status: None,
+        exemplars: None,
     };
     let config_status = prom_status.config_status.clone();
     let clickhouse_client = match &opts.storage {

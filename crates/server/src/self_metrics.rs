@@ -45,6 +45,8 @@ impl CounterVec {
 pub struct SelfMetrics {
     pub samples_ingested: CounterVec,
     pub samples_rejected: CounterVec,
+    /// Exemplars refused by the store, by source and reason (duplicates are not refusals).
+    pub exemplars_rejected: CounterVec,
     pub remote_write_requests: CounterVec,
     pub scrapes: CounterVec,
     pub http_requests: CounterVec,
@@ -94,6 +96,12 @@ impl SelfMetrics {
             "meshlens_samples_rejected_total",
             "Samples refused by storage, by source and reason.",
             &self.samples_rejected,
+        );
+        counter(
+            &mut out,
+            "meshlens_exemplars_rejected_total",
+            "Exemplars refused by the exemplar store, by source and reason.",
+            &self.exemplars_rejected,
         );
         counter(
             &mut out,
@@ -240,6 +248,67 @@ impl SelfMetrics {
 }
 
 /// The span store's figures, read at the moment of the scrape.
+/// The exemplar store's figures (the scrape tenant's), under Prometheus's names.
+pub fn render_exemplar_store(st: &meshlens_tsdb::ExemplarStats, out: &mut String) {
+    for (name, kind, help, v) in [
+        (
+            "prometheus_tsdb_exemplar_exemplars_appended_total",
+            "counter",
+            "Total number of appended exemplars.",
+            st.exemplars_appended as f64,
+        ),
+        (
+            "prometheus_tsdb_exemplar_exemplars_in_storage",
+            "gauge",
+            "Number of exemplars currently in circular storage.",
+            st.exemplars_in_storage as f64,
+        ),
+        (
+            "prometheus_tsdb_exemplar_series_with_exemplars_in_storage",
+            "gauge",
+            "Number of series with exemplars currently in circular storage.",
+            st.series_with_exemplars_in_storage as f64,
+        ),
+        (
+            "prometheus_tsdb_exemplar_last_exemplars_timestamp_seconds",
+            "gauge",
+            "The timestamp of the newest exemplar stored in circular storage.",
+            st.last_exemplar_timestamp_ms as f64 / 1000.0,
+        ),
+        (
+            "prometheus_tsdb_exemplar_out_of_order_exemplars_total",
+            "counter",
+            "Total number of out of order exemplar ingestion failed attempts.",
+            st.out_of_order_exemplars as f64,
+        ),
+        (
+            "prometheus_tsdb_exemplar_max_exemplars",
+            "gauge",
+            "Total number of exemplars the exemplar storage can store, resizeable.",
+            st.max_exemplars as f64,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+            format_value(v)
+        ));
+    }
+}
+
+/// Counts an exemplar append's refusals.
+pub fn count_exemplar_refusals(m: &SelfMetrics, source: &str, o: &meshlens_model::ExemplarOutcome) {
+    for (reason, n) in [
+        ("out_of_order", o.out_of_order),
+        ("invalid_labels", o.invalid_labels),
+        ("disabled", o.disabled),
+    ] {
+        if n > 0 {
+            m.exemplars_rejected
+                .add(&[("source", source), ("reason", reason)], n);
+        }
+    }
+}
+
 pub fn render_span_store(st: &meshlens_spanstore::SpanStoreStats, out: &mut String) {
     for (name, help, kind, v) in [
         (

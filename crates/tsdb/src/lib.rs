@@ -1,7 +1,8 @@
 //! The embedded time-series engine: a checksummed WAL, an in-memory head of compressed
 //! chunks with a postings index, immutable on-disk blocks, compaction and retention.
 //!
-//! Main types: [`Tsdb`] (implements `MetricWriter` and `MetricReader`), [`TsdbOptions`].
+//! Main types: [`Tsdb`] (implements `MetricWriter`, `MetricReader` and `ExemplarReader`),
+//! [`TsdbOptions`]. Exemplars live in a bounded ring beside the head, logged to the WAL.
 //!
 //! Durability: an append returns after its WAL records are written and, with the default
 //! [`FsyncPolicy::EveryAppend`], fdatasync'ed; concurrent appends share one fsync (group
@@ -14,6 +15,7 @@ mod block;
 mod budget;
 mod chunk;
 mod db;
+mod exemplars;
 mod head;
 mod postings;
 mod varint;
@@ -24,5 +26,5 @@ pub use chunk::{
     decode as decode_chunk, decode_range_into as decode_chunk_into, encode as encode_chunk, Chunk,
     ChunkError,
 };
-pub use db::{FsyncPolicy, SeriesHandle, Tsdb, TsdbError, TsdbOptions, TsdbStats};
+pub use db::{ExemplarStats, FsyncPolicy, SeriesHandle, Tsdb, TsdbError, TsdbOptions, TsdbStats};
 pub use meshlens_model::HeadCardinality;

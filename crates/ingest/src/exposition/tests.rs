@@ -83,6 +83,50 @@ fn openmetrics_needs_eof_and_uses_seconds() {
 }
 
 #[test]
+fn openmetrics_exemplars_are_kept() {
+    let om = concat!(
+        "# TYPE req counter\n",
+        "req_total{a=\"b\"} 3 # {trace_id=\"4bf9\",span_id=\"00f0\"} 0.67 1600000000.123\n",
+        "# TYPE lat histogram\n",
+        "lat_bucket{le=\"0.5\"} 1 # {trace_id=\"x\"} 0.25\n",
+        "lat_bucket{le=\"+Inf\"} 2 # {} 9\n",
+        "lat_count 2\n",
+        "lat_sum 9.25\n",
+        "# EOF\n"
+    );
+    let p = parse(om.as_bytes(), Format::OpenMetrics).unwrap();
+    let ex = p.samples[0].exemplar.as_ref().unwrap();
+    assert_eq!(
+        ex.labels,
+        Labels::from_pairs([("trace_id", "4bf9"), ("span_id", "00f0")])
+    );
+    assert_eq!((ex.value, ex.timestamp_ms), (0.67, Some(1_600_000_000_123)));
+    let ex = p.samples[1].exemplar.as_ref().unwrap();
+    assert_eq!((ex.value, ex.timestamp_ms), (0.25, None));
+    assert!(p.samples[2].exemplar.as_ref().unwrap().labels.is_empty());
+    assert!(p.samples[3].exemplar.is_none());
+}
+
+#[test]
+fn bad_exemplars_name_what_is_wrong() {
+    for (line, want) in [
+        ("a_total 1 # trace 1\n", "label set"),
+        ("a_total 1 # {t=\"x\"} one\n", "exemplar value"),
+        ("a_total 1 # {t=\"x\"} 1 Inf\n", "exemplar timestamp"),
+        (
+            "a_total 1 # {t=\"x\",t=\"y\"} 1\n",
+            "duplicate exemplar label",
+        ),
+        ("a_total 1 # {t=\"x} 1\n", "exemplar"),
+    ] {
+        let body = format!("{line}# EOF\n");
+        let e = parse(body.as_bytes(), Format::OpenMetrics).unwrap_err();
+        assert!(e.reason.contains(want), "{line:?}: {}", e.reason);
+        assert_eq!(e.line, 1);
+    }
+}
+
+#[test]
 fn content_negotiation() {
     assert_eq!(
         format_from_content_type(Some(
@@ -123,9 +167,30 @@ mod props {
             ts in proptest::option::of(any::<i64>()),
         ) {
             let labels = Labels::from_pairs([("__name__", name.as_str()), ("l", lv.as_str())]);
-            let s = ScrapedSample { labels, timestamp_ms: ts, value: v };
+            let s = ScrapedSample { labels, timestamp_ms: ts, value: v, exemplar: None };
             let p = text(&render_text(std::slice::from_ref(&s))).unwrap();
             prop_assert_eq!(&p.samples[0], &s);
+        }
+
+        #[test]
+        fn exemplars_parse_back(
+            lv in "[ -~\n]{0,24}",
+            v in any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            ts in proptest::option::of(0i64..4_000_000_000_000),
+        ) {
+            let mut line = String::from("x_total 1 # {trace_id=\"");
+            meshlens_model::push_escaped_label_value(&mut line, &lv);
+            line.push_str("\"} ");
+            line.push_str(&format_value(v));
+            if let Some(t) = ts {
+                line.push_str(&format!(" {}.{:03}", t / 1000, t % 1000));
+            }
+            line.push_str("\n# EOF\n");
+            let p = parse(line.as_bytes(), Format::OpenMetrics).unwrap();
+            let e = p.samples[0].exemplar.clone().unwrap();
+            prop_assert_eq!(e.labels, Labels::from_pairs([("trace_id", lv.as_str())]));
+            prop_assert_eq!(e.value.to_bits(), v.to_bits());
+            prop_assert_eq!(e.timestamp_ms, ts);
         }
     }
 }

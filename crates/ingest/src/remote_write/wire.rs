@@ -4,12 +4,12 @@
 //! label string (what a generic protobuf decoder does).
 //!
 //! Only the wire format of the fields remote write 1.0 defines is read; unknown fields are
-//! skipped by wire type, as protobuf requires. Exemplars and native histograms are counted,
-//! not decoded.
+//! skipped by wire type, as protobuf requires. Native histograms are counted, not decoded;
+//! exemplars are decoded into owned values (they are few, and kept beyond the request).
 
 use std::ops::Range;
 
-use meshlens_model::{MetricMetadata, RawSeries, Sample};
+use meshlens_model::{Exemplar, Labels, MetricMetadata, RawSeries, Sample};
 
 /// Why the bytes are not a `WriteRequest`: what was being read and at which byte offset.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -185,8 +185,8 @@ pub struct RawRequest<'a> {
     pub metadata: Vec<MetricMetadata>,
     /// Native histogram samples in the request; not stored yet, so counted and reported.
     pub histograms_dropped: u64,
-    /// Exemplars in the request; not stored yet.
-    pub exemplars_dropped: u64,
+    /// Exemplars in the request, each with the index of its series (as [`Self::get`]).
+    pub exemplars: Vec<(usize, Exemplar)>,
 }
 
 impl<'a> RawRequest<'a> {
@@ -337,8 +337,9 @@ fn parse_series<'a>(buf: &'a [u8], base: usize, req: &mut RawRequest<'a>) -> Res
                 req.samples.push(parse_sample(b, at)?);
             }
             3 if wt == LEN => {
-                c.bytes()?;
-                req.exemplars_dropped += 1;
+                let (b, at) = c.bytes()?;
+                let series = req.series.len();
+                req.exemplars.push((series, parse_exemplar(b, at)?));
             }
             4 if wt == LEN => {
                 c.bytes()?;
@@ -384,6 +385,36 @@ fn parse_label(buf: &[u8], base: usize) -> Result<(&str, &str), WireError> {
         }
     }
     Ok((name, value))
+}
+
+fn parse_exemplar(buf: &[u8], base: usize) -> Result<Exemplar, WireError> {
+    let mut labels = Vec::new();
+    let (mut value, mut t) = (0.0, 0i64);
+    let mut c = Cursor::new(buf, base);
+    while !c.done() {
+        let (field, wt) = c.key()?;
+        match field {
+            1 => {
+                c.expect(wt, LEN, "exemplar label is not length-delimited")?;
+                let (b, at) = c.bytes()?;
+                labels.push(parse_label(b, at)?);
+            }
+            2 => {
+                c.expect(wt, FIXED64, "exemplar value is not a double")?;
+                value = f64::from_bits(c.fixed64()?);
+            }
+            3 => {
+                c.expect(wt, VARINT, "exemplar timestamp is not a varint")?;
+                t = c.varint()? as i64;
+            }
+            _ => c.skip(wt)?,
+        }
+    }
+    Ok(Exemplar {
+        labels: Labels::from_pairs(labels),
+        value,
+        t,
+    })
 }
 
 #[inline]
@@ -529,7 +560,19 @@ mod tests {
         series.extend_from_slice(&label);
         series.extend_from_slice(&[0x12, sample.len() as u8]);
         series.extend_from_slice(&sample);
-        series.extend_from_slice(&[0x1a, 0x00, 0x22, 0x00, 0x22, 0x00]); // 1 exemplar, 2 histograms
+        // An empty exemplar (all defaults), then one with label t="x", value 1.5, ts 7;
+        // then 2 histograms.
+        series.extend_from_slice(&[0x1a, 0x00]);
+        let ex_label = [0x0a, 0x01, b't', 0x12, 0x01, b'x'];
+        let mut ex = vec![0x0a, ex_label.len() as u8];
+        ex.extend_from_slice(&ex_label);
+        ex.push(0x11);
+        ex.extend_from_slice(&1.5f64.to_bits().to_le_bytes());
+        ex.extend_from_slice(&[0x18, 0x07]);
+        series.push(0x1a);
+        series.push(ex.len() as u8);
+        series.extend_from_slice(&ex);
+        series.extend_from_slice(&[0x22, 0x00, 0x22, 0x00]);
         buf.push(0x0a);
         buf.push(series.len() as u8);
         buf.extend_from_slice(&series);
@@ -538,6 +581,17 @@ mod tests {
         let s = req.get(0).unwrap();
         assert_eq!(s.labels, &[("a", "y")]);
         assert_eq!(s.samples, &[Sample::new(5, 0.0)]);
-        assert_eq!((req.exemplars_dropped, req.histograms_dropped), (1, 2));
+        assert_eq!(req.histograms_dropped, 2);
+        assert_eq!(req.exemplars.len(), 2);
+        assert_eq!(req.exemplars[1].0, 0);
+        assert_eq!(
+            req.exemplars[1].1,
+            Exemplar {
+                labels: Labels::from_pairs([("t", "x")]),
+                value: 1.5,
+                t: 7
+            }
+        );
+        assert_eq!(req.exemplars[0].1.labels, Labels::empty());
     }
 }

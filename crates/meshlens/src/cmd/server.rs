@@ -33,6 +33,10 @@ pub struct Args {
     /// Samples up to this much older than a series' newest sample are still accepted.
     #[arg(long = "out-of-order-window", default_value = "10m")]
     pub out_of_order_window: String,
+    /// Exemplars kept in memory (a ring shared by every series, logged to the WAL; per tenant
+    /// with `--multitenancy`): the oldest make room for new ones. 0 keeps none.
+    #[arg(long = "storage.exemplars.max-exemplars", default_value_t = 100_000)]
+    pub max_exemplars: usize,
     /// WAL fsync policy: `always` (every acknowledged write is synced) or a duration such as
     /// `1s` (sync at most that long after a write).
     #[arg(long = "wal-fsync", default_value = "always")]
@@ -303,6 +307,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
         .map_err(anyhow::Error::msg)
         .context("--out-of-order-window")?
         .as_millis() as i64;
+    opts.tsdb.max_exemplars = args.max_exemplars;
     opts.tsdb.wal_fsync = match args.wal_fsync.as_str() {
         "always" => FsyncPolicy::EveryAppend,
         d => FsyncPolicy::Interval(
@@ -441,6 +446,7 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
         "retention.size" => args.retention_size,
         "out-of-order-window" => args.out_of_order_window,
         "wal-fsync" => args.wal_fsync,
+        "storage.exemplars.max-exemplars" => args.max_exemplars,
         "query.timeout" => args.query_timeout,
         "query.max-samples" => args.query_max_samples,
         "query.max-concurrency" => args.query_max_concurrency,

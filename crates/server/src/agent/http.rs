@@ -168,6 +168,22 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
     s.self_metrics
         .samples_ingested
         .add(&[("source", "remote_write")], written.samples);
+    let mut exemplars_refused = None;
+    if !req.exemplars.is_empty() {
+        match s.metrics_writer.write_exemplars(&req.exemplars) {
+            Ok(o) => {
+                crate::self_metrics::count_exemplar_refusals(&s.self_metrics, "remote_write", &o);
+                if o.invalid_labels > 0 {
+                    exemplars_refused = Some(format!(
+                        "exemplars refused ({} with invalid labels, first: {}), the other exemplars were buffered",
+                        o.invalid_labels,
+                        o.first_invalid.unwrap_or_default()
+                    ));
+                }
+            }
+            Err(e) => return Answer::failed(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
+    }
     let counts = Written {
         samples: written.samples,
         ..Default::default()
@@ -179,7 +195,11 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
             unwritten.samples,
         );
     }
-    if written.invalid == 0 && invalid_series.is_none() && not_stored.is_none() {
+    if written.invalid == 0
+        && invalid_series.is_none()
+        && not_stored.is_none()
+        && exemplars_refused.is_none()
+    {
         return Answer {
             status: StatusCode::NO_CONTENT,
             message: String::new(),
@@ -213,6 +233,9 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
     };
     if let Some(n) = not_stored {
         message = format!("{n}; {message}");
+    }
+    if let Some(e) = exemplars_refused {
+        message = format!("{e}; {message}");
     }
     Answer {
         status: StatusCode::BAD_REQUEST,

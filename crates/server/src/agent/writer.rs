@@ -8,8 +8,8 @@ use std::sync::Arc;
 use meshlens_forward::{AppendError, Buffer, ForwardError, Kind};
 use meshlens_ingest::remote_write;
 use meshlens_model::{
-    AppendOutcome, DependencyLink, MetricMetadata, MetricWriter, RejectReason, Span, SpanReader,
-    SpanWriter, StorageError, TimeSeries, TraceId, TraceQuery,
+    AppendOutcome, DependencyLink, ExemplarOutcome, MetricMetadata, MetricWriter, RejectReason,
+    SeriesExemplars, Span, SpanReader, SpanWriter, StorageError, TimeSeries, TraceId, TraceQuery,
 };
 use parking_lot::Mutex;
 
@@ -127,7 +127,66 @@ impl BufferMetricWriter {
     }
 }
 
+impl BufferMetricWriter {
+    /// Stamps and appends exemplars as one record of series without samples (a hub stores
+    /// a remote-write series' exemplars either way); returns once it is durable. Exemplars a
+    /// hub's store would refuse for their labels, or of series a hub would refuse, are left
+    /// out and counted, so one bad exemplar never costs the hub the batch.
+    pub fn write_exemplars(
+        &self,
+        batch: &[SeriesExemplars],
+    ) -> Result<ExemplarOutcome, AppendError> {
+        let mut out = ExemplarOutcome::default();
+        let mut kept = Vec::with_capacity(batch.len());
+        for s in batch {
+            if s.series.metric_name().is_none() || s.series.validate().is_err() {
+                out.invalid_labels += s.exemplars.len() as u64;
+                out.first_invalid
+                    .get_or_insert_with(|| format!("series {}: invalid labels", s.series));
+                continue;
+            }
+            let mut b = s.series.builder();
+            for (k, v) in &self.stamp.sorted {
+                if s.series.get(k).is_none() {
+                    b.set(k.clone(), v.clone());
+                }
+            }
+            let mut exemplars = Vec::with_capacity(s.exemplars.len());
+            for e in &s.exemplars {
+                match e.check_labels() {
+                    Ok(()) => exemplars.push(e.clone()),
+                    Err(why) => {
+                        out.invalid_labels += 1;
+                        out.first_invalid
+                            .get_or_insert_with(|| format!("series {}: {why}", s.series));
+                    }
+                }
+            }
+            if !exemplars.is_empty() {
+                out.accepted += exemplars.len() as u64;
+                kept.push(SeriesExemplars {
+                    series: b.build(),
+                    exemplars,
+                });
+            }
+        }
+        if kept.is_empty() {
+            return Ok(out);
+        }
+        let mut payload = Vec::new();
+        remote_write::encode_exemplars(&mut payload, &kept);
+        let items = u32::try_from(out.accepted).unwrap_or(u32::MAX);
+        self.buffer.append(Kind::Metrics, items, &payload)?;
+        Ok(out)
+    }
+}
+
 impl MetricWriter for BufferMetricWriter {
+    /// Forwarded to the hubs, which keep them (the agent keeps none itself).
+    fn append_exemplars(&self, batch: &[SeriesExemplars]) -> Result<ExemplarOutcome, StorageError> {
+        self.write_exemplars(batch).map_err(storage_error)
+    }
+
     fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
         let w = self.write(batch, Vec::new()).map_err(storage_error)?;
         let mut o = AppendOutcome {

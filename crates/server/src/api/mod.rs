@@ -184,6 +184,7 @@ async fn self_metrics(State(s): State<Arc<GlobalState>>) -> Response {
     let main = s.tenants.scrape_stack();
     let mut body = s.metrics.render(&main.tsdb.stats());
     main.trace_state.counters.render(&mut body);
+    crate::self_metrics::render_exemplar_store(&main.tsdb.exemplar_stats(), &mut body);
     crate::self_metrics::render_storage_backend(main.clickhouse.is_some(), &mut body);
     // With ClickHouse the embedded span store stays empty: its zeros would read as lost spans.
     if main.clickhouse.is_none() {

@@ -155,7 +155,10 @@ fn handle(s: &AppState, body: &[u8], message: ProtobufMessage) -> Answer {
                     Err(e) => return decode_failure(e.into()),
                 };
                 let answer = match remote_write::valid_series(&req) {
-                    Ok(series) => store(s, series, &req.metadata, &Unwritten::default()),
+                    Ok(series) => {
+                        let exemplars = remote_write::request_exemplars(&req);
+                        store(s, series, &req.metadata, &Unwritten::default(), exemplars)
+                    }
                     Err(e) => decode_failure(e),
                 };
                 *parse = req.into_buffers();
@@ -166,7 +169,13 @@ fn handle(s: &AppState, body: &[u8], message: ProtobufMessage) -> Answer {
                     Ok(r) => r,
                     Err(e) => return decode_failure(e),
                 };
-                let answer = store(s, req.series(), &req.raw.metadata, &Unwritten::of(&req));
+                let answer = store(
+                    s,
+                    req.series(),
+                    &req.raw.metadata,
+                    &Unwritten::of(&req),
+                    Default::default(),
+                );
                 *parse = req.into_buffers();
                 answer
             }
@@ -263,6 +272,7 @@ fn store(
     mut series: Vec<RawSeries<'_>>,
     metadata: &[MetricMetadata],
     unwritten: &Unwritten,
+    exemplars: (Vec<meshlens_model::SeriesExemplars>, Vec<String>),
 ) -> Answer {
     let limited = match apply_limits(s, &mut series) {
         Ok(l) => l,
@@ -281,6 +291,25 @@ fn store(
         samples: outcome.accepted,
         ..Default::default()
     };
+    let (exemplars, mut exemplars_refused) = exemplars;
+    let exemplars = limit_exemplars(&s.limits.limits, exemplars, &mut exemplars_refused);
+    if !exemplars.is_empty() {
+        match s.writer.append_exemplars(&exemplars) {
+            Ok(o) => {
+                crate::self_metrics::count_exemplar_refusals(&s.metrics, "remote_write", &o);
+                // Bad input is reported; out-of-order and duplicate exemplars are what
+                // Prometheus also skips silently (senders resend them after a retry).
+                if o.invalid_labels > 0 {
+                    exemplars_refused.push(format!(
+                        "{} exemplars with invalid labels, first: {}",
+                        o.invalid_labels,
+                        o.first_invalid.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+            Err(e) => return storage_failure(e),
+        }
+    }
     s.metrics
         .samples_ingested
         .add(&[("source", "remote_write")], outcome.accepted);
@@ -318,7 +347,7 @@ fn store(
             written,
         };
     }
-    if refused.is_empty() && not_stored.is_none() {
+    if refused.is_empty() && not_stored.is_none() && exemplars_refused.is_empty() {
         return Answer {
             status: StatusCode::NO_CONTENT,
             message: String::new(),
@@ -339,6 +368,12 @@ fn store(
     };
     if let Some(n) = not_stored {
         message = format!("{n}; {message}");
+    }
+    if !exemplars_refused.is_empty() {
+        message = format!(
+            "exemplars refused ({}), the other exemplars were stored; {message}",
+            exemplars_refused.join("; ")
+        );
     }
     Answer {
         status: StatusCode::BAD_REQUEST,
@@ -415,6 +450,24 @@ fn apply_limits(
         });
     }
     Ok(out)
+}
+
+/// Exemplars of series the tenant's label limits refuse are refused with them.
+fn limit_exemplars(
+    limits: &Limits,
+    exemplars: Vec<meshlens_model::SeriesExemplars>,
+    refused: &mut Vec<String>,
+) -> Vec<meshlens_model::SeriesExemplars> {
+    exemplars
+        .into_iter()
+        .filter(|g| match limits.check_series(&g.series) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.push(format!("exemplars of a series over a limit: {e}"));
+                false
+            }
+        })
+        .collect()
 }
 
 /// `Limits::check_series` on a series as sent: normalised pairs within every limit pass

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use meshlens_ingest::exposition::{self, ParsedScrape};
-use meshlens_model::{Labels, MetricWriter, Sample, TimeSeries, STALE_NAN};
+use meshlens_model::{
+    Exemplar, Labels, MetricWriter, Sample, SeriesExemplars, TimeSeries, STALE_NAN,
+};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -42,6 +44,8 @@ pub struct ScrapeLoop {
     pub client: HttpClient,
     /// Series of the previous successful scrape, by label hash.
     previous: HashMap<u64, Labels>,
+    /// The exemplars of the scrape being stored (filled by `prepare`).
+    exemplars: Vec<SeriesExemplars>,
 }
 
 fn now_ms() -> i64 {
@@ -72,6 +76,7 @@ impl ScrapeLoop {
                 metrics,
                 client,
                 previous: HashMap::new(),
+                exemplars: Vec::new(),
             },
             health,
         )
@@ -127,11 +132,35 @@ impl ScrapeLoop {
         let up = if error.is_none() { 1.0 } else { 0.0 };
         batch.extend(self.report(t, up, elapsed, scraped, post_relabel, added));
         let writer = self.writer.clone();
-        let appended = tokio::task::spawn_blocking(move || writer.append(&batch)).await;
+        let exemplars = std::mem::take(&mut self.exemplars);
+        let appended = tokio::task::spawn_blocking(move || {
+            let samples = writer.append(&batch)?;
+            // Exemplars after their samples; a refused exemplar never fails the scrape.
+            let ex = match exemplars.is_empty() {
+                true => None,
+                false => Some(writer.append_exemplars(&exemplars)),
+            };
+            Ok::<_, meshlens_model::StorageError>((samples, ex))
+        })
+        .await;
         let job = self.target.job.clone();
         let mut error = error;
         match appended {
-            Ok(Ok(o)) => {
+            Ok(Ok((o, ex))) => {
+                match ex {
+                    Some(Ok(ex)) => {
+                        crate::self_metrics::count_exemplar_refusals(&self.metrics, "scrape", &ex);
+                        if let Some(why) = &ex.first_invalid {
+                            tracing::debug!(
+                                target_url = %crate::config::redact_url(&self.target.url),
+                                reason = %why,
+                                "exemplar refused"
+                            );
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "storing exemplars failed"),
+                    None => {}
+                }
                 self.metrics
                     .samples_ingested
                     .add(&[("source", "scrape")], o.accepted);
@@ -190,12 +219,23 @@ impl ScrapeLoop {
                 _ => t,
             };
             current.insert(labels.stable_hash(), labels.clone());
+            if let Some(e) = s.exemplar {
+                self.exemplars.push(SeriesExemplars {
+                    series: labels.clone(),
+                    exemplars: vec![Exemplar {
+                        labels: e.labels,
+                        value: e.value,
+                        t: e.timestamp_ms.unwrap_or(ts),
+                    }],
+                });
+            }
             batch.push(TimeSeries {
                 labels,
                 samples: vec![Sample::new(ts, s.value)],
             });
         }
         if self.config.sample_limit > 0 && batch.len() > self.config.sample_limit {
+            self.exemplars.clear();
             return Err(format!(
                 "sample limit exceeded: {} > {}",
                 batch.len(),

@@ -41,6 +41,49 @@ impl FederatedMetrics {
     }
 }
 
+/// Exemplars of several tenants, each series labelled with its tenant as in
+/// [`FederatedMetrics`].
+pub struct FederatedExemplars {
+    pub tenants: Vec<(String, Arc<dyn meshlens_model::ExemplarReader>)>,
+}
+
+impl meshlens_model::ExemplarReader for FederatedExemplars {
+    fn select_exemplars(
+        &self,
+        matcher_sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<meshlens_model::SeriesExemplars>, StorageError> {
+        let mut out = Vec::new();
+        for (id, r) in &self.tenants {
+            // Per tenant: the sets that admit it, without their tenant matchers.
+            let sets: Vec<Vec<LabelMatcher>> = matcher_sets
+                .iter()
+                .filter(|set| {
+                    set.iter()
+                        .filter(|m| m.name == TENANT_LABEL)
+                        .all(|m| m.matches(id))
+                })
+                .map(|set| {
+                    set.iter()
+                        .filter(|m| m.name != TENANT_LABEL)
+                        .cloned()
+                        .collect()
+                })
+                .collect();
+            if sets.is_empty() {
+                continue;
+            }
+            for mut s in r.select_exemplars(&sets, mint, maxt)? {
+                s.series = with_tenant(&s.series, id);
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| a.series.cmp(&b.series));
+        Ok(out)
+    }
+}
+
 fn with_tenant(labels: &Labels, tenant: &str) -> Labels {
     let mut b = labels.builder();
     b.set(TENANT_LABEL, tenant);

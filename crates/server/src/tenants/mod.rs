@@ -14,6 +14,7 @@
 //! schema when its stack opens (its first write); its write buffer lives in its directory.
 //! Every tenant shares one ClickHouse client (one connection pool and thread).
 
+mod exemplars;
 pub mod federated;
 
 use std::collections::HashMap;
@@ -311,6 +312,12 @@ impl Tenants {
                 metrics_reader: metrics,
                 metrics_writer: Arc::new(federated::NoWrites),
                 head: None,
+                exemplars: Arc::new(federated::FederatedExemplars {
+                    tenants: stacks
+                        .iter()
+                        .map(|s| (s.id.clone(), s.tsdb.clone() as _))
+                        .collect(),
+                }),
                 graph_aggregates: None,
                 storage: Arc::new(storage),
                 trace_state: Arc::new({
@@ -411,6 +418,9 @@ struct View {
     metrics_writer: Arc<dyn MetricWriter>,
     /// The tenant's TSDB, for its series limit; None in federated views.
     head: Option<Arc<Tsdb>>,
+    /// Where `/api/v1/query_exemplars` reads: the tenant's TSDB (its ring, whichever the
+    /// metric storage), or every tenant's for a federated view.
+    exemplars: Arc<dyn meshlens_model::ExemplarReader>,
     /// The tenant's graph aggregates; None in federated views (graphs use PromQL).
     graph_aggregates: Option<Arc<EdgeAggregates>>,
     /// What `/api/v1/status/storage` reports on.
@@ -421,6 +431,7 @@ struct View {
 fn routes(shared: &Shared, v: View) -> Router {
     let mut prom = shared.prom_status.clone();
     prom.storage = v.metrics_reader.clone();
+    prom.exemplars = Some(v.exemplars.clone());
     prom.status = v.head.clone().map(crate::status::ServerStatus::for_tsdb);
     let analysis = meshlens_analysis_api::router(Arc::new(meshlens_analysis_api::AnalysisState {
         metrics: v.metrics_reader.clone(),
@@ -508,7 +519,10 @@ async fn open_stack(
                 )));
             }
             clickhouse = Some(ch);
-            let writer = buffer.metric_writer();
+            let writer: Arc<dyn MetricWriter> = Arc::new(exemplars::ExemplarsBeside {
+                inner: buffer.metric_writer(),
+                exemplars: tsdb.clone(),
+            });
             durable = Some(buffer);
             (store, writer, None)
         }
@@ -576,6 +590,7 @@ async fn open_stack(
             metrics_reader: metrics_reader.clone(),
             metrics_writer: metrics_writer.clone(),
             head,
+            exemplars: tsdb.clone(),
             graph_aggregates: graph_aggregates.clone(),
             storage: Arc::new(match &clickhouse {
                 Some(ch) => StorageSource::ClickHouse {

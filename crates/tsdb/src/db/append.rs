@@ -45,7 +45,7 @@ fn reason_index(r: RejectReason) -> usize {
 }
 
 impl Tsdb {
-    fn io_err(&self, source: std::io::Error) -> TsdbError {
+    pub(super) fn io_err(&self, source: std::io::Error) -> TsdbError {
         TsdbError::Io {
             op: "append to wal in",
             path: self.dir.clone(),
@@ -321,5 +321,12 @@ impl MetricWriter for Tsdb {
                 .map_err(|e| StorageError::io("append metadata to wal", e))?;
         }
         Ok(())
+    }
+
+    fn append_exemplars(
+        &self,
+        batch: &[meshlens_model::SeriesExemplars],
+    ) -> Result<meshlens_model::ExemplarOutcome, StorageError> {
+        Ok(self.append_exemplars_inner(batch)?)
     }
 }

@@ -31,6 +31,10 @@ impl Tsdb {
             let boundary = (min.div_euclid(bd) + 1) * bd;
             self.cut_block(boundary)?;
         }
+        if self.exemplar_log_is_long() {
+            let _gate = self.append_gate.write();
+            self.checkpoint_wal()?;
+        }
         self.compact()?;
         self.apply_retention()?;
         if self.opts.wal_fsync != FsyncPolicy::Never {
@@ -102,7 +106,8 @@ impl Tsdb {
                     ),
                 ]
             })
-            .chain(std::iter::once(metadata));
+            .chain(std::iter::once(metadata))
+            .chain(self.exemplar_checkpoint());
         self.wal
             .checkpoint(records)
             .map_err(|source| TsdbError::Io {

@@ -2,6 +2,8 @@
 //! contract.
 
 mod append;
+mod exemplars;
+pub use exemplars::ExemplarStats;
 mod maintain;
 mod read;
 mod status;
@@ -17,6 +19,7 @@ use meshlens_model::{MetricMetadata, StorageError};
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{self, Block, BlockError};
+use crate::exemplars::ExemplarRing;
 use crate::head::{Head, SeriesRef};
 use crate::wal::{Record, Wal};
 
@@ -37,6 +40,8 @@ pub struct TsdbOptions {
     pub retention_size_bytes: Option<u64>,
     pub out_of_order_window_ms: i64,
     pub wal_fsync: FsyncPolicy,
+    /// Slots of the exemplar ring (`--storage.exemplars.max-exemplars`); 0 keeps none.
+    pub max_exemplars: usize,
 }
 
 impl Default for TsdbOptions {
@@ -47,6 +52,7 @@ impl Default for TsdbOptions {
             retention_size_bytes: None,
             out_of_order_window_ms: 10 * 60 * 1000,
             wal_fsync: FsyncPolicy::EveryAppend,
+            max_exemplars: 100_000,
         }
     }
 }
@@ -113,6 +119,8 @@ struct Counters {
     compactions: AtomicU64,
     compaction_nanos: AtomicU64,
     dropped_on_replay: AtomicU64,
+    /// Exemplars written to the WAL since its last checkpoint.
+    exemplars_logged: AtomicU64,
 }
 
 /// A series resolved once for repeated appends (see [`Tsdb::series_handle`]).
@@ -129,6 +137,7 @@ pub struct Tsdb {
     wal: Wal,
     blocks: RwLock<Vec<Arc<Block>>>,
     metadata: RwLock<HashMap<String, MetricMetadata>>,
+    exemplars: Mutex<ExemplarRing>,
     /// Appends hold it shared; a WAL checkpoint holds it exclusively so that the snapshot
     /// and the log agree.
     append_gate: RwLock<()>,
@@ -150,6 +159,7 @@ impl Tsdb {
         let blocks = load_blocks(dir)?;
         let head = Head::new();
         let metadata = RwLock::new(HashMap::new());
+        let mut ring = ExemplarRing::new(opts.max_exemplars);
         let mut id_map: HashMap<u64, u32> = HashMap::new();
         let replay_window = i64::MAX;
         let (wal, report) = Wal::open(&dir.join("wal"), |rec| match rec {
@@ -172,6 +182,14 @@ impl Tsdb {
                 let mut m = metadata.write();
                 for x in md {
                     m.insert(x.metric_family.clone(), x);
+                }
+            }
+            Record::Exemplars(groups) => {
+                // Refusals (a smaller ring, duplicates) are expected here and dropped.
+                for g in groups {
+                    for e in g.exemplars {
+                        let _ = ring.add(&g.series, e);
+                    }
                 }
             }
         })
@@ -207,6 +225,7 @@ impl Tsdb {
             wal,
             blocks: RwLock::new(blocks),
             metadata,
+            exemplars: Mutex::new(ring),
             append_gate: RwLock::new(()),
             maintain_lock: Mutex::new(()),
             closed: AtomicBool::new(false),

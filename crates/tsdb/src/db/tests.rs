@@ -409,3 +409,98 @@ fn replay_equals_appended_with_every_value_kind() {
         .collect();
     assert_eq!(got, want);
 }
+
+mod exemplar_store {
+    use super::*;
+    use meshlens_model::{Exemplar, ExemplarReader, SeriesExemplars};
+
+    fn batch(name: &str, from: i64, n: i64) -> Vec<SeriesExemplars> {
+        vec![SeriesExemplars {
+            series: Labels::from_pairs([("__name__", name)]),
+            exemplars: (from..from + n)
+                .map(|t| Exemplar {
+                    labels: Labels::from_pairs([("trace_id", format!("{t:x}"))]),
+                    value: t as f64 / 4.0,
+                    t,
+                })
+                .collect(),
+        }]
+    }
+
+    fn stored(db: &Tsdb) -> Vec<SeriesExemplars> {
+        db.select_exemplars(&[vec![]], i64::MIN, i64::MAX).unwrap()
+    }
+
+    #[test]
+    fn exemplars_replay_from_the_wal_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let want = {
+            let db = Tsdb::open(dir.path(), opts()).unwrap();
+            let out = db.append_exemplars(&batch("a", 100, 3)).unwrap();
+            assert_eq!(out.accepted, 3);
+            db.append_exemplars(&batch("b", 50, 1)).unwrap();
+            stored(&db)
+            // Dropped without close, as after a crash.
+        };
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        assert_eq!(stored(&db), want);
+        assert_eq!(db.exemplar_stats().exemplars_in_storage, 4);
+        // The replayed newest exemplar (t=102) still decides order and duplicates.
+        let again = db.append_exemplars(&batch("a", 101, 3)).unwrap();
+        assert_eq!(
+            (again.out_of_order, again.duplicate, again.accepted),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn exemplars_survive_checkpoints_and_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let want = {
+            let db = Tsdb::open(dir.path(), opts()).unwrap();
+            db.append(&[ts("a", "x", &[(1, 1.0), (50_000, 2.0)])])
+                .unwrap();
+            db.append_exemplars(&batch("a", 1, 5)).unwrap();
+            // Cuts a block and checkpoints the WAL.
+            db.maintain().unwrap();
+            db.close().unwrap();
+            stored(&db)
+        };
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        assert_eq!(stored(&db), want);
+        assert_eq!(want[0].exemplars.len(), 5);
+    }
+
+    #[test]
+    fn a_smaller_ring_on_restart_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Tsdb::open(dir.path(), opts()).unwrap();
+            db.append_exemplars(&batch("a", 1, 10)).unwrap();
+        }
+        let small = TsdbOptions {
+            max_exemplars: 3,
+            ..opts()
+        };
+        let db = Tsdb::open(dir.path(), small).unwrap();
+        let got = stored(&db);
+        let ts: Vec<i64> = got[0].exemplars.iter().map(|e| e.t).collect();
+        assert_eq!(ts, vec![8, 9, 10]);
+    }
+
+    #[test]
+    fn disabled_store_counts_and_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Tsdb::open(
+            dir.path(),
+            TsdbOptions {
+                max_exemplars: 0,
+                ..opts()
+            },
+        )
+        .unwrap();
+        let out = db.append_exemplars(&batch("a", 1, 2)).unwrap();
+        assert_eq!((out.accepted, out.disabled), (0, 2));
+        assert!(stored(&db).is_empty());
+    }
+}

@@ -1,6 +1,6 @@
 //! WAL record payloads.
 
-use meshlens_model::{Label, Labels, MetricMetadata};
+use meshlens_model::{Exemplar, Label, Labels, MetricMetadata, SeriesExemplars};
 
 use crate::varint::{put_str, put_uvarint, put_varint, Reader};
 
@@ -10,6 +10,26 @@ const SAMPLES: u8 = 2;
 const METADATA: u8 = 3;
 /// Samples with compact values ([`put_value`]), running to the end of the body.
 const SAMPLES_COMPACT: u8 = 4;
+/// Exemplars, each group naming its series by labels (not by series id), so the record
+/// stands alone: the exemplar store is apart from the head and outlives its series.
+const EXEMPLARS: u8 = 5;
+
+fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
+    put_uvarint(out, labels.len() as u64);
+    for l in labels {
+        put_str(out, &l.name);
+        put_str(out, &l.value);
+    }
+}
+
+fn get_labels(r: &mut Reader) -> Option<Labels> {
+    let n = r.uvarint()? as usize;
+    let mut v = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        v.push((r.str()?.to_string(), r.str()?.to_string()));
+    }
+    Some(Labels::from_pairs(v))
+}
 
 /// Values exporters emit are mostly integers (counters, byte gauges) or have two decimals
 /// (seconds, percentages): those take a varint of the scaled integer; anything else the
@@ -139,6 +159,7 @@ pub enum Record {
     },
     Samples(Vec<WalSample>),
     Metadata(Vec<MetricMetadata>),
+    Exemplars(Vec<SeriesExemplars>),
 }
 
 impl Record {
@@ -162,6 +183,18 @@ impl Record {
                     put_str(out, &m.kind);
                     put_str(out, &m.help);
                     put_str(out, &m.unit);
+                }
+            }
+            Record::Exemplars(groups) => {
+                out.push(EXEMPLARS);
+                for g in groups {
+                    put_labels(out, &g.series);
+                    put_uvarint(out, g.exemplars.len() as u64);
+                    for e in &g.exemplars {
+                        put_labels(out, &e.labels);
+                        put_varint(out, e.t);
+                        put_value(out, e.value);
+                    }
                 }
             }
         }
@@ -224,6 +257,23 @@ impl Record {
                     });
                 }
                 Record::Metadata(v)
+            }
+            EXEMPLARS => {
+                let mut groups = Vec::new();
+                while !r.is_empty() {
+                    let series = get_labels(&mut r)?;
+                    let n = r.uvarint()? as usize;
+                    let mut exemplars = Vec::with_capacity(n.min(1024));
+                    for _ in 0..n {
+                        exemplars.push(Exemplar {
+                            labels: get_labels(&mut r)?,
+                            t: r.varint()?,
+                            value: get_value(&mut r)?,
+                        });
+                    }
+                    groups.push(SeriesExemplars { series, exemplars });
+                }
+                Record::Exemplars(groups)
             }
             _ => return None,
         };
@@ -363,6 +413,41 @@ mod tests {
             Record::decode(&[SAMPLES_COMPACT]),
             Some(Record::Samples(Vec::new()))
         );
+    }
+
+    #[test]
+    fn exemplar_records_round_trip() {
+        let rec = Record::Exemplars(vec![
+            SeriesExemplars {
+                series: Labels::from_pairs([("__name__", "req_total"), ("job", "a")]),
+                exemplars: vec![
+                    Exemplar {
+                        labels: Labels::from_pairs([("trace_id", "abc")]),
+                        value: 1.5,
+                        t: 1_600_000_000_123,
+                    },
+                    Exemplar {
+                        labels: Labels::empty(),
+                        value: f64::INFINITY,
+                        t: -5,
+                    },
+                ],
+            },
+            SeriesExemplars {
+                series: Labels::from_pairs([("__name__", "b")]),
+                exemplars: vec![],
+            },
+        ]);
+        let mut body = Vec::new();
+        rec.encode(&mut body);
+        assert_eq!(body[0], EXEMPLARS);
+        assert_eq!(Record::decode(&body), Some(rec));
+        // Cut anywhere inside, the record is refused rather than half read.
+        for cut in 2..body.len() - 1 {
+            if let Some(Record::Exemplars(g)) = Record::decode(&body[..cut]) {
+                assert!(g.len() < 2, "cut at {cut} decoded both groups");
+            }
+        }
     }
 
     proptest! {

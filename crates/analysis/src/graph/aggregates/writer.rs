@@ -46,6 +46,13 @@ impl MetricWriter for AggregatingWriter {
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
         self.inner.append_metadata(metadata)
     }
+
+    fn append_exemplars(
+        &self,
+        batch: &[meshlens_model::SeriesExemplars],
+    ) -> Result<meshlens_model::ExemplarOutcome, StorageError> {
+        self.inner.append_exemplars(batch)
+    }
 }
 
 #[cfg(test)]

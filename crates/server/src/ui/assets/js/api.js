@@ -116,6 +116,20 @@ export async function queryRange(q, seconds, points = 120, end = nowS()) {
   return b.data;
 }
 
+/**
+ * Exemplars of the series a query selects, over the last `seconds` up to `end` (s):
+ * [{seriesLabels, exemplars: [{labels, value, timestamp}]}]. A server without exemplars
+ * (or an error) gives [], so a chart never fails for want of them.
+ */
+export async function exemplars(q, seconds, end = nowS()) {
+  try {
+    const b = await getJSON(`/api/v1/query_exemplars?${qs({ query: q, start: (end - seconds).toFixed(3), end: end.toFixed(3) })}`);
+    return b.data || [];
+  } catch {
+    return [];
+  }
+}
+
 export async function labelNames() {
   return (await getJSON('/api/v1/labels')).data || [];
 }

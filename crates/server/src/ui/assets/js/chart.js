@@ -50,10 +50,11 @@ export function segments(points, step) {
 
 /**
  * Line chart. series: [{name, points: [[ms, value], ...]}].
- * opts: {height, yFmt, title, maxLegend, bands, xRange: [ms, ms]}; bands: [{start, end, label}] (ms) are shaded
- * behind the lines (anomalies) and named in the hover tooltip. Returns the chart's root element.
+ * opts: {height, yFmt, title, maxLegend, bands, markers, xRange: [ms, ms]}; bands: [{start, end, label}] (ms) are shaded
+ * behind the lines (anomalies) and named in the hover tooltip; markers: [{t, v, label, href}] are exemplars,
+ * drawn as diamonds at their value (links when they name a trace). Returns the chart's root element.
  */
-export function lineChart(series, { height = 220, yFmt = num, title = '', maxLegend = 40, width = 640, bands = [], xRange = null } = {}) {
+export function lineChart(series, { height = 220, yFmt = num, title = '', maxLegend = 40, width = 640, bands = [], markers = [], xRange = null } = {}) {
   const root = h('figure', { class: 'chart' });
   if (title) root.append(h('figcaption', {}, title));
   const hidden = new Set();
@@ -84,6 +85,8 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
     const vis = all.filter((se) => !hidden.has(se.i));
     let y0 = Infinity, y1 = -Infinity;
     for (const se of vis) for (const [, v] of se.points) { if (v < y0) y0 = v; if (v > y1) y1 = v; }
+    const marks = (markers || []).filter((m) => Number.isFinite(m.v) && m.t >= x0 && m.t <= x1);
+    for (const m of marks) { if (m.v < y0) y0 = m.v; if (m.v > y1) y1 = m.v; }
     if (y0 === Infinity) { y0 = 0; y1 = 1; }
     if (y0 > 0 && y0 < y1 * 0.5) y0 = 0;
     if (y1 === y0) { y1 = y0 + (Math.abs(y0) || 1); if (y0 > 0) y0 = 0; }
@@ -120,6 +123,14 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
           svg.append(s('path', { d, class: cls, 'stroke-dasharray': dash }));
         }
       }
+    }
+    for (const m of marks) {
+      const x = X(m.t), y = Y(m.v), r = 5;
+      const shape = s('path', { d: `M${x.toFixed(1)},${(y - r).toFixed(1)}l${r},${r}l${-r},${r}l${-r},${-r}z`, class: 'exemplar-mark' });
+      const label = m.label || `exemplar ${yFmt(m.v)}`;
+      svg.append(m.href
+        ? s('a', { href: m.href, class: 'exemplar', 'aria-label': label }, s('title', {}, label), shape)
+        : s('g', { class: 'exemplar', 'aria-label': label }, s('title', {}, label), shape));
     }
     const cursor = s('line', { class: 'cursor', y1: T, y2: H - B, x1: -10, x2: -10 });
     svg.append(cursor);
@@ -166,6 +177,11 @@ export function lineChart(series, { height = 220, yFmt = num, title = '', maxLeg
   });
   if (maxLegend && all.length > maxLegend) legend.append(h('li', { class: 'muted' }, `… and ${all.length - maxLegend} more series`));
   if (anomalies) root.append(h('p', { class: 'chart-key band-key' }, h('span', { class: 'band-swatch', 'aria-hidden': 'true' }), ` shaded: ${anomalies} anomal${anomalies === 1 ? 'y' : 'ies'} (hover for details)`));
+  if (markers && markers.length) {
+    root.dataset.exemplars = String(markers.length);
+    root.append(h('p', { class: 'chart-key exemplar-key' }, h('span', { class: 'exemplar-swatch', 'aria-hidden': 'true' }, '◆'),
+      ` ${markers.length} exemplar${markers.length === 1 ? '' : 's'}${markers.some((m) => m.href) ? ': click one to open its trace' : ''}`));
+  }
   if (!all.some((se) => se.points.length)) plot.append(h('p', { class: 'chart-empty' }, 'No data points in this window.'));
   draw();
   return root;
@@ -219,6 +235,27 @@ export function shareBars(rows, { fmt = num, label = 'share' } = {}) {
     h('span', { class: 'bar-key' }, r.key),
     h('span', { class: 'bar-track', 'aria-hidden': 'true' }, h('span', { class: 'bar-fill', style: { width: `${(100 * r.value) / total}%` } })),
     h('span', { class: 'bar-val' }, `${fmt(r.value)} (${((100 * r.value) / total).toFixed(1)}%)`))));
+}
+
+/**
+ * `query_exemplars` data → chart markers: one per exemplar at its time and value, linked to
+ * the trace its `trace_id` label names (`traceHref(id)`), labelled with its series and labels.
+ */
+export function exemplarMarkers(data, traceHref) {
+  const out = [];
+  for (const se of data || []) {
+    for (const e of se.exemplars || []) {
+      const id = e.labels?.trace_id || e.labels?.traceID || e.labels?.traceId;
+      const ls = Object.entries(e.labels || {}).map(([k, v]) => `${k}="${v}"`).join(', ');
+      out.push({
+        t: e.timestamp * 1000,
+        v: parseFloat(e.value),
+        href: id ? traceHref(id) : null,
+        label: `exemplar ${e.value} {${ls}} of ${seriesName(se.seriesLabels || {})}${id ? ': open the trace' : ''}`,
+      });
+    }
+  }
+  return out;
 }
 
 /** Prometheus matrix → chart series, named by their labels. */

@@ -5,7 +5,7 @@
 import { h, clear, message, sortableTable } from '../dom.js';
 import * as url from '../state/url.js';
 import * as api from '../api.js';
-import { lineChart, matrixSeries, seriesName } from '../chart.js';
+import { lineChart, matrixSeries, seriesName, exemplarMarkers } from '../chart.js';
 import { filterNote } from '../clusters.js';
 import * as fmt from '../format.js';
 import * as anomalies from '../anomalies.js';
@@ -105,8 +105,9 @@ export async function render(root, { params, shared }) {
   const service = anomalies.serviceOfQuery(q);
   try {
     if (tab === 'graph') {
-      const [d, odd] = await Promise.all([api.queryRange(q, shared.seconds, 240, end),
-        service ? anomalies.load(service).catch(() => null) : null]);
+      const [d, odd, ex] = await Promise.all([api.queryRange(q, shared.seconds, 240, end),
+        service ? anomalies.load(service).catch(() => null) : null,
+        api.exemplars(q, shared.seconds, end)]);
       clear(out);
       if (d.resultType !== 'matrix') { out.append(message('warn', `A ${d.resultType} result cannot be graphed; see the table.`)); return; }
       const series = matrixSeries(d.result);
@@ -115,7 +116,7 @@ export async function render(root, { params, shared }) {
       out.append(h('p', { class: 'muted' }, `${series.length} series over `,
         at ? [`${shared.range} around ${fmt.time(at, true)} `, h('a', { href: url.href('metrics', { q, at: '' }) }, 'back to now')] : `the last ${shared.range}`,
         service && bands.some((b) => !b.cls) ? `; shaded: anomalies of ${service}` : '', '.'),
-      lineChart(series, { height: 320, width: 1000, title: q, bands, xRange: [((end ?? Date.now() / 1000) - shared.seconds) * 1000, (end ?? Date.now() / 1000) * 1000] }));
+      lineChart(series, { height: 320, width: 1000, title: q, bands, markers: exemplarMarkers(ex, (id) => url.href('traces', { trace: id })), xRange: [((end ?? Date.now() / 1000) - shared.seconds) * 1000, (end ?? Date.now() / 1000) * 1000] }));
     } else {
       const d = await api.query(q);
       clear(out).append(resultTable(d));

@@ -150,12 +150,13 @@ export function renderPanel(panel, { node, edge, graph }) {
     const sels = withClusters(['reporter="source"', ...matchers(a, 'source', type), ...matchers(b, 'destination', type)], [[a, 'source'], [b, 'destination']]);
     const rt = edge.responseTimeMs;
     const cross = isCross(edge, a, b);
+    const slow = h('div', { class: 'edge-exemplars' }, message('loading', 'Looking for exemplars…'));
     panel.append(
       h('header', {}, h('h2', {}, `${a.name} → ${b.name}`), close),
       h('p', {}, badge(edge.health), ` ${edge.protocol || 'http'}`),
       cross ? h('p', { class: 'cross-cluster-note', dataset: { source: a.cluster, target: b.cluster } },
         h('span', { class: 'cross-badge' }, 'cross-cluster'), ' ', h('b', {}, `${a.cluster} → ${b.cluster}`))
-        : known(a.cluster) ? h('p', { class: 'muted' }, `within cluster ${a.cluster}`) : null,
+        : known(a.cluster) ? h('p', { class: 'muted' }, `within cluster ${a.cluster}`) : '',
       h('dl', { class: 'facts' },
         h('dt', {}, 'Requests'), h('dd', {}, fmt.rate(edge.requestRate)),
         h('dt', {}, 'Error share'), h('dd', {}, fmt.pct(edge.errorRate)),
@@ -165,10 +166,35 @@ export function renderPanel(panel, { node, edge, graph }) {
         h('a', { href: url.href('traces', { service: a.name, remote: b.name }), class: 'traces-link' }, `Traces of ${a.name} calling ${b.name}`),
         h('a', { href: url.href('traces', { service: b.name }) }, `Traces of ${b.name}`),
         h('a', { href: url.href('config', { q: appOf(b) }) }, `Istio config routing to ${appOf(b)}`)),
+      h('h3', {}, 'Slowest exemplar traces'), slow,
       h('h3', {}, 'Traffic on this edge'), charts,
       h('h3', {}, 'Response codes'), codeBars(edge.responseCodes),
       h('h3', {}, 'Config validation'), conf);
+    slowTraces(slow, sels, seconds);
     redCharts(charts, sels, seconds, [b.name, appOf(b)]);
     findings(conf, [appOf(b), b.name]);
   }
+}
+
+/**
+ * The edge's slowest requests that left an exemplar on its duration histogram, each a link
+ * to its trace: the way from "this edge is slow" to a slow request's spans.
+ */
+async function slowTraces(out, sels, seconds) {
+  const q = `istio_request_duration_milliseconds_bucket{${sels.join(',')}}`;
+  const data = await api.exemplars(q, seconds);
+  const seen = new Map();
+  for (const se of data) {
+    for (const e of se.exemplars || []) {
+      const id = e.labels?.trace_id;
+      const v = parseFloat(e.value);
+      if (id && !(seen.get(id)?.v >= v)) seen.set(id, { id, v, t: e.timestamp * 1000 });
+    }
+  }
+  const top = [...seen.values()].sort((x, y) => y.v - x.v).slice(0, 5);
+  clear(out).append(top.length
+    ? h('ol', { class: 'exemplar-traces' }, top.map((x) => h('li', {},
+      h('a', { href: url.href('traces', { trace: x.id }), class: 'exemplar-trace' }, `${fmt.ms(x.v)} at ${fmt.time(x.t, true)}`),
+      h('span', { class: 'muted small' }, ` trace ${x.id}`))))
+    : h('p', { class: 'muted' }, 'No exemplars on this edge\'s request durations in this window.'));
 }
