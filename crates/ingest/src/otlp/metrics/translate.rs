@@ -363,7 +363,11 @@ fn histogram_point(
             p.bounds.len() + 1
         ));
     }
-    if let Some(i) = p.bounds.windows(2).position(|w| !(w[0] < w[1])) {
+    if let Some(i) = p
+        .bounds
+        .windows(2)
+        .position(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+    {
         return Err(format!(
             "histogram explicit bounds are not increasing at index {}: {} then {}",
             i + 1,

@@ -117,7 +117,7 @@ impl<'a> Cur<'a> {
         }
         self.want(field, wire_type, LEN)?;
         let mut m = self.msg()?;
-        if m.w.buf.len() % 8 != 0 {
+        if !m.w.buf.len().is_multiple_of(8) {
             return m.at(
                 0,
                 Err(err(format!(
