@@ -258,3 +258,74 @@ fn opentelemetry_sdk_metrics_over_otlp_http_and_grpc() {
     );
     bad_input(&server);
 }
+
+/// With `--multitenancy` a metrics export goes to the tenant its `X-Scope-OrgID` names, as
+/// trace exports do, on the main listener and on the separate OTLP/HTTP one.
+#[test]
+fn otlp_metrics_follow_the_tenant_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let otlp_http = format!("127.0.0.1:{}", common::free_port());
+    let server = Server::start(
+        dir.path(),
+        &["--multitenancy", "--otlp-http-listen", &otlp_http],
+    );
+    let now_ns = (common::now_ms() as u64) * 1_000_000;
+    let body = |service: &str| {
+        format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},
+            "scopeMetrics":[{{"metrics":[{{"name":"orders","sum":{{"aggregationTemporality":2,"isMonotonic":true,
+              "dataPoints":[{{"timeUnixNano":"{now_ns}","asInt":"5"}}]}}}}]}}]}}]}}"#
+        )
+    };
+    let client = common::httpc::Client::new().unwrap();
+    let post = |origin: &str, headers: &[(&str, &str)], service: &str| {
+        let mut h = vec![("Content-Type", "application/json")];
+        h.extend_from_slice(headers);
+        client
+            .request(
+                "POST",
+                &format!("{origin}/v1/metrics"),
+                &h,
+                body(service).as_bytes(),
+            )
+            .unwrap()
+    };
+    let r = post(&server.url(""), &[], "nobody");
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(&server.url(""), &[("X-Scope-OrgID", "a|b")], "two");
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(
+        &server.url(""),
+        &[("X-Scope-OrgID", "team-a")],
+        "main-listener",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(
+        &format!("http://{otlp_http}"),
+        &[("X-Scope-OrgID", "team-a")],
+        "otlp-listener",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let jobs = |tenant: &str| -> BTreeSet<String> {
+        let url = server.url(&format!(
+            "/api/v1/query?query={}",
+            urlencode("orders_total")
+        ));
+        let r = client
+            .request("GET", &url, &[("X-Scope-OrgID", tenant)], b"")
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["metric"]["job"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        jobs("team-a"),
+        BTreeSet::from(["main-listener".to_string(), "otlp-listener".to_string()])
+    );
+    assert!(jobs("team-b").is_empty());
+}
