@@ -61,8 +61,11 @@ pub struct ServerOptions {
     /// OTLP/gRPC listener (Istio and OpenTelemetry's port 4317); None: off.
     pub otlp_grpc_listen: Option<SocketAddr>,
     /// A separate OTLP/HTTP listener (port 4318); None: off (the main listener serves
-    /// `/v1/traces` regardless).
+    /// `/v1/traces` and `/v1/metrics` regardless).
     pub otlp_http_listen: Option<SocketAddr>,
+    /// Resource attributes of OTLP metrics copied onto every series as labels (Prometheus's
+    /// `otlp.promote_resource_attributes`).
+    pub otlp_promote_resource_attributes: Vec<String>,
     /// Largest span ingest body accepted (compressed); larger gets 413.
     pub max_span_body_bytes: usize,
     /// Istio (and Kubernetes) YAML files or directories that `/api/v1/validations` checks.
@@ -120,6 +123,7 @@ impl Default for ServerOptions {
             spans: Default::default(),
             otlp_grpc_listen: None,
             otlp_http_listen: None,
+            otlp_promote_resource_attributes: Vec::new(),
             max_span_body_bytes: 16 << 20,
             mesh_config: Vec::new(),
             span_metrics_interval: Duration::from_secs(15),
@@ -375,9 +379,10 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     if let Some(a) = opts.otlp_http_listen {
         let (l, bound) = bind(a).await?;
         otlp_http_addr = Some(bound);
-        // Only OTLP/HTTP's path; everything else on this port is a 404.
+        // Only OTLP/HTTP's paths; everything else on this port is a 404.
         let app = axum::Router::new()
             .route("/v1/traces", axum::routing::any(tenants::dispatch))
+            .route("/v1/metrics", axum::routing::any(tenants::dispatch))
             .with_state(tenants.clone());
         let app = api::clusters::observed(app, state.clone());
         listeners.push(tokio::spawn(meshlens_access::serve(

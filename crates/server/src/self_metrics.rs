@@ -48,6 +48,8 @@ pub struct SelfMetrics {
     /// Exemplars refused by the store, by source and reason (duplicates are not refusals).
     pub exemplars_rejected: CounterVec,
     pub remote_write_requests: CounterVec,
+    /// OTLP metrics export calls (HTTP and gRPC), by HTTP status code.
+    pub otlp_metrics_requests: CounterVec,
     pub scrapes: CounterVec,
     pub http_requests: CounterVec,
     /// Requests refused before reaching a tenant: missing or invalid `X-Scope-OrgID`.
@@ -108,6 +110,12 @@ impl SelfMetrics {
             "meshlens_remote_write_requests_total",
             "Remote write requests, by HTTP status code.",
             &self.remote_write_requests,
+        );
+        counter(
+            &mut out,
+            "meshlens_otlp_metrics_requests_total",
+            "OTLP metrics export requests (HTTP and gRPC), by HTTP status code.",
+            &self.otlp_metrics_requests,
         );
         counter(
             &mut out,

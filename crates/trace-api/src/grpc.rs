@@ -77,29 +77,7 @@ pub async fn handle(state: Arc<TraceApiState>, req: Request<Incoming>) -> Respon
             &format!("unknown method {}", req.uri().path()),
         );
     }
-    let compressed_with = req
-        .headers()
-        .get("grpc-encoding")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let limit = state.max_body_bytes;
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let code = if e.is::<http_body_util::LengthLimitError>() {
-                RESOURCE_EXHAUSTED
-            } else {
-                INVALID_ARGUMENT
-            };
-            state.counters.failed(Transport::OtlpGrpc);
-            return status_only(code, &format!("reading the request failed: {e}"));
-        }
-    };
-    let message = match unframe(
-        &body,
-        compressed_with.as_deref(),
-        state.max_decompressed_bytes,
-    ) {
+    let message = match read_unary(req, state.max_body_bytes, state.max_decompressed_bytes).await {
         Ok(m) => m,
         Err((code, msg)) => {
             state.counters.failed(Transport::OtlpGrpc);
@@ -134,10 +112,45 @@ pub async fn handle(state: Arc<TraceApiState>, req: Request<Incoming>) -> Respon
         decoded.rejected,
         decoded.first_rejection.as_deref().unwrap_or(""),
     );
-    let mut framed = Vec::with_capacity(reply.len() + 5);
+    unary_reply(&reply)
+}
+
+/// The request message of a unary call, read within `max_body_bytes` and decompressed
+/// within `max_decompressed_bytes`; an error is the gRPC status code and message to answer
+/// with. Shared with the other OTLP services on this listener.
+pub async fn read_unary(
+    req: Request<Incoming>,
+    max_body_bytes: usize,
+    max_decompressed_bytes: usize,
+) -> Result<Vec<u8>, (u32, String)> {
+    let compressed_with = req
+        .headers()
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match Limited::new(req.into_body(), max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let code = if e.is::<http_body_util::LengthLimitError>() {
+                RESOURCE_EXHAUSTED
+            } else {
+                INVALID_ARGUMENT
+            };
+            return Err((code, format!("reading the request failed: {e}")));
+        }
+    };
+    unframe(&body, compressed_with.as_deref(), max_decompressed_bytes)
+}
+
+/// A successful unary reply: `message` framed, then `grpc-status: 0` in the trailers.
+pub fn unary_reply(message: &[u8]) -> Response<GrpcBody> {
+    let mut framed = Vec::with_capacity(message.len() + 5);
     framed.push(0);
-    framed.extend_from_slice(&(reply.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&reply);
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from(OK));
     Response::builder()

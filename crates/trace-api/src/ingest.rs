@@ -272,7 +272,8 @@ struct RpcStatus {
     message: String,
 }
 
-fn otlp_status_response(json: bool, status: StatusCode, msg: &str) -> Response {
+/// An OTLP/HTTP error: `google.rpc.Status` as protobuf or JSON, with `status`.
+pub fn otlp_status_response(json: bool, status: StatusCode, msg: &str) -> Response {
     tracing::debug!(%status, error = %msg, "otlp request refused");
     let code = match status {
         StatusCode::BAD_REQUEST => 3,

@@ -4,7 +4,7 @@
 //! Design decision: handlers see spans only through the `SpanWriter` / `SpanReader` traits,
 //! so the embedded span store and a ClickHouse backend serve the same API.
 
-mod body;
+pub mod body;
 mod counters;
 mod grpc;
 mod ingest;
@@ -22,9 +22,11 @@ use meshlens_model::{SpanReader, SpanRef, SpanWriter};
 
 pub use counters::TraceCounters;
 pub use grpc::{
-    handle as otlp_grpc_export, serve_otlp_grpc, status_only as grpc_status,
-    unframe as unframe_grpc_message, GrpcBody,
+    handle as otlp_grpc_export, read_unary as read_grpc_unary, serve_otlp_grpc,
+    status_only as grpc_status, unary_reply as grpc_unary_reply, unframe as unframe_grpc_message,
+    GrpcBody,
 };
+pub use ingest::otlp_status_response;
 
 /// Called with every batch after it is stored (span metrics, live graphs); spans borrow the
 /// request body.

@@ -9,20 +9,20 @@ use super::{
     map_span, resource_parts, Attr, Attrs, Context, Decoded, DecodedRefs, OtelSpan, OtlpError,
 };
 
-fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
+pub(super) fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     v.get(camel)
         .or_else(|| v.get(snake))
         .filter(|v| !v.is_null())
 }
 
-fn json_err(path: &str, reason: impl Into<String>) -> OtlpError {
+pub(super) fn json_err(path: &str, reason: impl Into<String>) -> OtlpError {
     OtlpError::Invalid {
         path: path.to_string(),
         reason: reason.into(),
     }
 }
 
-fn json_array<'a>(
+pub(super) fn json_array<'a>(
     v: &'a Value,
     camel: &str,
     snake: &str,
@@ -35,11 +35,11 @@ fn json_array<'a>(
     }
 }
 
-fn json_str<'a>(v: &'a Value, camel: &str, snake: &str) -> &'a str {
+pub(super) fn json_str<'a>(v: &'a Value, camel: &str, snake: &str) -> &'a str {
     field(v, camel, snake).and_then(Value::as_str).unwrap_or("")
 }
 
-fn json_u64(v: &Value, camel: &str, snake: &str, path: &str) -> Result<u64, OtlpError> {
+pub(super) fn json_u64(v: &Value, camel: &str, snake: &str, path: &str) -> Result<u64, OtlpError> {
     match field(v, camel, snake) {
         None => Ok(0),
         Some(Value::Number(n)) => n
@@ -66,7 +66,7 @@ fn json_hex(v: &Value, camel: &str, snake: &str, path: &str) -> Result<Vec<u8>, 
         .collect())
 }
 
-fn json_enum(v: &Value, camel: &str, names: &[&str]) -> i32 {
+pub(super) fn json_enum(v: &Value, camel: &str, names: &[&str]) -> i32 {
     match v.get(camel) {
         Some(Value::Number(n)) => n.as_i64().unwrap_or(0) as i32,
         Some(Value::String(s)) => names.iter().position(|n| n == s).unwrap_or(0) as i32,
@@ -74,7 +74,7 @@ fn json_enum(v: &Value, camel: &str, names: &[&str]) -> i32 {
     }
 }
 
-fn attr_from_json(v: &Value) -> Attr<'_> {
+pub(super) fn attr_from_json(v: &Value) -> Attr<'_> {
     let Some(obj) = v.as_object() else {
         return Attr::Empty;
     };
@@ -117,7 +117,7 @@ fn attr_from_json(v: &Value) -> Attr<'_> {
     Attr::Empty
 }
 
-fn kvs_from_json(v: Option<&Value>) -> Attrs<'_> {
+pub(super) fn kvs_from_json(v: Option<&Value>) -> Attrs<'_> {
     v.and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -18,6 +18,7 @@
 //! success asks; the rest of the request is kept.
 mod encode;
 mod json;
+pub mod metrics;
 mod proto;
 mod wire;
 
@@ -33,6 +34,8 @@ use crate::zipkin::write_json_string;
 pub enum OtlpError {
     #[error("malformed protobuf ExportTraceServiceRequest: {0}")]
     Protobuf(String),
+    #[error("malformed protobuf ExportMetricsServiceRequest: {0}")]
+    MetricsProtobuf(String),
     #[error("malformed JSON: {0}")]
     Json(String),
     #[error("{path}: {reason}")]

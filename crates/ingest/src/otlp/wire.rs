@@ -13,40 +13,40 @@ use super::OtlpError;
 use super::{map_span, resource_parts, Attr, Attrs, Context, DecodedRefs, OtelEvent, OtelSpan};
 
 /// Messages nested deeper than this are refused (prost's recursion limit).
-const MAX_DEPTH: u32 = 100;
+pub(super) const MAX_DEPTH: u32 = 100;
 
-const VARINT: u8 = 0;
-const I64: u8 = 1;
-const LEN: u8 = 2;
+pub(super) const VARINT: u8 = 0;
+pub(super) const I64: u8 = 1;
+pub(super) const LEN: u8 = 2;
 const START_GROUP: u8 = 3;
 const END_GROUP: u8 = 4;
-const I32: u8 = 5;
+pub(super) const I32: u8 = 5;
 
 type Result<T> = std::result::Result<T, OtlpError>;
 
-fn err(msg: impl Into<String>) -> OtlpError {
+pub(super) fn err(msg: impl Into<String>) -> OtlpError {
     OtlpError::Protobuf(msg.into())
 }
 
 /// One nesting level down, or the recursion error.
-fn deeper(depth: u32) -> Result<u32> {
+pub(super) fn deeper(depth: u32) -> Result<u32> {
     depth
         .checked_sub(1)
         .ok_or_else(|| err("recursion limit reached"))
 }
 
 /// A cursor over the bytes of one message.
-struct Wire<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(super) struct Wire<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl<'a> Wire<'a> {
-    fn new(buf: &'a [u8]) -> Wire<'a> {
+    pub(super) fn new(buf: &'a [u8]) -> Wire<'a> {
         Wire { buf, pos: 0 }
     }
 
-    fn varint(&mut self) -> Result<u64> {
+    pub(super) fn varint(&mut self) -> Result<u64> {
         let mut v = 0u64;
         for i in 0..10 {
             let b = *self
@@ -66,7 +66,7 @@ impl<'a> Wire<'a> {
     }
 
     /// The next field's number and wire type; `None` at the end of the message.
-    fn key(&mut self) -> Result<Option<(u32, u8)>> {
+    pub(super) fn key(&mut self) -> Result<Option<(u32, u8)>> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -82,7 +82,7 @@ impl<'a> Wire<'a> {
         Ok(Some((field, wire_type)))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
             .checked_add(n)
@@ -93,17 +93,17 @@ impl<'a> Wire<'a> {
         Ok(s)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8]> {
+    pub(super) fn bytes(&mut self) -> Result<&'a [u8]> {
         let n = self.varint()?;
         self.take(usize::try_from(n).map_err(|_| err("buffer underflow"))?)
     }
 
-    fn str(&mut self) -> Result<&'a str> {
+    pub(super) fn str(&mut self) -> Result<&'a str> {
         std::str::from_utf8(self.bytes()?)
             .map_err(|_| err("invalid string value: data is not UTF-8 encoded"))
     }
 
-    fn fixed64(&mut self) -> Result<u64> {
+    pub(super) fn fixed64(&mut self) -> Result<u64> {
         let b = self.take(8)?;
         Ok(u64::from_le_bytes(
             b.try_into().map_err(|_| err("buffer underflow"))?,
@@ -111,7 +111,7 @@ impl<'a> Wire<'a> {
     }
 
     /// Skips a field this decoder does not read (groups included, as prost does).
-    fn skip(&mut self, field: u32, wire_type: u8, depth: u32) -> Result<()> {
+    pub(super) fn skip(&mut self, field: u32, wire_type: u8, depth: u32) -> Result<()> {
         match wire_type {
             VARINT => {
                 self.varint()?;
@@ -143,7 +143,7 @@ impl<'a> Wire<'a> {
 }
 
 /// A known field must come with its declared wire type.
-fn want(field: u32, wire_type: u8, expected: u8) -> Result<()> {
+pub(super) fn want(field: u32, wire_type: u8, expected: u8) -> Result<()> {
     if wire_type == expected {
         Ok(())
     } else {
@@ -208,7 +208,7 @@ fn resource_spans<'a>(
 }
 
 /// `Resource` (and `KeyValueList`): its repeated field 1 of `KeyValue`s, appended to `out`.
-fn key_values<'a>(buf: &'a [u8], out: &mut Attrs<'a>, depth: u32) -> Result<()> {
+pub(super) fn key_values<'a>(buf: &'a [u8], out: &mut Attrs<'a>, depth: u32) -> Result<()> {
     let mut w = Wire::new(buf);
     while let Some((f, wt)) = w.key()? {
         if f == 1 {
@@ -359,7 +359,7 @@ fn status<'a>(buf: &'a [u8], o: &mut OtelSpan<'a>, depth: u32) -> Result<()> {
     Ok(())
 }
 
-fn key_value(buf: &[u8], depth: u32) -> Result<(Cow<'_, str>, Attr<'_>)> {
+pub(super) fn key_value(buf: &[u8], depth: u32) -> Result<(Cow<'_, str>, Attr<'_>)> {
     let (mut key, mut value) = ("", Attr::Empty);
     let mut w = Wire::new(buf);
     while let Some((f, wt)) = w.key()? {

@@ -58,11 +58,15 @@ pub struct Args {
     /// already computed (for benchmarks; VictoriaMetrics's `-search.disableCache`).
     #[arg(long = "query.disable-cache")]
     pub query_disable_cache: bool,
-    /// OTLP/gRPC listener for spans (`off` to disable).
+    /// OTLP metrics: resource attributes copied onto every series as labels, comma-separated
+    /// (Prometheus's `otlp.promote_resource_attributes`); the rest go to `target_info`.
+    #[arg(long = "otlp.promote-resource-attributes", value_delimiter = ',')]
+    pub otlp_promote_resource_attributes: Vec<String>,
+    /// OTLP/gRPC listener for spans and metrics (`off` to disable).
     #[arg(long = "otlp-grpc-listen", default_value = "127.0.0.1:4317")]
     pub otlp_grpc_listen: String,
     /// A separate OTLP/HTTP listener, e.g. 127.0.0.1:4318 (`off` by default; the main
-    /// listener serves `POST /v1/traces` regardless).
+    /// listener serves `POST /v1/traces` and `POST /v1/metrics` regardless).
     #[arg(long = "otlp-http-listen", default_value = "off")]
     pub otlp_http_listen: String,
     /// How long to keep spans.
@@ -340,6 +344,12 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
     opts.graph_aggregates = graph_aggregates(args)?;
     opts.otlp_grpc_listen = optional_addr("otlp-grpc-listen", &args.otlp_grpc_listen)?;
     opts.otlp_http_listen = optional_addr("otlp-http-listen", &args.otlp_http_listen)?;
+    opts.otlp_promote_resource_attributes = args
+        .otlp_promote_resource_attributes
+        .iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
     opts.spans.retention_ms = parse_duration(&args.spans_retention_time)
         .map_err(anyhow::Error::msg)
         .context("--spans.retention.time")?
@@ -454,6 +464,7 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
         "query.disable-cache" => args.query_disable_cache,
         "otlp-grpc-listen" => args.otlp_grpc_listen,
         "otlp-http-listen" => args.otlp_http_listen,
+        "otlp.promote-resource-attributes" => args.otlp_promote_resource_attributes.join(","),
         "spans.retention.time" => args.spans_retention_time,
         "spans.retention.size" => args.spans_retention_size,
         "web.config.file" => path(&args.web_config_file),

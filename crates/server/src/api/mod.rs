@@ -4,6 +4,7 @@
 pub mod clusters;
 pub mod events;
 pub mod mesh;
+pub mod otlp_metrics;
 mod rules;
 pub mod storage;
 mod targets;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub max_write_decompressed_bytes: usize,
     /// What `/api/v1/validations` checks.
     pub mesh_config: Vec<std::path::PathBuf>,
+    /// How OTLP metrics become series (`--otlp.promote-resource-attributes`).
+    pub otlp_metrics: meshlens_ingest::otlp::metrics::Settings,
 }
 
 /// What the routes outside any tenant use: health, readiness, self-metrics, targets.
@@ -118,6 +121,10 @@ pub fn tenant_router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/write",
             post(write::remote_write).layer(DefaultBodyLimit::max(write_limit)),
+        )
+        .route(
+            "/v1/metrics",
+            post(otlp_metrics::http).layer(DefaultBodyLimit::max(write_limit)),
         )
         .route("/api/v1/validations", get(validations))
         .with_state(state)

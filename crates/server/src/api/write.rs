@@ -384,20 +384,20 @@ fn store(
 
 /// What the per-series limits took out of a request.
 #[derive(Default)]
-struct Limited {
-    series: u64,
-    samples: u64,
+pub(super) struct Limited {
+    pub(super) series: u64,
+    pub(super) samples: u64,
     /// The first violation, naming its limit and series.
-    first: Option<String>,
+    pub(super) first: Option<String>,
     /// Samples of new series refused by the series limit, and the message for them.
-    over_series_limit: u64,
-    series_limit: Option<String>,
+    pub(super) over_series_limit: u64,
+    pub(super) series_limit: Option<String>,
 }
 
 /// Applies the tenant's limits: the rate limit refuses the whole request (429, retried by
 /// senders); the series limit refuses the new series beyond it (429 after the rest is stored);
 /// label limits drop the offending series and keep the rest (400 after the rest is stored).
-fn apply_limits(
+pub(super) fn apply_limits(
     s: &AppState,
     batch: &mut Vec<RawSeries<'_>>,
 ) -> Result<Limited, (StatusCode, String)> {
@@ -484,6 +484,12 @@ fn check_series(limits: &Limits, t: &RawSeries<'_>) -> Result<(), SeriesLimitErr
 }
 
 fn storage_failure(e: StorageError) -> Answer {
+    let (status, message) = storage_refusal(e);
+    Answer::failed(status, message)
+}
+
+/// The status and message for a storage error, shared with the OTLP metrics route.
+pub(super) fn storage_refusal(e: StorageError) -> (StatusCode, String) {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    Answer::failed(status, format!("storing samples failed: {e}"))
+    (status, format!("storing samples failed: {e}"))
 }

@@ -80,6 +80,9 @@ pub struct TenantStack {
     /// Where the tenant's spans are read from (the embedded span store or ClickHouse).
     pub span_reader: Arc<dyn SpanReader>,
     pub trace_state: Arc<TraceApiState>,
+    /// The tenant's server routes' state (writer, limits, OTLP settings), for the OTLP/gRPC
+    /// metrics call that arrives outside the routers.
+    pub(crate) app: Arc<AppState>,
     /// With ClickHouse: the write buffer every metric and span write goes through, and its
     /// drainer's figures (`stats()`); None with embedded storage.
     pub clickhouse_buffer: Option<Arc<crate::durable::ClickHouseBuffer>>,
@@ -110,6 +113,9 @@ pub async fn grpc_export(
 ) -> http::Response<meshlens_trace_api::GrpcBody> {
     use meshlens_trace_api::grpc_status;
     match tenants.resolve(req.headers(), true).await {
+        Ok(Target::One(stack)) if req.uri().path() == api::otlp_metrics::GRPC_EXPORT_PATH => {
+            api::otlp_metrics::grpc(stack.app.clone(), req).await
+        }
         Ok(Target::One(stack)) => {
             meshlens_trace_api::otlp_grpc_export(stack.trace_state.clone(), req).await
         }
@@ -304,7 +310,7 @@ impl Tenants {
                 },
             },
         };
-        routes(
+        let (router, _) = routes(
             &self.shared,
             View {
                 tenant: ids.join("|"),
@@ -326,7 +332,8 @@ impl Tenants {
                     t
                 }),
             },
-        )
+        );
+        router
     }
 
     /// Stops every tenant's side tasks and closes its stores (spans, then metrics).
@@ -367,7 +374,7 @@ fn is_write(req: &Request) -> bool {
     req.method() == Method::POST
         && matches!(
             req.uri().path(),
-            "/api/v1/write" | "/api/v2/spans" | "/v1/traces"
+            "/api/v1/write" | "/api/v2/spans" | "/v1/traces" | "/v1/metrics"
         )
         || req.uri().path().starts_with("/opentelemetry.proto.")
 }
@@ -428,7 +435,8 @@ struct View {
     trace_state: Arc<TraceApiState>,
 }
 
-fn routes(shared: &Shared, v: View) -> Router {
+/// A view's routes, and the state of the server's own routes among them.
+fn routes(shared: &Shared, v: View) -> (Router, Arc<AppState>) {
     let mut prom = shared.prom_status.clone();
     prom.storage = v.metrics_reader.clone();
     prom.exemplars = Some(v.exemplars.clone());
@@ -453,13 +461,17 @@ fn routes(shared: &Shared, v: View) -> Router {
         max_write_body_bytes: shared.opts.max_write_body_bytes,
         max_write_decompressed_bytes: shared.opts.max_write_decompressed_bytes,
         mesh_config: mesh_paths(&shared.opts.mesh_config, &v.mesh_tenants),
+        otlp_metrics: meshlens_ingest::otlp::metrics::Settings {
+            promote_resource_attributes: shared.opts.otlp_promote_resource_attributes.clone(),
+        },
     });
-    api::tenant_router(state)
+    let router = api::tenant_router(state.clone())
         .merge(meshlens_prom_api::router(prom))
         .merge(meshlens_trace_api::router(v.trace_state))
         .merge(analysis)
         .merge(verify)
-        .merge(api::storage::router(v.storage))
+        .merge(api::storage::router(v.storage));
+    (router, state)
 }
 
 /// `--mesh PATH` is every tenant's; `--mesh TENANT=PATH` only that tenant's.
@@ -582,7 +594,7 @@ async fn open_stack(
         )),
     ];
     tasks.extend(retention_or_connect);
-    let router = routes(
+    let (router, app) = routes(
         shared,
         View {
             tenant: id.to_string(),
@@ -615,6 +627,7 @@ async fn open_stack(
         spans,
         span_reader,
         trace_state,
+        app,
         clickhouse_buffer: durable,
         clickhouse,
         router,

@@ -1,0 +1,478 @@
+//! From decoded OTLP metrics to Prometheus series (see the module table for the rules).
+
+use std::collections::{BTreeMap, HashMap};
+
+use meshlens_model::{Labels, MetricMetadata, Sample, TimeSeries, METRIC_NAME, STALE_NAN};
+
+use super::names::{label_name, metric_name, Kind};
+use super::{
+    Data, ExportMetrics, HistogramPoint, Metric, NumberPoint, ResourceMetrics, SummaryPoint,
+    TextAttrs, FLAG_NO_RECORDED_VALUE, TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA,
+};
+
+/// `target_info` gets a sample every half lookback delta (Prometheus's default 5m) between
+/// the resource's earliest and latest data point, so it is found over the whole span.
+const TARGET_INFO_STEP_MS: i64 = 150_000;
+/// At most this many `target_info` samples per resource (the latest ones): a request with a
+/// zero or ancient timestamp must not become millions of samples.
+const TARGET_INFO_MAX_SAMPLES: i64 = 1_000;
+
+/// How the translation is configured (the server's flags).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Resource attributes copied onto every series of that resource, as labels
+    /// (`--otlp.promote-resource-attributes`).
+    pub promote_resource_attributes: Vec<String>,
+}
+
+/// What a request translated to: series (samples in time order), metadata per metric, and
+/// the refused data points with the first reason.
+#[derive(Debug, Default)]
+pub struct Translated {
+    pub series: Vec<TimeSeries>,
+    pub metadata: Vec<MetricMetadata>,
+    pub rejected: u64,
+    pub first_rejection: Option<String>,
+}
+
+impl Translated {
+    fn reject(&mut self, n: u64, why: impl FnOnce() -> String) {
+        self.rejected += n;
+        if self.first_rejection.is_none() && n > 0 {
+            self.first_rejection = Some(why());
+        }
+    }
+
+    /// The partial-success message: the first reason, and the total when there were more.
+    pub fn message(&self) -> String {
+        match &self.first_rejection {
+            Some(first) if self.rejected > 1 => {
+                format!("{first} ({} data points refused in all)", self.rejected)
+            }
+            Some(first) => first.clone(),
+            None => String::new(),
+        }
+    }
+}
+
+/// Series under construction, keyed by their labels.
+#[derive(Default)]
+struct Builder {
+    index: HashMap<Labels, usize>,
+    out: Translated,
+}
+
+impl Builder {
+    fn add(&mut self, labels: Labels, t: i64, v: f64) {
+        let i = match self.index.get(&labels) {
+            Some(&i) => i,
+            None => {
+                self.out.series.push(TimeSeries {
+                    labels: labels.clone(),
+                    samples: Vec::new(),
+                });
+                self.index.insert(labels, self.out.series.len() - 1);
+                self.out.series.len() - 1
+            }
+        };
+        self.out.series[i].samples.push(Sample::new(t, v));
+    }
+}
+
+/// What every series of one resource shares.
+struct ResourceLabels {
+    job: Option<String>,
+    instance: Option<String>,
+    promoted: Vec<(String, String)>,
+}
+
+fn resource_labels(r: &ResourceMetrics, settings: &Settings) -> ResourceLabels {
+    let get = |k: &str| {
+        r.attributes
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    let job = get("service.name").map(|name| match get("service.namespace") {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name,
+    });
+    let mut promoted: Vec<(String, String)> = r
+        .attributes
+        .iter()
+        .filter(|(k, _)| settings.promote_resource_attributes.iter().any(|p| p == k))
+        .cloned()
+        .collect();
+    promoted.sort_by(|a, b| a.0.cmp(&b.0));
+    ResourceLabels {
+        job,
+        instance: get("service.instance.id"),
+        promoted,
+    }
+}
+
+/// Attributes as sanitized labels: keys sorted, values of keys that sanitize alike joined by
+/// `;`. Errors name the attribute.
+fn attribute_labels(attrs: &TextAttrs) -> Result<BTreeMap<String, String>, String> {
+    let mut sorted: Vec<&(String, String)> = attrs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in sorted {
+        let name = label_name(k).map_err(|e| format!("attribute {k:?}: {e}"))?;
+        match out.get_mut(&name) {
+            Some(existing) => {
+                existing.push(';');
+                existing.push_str(v);
+            }
+            None => {
+                out.insert(name, v.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A data point's labels without `__name__`: its attributes, the promoted resource
+/// attributes where not already set, then `job` and `instance`.
+fn point_labels(
+    attrs: &TextAttrs,
+    res: &ResourceLabels,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut l = attribute_labels(attrs)?;
+    for (k, v) in &res.promoted {
+        let name = label_name(k).map_err(|e| format!("resource attribute {k:?}: {e}"))?;
+        l.entry(name).or_insert_with(|| v.clone());
+    }
+    if let Some(job) = &res.job {
+        l.insert("job".into(), job.clone());
+    }
+    if let Some(instance) = &res.instance {
+        l.insert("instance".into(), instance.clone());
+    }
+    Ok(l)
+}
+
+fn with_name(base: &BTreeMap<String, String>, name: &str, extra: Option<(&str, String)>) -> Labels {
+    let mut pairs: Vec<(String, String)> =
+        base.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some((k, v)) = extra {
+        pairs.push((k.to_string(), v));
+    }
+    pairs.push((METRIC_NAME.to_string(), name.to_string()));
+    Labels::from_pairs(pairs)
+}
+
+fn millis(ns: u64) -> i64 {
+    (ns / 1_000_000) as i64
+}
+
+/// Formats a bound or quantile as Prometheus does (shortest, no exponent).
+fn float_label(f: f64) -> String {
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    format!("{f}")
+}
+
+fn kind_of(m: &Metric) -> Option<Kind> {
+    Some(match &m.data {
+        Data::Missing => return None,
+        Data::Gauge(_) => Kind::Gauge,
+        Data::Sum {
+            monotonic: true, ..
+        } => Kind::MonotonicCounter,
+        Data::Sum { .. } => Kind::NonMonotonicCounter,
+        Data::Histogram { .. } => Kind::Histogram,
+        Data::ExponentialHistogram { .. } => Kind::ExponentialHistogram,
+        Data::Summary(_) => Kind::Summary,
+    })
+}
+
+fn times(m: &Metric) -> Vec<u64> {
+    match &m.data {
+        Data::Missing => Vec::new(),
+        Data::Gauge(p) | Data::Sum { points: p, .. } => p.iter().map(|p| p.time_ns).collect(),
+        Data::Histogram { points, .. } => points.iter().map(|p| p.time_ns).collect(),
+        Data::ExponentialHistogram { times_ns, .. } => times_ns.clone(),
+        Data::Summary(p) => p.iter().map(|p| p.time_ns).collect(),
+    }
+}
+
+fn point_count(m: &Metric) -> usize {
+    times(m).len()
+}
+
+/// Translates a request; what cannot be stored is counted and the first reason kept.
+pub fn translate(req: &ExportMetrics, settings: &Settings) -> Translated {
+    let mut b = Builder::default();
+    for (ri, r) in req.resources.iter().enumerate() {
+        let res = resource_labels(r, settings);
+        let (mut earliest, mut latest) = (u64::MAX, 0u64);
+        for (si, s) in r.scopes.iter().enumerate() {
+            for (mi, m) in s.metrics.iter().enumerate() {
+                let path = || {
+                    format!(
+                        "resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}] ({:?})",
+                        m.name
+                    )
+                };
+                for t in times(m) {
+                    earliest = earliest.min(t);
+                    latest = latest.max(t);
+                }
+                translate_metric(&mut b, m, &res, &path);
+            }
+        }
+        if earliest <= latest {
+            target_info(&mut b, r, &res, millis(earliest), millis(latest));
+        }
+    }
+    for s in &mut b.out.series {
+        s.samples.sort_by_key(|s| s.t);
+        // The same sample twice (target_info of two resources alike) is stored once.
+        s.samples
+            .dedup_by(|a, b| a.t == b.t && a.v.to_bits() == b.v.to_bits());
+    }
+    b.out
+}
+
+fn translate_metric(b: &mut Builder, m: &Metric, res: &ResourceLabels, path: &dyn Fn() -> String) {
+    let n = point_count(m) as u64;
+    let Some(kind) = kind_of(m) else {
+        return;
+    };
+    let temporality = match &m.data {
+        Data::Sum { temporality, .. }
+        | Data::Histogram { temporality, .. }
+        | Data::ExponentialHistogram { temporality, .. } => Some(*temporality),
+        _ => None,
+    };
+    match temporality {
+        Some(TEMPORALITY_CUMULATIVE) | None => {}
+        Some(t) => {
+            let which = if t == TEMPORALITY_DELTA {
+                "delta"
+            } else {
+                "unspecified"
+            };
+            b.out.reject(n, || {
+                format!(
+                    "{}.dataPoints[0]: {which} aggregation temporality is not supported; meshlens stores cumulative series only (configure the exporter for cumulative temporality)",
+                    path()
+                )
+            });
+            return;
+        }
+    }
+    if kind == Kind::ExponentialHistogram {
+        b.out.reject(n, || {
+            format!(
+                "{}.dataPoints[0]: exponential histograms are not supported: meshlens does not store native histograms yet (use explicit-bucket histograms)",
+                path()
+            )
+        });
+        return;
+    }
+    let name = match metric_name(&m.name, &m.unit, kind) {
+        Ok(name) => name,
+        Err(e) => {
+            b.out.reject(n, || format!("{}.dataPoints[0]: {e}", path()));
+            return;
+        }
+    };
+    b.out.metadata.push(MetricMetadata {
+        metric_family: name.clone(),
+        kind: match kind {
+            Kind::MonotonicCounter => "counter",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+            _ => "gauge",
+        }
+        .into(),
+        help: m.description.clone(),
+        unit: m.unit.clone(),
+    });
+    match &m.data {
+        Data::Gauge(points) | Data::Sum { points, .. } => {
+            for (pi, p) in points.iter().enumerate() {
+                if let Err(e) = number_point(b, &name, p, res) {
+                    b.out
+                        .reject(1, || format!("{}.dataPoints[{pi}]: {e}", path()));
+                }
+            }
+        }
+        Data::Histogram { points, .. } => {
+            for (pi, p) in points.iter().enumerate() {
+                if let Err(e) = histogram_point(b, &name, p, res) {
+                    b.out
+                        .reject(1, || format!("{}.dataPoints[{pi}]: {e}", path()));
+                }
+            }
+        }
+        Data::Summary(points) => {
+            for (pi, p) in points.iter().enumerate() {
+                if let Err(e) = summary_point(b, &name, p, res) {
+                    b.out
+                        .reject(1, || format!("{}.dataPoints[{pi}]: {e}", path()));
+                }
+            }
+        }
+        Data::Missing | Data::ExponentialHistogram { .. } => {}
+    }
+}
+
+fn value_or_stale(flags: u32, v: f64) -> f64 {
+    if flags & FLAG_NO_RECORDED_VALUE != 0 {
+        STALE_NAN
+    } else {
+        v
+    }
+}
+
+fn number_point(
+    b: &mut Builder,
+    name: &str,
+    p: &NumberPoint,
+    res: &ResourceLabels,
+) -> Result<(), String> {
+    let base = point_labels(&p.attributes, res)?;
+    b.add(
+        with_name(&base, name, None),
+        millis(p.time_ns),
+        value_or_stale(p.flags, p.value),
+    );
+    Ok(())
+}
+
+fn histogram_point(
+    b: &mut Builder,
+    name: &str,
+    p: &HistogramPoint,
+    res: &ResourceLabels,
+) -> Result<(), String> {
+    if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.bounds.len() + 1 {
+        return Err(format!(
+            "histogram has {} bucket counts for {} explicit bounds (expected {})",
+            p.bucket_counts.len(),
+            p.bounds.len(),
+            p.bounds.len() + 1
+        ));
+    }
+    if let Some(i) = p
+        .bounds
+        .windows(2)
+        .position(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+    {
+        return Err(format!(
+            "histogram explicit bounds are not increasing at index {}: {} then {}",
+            i + 1,
+            p.bounds[i],
+            p.bounds[i + 1]
+        ));
+    }
+    let total: u128 = p.bucket_counts.iter().map(|&c| u128::from(c)).sum();
+    if !p.bucket_counts.is_empty() && total != u128::from(p.count) {
+        return Err(format!(
+            "histogram bucket counts add up to {total}, its count is {}",
+            p.count
+        ));
+    }
+    let base = point_labels(&p.attributes, res)?;
+    let t = millis(p.time_ns);
+    let v = |x: f64| value_or_stale(p.flags, x);
+    if let Some(sum) = p.sum {
+        b.add(with_name(&base, &format!("{name}_sum"), None), t, v(sum));
+    }
+    b.add(
+        with_name(&base, &format!("{name}_count"), None),
+        t,
+        v(p.count as f64),
+    );
+    let bucket = format!("{name}_bucket");
+    let mut cumulative = 0u64;
+    for (bound, c) in p.bounds.iter().zip(&p.bucket_counts) {
+        cumulative = cumulative.saturating_add(*c);
+        b.add(
+            with_name(&base, &bucket, Some(("le", float_label(*bound)))),
+            t,
+            v(cumulative as f64),
+        );
+    }
+    b.add(
+        with_name(&base, &bucket, Some(("le", "+Inf".into()))),
+        t,
+        v(p.count as f64),
+    );
+    Ok(())
+}
+
+fn summary_point(
+    b: &mut Builder,
+    name: &str,
+    p: &SummaryPoint,
+    res: &ResourceLabels,
+) -> Result<(), String> {
+    let base = point_labels(&p.attributes, res)?;
+    let t = millis(p.time_ns);
+    let v = |x: f64| value_or_stale(p.flags, x);
+    b.add(with_name(&base, &format!("{name}_sum"), None), t, v(p.sum));
+    b.add(
+        with_name(&base, &format!("{name}_count"), None),
+        t,
+        v(p.count as f64),
+    );
+    for (q, value) in &p.quantiles {
+        b.add(
+            with_name(&base, name, Some(("quantile", float_label(*q)))),
+            t,
+            v(*value),
+        );
+    }
+    Ok(())
+}
+
+/// `target_info`: the resource's other attributes, with `job` and `instance`; only when
+/// there are such attributes and at least one of `job` and `instance`.
+fn target_info(b: &mut Builder, r: &ResourceMetrics, res: &ResourceLabels, first: i64, last: i64) {
+    const IDENTIFYING: [&str; 3] = ["service.namespace", "service.name", "service.instance.id"];
+    let others: TextAttrs = r
+        .attributes
+        .iter()
+        .filter(|(k, _)| !IDENTIFYING.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    if others.is_empty() || (res.job.is_none() && res.instance.is_none()) {
+        return;
+    }
+    // A resource attribute that cannot be a label name is left out of target_info.
+    let valid: TextAttrs = others
+        .into_iter()
+        .filter(|(k, _)| label_name(k).is_ok())
+        .collect();
+    let Ok(mut l) = attribute_labels(&valid) else {
+        return;
+    };
+    if let Some(job) = &res.job {
+        l.insert("job".into(), job.clone());
+    }
+    if let Some(instance) = &res.instance {
+        l.insert("instance".into(), instance.clone());
+    }
+    let labels = with_name(&l, "target_info", None);
+    let start = first.max(last - (TARGET_INFO_MAX_SAMPLES - 1) * TARGET_INFO_STEP_MS);
+    let mut t = start;
+    let mut last_added = None;
+    while t < last {
+        b.add(labels.clone(), t, 1.0);
+        last_added = Some(t);
+        t += TARGET_INFO_STEP_MS;
+    }
+    if last_added.is_none_or(|a| a < last) {
+        b.add(labels, last, 1.0);
+    }
+}

@@ -1,0 +1,331 @@
+//! OTLP metrics from a real client: the OpenTelemetry Python SDK exports a counter, an
+//! up-down counter, an observable gauge and an explicit-bucket histogram over OTLP/HTTP
+//! (protobuf) and over OTLP/gRPC to `meshlens server`; the series API and instant queries must
+//! show exactly the names, labels, `target_info` and values that Prometheus 3's OTLP
+//! translation (default `UnderscoreEscapingWithSuffixes`, with
+//! `--otlp.promote-resource-attributes=deployment.environment`) produces. Then bad input over
+//! HTTP: a truncated body, a delta sum, an exponential histogram, a wrong Content-Type.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{get_json, poll, require_python_module, urlencode, Server};
+use serde_json::Value;
+
+type LabelSet = BTreeMap<String, String>;
+
+fn send(mode: &str, endpoint: &str, service: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/otel_metrics_send.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args([mode, endpoint, service]);
+    // The SDK reads these; a stray one in the environment would change the resource.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "{mode} client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+}
+
+/// What Prometheus 3 stores for the script's metrics, written out by hand from its rules:
+/// (labels including `__name__`, value).
+fn expected(job: &str, sdk_version: &str) -> Vec<(LabelSet, f64)> {
+    let common = [
+        ("job", job),
+        ("instance", "pod-1"),
+        // Promoted by the flag; still in target_info too.
+        ("deployment_environment", "test"),
+    ];
+    let series = |name: &str, extra: &[(&str, &str)], v: f64| {
+        let mut l: LabelSet = common
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        l.insert("__name__".into(), name.into());
+        (l, v)
+    };
+    let route = ("http_route", "/checkout");
+    let h = "http_server_duration_milliseconds";
+    vec![
+        // counter "http.server.requests", unit "{request}": the annotation adds nothing.
+        series(
+            "http_server_requests_total",
+            &[("http_method", "GET"), route],
+            7.0,
+        ),
+        series(
+            "http_server_requests_total",
+            &[("http_method", "POST"), route],
+            1.0,
+        ),
+        // up-down counter "messaging.queue.depth", unit "{message}": a gauge, no _total.
+        series("messaging_queue_depth", &[("queue", "orders")], 7.0),
+        // up-down counter "process.memory.usage", unit "By".
+        series("process_memory_usage_bytes", &[], 1_048_576.0),
+        // observable gauge "cpu.utilization", unit "1": _ratio.
+        series("cpu_utilization_ratio", &[("cpu", "0")], 0.25),
+        // histogram "http.server.duration", unit "ms", bounds 5, 50, 100; values 3 7 30 120.
+        series(&format!("{h}_bucket"), &[route, ("le", "5")], 1.0),
+        series(&format!("{h}_bucket"), &[route, ("le", "50")], 3.0),
+        series(&format!("{h}_bucket"), &[route, ("le", "100")], 3.0),
+        series(&format!("{h}_bucket"), &[route, ("le", "+Inf")], 4.0),
+        series(&format!("{h}_count"), &[route], 4.0),
+        series(&format!("{h}_sum"), &[route], 160.0),
+        // The resource's other attributes (the SDK adds telemetry.sdk.*); promoted
+        // attributes are not added again, service.* are job and instance.
+        {
+            let l: LabelSet = [
+                ("__name__", "target_info"),
+                ("job", job),
+                ("instance", "pod-1"),
+                ("deployment_environment", "test"),
+                ("telemetry_sdk_language", "python"),
+                ("telemetry_sdk_name", "opentelemetry"),
+                ("telemetry_sdk_version", sdk_version),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            (l, 1.0)
+        },
+    ]
+}
+
+fn label_set(v: &Value) -> LabelSet {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// Sends with `mode` as `service` and compares the series and values with `expected`.
+fn send_and_check(server: &Server, mode: &str, endpoint: &str, service: &str) {
+    let sent = send(mode, endpoint, service);
+    let job = format!("shop/{service}");
+    let want = expected(&job, sent["sdk_version"].as_str().unwrap());
+    let matcher = urlencode(&format!("{{job=\"{job}\"}}"));
+    let want_sets: BTreeSet<LabelSet> = want.iter().map(|(l, _)| l.clone()).collect();
+    // Stored before the export returned; the poll only allows for a slow machine.
+    let got_sets = poll(Duration::from_secs(30), || {
+        let v = get_json(&server.url(&format!("/api/v1/series?match[]={matcher}")));
+        let got: BTreeSet<LabelSet> = v["data"].as_array()?.iter().map(label_set).collect();
+        (got.len() >= want_sets.len()).then_some(got)
+    });
+    let missing: Vec<_> = want_sets.difference(&got_sets).collect();
+    let extra: Vec<_> = got_sets.difference(&want_sets).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{mode}: series differ from Prometheus 3's translation\nmissing: {missing:#?}\nunexpected: {extra:#?}"
+    );
+    let answer = server.query(&format!("{{job=\"{job}\"}}"), None);
+    assert_eq!(answer["status"], "success", "{answer}");
+    let got: BTreeMap<LabelSet, f64> = answer["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                label_set(&r["metric"]),
+                r["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    for (labels, v) in &want {
+        assert_eq!(got.get(labels), Some(v), "{mode}: value of {labels:?}");
+    }
+    // Metadata kept per family, as Prometheus keeps it from OTLP.
+    let meta = get_json(&server.url("/api/v1/metadata?metric=http_server_requests_total"));
+    assert_eq!(
+        meta["data"]["http_server_requests_total"][0]["type"], "counter",
+        "{meta}"
+    );
+}
+
+fn post(server: &Server, content_type: &str, body: &[u8]) -> common::httpc::Response {
+    let mut conn = common::httpc::Conn::open(&server.url("")).unwrap();
+    conn.request(
+        "POST",
+        "/v1/metrics",
+        &[("Content-Type", content_type)],
+        body,
+    )
+    .unwrap()
+}
+
+fn bad_input(server: &Server) {
+    // A protobuf body cut short: 400, and the message says where.
+    let r = post(server, "application/x-protobuf", &[0x0a, 0x10, 0x0a, 0x02]);
+    assert_eq!(r.status, 400);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(
+        text.contains("malformed protobuf ExportMetricsServiceRequest: truncated: a field announces 16 bytes where 2 are left at byte 1"),
+        "{text}"
+    );
+
+    // A delta sum beside a valid gauge: partial success naming the data point; the gauge kept.
+    let now_ns = (common::now_ms() as u64) * 1_000_000;
+    let body = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"bad-input"}}}}]}},
+        "scopeMetrics":[{{"metrics":[
+          {{"name":"jobs.done","sum":{{"aggregationTemporality":1,"isMonotonic":true,
+            "dataPoints":[{{"timeUnixNano":"{now_ns}","asInt":"3"}}]}}}},
+          {{"name":"sizes","exponentialHistogram":{{"aggregationTemporality":2,
+            "dataPoints":[{{"timeUnixNano":"{now_ns}","count":"1"}}]}}}},
+          {{"name":"temperature","unit":"Cel","gauge":{{"dataPoints":[{{"timeUnixNano":"{now_ns}","asDouble":21.5}}]}}}}
+        ]}}]}}]}}"#
+    );
+    let r = post(server, "application/json", body.as_bytes());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedDataPoints"], "2", "{v}");
+    let msg = v["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(
+        msg.starts_with("resourceMetrics[0].scopeMetrics[0].metrics[0] (\"jobs.done\").dataPoints[0]: delta aggregation temporality is not supported"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("(2 data points refused in all)"), "{msg}");
+    let q = server.query("temperature_celsius{job=\"bad-input\"}", None);
+    assert_eq!(q["data"]["result"][0]["value"][1], "21.5", "{q}");
+    let q = server.query("{job=\"bad-input\",__name__=~\"jobs.*|sizes.*\"}", None);
+    assert_eq!(q["data"]["result"], serde_json::json!([]), "{q}");
+
+    // An exponential histogram alone: refused with the reason.
+    let body = format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"sizes","exponentialHistogram":{{"aggregationTemporality":2,
+            "dataPoints":[{{"timeUnixNano":"{now_ns}","count":"1"}}]}}}}]}}]}}]}}"#
+    );
+    let r = post(server, "application/json", body.as_bytes());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(
+        v["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("meshlens does not store native histograms yet"),
+        "{v}"
+    );
+
+    let r = post(server, "text/plain", b"x");
+    assert_eq!(r.status, 415);
+
+    let metrics = common::httpc::get(&server.url("/metrics")).unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("meshlens_otlp_metrics_requests_total{code=\"400\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn opentelemetry_sdk_metrics_over_otlp_http_and_grpc() {
+    if !(require_python_module("opentelemetry.sdk.metrics")
+        && require_python_module("opentelemetry.exporter.otlp.proto.grpc.metric_exporter")
+        && require_python_module("opentelemetry.exporter.otlp.proto.http.metric_exporter"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--otlp.promote-resource-attributes=deployment.environment"],
+    );
+    let grpc = server
+        .otlp_grpc
+        .clone()
+        .expect("server prints its OTLP/gRPC address");
+    send_and_check(
+        &server,
+        "otlp-http",
+        &server.url("/v1/metrics"),
+        "checkout-http",
+    );
+    send_and_check(
+        &server,
+        "otlp-grpc",
+        &format!("http://{grpc}"),
+        "checkout-grpc",
+    );
+    bad_input(&server);
+}
+
+/// With `--multitenancy` a metrics export goes to the tenant its `X-Scope-OrgID` names, as
+/// trace exports do, on the main listener and on the separate OTLP/HTTP one.
+#[test]
+fn otlp_metrics_follow_the_tenant_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let otlp_http = format!("127.0.0.1:{}", common::free_port());
+    let server = Server::start(
+        dir.path(),
+        &["--multitenancy", "--otlp-http-listen", &otlp_http],
+    );
+    let now_ns = (common::now_ms() as u64) * 1_000_000;
+    let body = |service: &str| {
+        format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},
+            "scopeMetrics":[{{"metrics":[{{"name":"orders","sum":{{"aggregationTemporality":2,"isMonotonic":true,
+              "dataPoints":[{{"timeUnixNano":"{now_ns}","asInt":"5"}}]}}}}]}}]}}]}}"#
+        )
+    };
+    let client = common::httpc::Client::new().unwrap();
+    let post = |origin: &str, headers: &[(&str, &str)], service: &str| {
+        let mut h = vec![("Content-Type", "application/json")];
+        h.extend_from_slice(headers);
+        client
+            .request(
+                "POST",
+                &format!("{origin}/v1/metrics"),
+                &h,
+                body(service).as_bytes(),
+            )
+            .unwrap()
+    };
+    let r = post(&server.url(""), &[], "nobody");
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(&server.url(""), &[("X-Scope-OrgID", "a|b")], "two");
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(
+        &server.url(""),
+        &[("X-Scope-OrgID", "team-a")],
+        "main-listener",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = post(
+        &format!("http://{otlp_http}"),
+        &[("X-Scope-OrgID", "team-a")],
+        "otlp-listener",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let jobs = |tenant: &str| -> BTreeSet<String> {
+        let url = server.url(&format!(
+            "/api/v1/query?query={}",
+            urlencode("orders_total")
+        ));
+        let r = client
+            .request("GET", &url, &[("X-Scope-OrgID", tenant)], b"")
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["metric"]["job"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        jobs("team-a"),
+        BTreeSet::from(["main-listener".to_string(), "otlp-listener".to_string()])
+    );
+    assert!(jobs("team-b").is_empty());
+}
