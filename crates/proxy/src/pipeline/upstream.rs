@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::Response;
 
 use super::request::Template;
@@ -22,7 +21,7 @@ use crate::upload::MirrorBody;
 
 pub enum Outcome {
     Response {
-        resp: Response<Incoming>,
+        resp: Response<crate::forward::UpBody>,
         in_flight: InFlight,
         flags: Flags,
         endpoint: Arc<Endpoint>,
