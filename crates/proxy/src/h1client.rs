@@ -194,7 +194,7 @@ where
     }
     conn.io.write_all(&head).await.map_err(Error::Write)?;
     drop(head);
-    if !matches!(framing, ReqFraming::None) && !(left == 0 && body.is_end_stream()) {
+    if !(matches!(framing, ReqFraming::None) || left == 0 && body.is_end_stream()) {
         write_body(&mut conn.io, &mut body, framing, left).await?;
     }
     drop(body);
@@ -253,7 +253,7 @@ where
         } else if let Some(te) = headers
             .get_all(http::header::TRANSFER_ENCODING)
             .iter()
-            .last()
+            .next_back()
         {
             if ends_with_chunked(te.as_bytes()) {
                 RespFraming::Chunked(Chunked::Size)

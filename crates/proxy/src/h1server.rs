@@ -364,9 +364,8 @@ async fn read_head(shared: &Arc<Shared>, max_head: usize) -> Result<Option<Parse
     let mut buf = std::mem::take(&mut shared.read.lock().buf);
     loop {
         if !buf.is_empty() {
-            match parse(&mut buf, max_head, shared)? {
-                Some(p) => return Ok(Some(p)),
-                None => {}
+            if let Some(p) = parse(&mut buf, max_head, shared)? {
+                return Ok(Some(p));
             }
         }
         if buf.capacity() - buf.len() < 512 {
@@ -459,7 +458,7 @@ fn parse(
     let (framing, exact) = if let Some(te) = headers
         .get_all(http::header::TRANSFER_ENCODING)
         .iter()
-        .last()
+        .next_back()
     {
         if http10 {
             return Err(HeadError::Bad("transfer-encoding in an HTTP/1.0 request"));

@@ -19,6 +19,8 @@ use crate::resilience::retry::{Outcome as Try, RetryPolicy};
 use crate::telemetry::flags::Flags;
 use crate::upload::MirrorBody;
 
+// Moved once per request, right away: boxing the response would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Response {
         resp: Response<crate::forward::UpBody>,
