@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::body::ProxyBody;
 use crate::conn::ConnInfo;
+use crate::h1server::{self, InBody};
 use crate::telemetry::metrics::Metrics;
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client starts with.
@@ -35,6 +36,13 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// builder, for the rare connections whose protocol the first bytes do not tell, has no such
 /// setting and keeps the buffer limit only.)
 pub const MAX_BUF_SIZE: usize = 64 << 10;
+
+/// Plaintext HTTP/1.1 connections (see [`h1server`]): the head limit, and 30 s for a head
+/// to arrive once begun (as hyper's `header_read_timeout` for the other connections).
+const H1_OPTIONS: h1server::Options = h1server::Options {
+    max_head: MAX_BUF_SIZE,
+    head_timeout: Duration::from_secs(30),
+};
 
 /// How long a new connection may stay silent before its protocol is known.
 const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,7 +104,7 @@ pub fn serve<F, Fut>(
     handle: F,
 ) -> tokio::task::JoinHandle<()>
 where
-    F: Fn(Request<Incoming>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<InBody>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     tokio::spawn(async move {
@@ -133,9 +141,10 @@ where
             let mut shutdown = shutdown.clone();
             let tls = tls.clone();
             let fut = async move {
+                let own_handle = handle.clone();
                 let service = move |conn: Arc<ConnInfo>| {
-                    hyper::service::service_fn(move |req| {
-                        let fut = handle(req, conn.clone());
+                    hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let fut = handle(req.map(InBody::Hyper), conn.clone());
                         async move { Ok::<_, Infallible>(fut.await) }
                     })
                 };
@@ -172,19 +181,21 @@ where
                         }
                     },
                 };
-                let svc = service(ConnInfo::plain(peer));
+                let conn = ConnInfo::plain(peer);
                 match sniff(&stream).await {
                     None => {}
+                    // The hot path: the proxy's own HTTP/1.1 server (see `h1server`).
                     Some(Proto::Http1) => {
-                        drive!(
-                            h1.serve_connection(TokioIo::new(stream), svc),
-                            shutdown,
-                            peer
-                        )
+                        let _ = h1;
+                        h1server::serve(stream, H1_OPTIONS, shutdown, move |req| {
+                            own_handle(req, conn.clone())
+                        })
+                        .await
                     }
                     // Boxed, as is the fallback, so that the common HTTP/1.1 connection's
                     // task is no larger than its own state.
                     Some(Proto::Http2) => {
+                        let svc = service(conn);
                         Box::pin(async move {
                             drive!(
                                 h2.serve_connection(TokioIo::new(stream), svc),
@@ -195,6 +206,7 @@ where
                         .await
                     }
                     Some(Proto::Unknown) => {
+                        let svc = service(conn);
                         Box::pin(async move {
                             let mut auto = auto::Builder::new(TokioExecutor::new());
                             auto.http1()

@@ -82,9 +82,12 @@ impl ProxyBody {
     }
 
     /// Wraps an upstream body.
-    pub fn upstream(b: hyper::body::Incoming) -> Self {
+    pub fn upstream(b: crate::forward::UpBody) -> Self {
         ProxyBody {
-            inner: b.map_err(BoxError::from).boxed_unsync(),
+            inner: match b {
+                crate::forward::UpBody::Hyper(b) => b.map_err(BoxError::from).boxed_unsync(),
+                crate::forward::UpBody::Own(b) => b.boxed_unsync(),
+            },
             bytes: 0,
             grpc_status: None,
             finish: None,

@@ -13,13 +13,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
+use crate::body::BoxError;
+use crate::h1client;
 use crate::tls::{TlsTarget, UpstreamPeer};
 
 /// Request bodies stream (see [`crate::upload`]).
@@ -35,6 +41,44 @@ pub enum SendError {
 }
 
 type H1Pool = HashMap<String, Vec<http1::SendRequest<ReqBody>>>;
+/// Plaintext HTTP/1.1 connections of the proxy's own client, idle per endpoint.
+type OwnPool = HashMap<String, Arc<h1client::Idle>>;
+
+/// An upstream response body: from the proxy's own HTTP/1.1 client (plaintext) or from
+/// hyper's (TLS, HTTP/2).
+pub enum UpBody {
+    Hyper(Incoming),
+    Own(h1client::RespBody),
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            UpBody::Own(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Hyper(b) => b.is_end_stream(),
+            UpBody::Own(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Hyper(b) => b.size_hint(),
+            UpBody::Own(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Idle HTTP/1.1 connections kept per endpoint, over all serving threads' pools (Envoy's
 /// default connection limit per cluster). An HTTP/1.1 connection carries one request at a
@@ -58,6 +102,8 @@ pub fn set_local_pool(index: usize) {
 pub struct Upstreams {
     /// One HTTP/1.1 pool per serving thread (one in all unless the proxy runs several).
     h1: Box<[Mutex<H1Pool>]>,
+    /// Likewise for plaintext connections of the proxy's own client ([`h1client`]).
+    own: Box<[Mutex<OwnPool>]>,
     h2: Mutex<HashMap<String, http2::SendRequest<ReqBody>>>,
     connect_timeout: Duration,
     max_idle_per_endpoint: usize,
@@ -71,6 +117,7 @@ impl Upstreams {
     pub fn new(connect_timeout: Duration, pools: usize) -> Arc<Self> {
         Arc::new(Upstreams {
             h1: (0..pools.max(1)).map(|_| Mutex::default()).collect(),
+            own: (0..pools.max(1)).map(|_| Mutex::default()).collect(),
             h2: Mutex::default(),
             connect_timeout,
             // Each thread's share, with a floor for uneven load across threads.
@@ -98,7 +145,7 @@ impl Upstreams {
         addr: &str,
         http2: bool,
         make: impl Fn() -> Request<ReqBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpBody>, SendError> {
         self.send_via(addr, http2, None, make).await
     }
 
@@ -110,7 +157,7 @@ impl Upstreams {
         http2: bool,
         tls: Option<&Arc<TlsTarget>>,
         make: impl Fn() -> Request<ReqBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpBody>, SendError> {
         let keyed;
         let key = match tls {
             None => addr,
@@ -135,12 +182,17 @@ impl Upstreams {
         http2: bool,
         tls: Option<&Arc<TlsTarget>>,
         make: impl Fn() -> Request<ReqBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpBody>, SendError> {
         // The HTTP/2 path and dialing (with a TLS handshake) are boxed: their state is
         // kilobytes, and inline it would sit in every in-flight request's future, which the
         // request path boxes per request (measured with heaptrack under 1,000 connections).
         if http2 {
-            return Box::pin(self.send_h2(addr, key, tls, make())).await;
+            return Box::pin(self.send_h2(addr, key, tls, make()))
+                .await
+                .map(|r| r.map(UpBody::Hyper));
+        }
+        if tls.is_none() {
+            return self.send_own(addr, key, make).await;
         }
         for _ in 0..3 {
             let (mut sender, pooled) = match self.take_idle(key) {
@@ -150,9 +202,51 @@ impl Upstreams {
             match sender.send_request(make()).await {
                 Ok(resp) => {
                     self.park(key, sender);
-                    return Ok(resp);
+                    return Ok(resp.map(UpBody::Hyper));
                 }
                 Err(e) if pooled && (e.is_canceled() || e.is_closed()) => continue,
+                Err(e) => return Err(SendError::Reset(e.to_string())),
+            }
+        }
+        Err(SendError::Reset("pooled connections kept closing".into()))
+    }
+
+    /// Plaintext HTTP/1.1 with the proxy's own client: an idle connection of this thread's
+    /// pool, or a new one. A reused connection the server closed meanwhile is replaced.
+    async fn send_own(
+        &self,
+        addr: &str,
+        key: &str,
+        make: impl Fn() -> Request<ReqBody>,
+    ) -> Result<Response<UpBody>, SendError> {
+        let idle = {
+            let pools = &self.own;
+            let i = if pools.len() == 1 {
+                0
+            } else {
+                LOCAL_POOL.with(|c| c.get()) % pools.len()
+            };
+            let mut pool = pools[i].lock();
+            match pool.get(key) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = h1client::Idle::new(self.max_idle_per_endpoint);
+                    pool.insert(key.to_string(), p.clone());
+                    p
+                }
+            }
+        };
+        for _ in 0..3 {
+            let (conn, pooled) = match idle.take() {
+                Some(c) => (c, true),
+                None => (
+                    h1client::Conn::new(self.connect(addr).await?.into_inner()),
+                    false,
+                ),
+            };
+            match h1client::send(conn, make(), idle.clone(), crate::accept::MAX_BUF_SIZE).await {
+                Ok(resp) => return Ok(resp.map(UpBody::Own)),
+                Err(e) if pooled && e.is_stale_connection() => continue,
                 Err(e) => return Err(SendError::Reset(e.to_string())),
             }
         }

@@ -23,6 +23,8 @@ pub mod body;
 pub mod config;
 pub mod conn;
 pub mod forward;
+pub mod h1client;
+pub mod h1server;
 pub mod pipeline;
 pub mod resilience;
 pub mod route;

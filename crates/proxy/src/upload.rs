@@ -28,7 +28,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::h1server::InBody;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -266,7 +268,7 @@ fn chunk_of(frame: &Frame<Bytes>) -> Option<Chunk> {
 
 /// A request body as the request template holds it; each attempt and mirror gets its own
 /// [`ReqBody`] from it.
-pub enum Upload<B = Incoming> {
+pub enum Upload<B = InBody> {
     /// No body (GET, HEAD): nothing allocated, nothing to replay.
     Empty,
     /// A body being read from downstream.
@@ -412,7 +414,7 @@ impl<B> Upload<B> {
     }
 }
 
-impl Upload<Incoming> {
+impl Upload<InBody> {
     /// A handle that reads the byte count later (telemetry, when the response ends).
     pub fn meter(&self) -> Option<Meter> {
         match self {
@@ -423,7 +425,7 @@ impl Upload<Incoming> {
 }
 
 /// Reads how many body bytes a streamed request has delivered so far.
-pub struct Meter(Arc<Source<Incoming>>);
+pub struct Meter(Arc<Source<InBody>>);
 
 impl Meter {
     pub fn bytes(&self) -> u64 {
@@ -432,7 +434,7 @@ impl Meter {
 }
 
 /// A mirror's body: ready, or waiting for the whole body to arrive. `None`: skip the mirror.
-pub enum MirrorBody<B = Incoming> {
+pub enum MirrorBody<B = InBody> {
     Ready(Option<Upload<B>>),
     Wait(oneshot::Receiver<Arc<[Chunk]>>),
 }
@@ -447,7 +449,7 @@ impl<B> MirrorBody<B> {
 }
 
 /// The body of one upstream attempt (or mirror).
-pub struct ReqBody<B = Incoming> {
+pub struct ReqBody<B = InBody> {
     kind: Kind<B>,
 }
 

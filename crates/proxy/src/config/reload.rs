@@ -96,15 +96,19 @@ impl ConfigState {
 
     /// Reloads when the directory changed since the last load.
     pub fn reload_if_changed(&self) -> Option<bool> {
+        self.take_change().then(|| self.reload())
+    }
+
+    /// Whether the directory changed since it was last looked at (a directory listing and a
+    /// stat per file: cheap enough to run on a serving thread).
+    pub fn take_change(&self) -> bool {
         let now = fingerprint(&self.dir);
-        {
-            let mut seen = self.seen.lock();
-            if *seen == now {
-                return None;
-            }
-            *seen = now;
+        let mut seen = self.seen.lock();
+        if *seen == now {
+            return false;
         }
-        Some(self.reload())
+        *seen = now;
+        true
     }
 
     pub fn table(&self) -> Arc<Table> {
@@ -218,8 +222,12 @@ pub fn spawn_watcher(
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.changed() => return,
             }
-            let s = state.clone();
-            let _ = tokio::task::spawn_blocking(move || s.reload_if_changed()).await;
+            // Only a change costs a blocking thread (parsing and compiling): an idle proxy
+            // then keeps no thread (and its allocator arena) alive for the polling.
+            if state.take_change() {
+                let s = state.clone();
+                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            }
         }
     })
 }

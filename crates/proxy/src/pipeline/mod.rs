@@ -11,7 +11,6 @@ use std::time::{Instant, SystemTime};
 
 use http::header::{HOST, USER_AGENT};
 use http::{HeaderValue, Request, Response, Version};
-use hyper::body::Incoming;
 use rand::Rng;
 
 use crate::body::ProxyBody;
@@ -43,7 +42,7 @@ const X_REQUEST_ID: &str = "x-request-id";
 /// Handles one downstream request. Never fails: every problem is an HTTP answer.
 pub async fn handle(
     px: Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<crate::h1server::InBody>,
     conn: Arc<ConnInfo>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
@@ -202,7 +201,7 @@ async fn forward(
     mut rec: RequestRecord,
     t: Target<'_>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: crate::h1server::InBody,
     conn: &ConnInfo,
 ) -> Response<ProxyBody> {
     let cluster = &t.wc.cluster;

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::Response;
 
 use super::request::Template;
@@ -20,9 +19,11 @@ use crate::resilience::retry::{Outcome as Try, RetryPolicy};
 use crate::telemetry::flags::Flags;
 use crate::upload::MirrorBody;
 
+// Moved once per request, right away: boxing the response would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Response {
-        resp: Response<Incoming>,
+        resp: Response<crate::forward::UpBody>,
         in_flight: InFlight,
         flags: Flags,
         endpoint: Arc<Endpoint>,
