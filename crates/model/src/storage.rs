@@ -243,6 +243,13 @@ pub trait MetricWriter: Send + Sync {
 pub trait SeriesCursor: Send + Sync {
     fn labels(&self) -> &Labels;
 
+    /// One label's value, None when the series lacks it: what grouping and the counter
+    /// check ask, so a cursor holding its labels in another form (the head's interned pairs)
+    /// answers without building the whole set, as `labels` must.
+    fn label_value(&self, name: &str) -> Option<&str> {
+        self.labels().get(name)
+    }
+
     /// Appends the series' samples within the selection's `[mint, maxt]` to `buf`, in time
     /// order and without duplicate timestamps; returns how many were appended.
     fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError>;

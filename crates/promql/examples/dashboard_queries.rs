@@ -78,14 +78,21 @@ fn run(dir: &Path, series: usize, hours: usize, runs: usize) -> Result<(), Strin
         ..Default::default()
     });
     println!(
-        "\n{:<100} {:>10} {:>8}",
+        "\n{:<100} {:>10} {:>10} {:>8}",
         format!("cache off: query (range {hours}h, step 60s; median of {runs}, ms)"),
         "ms",
+        "cpu ms",
         "series"
     );
     for q in QUERIES {
-        let (median, n) = measure(runs, || query(&uncached, &db, q, start, end))?;
-        println!("{:<100} {:>10.1} {:>8}", short(q), ms(median), n);
+        let (median, cpu, n) = measure(runs, || query(&uncached, &db, q, start, end))?;
+        println!(
+            "{:<100} {:>10.1} {:>10.1} {:>8}",
+            short(q),
+            ms(median),
+            ms(cpu),
+            n
+        );
     }
 
     // A dashboard refreshing every step: the window moves one step each time. The first
@@ -196,19 +203,37 @@ fn query(
 }
 
 /// One warm-up, then the median of `runs` timed calls and the last call's result size.
+/// One warm-up, then the median of `runs` timed calls, the mean process CPU time (user +
+/// system, all threads) per call, and the last call's result size.
 fn measure(
     runs: usize,
     mut f: impl FnMut() -> Result<usize, String>,
-) -> Result<(Duration, usize), String> {
+) -> Result<(Duration, Duration, usize), String> {
     let mut n = f()?;
     let mut times = Vec::with_capacity(runs);
+    let cpu0 = process_cpu();
     for _ in 0..runs {
         let t = Instant::now();
         n = f()?;
         times.push(t.elapsed());
     }
+    let cpu = (process_cpu() - cpu0) / runs as u32;
     times.sort();
-    Ok((times[times.len() / 2], n))
+    Ok((times[times.len() / 2], cpu, n))
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat` (clock ticks,
+/// taken as the usual 100 a second); zero where that file is missing.
+fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 fn ms(d: Duration) -> f64 {

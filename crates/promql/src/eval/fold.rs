@@ -7,8 +7,10 @@
 //! series order.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 
-use meshlens_model::Labels;
+use meshlens_model::hash::{FxHasher, FxMap};
+use meshlens_model::{Label, Labels, SeriesCursor, METRIC_NAME};
 use promql_parser::parser::LabelModifier;
 
 use super::aggregate::{group_key, Kahan};
@@ -70,6 +72,36 @@ impl Acc {
     }
 }
 
+/// How a series' group is found.
+enum Keyer {
+    /// `by (...)` or no modifier: the key is the values of these names (sorted, unique,
+    /// without the metric name when it is dropped), each asked of the series on its own,
+    /// so no label set is built for a series whose group exists. Groups are found by a
+    /// hash of the values, then compared value by value.
+    By {
+        names: Vec<String>,
+        by_hash: FxMap<u64, Vec<usize>>,
+    },
+    /// `without (...)`: the key is built from the whole label set.
+    Labels(HashMap<Labels, usize>),
+}
+
+/// The hash of a key given as one value (or none) per name of [`Keyer::By`].
+fn hash_values<'v>(values: impl Iterator<Item = Option<&'v str>>) -> u64 {
+    let mut h = FxHasher::default();
+    for v in values {
+        match v {
+            Some(v) => {
+                h.write_u8(1);
+                h.write_usize(v.len());
+                h.write(v.as_bytes());
+            }
+            None => h.write_u8(0),
+        }
+    }
+    h.finish()
+}
+
 /// Groups in order of their first series, each with its accumulators.
 pub(crate) struct GroupFold<'m> {
     op: FoldOp,
@@ -78,7 +110,7 @@ pub(crate) struct GroupFold<'m> {
     /// `last_over_time`), so `by (__name__)` must not see it.
     drop_name: bool,
     steps: usize,
-    index: HashMap<Labels, usize>,
+    keyer: Keyer,
     groups: Vec<Acc>,
 }
 
@@ -89,38 +121,97 @@ impl<'m> GroupFold<'m> {
         drop_name: bool,
         steps: usize,
     ) -> GroupFold<'m> {
+        let keyer = match modifier {
+            Some(LabelModifier::Exclude(_)) => Keyer::Labels(HashMap::new()),
+            Some(LabelModifier::Include(ls)) => {
+                let mut names: Vec<String> = ls
+                    .labels
+                    .iter()
+                    .filter(|n| !(drop_name && n.as_str() == METRIC_NAME))
+                    .cloned()
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                Keyer::By {
+                    names,
+                    by_hash: FxMap::default(),
+                }
+            }
+            None => Keyer::By {
+                names: Vec::new(),
+                by_hash: FxMap::default(),
+            },
+        };
         GroupFold {
             op,
             modifier,
             drop_name,
             steps,
-            index: HashMap::new(),
+            keyer,
             groups: Vec::new(),
         }
     }
 
-    fn group(&mut self, key: Labels) -> &mut Acc {
-        let i = match self.index.get(&key) {
-            Some(&i) => i,
-            None => {
-                let i = self.groups.len();
-                self.index.insert(key.clone(), i);
-                self.groups.push(Acc::new(self.op, key, self.steps));
-                i
-            }
+    /// The group of a series whose label values `get` gives (empty values count as
+    /// absent, as in `Labels`), made when it is new.
+    fn group_by<'v>(&mut self, get: impl Fn(&str) -> Option<&'v str>) -> usize {
+        let Keyer::By { names, by_hash } = &mut self.keyer else {
+            unreachable!("group_by is only called for a `by` fold");
         };
-        &mut self.groups[i]
+        let value = |n: &str| get(n).filter(|v| !v.is_empty());
+        let h = hash_values(names.iter().map(|n| value(n)));
+        let same = |g: &Acc| names.iter().all(|n| g.labels.get(n) == value(n));
+        let found = by_hash
+            .get(&h)
+            .and_then(|gs| gs.iter().copied().find(|&g| same(&self.groups[g])));
+        if let Some(g) = found {
+            return g;
+        }
+        // `names` are sorted and unique, and empty values are left out: already a
+        // normalised label set.
+        let key = Labels::from_sorted_unchecked(
+            names
+                .iter()
+                .filter_map(|n| value(n).map(|v| Label::new(n.as_str(), v)))
+                .collect(),
+        );
+        let g = self.groups.len();
+        by_hash.entry(h).or_default().push(g);
+        self.groups.push(Acc::new(self.op, key, self.steps));
+        g
+    }
+
+    /// The group of a key built from labels, made when it is new.
+    fn group_of(&mut self, key: Labels) -> usize {
+        match &mut self.keyer {
+            Keyer::Labels(index) => match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let i = self.groups.len();
+                    index.insert(key.clone(), i);
+                    self.groups.push(Acc::new(self.op, key, self.steps));
+                    i
+                }
+            },
+            Keyer::By { .. } => self.group_by(|n| key.get(n)),
+        }
     }
 
     /// Folds one input series (labels as the folded expression gives them, before the
     /// name is dropped) into its group.
-    pub fn add(&mut self, labels: &Labels, points: &[Option<f64>]) {
-        let mut key = group_key(labels, self.modifier);
-        if self.drop_name && key.metric_name().is_some() {
-            key = key.without_metric_name();
-        }
+    pub fn add(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>]) {
+        let g = match self.keyer {
+            Keyer::By { .. } => self.group_by(|n| series.label_value(n)),
+            Keyer::Labels(_) => {
+                let mut key = group_key(series.labels(), self.modifier);
+                if self.drop_name && key.metric_name().is_some() {
+                    key = key.without_metric_name();
+                }
+                self.group_of(key)
+            }
+        };
         let op = self.op;
-        let acc = self.group(key);
+        let acc = &mut self.groups[g];
         for (i, v) in points.iter().enumerate() {
             let Some(v) = *v else { continue };
             acc.n[i] += 1;
@@ -143,7 +234,8 @@ impl<'m> GroupFold<'m> {
     pub fn merge(&mut self, later: GroupFold<'_>) {
         let op = self.op;
         for other in later.groups {
-            let acc = self.group(other.labels);
+            let g = self.group_of(other.labels);
+            let acc = &mut self.groups[g];
             for i in 0..acc.n.len() {
                 let (m, n) = (other.n[i], acc.n[i]);
                 if m == 0 {
@@ -201,8 +293,8 @@ impl<'m> GroupFold<'m> {
 }
 
 impl super::stream::Partial for GroupFold<'_> {
-    fn add(&mut self, labels: &Labels, points: &[Option<f64>]) {
-        GroupFold::add(self, labels, points)
+    fn add(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>]) {
+        GroupFold::add(self, series, points)
     }
 }
 

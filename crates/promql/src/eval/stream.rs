@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::Instant;
 
-use meshlens_model::{is_stale_nan, Labels, Sample, SeriesCursor, StorageError};
+use meshlens_model::{is_stale_nan, Sample, SeriesCursor, StorageError};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
@@ -80,8 +80,10 @@ pub(crate) fn pins_name(vs: &VectorSelector) -> bool {
 
 /// Where one block's series go; one per block, merged in series order.
 pub(crate) trait Partial: Send {
-    /// A series with at least one value; `points` has one entry per step.
-    fn add(&mut self, labels: &Labels, points: &[Option<f64>]);
+    /// A series with at least one value; `points` has one entry per step. The series'
+    /// labels are asked of its cursor, so a consumer that needs only a few of them (a
+    /// grouping) does not have the whole set built.
+    fn add(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>]);
 }
 
 /// Series kept as they are, labels without the metric name when `drop_name`.
@@ -91,7 +93,8 @@ struct Collect {
 }
 
 impl Partial for Collect {
-    fn add(&mut self, labels: &Labels, points: &[Option<f64>]) {
+    fn add(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>]) {
+        let labels = series.labels();
         let labels = if self.drop_name {
             labels.without_metric_name()
         } else {
@@ -361,7 +364,7 @@ fn run_block<P: Partial>(
             Per::Rollup(r) => {
                 w.samples.retain(|x| !is_stale_nan(x.v));
                 if r.f.wants_counter() && !w.samples.is_empty() {
-                    note_non_counter(cursor.labels(), &mut non_counters);
+                    note_non_counter(cursor.as_ref(), &mut non_counters);
                 }
                 r.eval(&w.samples, &mut w.scratch, &mut w.points);
             }
@@ -370,7 +373,7 @@ fn run_block<P: Partial>(
             }
         }
         if w.points.iter().any(Option::is_some) {
-            partial.add(cursor.labels(), &w.points);
+            partial.add(cursor.as_ref(), &w.points);
         }
     }
     Ok(BlockOut {
@@ -385,8 +388,8 @@ enum Per<'r> {
     Rollup(Rollup<'r>),
 }
 
-fn note_non_counter(labels: &Labels, seen: &mut Vec<String>) {
-    if let Some(metric) = labels.metric_name() {
+fn note_non_counter(series: &dyn SeriesCursor, seen: &mut Vec<String>) {
+    if let Some(metric) = series.label_value(meshlens_model::METRIC_NAME) {
         let counter = ["_total", "_sum", "_count", "_bucket"]
             .iter()
             .any(|sfx| metric.ends_with(sfx));

@@ -264,7 +264,11 @@ fn read_dod_value(r: &mut BitReader) -> Option<i64> {
     let w = r.peek();
     let ones = (!w).leading_zeros();
     if ones >= 5 {
-        return read_dod_raw(r);
+        // By value, so that the reader's address is never taken and its state stays in
+        // registers through the decoding loops.
+        let (back, v) = read_dod_raw(r.clone());
+        *r = back;
+        return v;
     }
     let prefix = ones + 1;
     let payload = ((DOD_PAYLOAD >> (ones * 8)) & 0xFF) as u32;
@@ -278,9 +282,13 @@ fn read_dod_value(r: &mut BitReader) -> Option<i64> {
 }
 
 #[cold]
-fn read_dod_raw(r: &mut BitReader) -> Option<i64> {
-    r.read_bits(5)?;
-    Some(r.read_bits(64)? as i64)
+#[inline(never)]
+fn read_dod_raw(mut r: BitReader<'_>) -> (BitReader<'_>, Option<i64>) {
+    let v = r
+        .read_bits(5)
+        .and_then(|_| r.read_bits(64))
+        .map(|v| v as i64);
+    (r, v)
 }
 
 /// Delta-of-delta integers (timestamps, decimal values): the first raw, then one dod each.
@@ -438,8 +446,26 @@ fn read_times(data: &[u8], out: &mut [Sample]) -> Result<usize, ChunkError> {
         return Ok(0);
     };
     first.t = ts.first(&mut r).ok_or(ChunkError::Truncated(0))?;
-    for (i, s) in (1..).zip(rest) {
-        s.t = ts.next(&mut r).ok_or(ChunkError::Truncated(i))?;
+    let mut i = 0;
+    while i < rest.len() {
+        if r.avail() < 25 {
+            r.refill();
+        }
+        // A run of '0' bits is a run of samples at the same interval (the usual scrape):
+        // counted with one instruction and written without reading them bit by bit.
+        let zeros = r.peek().leading_zeros().min(r.avail()) as usize;
+        if zeros > 0 {
+            let run = zeros.min(rest.len() - i);
+            for s in &mut rest[i..i + run] {
+                ts.prev = ts.prev.wrapping_add(ts.delta);
+                s.t = ts.prev;
+            }
+            r.consume(run as u32);
+            i += run;
+            continue;
+        }
+        rest[i].t = ts.next(&mut r).ok_or(ChunkError::Truncated(i + 1))?;
+        i += 1;
     }
     Ok(r.position())
 }
@@ -476,15 +502,51 @@ fn read_decimal_values(
             s.v = dec.next(&mut r).ok_or(ChunkError::Truncated(i))? as f64;
         }
     } else {
-        // Divided, not multiplied by 10^-d, which is inexact: the encoder checked
-        // `round(v * 10^d) / 10^d == v`, so only the division gives v back bit for bit.
-        let scale = 10f64.powi(i32::from(d));
-        first.v = int as f64 / scale;
+        // The integers first (parked in the values' bits), then divided in a second pass:
+        // the divisions no longer wait on the bit reader, and come in pairs.
+        first.v = f64::from_bits(int as u64);
         for (i, s) in (1..).zip(rest) {
-            s.v = dec.next(&mut r).ok_or(ChunkError::Truncated(i))? as f64 / scale;
+            s.v = f64::from_bits(dec.next(&mut r).ok_or(ChunkError::Truncated(i))? as u64);
         }
+        divide_parked(out, 10f64.powi(i32::from(d)));
     }
     Ok(())
+}
+
+/// Replaces each integer parked in a value's bits by `int as f64 / scale`. Divided, not
+/// multiplied by 10^-d, which is inexact: the encoder checked `round(v * 10^d) / 10^d == v`,
+/// so only the division gives v back bit for bit. Two at a time with SSE2's packed division
+/// where there is one (each lane rounds as the scalar division does): the divider is the
+/// slowest part of decoding such values.
+fn divide_parked(out: &mut [Sample], scale: f64) {
+    let int = |s: &Sample| s.v.to_bits() as i64 as f64;
+    let mut pairs = out.chunks_exact_mut(2);
+    for p in &mut pairs {
+        let (a, b) = divide_two(int(&p[0]), int(&p[1]), scale);
+        p[0].v = a;
+        p[1].v = b;
+    }
+    for s in pairs.into_remainder() {
+        s.v = int(s) / scale;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn divide_two(a: f64, b: f64, scale: f64) -> (f64, f64) {
+    use std::arch::x86_64::{_mm_cvtsd_f64, _mm_div_pd, _mm_set1_pd, _mm_set_pd, _mm_unpackhi_pd};
+    // SAFETY: the intrinsics need SSE2 only, which every x86_64 processor has (it is in the
+    // target's baseline); they touch no memory.
+    unsafe {
+        let q = _mm_div_pd(_mm_set_pd(b, a), _mm_set1_pd(scale));
+        (_mm_cvtsd_f64(q), _mm_cvtsd_f64(_mm_unpackhi_pd(q, q)))
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn divide_two(a: f64, b: f64, scale: f64) -> (f64, f64) {
+    (a / scale, b / scale)
 }
 
 /// Decodes a chunk's bytes.

@@ -280,6 +280,16 @@ impl SeriesCursor for TsdbCursor {
         TsdbCursor::labels(self)
     }
 
+    /// Read from the head's interned pairs while the label set has not been built.
+    fn label_value(&self, name: &str) -> Option<&str> {
+        match (&self.labels, &self.head) {
+            (CursorLabels::Head(cell), Some(h)) if cell.get().is_none() => {
+                h.label_pairs().find(|(n, _)| *n == name).map(|(_, v)| v)
+            }
+            _ => TsdbCursor::labels(self).get(name),
+        }
+    }
+
     fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError> {
         self.decode_budgeted(buf, &SampleBudget::unlimited())
     }

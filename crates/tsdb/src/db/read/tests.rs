@@ -137,6 +137,20 @@ fn check(db: &Tsdb, truth: &Truth, names: &[&str]) {
                 .map(|c| c.labels().clone())
                 .collect();
             assert_eq!(listed, cursors, "series {name} [{mint}, {maxt}]");
+            // One label asked of a fresh cursor (before, and without, its label set being
+            // built) is the one in the set.
+            for c in db.select_lazy(&m, mint, maxt).unwrap() {
+                let asked: Vec<Option<String>> = ["__name__", "even", "i", "missing"]
+                    .iter()
+                    .map(|n| c.label_value(n).map(str::to_string))
+                    .collect();
+                let built: Vec<Option<String>> = ["__name__", "even", "i", "missing"]
+                    .iter()
+                    .map(|n| c.labels().get(n).map(str::to_string))
+                    .collect();
+                assert_eq!(asked, built, "label_value {name} [{mint}, {maxt}]");
+                assert!(asked[0].is_some() && asked[3].is_none());
+            }
             assert!(want.iter().all(|w| listed.contains(&w.labels)));
             if (mint, maxt) == (i64::MIN, i64::MAX) {
                 assert_eq!(listed.len(), want.len());
