@@ -14,7 +14,9 @@ pub mod v2;
 pub mod wire;
 
 use meshlens_model::labels::{is_valid_label_name, is_valid_metric_name};
-use meshlens_model::{MetricMetadata, RawSeries, Sample, SeriesExemplars, TimeSeries, METRIC_NAME};
+use meshlens_model::{
+    Exemplar, MetricMetadata, RawSeries, Sample, SeriesExemplars, TimeSeries, METRIC_NAME,
+};
 use prost::Message;
 
 pub use negotiate::{negotiate, ProtobufMessage, Unsupported};
@@ -82,14 +84,29 @@ pub fn decode_with_limit(
 /// [`valid_series`], so its exemplars are checked here) is refused, named by the series'
 /// index; the rest are kept. Exemplar labels are checked by the store.
 pub fn request_exemplars(req: &RawRequest<'_>) -> (Vec<SeriesExemplars>, Vec<String>) {
+    group_exemplars(
+        req.exemplars
+            .iter()
+            .filter_map(|(i, e)| Some((*i, req.get(*i)?.labels, e.clone()))),
+    )
+}
+
+/// Exemplars in request order, each with its series' index and labels, grouped by series;
+/// those of a series with invalid labels are refused, named by the index.
+fn group_exemplars<'a>(
+    exemplars: impl Iterator<Item = (usize, &'a [(&'a str, &'a str)], Exemplar)>,
+) -> (Vec<SeriesExemplars>, Vec<String>) {
     let mut out: Vec<SeriesExemplars> = Vec::new();
     let mut refused = Vec::new();
     let mut last: Option<(usize, bool)> = None;
-    for (i, e) in &req.exemplars {
+    for (i, labels, e) in exemplars {
         let ok = match last {
-            Some((j, ok)) if j == *i => ok,
+            Some((j, ok)) if j == i => ok,
             _ => {
-                let Some(series) = req.get(*i) else { continue };
+                let series = RawSeries {
+                    labels,
+                    samples: &[],
+                };
                 let ok = match check_series(&series) {
                     Ok(()) => {
                         out.push(SeriesExemplars {
@@ -105,14 +122,12 @@ pub fn request_exemplars(req: &RawRequest<'_>) -> (Vec<SeriesExemplars>, Vec<Str
                         false
                     }
                 };
-                last = Some((*i, ok));
+                last = Some((i, ok));
                 ok
             }
         };
-        if ok {
-            if let Some(g) = out.last_mut() {
-                g.exemplars.push(e.clone());
-            }
+        if let (true, Some(g)) = (ok, out.last_mut()) {
+            g.exemplars.push(e);
         }
     }
     (out, refused)

@@ -295,8 +295,8 @@ async fn bad_references_refuse_their_series_and_the_rest_is_stored() {
     assert!(body.contains("symbols[0]"), "{body}");
     assert_eq!(written(&headers), [Some(0), Some(0), Some(0)]);
 
-    // Native histograms and exemplars are not stored yet: 400 with the counts, the samples
-    // stored.
+    // Native histograms are not stored yet: 400 with their count; the samples and the
+    // exemplar are stored.
     let mut s = series(&[1, 2, 3, 4, 5, 7], &[(now, 5.0)], None, 0);
     let mut ex = Pb::default();
     ex.packed(1, &[3, 4]).double(2, 1.0).uint(3, now as u64);
@@ -319,13 +319,25 @@ async fn bad_references_refuse_their_series_and_the_rest_is_stored() {
     let (status, headers, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body.contains("1 native histogram samples and 1 exemplars not written")
+        body.contains("1 native histogram samples not written")
             && body.contains("all 1 samples were stored"),
         "{body}"
     );
-    assert_eq!(written(&headers), [Some(1), Some(0), Some(0)]);
+    assert_eq!(written(&headers), [Some(1), Some(0), Some(1)]);
     let got = query(addr, "rw2_http_requests_total").await;
     assert_eq!(got.len(), 2, "{got:?}");
+    let q: String = url::form_urlencoded::byte_serialize(b"rw2_http_requests_total").collect();
+    let ex = get_json(&format!(
+        "http://{addr}/api/v1/query_exemplars?query={q}&start={}&end={}",
+        (now - 60_000) / 1000,
+        now / 1000 + 60
+    ))
+    .await;
+    let series = ex["data"].as_array().expect("exemplar series");
+    assert_eq!(series.len(), 1, "{ex}");
+    assert_eq!(series[0]["seriesLabels"]["method"], "POST", "{ex}");
+    assert_eq!(series[0]["exemplars"][0]["labels"]["job"], "api-server", "{ex}");
+    assert_eq!(series[0]["exemplars"][0]["value"], "1", "{ex}");
     hub.shutdown().await;
 }
 

@@ -15,8 +15,9 @@
 //!   (`start_timestamp`, the specification's later spelling): read and kept in the request,
 //!   not stored, as Prometheus does with created-timestamp zero ingestion off;
 //! - native histograms: counted as not written (not stored yet);
-//! - exemplars: decoded (series, labels, value, timestamp; see [`Exemplar`]) and counted as
-//!   not written until there is an exemplar store.
+//! - exemplars: decoded (series, labels, value, timestamp; see [`Exemplar`]) and handed to
+//!   the exemplar store grouped by series ([`V2Request::series_exemplars`]); one with a bad
+//!   label reference is refused on its own.
 //!
 //! A series with a bad reference (an odd number of `labels_refs`, an index past the table),
 //! or labels a stored series may not have, is refused on its own and named by its index;
@@ -27,7 +28,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use meshlens_model::{Labels, MetricMetadata, RawSeries, Sample, METRIC_NAME};
+use meshlens_model::{Labels, MetricMetadata, RawSeries, Sample, SeriesExemplars, METRIC_NAME};
 
 use super::wire::{
     relabel, relabel_symbols, Cursor, ParseBuffers, RawRequest, SeriesSpan, WireError, FIXED64,
@@ -131,6 +132,20 @@ impl<'a> V2Request<'a> {
         })
     }
 
+    /// The exemplars grouped by series, as the exemplar store takes them, and why any were
+    /// refused: an exemplar of a series without samples has labels no sample check saw, so
+    /// they are checked here (as 1.0's `request_exemplars` does).
+    pub fn series_exemplars(&self) -> (Vec<SeriesExemplars>, Vec<String>) {
+        super::group_exemplars(self.exemplars().map(|e| {
+            let exemplar = meshlens_model::Exemplar {
+                labels: Labels::from_pairs(e.labels.iter().copied()),
+                value: e.value,
+                t: e.timestamp,
+            };
+            (e.series_index, e.series, exemplar)
+        }))
+    }
+
     /// Hands the vectors back for the next request.
     pub fn into_buffers(self) -> ParseBuffers {
         let mut b = self.raw.into_buffers();
@@ -148,7 +163,7 @@ impl<'a> V2Request<'a> {
                 .collect(),
             metadata: self.raw.metadata.clone(),
             histograms_dropped: self.raw.histograms_dropped,
-            exemplars_dropped: self.raw.exemplars_dropped,
+            exemplars: self.series_exemplars().0,
         }
     }
 }
@@ -322,7 +337,6 @@ fn parse_series<'a>(
             4 => {
                 c.expect(wt, LEN, "exemplar is not length-delimited")?;
                 let (b, at) = c.bytes()?;
-                req.raw.exemplars_dropped += 1;
                 let k = exemplars_seen;
                 exemplars_seen += 1;
                 let p0 = req.exemplar_pairs.len();

@@ -122,7 +122,7 @@ async fn remote_write(
 }
 
 /// Buffers a 1.0 or 2.0 request (2.0's series with bad references refused on their own,
-/// its histograms and exemplars counted as not written, as the hub does).
+/// its histograms counted as not written, as the hub does).
 fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer {
     let decoded = match message {
         ProtobufMessage::V1 => {
@@ -134,7 +134,7 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
                 let unwritten = Unwritten::from_parts(
                     &d.invalid,
                     d.request.histograms_dropped,
-                    d.request.exemplars_dropped,
+                    d.invalid_exemplars,
                     &d.first_invalid_exemplar,
                 );
                 (d.request, unwritten)
@@ -169,9 +169,11 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
         .samples_ingested
         .add(&[("source", "remote_write")], written.samples);
     let mut exemplars_refused = None;
+    let mut exemplars_written = 0;
     if !req.exemplars.is_empty() {
         match s.metrics_writer.write_exemplars(&req.exemplars) {
             Ok(o) => {
+                exemplars_written = o.accepted;
                 crate::self_metrics::count_exemplar_refusals(&s.self_metrics, "remote_write", &o);
                 if o.invalid_labels > 0 {
                     exemplars_refused = Some(format!(
@@ -186,6 +188,7 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
     }
     let counts = Written {
         samples: written.samples,
+        exemplars: exemplars_written,
         ..Default::default()
     };
     let (invalid_series, not_stored) = unwritten.clauses();

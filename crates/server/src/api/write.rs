@@ -174,7 +174,7 @@ fn handle(s: &AppState, body: &[u8], message: ProtobufMessage) -> Answer {
                     req.series(),
                     &req.raw.metadata,
                     &Unwritten::of(&req),
-                    Default::default(),
+                    req.series_exemplars(),
                 );
                 *parse = req.into_buffers();
                 answer
@@ -204,8 +204,8 @@ pub(crate) struct Unwritten {
     pub samples: u64,
     pub first: Option<String>,
     pub histograms: u64,
+    /// Exemplars refused for a bad label reference, and the first one.
     pub exemplars: u64,
-    /// The first exemplar with a bad reference.
     pub first_exemplar: Option<String>,
 }
 
@@ -214,7 +214,7 @@ impl Unwritten {
         Self::from_parts(
             &req.invalid,
             req.raw.histograms_dropped,
-            req.raw.exemplars_dropped,
+            req.invalid_exemplars,
             &req.first_invalid_exemplar,
         )
     }
@@ -247,21 +247,19 @@ impl Unwritten {
         });
         let mut parts = Vec::new();
         if self.histograms > 0 {
-            parts.push(format!("{} native histogram samples", self.histograms));
+            parts.push(format!(
+                "{} native histogram samples not written (meshlens does not store native histograms from remote write yet)",
+                self.histograms
+            ));
         }
         if self.exemplars > 0 {
-            parts.push(format!("{} exemplars", self.exemplars));
+            parts.push(format!(
+                "{} exemplars refused (bad label reference, first in {})",
+                self.exemplars,
+                self.first_exemplar.as_deref().unwrap_or("?")
+            ));
         }
-        let not_stored = (!parts.is_empty()).then(|| {
-            let mut m = format!(
-                "{} not written (meshlens does not store native histograms or exemplars from remote write yet)",
-                parts.join(" and ")
-            );
-            if let Some(e) = &self.first_exemplar {
-                m.push_str(&format!("; bad exemplar reference in {e}"));
-            }
-            m
-        });
+        let not_stored = (!parts.is_empty()).then(|| parts.join("; "));
         (refused, not_stored)
     }
 }
@@ -287,7 +285,7 @@ fn store(
         Ok(o) => o,
         Err(e) => return storage_failure(e),
     };
-    let written = Written {
+    let mut written = Written {
         samples: outcome.accepted,
         ..Default::default()
     };
@@ -296,6 +294,7 @@ fn store(
     if !exemplars.is_empty() {
         match s.writer.append_exemplars(&exemplars) {
             Ok(o) => {
+                written.exemplars = o.accepted;
                 crate::self_metrics::count_exemplar_refusals(&s.metrics, "remote_write", &o);
                 // Bad input is reported; out-of-order and duplicate exemplars are what
                 // Prometheus also skips silently (senders resend them after a retry).

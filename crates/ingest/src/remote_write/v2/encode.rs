@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use meshlens_model::{Labels, MetricMetadata, Sample, METRIC_NAME};
+use meshlens_model::{Exemplar, Labels, MetricMetadata, Sample, METRIC_NAME};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use super::super::{compress, metric_type_code, wire, WireError, WriteRequest};
@@ -104,12 +104,32 @@ impl<'s> Encoder<'s> {
         samples: &[Sample],
         metadata: Option<&'s MetricMetadata>,
     ) {
+        self.add_with_exemplars(labels, samples, &[], metadata)
+    }
+
+    /// [`Self::add`] with the series' exemplars (field 4 of a 2.0 `TimeSeries`).
+    pub fn add_with_exemplars(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'s str, &'s str)>,
+        samples: &[Sample],
+        exemplars: &[&'s Exemplar],
+        metadata: Option<&'s MetricMetadata>,
+    ) {
         let mut refs = std::mem::take(&mut self.refs);
         refs.clear();
         for (n, v) in labels {
             refs.push(self.intern(n));
             refs.push(self.intern(v));
         }
+        let n_refs = refs.len();
+        for e in exemplars {
+            for l in e.labels.iter() {
+                refs.push(self.intern(&l.name));
+                refs.push(self.intern(&l.value));
+            }
+        }
+        let all_refs = refs;
+        let (refs, exemplar_refs) = all_refs.split_at(n_refs);
         let md = metadata.map(|m| {
             (
                 metric_type_code(&m.kind) as u64,
@@ -119,6 +139,23 @@ impl<'s> Encoder<'s> {
         });
         let packed: usize = refs.iter().map(|r| encoded_len_varint(u64::from(*r))).sum();
         let sample_len = |s: &Sample| 1 + 8 + 1 + encoded_len_varint(s.t as u64);
+        // Each exemplar: its packed label refs (field 1), value (2), timestamp (3).
+        let mut exemplar_lens = Vec::with_capacity(exemplars.len());
+        let mut at = 0;
+        for e in exemplars {
+            let n = 2 * e.labels.len();
+            let packed: usize = exemplar_refs[at..at + n]
+                .iter()
+                .map(|r| encoded_len_varint(u64::from(*r)))
+                .sum();
+            at += n;
+            let refs_len = if n == 0 {
+                0
+            } else {
+                1 + encoded_len_varint(packed as u64) + packed
+            };
+            exemplar_lens.push((packed, refs_len + 1 + 8 + 1 + encoded_len_varint(e.t as u64)));
+        }
         let md_len = md.map_or(0, |(k, h, u)| {
             [k, h, u]
                 .iter()
@@ -137,6 +174,10 @@ impl<'s> Encoder<'s> {
                 1 + encoded_len_varint(n as u64) + n
             })
             .sum::<usize>()
+            + exemplar_lens
+                .iter()
+                .map(|(_, n)| 1 + encoded_len_varint(*n as u64) + n)
+                .sum::<usize>()
             + if md_len > 0 {
                 1 + encoded_len_varint(md_len as u64) + md_len
             } else {
@@ -148,7 +189,7 @@ impl<'s> Encoder<'s> {
         if !refs.is_empty() {
             encode_key(1, WireType::LengthDelimited, out);
             encode_varint(packed as u64, out);
-            for r in &refs {
+            for r in refs {
                 encode_varint(u64::from(*r), out);
             }
         }
@@ -159,6 +200,24 @@ impl<'s> Encoder<'s> {
             out.extend_from_slice(&s.v.to_bits().to_le_bytes());
             encode_key(2, WireType::Varint, out);
             encode_varint(s.t as u64, out);
+        }
+        let mut at = 0;
+        for (e, (packed, len)) in exemplars.iter().zip(&exemplar_lens) {
+            encode_key(4, WireType::LengthDelimited, out);
+            encode_varint(*len as u64, out);
+            let n = 2 * e.labels.len();
+            if n > 0 {
+                encode_key(1, WireType::LengthDelimited, out);
+                encode_varint(*packed as u64, out);
+                for r in &exemplar_refs[at..at + n] {
+                    encode_varint(u64::from(*r), out);
+                }
+            }
+            at += n;
+            encode_key(2, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&e.value.to_bits().to_le_bytes());
+            encode_key(3, WireType::Varint, out);
+            encode_varint(e.t as u64, out);
         }
         if md_len > 0 {
             encode_key(5, WireType::LengthDelimited, out);
@@ -173,7 +232,7 @@ impl<'s> Encoder<'s> {
             }
         }
         self.samples += samples.len() as u64;
-        self.refs = refs;
+        self.refs = all_refs;
     }
 
     /// The uncompressed protobuf `Request`.
@@ -220,7 +279,9 @@ pub fn encode(req: &WriteRequest) -> Vec<u8> {
 
 /// A 1.0 `WriteRequest` (as a forwarding buffer keeps them) as a 2.0 `Request`, and the
 /// float samples in it. The 1.0 metadata updates `families`, whose entries go with every
-/// series of their family. Series without samples are left out (2.0 wants one at least).
+/// series of their family. Exemplars go with their series (1.0 senders, and the buffer, put
+/// them in series of their own without samples, which stay so); series with neither samples
+/// nor exemplars are left out.
 pub fn transcode_v1(
     payload: &[u8],
     families: &mut FamilyMetadata,
@@ -233,9 +294,19 @@ pub fn transcode_v1(
         .iter()
         .map(|s| (!s.is_normalised()).then(|| s.to_labels()))
         .collect();
+    // Exemplars by series index (the reader keeps them in request order).
+    let mut exemplars: Vec<Vec<&Exemplar>> = Vec::new();
+    for (i, ex) in &req.exemplars {
+        if exemplars.len() <= *i {
+            exemplars.resize_with(*i + 1, Vec::new);
+        }
+        exemplars[*i].push(ex);
+    }
+    let none: Vec<&Exemplar> = Vec::new();
     let mut e = Encoder::new();
-    for (s, fixed) in req.iter().zip(&fixed) {
-        if s.samples.is_empty() {
+    for (i, (s, fixed)) in req.iter().zip(&fixed).enumerate() {
+        let ex = exemplars.get(i).unwrap_or(&none);
+        if s.samples.is_empty() && ex.is_empty() {
             continue;
         }
         match fixed {
@@ -245,13 +316,14 @@ pub fn transcode_v1(
                     .iter()
                     .find(|(n, _)| *n == METRIC_NAME)
                     .and_then(|(_, v)| families.lookup(v));
-                e.add(s.labels.iter().copied(), s.samples, md);
+                e.add_with_exemplars(s.labels.iter().copied(), s.samples, ex, md);
             }
             Some(labels) => {
                 let md = labels.metric_name().and_then(|n| families.lookup(n));
-                e.add(
+                e.add_with_exemplars(
                     labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
                     s.samples,
+                    ex,
                     md,
                 );
             }

@@ -213,7 +213,12 @@ fn spec_example_decodes() {
         "one entry per family although two series carry it"
     );
     assert_eq!(req.raw.histograms_dropped, 1);
-    assert_eq!(req.raw.exemplars_dropped, 1);
+    let (grouped, refused) = req.series_exemplars();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(grouped.len(), 1);
+    assert_eq!(grouped[0].series.get("__name__"), Some("http_requests_total"));
+    assert_eq!(grouped[0].exemplars[0].labels.get("trace_id"), Some("4bf92f3577b34da6"));
+    assert_eq!(grouped[0].exemplars[0].t, 1_500);
     let ex: Vec<Exemplar<'_>> = req.exemplars().collect();
     assert_eq!(ex.len(), 1);
     assert_eq!(ex[0].series_index, 0);
@@ -410,6 +415,39 @@ fn transcoding_a_buffer_record_keeps_series_and_metadata() {
     let v1 = encode_protobuf_stamped(&[&series[0]], &[], &[]);
     let (v2, _) = transcode_v1(&v1, &mut families).unwrap();
     assert_eq!(parse(&v2).unwrap().raw.metadata.len(), 1);
+}
+
+#[test]
+fn transcoding_keeps_exemplars_with_their_series() {
+    use meshlens_model::{Exemplar as ModelExemplar, SeriesExemplars};
+    let series = Labels::from_pairs([("__name__", "lat_bucket"), ("le", "0.5")]);
+    let exemplar = |trace: &str, v: f64, t: i64| ModelExemplar {
+        labels: Labels::from_pairs([("trace_id", trace)]),
+        value: v,
+        t,
+    };
+    let req = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: series.clone(),
+            samples: vec![Sample::new(10, 3.0)],
+        }],
+        exemplars: vec![SeriesExemplars {
+            series: series.clone(),
+            exemplars: vec![exemplar("abc", 0.42, 9), exemplar("def", 0.31, 10)],
+        }],
+        ..Default::default()
+    };
+    let v1 = crate::remote_write::encode_protobuf(&req);
+    let (v2, n) = transcode_v1(&v1, &mut FamilyMetadata::default()).unwrap();
+    assert_eq!(n, 1);
+    let parsed = parse(&v2).unwrap();
+    let (grouped, refused) = parsed.series_exemplars();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(grouped, req.exemplars);
+    // And what the owned decoder hands the agent.
+    let got = decode_with_limit(&compress(&v2), 1 << 20).unwrap().request;
+    assert_eq!(got.exemplars, req.exemplars);
+    assert_eq!(got.timeseries, req.timeseries);
 }
 
 #[test]
