@@ -336,7 +336,10 @@ async fn bad_references_refuse_their_series_and_the_rest_is_stored() {
     let series = ex["data"].as_array().expect("exemplar series");
     assert_eq!(series.len(), 1, "{ex}");
     assert_eq!(series[0]["seriesLabels"]["method"], "POST", "{ex}");
-    assert_eq!(series[0]["exemplars"][0]["labels"]["job"], "api-server", "{ex}");
+    assert_eq!(
+        series[0]["exemplars"][0]["labels"]["job"], "api-server",
+        "{ex}"
+    );
     assert_eq!(series[0]["exemplars"][0]["value"], "1", "{ex}");
     hub.shutdown().await;
 }

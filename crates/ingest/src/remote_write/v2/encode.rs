@@ -154,7 +154,10 @@ impl<'s> Encoder<'s> {
             } else {
                 1 + encoded_len_varint(packed as u64) + packed
             };
-            exemplar_lens.push((packed, refs_len + 1 + 8 + 1 + encoded_len_varint(e.t as u64)));
+            exemplar_lens.push((
+                packed,
+                refs_len + 1 + 8 + 1 + encoded_len_varint(e.t as u64),
+            ));
         }
         let md_len = md.map_or(0, |(k, h, u)| {
             [k, h, u]

@@ -216,8 +216,14 @@ fn spec_example_decodes() {
     let (grouped, refused) = req.series_exemplars();
     assert!(refused.is_empty(), "{refused:?}");
     assert_eq!(grouped.len(), 1);
-    assert_eq!(grouped[0].series.get("__name__"), Some("http_requests_total"));
-    assert_eq!(grouped[0].exemplars[0].labels.get("trace_id"), Some("4bf92f3577b34da6"));
+    assert_eq!(
+        grouped[0].series.get("__name__"),
+        Some("http_requests_total")
+    );
+    assert_eq!(
+        grouped[0].exemplars[0].labels.get("trace_id"),
+        Some("4bf92f3577b34da6")
+    );
     assert_eq!(grouped[0].exemplars[0].t, 1_500);
     let ex: Vec<Exemplar<'_>> = req.exemplars().collect();
     assert_eq!(ex.len(), 1);
