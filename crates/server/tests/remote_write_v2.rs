@@ -393,8 +393,8 @@ async fn content_types_pick_the_message_and_unknown_ones_get_415() {
     hub.shutdown().await;
 }
 
-/// The agent buffers 1.0 and sends 2.0 to the hub: series, their cluster stamp and their
-/// family's metadata arrive, and the hub confirms every sample written.
+/// The agent buffers 1.0 and sends 2.0 to the hub: series, their cluster stamp, their
+/// family's metadata and their exemplars arrive, and the hub confirms every sample written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_sends_remote_write_2_to_a_hub() {
     let hub_dir = tempfile::tempdir().unwrap();
@@ -435,6 +435,14 @@ async fn an_agent_sends_remote_write_2_to_a_hub() {
             help: "Checkout latency.".into(),
             unit: "seconds".into(),
         }],
+        exemplars: vec![meshlens_model::SeriesExemplars {
+            series: ts("rt_latency_seconds_bucket", Some("0.1"), 3.0).labels,
+            exemplars: vec![meshlens_model::Exemplar {
+                labels: Labels::from_pairs([("trace_id", "0af7651916cd43dd8448eb211c80319c")]),
+                value: 0.07,
+                t: now,
+            }],
+        }],
         ..Default::default()
     };
     let (status, _, body) = request(
@@ -469,6 +477,28 @@ async fn an_agent_sends_remote_write_2_to_a_hub() {
         md,
         serde_json::json!([{"type": "histogram", "help": "Checkout latency.", "unit": "seconds"}])
     );
+    let q: String = url::form_urlencoded::byte_serialize(b"rt_latency_seconds_bucket").collect();
+    let exemplars_url = format!(
+        "http://{hub_addr}/api/v1/query_exemplars?query={q}&start={}&end={}",
+        (now - 60_000) / 1000,
+        now / 1000 + 60
+    );
+    let ex = eventually("the exemplar at the hub", || async {
+        let v = get_json(&exemplars_url).await;
+        v["data"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            .then_some(v)
+    })
+    .await;
+    let first = &ex["data"][0];
+    assert_eq!(first["seriesLabels"]["cluster"], "east", "{ex}");
+    assert_eq!(first["seriesLabels"]["le"], "0.1", "{ex}");
+    assert_eq!(
+        first["exemplars"][0]["labels"]["trace_id"], "0af7651916cd43dd8448eb211c80319c",
+        "{ex}"
+    );
+    assert_eq!(first["exemplars"][0]["value"], "0.07", "{ex}");
     // The agent reads 2.0 too: the bad series is refused alone, the good one forwarded
     // with its metadata.
     let raw = v2_request(

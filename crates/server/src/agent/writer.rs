@@ -175,8 +175,9 @@ impl BufferMetricWriter {
         }
         let mut payload = Vec::new();
         remote_write::encode_exemplars(&mut payload, &kept);
-        let items = u32::try_from(out.accepted).unwrap_or(u32::MAX);
-        self.buffer.append(Kind::Metrics, items, &payload)?;
+        // No samples in it: the buffer's and the sender's counts are of samples, which a
+        // hub's written count confirms.
+        self.buffer.append(Kind::Metrics, 0, &payload)?;
         Ok(out)
     }
 }

@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meshlens_ingest::otlp::metrics::{self as otlp, ExportMetrics};
-use meshlens_model::{RawSeries, RejectReason};
+use meshlens_model::RawSeries;
 
 use super::AppState;
 
@@ -221,19 +221,7 @@ fn store(
         .writer
         .append_raw(&batch)
         .map_err(super::write::storage_refusal)?;
-    s.metrics
-        .samples_ingested
-        .add(&[("source", "otlp")], outcome.accepted);
-    let mut refused = Vec::new();
-    for r in RejectReason::ALL {
-        let n = outcome.count(r);
-        if n > 0 {
-            s.metrics
-                .samples_rejected
-                .add(&[("source", "otlp"), ("reason", r.as_str())], n);
-            refused.push(format!("{n} {}", r.as_str().replace('_', " ")));
-        }
-    }
+    let refused = super::write::count_outcome(s, "otlp", &outcome);
     if !refused.is_empty() {
         rejected += outcome.rejected();
         messages.push(format!(

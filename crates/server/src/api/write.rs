@@ -32,7 +32,7 @@ use meshlens_ingest::remote_write::negotiate::{
     EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
 };
 use meshlens_ingest::remote_write::{self, v2, DecodeError, ProtobufMessage, Unsupported};
-use meshlens_model::{MetricMetadata, RawSeries, RejectReason, StorageError};
+use meshlens_model::{AppendOutcome, MetricMetadata, RawSeries, RejectReason, StorageError};
 
 use super::AppState;
 
@@ -309,19 +309,7 @@ fn store(
             Err(e) => return storage_failure(e),
         }
     }
-    s.metrics
-        .samples_ingested
-        .add(&[("source", "remote_write")], outcome.accepted);
-    let mut refused = Vec::new();
-    for r in RejectReason::ALL {
-        let n = outcome.count(r);
-        if n > 0 {
-            s.metrics
-                .samples_rejected
-                .add(&[("source", "remote_write"), ("reason", r.as_str())], n);
-            refused.push(format!("{n} {}", r.as_str().replace('_', " ")));
-        }
-    }
+    let mut refused = count_outcome(s, "remote_write", &outcome);
     let (invalid, not_stored) = unwritten.clauses();
     if unwritten.samples > 0 {
         s.metrics.samples_rejected.add(
@@ -379,6 +367,25 @@ fn store(
         message,
         written,
     }
+}
+
+/// Counts an append's accepted and refused samples in the self-metrics under `source`, and
+/// names each refusal reason with its count, for the answer's message.
+pub(super) fn count_outcome(s: &AppState, source: &str, outcome: &AppendOutcome) -> Vec<String> {
+    s.metrics
+        .samples_ingested
+        .add(&[("source", source)], outcome.accepted);
+    let mut refused = Vec::new();
+    for r in RejectReason::ALL {
+        let n = outcome.count(r);
+        if n > 0 {
+            s.metrics
+                .samples_rejected
+                .add(&[("source", source), ("reason", r.as_str())], n);
+            refused.push(format!("{n} {}", r.as_str().replace('_', " ")));
+        }
+    }
+    refused
 }
 
 /// What the per-series limits took out of a request.
