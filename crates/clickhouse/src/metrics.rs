@@ -247,6 +247,7 @@ impl MetricStore {
                 Some(SeriesSamples {
                     labels: series.remove(&fp)?,
                     samples,
+                    histograms: Vec::new(),
                 })
             })
             .collect();

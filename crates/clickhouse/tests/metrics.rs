@@ -77,6 +77,7 @@ fn expected(
                 .copied()
                 .filter(|s| s.t >= mint && s.t <= maxt)
                 .collect(),
+            histograms: Vec::new(),
         })
         .filter(|s| !s.samples.is_empty())
         .collect();

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod duration;
 pub mod exemplar;
 pub mod hash;
+pub mod histogram;
 pub mod labels;
 pub mod matcher;
 pub mod projection;
@@ -30,6 +31,7 @@ pub use exemplar::{
     exemplars_disabled, Exemplar, ExemplarOutcome, ExemplarReader, SeriesExemplars,
     EXEMPLAR_MAX_LABEL_RUNES,
 };
+pub use histogram::{FloatHistogram, HistogramSample, SeriesHistograms};
 pub use labels::{
     escape_label_value, push_escaped_label_value, Label, Labels, LabelsBuilder, METRIC_NAME,
 };

@@ -10,7 +10,7 @@
 //!   the engine's stated fsync policy). Samples the engine refuses are counted by reason in
 //!   the outcome and never fail the rest of the batch.
 
-use crate::{LabelMatcher, Labels, Sample};
+use crate::{HistogramSample, LabelMatcher, Labels, Sample};
 
 /// One series and its samples, as received (remote write, scrape, import).
 #[derive(Clone, Debug, PartialEq)]
@@ -51,11 +51,24 @@ impl RawSeries<'_> {
     }
 }
 
-/// One series and its samples in the selected range, as read back.
-#[derive(Clone, Debug, PartialEq)]
+/// One series and its samples in the selected range, as read back: float samples and
+/// native-histogram samples, each in time order (a series may switch between the two).
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct SeriesSamples {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
+}
+
+impl SeriesSamples {
+    /// A series of float samples only.
+    pub fn floats(labels: Labels, samples: Vec<Sample>) -> Self {
+        SeriesSamples {
+            labels,
+            samples,
+            histograms: Vec::new(),
+        }
+    }
 }
 
 /// Why a sample was refused; each is counted separately in the server's own metrics.
@@ -221,6 +234,17 @@ pub trait MetricWriter: Send + Sync {
         self.append(&owned)
     }
 
+    /// Appends native-histogram samples, durable as `append`'s. Engines that store floats
+    /// only refuse the batch with a reason.
+    fn append_histograms(
+        &self,
+        _batch: &[crate::SeriesHistograms],
+    ) -> Result<AppendOutcome, StorageError> {
+        Err(StorageError::InvalidRequest {
+            reason: "this storage engine does not store native histograms".into(),
+        })
+    }
+
     /// Records metric metadata (type, help, unit); engines may keep only the latest.
     fn append_metadata(&self, _metadata: &[MetricMetadata]) -> Result<(), StorageError> {
         Ok(())
@@ -253,6 +277,12 @@ pub trait SeriesCursor: Send + Sync {
     /// Appends the series' samples within the selection's `[mint, maxt]` to `buf`, in time
     /// order and without duplicate timestamps; returns how many were appended.
     fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError>;
+
+    /// The series' native-histogram samples within the selection, in time order; none for
+    /// engines that store only floats.
+    fn histograms(&self) -> &[HistogramSample] {
+        &[]
+    }
 }
 
 /// A cursor over samples already in memory: the default for readers without a lazy path.
@@ -266,6 +296,10 @@ impl SeriesCursor for MaterializedCursor {
     fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError> {
         buf.extend_from_slice(&self.0.samples);
         Ok(self.0.samples.len())
+    }
+
+    fn histograms(&self) -> &[HistogramSample] {
+        &self.0.histograms
     }
 }
 

@@ -45,8 +45,16 @@ pub(crate) fn encode_response(r: &QueryResult) -> Result<Vec<u8>, EncodeError> {
         Value::Vector(v) => {
             out.push(b'[');
             for (i, s) in v.iter().enumerate() {
-                series_head(&mut out, i, &s.labels, b"value")?;
-                point(&mut out, s.t, s.v)?;
+                match &s.h {
+                    Some(h) => {
+                        series_head(&mut out, i, &s.labels, b"histogram")?;
+                        histogram_point(&mut out, s.t, h)?;
+                    }
+                    None => {
+                        series_head(&mut out, i, &s.labels, b"value")?;
+                        point(&mut out, s.t, s.v)?;
+                    }
+                }
                 out.push(b'}');
             }
             out.push(b']');
@@ -55,15 +63,34 @@ pub(crate) fn encode_response(r: &QueryResult) -> Result<Vec<u8>, EncodeError> {
         Value::Matrix(m) => {
             out.push(b'[');
             for (i, s) in m.iter().enumerate() {
-                series_head(&mut out, i, &s.labels, b"values")?;
-                out.push(b'[');
-                for (j, p) in s.samples.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
+                // A series of histograms only has no "values", as Prometheus writes it.
+                let floats = !s.samples.is_empty() || s.histograms.is_empty();
+                let key: &[u8] = if floats { b"values" } else { b"histograms" };
+                series_head(&mut out, i, &s.labels, key)?;
+                if floats {
+                    out.push(b'[');
+                    for (j, p) in s.samples.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        point(&mut out, p.t, p.v)?;
                     }
-                    point(&mut out, p.t, p.v)?;
+                    out.push(b']');
+                    if !s.histograms.is_empty() {
+                        out.extend_from_slice(b",\"histograms\":");
+                    }
                 }
-                out.extend_from_slice(b"]}");
+                if !s.histograms.is_empty() {
+                    out.push(b'[');
+                    for (j, p) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        histogram_point(&mut out, p.t, &p.h)?;
+                    }
+                    out.push(b']');
+                }
+                out.push(b'}');
             }
             out.push(b']');
             "matrix"
@@ -144,6 +171,22 @@ fn point(out: &mut Vec<u8>, t: i64, v: f64) -> Result<(), EncodeError> {
     // The value needs no escaping: digits, '.', '-', or NaN / +Inf / -Inf.
     write_value(&mut Utf8Sink(out), v)?;
     out.extend_from_slice(b"\"]");
+    Ok(())
+}
+
+/// `[seconds,{"count":"…","sum":"…","buckets":[…]}]`, Prometheus's histogram sample.
+fn histogram_point(
+    out: &mut Vec<u8>,
+    t: i64,
+    h: &meshlens_model::FloatHistogram,
+) -> Result<(), EncodeError> {
+    out.push(b'[');
+    timestamp(out, t)?;
+    out.push(b',');
+    let mut json = String::new();
+    h.write_json(&mut json);
+    out.extend_from_slice(json.as_bytes());
+    out.push(b']');
     Ok(())
 }
 
@@ -429,11 +472,13 @@ mod tests {
             Value::Matrix(vec![SeriesSamples {
                 labels: Labels::empty(),
                 samples: Vec::new(),
+                histograms: Vec::new(),
             }]),
             Value::Vector(vec![VectorSample {
                 labels: Labels::empty(),
                 t: 0,
                 v: f64::NAN,
+                h: None,
             }]),
         ] {
             for w in notes {
@@ -464,6 +509,7 @@ mod tests {
                 labels: l.clone(),
                 t: 1_700_000_000_123,
                 v,
+                h: None,
             })
             .collect();
         assert_same(&result(Value::Vector(vector), &["w"], &[]));
@@ -476,6 +522,7 @@ mod tests {
                     .zip(ODD_VALUES)
                     .map(|(&t, &v)| Sample::new(t, v))
                     .collect(),
+                histograms: Vec::new(),
             })
             .collect();
         assert_same(&result(Value::Matrix(matrix), &[], &["i"]));
@@ -553,6 +600,7 @@ mod tests {
                             labels: rng.labels(),
                             t: rng.time(),
                             v: rng.value(),
+                            h: None,
                         })
                         .collect(),
                 ),
@@ -563,6 +611,7 @@ mod tests {
                             samples: (0..rng.below(8))
                                 .map(|_| Sample::new(rng.time(), rng.value()))
                                 .collect(),
+                            histograms: Vec::new(),
                         })
                         .collect(),
                 ),

@@ -135,6 +135,7 @@ impl ResultCache {
                         (lo < hi).then(|| SeriesSamples {
                             labels: s.labels.clone(),
                             samples: s.samples[lo..hi].to_vec(),
+                            histograms: Vec::new(),
                         })
                     })
                     .collect();
@@ -164,7 +165,8 @@ impl ResultCache {
         warnings: &[String],
         infos: &[String],
     ) {
-        if last < start {
+        // Results with native histograms are not kept: the cache slices float samples.
+        if last < start || series.iter().any(|s| !s.histograms.is_empty()) {
             return;
         }
         let kept: Vec<SeriesSamples> = series
@@ -174,6 +176,7 @@ impl ResultCache {
                 (hi > 0).then(|| SeriesSamples {
                     labels: s.labels.clone(),
                     samples: s.samples[..hi].to_vec(),
+                    histograms: Vec::new(),
                 })
             })
             .collect();
@@ -282,6 +285,7 @@ mod tests {
         SeriesSamples {
             labels: Labels::from_pairs([("x", name)]),
             samples: ts.iter().map(|&t| Sample::new(t, t as f64)).collect(),
+            histograms: Vec::new(),
         }
     }
 

@@ -1,12 +1,16 @@
 //! Query results as the HTTP API returns them, and the columnar values used inside.
 
-use meshlens_model::{Labels, Sample, SeriesSamples};
+use std::sync::Arc;
 
+use meshlens_model::{FloatHistogram, HistogramSample, Labels, Sample, SeriesSamples};
+
+/// One element of an instant vector: a float `v`, or a native histogram `h` (then `v` is 0).
 #[derive(Clone, Debug, PartialEq)]
 pub struct VectorSample {
     pub labels: Labels,
     pub t: i64,
     pub v: f64,
+    pub h: Option<Arc<FloatHistogram>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -24,14 +28,49 @@ pub struct QueryResult {
     pub infos: Vec<String>,
 }
 
-/// One series of an instant-vector expression: a value (or none) per evaluation step.
+/// One series of an instant-vector expression: a value (or none) per evaluation step. A
+/// step holds a float in `points` or a native histogram in `hists`; `hists` stays empty
+/// for a series without histograms, so float-only evaluation never touches it.
 #[derive(Clone, Debug)]
 pub(crate) struct Series {
     pub labels: Labels,
     pub points: Vec<Option<f64>>,
+    pub hists: Vec<Option<Arc<FloatHistogram>>>,
 }
 
 impl Series {
+    /// A series of floats only.
+    pub fn floats(labels: Labels, points: Vec<Option<f64>>) -> Self {
+        Series {
+            labels,
+            points,
+            hists: Vec::new(),
+        }
+    }
+
+    /// The histogram at step `i`, if the step holds one.
+    pub fn hist(&self, i: usize) -> Option<&Arc<FloatHistogram>> {
+        self.hists.get(i).and_then(Option::as_ref)
+    }
+
+    /// Whether any step holds a histogram.
+    pub fn has_hists(&self) -> bool {
+        self.hists.iter().any(Option::is_some)
+    }
+
+    /// The histogram points, as samples at the evaluation timestamps `ts`.
+    pub fn histogram_samples(&self, ts: &[i64]) -> Vec<HistogramSample> {
+        ts.iter()
+            .zip(&self.hists)
+            .filter_map(|(t, h)| {
+                h.as_ref().map(|h| HistogramSample {
+                    t: *t,
+                    h: h.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// The points that have values, as samples at the evaluation timestamps `ts`.
     pub fn samples(&self, ts: &[i64]) -> Vec<Sample> {
         ts.iter()
@@ -46,6 +85,7 @@ impl Series {
 pub(crate) struct RangeSeries {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+    pub hists: Vec<HistogramSample>,
 }
 
 /// A range vector: series plus, per step, the window `(end - range, end]`, or
@@ -71,6 +111,19 @@ impl Matrix {
         };
         let hi = s.samples.partition_point(|x| x.t <= end);
         &s.samples[lo..hi.max(lo)]
+    }
+
+    /// The histogram samples of one series inside step `i`'s window.
+    pub fn hist_window<'a>(&self, s: &'a RangeSeries, i: usize) -> &'a [HistogramSample] {
+        let end = self.ends[i];
+        let start = end - self.range;
+        let lo = if self.closed {
+            s.hists.partition_point(|x| x.t < start)
+        } else {
+            s.hists.partition_point(|x| x.t <= start)
+        };
+        let hi = s.hists.partition_point(|x| x.t <= end);
+        &s.hists[lo..hi.max(lo)]
     }
 }
 

@@ -52,7 +52,7 @@ fn prometheus_promql_test_scripts() {
     let mut regressions = Vec::new();
     println!(
         "{:<28} {:>7} {:>7} {:>14}",
-        "file", "passed", "failed", "native (skip)"
+        "file", "passed", "failed", "native passed"
     );
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
@@ -61,7 +61,9 @@ fn prometheus_promql_test_scripts() {
         let c = out.counts;
         println!(
             "{name:<28} {:>7} {:>7} {:>14}",
-            c.passed, c.failed, c.native
+            c.passed,
+            c.failed,
+            format!("{}/{}", c.native_passed, c.native)
         );
         if std::env::var_os("PROMQL_CONFORMANCE_VERBOSE").is_some() {
             for fail in &out.failures {
@@ -71,6 +73,7 @@ fn prometheus_promql_test_scripts() {
         total.passed += c.passed;
         total.failed += c.failed;
         total.native += c.native;
+        total.native_passed += c.native_passed;
         if let Some(&want) = baseline.get(&name) {
             if c.passed < want {
                 regressions.push(format!("{name}: {} passed, baseline {want}", c.passed));
@@ -79,7 +82,10 @@ fn prometheus_promql_test_scripts() {
     }
     println!(
         "{:<28} {:>7} {:>7} {:>14}",
-        "TOTAL", total.passed, total.failed, total.native
+        "TOTAL",
+        total.passed,
+        total.failed,
+        format!("{}/{}", total.native_passed, total.native)
     );
     assert!(
         regressions.is_empty(),

@@ -251,11 +251,13 @@ impl AlertingRule {
                     labels: series_labels(&self.labels, &self.name, a, ALERTS, Some(a.state)),
                     t: sample_ts,
                     v: 1.0,
+                    h: None,
                 });
                 out.push(VectorSample {
                     labels: series_labels(&self.labels, &self.name, a, ALERTS_FOR_STATE, None),
                     t: sample_ts,
                     v: a.active_at.div_euclid(1000) as f64,
+                    h: None,
                 });
             }
         }

@@ -77,6 +77,7 @@ pub(crate) fn query_vector(
             labels: Labels::empty(),
             t,
             v,
+            h: None,
         }]),
         _ => Err("rule result is not a vector or scalar".into()),
     }

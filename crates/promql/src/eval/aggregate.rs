@@ -9,6 +9,7 @@ use super::fold::{FoldOp, GroupFold};
 use super::stream::{pins_name, Source};
 use super::{unwrap_parens, Evaluator};
 use crate::error::PromqlError;
+use crate::functions::native::{self, WindowValue};
 use crate::functions::rollup::RangeFn;
 use crate::functions::{format_float, quantile};
 use crate::value::{Series, Val};
@@ -89,17 +90,26 @@ pub(crate) fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> La
 impl<'a> Evaluator<'a> {
     pub fn eval_aggregate(&self, a: &AggregateExpr) -> Result<Val, PromqlError> {
         let op = a.op.to_string().to_ascii_lowercase();
+        let mut collected = None;
         if let (Some(fold), None) = (FoldOp::parse(&op), &a.param) {
             if let Some(source) = self.foldable_source(&a.expr)? {
-                return self.fold_aggregate(fold, &a.modifier, source);
+                // Folding keeps floats only; histograms take the general path below.
+                if !source.has_histograms() {
+                    return self.fold_aggregate(fold, &a.modifier, source);
+                }
+                collected = Some(super::merge_same_labels(self.collect(source)?)?);
             }
         }
         let param = match &a.param {
             Some(p) => Some(self.eval(p)?),
             None => None,
         };
-        let Val::Vector(input) = self.eval(&a.expr)? else {
-            return Err(PromqlError::exec(format!("{op} expects an instant vector")));
+        let input = match collected {
+            Some(input) => input,
+            None => match self.eval(&a.expr)? {
+                Val::Vector(input) => input,
+                _ => return Err(PromqlError::exec(format!("{op} expects an instant vector"))),
+            },
         };
         let steps = self.steps();
         let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
@@ -164,6 +174,7 @@ impl<'a> Evaluator<'a> {
                     .map(|(s, points)| Series {
                         labels: s.labels.clone(),
                         points,
+                        hists: Vec::new(),
                     })
                     .collect();
                 if steps == 1 && op != "limitk" {
@@ -229,6 +240,7 @@ impl<'a> Evaluator<'a> {
                                 out.push(Series {
                                     labels,
                                     points: vec![None; steps],
+                                    hists: Vec::new(),
                                 });
                                 out.len() - 1
                             });
@@ -253,13 +265,58 @@ impl<'a> Evaluator<'a> {
                 "quantile value should be between 0 and 1, got {bad}"
             ));
         }
+        let any_hists = input.iter().any(Series::has_hists);
         for (key, members) in groups {
             self.check_deadline()?;
             let mut points = vec![None; steps];
+            let mut hists: Vec<Option<std::sync::Arc<meshlens_model::FloatHistogram>>> = Vec::new();
             let mut vals: Vec<f64> = Vec::with_capacity(members.len());
             for (step, point) in points.iter_mut().enumerate() {
                 vals.clear();
                 vals.extend(members.iter().filter_map(|&i| input[i].points[step]));
+                if any_hists {
+                    let hs: Vec<&meshlens_model::FloatHistogram> = members
+                        .iter()
+                        .filter_map(|&i| input[i].hist(step).map(|h| h.as_ref()))
+                        .collect();
+                    if !hs.is_empty() {
+                        let mut notes = crate::functions::native::Notes::default();
+                        let value = match op.as_str() {
+                            "count" => WindowValue::Float((hs.len() + vals.len()) as f64),
+                            "group" => WindowValue::Float(1.0),
+                            "sum" | "avg" if !vals.is_empty() => {
+                                let metric = members
+                                    .iter()
+                                    .find_map(|&i| input[i].labels.metric_name())
+                                    .unwrap_or("");
+                                self.warn(format!("encountered a mix of histograms and floats for metric name {metric:?}"));
+                                WindowValue::None
+                            }
+                            "sum" | "avg" => native::aggregate(&op, &hs, &mut notes),
+                            _ => {
+                                self.info(format!("ignored histogram in {op} aggregation"));
+                                WindowValue::None
+                            }
+                        };
+                        notes.warnings.into_iter().for_each(|w| self.warn(w));
+                        notes.infos.into_iter().for_each(|i| self.info(i));
+                        match value {
+                            WindowValue::Float(v) => {
+                                *point = Some(v);
+                                continue;
+                            }
+                            WindowValue::Hist(h) => {
+                                if hists.is_empty() {
+                                    hists = vec![None; steps];
+                                }
+                                hists[step] = Some(std::sync::Arc::new(h));
+                                continue;
+                            }
+                            WindowValue::None if matches!(op.as_str(), "sum" | "avg") => continue,
+                            WindowValue::None => {}
+                        }
+                    }
+                }
                 if vals.is_empty() {
                     continue;
                 }
@@ -295,6 +352,7 @@ impl<'a> Evaluator<'a> {
             out.push(Series {
                 labels: key,
                 points,
+                hists,
             });
         }
         Ok(Val::Vector(out))

@@ -2,8 +2,9 @@
 //! vector matching (`on`, `ignoring`, `group_left`, `group_right`), per Prometheus.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use meshlens_model::{Labels, METRIC_NAME};
+use meshlens_model::{FloatHistogram, Labels, METRIC_NAME};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::Evaluator;
@@ -78,6 +79,143 @@ impl Op {
     }
 }
 
+/// A step's value on either side: a float or a native histogram.
+#[derive(Clone)]
+enum Num {
+    F(f64),
+    H(Arc<FloatHistogram>),
+}
+
+fn at(s: &Series, i: usize) -> Option<Num> {
+    match s.hist(i) {
+        Some(h) => Some(Num::H(h.clone())),
+        None => s.points[i].map(Num::F),
+    }
+}
+
+fn present(s: &Series, i: usize) -> bool {
+    s.points[i].is_some() || s.hist(i).is_some()
+}
+
+impl Op {
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Add => "+",
+            Op::Sub => "-",
+            Op::Mul => "*",
+            Op::Div => "/",
+            Op::Mod => "%",
+            Op::Pow => "^",
+            Op::Atan2 => "atan2",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Gt => ">",
+            Op::Lt => "<",
+            Op::Ge => ">=",
+            Op::Le => "<=",
+            Op::And => "and",
+            Op::Or => "or",
+            Op::Unless => "unless",
+        }
+    }
+
+    /// `l op r` where either side may be a histogram: (value, keep) as [`Op::apply`], or
+    /// `Err` with the warning when Prometheus defines no result for the pair.
+    fn apply_num(self, l: Num, r: Num) -> Result<(Num, bool), String> {
+        let incompatible = |l: &str, r: &str| {
+            format!(
+                "incompatible sample types encountered for binary operator {:?}: {l} {} {r}",
+                self.symbol(),
+                self.symbol()
+            )
+        };
+        match (l, r) {
+            (Num::F(a), Num::F(b)) => {
+                let (v, keep) = self.apply(a, b);
+                Ok((Num::F(v), keep))
+            }
+            (Num::H(a), Num::H(b)) => match self {
+                Op::Add | Op::Sub => {
+                    let mut h = (*a).clone();
+                    let r = if self == Op::Add {
+                        h.add(&b)
+                    } else {
+                        h.sub(&b)
+                    };
+                    r.map_err(|e| e.to_string())?;
+                    h.counter_reset_hint = meshlens_model::histogram::CounterResetHint::Gauge;
+                    h.compact(0);
+                    Ok((Num::H(Arc::new(h)), true))
+                }
+                Op::Eq => {
+                    let eq = a.equals(&b);
+                    Ok((Num::H(a), eq))
+                }
+                Op::Ne => {
+                    let eq = a.equals(&b);
+                    Ok((Num::H(a), !eq))
+                }
+                _ => Err(incompatible("histogram", "histogram")),
+            },
+            (Num::H(a), Num::F(b)) => match self {
+                Op::Mul | Op::Div => {
+                    let mut h = (*a).clone();
+                    if self == Op::Mul {
+                        h.mul(b)
+                    } else {
+                        h.div(b)
+                    }
+                    Ok((Num::H(Arc::new(h)), true))
+                }
+                _ => Err(incompatible("histogram", "float")),
+            },
+            (Num::F(a), Num::H(b)) => match self {
+                Op::Mul => {
+                    let mut h = (*b).clone();
+                    h.mul(a);
+                    Ok((Num::H(Arc::new(h)), true))
+                }
+                _ => Err(incompatible("float", "histogram")),
+            },
+        }
+    }
+}
+
+/// Output columns of a binary operation: floats, and histograms once one appears.
+struct Columns {
+    points: Vec<Option<f64>>,
+    hists: Vec<Option<Arc<FloatHistogram>>>,
+}
+
+impl Columns {
+    fn new(steps: usize) -> Self {
+        Columns {
+            points: vec![None; steps],
+            hists: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, i: usize, v: Num) {
+        match v {
+            Num::F(f) => self.points[i] = Some(f),
+            Num::H(h) => {
+                if self.hists.is_empty() {
+                    self.hists = vec![None; self.points.len()];
+                }
+                self.hists[i] = Some(h);
+            }
+        }
+    }
+
+    fn is_set(&self, i: usize) -> bool {
+        self.points[i].is_some() || self.hists.get(i).is_some_and(Option::is_some)
+    }
+
+    fn any(&self) -> bool {
+        (0..self.points.len()).any(|i| self.is_set(i))
+    }
+}
+
 /// How series are matched: the labels of `on(...)` (include) or `ignoring(...)` (exclude).
 struct Matching<'m> {
     on: bool,
@@ -123,12 +261,22 @@ impl<'a> Evaluator<'a> {
                     })
                     .collect(),
             )),
-            (Val::Vector(v), Val::Scalar(s)) => {
-                Ok(Val::Vector(vector_scalar(op, v, &s, false, return_bool)))
-            }
-            (Val::Scalar(s), Val::Vector(v)) => {
-                Ok(Val::Vector(vector_scalar(op, v, &s, true, return_bool)))
-            }
+            (Val::Vector(v), Val::Scalar(s)) => Ok(Val::Vector(vector_scalar(
+                op,
+                v,
+                &s,
+                false,
+                return_bool,
+                &|w| self.warn(w),
+            ))),
+            (Val::Scalar(s), Val::Vector(v)) => Ok(Val::Vector(vector_scalar(
+                op,
+                v,
+                &s,
+                true,
+                return_bool,
+                &|w| self.warn(w),
+            ))),
             (Val::Vector(l), Val::Vector(r)) => {
                 let empty = Vec::new();
                 let (on, labels) = match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
@@ -152,6 +300,7 @@ impl<'a> Evaluator<'a> {
                         card,
                         return_bool,
                         self.steps(),
+                        &|w| self.warn(w),
                     )?)),
                 }
             }
@@ -168,36 +317,44 @@ fn vector_scalar(
     s: &[f64],
     scalar_left: bool,
     return_bool: bool,
+    warn: &dyn Fn(String),
 ) -> Vec<Series> {
     let drop_name = !op.is_comparison() || return_bool;
     v.into_iter()
         .filter_map(|series| {
-            let points: Vec<Option<f64>> = series
-                .points
-                .iter()
-                .zip(s)
-                .map(|(p, sv)| {
-                    let x = (*p)?;
-                    let (l, r) = if scalar_left { (*sv, x) } else { (x, *sv) };
-                    let (value, keep) = op.apply(l, r);
-                    if op.is_comparison() {
-                        if return_bool {
-                            Some(f64::from(u8::from(keep)))
-                        } else {
-                            keep.then_some(x)
-                        }
-                    } else {
-                        Some(value)
+            let mut out = Columns::new(series.points.len());
+            for (i, sv) in s.iter().enumerate() {
+                let Some(x) = at(&series, i) else { continue };
+                let (l, r) = if scalar_left {
+                    (Num::F(*sv), x.clone())
+                } else {
+                    (x.clone(), Num::F(*sv))
+                };
+                let (value, keep) = match op.apply_num(l, r) {
+                    Ok(r) => r,
+                    Err(w) => {
+                        warn(w);
+                        continue;
                     }
-                })
-                .collect();
-            points.iter().any(Option::is_some).then(|| Series {
+                };
+                if op.is_comparison() {
+                    if return_bool {
+                        out.set(i, Num::F(f64::from(u8::from(keep))));
+                    } else if keep {
+                        out.set(i, x);
+                    }
+                } else {
+                    out.set(i, value);
+                }
+            }
+            out.any().then(|| Series {
                 labels: if drop_name {
                     series.labels.without_metric_name()
                 } else {
                     series.labels
                 },
-                points,
+                points: out.points,
+                hists: out.hists,
             })
         })
         .collect()
@@ -210,22 +367,25 @@ fn set_op(op: Op, l: Vec<Series>, r: Vec<Series>, m: &Matching) -> Vec<Series> {
         let e = rsig
             .entry(m.signature(&s.labels))
             .or_insert_with(|| vec![false; steps]);
-        for (i, p) in s.points.iter().enumerate() {
-            e[i] |= p.is_some();
+        for (i, e) in e.iter_mut().enumerate() {
+            *e |= present(s, i);
         }
     }
     match op {
         Op::And | Op::Unless => l
             .into_iter()
             .filter_map(|mut s| {
-                let present = rsig.get(&m.signature(&s.labels));
-                for (i, p) in s.points.iter_mut().enumerate() {
-                    let has = present.is_some_and(|v| v[i]);
+                let other = rsig.get(&m.signature(&s.labels));
+                for i in 0..s.points.len() {
+                    let has = other.is_some_and(|v| v[i]);
                     if (op == Op::And) != has {
-                        *p = None;
+                        s.points[i] = None;
+                        if let Some(h) = s.hists.get_mut(i) {
+                            *h = None;
+                        }
                     }
                 }
-                s.points.iter().any(Option::is_some).then_some(s)
+                (0..s.points.len()).any(|i| present(&s, i)).then_some(s)
             })
             .collect(),
         _ => {
@@ -234,20 +394,23 @@ fn set_op(op: Op, l: Vec<Series>, r: Vec<Series>, m: &Matching) -> Vec<Series> {
                 let e = lsig
                     .entry(m.signature(&s.labels))
                     .or_insert_with(|| vec![false; steps]);
-                for (i, p) in s.points.iter().enumerate() {
-                    e[i] |= p.is_some();
+                for (i, e) in e.iter_mut().enumerate() {
+                    *e |= present(s, i);
                 }
             }
             let mut out = l;
             for mut s in r {
-                if let Some(present) = lsig.get(&m.signature(&s.labels)) {
-                    for (i, p) in s.points.iter_mut().enumerate() {
-                        if present[i] {
-                            *p = None;
+                if let Some(left) = lsig.get(&m.signature(&s.labels)) {
+                    for i in 0..s.points.len() {
+                        if left[i] {
+                            s.points[i] = None;
+                            if let Some(h) = s.hists.get_mut(i) {
+                                *h = None;
+                            }
                         }
                     }
                 }
-                if s.points.iter().any(Option::is_some) {
+                if (0..s.points.len()).any(|i| present(&s, i)) {
                     out.push(s);
                 }
             }
@@ -264,6 +427,7 @@ fn vector_vector(
     card: &VectorMatchCardinality,
     return_bool: bool,
     steps: usize,
+    warn: &dyn Fn(String),
 ) -> Result<Vec<Series>, PromqlError> {
     // The "one" side is indexed by signature; the "many" side (or the left, one-to-one) drives.
     let (many, one, swapped, include): (&[Series], &[Series], bool, Vec<String>) = match card {
@@ -282,12 +446,7 @@ fn vector_vector(
             continue;
         }
         for step in 0..steps {
-            if idx
-                .iter()
-                .filter(|&&i| one[i].points[step].is_some())
-                .count()
-                > 1
-            {
+            if idx.iter().filter(|&&i| present(&one[i], step)).count() > 1 {
                 let side = if swapped { "left" } else { "right" };
                 return Err(PromqlError::exec(format!(
                     "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -306,13 +465,15 @@ fn vector_vector(
             continue;
         };
         // Per step, the one-side series that has a value there.
-        let mut by_one: HashMap<usize, Vec<Option<f64>>> = HashMap::new();
+        let mut by_one: HashMap<usize, Columns> = HashMap::new();
         for step in 0..steps {
-            let Some(mv) = ms.points[step] else { continue };
-            let Some(&oi) = candidates.iter().find(|&&i| one[i].points[step].is_some()) else {
+            let Some(mv) = at(ms, step) else { continue };
+            let Some(&oi) = candidates.iter().find(|&&i| present(&one[i], step)) else {
                 continue;
             };
-            let ov = one[oi].points[step].unwrap_or_default();
+            let Some(ov) = at(&one[oi], step) else {
+                continue;
+            };
             if one_to_one {
                 let seen = matched_sig_steps
                     .entry(sig.clone())
@@ -325,10 +486,16 @@ fn vector_vector(
                 seen[step] = true;
             }
             let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
-            let (value, keep) = op.apply(lv, rv);
+            let (value, keep) = match op.apply_num(lv, rv) {
+                Ok(r) => r,
+                Err(w) => {
+                    warn(w);
+                    continue;
+                }
+            };
             let v = if op.is_comparison() {
                 if return_bool {
-                    Some(f64::from(u8::from(keep)))
+                    Some(Num::F(f64::from(u8::from(keep))))
                 } else {
                     keep.then_some(value)
                 }
@@ -336,10 +503,13 @@ fn vector_vector(
                 Some(value)
             };
             if let Some(v) = v {
-                by_one.entry(oi).or_insert_with(|| vec![None; steps])[step] = Some(v);
+                by_one
+                    .entry(oi)
+                    .or_insert_with(|| Columns::new(steps))
+                    .set(step, v);
             }
         }
-        for (oi, points) in by_one {
+        for (oi, cols) in by_one {
             let labels = result_labels(
                 &ms.labels,
                 &one[oi].labels,
@@ -350,18 +520,29 @@ fn vector_vector(
             );
             match out_index.get(&labels) {
                 Some(&j) => {
-                    for (a, b) in out[j].points.iter_mut().zip(points) {
-                        if b.is_some() {
-                            if a.is_some() {
-                                return Err(PromqlError::exec("multiple matches for labels: grouping labels must ensure unique matches"));
+                    for i in 0..steps {
+                        if !cols.is_set(i) {
+                            continue;
+                        }
+                        if present(&out[j], i) {
+                            return Err(PromqlError::exec("multiple matches for labels: grouping labels must ensure unique matches"));
+                        }
+                        out[j].points[i] = cols.points[i];
+                        if let Some(h) = cols.hists.get(i).cloned().flatten() {
+                            if out[j].hists.is_empty() {
+                                out[j].hists = vec![None; steps];
                             }
-                            *a = b;
+                            out[j].hists[i] = Some(h);
                         }
                     }
                 }
                 None => {
                     out_index.insert(labels.clone(), out.len());
-                    out.push(Series { labels, points });
+                    out.push(Series {
+                        labels,
+                        points: cols.points,
+                        hists: cols.hists,
+                    });
                 }
             }
         }

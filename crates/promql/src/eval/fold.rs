@@ -286,6 +286,7 @@ impl<'m> GroupFold<'m> {
                 Series {
                     labels: acc.labels,
                     points,
+                    hists: Vec::new(),
                 }
             })
             .collect()

@@ -126,8 +126,9 @@ pub(crate) fn run(
             .map(|s| SeriesSamples {
                 labels: s.labels.clone(),
                 samples: m.window(s, 0).to_vec(),
+                histograms: m.hist_window(s, 0).to_vec(),
             })
-            .filter(|s| !s.samples.is_empty())
+            .filter(|s| !s.samples.is_empty() || !s.histograms.is_empty())
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         return Ok(result(Value::Matrix(out), ev.notes.take()));
@@ -144,6 +145,7 @@ pub(crate) fn run(
                 .zip(p)
                 .map(|(t, v)| Sample::new(*t, v))
                 .collect(),
+            histograms: Vec::new(),
         }]),
         Val::Vector(series) if instant => {
             check_unique(&series)?;
@@ -151,10 +153,20 @@ pub(crate) fn run(
                 series
                     .into_iter()
                     .filter_map(|s| {
+                        let h = s.hist(0).cloned();
+                        if h.is_some() {
+                            return Some(VectorSample {
+                                labels: s.labels,
+                                t: start,
+                                v: 0.0,
+                                h,
+                            });
+                        }
                         s.points[0].map(|v| VectorSample {
                             labels: s.labels,
                             t: start,
                             v,
+                            h: None,
                         })
                     })
                     .collect(),
@@ -166,9 +178,10 @@ pub(crate) fn run(
                 .into_iter()
                 .map(|s| SeriesSamples {
                     samples: s.samples(&ev.ts),
+                    histograms: s.histogram_samples(&ev.ts),
                     labels: s.labels,
                 })
-                .filter(|s| !s.samples.is_empty())
+                .filter(|s| !s.samples.is_empty() || !s.histograms.is_empty())
                 .collect();
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
             Value::Matrix(out)
@@ -198,11 +211,8 @@ fn check_unique(series: &[Series]) -> Result<(), PromqlError> {
     for (i, s) in series.iter().enumerate() {
         if let Some(&j) = seen.get(&s.labels) {
             let other = &series[j];
-            if s.points
-                .iter()
-                .zip(&other.points)
-                .any(|(a, b)| a.is_some() && b.is_some())
-            {
+            let occupied = |x: &Series, i: usize| x.points[i].is_some() || x.hist(i).is_some();
+            if (0..s.points.len()).any(|i| occupied(s, i) && occupied(other, i)) {
                 return Err(PromqlError::exec(
                     "vector cannot contain metrics with the same labelset",
                 ));
@@ -222,14 +232,23 @@ pub(crate) fn merge_same_labels(series: Vec<Series>) -> Result<Vec<Series>, Prom
         match index.get(&s.labels) {
             Some(&i) => {
                 let target = &mut out[i];
-                for (a, b) in target.points.iter_mut().zip(s.points) {
-                    if b.is_some() {
-                        if a.is_some() {
-                            return Err(PromqlError::exec(
-                                "vector cannot contain metrics with the same labelset",
-                            ));
-                        }
-                        *a = b;
+                let steps = target.points.len();
+                if s.has_hists() && target.hists.is_empty() {
+                    target.hists = vec![None; steps];
+                }
+                for (j, b) in s.points.into_iter().enumerate() {
+                    let h = s.hists.get(j).cloned().flatten();
+                    if b.is_none() && h.is_none() {
+                        continue;
+                    }
+                    if target.points[j].is_some() || target.hist(j).is_some() {
+                        return Err(PromqlError::exec(
+                            "vector cannot contain metrics with the same labelset",
+                        ));
+                    }
+                    target.points[j] = b;
+                    if h.is_some() {
+                        target.hists[j] = h;
                     }
                 }
             }
@@ -322,6 +341,17 @@ impl<'a> Evaluator<'a> {
                         .map(|s| Series {
                             labels: s.labels.without_metric_name(),
                             points: s.points.into_iter().map(|p| p.map(|x| -x)).collect(),
+                            hists: s
+                                .hists
+                                .into_iter()
+                                .map(|h| {
+                                    h.map(|h| {
+                                        let mut h = (*h).clone();
+                                        h.mul(-1.0);
+                                        std::sync::Arc::new(h)
+                                    })
+                                })
+                                .collect(),
                         })
                         .collect(),
                 )),

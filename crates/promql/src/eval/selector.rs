@@ -66,10 +66,13 @@ impl<'a> Evaluator<'a> {
                 .map_err(|e| super::stream::storage_error(self.opts, e))?;
             self.hold(n)?;
             samples.retain(|x| !is_stale_nan(x.v));
-            if !samples.is_empty() {
+            let hists = cursor.histograms().to_vec();
+            self.hold(hists.len())?;
+            if !samples.is_empty() || !hists.is_empty() {
                 series.push(RangeSeries {
                     labels: cursor.labels().clone(),
                     samples,
+                    hists,
                 });
             }
         }
@@ -144,9 +147,10 @@ impl<'a> Evaluator<'a> {
                 .into_iter()
                 .map(|s| RangeSeries {
                     samples: s.samples(&inner.ts),
+                    hists: s.histogram_samples(&inner.ts),
                     labels: s.labels,
                 })
-                .filter(|s| !s.samples.is_empty())
+                .filter(|s| !s.samples.is_empty() || !s.hists.is_empty())
                 .collect(),
             Val::Scalar(p) => vec![RangeSeries {
                 labels: meshlens_model::Labels::empty(),
@@ -156,6 +160,7 @@ impl<'a> Evaluator<'a> {
                     .zip(p)
                     .map(|(t, v)| Sample::new(*t, v))
                     .collect(),
+                hists: Vec::new(),
             }],
             Val::Str(_) => return Err(PromqlError::exec("subquery over a string")),
         };

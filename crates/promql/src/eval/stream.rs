@@ -21,6 +21,7 @@ use promql_parser::parser::{MatrixSelector, VectorSelector};
 
 use super::Evaluator;
 use crate::error::PromqlError;
+use crate::functions::native::{self, HistPoints, WindowValue};
 use crate::functions::rollup::{RangeFn, Rollup, Scratch};
 use crate::functions::RangeParams;
 use crate::value::Series;
@@ -58,6 +59,11 @@ enum What {
 }
 
 impl Source<'_> {
+    /// Whether storage handed any series with native-histogram samples.
+    pub fn has_histograms(&self) -> bool {
+        self.cursors.iter().any(|c| !c.histograms().is_empty())
+    }
+
     /// Whether the values no longer describe the metric, so its name is dropped.
     pub fn drops_name(&self) -> bool {
         match &self.what {
@@ -84,6 +90,14 @@ pub(crate) trait Partial: Send {
     /// labels are asked of its cursor, so a consumer that needs only a few of them (a
     /// grouping) does not have the whole set built.
     fn add(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>]);
+
+    /// A series some of whose steps hold native histograms (`hists`, one entry per step).
+    /// Only consumers that keep series get these: a folded aggregation is never given a
+    /// source with histograms (see [`Source::has_histograms`]).
+    fn add_hists(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>], hists: HistPoints) {
+        let _ = hists;
+        self.add(series, points);
+    }
 }
 
 /// Series kept as they are, labels without the metric name when `drop_name`.
@@ -103,6 +117,21 @@ impl Partial for Collect {
         self.series.push(Series {
             labels,
             points: points.to_vec(),
+            hists: Vec::new(),
+        });
+    }
+
+    fn add_hists(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>], hists: HistPoints) {
+        let labels = series.labels();
+        let labels = if self.drop_name {
+            labels.without_metric_name()
+        } else {
+            labels.clone()
+        };
+        self.series.push(Series {
+            labels,
+            points: points.to_vec(),
+            hists,
         });
     }
 }
@@ -153,6 +182,8 @@ struct Worker {
 struct BlockOut<P> {
     partial: P,
     non_counters: Vec<String>,
+    /// Warnings and infos of histogram evaluation.
+    notes: native::Notes,
 }
 
 impl<'a> Evaluator<'a> {
@@ -251,6 +282,8 @@ impl<'a> Evaluator<'a> {
                     noted.push(name);
                 }
             }
+            out.notes.warnings.into_iter().for_each(|w| self.warn(w));
+            out.notes.infos.into_iter().for_each(|i| self.info(i));
             merge(out.partial);
         };
         let ts = &self.ts[..];
@@ -341,6 +374,7 @@ fn run_block<P: Partial>(
     w: &mut Worker,
 ) -> Result<BlockOut<P>, PromqlError> {
     let mut non_counters: Vec<String> = Vec::new();
+    let mut notes = native::Notes::default();
     let per = match &source.what {
         What::Rollup { f, range, params } => Per::Rollup(Rollup {
             f: *f,
@@ -360,6 +394,35 @@ fn run_block<P: Partial>(
             .decode_into(&mut w.samples)
             .map_err(|e| storage_error(ctx.opts, e))?;
         ctx.charge(n)?;
+        let hists = cursor.histograms();
+        if !hists.is_empty() {
+            ctx.charge(hists.len())?;
+            let hp = match &per {
+                Per::Rollup(r) => {
+                    w.samples.retain(|x| !is_stale_nan(x.v));
+                    r.eval(&w.samples, &mut w.scratch, &mut w.points);
+                    let metric = cursor
+                        .label_value(meshlens_model::METRIC_NAME)
+                        .unwrap_or("");
+                    hist_rollup(r, &w.samples, hists, metric, &mut w.points, &mut notes)
+                }
+                Per::Latest(timestamp) => {
+                    let (lookback, closed) = (ctx.opts.lookback_delta_ms, ctx.opts.closed_ranges);
+                    native::latest(
+                        &w.samples,
+                        hists,
+                        &source.times,
+                        |t| super::window_min(t, lookback, closed),
+                        *timestamp,
+                        &mut w.points,
+                    )
+                }
+            };
+            if w.points.iter().any(Option::is_some) || hp.iter().any(Option::is_some) {
+                partial.add_hists(cursor.as_ref(), &w.points, hp);
+            }
+            continue;
+        }
         match &per {
             Per::Rollup(r) => {
                 w.samples.retain(|x| !is_stale_nan(x.v));
@@ -379,7 +442,50 @@ fn run_block<P: Partial>(
     Ok(BlockOut {
         partial,
         non_counters,
+        notes,
     })
+}
+
+/// A range function over a series with histogram samples: each step whose window holds
+/// histograms gets the histogram computation; steps with floats only keep the float
+/// results already in `points`.
+pub(crate) fn hist_rollup(
+    r: &Rollup<'_>,
+    floats: &[Sample],
+    hists: &[meshlens_model::HistogramSample],
+    metric: &str,
+    points: &mut [Option<f64>],
+    notes: &mut native::Notes,
+) -> HistPoints {
+    let mut out: HistPoints = vec![None; r.ends.len()];
+    for (i, &end) in r.ends.iter().enumerate() {
+        let start = end - r.range;
+        let lo_of = |t: i64| if r.closed { t < start } else { t <= start };
+        let hlo = hists.partition_point(|x| lo_of(x.t));
+        let hhi = hists.partition_point(|x| x.t <= end);
+        if hlo >= hhi {
+            continue;
+        }
+        let flo = floats.partition_point(|x| lo_of(x.t));
+        let fhi = floats.partition_point(|x| x.t <= end).max(flo);
+        points[i] = None;
+        match native::rollup_window(
+            r.f,
+            &floats[flo..fhi],
+            &hists[hlo..hhi],
+            start,
+            end,
+            r.range,
+            r.closed,
+            metric,
+            notes,
+        ) {
+            WindowValue::Float(v) => points[i] = Some(v),
+            WindowValue::Hist(h) => out[i] = Some(std::sync::Arc::new(h)),
+            WindowValue::None => {}
+        }
+    }
+    out
 }
 
 /// A source's computation, borrowed for one block.

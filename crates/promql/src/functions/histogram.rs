@@ -13,6 +13,9 @@ use crate::value::{Series, Val};
 pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
     let q = scalar_arg(ev, args, 0, None, "histogram_quantile")?;
     let v = vector_arg(ev, args, 1, "histogram_quantile")?;
+    // Native histograms each give their own quantile; the rest are classic buckets.
+    let (native, v): (Vec<Series>, Vec<Series>) = v.into_iter().partition(Series::has_hists);
+    let mut out = super::of_histograms(native, |i, h| super::native::quantile(q[i], h));
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for (i, s) in v.iter().enumerate() {
@@ -38,7 +41,6 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
         ));
     }
     let steps = ev.steps();
-    let mut out = Vec::new();
     for (labels, members) in groups {
         let mut points = vec![None; steps];
         let mut buckets: Vec<(f64, f64)> = Vec::new();
@@ -55,7 +57,11 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
             *point = Some(bucket_quantile(q[step], &mut buckets));
         }
         if points.iter().any(Option::is_some) {
-            out.push(Series { labels, points });
+            out.push(Series {
+                labels,
+                points,
+                hists: Vec::new(),
+            });
         }
     }
     Ok(Val::Vector(out))

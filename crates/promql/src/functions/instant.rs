@@ -24,6 +24,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
             return Ok(Val::Vector(vec![Series {
                 labels: Labels::empty(),
                 points: s.into_iter().map(Some).collect(),
+                hists: Vec::new(),
             }]));
         }
         "scalar" => {
@@ -49,6 +50,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
                 vec![Series {
                     labels: absent_labels(args.first().copied()),
                     points,
+                    hists: Vec::new(),
                 }]
             } else {
                 Vec::new()
@@ -121,6 +123,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
         vec![Series {
             labels: Labels::empty(),
             points: ev.ts.iter().map(|t| Some(*t as f64 / 1000.0)).collect(),
+            hists: Vec::new(),
         }]
     } else {
         vector_arg(ev, args, 0, name)?
@@ -212,6 +215,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
             out.push(Series {
                 labels: s.labels.without_metric_name(),
                 points,
+                hists: Vec::new(),
             });
         }
     }
@@ -282,6 +286,7 @@ fn timestamp(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
                 .zip(&ev.ts)
                 .map(|(p, t)| p.map(|_| *t as f64 / 1000.0))
                 .collect(),
+            hists: Vec::new(),
         })
         .collect();
     Ok(Val::Vector(merge_same_labels(out)?))

@@ -4,6 +4,7 @@
 
 pub(crate) mod histogram;
 mod instant;
+pub(crate) mod native;
 mod range;
 pub(crate) mod rollup;
 
@@ -24,7 +25,36 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
     if name == "histogram_quantile" {
         return histogram::histogram_quantile(ev, &args);
     }
+    if let Some(f) = native::property(name) {
+        let v = vector_arg(ev, &args, 0, name)?;
+        return Ok(Val::Vector(of_histograms(v, |_, h| f(h))));
+    }
+    if name == "histogram_fraction" {
+        let lower = scalar_arg(ev, &args, 0, None, name)?;
+        let upper = scalar_arg(ev, &args, 1, None, name)?;
+        let v = vector_arg(ev, &args, 2, name)?;
+        return Ok(Val::Vector(of_histograms(v, |i, h| {
+            native::fraction(lower[i], upper[i], h)
+        })));
+    }
     instant::call(ev, name, &args)
+}
+
+/// A float per step from each series' histograms (floats are left out), the metric name
+/// dropped.
+pub(crate) fn of_histograms(
+    v: Vec<Series>,
+    f: impl Fn(usize, &meshlens_model::FloatHistogram) -> f64,
+) -> Vec<Series> {
+    v.into_iter()
+        .filter(Series::has_hists)
+        .map(|s| {
+            let points = (0..s.points.len())
+                .map(|i| s.hist(i).map(|h| f(i, h)))
+                .collect();
+            Series::floats(s.labels.without_metric_name(), points)
+        })
+        .collect()
 }
 
 /// The instant-vector argument `i`.

@@ -8,6 +8,7 @@ use promql_parser::parser::Expr;
 use super::rollup::{RangeFn, Scratch};
 use super::scalar_arg;
 use crate::error::PromqlError;
+use crate::eval::stream::hist_rollup;
 use crate::eval::{merge_same_labels, unwrap_parens, Evaluator};
 use crate::value::{Series, Val};
 
@@ -56,13 +57,34 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
         ev.check_deadline()?;
         let mut points = Vec::new();
         rollup.eval(&s.samples, &mut scratch, &mut points);
-        if points.iter().any(Option::is_some) {
+        let hists = if s.hists.is_empty() {
+            Vec::new()
+        } else {
+            let mut notes = super::native::Notes::default();
+            let metric = s.labels.metric_name().unwrap_or("");
+            let h = hist_rollup(
+                &rollup,
+                &s.samples,
+                &s.hists,
+                metric,
+                &mut points,
+                &mut notes,
+            );
+            notes.warnings.into_iter().for_each(|w| ev.warn(w));
+            notes.infos.into_iter().for_each(|i| ev.info(i));
+            h
+        };
+        if points.iter().any(Option::is_some) || hists.iter().any(Option::is_some) {
             let labels = if f.keeps_name() {
                 s.labels.clone()
             } else {
                 s.labels.without_metric_name()
             };
-            out.push(Series { labels, points });
+            out.push(Series {
+                labels,
+                points,
+                hists,
+            });
         }
     }
     Ok(Some(Val::Vector(merge_same_labels(out)?)))
@@ -128,13 +150,17 @@ fn absent_over_time(ev: &Evaluator, args: &[&Expr], arg: &Expr) -> Result<Val, P
         .map(|i| {
             m.series
                 .iter()
-                .all(|s| m.window(s, i).is_empty())
+                .all(|s| m.window(s, i).is_empty() && m.hist_window(s, i).is_empty())
                 .then_some(1.0)
         })
         .collect();
     let labels = super::instant::absent_labels(args.first().copied());
     let out = if points.iter().any(Option::is_some) {
-        vec![Series { labels, points }]
+        vec![Series {
+            labels,
+            points,
+            hists: Vec::new(),
+        }]
     } else {
         Vec::new()
     };

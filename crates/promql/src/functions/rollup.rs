@@ -293,14 +293,14 @@ fn window_values<'b>(buf: &'b mut Vec<f64>, w: &[Sample]) -> &'b mut [f64] {
 
 /// How `rate`, `increase` and `delta` extrapolate.
 #[derive(Clone, Copy)]
-struct Extrapolation {
+pub(crate) struct Extrapolation {
     /// The window's start may be moved to the counter's zero point.
-    counter: bool,
+    pub counter: bool,
     /// Divide by the range in seconds.
-    rate: bool,
-    range_s: f64,
+    pub rate: bool,
+    pub range_s: f64,
     /// Prometheus 2's order of the two caps on the gap to the start.
-    prom2: bool,
+    pub prom2: bool,
 }
 
 /// The last window shape `extrapolate` saw, with its factor. With samples at a steady
@@ -392,7 +392,13 @@ impl Shape {
 
 /// Prometheus's extrapolation of `result` (the window's increase or delta) to the window
 /// from `start` to `end`: `rate` divides by the range in seconds.
-fn extrapolate(result: f64, w: &[Sample], start: i64, end: i64, how: Extrapolation) -> Option<f64> {
+pub(crate) fn extrapolate(
+    result: f64,
+    w: &[Sample],
+    start: i64,
+    end: i64,
+    how: Extrapolation,
+) -> Option<f64> {
     let Extrapolation {
         counter,
         rate,

@@ -7,17 +7,35 @@ pub mod series;
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use meshlens_model::{
-    LabelMatcher, Labels, MetricMetadata, MetricReader, Sample, SeriesSamples, StorageError,
+    FloatHistogram, HistogramSample, LabelMatcher, Labels, MetricMetadata, MetricReader, Sample,
+    SeriesSamples, StorageError,
 };
 
-/// Series held in memory, sorted by labels; samples sorted by time.
+/// Series held in memory, sorted by labels; samples sorted by time. A series' float and
+/// native-histogram samples are kept apart, as a store hands them out.
 #[derive(Default)]
 pub struct MemStore {
     pub series: BTreeMap<Labels, Vec<Sample>>,
+    pub histograms: BTreeMap<Labels, Vec<HistogramSample>>,
 }
 
 impl MemStore {
+    /// A histogram sample; it replaces a float or histogram at the same time.
+    pub fn add_histogram(&mut self, labels: Labels, t: i64, h: FloatHistogram) {
+        if let Some(s) = self.series.get_mut(&labels) {
+            s.retain(|x| x.t != t);
+        }
+        let s = self.histograms.entry(labels).or_default();
+        let h = Arc::new(h);
+        match s.binary_search_by_key(&t, |x| x.t) {
+            Ok(i) => s[i].h = h,
+            Err(i) => s.insert(i, HistogramSample { t, h }),
+        }
+    }
+
     pub fn add(&mut self, labels: Labels, t: i64, v: f64) {
         let s = self.series.entry(labels).or_default();
         match s.binary_search_by_key(&t, |x| x.t) {
@@ -26,11 +44,13 @@ impl MemStore {
         }
     }
 
-    fn matching(&self, m: &[LabelMatcher]) -> impl Iterator<Item = (&Labels, &Vec<Sample>)> {
-        let m = m.to_vec();
-        self.series
-            .iter()
-            .filter(move |(l, _)| m.iter().all(|x| x.matches(l.get(&x.name).unwrap_or(""))))
+    /// Every series (float, histogram or both) matching `m`, in label order.
+    fn matching(&self, m: &[LabelMatcher]) -> Vec<&Labels> {
+        let mut all: Vec<&Labels> = self.series.keys().chain(self.histograms.keys()).collect();
+        all.sort();
+        all.dedup();
+        all.retain(|l| m.iter().all(|x| x.matches(l.get(&x.name).unwrap_or(""))));
+        all
     }
 }
 
@@ -43,15 +63,23 @@ impl MetricReader for MemStore {
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         Ok(self
             .matching(m)
-            .map(|(l, s)| SeriesSamples {
+            .into_iter()
+            .map(|l| SeriesSamples {
                 labels: l.clone(),
-                samples: s
-                    .iter()
-                    .filter(|x| x.t >= mint && x.t <= maxt)
-                    .copied()
-                    .collect(),
+                samples: self.series.get(l).map_or_else(Vec::new, |s| {
+                    s.iter()
+                        .filter(|x| x.t >= mint && x.t <= maxt)
+                        .copied()
+                        .collect()
+                }),
+                histograms: self.histograms.get(l).map_or_else(Vec::new, |s| {
+                    s.iter()
+                        .filter(|x| x.t >= mint && x.t <= maxt)
+                        .cloned()
+                        .collect()
+                }),
             })
-            .filter(|s| !s.samples.is_empty())
+            .filter(|s| !s.samples.is_empty() || !s.histograms.is_empty())
             .collect())
     }
 
@@ -71,7 +99,8 @@ impl MetricReader for MemStore {
     fn label_names(&self, m: &[LabelMatcher], _: i64, _: i64) -> Result<Vec<String>, StorageError> {
         let mut v: Vec<String> = self
             .matching(m)
-            .flat_map(|(l, _)| l.iter().map(|x| x.name.clone()))
+            .into_iter()
+            .flat_map(|l| l.iter().map(|x| x.name.clone()))
             .collect();
         v.sort();
         v.dedup();
@@ -87,7 +116,8 @@ impl MetricReader for MemStore {
     ) -> Result<Vec<String>, StorageError> {
         let mut v: Vec<String> = self
             .matching(m)
-            .filter_map(|(l, _)| l.get(name).map(str::to_string))
+            .into_iter()
+            .filter_map(|l| l.get(name).map(str::to_string))
             .collect();
         v.sort();
         v.dedup();

@@ -1,6 +1,6 @@
 //! Runs Prometheus's PromQL test scripts (the `load` / `eval` format of promqltest).
 
-use meshlens_model::{Labels, STALE_NAN};
+use meshlens_model::{FloatHistogram, Labels, STALE_NAN};
 use meshlens_promql::{Engine, EngineOptions, Value};
 
 use super::MemStore;
@@ -9,8 +9,183 @@ use super::MemStore;
 pub struct Counts {
     pub passed: usize,
     pub failed: usize,
-    /// Cases that need native histograms (counted apart, not run).
+    /// Of all cases, those that involve native histograms (a histogram loaded under a
+    /// name the query mentions, a histogram function, or a histogram in the expected
+    /// result), and how many of those passed.
     pub native: usize,
+    pub native_passed: usize,
+}
+
+/// One value of the series notation: a float or a native histogram.
+#[derive(Clone, Debug)]
+enum Point {
+    F(f64),
+    H(FloatHistogram),
+}
+
+impl Point {
+    fn float(&self) -> Option<f64> {
+        match self {
+            Point::F(v) => Some(*v),
+            Point::H(_) => None,
+        }
+    }
+}
+
+/// One classic histogram at one time, as `load_with_nhcb` collects it: (le, cumulative
+/// count) pairs, the count and the sum.
+#[derive(Default)]
+struct ClassicAt {
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: f64,
+}
+
+/// Classic histogram series of a `load_with_nhcb` block, by base series and time, to be
+/// turned into native histograms with custom buckets as promqltest does.
+#[derive(Default)]
+struct Classic {
+    at: std::collections::BTreeMap<(Labels, i64), ClassicAt>,
+}
+
+impl Classic {
+    fn note(&mut self, labels: &Labels, t: i64, v: f64) {
+        let name = labels.metric_name().unwrap_or("");
+        let (base, part) = if let Some(b) = name.strip_suffix("_bucket") {
+            (b, 0)
+        } else if let Some(b) = name.strip_suffix("_count") {
+            (b, 1)
+        } else if let Some(b) = name.strip_suffix("_sum") {
+            (b, 2)
+        } else {
+            return;
+        };
+        let le = labels.get("le").map(|s| s.parse::<f64>().ok());
+        let mut b = labels.builder();
+        b.del("le");
+        b.set("__name__", base);
+        let entry = self.at.entry((b.build(), t)).or_default();
+        match part {
+            0 => match le.flatten() {
+                Some(le) if !le.is_nan() => entry.buckets.push((le, v)),
+                _ => {}
+            },
+            1 => entry.count = Some(v),
+            _ => entry.sum = v,
+        }
+    }
+
+    fn convert(self) -> Vec<(Labels, i64, FloatHistogram)> {
+        let mut out = Vec::new();
+        for ((labels, t), mut c) in self.at {
+            c.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let count = c
+                .count
+                .or_else(|| c.buckets.last().map(|b| b.1))
+                .unwrap_or(0.0);
+            if c.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+                c.buckets.push((f64::INFINITY, count));
+            }
+            let mut prev = 0.0;
+            let counts: Vec<f64> = c
+                .buckets
+                .iter()
+                .map(|b| {
+                    let d = b.1 - prev;
+                    prev = b.1;
+                    d
+                })
+                .collect();
+            let mut h = FloatHistogram {
+                schema: -53,
+                count,
+                sum: c.sum,
+                positive_spans: vec![meshlens_model::histogram::BucketSpan {
+                    offset: 0,
+                    length: counts.len() as u32,
+                }],
+                positive_buckets: counts,
+                custom_values: c.buckets[..c.buckets.len() - 1]
+                    .iter()
+                    .map(|b| b.0)
+                    .collect(),
+                ..FloatHistogram::default()
+            };
+            h.compact(2);
+            out.push((labels, t, h));
+        }
+        out
+    }
+}
+
+/// The notation's tokens: split at whitespace outside `{{...}}`.
+fn tokens(spec: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, None::<usize>);
+    for (i, c) in spec.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            c if c.is_whitespace() && depth == 0 => {
+                if let Some(s0) = start.take() {
+                    out.push(&spec[s0..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s0) = start {
+        out.push(&spec[s0..]);
+    }
+    out
+}
+
+/// `{{...}}` at the start of `s`: the histogram and the rest of `s`.
+fn histogram_literal(s: &str) -> Option<(FloatHistogram, &str)> {
+    if !s.starts_with("{{") {
+        return None;
+    }
+    let end = s.find("}}")? + 2;
+    let h = FloatHistogram::parse_notation(&s[..end]).ok()?;
+    Some((h, &s[end..]))
+}
+
+/// A histogram token: `{{A}}`, `{{A}}xN` (N+1 copies), `{{A}}+{{B}}xN` or `{{A}}-{{B}}xN`
+/// (A, then B added or subtracted N times).
+fn expand_histogram(item: &str) -> Option<Vec<Option<Point>>> {
+    let (first, rest) = histogram_literal(item)?;
+    if rest.is_empty() {
+        return Some(vec![Some(Point::H(first))]);
+    }
+    let (inc, sign, times) = if let Some(n) = rest.strip_prefix('x') {
+        (None, 1.0, n)
+    } else {
+        let sign = match rest.as_bytes().first()? {
+            b'+' => 1.0,
+            b'-' => -1.0,
+            _ => return None,
+        };
+        let (inc, after) = histogram_literal(&rest[1..])?;
+        (Some(inc), sign, after.strip_prefix('x')?)
+    };
+    let n: usize = times.parse().ok()?;
+    let mut out = vec![Some(Point::H(first.clone()))];
+    let mut cur = first;
+    for _ in 0..n {
+        if let Some(inc) = &inc {
+            if sign > 0.0 {
+                cur.add(inc).ok()?;
+            } else {
+                cur.sub(inc).ok()?;
+            }
+        }
+        out.push(Some(Point::H(cur.clone())));
+    }
+    Some(out)
 }
 
 pub struct Outcome {
@@ -67,9 +242,13 @@ fn parse_value(s: &str) -> Option<f64> {
 }
 
 /// Expands promtool's series notation into one optional value per step.
-fn expand_points(spec: &str) -> Option<Vec<Option<f64>>> {
+fn expand_points(spec: &str) -> Option<Vec<Option<Point>>> {
     let mut out = Vec::new();
-    for item in spec.split_whitespace() {
+    for item in tokens(spec) {
+        if item.starts_with("{{") {
+            out.extend(expand_histogram(item)?);
+            continue;
+        }
         if item == "_" {
             out.push(None);
             continue;
@@ -91,12 +270,12 @@ fn expand_points(spec: &str) -> Option<Vec<Option<f64>>> {
                     None => (parse_value(lhs)?, 0.0),
                 };
                 for k in 0..=n {
-                    out.push(Some(start + step * k as f64));
+                    out.push(Some(Point::F(start + step * k as f64)));
                 }
                 continue;
             }
         }
-        out.push(Some(parse_value(item)?));
+        out.push(Some(Point::F(parse_value(item)?)));
     }
     Some(out)
 }
@@ -215,6 +394,7 @@ pub fn run_script(text: &str) -> Outcome {
                     .and_then(parse_time)
                     .unwrap_or(60_000);
                 i += 1;
+                let mut classic = Classic::default();
                 while i < lines.len() && indented(lines[i]) && !lines[i].trim().is_empty() {
                     let l = lines[i].trim();
                     i += 1;
@@ -224,8 +404,7 @@ pub fn run_script(text: &str) -> Outcome {
                     if let Some((labels, rest)) = split_series(l) {
                         let name = labels.metric_name().unwrap_or("").to_string();
                         if l.contains("{{") {
-                            native_names.push(name);
-                            continue;
+                            native_names.push(name.clone());
                         }
                         if nhcb {
                             if let Some(base) = name.strip_suffix("_bucket") {
@@ -234,12 +413,23 @@ pub fn run_script(text: &str) -> Outcome {
                         }
                         if let Some(points) = expand_points(rest) {
                             for (k, p) in points.into_iter().enumerate() {
-                                if let Some(v) = p {
-                                    store.add(labels.clone(), k as i64 * interval, v);
+                                let t = k as i64 * interval;
+                                match p {
+                                    Some(Point::F(v)) => {
+                                        if nhcb {
+                                            classic.note(&labels, t, v);
+                                        }
+                                        store.add(labels.clone(), t, v)
+                                    }
+                                    Some(Point::H(h)) => store.add_histogram(labels.clone(), t, h),
+                                    None => {}
                                 }
                             }
                         }
                     }
+                }
+                for (labels, t, h) in classic.convert() {
+                    store.add_histogram(labels, t, h);
                 }
             }
             w if w.starts_with("eval") => {
@@ -268,16 +458,20 @@ pub fn run_script(text: &str) -> Outcome {
                     .any(|n| !n.is_empty() && mentions(query_part, n))
                     || case.results.iter().any(|r| r.contains("{{"))
                     || NATIVE_FUNCS.iter().any(|f| case.header.contains(f));
-                if is_native {
-                    counts.native += 1;
-                    continue;
-                }
-                match run_case(&engine, &store, &case) {
-                    Ok(()) => counts.passed += 1,
+                let passed = match run_case(&engine, &store, &case) {
+                    Ok(()) => {
+                        counts.passed += 1;
+                        true
+                    }
                     Err(e) => {
                         counts.failed += 1;
                         failures.push(format!("line {}: {}\n    {e}", case.line_no, case.header));
+                        false
                     }
+                };
+                if is_native {
+                    counts.native += 1;
+                    counts.native_passed += usize::from(passed);
                 }
             }
             _ => i += 1,
@@ -420,10 +614,26 @@ fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String
         };
     }
     // Expected series: labels and per-step values.
-    let mut expected: Vec<(Option<Labels>, Vec<Option<f64>>)> = Vec::new();
+    let mut expected: Vec<(Option<Labels>, Vec<Option<Point>>)> = Vec::new();
+    // Counter-reset hints are compared only where the expected histograms name them.
+    let hints = case
+        .results
+        .iter()
+        .any(|r| r.contains("counter_reset_hint"));
+    let matches = |want: &Point, v: f64, h: Option<&FloatHistogram>| match (want, h) {
+        (Point::F(e), None) => almost_equal(v, *e),
+        (Point::H(e), Some(g)) => {
+            e.equals(g) && (!hints || e.counter_reset_hint == g.counter_reset_hint)
+        }
+        _ => false,
+    };
+    let show = |v: f64, h: Option<&FloatHistogram>| match h {
+        Some(h) => h.to_notation(),
+        None => v.to_string(),
+    };
     for r in &case.results {
         if let Some(v) = parse_value(r.trim()) {
-            expected.push((None, vec![Some(v)]));
+            expected.push((None, vec![Some(Point::F(v))]));
             continue;
         }
         let (labels, rest) =
@@ -434,7 +644,15 @@ fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String
     }
     match (res.value, range, range_vector) {
         (Value::Scalar { v, .. }, None, _) => match expected.as_slice() {
-            [(None, p)] if p.len() == 1 && p[0].is_some_and(|e| almost_equal(e, v)) => Ok(()),
+            [(None, p)]
+                if p.len() == 1
+                    && p[0]
+                        .as_ref()
+                        .and_then(Point::float)
+                        .is_some_and(|e| almost_equal(e, v)) =>
+            {
+                Ok(())
+            }
             _ => Err(format!("got scalar {v}, expected {:?}", case.results)),
         },
         (Value::Vector(got), None, _) => {
@@ -444,21 +662,26 @@ fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String
                     got.len(),
                     expected.len(),
                     got.iter()
-                        .map(|s| format!("{} {}", s.labels, s.v))
+                        .map(|s| format!("{} {}", s.labels, show(s.v, s.h.as_deref())))
                         .collect::<Vec<_>>()
                 ));
             }
             for (k, (el, ep)) in expected.iter().enumerate() {
                 let el = el.as_ref().ok_or("expected a vector line")?;
-                let ev = ep.first().copied().flatten().ok_or("expected a value")?;
+                let ev = ep.first().cloned().flatten().ok_or("expected a value")?;
                 let found = if ordered {
                     got.get(k).filter(|g| g.labels == *el)
                 } else {
                     got.iter().find(|g| g.labels == *el)
                 };
                 match found {
-                    Some(g) if almost_equal(g.v, ev) => {}
-                    Some(g) => return Err(format!("{el}: got {}, expected {ev}", g.v)),
+                    Some(g) if matches(&ev, g.v, g.h.as_deref()) => {}
+                    Some(g) => {
+                        return Err(format!(
+                            "{el}: got {}, expected {ev:?}",
+                            show(g.v, g.h.as_deref())
+                        ))
+                    }
                     None => {
                         return Err(format!(
                             "missing {el} (ordered: {ordered}); got {:?}",
@@ -487,21 +710,31 @@ fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String
                     .iter()
                     .find(|g| g.labels == *el)
                     .ok_or_else(|| format!("missing series {el}"))?;
-                let want: Vec<(i64, f64)> = ep
+                let want: Vec<(i64, &Point)> = ep
                     .iter()
                     .enumerate()
-                    .filter_map(|(k, v)| v.map(|v| (start + k as i64 * step, v)))
+                    .filter_map(|(k, v)| v.as_ref().map(|v| (start + k as i64 * step, v)))
                     .filter(|(t, _)| *t <= end)
                     .collect();
-                if want.len() != g.samples.len()
+                // Floats and histograms of the series, in time order.
+                let mut have: Vec<(i64, f64, Option<&FloatHistogram>)> = g
+                    .samples
+                    .iter()
+                    .map(|s| (s.t, s.v, None))
+                    .chain(g.histograms.iter().map(|h| (h.t, 0.0, Some(&*h.h))))
+                    .collect();
+                have.sort_by_key(|x| x.0);
+                if want.len() != have.len()
                     || !want
                         .iter()
-                        .zip(&g.samples)
-                        .all(|(w, s)| w.0 == s.t && almost_equal(w.1, s.v))
+                        .zip(&have)
+                        .all(|(w, s)| w.0 == s.0 && matches(w.1, s.1, s.2))
                 {
                     return Err(format!(
                         "{el}: got {:?}, expected {:?}",
-                        g.samples.iter().map(|s| (s.t, s.v)).collect::<Vec<_>>(),
+                        have.iter()
+                            .map(|s| (s.0, show(s.1, s.2)))
+                            .collect::<Vec<_>>(),
                         want
                     ));
                 }

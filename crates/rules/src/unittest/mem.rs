@@ -95,6 +95,7 @@ impl MetricReader for MemStorage {
             .map(|(labels, samples)| SeriesSamples {
                 labels: labels.clone(),
                 samples: samples.to_vec(),
+                histograms: Vec::new(),
             })
             .collect())
     }

@@ -393,6 +393,7 @@ mod tests {
         Arc::new(Fixed(vec![SeriesSamples {
             labels: Labels::from_pairs([("__name__", name)]),
             samples: vec![Sample { t: 1, v: 1.0 }],
+            histograms: Vec::new(),
         }]))
     }
 
@@ -446,6 +447,7 @@ mod tests {
                     SeriesSamples {
                         labels: c.labels().clone(),
                         samples: buf.clone(),
+                        histograms: Vec::new(),
                     }
                 })
                 .collect();

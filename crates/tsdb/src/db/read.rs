@@ -179,6 +179,7 @@ fn materialize_run(
             out.push(SeriesSamples {
                 labels: c.take_labels(),
                 samples: buf.as_slice().to_vec(),
+                histograms: Vec::new(),
             });
         }
     }

@@ -47,6 +47,7 @@ impl MetricReader for MemMetrics {
                     .filter(|x| x.t >= mint && x.t <= maxt)
                     .copied()
                     .collect(),
+                histograms: Vec::new(),
             })
             .filter(|s| !s.samples.is_empty())
             .collect())

@@ -40,6 +40,7 @@ impl Truth {
                     .filter(|(t, _)| mint <= maxt && **t <= maxt)
                     .map(|(t, v)| Sample::new(*t, f64::from_bits(*v)))
                     .collect(),
+                histograms: Vec::new(),
             })
             .filter(|s| !s.samples.is_empty())
             .collect()
@@ -83,6 +84,7 @@ fn lazy(db: &Tsdb, m: &[LabelMatcher], mint: i64, maxt: i64) -> Vec<SeriesSample
             out.push(SeriesSamples {
                 labels: c.labels().clone(),
                 samples: buf[1..].to_vec(),
+                histograms: Vec::new(),
             });
         }
     }

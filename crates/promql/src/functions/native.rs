@@ -1,0 +1,376 @@
+//! Native histograms in PromQL: the instant value of a series holding histograms, range
+//! functions over histogram windows, the `histogram_*` functions and the aggregations that
+//! accept histograms. Float evaluation never comes here: a series reaches this module only
+//! when storage handed it histogram samples.
+
+use std::sync::Arc;
+
+use meshlens_model::histogram::{self as nh, CounterResetHint, FloatHistogram};
+use meshlens_model::{is_stale_nan, HistogramSample, Sample};
+
+use super::rollup::{extrapolate, Extrapolation, RangeFn};
+
+/// Per step, the histogram a series holds there (a step holds a float or a histogram).
+pub(crate) type HistPoints = Vec<Option<Arc<FloatHistogram>>>;
+
+/// What a histogram computation reports beside its values; the evaluator turns these into
+/// the response's warnings and infos.
+#[derive(Default)]
+pub(crate) struct Notes {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+impl Notes {
+    fn warn(&mut self, m: String) {
+        if !self.warnings.contains(&m) {
+            self.warnings.push(m);
+        }
+    }
+
+    fn info(&mut self, m: String) {
+        if !self.infos.contains(&m) {
+            self.infos.push(m);
+        }
+    }
+}
+
+fn mixed_warning(metric: &str) -> String {
+    format!("encountered a mix of histograms and floats for metric name {metric:?}")
+}
+
+/// The instant value at each time over a series with both kinds of samples: the newest
+/// sample within the lookback delta, unless it is a float staleness marker. Floats land in
+/// `points`, histograms in the result; with `timestamp`, the sample's time as a float.
+pub(crate) fn latest(
+    floats: &[Sample],
+    hists: &[HistogramSample],
+    times: &[i64],
+    window_min: impl Fn(i64) -> i64,
+    timestamp: bool,
+    points: &mut Vec<Option<f64>>,
+) -> HistPoints {
+    points.clear();
+    points.resize(times.len(), None);
+    let mut out: HistPoints = vec![None; times.len()];
+    for (i, &t) in times.iter().enumerate() {
+        let f = floats
+            .partition_point(|s| s.t <= t)
+            .checked_sub(1)
+            .map(|j| floats[j]);
+        let h = hists
+            .partition_point(|s| s.t <= t)
+            .checked_sub(1)
+            .map(|j| &hists[j]);
+        let min = window_min(t);
+        match (f, h) {
+            (Some(f), Some(h)) if h.t > f.t => {
+                take_hist(h, min, timestamp, &mut points[i], &mut out[i])
+            }
+            (None, Some(h)) => take_hist(h, min, timestamp, &mut points[i], &mut out[i]),
+            (Some(f), _) => {
+                if f.t >= min && !is_stale_nan(f.v) {
+                    points[i] = Some(if timestamp { f.t as f64 / 1000.0 } else { f.v });
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+fn take_hist(
+    h: &HistogramSample,
+    min: i64,
+    timestamp: bool,
+    point: &mut Option<f64>,
+    hist: &mut Option<Arc<FloatHistogram>>,
+) {
+    if h.t < min {
+        return;
+    }
+    if timestamp {
+        *point = Some(h.t as f64 / 1000.0);
+    } else {
+        *hist = Some(h.h.clone());
+    }
+}
+
+/// A range function's value over one window that holds histograms: a float, a histogram,
+/// or nothing (functions that ignore histograms, incompatible histograms, a mix with floats).
+pub(crate) enum WindowValue {
+    Float(f64),
+    Hist(FloatHistogram),
+    None,
+}
+
+/// What a window of `f` gives. `floats` are the window's float samples (without staleness
+/// markers), `hists` its histograms (non-empty); `[start, end]` the window's bounds.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rollup_window(
+    f: RangeFn,
+    floats: &[Sample],
+    hists: &[HistogramSample],
+    start: i64,
+    end: i64,
+    range_ms: i64,
+    closed: bool,
+    metric: &str,
+    notes: &mut Notes,
+) -> WindowValue {
+    use RangeFn::*;
+    match f {
+        CountOverTime => return WindowValue::Float((floats.len() + hists.len()) as f64),
+        PresentOverTime => return WindowValue::Float(1.0),
+        LastOverTime => {
+            let h = &hists[hists.len() - 1];
+            return match floats.last() {
+                Some(x) if x.t > h.t => WindowValue::Float(x.v),
+                _ => WindowValue::Hist((*h.h).clone()),
+            };
+        }
+        _ => {}
+    }
+    if !floats.is_empty() {
+        if matches!(
+            f,
+            Rate | Increase | Delta | Irate | Idelta | SumOverTime | AvgOverTime
+        ) {
+            notes.warn(mixed_warning(metric));
+        }
+        return WindowValue::None;
+    }
+    match f {
+        Rate | Increase | Delta => {
+            let counter = f != Delta;
+            if hists.len() < 2 {
+                return WindowValue::None;
+            }
+            let Some(mut h) = histogram_rate(hists, counter, metric, notes) else {
+                return WindowValue::None;
+            };
+            let counts: Vec<Sample> = hists.iter().map(|x| Sample::new(x.t, x.h.count)).collect();
+            let how = |counter| Extrapolation {
+                counter,
+                rate: f == Rate,
+                range_s: range_ms as f64 / 1000.0,
+                prom2: closed,
+            };
+            let factor = if counter && h.count > 0.0 {
+                extrapolate(h.count, &counts, start, end, how(true)).map(|x| x / h.count)
+            } else {
+                extrapolate(1.0, &counts, start, end, how(false))
+            };
+            match factor {
+                Some(factor) => {
+                    h.mul(factor);
+                    WindowValue::Hist(h)
+                }
+                None => WindowValue::None,
+            }
+        }
+        Irate | Idelta => {
+            if hists.len() < 2 {
+                return WindowValue::None;
+            }
+            let (prev, last) = (&hists[hists.len() - 2], &hists[hists.len() - 1]);
+            let mut h = (*last.h).clone();
+            let reset = f == Irate && last.h.detect_reset(&prev.h);
+            if !reset && h.sub(&prev.h).is_err() {
+                notes.warn(format!(
+                    "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+                ));
+                return WindowValue::None;
+            }
+            if f == Irate {
+                let dt = (last.t - prev.t) as f64 / 1000.0;
+                if dt == 0.0 {
+                    return WindowValue::None;
+                }
+                h.div(dt);
+            }
+            h.counter_reset_hint = CounterResetHint::Gauge;
+            h.compact(0);
+            WindowValue::Hist(h)
+        }
+        SumOverTime | AvgOverTime => {
+            let mut sum = (*hists[0].h).clone();
+            for x in &hists[1..] {
+                if sum.add(&x.h).is_err() {
+                    notes.warn(format!(
+                        "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+                    ));
+                    return WindowValue::None;
+                }
+            }
+            if f == AvgOverTime {
+                sum.div(hists.len() as f64);
+            }
+            sum.counter_reset_hint = CounterResetHint::Gauge;
+            sum.compact(0);
+            WindowValue::Hist(sum)
+        }
+        Resets => WindowValue::Float(
+            hists
+                .windows(2)
+                .filter(|w| w[1].h.detect_reset(&w[0].h))
+                .count() as f64,
+        ),
+        Changes => {
+            WindowValue::Float(hists.windows(2).filter(|w| !w[1].h.equals(&w[0].h)).count() as f64)
+        }
+        _ => {
+            notes.info(format!(
+                "ignored histogram in {} for metric name {metric:?}",
+                range_fn_name(f)
+            ));
+            WindowValue::None
+        }
+    }
+}
+
+fn range_fn_name(f: RangeFn) -> &'static str {
+    use RangeFn::*;
+    match f {
+        MinOverTime => "min_over_time",
+        MaxOverTime => "max_over_time",
+        StddevOverTime => "stddev_over_time",
+        StdvarOverTime => "stdvar_over_time",
+        QuantileOverTime => "quantile_over_time",
+        MadOverTime => "mad_over_time",
+        Deriv => "deriv",
+        PredictLinear => "predict_linear",
+        DoubleExponential => "double_exponential_smoothing",
+        _ => "a range function",
+    }
+}
+
+/// The increase over a window of histograms (at least two), counter resets added back for
+/// counters; `None` when the histograms cannot be combined (a warning says why).
+fn histogram_rate(
+    points: &[HistogramSample],
+    counter: bool,
+    metric: &str,
+    notes: &mut Notes,
+) -> Option<FloatHistogram> {
+    let first = &points[0].h;
+    let last = &points[points.len() - 1].h;
+    if counter
+        && (first.counter_reset_hint == CounterResetHint::Gauge
+            || last.counter_reset_hint == CounterResetHint::Gauge)
+    {
+        notes.warn(format!(
+            "this native histogram metric is not a counter: {metric:?}"
+        ));
+    }
+    // A reset between the first two samples makes the first one irrelevant.
+    let mut prev: FloatHistogram = (**first).clone();
+    if counter && points[1].h.detect_reset(first) {
+        prev = FloatHistogram {
+            schema: points[1].h.schema,
+            custom_values: points[1].h.custom_values.clone(),
+            ..FloatHistogram::default()
+        };
+    }
+    let custom = prev.uses_custom_buckets();
+    if last.uses_custom_buckets() != custom
+        || points[1..points.len() - 1]
+            .iter()
+            .any(|p| counter && p.h.uses_custom_buckets() != custom)
+    {
+        notes.warn(format!(
+            "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+        ));
+        return None;
+    }
+    if counter
+        && points[1..points.len() - 1]
+            .iter()
+            .any(|p| p.h.counter_reset_hint == CounterResetHint::Gauge)
+    {
+        notes.warn(format!(
+            "this native histogram metric is not a counter: {metric:?}"
+        ));
+    }
+    let mut h = (**last).clone();
+    if h.sub(&prev).is_err() {
+        notes.warn(format!(
+            "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+        ));
+        return None;
+    }
+    if counter {
+        let mut before: &FloatHistogram = &prev;
+        for p in &points[1..] {
+            if p.h.detect_reset(before) && h.add(before).is_err() {
+                return None;
+            }
+            before = &p.h;
+        }
+    } else if first.counter_reset_hint != CounterResetHint::Gauge
+        || last.counter_reset_hint != CounterResetHint::Gauge
+    {
+        notes.warn(format!(
+            "this native histogram metric is not a gauge: {metric:?}"
+        ));
+    }
+    h.counter_reset_hint = CounterResetHint::Gauge;
+    h.compact(0);
+    Some(h)
+}
+
+/// `histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
+/// `histogram_stdvar`: a float from one histogram; `None` for other names.
+pub(crate) fn property(name: &str) -> Option<fn(&FloatHistogram) -> f64> {
+    Some(match name {
+        "histogram_count" => |h| h.count,
+        "histogram_sum" => |h| h.sum,
+        "histogram_avg" => |h| h.sum / h.count,
+        "histogram_stddev" => nh::stddev,
+        "histogram_stdvar" => nh::stdvar,
+        _ => return None,
+    })
+}
+
+/// `histogram_fraction` of one histogram.
+pub(crate) fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
+    nh::fraction(lower, upper, h)
+}
+
+/// `histogram_quantile` of one histogram.
+pub(crate) fn quantile(q: f64, h: &FloatHistogram) -> f64 {
+    nh::quantile(q, h)
+}
+
+/// An aggregation's value at one step over the histograms of a group (`hists` non-empty,
+/// no floats alongside): `sum` and `avg` give a histogram, `count` and `group` floats.
+/// `None` with a warning for a mix of incompatible histograms, and for operators that
+/// ignore histograms (then with an info).
+pub(crate) fn aggregate(op: &str, hists: &[&FloatHistogram], notes: &mut Notes) -> WindowValue {
+    match op {
+        "count" => WindowValue::Float(hists.len() as f64),
+        "group" => WindowValue::Float(1.0),
+        "sum" | "avg" => {
+            let mut acc = hists[0].clone();
+            for h in &hists[1..] {
+                if acc.add(h).is_err() {
+                    notes.warn(
+                        "vector contains a mix of histograms with exponential and custom buckets schemas"
+                            .to_string(),
+                    );
+                    return WindowValue::None;
+                }
+            }
+            if op == "avg" {
+                acc.div(hists.len() as f64);
+            }
+            acc.counter_reset_hint = CounterResetHint::Gauge;
+            acc.compact(0);
+            WindowValue::Hist(acc)
+        }
+        other => {
+            notes.info(format!("ignored histogram in {other} aggregation"));
+            WindowValue::None
+        }
+    }
+}
