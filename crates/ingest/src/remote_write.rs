@@ -9,13 +9,15 @@
 //! refused cheaply (the server answers 413). Encoding writes the wire format straight from
 //! borrowed series; prost messages remain only for metadata and as the tests' reference.
 
+mod histogram;
 pub mod negotiate;
 pub mod v2;
 pub mod wire;
 
 use meshlens_model::labels::{is_valid_label_name, is_valid_metric_name};
 use meshlens_model::{
-    Exemplar, MetricMetadata, RawSeries, Sample, SeriesExemplars, TimeSeries, METRIC_NAME,
+    Exemplar, Labels, MetricMetadata, RawSeries, Sample, SeriesExemplars, SeriesHistograms,
+    TimeSeries, METRIC_NAME,
 };
 use prost::Message;
 
@@ -27,7 +29,8 @@ pub use wire::{RawRequest, WireError};
 pub struct WriteRequest {
     pub timeseries: Vec<TimeSeries>,
     pub metadata: Vec<MetricMetadata>,
-    /// Native histogram samples in the request; not stored yet, so counted and reported.
+    /// Native histogram samples in the request, which this owned form (the agent's path)
+    /// does not carry: counted and reported.
     pub histograms_dropped: u64,
     /// Exemplars of the request's series (of valid series only; see [`request_exemplars`]).
     pub exemplars: Vec<SeriesExemplars>,
@@ -74,7 +77,7 @@ pub fn decode_with_limit(
     Ok(WriteRequest {
         timeseries: series.iter().map(RawSeries::to_time_series).collect(),
         metadata: req.metadata,
-        histograms_dropped: req.histograms_dropped,
+        histograms_dropped: req.histograms_dropped + req.histograms.len() as u64,
         exemplars,
     })
 }
@@ -96,10 +99,41 @@ pub fn request_exemplars(req: &RawRequest<'_>) -> (Vec<SeriesExemplars>, Vec<Str
 fn group_exemplars<'a>(
     exemplars: impl Iterator<Item = (usize, &'a [(&'a str, &'a str)], Exemplar)>,
 ) -> (Vec<SeriesExemplars>, Vec<String>) {
-    let mut out: Vec<SeriesExemplars> = Vec::new();
+    let (groups, refused) = group_by_series(exemplars, "exemplar");
+    let out = groups
+        .into_iter()
+        .map(|(series, exemplars)| SeriesExemplars { series, exemplars })
+        .collect();
+    (out, refused)
+}
+
+/// The request's native histogram samples grouped by series, and why any were refused
+/// (an invalid histogram, or one of a series with invalid labels, named by its index).
+pub fn request_histograms(req: &RawRequest<'_>) -> (Vec<SeriesHistograms>, Vec<String>) {
+    let (groups, mut refused) = group_by_series(
+        req.histograms
+            .iter()
+            .filter_map(|(i, h)| Some((*i, req.get(*i)?.labels, h.clone()))),
+        "native histogram",
+    );
+    refused.extend(req.histogram_refusals.iter().cloned());
+    let out = groups
+        .into_iter()
+        .map(|(labels, samples)| SeriesHistograms { labels, samples })
+        .collect();
+    (out, refused)
+}
+
+/// Items in request order, each with its series' index and labels, grouped by series;
+/// those of a series with invalid labels are refused, named by the index.
+fn group_by_series<'a, T>(
+    items: impl Iterator<Item = (usize, &'a [(&'a str, &'a str)], T)>,
+    what: &str,
+) -> (Vec<(Labels, Vec<T>)>, Vec<String>) {
+    let mut out: Vec<(Labels, Vec<T>)> = Vec::new();
     let mut refused = Vec::new();
     let mut last: Option<(usize, bool)> = None;
-    for (i, labels, e) in exemplars {
+    for (i, labels, item) in items {
         let ok = match last {
             Some((j, ok)) if j == i => ok,
             _ => {
@@ -109,15 +143,12 @@ fn group_exemplars<'a>(
                 };
                 let ok = match check_series(&series) {
                     Ok(()) => {
-                        out.push(SeriesExemplars {
-                            series: series.to_labels(),
-                            exemplars: Vec::new(),
-                        });
+                        out.push((series.to_labels(), Vec::new()));
                         true
                     }
                     Err(reason) => {
                         refused.push(format!(
-                            "timeseries[{i}]: exemplar of an invalid series: {reason}"
+                            "timeseries[{i}]: {what} of an invalid series: {reason}"
                         ));
                         false
                     }
@@ -127,7 +158,7 @@ fn group_exemplars<'a>(
             }
         };
         if let (true, Some(g)) = (ok, out.last_mut()) {
-            g.exemplars.push(e);
+            g.1.push(item);
         }
     }
     (out, refused)
@@ -741,7 +772,7 @@ mod tests {
                     let got = valid_series(&req).map(|s| WriteRequest {
                         timeseries: s.iter().map(RawSeries::to_time_series).collect(),
                         metadata: req.metadata.clone(),
-                        histograms_dropped: req.histograms_dropped,
+                        histograms_dropped: req.histograms_dropped + req.histograms.len() as u64,
                         exemplars: request_exemplars(&req).0,
                     });
                     prop_assert!(same(&got.map_err(|e| e.to_string()), &Ok(want)));

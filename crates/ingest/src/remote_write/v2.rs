@@ -14,7 +14,8 @@
 //! - created (start) timestamps, in the series (`created_timestamp`, field 6) or per sample
 //!   (`start_timestamp`, the specification's later spelling): read and kept in the request,
 //!   not stored, as Prometheus does with created-timestamp zero ingestion off;
-//! - native histograms: counted as not written (not stored yet);
+//! - native histograms: decoded (integer and float, custom buckets too) and stored as float
+//!   histograms; one whose spans and buckets disagree is refused on its own;
 //! - exemplars: decoded (series, labels, value, timestamp; see [`Exemplar`]) and handed to
 //!   the exemplar store grouped by series ([`V2Request::series_exemplars`]); one with a bad
 //!   label reference is refused on its own.
@@ -162,7 +163,7 @@ impl<'a> V2Request<'a> {
                 .map(RawSeries::to_time_series)
                 .collect(),
             metadata: self.raw.metadata.clone(),
-            histograms_dropped: self.raw.histograms_dropped,
+            histograms_dropped: self.raw.histograms_dropped + self.raw.histograms.len() as u64,
             exemplars: self.series_exemplars().0,
         }
     }
@@ -331,8 +332,12 @@ fn parse_series<'a>(
             }
             3 => {
                 c.expect(wt, LEN, "histogram is not length-delimited")?;
-                c.bytes()?;
-                req.raw.histograms_dropped += 1;
+                let (b, at) = c.bytes()?;
+                let series = req.raw.series.len();
+                match super::histogram::parse(b, at)? {
+                    Ok(h) => req.raw.histograms.push((series, h)),
+                    Err(why) => req.raw.refuse_histogram(series, why),
+                }
             }
             4 => {
                 c.expect(wt, LEN, "exemplar is not length-delimited")?;

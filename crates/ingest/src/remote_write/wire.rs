@@ -4,12 +4,12 @@
 //! label string (what a generic protobuf decoder does).
 //!
 //! Only the wire format of the fields remote write 1.0 defines is read; unknown fields are
-//! skipped by wire type, as protobuf requires. Native histograms are counted, not decoded;
-//! exemplars are decoded into owned values (they are few, and kept beyond the request).
+//! skipped by wire type, as protobuf requires. Native histograms and exemplars are decoded
+//! into owned values (they are few, and kept beyond the request).
 
 use std::ops::Range;
 
-use meshlens_model::{Exemplar, Labels, MetricMetadata, RawSeries, Sample};
+use meshlens_model::{Exemplar, HistogramSample, Labels, MetricMetadata, RawSeries, Sample};
 
 /// Why the bytes are not a `WriteRequest`: what was being read and at which byte offset.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -183,8 +183,12 @@ pub struct RawRequest<'a> {
     /// one errors name).
     pub(super) series: Vec<SeriesSpan>,
     pub metadata: Vec<MetricMetadata>,
-    /// Native histogram samples in the request; not stored yet, so counted and reported.
+    /// Native histogram samples refused on their own (spans and buckets that disagree, …);
+    /// `histogram_refusals` says why, naming the series.
     pub histograms_dropped: u64,
+    pub histogram_refusals: Vec<String>,
+    /// Native histogram samples, each with the index of its series (as [`Self::get`]).
+    pub histograms: Vec<(usize, HistogramSample)>,
     /// Exemplars in the request, each with the index of its series (as [`Self::get`]).
     pub exemplars: Vec<(usize, Exemplar)>,
 }
@@ -214,6 +218,16 @@ impl<'a> RawRequest<'a> {
             labels: &self.pairs[s.labels.clone()],
             samples: &self.samples[s.samples.clone()],
         })
+    }
+
+    /// Counts a histogram refused on its own, naming its series.
+    pub(super) fn refuse_histogram(&mut self, series: usize, why: String) {
+        self.histograms_dropped += 1;
+        if self.histogram_refusals.len() < 10 {
+            self.histogram_refusals.push(format!(
+                "timeseries[{series}]: native histogram refused: {why}"
+            ));
+        }
     }
 
     /// Total samples over all series.
@@ -342,8 +356,12 @@ fn parse_series<'a>(buf: &'a [u8], base: usize, req: &mut RawRequest<'a>) -> Res
                 req.exemplars.push((series, parse_exemplar(b, at)?));
             }
             4 if wt == LEN => {
-                c.bytes()?;
-                req.histograms_dropped += 1;
+                let (b, at) = c.bytes()?;
+                let series = req.series.len();
+                match super::histogram::parse(b, at)? {
+                    Ok(h) => req.histograms.push((series, h)),
+                    Err(why) => req.refuse_histogram(series, why),
+                }
             }
             3 | 4 => return Err(c.err("exemplar or histogram is not length-delimited")),
             _ => c.skip(wt)?,

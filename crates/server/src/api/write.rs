@@ -157,7 +157,15 @@ fn handle(s: &AppState, body: &[u8], message: ProtobufMessage) -> Answer {
                 let answer = match remote_write::valid_series(&req) {
                     Ok(series) => {
                         let exemplars = remote_write::request_exemplars(&req);
-                        store(s, series, &req.metadata, &Unwritten::default(), exemplars)
+                        let histograms = remote_write::request_histograms(&req);
+                        store(
+                            s,
+                            series,
+                            &req.metadata,
+                            &Unwritten::default(),
+                            exemplars,
+                            histograms,
+                        )
                     }
                     Err(e) => decode_failure(e),
                 };
@@ -175,6 +183,7 @@ fn handle(s: &AppState, body: &[u8], message: ProtobufMessage) -> Answer {
                     &req.raw.metadata,
                     &Unwritten::of(&req),
                     req.series_exemplars(),
+                    remote_write::request_histograms(&req.raw),
                 );
                 *parse = req.into_buffers();
                 answer
@@ -213,7 +222,7 @@ impl Unwritten {
     pub(crate) fn of(req: &v2::V2Request<'_>) -> Unwritten {
         Self::from_parts(
             &req.invalid,
-            req.raw.histograms_dropped,
+            0,
             req.invalid_exemplars,
             &req.first_invalid_exemplar,
         )
@@ -248,7 +257,7 @@ impl Unwritten {
         let mut parts = Vec::new();
         if self.histograms > 0 {
             parts.push(format!(
-                "{} native histogram samples not written (meshlens does not store native histograms from remote write yet)",
+                "{} native histogram samples not written (the agent does not forward native histograms yet)",
                 self.histograms
             ));
         }
@@ -271,6 +280,7 @@ fn store(
     metadata: &[MetricMetadata],
     unwritten: &Unwritten,
     exemplars: (Vec<meshlens_model::SeriesExemplars>, Vec<String>),
+    histograms: (Vec<meshlens_model::SeriesHistograms>, Vec<String>),
 ) -> Answer {
     let limited = match apply_limits(s, &mut series) {
         Ok(l) => l,
@@ -309,8 +319,41 @@ fn store(
             Err(e) => return storage_failure(e),
         }
     }
+    let (histograms, mut histograms_refused) = histograms;
+    let mut histograms_not_stored = None;
+    if !histograms.is_empty() {
+        let n: usize = histograms.iter().map(|h| h.samples.len()).sum();
+        match s.writer.append_histograms(&histograms) {
+            Ok(o) => {
+                written.histograms = o.accepted;
+                if o.rejected() > 0 {
+                    histograms_refused.push(format!(
+                        "{} native histogram samples refused ({} out of order, {} duplicate, {} out of bounds)",
+                        o.rejected(),
+                        o.out_of_order,
+                        o.duplicate,
+                        o.out_of_bounds
+                    ));
+                }
+            }
+            // A storage that keeps floats only: the rest of the request is still stored.
+            Err(StorageError::InvalidRequest { reason }) => {
+                histograms_not_stored = Some(format!(
+                    "{n} native histogram samples not written: {reason}"
+                ));
+            }
+            Err(e) => return storage_failure(e),
+        }
+    }
     let mut refused = count_outcome(s, "remote_write", &outcome);
     let (invalid, not_stored) = unwritten.clauses();
+    let not_stored = match (not_stored, histograms_not_stored) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
+    if !histograms_refused.is_empty() {
+        refused.push(histograms_refused.join(", "));
+    }
     if unwritten.samples > 0 {
         s.metrics.samples_rejected.add(
             &[("source", "remote_write"), ("reason", "invalid_series")],
