@@ -11,6 +11,7 @@ pub mod calls;
 pub mod duration;
 pub mod exemplar;
 pub mod hash;
+pub mod histogram;
 pub mod labels;
 pub mod matcher;
 pub mod projection;
@@ -29,6 +30,10 @@ pub use duration::{format_duration, format_duration_days, parse_duration, Durati
 pub use exemplar::{
     exemplars_disabled, Exemplar, ExemplarOutcome, ExemplarReader, SeriesExemplars,
     EXEMPLAR_MAX_LABEL_RUNES,
+};
+pub use histogram::{
+    Bucket, BucketSpan, CounterResetHint, FloatHistogram, HistogramError, HistogramSample,
+    SeriesHistograms,
 };
 pub use labels::{
     escape_label_value, push_escaped_label_value, Label, Labels, LabelsBuilder, METRIC_NAME,
