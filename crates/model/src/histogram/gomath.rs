@@ -4,6 +4,9 @@
 //! rounded ones that Rust's `f64::log2`/`f64::exp2` return (Go's `Exp2(0.5)` is one ulp
 //! below `sqrt(2)`, for example).
 
+// The constants are the published fdlibm ones, digits as given there.
+#![allow(clippy::excessive_precision)]
+
 use super::bounds::ldexp;
 
 const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
