@@ -1,7 +1,7 @@
-//! The shared vocabulary of meshlens: labels, samples, matchers, spans, and the two storage
-//! contracts (metrics and spans) that every engine implements and every reader consumes,
-//! with the span aggregations a store may run itself (`aggregate`) and the calls between
-//! services it may pair itself (`calls`).
+//! The shared vocabulary of meshlens: labels, samples, native histograms, matchers, spans,
+//! and the two storage contracts (metrics and spans) that every engine implements and every
+//! reader consumes, with the span aggregations a store may run itself (`aggregate`) and the
+//! calls between services it may pair itself (`calls`).
 //!
 //! Design decision: the storage traits live here, not in the engines, so that PromQL and the
 //! analyses depend only on this crate and run unchanged over the embedded engines or ClickHouse.
@@ -32,7 +32,7 @@ pub use exemplar::{
     EXEMPLAR_MAX_LABEL_RUNES,
 };
 pub use histogram::{
-    Bucket, BucketSpan, CounterResetHint, FloatHistogram, HistogramError, HistogramSample,
+    AddInfo, Bucket, BucketSpan, CounterResetHint, FloatHistogram, HistogramError, HistogramSample,
     SeriesHistograms,
 };
 pub use labels::{
