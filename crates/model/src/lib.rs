@@ -1,7 +1,7 @@
-//! The shared vocabulary of meshlens: labels, samples, matchers, spans, and the two storage
-//! contracts (metrics and spans) that every engine implements and every reader consumes,
-//! with the span aggregations a store may run itself (`aggregate`) and the calls between
-//! services it may pair itself (`calls`).
+//! The shared vocabulary of meshlens: labels, samples, native histograms, matchers, spans,
+//! and the two storage contracts (metrics and spans) that every engine implements and every
+//! reader consumes, with the span aggregations a store may run itself (`aggregate`) and the
+//! calls between services it may pair itself (`calls`).
 //!
 //! Design decision: the storage traits live here, not in the engines, so that PromQL and the
 //! analyses depend only on this crate and run unchanged over the embedded engines or ClickHouse.
@@ -31,7 +31,10 @@ pub use exemplar::{
     exemplars_disabled, Exemplar, ExemplarOutcome, ExemplarReader, SeriesExemplars,
     EXEMPLAR_MAX_LABEL_RUNES,
 };
-pub use histogram::{FloatHistogram, HistogramSample, SeriesHistograms};
+pub use histogram::{
+    AddInfo, Bucket, BucketSpan, CounterResetHint, FloatHistogram, HistogramError, HistogramSample,
+    SeriesHistograms,
+};
 pub use labels::{
     escape_label_value, push_escaped_label_value, Label, Labels, LabelsBuilder, METRIC_NAME,
 };
