@@ -141,6 +141,9 @@ impl<'a> Evaluator<'a> {
                         return Err(PromqlError::exec("Parameter value is NaN"));
                     }
                 }
+                if op != "limitk" && input.iter().any(Series::has_hists) {
+                    self.info(format!("ignored histogram in {op} aggregation"));
+                }
                 let mut selected: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; input.len()];
                 for (_, members) in &groups {
                     for step in 0..steps {
@@ -285,11 +288,10 @@ impl<'a> Evaluator<'a> {
                             "count" => WindowValue::Float((hs.len() + vals.len()) as f64),
                             "group" => WindowValue::Float(1.0),
                             "sum" | "avg" if !vals.is_empty() => {
-                                let metric = members
-                                    .iter()
-                                    .find_map(|&i| input[i].labels.metric_name())
-                                    .unwrap_or("");
-                                self.warn(format!("encountered a mix of histograms and floats for metric name {metric:?}"));
+                                self.warn(
+                                    "encountered a mix of histograms and floats for aggregation"
+                                        .to_string(),
+                                );
                                 WindowValue::None
                             }
                             "sum" | "avg" => native::aggregate(&op, &hs, &mut notes),
@@ -313,7 +315,7 @@ impl<'a> Evaluator<'a> {
                                 continue;
                             }
                             WindowValue::None if matches!(op.as_str(), "sum" | "avg") => continue,
-                            WindowValue::None => {}
+                            WindowValue::None | WindowValue::Keep => {}
                         }
                     }
                 }

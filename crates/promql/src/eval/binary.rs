@@ -121,13 +121,13 @@ impl Op {
 
     /// `l op r` where either side may be a histogram: (value, keep) as [`Op::apply`], or
     /// `Err` with the warning when Prometheus defines no result for the pair.
-    fn apply_num(self, l: Num, r: Num) -> Result<(Num, bool), String> {
+    fn apply_num(self, l: Num, r: Num) -> Result<(Num, bool), Note> {
         let incompatible = |l: &str, r: &str| {
-            format!(
+            Note::Info(format!(
                 "incompatible sample types encountered for binary operator {:?}: {l} {} {r}",
                 self.symbol(),
                 self.symbol()
-            )
+            ))
         };
         match (l, r) {
             (Num::F(a), Num::F(b)) => {
@@ -142,7 +142,12 @@ impl Op {
                     } else {
                         h.sub(&b)
                     };
-                    r.map_err(|e| e.to_string())?;
+                    r.map_err(|_| {
+                        Note::Warn(format!(
+                            "vector contains a mix of histograms with exponential and custom buckets schemas for binary operator {}",
+                            self.symbol()
+                        ))
+                    })?;
                     h.counter_reset_hint = meshlens_model::histogram::CounterResetHint::Gauge;
                     h.compact(0);
                     Ok((Num::H(Arc::new(h)), true))
@@ -179,6 +184,12 @@ impl Op {
             },
         }
     }
+}
+
+/// An annotation a binary operation reports instead of a value.
+enum Note {
+    Info(String),
+    Warn(String),
 }
 
 /// Output columns of a binary operation: floats, and histograms once one appears.
@@ -241,6 +252,13 @@ impl Matching<'_> {
 }
 
 impl<'a> Evaluator<'a> {
+    fn note(&self, n: Note) {
+        match n {
+            Note::Info(m) => self.info(m),
+            Note::Warn(m) => self.warn(m),
+        }
+    }
+
     pub fn eval_binary(&self, b: &BinaryExpr) -> Result<Val, PromqlError> {
         let op = Op::parse(&b.op.to_string())
             .ok_or_else(|| PromqlError::exec(format!("unknown operator {}", b.op)))?;
@@ -267,7 +285,7 @@ impl<'a> Evaluator<'a> {
                 &s,
                 false,
                 return_bool,
-                &|w| self.warn(w),
+                &|n| self.note(n),
             ))),
             (Val::Scalar(s), Val::Vector(v)) => Ok(Val::Vector(vector_scalar(
                 op,
@@ -275,7 +293,7 @@ impl<'a> Evaluator<'a> {
                 &s,
                 true,
                 return_bool,
-                &|w| self.warn(w),
+                &|n| self.note(n),
             ))),
             (Val::Vector(l), Val::Vector(r)) => {
                 let empty = Vec::new();
@@ -300,7 +318,7 @@ impl<'a> Evaluator<'a> {
                         card,
                         return_bool,
                         self.steps(),
-                        &|w| self.warn(w),
+                        &|n| self.note(n),
                     )?)),
                 }
             }
@@ -317,7 +335,7 @@ fn vector_scalar(
     s: &[f64],
     scalar_left: bool,
     return_bool: bool,
-    warn: &dyn Fn(String),
+    note: &dyn Fn(Note),
 ) -> Vec<Series> {
     let drop_name = !op.is_comparison() || return_bool;
     v.into_iter()
@@ -332,8 +350,8 @@ fn vector_scalar(
                 };
                 let (value, keep) = match op.apply_num(l, r) {
                     Ok(r) => r,
-                    Err(w) => {
-                        warn(w);
+                    Err(n) => {
+                        note(n);
                         continue;
                     }
                 };
@@ -427,7 +445,7 @@ fn vector_vector(
     card: &VectorMatchCardinality,
     return_bool: bool,
     steps: usize,
-    warn: &dyn Fn(String),
+    note: &dyn Fn(Note),
 ) -> Result<Vec<Series>, PromqlError> {
     // The "one" side is indexed by signature; the "many" side (or the left, one-to-one) drives.
     let (many, one, swapped, include): (&[Series], &[Series], bool, Vec<String>) = match card {
@@ -488,8 +506,8 @@ fn vector_vector(
             let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
             let (value, keep) = match op.apply_num(lv, rv) {
                 Ok(r) => r,
-                Err(w) => {
-                    warn(w);
+                Err(n) => {
+                    note(n);
                     continue;
                 }
             };

@@ -468,7 +468,7 @@ pub(crate) fn hist_rollup(
         }
         let flo = floats.partition_point(|x| lo_of(x.t));
         let fhi = floats.partition_point(|x| x.t <= end).max(flo);
-        points[i] = None;
+        let float_value = points[i].take();
         match native::rollup_window(
             r.f,
             &floats[flo..fhi],
@@ -482,6 +482,7 @@ pub(crate) fn hist_rollup(
         ) {
             WindowValue::Float(v) => points[i] = Some(v),
             WindowValue::Hist(h) => out[i] = Some(std::sync::Arc::new(h)),
+            WindowValue::Keep => points[i] = float_value,
             WindowValue::None => {}
         }
     }

@@ -102,6 +102,8 @@ pub(crate) enum WindowValue {
     Float(f64),
     Hist(FloatHistogram),
     None,
+    /// The float result computed without the histograms stands.
+    Keep,
 }
 
 /// What a window of `f` gives. `floats` are the window's float samples (without staleness
@@ -131,14 +133,20 @@ pub(crate) fn rollup_window(
         }
         _ => {}
     }
+    let combines = matches!(
+        f,
+        Rate | Increase | Delta | Irate | Idelta | SumOverTime | AvgOverTime | Resets | Changes
+    );
     if !floats.is_empty() {
-        if matches!(
-            f,
-            Rate | Increase | Delta | Irate | Idelta | SumOverTime | AvgOverTime
-        ) {
+        if combines {
             notes.warn(mixed_warning(metric));
+            return WindowValue::None;
         }
-        return WindowValue::None;
+        // Functions of floats only: the floats' value stands, the histograms are noted.
+        notes.info(format!(
+            "ignored histograms in a range containing both floats and histograms for metric name {metric:?}"
+        ));
+        return WindowValue::Keep;
     }
     match f {
         Rate | Increase | Delta => {
@@ -219,29 +227,8 @@ pub(crate) fn rollup_window(
         Changes => {
             WindowValue::Float(hists.windows(2).filter(|w| !w[1].h.equals(&w[0].h)).count() as f64)
         }
-        _ => {
-            notes.info(format!(
-                "ignored histogram in {} for metric name {metric:?}",
-                range_fn_name(f)
-            ));
-            WindowValue::None
-        }
-    }
-}
-
-fn range_fn_name(f: RangeFn) -> &'static str {
-    use RangeFn::*;
-    match f {
-        MinOverTime => "min_over_time",
-        MaxOverTime => "max_over_time",
-        StddevOverTime => "stddev_over_time",
-        StdvarOverTime => "stdvar_over_time",
-        QuantileOverTime => "quantile_over_time",
-        MadOverTime => "mad_over_time",
-        Deriv => "deriv",
-        PredictLinear => "predict_linear",
-        DoubleExponential => "double_exponential_smoothing",
-        _ => "a range function",
+        // Functions of floats over histograms only: nothing, as Prometheus gives.
+        _ => WindowValue::None,
     }
 }
 
