@@ -148,7 +148,9 @@ impl Op {
                             self.symbol()
                         ))
                     })?;
-                    h.counter_reset_hint = meshlens_model::histogram::CounterResetHint::Gauge;
+                    if self == Op::Sub {
+                        h.counter_reset_hint = meshlens_model::histogram::CounterResetHint::Gauge;
+                    }
                     h.compact(0);
                     Ok((Num::H(Arc::new(h)), true))
                 }
@@ -419,12 +421,10 @@ fn set_op(op: Op, l: Vec<Series>, r: Vec<Series>, m: &Matching) -> Vec<Series> {
             let mut out = l;
             for mut s in r {
                 if let Some(left) = lsig.get(&m.signature(&s.labels)) {
-                    for i in 0..s.points.len() {
-                        if left[i] {
-                            s.points[i] = None;
-                            if let Some(h) = s.hists.get_mut(i) {
-                                *h = None;
-                            }
+                    for (i, _) in left.iter().enumerate().filter(|(_, taken)| **taken) {
+                        s.points[i] = None;
+                        if let Some(h) = s.hists.get_mut(i) {
+                            *h = None;
                         }
                     }
                 }
@@ -437,6 +437,7 @@ fn set_op(op: Op, l: Vec<Series>, r: Vec<Series>, m: &Matching) -> Vec<Series> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
     op: Op,
     l: Vec<Series>,

@@ -147,7 +147,7 @@ impl<'a> Evaluator<'a> {
                 .into_iter()
                 .map(|s| RangeSeries {
                     samples: s.samples(&inner.ts),
-                    hists: s.histogram_samples(&inner.ts),
+                    hists: without_reset_hints(s.histogram_samples(&inner.ts)),
                     labels: s.labels,
                 })
                 .filter(|s| !s.samples.is_empty() || !s.hists.is_empty())
@@ -171,4 +171,25 @@ impl<'a> Evaluator<'a> {
             closed: self.opts.closed_ranges,
         })
     }
+}
+
+/// A subquery's histograms with their counter-reset hints made unknown: a hint describes
+/// the sample's relation to the stored sample before it, which a subquery's steps (that
+/// may repeat or skip samples) no longer follow, so resets are detected from the counts,
+/// as for floats.
+fn without_reset_hints(
+    mut hists: Vec<meshlens_model::HistogramSample>,
+) -> Vec<meshlens_model::HistogramSample> {
+    use meshlens_model::CounterResetHint as Hint;
+    for x in &mut hists {
+        if matches!(
+            x.h.counter_reset_hint,
+            Hint::CounterReset | Hint::NotCounterReset
+        ) {
+            let mut h = (*x.h).clone();
+            h.counter_reset_hint = Hint::Unknown;
+            x.h = std::sync::Arc::new(h);
+        }
+    }
+    hists
 }

@@ -29,6 +29,9 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
         let v = vector_arg(ev, &args, 0, name)?;
         return Ok(Val::Vector(of_histograms(v, |_, h| f(h))));
     }
+    if name == "histogram_quantiles" {
+        return histogram_quantiles(ev, &args);
+    }
     if name == "histogram_fraction" {
         let lower = scalar_arg(ev, &args, 0, None, name)?;
         let upper = scalar_arg(ev, &args, 1, None, name)?;
@@ -128,4 +131,42 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     let upper = (lower + 1).min(values.len() - 1);
     let weight = rank - rank.floor();
     values[lower] * (1.0 - weight) + values[upper] * weight
+}
+
+/// `histogram_quantiles(v, "label", q1, q2, …)`: each quantile of each native histogram,
+/// as a series with the quantile in `label`.
+fn histogram_quantiles(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
+    let name = "histogram_quantiles";
+    let v = vector_arg(ev, args, 0, name)?;
+    let label = string_arg(args, 1, name)?;
+    if args.len() < 3 {
+        return Err(PromqlError::exec(format!("{name}: no quantile given")));
+    }
+    let mut out = Vec::new();
+    for i in 2..args.len() {
+        let q = scalar_arg(ev, args, i, None, name)?;
+        if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            ev.warn(format!(
+                "quantile value should be between 0 and 1, got {bad}"
+            ));
+        }
+        let value = openmetrics_float(q.first().copied().unwrap_or(f64::NAN));
+        for mut s in of_histograms(v.clone(), |step, h| native::quantile(q[step], h)) {
+            let mut b = s.labels.builder();
+            b.set(label.clone(), value.clone());
+            s.labels = b.build();
+            out.push(s);
+        }
+    }
+    Ok(Val::Vector(out))
+}
+
+/// A float as OpenMetrics writes label values: whole numbers keep a `.0`.
+fn openmetrics_float(v: f64) -> String {
+    let s = format_float(v);
+    if v.is_finite() && !s.contains(['.', 'e', 'E']) {
+        format!("{s}.0")
+    } else {
+        s
+    }
 }

@@ -202,21 +202,22 @@ pub(crate) fn rollup_window(
             WindowValue::Hist(h)
         }
         SumOverTime | AvgOverTime => {
-            let mut sum = (*hists[0].h).clone();
-            for x in &hists[1..] {
-                if sum.add(&x.h).is_err() {
+            let all: Vec<&FloatHistogram> = hists.iter().map(|x| x.h.as_ref()).collect();
+            match kahan_sum(&all) {
+                Ok(mut sum) => {
+                    if f == AvgOverTime {
+                        sum.div(hists.len() as f64);
+                    }
+                    sum.compact(0);
+                    WindowValue::Hist(sum)
+                }
+                Err(_) => {
                     notes.warn(format!(
                         "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
                     ));
-                    return WindowValue::None;
+                    WindowValue::None
                 }
             }
-            if f == AvgOverTime {
-                sum.div(hists.len() as f64);
-            }
-            sum.counter_reset_hint = CounterResetHint::Gauge;
-            sum.compact(0);
-            WindowValue::Hist(sum)
         }
         Resets => WindowValue::Float(
             hists
@@ -337,27 +338,72 @@ pub(crate) fn aggregate(op: &str, hists: &[&FloatHistogram], notes: &mut Notes) 
     match op {
         "count" => WindowValue::Float(hists.len() as f64),
         "group" => WindowValue::Float(1.0),
-        "sum" | "avg" => {
-            let mut acc = hists[0].clone();
-            for h in &hists[1..] {
-                if acc.add(h).is_err() {
-                    notes.warn(
-                        "vector contains a mix of histograms with exponential and custom buckets schemas"
-                            .to_string(),
-                    );
-                    return WindowValue::None;
+        "sum" | "avg" => match kahan_sum(hists) {
+            Ok(mut acc) => {
+                if op == "avg" {
+                    acc.div(hists.len() as f64);
                 }
+                acc.compact(0);
+                WindowValue::Hist(acc)
             }
-            if op == "avg" {
-                acc.div(hists.len() as f64);
+            Err(_) => {
+                notes.warn(
+                    "vector contains a mix of histograms with exponential and custom buckets schemas"
+                        .to_string(),
+                );
+                WindowValue::None
             }
-            acc.counter_reset_hint = CounterResetHint::Gauge;
-            acc.compact(0);
-            WindowValue::Hist(acc)
-        }
+        },
         other => {
             notes.info(format!("ignored histogram in {other} aggregation"));
             WindowValue::None
         }
     }
+}
+
+/// The sum of histograms with Kahan compensation, as Prometheus sums them: the layout (and
+/// counter-reset hint) of the plain sum, every count summed in a compensated running sum
+/// over the inputs brought to that layout. Falls back to the plain sum if an input does not
+/// map onto the layout bucket for bucket.
+pub(crate) fn kahan_sum(hists: &[&FloatHistogram]) -> Result<FloatHistogram, nh::HistogramError> {
+    let mut plain = hists[0].clone();
+    for h in &hists[1..] {
+        plain.add(h)?;
+    }
+    if hists.len() < 2 {
+        return Ok(plain);
+    }
+    let mut zero = plain.clone();
+    zero.count = 0.0;
+    zero.sum = 0.0;
+    zero.zero_count = 0.0;
+    zero.positive_buckets.iter_mut().for_each(|b| *b = 0.0);
+    zero.negative_buckets.iter_mut().for_each(|b| *b = 0.0);
+    let mut aligned = Vec::with_capacity(hists.len());
+    for h in hists {
+        let mut t = zero.clone();
+        t.add(h)?;
+        if t.positive_spans != plain.positive_spans
+            || t.negative_spans != plain.negative_spans
+            || t.zero_threshold != plain.zero_threshold
+        {
+            return Ok(plain);
+        }
+        aligned.push(t);
+    }
+    let kahan = |values: &mut dyn Iterator<Item = f64>| {
+        let mut k = crate::eval::aggregate::Kahan::default();
+        values.for_each(|v| k.add(v));
+        k.value()
+    };
+    plain.count = kahan(&mut aligned.iter().map(|t| t.count));
+    plain.sum = kahan(&mut aligned.iter().map(|t| t.sum));
+    plain.zero_count = kahan(&mut aligned.iter().map(|t| t.zero_count));
+    for (i, b) in plain.positive_buckets.iter_mut().enumerate() {
+        *b = kahan(&mut aligned.iter().map(|t| t.positive_buckets[i]));
+    }
+    for (i, b) in plain.negative_buckets.iter_mut().enumerate() {
+        *b = kahan(&mut aligned.iter().map(|t| t.negative_buckets[i]));
+    }
+    Ok(plain)
 }

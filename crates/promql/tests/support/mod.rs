@@ -54,6 +54,32 @@ impl MemStore {
     }
 }
 
+/// The counter-reset hints a TSDB chunk gives histograms read back: the series' first
+/// sample unknown, then a reset where the counts went down, otherwise none; gauge
+/// histograms stay gauges.
+fn with_hints(samples: &[HistogramSample]) -> Vec<HistogramSample> {
+    use meshlens_model::CounterResetHint as Hint;
+    let mut out: Vec<HistogramSample> = Vec::with_capacity(samples.len());
+    for (i, x) in samples.iter().enumerate() {
+        if x.h.counter_reset_hint == Hint::Gauge {
+            out.push(x.clone());
+            continue;
+        }
+        let hint = match i.checked_sub(1).map(|j| &samples[j].h) {
+            None => Hint::Unknown,
+            Some(prev) if x.h.detect_reset(prev) => Hint::CounterReset,
+            Some(_) => Hint::NotCounterReset,
+        };
+        let mut h = (*x.h).clone();
+        h.counter_reset_hint = hint;
+        out.push(HistogramSample {
+            t: x.t,
+            h: Arc::new(h),
+        });
+    }
+    out
+}
+
 impl MetricReader for MemStore {
     fn select(
         &self,
@@ -73,9 +99,9 @@ impl MetricReader for MemStore {
                         .collect()
                 }),
                 histograms: self.histograms.get(l).map_or_else(Vec::new, |s| {
-                    s.iter()
+                    with_hints(s)
+                        .into_iter()
                         .filter(|x| x.t >= mint && x.t <= maxt)
-                        .cloned()
                         .collect()
                 }),
             })
