@@ -191,3 +191,177 @@ pub(super) fn parse(buf: &[u8], base: usize) -> Result<Result<HistogramSample, S
     }
     Ok(Ok(HistogramSample { t, h: Arc::new(h) }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// The `Histogram` message as the specification's proto declares it.
+    #[derive(Clone, PartialEq, Message)]
+    struct PbHistogram {
+        #[prost(uint64, optional, tag = "1")]
+        count_int: Option<u64>,
+        #[prost(double, optional, tag = "2")]
+        count_float: Option<f64>,
+        #[prost(double, tag = "3")]
+        sum: f64,
+        #[prost(sint32, tag = "4")]
+        schema: i32,
+        #[prost(double, tag = "5")]
+        zero_threshold: f64,
+        #[prost(uint64, optional, tag = "6")]
+        zero_count_int: Option<u64>,
+        #[prost(double, optional, tag = "7")]
+        zero_count_float: Option<f64>,
+        #[prost(message, repeated, tag = "8")]
+        negative_spans: Vec<PbSpan>,
+        #[prost(sint64, repeated, tag = "9")]
+        negative_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "10")]
+        negative_counts: Vec<f64>,
+        #[prost(message, repeated, tag = "11")]
+        positive_spans: Vec<PbSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        positive_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "13")]
+        positive_counts: Vec<f64>,
+        #[prost(int32, tag = "14")]
+        reset_hint: i32,
+        #[prost(int64, tag = "15")]
+        timestamp: i64,
+        #[prost(double, repeated, tag = "16")]
+        custom_values: Vec<f64>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    struct PbSpan {
+        #[prost(sint32, tag = "1")]
+        offset: i32,
+        #[prost(uint32, tag = "2")]
+        length: u32,
+    }
+
+    fn span(offset: i32, length: u32) -> PbSpan {
+        PbSpan { offset, length }
+    }
+
+    fn decode(m: &PbHistogram) -> Result<HistogramSample, String> {
+        parse(&m.encode_to_vec(), 0).expect("well-formed message")
+    }
+
+    #[test]
+    fn integer_histograms_become_absolute_float_counts() {
+        let m = PbHistogram {
+            count_int: Some(12),
+            sum: 18.5,
+            schema: -1,
+            zero_threshold: 0.001,
+            zero_count_int: Some(2),
+            positive_spans: vec![span(0, 2), span(1, 2)],
+            positive_deltas: vec![1, 1, -1, 0],
+            negative_spans: vec![span(-2, 1)],
+            negative_deltas: vec![5],
+            reset_hint: 3,
+            timestamp: 1_700_000_000_123,
+            ..Default::default()
+        };
+        let s = decode(&m).unwrap();
+        assert_eq!(s.t, 1_700_000_000_123);
+        let h = &s.h;
+        assert_eq!((h.count, h.sum, h.schema), (12.0, 18.5, -1));
+        assert_eq!((h.zero_threshold, h.zero_count), (0.001, 2.0));
+        assert_eq!(h.positive_buckets, vec![1.0, 2.0, 1.0, 1.0]);
+        assert_eq!(h.negative_buckets, vec![5.0]);
+        assert_eq!(
+            h.positive_spans,
+            vec![
+                BucketSpan {
+                    offset: 0,
+                    length: 2
+                },
+                BucketSpan {
+                    offset: 1,
+                    length: 2
+                }
+            ]
+        );
+        assert_eq!(h.negative_spans[0].offset, -2);
+        assert_eq!(h.counter_reset_hint, CounterResetHint::Gauge);
+    }
+
+    #[test]
+    fn float_and_custom_bucket_histograms_keep_their_counts() {
+        let m = PbHistogram {
+            count_float: Some(4.5),
+            sum: 3.25,
+            schema: -53,
+            positive_spans: vec![span(0, 3)],
+            positive_counts: vec![1.5, 0.0, 3.0],
+            custom_values: vec![0.1, 1.0],
+            timestamp: 5,
+            ..Default::default()
+        };
+        let h = decode(&m).unwrap().h;
+        assert!(h.uses_custom_buckets());
+        assert_eq!(h.count, 4.5);
+        assert_eq!(h.positive_buckets, vec![1.5, 0.0, 3.0]);
+        assert_eq!(h.custom_values, vec![0.1, 1.0]);
+    }
+
+    #[test]
+    fn inconsistent_histograms_are_refused_with_the_reason() {
+        let spans_longer = PbHistogram {
+            count_int: Some(3),
+            positive_spans: vec![span(0, 3)],
+            positive_deltas: vec![1, 1],
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&spans_longer).unwrap_err(),
+            "positive spans cover 3 buckets but 2 counts were sent"
+        );
+        let both = PbHistogram {
+            positive_spans: vec![span(0, 1)],
+            positive_deltas: vec![1],
+            positive_counts: vec![1.0],
+            ..Default::default()
+        };
+        assert!(decode(&both).unwrap_err().contains("both integer deltas"));
+        let negative = PbHistogram {
+            positive_spans: vec![span(0, 2)],
+            positive_deltas: vec![3, -5],
+            ..Default::default()
+        };
+        assert_eq!(decode(&negative).unwrap_err(), "negative bucket count -2");
+        let bad_schema = PbHistogram {
+            schema: 9,
+            ..Default::default()
+        };
+        assert!(decode(&bad_schema).unwrap_err().contains("schema 9"));
+        let unsorted_bounds = PbHistogram {
+            schema: -53,
+            custom_values: vec![1.0, 0.5],
+            ..Default::default()
+        };
+        assert!(decode(&unsorted_bounds)
+            .unwrap_err()
+            .contains("not strictly increasing"));
+    }
+
+    #[test]
+    fn truncated_messages_are_wire_errors() {
+        let m = PbHistogram {
+            count_int: Some(3),
+            positive_spans: vec![span(0, 1)],
+            positive_deltas: vec![3],
+            ..Default::default()
+        };
+        let bytes = m.encode_to_vec();
+        for cut in 1..bytes.len() {
+            // Any prefix either parses as a shorter message or fails cleanly: never a panic.
+            let _ = parse(&bytes[..cut], 0);
+        }
+        assert!(parse(&[0x0a], 0).is_err());
+    }
+}

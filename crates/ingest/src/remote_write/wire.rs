@@ -599,7 +599,13 @@ mod tests {
         let s = req.get(0).unwrap();
         assert_eq!(s.labels, &[("a", "y")]);
         assert_eq!(s.samples, &[Sample::new(5, 0.0)]);
-        assert_eq!(req.histograms_dropped, 2);
+        // Two empty histogram messages: two empty (valid) histograms of series 0.
+        assert_eq!(req.histograms_dropped, 0);
+        assert_eq!(req.histograms.len(), 2);
+        assert!(req
+            .histograms
+            .iter()
+            .all(|(i, h)| *i == 0 && h.h.count == 0.0));
         assert_eq!(req.exemplars.len(), 2);
         assert_eq!(req.exemplars[1].0, 0);
         assert_eq!(

@@ -212,7 +212,11 @@ fn spec_example_decodes() {
         ],
         "one entry per family although two series carry it"
     );
-    assert_eq!(req.raw.histograms_dropped, 1);
+    assert_eq!(req.raw.histograms_dropped, 0);
+    assert_eq!(req.raw.histograms.len(), 1);
+    let (index, h) = &req.raw.histograms[0];
+    assert_eq!(*index, 2, "the third series carries it");
+    assert_eq!((h.t, h.h.count, h.h.sum), (2_000, 3.0, 0.5));
     let (grouped, refused) = req.series_exemplars();
     assert!(refused.is_empty(), "{refused:?}");
     assert_eq!(grouped.len(), 1);
