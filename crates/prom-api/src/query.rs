@@ -623,4 +623,58 @@ mod tests {
             });
         }
     }
+
+    #[test]
+    fn native_histograms_are_written_as_prometheus_does() {
+        use meshlens_model::{FloatHistogram, HistogramSample};
+        let h = std::sync::Arc::new(
+            FloatHistogram::parse_notation("{{schema:0 sum:5 count:4 buckets:[1 2 1]}}").unwrap(),
+        );
+        let labels = Labels::from_pairs([("__name__", "lat")]);
+        let vector = QueryResult {
+            value: Value::Vector(vec![VectorSample {
+                labels: labels.clone(),
+                t: 1_500,
+                v: 0.0,
+                h: Some(h.clone()),
+            }]),
+            warnings: Vec::new(),
+            infos: Vec::new(),
+        };
+        let got: Json = serde_json::from_slice(&encode_response(&vector).unwrap()).unwrap();
+        assert_eq!(
+            got["data"]["result"][0],
+            json!({"metric": {"__name__": "lat"}, "histogram": [1.5, {
+                "count": "4", "sum": "5",
+                "buckets": [[0, "0.5", "1", "1"], [0, "1", "2", "2"], [0, "2", "4", "1"]]
+            }]})
+        );
+        // A series of histograms only has "histograms" and no "values"; a mixed one both.
+        let matrix = QueryResult {
+            value: Value::Matrix(vec![
+                SeriesSamples {
+                    labels: labels.clone(),
+                    samples: Vec::new(),
+                    histograms: vec![HistogramSample {
+                        t: 1_000,
+                        h: h.clone(),
+                    }],
+                },
+                SeriesSamples {
+                    labels: Labels::from_pairs([("__name__", "mixed")]),
+                    samples: vec![Sample::new(1_000, 2.0)],
+                    histograms: vec![HistogramSample { t: 2_000, h }],
+                },
+            ]),
+            warnings: Vec::new(),
+            infos: Vec::new(),
+        };
+        let got: Json = serde_json::from_slice(&encode_response(&matrix).unwrap()).unwrap();
+        let first = &got["data"]["result"][0];
+        assert!(first.get("values").is_none(), "{first}");
+        assert_eq!(first["histograms"][0][1]["count"], "4");
+        let second = &got["data"]["result"][1];
+        assert_eq!(second["values"], json!([[1.0, "2"]]));
+        assert_eq!(second["histograms"][0][0], json!(2.0));
+    }
 }
