@@ -1,5 +1,6 @@
-//! The Prometheus text exposition format 0.0.4 and OpenMetrics 1.0, as Prometheus parses them
-//! when scraping.
+//! The Prometheus text exposition format 0.0.4, OpenMetrics 1.0 and the protobuf format
+//! ([`protobuf`], the one carrying native histograms), as Prometheus parses them when
+//! scraping.
 //!
 //! One pass over the lines, no regexes: scraping large targets is a hot path. Every error names
 //! the 1-based line and what is wrong there, and the whole scrape fails on the first one, as in
@@ -10,19 +11,38 @@ use std::collections::HashMap;
 pub use meshlens_model::format_value;
 use meshlens_model::{Label, Labels, MetricMetadata, METRIC_NAME};
 
+pub mod protobuf;
+
 /// What a scrape's Content-Type says the body is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     PrometheusText,
     OpenMetrics,
+    /// Delimited `io.prometheus.client.MetricFamily` messages.
+    Protobuf,
 }
 
 /// The Accept header Prometheus 2.42 sends: OpenMetrics preferred, then text 0.0.4.
 pub const SCRAPE_ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// Decides the parser from a response's Content-Type the way Prometheus does: OpenMetrics only
-/// when the media type says so, the text format for anything else (including no header).
+/// The Accept header with native histograms on: the protobuf format first, as Prometheus
+/// asks for it then.
+pub const SCRAPE_ACCEPT_HEADER_PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// Decides the parser from a response's Content-Type the way Prometheus does: OpenMetrics or
+/// protobuf only when the media type says so, the text format for anything else (including
+/// no header).
 pub fn format_from_content_type(content_type: Option<&str>) -> Format {
+    let is_protobuf = content_type.is_some_and(|ct| {
+        let mut parts = ct.split(';').map(str::trim);
+        parts
+            .next()
+            .is_some_and(|m| m.eq_ignore_ascii_case("application/vnd.google.protobuf"))
+            && parts.any(|p| p.eq_ignore_ascii_case("proto=io.prometheus.client.MetricFamily"))
+    });
+    if is_protobuf {
+        return Format::Protobuf;
+    }
     match content_type {
         Some(ct)
             if ct.split(';').next().is_some_and(|m| {
@@ -56,22 +76,58 @@ pub struct ScrapedExemplar {
     pub timestamp_ms: Option<i64>,
 }
 
+/// A native histogram sample of a protobuf scrape, with the exemplars exposed beside it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapedHistogram {
+    /// Includes `__name__`.
+    pub labels: Labels,
+    pub timestamp_ms: Option<i64>,
+    pub h: std::sync::Arc<meshlens_model::FloatHistogram>,
+    pub exemplars: Vec<ScrapedExemplar>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ParsedScrape {
     pub samples: Vec<ScrapedSample>,
     pub metadata: Vec<MetricMetadata>,
+    /// Native histograms (protobuf scrapes only).
+    pub histograms: Vec<ScrapedHistogram>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {reason}")]
+/// Where a scrape body is wrong: the 1-based line of a text body (0 for a protobuf body,
+/// whose reason names the metric family instead), and what is wrong there.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
-    /// 1-based.
     pub line: usize,
     pub reason: String,
 }
 
-/// Parses a whole scrape body.
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => f.write_str(&self.reason),
+            line => write!(f, "line {line}: {}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses a whole scrape body (a protobuf one without classic buckets of native histograms;
+/// see [`parse_with`]).
 pub fn parse(body: &[u8], format: Format) -> Result<ParsedScrape, ParseError> {
+    parse_with(body, format, protobuf::ProtoOptions::default())
+}
+
+/// [`parse`] with the protobuf format's options.
+pub fn parse_with(
+    body: &[u8],
+    format: Format,
+    opts: protobuf::ProtoOptions,
+) -> Result<ParsedScrape, ParseError> {
+    if format == Format::Protobuf {
+        return protobuf::parse(body, opts);
+    }
     let text = std::str::from_utf8(body).map_err(|e| {
         let line = body[..e.valid_up_to()]
             .iter()
@@ -128,7 +184,7 @@ impl Parser {
         }
         if line.trim().is_empty() {
             return match self.format {
-                Format::PrometheusText => Ok(()),
+                Format::PrometheusText | Format::Protobuf => Ok(()),
                 Format::OpenMetrics => Err("blank lines are not allowed in OpenMetrics".into()),
             };
         }
@@ -157,7 +213,7 @@ impl Parser {
         if !needs_name {
             // Free comments are allowed in the text format; OpenMetrics has only these lines.
             return match self.format {
-                Format::PrometheusText => Ok(()),
+                Format::PrometheusText | Format::Protobuf => Ok(()),
                 Format::OpenMetrics => Err(format!("unknown comment line \"#{rest}\"")),
             };
         }
@@ -180,7 +236,7 @@ impl Parser {
             _ => {
                 let t = value.trim();
                 let ok = match self.format {
-                    Format::PrometheusText => {
+                    Format::PrometheusText | Format::Protobuf => {
                         matches!(t, "counter" | "gauge" | "histogram" | "summary" | "untyped")
                     }
                     Format::OpenMetrics => matches!(
@@ -226,7 +282,7 @@ impl Parser {
         if c.skip_blanks() && c.peek() != Some(b'#') {
             let tok = c.token();
             timestamp_ms = Some(match self.format {
-                Format::PrometheusText => tok
+                Format::PrometheusText | Format::Protobuf => tok
                     .parse::<i64>()
                     .map_err(|_| format!("invalid timestamp {tok:?}"))?,
                 Format::OpenMetrics => {

@@ -9,7 +9,7 @@
 //! refused cheaply (the server answers 413). Encoding writes the wire format straight from
 //! borrowed series; prost messages remain only for metadata and as the tests' reference.
 
-mod histogram;
+pub(crate) mod histogram;
 pub mod negotiate;
 pub mod v2;
 pub mod wire;

@@ -11,12 +11,16 @@ use meshlens_model::HistogramSample;
 
 use super::wire::{Cursor, WireError, FIXED64, LEN, VARINT};
 
-fn zigzag(v: u64) -> i64 {
+pub(crate) fn zigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Packed (or, as protobuf allows, repeated unpacked) varints or doubles of field `wt`.
-fn repeated_varints(c: &mut Cursor<'_>, wt: u8, out: &mut Vec<u64>) -> Result<(), WireError> {
+pub(crate) fn repeated_varints(
+    c: &mut Cursor<'_>,
+    wt: u8,
+    out: &mut Vec<u64>,
+) -> Result<(), WireError> {
     if wt == VARINT {
         out.push(c.varint()?);
         return Ok(());
@@ -30,7 +34,11 @@ fn repeated_varints(c: &mut Cursor<'_>, wt: u8, out: &mut Vec<u64>) -> Result<()
     Ok(())
 }
 
-fn repeated_doubles(c: &mut Cursor<'_>, wt: u8, out: &mut Vec<f64>) -> Result<(), WireError> {
+pub(crate) fn repeated_doubles(
+    c: &mut Cursor<'_>,
+    wt: u8,
+    out: &mut Vec<f64>,
+) -> Result<(), WireError> {
     if wt == FIXED64 {
         out.push(f64::from_bits(c.fixed64()?));
         return Ok(());
@@ -44,7 +52,7 @@ fn repeated_doubles(c: &mut Cursor<'_>, wt: u8, out: &mut Vec<f64>) -> Result<()
     Ok(())
 }
 
-fn span(buf: &[u8], base: usize) -> Result<BucketSpan, WireError> {
+pub(crate) fn span(buf: &[u8], base: usize) -> Result<BucketSpan, WireError> {
     let mut s = BucketSpan {
         offset: 0,
         length: 0,
@@ -68,7 +76,7 @@ fn span(buf: &[u8], base: usize) -> Result<BucketSpan, WireError> {
 }
 
 /// Absolute counts from an integer histogram's deltas.
-fn undelta(deltas: &[u64]) -> Vec<f64> {
+pub(crate) fn undelta(deltas: &[u64]) -> Vec<f64> {
     let mut acc = 0i64;
     deltas
         .iter()
@@ -80,7 +88,7 @@ fn undelta(deltas: &[u64]) -> Vec<f64> {
 }
 
 /// Why a histogram's parts disagree, if they do.
-fn check(h: &FloatHistogram) -> Result<(), String> {
+pub(crate) fn check(h: &FloatHistogram) -> Result<(), String> {
     let total = |spans: &[BucketSpan]| spans.iter().map(|s| u64::from(s.length)).sum::<u64>();
     if total(&h.positive_spans) != h.positive_buckets.len() as u64 {
         return Err(format!(

@@ -19,13 +19,13 @@ pub struct WireError {
     pub offset: usize,
 }
 
-pub(super) const VARINT: u8 = 0;
-pub(super) const FIXED64: u8 = 1;
-pub(super) const LEN: u8 = 2;
-pub(super) const FIXED32: u8 = 5;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const FIXED64: u8 = 1;
+pub(crate) const LEN: u8 = 2;
+pub(crate) const FIXED32: u8 = 5;
 
 /// A cursor over one message's bytes; every read fails cleanly at the end of the data.
-pub(super) struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
     /// Offset of `buf` in the whole request, for error positions.
@@ -33,23 +33,23 @@ pub(super) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) fn new(buf: &'a [u8], base: usize) -> Self {
+    pub(crate) fn new(buf: &'a [u8], base: usize) -> Self {
         Cursor { buf, pos: 0, base }
     }
 
-    pub(super) fn err(&self, what: &'static str) -> WireError {
+    pub(crate) fn err(&self, what: &'static str) -> WireError {
         WireError {
             what,
             offset: self.base + self.pos,
         }
     }
 
-    pub(super) fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
     #[inline]
-    pub(super) fn varint(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn varint(&mut self) -> Result<u64, WireError> {
         // Keys and the lengths of labels, strings and samples: most varints of a request
         // are one byte.
         if let Some(&b) = self.buf.get(self.pos) {
@@ -82,7 +82,7 @@ impl<'a> Cursor<'a> {
 
     /// The next field's number and wire type.
     #[inline]
-    pub(super) fn key(&mut self) -> Result<(u64, u8), WireError> {
+    pub(crate) fn key(&mut self) -> Result<(u64, u8), WireError> {
         let k = self.varint()?;
         let field = k >> 3;
         if field == 0 {
@@ -92,7 +92,7 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    pub(super) fn fixed64(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn fixed64(&mut self) -> Result<u64, WireError> {
         let end = self.pos + 8;
         let b = self
             .buf
@@ -106,7 +106,7 @@ impl<'a> Cursor<'a> {
 
     /// A length-delimited field's bytes, and their offset in the request.
     #[inline]
-    pub(super) fn bytes(&mut self) -> Result<(&'a [u8], usize), WireError> {
+    pub(crate) fn bytes(&mut self) -> Result<(&'a [u8], usize), WireError> {
         let n = self.varint()?;
         let at = self.pos;
         let end = usize::try_from(n)
@@ -119,7 +119,7 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    pub(super) fn string(&mut self) -> Result<&'a str, WireError> {
+    pub(crate) fn string(&mut self) -> Result<&'a str, WireError> {
         let (b, at) = self.bytes()?;
         std::str::from_utf8(b).map_err(|_| WireError {
             what: "string is not UTF-8",
@@ -140,7 +140,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips a field of wire type `wt` (groups, deprecated since proto2, are refused).
-    pub(super) fn skip(&mut self, wt: u8) -> Result<(), WireError> {
+    pub(crate) fn skip(&mut self, wt: u8) -> Result<(), WireError> {
         match wt {
             VARINT => self.varint().map(drop),
             FIXED64 => self.fixed64().map(drop),
@@ -158,7 +158,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `wt` must be the wire type the schema gives field `what`.
-    pub(super) fn expect(&self, wt: u8, want: u8, what: &'static str) -> Result<(), WireError> {
+    pub(crate) fn expect(&self, wt: u8, want: u8, what: &'static str) -> Result<(), WireError> {
         if wt == want {
             Ok(())
         } else {
