@@ -124,6 +124,25 @@ pub struct ScrapeConfig {
     pub relabel_configs: Vec<RelabelConfig>,
     pub metric_relabel_configs: Vec<RelabelConfig>,
     pub sample_limit: usize,
+    pub histograms: HistogramScrape,
+}
+
+/// How a scrape config takes native histograms (Prometheus's scrape-config fields of the
+/// same names).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct HistogramScrape {
+    /// `scrape_native_histograms`: ask for the protobuf format first and keep native
+    /// histograms.
+    pub native: bool,
+    /// `always_scrape_classic_histograms` (Prometheus 2's `scrape_classic_histograms`): also
+    /// keep the classic buckets of histograms that are native.
+    pub classic: bool,
+    /// `native_histogram_bucket_limit`: resolution is reduced until a histogram has at
+    /// most this many buckets; 0 means no limit.
+    pub bucket_limit: usize,
+    /// `native_histogram_min_bucket_factor`: resolution is reduced until neighbouring
+    /// bucket bounds grow by at least this factor; 0 or 1 means no reduction.
+    pub min_bucket_factor: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -174,6 +193,11 @@ const SCRAPE_KEYS: &[&str] = &[
     "metric_relabel_configs",
     "sample_limit",
     "tls_config",
+    "scrape_native_histograms",
+    "always_scrape_classic_histograms",
+    "scrape_classic_histograms",
+    "native_histogram_bucket_limit",
+    "native_histogram_min_bucket_factor",
 ];
 
 /// Parses a config file's text; returns the config and one warning per unsupported field.
@@ -408,7 +432,25 @@ fn scrape_config(
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
         _ => 0,
     };
+    let number = |key: &str| -> Result<f64, (String, String)> {
+        match m.get(key) {
+            None | Some(Value::Null) => Ok(0.0),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|v| *v >= 0.0)
+                .ok_or_else(|| (at(key), format!("{key} must be a number of at least 0"))),
+            Some(_) => Err((at(key), format!("{key} must be a number"))),
+        }
+    };
+    let histograms = HistogramScrape {
+        native: bool_field("scrape_native_histograms", false)?,
+        classic: bool_field("always_scrape_classic_histograms", false)?
+            || bool_field("scrape_classic_histograms", false)?,
+        bucket_limit: number("native_histogram_bucket_limit")? as usize,
+        min_bucket_factor: number("native_histogram_min_bucket_factor")?,
+    };
     Ok(ScrapeConfig {
+        histograms,
         scrape_interval,
         scrape_timeout,
         metrics_path: str_field("metrics_path")?.unwrap_or_else(|| "/metrics".into()),

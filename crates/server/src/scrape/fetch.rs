@@ -34,12 +34,15 @@ pub async fn fetch(
     url: &str,
     auth: &Auth,
     timeout: Duration,
+    native_histograms: bool,
 ) -> Result<Fetched, String> {
+    let accept = if native_histograms {
+        meshlens_ingest::exposition::SCRAPE_ACCEPT_HEADER_PROTOBUF
+    } else {
+        meshlens_ingest::exposition::SCRAPE_ACCEPT_HEADER
+    };
     let mut req = http::Request::get(url)
-        .header(
-            http::header::ACCEPT,
-            meshlens_ingest::exposition::SCRAPE_ACCEPT_HEADER,
-        )
+        .header(http::header::ACCEPT, accept)
         .header(http::header::ACCEPT_ENCODING, "gzip")
         .header(
             http::header::USER_AGENT,

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use meshlens_ingest::exposition::{self, ParsedScrape};
 use meshlens_model::{
-    Exemplar, Labels, MetricWriter, Sample, SeriesExemplars, TimeSeries, STALE_NAN,
+    Exemplar, HistogramSample, Labels, MetricWriter, Sample, SeriesExemplars, SeriesHistograms,
+    TimeSeries, STALE_NAN,
 };
 use parking_lot::RwLock;
 use tokio::sync::watch;
@@ -46,6 +47,8 @@ pub struct ScrapeLoop {
     previous: HashMap<u64, Labels>,
     /// The exemplars of the scrape being stored (filled by `prepare`).
     exemplars: Vec<SeriesExemplars>,
+    /// The native histograms of the scrape being stored (filled by `prepare`).
+    histograms: Vec<SeriesHistograms>,
 }
 
 fn now_ms() -> i64 {
@@ -77,6 +80,7 @@ impl ScrapeLoop {
                 client,
                 previous: HashMap::new(),
                 exemplars: Vec::new(),
+                histograms: Vec::new(),
             },
             health,
         )
@@ -115,16 +119,25 @@ impl ScrapeLoop {
             &self.target.url,
             &self.config.auth,
             self.target.timeout,
+            self.config.histograms.native,
         )
         .await
         .and_then(|f| {
             let format = exposition::format_from_content_type(f.content_type.as_deref());
-            exposition::parse(&f.body, format).map_err(|e| e.to_string())
+            let opts = exposition::protobuf::ProtoOptions {
+                classic_histograms: self.config.histograms.classic,
+            };
+            exposition::parse_with(&f.body, format, opts).map_err(|e| e.to_string())
         });
         let (mut batch, scraped, post_relabel, added, error) = match result {
             Ok(parsed) => match self.prepare(parsed, t) {
                 Ok(r) => (r.0, r.1, r.2, r.3, None),
-                Err(e) => (self.stale_all(t), 0, 0, 0, Some(e)),
+                Err(e) => {
+                    // Nothing of a failed scrape is stored.
+                    self.exemplars.clear();
+                    self.histograms.clear();
+                    (self.stale_all(t), 0, 0, 0, Some(e))
+                }
             },
             Err(e) => (self.stale_all(t), 0, 0, 0, Some(e)),
         };
@@ -133,8 +146,16 @@ impl ScrapeLoop {
         batch.extend(self.report(t, up, elapsed, scraped, post_relabel, added));
         let writer = self.writer.clone();
         let exemplars = std::mem::take(&mut self.exemplars);
+        let histograms = std::mem::take(&mut self.histograms);
         let appended = tokio::task::spawn_blocking(move || {
             let samples = writer.append(&batch)?;
+            // A storage that keeps floats only refuses histograms; the scrape still counts.
+            if !histograms.is_empty() {
+                match writer.append_histograms(&histograms) {
+                    Ok(_) | Err(meshlens_model::StorageError::InvalidRequest { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             // Exemplars after their samples; a refused exemplar never fails the scrape.
             let ex = match exemplars.is_empty() {
                 true => None,
@@ -205,9 +226,40 @@ impl ScrapeLoop {
         parsed: ParsedScrape,
         t: i64,
     ) -> Result<(Vec<TimeSeries>, u64, u64, u64), String> {
-        let scraped = parsed.samples.len() as u64;
+        let scraped = (parsed.samples.len() + parsed.histograms.len()) as u64;
         let mut batch = Vec::with_capacity(parsed.samples.len());
         let mut current: HashMap<u64, Labels> = HashMap::with_capacity(parsed.samples.len());
+        for s in parsed.histograms {
+            let Some(labels) = relabel::process(&s.labels, &self.config.metric_relabel_configs)
+            else {
+                continue;
+            };
+            let labels = self.attach_target_labels(labels);
+            let ts = match (self.config.honor_timestamps, s.timestamp_ms) {
+                (true, Some(ts)) => ts,
+                _ => t,
+            };
+            let h = fit_histogram(s.h, &self.config.histograms)?;
+            current.insert(labels.stable_hash(), labels.clone());
+            if !s.exemplars.is_empty() {
+                self.exemplars.push(SeriesExemplars {
+                    series: labels.clone(),
+                    exemplars: s
+                        .exemplars
+                        .into_iter()
+                        .map(|e| Exemplar {
+                            labels: e.labels,
+                            value: e.value,
+                            t: e.timestamp_ms.unwrap_or(ts),
+                        })
+                        .collect(),
+                });
+            }
+            self.histograms.push(SeriesHistograms {
+                labels,
+                samples: vec![HistogramSample { t: ts, h }],
+            });
+        }
         for s in parsed.samples {
             let Some(labels) = relabel::process(&s.labels, &self.config.metric_relabel_configs)
             else {
@@ -234,15 +286,16 @@ impl ScrapeLoop {
                 samples: vec![Sample::new(ts, s.value)],
             });
         }
-        if self.config.sample_limit > 0 && batch.len() > self.config.sample_limit {
+        let kept = batch.len() + self.histograms.len();
+        if self.config.sample_limit > 0 && kept > self.config.sample_limit {
             self.exemplars.clear();
+            self.histograms.clear();
             return Err(format!(
-                "sample limit exceeded: {} > {}",
-                batch.len(),
+                "sample limit exceeded: {kept} > {}",
                 self.config.sample_limit
             ));
         }
-        let post = batch.len() as u64;
+        let post = kept as u64;
         let added = current
             .keys()
             .filter(|k| !self.previous.contains_key(k))
@@ -340,4 +393,45 @@ impl ScrapeLoop {
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.append(&batch)).await;
     }
+}
+
+/// A scraped native histogram within the scrape config's limits: its resolution reduced
+/// until it has at most `bucket_limit` buckets and its bucket bounds grow by at least
+/// `min_bucket_factor`, as Prometheus does; a histogram still over the limit at the lowest
+/// resolution fails the scrape.
+fn fit_histogram(
+    h: std::sync::Arc<meshlens_model::FloatHistogram>,
+    limits: &crate::config::HistogramScrape,
+) -> Result<std::sync::Arc<meshlens_model::FloatHistogram>, String> {
+    use meshlens_model::histogram::EXPONENTIAL_SCHEMA_MIN;
+    if h.uses_custom_buckets() {
+        return Ok(h);
+    }
+    let buckets = |h: &meshlens_model::FloatHistogram| {
+        h.positive_buckets.len() + h.negative_buckets.len()
+    };
+    // The growth factor of schema s is 2^(2^-s).
+    let too_fine = |schema: i32| {
+        limits.min_bucket_factor > 1.0
+            && 2f64.powf(2f64.powi(-schema)) < limits.min_bucket_factor
+    };
+    let over = |h: &meshlens_model::FloatHistogram| {
+        (limits.bucket_limit > 0 && buckets(h) > limits.bucket_limit) || too_fine(h.schema)
+    };
+    if !over(&h) {
+        return Ok(h);
+    }
+    let mut h = (*h).clone();
+    while over(&h) && h.schema > EXPONENTIAL_SCHEMA_MIN {
+        h.reduce_resolution(h.schema - 1)
+            .map_err(|e| format!("reducing a native histogram's resolution: {e}"))?;
+    }
+    if limits.bucket_limit > 0 && buckets(&h) > limits.bucket_limit {
+        return Err(format!(
+            "native histogram bucket limit exceeded: {} buckets at the lowest resolution, limit {}",
+            buckets(&h),
+            limits.bucket_limit
+        ));
+    }
+    Ok(std::sync::Arc::new(h))
 }
