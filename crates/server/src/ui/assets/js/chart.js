@@ -259,11 +259,19 @@ export function exemplarMarkers(data, traceHref) {
 }
 
 /** Prometheus matrix → chart series, named by their labels. */
+// A native histogram series is drawn as its count of observations over time.
 export function matrixSeries(result) {
-  return (result || []).map((r) => ({
-    name: seriesName(r.metric),
-    points: r.values.map(([t, v]) => [t * 1000, parseFloat(v)]),
-  }));
+  return (result || []).flatMap((r) => {
+    const out = [];
+    if (r.values) out.push({ name: seriesName(r.metric), points: r.values.map(([t, v]) => [t * 1000, parseFloat(v)]) });
+    if (r.histograms) {
+      out.push({
+        name: `${seriesName(r.metric)} (histogram count)`,
+        points: r.histograms.map(([t, hist]) => [t * 1000, parseFloat(hist.count)]),
+      });
+    }
+    return out;
+  });
 }
 
 export function seriesName(metric) {

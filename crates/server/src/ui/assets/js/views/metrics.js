@@ -130,14 +130,60 @@ function resultTable(d) {
   if (d.resultType === 'scalar' || d.resultType === 'string') {
     return h('p', {}, `${d.resultType}: `, h('b', {}, String(d.result[1])));
   }
-  const rows = d.result.map((r) => ({
-    series: seriesName(r.metric),
-    value: r.value ? parseFloat(r.value[1]) : parseFloat(r.values?.[r.values.length - 1]?.[1]),
-  }));
-  return sortableTable([
+  const num = (v) => (Number.isFinite(v) ? String(+v.toPrecision(6)) : String(v));
+  const rows = d.result.map((r) => {
+    // A native histogram: the instant one, or a range's newest.
+    const hist = r.histogram?.[1] ?? r.histograms?.[r.histograms.length - 1]?.[1];
+    return {
+      series: seriesName(r.metric),
+      value: hist ? parseFloat(hist.count)
+        : r.value ? parseFloat(r.value[1]) : parseFloat(r.values?.[r.values.length - 1]?.[1]),
+      hist,
+    };
+  });
+  const columns = [
     { key: 'series', label: 'Series', render: (r) => h('code', {}, r.series) },
-    { key: 'value', label: 'Value', num: true, fmt: (v) => (Number.isFinite(v) ? String(+v.toPrecision(6)) : String(v)) },
-  ], rows, { sortKey: 'value', desc: true, caption: `${rows.length} series`, empty: 'Empty result.' });
+    {
+      key: 'value', label: 'Value', num: true, fmt: num,
+      render: (r) => (r.hist ? h('span', { class: 'hist-value' }, `count ${num(r.value)}, sum ${num(parseFloat(r.hist.sum))}`) : num(r.value)),
+    },
+  ];
+  if (rows.some((r) => r.hist)) {
+    columns.push({ key: 'buckets', label: 'Buckets', render: (r) => (r.hist ? bucketBars(r.hist) : '') });
+  }
+  return sortableTable(columns, rows, { sortKey: 'value', desc: true, caption: `${rows.length} series`, empty: 'Empty result.' });
+}
+
+// A native histogram's buckets as bars, one per bucket in bound order, each titled with its
+// range and count; the lowest and highest bounds under them.
+export function bucketBars(hist) {
+  const buckets = (hist.buckets || []).map(([rule, lo, hi, c]) => ({ rule, lo: parseFloat(lo), hi: parseFloat(hi), c: parseFloat(c) }));
+  if (!buckets.length) return h('span', { class: 'muted' }, 'no observations');
+  const max = Math.max(...buckets.map((b) => b.c)) || 1;
+  const w = 8, height = 40, gap = 1;
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('class', 'hist-bars');
+  svg.setAttribute('width', String(buckets.length * (w + gap)));
+  svg.setAttribute('height', String(height));
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', `${buckets.length} buckets`);
+  const open = (rule) => [rule === 0 || rule === 2 ? '(' : '[', rule === 1 || rule === 2 ? ')' : ']'];
+  buckets.forEach((b, i) => {
+    const bar = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+    const barHeight = Math.max(1, (b.c / max) * height);
+    bar.setAttribute('x', String(i * (w + gap)));
+    bar.setAttribute('y', String(height - barHeight));
+    bar.setAttribute('width', String(w));
+    bar.setAttribute('height', String(barHeight));
+    bar.setAttribute('class', 'hist-bar');
+    const [l, r] = open(b.rule);
+    const title = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+    title.textContent = `${l}${b.lo}, ${b.hi}${r}: ${b.c}`;
+    bar.append(title);
+    svg.append(bar);
+  });
+  return h('span', { class: 'hist' }, svg,
+    h('span', { class: 'muted hist-range' }, ` ${buckets[0].lo} … ${buckets[buckets.length - 1].hi}`));
 }
 
 function completion(input, list, run) {
