@@ -302,3 +302,107 @@ fn scraped_native_histograms_agree_with_prometheus() {
     let ex = exemplars(&ours, "shop_requests_total");
     assert_eq!(ex[0].1.len(), 2, "one per phase: {ex:?}");
 }
+
+/// A remote-write 1.0 `TimeSeries` with native histogram samples (integer histograms,
+/// schema 1, counts growing by `step` per sample), each given as (time ms, counts of the
+/// three buckets, zero count).
+fn rw_histogram_series(name: &str, samples: &[(i64, [u64; 3], u64)], bad: bool) -> Vec<u8> {
+    let mut ts = Vec::new();
+    bytes_field(&mut ts, 1, &label("__name__", name));
+    bytes_field(&mut ts, 1, &label("job", "rw"));
+    for (t, counts, zero) in samples {
+        let mut h = Vec::new();
+        varint_field(&mut h, 1, counts.iter().sum::<u64>() + zero); // count_int
+        double_field(&mut h, 3, counts.iter().sum::<u64>() as f64 * 0.5); // sum
+        varint_field(&mut h, 4, zigzag(1)); // schema
+        double_field(&mut h, 5, 0.001); // zero_threshold
+        varint_field(&mut h, 6, *zero); // zero_count_int
+        let mut span = Vec::new();
+        varint_field(&mut span, 1, zigzag(0));
+        varint_field(&mut span, 2, if bad { 4 } else { 3 });
+        bytes_field(&mut h, 11, &span);
+        let mut deltas = Vec::new();
+        let mut prev = 0i64;
+        for c in counts {
+            varint(&mut deltas, zigzag(*c as i64 - prev));
+            prev = *c as i64;
+        }
+        bytes_field(&mut h, 12, &deltas);
+        varint_field(&mut h, 15, *t as u64);
+        bytes_field(&mut ts, 4, &h);
+    }
+    ts
+}
+
+#[test]
+fn remote_written_native_histograms_are_stored_queried_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let now = common::now_ms() / 60_000 * 60_000;
+    let samples: Vec<(i64, [u64; 3], u64)> = (0..10u64)
+        .map(|i| (now - (9 - i as i64) * 60_000, [i, 2 * i, 3 * i], i))
+        .collect();
+    let mut req = Vec::new();
+    bytes_field(&mut req, 1, &rw_histogram_series("rt_latency_seconds", &samples, false));
+    // A second series whose spans cover more buckets than it sends: refused alone.
+    bytes_field(
+        &mut req,
+        1,
+        &rw_histogram_series("rt_broken_seconds", &samples[..1], true),
+    );
+    let body = meshlens_ingest::remote_write::compress(&req);
+    let mut conn = common::httpc::Conn::open(&server.addr).unwrap();
+    let r = conn
+        .request(
+            "POST",
+            "/api/v1/write",
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "snappy"),
+            ],
+            &body,
+        )
+        .unwrap();
+    let msg = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(r.status, 400, "{msg}");
+    assert!(
+        msg.contains("timeseries[1]: native histogram refused: positive spans cover 4 buckets but 3 counts were sent"),
+        "{msg}"
+    );
+    let at = (now / 1000) as f64;
+    let check = |server: &Server| {
+        let v = server.query("histogram_count(rt_latency_seconds)", Some(at));
+        assert_eq!(v["data"]["result"][0]["value"][1], "63", "9+18+27+9: {v}");
+        let v = server.query("histogram_sum(rt_latency_seconds)", Some(at));
+        assert_eq!(v["data"]["result"][0]["value"][1], "27", "{v}");
+        // rate over 5 minutes of counts growing 7 per minute, extrapolated as Prometheus.
+        let v = server.query("histogram_count(rate(rt_latency_seconds[5m]))", Some(at));
+        let rate: f64 = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((rate - 7.0 / 60.0).abs() < 1e-9, "{v}");
+        let v = server.query("rt_latency_seconds", Some(at));
+        let h = &v["data"]["result"][0]["histogram"][1];
+        assert_eq!(h["count"], "63", "{v}");
+        assert!(h["buckets"].as_array().is_some_and(|b| b.len() == 4), "{v}");
+        let v = server.query("rt_broken_seconds", Some(at));
+        assert_eq!(v["data"]["result"], serde_json::json!([]), "{v}");
+    };
+    check(&server);
+    // Kept across a restart (WAL replay) and a SIGKILL.
+    server.kill9();
+    let server = Server::start(&data, &[]);
+    check(&server);
+    // The range API gives "histograms".
+    let v = get_json(&server.url(&format!(
+        "/api/v1/query_range?query=rt_latency_seconds&start={}&end={}&step=60",
+        at - 240.0,
+        at
+    )));
+    let series = &v["data"]["result"][0];
+    assert!(series.get("values").is_none(), "{v}");
+    assert_eq!(series["histograms"].as_array().map(Vec::len), Some(5), "{v}");
+}
