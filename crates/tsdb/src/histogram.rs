@@ -268,7 +268,7 @@ pub(crate) mod tests {
                     length: 1,
                 },
             ],
-            negative_spans: if i % 2 == 0 {
+            negative_spans: if i.is_multiple_of(2) {
                 vec![BucketSpan {
                     offset: 0,
                     length: 1,
@@ -277,7 +277,7 @@ pub(crate) mod tests {
                 vec![]
             },
             positive_buckets: vec![1.0 + f, 2.5, f64::from_bits(0x4009_21fb_5444_2d18)],
-            negative_buckets: if i % 2 == 0 { vec![f] } else { vec![] },
+            negative_buckets: if i.is_multiple_of(2) { vec![f] } else { vec![] },
             custom_values: if i % 5 == 4 { vec![0.5, 1.0] } else { vec![] },
         }
     }
@@ -311,7 +311,10 @@ pub(crate) mod tests {
         let c = encode_chunk(&samples);
         assert_eq!((c.min_t, c.max_t), (-20_000, -20_000 + 49 * 15_000));
         let mut all = Vec::new();
-        assert_eq!(decode_chunk_into(&c.bytes, i64::MIN, i64::MAX, &mut all), Ok(50));
+        assert_eq!(
+            decode_chunk_into(&c.bytes, i64::MIN, i64::MAX, &mut all),
+            Ok(50)
+        );
         assert_eq!(all, samples);
         let mut some = Vec::new();
         assert_eq!(decode_chunk_into(&c.bytes, 0, 100_000, &mut some), Ok(7));

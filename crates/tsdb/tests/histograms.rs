@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use meshlens_model::histogram::{BucketSpan, CounterResetHint};
 use meshlens_model::{
-    FloatHistogram, HistogramSample, LabelMatcher, Labels, MatchOp, MetricReader, MetricWriter, Sample,
-    SeriesHistograms, SeriesSamples, StorageError, TimeSeries,
+    FloatHistogram, HistogramSample, LabelMatcher, Labels, MatchOp, MetricReader, MetricWriter,
+    Sample, SeriesHistograms, SeriesSamples, StorageError, TimeSeries,
 };
 use meshlens_tsdb::{FsyncPolicy, Tsdb, TsdbOptions};
 
@@ -134,7 +134,10 @@ fn fill(db: &Tsdb, from: i64, upto: i64) {
             .unwrap();
         assert_eq!(out.rejected(), 0, "{out:?}");
         let out = db
-            .append(&[fseries("mixed", "a", secs(2, 0)), fseries("up", "a", secs(1, 0))])
+            .append(&[
+                fseries("mixed", "a", secs(2, 0)),
+                fseries("up", "a", secs(1, 0)),
+            ])
             .unwrap();
         assert_eq!(out.rejected(), 0, "{out:?}");
         t = end;
@@ -142,26 +145,34 @@ fn fill(db: &Tsdb, from: i64, upto: i64) {
 }
 
 fn everything(db: &Tsdb) -> Vec<SeriesSamples> {
-    db.select(&[LabelMatcher::new(MatchOp::RegexMatch, "__name__", ".+").unwrap()], i64::MIN, i64::MAX)
-        .unwrap()
+    db.select(
+        &[LabelMatcher::new(MatchOp::RegexMatch, "__name__", ".+").unwrap()],
+        i64::MIN,
+        i64::MAX,
+    )
+    .unwrap()
 }
 
 /// The same data through the lazy cursors.
 fn everything_lazy(db: &Tsdb, mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-    db.select_lazy(&[LabelMatcher::new(MatchOp::RegexMatch, "__name__", ".+").unwrap()], mint, maxt)
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let mut samples = Vec::new();
-            c.decode_into(&mut samples).unwrap();
-            SeriesSamples {
-                labels: c.labels().clone(),
-                samples,
-                histograms: c.histograms().to_vec(),
-            }
-        })
-        .filter(|s| !s.samples.is_empty() || !s.histograms.is_empty())
-        .collect()
+    db.select_lazy(
+        &[LabelMatcher::new(MatchOp::RegexMatch, "__name__", ".+").unwrap()],
+        mint,
+        maxt,
+    )
+    .unwrap()
+    .iter()
+    .map(|c| {
+        let mut samples = Vec::new();
+        c.decode_into(&mut samples).unwrap();
+        SeriesSamples {
+            labels: c.labels().clone(),
+            samples,
+            histograms: c.histograms().to_vec(),
+        }
+    })
+    .filter(|s| !s.samples.is_empty() || !s.histograms.is_empty())
+    .collect()
 }
 
 fn clip(v: Vec<SeriesSamples>, mint: i64, maxt: i64) -> Vec<SeriesSamples> {
@@ -221,7 +232,8 @@ fn floats_and_histograms_read_back_equal() {
         vec!["a", "b"]
     );
     assert_eq!(
-        db.label_values("__name__", &[], i64::MIN, i64::MAX).unwrap(),
+        db.label_values("__name__", &[], i64::MIN, i64::MAX)
+            .unwrap(),
         vec!["lat", "mixed", "up"]
     );
     assert_eq!(
@@ -279,7 +291,10 @@ fn histograms_survive_close_and_reopen() {
     let metas = db.block_metas();
     assert!(!metas.is_empty());
     assert_eq!(
-        metas.iter().map(|m| m.stats.num_histogram_samples).sum::<u64>(),
+        metas
+            .iter()
+            .map(|m| m.stats.num_histogram_samples)
+            .sum::<u64>(),
         110
     );
     assert_eq!(db.stats().head_histogram_samples, 0);
@@ -297,9 +312,11 @@ fn histograms_replay_from_the_wal_after_a_crash() {
         fill(&db, 0, 60);
         // Dropped without close, as after a SIGKILL: only the WAL holds the data.
     }
-    assert!(std::fs::read_dir(dir.path())
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
         .unwrap()
-        .all(|e| !e.unwrap().path().join("meta.json").exists()));
+        .path()
+        .join("meta.json")
+        .exists()));
     {
         let db = open(dir.path());
         assert_eq!(db.stats().head_histogram_samples, 110);
@@ -367,15 +384,32 @@ fn out_of_order_duplicate_and_out_of_bounds_histograms_are_refused_and_counted()
         labels: labels("lat", "a"),
         samples: vec![HistogramSample { t, h: hist(t, k) }],
     };
-    assert_eq!(db.append_histograms(&[one(20 * SEC, 0)]).unwrap().accepted, 1);
+    assert_eq!(
+        db.append_histograms(&[one(20 * SEC, 0)]).unwrap().accepted,
+        1
+    );
     // Same timestamp, same histogram: accepted, unchanged.
-    assert_eq!(db.append_histograms(&[one(20 * SEC, 0)]).unwrap().accepted, 1);
+    assert_eq!(
+        db.append_histograms(&[one(20 * SEC, 0)]).unwrap().accepted,
+        1
+    );
     // Same timestamp, another histogram.
-    assert_eq!(db.append_histograms(&[one(20 * SEC, 1)]).unwrap().duplicate, 1);
+    assert_eq!(
+        db.append_histograms(&[one(20 * SEC, 1)]).unwrap().duplicate,
+        1
+    );
     // Older than the window.
-    assert_eq!(db.append_histograms(&[one(10 * SEC, 0)]).unwrap().out_of_order, 1);
+    assert_eq!(
+        db.append_histograms(&[one(10 * SEC, 0)])
+            .unwrap()
+            .out_of_order,
+        1
+    );
     // Within the window: inserted in order.
-    assert_eq!(db.append_histograms(&[one(17 * SEC, 0)]).unwrap().accepted, 1);
+    assert_eq!(
+        db.append_histograms(&[one(17 * SEC, 0)]).unwrap().accepted,
+        1
+    );
     // A batch mixes outcomes per sample and keeps the accepted ones.
     let out = db
         .append_histograms(&[SeriesHistograms {
@@ -402,7 +436,10 @@ fn out_of_order_duplicate_and_out_of_bounds_histograms_are_refused_and_counted()
         "{out:?}"
     );
     // Floats in the same series keep their own order.
-    assert_eq!(db.append(&[fseries("lat", "a", [1000])]).unwrap().accepted, 1);
+    assert_eq!(
+        db.append(&[fseries("lat", "a", [1000])]).unwrap().accepted,
+        1
+    );
     let got = &everything(&db)[0];
     assert_eq!(
         got.histograms.iter().map(|s| s.t).collect::<Vec<_>>(),

@@ -19,8 +19,8 @@
 //! footer     index offset u64 LE, crc32 LE of the index bytes
 //! ```
 
-mod index;
 mod histograms;
+mod index;
 
 use std::fs::{self, File};
 use std::io::Write;

@@ -26,8 +26,8 @@
 
 mod record;
 
-pub use record::{Record, SampleBatch, WalHistogram, WalSample};
 pub(crate) use record::{get_value, put_value};
+pub use record::{Record, SampleBatch, WalHistogram, WalSample};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
