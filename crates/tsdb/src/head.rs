@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use meshlens_model::hash::FxMap;
-use meshlens_model::{HeadCardinality, LabelMatcher, Labels, RejectReason, Sample};
+use meshlens_model::{
+    FloatHistogram, HeadCardinality, HistogramSample, LabelMatcher, Labels, RejectReason, Sample,
+};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use roaring::RoaringBitmap;
 
@@ -120,6 +122,11 @@ pub struct MemSeries {
     /// Where the block window of the open chunk's first sample ends (the chunk closes
     /// there); `UNKNOWN_WINDOW` until computed, so appends need no division.
     window_end: i64,
+    /// Native-histogram samples, sorted by time with distinct timestamps; None (one word)
+    /// for the float-only series that are the rule (boxed: a bare `Vec` would cost every
+    /// series three words).
+    #[allow(clippy::box_collection)]
+    hist: Option<Box<Vec<HistogramSample>>>,
     /// Set when garbage collection drops the series; holders of a handle must look it up
     /// again.
     pub removed: bool,
@@ -140,8 +147,69 @@ impl MemSeries {
             ooo: Vec::new(),
             last: None,
             window_end: UNKNOWN_WINDOW,
+            hist: None,
             removed: false,
         }
+    }
+
+    /// Appends a native-histogram sample. Histograms keep their own order beside the
+    /// floats (a series may switch between the two), under the float rules: a timestamp
+    /// already held is unchanged when the histogram is equal and a duplicate otherwise;
+    /// one older than the newest histogram is refused as out of order beyond `ooo_window`
+    /// and inserted in time order within it.
+    pub fn append_histogram(
+        &mut self,
+        t: i64,
+        h: &Arc<FloatHistogram>,
+        ooo_window: i64,
+    ) -> Result<Appended, RejectReason> {
+        let v = self.hist.get_or_insert_with(Default::default);
+        let last = v.last().map(|s| s.t);
+        match last {
+            None => {}
+            Some(l) if t > l => {}
+            Some(l) => {
+                return match v.binary_search_by_key(&t, |s| s.t) {
+                    Ok(i) if same_histogram(&v[i].h, h) => Ok(Appended::Unchanged),
+                    Ok(_) => Err(RejectReason::Duplicate),
+                    Err(_) if l.saturating_sub(t) > ooo_window => Err(RejectReason::OutOfOrder),
+                    Err(i) => {
+                        v.insert(i, HistogramSample { t, h: h.clone() });
+                        Ok(Appended::New)
+                    }
+                };
+            }
+        }
+        v.push(HistogramSample { t, h: h.clone() });
+        Ok(Appended::New)
+    }
+
+    /// The native-histogram samples within `[mint, maxt]`, sorted by time.
+    pub fn histograms_in(&self, mint: i64, maxt: i64) -> &[HistogramSample] {
+        let Some(v) = self.hist.as_deref() else {
+            return &[];
+        };
+        let a = v.partition_point(|s| s.t < mint);
+        let b = v.partition_point(|s| s.t <= maxt).max(a);
+        &v[a..b]
+    }
+
+    /// How many native-histogram samples the series holds.
+    pub fn num_histograms(&self) -> usize {
+        self.hist.as_deref().map_or(0, Vec::len)
+    }
+
+    /// Removes and returns every native-histogram sample before `boundary`.
+    pub fn take_histograms_before(&mut self, boundary: i64) -> Vec<HistogramSample> {
+        let Some(v) = self.hist.as_deref_mut() else {
+            return Vec::new();
+        };
+        let split = v.partition_point(|s| s.t < boundary);
+        let out: Vec<HistogramSample> = v.drain(..split).collect();
+        if v.is_empty() {
+            self.hist = None;
+        }
+        out
     }
 
     pub fn append(
@@ -257,7 +325,7 @@ impl MemSeries {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.open.is_empty() && self.ooo.is_empty()
+        self.chunks.is_empty() && self.open.is_empty() && self.ooo.is_empty() && self.hist.is_none()
     }
 
     pub fn time_range(&self) -> Option<(i64, i64)> {
@@ -275,12 +343,29 @@ impl MemSeries {
             min = min.min(s.t);
             max = max.max(s.t);
         }
+        if let Some(v) = self.hist.as_deref() {
+            if let (Some(a), Some(b)) = (v.first(), v.last()) {
+                min = min.min(a.t);
+                max = max.max(b.t);
+            }
+        }
         (min <= max).then_some((min, max))
     }
 
     pub fn num_chunks(&self) -> usize {
         self.chunks.len() + usize::from(!self.open.is_empty())
     }
+}
+
+/// Whether two histograms are the same sample: equal fields, NaN sums included (a stale
+/// marker written twice is unchanged, not a duplicate).
+fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    a == b
+        || (a.sum.to_bits() == b.sum.to_bits() && {
+            let mut x = a.clone();
+            x.sum = b.sum;
+            x == *b
+        })
 }
 
 pub type SeriesRef = Arc<Series>;
@@ -532,6 +617,14 @@ impl Head {
         self.all_series()
             .iter()
             .map(|(_, s)| s.lock().num_chunks() as u64)
+            .sum()
+    }
+
+    /// Native-histogram samples in the head.
+    pub fn num_histograms(&self) -> u64 {
+        self.all_series()
+            .iter()
+            .map(|(_, s)| s.lock().num_histograms() as u64)
             .sum()
     }
 

@@ -17,6 +17,7 @@ mod chunk;
 mod db;
 mod exemplars;
 mod head;
+mod histogram;
 mod postings;
 mod varint;
 mod wal;

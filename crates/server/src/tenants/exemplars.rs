@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use meshlens_model::{
     AppendOutcome, ExemplarOutcome, MetricMetadata, MetricWriter, RawSeries, SeriesExemplars,
-    StorageError, TimeSeries,
+    SeriesHistograms, StorageError, TimeSeries,
 };
 
 /// `inner` for samples and metadata, `exemplars` for exemplars.
@@ -28,6 +28,11 @@ impl MetricWriter for ExemplarsBeside {
 
     fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<AppendOutcome, StorageError> {
         self.inner.append_raw(batch)
+    }
+
+    /// Native histograms are samples: they go where the floats go.
+    fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendOutcome, StorageError> {
+        self.inner.append_histograms(batch)
     }
 
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {

@@ -104,6 +104,10 @@ impl SeriesCursor for TenantCursor<'_> {
     fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError> {
         self.inner.decode_into(buf)
     }
+
+    fn histograms(&self) -> &[meshlens_model::HistogramSample] {
+        self.inner.histograms()
+    }
 }
 
 impl MetricReader for FederatedMetrics {
@@ -149,7 +153,7 @@ impl MetricReader for FederatedMetrics {
         for (id, r) in tenants {
             for mut s in r.select_limited(&rest, mint, maxt, left)? {
                 left = left
-                    .checked_sub(s.samples.len())
+                    .checked_sub(s.samples.len() + s.histograms.len())
                     .ok_or(StorageError::TooManySamples { limit: max_samples })?;
                 s.labels = with_tenant(&s.labels, id);
                 out.push(s);
@@ -326,6 +330,15 @@ const ONE_TENANT: &str = "a write must name exactly one tenant in X-Scope-OrgID"
 
 impl meshlens_model::MetricWriter for NoWrites {
     fn append(&self, _batch: &[TimeSeries]) -> Result<meshlens_model::AppendOutcome, StorageError> {
+        Err(StorageError::InvalidRequest {
+            reason: ONE_TENANT.into(),
+        })
+    }
+
+    fn append_histograms(
+        &self,
+        _batch: &[meshlens_model::SeriesHistograms],
+    ) -> Result<meshlens_model::AppendOutcome, StorageError> {
         Err(StorageError::InvalidRequest {
             reason: ONE_TENANT.into(),
         })

@@ -129,6 +129,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<BlockSeries>, Postings), String> {
         series.push(BlockSeries {
             labels: Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value))),
             chunks,
+            hchunks: Vec::new(),
         });
     }
     let mut postings = Postings::default();

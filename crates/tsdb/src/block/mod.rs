@@ -4,7 +4,22 @@
 //! block under a real name. On open the index (series, chunk references, postings) is read
 //! into memory and the chunks file is memory-mapped; chunk checksums are verified on read.
 //! Byte layouts: `docs/format/{index,chunks,meta}.md`.
+//!
+//! Native-histogram samples, when a block has any, are in a fourth file, `histograms`
+//! (blocks without it hold floats only); its series are the index's, by position:
+//!
+//! ```text
+//! "MLH1"
+//! chunks     per chunk: its bytes (`crate::histogram`'s chunk form), crc32 LE of them
+//! index      uvarint count of series with histograms, then per series: index of the
+//!            series in the block uvarint (delta from the previous one's + 1), uvarint
+//!            count of chunks, per chunk: min_t varint (delta from the previous chunk's
+//!            max_t, the first from 0), max_t - min_t uvarint, offset uvarint (delta from
+//!            the previous chunk's), length uvarint
+//! footer     index offset u64 LE, crc32 LE of the index bytes
+//! ```
 
+mod histograms;
 mod index;
 
 use std::fs::{self, File};
@@ -12,7 +27,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use meshlens_model::{LabelMatcher, Labels, Sample};
+use meshlens_model::{HistogramSample, LabelMatcher, Labels, Sample};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +49,17 @@ pub struct BlockStats {
     pub num_series: u64,
     #[serde(rename = "numChunks")]
     pub num_chunks: u64,
+    /// Of `num_samples`, how many are native histograms (absent in older blocks: none).
+    #[serde(
+        rename = "numHistogramSamples",
+        default,
+        skip_serializing_if = "is_zero"
+    )]
+    pub num_histogram_samples: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -77,6 +103,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
 pub struct BlockSeries {
     pub labels: Labels,
     pub chunks: Vec<ChunkRef>,
+    /// Chunks of native-histogram samples, in the `histograms` file.
+    pub hchunks: Vec<ChunkRef>,
+}
+
+/// One series' samples as a block is written from them: floats and native histograms, each
+/// sorted by time.
+#[derive(Default)]
+pub struct SeriesData {
+    pub floats: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
 }
 
 pub struct Block {
@@ -85,6 +121,8 @@ pub struct Block {
     pub series: Vec<BlockSeries>,
     postings: Postings,
     data: Mmap,
+    /// The `histograms` file, when the block has one.
+    hdata: Option<Mmap>,
     pub size_bytes: u64,
 }
 
@@ -100,7 +138,7 @@ impl Block {
         })?;
         let index_path = dir.join("index");
         let index_bytes = fs::read(&index_path).map_err(io_err(&index_path))?;
-        let (series, postings) =
+        let (mut series, postings) =
             index::decode(&index_bytes).map_err(|reason| BlockError::Corrupt {
                 path: index_path.clone(),
                 reason,
@@ -140,13 +178,16 @@ impl Block {
                 reason: "series are not sorted by labels".into(),
             });
         }
-        let size_bytes = len + index_bytes.len() as u64;
+        let hdata = histograms::open(dir, &mut series)?;
+        let size_bytes =
+            len + index_bytes.len() as u64 + hdata.as_ref().map_or(0, |m| m.len() as u64);
         Ok(Block {
             dir: dir.to_path_buf(),
             meta,
             series,
             postings,
             data,
+            hdata,
             size_bytes,
         })
     }
@@ -232,6 +273,7 @@ impl Block {
 
     pub fn has_data_in(&self, idx: u32, mint: i64, maxt: i64) -> bool {
         !self.overlapping_chunks(idx, mint, maxt).is_empty()
+            || !self.overlapping_hchunks(idx, mint, maxt).is_empty()
     }
 }
 
@@ -241,7 +283,7 @@ impl Block {
 pub fn write(
     parent: &Path,
     labels: &[Labels],
-    mut samples: impl FnMut(usize) -> Result<Vec<Sample>, BlockError>,
+    mut samples: impl FnMut(usize) -> Result<SeriesData, BlockError>,
     level: u32,
     sources: Vec<String>,
 ) -> Result<Option<PathBuf>, BlockError> {
@@ -251,11 +293,21 @@ pub fn write(
     let mut chunks_buf: Vec<u8> = CHUNKS_MAGIC.to_vec();
     let mut index_series = Vec::with_capacity(labels.len());
     let (mut min_t, mut max_t, mut num_samples, mut num_chunks) = (i64::MAX, i64::MIN, 0u64, 0u64);
+    let mut hist = histograms::Writer::default();
     for (i, l) in labels.iter().enumerate() {
-        let samples = samples(i)?;
-        if samples.is_empty() {
+        let SeriesData {
+            floats: samples,
+            histograms,
+        } = samples(i)?;
+        if samples.is_empty() && histograms.is_empty() {
             continue;
         }
+        let hchunks = hist.add(&histograms);
+        if let (Some(f), Some(l)) = (histograms.first(), histograms.last()) {
+            min_t = min_t.min(f.t);
+            max_t = max_t.max(l.t);
+        }
+        num_chunks += hchunks.len() as u64;
         let mut refs = Vec::new();
         for part in samples.chunks(BLOCK_CHUNK_SAMPLES) {
             let c = chunk::encode(part);
@@ -269,12 +321,15 @@ pub fn write(
             chunks_buf.extend_from_slice(&crc32fast::hash(&c.bytes).to_le_bytes());
             num_chunks += 1;
         }
-        min_t = min_t.min(samples[0].t);
-        max_t = max_t.max(samples[samples.len() - 1].t);
-        num_samples += samples.len() as u64;
+        if let (Some(f), Some(l)) = (samples.first(), samples.last()) {
+            min_t = min_t.min(f.t);
+            max_t = max_t.max(l.t);
+        }
+        num_samples += (samples.len() + histograms.len()) as u64;
         index_series.push(BlockSeries {
             labels: l.clone(),
             chunks: refs,
+            hchunks,
         });
     }
     if index_series.is_empty() {
@@ -290,6 +345,7 @@ pub fn write(
             num_samples,
             num_series: index_series.len() as u64,
             num_chunks,
+            num_histogram_samples: hist.samples,
         },
         compaction: Compaction {
             level,
@@ -302,11 +358,15 @@ pub fn write(
         version: 1,
     };
     let meta_bytes = serde_json::to_vec_pretty(&meta).unwrap_or_default();
-    for (name, bytes) in [
-        ("chunks", &chunks_buf),
-        ("index", &index_bytes),
-        ("meta.json", &meta_bytes),
-    ] {
+    let hist_bytes = hist.finish(&index_series);
+    let files = [
+        ("chunks", Some(&chunks_buf)),
+        ("index", Some(&index_bytes)),
+        (histograms::FILE, hist_bytes.as_ref()),
+        ("meta.json", Some(&meta_bytes)),
+    ];
+    for (name, bytes) in files {
+        let Some(bytes) = bytes else { continue };
         let p = tmp.join(name);
         let mut f = File::create(&p).map_err(io_err(&p))?;
         f.write_all(bytes).map_err(io_err(&p))?;

@@ -52,6 +52,8 @@ pub enum ChunkError {
     Truncated(usize),
     #[error("unknown chunk encoding {0}")]
     UnknownEncoding(u8),
+    #[error("chunk malformed at sample {0}")]
+    Malformed(usize),
 }
 
 /// Encodes samples (sorted by time, at most 65535) into one chunk.

@@ -4,12 +4,12 @@ use std::sync::atomic::Ordering;
 
 use meshlens_model::{
     AppendOutcome, Labels, MetricMetadata, MetricWriter, RawSeries, RejectReason, Sample,
-    StorageError, TimeSeries,
+    SeriesHistograms, StorageError, TimeSeries,
 };
 
 use super::{FsyncPolicy, SeriesHandle, Tsdb, TsdbError};
 use crate::head::{Appended, MemSeries, SeriesRef};
-use crate::wal::{Record, SampleBatch};
+use crate::wal::{Record, SampleBatch, WalHistogram};
 
 /// What one append call gathers before committing it: accepted samples go straight into
 /// their WAL record.
@@ -266,6 +266,76 @@ impl Tsdb {
         self.commit(acc)
     }
 
+    /// Appends native-histogram samples: series resolved and created as float appends do
+    /// (same validation, ids and WAL series records), each sample checked by the rules of
+    /// `MemSeries::append_histogram`, the accepted ones logged as one float-histograms
+    /// record, durable per the fsync policy before this returns.
+    fn append_histograms_inner(
+        &self,
+        batch: &[SeriesHistograms],
+    ) -> Result<AppendOutcome, TsdbError> {
+        let _gate = self.append_gate.read();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TsdbError::Closed);
+        }
+        let mut acc = Accumulator::with_capacity(0);
+        let mut logged: Vec<WalHistogram> = Vec::new();
+        let min_valid = self.min_valid_time();
+        for sh in batch {
+            if sh.samples.is_empty() {
+                continue;
+            }
+            let Some(series) = self.series_for(&sh.labels, sh.samples.len(), &mut acc)? else {
+                continue;
+            };
+            let id = u64::from(series.id());
+            let mut g = series.lock();
+            for hs in &sh.samples {
+                if hs.t < min_valid {
+                    acc.out.add_rejected(RejectReason::OutOfBounds, 1);
+                    continue;
+                }
+                match g.append_histogram(hs.t, &hs.h, self.opts.out_of_order_window_ms) {
+                    Ok(Appended::New) => {
+                        acc.out.accepted += 1;
+                        logged.push(WalHistogram {
+                            series: id,
+                            t: hs.t,
+                            h: hs.h.clone(),
+                        });
+                        acc.min_t = acc.min_t.min(hs.t);
+                        acc.max_t = acc.max_t.max(hs.t);
+                    }
+                    Ok(Appended::Unchanged) => acc.out.accepted += 1,
+                    Err(r) => acc.out.add_rejected(r, 1),
+                }
+            }
+        }
+        self.head.note_times(acc.min_t, acc.max_t);
+        if !logged.is_empty() || acc.out.series_created > 0 {
+            let records: &[Record] = if logged.is_empty() {
+                &[]
+            } else {
+                &[Record::Histograms(logged)]
+            };
+            let ticket = self.wal.append(records).map_err(|e| self.io_err(e))?;
+            if self.opts.wal_fsync == FsyncPolicy::EveryAppend {
+                self.wal.sync(ticket).map_err(|e| self.io_err(e))?;
+            }
+        }
+        self.count_outcome(&acc.out);
+        Ok(acc.out)
+    }
+
+    fn count_outcome(&self, out: &AppendOutcome) {
+        self.counters
+            .appended
+            .fetch_add(out.accepted, Ordering::Relaxed);
+        for r in RejectReason::ALL {
+            self.counters.rejected[reason_index(r)].fetch_add(out.count(r), Ordering::Relaxed);
+        }
+    }
+
     /// Writes the accepted samples to the WAL (synced per policy) and counts the outcome.
     fn commit(&self, acc: Accumulator) -> Result<AppendOutcome, TsdbError> {
         let Accumulator {
@@ -302,6 +372,10 @@ impl MetricWriter for Tsdb {
 
     fn append_raw(&self, batch: &[RawSeries<'_>]) -> Result<AppendOutcome, StorageError> {
         Ok(self.append_raw_inner(batch)?)
+    }
+
+    fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendOutcome, StorageError> {
+        Ok(self.append_histograms_inner(batch)?)
     }
 
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {

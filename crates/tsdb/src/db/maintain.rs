@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use meshlens_model::{Labels, Sample};
 
 use super::{FsyncPolicy, Tsdb, TsdbError};
-use crate::block::{self, Block, BlockError};
-use crate::wal::{Record, WalSample};
+use crate::block::{self, Block, BlockError, SeriesData};
+use crate::wal::{Record, WalHistogram, WalSample};
 
 impl Tsdb {
     /// One maintenance round: cut due blocks from the head, compact, apply retention.
@@ -67,7 +67,13 @@ impl Tsdb {
         let written = block::write(
             &self.dir,
             &labels,
-            |i| Ok(series[i].1.lock().take_before(boundary)),
+            |i| {
+                let mut g = series[i].1.lock();
+                Ok(SeriesData {
+                    floats: g.take_before(boundary),
+                    histograms: g.take_histograms_before(boundary),
+                })
+            },
             1,
             Vec::new(),
         )?;
@@ -89,6 +95,16 @@ impl Tsdb {
             .flat_map(|(id, s)| {
                 let g = s.lock();
                 let samples = g.samples_in(i64::MIN, i64::MAX);
+                let hists: Vec<WalHistogram> = g
+                    .histograms_in(i64::MIN, i64::MAX)
+                    .iter()
+                    .map(|x| WalHistogram {
+                        series: u64::from(id),
+                        t: x.t,
+                        h: x.h.clone(),
+                    })
+                    .collect();
+                let hists = (!hists.is_empty()).then_some(Record::Histograms(hists));
                 [
                     Record::Series {
                         id: u64::from(id),
@@ -105,6 +121,8 @@ impl Tsdb {
                             .collect(),
                     ),
                 ]
+                .into_iter()
+                .chain(hists)
             })
             .chain(std::iter::once(metadata))
             .chain(self.exemplar_checkpoint());
@@ -190,16 +208,26 @@ impl Tsdb {
             .iter()
             .flat_map(|b| b.meta.compaction.sources.clone())
             .collect();
-        let fetch = |i: usize| -> Result<Vec<Sample>, BlockError> {
-            let mut out = Vec::new();
+        let fetch = |i: usize| -> Result<SeriesData, BlockError> {
+            let mut out: Vec<Sample> = Vec::new();
+            let mut hists = Vec::new();
             for &(bi, idx) in &sources_of[i] {
                 out.extend(group[bi].samples(idx, i64::MIN, i64::MAX)?);
+                if group[bi].has_histograms(idx) {
+                    hists.extend(group[bi].histograms(idx, i64::MIN, i64::MAX)?);
+                }
             }
             if sources_of[i].len() > 1 {
+                // Stable sorts: where blocks disagree the first (in time order) wins.
                 out.sort_by_key(|x| x.t);
                 out.dedup_by_key(|x| x.t);
+                hists.sort_by_key(|x| x.t);
+                hists.dedup_by_key(|x| x.t);
             }
-            Ok(out)
+            Ok(SeriesData {
+                floats: out,
+                histograms: hists,
+            })
         };
         let new_block = match block::write(&self.dir, &labels, fetch, level, sources)? {
             Some(p) => Some(Arc::new(Block::open(&p)?)),

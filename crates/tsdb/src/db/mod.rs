@@ -97,6 +97,8 @@ impl From<TsdbError> for StorageError {
 pub struct TsdbStats {
     pub head_series: u64,
     pub head_chunks: u64,
+    /// Native-histogram samples in the head (each counts once in `samples_appended`).
+    pub head_histogram_samples: u64,
     pub samples_appended: u64,
     pub rejected_out_of_order: u64,
     pub rejected_out_of_bounds: u64,
@@ -175,6 +177,15 @@ impl Tsdb {
                     let _ = series
                         .lock()
                         .append(s.t, s.v, replay_window, opts.block_duration_ms);
+                    head.note_times(s.t, s.t);
+                }
+            }
+            Record::Histograms(samples) => {
+                for s in samples {
+                    let Some(series) = id_map.get(&s.series).and_then(|h| head.get(*h)) else {
+                        continue;
+                    };
+                    let _ = series.lock().append_histogram(s.t, &s.h, replay_window);
                     head.note_times(s.t, s.t);
                 }
             }
@@ -294,6 +305,7 @@ impl Tsdb {
         TsdbStats {
             head_series: self.head_series(),
             head_chunks: self.head.num_chunks(),
+            head_histogram_samples: self.head.num_histograms(),
             samples_appended: c.appended.load(Ordering::Relaxed),
             rejected_out_of_order: c.rejected[0].load(Ordering::Relaxed),
             rejected_out_of_bounds: c.rejected[1].load(Ordering::Relaxed),

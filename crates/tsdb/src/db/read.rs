@@ -67,13 +67,14 @@ impl Tsdb {
         let ids = self.head.select_ids(matchers);
         let mut out: Vec<TsdbCursor> = Vec::with_capacity(ids.len() as usize);
         for s in self.head.sorted_series(&ids) {
-            {
+            let hists = {
                 let g = s.lock();
                 if g.removed || !g.has_data_in(mint, maxt) {
                     continue;
                 }
-            }
-            out.push(TsdbCursor::from_head(s, blocks.clone(), mint, maxt));
+                !g.histograms_in(mint, maxt).is_empty()
+            };
+            out.push(TsdbCursor::from_head(s, blocks.clone(), mint, maxt, hists));
         }
         for (k, b) in blocks.iter().enumerate() {
             // Block series are sorted by labels (checked on open), so ids ascend in label
@@ -175,11 +176,16 @@ fn materialize_run(
         if budget.exceeded() {
             break;
         }
-        if !buf.is_empty() {
+        c.load_histograms(budget)?;
+        if budget.exceeded() {
+            break;
+        }
+        let histograms = c.take_histograms();
+        if !buf.is_empty() || !histograms.is_empty() {
             out.push(SeriesSamples {
                 labels: c.take_labels(),
                 samples: buf.as_slice().to_vec(),
-                histograms: Vec::new(),
+                histograms,
             });
         }
     }
@@ -188,15 +194,22 @@ fn materialize_run(
 
 impl MetricReader for Tsdb {
     /// One cursor per matching series, holding handles to the head series and the blocks
-    /// that have data in the range; decoding happens in `decode_into`.
+    /// that have data in the range; float decoding happens in `decode_into`, native
+    /// histograms (rare, small) are read here.
     fn select_lazy<'a>(
         &'a self,
         matchers: &[LabelMatcher],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Box<dyn SeriesCursor + 'a>>, StorageError> {
-        Ok(self
-            .cursors(matchers, mint, maxt)
+        let budget = SampleBudget::unlimited();
+        let mut cursors = self.cursors(matchers, mint, maxt);
+        // Histograms are loaded now, where a corrupt chunk can fail the selection
+        // (`SeriesCursor::histograms` cannot fail); float-only series cost nothing here.
+        for c in &mut cursors {
+            c.load_histograms(&budget)?;
+        }
+        Ok(cursors
             .into_iter()
             .map(|c| Box::new(c) as Box<dyn SeriesCursor + 'a>)
             .collect())

@@ -4,10 +4,30 @@
 //! `FsyncPolicy::EveryAppend` an append returns only after `fdatasync`; concurrent appenders
 //! share one sync (group commit). Replay stops at the first bad frame, truncates the log there
 //! and reports how many records it dropped. Byte layout: `docs/format/wal.md`.
+//!
+//! Record types (the byte after the frame header): 1 series, 2 samples (legacy, raw
+//! values), 3 metadata, 4 samples (compact values), 5 exemplars, 6 float histograms. A
+//! float-histograms record (type 6) holds native-histogram samples of head series, running
+//! to the end of the body; per sample:
+//!
+//! ```text
+//! series id delta   varint (from the previous sample's id; the first from 0)
+//! timestamp delta   varint (ms, from the previous sample's; the first from 0)
+//! histogram         flags u8 (bits 0-1 counter-reset hint), schema varint,
+//!                   zero threshold, spans (count, then offset varint + length uvarint),
+//!                   custom values, zero count, count, sum, positive and negative bucket
+//!                   counts (count, then absolute values)
+//! ```
+//!
+//! Floats there take the compact value form of type 4 (an integer a varint, two decimals a
+//! scaled varint, anything else 8 raw bytes), so integer bucket counts cost a byte or two.
+//! The exact layout is in `crate::histogram`. A record that does not decode is a bad frame,
+//! handled as any other (the log is truncated there, with the segment and offset logged).
 
 mod record;
 
-pub use record::{Record, SampleBatch, WalSample};
+pub(crate) use record::{get_value, put_value};
+pub use record::{Record, SampleBatch, WalHistogram, WalSample};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};

@@ -1,7 +1,10 @@
 //! WAL record payloads.
 
-use meshlens_model::{Exemplar, Label, Labels, MetricMetadata, SeriesExemplars};
+use std::sync::Arc;
 
+use meshlens_model::{Exemplar, FloatHistogram, Label, Labels, MetricMetadata, SeriesExemplars};
+
+use crate::histogram::{get_histogram, put_histogram};
 use crate::varint::{put_str, put_uvarint, put_varint, Reader};
 
 const SERIES: u8 = 1;
@@ -13,6 +16,11 @@ const SAMPLES_COMPACT: u8 = 4;
 /// Exemplars, each group naming its series by labels (not by series id), so the record
 /// stands alone: the exemplar store is apart from the head and outlives its series.
 const EXEMPLARS: u8 = 5;
+/// Native-histogram samples of head series, running to the end of the body: per sample the
+/// series id and timestamp as varint deltas from the previous sample's (as in
+/// `SAMPLES_COMPACT`), then the histogram in the form `crate::histogram` documents (always
+/// with its full layout: records stand alone).
+const FLOAT_HISTOGRAMS: u8 = 6;
 
 fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
     put_uvarint(out, labels.len() as u64);
@@ -35,7 +43,7 @@ fn get_labels(r: &mut Reader) -> Option<Labels> {
 /// (seconds, percentages): those take a varint of the scaled integer; anything else the
 /// raw bits. The low two bits of the leading uvarint say which: 0 integer, 1 hundredths,
 /// 2 raw (alone, followed by 8 bytes). Every value reads back bit for bit.
-fn put_value(out: &mut Vec<u8>, v: f64) {
+pub(crate) fn put_value(out: &mut Vec<u8>, v: f64) {
     // Below 2^53 every integer is exact and its zig-zag, shifted by 2, still fits 64 bits.
     const LIMIT: f64 = (1u64 << 53) as f64;
     if v.abs() < LIMIT {
@@ -67,7 +75,7 @@ fn round_near(x: f64) -> f64 {
     (x + SHIFT) - SHIFT
 }
 
-fn get_value(r: &mut Reader) -> Option<f64> {
+pub(crate) fn get_value(r: &mut Reader) -> Option<f64> {
     let u = r.uvarint()?;
     match u & 3 {
         0 => Some(unzigzag(u >> 2) as f64),
@@ -150,6 +158,14 @@ pub struct WalSample {
     pub v: f64,
 }
 
+/// One native-histogram sample of a head series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WalHistogram {
+    pub series: u64,
+    pub t: i64,
+    pub h: Arc<FloatHistogram>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A new series and the id later sample records use for it.
@@ -160,6 +176,7 @@ pub enum Record {
     Samples(Vec<WalSample>),
     Metadata(Vec<MetricMetadata>),
     Exemplars(Vec<SeriesExemplars>),
+    Histograms(Vec<WalHistogram>),
 }
 
 impl Record {
@@ -195,6 +212,17 @@ impl Record {
                         put_varint(out, e.t);
                         put_value(out, e.value);
                     }
+                }
+            }
+            Record::Histograms(samples) => {
+                out.push(FLOAT_HISTOGRAMS);
+                let (mut prev_id, mut prev_t) = (0u64, 0i64);
+                for s in samples {
+                    put_varint(out, s.series.wrapping_sub(prev_id) as i64);
+                    put_varint(out, s.t.wrapping_sub(prev_t));
+                    put_histogram(out, &s.h, None);
+                    prev_id = s.series;
+                    prev_t = s.t;
                 }
             }
         }
@@ -274,6 +302,20 @@ impl Record {
                     groups.push(SeriesExemplars { series, exemplars });
                 }
                 Record::Exemplars(groups)
+            }
+            FLOAT_HISTOGRAMS => {
+                let mut v = Vec::new();
+                let (mut id, mut t) = (0u64, 0i64);
+                while !r.is_empty() {
+                    id = id.wrapping_add(r.varint()? as u64);
+                    t = t.wrapping_add(r.varint()?);
+                    v.push(WalHistogram {
+                        series: id,
+                        t,
+                        h: Arc::new(get_histogram(&mut r, None)?),
+                    });
+                }
+                Record::Histograms(v)
             }
             _ => return None,
         };
@@ -448,6 +490,36 @@ mod tests {
                 assert!(g.len() < 2, "cut at {cut} decoded both groups");
             }
         }
+    }
+
+    #[test]
+    fn histogram_records_round_trip_and_refuse_damage() {
+        let rec = Record::Histograms(
+            [(3u64, 1000i64), (1, 1000), (7, 990), (7, 2_000_000)]
+                .iter()
+                .enumerate()
+                .map(|(i, &(series, t))| WalHistogram {
+                    series,
+                    t,
+                    h: Arc::new(crate::histogram::tests::sample_histogram(i as u32)),
+                })
+                .collect(),
+        );
+        let mut body = Vec::new();
+        rec.encode(&mut body);
+        assert_eq!(body[0], FLOAT_HISTOGRAMS);
+        assert_eq!(Record::decode(&body), Some(rec));
+        // Cut short anywhere after the first sample's start, the record is refused or
+        // holds fewer samples: never a half-read histogram.
+        for cut in 2..body.len() {
+            if let Some(Record::Histograms(v)) = Record::decode(&body[..cut]) {
+                assert!(v.len() < 4, "cut at {cut}");
+            }
+        }
+        assert_eq!(
+            Record::decode(&[FLOAT_HISTOGRAMS]),
+            Some(Record::Histograms(Vec::new()))
+        );
     }
 
     proptest! {

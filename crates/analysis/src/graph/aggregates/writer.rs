@@ -43,6 +43,14 @@ impl MetricWriter for AggregatingWriter {
         Ok(outcome)
     }
 
+    /// Stored as the inner writer stores them; the aggregates count float samples only.
+    fn append_histograms(
+        &self,
+        batch: &[meshlens_model::SeriesHistograms],
+    ) -> Result<AppendOutcome, StorageError> {
+        self.inner.append_histograms(batch)
+    }
+
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
         self.inner.append_metadata(metadata)
     }

@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use meshlens_model::{Labels, Sample, SeriesCursor, StorageError};
+use meshlens_model::{HistogramSample, Labels, Sample, SeriesCursor, StorageError};
 
 use crate::block::Block;
 use crate::budget::SampleBudget;
@@ -24,6 +24,12 @@ pub(crate) struct TsdbCursor {
     more_blocks: Vec<(u32, u32)>,
     mint: i64,
     maxt: i64,
+    /// Whether the head series held native histograms in the range when the cursor was
+    /// made: float-only series never lock the head again for histograms.
+    head_hists: bool,
+    /// The native-histogram samples in the range, once loaded
+    /// ([`TsdbCursor::load_histograms`]).
+    hists: Vec<HistogramSample>,
 }
 
 enum CursorLabels {
@@ -55,6 +61,7 @@ impl TsdbCursor {
         blocks: Arc<[Arc<Block>]>,
         mint: i64,
         maxt: i64,
+        head_hists: bool,
     ) -> Self {
         TsdbCursor {
             labels: CursorLabels::Head(OnceLock::new()),
@@ -64,6 +71,8 @@ impl TsdbCursor {
             more_blocks: Vec::new(),
             mint,
             maxt,
+            head_hists,
+            hists: Vec::new(),
         }
     }
 
@@ -82,7 +91,47 @@ impl TsdbCursor {
             more_blocks: Vec::new(),
             mint,
             maxt,
+            head_hists: false,
+            hists: Vec::new(),
         }
+    }
+
+    /// Reads the series' native-histogram samples in the range (head, then blocks in
+    /// `blocks` order; where they share a timestamp the first wins, as for floats) and
+    /// keeps them for [`SeriesCursor::histograms`], spending `budget` on them.
+    pub(crate) fn load_histograms(&mut self, budget: &SampleBudget) -> Result<(), StorageError> {
+        let (mint, maxt) = (self.mint, self.maxt);
+        let mut out: Vec<HistogramSample> = Vec::new();
+        let mut sources = 0;
+        if self.head_hists {
+            if let Some(h) = &self.head {
+                let got = h.lock().histograms_in(mint, maxt).to_vec();
+                sources += usize::from(!got.is_empty());
+                out = got;
+            }
+        }
+        for (b, idx) in self.block_refs() {
+            let block = &self.blocks[b as usize];
+            if !block.has_histograms(idx) {
+                continue;
+            }
+            let n = block
+                .histograms_into(idx, mint, maxt, &mut out)
+                .map_err(|e| StorageError::from(crate::TsdbError::Block(e)))?;
+            sources += usize::from(n > 0);
+        }
+        if sources > 1 {
+            out.sort_by_key(|s| s.t);
+            out.dedup_by_key(|s| s.t);
+        }
+        budget.spend(out.len());
+        self.hists = out;
+        Ok(())
+    }
+
+    /// The loaded histograms, moved out (the cursor is spent afterwards).
+    pub(crate) fn take_histograms(&mut self) -> Vec<HistogramSample> {
+        std::mem::take(&mut self.hists)
     }
 
     /// Adds a block holding the same series; blocks must be added in `blocks` order.
@@ -292,5 +341,9 @@ impl SeriesCursor for TsdbCursor {
 
     fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError> {
         self.decode_budgeted(buf, &SampleBudget::unlimited())
+    }
+
+    fn histograms(&self) -> &[HistogramSample] {
+        &self.hists
     }
 }

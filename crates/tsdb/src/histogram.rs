@@ -1,0 +1,359 @@
+//! Native-histogram (float histogram) support shared by the WAL, the head and the blocks:
+//! the compact byte form of one histogram, and the histogram chunk.
+//!
+//! One histogram (`put_histogram`), all integers LEB128 varints, all floats in the WAL's
+//! compact value form (an integer count takes a byte or two, anything else 9 bytes; every
+//! value reads back bit for bit):
+//!
+//! ```text
+//! flags u8        bits 0-1: counter-reset hint (0 unknown, 1 reset, 2 not reset, 3 gauge)
+//!                 bit 2: same layout as the previous histogram of the stream (chunks only):
+//!                        schema, zero threshold, spans and custom values are left out
+//!                 other bits: 0
+//! [layout]        unless bit 2: schema varint, zero_threshold value,
+//!                 positive spans, negative spans (each: count uvarint, then per span
+//!                 offset varint, length uvarint), custom values (count uvarint, values)
+//! zero_count value, count value, sum value
+//! positive buckets: count uvarint, then absolute counts as values
+//! negative buckets: likewise
+//! ```
+//!
+//! A histogram chunk (`encode_chunk`): `[3 u8][count u16 BE]` then per sample the timestamp
+//! (the first as a varint, later ones as uvarint deltas from the previous; samples are
+//! sorted and distinct) followed by the histogram, with bit 2 set when its layout equals the
+//! previous sample's.
+
+use std::sync::Arc;
+
+use meshlens_model::histogram::{BucketSpan, CounterResetHint};
+use meshlens_model::{FloatHistogram, HistogramSample};
+
+use crate::chunk::ChunkError;
+use crate::varint::{put_uvarint, put_varint, Reader};
+use crate::wal::{get_value, put_value};
+
+/// The encoding byte of a float-histogram chunk (floats use 1 and 2).
+pub const ENC_FLOAT_HISTOGRAM: u8 = 3;
+
+const SAME_LAYOUT: u8 = 4;
+
+fn hint_bits(h: CounterResetHint) -> u8 {
+    match h {
+        CounterResetHint::Unknown => 0,
+        CounterResetHint::CounterReset => 1,
+        CounterResetHint::NotCounterReset => 2,
+        CounterResetHint::Gauge => 3,
+    }
+}
+
+fn hint_from(b: u8) -> CounterResetHint {
+    match b & 3 {
+        1 => CounterResetHint::CounterReset,
+        2 => CounterResetHint::NotCounterReset,
+        3 => CounterResetHint::Gauge,
+        _ => CounterResetHint::Unknown,
+    }
+}
+
+/// Whether two histograms share schema, zero threshold, spans and custom values (bit for
+/// bit), so the second may leave them out.
+fn same_layout(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    let bits = |v: &[f64], w: &[f64]| {
+        v.len() == w.len() && v.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits())
+    };
+    a.schema == b.schema
+        && a.zero_threshold.to_bits() == b.zero_threshold.to_bits()
+        && a.positive_spans == b.positive_spans
+        && a.negative_spans == b.negative_spans
+        && bits(&a.custom_values, &b.custom_values)
+}
+
+fn put_spans(out: &mut Vec<u8>, spans: &[BucketSpan]) {
+    put_uvarint(out, spans.len() as u64);
+    for s in spans {
+        put_varint(out, i64::from(s.offset));
+        put_uvarint(out, u64::from(s.length));
+    }
+}
+
+fn put_floats(out: &mut Vec<u8>, v: &[f64]) {
+    put_uvarint(out, v.len() as u64);
+    for x in v {
+        put_value(out, *x);
+    }
+}
+
+/// Appends `h`; with `prev`, leaves its layout out when it equals `prev`'s.
+pub fn put_histogram(out: &mut Vec<u8>, h: &FloatHistogram, prev: Option<&FloatHistogram>) {
+    let same = prev.is_some_and(|p| same_layout(p, h));
+    out.push(hint_bits(h.counter_reset_hint) | if same { SAME_LAYOUT } else { 0 });
+    if !same {
+        put_varint(out, i64::from(h.schema));
+        put_value(out, h.zero_threshold);
+        put_spans(out, &h.positive_spans);
+        put_spans(out, &h.negative_spans);
+        put_floats(out, &h.custom_values);
+    }
+    put_value(out, h.zero_count);
+    put_value(out, h.count);
+    put_value(out, h.sum);
+    put_floats(out, &h.positive_buckets);
+    put_floats(out, &h.negative_buckets);
+}
+
+/// Counts read from input are capped before allocating: a corrupt length fails on the
+/// bytes that are not there, never on an allocation.
+const MAX_PREALLOC: usize = 1024;
+
+fn get_spans(r: &mut Reader) -> Option<Vec<BucketSpan>> {
+    let n = usize::try_from(r.uvarint()?).ok()?;
+    let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
+    for _ in 0..n {
+        let offset = i32::try_from(r.varint()?).ok()?;
+        let length = u32::try_from(r.uvarint()?).ok()?;
+        v.push(BucketSpan { offset, length });
+    }
+    Some(v)
+}
+
+fn get_floats(r: &mut Reader) -> Option<Vec<f64>> {
+    let n = usize::try_from(r.uvarint()?).ok()?;
+    let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
+    for _ in 0..n {
+        v.push(get_value(r)?);
+    }
+    Some(v)
+}
+
+/// Reads one histogram; `prev` supplies the layout when the histogram leaves it out (None
+/// there, or any malformed input, fails).
+pub fn get_histogram(r: &mut Reader, prev: Option<&FloatHistogram>) -> Option<FloatHistogram> {
+    let flags = *r.bytes(1)?.first()?;
+    if flags & !(3 | SAME_LAYOUT) != 0 {
+        return None;
+    }
+    let mut h = if flags & SAME_LAYOUT != 0 {
+        let p = prev?;
+        FloatHistogram {
+            schema: p.schema,
+            zero_threshold: p.zero_threshold,
+            positive_spans: p.positive_spans.clone(),
+            negative_spans: p.negative_spans.clone(),
+            custom_values: p.custom_values.clone(),
+            ..Default::default()
+        }
+    } else {
+        FloatHistogram {
+            schema: i32::try_from(r.varint()?).ok()?,
+            zero_threshold: get_value(r)?,
+            positive_spans: get_spans(r)?,
+            negative_spans: get_spans(r)?,
+            custom_values: get_floats(r)?,
+            ..Default::default()
+        }
+    };
+    h.counter_reset_hint = hint_from(flags);
+    h.zero_count = get_value(r)?;
+    h.count = get_value(r)?;
+    h.sum = get_value(r)?;
+    h.positive_buckets = get_floats(r)?;
+    h.negative_buckets = get_floats(r)?;
+    Some(h)
+}
+
+/// An encoded chunk of histogram samples with its time span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistChunk {
+    pub bytes: Vec<u8>,
+    pub min_t: i64,
+    pub max_t: i64,
+}
+
+/// Encodes samples (sorted by time, distinct timestamps, at most 65535) into one chunk.
+pub fn encode_chunk(samples: &[HistogramSample]) -> HistChunk {
+    assert!(samples.len() <= u16::MAX as usize, "chunk too large");
+    let mut bytes = Vec::with_capacity(3 + samples.len() * 24);
+    bytes.push(ENC_FLOAT_HISTOGRAM);
+    bytes.extend_from_slice(&(samples.len() as u16).to_be_bytes());
+    let mut prev: Option<&HistogramSample> = None;
+    for s in samples {
+        match prev {
+            None => put_varint(&mut bytes, s.t),
+            Some(p) => put_uvarint(&mut bytes, s.t.wrapping_sub(p.t) as u64),
+        }
+        put_histogram(&mut bytes, &s.h, prev.map(|p| &*p.h));
+        prev = Some(s);
+    }
+    HistChunk {
+        bytes,
+        min_t: samples.first().map_or(0, |s| s.t),
+        max_t: samples.last().map_or(0, |s| s.t),
+    }
+}
+
+/// Appends a chunk's samples within `[mint, maxt]` to `buf`; returns how many. Malformed
+/// bytes fail with how many samples were read before them.
+pub fn decode_chunk_into(
+    bytes: &[u8],
+    mint: i64,
+    maxt: i64,
+    buf: &mut Vec<HistogramSample>,
+) -> Result<usize, ChunkError> {
+    let (&enc, rest) = bytes.split_first().ok_or(ChunkError::Truncated(0))?;
+    if enc != ENC_FLOAT_HISTOGRAM {
+        return Err(ChunkError::UnknownEncoding(enc));
+    }
+    let count = rest
+        .get(..2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]) as usize)
+        .ok_or(ChunkError::Truncated(0))?;
+    let mut r = Reader::new(&rest[2..]);
+    let mut t = 0i64;
+    let mut prev: Option<Arc<FloatHistogram>> = None;
+    let mut n = 0;
+    for i in 0..count {
+        let step = if i == 0 {
+            r.varint()
+        } else {
+            r.uvarint().map(|d| d as i64)
+        };
+        let step = step.ok_or(ChunkError::Truncated(i))?;
+        if i > 0 && step <= 0 {
+            return Err(ChunkError::Malformed(i));
+        }
+        t = if i == 0 { step } else { t.wrapping_add(step) };
+        let h = Arc::new(get_histogram(&mut r, prev.as_deref()).ok_or(ChunkError::Malformed(i))?);
+        if t > maxt {
+            return Ok(n);
+        }
+        if t >= mint {
+            buf.push(HistogramSample { t, h: h.clone() });
+            n += 1;
+        }
+        prev = Some(h);
+    }
+    if !r.is_empty() {
+        return Err(ChunkError::Malformed(count));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A histogram with every field set, varying with `i`.
+    pub(crate) fn sample_histogram(i: u32) -> FloatHistogram {
+        let f = f64::from(i);
+        FloatHistogram {
+            counter_reset_hint: match i % 4 {
+                0 => CounterResetHint::Unknown,
+                1 => CounterResetHint::CounterReset,
+                2 => CounterResetHint::NotCounterReset,
+                _ => CounterResetHint::Gauge,
+            },
+            schema: if i % 5 == 4 { -53 } else { 3 - (i % 3) as i32 },
+            zero_threshold: 1e-128,
+            zero_count: f,
+            count: 10.0 + 3.0 * f,
+            sum: 12.5 + f * 0.1,
+            positive_spans: vec![
+                BucketSpan {
+                    offset: -2,
+                    length: 2,
+                },
+                BucketSpan {
+                    offset: 3,
+                    length: 1,
+                },
+            ],
+            negative_spans: if i.is_multiple_of(2) {
+                vec![BucketSpan {
+                    offset: 0,
+                    length: 1,
+                }]
+            } else {
+                vec![]
+            },
+            positive_buckets: vec![1.0 + f, 2.5, f64::from_bits(0x4009_21fb_5444_2d18)],
+            negative_buckets: if i.is_multiple_of(2) { vec![f] } else { vec![] },
+            custom_values: if i % 5 == 4 { vec![0.5, 1.0] } else { vec![] },
+        }
+    }
+
+    #[test]
+    fn histograms_round_trip_alone_and_against_a_previous_one() {
+        for i in 0..12 {
+            let h = sample_histogram(i);
+            let mut out = Vec::new();
+            put_histogram(&mut out, &h, None);
+            let mut r = Reader::new(&out);
+            assert_eq!(get_histogram(&mut r, None), Some(h.clone()));
+            assert!(r.is_empty());
+            // Against itself the layout is left out: shorter, and needs the previous one.
+            let mut short = Vec::new();
+            put_histogram(&mut short, &h, Some(&h));
+            assert!(short.len() < out.len());
+            assert_eq!(get_histogram(&mut Reader::new(&short), None), None);
+            assert_eq!(get_histogram(&mut Reader::new(&short), Some(&h)), Some(h));
+        }
+    }
+
+    #[test]
+    fn chunks_round_trip_and_select_a_range() {
+        let samples: Vec<HistogramSample> = (0..50)
+            .map(|i| HistogramSample {
+                t: -20_000 + i64::from(i) * 15_000,
+                h: Arc::new(sample_histogram(i / 7)),
+            })
+            .collect();
+        let c = encode_chunk(&samples);
+        assert_eq!((c.min_t, c.max_t), (-20_000, -20_000 + 49 * 15_000));
+        let mut all = Vec::new();
+        assert_eq!(
+            decode_chunk_into(&c.bytes, i64::MIN, i64::MAX, &mut all),
+            Ok(50)
+        );
+        assert_eq!(all, samples);
+        let mut some = Vec::new();
+        assert_eq!(decode_chunk_into(&c.bytes, 0, 100_000, &mut some), Ok(7));
+        assert_eq!(some[..], samples[2..9]);
+    }
+
+    #[test]
+    fn damaged_chunks_fail_without_panicking() {
+        let samples: Vec<HistogramSample> = (0..5)
+            .map(|i| HistogramSample {
+                t: i64::from(i) * 1000,
+                h: Arc::new(sample_histogram(i)),
+            })
+            .collect();
+        let c = encode_chunk(&samples);
+        for cut in 0..c.bytes.len() {
+            let mut buf = Vec::new();
+            assert!(
+                decode_chunk_into(&c.bytes[..cut], i64::MIN, i64::MAX, &mut buf).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut extra = c.bytes.clone();
+        extra.push(0);
+        assert!(decode_chunk_into(&extra, i64::MIN, i64::MAX, &mut Vec::new()).is_err());
+        let mut wrong = c.bytes.clone();
+        wrong[0] = 1;
+        assert_eq!(
+            decode_chunk_into(&wrong, i64::MIN, i64::MAX, &mut Vec::new()),
+            Err(ChunkError::UnknownEncoding(1))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_chunk_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let mut bytes = vec![ENC_FLOAT_HISTOGRAM];
+            bytes.extend(body);
+            let _ = decode_chunk_into(&bytes, i64::MIN, i64::MAX, &mut Vec::new());
+        }
+    }
+}
