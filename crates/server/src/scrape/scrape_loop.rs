@@ -407,13 +407,11 @@ fn fit_histogram(
     if h.uses_custom_buckets() {
         return Ok(h);
     }
-    let buckets = |h: &meshlens_model::FloatHistogram| {
-        h.positive_buckets.len() + h.negative_buckets.len()
-    };
+    let buckets =
+        |h: &meshlens_model::FloatHistogram| h.positive_buckets.len() + h.negative_buckets.len();
     // The growth factor of schema s is 2^(2^-s).
     let too_fine = |schema: i32| {
-        limits.min_bucket_factor > 1.0
-            && 2f64.powf(2f64.powi(-schema)) < limits.min_bucket_factor
+        limits.min_bucket_factor > 1.0 && 2f64.powf(2f64.powi(-schema)) < limits.min_bucket_factor
     };
     let over = |h: &meshlens_model::FloatHistogram| {
         (limits.bucket_limit > 0 && buckets(h) > limits.bucket_limit) || too_fine(h.schema)
