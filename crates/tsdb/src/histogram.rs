@@ -21,7 +21,12 @@
 //! A histogram chunk (`encode_chunk`): `[3 u8][count u16 BE]` then per sample the timestamp
 //! (the first as a varint, later ones as uvarint deltas from the previous; samples are
 //! sorted and distinct) followed by the histogram, with bit 2 set when its layout equals the
-//! previous sample's.
+//! previous sample's. Such a histogram's numbers (zero count, count, sum, then every
+//! bucket, whose number the layout gives) are predicted from the previous samples — the
+//! previous value, or when the sample before it shares the layout too, the previous value
+//! plus the last change — and written as the difference when that is an integer or has two
+//! decimals and adds back bit for bit (a counter growing steadily costs a byte per bucket),
+//! else as the raw value (the tag 2 and 8 bytes).
 
 use std::sync::Arc;
 
@@ -30,7 +35,7 @@ use meshlens_model::{FloatHistogram, HistogramSample};
 
 use crate::chunk::ChunkError;
 use crate::varint::{put_uvarint, put_varint, Reader};
-use crate::wal::{get_value, put_value};
+use crate::wal::{get_value, put_raw_value, put_value, small_code, small_value};
 
 /// The encoding byte of a float-histogram chunk (floats use 1 and 2).
 pub const ENC_FLOAT_HISTOGRAM: u8 = 3;
@@ -62,6 +67,8 @@ fn same_layout(a: &FloatHistogram, b: &FloatHistogram) -> bool {
         v.len() == w.len() && v.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits())
     };
     a.schema == b.schema
+        && a.positive_buckets.len() == b.positive_buckets.len()
+        && a.negative_buckets.len() == b.negative_buckets.len()
         && a.zero_threshold.to_bits() == b.zero_threshold.to_bits()
         && a.positive_spans == b.positive_spans
         && a.negative_spans == b.negative_spans
@@ -83,22 +90,91 @@ fn put_floats(out: &mut Vec<u8>, v: &[f64]) {
     }
 }
 
-/// Appends `h`; with `prev`, leaves its layout out when it equals `prev`'s.
-pub fn put_histogram(out: &mut Vec<u8>, h: &FloatHistogram, prev: Option<&FloatHistogram>) {
-    let same = prev.is_some_and(|p| same_layout(p, h));
-    out.push(hint_bits(h.counter_reset_hint) | if same { SAME_LAYOUT } else { 0 });
-    if !same {
+/// Appends `h`; with `prev`, leaves its layout out when it equals `prev`'s and writes its
+/// numbers as differences from their prediction (see the module docs); `before` is the
+/// sample before `prev`, used when it shares `prev`'s layout.
+pub fn put_histogram(
+    out: &mut Vec<u8>,
+    h: &FloatHistogram,
+    prev: Option<&FloatHistogram>,
+    before: Option<&FloatHistogram>,
+) {
+    let prev = prev.filter(|p| same_layout(p, h));
+    out.push(hint_bits(h.counter_reset_hint) | if prev.is_some() { SAME_LAYOUT } else { 0 });
+    let Some(p1) = prev else {
         put_varint(out, i64::from(h.schema));
         put_value(out, h.zero_threshold);
         put_spans(out, &h.positive_spans);
         put_spans(out, &h.negative_spans);
         put_floats(out, &h.custom_values);
+        put_value(out, h.zero_count);
+        put_value(out, h.count);
+        put_value(out, h.sum);
+        put_floats(out, &h.positive_buckets);
+        put_floats(out, &h.negative_buckets);
+        return;
+    };
+    let p2 = before.filter(|b| same_layout(b, p1));
+    let pred = Predictor { p1, p2 };
+    for (i, v) in numbers(h).enumerate() {
+        put_predicted(out, v, pred.at(i));
     }
-    put_value(out, h.zero_count);
-    put_value(out, h.count);
-    put_value(out, h.sum);
-    put_floats(out, &h.positive_buckets);
-    put_floats(out, &h.negative_buckets);
+}
+
+/// A histogram's numbers in the order a predicted sample writes them.
+fn numbers(h: &FloatHistogram) -> impl Iterator<Item = f64> + '_ {
+    [h.zero_count, h.count, h.sum]
+        .into_iter()
+        .chain(h.positive_buckets.iter().copied())
+        .chain(h.negative_buckets.iter().copied())
+}
+
+/// Predicts a sample's numbers from the previous one or two samples of the same layout.
+struct Predictor<'a> {
+    p1: &'a FloatHistogram,
+    p2: Option<&'a FloatHistogram>,
+}
+
+impl Predictor<'_> {
+    fn at(&self, i: usize) -> f64 {
+        let last = numbers(self.p1).nth(i).unwrap_or(0.0);
+        match self.p2.and_then(|p| numbers(p).nth(i)) {
+            Some(older) => last + (last - older),
+            None => last,
+        }
+    }
+
+    fn all(&self) -> Vec<f64> {
+        let last: Vec<f64> = numbers(self.p1).collect();
+        match self.p2 {
+            Some(p) => last
+                .iter()
+                .zip(numbers(p))
+                .map(|(l, o)| l + (l - o))
+                .collect(),
+            None => last,
+        }
+    }
+}
+
+/// `v` as its difference from `pred` when that reads back bit for bit in the small form,
+/// else raw.
+fn put_predicted(out: &mut Vec<u8>, v: f64, pred: f64) {
+    if let Some(code) = small_code(v - pred) {
+        if small_value(code).is_some_and(|d| (pred + d).to_bits() == v.to_bits()) {
+            put_uvarint(out, code);
+            return;
+        }
+    }
+    put_raw_value(out, v);
+}
+
+fn get_predicted(r: &mut Reader, pred: f64) -> Option<f64> {
+    let u = r.uvarint()?;
+    if u == 2 {
+        return Some(f64::from_bits(r.u64_le()?));
+    }
+    Some(pred + small_value(u)?)
 }
 
 /// Counts read from input are capped before allocating: a corrupt length fails on the
@@ -125,40 +201,54 @@ fn get_floats(r: &mut Reader) -> Option<Vec<f64>> {
     Some(v)
 }
 
-/// Reads one histogram; `prev` supplies the layout when the histogram leaves it out (None
-/// there, or any malformed input, fails).
-pub fn get_histogram(r: &mut Reader, prev: Option<&FloatHistogram>) -> Option<FloatHistogram> {
+/// Reads one histogram; `prev` (and `before`, as [`put_histogram`] was given them) supply
+/// the layout and the predictions when the histogram was written against them (None there,
+/// or any malformed input, fails).
+pub fn get_histogram(
+    r: &mut Reader,
+    prev: Option<&FloatHistogram>,
+    before: Option<&FloatHistogram>,
+) -> Option<FloatHistogram> {
     let flags = *r.bytes(1)?.first()?;
     if flags & !(3 | SAME_LAYOUT) != 0 {
         return None;
     }
-    let mut h = if flags & SAME_LAYOUT != 0 {
-        let p = prev?;
-        FloatHistogram {
-            schema: p.schema,
-            zero_threshold: p.zero_threshold,
-            positive_spans: p.positive_spans.clone(),
-            negative_spans: p.negative_spans.clone(),
-            custom_values: p.custom_values.clone(),
-            ..Default::default()
+    if flags & SAME_LAYOUT != 0 {
+        let p1 = prev?;
+        let p2 = before.filter(|b| same_layout(b, p1));
+        let preds = Predictor { p1, p2 }.all();
+        let mut values = Vec::with_capacity(preds.len());
+        for pred in preds {
+            values.push(get_predicted(r, pred)?);
         }
-    } else {
-        FloatHistogram {
-            schema: i32::try_from(r.varint()?).ok()?,
-            zero_threshold: get_value(r)?,
-            positive_spans: get_spans(r)?,
-            negative_spans: get_spans(r)?,
-            custom_values: get_floats(r)?,
-            ..Default::default()
-        }
-    };
-    h.counter_reset_hint = hint_from(flags);
-    h.zero_count = get_value(r)?;
-    h.count = get_value(r)?;
-    h.sum = get_value(r)?;
-    h.positive_buckets = get_floats(r)?;
-    h.negative_buckets = get_floats(r)?;
-    Some(h)
+        let npos = p1.positive_buckets.len();
+        return Some(FloatHistogram {
+            counter_reset_hint: hint_from(flags),
+            schema: p1.schema,
+            zero_threshold: p1.zero_threshold,
+            zero_count: values[0],
+            count: values[1],
+            sum: values[2],
+            positive_spans: p1.positive_spans.clone(),
+            negative_spans: p1.negative_spans.clone(),
+            positive_buckets: values[3..3 + npos].to_vec(),
+            negative_buckets: values[3 + npos..].to_vec(),
+            custom_values: p1.custom_values.clone(),
+        });
+    }
+    Some(FloatHistogram {
+        counter_reset_hint: hint_from(flags),
+        schema: i32::try_from(r.varint()?).ok()?,
+        zero_threshold: get_value(r)?,
+        positive_spans: get_spans(r)?,
+        negative_spans: get_spans(r)?,
+        custom_values: get_floats(r)?,
+        zero_count: get_value(r)?,
+        count: get_value(r)?,
+        sum: get_value(r)?,
+        positive_buckets: get_floats(r)?,
+        negative_buckets: get_floats(r)?,
+    })
 }
 
 /// An encoded chunk of histogram samples with its time span.
@@ -176,12 +266,14 @@ pub fn encode_chunk(samples: &[HistogramSample]) -> HistChunk {
     bytes.push(ENC_FLOAT_HISTOGRAM);
     bytes.extend_from_slice(&(samples.len() as u16).to_be_bytes());
     let mut prev: Option<&HistogramSample> = None;
+    let mut before: Option<&HistogramSample> = None;
     for s in samples {
         match prev {
             None => put_varint(&mut bytes, s.t),
             Some(p) => put_uvarint(&mut bytes, s.t.wrapping_sub(p.t) as u64),
         }
-        put_histogram(&mut bytes, &s.h, prev.map(|p| &*p.h));
+        put_histogram(&mut bytes, &s.h, prev.map(|p| &*p.h), before.map(|b| &*b.h));
+        before = prev;
         prev = Some(s);
     }
     HistChunk {
@@ -210,6 +302,7 @@ pub fn decode_chunk_into(
     let mut r = Reader::new(&rest[2..]);
     let mut t = 0i64;
     let mut prev: Option<Arc<FloatHistogram>> = None;
+    let mut before: Option<Arc<FloatHistogram>> = None;
     let mut n = 0;
     for i in 0..count {
         let step = if i == 0 {
@@ -222,7 +315,10 @@ pub fn decode_chunk_into(
             return Err(ChunkError::Malformed(i));
         }
         t = if i == 0 { step } else { t.wrapping_add(step) };
-        let h = Arc::new(get_histogram(&mut r, prev.as_deref()).ok_or(ChunkError::Malformed(i))?);
+        let h = Arc::new(
+            get_histogram(&mut r, prev.as_deref(), before.as_deref())
+                .ok_or(ChunkError::Malformed(i))?,
+        );
         if t > maxt {
             return Ok(n);
         }
@@ -230,6 +326,7 @@ pub fn decode_chunk_into(
             buf.push(HistogramSample { t, h: h.clone() });
             n += 1;
         }
+        before = prev.take();
         prev = Some(h);
     }
     if !r.is_empty() {
@@ -287,16 +384,60 @@ pub(crate) mod tests {
         for i in 0..12 {
             let h = sample_histogram(i);
             let mut out = Vec::new();
-            put_histogram(&mut out, &h, None);
+            put_histogram(&mut out, &h, None, None);
             let mut r = Reader::new(&out);
-            assert_eq!(get_histogram(&mut r, None), Some(h.clone()));
+            assert_eq!(get_histogram(&mut r, None, None), Some(h.clone()));
             assert!(r.is_empty());
             // Against itself the layout is left out: shorter, and needs the previous one.
             let mut short = Vec::new();
-            put_histogram(&mut short, &h, Some(&h));
+            put_histogram(&mut short, &h, Some(&h), None);
             assert!(short.len() < out.len());
-            assert_eq!(get_histogram(&mut Reader::new(&short), None), None);
-            assert_eq!(get_histogram(&mut Reader::new(&short), Some(&h)), Some(h));
+            assert_eq!(get_histogram(&mut Reader::new(&short), None, None), None);
+            assert_eq!(
+                get_histogram(&mut Reader::new(&short), Some(&h), None),
+                Some(h)
+            );
+        }
+    }
+
+    #[test]
+    fn steady_counters_cost_a_byte_per_bucket_and_odd_values_read_back_exactly() {
+        let samples: Vec<HistogramSample> = (0..120i64)
+            .map(|i| {
+                let f = i as f64;
+                let odd = match i {
+                    40 => f64::NAN,
+                    41 => 1e300,
+                    42 => 0.1 + 0.2,
+                    _ => 0.5 * f,
+                };
+                HistogramSample {
+                    t: 1_000 + i * 15_000,
+                    h: Arc::new(FloatHistogram {
+                        schema: 3,
+                        count: 40.0 * f + 3.0,
+                        sum: odd,
+                        positive_spans: vec![BucketSpan {
+                            offset: -5,
+                            length: 20,
+                        }],
+                        positive_buckets: (0..20).map(|b| 2.0 * f + b as f64).collect(),
+                        ..FloatHistogram::default()
+                    }),
+                }
+            })
+            .collect();
+        let c = encode_chunk(&samples);
+        // 20 buckets + zero count + count + sum + flags + time: about 25 bytes per sample.
+        assert!(c.bytes.len() < 120 * 30, "{} bytes", c.bytes.len());
+        let mut back = Vec::new();
+        decode_chunk_into(&c.bytes, i64::MIN, i64::MAX, &mut back).unwrap();
+        assert_eq!(back.len(), samples.len());
+        for (a, b) in samples.iter().zip(&back) {
+            assert_eq!(a.t, b.t);
+            assert_eq!(a.h.sum.to_bits(), b.h.sum.to_bits(), "at {}", a.t);
+            assert_eq!(a.h.positive_buckets, b.h.positive_buckets);
+            assert_eq!(a.h.count, b.h.count);
         }
     }
 

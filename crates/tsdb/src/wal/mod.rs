@@ -26,7 +26,7 @@
 
 mod record;
 
-pub(crate) use record::{get_value, put_value};
+pub(crate) use record::{get_value, put_raw_value, put_value, small_code, small_value};
 pub use record::{Record, SampleBatch, WalHistogram, WalSample};
 
 use std::fs::{self, File, OpenOptions};

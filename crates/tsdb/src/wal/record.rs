@@ -44,25 +44,49 @@ fn get_labels(r: &mut Reader) -> Option<Labels> {
 /// raw bits. The low two bits of the leading uvarint say which: 0 integer, 1 hundredths,
 /// 2 raw (alone, followed by 8 bytes). Every value reads back bit for bit.
 pub(crate) fn put_value(out: &mut Vec<u8>, v: f64) {
+    match small_code(v) {
+        Some(code) => put_uvarint(out, code),
+        None => put_raw_value(out, v),
+    }
+}
+
+/// The raw form of [`put_value`]: the tag 2, then the bits.
+#[inline]
+pub(crate) fn put_raw_value(out: &mut Vec<u8>, v: f64) {
+    out.push(2);
+    out.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+
+/// [`put_value`]'s leading uvarint when `v` is an integer or has two decimals (tags 0 and
+/// 1), so that [`small_value`] of it gives `v` back bit for bit; None for the raw form.
+#[inline(always)]
+pub(crate) fn small_code(v: f64) -> Option<u64> {
     // Below 2^53 every integer is exact and its zig-zag, shifted by 2, still fits 64 bits.
     const LIMIT: f64 = (1u64 << 53) as f64;
     if v.abs() < LIMIT {
         let i = v as i64;
         if i as f64 == v && (i != 0 || v.to_bits() == 0) {
-            put_uvarint(out, zigzag(i) << 2);
-            return;
+            return Some(zigzag(i) << 2);
         }
         let h = round_near(v * 100.0);
         if h.abs() < LIMIT {
             let i = h as i64;
             if ((i as f64) / 100.0).to_bits() == v.to_bits() {
-                put_uvarint(out, (zigzag(i) << 2) | 1);
-                return;
+                return Some((zigzag(i) << 2) | 1);
             }
         }
     }
-    out.push(2);
-    out.extend_from_slice(&v.to_bits().to_le_bytes());
+    None
+}
+
+/// The value of a [`small_code`] (tags 0 and 1); None for another tag.
+#[inline]
+pub(crate) fn small_value(code: u64) -> Option<f64> {
+    match code & 3 {
+        0 => Some(unzigzag(code >> 2) as f64),
+        1 => Some(unzigzag(code >> 2) as f64 / 100.0),
+        _ => None,
+    }
 }
 
 /// `x` rounded to an integer (ties to even) by adding and taking away 1.5 × 2^52, which
@@ -78,10 +102,8 @@ fn round_near(x: f64) -> f64 {
 pub(crate) fn get_value(r: &mut Reader) -> Option<f64> {
     let u = r.uvarint()?;
     match u & 3 {
-        0 => Some(unzigzag(u >> 2) as f64),
-        1 => Some(unzigzag(u >> 2) as f64 / 100.0),
         2 if u == 2 => Some(f64::from_bits(r.u64_le()?)),
-        _ => None,
+        _ => small_value(u),
     }
 }
 
@@ -220,7 +242,7 @@ impl Record {
                 for s in samples {
                     put_varint(out, s.series.wrapping_sub(prev_id) as i64);
                     put_varint(out, s.t.wrapping_sub(prev_t));
-                    put_histogram(out, &s.h, None);
+                    put_histogram(out, &s.h, None, None);
                     prev_id = s.series;
                     prev_t = s.t;
                 }
@@ -312,7 +334,7 @@ impl Record {
                     v.push(WalHistogram {
                         series: id,
                         t,
-                        h: Arc::new(get_histogram(&mut r, None)?),
+                        h: Arc::new(get_histogram(&mut r, None, None)?),
                     });
                 }
                 Record::Histograms(v)
