@@ -117,6 +117,9 @@ fn main() {
     db.close().unwrap();
     drop(db);
     let native_bytes = dir_bytes(&native_dir);
+    if std::env::var_os("SHOW_FILES").is_some() {
+        let _ = std::process::Command::new("du").arg("-ab").arg(&native_dir).status();
+    }
 
     let classic_dir = root.path().join("classic");
     let db = Tsdb::open(&classic_dir, opts()).unwrap();
