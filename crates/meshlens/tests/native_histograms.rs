@@ -432,3 +432,42 @@ fn remote_written_native_histograms_are_stored_queried_and_kept() {
         "{v}"
     );
 }
+
+#[test]
+fn web_ui_shows_native_histograms() {
+    if !common::require_binary("chromium") || !common::require_python_module("playwright") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--otlp-grpc-listen", "off"]);
+    let now = common::now_ms();
+    let samples: Vec<(i64, [u64; 3], u64)> = (0..10u64)
+        .map(|i| (now - (9 - i as i64) * 60_000, [i, 2 * i, 3 * i], i))
+        .collect();
+    let mut req = Vec::new();
+    bytes_field(
+        &mut req,
+        1,
+        &rw_histogram_series("rt_latency_seconds", &samples, false),
+    );
+    let mut conn = common::httpc::Conn::open(&server.addr).unwrap();
+    let r = conn
+        .request(
+            "POST",
+            "/api/v1/write",
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "snappy"),
+            ],
+            &meshlens_ingest::remote_write::compress(&req),
+        )
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    // The newest histogram: 9 + 18 + 27 in three buckets and 9 in the zero bucket.
+    common::run_browser_script(
+        "ui_histograms.py",
+        &server.url(""),
+        "ui-histograms-screenshots",
+        &["rt_latency_seconds", "63", "4"],
+    );
+}

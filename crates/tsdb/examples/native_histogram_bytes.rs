@@ -118,7 +118,10 @@ fn main() {
     drop(db);
     let native_bytes = dir_bytes(&native_dir);
     if std::env::var_os("SHOW_FILES").is_some() {
-        let _ = std::process::Command::new("du").arg("-ab").arg(&native_dir).status();
+        let _ = std::process::Command::new("du")
+            .arg("-ab")
+            .arg(&native_dir)
+            .status();
     }
 
     let classic_dir = root.path().join("classic");
