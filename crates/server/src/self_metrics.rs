@@ -179,6 +179,13 @@ impl SelfMetrics {
         );
         gauge(
             &mut out,
+            "meshlens_tsdb_head_histogram_samples",
+            "Native-histogram samples in the in-memory head.",
+            "gauge",
+            tsdb.head_histogram_samples as f64,
+        );
+        gauge(
+            &mut out,
             "meshlens_tsdb_samples_appended_total",
             "Samples appended to the TSDB.",
             "counter",

@@ -3,6 +3,10 @@
 //!
 //! Main types: [`Tsdb`] (implements `MetricWriter`, `MetricReader` and `ExemplarReader`),
 //! [`TsdbOptions`]. Exemplars live in a bounded ring beside the head, logged to the WAL.
+//! Native-histogram (float histogram) samples live beside a series' floats: in the head as
+//! a sorted list per series (none for float-only series), in the WAL as their own record
+//! type, in blocks as a `histograms` file of histogram chunks (formats: `wal` and `block`
+//! module docs, `histogram` for one histogram's bytes).
 //!
 //! Durability: an append returns after its WAL records are written and, with the default
 //! [`FsyncPolicy::EveryAppend`], fdatasync'ed; concurrent appends share one fsync (group

@@ -98,6 +98,7 @@ pub fn embedded_metrics(tsdb: &Tsdb) -> Value {
     json!({
         "head_series": st.head_series,
         "head_chunks": st.head_chunks,
+        "head_histogram_samples": st.head_histogram_samples,
         "samples_appended": st.samples_appended,
         "blocks": st.blocks,
         "block_bytes": st.block_bytes,

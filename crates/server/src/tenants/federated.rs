@@ -406,7 +406,14 @@ mod tests {
         Arc::new(Fixed(vec![SeriesSamples {
             labels: Labels::from_pairs([("__name__", name)]),
             samples: vec![Sample { t: 1, v: 1.0 }],
-            histograms: Vec::new(),
+            histograms: vec![meshlens_model::HistogramSample {
+                t: 2,
+                h: Arc::new(meshlens_model::FloatHistogram {
+                    count: 3.0,
+                    sum: 4.0,
+                    ..Default::default()
+                }),
+            }],
         }]))
     }
 
@@ -460,11 +467,19 @@ mod tests {
                     SeriesSamples {
                         labels: c.labels().clone(),
                         samples: buf.clone(),
-                        histograms: Vec::new(),
+                        histograms: c.histograms().to_vec(),
                     }
                 })
                 .collect();
             assert_eq!(got, want, "{m:?}");
         }
+        // Histograms pass through and count against a limited selection's budget: three
+        // series of one float and one histogram each.
+        assert!(f.select(&[], 0, 10).unwrap()[0].histograms.len() == 1);
+        assert_eq!(f.select_limited(&[], 0, 10, 6).unwrap().len(), 3);
+        assert!(matches!(
+            f.select_limited(&[], 0, 10, 5),
+            Err(StorageError::TooManySamples { limit: 5 })
+        ));
     }
 }
