@@ -529,7 +529,12 @@ fn exponential_point(
 /// - between two written buckets, up to two empty ones are written as zeros, a longer run
 ///   starts a new span (so a first bucket followed by more than two empty ones leaves a
 ///   first span of length 0, exactly as in Prometheus).
-fn buckets_layout(
+///
+/// One deliberate difference: when merging, Prometheus stops adding up a group that follows
+/// an empty merged bucket (its `count == 0` branch does not move its index), so observations
+/// can land one bucket too low; here each merged bucket holds the sum of its group. The
+/// tests compare this function with a transcription of Prometheus's where the two agree.
+pub(super) fn buckets_layout(
     b: &ExponentialBuckets,
     scale_down: u32,
 ) -> Result<(Vec<BucketSpan>, Vec<f64>), String> {
