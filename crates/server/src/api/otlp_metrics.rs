@@ -7,8 +7,11 @@
 //! INVALID_ARGUMENT) naming the byte or JSON path; the rate limit is a 429
 //! (RESOURCE_EXHAUSTED), which exporters retry; storage failures are 503/500. Everything
 //! else is a 200 with OTLP's partial success: `rejected_data_points` counts the data points
-//! refused (delta temporality, exponential histograms, inconsistent histograms) plus the
-//! samples the limits or the storage refused, and `error_message` names the first.
+//! refused (delta temporality, inconsistent histograms, scales below -4) plus the samples
+//! the limits or the storage refused, and `error_message` names the first. Exponential
+//! histograms are stored as native histograms (`MetricWriter::append_histograms`); a
+//! storage that keeps floats only (`InvalidRequest`) makes them refused points of a partial
+//! success, the float series still stored.
 
 use std::sync::Arc;
 
@@ -17,7 +20,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meshlens_ingest::otlp::metrics::{self as otlp, ExportMetrics};
-use meshlens_model::RawSeries;
+use meshlens_model::{RawSeries, StorageError};
 
 use super::AppState;
 
@@ -228,6 +231,36 @@ fn store(
             "samples refused by storage: {}",
             refused.join(", ")
         ));
+    }
+    if !out.histograms.is_empty() {
+        let n: u64 = out.histograms.iter().map(|h| h.samples.len() as u64).sum();
+        match s.writer.append_histograms(&out.histograms) {
+            Ok(o) => {
+                if o.rejected() > 0 {
+                    rejected += o.rejected();
+                    messages.push(format!(
+                        "{} native histogram samples refused by storage ({} out of order, {} duplicate, {} out of bounds, {} invalid labels)",
+                        o.rejected(),
+                        o.out_of_order,
+                        o.duplicate,
+                        o.out_of_bounds,
+                        o.invalid_labels
+                    ));
+                }
+            }
+            // A storage that keeps floats only: the histograms are not stored, the rest is.
+            Err(StorageError::InvalidRequest { reason }) => {
+                rejected += n;
+                s.metrics.samples_rejected.add(
+                    &[("source", "otlp"), ("reason", "histograms_not_stored")],
+                    n,
+                );
+                messages.push(format!(
+                    "{n} exponential histogram data points (native histograms) not stored: {reason}"
+                ));
+            }
+            Err(e) => return Err(super::write::storage_refusal(e)),
+        }
     }
     Ok((rejected, messages.join("; ")))
 }

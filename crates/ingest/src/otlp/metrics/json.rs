@@ -9,8 +9,8 @@ use super::super::json::{
 };
 use super::super::OtlpError;
 use super::{
-    Data, ExportMetrics, HistogramPoint, Metric, NumberPoint, ResourceMetrics, ScopeMetrics,
-    SummaryPoint, TextAttrs,
+    Data, ExponentialBuckets, ExponentialHistogramPoint, ExportMetrics, HistogramPoint, Metric,
+    NumberPoint, ResourceMetrics, ScopeMetrics, SummaryPoint, TextAttrs,
 };
 
 type Result<T> = std::result::Result<T, OtlpError>;
@@ -56,6 +56,35 @@ fn int_value(x: &Value) -> Option<i64> {
         Value::String(s) => s.parse().ok(),
         _ => None,
     }
+}
+
+/// An `int32`/`sint32` field, a number or a string; 0 when absent.
+fn i32_field(v: &Value, camel: &str, snake: &str, path: &str) -> Result<i32> {
+    match field(v, camel, snake) {
+        None => Ok(0),
+        Some(x) => int_value(x)
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| json_err(&format!("{path}.{camel}"), "expected a 32-bit integer")),
+    }
+}
+
+/// A repeated `uint64` field (numbers or strings).
+fn u64_array(v: &Value, camel: &str, snake: &str, path: &str) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for (i, c) in json_array(v, camel, snake, path)?.iter().enumerate() {
+        let n = int_value(c)
+            .and_then(|n| u64::try_from(n).ok())
+            .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+            .or_else(|| c.as_u64())
+            .ok_or_else(|| {
+                json_err(
+                    &format!("{path}.{camel}[{i}]"),
+                    "expected an unsigned integer",
+                )
+            })?;
+        out.push(n);
+    }
+    Ok(out)
 }
 
 fn u32_field(v: &Value, camel: &str, path: &str) -> Result<u32> {
@@ -136,16 +165,15 @@ fn metric(m: &Value, path: &str) -> Result<Metric> {
         };
     } else if let Some(h) = field(m, "exponentialHistogram", "exponential_histogram") {
         let hpath = format!("{path}.exponentialHistogram");
-        let mut times_ns = Vec::new();
+        let mut points = Vec::new();
         for (pi, p) in json_array(h, "dataPoints", "data_points", &hpath)?
             .iter()
             .enumerate()
         {
-            let ppath = format!("{hpath}.dataPoints[{pi}]");
-            times_ns.push(json_u64(p, "timeUnixNano", "time_unix_nano", &ppath)?);
+            points.push(exponential_point(p, &format!("{hpath}.dataPoints[{pi}]"))?);
         }
         out.data = Data::ExponentialHistogram {
-            times_ns,
+            points,
             temporality: temporality(h),
         };
     } else if let Some(s) = field(m, "summary", "summary") {
@@ -191,22 +219,7 @@ fn number_points(d: &Value, path: &str) -> Result<Vec<NumberPoint>> {
 }
 
 fn histogram_point(p: &Value, path: &str) -> Result<HistogramPoint> {
-    let mut counts = Vec::new();
-    for (i, c) in json_array(p, "bucketCounts", "bucket_counts", path)?
-        .iter()
-        .enumerate()
-    {
-        let n = int_value(c)
-            .and_then(|n| u64::try_from(n).ok())
-            .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
-            .ok_or_else(|| {
-                json_err(
-                    &format!("{path}.bucketCounts[{i}]"),
-                    "expected an unsigned integer",
-                )
-            })?;
-        counts.push(n);
-    }
+    let counts = u64_array(p, "bucketCounts", "bucket_counts", path)?;
     let mut bounds = Vec::new();
     for (i, b) in json_array(p, "explicitBounds", "explicit_bounds", path)?
         .iter()
@@ -224,6 +237,35 @@ fn histogram_point(p: &Value, path: &str) -> Result<HistogramPoint> {
         sum: double(p, "sum", "sum", path)?,
         bucket_counts: counts,
         bounds,
+        flags: u32_field(p, "flags", path)?,
+    })
+}
+
+fn exponential_point(p: &Value, path: &str) -> Result<ExponentialHistogramPoint> {
+    let side = |camel: &str| -> Result<ExponentialBuckets> {
+        let Some(b) = field(p, camel, camel) else {
+            return Ok(ExponentialBuckets::default());
+        };
+        let bpath = format!("{path}.{camel}");
+        if !b.is_object() {
+            return Err(json_err(&bpath, "expected an object"));
+        }
+        Ok(ExponentialBuckets {
+            offset: i32_field(b, "offset", "offset", &bpath)?,
+            bucket_counts: u64_array(b, "bucketCounts", "bucket_counts", &bpath)?,
+        })
+    };
+    Ok(ExponentialHistogramPoint {
+        attributes: attrs(p, "attributes"),
+        start_ns: json_u64(p, "startTimeUnixNano", "start_time_unix_nano", path)?,
+        time_ns: json_u64(p, "timeUnixNano", "time_unix_nano", path)?,
+        count: json_u64(p, "count", "count", path)?,
+        sum: double(p, "sum", "sum", path)?,
+        scale: i32_field(p, "scale", "scale", path)?,
+        zero_count: json_u64(p, "zeroCount", "zero_count", path)?,
+        zero_threshold: double(p, "zeroThreshold", "zero_threshold", path)?.unwrap_or(0.0),
+        positive: side("positive")?,
+        negative: side("negative")?,
         flags: u32_field(p, "flags", path)?,
     })
 }

@@ -8,20 +8,23 @@
 //! | gauge; non-monotonic cumulative sum | one gauge series per data point |
 //! | monotonic cumulative sum | a counter, `_total` |
 //! | explicit-bucket histogram | `_bucket{le}` (cumulative counts, `+Inf` = count), `_count`, `_sum` when sent |
+//! | exponential histogram | a native histogram under the metric's name (unit suffix, no `_total`/`_bucket`): schema = scale (above 8 downscaled to 8 by merging buckets), bucket indices shifted by one, zero threshold 1e-128, counter-reset hint unknown |
 //! | summary | `{quantile}` per quantile, `_count`, `_sum` |
 //! | data point attributes | labels (names sanitized, values as text; names that collide are joined by `;`) |
 //! | resource `service.namespace` / `service.name` | `job` (`namespace/name`) |
 //! | resource `service.instance.id` | `instance` |
 //! | every other resource attribute | labels of `target_info` (written only when there are any) |
 //! | promoted resource attributes (a list, by the server's flag) | labels of every series too |
-//! | `FLAG_NO_RECORDED_VALUE` | the staleness marker |
+//! | `FLAG_NO_RECORDED_VALUE` | the staleness marker (an exponential-histogram point is skipped) |
 //! | time (nanoseconds) | sample timestamp (milliseconds) |
 //!
 //! As in Prometheus 3's defaults: scope name and version are not labels, no `_created`
 //! series is written and the start time is not stored. Refused, each data point alone
-//! (OTLP's partial success, the valid rest kept): delta or unspecified temporality,
-//! exponential histograms (native histograms are not stored yet), a histogram whose
-//! bucket counts do not match its bounds, and a name or label name that sanitizes to nothing.
+//! (OTLP's partial success, the valid rest kept): delta or unspecified temporality, a
+//! histogram whose bucket counts do not match its bounds (or, exponential, its count), an
+//! exponential histogram with a scale below -4 or bucket indices outside 32 bits, and a name
+//! or label name that sanitizes to nothing. Exponential histograms come out as
+//! [`Translated::histograms`], beside the float series.
 
 mod json;
 pub mod names;
@@ -85,10 +88,8 @@ pub enum Data {
         points: Vec<HistogramPoint>,
         temporality: i32,
     },
-    /// Only the points' times are kept: the points are refused, but their times still count
-    /// for `target_info`'s span, as in Prometheus.
     ExponentialHistogram {
-        times_ns: Vec<u64>,
+        points: Vec<ExponentialHistogramPoint>,
         temporality: i32,
     },
     Summary(Vec<SummaryPoint>),
@@ -113,6 +114,31 @@ pub struct HistogramPoint {
     pub bucket_counts: Vec<u64>,
     pub bounds: Vec<f64>,
     pub flags: u32,
+}
+
+/// An `ExponentialHistogramDataPoint` (exemplars, min and max are not read).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExponentialHistogramPoint {
+    pub attributes: TextAttrs,
+    pub start_ns: u64,
+    pub time_ns: u64,
+    pub count: u64,
+    pub sum: Option<f64>,
+    pub scale: i32,
+    pub zero_count: u64,
+    /// Read, but not used: Prometheus writes its default zero threshold instead.
+    pub zero_threshold: f64,
+    pub positive: ExponentialBuckets,
+    pub negative: ExponentialBuckets,
+    pub flags: u32,
+}
+
+/// One side of an exponential histogram: `bucket_counts[i]` counts the values in
+/// `(base^(offset+i), base^(offset+i+1)]`, base = 2^(2^-scale).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExponentialBuckets {
+    pub offset: i32,
+    pub bucket_counts: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,13 +1,19 @@
 //! From decoded OTLP metrics to Prometheus series (see the module table for the rules).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use meshlens_model::{Labels, MetricMetadata, Sample, TimeSeries, METRIC_NAME, STALE_NAN};
+use meshlens_model::histogram::{EXPONENTIAL_SCHEMA_MAX, EXPONENTIAL_SCHEMA_MIN};
+use meshlens_model::{
+    BucketSpan, CounterResetHint, FloatHistogram, HistogramSample, Labels, MetricMetadata, Sample,
+    SeriesHistograms, TimeSeries, METRIC_NAME, STALE_NAN,
+};
 
 use super::names::{label_name, metric_name, Kind};
 use super::{
-    Data, ExportMetrics, HistogramPoint, Metric, NumberPoint, ResourceMetrics, SummaryPoint,
-    TextAttrs, FLAG_NO_RECORDED_VALUE, TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA,
+    Data, ExponentialBuckets, ExponentialHistogramPoint, ExportMetrics, HistogramPoint, Metric,
+    NumberPoint, ResourceMetrics, SummaryPoint, TextAttrs, FLAG_NO_RECORDED_VALUE,
+    TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA,
 };
 
 /// `target_info` gets a sample every half lookback delta (Prometheus's default 5m) between
@@ -17,6 +23,10 @@ const TARGET_INFO_STEP_MS: i64 = 150_000;
 /// zero or ancient timestamp must not become millions of samples.
 const TARGET_INFO_MAX_SAMPLES: i64 = 1_000;
 
+/// The zero threshold Prometheus gives every histogram converted from OTLP (it does not use
+/// the data point's `zero_threshold`).
+const DEFAULT_ZERO_THRESHOLD: f64 = 1e-128;
+
 /// How the translation is configured (the server's flags).
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
@@ -25,11 +35,13 @@ pub struct Settings {
     pub promote_resource_attributes: Vec<String>,
 }
 
-/// What a request translated to: series (samples in time order), metadata per metric, and
-/// the refused data points with the first reason.
+/// What a request translated to: float series and native-histogram series (samples in time
+/// order), metadata per metric, and the refused data points with the first reason.
 #[derive(Debug, Default)]
 pub struct Translated {
     pub series: Vec<TimeSeries>,
+    /// Exponential histograms as native histograms.
+    pub histograms: Vec<SeriesHistograms>,
     pub metadata: Vec<MetricMetadata>,
     pub rejected: u64,
     pub first_rejection: Option<String>,
@@ -59,6 +71,7 @@ impl Translated {
 #[derive(Default)]
 struct Builder {
     index: HashMap<Labels, usize>,
+    histogram_index: HashMap<Labels, usize>,
     out: Translated,
 }
 
@@ -76,6 +89,24 @@ impl Builder {
             }
         };
         self.out.series[i].samples.push(Sample::new(t, v));
+    }
+
+    fn add_histogram(&mut self, labels: Labels, t: i64, h: FloatHistogram) {
+        let i = match self.histogram_index.get(&labels) {
+            Some(&i) => i,
+            None => {
+                self.out.histograms.push(SeriesHistograms {
+                    labels: labels.clone(),
+                    samples: Vec::new(),
+                });
+                self.histogram_index
+                    .insert(labels, self.out.histograms.len() - 1);
+                self.out.histograms.len() - 1
+            }
+        };
+        self.out.histograms[i]
+            .samples
+            .push(HistogramSample { t, h: Arc::new(h) });
     }
 }
 
@@ -198,7 +229,7 @@ fn times(m: &Metric) -> Vec<u64> {
         Data::Missing => Vec::new(),
         Data::Gauge(p) | Data::Sum { points: p, .. } => p.iter().map(|p| p.time_ns).collect(),
         Data::Histogram { points, .. } => points.iter().map(|p| p.time_ns).collect(),
-        Data::ExponentialHistogram { times_ns, .. } => times_ns.clone(),
+        Data::ExponentialHistogram { points, .. } => points.iter().map(|p| p.time_ns).collect(),
         Data::Summary(p) => p.iter().map(|p| p.time_ns).collect(),
     }
 }
@@ -238,6 +269,10 @@ pub fn translate(req: &ExportMetrics, settings: &Settings) -> Translated {
         s.samples
             .dedup_by(|a, b| a.t == b.t && a.v.to_bits() == b.v.to_bits());
     }
+    for s in &mut b.out.histograms {
+        // Stable: two points at the same time stay in the order sent (storage keeps the first).
+        s.samples.sort_by_key(|s| s.t);
+    }
     b.out
 }
 
@@ -269,15 +304,6 @@ fn translate_metric(b: &mut Builder, m: &Metric, res: &ResourceLabels, path: &dy
             return;
         }
     }
-    if kind == Kind::ExponentialHistogram {
-        b.out.reject(n, || {
-            format!(
-                "{}.dataPoints[0]: exponential histograms are not supported: meshlens does not store native histograms yet (use explicit-bucket histograms)",
-                path()
-            )
-        });
-        return;
-    }
     let name = match metric_name(&m.name, &m.unit, kind) {
         Ok(name) => name,
         Err(e) => {
@@ -289,7 +315,7 @@ fn translate_metric(b: &mut Builder, m: &Metric, res: &ResourceLabels, path: &dy
         metric_family: name.clone(),
         kind: match kind {
             Kind::MonotonicCounter => "counter",
-            Kind::Histogram => "histogram",
+            Kind::Histogram | Kind::ExponentialHistogram => "histogram",
             Kind::Summary => "summary",
             _ => "gauge",
         }
@@ -322,7 +348,15 @@ fn translate_metric(b: &mut Builder, m: &Metric, res: &ResourceLabels, path: &dy
                 }
             }
         }
-        Data::Missing | Data::ExponentialHistogram { .. } => {}
+        Data::ExponentialHistogram { points, .. } => {
+            for (pi, p) in points.iter().enumerate() {
+                if let Err(e) = exponential_point(b, &name, p, res) {
+                    b.out
+                        .reject(1, || format!("{}.dataPoints[{pi}]: {e}", path()));
+                }
+            }
+        }
+        Data::Missing => {}
     }
 }
 
@@ -409,6 +443,150 @@ fn histogram_point(
         v(p.count as f64),
     );
     Ok(())
+}
+
+/// An exponential-histogram point as a native histogram, the way Prometheus 3's
+/// `exponentialToNativeHistogram` builds it.
+fn exponential_point(
+    b: &mut Builder,
+    name: &str,
+    p: &ExponentialHistogramPoint,
+    res: &ResourceLabels,
+) -> Result<(), String> {
+    if p.scale < EXPONENTIAL_SCHEMA_MIN {
+        return Err(format!(
+            "exponential histogram scale {} is below {EXPONENTIAL_SCHEMA_MIN}, the lowest native histogram schema",
+            p.scale
+        ));
+    }
+    // Prometheus writes a histogram whose sum and count are the staleness marker here. A
+    // native-histogram staleness marker is not something meshlens's histogram storage and
+    // queries recognise (it would be read as a histogram with a NaN sum), so the point is
+    // skipped instead: no sample, and not counted as refused.
+    if p.flags & FLAG_NO_RECORDED_VALUE != 0 {
+        return Ok(());
+    }
+    // Finer scales are merged down to schema 8: 2^scale_down OTLP buckets per bucket.
+    let (schema, scale_down) = if p.scale > EXPONENTIAL_SCHEMA_MAX {
+        (
+            EXPONENTIAL_SCHEMA_MAX,
+            p.scale.abs_diff(EXPONENTIAL_SCHEMA_MAX),
+        )
+    } else {
+        (p.scale, 0)
+    };
+    let (positive_spans, positive_buckets) =
+        buckets_layout(&p.positive, scale_down).map_err(|e| format!("positive buckets: {e}"))?;
+    let (negative_spans, negative_buckets) =
+        buckets_layout(&p.negative, scale_down).map_err(|e| format!("negative buckets: {e}"))?;
+    // Prometheus's storage refuses a histogram whose buckets do not add up to its count (or,
+    // with a NaN sum, exceed it); so is the point here.
+    let in_buckets: u128 = p
+        .positive
+        .bucket_counts
+        .iter()
+        .chain(&p.negative.bucket_counts)
+        .map(|&c| u128::from(c))
+        .sum::<u128>()
+        + u128::from(p.zero_count);
+    let sum = p.sum.unwrap_or(0.0);
+    let count = u128::from(p.count);
+    if (sum.is_nan() && in_buckets > count) || (!sum.is_nan() && in_buckets != count) {
+        return Err(format!(
+            "exponential histogram has {in_buckets} observations in its buckets (zero bucket included), but its count is {}",
+            p.count
+        ));
+    }
+    let h = FloatHistogram {
+        // Cumulative only (delta is refused before); OTLP has no gauge histograms, and a
+        // reset cannot be told from the point alone: unknown, as Prometheus says.
+        counter_reset_hint: CounterResetHint::Unknown,
+        schema,
+        zero_threshold: DEFAULT_ZERO_THRESHOLD,
+        zero_count: p.zero_count as f64,
+        count: p.count as f64,
+        sum,
+        positive_spans,
+        negative_spans,
+        positive_buckets,
+        negative_buckets,
+        custom_values: Vec::new(),
+    };
+    let base = point_labels(&p.attributes, res)?;
+    b.add_histogram(with_name(&base, name, None), millis(p.time_ns), h);
+    Ok(())
+}
+
+/// One side of an exponential histogram as Prometheus spans and absolute counts, as
+/// Prometheus's `convertBucketsLayout` lays them out:
+///
+/// - OTLP bucket `i` covers `(base^i, base^(i+1)]`, Prometheus bucket `j` covers
+///   `(base^(j-1), base^j]`: OTLP index `offset + i` becomes `(offset + i) >> scale_down`
+///   (merging `2^scale_down` buckets; the shift floors, right for negative indices too), plus
+///   one;
+/// - the first span starts at the first bucket's index; a bucket is written when its count
+///   is not zero, and the last bucket always;
+/// - between two written buckets, up to two empty ones are written as zeros, a longer run
+///   starts a new span (so a first bucket followed by more than two empty ones leaves a
+///   first span of length 0, exactly as in Prometheus).
+///
+/// One deliberate difference: when merging, Prometheus stops adding up a group that follows
+/// an empty merged bucket (its `count == 0` branch does not move its index), so observations
+/// can land one bucket too low; here each merged bucket holds the sum of its group. The
+/// tests compare this function with a transcription of Prometheus's where the two agree.
+pub(super) fn buckets_layout(
+    b: &ExponentialBuckets,
+    scale_down: u32,
+) -> Result<(Vec<BucketSpan>, Vec<f64>), String> {
+    let Some(last_i) = b.bucket_counts.len().checked_sub(1) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    // i64 arithmetic shifts by at most 63 floor exactly for these magnitudes.
+    let shift = scale_down.min(63);
+    let index = |i: usize| ((i64::from(b.offset) + i as i64) >> shift) + 1;
+    let (first, last) = (index(0), index(last_i));
+    if i32::try_from(first).is_err() || i32::try_from(last).is_err() {
+        return Err(format!(
+            "bucket indices {first}..={last} do not fit in 32 bits (offset {}, {} buckets)",
+            b.offset,
+            b.bucket_counts.len()
+        ));
+    }
+    // (index, count) of every merged bucket, in order, without gaps.
+    let mut merged: Vec<(i64, u128)> = Vec::new();
+    for (i, &c) in b.bucket_counts.iter().enumerate() {
+        let j = index(i);
+        match merged.last_mut() {
+            Some((at, n)) if *at == j => *n += u128::from(c),
+            _ => merged.push((j, u128::from(c))),
+        }
+    }
+    let mut spans = vec![BucketSpan {
+        offset: first as i32,
+        length: 0,
+    }];
+    let mut counts = Vec::new();
+    let mut next = first;
+    let n = merged.len();
+    for (k, (j, c)) in merged.into_iter().enumerate() {
+        if c == 0 && k + 1 < n {
+            continue;
+        }
+        let gap = j - next;
+        let span = spans.last_mut().expect("one span at least");
+        if gap > 2 {
+            spans.push(BucketSpan {
+                offset: i32::try_from(gap).map_err(|_| format!("a gap of {gap} buckets"))?,
+                length: 1,
+            });
+        } else {
+            span.length += gap as u32 + 1;
+            counts.extend(std::iter::repeat_n(0.0, gap as usize));
+        }
+        counts.push(c as f64);
+        next = j + 1;
+    }
+    Ok((spans, counts))
 }
 
 fn summary_point(

@@ -5,8 +5,8 @@
 use super::super::wire::{deeper, err, key_value, want, Wire, I64, LEN, MAX_DEPTH, VARINT};
 use super::super::OtlpError;
 use super::{
-    Data, ExportMetrics, HistogramPoint, Metric, NumberPoint, ResourceMetrics, ScopeMetrics,
-    SummaryPoint, TextAttrs,
+    Data, ExponentialBuckets, ExponentialHistogramPoint, ExportMetrics, HistogramPoint, Metric,
+    NumberPoint, ResourceMetrics, ScopeMetrics, SummaryPoint, TextAttrs,
 };
 
 type Result<T> = std::result::Result<T, OtlpError>;
@@ -106,6 +106,27 @@ impl<'a> Cur<'a> {
         let r = key_value(m.w.buf, depth);
         let (k, v) = m.at(0, r)?;
         out.push((k.into_owned(), v.to_tag().into_owned()));
+        Ok(())
+    }
+
+    /// A `sint32` (zigzag) field; like protobuf's parsers, the varint is cut to 32 bits.
+    fn sint32(&mut self, field: u32, wire_type: u8) -> Result<i32> {
+        self.want(field, wire_type, VARINT)?;
+        let n = self.varint()? as u32;
+        Ok((n >> 1) as i32 ^ -((n & 1) as i32))
+    }
+
+    /// A repeated varint field, packed or not.
+    fn varints(&mut self, field: u32, wire_type: u8, out: &mut Vec<u64>) -> Result<()> {
+        if wire_type == VARINT {
+            out.push(self.varint()?);
+            return Ok(());
+        }
+        self.want(field, wire_type, LEN)?;
+        let mut m = self.msg()?;
+        while m.w.pos < m.w.buf.len() {
+            out.push(m.varint()?);
+        }
         Ok(())
     }
 
@@ -241,7 +262,8 @@ fn metric(mut c: Cur<'_>, depth: u32) -> Result<Metric> {
 /// `Gauge` (5), `Sum` (7), `Histogram` (9), `ExponentialHistogram` (10) or `Summary` (11).
 fn data(kind: u32, mut c: Cur<'_>, depth: u32) -> Result<Data> {
     let inner = depth_err(&c, deeper(depth))?;
-    let (mut numbers, mut histograms, mut summaries, mut times) = (vec![], vec![], vec![], vec![]);
+    let (mut numbers, mut histograms, mut summaries, mut exponential) =
+        (vec![], vec![], vec![], vec![]);
     let (mut temporality, mut monotonic) = (0i32, false);
     while let Some((f, wt)) = c.key()? {
         match (kind, f) {
@@ -251,7 +273,7 @@ fn data(kind: u32, mut c: Cur<'_>, depth: u32) -> Result<Data> {
                 match kind {
                     5 | 7 => numbers.push(number_point(p, inner)?),
                     9 => histograms.push(histogram_point(p, inner)?),
-                    10 => times.push(exponential_time(p, inner)?),
+                    10 => exponential.push(exponential_point(p, inner)?),
                     _ => summaries.push(summary_point(p, inner)?),
                 }
             }
@@ -278,7 +300,7 @@ fn data(kind: u32, mut c: Cur<'_>, depth: u32) -> Result<Data> {
             temporality,
         },
         10 => Data::ExponentialHistogram {
-            times_ns: times,
+            points: exponential,
             temporality,
         },
         _ => Data::Summary(summaries),
@@ -341,18 +363,55 @@ fn histogram_point(mut c: Cur<'_>, depth: u32) -> Result<HistogramPoint> {
     Ok(p)
 }
 
-/// An exponential histogram point is refused, so only its time is read.
-fn exponential_time(mut c: Cur<'_>, depth: u32) -> Result<u64> {
-    let mut t = 0;
+fn exponential_point(mut c: Cur<'_>, depth: u32) -> Result<ExponentialHistogramPoint> {
+    let mut p = ExponentialHistogramPoint::default();
     while let Some((f, wt)) = c.key()? {
-        if f == 3 {
-            c.want(f, wt, I64)?;
-            t = c.fixed64()?;
-        } else {
-            c.skip(f, wt, depth)?;
+        match f {
+            1 => c.attribute(f, wt, &mut p.attributes, depth)?,
+            2..=5 | 7 | 14 => {
+                c.want(f, wt, I64)?;
+                let v = c.fixed64()?;
+                match f {
+                    2 => p.start_ns = v,
+                    3 => p.time_ns = v,
+                    4 => p.count = v,
+                    5 => p.sum = Some(f64::from_bits(v)),
+                    7 => p.zero_count = v,
+                    _ => p.zero_threshold = f64::from_bits(v),
+                }
+            }
+            6 => p.scale = c.sint32(f, wt)?,
+            8 | 9 => {
+                c.want(f, wt, LEN)?;
+                let mut b = c.msg()?;
+                let side = if f == 8 {
+                    &mut p.positive
+                } else {
+                    &mut p.negative
+                };
+                buckets(&mut b, side, depth)?;
+            }
+            10 => {
+                c.want(f, wt, VARINT)?;
+                p.flags = c.varint()? as u32;
+            }
+            // Exemplars (11), min (12) and max (13) are not used.
+            _ => c.skip(f, wt, depth)?,
         }
     }
-    Ok(t)
+    Ok(p)
+}
+
+/// `ExponentialHistogramDataPoint.Buckets`: a message given twice is merged, as protobuf does.
+fn buckets(c: &mut Cur<'_>, out: &mut ExponentialBuckets, depth: u32) -> Result<()> {
+    while let Some((f, wt)) = c.key()? {
+        match f {
+            1 => out.offset = c.sint32(f, wt)?,
+            2 => c.varints(f, wt, &mut out.bucket_counts)?,
+            _ => c.skip(f, wt, depth)?,
+        }
+    }
+    Ok(())
 }
 
 fn summary_point(mut c: Cur<'_>, depth: u32) -> Result<SummaryPoint> {
