@@ -203,8 +203,8 @@ fn bad_input(server: &Server) {
     let q = server.query("{job=\"bad-input\",__name__=~\"jobs.*|sizes.*\"}", None);
     assert_eq!(q["data"]["result"], serde_json::json!([]), "{q}");
 
-    // A valid exponential histogram alone: a native histogram. A storage that keeps floats
-    // only refuses it, which is a partial success saying so, not a failed request.
+    // A valid exponential histogram alone: a native histogram, stored (scale 3, the OTLP
+    // offset -1 is Prometheus's bucket 0, one observation in the zero bucket).
     let body = format!(
         r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"sizes","exponentialHistogram":{{"aggregationTemporality":2,
             "dataPoints":[{{"timeUnixNano":"{now_ns}","count":"3","zeroCount":"1","scale":3,
@@ -213,14 +213,20 @@ fn bad_input(server: &Server) {
     let r = post(server, "application/json", body.as_bytes());
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v: Value = serde_json::from_slice(&r.body).unwrap();
-    if v != serde_json::json!({}) {
-        assert_eq!(v["partialSuccess"]["rejectedDataPoints"], "1", "{v}");
-        let msg = v["partialSuccess"]["errorMessage"].as_str().unwrap();
-        assert!(
-            msg.starts_with("1 exponential histogram data points (native histograms) not stored: "),
-            "{msg}"
-        );
-    }
+    assert_eq!(v, serde_json::json!({}), "stored whole: {v}");
+    let q = server.query("histogram_count(sizes)", None);
+    assert_eq!(q["data"]["result"][0]["value"][1], "3", "{q}");
+    let q = server.query("sizes", None);
+    let buckets = q["data"]["result"][0]["histogram"][1]["buckets"].clone();
+    assert_eq!(
+        buckets,
+        serde_json::json!([
+            [3, "-1e-128", "1e-128", "1"],
+            [0, "0.9170040432046711", "1", "1"],
+            [0, "1", "1.0905077326652577", "1"]
+        ]),
+        "{q}"
+    );
 
     let r = post(server, "text/plain", b"x");
     assert_eq!(r.status, 415);
