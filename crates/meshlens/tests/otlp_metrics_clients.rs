@@ -1,5 +1,5 @@
 //! OTLP metrics from a real client: the OpenTelemetry Python SDK exports a counter, an
-//! up-down counter, an observable gauge and an explicit-bucket histogram over OTLP/HTTP
+//! up-down counter, an observable gauge, an explicit-bucket and an exponential histogram over OTLP/HTTP
 //! (protobuf) and over OTLP/gRPC to `meshlens server`; the series API and instant queries must
 //! show exactly the names, labels, `target_info` and values that Prometheus 3's OTLP
 //! translation (default `UnderscoreEscapingWithSuffixes`, with
@@ -117,7 +117,20 @@ fn send_and_check(server: &Server, mode: &str, endpoint: &str, service: &str) {
     let job = format!("shop/{service}");
     let want = expected(&job, sent["sdk_version"].as_str().unwrap());
     let matcher = urlencode(&format!("{{job=\"{job}\"}}"));
-    let want_sets: BTreeSet<LabelSet> = want.iter().map(|(l, _)| l.clone()).collect();
+    let mut want_sets: BTreeSet<LabelSet> = want.iter().map(|(l, _)| l.clone()).collect();
+    // The exponential histogram "rpc.server.duration", unit "s": a native histogram named
+    // with its unit and no suffix.
+    let native: LabelSet = [
+        ("__name__", "rpc_server_duration_seconds"),
+        ("job", job.as_str()),
+        ("instance", "pod-1"),
+        ("deployment_environment", "test"),
+        ("rpc_method", "Get"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    want_sets.insert(native);
     // Stored before the export returned; the poll only allows for a slow machine.
     let got_sets = poll(Duration::from_secs(30), || {
         let v = get_json(&server.url(&format!("/api/v1/series?match[]={matcher}")));
@@ -136,6 +149,7 @@ fn send_and_check(server: &Server, mode: &str, endpoint: &str, service: &str) {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|r| r.get("histogram").is_none())
         .map(|r| {
             (
                 label_set(&r["metric"]),
@@ -143,6 +157,25 @@ fn send_and_check(server: &Server, mode: &str, endpoint: &str, service: &str) {
             )
         })
         .collect();
+    let h = format!("rpc_server_duration_seconds{{job=\"{job}\"}}");
+    let count = server.query(&format!("histogram_count({h})"), None);
+    assert_eq!(
+        count["data"]["result"][0]["value"][1], "4",
+        "{mode}: {count}"
+    );
+    let sum = server.query(&format!("histogram_sum({h})"), None);
+    let sum: f64 = sum["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((sum - 1.5).abs() < 1e-9, "{mode}: sum {sum}");
+    // Each observation in its own bucket: 0.1 <= x <= 0.8 holds all four.
+    let within = server.query(&format!("histogram_fraction(0.09, 0.81, {h})"), None);
+    assert_eq!(
+        within["data"]["result"][0]["value"][1], "1",
+        "{mode}: {within}"
+    );
     for (labels, v) in &want {
         assert_eq!(got.get(labels), Some(v), "{mode}: value of {labels:?}");
     }

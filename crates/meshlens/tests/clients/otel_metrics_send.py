@@ -10,7 +10,11 @@ import sys
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import (
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.version import __version__ as sdk_version
 
@@ -44,7 +48,9 @@ resource = Resource.create({
     "deployment.environment": "test",
 })
 views = [View(instrument_name="http.server.duration",
-              aggregation=ExplicitBucketHistogramAggregation(boundaries=[5.0, 50.0, 100.0]))]
+              aggregation=ExplicitBucketHistogramAggregation(boundaries=[5.0, 50.0, 100.0])),
+         View(instrument_name="rpc.server.duration",
+              aggregation=ExponentialBucketHistogramAggregation())]
 provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
 meter = provider.get_meter("meshlens.test", "1.0")
 
@@ -65,6 +71,11 @@ meter.create_observable_gauge("cpu.utilization", callbacks=[cpu], unit="1")
 duration = meter.create_histogram("http.server.duration", unit="ms")
 for v in (3, 7, 30, 120):
     duration.record(v, {"http.route": "/checkout"})
+
+# An exponential histogram: a native histogram in Prometheus 3 (scale above 8 merged to 8).
+rpc = meter.create_histogram("rpc.server.duration", unit="s")
+for v in (0.1, 0.2, 0.4, 0.8):
+    rpc.record(v, {"rpc.method": "Get"})
 
 memory = meter.create_up_down_counter("process.memory.usage", unit="By")
 memory.add(1048576)
