@@ -217,8 +217,11 @@ fn instant(base: &str, q: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Exemplars of `query`, sorted: (series labels, [(labels, value, ts ms)]).
-fn exemplars(base: &str, query: &str) -> Vec<(String, Vec<(String, String, i64)>)> {
+/// Exemplars of a query, sorted: (series labels, [(labels, value, ts ms)]).
+type Found = Vec<(String, Vec<(String, String, i64)>)>;
+
+/// Exemplars of `query` over the test's whole time range.
+fn exemplars(base: &str, query: &str) -> Found {
     let v = get_json(&format!(
         "{base}/api/v1/query_exemplars?query={}&start=1699999000&end=1700001000",
         urlencode(query)

@@ -146,8 +146,8 @@ fn main() {
                 * 0.9;
             let instance = format!("pod-{s}");
             let mut cumulative = 0.0;
-            for b in 0..BUCKETS {
-                cumulative += counts[s][b];
+            for (b, count) in counts[s].iter().enumerate() {
+                cumulative += count;
                 let le = exponential_bound(FIRST_BUCKET + b as i32, SCHEMA);
                 batch.push(TimeSeries {
                     labels: Labels::from_pairs([
