@@ -331,7 +331,7 @@ pub trait MetricReader: Send + Sync {
     ) -> Result<Vec<SeriesSamples>, StorageError>;
 
     /// `select`, failing with `TooManySamples` once the series read would hold more than
-    /// `max_samples` samples in all. Engines override it to stop reading as soon as the
+    /// `max_samples` samples in all (float and native-histogram samples alike). Engines override it to stop reading as soon as the
     /// budget is spent, so a query over too much data fails before it is all in memory;
     /// this default reads everything, then counts.
     fn select_limited(
@@ -342,7 +342,12 @@ pub trait MetricReader: Send + Sync {
         max_samples: usize,
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         let series = self.select(matchers, mint, maxt)?;
-        if series.iter().map(|s| s.samples.len()).sum::<usize>() > max_samples {
+        // Native-histogram samples count as samples.
+        let n: usize = series
+            .iter()
+            .map(|s| s.samples.len() + s.histograms.len())
+            .sum();
+        if n > max_samples {
             return Err(StorageError::TooManySamples { limit: max_samples });
         }
         Ok(series)
@@ -384,6 +389,58 @@ pub trait MetricReader: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_limited_select_counts_histograms() {
+        struct One;
+        impl MetricReader for One {
+            fn select(
+                &self,
+                _: &[LabelMatcher],
+                _: i64,
+                _: i64,
+            ) -> Result<Vec<SeriesSamples>, StorageError> {
+                Ok(vec![SeriesSamples {
+                    labels: Labels::empty(),
+                    samples: vec![Sample::new(1, 1.0)],
+                    histograms: vec![HistogramSample {
+                        t: 2,
+                        h: Default::default(),
+                    }],
+                }])
+            }
+            fn series(
+                &self,
+                _: &[LabelMatcher],
+                _: i64,
+                _: i64,
+            ) -> Result<Vec<Labels>, StorageError> {
+                Ok(vec![])
+            }
+            fn label_names(
+                &self,
+                _: &[LabelMatcher],
+                _: i64,
+                _: i64,
+            ) -> Result<Vec<String>, StorageError> {
+                Ok(vec![])
+            }
+            fn label_values(
+                &self,
+                _: &str,
+                _: &[LabelMatcher],
+                _: i64,
+                _: i64,
+            ) -> Result<Vec<String>, StorageError> {
+                Ok(vec![])
+            }
+        }
+        assert!(One.select_limited(&[], 0, 10, 2).is_ok());
+        assert!(matches!(
+            One.select_limited(&[], 0, 10, 1),
+            Err(StorageError::TooManySamples { limit: 1 })
+        ));
+    }
 
     #[test]
     fn http_status_is_the_one_mapping() {

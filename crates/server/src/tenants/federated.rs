@@ -151,7 +151,16 @@ impl MetricReader for FederatedMetrics {
         let mut out = Vec::new();
         let mut left = max_samples;
         for (id, r) in tenants {
-            for mut s in r.select_limited(&rest, mint, maxt, left)? {
+            // A tenant over what is left is the query over its limit: say the query's.
+            let found = r
+                .select_limited(&rest, mint, maxt, left)
+                .map_err(|e| match e {
+                    StorageError::TooManySamples { .. } => {
+                        StorageError::TooManySamples { limit: max_samples }
+                    }
+                    e => e,
+                })?;
+            for mut s in found {
                 left = left
                     .checked_sub(s.samples.len() + s.histograms.len())
                     .ok_or(StorageError::TooManySamples { limit: max_samples })?;

@@ -182,11 +182,19 @@ impl Block {
         &s.hchunks[first..first + len]
     }
 
+    /// Whether the block has a `histograms` file (some series with histograms).
+    pub(crate) fn has_histogram_file(&self) -> bool {
+        self.hdata.is_some()
+    }
+
     /// Whether series `idx` has native-histogram samples here at all.
     pub(crate) fn has_histograms(&self, idx: u32) -> bool {
-        self.series
-            .get(idx as usize)
-            .is_some_and(|s| !s.hchunks.is_empty())
+        // The block first: float-only blocks answer without touching the series' entry.
+        self.hdata.is_some()
+            && self
+                .series
+                .get(idx as usize)
+                .is_some_and(|s| !s.hchunks.is_empty())
     }
 
     /// Appends series `idx`'s native-histogram samples in `[mint, maxt]` to `buf`, in time

@@ -278,6 +278,8 @@ impl Tsdb {
         if self.closed.load(Ordering::Acquire) {
             return Err(TsdbError::Closed);
         }
+        // Before any histogram is in the head, so no read can miss it.
+        self.holds_histograms.store(true, Ordering::Relaxed);
         let mut acc = Accumulator::with_capacity(0);
         let mut logged: Vec<WalHistogram> = Vec::new();
         let min_valid = self.min_valid_time();

@@ -145,6 +145,9 @@ pub struct Tsdb {
     append_gate: RwLock<()>,
     maintain_lock: Mutex<()>,
     closed: AtomicBool,
+    /// Set once any native-histogram sample is held (replayed, in a block, appended); never
+    /// cleared while open. Float-only databases' reads skip histograms on it.
+    holds_histograms: AtomicBool,
     counters: Counters,
     background: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -164,6 +167,7 @@ impl Tsdb {
         let mut ring = ExemplarRing::new(opts.max_exemplars);
         let mut id_map: HashMap<u64, u32> = HashMap::new();
         let replay_window = i64::MAX;
+        let mut replayed_histograms = false;
         let (wal, report) = Wal::open(&dir.join("wal"), |rec| match rec {
             Record::Series { id, labels } => {
                 let (hid, _, _) = head.get_or_create(&labels, |_, _| {});
@@ -181,6 +185,7 @@ impl Tsdb {
                 }
             }
             Record::Histograms(samples) => {
+                replayed_histograms |= !samples.is_empty();
                 for s in samples {
                     let Some(series) = id_map.get(&s.series).and_then(|h| head.get(*h)) else {
                         continue;
@@ -229,6 +234,7 @@ impl Tsdb {
                 }
             }
         }
+        let holds_histograms = replayed_histograms || blocks.iter().any(|b| b.has_histogram_file());
         let db = Tsdb {
             dir: dir.to_path_buf(),
             opts,
@@ -240,6 +246,7 @@ impl Tsdb {
             append_gate: RwLock::new(()),
             maintain_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
+            holds_histograms: AtomicBool::new(holds_histograms),
             counters: Counters::default(),
             background: Mutex::new(None),
         };

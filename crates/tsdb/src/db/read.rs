@@ -28,6 +28,13 @@ impl Tsdb {
         self.head.lookup(labels).is_some()
     }
 
+    /// Whether the database has held a native-histogram sample since it was opened (in
+    /// the WAL, a block or an append): until then reads skip histograms altogether.
+    pub(crate) fn may_hold_histograms(&self) -> bool {
+        self.holds_histograms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Series in the head: one atomic load, unlike [`Tsdb::stats`], which walks every series
     /// to count chunks; the per-request series limit asks this.
     pub fn head_series(&self) -> u64 {
@@ -129,22 +136,23 @@ fn merge_block(
 fn materialize(
     cursors: &mut [TsdbCursor],
     budget: &SampleBudget,
+    hists: bool,
 ) -> Result<Vec<SeriesSamples>, StorageError> {
     if cursors.len() < PARALLEL_MIN_SERIES {
-        return materialize_run(cursors, budget);
+        return materialize_run(cursors, budget, hists);
     }
     // Asked once: on Linux it reads cgroup files.
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let threads =
         *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads < 2 {
-        return materialize_run(cursors, budget);
+        return materialize_run(cursors, budget, hists);
     }
     let per = cursors.len().div_ceil(threads);
     let parts: Vec<Result<Vec<SeriesSamples>, StorageError>> = std::thread::scope(|s| {
         let handles: Vec<_> = cursors
             .chunks_mut(per)
-            .map(|run| s.spawn(move || materialize_run(run, budget)))
+            .map(|run| s.spawn(move || materialize_run(run, budget, hists)))
             .collect();
         handles
             .into_iter()
@@ -164,9 +172,12 @@ fn materialize(
     Ok(out)
 }
 
+/// `hists`: whether the database may hold native histograms at all (see
+/// [`Tsdb::may_hold_histograms`]); when not, float reads skip them entirely.
 fn materialize_run(
     cursors: &mut [TsdbCursor],
     budget: &SampleBudget,
+    hists: bool,
 ) -> Result<Vec<SeriesSamples>, StorageError> {
     let mut out = Vec::with_capacity(cursors.len());
     let mut buf: Vec<Sample> = Vec::new();
@@ -176,11 +187,15 @@ fn materialize_run(
         if budget.exceeded() {
             break;
         }
-        c.load_histograms(budget)?;
-        if budget.exceeded() {
-            break;
-        }
-        let histograms = c.take_histograms();
+        let histograms = if hists {
+            c.load_histograms(budget)?;
+            if budget.exceeded() {
+                break;
+            }
+            c.take_histograms()
+        } else {
+            Vec::new()
+        };
         if !buf.is_empty() || !histograms.is_empty() {
             out.push(SeriesSamples {
                 labels: c.take_labels(),
@@ -206,8 +221,10 @@ impl MetricReader for Tsdb {
         let mut cursors = self.cursors(matchers, mint, maxt);
         // Histograms are loaded now, where a corrupt chunk can fail the selection
         // (`SeriesCursor::histograms` cannot fail); float-only series cost nothing here.
-        for c in &mut cursors {
-            c.load_histograms(&budget)?;
+        if self.may_hold_histograms() {
+            for c in &mut cursors {
+                c.load_histograms(&budget)?;
+            }
         }
         Ok(cursors
             .into_iter()
@@ -235,7 +252,7 @@ impl MetricReader for Tsdb {
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         let budget = SampleBudget::new(max_samples);
         let mut cursors = self.cursors(matchers, mint, maxt);
-        let found = materialize(&mut cursors, &budget)?;
+        let found = materialize(&mut cursors, &budget, self.may_hold_histograms())?;
         if budget.exceeded() {
             return Err(StorageError::TooManySamples { limit: max_samples });
         }

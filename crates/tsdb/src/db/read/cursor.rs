@@ -28,8 +28,9 @@ pub(crate) struct TsdbCursor {
     /// made: float-only series never lock the head again for histograms.
     head_hists: bool,
     /// The native-histogram samples in the range, once loaded
-    /// ([`TsdbCursor::load_histograms`]).
-    hists: Vec<HistogramSample>,
+    /// ([`TsdbCursor::load_histograms`]); boxed, so float-only cursors stay one word larger.
+    #[allow(clippy::box_collection)]
+    hists: Option<Box<Vec<HistogramSample>>>,
 }
 
 enum CursorLabels {
@@ -72,7 +73,7 @@ impl TsdbCursor {
             mint,
             maxt,
             head_hists,
-            hists: Vec::new(),
+            hists: None,
         }
     }
 
@@ -92,7 +93,7 @@ impl TsdbCursor {
             mint,
             maxt,
             head_hists: false,
-            hists: Vec::new(),
+            hists: None,
         }
     }
 
@@ -125,13 +126,13 @@ impl TsdbCursor {
             out.dedup_by_key(|s| s.t);
         }
         budget.spend(out.len());
-        self.hists = out;
+        self.hists = (!out.is_empty()).then(|| Box::new(out));
         Ok(())
     }
 
     /// The loaded histograms, moved out (the cursor is spent afterwards).
     pub(crate) fn take_histograms(&mut self) -> Vec<HistogramSample> {
-        std::mem::take(&mut self.hists)
+        self.hists.take().map_or_else(Vec::new, |b| *b)
     }
 
     /// Adds a block holding the same series; blocks must be added in `blocks` order.
@@ -344,6 +345,6 @@ impl SeriesCursor for TsdbCursor {
     }
 
     fn histograms(&self) -> &[HistogramSample] {
-        &self.hists
+        self.hists.as_deref().map_or(&[], Vec::as_slice)
     }
 }
