@@ -355,6 +355,21 @@ fn rw_histogram_series(name: &str, samples: &[(i64, [u64; 3], u64)], bad: bool) 
     ts
 }
 
+/// Posts an uncompressed remote-write 1.0 request to the server.
+fn remote_write(server: &Server, req: &[u8]) -> common::httpc::Response {
+    let mut conn = common::httpc::Conn::open(&server.addr).unwrap();
+    conn.request(
+        "POST",
+        "/api/v1/write",
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "snappy"),
+        ],
+        &meshlens_ingest::remote_write::compress(req),
+    )
+    .unwrap()
+}
+
 #[test]
 fn remote_written_native_histograms_are_stored_queried_and_kept() {
     let dir = tempfile::tempdir().unwrap();
@@ -376,19 +391,7 @@ fn remote_written_native_histograms_are_stored_queried_and_kept() {
         1,
         &rw_histogram_series("rt_broken_seconds", &samples[..1], true),
     );
-    let body = meshlens_ingest::remote_write::compress(&req);
-    let mut conn = common::httpc::Conn::open(&server.addr).unwrap();
-    let r = conn
-        .request(
-            "POST",
-            "/api/v1/write",
-            &[
-                ("Content-Type", "application/x-protobuf"),
-                ("Content-Encoding", "snappy"),
-            ],
-            &body,
-        )
-        .unwrap();
+    let r = remote_write(&server, &req);
     let msg = String::from_utf8_lossy(&r.body).to_string();
     assert_eq!(r.status, 400, "{msg}");
     assert!(
@@ -453,18 +456,7 @@ fn web_ui_shows_native_histograms() {
         1,
         &rw_histogram_series("rt_latency_seconds", &samples, false),
     );
-    let mut conn = common::httpc::Conn::open(&server.addr).unwrap();
-    let r = conn
-        .request(
-            "POST",
-            "/api/v1/write",
-            &[
-                ("Content-Type", "application/x-protobuf"),
-                ("Content-Encoding", "snappy"),
-            ],
-            &meshlens_ingest::remote_write::compress(&req),
-        )
-        .unwrap();
+    let r = remote_write(&server, &req);
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     // The newest histogram: 9 + 18 + 27 in three buckets and 9 in the zero bucket.
     common::run_browser_script(

@@ -18,7 +18,7 @@ use meshlens_model::{format_value, Labels, MetricMetadata, METRIC_NAME};
 
 use super::{ParseError, ParsedScrape, ScrapedExemplar, ScrapedHistogram, ScrapedSample};
 use crate::remote_write::histogram::{check, repeated_doubles, repeated_varints, span, undelta};
-use crate::remote_write::wire::{Cursor, WireError, FIXED64, LEN, VARINT};
+use crate::remote_write::wire::{parse_label, Cursor, WireError, FIXED64, LEN, VARINT};
 
 /// How histograms that are native and classic at once are kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -244,7 +244,7 @@ fn read_metric(buf: &[u8], base: usize) -> Result<Metric<'_>, WireError> {
             1 => {
                 c.expect(wt, LEN, "label pair is not length-delimited")?;
                 let (b, at) = c.bytes()?;
-                m.labels.push(label_pair(b, at)?);
+                m.labels.push(parse_label(b, at)?);
             }
             2 | 5 => {
                 c.expect(wt, LEN, "gauge or untyped value is not length-delimited")?;
@@ -274,26 +274,6 @@ fn read_metric(buf: &[u8], base: usize) -> Result<Metric<'_>, WireError> {
         }
     }
     Ok(m)
-}
-
-fn label_pair(buf: &[u8], base: usize) -> Result<(&str, &str), WireError> {
-    let (mut name, mut value) = ("", "");
-    let mut c = Cursor::new(buf, base);
-    while !c.done() {
-        let (field, wt) = c.key()?;
-        match field {
-            1 => {
-                c.expect(wt, LEN, "label name is not length-delimited")?;
-                name = c.string()?;
-            }
-            2 => {
-                c.expect(wt, LEN, "label value is not length-delimited")?;
-                value = c.string()?;
-            }
-            _ => c.skip(wt)?,
-        }
-    }
-    Ok((name, value))
 }
 
 /// `Gauge`, `Untyped` or `Counter`: field 1 the value, field 2 a counter's exemplar.
@@ -328,7 +308,7 @@ fn exemplar(buf: &[u8], base: usize) -> Result<ScrapedExemplar, WireError> {
             1 => {
                 c.expect(wt, LEN, "exemplar label is not length-delimited")?;
                 let (b, at) = c.bytes()?;
-                labels.push(label_pair(b, at)?);
+                labels.push(parse_label(b, at)?);
             }
             2 => {
                 c.expect(wt, FIXED64, "exemplar value is not a double")?;

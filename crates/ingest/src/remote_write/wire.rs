@@ -374,8 +374,10 @@ fn parse_series<'a>(buf: &'a [u8], base: usize, req: &mut RawRequest<'a>) -> Res
     Ok(())
 }
 
+/// A `Label` (or the exposition format's `LabelPair`, the same message): name and value
+/// borrowed from the buffer.
 #[inline]
-fn parse_label(buf: &[u8], base: usize) -> Result<(&str, &str), WireError> {
+pub(crate) fn parse_label(buf: &[u8], base: usize) -> Result<(&str, &str), WireError> {
     let (mut name, mut value) = ("", "");
     // Keys and lengths under 128 are ASCII bytes too, so a label of ASCII strings is
     // usually an all-ASCII message; otherwise each string is validated on its own.

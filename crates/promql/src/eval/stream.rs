@@ -108,17 +108,7 @@ struct Collect {
 
 impl Partial for Collect {
     fn add(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>]) {
-        let labels = series.labels();
-        let labels = if self.drop_name {
-            labels.without_metric_name()
-        } else {
-            labels.clone()
-        };
-        self.series.push(Series {
-            labels,
-            points: points.to_vec(),
-            hists: Vec::new(),
-        });
+        self.add_hists(series, points, Vec::new());
     }
 
     fn add_hists(&mut self, series: &dyn SeriesCursor, points: &[Option<f64>], hists: HistPoints) {

@@ -230,14 +230,8 @@ impl ScrapeLoop {
         let mut batch = Vec::with_capacity(parsed.samples.len());
         let mut current: HashMap<u64, Labels> = HashMap::with_capacity(parsed.samples.len());
         for s in parsed.histograms {
-            let Some(labels) = relabel::process(&s.labels, &self.config.metric_relabel_configs)
-            else {
+            let Some((labels, ts)) = self.place(&s.labels, s.timestamp_ms, t) else {
                 continue;
-            };
-            let labels = self.attach_target_labels(labels);
-            let ts = match (self.config.honor_timestamps, s.timestamp_ms) {
-                (true, Some(ts)) => ts,
-                _ => t,
             };
             let h = fit_histogram(s.h, &self.config.histograms)?;
             current.insert(labels.stable_hash(), labels.clone());
@@ -261,14 +255,8 @@ impl ScrapeLoop {
             });
         }
         for s in parsed.samples {
-            let Some(labels) = relabel::process(&s.labels, &self.config.metric_relabel_configs)
-            else {
+            let Some((labels, ts)) = self.place(&s.labels, s.timestamp_ms, t) else {
                 continue;
-            };
-            let labels = self.attach_target_labels(labels);
-            let ts = match (self.config.honor_timestamps, s.timestamp_ms) {
-                (true, Some(ts)) => ts,
-                _ => t,
             };
             current.insert(labels.stable_hash(), labels.clone());
             if let Some(e) = s.exemplar {
@@ -313,6 +301,18 @@ impl ScrapeLoop {
         }
         self.previous = current;
         Ok((batch, scraped, post, added))
+    }
+
+    /// A scraped series' stored labels (metric relabeling, then the target's labels) and
+    /// time (its own with `honor_timestamps`, else the scrape's); None when relabeling drops
+    /// it.
+    fn place(&self, labels: &Labels, timestamp_ms: Option<i64>, t: i64) -> Option<(Labels, i64)> {
+        let labels = relabel::process(labels, &self.config.metric_relabel_configs)?;
+        let ts = match (self.config.honor_timestamps, timestamp_ms) {
+            (true, Some(ts)) => ts,
+            _ => t,
+        };
+        Some((self.attach_target_labels(labels), ts))
     }
 
     fn attach_target_labels(&self, labels: Labels) -> Labels {
