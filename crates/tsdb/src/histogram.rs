@@ -115,9 +115,8 @@ pub fn put_histogram(
         return;
     };
     let p2 = before.filter(|b| same_layout(b, p1));
-    let pred = Predictor { p1, p2 };
-    for (i, v) in numbers(h).enumerate() {
-        put_predicted(out, v, pred.at(i));
+    for (v, pred) in numbers(h).zip(Predictor { p1, p2 }.all()) {
+        put_predicted(out, v, pred);
     }
 }
 
@@ -136,14 +135,6 @@ struct Predictor<'a> {
 }
 
 impl Predictor<'_> {
-    fn at(&self, i: usize) -> f64 {
-        let last = numbers(self.p1).nth(i).unwrap_or(0.0);
-        match self.p2.and_then(|p| numbers(p).nth(i)) {
-            Some(older) => last + (last - older),
-            None => last,
-        }
-    }
-
     fn all(&self) -> Vec<f64> {
         let last: Vec<f64> = numbers(self.p1).collect();
         match self.p2 {
