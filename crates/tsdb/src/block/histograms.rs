@@ -8,9 +8,10 @@ use std::path::Path;
 use memmap2::Mmap;
 use meshlens_model::HistogramSample;
 
+use super::index::{put_chunk_refs, read_chunk_refs};
 use super::{io_err, Block, BlockError, BlockSeries, ChunkRef};
 use crate::histogram;
-use crate::varint::{put_uvarint, put_varint, Reader};
+use crate::varint::{put_uvarint, Reader};
 
 pub const FILE: &str = "histograms";
 const MAGIC: &[u8; 4] = b"MLH1";
@@ -71,16 +72,7 @@ impl Writer {
         for (i, s) in with {
             put_uvarint(&mut index, (i - next) as u64);
             next = i + 1;
-            put_uvarint(&mut index, s.hchunks.len() as u64);
-            let (mut prev_max, mut prev_off) = (0i64, 0u64);
-            for c in &s.hchunks {
-                put_varint(&mut index, c.min_t.wrapping_sub(prev_max));
-                put_uvarint(&mut index, c.max_t.wrapping_sub(c.min_t) as u64);
-                put_uvarint(&mut index, c.offset - prev_off);
-                put_uvarint(&mut index, u64::from(c.len));
-                prev_max = c.max_t;
-                prev_off = c.offset;
-            }
+            put_chunk_refs(&mut index, &s.hchunks);
         }
         self.buf.extend_from_slice(&index);
         self.buf.extend_from_slice(&index_at.to_le_bytes());
@@ -134,34 +126,22 @@ fn decode_index(data: &[u8], series: &mut [BlockSeries]) -> Result<(), String> {
             .get_mut(i)
             .ok_or_else(|| format!("series {i} beyond the index"))?;
         next = i + 1;
-        let nc = r.uvarint().ok_or_else(short)? as usize;
-        let mut chunks = Vec::with_capacity(nc.min(1 << 16));
-        let (mut prev_max, mut prev_off) = (0i64, 0u64);
-        for _ in 0..nc {
-            let min_t = prev_max.wrapping_add(r.varint().ok_or_else(short)?);
-            let max_t = min_t.wrapping_add(r.uvarint().ok_or_else(short)? as i64);
-            let offset = prev_off
-                .checked_add(r.uvarint().ok_or_else(short)?)
-                .ok_or("chunk offset out of range")?;
-            let len =
-                u32::try_from(r.uvarint().ok_or_else(short)?).map_err(|_| "chunk too long")?;
-            if offset < 4 || offset + u64::from(len) + 4 > index_at as u64 {
-                return Err(format!("chunk reference {offset}+{len} beyond the chunks"));
+        let chunks = read_chunk_refs(&mut r)?;
+        let mut prev: Option<&ChunkRef> = None;
+        for c in &chunks {
+            if c.offset < 4 || c.offset + u64::from(c.len) + 4 > index_at as u64 {
+                return Err(format!(
+                    "chunk reference {}+{} beyond the chunks",
+                    c.offset, c.len
+                ));
             }
-            if max_t < min_t || chunks.last().is_some_and(|c: &ChunkRef| min_t <= c.max_t) {
+            if c.max_t < c.min_t || prev.is_some_and(|p| c.min_t <= p.max_t) {
                 return Err(format!(
                     "histogram chunks of {} overlap or are out of order",
                     s.labels
                 ));
             }
-            chunks.push(ChunkRef {
-                min_t,
-                max_t,
-                offset,
-                len,
-            });
-            prev_max = max_t;
-            prev_off = offset;
+            prev = Some(c);
         }
         s.hchunks = chunks;
     }

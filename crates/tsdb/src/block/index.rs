@@ -20,6 +20,46 @@ pub struct ChunkRef {
     pub len: u32,
 }
 
+/// Writes a series' chunk references: their count, then per chunk its min time (from the
+/// previous chunk's max), its time span, its offset (from the previous chunk's) and length.
+pub fn put_chunk_refs(out: &mut Vec<u8>, chunks: &[ChunkRef]) {
+    put_uvarint(out, chunks.len() as u64);
+    let (mut prev_max, mut prev_off) = (0i64, 0u64);
+    for c in chunks {
+        put_varint(out, c.min_t.wrapping_sub(prev_max));
+        put_uvarint(out, c.max_t.wrapping_sub(c.min_t) as u64);
+        put_uvarint(out, c.offset - prev_off);
+        put_uvarint(out, u64::from(c.len));
+        prev_max = c.max_t;
+        prev_off = c.offset;
+    }
+}
+
+/// Reads what [`put_chunk_refs`] wrote; the caller checks the references against its file.
+pub fn read_chunk_refs(r: &mut Reader) -> Result<Vec<ChunkRef>, String> {
+    let short = || "index truncated".to_string();
+    let nc = r.uvarint().ok_or_else(short)? as usize;
+    let mut chunks = Vec::with_capacity(nc.min(1 << 16));
+    let (mut prev_max, mut prev_off) = (0i64, 0u64);
+    for _ in 0..nc {
+        let min_t = prev_max.wrapping_add(r.varint().ok_or_else(short)?);
+        let max_t = min_t.wrapping_add(r.uvarint().ok_or_else(short)? as i64);
+        let offset = prev_off
+            .checked_add(r.uvarint().ok_or_else(short)?)
+            .ok_or("chunk offset out of range")?;
+        let len = u32::try_from(r.uvarint().ok_or_else(short)?).map_err(|_| "chunk too long")?;
+        chunks.push(ChunkRef {
+            min_t,
+            max_t,
+            offset,
+            len,
+        });
+        prev_max = max_t;
+        prev_off = offset;
+    }
+    Ok(chunks)
+}
+
 pub fn encode(series: &[BlockSeries]) -> Vec<u8> {
     let mut symbols = BTreeSet::new();
     for s in series {
@@ -49,17 +89,7 @@ pub fn encode(series: &[BlockSeries]) -> Vec<u8> {
             put_uvarint(&mut out, v);
             postings.entry((n, v)).or_default().push(i as u32);
         }
-        put_uvarint(&mut out, s.chunks.len() as u64);
-        let mut prev_max = 0i64;
-        let mut prev_off = 0u64;
-        for c in &s.chunks {
-            put_varint(&mut out, c.min_t.wrapping_sub(prev_max));
-            put_uvarint(&mut out, c.max_t.wrapping_sub(c.min_t) as u64);
-            put_uvarint(&mut out, c.offset - prev_off);
-            put_uvarint(&mut out, u64::from(c.len));
-            prev_max = c.max_t;
-            prev_off = c.offset;
-        }
+        put_chunk_refs(&mut out, &s.chunks);
     }
     put_uvarint(&mut out, postings.len() as u64);
     for ((n, v), ids) in &postings {
@@ -108,24 +138,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<BlockSeries>, Postings), String> {
             let v = sym(r.uvarint().ok_or_else(short)?)?;
             labels.push(Label::new(n, v));
         }
-        let nc = r.uvarint().ok_or_else(short)? as usize;
-        let mut chunks = Vec::with_capacity(nc.min(1 << 16));
-        let (mut prev_max, mut prev_off) = (0i64, 0u64);
-        for _ in 0..nc {
-            let min_t = prev_max.wrapping_add(r.varint().ok_or_else(short)?);
-            let max_t = min_t.wrapping_add(r.uvarint().ok_or_else(short)? as i64);
-            let offset = prev_off + r.uvarint().ok_or_else(short)?;
-            let len =
-                u32::try_from(r.uvarint().ok_or_else(short)?).map_err(|_| "chunk too long")?;
-            chunks.push(ChunkRef {
-                min_t,
-                max_t,
-                offset,
-                len,
-            });
-            prev_max = max_t;
-            prev_off = offset;
-        }
+        let chunks = read_chunk_refs(&mut r)?;
         series.push(BlockSeries {
             labels: Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value))),
             chunks,
