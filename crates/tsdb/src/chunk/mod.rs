@@ -259,7 +259,7 @@ const DOD_PAYLOAD: u64 = 0x14_0C_09_07_00;
 /// Reads one delta-of-delta: the prefix is counted with one `leading_zeros` on the word and
 /// the payload taken with two shifts, so the common buckets cost no per-bit branches.
 #[inline(always)]
-fn read_dod_value(r: &mut BitReader) -> Option<i64> {
+pub(crate) fn read_dod_value(r: &mut BitReader) -> Option<i64> {
     if r.avail() < 25 {
         r.refill();
     }
@@ -317,7 +317,7 @@ impl DodDecoder {
 
 /// Gorilla XOR values, the reading side of [`XorState`].
 #[derive(Default)]
-struct XorDecoder {
+pub(crate) struct XorDecoder {
     prev: u64,
     lead: u32,
     trail: u32,
@@ -325,13 +325,13 @@ struct XorDecoder {
 
 impl XorDecoder {
     #[inline(always)]
-    fn first(&mut self, r: &mut BitReader) -> Option<u64> {
+    pub(crate) fn first(&mut self, r: &mut BitReader) -> Option<u64> {
         self.prev = r.read_bits(64)?;
         Some(self.prev)
     }
 
     #[inline(always)]
-    fn next(&mut self, r: &mut BitReader) -> Option<u64> {
+    pub(crate) fn next(&mut self, r: &mut BitReader) -> Option<u64> {
         if r.avail() < 13 {
             r.refill();
         }

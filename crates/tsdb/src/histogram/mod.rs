@@ -18,15 +18,18 @@
 //! negative buckets: likewise
 //! ```
 //!
-//! A histogram chunk (`encode_chunk`): `[3 u8][count u16 BE]` then per sample the timestamp
-//! (the first as a varint, later ones as uvarint deltas from the previous; samples are
-//! sorted and distinct) followed by the histogram, with bit 2 set when its layout equals the
-//! previous sample's. Such a histogram's numbers (zero count, count, sum, then every
-//! bucket, whose number the layout gives) are predicted from the previous samples — the
-//! previous value, or when the sample before it shares the layout too, the previous value
-//! plus the last change — and written as the difference when that is an integer or has two
-//! decimals and adds back bit for bit (a counter growing steadily costs a byte per bucket),
-//! else as the raw value (the tag 2 and 8 bytes).
+//! Histogram chunks: `encode_chunk` writes the packed, bit-level form (encoding 4, in
+//! [`packed`]). Blocks written before it hold the byte form (encoding 3), which still
+//! reads: `[3 u8][count u16 BE]` then per sample the timestamp (the first as a varint,
+//! later ones as uvarint deltas from the previous; samples are sorted and distinct)
+//! followed by the histogram, with bit 2 set when its layout equals the previous sample's.
+//! Such a histogram's numbers (zero count, count, sum, then every bucket, whose number the
+//! layout gives) are predicted from the previous samples — the previous value, or when the
+//! sample before it shares the layout too, the previous value plus the last change — and
+//! written as the difference when that is an integer or has two decimals and adds back bit
+//! for bit, else as the raw value (the tag 2 and 8 bytes).
+
+mod packed;
 
 use std::sync::Arc;
 
@@ -90,6 +93,27 @@ fn put_floats(out: &mut Vec<u8>, v: &[f64]) {
     }
 }
 
+/// Writes what [`same_layout`] compares: schema, zero threshold, spans, custom values.
+fn put_layout(out: &mut Vec<u8>, h: &FloatHistogram) {
+    put_varint(out, i64::from(h.schema));
+    put_value(out, h.zero_threshold);
+    put_spans(out, &h.positive_spans);
+    put_spans(out, &h.negative_spans);
+    put_floats(out, &h.custom_values);
+}
+
+/// Reads what [`put_layout`] wrote, as a histogram with no observations.
+fn get_layout(r: &mut Reader) -> Option<FloatHistogram> {
+    Some(FloatHistogram {
+        schema: i32::try_from(r.varint()?).ok()?,
+        zero_threshold: get_value(r)?,
+        positive_spans: get_spans(r)?,
+        negative_spans: get_spans(r)?,
+        custom_values: get_floats(r)?,
+        ..FloatHistogram::default()
+    })
+}
+
 /// Appends `h`; with `prev`, leaves its layout out when it equals `prev`'s and writes its
 /// numbers as differences from their prediction (see the module docs); `before` is the
 /// sample before `prev`, used when it shares `prev`'s layout.
@@ -102,11 +126,7 @@ pub fn put_histogram(
     let prev = prev.filter(|p| same_layout(p, h));
     out.push(hint_bits(h.counter_reset_hint) | if prev.is_some() { SAME_LAYOUT } else { 0 });
     let Some(p1) = prev else {
-        put_varint(out, i64::from(h.schema));
-        put_value(out, h.zero_threshold);
-        put_spans(out, &h.positive_spans);
-        put_spans(out, &h.negative_spans);
-        put_floats(out, &h.custom_values);
+        put_layout(out, h);
         put_value(out, h.zero_count);
         put_value(out, h.count);
         put_value(out, h.sum);
@@ -227,19 +247,14 @@ pub fn get_histogram(
             custom_values: p1.custom_values.clone(),
         });
     }
-    Some(FloatHistogram {
-        counter_reset_hint: hint_from(flags),
-        schema: i32::try_from(r.varint()?).ok()?,
-        zero_threshold: get_value(r)?,
-        positive_spans: get_spans(r)?,
-        negative_spans: get_spans(r)?,
-        custom_values: get_floats(r)?,
-        zero_count: get_value(r)?,
-        count: get_value(r)?,
-        sum: get_value(r)?,
-        positive_buckets: get_floats(r)?,
-        negative_buckets: get_floats(r)?,
-    })
+    let mut h = get_layout(r)?;
+    h.counter_reset_hint = hint_from(flags);
+    h.zero_count = get_value(r)?;
+    h.count = get_value(r)?;
+    h.sum = get_value(r)?;
+    h.positive_buckets = get_floats(r)?;
+    h.negative_buckets = get_floats(r)?;
+    Some(h)
 }
 
 /// An encoded chunk of histogram samples with its time span.
@@ -250,25 +265,11 @@ pub struct HistChunk {
     pub max_t: i64,
 }
 
-/// Encodes samples (sorted by time, distinct timestamps, at most 65535) into one chunk.
+/// Encodes samples (sorted by time, distinct timestamps, at most 65535) into one packed
+/// chunk.
 pub fn encode_chunk(samples: &[HistogramSample]) -> HistChunk {
-    assert!(samples.len() <= u16::MAX as usize, "chunk too large");
-    let mut bytes = Vec::with_capacity(3 + samples.len() * 24);
-    bytes.push(ENC_FLOAT_HISTOGRAM);
-    bytes.extend_from_slice(&(samples.len() as u16).to_be_bytes());
-    let mut prev: Option<&HistogramSample> = None;
-    let mut before: Option<&HistogramSample> = None;
-    for s in samples {
-        match prev {
-            None => put_varint(&mut bytes, s.t),
-            Some(p) => put_uvarint(&mut bytes, s.t.wrapping_sub(p.t) as u64),
-        }
-        put_histogram(&mut bytes, &s.h, prev.map(|p| &*p.h), before.map(|b| &*b.h));
-        before = prev;
-        prev = Some(s);
-    }
     HistChunk {
-        bytes,
+        bytes: packed::encode(samples),
         min_t: samples.first().map_or(0, |s| s.t),
         max_t: samples.last().map_or(0, |s| s.t),
     }
@@ -283,13 +284,16 @@ pub fn decode_chunk_into(
     buf: &mut Vec<HistogramSample>,
 ) -> Result<usize, ChunkError> {
     let (&enc, rest) = bytes.split_first().ok_or(ChunkError::Truncated(0))?;
-    if enc != ENC_FLOAT_HISTOGRAM {
+    if enc != ENC_FLOAT_HISTOGRAM && enc != packed::ENC_PACKED_HISTOGRAM {
         return Err(ChunkError::UnknownEncoding(enc));
     }
     let count = rest
         .get(..2)
         .map(|c| u16::from_be_bytes([c[0], c[1]]) as usize)
         .ok_or(ChunkError::Truncated(0))?;
+    if enc == packed::ENC_PACKED_HISTOGRAM {
+        return packed::decode_into(&rest[2..], count, mint, maxt, buf);
+    }
     let mut r = Reader::new(&rest[2..]);
     let mut t = 0i64;
     let mut prev: Option<Arc<FloatHistogram>> = None;
@@ -324,6 +328,32 @@ pub fn decode_chunk_into(
         return Err(ChunkError::Malformed(count));
     }
     Ok(n)
+}
+
+#[cfg(test)]
+/// The byte-form chunk (encoding 3) that earlier releases wrote; kept to test that its
+/// blocks still read.
+pub(crate) fn encode_byte_chunk(samples: &[HistogramSample]) -> HistChunk {
+    assert!(samples.len() <= u16::MAX as usize, "chunk too large");
+    let mut bytes = Vec::with_capacity(3 + samples.len() * 24);
+    bytes.push(ENC_FLOAT_HISTOGRAM);
+    bytes.extend_from_slice(&(samples.len() as u16).to_be_bytes());
+    let mut prev: Option<&HistogramSample> = None;
+    let mut before: Option<&HistogramSample> = None;
+    for s in samples {
+        match prev {
+            None => put_varint(&mut bytes, s.t),
+            Some(p) => put_uvarint(&mut bytes, s.t.wrapping_sub(p.t) as u64),
+        }
+        put_histogram(&mut bytes, &s.h, prev.map(|p| &*p.h), before.map(|b| &*b.h));
+        before = prev;
+        prev = Some(s);
+    }
+    HistChunk {
+        bytes,
+        min_t: samples.first().map_or(0, |s| s.t),
+        max_t: samples.last().map_or(0, |s| s.t),
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +398,32 @@ pub(crate) mod tests {
             negative_buckets: if i.is_multiple_of(2) { vec![f] } else { vec![] },
             custom_values: if i % 5 == 4 { vec![0.5, 1.0] } else { vec![] },
         }
+    }
+
+    type Encoder = fn(&[HistogramSample]) -> Vec<u8>;
+
+    fn encode_byte_chunk(samples: &[HistogramSample]) -> Vec<u8> {
+        super::encode_byte_chunk(samples).bytes
+    }
+
+    fn packed_chunk(samples: &[HistogramSample]) -> Vec<u8> {
+        encode_chunk(samples).bytes
+    }
+
+    /// Everything of a histogram, floats as their bits (NaN equals itself).
+    fn bits_of(h: &FloatHistogram) -> String {
+        let b = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        format!(
+            "{:?} {} {} {:?} {:?} {:?} {:?} {:?}",
+            h.counter_reset_hint,
+            h.schema,
+            h.zero_threshold.to_bits(),
+            b(&[h.zero_count, h.count, h.sum]),
+            (&h.positive_spans, &h.negative_spans),
+            b(&h.positive_buckets),
+            b(&h.negative_buckets),
+            b(&h.custom_values)
+        )
     }
 
     #[test]
@@ -418,17 +474,25 @@ pub(crate) mod tests {
                 }
             })
             .collect();
-        let c = encode_chunk(&samples);
-        // 20 buckets + zero count + count + sum + flags + time: about 25 bytes per sample.
-        assert!(c.bytes.len() < 120 * 30, "{} bytes", c.bytes.len());
-        let mut back = Vec::new();
-        decode_chunk_into(&c.bytes, i64::MIN, i64::MAX, &mut back).unwrap();
-        assert_eq!(back.len(), samples.len());
-        for (a, b) in samples.iter().zip(&back) {
-            assert_eq!(a.t, b.t);
-            assert_eq!(a.h.sum.to_bits(), b.h.sum.to_bits(), "at {}", a.t);
-            assert_eq!(a.h.positive_buckets, b.h.positive_buckets);
-            assert_eq!(a.h.count, b.h.count);
+        // Byte form: 20 buckets + zero count + count + sum + flags + time, about 25 bytes
+        // per sample. Packed: a bit per steady bucket, the sum's XOR and a few bits more.
+        for (encode, per_sample) in [(encode_byte_chunk as Encoder, 30), (packed_chunk, 10)] {
+            let bytes = encode(&samples);
+            assert!(
+                bytes.len() < 120 * per_sample,
+                "{} bytes, encoding {}",
+                bytes.len(),
+                bytes[0]
+            );
+            let mut back = Vec::new();
+            decode_chunk_into(&bytes, i64::MIN, i64::MAX, &mut back).unwrap();
+            assert_eq!(back.len(), samples.len());
+            for (a, b) in samples.iter().zip(&back) {
+                assert_eq!(a.t, b.t);
+                assert_eq!(a.h.sum.to_bits(), b.h.sum.to_bits(), "at {}", a.t);
+                assert_eq!(a.h.positive_buckets, b.h.positive_buckets);
+                assert_eq!(a.h.count, b.h.count);
+            }
         }
     }
 
@@ -442,15 +506,17 @@ pub(crate) mod tests {
             .collect();
         let c = encode_chunk(&samples);
         assert_eq!((c.min_t, c.max_t), (-20_000, -20_000 + 49 * 15_000));
-        let mut all = Vec::new();
-        assert_eq!(
-            decode_chunk_into(&c.bytes, i64::MIN, i64::MAX, &mut all),
-            Ok(50)
-        );
-        assert_eq!(all, samples);
-        let mut some = Vec::new();
-        assert_eq!(decode_chunk_into(&c.bytes, 0, 100_000, &mut some), Ok(7));
-        assert_eq!(some[..], samples[2..9]);
+        for bytes in [c.bytes, encode_byte_chunk(&samples)] {
+            let mut all = Vec::new();
+            assert_eq!(
+                decode_chunk_into(&bytes, i64::MIN, i64::MAX, &mut all),
+                Ok(50)
+            );
+            assert_eq!(all, samples);
+            let mut some = Vec::new();
+            assert_eq!(decode_chunk_into(&bytes, 0, 100_000, &mut some), Ok(7));
+            assert_eq!(some[..], samples[2..9]);
+        }
     }
 
     #[test]
@@ -461,17 +527,21 @@ pub(crate) mod tests {
                 h: Arc::new(sample_histogram(i)),
             })
             .collect();
-        let c = encode_chunk(&samples);
-        for cut in 0..c.bytes.len() {
-            let mut buf = Vec::new();
-            assert!(
-                decode_chunk_into(&c.bytes[..cut], i64::MIN, i64::MAX, &mut buf).is_err(),
-                "cut at {cut}"
-            );
+        for encode in [encode_byte_chunk as Encoder, packed_chunk] {
+            let bytes = encode(&samples);
+            for cut in 0..bytes.len() {
+                let mut buf = Vec::new();
+                assert!(
+                    decode_chunk_into(&bytes[..cut], i64::MIN, i64::MAX, &mut buf).is_err(),
+                    "cut at {cut} of encoding {}",
+                    bytes[0]
+                );
+            }
+            let mut extra = bytes.clone();
+            extra.push(0);
+            assert!(decode_chunk_into(&extra, i64::MIN, i64::MAX, &mut Vec::new()).is_err());
         }
-        let mut extra = c.bytes.clone();
-        extra.push(0);
-        assert!(decode_chunk_into(&extra, i64::MIN, i64::MAX, &mut Vec::new()).is_err());
+        let c = encode_chunk(&samples);
         let mut wrong = c.bytes.clone();
         wrong[0] = 1;
         assert_eq!(
@@ -482,10 +552,45 @@ pub(crate) mod tests {
 
     proptest! {
         #[test]
-        fn arbitrary_chunk_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..96)) {
-            let mut bytes = vec![ENC_FLOAT_HISTOGRAM];
+        fn arbitrary_chunk_bytes_never_panic(
+            packed in any::<bool>(),
+            body in proptest::collection::vec(any::<u8>(), 0..96),
+        ) {
+            let enc = if packed { packed::ENC_PACKED_HISTOGRAM } else { ENC_FLOAT_HISTOGRAM };
+            let mut bytes = vec![enc];
             bytes.extend(body);
             let _ = decode_chunk_into(&bytes, i64::MIN, i64::MAX, &mut Vec::new());
+        }
+
+        /// Any run of histograms (layouts and hints changing, counts and sums of any bits)
+        /// reads back bit for bit from a packed chunk.
+        #[test]
+        fn packed_chunks_round_trip_any_histograms(
+            steps in proptest::collection::vec((0u32..12, any::<u64>(), 0u8..4, 1i64..100_000), 1..60),
+        ) {
+            let mut t = -1_000_000i64;
+            let samples: Vec<HistogramSample> = steps
+                .iter()
+                .map(|&(shape, bits, kind, dt)| {
+                    t += dt;
+                    let mut h = sample_histogram(shape);
+                    let odd = f64::from_bits(bits);
+                    match kind {
+                        0 => h.sum = odd,
+                        1 => h.positive_buckets[0] = odd,
+                        2 => h.count = odd,
+                        _ => h.zero_count = (bits % 1000) as f64,
+                    }
+                    HistogramSample { t, h: Arc::new(h) }
+                })
+                .collect();
+            let bytes = packed_chunk(&samples);
+            let mut back = Vec::new();
+            prop_assert_eq!(decode_chunk_into(&bytes, i64::MIN, i64::MAX, &mut back), Ok(samples.len()));
+            for (a, b) in samples.iter().zip(&back) {
+                prop_assert_eq!(a.t, b.t);
+                prop_assert_eq!(bits_of(&a.h), bits_of(&b.h));
+            }
         }
     }
 }
