@@ -69,6 +69,63 @@ pub(crate) fn variance(values: &[f64]) -> f64 {
     m2 / count
 }
 
+/// The series of `input` with the steps `selected` marks (floats and histograms), those with
+/// none left out.
+fn keep_selected(input: &[Series], selected: &[Vec<bool>]) -> Vec<Series> {
+    input
+        .iter()
+        .zip(selected)
+        .filter(|(_, keep)| keep.iter().any(|k| *k))
+        .map(|(s, keep)| Series {
+            labels: s.labels.clone(),
+            points: s
+                .points
+                .iter()
+                .zip(keep)
+                .map(|(p, k)| p.filter(|_| *k))
+                .collect(),
+            hists: match s.has_hists() {
+                true => (0..keep.len())
+                    .map(|i| s.hist(i).filter(|_| keep[i]).cloned())
+                    .collect(),
+                false => Vec::new(),
+            },
+        })
+        .collect()
+}
+
+/// Where a series falls in [0, 1) for `limit_ratio`: Prometheus's label-set hash (xxHash64
+/// of each name and value followed by 0xff) over the largest u64, so that both pick the
+/// same series.
+fn sample_offset(labels: &Labels) -> f64 {
+    let mut bytes = Vec::with_capacity(256);
+    for l in labels {
+        bytes.extend_from_slice(l.name.as_bytes());
+        bytes.push(0xff);
+        bytes.extend_from_slice(l.value.as_bytes());
+        bytes.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&bytes, 0) as f64 / u64::MAX as f64
+}
+
+/// A positive ratio keeps the series below it, a negative one those at or above 1 + it,
+/// so that `limit_ratio(r, v)` and `limit_ratio(-(1 - r), v)` split `v` between them.
+fn within_ratio(ratio: f64, offset: f64) -> bool {
+    if ratio >= 0.0 {
+        offset < ratio
+    } else {
+        offset >= 1.0 + ratio
+    }
+}
+
+fn invalid_ratio(got: f64, to: f64) -> String {
+    format!(
+        "ratio value should be between -1 and 1, got {}, capping to {}",
+        format_float(got),
+        format_float(to)
+    )
+}
+
 pub(crate) fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         Some(LabelModifier::Include(ls)) => Labels::from_pairs(
@@ -144,7 +201,7 @@ impl<'a> Evaluator<'a> {
                 if op != "limitk" && input.iter().any(Series::has_hists) {
                     self.info(format!("ignored histogram in {op} aggregation"));
                 }
-                let mut selected: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; input.len()];
+                let mut selected = vec![vec![false; steps]; input.len()];
                 for (_, members) in &groups {
                     for step in 0..steps {
                         let kk = k[step];
@@ -156,30 +213,26 @@ impl<'a> Evaluator<'a> {
                         } else {
                             kk as usize
                         };
+                        // limitk keeps histograms too; topk and bottomk rank floats only.
                         let mut present: Vec<(usize, f64)> = members
                             .iter()
-                            .filter_map(|&i| input[i].points[step].map(|v| (i, v)))
+                            .filter_map(|&i| match input[i].points[step] {
+                                Some(v) => Some((i, v)),
+                                None if op == "limitk" => input[i].hist(step).map(|_| (i, 0.0)),
+                                None => None,
+                            })
                             .collect();
                         match op.as_str() {
                             "topk" => present.sort_by(|a, b| cmp_desc_nan_last(a.1, b.1)),
                             "bottomk" => present.sort_by(|a, b| cmp_asc_nan_last(a.1, b.1)),
                             _ => {}
                         }
-                        for (i, v) in present.into_iter().take(kk) {
-                            selected[i][step] = Some(v);
+                        for (i, _) in present.into_iter().take(kk) {
+                            selected[i][step] = true;
                         }
                     }
                 }
-                let mut chosen: Vec<Series> = input
-                    .iter()
-                    .zip(selected)
-                    .filter(|(_, p)| p.iter().any(Option::is_some))
-                    .map(|(s, points)| Series {
-                        labels: s.labels.clone(),
-                        points,
-                        hists: Vec::new(),
-                    })
-                    .collect();
+                let mut chosen = keep_selected(&input, &selected);
                 if steps == 1 && op != "limitk" {
                     let desc = op == "topk";
                     // Within each group, the instant result is ordered by value.
@@ -213,6 +266,35 @@ impl<'a> Evaluator<'a> {
                     chosen = reordered;
                 }
                 return Ok(Val::Vector(chosen));
+            }
+            "limit_ratio" => {
+                let ratios = scalar_param(&op)?;
+                if ratios.iter().all(|r| *r == 0.0) {
+                    return Ok(Val::Vector(Vec::new()));
+                }
+                if ratios.iter().any(|r| r.is_nan()) {
+                    return Err(PromqlError::exec("Ratio value is NaN"));
+                }
+                let (min, max) = ratios
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                        (lo.min(*r), hi.max(*r))
+                    });
+                if max > 1.0 {
+                    self.warn(invalid_ratio(max, 1.0));
+                }
+                if min < -1.0 {
+                    self.warn(invalid_ratio(min, -1.0));
+                }
+                let mut selected = vec![vec![false; steps]; input.len()];
+                for (i, s) in input.iter().enumerate() {
+                    let offset = sample_offset(&s.labels);
+                    for (step, r) in ratios.iter().enumerate() {
+                        let present = s.points[step].is_some() || s.hist(step).is_some();
+                        selected[i][step] = present && within_ratio(r.clamp(-1.0, 1.0), offset);
+                    }
+                }
+                return Ok(Val::Vector(keep_selected(&input, &selected)));
             }
             "count_values" => {
                 let label = match &param {
