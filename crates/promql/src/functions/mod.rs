@@ -3,6 +3,7 @@
 //! classic-histogram quantiles in `histogram.rs`.
 
 pub(crate) mod histogram;
+mod info;
 mod instant;
 pub(crate) mod native;
 mod range;
@@ -28,6 +29,9 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
     if let Some(f) = native::property(name) {
         let v = vector_arg(ev, &args, 0, name)?;
         return Ok(Val::Vector(of_histograms(v, |_, h| f(h))));
+    }
+    if name == "info" {
+        return info::info(ev, &args);
     }
     if name == "histogram_quantiles" {
         return histogram_quantiles(ev, &args);

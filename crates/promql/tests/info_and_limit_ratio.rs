@@ -1,0 +1,99 @@
+//! `info()` and `limit_ratio`, in the promqltest script format, with cases of our own (the
+//! Prometheus project's scripts run in `conformance.rs` when `../shared` is there).
+
+mod support;
+
+fn assert_script_passes(script: &str) {
+    let out = support::script::run_script(script);
+    assert!(
+        out.failures.is_empty() && out.counts.passed > 0,
+        "{} passed, failures: {:#?}",
+        out.counts.passed,
+        out.failures
+    );
+}
+
+#[test]
+fn info_joins_data_labels_on_instance_and_job() {
+    assert_script_passes(
+        r#"
+load 1m
+    requests{instance="pod-1", job="web"} 1 2 3 4
+    requests{instance="pod-2", job="web"} 5 6 7 8
+    requests{instance="pod-3"} 9 9 9 9
+    target_info{instance="pod-1", job="web", version="v1", region="eu"} 1 1 stale
+    target_info{instance="pod-1", job="web", version="v2", region="eu"} _ _ 1 1
+    build_info{instance="pod-2", job="web", commit="abc"} 1 1 1 1
+
+eval range from 0 to 3m step 1m info(requests)
+    requests{instance="pod-1", job="web", version="v1", region="eu"} 1 2 _ _
+    requests{instance="pod-1", job="web", version="v2", region="eu"} _ _ 3 4
+    requests{instance="pod-2", job="web"} 5 6 7 8
+    requests{instance="pod-3"} 9 9 9 9
+
+eval range from 0 to 3m step 1m info(requests, {version=~".+"})
+    requests{instance="pod-1", job="web", version="v1"} 1 2 _ _
+    requests{instance="pod-1", job="web", version="v2"} _ _ 3 4
+
+eval instant at 3m info(requests offset 3m, {__name__=~".+_info"})
+    requests{instance="pod-1", job="web", version="v1", region="eu"} 1
+    requests{instance="pod-2", job="web", commit="abc"} 5
+    requests{instance="pod-3"} 9
+
+eval instant at 3m info(target_info)
+    target_info{instance="pod-1", job="web", version="v2", region="eu"} 1
+
+clear
+
+load 1m
+    m{instance="a", job="1"} 1
+    target_info{instance="a", job="1", x="one"} 1
+    build_info{instance="a", job="1", x="two"} 1
+
+eval instant at 0m info(m, {__name__=~".+_info"})
+    expect fail regex: conflicting label
+
+clear
+
+load 1m
+    m{instance="a", job="1"} 1
+    histogram_info{instance="a", job="1"} {{schema:0 sum:1 count:1}}
+
+eval instant at 0m info(m, {__name__="histogram_info"})
+    expect fail
+"#,
+    );
+}
+
+#[test]
+fn limit_ratio_splits_series_into_complements() {
+    assert_script_passes(
+        r#"
+load 1m
+    up{instance="0"} 1+0x4
+    up{instance="1"} 1+0x4
+    up{instance="2"} 1+0x4
+    up{instance="3"} 1+0x4
+    up{instance="4"} 1+0x4
+    up{instance="5"} 1+0x4
+    up{instance="6"} {{schema:0 sum:1 count:1}}x4
+
+eval range from 0 to 4m step 1m count(limit_ratio(0.3, up) or limit_ratio(-0.7, up))
+    {} 7 7 7 7 7
+
+eval range from 0 to 4m step 1m count(limit_ratio(0.3, up) and limit_ratio(-0.7, up))
+
+eval instant at 1m count(limit_ratio(1, up))
+    {} 7
+
+eval instant at 1m count(limit_ratio(0, up))
+
+eval instant at 1m count(limitk(10, up))
+    {} 7
+
+eval instant at 1m count(limit_ratio(2, up))
+    expect warn msg: PromQL warning: ratio value should be between -1 and 1, got 2, capping to 1
+    {} 7
+"#,
+    );
+}
