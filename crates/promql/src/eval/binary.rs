@@ -310,6 +310,14 @@ impl<'a> Evaluator<'a> {
                     .as_ref()
                     .map(|m| &m.card)
                     .unwrap_or(&VectorMatchCardinality::OneToOne);
+                let fill = b
+                    .modifier
+                    .as_ref()
+                    .map(|m| Fill {
+                        many: m.fill_values.lhs,
+                        one: m.fill_values.rhs,
+                    })
+                    .unwrap_or_default();
                 match op {
                     Op::And | Op::Or | Op::Unless => Ok(Val::Vector(set_op(op, l, r, &matching))),
                     _ => Ok(Val::Vector(vector_vector(
@@ -318,6 +326,7 @@ impl<'a> Evaluator<'a> {
                         r,
                         &matching,
                         card,
+                        fill,
                         return_bool,
                         self.steps(),
                         &|n| self.note(n),
@@ -438,12 +447,27 @@ fn set_op(op: Op, l: Vec<Series>, r: Vec<Series>, m: &Matching) -> Vec<Series> {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The fill modifiers' values (`fill`, `fill_left`, `fill_right`) by the side they stand in
+/// for. Prometheus evaluates `group_right` with the operands swapped, so `fill_left` always
+/// fills the "many" side (the left one-to-one and with `group_left`) and `fill_right` the
+/// "one" side.
+#[derive(Clone, Copy, Default)]
+struct Fill {
+    many: Option<f64>,
+    one: Option<f64>,
+}
+
+/// A filled "one" side in a result's per-one-series columns.
+const FILLED_ONE: usize = usize::MAX;
+
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
     op: Op,
     l: Vec<Series>,
     r: Vec<Series>,
     m: &Matching,
     card: &VectorMatchCardinality,
+    fill: Fill,
     return_bool: bool,
     steps: usize,
     note: &dyn Fn(Note),
@@ -478,20 +502,55 @@ fn vector_vector(
     let mut out: Vec<Series> = Vec::new();
     let mut out_index: HashMap<Labels, usize> = HashMap::new();
     let mut matched_sig_steps: HashMap<Labels, Vec<bool>> = HashMap::new();
+    let apply = |lv: Num, rv: Num| -> Option<Num> {
+        let (value, keep) = match op.apply_num(lv, rv) {
+            Ok(r) => r,
+            Err(n) => {
+                note(n);
+                return None;
+            }
+        };
+        if op.is_comparison() {
+            if return_bool {
+                Some(Num::F(f64::from(u8::from(keep))))
+            } else {
+                keep.then_some(value)
+            }
+        } else {
+            Some(value)
+        }
+    };
+    // Steps at which each signature has a "many" series, for filling that side.
+    let mut many_present: HashMap<Labels, Vec<bool>> = HashMap::new();
+    let no_candidates = Vec::new();
     for ms in many {
         let sig = m.signature(&ms.labels);
-        let Some(candidates) = one_index.get(&sig) else {
-            continue;
+        if fill.many.is_some() {
+            let seen = many_present
+                .entry(sig.clone())
+                .or_insert_with(|| vec![false; steps]);
+            for (step, p) in seen.iter_mut().enumerate() {
+                *p |= present(ms, step);
+            }
+        }
+        let candidates = match one_index.get(&sig) {
+            Some(c) => c,
+            None if fill.one.is_some() => &no_candidates,
+            None => continue,
         };
         // Per step, the one-side series that has a value there.
         let mut by_one: HashMap<usize, Columns> = HashMap::new();
         for step in 0..steps {
             let Some(mv) = at(ms, step) else { continue };
-            let Some(&oi) = candidates.iter().find(|&&i| present(&one[i], step)) else {
-                continue;
-            };
-            let Some(ov) = at(&one[oi], step) else {
-                continue;
+            let (oi, ov) = match candidates.iter().find(|&&i| present(&one[i], step)) {
+                Some(&oi) => match at(&one[oi], step) {
+                    Some(ov) => (oi, ov),
+                    None => continue,
+                },
+                None => match fill.one {
+                    Some(f) => (FILLED_ONE, Num::F(f)),
+                    None => continue,
+                },
             };
             if one_to_one {
                 let seen = matched_sig_steps
@@ -505,23 +564,7 @@ fn vector_vector(
                 seen[step] = true;
             }
             let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
-            let (value, keep) = match op.apply_num(lv, rv) {
-                Ok(r) => r,
-                Err(n) => {
-                    note(n);
-                    continue;
-                }
-            };
-            let v = if op.is_comparison() {
-                if return_bool {
-                    Some(Num::F(f64::from(u8::from(keep))))
-                } else {
-                    keep.then_some(value)
-                }
-            } else {
-                Some(value)
-            };
-            if let Some(v) = v {
+            if let Some(v) = apply(lv, rv) {
                 by_one
                     .entry(oi)
                     .or_insert_with(|| Columns::new(steps))
@@ -529,44 +572,83 @@ fn vector_vector(
             }
         }
         for (oi, cols) in by_one {
-            let labels = result_labels(
-                &ms.labels,
-                &one[oi].labels,
-                m,
-                one_to_one,
-                &include,
-                drop_name,
-            );
-            match out_index.get(&labels) {
-                Some(&j) => {
-                    for i in 0..steps {
-                        if !cols.is_set(i) {
-                            continue;
-                        }
-                        if present(&out[j], i) {
-                            return Err(PromqlError::exec("multiple matches for labels: grouping labels must ensure unique matches"));
-                        }
-                        out[j].points[i] = cols.points[i];
-                        if let Some(h) = cols.hists.get(i).cloned().flatten() {
-                            if out[j].hists.is_empty() {
-                                out[j].hists = vec![None; steps];
-                            }
-                            out[j].hists[i] = Some(h);
-                        }
-                    }
+            // A filled "one" side has no labels to join.
+            let one_labels = match oi {
+                FILLED_ONE => Labels::empty(),
+                _ => one[oi].labels.clone(),
+            };
+            let labels = result_labels(&ms.labels, &one_labels, m, one_to_one, &include, drop_name);
+            merge_columns(&mut out, &mut out_index, labels, cols)?;
+        }
+    }
+    // "One" series with no "many" series of their signature at a step, against the filled
+    // "many" side: the result carries the signature's labels.
+    if let Some(f) = fill.many {
+        for os in one {
+            let sig = m.signature(&os.labels);
+            let seen = many_present.get(&sig);
+            let mut cols = Columns::new(steps);
+            for step in 0..steps {
+                if seen.is_some_and(|p| p[step]) {
+                    continue;
                 }
-                None => {
-                    out_index.insert(labels.clone(), out.len());
-                    out.push(Series {
-                        labels,
-                        points: cols.points,
-                        hists: cols.hists,
-                    });
+                let Some(ov) = at(os, step) else { continue };
+                let (lv, rv) = if swapped {
+                    (ov, Num::F(f))
+                } else {
+                    (Num::F(f), ov)
+                };
+                if let Some(v) = apply(lv, rv) {
+                    cols.set(step, v);
                 }
+            }
+            if cols.any() {
+                merge_columns(&mut out, &mut out_index, sig, cols)?;
             }
         }
     }
     Ok(out)
+}
+
+/// Adds a result's columns to the output series of its labels; two values for one series
+/// at one step fail.
+fn merge_columns(
+    out: &mut Vec<Series>,
+    out_index: &mut HashMap<Labels, usize>,
+    labels: Labels,
+    cols: Columns,
+) -> Result<(), PromqlError> {
+    let steps = cols.points.len();
+    match out_index.get(&labels) {
+        Some(&j) => {
+            for i in 0..steps {
+                if !cols.is_set(i) {
+                    continue;
+                }
+                if present(&out[j], i) {
+                    return Err(PromqlError::exec(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    ));
+                }
+                out[j].points[i] = cols.points[i];
+                if let Some(h) = cols.hists.get(i).cloned().flatten() {
+                    if out[j].hists.is_empty() {
+                        out[j].hists = vec![None; steps];
+                    }
+                    out[j].hists[i] = Some(h);
+                }
+            }
+        }
+        None => {
+            out_index.insert(labels.clone(), out.len());
+            out.push(Series {
+                labels,
+                points: cols.points,
+                hists: cols.hists,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn result_labels(

@@ -1,4 +1,4 @@
-//! `info()` and `limit_ratio`, in the promqltest script format, with cases of our own (the
+//! `info()`, `limit_ratio` and the fill modifiers, in the promqltest script format, with cases of our own (the
 //! Prometheus project's scripts run in `conformance.rs` when `../shared` is there).
 
 mod support;
@@ -94,6 +94,32 @@ eval instant at 1m count(limitk(10, up))
 eval instant at 1m count(limit_ratio(2, up))
     expect warn msg: PromQL warning: ratio value should be between -1 and 1, got 2, capping to 1
     {} 7
+"#,
+    );
+}
+
+#[test]
+fn fill_modifiers_stand_in_for_the_missing_side() {
+    assert_script_passes(
+        r#"
+load 1m
+    errors{route="/a", code="500"} 1 1 3
+    errors{route="/b", code="500"} 4 4 4
+    total{route="/a"} 10 10 10
+    total{route="/c"} 20 20 20
+
+eval range from 0 to 2m step 1m errors / on(route) group_left fill_left(0) fill_right(1) total
+    {route="/a", code="500"} 0.1 0.1 0.3
+    {route="/b", code="500"} 4 4 4
+    {route="/c"} 0 0 0
+
+eval instant at 0m errors > on(route) group_left fill_right(2) total
+    errors{route="/b", code="500"} 4
+
+eval instant at 0m total - on(route) fill(0) sum by (route) (errors)
+    {route="/a"} 9
+    {route="/b"} -4
+    {route="/c"} 20
 "#,
     );
 }
