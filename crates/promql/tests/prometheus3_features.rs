@@ -123,3 +123,28 @@ eval instant at 0m total - on(route) fill(0) sum by (route) (errors)
 "#,
     );
 }
+
+#[test]
+fn query_parameter_functions_and_min_of_max_of() {
+    assert_script_passes(
+        r#"
+load 30s
+    m 1 2 3 4 5
+
+eval range from 30s to 2m step 30s m * step() + range() - start() + end()
+    {} 240 270 300 330
+
+eval instant at 1m step() + range()
+    0
+
+eval instant at 1m end() - start()
+    0
+
+eval instant at 1m min_of(time(), 7) + max_of(2, NaN)
+    NaN
+
+eval instant at 1m min_of(time(), 7) + max_of(2, -1)
+    9
+"#,
+    );
+}

@@ -27,6 +27,8 @@ pub(crate) struct Evaluator<'a> {
     /// The query's start and end, for `@ start()` / `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
+    /// The query's step (ms; 0 for an instant query), for `step()`.
+    pub query_step: i64,
     pub deadline: Instant,
     /// Samples decoded and step values held so far, against `max_samples`; shared with
     /// the threads that decode series in parallel.
@@ -110,6 +112,7 @@ pub(crate) fn run(
         ts,
         query_start: start,
         query_end: end,
+        query_step: if instant { 0 } else { step },
         deadline,
         samples: AtomicUsize::new(0),
         notes: Default::default(),

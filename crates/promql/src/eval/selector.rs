@@ -126,6 +126,7 @@ impl<'a> Evaluator<'a> {
             ts: inner_ts,
             query_start: self.query_start,
             query_end: self.query_end,
+            query_step: self.query_step,
             deadline: self.deadline,
             samples: AtomicUsize::new(self.samples.load(Ordering::Relaxed)),
             notes: Default::default(),

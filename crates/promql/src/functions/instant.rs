@@ -19,6 +19,28 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
             ))
         }
         "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; steps])),
+        // The query's own parameters, in seconds, the same at every step.
+        "step" | "range" | "start" | "end" => {
+            let ms = match name {
+                "step" => ev.query_step,
+                "range" => ev.query_end.saturating_sub(ev.query_start),
+                "start" => ev.query_start,
+                _ => ev.query_end,
+            };
+            return Ok(Val::Scalar(vec![ms as f64 / 1000.0; steps]));
+        }
+        "min_of" | "max_of" => {
+            let a = scalar_arg(ev, args, 0, None, name)?;
+            let b = scalar_arg(ev, args, 1, None, name)?;
+            let pick = |x: f64, y: f64| match (x.is_nan() || y.is_nan(), name == "min_of") {
+                (true, _) => f64::NAN,
+                (false, true) => x.min(y),
+                (false, false) => x.max(y),
+            };
+            return Ok(Val::Scalar(
+                a.iter().zip(&b).map(|(x, y)| pick(*x, *y)).collect(),
+            ));
+        }
         "vector" => {
             let s = scalar_arg(ev, args, 0, None, name)?;
             return Ok(Val::Vector(vec![Series {
