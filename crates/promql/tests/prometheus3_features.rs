@@ -148,3 +148,36 @@ eval instant at 1m min_of(time(), 7) + max_of(2, -1)
 "#,
     );
 }
+
+#[test]
+fn histogram_fraction_and_quantiles_over_classic_buckets() {
+    assert_script_passes(
+        r#"
+load 1m
+    latency_bucket{le="0.1"} 10
+    latency_bucket{le="0.5"} 30
+    latency_bucket{le="1"} 40
+    latency_bucket{le="+Inf"} 40
+    no_inf_bucket{le="1"} 5
+
+eval instant at 0m histogram_fraction(0, 0.1, latency_bucket)
+    {} 0.25
+
+eval instant at 0m histogram_fraction(0.1, 0.3, latency_bucket)
+    {} 0.25
+
+eval instant at 0m histogram_fraction(0.5, +Inf, latency_bucket)
+    {} 0.25
+
+eval instant at 0m histogram_fraction(2, 1, latency_bucket)
+    {} 0
+
+eval instant at 0m histogram_fraction(0, 1, no_inf_bucket)
+    {} NaN
+
+eval instant at 0m histogram_quantiles(latency_bucket, "q", 0.25, 0.5)
+    {q="0.25"} 0.1
+    {q="0.5"} 0.3
+"#,
+    );
+}

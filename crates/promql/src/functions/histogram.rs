@@ -13,9 +13,30 @@ use crate::value::{Series, Val};
 pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
     let q = scalar_arg(ev, args, 0, None, "histogram_quantile")?;
     let v = vector_arg(ev, args, 1, "histogram_quantile")?;
-    // Native histograms each give their own quantile; the rest are classic buckets.
-    let (native, v): (Vec<Series>, Vec<Series>) = v.into_iter().partition(Series::has_hists);
-    let mut out = super::of_histograms(native, |i, h| super::native::quantile(q[i], h));
+    if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+        ev.warn(format!(
+            "quantile value should be between 0 and 1, got {bad}"
+        ));
+    }
+    Ok(Val::Vector(per_histogram(
+        ev,
+        v,
+        |step, h| super::native::quantile(q[step], h),
+        |step, buckets| bucket_quantile(q[step], buckets),
+    )))
+}
+
+/// A float per step from each histogram of `v`: native ones by `native`, classic ones (the
+/// series of one label set but `le`, grouped) by `classic` over their (upper bound,
+/// cumulative count) pairs. Series without a usable `le` are left out with a warning.
+pub(crate) fn per_histogram(
+    ev: &Evaluator,
+    v: Vec<Series>,
+    native: impl Fn(usize, &meshlens_model::FloatHistogram) -> f64,
+    classic: impl Fn(usize, &mut [(f64, f64)]) -> f64,
+) -> Vec<Series> {
+    let (hists, v): (Vec<Series>, Vec<Series>) = v.into_iter().partition(Series::has_hists);
+    let mut out = super::of_histograms(hists, native);
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for (i, s) in v.iter().enumerate() {
@@ -35,11 +56,6 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
         });
         groups[g].1.push((le, i));
     }
-    if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-        ev.warn(format!(
-            "quantile value should be between 0 and 1, got {bad}"
-        ));
-    }
     let steps = ev.steps();
     for (labels, members) in groups {
         let mut points = vec![None; steps];
@@ -54,7 +70,7 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
             if buckets.is_empty() {
                 continue;
             }
-            *point = Some(bucket_quantile(q[step], &mut buckets));
+            *point = Some(classic(step, &mut buckets));
         }
         if points.iter().any(Option::is_some) {
             out.push(Series {
@@ -64,7 +80,7 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
             });
         }
     }
-    Ok(Val::Vector(out))
+    out
 }
 
 fn parse_le(s: &str) -> Option<f64> {
@@ -137,4 +153,70 @@ pub fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
         rank -= b[idx - 1].1;
     }
     start + (end - start) * (rank / count)
+}
+
+/// The share of observations between `lower` and `upper` in classic buckets (pairs as for
+/// [`bucket_quantile`]), interpolating linearly inside the buckets the bounds fall in, as
+/// Prometheus's `histogram_fraction` does. The first bucket is taken to start at 0 when its
+/// bound is positive, else at -Inf; nothing is interpolated in a bucket with an infinite
+/// bound. NaN without a `+Inf` bucket, without observations, or for a NaN bound.
+pub fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if b.last().is_none_or(|l| l.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for &(le, c) in b.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == le => last.1 += c,
+            _ => merged.push((le, c)),
+        }
+    }
+    let count = merged[merged.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let mut rank = 0.0;
+    let (mut lower_rank, mut upper_rank) = (None, None);
+    let mut lower_bound = if merged[0].0 <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        0.0
+    };
+    for (i, &(upper_bound, c)) in merged.iter().enumerate() {
+        if i > 0 {
+            lower_bound = merged[i - 1].0;
+        }
+        let interpolate = |v: f64| {
+            if lower_bound == f64::NEG_INFINITY {
+                c
+            } else {
+                rank + (c - rank) * (v - lower_bound) / (upper_bound - lower_bound)
+            }
+        };
+        if lower_rank.is_none() && lower_bound >= lower {
+            lower_rank = Some(rank);
+        }
+        if upper_rank.is_none() && lower_bound >= upper {
+            upper_rank = Some(rank);
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        if lower_rank.is_none() && lower_bound < lower && upper_bound > lower {
+            lower_rank = Some(interpolate(lower));
+        }
+        if upper_rank.is_none() && lower_bound < upper && upper_bound > upper {
+            upper_rank = Some(interpolate(upper));
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        rank = c;
+    }
+    let capped = |r: Option<f64>| r.filter(|r| *r <= count).unwrap_or(count);
+    (capped(upper_rank) - capped(lower_rank)) / count
 }

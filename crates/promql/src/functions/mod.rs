@@ -40,9 +40,12 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
         let lower = scalar_arg(ev, &args, 0, None, name)?;
         let upper = scalar_arg(ev, &args, 1, None, name)?;
         let v = vector_arg(ev, &args, 2, name)?;
-        return Ok(Val::Vector(of_histograms(v, |i, h| {
-            native::fraction(lower[i], upper[i], h)
-        })));
+        return Ok(Val::Vector(histogram::per_histogram(
+            ev,
+            v,
+            |i, h| native::fraction(lower[i], upper[i], h),
+            |i, buckets| histogram::bucket_fraction(lower[i], upper[i], buckets),
+        )));
     }
     instant::call(ev, name, &args)
 }
@@ -155,7 +158,13 @@ fn histogram_quantiles(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlErro
             ));
         }
         let value = openmetrics_float(q.first().copied().unwrap_or(f64::NAN));
-        for mut s in of_histograms(v.clone(), |step, h| native::quantile(q[step], h)) {
+        let quantiles = histogram::per_histogram(
+            ev,
+            v.clone(),
+            |step, h| native::quantile(q[step], h),
+            |step, buckets| histogram::bucket_quantile(q[step], buckets),
+        );
+        for mut s in quantiles {
             let mut b = s.labels.builder();
             b.set(label.clone(), value.clone());
             s.labels = b.build();
