@@ -181,3 +181,28 @@ eval instant at 0m histogram_quantiles(latency_bucket, "q", 0.25, 0.5)
 "#,
     );
 }
+
+#[test]
+fn first_over_time_and_the_ts_of_functions() {
+    assert_script_passes(
+        r#"
+load 10s
+    m 5 1 9 1 9 3
+
+eval instant at 50s first_over_time(m[35s])
+    m 9
+
+eval instant at 50s ts_of_first_over_time(m[35s])
+    {} 20
+
+eval instant at 50s ts_of_last_over_time(m[35s])
+    {} 50
+
+eval instant at 50s ts_of_min_over_time(m[60s])
+    {} 30
+
+eval instant at 50s ts_of_max_over_time(m[60s])
+    {} 40
+"#,
+    );
+}

@@ -131,6 +131,22 @@ pub(crate) fn rollup_window(
                 _ => WindowValue::Hist((*h.h).clone()),
             };
         }
+        FirstOverTime => {
+            let h = &hists[0];
+            return match floats.first() {
+                Some(x) if x.t < h.t => WindowValue::Float(x.v),
+                _ => WindowValue::Hist((*h.h).clone()),
+            };
+        }
+        TsOfFirstOverTime => {
+            let t = floats.first().map_or(hists[0].t, |x| x.t.min(hists[0].t));
+            return WindowValue::Float(t as f64 / 1000.0);
+        }
+        TsOfLastOverTime => {
+            let h = hists[hists.len() - 1].t;
+            let t = floats.last().map_or(h, |x| x.t.max(h));
+            return WindowValue::Float(t as f64 / 1000.0);
+        }
         _ => {}
     }
     let combines = matches!(

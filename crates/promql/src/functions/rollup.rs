@@ -32,6 +32,13 @@ pub(crate) enum RangeFn {
     StddevOverTime,
     StdvarOverTime,
     LastOverTime,
+    FirstOverTime,
+    /// The time (seconds) of the window's first, last, lowest or highest sample; ties go to
+    /// the later sample.
+    TsOfFirstOverTime,
+    TsOfLastOverTime,
+    TsOfMinOverTime,
+    TsOfMaxOverTime,
     PresentOverTime,
     AbsentOverTime,
     MadOverTime,
@@ -60,6 +67,11 @@ impl RangeFn {
             "stddev_over_time" => RangeFn::StddevOverTime,
             "stdvar_over_time" => RangeFn::StdvarOverTime,
             "last_over_time" => RangeFn::LastOverTime,
+            "first_over_time" => RangeFn::FirstOverTime,
+            "ts_of_first_over_time" => RangeFn::TsOfFirstOverTime,
+            "ts_of_last_over_time" => RangeFn::TsOfLastOverTime,
+            "ts_of_min_over_time" => RangeFn::TsOfMinOverTime,
+            "ts_of_max_over_time" => RangeFn::TsOfMaxOverTime,
             "present_over_time" => RangeFn::PresentOverTime,
             "absent_over_time" => RangeFn::AbsentOverTime,
             "mad_over_time" => RangeFn::MadOverTime,
@@ -76,7 +88,7 @@ impl RangeFn {
 
     /// Whether results keep the metric name (all others drop it).
     pub fn keeps_name(self) -> bool {
-        self == RangeFn::LastOverTime
+        matches!(self, RangeFn::LastOverTime | RangeFn::FirstOverTime)
     }
 
     /// Functions that expect counters: they note metric names that do not look like one.
@@ -221,6 +233,11 @@ impl Rollup<'_> {
                 })),
                 RangeFn::CountOverTime => Some(w.len() as f64),
                 RangeFn::LastOverTime => Some(w[w.len() - 1].v),
+                RangeFn::FirstOverTime => Some(w[0].v),
+                RangeFn::TsOfFirstOverTime => Some(seconds(w[0].t)),
+                RangeFn::TsOfLastOverTime => Some(seconds(w[w.len() - 1].t)),
+                RangeFn::TsOfMinOverTime => Some(ts_of_extreme(w, |v, m| v <= m)),
+                RangeFn::TsOfMaxOverTime => Some(ts_of_extreme(w, |v, m| v >= m)),
                 RangeFn::PresentOverTime => Some(1.0),
                 RangeFn::AbsentOverTime => None,
                 RangeFn::StddevOverTime => {
@@ -249,6 +266,22 @@ impl Rollup<'_> {
             };
         }
     }
+}
+
+fn seconds(t: i64) -> f64 {
+    t as f64 / 1000.0
+}
+
+/// The time of the last sample that `wins` over the extreme so far (a NaN extreme always
+/// loses), starting from the first sample.
+fn ts_of_extreme(w: &[Sample], wins: impl Fn(f64, f64) -> bool) -> f64 {
+    let (mut extreme, mut at) = (w[0].v, w[0].t);
+    for x in w {
+        if wins(x.v, extreme) || extreme.is_nan() {
+            (extreme, at) = (x.v, x.t);
+        }
+    }
+    seconds(at)
 }
 
 /// What the window's marks are.
@@ -546,7 +579,7 @@ mod tests {
             .collect()
     }
 
-    const ALL: [RangeFn; 21] = [
+    const ALL: [RangeFn; 26] = [
         RangeFn::Rate,
         RangeFn::Increase,
         RangeFn::Delta,
@@ -564,6 +597,11 @@ mod tests {
         RangeFn::StddevOverTime,
         RangeFn::StdvarOverTime,
         RangeFn::LastOverTime,
+        RangeFn::FirstOverTime,
+        RangeFn::TsOfFirstOverTime,
+        RangeFn::TsOfLastOverTime,
+        RangeFn::TsOfMinOverTime,
+        RangeFn::TsOfMaxOverTime,
         RangeFn::PresentOverTime,
         RangeFn::MadOverTime,
         RangeFn::QuantileOverTime,
