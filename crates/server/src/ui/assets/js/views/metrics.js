@@ -17,7 +17,12 @@ const EXAMPLE = 'sum by (destination_workload) (rate(istio_requests_total{report
 const FUNCTIONS = ['abs', 'absent', 'avg', 'avg_over_time', 'bottomk', 'ceil', 'changes', 'clamp_max', 'clamp_min', 'count',
   'count_over_time', 'delta', 'deriv', 'floor', 'group', 'histogram_quantile', 'idelta', 'increase', 'irate', 'label_replace',
   'max', 'max_over_time', 'min', 'min_over_time', 'quantile', 'quantile_over_time', 'rate', 'resets', 'round', 'scalar',
-  'sort', 'sort_desc', 'stddev', 'sum', 'sum_over_time', 'time', 'topk', 'vector', 'by', 'without', 'offset', 'on', 'ignoring'];
+  'sort', 'sort_desc', 'stddev', 'sum', 'sum_over_time', 'time', 'topk', 'vector', 'by', 'without', 'offset', 'on', 'ignoring',
+  // Prometheus 3: native histograms, info metrics, sampling, fill modifiers, query parameters.
+  'histogram_count', 'histogram_sum', 'histogram_avg', 'histogram_fraction', 'histogram_stddev', 'histogram_stdvar',
+  'info', 'limitk', 'limit_ratio', 'first_over_time', 'ts_of_first_over_time', 'ts_of_last_over_time',
+  'ts_of_min_over_time', 'ts_of_max_over_time', 'fill', 'fill_left', 'fill_right', 'step', 'range', 'start', 'end',
+  'min_of', 'max_of'];
 
 export function history() {
   try { return JSON.parse(localStorage.getItem(HISTORY_KEY) || '[]').filter((x) => typeof x === 'string'); } catch { return []; }
