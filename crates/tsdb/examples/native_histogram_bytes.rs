@@ -72,6 +72,7 @@ fn main() {
     let db = Tsdb::open(&native_dir, opts()).unwrap();
     let mut counts = vec![[0.0f64; BUCKETS]; series];
     let mut sums = vec![0.0f64; series];
+    let rss_before = heap_bytes();
     let t0 = Instant::now();
     for step in 0..samples {
         let t = start + step as i64 * STEP_MS;
@@ -114,6 +115,7 @@ fn main() {
         assert_eq!(o.accepted as usize, series, "{o:?}");
     }
     let native_secs = t0.elapsed().as_secs_f64();
+    let native_head = heap_bytes().saturating_sub(rss_before);
     db.close().unwrap();
     drop(db);
     let native_bytes = dir_bytes(&native_dir);
@@ -128,6 +130,7 @@ fn main() {
     let db = Tsdb::open(&classic_dir, opts()).unwrap();
     let mut counts = vec![[0.0f64; BUCKETS]; series];
     let mut sums = vec![0.0f64; series];
+    let rss_before = heap_bytes();
     let t0 = Instant::now();
     let mut float_samples = 0usize;
     for step in 0..samples {
@@ -181,6 +184,7 @@ fn main() {
         assert_eq!(o.accepted as usize, batch.len(), "{o:?}");
     }
     let classic_secs = t0.elapsed().as_secs_f64();
+    let classic_head = heap_bytes().saturating_sub(rss_before);
     db.close().unwrap();
     drop(db);
     let classic_bytes = dir_bytes(&classic_dir);
@@ -211,4 +215,37 @@ fn main() {
         "| ingest, float samples per second (classic) | - | {:.0} | - |",
         float_samples as f64 / classic_secs
     );
+    println!(
+        "| heap held by the database before close (head, WAL buffers), MiB | {:.1} | {:.1} | {:.3} |",
+        native_head as f64 / (1 << 20) as f64,
+        classic_head as f64 / (1 << 20) as f64,
+        native_head as f64 / classic_head.max(1) as f64
+    );
+}
+
+/// Heap bytes in use: a counting allocator, so each phase's head is measured by what it
+/// holds, whatever pages the allocator kept from the phase before.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as u64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size() as u64, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn heap_bytes() -> u64 {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -20,12 +20,15 @@ use crate::chunk::appender::Appender;
 use crate::chunk::{self, Chunk};
 use crate::postings::Postings;
 
+#[path = "head_hist.rs"]
+mod hist;
 #[path = "head_labels.rs"]
 mod labels;
 #[path = "head_read.rs"]
 mod read;
 pub(crate) use read::cmp_label_pairs;
 
+use hist::HeadHistograms;
 use labels::{Keyer, SeriesKey, SeriesLabels, Symbols};
 
 thread_local! {
@@ -123,10 +126,8 @@ pub struct MemSeries {
     /// there); `UNKNOWN_WINDOW` until computed, so appends need no division.
     window_end: i64,
     /// Native-histogram samples, sorted by time with distinct timestamps; None (one word)
-    /// for the float-only series that are the rule (boxed: a bare `Vec` would cost every
-    /// series three words).
-    #[allow(clippy::box_collection)]
-    hist: Option<Box<Vec<HistogramSample>>>,
+    /// for the float-only series that are the rule.
+    hist: Option<Box<HeadHistograms>>,
     /// Set when garbage collection drops the series; holders of a handle must look it up
     /// again.
     pub removed: bool,
@@ -163,50 +164,36 @@ impl MemSeries {
         h: &Arc<FloatHistogram>,
         ooo_window: i64,
     ) -> Result<Appended, RejectReason> {
-        let v = self.hist.get_or_insert_with(Default::default);
-        let last = v.last().map(|s| s.t);
-        match last {
-            None => {}
-            Some(l) if t > l => {}
-            Some(l) => {
-                return match v.binary_search_by_key(&t, |s| s.t) {
-                    Ok(i) if same_histogram(&v[i].h, h) => Ok(Appended::Unchanged),
-                    Ok(_) => Err(RejectReason::Duplicate),
-                    Err(_) if l.saturating_sub(t) > ooo_window => Err(RejectReason::OutOfOrder),
-                    Err(i) => {
-                        v.insert(i, HistogramSample { t, h: h.clone() });
-                        Ok(Appended::New)
-                    }
-                };
-            }
-        }
-        v.push(HistogramSample { t, h: h.clone() });
-        Ok(Appended::New)
+        self.hist
+            .get_or_insert_with(Default::default)
+            .append(t, h, ooo_window, same_histogram)
     }
 
     /// The native-histogram samples within `[mint, maxt]`, sorted by time.
-    pub fn histograms_in(&self, mint: i64, maxt: i64) -> &[HistogramSample] {
-        let Some(v) = self.hist.as_deref() else {
-            return &[];
-        };
-        let a = v.partition_point(|s| s.t < mint);
-        let b = v.partition_point(|s| s.t <= maxt).max(a);
-        &v[a..b]
+    pub fn histograms_in(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+        self.hist
+            .as_deref()
+            .map_or_else(Vec::new, |h| h.in_range(mint, maxt))
+    }
+
+    /// Whether a native-histogram sample may lie in `[mint, maxt]` (chunk-level for the
+    /// encoded ones).
+    pub fn has_histograms_in(&self, mint: i64, maxt: i64) -> bool {
+        self.hist.as_deref().is_some_and(|h| h.has_in(mint, maxt))
     }
 
     /// How many native-histogram samples the series holds.
     pub fn num_histograms(&self) -> usize {
-        self.hist.as_deref().map_or(0, Vec::len)
+        self.hist.as_deref().map_or(0, HeadHistograms::len)
     }
 
     /// Removes and returns every native-histogram sample before `boundary`.
     pub fn take_histograms_before(&mut self, boundary: i64) -> Vec<HistogramSample> {
-        let Some(v) = self.hist.as_deref_mut() else {
+        let Some(h) = self.hist.as_deref_mut() else {
             return Vec::new();
         };
-        let split = v.partition_point(|s| s.t < boundary);
-        let out: Vec<HistogramSample> = v.drain(..split).collect();
-        if v.is_empty() {
+        let out = h.take_before(boundary);
+        if h.is_empty() {
             self.hist = None;
         }
         out
@@ -343,11 +330,9 @@ impl MemSeries {
             min = min.min(s.t);
             max = max.max(s.t);
         }
-        if let Some(v) = self.hist.as_deref() {
-            if let (Some(a), Some(b)) = (v.first(), v.last()) {
-                min = min.min(a.t);
-                max = max.max(b.t);
-            }
+        if let Some((a, b)) = self.hist.as_deref().and_then(HeadHistograms::time_range) {
+            min = min.min(a);
+            max = max.max(b);
         }
         (min <= max).then_some((min, max))
     }

@@ -101,7 +101,7 @@ impl MemSeries {
         self.overlapping_chunks(mint, maxt).next().is_some()
             || self.open.has_sample_in(mint, maxt)
             || !self.late_in(mint, maxt).is_empty()
-            || !self.histograms_in(mint, maxt).is_empty()
+            || self.has_histograms_in(mint, maxt)
     }
 }
 

@@ -79,7 +79,7 @@ impl Tsdb {
                 if g.removed || !g.has_data_in(mint, maxt) {
                     continue;
                 }
-                !g.histograms_in(mint, maxt).is_empty()
+                g.has_histograms_in(mint, maxt)
             };
             out.push(TsdbCursor::from_head(s, blocks.clone(), mint, maxt, hists));
         }

@@ -106,7 +106,7 @@ impl TsdbCursor {
         let mut sources = 0;
         if self.head_hists {
             if let Some(h) = &self.head {
-                let got = h.lock().histograms_in(mint, maxt).to_vec();
+                let got = h.lock().histograms_in(mint, maxt);
                 sources += usize::from(!got.is_empty());
                 out = got;
             }
