@@ -24,6 +24,13 @@ use prost::Message;
 pub use negotiate::{negotiate, ProtobufMessage, Unsupported};
 pub use wire::{RawRequest, WireError};
 
+/// Why a native histogram's parts disagree (spans and buckets, negative counts, a schema
+/// out of range, custom bounds out of order), if they do: what a remote-write receiver
+/// refuses a histogram for, so a sender can leave it out before sending.
+pub fn check_histogram(h: &meshlens_model::FloatHistogram) -> Result<(), String> {
+    histogram::check(h)
+}
+
 /// A decoded request.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteRequest {
