@@ -24,16 +24,28 @@ use prost::Message;
 pub use negotiate::{negotiate, ProtobufMessage, Unsupported};
 pub use wire::{RawRequest, WireError};
 
+/// Why a native histogram's parts disagree (spans and buckets, negative counts, a schema
+/// out of range, custom bounds out of order), if they do: what a remote-write receiver
+/// refuses a histogram for, so a sender can leave it out before sending.
+pub fn check_histogram(h: &meshlens_model::FloatHistogram) -> Result<(), String> {
+    histogram::check(h)
+}
+
 /// A decoded request.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteRequest {
     pub timeseries: Vec<TimeSeries>,
     pub metadata: Vec<MetricMetadata>,
-    /// Native histogram samples in the request, which this owned form (the agent's path)
-    /// does not carry: counted and reported.
+    /// Native histogram samples refused on their own (a histogram whose parts disagree, or
+    /// one of a series with invalid labels): counted, and `histogram_refusals` says why.
     pub histograms_dropped: u64,
+    /// Why native histograms were refused, naming their series (the first few).
+    pub histogram_refusals: Vec<String>,
     /// Exemplars of the request's series (of valid series only; see [`request_exemplars`]).
     pub exemplars: Vec<SeriesExemplars>,
+    /// Native histogram samples of valid series, grouped by series (see
+    /// [`request_histograms`]).
+    pub histograms: Vec<SeriesHistograms>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,12 +86,24 @@ pub fn decode_with_limit(
     let req = wire::parse(&raw)?;
     let series = valid_series(&req)?;
     let exemplars = request_exemplars(&req).0;
+    let (histograms, histogram_refusals, histograms_dropped) = owned_histograms(&req);
     Ok(WriteRequest {
         timeseries: series.iter().map(RawSeries::to_time_series).collect(),
         metadata: req.metadata,
-        histograms_dropped: req.histograms_dropped + req.histograms.len() as u64,
+        histograms_dropped,
+        histogram_refusals,
         exemplars,
+        histograms,
     })
+}
+
+/// [`request_histograms`] for the owned request: the kept histograms, why any were
+/// refused, and how many were.
+fn owned_histograms(req: &RawRequest<'_>) -> (Vec<SeriesHistograms>, Vec<String>, u64) {
+    let (kept, refusals) = request_histograms(req);
+    let n_kept: usize = kept.iter().map(|s| s.samples.len()).sum();
+    let dropped = (req.histograms.len() - n_kept) as u64 + req.histograms_dropped;
+    (kept, refusals, dropped)
 }
 
 /// The request's exemplars grouped by series, and why any were refused: an exemplar of a
@@ -260,7 +284,112 @@ pub fn encode_protobuf(req: &WriteRequest) -> Vec<u8> {
     let series: Vec<&TimeSeries> = req.timeseries.iter().collect();
     let mut out = encode_protobuf_stamped(&series, &req.metadata, &[]);
     encode_exemplars(&mut out, &req.exemplars);
+    let histograms: Vec<&SeriesHistograms> = req.histograms.iter().collect();
+    encode_histograms_stamped(&mut out, &histograms, &[]);
     out
+}
+
+/// Native histogram samples as series of their own (labels and `histograms`, field 4, no
+/// float samples), appended to `out`, with each `extra` label a series lacks added as
+/// [`encode_protobuf_stamped`] adds them. Histograms are written as float histograms
+/// (absolute counts), which is what [`FloatHistogram`](meshlens_model::FloatHistogram)
+/// holds.
+pub fn encode_histograms_stamped(
+    out: &mut Vec<u8>,
+    series: &[&SeriesHistograms],
+    extra: &[(String, String)],
+) {
+    let mut labels: Vec<(&str, &str)> = Vec::new();
+    for s in series {
+        if s.samples.is_empty() {
+            continue;
+        }
+        stamped_labels(&s.labels, extra, &mut labels);
+        let messages = histogram::encode_each(&s.samples);
+        write_series(out, &labels, &[], &messages);
+    }
+}
+
+/// The series' labels, plus each extra one it lacks, in name order (both are sorted).
+fn stamped_labels<'a>(
+    series: &'a Labels,
+    extra: &'a [(String, String)],
+    out: &mut Vec<(&'a str, &'a str)>,
+) {
+    out.clear();
+    let mut extra_iter = extra.iter().peekable();
+    for l in series.iter() {
+        while let Some((k, v)) = extra_iter.peek() {
+            if k.as_str() < l.name.as_str() {
+                out.push((k, v));
+                extra_iter.next();
+            } else {
+                if *k == l.name {
+                    extra_iter.next();
+                }
+                break;
+            }
+        }
+        out.push((&l.name, &l.value));
+    }
+    out.extend(extra_iter.map(|(k, v)| (k.as_str(), v.as_str())));
+}
+
+/// One `TimeSeries` (field 1 of a `WriteRequest`): labels, float samples, and histogram
+/// messages already encoded.
+fn write_series(
+    out: &mut Vec<u8>,
+    labels: &[(&str, &str)],
+    samples: &[Sample],
+    histograms: &[Vec<u8>],
+) {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    fn string_field(out: &mut Vec<u8>, tag: u32, v: &str) {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(v.len() as u64, out);
+        out.extend_from_slice(v.as_bytes());
+    }
+    fn label_len(name: &str, value: &str) -> usize {
+        2 + encoded_len_varint(name.len() as u64)
+            + name.len()
+            + encoded_len_varint(value.len() as u64)
+            + value.len()
+    }
+    fn sample_len(s: &Sample) -> usize {
+        1 + 8 + 1 + encoded_len_varint(s.t as u64)
+    }
+    let body_len: usize = labels
+        .iter()
+        .map(|(k, v)| {
+            let n = label_len(k, v);
+            1 + encoded_len_varint(n as u64) + n
+        })
+        .sum::<usize>()
+        + samples
+            .iter()
+            .map(|s| {
+                let n = sample_len(s);
+                1 + encoded_len_varint(n as u64) + n
+            })
+            .sum::<usize>()
+        + histogram::fields_len(histograms);
+    encode_key(1, WireType::LengthDelimited, out);
+    encode_varint(body_len as u64, out);
+    for (k, v) in labels {
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(label_len(k, v) as u64, out);
+        string_field(out, 1, k);
+        string_field(out, 2, v);
+    }
+    for s in samples {
+        encode_key(2, WireType::LengthDelimited, out);
+        encode_varint(sample_len(s) as u64, out);
+        encode_key(1, WireType::SixtyFourBit, out);
+        out.extend_from_slice(&s.v.to_bits().to_le_bytes());
+        encode_key(2, WireType::Varint, out);
+        encode_varint(s.t as u64, out);
+    }
+    histogram::write_fields(4, histograms, out);
 }
 
 /// Exemplars as series of their own (labels and exemplars, no samples), appended to `out`:
@@ -325,72 +454,11 @@ pub fn encode_protobuf_stamped(
     metadata: &[MetricMetadata],
     extra: &[(String, String)],
 ) -> Vec<u8> {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
-    fn string_field(out: &mut Vec<u8>, tag: u32, v: &str) {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(v.len() as u64, out);
-        out.extend_from_slice(v.as_bytes());
-    }
-    fn label_len(name: &str, value: &str) -> usize {
-        2 + encoded_len_varint(name.len() as u64)
-            + name.len()
-            + encoded_len_varint(value.len() as u64)
-            + value.len()
-    }
-    fn sample_len(s: &Sample) -> usize {
-        1 + 8 + 1 + encoded_len_varint(s.t as u64)
-    }
     let mut out = Vec::with_capacity(series.len() * 160);
     let mut labels: Vec<(&str, &str)> = Vec::new();
     for ts in series {
-        // The merged label list: the series' own, plus each extra one it lacks, in order.
-        labels.clear();
-        let mut extra_iter = extra.iter().peekable();
-        for l in ts.labels.iter() {
-            while let Some((k, v)) = extra_iter.peek() {
-                if k.as_str() < l.name.as_str() {
-                    labels.push((k, v));
-                    extra_iter.next();
-                } else {
-                    if *k == l.name {
-                        extra_iter.next();
-                    }
-                    break;
-                }
-            }
-            labels.push((&l.name, &l.value));
-        }
-        labels.extend(extra_iter.map(|(k, v)| (k.as_str(), v.as_str())));
-        let body_len: usize = labels
-            .iter()
-            .map(|(k, v)| {
-                let n = label_len(k, v);
-                1 + encoded_len_varint(n as u64) + n
-            })
-            .sum::<usize>()
-            + ts.samples
-                .iter()
-                .map(|s| {
-                    let n = sample_len(s);
-                    1 + encoded_len_varint(n as u64) + n
-                })
-                .sum::<usize>();
-        encode_key(1, WireType::LengthDelimited, &mut out);
-        encode_varint(body_len as u64, &mut out);
-        for (k, v) in &labels {
-            encode_key(1, WireType::LengthDelimited, &mut out);
-            encode_varint(label_len(k, v) as u64, &mut out);
-            string_field(&mut out, 1, k);
-            string_field(&mut out, 2, v);
-        }
-        for s in &ts.samples {
-            encode_key(2, WireType::LengthDelimited, &mut out);
-            encode_varint(sample_len(s) as u64, &mut out);
-            encode_key(1, WireType::SixtyFourBit, &mut out);
-            out.extend_from_slice(&s.v.to_bits().to_le_bytes());
-            encode_key(2, WireType::Varint, &mut out);
-            encode_varint(s.t as u64, &mut out);
-        }
+        stamped_labels(&ts.labels, extra, &mut labels);
+        write_series(&mut out, &labels, &ts.samples, &[]);
     }
     if !metadata.is_empty() {
         // Concatenated protobuf messages merge their repeated fields.
@@ -604,6 +672,20 @@ mod tests {
         format!("{a:?}") == format!("{b:?}")
     }
 
+    /// The request as the prost reference sees it, which counts histograms without reading
+    /// them: every histogram dropped.
+    fn histograms_counted(r: Result<WriteRequest, String>) -> Result<WriteRequest, String> {
+        r.map(|mut r| {
+            r.histograms_dropped += r
+                .histograms
+                .drain(..)
+                .map(|s| s.samples.len() as u64)
+                .sum::<u64>();
+            r.histogram_refusals.clear();
+            r
+        })
+    }
+
     fn sample_request() -> WriteRequest {
         WriteRequest {
             timeseries: vec![TimeSeries {
@@ -666,6 +748,81 @@ mod tests {
             format!("{b:?}"),
             "NaN compares unequal, so as text"
         );
+    }
+
+    fn histogram_request() -> WriteRequest {
+        let shapes = histogram::test_shapes();
+        let mut req = sample_request();
+        req.histograms = vec![
+            SeriesHistograms {
+                labels: Labels::from_pairs([("__name__", "latency"), ("job", "a")]),
+                samples: shapes[..3].to_vec(),
+            },
+            SeriesHistograms {
+                labels: Labels::from_pairs([("__name__", "queue_depth")]),
+                samples: shapes[3..].to_vec(),
+            },
+        ];
+        req
+    }
+
+    #[test]
+    fn native_histograms_round_trip() {
+        let req = histogram_request();
+        let back = decode(&encode(&req)).unwrap();
+        assert_eq!(back.histograms.len(), 2);
+        for (got, want) in back.histograms.iter().zip(&req.histograms) {
+            assert_eq!(got.labels, want.labels);
+            histogram::assert_same_histograms(&got.samples, &want.samples);
+        }
+        assert_eq!(back.histograms_dropped, 0);
+        assert!(back.histogram_refusals.is_empty());
+        // The float series are untouched by the histograms beside them.
+        assert_eq!(back.timeseries[0].labels, req.timeseries[0].labels);
+        assert_eq!(back.metadata, req.metadata);
+    }
+
+    #[test]
+    fn stamped_native_histograms_get_the_missing_labels() {
+        let req = histogram_request();
+        let series: Vec<&SeriesHistograms> = req.histograms.iter().collect();
+        let extra = [
+            ("cluster".to_string(), "east".to_string()),
+            ("job".to_string(), "ignored".to_string()),
+        ];
+        let mut raw = Vec::new();
+        encode_histograms_stamped(&mut raw, &series, &extra);
+        let back = decode(&compress(&raw)).unwrap();
+        let labels: Vec<_> = back.histograms.iter().map(|s| s.labels.clone()).collect();
+        assert_eq!(
+            labels,
+            [
+                Labels::from_pairs([("__name__", "latency"), ("cluster", "east"), ("job", "a")]),
+                Labels::from_pairs([
+                    ("__name__", "queue_depth"),
+                    ("cluster", "east"),
+                    ("job", "ignored")
+                ]),
+            ]
+        );
+        assert!(back.timeseries.is_empty());
+        histogram::assert_same_histograms(&back.histograms[0].samples, &req.histograms[0].samples);
+    }
+
+    #[test]
+    fn histograms_of_invalid_series_are_refused_and_counted() {
+        let mut req = histogram_request();
+        req.histograms[1].labels = Labels::from_pairs([("__name__", "9bad")]);
+        let back = decode(&encode(&req)).unwrap();
+        assert_eq!(back.histograms.len(), 1);
+        assert_eq!(back.histograms_dropped, 2);
+        assert_eq!(
+            back.histogram_refusals.len(),
+            1,
+            "{:?}",
+            back.histogram_refusals
+        );
+        assert!(back.histogram_refusals[0].contains("9bad"));
     }
 
     #[test]
@@ -756,10 +913,10 @@ mod tests {
         #[test]
         fn wire_reader_agrees_with_prost(pb in arb_request()) {
             let raw = pb.encode_to_vec();
-            let fast = decode(&compress(&raw)).map_err(|e| match e {
+            let fast = histograms_counted(decode(&compress(&raw)).map_err(|e| match e {
                 DecodeError::InvalidLabels { .. } => e.to_string(),
                 other => panic!("valid protobuf refused: {other}"),
-            });
+            }));
             prop_assert!(same(&fast, &prost_decode(&raw)), "{:?} vs {:?}", fast, prost_decode(&raw));
         }
 
@@ -774,6 +931,7 @@ mod tests {
                         metadata: req.metadata.clone(),
                         histograms_dropped: req.histograms_dropped + req.histograms.len() as u64,
                         exemplars: request_exemplars(&req).0,
+                        ..Default::default()
                     });
                     prop_assert!(same(&got.map_err(|e| e.to_string()), &Ok(want)));
                 }

@@ -273,6 +273,113 @@ async fn remote_write_arrives_with_the_cluster_label() {
     hub.shutdown().await;
 }
 
+/// A native histogram of 4 observations summing to 6.5 at `t`, or (`consistent` false) one
+/// whose spans cover a bucket it does not send, which a hub would refuse.
+fn native_histogram(t: i64, consistent: bool) -> meshlens_model::HistogramSample {
+    use meshlens_model::{BucketSpan, FloatHistogram};
+    let mut h = FloatHistogram {
+        schema: 0,
+        count: 4.0,
+        sum: 6.5,
+        zero_threshold: 0.001,
+        zero_count: 1.0,
+        positive_spans: vec![BucketSpan {
+            offset: 0,
+            length: 2,
+        }],
+        positive_buckets: vec![1.0, 2.0],
+        ..Default::default()
+    };
+    if !consistent {
+        h.positive_buckets.pop();
+    }
+    meshlens_model::HistogramSample {
+        t,
+        h: std::sync::Arc::new(h),
+    }
+}
+
+/// Native histograms written to the agent in remote write 1.0 and 2.0 arrive at hubs sent
+/// 1.0 and 2.0, with the cluster stamped; one a hub would refuse is refused by the agent,
+/// named in its answer, and the rest of the request is buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn remote_written_native_histograms_arrive_with_the_cluster_label() {
+    use meshlens_ingest::remote_write::v2;
+    use meshlens_model::SeriesHistograms;
+    for forward_as in [
+        meshlens_forward::ProtobufMessage::V1,
+        meshlens_forward::ProtobufMessage::V2,
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let hub = start_hub(&tmp.path().join("hub"), SocketAddr::from(LOCAL)).await;
+        let mut o = agent_options(&tmp.path().join("agent"), &format!("http://{}", hub.addr()));
+        o.send.protobuf_message = forward_as;
+        let agent = start_agent(o).await;
+        let now = meshlens_model::time::now_ms();
+        let url = format!("http://{}/api/v1/write", agent.addr());
+        for (name, v2) in [("rw1_latency", false), ("rw2_latency", true)] {
+            let req = WriteRequest {
+                timeseries: vec![series(&[("__name__", "rw_up")], 1.0)],
+                histograms: vec![
+                    SeriesHistograms {
+                        labels: Labels::from_pairs([("__name__", name), ("job", "app")]),
+                        samples: vec![native_histogram(now, true)],
+                    },
+                    SeriesHistograms {
+                        labels: Labels::from_pairs([("__name__", "refused_latency")]),
+                        samples: vec![native_histogram(now, false)],
+                    },
+                ],
+                ..Default::default()
+            };
+            let (body, content_type) = if v2 {
+                (
+                    v2::encode(&req),
+                    "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                )
+            } else {
+                (remote_write::encode(&req), "application/x-protobuf")
+            };
+            let (s, headers, b) = request(
+                "POST",
+                &url,
+                &[
+                    ("content-type", content_type),
+                    ("content-encoding", "snappy"),
+                ],
+                body,
+            )
+            .await;
+            let msg = String::from_utf8_lossy(&b);
+            assert_eq!(s, 400, "{forward_as:?} {name}: {msg}");
+            assert!(
+                msg.contains("1 native histogram samples refused")
+                    && msg.contains("positive spans cover 2 buckets"),
+                "{msg}"
+            );
+            let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_string();
+            assert_eq!(header("x-prometheus-remote-write-histograms-written"), "1");
+            assert_eq!(header("x-prometheus-remote-write-samples-written"), "1");
+
+            let q = format!("histogram_count({name})");
+            let r = eventually(&q, || async {
+                let r = query(hub.addr(), &q).await;
+                (r.len() == 1).then_some(r)
+            })
+            .await;
+            assert_eq!(r[0]["value"][1], "4", "{forward_as:?} {q}");
+            let r = query(hub.addr(), &format!("histogram_sum({name})")).await;
+            assert_eq!(r[0]["value"][1], "6.5");
+            let m = one_series(hub.addr(), name).await;
+            assert_eq!(m["cluster"], "east", "{forward_as:?} {name}");
+            assert_eq!(m["job"], "app");
+        }
+        assert!(query(hub.addr(), "refused_latency").await.is_empty());
+        agent.shutdown().await;
+        hub.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spans_arrive_with_the_cluster_tag() {
     let tmp = tempfile::tempdir().unwrap();

@@ -227,7 +227,8 @@ impl Buffer {
         }))
     }
 
-    /// Appends one record holding `items` samples or spans; returns once it is durable.
+    /// Appends one record holding `items` samples (float and native histogram samples
+    /// alike) or spans; returns once it is durable.
     /// Blocking: call it off the async runtime.
     pub fn append(&self, kind: Kind, items: u32, payload: &[u8]) -> Result<(), AppendError> {
         if self.closed.load(Ordering::Acquire) {

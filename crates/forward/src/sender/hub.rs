@@ -353,7 +353,7 @@ async fn send(
                             Kind::Spans => &c.sent_spans,
                         };
                         // A 2.0 hub's count, or (1.0 receivers may not say) all of them.
-                        let written = match (batch.kind, written.samples) {
+                        let written = match (batch.kind, written.items()) {
                             (Kind::Metrics, Some(n)) => n.min(batch.items),
                             (Kind::Metrics, None) if v2 => 0,
                             _ => batch.items,
@@ -382,7 +382,7 @@ async fn send(
                     Ok(Ok((status, written, body))) => {
                         // The samples a 2.0 hub reports written were taken (a partial write).
                         let taken = match batch.kind {
-                            Kind::Metrics => written.samples.unwrap_or(0).min(batch.items),
+                            Kind::Metrics => written.items().unwrap_or(0).min(batch.items),
                             Kind::Spans => 0,
                         };
                         c.sent_samples.fetch_add(taken, Ordering::Relaxed);
@@ -483,6 +483,13 @@ impl WrittenCounts {
             histograms: get(HISTOGRAMS_WRITTEN_HEADER),
             exemplars: get(EXEMPLARS_WRITTEN_HEADER),
         }
+    }
+
+    /// Float and native histogram samples written (a buffer record counts both as items),
+    /// when the receiver says how many samples it wrote.
+    fn items(&self) -> Option<u64> {
+        self.samples
+            .map(|n| n.saturating_add(self.histograms.unwrap_or(0)))
     }
 
     /// None of the three given.

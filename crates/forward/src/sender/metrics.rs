@@ -53,7 +53,7 @@ pub(crate) fn render(b: &BufferStats, hubs: &[HubStats], out: &mut String) {
         out,
         "meshlens_forward_sent_samples_total",
         "counter",
-        "Samples the hub acknowledged.",
+        "Samples (float and native histogram) the hub acknowledged.",
         &|h| h.sent_samples.to_string(),
     );
     per_hub(
@@ -82,7 +82,7 @@ pub(crate) fn render(b: &BufferStats, hubs: &[HubStats], out: &mut String) {
         out,
         "meshlens_forward_unwritten_samples_total",
         "counter",
-        "Samples of acknowledged requests that the hub's X-Prometheus-Remote-Write-Samples-Written count says it did not write.",
+        "Samples of acknowledged requests that the hub's X-Prometheus-Remote-Write-Samples-Written and -Histograms-Written counts say it did not write.",
         &|h| h.unwritten_samples.to_string(),
     );
     let name = "meshlens_forward_remote_write_message_info";

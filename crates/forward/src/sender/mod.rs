@@ -80,7 +80,8 @@ pub struct HubStats {
     /// Batches answered with a 4xx other than 429, dropped (only the samples the hub did
     /// not report written, when it reports).
     pub rejected: Dropped,
-    /// Samples of acknowledged requests that the hub's written counts say it did not write.
+    /// Samples of acknowledged requests that the hub's written counts (float samples plus
+    /// native histograms) say it did not write.
     pub unwritten_samples: u64,
     /// The message metrics are sent as now (1.0 after a fallback).
     pub protobuf_message: ProtobufMessage,

@@ -2,12 +2,15 @@
 //! integer histograms send bucket counts as deltas, float histograms as absolute counts;
 //! both become a [`FloatHistogram`]. A histogram whose spans and buckets disagree is
 //! refused on its own (the reason says how); bytes that are not the message fail the
-//! request as any other wire error.
+//! request as any other wire error. Encoding writes float histograms (absolute counts),
+//! which carry integer histograms without loss too.
 
 use std::sync::Arc;
 
 use meshlens_model::histogram::{BucketSpan, CounterResetHint, FloatHistogram};
 use meshlens_model::HistogramSample;
+
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use super::wire::{Cursor, WireError, FIXED64, LEN, VARINT};
 
@@ -200,6 +203,185 @@ pub(super) fn parse(buf: &[u8], base: usize) -> Result<Result<HistogramSample, S
     Ok(Ok(HistogramSample { t, h: Arc::new(h) }))
 }
 
+/// One histogram sample as a `Histogram` message (the body only, without key and length),
+/// appended to `out`: the float variant of both `oneof`s (`count_float`, `zero_count_float`,
+/// always written, so a receiver knows it is a float histogram even when they are 0),
+/// absolute bucket counts, and the other fields when they are not at their defaults, as a
+/// protobuf encoder leaves them out.
+fn encode(s: &HistogramSample, out: &mut Vec<u8>) {
+    let h = &*s.h;
+    fn double(tag: u32, v: f64, out: &mut Vec<u8>) {
+        encode_key(tag, WireType::SixtyFourBit, out);
+        out.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+    fn doubles(tag: u32, vs: &[f64], out: &mut Vec<u8>) {
+        if vs.is_empty() {
+            return;
+        }
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(8 * vs.len() as u64, out);
+        for v in vs {
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+    fn spans(tag: u32, spans: &[BucketSpan], out: &mut Vec<u8>) {
+        for s in spans {
+            let offset = zigzag_encode(i64::from(s.offset));
+            let length = u64::from(s.length);
+            let len = [offset, length]
+                .iter()
+                .filter(|v| **v != 0)
+                .map(|v| 1 + encoded_len_varint(*v))
+                .sum::<usize>();
+            encode_key(tag, WireType::LengthDelimited, out);
+            encode_varint(len as u64, out);
+            for (field, v) in [(1, offset), (2, length)] {
+                if v != 0 {
+                    encode_key(field, WireType::Varint, out);
+                    encode_varint(v, out);
+                }
+            }
+        }
+    }
+    double(2, h.count, out);
+    if h.sum.to_bits() != 0 {
+        double(3, h.sum, out);
+    }
+    if h.schema != 0 {
+        encode_key(4, WireType::Varint, out);
+        encode_varint(zigzag_encode(i64::from(h.schema)), out);
+    }
+    if h.zero_threshold.to_bits() != 0 {
+        double(5, h.zero_threshold, out);
+    }
+    double(7, h.zero_count, out);
+    spans(8, &h.negative_spans, out);
+    doubles(10, &h.negative_buckets, out);
+    spans(11, &h.positive_spans, out);
+    doubles(13, &h.positive_buckets, out);
+    let hint = match h.counter_reset_hint {
+        CounterResetHint::Unknown => 0,
+        CounterResetHint::CounterReset => 1,
+        CounterResetHint::NotCounterReset => 2,
+        CounterResetHint::Gauge => 3,
+    };
+    if hint != 0 {
+        encode_key(14, WireType::Varint, out);
+        encode_varint(hint, out);
+    }
+    if s.t != 0 {
+        encode_key(15, WireType::Varint, out);
+        encode_varint(s.t as u64, out);
+    }
+    doubles(16, &h.custom_values, out);
+}
+
+/// The `Histogram` messages of `samples`, each encoded on its own, for writers that need
+/// their lengths before writing the series around them.
+pub(crate) fn encode_each<'h>(
+    samples: impl IntoIterator<Item = &'h HistogramSample>,
+) -> Vec<Vec<u8>> {
+    samples
+        .into_iter()
+        .map(|s| {
+            let mut b = Vec::with_capacity(64);
+            encode(s, &mut b);
+            b
+        })
+        .collect()
+}
+
+/// Bytes that `messages` take as fields of the enclosing message (one-byte keys).
+pub(crate) fn fields_len(messages: &[Vec<u8>]) -> usize {
+    messages
+        .iter()
+        .map(|m| 1 + encoded_len_varint(m.len() as u64) + m.len())
+        .sum()
+}
+
+/// Writes `messages`, each as field `tag` (a one-byte key: tags below 16).
+pub(crate) fn write_fields(tag: u32, messages: &[Vec<u8>], out: &mut Vec<u8>) {
+    debug_assert!(tag < 16);
+    for m in messages {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(m.len() as u64, out);
+        out.extend_from_slice(m);
+    }
+}
+
+fn zigzag_encode(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Histogram samples of the shapes an encoder must carry: exponential buckets on both sides
+/// with a zero bucket, custom buckets (schema -53), a gauge histogram with fractional
+/// counts, a NaN sum after a counter reset, and the empty histogram.
+#[cfg(test)]
+pub(crate) fn test_shapes() -> Vec<HistogramSample> {
+    let span = |offset, length| BucketSpan { offset, length };
+    let shapes = [
+        FloatHistogram {
+            schema: 3,
+            zero_threshold: 0.001,
+            zero_count: 2.0,
+            count: 14.0,
+            sum: -3.75,
+            positive_spans: vec![span(-2, 2), span(3, 1)],
+            positive_buckets: vec![1.0, 4.0, 2.0],
+            negative_spans: vec![span(1, 2)],
+            negative_buckets: vec![3.0, 2.0],
+            ..Default::default()
+        },
+        FloatHistogram {
+            schema: -53,
+            count: 9.0,
+            sum: 4.5,
+            positive_spans: vec![span(0, 2), span(1, 1)],
+            positive_buckets: vec![2.0, 3.0, 4.0],
+            custom_values: vec![0.1, 0.5, 1.0],
+            counter_reset_hint: CounterResetHint::NotCounterReset,
+            ..Default::default()
+        },
+        FloatHistogram {
+            schema: -2,
+            count: 2.5,
+            sum: 7.25,
+            zero_threshold: 1e-128,
+            zero_count: 0.5,
+            negative_spans: vec![span(-3, 1)],
+            negative_buckets: vec![0.25],
+            positive_spans: vec![span(0, 2)],
+            positive_buckets: vec![1.25, 0.5],
+            counter_reset_hint: CounterResetHint::Gauge,
+            ..Default::default()
+        },
+        FloatHistogram {
+            schema: 8,
+            count: 1.0,
+            sum: f64::NAN,
+            positive_spans: vec![span(1000, 1)],
+            positive_buckets: vec![1.0],
+            counter_reset_hint: CounterResetHint::CounterReset,
+            ..Default::default()
+        },
+        FloatHistogram::default(),
+    ];
+    shapes
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| HistogramSample {
+            t: 1_700_000_000_000 + 15_000 * i as i64,
+            h: Arc::new(h),
+        })
+        .collect()
+}
+
+/// Histograms compared as text, since a NaN sum compares unequal.
+#[cfg(test)]
+pub(crate) fn assert_same_histograms(got: &[HistogramSample], want: &[HistogramSample]) {
+    assert_eq!(format!("{got:?}"), format!("{want:?}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,5 +553,46 @@ mod tests {
             let _ = parse(&bytes[..cut], 0);
         }
         assert!(parse(&[0x0a], 0).is_err());
+    }
+
+    #[test]
+    fn encoded_histograms_decode_as_sent() {
+        for want in test_shapes() {
+            let mut b = Vec::new();
+            encode(&want, &mut b);
+            let got = parse(&b, 0).expect("well-formed").expect("valid");
+            assert_same_histograms(&[got], std::slice::from_ref(&want));
+        }
+    }
+
+    #[test]
+    fn encoding_follows_the_specifications_proto() {
+        // Read back by prost from the proto's field numbers and types, not by our reader.
+        let shapes = test_shapes();
+        let pb = |s: &HistogramSample| {
+            let mut b = Vec::new();
+            encode(s, &mut b);
+            PbHistogram::decode(b.as_slice()).unwrap()
+        };
+        let m = pb(&shapes[0]);
+        assert_eq!((m.count_int, m.count_float), (None, Some(14.0)));
+        assert_eq!((m.zero_count_int, m.zero_count_float), (None, Some(2.0)));
+        assert_eq!((m.sum, m.schema, m.zero_threshold), (-3.75, 3, 0.001));
+        assert_eq!(m.positive_spans, vec![span(-2, 2), span(3, 1)]);
+        assert_eq!(m.positive_counts, vec![1.0, 4.0, 2.0]);
+        assert_eq!(m.negative_spans, vec![span(1, 2)]);
+        assert_eq!(m.negative_counts, vec![3.0, 2.0]);
+        assert!(m.positive_deltas.is_empty() && m.negative_deltas.is_empty());
+        assert_eq!((m.reset_hint, m.timestamp), (0, 1_700_000_000_000));
+        let m = pb(&shapes[1]);
+        assert_eq!((m.schema, m.reset_hint), (-53, 2));
+        assert_eq!(m.custom_values, vec![0.1, 0.5, 1.0]);
+        let m = pb(&shapes[2]);
+        assert_eq!((m.reset_hint, m.negative_spans[0].offset), (3, -3));
+        let m = pb(&shapes[3]);
+        assert!(m.sum.is_nan());
+        assert_eq!((m.schema, m.reset_hint), (8, 1));
+        let m = pb(&shapes[4]);
+        assert_eq!((m.count_float, m.zero_count_float), (Some(0.0), Some(0.0)));
     }
 }

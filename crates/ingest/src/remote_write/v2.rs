@@ -154,8 +154,11 @@ impl<'a> V2Request<'a> {
         b
     }
 
-    /// Owned series and metadata, for callers that keep them past the buffer.
+    /// Owned series, metadata, exemplars and native histograms, for callers that keep them
+    /// past the buffer.
     pub fn to_write_request(&self) -> WriteRequest {
+        let (histograms, histogram_refusals, histograms_dropped) =
+            super::owned_histograms(&self.raw);
         WriteRequest {
             timeseries: self
                 .series()
@@ -163,8 +166,10 @@ impl<'a> V2Request<'a> {
                 .map(RawSeries::to_time_series)
                 .collect(),
             metadata: self.raw.metadata.clone(),
-            histograms_dropped: self.raw.histograms_dropped + self.raw.histograms.len() as u64,
+            histograms_dropped,
+            histogram_refusals,
             exemplars: self.series_exemplars().0,
+            histograms,
         }
     }
 }

@@ -122,7 +122,8 @@ async fn remote_write(
 }
 
 /// Buffers a 1.0 or 2.0 request (2.0's series with bad references refused on their own,
-/// its histograms counted as not written, as the hub does).
+/// as the hub does); native histograms are buffered too, those a hub would refuse left out
+/// and named in the answer.
 fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer {
     let decoded = match message {
         ProtobufMessage::V1 => {
@@ -133,7 +134,6 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
             v2::decode_with_limit(body, s.max_write_decompressed_bytes).map(|d| {
                 let unwritten = Unwritten::from_parts(
                     &d.invalid,
-                    d.request.histograms_dropped,
                     d.invalid_exemplars,
                     &d.first_invalid_exemplar,
                 );
@@ -186,10 +186,32 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
             Err(e) => return Answer::failed(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
+    let mut histograms_written = 0;
+    let mut histograms_refused = None;
+    if !req.histograms.is_empty() || req.histograms_dropped > 0 {
+        let w = match s.metrics_writer.write_histograms(&req.histograms) {
+            Ok(w) => w,
+            Err(e) => return histograms_failed(e),
+        };
+        histograms_written = w.samples;
+        let mut reasons = req.histogram_refusals.clone();
+        if let Some(i) = w.first_invalid {
+            reasons.push(format!(
+                "native histogram of timeseries[{i}] refused: invalid labels or parts"
+            ));
+        }
+        let n = req.histograms_dropped + w.invalid;
+        if n > 0 {
+            histograms_refused = Some(format!(
+                "{n} native histogram samples refused ({})",
+                reasons.join(", ")
+            ));
+        }
+    }
     let counts = Written {
         samples: written.samples,
+        histograms: histograms_written,
         exemplars: exemplars_written,
-        ..Default::default()
     };
     let (invalid_series, not_stored) = unwritten.clauses();
     if unwritten.samples > 0 {
@@ -202,6 +224,7 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
         && invalid_series.is_none()
         && not_stored.is_none()
         && exemplars_refused.is_none()
+        && histograms_refused.is_none()
     {
         return Answer {
             status: StatusCode::NO_CONTENT,
@@ -222,6 +245,7 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
         ));
     }
     refused.extend(invalid_series);
+    refused.extend(histograms_refused);
     let rejected = written.invalid + unwritten.samples;
     let mut message = if refused.is_empty() {
         format!("all {} samples were buffered", written.samples)
@@ -244,6 +268,20 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
         status: StatusCode::BAD_REQUEST,
         message,
         written: counts,
+    }
+}
+
+/// The answer when buffering a request's histograms failed (its float samples are
+/// buffered already; the sender retries the whole request on a 5xx, as after any failure).
+fn histograms_failed(e: AppendError) -> Answer {
+    match e {
+        e @ (AppendError::Full { .. } | AppendError::Closed) => {
+            Answer::failed(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        e if super::writer::too_large(&e) => {
+            Answer::failed(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        e => Answer::failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

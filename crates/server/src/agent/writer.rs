@@ -8,8 +8,9 @@ use std::sync::Arc;
 use meshlens_forward::{AppendError, Buffer, ForwardError, Kind};
 use meshlens_ingest::remote_write;
 use meshlens_model::{
-    AppendOutcome, DependencyLink, ExemplarOutcome, MetricMetadata, MetricWriter, RejectReason,
-    SeriesExemplars, Span, SpanReader, SpanWriter, StorageError, TimeSeries, TraceId, TraceQuery,
+    AppendOutcome, DependencyLink, ExemplarOutcome, HistogramSample, MetricMetadata, MetricWriter,
+    RejectReason, SeriesExemplars, SeriesHistograms, Span, SpanReader, SpanWriter, StorageError,
+    TimeSeries, TraceId, TraceQuery,
 };
 use parking_lot::Mutex;
 
@@ -48,14 +49,28 @@ impl Stamp {
     }
 }
 
-/// What one metric write did.
+/// What one metric write did (float samples, or native histogram samples).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Written {
     pub samples: u64,
-    /// Samples of series whose labels a hub would refuse, left out.
+    /// Samples of series whose labels a hub would refuse (or histograms it would refuse),
+    /// left out.
     pub invalid: u64,
     /// The first such series, for the error message.
     pub first_invalid: Option<usize>,
+}
+
+impl Written {
+    /// As a storage engine reports an append: written samples accepted, the rest refused
+    /// for their labels.
+    fn outcome(&self) -> AppendOutcome {
+        let mut o = AppendOutcome {
+            accepted: self.samples,
+            ..Default::default()
+        };
+        o.add_rejected(RejectReason::InvalidLabels, self.invalid);
+        o
+    }
 }
 
 /// Appends metric records (`Kind::Metrics`, an uncompressed remote-write request each).
@@ -128,6 +143,52 @@ impl BufferMetricWriter {
 }
 
 impl BufferMetricWriter {
+    /// Stamps and appends native histogram samples as one record (series of their own,
+    /// without float samples), counted as items beside float samples; returns once it is
+    /// durable. Series with labels a hub would refuse are left out and counted, as by
+    /// [`Self::write`]; so is a histogram whose parts disagree (a hub's reader refuses it),
+    /// counted with them, as the outcome has no reason of its own for it.
+    pub fn write_histograms(&self, batch: &[SeriesHistograms]) -> Result<Written, AppendError> {
+        let mut out = Written::default();
+        let mut kept: Vec<SeriesHistograms> = Vec::with_capacity(batch.len());
+        for (i, s) in batch.iter().enumerate() {
+            if s.samples.is_empty() {
+                continue;
+            }
+            if s.labels.metric_name().is_none() || s.labels.validate().is_err() {
+                out.invalid += s.samples.len() as u64;
+                out.first_invalid.get_or_insert(i);
+                continue;
+            }
+            let samples: Vec<HistogramSample> = s
+                .samples
+                .iter()
+                .filter(|h| remote_write::check_histogram(&h.h).is_ok())
+                .cloned()
+                .collect();
+            if samples.len() < s.samples.len() {
+                out.invalid += (s.samples.len() - samples.len()) as u64;
+                out.first_invalid.get_or_insert(i);
+            }
+            if !samples.is_empty() {
+                out.samples += samples.len() as u64;
+                kept.push(SeriesHistograms {
+                    labels: s.labels.clone(),
+                    samples,
+                });
+            }
+        }
+        if kept.is_empty() {
+            return Ok(out);
+        }
+        let refs: Vec<&SeriesHistograms> = kept.iter().collect();
+        let mut payload = Vec::new();
+        remote_write::encode_histograms_stamped(&mut payload, &refs, &self.stamp.sorted);
+        let items = u32::try_from(out.samples).unwrap_or(u32::MAX);
+        self.buffer.append(Kind::Metrics, items, &payload)?;
+        Ok(out)
+    }
+
     /// Stamps and appends exemplars as one record of series without samples (a hub stores
     /// a remote-write series' exemplars either way); returns once it is durable. Exemplars a
     /// hub's store would refuse for their labels, or of series a hub would refuse, are left
@@ -190,12 +251,13 @@ impl MetricWriter for BufferMetricWriter {
 
     fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
         let w = self.write(batch, Vec::new()).map_err(storage_error)?;
-        let mut o = AppendOutcome {
-            accepted: w.samples,
-            ..Default::default()
-        };
-        o.add_rejected(RejectReason::InvalidLabels, w.invalid);
-        Ok(o)
+        Ok(w.outcome())
+    }
+
+    /// Forwarded to the hubs as remote-write native histograms.
+    fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendOutcome, StorageError> {
+        let w = self.write_histograms(batch).map_err(storage_error)?;
+        Ok(w.outcome())
     }
 
     /// Keeps new or changed metadata for the next record rather than writing a record of
@@ -448,6 +510,77 @@ mod tests {
         w.append_metadata(std::slice::from_ref(&changed)).unwrap();
         w.append(&[series(&[("__name__", "a_total")])]).unwrap();
         assert_eq!(next_metrics(&b).1.metadata, [changed]);
+    }
+
+    fn histograms(pairs: &[(&str, &str)], h: meshlens_model::FloatHistogram) -> SeriesHistograms {
+        SeriesHistograms {
+            labels: labels(pairs),
+            samples: vec![HistogramSample {
+                t: 1000,
+                h: Arc::new(h),
+            }],
+        }
+    }
+
+    #[test]
+    fn native_histograms_are_stamped_validated_and_counted() {
+        use meshlens_model::{BucketSpan, CounterResetHint, FloatHistogram};
+        let tmp = tempfile::tempdir().unwrap();
+        let b = buffer(tmp.path());
+        let ext = [("region".to_string(), "eu".to_string())];
+        let w = BufferMetricWriter::new(
+            b.clone(),
+            Stamp::new("east", ext.iter().map(|(k, v)| (k, v))),
+        );
+        let good = FloatHistogram {
+            schema: 1,
+            count: 5.0,
+            sum: 12.5,
+            zero_count: 1.0,
+            zero_threshold: 0.001,
+            positive_spans: vec![BucketSpan {
+                offset: 0,
+                length: 2,
+            }],
+            positive_buckets: vec![1.0, 3.0],
+            counter_reset_hint: CounterResetHint::Gauge,
+            ..Default::default()
+        };
+        let mut disagreeing = good.clone();
+        disagreeing.positive_buckets.pop();
+        let o = w
+            .append_histograms(&[
+                histograms(&[("__name__", "lat")], good.clone()),
+                histograms(&[("__name__", "bad"), ("0x", "y")], good.clone()),
+                histograms(&[("__name__", "lat2"), ("cluster", "x")], good.clone()),
+                histograms(&[("__name__", "lat3")], disagreeing),
+            ])
+            .unwrap();
+        assert_eq!((o.accepted, o.invalid_labels), (2, 2));
+        let (items, req) = next_metrics(&b);
+        assert_eq!(items, 2);
+        assert!(req.timeseries.is_empty());
+        assert_eq!(req.histograms_dropped, 0);
+        let got: Vec<_> = req
+            .histograms
+            .iter()
+            .map(|s| {
+                (
+                    s.labels.get("__name__").unwrap(),
+                    s.labels.get("cluster").unwrap(),
+                    s.labels.get("region").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("lat", "east", "eu"), ("lat2", "x", "eu")]);
+        assert_eq!(*req.histograms[0].samples[0].h, good);
+        assert_eq!(req.histograms[0].samples[0].t, 1000);
+        // Nothing to forward: no record.
+        let o = w
+            .append_histograms(&[histograms(&[("0x", "y")], good)])
+            .unwrap();
+        assert_eq!((o.accepted, o.invalid_labels), (0, 1));
+        assert!(b.read_batch("hub", 1 << 20).unwrap().is_none());
     }
 
     #[test]

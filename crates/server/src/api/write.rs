@@ -9,10 +9,9 @@
 //! failures, which senders retry. Every answer after the negotiation carries the
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` counts 2.0 asks for
 //! (on 1.0 too, where senders ignore them). A 2.0 series with a bad symbol reference or
-//! invalid labels is refused on its own (400 naming it, the rest stored); native histograms
-//! and exemplars are not stored yet, so a 2.0 request holding any is answered 400 with the
-//! counts (its samples stored), as 2.0 forbids a 2xx for data not written. 1.0 keeps its
-//! answers: invalid labels refuse the whole request, histograms and exemplars are skipped.
+//! invalid labels is refused on its own (400 naming it, the rest stored); so is a native
+//! histogram whose parts disagree, or an exemplar with bad labels (in 1.0 too). 1.0 keeps
+//! its answer to invalid labels on a series with samples: the whole request is refused.
 //! Created timestamps are read and not stored (Prometheus's default).
 //!
 //! The body is decompressed into a buffer each worker thread keeps, and series reach the
@@ -212,7 +211,6 @@ pub(crate) struct Unwritten {
     pub series: u64,
     pub samples: u64,
     pub first: Option<String>,
-    pub histograms: u64,
     /// Exemplars refused for a bad label reference, and the first one.
     pub exemplars: u64,
     pub first_exemplar: Option<String>,
@@ -222,7 +220,6 @@ impl Unwritten {
     pub(crate) fn of(req: &v2::V2Request<'_>) -> Unwritten {
         Self::from_parts(
             &req.invalid,
-            0,
             req.invalid_exemplars,
             &req.first_invalid_exemplar,
         )
@@ -230,7 +227,6 @@ impl Unwritten {
 
     pub(crate) fn from_parts(
         invalid: &[v2::InvalidSeries],
-        histograms: u64,
         exemplars: u64,
         first_exemplar: &Option<String>,
     ) -> Unwritten {
@@ -240,7 +236,6 @@ impl Unwritten {
             first: invalid
                 .first()
                 .map(|s| format!("timeseries[{}]: {}", s.index, s.reason)),
-            histograms,
             exemplars,
             first_exemplar: first_exemplar.clone(),
         }
@@ -254,21 +249,13 @@ impl Unwritten {
                 self.samples, self.series
             )
         });
-        let mut parts = Vec::new();
-        if self.histograms > 0 {
-            parts.push(format!(
-                "{} native histogram samples not written (the agent does not forward native histograms yet)",
-                self.histograms
-            ));
-        }
-        if self.exemplars > 0 {
-            parts.push(format!(
+        let not_stored = (self.exemplars > 0).then(|| {
+            format!(
                 "{} exemplars refused (bad label reference, first in {})",
                 self.exemplars,
                 self.first_exemplar.as_deref().unwrap_or("?")
-            ));
-        }
-        let not_stored = (!parts.is_empty()).then(|| parts.join("; "));
+            )
+        });
         (refused, not_stored)
     }
 }

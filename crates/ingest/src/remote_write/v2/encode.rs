@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use meshlens_model::{Exemplar, Labels, MetricMetadata, Sample, METRIC_NAME};
+use meshlens_model::{Exemplar, HistogramSample, Labels, MetricMetadata, Sample, METRIC_NAME};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::super::{compress, metric_type_code, wire, WireError, WriteRequest};
+use super::super::{compress, histogram, metric_type_code, wire, WireError, WriteRequest};
 use super::SUFFIXES;
 
 /// The metadata a sender knows per metric family, attached to every series of the family
@@ -63,6 +63,7 @@ pub struct Encoder<'s> {
     body: Vec<u8>,
     refs: Vec<u32>,
     samples: u64,
+    histograms: u64,
 }
 
 impl Default for Encoder<'_> {
@@ -79,6 +80,7 @@ impl<'s> Encoder<'s> {
             body: Vec::new(),
             refs: Vec::new(),
             samples: 0,
+            histograms: 0,
         }
     }
 
@@ -115,6 +117,25 @@ impl<'s> Encoder<'s> {
         exemplars: &[&'s Exemplar],
         metadata: Option<&'s MetricMetadata>,
     ) {
+        self.add_series(labels, samples, &[], exemplars, metadata)
+    }
+
+    /// Native histogram samples added so far.
+    pub fn histograms(&self) -> u64 {
+        self.histograms
+    }
+
+    /// One series with all it may carry: float samples, native histogram samples (field 3
+    /// of a 2.0 `TimeSeries`, written as float histograms), exemplars and metadata.
+    pub fn add_series(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'s str, &'s str)>,
+        samples: &[Sample],
+        histograms: &[&HistogramSample],
+        exemplars: &[&'s Exemplar],
+        metadata: Option<&'s MetricMetadata>,
+    ) {
+        let histogram_messages = histogram::encode_each(histograms.iter().copied());
         let mut refs = std::mem::take(&mut self.refs);
         refs.clear();
         for (n, v) in labels {
@@ -177,6 +198,7 @@ impl<'s> Encoder<'s> {
                 1 + encoded_len_varint(n as u64) + n
             })
             .sum::<usize>()
+            + histogram::fields_len(&histogram_messages)
             + exemplar_lens
                 .iter()
                 .map(|(_, n)| 1 + encoded_len_varint(*n as u64) + n)
@@ -204,6 +226,7 @@ impl<'s> Encoder<'s> {
             encode_key(2, WireType::Varint, out);
             encode_varint(s.t as u64, out);
         }
+        histogram::write_fields(3, &histogram_messages, out);
         let mut at = 0;
         for (e, (packed, len)) in exemplars.iter().zip(&exemplar_lens) {
             encode_key(4, WireType::LengthDelimited, out);
@@ -235,6 +258,7 @@ impl<'s> Encoder<'s> {
             }
         }
         self.samples += samples.len() as u64;
+        self.histograms += histograms.len() as u64;
         self.refs = all_refs;
     }
 
@@ -256,8 +280,8 @@ impl<'s> Encoder<'s> {
     }
 }
 
-/// The uncompressed 2.0 protobuf of `req`, each series with its family's metadata from
-/// `req.metadata`.
+/// The uncompressed 2.0 protobuf of `req` (float series, then native histogram series),
+/// each series with its family's metadata from `req.metadata`.
 pub fn encode_protobuf(req: &WriteRequest) -> Vec<u8> {
     let mut families = FamilyMetadata::default();
     families.update(&req.metadata);
@@ -272,6 +296,17 @@ pub fn encode_protobuf(req: &WriteRequest) -> Vec<u8> {
             md,
         );
     }
+    for s in &req.histograms {
+        let md = s.labels.metric_name().and_then(|n| families.lookup(n));
+        let samples: Vec<&HistogramSample> = s.samples.iter().collect();
+        e.add_series(
+            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            &[],
+            &samples,
+            &[],
+            md,
+        );
+    }
     e.finish()
 }
 
@@ -282,9 +317,11 @@ pub fn encode(req: &WriteRequest) -> Vec<u8> {
 
 /// A 1.0 `WriteRequest` (as a forwarding buffer keeps them) as a 2.0 `Request`, and the
 /// float samples in it. The 1.0 metadata updates `families`, whose entries go with every
-/// series of their family. Exemplars go with their series (1.0 senders, and the buffer, put
-/// them in series of their own without samples, which stay so); series with neither samples
-/// nor exemplars are left out.
+/// series of their family. Exemplars and native histograms go with their series (1.0
+/// senders, and the buffer, put them in series of their own without samples, which stay
+/// so); series with no samples, histograms or exemplars are left out. A histogram the 1.0
+/// reader refused (spans and buckets that disagree) is left out too: a 2.0 receiver would
+/// refuse it the same way.
 pub fn transcode_v1(
     payload: &[u8],
     families: &mut FamilyMetadata,
@@ -305,11 +342,21 @@ pub fn transcode_v1(
         }
         exemplars[*i].push(ex);
     }
+    // Native histograms likewise.
+    let mut histograms: Vec<Vec<&HistogramSample>> = Vec::new();
+    for (i, h) in &req.histograms {
+        if histograms.len() <= *i {
+            histograms.resize_with(*i + 1, Vec::new);
+        }
+        histograms[*i].push(h);
+    }
     let none: Vec<&Exemplar> = Vec::new();
+    let no_histograms: Vec<&HistogramSample> = Vec::new();
     let mut e = Encoder::new();
     for (i, (s, fixed)) in req.iter().zip(&fixed).enumerate() {
         let ex = exemplars.get(i).unwrap_or(&none);
-        if s.samples.is_empty() && ex.is_empty() {
+        let hs = histograms.get(i).unwrap_or(&no_histograms);
+        if s.samples.is_empty() && ex.is_empty() && hs.is_empty() {
             continue;
         }
         match fixed {
@@ -319,13 +366,14 @@ pub fn transcode_v1(
                     .iter()
                     .find(|(n, _)| *n == METRIC_NAME)
                     .and_then(|(_, v)| families.lookup(v));
-                e.add_with_exemplars(s.labels.iter().copied(), s.samples, ex, md);
+                e.add_series(s.labels.iter().copied(), s.samples, hs, ex, md);
             }
             Some(labels) => {
                 let md = labels.metric_name().and_then(|n| families.lookup(n));
-                e.add_with_exemplars(
+                e.add_series(
                     labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
                     s.samples,
+                    hs,
                     ex,
                     md,
                 );

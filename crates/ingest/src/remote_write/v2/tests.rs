@@ -460,6 +460,90 @@ fn transcoding_keeps_exemplars_with_their_series() {
     assert_eq!(got.timeseries, req.timeseries);
 }
 
+fn histogram_series() -> Vec<meshlens_model::SeriesHistograms> {
+    let shapes = crate::remote_write::histogram::test_shapes();
+    vec![
+        meshlens_model::SeriesHistograms {
+            labels: Labels::from_pairs([("__name__", "latency"), ("job", "a")]),
+            samples: shapes[..2].to_vec(),
+        },
+        meshlens_model::SeriesHistograms {
+            labels: Labels::from_pairs([("__name__", "queue_depth")]),
+            samples: shapes[2..].to_vec(),
+        },
+    ]
+}
+
+fn assert_same_series_histograms(
+    got: &[meshlens_model::SeriesHistograms],
+    want: &[meshlens_model::SeriesHistograms],
+) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.labels, w.labels);
+        crate::remote_write::histogram::assert_same_histograms(&g.samples, &w.samples);
+    }
+}
+
+#[test]
+fn native_histograms_round_trip() {
+    let req = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: Labels::from_pairs([("__name__", "up")]),
+            samples: vec![Sample::new(10, 1.0)],
+        }],
+        metadata: vec![MetricMetadata {
+            metric_family: "latency".into(),
+            kind: "histogram".into(),
+            help: "Latency.".into(),
+            unit: "seconds".into(),
+        }],
+        histograms: histogram_series(),
+        ..Default::default()
+    };
+    let back = decode_with_limit(&encode(&req), 1 << 20).unwrap().request;
+    assert_same_series_histograms(&back.histograms, &req.histograms);
+    assert_eq!(back.histograms_dropped, 0);
+    assert_eq!(back.timeseries, req.timeseries);
+    // The histogram series carries its family's metadata.
+    assert_eq!(back.metadata, req.metadata);
+}
+
+#[test]
+fn transcoding_keeps_native_histograms_with_their_series() {
+    let histograms = histogram_series();
+    let floats = TimeSeries {
+        labels: Labels::from_pairs([("__name__", "up")]),
+        samples: vec![Sample::new(10, 1.0)],
+    };
+    let extra = [("cluster".to_string(), "east".to_string())];
+    // A buffer record: float series, then histogram series of their own.
+    let mut v1 = encode_protobuf_stamped(&[&floats], &[], &extra);
+    let refs: Vec<&meshlens_model::SeriesHistograms> = histograms.iter().collect();
+    crate::remote_write::encode_histograms_stamped(&mut v1, &refs, &extra);
+    let (v2, n) = transcode_v1(&v1, &mut FamilyMetadata::default()).unwrap();
+    assert_eq!(n, 1);
+    let got = decode_with_limit(&compress(&v2), 1 << 20).unwrap().request;
+    let want = crate::remote_write::decode(&compress(&v1)).unwrap();
+    assert_eq!(want.histograms.len(), 2);
+    assert_eq!(want.histograms[0].labels.get("cluster"), Some("east"));
+    assert_same_series_histograms(&got.histograms, &want.histograms);
+    assert_eq!(got.timeseries, want.timeseries);
+    // A histogram the 1.0 reader refuses is not sent on.
+    let mut bad = histograms[0].clone();
+    let mut h = (*bad.samples[0].h).clone();
+    h.positive_buckets.pop();
+    bad.samples = vec![meshlens_model::HistogramSample {
+        t: 5,
+        h: std::sync::Arc::new(h),
+    }];
+    let mut v1 = Vec::new();
+    crate::remote_write::encode_histograms_stamped(&mut v1, &[&bad], &[]);
+    let (v2, _) = transcode_v1(&v1, &mut FamilyMetadata::default()).unwrap();
+    let got = decode_with_limit(&compress(&v2), 1 << 20).unwrap().request;
+    assert!(got.histograms.is_empty() && got.histograms_dropped == 0);
+}
+
 #[test]
 fn families_by_suffix_and_type() {
     let mut f = FamilyMetadata::default();
