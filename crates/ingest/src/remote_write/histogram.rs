@@ -203,13 +203,51 @@ pub(super) fn parse(buf: &[u8], base: usize) -> Result<Result<HistogramSample, S
     Ok(Ok(HistogramSample { t, h: Arc::new(h) }))
 }
 
+/// Whether every count of `h` is a whole number a 64-bit integer holds exactly, so it can go
+/// as an integer histogram (what a scrape produces, and what a Prometheus receiver stores
+/// in its compact integer chunks).
+fn integer_counts(h: &FloatHistogram) -> bool {
+    let whole = |v: f64| v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0;
+    whole(h.count)
+        && whole(h.zero_count)
+        && h.positive_buckets.iter().all(|v| whole(*v))
+        && h.negative_buckets.iter().all(|v| whole(*v))
+}
+
 /// One histogram sample as a `Histogram` message (the body only, without key and length),
-/// appended to `out`: the float variant of both `oneof`s (`count_float`, `zero_count_float`,
-/// always written, so a receiver knows it is a float histogram even when they are 0),
-/// absolute bucket counts, and the other fields when they are not at their defaults, as a
-/// protobuf encoder leaves them out.
+/// appended to `out`. Integer counts go as the integer variant of both `oneof`s
+/// (`count_int`, `zero_count_int`) with bucket deltas; other counts as the float variant
+/// (`count_float`, `zero_count_float`) with absolute bucket counts. The `oneof`s are always
+/// written, so a receiver knows the variant even when they are 0; the other fields when
+/// they are not at their defaults, as a protobuf encoder leaves them out.
 fn encode(s: &HistogramSample, out: &mut Vec<u8>) {
     let h = &*s.h;
+    fn varint(tag: u32, v: u64, out: &mut Vec<u8>) {
+        encode_key(tag, WireType::Varint, out);
+        encode_varint(v, out);
+    }
+    /// Each bucket's count less the previous bucket's, zig-zag varints, packed.
+    fn deltas(tag: u32, counts: &[f64], out: &mut Vec<u8>) {
+        if counts.is_empty() {
+            return;
+        }
+        let mut prev = 0i64;
+        let values: Vec<u64> = counts
+            .iter()
+            .map(|c| {
+                let c = *c as i64;
+                let d = zigzag_encode(c - prev);
+                prev = c;
+                d
+            })
+            .collect();
+        let len: usize = values.iter().map(|v| encoded_len_varint(*v)).sum();
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+        for v in values {
+            encode_varint(v, out);
+        }
+    }
     fn double(tag: u32, v: f64, out: &mut Vec<u8>) {
         encode_key(tag, WireType::SixtyFourBit, out);
         out.extend_from_slice(&v.to_bits().to_le_bytes());
@@ -243,7 +281,12 @@ fn encode(s: &HistogramSample, out: &mut Vec<u8>) {
             }
         }
     }
-    double(2, h.count, out);
+    let integer = integer_counts(h);
+    if integer {
+        varint(1, h.count as u64, out);
+    } else {
+        double(2, h.count, out);
+    }
     if h.sum.to_bits() != 0 {
         double(3, h.sum, out);
     }
@@ -254,11 +297,23 @@ fn encode(s: &HistogramSample, out: &mut Vec<u8>) {
     if h.zero_threshold.to_bits() != 0 {
         double(5, h.zero_threshold, out);
     }
-    double(7, h.zero_count, out);
+    if integer {
+        varint(6, h.zero_count as u64, out);
+    } else {
+        double(7, h.zero_count, out);
+    }
     spans(8, &h.negative_spans, out);
-    doubles(10, &h.negative_buckets, out);
+    if integer {
+        deltas(9, &h.negative_buckets, out);
+    } else {
+        doubles(10, &h.negative_buckets, out);
+    }
     spans(11, &h.positive_spans, out);
-    doubles(13, &h.positive_buckets, out);
+    if integer {
+        deltas(12, &h.positive_buckets, out);
+    } else {
+        doubles(13, &h.positive_buckets, out);
+    }
     let hint = match h.counter_reset_hint {
         CounterResetHint::Unknown => 0,
         CounterResetHint::CounterReset => 1,
@@ -574,25 +629,29 @@ mod tests {
             encode(s, &mut b);
             PbHistogram::decode(b.as_slice()).unwrap()
         };
+        // Whole counts go as an integer histogram: bucket deltas, no float counts.
         let m = pb(&shapes[0]);
-        assert_eq!((m.count_int, m.count_float), (None, Some(14.0)));
-        assert_eq!((m.zero_count_int, m.zero_count_float), (None, Some(2.0)));
+        assert_eq!((m.count_int, m.count_float), (Some(14), None));
+        assert_eq!((m.zero_count_int, m.zero_count_float), (Some(2), None));
         assert_eq!((m.sum, m.schema, m.zero_threshold), (-3.75, 3, 0.001));
         assert_eq!(m.positive_spans, vec![span(-2, 2), span(3, 1)]);
-        assert_eq!(m.positive_counts, vec![1.0, 4.0, 2.0]);
+        assert_eq!(m.positive_deltas, vec![1, 3, -2]);
         assert_eq!(m.negative_spans, vec![span(1, 2)]);
-        assert_eq!(m.negative_counts, vec![3.0, 2.0]);
-        assert!(m.positive_deltas.is_empty() && m.negative_deltas.is_empty());
+        assert_eq!(m.negative_deltas, vec![3, -1]);
+        assert!(m.positive_counts.is_empty() && m.negative_counts.is_empty());
         assert_eq!((m.reset_hint, m.timestamp), (0, 1_700_000_000_000));
         let m = pb(&shapes[1]);
         assert_eq!((m.schema, m.reset_hint), (-53, 2));
         assert_eq!(m.custom_values, vec![0.1, 0.5, 1.0]);
+        // Fractional counts (a gauge histogram's) go as a float histogram.
         let m = pb(&shapes[2]);
         assert_eq!((m.reset_hint, m.negative_spans[0].offset), (3, -3));
+        assert!(m.count_int.is_none() && m.count_float.is_some());
+        assert!(m.positive_deltas.is_empty() && m.negative_deltas.is_empty());
         let m = pb(&shapes[3]);
         assert!(m.sum.is_nan());
         assert_eq!((m.schema, m.reset_hint), (8, 1));
         let m = pb(&shapes[4]);
-        assert_eq!((m.count_float, m.zero_count_float), (Some(0.0), Some(0.0)));
+        assert_eq!((m.count_int, m.zero_count_int), (Some(0), Some(0)));
     }
 }
