@@ -6,6 +6,12 @@ use std::fmt;
 /// The reserved label that carries the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// Whether a label is the metric name or one of the labels describing the metric
+/// (`__type__`, `__unit__`), which are dropped together.
+pub fn describes_metric(name: &str) -> bool {
+    matches!(name, METRIC_NAME | "__type__" | "__unit__")
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label {
     pub name: String,
@@ -104,12 +110,14 @@ impl Labels {
         }
     }
 
-    /// A copy without the metric name (what most PromQL functions return).
+    /// A copy without the metric name (what most PromQL functions return), nor the
+    /// `__type__` and `__unit__` labels that describe the metric (Prometheus 3's type and
+    /// unit labels go with the name).
     pub fn without_metric_name(&self) -> Labels {
         Labels(
             self.0
                 .iter()
-                .filter(|l| l.name != METRIC_NAME)
+                .filter(|l| !describes_metric(&l.name))
                 .cloned()
                 .collect(),
         )

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meshlens_model::{FloatHistogram, Labels, METRIC_NAME};
+use meshlens_model::{FloatHistogram, Labels};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::Evaluator;
@@ -246,7 +246,10 @@ impl Matching<'_> {
         } else {
             Labels::from_pairs(
                 l.iter()
-                    .filter(|x| x.name != METRIC_NAME && !self.labels.contains(&x.name))
+                    .filter(|x| {
+                        !meshlens_model::labels::describes_metric(&x.name)
+                            && !self.labels.contains(&x.name)
+                    })
                     .map(|x| (x.name.clone(), x.value.clone())),
             )
         }
@@ -661,7 +664,7 @@ fn result_labels(
 ) -> Labels {
     let mut b = many.builder();
     if drop_name {
-        b.del(METRIC_NAME);
+        b.retain(|l| !meshlens_model::labels::describes_metric(&l.name));
     }
     if one_to_one {
         if m.on {
