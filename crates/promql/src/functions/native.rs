@@ -149,6 +149,30 @@ pub(crate) fn rollup_window(
         }
         _ => {}
     }
+    // `irate` and `idelta` read only the window's two newest samples: floats there give the
+    // float result, a float and a histogram nothing, and older floats do not matter.
+    let floats = match f {
+        Irate | Idelta => {
+            let mut newest: Vec<(i64, bool)> = floats
+                .iter()
+                .rev()
+                .take(2)
+                .map(|x| (x.t, false))
+                .chain(hists.iter().rev().take(2).map(|x| (x.t, true)))
+                .collect();
+            newest.sort_by(|a, b| b.0.cmp(&a.0));
+            match newest.get(..2) {
+                Some([(_, true), (_, true)]) => &[][..],
+                Some([(_, false), (_, false)]) => return WindowValue::Keep,
+                Some(_) => {
+                    notes.warn(mixed_warning(metric));
+                    return WindowValue::None;
+                }
+                None => return WindowValue::None,
+            }
+        }
+        _ => floats,
+    };
     let combines = matches!(
         f,
         Rate | Increase | Delta | Irate | Idelta | SumOverTime | AvgOverTime | Resets | Changes
