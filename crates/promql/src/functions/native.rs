@@ -160,7 +160,7 @@ pub(crate) fn rollup_window(
                 .map(|x| (x.t, false))
                 .chain(hists.iter().rev().take(2).map(|x| (x.t, true)))
                 .collect();
-            newest.sort_by(|a, b| b.0.cmp(&a.0));
+            newest.sort_by_key(|b| std::cmp::Reverse(b.0));
             match newest.get(..2) {
                 Some([(_, true), (_, true)]) => &[][..],
                 Some([(_, false), (_, false)]) => return WindowValue::Keep,
