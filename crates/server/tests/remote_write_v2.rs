@@ -77,6 +77,15 @@ fn written(h: &http::HeaderMap) -> [Option<u64>; 3] {
     .map(|n| h.get(n).map(|v| v.to_str().unwrap().parse().unwrap()))
 }
 
+/// The server's `meshlens_samples_ingested_total{source="remote_write"}`.
+async fn ingested(addr: SocketAddr) -> u64 {
+    let (_, _, m) = request("GET", &format!("http://{addr}/metrics"), &[], Vec::new()).await;
+    m.lines()
+        .find_map(|l| l.strip_prefix("meshlens_samples_ingested_total{source=\"remote_write\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 async fn get_json(url: &str) -> Value {
     let (s, _, b) = request("GET", url, &[], Vec::new()).await;
     assert_eq!(s, 200, "{url}: {b}");
@@ -319,9 +328,12 @@ async fn bad_references_refuse_their_series_and_the_rest_is_stored() {
             only_hist.0
         }],
     );
+    let before = ingested(addr).await;
     let (status, headers, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(written(&headers), [Some(1), Some(1), Some(1)]);
+    // The histogram sample counts as an ingested sample beside the float one.
+    assert_eq!(ingested(addr).await - before, 2);
     let counted = query(addr, "histogram_count(rw2_http_requests_total)").await;
     assert_eq!(counted.len(), 1, "{counted:?}");
     assert_eq!(counted[0].1, "3", "{counted:?}");

@@ -236,6 +236,7 @@ fn store(
         let n: u64 = out.histograms.iter().map(|h| h.samples.len() as u64).sum();
         match s.writer.append_histograms(&out.histograms) {
             Ok(o) => {
+                super::write::count_outcome(s, "otlp", &o);
                 if o.rejected() > 0 {
                     rejected += o.rejected();
                     messages.push(format!(

@@ -313,6 +313,8 @@ fn store(
         match s.writer.append_histograms(&histograms) {
             Ok(o) => {
                 written.histograms = o.accepted;
+                // Counted with the float samples in the self-metrics, as Prometheus counts them.
+                count_outcome(s, "remote_write", &o);
                 if o.rejected() > 0 {
                     histograms_refused.push(format!(
                         "{} native histogram samples refused ({} out of order, {} duplicate, {} out of bounds)",

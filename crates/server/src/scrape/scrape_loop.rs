@@ -148,11 +148,13 @@ impl ScrapeLoop {
         let exemplars = std::mem::take(&mut self.exemplars);
         let histograms = std::mem::take(&mut self.histograms);
         let appended = tokio::task::spawn_blocking(move || {
-            let samples = writer.append(&batch)?;
+            let mut samples = writer.append(&batch)?;
             // A storage that keeps floats only refuses histograms; the scrape still counts.
+            // Histogram samples count as samples, as Prometheus counts them.
             if !histograms.is_empty() {
                 match writer.append_histograms(&histograms) {
-                    Ok(_) | Err(meshlens_model::StorageError::InvalidRequest { .. }) => {}
+                    Ok(h) => samples.merge(&h),
+                    Err(meshlens_model::StorageError::InvalidRequest { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
