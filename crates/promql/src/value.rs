@@ -38,6 +38,20 @@ pub(crate) struct Series {
     pub hists: Vec<Option<Arc<FloatHistogram>>>,
 }
 
+/// The index in `out` of the series with `labels`, added without values (`steps` empty
+/// steps) when there is none yet: how results gather values step by step.
+pub(crate) fn series_slot(
+    out: &mut Vec<Series>,
+    index: &mut std::collections::HashMap<Labels, usize>,
+    labels: Labels,
+    steps: usize,
+) -> usize {
+    *index.entry(labels.clone()).or_insert_with(|| {
+        out.push(Series::floats(labels, vec![None; steps]));
+        out.len() - 1
+    })
+}
+
 impl Series {
     /// A series of floats only.
     pub fn floats(labels: Labels, points: Vec<Option<f64>>) -> Self {

@@ -12,7 +12,7 @@ use crate::error::PromqlError;
 use crate::functions::native::{self, WindowValue};
 use crate::functions::rollup::RangeFn;
 use crate::functions::{format_float, quantile};
-use crate::value::{Series, Val};
+use crate::value::{series_slot, Series, Val};
 
 /// Kahan-compensated running sum (Prometheus sums this way).
 #[derive(Clone, Copy, Default)]
@@ -321,14 +321,7 @@ impl<'a> Evaluator<'a> {
                             let mut b = key.builder();
                             b.set(label.clone(), value);
                             let labels = b.build();
-                            let j = *index.entry(labels.clone()).or_insert_with(|| {
-                                out.push(Series {
-                                    labels,
-                                    points: vec![None; steps],
-                                    hists: Vec::new(),
-                                });
-                                out.len() - 1
-                            });
+                            let j = series_slot(&mut out, &mut index, labels, steps);
                             out[j].points[step] = Some(n);
                         }
                     }

@@ -105,19 +105,9 @@ pub fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
-    if b.last().is_none_or(|l| l.0 != f64::INFINITY) {
+    let Some(mut b) = by_bound(b) else {
         return f64::NAN;
-    }
-    // Buckets with the same bound are summed.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(b.len());
-    for &(le, c) in b.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == le => last.1 += c,
-            _ => merged.push((le, c)),
-        }
-    }
-    let mut b = merged;
+    };
     // Counts must not decrease; tiny floating-point deltas are smoothed.
     let mut prev = b[0].1;
     for bucket in b.iter_mut().skip(1) {
@@ -155,15 +145,12 @@ pub fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
     start + (end - start) * (rank / count)
 }
 
-/// The share of observations between `lower` and `upper` in classic buckets (pairs as for
-/// [`bucket_quantile`]), interpolating linearly inside the buckets the bounds fall in, as
-/// Prometheus's `histogram_fraction` does. The first bucket is taken to start at 0 when its
-/// bound is positive, else at -Inf; nothing is interpolated in a bucket with an infinite
-/// bound. NaN without a `+Inf` bucket, without observations, or for a NaN bound.
-pub fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
+/// Classic buckets sorted by bound, those with the same bound summed; None unless the last
+/// is `+Inf` (without it there is no total).
+fn by_bound(b: &mut [(f64, f64)]) -> Option<Vec<(f64, f64)>> {
     b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
     if b.last().is_none_or(|l| l.0 != f64::INFINITY) {
-        return f64::NAN;
+        return None;
     }
     let mut merged: Vec<(f64, f64)> = Vec::with_capacity(b.len());
     for &(le, c) in b.iter() {
@@ -172,6 +159,18 @@ pub fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
             _ => merged.push((le, c)),
         }
     }
+    Some(merged)
+}
+
+/// The share of observations between `lower` and `upper` in classic buckets (pairs as for
+/// [`bucket_quantile`]), interpolating linearly inside the buckets the bounds fall in, as
+/// Prometheus's `histogram_fraction` does. The first bucket is taken to start at 0 when its
+/// bound is positive, else at -Inf; nothing is interpolated in a bucket with an infinite
+/// bound. NaN without a `+Inf` bucket, without observations, or for a NaN bound.
+pub fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
+    let Some(merged) = by_bound(b) else {
+        return f64::NAN;
+    };
     let count = merged[merged.len() - 1].1;
     if count == 0.0 || lower.is_nan() || upper.is_nan() {
         return f64::NAN;

@@ -17,7 +17,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset};
 use super::vector_arg;
 use crate::error::PromqlError;
 use crate::eval::{millis, selector_matchers, unwrap_parens, Evaluator};
-use crate::value::{Series, Val};
+use crate::value::{series_slot, Series, Val};
 
 const TARGET_INFO: &str = "target_info";
 const IDENTIFYING_LABELS: [&str; 2] = ["instance", "job"];
@@ -155,14 +155,7 @@ pub(crate) fn info(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
                 }
                 b.build()
             };
-            let j = *index.entry(labels.clone()).or_insert_with(|| {
-                out.push(Series {
-                    labels,
-                    points: vec![None; steps],
-                    hists: Vec::new(),
-                });
-                out.len() - 1
-            });
+            let j = series_slot(&mut out, &mut index, labels, steps);
             let target = &mut out[j];
             if target.points[step].is_some() || target.hist(step).is_some() {
                 return Err(PromqlError::exec(

@@ -275,6 +275,25 @@ pub fn encode_chunk(samples: &[HistogramSample]) -> HistChunk {
     }
 }
 
+/// Adds a decoded sample to `buf` (counted in `n`) when it lies in `range`; false once it
+/// is past the range's end, as every later sample of the chunk is too.
+fn keep_in_range(
+    buf: &mut Vec<HistogramSample>,
+    t: i64,
+    h: &Arc<FloatHistogram>,
+    (mint, maxt): (i64, i64),
+    n: &mut usize,
+) -> bool {
+    if t > maxt {
+        return false;
+    }
+    if t >= mint {
+        buf.push(HistogramSample { t, h: h.clone() });
+        *n += 1;
+    }
+    true
+}
+
 /// Appends a chunk's samples within `[mint, maxt]` to `buf`; returns how many. Malformed
 /// bytes fail with how many samples were read before them.
 pub fn decode_chunk_into(
@@ -314,12 +333,8 @@ pub fn decode_chunk_into(
             get_histogram(&mut r, prev.as_deref(), before.as_deref())
                 .ok_or(ChunkError::Malformed(i))?,
         );
-        if t > maxt {
+        if !keep_in_range(buf, t, &h, (mint, maxt), &mut n) {
             return Ok(n);
-        }
-        if t >= mint {
-            buf.push(HistogramSample { t, h: h.clone() });
-            n += 1;
         }
         before = prev.take();
         prev = Some(h);

@@ -13,7 +13,9 @@
 use meshlens_model::{FloatHistogram, HistogramSample};
 use std::sync::Arc;
 
-use super::{get_layout, hint_bits, hint_from, numbers, put_layout, same_layout, Predictor};
+use super::{
+    get_layout, hint_bits, hint_from, keep_in_range, numbers, put_layout, same_layout, Predictor,
+};
 use crate::chunk::bits::{BitReader, BitWriter};
 use crate::chunk::{read_dod_value, write_dod_value, ChunkError, XorDecoder, XorState};
 use crate::varint::{put_uvarint, Reader};
@@ -256,12 +258,8 @@ pub fn decode_into(
             .ok_or(bad())?,
         );
         let h = Arc::new(h);
-        if t > maxt {
+        if !keep_in_range(buf, t, &h, (mint, maxt), &mut n) {
             return Ok(n);
-        }
-        if t >= mint {
-            buf.push(HistogramSample { t, h: h.clone() });
-            n += 1;
         }
         before = prev.take();
         prev = Some(h);
