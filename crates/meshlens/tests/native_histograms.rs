@@ -14,38 +14,7 @@ use std::time::Duration;
 use common::{get_json, poll, require_binary, start_prometheus_with, urlencode, Server};
 use serde_json::Value;
 
-// A few protobuf writers: the messages are small and fixed, so they are spelled out here.
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn key(out: &mut Vec<u8>, field: u64, wire_type: u64) {
-    varint(out, (field << 3) | wire_type);
-}
-
-fn bytes_field(out: &mut Vec<u8>, field: u64, b: &[u8]) {
-    key(out, field, 2);
-    varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-fn double_field(out: &mut Vec<u8>, field: u64, v: f64) {
-    key(out, field, 1);
-    out.extend_from_slice(&v.to_bits().to_le_bytes());
-}
-
-fn varint_field(out: &mut Vec<u8>, field: u64, v: u64) {
-    key(out, field, 0);
-    varint(out, v);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
+use common::protobuf::{bytes_field, double_field, varint, varint_field, zigzag};
 
 fn label(name: &str, value: &str) -> Vec<u8> {
     let mut l = Vec::new();

@@ -3,6 +3,7 @@
 
 #[path = "../../src/httpc.rs"]
 pub mod httpc;
+pub mod protobuf;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
