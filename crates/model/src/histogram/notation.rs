@@ -146,6 +146,46 @@ impl FloatHistogram {
         Ok((h, hint_set))
     }
 
+    /// The histogram as Prometheus's `String()` writes it, which `count_values` puts in its
+    /// label: count and sum, then each bucket holding observations from the lowest,
+    /// `[lower,upper):n` below zero, `[-z,z]:n` for the zero bucket, `(lower,upper]:n` above.
+    pub fn to_go_string(&self) -> String {
+        let bucket = |b: &super::Bucket| {
+            format!(
+                "{}{},{}{}:{}",
+                if b.lower_inclusive { '[' } else { '(' },
+                go_g(b.lower),
+                go_g(b.upper),
+                if b.upper_inclusive { ']' } else { ')' },
+                go_g(b.count)
+            )
+        };
+        let mut out = format!("{{count:{}, sum:{}", go_g(self.count), go_g(self.sum));
+        for b in self.side_buckets(false, self.schema).iter().rev() {
+            if b.count != 0.0 {
+                out.push_str(", ");
+                out.push_str(&bucket(b));
+            }
+        }
+        if self.zero_count != 0.0 {
+            let z = self.zero_threshold;
+            out.push_str(&format!(
+                ", [{},{}]:{}",
+                go_g(-z),
+                go_g(z),
+                go_g(self.zero_count)
+            ));
+        }
+        for b in self.side_buckets(true, self.schema) {
+            if b.count != 0.0 {
+                out.push_str(", ");
+                out.push_str(&bucket(&b));
+            }
+        }
+        out.push('}');
+        out
+    }
+
     /// The histogram in test notation, as Prometheus's `TestExpression` writes it: fields
     /// that are zero left out, each side compacted into one span, numbers as Go's `%g`.
     pub fn to_notation(&self) -> String {

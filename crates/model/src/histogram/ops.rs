@@ -78,7 +78,7 @@ impl FloatHistogram {
     }
 
     /// The buckets of one side in order of increasing absolute value, merged to `schema`.
-    fn side_buckets(&self, positive: bool, schema: i32) -> Vec<Bucket> {
+    pub(super) fn side_buckets(&self, positive: bool, schema: i32) -> Vec<Bucket> {
         let entries = layout::reduce(&self.entries(positive), self.schema, schema);
         let custom: &[f64] = if positive { &self.custom_values } else { &[] };
         entries

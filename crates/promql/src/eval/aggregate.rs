@@ -309,8 +309,14 @@ impl<'a> Evaluator<'a> {
                     for step in 0..steps {
                         let mut counts: Vec<(String, f64)> = Vec::new();
                         for &i in members {
-                            if let Some(v) = input[i].points[step] {
-                                let s = format_float(v);
+                            // A native histogram counts under its string form, as
+                            // Prometheus's.
+                            let value = match (input[i].points[step], input[i].hist(step)) {
+                                (Some(v), _) => Some(format_float(v)),
+                                (None, Some(h)) => Some(h.to_go_string()),
+                                (None, None) => None,
+                            };
+                            if let Some(s) = value {
                                 match counts.iter_mut().find(|c| c.0 == s) {
                                     Some(c) => c.1 += 1.0,
                                     None => counts.push((s, 1.0)),
@@ -321,8 +327,11 @@ impl<'a> Evaluator<'a> {
                             let mut b = key.builder();
                             b.set(label.clone(), value);
                             let labels = b.build();
+                            // Groups whose value label overwrote a grouping label meet here:
+                            // their counts add up, as Prometheus counts the relabelled samples.
                             let j = series_slot(&mut out, &mut index, labels, steps);
-                            out[j].points[step] = Some(n);
+                            let p = &mut out[j].points[step];
+                            *p = Some(p.unwrap_or(0.0) + n);
                         }
                     }
                 }

@@ -66,7 +66,11 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
         "absent" => {
             let v = vector_arg(ev, args, 0, name)?;
             let points: Vec<Option<f64>> = (0..steps)
-                .map(|i| v.iter().all(|s| s.points[i].is_none()).then_some(1.0))
+                .map(|i| {
+                    v.iter()
+                        .all(|s| s.points[i].is_none() && s.hist(i).is_none())
+                        .then_some(1.0)
+                })
                 .collect();
             let out = if points.iter().any(Option::is_some) {
                 vec![Series {
@@ -85,6 +89,8 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
         "sort" | "sort_desc" => {
             let mut v = vector_arg(ev, args, 0, name)?;
             if steps == 1 {
+                // Sorting is by float value: native histograms are left out.
+                v.retain(|s| s.points[0].is_some());
                 let desc = name == "sort_desc";
                 v.sort_by(|a, b| {
                     let (x, y) = (
@@ -221,7 +227,8 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
                         if hi < lo {
                             return None;
                         }
-                        Some(if v.is_nan() { v } else { v.max(lo).min(hi) })
+                        // As Go's math.Max/Min: a NaN bound makes NaN.
+                        Some(go_max(lo, go_min(hi, v)))
                     }
                     "clamp_min" => Some(go_max(v, p1.as_ref()?[i])),
                     "clamp_max" => Some(go_min(v, p1.as_ref()?[i])),
