@@ -149,6 +149,9 @@ pub(crate) fn rollup_window(
         }
         _ => {}
     }
+    if matches!(f, Resets | Changes) {
+        return WindowValue::Float(resets_or_changes(f == Resets, floats, hists));
+    }
     // `irate` and `idelta` read only the window's two newest samples: floats there give the
     // float result, a float and a histogram nothing, and older floats do not matter.
     let floats = match f {
@@ -175,7 +178,7 @@ pub(crate) fn rollup_window(
     };
     let combines = matches!(
         f,
-        Rate | Increase | Delta | Irate | Idelta | SumOverTime | AvgOverTime | Resets | Changes
+        Rate | Increase | Delta | Irate | Idelta | SumOverTime | AvgOverTime
     );
     if !floats.is_empty() {
         if combines {
@@ -259,18 +262,41 @@ pub(crate) fn rollup_window(
                 }
             }
         }
-        Resets => WindowValue::Float(
-            hists
-                .windows(2)
-                .filter(|w| w[1].h.detect_reset(&w[0].h))
-                .count() as f64,
-        ),
-        Changes => {
-            WindowValue::Float(hists.windows(2).filter(|w| !w[1].h.equals(&w[0].h)).count() as f64)
-        }
         // Functions of floats over histograms only: nothing, as Prometheus gives.
         _ => WindowValue::None,
     }
+}
+
+/// `resets` or `changes` over a window's floats and histograms together, in time order: a
+/// switch between a float and a histogram counts as both, as in Prometheus.
+fn resets_or_changes(resets: bool, floats: &[Sample], hists: &[HistogramSample]) -> f64 {
+    enum Point<'a> {
+        F(f64),
+        H(&'a FloatHistogram),
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut prev: Option<Point> = None;
+    let mut n = 0usize;
+    while i < floats.len() || j < hists.len() {
+        let cur = if j >= hists.len() || (i < floats.len() && floats[i].t < hists[j].t) {
+            i += 1;
+            Point::F(floats[i - 1].v)
+        } else {
+            j += 1;
+            Point::H(&hists[j - 1].h)
+        };
+        let counted = match (&prev, &cur) {
+            (None, _) => false,
+            (Some(Point::F(a)), Point::F(b)) if resets => b < a,
+            (Some(Point::F(a)), Point::F(b)) => !(a == b || (a.is_nan() && b.is_nan())),
+            (Some(Point::H(a)), Point::H(b)) if resets => b.detect_reset(a),
+            (Some(Point::H(a)), Point::H(b)) => !b.equals(a),
+            _ => true,
+        };
+        n += usize::from(counted);
+        prev = Some(cur);
+    }
+    n as f64
 }
 
 /// The increase over a window of histograms (at least two), counter resets added back for
