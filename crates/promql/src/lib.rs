@@ -18,6 +18,7 @@
 //! their groups as it is decoded; range queries' past steps are cached (`cache`).
 
 mod cache;
+mod duration_expr;
 mod duration_numbers;
 mod error;
 mod eval;
@@ -145,7 +146,7 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryResult, PromqlError> {
         let deadline = Instant::now() + self.opts.timeout;
-        let expr = parse(query)?;
+        let expr = parse(&duration_expr::resolve(query, 0, 0))?;
         let span = eval::QuerySpan {
             start: time_ms,
             end: time_ms,
@@ -195,7 +196,10 @@ impl Engine {
             return Err(PromqlError::BadData { message: "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into() });
         }
         let deadline = Instant::now() + self.opts.timeout;
-        let expr = parse(query)?;
+        // Duration expressions worked out for this step and range: the text (and so the
+        // cache key) holds the durations they came to.
+        let query = duration_expr::resolve(query, step_ms, end_ms.saturating_sub(start_ms));
+        let expr = parse(&query)?;
         let span = |start| eval::QuerySpan {
             start,
             end: end_ms,
