@@ -32,12 +32,16 @@ pub(crate) fn resolve(query: &str, step_ms: i64, range_ms: i64) -> Cow<'_, str> 
                     .position(|&c| c == b'\n')
                     .map_or(b.len(), |n| i + n)
             }
-            // Label matchers: names there are not keywords.
+            // Label matchers: names there are not keywords, values may hold anything.
             b'{' => {
-                i = b[i..]
-                    .iter()
-                    .position(|&c| c == b'}')
-                    .map_or(b.len(), |n| i + n + 1)
+                i += 1;
+                while i < b.len() && b[i] != b'}' {
+                    i = match b[i] {
+                        b'"' | b'\'' | b'`' => after_quoted(b, i),
+                        _ => i + 1,
+                    };
+                }
+                i += 1;
             }
             b'[' => {
                 let Some(close) = b[i..].iter().position(|&c| c == b']').map(|n| i + n) else {
@@ -397,6 +401,7 @@ mod tests {
             "x[5m:1m] offset 1h",
             "x offset -4",
             r#"x{offset="(1+2)"}"#,
+            r#"x{a="}[1+1]"}"#,
             "x[5m:]",
             r#"label_replace(x, "a", "[1+1]", "b", "c")"#,
         ] {
