@@ -16,22 +16,26 @@ use meshlens_model::{
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use roaring::RoaringBitmap;
 
+use crate::chunk;
 use crate::chunk::appender::Appender;
-use crate::chunk::{self, Chunk};
 use crate::postings::Postings;
 
+#[path = "head_chunks.rs"]
+mod closed;
 #[path = "head_labels.rs"]
 mod labels;
 #[path = "head_read.rs"]
 mod read;
 pub(crate) use read::cmp_label_pairs;
 
+use closed::ClosedChunks;
 use labels::{Keyer, SeriesKey, SeriesLabels, Symbols};
 
 thread_local! {
-    /// The samples of a chunk being closed, decoded for re-encoding: one buffer per thread
-    /// instead of one allocation per closed chunk.
-    static CLOSE_SCRATCH: std::cell::RefCell<Vec<Sample>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The samples of a chunk being closed, decoded for re-encoding, and its bytes: buffers
+    /// per thread instead of allocations per closed chunk.
+    static CLOSE_SCRATCH: std::cell::RefCell<(Vec<Sample>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// `MemSeries::window_end` before it is known.
@@ -113,7 +117,8 @@ fn prefetch(addr: usize) {
 
 /// A series' samples.
 pub struct MemSeries {
-    chunks: Vec<Chunk>,
+    /// The closed chunks, in time order.
+    chunks: ClosedChunks,
     /// The newest samples, compressed as they arrive.
     open: Appender,
     /// Late samples within the out-of-order window, sorted by time.
@@ -142,7 +147,7 @@ pub enum Appended {
 impl MemSeries {
     fn new() -> Self {
         MemSeries {
-            chunks: Vec::new(),
+            chunks: ClosedChunks::default(),
             open: Appender::default(),
             ooo: Vec::new(),
             last: None,
@@ -268,15 +273,15 @@ impl MemSeries {
             return;
         }
         CLOSE_SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
+            let (samples, bytes) = &mut *scratch.borrow_mut();
+            samples.clear();
             // Our own streams always decode; a failure would leave samples out, not panic.
-            let _ = self
-                .open
-                .decode_range_into(i64::MIN, i64::MAX, &mut scratch);
-            // Exact capacity: a head holds many series, each with few chunks.
-            self.chunks.reserve_exact(1);
-            self.chunks.push(chunk::encode(&scratch));
+            let _ = self.open.decode_range_into(i64::MIN, i64::MAX, samples);
+            if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+                bytes.clear();
+                chunk::encode_into(samples, bytes);
+                self.chunks.push(first.t, last.t, bytes);
+            }
         });
         self.open = Appender::sized_like(&self.open);
         self.window_end = UNKNOWN_WINDOW;
@@ -285,23 +290,7 @@ impl MemSeries {
     /// Removes and returns every sample before `boundary`.
     pub fn take_before(&mut self, boundary: i64) -> Vec<Sample> {
         let mut out = Vec::new();
-        let mut keep = Vec::with_capacity(self.chunks.len());
-        for c in self.chunks.drain(..) {
-            if c.max_t < boundary {
-                out.extend(c.decode().unwrap_or_default());
-            } else if c.min_t >= boundary {
-                keep.push(c);
-            } else {
-                let all = c.decode().unwrap_or_default();
-                let (before, after): (Vec<Sample>, Vec<Sample>) =
-                    all.into_iter().partition(|s| s.t < boundary);
-                out.extend(before);
-                if !after.is_empty() {
-                    keep.push(chunk::encode(&after));
-                }
-            }
-        }
-        self.chunks = keep;
+        self.chunks.take_before(boundary, &mut out);
         if self.open.first_t().is_some_and(|t| t < boundary) {
             let (before, after): (Vec<Sample>, Vec<Sample>) = self
                 .open
@@ -331,9 +320,9 @@ impl MemSeries {
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let mut min = i64::MAX;
         let mut max = i64::MIN;
-        for c in &self.chunks {
-            min = min.min(c.min_t);
-            max = max.max(c.max_t);
+        if let Some((a, b)) = self.chunks.time_range() {
+            min = min.min(a);
+            max = max.max(b);
         }
         if let (Some(a), Some(b)) = (self.open.first_t(), self.open.last_t()) {
             min = min.min(a);

@@ -54,17 +54,14 @@ impl MemSeries {
         &self.ooo[a..b]
     }
 
-    /// Closed chunks overlapping `[mint, maxt]`: they are in time order and do not overlap
-    /// each other, so the first is found by binary search.
+    /// Closed chunks overlapping `[mint, maxt]` (in time order, not overlapping each other:
+    /// the walk over their headers stops at the first chunk past the range).
     fn overlapping_chunks(
         &self,
         mint: i64,
         maxt: i64,
-    ) -> impl Iterator<Item = &crate::chunk::Chunk> {
-        let first = self.chunks.partition_point(|c| c.max_t < mint);
-        self.chunks[first..]
-            .iter()
-            .take_while(move |c| c.min_t <= maxt)
+    ) -> impl Iterator<Item = super::closed::ChunkView<'_>> {
+        self.chunks.overlapping(mint, maxt)
     }
 
     /// Appends the in-order samples within `[mint, maxt]` (closed chunks, then the open

@@ -58,10 +58,23 @@ pub enum ChunkError {
 
 /// Encodes samples (sorted by time, at most 65535) into one chunk.
 pub fn encode(samples: &[Sample]) -> Chunk {
-    assert!(samples.len() <= u16::MAX as usize, "chunk too large");
     let min_t = samples.first().map_or(0, |s| s.t);
     let max_t = samples.last().map_or(0, |s| s.t);
     let mut bytes = Vec::with_capacity(samples.len() * 2 + 16);
+    encode_into(samples, &mut bytes);
+    // Chunks live long in the head: drop the encoder's spare capacity.
+    bytes.shrink_to_fit();
+    Chunk {
+        bytes,
+        min_t,
+        max_t,
+    }
+}
+
+/// Appends the bytes of [`encode`]'s chunk of `samples` to `out`.
+pub(crate) fn encode_into(samples: &[Sample], out: &mut Vec<u8>) {
+    assert!(samples.len() <= u16::MAX as usize, "chunk too large");
+    let mut bytes = std::mem::take(out);
     match decimal_scale(samples) {
         Some(d) => {
             bytes.push(ENC_DECIMAL);
@@ -86,13 +99,7 @@ pub fn encode(samples: &[Sample]) -> Chunk {
             bytes = w.bytes;
         }
     }
-    // Chunks live long in the head: drop the encoder's spare capacity.
-    bytes.shrink_to_fit();
-    Chunk {
-        bytes,
-        min_t,
-        max_t,
-    }
+    *out = bytes;
 }
 
 /// The smallest d in 0..=6 such that every value is exactly an integer times 10^-d that fits
