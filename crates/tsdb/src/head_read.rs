@@ -49,9 +49,12 @@ impl MemSeries {
 
     /// The late (out-of-order) samples within `[mint, maxt]`, sorted by time.
     pub(crate) fn late_in(&self, mint: i64, maxt: i64) -> &[Sample] {
-        let a = self.ooo.partition_point(|s| s.t < mint);
-        let b = self.ooo.partition_point(|s| s.t <= maxt).max(a);
-        &self.ooo[a..b]
+        let Some(late) = self.ooo.as_deref() else {
+            return &[];
+        };
+        let a = late.partition_point(|s| s.t < mint);
+        let b = late.partition_point(|s| s.t <= maxt).max(a);
+        &late[a..b]
     }
 
     /// Closed chunks overlapping `[mint, maxt]` (in time order, not overlapping each other:
