@@ -66,11 +66,12 @@ impl Default for Appender {
 }
 
 impl Appender {
-    /// An empty appender whose buffers have room for about as much as `prev` holds: the
-    /// next chunk of a series is usually alike, so its buffers neither regrow step by step
-    /// (each step a copy and a freed block) nor keep doubled spare room.
+    /// An empty appender whose buffers have room for half of what `prev` holds: the next
+    /// chunk of a series is usually alike, so its buffers regrow once, at half way, to
+    /// about `prev`'s size (not step by step, each step a copy and a freed block), and an
+    /// open chunk, on average half full, holds little spare room.
     pub fn sized_like(prev: &Appender) -> Appender {
-        let room = |n: usize| n + n / 8 + 1;
+        let room = |n: usize| n / 2 + 1;
         let mut a = Appender::default();
         a.times.bytes.reserve_exact(room(prev.times.bytes.len()));
         a.values.bytes.reserve_exact(room(prev.values.bytes.len()));
