@@ -286,10 +286,10 @@ impl MemSeries {
             samples.clear();
             // Our own streams always decode; a failure would leave samples out, not panic.
             let _ = self.open.decode_range_into(i64::MIN, i64::MAX, samples);
-            if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+            if let Some(last) = samples.last() {
                 bytes.clear();
                 chunk::encode_into(samples, bytes);
-                self.chunks.push(first.t, last.t, bytes);
+                self.chunks.push(last.t, bytes);
             }
         });
         self.open = Appender::sized_like(&self.open);
@@ -865,6 +865,54 @@ mod tests {
             s.ooo.is_none(),
             "no late sample left: nothing held for them"
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the times and values, a series gives back exactly what was appended, for
+        /// any range, before and after a cut at any boundary, across many closed chunks.
+        #[test]
+        fn reads_and_cuts_give_back_what_was_appended(
+            steps in proptest::collection::vec((1i64..400, 0u8..4, -10_000i64..10_000), 1..900),
+            ranges in proptest::collection::vec((-100i64..40_000, 0i64..20_000), 1..8),
+            pick in 0usize..1000,
+            shift in -1i64..=1,
+        ) {
+            let mut s = MemSeries::new();
+            let mut want = Vec::new();
+            let mut t = -50;
+            for (dt, kind, x) in steps {
+                t += dt;
+                let v = match kind {
+                    0 => x as f64,
+                    1 => x as f64 / 100.0,
+                    2 => x as f64 / 7.0,
+                    _ => f64::from_bits((x as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                };
+                proptest::prop_assert!(matches!(s.append(t, v, 0, 1000), Ok(Appended::New)));
+                want.push(Sample::new(t, v));
+            }
+            let bits = |v: &[Sample]| v.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>();
+            proptest::prop_assert!(s.chunks.iter().all(|c| c.min_t / 1000 == c.max_t / 1000));
+            for (mint, len) in ranges {
+                let maxt = mint + len;
+                let exp: Vec<Sample> =
+                    want.iter().filter(|x| x.t >= mint && x.t <= maxt).copied().collect();
+                proptest::prop_assert_eq!(bits(&s.samples_in(mint, maxt)), bits(&exp));
+                proptest::prop_assert_eq!(s.has_data_in(mint, maxt), !exp.is_empty() || s
+                    .chunks.overlapping(mint, maxt).next().is_some());
+            }
+            proptest::prop_assert_eq!(
+                s.time_range(),
+                Some((want[0].t, want[want.len() - 1].t))
+            );
+            // A cut at, just before or just after a sample's time: chunk edges included.
+            let boundary = want[pick % want.len()].t + shift;
+            let before = s.take_before(boundary);
+            let split = want.partition_point(|x| x.t < boundary);
+            proptest::prop_assert_eq!(bits(&before), bits(&want[..split]));
+            proptest::prop_assert_eq!(bits(&s.samples_in(i64::MIN, i64::MAX)), bits(&want[split..]));
+            proptest::prop_assert_eq!(s.is_empty(), split == want.len());
+        }
     }
 
     #[test]

@@ -3,18 +3,18 @@
 //! A head holds a few closed chunks per series (four per 2 h block at a 15 s scrape), each of
 //! a couple of hundred bytes. As one allocation per chunk plus a `Vec` of `(bytes, min_t,
 //! max_t)` headers they cost about 60 bytes each beyond their data (a 40-byte header and the
-//! allocator's per-block overhead); here a chunk costs a header of three varints, about 11
+//! allocator's per-block overhead); here a chunk costs a header of two varints, about 5
 //! bytes, and the series one allocation for all of them.
 //!
-//! Per chunk: `uvarint(len)`, `varint(min_t)`, `uvarint(max_t - min_t)`, then the chunk's
-//! `len` bytes as [`crate::chunk::encode`] makes them. Chunks are in time order and do not
-//! overlap. Each header stands alone, so a chunk is appended, or kept by a cut, without
-//! reading the others.
+//! Per chunk: `uvarint(len)`, `uvarint(max_t - min_t)`, then the chunk's `len` bytes as
+//! [`crate::chunk::encode`] makes them, which begin with `min_t` (see
+//! [`crate::chunk::first_time`]). Chunks are in time order and do not overlap. Each header
+//! stands alone, so a chunk is appended, or kept by a cut, without reading the others.
 
 use meshlens_model::Sample;
 
 use crate::chunk::{self, ChunkError};
-use crate::varint::{put_uvarint, put_varint, Reader};
+use crate::varint::{put_uvarint, Reader};
 
 #[derive(Debug, Default)]
 pub struct ClosedChunks {
@@ -62,9 +62,10 @@ impl<'a> Iterator for Iter<'a> {
         // Written by `push` alone: a short or malformed header cannot happen; if it did,
         // iteration would end there rather than panic.
         let len = usize::try_from(self.r.uvarint()?).ok()?;
-        let min_t = self.r.varint()?;
-        let max_t = min_t.wrapping_add(self.r.uvarint()? as i64);
+        let span = self.r.uvarint()?;
         let bytes = self.r.bytes(len)?;
+        let min_t = chunk::first_time(bytes)?;
+        let max_t = min_t.wrapping_add(span as i64);
         Some(ChunkView {
             min_t,
             max_t,
@@ -88,16 +89,17 @@ impl ClosedChunks {
         self.iter().count()
     }
 
-    /// Appends a chunk, which must start after every chunk held ends. The buffer grows by
+    /// Appends a chunk (bytes as [`chunk::encode`] makes them, at least one sample, ending
+    /// at `max_t`), which must start after every chunk held ends. The buffer grows by
     /// exactly the chunk: series hold few chunks, each closed long after the last.
-    pub fn push(&mut self, min_t: i64, max_t: i64, bytes: &[u8]) {
+    pub fn push(&mut self, max_t: i64, bytes: &[u8]) {
+        let min_t = chunk::first_time(bytes);
+        debug_assert!(min_t.is_some_and(|t| t <= max_t), "a chunk without samples");
         let len = bytes.len() as u64;
-        let span = max_t.wrapping_sub(min_t) as u64;
-        let zigzag = ((min_t << 1) ^ (min_t >> 63)) as u64;
+        let span = max_t.wrapping_sub(min_t.unwrap_or(max_t)) as u64;
         let mut buf = std::mem::take(&mut self.buf).into_vec();
-        buf.reserve_exact(uvarint_len(len) + uvarint_len(zigzag) + uvarint_len(span) + bytes.len());
+        buf.reserve_exact(uvarint_len(len) + uvarint_len(span) + bytes.len());
         put_uvarint(&mut buf, len);
-        put_varint(&mut buf, min_t);
         put_uvarint(&mut buf, span);
         buf.extend_from_slice(bytes);
         // Filled to the capacity reserved: no reallocation here.
@@ -117,16 +119,16 @@ impl ClosedChunks {
                 // Our own chunks always decode; a failure would leave samples out.
                 let _ = c.decode_range_into(i64::MIN, i64::MAX, out);
             } else if c.min_t >= boundary {
-                keep.push(c.min_t, c.max_t, c.bytes);
+                keep.push(c.max_t, c.bytes);
             } else {
                 let all = c.decode().unwrap_or_default();
                 let split = all.partition_point(|s| s.t < boundary);
                 out.extend_from_slice(&all[..split]);
                 let after = &all[split..];
-                if let (Some(first), Some(last)) = (after.first(), after.last()) {
+                if let Some(last) = after.last() {
                     let mut bytes = Vec::new();
                     chunk::encode_into(after, &mut bytes);
-                    keep.push(first.t, last.t, &bytes);
+                    keep.push(last.t, &bytes);
                 }
             }
         }
@@ -168,7 +170,8 @@ mod tests {
                 .map(|i| Sample::new(k * 1_800_000 + i * 15_000 - 3_000_000, (k * i) as f64))
                 .collect();
             let enc = chunk::encode(&samples);
-            c.push(enc.min_t, enc.max_t, &enc.bytes);
+            assert_eq!(chunk::first_time(&enc.bytes), Some(enc.min_t));
+            c.push(enc.max_t, &enc.bytes);
             want.push((enc, samples));
         }
         assert_eq!(c.len(), 5);
@@ -192,17 +195,23 @@ mod tests {
             put_uvarint(&mut b, v);
             assert_eq!(uvarint_len(v), b.len(), "{v}");
         }
-        // Extreme times survive the deltas.
+        // Extreme times survive the span.
         let mut x = ClosedChunks::default();
-        x.push(i64::MIN, i64::MIN + 5, b"a");
-        x.push(i64::MAX - 9, i64::MAX, b"bc");
-        let v: Vec<(i64, i64, &[u8])> = x.iter().map(|c| (c.min_t, c.max_t, c.bytes)).collect();
+        let low = [Sample::new(i64::MIN, 1.0), Sample::new(i64::MIN + 5, 2.0)];
+        let high = [
+            Sample::new(i64::MAX - 9, 0.5),
+            Sample::new(i64::MAX, f64::NAN),
+        ];
+        for s in [&low[..], &high[..]] {
+            x.push(s[1].t, &chunk::encode(s).bytes);
+        }
+        let v: Vec<(i64, i64, usize)> = x
+            .iter()
+            .map(|c| (c.min_t, c.max_t, c.decode().unwrap().len()))
+            .collect();
         assert_eq!(
             v,
-            [
-                (i64::MIN, i64::MIN + 5, &b"a"[..]),
-                (i64::MAX - 9, i64::MAX, &b"bc"[..])
-            ]
+            [(i64::MIN, i64::MIN + 5, 2), (i64::MAX - 9, i64::MAX, 2)]
         );
     }
 }

@@ -558,6 +558,22 @@ fn divide_two(a: f64, b: f64, scale: f64) -> (f64, f64) {
     (a / scale, b / scale)
 }
 
+/// The time of a chunk's first sample, read from its bytes without decoding (the time
+/// stream starts with it, 64 bits on a byte boundary after the header); None for a chunk
+/// without samples or one too short to hold it.
+pub(crate) fn first_time(bytes: &[u8]) -> Option<i64> {
+    let at = match *bytes.first()? {
+        ENC_XOR => 3,
+        ENC_DECIMAL => 4,
+        _ => return None,
+    };
+    if u16::from_be_bytes([*bytes.get(1)?, *bytes.get(2)?]) == 0 {
+        return None;
+    }
+    let t: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(t))
+}
+
 /// Decodes a chunk's bytes.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Sample>, ChunkError> {
     let mut out = Vec::new();
