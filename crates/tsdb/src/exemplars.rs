@@ -38,7 +38,12 @@ pub(crate) enum Refusal {
 
 /// The ring. Not synchronised: the engine holds it under a lock.
 pub(crate) struct ExemplarRing {
+    /// The slots in use so far: grown as exemplars come, up to `capacity`, so a server
+    /// that receives none holds none (the full ring is 100,000 slots by default).
     slots: Vec<Option<Slot>>,
+    capacity: usize,
+    /// The slot the next exemplar takes: `slots.len()` while the ring grows, then the
+    /// oldest.
     next: usize,
     index: HashMap<Arc<Labels>, Ends>,
     in_storage: usize,
@@ -53,7 +58,8 @@ impl ExemplarRing {
         // The index links slots by u32.
         let capacity = capacity.min(NONE as usize - 1);
         ExemplarRing {
-            slots: (0..capacity).map(|_| None).collect(),
+            slots: Vec::new(),
+            capacity,
             next: 0,
             index: HashMap::new(),
             in_storage: 0,
@@ -64,7 +70,7 @@ impl ExemplarRing {
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -77,7 +83,7 @@ impl ExemplarRing {
 
     /// Whether `add` would store `e`, without storing it.
     pub(crate) fn check(&self, series: &Labels, e: &Exemplar) -> Result<(), Refusal> {
-        if self.slots.is_empty() {
+        if self.capacity == 0 {
             return Err(Refusal::Disabled);
         }
         e.check_labels().map_err(Refusal::InvalidLabels)?;
@@ -106,7 +112,20 @@ impl ExemplarRing {
             return Err(r);
         }
         let slot = self.next;
-        self.evict(slot);
+        if slot == self.slots.len() {
+            if self.slots.len() == self.slots.capacity() {
+                // Doubling, but never past the ring's size.
+                let more = self
+                    .slots
+                    .len()
+                    .max(64)
+                    .min(self.capacity - self.slots.len());
+                self.slots.reserve_exact(more);
+            }
+            self.slots.push(None);
+        } else {
+            self.evict(slot);
+        }
         let key = match self.index.get_key_value(series) {
             Some((k, _)) => k.clone(),
             None => Arc::new(series.clone()),
@@ -137,7 +156,7 @@ impl ExemplarRing {
         }
         self.in_storage += 1;
         self.appended += 1;
-        self.next = (slot + 1) % self.slots.len();
+        self.next = (slot + 1) % self.capacity;
         Ok(())
     }
 
@@ -277,6 +296,11 @@ mod tests {
     #[test]
     fn the_oldest_exemplar_of_the_ring_is_evicted_first() {
         let mut r = ExemplarRing::new(3);
+        assert_eq!(
+            (r.slots.capacity(), r.capacity()),
+            (0, 3),
+            "slots come with exemplars"
+        );
         let (a, b) = (series("a"), series("b"));
         r.add(&a, ex("1", 1.0, 10)).unwrap();
         r.add(&b, ex("2", 2.0, 11)).unwrap();
@@ -291,6 +315,20 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert_eq!(all(&r)[0].exemplars.len(), 3);
         assert_eq!(r.all_in_order().len(), 3);
+        assert_eq!(r.slots.capacity(), 3);
+    }
+
+    /// While the ring is still growing, the WAL checkpoint's order is the order of arrival.
+    #[test]
+    fn a_growing_ring_lists_exemplars_oldest_first() {
+        let mut r = ExemplarRing::new(100_000);
+        for t in 0..100 {
+            r.add(&series(&format!("s{}", t % 7)), ex("x", 1.0, t))
+                .unwrap();
+        }
+        let ts: Vec<i64> = r.all_in_order().iter().map(|s| s.exemplars[0].t).collect();
+        assert_eq!(ts, (0..100).collect::<Vec<_>>());
+        assert!(r.slots.capacity() < 1000);
     }
 
     #[test]

@@ -49,22 +49,22 @@ impl MemSeries {
 
     /// The late (out-of-order) samples within `[mint, maxt]`, sorted by time.
     pub(crate) fn late_in(&self, mint: i64, maxt: i64) -> &[Sample] {
-        let a = self.ooo.partition_point(|s| s.t < mint);
-        let b = self.ooo.partition_point(|s| s.t <= maxt).max(a);
-        &self.ooo[a..b]
+        let Some(late) = self.ooo.as_deref() else {
+            return &[];
+        };
+        let a = late.partition_point(|s| s.t < mint);
+        let b = late.partition_point(|s| s.t <= maxt).max(a);
+        &late[a..b]
     }
 
-    /// Closed chunks overlapping `[mint, maxt]`: they are in time order and do not overlap
-    /// each other, so the first is found by binary search.
+    /// Closed chunks overlapping `[mint, maxt]` (in time order, not overlapping each other:
+    /// the walk over their headers stops at the first chunk past the range).
     fn overlapping_chunks(
         &self,
         mint: i64,
         maxt: i64,
-    ) -> impl Iterator<Item = &crate::chunk::Chunk> {
-        let first = self.chunks.partition_point(|c| c.max_t < mint);
-        self.chunks[first..]
-            .iter()
-            .take_while(move |c| c.min_t <= maxt)
+    ) -> impl Iterator<Item = super::closed::ChunkView<'_>> {
+        self.chunks.overlapping(mint, maxt)
     }
 
     /// Appends the in-order samples within `[mint, maxt]` (closed chunks, then the open

@@ -21,7 +21,7 @@ pub struct Appender {
     times: BitWriter,
     values: BitWriter,
     n: u16,
-    first_t: i64,
+    // The first sample's time is the time stream's first 8 bytes (see `first_t`).
     prev_t: i64,
     prev_delta: i64,
     enc: ValueEnc,
@@ -54,7 +54,6 @@ impl Default for Appender {
             times: BitWriter::default(),
             values: BitWriter::default(),
             n: 0,
-            first_t: 0,
             prev_t: 0,
             prev_delta: 0,
             enc: ValueEnc::Decimal {
@@ -67,11 +66,12 @@ impl Default for Appender {
 }
 
 impl Appender {
-    /// An empty appender whose buffers have room for about as much as `prev` holds: the
-    /// next chunk of a series is usually alike, so its buffers neither regrow step by step
-    /// (each step a copy and a freed block) nor keep doubled spare room.
+    /// An empty appender whose buffers have room for half of what `prev` holds: the next
+    /// chunk of a series is usually alike, so its buffers regrow once, at half way, to
+    /// about `prev`'s size (not step by step, each step a copy and a freed block), and an
+    /// open chunk, on average half full, holds little spare room.
     pub fn sized_like(prev: &Appender) -> Appender {
-        let room = |n: usize| n + n / 8 + 1;
+        let room = |n: usize| n / 2 + 1;
         let mut a = Appender::default();
         a.times.bytes.reserve_exact(room(prev.times.bytes.len()));
         a.values.bytes.reserve_exact(room(prev.values.bytes.len()));
@@ -82,7 +82,6 @@ impl Appender {
     pub fn append(&mut self, t: i64, v: f64) {
         if self.n == 0 {
             self.times.write_bits(t as u64, 64);
-            self.first_t = t;
         } else {
             let delta = t.wrapping_sub(self.prev_t);
             write_dod_value(&mut self.times, delta.wrapping_sub(self.prev_delta));
@@ -175,7 +174,12 @@ impl Appender {
     }
 
     pub fn first_t(&self) -> Option<i64> {
-        (self.n > 0).then_some(self.first_t)
+        if self.n == 0 {
+            return None;
+        }
+        // The stream starts with the first time's 64 bits, most significant first.
+        let first: [u8; 8] = self.times.bytes.get(..8)?.try_into().ok()?;
+        Some(i64::from_be_bytes(first))
     }
 
     pub fn last_t(&self) -> Option<i64> {

@@ -58,10 +58,23 @@ pub enum ChunkError {
 
 /// Encodes samples (sorted by time, at most 65535) into one chunk.
 pub fn encode(samples: &[Sample]) -> Chunk {
-    assert!(samples.len() <= u16::MAX as usize, "chunk too large");
     let min_t = samples.first().map_or(0, |s| s.t);
     let max_t = samples.last().map_or(0, |s| s.t);
     let mut bytes = Vec::with_capacity(samples.len() * 2 + 16);
+    encode_into(samples, &mut bytes);
+    // Chunks live long in the head: drop the encoder's spare capacity.
+    bytes.shrink_to_fit();
+    Chunk {
+        bytes,
+        min_t,
+        max_t,
+    }
+}
+
+/// Appends the bytes of [`encode`]'s chunk of `samples` to `out`.
+pub(crate) fn encode_into(samples: &[Sample], out: &mut Vec<u8>) {
+    assert!(samples.len() <= u16::MAX as usize, "chunk too large");
+    let mut bytes = std::mem::take(out);
     match decimal_scale(samples) {
         Some(d) => {
             bytes.push(ENC_DECIMAL);
@@ -86,13 +99,7 @@ pub fn encode(samples: &[Sample]) -> Chunk {
             bytes = w.bytes;
         }
     }
-    // Chunks live long in the head: drop the encoder's spare capacity.
-    bytes.shrink_to_fit();
-    Chunk {
-        bytes,
-        min_t,
-        max_t,
-    }
+    *out = bytes;
 }
 
 /// The smallest d in 0..=6 such that every value is exactly an integer times 10^-d that fits
@@ -549,6 +556,22 @@ fn divide_two(a: f64, b: f64, scale: f64) -> (f64, f64) {
 #[inline(always)]
 fn divide_two(a: f64, b: f64, scale: f64) -> (f64, f64) {
     (a / scale, b / scale)
+}
+
+/// The time of a chunk's first sample, read from its bytes without decoding (the time
+/// stream starts with it, 64 bits on a byte boundary after the header); None for a chunk
+/// without samples or one too short to hold it.
+pub(crate) fn first_time(bytes: &[u8]) -> Option<i64> {
+    let at = match *bytes.first()? {
+        ENC_XOR => 3,
+        ENC_DECIMAL => 4,
+        _ => return None,
+    };
+    if u16::from_be_bytes([*bytes.get(1)?, *bytes.get(2)?]) == 0 {
+        return None;
+    }
+    let t: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(t))
 }
 
 /// Decodes a chunk's bytes.

@@ -37,6 +37,9 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 const SEGMENT_MAX_BYTES: u64 = 128 << 20;
+/// What the active segment buffers before writing: it never grows past this (a batch that
+/// would overflow it writes what is buffered first), so it stays one fixed allocation.
+const BUFFER_BYTES: usize = 1 << 20;
 const MAX_RECORD_BYTES: u32 = 256 << 20;
 
 struct Active {
@@ -125,7 +128,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             active: Mutex::new(Active {
                 file,
-                buf: Vec::with_capacity(1 << 20),
+                buf: Vec::with_capacity(BUFFER_BYTES),
                 seq,
                 size: 0,
                 written: 0,
@@ -158,15 +161,21 @@ impl Wal {
     /// Appends whole encoded frames.
     fn append_frames(&self, frames: &[u8]) -> io::Result<u64> {
         let mut a = self.active.lock();
-        a.buf.extend_from_slice(frames);
+        if a.buf.len() + frames.len() > BUFFER_BYTES {
+            flush_active(&mut a)?;
+        }
+        if frames.len() > BUFFER_BYTES {
+            // Larger than the buffer: written as the buffer would be, without copying.
+            a.file.seek(SeekFrom::End(0))?;
+            a.file.write_all(frames)?;
+        } else {
+            a.buf.extend_from_slice(frames);
+        }
         let n = frames.len() as u64;
         a.size += n;
         a.written += 1;
         self.bytes_written
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        if a.buf.len() >= 1 << 20 {
-            flush_active(&mut a)?;
-        }
         if a.size >= SEGMENT_MAX_BYTES {
             flush_active(&mut a)?;
             a.file.sync_data()?;

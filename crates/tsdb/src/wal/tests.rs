@@ -150,3 +150,37 @@ fn torn_batch_drops_only_that_batch() {
     assert_eq!(got, vec![series(1), samples(1, 4)]);
     assert_eq!(report.dropped_records, 1);
 }
+
+/// Batches around and above the buffer's size replay in order, and the buffer never
+/// grows past its one allocation.
+#[test]
+fn batches_larger_than_the_buffer_keep_order_and_the_buffer_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    // About 0.4, 0.9 and 1.9 MiB of samples (6 bytes each), and small ones between.
+    let sizes = [70_000, 7, 150_000, 3, 330_000, 1, 70_000, 70_000, 70_000];
+    let want: Vec<Record> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| samples(i as u64, *n))
+        .collect();
+    let bytes = |r: &Record| {
+        let mut f = Vec::new();
+        encode_frame(&mut f, r);
+        f.len()
+    };
+    assert!(bytes(&want[4]) > BUFFER_BYTES && bytes(&want[2]) > BUFFER_BYTES / 2);
+    {
+        let (wal, _) = Wal::open(dir.path(), |_| {}).unwrap();
+        for r in &want {
+            let t = wal.append(std::slice::from_ref(r)).unwrap();
+            assert!(wal.active.lock().buf.capacity() <= BUFFER_BYTES);
+            if matches!(r, Record::Samples(s) if s.len() == 3) {
+                wal.sync(t).unwrap();
+            }
+        }
+        wal.sync(u64::MAX).unwrap();
+    }
+    let (got, report) = replay(dir.path());
+    assert_eq!(got, want);
+    assert_eq!(report.dropped_records, 0);
+}
