@@ -355,9 +355,6 @@ fn write_series(
             + encoded_len_varint(value.len() as u64)
             + value.len()
     }
-    fn sample_len(s: &Sample) -> usize {
-        1 + 8 + 1 + encoded_len_varint(s.t as u64)
-    }
     let body_len: usize = labels
         .iter()
         .map(|(k, v)| {
@@ -382,14 +379,25 @@ fn write_series(
         string_field(out, 2, v);
     }
     for s in samples {
-        encode_key(2, WireType::LengthDelimited, out);
-        encode_varint(sample_len(s) as u64, out);
-        encode_key(1, WireType::SixtyFourBit, out);
-        out.extend_from_slice(&s.v.to_bits().to_le_bytes());
-        encode_key(2, WireType::Varint, out);
-        encode_varint(s.t as u64, out);
+        put_sample(out, s);
     }
     histogram::write_fields(4, histograms, out);
+}
+
+/// The encoded length of a `Sample` message (value = 1, timestamp = 2), the same in 1.0 and 2.0.
+pub(crate) fn sample_len(s: &Sample) -> usize {
+    1 + 8 + 1 + prost::encoding::encoded_len_varint(s.t as u64)
+}
+
+/// Appends `s` as a length-delimited `Sample` in field 2 of its series (1.0 and 2.0 alike).
+pub(crate) fn put_sample(out: &mut Vec<u8>, s: &Sample) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    encode_key(2, WireType::LengthDelimited, out);
+    encode_varint(sample_len(s) as u64, out);
+    encode_key(1, WireType::SixtyFourBit, out);
+    out.extend_from_slice(&s.v.to_bits().to_le_bytes());
+    encode_key(2, WireType::Varint, out);
+    encode_varint(s.t as u64, out);
 }
 
 /// Exemplars as series of their own (labels and exemplars, no samples), appended to `out`:

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use meshlens_model::{Exemplar, HistogramSample, Labels, MetricMetadata, Sample, METRIC_NAME};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::super::{compress, histogram, metric_type_code, wire, WireError, WriteRequest};
+use super::super::{
+    compress, histogram, metric_type_code, put_sample, sample_len, wire, WireError, WriteRequest,
+};
 use super::SUFFIXES;
 
 /// The metadata a sender knows per metric family, attached to every series of the family
@@ -159,7 +161,6 @@ impl<'s> Encoder<'s> {
             )
         });
         let packed: usize = refs.iter().map(|r| encoded_len_varint(u64::from(*r))).sum();
-        let sample_len = |s: &Sample| 1 + 8 + 1 + encoded_len_varint(s.t as u64);
         // Each exemplar: its packed label refs (field 1), value (2), timestamp (3).
         let mut exemplar_lens = Vec::with_capacity(exemplars.len());
         let mut at = 0;
@@ -219,12 +220,7 @@ impl<'s> Encoder<'s> {
             }
         }
         for s in samples {
-            encode_key(2, WireType::LengthDelimited, out);
-            encode_varint(sample_len(s) as u64, out);
-            encode_key(1, WireType::SixtyFourBit, out);
-            out.extend_from_slice(&s.v.to_bits().to_le_bytes());
-            encode_key(2, WireType::Varint, out);
-            encode_varint(s.t as u64, out);
+            put_sample(out, s);
         }
         histogram::write_fields(3, &histogram_messages, out);
         let mut at = 0;
