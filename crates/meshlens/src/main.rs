@@ -75,7 +75,10 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(a) => cmd::agent::run(a),
         Command::Import(a) => cmd::import::run(a),
         Command::Query(a) => cmd::query::run(a),
-        Command::Proxy(a) => cmd::proxy::run(a),
+        Command::Proxy(a) => {
+            exec_sidecar_binary();
+            cmd::proxy::run(a)
+        }
         Command::Ca(a) => cmd::ca::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Traces(a) => cmd::traces::run(a),
@@ -89,5 +92,30 @@ fn main() -> anyhow::Result<()> {
         Command::Test(a) => cmd::rules::run_test(a),
         Command::Check(a) => cmd::rules::run_check(a),
         Command::Bench(a) => cmd::bench::run(a),
+    }
+}
+
+/// `meshlens proxy` becomes `meshlens-proxy` (built beside this binary) with the same flags
+/// and the same process id: a sidecar then keeps only the data plane's code resident, 8 MiB
+/// idle instead of 14. Without it (or with `MESHLENS_PROXY_EXEC=0`) the proxy runs here.
+fn exec_sidecar_binary() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("MESHLENS_PROXY_EXEC").is_some_and(|v| v == "0") {
+            return;
+        }
+        let Some(sidecar) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("meshlens-proxy")))
+            .filter(|p| p.is_file())
+        else {
+            return;
+        };
+        // No global flags: everything after `proxy` belongs to it.
+        let err = std::process::Command::new(&sidecar)
+            .args(std::env::args_os().skip(2))
+            .exec();
+        tracing::debug!(path = %sidecar.display(), error = %err, "running the proxy in this process");
     }
 }
