@@ -8,9 +8,9 @@ use std::sync::Arc;
 use meshlens_forward::{AppendError, Buffer, ForwardError, Kind};
 use meshlens_ingest::remote_write;
 use meshlens_model::{
-    AppendOutcome, DependencyLink, ExemplarOutcome, HistogramSample, MetricMetadata, MetricWriter,
-    RejectReason, SeriesExemplars, SeriesHistograms, Span, SpanReader, SpanWriter, StorageError,
-    TimeSeries, TraceId, TraceQuery,
+    AppendOutcome, DependencyLink, ExemplarOutcome, HistogramSample, Labels, MetricMetadata,
+    MetricWriter, RejectReason, SeriesExemplars, SeriesHistograms, Span, SpanReader, SpanWriter,
+    StorageError, TimeSeries, TraceId, TraceQuery,
 };
 use parking_lot::Mutex;
 
@@ -61,6 +61,20 @@ pub struct Written {
 }
 
 impl Written {
+    /// Whether series `i` with `n` samples goes to the hubs: empty series are passed over,
+    /// and those whose labels a hub would refuse are counted (the first remembered).
+    fn admits(&mut self, i: usize, labels: &Labels, n: usize) -> bool {
+        if n == 0 {
+            return false;
+        }
+        if labels.metric_name().is_none() || labels.validate().is_err() {
+            self.invalid += n as u64;
+            self.first_invalid.get_or_insert(i);
+            return false;
+        }
+        true
+    }
+
     /// As a storage engine reports an append: written samples accepted, the rest refused
     /// for their labels.
     fn outcome(&self) -> AppendOutcome {
@@ -108,12 +122,7 @@ impl BufferMetricWriter {
         let mut out = Written::default();
         let mut kept: Vec<&TimeSeries> = Vec::with_capacity(series.len());
         for (i, ts) in series.iter().enumerate() {
-            if ts.samples.is_empty() {
-                continue;
-            }
-            if ts.labels.metric_name().is_none() || ts.labels.validate().is_err() {
-                out.invalid += ts.samples.len() as u64;
-                out.first_invalid.get_or_insert(i);
+            if !out.admits(i, &ts.labels, ts.samples.len()) {
                 continue;
             }
             out.samples += ts.samples.len() as u64;
@@ -152,12 +161,7 @@ impl BufferMetricWriter {
         let mut out = Written::default();
         let mut kept: Vec<SeriesHistograms> = Vec::with_capacity(batch.len());
         for (i, s) in batch.iter().enumerate() {
-            if s.samples.is_empty() {
-                continue;
-            }
-            if s.labels.metric_name().is_none() || s.labels.validate().is_err() {
-                out.invalid += s.samples.len() as u64;
-                out.first_invalid.get_or_insert(i);
+            if !out.admits(i, &s.labels, s.samples.len()) {
                 continue;
             }
             let samples: Vec<HistogramSample> = s
@@ -402,7 +406,6 @@ impl SpanReader for NoSpans {
 mod tests {
     use super::*;
     use meshlens_ingest::remote_write::WriteRequest;
-    use meshlens_model::Labels;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::from_pairs(pairs.iter().copied())
