@@ -5,16 +5,18 @@
 //! translation (default `UnderscoreEscapingWithSuffixes`, with
 //! `--otlp.promote-resource-attributes=deployment.environment`) produces. Then bad input over
 //! HTTP: a truncated body, a delta sum, an inconsistent and a valid exponential histogram, a
-//! wrong Content-Type.
+//! wrong Content-Type. The same exports through a `meshlens agent` reach its hub with the
+//! agent's `cluster` label added and nothing else changed.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{get_json, poll, require_python_module, urlencode, Server};
+use common::{get_json, poll, require_python_module, urlencode, KillOnDrop, Server, BIN};
 use serde_json::Value;
 
 type LabelSet = BTreeMap<String, String>;
@@ -113,9 +115,28 @@ fn label_set(v: &Value) -> LabelSet {
 
 /// Sends with `mode` as `service` and compares the series and values with `expected`.
 fn send_and_check(server: &Server, mode: &str, endpoint: &str, service: &str) {
+    send_and_check_with(server, mode, endpoint, service, &[]);
+}
+
+/// As `send_and_check`, each expected series with the labels `added` on the way (an
+/// agent's `cluster`).
+fn send_and_check_with(
+    server: &Server,
+    mode: &str,
+    endpoint: &str,
+    service: &str,
+    added: &[(&str, &str)],
+) {
     let sent = send(mode, endpoint, service);
     let job = format!("shop/{service}");
-    let want = expected(&job, sent["sdk_version"].as_str().unwrap());
+    let add = |mut l: LabelSet| {
+        l.extend(added.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        l
+    };
+    let want: Vec<(LabelSet, f64)> = expected(&job, sent["sdk_version"].as_str().unwrap())
+        .into_iter()
+        .map(|(l, v)| (add(l), v))
+        .collect();
     let matcher = urlencode(&format!("{{job=\"{job}\"}}"));
     let mut want_sets: BTreeSet<LabelSet> = want.iter().map(|(l, _)| l.clone()).collect();
     // The exponential histogram "rpc.server.duration", unit "s": a native histogram named
@@ -130,7 +151,7 @@ fn send_and_check(server: &Server, mode: &str, endpoint: &str, service: &str) {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    want_sets.insert(native);
+    want_sets.insert(add(native));
     // Stored before the export returned; the poll only allows for a slow machine.
     let got_sets = poll(Duration::from_secs(30), || {
         let v = get_json(&server.url(&format!("/api/v1/series?match[]={matcher}")));
@@ -302,6 +323,88 @@ fn opentelemetry_sdk_metrics_over_otlp_http_and_grpc() {
         "checkout-grpc",
     );
     bad_input(&server);
+}
+
+/// Starts `meshlens agent` for cluster `east` forwarding to `hub`, with OTLP/gRPC on;
+/// returns it with its HTTP URL and its OTLP/gRPC address.
+fn start_agent(dir: &Path, hub: &str) -> (KillOnDrop, String, String) {
+    let mut child = Command::new(BIN)
+        .args(["agent", "--cluster", "east", "--hub", hub])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-grpc-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--otlp.promote-resource-attributes=deployment.environment")
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn meshlens agent");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut grpc = None;
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the agent exited before printing its address")
+            .expect("utf-8");
+        if let Some((_, a)) = line.split_once("agent OTLP/gRPC listening on ") {
+            grpc = Some(a.trim().to_string());
+        }
+        if let Some((_, a)) = line.split_once("agent listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    common::wait_ready(&url, Duration::from_secs(60));
+    let grpc = grpc.expect("the agent prints its OTLP/gRPC address first");
+    (KillOnDrop(child), url, grpc)
+}
+
+/// An agent takes OTLP metrics over HTTP and gRPC, buffers them and forwards them to its hub:
+/// the hub shows Prometheus 3's translation, each series with the agent's `cluster`.
+#[test]
+fn opentelemetry_sdk_metrics_through_an_agent() {
+    if !(require_python_module("opentelemetry.sdk.metrics")
+        && require_python_module("opentelemetry.exporter.otlp.proto.grpc.metric_exporter")
+        && require_python_module("opentelemetry.exporter.otlp.proto.http.metric_exporter"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Server::start(&dir.path().join("hub"), &["--otlp-grpc-listen", "off"]);
+    let (_agent, agent, grpc) = start_agent(&dir.path().join("agent"), &hub.url(""));
+    let cluster = [("cluster", "east")];
+    send_and_check_with(
+        &hub,
+        "otlp-http",
+        &format!("{agent}/v1/metrics"),
+        "agent-http",
+        &cluster,
+    );
+    send_and_check_with(
+        &hub,
+        "otlp-grpc",
+        &format!("http://{grpc}"),
+        "agent-grpc",
+        &cluster,
+    );
+    let text = String::from_utf8_lossy(
+        &common::httpc::get(&format!("{agent}/metrics"))
+            .unwrap()
+            .body,
+    )
+    .into_owned();
+    assert!(
+        text.contains("meshlens_agent_requests_total{path=\"/v1/metrics\",code=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("meshlens_otlp_metrics_requests_total{code=\"200\"} 2"),
+        "{text}"
+    );
 }
 
 /// With `--multitenancy` a metrics export goes to the tenant its `X-Scope-OrgID` names, as

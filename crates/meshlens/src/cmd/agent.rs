@@ -18,7 +18,8 @@ pub struct Args {
     /// A hub's base URL (`http://hub:9090`); repeat for an HA pair: each hub gets everything.
     #[arg(long = "hub", required = true, value_parser = parse_hub)]
     pub hubs: Vec<String>,
-    /// Address of the HTTP listener (remote write, Zipkin, OTLP/HTTP, /metrics).
+    /// Address of the HTTP listener (remote write, OTLP/HTTP metrics and traces, Zipkin,
+    /// /metrics).
     #[arg(long, default_value = "127.0.0.1:9091")]
     pub listen: SocketAddr,
     /// Where the forwarding buffer lives (locked while the agent runs).
@@ -27,10 +28,14 @@ pub struct Args {
     /// A Prometheus configuration file (`global` and `scrape_configs` are used).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// OTLP/gRPC listener for spans, e.g. 0.0.0.0:4317 (`off` by default, so an agent and
-    /// a hub on one machine do not both claim 4317).
+    /// OTLP/gRPC listener for spans and metrics, e.g. 0.0.0.0:4317 (`off` by default, so
+    /// an agent and a hub on one machine do not both claim 4317).
     #[arg(long = "otlp-grpc-listen", default_value = "off", value_parser = parse_optional_addr)]
     pub otlp_grpc_listen: OptionalAddr,
+    /// Resource attributes of OTLP metrics made labels of every series of that resource
+    /// (Prometheus's `otlp.promote_resource_attributes`); the rest go to `target_info`.
+    #[arg(long = "otlp.promote-resource-attributes", value_delimiter = ',')]
+    pub otlp_promote_resource_attributes: Vec<String>,
     /// Largest size of the buffer on disk (bytes, or with KiB/MiB/GiB/TiB; KB/MB/GB/TB are
     /// the same powers of 1024, as in Prometheus); 0: no limit.
     #[arg(long = "buffer.max-size", default_value = "1GiB", value_parser = parse_size)]
@@ -249,6 +254,7 @@ pub fn options(args: &Args) -> anyhow::Result<AgentOptions> {
         data_dir: args.data_dir.clone(),
         config_file: args.config.clone(),
         otlp_grpc_listen: args.otlp_grpc_listen.0,
+        otlp_promote_resource_attributes: args.otlp_promote_resource_attributes.clone(),
         buffer: BufferOptions {
             max_size_bytes: args.buffer_max_size,
             max_age: args.buffer_max_age,

@@ -1,5 +1,6 @@
-//! The agent's HTTP routes: remote write, the two span ingest paths (served by trace-api's
-//! handlers over the buffer writers), its own metrics, health and readiness.
+//! The agent's HTTP routes: remote write, OTLP metrics (the server's transport over the
+//! buffer), the two span ingest paths (served by trace-api's handlers over the buffer
+//! writers), its own metrics, health and readiness.
 //!
 //! Status semantics are the server's, so senders behave the same: 2xx only once the data is
 //! durable in the buffer; 400 for bodies that cannot be decoded (nothing of them is
@@ -19,16 +20,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, post_service};
 use axum::Router;
 use meshlens_forward::{AppendError, Forwarder};
+use meshlens_ingest::otlp::metrics as otlp;
 use meshlens_ingest::remote_write::{self, v2, DecodeError, ProtobufMessage};
 use meshlens_trace_api::{TraceApiState, TraceCounters};
 use parking_lot::Mutex;
 
 use super::writer::BufferMetricWriter;
+use crate::api::otlp_metrics::{self, MetricsSink, Outcome};
 use crate::api::write::{self, Answer, Unwritten, Written};
 use crate::self_metrics::{CounterVec, SelfMetrics};
 
 /// Paths whose requests are counted by status code.
-const INGEST_PATHS: [&str; 3] = ["/api/v1/write", "/api/v2/spans", "/v1/traces"];
+const INGEST_PATHS: [&str; 4] = [
+    "/api/v1/write",
+    "/v1/metrics",
+    "/api/v2/spans",
+    "/v1/traces",
+];
 
 pub struct AgentState {
     pub cluster: String,
@@ -45,6 +53,8 @@ pub struct AgentState {
     /// Taken at shutdown to drain; None afterwards.
     pub forwarder: Mutex<Option<Forwarder>>,
     pub ready: AtomicBool,
+    /// How OTLP metrics become series (`--otlp.promote-resource-attributes`).
+    pub otlp_metrics: otlp::Settings,
 }
 
 /// The main listener's app. `zipkin` and `otlp` differ only in the tag their writer stamps.
@@ -58,6 +68,10 @@ pub fn router(
         .route(
             "/api/v1/write",
             post(remote_write).layer(DefaultBodyLimit::max(write_limit)),
+        )
+        .route(
+            "/v1/metrics",
+            post(otlp_metrics::http::<AgentState>).layer(DefaultBodyLimit::max(write_limit)),
         )
         .route("/metrics", get(metrics))
         .route(
@@ -274,14 +288,75 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
 /// The answer when buffering a request's histograms failed (its float samples are
 /// buffered already; the sender retries the whole request on a 5xx, as after any failure).
 fn histograms_failed(e: AppendError) -> Answer {
+    Answer::failed(append_status(&e), e.to_string())
+}
+
+/// How a buffer refusal is answered: 503 while it is full or closing (senders retry), 413
+/// for a record over what it takes.
+fn append_status(e: &AppendError) -> StatusCode {
     match e {
-        e @ (AppendError::Full { .. } | AppendError::Closed) => {
-            Answer::failed(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        AppendError::Full { .. } | AppendError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        e if super::writer::too_large(e) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// OTLP metrics are buffered for the hubs as remote write is: acknowledged once durable,
+/// series with labels a hub would refuse left out and counted as refused data points.
+impl MetricsSink for AgentState {
+    fn body_limits(&self) -> (usize, usize) {
+        (self.max_write_body_bytes, self.max_write_decompressed_bytes)
+    }
+
+    fn settings(&self) -> &otlp::Settings {
+        &self.otlp_metrics
+    }
+
+    fn self_metrics(&self) -> &SelfMetrics {
+        &self.self_metrics
+    }
+
+    fn store(&self, out: otlp::Translated) -> Outcome {
+        let m = &self.self_metrics;
+        let mut rejected = out.rejected;
+        let mut messages = Vec::new();
+        if out.first_rejection.is_some() {
+            messages.push(out.message());
+            m.samples_rejected.add(
+                &[("source", "otlp"), ("reason", "unsupported_data_point")],
+                out.rejected,
+            );
         }
-        e if super::writer::too_large(&e) => {
-            Answer::failed(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        let refused = |e: AppendError| (append_status(&e), e.to_string());
+        let floats = self
+            .metrics_writer
+            .write(&out.series, out.metadata)
+            .map_err(refused)?;
+        let histograms = self
+            .metrics_writer
+            .write_histograms(&out.histograms)
+            .map_err(refused)?;
+        if let Some(i) = floats.first_invalid {
+            messages.push(format!(
+                "{} samples of series with labels a hub refuses, first: {}",
+                floats.invalid, out.series[i].labels
+            ));
         }
-        e => Answer::failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        if let Some(i) = histograms.first_invalid {
+            messages.push(format!(
+                "{} native histogram samples refused for their labels or parts, first: {}",
+                histograms.invalid, out.histograms[i].labels
+            ));
+        }
+        let invalid = floats.invalid + histograms.invalid;
+        if invalid > 0 {
+            rejected += invalid;
+            m.samples_rejected
+                .add(&[("source", "otlp"), ("reason", "invalid_labels")], invalid);
+        }
+        m.samples_ingested
+            .add(&[("source", "otlp")], floats.samples + histograms.samples);
+        Ok((rejected, messages.join("; ")))
     }
 }
 
@@ -349,6 +424,12 @@ pub fn render_metrics(s: &AgentState) -> String {
         "meshlens_remote_write_requests_total",
         "Remote write requests, by HTTP status code.",
         &m.remote_write_requests,
+    );
+    counter(
+        &mut out,
+        "meshlens_otlp_metrics_requests_total",
+        "OTLP metrics export requests (HTTP and gRPC), by HTTP status code.",
+        &m.otlp_metrics_requests,
     );
     counter(
         &mut out,

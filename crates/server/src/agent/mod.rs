@@ -44,14 +44,18 @@ pub struct AgentOptions {
     pub agent_id: Option<String>,
     /// The hubs' base URLs (`http://hub:9090`); each gets everything, from its own cursor.
     pub hubs: Vec<String>,
-    /// HTTP: `/api/v1/write`, `/api/v2/spans`, `/v1/traces`, `/metrics`, `/-/healthy`,
-    /// `/-/ready`.
+    /// HTTP: `/api/v1/write`, `/v1/metrics`, `/api/v2/spans`, `/v1/traces`, `/metrics`,
+    /// `/-/healthy`, `/-/ready`.
     pub listen: SocketAddr,
     /// Locked for the process's life; the buffer lives in `DATA_DIR/buffer`.
     pub data_dir: PathBuf,
     /// A Prometheus config: `global` and `scrape_configs` are used, as the server uses them.
     pub config_file: Option<PathBuf>,
+    /// OTLP/gRPC: the trace and the metrics export services.
     pub otlp_grpc_listen: Option<SocketAddr>,
+    /// Resource attributes made labels of OTLP metrics (Prometheus's
+    /// `otlp.promote_resource_attributes`); the rest go to `target_info`.
+    pub otlp_promote_resource_attributes: Vec<String>,
     /// `dir` is ignored: the buffer is always `DATA_DIR/buffer`.
     pub buffer: BufferOptions,
     /// `cluster` and `agent_id` are set from the fields above.
@@ -84,6 +88,7 @@ impl Default for AgentOptions {
             data_dir: PathBuf::from("meshlens-agent-data"),
             config_file: None,
             otlp_grpc_listen: None,
+            otlp_promote_resource_attributes: Vec::new(),
             buffer: BufferOptions::default(),
             send: SendOptions::default(),
             drain_timeout: Duration::from_secs(30),
@@ -267,6 +272,9 @@ pub async fn start(opts: AgentOptions) -> Result<RunningAgent, ServerError> {
         requests: Default::default(),
         forwarder: parking_lot::Mutex::new(Some(forwarder)),
         ready: Default::default(),
+        otlp_metrics: meshlens_ingest::otlp::metrics::Settings {
+            promote_resource_attributes: opts.otlp_promote_resource_attributes.clone(),
+        },
     });
 
     let listener_opts = |name: &'static str| meshlens_access::ListenerOptions {
@@ -287,11 +295,16 @@ pub async fn start(opts: AgentOptions) -> Result<RunningAgent, ServerError> {
     let mut otlp_grpc_addr = None;
     if let Some((l, bound)) = grpc {
         otlp_grpc_addr = Some(bound);
-        let service = tower::service_fn(move |req| {
-            let st = otlp.clone();
+        let agent = state.clone();
+        let service = tower::service_fn(move |req: ::http::Request<hyper::body::Incoming>| {
+            let (spans, agent) = (otlp.clone(), agent.clone());
             async move {
                 Ok::<_, std::convert::Infallible>(
-                    meshlens_trace_api::otlp_grpc_export(st, req).await,
+                    if req.uri().path() == crate::api::otlp_metrics::GRPC_EXPORT_PATH {
+                        crate::api::otlp_metrics::grpc(agent, req).await
+                    } else {
+                        meshlens_trace_api::otlp_grpc_export(spans, req).await
+                    },
                 )
             }
         });

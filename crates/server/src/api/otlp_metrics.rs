@@ -23,16 +23,34 @@ use meshlens_ingest::otlp::metrics::{self as otlp, ExportMetrics};
 use meshlens_model::{RawSeries, StorageError};
 
 use super::AppState;
+use crate::self_metrics::SelfMetrics;
+
+/// Where translated metrics go: the server's storage under its limits, or an agent's
+/// buffer. The transport (encodings, status codes, partial success) is the same for both.
+pub trait MetricsSink: Send + Sync + 'static {
+    /// Largest body as sent and once decompressed.
+    fn body_limits(&self) -> (usize, usize);
+    /// How OTLP metrics become series.
+    fn settings(&self) -> &otlp::Settings;
+    /// The counters `meshlens_otlp_metrics_requests_total` goes to.
+    fn self_metrics(&self) -> &SelfMetrics;
+    /// Stores a translated request: the refused data points and why, or a failure status.
+    fn store(&self, out: otlp::Translated) -> Outcome;
+}
 
 /// The gRPC method this module answers.
 pub const GRPC_EXPORT_PATH: &str =
     "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 /// What one request came to: refused count and message, or a failure status.
-type Outcome = Result<(u64, String), (StatusCode, String)>;
+pub type Outcome = Result<(u64, String), (StatusCode, String)>;
 
 /// `POST /v1/metrics`: the answer in the request's encoding.
-pub async fn http(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn http<S: MetricsSink>(
+    State(s): State<Arc<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -47,7 +65,7 @@ pub async fn http(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         "application/x-protobuf" | "application/protobuf" => false,
         _ => {
             return failure(
-                &s,
+                &*s,
                 false,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Content-Type {ct:?} is not application/x-protobuf or application/json"),
@@ -61,22 +79,18 @@ pub async fn http(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     let state = s.clone();
     let result = tokio::task::spawn_blocking(move || {
         use meshlens_trace_api::body::{decode, BodyError};
-        let raw = decode(
-            encoding.as_deref(),
-            &body,
-            state.max_write_decompressed_bytes,
-        )
-        .map_err(|e| match e {
-            BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-            BodyError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
-            BodyError::Malformed { .. } => (StatusCode::BAD_REQUEST, e.to_string()),
-        })?;
+        let raw =
+            decode(encoding.as_deref(), &body, state.body_limits().1).map_err(|e| match e {
+                BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+                BodyError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+                BodyError::Malformed { .. } => (StatusCode::BAD_REQUEST, e.to_string()),
+            })?;
         let decoded = if json {
             otlp::decode_json(&raw)
         } else {
             otlp::decode_proto(&raw)
         };
-        store(&state, decoded)
+        store(&*state, decoded)
     })
     .await
     .unwrap_or_else(|e| {
@@ -87,7 +101,7 @@ pub async fn http(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     });
     match result {
         Ok((rejected, message)) => {
-            count(&s, "200");
+            count(&*s, "200");
             if json {
                 (
                     [(header::CONTENT_TYPE, "application/json")],
@@ -102,30 +116,26 @@ pub async fn http(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byte
                     .into_response()
             }
         }
-        Err((status, msg)) => failure(&s, json, status, msg),
+        Err((status, msg)) => failure(&*s, json, status, msg),
     }
 }
 
 /// The gRPC export call, for the OTLP/gRPC listener's dispatch.
-pub async fn grpc(
-    s: Arc<AppState>,
+pub async fn grpc<S: MetricsSink>(
+    s: Arc<S>,
     req: http::Request<hyper::body::Incoming>,
 ) -> http::Response<meshlens_trace_api::GrpcBody> {
-    let message = match meshlens_trace_api::read_grpc_unary(
-        req,
-        s.max_write_body_bytes,
-        s.max_write_decompressed_bytes,
-    )
-    .await
-    {
-        Ok(m) => m,
-        Err((code, msg)) => {
-            count(&s, "grpc_error");
-            return meshlens_trace_api::grpc_status(code, &msg);
-        }
-    };
+    let (body_limit, decompressed_limit) = s.body_limits();
+    let message =
+        match meshlens_trace_api::read_grpc_unary(req, body_limit, decompressed_limit).await {
+            Ok(m) => m,
+            Err((code, msg)) => {
+                count(&*s, "grpc_error");
+                return meshlens_trace_api::grpc_status(code, &msg);
+            }
+        };
     let state = s.clone();
-    let result = tokio::task::spawn_blocking(move || store(&state, otlp::decode_proto(&message)))
+    let result = tokio::task::spawn_blocking(move || store(&*state, otlp::decode_proto(&message)))
         .await
         .unwrap_or_else(|e| {
             Err((
@@ -135,11 +145,11 @@ pub async fn grpc(
         });
     match result {
         Ok((rejected, message)) => {
-            count(&s, "200");
+            count(&*s, "200");
             meshlens_trace_api::grpc_unary_reply(&otlp::encode_response(rejected, &message))
         }
         Err((status, msg)) => {
-            count(&s, status.as_str());
+            count(&*s, status.as_str());
             tracing::debug!(%status, error = %msg, "otlp metrics refused");
             let code = match status {
                 StatusCode::BAD_REQUEST => 3,          // INVALID_ARGUMENT
@@ -153,23 +163,47 @@ pub async fn grpc(
     }
 }
 
-fn count(s: &AppState, code: &str) {
-    s.metrics.otlp_metrics_requests.add(&[("code", code)], 1);
+fn count<S: MetricsSink>(s: &S, code: &str) {
+    s.self_metrics()
+        .otlp_metrics_requests
+        .add(&[("code", code)], 1);
 }
 
 /// An error answer: `google.rpc.Status` in the request's encoding, as OTLP/HTTP asks.
-fn failure(s: &AppState, json: bool, status: StatusCode, msg: String) -> Response {
+fn failure<S: MetricsSink>(s: &S, json: bool, status: StatusCode, msg: String) -> Response {
     count(s, status.as_str());
     meshlens_trace_api::otlp_status_response(json, status, &msg)
 }
 
-/// Translates, limits and stores a decoded request.
-fn store(
-    s: &AppState,
+/// Translates a decoded request and hands it to the sink.
+fn store<S: MetricsSink>(
+    s: &S,
     decoded: Result<ExportMetrics, meshlens_ingest::otlp::OtlpError>,
 ) -> Outcome {
     let req = decoded.map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-    let out = otlp::translate(&req, &s.otlp_metrics);
+    s.store(otlp::translate(&req, s.settings()))
+}
+
+impl MetricsSink for AppState {
+    fn body_limits(&self) -> (usize, usize) {
+        (self.max_write_body_bytes, self.max_write_decompressed_bytes)
+    }
+
+    fn settings(&self) -> &otlp::Settings {
+        &self.otlp_metrics
+    }
+
+    fn self_metrics(&self) -> &SelfMetrics {
+        &self.metrics
+    }
+
+    /// Limits and stores, as remote write is.
+    fn store(&self, out: otlp::Translated) -> Outcome {
+        store_in(self, out)
+    }
+}
+
+fn store_in(s: &AppState, out: otlp::Translated) -> Outcome {
     let mut rejected = out.rejected;
     let mut messages = Vec::new();
     if out.first_rejection.is_some() {
