@@ -25,6 +25,7 @@
 
 pub mod client;
 mod error;
+mod histograms;
 pub mod metrics;
 mod ready;
 mod rowbinary;

@@ -1,14 +1,16 @@
-//! [`MetricWriter`] and [`MetricReader`] over the `series` and `samples` tables.
+//! [`MetricWriter`] and [`MetricReader`] over the `series`, `samples` and `histograms`
+//! tables.
 //!
 //! Writes. A batch becomes at most two inserts: `series` rows for (series, UTC day) pairs
-//! this process has not written yet, then all samples. Both are RowBinary. `Ok` means
+//! this process has not written yet, then all samples (float samples to `samples`, native
+//! histogram samples to `histograms`, keyed and deduplicated alike). Both are RowBinary. `Ok` means
 //! ClickHouse acknowledged both (with a cluster: on the series' shard).
 //!
 //! Idempotence. Inserts are at-least-once: a batch retried after a lost answer is stored
 //! twice. Plain MergeTree has no block deduplication (only Replicated tables do), so
 //! duplicates are removed on the query side instead: rows are keyed by (fingerprint, t),
 //! ReplacingMergeTree folds them when parts merge, and until then the reader keeps one row
-//! per key (`LIMIT 1 BY fingerprint, t`, and again while decoding). A retried sample with a
+//! per key (`GROUP BY fingerprint, t` where rows travel, and again while decoding). A retried sample with a
 //! different value at the same timestamp is not detected: one of the two is returned.
 //!
 //! Reads. Matchers and the time range become SQL on `series` (which series, via the day
@@ -24,12 +26,14 @@
 use std::collections::{HashMap, HashSet};
 
 use meshlens_model::{
-    AppendOutcome, LabelMatcher, Labels, MetricMetadata, MetricReader, MetricWriter, RejectReason,
-    Sample, SeriesSamples, StorageError, TimeSeries, METRIC_NAME,
+    AppendOutcome, HistogramSample, LabelMatcher, Labels, MetricMetadata, MetricReader,
+    MetricWriter, RejectReason, Sample, SeriesHistograms, SeriesSamples, StorageError, TimeSeries,
+    METRIC_NAME,
 };
 use parking_lot::Mutex;
 
 use crate::client::Client;
+use crate::histograms;
 use crate::ready::Gate;
 use crate::rowbinary::{RowReader, RowWriter};
 use crate::schema::Schema;
@@ -58,44 +62,82 @@ pub fn fingerprint(labels: &Labels) -> u64 {
     h ^ (h >> 33)
 }
 
-/// The part of `batch` that [`MetricStore::append`] would store, and the outcome it would
-/// report (without `series_created`, which only the store knows). A writer that
-/// acknowledges before inserting (the server's durable buffer) answers with this outcome
-/// and buffers only what ClickHouse can hold, so a later insert never refuses what was
-/// acknowledged.
-pub fn admit(batch: &[TimeSeries]) -> (Vec<TimeSeries>, AppendOutcome) {
+/// A series as [`admit`] judges it: float samples or native histogram samples.
+pub trait Admissible: Sized {
+    type Sample: Clone;
+    fn labels(&self) -> &Labels;
+    fn samples(&self) -> &[Self::Sample];
+    fn time(s: &Self::Sample) -> i64;
+    fn with_samples(&self, samples: Vec<Self::Sample>) -> Self;
+}
+
+impl Admissible for TimeSeries {
+    type Sample = Sample;
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+    fn time(s: &Sample) -> i64 {
+        s.t
+    }
+    fn with_samples(&self, samples: Vec<Sample>) -> Self {
+        TimeSeries {
+            labels: self.labels.clone(),
+            samples,
+        }
+    }
+}
+
+impl Admissible for SeriesHistograms {
+    type Sample = HistogramSample;
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn samples(&self) -> &[HistogramSample] {
+        &self.samples
+    }
+    fn time(s: &HistogramSample) -> i64 {
+        s.t
+    }
+    fn with_samples(&self, samples: Vec<HistogramSample>) -> Self {
+        SeriesHistograms {
+            labels: self.labels.clone(),
+            samples,
+        }
+    }
+}
+
+/// The part of `batch` that [`MetricStore::append`] (or `append_histograms`) would store,
+/// and the outcome it would report (without `series_created`, which only the store knows).
+/// A writer that acknowledges before inserting (the server's durable buffer) answers with
+/// this outcome and buffers only what ClickHouse can hold, so a later insert never refuses
+/// what was acknowledged.
+pub fn admit<S: Admissible>(batch: &[S]) -> (Vec<S>, AppendOutcome) {
     let mut out = AppendOutcome::default();
     let mut kept = Vec::with_capacity(batch.len());
     for ts in batch {
-        if ts.samples.is_empty() {
+        let samples = ts.samples();
+        if samples.is_empty() {
             continue;
         }
-        if ts.labels.is_empty() || ts.labels.validate().is_err() {
-            out.add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
+        if ts.labels().is_empty() || ts.labels().validate().is_err() {
+            out.add_rejected(RejectReason::InvalidLabels, samples.len() as u64);
             continue;
         }
-        let storable = ts
-            .samples
+        let storable: Vec<S::Sample> = samples
             .iter()
-            .filter(|s| day_of_ms(s.t).is_some())
-            .count();
-        out.accepted += storable as u64;
+            .filter(|s| day_of_ms(S::time(s)).is_some())
+            .cloned()
+            .collect();
+        out.accepted += storable.len() as u64;
         out.add_rejected(
             RejectReason::OutOfBounds,
-            (ts.samples.len() - storable) as u64,
+            (samples.len() - storable.len()) as u64,
         );
-        if storable == ts.samples.len() {
-            kept.push(ts.clone());
-        } else if storable > 0 {
-            kept.push(TimeSeries {
-                labels: ts.labels.clone(),
-                samples: ts
-                    .samples
-                    .iter()
-                    .filter(|s| day_of_ms(s.t).is_some())
-                    .copied()
-                    .collect(),
-            });
+        if !storable.is_empty() {
+            kept.push(ts.with_samples(storable));
         }
     }
     (kept, out)
@@ -232,10 +274,21 @@ impl MetricStore {
             )
         };
         let filter = format!("t >= {lo} AND t <= {hi} AND fingerprint IN ({fingerprints})");
-        let grouped = match limit {
+        let mut grouped = match limit {
             Some(n) => self.sample_rows(&filter, n)?,
             None => self.sample_arrays(&filter)?,
         };
+        let floats: usize = grouped.values().map(Vec::len).sum();
+        let mut histograms =
+            self.histogram_rows(&filter, limit.map(|n| n.saturating_sub(floats)))?;
+        if let Some(limit) = limit {
+            if floats + histograms.values().map(Vec::len).sum::<usize>() > limit {
+                return Err(StorageError::TooManySamples { limit });
+            }
+        }
+        for fp in histograms.keys() {
+            grouped.entry(*fp).or_default();
+        }
         let mut out: Vec<SeriesSamples> = grouped
             .into_iter()
             .filter_map(|(fp, mut samples)| {
@@ -244,10 +297,13 @@ impl MetricStore {
                 // cheap). Equal timestamps are a retried insert: keep the first.
                 samples.sort_by_key(|s| s.t);
                 samples.dedup_by_key(|s| s.t);
+                let mut histograms = histograms.remove(&fp).unwrap_or_default();
+                histograms.sort_by_key(|h| h.t);
+                histograms.dedup_by_key(|h| h.t);
                 Some(SeriesSamples {
                     labels: series.remove(&fp)?,
                     samples,
-                    histograms: Vec::new(),
+                    histograms,
                 })
             })
             .collect();
@@ -291,9 +347,12 @@ impl MetricStore {
         filter: &str,
         limit: usize,
     ) -> Result<HashMap<u64, Vec<Sample>>, StorageError> {
+        // Deduplicated by GROUP BY, which a distributed query merges before its LIMIT: with
+        // `LIMIT 1 BY`, shards cut at the LIMIT before dropping a retried insert's repeats,
+        // and a selection over the limit came back short instead of refused.
         let sql = format!(
-            "SELECT fingerprint, t, value FROM {} WHERE {filter} \
-             ORDER BY fingerprint, t LIMIT 1 BY fingerprint, t LIMIT {} FORMAT RowBinary",
+            "SELECT fingerprint, t, any(value) FROM {} WHERE {filter} \
+             GROUP BY fingerprint, t LIMIT {} FORMAT RowBinary",
             self.schema.table("samples"),
             limit.saturating_add(1)
         );
@@ -319,41 +378,68 @@ impl MetricStore {
         Ok(grouped)
     }
 
-    fn strings_query(&self, sql: &str) -> Result<Vec<String>, StorageError> {
-        self.gate.check()?;
-        crate::read_strings(&self.client, self.max_rows_to_read, sql)
+    /// The native histogram samples of `filter`, deduplicated by ClickHouse, at most
+    /// `limit + 1` of them (what the float samples left of a selection's limit, and one
+    /// more to tell it was passed) so an oversized selection stops in ClickHouse.
+    fn histogram_rows(
+        &self,
+        filter: &str,
+        limit: Option<usize>,
+    ) -> Result<HashMap<u64, Vec<HistogramSample>>, StorageError> {
+        let cut = limit.map_or(String::new(), |n| format!(" LIMIT {}", n.saturating_add(1)));
+        // One whole row per key (a tuple, so a retried insert's repeats are never mixed),
+        // deduplicated as `sample_rows` explains.
+        let sql = format!(
+            "SELECT fingerprint, t, any(tuple({})) FROM {} WHERE {filter} \
+             GROUP BY fingerprint, t{cut} FORMAT RowBinary",
+            histograms::VALUE_COLUMNS,
+            self.schema.table("histograms"),
+        );
+        let b = self.read(&sql)?;
+        let mut r = RowReader::new(&b);
+        let mut grouped: HashMap<u64, Vec<HistogramSample>> = HashMap::new();
+        while !r.is_done() {
+            let (fp, h) = histograms::get(&mut r)?;
+            grouped.entry(fp).or_default().push(h);
+        }
+        Ok(grouped)
     }
-}
 
-impl MetricWriter for MetricStore {
-    fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
+    /// Inserts one batch's rows of `table` (`columns` in `rows`' order), each sample `put`
+    /// there, after the `series` rows of every (series, UTC day) it touches that this process
+    /// has not written yet: a reader that sees a sample can then always find its labels.
+    fn append_rows<'b, S: 'b>(
+        &self,
+        batch: impl Iterator<Item = (&'b Labels, &'b [S])>,
+        time: impl Fn(&S) -> i64,
+        put: impl Fn(&mut RowWriter, u64, &S),
+        (table, columns): (&str, &str),
+    ) -> Result<AppendOutcome, StorageError> {
         let mut out = AppendOutcome::default();
         let mut series_rows = RowWriter::new();
-        let mut sample_rows = RowWriter::new();
+        let mut rows = RowWriter::new();
         let mut new_pairs: HashSet<(u64, u16)> = HashSet::new();
         let mut new_series: HashSet<u64> = HashSet::new();
         {
             let seen = self.seen.lock();
-            for ts in batch {
-                if ts.samples.is_empty() {
+            for (labels, samples) in batch {
+                if samples.is_empty() {
                     continue;
                 }
-                if ts.labels.is_empty() || ts.labels.validate().is_err() {
-                    out.add_rejected(RejectReason::InvalidLabels, ts.samples.len() as u64);
+                if labels.is_empty() || labels.validate().is_err() {
+                    out.add_rejected(RejectReason::InvalidLabels, samples.len() as u64);
                     continue;
                 }
-                let fp = fingerprint(&ts.labels);
+                let fp = fingerprint(labels);
                 let mut days: Vec<u16> = Vec::new();
-                for s in &ts.samples {
+                for s in samples {
                     // Days are stored as `Date` (1970-01-01 to 2105-12-31 on 18.16); other times cannot be
                     // partitioned or indexed, so they are refused, not wrapped.
-                    let Some(day) = day_of_ms(s.t) else {
+                    let Some(day) = day_of_ms(time(s)) else {
                         out.add_rejected(RejectReason::OutOfBounds, 1);
                         continue;
                     };
-                    sample_rows.u64(fp);
-                    sample_rows.i64(s.t);
-                    sample_rows.f64(s.v);
+                    put(&mut rows, fp, s);
                     out.accepted += 1;
                     if days.last() != Some(&day) && !days.contains(&day) {
                         days.push(day);
@@ -365,20 +451,19 @@ impl MetricWriter for MetricStore {
                     }
                     series_rows.u16(day);
                     series_rows.u64(fp);
-                    series_rows.string(ts.labels.metric_name().unwrap_or(""));
-                    series_rows.strings(ts.labels.iter().map(|l| l.name.as_str()));
-                    series_rows.strings(ts.labels.iter().map(|l| l.value.as_str()));
+                    series_rows.string(labels.metric_name().unwrap_or(""));
+                    series_rows.strings(labels.iter().map(|l| l.name.as_str()));
+                    series_rows.strings(labels.iter().map(|l| l.value.as_str()));
                     if !seen.series.contains(&fp) {
                         new_series.insert(fp);
                     }
                 }
             }
         }
-        if !series_rows.is_empty() || !sample_rows.is_empty() {
+        if !series_rows.is_empty() || !rows.is_empty() {
             self.gate.check()?;
         }
         let settings = self.schema.insert_settings();
-        // Series first: a reader that sees a sample can then always find its labels.
         if !series_rows.is_empty() {
             self.client.insert(
                 &format!(
@@ -389,13 +474,13 @@ impl MetricWriter for MetricStore {
                 &settings,
             )?;
         }
-        if !sample_rows.is_empty() {
+        if !rows.is_empty() {
             self.client.insert(
                 &format!(
-                    "INSERT INTO {} (fingerprint, t, value) FORMAT RowBinary",
-                    self.schema.table("samples")
+                    "INSERT INTO {} ({columns}) FORMAT RowBinary",
+                    self.schema.table(table)
                 ),
-                sample_rows.into_bytes(),
+                rows.into_bytes(),
                 &settings,
             )?;
         }
@@ -412,6 +497,38 @@ impl MetricWriter for MetricStore {
         seen.pairs.extend(new_pairs);
         seen.series.extend(new_series);
         Ok(out)
+    }
+
+    fn strings_query(&self, sql: &str) -> Result<Vec<String>, StorageError> {
+        self.gate.check()?;
+        crate::read_strings(&self.client, self.max_rows_to_read, sql)
+    }
+}
+
+impl MetricWriter for MetricStore {
+    fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
+        self.append_rows(
+            batch.iter().map(|ts| (&ts.labels, &ts.samples[..])),
+            |s| s.t,
+            |w, fp, s| {
+                w.u64(fp);
+                w.i64(s.t);
+                w.f64(s.v);
+            },
+            ("samples", "fingerprint, t, value"),
+        )
+    }
+
+    fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendOutcome, StorageError> {
+        self.append_rows(
+            batch.iter().map(|sh| (&sh.labels, &sh.samples[..])),
+            |h| h.t,
+            histograms::put,
+            (
+                "histograms",
+                &format!("fingerprint, t, {}", histograms::VALUE_COLUMNS),
+            ),
+        )
     }
 
     /// Inserts the families whose metadata changed since this process last inserted them,

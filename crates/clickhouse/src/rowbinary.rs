@@ -1,6 +1,6 @@
 //! ClickHouse's `RowBinary` format, the subset meshlens uses: fixed-width little-endian
-//! numbers, `Date` (days as UInt16), `String` (LEB128 length + bytes) and `Array(String)`
-//! (LEB128 count + strings). Chosen over text formats because values need no escaping and
+//! numbers, `Date` (days as UInt16), `String` (LEB128 length + bytes) and arrays of strings
+//! and numbers (LEB128 count + elements). Chosen over text formats because values need no escaping and
 //! floats (the staleness NaN included) travel bit for bit.
 //!
 //! The reader checks every length against what is left, so a short or corrupt answer is an
@@ -35,8 +35,24 @@ impl RowWriter {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    pub fn i32(&mut self, v: i32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
     pub fn f64(&mut self, v: f64) {
         self.buf.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+
+    /// An array of numbers: LEB128 count, then each element as `put` writes it.
+    pub fn array_of<T: Copy>(&mut self, items: &[T], put: impl Fn(&mut Self, T)) {
+        self.varint(items.len() as u64);
+        for &v in items {
+            put(self, v);
+        }
     }
 
     fn varint(&mut self, mut v: u64) {
@@ -140,6 +156,10 @@ impl<'a> RowReader<'a> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
+    pub fn i32(&mut self) -> Result<i32, ClickHouseError> {
+        Ok(i32::from_le_bytes(self.array()?))
+    }
+
     pub fn f64(&mut self) -> Result<f64, ClickHouseError> {
         Ok(f64::from_bits(u64::from_le_bytes(self.array()?)))
     }
@@ -206,6 +226,17 @@ impl<'a> RowReader<'a> {
     pub fn u64s(&mut self) -> Result<Vec<u64>, ClickHouseError> {
         let n = self.len()?;
         (0..n).map(|_| self.u64()).collect()
+    }
+
+    /// An array of `width`-byte numbers read by `get`; the count is checked against the
+    /// bytes left before anything is allocated.
+    pub fn array_of<T>(
+        &mut self,
+        width: usize,
+        get: impl Fn(&mut Self) -> Result<T, ClickHouseError>,
+    ) -> Result<Vec<T>, ClickHouseError> {
+        let n = self.fixed_len(width)?;
+        (0..n).map(|_| get(self)).collect()
     }
 }
 

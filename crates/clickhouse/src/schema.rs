@@ -44,7 +44,7 @@ use crate::url::StorageUrl;
 use crate::ClickHouseError;
 
 /// The schema version this meshlens writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const US_PER_DAY: u64 = 86_400_000_000;
 
@@ -130,6 +130,24 @@ const STEP_3: &[TableDef] = &[TableDef {
     shard_key: "trace_id_low",
 }];
 
+/// Step 4: native histogram samples, keyed as `samples` is (a series' labels are in
+/// `series`), each histogram's parts as columns so SQL can read them: the counter-reset hint
+/// (0 unknown, 1 reset, 2 not a reset, 3 gauge), the bucket layout (schema, spans as
+/// parallel offset and length arrays, custom bounds) and the counts.
+const STEP_4: &[TableDef] = &[TableDef {
+    name: "histograms",
+    columns: "fingerprint UInt64, t Int64, reset_hint UInt8, schema Int32, \
+              zero_threshold Float64, zero_count Float64, count Float64, sum Float64, \
+              positive_offsets Array(Int32), positive_lengths Array(UInt32), \
+              positive_buckets Array(Float64), \
+              negative_offsets Array(Int32), negative_lengths Array(UInt32), \
+              negative_buckets Array(Float64), custom_values Array(Float64)",
+    engine: "ReplacingMergeTree() \
+             PARTITION BY toDate(toDateTime(intDiv(t, 1000), 'UTC')) \
+             ORDER BY (fingerprint, t)",
+    shard_key: "fingerprint",
+}];
+
 /// The `trace_index` columns, in the order every insert writes them.
 pub(crate) const TRACE_INDEX_COLUMNS: &str =
     "trace_id_low, trace_id_high, local_service, name, timestamp_us";
@@ -145,7 +163,7 @@ impl DataKind {
     /// The tables holding this data, all partitioned by UTC day.
     fn tables(self) -> &'static [&'static str] {
         match self {
-            DataKind::Metrics => &["series", "samples"],
+            DataKind::Metrics => &["series", "samples", "histograms"],
             DataKind::Spans => &["spans", "trace_index"],
         }
     }
@@ -423,6 +441,7 @@ fn step(version: u32) -> &'static [TableDef] {
         1 => STEP_1,
         2 => STEP_2,
         3 => STEP_3,
+        4 => STEP_4,
         _ => &[],
     }
 }

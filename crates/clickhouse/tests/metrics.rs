@@ -11,9 +11,12 @@ use std::collections::BTreeSet;
 
 use meshlens_clickhouse::metrics::fingerprint;
 use meshlens_clickhouse::StorageOptions;
+use std::sync::Arc;
+
 use meshlens_model::{
-    LabelMatcher, Labels, MatchOp, MetricReader, MetricWriter, Sample, SeriesSamples, StorageError,
-    TimeSeries, STALE_NAN,
+    BucketSpan, CounterResetHint, FloatHistogram, HistogramSample, LabelMatcher, Labels, MatchOp,
+    MetricReader, MetricWriter, Sample, SeriesHistograms, SeriesSamples, StorageError, TimeSeries,
+    STALE_NAN,
 };
 
 /// 2025-12-04 00:00 UTC: data spans the day before and this one.
@@ -500,7 +503,156 @@ fn bad_input_is_counted_or_refused_never_stored_wrong(b: &Backend) {
     );
 }
 
+/// Native histogram `k` of a series: exponential buckets on both sides, growing with `k`;
+/// odd `k` with custom bounds instead (NHCB), every fifth a gauge.
+fn histogram(k: usize) -> FloatHistogram {
+    let f = k as f64;
+    let span = |offset, length| BucketSpan { offset, length };
+    if k % 2 == 1 {
+        return FloatHistogram {
+            schema: meshlens_model::histogram::CUSTOM_BUCKETS_SCHEMA,
+            count: 3.0 + f,
+            sum: 0.25 * f,
+            positive_spans: vec![span(0, 3)],
+            positive_buckets: vec![1.0, 2.0, f],
+            custom_values: vec![0.1, 0.5, 1.0],
+            ..FloatHistogram::default()
+        };
+    }
+    FloatHistogram {
+        counter_reset_hint: if k.is_multiple_of(5) {
+            CounterResetHint::Gauge
+        } else {
+            CounterResetHint::NotCounterReset
+        },
+        schema: 3,
+        zero_threshold: 1e-128,
+        zero_count: 1.0,
+        count: 6.0 + 2.0 * f,
+        sum: -1.5 + f,
+        positive_spans: vec![span(-2, 2), span(5, 1)],
+        positive_buckets: vec![1.0, 2.0 + f, 0.5],
+        negative_spans: vec![span(1, 1)],
+        negative_buckets: vec![1.5 + f],
+        custom_values: Vec::new(),
+    }
+}
+
+/// Native histograms beside float samples: a series with histograms only, one switching from
+/// floats to histograms, across midnight; stored, deduplicated after a retry, read back
+/// exactly, counted against the selection's sample limit, and refused for bad labels or
+/// times as float samples are.
+fn native_histograms_are_stored_and_read_back(b: &Backend) {
+    let s = common::open(&b.url(0, "metrics_histograms"));
+    let labels = |name: &str| Labels::from_pairs([("__name__", name), ("job", "api")]);
+    let hs = |from: usize, to: usize| -> Vec<HistogramSample> {
+        (from..to)
+            .map(|k| HistogramSample {
+                t: BASE - 5 * STEP + k as i64 * STEP,
+                h: Arc::new(histogram(k)),
+            })
+            .collect()
+    };
+    let only = SeriesHistograms {
+        labels: labels("latency_seconds"),
+        samples: hs(0, 10),
+    };
+    let switching = SeriesHistograms {
+        labels: labels("mixed"),
+        samples: hs(5, 10),
+    };
+    let floats = TimeSeries {
+        labels: labels("mixed"),
+        samples: (0..5)
+            .map(|k| Sample::new(BASE - 5 * STEP + k * STEP, k as f64))
+            .collect(),
+    };
+    s.metrics().append(std::slice::from_ref(&floats)).unwrap();
+    let batch = [only.clone(), switching.clone()];
+    let out = s.metrics().append_histograms(&batch).unwrap();
+    assert_eq!((out.accepted, out.rejected()), (15, 0));
+    // A retried batch, from a fresh process: read back once.
+    let again = common::open(&b.url(1 % b.nodes(), "metrics_histograms"));
+    again.metrics().append_histograms(&batch).unwrap();
+
+    let all = [m(MatchOp::Equal, "job", "api")];
+    let got = s.metrics().select(&all, i64::MIN, i64::MAX).unwrap();
+    let want = vec![
+        SeriesSamples {
+            labels: only.labels.clone(),
+            samples: Vec::new(),
+            histograms: only.samples.clone(),
+        },
+        SeriesSamples {
+            labels: floats.labels.clone(),
+            samples: floats.samples.clone(),
+            histograms: switching.samples.clone(),
+        },
+    ];
+    assert_eq!(got, want);
+    // A window: the histograms inside it only.
+    let (lo, hi) = (BASE - 3 * STEP, BASE + STEP);
+    let got = s.metrics().select(&all, lo, hi).unwrap();
+    let inside = |v: &[HistogramSample]| -> Vec<HistogramSample> {
+        v.iter()
+            .filter(|h| h.t >= lo && h.t <= hi)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(got[0].histograms, inside(&only.samples));
+    assert_eq!(got[1].histograms, inside(&switching.samples));
+    // The limit counts float and histogram samples together.
+    let total = 5 + 10 + 5;
+    assert_eq!(
+        s.metrics()
+            .select_limited(&all, i64::MIN, i64::MAX, total)
+            .unwrap()
+            .len(),
+        2
+    );
+    let err = s
+        .metrics()
+        .select_limited(&all, i64::MIN, i64::MAX, total - 1)
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::TooManySamples { limit } if limit == total - 1),
+        "{err:?}"
+    );
+    // Bad labels and times outside the storable days are refused and counted, the rest kept.
+    let bad = [
+        SeriesHistograms {
+            labels: Labels::from_pairs([("__name__", "bad-name")]),
+            samples: hs(0, 1),
+        },
+        SeriesHistograms {
+            labels: labels("late"),
+            samples: vec![
+                HistogramSample {
+                    t: -5,
+                    h: Arc::new(histogram(0)),
+                },
+                HistogramSample {
+                    t: BASE,
+                    h: Arc::new(histogram(2)),
+                },
+            ],
+        },
+    ];
+    let out = s.metrics().append_histograms(&bad).unwrap();
+    assert_eq!(
+        (out.accepted, out.invalid_labels, out.out_of_bounds),
+        (1, 1, 1)
+    );
+    let late = s
+        .metrics()
+        .select(&[m(MatchOp::Equal, "__name__", "late")], i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].histograms.len(), 1);
+}
+
 on_both!(
+    native_histograms_are_stored_and_read_back,
     select_equals_the_in_memory_selection_for_every_matcher_kind,
     label_names_and_values_are_sql_and_match_memory,
     a_retried_batch_does_not_duplicate_results,

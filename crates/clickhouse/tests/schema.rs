@@ -30,6 +30,8 @@ fn schema_is_created_on_every_shard_and_restart_is_idempotent() {
     let url = c.storage_url(0, "schema_create");
     let s = common::open(&url);
     let want = [
+        "histograms",
+        "histograms_local",
         "metadata",
         "metadata_local",
         "samples",
@@ -119,6 +121,7 @@ fn one_server_without_cluster_has_plain_tables_there_only() {
     assert_eq!(
         tables(&c.nodes[1], "schema_single"),
         [
+            "histograms",
             "metadata",
             "samples",
             "schema_version",
@@ -146,6 +149,7 @@ fn a_current_release_gets_the_schema_once_even_after_a_start_that_died() {
     assert_eq!(
         common::tsv(&out),
         [
+            ["histograms", "ReplacingMergeTree"],
             ["metadata", "ReplacingMergeTree"],
             ["samples", "ReplacingMergeTree"],
             ["schema_version", "MergeTree"],
@@ -212,7 +216,7 @@ fn a_current_release_gets_the_schema_once_even_after_a_start_that_died() {
         .unwrap();
     assert_eq!(
         out,
-        "metadata\nsamples\nschema_version\nseries\nspans\ntrace_index\n"
+        "histograms\nmetadata\nsamples\nschema_version\nseries\nspans\ntrace_index\n"
     );
 }
 

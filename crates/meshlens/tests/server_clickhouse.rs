@@ -3,7 +3,8 @@
 //! server with an empty data directory too (the data is in ClickHouse, not on local disk);
 //! Zipkin spans posted to it are answered by trace id, search, services and dependencies, from
 //! that second server too, and are rows in the cluster's span table; an unreachable ClickHouse
-//! stops the start, and fails an import, with its address named.
+//! stops the start, and fails an import, with its address named. Native histograms (OTLP
+//! exponential histograms) are stored in the cluster and answered by the histogram functions.
 
 mod common;
 
@@ -370,4 +371,60 @@ fn exemplars_beside_clickhouse_stay_in_the_local_ring() {
     server.kill9();
     let server = Server::start(dir.path(), &["--storage", &storage]);
     check(&server);
+}
+
+/// Native histograms in ClickHouse: an OTLP exponential histogram is taken whole (no refused
+/// data points), buffered, inserted into the `histograms` table and answered by PromQL's
+/// histogram functions.
+#[test]
+fn native_histograms_round_trip_through_clickhouse() {
+    let cluster = match TestCluster::start() {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => panic!("the ClickHouse test cluster did not start: {e}"),
+    };
+    let storage = cluster.storage_url(1, "server_histograms");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--storage", &storage]);
+    let now_ns = (now_ms() as u64 - 30_000) * 1_000_000;
+    // Scale 0: buckets (1, 2] and (2, 4] with 2 and 3 observations, 1 in the zero bucket.
+    let body = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}}]}},
+        "scopeMetrics":[{{"metrics":[{{"name":"payload","unit":"By","exponentialHistogram":{{"aggregationTemporality":2,
+          "dataPoints":[{{"timeUnixNano":"{now_ns}","count":"6","sum":14.5,"zeroCount":"1","scale":0,
+            "positive":{{"offset":0,"bucketCounts":["2","3"]}}}}]}}}}]}}]}}]}}"#
+    );
+    let mut conn = httpc::Conn::open(&server.addr).unwrap();
+    let r = conn
+        .request(
+            "POST",
+            "/v1/metrics",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v, serde_json::json!({}), "stored whole: {v}");
+    let count = common::poll(std::time::Duration::from_secs(30), || {
+        let v = server.query(r#"histogram_count(payload_bytes{job="shop"})"#, None);
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_eq!(count, "6");
+    let sum = server.query(r#"histogram_sum(payload_bytes{job="shop"})"#, None);
+    assert_eq!(sum["data"]["result"][0]["value"][1], "14.5", "{sum}");
+    let rows: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            n.sql("SELECT count() FROM server_histograms.histograms_local")
+                .unwrap()
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(rows, 1, "one histogram row in the cluster");
 }

@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 use meshlens_forward::{Buffer, BufferOptions, ForwardError, Kind};
 use meshlens_ingest::remote_write;
 use meshlens_model::{
-    AppendOutcome, MetricMetadata, MetricWriter, RawSeries, Span, SpanWriter, StorageError,
-    TimeSeries,
+    AppendOutcome, MetricMetadata, MetricWriter, RawSeries, SeriesHistograms, Span, SpanWriter,
+    StorageError, TimeSeries,
 };
 use parking_lot::{Condvar, Mutex};
 
@@ -418,6 +418,24 @@ impl ClickHouseBuffer {
                 if !series.is_empty() {
                     self.metrics.append(&series).map_err(InsertError::Storage)?;
                 }
+                if !req.histograms.is_empty() {
+                    let mut by_series: Vec<SeriesHistograms> = Vec::new();
+                    for (i, h) in &req.histograms {
+                        let Some(labels) = series.get(*i).map(|s| s.labels.clone()) else {
+                            continue;
+                        };
+                        match by_series.last_mut() {
+                            Some(last) if last.labels == labels => last.samples.push(h.clone()),
+                            _ => by_series.push(SeriesHistograms {
+                                labels,
+                                samples: vec![h.clone()],
+                            }),
+                        }
+                    }
+                    self.metrics
+                        .append_histograms(&by_series)
+                        .map_err(InsertError::Storage)?;
+                }
                 if !req.metadata.is_empty() {
                     self.metrics
                         .append_metadata(&req.metadata)
@@ -473,6 +491,20 @@ impl MetricWriter for DurableMetrics {
         }
         let refs: Vec<&TimeSeries> = kept.iter().collect();
         let payload = remote_write::encode_protobuf_stamped(&refs, &[], &[]);
+        self.buf.append(Kind::Metrics, outcome.accepted, &payload)?;
+        Ok(outcome)
+    }
+
+    /// Buffers native histograms as a remote-write record of histogram samples, as the
+    /// agent does; the drainer inserts them into ClickHouse's `histograms` table.
+    fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendOutcome, StorageError> {
+        let (kept, outcome) = meshlens_clickhouse::metrics::admit(batch);
+        if kept.is_empty() {
+            return Ok(outcome);
+        }
+        let refs: Vec<&SeriesHistograms> = kept.iter().collect();
+        let mut payload = Vec::new();
+        remote_write::encode_histograms_stamped(&mut payload, &refs, &[]);
         self.buf.append(Kind::Metrics, outcome.accepted, &payload)?;
         Ok(outcome)
     }
