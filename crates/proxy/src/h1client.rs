@@ -534,7 +534,7 @@ impl RespBody {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            match conn.io.try_read_buf(&mut self.buf) {
+            match crate::drain::try_read_buf(&conn.io, &mut self.buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 r => return Poll::Ready(r),
             }

@@ -241,7 +241,7 @@ fn fill(
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) => {}
         }
-        match io.try_read_buf(buf) {
+        match crate::drain::try_read_buf(io, buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             r => return Poll::Ready(r),
         }
@@ -377,7 +377,7 @@ async fn read_head(shared: &Arc<Shared>, max_head: usize) -> Result<Option<Parse
             buf.reserve(grow);
         }
         let n = loop {
-            match shared.io.try_read_buf(&mut buf) {
+            match crate::drain::try_read_buf(&shared.io, &mut buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if shared.io.readable().await.is_err() {

@@ -22,6 +22,7 @@ pub mod balance;
 pub mod body;
 pub mod config;
 pub mod conn;
+mod drain;
 pub mod forward;
 pub mod h1client;
 pub mod h1server;
