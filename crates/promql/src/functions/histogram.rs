@@ -22,18 +22,38 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
         ev,
         v,
         |step, h| super::native::quantile(q[step], h),
-        |step, buckets| bucket_quantile(q[step], buckets),
+        |step, name, buckets| quantile_noting_fixes(ev, q[step], name, buckets),
     )))
 }
 
+/// [`bucket_quantile`] that tells the query, with Prometheus's info annotation, when the
+/// buckets of metric `name` had to be repaired (a count lower than a smaller bucket's).
+pub(crate) fn quantile_noting_fixes(
+    ev: &Evaluator,
+    q: f64,
+    name: &str,
+    buckets: &mut [(f64, f64)],
+) -> f64 {
+    let (v, forced) = bucket_quantile_fixing(q, buckets);
+    if forced {
+        ev.info(format!(
+            "input to histogram_quantile needed to be fixed for monotonicity (see \
+             https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) \
+             for metric name {name:?}"
+        ));
+    }
+    v
+}
+
 /// A float per step from each histogram of `v`: native ones by `native`, classic ones (the
-/// series of one label set but `le`, grouped) by `classic` over their (upper bound,
-/// cumulative count) pairs. Series without a usable `le` are left out with a warning.
+/// series of one label set but `le`, grouped) by `classic` over their metric name and
+/// (upper bound, cumulative count) pairs. Series without a usable `le` are left out with a
+/// warning.
 pub(crate) fn per_histogram(
     ev: &Evaluator,
     v: Vec<Series>,
     native: impl Fn(usize, &meshlens_model::FloatHistogram) -> f64,
-    classic: impl Fn(usize, &mut [(f64, f64)]) -> f64,
+    classic: impl Fn(usize, &str, &mut [(f64, f64)]) -> f64,
 ) -> Vec<Series> {
     let (hists, v): (Vec<Series>, Vec<Series>) = v.into_iter().partition(Series::has_hists);
     let mut out = super::of_histograms(hists, native);
@@ -58,6 +78,10 @@ pub(crate) fn per_histogram(
     }
     let steps = ev.steps();
     for (labels, members) in groups {
+        let name = members
+            .first()
+            .and_then(|(_, i)| v[*i].labels.metric_name())
+            .unwrap_or("");
         let mut points = vec![None; steps];
         let mut buckets: Vec<(f64, f64)> = Vec::new();
         for (step, point) in points.iter_mut().enumerate() {
@@ -70,7 +94,7 @@ pub(crate) fn per_histogram(
             if buckets.is_empty() {
                 continue;
             }
-            *point = Some(classic(step, &mut buckets));
+            *point = Some(classic(step, name, &mut buckets));
         }
         if points.iter().any(Option::is_some) {
             out.push(Series {
@@ -96,31 +120,48 @@ fn parse_le(s: &str) -> Option<f64> {
 /// service graph's latency figures) gets the same number. NaN when there is no answer
 /// (no `+Inf` bucket, no observations, q is NaN).
 pub fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
+    bucket_quantile_fixing(q, b).0
+}
+
+/// [`bucket_quantile`], and whether a count had to be raised to a smaller bucket's (by
+/// more than floating-point noise): what Prometheus reports as forced monotonicity.
+pub(crate) fn bucket_quantile_fixing(q: f64, b: &mut [(f64, f64)]) -> (f64, bool) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
     let Some(mut b) = by_bound(b) else {
-        return f64::NAN;
+        return (f64::NAN, false);
     };
     // Counts must not decrease; tiny floating-point deltas are smoothed.
+    let mut forced = false;
     let mut prev = b[0].1;
     for bucket in b.iter_mut().skip(1) {
         let curr = bucket.1;
         if curr == prev {
             continue;
         }
-        if (curr - prev).abs() <= 1e-12 * curr.abs().max(prev.abs()) || curr < prev {
+        if (curr - prev).abs() <= 1e-12 * curr.abs().max(prev.abs()) {
             bucket.1 = prev;
+            continue;
+        }
+        if curr < prev {
+            bucket.1 = prev;
+            forced = true;
             continue;
         }
         prev = curr;
     }
+    (quantile_of_monotonic(q, &b), forced)
+}
+
+/// The interpolation over repaired buckets (sorted, merged, counts not decreasing).
+fn quantile_of_monotonic(q: f64, b: &[(f64, f64)]) -> f64 {
     if b.len() < 2 {
         return f64::NAN;
     }

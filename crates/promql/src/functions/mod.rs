@@ -44,7 +44,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
             ev,
             v,
             |i, h| native::fraction(lower[i], upper[i], h),
-            |i, buckets| histogram::bucket_fraction(lower[i], upper[i], buckets),
+            |i, _, buckets| histogram::bucket_fraction(lower[i], upper[i], buckets),
         )));
     }
     instant::call(ev, name, &args)
@@ -162,7 +162,7 @@ fn histogram_quantiles(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlErro
             ev,
             v.clone(),
             |step, h| native::quantile(q[step], h),
-            |step, buckets| histogram::bucket_quantile(q[step], buckets),
+            |step, name, buckets| histogram::quantile_noting_fixes(ev, q[step], name, buckets),
         );
         for mut s in quantiles {
             let mut b = s.labels.builder();
