@@ -46,17 +46,24 @@ pub(crate) fn quantile_noting_fixes(
 }
 
 /// A float per step from each histogram of `v`: native ones by `native`, classic ones (the
-/// series of one label set but `le`, grouped) by `classic` over their metric name and
-/// (upper bound, cumulative count) pairs. Series without a usable `le` are left out with a
-/// warning.
+/// series of one metric and label set but `le`, grouped) by `classic` over their metric name
+/// and (upper bound, cumulative count) pairs. Results drop the metric name, so two metrics
+/// with the same labels give two results with one label set (which the query refuses, as
+/// Prometheus does). Series without a usable `le` are left out with a warning; where a
+/// native histogram and classic buckets of the same metric and labels meet at a step,
+/// neither is evaluated there, with Prometheus's warning.
 pub(crate) fn per_histogram(
     ev: &Evaluator,
     v: Vec<Series>,
     native: impl Fn(usize, &meshlens_model::FloatHistogram) -> f64,
     classic: impl Fn(usize, &str, &mut [(f64, f64)]) -> f64,
 ) -> Vec<Series> {
-    let (hists, v): (Vec<Series>, Vec<Series>) = v.into_iter().partition(Series::has_hists);
-    let mut out = super::of_histograms(hists, native);
+    let (mut hists, v): (Vec<Series>, Vec<Series>) = v.into_iter().partition(Series::has_hists);
+    let native_of: HashMap<Labels, usize> = hists
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.labels.clone(), i))
+        .collect();
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for (i, s) in v.iter().enumerate() {
@@ -68,7 +75,6 @@ pub(crate) fn per_histogram(
         };
         let mut b = s.labels.builder();
         b.del("le");
-        b.del("__name__");
         let key = b.build();
         let g = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
@@ -77,11 +83,10 @@ pub(crate) fn per_histogram(
         groups[g].1.push((le, i));
     }
     let steps = ev.steps();
-    for (labels, members) in groups {
-        let name = members
-            .first()
-            .and_then(|(_, i)| v[*i].labels.metric_name())
-            .unwrap_or("");
+    let mut out = Vec::new();
+    for (key, members) in groups {
+        let name = key.metric_name().unwrap_or("").to_string();
+        let twin = native_of.get(&key).copied();
         let mut points = vec![None; steps];
         let mut buckets: Vec<(f64, f64)> = Vec::new();
         for (step, point) in points.iter_mut().enumerate() {
@@ -94,17 +99,26 @@ pub(crate) fn per_histogram(
             if buckets.is_empty() {
                 continue;
             }
-            *point = Some(classic(step, name, &mut buckets));
+            if let Some(n) = twin.filter(|&n| hists[n].hist(step).is_some()) {
+                ev.warn(format!(
+                    "vector contains a mix of classic and native histograms for metric name {name:?}"
+                ));
+                hists[n].hists[step] = None;
+                continue;
+            }
+            *point = Some(classic(step, &name, &mut buckets));
         }
         if points.iter().any(Option::is_some) {
             out.push(Series {
-                labels,
+                labels: key.without_metric_name(),
                 points,
                 hists: Vec::new(),
             });
         }
     }
-    out
+    let mut natives = super::of_histograms(hists, native);
+    natives.append(&mut out);
+    natives
 }
 
 fn parse_le(s: &str) -> Option<f64> {
