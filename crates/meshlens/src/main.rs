@@ -4,6 +4,7 @@
 mod cmd;
 mod footprint;
 mod httpc;
+mod logging;
 
 use clap::{Parser, Subcommand};
 
@@ -61,14 +62,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MESHLENS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init();
     let cli = Cli::parse();
     match cli.command {
         Command::Server(a) => cmd::server::run(a),

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{get_json, httpc, poll, urlencode, KillOnDrop, Server, BIN};
+use common::{get_json, httpc, poll, urlencode, KillOnDrop, Server};
 use serde_json::Value;
 
 use common::protobuf::{bytes_field, double_field, varint, varint_field, zigzag};
@@ -88,39 +88,22 @@ fn start_target() -> String {
     addr
 }
 
-/// Starts `meshlens agent` on an OS-chosen port, reading the address it prints; waits until
-/// it is ready.
+/// Starts `meshlens agent` for cluster `east` with the Prometheus config `config`, sending
+/// remote-write `message` to `hub`.
 fn start_agent(
     dir: &std::path::Path,
     hub: &str,
     config: &std::path::Path,
     message: &str,
 ) -> (KillOnDrop, String) {
-    let mut child = Command::new(BIN)
-        .args(["agent", "--cluster", "east", "--hub", hub])
-        .args(["--listen", "127.0.0.1:0", "--hub.protobuf-message", message])
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn meshlens agent");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the agent exited before printing its address")
-            .expect("utf-8");
-        if let Some((_, a)) = line.split_once("agent listening on http://") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let url = format!("http://{addr}");
-    common::wait_ready(&url, Duration::from_secs(60));
-    (KillOnDrop(child), url)
+    let flags = [
+        OsStr::new("--hub.protobuf-message"),
+        OsStr::new(message),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ];
+    let (agent, url, _) = common::start_agent(dir, hub, &flags);
+    (agent, url)
 }
 
 /// The one series of an instant query: its labels and value.

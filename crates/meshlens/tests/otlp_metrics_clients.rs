@@ -11,12 +11,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{get_json, poll, require_python_module, urlencode, KillOnDrop, Server, BIN};
+use common::{get_json, poll, require_python_module, urlencode, Server};
 use serde_json::Value;
 
 type LabelSet = BTreeMap<String, String>;
@@ -325,44 +324,6 @@ fn opentelemetry_sdk_metrics_over_otlp_http_and_grpc() {
     bad_input(&server);
 }
 
-/// Starts `meshlens agent` for cluster `east` forwarding to `hub`, with OTLP/gRPC on;
-/// returns it with its HTTP URL and its OTLP/gRPC address.
-fn start_agent(dir: &Path, hub: &str) -> (KillOnDrop, String, String) {
-    let mut child = Command::new(BIN)
-        .args(["agent", "--cluster", "east", "--hub", hub])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--otlp-grpc-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--otlp.promote-resource-attributes=deployment.environment")
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn meshlens agent");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut grpc = None;
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the agent exited before printing its address")
-            .expect("utf-8");
-        if let Some((_, a)) = line.split_once("agent OTLP/gRPC listening on ") {
-            grpc = Some(a.trim().to_string());
-        }
-        if let Some((_, a)) = line.split_once("agent listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    common::wait_ready(&url, Duration::from_secs(60));
-    let grpc = grpc.expect("the agent prints its OTLP/gRPC address first");
-    (KillOnDrop(child), url, grpc)
-}
-
 /// An agent takes OTLP metrics over HTTP and gRPC, buffers them and forwards them to its hub:
 /// the hub shows Prometheus 3's translation, each series with the agent's `cluster`.
 #[test]
@@ -375,7 +336,15 @@ fn opentelemetry_sdk_metrics_through_an_agent() {
     }
     let dir = tempfile::tempdir().unwrap();
     let hub = Server::start(&dir.path().join("hub"), &["--otlp-grpc-listen", "off"]);
-    let (_agent, agent, grpc) = start_agent(&dir.path().join("agent"), &hub.url(""));
+    let flags = [
+        "--otlp-grpc-listen",
+        "127.0.0.1:0",
+        "--otlp.promote-resource-attributes=deployment.environment",
+    ];
+    let flags: Vec<&std::ffi::OsStr> = flags.iter().map(std::ffi::OsStr::new).collect();
+    let (_agent, agent, grpc) =
+        common::start_agent(&dir.path().join("agent"), &hub.url(""), &flags);
+    let grpc = grpc.expect("the agent prints its OTLP/gRPC address");
     let cluster = [("cluster", "east")];
     send_and_check_with(
         &hub,

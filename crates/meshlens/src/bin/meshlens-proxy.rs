@@ -1,6 +1,8 @@
 //! The proxy alone, as a sidecar ships it: the same flags as `meshlens proxy`, in a binary
 //! that holds only the data plane's code, so an idle sidecar keeps few pages resident.
 
+#[path = "../logging.rs"]
+mod logging;
 #[path = "../cmd/proxy.rs"]
 mod proxy;
 
@@ -18,13 +20,6 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MESHLENS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init();
     proxy::run(Cli::parse().args)
 }

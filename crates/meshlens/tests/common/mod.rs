@@ -576,3 +576,47 @@ pub fn step_spans(step: u64, n: u64) -> Vec<meshlens_model::Span> {
         })
         .collect()
 }
+
+/// Starts `meshlens agent` for cluster `east` forwarding to `hub`, on an OS-chosen port with
+/// its buffer in `data_dir` and `extra` flags; waits until it is ready. Returns it, its URL
+/// and its OTLP/gRPC address when it printed one (`--otlp-grpc-listen`).
+pub fn start_agent(
+    data_dir: &Path,
+    hub: &str,
+    extra: &[&std::ffi::OsStr],
+) -> (KillOnDrop, String, Option<String>) {
+    let mut child = Command::new(BIN)
+        .args([
+            "agent",
+            "--cluster",
+            "east",
+            "--hub",
+            hub,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn meshlens agent");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut grpc = None;
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the agent exited before printing its address")
+            .expect("utf-8");
+        if let Some((_, a)) = line.split_once("agent OTLP/gRPC listening on ") {
+            grpc = Some(a.trim().to_string());
+        }
+        if let Some((_, a)) = line.split_once("agent listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    wait_ready(&url, Duration::from_secs(60));
+    (KillOnDrop(child), url, grpc)
+}
