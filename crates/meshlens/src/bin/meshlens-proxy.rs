@@ -8,10 +8,11 @@ mod proxy;
 
 use clap::Parser;
 
+/// No `--version` flag of its own: `--version` is the workload's version, as in
+/// `meshlens proxy`.
 #[derive(Parser)]
 #[command(
     name = "meshlens-proxy",
-    version,
     about = "The meshlens sidecar / ingress proxy"
 )]
 struct Cli {
@@ -22,4 +23,14 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     logging::init();
     proxy::run(Cli::parse().args)
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the command (duplicate flags and the like).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
