@@ -3,15 +3,16 @@
 //!
 //! Writes. A batch becomes at most two inserts: `series` rows for (series, UTC day) pairs
 //! this process has not written yet, then all samples (float samples to `samples`, native
-//! histogram samples to `histograms`, keyed and deduplicated alike). Both are RowBinary. `Ok` means
-//! ClickHouse acknowledged both (with a cluster: on the series' shard).
+//! histogram samples to `histograms`, keyed and deduplicated alike). Both are RowBinary.
+//! `Ok` means ClickHouse acknowledged both (with a cluster: on the series' shard).
 //!
 //! Idempotence. Inserts are at-least-once: a batch retried after a lost answer is stored
 //! twice. Plain MergeTree has no block deduplication (only Replicated tables do), so
 //! duplicates are removed on the query side instead: rows are keyed by (fingerprint, t),
 //! ReplacingMergeTree folds them when parts merge, and until then the reader keeps one row
-//! per key (`GROUP BY fingerprint, t` where rows travel, and again while decoding). A retried sample with a
-//! different value at the same timestamp is not detected: one of the two is returned.
+//! per key (`GROUP BY fingerprint, t` where rows travel, and again while decoding). A
+//! retried sample with a different value at the same timestamp is not detected: one of the
+//! two is returned.
 //!
 //! Reads. Matchers and the time range become SQL on `series` (which series, via the day
 //! column) and `samples` (`t BETWEEN`, and the series found, by fingerprint). Each shard

@@ -1,7 +1,8 @@
 //! OTLP metrics in: `POST /v1/metrics` (protobuf or JSON, gzip or not) and gRPC
 //! `opentelemetry.proto.collector.metrics.v1.MetricsService/Export`, translated into series
-//! as Prometheus 3 does (`meshlens_ingest::otlp::metrics`) and stored through the tenant's
-//! writer like remote write, under the same limits.
+//! as Prometheus 3 does (`meshlens_ingest::otlp::metrics`) and handed to a [`MetricsSink`]:
+//! the server stores them through the tenant's writer like remote write, under the same
+//! limits; an agent buffers them for its hubs (`crate::agent`).
 //!
 //! Status semantics (what exporters act on): a body that cannot be decoded is a 400 (gRPC
 //! INVALID_ARGUMENT) naming the byte or JSON path; the rate limit is a 429
