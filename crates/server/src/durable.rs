@@ -419,21 +419,10 @@ impl ClickHouseBuffer {
                     self.metrics.append(&series).map_err(InsertError::Storage)?;
                 }
                 if !req.histograms.is_empty() {
-                    let mut by_series: Vec<SeriesHistograms> = Vec::new();
-                    for (i, h) in &req.histograms {
-                        let Some(labels) = series.get(*i).map(|s| s.labels.clone()) else {
-                            continue;
-                        };
-                        match by_series.last_mut() {
-                            Some(last) if last.labels == labels => last.samples.push(h.clone()),
-                            _ => by_series.push(SeriesHistograms {
-                                labels,
-                                samples: vec![h.clone()],
-                            }),
-                        }
-                    }
+                    // Buffered records were admitted already: nothing here is refused.
+                    let (histograms, _) = remote_write::request_histograms(&req);
                     self.metrics
-                        .append_histograms(&by_series)
+                        .append_histograms(&histograms)
                         .map_err(InsertError::Storage)?;
                 }
                 if !req.metadata.is_empty() {
