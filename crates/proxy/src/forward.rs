@@ -31,6 +31,16 @@ use crate::tls::{TlsTarget, UpstreamPeer};
 /// Request bodies stream (see [`crate::upload`]).
 pub type ReqBody = crate::upload::ReqBody;
 
+/// A request to send upstream, possibly more than once (a stale pooled connection, a retry):
+/// HTTP/2 and TLS take it as a `Request`, the own HTTP/1.1 client encodes its head straight
+/// from the borrowed parts, with no copy of the header map.
+pub trait Outgoing {
+    fn request(&self, http2: bool) -> Request<ReqBody>;
+    fn head(&self) -> h1client::RequestHead<'_>;
+    /// A body for one attempt.
+    fn body(&self) -> ReqBody;
+}
+
 /// Why a request got no response from upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -138,25 +148,15 @@ impl Upstreams {
         u
     }
 
-    /// Sends a request to `addr` (`host:port`). `make` builds the request; it may be called
-    /// twice when a pooled connection turns out to be closed before the request was written.
-    pub async fn send(
-        self: &Arc<Self>,
-        addr: &str,
-        http2: bool,
-        make: impl Fn() -> Request<ReqBody>,
-    ) -> Result<Response<UpBody>, SendError> {
-        self.send_via(addr, http2, None, make).await
-    }
-
-    /// As [`Upstreams::send`], over TLS when `tls` is given; the response then carries an
-    /// [`UpstreamPeer`] extension.
+    /// Sends `req` to `addr` (`host:port`), over TLS when `tls` is given (the response then
+    /// carries an [`UpstreamPeer`] extension). `req` may be sent twice when a pooled
+    /// connection turns out to be closed before the request was written.
     pub async fn send_via(
         self: &Arc<Self>,
         addr: &str,
         http2: bool,
         tls: Option<&Arc<TlsTarget>>,
-        make: impl Fn() -> Request<ReqBody>,
+        req: &impl Outgoing,
     ) -> Result<Response<UpBody>, SendError> {
         let keyed;
         let key = match tls {
@@ -166,7 +166,7 @@ impl Upstreams {
                 keyed.as_str()
             }
         };
-        let mut resp = self.send_keyed(addr, key, http2, tls, make).await?;
+        let mut resp = self.send_keyed(addr, key, http2, tls, req).await?;
         if tls.is_some() {
             if let Some(p) = self.peers.lock().get(key) {
                 resp.extensions_mut().insert(p.clone());
@@ -181,25 +181,25 @@ impl Upstreams {
         key: &str,
         http2: bool,
         tls: Option<&Arc<TlsTarget>>,
-        make: impl Fn() -> Request<ReqBody>,
+        req: &impl Outgoing,
     ) -> Result<Response<UpBody>, SendError> {
         // The HTTP/2 path and dialing (with a TLS handshake) are boxed: their state is
         // kilobytes, and inline it would sit in every in-flight request's future, which the
         // request path boxes per request (measured with heaptrack under 1,000 connections).
         if http2 {
-            return Box::pin(self.send_h2(addr, key, tls, make()))
+            return Box::pin(self.send_h2(addr, key, tls, req.request(true)))
                 .await
                 .map(|r| r.map(UpBody::Hyper));
         }
         if tls.is_none() {
-            return self.send_own(addr, key, make).await;
+            return self.send_own(addr, key, req).await;
         }
         for _ in 0..3 {
             let (mut sender, pooled) = match self.take_idle(key) {
                 Some(s) => (s, true),
                 None => (Box::pin(self.dial_h1(addr, key, tls)).await?, false),
             };
-            match sender.send_request(make()).await {
+            match sender.send_request(req.request(false)).await {
                 Ok(resp) => {
                     self.park(key, sender);
                     return Ok(resp.map(UpBody::Hyper));
@@ -217,7 +217,7 @@ impl Upstreams {
         &self,
         addr: &str,
         key: &str,
-        make: impl Fn() -> Request<ReqBody>,
+        req: &impl Outgoing,
     ) -> Result<Response<UpBody>, SendError> {
         let idle = {
             let pools = &self.own;
@@ -244,7 +244,15 @@ impl Upstreams {
                     false,
                 ),
             };
-            match h1client::send(conn, make(), idle.clone(), crate::accept::MAX_BUF_SIZE).await {
+            let head = req.head();
+            let sent = h1client::send_head(
+                conn,
+                &head,
+                req.body(),
+                idle.clone(),
+                crate::accept::MAX_BUF_SIZE,
+            );
+            match sent.await {
                 Ok(resp) => return Ok(resp.map(UpBody::Own)),
                 Err(e) if pooled && e.is_stale_connection() => continue,
                 Err(e) => return Err(SendError::Reset(e.to_string())),

@@ -15,6 +15,7 @@
 //! closes. A response that does not parse is an error (the caller answers 503 UC), never a
 //! panic.
 
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -139,11 +140,22 @@ impl Idle {
     }
 }
 
+/// A request head as the proxy's upstream side holds it: borrowed, so that a request sent
+/// again (a retry, a stale pooled connection) is encoded from the same parts without a copy.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// Origin form: path and query.
+    pub target: &'a str,
+    /// Written first when given; `headers` should then hold no `Host`.
+    pub host: Option<&'a HeaderValue>,
+    pub headers: &'a HeaderMap,
+}
+
 /// Sends `req` on `conn` and reads the response head; the body streams from the connection,
 /// which returns to `idle` once the body has been read to its end (if the exchange lets the
 /// connection be reused).
 pub async fn send<B>(
-    mut conn: Conn,
+    conn: Conn,
     req: Request<B>,
     idle: Arc<Idle>,
     max_head: usize,
@@ -152,14 +164,35 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    let (parts, mut body) = req.into_parts();
-    let head_only = parts.method == Method::HEAD;
-    let close_requested = parts
+    let (parts, body) = req.into_parts();
+    let head = RequestHead {
+        method: &parts.method,
+        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        host: None,
+        headers: &parts.headers,
+    };
+    send_head(conn, &head, body, idle, max_head).await
+}
+
+/// As [`send`], with the head borrowed.
+pub async fn send_head<B>(
+    mut conn: Conn,
+    req: &RequestHead<'_>,
+    mut body: B,
+    idle: Arc<Idle>,
+    max_head: usize,
+) -> Result<Response<RespBody>, Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let head_only = *req.method == Method::HEAD;
+    let close_requested = req
         .headers
         .get(http::header::CONNECTION)
         .is_some_and(|v| has_token(v.as_bytes(), b"close"));
     let framing = if body.is_end_stream() {
-        if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+        if matches!(*req.method, Method::POST | Method::PUT | Method::PATCH) {
             ReqFraming::Length(0)
         } else {
             ReqFraming::None
@@ -170,9 +203,8 @@ where
             None => ReqFraming::Chunked,
         }
     };
-    let mut head = Vec::with_capacity(head_len(&parts));
-    encode_head(&mut head, &parts, framing);
-    drop(parts);
+    let mut head = Vec::with_capacity(head_len(req));
+    encode_head(&mut head, req, framing);
     // A small body of known length goes out with its head in one write.
     let mut left = match framing {
         ReqFraming::Length(n) => n,
@@ -299,28 +331,27 @@ enum ReqFraming {
     Chunked,
 }
 
-fn head_len(parts: &http::request::Parts) -> usize {
-    let pq = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
-    let h: usize = parts
+fn head_len(req: &RequestHead<'_>) -> usize {
+    let h: usize = req
         .headers
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
-    parts.method.as_str().len() + pq + h + 64
+    let host = req.host.map_or(0, |v| v.len() + 8);
+    req.method.as_str().len() + req.target.len() + host + h + 64
 }
 
-fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts, framing: ReqFraming) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+fn encode_head(out: &mut Vec<u8>, req: &RequestHead<'_>, framing: ReqFraming) {
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .as_bytes(),
-    );
+    out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (n, v) in &parts.headers {
+    if let Some(h) = req.host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (n, v) in req.headers {
         out.extend_from_slice(n.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(v.as_bytes());
@@ -330,7 +361,8 @@ fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts, framing: ReqFram
         ReqFraming::None => {}
         ReqFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            // Formatted in place: `Write` for `Vec` cannot fail.
+            let _ = write!(out, "{n}");
             out.extend_from_slice(b"\r\n");
         }
         ReqFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),

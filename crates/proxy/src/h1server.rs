@@ -15,6 +15,7 @@
 //! connection after the response.
 
 use std::future::Future;
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -397,6 +398,10 @@ async fn read_head(shared: &Arc<Shared>, max_head: usize) -> Result<Option<Parse
     }
 }
 
+/// How many headers the request path adds at most in the common case (`x-request-id`,
+/// `x-forwarded-proto`, four of trace context, the peer metadata header).
+const ADDED_HEADERS: usize = 8;
+
 /// Parses a complete head at the start of `buf` into a request whose body reads from the
 /// connection; the rest of `buf` becomes the body's (and later requests') buffer.
 fn parse(
@@ -422,20 +427,21 @@ fn parse(
     let path = r.path.unwrap_or("");
     let path_range = (path.as_ptr() as usize - base, path.len());
     let http10 = r.version == Some(0);
-    let ranges: Vec<(usize, usize, usize, usize)> = r
-        .headers
-        .iter()
-        .map(|h| {
-            let n = h.name.as_ptr() as usize - base;
-            let v = h.value.as_ptr() as usize - base;
-            (n, n + h.name.len(), v, v + h.value.len())
-        })
-        .collect();
+    // Offsets of names and values, kept on the stack while the head moves into `Bytes`.
+    let mut ranges = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = r.headers.len();
+    for (slot, h) in ranges.iter_mut().zip(r.headers.iter()) {
+        let n = h.name.as_ptr() as usize - base;
+        let v = h.value.as_ptr() as usize - base;
+        *slot = (n, n + h.name.len(), v, v + h.value.len());
+    }
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.0 + path_range.1))
         .map_err(|_| HeadError::Bad("invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(ranges.len());
-    for (ns, ne, vs, ve) in ranges {
+    // Room for the headers the request path adds (request id, trace context, forwarding),
+    // so that adding them does not grow the map.
+    let mut headers = HeaderMap::with_capacity(count + ADDED_HEADERS);
+    for &(ns, ne, vs, ve) in &ranges[..count] {
         let name = HeaderName::from_bytes(&head[ns..ne])
             .map_err(|_| HeadError::Bad("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
@@ -575,7 +581,8 @@ async fn write_response(
     }
     if let (false, Some(n)) = (bodiless, exact) {
         head.extend_from_slice(b"content-length: ");
-        head.extend_from_slice(n.to_string().as_bytes());
+        // Formatted in place: `Write` for `Vec` cannot fail.
+        let _ = write!(head, "{n}");
         head.extend_from_slice(b"\r\n");
     }
     if chunked {

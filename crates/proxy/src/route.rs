@@ -130,6 +130,16 @@ impl Match {
 /// The virtual host serving `host` (already lowercase, without port): exact names first
 /// (with Kubernetes short-name completion), then wildcards.
 pub fn virtual_host<'t>(table: &'t Table, host: &str) -> Option<&'t VirtualHost> {
+    // Both candidates looked up without building them (see `Table::short`); only wildcards
+    // need the completed names.
+    if !host.ends_with('.') && !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        if let Some(v) = table.exact.get(host).or_else(|| table.short.get(host)) {
+            return Some(v);
+        }
+        if table.wildcard.is_empty() {
+            return None;
+        }
+    }
     let candidates = request_host_candidates(host, &table.namespace);
     for c in &candidates {
         if let Some(v) = table.exact.get(c) {

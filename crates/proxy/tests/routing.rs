@@ -87,11 +87,15 @@ async fn each_match_type_and_first_match_wins() {
     );
     assert_eq!(h.get("reviews", "/q?a=1&tier=gold").await.body, "v2");
     assert_eq!(h.get("reviews", "/q?tier=silver").await.body, "v1");
-    // Short name, FQDN, name.namespace and a port all reach the same virtual host.
+    // Short name, FQDN, name.namespace(.svc), a port, a trailing dot and upper case all
+    // reach the same virtual host.
     for host in [
         "reviews:9080",
         "reviews.default",
+        "reviews.default.svc",
         "reviews.default.svc.cluster.local:9080",
+        "reviews.default.svc.cluster.local.",
+        "Reviews.Default",
     ] {
         assert_eq!(h.get(host, "/exact").await.body, "v2", "{host}");
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use meshlens_mesh::host::{exported_to, fqdn, host_matches};
+use meshlens_mesh::host::{exported_to, fqdn, host_matches, request_host_candidates};
 use meshlens_mesh::{
     ConfigError, DestinationRule, HeaderOperations, HttpRoute, MeshConfig, ServiceEntry, Source,
     VirtualService,
@@ -189,14 +189,39 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
     }
     let live: HashSet<String> = b.clusters.values().map(|c| c.name.clone()).collect();
     ctx.registry.retain(&live);
+    let short = short_names(&exact, ctx.namespace);
     Ok(Table {
         exact,
+        short,
         wildcard,
         tcp,
         namespace: ctx.namespace.to_string(),
         authz,
         inbound_mtls,
     })
+}
+
+/// The short names that complete (as [`request_host_candidates`] does in `namespace`) to a
+/// host of `exact` and are not themselves in it.
+fn short_names(
+    exact: &HashMap<String, Arc<VirtualHost>>,
+    namespace: &str,
+) -> HashMap<String, Arc<VirtualHost>> {
+    let suffix = format!(".svc.{}", meshlens_mesh::host::CLUSTER_DOMAIN);
+    let mut short = HashMap::new();
+    for (fqdn, vh) in exact {
+        let Some(rest) = fqdn.strip_suffix(&suffix) else {
+            continue;
+        };
+        let name = rest.split('.').next().unwrap_or(rest);
+        for alias in [format!("{rest}.svc"), rest.to_string(), name.to_string()] {
+            let completes = request_host_candidates(&alias, namespace).get(1) == Some(fqdn);
+            if completes && !exact.contains_key(&alias) {
+                short.entry(alias).or_insert_with(|| vh.clone());
+            }
+        }
+    }
+    short
 }
 
 type ClusterKey = (String, Option<String>, Option<u16>);

@@ -22,6 +22,10 @@ use crate::telemetry::metrics::DestLabels;
 /// Host → virtual host, as an outbound sidecar sees the mesh.
 pub struct Table {
     pub exact: HashMap<String, Arc<VirtualHost>>,
+    /// Short forms of `exact`'s Kubernetes names (`reviews`, `reviews.prod`,
+    /// `reviews.prod.svc`) as completed in `namespace`: found without building the completed
+    /// name for every request.
+    pub short: HashMap<String, Arc<VirtualHost>>,
     /// `*.suffix` patterns (and `*`), most specific first.
     pub wildcard: Vec<(String, Arc<VirtualHost>)>,
     /// The namespace short request hosts are completed in.

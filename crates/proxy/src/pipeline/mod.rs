@@ -173,6 +173,7 @@ pub async fn handle(
                 matched,
                 wc,
                 authority,
+                host_header: host_header.as_ref(),
                 port,
                 path,
                 query,
@@ -191,6 +192,8 @@ pub struct Target<'t> {
     pub matched: Option<&'t Match>,
     pub wc: &'t WeightedCluster,
     pub authority: &'t str,
+    /// The `Host` header the authority came from (none when the URI carried it).
+    pub host_header: Option<&'t HeaderValue>,
     pub port: u16,
     pub path: &'t str,
     pub query: Option<&'t str>,

@@ -23,10 +23,12 @@ pub struct Template {
     pub body: Upload,
     /// gRPC needs HTTP/2 end to end, whatever the port's declared protocol.
     pub grpc: bool,
-    /// `path_and_query` parsed once (HTTP/1.1 origin form), and the `Host` value.
-    origin: http::Uri,
+    /// The `Host` value (HTTP/1.1): the request's own when the authority is unchanged.
     host: Option<HeaderValue>,
 }
+
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 
 const HOP_BY_HOP: [&str; 7] = [
     "connection",
@@ -49,15 +51,16 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 fn strip_connection_named(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+    // The values are cheap clones; a single `Connection` header (the usual case) needs no
+    // list, and names are looked up as `&str` without building a `HeaderName`.
+    let mut values = h.get_all(CONNECTION).iter();
+    let first = values.next().cloned();
+    let rest: Vec<HeaderValue> = values.cloned().collect();
+    for v in first.iter().chain(&rest) {
+        let Ok(v) = v.to_str() else { continue };
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            h.remove(name);
+        }
     }
 }
 
@@ -80,8 +83,8 @@ impl Template {
         }
         headers.remove(HOST);
         headers.remove(http::header::CONTENT_LENGTH);
-        if !headers.contains_key("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
         // The caller's identity is ours to state (outbound) or to consume (inbound).
         match peer {
@@ -96,33 +99,32 @@ impl Template {
         t.route.headers.request.apply(&mut headers);
         t.wc.headers.request.apply(&mut headers);
 
-        let mut path = t.path.to_string();
-        let mut authority = t.authority.to_string();
+        let mut path = None;
+        let mut authority = None;
         if let Some(rw) = &t.route.rewrite {
-            path = rewrite_path(rw, t.matched, t.path);
-            if path != t.path {
+            let rewritten = rewrite_path(rw, t.matched, t.path);
+            if rewritten != t.path {
                 if let Ok(v) = HeaderValue::from_str(t.path) {
-                    headers.insert("x-envoy-original-path", v);
+                    headers.insert(X_ENVOY_ORIGINAL_PATH, v);
                 }
             }
-            if let Some(a) = &rw.authority {
-                authority = a.clone();
-            }
+            path = Some(rewritten);
+            authority = rw.authority.clone();
         }
-        let path_and_query = match t.query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
+        let path_and_query = match (path, t.query) {
+            (Some(p), None) => p,
+            (p, Some(q)) => format!("{}?{q}", p.as_deref().unwrap_or(t.path)),
+            (None, None) => t.path.to_string(),
         };
-        let origin = path_and_query
-            .parse()
-            .unwrap_or_else(|_| http::Uri::from_static("/"));
-        let host = HeaderValue::from_str(&authority).ok();
+        let host = match (&authority, t.host_header) {
+            (None, Some(h)) => Some(h.clone()),
+            _ => HeaderValue::from_str(authority.as_deref().unwrap_or(t.authority)).ok(),
+        };
         Template {
-            origin,
             host,
             method,
             path_and_query,
-            authority,
+            authority: authority.unwrap_or_else(|| t.authority.to_string()),
             port: t.port,
             headers,
             body,
@@ -141,7 +143,6 @@ impl Template {
         };
         Template {
             host: HeaderValue::from_str(&authority).ok(),
-            origin: self.origin.clone(),
             method: self.method.clone(),
             path_and_query: self.path_and_query.clone(),
             authority,
@@ -164,12 +165,34 @@ impl Template {
                 .unwrap_or_else(|_| http::Uri::from_static("/"));
             *req.version_mut() = http::Version::HTTP_2;
         } else {
-            *req.uri_mut() = self.origin.clone();
+            *req.uri_mut() = self
+                .path_and_query
+                .parse()
+                .unwrap_or_else(|_| http::Uri::from_static("/"));
             if let Some(h) = &self.host {
                 req.headers_mut().insert(HOST, h.clone());
             }
         }
         req
+    }
+}
+
+impl crate::forward::Outgoing for Template {
+    fn request(&self, http2: bool) -> Request<ReqBody> {
+        self.to_request(http2)
+    }
+
+    fn head(&self) -> crate::h1client::RequestHead<'_> {
+        crate::h1client::RequestHead {
+            method: &self.method,
+            target: &self.path_and_query,
+            host: self.host.as_ref(),
+            headers: &self.headers,
+        }
+    }
+
+    fn body(&self) -> ReqBody {
+        self.body.attempt()
     }
 }
 

@@ -110,9 +110,7 @@ async fn attempts(
                 return local(503, Flags::UF, UF_BODY, Some(ep));
             }
         };
-        let send = px
-            .upstreams
-            .send_via(&address, h2, tls.as_ref(), || tmpl.to_request(h2));
+        let send = px.upstreams.send_via(&address, h2, tls.as_ref(), tmpl);
         let result = match policy.per_try_timeout {
             Some(t) => tokio::time::timeout(t, send).await.ok(),
             None => Some(send.await),
@@ -205,7 +203,7 @@ pub fn mirror(px: Arc<Shared>, cluster: Arc<Cluster>, mut tmpl: Template, body: 
         };
         if let Ok(resp) = px
             .upstreams
-            .send_via(&address, h2, tls.as_ref(), || tmpl.to_request(h2))
+            .send_via(&address, h2, tls.as_ref(), &tmpl)
             .await
         {
             let _ = resp.into_body().collect().await;
