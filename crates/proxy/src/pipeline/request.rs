@@ -30,22 +30,26 @@ pub struct Template {
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
 ];
 
-/// Removes connection-level headers, including those the `Connection` header names.
+/// Removes connection-level headers, including those the `Connection` header names. Most
+/// messages carry none but `Connection`: one pass over the names finds that out.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     if h.contains_key(CONNECTION) {
         strip_connection_named(h);
     }
-    for n in HOP_BY_HOP {
+    if !h.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
 }
