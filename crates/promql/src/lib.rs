@@ -129,6 +129,7 @@ impl Engine {
         &self,
         storage: &dyn MetricReader,
         expr: &promql_parser::parser::Expr,
+        source: Option<&str>,
         span: eval::QuerySpan,
     ) -> Result<QueryResult, PromqlError> {
         let after = self.opts.timeout;
@@ -136,7 +137,7 @@ impl Engine {
             .gate
             .enter(span.deadline)
             .ok_or(PromqlError::QueueTimeout { after })?;
-        eval::run(storage, &self.opts, expr, span)
+        eval::run(storage, &self.opts, expr, source, span)
     }
 
     pub fn instant_query(
@@ -146,7 +147,8 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryResult, PromqlError> {
         let deadline = Instant::now() + self.opts.timeout;
-        let expr = parse(&duration_expr::resolve(query, 0, 0))?;
+        let query = duration_expr::resolve(query, 0, 0);
+        let expr = parse(&query)?;
         let span = eval::QuerySpan {
             start: time_ms,
             end: time_ms,
@@ -154,7 +156,7 @@ impl Engine {
             instant: true,
             deadline,
         };
-        self.run(storage, &expr, span)
+        self.run(storage, &expr, Some(&query), span)
     }
 
     /// The same over an already parsed expression: rules parse once at load, not on every
@@ -173,7 +175,7 @@ impl Engine {
             instant: true,
             deadline,
         };
-        self.run(storage, expr, span)
+        self.run(storage, expr, None, span)
     }
 
     pub fn range_query(
@@ -208,7 +210,7 @@ impl Engine {
             deadline,
         };
         if self.opts.disable_cache || !cache::cacheable(&expr) {
-            return self.run(storage, &expr, span(start_ms));
+            return self.run(storage, &expr, Some(&query), span(start_ms));
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -225,14 +227,14 @@ impl Engine {
             None
         };
         let result = match hit {
-            None => self.run(storage, &expr, span(start_ms))?,
+            None => self.run(storage, &expr, Some(&query), span(start_ms))?,
             Some(h) if h.next > end_ms => QueryResult {
                 value: Value::Matrix(h.series),
                 warnings: h.warnings,
                 infos: h.infos,
             },
             Some(h) => {
-                let r = self.run(storage, &expr, span(h.next))?;
+                let r = self.run(storage, &expr, Some(&query), span(h.next))?;
                 match r.value {
                     Value::Matrix(m) => QueryResult {
                         value: Value::Matrix(cache::join(h.series, m)),

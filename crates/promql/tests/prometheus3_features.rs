@@ -92,7 +92,7 @@ eval instant at 1m count(limitk(10, up))
     {} 7
 
 eval instant at 1m count(limit_ratio(2, up))
-    expect warn msg: PromQL warning: ratio value should be between -1 and 1, got 2, capping to 1
+    expect warn msg: PromQL warning: ratio value should be between -1 and 1, got 2, capping to 1 (1:19)
     {} 7
 "#,
     );

@@ -281,10 +281,10 @@ impl<'a> Evaluator<'a> {
                         (lo.min(*r), hi.max(*r))
                     });
                 if max > 1.0 {
-                    self.warn(invalid_ratio(max, 1.0));
+                    self.warn_at(invalid_ratio(max, 1.0), 0);
                 }
                 if min < -1.0 {
-                    self.warn(invalid_ratio(min, -1.0));
+                    self.warn_at(invalid_ratio(min, -1.0), 0);
                 }
                 let mut selected = vec![vec![false; steps]; input.len()];
                 for (i, s) in input.iter().enumerate() {
@@ -348,9 +348,10 @@ impl<'a> Evaluator<'a> {
             .as_ref()
             .and_then(|q| q.iter().find(|q| !(0.0..=1.0).contains(*q)).copied())
         {
-            self.warn(format!(
-                "quantile value should be between 0 and 1, got {bad}"
-            ));
+            self.warn_at(
+                format!("quantile value should be between 0 and 1, got {bad}"),
+                0,
+            );
         }
         let any_hists = input.iter().any(Series::has_hists);
         for (key, members) in groups {
@@ -464,8 +465,12 @@ impl<'a> Evaluator<'a> {
                 if f == RangeFn::AbsentOverTime || !(f.keeps_name() || pins_name(&ms.vs)) {
                     return Ok(None);
                 }
-                let params = crate::functions::range_params(self, f, &args)?;
-                Ok(Some(self.rollup_source(ms, f, params)?))
+                let call = super::positions::node_key(c);
+                let params =
+                    self.in_call(call, || crate::functions::range_params(self, f, &args))?;
+                let mut source = self.rollup_source(ms, f, params)?;
+                source.call = Some((call, f.matrix_arg()));
+                Ok(Some(source))
             }
             _ => Ok(None),
         }

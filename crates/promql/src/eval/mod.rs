@@ -3,6 +3,7 @@
 pub(crate) mod aggregate;
 mod binary;
 mod fold;
+pub(crate) mod positions;
 mod selector;
 pub(crate) mod stream;
 
@@ -35,6 +36,10 @@ pub(crate) struct Evaluator<'a> {
     pub samples: AtomicUsize,
     /// Warnings and infos for the response, de-duplicated, in order of first report.
     pub notes: std::cell::RefCell<Notes>,
+    /// Where calls start in the query text (none for an expression without its text).
+    pub positions: Option<&'a positions::SourcePositions>,
+    /// The calls and aggregations being evaluated, innermost last (see [`Evaluator::warn_at`]).
+    pub calls: std::cell::RefCell<Vec<usize>>,
 }
 
 #[derive(Default, Clone)]
@@ -90,8 +95,10 @@ pub(crate) fn run(
     storage: &dyn MetricReader,
     opts: &EngineOptions,
     expr: &Expr,
+    source: Option<&str>,
     span: QuerySpan,
 ) -> Result<QueryResult, PromqlError> {
+    let positions = source.map(|text| positions::SourcePositions::new(text, expr));
     let QuerySpan {
         start,
         end,
@@ -116,6 +123,8 @@ pub(crate) fn run(
         deadline,
         samples: AtomicUsize::new(0),
         notes: Default::default(),
+        positions: positions.as_ref(),
+        calls: Default::default(),
     };
     let inner = unwrap_parens(expr);
     if matches!(inner, Expr::MatrixSelector(_) | Expr::Subquery(_)) {
@@ -285,6 +294,55 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// A warning about argument `arg` of the call being evaluated, with the argument's
+    /// position in the query text when it is known (`... (1:25)`), as Prometheus gives it.
+    pub fn warn_at(&self, message: String, arg: usize) {
+        self.warn(self.positioned(message, |p, node| p.arg(node, arg)));
+    }
+
+    /// As [`Evaluator::warn_at`], for an info.
+    pub fn info_at(&self, message: String, arg: usize) {
+        self.info(self.positioned(message, |p, node| p.arg(node, arg)));
+    }
+
+    /// A warning about the call being evaluated as a whole (its name's position).
+    pub fn warn_at_call(&self, message: String) {
+        self.warn(self.positioned(message, |p, node| p.call(node)));
+    }
+
+    /// Prometheus's warning for a sort in a range query, whose series come ordered by labels.
+    pub fn warn_if_range_sort(&self) {
+        if self.query_step != 0 {
+            self.warn_at_call(
+                "sort is ineffective for range queries since results are always ordered by labels"
+                    .to_string(),
+            );
+        }
+    }
+
+    fn positioned(
+        &self,
+        message: String,
+        at: impl Fn(&positions::SourcePositions, usize) -> Option<String>,
+    ) -> String {
+        let node = self.calls.borrow().last().copied();
+        match (self.positions, node) {
+            (Some(p), Some(node)) => match at(p, node) {
+                Some(pos) => format!("{message} ({pos})"),
+                None => message,
+            },
+            _ => message,
+        }
+    }
+
+    /// Evaluates `f` as the call `node` (for positions of its annotations).
+    pub(crate) fn in_call<T>(&self, node: usize, f: impl FnOnce() -> T) -> T {
+        self.calls.borrow_mut().push(node);
+        let out = f();
+        self.calls.borrow_mut().pop();
+        out
+    }
+
     pub fn check_deadline(&self) -> Result<(), PromqlError> {
         if Instant::now() > self.deadline {
             return Err(PromqlError::Timeout {
@@ -364,8 +422,10 @@ impl<'a> Evaluator<'a> {
             Expr::MatrixSelector(_) | Expr::Subquery(_) => Err(PromqlError::exec(
                 "a range vector is only allowed as a function argument",
             )),
-            Expr::Call(c) => crate::functions::call(self, c),
-            Expr::Aggregate(a) => self.eval_aggregate(a),
+            Expr::Call(c) => {
+                self.in_call(positions::node_key(c), || crate::functions::call(self, c))
+            }
+            Expr::Aggregate(a) => self.in_call(positions::node_key(a), || self.eval_aggregate(a)),
             Expr::Binary(b) => self.eval_binary(b),
             Expr::Extension(_) => Err(PromqlError::exec("extension expressions are not supported")),
         }

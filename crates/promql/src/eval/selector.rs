@@ -130,6 +130,8 @@ impl<'a> Evaluator<'a> {
             deadline: self.deadline,
             samples: AtomicUsize::new(self.samples.load(Ordering::Relaxed)),
             notes: Default::default(),
+            positions: self.positions,
+            calls: Default::default(),
         };
         let v = inner.eval(&sq.expr)?;
         self.samples

@@ -44,6 +44,9 @@ pub(crate) struct Source<'s> {
     /// window's end).
     times: Vec<i64>,
     what: What,
+    /// The range function call this source evaluates and its matrix argument, for the
+    /// position of its annotations.
+    pub call: Option<(usize, usize)>,
 }
 
 enum What {
@@ -210,6 +213,7 @@ impl<'a> Evaluator<'a> {
             _ => Vec::new(),
         };
         Ok(Source {
+            call: None,
             cursors,
             times,
             what: What::Latest { timestamp },
@@ -230,6 +234,7 @@ impl<'a> Evaluator<'a> {
             _ => Vec::new(),
         };
         Ok(Source {
+            call: None,
             cursors,
             times,
             what: What::Rollup { f, range, params },
@@ -266,14 +271,30 @@ impl<'a> Evaluator<'a> {
         };
         let mut noted: Vec<String> = Vec::new();
         let mut take = |out: BlockOut<P>| {
-            for name in out.non_counters {
-                if !noted.contains(&name) {
-                    self.info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"));
-                    noted.push(name);
+            // Positioned at the range function's matrix argument, as evaluating the call
+            // whole would; a selector's notes carry no position.
+            let note = |arg: Option<usize>| {
+                let warn = |m: String| match arg {
+                    Some(a) => self.warn_at(m, a),
+                    None => self.warn(m),
+                };
+                let info = |m: String| match arg {
+                    Some(a) => self.info_at(m, a),
+                    None => self.info(m),
+                };
+                for name in out.non_counters {
+                    if !noted.contains(&name) {
+                        info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"));
+                        noted.push(name);
+                    }
                 }
+                out.notes.warnings.into_iter().for_each(warn);
+                out.notes.infos.into_iter().for_each(info);
+            };
+            match source.call {
+                Some((call, arg)) => self.in_call(call, || note(Some(arg))),
+                None => note(None),
             }
-            out.notes.warnings.into_iter().for_each(|w| self.warn(w));
-            out.notes.infos.into_iter().for_each(|i| self.info(i));
             merge(out.partial);
         };
         let ts = &self.ts[..];

@@ -14,33 +14,40 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
     let q = scalar_arg(ev, args, 0, None, "histogram_quantile")?;
     let v = vector_arg(ev, args, 1, "histogram_quantile")?;
     if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-        ev.warn(format!(
-            "quantile value should be between 0 and 1, got {bad}"
-        ));
+        ev.warn_at(
+            format!("quantile value should be between 0 and 1, got {bad}"),
+            0,
+        );
     }
     Ok(Val::Vector(per_histogram(
         ev,
         v,
+        1,
         |step, h| super::native::quantile(q[step], h),
-        |step, name, buckets| quantile_noting_fixes(ev, q[step], name, buckets),
+        |step, name, buckets| quantile_noting_fixes(ev, 1, q[step], name, buckets),
     )))
 }
 
 /// [`bucket_quantile`] that tells the query, with Prometheus's info annotation, when the
 /// buckets of metric `name` had to be repaired (a count lower than a smaller bucket's).
+/// `arg`: the call's argument holding the buckets (for the annotation's position).
 pub(crate) fn quantile_noting_fixes(
     ev: &Evaluator,
+    arg: usize,
     q: f64,
     name: &str,
     buckets: &mut [(f64, f64)],
 ) -> f64 {
     let (v, forced) = bucket_quantile_fixing(q, buckets);
     if forced {
-        ev.info(format!(
-            "input to histogram_quantile needed to be fixed for monotonicity (see \
+        ev.info_at(
+            format!(
+                "input to histogram_quantile needed to be fixed for monotonicity (see \
              https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) \
              for metric name {name:?}"
-        ));
+            ),
+            arg,
+        );
     }
     v
 }
@@ -51,10 +58,12 @@ pub(crate) fn quantile_noting_fixes(
 /// with the same labels give two results with one label set (which the query refuses, as
 /// Prometheus does). Series without a usable `le` are left out with a warning; where a
 /// native histogram and classic buckets of the same metric and labels meet at a step,
-/// neither is evaluated there, with Prometheus's warning.
+/// neither is evaluated there, with Prometheus's warning. `arg`: the call's argument `v`
+/// came from (for the warnings' position).
 pub(crate) fn per_histogram(
     ev: &Evaluator,
     v: Vec<Series>,
+    arg: usize,
     native: impl Fn(usize, &meshlens_model::FloatHistogram) -> f64,
     classic: impl Fn(usize, &str, &mut [(f64, f64)]) -> f64,
 ) -> Vec<Series> {
@@ -70,7 +79,7 @@ pub(crate) fn per_histogram(
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
             let name = s.labels.metric_name().unwrap_or("");
             let le = s.labels.get("le").unwrap_or("");
-            ev.warn(format!("bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?}"));
+            ev.warn_at(format!("bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?}"), arg);
             continue;
         };
         let mut b = s.labels.builder();
@@ -100,9 +109,9 @@ pub(crate) fn per_histogram(
                 continue;
             }
             if let Some(n) = twin.filter(|&n| hists[n].hist(step).is_some()) {
-                ev.warn(format!(
+                ev.warn_at(format!(
                     "vector contains a mix of classic and native histograms for metric name {name:?}"
-                ));
+                ), arg);
                 hists[n].hists[step] = None;
                 continue;
             }

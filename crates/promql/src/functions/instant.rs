@@ -88,6 +88,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
         "label_join" => return label_join(ev, args),
         "sort" | "sort_desc" => {
             let mut v = vector_arg(ev, args, 0, name)?;
+            ev.warn_if_range_sort();
             if steps == 1 {
                 // Sorting is by float value: native histograms are left out.
                 v.retain(|s| s.points[0].is_some());
@@ -110,6 +111,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
         }
         "sort_by_label" | "sort_by_label_desc" => {
             let mut v = vector_arg(ev, args, 0, name)?;
+            ev.warn_if_range_sort();
             let labels: Vec<String> = (1..args.len())
                 .map(|i| string_arg(args, i, name))
                 .collect::<Result<_, _>>()?;

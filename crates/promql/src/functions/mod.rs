@@ -43,6 +43,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
         return Ok(Val::Vector(histogram::per_histogram(
             ev,
             v,
+            2,
             |i, h| native::fraction(lower[i], upper[i], h),
             |i, _, buckets| histogram::bucket_fraction(lower[i], upper[i], buckets),
         )));
@@ -153,16 +154,18 @@ fn histogram_quantiles(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlErro
     for i in 2..args.len() {
         let q = scalar_arg(ev, args, i, None, name)?;
         if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-            ev.warn(format!(
-                "quantile value should be between 0 and 1, got {bad}"
-            ));
+            ev.warn_at(
+                format!("quantile value should be between 0 and 1, got {bad}"),
+                i,
+            );
         }
         let value = openmetrics_float(q.first().copied().unwrap_or(f64::NAN));
         let quantiles = histogram::per_histogram(
             ev,
             v.clone(),
+            0,
             |step, h| native::quantile(q[step], h),
-            |step, name, buckets| histogram::quantile_noting_fixes(ev, q[step], name, buckets),
+            |step, name, buckets| histogram::quantile_noting_fixes(ev, 0, q[step], name, buckets),
         );
         for mut s in quantiles {
             let mut b = s.labels.builder();

@@ -25,7 +25,8 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
     }
     if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
         let params = range_params(ev, f, args)?;
-        let source = ev.rollup_source(ms, f, params)?;
+        let mut source = ev.rollup_source(ms, f, params)?;
+        source.call = ev.calls.borrow().last().map(|&call| (call, f.matrix_arg()));
         return Ok(Some(Val::Vector(merge_same_labels(ev.collect(source)?)?)));
     }
     let m = ev.eval_matrix(arg)?;
@@ -37,7 +38,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
                     .iter()
                     .any(|sfx| metric.ends_with(sfx))
                 {
-                    ev.info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"));
+                    ev.info_at(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"), f.matrix_arg());
                 }
             }
         }
@@ -70,8 +71,14 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
                 &mut points,
                 &mut notes,
             );
-            notes.warnings.into_iter().for_each(|w| ev.warn(w));
-            notes.infos.into_iter().for_each(|i| ev.info(i));
+            notes
+                .warnings
+                .into_iter()
+                .for_each(|w| ev.warn_at(w, f.matrix_arg()));
+            notes
+                .infos
+                .into_iter()
+                .for_each(|i| ev.info_at(i, f.matrix_arg()));
             h
         };
         if points.iter().any(Option::is_some) || hists.iter().any(Option::is_some) {
@@ -135,9 +142,10 @@ pub(crate) fn range_params(
     }
     if f == RangeFn::QuantileOverTime {
         if let Some(bad) = p1.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-            ev.warn(format!(
-                "quantile value should be between 0 and 1, got {bad}"
-            ));
+            ev.warn_at(
+                format!("quantile value should be between 0 and 1, got {bad}"),
+                0,
+            );
         }
     }
     Ok(RangeParams { p1: Some(p1), p2 })

@@ -1,0 +1,262 @@
+//! Where a function call or an aggregation and its arguments start in the query text, so
+//! that annotations can name a position (`... (1:25)`) as Prometheus's do. The parser gives
+//! the tree without positions; they are found again in the text: the k-th node named `f` in
+//! the tree (visited in source order) is the k-th call of `f` in the text.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::Expr;
+
+/// Call sites of one query: node address -> (offset of the name, offset of its `(`).
+pub(crate) struct SourcePositions {
+    text: String,
+    sites: HashMap<usize, (usize, usize)>,
+}
+
+/// The address a call or aggregation node is known by.
+pub(crate) fn node_key<T>(node: &T) -> usize {
+    node as *const T as usize
+}
+
+impl SourcePositions {
+    pub fn new(text: &str, expr: &Expr) -> Self {
+        let mut nodes: Vec<(String, usize)> = Vec::new();
+        in_source_order(expr, &mut nodes);
+        let mut seen: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        for (name, at, open) in call_sites(text) {
+            seen.entry(name).or_default().push((at, open));
+        }
+        let mut used: HashMap<String, usize> = HashMap::new();
+        let mut sites = HashMap::new();
+        for (name, key) in nodes {
+            let site = used.get(&name).copied().unwrap_or(0);
+            if let Some(site) = seen.get(&name).and_then(|v| v.get(site)) {
+                sites.insert(key, *site);
+            }
+            *used.entry(name).or_insert(0) += 1;
+        }
+        SourcePositions {
+            text: text.to_string(),
+            sites,
+        }
+    }
+
+    /// `line:column` (both from 1) of the call's name.
+    pub fn call(&self, node: usize) -> Option<String> {
+        self.sites.get(&node).map(|&(at, _)| self.line_col(at))
+    }
+
+    /// `line:column` of the call's argument `i` (0-based; an aggregation's parameter is its
+    /// first).
+    pub fn arg(&self, node: usize, i: usize) -> Option<String> {
+        let &(_, open) = self.sites.get(&node)?;
+        arg_start(&self.text, open, i).map(|at| self.line_col(at))
+    }
+
+    fn line_col(&self, at: usize) -> String {
+        let before = &self.text[..at];
+        let line = before.matches('\n').count() + 1;
+        let col = match before.rfind('\n') {
+            Some(nl) => before[nl + 1..].chars().count() + 1,
+            None => before.chars().count() + 1,
+        };
+        format!("{line}:{col}")
+    }
+}
+
+/// Calls and aggregations, each with its node's address, parents before children and
+/// siblings left to right (the order their names appear in the text).
+fn in_source_order(e: &Expr, out: &mut Vec<(String, usize)>) {
+    match e {
+        Expr::Call(c) => {
+            out.push((c.func.name.to_string(), node_key(c)));
+            for a in &c.args.args {
+                in_source_order(a, out);
+            }
+        }
+        Expr::Aggregate(a) => {
+            out.push((a.op.to_string().to_ascii_lowercase(), node_key(a)));
+            if let Some(p) = &a.param {
+                in_source_order(p, out);
+            }
+            in_source_order(&a.expr, out);
+        }
+        Expr::Binary(b) => {
+            in_source_order(&b.lhs, out);
+            in_source_order(&b.rhs, out);
+        }
+        Expr::Paren(p) => in_source_order(&p.expr, out),
+        Expr::Unary(u) => in_source_order(&u.expr, out),
+        Expr::Subquery(s) => in_source_order(&s.expr, out),
+        _ => {}
+    }
+}
+
+/// Every `name(` in the text (and `name by (...) (` / `name without (...) (`), outside
+/// strings, label matchers and comments: (name, offset of the name, offset of the `(`).
+fn call_sites(text: &str) -> Vec<(String, usize, usize)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' | b'`' => i = skip_string(b, i),
+            b'#' => {
+                i = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |n| i + n)
+            }
+            b'{' => i = skip_group(b, i),
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+                let start = i;
+                i = ident_end(b, i);
+                let name = &text[start..i];
+                let mut j = skip_space(b, i);
+                let word_end = ident_end(b, j);
+                if matches!(&text[j..word_end], "by" | "without") {
+                    j = skip_space(b, word_end);
+                    if b.get(j) == Some(&b'(') {
+                        j = skip_space(b, skip_group(b, j));
+                    }
+                }
+                if b.get(j) == Some(&b'(') {
+                    out.push((name.to_string(), start, j));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Offset of the first byte of argument `n` of the call whose `(` is at `open`.
+fn arg_start(text: &str, open: usize, n: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut arg = 0;
+    let mut i = skip_space(b, open + 1);
+    if n == 0 {
+        return (i < b.len() && b[i] != b')').then_some(i);
+    }
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' | b'`' => i = skip_string(b, i),
+            b'(' | b'[' | b'{' => i = skip_group(b, i),
+            b')' => return None,
+            b',' => {
+                arg += 1;
+                i = skip_space(b, i + 1);
+                if arg == n {
+                    return (i < b.len()).then_some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn ident_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+        i += 1;
+    }
+    i
+}
+
+fn skip_space(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// Past the string starting at `i` (escapes honoured except in raw backtick strings).
+fn skip_string(b: &[u8], i: usize) -> usize {
+    let quote = b[i];
+    let mut j = i + 1;
+    while j < b.len() {
+        if b[j] == b'\\' && quote != b'`' {
+            j += 2;
+            continue;
+        }
+        if b[j] == quote {
+            return j + 1;
+        }
+        j += 1;
+    }
+    b.len()
+}
+
+/// Past the bracketed group opening at `i`, nested groups and strings included.
+fn skip_group(b: &[u8], i: usize) -> usize {
+    let mut depth = 0usize;
+    let mut j = i;
+    while j < b.len() {
+        match b[j] {
+            b'"' | b'\'' | b'`' => {
+                j = skip_string(b, j);
+                continue;
+            }
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return j + 1;
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The position of argument `arg` of the query's outermost call.
+    fn arg(q: &str, arg: usize) -> Option<String> {
+        let e = promql_parser::parser::parse(q).unwrap();
+        SourcePositions::new(q, &e).arg(first_call(&e), arg)
+    }
+
+    fn first_call(e: &Expr) -> usize {
+        match e {
+            Expr::Call(c) => node_key(c),
+            Expr::Aggregate(a) => node_key(a),
+            Expr::Paren(p) => first_call(&p.expr),
+            _ => panic!("no call"),
+        }
+    }
+
+    #[test]
+    fn arguments_are_found_in_the_text() {
+        let q = "histogram_quantile(0.8, series)";
+        assert_eq!(arg(q, 1).as_deref(), Some("1:25"));
+        assert_eq!(arg(q, 0).as_deref(), Some("1:20"));
+        let e = promql_parser::parser::parse(q).unwrap();
+        let p = SourcePositions::new(q, &e);
+        assert_eq!(p.call(first_call(&e)).as_deref(), Some("1:1"));
+        assert_eq!(
+            arg("quantile without(point)(NaN, data)", 0).as_deref(),
+            Some("1:25")
+        );
+        assert_eq!(
+            arg("sum by (job) (\n  rate(x{a=\"rate(\"}[5m]))", 0).as_deref(),
+            Some("2:3")
+        );
+        assert_eq!(arg("topk(3, x)", 1).as_deref(), Some("1:9"));
+        assert_eq!(arg("sum(x) by (job)", 0).as_deref(), Some("1:5"));
+    }
+
+    #[test]
+    fn the_kth_node_is_the_kth_call() {
+        let q = "rate(a[1m]) + rate( b[1m])";
+        let e = promql_parser::parser::parse(q).unwrap();
+        let p = SourcePositions::new(q, &e);
+        let Expr::Binary(b) = &e else { panic!() };
+        assert_eq!(p.arg(first_call(&b.lhs), 0).as_deref(), Some("1:6"));
+        assert_eq!(p.arg(first_call(&b.rhs), 0).as_deref(), Some("1:21"));
+    }
+}
