@@ -24,6 +24,7 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
         v,
         1,
         |step, h| super::native::quantile(q[step], h),
+        |step, h| NanObservations::of(h).quantile_info(q[step], h),
         |step, name, buckets| quantile_noting_fixes(ev, 1, q[step], name, buckets),
     )))
 }
@@ -59,15 +60,28 @@ pub(crate) fn quantile_noting_fixes(
 /// Prometheus does). Series without a usable `le` are left out with a warning; where a
 /// native histogram and classic buckets of the same metric and labels meet at a step,
 /// neither is evaluated there, with Prometheus's warning. `arg`: the call's argument `v`
-/// came from (for the warnings' position).
+/// came from (for the warnings' position). `nan_info`: an info to give (with the metric name)
+/// for a native histogram at a step, see [`NanObservations`].
 pub(crate) fn per_histogram(
     ev: &Evaluator,
     v: Vec<Series>,
     arg: usize,
     native: impl Fn(usize, &meshlens_model::FloatHistogram) -> f64,
+    nan_info: impl Fn(usize, &meshlens_model::FloatHistogram) -> Option<&'static str>,
     classic: impl Fn(usize, &str, &mut [(f64, f64)]) -> f64,
 ) -> Vec<Series> {
     let (mut hists, v): (Vec<Series>, Vec<Series>) = v.into_iter().partition(Series::has_hists);
+    for s in &hists {
+        for (step, h) in s.hists.iter().enumerate() {
+            if let Some(info) = h.as_ref().and_then(|h| nan_info(step, h)) {
+                let info = match s.labels.metric_name() {
+                    Some(name) if !name.is_empty() => format!("{info} for metric name {name:?}"),
+                    _ => info.to_string(),
+                };
+                ev.info_at(info, arg);
+            }
+        }
+    }
     let native_of: HashMap<Labels, usize> = hists
         .iter()
         .enumerate()
@@ -128,6 +142,48 @@ pub(crate) fn per_histogram(
     let mut natives = super::of_histograms(hists, native);
     natives.append(&mut out);
     natives
+}
+
+/// Observations of NaN in a native histogram: counted in its count and sum (which turns
+/// NaN), in no bucket. Prometheus ranks them above every bucket and says so in an info.
+pub(crate) struct NanObservations {
+    /// Observations in the buckets (zero bucket included).
+    in_buckets: f64,
+}
+
+impl NanObservations {
+    pub fn of(h: &meshlens_model::FloatHistogram) -> Self {
+        let in_buckets = h.zero_count
+            + h.positive_buckets.iter().sum::<f64>()
+            + h.negative_buckets.iter().sum::<f64>();
+        NanObservations { in_buckets }
+    }
+
+    /// Some NaN observations: a NaN sum, and fewer observations in the buckets than in the
+    /// count (with only -Inf and +Inf observed the sum is NaN too, but the buckets hold all).
+    fn present(&self, h: &meshlens_model::FloatHistogram) -> bool {
+        h.sum.is_nan() && self.in_buckets < h.count
+    }
+
+    /// `histogram_quantile`'s info: the quantile's rank lies past the buckets (the result
+    /// is NaN), or within them (the result is skewed higher).
+    pub fn quantile_info(&self, q: f64, h: &meshlens_model::FloatHistogram) -> Option<&'static str> {
+        if !self.present(h) || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        Some(if q * h.count > self.in_buckets {
+            "input to histogram_quantile has NaN observations, result is NaN"
+        } else {
+            "input to histogram_quantile has NaN observations, result is skewed higher"
+        })
+    }
+
+    /// `histogram_fraction`'s info.
+    pub fn fraction_info(&self, h: &meshlens_model::FloatHistogram) -> Option<&'static str> {
+        self.present(h).then_some(
+            "input to histogram_fraction has NaN observations, which are excluded from all fractions",
+        )
+    }
 }
 
 fn parse_le(s: &str) -> Option<f64> {
