@@ -385,8 +385,10 @@ impl<'a> Evaluator<'a> {
                                 WindowValue::None
                             }
                         };
-                        notes.warnings.into_iter().for_each(|w| self.warn(w));
-                        notes.infos.into_iter().for_each(|i| self.info(i));
+                        // Positioned at the aggregated expression (sum and avg take no
+                        // parameter).
+                        notes.warnings.into_iter().for_each(|w| self.warn_at(w, 0));
+                        notes.infos.into_iter().for_each(|i| self.info_at(i, 0));
                         match value {
                             WindowValue::Float(v) => {
                                 *point = Some(v);

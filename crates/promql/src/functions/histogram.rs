@@ -167,7 +167,11 @@ impl NanObservations {
 
     /// `histogram_quantile`'s info: the quantile's rank lies past the buckets (the result
     /// is NaN), or within them (the result is skewed higher).
-    pub fn quantile_info(&self, q: f64, h: &meshlens_model::FloatHistogram) -> Option<&'static str> {
+    pub fn quantile_info(
+        &self,
+        q: f64,
+        h: &meshlens_model::FloatHistogram,
+    ) -> Option<&'static str> {
         if !self.present(h) || !(0.0..=1.0).contains(&q) {
             return None;
         }

@@ -35,6 +35,15 @@ impl Notes {
     }
 }
 
+/// Prometheus's info for custom-bucket histograms combined on the bounds both have.
+fn note_reconciled(notes: &mut Notes, info: nh::AddInfo, operation: &str) {
+    if info.custom_bounds_reconciled {
+        notes.info(format!(
+            "mismatched custom buckets were reconciled during {operation}"
+        ));
+    }
+}
+
 fn mixed_warning(metric: &str) -> String {
     format!("encountered a mix of histograms and floats for metric name {metric:?}")
 }
@@ -227,11 +236,16 @@ pub(crate) fn rollup_window(
             let (prev, last) = (&hists[hists.len() - 2], &hists[hists.len() - 1]);
             let mut h = (*last.h).clone();
             let reset = f == Irate && last.h.detect_reset(&prev.h);
-            if !reset && h.sub(&prev.h).is_err() {
-                notes.warn(format!(
-                    "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
-                ));
-                return WindowValue::None;
+            if !reset {
+                match h.sub_with_info(&prev.h) {
+                    Ok(info) => note_reconciled(notes, info, "subtraction"),
+                    Err(_) => {
+                        notes.warn(format!(
+                            "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+                        ));
+                        return WindowValue::None;
+                    }
+                }
             }
             if f == Irate {
                 let dt = (last.t - prev.t) as f64 / 1000.0;
@@ -246,7 +260,7 @@ pub(crate) fn rollup_window(
         }
         SumOverTime | AvgOverTime => {
             let all: Vec<&FloatHistogram> = hists.iter().map(|x| x.h.as_ref()).collect();
-            match kahan_sum(&all) {
+            match kahan_sum(&all, notes) {
                 Ok(mut sum) => {
                     if f == AvgOverTime {
                         sum.div(hists.len() as f64);
@@ -347,11 +361,14 @@ fn histogram_rate(
         ));
     }
     let mut h = (**last).clone();
-    if h.sub(&prev).is_err() {
-        notes.warn(format!(
-            "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
-        ));
-        return None;
+    match h.sub_with_info(&prev) {
+        Ok(info) => note_reconciled(notes, info, "subtraction"),
+        Err(_) => {
+            notes.warn(format!(
+                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+            ));
+            return None;
+        }
     }
     if counter {
         let mut before: &FloatHistogram = &prev;
@@ -404,7 +421,7 @@ pub(crate) fn aggregate(op: &str, hists: &[&FloatHistogram], notes: &mut Notes) 
     match op {
         "count" => WindowValue::Float(hists.len() as f64),
         "group" => WindowValue::Float(1.0),
-        "sum" | "avg" => match kahan_sum(hists) {
+        "sum" | "avg" => match kahan_sum(hists, notes) {
             Ok(mut acc) => {
                 if op == "avg" {
                     acc.div(hists.len() as f64);
@@ -431,10 +448,15 @@ pub(crate) fn aggregate(op: &str, hists: &[&FloatHistogram], notes: &mut Notes) 
 /// counter-reset hint) of the plain sum, every count summed in a compensated running sum
 /// over the inputs brought to that layout. Falls back to the plain sum if an input does not
 /// map onto the layout bucket for bucket.
-pub(crate) fn kahan_sum(hists: &[&FloatHistogram]) -> Result<FloatHistogram, nh::HistogramError> {
+/// Custom bounds reconciled on the way are noted as Prometheus notes them.
+pub(crate) fn kahan_sum(
+    hists: &[&FloatHistogram],
+    notes: &mut Notes,
+) -> Result<FloatHistogram, nh::HistogramError> {
     let mut plain = hists[0].clone();
     for h in &hists[1..] {
-        plain.add(h)?;
+        let info = plain.add_with_info(h)?;
+        note_reconciled(notes, info, "aggregation");
     }
     if hists.len() < 2 {
         return Ok(plain);
