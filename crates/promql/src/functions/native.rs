@@ -234,6 +234,19 @@ pub(crate) fn rollup_window(
                 return WindowValue::None;
             }
             let (prev, last) = (&hists[hists.len() - 2], &hists[hists.len() - 1]);
+            // A gauge hint on either sample: not a counter for irate; a gauge next to a
+            // counter: not a gauge for idelta (two counters are its plain use).
+            let gauges = [prev, last].map(|x| x.h.counter_reset_hint == CounterResetHint::Gauge);
+            if f == Irate && gauges.contains(&true) {
+                notes.warn(format!(
+                    "this native histogram metric is not a counter: {metric:?}"
+                ));
+            }
+            if f == Idelta && gauges[0] != gauges[1] {
+                notes.warn(format!(
+                    "this native histogram metric is not a gauge: {metric:?}"
+                ));
+            }
             let mut h = (*last.h).clone();
             let reset = f == Irate && last.h.detect_reset(&prev.h);
             if !reset {
