@@ -273,11 +273,12 @@ pub(crate) fn rollup_window(
         }
         SumOverTime | AvgOverTime => {
             let all: Vec<&FloatHistogram> = hists.iter().map(|x| x.h.as_ref()).collect();
-            match kahan_sum(&all, notes) {
+            let summed = match f {
+                AvgOverTime => mean(&all, notes),
+                _ => kahan_sum(&all, notes),
+            };
+            match summed {
                 Ok(mut sum) => {
-                    if f == AvgOverTime {
-                        sum.div(hists.len() as f64);
-                    }
                     sum.compact(0);
                     WindowValue::Hist(sum)
                 }
@@ -434,11 +435,12 @@ pub(crate) fn aggregate(op: &str, hists: &[&FloatHistogram], notes: &mut Notes) 
     match op {
         "count" => WindowValue::Float(hists.len() as f64),
         "group" => WindowValue::Float(1.0),
-        "sum" | "avg" => match kahan_sum(hists, notes) {
+        "sum" | "avg" => match if op == "avg" {
+            mean(hists, notes)
+        } else {
+            kahan_sum(hists, notes)
+        } {
             Ok(mut acc) => {
-                if op == "avg" {
-                    acc.div(hists.len() as f64);
-                }
                 acc.compact(0);
                 WindowValue::Hist(acc)
             }
@@ -461,6 +463,60 @@ pub(crate) fn aggregate(op: &str, hists: &[&FloatHistogram], notes: &mut Notes) 
 /// counter-reset hint) of the plain sum, every count summed in a compensated running sum
 /// over the inputs brought to that layout. Falls back to the plain sum if an input does not
 /// map onto the layout bucket for bucket.
+/// The mean of histograms: their sum divided by their number, or, where the sum overflows
+/// (finite inputs, an infinite count or bucket in the sum), a running mean that stays in
+/// range, as Prometheus falls back to one.
+pub(crate) fn mean(
+    hists: &[&FloatHistogram],
+    notes: &mut Notes,
+) -> Result<FloatHistogram, nh::HistogramError> {
+    let mut sum = kahan_sum(hists, notes)?;
+    if !infinite(&sum) || hists.iter().any(|h| infinite(h)) {
+        sum.div(hists.len() as f64);
+        return Ok(sum);
+    }
+    let mut mean = hists[0].clone();
+    for (i, h) in hists.iter().enumerate().skip(1) {
+        // mean += h/n - mean/n
+        let n = (i + 1) as f64;
+        let mut step = (*h).clone();
+        step.div(n);
+        let mut part = mean.clone();
+        part.div(n);
+        step.sub(&part)?;
+        mean.add(&step)?;
+    }
+    // Only what overflowed takes the running mean: the compensated sum is exact elsewhere.
+    sum.div(hists.len() as f64);
+    let pick = |s: &mut f64, m: f64| {
+        if !s.is_finite() {
+            *s = m;
+        }
+    };
+    pick(&mut sum.count, mean.count);
+    pick(&mut sum.sum, mean.sum);
+    pick(&mut sum.zero_count, mean.zero_count);
+    if sum.positive_spans != mean.positive_spans || sum.negative_spans != mean.negative_spans {
+        return Ok(mean);
+    }
+    for (s, m) in sum.positive_buckets.iter_mut().zip(&mean.positive_buckets) {
+        pick(s, *m);
+    }
+    for (s, m) in sum.negative_buckets.iter_mut().zip(&mean.negative_buckets) {
+        pick(s, *m);
+    }
+    Ok(sum)
+}
+
+fn infinite(h: &FloatHistogram) -> bool {
+    !h.count.is_finite()
+        || !h.zero_count.is_finite()
+        || h.positive_buckets
+            .iter()
+            .chain(&h.negative_buckets)
+            .any(|b| !b.is_finite())
+}
+
 /// Custom bounds reconciled on the way are noted as Prometheus notes them.
 pub(crate) fn kahan_sum(
     hists: &[&FloatHistogram],
