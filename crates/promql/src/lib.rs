@@ -270,6 +270,10 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
         Err(e) if e.contains("'holt_winters'") => {
             parse_text(&rename_holt_winters(query)).map_err(|_| e)
         }
+        Err(e) if e.contains("non-empty matcher") => match functions::info::parsable(query) {
+            Some(q) => parse_text(&q).map_err(|_| e),
+            None => Err(e),
+        },
         other => other,
     };
     first.map_err(|reason| {

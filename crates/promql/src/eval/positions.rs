@@ -92,6 +92,20 @@ fn in_source_order(e: &Expr, out: &mut Vec<(String, usize)>) {
     }
 }
 
+/// Offsets of argument `arg` of every call of `name` in `text`.
+pub(crate) fn call_args(text: &str, name: &str, arg: usize) -> Vec<usize> {
+    call_sites(text)
+        .into_iter()
+        .filter(|(n, _, _)| n == name)
+        .filter_map(|(_, _, open)| arg_start(text, open, arg))
+        .collect()
+}
+
+/// Offset just past the bracketed group that opens at `at`.
+pub(crate) fn group_end(text: &str, at: usize) -> usize {
+    skip_group(text.as_bytes(), at)
+}
+
 /// Every `name(` in the text (and `name by (...) (` / `name without (...) (`), outside
 /// strings, label matchers and comments: (name, offset of the name, offset of the `(`).
 fn call_sites(text: &str) -> Vec<(String, usize, usize)> {

@@ -22,6 +22,33 @@ use crate::value::{series_slot, Series, Val};
 const TARGET_INFO: &str = "target_info";
 const IDENTIFYING_LABELS: [&str; 2] = ["instance", "job"];
 
+/// A matcher added to `info`'s label selector so that the parser, which refuses a selector
+/// whose matchers all match the empty string, reads it (Prometheus allows that one there);
+/// [`info`] leaves it out again.
+const PLACEHOLDER: &str = "__meshlens_info_selector__";
+
+/// `query` with [`PLACEHOLDER`] in the label selector of each `info` call; `None` if there is
+/// none to add it to.
+pub(crate) fn parsable(query: &str) -> Option<String> {
+    let mut out = query.to_string();
+    let mut changed = false;
+    // From the last call back, so that earlier offsets stay valid.
+    for at in crate::eval::positions::call_args(query, "info", 1)
+        .into_iter()
+        .rev()
+    {
+        if !query[at..].starts_with('{') {
+            continue;
+        }
+        let close = crate::eval::positions::group_end(query, at) - 1;
+        let empty = query[at + 1..close].trim().is_empty();
+        let extra = format!("{}{PLACEHOLDER}!=\"\"", if empty { "" } else { ", " });
+        out.insert_str(close, &extra);
+        changed = true;
+    }
+    changed.then_some(out)
+}
+
 pub(crate) fn info(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
     let (at, offset) = args
         .first()
@@ -30,7 +57,10 @@ pub(crate) fn info(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
     let base = vector_arg(ev, args, 0, "info")?;
     let given = match args.get(1).map(|a| unwrap_parens(a)) {
         None => Vec::new(),
-        Some(Expr::VectorSelector(vs)) => selector_matchers(vs)?,
+        Some(Expr::VectorSelector(vs)) => selector_matchers(vs)?
+            .into_iter()
+            .filter(|m| m.name != PLACEHOLDER)
+            .collect(),
         Some(_) => {
             return Err(PromqlError::exec(
                 "info: argument 2 must be a label selector",
@@ -322,4 +352,15 @@ fn first_selector<'e>(
     }
     path.pop();
     None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_selector_matching_the_empty_string_is_read_only_in_info() {
+        assert!(crate::parse(r#"info(metric, {data=~".*"})"#).is_ok());
+        assert!(crate::parse(r#"info(metric, {})"#).is_ok());
+        assert!(crate::parse(r#"rate(x[5m]) + info(metric, {__name__!="target_info"})"#).is_ok());
+        assert!(crate::parse(r#"metric + {data=~".*"}"#).is_err());
+    }
 }

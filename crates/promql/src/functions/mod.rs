@@ -3,7 +3,7 @@
 //! classic-histogram quantiles in `histogram.rs`.
 
 pub(crate) mod histogram;
-mod info;
+pub(crate) mod info;
 mod instant;
 pub(crate) mod native;
 mod range;
