@@ -107,7 +107,7 @@ fn word_end(b: &[u8], i: usize) -> usize {
         .map_or(b.len(), |n| i + n)
 }
 
-fn after_quoted(b: &[u8], i: usize) -> usize {
+pub(crate) fn after_quoted(b: &[u8], i: usize) -> usize {
     let q = b[i];
     let mut j = i + 1;
     while j < b.len() && b[j] != q {

@@ -245,7 +245,7 @@ impl Upstreams {
                 ),
             };
             let head = req.head();
-            let sent = h1client::send_head(
+            let sent = h1client::send(
                 conn,
                 &head,
                 req.body(),

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use parking_lot::Mutex;
@@ -151,31 +151,10 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// Sends `req` on `conn` and reads the response head; the body streams from the connection,
-/// which returns to `idle` once the body has been read to its end (if the exchange lets the
-/// connection be reused).
+/// Sends the request `req` (with `body`) on `conn` and reads the response head; the response
+/// body streams from the connection, which returns to `idle` once the body has been read to
+/// its end (if the exchange lets the connection be reused).
 pub async fn send<B>(
-    conn: Conn,
-    req: Request<B>,
-    idle: Arc<Idle>,
-    max_head: usize,
-) -> Result<Response<RespBody>, Error>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    let (parts, body) = req.into_parts();
-    let head = RequestHead {
-        method: &parts.method,
-        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-        host: None,
-        headers: &parts.headers,
-    };
-    send_head(conn, &head, body, idle, max_head).await
-}
-
-/// As [`send`], with the head borrowed.
-pub async fn send_head<B>(
     mut conn: Conn,
     req: &RequestHead<'_>,
     mut body: B,

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use promql_parser::parser::Expr;
 
+use crate::duration_expr::after_quoted;
+
 /// Call sites of one query: node address -> (offset of the name, offset of its `(`).
 pub(crate) struct SourcePositions {
     text: String,
@@ -114,7 +116,7 @@ fn call_sites(text: &str) -> Vec<(String, usize, usize)> {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'"' | b'\'' | b'`' => i = skip_string(b, i),
+            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
             b'#' => {
                 i = b[i..]
                     .iter()
@@ -154,7 +156,7 @@ fn arg_start(text: &str, open: usize, n: usize) -> Option<usize> {
     }
     while i < b.len() {
         match b[i] {
-            b'"' | b'\'' | b'`' => i = skip_string(b, i),
+            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
             b'(' | b'[' | b'{' => i = skip_group(b, i),
             b')' => return None,
             b',' => {
@@ -184,23 +186,6 @@ fn skip_space(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Past the string starting at `i` (escapes honoured except in raw backtick strings).
-fn skip_string(b: &[u8], i: usize) -> usize {
-    let quote = b[i];
-    let mut j = i + 1;
-    while j < b.len() {
-        if b[j] == b'\\' && quote != b'`' {
-            j += 2;
-            continue;
-        }
-        if b[j] == quote {
-            return j + 1;
-        }
-        j += 1;
-    }
-    b.len()
-}
-
 /// Past the bracketed group opening at `i`, nested groups and strings included.
 fn skip_group(b: &[u8], i: usize) -> usize {
     let mut depth = 0usize;
@@ -208,7 +193,7 @@ fn skip_group(b: &[u8], i: usize) -> usize {
     while j < b.len() {
         match b[j] {
             b'"' | b'\'' | b'`' => {
-                j = skip_string(b, j);
+                j = after_quoted(b, j);
                 continue;
             }
             b'(' | b'[' | b'{' => depth += 1,
