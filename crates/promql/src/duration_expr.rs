@@ -26,12 +26,7 @@ pub(crate) fn resolve(query: &str, step_ms: i64, range_ms: i64) -> Cow<'_, str> 
     while i < b.len() {
         match b[i] {
             b'"' | b'\'' | b'`' => i = after_quoted(b, i),
-            b'#' => {
-                i = b[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(b.len(), |n| i + n)
-            }
+            b'#' => i = after_comment(b, i),
             // Label matchers: names there are not keywords, values may hold anything.
             b'{' => {
                 i += 1;
@@ -107,6 +102,15 @@ fn word_end(b: &[u8], i: usize) -> usize {
         .map_or(b.len(), |n| i + n)
 }
 
+/// The end of the line of the comment starting at `i`.
+pub(crate) fn after_comment(b: &[u8], i: usize) -> usize {
+    b[i..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(b.len(), |n| i + n)
+}
+
+/// Past the string quoted at `i` (escapes honoured, except in backtick strings).
 pub(crate) fn after_quoted(b: &[u8], i: usize) -> usize {
     let q = b[i];
     let mut j = i + 1;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use promql_parser::parser::Expr;
 
-use crate::duration_expr::after_quoted;
+use crate::duration_expr::{after_comment, after_quoted};
 
 /// Call sites of one query: node address -> (offset of the name, offset of its `(`).
 pub(crate) struct SourcePositions {
@@ -117,12 +117,7 @@ fn call_sites(text: &str) -> Vec<(String, usize, usize)> {
     while i < b.len() {
         match b[i] {
             b'"' | b'\'' | b'`' => i = after_quoted(b, i),
-            b'#' => {
-                i = b[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(b.len(), |n| i + n)
-            }
+            b'#' => i = after_comment(b, i),
             b'{' => i = skip_group(b, i),
             c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
                 let start = i;
