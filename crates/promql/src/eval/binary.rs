@@ -7,7 +7,7 @@ use std::sync::Arc;
 use meshlens_model::{FloatHistogram, Labels};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::Evaluator;
+use super::{positions, Evaluator};
 use crate::error::PromqlError;
 use crate::value::{Series, Val};
 
@@ -120,8 +120,9 @@ impl Op {
     }
 
     /// `l op r` where either side may be a histogram: (value, keep) as [`Op::apply`], or
-    /// `Err` with the warning when Prometheus defines no result for the pair.
-    fn apply_num(self, l: Num, r: Num) -> Result<(Num, bool), Note> {
+    /// `Err` with the warning when Prometheus defines no result for the pair. An info on a
+    /// result (custom buckets reconciled) goes to `note`.
+    fn apply_num(self, l: Num, r: Num, note: &dyn Fn(Note)) -> Result<(Num, bool), Note> {
         let incompatible = |l: &str, r: &str| {
             Note::Info(format!(
                 "incompatible sample types encountered for binary operator {:?}: {l} {} {r}",
@@ -138,10 +139,20 @@ impl Op {
                 Op::Add | Op::Sub => {
                     let mut h = (*a).clone();
                     let r = if self == Op::Add {
-                        h.add(&b)
+                        h.add_with_info(&b)
                     } else {
-                        h.sub(&b)
+                        h.sub_with_info(&b)
                     };
+                    if r.as_ref().is_ok_and(|i| i.custom_bounds_reconciled) {
+                        note(Note::Info(format!(
+                            "mismatched custom buckets were reconciled during {}",
+                            if self == Op::Add {
+                                "addition"
+                            } else {
+                                "subtraction"
+                            }
+                        )));
+                    }
                     r.map_err(|_| {
                         Note::Warn(format!(
                             "vector contains a mix of histograms with exponential and custom buckets schemas for binary operator {}",
@@ -257,10 +268,19 @@ impl Matching<'_> {
 }
 
 impl<'a> Evaluator<'a> {
-    fn note(&self, n: Note) {
+    /// A note about binary expression `b`, at its position when it is known (see
+    /// [`positions::SourcePositions::binary`]).
+    fn note(&self, n: Note, b: &BinaryExpr) {
+        let at = |m: String| match self
+            .positions
+            .and_then(|p| p.binary(positions::node_key(b)))
+        {
+            Some(pos) => format!("{m} ({pos})"),
+            None => m,
+        };
         match n {
-            Note::Info(m) => self.info(m),
-            Note::Warn(m) => self.warn(m),
+            Note::Info(m) => self.info(at(m)),
+            Note::Warn(m) => self.warn(at(m)),
         }
     }
 
@@ -290,7 +310,7 @@ impl<'a> Evaluator<'a> {
                 &s,
                 false,
                 return_bool,
-                &|n| self.note(n),
+                &|n| self.note(n, b),
             ))),
             (Val::Scalar(s), Val::Vector(v)) => Ok(Val::Vector(vector_scalar(
                 op,
@@ -298,7 +318,7 @@ impl<'a> Evaluator<'a> {
                 &s,
                 true,
                 return_bool,
-                &|n| self.note(n),
+                &|n| self.note(n, b),
             ))),
             (Val::Vector(l), Val::Vector(r)) => {
                 let empty = Vec::new();
@@ -332,7 +352,7 @@ impl<'a> Evaluator<'a> {
                         fill,
                         return_bool,
                         self.steps(),
-                        &|n| self.note(n),
+                        &|n| self.note(n, b),
                     )?)),
                 }
             }
@@ -362,7 +382,7 @@ fn vector_scalar(
                 } else {
                     (x.clone(), Num::F(*sv))
                 };
-                let (value, keep) = match op.apply_num(l, r) {
+                let (value, keep) = match op.apply_num(l, r, note) {
                     Ok(r) => r,
                     Err(n) => {
                         note(n);
@@ -506,7 +526,7 @@ fn vector_vector(
     let mut out_index: HashMap<Labels, usize> = HashMap::new();
     let mut matched_sig_steps: HashMap<Labels, Vec<bool>> = HashMap::new();
     let apply = |lv: Num, rv: Num| -> Option<Num> {
-        let (value, keep) = match op.apply_num(lv, rv) {
+        let (value, keep) = match op.apply_num(lv, rv, note) {
             Ok(r) => r,
             Err(n) => {
                 note(n);

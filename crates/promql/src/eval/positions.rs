@@ -13,6 +13,8 @@ use crate::duration_expr::{after_comment, after_quoted};
 pub(crate) struct SourcePositions {
     text: String,
     sites: HashMap<usize, (usize, usize)>,
+    /// The query's outermost binary expression, which starts where the text does.
+    root_binary: Option<usize>,
 }
 
 /// The address a call or aggregation node is known by.
@@ -40,6 +42,10 @@ impl SourcePositions {
         SourcePositions {
             text: text.to_string(),
             sites,
+            root_binary: match expr {
+                Expr::Binary(b) => Some(node_key(b)),
+                _ => None,
+            },
         }
     }
 
@@ -53,6 +59,15 @@ impl SourcePositions {
     pub fn arg(&self, node: usize, i: usize) -> Option<String> {
         let &(_, open) = self.sites.get(&node)?;
         arg_start(&self.text, open, i).map(|at| self.line_col(at))
+    }
+
+    /// `line:column` of a binary expression: known for the query's outermost one.
+    pub fn binary(&self, node: usize) -> Option<String> {
+        if self.root_binary != Some(node) {
+            return None;
+        }
+        let start = self.text.len() - self.text.trim_start().len();
+        Some(self.line_col(start))
     }
 
     fn line_col(&self, at: usize) -> String {
