@@ -24,7 +24,7 @@ pub(crate) fn histogram_quantile(ev: &Evaluator, args: &[&Expr]) -> Result<Val, 
         v,
         1,
         |step, h| super::native::quantile(q[step], h),
-        |step, h| NanObservations::of(h).quantile_info(q[step], h),
+        |step, h| NanObservations::of(h)?.quantile_info(q[step], h),
         |step, name, buckets| quantile_noting_fixes(ev, 1, q[step], name, buckets),
     )))
 }
@@ -152,17 +152,17 @@ pub(crate) struct NanObservations {
 }
 
 impl NanObservations {
-    pub fn of(h: &meshlens_model::FloatHistogram) -> Self {
+    /// `None` unless `h` has some: a NaN sum, and fewer observations in the buckets than in
+    /// the count (with only -Inf and +Inf observed the sum is NaN too, but the buckets hold
+    /// all). The buckets are added up only for a NaN sum.
+    pub fn of(h: &meshlens_model::FloatHistogram) -> Option<Self> {
+        if !h.sum.is_nan() {
+            return None;
+        }
         let in_buckets = h.zero_count
             + h.positive_buckets.iter().sum::<f64>()
             + h.negative_buckets.iter().sum::<f64>();
-        NanObservations { in_buckets }
-    }
-
-    /// Some NaN observations: a NaN sum, and fewer observations in the buckets than in the
-    /// count (with only -Inf and +Inf observed the sum is NaN too, but the buckets hold all).
-    fn present(&self, h: &meshlens_model::FloatHistogram) -> bool {
-        h.sum.is_nan() && self.in_buckets < h.count
+        (in_buckets < h.count).then_some(NanObservations { in_buckets })
     }
 
     /// `histogram_quantile`'s info: the quantile's rank lies past the buckets (the result
@@ -172,7 +172,7 @@ impl NanObservations {
         q: f64,
         h: &meshlens_model::FloatHistogram,
     ) -> Option<&'static str> {
-        if !self.present(h) || !(0.0..=1.0).contains(&q) {
+        if !(0.0..=1.0).contains(&q) {
             return None;
         }
         Some(if q * h.count > self.in_buckets {
@@ -183,10 +183,8 @@ impl NanObservations {
     }
 
     /// `histogram_fraction`'s info.
-    pub fn fraction_info(&self, h: &meshlens_model::FloatHistogram) -> Option<&'static str> {
-        self.present(h).then_some(
-            "input to histogram_fraction has NaN observations, which are excluded from all fractions",
-        )
+    pub fn fraction_info(&self) -> &'static str {
+        "input to histogram_fraction has NaN observations, which are excluded from all fractions"
     }
 }
 

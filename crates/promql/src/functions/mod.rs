@@ -45,7 +45,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
             v,
             2,
             |i, h| native::fraction(lower[i], upper[i], h),
-            |_, h| histogram::NanObservations::of(h).fraction_info(h),
+            |_, h| histogram::NanObservations::of(h).map(|n| n.fraction_info()),
             |i, _, buckets| histogram::bucket_fraction(lower[i], upper[i], buckets),
         )));
     }
@@ -166,7 +166,7 @@ fn histogram_quantiles(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlErro
             v.clone(),
             0,
             |step, h| native::quantile(q[step], h),
-            |step, h| histogram::NanObservations::of(h).quantile_info(q[step], h),
+            |step, h| histogram::NanObservations::of(h)?.quantile_info(q[step], h),
             |step, name, buckets| histogram::quantile_noting_fixes(ev, 0, q[step], name, buckets),
         );
         for mut s in quantiles {
