@@ -271,13 +271,7 @@ impl<'a> Evaluator<'a> {
     /// A note about binary expression `b`, at its position when it is known (see
     /// [`positions::SourcePositions::binary`]).
     fn note(&self, n: Note, b: &BinaryExpr) {
-        let at = |m: String| match self
-            .positions
-            .and_then(|p| p.binary(positions::node_key(b)))
-        {
-            Some(pos) => format!("{m} ({pos})"),
-            None => m,
-        };
+        let at = |m: String| self.positioned(m, |p| p.binary(positions::node_key(b)));
         match n {
             Note::Info(m) => self.info(at(m)),
             Note::Warn(m) => self.warn(at(m)),

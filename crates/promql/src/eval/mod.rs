@@ -36,8 +36,9 @@ pub(crate) struct Evaluator<'a> {
     pub samples: AtomicUsize,
     /// Warnings and infos for the response, de-duplicated, in order of first report.
     pub notes: std::cell::RefCell<Notes>,
-    /// Where calls start in the query text (none for an expression without its text).
-    pub positions: Option<&'a positions::SourcePositions>,
+    /// Where calls start in the query text (worked out on first use; none for an expression
+    /// without its text).
+    pub positions: &'a positions::LazyPositions<'a>,
     /// The calls and aggregations being evaluated, innermost last (see [`Evaluator::warn_at`]).
     pub calls: std::cell::RefCell<Vec<usize>>,
 }
@@ -98,7 +99,7 @@ pub(crate) fn run(
     source: Option<&str>,
     span: QuerySpan,
 ) -> Result<QueryResult, PromqlError> {
-    let positions = source.map(|text| positions::SourcePositions::new(text, expr));
+    let positions = positions::LazyPositions::new(source, expr);
     let QuerySpan {
         start,
         end,
@@ -123,7 +124,7 @@ pub(crate) fn run(
         deadline,
         samples: AtomicUsize::new(0),
         notes: Default::default(),
-        positions: positions.as_ref(),
+        positions: &positions,
         calls: Default::default(),
     };
     let inner = unwrap_parens(expr);
@@ -297,17 +298,17 @@ impl<'a> Evaluator<'a> {
     /// A warning about argument `arg` of the call being evaluated, with the argument's
     /// position in the query text when it is known (`... (1:25)`), as Prometheus gives it.
     pub fn warn_at(&self, message: String, arg: usize) {
-        self.warn(self.positioned(message, |p, node| p.arg(node, arg)));
+        self.warn(self.positioned(message, |p| p.arg(self.current_call()?, arg)));
     }
 
     /// As [`Evaluator::warn_at`], for an info.
     pub fn info_at(&self, message: String, arg: usize) {
-        self.info(self.positioned(message, |p, node| p.arg(node, arg)));
+        self.info(self.positioned(message, |p| p.arg(self.current_call()?, arg)));
     }
 
     /// A warning about the call being evaluated as a whole (its name's position).
     pub fn warn_at_call(&self, message: String) {
-        self.warn(self.positioned(message, |p, node| p.call(node)));
+        self.warn(self.positioned(message, |p| p.call(self.current_call()?)));
     }
 
     /// Prometheus's warning for a sort in a range query, whose series come ordered by labels.
@@ -320,19 +321,21 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn positioned(
+    /// `message` with ` (line:column)` when `at` finds its position in the query.
+    pub(crate) fn positioned(
         &self,
         message: String,
-        at: impl Fn(&positions::SourcePositions, usize) -> Option<String>,
+        at: impl FnOnce(&positions::SourcePositions) -> Option<String>,
     ) -> String {
-        let node = self.calls.borrow().last().copied();
-        match (self.positions, node) {
-            (Some(p), Some(node)) => match at(p, node) {
-                Some(pos) => format!("{message} ({pos})"),
-                None => message,
-            },
-            _ => message,
+        match self.positions.get().and_then(at) {
+            Some(pos) => format!("{message} ({pos})"),
+            None => message,
         }
+    }
+
+    /// The innermost call or aggregation being evaluated.
+    pub(crate) fn current_call(&self) -> Option<usize> {
+        self.calls.borrow().last().copied()
     }
 
     /// Evaluates `f` as the call `node` (for positions of its annotations).

@@ -17,6 +17,31 @@ pub(crate) struct SourcePositions {
     root_binary: Option<usize>,
 }
 
+/// A query's text and tree, their positions worked out on first use: most queries give no
+/// annotation, and then the text is never scanned.
+pub(crate) struct LazyPositions<'q> {
+    text: Option<&'q str>,
+    expr: &'q Expr,
+    built: std::cell::OnceCell<Option<SourcePositions>>,
+}
+
+impl<'q> LazyPositions<'q> {
+    /// `text`: the query `expr` was parsed from (none for a tree without its text).
+    pub fn new(text: Option<&'q str>, expr: &'q Expr) -> Self {
+        LazyPositions {
+            text,
+            expr,
+            built: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub fn get(&self) -> Option<&SourcePositions> {
+        self.built
+            .get_or_init(|| self.text.map(|t| SourcePositions::new(t, self.expr)))
+            .as_ref()
+    }
+}
+
 /// The address a call or aggregation node is known by.
 pub(crate) fn node_key<T>(node: &T) -> usize {
     node as *const T as usize

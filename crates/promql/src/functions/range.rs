@@ -26,7 +26,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
     if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
         let params = range_params(ev, f, args)?;
         let mut source = ev.rollup_source(ms, f, params)?;
-        source.call = ev.calls.borrow().last().map(|&call| (call, f.matrix_arg()));
+        source.call = ev.current_call().map(|call| (call, f.matrix_arg()));
         return Ok(Some(Val::Vector(merge_same_labels(ev.collect(source)?)?)));
     }
     let m = ev.eval_matrix(arg)?;
