@@ -115,11 +115,17 @@ impl Template {
             path = Some(rewritten);
             authority = rw.authority.clone();
         }
-        let path_and_query = match (path, t.query) {
+        let rewritten = path.is_some();
+        let mut path_and_query = match (path, t.query) {
             (Some(p), None) => p,
             (p, Some(q)) => format!("{}?{q}", p.as_deref().unwrap_or(t.path)),
             (None, None) => t.path.to_string(),
         };
+        // The request's own target came from a parsed URI; a rewritten one that is not a
+        // valid target (empty, say) is sent as `/`.
+        if rewritten && path_and_query.parse::<http::Uri>().is_err() {
+            path_and_query = "/".to_string();
+        }
         let host = match (&authority, t.host_header) {
             (None, Some(h)) => Some(h.clone()),
             _ => HeaderValue::from_str(authority.as_deref().unwrap_or(t.authority)).ok(),
