@@ -22,6 +22,7 @@ mod duration_expr;
 mod duration_numbers;
 mod error;
 mod eval;
+mod extended_syntax;
 mod functions;
 mod gate;
 mod guard;
@@ -290,11 +291,19 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
     })
 }
 
-/// promql-parser's parse, minus the inputs that make it panic.
+/// promql-parser's parse, minus the inputs that make it panic, of the query with the syntax
+/// it does not read rewritten (`extended_syntax`).
 fn parse_text(query: &str) -> Result<promql_parser::parser::Expr, String> {
-    match duration_numbers::out_of_range(query) {
-        Some((_, text)) => Err(format!("duration {text:?} is out of range")),
-        None => promql_parser::parser::parse(query),
+    if let Some((_, text)) = duration_numbers::out_of_range(query) {
+        return Err(format!("duration {text:?} is out of range"));
+    }
+    match extended_syntax::rewrite(query) {
+        std::borrow::Cow::Borrowed(q) => promql_parser::parser::parse(q),
+        std::borrow::Cow::Owned(q) => {
+            let e = promql_parser::parser::parse(&q)?;
+            extended_syntax::check(&e)?;
+            Ok(e)
+        }
     }
 }
 
@@ -364,7 +373,7 @@ fn error_position(query: &str) -> usize {
 
 /// The query, prettified, for `/api/v1/format_query`.
 pub fn format_query(query: &str) -> Result<String, PromqlError> {
-    Ok(parse(query)?.prettify())
+    Ok(extended_syntax::restore(&parse(query)?.prettify()))
 }
 
 /// A PromQL duration (`5m`, `1h30m`) or float seconds, as the HTTP API accepts; milliseconds.

@@ -29,6 +29,10 @@ enum Op {
     And,
     Or,
     Unless,
+    /// `</` (see [`crate::extended_syntax`]).
+    TrimUpper,
+    /// `>/`.
+    TrimLower,
 }
 
 impl Op {
@@ -58,6 +62,15 @@ impl Op {
         matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
     }
 
+    /// Whether the result is no longer what the metric name says (Prometheus's
+    /// `changesMetricSchema`): arithmetic drops the name, comparisons and trims keep it.
+    fn changes_metric(self) -> bool {
+        matches!(
+            self,
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2
+        )
+    }
+
     /// (value, keep) for `l op r`; comparisons return the left value and the outcome.
     fn apply(self, l: f64, r: f64) -> (f64, bool) {
         match self {
@@ -75,6 +88,8 @@ impl Op {
             Op::Ge => (l, l >= r),
             Op::Le => (l, l <= r),
             Op::And | Op::Or | Op::Unless => (l, true),
+            // Defined on a histogram and a float only (`apply_num`).
+            Op::TrimUpper | Op::TrimLower => (l, false),
         }
     }
 }
@@ -116,6 +131,8 @@ impl Op {
             Op::And => "and",
             Op::Or => "or",
             Op::Unless => "unless",
+            Op::TrimUpper => "</",
+            Op::TrimLower => ">/",
         }
     }
 
@@ -131,6 +148,9 @@ impl Op {
             ))
         };
         match (l, r) {
+            (Num::F(_), Num::F(_)) if matches!(self, Op::TrimUpper | Op::TrimLower) => {
+                Err(incompatible("float", "float"))
+            }
             (Num::F(a), Num::F(b)) => {
                 let (v, keep) = self.apply(a, b);
                 Ok((Num::F(v), keep))
@@ -185,6 +205,10 @@ impl Op {
                     }
                     Ok((Num::H(Arc::new(h)), true))
                 }
+                Op::TrimUpper | Op::TrimLower => Ok((
+                    Num::H(Arc::new(super::trim::trim(&a, b, self == Op::TrimUpper))),
+                    true,
+                )),
                 _ => Err(incompatible("histogram", "float")),
             },
             (Num::F(a), Num::H(b)) => match self {
@@ -279,12 +303,21 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn eval_binary(&self, b: &BinaryExpr) -> Result<Val, PromqlError> {
-        let op = Op::parse(&b.op.to_string())
-            .ok_or_else(|| PromqlError::exec(format!("unknown operator {}", b.op)))?;
+        let trim = crate::extended_syntax::trim_of(b);
+        let op = match &trim {
+            Some((crate::extended_syntax::Trim::Upper, _)) => Op::TrimUpper,
+            Some((crate::extended_syntax::Trim::Lower, _)) => Op::TrimLower,
+            None => Op::parse(&b.op.to_string())
+                .ok_or_else(|| PromqlError::exec(format!("unknown operator {}", b.op)))?,
+        };
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let lhs = self.eval(&b.lhs)?;
         let rhs = self.eval(&b.rhs)?;
         match (lhs, rhs) {
+            (Val::Scalar(_), Val::Scalar(_)) if trim.is_some() => Err(PromqlError::exec(format!(
+                "operator {:?} not allowed for Scalar operations",
+                op.symbol()
+            ))),
             (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
                 l.iter()
                     .zip(&r)
@@ -322,11 +355,14 @@ impl<'a> Evaluator<'a> {
                     None => (false, &empty),
                 };
                 let matching = Matching { on, labels };
-                let card = b
-                    .modifier
-                    .as_ref()
-                    .map(|m| &m.card)
-                    .unwrap_or(&VectorMatchCardinality::OneToOne);
+                let card = match &trim {
+                    Some((_, card)) => card,
+                    None => b
+                        .modifier
+                        .as_ref()
+                        .map(|m| &m.card)
+                        .unwrap_or(&VectorMatchCardinality::OneToOne),
+                };
                 let fill = b
                     .modifier
                     .as_ref()
@@ -365,7 +401,7 @@ fn vector_scalar(
     return_bool: bool,
     note: &dyn Fn(Note),
 ) -> Vec<Series> {
-    let drop_name = !op.is_comparison() || return_bool;
+    let drop_name = op.changes_metric() || return_bool;
     v.into_iter()
         .filter_map(|series| {
             let mut out = Columns::new(series.points.len());
@@ -515,7 +551,7 @@ fn vector_vector(
             }
         }
     }
-    let drop_name = !op.is_comparison() || return_bool;
+    let drop_name = op.changes_metric() || return_bool;
     let mut out: Vec<Series> = Vec::new();
     let mut out_index: HashMap<Labels, usize> = HashMap::new();
     let mut matched_sig_steps: HashMap<Labels, Vec<bool>> = HashMap::new();

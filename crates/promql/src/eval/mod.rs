@@ -6,6 +6,7 @@ mod fold;
 pub(crate) mod positions;
 mod selector;
 pub(crate) mod stream;
+mod trim;
 
 pub(crate) use selector::matchers as selector_matchers;
 

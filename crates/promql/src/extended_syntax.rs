@@ -1,0 +1,318 @@
+//! Prometheus 3 syntax that the `promql-parser` crate does not read, rewritten before parsing
+//! into a form it reads and that the evaluator recognises again:
+//!
+//! - the trim operators `h </ x` and `h >/ x` (drop a native histogram's observations above,
+//!   or below, `x`) become the comparison of the same precedence, `<` or `>`, with a marker
+//!   label in a `group_left` list ([`trim_of`] gives the operator and the real matching
+//!   back). `ignoring()` before it changes nothing: it is the default matching.
+//!
+//! The rewrite skips strings, comments and label matchers, so `"</"` or a label value
+//! `anchored` stay as written.
+
+use std::borrow::Cow;
+
+use promql_parser::parser::{BinaryExpr, Expr, VectorMatchCardinality};
+
+use crate::duration_expr::{after_comment, after_quoted};
+use crate::eval::positions::group_end;
+
+/// Start of the marker labels of trim operators; the rest names the operator and whether
+/// the query had its own `group_left` / `group_right`.
+const TRIM_MARKER: &str = "__meshlens_trim_";
+
+/// A trim operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trim {
+    /// `</`: keeps the observations below the cut.
+    Upper,
+    /// `>/`: keeps the observations above the cut.
+    Lower,
+}
+
+impl Trim {
+    fn marker(self, grouped: bool) -> String {
+        let kind = match self {
+            Trim::Upper => "upper",
+            Trim::Lower => "lower",
+        };
+        let grouped = if grouped { "_grouped" } else { "" };
+        format!("{TRIM_MARKER}{kind}{grouped}__")
+    }
+}
+
+/// `query` in the syntax the parser reads; borrowed when there was nothing to rewrite.
+pub(crate) fn rewrite(query: &str) -> Cow<'_, str> {
+    let b = query.as_bytes();
+    // (offset, text to insert, bytes of the original to drop there)
+    let mut edits: Vec<(usize, String, usize)> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
+            b'#' => i = after_comment(b, i),
+            b'{' => i = group_end(query, i),
+            c @ (b'<' | b'>') if b.get(i + 1) == Some(&b'/') => {
+                let trim = if c == b'<' { Trim::Upper } else { Trim::Lower };
+                // Drop the `/`, then mark the comparison left.
+                edits.push((i + 1, String::new(), 1));
+                let (at, text) = trim_marking(query, i + 2, trim);
+                edits.push((at, text, 0));
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    if edits.is_empty() {
+        return Cow::Borrowed(query);
+    }
+    let mut out = String::with_capacity(query.len() + 64 * edits.len());
+    let mut copied = 0;
+    for (at, text, drop) in edits {
+        out.push_str(&query[copied..at]);
+        out.push_str(&text);
+        copied = at + drop;
+    }
+    out.push_str(&query[copied..]);
+    Cow::Owned(out)
+}
+
+/// Where, after a trim operator whose modifiers start at `from`, its marker goes and the
+/// text to insert there: into the query's own `group_left(...)` / `group_right(...)` list,
+/// or as a new `group_left(marker)` after its `on(...)` / `ignoring(...)` (or after
+/// `ignoring()`, added after the operator and its `bool`).
+fn trim_marking(query: &str, from: usize, trim: Trim) -> (usize, String) {
+    let b = query.as_bytes();
+    let mut at = from;
+    let mut word = next_word(query, at);
+    if word.is_some_and(|(w, _)| w.eq_ignore_ascii_case("bool")) {
+        at = word.map_or(at, |(_, end)| end);
+        word = next_word(query, at);
+    }
+    let mut matching = false;
+    if let Some((w, end)) = word {
+        if w.eq_ignore_ascii_case("on") || w.eq_ignore_ascii_case("ignoring") {
+            let open = skip_space(b, end);
+            if b.get(open) == Some(&b'(') {
+                matching = true;
+                at = group_end(query, open);
+                word = next_word(query, at);
+            }
+        }
+    }
+    match word {
+        Some((w, end))
+            if w.eq_ignore_ascii_case("group_left") || w.eq_ignore_ascii_case("group_right") =>
+        {
+            let marker = trim.marker(true);
+            let open = skip_space(b, end);
+            if b.get(open) != Some(&b'(') {
+                return (end, format!("({marker})"));
+            }
+            let close = group_end(query, open).saturating_sub(1);
+            if query[open + 1..close.max(open + 1)].trim().is_empty() {
+                (open + 1, marker)
+            } else {
+                (open + 1, format!("{marker}, "))
+            }
+        }
+        _ if matching => (at, format!(" group_left({})", trim.marker(false))),
+        _ => (
+            at,
+            format!(" ignoring() group_left({})", trim.marker(false)),
+        ),
+    }
+}
+
+/// The word (letters, digits, `_`) after the spaces at `i`, and where it ends.
+fn next_word(query: &str, i: usize) -> Option<(&str, usize)> {
+    let b = query.as_bytes();
+    let start = skip_space(b, i);
+    let end = b[start..]
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+        .map_or(b.len(), |n| start + n);
+    (end > start).then(|| (&query[start..end], end))
+}
+
+fn skip_space(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// The trim operator a binary expression stands for, with the cardinality the query gave
+/// (the marker taken out); `None` for any other binary expression.
+pub(crate) fn trim_of(b: &BinaryExpr) -> Option<(Trim, VectorMatchCardinality)> {
+    let card = &b.modifier.as_ref()?.card;
+    let (VectorMatchCardinality::ManyToOne(ls) | VectorMatchCardinality::OneToMany(ls)) = card
+    else {
+        return None;
+    };
+    let marker = ls.labels.iter().find(|l| l.starts_with(TRIM_MARKER))?;
+    let trim = if marker.starts_with(&format!("{TRIM_MARKER}upper")) {
+        Trim::Upper
+    } else {
+        Trim::Lower
+    };
+    if !marker.ends_with("_grouped__") {
+        return Some((trim, VectorMatchCardinality::OneToOne));
+    }
+    let mut rest = ls.clone();
+    rest.labels.retain(|l| l != marker);
+    Some((
+        trim,
+        match card {
+            VectorMatchCardinality::ManyToOne(_) => VectorMatchCardinality::ManyToOne(rest),
+            _ => VectorMatchCardinality::OneToMany(rest),
+        },
+    ))
+}
+
+/// What Prometheus's parser refuses in the rewritten syntax: `bool` on a trim operator.
+pub(crate) fn check(e: &Expr) -> Result<(), String> {
+    match e {
+        Expr::Binary(b) => {
+            if trim_of(b).is_some() && b.modifier.as_ref().is_some_and(|m| m.return_bool) {
+                return Err("bool modifier can only be used on comparison operators".into());
+            }
+            check(&b.lhs)?;
+            check(&b.rhs)
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                check(p)?;
+            }
+            check(&a.expr)
+        }
+        Expr::Unary(u) => check(&u.expr),
+        Expr::Paren(p) => check(&p.expr),
+        Expr::Subquery(s) => check(&s.expr),
+        Expr::Call(c) => c.args.args.iter().try_for_each(|a| check(a)),
+        _ => Ok(()),
+    }
+}
+
+/// A printed expression (`format_query`) with the trim operators as the query wrote them:
+/// each marker taken out and the `/` put back after the comparison before it.
+pub(crate) fn restore(printed: &str) -> String {
+    let mut out = printed.to_string();
+    while let Some(at) = out.find(TRIM_MARKER) {
+        let end = out[at..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(out.len(), |n| at + n);
+        let (from, to) = if out[..at].ends_with(" group_left (") && out[end..].starts_with(')') {
+            (at - " group_left (".len(), end + 1)
+        } else if out[end..].starts_with(", ") {
+            (at, end + 2)
+        } else if out[..at].ends_with(", ") {
+            (at - 2, end)
+        } else {
+            (at, end)
+        };
+        out.replace_range(from..to, "");
+        match out[..from].rfind(['<', '>']) {
+            Some(op) => out.insert(op + 1, '/'),
+            None => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(q: &str) -> String {
+        rewrite(q).into_owned()
+    }
+
+    #[test]
+    fn trim_operators_become_marked_comparisons() {
+        assert_eq!(
+            r("h </ 2"),
+            "h < ignoring() group_left(__meshlens_trim_upper__) 2"
+        );
+        assert_eq!(
+            r("h>/-Inf"),
+            "h> ignoring() group_left(__meshlens_trim_lower__)-Inf"
+        );
+        assert_eq!(
+            r("h >/ on (label) f"),
+            "h > on (label) group_left(__meshlens_trim_lower__) f"
+        );
+        assert_eq!(
+            r("h </ ignoring(a) group_left f"),
+            "h < ignoring(a) group_left(__meshlens_trim_upper_grouped__) f"
+        );
+        assert_eq!(
+            r("h </ on(a) GROUP_RIGHT(b) f"),
+            "h < on(a) GROUP_RIGHT(__meshlens_trim_upper_grouped__, b) f"
+        );
+        assert_eq!(
+            r("h </ on(a) group_left() f"),
+            "h < on(a) group_left(__meshlens_trim_upper_grouped__) f"
+        );
+        assert_eq!(
+            r("h </ bool 2"),
+            "h < bool ignoring() group_left(__meshlens_trim_upper__) 2"
+        );
+        assert_eq!(
+            r("histogram_count(a </ (b >/ 1))"),
+            "histogram_count(a < ignoring() group_left(__meshlens_trim_upper__) (b > ignoring() group_left(__meshlens_trim_lower__) 1))"
+        );
+    }
+
+    #[test]
+    fn strings_comments_and_matchers_are_left_alone() {
+        for q in [
+            r#"x{a="</"} < 2"#,
+            r#"label_replace(x, "a", ">/", "b", "c")"#,
+            "x # a </ b\n",
+            "x <= 2 >= 1",
+            "x < /* no */ 2",
+            "x{a=~'>/'}",
+        ] {
+            assert!(matches!(rewrite(q), Cow::Borrowed(_)), "{q}");
+        }
+    }
+
+    #[test]
+    fn the_evaluator_finds_the_trim_again() {
+        let parsed = |q: &str| promql_parser::parser::parse(&rewrite(q)).unwrap();
+        let Expr::Binary(b) = parsed("h </ 2") else {
+            panic!()
+        };
+        assert_eq!(
+            trim_of(&b),
+            Some((Trim::Upper, VectorMatchCardinality::OneToOne))
+        );
+        let Expr::Binary(b) = parsed("h >/ on(a) group_left(c) f") else {
+            panic!()
+        };
+        let (trim, card) = trim_of(&b).unwrap();
+        assert_eq!(trim, Trim::Lower);
+        let VectorMatchCardinality::ManyToOne(ls) = card else {
+            panic!()
+        };
+        assert_eq!(ls.labels, vec!["c".to_string()]);
+        let Expr::Binary(b) = parsed("h < 2") else {
+            panic!()
+        };
+        assert_eq!(trim_of(&b), None);
+        assert!(check(&parsed("h </ bool 2")).is_err());
+        assert!(check(&parsed("h </ 2")).is_ok());
+    }
+
+    #[test]
+    fn printed_queries_show_the_trim_operator() {
+        for (q, printed) in [
+            ("h </ 2", "h </ 2"),
+            ("h >/ on(a) f", "h >/ on (a) f"),
+            ("h >/ on(a) group_left(b) f", "h >/ on (a) group_left (b) f"),
+        ] {
+            let e = promql_parser::parser::parse(&rewrite(q)).unwrap();
+            assert_eq!(restore(&e.to_string()), printed);
+        }
+    }
+}
