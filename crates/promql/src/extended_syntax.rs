@@ -6,12 +6,17 @@
 //!   label in a `group_left` list ([`trim_of`] gives the operator and the real matching
 //!   back). `ignoring()` before it changes nothing: it is the default matching.
 //!
+//! - the selector modifiers `anchored` and `smoothed` (`rate(x[5m] anchored)`,
+//!   `x offset 1m smoothed`) become a marker matcher `__meshlens_anchored__=""` (or
+//!   `__meshlens_smoothed__=""`) in the selector's braces ([`extension_of`] finds it, and the
+//!   selector's matchers leave it out).
+//!
 //! The rewrite skips strings, comments and label matchers, so `"</"` or a label value
 //! `anchored` stay as written.
 
 use std::borrow::Cow;
 
-use promql_parser::parser::{BinaryExpr, Expr, VectorMatchCardinality};
+use promql_parser::parser::{BinaryExpr, Expr, VectorMatchCardinality, VectorSelector};
 
 use crate::duration_expr::{after_comment, after_quoted};
 use crate::eval::positions::group_end;
@@ -40,17 +45,138 @@ impl Trim {
     }
 }
 
+/// A selector modifier of Prometheus 3's extended range selectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extension {
+    /// `anchored`: the window also takes the last sample before its start.
+    Anchored,
+    /// `smoothed`: values at the window's ends are interpolated.
+    Smoothed,
+}
+
+const ANCHORED_MARKER: &str = "__meshlens_anchored__";
+const SMOOTHED_MARKER: &str = "__meshlens_smoothed__";
+
+/// The modifier a selector had in the query text, if any.
+pub(crate) fn extension_of(vs: &VectorSelector) -> Option<Extension> {
+    vs.matchers
+        .matchers
+        .iter()
+        .find_map(|m| match m.name.as_str() {
+            ANCHORED_MARKER => Some(Extension::Anchored),
+            SMOOTHED_MARKER => Some(Extension::Smoothed),
+            _ => None,
+        })
+}
+
+/// Whether a matcher name is one of the modifier markers, which select nothing.
+pub(crate) fn is_marker(name: &str) -> bool {
+    name == ANCHORED_MARKER || name == SMOOTHED_MARKER
+}
+
+/// Where a selector's marker matcher goes.
+#[derive(Clone, Copy)]
+enum SelectorEnd {
+    /// Before the `}` at this offset (`empty`: nothing between the braces).
+    InBraces { close: usize, empty: bool },
+    /// After a bare metric name ending here.
+    AfterName(usize),
+}
+
+/// Words that are no metric name where they stand before a selector modifier.
+const KEYWORDS: [&str; 16] = [
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "and",
+    "or",
+    "unless",
+    "atan2",
+    "inf",
+    "nan",
+    "anchored",
+    "smoothed",
+];
+
 /// `query` in the syntax the parser reads; borrowed when there was nothing to rewrite.
 pub(crate) fn rewrite(query: &str) -> Cow<'_, str> {
     let b = query.as_bytes();
     // (offset, text to insert, bytes of the original to drop there)
     let mut edits: Vec<(usize, String, usize)> = Vec::new();
+    // The selector last seen: a modifier after it belongs to it.
+    let mut selector: Option<SelectorEnd> = None;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b'"' | b'\'' | b'`' => i = after_quoted(b, i),
             b'#' => i = after_comment(b, i),
-            b'{' => i = group_end(query, i),
+            b'{' => {
+                let end = group_end(query, i);
+                let close = end.saturating_sub(1).max(i + 1);
+                let empty = query[i + 1..close].trim().is_empty();
+                selector = Some(SelectorEnd::InBraces { close, empty });
+                i = end;
+            }
+            c if c.is_ascii_digit()
+                || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+            {
+                // A number or duration: its letters are no names.
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
+                {
+                    i += 1;
+                }
+                let word = &query[start..i];
+                let next = skip_space(b, i);
+                if b.get(next) == Some(&b'(') {
+                    continue;
+                }
+                let lower = word.to_ascii_lowercase();
+                let modifier = match lower.as_str() {
+                    "anchored" => Some(ANCHORED_MARKER),
+                    "smoothed" => Some(SMOOTHED_MARKER),
+                    _ => None,
+                };
+                let after_selector =
+                    query[..start]
+                        .trim_end()
+                        .bytes()
+                        .next_back()
+                        .is_some_and(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, b']' | b'}' | b')' | b'_')
+                        });
+                if let (Some(marker), Some(end), true) = (modifier, selector, after_selector) {
+                    edits.push((start, String::new(), word.len()));
+                    match end {
+                        SelectorEnd::InBraces { close, empty } => {
+                            let sep = if empty { "" } else { ", " };
+                            edits.push((close, format!("{sep}{marker}=\"\""), 0));
+                        }
+                        SelectorEnd::AfterName(at) => {
+                            edits.push((at, format!("{{{marker}=\"\"}}"), 0));
+                        }
+                    }
+                    selector = None;
+                    continue;
+                }
+                if KEYWORDS.contains(&lower.as_str()) && modifier.is_none() {
+                    continue;
+                }
+                // A name before `{` is part of the selector the braces end.
+                if b.get(next) != Some(&b'{') {
+                    selector = Some(SelectorEnd::AfterName(i));
+                }
+            }
             c @ (b'<' | b'>') if b.get(i + 1) == Some(&b'/') => {
                 let trim = if c == b'<' { Trim::Upper } else { Trim::Lower };
                 // Drop the `/`, then mark the comparison left.
@@ -65,6 +191,7 @@ pub(crate) fn rewrite(query: &str) -> Cow<'_, str> {
     if edits.is_empty() {
         return Cow::Borrowed(query);
     }
+    edits.sort_by_key(|e| e.0);
     let mut out = String::with_capacity(query.len() + 64 * edits.len());
     let mut copied = 0;
     for (at, text, drop) in edits {
@@ -261,6 +388,41 @@ mod tests {
             r("histogram_count(a </ (b >/ 1))"),
             "histogram_count(a < ignoring() group_left(__meshlens_trim_upper__) (b > ignoring() group_left(__meshlens_trim_lower__) 1))"
         );
+    }
+
+    #[test]
+    fn selector_modifiers_become_marker_matchers() {
+        assert_eq!(
+            r("increase(metric[1m] anchored)"),
+            r#"increase(metric{__meshlens_anchored__=""}[1m] )"#
+        );
+        assert_eq!(
+            r(r#"rate({__name__="x"}[1m] SMOOTHED)"#),
+            r#"rate({__name__="x", __meshlens_smoothed__=""}[1m] )"#
+        );
+        assert_eq!(
+            r(r#"rate(x{a="b"}[1m] offset 5m anchored)"#),
+            r#"rate(x{a="b", __meshlens_anchored__=""}[1m] offset 5m )"#
+        );
+        assert_eq!(
+            r("metric @ 100 smoothed + 0"),
+            r#"metric{__meshlens_smoothed__=""} @ 100  + 0"#
+        );
+        assert_eq!(
+            r("sum(rate(a[5m] anchored)) / rate(b[5m] smoothed)"),
+            r#"sum(rate(a{__meshlens_anchored__=""}[5m] )) / rate(b{__meshlens_smoothed__=""}[5m] )"#
+        );
+        // As a name or a label value the words are left alone.
+        for q in [
+            "anchored",
+            "rate(anchored[5m])",
+            "x + smoothed",
+            r#"x{a="anchored"}"#,
+            "sum by (anchored) (x)",
+            "x # anchored",
+        ] {
+            assert!(matches!(rewrite(q), Cow::Borrowed(_)), "{q}");
+        }
     }
 
     #[test]

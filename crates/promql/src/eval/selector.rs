@@ -17,6 +17,9 @@ pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<LabelMatcher>, PromqlE
         out.push(LabelMatcher::equal("__name__", n.clone()));
     }
     for m in &vs.matchers.matchers {
+        if crate::extended_syntax::is_marker(&m.name) {
+            continue;
+        }
         let op = match m.op {
             PMatchOp::Equal => MatchOp::Equal,
             PMatchOp::NotEqual => MatchOp::NotEqual,
@@ -37,6 +40,11 @@ pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<LabelMatcher>, PromqlE
 impl<'a> Evaluator<'a> {
     /// An instant selector, series by series (see [`super::stream`]).
     pub fn eval_vector_selector(&self, vs: &VectorSelector) -> Result<Val, PromqlError> {
+        if crate::extended_syntax::extension_of(vs)
+            == Some(crate::extended_syntax::Extension::Smoothed)
+        {
+            return crate::functions::extended::smoothed_selector(self, vs);
+        }
         let source = self.latest_source(vs, false)?;
         let out = self.collect(source)?;
         self.hold(out.len() * self.steps())?;

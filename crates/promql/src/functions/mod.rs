@@ -2,6 +2,7 @@
 //! per-series, all-steps computation in `rollup.rs`), the rest in `instant.rs`,
 //! classic-histogram quantiles in `histogram.rs`.
 
+pub(crate) mod extended;
 pub(crate) mod histogram;
 pub(crate) mod info;
 mod instant;

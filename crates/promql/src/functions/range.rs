@@ -24,6 +24,9 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
         return absent_over_time(ev, args, arg).map(Some);
     }
     if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
+        if let Some(ext) = crate::extended_syntax::extension_of(&ms.vs) {
+            return super::extended::range_call(ev, f, name, ms, ext).map(Some);
+        }
         let params = range_params(ev, f, args)?;
         let mut source = ev.rollup_source(ms, f, params)?;
         source.call = ev.current_call().map(|call| (call, f.matrix_arg()));
