@@ -104,6 +104,7 @@ pub(crate) fn range_call(
     for s in series {
         let metric = s.labels.metric_name().unwrap_or("").to_string();
         let mut points = vec![None; ends.len()];
+        let mut hists: Vec<Option<Arc<FloatHistogram>>> = Vec::new();
         for (step, &end) in ends.iter().enumerate() {
             let start = end.saturating_sub(range);
             let lo = start.saturating_sub(lookback);
@@ -123,7 +124,20 @@ pub(crate) fn range_call(
                         continue;
                     }
                     if fw.is_empty() {
-                        // Native histograms: not worked out yet.
+                        let counter = f != RangeFn::Delta;
+                        let warn = |m: String| ev.warn_at(m, 0);
+                        let h = extended_histogram_rate(
+                            hw, start, end, smoothed, counter, &metric, &warn,
+                        );
+                        if let Some(mut h) = h {
+                            if f == RangeFn::Rate {
+                                h.div(range as f64 / 1000.0);
+                            }
+                            if hists.is_empty() {
+                                hists = vec![None; ends.len()];
+                            }
+                            hists[step] = Some(Arc::new(h));
+                        }
                         continue;
                     }
                     let counter = f != RangeFn::Delta;
@@ -134,11 +148,11 @@ pub(crate) fn range_call(
                 }
             };
         }
-        if points.iter().any(Option::is_some) {
+        if points.iter().any(Option::is_some) || hists.iter().any(Option::is_some) {
             out.push(Series {
                 labels: s.labels.without_metric_name(),
                 points,
-                hists: Vec::new(),
+                hists,
             });
         }
     }
@@ -193,6 +207,129 @@ fn extended_rate(f: &[Sample], start: i64, end: i64, smoothed: bool, counter: bo
             result += prev;
         }
     }
+    Some(result)
+}
+
+/// [`extended_rate`] of native histograms (the result a gauge histogram), with Prometheus's
+/// warnings for mixed bucket kinds, gauges taken as counters and counters taken as gauges.
+fn extended_histogram_rate(
+    h: &[HistogramSample],
+    start: i64,
+    end: i64,
+    smoothed: bool,
+    counter: bool,
+    metric: &str,
+    warn: &dyn Fn(String),
+) -> Option<FloatHistogram> {
+    let mixed = || {
+        warn(format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"))
+    };
+    let mut last = h.len() - 1;
+    let first = h[..last]
+        .partition_point(|s| s.t <= start)
+        .saturating_sub(1);
+    if smoothed {
+        last = h[..last].partition_point(|s| s.t < end);
+    }
+    if h[last].t <= start || (smoothed && h[first].t > end) {
+        return None;
+    }
+    let custom = h[first].h.uses_custom_buckets();
+    for s in &h[first..=last] {
+        if s.h.uses_custom_buckets() != custom {
+            mixed();
+            return None;
+        }
+        if counter && s.h.counter_reset_hint == CounterResetHint::Gauge {
+            warn(format!(
+                "this native histogram metric is not a counter: {metric:?}"
+            ));
+        }
+    }
+    let at = |a: &HistogramSample, b: &HistogramSample, t: i64| -> Option<FloatHistogram> {
+        if t == a.t {
+            return Some((*a.h).clone());
+        }
+        if t == b.t {
+            return Some((*b.h).clone());
+        }
+        let fraction = (t - a.t) as f64 / (b.t - a.t) as f64;
+        let mut r = (*b.h).clone();
+        if counter && b.h.detect_reset(&a.h) {
+            r.mul(fraction);
+            return Some(r);
+        }
+        r.sub(&a.h).ok()?;
+        r.mul(fraction);
+        r.add(&a.h).ok()?;
+        Some(r)
+    };
+    let left = if smoothed && h[first].t < start {
+        at(&h[first], &h[first + 1], start)
+    } else {
+        Some((*h[first].h).clone())
+    };
+    let right = if smoothed && last > 0 && h[last].t > end {
+        at(&h[last - 1], &h[last], end)
+    } else {
+        Some((*h[last].h).clone())
+    };
+    let (Some(left), Some(right)) = (left, right) else {
+        mixed();
+        return None;
+    };
+    if !counter
+        && (left.counter_reset_hint != CounterResetHint::Gauge
+            || right.counter_reset_hint != CounterResetHint::Gauge)
+    {
+        warn(format!(
+            "this native histogram metric is not a gauge: {metric:?}"
+        ));
+    }
+    let mut result = right.clone();
+    if result.sub(&left).is_err() {
+        mixed();
+        return None;
+    }
+    if counter {
+        // The samples strictly between the two ends; a reset the left interpolation
+        // already spanned is not counted again.
+        let mut from = first + 1;
+        let mut prev = &left;
+        if smoothed && h[first].t < start && h[first + 1].h.detect_reset(&h[first].h) {
+            prev = &h[first + 1].h;
+            from += 1;
+        }
+        if from <= last {
+            let mut correction: Option<FloatHistogram> = None;
+            let mut add = |c: &FloatHistogram| match &mut correction {
+                None => {
+                    correction = Some(c.clone());
+                    true
+                }
+                Some(sum) => sum.add(c).is_ok(),
+            };
+            for s in &h[from..last] {
+                if s.h.detect_reset(prev) && !add(prev) {
+                    mixed();
+                    return None;
+                }
+                prev = &s.h;
+            }
+            if right.detect_reset(prev) && !add(prev) {
+                mixed();
+                return None;
+            }
+            if let Some(c) = correction {
+                if result.add(&c).is_err() {
+                    mixed();
+                    return None;
+                }
+            }
+        }
+    }
+    result.counter_reset_hint = CounterResetHint::Gauge;
+    result.compact(0);
     Some(result)
 }
 
