@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use promql_parser::parser::{BinaryExpr, Expr, VectorMatchCardinality, VectorSelector};
 
 use crate::duration_expr::{after_comment, after_quoted};
-use crate::eval::positions::group_end;
+use crate::eval::positions::{group_close, group_end};
 
 /// Start of the marker labels of trim operators; the rest names the operator and whether
 /// the query had its own `group_left` / `group_right`.
@@ -116,11 +116,15 @@ pub(crate) fn rewrite(query: &str) -> Cow<'_, str> {
             b'"' | b'\'' | b'`' => i = after_quoted(b, i),
             b'#' => i = after_comment(b, i),
             b'{' => {
-                let end = group_end(query, i);
-                let close = end.saturating_sub(1).max(i + 1);
+                // Unclosed braces: no selector to mark, the parser refuses the text.
+                let Some(close) = group_close(query, i) else {
+                    selector = None;
+                    i = b.len();
+                    continue;
+                };
                 let empty = query[i + 1..close].trim().is_empty();
                 selector = Some(SelectorEnd::InBraces { close, empty });
-                i = end;
+                i = close + 1;
             }
             c if c.is_ascii_digit()
                 || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
@@ -235,8 +239,8 @@ fn trim_marking(query: &str, from: usize, trim: Trim) -> (usize, String) {
             if b.get(open) != Some(&b'(') {
                 return (end, format!("({marker})"));
             }
-            let close = group_end(query, open).saturating_sub(1);
-            if query[open + 1..close.max(open + 1)].trim().is_empty() {
+            let close = group_close(query, open).unwrap_or(b.len());
+            if query[open + 1..close].trim().is_empty() {
                 (open + 1, marker)
             } else {
                 (open + 1, format!("{marker}, "))
@@ -436,6 +440,14 @@ mod tests {
             "x{a=~'>/'}",
         ] {
             assert!(matches!(rewrite(q), Cow::Borrowed(_)), "{q}");
+        }
+    }
+
+    #[test]
+    fn unclosed_groups_before_multibyte_text_are_left_to_the_parser() {
+        for q in ["x{Ω", "{é", "x{a=\"é\" smoothed", "h >/ on(a) group_left(é"] {
+            let _ = rewrite(q);
+            assert!(crate::parse(q).is_err(), "{q}");
         }
     }
 

@@ -148,6 +148,12 @@ pub(crate) fn group_end(text: &str, at: usize) -> usize {
     skip_group(text.as_bytes(), at)
 }
 
+/// Offset of the bracket that closes the group opening at `at`; `None` when the text ends
+/// first (an unclosed group, which the parser refuses anyway).
+pub(crate) fn group_close(text: &str, at: usize) -> Option<usize> {
+    closing_bracket(text.as_bytes(), at)
+}
+
 /// Every `name(` in the text (and `name by (...) (` / `name without (...) (`), outside
 /// strings, label matchers and comments: (name, offset of the name, offset of the `(`).
 fn call_sites(text: &str) -> Vec<(String, usize, usize)> {
@@ -223,6 +229,11 @@ fn skip_space(b: &[u8], mut i: usize) -> usize {
 
 /// Past the bracketed group opening at `i`, nested groups and strings included.
 fn skip_group(b: &[u8], i: usize) -> usize {
+    closing_bracket(b, i).map_or(b.len(), |j| j + 1)
+}
+
+/// The closing bracket of the group opening at `i`, nested groups and strings included.
+fn closing_bracket(b: &[u8], i: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut j = i;
     while j < b.len() {
@@ -235,14 +246,14 @@ fn skip_group(b: &[u8], i: usize) -> usize {
             b')' | b']' | b'}' => {
                 depth = depth.saturating_sub(1);
                 if depth == 0 {
-                    return j + 1;
+                    return Some(j);
                 }
             }
             _ => {}
         }
         j += 1;
     }
-    b.len()
+    None
 }
 
 #[cfg(test)]

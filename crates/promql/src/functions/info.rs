@@ -40,7 +40,9 @@ pub(crate) fn parsable(query: &str) -> Option<String> {
         if !query[at..].starts_with('{') {
             continue;
         }
-        let close = crate::eval::positions::group_end(query, at) - 1;
+        let Some(close) = crate::eval::positions::group_close(query, at) else {
+            continue;
+        };
         let empty = query[at + 1..close].trim().is_empty();
         let extra = format!("{}{PLACEHOLDER}!=\"\"", if empty { "" } else { ", " });
         out.insert_str(close, &extra);
