@@ -7,7 +7,8 @@
 //! data at or before it, not on the query's other steps — except through `@ start()` /
 //! `@ end()`, and a negative `offset` reads data after the step: queries with either
 //! (or any `@`) are never cached. Data may still arrive late, so only steps older than
-//! [`SAFETY_OFFSET_MS`] are kept; and only steps of the recent past ([`MAX_AGE_MS`]),
+//! [`SAFETY_OFFSET_MS`] are kept, and older again by one lookback delta when the query has
+//! a `smoothed` selector, which reads the first sample after each step ([`lookahead`]); and only steps of the recent past ([`MAX_AGE_MS`]),
 //! which is what dashboards look at, while imports and backfills write older data.
 //! Entries are per query text, step, step phase and storage; memory is bounded
 //! ([`MAX_BYTES`], least recently used entries go first). [`crate::Engine::reset_cache`]
@@ -18,7 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use meshlens_model::{Sample, SeriesSamples};
-use promql_parser::parser::{Expr, Offset};
+use promql_parser::parser::{Expr, Offset, VectorSelector};
+
+use crate::extended_syntax::{extension_of, Extension};
 
 /// Steps newer than this (before the wall clock) are evaluated every time: samples may
 /// still arrive for them (VictoriaMetrics's `-search.cacheTimestampOffset` is also 5m).
@@ -33,20 +36,49 @@ pub const MAX_BYTES: usize = 64 << 20;
 /// A larger result is not kept: it would push out many dashboards' panels.
 const MAX_ENTRY_BYTES: usize = MAX_BYTES / 8;
 
-/// Whether the query's value at a step depends only on data at or before that step.
-pub(crate) fn cacheable(e: &Expr) -> bool {
-    let back_only = |o: &Option<Offset>| !matches!(o, Some(Offset::Neg(_)));
+/// How far after a step (ms) the data that step's value depends on may lie, or `None`
+/// when the value depends on the query's other steps (`@`) or reaches a negative offset
+/// ahead. Zero for most queries; a `smoothed` selector interpolates towards the first
+/// sample after its evaluation time, up to `lookback` ms later (less its offset), so its
+/// steps are final only once that much more time has passed. `anchored` looks back only.
+pub(crate) fn lookahead(e: &Expr, lookback: i64) -> Option<i64> {
+    let shifted = |ahead: i64, o: &Option<Offset>| match o {
+        Some(Offset::Neg(_)) => None,
+        Some(Offset::Pos(d)) => Some(ahead.saturating_sub(crate::eval::millis(*d)).max(0)),
+        None => Some(ahead),
+    };
+    let selector = |vs: &VectorSelector| {
+        let ahead = match extension_of(vs) {
+            Some(Extension::Smoothed) => lookback.max(0),
+            _ => 0,
+        };
+        vs.at.is_none().then_some(())?;
+        shifted(ahead, &vs.offset)
+    };
     match e {
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
-        Expr::Paren(p) => cacheable(&p.expr),
-        Expr::Unary(u) => cacheable(&u.expr),
-        Expr::Binary(b) => cacheable(&b.lhs) && cacheable(&b.rhs),
-        Expr::Aggregate(a) => cacheable(&a.expr) && a.param.as_deref().is_none_or(cacheable),
-        Expr::Call(c) => c.args.args.iter().all(|a| cacheable(a)),
-        Expr::VectorSelector(vs) => vs.at.is_none() && back_only(&vs.offset),
-        Expr::MatrixSelector(ms) => ms.vs.at.is_none() && back_only(&ms.vs.offset),
-        Expr::Subquery(sq) => sq.at.is_none() && back_only(&sq.offset) && cacheable(&sq.expr),
-        Expr::Extension(_) => false,
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Some(0),
+        Expr::Paren(p) => lookahead(&p.expr, lookback),
+        Expr::Unary(u) => lookahead(&u.expr, lookback),
+        Expr::Binary(b) => Some(lookahead(&b.lhs, lookback)?.max(lookahead(&b.rhs, lookback)?)),
+        Expr::Aggregate(a) => {
+            let param = match a.param.as_deref() {
+                Some(p) => lookahead(p, lookback)?,
+                None => 0,
+            };
+            Some(param.max(lookahead(&a.expr, lookback)?))
+        }
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .try_fold(0, |m, a| Some(m.max(lookahead(a, lookback)?))),
+        Expr::VectorSelector(vs) => selector(vs),
+        Expr::MatrixSelector(ms) => selector(&ms.vs),
+        Expr::Subquery(sq) => {
+            sq.at.is_none().then_some(())?;
+            shifted(lookahead(&sq.expr, lookback)?, &sq.offset)
+        }
+        Expr::Extension(_) => None,
     }
 }
 
@@ -300,7 +332,7 @@ mod tests {
 
     #[test]
     fn at_and_negative_offsets_are_not_cacheable() {
-        let ok = |q: &str| cacheable(&crate::parse(q).expect(q));
+        let ok = |q: &str| lookahead(&crate::parse(q).expect(q), 300_000).is_some();
         assert!(ok("sum(rate(x[5m] offset 1h)) / 2"));
         assert!(ok("max_over_time(sum(rate(x[1m]))[1h:1m] offset 5m)"));
         assert!(!ok("rate(x[5m] @ end())"));
@@ -308,6 +340,23 @@ mod tests {
         assert!(!ok("sum(x offset -5m)"));
         assert!(!ok("max_over_time(x[1h:1m] @ start())"));
         assert!(!ok("max_over_time(rate(x[5m])[1h:1m] offset -1m)"));
+        assert!(!ok("rate(x[5m] smoothed offset -1m)"));
+    }
+
+    #[test]
+    fn smoothed_selectors_look_one_lookback_ahead() {
+        let ahead = |q: &str| lookahead(&crate::parse(q).expect(q), 300_000);
+        assert_eq!(ahead("sum(rate(x[5m] offset 1h)) / 2"), Some(0));
+        assert_eq!(ahead("rate(x[5m] anchored)"), Some(0));
+        assert_eq!(ahead("x smoothed"), Some(300_000));
+        assert_eq!(ahead("1 + sum(rate(x[5m] smoothed))"), Some(300_000));
+        assert_eq!(ahead("increase(x[5m] offset 2m smoothed)"), Some(180_000));
+        assert_eq!(ahead("x offset 1h smoothed"), Some(0));
+        assert_eq!(
+            ahead("max_over_time(rate(x[5m] smoothed)[1h:1m] offset 1m)"),
+            Some(240_000)
+        );
+        assert_eq!(ahead("x @ 100 smoothed"), None);
     }
 
     #[test]

@@ -210,9 +210,10 @@ impl Engine {
             instant: false,
             deadline,
         };
-        if self.opts.disable_cache || !cache::cacheable(&expr) {
-            return self.run(storage, &expr, Some(&query), span(start_ms));
-        }
+        let lookahead = match cache::lookahead(&expr, self.opts.lookback_delta_ms) {
+            Some(ms) if !self.opts.disable_cache => ms,
+            _ => return self.run(storage, &expr, Some(&query), span(start_ms)),
+        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, eval::millis);
@@ -246,8 +247,11 @@ impl Engine {
                 }
             }
         };
-        // Keep the steps old enough that no sample can still arrive for them.
-        let horizon = now.saturating_sub(cache::SAFETY_OFFSET_MS);
+        // Keep the steps old enough that no sample can still arrive for them, nor for the
+        // time after them that they read (smoothed selectors).
+        let horizon = now
+            .saturating_sub(cache::SAFETY_OFFSET_MS)
+            .saturating_sub(lookahead);
         if let Value::Matrix(m) = &result.value {
             if start_ms >= now.saturating_sub(cache::MAX_AGE_MS) && horizon >= start_ms {
                 let last = start_ms + (horizon - start_ms) / step_ms * step_ms;

@@ -1,6 +1,7 @@
 //! The range-query result cache: a repeated query with a later end reuses its past steps
 //! and gives what evaluating every step gives, sees samples that arrive within the safety
-//! offset, and is never used for `@`, negative offsets, old data or when disabled.
+//! offset (and, for `smoothed` selectors, that affect steps up to a lookback delta before
+//! them), and is never used for `@`, negative offsets, old data or when disabled.
 
 mod support;
 
@@ -128,4 +129,42 @@ fn at_negative_offsets_old_data_and_disabled_are_not_cached() {
     assert_eq!(e.cache_stats().hits, 1);
     e.reset_cache();
     assert_eq!(copy.cache_stats().entries, 0);
+}
+
+#[test]
+fn smoothed_steps_are_kept_only_once_the_samples_after_them_are_final() {
+    let now = now();
+    let mut st = MemStore::default();
+    // Data up to just before the safety offset: the steps after it extrapolate the last
+    // sample for now.
+    add_series(&mut st, 10, now - 2 * 60 * MIN, now - 6 * MIN, 15_000);
+    let e = Engine::new(EngineOptions::default());
+    let queries = [
+        "temp smoothed",
+        "sum by (grp) (rate(req_total[5m] smoothed))",
+        "increase(req_total[10m] anchored)",
+    ];
+    let (start, end) = (now - 60 * MIN, now);
+    for q in queries {
+        assert_same_as_uncached(&e, &st, q, start, end);
+    }
+    // Samples arriving within the safety offset, as they may: smoothed steps up to one
+    // lookback delta before them interpolate towards them now.
+    for i in 0..10 {
+        let id = i.to_string();
+        let grp = (i % 7).to_string();
+        for (name, v) in [("temp", 1e6), ("req_total", 1e9)] {
+            let l = Labels::from_pairs([("__name__", name), ("grp", &grp), ("i", &id)]);
+            st.add(l, now - 4 * MIN, v);
+        }
+    }
+    let hits = e.cache_stats().hits;
+    for q in queries {
+        assert_same_as_uncached(&e, &st, q, start, end);
+    }
+    assert_eq!(
+        e.cache_stats().hits,
+        hits + 3,
+        "the past steps are still reused"
+    );
 }
