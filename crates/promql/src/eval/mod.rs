@@ -312,6 +312,11 @@ impl<'a> Evaluator<'a> {
         self.warn(self.positioned(message, |p| p.call(self.current_call()?)));
     }
 
+    /// A warning about a series selector, with the selector's position when it is known.
+    pub fn warn_at_selector(&self, message: String, vs: &promql_parser::parser::VectorSelector) {
+        self.warn(self.positioned(message, |p| p.selector(positions::node_key(vs))));
+    }
+
     /// Prometheus's warning for a sort in a range query, whose series come ordered by labels.
     pub fn warn_if_range_sort(&self) {
         if self.query_step != 0 {

@@ -13,6 +13,8 @@ use crate::duration_expr::{after_comment, after_quoted};
 pub(crate) struct SourcePositions {
     text: String,
     sites: HashMap<usize, (usize, usize)>,
+    /// Selector node address -> offset of its first character.
+    selectors: HashMap<usize, usize>,
     /// The query's outermost binary expression, which starts where the text does.
     root_binary: Option<usize>,
 }
@@ -50,7 +52,8 @@ pub(crate) fn node_key<T>(node: &T) -> usize {
 impl SourcePositions {
     pub fn new(text: &str, expr: &Expr) -> Self {
         let mut nodes: Vec<(String, usize)> = Vec::new();
-        in_source_order(expr, &mut nodes);
+        let mut selector_nodes: Vec<(String, usize)> = Vec::new();
+        in_source_order(expr, &mut nodes, &mut selector_nodes);
         let mut seen: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (name, at, open) in call_sites(text) {
             seen.entry(name).or_default().push((at, open));
@@ -64,9 +67,23 @@ impl SourcePositions {
             }
             *used.entry(name).or_insert(0) += 1;
         }
+        let mut named: HashMap<String, Vec<usize>> = HashMap::new();
+        for (name, at) in selector_sites(text) {
+            named.entry(name).or_default().push(at);
+        }
+        let mut used: HashMap<String, usize> = HashMap::new();
+        let mut selectors = HashMap::new();
+        for (name, key) in selector_nodes {
+            let k = used.entry(name.clone()).or_insert(0);
+            if let Some(&at) = named.get(&name).and_then(|v| v.get(*k)) {
+                selectors.insert(key, at);
+            }
+            *k += 1;
+        }
         SourcePositions {
             text: text.to_string(),
             sites,
+            selectors,
             root_binary: match expr {
                 Expr::Binary(b) => Some(node_key(b)),
                 _ => None,
@@ -84,6 +101,11 @@ impl SourcePositions {
     pub fn arg(&self, node: usize, i: usize) -> Option<String> {
         let &(_, open) = self.sites.get(&node)?;
         arg_start(&self.text, open, i).map(|at| self.line_col(at))
+    }
+
+    /// `line:column` of a series selector (an instant selector, or a range selector's).
+    pub fn selector(&self, node: usize) -> Option<String> {
+        self.selectors.get(&node).map(|&at| self.line_col(at))
     }
 
     /// `line:column` of a binary expression: known for the query's outermost one.
@@ -107,31 +129,167 @@ impl SourcePositions {
 }
 
 /// Calls and aggregations, each with its node's address, parents before children and
-/// siblings left to right (the order their names appear in the text).
-fn in_source_order(e: &Expr, out: &mut Vec<(String, usize)>) {
+/// siblings left to right (the order their names appear in the text); the series
+/// selectors likewise in `selectors`, by metric name (empty for none).
+fn in_source_order(e: &Expr, out: &mut Vec<(String, usize)>, selectors: &mut Vec<(String, usize)>) {
+    let mut walk = |e: &Expr| in_source_order(e, out, selectors);
     match e {
         Expr::Call(c) => {
             out.push((c.func.name.to_string(), node_key(c)));
             for a in &c.args.args {
-                in_source_order(a, out);
+                in_source_order(a, out, selectors);
             }
         }
         Expr::Aggregate(a) => {
             out.push((a.op.to_string().to_ascii_lowercase(), node_key(a)));
             if let Some(p) = &a.param {
-                in_source_order(p, out);
+                in_source_order(p, out, selectors);
             }
-            in_source_order(&a.expr, out);
+            in_source_order(&a.expr, out, selectors);
         }
         Expr::Binary(b) => {
-            in_source_order(&b.lhs, out);
-            in_source_order(&b.rhs, out);
+            walk(&b.lhs);
+            in_source_order(&b.rhs, out, selectors);
         }
-        Expr::Paren(p) => in_source_order(&p.expr, out),
-        Expr::Unary(u) => in_source_order(&u.expr, out),
-        Expr::Subquery(s) => in_source_order(&s.expr, out),
+        Expr::Paren(p) => walk(&p.expr),
+        Expr::Unary(u) => walk(&u.expr),
+        Expr::Subquery(s) => walk(&s.expr),
+        Expr::VectorSelector(vs) => {
+            selectors.push((vs.name.clone().unwrap_or_default(), node_key(vs)))
+        }
+        Expr::MatrixSelector(ms) => {
+            selectors.push((ms.vs.name.clone().unwrap_or_default(), node_key(&ms.vs)))
+        }
         _ => {}
     }
+}
+
+/// Keywords followed by a list of label names.
+const GROUPING: [&str; 6] = [
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// Other words that name no series where a selector's name could stand.
+const NOT_SELECTORS: [&str; 8] = [
+    "bool", "offset", "and", "or", "unless", "atan2", "inf", "nan",
+];
+
+/// Every series selector in the text, outside strings and comments: (metric name, or empty
+/// for a selector with braces only, offset of its first character). Words that call a
+/// function, keywords, grouping and matching label lists, range brackets and a selector's
+/// own modifiers (`offset`, `@`, `anchored`, `smoothed`) are no selectors.
+fn selector_sites(text: &str) -> Vec<(String, usize)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
+            b'#' => i = after_comment(b, i),
+            b'{' => {
+                out.push((String::new(), i));
+                i = selector_tail(text, skip_group(b, i));
+            }
+            // A subquery's range, and the modifiers after it.
+            b'[' => i = selector_tail(text, i),
+            c if c.is_ascii_digit()
+                || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+            {
+                i = token_end(b, i);
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+                let start = i;
+                i = ident_end(b, i);
+                let word = text[start..i].to_ascii_lowercase();
+                let next = skip_space(b, i);
+                if GROUPING.contains(&word.as_str()) {
+                    // Its label list holds no selectors.
+                    if b.get(next) == Some(&b'(') {
+                        i = skip_group(b, next);
+                    }
+                    continue;
+                }
+                let next_word = &text[next..ident_end(b, next)];
+                let grouped_aggregation = GROUPING[..2]
+                    .iter()
+                    .any(|g| next_word.eq_ignore_ascii_case(g));
+                if NOT_SELECTORS.contains(&word.as_str())
+                    || b.get(next) == Some(&b'(')
+                    || grouped_aggregation
+                {
+                    continue;
+                }
+                out.push((text[start..i].to_string(), start));
+                if b.get(next) == Some(&b'{') {
+                    i = skip_group(b, next);
+                }
+                i = selector_tail(text, i);
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Past what may follow a selector's name and braces (or a subquery's expression): its
+/// range brackets, `offset` (signed) durations, `@` times and the `anchored` / `smoothed`
+/// modifiers, in any order.
+fn selector_tail(text: &str, mut i: usize) -> usize {
+    let b = text.as_bytes();
+    loop {
+        let j = skip_space(b, i);
+        if b.get(j) == Some(&b'[') {
+            i = skip_group(b, j);
+            continue;
+        }
+        let (word_end, at) = if b.get(j) == Some(&b'@') {
+            (j + 1, true)
+        } else {
+            (ident_end(b, j), false)
+        };
+        let word = &text[j..word_end];
+        if at || word.eq_ignore_ascii_case("offset") {
+            // The operand: a signed number or duration, `start()` / `end()` or a
+            // parenthesised duration expression.
+            let mut k = skip_space(b, word_end);
+            if matches!(b.get(k), Some(b'-' | b'+')) {
+                k = skip_space(b, k + 1);
+            }
+            k = match b.get(k) {
+                Some(b'(') => skip_group(b, k),
+                Some(_) => {
+                    let end = token_end(b, k);
+                    let open = skip_space(b, end);
+                    if end > k && b.get(open) == Some(&b'(') {
+                        skip_group(b, open)
+                    } else {
+                        end
+                    }
+                }
+                None => k,
+            };
+            i = k;
+            continue;
+        }
+        if word.eq_ignore_ascii_case("anchored") || word.eq_ignore_ascii_case("smoothed") {
+            i = word_end;
+            continue;
+        }
+        return i;
+    }
+}
+
+/// Past a number, duration or name starting at `i`.
+fn token_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'.' | b'_' | b':')) {
+        i += 1;
+    }
+    i
 }
 
 /// Offsets of argument `arg` of every call of `name` in `text`.
@@ -303,5 +461,50 @@ mod tests {
         let Expr::Binary(b) = &e else { panic!() };
         assert_eq!(p.arg(first_call(&b.lhs), 0).as_deref(), Some("1:6"));
         assert_eq!(p.arg(first_call(&b.rhs), 0).as_deref(), Some("1:21"));
+    }
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::*;
+
+    /// Positions of the query's selectors, in source order, found from the text as written
+    /// (the tree parsed from its rewrite, as the engine does).
+    fn selectors(q: &str) -> Vec<Option<String>> {
+        let e = crate::parse(q).unwrap();
+        let p = SourcePositions::new(q, &e);
+        let (mut calls, mut nodes) = (Vec::new(), Vec::new());
+        in_source_order(&e, &mut calls, &mut nodes);
+        nodes.iter().map(|&(_, key)| p.selector(key)).collect()
+    }
+
+    fn at(v: &[&str]) -> Vec<Option<String>> {
+        v.iter().map(|s| Some(s.to_string())).collect()
+    }
+
+    #[test]
+    fn selectors_are_found_in_the_text() {
+        assert_eq!(selectors("sort(mixed smoothed)"), at(&["1:6"]));
+        assert_eq!(selectors("x smoothed + x"), at(&["1:1", "1:14"]));
+        assert_eq!(
+            selectors("rate(x[5m] offset -1m anchored) / y offset 1m smoothed"),
+            at(&["1:6", "1:35"])
+        );
+        assert_eq!(
+            selectors("x @ start() smoothed + on(x) group_left(y) y"),
+            at(&["1:1", "1:44"])
+        );
+        assert_eq!(
+            selectors("sum by (job) (job) + sum(job) without (job) - count_values(\"job\", job)"),
+            at(&["1:15", "1:26", "1:67"])
+        );
+        assert_eq!(
+            selectors("{__name__=\"é\"} smoothed * on() b # Ω\n + 2 * max_over_time(c{a=\"}ü\"}[1m:] offset 1m)"),
+            at(&["1:1", "1:32", "2:22"])
+        );
+        assert_eq!(
+            selectors("max_over_time((x offset 1m)[5m:1m] offset 2m) > bool inf"),
+            at(&["1:16"])
+        );
     }
 }

@@ -404,9 +404,12 @@ pub(crate) fn smoothed_selector(ev: &Evaluator, vs: &VectorSelector) -> Result<V
             let fw = window(&s.floats, |x| x.t, lo, hi);
             let hw = window(&s.hists, |x| x.t, lo, hi);
             if !fw.is_empty() && !hw.is_empty() {
-                ev.warn(format!(
-                    "encountered a mix of histograms and floats for metric name {metric:?}"
-                ));
+                ev.warn_at_selector(
+                    format!(
+                        "encountered a mix of histograms and floats for metric name {metric:?}"
+                    ),
+                    vs,
+                );
                 continue;
             }
             if !fw.is_empty() {
@@ -425,7 +428,7 @@ pub(crate) fn smoothed_selector(ev: &Evaluator, vs: &VectorSelector) -> Result<V
                 Some(next) if i > 0 => {
                     let prev = &hw[i - 1];
                     if prev.h.uses_custom_buckets() != next.h.uses_custom_buckets() {
-                        ev.warn(format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"));
+                        ev.warn_at_selector(format!("vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"), vs);
                         continue;
                     }
                     interpolate_histograms(prev, next, t)
