@@ -11,6 +11,14 @@
 //!   `__meshlens_smoothed__=""`) in the selector's braces ([`extension_of`] finds it, and the
 //!   selector's matchers leave it out).
 //!
+//!   A modifier applies to the expression just before it, as Prometheus's `expr ANCHORED`
+//!   rule does: on a subquery or any other expression than a selector the rewrite fails
+//!   with Prometheus's parse error, as it does for both modifiers on one selector.
+//!
+//! - promql-parser lexes `anchored` and `smoothed` as keywords everywhere, while Prometheus
+//!   also takes them as metric and label names: as a metric name the word goes into the
+//!   braces (`{__name__="anchored"}`), in a `by` / `on` / `group_left` list it is quoted.
+//!
 //! The rewrite skips strings, comments and label matchers, so `"</"` or a label value
 //! `anchored` stay as written.
 
@@ -81,10 +89,56 @@ enum SelectorEnd {
     InBraces { close: usize, empty: bool },
     /// After a bare metric name ending here.
     AfterName(usize),
+    /// In the braces a keyword metric name was rewritten into, before the `}` that edit
+    /// number `n` inserts.
+    Rewritten(usize),
 }
 
-/// Words that are no metric name where they stand before a selector modifier.
-const KEYWORDS: [&str; 16] = [
+/// The expression that ends where the scan stands, which a modifier word after it applies
+/// to (Prometheus's `expr ANCHORED`, binding to the nearest expression before it).
+#[derive(Clone, Copy)]
+enum Last {
+    /// None ends here (an operator, an opening bracket, a keyword): `anchored` or
+    /// `smoothed` here is a metric name.
+    Nothing,
+    /// A series selector starting at `start` (a range after it included), with the
+    /// modifier it was given.
+    Selector {
+        start: usize,
+        end: SelectorEnd,
+        modifier: Option<&'static str>,
+    },
+    /// A subquery whose expression starts at `start`.
+    Subquery { start: usize },
+    /// Anything else (a literal, a call, an aggregation, a parenthesis) starting at `start`.
+    Other { start: usize },
+    /// A range on what is no selector (`1[5m]`): the parser's own error is the one to give,
+    /// so a modifier after it is only dropped.
+    Broken { start: usize },
+}
+
+impl Last {
+    fn start(self) -> Option<usize> {
+        match self {
+            Last::Nothing => None,
+            Last::Selector { start, .. }
+            | Last::Subquery { start }
+            | Last::Other { start }
+            | Last::Broken { start } => Some(start),
+        }
+    }
+}
+
+/// What Prometheus's parser refuses in a modifier's place, and where (the offset of the
+/// expression the modifier was put on).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RewriteError {
+    pub at: usize,
+    pub message: String,
+}
+
+/// Words that end no expression and name no series where they stand.
+const KEYWORDS: [&str; 11] = [
     "by",
     "without",
     "on",
@@ -92,44 +146,91 @@ const KEYWORDS: [&str; 16] = [
     "group_left",
     "group_right",
     "bool",
-    "offset",
     "and",
     "or",
     "unless",
     "atan2",
-    "inf",
-    "nan",
-    "anchored",
-    "smoothed",
 ];
 
-/// `query` in the syntax the parser reads; borrowed when there was nothing to rewrite.
-pub(crate) fn rewrite(query: &str) -> Cow<'_, str> {
+/// `query` in the syntax the parser reads; borrowed when there was nothing to rewrite. A
+/// modifier on what is no series selector fails as in Prometheus: on a subquery, on any
+/// other expression, or `anchored` and `smoothed` on the same selector.
+pub(crate) fn rewrite(query: &str) -> Result<Cow<'_, str>, RewriteError> {
     let b = query.as_bytes();
     // (offset, text to insert, bytes of the original to drop there)
     let mut edits: Vec<(usize, String, usize)> = Vec::new();
-    // The selector last seen: a modifier after it belongs to it.
-    let mut selector: Option<SelectorEnd> = None;
+    let mut last = Last::Nothing;
+    // Open parentheses: where the expression they start begins (a call's name).
+    let mut opens: Vec<usize> = Vec::new();
+    // A name just read that calls a function: the expression starts there.
+    let mut call_start: Option<usize> = None;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
+            b'"' | b'\'' | b'`' => {
+                last = Last::Other { start: i };
+                i = after_quoted(b, i);
+            }
             b'#' => i = after_comment(b, i),
+            c if c.is_ascii_whitespace() => i += 1,
             b'{' => {
                 // Unclosed braces: no selector to mark, the parser refuses the text.
                 let Some(close) = group_close(query, i) else {
-                    selector = None;
-                    i = b.len();
-                    continue;
+                    break;
                 };
                 let empty = query[i + 1..close].trim().is_empty();
-                selector = Some(SelectorEnd::InBraces { close, empty });
+                // A name right before the braces is part of the selector.
+                let start = match last {
+                    Last::Selector {
+                        start,
+                        end: SelectorEnd::AfterName(at),
+                        ..
+                    } if query[at..i].trim().is_empty() => start,
+                    _ => i,
+                };
+                last = Last::Selector {
+                    start,
+                    end: SelectorEnd::InBraces { close, empty },
+                    modifier: None,
+                };
                 i = close + 1;
+            }
+            b'[' => {
+                let Some(close) = group_close(query, i) else {
+                    break;
+                };
+                // A subquery's range has a colon; a range selector stays a selector.
+                last = match last {
+                    Last::Nothing => Last::Nothing,
+                    _ if query[i + 1..close].contains(':') => Last::Subquery {
+                        start: last.start().unwrap_or(i),
+                    },
+                    Last::Selector { .. } => last,
+                    _ => Last::Broken {
+                        start: last.start().unwrap_or(i),
+                    },
+                };
+                i = close + 1;
+            }
+            b'(' => {
+                opens.push(call_start.take().unwrap_or(i));
+                last = Last::Nothing;
+                i += 1;
+            }
+            b')' => {
+                last = Last::Other {
+                    start: opens.pop().unwrap_or(i),
+                };
+                i += 1;
+            }
+            b'@' => {
+                i = after_operand(query, i + 1);
             }
             c if c.is_ascii_digit()
                 || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
             {
                 // A number or duration: its letters are no names.
+                last = Last::Other { start: i };
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
                     i += 1;
                 }
@@ -142,44 +243,81 @@ pub(crate) fn rewrite(query: &str) -> Cow<'_, str> {
                 }
                 let word = &query[start..i];
                 let next = skip_space(b, i);
-                if b.get(next) == Some(&b'(') {
+                let lower = word.to_ascii_lowercase();
+                if GROUPING.contains(&lower.as_str()) && b.get(next) == Some(&b'(') {
+                    // Its label list: the modifier words there are label names, which the
+                    // parser reads quoted only.
+                    let Some(close) = group_close(query, next) else {
+                        break;
+                    };
+                    quote_keyword_labels(query, next + 1, close, &mut edits);
+                    last = Last::Nothing;
+                    i = close + 1;
                     continue;
                 }
-                let lower = word.to_ascii_lowercase();
+                if b.get(next) == Some(&b'(') {
+                    call_start = Some(start);
+                    continue;
+                }
+                let ends_expr = last.start().is_some();
+                if ends_expr && lower == "offset" {
+                    i = after_operand(query, i);
+                    continue;
+                }
                 let modifier = match lower.as_str() {
-                    "anchored" => Some(ANCHORED_MARKER),
-                    "smoothed" => Some(SMOOTHED_MARKER),
+                    "anchored" => Some(("anchored", ANCHORED_MARKER)),
+                    "smoothed" => Some(("smoothed", SMOOTHED_MARKER)),
                     _ => None,
                 };
-                let after_selector =
-                    query[..start]
-                        .trim_end()
-                        .bytes()
-                        .next_back()
-                        .is_some_and(|c| {
-                            c.is_ascii_alphanumeric() || matches!(c, b']' | b'}' | b')' | b'_')
-                        });
-                if let (Some(marker), Some(end), true) = (modifier, selector, after_selector) {
-                    edits.push((start, String::new(), word.len()));
-                    match end {
-                        SelectorEnd::InBraces { close, empty } => {
-                            let sep = if empty { "" } else { ", " };
-                            edits.push((close, format!("{sep}{marker}=\"\""), 0));
-                        }
-                        SelectorEnd::AfterName(at) => {
-                            edits.push((at, format!("{{{marker}=\"\"}}"), 0));
-                        }
+                if let (Some((name, marker)), true) = (modifier, ends_expr) {
+                    last = apply_modifier(&mut edits, last, name, marker, start, word.len())?;
+                    continue;
+                }
+                if KEYWORDS.contains(&lower.as_str()) {
+                    last = Last::Nothing;
+                    continue;
+                }
+                if modifier.is_some() {
+                    // `anchored` or `smoothed` as a metric name: the parser reads them as
+                    // keywords only, so the name goes into the braces.
+                    let name = format!("__name__=\"{word}\"");
+                    if b.get(next) == Some(&b'{') {
+                        edits.push((start, String::new(), word.len()));
+                        let Some(close) = group_close(query, next) else {
+                            break;
+                        };
+                        let empty = query[next + 1..close].trim().is_empty();
+                        let sep = if empty { "" } else { ", " };
+                        edits.push((next + 1, format!("{name}{sep}"), 0));
+                        last = Last::Selector {
+                            start,
+                            end: SelectorEnd::InBraces {
+                                close,
+                                empty: false,
+                            },
+                            modifier: None,
+                        };
+                        i = close + 1;
+                    } else {
+                        edits.push((start, format!("{{{name}"), word.len()));
+                        edits.push((i, "}".into(), 0));
+                        last = Last::Selector {
+                            start,
+                            end: SelectorEnd::Rewritten(edits.len() - 1),
+                            modifier: None,
+                        };
                     }
-                    selector = None;
                     continue;
                 }
-                if KEYWORDS.contains(&lower.as_str()) && modifier.is_none() {
-                    continue;
-                }
-                // A name before `{` is part of the selector the braces end.
-                if b.get(next) != Some(&b'{') {
-                    selector = Some(SelectorEnd::AfterName(i));
-                }
+                last = if matches!(lower.as_str(), "inf" | "nan") {
+                    Last::Other { start }
+                } else {
+                    Last::Selector {
+                        start,
+                        end: SelectorEnd::AfterName(i),
+                        modifier: None,
+                    }
+                };
             }
             c @ (b'<' | b'>') if b.get(i + 1) == Some(&b'/') => {
                 let trim = if c == b'<' { Trim::Upper } else { Trim::Lower };
@@ -187,24 +325,147 @@ pub(crate) fn rewrite(query: &str) -> Cow<'_, str> {
                 edits.push((i + 1, String::new(), 1));
                 let (at, text) = trim_marking(query, i + 2, trim);
                 edits.push((at, text, 0));
+                last = Last::Nothing;
                 i += 2;
             }
-            _ => i += 1,
+            _ => {
+                last = Last::Nothing;
+                i += 1;
+            }
         }
     }
     if edits.is_empty() {
-        return Cow::Borrowed(query);
+        return Ok(Cow::Borrowed(query));
     }
     edits.sort_by_key(|e| e.0);
     let mut out = String::with_capacity(query.len() + 64 * edits.len());
     let mut copied = 0;
     for (at, text, drop) in edits {
+        // Edits never overlap; were one to start inside text another dropped, it goes
+        // after it rather than split the text.
+        let at = at.max(copied);
         out.push_str(&query[copied..at]);
         out.push_str(&text);
         copied = at + drop;
     }
     out.push_str(&query[copied..]);
-    Cow::Owned(out)
+    Ok(Cow::Owned(out))
+}
+
+/// The modifier word `name` (at `at`, `len` bytes) put on the expression `last`: a marker
+/// for a selector's braces, or the error Prometheus's parser gives for anything else.
+fn apply_modifier(
+    edits: &mut Vec<(usize, String, usize)>,
+    last: Last,
+    name: &'static str,
+    marker: &str,
+    at: usize,
+    len: usize,
+) -> Result<Last, RewriteError> {
+    let fail = |start: usize, message: String| RewriteError { at: start, message };
+    match last {
+        Last::Selector {
+            start,
+            end,
+            modifier,
+        } => {
+            edits.push((at, String::new(), len));
+            match modifier {
+                Some(m) if m == name => {}
+                Some(_) => {
+                    return Err(fail(
+                        start,
+                        "anchored and smoothed modifiers cannot be used together".into(),
+                    ))
+                }
+                None => match end {
+                    SelectorEnd::InBraces { close, empty } => {
+                        let sep = if empty { "" } else { ", " };
+                        edits.push((close, format!("{sep}{marker}=\"\""), 0));
+                    }
+                    SelectorEnd::AfterName(at) => {
+                        edits.push((at, format!("{{{marker}=\"\"}}"), 0));
+                    }
+                    SelectorEnd::Rewritten(n) => edits[n].1 = format!(", {marker}=\"\"}}"),
+                },
+            }
+            Ok(Last::Selector {
+                start,
+                end,
+                modifier: Some(name),
+            })
+        }
+        Last::Subquery { start } => Err(fail(
+            start,
+            format!("{name} modifier is not supported for subqueries"),
+        )),
+        Last::Other { start } => Err(fail(start, format!("{name} modifier not implemented"))),
+        Last::Broken { .. } => {
+            edits.push((at, String::new(), len));
+            Ok(last)
+        }
+        Last::Nothing => Ok(last),
+    }
+}
+
+/// Keywords followed by a list of label names.
+const GROUPING: [&str; 6] = [
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// Edits quoting the label names `anchored` and `smoothed` in the list `query[from..to]`.
+fn quote_keyword_labels(
+    query: &str,
+    from: usize,
+    to: usize,
+    edits: &mut Vec<(usize, String, usize)>,
+) {
+    let b = query.as_bytes();
+    let mut i = from;
+    while i < to {
+        match b[i] {
+            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < to && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                let word = &query[start..i];
+                if word.eq_ignore_ascii_case("anchored") || word.eq_ignore_ascii_case("smoothed") {
+                    edits.push((start, format!("\"{word}\""), word.len()));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// Past the operand of `offset` or `@` whose text starts at `i`: a signed number or
+/// duration, a parenthesised expression, or a call (`start()`, `step()`).
+fn after_operand(query: &str, i: usize) -> usize {
+    let b = query.as_bytes();
+    let mut k = skip_space(b, i);
+    if matches!(b.get(k), Some(b'-' | b'+')) {
+        k = skip_space(b, k + 1);
+    }
+    if b.get(k) == Some(&b'(') {
+        return group_end(query, k);
+    }
+    let end = b[k..]
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_')))
+        .map_or(b.len(), |n| k + n);
+    let open = skip_space(b, end);
+    if end > k && b.get(open) == Some(&b'(') {
+        group_end(query, open)
+    } else {
+        end
+    }
 }
 
 /// Where, after a trim operator whose modifiers start at `from`, its marker goes and the
@@ -355,7 +616,7 @@ mod tests {
     use super::*;
 
     fn r(q: &str) -> String {
-        rewrite(q).into_owned()
+        rewrite(q).unwrap().into_owned()
     }
 
     #[test]
@@ -416,16 +677,30 @@ mod tests {
             r("sum(rate(a[5m] anchored)) / rate(b[5m] smoothed)"),
             r#"sum(rate(a{__meshlens_anchored__=""}[5m] )) / rate(b{__meshlens_smoothed__=""}[5m] )"#
         );
-        // As a name or a label value the words are left alone.
-        for q in [
-            "anchored",
-            "rate(anchored[5m])",
-            "x + smoothed",
-            r#"x{a="anchored"}"#,
-            "sum by (anchored) (x)",
-            "x # anchored",
+        // As a label name in braces, a label value or in a comment the words are left alone.
+        for q in [r#"x{anchored="anchored"}"#, "x # anchored"] {
+            assert!(matches!(rewrite(q), Ok(Cow::Borrowed(_))), "{q}");
+        }
+        // The parser reads them as keywords only: as a metric name they go into the
+        // braces, in a label list they are quoted.
+        for (q, want) in [
+            ("anchored", r#"{__name__="anchored"}"#),
+            ("rate(Anchored[5m])", r#"rate({__name__="Anchored"}[5m])"#),
+            ("x + smoothed", r#"x + {__name__="smoothed"}"#),
+            (
+                r#"x and smoothed{a="b"} anchored"#,
+                r#"x and {__name__="smoothed", a="b", __meshlens_anchored__=""} "#,
+            ),
+            (
+                "smoothed smoothed",
+                r#"{__name__="smoothed", __meshlens_smoothed__=""} "#,
+            ),
+            (
+                "sum by (anchored, a) (x) * on(smoothed) group_left(anchored) y",
+                r#"sum by ("anchored", a) (x) * on("smoothed") group_left("anchored") y"#,
+            ),
         ] {
-            assert!(matches!(rewrite(q), Cow::Borrowed(_)), "{q}");
+            assert_eq!(r(q), want, "{q}");
         }
     }
 
@@ -439,7 +714,7 @@ mod tests {
             "x < /* no */ 2",
             "x{a=~'>/'}",
         ] {
-            assert!(matches!(rewrite(q), Cow::Borrowed(_)), "{q}");
+            assert!(matches!(rewrite(q), Ok(Cow::Borrowed(_))), "{q}");
         }
     }
 
@@ -453,7 +728,7 @@ mod tests {
 
     #[test]
     fn the_evaluator_finds_the_trim_again() {
-        let parsed = |q: &str| promql_parser::parser::parse(&rewrite(q)).unwrap();
+        let parsed = |q: &str| promql_parser::parser::parse(&rewrite(q).unwrap()).unwrap();
         let Expr::Binary(b) = parsed("h </ 2") else {
             panic!()
         };
@@ -485,7 +760,7 @@ mod tests {
             ("h >/ on(a) f", "h >/ on (a) f"),
             ("h >/ on(a) group_left(b) f", "h >/ on (a) group_left (b) f"),
         ] {
-            let e = promql_parser::parser::parse(&rewrite(q)).unwrap();
+            let e = promql_parser::parser::parse(&rewrite(q).unwrap()).unwrap();
             assert_eq!(restore(&e.to_string()), printed);
         }
     }

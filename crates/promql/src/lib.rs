@@ -269,6 +269,14 @@ impl Engine {
 /// before the parser sees it.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
     guard::check(query)?;
+    // A selector modifier where Prometheus's parser refuses one: the error names where the
+    // expression it was put on starts, as Prometheus's does.
+    if let Err(e) = extended_syntax::rewrite(query) {
+        let (line, col) = line_col(query, e.at);
+        return Err(PromqlError::Parse {
+            message: format!("{line}:{col}: parse error: {}", e.message),
+        });
+    }
     let first = parse_text(query);
     // Prometheus 2.x's name for double_exponential_smoothing is still accepted.
     let first = match first {
@@ -283,8 +291,7 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
     };
     first.map_err(|reason| {
         let at = error_position(query);
-        let line = query[..at].matches('\n').count() + 1;
-        let col = at - query[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+        let (line, col) = line_col(query, at);
         let reason = match query[at..].split_whitespace().next() {
             Some(tok) if reason == "invalid promql query" => format!("unexpected {tok:?}"),
             _ => reason,
@@ -295,13 +302,20 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
     })
 }
 
+/// Line and column (both from 1, the column in bytes) of offset `at`.
+fn line_col(query: &str, at: usize) -> (usize, usize) {
+    let line = query[..at].matches('\n').count() + 1;
+    let col = at - query[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
 /// promql-parser's parse, minus the inputs that make it panic, of the query with the syntax
 /// it does not read rewritten (`extended_syntax`).
 fn parse_text(query: &str) -> Result<promql_parser::parser::Expr, String> {
     if let Some((_, text)) = duration_numbers::out_of_range(query) {
         return Err(format!("duration {text:?} is out of range"));
     }
-    match extended_syntax::rewrite(query) {
+    match extended_syntax::rewrite(query).map_err(|e| e.message)? {
         std::borrow::Cow::Borrowed(q) => promql_parser::parser::parse(q),
         std::borrow::Cow::Owned(q) => {
             let e = promql_parser::parser::parse(&q)?;

@@ -32,6 +32,8 @@ const SEEDS: &[&str] = &[
     "sum(x) by (a) </ on() group_left count(y[1m] anchored)",
     "ΩΩ </ é",
     "x offset (1m + 2m) smoothed",
+    "sum by (anchored) (smoothed[5m:] anchored) + anchored{a=\"é\"} smoothed smoothed",
+    "rate(x[1m]) anchored / (y) smoothed + \"s\" anchored + 1[5m] smoothed",
     r#"info(x, {a="é"}) + info(y, {}) + info(z, {Ω="1"})"#,
     "holt_winters(x[5m], 0.5, 0.5) </ 1 # é",
     "x[é] anchored + y[5m:Ω] smoothed offset é",

@@ -133,6 +133,13 @@ pub(crate) fn run(
         if !instant {
             return Err(PromqlError::BadData { message: "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into() });
         }
+        if let Expr::MatrixSelector(ms) = inner {
+            if let Some(ext) = crate::extended_syntax::extension_of(&ms.vs) {
+                let mut out = crate::functions::extended::bare_range(&ev, ms, ext)?;
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                return Ok(result(Value::Matrix(out), ev.notes.take()));
+            }
+        }
         let m = ev.eval_matrix(inner)?;
         let mut out: Vec<SeriesSamples> = m
             .series

@@ -154,14 +154,29 @@ fn in_source_order(e: &Expr, out: &mut Vec<(String, usize)>, selectors: &mut Vec
         Expr::Paren(p) => walk(&p.expr),
         Expr::Unary(u) => walk(&u.expr),
         Expr::Subquery(s) => walk(&s.expr),
-        Expr::VectorSelector(vs) => {
-            selectors.push((vs.name.clone().unwrap_or_default(), node_key(vs)))
-        }
-        Expr::MatrixSelector(ms) => {
-            selectors.push((ms.vs.name.clone().unwrap_or_default(), node_key(&ms.vs)))
-        }
+        Expr::VectorSelector(vs) => selectors.push((selector_name(vs), node_key(vs))),
+        Expr::MatrixSelector(ms) => selectors.push((selector_name(&ms.vs), node_key(&ms.vs))),
         _ => {}
     }
+}
+
+/// The metric name a selector was written with: its name, or the keyword names `anchored`
+/// and `smoothed` that `extended_syntax` moves into the braces; empty for none.
+fn selector_name(vs: &promql_parser::parser::VectorSelector) -> String {
+    if let Some(name) = &vs.name {
+        return name.clone();
+    }
+    vs.matchers
+        .matchers
+        .iter()
+        .find(|m| {
+            m.name == "__name__"
+                && matches!(m.op, promql_parser::label::MatchOp::Equal)
+                && (m.value.eq_ignore_ascii_case("anchored")
+                    || m.value.eq_ignore_ascii_case("smoothed"))
+        })
+        .map(|m| m.value.clone())
+        .unwrap_or_default()
 }
 
 /// Keywords followed by a list of label names.
@@ -486,8 +501,10 @@ mod selector_tests {
     fn selectors_are_found_in_the_text() {
         assert_eq!(selectors("sort(mixed smoothed)"), at(&["1:6"]));
         assert_eq!(selectors("x smoothed + x"), at(&["1:1", "1:14"]));
+        assert_eq!(selectors("x and anchored"), at(&["1:1", "1:7"]));
+        assert_eq!(selectors("smoothed smoothed"), at(&["1:1"]));
         assert_eq!(
-            selectors("rate(x[5m] offset -1m anchored) / y offset 1m smoothed"),
+            selectors("rate(x[5m] offset -1m anchored) / smoothed offset 1m smoothed"),
             at(&["1:6", "1:35"])
         );
         assert_eq!(

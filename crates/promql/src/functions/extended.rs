@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use meshlens_model::histogram::CounterResetHint;
-use meshlens_model::{is_stale_nan, FloatHistogram, HistogramSample, Labels, Sample};
+use meshlens_model::{
+    is_stale_nan, FloatHistogram, HistogramSample, Labels, Sample, SeriesSamples,
+};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
 use super::rollup::RangeFn;
@@ -157,6 +159,86 @@ pub(crate) fn range_call(
         }
     }
     Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+/// An anchored or smoothed range selector as a query's result (an instant query of
+/// `x[5m] anchored`): per series, the value at the window's start (the last sample at or
+/// before it; smoothed: interpolated there), the samples inside the window, and the value
+/// at its end (the last sample; smoothed: interpolated towards the next one), as
+/// Prometheus's `extendFloats`. Native histograms are refused, as in Prometheus; a series
+/// with no sample inside the window is left out.
+pub(crate) fn bare_range(
+    ev: &Evaluator,
+    ms: &MatrixSelector,
+    ext: Extension,
+) -> Result<Vec<SeriesSamples>, PromqlError> {
+    let smoothed = ext == Extension::Smoothed;
+    let range = millis(ms.range);
+    let lookback = ev.opts.lookback_delta_ms;
+    let ends = ev.effective_times(&ms.vs.at, &ms.vs.offset);
+    let Some(&end) = ends.first() else {
+        return Ok(Vec::new());
+    };
+    let start = end.saturating_sub(range);
+    let after = if smoothed { lookback } else { 0 };
+    let series = read(
+        ev,
+        &ms.vs,
+        start.saturating_sub(lookback).saturating_add(1),
+        end.saturating_add(after),
+    )?;
+    let mut out = Vec::new();
+    for s in series {
+        if !s.hists.is_empty() {
+            let word = if smoothed { "smoothed" } else { "anchored" };
+            return Err(PromqlError::exec(format!(
+                "{word} modifier is not supported with histograms"
+            )));
+        }
+        if let Some(samples) = extend_window(&s.floats, start, end, smoothed) {
+            out.push(SeriesSamples {
+                labels: s.labels,
+                samples,
+                histograms: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The samples of a window `(start, end]` with a value put at each end (see
+/// [`bare_range`]); `f` reaches back one lookback delta before `start` (and, smoothed,
+/// after `end`). `None` when no sample lies after `start`.
+fn extend_window(f: &[Sample], start: i64, end: i64, smoothed: bool) -> Option<Vec<Sample>> {
+    let mut last = f.len().checked_sub(1)?;
+    // The last sample at or before the start, or the first one when none is.
+    let first = f[..last]
+        .partition_point(|x| x.t <= start)
+        .saturating_sub(1);
+    if smoothed {
+        // The first sample at or after the end: the right end interpolates towards it.
+        last = f[..last].partition_point(|x| x.t < end);
+    }
+    if f[last].t <= start {
+        return None;
+    }
+    let left = if smoothed && f[first].t < start {
+        interpolate(f[first], f[first + 1], start, false)
+    } else {
+        f[first].v
+    };
+    let right = if smoothed && last > 0 && f[last].t > end {
+        interpolate(f[last - 1], f[last], end, false)
+    } else {
+        f[last].v
+    };
+    let lo = first + usize::from(f[first].t <= start);
+    let hi = if f[last].t >= end { last } else { last + 1 };
+    let mut out = Vec::with_capacity(hi.saturating_sub(lo) + 2);
+    out.push(Sample::new(start, left));
+    out.extend_from_slice(&f[lo..hi.max(lo)]);
+    out.push(Sample::new(end, right));
+    Some(out)
 }
 
 /// The increase (`counter`) or difference between the values at `start` and `end` of the
