@@ -241,7 +241,8 @@ where
             }
             continue;
         }
-        let headers = build_headers(&head, &headers)?;
+        let headers = build_headers(&head, &headers, 0)
+            .ok_or(Error::Malformed("invalid header name or value"))?;
         drop(head);
         let status =
             StatusCode::from_u16(status).map_err(|_| Error::Malformed("invalid status code"))?;
@@ -406,25 +407,43 @@ where
     }
 }
 
-type Head = (u16, Version, Vec<(usize, usize, usize, usize)>, usize);
+/// Where each header's name and value lie in a head: (name start, name end, value start,
+/// value end). Kept inline for the usual few headers: the head's bytes move into a shared
+/// buffer after parsing, so the parser's borrowed slices cannot be kept.
+pub(crate) type HeaderRanges = smallvec::SmallVec<[(u32, u32, u32, u32); 16]>;
+
+/// Header slots for httparse, left uninitialised: filling all `MAX_HEADERS` of them for
+/// every head cost more than the parse itself.
+pub(crate) fn header_slots<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// The ranges of parsed headers, as offsets from `base` (the head's first byte).
+pub(crate) fn header_ranges(base: &[u8], headers: &[httparse::Header<'_>]) -> HeaderRanges {
+    let base = base.as_ptr() as usize;
+    headers
+        .iter()
+        .map(|h| {
+            // Heads are at most `max_head` (far below 4 GiB) long.
+            let n = (h.name.as_ptr() as usize - base) as u32;
+            let v = (h.value.as_ptr() as usize - base) as u32;
+            (n, n + h.name.len() as u32, v, v + h.value.len() as u32)
+        })
+        .collect()
+}
+
+type Head = (u16, Version, HeaderRanges, usize);
 
 /// Parses a complete response head at the start of `buf`: status, version, header name and
 /// value ranges, head length. `None`: more bytes needed.
 fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<Head>, Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut slots);
-    match r.parse(buf) {
+    let mut slots = header_slots();
+    let mut r = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut r, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(len)) => {
-            let base = buf.as_ptr() as usize;
-            let ranges = r
-                .headers
-                .iter()
-                .map(|h| {
-                    let n = h.name.as_ptr() as usize - base;
-                    let v = h.value.as_ptr() as usize - base;
-                    (n, n + h.name.len(), v, v + h.value.len())
-                })
-                .collect();
+            let ranges = header_ranges(buf, r.headers);
             let version = match r.version {
                 Some(0) => Version::HTTP_10,
                 _ => Version::HTTP_11,
@@ -440,19 +459,20 @@ fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<Head>, Error> {
     }
 }
 
-fn build_headers(
+/// The header map of a head whose headers lie at `ranges`, with room for `extra` more;
+/// values share the head's buffer. `None`: a name or value that is not valid.
+pub(crate) fn build_headers(
     head: &Bytes,
-    ranges: &[(usize, usize, usize, usize)],
-) -> Result<HeaderMap, Error> {
-    let mut map = HeaderMap::with_capacity(ranges.len());
+    ranges: &[(u32, u32, u32, u32)],
+    extra: usize,
+) -> Option<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(ranges.len() + extra);
     for &(ns, ne, vs, ve) in ranges {
-        let name = HeaderName::from_bytes(&head[ns..ne])
-            .map_err(|_| Error::Malformed("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
-            .map_err(|_| Error::Malformed("invalid header value"))?;
+        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize]).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize)).ok()?;
         map.append(name, value);
     }
-    Ok(map)
+    Some(map)
 }
 
 pub(crate) fn content_length(h: &HeaderMap) -> Result<u64, Error> {

@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use parking_lot::Mutex;
@@ -31,7 +31,8 @@ use tokio::sync::watch;
 
 use crate::body::{BoxError, ProxyBody};
 use crate::h1client::{
-    content_length, decode_chunked, ends_with_chunked, has_token, Chunked, Decoded, MAX_HEADERS,
+    build_headers, content_length, decode_chunked, ends_with_chunked, has_token, header_ranges,
+    header_slots, Chunked, Decoded,
 };
 
 /// First read of a request head; doubled while the head is incomplete, up to the limit.
@@ -409,9 +410,9 @@ fn parse(
     max_head: usize,
     shared: &Arc<Shared>,
 ) -> Result<Option<Parsed>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Request::new(&mut slots);
-    let len = match r.parse(buf) {
+    let mut slots = header_slots();
+    let mut r = httparse::Request::new(&mut []);
+    let len = match r.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -427,27 +428,14 @@ fn parse(
     let path = r.path.unwrap_or("");
     let path_range = (path.as_ptr() as usize - base, path.len());
     let http10 = r.version == Some(0);
-    // Offsets of names and values, kept on the stack while the head moves into `Bytes`.
-    let mut ranges = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let count = r.headers.len();
-    for (slot, h) in ranges.iter_mut().zip(r.headers.iter()) {
-        let n = h.name.as_ptr() as usize - base;
-        let v = h.value.as_ptr() as usize - base;
-        *slot = (n, n + h.name.len(), v, v + h.value.len());
-    }
+    let ranges = header_ranges(buf, r.headers);
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.0 + path_range.1))
         .map_err(|_| HeadError::Bad("invalid request target"))?;
     // Room for the headers the request path adds (request id, trace context, forwarding),
     // so that adding them does not grow the map.
-    let mut headers = HeaderMap::with_capacity(count + ADDED_HEADERS);
-    for &(ns, ne, vs, ve) in &ranges[..count] {
-        let name = HeaderName::from_bytes(&head[ns..ne])
-            .map_err(|_| HeadError::Bad("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
-            .map_err(|_| HeadError::Bad("invalid header value"))?;
-        headers.append(name, value);
-    }
+    let headers = build_headers(&head, &ranges, ADDED_HEADERS)
+        .ok_or(HeadError::Bad("invalid header name or value"))?;
     drop(head);
     let conn_close = headers
         .get_all(http::header::CONNECTION)

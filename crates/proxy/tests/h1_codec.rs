@@ -307,3 +307,43 @@ async fn a_broken_upstream_answer_is_503_uc() {
     );
     h.proxy.shutdown().await;
 }
+
+/// Heads with many headers (more than the parser keeps inline) pass whole, both ways.
+#[tokio::test]
+async fn heads_with_many_headers_pass_whole_both_ways() {
+    let raw = raw_backend(|head| {
+        let echoed = head
+            .lines()
+            .filter(|l| l.starts_with("x-q"))
+            .count()
+            .to_string();
+        let extra: String = (0..40).map(|i| format!("x-r{i}: value {i}\r\n")).collect();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\n{extra}content-length: {}\r\n\r\n{echoed}",
+            echoed.len()
+        );
+        (reply.into_bytes(), false)
+    })
+    .await;
+    let h = start(&mesh(raw.port)).await;
+    let many: String = (0..60).map(|i| format!("x-q{i}: v{i}\r\n")).collect();
+    let mut s = TcpStream::connect(h.proxy.addr()).await.unwrap();
+    let a = exchange(
+        &mut s,
+        format!("GET / HTTP/1.1\r\nhost: raw\r\n{many}\r\n").as_bytes(),
+        |a| a.ends_with("\r\n\r\n60"),
+    )
+    .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert!(
+        a.ends_with("\r\n\r\n60"),
+        "all 60 request headers reach upstream: {a}"
+    );
+    for i in 0..40 {
+        assert!(
+            a.contains(&format!("x-r{i}: value {i}\r\n")),
+            "response header x-r{i}: {a}"
+        );
+    }
+    h.proxy.shutdown().await;
+}

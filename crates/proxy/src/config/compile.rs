@@ -14,6 +14,7 @@ use meshlens_mesh::{
     ConfigError, DestinationRule, HeaderOperations, HttpRoute, MeshConfig, ServiceEntry, Source,
     VirtualService,
 };
+use meshlens_model::hash::FxMap;
 
 use super::matches::{compile_match, re2_substitution};
 use super::table::*;
@@ -106,7 +107,7 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
         Ok(g) => g,
         Err(e) => return Err(vec![e]),
     };
-    let mut exact: HashMap<String, Arc<VirtualHost>> = HashMap::new();
+    let mut exact: FxMap<String, Arc<VirtualHost>> = FxMap::default();
     let mut wildcard: Vec<(String, Arc<VirtualHost>)> = Vec::new();
     for vs in &cfg.virtual_services {
         if !b.binds(vs) {
@@ -204,11 +205,11 @@ pub fn compile(cfg: &MeshConfig, ctx: &CompileContext<'_>) -> Result<Table, Vec<
 /// The short names that complete (as [`request_host_candidates`] does in `namespace`) to a
 /// host of `exact` and are not themselves in it.
 fn short_names(
-    exact: &HashMap<String, Arc<VirtualHost>>,
+    exact: &FxMap<String, Arc<VirtualHost>>,
     namespace: &str,
-) -> HashMap<String, Arc<VirtualHost>> {
+) -> FxMap<String, Arc<VirtualHost>> {
     let suffix = format!(".svc.{}", meshlens_mesh::host::CLUSTER_DOMAIN);
-    let mut short = HashMap::new();
+    let mut short = FxMap::default();
     for (fqdn, vh) in exact {
         let Some(rest) = fqdn.strip_suffix(&suffix) else {
             continue;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderName;
+use meshlens_model::hash::FxMap;
 use parking_lot::Mutex;
 
 use crate::balance::LbPolicy;
@@ -20,12 +21,15 @@ use crate::route::Match;
 use crate::telemetry::metrics::DestLabels;
 
 /// Host → virtual host, as an outbound sidecar sees the mesh.
+///
+/// Host maps are Fx-hashed: they are looked up on every request, built only from the mesh
+/// config (request hosts are never inserted), so SipHash's flooding defence buys nothing.
 pub struct Table {
-    pub exact: HashMap<String, Arc<VirtualHost>>,
+    pub exact: FxMap<String, Arc<VirtualHost>>,
     /// Short forms of `exact`'s Kubernetes names (`reviews`, `reviews.prod`,
     /// `reviews.prod.svc`) as completed in `namespace`: found without building the completed
     /// name for every request.
-    pub short: HashMap<String, Arc<VirtualHost>>,
+    pub short: FxMap<String, Arc<VirtualHost>>,
     /// `*.suffix` patterns (and `*`), most specific first.
     pub wildcard: Vec<(String, Arc<VirtualHost>)>,
     /// The namespace short request hosts are completed in.

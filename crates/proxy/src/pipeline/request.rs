@@ -30,7 +30,8 @@ pub struct Template {
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// A `static`, not a `const`: a `const` array is built (and dropped) at every use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -43,14 +44,21 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes connection-level headers, including those the `Connection` header names. Most
 /// messages carry none but `Connection`: one pass over the names finds that out.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(CONNECTION) {
+    // Which of the hop-by-hop names are present, as bits of `HOP_BY_HOP` (bit 0: Connection),
+    // so that only those are removed: each removal hashes the name.
+    let mut present = 0u8;
+    for name in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == name) {
+            present |= 1 << i;
+        }
+    }
+    if present & 1 != 0 {
         strip_connection_named(h);
     }
-    if !h.keys().any(|n| HOP_BY_HOP.contains(n)) {
-        return;
-    }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(n);
+        }
     }
 }
 
@@ -62,7 +70,13 @@ fn strip_connection_named(h: &mut HeaderMap) {
     let rest: Vec<HeaderValue> = values.cloned().collect();
     for v in first.iter().chain(&rest) {
         let Ok(v) = v.to_str() else { continue };
-        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        // `close` names no header, and `keep-alive` is hop-by-hop anyway (removed after).
+        let named = v.split(',').map(str::trim).filter(|n| {
+            !n.is_empty()
+                && !n.eq_ignore_ascii_case("close")
+                && !n.eq_ignore_ascii_case("keep-alive")
+        });
+        for name in named {
             h.remove(name);
         }
     }
@@ -219,5 +233,45 @@ pub fn rewrite_path(rw: &Rewrite, matched: Option<&Match>, path: &str) -> String
         Some(StrMatch::Prefix(p)) => format!("{uri}{}", path.get(p.len()..).unwrap_or("")),
         Some(_) => uri.clone(),
         None => format!("{uri}{}", path.get(1..).unwrap_or("")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut n: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        n.sort_unstable();
+        n
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = map(&[
+            ("connection", "close, X-Hop"),
+            ("connection", "Keep-Alive"),
+            ("keep-alive", "timeout=5"),
+            ("x-hop", "1"),
+            ("proxy-authorization", "Basic x"),
+            ("upgrade", "h2c"),
+            ("te", "trailers"),
+            ("x-end", "kept"),
+            ("content-type", "text/plain"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(names(&h), ["content-type", "te", "x-end"]);
+
+        let mut plain = map(&[("x-end", "kept"), ("content-length", "2")]);
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(names(&plain), ["content-length", "x-end"]);
     }
 }

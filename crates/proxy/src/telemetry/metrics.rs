@@ -1,9 +1,10 @@
 //! The metrics registry: Istio's standard request metrics and the proxy's own counters,
 //! exposed in Prometheus text format.
 //!
-//! Per-request cost is one (Fx) hash of a small key and a shard read lock to find the series
-//! handle, then relaxed atomic adds; a series is created (write lock on one of 16 shards) only
-//! the first time a label set is seen. The registry is a value passed around, not a global,
+//! Per-request cost is one (Fx) hash of a few words (the label sets' `Arc` addresses, code,
+//! flags) and a shard read lock to find the series handle, then relaxed atomic adds. Only
+//! when a pair of label-set `Arc`s is new is the key hashed by its label strings; a series
+//! is created (write lock on one of 16 shards) only the first time a label set is seen. The registry is a value passed around, not a global,
 //! so tests and several in-process proxies each have their own.
 
 use std::fmt::Write as _;
@@ -94,6 +95,47 @@ pub struct SeriesKey {
     /// The connection's security: `mutual_tls` when the request came (inbound) or went
     /// (outbound) over the mesh's mutual TLS.
     pub security: crate::conn::Security,
+}
+
+/// Entries of [`Metrics::by_identity`] kept at most (over all shards): a sidecar's live label
+/// sets are far fewer, and the entries keep their label sets alive.
+const MAX_IDENTITIES: usize = 4096;
+
+/// A [`SeriesKey`] compared and hashed by the addresses of its label sets, not their text.
+/// It holds the `Arc`s, so an address is not reused while its entry lives.
+struct IdentityKey(SeriesKey);
+
+impl IdentityKey {
+    fn source(&self) -> usize {
+        self.0
+            .source
+            .as_ref()
+            .map_or(0, |s| Arc::as_ptr(s) as usize)
+    }
+}
+
+impl PartialEq for IdentityKey {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        Arc::ptr_eq(&a.dest, &b.dest)
+            && self.source() == other.source()
+            && a.code == b.code
+            && a.grpc_status == b.grpc_status
+            && a.flags == b.flags
+            && a.protocol == b.protocol
+            && a.security == b.security
+    }
+}
+
+impl Eq for IdentityKey {}
+
+impl std::hash::Hash for IdentityKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let k = &self.0;
+        (Arc::as_ptr(&k.dest) as usize).hash(state);
+        self.source().hash(state);
+        (k.code, k.grpc_status, k.flags, k.protocol, k.security).hash(state);
+    }
 }
 
 /// A cumulative histogram with atomic buckets.
@@ -202,6 +244,11 @@ pub struct Metrics {
     /// config, or from request headers only through bounded caches, so flooding is not a
     /// concern.
     shards: Vec<RwLock<FxMap<SeriesKey, Arc<Series>>>>,
+    /// The same series by the identity of the key's label-set `Arc`s: those are built once
+    /// per endpoint and peer, so nearly every request finds its series here without hashing
+    /// a dozen label strings. Several `Arc`s of equal labels (after a config reload, say)
+    /// lead to the one series of `shards`.
+    by_identity: Vec<RwLock<FxMap<IdentityKey, Arc<Series>>>>,
     hasher: FxBuildHasher,
     pub counters: ProxyCounters,
     /// Istio's TCP metrics (TCP listeners).
@@ -216,6 +263,7 @@ impl Metrics {
             source,
             source_rendered,
             shards: (0..SHARDS).map(|_| RwLock::new(FxMap::default())).collect(),
+            by_identity: (0..SHARDS).map(|_| RwLock::new(FxMap::default())).collect(),
             hasher: FxBuildHasher::default(),
             counters: ProxyCounters::default(),
             tcp: Default::default(),
@@ -232,6 +280,23 @@ impl Metrics {
 
     /// The series handle for a label set, created on first use.
     pub fn series(&self, key: &SeriesKey) -> Arc<Series> {
+        let id = IdentityKey(key.clone());
+        let shard = &self.by_identity[(self.hasher.hash_one(&id) >> 60) as usize % SHARDS];
+        if let Some(s) = shard.read().get(&id) {
+            return s.clone();
+        }
+        let series = self.series_by_labels(key);
+        let mut known = shard.write();
+        // Reloads make new `Arc`s; the entries of old ones only cost memory, so the map is
+        // emptied when it has grown well past any mesh's live label sets.
+        if known.len() >= MAX_IDENTITIES / SHARDS {
+            known.clear();
+        }
+        known.insert(id, series.clone());
+        series
+    }
+
+    fn series_by_labels(&self, key: &SeriesKey) -> Arc<Series> {
         let h = self.hasher.hash_one(key);
         let shard = &self.shards[(h >> 60) as usize % SHARDS];
         if let Some(s) = shard.read().get(key) {
@@ -458,5 +523,35 @@ mod tests {
         assert!(text.contains("istio_request_duration_milliseconds_sum{"));
         assert!(text.contains("} 703\n"));
         assert_eq!(m.requests_where(|k| k.code == 404), 2);
+    }
+
+    /// Label sets equal in text but held in different `Arc`s (a reload rebuilds them) count
+    /// into one series, as one line of the exposition.
+    #[test]
+    fn equal_label_sets_in_different_arcs_share_a_series() {
+        let m = Metrics::new("source", peer("productpage"));
+        let key = |dest: Arc<DestLabels>, code| SeriesKey {
+            source: Some(Arc::new(peer("reviews"))),
+            dest,
+            code,
+            grpc_status: None,
+            flags: Flags::NONE,
+            protocol: Protocol::Http,
+            security: crate::conn::Security::None,
+        };
+        let first = Arc::new(DestLabels::unknown());
+        let reloaded = Arc::new(DestLabels::unknown());
+        m.series(&key(first.clone(), 200)).record(1.0, 0, 0);
+        m.series(&key(first.clone(), 200)).record(1.0, 0, 0);
+        m.series(&key(reloaded, 200)).record(1.0, 0, 0);
+        m.series(&key(first, 503)).record(1.0, 0, 0);
+        assert_eq!(m.requests_where(|k| k.code == 200), 3);
+        assert_eq!(m.requests_where(|k| k.code == 503), 1);
+        let text = m.render();
+        let lines = text
+            .lines()
+            .filter(|l| l.starts_with("istio_requests_total{"))
+            .count();
+        assert_eq!(lines, 2, "{text}");
     }
 }
