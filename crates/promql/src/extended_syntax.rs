@@ -156,6 +156,21 @@ const KEYWORDS: [&str; 11] = [
 /// modifier on what is no series selector fails as in Prometheus: on a subquery, on any
 /// other expression, or `anchored` and `smoothed` on the same selector.
 pub(crate) fn rewrite(query: &str) -> Result<Cow<'_, str>, RewriteError> {
+    rewrite_as(query, false)
+}
+
+/// [`rewrite`] for printing the query back (`format_query`): a metric named `anchored` or
+/// `smoothed` becomes a placeholder name ([`NAME_MARKER`]) instead of a `__name__` matcher,
+/// so that [`restore`] tells it from a `{__name__="anchored"}` the query wrote.
+pub(crate) fn rewrite_for_printing(query: &str) -> Result<Cow<'_, str>, RewriteError> {
+    rewrite_as(query, true)
+}
+
+/// Start of the placeholder metric names of [`rewrite_for_printing`]; the word follows,
+/// then `__`.
+const NAME_MARKER: &str = "__meshlens_name_";
+
+fn rewrite_as(query: &str, printing: bool) -> Result<Cow<'_, str>, RewriteError> {
     let b = query.as_bytes();
     // (offset, text to insert, bytes of the original to drop there)
     let mut edits: Vec<(usize, String, usize)> = Vec::new();
@@ -275,6 +290,16 @@ pub(crate) fn rewrite(query: &str) -> Result<Cow<'_, str>, RewriteError> {
                 }
                 if KEYWORDS.contains(&lower.as_str()) {
                     last = Last::Nothing;
+                    continue;
+                }
+                if modifier.is_some() && printing {
+                    // A placeholder the parser reads as a name, put back when printed.
+                    edits.push((start, format!("{NAME_MARKER}{word}__"), word.len()));
+                    last = Last::Selector {
+                        start,
+                        end: SelectorEnd::AfterName(i),
+                        modifier: None,
+                    };
                     continue;
                 }
                 if modifier.is_some() {
@@ -585,28 +610,208 @@ pub(crate) fn check(e: &Expr) -> Result<(), String> {
     }
 }
 
-/// A printed expression (`format_query`) with the trim operators as the query wrote them:
-/// each marker taken out and the `/` put back after the comparison before it.
+/// A printed expression (`format_query`) as Prometheus prints the query: trim operators as
+/// the query wrote them (each marker taken out and the `/` put back after the comparison
+/// before it), `anchored` / `smoothed` after the selector's range (a range selector) or its
+/// `@` (an instant selector), before `offset`, as Prometheus's printer puts them, the
+/// `ignoring ()` promql-parser leaves out before a group modifier, and the placeholder names
+/// of [`rewrite_for_printing`] back to the words they stand for.
 pub(crate) fn restore(printed: &str) -> String {
-    let mut out = printed.to_string();
-    while let Some(at) = out.find(TRIM_MARKER) {
+    let out = restore_trims(printed.to_string());
+    let out = restore_ignoring(out);
+    let out = restore_modifiers(out);
+    restore_names(out)
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b':'
+}
+
+/// The first `needle` from `from` outside quoted strings that starts a word, and the last
+/// `{` before it outside quoted strings.
+fn find_unquoted(text: &str, from: usize, needle: &str) -> Option<(usize, Option<usize>)> {
+    let b = text.as_bytes();
+    let mut open = None;
+    let mut i = from;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
+            b'{' => {
+                open = Some(i);
+                i += 1;
+            }
+            _ if b[i..].starts_with(needle.as_bytes()) && (i == 0 || !is_ident(b[i - 1])) => {
+                return Some((i, open))
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The last `<` or `>` in `text[from..to]` outside quoted strings.
+fn last_comparison(text: &str, from: usize, to: usize) -> Option<usize> {
+    let b = &text.as_bytes()[..to];
+    let mut found = None;
+    let mut i = from;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
+            b'<' | b'>' => {
+                found = Some(i);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    found
+}
+
+fn restore_trims(mut out: String) -> String {
+    let mut from = 0;
+    while let Some((at, _)) = find_unquoted(&out, from, TRIM_MARKER) {
         let end = out[at..]
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .map_or(out.len(), |n| at + n);
-        let (from, to) = if out[..at].ends_with(" group_left (") && out[end..].starts_with(')') {
-            (at - " group_left (".len(), end + 1)
-        } else if out[end..].starts_with(", ") {
-            (at, end + 2)
-        } else if out[..at].ends_with(", ") {
-            (at - 2, end)
-        } else {
-            (at, end)
-        };
-        out.replace_range(from..to, "");
-        match out[..from].rfind(['<', '>']) {
+        // A marker the rewrite added with its own `group_left(...)` takes it along; in the
+        // query's own list (`_grouped`) only the marker goes.
+        let grouped = out[at..end].ends_with("_grouped__");
+        let (from_, to) =
+            if !grouped && out[..at].ends_with(" group_left (") && out[end..].starts_with(')') {
+                (at - " group_left (".len(), end + 1)
+            } else if out[end..].starts_with(", ") {
+                (at, end + 2)
+            } else if out[..at].ends_with(", ") {
+                (at - 2, end)
+            } else {
+                (at, end)
+            };
+        out.replace_range(from_..to, "");
+        // The operator is after the marker before (each marker follows its own operator).
+        match last_comparison(&out, from, from_) {
             Some(op) => out.insert(op + 1, '/'),
             None => break,
         }
+        from = from_ + 1;
+    }
+    out
+}
+
+/// ` ignoring ()` put back before a `group_left` / `group_right` printed without an `on` or
+/// `ignoring` list: promql-parser leaves an empty `ignoring()` out, which Prometheus's
+/// grammar needs there (and prints).
+fn restore_ignoring(mut out: String) -> String {
+    let mut matching_end = 0;
+    let mut i = 0;
+    while i < out.len() {
+        let b = out.as_bytes();
+        match b[i] {
+            b'"' | b'\'' | b'`' => i = after_quoted(b, i),
+            b'{' => i = group_close(&out, i).map_or(out.len(), |c| c + 1),
+            c if is_ident(c) => {
+                let start = i;
+                while i < b.len() && is_ident(b[i]) {
+                    i += 1;
+                }
+                let word = &out[start..i];
+                if !out[i..].starts_with(" (") {
+                    continue;
+                }
+                match word {
+                    "on" | "ignoring" => {
+                        matching_end = group_close(&out, i + 1).map_or(out.len(), |c| c + 1);
+                        i = matching_end;
+                    }
+                    "group_left" | "group_right" if !out[matching_end..start].trim().is_empty() => {
+                        out.insert_str(start, "ignoring () ");
+                        i += "ignoring () ".len();
+                    }
+                    _ => {}
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Moves each modifier marker matcher out of its selector's braces to where Prometheus
+/// prints the modifier.
+fn restore_modifiers(mut out: String) -> String {
+    let mut from = 0;
+    while let Some((at, open)) = find_unquoted(&out, from, "__meshlens_") {
+        let found = [(ANCHORED_MARKER, "anchored"), (SMOOTHED_MARKER, "smoothed")]
+            .into_iter()
+            .find(|(marker, _)| out[at..].starts_with(&format!("{marker}=\"\"")));
+        let (Some((marker, word)), Some(open)) = (found, open) else {
+            from = at + 1;
+            continue;
+        };
+        let len = marker.len() + 3;
+        // The matcher out, with the comma that joined it to another.
+        let end = at + len;
+        let rest = &out[end..];
+        let (cut_from, cut_to) = if rest.trim_start().starts_with(',') {
+            let comma = end + rest.find(',').unwrap_or(0);
+            let next = out[comma + 1..]
+                .find(|c: char| !c.is_whitespace())
+                .map_or(out.len(), |n| comma + 1 + n);
+            (at, next)
+        } else if out[open + 1..at].trim_end().ends_with(',') {
+            let comma = out[..at].rfind(',').unwrap_or(at);
+            (comma, end)
+        } else {
+            (at, end)
+        };
+        out.replace_range(cut_from..cut_to, "");
+        let Some(close) = group_close(&out, open) else {
+            break;
+        };
+        // Braces left empty after a metric name go.
+        let mut sel_end = close + 1;
+        if out[open + 1..close].trim().is_empty() && open > 0 && is_ident(out.as_bytes()[open - 1])
+        {
+            out.replace_range(open..=close, "");
+            sel_end = open;
+        }
+        let b = out.as_bytes();
+        let at = if b.get(sel_end) == Some(&b'[') {
+            group_close(&out, sel_end).map_or(out.len(), |c| c + 1)
+        } else if out[sel_end..].starts_with(" @ ") {
+            let k = sel_end + 3;
+            if out[k..].starts_with("start()") {
+                k + "start()".len()
+            } else if out[k..].starts_with("end()") {
+                k + "end()".len()
+            } else {
+                b[k..]
+                    .iter()
+                    .position(|c| !(c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+')))
+                    .map_or(out.len(), |n| k + n)
+            }
+        } else {
+            sel_end
+        };
+        out.insert_str(at, &format!(" {word}"));
+        from = at;
+    }
+    out
+}
+
+/// The placeholder names of [`rewrite_for_printing`] back to the words they stand for.
+fn restore_names(mut out: String) -> String {
+    let mut from = 0;
+    while let Some((at, _)) = find_unquoted(&out, from, NAME_MARKER) {
+        let end = out.as_bytes()[at..]
+            .iter()
+            .position(|&c| !is_ident(c))
+            .map_or(out.len(), |n| at + n);
+        let word = out[at + NAME_MARKER.len()..end]
+            .strip_suffix("__")
+            .unwrap_or_default()
+            .to_string();
+        out.replace_range(at..end, &word);
+        from = at + word.len();
     }
     out
 }

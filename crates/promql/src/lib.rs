@@ -23,6 +23,7 @@ mod duration_numbers;
 mod error;
 mod eval;
 mod extended_syntax;
+mod format;
 mod functions;
 mod gate;
 mod guard;
@@ -268,6 +269,12 @@ impl Engine {
 /// Text longer than [`MAX_QUERY_BYTES`] or nested deeper than [`MAX_QUERY_DEPTH`] is refused
 /// before the parser sees it.
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
+    parse_as(query, false)
+}
+
+/// [`parse`]; `printing`: with the rewrite of the query for printing it back
+/// (`extended_syntax::rewrite_for_printing`).
+fn parse_as(query: &str, printing: bool) -> Result<promql_parser::parser::Expr, PromqlError> {
     guard::check(query)?;
     // A selector modifier where Prometheus's parser refuses one: the error names where the
     // expression it was put on starts, as Prometheus's does.
@@ -277,14 +284,14 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, PromqlError> {
             message: format!("{line}:{col}: parse error: {}", e.message),
         });
     }
-    let first = parse_text(query);
+    let first = parse_text(query, printing);
     // Prometheus 2.x's name for double_exponential_smoothing is still accepted.
     let first = match first {
         Err(e) if e.contains("'holt_winters'") => {
-            parse_text(&rename_holt_winters(query)).map_err(|_| e)
+            parse_text(&rename_holt_winters(query), printing).map_err(|_| e)
         }
         Err(e) if e.contains("non-empty matcher") => match functions::info::parsable(query) {
-            Some(q) => parse_text(&q).map_err(|_| e),
+            Some(q) => parse_text(&q, printing).map_err(|_| e),
             None => Err(e),
         },
         other => other,
@@ -311,11 +318,16 @@ fn line_col(query: &str, at: usize) -> (usize, usize) {
 
 /// promql-parser's parse, minus the inputs that make it panic, of the query with the syntax
 /// it does not read rewritten (`extended_syntax`).
-fn parse_text(query: &str) -> Result<promql_parser::parser::Expr, String> {
+fn parse_text(query: &str, printing: bool) -> Result<promql_parser::parser::Expr, String> {
     if let Some((_, text)) = duration_numbers::out_of_range(query) {
         return Err(format!("duration {text:?} is out of range"));
     }
-    match extended_syntax::rewrite(query).map_err(|e| e.message)? {
+    let rewritten = if printing {
+        extended_syntax::rewrite_for_printing(query)
+    } else {
+        extended_syntax::rewrite(query)
+    };
+    match rewritten.map_err(|e| e.message)? {
         std::borrow::Cow::Borrowed(q) => promql_parser::parser::parse(q),
         std::borrow::Cow::Owned(q) => {
             let e = promql_parser::parser::parse(&q)?;
@@ -362,7 +374,7 @@ fn error_position(query: &str) -> usize {
     if query.len() > 4096 {
         return query.len();
     }
-    let sensible = |k: usize| match parse_text(&query[..k]) {
+    let sensible = |k: usize| match parse_text(&query[..k], false) {
         Ok(_) => true,
         Err(e) => INCOMPLETE.iter().any(|m| e.contains(m)),
     };
@@ -389,9 +401,15 @@ fn error_position(query: &str) -> usize {
     0
 }
 
-/// The query, prettified, for `/api/v1/format_query`.
+/// The query, prettified, for `/api/v1/format_query`, in Prometheus 3's syntax (trim
+/// operators, `anchored` / `smoothed` where Prometheus prints them, none of the rewrite's
+/// markers). A query that does not parse gets [`parse`]'s error.
 pub fn format_query(query: &str) -> Result<String, PromqlError> {
-    Ok(extended_syntax::restore(&parse(query)?.prettify()))
+    let expr = match parse_as(query, true) {
+        Ok(e) => e,
+        Err(_) => parse(query)?,
+    };
+    Ok(format::prettify(&expr))
 }
 
 /// A PromQL duration (`5m`, `1h30m`) or float seconds, as the HTTP API accepts; milliseconds.
