@@ -81,6 +81,8 @@ pub struct Engine {
     opts: EngineOptions,
     gate: Arc<gate::Gate>,
     cache: Arc<cache::ResultCache>,
+    /// See [`Engine::with_delayed_name_removal`].
+    delayed_names: bool,
 }
 
 impl Engine {
@@ -90,7 +92,24 @@ impl Engine {
             opts,
             gate,
             cache: Default::default(),
+            delayed_names: false,
         }
+    }
+
+    /// This engine with Prometheus's `promql-delayed-name-removal` feature on or off (off in
+    /// a new engine, as in Prometheus): operations that drop the metric name (functions,
+    /// arithmetic with a scalar, `bool` comparisons, unary minus) mark the series instead,
+    /// so that `label_replace` / `label_join` onto `__name__`, `by (__name__)` and matching
+    /// still see the name; the marked names go when the result is complete. Arithmetic
+    /// between two vectors still drops the name at once, as in Prometheus.
+    pub fn with_delayed_name_removal(mut self, on: bool) -> Engine {
+        self.delayed_names = on;
+        self
+    }
+
+    /// Whether [`Engine::with_delayed_name_removal`] is on.
+    pub fn delayed_name_removal(&self) -> bool {
+        self.delayed_names
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -107,6 +126,7 @@ impl Engine {
             },
             gate: self.gate.clone(),
             cache: self.cache.clone(),
+            delayed_names: self.delayed_names,
         }
     }
 
@@ -139,7 +159,7 @@ impl Engine {
             .gate
             .enter(span.deadline)
             .ok_or(PromqlError::QueueTimeout { after })?;
-        eval::run(storage, &self.opts, expr, source, span)
+        eval::run(storage, &self.opts, self.delayed_names, expr, source, span)
     }
 
     pub fn instant_query(

@@ -36,6 +36,10 @@ pub(crate) struct Series {
     pub labels: Labels,
     pub points: Vec<Option<f64>>,
     pub hists: Vec<Option<Arc<FloatHistogram>>>,
+    /// The metric name (and type and unit) go when the query's result is complete
+    /// (Prometheus's `DropName`, with [`crate::EngineOptions::delayed_name_removal`]; always
+    /// false without it, the name then going at once).
+    pub drop_name: bool,
 }
 
 /// The index in `out` of the series with `labels`, added without values (`steps` empty
@@ -52,6 +56,16 @@ pub(crate) fn series_slot(
     })
 }
 
+/// The labels of a series an operation drops the metric name of, and whether the name is
+/// still to go: dropped at once, or kept and marked with delayed name removal (`delayed`).
+pub(crate) fn name_dropped(labels: Labels, delayed: bool) -> (Labels, bool) {
+    if delayed {
+        (labels, true)
+    } else {
+        (labels.without_metric_name(), false)
+    }
+}
+
 impl Series {
     /// A series of floats only.
     pub fn floats(labels: Labels, points: Vec<Option<f64>>) -> Self {
@@ -59,6 +73,7 @@ impl Series {
             labels,
             points,
             hists: Vec::new(),
+            drop_name: false,
         }
     }
 
@@ -100,6 +115,8 @@ pub(crate) struct RangeSeries {
     pub labels: Labels,
     pub samples: Vec<Sample>,
     pub hists: Vec<HistogramSample>,
+    /// A subquery's series whose name is to go ([`Series::drop_name`]).
+    pub drop_name: bool,
 }
 
 /// A range vector: series plus, per step, the window `(end - range, end]`, or

@@ -78,6 +78,7 @@ fn keep_selected(input: &[Series], selected: &[Vec<bool>]) -> Vec<Series> {
         .filter(|(_, keep)| keep.iter().any(|k| *k))
         .map(|(s, keep)| Series {
             labels: s.labels.clone(),
+            drop_name: s.drop_name,
             points: s
                 .points
                 .iter()
@@ -356,6 +357,8 @@ impl<'a> Evaluator<'a> {
         let any_hists = input.iter().any(Series::has_hists);
         for (key, members) in groups {
             self.check_deadline()?;
+            // The name (when grouped by) goes at the end if it goes for any member.
+            let drop_name = members.iter().any(|&i| input[i].drop_name);
             let mut points = vec![None; steps];
             let mut hists: Vec<Option<std::sync::Arc<meshlens_model::FloatHistogram>>> = Vec::new();
             let mut vals: Vec<f64> = Vec::with_capacity(members.len());
@@ -442,6 +445,7 @@ impl<'a> Evaluator<'a> {
                 labels: key,
                 points,
                 hists,
+                drop_name,
             });
         }
         Ok(Val::Vector(out))
@@ -486,7 +490,10 @@ impl<'a> Evaluator<'a> {
         source: Source<'_>,
     ) -> Result<Val, PromqlError> {
         let steps = self.steps();
-        let drop_name = source.drops_name();
+        // With delayed name removal the groups see the name (`by (__name__)`), and it goes
+        // at the end.
+        let delayed = self.delayed_names && source.drops_name();
+        let drop_name = source.drops_name() && !self.delayed_names;
         let mut total: Option<GroupFold> = None;
         self.stream(
             &source,
@@ -496,7 +503,8 @@ impl<'a> Evaluator<'a> {
                 None => total = Some(block),
             },
         )?;
-        let out = total.map(GroupFold::finish).unwrap_or_default();
+        let mut out = total.map(GroupFold::finish).unwrap_or_default();
+        out.iter_mut().for_each(|s| s.drop_name = delayed);
         self.hold(out.len() * steps)?;
         Ok(Val::Vector(out))
     }

@@ -337,6 +337,7 @@ impl<'a> Evaluator<'a> {
                 &s,
                 false,
                 return_bool,
+                self.delayed_names,
                 &|n| self.note(n, b),
             ))),
             (Val::Scalar(s), Val::Vector(v)) => Ok(Val::Vector(vector_scalar(
@@ -345,6 +346,7 @@ impl<'a> Evaluator<'a> {
                 &s,
                 true,
                 return_bool,
+                self.delayed_names,
                 &|n| self.note(n, b),
             ))),
             (Val::Vector(l), Val::Vector(r)) => {
@@ -381,6 +383,7 @@ impl<'a> Evaluator<'a> {
                         card,
                         fill,
                         return_bool,
+                        self.delayed_names,
                         self.steps(),
                         &|n| self.note(n, b),
                     )?)),
@@ -399,6 +402,7 @@ fn vector_scalar(
     s: &[f64],
     scalar_left: bool,
     return_bool: bool,
+    delayed: bool,
     note: &dyn Fn(Note),
 ) -> Vec<Series> {
     let drop_name = op.changes_metric() || return_bool;
@@ -429,14 +433,19 @@ fn vector_scalar(
                     out.set(i, value);
                 }
             }
-            out.any().then(|| Series {
-                labels: if drop_name {
-                    series.labels.without_metric_name()
+            out.any().then(|| {
+                // A comparison that filters keeps the series' name and its mark.
+                let (labels, drop_name) = if drop_name {
+                    crate::value::name_dropped(series.labels, delayed)
                 } else {
-                    series.labels
-                },
-                points: out.points,
-                hists: out.hists,
+                    (series.labels, series.drop_name)
+                };
+                Series {
+                    labels,
+                    points: out.points,
+                    hists: out.hists,
+                    drop_name,
+                }
             })
         })
         .collect()
@@ -522,6 +531,7 @@ fn vector_vector(
     card: &VectorMatchCardinality,
     fill: Fill,
     return_bool: bool,
+    delayed: bool,
     steps: usize,
     note: &dyn Fn(Note),
 ) -> Result<Vec<Series>, PromqlError> {
@@ -551,7 +561,12 @@ fn vector_vector(
             }
         }
     }
-    let drop_name = op.changes_metric() || return_bool;
+    // Arithmetic drops the name at once even with delayed name removal (as Prometheus's
+    // `resultMetric`); a `bool` comparison then marks its results instead, and a filtering
+    // comparison's results keep the left side's name unmarked (Prometheus's `DropName:
+    // returnBool`).
+    let drop_name = op.changes_metric() || (return_bool && !delayed);
+    let mark = delayed && return_bool;
     let mut out: Vec<Series> = Vec::new();
     let mut out_index: HashMap<Labels, usize> = HashMap::new();
     let mut matched_sig_steps: HashMap<Labels, Vec<bool>> = HashMap::new();
@@ -631,7 +646,7 @@ fn vector_vector(
                 _ => one[oi].labels.clone(),
             };
             let labels = result_labels(&ms.labels, &one_labels, m, one_to_one, &include, drop_name);
-            merge_columns(&mut out, &mut out_index, labels, cols)?;
+            merge_columns(&mut out, &mut out_index, labels, cols, mark)?;
         }
     }
     // "One" series with no "many" series of their signature at a step, against the filled
@@ -656,7 +671,7 @@ fn vector_vector(
                 }
             }
             if cols.any() {
-                merge_columns(&mut out, &mut out_index, sig, cols)?;
+                merge_columns(&mut out, &mut out_index, sig, cols, mark)?;
             }
         }
     }
@@ -670,6 +685,7 @@ fn merge_columns(
     out_index: &mut HashMap<Labels, usize>,
     labels: Labels,
     cols: Columns,
+    drop_name: bool,
 ) -> Result<(), PromqlError> {
     let steps = cols.points.len();
     match out_index.get(&labels) {
@@ -698,6 +714,7 @@ fn merge_columns(
                 labels,
                 points: cols.points,
                 hists: cols.hists,
+                drop_name,
             });
         }
     }

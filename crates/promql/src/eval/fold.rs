@@ -287,6 +287,7 @@ impl<'m> GroupFold<'m> {
                     labels: acc.labels,
                     points,
                     hists: Vec::new(),
+                    drop_name: false,
                 }
             })
             .collect()

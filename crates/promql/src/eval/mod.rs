@@ -42,6 +42,9 @@ pub(crate) struct Evaluator<'a> {
     pub positions: &'a positions::LazyPositions<'a>,
     /// The calls and aggregations being evaluated, innermost last (see [`Evaluator::warn_at`]).
     pub calls: std::cell::RefCell<Vec<usize>>,
+    /// Names are marked to go at the end rather than dropped at once
+    /// ([`crate::Engine::with_delayed_name_removal`]).
+    pub delayed_names: bool,
 }
 
 #[derive(Default, Clone)]
@@ -96,6 +99,7 @@ pub(crate) fn charge(count: &AtomicUsize, max: usize, n: usize) -> Result<(), Pr
 pub(crate) fn run(
     storage: &dyn MetricReader,
     opts: &EngineOptions,
+    delayed_names: bool,
     expr: &Expr,
     source: Option<&str>,
     span: QuerySpan,
@@ -127,6 +131,7 @@ pub(crate) fn run(
         notes: Default::default(),
         positions: &positions,
         calls: Default::default(),
+        delayed_names,
     };
     let inner = unwrap_parens(expr);
     if matches!(inner, Expr::MatrixSelector(_) | Expr::Subquery(_)) {
@@ -141,20 +146,31 @@ pub(crate) fn run(
             }
         }
         let m = ev.eval_matrix(inner)?;
-        let mut out: Vec<SeriesSamples> = m
+        let out: Vec<SeriesSamples> = m
             .series
             .iter()
             .map(|s| SeriesSamples {
-                labels: s.labels.clone(),
+                // A subquery's series whose name was to go lose it now.
+                labels: match s.drop_name {
+                    true => s.labels.without_metric_name(),
+                    false => s.labels.clone(),
+                },
                 samples: m.window(s, 0).to_vec(),
                 histograms: m.hist_window(s, 0).to_vec(),
             })
             .filter(|s| !s.samples.is_empty() || !s.histograms.is_empty())
             .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let out = merge_same_range_labels(out);
         return Ok(result(Value::Matrix(out), ev.notes.take()));
     }
-    let v = ev.eval(expr)?;
+    let mut v = ev.eval(expr)?;
+    // Delayed name removal: the names marked to go go now.
+    if let Val::Vector(series) = &mut v {
+        for s in series.iter_mut().filter(|s| s.drop_name) {
+            s.labels = s.labels.without_metric_name();
+            s.drop_name = false;
+        }
+    }
     let value = match v {
         Val::Str(s) => Value::String { t: start, v: s },
         Val::Scalar(p) if instant => Value::Scalar { t: start, v: p[0] },
@@ -209,6 +225,26 @@ pub(crate) fn run(
         }
     };
     Ok(result(value, ev.notes.take()))
+}
+
+/// A range vector's series sorted by labels, those whose labels became equal (names dropped
+/// at the end) merged, their samples in time order (Prometheus's
+/// `mergeSeriesWithSameLabelset`).
+fn merge_same_range_labels(mut out: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut merged: Vec<SeriesSamples> = Vec::with_capacity(out.len());
+    for s in out {
+        match merged.last_mut() {
+            Some(last) if last.labels == s.labels => {
+                last.samples.extend(s.samples);
+                last.samples.sort_by_key(|x| x.t);
+                last.histograms.extend(s.histograms);
+                last.histograms.sort_by_key(|x| x.t);
+            }
+            _ => merged.push(s),
+        }
+    }
+    merged
 }
 
 fn result(value: Value, notes: Notes) -> QueryResult {
@@ -415,20 +451,25 @@ impl<'a> Evaluator<'a> {
                 Val::Vector(series) => Ok(Val::Vector(
                     series
                         .into_iter()
-                        .map(|s| Series {
-                            labels: s.labels.without_metric_name(),
-                            points: s.points.into_iter().map(|p| p.map(|x| -x)).collect(),
-                            hists: s
-                                .hists
-                                .into_iter()
-                                .map(|h| {
-                                    h.map(|h| {
-                                        let mut h = (*h).clone();
-                                        h.mul(-1.0);
-                                        std::sync::Arc::new(h)
+                        .map(|s| {
+                            let (labels, drop_name) =
+                                crate::value::name_dropped(s.labels, self.delayed_names);
+                            Series {
+                                labels,
+                                drop_name,
+                                points: s.points.into_iter().map(|p| p.map(|x| -x)).collect(),
+                                hists: s
+                                    .hists
+                                    .into_iter()
+                                    .map(|h| {
+                                        h.map(|h| {
+                                            let mut h = (*h).clone();
+                                            h.mul(-1.0);
+                                            std::sync::Arc::new(h)
+                                        })
                                     })
-                                })
-                                .collect(),
+                                    .collect(),
+                            }
                         })
                         .collect(),
                 )),

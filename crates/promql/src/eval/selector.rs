@@ -81,6 +81,7 @@ impl<'a> Evaluator<'a> {
                     labels: cursor.labels().clone(),
                     samples,
                     hists,
+                    drop_name: false,
                 });
             }
         }
@@ -140,6 +141,7 @@ impl<'a> Evaluator<'a> {
             notes: Default::default(),
             positions: self.positions,
             calls: Default::default(),
+            delayed_names: self.delayed_names,
         };
         let v = inner.eval(&sq.expr)?;
         self.samples
@@ -160,6 +162,7 @@ impl<'a> Evaluator<'a> {
                     samples: s.samples(&inner.ts),
                     hists: without_reset_hints(s.histogram_samples(&inner.ts)),
                     labels: s.labels,
+                    drop_name: s.drop_name,
                 })
                 .filter(|s| !s.samples.is_empty() || !s.hists.is_empty())
                 .collect(),
@@ -172,6 +175,7 @@ impl<'a> Evaluator<'a> {
                     .map(|(t, v)| Sample::new(*t, v))
                     .collect(),
                 hists: Vec::new(),
+                drop_name: false,
             }],
             Val::Str(_) => return Err(PromqlError::exec("subquery over a string")),
         };

@@ -103,9 +103,11 @@ pub(crate) trait Partial: Send {
     }
 }
 
-/// Series kept as they are, labels without the metric name when `drop_name`.
+/// Series kept as they are, labels without the metric name when `drop_name`, or marked to
+/// lose it at the end (`mark`, with delayed name removal).
 struct Collect {
     drop_name: bool,
+    mark: bool,
     series: Vec<Series>,
 }
 
@@ -125,6 +127,7 @@ impl Partial for Collect {
             labels,
             points: points.to_vec(),
             hists,
+            drop_name: self.mark,
         });
     }
 }
@@ -243,12 +246,14 @@ impl<'a> Evaluator<'a> {
 
     /// Every series of `source` with at least one value, in storage order.
     pub(crate) fn collect(&self, source: Source<'_>) -> Result<Vec<Series>, PromqlError> {
-        let drop_name = source.drops_name();
+        let drops = source.drops_name();
+        let (drop_name, mark) = (drops && !self.delayed_names, drops && self.delayed_names);
         let mut out = Vec::new();
         self.stream(
             &source,
             || Collect {
                 drop_name,
+                mark,
                 series: Vec::new(),
             },
             |block| out.extend(block.series),

@@ -151,10 +151,12 @@ pub(crate) fn range_call(
             };
         }
         if points.iter().any(Option::is_some) || hists.iter().any(Option::is_some) {
+            let (labels, drop_name) = crate::value::name_dropped(s.labels, ev.delayed_names);
             out.push(Series {
-                labels: s.labels.without_metric_name(),
+                labels,
                 points,
                 hists,
+                drop_name,
             });
         }
     }
@@ -534,6 +536,7 @@ pub(crate) fn smoothed_selector(ev: &Evaluator, vs: &VectorSelector) -> Result<V
                 labels: s.labels,
                 points,
                 hists,
+                drop_name: false,
             });
         }
     }

@@ -132,14 +132,16 @@ pub(crate) fn per_histogram(
             *point = Some(classic(step, &name, &mut buckets));
         }
         if points.iter().any(Option::is_some) {
+            let (labels, drop_name) = crate::value::name_dropped(key, ev.delayed_names);
             out.push(Series {
-                labels: key.without_metric_name(),
+                labels,
                 points,
                 hists: Vec::new(),
+                drop_name,
             });
         }
     }
-    let mut natives = super::of_histograms(hists, native);
+    let mut natives = super::of_histograms(hists, ev.delayed_names, native);
     natives.append(&mut out);
     natives
 }

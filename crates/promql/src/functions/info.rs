@@ -189,6 +189,7 @@ pub(crate) fn info(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
             };
             let j = series_slot(&mut out, &mut index, labels, steps);
             let target = &mut out[j];
+            target.drop_name |= s.drop_name;
             if target.points[step].is_some() || target.hist(step).is_some() {
                 return Err(PromqlError::exec(
                     "vector cannot contain metrics with the same labelset",

@@ -1,7 +1,7 @@
 //! Functions of instant vectors and scalars: math, clamping, rounding, time and date, label
 //! manipulation, sorting, `absent`, `vector`, `scalar`, `timestamp`.
 
-use meshlens_model::{Labels, MatchOp};
+use meshlens_model::{Labels, MatchOp, METRIC_NAME};
 use promql_parser::parser::Expr;
 use regex::Regex;
 
@@ -43,11 +43,10 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
         }
         "vector" => {
             let s = scalar_arg(ev, args, 0, None, name)?;
-            return Ok(Val::Vector(vec![Series {
-                labels: Labels::empty(),
-                points: s.into_iter().map(Some).collect(),
-                hists: Vec::new(),
-            }]));
+            return Ok(Val::Vector(vec![Series::floats(
+                Labels::empty(),
+                s.into_iter().map(Some).collect(),
+            )]));
         }
         "scalar" => {
             let v = vector_arg(ev, args, 0, name)?;
@@ -73,11 +72,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
                 })
                 .collect();
             let out = if points.iter().any(Option::is_some) {
-                vec![Series {
-                    labels: absent_labels(args.first().copied()),
-                    points,
-                    hists: Vec::new(),
-                }]
+                vec![Series::floats(absent_labels(args.first().copied()), points)]
             } else {
                 Vec::new()
             };
@@ -150,11 +145,10 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
             | "year"
     );
     let input = if date_fn && args.is_empty() {
-        vec![Series {
-            labels: Labels::empty(),
-            points: ev.ts.iter().map(|t| Some(*t as f64 / 1000.0)).collect(),
-            hists: Vec::new(),
-        }]
+        vec![Series::floats(
+            Labels::empty(),
+            ev.ts.iter().map(|t| Some(*t as f64 / 1000.0)).collect(),
+        )]
     } else {
         vector_arg(ev, args, 0, name)?
     };
@@ -243,10 +237,12 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
             })
             .collect();
         if points.iter().any(Option::is_some) {
+            let (labels, drop_name) = crate::value::name_dropped(s.labels, ev.delayed_names);
             out.push(Series {
-                labels: s.labels.without_metric_name(),
+                labels,
                 points,
                 hists: Vec::new(),
+                drop_name,
             });
         }
     }
@@ -309,15 +305,20 @@ fn timestamp(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
     let v = vector_arg(ev, args, 0, "timestamp")?;
     let out = v
         .into_iter()
-        .map(|s| Series {
-            labels: s.labels.without_metric_name(),
-            points: s
+        .map(|s| {
+            let points = s
                 .points
                 .iter()
                 .zip(&ev.ts)
                 .map(|(p, t)| p.map(|_| *t as f64 / 1000.0))
-                .collect(),
-            hists: Vec::new(),
+                .collect();
+            let (labels, drop_name) = crate::value::name_dropped(s.labels, ev.delayed_names);
+            Series {
+                labels,
+                points,
+                hists: Vec::new(),
+                drop_name,
+            }
         })
         .collect();
     Ok(Val::Vector(merge_same_labels(out)?))
@@ -349,6 +350,10 @@ fn label_replace(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
                 let mut b = s.labels.builder();
                 b.set(dst.clone(), res);
                 s.labels = b.build();
+                // A name set here stays (delayed name removal).
+                if dst == METRIC_NAME {
+                    s.drop_name = false;
+                }
             }
             s
         })
@@ -379,6 +384,9 @@ fn label_join(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
             let mut b = s.labels.builder();
             b.set(dst.clone(), joined);
             s.labels = b.build();
+            if dst == METRIC_NAME {
+                s.drop_name = false;
+            }
             s
         })
         .collect();

@@ -29,7 +29,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
     }
     if let Some(f) = native::property(name) {
         let v = vector_arg(ev, &args, 0, name)?;
-        return Ok(Val::Vector(of_histograms(v, |_, h| f(h))));
+        return Ok(Val::Vector(of_histograms(v, ev.delayed_names, |_, h| f(h))));
     }
     if name == "info" {
         return info::info(ev, &args);
@@ -54,9 +54,10 @@ pub(crate) fn call(ev: &Evaluator, c: &Call) -> Result<Val, PromqlError> {
 }
 
 /// A float per step from each series' histograms (floats are left out), the metric name
-/// dropped.
+/// dropped (`delayed`: marked to go at the end).
 pub(crate) fn of_histograms(
     v: Vec<Series>,
+    delayed: bool,
     f: impl Fn(usize, &meshlens_model::FloatHistogram) -> f64,
 ) -> Vec<Series> {
     v.into_iter()
@@ -65,7 +66,11 @@ pub(crate) fn of_histograms(
             let points = (0..s.points.len())
                 .map(|i| s.hist(i).map(|h| f(i, h)))
                 .collect();
-            Series::floats(s.labels.without_metric_name(), points)
+            let (labels, drop_name) = crate::value::name_dropped(s.labels, delayed);
+            Series {
+                drop_name,
+                ..Series::floats(labels, points)
+            }
         })
         .collect()
 }

@@ -85,15 +85,17 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
             h
         };
         if points.iter().any(Option::is_some) || hists.iter().any(Option::is_some) {
-            let labels = if f.keeps_name() {
-                s.labels.clone()
+            // A subquery's series may have its name to go already.
+            let (labels, drop_name) = if f.keeps_name() {
+                (s.labels.clone(), s.drop_name)
             } else {
-                s.labels.without_metric_name()
+                crate::value::name_dropped(s.labels.clone(), ev.delayed_names)
             };
             out.push(Series {
                 labels,
                 points,
                 hists,
+                drop_name,
             });
         }
     }
@@ -167,11 +169,7 @@ fn absent_over_time(ev: &Evaluator, args: &[&Expr], arg: &Expr) -> Result<Val, P
         .collect();
     let labels = super::instant::absent_labels(args.first().copied());
     let out = if points.iter().any(Option::is_some) {
-        vec![Series {
-            labels,
-            points,
-            hists: Vec::new(),
-        }]
+        vec![Series::floats(labels, points)]
     } else {
         Vec::new()
     };

@@ -365,7 +365,8 @@ const NATIVE_FUNCS: [&str; 6] = [
 
 pub fn run_script(text: &str) -> Outcome {
     let mut store = MemStore::default();
-    let engine = Engine::new(EngineOptions::default());
+    // As promqltest's engine: delayed name removal on.
+    let engine = Engine::new(EngineOptions::default()).with_delayed_name_removal(true);
     let mut counts = Counts::default();
     let mut failures = Vec::new();
     let mut native_names: Vec<String> = Vec::new();
