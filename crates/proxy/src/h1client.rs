@@ -149,6 +149,33 @@ pub struct RequestHead<'a> {
     /// Written first when given; `headers` should then hold no `Host`.
     pub host: Option<&'a HeaderValue>,
     pub headers: &'a HeaderMap,
+    /// Header lines (`name: value\r\n`) written after `headers` as they are: what the proxy
+    /// adds to every request, formatted once and not hashed into the map.
+    pub lines: &'a [u8],
+}
+
+/// Adds header lines (`name: value\r\n`, as in [`RequestHead::lines`]) to a map, replacing
+/// values of the same names; the values share `lines`' buffer. Lines that are not a valid
+/// header are skipped.
+pub fn insert_lines(lines: &Bytes, headers: &mut HeaderMap) {
+    let mut at = 0;
+    while let Some(len) = lines[at..].windows(2).position(|w| w == b"\r\n") {
+        let line = at..at + len;
+        at += len + 2;
+        let Some(colon) = lines[line.clone()].iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let Ok(name) = HeaderName::from_bytes(&lines[line.start..line.start + colon]) else {
+            continue;
+        };
+        let mut value = line.start + colon + 1;
+        while value < line.end && lines[value] == b' ' {
+            value += 1;
+        }
+        if let Ok(v) = HeaderValue::from_maybe_shared(lines.slice(value..line.end)) {
+            headers.insert(name, v);
+        }
+    }
 }
 
 /// Sends the request `req` (with `body`) on `conn` and reads the response head; the response
@@ -318,7 +345,7 @@ fn head_len(req: &RequestHead<'_>) -> usize {
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
     let host = req.host.map_or(0, |v| v.len() + 8);
-    req.method.as_str().len() + req.target.len() + host + h + 64
+    req.method.as_str().len() + req.target.len() + host + h + req.lines.len() + 64
 }
 
 fn encode_head(out: &mut Vec<u8>, req: &RequestHead<'_>, framing: ReqFraming) {
@@ -337,6 +364,7 @@ fn encode_head(out: &mut Vec<u8>, req: &RequestHead<'_>, framing: ReqFraming) {
         out.extend_from_slice(v.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(req.lines);
     match framing {
         ReqFraming::None => {}
         ReqFraming::Length(n) => {
@@ -466,7 +494,7 @@ pub(crate) fn build_headers(
     ranges: &[(u32, u32, u32, u32)],
     extra: usize,
 ) -> Option<HeaderMap> {
-    let mut map = HeaderMap::with_capacity(ranges.len() + extra);
+    let mut map = crate::header_maps::take(ranges.len() + extra);
     for &(ns, ne, vs, ve) in ranges {
         let name = HeaderName::from_bytes(&head[ns as usize..ne as usize]).ok()?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize)).ok()?;

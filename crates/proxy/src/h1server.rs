@@ -582,7 +582,7 @@ async fn write_response(
         head.extend_from_slice(b"connection: keep-alive\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    drop(parts);
+    crate::header_maps::give(parts.headers);
     if bodiless {
         write_all(io, &head).await?;
         return Ok(keep_alive);

@@ -131,6 +131,13 @@ async fn b3_and_traceparent_propagate_to_the_backend() {
         "the proxy's own span"
     );
     assert_eq!(hv("x-request-id"), "req-1");
+    for name in ["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "traceparent"] {
+        assert_eq!(
+            s.headers.get_all(name).iter().count(),
+            1,
+            "{name}: the caller's value is replaced, not repeated"
+        );
+    }
     assert_eq!(
         hv("traceparent"),
         format!(
@@ -187,6 +194,45 @@ async fn b3_and_traceparent_propagate_to_the_backend() {
     assert_eq!(s.headers["x-b3-sampled"], "0");
     assert!(s.headers["traceparent"].to_str().unwrap().ends_with("-00"));
     assert_eq!(s.headers["x-request-id"].len(), 36);
+    h.proxy.shutdown().await;
+}
+
+/// A route whose header edits name a trace header sees the proxy's context in place (the
+/// edit wins), as when Envoy's route header manipulation runs on the traced request.
+#[tokio::test]
+async fn route_header_edits_apply_to_the_trace_context_too() {
+    let b = Backend::named("ok").await;
+    let config = format!(
+        "{}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc}}\nspec:\n  hosts: [svc]\n  http:\n  - headers: {{request: {{set: {{x-b3-sampled: \"1\", x-extra: on}}, remove: [b3]}}}}\n    route: [{{destination: {{host: svc}}}}]\n",
+        service_entry("svc", &[(&b, "v1")])
+    );
+    let h = start_with(&config, |o| o.sampling_percent = 0.0).await;
+    h.send(
+        "GET",
+        "svc",
+        "/",
+        &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0")],
+        "",
+    )
+    .await;
+    let s = b.last();
+    let all = |n: &str| -> Vec<String> {
+        s.headers
+            .get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(all("x-b3-sampled"), ["1"], "the route's value, once");
+    assert_eq!(all("x-extra"), ["on"]);
+    assert!(
+        all("b3").is_empty(),
+        "removed by the route: {:?}",
+        all("b3")
+    );
+    assert_eq!(all("x-b3-traceid"), ["80f198ee56343ba864fe8b2a57d3eff7"]);
+    assert_eq!(all("x-b3-parentspanid"), ["e457b5a2e4d86bd1"]);
+    assert_eq!(all("traceparent").len(), 1);
     h.proxy.shutdown().await;
 }
 

@@ -113,6 +113,13 @@ impl HeaderEdit {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
+    /// Every header name the edit sets, adds or removes.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        let set = self.set.iter().map(|(n, _)| n);
+        set.chain(self.add.iter().map(|(n, _)| n))
+            .chain(&self.remove)
+    }
+
     pub fn apply(&self, h: &mut http::HeaderMap) {
         for n in &self.remove {
             h.remove(n);

@@ -2,6 +2,7 @@
 //! headers removed, `x-request-id` and trace context added. Built once, then turned into a
 //! fresh `Request` for every attempt and every mirror.
 
+use bytes::Bytes;
 use http::header::{HeaderName, CONNECTION, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request};
 
@@ -19,6 +20,9 @@ pub struct Template {
     /// Port of the request's authority, for endpoints dialled without a known port.
     pub port: u16,
     pub headers: HeaderMap,
+    /// Header lines sent after `headers` (the trace context): see
+    /// [`crate::h1client::RequestHead::lines`].
+    pub lines: Bytes,
     /// Streamed; each attempt takes its own body from it.
     pub body: Upload,
     /// gRPC needs HTTP/2 end to end, whatever the port's declared protocol.
@@ -113,9 +117,28 @@ impl Template {
                 headers.remove(PEER_HEADER);
             }
         }
-        trace::inject(&rec.trace, &mut headers);
-        t.route.headers.request.apply(&mut headers);
-        t.wc.headers.request.apply(&mut headers);
+        // The trace context replaces the caller's: its headers go (looked for by name first,
+        // as most requests carry none) and the proxy's are written as lines, unless the
+        // route's header edits name one of them and must see it in the map.
+        if headers.keys().any(trace::is_context_header) {
+            for n in &trace::CONTEXT_HEADERS {
+                headers.remove(n);
+            }
+        }
+        let edits = [&t.route.headers.request, &t.wc.headers.request];
+        let mut lines = Vec::new();
+        if edits
+            .iter()
+            .any(|e| e.names().any(trace::is_context_header))
+        {
+            trace::inject(&rec.trace, &mut headers);
+        } else {
+            lines.reserve(trace::ENCODED_LEN);
+            trace::encode(&rec.trace, &mut lines);
+        }
+        for e in edits {
+            e.apply(&mut headers);
+        }
 
         let mut path = None;
         let mut authority = None;
@@ -151,6 +174,7 @@ impl Template {
             authority: authority.unwrap_or_else(|| t.authority.to_string()),
             port: t.port,
             headers,
+            lines: lines.into(),
             body,
             grpc: rec.protocol == crate::telemetry::metrics::Protocol::Grpc,
         }
@@ -172,6 +196,7 @@ impl Template {
             authority,
             port: self.port,
             headers: self.headers.clone(),
+            lines: self.lines.clone(),
             body: Upload::Empty,
             grpc: self.grpc,
         }
@@ -183,6 +208,7 @@ impl Template {
         let mut req = Request::new(self.body.attempt());
         *req.method_mut() = self.method.clone();
         *req.headers_mut() = self.headers.clone();
+        crate::h1client::insert_lines(&self.lines, req.headers_mut());
         if http2 {
             *req.uri_mut() = format!("http://{}{}", self.authority, self.path_and_query)
                 .parse()
@@ -201,6 +227,13 @@ impl Template {
     }
 }
 
+/// The request's header map goes back for the next request on this thread.
+impl Drop for Template {
+    fn drop(&mut self) {
+        crate::header_maps::give(std::mem::take(&mut self.headers));
+    }
+}
+
 impl crate::forward::Outgoing for Template {
     fn request(&self, http2: bool) -> Request<ReqBody> {
         self.to_request(http2)
@@ -212,6 +245,7 @@ impl crate::forward::Outgoing for Template {
             target: &self.path_and_query,
             host: self.host.as_ref(),
             headers: &self.headers,
+            lines: &self.lines,
         }
     }
 

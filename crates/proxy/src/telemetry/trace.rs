@@ -2,8 +2,7 @@
 //! none came in, and write both formats to the upstream request so that either kind of
 //! application library can continue it.
 
-use bytes::BytesMut;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 use rand::Rng;
 
 const X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
@@ -128,77 +127,99 @@ pub fn extract(headers: &HeaderMap, sampling_percent: f64) -> TraceContext {
     }
 }
 
-/// Writes the context for the upstream: B3 multi headers, W3C `traceparent`, and `b3` single
-/// when the request used it. All values are formatted into one buffer that the headers share
-/// (this runs for every request: one allocation, not one per header).
-pub fn inject(ctx: &TraceContext, headers: &mut HeaderMap) {
-    let mut buf = BytesMut::with_capacity(200);
-    let hex = |buf: &mut BytesMut, v: u64| {
-        let mut h = [0u8; 16];
-        hex16(v, &mut h);
-        buf.extend_from_slice(&h);
+/// The headers that carry trace context, read by [`extract`] and written by [`encode`].
+pub const CONTEXT_HEADERS: [HeaderName; 7] = [
+    X_B3_TRACEID,
+    X_B3_SPANID,
+    X_B3_PARENTSPANID,
+    X_B3_SAMPLED,
+    X_B3_FLAGS,
+    B3,
+    TRACEPARENT,
+];
+
+/// Whether `name` is one of [`CONTEXT_HEADERS`].
+pub fn is_context_header(name: &HeaderName) -> bool {
+    // Short-circuits on the length for most names; no `HeaderName` is built.
+    let n = name.as_str();
+    matches!(
+        n,
+        "x-b3-traceid"
+            | "x-b3-spanid"
+            | "x-b3-parentspanid"
+            | "x-b3-sampled"
+            | "x-b3-flags"
+            | "b3"
+            | "traceparent"
+    )
+}
+
+/// Writes the context for the upstream as header lines (`name: value\r\n`): B3 multi
+/// headers, W3C `traceparent`, and `b3` single when the request used it. Formatted on the
+/// stack straight into `out`: this runs for every request.
+pub fn encode(ctx: &TraceContext, out: &mut Vec<u8>) {
+    let line = |out: &mut Vec<u8>, name: &HeaderName, parts: &[&[u8]]| {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        out.extend_from_slice(b"\r\n");
     };
-    // Trace id (16 or 32 hex digits), span id, parent id: ranges of `buf`.
-    if ctx.wide {
-        hex(&mut buf, ctx.trace_id_high);
+    let mut high = [0u8; 16];
+    hex16(ctx.trace_id_high, &mut high);
+    let mut low = [0u8; 16];
+    hex16(ctx.trace_id, &mut low);
+    let mut span = [0u8; 16];
+    hex16(ctx.span_id, &mut span);
+    let mut parent = [0u8; 16];
+    if let Some(p) = ctx.parent_id {
+        hex16(p, &mut parent);
     }
-    hex(&mut buf, ctx.trace_id);
-    let tid = 0..buf.len();
-    hex(&mut buf, ctx.span_id);
-    let sid = tid.end..buf.len();
-    let parent = ctx.parent_id.map(|p| {
-        let at = buf.len();
-        hex(&mut buf, p);
-        at..buf.len()
-    });
+    // The trace id as wide as it came in (16 or 32 hex digits).
+    let tid: &[&[u8]] = if ctx.wide { &[&high, &low] } else { &[&low] };
+    line(out, &X_B3_TRACEID, tid);
+    line(out, &X_B3_SPANID, &[&span]);
+    line(out, &X_B3_SAMPLED, &[if ctx.sampled { b"1" } else { b"0" }]);
+    if ctx.parent_id.is_some() {
+        line(out, &X_B3_PARENTSPANID, &[&parent]);
+    }
+    if ctx.debug {
+        line(out, &X_B3_FLAGS, &[b"1"]);
+    }
     // 00-<32 hex trace id>-<16 hex span id>-<flags>
-    let tp_at = buf.len();
-    buf.extend_from_slice(b"00-");
-    hex(&mut buf, ctx.trace_id_high);
-    hex(&mut buf, ctx.trace_id);
-    buf.extend_from_slice(b"-");
-    buf.extend_from_within(sid.clone());
-    buf.extend_from_slice(if ctx.sampled { b"-01" } else { b"-00" });
-    let tp = tp_at..buf.len();
-    let single = ctx.b3_single.then(|| {
-        let at = buf.len();
-        buf.extend_from_within(tid.clone());
-        buf.extend_from_slice(b"-");
-        buf.extend_from_within(sid.clone());
-        buf.extend_from_slice(match (ctx.debug, ctx.sampled) {
+    let flags: &[u8] = if ctx.sampled { b"-01" } else { b"-00" };
+    line(
+        out,
+        &TRACEPARENT,
+        &[b"00-", &high, &low, b"-", &span, flags],
+    );
+    if ctx.b3_single {
+        let decision: &[u8] = match (ctx.debug, ctx.sampled) {
             (true, _) => b"-d",
             (false, true) => b"-1",
             (false, false) => b"-0",
-        });
-        if let Some(p) = &parent {
-            buf.extend_from_slice(b"-");
-            buf.extend_from_within(p.clone());
-        }
-        at..buf.len()
-    });
-    let buf = buf.freeze();
-    let put = |headers: &mut HeaderMap, name: HeaderName, r: std::ops::Range<usize>| {
-        if let Ok(v) = HeaderValue::from_maybe_shared(buf.slice(r)) {
-            headers.insert(name, v);
-        }
-    };
-    put(headers, X_B3_TRACEID, tid);
-    put(headers, X_B3_SPANID, sid);
-    headers.insert(
-        X_B3_SAMPLED,
-        HeaderValue::from_static(if ctx.sampled { "1" } else { "0" }),
-    );
-    if let Some(p) = parent {
-        put(headers, X_B3_PARENTSPANID, p);
-    }
-    if ctx.debug {
-        headers.insert(X_B3_FLAGS, HeaderValue::from_static("1"));
-    }
-    put(headers, TRACEPARENT, tp);
-    if let Some(r) = single {
-        put(headers, B3, r);
+        };
+        let (sep, parent): (&[u8], &[u8]) = match ctx.parent_id {
+            Some(_) => (b"-", &parent),
+            None => (b"", b""),
+        };
+        let mut parts: Vec<&[u8]> = tid.to_vec();
+        parts.extend_from_slice(&[b"-", &span, decision, sep, parent]);
+        line(out, &B3, &parts);
     }
 }
+
+/// The context written into a header map, replacing the values it had (for requests that
+/// are built as maps: HTTP/2, TLS).
+pub fn inject(ctx: &TraceContext, headers: &mut HeaderMap) {
+    let mut lines = Vec::with_capacity(ENCODED_LEN);
+    encode(ctx, &mut lines);
+    crate::h1client::insert_lines(&lines.into(), headers);
+}
+
+/// Room for [`encode`]'s lines in the common case (no `b3` single).
+pub const ENCODED_LEN: usize = 256;
 
 /// `v` as 16 lowercase hex digits into `out` (16 bytes).
 fn hex16(v: u64, out: &mut [u8]) {
@@ -300,6 +321,46 @@ mod tests {
             out["traceparent"],
             format!("00-80f198ee56343ba864fe8b2a57d3eff7-{span}-01").as_str()
         );
+    }
+
+    #[test]
+    fn encoded_lines_are_the_headers_exactly() {
+        let c = TraceContext {
+            trace_id_high: 0,
+            trace_id: 0x463ac35c9f6413ad,
+            wide: false,
+            parent_id: None,
+            span_id: 0xa2fb4a1d1a96d312,
+            sampled: false,
+            debug: true,
+            b3_single: true,
+        };
+        let mut out = Vec::new();
+        encode(&c, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "x-b3-traceid: 463ac35c9f6413ad\r\n\
+             x-b3-spanid: a2fb4a1d1a96d312\r\n\
+             x-b3-sampled: 0\r\n\
+             x-b3-flags: 1\r\n\
+             traceparent: 00-0000000000000000463ac35c9f6413ad-a2fb4a1d1a96d312-00\r\n\
+             b3: 463ac35c9f6413ad-a2fb4a1d1a96d312-d\r\n"
+        );
+        assert!(CONTEXT_HEADERS.iter().all(is_context_header));
+        assert!(!is_context_header(&http::header::HOST));
+    }
+
+    #[test]
+    fn header_lines_go_into_a_map_and_bad_lines_are_skipped() {
+        let mut h = map(&[("x-b3-sampled", "1"), ("keep", "me")]);
+        let lines = bytes::Bytes::from_static(
+            b"x-b3-sampled: 0\r\nno colon here\r\nbad name: x\r\ntraceparent:  00-ab\r\nunterminated: x",
+        );
+        crate::h1client::insert_lines(&lines, &mut h);
+        assert_eq!(h["x-b3-sampled"], "0");
+        assert_eq!(h["traceparent"], "00-ab");
+        assert_eq!(h["keep"], "me");
+        assert_eq!(h.len(), 3);
     }
 
     #[test]
