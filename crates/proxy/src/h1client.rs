@@ -268,42 +268,38 @@ where
             }
             continue;
         }
-        let headers = build_headers(&head, &headers, 0)
-            .ok_or(Error::Malformed("invalid header name or value"))?;
-        drop(head);
         let status =
             StatusCode::from_u16(status).map_err(|_| Error::Malformed("invalid status code"))?;
+        let hop = HopHeaders::read(&head, &headers);
         let keep_alive = !close_requested
             && match version {
-                Version::HTTP_10 => headers
-                    .get_all(http::header::CONNECTION)
-                    .iter()
-                    .any(|v| has_token(v.as_bytes(), b"keep-alive")),
-                _ => !headers
-                    .get_all(http::header::CONNECTION)
-                    .iter()
-                    .any(|v| has_token(v.as_bytes(), b"close")),
+                Version::HTTP_10 => hop.keep_alive,
+                _ => !hop.close,
             };
-        let framing = if head_only
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
+        let bodiless =
+            head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let framing = if bodiless {
             RespFraming::Length(0)
-        } else if let Some(te) = headers
-            .get_all(http::header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-        {
-            if ends_with_chunked(te.as_bytes()) {
+        } else if let Some(te) = hop.transfer_encoding {
+            if ends_with_chunked(te) {
                 RespFraming::Chunked(Chunked::Size)
             } else {
                 RespFraming::UntilClose
             }
-        } else if headers.contains_key(http::header::CONTENT_LENGTH) {
-            RespFraming::Length(content_length(&headers)?)
+        } else if !hop.lengths.is_empty() {
+            RespFraming::Length(content_length_of(hop.lengths.iter().copied())?)
         } else {
             RespFraming::UntilClose
         };
+        // Connection-level headers end at this hop, so they never enter the map; nor does
+        // the length of a body that has one, which the downstream side states from the body
+        // itself (a bodiless answer keeps the length it declares).
+        let headers = build_headers(&head, &headers, 0, |name| {
+            hop.ends_here(name) || (!bodiless && name.eq_ignore_ascii_case(b"content-length"))
+        })
+        .ok_or(Error::Malformed("invalid header name or value"))?;
+        drop(hop);
+        drop(head);
         let reusable = keep_alive && !matches!(framing, RespFraming::UntilClose);
         if buf.is_empty() {
             // Nothing of the body came with the head: the buffer is allocated again only when
@@ -493,10 +489,15 @@ pub(crate) fn build_headers(
     head: &Bytes,
     ranges: &[(u32, u32, u32, u32)],
     extra: usize,
+    skip: impl Fn(&[u8]) -> bool,
 ) -> Option<HeaderMap> {
     let mut map = crate::header_maps::take(ranges.len() + extra);
     for &(ns, ne, vs, ve) in ranges {
-        let name = HeaderName::from_bytes(&head[ns as usize..ne as usize]).ok()?;
+        let name = &head[ns as usize..ne as usize];
+        if skip(name) {
+            continue;
+        }
+        let name = HeaderName::from_bytes(name).ok()?;
         let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize)).ok()?;
         map.append(name, value);
     }
@@ -504,9 +505,18 @@ pub(crate) fn build_headers(
 }
 
 pub(crate) fn content_length(h: &HeaderMap) -> Result<u64, Error> {
+    content_length_of(
+        h.get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .map(|v| v.as_bytes()),
+    )
+}
+
+/// The one length the `Content-Length` values state (repeats of the same number allowed).
+fn content_length_of<'v>(values: impl Iterator<Item = &'v [u8]>) -> Result<u64, Error> {
     let mut found: Option<u64> = None;
-    for v in h.get_all(http::header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
+    for v in values {
+        for part in v.split(|&b| b == b',') {
             let s = std::str::from_utf8(part)
                 .ok()
                 .map(str::trim)
@@ -527,6 +537,69 @@ pub(crate) fn content_length(h: &HeaderMap) -> Result<u64, Error> {
 pub(crate) fn has_token(v: &[u8], token: &[u8]) -> bool {
     v.split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// What a head's connection-level headers say, read from its raw bytes: the framing and
+/// keep-alive decisions need no header map, and these headers do not go into one.
+struct HopHeaders<'h> {
+    close: bool,
+    keep_alive: bool,
+    /// The last `Transfer-Encoding` value.
+    transfer_encoding: Option<&'h [u8]>,
+    lengths: smallvec::SmallVec<[&'h [u8]; 1]>,
+    /// Names the `Connection` header lists (other than `close` and `keep-alive`).
+    named: smallvec::SmallVec<[&'h [u8]; 2]>,
+}
+
+/// Headers that belong to one connection (RFC 9110 7.6.1, and the common non-standard ones).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+impl<'h> HopHeaders<'h> {
+    fn read(head: &'h [u8], ranges: &[(u32, u32, u32, u32)]) -> Self {
+        let mut hop = HopHeaders {
+            close: false,
+            keep_alive: false,
+            transfer_encoding: None,
+            lengths: Default::default(),
+            named: Default::default(),
+        };
+        for &(ns, ne, vs, ve) in ranges {
+            let name = &head[ns as usize..ne as usize];
+            let value = &head[vs as usize..ve as usize];
+            if name.eq_ignore_ascii_case(b"connection") {
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        hop.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        hop.keep_alive = true;
+                    } else if !token.is_empty() {
+                        hop.named.push(token);
+                    }
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                hop.transfer_encoding = Some(value);
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                hop.lengths.push(value);
+            }
+        }
+        hop
+    }
+
+    /// Whether a header of this name ends at this hop.
+    fn ends_here(&self, name: &[u8]) -> bool {
+        HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+            || self.named.iter().any(|n| name.eq_ignore_ascii_case(n))
+    }
 }
 
 pub(crate) fn ends_with_chunked(v: &[u8]) -> bool {

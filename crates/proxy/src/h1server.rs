@@ -434,7 +434,7 @@ fn parse(
         .map_err(|_| HeadError::Bad("invalid request target"))?;
     // Room for the headers the request path adds (request id, trace context, forwarding),
     // so that adding them does not grow the map.
-    let headers = build_headers(&head, &ranges, ADDED_HEADERS)
+    let headers = build_headers(&head, &ranges, ADDED_HEADERS, |_| false)
         .ok_or(HeadError::Bad("invalid header name or value"))?;
     drop(head);
     let conn_close = headers

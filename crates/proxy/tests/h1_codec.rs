@@ -347,3 +347,37 @@ async fn heads_with_many_headers_pass_whole_both_ways() {
     }
     h.proxy.shutdown().await;
 }
+
+/// Connection-level headers of an upstream answer end at the proxy, including those its
+/// `Connection` header names; the rest pass, and the length is the proxy's own statement.
+#[tokio::test]
+async fn connection_level_response_headers_end_at_the_proxy() {
+    let raw = raw_backend(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=5\r\nx-private: secret\r\nProxy-Connection: keep-alive\r\nX-Kept: 1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            false,
+        )
+    })
+    .await;
+    let h = start(&mesh(raw.port)).await;
+    let mut s = TcpStream::connect(h.proxy.addr()).await.unwrap();
+    let a = exchange(&mut s, b"GET / HTTP/1.1\r\nhost: raw\r\n\r\n", |a| {
+        a.ends_with("\r\n\r\nok")
+    })
+    .await;
+    let head = a.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{a}");
+    assert!(head.contains("\r\nx-kept: 1\r\n"), "{a}");
+    assert_eq!(head.matches("content-length: 2\r\n").count(), 1, "{a}");
+    for gone in ["x-private", "keep-alive:", "proxy-connection"] {
+        assert!(!head.contains(gone), "{gone} passed: {a}");
+    }
+    // Still one upstream connection: the answer was keep-alive.
+    let a = exchange(&mut s, b"GET / HTTP/1.1\r\nhost: raw\r\n\r\n", |a| {
+        a.ends_with("\r\n\r\nok")
+    })
+    .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert_eq!(raw.accepted.load(Ordering::SeqCst), 1);
+    h.proxy.shutdown().await;
+}
