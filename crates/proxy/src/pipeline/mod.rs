@@ -334,15 +334,16 @@ fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let v: u128 = REQUEST_IDS.with(|r| r.borrow_mut().gen());
     let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let mut out = [0u8; 36];
-    let mut nibble = 32;
-    for (i, b) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *b = b'-';
-        } else {
-            nibble -= 1;
-            *b = HEX[((v >> (nibble * 4)) & 0xf) as usize];
+    // Two digits a byte, groups of 4-2-2-2-6 bytes.
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in v.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
     HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value")
 }
@@ -361,5 +362,9 @@ mod tests {
         );
         assert!(parts[2].starts_with('4'));
         assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"));
+        assert!(s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()));
+        let ids: std::collections::HashSet<_> =
+            (0..1000).map(|_| super::new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
     }
 }

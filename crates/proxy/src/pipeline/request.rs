@@ -48,14 +48,21 @@ static HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes connection-level headers, including those the `Connection` header names. Most
 /// messages carry none but `Connection`: one pass over the names finds that out.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Which of the hop-by-hop names are present, as bits of `HOP_BY_HOP` (bit 0: Connection),
-    // so that only those are removed: each removal hashes the name.
-    let mut present = 0u8;
-    for name in h.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == name) {
-            present |= 1 << i;
-        }
-    }
+    let present = h.keys().fold(0, |bits, name| bits | hop_by_hop_bit(name));
+    remove_hop_by_hop(h, present);
+}
+
+/// The bit of `name` in [`HOP_BY_HOP`] (bit 0: Connection), 0 for other names.
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    HOP_BY_HOP
+        .iter()
+        .position(|n| n == name)
+        .map_or(0, |i| 1 << i)
+}
+
+/// Removes the hop-by-hop headers whose bits are in `present`: only those, as each removal
+/// hashes the name.
+fn remove_hop_by_hop(h: &mut HeaderMap, present: u8) {
     if present & 1 != 0 {
         strip_connection_named(h);
     }
@@ -63,6 +70,44 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         if present & (1 << i) != 0 {
             h.remove(n);
         }
+    }
+}
+
+/// Which of the headers the request path replaces or drops a request has: found in one pass
+/// over the names, so that absent ones cost no lookup.
+#[derive(Default)]
+struct Present {
+    hop_by_hop: u8,
+    te: bool,
+    host: bool,
+    content_length: bool,
+    forwarded_proto: bool,
+    peer: bool,
+    trace: bool,
+}
+
+impl Present {
+    fn of(h: &HeaderMap) -> Present {
+        let mut p = Present::default();
+        for name in h.keys() {
+            let hop = hop_by_hop_bit(name);
+            if hop != 0 {
+                p.hop_by_hop |= hop;
+            } else if name == http::header::TE {
+                p.te = true;
+            } else if name == HOST {
+                p.host = true;
+            } else if name == http::header::CONTENT_LENGTH {
+                p.content_length = true;
+            } else if name == X_FORWARDED_PROTO {
+                p.forwarded_proto = true;
+            } else if name == PEER_HEADER {
+                p.peer = true;
+            } else if trace::is_context_header(name) {
+                p.trace = true;
+            }
+        }
+        p
     }
 }
 
@@ -95,17 +140,27 @@ impl Template {
         body: Upload,
         peer: Option<&HeaderValue>,
     ) -> Self {
-        strip_hop_by_hop(&mut headers);
+        let mut present = Present::of(&headers);
+        if present.hop_by_hop != 0 {
+            remove_hop_by_hop(&mut headers, present.hop_by_hop);
+            // `Connection` may have named any header.
+            present = Present::of(&headers);
+        }
         // `te: trailers` is how gRPC asks for trailers; anything else is hop-by-hop.
-        if headers
-            .get(http::header::TE)
-            .is_some_and(|v| v.as_bytes() != b"trailers")
+        if present.te
+            && headers
+                .get(http::header::TE)
+                .is_some_and(|v| v.as_bytes() != b"trailers")
         {
             headers.remove(http::header::TE);
         }
-        headers.remove(HOST);
-        headers.remove(http::header::CONTENT_LENGTH);
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
+        if present.host {
+            headers.remove(HOST);
+        }
+        if present.content_length {
+            headers.remove(http::header::CONTENT_LENGTH);
+        }
+        if !present.forwarded_proto {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
         // The caller's identity is ours to state (outbound) or to consume (inbound).
@@ -113,14 +168,15 @@ impl Template {
             Some(p) => {
                 headers.insert(PEER_HEADER, p.clone());
             }
-            None => {
+            None if present.peer => {
                 headers.remove(PEER_HEADER);
             }
+            None => {}
         }
-        // The trace context replaces the caller's: its headers go (looked for by name first,
-        // as most requests carry none) and the proxy's are written as lines, unless the
-        // route's header edits name one of them and must see it in the map.
-        if headers.keys().any(trace::is_context_header) {
+        // The trace context replaces the caller's: its headers go, and the proxy's are
+        // written as lines, unless the route's header edits name one of them and must see
+        // it in the map.
+        if present.trace {
             for n in &trace::CONTEXT_HEADERS {
                 headers.remove(n);
             }
