@@ -209,7 +209,7 @@ where
             None => ReqFraming::Chunked,
         }
     };
-    let mut head = Vec::with_capacity(head_len(req));
+    let mut head = crate::reuse::buffer(head_len(req));
     encode_head(&mut head, req, framing);
     // A small body of known length goes out with its head in one write.
     let mut left = match framing {
@@ -491,7 +491,7 @@ pub(crate) fn build_headers(
     extra: usize,
     skip: impl Fn(&[u8]) -> bool,
 ) -> Option<HeaderMap> {
-    let mut map = crate::header_maps::take(ranges.len() + extra);
+    let mut map = crate::reuse::header_map(ranges.len() + extra);
     for &(ns, ne, vs, ve) in ranges {
         let name = &head[ns as usize..ne as usize];
         if skip(name) {

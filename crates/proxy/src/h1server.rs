@@ -534,7 +534,7 @@ async fn write_response(
     if !bodiless && exact.is_none() && http10 {
         keep_alive = false;
     }
-    let mut head = Vec::with_capacity(
+    let mut head = crate::reuse::buffer(
         64 + parts
             .headers
             .iter()
@@ -582,7 +582,7 @@ async fn write_response(
         head.extend_from_slice(b"connection: keep-alive\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    crate::header_maps::give(parts.headers);
+    crate::reuse::give_header_map(parts.headers);
     if bodiless {
         write_all(io, &head).await?;
         return Ok(keep_alive);

@@ -286,7 +286,7 @@ impl Template {
 /// The request's header map goes back for the next request on this thread.
 impl Drop for Template {
     fn drop(&mut self) {
-        crate::header_maps::give(std::mem::take(&mut self.headers));
+        crate::reuse::give_header_map(std::mem::take(&mut self.headers));
     }
 }
 
