@@ -55,6 +55,10 @@ pub struct ServerOptions {
     pub max_write_decompressed_bytes: usize,
     pub maintenance_interval: Duration,
     pub query: meshlens_promql::EngineOptions,
+    /// Prometheus's `promql-delayed-name-removal` (`--enable-feature`) for the server's
+    /// PromQL engine, which the query APIs, rule evaluation, the graph, anomalies and
+    /// verification share: see [`meshlens_promql::Engine::with_delayed_name_removal`].
+    pub promql_delayed_name_removal: bool,
     /// The command line as given, for `/api/v1/status/flags`.
     pub flags: std::collections::BTreeMap<String, String>,
     pub spans: meshlens_spanstore::SpanStoreOptions,
@@ -119,6 +123,7 @@ impl Default for ServerOptions {
             max_write_decompressed_bytes: 256 << 20,
             maintenance_interval: Duration::from_secs(60),
             query: meshlens_promql::EngineOptions::default(),
+            promql_delayed_name_removal: false,
             flags: Default::default(),
             spans: Default::default(),
             otlp_grpc_listen: None,
@@ -253,7 +258,12 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     let (side_stop, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = SelfMetrics::new();
     let limits = limits::IngestLimits::new(opts.limits.clone());
-    let engine = Arc::new(meshlens_promql::Engine::new(opts.query.clone()));
+    // The only PromQL engine the server builds: every query path shares it (and its
+    // concurrency limit and result cache).
+    let engine = Arc::new(
+        meshlens_promql::Engine::new(opts.query.clone())
+            .with_delayed_name_removal(opts.promql_delayed_name_removal),
+    );
     let prom_status = meshlens_prom_api::PromApiState {
         storage: Arc::new(tenants::federated::FederatedMetrics {
             tenants: Vec::new(),

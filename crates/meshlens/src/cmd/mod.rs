@@ -4,6 +4,7 @@ pub mod agent;
 pub mod bench;
 pub mod ca;
 pub mod demo;
+pub mod features;
 pub mod graph;
 pub mod import;
 pub mod proxy;

@@ -10,6 +10,10 @@ use meshlens_rules::unittest;
 
 #[derive(clap::Args)]
 pub struct TestArgs {
+    /// promtool's feature flags, comma-separated and repeatable: `promql-delayed-name-removal`
+    /// keeps `__name__` until a query's result is complete. Unknown names get a warning.
+    #[arg(long = "enable-feature", value_name = "FEATURE,...", global = true)]
+    enable_feature: Vec<String>,
     #[command(subcommand)]
     command: TestCommand,
 }
@@ -80,8 +84,14 @@ pub fn run_test(args: TestArgs) -> anyhow::Result<()> {
         left_open_ranges,
     } = args.command;
     check_files("test-rule-file", &files);
+    let features = super::features::Features::parse(&args.enable_feature);
+    for f in &features.unknown {
+        // promtool's words (on stdout, where it prints them).
+        println!("  WARNING: Unknown feature passed to --enable-feature: {f}");
+    }
     let opts = unittest::TestOptions {
         closed_ranges: !left_open_ranges,
+        delayed_name_removal: features.delayed_name_removal,
     };
     // Rule evaluation logs its failures; here they are the test's output already.
     let code = quiet(|| {

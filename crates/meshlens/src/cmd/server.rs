@@ -58,6 +58,13 @@ pub struct Args {
     /// already computed (for benchmarks; VictoriaMetrics's `-search.disableCache`).
     #[arg(long = "query.disable-cache")]
     pub query_disable_cache: bool,
+    /// Prometheus's feature flags, comma-separated and repeatable:
+    /// `promql-delayed-name-removal` keeps `__name__` until a PromQL query's result is
+    /// complete. Features meshlens always has (native-histograms, exemplar-storage,
+    /// promql-experimental-functions, promql-duration-expr, promql-extended-range-selectors)
+    /// are accepted; unknown names are logged and ignored.
+    #[arg(long = "enable-feature", value_name = "FEATURE,...")]
+    pub enable_feature: Vec<String>,
     /// OTLP metrics: resource attributes copied onto every series as labels, comma-separated
     /// (Prometheus's `otlp.promote_resource_attributes`); the rest go to `target_info`.
     #[arg(long = "otlp.promote-resource-attributes", value_delimiter = ',')]
@@ -326,6 +333,9 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
     opts.query.max_samples = args.query_max_samples;
     opts.query.max_concurrency = args.query_max_concurrency;
     opts.query.disable_cache = args.query_disable_cache;
+    let features = super::features::Features::parse(&args.enable_feature);
+    features.log();
+    opts.promql_delayed_name_removal = features.delayed_name_removal;
     opts.query.lookback_delta_ms = parse_duration(&args.query_lookback_delta)
         .map_err(anyhow::Error::msg)
         .context("--query.lookback-delta")?
@@ -462,6 +472,7 @@ fn flags(args: &Args) -> std::collections::BTreeMap<String, String> {
         "query.max-concurrency" => args.query_max_concurrency,
         "query.lookback-delta" => args.query_lookback_delta,
         "query.disable-cache" => args.query_disable_cache,
+        "enable-feature" => super::features::as_given(&args.enable_feature),
         "otlp-grpc-listen" => args.otlp_grpc_listen,
         "otlp-http-listen" => args.otlp_http_listen,
         "otlp.promote-resource-attributes" => args.otlp_promote_resource_attributes.join(","),

@@ -51,6 +51,9 @@ pub struct TestOptions {
     /// Prometheus 2's range windows, `[t - range, t]` (promtool 2.42 runs the tests with
     /// them); false: Prometheus 3's left-open `(t - range, t]`, as the server evaluates.
     pub closed_ranges: bool,
+    /// Prometheus's `promql-delayed-name-removal` (promtool's `--enable-feature`; off by
+    /// default there too): see [`meshlens_promql::Engine::with_delayed_name_removal`].
+    pub delayed_name_removal: bool,
 }
 
 impl Default for TestOptions {
@@ -58,6 +61,7 @@ impl Default for TestOptions {
     fn default() -> Self {
         TestOptions {
             closed_ranges: true,
+            delayed_name_removal: false,
         }
     }
 }
@@ -125,6 +129,7 @@ pub fn test_file(path: &str, opts: &TestOptions) -> FileOutcome {
         eval_interval_ms,
         groups: &groups,
         closed_ranges: opts.closed_ranges,
+        delayed_name_removal: opts.delayed_name_removal,
     };
     for tg in &spec.tests {
         outcome.failures.extend(runner::run_group(tg, &setup));

@@ -86,6 +86,8 @@ pub struct Setup<'a> {
     pub groups: &'a Result<Vec<GroupSpec>, Vec<String>>,
     /// Prometheus 2's closed range windows ([`EngineOptions::closed_ranges`]).
     pub closed_ranges: bool,
+    /// See [`Engine::with_delayed_name_removal`].
+    pub delayed_name_removal: bool,
 }
 
 /// Runs one test group; the failure messages, empty when it passed.
@@ -108,7 +110,8 @@ pub fn run_group(tg: &TestGroup, setup: &Setup<'_>) -> Vec<String> {
         closed_ranges: setup.closed_ranges,
         // Series are written at made-up past times as the test runs: nothing to cache.
         disable_cache: true,
-    });
+    })
+    .with_delayed_name_removal(setup.delayed_name_removal);
     let default_interval = Duration::from_millis(tg.interval.millis().max(0).unsigned_abs());
     let mut groups: Vec<Group> = specs
         .iter()

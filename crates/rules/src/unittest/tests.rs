@@ -372,6 +372,7 @@ fn ranges_are_closed_unless_left_open_is_asked_for() {
     assert!(test_file(&d.path("t.yml"), &TestOptions::default()).passed());
     let open = TestOptions {
         closed_ranges: false,
+        ..TestOptions::default()
     };
     let f = test_file(&d.path("t.yml"), &open).failures;
     assert_eq!(
@@ -393,4 +394,20 @@ fn rule_file_syntax_errors_are_worded_as_promtool_words_them() {
         d.path("r.yml")
     );
     assert_eq!(f, [want.clone(), want]);
+}
+
+/// promtool's `--enable-feature=promql-delayed-name-removal`: off by default, as there, so
+/// `label_replace` after a function finds no name; on, the name is still there.
+#[test]
+fn delayed_name_removal_only_when_asked_for() {
+    let test = "tests:\n- interval: 1m\n  input_series:\n  - series: x{a=\"1\"}\n    values: 1\n  promql_expr_test:\n  - expr: label_replace(-x, \"n\", \"$1\", \"__name__\", \"(.+)\")\n    eval_time: 0\n    exp_samples:\n    - labels: '{a=\"1\", n=\"x\"}'\n      value: -1\n";
+    let d = Dir::new(&[("t.yml", test)]);
+    let delayed = TestOptions {
+        delayed_name_removal: true,
+        ..TestOptions::default()
+    };
+    assert!(test_file(&d.path("t.yml"), &delayed).passed());
+    let f = test_file(&d.path("t.yml"), &TestOptions::default()).failures;
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].contains(r#"got: {a="1"} -1E+00"#), "{}", f[0]);
 }
