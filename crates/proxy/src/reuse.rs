@@ -9,10 +9,12 @@
 
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
+use std::thread::LocalKey;
 
 use http::HeaderMap;
 
-/// Spare maps kept per thread: about as many as requests in flight on one core under load.
+/// Spares of each kind kept per thread: about as many as requests in flight on one core
+/// under load.
 const KEEP: usize = 64;
 /// Capacity (headers) above which a map is not kept.
 const LARGEST: usize = 64;
@@ -24,13 +26,69 @@ thread_local! {
     static SPARE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// What can be kept as a spare: emptied keeping its room, and grown.
+trait Spare: Default {
+    /// Capacity above which one is not kept.
+    const LARGEST: usize;
+    fn capacity(&self) -> usize;
+    fn clear(&mut self);
+    fn reserve(&mut self, additional: usize);
+}
+
+impl Spare for HeaderMap {
+    const LARGEST: usize = LARGEST;
+    fn capacity(&self) -> usize {
+        HeaderMap::capacity(self)
+    }
+    fn clear(&mut self) {
+        HeaderMap::clear(self)
+    }
+    fn reserve(&mut self, additional: usize) {
+        HeaderMap::reserve(self, additional)
+    }
+}
+
+impl Spare for Vec<u8> {
+    const LARGEST: usize = LARGEST_BUFFER;
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve(self, additional)
+    }
+}
+
+/// An empty spare from `spares` (or a new one) with room for `room`.
+fn take<T: Spare>(spares: &'static LocalKey<RefCell<Vec<T>>>, room: usize) -> T {
+    let mut t = spares.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    if t.capacity() < room {
+        t.reserve(room);
+    }
+    t
+}
+
+/// Keeps `t` in `spares` when it is worth keeping and there is room (its contents are
+/// dropped now).
+fn keep<T: Spare>(spares: &'static LocalKey<RefCell<Vec<T>>>, mut t: T) {
+    if t.capacity() == 0 || t.capacity() > T::LARGEST {
+        return;
+    }
+    t.clear();
+    // `try_with`: one dropped while the thread exits is simply freed.
+    let _ = spares.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < KEEP {
+            s.push(t);
+        }
+    });
+}
+
 /// An empty byte buffer with room for `bytes`, back to the thread's spares when dropped.
 pub fn buffer(bytes: usize) -> Buffer {
-    let mut b = SPARE_BUFFERS
-        .with(|s| s.borrow_mut().pop())
-        .unwrap_or_default();
-    b.reserve(bytes);
-    Buffer(b)
+    Buffer(take(&SPARE_BUFFERS, bytes))
 }
 
 /// A buffer from [`buffer`].
@@ -51,47 +109,18 @@ impl DerefMut for Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        let mut b = std::mem::take(&mut self.0);
-        if b.capacity() == 0 || b.capacity() > LARGEST_BUFFER {
-            return;
-        }
-        b.clear();
-        let _ = SPARE_BUFFERS.try_with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < KEEP {
-                s.push(b);
-            }
-        });
+        keep(&SPARE_BUFFERS, std::mem::take(&mut self.0));
     }
 }
 
 /// An empty map with room for `headers` headers.
 pub fn header_map(headers: usize) -> HeaderMap {
-    let spare = SPARE.with(|s| s.borrow_mut().pop());
-    match spare {
-        Some(mut map) => {
-            if map.capacity() < headers {
-                map.reserve(headers);
-            }
-            map
-        }
-        None => HeaderMap::with_capacity(headers),
-    }
+    take(&SPARE, headers)
 }
 
 /// Gives a map back for reuse (its headers are dropped now).
-pub fn give_header_map(mut map: HeaderMap) {
-    if map.capacity() == 0 || map.capacity() > LARGEST {
-        return;
-    }
-    map.clear();
-    // `try_with`: a map dropped while the thread exits is simply freed.
-    let _ = SPARE.try_with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < KEEP {
-            s.push(map);
-        }
-    });
+pub fn give_header_map(map: HeaderMap) {
+    keep(&SPARE, map);
 }
 
 #[cfg(test)]
