@@ -173,12 +173,24 @@ impl Op {
                             }
                         )));
                     }
-                    r.map_err(|_| {
+                    let info = r.map_err(|_| {
                         Note::Warn(format!(
                             "vector contains a mix of histograms with exponential and custom buckets schemas for binary operator {}",
                             self.symbol()
                         ))
                     })?;
+                    // As in Prometheus, a counter reset hinted on one side and none on the
+                    // other gives no result, only the warning.
+                    if info.counter_reset_collision {
+                        return Err(Note::Warn(format!(
+                            "conflicting counter resets during histogram {}",
+                            if self == Op::Add {
+                                "addition"
+                            } else {
+                                "subtraction"
+                            }
+                        )));
+                    }
                     if self == Op::Sub {
                         h.counter_reset_hint = meshlens_model::histogram::CounterResetHint::Gauge;
                     }

@@ -17,6 +17,9 @@ pub(crate) struct SourcePositions {
     selectors: HashMap<usize, usize>,
     /// The query's outermost binary expression, which starts where the text does.
     root_binary: Option<usize>,
+    /// Binary expressions written as a function's argument (not in parentheses): binary
+    /// node address -> (call node address, argument index).
+    arg_binaries: HashMap<usize, (usize, usize)>,
 }
 
 /// A query's text and tree, their positions worked out on first use: most queries give no
@@ -25,6 +28,7 @@ pub(crate) struct LazyPositions<'q> {
     text: Option<&'q str>,
     expr: &'q Expr,
     built: std::cell::OnceCell<Option<SourcePositions>>,
+    stats_only: std::cell::OnceCell<std::collections::HashSet<usize>>,
 }
 
 impl<'q> LazyPositions<'q> {
@@ -34,7 +38,16 @@ impl<'q> LazyPositions<'q> {
             text,
             expr,
             built: std::cell::OnceCell::new(),
+            stats_only: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Whether the selector is read only for its histograms' count and sum (see
+    /// [`super::selector::stats_only_selectors`]).
+    pub fn stats_only(&self, vs: &promql_parser::parser::VectorSelector) -> bool {
+        self.stats_only
+            .get_or_init(|| super::selector::stats_only_selectors(self.expr))
+            .contains(&node_key(vs))
     }
 
     pub fn get(&self) -> Option<&SourcePositions> {
@@ -88,6 +101,7 @@ impl SourcePositions {
                 Expr::Binary(b) => Some(node_key(b)),
                 _ => None,
             },
+            arg_binaries: arg_binaries(expr),
         }
     }
 
@@ -108,8 +122,12 @@ impl SourcePositions {
         self.selectors.get(&node).map(|&at| self.line_col(at))
     }
 
-    /// `line:column` of a binary expression: known for the query's outermost one.
+    /// `line:column` of a binary expression: known for the query's outermost one and for
+    /// one that is a function's argument.
     pub fn binary(&self, node: usize) -> Option<String> {
+        if let Some(&(call, i)) = self.arg_binaries.get(&node) {
+            return self.arg(call, i);
+        }
         if self.root_binary != Some(node) {
             return None;
         }
@@ -126,6 +144,40 @@ impl SourcePositions {
         };
         format!("{line}:{col}")
     }
+}
+
+/// The binary expressions that are a function call's argument as written (no parentheses
+/// around them), each with its call and argument index.
+fn arg_binaries(e: &Expr) -> HashMap<usize, (usize, usize)> {
+    fn walk(e: &Expr, out: &mut HashMap<usize, (usize, usize)>) {
+        match e {
+            Expr::Call(c) => {
+                for (i, a) in c.args.args.iter().enumerate() {
+                    if let Expr::Binary(b) = a.as_ref() {
+                        out.insert(node_key(b), (node_key(c), i));
+                    }
+                    walk(a, out);
+                }
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    walk(p, out);
+                }
+                walk(&a.expr, out);
+            }
+            Expr::Binary(b) => {
+                walk(&b.lhs, out);
+                walk(&b.rhs, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, out),
+            Expr::Unary(u) => walk(&u.expr, out),
+            Expr::Subquery(s) => walk(&s.expr, out),
+            _ => {}
+        }
+    }
+    let mut out = HashMap::new();
+    walk(e, &mut out);
+    out
 }
 
 /// Calls and aggregations, each with its node's address, parents before children and

@@ -3,9 +3,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use meshlens_model::{is_stale_nan, LabelMatcher, MatchOp, Sample};
+use std::collections::HashSet;
+
+use meshlens_model::{is_stale_nan, HistogramSample, LabelMatcher, MatchOp, Sample};
 use promql_parser::label::MatchOp as PMatchOp;
-use promql_parser::parser::{MatrixSelector, SubqueryExpr, VectorSelector};
+use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
 
 use super::Evaluator;
 use crate::error::PromqlError;
@@ -207,4 +209,178 @@ fn without_reset_hints(
         }
     }
     hists
+}
+
+/// The selectors (by node address) whose histograms Prometheus reads for their count and
+/// sum only: those inside `histogram_count`, `histogram_sum` or `histogram_avg` with no
+/// subquery, bucket-reading histogram function or trim on their way up. Their counter-reset
+/// hints are worked out while reading (see [`detect_reset_hints`]).
+pub(crate) fn stats_only_selectors(expr: &Expr) -> HashSet<usize> {
+    fn walk(e: &Expr, stats: bool, out: &mut HashSet<usize>) {
+        match e {
+            Expr::VectorSelector(vs) if stats => {
+                out.insert(super::positions::node_key(vs));
+            }
+            Expr::MatrixSelector(ms) if stats => {
+                out.insert(super::positions::node_key(&ms.vs));
+            }
+            Expr::Call(c) => {
+                let (stats, skip) = match c.func.name {
+                    "histogram_count" | "histogram_sum" | "histogram_avg" => (true, false),
+                    "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => {
+                        (false, true)
+                    }
+                    _ => (stats, false),
+                };
+                if !skip {
+                    c.args.args.iter().for_each(|a| walk(a, stats, out));
+                }
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    walk(p, stats, out);
+                }
+                walk(&a.expr, stats, out);
+            }
+            // Trims read the buckets.
+            Expr::Binary(b) if crate::extended_syntax::trim_of(b).is_none() => {
+                walk(&b.lhs, stats, out);
+                walk(&b.rhs, stats, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, stats, out),
+            Expr::Unary(u) => walk(&u.expr, stats, out),
+            // Subqueries need the buckets to detect counter resets.
+            _ => {}
+        }
+    }
+    let mut out = HashSet::new();
+    walk(expr, false, &mut out);
+    out
+}
+
+/// A series' histograms with the counter-reset hints Prometheus's histogram-stats iterator
+/// gives them: a sample stored with an unknown hint gets "reset" or "no reset" from
+/// comparing it with the sample read before it, provided the reading came through that
+/// sample; it does not after a seek. The reading is that of a selector evaluated at
+/// `times` with windows reaching `delta` back (the lookback delta or the range): it seeks
+/// to the window's start whenever that lies past the sample it stands on. Staleness
+/// markers are passed over without becoming the sample compared with.
+pub(crate) fn detect_reset_hints(
+    hists: &[HistogramSample],
+    times: &[i64],
+    delta: i64,
+) -> Option<Vec<HistogramSample>> {
+    use meshlens_model::CounterResetHint as Hint;
+    if !hists
+        .iter()
+        .any(|x| x.h.counter_reset_hint == Hint::Unknown)
+    {
+        return None;
+    }
+    let mut out = hists.to_vec();
+    let first = times.first()?;
+    let mut cur = hists.partition_point(|x| x.t < first.saturating_sub(delta));
+    let mut last: Option<usize> = None;
+    let mut read = cur;
+    let mut access = |i: usize, last: &mut Option<usize>, out: &mut Vec<HistogramSample>| {
+        if i < read {
+            return;
+        }
+        read = i + 1;
+        if is_stale_nan(hists[i].h.sum) {
+            return;
+        }
+        if hists[i].h.counter_reset_hint == Hint::Unknown {
+            if let Some(l) = *last {
+                let mut h = (*hists[i].h).clone();
+                h.counter_reset_hint = if hists[i].h.detect_reset(&hists[l].h) {
+                    Hint::CounterReset
+                } else {
+                    Hint::NotCounterReset
+                };
+                out[i].h = std::sync::Arc::new(h);
+            }
+        }
+        *last = Some(i);
+    };
+    for &t in times {
+        let t0 = t.saturating_sub(delta);
+        if cur < hists.len() && t0 > hists[cur].t {
+            last = None;
+            cur += hists[cur..].partition_point(|x| x.t < t0);
+        }
+        while cur < hists.len() && hists[cur].t < t {
+            access(cur, &mut last, &mut out);
+            cur += 1;
+        }
+        if cur < hists.len() && hists[cur].t == t {
+            access(cur, &mut last, &mut out);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlens_model::CounterResetHint as Hint;
+    use meshlens_model::FloatHistogram;
+
+    fn sample(t: i64, count: f64, hint: Hint) -> HistogramSample {
+        let mut h = FloatHistogram::parse_notation(&format!(
+            "{{{{count:{count} sum:{count} buckets:[{count}]}}}}"
+        ))
+        .unwrap();
+        h.counter_reset_hint = hint;
+        HistogramSample {
+            t,
+            h: std::sync::Arc::new(h),
+        }
+    }
+
+    fn hints(out: &[HistogramSample]) -> Vec<Hint> {
+        out.iter().map(|x| x.h.counter_reset_hint).collect()
+    }
+
+    #[test]
+    fn stats_only_selectors_follow_prometheus_paths() {
+        let count = |q: &str| {
+            let e = promql_parser::parser::parse(q).unwrap();
+            stats_only_selectors(&e).len()
+        };
+        assert_eq!(count("histogram_count(sum(a))"), 1);
+        assert_eq!(count("histogram_sum(rate(a[5m])) + b"), 1);
+        assert_eq!(count("sum(a)"), 0);
+        assert_eq!(count("histogram_count(histogram_quantile(0.5, a))"), 0);
+        assert_eq!(count("histogram_quantile(0.5, histogram_count(a))"), 0);
+        assert_eq!(count("histogram_count(rate(a[5m:1m]))"), 0);
+    }
+
+    #[test]
+    fn unknown_hints_are_detected_from_the_sample_read_before() {
+        let hs = [
+            sample(0, 5.0, Hint::Unknown),
+            sample(60_000, 8.0, Hint::NotCounterReset),
+            sample(120_000, 2.0, Hint::Unknown),
+            sample(180_000, 4.0, Hint::Unknown),
+        ];
+        // Read from the first sample on: each unknown hint is detected.
+        let out = detect_reset_hints(&hs, &[180_000], 300_000).unwrap();
+        assert_eq!(
+            hints(&out),
+            [
+                Hint::Unknown,
+                Hint::NotCounterReset,
+                Hint::CounterReset,
+                Hint::NotCounterReset
+            ]
+        );
+        // The window starts at the reset sample: nothing was read before it.
+        let out = detect_reset_hints(&hs, &[180_000], 60_000).unwrap();
+        assert_eq!(out[2].h.counter_reset_hint, Hint::Unknown);
+        assert_eq!(out[3].h.counter_reset_hint, Hint::NotCounterReset);
+        // Steps far apart seek past samples, which then are not compared with.
+        let out = detect_reset_hints(&hs, &[0, 180_000], 30_000).unwrap();
+        assert_eq!(out[3].h.counter_reset_hint, Hint::Unknown);
+    }
 }

@@ -47,6 +47,9 @@ pub(crate) struct Source<'s> {
     /// The range function call this source evaluates and its matrix argument, for the
     /// position of its annotations.
     pub call: Option<(usize, usize)>,
+    /// Read for the histograms' count and sum only: counter-reset hints are detected while
+    /// reading, as Prometheus's histogram-stats iterator does.
+    stats_only: bool,
 }
 
 enum What {
@@ -220,6 +223,7 @@ impl<'a> Evaluator<'a> {
             cursors,
             times,
             what: What::Latest { timestamp },
+            stats_only: self.positions.stats_only(vs),
         })
     }
 
@@ -241,6 +245,7 @@ impl<'a> Evaluator<'a> {
             cursors,
             times,
             what: What::Rollup { f, range, params },
+            stats_only: self.positions.stats_only(&ms.vs),
         })
     }
 
@@ -411,6 +416,18 @@ fn run_block<P: Partial>(
             .map_err(|e| storage_error(ctx.opts, e))?;
         ctx.charge(n)?;
         let hists = cursor.histograms();
+        let detected = match &source.what {
+            _ if !source.stats_only || hists.is_empty() => None,
+            What::Rollup { range, .. } => {
+                super::selector::detect_reset_hints(hists, &source.times, *range)
+            }
+            What::Latest { .. } => super::selector::detect_reset_hints(
+                hists,
+                &source.times,
+                ctx.opts.lookback_delta_ms,
+            ),
+        };
+        let hists = detected.as_deref().unwrap_or(hists);
         if !hists.is_empty() {
             ctx.charge(hists.len())?;
             let hp = match &per {

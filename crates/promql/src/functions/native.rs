@@ -44,6 +44,15 @@ fn note_reconciled(notes: &mut Notes, info: nh::AddInfo, operation: &str) {
     }
 }
 
+/// Prometheus's warning when histograms summed (by `sum`, `avg`, `sum_over_time` or
+/// `avg_over_time`) include one hinted as a counter reset and one hinted as none.
+fn note_reset_conflict(hists: &[&FloatHistogram], notes: &mut Notes) {
+    let hinted = |hint| hists.iter().any(|h| h.counter_reset_hint == hint);
+    if hinted(CounterResetHint::CounterReset) && hinted(CounterResetHint::NotCounterReset) {
+        notes.warn("conflicting counter resets during histogram aggregation".to_string());
+    }
+}
+
 fn mixed_warning(metric: &str) -> String {
     format!("encountered a mix of histograms and floats for metric name {metric:?}")
 }
@@ -522,6 +531,7 @@ pub(crate) fn kahan_sum(
     hists: &[&FloatHistogram],
     notes: &mut Notes,
 ) -> Result<FloatHistogram, nh::HistogramError> {
+    note_reset_conflict(hists, notes);
     let mut plain = hists[0].clone();
     for h in &hists[1..] {
         let info = plain.add_with_info(h)?;

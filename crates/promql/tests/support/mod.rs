@@ -54,9 +54,12 @@ impl MemStore {
     }
 }
 
-/// The counter-reset hints a TSDB chunk gives histograms read back: the series' first
-/// sample unknown, then a reset where the counts went down, otherwise none; gauge
-/// histograms stay gauges.
+/// The counter-reset hints Prometheus's TSDB gives histograms read back: gauge histograms
+/// stay gauges; a counter histogram that starts a chunk reads as unknown (even where the
+/// chunk was cut for a counter reset: Prometheus cannot know the previous chunk was read),
+/// every later one in the chunk as no reset. A chunk is cut at the series' first sample, at
+/// a counter reset, at a switch from gauge to counter and where the schema, the zero
+/// threshold or the custom bounds change.
 fn with_hints(samples: &[HistogramSample]) -> Vec<HistogramSample> {
     use meshlens_model::CounterResetHint as Hint;
     let mut out: Vec<HistogramSample> = Vec::with_capacity(samples.len());
@@ -65,10 +68,20 @@ fn with_hints(samples: &[HistogramSample]) -> Vec<HistogramSample> {
             out.push(x.clone());
             continue;
         }
-        let hint = match i.checked_sub(1).map(|j| &samples[j].h) {
-            None => Hint::Unknown,
-            Some(prev) if x.h.detect_reset(prev) => Hint::CounterReset,
-            Some(_) => Hint::NotCounterReset,
+        let new_chunk = match i.checked_sub(1).map(|j| &samples[j].h) {
+            None => true,
+            Some(prev) => {
+                prev.counter_reset_hint == Hint::Gauge
+                    || prev.schema != x.h.schema
+                    || prev.zero_threshold != x.h.zero_threshold
+                    || prev.custom_values != x.h.custom_values
+                    || x.h.detect_reset(prev)
+            }
+        };
+        let hint = if new_chunk {
+            Hint::Unknown
+        } else {
+            Hint::NotCounterReset
         };
         let mut h = (*x.h).clone();
         h.counter_reset_hint = hint;
