@@ -303,7 +303,18 @@ impl<'a> Evaluator<'a> {
                     _ => return Err(PromqlError::exec("count_values expects a string parameter")),
                 };
                 if !meshlens_model::labels::is_valid_label_name(&label) {
-                    return Err(PromqlError::exec(format!("invalid label name {label:?}")));
+                    // Named as Prometheus prints the literal (Go's quoting of its bytes: a
+                    // `\x` escape is a byte there, which the parser made a character).
+                    let written = self
+                        .positions
+                        .get()
+                        .and_then(|p| p.arg_text(super::positions::node_key(a), 0))
+                        .and_then(string_literal_bytes);
+                    let name = match written {
+                        Some(bytes) => go_quote(&bytes),
+                        None => format!("{label:?}"),
+                    };
+                    return Err(PromqlError::exec(format!("invalid label name {name}")));
                 }
                 let mut index: HashMap<Labels, usize> = HashMap::new();
                 for (key, members) in &groups {
@@ -525,5 +536,116 @@ fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
         (true, false) => std::cmp::Ordering::Greater,
         (false, true) => std::cmp::Ordering::Less,
         _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// The bytes of the string literal `text` starts with (after any opening parentheses), its
+/// escapes decoded as Go decodes them: `\x` and octal escapes give single bytes.
+fn string_literal_bytes(text: &str) -> Option<Vec<u8>> {
+    let b = text.trim_start_matches(|c: char| c == '(' || c.is_whitespace());
+    let b = b.as_bytes();
+    let quote = *b.first()?;
+    if !matches!(quote, b'"' | b'\'' | b'`') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut i = 1;
+    while i < b.len() {
+        let c = b[i];
+        if c == quote {
+            return Some(out);
+        }
+        if c != b'\\' || quote == b'`' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let e = *b.get(i + 1)?;
+        i += 2;
+        let hex = |n: usize, i: usize| {
+            let digits = std::str::from_utf8(b.get(i..i + n)?).ok()?;
+            u32::from_str_radix(digits, 16).ok()
+        };
+        match e {
+            b'a' => out.push(7),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'x' => {
+                out.push(u8::try_from(hex(2, i)?).ok()?);
+                i += 2;
+            }
+            b'u' | b'U' => {
+                let n = if e == b'u' { 4 } else { 8 };
+                let c = char::from_u32(hex(n, i)?)?;
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                i += n;
+            }
+            b'0'..=b'7' => {
+                let digits = std::str::from_utf8(b.get(i - 1..i + 2)?).ok()?;
+                out.push(u8::from_str_radix(digits, 8).ok()?);
+                i += 2;
+            }
+            other => out.push(other),
+        }
+    }
+    None
+}
+
+/// `bytes` in double quotes as Go's `strconv.Quote` writes them: a byte that is not part of
+/// valid UTF-8 as `\xNN`, unprintable characters escaped, the rest as they are.
+fn go_quote(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '\x07' => out.push_str("\\a"),
+                '\x08' => out.push_str("\\b"),
+                '\x0c' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\x0b' => out.push_str("\\v"),
+                ' ' => out.push(' '),
+                c if c.is_control() || c.is_whitespace() => {
+                    let n = u32::from(c);
+                    if n < 0x80 {
+                        out.push_str(&format!("\\x{n:02x}"));
+                    } else if n < 0x10000 {
+                        out.push_str(&format!("\\u{n:04x}"));
+                    } else {
+                        out.push_str(&format!("\\U{n:08x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{go_quote, string_literal_bytes};
+
+    #[test]
+    fn count_values_names_print_as_prometheus_quotes_the_literal() {
+        let quoted = |text: &str| go_quote(&string_literal_bytes(text).unwrap());
+        assert_eq!(quoted(r#""a\xc5z", version)"#), r#""a\xc5z""#);
+        assert_eq!(quoted(r#"(("a\u00c5z"))"#), "\"a\u{c5}z\"");
+        assert_eq!(quoted(r#"'a\101\n"'"#), r#""aA\n\"""#);
+        assert_eq!(quoted(r"`a\x`"), r#""a\\x""#);
+        assert_eq!(string_literal_bytes("version"), None);
     }
 }

@@ -117,6 +117,12 @@ impl SourcePositions {
         arg_start(&self.text, open, i).map(|at| self.line_col(at))
     }
 
+    /// The query text from the start of argument `i` of a call or aggregation on.
+    pub fn arg_text(&self, node: usize, i: usize) -> Option<&str> {
+        let &(_, open) = self.sites.get(&node)?;
+        arg_start(&self.text, open, i).map(|at| &self.text[at..])
+    }
+
     /// `line:column` of a series selector (an instant selector, or a range selector's).
     pub fn selector(&self, node: usize) -> Option<String> {
         self.selectors.get(&node).map(|&at| self.line_col(at))

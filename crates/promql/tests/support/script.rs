@@ -516,10 +516,12 @@ fn run_case(engine: &Engine, store: &MemStore, case: &Case) -> Result<(), String
             "fail" => {
                 expect_fail = true;
                 let arg = arg.trim();
+                // Taken as written (spaces trimmed), as promqltest takes them: a message
+                // may end in a quote.
                 if let Some(m) = arg.strip_prefix("msg:") {
-                    fail_msg = Some(m.trim().trim_matches('"').to_string());
+                    fail_msg = Some(m.trim().to_string());
                 } else if let Some(r) = arg.strip_prefix("regex:") {
-                    fail_regex = Some(r.trim().trim_matches('"').to_string());
+                    fail_regex = Some(r.trim().to_string());
                 }
             }
             "warn" | "info" | "no_warn" | "no_info" => {
