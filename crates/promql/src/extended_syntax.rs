@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use promql_parser::parser::{BinaryExpr, Expr, VectorMatchCardinality, VectorSelector};
 
 use crate::duration_expr::{after_comment, after_quoted};
-use crate::eval::positions::{group_close, group_end};
+use crate::eval::positions::{group_close, group_end, GROUPING};
 
 /// Start of the marker labels of trim operators; the rest names the operator and whether
 /// the query had its own `group_left` / `group_right`.
@@ -432,16 +432,6 @@ fn apply_modifier(
         Last::Nothing => Ok(last),
     }
 }
-
-/// Keywords followed by a list of label names.
-const GROUPING: [&str; 6] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
 
 /// Edits quoting the label names `anchored` and `smoothed` in the list `query[from..to]`.
 fn quote_keyword_labels(

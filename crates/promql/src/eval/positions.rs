@@ -238,7 +238,7 @@ fn selector_name(vs: &promql_parser::parser::VectorSelector) -> String {
 }
 
 /// Keywords followed by a list of label names.
-const GROUPING: [&str; 6] = [
+pub(crate) const GROUPING: [&str; 6] = [
     "by",
     "without",
     "on",
