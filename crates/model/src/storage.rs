@@ -283,6 +283,21 @@ pub trait SeriesCursor: Send + Sync {
     fn histograms(&self) -> &[HistogramSample] {
         &[]
     }
+
+    /// Start timestamps (Prometheus 3's per-sample "ST", ms; 0 where a sample has none) of
+    /// the float samples `decode_into` appends, one per sample in the same order; returns
+    /// how many were appended. A series without start timestamps appends none (the
+    /// default), so series without them cost nothing: readers that do not store them
+    /// (the embedded TSDB today) need not implement this.
+    fn decode_start_times_into(&self, _buf: &mut Vec<i64>) -> Result<usize, StorageError> {
+        Ok(0)
+    }
+
+    /// Start timestamps aligned with [`Self::histograms`], or empty when the series has
+    /// none.
+    fn histogram_start_times(&self) -> &[i64] {
+        &[]
+    }
 }
 
 /// A cursor over samples already in memory: the default for readers without a lazy path.

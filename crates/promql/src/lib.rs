@@ -83,6 +83,8 @@ pub struct Engine {
     cache: Arc<cache::ResultCache>,
     /// See [`Engine::with_delayed_name_removal`].
     delayed_names: bool,
+    /// See [`Engine::with_start_timestamps`].
+    start_times: bool,
 }
 
 impl Engine {
@@ -93,6 +95,7 @@ impl Engine {
             gate,
             cache: Default::default(),
             delayed_names: false,
+            start_times: false,
         }
     }
 
@@ -104,6 +107,17 @@ impl Engine {
     /// between two vectors still drops the name at once, as in Prometheus.
     pub fn with_delayed_name_removal(mut self, on: bool) -> Engine {
         self.delayed_names = on;
+        self
+    }
+
+    /// This engine with Prometheus's `use-start-timestamps` feature on or off (off in a new
+    /// engine, as in Prometheus): `rate`, `increase`, `irate` and `resets` over a selector
+    /// read the start timestamps storage gives samples (Prometheus 3's "ST"), so a start
+    /// time after the previous sample is a counter reset and one inside the window replaces
+    /// extrapolation to its start; `start_timestamp(selector)` returns them. Values made
+    /// by expressions (subqueries, arithmetic) carry none.
+    pub fn with_start_timestamps(mut self, on: bool) -> Engine {
+        self.start_times = on;
         self
     }
 
@@ -127,6 +141,7 @@ impl Engine {
             gate: self.gate.clone(),
             cache: self.cache.clone(),
             delayed_names: self.delayed_names,
+            start_times: self.start_times,
         }
     }
 
@@ -159,7 +174,11 @@ impl Engine {
             .gate
             .enter(span.deadline)
             .ok_or(PromqlError::QueueTimeout { after })?;
-        eval::run(storage, &self.opts, self.delayed_names, expr, source, span)
+        let features = eval::Features {
+            delayed_names: self.delayed_names,
+            start_times: self.start_times,
+        };
+        eval::run(storage, &self.opts, features, expr, source, span)
     }
 
     pub fn instant_query(

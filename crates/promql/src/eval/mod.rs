@@ -45,6 +45,16 @@ pub(crate) struct Evaluator<'a> {
     /// Names are marked to go at the end rather than dropped at once
     /// ([`crate::Engine::with_delayed_name_removal`]).
     pub delayed_names: bool,
+    /// Range functions and `start_timestamp` read samples' start timestamps
+    /// ([`crate::Engine::with_start_timestamps`]).
+    pub start_times: bool,
+}
+
+/// The engine's optional Prometheus features a query runs with.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Features {
+    pub delayed_names: bool,
+    pub start_times: bool,
 }
 
 #[derive(Default, Clone)]
@@ -99,7 +109,7 @@ pub(crate) fn charge(count: &AtomicUsize, max: usize, n: usize) -> Result<(), Pr
 pub(crate) fn run(
     storage: &dyn MetricReader,
     opts: &EngineOptions,
-    delayed_names: bool,
+    features: Features,
     expr: &Expr,
     source: Option<&str>,
     span: QuerySpan,
@@ -131,7 +141,8 @@ pub(crate) fn run(
         notes: Default::default(),
         positions: &positions,
         calls: Default::default(),
-        delayed_names,
+        delayed_names: features.delayed_names,
+        start_times: features.start_times,
     };
     let inner = unwrap_parens(expr);
     if matches!(inner, Expr::MatrixSelector(_) | Expr::Subquery(_)) {

@@ -144,6 +144,7 @@ impl<'a> Evaluator<'a> {
             positions: self.positions,
             calls: Default::default(),
             delayed_names: self.delayed_names,
+            start_times: self.start_times,
         };
         let v = inner.eval(&sq.expr)?;
         self.samples

@@ -50,12 +50,25 @@ pub(crate) struct Source<'s> {
     /// Read for the histograms' count and sum only: counter-reset hints are detected while
     /// reading, as Prometheus's histogram-stats iterator does.
     stats_only: bool,
+    /// The samples' start timestamps are read (only where they are used, so other
+    /// queries never ask storage for them).
+    start_times: bool,
+}
+
+/// What an instant selector gives of the sample it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    Value,
+    /// The sample's time, seconds (`timestamp`).
+    Time,
+    /// The sample's start time, seconds, 0 when it has none (`start_timestamp`).
+    StartTime,
 }
 
 enum What {
     /// An instant selector: at each time, the newest sample within the lookback delta
-    /// unless it is a staleness marker; its value, or with `timestamp` its time (seconds).
-    Latest { timestamp: bool },
+    /// unless it is a staleness marker; what `read` asks of it.
+    Latest { read: Read },
     /// A range function over a matrix selector's windows, staleness markers left out.
     Rollup {
         f: RangeFn,
@@ -73,7 +86,7 @@ impl Source<'_> {
     /// Whether the values no longer describe the metric, so its name is dropped.
     pub fn drops_name(&self) -> bool {
         match &self.what {
-            What::Latest { timestamp } => *timestamp,
+            What::Latest { read } => *read != Read::Value,
             What::Rollup { f, .. } => !f.keeps_name(),
         }
     }
@@ -173,6 +186,8 @@ pub(crate) fn storage_error(opts: &EngineOptions, e: StorageError) -> PromqlErro
 #[derive(Default)]
 struct Worker {
     samples: Vec<Sample>,
+    /// The samples' start timestamps, when the series has them and they are read.
+    sts: Vec<i64>,
     points: Vec<Option<f64>>,
     scratch: Scratch,
 }
@@ -218,13 +233,25 @@ impl<'a> Evaluator<'a> {
             }
             _ => Vec::new(),
         };
+        let read = if timestamp { Read::Time } else { Read::Value };
         Ok(Source {
             call: None,
             cursors,
             times,
-            what: What::Latest { timestamp },
+            what: What::Latest { read },
             stats_only: self.positions.stats_only(vs),
+            start_times: false,
         })
+    }
+
+    /// `start_timestamp` of an instant selector: each step's sample's start time.
+    pub(crate) fn start_time_source(&self, vs: &VectorSelector) -> Result<Source<'a>, PromqlError> {
+        let mut source = self.latest_source(vs, true)?;
+        source.what = What::Latest {
+            read: Read::StartTime,
+        };
+        source.start_times = true;
+        Ok(source)
     }
 
     /// A range function over a matrix selector, to be read series by series.
@@ -246,6 +273,11 @@ impl<'a> Evaluator<'a> {
             times,
             what: What::Rollup { f, range, params },
             stats_only: self.positions.stats_only(&ms.vs),
+            start_times: self.start_times
+                && matches!(
+                    f,
+                    RangeFn::Rate | RangeFn::Increase | RangeFn::Irate | RangeFn::Resets
+                ),
         })
     }
 
@@ -280,7 +312,12 @@ impl<'a> Evaluator<'a> {
             samples: &self.samples,
         };
         let mut noted: Vec<String> = Vec::new();
-        let mut take = |out: BlockOut<P>| {
+        // Start-time overlaps by metric name, summed over all blocks, warned of at the end.
+        let mut overlaps: Vec<(String, usize)> = Vec::new();
+        let mut take = |mut out: BlockOut<P>| {
+            for (metric, n) in std::mem::take(&mut out.notes.overlaps) {
+                native::add_overlaps(&mut overlaps, metric, n);
+            }
             // Positioned at the range function's matrix argument, as evaluating the call
             // whole would; a selector's notes carry no position.
             let note = |arg: Option<usize>| {
@@ -318,9 +355,17 @@ impl<'a> Evaluator<'a> {
             for i in 0..blocks.len() {
                 take(work(i, &mut w)?);
             }
-            return Ok(());
+        } else {
+            parallel(blocks.len(), threads, &work, &mut take)?;
         }
-        parallel(blocks.len(), threads, &work, take)
+        for (metric, n) in overlaps {
+            let m = native::overlap_warning(&metric, n);
+            match source.call {
+                Some((call, arg)) => self.in_call(call, || self.warn_at(m, arg)),
+                None => self.warn(m),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -406,7 +451,7 @@ fn run_block<P: Partial>(
             p1: params.p1.as_deref(),
             p2: params.p2.as_deref(),
         }),
-        What::Latest { timestamp } => Per::Latest(*timestamp),
+        What::Latest { read } => Per::Latest(*read),
     };
     for cursor in block {
         ctx.check_deadline()?;
@@ -415,7 +460,15 @@ fn run_block<P: Partial>(
             .decode_into(&mut w.samples)
             .map_err(|e| storage_error(ctx.opts, e))?;
         ctx.charge(n)?;
+        w.sts.clear();
+        let (has_sts, hsts) = match source.start_times {
+            false => (false, &[][..]),
+            true => start_times(cursor.as_ref(), n, &mut w.sts, ctx.opts)?,
+        };
         let hists = cursor.histograms();
+        if !hsts.is_empty() && hsts.len() != hists.len() {
+            return Err(mismatched_start_times(ctx.opts));
+        }
         let detected = match &source.what {
             _ if !source.stats_only || hists.is_empty() => None,
             What::Rollup { range, .. } => {
@@ -432,21 +485,34 @@ fn run_block<P: Partial>(
             ctx.charge(hists.len())?;
             let hp = match &per {
                 Per::Rollup(r) => {
-                    w.samples.retain(|x| !is_stale_nan(x.v));
-                    r.eval(&w.samples, &mut w.scratch, &mut w.points);
+                    drop_stale(&mut w.samples, &mut w.sts, has_sts);
                     let metric = cursor
                         .label_value(meshlens_model::METRIC_NAME)
                         .unwrap_or("");
-                    hist_rollup(r, &w.samples, hists, metric, &mut w.points, &mut notes)
+                    let sts = has_sts.then_some(&w.sts[..]);
+                    r.eval_st(&w.samples, sts, &mut w.scratch, &mut w.points);
+                    if w.scratch.overlaps > 0 {
+                        notes.overlap(metric, w.scratch.overlaps);
+                    }
+                    let st = native::StartTimes {
+                        floats: sts.unwrap_or(&[]),
+                        hists: hsts,
+                    };
+                    hist_rollup(r, &w.samples, hists, st, metric, &mut w.points, &mut notes)
                 }
-                Per::Latest(timestamp) => {
+                Per::Latest(read) => {
                     let (lookback, closed) = (ctx.opts.lookback_delta_ms, ctx.opts.closed_ranges);
+                    let st = native::StartTimes {
+                        floats: &w.sts,
+                        hists: hsts,
+                    };
                     native::latest(
                         &w.samples,
                         hists,
                         &source.times,
                         |t| super::window_min(t, lookback, closed),
-                        *timestamp,
+                        *read,
+                        st,
                         &mut w.points,
                     )
                 }
@@ -458,14 +524,21 @@ fn run_block<P: Partial>(
         }
         match &per {
             Per::Rollup(r) => {
-                w.samples.retain(|x| !is_stale_nan(x.v));
+                drop_stale(&mut w.samples, &mut w.sts, has_sts);
                 if r.f.wants_counter() && !w.samples.is_empty() {
                     note_non_counter(cursor.as_ref(), &mut non_counters);
                 }
-                r.eval(&w.samples, &mut w.scratch, &mut w.points);
+                let sts = has_sts.then_some(&w.sts[..]);
+                r.eval_st(&w.samples, sts, &mut w.scratch, &mut w.points);
+                if w.scratch.overlaps > 0 {
+                    let metric = cursor
+                        .label_value(meshlens_model::METRIC_NAME)
+                        .unwrap_or("");
+                    notes.overlap(metric, w.scratch.overlaps);
+                }
             }
-            Per::Latest(timestamp) => {
-                latest(ctx, &w.samples, &source.times, *timestamp, &mut w.points)
+            Per::Latest(read) => {
+                latest(ctx, &w.samples, &source.times, *read, &w.sts, &mut w.points)
             }
         }
         if w.points.iter().any(Option::is_some) {
@@ -479,13 +552,62 @@ fn run_block<P: Partial>(
     })
 }
 
+/// Reads a series' start timestamps into `buf` (float samples: `n` decoded) when it has
+/// them: whether the floats have them, and the histograms' (empty when none).
+fn start_times<'c>(
+    cursor: &'c dyn SeriesCursor,
+    n: usize,
+    buf: &mut Vec<i64>,
+    opts: &EngineOptions,
+) -> Result<(bool, &'c [i64]), PromqlError> {
+    let got = cursor
+        .decode_start_times_into(buf)
+        .map_err(|e| storage_error(opts, e))?;
+    if got != 0 && got != n {
+        return Err(mismatched_start_times(opts));
+    }
+    Ok((got != 0, cursor.histogram_start_times()))
+}
+
+/// Storage gave a series' start timestamps not one per sample: a fault of the reader,
+/// reported rather than guessed around.
+fn mismatched_start_times(opts: &EngineOptions) -> PromqlError {
+    storage_error(
+        opts,
+        StorageError::Corruption {
+            location: "series start timestamps".into(),
+            reason: "not one start timestamp per sample".into(),
+        },
+    )
+}
+
+/// Drops staleness markers, and their start timestamps with them (`with_sts`).
+fn drop_stale(samples: &mut Vec<Sample>, sts: &mut Vec<i64>, with_sts: bool) {
+    if !with_sts {
+        samples.retain(|x| !is_stale_nan(x.v));
+        return;
+    }
+    let mut k = 0;
+    for j in 0..samples.len().min(sts.len()) {
+        if !is_stale_nan(samples[j].v) {
+            samples[k] = samples[j];
+            sts[k] = sts[j];
+            k += 1;
+        }
+    }
+    samples.truncate(k);
+    sts.truncate(k);
+}
+
 /// A range function over a series with histogram samples: each step whose window holds
 /// histograms gets the histogram computation; steps with floats only keep the float
-/// results already in `points`.
+/// results already in `points`. `st` holds the samples' start timestamps, if read.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn hist_rollup(
     r: &Rollup<'_>,
     floats: &[Sample],
     hists: &[meshlens_model::HistogramSample],
+    st: native::StartTimes<'_>,
     metric: &str,
     points: &mut [Option<f64>],
     notes: &mut native::Notes,
@@ -502,10 +624,15 @@ pub(crate) fn hist_rollup(
         let flo = floats.partition_point(|x| lo_of(x.t));
         let fhi = floats.partition_point(|x| x.t <= end).max(flo);
         let float_value = points[i].take();
+        let window_st = native::StartTimes {
+            floats: st.floats.get(flo..fhi).unwrap_or(&[]),
+            hists: st.hists.get(hlo..hhi).unwrap_or(&[]),
+        };
         match native::rollup_window(
             r.f,
             &floats[flo..fhi],
             &hists[hlo..hhi],
+            window_st,
             start,
             end,
             r.range,
@@ -524,7 +651,7 @@ pub(crate) fn hist_rollup(
 
 /// A source's computation, borrowed for one block.
 enum Per<'r> {
-    Latest(bool),
+    Latest(Read),
     Rollup(Rollup<'r>),
 }
 
@@ -540,8 +667,16 @@ fn note_non_counter(series: &dyn SeriesCursor, seen: &mut Vec<String>) {
 }
 
 /// The newest sample at or before each time, if within the lookback delta and not a
-/// staleness marker; one index moves forward as the (ascending) times do.
-fn latest(ctx: &Ctx<'_>, s: &[Sample], times: &[i64], timestamp: bool, out: &mut Vec<Option<f64>>) {
+/// staleness marker; one index moves forward as the (ascending) times do. `sts` are the
+/// samples' start times (empty when the series has none, read as 0).
+fn latest(
+    ctx: &Ctx<'_>,
+    s: &[Sample],
+    times: &[i64],
+    read: Read,
+    sts: &[i64],
+    out: &mut Vec<Option<f64>>,
+) {
     out.clear();
     out.resize(times.len(), None);
     let lookback = ctx.opts.lookback_delta_ms;
@@ -554,15 +689,16 @@ fn latest(ctx: &Ctx<'_>, s: &[Sample], times: &[i64], timestamp: bool, out: &mut
         while hi < s.len() && s[hi].t <= t {
             hi += 1;
         }
-        let Some(last) = hi.checked_sub(1).map(|j| s[j]) else {
+        let Some(j) = hi.checked_sub(1) else {
             continue;
         };
+        let last = s[j];
         let seen = last.t >= super::window_min(t, lookback, ctx.opts.closed_ranges);
         if seen && !is_stale_nan(last.v) {
-            out[i] = Some(if timestamp {
-                last.t as f64 / 1000.0
-            } else {
-                last.v
+            out[i] = Some(match read {
+                Read::Value => last.v,
+                Read::Time => last.t as f64 / 1000.0,
+                Read::StartTime => sts.get(j).copied().unwrap_or(0) as f64 / 1000.0,
             });
         }
     }

@@ -79,6 +79,7 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Val, Pr
             return Ok(Val::Vector(out));
         }
         "timestamp" => return timestamp(ev, args),
+        "start_timestamp" => return start_timestamp(ev, args),
         "label_replace" => return label_replace(ev, args),
         "label_join" => return label_join(ev, args),
         "sort" | "sort_desc" => {
@@ -322,6 +323,23 @@ fn timestamp(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
         })
         .collect();
     Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+/// `start_timestamp(v)`: the start time (seconds, 0 for none) of each series' sample, as
+/// storage gives it; only a plain selector's samples have one, so of any other expression,
+/// and with start timestamps off ([`crate::Engine::with_start_timestamps`]), the result is
+/// empty, as in Prometheus.
+fn start_timestamp(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {
+    if let Some(Expr::VectorSelector(vs)) = args.first().map(|a| unwrap_parens(a)) {
+        if ev.start_times {
+            let source = ev.start_time_source(vs)?;
+            return Ok(Val::Vector(merge_same_labels(ev.collect(source)?)?));
+        }
+        return Ok(Val::Vector(Vec::new()));
+    }
+    // Evaluated for its errors and annotations; its values have no start times.
+    vector_arg(ev, args, 0, "start_timestamp")?;
+    Ok(Val::Vector(Vec::new()))
 }
 
 fn label_replace(ev: &Evaluator, args: &[&Expr]) -> Result<Val, PromqlError> {

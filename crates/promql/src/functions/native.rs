@@ -8,7 +8,10 @@ use std::sync::Arc;
 use meshlens_model::histogram::{self as nh, CounterResetHint, FloatHistogram};
 use meshlens_model::{is_stale_nan, HistogramSample, Sample};
 
-use super::rollup::{extrapolate, Extrapolation, RangeFn};
+use super::rollup::{
+    extrapolate, start_time_factor, start_time_overlap, start_time_reset, Extrapolation, RangeFn,
+};
+use crate::eval::stream::Read;
 
 /// Per step, the histogram a series holds there (a step holds a float or a histogram).
 pub(crate) type HistPoints = Vec<Option<Arc<FloatHistogram>>>;
@@ -19,9 +22,50 @@ pub(crate) type HistPoints = Vec<Option<Arc<FloatHistogram>>>;
 pub(crate) struct Notes {
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
+    /// Windows (series and step) where a sample's start time overlapped the previous
+    /// sample, by metric name: one warning per name, with the count, as Prometheus.
+    pub overlaps: Vec<(String, usize)>,
+}
+
+/// A series' start timestamps (Prometheus 3's "ST"), aligned with its float and histogram
+/// samples; a kind without them is empty (read as 0: no start time).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct StartTimes<'a> {
+    pub floats: &'a [i64],
+    pub hists: &'a [i64],
+}
+
+/// The start time of sample `i` of a kind, 0 when it has none.
+fn st_at(sts: &[i64], i: usize) -> i64 {
+    sts.get(i).copied().unwrap_or(0)
+}
+
+/// Adds `n` overlaps of `metric` to a list by metric name.
+pub(crate) fn add_overlaps(list: &mut Vec<(String, usize)>, metric: String, n: usize) {
+    match list.iter_mut().find(|(m, _)| *m == metric) {
+        Some((_, k)) => *k += n,
+        None => list.push((metric, n)),
+    }
+}
+
+/// Prometheus's warning for start times overlapping the previous sample, `n` times.
+pub(crate) fn overlap_warning(metric: &str, n: usize) -> String {
+    let base = format!(
+        "sample has start time that overlaps with previous sample timestamp for metric {metric:?}"
+    );
+    if n > 1 {
+        format!("{base} ({n} occurrences)")
+    } else {
+        base
+    }
 }
 
 impl Notes {
+    /// `n` windows of `metric` held a start-time overlap.
+    pub fn overlap(&mut self, metric: &str, n: usize) {
+        add_overlaps(&mut self.overlaps, metric.to_string(), n);
+    }
+
     fn warn(&mut self, m: String) {
         if !self.warnings.contains(&m) {
             self.warnings.push(m);
@@ -59,36 +103,38 @@ fn mixed_warning(metric: &str) -> String {
 
 /// The instant value at each time over a series with both kinds of samples: the newest
 /// sample within the lookback delta, unless it is a float staleness marker. Floats land in
-/// `points`, histograms in the result; with `timestamp`, the sample's time as a float.
+/// `points`, histograms in the result; with `read` a time, the sample's time (or start
+/// time, from `st`) as a float.
 pub(crate) fn latest(
     floats: &[Sample],
     hists: &[HistogramSample],
     times: &[i64],
     window_min: impl Fn(i64) -> i64,
-    timestamp: bool,
+    read: Read,
+    st: StartTimes<'_>,
     points: &mut Vec<Option<f64>>,
 ) -> HistPoints {
     points.clear();
     points.resize(times.len(), None);
     let mut out: HistPoints = vec![None; times.len()];
     for (i, &t) in times.iter().enumerate() {
-        let f = floats
-            .partition_point(|s| s.t <= t)
-            .checked_sub(1)
-            .map(|j| floats[j]);
-        let h = hists
-            .partition_point(|s| s.t <= t)
-            .checked_sub(1)
-            .map(|j| &hists[j]);
+        let fj = floats.partition_point(|s| s.t <= t).checked_sub(1);
+        let f = fj.map(|j| floats[j]);
+        let hj = hists.partition_point(|s| s.t <= t).checked_sub(1);
+        let h = hj.map(|j| (&hists[j], st_at(st.hists, j)));
         let min = window_min(t);
         match (f, h) {
-            (Some(f), Some(h)) if h.t > f.t => {
-                take_hist(h, min, timestamp, &mut points[i], &mut out[i])
+            (Some(f), Some((h, hst))) if h.t > f.t => {
+                take_hist(h, hst, min, read, &mut points[i], &mut out[i])
             }
-            (None, Some(h)) => take_hist(h, min, timestamp, &mut points[i], &mut out[i]),
+            (None, Some((h, hst))) => take_hist(h, hst, min, read, &mut points[i], &mut out[i]),
             (Some(f), _) => {
                 if f.t >= min && !is_stale_nan(f.v) {
-                    points[i] = Some(if timestamp { f.t as f64 / 1000.0 } else { f.v });
+                    points[i] = Some(match read {
+                        Read::Value => f.v,
+                        Read::Time => f.t as f64 / 1000.0,
+                        Read::StartTime => st_at(st.floats, fj.unwrap_or(0)) as f64 / 1000.0,
+                    });
                 }
             }
             (None, None) => {}
@@ -99,18 +145,19 @@ pub(crate) fn latest(
 
 fn take_hist(
     h: &HistogramSample,
+    st: i64,
     min: i64,
-    timestamp: bool,
+    read: Read,
     point: &mut Option<f64>,
     hist: &mut Option<Arc<FloatHistogram>>,
 ) {
     if h.t < min {
         return;
     }
-    if timestamp {
-        *point = Some(h.t as f64 / 1000.0);
-    } else {
-        *hist = Some(h.h.clone());
+    match read {
+        Read::Value => *hist = Some(h.h.clone()),
+        Read::Time => *point = Some(h.t as f64 / 1000.0),
+        Read::StartTime => *point = Some(st as f64 / 1000.0),
     }
 }
 
@@ -131,6 +178,7 @@ pub(crate) fn rollup_window(
     f: RangeFn,
     floats: &[Sample],
     hists: &[HistogramSample],
+    st: StartTimes<'_>,
     start: i64,
     end: i64,
     range_ms: i64,
@@ -168,7 +216,7 @@ pub(crate) fn rollup_window(
         _ => {}
     }
     if matches!(f, Resets | Changes) {
-        return WindowValue::Float(resets_or_changes(f == Resets, floats, hists));
+        return WindowValue::Float(resets_or_changes(f == Resets, floats, hists, st));
     }
     // `irate` and `idelta` read only the window's two newest samples: floats there give the
     // float result, a float and a histogram nothing, and older floats do not matter.
@@ -212,17 +260,59 @@ pub(crate) fn rollup_window(
     match f {
         Rate | Increase | Delta => {
             let counter = f != Delta;
-            if hists.len() < 2 {
+            let (first, last) = (&hists[0], &hists[hists.len() - 1]);
+            let range_s = range_ms as f64 / 1000.0;
+            // A counter whose first sample starts inside the window: 0 at its start time
+            // rather than extrapolation to the window's start (one sample is then enough).
+            let from_start = if counter {
+                let st0 = st_at(st.hists, 0);
+                start_time_factor(
+                    st0,
+                    first.t,
+                    last.t,
+                    hists.len(),
+                    start,
+                    end,
+                    f == Rate,
+                    range_s,
+                )
+            } else {
+                None
+            };
+            if hists.len() < 2 && from_start.is_none() {
                 return WindowValue::None;
             }
-            let Some(mut h) = histogram_rate(hists, counter, metric, notes) else {
-                return WindowValue::None;
+            let mut h = if hists.len() < 2 {
+                let mut h = FloatHistogram {
+                    schema: first.h.schema,
+                    custom_values: first.h.custom_values.clone(),
+                    ..FloatHistogram::default()
+                };
+                h.counter_reset_hint = CounterResetHint::Gauge;
+                h
+            } else {
+                match histogram_rate(hists, st.hists, counter, metric, notes) {
+                    Some(h) => h,
+                    None => return WindowValue::None,
+                }
             };
+            if let Some(factor) = from_start {
+                if h.add(&first.h).is_err() {
+                    notes.warn(format!(
+                        "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {metric:?}"
+                    ));
+                    return WindowValue::None;
+                }
+                h.mul(factor);
+                h.counter_reset_hint = CounterResetHint::Gauge;
+                h.compact(0);
+                return WindowValue::Hist(h);
+            }
             let counts: Vec<Sample> = hists.iter().map(|x| Sample::new(x.t, x.h.count)).collect();
             let how = |counter| Extrapolation {
                 counter,
                 rate: f == Rate,
-                range_s: range_ms as f64 / 1000.0,
+                range_s,
                 prom2: closed,
             };
             let factor = if counter && h.count > 0.0 {
@@ -257,7 +347,14 @@ pub(crate) fn rollup_window(
                 ));
             }
             let mut h = (*last.h).clone();
-            let reset = f == Irate && last.h.detect_reset(&prev.h);
+            let n = hists.len();
+            let by_start_time = start_time_reset(
+                st_at(st.hists, n - 2),
+                prev.t,
+                st_at(st.hists, n - 1),
+                last.t,
+            );
+            let reset = f == Irate && (by_start_time || last.h.detect_reset(&prev.h));
             if !reset {
                 match h.sub_with_info(&prev.h) {
                     Ok(info) => note_reconciled(notes, info, "subtraction"),
@@ -306,32 +403,50 @@ pub(crate) fn rollup_window(
 
 /// `resets` or `changes` over a window's floats and histograms together, in time order: a
 /// switch between a float and a histogram counts as both, as in Prometheus.
-fn resets_or_changes(resets: bool, floats: &[Sample], hists: &[HistogramSample]) -> f64 {
+fn resets_or_changes(
+    resets: bool,
+    floats: &[Sample],
+    hists: &[HistogramSample],
+    st: StartTimes<'_>,
+) -> f64 {
     enum Point<'a> {
         F(f64),
         H(&'a FloatHistogram),
     }
     let (mut i, mut j) = (0, 0);
-    let mut prev: Option<Point> = None;
+    // The previous sample, its time and its start time.
+    let mut prev: Option<(Point, i64, i64)> = None;
     let mut n = 0usize;
     while i < floats.len() || j < hists.len() {
-        let cur = if j >= hists.len() || (i < floats.len() && floats[i].t < hists[j].t) {
+        let (cur, t, cur_st) = if j >= hists.len() || (i < floats.len() && floats[i].t < hists[j].t)
+        {
             i += 1;
-            Point::F(floats[i - 1].v)
+            (
+                Point::F(floats[i - 1].v),
+                floats[i - 1].t,
+                st_at(st.floats, i - 1),
+            )
         } else {
             j += 1;
-            Point::H(&hists[j - 1].h)
+            (
+                Point::H(&hists[j - 1].h),
+                hists[j - 1].t,
+                st_at(st.hists, j - 1),
+            )
         };
+        let by_start = |pt: i64, pst: i64| resets && start_time_reset(pst, pt, cur_st, t);
         let counted = match (&prev, &cur) {
             (None, _) => false,
-            (Some(Point::F(a)), Point::F(b)) if resets => b < a,
-            (Some(Point::F(a)), Point::F(b)) => !(a == b || (a.is_nan() && b.is_nan())),
-            (Some(Point::H(a)), Point::H(b)) if resets => b.detect_reset(a),
-            (Some(Point::H(a)), Point::H(b)) => !b.equals(a),
+            (Some((Point::F(a), pt, pst)), Point::F(b)) if resets => b < a || by_start(*pt, *pst),
+            (Some((Point::F(a), _, _)), Point::F(b)) => !(a == b || (a.is_nan() && b.is_nan())),
+            (Some((Point::H(a), pt, pst)), Point::H(b)) if resets => {
+                by_start(*pt, *pst) || b.detect_reset(a)
+            }
+            (Some((Point::H(a), _, _)), Point::H(b)) => !b.equals(a),
             _ => true,
         };
         n += usize::from(counted);
-        prev = Some(cur);
+        prev = Some((cur, t, cur_st));
     }
     n as f64
 }
@@ -340,10 +455,20 @@ fn resets_or_changes(resets: bool, floats: &[Sample], hists: &[HistogramSample])
 /// counters; `None` when the histograms cannot be combined (a warning says why).
 fn histogram_rate(
     points: &[HistogramSample],
+    sts: &[i64],
     counter: bool,
     metric: &str,
     notes: &mut Notes,
 ) -> Option<FloatHistogram> {
+    // Sample `k` resets the counter by its start time.
+    let st_reset = |k: usize| {
+        start_time_reset(
+            st_at(sts, k - 1),
+            points[k - 1].t,
+            st_at(sts, k),
+            points[k].t,
+        )
+    };
     let first = &points[0].h;
     let last = &points[points.len() - 1].h;
     if counter
@@ -356,7 +481,7 @@ fn histogram_rate(
     }
     // A reset between the first two samples makes the first one irrelevant.
     let mut prev: FloatHistogram = (**first).clone();
-    if counter && points[1].h.detect_reset(first) {
+    if counter && (st_reset(1) || points[1].h.detect_reset(first)) {
         prev = FloatHistogram {
             schema: points[1].h.schema,
             custom_values: points[1].h.custom_values.clone(),
@@ -395,11 +520,16 @@ fn histogram_rate(
     }
     if counter {
         let mut before: &FloatHistogram = &prev;
-        for p in &points[1..] {
-            if p.h.detect_reset(before) && h.add(before).is_err() {
+        let mut overlap = false;
+        for (k, p) in points.iter().enumerate().skip(1) {
+            overlap |= start_time_overlap(st_at(sts, k - 1), points[k - 1].t, st_at(sts, k));
+            if (st_reset(k) || p.h.detect_reset(before)) && h.add(before).is_err() {
                 return None;
             }
             before = &p.h;
+        }
+        if overlap {
+            notes.overlap(metric, 1);
         }
     } else if first.counter_reset_hint != CounterResetHint::Gauge
         || last.counter_reset_hint != CounterResetHint::Gauge

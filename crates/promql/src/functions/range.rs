@@ -70,6 +70,8 @@ pub(crate) fn call(ev: &Evaluator, name: &str, args: &[&Expr]) -> Result<Option<
                 &rollup,
                 &s.samples,
                 &s.hists,
+                // A subquery's values carry no start times.
+                super::native::StartTimes::default(),
                 metric,
                 &mut points,
                 &mut notes,

@@ -122,18 +122,98 @@ pub(crate) struct Scratch {
     /// Indices `j` where sample `j` resets the counter (or changes the value) relative to
     /// sample `j - 1`, ascending.
     marks: Vec<usize>,
+    /// Indices `j` where sample `j`'s start time overlaps sample `j - 1`, ascending.
+    overlap_marks: Vec<usize>,
+    /// Steps of the last [`Rollup::eval_st`] whose window held such an overlap (`rate` and
+    /// `increase` warn of them, as Prometheus).
+    pub overlaps: usize,
+}
+
+/// Whether sample `curr` starts a new count after sample `prev` by its start time (a
+/// start time of 0 is none): Prometheus's rule. A start time at or after the sample's own
+/// time says nothing (OTel's unknown start is ST = T); one before the previous sample is a
+/// cumulative series' start; one after it is a restart. One exactly at the previous
+/// sample is a delta when the previous sample had a valid start time of its own, and a
+/// cumulative series of unknown start otherwise.
+pub(crate) fn start_time_reset(prev_st: i64, prev_t: i64, curr_st: i64, curr_t: i64) -> bool {
+    if curr_st == 0 || curr_st >= curr_t || curr_st < prev_t {
+        return false;
+    }
+    if curr_st > prev_t {
+        return true;
+    }
+    prev_st <= prev_t && prev_st != 0 && prev_st != prev_t
+}
+
+/// Whether a sample's start time lies before the previous sample yet is not the previous
+/// sample's start (so neither a delta nor the same cumulative count): overlapping data.
+pub(crate) fn start_time_overlap(prev_st: i64, prev_t: i64, curr_st: i64) -> bool {
+    curr_st != 0 && curr_st < prev_t && curr_st != prev_st
+}
+
+/// The extrapolation factor of a counter window whose first sample's start time `st`
+/// lies inside the window `(start, end]` and before the sample: the counter is taken as 0
+/// at `st`, so the window is measured from there instead of extrapolated to its start
+/// (the caller adds the first sample's value back). `None` when `st` does not qualify.
+/// `first` and `last` are the window's sample times, `n` its sample count.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_time_factor(
+    st: i64,
+    first: i64,
+    last: i64,
+    n: usize,
+    start: i64,
+    end: i64,
+    rate: bool,
+    range_s: f64,
+) -> Option<f64> {
+    if st == 0 || st <= start || st >= first {
+        return None;
+    }
+    let avg_step = if n > 1 {
+        (last - first) as f64 / 1000.0 / (n - 1) as f64
+    } else {
+        0.0
+    };
+    let mut to_end = (end - last) as f64 / 1000.0;
+    if to_end >= avg_step * 1.1 {
+        to_end = avg_step / 2.0;
+    }
+    // `st < first <= last`: never zero.
+    let sampled = (last - st) as f64 / 1000.0;
+    let mut factor = (sampled + to_end) / sampled;
+    if rate {
+        factor /= range_s;
+    }
+    Some(factor)
 }
 
 impl Rollup<'_> {
     /// The function's value at every step for one series' samples (sorted by time, without
     /// staleness markers); `out` gets one entry per step.
     pub fn eval(&self, s: &[Sample], scratch: &mut Scratch, out: &mut Vec<Option<f64>>) {
+        self.eval_st(s, None, scratch, out)
+    }
+
+    /// [`Rollup::eval`] with the samples' start timestamps (`sts`, one per sample), which
+    /// `rate`, `increase`, `irate` and `resets` read; the other functions ignore them.
+    pub fn eval_st(
+        &self,
+        s: &[Sample],
+        sts: Option<&[i64]>,
+        scratch: &mut Scratch,
+        out: &mut Vec<Option<f64>>,
+    ) {
         out.clear();
         out.resize(self.ends.len(), None);
+        scratch.overlaps = 0;
         if s.is_empty() {
             return;
         }
+        // Start times must pair with samples; any other length is ignored.
+        let sts = sts.filter(|st| st.len() == s.len());
         scratch.marks.clear();
+        scratch.overlap_marks.clear();
         // What makes sample `j` a mark, given sample `j - 1`: a plain value rather than a
         // function pointer, so the per-sample test is inlined instead of an indirect call.
         let mark = match self.f {
@@ -144,7 +224,12 @@ impl Rollup<'_> {
         let range_s = self.range as f64 / 1000.0;
         let mut shape = Shape::default();
         if let Some(m) = mark {
-            find_marks(s, m, &mut scratch.marks);
+            match (m, sts) {
+                (Mark::Reset, Some(sts)) => {
+                    find_start_time_marks(s, sts, &mut scratch.marks, &mut scratch.overlap_marks)
+                }
+                _ => find_marks(s, m, &mut scratch.marks),
+            }
         }
         let (mut lo, mut hi, mut mark_lo, mut mark_hi) = (0usize, 0usize, 0usize, 0usize);
         let mut prev_end = i64::MIN;
@@ -188,7 +273,24 @@ impl Rollup<'_> {
                         range_s,
                         prom2: self.closed,
                     };
-                    shape.extrapolate(result, w, start, end, how)
+                    match sts {
+                        None => shape.extrapolate(result, w, start, end, how),
+                        Some(sts) => {
+                            let o = &scratch.overlap_marks;
+                            let first_after = o.partition_point(|&j| j <= lo);
+                            if o.get(first_after).is_some_and(|&j| j < hi) {
+                                scratch.overlaps += 1;
+                            }
+                            let (first, last) = (w[0], w[w.len() - 1]);
+                            let n = w.len();
+                            match start_time_factor(
+                                sts[lo], first.t, last.t, n, start, end, rate, range_s,
+                            ) {
+                                Some(factor) => Some((result + first.v) * factor),
+                                None => shape.extrapolate(result, w, start, end, how),
+                            }
+                        }
+                    }
                 }
                 RangeFn::Delta => {
                     let result = w[w.len() - 1].v - w[0].v;
@@ -200,7 +302,14 @@ impl Rollup<'_> {
                     };
                     shape.extrapolate(result, w, start, end, how)
                 }
-                RangeFn::Irate => instant_delta(w, true),
+                RangeFn::Irate => match sts {
+                    Some(sts) if w.len() >= 2 => {
+                        let k = hi - 1;
+                        let reset = start_time_reset(sts[k - 1], s[k - 1].t, sts[k], s[k].t);
+                        instant_delta_reset(w, reset)
+                    }
+                    _ => instant_delta(w, true),
+                },
                 RangeFn::Idelta => instant_delta(w, false),
                 RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
                 RangeFn::PredictLinear => (w.len() >= 2).then(|| {
@@ -316,6 +425,28 @@ fn find_marks(s: &[Sample], m: Mark, marks: &mut Vec<usize>) {
         k += usize::from(m.is_mark(pair[0].v, pair[1].v));
     }
     marks.truncate(k);
+}
+
+/// [`find_marks`] for counter resets of samples with start times: a fall in value or a
+/// reset by start time ([`start_time_reset`]); `overlaps` gets the samples whose start time
+/// overlaps the previous sample ([`start_time_overlap`]).
+fn find_start_time_marks(
+    s: &[Sample],
+    sts: &[i64],
+    marks: &mut Vec<usize>,
+    overlaps: &mut Vec<usize>,
+) {
+    marks.clear();
+    overlaps.clear();
+    for j in 1..s.len().min(sts.len()) {
+        let (prev, curr) = (s[j - 1], s[j]);
+        if curr.v < prev.v || start_time_reset(sts[j - 1], prev.t, sts[j], curr.t) {
+            marks.push(j);
+        }
+        if start_time_overlap(sts[j - 1], prev.t, sts[j]) {
+            overlaps.push(j);
+        }
+    }
 }
 
 fn window_values<'b>(buf: &'b mut Vec<f64>, w: &[Sample]) -> &'b mut [f64] {
@@ -491,6 +622,25 @@ fn instant_delta(w: &[Sample], rate: bool) -> Option<f64> {
     } else {
         Some(last.v - prev.v)
     }
+}
+
+/// `irate` over the window's two newest samples, a reset told by the caller (the value
+/// fell, or a start time says so): then the newest value is the increase.
+fn instant_delta_reset(w: &[Sample], start_time_reset: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (w[w.len() - 2], w[w.len() - 1]);
+    let dt = (last.t - prev.t) as f64 / 1000.0;
+    if dt == 0.0 {
+        return None;
+    }
+    let diff = if last.v < prev.v || start_time_reset {
+        last.v
+    } else {
+        last.v - prev.v
+    };
+    Some(diff / dt)
 }
 
 /// Least-squares slope and the intercept at `intercept_t`.

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshlens_model::{
-    FloatHistogram, HistogramSample, LabelMatcher, Labels, MetricMetadata, MetricReader, Sample,
-    SeriesSamples, StorageError,
+    FloatHistogram, HistogramSample, LabelMatcher, Labels, MaterializedCursor, MetricMetadata,
+    MetricReader, Sample, SeriesCursor, SeriesSamples, StorageError,
 };
 
 /// Series held in memory, sorted by labels; samples sorted by time. A series' float and
@@ -20,6 +20,9 @@ use meshlens_model::{
 pub struct MemStore {
     pub series: BTreeMap<Labels, Vec<Sample>>,
     pub histograms: BTreeMap<Labels, Vec<HistogramSample>>,
+    /// Start timestamps by series and sample time, for the samples that have one
+    /// (promqltest's `metric@st` lines).
+    pub start_times: BTreeMap<Labels, BTreeMap<i64, i64>>,
 }
 
 impl MemStore {
@@ -34,6 +37,11 @@ impl MemStore {
             Ok(i) => s[i].h = h,
             Err(i) => s.insert(i, HistogramSample { t, h }),
         }
+    }
+
+    /// The start timestamp of the sample (float or histogram) at `t`.
+    pub fn set_start_time(&mut self, labels: Labels, t: i64, st: i64) {
+        self.start_times.entry(labels).or_default().insert(t, st);
     }
 
     pub fn add(&mut self, labels: Labels, t: i64, v: f64) {
@@ -93,7 +101,63 @@ fn with_hints(samples: &[HistogramSample]) -> Vec<HistogramSample> {
     out
 }
 
+/// A series read back with the start timestamps of its samples (0 where one has none).
+struct StCursor {
+    inner: MaterializedCursor,
+    floats: Vec<i64>,
+    hists: Vec<i64>,
+}
+
+impl SeriesCursor for StCursor {
+    fn labels(&self) -> &Labels {
+        self.inner.labels()
+    }
+
+    fn decode_into(&self, buf: &mut Vec<Sample>) -> Result<usize, StorageError> {
+        self.inner.decode_into(buf)
+    }
+
+    fn histograms(&self) -> &[HistogramSample] {
+        self.inner.histograms()
+    }
+
+    fn decode_start_times_into(&self, buf: &mut Vec<i64>) -> Result<usize, StorageError> {
+        buf.extend_from_slice(&self.floats);
+        Ok(self.floats.len())
+    }
+
+    fn histogram_start_times(&self) -> &[i64] {
+        &self.hists
+    }
+}
+
 impl MetricReader for MemStore {
+    /// Series with start timestamps come with them; the others as `select` gives them.
+    fn select_lazy<'a>(
+        &'a self,
+        m: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Box<dyn SeriesCursor + 'a>>, StorageError> {
+        Ok(self
+            .select(m, mint, maxt)?
+            .into_iter()
+            .map(|s| match self.start_times.get(&s.labels) {
+                Some(sts) => {
+                    let st = |t: i64| sts.get(&t).copied().unwrap_or(0);
+                    let floats = s.samples.iter().map(|x| st(x.t)).collect();
+                    let hists = s.histograms.iter().map(|x| st(x.t)).collect();
+                    Box::new(StCursor {
+                        inner: MaterializedCursor(s),
+                        floats,
+                        hists,
+                    }) as Box<dyn SeriesCursor + 'a>
+                }
+                None => Box::new(MaterializedCursor(s)) as Box<dyn SeriesCursor + 'a>,
+            })
+            .collect())
+    }
+
     fn select(
         &self,
         m: &[LabelMatcher],

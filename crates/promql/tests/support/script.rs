@@ -280,6 +280,79 @@ fn expand_points(spec: &str) -> Option<Vec<Option<Point>>> {
     Some(out)
 }
 
+/// A start-timestamp line of a `load` block, `metric{a="b"}@st <offsets>`: the series and,
+/// per step, the start time's offset (ms) from the sample's time, if given.
+fn start_time_line(line: &str) -> Option<(Labels, Vec<Option<i64>>)> {
+    let at = line.find("@st")?;
+    let rest = &line[at + 3..];
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let (labels, _) = split_series(&format!("{} _", &line[..at]))?;
+    let mut out = Vec::new();
+    for item in rest.split_whitespace() {
+        if item == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(n) = item.strip_prefix("_x") {
+            out.extend(std::iter::repeat_n(None, n.parse().ok()?));
+            continue;
+        }
+        let (base, tail) = offset_prefix(item)?;
+        let (step, count) = match tail.as_bytes().first() {
+            None => (0, 0),
+            Some(b'x') => (0, tail[1..].parse::<i64>().ok()?),
+            Some(b'+' | b'-') => {
+                let (step, tail) = offset_prefix(tail)?;
+                (step, tail.strip_prefix('x')?.parse::<i64>().ok()?)
+            }
+            Some(_) => return None,
+        };
+        for k in 0..=count {
+            out.push(Some(base + step * k));
+        }
+    }
+    Some((labels, out))
+}
+
+/// A signed duration (`-1m30s`, `+1ms`, `0`) at the start of `s`, in ms, and what follows.
+fn offset_prefix(s: &str) -> Option<(i64, &str)> {
+    let (sign, mut rest) = match s.as_bytes().first()? {
+        b'-' => (-1, &s[1..]),
+        b'+' => (1, &s[1..]),
+        _ => (1, s),
+    };
+    let mut total = 0i64;
+    loop {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            break;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = match rest.as_bytes() {
+            [b'm', b's', ..] => (1, 2),
+            [b's', ..] => (1000, 1),
+            [b'm', ..] => (60_000, 1),
+            [b'h', ..] => (3_600_000, 1),
+            [b'd', ..] => (86_400_000, 1),
+            [b'w', ..] => (604_800_000, 1),
+            [b'y', ..] => (31_536_000_000, 1),
+            // A bare number is a count of seconds (only `0` is written so).
+            _ => (1000, 0),
+        };
+        total += n * unit;
+        rest = &rest[len..];
+        if len == 0 {
+            break;
+        }
+    }
+    Some((sign * total, rest))
+}
+
 /// Splits `metric{a="b"} points` into labels and the rest.
 fn split_series(line: &str) -> Option<(Labels, &str)> {
     let line = line.trim();
@@ -365,8 +438,10 @@ const NATIVE_FUNCS: [&str; 6] = [
 
 pub fn run_script(text: &str) -> Outcome {
     let mut store = MemStore::default();
-    // As promqltest's engine: delayed name removal on.
-    let engine = Engine::new(EngineOptions::default()).with_delayed_name_removal(true);
+    // As promqltest's engine: delayed name removal and start timestamps on.
+    let engine = Engine::new(EngineOptions::default())
+        .with_delayed_name_removal(true)
+        .with_start_timestamps(true);
     let mut counts = Counts::default();
     let mut failures = Vec::new();
     let mut native_names: Vec<String> = Vec::new();
@@ -396,13 +471,24 @@ pub fn run_script(text: &str) -> Outcome {
                     .unwrap_or(60_000);
                 i += 1;
                 let mut classic = Classic::default();
+                let mut pending_st: Option<(Labels, Vec<Option<i64>>)> = None;
                 while i < lines.len() && indented(lines[i]) && !lines[i].trim().is_empty() {
                     let l = lines[i].trim();
                     i += 1;
                     if l.starts_with('#') {
                         continue;
                     }
+                    if let Some((labels, offsets)) = start_time_line(l) {
+                        pending_st = Some((labels, offsets));
+                        continue;
+                    }
                     if let Some((labels, rest)) = split_series(l) {
+                        // The `@st` line just before names this series' start times.
+                        let offsets = pending_st
+                            .take()
+                            .filter(|(l, _)| *l == labels)
+                            .map(|(_, o)| o)
+                            .unwrap_or_default();
                         let name = labels.metric_name().unwrap_or("").to_string();
                         if l.contains("{{") {
                             native_names.push(name.clone());
@@ -415,6 +501,9 @@ pub fn run_script(text: &str) -> Outcome {
                         if let Some(points) = expand_points(rest) {
                             for (k, p) in points.into_iter().enumerate() {
                                 let t = k as i64 * interval;
+                                if let (Some(_), Some(Some(off))) = (&p, offsets.get(k)) {
+                                    store.set_start_time(labels.clone(), t, t + off);
+                                }
                                 match p {
                                     Some(Point::F(v)) => {
                                         if nhcb {
