@@ -81,6 +81,8 @@ def main():
     for file, case, detail in failures:
         groups[reason(file, case, detail)].append((file, case, detail))
     out += ["", "## Why each remaining case fails", ""]
+    if not failures:
+        out.append("None: every case passes.")
     for r, cases in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         out.append(f"### {r} ({len(cases)})")
         out.append("")

@@ -235,3 +235,25 @@ eval instant at 2m a + b
 "#,
     );
 }
+
+#[test]
+fn type_and_unit_labels_still_tell_series_apart_in_vector_matching() {
+    // Only the metric name is left out of a matching signature: series that differ in
+    // `__type__` or `__unit__` do not match, those that agree do.
+    assert_script_passes(
+        r#"
+load 1m
+    a{__type__="counter", __unit__="seconds", g="x", i="1"} 6
+    a{__type__="gauge", __unit__="seconds", g="y", i="1"} 3
+    a{__type__="counter", __unit__="seconds", g="x", i="2"} 8
+    a{__type__="counter", __unit__="seconds", g="y", i="2"} 2
+
+eval instant at 0m a{g="x"} / ignoring(g) a{g="y"}
+    {i="2"} 4
+
+eval instant at 0m a{g="x"} / on(i) a{g="y"}
+    {i="1"} 2
+    {i="2"} 4
+"#,
+    );
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meshlens_model::{FloatHistogram, Labels};
+use meshlens_model::{FloatHistogram, Labels, METRIC_NAME};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::{positions, Evaluator};
@@ -293,10 +293,9 @@ impl Matching<'_> {
         } else {
             Labels::from_pairs(
                 l.iter()
-                    .filter(|x| {
-                        !meshlens_model::labels::describes_metric(&x.name)
-                            && !self.labels.contains(&x.name)
-                    })
+                    // Only the name is left out: `__type__` and `__unit__` still tell series
+                    // apart, as in Prometheus's matching signature.
+                    .filter(|x| x.name != METRIC_NAME && !self.labels.contains(&x.name))
                     .map(|x| (x.name.clone(), x.value.clone())),
             )
         }
