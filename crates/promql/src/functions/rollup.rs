@@ -604,23 +604,12 @@ pub(crate) fn extrapolate(
 }
 
 fn instant_delta(w: &[Sample], rate: bool) -> Option<f64> {
-    if w.len() < 2 {
-        return None;
-    }
-    let (prev, last) = (w[w.len() - 2], w[w.len() - 1]);
-    let dt = (last.t - prev.t) as f64 / 1000.0;
-    if dt == 0.0 {
-        return None;
-    }
     if rate {
-        let diff = if last.v < prev.v {
-            last.v
-        } else {
-            last.v - prev.v
-        };
-        Some(diff / dt)
-    } else {
-        Some(last.v - prev.v)
+        return instant_delta_reset(w, false);
+    }
+    match w {
+        [.., prev, last] if last.t != prev.t => Some(last.v - prev.v),
+        _ => None,
     }
 }
 
