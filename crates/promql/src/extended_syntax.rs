@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use promql_parser::parser::{BinaryExpr, Expr, VectorMatchCardinality, VectorSelector};
 
 use crate::duration_expr::{after_comment, after_quoted};
-use crate::eval::positions::{group_close, group_end, GROUPING};
+use crate::eval::positions::{group_close, group_end, BINARY_WORDS, GROUPING};
 
 /// Start of the marker labels of trim operators; the rest names the operator and whether
 /// the query had its own `group_left` / `group_right`.
@@ -136,21 +136,6 @@ pub(crate) struct RewriteError {
     pub at: usize,
     pub message: String,
 }
-
-/// Words that end no expression and name no series where they stand.
-const KEYWORDS: [&str; 11] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "atan2",
-];
 
 /// `query` in the syntax the parser reads; borrowed when there was nothing to rewrite. A
 /// modifier on what is no series selector fails as in Prometheus: on a subquery, on any
@@ -288,7 +273,8 @@ fn rewrite_as(query: &str, printing: bool) -> Result<Cow<'_, str>, RewriteError>
                     last = apply_modifier(&mut edits, last, name, marker, start, word.len())?;
                     continue;
                 }
-                if KEYWORDS.contains(&lower.as_str()) {
+                // Words that end no expression and name no series where they stand.
+                if GROUPING.contains(&lower.as_str()) || BINARY_WORDS.contains(&lower.as_str()) {
                     last = Last::Nothing;
                     continue;
                 }

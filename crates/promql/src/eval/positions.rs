@@ -247,10 +247,11 @@ pub(crate) const GROUPING: [&str; 6] = [
     "group_right",
 ];
 
-/// Other words that name no series where a selector's name could stand.
-const NOT_SELECTORS: [&str; 8] = [
-    "bool", "offset", "and", "or", "unless", "atan2", "inf", "nan",
-];
+/// Binary operators and modifiers written as words.
+pub(crate) const BINARY_WORDS: [&str; 5] = ["bool", "and", "or", "unless", "atan2"];
+
+/// Words beside [`BINARY_WORDS`] that name no series where a selector's name could stand.
+const NOT_SELECTORS: [&str; 3] = ["offset", "inf", "nan"];
 
 /// Every series selector in the text, outside strings and comments: (metric name, or empty
 /// for a selector with braces only, offset of its first character). Words that call a
@@ -291,7 +292,8 @@ fn selector_sites(text: &str) -> Vec<(String, usize)> {
                 let grouped_aggregation = GROUPING[..2]
                     .iter()
                     .any(|g| next_word.eq_ignore_ascii_case(g));
-                if NOT_SELECTORS.contains(&word.as_str())
+                if BINARY_WORDS.contains(&word.as_str())
+                    || NOT_SELECTORS.contains(&word.as_str())
                     || b.get(next) == Some(&b'(')
                     || grouped_aggregation
                 {

@@ -249,12 +249,8 @@ fn expand_points(spec: &str) -> Option<Vec<Option<Point>>> {
             out.extend(expand_histogram(item)?);
             continue;
         }
-        if item == "_" {
-            out.push(None);
-            continue;
-        }
-        if let Some(n) = item.strip_prefix("_x") {
-            out.extend(std::iter::repeat_n(None, n.parse().ok()?));
+        if let Some(n) = blanks(item) {
+            out.extend(std::iter::repeat_n(None, n?));
             continue;
         }
         if let Some((lhs, times)) = item.rsplit_once('x') {
@@ -280,6 +276,15 @@ fn expand_points(spec: &str) -> Option<Vec<Option<Point>>> {
     Some(out)
 }
 
+/// How many steps a blank token of a `load` line leaves empty: `_` one, `_xN` N (`Some(None)`:
+/// an `_x` with no count); `None`: not a blank.
+fn blanks(item: &str) -> Option<Option<usize>> {
+    match item.strip_prefix('_')? {
+        "" => Some(Some(1)),
+        rest => Some(rest.strip_prefix('x').and_then(|n| n.parse().ok())),
+    }
+}
+
 /// A start-timestamp line of a `load` block, `metric{a="b"}@st <offsets>`: the series and,
 /// per step, the start time's offset (ms) from the sample's time, if given.
 fn start_time_line(line: &str) -> Option<(Labels, Vec<Option<i64>>)> {
@@ -291,12 +296,8 @@ fn start_time_line(line: &str) -> Option<(Labels, Vec<Option<i64>>)> {
     let (labels, _) = split_series(&format!("{} _", &line[..at]))?;
     let mut out = Vec::new();
     for item in rest.split_whitespace() {
-        if item == "_" {
-            out.push(None);
-            continue;
-        }
-        if let Some(n) = item.strip_prefix("_x") {
-            out.extend(std::iter::repeat_n(None, n.parse().ok()?));
+        if let Some(n) = blanks(item) {
+            out.extend(std::iter::repeat_n(None, n?));
             continue;
         }
         let (base, tail) = offset_prefix(item)?;
