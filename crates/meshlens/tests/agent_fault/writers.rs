@@ -153,8 +153,11 @@ pub fn span_writer(agent: String, stop: Arc<AtomicBool>, ledger: Arc<Ledger>) ->
         let mut conn = httpc::Conn::open(&agent).unwrap();
         let mut step = 0u64;
         let mut next = Instant::now();
+        // A retry resends the very same spans, as a real client's would: rebuilt, they would
+        // carry a new timestamp and, after a post that was stored but not acknowledged, count
+        // as other spans of the same ids.
+        let mut spans = trace(step);
         while !stop.load(Ordering::Relaxed) {
-            let spans = trace(step);
             let otlp = step % 5 == 4;
             let r = if otlp {
                 let body = meshlens_ingest::otlp::encode_request(&spans);
@@ -180,6 +183,7 @@ pub fn span_writer(agent: String, stop: Arc<AtomicBool>, ledger: Arc<Ledger>) ->
                     let proto = if otlp { "otlp" } else { "zipkin" };
                     ledger.traces.lock().unwrap().push((id, proto));
                     step += 1;
+                    spans = trace(step);
                 }
                 _ => {
                     ledger.span_retries.fetch_add(1, Ordering::Relaxed);
