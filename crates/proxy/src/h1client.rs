@@ -551,17 +551,6 @@ struct HopHeaders<'h> {
     named: smallvec::SmallVec<[&'h [u8]; 2]>,
 }
 
-/// Headers that belong to one connection (RFC 9110 7.6.1, and the common non-standard ones).
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
-
 impl<'h> HopHeaders<'h> {
     fn read(head: &'h [u8], ranges: &[(u32, u32, u32, u32)]) -> Self {
         let mut hop = HopHeaders {
@@ -595,10 +584,7 @@ impl<'h> HopHeaders<'h> {
 
     /// Whether a header of this name ends at this hop.
     fn ends_here(&self, name: &[u8]) -> bool {
-        HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-            || self.named.iter().any(|n| name.eq_ignore_ascii_case(n))
+        crate::hop::is_hop_by_hop(name) || self.named.iter().any(|n| name.eq_ignore_ascii_case(n))
     }
 }
 

@@ -26,6 +26,7 @@ mod drain;
 pub mod forward;
 pub mod h1client;
 pub mod h1server;
+mod hop;
 pub mod pipeline;
 pub mod resilience;
 mod reuse;

@@ -101,40 +101,34 @@ pub struct SeriesKey {
 /// sets are far fewer, and the entries keep their label sets alive.
 const MAX_IDENTITIES: usize = 4096;
 
-/// A [`SeriesKey`] compared and hashed by the addresses of its label sets, not their text.
-/// It holds the `Arc`s, so an address is not reused while its entry lives.
-struct IdentityKey(SeriesKey);
+/// A [`SeriesKey`] compared and hashed by the addresses of its label sets, not their text:
+/// built from a borrowed key without touching its reference counts. The entry it keys holds
+/// the key's `Arc`s, so an address is not reused while the entry lives.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct IdentityKey {
+    dest: usize,
+    source: usize,
+    code: u16,
+    grpc_status: Option<u16>,
+    flags: Flags,
+    protocol: Protocol,
+    security: crate::conn::Security,
+}
+
+/// One shard of [`Metrics::by_identity`]: each entry keeps the label sets its key points to.
+type Identities = FxMap<IdentityKey, (SeriesKey, Arc<Series>)>;
 
 impl IdentityKey {
-    fn source(&self) -> usize {
-        self.0
-            .source
-            .as_ref()
-            .map_or(0, |s| Arc::as_ptr(s) as usize)
-    }
-}
-
-impl PartialEq for IdentityKey {
-    fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (&self.0, &other.0);
-        Arc::ptr_eq(&a.dest, &b.dest)
-            && self.source() == other.source()
-            && a.code == b.code
-            && a.grpc_status == b.grpc_status
-            && a.flags == b.flags
-            && a.protocol == b.protocol
-            && a.security == b.security
-    }
-}
-
-impl Eq for IdentityKey {}
-
-impl std::hash::Hash for IdentityKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let k = &self.0;
-        (Arc::as_ptr(&k.dest) as usize).hash(state);
-        self.source().hash(state);
-        (k.code, k.grpc_status, k.flags, k.protocol, k.security).hash(state);
+    fn of(k: &SeriesKey) -> IdentityKey {
+        IdentityKey {
+            dest: Arc::as_ptr(&k.dest) as usize,
+            source: k.source.as_ref().map_or(0, |s| Arc::as_ptr(s) as usize),
+            code: k.code,
+            grpc_status: k.grpc_status,
+            flags: k.flags,
+            protocol: k.protocol,
+            security: k.security,
+        }
     }
 }
 
@@ -248,7 +242,7 @@ pub struct Metrics {
     /// per endpoint and peer, so nearly every request finds its series here without hashing
     /// a dozen label strings. Several `Arc`s of equal labels (after a config reload, say)
     /// lead to the one series of `shards`.
-    by_identity: Vec<RwLock<FxMap<IdentityKey, Arc<Series>>>>,
+    by_identity: Vec<RwLock<Identities>>,
     hasher: FxBuildHasher,
     pub counters: ProxyCounters,
     /// Istio's TCP metrics (TCP listeners).
@@ -280,9 +274,9 @@ impl Metrics {
 
     /// The series handle for a label set, created on first use.
     pub fn series(&self, key: &SeriesKey) -> Arc<Series> {
-        let id = IdentityKey(key.clone());
-        let shard = &self.by_identity[(self.hasher.hash_one(&id) >> 60) as usize % SHARDS];
-        if let Some(s) = shard.read().get(&id) {
+        let id = IdentityKey::of(key);
+        let shard = &self.by_identity[(self.hasher.hash_one(id) >> 60) as usize % SHARDS];
+        if let Some((_, s)) = shard.read().get(&id) {
             return s.clone();
         }
         let series = self.series_by_labels(key);
@@ -292,7 +286,7 @@ impl Metrics {
         if known.len() >= MAX_IDENTITIES / SHARDS {
             known.clear();
         }
-        known.insert(id, series.clone());
+        known.insert(id, (key.clone(), series.clone()));
         series
     }
 
