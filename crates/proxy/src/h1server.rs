@@ -271,12 +271,8 @@ enum HeadError {
 
 /// Serves one plaintext HTTP/1.x connection until it closes, fails or `shutdown` turns true
 /// (a request in progress is finished first).
-pub async fn serve<F, Fut>(
-    io: TcpStream,
-    opts: Options,
-    mut shutdown: watch::Receiver<bool>,
-    handle: F,
-) where
+pub async fn serve<F, Fut>(io: TcpStream, opts: Options, shutdown: watch::Receiver<bool>, handle: F)
+where
     F: Fn(Request<InBody>) -> Fut,
     Fut: Future<Output = Response<ProxyBody>>,
 {
@@ -291,6 +287,10 @@ pub async fn serve<F, Fut>(
             generation: 0,
         }),
     });
+    // One shutdown waiter for the connection's life: made per request, its registration
+    // with the channel and removal cost more than the rest of the wait.
+    let mut watcher = shutdown.clone();
+    let mut stopping = std::pin::pin!(watcher.wait_for(|s| *s));
     loop {
         // Wait for the next request's first bytes without holding a buffer (unless a
         // pipelined request is already buffered).
@@ -298,7 +298,7 @@ pub async fn serve<F, Fut>(
         if !buffered {
             tokio::select! {
                 r = shared.io.readable() => if r.is_err() { return },
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = &mut stopping => return,
             }
         }
         let head = match tokio::time::timeout(opts.head_timeout, read_head(&shared, opts.max_head))

@@ -49,69 +49,10 @@ pub fn extract(headers: &HeaderMap, sampling_percent: f64) -> TraceContext {
     let decide = |rng: &mut rand::rngs::ThreadRng| {
         sampling_percent >= 100.0 || rng.gen::<f64>() * 100.0 < sampling_percent
     };
-    if let Some((hi, lo, wide)) = header(headers, &X_B3_TRACEID).and_then(parse_trace_id) {
-        let parent = header(headers, &X_B3_SPANID).and_then(parse_span_id);
-        let debug = header(headers, &X_B3_FLAGS) == Some("1");
-        let sampled = match header(headers, &X_B3_SAMPLED) {
-            Some("1" | "true" | "d") => true,
-            Some("0" | "false") => false,
-            _ => debug || decide(&mut rng),
-        };
-        return TraceContext {
-            trace_id_high: hi,
-            trace_id: lo,
-            wide,
-            parent_id: parent,
-            span_id,
-            sampled,
-            debug,
-            b3_single: false,
-        };
-    }
-    if let Some(v) = header(headers, &B3) {
-        let parts: Vec<&str> = v.split('-').collect();
-        if parts.len() >= 2 {
-            if let (Some((hi, lo, wide)), Some(parent)) =
-                (parse_trace_id(parts[0]), parse_span_id(parts[1]))
-            {
-                let (sampled, debug) = match parts.get(2) {
-                    Some(&"1") => (true, false),
-                    Some(&"d") => (true, true),
-                    Some(&"0") => (false, false),
-                    _ => (decide(&mut rng), false),
-                };
-                return TraceContext {
-                    trace_id_high: hi,
-                    trace_id: lo,
-                    wide,
-                    parent_id: Some(parent),
-                    span_id,
-                    sampled,
-                    debug,
-                    b3_single: true,
-                };
-            }
-        }
-    }
-    if let Some(v) = header(headers, &TRACEPARENT) {
-        let parts: Vec<&str> = v.trim().split('-').collect();
-        if parts.len() >= 4 && parts[0].len() == 2 && parts[0] != "ff" && parts[1].len() == 32 {
-            if let (Some((hi, lo, _)), Some(parent), Ok(flags)) = (
-                parse_trace_id(parts[1]),
-                parse_span_id(parts[2]),
-                u8::from_str_radix(parts[3], 16),
-            ) {
-                return TraceContext {
-                    trace_id_high: hi,
-                    trace_id: lo,
-                    wide: true,
-                    parent_id: Some(parent),
-                    span_id,
-                    sampled: flags & 1 == 1,
-                    debug: false,
-                    b3_single: false,
-                };
-            }
+    // Most requests carry no context: one pass over the names spares five lookups.
+    if headers.keys().any(is_context_header) {
+        if let Some(ctx) = incoming(headers, span_id, &mut rng, decide) {
+            return ctx;
         }
     }
     // Neither header: start a trace with a 128-bit id.
@@ -125,6 +66,81 @@ pub fn extract(headers: &HeaderMap, sampling_percent: f64) -> TraceContext {
         debug: false,
         b3_single: false,
     }
+}
+
+/// The context a request brings in B3 (multi or single header) or W3C form, if any parses.
+fn incoming(
+    headers: &HeaderMap,
+    span_id: u64,
+    rng: &mut rand::rngs::ThreadRng,
+    decide: impl Fn(&mut rand::rngs::ThreadRng) -> bool,
+) -> Option<TraceContext> {
+    if let Some((hi, lo, wide)) = header(headers, &X_B3_TRACEID).and_then(parse_trace_id) {
+        let parent = header(headers, &X_B3_SPANID).and_then(parse_span_id);
+        let debug = header(headers, &X_B3_FLAGS) == Some("1");
+        let sampled = match header(headers, &X_B3_SAMPLED) {
+            Some("1" | "true" | "d") => true,
+            Some("0" | "false") => false,
+            _ => debug || decide(rng),
+        };
+        return Some(TraceContext {
+            trace_id_high: hi,
+            trace_id: lo,
+            wide,
+            parent_id: parent,
+            span_id,
+            sampled,
+            debug,
+            b3_single: false,
+        });
+    }
+    if let Some(v) = header(headers, &B3) {
+        let parts: Vec<&str> = v.split('-').collect();
+        if parts.len() >= 2 {
+            if let (Some((hi, lo, wide)), Some(parent)) =
+                (parse_trace_id(parts[0]), parse_span_id(parts[1]))
+            {
+                let (sampled, debug) = match parts.get(2) {
+                    Some(&"1") => (true, false),
+                    Some(&"d") => (true, true),
+                    Some(&"0") => (false, false),
+                    _ => (decide(rng), false),
+                };
+                return Some(TraceContext {
+                    trace_id_high: hi,
+                    trace_id: lo,
+                    wide,
+                    parent_id: Some(parent),
+                    span_id,
+                    sampled,
+                    debug,
+                    b3_single: true,
+                });
+            }
+        }
+    }
+    if let Some(v) = header(headers, &TRACEPARENT) {
+        let parts: Vec<&str> = v.trim().split('-').collect();
+        if parts.len() >= 4 && parts[0].len() == 2 && parts[0] != "ff" && parts[1].len() == 32 {
+            if let (Some((hi, lo, _)), Some(parent), Ok(flags)) = (
+                parse_trace_id(parts[1]),
+                parse_span_id(parts[2]),
+                u8::from_str_radix(parts[3], 16),
+            ) {
+                return Some(TraceContext {
+                    trace_id_high: hi,
+                    trace_id: lo,
+                    wide: true,
+                    parent_id: Some(parent),
+                    span_id,
+                    sampled: flags & 1 == 1,
+                    debug: false,
+                    b3_single: false,
+                });
+            }
+        }
+    }
+    None
 }
 
 /// The headers that carry trace context, read by [`extract`] and written by [`encode`].
