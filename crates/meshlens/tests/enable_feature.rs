@@ -172,3 +172,62 @@ fn test_rules_takes_enable_feature_as_promtool_does() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `created-timestamp-zero-ingestion` reaches the OTLP receiver: a counter's start time
+/// becomes a zero sample before its first one (the receivers' rules are tested in
+/// `meshlens-server`'s `remote_write_v2`), and the flag is shown as given.
+#[test]
+fn created_timestamp_zero_ingestion_writes_a_zero_at_a_counters_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--enable-feature=created-timestamp-zero-ingestion"],
+    );
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (start, t) = (now_ms - 120_000, now_ms - 60_000);
+    let ns = |ms: i64| (ms * 1_000_000).to_string();
+    let body = serde_json::json!({
+        "resourceMetrics": [{
+            "resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "shop"}}
+            ]},
+            "scopeMetrics": [{"metrics": [{"name": "orders", "sum": {
+                "aggregationTemporality": 2, "isMonotonic": true, "dataPoints": [{
+                    "startTimeUnixNano": ns(start), "timeUnixNano": ns(t), "asInt": "4"
+                }]
+            }}]}]
+        }]
+    })
+    .to_string();
+    let mut conn = httpc::Conn::open(&server.addr).unwrap();
+    let r = conn
+        .request(
+            "POST",
+            "/v1/metrics",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = server.query("orders_total[1h]", Some(now_ms as f64 / 1000.0));
+    let values: Vec<(i64, String)> = v["data"]["result"][0]["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a matrix: {v}"))
+        .iter()
+        .map(|p| {
+            (
+                (p[0].as_f64().unwrap() * 1000.0).round() as i64,
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(values, [(start, "0".to_string()), (t, "4".to_string())]);
+    let flags = get_json(&server.url("/api/v1/status/flags"));
+    assert_eq!(
+        flags["data"]["enable-feature"], "created-timestamp-zero-ingestion",
+        "{flags}"
+    );
+}

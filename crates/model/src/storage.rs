@@ -245,6 +245,25 @@ pub trait MetricWriter: Send + Sync {
         })
     }
 
+    /// Created-timestamp zero samples (Prometheus's `created-timestamp-zero-ingestion`):
+    /// one sample per series, a float 0 in `floats` or an empty histogram in `histograms`,
+    /// at the series' created timestamp, appended before its real samples so `rate()` and
+    /// `increase()` count a new counter from zero. A zero is stored only when it is newer
+    /// than every sample its series holds, never through an out-of-order window: a zero
+    /// inside a series' history would read as a counter reset. The others are skipped, and
+    /// counted in the outcome but not as the engine's refusals (a long-lived counter sends
+    /// the same created timestamp with every write). Engines that cannot tell refuse the
+    /// whole call with `InvalidRequest` (the default), and the caller stores no zeros.
+    fn append_created_zeros(
+        &self,
+        _floats: &[RawSeries<'_>],
+        _histograms: &[crate::SeriesHistograms],
+    ) -> Result<AppendOutcome, StorageError> {
+        Err(StorageError::InvalidRequest {
+            reason: "this storage engine does not ingest created-timestamp zero samples".into(),
+        })
+    }
+
     /// Records metric metadata (type, help, unit); engines may keep only the latest.
     fn append_metadata(&self, _metadata: &[MetricMetadata]) -> Result<(), StorageError> {
         Ok(())

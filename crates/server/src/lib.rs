@@ -59,6 +59,10 @@ pub struct ServerOptions {
     /// PromQL engine, which the query APIs, rule evaluation, the graph, anomalies and
     /// verification share: see [`meshlens_promql::Engine::with_delayed_name_removal`].
     pub promql_delayed_name_removal: bool,
+    /// Prometheus's `created-timestamp-zero-ingestion` (`--enable-feature`): remote write
+    /// 2.0 and OTLP metrics that carry a created (start) timestamp get a zero sample there,
+    /// before their first sample (see `meshlens_ingest::created`).
+    pub created_timestamp_zero_ingestion: bool,
     /// The command line as given, for `/api/v1/status/flags`.
     pub flags: std::collections::BTreeMap<String, String>,
     pub spans: meshlens_spanstore::SpanStoreOptions,
@@ -124,6 +128,7 @@ impl Default for ServerOptions {
             maintenance_interval: Duration::from_secs(60),
             query: meshlens_promql::EngineOptions::default(),
             promql_delayed_name_removal: false,
+            created_timestamp_zero_ingestion: false,
             flags: Default::default(),
             spans: Default::default(),
             otlp_grpc_listen: None,

@@ -2,7 +2,9 @@
 //! specification's message (symbols, label references, metadata) reads back through
 //! `/api/v1/query` and `/api/v1/metadata`; a series with bad references is refused on its
 //! own with the rest stored; an unknown message is 415; 1.0 still works on the same path;
-//! and an agent takes 2.0 and, set to send 2.0, delivers to a hub, metadata included.
+//! an agent takes 2.0 and, set to send 2.0, delivers to a hub, metadata included; and with
+//! `created-timestamp-zero-ingestion` a created timestamp becomes a zero sample (a float,
+//! an empty native histogram, and OTLP's start times alike).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -568,4 +570,253 @@ async fn an_agent_sends_remote_write_2_to_a_hub() {
     }
     agent.shutdown().await;
     hub.shutdown().await;
+}
+
+/// A server storing created-timestamp zeros or not (the TSDB's default out-of-order
+/// window of 10 minutes left on, which zeros must not use).
+async fn start_with_zeros(dir: &Path, zeros: bool) -> RunningServer {
+    meshlens_server::start(ServerOptions {
+        listen: SocketAddr::from(LOCAL),
+        data_dir: dir.to_path_buf(),
+        created_timestamp_zero_ingestion: zeros,
+        ..Default::default()
+    })
+    .await
+    .expect("server starts")
+}
+
+/// The samples `selector` (one series) holds in the last hour before `now` (ms), read
+/// through a range-selector instant query: (time ms, value) for floats, (time ms,
+/// "count/sum") for native histograms.
+async fn raw_samples(addr: SocketAddr, selector: &str, now: i64) -> Vec<(i64, String)> {
+    let q: String =
+        url::form_urlencoded::byte_serialize(format!("{selector}[1h]").as_bytes()).collect();
+    let time = now as f64 / 1000.0;
+    let v = get_json(&format!("http://{addr}/api/v1/query?query={q}&time={time}")).await;
+    assert_eq!(v["status"], "success", "{v}");
+    let result = v["data"]["result"].as_array().expect("a matrix");
+    assert_eq!(result.len(), 1, "one series for {selector}: {v}");
+    let ms = |t: &Value| (t.as_f64().unwrap() * 1000.0).round() as i64;
+    let mut out = Vec::new();
+    for p in result[0]["values"].as_array().into_iter().flatten() {
+        out.push((ms(&p[0]), p[1].as_str().unwrap().to_string()));
+    }
+    for p in result[0]["histograms"].as_array().into_iter().flatten() {
+        let (count, sum) = (&p[1]["count"], &p[1]["sum"]);
+        out.push((
+            ms(&p[0]),
+            format!("{}/{}", count.as_str().unwrap(), sum.as_str().unwrap()),
+        ));
+    }
+    out
+}
+
+fn samples(pairs: &[(i64, &str)]) -> Vec<(i64, String)> {
+    pairs.iter().map(|(t, v)| (*t, v.to_string())).collect()
+}
+
+/// Symbols for the created-timestamp tests: a counter's and a histogram's names.
+const CT_SYMBOLS: [&str; 8] = [
+    "",
+    "__name__",
+    "ct_requests_total",
+    "job",
+    "a",
+    "ct_latency_seconds",
+    "ct_started_total",
+    "ct_late_total",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_timestamps_become_zero_samples_with_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_zeros(dir.path(), true).await;
+    let addr = server.addr();
+    let now = meshlens_model::time::now_ms();
+    let counter = Some((1, 0, 0)); // counter, no help, no unit
+    let (ct, t1) = (now - 300_000, now - 240_000);
+    let raw = v2_request(
+        &CT_SYMBOLS,
+        &[
+            series(&[1, 2, 3, 4], &[(t1, 5.0)], counter, ct),
+            // A created timestamp at the sample's own time, or after it: no zero.
+            series(&[1, 6, 3, 4], &[(t1, 1.0)], counter, t1),
+            series(&[1, 7, 3, 4], &[(t1, 2.0)], counter, t1 + 1),
+        ],
+    );
+    let (status, headers, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        written(&headers)[0],
+        Some(3),
+        "the zeros are not the sender's samples"
+    );
+    let sel = r#"ct_requests_total{job="a"}"#;
+    assert_eq!(
+        raw_samples(addr, sel, now).await,
+        samples(&[(ct, "0"), (t1, "5")])
+    );
+    assert_eq!(
+        raw_samples(addr, "ct_started_total", now).await,
+        samples(&[(t1, "1")])
+    );
+    assert_eq!(
+        raw_samples(addr, "ct_late_total", now).await,
+        samples(&[(t1, "2")])
+    );
+
+    // A later write whose created timestamp lies before the stored sample (within the
+    // out-of-order window, which zeros do not use): its zero is skipped without a word,
+    // its sample stored.
+    let t2 = now - 180_000;
+    let raw = v2_request(
+        &CT_SYMBOLS,
+        &[series(&[1, 2, 3, 4], &[(t2, 7.0)], counter, t1 - 30_000)],
+    );
+    let (status, headers, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(written(&headers)[0], Some(1));
+    // The same created timestamp again (a long-lived counter sends it every time).
+    let t3 = now - 150_000;
+    let raw = v2_request(
+        &CT_SYMBOLS,
+        &[series(&[1, 2, 3, 4], &[(t3, 8.0)], counter, ct)],
+    );
+    let (status, _, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
+    assert_eq!(status, 204, "{body}");
+    // A restart: a created timestamp after the stored samples gets its zero.
+    let (ct4, t4) = (now - 120_000, now - 90_000);
+    let raw = v2_request(
+        &CT_SYMBOLS,
+        &[series(&[1, 2, 3, 4], &[(t4, 2.0)], counter, ct4)],
+    );
+    let (status, _, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        raw_samples(addr, sel, now).await,
+        samples(&[
+            (ct, "0"),
+            (t1, "5"),
+            (t2, "7"),
+            (t3, "8"),
+            (ct4, "0"),
+            (t4, "2")
+        ])
+    );
+    server.shutdown().await;
+
+    // Without the feature the same first request stores its samples only.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_zeros(dir.path(), false).await;
+    let addr = server.addr();
+    let raw = v2_request(
+        &CT_SYMBOLS,
+        &[series(&[1, 2, 3, 4], &[(t1, 5.0)], counter, ct)],
+    );
+    let (status, _, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(raw_samples(addr, sel, now).await, samples(&[(t1, "5")]));
+    server.shutdown().await;
+}
+
+/// A native histogram with custom buckets (schema -53, bounds 0.5 and 1): counts 2 and 1,
+/// sum 1.25, at `t`; as a `TimeSeries` of series `refs` with created timestamp `ct`.
+fn histogram_series(refs: &[u64], t: i64, ct: i64) -> Vec<u8> {
+    let mut span = Pb::default();
+    span.uint(1, 0).uint(2, 2); // offset 0 (zigzag 0), length 2
+    let mut bounds = Vec::new();
+    for b in [0.5f64, 1.0] {
+        bounds.extend_from_slice(&b.to_le_bytes());
+    }
+    let mut h = Pb::default();
+    h.uint(1, 3) // count_int
+        .double(3, 1.25) // sum
+        .uint(4, 105) // schema -53, zigzag
+        .bytes(11, &span.0)
+        .packed(12, &[4, 1]) // deltas +2, -1, zigzag
+        .uint(15, t as u64)
+        .bytes(16, &bounds);
+    let mut s = Pb::default();
+    s.packed(1, refs).bytes(3, &h.0);
+    if ct != 0 {
+        s.uint(6, ct as u64);
+    }
+    s.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_histogram_gets_an_empty_histogram_at_its_created_timestamp() {
+    let now = meshlens_model::time::now_ms();
+    let (ct, t1, t2) = (now - 300_000, now - 240_000, now - 180_000);
+    for zeros in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_with_zeros(dir.path(), zeros).await;
+        let addr = server.addr();
+        let raw = v2_request(&CT_SYMBOLS, &[histogram_series(&[1, 5, 3, 4], t1, ct)]);
+        let (status, headers, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
+        assert_eq!(status, 204, "{body}");
+        assert_eq!(written(&headers)[1], Some(1));
+        // The next one's created timestamp is before the stored histogram: no zero.
+        let raw = v2_request(&CT_SYMBOLS, &[histogram_series(&[1, 5, 3, 4], t2, t1 - 1)]);
+        let (status, _, body) = write(addr, V2_CONTENT_TYPE, &raw).await;
+        assert_eq!(status, 204, "{body}");
+        let got = raw_samples(addr, "ct_latency_seconds", now).await;
+        let want = if zeros {
+            samples(&[(ct, "0/0"), (t1, "3/1.25"), (t2, "3/1.25")])
+        } else {
+            samples(&[(t1, "3/1.25"), (t2, "3/1.25")])
+        };
+        assert_eq!(got, want, "zeros {zeros}");
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_start_times_become_zero_samples_with_the_feature() {
+    let now = meshlens_model::time::now_ms();
+    let (start, t) = (now - 300_000, now - 240_000);
+    let ns = |ms: i64| (ms as u64 * 1_000_000).to_string();
+    let point = serde_json::json!({
+        "startTimeUnixNano": ns(start),
+        "timeUnixNano": ns(t),
+        "asInt": "4",
+    });
+    let body = serde_json::json!({
+        "resourceMetrics": [{
+            "resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "shop"}}
+            ]},
+            "scopeMetrics": [{"metrics": [
+                {"name": "orders", "sum": {
+                    "aggregationTemporality": 2, "isMonotonic": true, "dataPoints": [point]
+                }},
+                {"name": "queue_depth", "gauge": {"dataPoints": [point]}}
+            ]}]
+        }]
+    })
+    .to_string();
+    for zeros in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_with_zeros(dir.path(), zeros).await;
+        let addr = server.addr();
+        let (status, _, answer) = request(
+            "POST",
+            &format!("http://{addr}/v1/metrics"),
+            &[("content-type", "application/json")],
+            body.clone().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer, "{}", "nothing refused");
+        let counter = raw_samples(addr, r#"orders_total{job="shop"}"#, now).await;
+        if zeros {
+            assert_eq!(counter, samples(&[(start, "0"), (t, "4")]));
+        } else {
+            assert_eq!(counter, samples(&[(t, "4")]));
+        }
+        // A gauge's start time says nothing of its value: never a zero.
+        let gauge = raw_samples(addr, r#"queue_depth{job="shop"}"#, now).await;
+        assert_eq!(gauge, samples(&[(t, "4")]), "zeros {zeros}");
+        server.shutdown().await;
+    }
 }

@@ -12,8 +12,10 @@
 //!   family is the series' `__name__`, without `_bucket`/`_sum`/`_count`/`_created` for
 //!   histograms and summaries, which is how 1.0 senders name it);
 //! - created (start) timestamps, in the series (`created_timestamp`, field 6) or per sample
-//!   (`start_timestamp`, the specification's later spelling): read and kept in the request,
-//!   not stored, as Prometheus does with created-timestamp zero ingestion off;
+//!   (`start_timestamp`, the specification's later spelling): read and kept in the request;
+//!   not stored by default, as in Prometheus. With `created-timestamp-zero-ingestion` on,
+//!   the receiver stores a zero at the created timestamp before the series' first sample
+//!   or histogram ([`V2Request::series_with_zeros`], [`V2Request::histogram_zeros`]);
 //! - native histograms: decoded (integer and float, custom buckets too) and stored as float
 //!   histograms; one whose spans and buckets disagree is refused on its own;
 //! - exemplars: decoded (series, labels, value, timestamp; see [`Exemplar`]) and handed to
@@ -29,7 +31,9 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use meshlens_model::{Labels, MetricMetadata, RawSeries, Sample, SeriesExemplars, METRIC_NAME};
+use meshlens_model::{
+    Labels, MetricMetadata, RawSeries, Sample, SeriesExemplars, SeriesHistograms, METRIC_NAME,
+};
 
 use super::wire::{
     relabel, relabel_symbols, Cursor, ParseBuffers, RawRequest, SeriesSpan, WireError, FIXED64,
@@ -117,6 +121,55 @@ impl<'a> V2Request<'a> {
     /// Series `i`'s created timestamp, when the sender gave one.
     pub fn created_timestamp(&self, i: usize) -> Option<i64> {
         self.created.get(i).copied().filter(|&t| t != 0)
+    }
+
+    /// [`Self::series`], each with its created-timestamp zero: a float 0 at the series'
+    /// created timestamp when that is before its first sample (see [`crate::created`]).
+    /// As in Prometheus's receiver, the type in the series' metadata is not consulted:
+    /// senders give a created timestamp to counters, histograms and summaries only, and
+    /// one without metadata still gets its zero.
+    pub fn series_with_zeros(&self) -> Vec<(RawSeries<'_>, Option<Sample>)> {
+        self.raw
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.samples.is_empty())
+            .map(|(i, s)| {
+                let zero = self
+                    .created_timestamp(i)
+                    .and_then(|ct| crate::created::float_zero(ct, s.samples[0].t));
+                (s, zero)
+            })
+            .collect()
+    }
+
+    /// The created-timestamp zeros of the native-histogram series: an empty histogram at
+    /// the series' created timestamp when that is before its first histogram. Series with
+    /// invalid labels get none (their histograms are refused).
+    pub fn histogram_zeros(&self) -> Vec<SeriesHistograms> {
+        let mut out = Vec::new();
+        let mut last = None;
+        for (i, first) in &self.raw.histograms {
+            if last == Some(*i) {
+                continue;
+            }
+            last = Some(*i);
+            let Some(zero) = self
+                .created_timestamp(*i)
+                .and_then(|ct| crate::created::histogram_zero(ct, first))
+            else {
+                continue;
+            };
+            let Some(series) = self.raw.get(*i) else {
+                continue;
+            };
+            if super::check_series(&series).is_ok() {
+                out.push(SeriesHistograms {
+                    labels: series.to_labels(),
+                    samples: vec![zero],
+                });
+            }
+        }
+        out
     }
 
     /// The exemplars of valid series, with good references, in request order.

@@ -15,11 +15,16 @@ pub const ALWAYS_ON: &[&str] = &[
 /// `promql-delayed-name-removal`: see [`meshlens_promql::Engine::with_delayed_name_removal`].
 pub const DELAYED_NAME_REMOVAL: &str = "promql-delayed-name-removal";
 
+/// `created-timestamp-zero-ingestion`: see [`meshlens_ingest::created`].
+pub const CREATED_TIMESTAMP_ZERO_INGESTION: &str = "created-timestamp-zero-ingestion";
+
 /// The `--enable-feature` values, sorted out.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Features {
     /// `promql-delayed-name-removal` was given.
     pub delayed_name_removal: bool,
+    /// `created-timestamp-zero-ingestion` was given.
+    pub created_timestamp_zero_ingestion: bool,
     /// Names from [`ALWAYS_ON`] that were given, in their first order, once each.
     pub always_on: Vec<&'static str>,
     /// Names meshlens does not know, in their first order, once each.
@@ -39,6 +44,8 @@ impl Features {
         {
             if name == DELAYED_NAME_REMOVAL {
                 f.delayed_name_removal = true;
+            } else if name == CREATED_TIMESTAMP_ZERO_INGESTION {
+                f.created_timestamp_zero_ingestion = true;
             } else if let Some(&known) = ALWAYS_ON.iter().find(|&&k| k == name) {
                 if !f.always_on.contains(&known) {
                     f.always_on.push(known);
@@ -56,6 +63,12 @@ impl Features {
             tracing::info!(
                 feature = DELAYED_NAME_REMOVAL,
                 "experimental PromQL delayed name removal enabled"
+            );
+        }
+        if self.created_timestamp_zero_ingestion {
+            tracing::info!(
+                feature = CREATED_TIMESTAMP_ZERO_INGESTION,
+                "created timestamps of remote write 2.0 and OTLP metrics stored as zero samples"
             );
         }
         for f in &self.always_on {
@@ -110,6 +123,7 @@ mod tests {
             f,
             Features {
                 delayed_name_removal: false,
+                created_timestamp_zero_ingestion: false,
                 always_on: vec![
                     "native-histograms",
                     "exemplar-storage",
@@ -118,6 +132,27 @@ mod tests {
                 unknown: vec!["foo".to_string(), "bar".to_string()],
             }
         );
+    }
+
+    #[test]
+    fn created_timestamp_zero_ingestion_alone_or_among_others() {
+        for values in [
+            vec!["created-timestamp-zero-ingestion"],
+            vec!["promql-delayed-name-removal,created-timestamp-zero-ingestion"],
+            vec!["native-histograms", " created-timestamp-zero-ingestion,"],
+        ] {
+            let f = Features::parse(&values);
+            assert!(f.created_timestamp_zero_ingestion, "{values:?}");
+            assert!(f.unknown.is_empty(), "{values:?}");
+        }
+        let f = Features::parse(&["promql-delayed-name-removal"]);
+        assert!(!f.created_timestamp_zero_ingestion);
+        // Neither turns the other on.
+        let f = Features::parse(&["created-timestamp-zero-ingestion"]);
+        assert!(!f.delayed_name_removal);
+        let f = Features::parse(&["created-timestamp-zero-ingestion-x"]);
+        assert!(!f.created_timestamp_zero_ingestion);
+        assert_eq!(f.unknown, ["created-timestamp-zero-ingestion-x"]);
     }
 
     #[test]

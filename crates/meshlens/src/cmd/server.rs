@@ -60,7 +60,9 @@ pub struct Args {
     pub query_disable_cache: bool,
     /// Prometheus's feature flags, comma-separated and repeatable:
     /// `promql-delayed-name-removal` keeps `__name__` until a PromQL query's result is
-    /// complete. Features meshlens always has (native-histograms, exemplar-storage,
+    /// complete; `created-timestamp-zero-ingestion` stores a zero at the created (start)
+    /// timestamp of counters, histograms and summaries sent by remote write 2.0 and OTLP.
+    /// Features meshlens always has (native-histograms, exemplar-storage,
     /// promql-experimental-functions, promql-duration-expr, promql-extended-range-selectors)
     /// are accepted; unknown names are logged and ignored.
     #[arg(long = "enable-feature", value_name = "FEATURE,...")]
@@ -336,6 +338,7 @@ pub fn options(args: &Args) -> anyhow::Result<ServerOptions> {
     let features = super::features::Features::parse(&args.enable_feature);
     features.log();
     opts.promql_delayed_name_removal = features.delayed_name_removal;
+    opts.created_timestamp_zero_ingestion = features.created_timestamp_zero_ingestion;
     opts.query.lookback_delta_ms = parse_duration(&args.query_lookback_delta)
         .map_err(anyhow::Error::msg)
         .context("--query.lookback-delta")?

@@ -274,6 +274,8 @@ pub async fn start(opts: AgentOptions) -> Result<RunningAgent, ServerError> {
         ready: Default::default(),
         otlp_metrics: meshlens_ingest::otlp::metrics::Settings {
             promote_resource_attributes: opts.otlp_promote_resource_attributes.clone(),
+            // An agent buffers plain series for its hubs (start times are not forwarded).
+            created_timestamp_zero_ingestion: false,
         },
     });
 

@@ -37,8 +37,12 @@ pub struct AppState {
     pub max_write_decompressed_bytes: usize,
     /// What `/api/v1/validations` checks.
     pub mesh_config: Vec<std::path::PathBuf>,
-    /// How OTLP metrics become series (`--otlp.promote-resource-attributes`).
+    /// How OTLP metrics become series (`--otlp.promote-resource-attributes`, and whether
+    /// start times become zeros).
     pub otlp_metrics: meshlens_ingest::otlp::metrics::Settings,
+    /// `created-timestamp-zero-ingestion`: remote write 2.0's created timestamps become
+    /// zero samples.
+    pub created_zeros: bool,
 }
 
 /// What the routes outside any tenant use: health, readiness, self-metrics, targets.

@@ -12,7 +12,9 @@
 //! the limits or the storage refused, and `error_message` names the first. Exponential
 //! histograms are stored as native histograms (`MetricWriter::append_histograms`); a
 //! storage that keeps floats only (`InvalidRequest`) makes them refused points of a partial
-//! success, the float series still stored.
+//! success, the float series still stored. With `created-timestamp-zero-ingestion`, a
+//! data point's start time becomes a zero sample before it (`Translated::series_zeros`,
+//! stored as remote write 2.0's are: `super::write::store_created_zeros`).
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meshlens_ingest::otlp::metrics::{self as otlp, ExportMetrics};
-use meshlens_model::{RawSeries, StorageError};
+use meshlens_model::{RawSeries, Sample, StorageError};
 
 use super::AppState;
 use crate::self_metrics::SelfMetrics;
@@ -226,16 +228,20 @@ fn store_in(s: &AppState, out: otlp::Translated) -> Outcome {
                 .collect()
         })
         .collect();
-    let mut batch: Vec<RawSeries<'_>> = out
+    let mut batch: Vec<(RawSeries<'_>, Option<Sample>)> = out
         .series
         .iter()
         .zip(&pairs)
-        .map(|(t, p)| RawSeries {
-            labels: p,
-            samples: &t.samples,
+        .enumerate()
+        .map(|(i, (t, p))| {
+            let raw = RawSeries {
+                labels: p,
+                samples: &t.samples,
+            };
+            (raw, out.series_zeros.get(i).copied().flatten())
         })
         .collect();
-    let limited = super::write::apply_limits(s, &mut batch)?;
+    let limited = super::write::apply_limits(s, &mut batch, |(r, _)| *r)?;
     if let Some(first) = &limited.first {
         rejected += limited.samples;
         messages.push(format!(
@@ -255,6 +261,9 @@ fn store_in(s: &AppState, out: otlp::Translated) -> Outcome {
             .append_metadata(&out.metadata)
             .map_err(super::write::storage_refusal)?;
     }
+    super::write::store_created_zeros(s, "otlp", &batch, &out.histogram_zeros)
+        .map_err(super::write::storage_refusal)?;
+    let batch: Vec<RawSeries<'_>> = batch.iter().map(|(r, _)| *r).collect();
     let outcome = s
         .writer
         .append_raw(&batch)

@@ -12,7 +12,10 @@
 //! invalid labels is refused on its own (400 naming it, the rest stored); so is a native
 //! histogram whose parts disagree, or an exemplar with bad labels (in 1.0 too). 1.0 keeps
 //! its answer to invalid labels on a series with samples: the whole request is refused.
-//! Created timestamps are read and not stored (Prometheus's default).
+//! Created timestamps are read and not stored (Prometheus's default); with
+//! `created-timestamp-zero-ingestion` a 2.0 series' created timestamp becomes a zero sample
+//! before its first sample or histogram, skipped silently when the series already holds a
+//! sample at or after it ([`store_created_zeros`]).
 //!
 //! The body is decompressed into a buffer each worker thread keeps, and series reach the
 //! storage as pairs borrowed from it (`MetricWriter::append_raw`): a write to series the
@@ -31,7 +34,9 @@ use meshlens_ingest::remote_write::negotiate::{
     EXEMPLARS_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, SAMPLES_WRITTEN_HEADER,
 };
 use meshlens_ingest::remote_write::{self, v2, DecodeError, ProtobufMessage, Unsupported};
-use meshlens_model::{AppendOutcome, MetricMetadata, RawSeries, RejectReason, StorageError};
+use meshlens_model::{
+    AppendOutcome, MetricMetadata, RawSeries, RejectReason, Sample, SeriesHistograms, StorageError,
+};
 
 use super::AppState;
 
@@ -159,7 +164,8 @@ fn handle(s: &AppState, body: &[u8], message: ProtobufMessage) -> Answer {
                         let histograms = remote_write::request_histograms(&req);
                         store(
                             s,
-                            series,
+                            series.into_iter().map(|r| (r, None)).collect(),
+                            &[],
                             &req.metadata,
                             &Unwritten::default(),
                             exemplars,
@@ -176,9 +182,16 @@ fn handle(s: &AppState, body: &[u8], message: ProtobufMessage) -> Answer {
                     Ok(r) => r,
                     Err(e) => return decode_failure(e),
                 };
+                let (series, histogram_zeros) = if s.created_zeros {
+                    (req.series_with_zeros(), req.histogram_zeros())
+                } else {
+                    let series = req.series().into_iter().map(|r| (r, None)).collect();
+                    (series, Vec::new())
+                };
                 let answer = store(
                     s,
-                    req.series(),
+                    series,
+                    &histogram_zeros,
                     &req.raw.metadata,
                     &Unwritten::of(&req),
                     req.series_exemplars(),
@@ -260,16 +273,20 @@ impl Unwritten {
     }
 }
 
-/// Checks, limits and stores decoded series.
+/// Checks, limits and stores decoded series, each with its created-timestamp zero when
+/// there is one (stored first, see [`store_created_zeros`]), and the zeros of the native
+/// histogram series.
+#[allow(clippy::too_many_arguments)]
 fn store(
     s: &AppState,
-    mut series: Vec<RawSeries<'_>>,
+    mut batch: Vec<(RawSeries<'_>, Option<Sample>)>,
+    histogram_zeros: &[SeriesHistograms],
     metadata: &[MetricMetadata],
     unwritten: &Unwritten,
     exemplars: (Vec<meshlens_model::SeriesExemplars>, Vec<String>),
     histograms: (Vec<meshlens_model::SeriesHistograms>, Vec<String>),
 ) -> Answer {
-    let limited = match apply_limits(s, &mut series) {
+    let limited = match apply_limits(s, &mut batch, |(r, _)| *r) {
         Ok(l) => l,
         Err((status, msg)) => return Answer::failed(status, msg),
     };
@@ -278,6 +295,10 @@ fn store(
             return storage_failure(e);
         }
     }
+    if let Err(e) = store_created_zeros(s, "remote_write", &batch, histogram_zeros) {
+        return storage_failure(e);
+    }
+    let series: Vec<RawSeries<'_>> = batch.iter().map(|(r, _)| *r).collect();
     let outcome = match s.writer.append_raw(&series) {
         Ok(o) => o,
         Err(e) => return storage_failure(e),
@@ -432,15 +453,59 @@ pub(super) struct Limited {
     pub(super) series_limit: Option<String>,
 }
 
+/// Created-timestamp zeros, stored before the samples they precede: the float zero of
+/// each series of `batch` that has one (the series the limits kept, so a refused series
+/// gets no zero either) and the histogram zeros. Which zeros the storage skips (the series
+/// already has a sample at or after the zero) is not reported: Prometheus skips them
+/// silently too, and they never count against the request. A storage that does not take
+/// zeros (`InvalidRequest`) stores none; another failure is the request's, as an append's.
+pub(super) fn store_created_zeros(
+    s: &AppState,
+    source: &str,
+    batch: &[(RawSeries<'_>, Option<Sample>)],
+    histograms: &[SeriesHistograms],
+) -> Result<(), StorageError> {
+    let floats: Vec<RawSeries<'_>> = batch
+        .iter()
+        .filter_map(|(r, zero)| {
+            zero.as_ref().map(|z| RawSeries {
+                labels: r.labels,
+                samples: std::slice::from_ref(z),
+            })
+        })
+        .collect();
+    if floats.is_empty() && histograms.is_empty() {
+        return Ok(());
+    }
+    match s.writer.append_created_zeros(&floats, histograms) {
+        Ok(o) => {
+            tracing::trace!(
+                source,
+                stored = o.accepted,
+                skipped = o.rejected(),
+                "created-timestamp zeros"
+            );
+            Ok(())
+        }
+        Err(StorageError::InvalidRequest { reason }) => {
+            tracing::debug!(source, reason, "created-timestamp zeros not stored");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Applies the tenant's limits: the rate limit refuses the whole request (429, retried by
 /// senders); the series limit refuses the new series beyond it (429 after the rest is stored);
 /// label limits drop the offending series and keep the rest (400 after the rest is stored).
-pub(super) fn apply_limits(
+/// `raw` gives the series of a batch item (items may carry more, such as the series' zero).
+pub(super) fn apply_limits<'a, T>(
     s: &AppState,
-    batch: &mut Vec<RawSeries<'_>>,
+    batch: &mut Vec<T>,
+    raw: impl Fn(&T) -> RawSeries<'a>,
 ) -> Result<Limited, (StatusCode, String)> {
     let l = &s.limits;
-    let samples: u64 = batch.iter().map(|t| t.samples.len() as u64).sum();
+    let samples: u64 = batch.iter().map(|t| raw(t).samples.len() as u64).sum();
     if !l.rates.try_take_samples(&s.tenant, samples) {
         l.counters.add(&s.tenant, "rate_limited", samples);
         return Err((
@@ -452,10 +517,10 @@ pub(super) fn apply_limits(
         ));
     }
     let mut out = Limited::default();
-    batch.retain(|t| match check_series(&l.limits, t) {
+    batch.retain(|t| match check_series(&l.limits, &raw(t)) {
         Ok(()) => true,
         Err(e) => {
-            let n = t.samples.len() as u64;
+            let n = raw(t).samples.len() as u64;
             l.counters.add(&s.tenant, e.reason(), n);
             out.series += 1;
             out.samples += n;
@@ -468,7 +533,8 @@ pub(super) fn apply_limits(
         let existing = head.head_series() as usize;
         let mut room = max.saturating_sub(existing);
         batch.retain(|t| {
-            if head.contains_raw(t) {
+            let t = raw(t);
+            if head.contains_raw(&t) {
                 return true;
             }
             if room > 0 {

@@ -35,6 +35,14 @@ impl MetricWriter for ExemplarsBeside {
         self.inner.append_histograms(batch)
     }
 
+    fn append_created_zeros(
+        &self,
+        floats: &[RawSeries<'_>],
+        histograms: &[SeriesHistograms],
+    ) -> Result<AppendOutcome, StorageError> {
+        self.inner.append_created_zeros(floats, histograms)
+    }
+
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
         self.inner.append_metadata(metadata)
     }

@@ -463,7 +463,9 @@ fn routes(shared: &Shared, v: View) -> (Router, Arc<AppState>) {
         mesh_config: mesh_paths(&shared.opts.mesh_config, &v.mesh_tenants),
         otlp_metrics: meshlens_ingest::otlp::metrics::Settings {
             promote_resource_attributes: shared.opts.otlp_promote_resource_attributes.clone(),
+            created_timestamp_zero_ingestion: shared.opts.created_timestamp_zero_ingestion,
         },
+        created_zeros: shared.opts.created_timestamp_zero_ingestion,
     });
     let router = api::tenant_router(state.clone())
         .merge(meshlens_prom_api::router(prom))

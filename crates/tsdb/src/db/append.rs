@@ -97,13 +97,15 @@ impl Tsdb {
         }
     }
 
-    /// Appends one series' samples, recording accepted ones for the WAL.
+    /// Appends one series' samples, recording accepted ones for the WAL; a sample older
+    /// than the series' newest is taken only within `ooo_window` ms of it.
     fn append_to(
         &self,
         id: u32,
         s: &mut MemSeries,
         samples: &[Sample],
         min_valid: i64,
+        ooo_window: i64,
         acc: &mut Accumulator,
     ) {
         for smp in samples {
@@ -111,12 +113,7 @@ impl Tsdb {
                 acc.out.add_rejected(RejectReason::OutOfBounds, 1);
                 continue;
             }
-            match s.append(
-                smp.t,
-                smp.v,
-                self.opts.out_of_order_window_ms,
-                self.opts.block_duration_ms,
-            ) {
+            match s.append(smp.t, smp.v, ooo_window, self.opts.block_duration_ms) {
                 Ok(Appended::New) => {
                     acc.out.accepted += 1;
                     acc.wal.push(u64::from(id), smp.t, smp.v);
@@ -148,6 +145,7 @@ impl Tsdb {
                 &mut series.lock(),
                 &ts.samples,
                 min_valid,
+                self.opts.out_of_order_window_ms,
                 &mut acc,
             );
         }
@@ -213,6 +211,7 @@ impl Tsdb {
                 &mut series.lock(),
                 rs.samples,
                 min_valid,
+                self.opts.out_of_order_window_ms,
                 &mut acc,
             );
         }
@@ -256,11 +255,20 @@ impl Tsdb {
                     &mut series.lock(),
                     std::slice::from_ref(smp),
                     min_valid,
+                    self.opts.out_of_order_window_ms,
                     &mut acc,
                 );
                 continue;
             }
-            self.append_to(h.id, &mut g, std::slice::from_ref(smp), min_valid, &mut acc);
+            let window = self.opts.out_of_order_window_ms;
+            self.append_to(
+                h.id,
+                &mut g,
+                std::slice::from_ref(smp),
+                min_valid,
+                window,
+                &mut acc,
+            );
             h.series.note_tail(&g);
         }
         self.commit(acc)
@@ -278,6 +286,18 @@ impl Tsdb {
         if self.closed.load(Ordering::Acquire) {
             return Err(TsdbError::Closed);
         }
+        let out = self.append_histograms_within(batch, self.opts.out_of_order_window_ms)?;
+        self.count_outcome(&out);
+        Ok(out)
+    }
+
+    /// The body of [`Self::append_histograms_inner`] with the out-of-order window given,
+    /// without counting the outcome; the caller holds the append gate.
+    fn append_histograms_within(
+        &self,
+        batch: &[SeriesHistograms],
+        ooo_window: i64,
+    ) -> Result<AppendOutcome, TsdbError> {
         // Before any histogram is in the head, so no read can miss it.
         self.holds_histograms.store(true, Ordering::Relaxed);
         let mut acc = Accumulator::with_capacity(0);
@@ -297,7 +317,7 @@ impl Tsdb {
                     acc.out.add_rejected(RejectReason::OutOfBounds, 1);
                     continue;
                 }
-                match g.append_histogram(hs.t, &hs.h, self.opts.out_of_order_window_ms) {
+                match g.append_histogram(hs.t, &hs.h, ooo_window) {
                     Ok(Appended::New) => {
                         acc.out.accepted += 1;
                         logged.push(WalHistogram {
@@ -325,8 +345,70 @@ impl Tsdb {
                 self.wal.sync(ticket).map_err(|e| self.io_err(e))?;
             }
         }
-        self.count_outcome(&acc.out);
         Ok(acc.out)
+    }
+
+    /// `MetricWriter::append_created_zeros`: the zeros go through the ordinary append
+    /// checks with no out-of-order window, so one at or before a series' newest sample is
+    /// refused (an equal zero at the same time is "unchanged", as a repeated sample is).
+    /// Only what was stored is counted in the engine's counters: a skipped zero is the
+    /// normal case for a long-lived counter, not an out-of-order write.
+    fn append_created_zeros_inner(
+        &self,
+        floats: &[RawSeries<'_>],
+        histograms: &[SeriesHistograms],
+    ) -> Result<AppendOutcome, TsdbError> {
+        let _gate = self.append_gate.read();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TsdbError::Closed);
+        }
+        let mut out = AppendOutcome::default();
+        if !floats.is_empty() {
+            let mut acc = Accumulator::with_capacity(floats.len());
+            let min_valid = self.min_valid_time();
+            for rs in floats {
+                if rs.samples.is_empty() {
+                    continue;
+                }
+                let found = if rs.is_normalised() {
+                    self.head.lookup_pairs(rs.labels)
+                } else {
+                    None
+                };
+                let series = match found {
+                    Some(s) => s,
+                    None => match self.series_for(&rs.to_labels(), rs.samples.len(), &mut acc)? {
+                        Some(s) => s,
+                        None => continue,
+                    },
+                };
+                self.append_to(
+                    series.id(),
+                    &mut series.lock(),
+                    rs.samples,
+                    min_valid,
+                    0,
+                    &mut acc,
+                );
+            }
+            out.merge(&acc.out);
+            // Committed with the stored zeros counted, the skipped ones not.
+            acc.out = AppendOutcome {
+                accepted: acc.out.accepted,
+                series_created: acc.out.series_created,
+                ..Default::default()
+            };
+            self.commit(acc)?;
+        }
+        if !histograms.is_empty() {
+            let h = self.append_histograms_within(histograms, 0)?;
+            self.count_outcome(&AppendOutcome {
+                accepted: h.accepted,
+                ..Default::default()
+            });
+            out.merge(&h);
+        }
+        Ok(out)
     }
 
     fn count_outcome(&self, out: &AppendOutcome) {
@@ -378,6 +460,14 @@ impl MetricWriter for Tsdb {
 
     fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendOutcome, StorageError> {
         Ok(self.append_histograms_inner(batch)?)
+    }
+
+    fn append_created_zeros(
+        &self,
+        floats: &[RawSeries<'_>],
+        histograms: &[SeriesHistograms],
+    ) -> Result<AppendOutcome, StorageError> {
+        Ok(self.append_created_zeros_inner(floats, histograms)?)
     }
 
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {

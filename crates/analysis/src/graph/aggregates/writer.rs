@@ -51,6 +51,17 @@ impl MetricWriter for AggregatingWriter {
         self.inner.append_histograms(batch)
     }
 
+    /// Stored as the inner writer stores them, not observed: a zero may lie long before
+    /// the sample it precedes (a counter created days ago), and the aggregates would count
+    /// the counter's whole value as an increase in the window of that sample.
+    fn append_created_zeros(
+        &self,
+        floats: &[RawSeries<'_>],
+        histograms: &[meshlens_model::SeriesHistograms],
+    ) -> Result<AppendOutcome, StorageError> {
+        self.inner.append_created_zeros(floats, histograms)
+    }
+
     fn append_metadata(&self, metadata: &[MetricMetadata]) -> Result<(), StorageError> {
         self.inner.append_metadata(metadata)
     }

@@ -19,7 +19,9 @@
 //! | time (nanoseconds) | sample timestamp (milliseconds) |
 //!
 //! As in Prometheus 3's defaults: scope name and version are not labels, no `_created`
-//! series is written and the start time is not stored. Refused, each data point alone
+//! series is written and the start time is not stored, unless
+//! [`Settings::created_timestamp_zero_ingestion`] asks for a zero at it (monotonic sums,
+//! histograms, summaries' `_count` and `_sum`). Refused, each data point alone
 //! (OTLP's partial success, the valid rest kept): delta or unspecified temporality, a
 //! histogram whose bucket counts do not match its bounds (or, exponential, its count), an
 //! exponential histogram with a scale below -4 or bucket indices outside 32 bits, and a name

@@ -1,4 +1,6 @@
-use meshlens_model::{is_stale_nan, BucketSpan, CounterResetHint, FloatHistogram, TimeSeries};
+use meshlens_model::{
+    is_stale_nan, BucketSpan, CounterResetHint, FloatHistogram, Sample, TimeSeries,
+};
 
 use super::names::{label_name, metric_name, Kind};
 use super::*;
@@ -156,6 +158,7 @@ fn json_request_translates_like_prometheus_3() {
         &req,
         &Settings {
             promote_resource_attributes: vec!["k8s.cluster.name".into()],
+            ..Settings::default()
         },
     );
     let s = &out.series;
@@ -1011,4 +1014,163 @@ proptest::proptest! {
             let _ = translate(&r, &Settings::default());
         }
     }
+}
+
+/// A metric of `data` under one resource with a `service.name`.
+fn one_metric(name: &str, unit: &str, data: Data) -> ExportMetrics {
+    ExportMetrics {
+        resources: vec![ResourceMetrics {
+            attributes: vec![("service.name".into(), "svc".into())],
+            scopes: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: name.into(),
+                    unit: unit.into(),
+                    data,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }],
+    }
+}
+
+fn with_zeros() -> Settings {
+    Settings {
+        created_timestamp_zero_ingestion: true,
+        ..Settings::default()
+    }
+}
+
+/// The zero of each float series by `__name__` (and `le`), sorted.
+fn zeros_by_name(out: &Translated) -> Vec<(String, Option<i64>)> {
+    assert_eq!(out.series_zeros.len(), out.series.len());
+    let mut v: Vec<(String, Option<i64>)> = out
+        .series
+        .iter()
+        .zip(&out.series_zeros)
+        .map(|(s, z)| {
+            let name = s.labels.get("__name__").unwrap_or("").to_string();
+            let name = match s.labels.get("le") {
+                Some(le) => format!("{name}{{le={le}}}"),
+                None => name,
+            };
+            (name, z.map(|z| z.t))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn start_times_become_zeros_for_counters_only_when_asked() {
+    let point = |start_ns: u64, time_ns: u64, value: f64| NumberPoint {
+        start_ns,
+        time_ns,
+        value,
+        ..Default::default()
+    };
+    let sum = |monotonic| Data::Sum {
+        points: vec![point(1_000_000_000, 5_000_000_000, 3.0)],
+        temporality: TEMPORALITY_CUMULATIVE,
+        monotonic,
+    };
+    let out = translate(&one_metric("requests", "", sum(true)), &with_zeros());
+    assert_eq!(
+        zeros_by_name(&out),
+        [("requests_total".into(), Some(1_000))]
+    );
+    assert_eq!(out.series_zeros[0], Some(Sample::new(1_000, 0.0)));
+    // Off by default.
+    let out = translate(&one_metric("requests", "", sum(true)), &Settings::default());
+    assert!(out.series_zeros.is_empty() && out.histogram_zeros.is_empty());
+    // Gauges and non-monotonic sums are not counters.
+    let out = translate(&one_metric("in_flight", "", sum(false)), &with_zeros());
+    assert_eq!(zeros_by_name(&out), [("in_flight".into(), None)]);
+    let gauge = Data::Gauge(vec![point(1_000_000_000, 5_000_000_000, 3.0)]);
+    let out = translate(&one_metric("temp", "", gauge), &with_zeros());
+    assert_eq!(zeros_by_name(&out), [("temp".into(), None)]);
+    // A start at the point's own time (OTLP's "unknown start"), or none, gives no zero;
+    // of two points, the earliest one's start counts.
+    let two = Data::Sum {
+        points: vec![
+            point(9_000_000_000, 9_000_000_000, 1.0),
+            point(0, 7_000_000_000, 1.0),
+        ],
+        temporality: TEMPORALITY_CUMULATIVE,
+        monotonic: true,
+    };
+    let out = translate(&one_metric("r", "", two), &with_zeros());
+    assert_eq!(zeros_by_name(&out), [("r_total".into(), None)]);
+}
+
+#[test]
+fn histograms_and_summaries_get_zeros_on_their_counter_series() {
+    let hist = Data::Histogram {
+        points: vec![HistogramPoint {
+            start_ns: 2_000_000_000,
+            time_ns: 6_000_000_000,
+            count: 3,
+            sum: Some(1.5),
+            bucket_counts: vec![1, 2],
+            bounds: vec![0.5],
+            ..Default::default()
+        }],
+        temporality: TEMPORALITY_CUMULATIVE,
+    };
+    let out = translate(&one_metric("latency", "s", hist), &with_zeros());
+    assert_eq!(
+        zeros_by_name(&out),
+        [
+            ("latency_seconds_bucket{le=+Inf}".into(), Some(2_000)),
+            ("latency_seconds_bucket{le=0.5}".into(), Some(2_000)),
+            ("latency_seconds_count".into(), Some(2_000)),
+            ("latency_seconds_sum".into(), Some(2_000)),
+        ]
+    );
+    let summary = Data::Summary(vec![SummaryPoint {
+        start_ns: 2_000_000_000,
+        time_ns: 6_000_000_000,
+        count: 3,
+        sum: 1.5,
+        quantiles: vec![(0.5, 0.4)],
+        ..Default::default()
+    }]);
+    let out = translate(&one_metric("rpc", "s", summary), &with_zeros());
+    assert_eq!(
+        zeros_by_name(&out),
+        [
+            ("rpc_seconds".into(), None),
+            ("rpc_seconds_count".into(), Some(2_000)),
+            ("rpc_seconds_sum".into(), Some(2_000)),
+        ]
+    );
+    let exp = Data::ExponentialHistogram {
+        points: vec![ExponentialHistogramPoint {
+            start_ns: 2_000_000_000,
+            time_ns: 6_000_000_000,
+            count: 2,
+            sum: Some(3.0),
+            scale: 1,
+            positive: ExponentialBuckets {
+                offset: 0,
+                bucket_counts: vec![2],
+            },
+            ..Default::default()
+        }],
+        temporality: TEMPORALITY_CUMULATIVE,
+    };
+    let out = translate(&one_metric("size", "By", exp), &with_zeros());
+    assert_eq!(out.histogram_zeros.len(), 1, "{:?}", out.histogram_zeros);
+    let z = &out.histogram_zeros[0];
+    assert_eq!(z.labels, out.histograms[0].labels);
+    assert_eq!(z.samples[0].t, 2_000);
+    assert_eq!(
+        *z.samples[0].h,
+        FloatHistogram {
+            counter_reset_hint: CounterResetHint::CounterReset,
+            schema: 1,
+            zero_threshold: 1e-128,
+            ..FloatHistogram::default()
+        }
+    );
 }

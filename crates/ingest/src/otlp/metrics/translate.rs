@@ -33,6 +33,10 @@ pub struct Settings {
     /// Resource attributes copied onto every series of that resource, as labels
     /// (`--otlp.promote-resource-attributes`).
     pub promote_resource_attributes: Vec<String>,
+    /// `created-timestamp-zero-ingestion`: a zero at a data point's start time before it,
+    /// for monotonic sums, histograms (float and exponential) and summaries' `_count` and
+    /// `_sum` (see [`crate::created`]).
+    pub created_timestamp_zero_ingestion: bool,
 }
 
 /// What a request translated to: float series and native-histogram series (samples in time
@@ -43,6 +47,12 @@ pub struct Translated {
     /// Exponential histograms as native histograms.
     pub histograms: Vec<SeriesHistograms>,
     pub metadata: Vec<MetricMetadata>,
+    /// With [`Settings::created_timestamp_zero_ingestion`]: one entry per float series,
+    /// aligned with `series`, the zero to store before its first sample; empty without.
+    pub series_zeros: Vec<Option<Sample>>,
+    /// With [`Settings::created_timestamp_zero_ingestion`]: the zeros of the histogram
+    /// series, one sample each.
+    pub histogram_zeros: Vec<SeriesHistograms>,
     pub rejected: u64,
     pub first_rejection: Option<String>,
 }
@@ -72,11 +82,35 @@ impl Translated {
 struct Builder {
     index: HashMap<Labels, usize>,
     histogram_index: HashMap<Labels, usize>,
+    /// Whether start times become zeros ([`Settings::created_timestamp_zero_ingestion`]).
+    created_zeros: bool,
+    /// Per float series index: the start time (ms) of its earliest point that has one.
+    starts: HashMap<usize, (i64, i64)>,
+    /// The same per histogram series index.
+    histogram_starts: HashMap<usize, (i64, i64)>,
     out: Translated,
 }
 
+/// Keeps the start time of the earliest point: a series' zero goes before its first
+/// sample, and one between two samples of the same request would be out of order there.
+fn note_start(starts: &mut HashMap<usize, (i64, i64)>, i: usize, t: i64, start: i64) {
+    let e = starts.entry(i).or_insert((t, start));
+    if t < e.0 {
+        *e = (t, start);
+    }
+}
+
 impl Builder {
-    fn add(&mut self, labels: Labels, t: i64, v: f64) {
+    /// [`Self::add`], with the point's start time noted for its created-timestamp zero
+    /// when those are on and the point has a value.
+    fn add_started(&mut self, labels: Labels, t: i64, v: f64, start_ns: u64, flags: u32) {
+        let i = self.add(labels, t, v);
+        if self.created_zeros && start_ns != 0 && flags & FLAG_NO_RECORDED_VALUE == 0 {
+            note_start(&mut self.starts, i, t, millis(start_ns));
+        }
+    }
+
+    fn add(&mut self, labels: Labels, t: i64, v: f64) -> usize {
         let i = match self.index.get(&labels) {
             Some(&i) => i,
             None => {
@@ -89,9 +123,10 @@ impl Builder {
             }
         };
         self.out.series[i].samples.push(Sample::new(t, v));
+        i
     }
 
-    fn add_histogram(&mut self, labels: Labels, t: i64, h: FloatHistogram) {
+    fn add_histogram(&mut self, labels: Labels, t: i64, h: FloatHistogram) -> usize {
         let i = match self.histogram_index.get(&labels) {
             Some(&i) => i,
             None => {
@@ -107,6 +142,37 @@ impl Builder {
         self.out.histograms[i]
             .samples
             .push(HistogramSample { t, h: Arc::new(h) });
+        i
+    }
+
+    /// The zeros of the series whose earliest point had a start time before it; called
+    /// once the samples are sorted.
+    fn created_zeros(&mut self) {
+        if !self.created_zeros {
+            return;
+        }
+        let out = &mut self.out;
+        out.series_zeros = out
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (_, start) = *self.starts.get(&i)?;
+                crate::created::float_zero(start, s.samples.first()?.t)
+            })
+            .collect();
+        for (i, s) in out.histograms.iter().enumerate() {
+            let zero = self
+                .histogram_starts
+                .get(&i)
+                .and_then(|&(_, start)| crate::created::histogram_zero(start, s.samples.first()?));
+            if let Some(zero) = zero {
+                out.histogram_zeros.push(SeriesHistograms {
+                    labels: s.labels.clone(),
+                    samples: vec![zero],
+                });
+            }
+        }
     }
 }
 
@@ -240,7 +306,10 @@ fn point_count(m: &Metric) -> usize {
 
 /// Translates a request; what cannot be stored is counted and the first reason kept.
 pub fn translate(req: &ExportMetrics, settings: &Settings) -> Translated {
-    let mut b = Builder::default();
+    let mut b = Builder {
+        created_zeros: settings.created_timestamp_zero_ingestion,
+        ..Builder::default()
+    };
     for (ri, r) in req.resources.iter().enumerate() {
         let res = resource_labels(r, settings);
         let (mut earliest, mut latest) = (u64::MAX, 0u64);
@@ -273,6 +342,7 @@ pub fn translate(req: &ExportMetrics, settings: &Settings) -> Translated {
         // Stable: two points at the same time stay in the order sent (storage keeps the first).
         s.samples.sort_by_key(|s| s.t);
     }
+    b.created_zeros();
     b.out
 }
 
@@ -325,8 +395,10 @@ fn translate_metric(b: &mut Builder, m: &Metric, res: &ResourceLabels, path: &dy
     });
     match &m.data {
         Data::Gauge(points) | Data::Sum { points, .. } => {
+            // Only a counter starts from zero; a gauge's start time says nothing of its value.
+            let counter = kind == Kind::MonotonicCounter;
             for (pi, p) in points.iter().enumerate() {
-                if let Err(e) = number_point(b, &name, p, res) {
+                if let Err(e) = number_point(b, &name, p, res, counter) {
                     b.out
                         .reject(1, || format!("{}.dataPoints[{pi}]: {e}", path()));
                 }
@@ -373,13 +445,19 @@ fn number_point(
     name: &str,
     p: &NumberPoint,
     res: &ResourceLabels,
+    counter: bool,
 ) -> Result<(), String> {
     let base = point_labels(&p.attributes, res)?;
-    b.add(
+    let (labels, t, v) = (
         with_name(&base, name, None),
         millis(p.time_ns),
         value_or_stale(p.flags, p.value),
     );
+    if counter {
+        b.add_started(labels, t, v, p.start_ns, p.flags);
+    } else {
+        b.add(labels, t, v);
+    }
     Ok(())
 }
 
@@ -419,29 +497,22 @@ fn histogram_point(
     let base = point_labels(&p.attributes, res)?;
     let t = millis(p.time_ns);
     let v = |x: f64| value_or_stale(p.flags, x);
+    let (start, flags) = (p.start_ns, p.flags);
     if let Some(sum) = p.sum {
-        b.add(with_name(&base, &format!("{name}_sum"), None), t, v(sum));
+        let labels = with_name(&base, &format!("{name}_sum"), None);
+        b.add_started(labels, t, v(sum), start, flags);
     }
-    b.add(
-        with_name(&base, &format!("{name}_count"), None),
-        t,
-        v(p.count as f64),
-    );
+    let labels = with_name(&base, &format!("{name}_count"), None);
+    b.add_started(labels, t, v(p.count as f64), start, flags);
     let bucket = format!("{name}_bucket");
     let mut cumulative = 0u64;
     for (bound, c) in p.bounds.iter().zip(&p.bucket_counts) {
         cumulative = cumulative.saturating_add(*c);
-        b.add(
-            with_name(&base, &bucket, Some(("le", float_label(*bound)))),
-            t,
-            v(cumulative as f64),
-        );
+        let labels = with_name(&base, &bucket, Some(("le", float_label(*bound))));
+        b.add_started(labels, t, v(cumulative as f64), start, flags);
     }
-    b.add(
-        with_name(&base, &bucket, Some(("le", "+Inf".into()))),
-        t,
-        v(p.count as f64),
-    );
+    let labels = with_name(&base, &bucket, Some(("le", "+Inf".into())));
+    b.add_started(labels, t, v(p.count as f64), start, flags);
     Ok(())
 }
 
@@ -513,7 +584,11 @@ fn exponential_point(
         custom_values: Vec::new(),
     };
     let base = point_labels(&p.attributes, res)?;
-    b.add_histogram(with_name(&base, name, None), millis(p.time_ns), h);
+    let t = millis(p.time_ns);
+    let i = b.add_histogram(with_name(&base, name, None), t, h);
+    if b.created_zeros && p.start_ns != 0 {
+        note_start(&mut b.histogram_starts, i, t, millis(p.start_ns));
+    }
     Ok(())
 }
 
@@ -598,12 +673,12 @@ fn summary_point(
     let base = point_labels(&p.attributes, res)?;
     let t = millis(p.time_ns);
     let v = |x: f64| value_or_stale(p.flags, x);
-    b.add(with_name(&base, &format!("{name}_sum"), None), t, v(p.sum));
-    b.add(
-        with_name(&base, &format!("{name}_count"), None),
-        t,
-        v(p.count as f64),
-    );
+    // `_sum` and `_count` are counters; the quantiles are not, and get no zero.
+    let (start, flags) = (p.start_ns, p.flags);
+    let labels = with_name(&base, &format!("{name}_sum"), None);
+    b.add_started(labels, t, v(p.sum), start, flags);
+    let labels = with_name(&base, &format!("{name}_count"), None);
+    b.add_started(labels, t, v(p.count as f64), start, flags);
     for (q, value) in &p.quantiles {
         b.add(
             with_name(&base, name, Some(("quantile", float_label(*q)))),

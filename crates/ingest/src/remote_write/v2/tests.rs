@@ -240,6 +240,41 @@ fn spec_example_decodes() {
 }
 
 #[test]
+fn created_timestamps_give_zeros_before_the_first_sample() {
+    let mut pb = spec_example();
+    // The histogram series gets a created timestamp too; a fourth series has one at its
+    // sample's own time, which gives no zero.
+    pb.timeseries[2].created_timestamp = 1_200;
+    pb.timeseries.push(PbSeries {
+        labels_refs: vec![1, 2, 3, 4, 5, 6, 9, 10],
+        samples: vec![sample(3_000, 1.0)],
+        created_timestamp: 3_000,
+        ..Default::default()
+    });
+    let raw = pb.encode_to_vec();
+    let req = parse(&raw).unwrap();
+    let zeros: Vec<Option<Sample>> = req.series_with_zeros().iter().map(|(_, z)| *z).collect();
+    assert_eq!(
+        zeros,
+        [
+            Some(Sample::new(500, 0.0)),
+            Some(Sample::new(700, 0.0)), // from the sample's start_timestamp
+            None,
+        ]
+    );
+    let series: Vec<RawSeries<'_>> = req.series_with_zeros().iter().map(|(s, _)| *s).collect();
+    assert_eq!(series.len(), req.series().len());
+    let h = req.histogram_zeros();
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        h[0].labels.get("__name__"),
+        Some("http_request_duration_seconds")
+    );
+    assert_eq!(h[0].samples.len(), 1);
+    assert_eq!((h[0].samples[0].t, h[0].samples[0].h.count), (1_200, 0.0));
+}
+
+#[test]
 fn bad_references_refuse_only_their_series() {
     let mut pb = spec_example();
     let good = pb.timeseries[1].clone();
