@@ -3,6 +3,8 @@
 //! panics when the number is NaN, infinite or beyond `u64` seconds. Such numbers are found
 //! here, before the parser sees the text, and refused with a parse error.
 
+use crate::duration_expr::{after_comment, after_quoted};
+
 /// Largest number of seconds accepted in a duration's place (about 31.7 billion years);
 /// comfortably below where `from_secs_f64` gives up, and beyond any meaningful range.
 const MAX_SECONDS: f64 = 1e18;
@@ -23,10 +25,7 @@ pub(crate) fn out_of_range(query: &str) -> Option<(usize, &str)> {
                 continue;
             }
             b'#' => {
-                i = b[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(b.len(), |n| i + n);
+                i = after_comment(b, i);
                 continue;
             }
             b'[' => {
@@ -96,20 +95,6 @@ fn number(text: &str) -> Option<f64> {
         return u64::from_str_radix(hex, 16).ok().map(|v| v as f64);
     }
     lower.parse::<f64>().ok()
-}
-
-/// The index just past the string literal opening at `i` (or the end of the text).
-fn after_quoted(b: &[u8], i: usize) -> usize {
-    let quote = b[i];
-    let mut j = i + 1;
-    while j < b.len() {
-        match b[j] {
-            b'\\' if quote != b'`' => j += 2,
-            c if c == quote => return j + 1,
-            _ => j += 1,
-        }
-    }
-    b.len()
 }
 
 #[cfg(test)]

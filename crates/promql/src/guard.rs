@@ -8,6 +8,7 @@
 //! label braces adds a level until its bracket closes (a chain `a + b + c` is a left-deep
 //! tree, one level per operator), so it never lets through a tree deeper than the limit.
 
+use crate::duration_expr::{after_comment, after_quoted};
 use crate::error::PromqlError;
 
 /// Longest query text accepted (Prometheus sets none; 256 KiB is far beyond any dashboard's).
@@ -54,22 +55,12 @@ fn deepest_prefix(query: &str, limit: usize) -> Option<usize> {
         let c = b[i];
         let mut op_len = 0;
         match c {
-            b'"' | b'\'' => {
-                i = skip_quoted(b, i);
-                continue;
-            }
-            b'`' => {
-                i = b[i + 1..]
-                    .iter()
-                    .position(|&x| x == b'`')
-                    .map_or(b.len(), |p| i + p + 2);
+            b'"' | b'\'' | b'`' => {
+                i = after_quoted(b, i);
                 continue;
             }
             b'#' => {
-                i = b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .map_or(b.len(), |p| i + p + 1);
+                i = after_comment(b, i);
                 continue;
             }
             b'(' | b'[' | b'{' => {
@@ -120,20 +111,6 @@ fn deepest_prefix(query: &str, limit: usize) -> Option<usize> {
         i += 1;
     }
     None
-}
-
-/// The index just past a quoted string starting at `start` (or the end, if unterminated).
-fn skip_quoted(b: &[u8], start: usize) -> usize {
-    let quote = b[start];
-    let mut i = start + 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            x if x == quote => return i + 1,
-            _ => i += 1,
-        }
-    }
-    b.len()
 }
 
 /// 1-based line and column (in characters) of a byte offset.
