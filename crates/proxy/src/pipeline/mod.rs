@@ -331,19 +331,15 @@ thread_local! {
 
 /// A random UUID (v4), Envoy's format for generated request ids.
 fn new_request_id() -> HeaderValue {
+    /// Where each byte's two hex digits go: groups of 4-2-2-2-6 bytes between dashes.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let v: u128 = REQUEST_IDS.with(|r| r.borrow_mut().gen());
     let v = (v & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    // Two digits a byte, groups of 4-2-2-2-6 bytes.
     let mut out = [b'-'; 36];
-    let mut at = 0;
-    for (i, byte) in v.to_be_bytes().into_iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
+    for (byte, at) in v.to_be_bytes().into_iter().zip(AT) {
         out[at] = HEX[usize::from(byte >> 4)];
         out[at + 1] = HEX[usize::from(byte & 0xf)];
-        at += 2;
     }
     HeaderValue::from_bytes(&out).expect("hex digits and dashes are a valid header value")
 }
