@@ -64,6 +64,9 @@ pub struct ScrapedSample {
     pub value: f64,
     /// An OpenMetrics exemplar on the line (`# {trace_id="…"} 0.42 1600000000.123`).
     pub exemplar: Option<ScrapedExemplar>,
+    /// The created timestamp (ms, positive) of the counter, summary or histogram the sample
+    /// belongs to, read only with [`ParseOptions::created_timestamps`].
+    pub created_ms: Option<i64>,
 }
 
 /// An exemplar as exposed: without a timestamp it takes the sample's (the scrape's) time,
@@ -84,6 +87,8 @@ pub struct ScrapedHistogram {
     pub timestamp_ms: Option<i64>,
     pub h: std::sync::Arc<meshlens_model::FloatHistogram>,
     pub exemplars: Vec<ScrapedExemplar>,
+    /// As [`ScrapedSample::created_ms`].
+    pub created_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -113,17 +118,30 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// How a scrape body is read beyond its format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Also keep the classic buckets of native histograms (`scrape_classic_histograms`,
+    /// protobuf only).
+    pub classic_histograms: bool,
+    /// `created-timestamp-zero-ingestion`: read created timestamps into `created_ms`, from
+    /// the protobuf format's `created_timestamp` fields and from OpenMetrics `<family>_created`
+    /// lines. As in Prometheus, the `_created` lines of counters, summaries and histograms
+    /// are then not series of their own; without this option they are, as before.
+    pub created_timestamps: bool,
+}
+
 /// Parses a whole scrape body (a protobuf one without classic buckets of native histograms;
 /// see [`parse_with`]).
 pub fn parse(body: &[u8], format: Format) -> Result<ParsedScrape, ParseError> {
-    parse_with(body, format, protobuf::ProtoOptions::default())
+    parse_with(body, format, ParseOptions::default())
 }
 
-/// [`parse`] with the protobuf format's options.
+/// [`parse`] with options.
 pub fn parse_with(
     body: &[u8],
     format: Format,
-    opts: protobuf::ProtoOptions,
+    opts: ParseOptions,
 ) -> Result<ParsedScrape, ParseError> {
     if format == Format::Protobuf {
         return protobuf::parse(body, opts);
@@ -144,6 +162,8 @@ pub fn parse_with(
         out: ParsedScrape::default(),
         families: HashMap::new(),
         saw_eof: false,
+        created: (opts.created_timestamps && format == Format::OpenMetrics)
+            .then(CreatedLines::default),
     };
     let mut lines = text.split('\n').enumerate().peekable();
     while let Some((i, raw)) = lines.next() {
@@ -175,6 +195,23 @@ struct Parser {
     out: ParsedScrape,
     families: HashMap<String, MetricMetadata>,
     saw_eof: bool,
+    /// OpenMetrics with [`ParseOptions::created_timestamps`] only.
+    created: Option<CreatedLines>,
+}
+
+/// OpenMetrics `_created` lines as Prometheus reads them with created-timestamp zero
+/// ingestion: a sample of a counter, summary or histogram family takes its created
+/// timestamp from the family's next `<family>_created` line with the same labels (`le` of
+/// a histogram and `quantile` of a summary aside, so every series of one histogram or
+/// summary shares it). The search never leaves the family (a HELP, TYPE or UNIT line ends
+/// it), and `_created` lines of those families are not kept as series.
+#[derive(Default)]
+struct CreatedLines {
+    /// The family of the latest HELP, TYPE or UNIT line.
+    family: String,
+    /// Samples of the family still waiting for their `_created` line: label key -> indexes
+    /// into `out.samples`.
+    pending: HashMap<Labels, Vec<usize>>,
 }
 
 impl Parser {
@@ -192,7 +229,61 @@ impl Parser {
             return self.comment(rest);
         }
         let sample = self.sample(line)?;
+        if self.created.is_some() {
+            return self.created_line_or_sample(sample);
+        }
         self.out.samples.push(sample);
+        Ok(())
+    }
+
+    /// With [`CreatedLines`]: a `_created` line of a counter, summary or histogram family
+    /// gives its value (seconds, truncated to ms as Prometheus does) to the family's samples
+    /// with its labels and is dropped; any other sample is kept and may wait for one.
+    fn created_line_or_sample(&mut self, sample: ScrapedSample) -> Result<(), String> {
+        let Some(created) = self.created.as_mut() else {
+            self.out.samples.push(sample);
+            return Ok(());
+        };
+        let kind = self
+            .families
+            .get(&created.family)
+            .map_or("unknown", |m| m.kind.as_str());
+        let skip = match kind {
+            "counter" => None,
+            "histogram" => Some("le"),
+            "summary" => Some("quantile"),
+            _ => {
+                self.out.samples.push(sample);
+                return Ok(());
+            }
+        };
+        let name = sample.labels.metric_name().unwrap_or("");
+        let key = Labels::from_pairs(
+            sample
+                .labels
+                .iter()
+                .filter(|l| l.name != METRIC_NAME && Some(l.name.as_str()) != skip)
+                .map(|l| (l.name.clone(), l.value.clone())),
+        );
+        match name.strip_suffix("_created") {
+            Some(family) => {
+                if family == created.family {
+                    // NaN casts to 0, which like a negative time is no created timestamp.
+                    let ct = Some((sample.value * 1000.0) as i64).filter(|&t| t > 0);
+                    for i in created.pending.remove(&key).unwrap_or_default() {
+                        self.out.samples[i].created_ms = ct;
+                    }
+                }
+            }
+            None => {
+                created
+                    .pending
+                    .entry(key)
+                    .or_default()
+                    .push(self.out.samples.len());
+                self.out.samples.push(sample);
+            }
+        }
         Ok(())
     }
 
@@ -220,6 +311,13 @@ impl Parser {
         let name = parts.next().unwrap_or("");
         if !meshlens_model::labels::is_valid_metric_name(name) {
             return Err(format!("invalid metric name {name:?} in {keyword} line"));
+        }
+        if let Some(created) = &mut self.created {
+            // A metadata line ends the search for `_created` lines of the family before.
+            created.pending.clear();
+            if created.family != name {
+                created.family = name.to_string();
+            }
         }
         let value = parts.next().unwrap_or("").trim_start_matches([' ', '\t']);
         let family = self
@@ -349,6 +447,7 @@ impl Parser {
             timestamp_ms,
             value,
             exemplar,
+            created_ms: None,
         })
     }
 }

@@ -60,8 +60,9 @@ pub struct ServerOptions {
     /// verification share: see [`meshlens_promql::Engine::with_delayed_name_removal`].
     pub promql_delayed_name_removal: bool,
     /// Prometheus's `created-timestamp-zero-ingestion` (`--enable-feature`): remote write
-    /// 2.0 and OTLP metrics that carry a created (start) timestamp get a zero sample there,
-    /// before their first sample (see `meshlens_ingest::created`).
+    /// 2.0, OTLP metrics and scrapes (protobuf `created_timestamp`, OpenMetrics `_created`)
+    /// that carry a created (start) timestamp get a zero sample there, before their first
+    /// sample (see `meshlens_ingest::created`).
     pub created_timestamp_zero_ingestion: bool,
     /// The command line as given, for `/api/v1/status/flags`.
     pub flags: std::collections::BTreeMap<String, String>,
@@ -310,7 +311,12 @@ pub async fn start(opts: ServerOptions) -> Result<RunningServer, ServerError> {
     });
     let tenants = tenants::Tenants::open(shared).await?;
     let main = tenants.scrape_stack();
-    let scrape = scrape::ScrapeManager::start(&cfg, main.writer.clone(), metrics.clone());
+    let scrape = scrape::ScrapeManager::start(
+        &cfg,
+        main.writer.clone(),
+        metrics.clone(),
+        opts.created_timestamp_zero_ingestion,
+    );
     let rules = rules::RuleRuntime::start(&opts, &cfg, engine, main.clone())?;
     let access = Arc::new(meshlens_access::AccessMetrics::default());
     let events = Arc::new(

@@ -16,16 +16,11 @@ use std::sync::Arc;
 use meshlens_model::histogram::{CounterResetHint, FloatHistogram};
 use meshlens_model::{format_value, Labels, MetricMetadata, METRIC_NAME};
 
-use super::{ParseError, ParsedScrape, ScrapedExemplar, ScrapedHistogram, ScrapedSample};
+use super::{
+    ParseError, ParseOptions, ParsedScrape, ScrapedExemplar, ScrapedHistogram, ScrapedSample,
+};
 use crate::remote_write::histogram::{check, repeated_doubles, repeated_varints, span, undelta};
 use crate::remote_write::wire::{parse_label, Cursor, WireError, FIXED64, LEN, VARINT};
-
-/// How histograms that are native and classic at once are kept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProtoOptions {
-    /// Also keep the classic buckets of native histograms (`scrape_classic_histograms`).
-    pub classic_histograms: bool,
-}
 
 const COUNTER: u64 = 0;
 const GAUGE: u64 = 1;
@@ -46,7 +41,7 @@ struct Family<'a> {
 }
 
 /// Parses a whole protobuf scrape body.
-pub fn parse(body: &[u8], opts: ProtoOptions) -> Result<ParsedScrape, ParseError> {
+pub fn parse(body: &[u8], opts: ParseOptions) -> Result<ParsedScrape, ParseError> {
     let mut out = ParsedScrape::default();
     let mut c = Cursor::new(body, 0);
     let mut index = 0usize;
@@ -138,6 +133,8 @@ struct Metric<'a> {
     /// Gauge, counter or untyped value, and a counter's exemplar.
     value: Option<f64>,
     exemplar: Option<ScrapedExemplar>,
+    /// A counter's created timestamp.
+    created_ms: Option<i64>,
     summary: Option<(&'a [u8], usize)>,
     histogram: Option<(&'a [u8], usize)>,
 }
@@ -146,7 +143,7 @@ fn metric(
     family: &Family<'_>,
     buf: &[u8],
     base: usize,
-    opts: ProtoOptions,
+    opts: ParseOptions,
     out: &mut ParsedScrape,
 ) -> Result<(), String> {
     let m = read_metric(buf, base).map_err(|e| e.to_string())?;
@@ -169,31 +166,40 @@ fn metric(
         Ok(Labels::from_pairs(pairs))
     };
     let t = m.timestamp_ms;
-    let mut push = |labels: Labels, value: f64, exemplar: Option<ScrapedExemplar>| {
+    // Every series of a metric shares its created timestamp (a summary's quantiles and a
+    // classic histogram's buckets too), as in Prometheus.
+    let mut push = |labels: Labels, value: f64, exemplar: Option<ScrapedExemplar>, ct| {
         out.samples.push(ScrapedSample {
             labels,
             timestamp_ms: t,
             value,
             exemplar,
+            created_ms: ct,
         });
     };
+    // 0 (unset) or a time before 1970 is no created timestamp.
+    let keep = |ct: Option<i64>| ct.filter(|&t| opts.created_timestamps && t > 0);
     match family.kind {
         COUNTER | GAUGE | UNTYPED => {
             let v = m.value.unwrap_or(f64::NAN);
-            push(labels("", None)?, v, m.exemplar.clone());
+            let ct = keep(m.created_ms.filter(|_| family.kind == COUNTER));
+            push(labels("", None)?, v, m.exemplar.clone(), ct);
         }
         SUMMARY => {
             let (b, at) = m.summary.unwrap_or((&[], base));
             let s = read_summary(b, at).map_err(|e| e.to_string())?;
+            let created_ms = keep(s.created_ms);
             for (q, v) in &s.quantiles {
-                push(labels("", Some(("quantile", format_value(*q))))?, *v, None);
+                let l = labels("", Some(("quantile", format_value(*q))))?;
+                push(l, *v, None, created_ms);
             }
-            push(labels("_sum", None)?, s.sum, None);
-            push(labels("_count", None)?, s.count, None);
+            push(labels("_sum", None)?, s.sum, None, created_ms);
+            push(labels("_count", None)?, s.count, None, created_ms);
         }
         HISTOGRAM | GAUGE_HISTOGRAM => {
             let (b, at) = m.histogram.unwrap_or((&[], base));
             let h = read_histogram(b, at).map_err(|e| e.to_string())?;
+            let created_ms = keep(h.created_ms);
             if h.native {
                 let mut native = h.native_histogram();
                 if family.kind == GAUGE_HISTOGRAM {
@@ -207,6 +213,7 @@ fn metric(
                     timestamp_ms: t,
                     h: Arc::new(native),
                     exemplars,
+                    created_ms,
                 });
             }
             if !h.native || (opts.classic_histograms && !h.buckets.is_empty()) {
@@ -217,6 +224,7 @@ fn metric(
                         labels("_bucket", Some(("le", format_value(b.upper))))?,
                         b.count,
                         b.exemplar.clone(),
+                        created_ms,
                     );
                 }
                 if !saw_inf {
@@ -224,10 +232,11 @@ fn metric(
                         labels("_bucket", Some(("le", "+Inf".to_string())))?,
                         h.count,
                         None,
+                        created_ms,
                     );
                 }
-                push(labels("_sum", None)?, h.sum, None);
-                push(labels("_count", None)?, h.count, None);
+                push(labels("_sum", None)?, h.sum, None, created_ms);
+                push(labels("_count", None)?, h.count, None, created_ms);
             }
         }
         other => return Err(format!("unknown metric type {other}")),
@@ -254,9 +263,10 @@ fn read_metric(buf: &[u8], base: usize) -> Result<Metric<'_>, WireError> {
             3 => {
                 c.expect(wt, LEN, "counter is not length-delimited")?;
                 let (b, at) = c.bytes()?;
-                let (v, ex) = single_value(b, at)?;
+                let (v, ex, ct) = single_value(b, at)?;
                 m.value = Some(v);
                 m.exemplar = ex;
+                m.created_ms = ct;
             }
             4 => {
                 c.expect(wt, LEN, "summary is not length-delimited")?;
@@ -276,9 +286,13 @@ fn read_metric(buf: &[u8], base: usize) -> Result<Metric<'_>, WireError> {
     Ok(m)
 }
 
-/// `Gauge`, `Untyped` or `Counter`: field 1 the value, field 2 a counter's exemplar.
-fn single_value(buf: &[u8], base: usize) -> Result<(f64, Option<ScrapedExemplar>), WireError> {
-    let (mut v, mut ex) = (0.0, None);
+/// `Gauge`, `Untyped` or `Counter`: field 1 the value, field 2 a counter's exemplar,
+/// field 3 its created timestamp.
+fn single_value(
+    buf: &[u8],
+    base: usize,
+) -> Result<(f64, Option<ScrapedExemplar>, Option<i64>), WireError> {
+    let (mut v, mut ex, mut ct) = (0.0, None, None);
     let mut c = Cursor::new(buf, base);
     while !c.done() {
         let (field, wt) = c.key()?;
@@ -292,10 +306,24 @@ fn single_value(buf: &[u8], base: usize) -> Result<(f64, Option<ScrapedExemplar>
                 let (b, at) = c.bytes()?;
                 ex = Some(exemplar(b, at)?);
             }
+            3 => ct = created(&mut c, wt)?,
             _ => c.skip(wt)?,
         }
     }
-    Ok((v, ex))
+    Ok((v, ex, ct))
+}
+
+/// A `created_timestamp` field (a `google.protobuf.Timestamp`) in ms. A malformed one
+/// reads as none rather than failing the scrape: these fields were skipped before they were
+/// read, and a created timestamp only adds a zero sample. Only a truncated message (which
+/// skipping the field fails on too) is an error.
+fn created(c: &mut Cursor<'_>, wt: u8) -> Result<Option<i64>, WireError> {
+    if wt != LEN {
+        c.skip(wt)?;
+        return Ok(None);
+    }
+    let (b, at) = c.bytes()?;
+    Ok(timestamp(b, at).ok())
 }
 
 fn exemplar(buf: &[u8], base: usize) -> Result<ScrapedExemplar, WireError> {
@@ -355,6 +383,7 @@ struct Summary {
     count: f64,
     sum: f64,
     quantiles: Vec<(f64, f64)>,
+    created_ms: Option<i64>,
 }
 
 fn read_summary(buf: &[u8], base: usize) -> Result<Summary, WireError> {
@@ -393,6 +422,7 @@ fn read_summary(buf: &[u8], base: usize) -> Result<Summary, WireError> {
                 }
                 s.quantiles.push((q, v));
             }
+            4 => s.created_ms = created(&mut c, wt)?,
             _ => c.skip(wt)?,
         }
     }
@@ -423,6 +453,7 @@ struct Histogram {
     negative_counts: Vec<f64>,
     positive_counts: Vec<f64>,
     exemplars: Vec<ScrapedExemplar>,
+    created_ms: Option<i64>,
 }
 
 impl Histogram {
@@ -509,6 +540,7 @@ fn read_histogram(buf: &[u8], base: usize) -> Result<Histogram, WireError> {
                 let (b, at) = c.bytes()?;
                 h.exemplars.push(exemplar(b, at)?);
             }
+            15 => h.created_ms = created(&mut c, wt)?,
             _ => c.skip(wt)?,
         }
     }
@@ -564,8 +596,8 @@ mod tests {
         name: String,
         #[prost(string, tag = "2")]
         help: String,
-        #[prost(int32, tag = "3")]
-        r#type: i32,
+        #[prost(int32, optional, tag = "3")]
+        r#type: Option<i32>,
         #[prost(message, repeated, tag = "4")]
         metric: Vec<PbMetric>,
     }
@@ -606,6 +638,33 @@ mod tests {
         value: f64,
         #[prost(message, optional, tag = "2")]
         exemplar: Option<PbExemplar>,
+        #[prost(message, optional, tag = "3")]
+        created_timestamp: Option<PbTimestamp>,
+    }
+
+    /// A counter whose created timestamp has the wrong wire type.
+    #[derive(Clone, PartialEq, Message)]
+    struct PbBadCounter {
+        #[prost(double, tag = "1")]
+        value: f64,
+        #[prost(uint64, tag = "3")]
+        created_timestamp: u64,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    struct PbBadMetric {
+        #[prost(message, optional, tag = "3")]
+        counter: Option<PbBadCounter>,
+    }
+
+    #[derive(Clone, PartialEq, Message)]
+    struct PbBadFamily {
+        #[prost(string, tag = "1")]
+        name: String,
+        #[prost(int32, optional, tag = "3")]
+        r#type: Option<i32>,
+        #[prost(message, repeated, tag = "4")]
+        metric: Vec<PbBadMetric>,
     }
 
     #[derive(Clone, PartialEq, Message)]
@@ -634,6 +693,8 @@ mod tests {
         sample_sum: f64,
         #[prost(message, repeated, tag = "3")]
         quantile: Vec<PbQuantile>,
+        #[prost(message, optional, tag = "4")]
+        created_timestamp: Option<PbTimestamp>,
     }
 
     #[derive(Clone, PartialEq, Message)]
@@ -662,6 +723,8 @@ mod tests {
         positive_span: Vec<PbSpan>,
         #[prost(sint64, repeated, tag = "13")]
         positive_delta: Vec<i64>,
+        #[prost(message, optional, tag = "15")]
+        created_timestamp: Option<PbTimestamp>,
     }
 
     #[derive(Clone, PartialEq, Message)]
@@ -737,6 +800,7 @@ mod tests {
                 length: 2,
             }],
             positive_delta: vec![2, 0],
+            created_timestamp: None,
         }
     }
 
@@ -745,19 +809,20 @@ mod tests {
             PbFamily {
                 name: "requests_total".into(),
                 help: "Requests.".into(),
-                r#type: 0,
+                r#type: Some(0),
                 metric: vec![PbMetric {
                     label: vec![label("code", "200")],
                     counter: Some(PbCounter {
                         value: 42.0,
                         exemplar: Some(trace_exemplar(1.0)),
+                        created_timestamp: None,
                     }),
                     ..Default::default()
                 }],
             },
             PbFamily {
                 name: "temperature".into(),
-                r#type: 1,
+                r#type: Some(1),
                 metric: vec![PbMetric {
                     gauge: Some(PbValue { value: -3.5 }),
                     timestamp_ms: Some(1_234),
@@ -767,7 +832,7 @@ mod tests {
             },
             PbFamily {
                 name: "rpc_seconds".into(),
-                r#type: 2,
+                r#type: Some(2),
                 metric: vec![PbMetric {
                     summary: Some(PbSummary {
                         sample_count: 3,
@@ -776,6 +841,7 @@ mod tests {
                             quantile: 0.5,
                             value: 0.2,
                         }],
+                        created_timestamp: None,
                     }),
                     ..Default::default()
                 }],
@@ -783,7 +849,7 @@ mod tests {
             },
             PbFamily {
                 name: "latency_seconds".into(),
-                r#type: 4,
+                r#type: Some(4),
                 metric: vec![PbMetric {
                     histogram: Some(latency(true)),
                     ..Default::default()
@@ -792,7 +858,7 @@ mod tests {
             },
             PbFamily {
                 name: "queue_seconds".into(),
-                r#type: 5,
+                r#type: Some(5),
                 metric: vec![PbMetric {
                     // A native histogram without observations: the no-op span.
                     histogram: Some(PbHistogram {
@@ -815,7 +881,7 @@ mod tests {
 
     #[test]
     fn every_metric_type_is_read() {
-        let p = parse(&scrape(), ProtoOptions::default()).unwrap();
+        let p = parse(&scrape(), ParseOptions::default()).unwrap();
         assert_eq!(
             names(&p),
             [
@@ -856,8 +922,9 @@ mod tests {
 
     #[test]
     fn classic_buckets_of_native_histograms_only_when_asked() {
-        let opts = ProtoOptions {
+        let opts = ParseOptions {
             classic_histograms: true,
+            ..ParseOptions::default()
         };
         let p = parse(&scrape(), opts).unwrap();
         let classic: Vec<String> = names(&p)
@@ -884,14 +951,14 @@ mod tests {
         let p = parse(
             &body(&[PbFamily {
                 name: "old_seconds".into(),
-                r#type: 4,
+                r#type: Some(4),
                 metric: vec![PbMetric {
                     histogram: Some(only_classic),
                     ..Default::default()
                 }],
                 ..Default::default()
             }]),
-            ProtoOptions::default(),
+            ParseOptions::default(),
         )
         .unwrap();
         assert!(p.histograms.is_empty());
@@ -902,13 +969,13 @@ mod tests {
     fn bad_input_names_the_family() {
         let mut bytes = scrape();
         bytes.truncate(bytes.len() - 3);
-        let e = parse(&bytes, ProtoOptions::default()).unwrap_err();
+        let e = parse(&bytes, ParseOptions::default()).unwrap_err();
         assert!(e.to_string().starts_with("metric family 5"), "{e}");
         let bad_name = body(&[PbFamily {
             name: "1bad".into(),
             ..Default::default()
         }]);
-        let e = parse(&bad_name, ProtoOptions::default()).unwrap_err();
+        let e = parse(&bad_name, ParseOptions::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "metric family 1 (1bad): invalid metric name \"1bad\""
@@ -917,14 +984,14 @@ mod tests {
         h.positive_delta = vec![2];
         let inconsistent = body(&[PbFamily {
             name: "x".into(),
-            r#type: 4,
+            r#type: Some(4),
             metric: vec![PbMetric {
                 histogram: Some(h),
                 ..Default::default()
             }],
             ..Default::default()
         }]);
-        let e = parse(&inconsistent, ProtoOptions::default()).unwrap_err();
+        let e = parse(&inconsistent, ParseOptions::default()).unwrap_err();
         assert!(
             e.to_string()
                 .contains("native histogram: positive spans cover 2 buckets but 1 counts"),
@@ -933,8 +1000,112 @@ mod tests {
         // Every prefix of a valid body fails cleanly or parses: never a panic.
         let full = scrape();
         for cut in 0..full.len() {
-            let _ = parse(&full[..cut], ProtoOptions::default());
+            let _ = parse(&full[..cut], ParseOptions::default());
         }
+    }
+
+    fn ts(ms: i64) -> Option<PbTimestamp> {
+        Some(PbTimestamp {
+            seconds: ms / 1000,
+            nanos: (ms % 1000) as i32 * 1_000_000,
+        })
+    }
+
+    /// [`scrape`] (its counter family's type given explicitly as 0, as client libraries
+    /// send it) with created timestamps on the counter (1000), the summary (2000), the
+    /// histogram (3000) and a gauge histogram left without one.
+    fn scrape_with_created() -> Vec<u8> {
+        let mut families: Vec<PbFamily> = Vec::new();
+        let rest = scrape();
+        let mut buf = rest.as_slice();
+        while !buf.is_empty() {
+            families.push(PbFamily::decode_length_delimited(&mut buf).unwrap());
+        }
+        families[0].metric[0]
+            .counter
+            .as_mut()
+            .unwrap()
+            .created_timestamp = ts(1_000);
+        families[2].metric[0]
+            .summary
+            .as_mut()
+            .unwrap()
+            .created_timestamp = ts(2_000);
+        families[3].metric[0]
+            .histogram
+            .as_mut()
+            .unwrap()
+            .created_timestamp = ts(3_000);
+        body(&families)
+    }
+
+    #[test]
+    fn created_timestamps_are_read_only_when_asked() {
+        let opts = ParseOptions {
+            classic_histograms: true,
+            created_timestamps: true,
+        };
+        let p = parse(&scrape_with_created(), opts).unwrap();
+        let got: Vec<(String, Option<i64>)> = p
+            .samples
+            .iter()
+            .map(|s| (s.labels.to_string(), s.created_ms))
+            .collect();
+        let want: Vec<(String, Option<i64>)> = [
+            (r#"requests_total{code="200"}"#, Some(1_000)),
+            (r#"temperature{}"#, None),
+            (r#"rpc_seconds{quantile="0.5"}"#, Some(2_000)),
+            (r#"rpc_seconds_sum{}"#, Some(2_000)),
+            (r#"rpc_seconds_count{}"#, Some(2_000)),
+            (r#"latency_seconds_bucket{le="0.1"}"#, Some(3_000)),
+            (r#"latency_seconds_bucket{le="1"}"#, Some(3_000)),
+            (r#"latency_seconds_bucket{le="+Inf"}"#, Some(3_000)),
+            (r#"latency_seconds_sum{}"#, Some(3_000)),
+            (r#"latency_seconds_count{}"#, Some(3_000)),
+        ]
+        .into_iter()
+        .map(|(l, ct)| (l.to_string(), ct))
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(p.histograms[0].created_ms, Some(3_000));
+        assert_eq!(p.histograms[1].created_ms, None);
+
+        // Without the option the body parses exactly as without created timestamps.
+        let off = ParseOptions {
+            classic_histograms: true,
+            ..ParseOptions::default()
+        };
+        let without = parse(&scrape(), off).unwrap();
+        assert_eq!(parse(&scrape_with_created(), off).unwrap(), without);
+        // Every prefix fails cleanly or parses: never a panic.
+        let full = scrape_with_created();
+        for cut in 0..full.len() {
+            let _ = parse(&full[..cut], opts);
+        }
+    }
+
+    #[test]
+    fn a_malformed_created_timestamp_is_none_not_an_error() {
+        let mut bytes = Vec::new();
+        PbBadFamily {
+            name: "c_total".into(),
+            r#type: Some(0),
+            metric: vec![PbBadMetric {
+                counter: Some(PbBadCounter {
+                    value: 5.0,
+                    created_timestamp: 1_000,
+                }),
+            }],
+        }
+        .encode_length_delimited(&mut bytes)
+        .unwrap();
+        let opts = ParseOptions {
+            created_timestamps: true,
+            ..ParseOptions::default()
+        };
+        let p = parse(&bytes, opts).unwrap();
+        assert_eq!(p.metadata[0].kind, "counter");
+        assert_eq!((p.samples[0].value, p.samples[0].created_ms), (5.0, None));
     }
 
     #[test]

@@ -107,6 +107,118 @@ fn openmetrics_exemplars_are_kept() {
     assert!(p.samples[3].exemplar.is_none());
 }
 
+const OM_CREATED: &str = concat!(
+    "# TYPE req counter\n",
+    "req_total{a=\"1\"} 3\n",
+    "req_created{a=\"1\"} 1600000000.1234\n",
+    "req_total{a=\"2\"} 4\n",
+    "req_created{a=\"2\"} 1600000001\n",
+    "# TYPE lat histogram\n",
+    "lat_bucket{le=\"0.5\"} 1\n",
+    "lat_bucket{le=\"+Inf\"} 2\n",
+    "lat_count 2\n",
+    "lat_sum 9.25\n",
+    "lat_created 1600000002\n",
+    "# TYPE rpc summary\n",
+    "rpc{quantile=\"0.5\"} 0.2\n",
+    "rpc_sum 0.6\n",
+    "rpc_count 3\n",
+    "rpc_created 1600000003\n",
+    "# TYPE temp gauge\n",
+    "temp 21\n",
+    "temp_created 1600000004\n",
+    "# TYPE late counter\n",
+    "late_created 1600000005\n",
+    "late_total 1\n",
+    "# TYPE other counter\n",
+    "other_total 1\n",
+    "# EOF\n"
+);
+
+fn om_with_created(body: &str) -> ParsedScrape {
+    let opts = ParseOptions {
+        created_timestamps: true,
+        ..ParseOptions::default()
+    };
+    parse_with(body.as_bytes(), Format::OpenMetrics, opts).unwrap()
+}
+
+#[test]
+fn openmetrics_created_lines_become_created_timestamps_only_when_asked() {
+    let p = om_with_created(OM_CREATED);
+    let got: Vec<(String, Option<i64>)> = p
+        .samples
+        .iter()
+        .map(|s| (s.labels.to_string(), s.created_ms))
+        .collect();
+    let want: Vec<(String, Option<i64>)> = [
+        // Seconds to ms, truncated as Prometheus does.
+        (r#"req_total{a="1"}"#, Some(1_600_000_000_123)),
+        (r#"req_total{a="2"}"#, Some(1_600_000_001_000)),
+        // Every series of a histogram or summary, `le` and `quantile` aside.
+        (r#"lat_bucket{le="0.5"}"#, Some(1_600_000_002_000)),
+        (r#"lat_bucket{le="+Inf"}"#, Some(1_600_000_002_000)),
+        (r#"lat_count{}"#, Some(1_600_000_002_000)),
+        (r#"lat_sum{}"#, Some(1_600_000_002_000)),
+        (r#"rpc{quantile="0.5"}"#, Some(1_600_000_003_000)),
+        (r#"rpc_sum{}"#, Some(1_600_000_003_000)),
+        (r#"rpc_count{}"#, Some(1_600_000_003_000)),
+        // A gauge has no created timestamp: its `_created` line stays a series.
+        (r#"temp{}"#, None),
+        (r#"temp_created{}"#, None),
+        // Only a `_created` line after the sample counts, as Prometheus looks ahead.
+        (r#"late_total{}"#, None),
+        (r#"other_total{}"#, None),
+    ]
+    .into_iter()
+    .map(|(l, ct)| (l.to_string(), ct))
+    .collect();
+    assert_eq!(got, want);
+
+    // Without the option: every line a series, as before, and no created timestamps.
+    let p = parse(OM_CREATED.as_bytes(), Format::OpenMetrics).unwrap();
+    assert_eq!(p.samples.len(), 18);
+    assert!(p.samples.iter().all(|s| s.created_ms.is_none()));
+    let req_created = &p.samples[1];
+    assert_eq!(req_created.labels.metric_name(), Some("req_created"));
+    assert_eq!(req_created.value, 1_600_000_000.123_4);
+}
+
+#[test]
+fn openmetrics_created_lines_match_their_own_labels_and_family() {
+    let p = om_with_created(concat!(
+        "# TYPE a counter\n",
+        "a_total{x=\"1\"} 1\n",
+        "a_created{x=\"2\"} 100\n",
+        "# TYPE b counter\n",
+        // Another family's `_created`, and one that is no number of seconds.
+        "b_total 2\n",
+        "a_created 100\n",
+        "b_created NaN\n",
+        "# EOF\n"
+    ));
+    let got: Vec<(String, Option<i64>)> = p
+        .samples
+        .iter()
+        .map(|s| (s.labels.to_string(), s.created_ms))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (r#"a_total{x="1"}"#.to_string(), None),
+            ("b_total{}".to_string(), None),
+        ]
+    );
+    // Text 0.0.4 has no `_created` convention: the option changes nothing there.
+    let opts = ParseOptions {
+        created_timestamps: true,
+        ..ParseOptions::default()
+    };
+    let body = "# TYPE c counter\nc_total 1\nc_created 100\n";
+    let p = parse_with(body.as_bytes(), Format::PrometheusText, opts).unwrap();
+    assert_eq!(p, parse(body.as_bytes(), Format::PrometheusText).unwrap());
+}
+
 #[test]
 fn bad_exemplars_name_what_is_wrong() {
     for (line, want) in [
@@ -157,6 +269,64 @@ mod props {
         fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse(&body, Format::PrometheusText);
             let _ = parse(&body, Format::OpenMetrics);
+            let created = ParseOptions { created_timestamps: true, ..ParseOptions::default() };
+            let _ = parse_with(&body, Format::OpenMetrics, created);
+            let _ = parse_with(&body, Format::Protobuf, created);
+        }
+
+        /// OpenMetrics lines of counter, histogram, summary and gauge families in any order,
+        /// with `_created` read as created timestamps: never a panic, and the samples are
+        /// those of the parse without the option, less the `_created` lines of counters,
+        /// histograms and summaries.
+        #[test]
+        fn created_lines_only_remove_created_series(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    Just("# TYPE c counter"),
+                    Just("# TYPE h histogram"),
+                    Just("# TYPE s summary"),
+                    Just("# TYPE g gauge"),
+                    Just("c_total{a=\"1\"} 1"),
+                    Just("c_created{a=\"1\"} 100"),
+                    Just("c_created{a=\"2\"} NaN"),
+                    Just("h_bucket{le=\"1\"} 1"),
+                    Just("h_count 1"),
+                    Just("h_created 5"),
+                    Just("s{quantile=\"0.5\"} 1"),
+                    Just("s_created -3"),
+                    Just("g 1"),
+                    Just("g_created 1"),
+                ],
+                0..24,
+            ),
+        ) {
+            let mut body = lines.join("\n");
+            body.push_str("\n# EOF\n");
+            let Ok(plain) = parse(body.as_bytes(), Format::OpenMetrics) else {
+                return Ok(());
+            };
+            let created = ParseOptions { created_timestamps: true, ..ParseOptions::default() };
+            let with = parse_with(body.as_bytes(), Format::OpenMetrics, created).unwrap();
+            let mut kept = with.samples.iter();
+            let mut plain_samples = plain.samples.iter();
+            // Kept unless a `_created` line under a counter, histogram or summary TYPE line.
+            let mut typed = false;
+            for line in &lines {
+                if let Some(kind) = line.strip_prefix("# TYPE ") {
+                    typed = !kind.ends_with("gauge");
+                    continue;
+                }
+                let s = plain_samples.next().expect("a sample per line");
+                let name = s.labels.metric_name().unwrap_or("");
+                if typed && name.ends_with("_created") {
+                    continue;
+                }
+                let w = kept.next().expect("a kept sample");
+                prop_assert!(w.created_ms.is_none_or(|t| t > 0));
+                prop_assert_eq!(&w.labels, &s.labels);
+                prop_assert_eq!(w.value.to_bits(), s.value.to_bits());
+            }
+            prop_assert!(kept.next().is_none());
         }
 
         #[test]
@@ -167,7 +337,7 @@ mod props {
             ts in proptest::option::of(any::<i64>()),
         ) {
             let labels = Labels::from_pairs([("__name__", name.as_str()), ("l", lv.as_str())]);
-            let s = ScrapedSample { labels, timestamp_ms: ts, value: v, exemplar: None };
+            let s = ScrapedSample { labels, timestamp_ms: ts, value: v, exemplar: None, created_ms: None };
             let p = text(&render_text(std::slice::from_ref(&s))).unwrap();
             prop_assert_eq!(&p.samples[0], &s);
         }

@@ -68,7 +68,7 @@ impl Features {
         if self.created_timestamp_zero_ingestion {
             tracing::info!(
                 feature = CREATED_TIMESTAMP_ZERO_INGESTION,
-                "created timestamps of remote write 2.0 and OTLP metrics stored as zero samples"
+                "created timestamps of remote write 2.0, OTLP metrics and scrapes stored as zero samples"
             );
         }
         for f in &self.always_on {

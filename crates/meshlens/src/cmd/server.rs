@@ -61,7 +61,8 @@ pub struct Args {
     /// Prometheus's feature flags, comma-separated and repeatable:
     /// `promql-delayed-name-removal` keeps `__name__` until a PromQL query's result is
     /// complete; `created-timestamp-zero-ingestion` stores a zero at the created (start)
-    /// timestamp of counters, histograms and summaries sent by remote write 2.0 and OTLP.
+    /// timestamp of counters, histograms and summaries sent by remote write 2.0 and OTLP or
+    /// scraped (protobuf `created_timestamp`, OpenMetrics `_created`).
     /// Features meshlens always has (native-histograms, exemplar-storage,
     /// promql-experimental-functions, promql-duration-expr, promql-extended-range-selectors)
     /// are accepted; unknown names are logged and ignored.

@@ -320,7 +320,8 @@ pub async fn start(opts: AgentOptions) -> Result<RunningAgent, ServerError> {
         )));
     }
 
-    let scrape = ScrapeManager::start(&cfg, metrics_writer.clone(), self_metrics);
+    // The agent takes no `--enable-feature`: its buffer forwards plain samples to hubs.
+    let scrape = ScrapeManager::start(&cfg, metrics_writer.clone(), self_metrics, false);
     state.ready.store(true, Ordering::Release);
     tracing::info!(%addr, cluster = %opts.cluster, agent = %agent_id, hubs = ?hubs, data_dir = %opts.data_dir.display(), "meshlens agent started");
     Ok(RunningAgent {
@@ -375,6 +376,7 @@ impl RunningAgent {
                 &cfg,
                 self.metrics_writer.clone(),
                 self.state.self_metrics.clone(),
+                false,
             );
             let old = std::mem::replace(&mut *self.scrape.write(), new);
             old.stop().await;

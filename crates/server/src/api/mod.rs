@@ -105,10 +105,12 @@ impl GlobalState {
         };
         if scrape_changed {
             let main = self.tenants.scrape_stack();
+            let created_zeros = self.scrape.read().created_zeros;
             let new = crate::scrape::ScrapeManager::start(
                 &cfg,
                 main.writer.clone(),
                 self.metrics.clone(),
+                created_zeros,
             );
             let old = std::mem::replace(&mut *self.scrape.write(), new);
             old.stop().await;

@@ -47,6 +47,9 @@ pub struct TargetStatus {
 
 pub struct ScrapeManager {
     writer: Arc<dyn MetricWriter>,
+    /// `created-timestamp-zero-ingestion`: scraped created timestamps become zero samples
+    /// (kept by a reload's new manager).
+    pub(crate) created_zeros: bool,
     metrics: Arc<SelfMetrics>,
     jobs: Mutex<BTreeMap<String, Job>>,
     running: Mutex<HashMap<u64, Running>>,
@@ -57,10 +60,12 @@ pub struct ScrapeManager {
 
 impl ScrapeManager {
     /// Starts scraping every job of `config`; must run inside a tokio runtime.
+    /// `created_zeros`: see [`crate::ServerOptions::created_timestamp_zero_ingestion`].
     pub fn start(
         config: &Config,
         writer: Arc<dyn MetricWriter>,
         metrics: Arc<SelfMetrics>,
+        created_zeros: bool,
     ) -> Arc<Self> {
         let (tx, mut rx) = watch::channel(false);
         // Shown from the start, as Prometheus does, even with no DNS discovery configured.
@@ -102,6 +107,7 @@ impl ScrapeManager {
             .collect();
         let mgr = Arc::new(ScrapeManager {
             writer,
+            created_zeros,
             metrics,
             jobs: Mutex::new(jobs),
             running: Mutex::new(HashMap::new()),
@@ -180,6 +186,7 @@ impl ScrapeManager {
                 self.writer.clone(),
                 self.metrics.clone(),
                 client.clone(),
+                self.created_zeros,
             );
             let handle = tokio::spawn(lp.run(rx));
             running.insert(

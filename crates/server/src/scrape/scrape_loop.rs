@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use meshlens_ingest::exposition::{self, ParsedScrape};
 use meshlens_model::{
-    Exemplar, HistogramSample, Labels, MetricWriter, Sample, SeriesExemplars, SeriesHistograms,
-    TimeSeries, STALE_NAN,
+    Exemplar, HistogramSample, Labels, MetricWriter, RawSeries, Sample, SeriesExemplars,
+    SeriesHistograms, TimeSeries, STALE_NAN,
 };
 use parking_lot::RwLock;
 use tokio::sync::watch;
@@ -49,6 +49,12 @@ pub struct ScrapeLoop {
     exemplars: Vec<SeriesExemplars>,
     /// The native histograms of the scrape being stored (filled by `prepare`).
     histograms: Vec<SeriesHistograms>,
+    /// `created-timestamp-zero-ingestion`: created timestamps become zero samples.
+    created_zeros: bool,
+    /// The created-timestamp zeros of the scrape being stored (filled by `prepare`), floats
+    /// and native histograms; stored before the scrape's samples.
+    float_zeros: Vec<TimeSeries>,
+    histogram_zeros: Vec<SeriesHistograms>,
 }
 
 fn now_ms() -> i64 {
@@ -65,6 +71,7 @@ impl ScrapeLoop {
         writer: Arc<dyn MetricWriter>,
         metrics: Arc<SelfMetrics>,
         client: HttpClient,
+        created_zeros: bool,
     ) -> (Self, Arc<RwLock<Health>>) {
         let health = Arc::new(RwLock::new(Health {
             health: "unknown",
@@ -81,6 +88,9 @@ impl ScrapeLoop {
                 previous: HashMap::new(),
                 exemplars: Vec::new(),
                 histograms: Vec::new(),
+                created_zeros,
+                float_zeros: Vec::new(),
+                histogram_zeros: Vec::new(),
             },
             health,
         )
@@ -124,8 +134,9 @@ impl ScrapeLoop {
         .await
         .and_then(|f| {
             let format = exposition::format_from_content_type(f.content_type.as_deref());
-            let opts = exposition::protobuf::ProtoOptions {
+            let opts = exposition::ParseOptions {
                 classic_histograms: self.config.histograms.classic,
+                created_timestamps: self.created_zeros,
             };
             exposition::parse_with(&f.body, format, opts).map_err(|e| e.to_string())
         });
@@ -136,6 +147,8 @@ impl ScrapeLoop {
                     // Nothing of a failed scrape is stored.
                     self.exemplars.clear();
                     self.histograms.clear();
+                    self.float_zeros.clear();
+                    self.histogram_zeros.clear();
                     (self.stale_all(t), 0, 0, 0, Some(e))
                 }
             },
@@ -147,7 +160,10 @@ impl ScrapeLoop {
         let writer = self.writer.clone();
         let exemplars = std::mem::take(&mut self.exemplars);
         let histograms = std::mem::take(&mut self.histograms);
+        let float_zeros = std::mem::take(&mut self.float_zeros);
+        let histogram_zeros = std::mem::take(&mut self.histogram_zeros);
         let appended = tokio::task::spawn_blocking(move || {
+            store_created_zeros(writer.as_ref(), &float_zeros, &histogram_zeros);
             let mut samples = writer.append(&batch)?;
             // A storage that keeps floats only refuses histograms; the scrape still counts.
             // Histogram samples count as samples, as Prometheus counts them.
@@ -237,6 +253,17 @@ impl ScrapeLoop {
             };
             let h = fit_histogram(s.h, &self.config.histograms)?;
             current.insert(labels.stable_hash(), labels.clone());
+            let sample = HistogramSample { t: ts, h };
+            if let Some(zero) = s
+                .created_ms
+                .filter(|_| self.created_zeros)
+                .and_then(|ct| meshlens_ingest::created::histogram_zero(ct, &sample))
+            {
+                self.histogram_zeros.push(SeriesHistograms {
+                    labels: labels.clone(),
+                    samples: vec![zero],
+                });
+            }
             if !s.exemplars.is_empty() {
                 self.exemplars.push(SeriesExemplars {
                     series: labels.clone(),
@@ -253,7 +280,7 @@ impl ScrapeLoop {
             }
             self.histograms.push(SeriesHistograms {
                 labels,
-                samples: vec![HistogramSample { t: ts, h }],
+                samples: vec![sample],
             });
         }
         for s in parsed.samples {
@@ -261,6 +288,16 @@ impl ScrapeLoop {
                 continue;
             };
             current.insert(labels.stable_hash(), labels.clone());
+            if let Some(zero) = s
+                .created_ms
+                .filter(|_| self.created_zeros)
+                .and_then(|ct| meshlens_ingest::created::float_zero(ct, ts))
+            {
+                self.float_zeros.push(TimeSeries {
+                    labels: labels.clone(),
+                    samples: vec![zero],
+                });
+            }
             if let Some(e) = s.exemplar {
                 self.exemplars.push(SeriesExemplars {
                     series: labels.clone(),
@@ -280,6 +317,8 @@ impl ScrapeLoop {
         if self.config.sample_limit > 0 && kept > self.config.sample_limit {
             self.exemplars.clear();
             self.histograms.clear();
+            self.float_zeros.clear();
+            self.histogram_zeros.clear();
             return Err(format!(
                 "sample limit exceeded: {kept} > {}",
                 self.config.sample_limit
@@ -394,6 +433,45 @@ impl ScrapeLoop {
         }
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.append(&batch)).await;
+    }
+}
+
+/// Stores a scrape's created-timestamp zeros before its samples, as Prometheus appends
+/// each zero just before its sample. A zero never fails the scrape (Prometheus only logs a
+/// failed one): the storage skips those at or before a series' newest sample, which is
+/// every scrape's case after the first, and one that does not take zeros stores none.
+fn store_created_zeros(
+    writer: &dyn MetricWriter,
+    floats: &[TimeSeries],
+    histograms: &[SeriesHistograms],
+) {
+    if floats.is_empty() && histograms.is_empty() {
+        return;
+    }
+    let pairs: Vec<Vec<(&str, &str)>> = floats
+        .iter()
+        .map(|s| {
+            s.labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()))
+                .collect()
+        })
+        .collect();
+    let raw: Vec<RawSeries<'_>> = floats
+        .iter()
+        .zip(&pairs)
+        .map(|(s, labels)| RawSeries {
+            labels,
+            samples: &s.samples,
+        })
+        .collect();
+    match writer.append_created_zeros(&raw, histograms) {
+        Ok(o) => tracing::trace!(
+            stored = o.accepted,
+            skipped = o.rejected(),
+            "scrape created-timestamp zeros"
+        ),
+        Err(e) => tracing::debug!(error = %e, "scrape created-timestamp zeros not stored"),
     }
 }
 
