@@ -202,15 +202,7 @@ fn created_timestamp_zero_ingestion_writes_a_zero_at_a_counters_start() {
         }]
     })
     .to_string();
-    let mut conn = httpc::Conn::open(&server.addr).unwrap();
-    let r = conn
-        .request(
-            "POST",
-            "/v1/metrics",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-        .unwrap();
+    let r = common::post_otlp_metrics_json(&server.addr, &body);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v = server.query("orders_total[1h]", Some(now_ms as f64 / 1000.0));
     let values: Vec<(i64, String)> = v["data"]["result"][0]["values"]

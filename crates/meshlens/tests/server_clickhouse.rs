@@ -394,15 +394,7 @@ fn native_histograms_round_trip_through_clickhouse() {
           "dataPoints":[{{"timeUnixNano":"{now_ns}","count":"6","sum":14.5,"zeroCount":"1","scale":0,
             "positive":{{"offset":0,"bucketCounts":["2","3"]}}}}]}}}}]}}]}}]}}"#
     );
-    let mut conn = httpc::Conn::open(&server.addr).unwrap();
-    let r = conn
-        .request(
-            "POST",
-            "/v1/metrics",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-        .unwrap();
+    let r = common::post_otlp_metrics_json(&server.addr, &body);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v, serde_json::json!({}), "stored whole: {v}");

@@ -317,6 +317,19 @@ fn require(found: bool, what: &str, how: &str) -> bool {
 }
 
 /// GETs `url` and parses the JSON answer, asserting a 200.
+/// Posts an OTLP/HTTP metrics request in JSON to the server at `addr` (host:port).
+pub fn post_otlp_metrics_json(addr: &str, body: &str) -> httpc::Response {
+    httpc::Conn::open(addr)
+        .unwrap()
+        .request(
+            "POST",
+            "/v1/metrics",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap()
+}
+
 pub fn get_json(url: &str) -> Value {
     let r = httpc::get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert_eq!(
