@@ -129,6 +129,10 @@ pub struct ParseOptions {
     /// lines. As in Prometheus, the `_created` lines of counters, summaries and histograms
     /// are then not series of their own; without this option they are, as before.
     pub created_timestamps: bool,
+    /// With `created_timestamps`: keep OpenMetrics `_created` lines as series all the same
+    /// (an agent reads created timestamps to forward them, and cannot know whether the hubs
+    /// store zeros or the `_created` series, so it sends both).
+    pub keep_created_series: bool,
 }
 
 /// Parses a whole scrape body (a protobuf one without classic buckets of native histograms;
@@ -162,8 +166,10 @@ pub fn parse_with(
         out: ParsedScrape::default(),
         families: HashMap::new(),
         saw_eof: false,
-        created: (opts.created_timestamps && format == Format::OpenMetrics)
-            .then(CreatedLines::default),
+        created: (opts.created_timestamps && format == Format::OpenMetrics).then(|| CreatedLines {
+            keep: opts.keep_created_series,
+            ..CreatedLines::default()
+        }),
     };
     let mut lines = text.split('\n').enumerate().peekable();
     while let Some((i, raw)) = lines.next() {
@@ -212,6 +218,8 @@ struct CreatedLines {
     /// Samples of the family still waiting for their `_created` line: label key -> indexes
     /// into `out.samples`.
     pending: HashMap<Labels, Vec<usize>>,
+    /// [`ParseOptions::keep_created_series`].
+    keep: bool,
 }
 
 impl Parser {
@@ -273,6 +281,9 @@ impl Parser {
                     for i in created.pending.remove(&key).unwrap_or_default() {
                         self.out.samples[i].created_ms = ct;
                     }
+                }
+                if created.keep {
+                    self.out.samples.push(sample);
                 }
             }
             None => {

@@ -265,6 +265,14 @@ fn check_series(s: &RawSeries<'_>) -> Result<(), String> {
 
 const NO_NAME: &str = "series has no __name__ label";
 
+/// The field of a 1.0 `TimeSeries` in which meshlens's forwarding buffer keeps a series'
+/// created timestamp (int64 ms, varint; absent or 0: none). Remote write 1.0 has no such
+/// field (it defines 1 to 4): records written before it existed simply lack it, and any
+/// 1.0 receiver skips it as an unknown field, so it is read only where a buffer's records
+/// are transcoded to 2.0 (`created_timestamp`, field 6). Far above 4, so a field Prometheus
+/// might add to the frozen 1.0 message cannot collide with it.
+pub const BUFFER_CREATED_FIELD: u32 = 1006;
+
 /// Encodes as protobuf and compresses with snappy's block format.
 pub fn encode(req: &WriteRequest) -> Vec<u8> {
     compress(&encode_protobuf(req))
@@ -299,14 +307,26 @@ pub fn encode_histograms_stamped(
     series: &[&SeriesHistograms],
     extra: &[(String, String)],
 ) {
+    encode_histograms_stamped_created(out, series, &[], extra)
+}
+
+/// [`encode_histograms_stamped`] with each series' created timestamp (`created[i]` is
+/// `series[i]`'s; 0 or missing: none), kept in [`BUFFER_CREATED_FIELD`].
+pub fn encode_histograms_stamped_created(
+    out: &mut Vec<u8>,
+    series: &[&SeriesHistograms],
+    created: &[i64],
+    extra: &[(String, String)],
+) {
     let mut labels: Vec<(&str, &str)> = Vec::new();
-    for s in series {
+    for (i, s) in series.iter().enumerate() {
         if s.samples.is_empty() {
             continue;
         }
         stamped_labels(&s.labels, extra, &mut labels);
         let messages = histogram::encode_each(&s.samples);
-        write_series(out, &labels, &[], &messages);
+        let ct = created.get(i).copied().unwrap_or(0);
+        write_series(out, &labels, &[], &messages, ct);
     }
 }
 
@@ -342,8 +362,15 @@ fn write_series(
     labels: &[(&str, &str)],
     samples: &[Sample],
     histograms: &[Vec<u8>],
+    created: i64,
 ) {
     use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    let created_len = if created > 0 {
+        encoded_len_varint(u64::from(BUFFER_CREATED_FIELD << 3))
+            + encoded_len_varint(created as u64)
+    } else {
+        0
+    };
     fn string_field(out: &mut Vec<u8>, tag: u32, v: &str) {
         encode_key(tag, WireType::LengthDelimited, out);
         encode_varint(v.len() as u64, out);
@@ -369,7 +396,8 @@ fn write_series(
                 1 + encoded_len_varint(n as u64) + n
             })
             .sum::<usize>()
-        + histogram::fields_len(histograms);
+        + histogram::fields_len(histograms)
+        + created_len;
     encode_key(1, WireType::LengthDelimited, out);
     encode_varint(body_len as u64, out);
     for (k, v) in labels {
@@ -382,6 +410,10 @@ fn write_series(
         put_sample(out, s);
     }
     histogram::write_fields(4, histograms, out);
+    if created_len > 0 {
+        encode_key(BUFFER_CREATED_FIELD, WireType::Varint, out);
+        encode_varint(created as u64, out);
+    }
 }
 
 /// The encoded length of a `Sample` message (value = 1, timestamp = 2), the same in 1.0 and 2.0.
@@ -462,11 +494,24 @@ pub fn encode_protobuf_stamped(
     metadata: &[MetricMetadata],
     extra: &[(String, String)],
 ) -> Vec<u8> {
+    encode_protobuf_stamped_created(series, &[], metadata, extra)
+}
+
+/// [`encode_protobuf_stamped`] with each series' created timestamp (`created[i]` is
+/// `series[i]`'s; 0 or missing: none), kept in [`BUFFER_CREATED_FIELD`] so a forwarding
+/// buffer's 1.0 records carry what 1.0 has no field for.
+pub fn encode_protobuf_stamped_created(
+    series: &[&TimeSeries],
+    created: &[i64],
+    metadata: &[MetricMetadata],
+    extra: &[(String, String)],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(series.len() * 160);
     let mut labels: Vec<(&str, &str)> = Vec::new();
-    for ts in series {
+    for (i, ts) in series.iter().enumerate() {
         stamped_labels(&ts.labels, extra, &mut labels);
-        write_series(&mut out, &labels, &ts.samples, &[]);
+        let ct = created.get(i).copied().unwrap_or(0);
+        write_series(&mut out, &labels, &ts.samples, &[], ct);
     }
     if !metadata.is_empty() {
         // Concatenated protobuf messages merge their repeated fields.

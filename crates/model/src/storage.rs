@@ -245,6 +245,34 @@ pub trait MetricWriter: Send + Sync {
         })
     }
 
+    /// Whether created timestamps are to be handed to this writer with their samples
+    /// ([`Self::append_with_created`]) rather than stored as zeros: true for a writer that
+    /// forwards (an agent's buffer, sending them on in remote write 2.0), so its callers
+    /// read them even where they would store no zeros themselves.
+    fn forwards_created_timestamps(&self) -> bool {
+        false
+    }
+
+    /// [`Self::append`] with each series' created timestamp (`created[i]` is `batch[i]`'s,
+    /// ms; 0 or missing: none), for a writer that forwards them. The default drops them.
+    fn append_with_created(
+        &self,
+        batch: &[TimeSeries],
+        _created: &[i64],
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append(batch)
+    }
+
+    /// [`Self::append_histograms`] with each series' created timestamp, as
+    /// [`Self::append_with_created`].
+    fn append_histograms_with_created(
+        &self,
+        batch: &[crate::SeriesHistograms],
+        _created: &[i64],
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_histograms(batch)
+    }
+
     /// Created-timestamp zero samples (Prometheus's `created-timestamp-zero-ingestion`):
     /// one sample per series, a float 0 in `floats` or an empty histogram in `histograms`,
     /// at the series' created timestamp, appended before its real samples so `rate()` and

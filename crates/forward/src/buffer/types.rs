@@ -9,7 +9,8 @@ use std::time::Duration;
 /// spans as a Zipkin proto3 `ListOfSpans`, which concatenates the same way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// A remote-write 1.0 `WriteRequest`.
+    /// A remote-write 1.0 `WriteRequest` (series may carry a created timestamp in
+    /// `meshlens_ingest::remote_write::BUFFER_CREATED_FIELD`).
     Metrics,
     /// An OTLP `ExportTraceServiceRequest`.
     Spans,

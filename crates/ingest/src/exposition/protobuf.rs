@@ -1044,6 +1044,7 @@ mod tests {
         let opts = ParseOptions {
             classic_histograms: true,
             created_timestamps: true,
+            ..ParseOptions::default()
         };
         let p = parse(&scrape_with_created(), opts).unwrap();
         let got: Vec<(String, Option<i64>)> = p

@@ -364,3 +364,26 @@ mod props {
         }
     }
 }
+
+#[test]
+fn keep_created_series_gives_created_timestamps_and_keeps_the_created_lines() {
+    let body = "# TYPE c counter\nc_total{x=\"1\"} 7\nc_created{x=\"1\"} 100.5\n# EOF\n";
+    let opts = ParseOptions {
+        created_timestamps: true,
+        keep_created_series: true,
+        ..ParseOptions::default()
+    };
+    let p = parse_with(body.as_bytes(), Format::OpenMetrics, opts).unwrap();
+    let got: Vec<(String, Option<i64>)> = p
+        .samples
+        .iter()
+        .map(|s| (s.labels.metric_name().unwrap().to_string(), s.created_ms))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("c_total".to_string(), Some(100_500)),
+            ("c_created".to_string(), None),
+        ]
+    );
+}

@@ -142,6 +142,43 @@ impl<'a> V2Request<'a> {
             .collect()
     }
 
+    /// The created timestamp (0: none) of each series [`Self::to_write_request`] puts in
+    /// `timeseries`, in the same order.
+    pub fn request_created(&self) -> Vec<i64> {
+        self.raw
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.samples.is_empty())
+            .map(|(i, _)| self.created_timestamp(i).unwrap_or(0))
+            .collect()
+    }
+
+    /// The created timestamp (0: none) of each native-histogram series
+    /// [`Self::to_write_request`] puts in `histograms`, in the same order: one per run of
+    /// histograms of one series, those of series with invalid labels left out, as
+    /// `request_histograms` groups them.
+    pub fn histograms_created(&self) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut last = None;
+        for (i, _) in &self.raw.histograms {
+            if last == Some(*i) {
+                continue;
+            }
+            last = Some(*i);
+            let valid = self.raw.get(*i).is_some_and(|series| {
+                super::check_series(&RawSeries {
+                    labels: series.labels,
+                    samples: &[],
+                })
+                .is_ok()
+            });
+            if valid {
+                out.push(self.created_timestamp(*i).unwrap_or(0));
+            }
+        }
+        out
+    }
+
     /// The created-timestamp zeros of the native-histogram series: an empty histogram at
     /// the series' created timestamp when that is before its first histogram. Series with
     /// invalid labels get none (their histograms are refused).
@@ -504,6 +541,8 @@ fn parse_series<'a>(
     req.raw.series.push(SeriesSpan {
         labels: l0..req.raw.pairs.len(),
         samples: s0..req.raw.samples.len(),
+        // A 2.0 series' created timestamp is kept in `created`; this is a buffer's field.
+        created: 0,
     });
     req.created.push(created);
     Ok(())
@@ -625,6 +664,8 @@ pub fn decode_with_limit(
     let req = parse(&raw)?;
     Ok(Decoded {
         request: req.to_write_request(),
+        created: req.request_created(),
+        histograms_created: req.histograms_created(),
         invalid: req.invalid.clone(),
         invalid_exemplars: req.invalid_exemplars,
         first_invalid_exemplar: req.first_invalid_exemplar.clone(),
@@ -636,6 +677,11 @@ pub fn decode_with_limit(
 pub struct Decoded {
     /// The valid series with samples, the metadata and the dropped counts.
     pub request: WriteRequest,
+    /// The created timestamp of each of `request.timeseries` (0: none), for a forwarder
+    /// to pass on.
+    pub created: Vec<i64>,
+    /// Likewise for each of `request.histograms`.
+    pub histograms_created: Vec<i64>,
     pub invalid: Vec<InvalidSeries>,
     pub invalid_exemplars: u64,
     pub first_invalid_exemplar: Option<String>,

@@ -172,6 +172,8 @@ impl<'a> Cursor<'a> {
 pub(super) struct SeriesSpan {
     pub(super) labels: Range<usize>,
     pub(super) samples: Range<usize>,
+    /// [`super::BUFFER_CREATED_FIELD`]; 0: none.
+    pub(super) created: i64,
 }
 
 /// A parsed request whose label strings point into the decompressed buffer.
@@ -210,6 +212,12 @@ impl<'a> RawRequest<'a> {
             labels: &self.pairs[s.labels.clone()],
             samples: &self.samples[s.samples.clone()],
         })
+    }
+
+    /// Series `i`'s created timestamp as a forwarding buffer's record keeps it
+    /// ([`super::BUFFER_CREATED_FIELD`]), when it has one.
+    pub fn created_ms(&self, i: usize) -> Option<i64> {
+        self.series.get(i).map(|s| s.created).filter(|&t| t > 0)
     }
 
     /// Every series in request order, empty ones included.
@@ -336,10 +344,15 @@ pub fn parse_with(buf: &[u8], bufs: ParseBuffers) -> Result<RawRequest<'_>, Wire
 
 fn parse_series<'a>(buf: &'a [u8], base: usize, req: &mut RawRequest<'a>) -> Result<(), WireError> {
     let (l0, s0) = (req.pairs.len(), req.samples.len());
+    let mut created = 0i64;
     let mut c = Cursor::new(buf, base);
     while !c.done() {
         let (field, wt) = c.key()?;
         match field {
+            // Another wire type is someone else's field of that number: skipped below.
+            f if f == u64::from(super::BUFFER_CREATED_FIELD) && wt == VARINT => {
+                created = c.varint()? as i64;
+            }
             1 => {
                 c.expect(wt, LEN, "label is not length-delimited")?;
                 let (b, at) = c.bytes()?;
@@ -370,6 +383,7 @@ fn parse_series<'a>(buf: &'a [u8], base: usize, req: &mut RawRequest<'a>) -> Res
     req.series.push(SeriesSpan {
         labels: l0..req.pairs.len(),
         samples: s0..req.samples.len(),
+        created,
     });
     Ok(())
 }

@@ -7,7 +7,8 @@
 //! buffered); 413 for bodies over the limits; 503 while the buffer is full (senders retry).
 //! Remote write 1.0 and 2.0 are told apart and answered as the server does (415 for another
 //! message, the written-count headers, 2.0's bad series refused alone); either is buffered
-//! as 1.0 records, which the forwarder sends on as each hub is set to.
+//! as 1.0 records, which the forwarder sends on as each hub is set to. 2.0's created
+//! timestamps and OTLP start times are buffered with their series, for hubs sent 2.0.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -139,10 +140,11 @@ async fn remote_write(
 /// as the hub does); native histograms are buffered too, those a hub would refuse left out
 /// and named in the answer.
 fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer {
+    // Created timestamps (2.0 only) per float series and per histogram series.
     let decoded = match message {
         ProtobufMessage::V1 => {
             remote_write::decode_with_limit(body, s.max_write_decompressed_bytes)
-                .map(|request| (request, Unwritten::default()))
+                .map(|request| (request, Unwritten::default(), Vec::new(), Vec::new()))
         }
         ProtobufMessage::V2 => {
             v2::decode_with_limit(body, s.max_write_decompressed_bytes).map(|d| {
@@ -151,18 +153,21 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
                     d.invalid_exemplars,
                     &d.first_invalid_exemplar,
                 );
-                (d.request, unwritten)
+                (d.request, unwritten, d.created, d.histograms_created)
             })
         }
     };
-    let (req, unwritten) = match decoded {
+    let (req, unwritten, created, histograms_created) = match decoded {
         Ok(r) => r,
         Err(e @ DecodeError::TooLarge { .. }) => {
             return Answer::failed(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
         Err(e) => return Answer::failed(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let written = match s.metrics_writer.write(&req.timeseries, req.metadata) {
+    let written = match s
+        .metrics_writer
+        .write_with_created(&req.timeseries, &created, req.metadata)
+    {
         Ok(w) => w,
         Err(e @ AppendError::Full { .. }) => {
             s.self_metrics.samples_rejected.add(
@@ -203,7 +208,10 @@ fn handle_write(s: &AgentState, body: &[u8], message: ProtobufMessage) -> Answer
     let mut histograms_written = 0;
     let mut histograms_refused = None;
     if !req.histograms.is_empty() || req.histograms_dropped > 0 {
-        let w = match s.metrics_writer.write_histograms(&req.histograms) {
+        let w = match s
+            .metrics_writer
+            .write_histograms_with_created(&req.histograms, &histograms_created)
+        {
             Ok(w) => w,
             Err(e) => return histograms_failed(e),
         };
@@ -330,11 +338,11 @@ impl MetricsSink for AgentState {
         let refused = |e: AppendError| (append_status(&e), e.to_string());
         let floats = self
             .metrics_writer
-            .write(&out.series, out.metadata)
+            .write_with_created(&out.series, &out.series_created, out.metadata)
             .map_err(refused)?;
         let histograms = self
             .metrics_writer
-            .write_histograms(&out.histograms)
+            .write_histograms_with_created(&out.histograms, &out.histograms_created)
             .map_err(refused)?;
         if let Some(i) = floats.first_invalid {
             messages.push(format!(

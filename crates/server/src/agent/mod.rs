@@ -274,8 +274,10 @@ pub async fn start(opts: AgentOptions) -> Result<RunningAgent, ServerError> {
         ready: Default::default(),
         otlp_metrics: meshlens_ingest::otlp::metrics::Settings {
             promote_resource_attributes: opts.otlp_promote_resource_attributes.clone(),
-            // An agent buffers plain series for its hubs (start times are not forwarded).
+            // An agent stores no zeros: it forwards start times as created timestamps
+            // (remote write 2.0), and each hub's own flag decides.
             created_timestamp_zero_ingestion: false,
+            forward_created_timestamps: true,
         },
     });
 
@@ -320,7 +322,8 @@ pub async fn start(opts: AgentOptions) -> Result<RunningAgent, ServerError> {
         )));
     }
 
-    // The agent takes no `--enable-feature`: its buffer forwards plain samples to hubs.
+    // The agent takes no `--enable-feature` and stores no zeros: its writer asks the scrape
+    // loops for created timestamps, which go with the samples to hubs (remote write 2.0).
     let scrape = ScrapeManager::start(&cfg, metrics_writer.clone(), self_metrics, false);
     state.ready.store(true, Ordering::Release);
     tracing::info!(%addr, cluster = %opts.cluster, agent = %agent_id, hubs = ?hubs, data_dir = %opts.data_dir.display(), "meshlens agent started");

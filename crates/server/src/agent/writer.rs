@@ -117,16 +117,33 @@ impl BufferMetricWriter {
     pub fn write(
         &self,
         series: &[TimeSeries],
+        metadata: Vec<MetricMetadata>,
+    ) -> Result<Written, AppendError> {
+        self.write_with_created(series, &[], metadata)
+    }
+
+    /// [`Self::write`] with each series' created timestamp (`created[i]` is `series[i]`'s;
+    /// 0 or missing: none), kept in the record for the senders that speak remote write 2.0
+    /// (1.0 has no field for it). Forwarded whenever known, as a Prometheus agent does: a
+    /// hub's own `created-timestamp-zero-ingestion` decides whether it becomes a zero.
+    pub fn write_with_created(
+        &self,
+        series: &[TimeSeries],
+        created: &[i64],
         mut metadata: Vec<MetricMetadata>,
     ) -> Result<Written, AppendError> {
         let mut out = Written::default();
         let mut kept: Vec<&TimeSeries> = Vec::with_capacity(series.len());
+        let mut kept_created: Vec<i64> = Vec::new();
         for (i, ts) in series.iter().enumerate() {
             if !out.admits(i, &ts.labels, ts.samples.len()) {
                 continue;
             }
             out.samples += ts.samples.len() as u64;
             kept.push(ts);
+            if !created.is_empty() {
+                kept_created.push(created.get(i).copied().unwrap_or(0));
+            }
         }
         let pending: Vec<MetricMetadata> = {
             let mut m = self.metadata.lock();
@@ -137,7 +154,12 @@ impl BufferMetricWriter {
         if kept.is_empty() && metadata.is_empty() {
             return Ok(out);
         }
-        let payload = remote_write::encode_protobuf_stamped(&kept, &metadata, &self.stamp.sorted);
+        let payload = remote_write::encode_protobuf_stamped_created(
+            &kept,
+            &kept_created,
+            &metadata,
+            &self.stamp.sorted,
+        );
         let items = u32::try_from(out.samples).unwrap_or(u32::MAX);
         self.buffer.append(Kind::Metrics, items, &payload)?;
         if from_scrapes > 0 {
@@ -158,8 +180,19 @@ impl BufferMetricWriter {
     /// [`Self::write`]; so is a histogram whose parts disagree (a hub's reader refuses it),
     /// counted with them, as the outcome has no reason of its own for it.
     pub fn write_histograms(&self, batch: &[SeriesHistograms]) -> Result<Written, AppendError> {
+        self.write_histograms_with_created(batch, &[])
+    }
+
+    /// [`Self::write_histograms`] with each series' created timestamp, as
+    /// [`Self::write_with_created`].
+    pub fn write_histograms_with_created(
+        &self,
+        batch: &[SeriesHistograms],
+        created: &[i64],
+    ) -> Result<Written, AppendError> {
         let mut out = Written::default();
         let mut kept: Vec<SeriesHistograms> = Vec::with_capacity(batch.len());
+        let mut kept_created: Vec<i64> = Vec::new();
         for (i, s) in batch.iter().enumerate() {
             if !out.admits(i, &s.labels, s.samples.len()) {
                 continue;
@@ -176,6 +209,9 @@ impl BufferMetricWriter {
             }
             if !samples.is_empty() {
                 out.samples += samples.len() as u64;
+                if !created.is_empty() {
+                    kept_created.push(created.get(i).copied().unwrap_or(0));
+                }
                 kept.push(SeriesHistograms {
                     labels: s.labels.clone(),
                     samples,
@@ -187,7 +223,12 @@ impl BufferMetricWriter {
         }
         let refs: Vec<&SeriesHistograms> = kept.iter().collect();
         let mut payload = Vec::new();
-        remote_write::encode_histograms_stamped(&mut payload, &refs, &self.stamp.sorted);
+        remote_write::encode_histograms_stamped_created(
+            &mut payload,
+            &refs,
+            &kept_created,
+            &self.stamp.sorted,
+        );
         let items = u32::try_from(out.samples).unwrap_or(u32::MAX);
         self.buffer.append(Kind::Metrics, items, &payload)?;
         Ok(out)
@@ -255,6 +296,33 @@ impl MetricWriter for BufferMetricWriter {
 
     fn append(&self, batch: &[TimeSeries]) -> Result<AppendOutcome, StorageError> {
         let w = self.write(batch, Vec::new()).map_err(storage_error)?;
+        Ok(w.outcome())
+    }
+
+    /// Created timestamps travel with the samples to the hubs (in remote write 2.0).
+    fn forwards_created_timestamps(&self) -> bool {
+        true
+    }
+
+    fn append_with_created(
+        &self,
+        batch: &[TimeSeries],
+        created: &[i64],
+    ) -> Result<AppendOutcome, StorageError> {
+        let w = self
+            .write_with_created(batch, created, Vec::new())
+            .map_err(storage_error)?;
+        Ok(w.outcome())
+    }
+
+    fn append_histograms_with_created(
+        &self,
+        batch: &[SeriesHistograms],
+        created: &[i64],
+    ) -> Result<AppendOutcome, StorageError> {
+        let w = self
+            .write_histograms_with_created(batch, created)
+            .map_err(storage_error)?;
         Ok(w.outcome())
     }
 
@@ -648,5 +716,60 @@ mod tests {
             source: std::io::Error::other("disk on fire"),
         });
         assert_eq!(storage_error(disk).http_status(), 500);
+    }
+
+    #[test]
+    fn created_timestamps_stay_with_their_series_in_the_buffer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = buffer(tmp.path());
+        let w = BufferMetricWriter::new(b.clone(), Stamp::new("east", std::iter::empty()));
+        assert!(w.forwards_created_timestamps());
+        // The refused series in the middle takes its created timestamp with it.
+        w.append_with_created(
+            &[
+                series(&[("__name__", "a_total")]),
+                series(&[("__name__", "bad"), ("0x", "y")]),
+                series(&[("__name__", "b_total")]),
+                series(&[("__name__", "c_total")]),
+            ],
+            &[100, 200, 300],
+        )
+        .unwrap();
+        let batch = b.read_batch("hub", 1 << 20).unwrap().expect("a record");
+        b.commit("hub", batch.next_seq).unwrap();
+        let req = remote_write::wire::parse(&batch.payload).unwrap();
+        let got: Vec<(String, Option<i64>)> = req
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.to_labels().metric_name().unwrap().to_string(),
+                    req.created_ms(i),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a_total".to_string(), Some(100)),
+                ("b_total".to_string(), Some(300)),
+                ("c_total".to_string(), None),
+            ]
+        );
+        let h = SeriesHistograms {
+            labels: labels(&[("__name__", "lat")]),
+            samples: vec![HistogramSample {
+                t: 1000,
+                h: Arc::new(meshlens_model::FloatHistogram {
+                    count: 1.0,
+                    zero_count: 1.0,
+                    ..Default::default()
+                }),
+            }],
+        };
+        w.append_histograms_with_created(&[h], &[50]).unwrap();
+        let batch = b.read_batch("hub", 1 << 20).unwrap().expect("a record");
+        let req = remote_write::wire::parse(&batch.payload).unwrap();
+        assert_eq!(req.created_ms(0), Some(50));
     }
 }

@@ -55,6 +55,13 @@ pub struct ScrapeLoop {
     /// and native histograms; stored before the scrape's samples.
     float_zeros: Vec<TimeSeries>,
     histogram_zeros: Vec<SeriesHistograms>,
+    /// The writer forwards created timestamps (an agent): they are read whatever
+    /// `created_zeros` says and go with the samples instead of becoming zeros here.
+    forward_created: bool,
+    /// With `forward_created`: the created timestamp (0: none) of each series of the batch
+    /// being built (those after its end have none) and of each of `histograms`.
+    created: Vec<i64>,
+    histograms_created: Vec<i64>,
 }
 
 fn now_ms() -> i64 {
@@ -77,6 +84,7 @@ impl ScrapeLoop {
             health: "unknown",
             ..Default::default()
         }));
+        let forward_created = writer.forwards_created_timestamps();
         (
             ScrapeLoop {
                 target,
@@ -91,6 +99,9 @@ impl ScrapeLoop {
                 created_zeros,
                 float_zeros: Vec::new(),
                 histogram_zeros: Vec::new(),
+                forward_created,
+                created: Vec::new(),
+                histograms_created: Vec::new(),
             },
             health,
         )
@@ -136,7 +147,9 @@ impl ScrapeLoop {
             let format = exposition::format_from_content_type(f.content_type.as_deref());
             let opts = exposition::ParseOptions {
                 classic_histograms: self.config.histograms.classic,
-                created_timestamps: self.created_zeros,
+                created_timestamps: self.created_zeros || self.forward_created,
+                // Forwarded, `_created` lines stay series too: the hubs decide.
+                keep_created_series: self.forward_created,
             };
             exposition::parse_with(&f.body, format, opts).map_err(|e| e.to_string())
         });
@@ -149,6 +162,8 @@ impl ScrapeLoop {
                     self.histograms.clear();
                     self.float_zeros.clear();
                     self.histogram_zeros.clear();
+                    self.created.clear();
+                    self.histograms_created.clear();
                     (self.stale_all(t), 0, 0, 0, Some(e))
                 }
             },
@@ -162,13 +177,25 @@ impl ScrapeLoop {
         let histograms = std::mem::take(&mut self.histograms);
         let float_zeros = std::mem::take(&mut self.float_zeros);
         let histogram_zeros = std::mem::take(&mut self.histogram_zeros);
+        let created = std::mem::take(&mut self.created);
+        let histograms_created = std::mem::take(&mut self.histograms_created);
+        let forward_created = self.forward_created;
         let appended = tokio::task::spawn_blocking(move || {
             store_created_zeros(writer.as_ref(), &float_zeros, &histogram_zeros);
-            let mut samples = writer.append(&batch)?;
+            let mut samples = if forward_created {
+                writer.append_with_created(&batch, &created)?
+            } else {
+                writer.append(&batch)?
+            };
             // A storage that keeps floats only refuses histograms; the scrape still counts.
             // Histogram samples count as samples, as Prometheus counts them.
             if !histograms.is_empty() {
-                match writer.append_histograms(&histograms) {
+                let appended = if forward_created {
+                    writer.append_histograms_with_created(&histograms, &histograms_created)
+                } else {
+                    writer.append_histograms(&histograms)
+                };
+                match appended {
                     Ok(h) => samples.merge(&h),
                     Err(meshlens_model::StorageError::InvalidRequest { .. }) => {}
                     Err(e) => return Err(e),
@@ -264,6 +291,9 @@ impl ScrapeLoop {
                     samples: vec![zero],
                 });
             }
+            if self.forward_created {
+                self.histograms_created.push(s.created_ms.unwrap_or(0));
+            }
             if !s.exemplars.is_empty() {
                 self.exemplars.push(SeriesExemplars {
                     series: labels.clone(),
@@ -308,6 +338,9 @@ impl ScrapeLoop {
                     }],
                 });
             }
+            if self.forward_created {
+                self.created.push(s.created_ms.unwrap_or(0));
+            }
             batch.push(TimeSeries {
                 labels,
                 samples: vec![Sample::new(ts, s.value)],
@@ -319,6 +352,8 @@ impl ScrapeLoop {
             self.histograms.clear();
             self.float_zeros.clear();
             self.histogram_zeros.clear();
+            self.created.clear();
+            self.histograms_created.clear();
             return Err(format!(
                 "sample limit exceeded: {kept} > {}",
                 self.config.sample_limit

@@ -464,6 +464,7 @@ fn routes(shared: &Shared, v: View) -> (Router, Arc<AppState>) {
         otlp_metrics: meshlens_ingest::otlp::metrics::Settings {
             promote_resource_attributes: shared.opts.otlp_promote_resource_attributes.clone(),
             created_timestamp_zero_ingestion: shared.opts.created_timestamp_zero_ingestion,
+            forward_created_timestamps: false,
         },
         created_zeros: shared.opts.created_timestamp_zero_ingestion,
     });

@@ -1174,3 +1174,46 @@ fn histograms_and_summaries_get_zeros_on_their_counter_series() {
         }
     );
 }
+
+#[test]
+fn forwarding_keeps_start_times_as_created_timestamps_without_zeros() {
+    let point = |start_ns: u64, time_ns: u64, value: f64| NumberPoint {
+        start_ns,
+        time_ns,
+        value,
+        ..Default::default()
+    };
+    let forward = Settings {
+        forward_created_timestamps: true,
+        ..Settings::default()
+    };
+    let counter = Data::Sum {
+        points: vec![point(1_000_000_000, 5_000_000_000, 3.0)],
+        temporality: TEMPORALITY_CUMULATIVE,
+        monotonic: true,
+    };
+    let out = translate(&one_metric("requests", "", counter), &forward);
+    assert!(out.series_zeros.is_empty() && out.histogram_zeros.is_empty());
+    assert_eq!(out.series_created.len(), out.series.len());
+    let created = |name: &str| {
+        let i = out
+            .series
+            .iter()
+            .position(|s| s.labels.metric_name() == Some(name))
+            .unwrap();
+        out.series_created[i]
+    };
+    assert_eq!(created("requests_total"), 1_000);
+    // A gauge has no created timestamp.
+    let gauge = Data::Gauge(vec![point(1_000_000_000, 5_000_000_000, 3.0)]);
+    let out = translate(&one_metric("temp", "", gauge), &forward);
+    assert!(out.series_created.iter().all(|t| *t == 0));
+    // Not asked for: none.
+    let counter = Data::Sum {
+        points: vec![point(1_000_000_000, 5_000_000_000, 3.0)],
+        temporality: TEMPORALITY_CUMULATIVE,
+        monotonic: true,
+    };
+    let out = translate(&one_metric("requests", "", counter), &Settings::default());
+    assert!(out.series_created.is_empty() && out.histograms_created.is_empty());
+}

@@ -37,6 +37,9 @@ pub struct Settings {
     /// for monotonic sums, histograms (float and exponential) and summaries' `_count` and
     /// `_sum` (see [`crate::created`]).
     pub created_timestamp_zero_ingestion: bool,
+    /// Keep the same start times as created timestamps ([`Translated::series_created`]):
+    /// an agent forwards them in remote write 2.0 for its hubs to decide on zeros.
+    pub forward_created_timestamps: bool,
 }
 
 /// What a request translated to: float series and native-histogram series (samples in time
@@ -53,6 +56,12 @@ pub struct Translated {
     /// With [`Settings::created_timestamp_zero_ingestion`]: the zeros of the histogram
     /// series, one sample each.
     pub histogram_zeros: Vec<SeriesHistograms>,
+    /// With [`Settings::forward_created_timestamps`]: one entry per float series, aligned
+    /// with `series`, the start time (ms) of its earliest point that has one (0: none),
+    /// the created timestamp from which a receiver's zero would come; empty without.
+    pub series_created: Vec<i64>,
+    /// The same per histogram series, aligned with `histograms`.
+    pub histograms_created: Vec<i64>,
     pub rejected: u64,
     pub first_rejection: Option<String>,
 }
@@ -84,6 +93,8 @@ struct Builder {
     histogram_index: HashMap<Labels, usize>,
     /// Whether start times become zeros ([`Settings::created_timestamp_zero_ingestion`]).
     created_zeros: bool,
+    /// Whether start times are noted at all (for zeros, or to forward them).
+    note_starts: bool,
     /// Per float series index: the start time (ms) of its earliest point that has one.
     starts: HashMap<usize, (i64, i64)>,
     /// The same per histogram series index.
@@ -105,7 +116,7 @@ impl Builder {
     /// when those are on and the point has a value.
     fn add_started(&mut self, labels: Labels, t: i64, v: f64, start_ns: u64, flags: u32) {
         let i = self.add(labels, t, v);
-        if self.created_zeros && start_ns != 0 && flags & FLAG_NO_RECORDED_VALUE == 0 {
+        if self.note_starts && start_ns != 0 && flags & FLAG_NO_RECORDED_VALUE == 0 {
             note_start(&mut self.starts, i, t, millis(start_ns));
         }
     }
@@ -143,6 +154,17 @@ impl Builder {
             .samples
             .push(HistogramSample { t, h: Arc::new(h) });
         i
+    }
+
+    /// Each series' created timestamp, for [`Settings::forward_created_timestamps`].
+    fn created_timestamps(&mut self) {
+        let start = |starts: &HashMap<usize, (i64, i64)>, i| starts.get(&i).map_or(0, |s| s.1);
+        self.out.series_created = (0..self.out.series.len())
+            .map(|i| start(&self.starts, i))
+            .collect();
+        self.out.histograms_created = (0..self.out.histograms.len())
+            .map(|i| start(&self.histogram_starts, i))
+            .collect();
     }
 
     /// The zeros of the series whose earliest point had a start time before it; called
@@ -308,6 +330,8 @@ fn point_count(m: &Metric) -> usize {
 pub fn translate(req: &ExportMetrics, settings: &Settings) -> Translated {
     let mut b = Builder {
         created_zeros: settings.created_timestamp_zero_ingestion,
+        note_starts: settings.created_timestamp_zero_ingestion
+            || settings.forward_created_timestamps,
         ..Builder::default()
     };
     for (ri, r) in req.resources.iter().enumerate() {
@@ -343,6 +367,9 @@ pub fn translate(req: &ExportMetrics, settings: &Settings) -> Translated {
         s.samples.sort_by_key(|s| s.t);
     }
     b.created_zeros();
+    if settings.forward_created_timestamps {
+        b.created_timestamps();
+    }
     b.out
 }
 
@@ -586,7 +613,7 @@ fn exponential_point(
     let base = point_labels(&p.attributes, res)?;
     let t = millis(p.time_ns);
     let i = b.add_histogram(with_name(&base, name, None), t, h);
-    if b.created_zeros && p.start_ns != 0 {
+    if b.note_starts && p.start_ns != 0 {
         note_start(&mut b.histogram_starts, i, t, millis(p.start_ns));
     }
     Ok(())

@@ -137,6 +137,21 @@ impl<'s> Encoder<'s> {
         exemplars: &[&'s Exemplar],
         metadata: Option<&'s MetricMetadata>,
     ) {
+        self.add_series_created(labels, samples, histograms, exemplars, metadata, 0)
+    }
+
+    /// [`Self::add_series`] with the series' created timestamp (`created_timestamp`, field
+    /// 6; 0 or negative: none, and the field is left out), which a receiver with
+    /// created-timestamp zero ingestion turns into a zero before the first sample.
+    pub fn add_series_created(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'s str, &'s str)>,
+        samples: &[Sample],
+        histograms: &[&HistogramSample],
+        exemplars: &[&'s Exemplar],
+        metadata: Option<&'s MetricMetadata>,
+        created: i64,
+    ) {
         let histogram_messages = histogram::encode_each(histograms.iter().copied());
         let mut refs = std::mem::take(&mut self.refs);
         refs.clear();
@@ -208,6 +223,11 @@ impl<'s> Encoder<'s> {
                 1 + encoded_len_varint(md_len as u64) + md_len
             } else {
                 0
+            }
+            + if created > 0 {
+                1 + encoded_len_varint(created as u64)
+            } else {
+                0
             };
         let out = &mut self.body;
         encode_key(5, WireType::LengthDelimited, out);
@@ -252,6 +272,10 @@ impl<'s> Encoder<'s> {
                     }
                 }
             }
+        }
+        if created > 0 {
+            encode_key(6, WireType::Varint, out);
+            encode_varint(created as u64, out);
         }
         self.samples += samples.len() as u64;
         self.histograms += histograms.len() as u64;
@@ -317,7 +341,9 @@ pub fn encode(req: &WriteRequest) -> Vec<u8> {
 /// senders, and the buffer, put them in series of their own without samples, which stay
 /// so); series with no samples, histograms or exemplars are left out. A histogram the 1.0
 /// reader refused (spans and buckets that disagree) is left out too: a 2.0 receiver would
-/// refuse it the same way.
+/// refuse it the same way. A series' created timestamp, kept by the buffer in
+/// [`BUFFER_CREATED_FIELD`](super::super::BUFFER_CREATED_FIELD), becomes its
+/// `created_timestamp`.
 pub fn transcode_v1(
     payload: &[u8],
     families: &mut FamilyMetadata,
@@ -355,6 +381,7 @@ pub fn transcode_v1(
         if s.samples.is_empty() && ex.is_empty() && hs.is_empty() {
             continue;
         }
+        let ct = req.created_ms(i).unwrap_or(0);
         match fixed {
             None => {
                 let md = s
@@ -362,16 +389,17 @@ pub fn transcode_v1(
                     .iter()
                     .find(|(n, _)| *n == METRIC_NAME)
                     .and_then(|(_, v)| families.lookup(v));
-                e.add_series(s.labels.iter().copied(), s.samples, hs, ex, md);
+                e.add_series_created(s.labels.iter().copied(), s.samples, hs, ex, md, ct);
             }
             Some(labels) => {
                 let md = labels.metric_name().and_then(|n| families.lookup(n));
-                e.add_series(
+                e.add_series_created(
                     labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
                     s.samples,
                     hs,
                     ex,
                     md,
+                    ct,
                 );
             }
         }

@@ -717,3 +717,141 @@ proptest! {
         prop_assert_eq!(back.request.timeseries, req.timeseries);
     }
 }
+
+#[test]
+fn the_encoder_writes_created_timestamps_the_decoder_reads() {
+    let mut e = Encoder::new();
+    let counter = [Sample::new(5_000, 3.0)];
+    e.add_series_created(
+        [("__name__", "reqs_total"), ("job", "a")],
+        &counter,
+        &[],
+        &[],
+        None,
+        1_234,
+    );
+    // None (0) leaves the field out, as does a negative time.
+    e.add_series_created([("__name__", "temp")], &counter, &[], &[], None, 0);
+    e.add_series_created([("__name__", "odd")], &counter, &[], &[], None, -5);
+    e.add([("__name__", "plain")], &counter, None);
+    let raw = e.finish();
+    let req = parse(&raw).unwrap();
+    assert_eq!(req.created_timestamp(0), Some(1_234));
+    assert_eq!(req.created_timestamp(1), None);
+    assert_eq!(req.created_timestamp(2), None);
+    assert_eq!(req.created_timestamp(3), None);
+    // What a reference protobuf reader sees.
+    let pb = PbRequest::decode(raw.as_slice()).unwrap();
+    let got: Vec<i64> = pb.timeseries.iter().map(|s| s.created_timestamp).collect();
+    assert_eq!(got, [1_234, 0, 0, 0]);
+    // And the zero a receiver with created-timestamp zero ingestion stores.
+    let zeros: Vec<Option<Sample>> = req
+        .series_with_zeros()
+        .into_iter()
+        .map(|(_, z)| z)
+        .collect();
+    assert_eq!(zeros, [Some(Sample::new(1_234, 0.0)), None, None, None]);
+}
+
+#[test]
+fn a_buffer_records_created_timestamps_reach_the_2_0_request() {
+    let series = [
+        TimeSeries {
+            labels: Labels::from_pairs([("__name__", "reqs_total")]),
+            samples: vec![Sample::new(10_000, 1.0)],
+        },
+        TimeSeries {
+            labels: Labels::from_pairs([("__name__", "temp")]),
+            samples: vec![Sample::new(10_000, 21.5)],
+        },
+    ];
+    let v1 = crate::remote_write::encode_protobuf_stamped_created(
+        &[&series[0], &series[1]],
+        &[4_000],
+        &[],
+        &[],
+    );
+    // A 1.0 reader skips the field: the request is the one without it.
+    let plain = encode_protobuf_stamped(&[&series[0], &series[1]], &[], &[]);
+    assert_eq!(
+        crate::remote_write::decode(&compress(&v1)).unwrap(),
+        crate::remote_write::decode(&compress(&plain)).unwrap()
+    );
+    let parsed = crate::remote_write::wire::parse(&v1).unwrap();
+    assert_eq!(
+        (parsed.created_ms(0), parsed.created_ms(1)),
+        (Some(4_000), None)
+    );
+    // Records written before the field existed carry none.
+    let old = crate::remote_write::wire::parse(&plain).unwrap();
+    assert_eq!((old.created_ms(0), old.created_ms(1)), (None, None));
+    let (v2, n) = transcode_v1(&v1, &mut FamilyMetadata::default()).unwrap();
+    assert_eq!(n, 2);
+    let req = parse(&v2).unwrap();
+    assert_eq!(req.created_timestamp(0), Some(4_000));
+    assert_eq!(req.created_timestamp(1), None);
+    // Histogram records carry theirs the same way.
+    let h = SeriesHistograms {
+        labels: Labels::from_pairs([("__name__", "lat")]),
+        samples: vec![meshlens_model::HistogramSample {
+            t: 10_000,
+            h: std::sync::Arc::new(meshlens_model::FloatHistogram {
+                count: 1.0,
+                sum: 1.0,
+                zero_count: 1.0,
+                ..Default::default()
+            }),
+        }],
+    };
+    let mut v1 = Vec::new();
+    crate::remote_write::encode_histograms_stamped_created(&mut v1, &[&h], &[3_000], &[]);
+    let (v2, _) = transcode_v1(&v1, &mut FamilyMetadata::default()).unwrap();
+    let req = parse(&v2).unwrap();
+    assert_eq!(req.created_timestamp(0), Some(3_000));
+    assert_eq!(req.histogram_zeros().len(), 1);
+}
+
+#[test]
+fn decoded_created_timestamps_follow_the_kept_series() {
+    let pb = PbRequest {
+        symbols: ["", "__name__", "a_total", "b_total", "bad name"]
+            .map(String::from)
+            .to_vec(),
+        timeseries: vec![
+            PbSeries {
+                labels_refs: vec![1, 2],
+                samples: vec![PbSample {
+                    value: 1.0,
+                    timestamp: 10_000,
+                    ..Default::default()
+                }],
+                created_timestamp: 2_000,
+                ..Default::default()
+            },
+            // Refused (an out-of-range reference): no entry for it.
+            PbSeries {
+                labels_refs: vec![1, 99],
+                samples: vec![PbSample {
+                    value: 1.0,
+                    timestamp: 10_000,
+                    ..Default::default()
+                }],
+                created_timestamp: 3_000,
+                ..Default::default()
+            },
+            PbSeries {
+                labels_refs: vec![1, 3],
+                samples: vec![PbSample {
+                    value: 1.0,
+                    timestamp: 10_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ],
+    };
+    let d = decode_with_limit(&compress(&pb.encode_to_vec()), 1 << 20).unwrap();
+    assert_eq!(d.request.timeseries.len(), 2);
+    assert_eq!(d.created, [2_000, 0]);
+    assert!(d.histograms_created.is_empty());
+}
