@@ -9,12 +9,10 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::protobuf::{bytes_field, double_field, varint, varint_field};
-use common::{httpc, poll, Server};
+use common::{httpc, now_ms, poll, serve_scrape_target, Server};
 use meshlens_ingest::remote_write::{compress, v2};
 use meshlens_model::Sample;
 use serde_json::Value;
@@ -25,13 +23,6 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 const V1: &str = "prometheus.WriteRequest";
 const V2: &str = "io.prometheus.write.v2.Request";
 const FLAG: &str = "--enable-feature=created-timestamp-zero-ingestion";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Protobuf: counter `agent_ct_pb_total` = 7 created at `ct`.
 fn protobuf_body(ct: i64) -> Vec<u8> {
@@ -61,27 +52,6 @@ fn openmetrics_body(ct: i64) -> Vec<u8> {
         ct % 1000
     )
     .into_bytes()
-}
-
-/// Serves `body` with `content_type` to every request on a port of 127.0.0.1.
-fn serve(content_type: &'static str, body: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = vec![0u8; 8192];
-            let _ = s.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s
-                .write_all(head.as_bytes())
-                .and_then(|_| s.write_all(&body));
-        }
-    });
-    addr
 }
 
 /// Posts to the agent a remote write 2.0 request: counter `agent_ct_rw2_total` = 5 at `t`,
@@ -197,8 +167,8 @@ fn forwards_created_timestamps(message: &str, hub_flags: &[&str], zero: bool) {
     let dir = tempfile::tempdir().unwrap();
     // A whole second: OpenMetrics gives float seconds, which become ms by truncation.
     let ct = (now_ms() / 1000 - 120) * 1000;
-    let pb = serve(PROTOBUF, protobuf_body(ct));
-    let om = serve(OPENMETRICS, openmetrics_body(ct));
+    let pb = serve_scrape_target(PROTOBUF, protobuf_body(ct));
+    let om = serve_scrape_target(OPENMETRICS, openmetrics_body(ct));
     let mut flags = vec!["--otlp-grpc-listen", "off"];
     flags.extend(hub_flags);
     let hub = Server::start(&dir.path().join("hub"), &flags);

@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::protobuf::{bytes_field, double_field, varint, varint_field, zigzag};
-use common::{poll, Server};
+use common::{now_ms, poll, serve_scrape_target, Server};
 use serde_json::Value;
 
 const PROTOBUF: &str =
@@ -80,41 +78,13 @@ fn openmetrics_body(ct: i64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Serves `body` with `content_type` to every request on a port of 127.0.0.1.
-fn serve(content_type: &'static str, body: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = vec![0u8; 8192];
-            let _ = s.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s
-                .write_all(head.as_bytes())
-                .and_then(|_| s.write_all(&body));
-        }
-    });
-    addr
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// A server scraping a protobuf and an OpenMetrics target every second, both exposing
 /// metrics created two minutes ago; returns it and the created timestamp.
 fn start(dir: &std::path::Path, extra: &[&str]) -> (Server, i64) {
     // A whole second: OpenMetrics gives float seconds, which become ms by truncation.
     let ct = (now_ms() / 1000 - 120) * 1000;
-    let pb = serve(PROTOBUF, protobuf_body(ct));
-    let om = serve(OPENMETRICS, openmetrics_body(ct));
+    let pb = serve_scrape_target(PROTOBUF, protobuf_body(ct));
+    let om = serve_scrape_target(OPENMETRICS, openmetrics_body(ct));
     let cfg = dir.join("meshlens.yml");
     std::fs::write(
         &cfg,

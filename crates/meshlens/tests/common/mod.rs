@@ -513,6 +513,26 @@ pub fn normalise(v: &Value) -> Result<(String, Points), String> {
 }
 
 /// Now, in milliseconds since the epoch.
+/// Serves `body` with `content_type` to every request on a port of 127.0.0.1.
+pub fn serve_scrape_target(content_type: &'static str, body: Vec<u8>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = vec![0u8; 8192];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut s, head.as_bytes())
+                .and_then(|_| std::io::Write::write_all(&mut s, &body));
+        }
+    });
+    addr
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
