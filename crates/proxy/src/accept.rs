@@ -8,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +18,14 @@ use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
 use crate::conn::ConnInfo;
 use crate::h1server::{self, InBody};
+use crate::spread::{Inbox, Spread};
 use crate::telemetry::metrics::Metrics;
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client starts with.
@@ -95,19 +98,21 @@ macro_rules! drive {
     }};
 }
 
-/// Serves `listener` until `shutdown` turns true, calling `handle` for each request.
-pub fn serve<F, Fut>(
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-    metrics: Option<Arc<Metrics>>,
-    tls: Option<Arc<crate::tls::inbound::Inbound>>,
+/// What a serving thread's connections share.
+struct Serving<F> {
     handle: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: Fn(Request<InBody>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
-{
-    tokio::spawn(async move {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<crate::tls::inbound::Inbound>>,
+}
+
+impl<F> Serving<F> {
+    fn new(
+        handle: F,
+        shutdown: watch::Receiver<bool>,
+        tls: Option<Arc<crate::tls::inbound::Inbound>>,
+    ) -> Arc<Serving<F>> {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
@@ -116,7 +121,33 @@ where
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
-        let builders = Arc::new((h1, h2));
+        Arc::new(Serving {
+            handle,
+            h1,
+            h2,
+            shutdown,
+            tls,
+        })
+    }
+}
+
+/// Serves `listener` until `shutdown` turns true, calling `handle` for each request. Each
+/// accepted connection goes to the serving thread with the fewest open ones (see
+/// [`crate::spread`]), which may be this one.
+pub fn serve<F, Fut>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    metrics: Option<Arc<Metrics>>,
+    tls: Option<Arc<crate::tls::inbound::Inbound>>,
+    spread: Spread,
+    handle: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Request<InBody>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let serving = Serving::new(handle, shutdown.clone(), tls);
         loop {
             let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -136,96 +167,142 @@ where
                     .fetch_add(1, Ordering::Relaxed);
             }
             let _ = stream.set_nodelay(true);
-            let handle = handle.clone();
-            let builders = builders.clone();
-            let mut shutdown = shutdown.clone();
-            let tls = tls.clone();
-            let fut = async move {
-                let own_handle = handle.clone();
-                let service = move |conn: Arc<ConnInfo>| {
-                    hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let fut = handle(req.map(InBody::Hyper), conn.clone());
-                        async move { Ok::<_, Infallible>(fut.await) }
-                    })
-                };
-                let (h1, h2) = &*builders;
-                let stream = match &tls {
-                    None => stream,
-                    Some(t) => match t.admit(stream, peer).await {
-                        crate::tls::inbound::Admitted::Plain(s) => s,
-                        crate::tls::inbound::Admitted::Refused => return,
-                        crate::tls::inbound::Admitted::Tls(s, conn, alpn) => {
-                            let svc = service(conn);
-                            let io = TokioIo::new(*s);
-                            return Box::pin(async move {
-                                match alpn {
-                                    Some(true) => {
-                                        drive!(h2.serve_connection(io, svc), shutdown, peer)
-                                    }
-                                    Some(false) => {
-                                        drive!(h1.serve_connection(io, svc), shutdown, peer)
-                                    }
-                                    None => {
-                                        let mut auto = auto::Builder::new(TokioExecutor::new());
-                                        auto.http1()
-                                            .timer(TokioTimer::new())
-                                            .header_read_timeout(Duration::from_secs(30))
-                                            .max_buf_size(MAX_BUF_SIZE)
-                                            .keep_alive(true);
-                                        auto.http2().timer(TokioTimer::new());
-                                        drive!(auto.serve_connection(io, svc), shutdown, peer)
-                                    }
-                                }
-                            })
-                            .await;
-                        }
-                    },
-                };
-                let conn = ConnInfo::plain(peer);
-                match sniff(&stream).await {
-                    None => {}
-                    // The hot path: the proxy's own HTTP/1.1 server (see `h1server`).
-                    Some(Proto::Http1) => {
-                        let _ = h1;
-                        h1server::serve(stream, H1_OPTIONS, shutdown, move |req| {
-                            own_handle(req, conn.clone())
-                        })
-                        .await
-                    }
-                    // Boxed, as is the fallback, so that the common HTTP/1.1 connection's
-                    // task is no larger than its own state.
-                    Some(Proto::Http2) => {
-                        let svc = service(conn);
-                        Box::pin(async move {
-                            drive!(
-                                h2.serve_connection(TokioIo::new(stream), svc),
-                                shutdown,
-                                peer
-                            )
-                        })
-                        .await
-                    }
-                    Some(Proto::Unknown) => {
-                        let svc = service(conn);
-                        Box::pin(async move {
-                            let mut auto = auto::Builder::new(TokioExecutor::new());
-                            auto.http1()
-                                .timer(TokioTimer::new())
-                                .header_read_timeout(Duration::from_secs(30))
-                                .max_buf_size(MAX_BUF_SIZE)
-                                .keep_alive(true);
-                            auto.http2().timer(TokioTimer::new());
-                            drive!(
-                                auto.serve_connection(TokioIo::new(stream), svc),
-                                shutdown,
-                                peer
-                            )
-                        })
-                        .await
-                    }
-                }
-            };
-            tokio::spawn(fut);
+            if let Some((stream, open)) = spread.place(stream, peer) {
+                let conn = connection(serving.clone(), stream, peer);
+                tokio::spawn(async move {
+                    conn.await;
+                    drop(open);
+                });
+            }
         }
     })
+}
+
+/// Serves the connections another thread's [`serve`] hands to this one through `inbox`,
+/// until `shutdown` turns true or that thread stops.
+pub fn serve_handed<F, Fut>(
+    mut inbox: Inbox,
+    mut shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<crate::tls::inbound::Inbound>>,
+    handle: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Request<InBody>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let serving = Serving::new(handle, shutdown.clone(), tls);
+        loop {
+            let handed = tokio::select! {
+                h = inbox.recv() => match h {
+                    Some(h) => h,
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            };
+            // Registered with this thread's reactor from here on.
+            let stream = match TcpStream::from_std(handed.stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(peer = %handed.peer, error = %e, "handed connection lost");
+                    continue;
+                }
+            };
+            let conn = connection(serving.clone(), stream, handed.peer);
+            let open = handed.open;
+            tokio::spawn(async move {
+                conn.await;
+                drop(open);
+            });
+        }
+    })
+}
+
+/// Serves one accepted connection until it ends, or until shutdown.
+async fn connection<F, Fut>(serving: Arc<Serving<F>>, stream: TcpStream, peer: SocketAddr)
+where
+    F: Fn(Request<InBody>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let mut shutdown = serving.shutdown.clone();
+    let handle = serving.handle.clone();
+    let service = move |conn: Arc<ConnInfo>| {
+        let handle = handle.clone();
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let fut = handle(req.map(InBody::Hyper), conn.clone());
+            async move { Ok::<_, Infallible>(fut.await) }
+        })
+    };
+    let (h1, h2) = (&serving.h1, &serving.h2);
+    let stream = match &serving.tls {
+        None => stream,
+        Some(t) => match t.admit(stream, peer).await {
+            crate::tls::inbound::Admitted::Plain(s) => s,
+            crate::tls::inbound::Admitted::Refused => return,
+            crate::tls::inbound::Admitted::Tls(s, conn, alpn) => {
+                let svc = service(conn);
+                let io = TokioIo::new(*s);
+                return Box::pin(async move {
+                    match alpn {
+                        Some(true) => drive!(h2.serve_connection(io, svc), shutdown, peer),
+                        Some(false) => drive!(h1.serve_connection(io, svc), shutdown, peer),
+                        None => {
+                            let auto = auto_builder();
+                            drive!(auto.serve_connection(io, svc), shutdown, peer)
+                        }
+                    }
+                })
+                .await;
+            }
+        },
+    };
+    let conn = ConnInfo::plain(peer);
+    match sniff(&stream).await {
+        None => {}
+        // The hot path: the proxy's own HTTP/1.1 server (see `h1server`).
+        Some(Proto::Http1) => {
+            let handle = &serving.handle;
+            h1server::serve(stream, H1_OPTIONS, shutdown, move |req| {
+                handle(req, conn.clone())
+            })
+            .await
+        }
+        // Boxed, as is the fallback, so that the common HTTP/1.1 connection's task is no
+        // larger than its own state.
+        Some(Proto::Http2) => {
+            let svc = service(conn);
+            Box::pin(async move {
+                drive!(
+                    h2.serve_connection(TokioIo::new(stream), svc),
+                    shutdown,
+                    peer
+                )
+            })
+            .await
+        }
+        Some(Proto::Unknown) => {
+            let svc = service(conn);
+            Box::pin(async move {
+                let auto = auto_builder();
+                drive!(
+                    auto.serve_connection(TokioIo::new(stream), svc),
+                    shutdown,
+                    peer
+                )
+            })
+            .await
+        }
+    }
+}
+
+/// hyper's HTTP/1.1-or-2 builder, for connections whose first bytes or ALPN did not tell.
+fn auto_builder() -> auto::Builder<TokioExecutor> {
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(MAX_BUF_SIZE)
+        .keep_alive(true);
+    auto.http2().timer(TokioTimer::new());
+    auto
 }

@@ -32,6 +32,7 @@ pub mod resilience;
 mod reuse;
 pub mod route;
 pub mod sni;
+pub mod spread;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;
@@ -112,9 +113,11 @@ pub struct ProxyOptions {
     pub connect_timeout: Duration,
     /// Threads serving the proxy listener. 1 (default): the calling runtime serves it,
     /// whatever its flavour. N > 1: the calling runtime plus N - 1 threads, each running a
-    /// current-thread runtime with its own `SO_REUSEPORT` listener on the same address, and
-    /// each with its own upstream connection pool: a downstream connection, its requests and
-    /// their upstream connections then stay on one thread, without cross-thread wake-ups.
+    /// current-thread runtime with its own upstream connection pool. The calling runtime
+    /// accepts and gives each connection to the thread with the fewest open ones (see
+    /// [`spread`]); a downstream connection, its requests and their upstream connections
+    /// then stay on one thread, without cross-thread wake-ups. TCP listeners are bound by
+    /// every thread with `SO_REUSEPORT`, the kernel spreading their connections.
     /// Meant for a current-thread calling runtime (as `meshlens proxy` uses).
     pub threads: usize,
     /// Serve as this Istio Gateway (`ns/name`): only VirtualServices bound to it by
@@ -254,21 +257,14 @@ impl Proxy {
                 .await
                 .map_err(|source| ProxyError::Bind { addr, source })
         };
-        let listener = if threads > 1 {
-            bind_reuseport(opts.listen).map_err(|source| ProxyError::Bind {
-                addr: opts.listen,
-                source,
-            })?
-        } else {
-            bind(opts.listen).await?
-        };
+        let listener = bind(opts.listen).await?;
         let addr = listener.local_addr().map_err(|source| ProxyError::Bind {
             addr: opts.listen,
             source,
         })?;
         let mut tcp_listeners = Vec::new();
         for (listen, port) in &opts.tcp_listeners {
-            // As the HTTP listener: each serving thread binds the same address too.
+            // Each serving thread binds the same address too (see `spawn_serving_thread`).
             let l = if threads > 1 {
                 bind_reuseport(*listen).map_err(|source| ProxyError::Bind {
                     addr: *listen,
@@ -364,15 +360,17 @@ impl Proxy {
         forward::set_local_pool(0);
         let tcp_ports: Vec<(SocketAddr, u16)> =
             tcp_listeners.iter().map(|(_, a, p)| (*a, *p)).collect();
-        for i in 1..threads {
+        let (spread, inboxes) = spread::Spread::new(threads);
+        let _ = metrics.counters.downstream_open.set(spread.counts());
+        for (i, inbox) in (1..threads).zip(inboxes) {
             tasks.push(spawn_serving_thread(
                 i,
+                inbox,
                 addr,
                 &tcp_ports,
                 opts.connect_timeout,
                 shared.clone(),
                 shutdown_rx.clone(),
-                metrics.clone(),
                 inbound_tls.clone(),
             )?);
         }
@@ -394,6 +392,7 @@ impl Proxy {
             shutdown_rx.clone(),
             Some(metrics.clone()),
             inbound_tls,
+            spread,
             move |req, conn| pipeline::handle(px.clone(), req, conn),
         ));
         let mut admin_addr = None;
@@ -454,21 +453,20 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Serving thread `index` (see [`ProxyOptions::threads`]): a current-thread runtime accepting
-/// on its own listener. Returns once the listener is bound; the handle (of a task on the
-/// calling runtime) ends when the thread's accept loop has.
-/// One more serving thread with its own runtime: it accepts on the HTTP listener's address
-/// and on each TCP listener's (`tcp`: address and service port), all bound with
-/// `SO_REUSEPORT`, so the kernel spreads connections over the threads.
+/// Serving thread `index` (see [`ProxyOptions::threads`]): a current-thread runtime serving the
+/// HTTP connections handed to it through `inbox` and accepting on its own listener of each
+/// TCP listener's address (`tcp`: address and service port, bound with `SO_REUSEPORT`).
+/// Returns once those are bound; the handle (of a task on the calling runtime) ends when
+/// the thread's serving loop has.
 #[allow(clippy::too_many_arguments)]
 fn spawn_serving_thread(
     index: usize,
+    inbox: spread::Inbox,
     addr: SocketAddr,
     tcp: &[(SocketAddr, u16)],
     connect_timeout: Duration,
     shared: Arc<pipeline::Shared>,
     shutdown: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
     inbound_tls: Option<Arc<tls::inbound::Inbound>>,
 ) -> Result<tokio::task::JoinHandle<()>, ProxyError> {
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
@@ -483,14 +481,11 @@ fn spawn_serving_thread(
         .spawn(move || {
             forward::set_local_pool(index);
             rt.block_on(async move {
-                let bound = bind_reuseport(addr).and_then(|l| {
-                    let tcp = tcp
-                        .iter()
-                        .map(|(a, port)| Ok((bind_reuseport(*a)?, *port)))
-                        .collect::<std::io::Result<Vec<_>>>()?;
-                    Ok((l, tcp))
-                });
-                let (listener, tcp) = match bound {
+                let bound = tcp
+                    .iter()
+                    .map(|(a, port)| Ok((bind_reuseport(*a)?, *port)))
+                    .collect::<std::io::Result<Vec<_>>>();
+                let tcp = match bound {
                     Ok(l) => {
                         let _ = bound_tx.send(Ok(()));
                         l
@@ -510,13 +505,9 @@ fn spawn_serving_thread(
                         shutdown.clone(),
                     );
                 }
-                let task = accept::serve(
-                    listener,
-                    shutdown,
-                    Some(metrics),
-                    inbound_tls,
-                    move |req, conn| pipeline::handle(shared.clone(), req, conn),
-                );
+                let task = accept::serve_handed(inbox, shutdown, inbound_tls, move |req, conn| {
+                    pipeline::handle(shared.clone(), req, conn)
+                });
                 let _ = task.await;
             });
             let _ = done_tx.send(());

@@ -381,3 +381,58 @@ async fn connection_level_response_headers_end_at_the_proxy() {
     assert_eq!(raw.accepted.load(Ordering::SeqCst), 1);
     h.proxy.shutdown().await;
 }
+
+/// With several serving threads, keep-alive connections are spread evenly over them (not
+/// left to the kernel's hash), each serving its requests, and counted out when closed.
+#[tokio::test]
+async fn connections_are_spread_evenly_over_the_serving_threads() {
+    let raw = raw_backend(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            false,
+        )
+    })
+    .await;
+    let h = start_with(&mesh(raw.port), |o| o.threads = 2).await;
+    let open = |m: &str, thread: &str| {
+        metric_value(
+            m,
+            "meshlens_proxy_downstream_connections_open",
+            &[&format!("thread=\"{thread}\"")],
+        )
+    };
+    let get = b"GET /x HTTP/1.1\r\nhost: raw\r\n\r\n";
+    let mut conns = Vec::new();
+    for i in 0..4 {
+        let mut s = TcpStream::connect(h.proxy.addr()).await.unwrap();
+        let a = exchange(&mut s, get, |a| a.ends_with("ok")).await;
+        assert!(a.starts_with("HTTP/1.1 200"), "connection {i}: {a}");
+        conns.push(s);
+    }
+    let m = h.metrics().await;
+    assert_eq!((open(&m, "0"), open(&m, "1")), (2.0, 2.0), "{m}");
+    // Every connection goes on serving on its thread.
+    for (i, s) in conns.iter_mut().enumerate() {
+        for _ in 0..3 {
+            let a = exchange(s, get, |a| a.ends_with("ok")).await;
+            assert!(a.starts_with("HTTP/1.1 200"), "connection {i}: {a}");
+        }
+    }
+    drop(conns);
+    assert!(
+        eventually(|| async {
+            let m = h.metrics().await;
+            open(&m, "0") == 0.0 && open(&m, "1") == 0.0
+        })
+        .await,
+        "{}",
+        h.metrics().await
+    );
+    let m = h.metrics().await;
+    assert!(
+        m.lines()
+            .any(|l| l == "meshlens_proxy_downstream_connections_total 4"),
+        "{m}"
+    );
+    h.proxy.shutdown().await;
+}

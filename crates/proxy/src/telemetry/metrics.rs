@@ -223,6 +223,8 @@ pub struct ProxyCounters {
     /// Errors in the last rejected load (0 after a good one).
     pub config_errors: AtomicU64,
     pub downstream_cx_total: AtomicU64,
+    /// Open HTTP connections of each serving thread (see [`crate::spread`]), once serving.
+    pub downstream_open: std::sync::OnceLock<Arc<[std::sync::atomic::AtomicUsize]>>,
     /// TLS handshake failures by reason, inbound and outbound.
     pub tls_handshake_failures: crate::tls::Failures,
 }
@@ -387,6 +389,16 @@ impl Metrics {
         ];
         for (name, ty, help, v) in simple {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {v}");
+        }
+        if let Some(open) = c.downstream_open.get() {
+            let _ = writeln!(out, "# HELP meshlens_proxy_downstream_connections_open Open connections on the proxy listener, by the serving thread that serves them.\n# TYPE meshlens_proxy_downstream_connections_open gauge");
+            for (thread, n) in open.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "meshlens_proxy_downstream_connections_open{{thread=\"{thread}\"}} {n}"
+                );
+            }
         }
         let _ = writeln!(
             out,
