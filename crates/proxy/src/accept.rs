@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::body::ProxyBody;
 use crate::conn::ConnInfo;
 use crate::h1server::{self, InBody};
-use crate::spread::{Inbox, Spread};
+use crate::spread::{Inbox, Open, Spread};
 use crate::telemetry::metrics::Metrics;
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client starts with.
@@ -168,11 +168,7 @@ where
             }
             let _ = stream.set_nodelay(true);
             if let Some((stream, open)) = spread.place(stream, peer) {
-                let conn = connection(serving.clone(), stream, peer);
-                tokio::spawn(async move {
-                    conn.await;
-                    drop(open);
-                });
+                tokio::spawn(connection(serving.clone(), stream, peer, open));
             }
         }
     })
@@ -208,22 +204,28 @@ where
                     continue;
                 }
             };
-            let conn = connection(serving.clone(), stream, handed.peer);
-            let open = handed.open;
-            tokio::spawn(async move {
-                conn.await;
-                drop(open);
-            });
+            tokio::spawn(connection(
+                serving.clone(),
+                stream,
+                handed.peer,
+                handed.open,
+            ));
         }
     })
 }
 
-/// Serves one accepted connection until it ends, or until shutdown.
-async fn connection<F, Fut>(serving: Arc<Serving<F>>, stream: TcpStream, peer: SocketAddr)
-where
+/// Serves one accepted connection until it ends, or until shutdown; it counts as `open`
+/// on its thread until then.
+async fn connection<F, Fut>(
+    serving: Arc<Serving<F>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    open: Open,
+) where
     F: Fn(Request<InBody>, Arc<ConnInfo>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
+    let _open = open;
     let mut shutdown = serving.shutdown.clone();
     let handle = serving.handle.clone();
     let service = move |conn: Arc<ConnInfo>| {
