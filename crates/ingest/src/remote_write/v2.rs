@@ -32,7 +32,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use meshlens_model::{
-    Labels, MetricMetadata, RawSeries, Sample, SeriesExemplars, SeriesHistograms, METRIC_NAME,
+    HistogramSample, Labels, MetricMetadata, RawSeries, Sample, SeriesExemplars, SeriesHistograms,
+    METRIC_NAME,
 };
 
 use super::wire::{
@@ -158,55 +159,41 @@ impl<'a> V2Request<'a> {
     /// histograms of one series, those of series with invalid labels left out, as
     /// `request_histograms` groups them.
     pub fn histograms_created(&self) -> Vec<i64> {
-        let mut out = Vec::new();
-        let mut last = None;
-        for (i, _) in &self.raw.histograms {
-            if last == Some(*i) {
-                continue;
-            }
-            last = Some(*i);
-            let valid = self.raw.get(*i).is_some_and(|series| {
-                super::check_series(&RawSeries {
-                    labels: series.labels,
-                    samples: &[],
-                })
-                .is_ok()
-            });
-            if valid {
-                out.push(self.created_timestamp(*i).unwrap_or(0));
-            }
-        }
-        out
+        self.histogram_runs()
+            .map(|(i, _, _)| self.created_timestamp(i).unwrap_or(0))
+            .collect()
     }
 
     /// The created-timestamp zeros of the native-histogram series: an empty histogram at
     /// the series' created timestamp when that is before its first histogram. Series with
     /// invalid labels get none (their histograms are refused).
     pub fn histogram_zeros(&self) -> Vec<SeriesHistograms> {
-        let mut out = Vec::new();
-        let mut last = None;
-        for (i, first) in &self.raw.histograms {
-            if last == Some(*i) {
-                continue;
-            }
-            last = Some(*i);
-            let Some(zero) = self
-                .created_timestamp(*i)
-                .and_then(|ct| crate::created::histogram_zero(ct, first))
-            else {
-                continue;
-            };
-            let Some(series) = self.raw.get(*i) else {
-                continue;
-            };
-            if super::check_series(&series).is_ok() {
-                out.push(SeriesHistograms {
+        self.histogram_runs()
+            .filter_map(|(i, first, series)| {
+                let zero = self
+                    .created_timestamp(i)
+                    .and_then(|ct| crate::created::histogram_zero(ct, first))?;
+                Some(SeriesHistograms {
                     labels: series.to_labels(),
                     samples: vec![zero],
-                });
+                })
+            })
+            .collect()
+    }
+
+    /// Each run of native histograms of one series, by the first of the run, for series
+    /// whose labels are valid (the others' histograms are refused): the series index, its
+    /// first histogram of the run and the series.
+    fn histogram_runs(&self) -> impl Iterator<Item = (usize, &HistogramSample, RawSeries<'_>)> {
+        let mut last = None;
+        self.raw.histograms.iter().filter_map(move |(i, first)| {
+            if last == Some(*i) {
+                return None;
             }
-        }
-        out
+            last = Some(*i);
+            let series = self.raw.get(*i)?;
+            check_series(&series).is_ok().then_some((*i, first, series))
+        })
     }
 
     /// The exemplars of valid series, with good references, in request order.
